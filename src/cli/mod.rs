@@ -1,0 +1,401 @@
+//! The command line: `ephemera daemon`, local checks (`config`, `rules`, `token`), and an
+//! API client for everything else.
+//!
+//! Exit codes: 0 success, 1 failure (including an API error or a failed check), 2 usage error.
+//!
+//! Architecture Invariant: client commands only talk HTTP to a daemon; they never open the
+//! store, so the CLI works the same against a local or a remote daemon.
+
+mod client;
+pub mod output;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{self, Config};
+use crate::http::dto::LeaseView;
+use crate::lease::AcquireRequest;
+use crate::logging::{self, LogFormat};
+use client::Client;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ephemera",
+    version,
+    about = "Keeps ephemeral cloud environments honest"
+)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "human")]
+    log_format: LogFormat,
+    /// Log filter (e.g. `debug`, `ephemera=debug,info`); overrides RUST_LOG.
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct ConfigArg {
+    /// Config file.
+    #[arg(long, env = "EPHEMERA_CONFIG", default_value = "ephemera.toml")]
+    config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct ClientArgs {
+    /// Address of the daemon's API.
+    #[arg(
+        long,
+        env = "EPHEMERA_ADDR",
+        default_value = "http://127.0.0.1:9477",
+        global = true
+    )]
+    addr: String,
+    /// Bearer token for the API.
+    #[arg(long, env = "EPHEMERA_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table", global = true)]
+    output: Output,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TagFormat {
+    /// Shell `export` lines.
+    Env,
+    /// A JSON map of tag key to value.
+    Json,
+    /// A Terraform AWS provider `default_tags` block.
+    Terraform,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon (API, metrics, and later the scheduled passes).
+    Daemon(ConfigArg),
+    /// Validate or print configuration.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Work with the policy rules.
+    #[command(subcommand)]
+    Rules(RulesCmd),
+    /// Make and hash API tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Acquire, renew, heartbeat, release and inspect leases (through the API).
+    Lease {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: LeaseCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCmd {
+    /// Check the config file and the policy it points at; prints FILE:LINE:COL on error.
+    Check(ConfigArg),
+    /// Print the annotated example config.
+    Example,
+}
+
+#[derive(Debug, Subcommand)]
+enum RulesCmd {
+    /// Run the test cases written in the rules files.
+    Test {
+        /// Rules directory (holding policy/); defaults to the one the config names.
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCmd {
+    /// Print a new random token and, on the next line, its SHA-256 for `token_sha256`.
+    New,
+    /// Read a token on stdin and print its SHA-256.
+    Hash,
+}
+
+#[derive(Debug, Subcommand)]
+enum LeaseCmd {
+    /// Take a lease; prints the lease, or with --format the tags to apply.
+    Acquire {
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        task: String,
+        /// Who answers for what the task creates (an email address).
+        #[arg(long)]
+        owner: String,
+        /// Time to live, e.g. 90m, 2h, 7d (default: the project's default TTL).
+        #[arg(long)]
+        ttl: Option<String>,
+        /// Expire the lease if no heartbeat arrives within this interval.
+        #[arg(long)]
+        heartbeat_interval: Option<String>,
+        /// A label KEY=VALUE (repeatable).
+        #[arg(long = "label", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+        /// A region the task will use (repeatable).
+        #[arg(long = "region")]
+        regions: Vec<String>,
+        /// Print only the identity tags, in this format.
+        #[arg(long, value_enum)]
+        format: Option<TagFormat>,
+    },
+    /// Extend a lease to now + TTL.
+    Renew {
+        id: String,
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+    /// Tell the daemon the task is alive.
+    Heartbeat { id: String },
+    /// End a lease.
+    Release { id: String },
+    /// List leases, newest first.
+    List {
+        #[arg(long)]
+        project: Option<String>,
+        /// active, expired or released.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        owner: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Cursor printed by the previous page.
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Show one lease.
+    Show { id: String },
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        // clap exits 0 for --help/--version and 2 for usage errors.
+        Err(e) => e.exit(),
+    };
+    let log_level = cli.log_level.clone().or_else(|| match cli.command {
+        // Client commands keep the terminal quiet unless asked.
+        Command::Daemon(_) => None,
+        _ => Some(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into())),
+    });
+    if let Err(e) = logging::init(cli.log_format, log_level.as_deref()) {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Daemon(c) => daemon(c).await,
+        Command::Config(ConfigCmd::Check(c)) => {
+            let config = Config::load(&c.config)?;
+            let policy = crate::daemon::load_policy(&config)?;
+            println!(
+                "ok: {} ({} principals, {} projects, {} accounts × {} regions, enforcement {})",
+                config.path.display(),
+                config.principals.len(),
+                policy.projects().count(),
+                config.aws.accounts.len(),
+                config.aws.regions.len(),
+                if config.enforcement.armed {
+                    "ARMED"
+                } else {
+                    "off"
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config(ConfigCmd::Example) => {
+            print!("{}", config::EXAMPLE);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rules(RulesCmd::Test { rules, config }) => {
+            let dir = match rules {
+                Some(d) => d,
+                None => Config::load(&config.config)?.rules.dir,
+            };
+            let policy = crate::policy::Policy::load(&dir)?;
+            let report = policy.run_cases();
+            print!("{report}");
+            Ok(if report.failed() == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Token(TokenCmd::New) => {
+            let token = format!(
+                "eph_{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            );
+            println!("{token}\n{}", crate::auth::TokenHash::of(&token).to_hex());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token(TokenCmd::Hash) => {
+            let mut token = String::new();
+            std::io::stdin()
+                .read_to_string(&mut token)
+                .context("cannot read the token from stdin")?;
+            let token = token.trim();
+            anyhow::ensure!(!token.is_empty(), "no token on stdin");
+            println!("{}", crate::auth::TokenHash::of(token).to_hex());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Lease { client, command } => lease(client, command).await,
+    }
+}
+
+async fn daemon(c: ConfigArg) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&c.config)?;
+    let listener = tokio::net::TcpListener::bind(config.api.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.api.listen))?;
+    crate::daemon::run(config, listener, shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested");
+}
+
+async fn lease(args: ClientArgs, cmd: LeaseCmd) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&args.addr, args.token.as_deref())?;
+    let mut out = std::io::stdout().lock();
+    let show = |out: &mut dyn Write, l: &LeaseView| -> anyhow::Result<()> {
+        match args.output {
+            Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(l)?)?,
+            Output::Table => write!(out, "{}", output::lease_details(l))?,
+        }
+        Ok(())
+    };
+    match cmd {
+        LeaseCmd::Acquire {
+            project,
+            task,
+            owner,
+            ttl,
+            heartbeat_interval,
+            labels,
+            regions,
+            format,
+        } => {
+            let req = AcquireRequest {
+                project,
+                task,
+                owner,
+                ttl,
+                heartbeat_interval,
+                labels: labels.into_iter().collect::<BTreeMap<_, _>>(),
+                regions,
+            };
+            let l = client.acquire(&req).await?;
+            match format {
+                Some(TagFormat::Env) => write!(out, "{}", output::tags_env(&l))?,
+                Some(TagFormat::Json) => write!(out, "{}", output::tags_json(&l.tags))?,
+                Some(TagFormat::Terraform) => write!(out, "{}", output::tags_terraform(&l.tags))?,
+                None => show(&mut out, &l)?,
+            }
+        }
+        LeaseCmd::Renew { id, ttl } => show(&mut out, &client.renew(&id, ttl).await?)?,
+        LeaseCmd::Heartbeat { id } => show(&mut out, &client.post_empty(&id, "heartbeat").await?)?,
+        LeaseCmd::Release { id } => show(&mut out, &client.post_empty(&id, "release").await?)?,
+        LeaseCmd::Show { id } => show(&mut out, &client.show(&id).await?)?,
+        LeaseCmd::List {
+            project,
+            state,
+            owner,
+            limit,
+            cursor,
+        } => {
+            let mut q: Vec<(&str, String)> = vec![("limit", limit.to_string())];
+            for (k, v) in [
+                ("project", project),
+                ("state", state),
+                ("owner", owner),
+                ("cursor", cursor),
+            ] {
+                if let Some(v) = v {
+                    q.push((k, v));
+                }
+            }
+            let page = client.list(&q).await?;
+            match args.output {
+                Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(&page)?)?,
+                Output::Table => {
+                    write!(out, "{}", output::lease_table(&page.items))?;
+                    if let Some(c) = &page.next_cursor {
+                        eprintln!("more: --cursor {c}");
+                    }
+                }
+            }
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,173 @@
+//! Rendering for the terminal: tables, and lease tags as shell, JSON or Terraform.
+//!
+//! Architecture Invariant: pure string building; printing is the caller's job.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::http::dto::LeaseView;
+
+/// A plain aligned table; the last column is not padded.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let cells: Vec<&str> = cells.collect();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                let pad = widths[i] - cell.chars().count() + 2;
+                out.push_str(cell);
+                out.push_str(&" ".repeat(pad));
+            }
+        }
+        out.push('\n');
+    };
+    line(&mut headers.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+    out
+}
+
+pub fn lease_table(leases: &[LeaseView]) -> String {
+    let rows: Vec<Vec<String>> = leases
+        .iter()
+        .map(|l| {
+            vec![
+                l.id.clone(),
+                l.project.clone(),
+                l.task.clone(),
+                l.owner.clone(),
+                l.state.as_str().to_owned(),
+                l.ends_at.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &["ID", "PROJECT", "TASK", "OWNER", "STATE", "ENDS_AT"],
+        &rows,
+    )
+}
+
+/// One lease, one field per line.
+pub fn lease_details(l: &LeaseView) -> String {
+    let mut rows = vec![
+        ("id", l.id.clone()),
+        ("project", l.project.clone()),
+        ("task", l.task.clone()),
+        ("owner", l.owner.clone()),
+        ("principal", l.principal.clone()),
+        ("state", l.state.as_str().to_owned()),
+        ("created_at", l.created_at.clone()),
+        ("expires_at", l.expires_at.clone()),
+        ("ends_at", l.ends_at.clone()),
+    ];
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    rows.push(("heartbeat_interval", opt(&l.heartbeat_interval)));
+    rows.push(("last_heartbeat_at", opt(&l.last_heartbeat_at)));
+    rows.push(("released_at", opt(&l.released_at)));
+    rows.push((
+        "regions",
+        if l.regions.is_empty() {
+            "-".into()
+        } else {
+            l.regions.join(",")
+        },
+    ));
+    for (k, v) in &l.labels {
+        rows.push(("label", format!("{k}={v}")));
+    }
+    for (k, v) in &l.tags {
+        rows.push(("tag", format!("{k}={v}")));
+    }
+    let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    rows.iter().fold(String::new(), |mut s, (k, v)| {
+        let _ = writeln!(s, "{k:<w$}  {v}");
+        s
+    })
+}
+
+/// Single-quotes a value for POSIX shells.
+fn sh_quote(v: &str) -> String {
+    format!("'{}'", v.replace('\'', "'\\''"))
+}
+
+/// `export` lines: one variable per identity part, plus `EPHEMERA_TAGS` as a JSON map for
+/// tools that take tags whole.
+pub fn tags_env(l: &LeaseView) -> String {
+    let json = serde_json::to_string(&l.tags).unwrap_or_default();
+    let mut out = String::new();
+    for (var, value) in [
+        ("EPHEMERA_LEASE_ID", l.id.clone()),
+        ("EPHEMERA_PROJECT", l.project.clone()),
+        ("EPHEMERA_TASK", l.task.clone()),
+        ("EPHEMERA_OWNER", l.owner.clone()),
+        ("EPHEMERA_LEASE_EXPIRES_AT", l.expires_at.clone()),
+        ("EPHEMERA_TAGS", json),
+    ] {
+        let _ = writeln!(out, "export {var}={}", sh_quote(&value));
+    }
+    out
+}
+
+pub fn tags_json(tags: &BTreeMap<String, String>) -> String {
+    serde_json::to_string_pretty(tags).unwrap_or_default() + "\n"
+}
+
+/// An HCL string literal: escapes quotes, backslashes and template sequences.
+fn hcl_string(v: &str) -> String {
+    let escaped = v
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+        .replace("${", "$${")
+        .replace("%{", "%%{");
+    format!("\"{escaped}\"")
+}
+
+/// A `default_tags` block for the Terraform AWS provider.
+pub fn tags_terraform(tags: &BTreeMap<String, String>) -> String {
+    let w = tags.keys().map(|k| hcl_string(k).len()).max().unwrap_or(0);
+    let mut out = String::from("default_tags {\n  tags = {\n");
+    for (k, v) in tags {
+        let _ = writeln!(out, "    {:<w$} = {}", hcl_string(k), hcl_string(v));
+    }
+    out.push_str("  }\n}\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terraform_block_escapes() {
+        let tags = BTreeMap::from([
+            ("ephemera:owner".to_owned(), "a\"b${x}".to_owned()),
+            ("ephemera:task".to_owned(), "t".to_owned()),
+        ]);
+        assert_eq!(
+            tags_terraform(&tags),
+            "default_tags {\n  tags = {\n    \"ephemera:owner\" = \"a\\\"b$${x}\"\n    \"ephemera:task\"  = \"t\"\n  }\n}\n"
+        );
+    }
+
+    #[test]
+    fn shell_quoting() {
+        assert_eq!(sh_quote("it's"), "'it'\\''s'");
+        assert_eq!(sh_quote("$HOME"), "'$HOME'");
+    }
+
+    #[test]
+    fn tables_align() {
+        let t = table(&["A", "BB"], &[vec!["xxx".into(), "y".into()]]);
+        assert_eq!(t, "A    BB\nxxx  y\n");
+    }
+}

@@ -1,0 +1,754 @@
+//! The one TOML config file: parsed, validated once at start-up, then passed explicitly.
+//!
+//! Architecture Invariant: nothing here opens sockets or the store; the only outside reads are
+//! the environment and files that hold secrets, done once while validating. Secrets never leave
+//! this module in clear: tokens are hashed here, passwords stay named (env var or file).
+
+use std::collections::{BTreeSet, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::auth::{Principal, Role, TokenHash};
+use crate::diagnostic::{FileError, Source};
+use crate::model::{HumanDuration, ProjectName, check_tag_key};
+
+/// The annotated example shipped with the project, embedded so `ephemera config example`
+/// can print it anywhere.
+pub const EXAMPLE: &str = include_str!("../ephemera.example.toml");
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from; relative paths inside it are resolved against its directory.
+    pub path: PathBuf,
+    pub api: ApiConfig,
+    pub store: StoreConfig,
+    pub rules: RulesConfig,
+    pub tags: IdentityTags,
+    pub aws: AwsConfig,
+    pub schedules: Schedules,
+    pub smtp: Option<SmtpConfig>,
+    pub enforcement: Enforcement,
+    /// API principals with hashed tokens.
+    pub principals: Vec<Principal>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct RulesConfig {
+    /// Holds `policy/*.toml`.
+    pub dir: PathBuf,
+}
+
+/// Tag keys that carry a lease's identity on a resource.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityTags {
+    pub lease: String,
+    pub project: String,
+    pub task: String,
+    pub owner: String,
+}
+
+impl Default for IdentityTags {
+    fn default() -> Self {
+        IdentityTags {
+            lease: "ephemera:lease-id".into(),
+            project: "ephemera:project".into(),
+            task: "ephemera:task".into(),
+            owner: "ephemera:owner".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsConfig {
+    pub regions: Vec<String>,
+    pub accounts: Vec<AwsAccount>,
+    /// `arn:aws:iam::{account_id}:role/NAME`, used for accounts without their own role ARN.
+    #[serde(default)]
+    pub assume_role_arn_template: Option<String>,
+    /// Only for emulators in tests and the demo; never set against real AWS.
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsAccount {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Role to assume in this account; none means the daemon's own credentials.
+    #[serde(default)]
+    pub assume_role_arn: Option<String>,
+}
+
+impl AwsConfig {
+    /// The role ARN to assume for an account, if any.
+    pub fn role_arn(&self, account: &AwsAccount) -> Option<String> {
+        account.assume_role_arn.clone().or_else(|| {
+            self.assume_role_arn_template
+                .as_ref()
+                .map(|t| t.replace("{account_id}", &account.id))
+        })
+    }
+}
+
+/// A validated cron expression (5 fields, or 6 with seconds first), UTC.
+#[derive(Debug, Clone)]
+pub struct CronSchedule {
+    pub expr: String,
+    pub cron: croner::Cron,
+}
+
+impl<'de> Deserialize<'de> for CronSchedule {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let expr = String::deserialize(d)?;
+        let cron = expr.parse::<croner::Cron>().map_err(|e| {
+            serde::de::Error::custom(format!("invalid cron expression `{expr}`: {e}"))
+        })?;
+        Ok(CronSchedule { expr, cron })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedules {
+    /// The audit pass.
+    pub scan: CronSchedule,
+    /// The Cost Explorer refresh.
+    pub cost: CronSchedule,
+    /// Owner digests.
+    pub digest: CronSchedule,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain SMTP, for a relay on the same host.
+    None,
+    Starttls,
+    /// TLS from the first byte (usually port 465).
+    Implicit,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    pub from: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Name of the environment variable holding the password (never the password itself).
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// File holding the password.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    #[serde(default = "default_smtp_timeout")]
+    pub timeout: HumanDuration,
+    /// Who receives the on-call summary.
+    #[serde(default)]
+    pub oncall: Vec<String>,
+}
+
+fn default_smtp_timeout() -> HumanDuration {
+    HumanDuration::from_secs(30)
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Enforcement {
+    /// Off by default: nothing is ever deleted unless this is `true`.
+    #[serde(default)]
+    pub armed: bool,
+}
+
+// ---- raw file shape -------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    api: RawApi,
+    store: RawStore,
+    rules: RawRules,
+    #[serde(default)]
+    tags: Option<Spanned<IdentityTags>>,
+    aws: Spanned<AwsConfig>,
+    schedules: Schedules,
+    #[serde(default)]
+    smtp: Option<Spanned<SmtpConfig>>,
+    #[serde(default)]
+    enforcement: Enforcement,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    listen: SocketAddr,
+    #[serde(default = "default_max_body")]
+    max_body_bytes: usize,
+    #[serde(default)]
+    principals: Vec<RawPrincipal>,
+}
+
+fn default_max_body() -> usize {
+    64 * 1024
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    path: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRules {
+    dir: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrincipal {
+    name: Spanned<String>,
+    role: Role,
+    #[serde(default)]
+    projects: Option<Spanned<Vec<ProjectName>>>,
+    #[serde(default)]
+    token_sha256: Option<Spanned<String>>,
+    #[serde(default)]
+    token_env: Option<Spanned<String>>,
+    #[serde(default)]
+    token_file: Option<Spanned<PathBuf>>,
+}
+
+/// Why a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read config file")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Invalid(#[from] FileError),
+}
+
+impl Config {
+    /// Reads and validates a config file, reading token variables from the process environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Config::parse(path, &text, &|name| {
+            std::env::var(name).ok()
+        })?)
+    }
+
+    /// Validates config text; `env` looks up environment variables (injected for tests).
+    pub fn parse(
+        path: &Path,
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, FileError> {
+        let src = Source::new(path, text);
+        let raw: RawConfig = toml::from_str(text).map_err(|e| src.from_toml(&e))?;
+        let base = path.parent().unwrap_or(Path::new(".")).to_owned();
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_owned()
+            } else {
+                base.join(p)
+            }
+        };
+
+        if let Some(tags) = &raw.tags {
+            validate_tags(&src, tags)?;
+        }
+        validate_aws(&src, &raw.aws)?;
+        if let Some(smtp) = &raw.smtp {
+            validate_smtp(&src, smtp)?;
+        }
+        if raw.api.max_body_bytes < 1024 {
+            return Err(src.error_for(0..0, "api.max_body_bytes", "must be at least 1024"));
+        }
+        let principals = resolve_principals(&src, raw.api.principals, &resolve, env)?;
+
+        Ok(Config {
+            path: path.to_owned(),
+            api: ApiConfig {
+                listen: raw.api.listen,
+                max_body_bytes: raw.api.max_body_bytes,
+            },
+            store: StoreConfig {
+                path: resolve(&raw.store.path),
+            },
+            rules: RulesConfig {
+                dir: resolve(&raw.rules.dir),
+            },
+            tags: raw.tags.map(Spanned::into_inner).unwrap_or_default(),
+            aws: raw.aws.into_inner(),
+            schedules: raw.schedules,
+            smtp: raw.smtp.map(Spanned::into_inner),
+            enforcement: raw.enforcement,
+            principals,
+        })
+    }
+
+    /// Checks the principals against the policy's projects: a lessee scoped to a project no
+    /// policy defines is a typo, and typos in access control are refused, not guessed at.
+    pub fn check_against_policy(&self, policy: &crate::policy::Policy) -> Result<(), String> {
+        for p in &self.principals {
+            for project in &p.projects {
+                if policy.project(project).is_none() {
+                    return Err(format!(
+                        "{}: principal `{}` names project `{project}`, which no file in {} defines",
+                        self.path.display(),
+                        p.name,
+                        self.rules.dir.join("policy").display()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn validate_tags(src: &Source<'_>, tags: &Spanned<IdentityTags>) -> Result<(), FileError> {
+    let t = tags.get_ref();
+    let mut seen = HashSet::new();
+    for (field, key) in [
+        ("tags.lease", &t.lease),
+        ("tags.project", &t.project),
+        ("tags.task", &t.task),
+        ("tags.owner", &t.owner),
+    ] {
+        check_tag_key(key).map_err(|m| src.error_for(tags.span(), field, m))?;
+        if !seen.insert(key) {
+            return Err(src.error_for(
+                tags.span(),
+                field,
+                format!("tag key `{key}` is used twice"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_aws(src: &Source<'_>, aws: &Spanned<AwsConfig>) -> Result<(), FileError> {
+    let a = aws.get_ref();
+    let span = aws.span();
+    if a.regions.is_empty() {
+        return Err(src.error_for(span, "aws.regions", "list at least one region"));
+    }
+    for r in &a.regions {
+        if !looks_like_region(r) {
+            return Err(src.error_for(
+                span,
+                "aws.regions",
+                format!("`{r}` is not an AWS region name (like us-east-1)"),
+            ));
+        }
+    }
+    if a.accounts.is_empty() {
+        return Err(src.error_for(span, "aws.accounts", "list at least one account"));
+    }
+    let mut ids = HashSet::new();
+    for acc in &a.accounts {
+        if acc.id.len() != 12 || !acc.id.chars().all(|c| c.is_ascii_digit()) {
+            return Err(src.error_for(
+                span,
+                "aws.accounts.id",
+                format!("`{}` is not a 12-digit AWS account id", acc.id),
+            ));
+        }
+        if !ids.insert(&acc.id) {
+            return Err(src.error_for(
+                span,
+                "aws.accounts.id",
+                format!("account `{}` is listed twice", acc.id),
+            ));
+        }
+        if let Some(arn) = a.role_arn(acc) {
+            check_role_arn(&arn, &acc.id)
+                .map_err(|m| src.error_for(span.clone(), "aws.accounts.assume_role_arn", m))?;
+        }
+    }
+    if let Some(t) = &a.assume_role_arn_template
+        && !t.contains("{account_id}")
+    {
+        return Err(src.error_for(
+            span,
+            "aws.assume_role_arn_template",
+            "must contain `{account_id}`",
+        ));
+    }
+    if let Some(url) = &a.endpoint_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        return Err(src.error_for(
+            span,
+            "aws.endpoint_url",
+            format!("`{url}` is not an http(s) URL"),
+        ));
+    }
+    Ok(())
+}
+
+fn looks_like_region(r: &str) -> bool {
+    let parts: Vec<&str> = r.split('-').collect();
+    parts.len() >= 3
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
+        && parts[parts.len() - 1].chars().all(|c| c.is_ascii_digit())
+        && !parts[parts.len() - 1].is_empty()
+}
+
+fn check_role_arn(arn: &str, account: &str) -> Result<(), String> {
+    // arn:PARTITION:iam::ACCOUNT:role/NAME
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let ok = parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "iam"
+        && parts[3].is_empty()
+        && parts[5].starts_with("role/")
+        && parts[5].len() > 5;
+    if !ok {
+        return Err(format!(
+            "`{arn}` is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)"
+        ));
+    }
+    if parts[4] != account {
+        return Err(format!("role `{arn}` is not in account {account}"));
+    }
+    Ok(())
+}
+
+fn validate_smtp(src: &Source<'_>, smtp: &Spanned<SmtpConfig>) -> Result<(), FileError> {
+    let s = smtp.get_ref();
+    let span = smtp.span();
+    if s.host.trim().is_empty() {
+        return Err(src.error_for(span, "smtp.host", "must not be empty"));
+    }
+    for (field, addr) in
+        std::iter::once(("smtp.from", &s.from)).chain(s.oncall.iter().map(|a| ("smtp.oncall", a)))
+    {
+        if !looks_like_email(addr) {
+            return Err(src.error_for(
+                span.clone(),
+                field,
+                format!("`{addr}` is not an email address"),
+            ));
+        }
+    }
+    if s.password_env.is_some() && s.password_file.is_some() {
+        return Err(src.error_for(
+            span,
+            "smtp.password_env",
+            "set password_env or password_file, not both",
+        ));
+    }
+    if (s.password_env.is_some() || s.password_file.is_some()) && s.username.is_none() {
+        return Err(src.error_for(span, "smtp.username", "a password needs a username"));
+    }
+    Ok(())
+}
+
+fn looks_like_email(a: &str) -> bool {
+    a.split_once('@')
+        .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !a.contains(char::is_whitespace))
+}
+
+fn resolve_principals(
+    src: &Source<'_>,
+    raw: Vec<RawPrincipal>,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<Principal>, FileError> {
+    let mut names = HashSet::new();
+    let mut hashes = HashSet::new();
+    let mut out = Vec::with_capacity(raw.len());
+    for p in raw {
+        let name_span = p.name.span();
+        let name = p.name.into_inner();
+        let field = |f: &str| format!("api.principals.{f}");
+        if name.trim().is_empty() || name.len() > 64 {
+            return Err(src.error_for(name_span, &field("name"), "must be 1 to 64 characters"));
+        }
+        if !names.insert(name.clone()) {
+            return Err(src.error_for(
+                name_span,
+                &field("name"),
+                format!("principal `{name}` is defined twice"),
+            ));
+        }
+        let projects_span = p.projects.as_ref().map_or(name_span.clone(), Spanned::span);
+        let projects: BTreeSet<ProjectName> = p
+            .projects
+            .map(Spanned::into_inner)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        match p.role {
+            Role::Lessee if projects.is_empty() => {
+                return Err(src.error_for(
+                    name_span,
+                    &field("projects"),
+                    format!("lessee `{name}` must list the projects it may lease"),
+                ));
+            }
+            Role::Operator | Role::Viewer if !projects.is_empty() => {
+                return Err(src.error_for(
+                    projects_span,
+                    &field("projects"),
+                    "projects only apply to lessees; operators and viewers see every project",
+                ));
+            }
+            _ => {}
+        }
+        let hash = match (p.token_sha256, p.token_env, p.token_file) {
+            (Some(h), None, None) => TokenHash::from_hex(h.get_ref())
+                .map_err(|m| src.error_for(h.span(), &field("token_sha256"), m))?,
+            (None, Some(var), None) => match env(var.get_ref()) {
+                Some(tok) if !tok.trim().is_empty() => TokenHash::of(tok.trim()),
+                _ => {
+                    return Err(src.error_for(
+                        var.span(),
+                        &field("token_env"),
+                        format!("environment variable `{}` is not set", var.get_ref()),
+                    ));
+                }
+            },
+            (None, None, Some(file)) => {
+                let path = resolve(file.get_ref());
+                let tok = std::fs::read_to_string(&path).map_err(|e| {
+                    src.error_for(
+                        file.span(),
+                        &field("token_file"),
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                if tok.trim().is_empty() {
+                    return Err(src.error_for(
+                        file.span(),
+                        &field("token_file"),
+                        format!("{} is empty", path.display()),
+                    ));
+                }
+                TokenHash::of(tok.trim())
+            }
+            _ => {
+                return Err(src.error_for(
+                    name_span,
+                    &field("token_sha256"),
+                    format!("principal `{name}` needs exactly one of token_sha256, token_env or token_file"),
+                ));
+            }
+        };
+        if !hashes.insert(hash.clone()) {
+            return Err(src.error_for(
+                name_span,
+                &field("token_sha256"),
+                format!("principal `{name}` shares its token with another principal"),
+            ));
+        }
+        out.push(Principal {
+            name,
+            role: p.role,
+            projects,
+            token: hash,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn parse(text: &str) -> Result<Config, FileError> {
+        Config::parse(Path::new("/etc/ephemera/e.toml"), text, &no_env)
+    }
+
+    #[test]
+    fn the_shipped_example_is_valid() {
+        let c = parse(EXAMPLE).expect("example config must be valid");
+        assert!(!c.enforcement.armed, "the example must be unarmed");
+        assert_eq!(c.tags, IdentityTags::default());
+        assert_eq!(c.rules.dir, Path::new("/etc/ephemera/rules"));
+        assert!(c.principals.iter().any(|p| p.role == Role::Operator));
+    }
+
+    /// Replaces one line of the example and checks the error names the line and the field.
+    fn check_bad(find: &str, replace: &str, want_line_of: &str, want: &str) {
+        assert!(EXAMPLE.contains(find), "example lacks {find:?}");
+        let text = EXAMPLE.replacen(find, replace, 1);
+        let err = parse(&text).expect_err(replace);
+        let line = text
+            .lines()
+            .position(|l| l.contains(want_line_of))
+            .expect("marker line present")
+            + 1;
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with(&format!("/etc/ephemera/e.toml:{line}:")),
+            "{msg}"
+        );
+        assert!(msg.contains(want), "{msg} lacks {want}");
+    }
+
+    #[test]
+    fn bad_values_name_file_line_and_field() {
+        check_bad(
+            "armed = false",
+            "armd = false",
+            "armd = false",
+            "unknown field `armd`",
+        );
+        check_bad(
+            "scan = \"*/15 * * * *\"",
+            "scan = \"every 15 minutes\"",
+            "every 15 minutes",
+            "field `schedules.scan`: invalid cron",
+        );
+        check_bad(
+            "timeout = \"30s\"",
+            "timeout = \"forever\"",
+            "forever",
+            "field `smtp.timeout`: invalid duration `forever`",
+        );
+        check_bad(
+            "listen = \"127.0.0.1:9477\"",
+            "listen = \"localhost-ish\"",
+            "localhost-ish",
+            "field `api.listen`",
+        );
+        check_bad(
+            "role = \"viewer\"",
+            "role = \"admin\"",
+            "\"admin\"",
+            "unknown variant `admin`",
+        );
+    }
+
+    /// The example with its first principal's token taken from the environment.
+    fn example_with_token_env() -> String {
+        let hash =
+            "token_sha256 = \"61112491d046c3f6f8ab801f170d9b2d0c734a17ceff60dee92123fb507cfc3f\"";
+        assert!(EXAMPLE.contains(hash), "example lacks the operator hash");
+        EXAMPLE.replacen(hash, "token_env = \"EPHEMERA_TOKEN_ONCALL\"", 1)
+    }
+
+    #[test]
+    fn token_from_env_is_hashed() {
+        let text = example_with_token_env();
+        let env = |name: &str| (name == "EPHEMERA_TOKEN_ONCALL").then(|| "s3cret".to_owned());
+        let c = Config::parse(Path::new("e.toml"), &text, &env).expect("valid with env set");
+        let oncall = c.principals.iter().find(|p| p.name == "oncall");
+        assert_eq!(oncall.map(|p| &p.token), Some(&TokenHash::of("s3cret")));
+        assert!(!format!("{c:?}").contains("s3cret"));
+
+        let err = parse(&text).expect_err("variable unset").to_string();
+        let line = text
+            .lines()
+            .position(|l| l.contains("EPHEMERA_TOKEN_ONCALL"))
+            .expect("present")
+            + 1;
+        assert!(
+            err.starts_with(&format!("/etc/ephemera/e.toml:{line}:13: field `api.principals.token_env`: environment variable `EPHEMERA_TOKEN_ONCALL` is not set")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn principal_rules() {
+        let check = |find: &str, replace: &str, want: &str| {
+            let text = EXAMPLE.replacen(find, replace, 1);
+            assert_ne!(text, EXAMPLE, "{find} not in example");
+            let err = parse(&text).expect_err(want).to_string();
+            assert!(err.contains(want), "{err} lacks {want}");
+        };
+        check(
+            "name = \"ci-data\"",
+            "name = \"ci-web\"",
+            "principal `ci-web` is defined twice",
+        );
+        check(
+            "projects = [\"data\"]\n",
+            "",
+            "lessee `ci-data` must list the projects",
+        );
+        check(
+            "role = \"viewer\"",
+            "role = \"viewer\"\nprojects = [\"web\"]",
+            "projects only apply to lessees",
+        );
+        check(
+            "7aa7f3fc07d86ae8bfb566d5c2674e310bce9246f756b95be832a4c6bd6bddbc",
+            "7b8e529dd9274f660fcaee9a7a46d5d0eebb4d7f0834c39d2405584aae83decb",
+            "shares its token",
+        );
+        check(
+            "token_sha256 = \"db2c",
+            "token_sha256 = \"zz2c",
+            "expected 64 hex digits",
+        );
+        check(
+            "id = \"210987654321\"",
+            "id = \"2109876\"",
+            "not a 12-digit AWS account id",
+        );
+        check(
+            "regions = [\"us-east-1\", \"eu-west-1\"]",
+            "regions = [\"us-east-1\", \"Europe\"]",
+            "`Europe` is not an AWS region",
+        );
+        check(
+            "from = \"ephemera@example.com\"",
+            "from = \"ephemera\"",
+            "field `smtp.from`",
+        );
+        check(
+            "lease = \"ephemera:lease-id\"",
+            "lease = \"aws:lease\"",
+            "reserved `aws:` prefix",
+        );
+    }
+
+    #[test]
+    fn regions_and_arns() {
+        assert!(looks_like_region("us-east-1"));
+        assert!(looks_like_region("us-gov-west-1"));
+        assert!(!looks_like_region("us-east"));
+        assert!(!looks_like_region("US-EAST-1"));
+        assert!(check_role_arn("arn:aws:iam::123456789012:role/x", "123456789012").is_ok());
+        assert!(check_role_arn("arn:aws:iam::123456789012:role/x", "210987654321").is_err());
+        assert!(check_role_arn("arn:aws:iam::123456789012:user/x", "123456789012").is_err());
+    }
+}

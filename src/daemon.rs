@@ -1,0 +1,84 @@
+//! The daemon: wires config, policy, store, registry and HTTP together and serves until told
+//! to stop.
+//!
+//! Architecture Invariant: `serve` takes an already-bound listener and a shutdown future, so
+//! tests run real daemons on port 0 in-process; nothing here reads global state.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::auth::Principals;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::lease::LeaseRegistry;
+use crate::metrics::Metrics;
+use crate::policy::Policy;
+use crate::store::Store;
+
+/// Loads the policy the config points at and checks the two agree.
+pub fn load_policy(config: &Config) -> anyhow::Result<Policy> {
+    let policy = Policy::load(&config.rules.dir)?;
+    config
+        .check_against_policy(&policy)
+        .map_err(anyhow::Error::msg)?;
+    Ok(policy)
+}
+
+/// Runs the daemon on `listener` with the system clock until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    serve(config, listener, shutdown, Arc::new(SystemClock)).await
+}
+
+/// Like [`run`], with an injected clock.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<()> {
+    let policy = Arc::new(load_policy(&config)?);
+    let store = Store::open(&config.store.path)
+        .await
+        .with_context(|| format!("cannot open the store at {}", config.store.path.display()))?;
+    let metrics = Arc::new(Metrics::new());
+    let leases = LeaseRegistry::new(
+        store.clone(),
+        policy.clone(),
+        config.tags.clone(),
+        clock,
+        metrics.clone(),
+    );
+    let state = AppState {
+        leases,
+        principals: Arc::new(Principals::new(config.principals.clone())),
+        metrics,
+        store,
+    };
+    let app = http::router(state, config.api.max_body_bytes);
+    let addr = listener
+        .local_addr()
+        .context("listener has no local address")?;
+    tracing::info!(
+        %addr,
+        config = %config.path.display(),
+        store = %config.store.path.display(),
+        projects = policy.projects().count(),
+        principals = config.principals.len(),
+        armed = config.enforcement.armed,
+        "ephemera daemon serving"
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("http server failed")?;
+    tracing::info!("ephemera daemon stopped");
+    Ok(())
+}

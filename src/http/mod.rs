@@ -1,0 +1,415 @@
+//! The HTTP API (`/api/v1`), health endpoints and `/metrics`.
+//!
+//! Architecture Invariant: the only module that knows axum and the JSON wire types. Errors are
+//! mapped to a status and a stable code in one place ([`ApiError`]); handlers hold no logic
+//! beyond translating between the wire and the [`LeaseRegistry`].
+
+pub mod dto;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{
+    DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Path, Query, Request, State,
+};
+use axum::http::{HeaderValue, Method, StatusCode, header, request::Parts};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use tracing::Instrument;
+
+use crate::auth::{Principal, Principals};
+use crate::lease::{AcquireRequest, LeaseError, LeaseRegistry, LeaseState};
+use crate::metrics::Metrics;
+use crate::model::{LeaseId, ProjectName};
+use crate::policy::Denial;
+use crate::store::{LeaseFilter, Store};
+use dto::{ErrorBody, LeaseList, LeaseView, RenewRequest};
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub leases: LeaseRegistry,
+    pub principals: Arc<Principals>,
+    pub metrics: Arc<Metrics>,
+    pub store: Store,
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let api = Router::new()
+        .route("/leases", post(acquire).get(list))
+        .route("/leases/{id}", get(show))
+        .route("/leases/{id}/renew", post(renew))
+        .route("/leases/{id}/heartbeat", post(heartbeat))
+        .route("/leases/{id}/release", post(release));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+// ---- errors ---------------------------------------------------------------------------------
+
+/// An error response: status, stable code, human message.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = (
+            self.status,
+            Json(ErrorBody {
+                code: self.code.to_owned(),
+                message: self.message,
+            }),
+        )
+            .into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+impl From<LeaseError> for ApiError {
+    fn from(e: LeaseError) -> Self {
+        let status = match &e {
+            LeaseError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            LeaseError::Denied(d) => match d {
+                Denial::NotALessee { .. } => StatusCode::FORBIDDEN,
+                Denial::QuotaExceeded { .. } => StatusCode::CONFLICT,
+                Denial::UnknownProject(_)
+                | Denial::TtlAboveMax { .. }
+                | Denial::HeartbeatAboveTtl { .. }
+                | Denial::RegionNotAllowed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            },
+            LeaseError::NotFound(_) => StatusCode::NOT_FOUND,
+            LeaseError::Forbidden(_) => StatusCode::FORBIDDEN,
+            LeaseError::Expired(_) | LeaseError::Released(_) => StatusCode::CONFLICT,
+            LeaseError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let message = match &e {
+            // The chain was logged where it happened; callers get no internals.
+            LeaseError::Store(_) => "internal error; see the daemon's log".to_owned(),
+            other => other.to_string(),
+        };
+        ApiError::new(status, e.code(), message)
+    }
+}
+
+// ---- extractors -----------------------------------------------------------------------------
+
+/// The authenticated caller.
+#[derive(Debug)]
+pub struct Caller(pub Principal);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let unauth = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", m);
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| unauth("missing `Authorization: Bearer TOKEN` header"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| unauth("the Authorization header must be `Bearer TOKEN`"))?;
+        let p = state
+            .principals
+            .authenticate(token)
+            .ok_or_else(|| unauth("unknown token"))?;
+        tracing::Span::current().record("principal", p.name.as_str());
+        Ok(Caller(p.clone()))
+    }
+}
+
+/// A JSON body; an empty body reads as `{}`. Errors become 400 (not JSON), 422 (wrong
+/// shape) or 413 (too large).
+#[derive(Debug)]
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
+            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body-too-large",
+                    "request body is over the size limit",
+                )
+            } else {
+                ApiError::new(r.status(), "bad-body", r.body_text())
+            }
+        })?;
+        let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
+        serde_json::from_slice(text).map(Body).map_err(|e| {
+            use serde_json::error::Category;
+            match e.classify() {
+                Category::Data => ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid-request",
+                    e.to_string(),
+                ),
+                _ => ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed-json",
+                    format!("request body is not valid JSON: {e}"),
+                ),
+            }
+        })
+    }
+}
+
+// ---- middleware -----------------------------------------------------------------------------
+
+static REQUEST_SEQ: AtomicU64 = AtomicU64::new(1);
+
+/// A span per request (with the principal once known), request metrics by route pattern.
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = match *req.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    };
+    let id = REQUEST_SEQ.fetch_add(1, Ordering::Relaxed);
+    let span = tracing::info_span!("request", id, method, route = %route, principal = tracing::field::Empty);
+    let start = Instant::now();
+    let resp = next.run(req).instrument(span.clone()).await;
+    let elapsed = start.elapsed();
+    let status = resp.status();
+    state
+        .metrics
+        .http_requests
+        .with_label_values(&[route.as_str(), method, status.as_str()])
+        .inc();
+    state
+        .metrics
+        .http_duration
+        .with_label_values(&[route.as_str(), method])
+        .observe(elapsed.as_secs_f64());
+    span.in_scope(|| {
+        let ms = elapsed.as_secs_f64() * 1000.0;
+        if status.is_server_error() {
+            tracing::warn!(status = status.as_u16(), ms, "request failed");
+        } else {
+            tracing::debug!(status = status.as_u16(), ms, "request done");
+        }
+    });
+    resp
+}
+
+// ---- handlers -------------------------------------------------------------------------------
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "method not allowed on this endpoint",
+    )
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn readyz(State(s): State<AppState>) -> Response {
+    match s.store.ping().await {
+        Ok(()) => Json(serde_json::json!({"status": "ready"})).into_response(),
+        Err(e) => {
+            tracing::error!(error = %crate::error_chain(&e), "store not ready");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store-unavailable",
+                "the store does not answer",
+            )
+            .into_response()
+        }
+    }
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    if let Err(e) = s.leases.refresh_gauges().await {
+        s.metrics
+            .store_errors
+            .with_label_values(&["count_leases"])
+            .inc();
+        tracing::error!(error = %crate::error_chain(&e), "cannot count leases for metrics");
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
+fn view(s: &AppState, l: &crate::lease::Lease) -> LeaseView {
+    LeaseView::new(l, s.leases.now(), s.leases.tags())
+}
+
+async fn acquire(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    Body(req): Body<AcquireRequest>,
+) -> Result<Response, ApiError> {
+    let lease = s.leases.acquire(&who, req).await?;
+    let location = format!("/api/v1/leases/{}", lease.id);
+    let mut resp = (StatusCode::CREATED, Json(view(&s, &lease))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(resp)
+}
+
+async fn show(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<LeaseView>, ApiError> {
+    let lease = s.leases.get(&who, &id).await?;
+    Ok(Json(view(&s, &lease)))
+}
+
+async fn renew(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+    Body(req): Body<RenewRequest>,
+) -> Result<Json<LeaseView>, ApiError> {
+    let lease = s.leases.renew(&who, &id, req.ttl).await?;
+    Ok(Json(view(&s, &lease)))
+}
+
+async fn heartbeat(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<LeaseView>, ApiError> {
+    let lease = s.leases.heartbeat(&who, &id).await?;
+    Ok(Json(view(&s, &lease)))
+}
+
+async fn release(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<LeaseView>, ApiError> {
+    let lease = s.leases.release(&who, &id).await?;
+    Ok(Json(view(&s, &lease)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    project: Option<String>,
+    state: Option<String>,
+    owner: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+async fn list(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<LeaseList>, ApiError> {
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid-query", m);
+    let Query(q) = q.map_err(|e| bad(e.body_text()))?;
+    let filter = LeaseFilter {
+        project: q
+            .project
+            .as_deref()
+            .map(ProjectName::parse)
+            .transpose()
+            .map_err(bad)?,
+        projects_in: None,
+        state: q
+            .state
+            .as_deref()
+            .map(|st| {
+                LeaseState::parse(st).ok_or_else(|| {
+                    bad(format!(
+                        "state must be active, expired or released, not `{st}`"
+                    ))
+                })
+            })
+            .transpose()?,
+        owner: q.owner,
+        before: q
+            .cursor
+            .as_deref()
+            .map(|c| {
+                c.parse::<LeaseId>()
+                    .map_err(|_| bad(format!("`{c}` is not a cursor from a previous page")))
+            })
+            .transpose()?,
+        limit: q.limit.unwrap_or(100),
+    };
+    if filter.limit == 0 || filter.limit > 1000 {
+        return Err(bad("limit must be between 1 and 1000".into()));
+    }
+    let page = s.leases.list(&who, filter).await?;
+    Ok(Json(LeaseList {
+        items: page.items.iter().map(|l| view(&s, l)).collect(),
+        next_cursor: page.next.map(|id| id.to_string()),
+    }))
+}

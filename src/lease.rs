@@ -1,0 +1,633 @@
+//! The lease registry: acquire, renew, heartbeat, release, and the state math behind them.
+//!
+//! Architecture Invariant: [`Lease`] methods are pure (they take `now`); [`LeaseRegistry`] is
+//! the only writer of leases, and every read-check-write it does runs as one store
+//! transaction, so two callers can never both take the last slot of a quota or both release
+//! the same lease.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tracing::{Instrument, info, info_span};
+
+use crate::auth::Principal;
+use crate::clock::Clock;
+use crate::config::IdentityTags;
+use crate::metrics::Metrics;
+use crate::model::{HumanDuration, LeaseId, ProjectName, check_tag_value};
+use crate::policy::{AcquireAsk, Caller, Denial, Policy};
+use crate::store::{LeaseFilter, Page, Store, StoreError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LeaseState {
+    Active,
+    Expired,
+    Released,
+}
+
+impl LeaseState {
+    pub const ALL: [LeaseState; 3] = [
+        LeaseState::Active,
+        LeaseState::Expired,
+        LeaseState::Released,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaseState::Active => "active",
+            LeaseState::Expired => "expired",
+            LeaseState::Released => "released",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        LeaseState::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+/// A lease as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub id: LeaseId,
+    pub project: ProjectName,
+    pub task: String,
+    pub owner: String,
+    /// The API principal that acquired it; only it (or an operator) may change it.
+    pub principal: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub heartbeat_interval: Option<HumanDuration>,
+    pub last_heartbeat_at: Option<DateTime<Utc>>,
+    pub released_at: Option<DateTime<Utc>>,
+    pub labels: BTreeMap<String, String>,
+    pub regions: Vec<String>,
+}
+
+impl Lease {
+    /// When the lease lapses if no heartbeat arrives: one interval after the last beat (or
+    /// after creation). Runners should beat well inside the interval.
+    pub fn heartbeat_deadline(&self) -> Option<DateTime<Utc>> {
+        self.heartbeat_interval
+            .map(|i| self.last_heartbeat_at.unwrap_or(self.created_at) + i.to_chrono())
+    }
+
+    /// The moment the lease stops being active, release aside: the earlier of `expires_at`
+    /// and the heartbeat deadline.
+    pub fn ends_at(&self) -> DateTime<Utc> {
+        match self.heartbeat_deadline() {
+            Some(hb) if hb < self.expires_at => hb,
+            _ => self.expires_at,
+        }
+    }
+
+    pub fn state(&self, now: DateTime<Utc>) -> LeaseState {
+        if self.released_at.is_some() {
+            LeaseState::Released
+        } else if now >= self.ends_at() {
+            LeaseState::Expired
+        } else {
+            LeaseState::Active
+        }
+    }
+
+    fn ensure_active(&self, now: DateTime<Utc>) -> Result<(), LeaseError> {
+        match self.state(now) {
+            LeaseState::Active => Ok(()),
+            LeaseState::Expired => Err(LeaseError::Expired(self.id)),
+            LeaseState::Released => Err(LeaseError::Released(self.id)),
+        }
+    }
+
+    /// Extends the lease to `now + ttl`; a renewal also counts as a heartbeat.
+    pub fn renew(&mut self, now: DateTime<Utc>, ttl: HumanDuration) -> Result<(), LeaseError> {
+        self.ensure_active(now)?;
+        self.expires_at = now + ttl.to_chrono();
+        if self.heartbeat_interval.is_some() {
+            self.last_heartbeat_at = Some(now);
+        }
+        Ok(())
+    }
+
+    pub fn heartbeat(&mut self, now: DateTime<Utc>) -> Result<(), LeaseError> {
+        self.ensure_active(now)?;
+        self.last_heartbeat_at = Some(now);
+        Ok(())
+    }
+
+    /// Ends the lease. An expired lease may still be released (the task finished late);
+    /// a released one may not be released again.
+    pub fn release(&mut self, now: DateTime<Utc>) -> Result<(), LeaseError> {
+        if self.released_at.is_some() {
+            return Err(LeaseError::Released(self.id));
+        }
+        self.released_at = Some(now);
+        Ok(())
+    }
+
+    /// The tags a task applies to what it creates under this lease.
+    pub fn identity_tags(&self, keys: &IdentityTags) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (keys.lease.clone(), self.id.to_string()),
+            (keys.project.clone(), self.project.to_string()),
+            (keys.task.clone(), self.task.clone()),
+            (keys.owner.clone(), self.owner.clone()),
+        ])
+    }
+}
+
+/// An acquire request, as the API and CLI send it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcquireRequest {
+    pub project: String,
+    pub task: String,
+    pub owner: String,
+    /// Defaults to the project's default TTL.
+    #[serde(default)]
+    pub ttl: Option<String>,
+    /// When set, the lease expires if no heartbeat arrives within this interval.
+    #[serde(default)]
+    pub heartbeat_interval: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Regions the task will create resources in (checked against the project's policy).
+    #[serde(default)]
+    pub regions: Vec<String>,
+}
+
+/// Why a lease operation failed. Each variant has a stable code (see [`LeaseError::code`]).
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error(transparent)]
+    Denied(#[from] Denial),
+    #[error("no lease {0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("lease {0} has expired; acquire a new one")]
+    Expired(LeaseId),
+    #[error("lease {0} is already released")]
+    Released(LeaseId),
+    #[error("the lease store failed")]
+    Store(#[from] StoreError),
+}
+
+impl LeaseError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            LeaseError::Invalid { .. } => "invalid-request",
+            LeaseError::Denied(d) => d.code(),
+            LeaseError::NotFound(_) => "lease-not-found",
+            LeaseError::Forbidden(_) => "forbidden",
+            LeaseError::Expired(_) => "lease-expired",
+            LeaseError::Released(_) => "lease-released",
+            LeaseError::Store(_) => "internal",
+        }
+    }
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> LeaseError {
+    LeaseError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+fn parse_duration(
+    field: &'static str,
+    v: &Option<String>,
+) -> Result<Option<HumanDuration>, LeaseError> {
+    v.as_deref()
+        .map(|s| HumanDuration::parse(s).map_err(|m| invalid(field, m)))
+        .transpose()
+}
+
+/// Checks the parts of a request that do not depend on policy.
+fn validate(
+    req: &AcquireRequest,
+) -> Result<(ProjectName, Option<HumanDuration>, Option<HumanDuration>), LeaseError> {
+    let project = ProjectName::parse(&req.project).map_err(|m| invalid("project", m))?;
+    check_tag_value("task", &req.task).map_err(|m| invalid("task", m))?;
+    check_tag_value("owner", &req.owner).map_err(|m| invalid("owner", m))?;
+    let ttl = parse_duration("ttl", &req.ttl)?;
+    let hb = parse_duration("heartbeat_interval", &req.heartbeat_interval)?;
+    if req.labels.len() > 32 {
+        return Err(invalid("labels", "at most 32 labels"));
+    }
+    for (k, v) in &req.labels {
+        if k.is_empty() || k.len() > 128 || v.len() > 256 {
+            return Err(invalid(
+                "labels",
+                format!("label `{k}`: keys are 1 to 128 bytes, values up to 256"),
+            ));
+        }
+    }
+    if req.regions.len() > 32 {
+        return Err(invalid("regions", "at most 32 regions"));
+    }
+    Ok((project, ttl, hb))
+}
+
+/// The lease service used by the API (and through it, the CLI).
+#[derive(Debug, Clone)]
+pub struct LeaseRegistry {
+    store: Store,
+    policy: Arc<Policy>,
+    tags: IdentityTags,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+}
+
+impl LeaseRegistry {
+    pub fn new(
+        store: Store,
+        policy: Arc<Policy>,
+        tags: IdentityTags,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        LeaseRegistry {
+            store,
+            policy,
+            tags,
+            clock,
+            metrics,
+        }
+    }
+
+    pub fn tags(&self) -> &IdentityTags {
+        &self.tags
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    fn count(&self, op: &'static str, r: &Result<Lease, LeaseError>) {
+        let outcome = match r {
+            Ok(_) => "ok",
+            Err(e) => e.code(),
+        };
+        self.metrics
+            .lease_operations
+            .with_label_values(&[op, outcome])
+            .inc();
+    }
+
+    pub async fn acquire(&self, who: &Principal, req: AcquireRequest) -> Result<Lease, LeaseError> {
+        let id = LeaseId::generate();
+        let span = info_span!("lease", op = "acquire", lease_id = %id, project = %req.project, principal = %who.name);
+        let r = self
+            .acquire_inner(who, req, id)
+            .instrument(span.clone())
+            .await;
+        self.count("acquire", &r);
+        span.in_scope(|| log_outcome("acquire", &r));
+        r
+    }
+
+    async fn acquire_inner(
+        &self,
+        who: &Principal,
+        req: AcquireRequest,
+        id: LeaseId,
+    ) -> Result<Lease, LeaseError> {
+        let (project, ttl, heartbeat) = validate(&req)?;
+        if !who.can_write() || !who.can_see(&project) {
+            return Err(Denial::NotALessee {
+                principal: who.name.clone(),
+                project,
+            }
+            .into());
+        }
+        let caller = Caller {
+            name: &who.name,
+            role: who.role,
+        };
+        let ask = AcquireAsk {
+            project: &project,
+            ttl,
+            heartbeat,
+            regions: &req.regions,
+        };
+        // Decide everything but the quota now; the quota is decided inside the insert.
+        let grant = self.policy.decide_acquire(caller, &ask, 0)?;
+        let now = self.clock.now();
+        let lease = Lease {
+            id,
+            project: project.clone(),
+            task: req.task,
+            owner: req.owner,
+            principal: who.name.clone(),
+            created_at: now,
+            expires_at: now + grant.ttl.to_chrono(),
+            heartbeat_interval: heartbeat,
+            last_heartbeat_at: None,
+            released_at: None,
+            labels: req.labels,
+            regions: req.regions,
+        };
+        let policy = self.policy.clone();
+        let stored = self
+            .store
+            .insert_lease(lease, now, move |active| match policy.project(&project) {
+                Some(p) => p.check_quota(active).map_err(LeaseError::from),
+                None => Err(Denial::UnknownProject(project.clone()).into()),
+            })
+            .await?;
+        Ok(stored)
+    }
+
+    pub async fn renew(
+        &self,
+        who: &Principal,
+        id: &str,
+        ttl: Option<String>,
+    ) -> Result<Lease, LeaseError> {
+        let span = info_span!("lease", op = "renew", lease_id = %id, principal = %who.name);
+        let r = async {
+            let ttl = parse_duration("ttl", &ttl)?;
+            let policy = self.policy.clone();
+            self.change(who, id, move |lease, now| {
+                let ttl = policy.decide_renew(&lease.project, ttl)?;
+                lease.renew(now, ttl)
+            })
+            .await
+        }
+        .instrument(span.clone())
+        .await;
+        self.count("renew", &r);
+        span.in_scope(|| log_outcome("renew", &r));
+        r
+    }
+
+    pub async fn heartbeat(&self, who: &Principal, id: &str) -> Result<Lease, LeaseError> {
+        let span = info_span!("lease", op = "heartbeat", lease_id = %id, principal = %who.name);
+        let r = self
+            .change(who, id, |lease, now| lease.heartbeat(now))
+            .instrument(span.clone())
+            .await;
+        self.count("heartbeat", &r);
+        // Heartbeats are frequent by design: logged at debug, failures at info.
+        span.in_scope(|| match &r {
+            Ok(_) => tracing::debug!("lease heartbeat ok"),
+            Err(e) => info!(code = e.code(), error = %e, "lease heartbeat refused"),
+        });
+        r
+    }
+
+    pub async fn release(&self, who: &Principal, id: &str) -> Result<Lease, LeaseError> {
+        let span = info_span!("lease", op = "release", lease_id = %id, principal = %who.name);
+        let r = self
+            .change(who, id, |lease, now| lease.release(now))
+            .instrument(span.clone())
+            .await;
+        self.count("release", &r);
+        span.in_scope(|| log_outcome("release", &r));
+        r
+    }
+
+    /// Runs a read-check-write on one lease in a single store transaction.
+    async fn change(
+        &self,
+        who: &Principal,
+        id: &str,
+        f: impl FnOnce(&mut Lease, DateTime<Utc>) -> Result<(), LeaseError> + Send + 'static,
+    ) -> Result<Lease, LeaseError> {
+        let lease_id: LeaseId = id
+            .parse()
+            .map_err(|_| LeaseError::NotFound(id.to_owned()))?;
+        let who = who.clone();
+        let clock = self.clock.clone();
+        self.store
+            .update_lease(lease_id, move |lease| {
+                if !who.may_change_lease_of(&lease.principal) {
+                    return Err(LeaseError::Forbidden(format!(
+                        "lease {} belongs to principal `{}`; only it or an operator may change it",
+                        lease.id, lease.principal
+                    )));
+                }
+                // Read the clock inside the transaction so `now` is ordered with the write.
+                f(lease, clock.now())
+            })
+            .await?
+            .ok_or_else(|| LeaseError::NotFound(id.to_owned()))
+    }
+
+    pub async fn get(&self, who: &Principal, id: &str) -> Result<Lease, LeaseError> {
+        let lease_id: LeaseId = id
+            .parse()
+            .map_err(|_| LeaseError::NotFound(id.to_owned()))?;
+        let lease = self
+            .store
+            .get_lease(lease_id)
+            .await?
+            .ok_or_else(|| LeaseError::NotFound(id.to_owned()))?;
+        if !who.can_see(&lease.project) {
+            return Err(LeaseError::Forbidden(format!(
+                "principal `{}` may not see leases of project `{}`",
+                who.name, lease.project
+            )));
+        }
+        Ok(lease)
+    }
+
+    /// Lists leases the caller may see. Lessees are confined to their projects.
+    pub async fn list(
+        &self,
+        who: &Principal,
+        mut filter: LeaseFilter,
+    ) -> Result<Page<Lease>, LeaseError> {
+        if let Some(p) = &filter.project {
+            if !who.can_see(p) {
+                return Err(LeaseError::Forbidden(format!(
+                    "principal `{}` may not see leases of project `{p}`",
+                    who.name
+                )));
+            }
+        } else if who.role == crate::auth::Role::Lessee {
+            filter.projects_in = Some(who.projects.iter().cloned().collect());
+        }
+        Ok(self.store.list_leases(filter, self.clock.now()).await?)
+    }
+
+    /// Recomputes `ephemera_leases{project,state}` from the store; projects known to policy
+    /// always get all three series (zero when empty).
+    pub async fn refresh_gauges(&self) -> Result<(), StoreError> {
+        let counts = self.store.count_leases(self.clock.now()).await?;
+        let g = &self.metrics.leases;
+        g.reset();
+        for p in self.policy.projects() {
+            for st in LeaseState::ALL {
+                g.with_label_values(&[p.name.as_str(), st.as_str()]).set(0);
+            }
+        }
+        for (project, state, n) in counts {
+            g.with_label_values(&[project.as_str(), state.as_str()])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        Ok(())
+    }
+}
+
+fn log_outcome(op: &str, r: &Result<Lease, LeaseError>) {
+    match r {
+        Ok(l) => info!(
+            lease_id = %l.id,
+            project = %l.project,
+            task = %l.task,
+            owner = %l.owner,
+            expires_at = %l.expires_at.to_rfc3339(),
+            "lease {op} ok"
+        ),
+        Err(LeaseError::Store(e)) => {
+            tracing::error!(error = %crate::error_chain(e), "lease {op} failed")
+        }
+        Err(e) => info!(code = e.code(), error = %e, "lease {op} refused"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(h: i64, m: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .expect("valid")
+            + chrono::TimeDelta::minutes(h * 60 + m)
+    }
+
+    fn d(s: &str) -> HumanDuration {
+        HumanDuration::parse(s).expect("valid fixture")
+    }
+
+    fn lease(hb: Option<&str>) -> Lease {
+        Lease {
+            id: LeaseId::generate(),
+            project: ProjectName::parse("web").expect("valid"),
+            task: "build-1".into(),
+            owner: "alice@example.com".into(),
+            principal: "ci".into(),
+            created_at: t(0, 0),
+            expires_at: t(2, 0),
+            heartbeat_interval: hb.map(d),
+            last_heartbeat_at: None,
+            released_at: None,
+            labels: BTreeMap::new(),
+            regions: vec![],
+        }
+    }
+
+    #[test]
+    fn state_over_time() {
+        use LeaseState::*;
+        // (heartbeat interval, beats at, now, state)
+        let table: &[(Option<&str>, &[(i64, i64)], (i64, i64), LeaseState)] = &[
+            (None, &[], (0, 0), Active),
+            (None, &[], (1, 59), Active),
+            (None, &[], (2, 0), Expired),
+            (None, &[], (30, 0), Expired),
+            (Some("10m"), &[], (0, 9), Active),
+            (Some("10m"), &[], (0, 10), Expired),
+            (Some("10m"), &[(0, 8)], (0, 17), Active),
+            (Some("10m"), &[(0, 8)], (0, 18), Expired),
+            (Some("10m"), &[(0, 8), (0, 16), (0, 24)], (0, 33), Active),
+            // Heartbeats never stretch a lease past expires_at.
+            (Some("3h"), &[(1, 55)], (2, 0), Expired),
+        ];
+        for (hb, beats, now, want) in table {
+            let mut l = lease(*hb);
+            for b in *beats {
+                l.heartbeat(t(b.0, b.1)).expect("beat while active");
+            }
+            assert_eq!(
+                l.state(t(now.0, now.1)),
+                *want,
+                "hb {hb:?} beats {beats:?} now {now:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn transitions() {
+        let mut l = lease(Some("10m"));
+        l.renew(t(0, 5), d("4h")).expect("active lease renews");
+        assert_eq!(l.expires_at, t(4, 5));
+        assert_eq!(
+            l.last_heartbeat_at,
+            Some(t(0, 5)),
+            "renew counts as a heartbeat"
+        );
+        // Missed heartbeat: renew and heartbeat refused, release allowed once.
+        assert!(matches!(
+            l.renew(t(0, 20), d("1h")),
+            Err(LeaseError::Expired(_))
+        ));
+        assert!(matches!(l.heartbeat(t(0, 20)), Err(LeaseError::Expired(_))));
+        l.release(t(0, 21)).expect("expired lease can be released");
+        assert_eq!(l.state(t(0, 22)), LeaseState::Released);
+        assert!(matches!(l.release(t(0, 22)), Err(LeaseError::Released(_))));
+        assert!(matches!(
+            l.heartbeat(t(0, 22)),
+            Err(LeaseError::Released(_))
+        ));
+        assert!(matches!(
+            l.renew(t(0, 22), d("1h")),
+            Err(LeaseError::Released(_))
+        ));
+    }
+
+    #[test]
+    fn identity_tags_use_configured_keys() {
+        let l = lease(None);
+        let keys = IdentityTags {
+            lease: "x:lease".into(),
+            ..IdentityTags::default()
+        };
+        let tags = l.identity_tags(&keys);
+        assert_eq!(tags.get("x:lease"), Some(&l.id.to_string()));
+        assert_eq!(
+            tags.get("ephemera:owner").map(String::as_str),
+            Some("alice@example.com")
+        );
+        assert_eq!(tags.len(), 4);
+    }
+
+    #[test]
+    fn request_validation() {
+        let ok = AcquireRequest {
+            project: "web".into(),
+            task: "t".into(),
+            owner: "o@example.com".into(),
+            ..Default::default()
+        };
+        assert!(validate(&ok).is_ok());
+        let bad = |f: fn(&mut AcquireRequest), field: &str| {
+            let mut r = ok.clone();
+            f(&mut r);
+            match validate(&r) {
+                Err(LeaseError::Invalid { field: got, .. }) => assert_eq!(got, field),
+                other => panic!("expected invalid {field}, got {other:?}"),
+            }
+        };
+        bad(|r| r.ttl = Some("-1h".into()), "ttl");
+        bad(|r| r.ttl = Some("forever".into()), "ttl");
+        bad(
+            |r| r.heartbeat_interval = Some("soon".into()),
+            "heartbeat_interval",
+        );
+        bad(|r| r.project = "No Such".into(), "project");
+        bad(|r| r.owner = String::new(), "owner");
+        bad(|r| r.task = "a;b".into(), "task");
+    }
+}

@@ -1,0 +1,60 @@
+//! ephemera keeps ephemeral cloud environments honest: task runners take a **lease** before
+//! they create AWS resources and tag what they create with the lease's identity; ephemera
+//! records the leases, and (in later stages) inventories tagged resources, flags what outlived
+//! its lease, reaps it when armed, and exports spend.
+//!
+//! # Code map
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`model`] | newtypes: [`model::LeaseId`], [`model::ProjectName`], [`model::HumanDuration`] (`90m`, `2h`, `7d`), tag checks |
+//! | [`diagnostic`] | `FILE:LINE:COL: field `x`: …` errors for config and rules |
+//! | [`config`] | the TOML config, validated once; the embedded example |
+//! | [`auth`] | principals, roles (lessee, operator, viewer), hashed bearer tokens |
+//! | [`policy`] | `rules/policy/*.toml`: per-project leasing rules, pure decisions, in-file test cases |
+//! | [`lease`] | lease state math and the [`lease::LeaseRegistry`] service |
+//! | [`store`] | SQLite (WAL, foreign keys, append-only migrations); the only module that knows SQL |
+//! | [`metrics`] | the Prometheus registry and every metric |
+//! | [`http`] | the axum API under `/api/v1`, `/healthz`, `/readyz`, `/metrics`; JSON wire types in [`http::dto`] |
+//! | [`daemon`] | wiring: `serve(config, listener, shutdown, clock)` |
+//! | [`cli`] | the `ephemera` command line: daemon, checks, and an API client |
+//! | [`clock`] | the only reader of the wall clock |
+//! | [`logging`] | tracing set-up (human or JSON) |
+//!
+//! # Invariants
+//!
+//! - Pure code (lease state math, policy decisions, evaluation) takes `now`; only [`clock`]
+//!   reads the wall clock.
+//! - Only [`store`] knows SQL; its calls run on blocking threads and never hold the
+//!   connection across `.await`. Read-check-write sequences (quota, renew, release) run in one
+//!   transaction.
+//! - Only [`http`] knows axum and JSON DTOs; errors map to a status and a stable code in one place.
+//! - Metric labels come from bounded sets; no lease id, ARN or resource id is ever a label.
+//! - Tokens are hashed the moment they are read; nothing prints one.
+//! - UTC everywhere; durations are written `90m`, `2h`, `7d`.
+
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod daemon;
+pub mod diagnostic;
+pub mod http;
+pub mod lease;
+pub mod logging;
+pub mod metrics;
+pub mod model;
+pub mod policy;
+pub mod store;
+
+/// An error and its sources, joined by `: `, for logging once where handled.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -1,0 +1,233 @@
+//! Reading `policy/*.toml` under the rules directory, with file:line errors.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::cases::{RawCase, TestCase};
+use super::{Policy, ProjectPolicy};
+use crate::diagnostic::{FileError, Source};
+use crate::model::{HumanDuration, ProjectName};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{path}: cannot read rules")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}: no policy files (*.toml) found")]
+    Empty(PathBuf),
+    #[error(transparent)]
+    Invalid(#[from] FileError),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    project: Vec<Spanned<RawProject>>,
+    #[serde(default)]
+    test: Vec<Spanned<RawCase>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProject {
+    name: Spanned<ProjectName>,
+    lessees: Vec<String>,
+    default_ttl: HumanDuration,
+    max_ttl: Spanned<HumanDuration>,
+    grace: HumanDuration,
+    #[serde(default)]
+    max_active_leases: Option<Spanned<u32>>,
+    #[serde(default)]
+    allowed_regions: Option<Vec<String>>,
+}
+
+impl Policy {
+    /// Loads every `policy/*.toml` under `rules_dir`, in file-name order.
+    pub fn load(rules_dir: &Path) -> Result<Policy, PolicyError> {
+        let dir = rules_dir.join("policy");
+        let read_err = |source| PolicyError::Read {
+            path: dir.clone(),
+            source,
+        };
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map_err(read_err)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()
+            .map_err(read_err)?;
+        files.retain(|p| p.extension().is_some_and(|e| e == "toml"));
+        files.sort();
+        if files.is_empty() {
+            return Err(PolicyError::Empty(dir));
+        }
+        let mut texts = Vec::with_capacity(files.len());
+        for f in files {
+            let text = std::fs::read_to_string(&f).map_err(|source| PolicyError::Read {
+                path: f.clone(),
+                source,
+            })?;
+            texts.push((f, text));
+        }
+        Ok(Policy::parse(
+            texts.iter().map(|(p, t)| (p.as_path(), t.as_str())),
+        )?)
+    }
+
+    /// Builds a policy from file texts (path used for messages only).
+    pub fn parse<'a>(
+        files: impl IntoIterator<Item = (&'a Path, &'a str)>,
+    ) -> Result<Policy, FileError> {
+        let mut policy = Policy::default();
+        let mut where_defined: Vec<(ProjectName, PathBuf, usize)> = Vec::new();
+        for (path, text) in files {
+            let src = Source::new(path, text);
+            let raw: RawFile = toml::from_str(text).map_err(|e| src.from_toml(&e))?;
+            for p in raw.project {
+                let span = p.span();
+                let p = p.into_inner();
+                let name_span = p.name.span();
+                let name = p.name.into_inner();
+                if let Some((_, other, line)) = where_defined.iter().find(|(n, _, _)| *n == name) {
+                    return Err(src.error_for(
+                        name_span,
+                        "project.name",
+                        format!(
+                            "project `{name}` is already defined at {}:{line}",
+                            other.display()
+                        ),
+                    ));
+                }
+                let max_ttl_span = p.max_ttl.span();
+                let max_ttl = p.max_ttl.into_inner();
+                if p.default_ttl > max_ttl {
+                    return Err(src.error_for(
+                        max_ttl_span,
+                        "project.max_ttl",
+                        format!(
+                            "max_ttl {max_ttl} is shorter than default_ttl {}",
+                            p.default_ttl
+                        ),
+                    ));
+                }
+                if p.lessees.is_empty() {
+                    return Err(src.error_for(
+                        span,
+                        "project.lessees",
+                        format!("project `{name}` lists no lessees (use [\"*\"] for every lessee scoped to it)"),
+                    ));
+                }
+                if let Some(q) = &p.max_active_leases
+                    && *q.get_ref() == 0
+                {
+                    return Err(src.error_for(
+                        q.span(),
+                        "project.max_active_leases",
+                        "must be at least 1",
+                    ));
+                }
+                if let Some(regions) = &p.allowed_regions
+                    && regions.is_empty()
+                {
+                    return Err(src.error_for(
+                        span,
+                        "project.allowed_regions",
+                        "an empty list would forbid every region; leave it out to allow any",
+                    ));
+                }
+                where_defined.push((
+                    name.clone(),
+                    path.to_owned(),
+                    src.line_col(name_span.start).0,
+                ));
+                policy.projects.insert(
+                    name.clone(),
+                    ProjectPolicy {
+                        name,
+                        lessees: p.lessees.into_iter().collect(),
+                        default_ttl: p.default_ttl,
+                        max_ttl,
+                        grace: p.grace,
+                        max_active_leases: p.max_active_leases.map(Spanned::into_inner),
+                        allowed_regions: p
+                            .allowed_regions
+                            .map(|r| r.into_iter().collect::<BTreeSet<_>>()),
+                    },
+                );
+            }
+            for case in raw.test {
+                let (line, _) = src.line_col(case.span().start);
+                policy
+                    .cases
+                    .push(TestCase::from_raw(case.into_inner(), path, line));
+            }
+        }
+        Ok(policy)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[[project]]
+name = "web"
+lessees = ["ci-web"]
+default_ttl = "2h"
+max_ttl = "24h"
+grace = "1h"
+max_active_leases = 5
+"#;
+
+    fn parse(files: &[(&str, &str)]) -> Result<Policy, FileError> {
+        Policy::parse(files.iter().map(|(p, t)| (Path::new(*p), *t)))
+    }
+
+    #[test]
+    fn loads_a_project() {
+        let p = parse(&[("a.toml", GOOD)]).expect("valid");
+        let web = p
+            .project(&ProjectName::parse("web").expect("valid"))
+            .expect("defined");
+        assert_eq!(web.max_active_leases, Some(5));
+        assert_eq!(web.allowed_regions, None);
+    }
+
+    #[test]
+    fn bad_rules_name_file_line_and_field() {
+        let check = |files: &[(&str, &str)], want: &str| {
+            let err = parse(files).expect_err(want).to_string();
+            assert!(err.contains(want), "{err} lacks {want}");
+        };
+        check(
+            &[("a.toml", &GOOD.replace("grace", "graze"))],
+            "a.toml:7:1: unknown field `graze`",
+        );
+        check(
+            &[("a.toml", &GOOD.replace("\"24h\"", "\"forever\""))],
+            "a.toml:6:11: field `project.max_ttl`: invalid duration `forever`",
+        );
+        check(
+            &[("a.toml", &GOOD.replace("\"24h\"", "\"1h\""))],
+            "a.toml:6:11: field `project.max_ttl`: max_ttl 1h is shorter than default_ttl 2h",
+        );
+        check(
+            &[("a.toml", GOOD), ("b.toml", GOOD)],
+            "b.toml:3:8: field `project.name`: project `web` is already defined at a.toml:3",
+        );
+        check(
+            &[("a.toml", &GOOD.replace("= 5", "= 0"))],
+            "a.toml:8:21: field `project.max_active_leases`",
+        );
+        check(
+            &[("a.toml", &GOOD.replace("\"web\"", "\"Web\""))],
+            "a.toml:3:8: field `project.name`: invalid project name",
+        );
+    }
+}

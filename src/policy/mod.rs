@@ -1,0 +1,375 @@
+//! Leasing policy as code: `rules/policy/*.toml`, one `[[project]]` table per project, with
+//! `[[test]]` cases beside the rules they exercise.
+//!
+//! Architecture Invariant: decisions here are pure: they take the request, the caller and the
+//! counts they need, and read no clock, store or network. Loading reads files and nothing else.
+
+mod cases;
+mod load;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+pub use cases::{CaseOutcome, CaseReport};
+pub use load::PolicyError;
+
+use crate::auth::Role;
+use crate::model::{HumanDuration, ProjectName};
+
+/// All projects' leasing rules, plus the test cases found beside them.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    projects: BTreeMap<ProjectName, ProjectPolicy>,
+    cases: Vec<cases::TestCase>,
+}
+
+/// The rules of one project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectPolicy {
+    pub name: ProjectName,
+    /// Principal names that may lease here; `*` admits every lessee scoped to the project.
+    /// Operators may always lease.
+    pub lessees: BTreeSet<String>,
+    pub default_ttl: HumanDuration,
+    pub max_ttl: HumanDuration,
+    /// How long a flagged resource is kept after its lease ended before it may be reaped.
+    pub grace: HumanDuration,
+    /// At most this many active leases at once; none means no quota.
+    pub max_active_leases: Option<u32>,
+    /// Regions a lease may declare; none means any region.
+    pub allowed_regions: Option<BTreeSet<String>>,
+}
+
+/// The caller as far as policy cares.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    pub name: &'a str,
+    pub role: Role,
+}
+
+/// What an acquire asks for.
+#[derive(Debug, Clone)]
+pub struct AcquireAsk<'a> {
+    pub project: &'a ProjectName,
+    pub ttl: Option<HumanDuration>,
+    pub heartbeat: Option<HumanDuration>,
+    pub regions: &'a [String],
+}
+
+/// What policy grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    pub ttl: HumanDuration,
+    pub max_active_leases: Option<u32>,
+}
+
+/// Why policy refused. Each has a stable code, used by the API and by rules test cases.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denial {
+    #[error("no policy defines project `{0}`")]
+    UnknownProject(ProjectName),
+    #[error("principal `{principal}` may not lease in project `{project}`")]
+    NotALessee {
+        principal: String,
+        project: ProjectName,
+    },
+    #[error("ttl {ttl} exceeds the max_ttl of {max} for project `{project}`")]
+    TtlAboveMax {
+        ttl: HumanDuration,
+        max: HumanDuration,
+        project: ProjectName,
+    },
+    #[error("heartbeat interval {heartbeat} is longer than the ttl {ttl}")]
+    HeartbeatAboveTtl {
+        heartbeat: HumanDuration,
+        ttl: HumanDuration,
+    },
+    #[error("region `{region}` is not allowed for project `{project}` (allowed: {allowed})")]
+    RegionNotAllowed {
+        region: String,
+        project: ProjectName,
+        allowed: String,
+    },
+    #[error(
+        "project `{project}` already has {active} active leases, its max_active_leases is {max}"
+    )]
+    QuotaExceeded {
+        project: ProjectName,
+        active: u64,
+        max: u32,
+    },
+}
+
+impl Denial {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Denial::UnknownProject(_) => "unknown-project",
+            Denial::NotALessee { .. } => "project-forbidden",
+            Denial::TtlAboveMax { .. } => "ttl-above-max",
+            Denial::HeartbeatAboveTtl { .. } => "heartbeat-above-ttl",
+            Denial::RegionNotAllowed { .. } => "region-not-allowed",
+            Denial::QuotaExceeded { .. } => "quota-exceeded",
+        }
+    }
+}
+
+impl Policy {
+    pub fn project(&self, name: &ProjectName) -> Option<&ProjectPolicy> {
+        self.projects.get(name)
+    }
+
+    pub fn projects(&self) -> impl Iterator<Item = &ProjectPolicy> {
+        self.projects.values()
+    }
+
+    /// Decides an acquire. The quota is checked again, atomically, when the lease is stored.
+    pub fn decide_acquire(
+        &self,
+        caller: Caller<'_>,
+        ask: &AcquireAsk<'_>,
+        active_leases: u64,
+    ) -> Result<Grant, Denial> {
+        let p = self
+            .project(ask.project)
+            .ok_or_else(|| Denial::UnknownProject(ask.project.clone()))?;
+        let admitted = match caller.role {
+            Role::Operator => true,
+            Role::Lessee => p.lessees.contains("*") || p.lessees.contains(caller.name),
+            Role::Viewer => false,
+        };
+        if !admitted {
+            return Err(Denial::NotALessee {
+                principal: caller.name.to_owned(),
+                project: p.name.clone(),
+            });
+        }
+        let ttl = p.check_ttl(ask.ttl)?;
+        if let Some(hb) = ask.heartbeat
+            && hb > ttl
+        {
+            return Err(Denial::HeartbeatAboveTtl { heartbeat: hb, ttl });
+        }
+        if let Some(allowed) = &p.allowed_regions
+            && let Some(bad) = ask.regions.iter().find(|r| !allowed.contains(*r))
+        {
+            return Err(Denial::RegionNotAllowed {
+                region: bad.clone(),
+                project: p.name.clone(),
+                allowed: allowed.iter().cloned().collect::<Vec<_>>().join(", "),
+            });
+        }
+        p.check_quota(active_leases)?;
+        Ok(Grant {
+            ttl,
+            max_active_leases: p.max_active_leases,
+        })
+    }
+
+    /// Decides the new TTL of a renewal (counted from the renewal).
+    pub fn decide_renew(
+        &self,
+        project: &ProjectName,
+        ttl: Option<HumanDuration>,
+    ) -> Result<HumanDuration, Denial> {
+        let p = self
+            .project(project)
+            .ok_or_else(|| Denial::UnknownProject(project.clone()))?;
+        p.check_ttl(ttl)
+    }
+
+    /// The test cases written in the rules files.
+    pub fn run_cases(&self) -> CaseReport {
+        cases::run(self)
+    }
+}
+
+impl ProjectPolicy {
+    fn check_ttl(&self, ttl: Option<HumanDuration>) -> Result<HumanDuration, Denial> {
+        let ttl = ttl.unwrap_or(self.default_ttl);
+        if ttl > self.max_ttl {
+            return Err(Denial::TtlAboveMax {
+                ttl,
+                max: self.max_ttl,
+                project: self.name.clone(),
+            });
+        }
+        Ok(ttl)
+    }
+
+    /// Whether one more lease fits, given how many are active now.
+    pub fn check_quota(&self, active_leases: u64) -> Result<(), Denial> {
+        match self.max_active_leases {
+            Some(max) if active_leases >= u64::from(max) => Err(Denial::QuotaExceeded {
+                project: self.name.clone(),
+                active: active_leases,
+                max,
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> HumanDuration {
+        HumanDuration::parse(s).expect("valid fixture duration")
+    }
+
+    fn policy() -> Policy {
+        let web = ProjectName::parse("web").expect("valid");
+        let mut projects = BTreeMap::new();
+        projects.insert(
+            web.clone(),
+            ProjectPolicy {
+                name: web,
+                lessees: ["ci-web".to_owned()].into(),
+                default_ttl: d("2h"),
+                max_ttl: d("24h"),
+                grace: d("1h"),
+                max_active_leases: Some(2),
+                allowed_regions: Some(["us-east-1".to_owned()].into()),
+            },
+        );
+        Policy {
+            projects,
+            cases: vec![],
+        }
+    }
+
+    #[test]
+    fn acquire_decisions() {
+        let p = policy();
+        let web = ProjectName::parse("web").expect("valid");
+        let other = ProjectName::parse("other").expect("valid");
+        let east = ["us-east-1".to_owned()];
+        let west = ["us-west-2".to_owned()];
+        // (caller, role, project, ttl, heartbeat, regions, active) -> Ok(ttl) | Err(code)
+        type Row<'a> = (
+            &'a str,
+            Role,
+            &'a ProjectName,
+            Option<&'a str>,
+            Option<&'a str>,
+            &'a [String],
+            u64,
+            Result<&'a str, &'a str>,
+        );
+        let table: Vec<Row<'_>> = vec![
+            ("ci-web", Role::Lessee, &web, None, None, &[], 0, Ok("2h")),
+            (
+                "ci-web",
+                Role::Lessee,
+                &web,
+                Some("24h"),
+                None,
+                &east,
+                1,
+                Ok("1d"),
+            ),
+            (
+                "ci-web",
+                Role::Lessee,
+                &web,
+                Some("25h"),
+                None,
+                &[],
+                0,
+                Err("ttl-above-max"),
+            ),
+            (
+                "ci-web",
+                Role::Lessee,
+                &web,
+                Some("1h"),
+                Some("2h"),
+                &[],
+                0,
+                Err("heartbeat-above-ttl"),
+            ),
+            (
+                "ci-web",
+                Role::Lessee,
+                &web,
+                None,
+                None,
+                &west,
+                0,
+                Err("region-not-allowed"),
+            ),
+            (
+                "ci-web",
+                Role::Lessee,
+                &web,
+                None,
+                None,
+                &[],
+                2,
+                Err("quota-exceeded"),
+            ),
+            (
+                "ci-data",
+                Role::Lessee,
+                &web,
+                None,
+                None,
+                &[],
+                0,
+                Err("project-forbidden"),
+            ),
+            (
+                "viewer",
+                Role::Viewer,
+                &web,
+                None,
+                None,
+                &[],
+                0,
+                Err("project-forbidden"),
+            ),
+            ("op", Role::Operator, &web, None, None, &[], 0, Ok("2h")),
+            (
+                "op",
+                Role::Operator,
+                &other,
+                None,
+                None,
+                &[],
+                0,
+                Err("unknown-project"),
+            ),
+        ];
+        for (name, role, project, ttl, hb, regions, active, want) in table {
+            let ask = AcquireAsk {
+                project,
+                ttl: ttl.map(d),
+                heartbeat: hb.map(d),
+                regions,
+            };
+            let got = p.decide_acquire(Caller { name, role }, &ask, active);
+            let got = got.map(|g| g.ttl.to_string()).map_err(|e| e.code());
+            assert_eq!(
+                got,
+                want.map(str::to_owned),
+                "{name} {project} {ttl:?} {regions:?} {active}"
+            );
+        }
+    }
+
+    #[test]
+    fn renew_is_bounded_by_max_ttl() {
+        let p = policy();
+        let web = ProjectName::parse("web").expect("valid");
+        assert_eq!(p.decide_renew(&web, None), Ok(d("2h")));
+        assert_eq!(p.decide_renew(&web, Some(d("24h"))), Ok(d("24h")));
+        assert_eq!(
+            p.decide_renew(&web, Some(d("2d"))).map_err(|e| e.code()),
+            Err("ttl-above-max")
+        );
+        let msg = p
+            .decide_renew(&web, Some(d("2d")))
+            .expect_err("above max")
+            .to_string();
+        assert!(msg.contains("max_ttl of 1d"), "{msg}");
+    }
+}

@@ -1,0 +1,408 @@
+//! The store: SQLite in WAL mode with foreign keys and append-only migrations.
+//!
+//! Architecture Invariant: this is the only module that knows SQL. Its interface is
+//! domain-shaped (leases in, leases out, checks run inside a transaction) so that a
+//! PostgreSQL store can take its place. Every call runs on a blocking thread; the
+//! connection is never held across an `.await`.
+
+mod migrations;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::lease::{Lease, LeaseState};
+use crate::model::{HumanDuration, LeaseId, ProjectName};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open store {path}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("cannot create the store's directory {path}")]
+    Dir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "store schema version {found} is newer than this build knows ({known}); refusing to touch it"
+    )]
+    TooNew { found: i64, known: i64 },
+    #[error("store query failed")]
+    Sql(#[from] rusqlite::Error),
+    #[error("corrupt row in the store: {0}")]
+    Corrupt(String),
+    #[error("store worker thread failed")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// Filters for listing leases.
+#[derive(Debug, Clone, Default)]
+pub struct LeaseFilter {
+    pub project: Option<ProjectName>,
+    /// Confines the listing to these projects (set for lessees).
+    pub projects_in: Option<Vec<ProjectName>>,
+    pub state: Option<LeaseState>,
+    pub owner: Option<String>,
+    /// Cursor: return leases older than this one.
+    pub before: Option<LeaseId>,
+    pub limit: u32,
+}
+
+/// One page of a listing, newest first; `next` is the cursor for the following page.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<LeaseId>,
+}
+
+/// Handle to the store; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store and brings its schema up to date.
+    pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || Store::open_blocking(&path)).await?
+    }
+
+    fn open_blocking(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        let open_err = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let mut conn = Connection::open(path).map_err(open_err)?;
+        // WAL lets readers run beside the writer; FULL makes every commit durable
+        // (power loss included), which leases need more than raw speed.
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA foreign_keys = ON;
+             PRAGMA busy_timeout = 5000;",
+        )
+        .map_err(open_err)?;
+        migrations::apply(&mut conn)?;
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` with the connection on a blocking thread.
+    async fn with<T, E>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock leaves SQLite consistent (the open transaction
+            // rolls back on drop), so a poisoned lock is safe to reuse.
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| E::from(StoreError::Join(e)))?
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.query_row("SELECT 1", [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Inserts a new lease after `quota` accepts the number of leases of its project active
+    /// at `now`; both happen in one transaction.
+    pub async fn insert_lease<E>(
+        &self,
+        lease: Lease,
+        now: DateTime<Utc>,
+        quota: impl FnOnce(u64) -> Result<(), E> + Send + 'static,
+    ) -> Result<Lease, E>
+    where
+        E: From<StoreError> + Send + 'static,
+    {
+        self.with(move |c| {
+            let tx = c.transaction().map_err(StoreError::from)?;
+            let active: i64 = tx
+                .query_row(
+                    "SELECT COUNT(*) FROM leases
+                     WHERE project = ?1 AND released_at IS NULL AND ends_at > ?2",
+                    params![lease.project.as_str(), now.timestamp_millis()],
+                    |r| r.get(0),
+                )
+                .map_err(StoreError::from)?;
+            quota(u64::try_from(active).unwrap_or(0))?;
+            write_lease(&tx, &lease, true)?;
+            tx.commit().map_err(StoreError::from)?;
+            Ok(lease)
+        })
+        .await
+    }
+
+    /// Reads a lease, lets `f` change it, and writes it back, in one transaction.
+    /// `Ok(None)` when there is no such lease; an error from `f` writes nothing.
+    pub async fn update_lease<E>(
+        &self,
+        id: LeaseId,
+        f: impl FnOnce(&mut Lease) -> Result<(), E> + Send + 'static,
+    ) -> Result<Option<Lease>, E>
+    where
+        E: From<StoreError> + Send + 'static,
+    {
+        self.with(move |c| {
+            let tx = c.transaction().map_err(StoreError::from)?;
+            let Some(mut lease) = read_lease(&tx, id)? else {
+                return Ok(None);
+            };
+            f(&mut lease)?;
+            write_lease(&tx, &lease, false)?;
+            tx.commit().map_err(StoreError::from)?;
+            Ok(Some(lease))
+        })
+        .await
+    }
+
+    pub async fn get_lease(&self, id: LeaseId) -> Result<Option<Lease>, StoreError> {
+        self.with(move |c| read_lease(c, id)).await
+    }
+
+    pub async fn list_leases(
+        &self,
+        filter: LeaseFilter,
+        now: DateTime<Utc>,
+    ) -> Result<Page<Lease>, StoreError> {
+        self.with(move |c| list_leases(c, &filter, now)).await
+    }
+
+    /// Number of leases per (project, state) at `now`.
+    pub async fn count_leases(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(String, LeaseState, u64)>, StoreError> {
+        self.with(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT project,
+                        CASE WHEN released_at IS NOT NULL THEN 'released'
+                             WHEN ends_at <= ?1 THEN 'expired'
+                             ELSE 'active' END AS state,
+                        COUNT(*)
+                 FROM leases GROUP BY project, state",
+            )?;
+            let rows = stmt.query_map([now.timestamp_millis()], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (project, state, n) = row?;
+                let state =
+                    LeaseState::parse(&state).ok_or_else(|| StoreError::Corrupt(state.clone()))?;
+                out.push((project, state, u64::try_from(n).unwrap_or(0)));
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+const LEASE_COLUMNS: &str = "id, project, task, owner, principal, created_at, expires_at,
+    heartbeat_interval_s, last_heartbeat_at, released_at, labels, regions";
+
+fn write_lease(c: &Connection, l: &Lease, insert: bool) -> Result<(), StoreError> {
+    let labels =
+        serde_json::to_string(&l.labels).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let regions =
+        serde_json::to_string(&l.regions).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let sql = if insert {
+        "INSERT INTO leases (id, project, task, owner, principal, created_at, expires_at,
+            heartbeat_interval_s, last_heartbeat_at, released_at, labels, regions, ends_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+    } else {
+        "UPDATE leases SET project = ?2, task = ?3, owner = ?4, principal = ?5, created_at = ?6,
+            expires_at = ?7, heartbeat_interval_s = ?8, last_heartbeat_at = ?9, released_at = ?10,
+            labels = ?11, regions = ?12, ends_at = ?13
+         WHERE id = ?1"
+    };
+    c.prepare_cached(sql)?.execute(params![
+        l.id.to_string(),
+        l.project.as_str(),
+        l.task,
+        l.owner,
+        l.principal,
+        l.created_at.timestamp_millis(),
+        l.expires_at.timestamp_millis(),
+        l.heartbeat_interval
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+        l.last_heartbeat_at.map(|t| t.timestamp_millis()),
+        l.released_at.map(|t| t.timestamp_millis()),
+        labels,
+        regions,
+        l.ends_at().timestamp_millis(),
+    ])?;
+    Ok(())
+}
+
+fn read_lease(c: &Connection, id: LeaseId) -> Result<Option<Lease>, StoreError> {
+    let sql = format!("SELECT {LEASE_COLUMNS} FROM leases WHERE id = ?1");
+    let raw = c
+        .prepare_cached(&sql)?
+        .query_row([id.to_string()], RawLease::from_row)
+        .optional()?;
+    raw.map(RawLease::into_lease).transpose()
+}
+
+fn list_leases(
+    c: &Connection,
+    f: &LeaseFilter,
+    now: DateTime<Utc>,
+) -> Result<Page<Lease>, StoreError> {
+    let mut sql = format!("SELECT {LEASE_COLUMNS} FROM leases WHERE 1 = 1");
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    let mut arg = |sql: &mut String, clause: &str, v: rusqlite::types::Value| {
+        args.push(v);
+        sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+    };
+    if let Some(p) = &f.project {
+        arg(&mut sql, " AND project = ?", p.as_str().to_owned().into());
+    }
+    if let Some(ps) = &f.projects_in {
+        sql.push_str(" AND project IN (SELECT value FROM json_each(");
+        let list = serde_json::to_string(&ps.iter().map(ProjectName::as_str).collect::<Vec<_>>())
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        arg(&mut sql, "?))", list.into());
+    }
+    if let Some(o) = &f.owner {
+        arg(&mut sql, " AND owner = ?", o.clone().into());
+    }
+    let now_ms = now.timestamp_millis();
+    match f.state {
+        Some(LeaseState::Released) => sql.push_str(" AND released_at IS NOT NULL"),
+        Some(LeaseState::Active) => arg(
+            &mut sql,
+            " AND released_at IS NULL AND ends_at > ?",
+            now_ms.into(),
+        ),
+        Some(LeaseState::Expired) => arg(
+            &mut sql,
+            " AND released_at IS NULL AND ends_at <= ?",
+            now_ms.into(),
+        ),
+        None => {}
+    }
+    if let Some(b) = f.before {
+        arg(&mut sql, " AND id < ?", b.to_string().into());
+    }
+    // One extra row tells whether another page follows.
+    let limit = f.limit.clamp(1, 1000);
+    arg(
+        &mut sql,
+        " ORDER BY id DESC LIMIT ?",
+        i64::from(limit + 1).into(),
+    );
+    let mut stmt = c.prepare(&sql)?;
+    let raws = stmt
+        .query_map(rusqlite::params_from_iter(args), RawLease::from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut items = raws
+        .into_iter()
+        .map(RawLease::into_lease)
+        .collect::<Result<Vec<_>, _>>()?;
+    let next = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(|l| l.id)
+    } else {
+        None
+    };
+    Ok(Page { items, next })
+}
+
+/// A lease row before its columns are checked.
+struct RawLease {
+    id: String,
+    project: String,
+    task: String,
+    owner: String,
+    principal: String,
+    created_at: i64,
+    expires_at: i64,
+    heartbeat_interval_s: Option<i64>,
+    last_heartbeat_at: Option<i64>,
+    released_at: Option<i64>,
+    labels: String,
+    regions: String,
+}
+
+impl RawLease {
+    fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(RawLease {
+            id: r.get(0)?,
+            project: r.get(1)?,
+            task: r.get(2)?,
+            owner: r.get(3)?,
+            principal: r.get(4)?,
+            created_at: r.get(5)?,
+            expires_at: r.get(6)?,
+            heartbeat_interval_s: r.get(7)?,
+            last_heartbeat_at: r.get(8)?,
+            released_at: r.get(9)?,
+            labels: r.get(10)?,
+            regions: r.get(11)?,
+        })
+    }
+
+    fn into_lease(self) -> Result<Lease, StoreError> {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("lease {}: bad {what}", self.id));
+        let time =
+            |ms: i64, what: &str| DateTime::from_timestamp_millis(ms).ok_or_else(|| corrupt(what));
+        Ok(Lease {
+            id: self.id.parse().map_err(|_| corrupt("id"))?,
+            project: ProjectName::parse(&self.project).map_err(|_| corrupt("project"))?,
+            created_at: time(self.created_at, "created_at")?,
+            expires_at: time(self.expires_at, "expires_at")?,
+            heartbeat_interval: self
+                .heartbeat_interval_s
+                .map(|s| {
+                    u64::try_from(s)
+                        .map(HumanDuration::from_secs)
+                        .map_err(|_| corrupt("heartbeat_interval_s"))
+                })
+                .transpose()?,
+            last_heartbeat_at: self
+                .last_heartbeat_at
+                .map(|t| time(t, "last_heartbeat_at"))
+                .transpose()?,
+            released_at: self
+                .released_at
+                .map(|t| time(t, "released_at"))
+                .transpose()?,
+            labels: serde_json::from_str(&self.labels).map_err(|_| corrupt("labels"))?,
+            regions: serde_json::from_str(&self.regions).map_err(|_| corrupt("regions"))?,
+            task: self.task,
+            owner: self.owner,
+            principal: self.principal,
+        })
+    }
+}
