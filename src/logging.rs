@@ -1,6 +1,8 @@
 //! Log set-up: human-readable by default, JSON for central log stores; level from
 //! `--log-level` or `RUST_LOG`. Logs go to stderr so command output stays clean.
 
+use std::io::IsTerminal;
+
 use clap::ValueEnum;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
@@ -20,6 +22,7 @@ pub fn init(format: LogFormat, level: Option<&str>) -> anyhow::Result<()> {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_span_events(FmtSpan::NONE);
     let result = match format {
         LogFormat::Human => builder.try_init(),

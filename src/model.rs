@@ -144,13 +144,15 @@ impl HumanDuration {
 }
 
 impl fmt::Display for HumanDuration {
-    /// Canonical form: the largest units first, e.g. `1d2h`, `90s` → `1m30s`.
+    /// Canonical form, largest units first: `90s` → `1m30s`, `24h` → `24h`, `7d` → `7d`.
+    /// Days are used from three days up, so a limit written `24h` or `48h` reads back the same.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut rest = self.secs;
         if rest == 0 {
             return f.write_str("0s");
         }
-        for (unit, name) in [(86_400, 'd'), (3_600, 'h'), (60, 'm'), (1, 's')] {
+        let day = if rest >= 3 * 86_400 { 86_400 } else { u64::MAX };
+        for (unit, name) in [(day, 'd'), (3_600, 'h'), (60, 'm'), (1, 's')] {
             if rest >= unit {
                 write!(f, "{}{}", rest / unit, name)?;
                 rest %= unit;
@@ -250,7 +252,7 @@ mod tests {
 
     #[test]
     fn duration_display_round_trips() {
-        for (secs, text) in [(90, "1m30s"), (7_200, "2h"), (93_600, "1d2h"), (59, "59s")] {
+        for (secs, text) in [(90, "1m30s"), (7_200, "2h"), (93_600, "26h"), (86_400, "24h"), (266_400, "3d2h"), (59, "59s")] {
             let d = HumanDuration::from_secs(secs);
             assert_eq!(d.to_string(), text);
             assert_eq!(HumanDuration::parse(text), Ok(d));

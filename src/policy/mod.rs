@@ -265,7 +265,7 @@ mod tests {
                 None,
                 &east,
                 1,
-                Ok("1d"),
+                Ok("24h"),
             ),
             (
                 "ci-web",
@@ -370,6 +370,6 @@ mod tests {
             .decide_renew(&web, Some(d("2d")))
             .expect_err("above max")
             .to_string();
-        assert!(msg.contains("max_ttl of 1d"), "{msg}");
+        assert!(msg.contains("max_ttl of 24h"), "{msg}");
     }
 }

@@ -1,0 +1,9 @@
+//! The one integration-test binary. Modules group tests by what they guard; `support`
+//! starts real daemons in-process, `moto` starts the AWS emulator.
+
+mod api;
+mod aws;
+mod cli;
+mod moto;
+mod rules;
+mod support;

@@ -1,0 +1,264 @@
+//! Test helpers: a real daemon in-process on port 0 with its own temp dir and store, and a
+//! small HTTP client for it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{TimeZone, Utc};
+use ephemera::auth::TokenHash;
+use ephemera::clock::{Clock, ManualClock, SystemClock};
+use ephemera::config::Config;
+use reqwest::StatusCode;
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const OPERATOR: &str = "op-token";
+pub const WEB: &str = "web-token";
+pub const WEB2: &str = "web2-token";
+pub const DATA: &str = "data-token";
+pub const VIEWER: &str = "viewer-token";
+
+/// The policy every test daemon runs with.
+pub const POLICY: &str = r#"
+[[project]]
+name = "web"
+lessees = ["ci-web", "ci-web-2"]
+default_ttl = "2h"
+max_ttl = "24h"
+grace = "1h"
+max_active_leases = 10
+allowed_regions = ["us-east-1", "eu-west-1"]
+
+[[project]]
+name = "data"
+lessees = ["*"]
+default_ttl = "6h"
+max_ttl = "3d"
+grace = "12h"
+"#;
+
+/// A config for a test daemon in `dir`, with the test principals.
+pub fn config_text() -> String {
+    let h = |t: &str| TokenHash::of(t).to_hex();
+    format!(
+        r#"
+[api]
+listen = "127.0.0.1:0"
+max_body_bytes = 4096
+
+[[api.principals]]
+name = "oncall"
+role = "operator"
+token_sha256 = "{op}"
+
+[[api.principals]]
+name = "ci-web"
+role = "lessee"
+projects = ["web"]
+token_sha256 = "{web}"
+
+[[api.principals]]
+name = "ci-web-2"
+role = "lessee"
+projects = ["web"]
+token_sha256 = "{web2}"
+
+[[api.principals]]
+name = "ci-data"
+role = "lessee"
+projects = ["data"]
+token_sha256 = "{data}"
+
+[[api.principals]]
+name = "dashboards"
+role = "viewer"
+token_sha256 = "{viewer}"
+
+[store]
+path = "state/ephemera.db"
+
+[rules]
+dir = "rules"
+
+[aws]
+regions = ["us-east-1", "eu-west-1"]
+
+[[aws.accounts]]
+id = "123456789012"
+
+[schedules]
+scan = "*/15 * * * *"
+cost = "0 6,14,22 * * *"
+digest = "0 8 * * MON-FRI"
+"#,
+        op = h(OPERATOR),
+        web = h(WEB),
+        web2 = h(WEB2),
+        data = h(DATA),
+        viewer = h(VIEWER),
+    )
+}
+
+/// A temp dir holding `ephemera.toml` and `rules/policy/projects.toml`.
+pub struct Workdir {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workdir {
+    pub fn new() -> Workdir {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("rules/policy")).expect("rules dir");
+        std::fs::write(dir.path().join("rules/policy/projects.toml"), POLICY).expect("write policy");
+        std::fs::write(dir.path().join("ephemera.toml"), config_text()).expect("write config");
+        Workdir { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.path().join("ephemera.toml")
+    }
+
+    pub fn config(&self) -> Config {
+        Config::load(&self.config_path()).expect("test config is valid")
+    }
+}
+
+/// A daemon running in this process.
+pub struct TestDaemon {
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// A fixed start time for tests that move the clock.
+pub fn manual_clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(
+        Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).single().expect("valid time"),
+    ))
+}
+
+impl TestDaemon {
+    pub async fn start(work: &Workdir) -> TestDaemon {
+        TestDaemon::start_with_clock(work, Arc::new(SystemClock)).await
+    }
+
+    pub async fn start_with_clock(work: &Workdir, clock: Arc<dyn Clock>) -> TestDaemon {
+        let config = work.config();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let addr = listener.local_addr().expect("bound address");
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(ephemera::daemon::serve(
+            config,
+            listener,
+            async {
+                let _ = rx.await;
+            },
+            clock,
+        ));
+        let http = reqwest::Client::new();
+        let d = TestDaemon {
+            addr,
+            http,
+            stop: Some(tx),
+            task: Some(task),
+        };
+        // Ready once /readyz answers (the store is open by then).
+        for _ in 0..200 {
+            if let Ok(r) = d.http.get(d.url("/readyz")).send().await
+                && r.status() == StatusCode::OK
+            {
+                return d;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("daemon did not become ready");
+    }
+
+    /// Stops the daemon and waits for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.expect("daemon task joins").expect("daemon ran cleanly");
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Sends a request; returns the status and the JSON body (Null when empty or not JSON).
+    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (StatusCode, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("valid method");
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b.to_owned());
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status();
+        let bytes = resp.bytes().await.expect("body read");
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call("POST", path, Some(token), Some(&body.to_string())).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call("GET", path, Some(token), None).await
+    }
+
+    /// Acquires a lease and returns its id, failing the test otherwise.
+    pub async fn acquire(&self, token: &str, project: &str, task: &str) -> String {
+        let (status, body) = self
+            .post(
+                "/api/v1/leases",
+                token,
+                serde_json::json!({"project": project, "task": task, "owner": "alice@example.com"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_str().expect("lease id").to_owned()
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics answered")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// The value of one sample in a Prometheus text exposition, if present.
+pub fn sample(metrics: &str, name_and_labels: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        let (key, value) = l.rsplit_once(' ')?;
+        (key == name_and_labels).then(|| value.parse().ok())?
+    })
+}
