@@ -206,7 +206,7 @@ fn parse_duration(
     v: &Option<String>,
 ) -> Result<Option<HumanDuration>, LeaseError> {
     v.as_deref()
-        .map(|s| HumanDuration::parse(s).map_err(|m| invalid(field, m)))
+        .map(|s| HumanDuration::parse(s).map_err(|m| invalid(field, format!("{field}: {m}"))))
         .transpose()
 }
 
@@ -214,7 +214,8 @@ fn parse_duration(
 fn validate(
     req: &AcquireRequest,
 ) -> Result<(ProjectName, Option<HumanDuration>, Option<HumanDuration>), LeaseError> {
-    let project = ProjectName::parse(&req.project).map_err(|m| invalid("project", m))?;
+    let project = ProjectName::parse(&req.project)
+        .map_err(|m| invalid("project", format!("project: {m}")))?;
     check_tag_value("task", &req.task).map_err(|m| invalid("task", m))?;
     check_tag_value("owner", &req.owner).map_err(|m| invalid("owner", m))?;
     let ttl = parse_duration("ttl", &req.ttl)?;

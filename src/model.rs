@@ -252,7 +252,14 @@ mod tests {
 
     #[test]
     fn duration_display_round_trips() {
-        for (secs, text) in [(90, "1m30s"), (7_200, "2h"), (93_600, "26h"), (86_400, "24h"), (266_400, "3d2h"), (59, "59s")] {
+        for (secs, text) in [
+            (90, "1m30s"),
+            (7_200, "2h"),
+            (93_600, "26h"),
+            (86_400, "24h"),
+            (266_400, "3d2h"),
+            (59, "59s"),
+        ] {
             let d = HumanDuration::from_secs(secs);
             assert_eq!(d.to_string(), text);
             assert_eq!(HumanDuration::parse(text), Ok(d));

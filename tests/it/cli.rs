@@ -1,0 +1,545 @@
+//! The real `ephemera` binary: client commands against a running daemon, local checks,
+//! exit codes, and the daemon's own start-up and logs.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{DATA, OPERATOR, TestDaemon, WEB, Workdir};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ephemera");
+
+/// Runs the binary with a clean environment (no inherited EPHEMERA_* or RUST_LOG).
+async fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().await.expect("binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The lease subcommands end to end, including every tag format.
+#[tokio::test(flavor = "multi_thread")]
+async fn lease_commands_against_a_daemon() {
+    let work = Workdir::new();
+    let d = TestDaemon::start(&work).await;
+    let base = d.base();
+    let env = [("EPHEMERA_ADDR", base.as_str()), ("EPHEMERA_TOKEN", WEB)];
+
+    // --format terraform prints a default_tags block with the four identity tags.
+    let o = run(
+        &[
+            "lease",
+            "acquire",
+            "--project",
+            "web",
+            "--task",
+            "plan 7",
+            "--owner",
+            "alice@example.com",
+            "--format",
+            "terraform",
+        ],
+        &env,
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let tf = stdout(&o);
+    let lines: Vec<&str> = tf.lines().collect();
+    assert_eq!(lines[0], "default_tags {");
+    assert_eq!(lines[1], "  tags = {");
+    assert!(
+        lines[2].starts_with("    \"ephemera:lease-id\" = \""),
+        "{tf}"
+    );
+    assert_eq!(
+        lines[3],
+        "    \"ephemera:owner\"    = \"alice@example.com\""
+    );
+    assert_eq!(lines[4], "    \"ephemera:project\"  = \"web\"");
+    assert_eq!(lines[5], "    \"ephemera:task\"     = \"plan 7\"");
+    assert_eq!(&lines[6..], ["  }", "}"]);
+    let tf_id = lines[2]
+        .rsplit('"')
+        .nth(1)
+        .expect("lease id in quotes")
+        .to_owned();
+
+    // --format json: a map of tags.
+    let o = run(
+        &[
+            "lease",
+            "acquire",
+            "--project",
+            "web",
+            "--task",
+            "t2",
+            "--owner",
+            "bob@example.com",
+            "--format",
+            "json",
+        ],
+        &env,
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let tags: Value = serde_json::from_slice(&o.stdout).expect("json tags");
+    assert_eq!(tags["ephemera:project"], "web");
+    assert_eq!(tags["ephemera:owner"], "bob@example.com");
+    assert_eq!(tags.as_object().map(|m| m.len()), Some(4));
+
+    // --format env: export lines a shell can evaluate.
+    let o = run(
+        &[
+            "lease",
+            "acquire",
+            "--project",
+            "web",
+            "--task",
+            "deploy web/42 @ 10:00 +1 x=y",
+            "--owner",
+            "carol@example.com",
+            "--ttl",
+            "3h",
+            "--format",
+            "env",
+        ],
+        &env,
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let script = format!(
+        "{}\nprintf '%s|%s|%s' \"$EPHEMERA_TASK\" \"$EPHEMERA_OWNER\" \"$EPHEMERA_TAGS\"",
+        stdout(&o)
+    );
+    let sh = Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .expect("sh runs");
+    let evaluated = String::from_utf8_lossy(&sh.stdout).into_owned();
+    let parts: Vec<&str> = evaluated.splitn(3, '|').collect();
+    assert_eq!(
+        &parts[..2],
+        ["deploy web/42 @ 10:00 +1 x=y", "carol@example.com"],
+        "{evaluated}"
+    );
+    let tags: Value = serde_json::from_str(parts[2]).expect("EPHEMERA_TAGS is JSON");
+    assert_eq!(tags["ephemera:task"], "deploy web/42 @ 10:00 +1 x=y");
+
+    // list / show / heartbeat / renew / release, table and JSON output.
+    let o = run(&["lease", "list"], &env).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = stdout(&o);
+    assert!(table.starts_with("ID "), "{table}");
+    assert_eq!(table.lines().count(), 4, "{table}");
+    assert!(table.contains(&tf_id));
+
+    let o = run(&["lease", "show", &tf_id, "--output", "json"], &env).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let shown: Value = serde_json::from_slice(&o.stdout).expect("json lease");
+    assert_eq!(shown["id"], tf_id.as_str());
+    assert_eq!(shown["state"], "active");
+
+    let o = run(&["lease", "heartbeat", &tf_id], &env).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("last_heartbeat_at"), "{}", stdout(&o));
+    let o = run(
+        &["lease", "renew", &tf_id, "--ttl", "5h", "--output", "json"],
+        &env,
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let renewed: Value = serde_json::from_slice(&o.stdout).expect("json lease");
+    assert_ne!(renewed["expires_at"], shown["expires_at"]);
+    let o = run(&["lease", "release", &tf_id], &env).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("released"), "{}", stdout(&o));
+
+    let o = run(
+        &["lease", "list", "--state", "released", "--output", "json"],
+        &env,
+    )
+    .await;
+    let page: Value = serde_json::from_slice(&o.stdout).expect("json list");
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(1));
+
+    // Flags work as well as the environment.
+    let o = run(
+        &[
+            "lease",
+            "list",
+            "--addr",
+            &base,
+            "--token",
+            OPERATOR,
+            "--project",
+            "web",
+            "--limit",
+            "1",
+        ],
+        &[],
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).lines().count(), 2);
+    assert!(stderr(&o).contains("more: --cursor "), "{}", stderr(&o));
+}
+
+/// Exit codes: 1 for a refused or failed call (with the API's code), 2 for usage errors.
+#[tokio::test(flavor = "multi_thread")]
+async fn exit_codes() {
+    let work = Workdir::new();
+    let d = TestDaemon::start(&work).await;
+    let base = d.base();
+    let env = [("EPHEMERA_ADDR", base.as_str()), ("EPHEMERA_TOKEN", WEB)];
+
+    let o = run(
+        &[
+            "lease",
+            "acquire",
+            "--project",
+            "web",
+            "--task",
+            "t",
+            "--owner",
+            "a@example.com",
+            "--ttl",
+            "48h",
+        ],
+        &env,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o).trim(),
+        "error: ttl-above-max (422 Unprocessable Entity): ttl 48h exceeds the max_ttl of 24h for project `web`"
+    );
+
+    let o = run(
+        &[
+            "lease",
+            "acquire",
+            "--project",
+            "data",
+            "--task",
+            "t",
+            "--owner",
+            "a@example.com",
+        ],
+        &env,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("project-forbidden (403"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = run(&["lease", "list"], &[("EPHEMERA_ADDR", base.as_str())]).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("unauthenticated (401"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = run(
+        &["lease", "show", "0194e0a1-0000-7000-8000-000000000000"],
+        &env,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("lease-not-found (404"),
+        "{}",
+        stderr(&o)
+    );
+
+    // Nothing listens on port 9 of loopback.
+    let o = run(
+        &["lease", "list"],
+        &[
+            ("EPHEMERA_ADDR", "http://127.0.0.1:9"),
+            ("EPHEMERA_TOKEN", WEB),
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("cannot reach ephemera at http://127.0.0.1:9"),
+        "{}",
+        stderr(&o)
+    );
+
+    for usage in [
+        &["lease", "acquire", "--project", "web"][..],
+        &[
+            "lease",
+            "acquire",
+            "--project",
+            "web",
+            "--task",
+            "t",
+            "--owner",
+            "o",
+            "--format",
+            "yaml",
+        ],
+        &[
+            "lease",
+            "acquire",
+            "--project",
+            "web",
+            "--task",
+            "t",
+            "--owner",
+            "o",
+            "--label",
+            "novalue",
+        ],
+        &["no-such-command"],
+        &[],
+    ] {
+        let o = run(usage, &env).await;
+        assert_eq!(o.status.code(), Some(2), "{usage:?}: {}", stderr(&o));
+    }
+    let o = run(&["--help"], &[]).await;
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains("lease"));
+}
+
+/// `config check` and `config example`: good files pass, bad ones name file, line and field.
+#[tokio::test(flavor = "multi_thread")]
+async fn config_check() {
+    let work = Workdir::new();
+    let cfg = work.config_path();
+    let cfg = cfg.to_str().expect("utf-8 path");
+    let o = run(&["config", "check", "--config", cfg], &[]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).starts_with(&format!("ok: {cfg} (5 principals, 2 projects")),
+        "{}",
+        stdout(&o)
+    );
+
+    // The shipped example, as it is, next to the shipped rules.
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/ephemera.example.toml");
+    let o = run(&["config", "check", "--config", example], &[]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("enforcement off"));
+    let o = run(&["config", "example"], &[]).await;
+    assert_eq!(
+        stdout(&o),
+        std::fs::read_to_string(example).expect("example readable")
+    );
+
+    // (replace, with, expected error after the path)
+    let text = crate::support::config_text();
+    let cases = [
+        (
+            "max_body_bytes = 4096",
+            "max_body_bytes = 4096\nmax_bodybytes = 1",
+            ":5:1: unknown field `max_bodybytes`",
+        ),
+        (
+            "scan = \"*/15 * * * *\"",
+            "scan = \"*/15 * * *\"",
+            ": field `schedules.scan`: invalid cron expression",
+        ),
+        (
+            "role = \"viewer\"",
+            "role = \"watcher\"",
+            ": unknown variant `watcher`",
+        ),
+        (
+            "[store]\npath = \"state/ephemera.db\"\n",
+            "",
+            ": missing field `store`",
+        ),
+    ];
+    for (find, replace, want) in cases {
+        assert!(text.contains(find), "fixture lacks {find}");
+        std::fs::write(work.config_path(), text.replacen(find, replace, 1)).expect("write config");
+        let o = run(&["config", "check", "--config", cfg], &[]).await;
+        assert_eq!(o.status.code(), Some(1), "{replace}");
+        let err = stderr(&o);
+        assert!(err.starts_with(&format!("error: {cfg}:")), "{err}");
+        assert!(err.contains(want), "{err} lacks {want}");
+    }
+
+    // A bad rules file is caught by config check too, with its own path and line.
+    std::fs::write(work.config_path(), &text).expect("write config");
+    let policy = work.path().join("rules/policy/projects.toml");
+    let rules = std::fs::read_to_string(&policy).expect("policy");
+    std::fs::write(
+        &policy,
+        rules.replacen("max_ttl = \"24h\"", "max_ttl = \"24 hours\"", 1),
+    )
+    .expect("write policy");
+    let o = run(&["config", "check", "--config", cfg], &[]).await;
+    assert_eq!(o.status.code(), Some(1));
+    let want = format!(
+        "{}:6:11: field `project.max_ttl`: invalid duration `24 hours`",
+        policy.display()
+    );
+    assert!(stderr(&o).contains(&want), "{}", stderr(&o));
+
+    // A lessee scoped to a project no policy defines is refused.
+    std::fs::write(&policy, &rules).expect("write policy");
+    std::fs::write(
+        work.config_path(),
+        text.replacen("projects = [\"data\"]", "projects = [\"dta\"]", 1),
+    )
+    .expect("write");
+    let o = run(&["config", "check", "--config", cfg], &[]).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("principal `ci-data` names project `dta`"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// Starts the real daemon binary; returns it and the address it logged.
+fn spawn_daemon(
+    config: &Path,
+    extra: &[&str],
+) -> (Child, String, BufReader<std::process::ChildStderr>) {
+    let mut child = Command::new(BIN)
+        .args(["daemon", "--config", config.to_str().expect("utf-8")])
+        .args(extra)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("daemon starts");
+    let mut err = BufReader::new(child.stderr.take().expect("stderr piped"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut line = String::new();
+    while Instant::now() < deadline {
+        line.clear();
+        if err.read_line(&mut line).expect("read log") == 0 {
+            break;
+        }
+        if let Ok(v) = serde_json::from_str::<Value>(&line)
+            && v["fields"]["message"] == "ephemera daemon serving"
+        {
+            let addr = v["fields"]["addr"].as_str().expect("addr field").to_owned();
+            return (child, format!("http://{addr}"), err);
+        }
+    }
+    let _ = child.kill();
+    panic!("daemon did not log its address; last line: {line}");
+}
+
+/// The daemon binary: JSON logs carry one span per request and the lease id, so one lease
+/// can be followed from acquire to release; SIGTERM stops it cleanly.
+#[tokio::test(flavor = "multi_thread")]
+async fn daemon_binary_logs_json_spans_with_the_lease_id() {
+    let work = Workdir::new();
+    let (mut child, addr, mut logs) = spawn_daemon(&work.config_path(), &["--log-format", "json"]);
+    let env = [("EPHEMERA_ADDR", addr.as_str()), ("EPHEMERA_TOKEN", DATA)];
+    let o = run(
+        &[
+            "lease",
+            "acquire",
+            "--project",
+            "data",
+            "--task",
+            "nightly",
+            "--owner",
+            "d@example.com",
+            "--output",
+            "json",
+        ],
+        &env,
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id = serde_json::from_slice::<Value>(&o.stdout).expect("lease json")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let o = run(&["lease", "release", &id], &env).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // SIGTERM: graceful stop, exit 0.
+    let pid = child.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let status = child.wait().expect("daemon exits");
+    assert_eq!(status.code(), Some(0));
+
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut logs, &mut rest).expect("read logs");
+    let lines: Vec<Value> = rest
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let about_lease: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["span"]["lease_id"] == id.as_str())
+        .collect();
+    let messages: Vec<&str> = about_lease
+        .iter()
+        .filter_map(|l| l["fields"]["message"].as_str())
+        .collect();
+    assert_eq!(messages, ["lease acquire ok", "lease release ok"], "{rest}");
+    for l in &about_lease {
+        let spans = l["spans"].as_array().expect("span list");
+        assert_eq!(spans[0]["name"], "request", "{l}");
+        assert_eq!(spans[0]["principal"], "ci-data", "{l}");
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "ephemera daemon stopped"),
+        "{rest}"
+    );
+    assert!(!rest.contains(DATA), "a token leaked into the logs");
+}
+
+/// The daemon refuses to start on bad config or bad rules, naming the place.
+#[tokio::test(flavor = "multi_thread")]
+async fn daemon_refuses_bad_config_and_rules() {
+    let work = Workdir::new();
+    let policy = work.path().join("rules/policy/extra.toml");
+    std::fs::write(&policy, "[[project]]\nname = \"web\"\n").expect("write");
+    let o = run(
+        &[
+            "daemon",
+            "--config",
+            work.config_path().to_str().expect("utf-8"),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains(&format!(
+            "{}:1:1: missing field `lessees`",
+            policy.display()
+        )),
+        "{}",
+        stderr(&o)
+    );
+}
