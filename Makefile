@@ -1,0 +1,29 @@
+# The README's two commands: `make demo` and `make test`. Each does its own set-up.
+SHELL := /bin/bash
+export EPHEMERA_MOTO_SERVER := $(CURDIR)/.venv/bin/moto_server
+
+.PHONY: test demo peers build lint bench
+
+## Virtualenv with pinned moto[server] and aiosmtpd (and Debian packages if missing).
+peers:
+	@scripts/setup-peers.sh
+
+## The whole test suite: unit, integration (against moto), CLI, rules test cases.
+test: peers
+	cargo test --locked
+
+## Runs the daemon on a local emulator and walks through leasing (no AWS account needed).
+demo: peers
+	cargo build --locked
+	@scripts/demo.sh
+
+build:
+	cargo build --locked --release
+
+lint:
+	cargo fmt --check
+	cargo clippy --locked --all-targets -- -D warnings
+
+## Benchmarks (release build): lease acquire+release over HTTP with 64 clients.
+bench:
+	cargo bench --locked
