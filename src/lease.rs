@@ -532,8 +532,9 @@ mod tests {
     #[test]
     fn state_over_time() {
         use LeaseState::*;
-        // (heartbeat interval, beats at, now, state)
-        let table: &[(Option<&str>, &[(i64, i64)], (i64, i64), LeaseState)] = &[
+        // (heartbeat interval, beats at (h, m), now (h, m), state)
+        type Row<'a> = (Option<&'a str>, &'a [(i64, i64)], (i64, i64), LeaseState);
+        let table: &[Row<'_>] = &[
             (None, &[], (0, 0), Active),
             (None, &[], (1, 59), Active),
             (None, &[], (2, 0), Expired),

@@ -6,6 +6,7 @@
 //! connection is never held across an `.await`.
 
 mod migrations;
+mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -40,6 +41,12 @@ pub enum StoreError {
     Corrupt(String),
     #[error("store worker thread failed")]
     Join(#[from] tokio::task::JoinError),
+    #[error("store commit failed: {0}")]
+    Commit(String),
+    #[error("the store's writer thread has stopped")]
+    WriterGone,
+    #[error("cannot start the store's writer thread")]
+    Spawn(#[source] std::io::Error),
 }
 
 /// Filters for listing leases.
@@ -62,10 +69,12 @@ pub struct Page<T> {
     pub next: Option<LeaseId>,
 }
 
-/// Handle to the store; cheap to clone.
+/// Handle to the store; cheap to clone. Writes go through one writer thread (group commit,
+/// see [`writer`]); reads use their own connection and see only committed data.
 #[derive(Debug, Clone)]
 pub struct Store {
-    conn: Arc<Mutex<Connection>>,
+    reader: Arc<Mutex<Connection>>,
+    writer: writer::Writer,
 }
 
 impl Store {
@@ -97,13 +106,18 @@ impl Store {
         )
         .map_err(open_err)?;
         migrations::apply(&mut conn)?;
+        let reader = Connection::open(path).map_err(open_err)?;
+        reader
+            .execute_batch("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")
+            .map_err(open_err)?;
         Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
+            reader: Arc::new(Mutex::new(reader)),
+            writer: writer::Writer::start(conn).map_err(StoreError::Spawn)?,
         })
     }
 
-    /// Runs `f` with the connection on a blocking thread.
-    async fn with<T, E>(
+    /// Runs a read with the reader connection on a blocking thread.
+    async fn read<T, E>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
     ) -> Result<T, E>
@@ -111,7 +125,7 @@ impl Store {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        let conn = self.conn.clone();
+        let conn = self.reader.clone();
         tokio::task::spawn_blocking(move || {
             // A panic while holding the lock leaves SQLite consistent (the open transaction
             // rolls back on drop), so a poisoned lock is safe to reuse.
@@ -123,7 +137,7 @@ impl Store {
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.with(|c| {
+        self.read(|c| {
             c.query_row("SELECT 1", [], |_| Ok(()))?;
             Ok(())
         })
@@ -141,8 +155,7 @@ impl Store {
     where
         E: From<StoreError> + Send + 'static,
     {
-        self.with(move |c| {
-            let tx = c.transaction().map_err(StoreError::from)?;
+        self.writer.write(move |tx| {
             let active: i64 = tx
                 .query_row(
                     "SELECT COUNT(*) FROM leases
@@ -152,8 +165,7 @@ impl Store {
                 )
                 .map_err(StoreError::from)?;
             quota(u64::try_from(active).unwrap_or(0))?;
-            write_lease(&tx, &lease, true)?;
-            tx.commit().map_err(StoreError::from)?;
+            write_lease(tx, &lease, true)?;
             Ok(lease)
         })
         .await
@@ -169,21 +181,19 @@ impl Store {
     where
         E: From<StoreError> + Send + 'static,
     {
-        self.with(move |c| {
-            let tx = c.transaction().map_err(StoreError::from)?;
-            let Some(mut lease) = read_lease(&tx, id)? else {
+        self.writer.write(move |tx| {
+            let Some(mut lease) = read_lease(tx, id)? else {
                 return Ok(None);
             };
             f(&mut lease)?;
-            write_lease(&tx, &lease, false)?;
-            tx.commit().map_err(StoreError::from)?;
+            write_lease(tx, &lease, false)?;
             Ok(Some(lease))
         })
         .await
     }
 
     pub async fn get_lease(&self, id: LeaseId) -> Result<Option<Lease>, StoreError> {
-        self.with(move |c| read_lease(c, id)).await
+        self.read(move |c| read_lease(c, id)).await
     }
 
     pub async fn list_leases(
@@ -191,7 +201,7 @@ impl Store {
         filter: LeaseFilter,
         now: DateTime<Utc>,
     ) -> Result<Page<Lease>, StoreError> {
-        self.with(move |c| list_leases(c, &filter, now)).await
+        self.read(move |c| list_leases(c, &filter, now)).await
     }
 
     /// Number of leases per (project, state) at `now`.
@@ -199,7 +209,7 @@ impl Store {
         &self,
         now: DateTime<Utc>,
     ) -> Result<Vec<(String, LeaseState, u64)>, StoreError> {
-        self.with(move |c| {
+        self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT project,
                         CASE WHEN released_at IS NOT NULL THEN 'released'

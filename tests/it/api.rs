@@ -8,7 +8,9 @@ use chrono::TimeDelta;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{DATA, OPERATOR, TestDaemon, VIEWER, WEB, WEB2, Workdir, manual_clock, sample};
+use crate::support::{
+    DATA, OPERATOR, TestDaemon, VIEWER, WEB, WEB2, Workdir, manual_clock, sample,
+};
 
 fn acquire_body(project: &str, extra: Value) -> String {
     let mut body = json!({"project": project, "task": "build-7", "owner": "alice@example.com"});
@@ -27,46 +29,297 @@ async fn bad_requests_get_the_fitting_status_and_code() {
     let d = TestDaemon::start(&work).await;
     let web_lease = d.acquire(WEB, "web", "t1").await;
     let released = d.acquire(WEB, "web", "t2").await;
-    let (s, _) = d.call("POST", &format!("/api/v1/leases/{released}/release"), Some(WEB), None).await;
+    let (s, _) = d
+        .call(
+            "POST",
+            &format!("/api/v1/leases/{released}/release"),
+            Some(WEB),
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
-    let big = format!("{{\"project\":\"web\",\"task\":\"t\",\"owner\":\"{}\"}}", "a".repeat(5000));
+    let big = format!(
+        "{{\"project\":\"web\",\"task\":\"t\",\"owner\":\"{}\"}}",
+        "a".repeat(5000)
+    );
 
     // (method, path, token, body, status, code, message must contain)
     let leases = "/api/v1/leases";
     let renew_web = format!("/api/v1/leases/{web_lease}/renew");
     let release_released = format!("/api/v1/leases/{released}/release");
     let beat_released = format!("/api/v1/leases/{released}/heartbeat");
-    let table: Vec<(&str, &str, Option<&str>, Option<String>, u16, &str, &str)> = vec![
-        ("POST", leases, Some(WEB), Some(acquire_body("web", json!({"ttl": "-1h"})) ), 422, "invalid-request", "ttl: invalid duration `-1h`"),
-        ("POST", leases, Some(WEB), Some(acquire_body("web", json!({"ttl": "forever"}))), 422, "invalid-request", "ttl: invalid duration `forever`"),
-        ("POST", leases, Some(WEB), Some(acquire_body("web", json!({"ttl": "48h"}))), 422, "ttl-above-max", "max_ttl of 24h"),
-        ("POST", leases, Some(WEB), Some(acquire_body("web", json!({"regions": ["sa-east-1"]}))), 422, "region-not-allowed", "sa-east-1"),
-        ("POST", leases, Some(WEB), Some(acquire_body("web", json!({"heartbeat_interval": "3h"}))), 422, "heartbeat-above-ttl", "3h"),
-        ("POST", leases, Some(WEB), Some(acquire_body("nosuch", json!({})),), 403, "project-forbidden", "nosuch"),
-        ("POST", leases, Some(OPERATOR), Some(acquire_body("nosuch", json!({})),), 422, "unknown-project", "nosuch"),
-        ("POST", leases, Some(WEB), Some(acquire_body("data", json!({}))), 403, "project-forbidden", "`data`"),
-        ("POST", leases, Some(VIEWER), Some(acquire_body("web", json!({}))), 403, "project-forbidden", "dashboards"),
-        ("POST", leases, Some(WEB), Some("{\"project\": \"web\",".into()), 400, "malformed-json", "not valid JSON"),
-        ("POST", leases, Some(WEB), Some(acquire_body("web", json!({"colour": "red"}))), 422, "invalid-request", "unknown field `colour`"),
-        ("POST", leases, Some(WEB), Some("{\"project\": \"web\"}".into()), 422, "invalid-request", "missing field `task`"),
-        ("POST", leases, Some(WEB), Some(acquire_body("web", json!({"owner": ""}))), 422, "invalid-request", "owner must not be empty"),
-        ("POST", leases, Some(WEB), Some(big), 413, "body-too-large", "size limit"),
-        ("POST", leases, None, Some(acquire_body("web", json!({}))), 401, "unauthenticated", "Authorization"),
-        ("POST", leases, Some("not-a-token"), Some(acquire_body("web", json!({}))), 401, "unauthenticated", "unknown token"),
-        ("GET", leases, None, None, 401, "unauthenticated", "Authorization"),
-        ("POST", &renew_web, Some(WEB2), None, 403, "forbidden", "belongs to principal `ci-web`"),
-        ("POST", &renew_web, Some(VIEWER), None, 403, "forbidden", "belongs to principal `ci-web`"),
-        ("POST", &renew_web, Some(WEB), Some("{\"ttl\": \"30h\"}".into()), 422, "ttl-above-max", "max_ttl of 24h"),
-        ("POST", "/api/v1/leases/0194e0a1-0000-7000-8000-000000000000/release", Some(OPERATOR), None, 404, "lease-not-found", "0194e0a1"),
-        ("GET", "/api/v1/leases/not-an-id", Some(OPERATOR), None, 404, "lease-not-found", "not-an-id"),
-        ("POST", &release_released, Some(WEB), None, 409, "lease-released", "already released"),
-        ("POST", &beat_released, Some(WEB), None, 409, "lease-released", "already released"),
-        ("GET", "/api/v1/leases?state=zombie", Some(OPERATOR), None, 400, "invalid-query", "zombie"),
-        ("GET", "/api/v1/leases?limit=0", Some(OPERATOR), None, 400, "invalid-query", "limit"),
-        ("GET", "/api/v1/leases?cursor=xyz", Some(OPERATOR), None, 400, "invalid-query", "cursor"),
-        ("GET", "/api/v1/leases?project=data", Some(WEB), None, 403, "forbidden", "data"),
-        ("GET", "/api/v1/nothing-here", Some(OPERATOR), None, 404, "not-found", "no such endpoint"),
-        ("DELETE", leases, Some(OPERATOR), None, 405, "method-not-allowed", "not allowed"),
+    type Row<'a> = (&'a str, &'a str, Option<&'a str>, Option<String>, u16, &'a str, &'a str);
+    let table: Vec<Row<'_>> = vec![
+        (
+            "POST",
+            leases,
+            Some(WEB),
+            Some(acquire_body("web", json!({"ttl": "-1h"}))),
+            422,
+            "invalid-request",
+            "ttl: invalid duration `-1h`",
+        ),
+        (
+            "POST",
+            leases,
+            Some(WEB),
+            Some(acquire_body("web", json!({"ttl": "forever"}))),
+            422,
+            "invalid-request",
+            "ttl: invalid duration `forever`",
+        ),
+        (
+            "POST",
+            leases,
+            Some(WEB),
+            Some(acquire_body("web", json!({"ttl": "48h"}))),
+            422,
+            "ttl-above-max",
+            "max_ttl of 24h",
+        ),
+        (
+            "POST",
+            leases,
+            Some(WEB),
+            Some(acquire_body("web", json!({"regions": ["sa-east-1"]}))),
+            422,
+            "region-not-allowed",
+            "sa-east-1",
+        ),
+        (
+            "POST",
+            leases,
+            Some(WEB),
+            Some(acquire_body("web", json!({"heartbeat_interval": "3h"}))),
+            422,
+            "heartbeat-above-ttl",
+            "3h",
+        ),
+        (
+            "POST",
+            leases,
+            Some(WEB),
+            Some(acquire_body("nosuch", json!({}))),
+            403,
+            "project-forbidden",
+            "nosuch",
+        ),
+        (
+            "POST",
+            leases,
+            Some(OPERATOR),
+            Some(acquire_body("nosuch", json!({}))),
+            422,
+            "unknown-project",
+            "nosuch",
+        ),
+        (
+            "POST",
+            leases,
+            Some(WEB),
+            Some(acquire_body("data", json!({}))),
+            403,
+            "project-forbidden",
+            "`data`",
+        ),
+        (
+            "POST",
+            leases,
+            Some(VIEWER),
+            Some(acquire_body("web", json!({}))),
+            403,
+            "project-forbidden",
+            "dashboards",
+        ),
+        (
+            "POST",
+            leases,
+            Some(WEB),
+            Some("{\"project\": \"web\",".into()),
+            400,
+            "malformed-json",
+            "not valid JSON",
+        ),
+        (
+            "POST",
+            leases,
+            Some(WEB),
+            Some(acquire_body("web", json!({"colour": "red"}))),
+            422,
+            "invalid-request",
+            "unknown field `colour`",
+        ),
+        (
+            "POST",
+            leases,
+            Some(WEB),
+            Some("{\"project\": \"web\"}".into()),
+            422,
+            "invalid-request",
+            "missing field `task`",
+        ),
+        (
+            "POST",
+            leases,
+            Some(WEB),
+            Some(acquire_body("web", json!({"owner": ""}))),
+            422,
+            "invalid-request",
+            "owner must not be empty",
+        ),
+        (
+            "POST",
+            leases,
+            Some(WEB),
+            Some(big),
+            413,
+            "body-too-large",
+            "size limit",
+        ),
+        (
+            "POST",
+            leases,
+            None,
+            Some(acquire_body("web", json!({}))),
+            401,
+            "unauthenticated",
+            "Authorization",
+        ),
+        (
+            "POST",
+            leases,
+            Some("not-a-token"),
+            Some(acquire_body("web", json!({}))),
+            401,
+            "unauthenticated",
+            "unknown token",
+        ),
+        (
+            "GET",
+            leases,
+            None,
+            None,
+            401,
+            "unauthenticated",
+            "Authorization",
+        ),
+        (
+            "POST",
+            &renew_web,
+            Some(WEB2),
+            None,
+            403,
+            "forbidden",
+            "belongs to principal `ci-web`",
+        ),
+        (
+            "POST",
+            &renew_web,
+            Some(VIEWER),
+            None,
+            403,
+            "forbidden",
+            "belongs to principal `ci-web`",
+        ),
+        (
+            "POST",
+            &renew_web,
+            Some(WEB),
+            Some("{\"ttl\": \"30h\"}".into()),
+            422,
+            "ttl-above-max",
+            "max_ttl of 24h",
+        ),
+        (
+            "POST",
+            "/api/v1/leases/0194e0a1-0000-7000-8000-000000000000/release",
+            Some(OPERATOR),
+            None,
+            404,
+            "lease-not-found",
+            "0194e0a1",
+        ),
+        (
+            "GET",
+            "/api/v1/leases/not-an-id",
+            Some(OPERATOR),
+            None,
+            404,
+            "lease-not-found",
+            "not-an-id",
+        ),
+        (
+            "POST",
+            &release_released,
+            Some(WEB),
+            None,
+            409,
+            "lease-released",
+            "already released",
+        ),
+        (
+            "POST",
+            &beat_released,
+            Some(WEB),
+            None,
+            409,
+            "lease-released",
+            "already released",
+        ),
+        (
+            "GET",
+            "/api/v1/leases?state=zombie",
+            Some(OPERATOR),
+            None,
+            400,
+            "invalid-query",
+            "zombie",
+        ),
+        (
+            "GET",
+            "/api/v1/leases?limit=0",
+            Some(OPERATOR),
+            None,
+            400,
+            "invalid-query",
+            "limit",
+        ),
+        (
+            "GET",
+            "/api/v1/leases?cursor=xyz",
+            Some(OPERATOR),
+            None,
+            400,
+            "invalid-query",
+            "cursor",
+        ),
+        (
+            "GET",
+            "/api/v1/leases?project=data",
+            Some(WEB),
+            None,
+            403,
+            "forbidden",
+            "data",
+        ),
+        (
+            "GET",
+            "/api/v1/nothing-here",
+            Some(OPERATOR),
+            None,
+            404,
+            "not-found",
+            "no such endpoint",
+        ),
+        (
+            "DELETE",
+            leases,
+            Some(OPERATOR),
+            None,
+            405,
+            "method-not-allowed",
+            "not allowed",
+        ),
     ];
     for (method, path, token, body, status, code, msg) in table {
         let (got, body_json) = d.call(method, path, token, body.as_deref()).await;
@@ -101,7 +354,10 @@ async fn lease_lifecycle_over_time() {
     assert_eq!(l["state"], "active");
     assert_eq!(l["created_at"], "2026-03-01T09:00:00.000Z");
     assert_eq!(l["expires_at"], "2026-03-01T10:30:00.000Z");
-    assert_eq!(l["ends_at"], "2026-03-01T09:10:00.000Z", "heartbeat deadline comes first");
+    assert_eq!(
+        l["ends_at"], "2026-03-01T09:10:00.000Z",
+        "heartbeat deadline comes first"
+    );
     assert_eq!(l["principal"], "ci-web");
     assert_eq!(l["labels"]["pr"], "12");
     assert_eq!(
@@ -110,12 +366,20 @@ async fn lease_lifecycle_over_time() {
     );
 
     clock.advance(TimeDelta::minutes(8));
-    let (s, l) = d.post(&format!("/api/v1/leases/{id}/heartbeat"), WEB, json!({})).await;
+    let (s, l) = d
+        .post(&format!("/api/v1/leases/{id}/heartbeat"), WEB, json!({}))
+        .await;
     assert_eq!(s, StatusCode::OK, "{l}");
     assert_eq!(l["ends_at"], "2026-03-01T09:18:00.000Z");
 
     clock.advance(TimeDelta::minutes(7));
-    let (s, l) = d.post(&format!("/api/v1/leases/{id}/renew"), WEB, json!({"ttl": "24h"})).await;
+    let (s, l) = d
+        .post(
+            &format!("/api/v1/leases/{id}/renew"),
+            WEB,
+            json!({"ttl": "24h"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{l}");
     assert_eq!(l["expires_at"], "2026-03-02T09:15:00.000Z");
     assert_eq!(l["last_heartbeat_at"], "2026-03-01T09:15:00.000Z");
@@ -124,15 +388,27 @@ async fn lease_lifecycle_over_time() {
     clock.advance(TimeDelta::minutes(10));
     let (_, l) = d.get(&format!("/api/v1/leases/{id}"), WEB).await;
     assert_eq!(l["state"], "expired", "{l}");
-    let (s, e) = d.post(&format!("/api/v1/leases/{id}/heartbeat"), WEB, json!({})).await;
-    assert_eq!((s.as_u16(), e["code"].as_str()), (409, Some("lease-expired")));
-    let (s, e) = d.post(&format!("/api/v1/leases/{id}/renew"), WEB, json!({})).await;
-    assert_eq!((s.as_u16(), e["code"].as_str()), (409, Some("lease-expired")));
+    let (s, e) = d
+        .post(&format!("/api/v1/leases/{id}/heartbeat"), WEB, json!({}))
+        .await;
+    assert_eq!(
+        (s.as_u16(), e["code"].as_str()),
+        (409, Some("lease-expired"))
+    );
+    let (s, e) = d
+        .post(&format!("/api/v1/leases/{id}/renew"), WEB, json!({}))
+        .await;
+    assert_eq!(
+        (s.as_u16(), e["code"].as_str()),
+        (409, Some("lease-expired"))
+    );
     let (_, list) = d.get("/api/v1/leases?state=expired", OPERATOR).await;
     assert_eq!(list["items"][0]["id"], id.as_str());
 
     // An expired lease can still be released, once.
-    let (s, l) = d.post(&format!("/api/v1/leases/{id}/release"), WEB, json!({})).await;
+    let (s, l) = d
+        .post(&format!("/api/v1/leases/{id}/release"), WEB, json!({}))
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(l["state"], "released");
     assert_eq!(l["released_at"], "2026-03-01T09:25:00.000Z");
@@ -158,33 +434,65 @@ async fn role_rules() {
     let ids = |v: &Value| -> HashSet<String> {
         v["items"]
             .as_array()
-            .map(|a| a.iter().filter_map(|l| l["id"].as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|l| l["id"].as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let (_, all) = d.get("/api/v1/leases", VIEWER).await;
     assert_eq!(ids(&all), HashSet::from([web.clone(), data.clone()]));
     let (_, mine) = d.get("/api/v1/leases", WEB).await;
-    assert_eq!(ids(&mine), HashSet::from([web.clone()]), "a lessee sees only its projects");
+    assert_eq!(
+        ids(&mine),
+        HashSet::from([web.clone()]),
+        "a lessee sees only its projects"
+    );
     let (_, mine) = d.get("/api/v1/leases", WEB2).await;
-    assert_eq!(ids(&mine), HashSet::from([web.clone()]), "same project, other principal: visible");
+    assert_eq!(
+        ids(&mine),
+        HashSet::from([web.clone()]),
+        "same project, other principal: visible"
+    );
     let (s, _) = d.get(&format!("/api/v1/leases/{data}"), WEB).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     let (s, _) = d.get(&format!("/api/v1/leases/{data}"), VIEWER).await;
     assert_eq!(s, StatusCode::OK);
 
     // Other lessee in the same project may not change it; the operator may.
-    let (s, _) = d.post(&format!("/api/v1/leases/{web}/heartbeat"), WEB2, json!({})).await;
+    let (s, _) = d
+        .post(&format!("/api/v1/leases/{web}/heartbeat"), WEB2, json!({}))
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, _) = d.post(&format!("/api/v1/leases/{data}/release"), VIEWER, json!({})).await;
+    let (s, _) = d
+        .post(&format!("/api/v1/leases/{data}/release"), VIEWER, json!({}))
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, l) = d.post(&format!("/api/v1/leases/{web}/renew"), OPERATOR, json!({"ttl": "3h"})).await;
+    let (s, l) = d
+        .post(
+            &format!("/api/v1/leases/{web}/renew"),
+            OPERATOR,
+            json!({"ttl": "3h"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{l}");
-    let (s, l) = d.post(&format!("/api/v1/leases/{data}/release"), OPERATOR, json!({})).await;
+    let (s, l) = d
+        .post(
+            &format!("/api/v1/leases/{data}/release"),
+            OPERATOR,
+            json!({}),
+        )
+        .await;
     assert_eq!((s, l["state"].as_str()), (StatusCode::OK, Some("released")));
     // Filters: project, state, owner.
-    let (_, l) = d.get("/api/v1/leases?project=data&state=released", OPERATOR).await;
+    let (_, l) = d
+        .get("/api/v1/leases?project=data&state=released", OPERATOR)
+        .await;
     assert_eq!(ids(&l), HashSet::from([data.clone()]));
-    let (_, l) = d.get("/api/v1/leases?owner=nobody%40example.com", OPERATOR).await;
+    let (_, l) = d
+        .get("/api/v1/leases?owner=nobody%40example.com", OPERATOR)
+        .await;
     assert_eq!(ids(&l), HashSet::new());
 }
 
@@ -201,8 +509,12 @@ async fn concurrent_clients_lose_and_duplicate_nothing() {
         tasks.push(tokio::spawn(async move {
             let mut ids = Vec::new();
             for r in 0..ROUNDS {
-                let id = d.acquire(DATA, "data", &format!("client-{c}-round-{r}")).await;
-                let (s, l) = d.post(&format!("/api/v1/leases/{id}/release"), DATA, json!({})).await;
+                let id = d
+                    .acquire(DATA, "data", &format!("client-{c}-round-{r}"))
+                    .await;
+                let (s, l) = d
+                    .post(&format!("/api/v1/leases/{id}/release"), DATA, json!({}))
+                    .await;
                 assert_eq!(s, StatusCode::OK, "{l}");
                 ids.push(id);
             }
@@ -214,7 +526,11 @@ async fn concurrent_clients_lose_and_duplicate_nothing() {
         acquired.extend(t.await.expect("client task"));
     }
     let unique: HashSet<_> = acquired.iter().cloned().collect();
-    assert_eq!(unique.len(), CLIENTS * ROUNDS, "duplicate lease ids handed out");
+    assert_eq!(
+        unique.len(),
+        CLIENTS * ROUNDS,
+        "duplicate lease ids handed out"
+    );
 
     // Page through everything the store holds.
     let mut stored = Vec::new();
@@ -235,12 +551,22 @@ async fn concurrent_clients_lose_and_duplicate_nothing() {
             None => break,
         }
     }
-    assert_eq!(stored.len(), CLIENTS * ROUNDS, "lost or duplicated leases in the store");
+    assert_eq!(
+        stored.len(),
+        CLIENTS * ROUNDS,
+        "lost or duplicated leases in the store"
+    );
     assert_eq!(stored.iter().cloned().collect::<HashSet<_>>(), unique);
     let m = d.metrics().await;
-    assert_eq!(sample(&m, r#"ephemera_leases{project="data",state="released"}"#), Some(640.0));
     assert_eq!(
-        sample(&m, r#"ephemera_lease_operations_total{operation="release",outcome="ok"}"#),
+        sample(&m, r#"ephemera_leases{project="data",state="released"}"#),
+        Some(640.0)
+    );
+    assert_eq!(
+        sample(
+            &m,
+            r#"ephemera_lease_operations_total{operation="release",outcome="ok"}"#
+        ),
         Some(640.0)
     );
 }
@@ -268,7 +594,9 @@ async fn quota_holds_under_concurrent_acquires() {
         }
     }
     assert_eq!(won, 10);
-    let (_, l) = d.get("/api/v1/leases?project=web&state=active", OPERATOR).await;
+    let (_, l) = d
+        .get("/api/v1/leases?project=web&state=active", OPERATOR)
+        .await;
     assert_eq!(l["items"].as_array().map(Vec::len), Some(10));
 }
 
@@ -281,7 +609,13 @@ async fn restart_keeps_every_lease() {
     for i in 0..5 {
         ids.push(d.acquire(WEB, "web", &format!("t{i}")).await);
     }
-    let (s, _) = d.post(&format!("/api/v1/leases/{}/release", ids[0]), WEB, json!({})).await;
+    let (s, _) = d
+        .post(
+            &format!("/api/v1/leases/{}/release", ids[0]),
+            WEB,
+            json!({}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
     let (_, before) = d.get("/api/v1/leases", OPERATOR).await;
     d.stop().await;
@@ -291,9 +625,20 @@ async fn restart_keeps_every_lease() {
     assert_eq!(before, after);
     assert_eq!(after["items"].as_array().map(Vec::len), Some(5));
     // The restarted daemon still enforces ownership and state.
-    let (s, e) = d.post(&format!("/api/v1/leases/{}/release", ids[0]), WEB, json!({})).await;
-    assert_eq!((s.as_u16(), e["code"].as_str()), (409, Some("lease-released")));
-    let (s, _) = d.post(&format!("/api/v1/leases/{}/renew", ids[1]), WEB2, json!({})).await;
+    let (s, e) = d
+        .post(
+            &format!("/api/v1/leases/{}/release", ids[0]),
+            WEB,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (s.as_u16(), e["code"].as_str()),
+        (409, Some("lease-released"))
+    );
+    let (s, _) = d
+        .post(&format!("/api/v1/leases/{}/renew", ids[1]), WEB2, json!({}))
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
 }
 
@@ -308,23 +653,55 @@ async fn health_and_metrics() {
     assert_eq!((s, r["status"].as_str()), (StatusCode::OK, Some("ready")));
 
     let id = d.acquire(WEB, "web", "m").await;
-    let _ = d.post(&format!("/api/v1/leases/{id}/renew"), WEB, json!({"ttl": "99h"})).await;
-    let _ = d.post(&format!("/api/v1/leases/{id}/release"), WEB, json!({})).await;
+    let _ = d
+        .post(
+            &format!("/api/v1/leases/{id}/renew"),
+            WEB,
+            json!({"ttl": "99h"}),
+        )
+        .await;
+    let _ = d
+        .post(&format!("/api/v1/leases/{id}/release"), WEB, json!({}))
+        .await;
     let _ = d.acquire(WEB, "web", "still running").await;
 
     let m = d.metrics().await;
     let s = |k: &str| sample(&m, k);
-    assert_eq!(s(r#"ephemera_leases{project="web",state="active"}"#), Some(1.0));
-    assert_eq!(s(r#"ephemera_leases{project="web",state="released"}"#), Some(1.0));
-    assert_eq!(s(r#"ephemera_leases{project="data",state="active"}"#), Some(0.0), "known projects are zero-filled");
-    assert_eq!(s(r#"ephemera_lease_operations_total{operation="acquire",outcome="ok"}"#), Some(2.0));
-    assert_eq!(s(r#"ephemera_lease_operations_total{operation="renew",outcome="ttl-above-max"}"#), Some(1.0));
     assert_eq!(
-        s(r#"ephemera_http_requests_total{method="POST",route="/api/v1/leases/{id}/release",status="200"}"#),
+        s(r#"ephemera_leases{project="web",state="active"}"#),
         Some(1.0)
     );
-    assert_eq!(s(r#"ephemera_http_request_duration_seconds_count{method="POST",route="/api/v1/leases"}"#), Some(2.0));
-    let build = format!("ephemera_build_info{{version=\"{}\"}}", env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        s(r#"ephemera_leases{project="web",state="released"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        s(r#"ephemera_leases{project="data",state="active"}"#),
+        Some(0.0),
+        "known projects are zero-filled"
+    );
+    assert_eq!(
+        s(r#"ephemera_lease_operations_total{operation="acquire",outcome="ok"}"#),
+        Some(2.0)
+    );
+    assert_eq!(
+        s(r#"ephemera_lease_operations_total{operation="renew",outcome="ttl-above-max"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        s(
+            r#"ephemera_http_requests_total{method="POST",route="/api/v1/leases/{id}/release",status="200"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        s(r#"ephemera_http_request_duration_seconds_count{method="POST",route="/api/v1/leases"}"#),
+        Some(2.0)
+    );
+    let build = format!(
+        "ephemera_build_info{{version=\"{}\"}}",
+        env!("CARGO_PKG_VERSION")
+    );
     assert_eq!(s(&build), Some(1.0));
     assert!(!m.contains(&id), "a lease id leaked into a metric label");
 }

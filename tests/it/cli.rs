@@ -416,11 +416,21 @@ async fn config_check() {
     );
 }
 
+/// A daemon process this test started; killed (by its own handle) if the test fails early.
+struct DaemonProcess(Child);
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts the real daemon binary; returns it and the address it logged.
 fn spawn_daemon(
     config: &Path,
     extra: &[&str],
-) -> (Child, String, BufReader<std::process::ChildStderr>) {
+) -> (DaemonProcess, String, BufReader<std::process::ChildStderr>) {
     let mut child = Command::new(BIN)
         .args(["daemon", "--config", config.to_str().expect("utf-8")])
         .args(extra)
@@ -441,10 +451,11 @@ fn spawn_daemon(
             && v["fields"]["message"] == "ephemera daemon serving"
         {
             let addr = v["fields"]["addr"].as_str().expect("addr field").to_owned();
-            return (child, format!("http://{addr}"), err);
+            return (DaemonProcess(child), format!("http://{addr}"), err);
         }
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("daemon did not log its address; last line: {line}");
 }
 
@@ -480,13 +491,13 @@ async fn daemon_binary_logs_json_spans_with_the_lease_id() {
     assert!(o.status.success(), "{}", stderr(&o));
 
     // SIGTERM: graceful stop, exit 0.
-    let pid = child.id().to_string();
+    let pid = child.0.id().to_string();
     let killed = Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .expect("kill runs");
     assert!(killed.success());
-    let status = child.wait().expect("daemon exits");
+    let status = child.0.wait().expect("daemon exits");
     assert_eq!(status.code(), Some(0));
 
     let mut rest = String::new();
@@ -542,4 +553,14 @@ async fn daemon_refuses_bad_config_and_rules() {
         "{}",
         stderr(&o)
     );
+
+    // A bad cron in the config: refused with the config's file, line and field.
+    std::fs::remove_file(&policy).expect("remove extra policy");
+    let text = crate::support::config_text().replace("scan = \"*/15 * * * *\"", "scan = \"every 15m\"");
+    std::fs::write(work.config_path(), &text).expect("write config");
+    let line = text.lines().position(|l| l.contains("every 15m")).expect("marker") + 1;
+    let o = run(&["daemon", "--config", work.config_path().to_str().expect("utf-8")], &[]).await;
+    assert_eq!(o.status.code(), Some(1));
+    let want = format!("{}:{line}:8: field `schedules.scan`: invalid cron expression `every 15m`", work.config_path().display());
+    assert!(stderr(&o).contains(&want), "{}", stderr(&o));
 }

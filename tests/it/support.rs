@@ -110,7 +110,8 @@ impl Workdir {
     pub fn new() -> Workdir {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir_all(dir.path().join("rules/policy")).expect("rules dir");
-        std::fs::write(dir.path().join("rules/policy/projects.toml"), POLICY).expect("write policy");
+        std::fs::write(dir.path().join("rules/policy/projects.toml"), POLICY)
+            .expect("write policy");
         std::fs::write(dir.path().join("ephemera.toml"), config_text()).expect("write config");
         Workdir { dir }
     }
@@ -139,7 +140,9 @@ pub struct TestDaemon {
 /// A fixed start time for tests that move the clock.
 pub fn manual_clock() -> Arc<ManualClock> {
     Arc::new(ManualClock::new(
-        Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).single().expect("valid time"),
+        Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0)
+            .single()
+            .expect("valid time"),
     ))
 }
 
@@ -150,7 +153,9 @@ impl TestDaemon {
 
     pub async fn start_with_clock(work: &Workdir, clock: Arc<dyn Clock>) -> TestDaemon {
         let config = work.config();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind port 0");
         let addr = listener.local_addr().expect("bound address");
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(ephemera::daemon::serve(
@@ -186,7 +191,9 @@ impl TestDaemon {
             let _ = tx.send(());
         }
         if let Some(t) = self.task.take() {
-            t.await.expect("daemon task joins").expect("daemon ran cleanly");
+            t.await
+                .expect("daemon task joins")
+                .expect("daemon ran cleanly");
         }
     }
 
@@ -199,23 +206,35 @@ impl TestDaemon {
     }
 
     /// Sends a request; returns the status and the JSON body (Null when empty or not JSON).
-    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (StatusCode, Value) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("valid method");
         let mut req = self.http.request(method, self.url(path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
         if let Some(b) = body {
-            req = req.header("content-type", "application/json").body(b.to_owned());
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_owned());
         }
         let resp = req.send().await.expect("request sent");
         let status = resp.status();
         let bytes = resp.bytes().await.expect("body read");
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     pub async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
-        self.call("POST", path, Some(token), Some(&body.to_string())).await
+        self.call("POST", path, Some(token), Some(&body.to_string()))
+            .await
     }
 
     pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {

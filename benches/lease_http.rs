@@ -1,0 +1,157 @@
+//! Lease acquire + release over HTTP on loopback with 64 concurrent clients.
+//!
+//! Target (issue 2): ≥ 2,000 operations/s with p99 ≤ 20 ms. An operation is one HTTP call
+//! (an acquire or a release); the pair rate is printed too. The daemon runs in this process
+//! on a real on-disk store (WAL, synchronous = FULL), so client and server share the cores.
+//!
+//! `cargo bench --bench lease_http` (env: BENCH_CLIENTS, BENCH_PAIRS_PER_CLIENT).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ephemera::auth::TokenHash;
+use ephemera::config::Config;
+
+const TOKEN: &str = "bench-token";
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn write_workdir(dir: &std::path::Path) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir.join("rules/policy")).expect("mkdir rules");
+    std::fs::write(
+        dir.join("rules/policy/bench.toml"),
+        "[[project]]\nname = \"bench\"\nlessees = [\"*\"]\ndefault_ttl = \"1h\"\nmax_ttl = \"1d\"\ngrace = \"1h\"\nmax_active_leases = 10000\n",
+    )
+    .expect("write policy");
+    let config = format!(
+        r#"
+[api]
+listen = "127.0.0.1:0"
+[[api.principals]]
+name = "bench"
+role = "lessee"
+projects = ["bench"]
+token_sha256 = "{}"
+[store]
+path = "ephemera.db"
+[rules]
+dir = "rules"
+[aws]
+regions = ["us-east-1"]
+[[aws.accounts]]
+id = "123456789012"
+[schedules]
+scan = "*/15 * * * *"
+cost = "0 6 * * *"
+digest = "0 8 * * *"
+"#,
+        TokenHash::of(TOKEN).to_hex()
+    );
+    let path = dir.join("ephemera.toml");
+    std::fs::write(&path, config).expect("write config");
+    path
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn main() {
+    // `cargo test --benches` runs benches with --bench absent; do a tiny run then.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let clients = env_usize("BENCH_CLIENTS", 64);
+    let pairs = if quick { 2 } else { env_usize("BENCH_PAIRS_PER_CLIENT", 250) };
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    // The store lives on the real disk next to the build, not in a tmpfs.
+    let base = std::env::var("CARGO_TARGET_TMPDIR").unwrap_or_else(|_| std::env::temp_dir().display().to_string());
+    let dir = tempfile::tempdir_in(base).expect("temp dir");
+    let config_path = write_workdir(dir.path());
+
+    rt.block_on(async move {
+        let config = Config::load(&config_path).expect("bench config");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(ephemera::daemon::run(config, listener, async {
+            let _ = stop_rx.await;
+        }));
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(clients)
+            .build()
+            .expect("client");
+        let url = Arc::new(format!("http://{addr}/api/v1/leases"));
+        // Wait until the API answers.
+        for _ in 0..200 {
+            if http.get(format!("http://{addr}/readyz")).send().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+
+        let start = Instant::now();
+        let mut tasks = Vec::with_capacity(clients);
+        for c in 0..clients {
+            let http = http.clone();
+            let url = url.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::with_capacity(pairs * 2);
+                for i in 0..pairs {
+                    let body = format!(r#"{{"project":"bench","task":"c{c}-{i}","owner":"bench@example.com"}}"#);
+                    let t = Instant::now();
+                    let resp = http
+                        .post(url.as_str())
+                        .bearer_auth(TOKEN)
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await
+                        .expect("acquire sent");
+                    assert_eq!(resp.status().as_u16(), 201, "acquire failed");
+                    let v: serde_json::Value = resp.json().await.expect("lease json");
+                    lat.push(t.elapsed());
+                    let id = v["id"].as_str().expect("id").to_owned();
+                    let t = Instant::now();
+                    let resp = http
+                        .post(format!("{url}/{id}/release"))
+                        .bearer_auth(TOKEN)
+                        .send()
+                        .await
+                        .expect("release sent");
+                    assert_eq!(resp.status().as_u16(), 200, "release failed");
+                    let _ = resp.bytes().await;
+                    lat.push(t.elapsed());
+                }
+                lat
+            }));
+        }
+        let mut all = Vec::with_capacity(clients * pairs * 2);
+        for t in tasks {
+            all.extend(t.await.expect("client task"));
+        }
+        let elapsed = start.elapsed();
+        all.sort();
+        let ops = all.len() as f64 / elapsed.as_secs_f64();
+        println!(
+            "lease_http: {clients} clients, {} acquire+release pairs in {:.2} s",
+            all.len() / 2,
+            elapsed.as_secs_f64()
+        );
+        println!(
+            "lease_http: {:.0} operations/s ({:.0} pairs/s); latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            ops,
+            ops / 2.0,
+            percentile(&all, 0.50).as_secs_f64() * 1e3,
+            percentile(&all, 0.99).as_secs_f64() * 1e3,
+            all.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+        );
+        let _ = stop_tx.send(());
+        server.await.expect("server joins").expect("server ran");
+    });
+}
