@@ -15,7 +15,10 @@ use ephemera::config::Config;
 const TOKEN: &str = "bench-token";
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn write_workdir(dir: &std::path::Path) -> std::path::PathBuf {
@@ -63,14 +66,19 @@ fn main() {
     // `cargo test --benches` runs benches with --bench absent; do a tiny run then.
     let quick = !std::env::args().any(|a| a == "--bench");
     let clients = env_usize("BENCH_CLIENTS", 64);
-    let pairs = if quick { 2 } else { env_usize("BENCH_PAIRS_PER_CLIENT", 250) };
+    let pairs = if quick {
+        2
+    } else {
+        env_usize("BENCH_PAIRS_PER_CLIENT", 250)
+    };
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
     // The store lives on the real disk next to the build, not in a tmpfs.
-    let base = std::env::var("CARGO_TARGET_TMPDIR").unwrap_or_else(|_| std::env::temp_dir().display().to_string());
+    let base = std::env::var("CARGO_TARGET_TMPDIR")
+        .unwrap_or_else(|_| std::env::temp_dir().display().to_string());
     let dir = tempfile::tempdir_in(base).expect("temp dir");
     let config_path = write_workdir(dir.path());
 

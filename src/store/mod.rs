@@ -155,20 +155,21 @@ impl Store {
     where
         E: From<StoreError> + Send + 'static,
     {
-        self.writer.write(move |tx| {
-            let active: i64 = tx
-                .query_row(
-                    "SELECT COUNT(*) FROM leases
+        self.writer
+            .write(move |tx| {
+                let active: i64 = tx
+                    .query_row(
+                        "SELECT COUNT(*) FROM leases
                      WHERE project = ?1 AND released_at IS NULL AND ends_at > ?2",
-                    params![lease.project.as_str(), now.timestamp_millis()],
-                    |r| r.get(0),
-                )
-                .map_err(StoreError::from)?;
-            quota(u64::try_from(active).unwrap_or(0))?;
-            write_lease(tx, &lease, true)?;
-            Ok(lease)
-        })
-        .await
+                        params![lease.project.as_str(), now.timestamp_millis()],
+                        |r| r.get(0),
+                    )
+                    .map_err(StoreError::from)?;
+                quota(u64::try_from(active).unwrap_or(0))?;
+                write_lease(tx, &lease, true)?;
+                Ok(lease)
+            })
+            .await
     }
 
     /// Reads a lease, lets `f` change it, and writes it back, in one transaction.
@@ -181,15 +182,16 @@ impl Store {
     where
         E: From<StoreError> + Send + 'static,
     {
-        self.writer.write(move |tx| {
-            let Some(mut lease) = read_lease(tx, id)? else {
-                return Ok(None);
-            };
-            f(&mut lease)?;
-            write_lease(tx, &lease, false)?;
-            Ok(Some(lease))
-        })
-        .await
+        self.writer
+            .write(move |tx| {
+                let Some(mut lease) = read_lease(tx, id)? else {
+                    return Ok(None);
+                };
+                f(&mut lease)?;
+                write_lease(tx, &lease, false)?;
+                Ok(Some(lease))
+            })
+            .await
     }
 
     pub async fn get_lease(&self, id: LeaseId) -> Result<Option<Lease>, StoreError> {

@@ -48,12 +48,18 @@ impl Writer {
     {
         let (tx, rx) = tokio::sync::oneshot::channel::<Result<T, E>>();
         let job: Job = Box::new(move |conn, in_tx| {
-            let outcome = if in_tx { in_savepoint(conn, f) } else { Err(None) };
+            let outcome = if in_tx {
+                in_savepoint(conn, f)
+            } else {
+                Err(None)
+            };
             Box::new(move |commit_error: Option<String>| {
                 let result = match (outcome, commit_error) {
                     (Ok(v), None) => Ok(v),
                     (Ok(_), Some(e)) | (Err(None), Some(e)) => Err(E::from(StoreError::Commit(e))),
-                    (Err(None), None) => Err(E::from(StoreError::Commit("transaction did not start".into()))),
+                    (Err(None), None) => Err(E::from(StoreError::Commit(
+                        "transaction did not start".into(),
+                    ))),
                     (Err(Some(e)), _) => Err(e),
                 };
                 // The caller may have gone away (request cancelled); nothing to tell then.
@@ -73,17 +79,24 @@ impl Writer {
                 .map_err(|e| E::from(StoreError::Join(e)))?
                 .map_err(|_| E::from(StoreError::WriterGone))?;
         }
-        rx.await.unwrap_or_else(|_| Err(E::from(StoreError::WriterGone)))
+        rx.await
+            .unwrap_or_else(|_| Err(E::from(StoreError::WriterGone)))
     }
 }
 
 /// Runs `f` inside a savepoint; on error rolls the savepoint back. `Err(None)` means the
 /// savepoint itself failed.
-fn in_savepoint<T, E>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T, E>) -> Result<T, Option<E>>
+fn in_savepoint<T, E>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, E>,
+) -> Result<T, Option<E>>
 where
     E: From<StoreError>,
 {
-    let sql = |s: &str| conn.execute_batch(s).map_err(|e| Some(E::from(StoreError::Sql(e))));
+    let sql = |s: &str| {
+        conn.execute_batch(s)
+            .map_err(|e| Some(E::from(StoreError::Sql(e))))
+    };
     sql("SAVEPOINT job")?;
     match f(conn) {
         Ok(v) => {

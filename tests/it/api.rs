@@ -48,7 +48,15 @@ async fn bad_requests_get_the_fitting_status_and_code() {
     let renew_web = format!("/api/v1/leases/{web_lease}/renew");
     let release_released = format!("/api/v1/leases/{released}/release");
     let beat_released = format!("/api/v1/leases/{released}/heartbeat");
-    type Row<'a> = (&'a str, &'a str, Option<&'a str>, Option<String>, u16, &'a str, &'a str);
+    type Row<'a> = (
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        Option<String>,
+        u16,
+        &'a str,
+        &'a str,
+    );
     let table: Vec<Row<'_>> = vec![
         (
             "POST",
@@ -704,4 +712,60 @@ async fn health_and_metrics() {
     );
     assert_eq!(s(&build), Some(1.0));
     assert!(!m.contains(&id), "a lease id leaked into a metric label");
+}
+
+/// 32 simultaneous releases of one lease: exactly one wins, the rest get 409, and the
+/// losers' failed writes leave the winner's record intact (each write rolls back alone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_releases_release_once() {
+    let work = Workdir::new();
+    let d = Arc::new(TestDaemon::start(&work).await);
+    let id = d.acquire(WEB, "web", "race").await;
+    let others: Vec<String> = futures_join((0..8).map(|i| {
+        let d = d.clone();
+        async move { d.acquire(WEB, "web", &format!("bystander-{i}")).await }
+    }))
+    .await;
+    let answers = futures_join((0..32).map(|_| {
+        let d = d.clone();
+        let id = id.clone();
+        async move {
+            let (s, b) = d
+                .post(&format!("/api/v1/leases/{id}/release"), WEB, json!({}))
+                .await;
+            (s.as_u16(), b)
+        }
+    }))
+    .await;
+    let ok: Vec<&Value> = answers
+        .iter()
+        .filter(|(s, _)| *s == 200)
+        .map(|(_, b)| b)
+        .collect();
+    assert_eq!(ok.len(), 1, "{answers:?}");
+    assert!(
+        answers
+            .iter()
+            .all(|(s, b)| *s == 200 || (*s == 409 && b["code"] == "lease-released"))
+    );
+    let (_, l) = d.get(&format!("/api/v1/leases/{id}"), WEB).await;
+    assert_eq!(l["released_at"], ok[0]["released_at"]);
+    for o in others {
+        let (_, l) = d.get(&format!("/api/v1/leases/{o}"), WEB).await;
+        assert_eq!(l["state"], "active", "{l}");
+    }
+}
+
+/// Runs futures concurrently on the runtime and collects their outputs in order.
+async fn futures_join<F, T>(futs: impl Iterator<Item = F>) -> Vec<T>
+where
+    F: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let handles: Vec<_> = futs.map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        out.push(h.await.expect("task joins"));
+    }
+    out
 }

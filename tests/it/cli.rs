@@ -417,46 +417,78 @@ async fn config_check() {
 }
 
 /// A daemon process this test started; killed (by its own handle) if the test fails early.
-struct DaemonProcess(Child);
+/// Its stderr is drained by a thread, so a chatty daemon never blocks on a full pipe.
+struct DaemonProcess {
+    child: Child,
+    logs: Option<std::thread::JoinHandle<String>>,
+}
 
-impl Drop for DaemonProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+impl DaemonProcess {
+    /// Waits for the process to exit; returns its status and everything it logged.
+    fn wait(&mut self) -> (std::process::ExitStatus, String) {
+        let status = self.child.wait().expect("daemon exits");
+        let logs = self
+            .logs
+            .take()
+            .map(|h| h.join().expect("log reader joins"))
+            .unwrap_or_default();
+        (status, logs)
     }
 }
 
-/// Starts the real daemon binary; returns it and the address it logged.
-fn spawn_daemon(
-    config: &Path,
-    extra: &[&str],
-) -> (DaemonProcess, String, BufReader<std::process::ChildStderr>) {
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the real daemon binary with JSON logs; returns it and the address it logged.
+fn spawn_daemon(config: &Path) -> (DaemonProcess, String) {
     let mut child = Command::new(BIN)
-        .args(["daemon", "--config", config.to_str().expect("utf-8")])
-        .args(extra)
+        .args([
+            "daemon",
+            "--log-format",
+            "json",
+            "--config",
+            config.to_str().expect("utf-8"),
+        ])
         .env_remove("RUST_LOG")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("daemon starts");
     let mut err = BufReader::new(child.stderr.take().expect("stderr piped"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut line = String::new();
-    while Instant::now() < deadline {
-        line.clear();
-        if err.read_line(&mut line).expect("read log") == 0 {
-            break;
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let logs = std::thread::spawn(move || {
+        let mut all = String::new();
+        let mut line = String::new();
+        let mut tx = Some(tx);
+        while err.read_line(&mut line).unwrap_or(0) > 0 {
+            if let Some(t) = &tx
+                && let Ok(v) = serde_json::from_str::<Value>(&line)
+                && v["fields"]["message"] == "ephemera daemon serving"
+            {
+                let _ = t.send(v["fields"]["addr"].as_str().unwrap_or_default().to_owned());
+                tx = None;
+            }
+            all.push_str(&line);
+            line.clear();
         }
-        if let Ok(v) = serde_json::from_str::<Value>(&line)
-            && v["fields"]["message"] == "ephemera daemon serving"
-        {
-            let addr = v["fields"]["addr"].as_str().expect("addr field").to_owned();
-            return (DaemonProcess(child), format!("http://{addr}"), err);
+        all
+    });
+    let mut daemon = DaemonProcess {
+        child,
+        logs: Some(logs),
+    };
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(addr) => (daemon, format!("http://{addr}")),
+        Err(_) => {
+            let _ = daemon.child.kill();
+            let (_, logs) = daemon.wait();
+            panic!("daemon did not log its address; its log:\n{logs}");
         }
     }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("daemon did not log its address; last line: {line}");
 }
 
 /// The daemon binary: JSON logs carry one span per request and the lease id, so one lease
@@ -464,7 +496,7 @@ fn spawn_daemon(
 #[tokio::test(flavor = "multi_thread")]
 async fn daemon_binary_logs_json_spans_with_the_lease_id() {
     let work = Workdir::new();
-    let (mut child, addr, mut logs) = spawn_daemon(&work.config_path(), &["--log-format", "json"]);
+    let (mut child, addr) = spawn_daemon(&work.config_path());
     let env = [("EPHEMERA_ADDR", addr.as_str()), ("EPHEMERA_TOKEN", DATA)];
     let o = run(
         &[
@@ -491,17 +523,14 @@ async fn daemon_binary_logs_json_spans_with_the_lease_id() {
     assert!(o.status.success(), "{}", stderr(&o));
 
     // SIGTERM: graceful stop, exit 0.
-    let pid = child.0.id().to_string();
+    let pid = child.child.id().to_string();
     let killed = Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .expect("kill runs");
     assert!(killed.success());
-    let status = child.0.wait().expect("daemon exits");
+    let (status, rest) = child.wait();
     assert_eq!(status.code(), Some(0));
-
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut logs, &mut rest).expect("read logs");
     let lines: Vec<Value> = rest
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
@@ -556,11 +585,124 @@ async fn daemon_refuses_bad_config_and_rules() {
 
     // A bad cron in the config: refused with the config's file, line and field.
     std::fs::remove_file(&policy).expect("remove extra policy");
-    let text = crate::support::config_text().replace("scan = \"*/15 * * * *\"", "scan = \"every 15m\"");
+    let text =
+        crate::support::config_text().replace("scan = \"*/15 * * * *\"", "scan = \"every 15m\"");
     std::fs::write(work.config_path(), &text).expect("write config");
-    let line = text.lines().position(|l| l.contains("every 15m")).expect("marker") + 1;
-    let o = run(&["daemon", "--config", work.config_path().to_str().expect("utf-8")], &[]).await;
+    let line = text
+        .lines()
+        .position(|l| l.contains("every 15m"))
+        .expect("marker")
+        + 1;
+    let o = run(
+        &[
+            "daemon",
+            "--config",
+            work.config_path().to_str().expect("utf-8"),
+        ],
+        &[],
+    )
+    .await;
     assert_eq!(o.status.code(), Some(1));
-    let want = format!("{}:{line}:8: field `schedules.scan`: invalid cron expression `every 15m`", work.config_path().display());
+    let want = format!(
+        "{}:{line}:8: field `schedules.scan`: invalid cron expression `every 15m`",
+        work.config_path().display()
+    );
     assert!(stderr(&o).contains(&want), "{}", stderr(&o));
+}
+
+/// SIGKILL mid-traffic: every lease the API acknowledged is there after a restart, and the
+/// store is usable (nothing half-written).
+#[tokio::test(flavor = "multi_thread")]
+async fn acknowledged_leases_survive_sigkill() {
+    let work = Workdir::new();
+    let (mut daemon, addr) = spawn_daemon(&work.config_path());
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let url = format!("{addr}/api/v1/leases");
+    // Writers keep going while the daemon is killed; only acknowledged ids count.
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let (http, url) = (http.clone(), url.clone());
+        writers.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0.. {
+                let body = serde_json::json!({"project": "data", "task": format!("w{w}-{i}"), "owner": "k@example.com"});
+                match http.post(&url).bearer_auth(DATA).json(&body).send().await {
+                    Ok(r) if r.status().as_u16() == 201 => match r.json::<Value>().await {
+                        Ok(v) => acked.push(v["id"].as_str().expect("id").to_owned()),
+                        Err(_) => break,
+                    },
+                    _ => break,
+                }
+            }
+            acked
+        }));
+    }
+    // Kill once a good number of leases went through.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let page: Value = http
+            .get(format!("{url}?limit=1000"))
+            .bearer_auth(OPERATOR)
+            .send()
+            .await
+            .expect("list")
+            .json()
+            .await
+            .expect("json");
+        if page["items"].as_array().map_or(0, Vec::len) >= 200 || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    daemon.child.kill().expect("SIGKILL");
+    daemon.wait();
+    let mut acked = Vec::new();
+    for w in writers {
+        acked.extend(w.await.expect("writer joins"));
+    }
+    assert!(
+        acked.len() >= 200,
+        "only {} leases before the kill",
+        acked.len()
+    );
+
+    let (_daemon, addr) = spawn_daemon(&work.config_path());
+    let mut stored = std::collections::HashSet::new();
+    let mut cursor = String::new();
+    loop {
+        let page: Value = http
+            .get(format!("{addr}/api/v1/leases?limit=1000{cursor}"))
+            .bearer_auth(OPERATOR)
+            .send()
+            .await
+            .expect("list")
+            .json()
+            .await
+            .expect("json");
+        for l in page["items"].as_array().expect("items") {
+            stored.insert(l["id"].as_str().expect("id").to_owned());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    let lost: Vec<&String> = acked.iter().filter(|id| !stored.contains(*id)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged leases lost: {lost:?}",
+        lost.len()
+    );
+    // The restarted daemon writes fine.
+    let r = http
+        .post(format!("{addr}/api/v1/leases"))
+        .bearer_auth(DATA)
+        .json(&serde_json::json!({"project": "data", "task": "after", "owner": "k@example.com"}))
+        .send()
+        .await
+        .expect("acquire after restart");
+    assert_eq!(r.status().as_u16(), 201);
 }
