@@ -13,7 +13,7 @@
 //! | [`auth`] | principals, roles (lessee, operator, viewer), hashed bearer tokens |
 //! | [`policy`] | `rules/policy/*.toml`: per-project leasing rules, pure decisions, in-file test cases |
 //! | [`lease`] | lease state math and the [`lease::LeaseRegistry`] service |
-//! | [`store`] | SQLite (WAL, foreign keys, append-only migrations); the only module that knows SQL |
+//! | [`store`] | SQLite (WAL, `synchronous = FULL`, foreign keys, append-only migrations); writes go through one group-commit writer thread; the only module that knows SQL |
 //! | [`metrics`] | the Prometheus registry and every metric |
 //! | [`http`] | the axum API under `/api/v1`, `/healthz`, `/readyz`, `/metrics`; JSON wire types in [`http::dto`] |
 //! | [`daemon`] | wiring: `serve(config, listener, shutdown, clock)` |
@@ -25,9 +25,9 @@
 //!
 //! - Pure code (lease state math, policy decisions, evaluation) takes `now`; only [`clock`]
 //!   reads the wall clock.
-//! - Only [`store`] knows SQL; its calls run on blocking threads and never hold the
-//!   connection across `.await`. Read-check-write sequences (quota, renew, release) run in one
-//!   transaction.
+//! - Only [`store`] knows SQL; its calls run on blocking threads (reads) or the writer thread
+//!   (writes) and never hold a connection across `.await`. Read-check-write sequences (quota,
+//!   renew, release) run in one transaction, and the API answers only after the commit is durable.
 //! - Only [`http`] knows axum and JSON DTOs; errors map to a status and a stable code in one place.
 //! - Metric labels come from bounded sets; no lease id, ARN or resource id is ever a label.
 //! - Tokens are hashed the moment they are read; nothing prints one.
