@@ -53,7 +53,7 @@ pub struct RulesConfig {
     pub dir: PathBuf,
 }
 
-/// Tag keys that carry a lease's identity on a resource.
+/// Tag keys that carry a lease's identity on a resource, and the one that protects it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IdentityTags {
@@ -61,6 +61,8 @@ pub struct IdentityTags {
     pub project: String,
     pub task: String,
     pub owner: String,
+    /// A resource carrying this tag (any value) is `protected`: never flagged, never reaped.
+    pub protect: String,
 }
 
 impl Default for IdentityTags {
@@ -70,6 +72,7 @@ impl Default for IdentityTags {
             project: "ephemera:project".into(),
             task: "ephemera:task".into(),
             owner: "ephemera:owner".into(),
+            protect: "ephemera:protect".into(),
         }
     }
 }
@@ -342,6 +345,7 @@ fn validate_tags(src: &Source<'_>, tags: &Spanned<IdentityTags>) -> Result<(), F
         ("tags.project", &t.project),
         ("tags.task", &t.task),
         ("tags.owner", &t.owner),
+        ("tags.protect", &t.protect),
     ] {
         check_tag_key(key).map_err(|m| src.error_for(tags.span(), field, m))?;
         if !seen.insert(key) {

@@ -61,6 +61,12 @@ impl ProjectName {
     }
 }
 
+impl std::borrow::Borrow<str> for ProjectName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for ProjectName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -294,5 +300,349 @@ mod tests {
         let id = LeaseId::generate();
         assert_eq!(id.to_string().parse::<LeaseId>().ok(), Some(id));
         assert!("not-a-lease".parse::<LeaseId>().is_err());
+    }
+}
+
+/// An AWS resource ARN, with the parts inventory and metrics need.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Arn(String);
+
+impl Arn {
+    /// Accepts `arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.splitn(6, ':').collect();
+        if parts.len() == 6
+            && parts[0] == "arn"
+            && !parts[1].is_empty()
+            && !parts[2].is_empty()
+            && !parts[5].is_empty()
+        {
+            Ok(Arn(s.to_owned()))
+        } else {
+            Err(format!("`{s}` is not an ARN"))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    fn part(&self, i: usize) -> &str {
+        self.0.splitn(6, ':').nth(i).unwrap_or_default()
+    }
+
+    pub fn service(&self) -> &str {
+        self.part(2)
+    }
+
+    /// Empty for global resources such as S3 buckets.
+    pub fn region(&self) -> &str {
+        self.part(3)
+    }
+
+    /// Empty for S3 buckets.
+    pub fn account(&self) -> &str {
+        self.part(4)
+    }
+
+    /// The resource part after the account: `instance/i-0abc`, `my-bucket`, `table/t`.
+    pub fn resource(&self) -> &str {
+        self.part(5)
+    }
+
+    /// `service:type`, e.g. `ec2:instance`, `s3:bucket`, `sqs:queue`, `logs:log-group`: a
+    /// bounded set, fit for a metric label.
+    pub fn resource_type(&self) -> String {
+        let service = self.service();
+        let implicit = match service {
+            "s3" if !self.resource().contains('/') => Some("bucket"),
+            "sqs" => Some("queue"),
+            "sns" => Some("topic"),
+            _ => None,
+        };
+        let kind = implicit.unwrap_or_else(|| {
+            let r = self.resource();
+            r.split(['/', ':']).next().unwrap_or(r)
+        });
+        format!("{service}:{kind}")
+    }
+
+    /// The last part of the resource: the id or name (`i-0abc`, `my-bucket`).
+    pub fn resource_id(&self) -> &str {
+        let r = self.resource();
+        r.rsplit(['/', ':']).next().unwrap_or(r)
+    }
+}
+
+impl fmt::Display for Arn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a pass concludes about one resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// Its lease is active.
+    Leased,
+    /// Its lease is active but ends inside the warning window.
+    Expiring,
+    /// Its lease is past `expires_at`, or missed its heartbeat.
+    Expired,
+    /// Its lease was released but the resource is still alive.
+    Released,
+    /// Its lease tag names no lease we know.
+    UnknownLease,
+    /// A required identity tag is missing (or the tag list is empty).
+    Untagged,
+    /// An exclusion tag or an allowlist entry keeps it out of reach.
+    Protected,
+}
+
+impl Verdict {
+    pub const ALL: [Verdict; 7] = [
+        Verdict::Leased,
+        Verdict::Expiring,
+        Verdict::Expired,
+        Verdict::Released,
+        Verdict::UnknownLease,
+        Verdict::Untagged,
+        Verdict::Protected,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Leased => "leased",
+            Verdict::Expiring => "expiring",
+            Verdict::Expired => "expired",
+            Verdict::Released => "released",
+            Verdict::UnknownLease => "unknown-lease",
+            Verdict::Untagged => "untagged",
+            Verdict::Protected => "protected",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Verdict::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// Whether this verdict opens a finding. Leased and protected resources are fine.
+    pub fn is_finding(self) -> bool {
+        !matches!(self, Verdict::Leased | Verdict::Protected)
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What policy does with a finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Recorded and shown; nobody is bothered.
+    Report,
+    /// The owner (or on-call) is told.
+    Notify,
+    /// Deleted after the grace period, when enforcement is armed.
+    Reap,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Report => "report",
+            Action::Notify => "notify",
+            Action::Reap => "reap",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Action::Report, Action::Notify, Action::Reap]
+            .into_iter()
+            .find(|a| a.as_str() == s)
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod arn_tests {
+    use super::*;
+
+    #[test]
+    fn arn_parts_and_types() {
+        let check = |arn: &str, ty: &str, id: &str, region: &str, account: &str| {
+            let a = Arn::parse(arn).expect("valid arn");
+            assert_eq!(a.resource_type(), ty, "{arn}");
+            assert_eq!(a.resource_id(), id, "{arn}");
+            assert_eq!(a.region(), region, "{arn}");
+            assert_eq!(a.account(), account, "{arn}");
+        };
+        check(
+            "arn:aws:ec2:us-east-1:123456789012:instance/i-0abc",
+            "ec2:instance",
+            "i-0abc",
+            "us-east-1",
+            "123456789012",
+        );
+        check(
+            "arn:aws:ec2:eu-west-1:123456789012:volume/vol-1",
+            "ec2:volume",
+            "vol-1",
+            "eu-west-1",
+            "123456789012",
+        );
+        check("arn:aws:s3:::my-bucket", "s3:bucket", "my-bucket", "", "");
+        check(
+            "arn:aws:sqs:us-east-1:123456789012:jobs",
+            "sqs:queue",
+            "jobs",
+            "us-east-1",
+            "123456789012",
+        );
+        check(
+            "arn:aws:sns:us-east-1:123456789012:alerts",
+            "sns:topic",
+            "alerts",
+            "us-east-1",
+            "123456789012",
+        );
+        check(
+            "arn:aws:dynamodb:us-east-1:123456789012:table/t1",
+            "dynamodb:table",
+            "t1",
+            "us-east-1",
+            "123456789012",
+        );
+        check(
+            "arn:aws:lambda:us-east-1:123456789012:function:f",
+            "lambda:function",
+            "f",
+            "us-east-1",
+            "123456789012",
+        );
+        check(
+            "arn:aws:logs:us-east-1:123456789012:log-group:/aws/x",
+            "logs:log-group",
+            "x",
+            "us-east-1",
+            "123456789012",
+        );
+        assert!(Arn::parse("arn:aws:s3").is_err());
+        assert!(Arn::parse("i-0abc").is_err());
+    }
+
+    #[test]
+    fn verdict_names_round_trip() {
+        for v in Verdict::ALL {
+            assert_eq!(Verdict::parse(v.as_str()), Some(v));
+        }
+        assert!(!Verdict::Leased.is_finding());
+        assert!(!Verdict::Protected.is_finding());
+        assert!(Verdict::UnknownLease.is_finding());
+    }
+}
+
+/// A resource's tags, packed into one allocation (inventory holds millions of these).
+/// Keys and values are kept as AWS returned them; lookups scan, which is fastest for the
+/// handful of tags a resource carries.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Tags(Box<str>);
+
+const KV: char = '\u{1f}';
+const PAIR: char = '\u{1e}';
+
+impl Tags {
+    /// Builds from pairs, sorted by key so equal tag sets compare equal; separator characters
+    /// (which AWS never allows in tags) are dropped.
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut pairs: Vec<(&str, &str)> = pairs.into_iter().collect();
+        pairs.sort_unstable();
+        let mut s = String::new();
+        for (k, v) in pairs {
+            if !s.is_empty() {
+                s.push(PAIR);
+            }
+            s.extend(k.chars().filter(|c| *c != KV && *c != PAIR));
+            s.push(KV);
+            s.extend(v.chars().filter(|c| *c != KV && *c != PAIR));
+        }
+        Tags(s.into_boxed_str())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0
+            .split(PAIR)
+            .filter(|p| !p.is_empty())
+            .map(|p| p.split_once(KV).unwrap_or((p, "")))
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    pub fn to_map(&self) -> std::collections::BTreeMap<String, String> {
+        self.iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+}
+
+impl fmt::Debug for Tags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl Serialize for Tags {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Tags {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let m = std::collections::BTreeMap::<String, String>::deserialize(d)?;
+        Ok(Tags::from_pairs(
+            m.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tags_tests {
+    use super::*;
+
+    #[test]
+    fn packed_tags() {
+        let t = Tags::from_pairs([("a", "1"), ("ephemera:owner", "x@y.z"), ("empty", "")]);
+        assert_eq!(t.get("a"), Some("1"));
+        assert_eq!(t.get("ephemera:owner"), Some("x@y.z"));
+        assert_eq!(t.get("empty"), Some(""));
+        assert_eq!(t.get("b"), None);
+        assert_eq!(t.len(), 3);
+        assert!(Tags::default().is_empty());
+        assert_eq!(Tags::default().len(), 0);
+        let json = serde_json::to_string(&t).expect("serialises");
+        assert_eq!(serde_json::from_str::<Tags>(&json).ok(), Some(t));
+        let weird = Tags::from_pairs([("k\u{1f}", "v\u{1e}w")]);
+        assert_eq!(weird.get("k"), Some("vw"));
     }
 }

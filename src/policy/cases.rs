@@ -6,9 +6,13 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{AcquireAsk, Caller, Policy};
+use std::collections::BTreeMap;
+
+use super::{AcquireAsk, Caller, Policy, evaluate};
 use crate::auth::Role;
-use crate::model::{HumanDuration, ProjectName};
+use crate::config::IdentityTags;
+use crate::lease::Lease;
+use crate::model::{HumanDuration, LeaseId, ProjectName, Tags};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -16,6 +20,48 @@ pub(super) enum Operation {
     #[default]
     Acquire,
     Renew,
+    /// Evaluate a resource (and its lease, if any) at `now`.
+    Evaluate,
+}
+
+/// A resource in an evaluate case, by identity role (keys are the default tag keys).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CaseResource {
+    #[serde(default = "default_arn")]
+    arn: String,
+    #[serde(default)]
+    lease: Option<String>,
+    #[serde(default)]
+    project: Option<String>,
+    #[serde(default)]
+    task: Option<String>,
+    #[serde(default)]
+    owner: Option<String>,
+    #[serde(default)]
+    protected: bool,
+    /// Other tags, verbatim.
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+}
+
+fn default_arn() -> String {
+    "arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0".into()
+}
+
+/// The lease named by the resource's lease tag, as the registry holds it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CaseLease {
+    project: ProjectName,
+    created_at: String,
+    expires_at: String,
+    #[serde(default)]
+    heartbeat_interval: Option<HumanDuration>,
+    #[serde(default)]
+    last_heartbeat_at: Option<String>,
+    #[serde(default)]
+    released_at: Option<String>,
 }
 
 /// One `[[test]]` table as written.
@@ -25,10 +71,12 @@ pub(super) struct RawCase {
     name: String,
     #[serde(default)]
     operation: Operation,
-    principal: String,
+    #[serde(default)]
+    principal: Option<String>,
     #[serde(default = "default_role")]
     role: Role,
-    project: ProjectName,
+    #[serde(default)]
+    project: Option<ProjectName>,
     #[serde(default)]
     ttl: Option<HumanDuration>,
     #[serde(default)]
@@ -39,10 +87,25 @@ pub(super) struct RawCase {
     #[serde(default)]
     active_leases: u64,
     /// `granted`, or the code of the expected denial (e.g. `ttl-above-max`).
-    expect: String,
+    #[serde(default)]
+    expect: Option<String>,
     /// When granted: the TTL expected.
     #[serde(default)]
     expect_ttl: Option<HumanDuration>,
+    // ---- evaluate ----
+    #[serde(default)]
+    now: Option<String>,
+    #[serde(default)]
+    resource: Option<CaseResource>,
+    #[serde(default)]
+    lease: Option<CaseLease>,
+    #[serde(default)]
+    expect_verdict: Option<String>,
+    /// `report`, `notify`, `reap`, or `none` for verdicts that open no finding.
+    #[serde(default)]
+    expect_action: Option<String>,
+    #[serde(default)]
+    expect_grace: Option<HumanDuration>,
 }
 
 fn default_role() -> Role {
@@ -118,25 +181,32 @@ pub(super) fn run(policy: &Policy) -> CaseReport {
 }
 
 fn check(policy: &Policy, c: &RawCase) -> Result<(), String> {
+    if c.operation == Operation::Evaluate {
+        return check_evaluate(policy, c);
+    }
+    let (Some(principal), Some(project), Some(expect)) = (&c.principal, &c.project, &c.expect)
+    else {
+        return Err("acquire and renew cases need `principal`, `project` and `expect`".into());
+    };
     let got = match c.operation {
-        Operation::Acquire => {
+        Operation::Renew => policy.decide_renew(project, c.ttl),
+        _ => {
             let ask = AcquireAsk {
-                project: &c.project,
+                project,
                 ttl: c.ttl,
                 heartbeat: c.heartbeat,
                 regions: &c.regions,
             };
             let caller = Caller {
-                name: &c.principal,
+                name: principal,
                 role: c.role,
             };
             policy
                 .decide_acquire(caller, &ask, c.active_leases)
                 .map(|g| g.ttl)
         }
-        Operation::Renew => policy.decide_renew(&c.project, c.ttl),
     };
-    match (got, c.expect.as_str()) {
+    match (got, expect.as_str()) {
         (Ok(ttl), "granted") => match c.expect_ttl {
             Some(want) if want != ttl => Err(format!("expected ttl {want}, granted {ttl}")),
             _ => Ok(()),
@@ -150,6 +220,84 @@ fn check(policy: &Policy, c: &RawCase) -> Result<(), String> {
         (Err(denial), want) if denial.code() == want => Ok(()),
         (Err(denial), want) => Err(format!("expected {want}, got {}: {denial}", denial.code())),
     }
+}
+
+fn check_evaluate(policy: &Policy, c: &RawCase) -> Result<(), String> {
+    let (Some(now), Some(r), Some(want)) = (&c.now, &c.resource, &c.expect_verdict) else {
+        return Err("evaluate cases need `now`, `resource` and `expect_verdict`".into());
+    };
+    let now = super::load::parse_time(now)?;
+    let keys = IdentityTags::default();
+    let mut tags: Vec<(&str, &str)> = Vec::new();
+    for (key, value) in [
+        (&keys.lease, &r.lease),
+        (&keys.project, &r.project),
+        (&keys.task, &r.task),
+        (&keys.owner, &r.owner),
+    ] {
+        if let Some(v) = value {
+            tags.push((key, v));
+        }
+    }
+    if r.protected {
+        tags.push((&keys.protect, "true"));
+    }
+    tags.extend(r.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let tags = Tags::from_pairs(tags);
+    let lease = match (&c.lease, &r.lease) {
+        (Some(l), Some(id)) => Some(case_lease(l, id)?),
+        (Some(_), None) => {
+            return Err("`lease` is given but the resource has no `lease` tag".into());
+        }
+        _ => None,
+    };
+    let e = evaluate(&r.arn, &tags, |_| lease.as_ref(), policy, &keys, now);
+    let mut problems = Vec::new();
+    if e.verdict.as_str() != want {
+        problems.push(format!(
+            "expected verdict {want}, got {} ({})",
+            e.verdict, e.reason
+        ));
+    }
+    let action = if e.verdict.is_finding() {
+        e.rule.action.as_str()
+    } else {
+        "none"
+    };
+    if let Some(a) = &c.expect_action
+        && a != action
+    {
+        problems.push(format!("expected action {a}, got {action}"));
+    }
+    if let Some(g) = c.expect_grace
+        && g != e.rule.grace
+    {
+        problems.push(format!("expected grace {g}, got {}", e.rule.grace));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+fn case_lease(l: &CaseLease, id: &str) -> Result<Lease, String> {
+    let t = |s: &str| super::load::parse_time(s);
+    Ok(Lease {
+        // The id only has to be well-formed; the case's lease is the one the tag names.
+        id: id.parse().unwrap_or_else(|_| LeaseId::generate()),
+        project: l.project.clone(),
+        task: "case".into(),
+        owner: "case@example.com".into(),
+        principal: "case".into(),
+        created_at: t(&l.created_at)?,
+        expires_at: t(&l.expires_at)?,
+        heartbeat_interval: l.heartbeat_interval,
+        last_heartbeat_at: l.last_heartbeat_at.as_deref().map(t).transpose()?,
+        released_at: l.released_at.as_deref().map(t).transpose()?,
+        labels: BTreeMap::new(),
+        regions: vec![],
+    })
 }
 
 #[cfg(test)]

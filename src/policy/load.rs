@@ -1,15 +1,17 @@
 //! Reading `policy/*.toml` under the rules directory, with file:line errors.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::Spanned;
 
 use super::cases::{RawCase, TestCase};
-use super::{Policy, ProjectPolicy};
+use super::{AllowEntry, Defaults, Policy, ProjectPolicy, Rule};
 use crate::diagnostic::{FileError, Source};
-use crate::model::{HumanDuration, ProjectName};
+use crate::model::{Action, HumanDuration, ProjectName, Verdict};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
@@ -29,9 +31,84 @@ pub enum PolicyError {
 #[serde(deny_unknown_fields)]
 struct RawFile {
     #[serde(default)]
+    defaults: Option<Spanned<RawDefaults>>,
+    #[serde(default)]
     project: Vec<Spanned<RawProject>>,
     #[serde(default)]
+    allow: Vec<Spanned<RawAllow>>,
+    #[serde(default)]
     test: Vec<Spanned<RawCase>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    #[serde(default)]
+    warning_window: Option<HumanDuration>,
+    #[serde(default)]
+    grace: Option<HumanDuration>,
+    #[serde(default)]
+    on: BTreeMap<String, RawRule>,
+}
+
+/// `on.<verdict> = { action = "reap", grace = "2h" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    action: Action,
+    #[serde(default)]
+    grace: Option<HumanDuration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAllow {
+    /// An exact ARN, or a prefix ending in `*`.
+    arn: String,
+    reason: String,
+    /// Required: an allowlist entry that never ends is a leak waiting to happen.
+    /// `YYYY-MM-DD` (midnight UTC) or RFC 3339.
+    expires: String,
+}
+
+/// Parses `on` tables: keys must be verdicts that open findings.
+fn rules_from(
+    src: &Source<'_>,
+    span: std::ops::Range<usize>,
+    field: &str,
+    raw: BTreeMap<String, RawRule>,
+    default_grace: HumanDuration,
+) -> Result<BTreeMap<Verdict, Rule>, FileError> {
+    let mut out = BTreeMap::new();
+    for (k, r) in raw {
+        let verdict = Verdict::parse(&k).filter(|v| v.is_finding()).ok_or_else(|| {
+            src.error_for(
+                span.clone(),
+                field,
+                format!("`{k}` is not a verdict that opens a finding (expiring, expired, released, unknown-lease, untagged)"),
+            )
+        })?;
+        out.insert(
+            verdict,
+            Rule {
+                action: r.action,
+                grace: r.grace.unwrap_or(default_grace),
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// `YYYY-MM-DD` (midnight UTC) or RFC 3339.
+pub(super) fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| format!("`{s}` is not a date (YYYY-MM-DD) or an RFC 3339 time"))
 }
 
 #[derive(Debug, Deserialize)]
@@ -46,6 +123,10 @@ struct RawProject {
     max_active_leases: Option<Spanned<u32>>,
     #[serde(default)]
     allowed_regions: Option<Vec<String>>,
+    #[serde(default)]
+    warning_window: Option<HumanDuration>,
+    #[serde(default)]
+    on: BTreeMap<String, RawRule>,
 }
 
 impl Policy {
@@ -85,9 +166,60 @@ impl Policy {
     ) -> Result<Policy, FileError> {
         let mut policy = Policy::default();
         let mut where_defined: Vec<(ProjectName, PathBuf, usize)> = Vec::new();
+        let mut defaults_at: Option<(PathBuf, usize)> = None;
         for (path, text) in files {
             let src = Source::new(path, text);
             let raw: RawFile = toml::from_str(text).map_err(|e| src.from_toml(&e))?;
+            if let Some(d) = raw.defaults {
+                let span = d.span();
+                let line = src.line_col(span.start).0;
+                if let Some((other, l)) = &defaults_at {
+                    return Err(src.error_for(
+                        span,
+                        "defaults",
+                        format!("[defaults] is already set at {}:{l}", other.display()),
+                    ));
+                }
+                defaults_at = Some((path.to_owned(), line));
+                let d = d.into_inner();
+                let builtin = Defaults::default();
+                let grace = d.grace.unwrap_or(builtin.grace);
+                policy.defaults = Defaults {
+                    warning_window: d.warning_window.unwrap_or(builtin.warning_window),
+                    grace,
+                    on: rules_from(&src, span, "defaults.on", d.on, grace)?,
+                };
+            }
+            for a in raw.allow {
+                let span = a.span();
+                let a = a.into_inner();
+                let expires = parse_time(&a.expires)
+                    .map_err(|m| src.error_for(span.clone(), "allow.expires", m))?;
+                if a.reason.trim().is_empty() {
+                    return Err(src.error_for(
+                        span,
+                        "allow.reason",
+                        "say why this resource is protected",
+                    ));
+                }
+                let (arn, prefix) = match a.arn.strip_suffix('*') {
+                    Some(p) => (p.to_owned(), true),
+                    None => (a.arn.clone(), false),
+                };
+                if !arn.starts_with("arn:") {
+                    return Err(src.error_for(
+                        span,
+                        "allow.arn",
+                        format!("`{}` is not an ARN (or an ARN prefix ending in *)", a.arn),
+                    ));
+                }
+                policy.allow.push(AllowEntry {
+                    arn,
+                    prefix,
+                    reason: a.reason,
+                    expires,
+                });
+            }
             for p in raw.project {
                 let span = p.span();
                 let p = p.into_inner();
@@ -157,6 +289,8 @@ impl Policy {
                         allowed_regions: p
                             .allowed_regions
                             .map(|r| r.into_iter().collect::<BTreeSet<_>>()),
+                        warning_window: p.warning_window,
+                        on: rules_from(&src, span.clone(), "project.on", p.on, p.grace)?,
                     },
                 );
             }

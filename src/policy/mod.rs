@@ -5,21 +5,75 @@
 //! counts they need, and read no clock, store or network. Loading reads files and nothing else.
 
 mod cases;
+mod evaluate;
 mod load;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use cases::{CaseOutcome, CaseReport};
+pub use evaluate::{Evaluation, Reason, evaluate};
 pub use load::PolicyError;
 
-use crate::auth::Role;
-use crate::model::{HumanDuration, ProjectName};
+use chrono::{DateTime, Utc};
 
-/// All projects' leasing rules, plus the test cases found beside them.
+use crate::auth::Role;
+use crate::model::{Action, HumanDuration, ProjectName, Verdict};
+
+/// All projects' leasing and audit rules, plus the test cases found beside them.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     projects: BTreeMap<ProjectName, ProjectPolicy>,
+    defaults: Defaults,
+    allow: Vec<AllowEntry>,
     cases: Vec<cases::TestCase>,
+}
+
+/// What a finding of one verdict leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    pub action: Action,
+    pub grace: HumanDuration,
+}
+
+/// Rules for resources of no known project, and fallbacks for every project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Defaults {
+    /// A leased resource whose lease ends within this window is `expiring`.
+    pub warning_window: HumanDuration,
+    /// Grace when neither the project nor a rule names one.
+    pub grace: HumanDuration,
+    pub on: BTreeMap<Verdict, Rule>,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            warning_window: HumanDuration::from_secs(3_600),
+            grace: HumanDuration::from_secs(86_400),
+            on: BTreeMap::new(),
+        }
+    }
+}
+
+/// An allowlist entry: protects an ARN (or every ARN with a prefix, written `prefix*`) until
+/// it expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowEntry {
+    pub arn: String,
+    pub prefix: bool,
+    pub reason: String,
+    pub expires: DateTime<Utc>,
+}
+
+impl AllowEntry {
+    pub fn matches(&self, arn: &str, now: DateTime<Utc>) -> bool {
+        now < self.expires
+            && if self.prefix {
+                arn.starts_with(&self.arn)
+            } else {
+                arn == self.arn
+            }
+    }
 }
 
 /// The rules of one project.
@@ -37,6 +91,10 @@ pub struct ProjectPolicy {
     pub max_active_leases: Option<u32>,
     /// Regions a lease may declare; none means any region.
     pub allowed_regions: Option<BTreeSet<String>>,
+    /// Overrides the default warning window.
+    pub warning_window: Option<HumanDuration>,
+    /// Per-verdict action and grace, over the defaults.
+    pub on: BTreeMap<Verdict, Rule>,
 }
 
 /// The caller as far as policy cares.
@@ -180,6 +238,35 @@ impl Policy {
     pub fn run_cases(&self) -> CaseReport {
         cases::run(self)
     }
+
+    pub fn defaults(&self) -> &Defaults {
+        &self.defaults
+    }
+
+    /// The allowlist entry protecting `arn` at `now`, if any.
+    pub fn allowed(&self, arn: &str, now: DateTime<Utc>) -> Option<&AllowEntry> {
+        self.allow.iter().find(|a| a.matches(arn, now))
+    }
+
+    /// The action and grace for a verdict of a resource in `project` (None: no known project).
+    /// Precedence: the project's rule, the defaults' rule, then `report` with the project's
+    /// (or the default) grace.
+    pub fn rule_for(&self, project: Option<&ProjectPolicy>, verdict: Verdict) -> Rule {
+        project
+            .and_then(|p| p.on.get(&verdict))
+            .or_else(|| self.defaults.on.get(&verdict))
+            .copied()
+            .unwrap_or(Rule {
+                action: Action::Report,
+                grace: project.map_or(self.defaults.grace, |p| p.grace),
+            })
+    }
+
+    pub fn warning_window(&self, project: Option<&ProjectPolicy>) -> HumanDuration {
+        project
+            .and_then(|p| p.warning_window)
+            .unwrap_or(self.defaults.warning_window)
+    }
 }
 
 impl ProjectPolicy {
@@ -229,11 +316,13 @@ mod tests {
                 grace: d("1h"),
                 max_active_leases: Some(2),
                 allowed_regions: Some(["us-east-1".to_owned()].into()),
+                warning_window: None,
+                on: BTreeMap::new(),
             },
         );
         Policy {
             projects,
-            cases: vec![],
+            ..Policy::default()
         }
     }
 

@@ -1,0 +1,144 @@
+//! Evaluation: one resource, the leases, the rules and `now` in; a verdict, an action and a
+//! reason out.
+//!
+//! Architecture Invariant: pure and allocation-light (it runs for every resource of every
+//! pass): no clock, no store, no I/O; the lease lookup is passed in.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+
+use super::{Policy, ProjectPolicy, Rule};
+use crate::config::IdentityTags;
+use crate::lease::{Lease, LeaseState};
+use crate::model::{ProjectName, Tags, Verdict};
+
+/// Why a verdict was reached, in words an owner understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    LeaseActive,
+    LeaseEndsSoon,
+    LeaseExpired,
+    MissedHeartbeat,
+    LeaseReleased,
+    NoSuchLease,
+    NoTags,
+    MissingTag(&'static str),
+    ProtectTag,
+    Allowlisted,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::LeaseActive => f.write_str("lease is active"),
+            Reason::LeaseEndsSoon => f.write_str("lease ends within the warning window"),
+            Reason::LeaseExpired => f.write_str("lease expired"),
+            Reason::MissedHeartbeat => f.write_str("lease missed its heartbeat"),
+            Reason::LeaseReleased => f.write_str("lease was released but the resource is alive"),
+            Reason::NoSuchLease => f.write_str("lease tag names no known lease"),
+            Reason::NoTags => f.write_str("resource has no tags"),
+            Reason::MissingTag(which) => write!(f, "identity tag `{which}` is missing"),
+            Reason::ProtectTag => f.write_str("carries the protect tag"),
+            Reason::Allowlisted => f.write_str("on the allowlist"),
+        }
+    }
+}
+
+/// The outcome for one resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evaluation<'p> {
+    pub verdict: Verdict,
+    pub reason: Reason,
+    /// The policy project the resource belongs to (from its lease, else its project tag),
+    /// when policy knows it.
+    pub project: Option<&'p ProjectName>,
+    /// Action and grace; meaningful for verdicts that open a finding.
+    pub rule: Rule,
+    /// When the lease stopped being active (expired: its end; released: the release).
+    pub lease_ended_at: Option<DateTime<Utc>>,
+}
+
+/// Evaluates one resource. `lease` looks a lease up by the value of the lease tag.
+pub fn evaluate<'p, 'l>(
+    arn: &str,
+    tags: &Tags,
+    lease: impl Fn(&str) -> Option<&'l Lease>,
+    policy: &'p Policy,
+    keys: &IdentityTags,
+    now: DateTime<Utc>,
+) -> Evaluation<'p> {
+    let tag_project = tags
+        .get(&keys.project)
+        .and_then(|p| policy.projects.get_key_value(p as &str));
+    let verdict_in = |verdict: Verdict,
+                      reason: Reason,
+                      project: Option<(&'p ProjectName, &'p ProjectPolicy)>,
+                      ended: Option<DateTime<Utc>>| Evaluation {
+        verdict,
+        reason,
+        project: project.map(|(k, _)| k),
+        rule: policy.rule_for(project.map(|(_, v)| v), verdict),
+        lease_ended_at: ended,
+    };
+
+    if tags.get(&keys.protect).is_some() {
+        return verdict_in(Verdict::Protected, Reason::ProtectTag, tag_project, None);
+    }
+    if policy.allowed(arn, now).is_some() {
+        return verdict_in(Verdict::Protected, Reason::Allowlisted, tag_project, None);
+    }
+    if tags.is_empty() {
+        return verdict_in(Verdict::Untagged, Reason::NoTags, None, None);
+    }
+    for (which, key) in [
+        ("lease", &keys.lease),
+        ("project", &keys.project),
+        ("task", &keys.task),
+        ("owner", &keys.owner),
+    ] {
+        if tags.get(key).is_none_or(|v| v.trim().is_empty()) {
+            return verdict_in(
+                Verdict::Untagged,
+                Reason::MissingTag(which),
+                tag_project,
+                None,
+            );
+        }
+    }
+    let lease_tag = tags.get(&keys.lease).unwrap_or_default();
+    let Some(l) = lease(lease_tag) else {
+        return verdict_in(
+            Verdict::UnknownLease,
+            Reason::NoSuchLease,
+            tag_project,
+            None,
+        );
+    };
+    // The registry, not the tag, says which project a leased resource belongs to.
+    let project = policy.projects.get_key_value(&l.project);
+    match l.state(now) {
+        LeaseState::Released => verdict_in(
+            Verdict::Released,
+            Reason::LeaseReleased,
+            project,
+            l.released_at,
+        ),
+        LeaseState::Expired => {
+            let reason = if l.ends_at() < l.expires_at {
+                Reason::MissedHeartbeat
+            } else {
+                Reason::LeaseExpired
+            };
+            verdict_in(Verdict::Expired, reason, project, Some(l.ends_at()))
+        }
+        LeaseState::Active => {
+            let window = policy.warning_window(project.map(|(_, p)| p));
+            if l.ends_at() - now <= window.to_chrono() {
+                verdict_in(Verdict::Expiring, Reason::LeaseEndsSoon, project, None)
+            } else {
+                verdict_in(Verdict::Leased, Reason::LeaseActive, project, None)
+            }
+        }
+    }
+}
