@@ -88,6 +88,30 @@ pub struct AwsConfig {
     /// Only for emulators in tests and the demo; never set against real AWS.
     #[serde(default)]
     pub endpoint_url: Option<String>,
+    /// Talk to an emulator at `endpoint_url` with dummy credentials (tests, `make demo`).
+    #[serde(default)]
+    pub emulator: bool,
+    /// Walks of (account, region) running at once, across all accounts.
+    #[serde(default = "default_concurrent_walks")]
+    pub max_concurrent_walks: u32,
+    /// Calls per second per (account, region); the tagging API allows 15.
+    #[serde(default = "default_calls_per_second")]
+    pub calls_per_second: u32,
+    /// Attempts per AWS call, retries with backoff on throttling and 5xx included.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+}
+
+fn default_concurrent_walks() -> u32 {
+    4
+}
+
+fn default_calls_per_second() -> u32 {
+    10
+}
+
+fn default_max_attempts() -> u32 {
+    5
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -406,6 +430,22 @@ fn validate_aws(src: &Source<'_>, aws: &Spanned<AwsConfig>) -> Result<(), FileEr
             "aws.assume_role_arn_template",
             "must contain `{account_id}`",
         ));
+    }
+    if a.emulator && a.endpoint_url.is_none() {
+        return Err(src.error_for(span, "aws.emulator", "an emulator needs `endpoint_url`"));
+    }
+    if !(1..=15).contains(&a.calls_per_second) {
+        return Err(src.error_for(
+            span,
+            "aws.calls_per_second",
+            "must be 1 to 15 (the tagging API allows 15 per account and region)",
+        ));
+    }
+    if !(1..=64).contains(&a.max_concurrent_walks) {
+        return Err(src.error_for(span, "aws.max_concurrent_walks", "must be 1 to 64"));
+    }
+    if !(1..=10).contains(&a.max_attempts) {
+        return Err(src.error_for(span, "aws.max_attempts", "must be 1 to 10"));
     }
     if let Some(url) = &a.endpoint_url
         && !(url.starts_with("http://") || url.starts_with("https://"))

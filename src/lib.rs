@@ -40,11 +40,13 @@ pub mod config;
 pub mod daemon;
 pub mod diagnostic;
 pub mod http;
+pub mod inventory;
 pub mod lease;
 pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod policy;
+pub mod resource;
 pub mod store;
 
 /// An error and its sources, joined by `: `, for logging once where handled.

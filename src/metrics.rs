@@ -2,10 +2,13 @@
 //! tests can run several daemons in one process).
 //!
 //! Architecture Invariant: every label comes from a bounded set (project, state, operation,
-//! outcome code, route pattern, method, status). No lease id, ARN or resource id is ever a label.
+//! outcome code, route pattern, method, status, region, resource type, verdict, task). No
+//! lease id, ARN or resource id is ever a label.
 
+use prometheus::core::Collector;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 #[derive(Debug)]
@@ -15,86 +18,172 @@ pub struct Metrics {
     pub leases: IntGaugeVec,
     /// `ephemera_lease_operations_total{operation,outcome}`; outcome is `ok` or an error code.
     pub lease_operations: IntCounterVec,
-    /// `ephemera_http_requests_total{route,method,status}`.
     pub http_requests: IntCounterVec,
-    /// `ephemera_http_request_duration_seconds{route,method}`.
     pub http_duration: HistogramVec,
-    /// `ephemera_store_errors_total{operation}`: failures of the store seen by the API.
     pub store_errors: IntCounterVec,
+    /// `ephemera_resources{project,region,resource_type,verdict}`, recomputed after each pass.
+    pub resources: IntGaugeVec,
+    pub findings_opened: IntCounter,
+    pub findings_resolved: IntCounter,
+    pub scan_duration: Histogram,
+    /// `ephemera_walks_total{outcome}`: complete or incomplete.
+    pub walks: IntCounterVec,
+    pub aws_requests: IntCounterVec,
+    pub aws_throttled: IntCounter,
+    /// `ephemera_expired_resource_hours{project}`.
+    pub expired_resource_hours: GaugeVec,
+    pub task_last_success: GaugeVec,
+    /// Ticks skipped because the previous run of the task was still going.
+    pub task_skipped: IntCounterVec,
+    pub task_runs: IntCounterVec,
+}
+
+fn reg<C: Collector + Clone + 'static>(r: &Registry, c: C) -> C {
+    r.register(Box::new(c.clone()))
+        .expect("metric names are unique");
+    c
+}
+
+fn counters(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    reg(
+        r,
+        IntCounterVec::new(Opts::new(name, help), labels).expect("valid static metric"),
+    )
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    reg(r, IntCounter::new(name, help).expect("valid static metric"))
+}
+
+fn int_gauges(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    reg(
+        r,
+        IntGaugeVec::new(Opts::new(name, help), labels).expect("valid static metric"),
+    )
+}
+
+fn gauges(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    reg(
+        r,
+        GaugeVec::new(Opts::new(name, help), labels).expect("valid static metric"),
+    )
 }
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let registry = Registry::new();
-        let leases = IntGaugeVec::new(
-            Opts::new(
-                "ephemera_leases",
-                "Leases by project and state (active, expired, released)",
-            ),
-            &["project", "state"],
-        )
-        .expect("static metric definition is valid");
-        let lease_operations = IntCounterVec::new(
-            Opts::new(
-                "ephemera_lease_operations_total",
-                "Lease operations by operation and outcome (ok or the error code)",
-            ),
-            &["operation", "outcome"],
-        )
-        .expect("static metric definition is valid");
-        let http_requests = IntCounterVec::new(
-            Opts::new(
-                "ephemera_http_requests_total",
-                "HTTP requests by route pattern, method and status",
-            ),
-            &["route", "method", "status"],
-        )
-        .expect("static metric definition is valid");
-        let http_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "ephemera_http_request_duration_seconds",
-                "HTTP request latency by route pattern and method",
-            )
-            .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-            ]),
-            &["route", "method"],
-        )
-        .expect("static metric definition is valid");
-        let store_errors = IntCounterVec::new(
-            Opts::new("ephemera_store_errors_total", "Store failures by operation"),
-            &["operation"],
-        )
-        .expect("static metric definition is valid");
-        let build_info = IntGaugeVec::new(
-            Opts::new(
-                "ephemera_build_info",
-                "Always 1; labels carry the build's version",
-            ),
+        let r = Registry::new();
+        let build_info = int_gauges(
+            &r,
+            "ephemera_build_info",
+            "Always 1; labels carry the build's version",
             &["version"],
-        )
-        .expect("static metric definition is valid");
+        );
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
-
-        for c in [
-            Box::new(leases.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(lease_operations.clone()),
-            Box::new(http_requests.clone()),
-            Box::new(http_duration.clone()),
-            Box::new(store_errors.clone()),
-            Box::new(build_info),
-        ] {
-            registry.register(c).expect("metric names are unique");
-        }
         Metrics {
-            registry,
-            leases,
-            lease_operations,
-            http_requests,
-            http_duration,
-            store_errors,
+            leases: int_gauges(
+                &r,
+                "ephemera_leases",
+                "Leases by project and state (active, expired, released)",
+                &["project", "state"],
+            ),
+            lease_operations: counters(
+                &r,
+                "ephemera_lease_operations_total",
+                "Lease operations by operation and outcome (ok or the error code)",
+                &["operation", "outcome"],
+            ),
+            http_requests: counters(
+                &r,
+                "ephemera_http_requests_total",
+                "HTTP requests by route pattern, method and status",
+                &["route", "method", "status"],
+            ),
+            http_duration: reg(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "ephemera_http_request_duration_seconds",
+                        "HTTP request latency by route pattern and method",
+                    )
+                    .buckets(vec![
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                        5.0,
+                    ]),
+                    &["route", "method"],
+                )
+                .expect("valid static metric"),
+            ),
+            store_errors: counters(
+                &r,
+                "ephemera_store_errors_total",
+                "Store failures by operation",
+                &["operation"],
+            ),
+            resources: int_gauges(
+                &r,
+                "ephemera_resources",
+                "Live resources by project (unknown when none), region, type and verdict, as of the last pass",
+                &["project", "region", "resource_type", "verdict"],
+            ),
+            findings_opened: counter(&r, "ephemera_findings_opened_total", "Findings opened"),
+            findings_resolved: counter(&r, "ephemera_findings_resolved_total", "Findings resolved"),
+            scan_duration: reg(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "ephemera_scan_duration_seconds",
+                        "Duration of audit passes",
+                    )
+                    .buckets(vec![
+                        1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 3600.0,
+                    ]),
+                )
+                .expect("valid static metric"),
+            ),
+            walks: counters(
+                &r,
+                "ephemera_walks_total",
+                "Inventory walks of (account, region) by outcome",
+                &["outcome"],
+            ),
+            aws_requests: counters(
+                &r,
+                "ephemera_aws_requests_total",
+                "AWS API calls by service, operation and final outcome (ok, throttled, error)",
+                &["service", "operation", "outcome"],
+            ),
+            aws_throttled: counter(
+                &r,
+                "ephemera_aws_throttled_total",
+                "AWS calls that failed throttled after the SDK's retries",
+            ),
+            expired_resource_hours: gauges(
+                &r,
+                "ephemera_expired_resource_hours",
+                "Hours since lease end summed over live expired, released and unknown-lease resources",
+                &["project"],
+            ),
+            task_last_success: gauges(
+                &r,
+                "ephemera_task_last_success_timestamp_seconds",
+                "When each task last finished successfully (Unix seconds)",
+                &["task"],
+            ),
+            task_skipped: counters(
+                &r,
+                "ephemera_task_skipped_total",
+                "Scheduled ticks skipped because the task was still running",
+                &["task"],
+            ),
+            task_runs: counters(
+                &r,
+                "ephemera_task_runs_total",
+                "Task runs by outcome",
+                &["task", "outcome"],
+            ),
+            registry: r,
         }
     }
 

@@ -25,6 +25,77 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX leases_by_project_state ON leases (project, released_at, ends_at);
     CREATE INDEX leases_by_owner ON leases (owner);",
+    // 2: the audit pass: runs of tasks, walks of (account, region), resources with their latest
+    // evaluation, findings and their transitions.
+    "CREATE TABLE runs (
+        id          TEXT PRIMARY KEY,
+        task        TEXT NOT NULL,
+        trigger     TEXT NOT NULL,
+        started_at  INTEGER NOT NULL,
+        ended_at    INTEGER,
+        outcome     TEXT,
+        summary     TEXT NOT NULL DEFAULT '{}'
+    ) STRICT;
+    CREATE INDEX runs_by_task ON runs (task, started_at);
+    CREATE TABLE walks (
+        id          INTEGER PRIMARY KEY,
+        run_id      TEXT NOT NULL REFERENCES runs (id),
+        account     TEXT NOT NULL,
+        region      TEXT NOT NULL,
+        started_at  INTEGER NOT NULL,
+        ended_at    INTEGER NOT NULL,
+        outcome     TEXT NOT NULL,
+        reason      TEXT,
+        pages       INTEGER NOT NULL,
+        resources   INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX walks_by_run ON walks (run_id);
+    CREATE TABLE resources (
+        arn            TEXT PRIMARY KEY,
+        account        TEXT NOT NULL,
+        region         TEXT NOT NULL,
+        resource_type  TEXT NOT NULL,
+        tags           TEXT NOT NULL,
+        first_seen     INTEGER NOT NULL,
+        last_seen      INTEGER NOT NULL,
+        gone_at        INTEGER,
+        state          TEXT,
+        verdict        TEXT NOT NULL,
+        reason         TEXT NOT NULL,
+        project        TEXT,
+        action         TEXT NOT NULL,
+        grace_s        INTEGER NOT NULL,
+        lease_id       TEXT,
+        lease_ended_at INTEGER
+    ) STRICT;
+    CREATE INDEX resources_by_scope ON resources (account, region, last_seen);
+    CREATE TABLE findings (
+        id             INTEGER PRIMARY KEY,
+        arn            TEXT NOT NULL REFERENCES resources (arn),
+        verdict        TEXT NOT NULL,
+        action         TEXT NOT NULL,
+        reason         TEXT NOT NULL,
+        project        TEXT,
+        lease_id       TEXT,
+        account        TEXT NOT NULL,
+        region         TEXT NOT NULL,
+        resource_type  TEXT NOT NULL,
+        opened_at      INTEGER NOT NULL,
+        updated_at     INTEGER NOT NULL,
+        resolved_at    INTEGER,
+        resolution     TEXT
+    ) STRICT;
+    CREATE UNIQUE INDEX findings_open_by_arn ON findings (arn) WHERE resolved_at IS NULL;
+    CREATE TABLE finding_events (
+        id          INTEGER PRIMARY KEY,
+        finding_id  INTEGER NOT NULL REFERENCES findings (id),
+        run_id      TEXT,
+        at          INTEGER NOT NULL,
+        kind        TEXT NOT NULL,
+        verdict     TEXT NOT NULL,
+        detail      TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX finding_events_by_finding ON finding_events (finding_id);",
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), StoreError> {

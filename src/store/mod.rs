@@ -5,8 +5,11 @@
 //! PostgreSQL store can take its place. Every call runs on a blocking thread; the
 //! connection is never held across an `.await`.
 
+mod audit;
 mod migrations;
 mod writer;
+
+pub use audit::AuditFilter;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -240,7 +243,8 @@ impl Store {
     }
 }
 
-const LEASE_COLUMNS: &str = "id, project, task, owner, principal, created_at, expires_at,
+pub(super) const LEASE_COLUMNS: &str =
+    "id, project, task, owner, principal, created_at, expires_at,
     heartbeat_interval_s, last_heartbeat_at, released_at, labels, regions";
 
 fn write_lease(c: &Connection, l: &Lease, insert: bool) -> Result<(), StoreError> {
@@ -352,7 +356,7 @@ fn list_leases(
 }
 
 /// A lease row before its columns are checked.
-struct RawLease {
+pub(super) struct RawLease {
     id: String,
     project: String,
     task: String,
@@ -368,7 +372,7 @@ struct RawLease {
 }
 
 impl RawLease {
-    fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
+    pub(super) fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
         Ok(RawLease {
             id: r.get(0)?,
             project: r.get(1)?,
@@ -385,7 +389,7 @@ impl RawLease {
         })
     }
 
-    fn into_lease(self) -> Result<Lease, StoreError> {
+    pub(super) fn into_lease(self) -> Result<Lease, StoreError> {
         let corrupt = |what: &str| StoreError::Corrupt(format!("lease {}: bad {what}", self.id));
         let time =
             |ms: i64, what: &str| DateTime::from_timestamp_millis(ms).ok_or_else(|| corrupt(what));

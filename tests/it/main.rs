@@ -5,5 +5,7 @@ mod api;
 mod aws;
 mod cli;
 mod moto;
+mod proxy;
 mod rules;
+mod seed;
 mod support;

@@ -1,0 +1,201 @@
+//! Inventory: walks the Resource Groups Tagging API of one (account, region), page by page.
+//!
+//! Architecture Invariant: the only module (with the reaper, later) that sees AWS SDK types;
+//! everything leaves as [`crate::resource::Observed`]. Pages are handed on as they arrive;
+//! a walk never holds more than one page. A walk never retries on its own beyond the SDK's
+//! retry policy: a failed page ends the walk `incomplete` with the reason.
+
+mod client;
+mod limiter;
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use aws_sdk_ec2::types::Filter;
+use aws_sdk_resourcegroupstagging::error::{DisplayErrorContext, ProvideErrorMetadata};
+
+pub use client::AwsClients;
+pub use limiter::RateLimiter;
+
+use crate::metrics::Metrics;
+use crate::model::{Arn, Tags};
+use crate::resource::Observed;
+
+/// How a walk ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WalkResult {
+    pub pages: u64,
+    pub resources: u64,
+    /// Set when the walk is incomplete.
+    pub error: Option<String>,
+}
+
+const THROTTLE_CODES: [&str; 5] = [
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "RequestThrottled",
+];
+
+/// Counts one SDK call's final outcome (after the SDK's own retries).
+fn count<T, E: ProvideErrorMetadata>(
+    metrics: &Metrics,
+    service: &str,
+    operation: &str,
+    r: &Result<T, E>,
+) {
+    let outcome = match r {
+        Ok(_) => "ok",
+        Err(e) if e.code().is_some_and(|c| THROTTLE_CODES.contains(&c)) => {
+            metrics.aws_throttled.inc();
+            "throttled"
+        }
+        Err(_) => "error",
+    };
+    metrics
+        .aws_requests
+        .with_label_values(&[service, operation, outcome])
+        .inc();
+}
+
+/// Walks every tagged resource of `account` in `region`, calling `on_page` with each page as it
+/// arrives. `on_page` failing (the store) also ends the walk incomplete.
+pub async fn walk<F, Fut>(
+    clients: &AwsClients,
+    account: &str,
+    region: &str,
+    limiter: &RateLimiter,
+    metrics: &Metrics,
+    mut on_page: F,
+) -> WalkResult
+where
+    F: FnMut(Vec<Observed>) -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let mut result = WalkResult::default();
+    let conf = match clients.config_for(account, region).await {
+        Ok(c) => c,
+        Err(e) => {
+            result.error = Some(e);
+            return result;
+        }
+    };
+    let tagging = aws_sdk_resourcegroupstagging::Client::new(&conf);
+    let ec2 = aws_sdk_ec2::Client::new(&conf);
+    let mut token: Option<String> = None;
+    loop {
+        limiter.wait().await;
+        let r = tagging
+            .get_resources()
+            .resources_per_page(100)
+            .set_pagination_token(token.clone())
+            .send()
+            .await;
+        count(metrics, "tagging", "GetResources", &r);
+        let page = match r {
+            Ok(p) => p,
+            Err(e) => {
+                result.error = Some(format!(
+                    "GetResources page {}: {}",
+                    result.pages + 1,
+                    DisplayErrorContext(&e)
+                ));
+                return result;
+            }
+        };
+        let mut observed: Vec<Observed> =
+            Vec::with_capacity(page.resource_tag_mapping_list().len());
+        for m in page.resource_tag_mapping_list() {
+            let Some(arn) = m.resource_arn().and_then(|a| Arn::parse(a).ok()) else {
+                continue;
+            };
+            let tags = Tags::from_pairs(m.tags().iter().map(|t| (t.key(), t.value())));
+            observed.push(Observed {
+                account: account.to_owned(),
+                // S3 ARNs carry no region; such resources belong to the walk that saw them.
+                region: if arn.region().is_empty() {
+                    region.to_owned()
+                } else {
+                    arn.region().to_owned()
+                },
+                resource_type: arn.resource_type(),
+                arn,
+                tags,
+                state: None,
+            });
+        }
+        if let Err(e) = instance_states(&ec2, limiter, metrics, &mut observed).await {
+            result.error = Some(e);
+            return result;
+        }
+        result.pages += 1;
+        result.resources += observed.len() as u64;
+        if let Err(e) = on_page(observed).await {
+            result.error = Some(format!("cannot persist page {}: {e}", result.pages));
+            return result;
+        }
+        // AWS ends with an empty token; moto with none.
+        token = page
+            .pagination_token()
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned);
+        if token.is_none() {
+            return result;
+        }
+    }
+}
+
+/// Fills in the state of the EC2 instances of a page (terminated ones stay listed for a while).
+async fn instance_states(
+    ec2: &aws_sdk_ec2::Client,
+    limiter: &RateLimiter,
+    metrics: &Metrics,
+    page: &mut [Observed],
+) -> Result<(), String> {
+    let ids: Vec<String> = page
+        .iter()
+        .filter(|o| o.resource_type == "ec2:instance")
+        .map(|o| o.arn.resource_id().to_owned())
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut states: HashMap<String, String> = HashMap::new();
+    let mut token: Option<String> = None;
+    loop {
+        limiter.wait().await;
+        let r = ec2
+            .describe_instances()
+            .filters(
+                Filter::builder()
+                    .name("instance-id")
+                    .set_values(Some(ids.clone()))
+                    .build(),
+            )
+            .set_next_token(token.clone())
+            .send()
+            .await;
+        count(metrics, "ec2", "DescribeInstances", &r);
+        let out = r.map_err(|e| format!("DescribeInstances: {}", DisplayErrorContext(&e)))?;
+        for i in out.reservations().iter().flat_map(|r| r.instances()) {
+            if let (Some(id), Some(state)) = (i.instance_id(), i.state().and_then(|s| s.name())) {
+                states.insert(id.to_owned(), state.as_str().to_owned());
+            }
+        }
+        token = out
+            .next_token()
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned);
+        if token.is_none() {
+            break;
+        }
+    }
+    for o in page
+        .iter_mut()
+        .filter(|o| o.resource_type == "ec2:instance")
+    {
+        o.state = states.get(o.arn.resource_id()).cloned();
+    }
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! Plain domain records of the audit pass: what inventory saw, what evaluation made of it,
+//! findings, walks and runs.
+//!
+//! Architecture Invariant: data only. No SDK types (inventory converts at its edge), no SQL,
+//! no clock.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::model::{Action, Arn, HumanDuration, Tags, Verdict};
+
+/// One resource as a walk of (account, region) saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    pub arn: Arn,
+    pub account: String,
+    pub region: String,
+    pub resource_type: String,
+    pub tags: Tags,
+    /// Provider state where inventory knows it (EC2 instances: `running`, `terminated`, …).
+    pub state: Option<String>,
+}
+
+impl Observed {
+    /// EC2 keeps listing terminated instances for a while; they are not live resources.
+    pub fn is_terminated(&self) -> bool {
+        self.state.as_deref() == Some("terminated")
+    }
+}
+
+/// An observed resource with its evaluation, as persisted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub observed: Observed,
+    pub verdict: Verdict,
+    pub reason: String,
+    pub project: Option<String>,
+    pub action: Action,
+    pub grace: HumanDuration,
+    pub lease_id: Option<String>,
+    pub lease_ended_at: Option<DateTime<Utc>>,
+}
+
+/// A resource as stored, with its history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredResource {
+    pub arn: String,
+    pub account: String,
+    pub region: String,
+    pub resource_type: String,
+    pub tags: Tags,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub gone_at: Option<DateTime<Utc>>,
+    pub state: Option<String>,
+    pub verdict: Verdict,
+    pub reason: String,
+    pub project: Option<String>,
+    pub action: Action,
+    pub lease_id: Option<String>,
+}
+
+/// A finding: a resource in a verdict that needs attention.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub id: i64,
+    pub arn: String,
+    pub verdict: Verdict,
+    pub action: Action,
+    pub reason: String,
+    pub project: Option<String>,
+    pub lease_id: Option<String>,
+    pub account: String,
+    pub region: String,
+    pub resource_type: String,
+    pub opened_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub resolution: Option<String>,
+}
+
+/// How one walk of (account, region) ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WalkRecord {
+    pub account: String,
+    pub region: String,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: DateTime<Utc>,
+    /// `complete` or `incomplete`.
+    pub outcome: String,
+    /// Why a walk is incomplete.
+    pub reason: Option<String>,
+    pub pages: u64,
+    pub resources: u64,
+}
+
+impl WalkRecord {
+    pub fn is_complete(&self) -> bool {
+        self.outcome == "complete"
+    }
+}
+
+/// One run of a task (scan, cost, digest).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub task: String,
+    pub trigger: String,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    /// `running`, `success`, `partial` (some walk incomplete) or `failed`.
+    pub outcome: String,
+    pub summary: serde_json::Value,
+}
+
+/// What persisting one page changed in the findings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PageChanges {
+    pub opened: u64,
+    pub updated: u64,
+}
+
+/// What closing a walk changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WalkChanges {
+    pub gone: u64,
+    pub resolved: u64,
+}

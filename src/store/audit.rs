@@ -1,0 +1,688 @@
+//! Store calls of the audit pass: runs, walks, resources, findings.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::{Store, StoreError};
+use crate::model::{Action, Tags, Verdict};
+use crate::resource::{
+    Finding, PageChanges, Record, RunRecord, StoredResource, WalkChanges, WalkRecord,
+};
+
+/// Filters shared by resource and finding listings.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub verdict: Option<Verdict>,
+    pub project: Option<String>,
+    pub region: Option<String>,
+    pub account: Option<String>,
+    pub resource_type: Option<String>,
+    /// Findings: include resolved ones. Resources: include gone ones.
+    pub include_closed: bool,
+    /// Cursor from the previous page.
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn time(v: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_millis(v).ok_or_else(|| StoreError::Corrupt(format!("bad time {v}")))
+}
+
+fn corrupt(what: &str, v: &str) -> StoreError {
+    StoreError::Corrupt(format!("bad {what} `{v}`"))
+}
+
+impl Store {
+    pub async fn start_run(
+        &self,
+        id: String,
+        task: &'static str,
+        trigger: String,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.writer
+            .write(move |c| {
+                c.prepare_cached(
+                    "INSERT INTO runs (id, task, trigger, started_at) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![id, task, trigger, ms(at)])?;
+                Ok(())
+            })
+            .await
+    }
+
+    pub async fn finish_run(
+        &self,
+        id: String,
+        at: DateTime<Utc>,
+        outcome: &'static str,
+        summary: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        self.writer
+            .write(move |c| {
+                c.prepare_cached(
+                    "UPDATE runs SET ended_at = ?2, outcome = ?3, summary = ?4 WHERE id = ?1",
+                )?
+                .execute(params![id, ms(at), outcome, summary.to_string()])?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// The latest run of each task.
+    pub async fn latest_runs(&self) -> Result<Vec<RunRecord>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, task, trigger, started_at, ended_at, outcome, summary FROM runs r
+                 WHERE started_at = (SELECT MAX(started_at) FROM runs WHERE task = r.task)
+                 ORDER BY task",
+            )?;
+            let rows = stmt
+                .query_map([], raw_run)?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter().map(into_run).collect()
+        })
+        .await
+    }
+
+    pub async fn get_run(&self, id: String) -> Result<Option<RunRecord>, StoreError> {
+        self.read(move |c| {
+            let raw = c
+                .prepare_cached("SELECT id, task, trigger, started_at, ended_at, outcome, summary FROM runs WHERE id = ?1")?
+                .query_row([id], raw_run)
+                .optional()?;
+            raw.map(into_run).transpose()
+        })
+        .await
+    }
+
+    pub async fn walks_of(&self, run_id: String) -> Result<Vec<WalkRecord>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT account, region, started_at, ended_at, outcome, reason, pages, resources
+                 FROM walks WHERE run_id = ?1 ORDER BY account, region",
+            )?;
+            let rows = stmt
+                .query_map([run_id], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, Option<String>>(5)?,
+                        r.get::<_, i64>(6)?,
+                        r.get::<_, i64>(7)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter()
+                .map(
+                    |(account, region, s, e, outcome, reason, pages, resources)| {
+                        Ok(WalkRecord {
+                            account,
+                            region,
+                            started_at: time(s)?,
+                            ended_at: time(e)?,
+                            outcome,
+                            reason,
+                            pages: u64::try_from(pages).unwrap_or(0),
+                            resources: u64::try_from(resources).unwrap_or(0),
+                        })
+                    },
+                )
+                .collect()
+        })
+        .await
+    }
+
+    /// Every lease, for evaluation (the registry is small next to the inventory).
+    pub async fn all_leases(&self) -> Result<Vec<crate::lease::Lease>, StoreError> {
+        self.read(|c| {
+            let sql = format!("SELECT {} FROM leases", super::LEASE_COLUMNS);
+            let mut stmt = c.prepare(&sql)?;
+            let raws = stmt
+                .query_map([], super::RawLease::from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            raws.into_iter().map(super::RawLease::into_lease).collect()
+        })
+        .await
+    }
+
+    /// Upserts one page of evaluated resources and opens or updates their findings, in one
+    /// transaction. Resolving is left to [`Store::finish_walk`] (only complete walks resolve).
+    pub async fn persist_page(
+        &self,
+        run_id: String,
+        at: DateTime<Utc>,
+        records: Vec<Record>,
+    ) -> Result<PageChanges, StoreError> {
+        self.writer
+            .write(move |c| {
+                let mut changes = PageChanges::default();
+                for r in &records {
+                    upsert_resource(c, r, at)?;
+                    if r.verdict.is_finding() && !r.observed.is_terminated() {
+                        match open_or_update(c, &run_id, r, at)? {
+                            Some(true) => changes.opened += 1,
+                            Some(false) => changes.updated += 1,
+                            None => {}
+                        }
+                    }
+                }
+                Ok(changes)
+            })
+            .await
+    }
+
+    /// Records a walk. A complete walk also marks what it did not see as gone and resolves the
+    /// findings of resources in its scope that are gone, terminated or no longer flagged; an
+    /// incomplete walk changes nothing else.
+    pub async fn finish_walk(
+        &self,
+        run_id: String,
+        walk: WalkRecord,
+    ) -> Result<WalkChanges, StoreError> {
+        self.writer
+            .write(move |c| {
+                c.prepare_cached(
+                    "INSERT INTO walks (run_id, account, region, started_at, ended_at, outcome, reason, pages, resources)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )?
+                .execute(params![
+                    run_id,
+                    walk.account,
+                    walk.region,
+                    ms(walk.started_at),
+                    ms(walk.ended_at),
+                    walk.outcome,
+                    walk.reason,
+                    i64::try_from(walk.pages).unwrap_or(i64::MAX),
+                    i64::try_from(walk.resources).unwrap_or(i64::MAX),
+                ])?;
+                if !walk.is_complete() {
+                    return Ok(WalkChanges::default());
+                }
+                let gone = c
+                    .prepare_cached(
+                        "UPDATE resources SET gone_at = ?4
+                         WHERE account = ?1 AND region = ?2 AND last_seen < ?3 AND gone_at IS NULL",
+                    )?
+                    .execute(params![walk.account, walk.region, ms(walk.started_at), ms(walk.ended_at)])?;
+                let stale: Vec<(i64, String, String)> = c
+                    .prepare_cached(
+                        "SELECT f.id, f.verdict,
+                                CASE WHEN r.state = 'terminated' THEN 'terminated'
+                                     WHEN r.gone_at IS NOT NULL THEN 'gone'
+                                     ELSE 'now ' || r.verdict END
+                         FROM findings f JOIN resources r ON r.arn = f.arn
+                         WHERE f.resolved_at IS NULL AND r.account = ?1 AND r.region = ?2
+                           AND (r.gone_at IS NOT NULL OR r.state = 'terminated'
+                                OR r.verdict IN ('leased', 'protected'))",
+                    )?
+                    .query_map(params![walk.account, walk.region], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect::<Result<_, _>>()?;
+                for (id, verdict, why) in &stale {
+                    c.prepare_cached("UPDATE findings SET resolved_at = ?2, updated_at = ?2, resolution = ?3 WHERE id = ?1")?
+                        .execute(params![id, ms(walk.ended_at), why])?;
+                    event(c, *id, &run_id, walk.ended_at, "resolved", verdict, why)?;
+                }
+                Ok(WalkChanges {
+                    gone: gone as u64,
+                    resolved: stale.len() as u64,
+                })
+            })
+            .await
+    }
+
+    /// Live resources per (project or `unknown`, region, type, verdict).
+    pub async fn resource_counts(
+        &self,
+    ) -> Result<Vec<(String, String, String, String, u64)>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT COALESCE(project, 'unknown'), region, resource_type, verdict, COUNT(*)
+                 FROM resources WHERE gone_at IS NULL GROUP BY 1, 2, 3, 4",
+            )?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get::<_, i64>(4)?,
+                    ))
+                })?
+                .map(|row| row.map(|(a, b, c, d, n)| (a, b, c, d, u64::try_from(n).unwrap_or(0))))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// Hours since lease end (or, for unknown leases, since first seen), summed per project over
+    /// live expired, released and unknown-lease resources.
+    pub async fn expired_resource_hours(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(String, f64)>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT COALESCE(project, 'unknown'),
+                        SUM(MAX(0, ?1 - COALESCE(lease_ended_at, first_seen))) / 3600000.0
+                 FROM resources
+                 WHERE gone_at IS NULL AND verdict IN ('expired', 'released', 'unknown-lease')
+                 GROUP BY 1",
+            )?;
+            let rows = stmt
+                .query_map([ms(now)], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    pub async fn list_resources(
+        &self,
+        f: AuditFilter,
+    ) -> Result<(Vec<StoredResource>, Option<String>), StoreError> {
+        self.read(move |c| {
+            let (mut sql, mut args) = where_clause(
+                "SELECT arn, account, region, resource_type, tags, first_seen, last_seen, gone_at, state,
+                        verdict, reason, project, action, lease_id FROM resources WHERE 1 = 1",
+                &f,
+            );
+            if !f.include_closed {
+                sql.push_str(" AND gone_at IS NULL");
+            }
+            if let Some(a) = &f.after {
+                args.push(a.clone().into());
+                sql.push_str(&format!(" AND arn > ?{}", args.len()));
+            }
+            let limit = f.limit.clamp(1, 1000);
+            sql.push_str(&format!(" ORDER BY arn LIMIT {}", limit + 1));
+            let mut stmt = c.prepare(&sql)?;
+            let mut items = stmt
+                .query_map(rusqlite::params_from_iter(args), raw_resource)?
+                .collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .map(into_resource)
+                .collect::<Result<Vec<_>, _>>()?;
+            let next = if items.len() > limit as usize {
+                items.truncate(limit as usize);
+                items.last().map(|r| r.arn.clone())
+            } else {
+                None
+            };
+            Ok((items, next))
+        })
+        .await
+    }
+
+    pub async fn list_findings(
+        &self,
+        f: AuditFilter,
+    ) -> Result<(Vec<Finding>, Option<String>), StoreError> {
+        self.read(move |c| {
+            let (mut sql, mut args) = where_clause(
+                "SELECT id, arn, verdict, action, reason, project, lease_id, account, region, resource_type,
+                        opened_at, updated_at, resolved_at, resolution FROM findings WHERE 1 = 1",
+                &f,
+            );
+            if !f.include_closed {
+                sql.push_str(" AND resolved_at IS NULL");
+            }
+            if let Some(a) = &f.after {
+                let id: i64 = a.parse().map_err(|_| corrupt("cursor", a))?;
+                args.push(id.into());
+                sql.push_str(&format!(" AND id > ?{}", args.len()));
+            }
+            let limit = f.limit.clamp(1, 1000);
+            sql.push_str(&format!(" ORDER BY id LIMIT {}", limit + 1));
+            let mut stmt = c.prepare(&sql)?;
+            let mut items = stmt
+                .query_map(rusqlite::params_from_iter(args), raw_finding)?
+                .collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .map(into_finding)
+                .collect::<Result<Vec<_>, _>>()?;
+            let next = if items.len() > limit as usize {
+                items.truncate(limit as usize);
+                items.last().map(|f| f.id.to_string())
+            } else {
+                None
+            };
+            Ok((items, next))
+        })
+        .await
+    }
+
+    /// The transitions of one finding: (at, kind, verdict, detail).
+    pub async fn finding_events(
+        &self,
+        id: i64,
+    ) -> Result<Vec<(DateTime<Utc>, String, String, String)>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached("SELECT at, kind, verdict, detail FROM finding_events WHERE finding_id = ?1 ORDER BY id")?;
+            let rows = stmt
+                .query_map([id], |r| Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter().map(|(t, k, v, d)| Ok((time(t)?, k, v, d))).collect()
+        })
+        .await
+    }
+}
+
+fn where_clause(base: &str, f: &AuditFilter) -> (String, Vec<rusqlite::types::Value>) {
+    let mut sql = base.to_owned();
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    for (col, v) in [
+        ("verdict", f.verdict.map(|v| v.as_str().to_owned())),
+        ("project", f.project.clone()),
+        ("region", f.region.clone()),
+        ("account", f.account.clone()),
+        ("resource_type", f.resource_type.clone()),
+    ] {
+        if let Some(v) = v {
+            args.push(v.into());
+            sql.push_str(&format!(" AND {col} = ?{}", args.len()));
+        }
+    }
+    (sql, args)
+}
+
+fn upsert_resource(c: &Connection, r: &Record, at: DateTime<Utc>) -> Result<(), StoreError> {
+    let o = &r.observed;
+    let tags = serde_json::to_string(&o.tags).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    // A terminated instance is gone the moment we learn it; a resource seen again is back.
+    let gone_at = o.is_terminated().then(|| ms(at));
+    c.prepare_cached(
+        "INSERT INTO resources (arn, account, region, resource_type, tags, first_seen, last_seen, gone_at,
+                                state, verdict, reason, project, action, grace_s, lease_id, lease_ended_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+         ON CONFLICT (arn) DO UPDATE SET
+             tags = excluded.tags, last_seen = excluded.last_seen,
+             gone_at = CASE WHEN excluded.gone_at IS NULL THEN NULL ELSE COALESCE(resources.gone_at, excluded.gone_at) END,
+             state = excluded.state, verdict = excluded.verdict, reason = excluded.reason,
+             project = excluded.project, action = excluded.action, grace_s = excluded.grace_s,
+             lease_id = excluded.lease_id, lease_ended_at = excluded.lease_ended_at",
+    )?
+    .execute(params![
+        o.arn.as_str(),
+        o.account,
+        o.region,
+        o.resource_type,
+        tags,
+        ms(at),
+        gone_at,
+        o.state,
+        r.verdict.as_str(),
+        r.reason,
+        r.project,
+        r.action.as_str(),
+        i64::try_from(r.grace.as_secs()).unwrap_or(i64::MAX),
+        r.lease_id,
+        r.lease_ended_at.map(ms),
+    ])?;
+    Ok(())
+}
+
+/// Opens a finding (Some(true)), updates one whose verdict or action changed (Some(false)),
+/// or leaves an unchanged one alone (None).
+fn open_or_update(
+    c: &Connection,
+    run_id: &str,
+    r: &Record,
+    at: DateTime<Utc>,
+) -> Result<Option<bool>, StoreError> {
+    let o = &r.observed;
+    let open: Option<(i64, String, String)> = c
+        .prepare_cached(
+            "SELECT id, verdict, action FROM findings WHERE arn = ?1 AND resolved_at IS NULL",
+        )?
+        .query_row([o.arn.as_str()], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
+        .optional()?;
+    match open {
+        Some((id, verdict, action)) => {
+            if verdict == r.verdict.as_str() && action == r.action.as_str() {
+                return Ok(None);
+            }
+            c.prepare_cached(
+                "UPDATE findings SET verdict = ?2, action = ?3, reason = ?4, project = ?5, lease_id = ?6, updated_at = ?7
+                 WHERE id = ?1",
+            )?
+            .execute(params![id, r.verdict.as_str(), r.action.as_str(), r.reason, r.project, r.lease_id, ms(at)])?;
+            let detail = format!(
+                "{verdict}/{action} -> {}/{}: {}",
+                r.verdict, r.action, r.reason
+            );
+            event(c, id, run_id, at, "updated", r.verdict.as_str(), &detail)?;
+            Ok(Some(false))
+        }
+        None => {
+            c.prepare_cached(
+                "INSERT INTO findings (arn, verdict, action, reason, project, lease_id, account, region, resource_type,
+                                       opened_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+            )?
+            .execute(params![
+                o.arn.as_str(),
+                r.verdict.as_str(),
+                r.action.as_str(),
+                r.reason,
+                r.project,
+                r.lease_id,
+                o.account,
+                o.region,
+                o.resource_type,
+                ms(at),
+            ])?;
+            let id = c.last_insert_rowid();
+            event(c, id, run_id, at, "opened", r.verdict.as_str(), &r.reason)?;
+            Ok(Some(true))
+        }
+    }
+}
+
+fn event(
+    c: &Connection,
+    finding: i64,
+    run_id: &str,
+    at: DateTime<Utc>,
+    kind: &str,
+    verdict: &str,
+    detail: &str,
+) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "INSERT INTO finding_events (finding_id, run_id, at, kind, verdict, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![finding, run_id, ms(at), kind, verdict, detail])?;
+    Ok(())
+}
+
+type RawRun = (
+    String,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    Option<String>,
+    String,
+);
+
+fn raw_run(r: &Row<'_>) -> rusqlite::Result<RawRun> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ))
+}
+
+fn into_run(
+    (id, task, trigger, started, ended, outcome, summary): RawRun,
+) -> Result<RunRecord, StoreError> {
+    Ok(RunRecord {
+        id,
+        task,
+        trigger,
+        started_at: time(started)?,
+        ended_at: ended.map(time).transpose()?,
+        outcome: outcome.unwrap_or_else(|| "running".into()),
+        summary: serde_json::from_str(&summary).map_err(|_| corrupt("run summary", &summary))?,
+    })
+}
+
+type RawResource = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    Option<i64>,
+    Option<String>,
+    String,
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+);
+
+fn raw_resource(r: &Row<'_>) -> rusqlite::Result<RawResource> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+        r.get(9)?,
+        r.get(10)?,
+        r.get(11)?,
+        r.get(12)?,
+        r.get(13)?,
+    ))
+}
+
+fn into_resource(
+    (
+        arn,
+        account,
+        region,
+        resource_type,
+        tags,
+        first,
+        last,
+        gone,
+        state,
+        verdict,
+        reason,
+        project,
+        action,
+        lease_id,
+    ): RawResource,
+) -> Result<StoredResource, StoreError> {
+    Ok(StoredResource {
+        tags: serde_json::from_str::<Tags>(&tags).map_err(|_| corrupt("tags", &tags))?,
+        first_seen: time(first)?,
+        last_seen: time(last)?,
+        gone_at: gone.map(time).transpose()?,
+        verdict: Verdict::parse(&verdict).ok_or_else(|| corrupt("verdict", &verdict))?,
+        action: Action::parse(&action).ok_or_else(|| corrupt("action", &action))?,
+        arn,
+        account,
+        region,
+        resource_type,
+        state,
+        reason,
+        project,
+        lease_id,
+    })
+}
+
+type RawFinding = (
+    i64,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    Option<i64>,
+    Option<String>,
+);
+
+fn raw_finding(r: &Row<'_>) -> rusqlite::Result<RawFinding> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+        r.get(9)?,
+        r.get(10)?,
+        r.get(11)?,
+        r.get(12)?,
+        r.get(13)?,
+    ))
+}
+
+fn into_finding(
+    (
+        id,
+        arn,
+        verdict,
+        action,
+        reason,
+        project,
+        lease_id,
+        account,
+        region,
+        resource_type,
+        opened,
+        updated,
+        resolved,
+        resolution,
+    ): RawFinding,
+) -> Result<Finding, StoreError> {
+    Ok(Finding {
+        id,
+        verdict: Verdict::parse(&verdict).ok_or_else(|| corrupt("verdict", &verdict))?,
+        action: Action::parse(&action).ok_or_else(|| corrupt("action", &action))?,
+        opened_at: time(opened)?,
+        updated_at: time(updated)?,
+        resolved_at: resolved.map(time).transpose()?,
+        arn,
+        reason,
+        project,
+        lease_id,
+        account,
+        region,
+        resource_type,
+        resolution,
+    })
+}
