@@ -136,20 +136,46 @@ impl AwsConfig {
     }
 }
 
-/// A validated cron expression (5 fields, or 6 with seconds first), UTC.
+/// A validated cron expression, UTC: 5 fields (minute hour day month weekday), or 6 with
+/// seconds first. Validated with the scheduler's own parser and rules (day-of-month and
+/// day-of-week must both match).
 #[derive(Debug, Clone)]
 pub struct CronSchedule {
+    /// As written.
     pub expr: String,
-    pub cron: croner::Cron,
+    /// With a seconds field, as the scheduler takes it.
+    pub with_seconds: String,
+}
+
+impl CronSchedule {
+    pub fn parse(expr: &str) -> Result<Self, String> {
+        let fields = expr.split_whitespace().count();
+        let with_seconds = match fields {
+            5 => format!("0 {}", expr.trim()),
+            6 => expr.trim().to_owned(),
+            _ => {
+                return Err(format!(
+                    "invalid cron expression `{expr}`: expected 5 fields (minute hour day month weekday) or 6 with seconds first"
+                ));
+            }
+        };
+        croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Required)
+            .dom_and_dow(true)
+            .build()
+            .parse(&with_seconds)
+            .map_err(|e| format!("invalid cron expression `{expr}`: {e}"))?;
+        Ok(CronSchedule {
+            expr: expr.to_owned(),
+            with_seconds,
+        })
+    }
 }
 
 impl<'de> Deserialize<'de> for CronSchedule {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let expr = String::deserialize(d)?;
-        let cron = expr.parse::<croner::Cron>().map_err(|e| {
-            serde::de::Error::custom(format!("invalid cron expression `{expr}`: {e}"))
-        })?;
-        Ok(CronSchedule { expr, cron })
+        CronSchedule::parse(&expr).map_err(serde::de::Error::custom)
     }
 }
 

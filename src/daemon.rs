@@ -18,6 +18,7 @@ use crate::lease::LeaseRegistry;
 use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::store::Store;
+use crate::tasks::Tasks;
 
 /// Loads the policy the config points at and checks the two agree.
 pub fn load_policy(config: &Config) -> anyhow::Result<Policy> {
@@ -53,14 +54,28 @@ pub async fn serve(
         store.clone(),
         policy.clone(),
         config.tags.clone(),
-        clock,
+        clock.clone(),
         metrics.clone(),
     );
+    let config = Arc::new(config);
+    let tasks = Tasks::new(
+        config.clone(),
+        policy.clone(),
+        store.clone(),
+        metrics.clone(),
+        clock,
+    );
+    // Gauges reflect the store from the start, not only after the first pass.
+    if let Err(e) = tasks.refresh_gauges().await {
+        tracing::error!(error = %crate::error_chain(&e), "cannot compute resource gauges");
+    }
+    let mut scheduler = crate::scheduler::start(tasks.clone(), &config.schedules).await?;
     let state = AppState {
         leases,
         principals: Arc::new(Principals::new(config.principals.clone())),
         metrics,
         store,
+        tasks,
     };
     let app = http::router(state, config.api.max_body_bytes);
     let addr = listener
@@ -75,10 +90,14 @@ pub async fn serve(
         armed = config.enforcement.armed,
         "ephemera daemon serving"
     );
-    axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
-        .context("http server failed")?;
+        .context("http server failed");
+    if let Err(e) = scheduler.shutdown().await {
+        tracing::warn!(error = %e, "scheduler did not stop cleanly");
+    }
+    served?;
     tracing::info!("ephemera daemon stopped");
     Ok(())
 }

@@ -11,12 +11,16 @@
 //! | [`diagnostic`] | `FILE:LINE:COL: field `x`: …` errors for config and rules |
 //! | [`config`] | the TOML config, validated once; the embedded example |
 //! | [`auth`] | principals, roles (lessee, operator, viewer), hashed bearer tokens |
-//! | [`policy`] | `rules/policy/*.toml`: per-project leasing rules, pure decisions, in-file test cases |
+//! | [`policy`] | `rules/policy/*.toml`: leasing and audit rules, pure decisions and evaluation (verdicts), in-file test cases |
 //! | [`lease`] | lease state math and the [`lease::LeaseRegistry`] service |
 //! | [`store`] | SQLite (WAL, `synchronous = FULL`, foreign keys, append-only migrations); writes go through one group-commit writer thread; the only module that knows SQL |
 //! | [`metrics`] | the Prometheus registry and every metric |
 //! | [`http`] | the axum API under `/api/v1`, `/healthz`, `/readyz`, `/metrics`; JSON wire types in [`http::dto`] |
 //! | [`daemon`] | wiring: `serve(config, listener, shutdown, clock)` |
+//! | [`resource`] | plain records of the audit pass: observed resources, evaluations, findings, walks, runs |
+//! | [`inventory`] | the AWS walk (tagging API, EC2 instance states), client builder, rate limit; the only home of SDK types |
+//! | [`tasks`] | the audit pass (scan): walks, evaluation, findings, gauges; one at a time |
+//! | [`scheduler`] | cron (tokio-cron-scheduler, UTC) |
 //! | [`cli`] | the `ephemera` command line: daemon, checks, and an API client |
 //! | [`clock`] | the only reader of the wall clock |
 //! | [`logging`] | tracing set-up (human or JSON) |
@@ -47,7 +51,9 @@ pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod resource;
+pub mod scheduler;
 pub mod store;
+pub mod tasks;
 
 /// An error and its sources, joined by `: `, for logging once where handled.
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {

@@ -80,7 +80,7 @@ pub struct Finding {
 }
 
 /// How one walk of (account, region) ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct WalkRecord {
     pub account: String,
     pub region: String,

@@ -111,6 +111,18 @@ impl Client {
     pub async fn list(&self, query: &[(&str, String)]) -> anyhow::Result<LeaseList> {
         self.call(Method::GET, "/leases", query, None).await
     }
+
+    pub async fn get_value(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> anyhow::Result<serde_json::Value> {
+        self.call(Method::GET, path, query, None).await
+    }
+
+    pub async fn post_value(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        self.call(Method::POST, path, &[], None).await
+    }
 }
 
 /// Keeps an id from escaping its path segment.

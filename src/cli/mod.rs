@@ -94,6 +94,57 @@ enum Command {
     /// Make and hash API tokens.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Run an audit pass: through the daemon, or with --once right here (a CI audit step).
+    Scan {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Run one pass in this process, without a daemon (uses --config and its store).
+        #[arg(long)]
+        once: bool,
+        #[arg(long, env = "EPHEMERA_CONFIG", default_value = "ephemera.toml")]
+        config: PathBuf,
+        /// With --once: verdicts counted against --max (comma-separated).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "expired,released,unknown-lease"
+        )]
+        fail_on: Vec<String>,
+        /// With --once: exit 1 when more resources than this have a --fail-on verdict.
+        #[arg(long)]
+        max: Option<u64>,
+        /// Through the daemon: wait until the pass ends and print its summary.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// List findings (open ones unless --all).
+    Findings {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[arg(long)]
+        verdict: Option<String>,
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long)]
+        region: Option<String>,
+        #[arg(long)]
+        account: Option<String>,
+        /// e.g. ec2:instance, s3:bucket.
+        #[arg(long = "type")]
+        resource_type: Option<String>,
+        /// Include resolved findings.
+        #[arg(long)]
+        all: bool,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// The last run of each task, and how the last scan's walks ended.
+    Status {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Acquire, renew, heartbeat, release and inspect leases (through the API).
     Lease {
         #[command(flatten)]
@@ -287,6 +338,145 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Lease { client, command } => lease(client, command).await,
+        Command::Scan {
+            client,
+            once,
+            config,
+            fail_on,
+            max,
+            wait,
+        } => {
+            if once {
+                scan_once(&config, &fail_on, max, client.output).await
+            } else {
+                scan_remote(client, wait).await
+            }
+        }
+        Command::Findings {
+            client,
+            verdict,
+            project,
+            region,
+            account,
+            resource_type,
+            all,
+            limit,
+            cursor,
+        } => {
+            let api = Client::new(&client.addr, client.token.as_deref())?;
+            let mut q: Vec<(&str, String)> =
+                vec![("limit", limit.to_string()), ("all", all.to_string())];
+            for (k, v) in [
+                ("verdict", verdict),
+                ("project", project),
+                ("region", region),
+                ("account", account),
+                ("resource_type", resource_type),
+                ("cursor", cursor),
+            ] {
+                if let Some(v) = v {
+                    q.push((k, v));
+                }
+            }
+            let page = api.get_value("/findings", &q).await?;
+            match client.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&page)?),
+                Output::Table => {
+                    print!("{}", output::findings_table(&page));
+                    if let Some(c) = page["next_cursor"].as_str() {
+                        eprintln!("more: --cursor {c}");
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { client } => {
+            let api = Client::new(&client.addr, client.token.as_deref())?;
+            let status = api.get_value("/status", &[]).await?;
+            match client.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&status)?),
+                Output::Table => print!("{}", output::status_table(&status)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `scan --once`: one pass in this process, then the CI verdict.
+async fn scan_once(
+    config: &std::path::Path,
+    fail_on: &[String],
+    max: Option<u64>,
+    out: Output,
+) -> anyhow::Result<ExitCode> {
+    for v in fail_on {
+        anyhow::ensure!(
+            crate::model::Verdict::parse(v).is_some(),
+            "--fail-on: `{v}` is not a verdict"
+        );
+    }
+    let config = Config::load(config)?;
+    let policy = std::sync::Arc::new(crate::daemon::load_policy(&config)?);
+    let store = crate::store::Store::open(&config.store.path)
+        .await
+        .with_context(|| format!("cannot open the store at {}", config.store.path.display()))?;
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+    let tasks = crate::tasks::Tasks::new(
+        std::sync::Arc::new(config),
+        policy,
+        store,
+        metrics,
+        std::sync::Arc::new(crate::clock::SystemClock),
+    );
+    let report = tasks.run_scan("cli").await?;
+    match out {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Table => print!("{}", output::scan_report(&serde_json::to_value(&report)?)),
+    }
+    let flagged: u64 = fail_on.iter().filter_map(|v| report.verdicts.get(v)).sum();
+    if report.outcome == "failed" {
+        eprintln!("error: the scan failed; see the log");
+        return Ok(ExitCode::FAILURE);
+    }
+    if let Some(max) = max
+        && flagged > max
+    {
+        eprintln!(
+            "error: {flagged} resources are {} (at most {max} allowed)",
+            fail_on.join("/")
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `scan` through the daemon.
+async fn scan_remote(client: ClientArgs, wait: bool) -> anyhow::Result<ExitCode> {
+    let api = Client::new(&client.addr, client.token.as_deref())?;
+    let started = api.post_value("/scans").await?;
+    let run_id = started["run_id"].as_str().unwrap_or_default().to_owned();
+    if !wait {
+        match client.output {
+            Output::Json => println!("{}", serde_json::to_string_pretty(&started)?),
+            Output::Table => println!("scan started: run {run_id}"),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3600);
+    loop {
+        let run = api.get_value(&format!("/scans/{run_id}"), &[]).await?;
+        if run["run"]["outcome"] != "running" {
+            match client.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&run)?),
+                Output::Table => print!("{}", output::scan_report(&run["run"]["summary"])),
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "scan {run_id} still running after an hour"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
 }
 

@@ -94,6 +94,131 @@ pub fn lease_details(l: &LeaseView) -> String {
     })
 }
 
+fn s(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Findings as a table (from the API's JSON page).
+pub fn findings_table(page: &serde_json::Value) -> String {
+    let rows: Vec<Vec<String>> = page["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|f| {
+                    [
+                        "verdict",
+                        "action",
+                        "project",
+                        "region",
+                        "resource_type",
+                        "arn",
+                        "opened_at",
+                        "reason",
+                    ]
+                    .iter()
+                    .map(|k| s(&f[*k]))
+                    .collect()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    table(
+        &[
+            "VERDICT", "ACTION", "PROJECT", "REGION", "TYPE", "ARN", "OPENED", "REASON",
+        ],
+        &rows,
+    )
+}
+
+/// Walks and verdict counts of a scan summary.
+pub fn scan_report(r: &serde_json::Value) -> String {
+    let walks: Vec<Vec<String>> = r["walks"]
+        .as_array()
+        .map(|w| {
+            w.iter()
+                .map(|w| {
+                    [
+                        "account",
+                        "region",
+                        "outcome",
+                        "pages",
+                        "resources",
+                        "reason",
+                    ]
+                    .iter()
+                    .map(|k| s(&w[*k]))
+                    .collect()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = format!("scan {}: {}\n", s(&r["run_id"]), s(&r["outcome"]));
+    out.push_str(&table(
+        &["ACCOUNT", "REGION", "WALK", "PAGES", "RESOURCES", "REASON"],
+        &walks,
+    ));
+    let verdicts: Vec<Vec<String>> = r["verdicts"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| vec![k.clone(), s(v)]).collect())
+        .unwrap_or_default();
+    out.push('\n');
+    out.push_str(&table(&["VERDICT", "RESOURCES"], &verdicts));
+    let _ = writeln!(
+        out,
+        "\nfindings: {} opened, {} updated, {} resolved; {} resources gone",
+        s(&r["findings_opened"]),
+        s(&r["findings_updated"]),
+        s(&r["findings_resolved"]),
+        s(&r["resources_gone"])
+    );
+    out
+}
+
+/// The last run of each task and the last scan's walks.
+pub fn status_table(st: &serde_json::Value) -> String {
+    let runs: Vec<Vec<String>> = st["tasks"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .map(|r| {
+                    ["task", "outcome", "started_at", "ended_at", "trigger"]
+                        .iter()
+                        .map(|k| s(&r[*k]))
+                        .collect()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = table(&["TASK", "OUTCOME", "STARTED", "ENDED", "TRIGGER"], &runs);
+    let walks: Vec<Vec<String>> = st["last_scan_walks"]
+        .as_array()
+        .map(|w| {
+            w.iter()
+                .map(|w| {
+                    ["account", "region", "outcome", "resources", "reason"]
+                        .iter()
+                        .map(|k| s(&w[*k]))
+                        .collect()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.push('\n');
+    out.push_str(&table(
+        &["ACCOUNT", "REGION", "WALK", "RESOURCES", "REASON"],
+        &walks,
+    ));
+    if let Some(id) = st["running_scan"].as_str() {
+        let _ = writeln!(out, "\nscan running: {id}");
+    }
+    out
+}
+
 /// Single-quotes a value for POSIX shells.
 fn sh_quote(v: &str) -> String {
     format!("'{}'", v.replace('\'', "'\\''"))

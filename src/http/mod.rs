@@ -38,6 +38,7 @@ pub struct AppState {
     pub principals: Arc<Principals>,
     pub metrics: Arc<Metrics>,
     pub store: Store,
+    pub tasks: crate::tasks::Tasks,
 }
 
 /// The whole HTTP surface.
@@ -47,7 +48,12 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/leases/{id}", get(show))
         .route("/leases/{id}/renew", post(renew))
         .route("/leases/{id}/heartbeat", post(heartbeat))
-        .route("/leases/{id}/release", post(release));
+        .route("/leases/{id}/release", post(release))
+        .route("/scans", post(start_scan))
+        .route("/scans/{id}", get(show_scan))
+        .route("/status", get(status))
+        .route("/resources", get(list_resources))
+        .route("/findings", get(list_findings));
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(healthz))
@@ -412,4 +418,175 @@ async fn list(
         items: page.items.iter().map(|l| view(&s, l)).collect(),
         next_cursor: page.next.map(|id| id.to_string()),
     }))
+}
+
+// ---- audit pass ------------------------------------------------------------------------------
+
+fn internal(e: &crate::store::StoreError) -> ApiError {
+    tracing::error!(error = %crate::error_chain(e), "store failed");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal error; see the daemon's log",
+    )
+}
+
+async fn start_scan(State(s): State<AppState>, Caller(who): Caller) -> Result<Response, ApiError> {
+    if who.role != crate::auth::Role::Operator {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only operators may start a scan",
+        ));
+    }
+    match s.tasks.start_scan(&format!("api:{}", who.name)).await {
+        Ok(run_id) => {
+            let body = serde_json::json!({"run_id": run_id, "outcome": "running"});
+            let mut resp = (StatusCode::ACCEPTED, Json(body)).into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/scans/{run_id}")) {
+                resp.headers_mut().insert(header::LOCATION, v);
+            }
+            Ok(resp)
+        }
+        Err(crate::tasks::TaskError::AlreadyRunning(id)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "scan-running",
+            format!("a scan is already running (run {id})"),
+        )),
+        Err(crate::tasks::TaskError::Store(e)) => Err(internal(&e)),
+    }
+}
+
+async fn show_scan(
+    State(s): State<AppState>,
+    Caller(_who): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let run = s
+        .store
+        .get_run(id.clone())
+        .await
+        .map_err(|e| internal(&e))?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "run-not-found",
+                format!("no run {id}"),
+            )
+        })?;
+    let walks = s.store.walks_of(id).await.map_err(|e| internal(&e))?;
+    Ok(Json(serde_json::json!({"run": run, "walks": walks})))
+}
+
+async fn status(
+    State(s): State<AppState>,
+    Caller(_who): Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let runs = s.store.latest_runs().await.map_err(|e| internal(&e))?;
+    let walks = match runs.iter().find(|r| r.task == "scan") {
+        Some(r) => s
+            .store
+            .walks_of(r.id.clone())
+            .await
+            .map_err(|e| internal(&e))?,
+        None => vec![],
+    };
+    Ok(Json(serde_json::json!({
+        "tasks": runs,
+        "running_scan": s.tasks.running_scan().await,
+        "last_scan_walks": walks,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    verdict: Option<String>,
+    project: Option<String>,
+    region: Option<String>,
+    account: Option<String>,
+    resource_type: Option<String>,
+    /// Resources: include gone ones; findings: include resolved ones.
+    all: Option<bool>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+fn audit_filter(
+    who: &Principal,
+    q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<crate::store::AuditFilter, ApiError> {
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid-query", m);
+    let Query(q) = q.map_err(|e| bad(e.body_text()))?;
+    let verdict = q
+        .verdict
+        .as_deref()
+        .map(|v| {
+            crate::model::Verdict::parse(v).ok_or_else(|| bad(format!("`{v}` is not a verdict")))
+        })
+        .transpose()?;
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > 1000 {
+        return Err(bad("limit must be between 1 and 1000".into()));
+    }
+    // Lessees see the resources of their projects only.
+    let projects_in = (who.role == crate::auth::Role::Lessee).then(|| {
+        who.projects
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+    });
+    if let (Some(p), Some(mine)) = (&q.project, &projects_in)
+        && !mine.contains(p)
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("principal `{}` may not see project `{p}`", who.name),
+        ));
+    }
+    Ok(crate::store::AuditFilter {
+        verdict,
+        project: q.project,
+        projects_in,
+        region: q.region,
+        account: q.account,
+        resource_type: q.resource_type,
+        include_closed: q.all.unwrap_or(false),
+        after: q.cursor,
+        limit,
+    })
+}
+
+async fn list_resources(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let f = audit_filter(&who, q)?;
+    let (items, next) = s.store.list_resources(f).await.map_err(|e| internal(&e))?;
+    Ok(Json(
+        serde_json::json!({"items": items, "next_cursor": next}),
+    ))
+}
+
+async fn list_findings(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let f = audit_filter(&who, q)?;
+    if let Some(c) = &f.after
+        && c.parse::<i64>().is_err()
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-query",
+            format!("`{c}` is not a cursor from a previous page"),
+        ));
+    }
+    let (items, next) = s.store.list_findings(f).await.map_err(|e| internal(&e))?;
+    Ok(Json(
+        serde_json::json!({"items": items, "next_cursor": next}),
+    ))
 }

@@ -17,6 +17,8 @@ pub struct AuditFilter {
     pub region: Option<String>,
     pub account: Option<String>,
     pub resource_type: Option<String>,
+    /// Confines the listing to these projects (set for lessees).
+    pub projects_in: Option<Vec<String>>,
     /// Findings: include resolved ones. Resources: include gone ones.
     pub include_closed: bool,
     /// Cursor from the previous page.
@@ -392,6 +394,17 @@ fn where_clause(base: &str, f: &AuditFilter) -> (String, Vec<rusqlite::types::Va
             args.push(v.into());
             sql.push_str(&format!(" AND {col} = ?{}", args.len()));
         }
+    }
+    if let Some(ps) = &f.projects_in {
+        args.push(
+            serde_json::to_string(ps)
+                .unwrap_or_else(|_| "[]".into())
+                .into(),
+        );
+        sql.push_str(&format!(
+            " AND project IN (SELECT value FROM json_each(?{}))",
+            args.len()
+        ));
     }
     (sql, args)
 }

@@ -358,8 +358,8 @@ async fn config_check() {
             ":5:1: unknown field `max_bodybytes`",
         ),
         (
-            "scan = \"*/15 * * * *\"",
-            "scan = \"*/15 * * *\"",
+            "scan = \"0 0 1 1 *\"",
+            "scan = \"0 0 1 1\"",
             ": field `schedules.scan`: invalid cron expression",
         ),
         (
@@ -586,7 +586,7 @@ async fn daemon_refuses_bad_config_and_rules() {
     // A bad cron in the config: refused with the config's file, line and field.
     std::fs::remove_file(&policy).expect("remove extra policy");
     let text =
-        crate::support::config_text().replace("scan = \"*/15 * * * *\"", "scan = \"every 15m\"");
+        crate::support::config_text().replace("scan = \"0 0 1 1 *\"", "scan = \"every 15m\"");
     std::fs::write(work.config_path(), &text).expect("write config");
     let line = text
         .lines()

@@ -84,12 +84,16 @@ dir = "rules"
 
 [aws]
 regions = ["us-east-1", "eu-west-1"]
+# Tests never reach real AWS: a closed loopback port unless a test points this at moto.
+endpoint_url = "{endpoint}"
+emulator = true
 
 [[aws.accounts]]
 id = "123456789012"
 
 [schedules]
-scan = "*/15 * * * *"
+# Never fires during a test (tests trigger passes explicitly).
+scan = "0 0 1 1 *"
 cost = "0 6,14,22 * * *"
 digest = "0 8 * * MON-FRI"
 "#,
@@ -98,6 +102,7 @@ digest = "0 8 * * MON-FRI"
         web2 = h(WEB2),
         data = h(DATA),
         viewer = h(VIEWER),
+        endpoint = "http://127.0.0.1:9",
     )
 }
 

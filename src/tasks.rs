@@ -1,0 +1,480 @@
+//! Tasks: the audit pass (scan), one function called alike by the scheduler, the API and
+//! `ephemera scan --once`.
+//!
+//! Architecture Invariant: a task takes no input but its trigger, runs one at a time (a second
+//! start is refused, a scheduled tick that finds it running is counted as skipped), continues
+//! past one walk's failure, and reports a status record; it never retries on its own.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::sync::{Mutex, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::inventory::{self, AwsClients, RateLimiter};
+use crate::lease::Lease;
+use crate::metrics::Metrics;
+use crate::model::Verdict;
+use crate::policy::{Policy, evaluate};
+use crate::resource::{Observed, Record, WalkRecord};
+use crate::store::{Store, StoreError};
+
+/// What a scan did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ScanReport {
+    pub run_id: String,
+    /// `success` (every walk complete), `partial` (some incomplete) or `failed`.
+    pub outcome: String,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub walks: Vec<WalkRecord>,
+    pub resources_seen: u64,
+    /// Resources seen this pass, by verdict.
+    pub verdicts: BTreeMap<String, u64>,
+    pub findings_opened: u64,
+    pub findings_updated: u64,
+    pub findings_resolved: u64,
+    pub resources_gone: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error("a scan is already running (run {0})")]
+    AlreadyRunning(String),
+    #[error("the store failed")]
+    Store(#[from] StoreError),
+}
+
+/// Everything a pass needs.
+#[derive(Debug, Clone)]
+pub struct Tasks {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: Arc<Config>,
+    policy: Arc<Policy>,
+    store: Store,
+    clients: AwsClients,
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
+    /// The run id of the scan in progress.
+    running: Mutex<Option<String>>,
+    /// Held for the whole of a scan, so two never overlap.
+    scan_lock: Arc<Mutex<()>>,
+    /// Label sets of `ephemera_resources` set by the last pass, to zero those that vanish.
+    resource_series: std::sync::Mutex<BTreeSet<[String; 4]>>,
+    project_series: std::sync::Mutex<BTreeSet<String>>,
+}
+
+impl Tasks {
+    pub fn new(
+        config: Arc<Config>,
+        policy: Arc<Policy>,
+        store: Store,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let clients = AwsClients::new(config.aws.clone());
+        Tasks {
+            inner: Arc::new(Inner {
+                config,
+                policy,
+                store,
+                clients,
+                metrics,
+                clock,
+                running: Mutex::new(None),
+                scan_lock: Arc::new(Mutex::new(())),
+                resource_series: std::sync::Mutex::new(BTreeSet::new()),
+                project_series: std::sync::Mutex::new(BTreeSet::new()),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Starts a scan in the background; refused while one runs. Returns the run id.
+    pub async fn start_scan(&self, trigger: &str) -> Result<String, TaskError> {
+        let (guard, run_id) = self.claim().await?;
+        let this = self.clone();
+        let trigger = trigger.to_owned();
+        let id = run_id.clone();
+        tokio::spawn(async move {
+            let _guard = guard;
+            this.scan_locked(id, &trigger).await;
+        });
+        Ok(run_id)
+    }
+
+    /// Runs a scan to the end; refused while one runs. For the scheduler and `scan --once`.
+    pub async fn run_scan(&self, trigger: &str) -> Result<ScanReport, TaskError> {
+        let (_guard, run_id) = self.claim().await?;
+        Ok(self.scan_locked(run_id, trigger).await)
+    }
+
+    /// Takes the scan lock (or says which run holds it) and names the new run.
+    async fn claim(&self) -> Result<(tokio::sync::OwnedMutexGuard<()>, String), TaskError> {
+        let mut running = self.inner.running.lock().await;
+        let guard = self.inner.scan_lock.clone().try_lock_owned().map_err(|_| {
+            TaskError::AlreadyRunning(running.clone().unwrap_or_else(|| "unknown".into()))
+        })?;
+        let run_id = uuid::Uuid::now_v7().to_string();
+        *running = Some(run_id.clone());
+        Ok((guard, run_id))
+    }
+
+    /// A scheduled tick: runs the scan unless one is running, which is counted as skipped.
+    pub async fn scheduled_scan(&self) {
+        match self.run_scan("schedule").await {
+            Ok(_) => {}
+            Err(TaskError::AlreadyRunning(id)) => {
+                self.inner
+                    .metrics
+                    .task_skipped
+                    .with_label_values(&["scan"])
+                    .inc();
+                tracing::warn!(running = %id, "scan tick skipped: the previous scan is still running");
+            }
+            Err(e) => tracing::error!(error = %crate::error_chain(&e), "scan failed"),
+        }
+    }
+
+    async fn scan_locked(&self, run_id: String, trigger: &str) -> ScanReport {
+        let span = tracing::info_span!("scan", run_id = %run_id, trigger);
+        let report =
+            tracing::Instrument::instrument(self.scan_inner(run_id.clone(), trigger), span).await;
+        *self.inner.running.lock().await = None;
+        let m = &self.inner.metrics;
+        m.task_runs
+            .with_label_values(&["scan", &report.outcome])
+            .inc();
+        if report.outcome == "success"
+            && let Some(end) = report.ended_at
+        {
+            m.task_last_success
+                .with_label_values(&["scan"])
+                .set(end.timestamp_millis() as f64 / 1000.0);
+        }
+        report
+    }
+
+    async fn scan_inner(&self, run_id: String, trigger: &str) -> ScanReport {
+        let inner = &self.inner;
+        let started = inner.clock.now();
+        let mut report = ScanReport {
+            run_id: run_id.clone(),
+            started_at: Some(started),
+            ..ScanReport::default()
+        };
+        let timer = std::time::Instant::now();
+        if let Err(e) = inner
+            .store
+            .start_run(run_id.clone(), "scan", trigger.to_owned(), started)
+            .await
+        {
+            tracing::error!(error = %crate::error_chain(&e), "cannot record the scan");
+            report.outcome = "failed".into();
+            return report;
+        }
+        let leases = match inner.store.all_leases().await {
+            Ok(l) => Arc::new(
+                l.into_iter()
+                    .map(|l| (l.id.to_string(), l))
+                    .collect::<HashMap<String, Lease>>(),
+            ),
+            Err(e) => {
+                tracing::error!(error = %crate::error_chain(&e), "cannot load leases; scan abandoned");
+                report.outcome = "failed".into();
+                self.finish(&mut report).await;
+                return report;
+            }
+        };
+
+        let permits = Arc::new(Semaphore::new(
+            inner.config.aws.max_concurrent_walks as usize,
+        ));
+        let mut walks = JoinSet::new();
+        for account in &inner.config.aws.accounts {
+            for region in &inner.config.aws.regions {
+                let (this, permits, leases, run_id) = (
+                    self.clone(),
+                    permits.clone(),
+                    leases.clone(),
+                    run_id.clone(),
+                );
+                let (account, region) = (account.id.clone(), region.clone());
+                walks.spawn(async move {
+                    let _permit = permits.acquire_owned().await;
+                    this.walk_one(run_id, account, region, leases).await
+                });
+            }
+        }
+        while let Some(done) = walks.join_next().await {
+            match done {
+                Ok(w) => {
+                    report.resources_seen += w.seen;
+                    report.findings_opened += w.opened;
+                    report.findings_updated += w.updated;
+                    report.findings_resolved += w.resolved;
+                    report.resources_gone += w.gone;
+                    for (v, n) in w.verdicts {
+                        *report.verdicts.entry(v.as_str().to_owned()).or_default() += n;
+                    }
+                    report.walks.push(w.record);
+                }
+                Err(e) => tracing::error!(error = %e, "a walk task panicked"),
+            }
+        }
+        report
+            .walks
+            .sort_by(|a, b| (&a.account, &a.region).cmp(&(&b.account, &b.region)));
+        let all_complete = report.walks.len()
+            == inner.config.aws.accounts.len() * inner.config.aws.regions.len()
+            && report.walks.iter().all(WalkRecord::is_complete);
+        report.outcome = if all_complete { "success" } else { "partial" }.into();
+        if let Err(e) = self.refresh_gauges().await {
+            tracing::error!(error = %crate::error_chain(&e), "cannot recompute resource gauges");
+        }
+        inner
+            .metrics
+            .scan_duration
+            .observe(timer.elapsed().as_secs_f64());
+        self.finish(&mut report).await;
+        tracing::info!(
+            outcome = %report.outcome,
+            resources = report.resources_seen,
+            opened = report.findings_opened,
+            resolved = report.findings_resolved,
+            incomplete = report.walks.iter().filter(|w| !w.is_complete()).count(),
+            "scan finished"
+        );
+        report
+    }
+
+    async fn finish(&self, report: &mut ScanReport) {
+        let end = self.inner.clock.now();
+        report.ended_at = Some(end);
+        let summary = serde_json::to_value(&*report).unwrap_or_default();
+        let outcome: &'static str = match report.outcome.as_str() {
+            "success" => "success",
+            "partial" => "partial",
+            _ => "failed",
+        };
+        if let Err(e) = self
+            .inner
+            .store
+            .finish_run(report.run_id.clone(), end, outcome, summary)
+            .await
+        {
+            tracing::error!(error = %crate::error_chain(&e), "cannot record the scan's end");
+        }
+    }
+
+    async fn walk_one(
+        &self,
+        run_id: String,
+        account: String,
+        region: String,
+        leases: Arc<HashMap<String, Lease>>,
+    ) -> WalkTotals {
+        let inner = &self.inner;
+        let started = inner.clock.now();
+        let limiter = RateLimiter::new(inner.config.aws.calls_per_second);
+        // Uncontended (pages of one walk are sequential); a Mutex only because the walk is Send.
+        let totals = std::sync::Mutex::new(WalkTotals::default());
+        let span = tracing::info_span!("walk", account = %account, region = %region);
+        let result = tracing::Instrument::instrument(
+            inventory::walk(
+                &inner.clients,
+                &account,
+                &region,
+                &limiter,
+                &inner.metrics,
+                |page| {
+                    let records = self.evaluate_page(
+                        page,
+                        &leases,
+                        &mut totals.lock().unwrap_or_else(|p| p.into_inner()),
+                    );
+                    let store = inner.store.clone();
+                    let now = inner.clock.now();
+                    let run_id = run_id.clone();
+                    let totals = &totals;
+                    async move {
+                        let changes = store
+                            .persist_page(run_id, now, records)
+                            .await
+                            .map_err(|e| crate::error_chain(&e))?;
+                        let mut t = totals.lock().unwrap_or_else(|p| p.into_inner());
+                        t.opened += changes.opened;
+                        t.updated += changes.updated;
+                        Ok::<_, String>(())
+                    }
+                },
+            ),
+            span.clone(),
+        )
+        .await;
+        let mut totals = totals.into_inner().unwrap_or_else(|p| p.into_inner());
+        let record = WalkRecord {
+            account: account.clone(),
+            region: region.clone(),
+            started_at: started,
+            ended_at: inner.clock.now(),
+            outcome: if result.error.is_none() {
+                "complete"
+            } else {
+                "incomplete"
+            }
+            .into(),
+            reason: result.error.clone(),
+            pages: result.pages,
+            resources: result.resources,
+        };
+        inner
+            .metrics
+            .walks
+            .with_label_values(&[&record.outcome])
+            .inc();
+        inner.metrics.findings_opened.inc_by(totals.opened);
+        if let Some(reason) = &record.reason {
+            span.in_scope(|| tracing::warn!(%reason, "walk incomplete: nothing is marked gone or resolved for it"));
+        }
+        match inner.store.finish_walk(run_id, record.clone()).await {
+            Ok(changes) => {
+                totals.gone = changes.gone;
+                totals.resolved = changes.resolved;
+                inner.metrics.findings_resolved.inc_by(changes.resolved);
+            }
+            Err(e) => span.in_scope(
+                || tracing::error!(error = %crate::error_chain(&e), "cannot record the walk"),
+            ),
+        }
+        totals.record = record;
+        totals
+    }
+
+    fn evaluate_page(
+        &self,
+        page: Vec<Observed>,
+        leases: &HashMap<String, Lease>,
+        totals: &mut WalkTotals,
+    ) -> Vec<Record> {
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        let keys = &inner.config.tags;
+        page.into_iter()
+            .map(|o| {
+                let e = evaluate(
+                    o.arn.as_str(),
+                    &o.tags,
+                    |id| leases.get(id),
+                    &inner.policy,
+                    keys,
+                    now,
+                );
+                totals.seen += 1;
+                if !o.is_terminated() {
+                    *totals.verdicts.entry(e.verdict).or_default() += 1;
+                }
+                Record {
+                    verdict: e.verdict,
+                    reason: e.reason.to_string(),
+                    project: e.project.map(|p| p.to_string()),
+                    action: e.rule.action,
+                    grace: e.rule.grace,
+                    lease_id: o
+                        .tags
+                        .get(&keys.lease)
+                        .filter(|v| !v.is_empty())
+                        .map(str::to_owned),
+                    lease_ended_at: e.lease_ended_at,
+                    observed: o,
+                }
+            })
+            .collect()
+    }
+
+    /// Recomputes `ephemera_resources` and `ephemera_expired_resource_hours` from the store;
+    /// label sets that vanished since the last pass are set to zero.
+    pub async fn refresh_gauges(&self) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        let counts = inner.store.resource_counts().await?;
+        let hours = inner
+            .store
+            .expired_resource_hours(inner.clock.now())
+            .await?;
+        {
+            let mut seen = inner
+                .resource_series
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let now: BTreeSet<[String; 4]> = counts
+                .iter()
+                .map(|(a, b, c, d, _)| [a.clone(), b.clone(), c.clone(), d.clone()])
+                .collect();
+            for gone in seen.difference(&now) {
+                inner
+                    .metrics
+                    .resources
+                    .with_label_values(&[&gone[0], &gone[1], &gone[2], &gone[3]])
+                    .set(0);
+            }
+            for (p, r, t, v, n) in &counts {
+                inner
+                    .metrics
+                    .resources
+                    .with_label_values(&[p, r, t, v])
+                    .set(i64::try_from(*n).unwrap_or(i64::MAX));
+            }
+            seen.extend(now);
+        }
+        {
+            let mut seen = inner
+                .project_series
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let now: BTreeSet<String> = hours.iter().map(|(p, _)| p.clone()).collect();
+            for gone in seen.difference(&now) {
+                inner
+                    .metrics
+                    .expired_resource_hours
+                    .with_label_values(&[gone])
+                    .set(0.0);
+            }
+            for (p, h) in &hours {
+                inner
+                    .metrics
+                    .expired_resource_hours
+                    .with_label_values(&[p])
+                    .set(*h);
+            }
+            seen.extend(now);
+        }
+        Ok(())
+    }
+
+    /// The id of the running scan, if any.
+    pub async fn running_scan(&self) -> Option<String> {
+        self.inner.running.lock().await.clone()
+    }
+}
+
+#[derive(Debug, Default)]
+struct WalkTotals {
+    record: WalkRecord,
+    seen: u64,
+    verdicts: BTreeMap<Verdict, u64>,
+    opened: u64,
+    updated: u64,
+    resolved: u64,
+    gone: u64,
+}
