@@ -103,7 +103,7 @@ impl Tasks {
 
     /// Starts a scan in the background; refused while one runs. Returns the run id.
     pub async fn start_scan(&self, trigger: &str) -> Result<String, TaskError> {
-        let (guard, run_id) = self.claim().await?;
+        let (guard, run_id) = self.claim(trigger).await?;
         let this = self.clone();
         let trigger = trigger.to_owned();
         let id = run_id.clone();
@@ -116,17 +116,30 @@ impl Tasks {
 
     /// Runs a scan to the end; refused while one runs. For the scheduler and `scan --once`.
     pub async fn run_scan(&self, trigger: &str) -> Result<ScanReport, TaskError> {
-        let (_guard, run_id) = self.claim().await?;
+        let (_guard, run_id) = self.claim(trigger).await?;
         Ok(self.scan_locked(run_id, trigger).await)
     }
 
-    /// Takes the scan lock (or says which run holds it) and names the new run.
-    async fn claim(&self) -> Result<(tokio::sync::OwnedMutexGuard<()>, String), TaskError> {
+    /// Takes the scan lock (or says which run holds it), names the new run and records its
+    /// start, so the run can be looked up as soon as its id is known.
+    async fn claim(
+        &self,
+        trigger: &str,
+    ) -> Result<(tokio::sync::OwnedMutexGuard<()>, String), TaskError> {
         let mut running = self.inner.running.lock().await;
         let guard = self.inner.scan_lock.clone().try_lock_owned().map_err(|_| {
             TaskError::AlreadyRunning(running.clone().unwrap_or_else(|| "unknown".into()))
         })?;
         let run_id = uuid::Uuid::now_v7().to_string();
+        self.inner
+            .store
+            .start_run(
+                run_id.clone(),
+                "scan",
+                trigger.to_owned(),
+                self.inner.clock.now(),
+            )
+            .await?;
         *running = Some(run_id.clone());
         Ok((guard, run_id))
     }
@@ -149,8 +162,7 @@ impl Tasks {
 
     async fn scan_locked(&self, run_id: String, trigger: &str) -> ScanReport {
         let span = tracing::info_span!("scan", run_id = %run_id, trigger);
-        let report =
-            tracing::Instrument::instrument(self.scan_inner(run_id.clone(), trigger), span).await;
+        let report = tracing::Instrument::instrument(self.scan_inner(run_id.clone()), span).await;
         *self.inner.running.lock().await = None;
         let m = &self.inner.metrics;
         m.task_runs
@@ -166,7 +178,7 @@ impl Tasks {
         report
     }
 
-    async fn scan_inner(&self, run_id: String, trigger: &str) -> ScanReport {
+    async fn scan_inner(&self, run_id: String) -> ScanReport {
         let inner = &self.inner;
         let started = inner.clock.now();
         let mut report = ScanReport {
@@ -175,15 +187,6 @@ impl Tasks {
             ..ScanReport::default()
         };
         let timer = std::time::Instant::now();
-        if let Err(e) = inner
-            .store
-            .start_run(run_id.clone(), "scan", trigger.to_owned(), started)
-            .await
-        {
-            tracing::error!(error = %crate::error_chain(&e), "cannot record the scan");
-            report.outcome = "failed".into();
-            return report;
-        }
         let leases = match inner.store.all_leases().await {
             Ok(l) => Arc::new(
                 l.into_iter()

@@ -167,7 +167,7 @@ impl Store {
             .write(move |c| {
                 let mut changes = PageChanges::default();
                 for r in &records {
-                    upsert_resource(c, r, at)?;
+                    upsert_resource(c, r, at, &run_id)?;
                     if r.verdict.is_finding() && !r.observed.is_terminated() {
                         match open_or_update(c, &run_id, r, at)? {
                             Some(true) => changes.opened += 1,
@@ -212,9 +212,9 @@ impl Store {
                 let gone = c
                     .prepare_cached(
                         "UPDATE resources SET gone_at = ?4
-                         WHERE account = ?1 AND region = ?2 AND last_seen < ?3 AND gone_at IS NULL",
+                         WHERE account = ?1 AND region = ?2 AND last_run != ?3 AND gone_at IS NULL",
                     )?
-                    .execute(params![walk.account, walk.region, ms(walk.started_at), ms(walk.ended_at)])?;
+                    .execute(params![walk.account, walk.region, run_id, ms(walk.ended_at)])?;
                 let stale: Vec<(i64, String, String)> = c
                     .prepare_cached(
                         "SELECT f.id, f.verdict,
@@ -409,21 +409,30 @@ fn where_clause(base: &str, f: &AuditFilter) -> (String, Vec<rusqlite::types::Va
     (sql, args)
 }
 
-fn upsert_resource(c: &Connection, r: &Record, at: DateTime<Utc>) -> Result<(), StoreError> {
+fn upsert_resource(
+    c: &Connection,
+    r: &Record,
+    at: DateTime<Utc>,
+    run_id: &str,
+) -> Result<(), StoreError> {
     let o = &r.observed;
     let tags = serde_json::to_string(&o.tags).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     // A terminated instance is gone the moment we learn it; a resource seen again is back.
     let gone_at = o.is_terminated().then(|| ms(at));
     c.prepare_cached(
         "INSERT INTO resources (arn, account, region, resource_type, tags, first_seen, last_seen, gone_at,
-                                state, verdict, reason, project, action, grace_s, lease_id, lease_ended_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                                state, verdict, reason, project, action, grace_s, lease_id, lease_ended_at, last_run)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
          ON CONFLICT (arn) DO UPDATE SET
+             -- Region-less ARNs (S3) may be listed by several regions' walks (an emulator lists
+             -- every bucket everywhere): the smallest region name wins, so the owner is stable.
+             region = MIN(resources.region, excluded.region),
              tags = excluded.tags, last_seen = excluded.last_seen,
              gone_at = CASE WHEN excluded.gone_at IS NULL THEN NULL ELSE COALESCE(resources.gone_at, excluded.gone_at) END,
              state = excluded.state, verdict = excluded.verdict, reason = excluded.reason,
              project = excluded.project, action = excluded.action, grace_s = excluded.grace_s,
-             lease_id = excluded.lease_id, lease_ended_at = excluded.lease_ended_at",
+             lease_id = excluded.lease_id, lease_ended_at = excluded.lease_ended_at,
+             last_run = excluded.last_run",
     )?
     .execute(params![
         o.arn.as_str(),
@@ -441,6 +450,7 @@ fn upsert_resource(c: &Connection, r: &Record, at: DateTime<Utc>) -> Result<(), 
         i64::try_from(r.grace.as_secs()).unwrap_or(i64::MAX),
         r.lease_id,
         r.lease_ended_at.map(ms),
+        run_id,
     ])?;
     Ok(())
 }

@@ -66,9 +66,10 @@ const MIGRATIONS: &[&str] = &[
         action         TEXT NOT NULL,
         grace_s        INTEGER NOT NULL,
         lease_id       TEXT,
-        lease_ended_at INTEGER
+        lease_ended_at INTEGER,
+        last_run       TEXT NOT NULL
     ) STRICT;
-    CREATE INDEX resources_by_scope ON resources (account, region, last_seen);
+    CREATE INDEX resources_by_scope ON resources (account, region, last_run);
     CREATE TABLE findings (
         id             INTEGER PRIMARY KEY,
         arn            TEXT NOT NULL REFERENCES resources (arn),

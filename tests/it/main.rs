@@ -7,5 +7,6 @@ mod cli;
 mod moto;
 mod proxy;
 mod rules;
+mod scan;
 mod seed;
 mod support;

@@ -31,6 +31,9 @@ grace = "1h"
 max_active_leases = 10
 allowed_regions = ["us-east-1", "eu-west-1"]
 
+[project.on]
+expired = { action = "reap" }
+
 [[project]]
 name = "data"
 lessees = ["*"]
@@ -41,6 +44,18 @@ grace = "12h"
 
 /// A config for a test daemon in `dir`, with the test principals.
 pub fn config_text() -> String {
+    config_text_with_aws(
+        "regions = [\"us-east-1\", \"eu-west-1\"]\n\
+         # Tests never reach real AWS: a closed loopback port unless a test points this at moto.\n\
+         endpoint_url = \"http://127.0.0.1:9\"\n\
+         emulator = true\n\n\
+         [[aws.accounts]]\n\
+         id = \"123456789012\"\n",
+    )
+}
+
+/// The test config with `aws` as the body of its `[aws]` section.
+pub fn config_text_with_aws(aws: &str) -> String {
     let h = |t: &str| TokenHash::of(t).to_hex();
     format!(
         r#"
@@ -83,14 +98,7 @@ path = "state/ephemera.db"
 dir = "rules"
 
 [aws]
-regions = ["us-east-1", "eu-west-1"]
-# Tests never reach real AWS: a closed loopback port unless a test points this at moto.
-endpoint_url = "{endpoint}"
-emulator = true
-
-[[aws.accounts]]
-id = "123456789012"
-
+{aws}
 [schedules]
 # Never fires during a test (tests trigger passes explicitly).
 scan = "0 0 1 1 *"
@@ -102,7 +110,6 @@ digest = "0 8 * * MON-FRI"
         web2 = h(WEB2),
         data = h(DATA),
         viewer = h(VIEWER),
-        endpoint = "http://127.0.0.1:9",
     )
 }
 
@@ -113,11 +120,15 @@ pub struct Workdir {
 
 impl Workdir {
     pub fn new() -> Workdir {
+        Workdir::with_config(&config_text())
+    }
+
+    pub fn with_config(config: &str) -> Workdir {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir_all(dir.path().join("rules/policy")).expect("rules dir");
         std::fs::write(dir.path().join("rules/policy/projects.toml"), POLICY)
             .expect("write policy");
-        std::fs::write(dir.path().join("ephemera.toml"), config_text()).expect("write config");
+        std::fs::write(dir.path().join("ephemera.toml"), config).expect("write config");
         Workdir { dir }
     }
 

@@ -1,0 +1,450 @@
+//! The audit pass against moto: inventory of two accounts and two regions, verdicts,
+//! findings and their transitions, metrics, and what an incomplete walk must not do.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::moto::Moto;
+use crate::proxy::{Fault, FaultProxy};
+use crate::seed::{arns_by_key, seed};
+use crate::support::{
+    OPERATOR, TestDaemon, VIEWER, WEB, Workdir, config_text_with_aws, manual_clock, sample,
+};
+
+const A: &str = "123456789012";
+const B: &str = "210987654321";
+
+fn aws_section(endpoint: &str) -> String {
+    format!(
+        r#"regions = ["us-east-1", "eu-west-1"]
+endpoint_url = "{endpoint}"
+emulator = true
+max_attempts = 2
+
+[[aws.accounts]]
+id = "{A}"
+
+[[aws.accounts]]
+id = "{B}"
+assume_role_arn = "arn:aws:iam::{B}:role/ephemera-audit"
+"#
+    )
+}
+
+fn tags(lease: &str, project: &str) -> Value {
+    json!({"ephemera:lease-id": lease, "ephemera:project": project, "ephemera:task": "ci 1", "ephemera:owner": "alice@example.com"})
+}
+
+/// Starts a scan through the API and waits for its end; returns the run.
+async fn scan(d: &TestDaemon, clock: &ephemera::clock::ManualClock) -> Value {
+    clock.advance(TimeDelta::minutes(1));
+    let (s, started) = d.post("/api/v1/scans", OPERATOR, json!({})).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{started}");
+    let id = started["run_id"].as_str().expect("run id").to_owned();
+    for _ in 0..600 {
+        let (_, run) = d.get(&format!("/api/v1/scans/{id}"), VIEWER).await;
+        if run["run"]["outcome"] != "running" {
+            return run;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("scan {id} did not finish");
+}
+
+/// Live resources by ARN → (verdict, action, state).
+async fn resources(d: &TestDaemon) -> HashMap<String, Value> {
+    let (s, page) = d.get("/api/v1/resources?limit=1000&all=true", VIEWER).await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|r| (r["arn"].as_str().expect("arn").to_owned(), r.clone()))
+        .collect()
+}
+
+async fn open_findings(d: &TestDaemon) -> HashMap<String, Value> {
+    let (s, page) = d.get("/api/v1/findings?limit=1000", VIEWER).await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|f| (f["arn"].as_str().expect("arn").to_owned(), f.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_pass_verdicts_findings_transitions_and_incomplete_walks() {
+    let moto = Moto::start().await;
+    let proxy = FaultProxy::start(&moto.endpoint()).await;
+    let work = Workdir::with_config(&config_text_with_aws(&aws_section(&proxy.endpoint())));
+    let clock = manual_clock();
+    let d = TestDaemon::start_with_clock(&work, clock.clone()).await;
+
+    // Leases at t0; two hours later: one expired, one released, one expiring, one active.
+    let expired = d.acquire(WEB, "web", "expired").await;
+    let released = d.acquire(WEB, "web", "released").await;
+    let (s, _) = d
+        .post(
+            &format!("/api/v1/leases/{released}/release"),
+            WEB,
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let renew = |id: String, ttl: &'static str| {
+        let d = &d;
+        async move {
+            let (s, l) = d
+                .post(
+                    &format!("/api/v1/leases/{id}/renew"),
+                    WEB,
+                    json!({"ttl": ttl}),
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{l}");
+        }
+    };
+    let expiring = d.acquire(WEB, "web", "expiring").await;
+    renew(expiring.clone(), "2h30m").await;
+    let active = d.acquire(WEB, "web", "active").await;
+    renew(active.clone(), "10h").await;
+    clock.advance(TimeDelta::hours(2) + TimeDelta::minutes(10));
+
+    let unknown = "0194e0a1-0000-7000-8000-00000000dead";
+    let partial =
+        json!({"ephemera:lease-id": active, "ephemera:project": "web", "ephemera:task": "ci 1"});
+    let seeded = seed(
+        &moto.endpoint(),
+        json!({"resources": [
+            {"key": "leased", "account": A, "region": "us-east-1", "type": "ec2:instance", "tags": tags(&active, "web")},
+            {"key": "expired", "account": A, "region": "us-east-1", "type": "ec2:volume", "tags": tags(&expired, "web")},
+            {"key": "expired-eu", "account": A, "region": "eu-west-1", "type": "ec2:volume", "tags": tags(&expired, "web")},
+            {"key": "terminated", "account": A, "region": "us-east-1", "type": "ec2:instance", "tags": tags(&expired, "web"), "terminated": true},
+            {"key": "released", "account": A, "region": "us-east-1", "type": "sqs:queue", "tags": tags(&released, "web")},
+            {"key": "released-b", "account": B, "region": "us-east-1", "type": "ec2:volume", "tags": tags(&released, "web")},
+            {"key": "expiring", "account": A, "region": "eu-west-1", "type": "dynamodb:table", "tags": tags(&expiring, "web")},
+            {"key": "unknown", "account": A, "region": "us-east-1", "type": "dynamodb:table", "tags": tags(unknown, "web")},
+            {"key": "untagged", "account": A, "region": "us-east-1", "type": "ec2:snapshot", "tags": partial},
+            {"key": "protected", "account": A, "region": "us-east-1", "type": "s3:bucket", "tags": {"ephemera:protect": "shared", "team": "platform"}},
+            {"key": "leased-b", "account": B, "region": "eu-west-1", "type": "ec2:volume", "tags": tags(&active, "web")}
+        ]}),
+    )
+    .await;
+    let arn = |key: &str| arns_by_key(&seeded)[key][0].clone();
+
+    // ---- first pass: everything complete --------------------------------------------------
+    let run = scan(&d, &clock).await;
+    assert_eq!(run["run"]["outcome"], "success", "{run}");
+    let walks = run["walks"].as_array().expect("walks");
+    assert_eq!(walks.len(), 4, "{run}");
+    assert!(walks.iter().all(|w| w["outcome"] == "complete"), "{run}");
+
+    let res = resources(&d).await;
+    let want = [
+        ("leased", "leased", A),
+        ("expired", "expired", A),
+        ("expired-eu", "expired", A),
+        ("released", "released", A),
+        ("released-b", "released", B),
+        ("expiring", "expiring", A),
+        ("unknown", "unknown-lease", A),
+        ("untagged", "untagged", A),
+        ("protected", "protected", A),
+        ("leased-b", "leased", B),
+    ];
+    for (key, verdict, account) in want {
+        let r = &res[&arn(key)];
+        assert_eq!(r["verdict"], verdict, "{key}: {r}");
+        assert_eq!(r["account"], account, "{key}: {r}");
+        assert_eq!(r["gone_at"], Value::Null, "{key}: {r}");
+    }
+    assert_eq!(
+        res[&arn("expired")]["action"],
+        "reap",
+        "the web policy reaps expired resources"
+    );
+    assert_eq!(
+        res[&arn("untagged")]["reason"],
+        "identity tag `owner` is missing"
+    );
+    let term = &res[&arn("terminated")];
+    assert_eq!(term["state"], "terminated", "{term}");
+    assert_ne!(
+        term["gone_at"],
+        Value::Null,
+        "a terminated instance is not a live resource"
+    );
+    // moto lists the bucket in both regions: one resource all the same.
+    assert_eq!(res.keys().filter(|a| **a == arn("protected")).count(), 1);
+    assert_eq!(res.len(), 11, "{:?}", res.keys().collect::<Vec<_>>());
+
+    let open = open_findings(&d).await;
+    let mut flagged: Vec<&str> = [
+        "expired",
+        "expired-eu",
+        "released",
+        "released-b",
+        "expiring",
+        "unknown",
+        "untagged",
+    ]
+    .to_vec();
+    flagged.sort_unstable();
+    let mut got: Vec<&str> = [
+        "leased",
+        "expired",
+        "expired-eu",
+        "terminated",
+        "released",
+        "released-b",
+        "expiring",
+        "unknown",
+        "untagged",
+        "protected",
+        "leased-b",
+    ]
+    .into_iter()
+    .filter(|k| open.contains_key(&arn(k)))
+    .collect();
+    got.sort_unstable();
+    assert_eq!(got, flagged);
+    assert_eq!(open[&arn("unknown")]["project"], "web");
+
+    let m = d.metrics().await;
+    let s = |k: &str| sample(&m, k);
+    assert_eq!(
+        s(
+            r#"ephemera_resources{project="web",region="us-east-1",resource_type="ec2:volume",verdict="expired"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        s(
+            r#"ephemera_resources{project="web",region="us-east-1",resource_type="ec2:volume",verdict="released"}"#
+        ),
+        Some(1.0)
+    );
+    // moto lists the bucket in both regions; the smallest region name owns it.
+    assert_eq!(
+        s(
+            r#"ephemera_resources{project="unknown",region="eu-west-1",resource_type="s3:bucket",verdict="protected"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        s(
+            r#"ephemera_resources{project="web",region="us-east-1",resource_type="ec2:instance",verdict="expired"}"#
+        ),
+        None,
+        "terminated instances are not counted"
+    );
+    assert_eq!(s(r#"ephemera_walks_total{outcome="complete"}"#), Some(4.0));
+    assert_eq!(s("ephemera_findings_opened_total"), Some(7.0));
+    assert_eq!(
+        s(
+            r#"ephemera_aws_requests_total{operation="GetResources",outcome="ok",service="tagging"}"#
+        ),
+        Some(4.0)
+    );
+    assert!(
+        s(r#"ephemera_task_last_success_timestamp_seconds{task="scan"}"#)
+            .is_some_and(|t| t > 1.7e9)
+    );
+    // Expired-resource hours at the scan (t0 + 2h11m): 2 expired volumes (11 minutes past the 2h
+    // lease's end), 2 released ones (released at t0), and the unknown-lease table since first
+    // seen (0h).
+    let hours = s(r#"ephemera_expired_resource_hours{project="web"}"#).expect("hours");
+    assert!(
+        (hours - (2.0 * 11.0 + 2.0 * 131.0) / 60.0).abs() < 0.01,
+        "{hours}"
+    );
+    assert!(
+        !m.contains(&active) && !m.contains("arn:aws"),
+        "an id or ARN leaked into a label"
+    );
+
+    // ---- second pass: protect one, untag another (moto then stops listing it) ---------------
+    let tagging = |account: &'static str, region: &'static str| {
+        let moto = &moto;
+        async move {
+            let conf = moto.sdk_config(region).await;
+            let conf = if account == A {
+                conf
+            } else {
+                let creds = aws_sdk_sts::Client::new(&conf)
+                    .assume_role()
+                    .role_arn(format!("arn:aws:iam::{account}:role/x"))
+                    .role_session_name("t")
+                    .send()
+                    .await
+                    .expect("assume role");
+                let c = creds.credentials().expect("credentials");
+                conf.into_builder()
+                    .credentials_provider(aws_sdk_sts::config::SharedCredentialsProvider::new(
+                        aws_sdk_sts::config::Credentials::new(
+                            c.access_key_id(),
+                            c.secret_access_key(),
+                            Some(c.session_token().to_owned()),
+                            None,
+                            "t",
+                        ),
+                    ))
+                    .build()
+            };
+            aws_sdk_resourcegroupstagging::Client::new(&conf)
+        }
+    };
+    let t = tagging(A, "us-east-1").await;
+    t.tag_resources()
+        .resource_arn_list(arn("expired"))
+        .tags("ephemera:protect", "kept for the post-mortem")
+        .send()
+        .await
+        .expect("tag");
+    t.untag_resources()
+        .resource_arn_list(arn("unknown"))
+        .set_tag_keys(Some(
+            [
+                "ephemera:lease-id",
+                "ephemera:project",
+                "ephemera:task",
+                "ephemera:owner",
+            ]
+            .map(String::from)
+            .to_vec(),
+        ))
+        .send()
+        .await
+        .expect("untag");
+    let run = scan(&d, &clock).await;
+    assert_eq!(run["run"]["outcome"], "success", "{run}");
+    let res = resources(&d).await;
+    assert_eq!(res[&arn("expired")]["verdict"], "protected");
+    assert_ne!(
+        res[&arn("unknown")]["gone_at"],
+        Value::Null,
+        "unseen by a complete walk: gone"
+    );
+    let (_, closed) = d.get("/api/v1/findings?all=true&limit=1000", VIEWER).await;
+    let by_arn: HashMap<String, Value> = closed["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|f| (f["arn"].as_str().expect("arn").to_owned(), f.clone()))
+        .collect();
+    assert_eq!(by_arn[&arn("expired")]["resolution"], "now protected");
+    assert_eq!(by_arn[&arn("unknown")]["resolution"], "gone");
+    assert_eq!(
+        sample(&d.metrics().await, "ephemera_findings_resolved_total"),
+        Some(2.0)
+    );
+
+    // ---- third pass: GetResources throttled everywhere: nothing gone, nothing resolved ------
+    t.untag_resources()
+        .resource_arn_list(arn("untagged"))
+        .set_tag_keys(Some(
+            [
+                "ephemera:lease-id",
+                "ephemera:project",
+                "ephemera:task",
+                "ephemera:owner",
+            ]
+            .map(String::from)
+            .to_vec(),
+        ))
+        .send()
+        .await
+        .expect("untag");
+    proxy.set_fault("GetResources", Fault::Throttle, None);
+    let run = scan(&d, &clock).await;
+    assert_eq!(run["run"]["outcome"], "partial", "{run}");
+    for w in run["walks"].as_array().expect("walks") {
+        assert_eq!(w["outcome"], "incomplete", "{w}");
+        assert!(
+            w["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("ThrottlingException")),
+            "{w}"
+        );
+    }
+    let res = resources(&d).await;
+    assert_eq!(
+        res[&arn("untagged")]["gone_at"],
+        Value::Null,
+        "an incomplete walk marks nothing gone"
+    );
+    assert!(
+        open_findings(&d).await.contains_key(&arn("untagged")),
+        "an incomplete walk resolves nothing"
+    );
+    let m = d.metrics().await;
+    assert_eq!(
+        sample(&m, r#"ephemera_walks_total{outcome="incomplete"}"#),
+        Some(4.0)
+    );
+    assert_eq!(sample(&m, "ephemera_findings_resolved_total"), Some(2.0));
+    assert!(sample(&m, "ephemera_aws_throttled_total").is_some_and(|n| n >= 4.0));
+    let (_, status) = d.get("/api/v1/status", VIEWER).await;
+    assert_eq!(status["tasks"][0]["outcome"], "partial", "{status}");
+
+    // A connection dropped mid-walk is as incomplete as a throttle.
+    proxy.set_fault("GetResources", Fault::Drop, None);
+    let run = scan(&d, &clock).await;
+    assert_eq!(run["run"]["outcome"], "partial", "{run}");
+    assert!(open_findings(&d).await.contains_key(&arn("untagged")));
+
+    // ---- recovery: a complete pass catches up ------------------------------------------------
+    proxy.clear_faults();
+    let run = scan(&d, &clock).await;
+    assert_eq!(run["run"]["outcome"], "success", "{run}");
+    assert_ne!(
+        resources(&d).await[&arn("untagged")]["gone_at"],
+        Value::Null
+    );
+    assert!(!open_findings(&d).await.contains_key(&arn("untagged")));
+    // Vanished label sets are zeroed, not left stale.
+    let m = d.metrics().await;
+    assert_eq!(
+        sample(
+            &m,
+            r#"ephemera_resources{project="web",region="us-east-1",resource_type="ec2:snapshot",verdict="untagged"}"#
+        ),
+        Some(0.0)
+    );
+}
+
+/// Two scans never overlap: a second start while one runs is refused with 409.
+#[tokio::test(flavor = "multi_thread")]
+async fn scans_never_overlap() {
+    let moto = Moto::start().await;
+    let proxy = FaultProxy::start(&moto.endpoint()).await;
+    let work = Workdir::with_config(&config_text_with_aws(&aws_section(&proxy.endpoint())));
+    let d = TestDaemon::start(&work).await;
+    let _ = manual_clock;
+    proxy.set_fault(
+        "GetResources",
+        Fault::Delay(Duration::from_millis(700)),
+        None,
+    );
+    let (s, first) = d.post("/api/v1/scans", OPERATOR, json!({})).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{first}");
+    let (s, second) = d.post("/api/v1/scans", OPERATOR, json!({})).await;
+    assert_eq!(
+        (s.as_u16(), second["code"].as_str()),
+        (409, Some("scan-running")),
+        "{second}"
+    );
+    assert!(
+        second["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(first["run_id"].as_str().expect("id")))
+    );
+    let (s, _) = d.post("/api/v1/scans", WEB, json!({})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "lessees may not start scans");
+}

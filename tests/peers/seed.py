@@ -1,0 +1,657 @@
+#!/usr/bin/env python3
+"""Seeds a moto server with tagged AWS resources for the inventory tests and the demo.
+
+Usage:
+    .venv/bin/python tests/peers/seed.py --endpoint http://127.0.0.1:PORT [--verify] [--workers N]
+
+Reads a JSON spec on stdin:
+
+    {"resources": [{"key": "web", "account": "123456789012", "region": "us-east-1",
+                    "type": "ec2:instance", "tags": {"ephemera:project": "web"},
+                    "terminated": false, "count": 1}]}
+
+Only `key` and `type` are required; `account` defaults to moto's default account
+123456789012, `region` to us-east-1, `tags` to {} (created untagged), `terminated` to false
+(ec2:instance only: terminate right after launch) and `count` to 1 (that many identical
+resources, names suffixed). Unknown fields are an error.
+
+Types: ec2:instance, ec2:volume, ec2:snapshot, s3:bucket, sqs:queue, dynamodb:table,
+sns:topic, logs:log-group, lambda:function.
+
+Prints one JSON document on stdout, one entry per created resource, in spec order:
+
+    {"resources": [{"key": "web", "arn": "arn:aws:ec2:us-east-1:123456789012:instance/i-...",
+                    "account": "123456789012", "region": "us-east-1",
+                    "type": "ec2:instance", "id": "i-..."}]}
+
+`arn` is the ARN exactly as moto's Resource Groups Tagging API lists it; `id` is the
+resource's own identifier (instance/volume/snapshot id, or the bucket, queue, table, topic,
+log group or function name). With `--verify`, every tagged seeded ARN is looked up through
+GetResources in its account and region before printing, and a missing one is an error.
+
+Any failure exits with status 1 and a message on stderr naming the resource key; a usage or
+spec error exits with status 2.
+
+Safety: clients only ever talk to `--endpoint` with the static dummy credentials
+testing/testing (or the credentials moto's STS hands out for another account). The AWS_*
+environment, shared config and credentials files are ignored, so no profile, real
+credentials or instance metadata can leak in.
+
+Seeding is not transactional: after a failure, whatever was created before it stays in moto
+(reset moto, or start a fresh one, to begin again).
+
+Speed: moto is the bottleneck (one Python process, a few ms per request), so the tool cuts
+requests and keeps the per-request cost flat:
+- ec2:instance with a count is one RunInstances call per 500 (plus one TerminateInstances per
+  1000 when `terminated`);
+- ec2:volume and ec2:snapshot are created untagged and then tagged with one CreateTags call per
+  1000 ids. Tagging on create is quadratic in moto: every EC2 response renders each resource's
+  tags by scanning all tags of that account and region, so the 10,000th tagged CreateVolume
+  cost about 3x the first;
+- every other type is one call per resource (plus PutBucketTagging per tagged bucket);
+- calls run on a pool of `--workers` threads (default 8), each with its own boto3 clients.
+Measured on a busy 2-core machine, moto 5.2.5, tagged volumes: 1,000 in 5-6 s, 10,000 in
+36-47 s, whatever the worker count (1, 2 or 8 all land in that range; the server is the limit).
+Tagging on create instead took 64-72 s for 10,000. With `--verify`, GetResources over 10,000
+volumes adds about 1.5 s. Beware DescribeVolumes on such a seed: moto ignores MaxResults and
+renders all 10,000 volumes' tags the quadratic way (26 s for one call).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import re
+import secrets
+import sys
+import threading
+import zipfile
+from collections.abc import Iterator
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+# Before boto3 is imported: nothing from the environment may steer the clients.
+for _name in [n for n in os.environ if n.startswith("AWS_")]:
+    del os.environ[_name]
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+os.environ["AWS_CONFIG_FILE"] = os.devnull
+os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+
+import boto3  # noqa: E402
+import botocore.config  # noqa: E402
+
+DEFAULT_ACCOUNT = "123456789012"
+DEFAULT_REGION = "us-east-1"
+DUMMY_KEY = "testing"
+DUMMY_SECRET = "testing"
+# One of the AMIs moto ships in every region.
+AMI = "ami-12c6146b"
+INSTANCE_TYPE = "t2.micro"
+# RunInstances launches this many per call at most.
+INSTANCE_BATCH = 500
+# TerminateInstances and CreateTags take this many ids per call at most.
+ID_BATCH = 1000
+
+TYPES = (
+    "ec2:instance",
+    "ec2:volume",
+    "ec2:snapshot",
+    "s3:bucket",
+    "sqs:queue",
+    "dynamodb:table",
+    "sns:topic",
+    "logs:log-group",
+    "lambda:function",
+)
+FIELDS = {"key", "account", "region", "type", "tags", "terminated", "count"}
+# Created untagged, then tagged in batches (see `Seeder.tag_later`).
+TAG_LATER = {"ec2:volume", "ec2:snapshot"}
+# Per-type limits on the generated names.
+NAME_LIMITS = {
+    "s3:bucket": 63,
+    "sqs:queue": 80,
+    "dynamodb:table": 255,
+    "sns:topic": 256,
+    "logs:log-group": 512,
+    "lambda:function": 64,
+}
+
+
+class SeedError(Exception):
+    """A failure while seeding one resource; the message names the resource key."""
+
+
+class SpecError(Exception):
+    """The spec on stdin is malformed."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    index: int
+    key: str
+    account: str
+    region: str
+    kind: str
+    tags: dict[str, str]
+    terminated: bool
+    count: int
+
+
+@dataclass
+class Created:
+    arn: str
+    id: str
+
+
+@dataclass
+class Result:
+    entry: Entry
+    # Filled slot by slot (index = the copy's ordinal), possibly from several threads.
+    created: list[Created | None] = field(default_factory=list)
+
+
+def partition(region: str) -> str:
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws"
+
+
+def parse_spec(raw: str) -> list[Entry]:
+    try:
+        doc = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise SpecError(f"spec is not JSON: {e}") from None
+    if not isinstance(doc, dict) or set(doc) != {"resources"}:
+        raise SpecError('spec must be an object with exactly one field, "resources"')
+    items = doc["resources"]
+    if not isinstance(items, list):
+        raise SpecError('"resources" must be a list')
+    entries = []
+    for index, item in enumerate(items):
+        where = f"resources[{index}]"
+        if not isinstance(item, dict):
+            raise SpecError(f"{where} must be an object")
+        key = item.get("key")
+        if not isinstance(key, str) or not key:
+            raise SpecError(f'{where}: "key" must be a non-empty string')
+        where = f"{where} (key {key!r})"
+        unknown = sorted(set(item) - FIELDS)
+        if unknown:
+            raise SpecError(f"{where}: unknown fields {unknown}")
+        kind = item.get("type")
+        if kind not in TYPES:
+            raise SpecError(f'{where}: "type" must be one of {list(TYPES)}, got {kind!r}')
+        account = item.get("account", DEFAULT_ACCOUNT)
+        if not isinstance(account, str) or not re.fullmatch(r"\d{12}", account):
+            raise SpecError(f'{where}: "account" must be 12 digits, got {account!r}')
+        region = item.get("region", DEFAULT_REGION)
+        if not isinstance(region, str) or not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", region):
+            raise SpecError(f'{where}: "region" must look like us-east-1, got {region!r}')
+        tags = item.get("tags", {})
+        if not isinstance(tags, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in tags.items()
+        ):
+            raise SpecError(f'{where}: "tags" must map strings to strings')
+        terminated = item.get("terminated", False)
+        if not isinstance(terminated, bool):
+            raise SpecError(f'{where}: "terminated" must be a boolean')
+        if terminated and kind != "ec2:instance":
+            raise SpecError(f'{where}: "terminated" applies to ec2:instance only')
+        count = item.get("count", 1)
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise SpecError(f'{where}: "count" must be a positive integer, got {count!r}')
+        entries.append(
+            Entry(index, key, account, region, kind, dict(tags), terminated, count)
+        )
+    return entries
+
+
+class Clients:
+    """boto3 clients per thread, (account, region, service); credentials per account."""
+
+    def __init__(self, endpoint: str):
+        self.endpoint = endpoint
+        self.config = botocore.config.Config(
+            retries={"mode": "standard", "max_attempts": 3},
+            connect_timeout=5,
+            read_timeout=120,
+        )
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._credentials: dict[str, tuple[str, str, str | None]] = {}
+
+    def credentials(self, account: str) -> tuple[str, str, str | None]:
+        with self._lock:
+            if account not in self._credentials:
+                self._credentials[account] = self._credentials_for(account)
+            return self._credentials[account]
+
+    def _credentials_for(self, account: str) -> tuple[str, str, str | None]:
+        base = self._session(DUMMY_KEY, DUMMY_SECRET, None, DEFAULT_REGION)
+        sts = base.client("sts", endpoint_url=self.endpoint, config=self.config)
+        if account == DEFAULT_ACCOUNT:
+            creds = (DUMMY_KEY, DUMMY_SECRET, None)
+        else:
+            # moto puts everything made with these credentials into `account`.
+            assumed = sts.assume_role(
+                RoleArn=f"arn:aws:iam::{account}:role/seed", RoleSessionName="seed"
+            )["Credentials"]
+            creds = (
+                assumed["AccessKeyId"],
+                assumed["SecretAccessKey"],
+                assumed["SessionToken"],
+            )
+            sts = self._session(*creds, DEFAULT_REGION).client(
+                "sts", endpoint_url=self.endpoint, config=self.config
+            )
+        # A server started with another MOTO_ACCOUNT_ID would silently seed elsewhere.
+        actual = sts.get_caller_identity()["Account"]
+        if actual != account:
+            raise RuntimeError(
+                f"credentials for account {account} act as account {actual} "
+                "(is moto running with MOTO_ACCOUNT_ID set?)"
+            )
+        return creds
+
+    @staticmethod
+    def _session(key: str, secret: str, token: str | None, region: str) -> Any:
+        return boto3.session.Session(
+            aws_access_key_id=key,
+            aws_secret_access_key=secret,
+            aws_session_token=token,
+            region_name=region,
+        )
+
+    def client(self, service: str, account: str, region: str) -> Any:
+        cache = getattr(self._local, "clients", None)
+        if cache is None:
+            cache = self._local.clients = {}
+        slot = (service, account, region)
+        if slot not in cache:
+            session = self._session(*self.credentials(account), region)
+            cache[slot] = session.client(
+                service, endpoint_url=self.endpoint, config=self.config
+            )
+        return cache[slot]
+
+
+class Seeder:
+    def __init__(self, clients: Clients, run_id: str):
+        self.clients = clients
+        self.run_id = run_id
+        self._lock = threading.Lock()
+        self._serial = 0
+        # (account, region) -> the untagged volume snapshots are taken of.
+        self._snapshot_sources: dict[tuple[str, str], str] = {}
+        # Accounts where the seed role for Lambda functions exists.
+        self._lambda_roles: dict[str, str] = {}
+
+    # --- naming -------------------------------------------------------------------------
+
+    def name(self, entry: Entry) -> str:
+        """A fresh name derived from the key: lowercase, [a-z0-9-], unique in this run and,
+        through the run id, across runs against the same server."""
+        with self._lock:
+            self._serial += 1
+            serial = self._serial
+        suffix = f"-{self.run_id}-{serial}"
+        stem = re.sub(r"[^a-z0-9]+", "-", entry.key.lower()).strip("-") or "seed"
+        limit = NAME_LIMITS[entry.kind]
+        # S3: must start with a letter or digit; "seed-" keeps it so and marks the origin.
+        return f"seed-{stem}"[: limit - len(suffix)].rstrip("-") + suffix
+
+    # --- per-type creation ---------------------------------------------------------------
+
+    def ec2(self, entry: Entry) -> Any:
+        return self.clients.client("ec2", entry.account, entry.region)
+
+    def ec2_tag_specs(self, entry: Entry, resource_type: str) -> list[dict[str, Any]]:
+        if not entry.tags:
+            return []
+        return [
+            {
+                "ResourceType": resource_type,
+                "Tags": [{"Key": k, "Value": v} for k, v in entry.tags.items()],
+            }
+        ]
+
+    def ec2_arn(self, entry: Entry, type_part: str, resource_id: str) -> str:
+        p = partition(entry.region)
+        return f"arn:{p}:ec2:{entry.region}:{entry.account}:{type_part}/{resource_id}"
+
+    def instances(self, entry: Entry, count: int) -> list[Created]:
+        """Launches `count` instances in one RunInstances call."""
+        ec2 = self.ec2(entry)
+        response = ec2.run_instances(
+            ImageId=AMI,
+            InstanceType=INSTANCE_TYPE,
+            MinCount=count,
+            MaxCount=count,
+            TagSpecifications=self.ec2_tag_specs(entry, "instance"),
+        )
+        ids = [i["InstanceId"] for i in response["Instances"]]
+        if len(ids) != count:
+            raise RuntimeError(f"RunInstances launched {len(ids)} of {count} instances")
+        if entry.terminated:
+            for start in range(0, len(ids), ID_BATCH):
+                ec2.terminate_instances(InstanceIds=ids[start : start + ID_BATCH])
+        return [Created(self.ec2_arn(entry, "instance", i), i) for i in ids]
+
+    def volume(self, entry: Entry) -> Created:
+        """An untagged volume; `tag_later` tags it."""
+        response = self.ec2(entry).create_volume(AvailabilityZone=f"{entry.region}a", Size=1)
+        return Created(self.ec2_arn(entry, "volume", response["VolumeId"]), response["VolumeId"])
+
+    def snapshot_source(self, entry: Entry) -> str:
+        """The untagged volume all snapshots in this account and region are taken of;
+        made before the pool starts (see `prepare`)."""
+        return self._snapshot_sources[(entry.account, entry.region)]
+
+    def snapshot(self, entry: Entry) -> Created:
+        """An untagged snapshot; `tag_later` tags it."""
+        response = self.ec2(entry).create_snapshot(
+            VolumeId=self.snapshot_source(entry), Description=f"seeded for {entry.key}"
+        )
+        return Created(
+            self.ec2_arn(entry, "snapshot", response["SnapshotId"]), response["SnapshotId"]
+        )
+
+    def bucket(self, entry: Entry) -> Created:
+        name = self.name(entry)
+        s3 = self.clients.client("s3", entry.account, entry.region)
+        args: dict[str, Any] = {"Bucket": name}
+        if entry.region != "us-east-1":
+            args["CreateBucketConfiguration"] = {"LocationConstraint": entry.region}
+        s3.create_bucket(**args)
+        if entry.tags:
+            s3.put_bucket_tagging(
+                Bucket=name,
+                Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in entry.tags.items()]},
+            )
+        return Created(f"arn:{partition(entry.region)}:s3:::{name}", name)
+
+    def queue(self, entry: Entry) -> Created:
+        name = self.name(entry)
+        sqs = self.clients.client("sqs", entry.account, entry.region)
+        args: dict[str, Any] = {"QueueName": name}
+        if entry.tags:
+            args["tags"] = entry.tags
+        sqs.create_queue(**args)
+        arn = f"arn:{partition(entry.region)}:sqs:{entry.region}:{entry.account}:{name}"
+        return Created(arn, name)
+
+    def table(self, entry: Entry) -> Created:
+        name = self.name(entry)
+        ddb = self.clients.client("dynamodb", entry.account, entry.region)
+        args: dict[str, Any] = {
+            "TableName": name,
+            "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
+            "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+            "BillingMode": "PAY_PER_REQUEST",
+        }
+        if entry.tags:
+            args["Tags"] = [{"Key": k, "Value": v} for k, v in entry.tags.items()]
+        response = ddb.create_table(**args)
+        return Created(response["TableDescription"]["TableArn"], name)
+
+    def topic(self, entry: Entry) -> Created:
+        name = self.name(entry)
+        sns = self.clients.client("sns", entry.account, entry.region)
+        args: dict[str, Any] = {"Name": name}
+        if entry.tags:
+            args["Tags"] = [{"Key": k, "Value": v} for k, v in entry.tags.items()]
+        return Created(sns.create_topic(**args)["TopicArn"], name)
+
+    def log_group(self, entry: Entry) -> Created:
+        name = self.name(entry)
+        logs = self.clients.client("logs", entry.account, entry.region)
+        args: dict[str, Any] = {"logGroupName": name}
+        if entry.tags:
+            args["tags"] = entry.tags
+        logs.create_log_group(**args)
+        arn = f"arn:{partition(entry.region)}:logs:{entry.region}:{entry.account}:log-group:{name}"
+        return Created(arn, name)
+
+    def function(self, entry: Entry) -> Created:
+        name = self.name(entry)
+        lam = self.clients.client("lambda", entry.account, entry.region)
+        args: dict[str, Any] = {
+            "FunctionName": name,
+            "Runtime": "python3.12",
+            "Role": self._lambda_roles[entry.account],
+            "Handler": "index.handler",
+            "Code": {"ZipFile": LAMBDA_ZIP},
+        }
+        if entry.tags:
+            args["Tags"] = entry.tags
+        return Created(lam.create_function(**args)["FunctionArn"], name)
+
+    # --- orchestration -------------------------------------------------------------------
+
+    def prepare(self, entries: list[Entry]) -> None:
+        """What several copies share: credentials, snapshot source volumes, Lambda roles."""
+        for entry in entries:
+            with seeding(entry):
+                self.clients.credentials(entry.account)
+                slot = (entry.account, entry.region)
+                if entry.kind == "ec2:snapshot" and slot not in self._snapshot_sources:
+                    # Untagged on purpose: moto's GetResources never lists it.
+                    volume = self.ec2(entry).create_volume(
+                        AvailabilityZone=f"{entry.region}a", Size=1
+                    )
+                    self._snapshot_sources[slot] = volume["VolumeId"]
+                if entry.kind == "lambda:function" and entry.account not in self._lambda_roles:
+                    iam = self.clients.client("iam", entry.account, DEFAULT_REGION)
+                    role = iam.create_role(
+                        RoleName=f"seed-lambda-{self.run_id}",
+                        AssumeRolePolicyDocument=LAMBDA_TRUST_POLICY,
+                    )
+                    self._lambda_roles[entry.account] = role["Role"]["Arn"]
+
+    def tag_later(self, result: Result) -> None:
+        """Tags an entry's volumes or snapshots with one CreateTags call per 1000 ids.
+
+        Why not TagSpecifications on create: moto renders every EC2 response's tags by scanning
+        the tags of *all* EC2 resources in the region, so each tagged create costs time linear
+        in what is already tagged and seeding N volumes one by one is quadratic (10,000 took
+        over a minute). Creating untagged and tagging in batches keeps it linear.
+        """
+        entry = result.entry
+        if entry.kind not in TAG_LATER or not entry.tags:
+            return
+        ids = [c.id for c in result.created if c is not None]
+        tags = [{"Key": k, "Value": v} for k, v in entry.tags.items()]
+        with seeding(entry):
+            for start in range(0, len(ids), ID_BATCH):
+                self.ec2(entry).create_tags(Resources=ids[start : start + ID_BATCH], Tags=tags)
+
+    def finish(self) -> None:
+        """Deletes the snapshot source volumes, so EC2 listings show only what was asked for
+        (moto, like AWS, keeps a snapshot whose volume is gone)."""
+        for (account, region), volume_id in self._snapshot_sources.items():
+            try:
+                self.clients.client("ec2", account, region).delete_volume(VolumeId=volume_id)
+            except Exception as error:
+                raise SeedError(
+                    f"deleting snapshot source volume {volume_id} (account {account}, "
+                    f"region {region}): {type(error).__name__}: {error}"
+                ) from error
+
+    def jobs(self, entry: Entry, result: Result) -> list[Callable[[], None]]:
+        """One job per API round trip that creates resources, each filling its slots."""
+
+        def single(make: Callable[[Entry], Created], slot: int) -> Callable[[], None]:
+            def job() -> None:
+                with seeding(entry):
+                    result.created[slot] = make(entry)
+
+            return job
+
+        def batch(start: int, count: int) -> Callable[[], None]:
+            def job() -> None:
+                with seeding(entry):
+                    result.created[start : start + count] = self.instances(entry, count)
+
+            return job
+
+        if entry.kind == "ec2:instance":
+            return [
+                batch(start, min(INSTANCE_BATCH, entry.count - start))
+                for start in range(0, entry.count, INSTANCE_BATCH)
+            ]
+        make = {
+            "ec2:volume": self.volume,
+            "ec2:snapshot": self.snapshot,
+            "s3:bucket": self.bucket,
+            "sqs:queue": self.queue,
+            "dynamodb:table": self.table,
+            "sns:topic": self.topic,
+            "logs:log-group": self.log_group,
+            "lambda:function": self.function,
+        }[entry.kind]
+        return [single(make, slot) for slot in range(entry.count)]
+
+    def run(self, entries: list[Entry], workers: int) -> list[Result]:
+        results = [Result(e, [None] * e.count) for e in entries]
+        self.prepare(entries)
+        jobs = [job for e, r in zip(entries, results) for job in self.jobs(e, r)]
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="seed") as pool:
+            futures = [pool.submit(job) for job in jobs]
+            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            for future in pending:
+                future.cancel()
+            for future in futures:
+                if future.done() and not future.cancelled() and future.exception():
+                    raise future.exception()  # type: ignore[misc]
+        for result in results:
+            self.tag_later(result)
+        self.finish()
+        return results
+
+
+@contextmanager
+def seeding(entry: Entry) -> Iterator[None]:
+    """Turns any failure inside into a SeedError naming the entry's key."""
+    try:
+        yield
+    except SeedError:
+        raise
+    except Exception as error:
+        raise SeedError(
+            f"seeding {entry.kind} for key {entry.key!r} (account {entry.account}, "
+            f"region {entry.region}): {type(error).__name__}: {error}"
+        ) from error
+
+
+def verify(clients: Clients, results: list[Result]) -> None:
+    """Every tagged seeded ARN is listed by GetResources in its account and region."""
+    expected: dict[tuple[str, str], dict[str, str]] = {}
+    for result in results:
+        if not result.entry.tags:
+            continue
+        slot = (result.entry.account, result.entry.region)
+        for created in result.created:
+            assert created is not None
+            expected.setdefault(slot, {})[created.arn] = result.entry.key
+    for (account, region), arns in expected.items():
+        tagging = clients.client("resourcegroupstaggingapi", account, region)
+        listed = set()
+        for page in tagging.get_paginator("get_resources").paginate():
+            listed.update(m["ResourceARN"] for m in page["ResourceTagMappingList"])
+        missing = sorted(set(arns) - listed)
+        if missing:
+            lines = "\n".join(f"  key {arns[arn]!r}: {arn}" for arn in missing)
+            raise SeedError(
+                f"verify: GetResources in account {account}, region {region} does not list "
+                f"{len(missing)} tagged seeded ARN(s):\n{lines}"
+            )
+
+
+def lambda_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("index.py", "def handler(event, context):\n    return event\n")
+    return buffer.getvalue()
+
+
+LAMBDA_ZIP = lambda_zip()
+LAMBDA_TRUST_POLICY = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "lambda.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description="Seed a moto server with resources described by a JSON spec on stdin."
+    )
+    parser.add_argument("--endpoint", required=True, help="moto's URL, http://127.0.0.1:PORT")
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="check every tagged seeded ARN is listed by GetResources",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=8, help="concurrent API calls (default 8)"
+    )
+    args = parser.parse_args()
+    if not re.fullmatch(r"https?://[^/]+/?", args.endpoint):
+        parser.error(f"--endpoint must be a base URL like http://127.0.0.1:5000, got {args.endpoint!r}")
+    if "amazonaws.com" in args.endpoint:
+        parser.error("--endpoint must be an emulator, never real AWS")
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+
+    try:
+        entries = parse_spec(sys.stdin.read())
+    except SpecError as e:
+        print(f"seed: {e}", file=sys.stderr)
+        return 2
+
+    clients = Clients(args.endpoint.rstrip("/"))
+    seeder = Seeder(clients, secrets.token_hex(3))
+    try:
+        results = seeder.run(entries, args.workers)
+        if args.verify:
+            verify(clients, results)
+    except SeedError as e:
+        print(f"seed: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # noqa: BLE001 - anything else is still a failed seeding
+        print(f"seed: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+
+    out = [
+        {
+            "key": r.entry.key,
+            "arn": c.arn,
+            "account": r.entry.account,
+            "region": r.entry.region,
+            "type": r.entry.kind,
+            "id": c.id,
+        }
+        for r in results
+        for c in r.created
+        if c is not None
+    ]
+    json.dump({"resources": out}, sys.stdout)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
