@@ -2,7 +2,7 @@
 //!
 //! Architecture Invariant: the only module (with the reaper, later) that sees AWS SDK types;
 //! everything leaves as [`crate::resource::Observed`]. Pages are handed on as they arrive;
-//! a walk never holds more than one page. A walk never retries on its own beyond the SDK's
+//! a walk holds at most two (the one being persisted and the next one being fetched). A walk never retries on its own beyond the SDK's
 //! retry policy: a failed page ends the walk `incomplete` with the reason.
 
 mod client;
@@ -83,67 +83,87 @@ where
     };
     let tagging = aws_sdk_resourcegroupstagging::Client::new(&conf);
     let ec2 = aws_sdk_ec2::Client::new(&conf);
-    let mut token: Option<String> = None;
+    let fetch = |token: Option<String>, n: u64| {
+        fetch_page(&tagging, &ec2, account, region, limiter, metrics, token, n)
+    };
+    let mut next = fetch(None, 1).await;
     loop {
-        limiter.wait().await;
-        let r = tagging
-            .get_resources()
-            .resources_per_page(100)
-            .set_pagination_token(token.clone())
-            .send()
-            .await;
-        count(metrics, "tagging", "GetResources", &r);
-        let page = match r {
-            Ok(p) => p,
+        let (observed, token) = match next {
+            Ok(page) => page,
             Err(e) => {
-                result.error = Some(format!(
-                    "GetResources page {}: {}",
-                    result.pages + 1,
-                    DisplayErrorContext(&e)
-                ));
+                result.error = Some(e);
                 return result;
             }
         };
-        let mut observed: Vec<Observed> =
-            Vec::with_capacity(page.resource_tag_mapping_list().len());
-        for m in page.resource_tag_mapping_list() {
-            let Some(arn) = m.resource_arn().and_then(|a| Arn::parse(a).ok()) else {
-                continue;
-            };
-            let tags = Tags::from_pairs(m.tags().iter().map(|t| (t.key(), t.value())));
-            observed.push(Observed {
-                account: account.to_owned(),
-                // S3 ARNs carry no region; such resources belong to the walk that saw them.
-                region: if arn.region().is_empty() {
-                    region.to_owned()
-                } else {
-                    arn.region().to_owned()
-                },
-                resource_type: arn.resource_type(),
-                arn,
-                tags,
-                state: None,
-            });
-        }
-        if let Err(e) = instance_states(&ec2, limiter, metrics, &mut observed).await {
-            result.error = Some(e);
-            return result;
-        }
         result.pages += 1;
         result.resources += observed.len() as u64;
-        if let Err(e) = on_page(observed).await {
+        // Persist this page while the next one is on its way (one page ahead, no more).
+        let (persisted, fetched) = match token {
+            Some(t) => {
+                let (p, f) = tokio::join!(on_page(observed), fetch(Some(t), result.pages + 1));
+                (p, Some(f))
+            }
+            None => (on_page(observed).await, None),
+        };
+        if let Err(e) = persisted {
             result.error = Some(format!("cannot persist page {}: {e}", result.pages));
             return result;
         }
-        // AWS ends with an empty token; moto with none.
-        token = page
-            .pagination_token()
-            .filter(|t| !t.is_empty())
-            .map(str::to_owned);
-        if token.is_none() {
-            return result;
+        match fetched {
+            Some(f) => next = f,
+            None => return result,
         }
     }
+}
+
+/// Fetches page `n` (at `token`), converted, with EC2 instance states filled in; returns it
+/// and the next token (none at the end: AWS ends with an empty token, moto with none).
+#[allow(clippy::too_many_arguments)]
+async fn fetch_page(
+    tagging: &aws_sdk_resourcegroupstagging::Client,
+    ec2: &aws_sdk_ec2::Client,
+    account: &str,
+    region: &str,
+    limiter: &RateLimiter,
+    metrics: &Metrics,
+    token: Option<String>,
+    n: u64,
+) -> Result<(Vec<Observed>, Option<String>), String> {
+    limiter.wait().await;
+    let r = tagging
+        .get_resources()
+        .resources_per_page(100)
+        .set_pagination_token(token)
+        .send()
+        .await;
+    count(metrics, "tagging", "GetResources", &r);
+    let page = r.map_err(|e| format!("GetResources page {n}: {}", DisplayErrorContext(&e)))?;
+    let mut observed: Vec<Observed> = Vec::with_capacity(page.resource_tag_mapping_list().len());
+    for m in page.resource_tag_mapping_list() {
+        let Some(arn) = m.resource_arn().and_then(|a| Arn::parse(a).ok()) else {
+            continue;
+        };
+        let tags = Tags::from_pairs(m.tags().iter().map(|t| (t.key(), t.value())));
+        observed.push(Observed {
+            account: account.to_owned(),
+            // S3 ARNs carry no region; such resources belong to the walk that saw them.
+            region: if arn.region().is_empty() {
+                region.to_owned()
+            } else {
+                arn.region().to_owned()
+            },
+            resource_type: arn.resource_type(),
+            arn,
+            tags,
+            state: None,
+        });
+    }
+    instance_states(ec2, limiter, metrics, &mut observed).await?;
+    let token = page
+        .pagination_token()
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned);
+    Ok((observed, token))
 }
 
 /// Fills in the state of the EC2 instances of a page (terminated ones stay listed for a while).

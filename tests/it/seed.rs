@@ -3,16 +3,16 @@
 //! Resource Groups Tagging API lists, per account and region.
 //!
 //! Architecture Invariant: the seeder only ever talks to the moto endpoint it is given, with the
-//! dummy credentials (or the ones moto's STS hands out for another account); it creates, never
-//! lists or deletes what it did not create.
+//! dummy credentials (or the ones moto's STS hands out for another account); it never changes or
+//! deletes anything it did not create.
 //!
 //! moto quirks these tests pin down (moto 5.2.5):
 //! - S3 buckets are global: `GetResources` in *any* region of an account lists all of that
 //!   account's tagged buckets, whatever region they were created in.
 //! - A terminated instance keeps its tags and is still listed by `GetResources` (moto never
 //!   forgets it; real AWS shows terminated instances for about an hour).
-//! - Untagged resources are never listed, so the untagged volume a snapshot is taken of does
-//!   not show up.
+//! - Untagged resources are never listed (moto lists no "previously tagged" ones either), so a
+//!   spec entry with empty `tags` is invisible to the tagging API.
 //! - `AssumeRole` into any 12-digit account works without the role existing; everything created
 //!   with the returned credentials lands in that account.
 

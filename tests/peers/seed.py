@@ -37,6 +37,13 @@ testing/testing (or the credentials moto's STS hands out for another account). T
 environment, shared config and credentials files are ignored, so no profile, real
 credentials or instance metadata can leak in.
 
+Besides what the spec asks for, moto ends up holding: an untagged root volume per running
+instance (moto deletes it on termination); one IAM role `seed-lambda-<run id>` per account
+with Lambda functions (functions need a role that exists); no snapshot source volume (one
+untagged volume per account and region is created, snapshotted and deleted). Names are
+`seed-<sanitized key>-<run id>-<serial>`, so repeated runs against one server never collide.
+None of these extras is tagged, so GetResources does not list them.
+
 Seeding is not transactional: after a failure, whatever was created before it stays in moto
 (reset moto, or start a fresh one, to begin again).
 
