@@ -448,3 +448,154 @@ async fn scans_never_overlap() {
     let (s, _) = d.post("/api/v1/scans", WEB, json!({})).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "lessees may not start scans");
 }
+
+async fn run_bin(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ephemera"));
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().await.expect("binary runs")
+}
+
+/// `ephemera scan --once` for a CI audit step: one pass in-process, exit 1 over the threshold;
+/// then `findings` and `status` through a daemon on the same store.
+#[tokio::test(flavor = "multi_thread")]
+async fn scan_once_gates_ci_and_findings_and_status_show_it() {
+    let moto = Moto::start().await;
+    let aws = format!(
+        "regions = [\"us-east-1\"]\nendpoint_url = \"{}\"\nemulator = true\n\n[[aws.accounts]]\nid = \"{A}\"\n",
+        moto.endpoint()
+    );
+    let work = Workdir::with_config(&config_text_with_aws(&aws));
+    let unknown = "0194e0a1-0000-7000-8000-00000000beef";
+    let seeded = seed(
+        &moto.endpoint(),
+        json!({"resources": [
+            {"key": "orphan", "account": A, "region": "us-east-1", "type": "ec2:volume", "tags": tags(unknown, "web"), "count": 2},
+            {"key": "untagged", "account": A, "region": "us-east-1", "type": "sqs:queue", "tags": {"team": "x"}}
+        ]}),
+    )
+    .await;
+    let cfg = work.config_path();
+    let cfg = cfg.to_str().expect("utf-8");
+
+    let o = run_bin(
+        &[
+            "scan",
+            "--once",
+            "--config",
+            cfg,
+            "--fail-on",
+            "unknown-lease",
+            "--max",
+            "1",
+        ],
+        &[],
+    )
+    .await;
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    assert!(
+        err.contains("2 resources are unknown-lease (at most 1 allowed)"),
+        "{err}"
+    );
+    assert!(out.contains(": success"), "{out}");
+    assert!(out.contains("unknown-lease  2"), "{out}");
+
+    let o = run_bin(
+        &[
+            "scan",
+            "--once",
+            "--config",
+            cfg,
+            "--fail-on",
+            "unknown-lease,untagged",
+            "--max",
+            "3",
+            "--output",
+            "json",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let report: Value = serde_json::from_slice(&o.stdout).expect("json report");
+    assert_eq!(
+        report["verdicts"],
+        json!({"unknown-lease": 2, "untagged": 1})
+    );
+    assert_eq!(
+        report["findings_opened"], 0,
+        "the second pass finds the findings already open"
+    );
+
+    let o = run_bin(
+        &["scan", "--once", "--config", cfg, "--fail-on", "zombie"],
+        &[],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1));
+
+    // The daemon on the same store serves what the CLI passes found.
+    let d = TestDaemon::start(&work).await;
+    let env = [
+        ("EPHEMERA_ADDR", d.base()),
+        ("EPHEMERA_TOKEN", VIEWER.to_owned()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let o = run_bin(&["findings", "--verdict", "unknown-lease"], &env).await;
+    let table = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(table.starts_with("VERDICT"), "{table}");
+    for a in &arns_by_key(&seeded)["orphan"] {
+        assert!(table.contains(a.as_str()), "{table}");
+    }
+    assert_eq!(table.lines().count(), 3, "{table}");
+    let o = run_bin(&["status"], &env).await;
+    let status = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success());
+    assert!(status.contains("scan  success"), "{status}");
+    assert!(
+        status.contains(&format!("{A}  us-east-1  complete  3")),
+        "{status}"
+    );
+}
+
+/// A scheduled tick that finds a scan running is skipped and counted, not queued.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tick_during_a_scan_is_skipped_and_counted() {
+    let moto = Moto::start().await;
+    let proxy = FaultProxy::start(&moto.endpoint()).await;
+    let work = Workdir::with_config(&config_text_with_aws(&aws_section(&proxy.endpoint())));
+    let config = std::sync::Arc::new(work.config());
+    let policy = std::sync::Arc::new(ephemera::daemon::load_policy(&config).expect("policy"));
+    let store = ephemera::store::Store::open(&config.store.path)
+        .await
+        .expect("store");
+    let metrics = std::sync::Arc::new(ephemera::metrics::Metrics::new());
+    let tasks = ephemera::tasks::Tasks::new(
+        config,
+        policy,
+        store,
+        metrics.clone(),
+        std::sync::Arc::new(ephemera::clock::SystemClock),
+    );
+    proxy.set_fault(
+        "GetResources",
+        Fault::Delay(Duration::from_millis(800)),
+        None,
+    );
+    let run_id = tasks.start_scan("test").await.expect("first scan starts");
+    tasks.scheduled_scan().await;
+    assert_eq!(metrics.task_skipped.with_label_values(&["scan"]).get(), 1);
+    assert_eq!(tasks.running_scan().await, Some(run_id));
+}

@@ -11,7 +11,7 @@
 //!   account's tagged buckets, whatever region they were created in.
 //! - A terminated instance keeps its tags and is still listed by `GetResources` (moto never
 //!   forgets it; real AWS shows terminated instances for about an hour).
-//! - Untagged resources are never listed (moto lists no "previously tagged" ones either), so a
+//! - Untagged resources of the seeded types are never listed (nor "previously tagged" ones), so a
 //!   spec entry with empty `tags` is invisible to the tagging API.
 //! - `AssumeRole` into any 12-digit account works without the role existing; everything created
 //!   with the returned credentials lands in that account.
