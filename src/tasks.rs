@@ -18,7 +18,6 @@ use crate::config::Config;
 use crate::inventory::{self, AwsClients, RateLimiter};
 use crate::lease::Lease;
 use crate::metrics::Metrics;
-use crate::model::Verdict;
 use crate::policy::{Policy, evaluate};
 use crate::resource::{Observed, Record, WalkRecord};
 use crate::store::{Store, StoreError};
@@ -33,7 +32,7 @@ pub struct ScanReport {
     pub ended_at: Option<DateTime<Utc>>,
     pub walks: Vec<WalkRecord>,
     pub resources_seen: u64,
-    /// Resources seen this pass, by verdict.
+    /// Resources seen this pass, by verdict, each counted once.
     pub verdicts: BTreeMap<String, u64>,
     pub findings_opened: u64,
     pub findings_updated: u64,
@@ -228,9 +227,6 @@ impl Tasks {
                     report.findings_updated += w.updated;
                     report.findings_resolved += w.resolved;
                     report.resources_gone += w.gone;
-                    for (v, n) in w.verdicts {
-                        *report.verdicts.entry(v.as_str().to_owned()).or_default() += n;
-                    }
                     report.walks.push(w.record);
                 }
                 Err(e) => tracing::error!(error = %e, "a walk task panicked"),
@@ -243,6 +239,12 @@ impl Tasks {
             == inner.config.aws.accounts.len() * inner.config.aws.regions.len()
             && report.walks.iter().all(WalkRecord::is_complete);
         report.outcome = if all_complete { "success" } else { "partial" }.into();
+        match inner.store.verdicts_of_run(run_id.clone()).await {
+            Ok(v) => report.verdicts = v.into_iter().collect(),
+            Err(e) => {
+                tracing::error!(error = %crate::error_chain(&e), "cannot count the pass's verdicts")
+            }
+        }
         if let Err(e) = self.refresh_gauges().await {
             tracing::error!(error = %crate::error_chain(&e), "cannot recompute resource gauges");
         }
@@ -385,9 +387,6 @@ impl Tasks {
                     now,
                 );
                 totals.seen += 1;
-                if !o.is_terminated() {
-                    *totals.verdicts.entry(e.verdict).or_default() += 1;
-                }
                 Record {
                     verdict: e.verdict,
                     reason: e.reason.to_string(),
@@ -475,7 +474,6 @@ impl Tasks {
 struct WalkTotals {
     record: WalkRecord,
     seen: u64,
-    verdicts: BTreeMap<Verdict, u64>,
     opened: u64,
     updated: u64,
     resolved: u64,

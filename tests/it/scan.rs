@@ -144,6 +144,12 @@ async fn audit_pass_verdicts_findings_transitions_and_incomplete_walks() {
     let walks = run["walks"].as_array().expect("walks");
     assert_eq!(walks.len(), 4, "{run}");
     assert!(walks.iter().all(|w| w["outcome"] == "complete"), "{run}");
+    // Each resource counted once, though moto lists the bucket in both regions' walks.
+    assert_eq!(
+        run["run"]["summary"]["verdicts"],
+        json!({"leased": 2, "expired": 2, "released": 2, "expiring": 1, "unknown-lease": 1, "untagged": 1, "protected": 1}),
+        "{run}"
+    );
 
     let res = resources(&d).await;
     let want = [
