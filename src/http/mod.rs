@@ -53,7 +53,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/scans/{id}", get(show_scan))
         .route("/status", get(status))
         .route("/resources", get(list_resources))
-        .route("/findings", get(list_findings));
+        .route("/findings", get(list_findings))
+        .route("/findings/{id}", get(show_finding));
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(healthz))
@@ -589,4 +590,47 @@ async fn list_findings(
     Ok(Json(
         serde_json::json!({"items": items, "next_cursor": next}),
     ))
+}
+
+/// One finding with its transitions.
+async fn show_finding(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let not_found = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "finding-not-found",
+            format!("no finding {id}"),
+        )
+    };
+    let n: i64 = id.parse().map_err(|_| not_found())?;
+    let f = s
+        .store
+        .get_finding(n)
+        .await
+        .map_err(|e| internal(&e))?
+        .ok_or_else(not_found)?;
+    if who.role == crate::auth::Role::Lessee
+        && !f
+            .project
+            .as_ref()
+            .is_some_and(|p| who.projects.iter().any(|q| q.as_str() == p))
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("principal `{}` may not see finding {id}", who.name),
+        ));
+    }
+    let events: Vec<serde_json::Value> = s
+        .store
+        .finding_events(n)
+        .await
+        .map_err(|e| internal(&e))?
+        .into_iter()
+        .map(|(at, kind, verdict, detail)| serde_json::json!({"at": at, "kind": kind, "verdict": verdict, "detail": detail}))
+        .collect();
+    Ok(Json(serde_json::json!({"finding": f, "events": events})))
 }

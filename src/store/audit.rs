@@ -384,6 +384,20 @@ impl Store {
         .await
     }
 
+    pub async fn get_finding(&self, id: i64) -> Result<Option<Finding>, StoreError> {
+        self.read(move |c| {
+            let raw = c
+                .prepare_cached(
+                    "SELECT id, arn, verdict, action, reason, project, lease_id, account, region, resource_type,
+                            opened_at, updated_at, resolved_at, resolution FROM findings WHERE id = ?1",
+                )?
+                .query_row([id], raw_finding)
+                .optional()?;
+            raw.map(into_finding).transpose()
+        })
+        .await
+    }
+
     /// The transitions of one finding: (at, kind, verdict, detail).
     pub async fn finding_events(
         &self,

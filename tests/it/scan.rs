@@ -345,6 +345,24 @@ async fn audit_pass_verdicts_findings_transitions_and_incomplete_walks() {
         .map(|f| (f["arn"].as_str().expect("arn").to_owned(), f.clone()))
         .collect();
     assert_eq!(by_arn[&arn("expired")]["resolution"], "now protected");
+    let id = by_arn[&arn("expired")]["id"].as_i64().expect("finding id");
+    let (_, detail) = d.get(&format!("/api/v1/findings/{id}"), VIEWER).await;
+    let kinds: Vec<(&str, &str)> = detail["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap_or_default(),
+                e["verdict"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [("opened", "expired"), ("resolved", "expired")],
+        "{detail}"
+    );
     assert_eq!(by_arn[&arn("unknown")]["resolution"], "gone");
     assert_eq!(
         sample(&d.metrics().await, "ephemera_findings_resolved_total"),
