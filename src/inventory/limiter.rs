@@ -1,14 +1,20 @@
 //! A per-(account, region) rate limit: calls are spaced evenly at `per_second`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
-use tokio::time::Instant;
 
 #[derive(Debug)]
 pub struct RateLimiter {
     interval: Duration,
     next: Mutex<Option<Instant>>,
+}
+
+/// Books the next slot at or after `now`, `interval` after the previous one.
+fn reserve(next: &mut Option<Instant>, now: Instant, interval: Duration) -> Instant {
+    let slot = next.map_or(now, |n| n.max(now));
+    *next = Some(slot + interval);
+    slot
 }
 
 impl RateLimiter {
@@ -21,14 +27,8 @@ impl RateLimiter {
 
     /// Waits until the next call may go out.
     pub async fn wait(&self) {
-        let slot = {
-            let mut next = self.next.lock().await;
-            let now = Instant::now();
-            let slot = next.map_or(now, |n| n.max(now));
-            *next = Some(slot + self.interval);
-            slot
-        };
-        tokio::time::sleep_until(slot).await;
+        let slot = reserve(&mut *self.next.lock().await, Instant::now(), self.interval);
+        tokio::time::sleep_until(slot.into()).await;
     }
 }
 
@@ -36,14 +36,18 @@ impl RateLimiter {
 mod tests {
     use super::*;
 
-    /// With paused time, ten calls at 5/s take 1.8 s of (virtual) time: the first goes at once.
-    #[tokio::test(start_paused = true)]
-    async fn spaces_calls_evenly() {
-        let l = RateLimiter::new(5);
-        let start = Instant::now();
-        for _ in 0..10 {
-            l.wait().await;
-        }
-        assert_eq!(start.elapsed(), Duration::from_millis(1800));
+    #[test]
+    fn slots_are_spaced_evenly_and_never_in_the_past() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut next = None;
+        // Ten calls at once at 5/s: 0, 200, …, 1800 ms.
+        let slots: Vec<Duration> = (0..10).map(|_| reserve(&mut next, t0, ms(200)) - t0).collect();
+        assert_eq!(slots, (0..10).map(|i| ms(200 * i)).collect::<Vec<_>>());
+        // A caller arriving after a quiet spell goes at once, and spacing resumes from there.
+        assert_eq!(reserve(&mut next, t0 + ms(5000), ms(200)) - t0, ms(5000));
+        assert_eq!(reserve(&mut next, t0 + ms(5000), ms(200)) - t0, ms(5200));
+        assert_eq!(RateLimiter::new(10).interval, ms(100));
+        assert_eq!(RateLimiter::new(0).interval, ms(1000));
     }
 }
