@@ -567,7 +567,12 @@ impl Tags {
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         let mut pairs: Vec<(&str, &str)> = pairs.into_iter().collect();
         pairs.sort_unstable();
-        let mut s = String::new();
+        // Sized once: millions of these live at a time, and growth would leave slack behind.
+        let len = pairs
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 2)
+            .sum::<usize>();
+        let mut s = String::with_capacity(len);
         for (k, v) in pairs {
             if !s.is_empty() {
                 s.push(PAIR);
@@ -588,6 +593,17 @@ impl Tags {
 
     pub fn get(&self, key: &str) -> Option<&str> {
         self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    /// Looks up several keys in one scan: `out[i]` is the value of `keys[i]`.
+    pub fn get_many<'a, const N: usize>(&'a self, keys: [&str; N]) -> [Option<&'a str>; N] {
+        let mut out = [None; N];
+        for (k, v) in self.iter() {
+            if let Some(i) = keys.iter().position(|key| *key == k) {
+                out[i] = Some(v);
+            }
+        }
+        out
     }
 
     pub fn is_empty(&self) -> bool {
@@ -637,6 +653,7 @@ mod tags_tests {
         assert_eq!(t.get("ephemera:owner"), Some("x@y.z"));
         assert_eq!(t.get("empty"), Some(""));
         assert_eq!(t.get("b"), None);
+        assert_eq!(t.get_many(["empty", "b", "a"]), [Some(""), None, Some("1")]);
         assert_eq!(t.len(), 3);
         assert!(Tags::default().is_empty());
         assert_eq!(Tags::default().len(), 0);

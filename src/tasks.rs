@@ -22,6 +22,9 @@ use crate::policy::{Policy, evaluate};
 use crate::resource::{Observed, Record, WalkRecord};
 use crate::store::{Store, StoreError};
 
+/// Records per store transaction while a walk streams (ten pages of 100).
+const PERSIST_BATCH: usize = 1_000;
+
 /// What a scan did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ScanReport {
@@ -294,9 +297,31 @@ impl Tasks {
         let started = inner.clock.now();
         let limiter = RateLimiter::new(inner.config.aws.calls_per_second);
         // Uncontended (pages of one walk are sequential); a Mutex only because the walk is Send.
+        // Records are buffered up to PERSIST_BATCH so each store transaction carries ten pages,
+        // not one: commits, not SQL, dominate a page-sized write.
         let totals = std::sync::Mutex::new(WalkTotals::default());
+        let pending = std::sync::Mutex::new(Vec::<Record>::with_capacity(PERSIST_BATCH));
+        let persist = |records: Vec<Record>| {
+            let store = inner.store.clone();
+            let now = inner.clock.now();
+            let run_id = run_id.clone();
+            let totals = &totals;
+            async move {
+                if records.is_empty() {
+                    return Ok(());
+                }
+                let changes = store
+                    .persist_page(run_id, now, records)
+                    .await
+                    .map_err(|e| crate::error_chain(&e))?;
+                let mut t = totals.lock().unwrap_or_else(|p| p.into_inner());
+                t.opened += changes.opened;
+                t.updated += changes.updated;
+                Ok::<_, String>(())
+            }
+        };
         let span = tracing::info_span!("walk", account = %account, region = %region);
-        let result = tracing::Instrument::instrument(
+        let mut result = tracing::Instrument::instrument(
             inventory::walk(
                 &inner.clients,
                 &account,
@@ -309,25 +334,24 @@ impl Tasks {
                         &leases,
                         &mut totals.lock().unwrap_or_else(|p| p.into_inner()),
                     );
-                    let store = inner.store.clone();
-                    let now = inner.clock.now();
-                    let run_id = run_id.clone();
-                    let totals = &totals;
-                    async move {
-                        let changes = store
-                            .persist_page(run_id, now, records)
-                            .await
-                            .map_err(|e| crate::error_chain(&e))?;
-                        let mut t = totals.lock().unwrap_or_else(|p| p.into_inner());
-                        t.opened += changes.opened;
-                        t.updated += changes.updated;
-                        Ok::<_, String>(())
-                    }
+                    let full = {
+                        let mut buf = pending.lock().unwrap_or_else(|p| p.into_inner());
+                        buf.extend(records);
+                        (buf.len() >= PERSIST_BATCH).then(|| std::mem::take(&mut *buf))
+                    };
+                    persist(full.unwrap_or_default())
                 },
             ),
             span.clone(),
         )
         .await;
+        // What the walk saw is persisted either way; a failure here makes the walk incomplete.
+        let rest = std::mem::take(&mut *pending.lock().unwrap_or_else(|p| p.into_inner()));
+        if let Err(e) = persist(rest).await
+            && result.error.is_none()
+        {
+            result.error = Some(format!("cannot persist the last pages: {e}"));
+        }
         let mut totals = totals.into_inner().unwrap_or_else(|p| p.into_inner());
         let record = WalkRecord {
             account: account.clone(),

@@ -27,8 +27,12 @@ impl RateLimiter {
 
     /// Waits until the next call may go out.
     pub async fn wait(&self) {
-        let slot = reserve(&mut *self.next.lock().await, Instant::now(), self.interval);
-        tokio::time::sleep_until(slot.into()).await;
+        let now = Instant::now();
+        let slot = reserve(&mut *self.next.lock().await, now, self.interval);
+        // A timer rounds up to the next millisecond: only sleep when there is a wait.
+        if slot > now {
+            tokio::time::sleep_until(slot.into()).await;
+        }
     }
 }
 
@@ -42,7 +46,9 @@ mod tests {
         let ms = Duration::from_millis;
         let mut next = None;
         // Ten calls at once at 5/s: 0, 200, …, 1800 ms.
-        let slots: Vec<Duration> = (0..10).map(|_| reserve(&mut next, t0, ms(200)) - t0).collect();
+        let slots: Vec<Duration> = (0..10)
+            .map(|_| reserve(&mut next, t0, ms(200)) - t0)
+            .collect();
         assert_eq!(slots, (0..10).map(|i| ms(200 * i)).collect::<Vec<_>>());
         // A caller arriving after a quiet spell goes at once, and spacing resumes from there.
         assert_eq!(reserve(&mut next, t0 + ms(5000), ms(200)) - t0, ms(5000));

@@ -68,9 +68,15 @@ pub fn evaluate<'p, 'l>(
     keys: &IdentityTags,
     now: DateTime<Utc>,
 ) -> Evaluation<'p> {
-    let tag_project = tags
-        .get(&keys.project)
-        .and_then(|p| policy.projects.get_key_value(p as &str));
+    // One scan of the tags for every key evaluation needs (this runs per resource per pass).
+    let [lease_tag, project_tag, task_tag, owner_tag, protect_tag] = tags.get_many([
+        &keys.lease,
+        &keys.project,
+        &keys.task,
+        &keys.owner,
+        &keys.protect,
+    ]);
+    let tag_project = project_tag.and_then(|p| policy.projects.get_key_value(p));
     let verdict_in = |verdict: Verdict,
                       reason: Reason,
                       project: Option<(&'p ProjectName, &'p ProjectPolicy)>,
@@ -82,7 +88,7 @@ pub fn evaluate<'p, 'l>(
         lease_ended_at: ended,
     };
 
-    if tags.get(&keys.protect).is_some() {
+    if protect_tag.is_some() {
         return verdict_in(Verdict::Protected, Reason::ProtectTag, tag_project, None);
     }
     if policy.allowed(arn, now).is_some() {
@@ -91,13 +97,13 @@ pub fn evaluate<'p, 'l>(
     if tags.is_empty() {
         return verdict_in(Verdict::Untagged, Reason::NoTags, None, None);
     }
-    for (which, key) in [
-        ("lease", &keys.lease),
-        ("project", &keys.project),
-        ("task", &keys.task),
-        ("owner", &keys.owner),
+    for (which, value) in [
+        ("lease", lease_tag),
+        ("project", project_tag),
+        ("task", task_tag),
+        ("owner", owner_tag),
     ] {
-        if tags.get(key).is_none_or(|v| v.trim().is_empty()) {
+        if value.is_none_or(|v| v.trim().is_empty()) {
             return verdict_in(
                 Verdict::Untagged,
                 Reason::MissingTag(which),
@@ -106,7 +112,7 @@ pub fn evaluate<'p, 'l>(
             );
         }
     }
-    let lease_tag = tags.get(&keys.lease).unwrap_or_default();
+    let lease_tag = lease_tag.unwrap_or_default();
     let Some(l) = lease(lease_tag) else {
         return verdict_in(
             Verdict::UnknownLease,
