@@ -301,24 +301,31 @@ impl Tasks {
         // not one: commits, not SQL, dominate a page-sized write.
         let totals = std::sync::Mutex::new(WalkTotals::default());
         let pending = std::sync::Mutex::new(Vec::<Record>::with_capacity(PERSIST_BATCH));
-        let persist = |records: Vec<Record>| {
-            let store = inner.store.clone();
-            let now = inner.clock.now();
-            let run_id = run_id.clone();
+        // One batch may be persisting on the store's thread while the walk fetches and
+        // evaluates the next pages; the walk waits for it before handing over another.
+        type Inflight = tokio::task::JoinHandle<Result<crate::resource::PageChanges, String>>;
+        let inflight: std::sync::Mutex<Option<Inflight>> = std::sync::Mutex::new(None);
+        let settle = |h: Option<Inflight>| {
             let totals = &totals;
             async move {
-                if records.is_empty() {
-                    return Ok(());
-                }
-                let changes = store
-                    .persist_page(run_id, now, records)
-                    .await
-                    .map_err(|e| crate::error_chain(&e))?;
+                let Some(h) = h else { return Ok(()) };
+                let changes = h.await.map_err(|e| format!("persist task failed: {e}"))??;
                 let mut t = totals.lock().unwrap_or_else(|p| p.into_inner());
                 t.opened += changes.opened;
                 t.updated += changes.updated;
                 Ok::<_, String>(())
             }
+        };
+        let spawn_persist = |records: Vec<Record>| -> Inflight {
+            let store = inner.store.clone();
+            let now = inner.clock.now();
+            let run_id = run_id.clone();
+            tokio::spawn(async move {
+                store
+                    .persist_page(run_id, now, records)
+                    .await
+                    .map_err(|e| crate::error_chain(&e))
+            })
         };
         let span = tracing::info_span!("walk", account = %account, region = %region);
         let mut result = tracing::Instrument::instrument(
@@ -339,18 +346,35 @@ impl Tasks {
                         buf.extend(records);
                         (buf.len() >= PERSIST_BATCH).then(|| std::mem::take(&mut *buf))
                     };
-                    persist(full.unwrap_or_default())
+                    let previous = full
+                        .as_ref()
+                        .and_then(|_| inflight.lock().unwrap_or_else(|p| p.into_inner()).take());
+                    let settled = settle(previous);
+                    let inflight = &inflight;
+                    async move {
+                        settled.await?;
+                        if let Some(records) = full {
+                            *inflight.lock().unwrap_or_else(|p| p.into_inner()) =
+                                Some(spawn_persist(records));
+                        }
+                        Ok(())
+                    }
                 },
             ),
             span.clone(),
         )
         .await;
         // What the walk saw is persisted either way; a failure here makes the walk incomplete.
+        let last = inflight.lock().unwrap_or_else(|p| p.into_inner()).take();
         let rest = std::mem::take(&mut *pending.lock().unwrap_or_else(|p| p.into_inner()));
-        if let Err(e) = persist(rest).await
+        let mut flushed = settle(last).await;
+        if flushed.is_ok() && !rest.is_empty() {
+            flushed = settle(Some(spawn_persist(rest))).await;
+        }
+        if let Err(e) = flushed
             && result.error.is_none()
         {
-            result.error = Some(format!("cannot persist the last pages: {e}"));
+            result.error = Some(format!("cannot persist pages: {e}"));
         }
         let mut totals = totals.into_inner().unwrap_or_else(|p| p.into_inner());
         let record = WalkRecord {
