@@ -609,16 +609,6 @@ impl Tags {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
-
-    pub fn len(&self) -> usize {
-        self.iter().count()
-    }
-
-    pub fn to_map(&self) -> std::collections::BTreeMap<String, String> {
-        self.iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect()
-    }
 }
 
 impl fmt::Debug for Tags {
@@ -654,9 +644,9 @@ mod tags_tests {
         assert_eq!(t.get("empty"), Some(""));
         assert_eq!(t.get("b"), None);
         assert_eq!(t.get_many(["empty", "b", "a"]), [Some(""), None, Some("1")]);
-        assert_eq!(t.len(), 3);
+        assert_eq!(t.iter().count(), 3);
         assert!(Tags::default().is_empty());
-        assert_eq!(Tags::default().len(), 0);
+        assert_eq!(Tags::default().iter().count(), 0);
         let json = serde_json::to_string(&t).expect("serialises");
         assert_eq!(serde_json::from_str::<Tags>(&json).ok(), Some(t));
         let weird = Tags::from_pairs([("k\u{1f}", "v\u{1e}w")]);

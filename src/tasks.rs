@@ -14,13 +14,50 @@ use tokio::sync::{Mutex, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, IdentityTags};
 use crate::inventory::{self, AwsClients, RateLimiter};
 use crate::lease::Lease;
 use crate::metrics::Metrics;
 use crate::policy::{Policy, evaluate};
 use crate::resource::{Observed, Record, WalkRecord};
 use crate::store::{Store, StoreError};
+
+/// One page of a walk, evaluated at `now`: the records the store persists. Pure; the scan
+/// and the benchmarks share it.
+pub fn evaluate_page(
+    page: Vec<Observed>,
+    leases: &HashMap<String, Lease>,
+    policy: &Policy,
+    keys: &IdentityTags,
+    now: DateTime<Utc>,
+) -> Vec<Record> {
+    page.into_iter()
+        .map(|o| {
+            let e = evaluate(
+                o.arn.as_str(),
+                &o.tags,
+                |id| leases.get(id),
+                policy,
+                keys,
+                now,
+            );
+            Record {
+                verdict: e.verdict,
+                reason: e.reason.to_string(),
+                project: e.project.map(|p| p.to_string()),
+                action: e.rule.action,
+                grace: e.rule.grace,
+                lease_id: o
+                    .tags
+                    .get(&keys.lease)
+                    .filter(|v| !v.is_empty())
+                    .map(str::to_owned),
+                lease_ended_at: e.lease_ended_at,
+                observed: o,
+            }
+        })
+        .collect()
+}
 
 /// Records per store transaction while a walk streams (ten pages of 100).
 const PERSIST_BATCH: usize = 1_000;
@@ -97,10 +134,6 @@ impl Tasks {
                 project_series: std::sync::Mutex::new(BTreeSet::new()),
             }),
         }
-    }
-
-    pub fn store(&self) -> &Store {
-        &self.inner.store
     }
 
     /// Starts a scan in the background; refused while one runs. Returns the run id.
@@ -225,7 +258,7 @@ impl Tasks {
         while let Some(done) = walks.join_next().await {
             match done {
                 Ok(w) => {
-                    report.resources_seen += w.seen;
+                    report.resources_seen += w.record.resources;
                     report.findings_opened += w.opened;
                     report.findings_updated += w.updated;
                     report.findings_resolved += w.resolved;
@@ -336,10 +369,12 @@ impl Tasks {
                 &limiter,
                 &inner.metrics,
                 |page| {
-                    let records = self.evaluate_page(
+                    let records = evaluate_page(
                         page,
                         &leases,
-                        &mut totals.lock().unwrap_or_else(|p| p.into_inner()),
+                        &inner.policy,
+                        &inner.config.tags,
+                        inner.clock.now(),
                     );
                     let full = {
                         let mut buf = pending.lock().unwrap_or_else(|p| p.into_inner());
@@ -415,44 +450,6 @@ impl Tasks {
         totals
     }
 
-    fn evaluate_page(
-        &self,
-        page: Vec<Observed>,
-        leases: &HashMap<String, Lease>,
-        totals: &mut WalkTotals,
-    ) -> Vec<Record> {
-        let inner = &self.inner;
-        let now = inner.clock.now();
-        let keys = &inner.config.tags;
-        page.into_iter()
-            .map(|o| {
-                let e = evaluate(
-                    o.arn.as_str(),
-                    &o.tags,
-                    |id| leases.get(id),
-                    &inner.policy,
-                    keys,
-                    now,
-                );
-                totals.seen += 1;
-                Record {
-                    verdict: e.verdict,
-                    reason: e.reason.to_string(),
-                    project: e.project.map(|p| p.to_string()),
-                    action: e.rule.action,
-                    grace: e.rule.grace,
-                    lease_id: o
-                        .tags
-                        .get(&keys.lease)
-                        .filter(|v| !v.is_empty())
-                        .map(str::to_owned),
-                    lease_ended_at: e.lease_ended_at,
-                    observed: o,
-                }
-            })
-            .collect()
-    }
-
     /// Recomputes `ephemera_resources` and `ephemera_expired_resource_hours` from the store;
     /// label sets that vanished since the last pass are set to zero.
     pub async fn refresh_gauges(&self) -> Result<(), StoreError> {
@@ -521,7 +518,6 @@ impl Tasks {
 #[derive(Debug, Default)]
 struct WalkTotals {
     record: WalkRecord,
-    seen: u64,
     opened: u64,
     updated: u64,
     resolved: u64,

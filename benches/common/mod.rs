@@ -12,7 +12,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use ephemera::config::IdentityTags;
 use ephemera::lease::Lease;
 use ephemera::model::{HumanDuration, LeaseId, ProjectName, Tags, Verdict};
-use ephemera::policy::{Policy, evaluate};
+use ephemera::policy::Policy;
 use ephemera::resource::{Observed, Record};
 
 pub const ACCOUNT: &str = "123456789012";
@@ -232,8 +232,8 @@ impl Counts {
     }
 }
 
-/// The scan task's per-page step (`Tasks::evaluate_page` in src/tasks.rs), replicated: each
-/// observed resource evaluated at `now` and turned into the record the store persists.
+/// The scan task's per-page step (`ephemera::tasks::evaluate_page`), with the verdicts counted
+/// (terminated instances left out, as the scan does).
 pub fn evaluate_page(
     page: Vec<Observed>,
     leases: &HashMap<String, Lease>,
@@ -242,35 +242,11 @@ pub fn evaluate_page(
     now: DateTime<Utc>,
     counts: &mut Counts,
 ) -> Vec<Record> {
-    page.into_iter()
-        .map(|o| {
-            let e = evaluate(
-                o.arn.as_str(),
-                &o.tags,
-                |id| leases.get(id),
-                policy,
-                keys,
-                now,
-            );
-            if !o.is_terminated() {
-                counts.add(e.verdict);
-            }
-            Record {
-                verdict: e.verdict,
-                reason: e.reason.to_string(),
-                project: e.project.map(|p| p.to_string()),
-                action: e.rule.action,
-                grace: e.rule.grace,
-                lease_id: o
-                    .tags
-                    .get(&keys.lease)
-                    .filter(|v| !v.is_empty())
-                    .map(str::to_owned),
-                lease_ended_at: e.lease_ended_at,
-                observed: o,
-            }
-        })
-        .collect()
+    let records = ephemera::tasks::evaluate_page(page, leases, policy, keys, now);
+    for r in records.iter().filter(|r| !r.observed.is_terminated()) {
+        counts.add(r.verdict);
+    }
+    records
 }
 
 /// A `VmXxx:` figure of /proc/self/status, in kB.

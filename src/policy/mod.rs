@@ -239,10 +239,6 @@ impl Policy {
         cases::run(self)
     }
 
-    pub fn defaults(&self) -> &Defaults {
-        &self.defaults
-    }
-
     /// The allowlist entry protecting `arn` at `now`, if any.
     pub fn allowed(&self, arn: &str, now: DateTime<Utc>) -> Option<&AllowEntry> {
         self.allow.iter().find(|a| a.matches(arn, now))

@@ -83,21 +83,19 @@ impl Store {
                  WHERE started_at = (SELECT MAX(started_at) FROM runs WHERE task = r.task)
                  ORDER BY task",
             )?;
-            let rows = stmt
-                .query_map([], raw_run)?
-                .collect::<Result<Vec<_>, _>>()?;
-            rows.into_iter().map(into_run).collect()
+            Ok(stmt
+                .query_map([], run_row)?
+                .collect::<Result<Vec<_>, _>>()?)
         })
         .await
     }
 
     pub async fn get_run(&self, id: String) -> Result<Option<RunRecord>, StoreError> {
         self.read(move |c| {
-            let raw = c
+            Ok(c
                 .prepare_cached("SELECT id, task, trigger, started_at, ended_at, outcome, summary FROM runs WHERE id = ?1")?
-                .query_row([id], raw_run)
-                .optional()?;
-            raw.map(into_run).transpose()
+                .query_row([id], run_row)
+                .optional()?)
         })
         .await
     }
@@ -330,17 +328,9 @@ impl Store {
             sql.push_str(&format!(" ORDER BY arn LIMIT {}", limit + 1));
             let mut stmt = c.prepare(&sql)?;
             let mut items = stmt
-                .query_map(rusqlite::params_from_iter(args), raw_resource)?
-                .collect::<Result<Vec<_>, _>>()?
-                .into_iter()
-                .map(into_resource)
+                .query_map(rusqlite::params_from_iter(args), resource_row)?
                 .collect::<Result<Vec<_>, _>>()?;
-            let next = if items.len() > limit as usize {
-                items.truncate(limit as usize);
-                items.last().map(|r| r.arn.clone())
-            } else {
-                None
-            };
+            let next = super::next_cursor(&mut items, limit, |r| r.arn.clone());
             Ok((items, next))
         })
         .await
@@ -368,17 +358,9 @@ impl Store {
             sql.push_str(&format!(" ORDER BY id LIMIT {}", limit + 1));
             let mut stmt = c.prepare(&sql)?;
             let mut items = stmt
-                .query_map(rusqlite::params_from_iter(args), raw_finding)?
-                .collect::<Result<Vec<_>, _>>()?
-                .into_iter()
-                .map(into_finding)
+                .query_map(rusqlite::params_from_iter(args), finding_row)?
                 .collect::<Result<Vec<_>, _>>()?;
-            let next = if items.len() > limit as usize {
-                items.truncate(limit as usize);
-                items.last().map(|f| f.id.to_string())
-            } else {
-                None
-            };
+            let next = super::next_cursor(&mut items, limit, |f| f.id.to_string());
             Ok((items, next))
         })
         .await
@@ -386,14 +368,13 @@ impl Store {
 
     pub async fn get_finding(&self, id: i64) -> Result<Option<Finding>, StoreError> {
         self.read(move |c| {
-            let raw = c
+            Ok(c
                 .prepare_cached(
                     "SELECT id, arn, verdict, action, reason, project, lease_id, account, region, resource_type,
                             opened_at, updated_at, resolved_at, resolution FROM findings WHERE id = ?1",
                 )?
-                .query_row([id], raw_finding)
-                .optional()?;
-            raw.map(into_finding).transpose()
+                .query_row([id], finding_row)
+                .optional()?)
         })
         .await
     }
@@ -564,182 +545,94 @@ fn event(
     Ok(())
 }
 
-type RawRun = (
-    String,
-    String,
-    String,
-    i64,
-    Option<i64>,
-    Option<String>,
-    String,
-);
-
-fn raw_run(r: &Row<'_>) -> rusqlite::Result<RawRun> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-    ))
+/// A column that does not decode to its domain type: reported as a conversion failure.
+fn bad(col: usize, what: &str, v: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        col,
+        rusqlite::types::Type::Text,
+        format!("bad {what} `{v}`").into(),
+    )
 }
 
-fn into_run(
-    (id, task, trigger, started, ended, outcome, summary): RawRun,
-) -> Result<RunRecord, StoreError> {
+fn time_at(r: &Row<'_>, col: usize) -> rusqlite::Result<DateTime<Utc>> {
+    let v: i64 = r.get(col)?;
+    DateTime::from_timestamp_millis(v).ok_or_else(|| bad(col, "time", &v.to_string()))
+}
+
+fn opt_time_at(r: &Row<'_>, col: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
+    match r.get::<_, Option<i64>>(col)? {
+        None => Ok(None),
+        Some(v) => DateTime::from_timestamp_millis(v)
+            .map(Some)
+            .ok_or_else(|| bad(col, "time", &v.to_string())),
+    }
+}
+
+fn verdict_at(r: &Row<'_>, col: usize) -> rusqlite::Result<Verdict> {
+    let v: String = r.get(col)?;
+    Verdict::parse(&v).ok_or_else(|| bad(col, "verdict", &v))
+}
+
+fn action_at(r: &Row<'_>, col: usize) -> rusqlite::Result<Action> {
+    let v: String = r.get(col)?;
+    Action::parse(&v).ok_or_else(|| bad(col, "action", &v))
+}
+
+/// `id, task, trigger, started_at, ended_at, outcome, summary`.
+fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
+    let summary: String = r.get(6)?;
     Ok(RunRecord {
-        id,
-        task,
-        trigger,
-        started_at: time(started)?,
-        ended_at: ended.map(time).transpose()?,
-        outcome: outcome.unwrap_or_else(|| "running".into()),
-        summary: serde_json::from_str(&summary).map_err(|_| corrupt("run summary", &summary))?,
+        id: r.get(0)?,
+        task: r.get(1)?,
+        trigger: r.get(2)?,
+        started_at: time_at(r, 3)?,
+        ended_at: opt_time_at(r, 4)?,
+        outcome: r
+            .get::<_, Option<String>>(5)?
+            .unwrap_or_else(|| "running".into()),
+        summary: serde_json::from_str(&summary).map_err(|_| bad(6, "run summary", &summary))?,
     })
 }
 
-type RawResource = (
-    String,
-    String,
-    String,
-    String,
-    String,
-    i64,
-    i64,
-    Option<i64>,
-    Option<String>,
-    String,
-    String,
-    Option<String>,
-    String,
-    Option<String>,
-);
-
-fn raw_resource(r: &Row<'_>) -> rusqlite::Result<RawResource> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-        r.get(8)?,
-        r.get(9)?,
-        r.get(10)?,
-        r.get(11)?,
-        r.get(12)?,
-        r.get(13)?,
-    ))
-}
-
-fn into_resource(
-    (
-        arn,
-        account,
-        region,
-        resource_type,
-        tags,
-        first,
-        last,
-        gone,
-        state,
-        verdict,
-        reason,
-        project,
-        action,
-        lease_id,
-    ): RawResource,
-) -> Result<StoredResource, StoreError> {
+/// `arn, account, region, resource_type, tags, first_seen, last_seen, gone_at, state, verdict,
+/// reason, project, action, lease_id`.
+fn resource_row(r: &Row<'_>) -> rusqlite::Result<StoredResource> {
+    let tags: String = r.get(4)?;
     Ok(StoredResource {
-        tags: serde_json::from_str::<Tags>(&tags).map_err(|_| corrupt("tags", &tags))?,
-        first_seen: time(first)?,
-        last_seen: time(last)?,
-        gone_at: gone.map(time).transpose()?,
-        verdict: Verdict::parse(&verdict).ok_or_else(|| corrupt("verdict", &verdict))?,
-        action: Action::parse(&action).ok_or_else(|| corrupt("action", &action))?,
-        arn,
-        account,
-        region,
-        resource_type,
-        state,
-        reason,
-        project,
-        lease_id,
+        arn: r.get(0)?,
+        account: r.get(1)?,
+        region: r.get(2)?,
+        resource_type: r.get(3)?,
+        tags: serde_json::from_str::<Tags>(&tags).map_err(|_| bad(4, "tags", &tags))?,
+        first_seen: time_at(r, 5)?,
+        last_seen: time_at(r, 6)?,
+        gone_at: opt_time_at(r, 7)?,
+        state: r.get(8)?,
+        verdict: verdict_at(r, 9)?,
+        reason: r.get(10)?,
+        project: r.get(11)?,
+        action: action_at(r, 12)?,
+        lease_id: r.get(13)?,
     })
 }
 
-type RawFinding = (
-    i64,
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    String,
-    String,
-    String,
-    i64,
-    i64,
-    Option<i64>,
-    Option<String>,
-);
-
-fn raw_finding(r: &Row<'_>) -> rusqlite::Result<RawFinding> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-        r.get(8)?,
-        r.get(9)?,
-        r.get(10)?,
-        r.get(11)?,
-        r.get(12)?,
-        r.get(13)?,
-    ))
-}
-
-fn into_finding(
-    (
-        id,
-        arn,
-        verdict,
-        action,
-        reason,
-        project,
-        lease_id,
-        account,
-        region,
-        resource_type,
-        opened,
-        updated,
-        resolved,
-        resolution,
-    ): RawFinding,
-) -> Result<Finding, StoreError> {
+/// `id, arn, verdict, action, reason, project, lease_id, account, region, resource_type,
+/// opened_at, updated_at, resolved_at, resolution`.
+fn finding_row(r: &Row<'_>) -> rusqlite::Result<Finding> {
     Ok(Finding {
-        id,
-        verdict: Verdict::parse(&verdict).ok_or_else(|| corrupt("verdict", &verdict))?,
-        action: Action::parse(&action).ok_or_else(|| corrupt("action", &action))?,
-        opened_at: time(opened)?,
-        updated_at: time(updated)?,
-        resolved_at: resolved.map(time).transpose()?,
-        arn,
-        reason,
-        project,
-        lease_id,
-        account,
-        region,
-        resource_type,
-        resolution,
+        id: r.get(0)?,
+        arn: r.get(1)?,
+        verdict: verdict_at(r, 2)?,
+        action: action_at(r, 3)?,
+        reason: r.get(4)?,
+        project: r.get(5)?,
+        lease_id: r.get(6)?,
+        account: r.get(7)?,
+        region: r.get(8)?,
+        resource_type: r.get(9)?,
+        opened_at: time_at(r, 10)?,
+        updated_at: time_at(r, 11)?,
+        resolved_at: opt_time_at(r, 12)?,
+        resolution: r.get(13)?,
     })
 }

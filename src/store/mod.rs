@@ -346,13 +346,22 @@ fn list_leases(
         .into_iter()
         .map(RawLease::into_lease)
         .collect::<Result<Vec<_>, _>>()?;
-    let next = if items.len() > limit as usize {
-        items.truncate(limit as usize);
-        items.last().map(|l| l.id)
-    } else {
-        None
-    };
+    let next = next_cursor(&mut items, limit, |l| l.id);
     Ok(Page { items, next })
+}
+
+/// Listings fetch one row more than `limit` to tell whether another page follows: drops it
+/// and returns the cursor of the last row kept, if so.
+pub(super) fn next_cursor<T, C>(
+    items: &mut Vec<T>,
+    limit: u32,
+    cursor: impl Fn(&T) -> C,
+) -> Option<C> {
+    if items.len() <= limit as usize {
+        return None;
+    }
+    items.truncate(limit as usize);
+    items.last().map(cursor)
 }
 
 /// A lease row before its columns are checked.

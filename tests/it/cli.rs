@@ -706,3 +706,28 @@ async fn acknowledged_leases_survive_sigkill() {
         .expect("acquire after restart");
     assert_eq!(r.status().as_u16(), 201);
 }
+
+/// `token new` prints a token and its hash; `token hash` reproduces the hash from stdin.
+#[tokio::test(flavor = "multi_thread")]
+async fn token_new_and_hash_agree() {
+    let o = run(&["token", "new"], &[]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines[0].starts_with("eph_") && lines[0].len() > 40, "{out}");
+    assert_eq!(lines[1], ephemera::auth::TokenHash::of(lines[0]).to_hex());
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["token", "hash"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("binary runs");
+    let mut stdin = child.stdin.take().expect("stdin piped");
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, format!("{}\n", lines[0]).as_bytes())
+        .await
+        .expect("write token");
+    drop(stdin);
+    let o = child.wait_with_output().await.expect("hash runs");
+    assert_eq!(stdout(&o).trim(), lines[1]);
+}
