@@ -29,6 +29,41 @@ pub fn load_policy(config: &Config) -> anyhow::Result<Policy> {
     Ok(policy)
 }
 
+/// What the daemon and `scan --once` both stand on: the validated policy, the open store,
+/// the metrics and the task runner.
+#[derive(Debug)]
+pub struct Parts {
+    pub config: Arc<Config>,
+    pub policy: Arc<Policy>,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub tasks: Tasks,
+}
+
+/// Loads the policy, opens the store and builds the tasks; touches no network.
+pub async fn open(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Parts> {
+    let policy = Arc::new(load_policy(&config)?);
+    let store = Store::open(&config.store.path)
+        .await
+        .with_context(|| format!("cannot open the store at {}", config.store.path.display()))?;
+    let metrics = Arc::new(Metrics::new());
+    let config = Arc::new(config);
+    let tasks = Tasks::new(
+        config.clone(),
+        policy.clone(),
+        store.clone(),
+        metrics.clone(),
+        clock,
+    );
+    Ok(Parts {
+        config,
+        policy,
+        store,
+        metrics,
+        tasks,
+    })
+}
+
 /// Runs the daemon on `listener` with the system clock until `shutdown` resolves.
 pub async fn run(
     config: Config,
@@ -45,25 +80,19 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<()> {
-    let policy = Arc::new(load_policy(&config)?);
-    let store = Store::open(&config.store.path)
-        .await
-        .with_context(|| format!("cannot open the store at {}", config.store.path.display()))?;
-    let metrics = Arc::new(Metrics::new());
+    let Parts {
+        config,
+        policy,
+        store,
+        metrics,
+        tasks,
+    } = open(config, clock.clone()).await?;
     let leases = LeaseRegistry::new(
         store.clone(),
         policy.clone(),
         config.tags.clone(),
-        clock.clone(),
-        metrics.clone(),
-    );
-    let config = Arc::new(config);
-    let tasks = Tasks::new(
-        config.clone(),
-        policy.clone(),
-        store.clone(),
-        metrics.clone(),
         clock,
+        metrics.clone(),
     );
     // Gauges reflect the store from the start, not only after the first pass.
     if let Err(e) = tasks.refresh_gauges().await {

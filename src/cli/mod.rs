@@ -415,20 +415,12 @@ async fn scan_once(
             "--fail-on: `{v}` is not a verdict"
         );
     }
-    let config = Config::load(config)?;
-    let policy = std::sync::Arc::new(crate::daemon::load_policy(&config)?);
-    let store = crate::store::Store::open(&config.store.path)
-        .await
-        .with_context(|| format!("cannot open the store at {}", config.store.path.display()))?;
-    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
-    let tasks = crate::tasks::Tasks::new(
-        std::sync::Arc::new(config),
-        policy,
-        store,
-        metrics,
+    let parts = crate::daemon::open(
+        Config::load(config)?,
         std::sync::Arc::new(crate::clock::SystemClock),
-    );
-    let report = tasks.run_scan("cli").await?;
+    )
+    .await?;
+    let report = parts.tasks.run_scan("cli").await?;
     match out {
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Output::Table => print!("{}", output::scan_report(&serde_json::to_value(&report)?)),
