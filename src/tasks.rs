@@ -47,11 +47,7 @@ pub fn evaluate_page(
                 project: e.project.map(|p| p.to_string()),
                 action: e.rule.action,
                 grace: e.rule.grace,
-                lease_id: o
-                    .tags
-                    .get(&keys.lease)
-                    .filter(|v| !v.is_empty())
-                    .map(str::to_owned),
+                lease_id: e.lease_tag.map(str::to_owned),
                 lease_ended_at: e.lease_ended_at,
                 observed: o,
             }

@@ -47,7 +47,7 @@ impl fmt::Display for Reason {
 
 /// The outcome for one resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Evaluation<'p> {
+pub struct Evaluation<'p, 't> {
     pub verdict: Verdict,
     pub reason: Reason,
     /// The policy project the resource belongs to (from its lease, else its project tag),
@@ -57,17 +57,19 @@ pub struct Evaluation<'p> {
     pub rule: Rule,
     /// When the lease stopped being active (expired: its end; released: the release).
     pub lease_ended_at: Option<DateTime<Utc>>,
+    /// The lease tag's value when present and not empty, whatever the verdict.
+    pub lease_tag: Option<&'t str>,
 }
 
 /// Evaluates one resource. `lease` looks a lease up by the value of the lease tag.
-pub fn evaluate<'p, 'l>(
+pub fn evaluate<'p, 'l, 't>(
     arn: &str,
-    tags: &Tags,
+    tags: &'t Tags,
     lease: impl Fn(&str) -> Option<&'l Lease>,
     policy: &'p Policy,
     keys: &IdentityTags,
     now: DateTime<Utc>,
-) -> Evaluation<'p> {
+) -> Evaluation<'p, 't> {
     // One scan of the tags for every key evaluation needs (this runs per resource per pass).
     let [lease_tag, project_tag, task_tag, owner_tag, protect_tag] = tags.get_many([
         &keys.lease,
@@ -86,6 +88,7 @@ pub fn evaluate<'p, 'l>(
         project: project.map(|(k, _)| k),
         rule: policy.rule_for(project.map(|(_, v)| v), verdict),
         lease_ended_at: ended,
+        lease_tag: lease_tag.filter(|v| !v.is_empty()),
     };
 
     if protect_tag.is_some() {
