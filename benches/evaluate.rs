@@ -59,14 +59,15 @@ fn main() {
     let gen_time = t.elapsed();
     let rss_resources = status_kb("VmRSS");
     let hwm_built = status_kb("VmHWM");
-    // Payload: the bytes the resources hold, by part (packed tags: key, value, two separators).
-    let (mut arn_b, mut key_b, mut val_b, mut sep_b) = (0usize, 0usize, 0usize, 0usize);
+    // Payload: the bytes the resources hold (tags packed, well-known keys as 3-byte codes), and
+    // the tag keys and values as AWS sends them.
+    let (mut arn_b, mut packed_b, mut key_b, mut val_b) = (0usize, 0usize, 0usize, 0usize);
     for (arn, tags) in &resources {
         arn_b += arn.len();
+        packed_b += tags.packed_len();
         for (k, v) in tags.iter() {
             key_b += k.len();
             val_b += v.len();
-            sep_b += 2;
         }
     }
     let per = |b: usize| b as f64 / n_resources as f64;
@@ -85,12 +86,12 @@ fn main() {
         mb(hwm_built),
     );
     println!(
-        "evaluate: memory: payload {:.0} bytes/resource (ARN {:.0}, tag keys {:.0}, tag values {:.0}, separators {:.0}) + {} bytes of (String, Tags) per Vec slot + 2 heap blocks",
-        per(arn_b + key_b + val_b + sep_b),
+        "evaluate: memory: payload {:.0} bytes/resource (ARN {:.0}, packed tags {:.0} for keys of {:.0} and values of {:.0} bytes as read) + {} bytes of (String, Tags) per Vec slot + 2 heap blocks",
+        per(arn_b + packed_b),
         per(arn_b),
+        per(packed_b),
         per(key_b),
         per(val_b),
-        per(sep_b),
         std::mem::size_of::<(String, Tags)>(),
     );
 

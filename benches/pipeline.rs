@@ -10,11 +10,12 @@
 //! 2. evaluate + persist alone: pages built in memory (no HTTP), evaluated, `persist_page`d
 //!    one after another into a fresh store, then `finish_walk`;
 //!    2b. the same with 1,000 resources per `persist_page` call (ten pages per transaction),
-//!    to show what larger commits would buy. Skipped when BENCH_BATCHED=0;
+//!    to show what larger commits would buy;
 //! 3. the pipeline: walk → evaluate → `persist_page` (one page persisted while the next is
 //!    fetched, as `Tasks::walk_one` does) into a fresh store, then `finish_walk`;
 //! 4. the same pipeline again over the store of phase 3 (a steady-state pass: every resource
-//!    already known, findings unchanged). Skipped when BENCH_SECOND_PASS=0.
+//!    already known, findings unchanged);
+//! 5. the daemon's own `Tasks::run_scan` over a fresh store, and 6. again (a second pass).
 //!
 //! Two probes come first: what `RateLimiter::wait` costs when no wait is due, and a 4 KiB
 //! append + fdatasync on the store's disk (the floor of one commit with `synchronous = FULL`).
@@ -24,8 +25,8 @@
 //! thread is printed for each phase. The config's rate limit (15 calls/s at most, i.e. 1,500
 //! resources/s) would dominate; the walk here is given `RateLimiter::new(1_000_000)`.
 //!
-//! `cargo bench --bench pipeline` (env: BENCH_RESOURCES, BENCH_LEASES, BENCH_SECOND_PASS,
-//! BENCH_BATCHED).
+//! `cargo bench --bench pipeline` (env: BENCH_RESOURCES, BENCH_LEASES, BENCH_PHASES: a comma
+//! list of the phases to run, e.g. `2b,5`; default all; 6 needs 5 and 4 needs 3).
 
 mod common;
 
@@ -497,7 +498,13 @@ fn loadavg() -> String {
 
 /// Phase 5: the daemon's own pass (`Tasks::run_scan`: walk, evaluate, batched persist,
 /// finish, gauges) against the stand-in, with the rate limit lifted (allowed for emulators).
-async fn bench_real_pass(port: u16, bench: &Bench, dir: &Path, now: DateTime<Utc>) {
+async fn bench_real_pass(
+    port: u16,
+    bench: &Bench,
+    dir: &Path,
+    now: DateTime<Utc>,
+    second_pass: bool,
+) {
     let dir = dir.join("phase5");
     let config_path = common::write_workdir(
         &dir,
@@ -545,6 +552,10 @@ async fn bench_real_pass(port: u16, bench: &Bench, dir: &Path, now: DateTime<Utc
         "pipeline: [5 Tasks::run_scan] VmHWM so far {:.1} MB",
         mb(status_kb("VmHWM"))
     );
+    if !second_pass {
+        return;
+    }
+    let cpu = thread_cpu();
     let t = Instant::now();
     let report = tasks.run_scan("bench").await.expect("scan runs");
     let took = t.elapsed();
@@ -553,6 +564,10 @@ async fn bench_real_pass(port: u16, bench: &Bench, dir: &Path, now: DateTime<Utc
         report.resources_seen,
         took.as_secs_f64(),
         rate(report.resources_seen, took),
+    );
+    println!(
+        "pipeline: [6 Tasks::run_scan] CPU: {}",
+        cpu_split(&cpu, &thread_cpu())
     );
 }
 
@@ -569,8 +584,8 @@ fn main() {
     } else {
         common::env_u64("BENCH_LEASES", 10_000) as usize
     };
-    let second_pass = !quick && common::env_u64("BENCH_SECOND_PASS", 1) != 0;
-    let batched = !quick && common::env_u64("BENCH_BATCHED", 1) != 0;
+    let phases = std::env::var("BENCH_PHASES").unwrap_or_else(|_| "1,2,2b,3,4,5,6".into());
+    let phase = |p: &str| phases.split(',').any(|x| x.trim() == p);
     let now = Utc
         .with_ymd_and_hms(2026, 3, 1, 12, 0, 0)
         .single()
@@ -615,14 +630,17 @@ fn main() {
     rt.block_on(async {
         probe_limiter(if quick { 20 } else { 2_000 }).await;
         probe_fsync(tmp.path());
-        bench.walk_only().await;
-
-        let dir2 = tmp.path().join("phase2");
-        bench
-            .eval_persist_only("2 evaluate+persist alone", &dir2, 100)
-            .await;
-        let _ = std::fs::remove_dir_all(&dir2);
-        if batched {
+        if phase("1") {
+            bench.walk_only().await;
+        }
+        if phase("2") {
+            let dir2 = tmp.path().join("phase2");
+            bench
+                .eval_persist_only("2 evaluate+persist alone", &dir2, 100)
+                .await;
+            let _ = std::fs::remove_dir_all(&dir2);
+        }
+        if phase("2b") {
             let dir2b = tmp.path().join("phase2b");
             bench
                 .eval_persist_only("2b evaluate+persist alone, batched", &dir2b, 1_000)
@@ -630,24 +648,29 @@ fn main() {
             let _ = std::fs::remove_dir_all(&dir2b);
         }
 
-        let dir3 = tmp.path().join("phase3");
-        let store = Store::open(&dir3.join("ephemera.db"))
-            .await
-            .expect("store opens");
-        bench
-            .pipeline("3 pipeline, fresh store", &store, &dir3, now)
-            .await;
-        if second_pass {
+        if phase("3") {
+            let dir3 = tmp.path().join("phase3");
+            let store = Store::open(&dir3.join("ephemera.db"))
+                .await
+                .expect("store opens");
             bench
-                .pipeline(
-                    "4 pipeline, second pass",
-                    &store,
-                    &dir3,
-                    now + chrono::TimeDelta::minutes(1),
-                )
+                .pipeline("3 pipeline, fresh store", &store, &dir3, now)
                 .await;
+            if phase("4") {
+                bench
+                    .pipeline(
+                        "4 pipeline, second pass",
+                        &store,
+                        &dir3,
+                        now + chrono::TimeDelta::minutes(1),
+                    )
+                    .await;
+            }
+            let _ = std::fs::remove_dir_all(&dir3);
         }
-        bench_real_pass(port, &bench, tmp.path(), now).await;
+        if phase("5") {
+            bench_real_pass(port, &bench, tmp.path(), now, phase("6")).await;
+        }
     });
     println!(
         "pipeline: page server answered {} requests; VmHWM {:.1} MB for the whole run; load average {} at the end",

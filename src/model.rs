@@ -554,41 +554,97 @@ mod arn_tests {
 
 /// A resource's tags, packed into one allocation (inventory holds millions of these).
 /// Keys and values are kept as AWS returned them; lookups scan, which is fastest for the
-/// handful of tags a resource carries.
+/// handful of tags a resource carries. Well-known keys are packed as one private-use
+/// character each (see [`WELL_KNOWN_KEYS`]).
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Tags(Box<str>);
 
 const KV: char = '\u{1f}';
 const PAIR: char = '\u{1e}';
 
+/// Tag keys that nearly every resource carries: the default identity tags and common AWS and
+/// house keys. Packed as the character `U+E000 + index` instead of their text, which saves
+/// about 60 bytes on each of a million resources. Append only: the order is the encoding.
+pub const WELL_KNOWN_KEYS: &[&str] = &[
+    "ephemera:lease-id",
+    "ephemera:project",
+    "ephemera:task",
+    "ephemera:owner",
+    "ephemera:protect",
+    "Name",
+    "aws:cloudformation:stack-name",
+    "aws:cloudformation:stack-id",
+    "aws:cloudformation:logical-id",
+    "aws:autoscaling:groupName",
+    "aws:ec2launchtemplate:id",
+    "aws:ec2launchtemplate:version",
+    "aws:eks:cluster-name",
+    "Environment",
+    "Owner",
+    "Project",
+    "Team",
+];
+
+const KEY_CODE_BASE: u32 = 0xE000;
+
+/// Characters that never reach the packed text: the separators, and the private-use block the
+/// key codes live in (AWS allows neither in tags).
+fn packable(c: char) -> bool {
+    c != KV && c != PAIR && !(KEY_CODE_BASE..KEY_CODE_BASE + 0x100).contains(&u32::from(c))
+}
+
+fn key_code(key: &str) -> Option<char> {
+    let i = WELL_KNOWN_KEYS.iter().position(|k| *k == key)?;
+    char::from_u32(KEY_CODE_BASE + i as u32)
+}
+
+fn unpack_key(k: &str) -> &str {
+    let mut chars = k.chars();
+    if let (Some(c), None) = (chars.next(), chars.next()) {
+        if let Some(known) = u32::from(c)
+            .checked_sub(KEY_CODE_BASE)
+            .and_then(|i| WELL_KNOWN_KEYS.get(i as usize))
+        {
+            return known;
+        }
+    }
+    k
+}
+
 impl Tags {
-    /// Builds from pairs, sorted by key so equal tag sets compare equal; separator characters
-    /// (which AWS never allows in tags) are dropped.
+    /// Builds from pairs, sorted by key so equal tag sets compare equal; characters AWS never
+    /// allows in tags (our separators and key codes) are dropped.
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         let mut pairs: Vec<(&str, &str)> = pairs.into_iter().collect();
         pairs.sort_unstable();
+        let codes: Vec<Option<char>> = pairs.iter().map(|(k, _)| key_code(k)).collect();
         // Sized once: millions of these live at a time, and growth would leave slack behind.
         let len = pairs
             .iter()
-            .map(|(k, v)| k.len() + v.len() + 2)
-            .sum::<usize>();
+            .zip(&codes)
+            .map(|((k, v), code)| code.map_or(k.len(), char::len_utf8) + v.len() + 2)
+            .sum::<usize>()
+            .saturating_sub(1); // no separator before the first pair
         let mut s = String::with_capacity(len);
-        for (k, v) in pairs {
+        for ((k, v), code) in pairs.into_iter().zip(codes) {
             if !s.is_empty() {
                 s.push(PAIR);
             }
-            s.extend(k.chars().filter(|c| *c != KV && *c != PAIR));
+            match code {
+                Some(c) => s.push(c),
+                None => s.extend(k.chars().filter(|c| packable(*c))),
+            }
             s.push(KV);
-            s.extend(v.chars().filter(|c| *c != KV && *c != PAIR));
+            s.extend(v.chars().filter(|c| packable(*c)));
         }
         Tags(s.into_boxed_str())
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0
-            .split(PAIR)
-            .filter(|p| !p.is_empty())
-            .map(|p| p.split_once(KV).unwrap_or((p, "")))
+        self.0.split(PAIR).filter(|p| !p.is_empty()).map(|p| {
+            let (k, v) = p.split_once(KV).unwrap_or((p, ""));
+            (unpack_key(k), v)
+        })
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
@@ -608,6 +664,11 @@ impl Tags {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// Bytes the packed form takes (for memory accounting).
+    pub fn packed_len(&self) -> usize {
+        self.0.len()
     }
 }
 
@@ -651,5 +712,33 @@ mod tags_tests {
         assert_eq!(serde_json::from_str::<Tags>(&json).ok(), Some(t));
         let weird = Tags::from_pairs([("k\u{1f}", "v\u{1e}w")]);
         assert_eq!(weird.get("k"), Some("vw"));
+    }
+
+    #[test]
+    fn well_known_keys_are_packed_and_read_back() {
+        let pairs = [
+            ("ephemera:lease-id", "0194e0a1-0000-7000-8000-000000000001"),
+            ("Name", "preview-1"),
+            ("ephemera:projectx", "not well-known"),
+            ("Team", ""),
+        ];
+        let t = Tags::from_pairs(pairs);
+        let mut back: Vec<_> = t.iter().collect();
+        back.sort_unstable();
+        let mut want = pairs.to_vec();
+        want.sort_unstable();
+        assert_eq!(back, want);
+        assert_eq!(t.get("Name"), Some("preview-1"));
+        assert_eq!(t.get("ephemera:project"), None);
+        // Four keys, two of them 17 and 4 bytes long, packed as 3-byte codes.
+        let literal: usize = pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+        assert_eq!(t.0.len(), literal - 1 - (17 - 3) - (4 - 3) - (4 - 3));
+        // A key made of a lone code character cannot pose as a well-known key.
+        let forged = Tags::from_pairs([("\u{e000}", "x")]);
+        assert_eq!(forged.get("ephemera:lease-id"), None);
+        assert_eq!(forged.iter().collect::<Vec<_>>(), vec![("", "x")]);
+        let json = serde_json::to_string(&t).expect("serialises");
+        assert!(json.contains("\"ephemera:lease-id\""), "{json}");
+        assert_eq!(serde_json::from_str::<Tags>(&json).ok(), Some(t));
     }
 }

@@ -97,6 +97,10 @@ const MIGRATIONS: &[&str] = &[
         detail      TEXT NOT NULL
     ) STRICT;
     CREATE INDEX finding_events_by_finding ON finding_events (finding_id);",
+    // 3: every pass rewrites `last_run` of every resource it sees; indexing it made each of those
+    // writes move an index entry too. A walk's gone-marking scans its (account, region) instead.
+    "DROP INDEX resources_by_scope;
+    CREATE INDEX resources_by_scope ON resources (account, region);",
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), StoreError> {
