@@ -544,9 +544,11 @@ async fn bench_real_pass(
         took.as_secs_f64(),
         rate(report.resources_seen, took),
     );
+    let cpu_after = thread_cpu();
     println!(
-        "pipeline: [5 Tasks::run_scan] CPU: {}",
-        cpu_split(&cpu, &thread_cpu())
+        "pipeline: [5 Tasks::run_scan] CPU: {}; {}",
+        cpu_split(&cpu, &cpu_after),
+        one_core(report.resources_seen, &cpu, &cpu_after)
     );
     println!(
         "pipeline: [5 Tasks::run_scan] VmHWM so far {:.1} MB",
@@ -565,10 +567,27 @@ async fn bench_real_pass(
         took.as_secs_f64(),
         rate(report.resources_seen, took),
     );
+    let cpu_after = thread_cpu();
     println!(
-        "pipeline: [6 Tasks::run_scan] CPU: {}",
-        cpu_split(&cpu, &thread_cpu())
+        "pipeline: [6 Tasks::run_scan] CPU: {}; {}",
+        cpu_split(&cpu, &cpu_after),
+        one_core(report.resources_seen, &cpu, &cpu_after)
     );
+}
+
+/// The rate one core would reach: resources over the CPU time of every thread of ours (the
+/// walk's, the store writer's, the blocking pool's), the page server's left out.
+fn one_core(
+    resources: u64,
+    before: &std::collections::BTreeMap<(String, u32), f64>,
+    after: &std::collections::BTreeMap<(String, u32), f64>,
+) -> String {
+    let cpu = common::cpu_total_except(before, after, &["bench-server"]);
+    format!(
+        "one core: {:.2} s of CPU = {} resources/s",
+        cpu,
+        (resources as f64 / cpu.max(1e-9)) as u64
+    )
 }
 
 fn main() {

@@ -564,7 +564,8 @@ const PAIR: char = '\u{1e}';
 
 /// Tag keys that nearly every resource carries: the default identity tags and common AWS and
 /// house keys. Packed as the character `U+E000 + index` instead of their text, which saves
-/// about 60 bytes on each of a million resources. Append only: the order is the encoding.
+/// about 60 bytes on each of a million resources. Append only: the order is the encoding, in
+/// memory and in the store.
 pub const WELL_KNOWN_KEYS: &[&str] = &[
     "ephemera:lease-id",
     "ephemera:project",
@@ -670,6 +671,16 @@ impl Tags {
     pub fn packed_len(&self) -> usize {
         self.0.len()
     }
+
+    /// The packed form, as the store keeps it (no serialisation on the hot path).
+    pub fn packed(&self) -> &str {
+        &self.0
+    }
+
+    /// Reads back what [`Tags::packed`] gave (any text is a readable packed form).
+    pub fn from_packed(packed: &str) -> Self {
+        Tags(packed.into())
+    }
 }
 
 impl fmt::Debug for Tags {
@@ -739,6 +750,7 @@ mod tags_tests {
         assert_eq!(forged.iter().collect::<Vec<_>>(), vec![("", "x")]);
         let json = serde_json::to_string(&t).expect("serialises");
         assert!(json.contains("\"ephemera:lease-id\""), "{json}");
-        assert_eq!(serde_json::from_str::<Tags>(&json).ok(), Some(t));
+        assert_eq!(serde_json::from_str::<Tags>(&json).ok(), Some(t.clone()));
+        assert_eq!(Tags::from_packed(t.packed()), t);
     }
 }

@@ -450,20 +450,13 @@ impl Tasks {
     /// label sets that vanished since the last pass are set to zero.
     pub async fn refresh_gauges(&self) -> Result<(), StoreError> {
         let inner = &self.inner;
-        let counts = inner.store.resource_counts().await?;
-        let hours = inner
-            .store
-            .expired_resource_hours(inner.clock.now())
-            .await?;
+        let totals = inner.store.live_totals(inner.clock.now()).await?;
         {
             let mut seen = inner
                 .resource_series
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            let now: BTreeSet<[String; 4]> = counts
-                .iter()
-                .map(|(a, b, c, d, _)| [a.clone(), b.clone(), c.clone(), d.clone()])
-                .collect();
+            let now: BTreeSet<[String; 4]> = totals.series.iter().map(|(k, _)| k.clone()).collect();
             for gone in seen.difference(&now) {
                 inner
                     .metrics
@@ -471,7 +464,7 @@ impl Tasks {
                     .with_label_values(&[&gone[0], &gone[1], &gone[2], &gone[3]])
                     .set(0);
             }
-            for (p, r, t, v, n) in &counts {
+            for ([p, r, t, v], n) in &totals.series {
                 inner
                     .metrics
                     .resources
@@ -485,7 +478,11 @@ impl Tasks {
                 .project_series
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            let now: BTreeSet<String> = hours.iter().map(|(p, _)| p.clone()).collect();
+            let now: BTreeSet<String> = totals
+                .expired_hours
+                .iter()
+                .map(|(p, _)| p.clone())
+                .collect();
             for gone in seen.difference(&now) {
                 inner
                     .metrics
@@ -493,7 +490,7 @@ impl Tasks {
                     .with_label_values(&[gone])
                     .set(0.0);
             }
-            for (p, h) in &hours {
+            for (p, h) in &totals.expired_hours {
                 inner
                     .metrics
                     .expired_resource_hours

@@ -318,6 +318,20 @@ pub fn cpu_split(
         .join(", ")
 }
 
+/// CPU seconds spent between two [`thread_cpu`] readings by all threads but those named in
+/// `except` (e.g. a bench's stand-in server, which is not ours to count).
+pub fn cpu_total_except(
+    before: &BTreeMap<(String, u32), f64>,
+    after: &BTreeMap<(String, u32), f64>,
+    except: &[&str],
+) -> f64 {
+    after
+        .iter()
+        .filter(|(k, _)| !except.contains(&k.0.as_str()))
+        .map(|(k, a)| a - before.get(k).copied().unwrap_or(0.0))
+        .sum()
+}
+
 /// A config with the lease_http bench's principal and `aws` as the body of `[aws]`, and
 /// `rules/policy/bench.toml` holding [`policy_text`]; returns the config's path.
 pub fn write_workdir(dir: &Path, aws: &str) -> std::path::PathBuf {

@@ -1,7 +1,9 @@
 //! Store calls of the audit pass: runs, walks, resources, findings.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{CachedStatement, Connection, OptionalExtension, Row, params};
 
 use super::{Store, StoreError};
 use crate::model::{Action, Tags, Verdict};
@@ -24,6 +26,15 @@ pub struct AuditFilter {
     /// Cursor from the previous page.
     pub after: Option<String>,
     pub limit: u32,
+}
+
+/// See [`Store::live_totals`].
+#[derive(Debug, Default)]
+pub struct LiveTotals {
+    /// `[project, region, resource_type, verdict]` and how many live resources have them.
+    pub series: Vec<([String; 4], u64)>,
+    /// Project and its expired-resource hours.
+    pub expired_hours: Vec<(String, f64)>,
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -164,10 +175,13 @@ impl Store {
         self.writer
             .write(move |c| {
                 let mut changes = PageChanges::default();
+                // Statements looked up once per batch: the cache hashes and compares the whole
+                // SQL text on each lookup, which per record cost more than the upsert itself.
+                let mut st = PageStatements::prepare(c)?;
                 for r in &records {
-                    upsert_resource(c, r, at, &run_id)?;
+                    upsert_resource(&mut st.upsert, r, at, &run_id)?;
                     if r.verdict.is_finding() && !r.observed.is_terminated() {
-                        match open_or_update(c, &run_id, r, at)? {
+                        match open_or_update(c, &mut st, &run_id, r, at)? {
                             Some(true) => changes.opened += 1,
                             Some(false) => changes.updated += 1,
                             None => {}
@@ -259,50 +273,63 @@ impl Store {
         .await
     }
 
-    /// Live resources per (project or `unknown`, region, type, verdict).
-    pub async fn resource_counts(
-        &self,
-    ) -> Result<Vec<(String, String, String, String, u64)>, StoreError> {
-        self.read(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT COALESCE(project, 'unknown'), region, resource_type, verdict, COUNT(*)
-                 FROM resources WHERE gone_at IS NULL GROUP BY 1, 2, 3, 4",
-            )?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get::<_, i64>(4)?,
-                    ))
-                })?
-                .map(|row| row.map(|(a, b, c, d, n)| (a, b, c, d, u64::try_from(n).unwrap_or(0))))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
-        })
-        .await
-    }
-
-    /// Hours since lease end (or, for unknown leases, since first seen), summed per project over
-    /// live expired, released and unknown-lease resources.
-    pub async fn expired_resource_hours(
-        &self,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<(String, f64)>, StoreError> {
+    /// What the resource gauges show, from one scan of the live resources: counts per (project
+    /// or `unknown`, region, type, verdict), and per project the hours since lease end (or, for
+    /// unknown leases, since first seen) summed over expired, released and unknown-lease ones.
+    /// Aggregated here rather than by SQL `GROUP BY`, whose sort cost more than the scan.
+    pub async fn live_totals(&self, now: DateTime<Utc>) -> Result<LiveTotals, StoreError> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT COALESCE(project, 'unknown'),
-                        SUM(MAX(0, ?1 - COALESCE(lease_ended_at, first_seen))) / 3600000.0
-                 FROM resources
-                 WHERE gone_at IS NULL AND verdict IN ('expired', 'released', 'unknown-lease')
-                 GROUP BY 1",
+                "SELECT COALESCE(project, 'unknown'), region, resource_type, verdict,
+                        COALESCE(lease_ended_at, first_seen)
+                 FROM resources WHERE gone_at IS NULL",
             )?;
-            let rows = stmt
-                .query_map([ms(now)], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
+            let mut rows = stmt.query([])?;
+            let mut counts: HashMap<String, u64> = HashMap::new();
+            let mut waste_ms: HashMap<String, i64> = HashMap::new();
+            let mut key = String::new();
+            let now = ms(now);
+            while let Some(r) = rows.next()? {
+                let text = |i: usize| r.get_ref(i).and_then(|v| Ok(v.as_str()?));
+                let (project, verdict) = (text(0)?, text(3)?);
+                key.clear();
+                for part in [project, text(1)?, text(2)?, verdict] {
+                    key.push_str(part);
+                    key.push('\u{1f}');
+                }
+                match counts.get_mut(key.as_str()) {
+                    Some(n) => *n += 1,
+                    None => {
+                        counts.insert(key.clone(), 1);
+                    }
+                }
+                if matches!(verdict, "expired" | "released" | "unknown-lease") {
+                    let since: i64 = r.get(4)?;
+                    let hours = (now - since).max(0);
+                    match waste_ms.get_mut(project) {
+                        Some(sum) => *sum += hours,
+                        None => {
+                            waste_ms.insert(project.to_owned(), hours);
+                        }
+                    }
+                }
+            }
+            let series = counts
+                .into_iter()
+                .map(|(k, n)| {
+                    let mut parts = k.split('\u{1f}').map(str::to_owned);
+                    let mut next = || parts.next().unwrap_or_default();
+                    ([next(), next(), next(), next()], n)
+                })
+                .collect();
+            let expired_hours = waste_ms
+                .into_iter()
+                .map(|(p, total)| (p, total as f64 / 3_600_000.0))
+                .collect();
+            Ok(LiveTotals {
+                series,
+                expired_hours,
+            })
         })
         .await
     }
@@ -424,18 +451,20 @@ fn where_clause(base: &str, f: &AuditFilter) -> (String, Vec<rusqlite::types::Va
     (sql, args)
 }
 
-fn upsert_resource(
-    c: &Connection,
-    r: &Record,
-    at: DateTime<Utc>,
-    run_id: &str,
-) -> Result<(), StoreError> {
-    let o = &r.observed;
-    let tags = serde_json::to_string(&o.tags).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    // A terminated instance is gone the moment we learn it; a resource seen again is back.
-    let gone_at = o.is_terminated().then(|| ms(at));
-    c.prepare_cached(
-        "INSERT INTO resources (arn, account, region, resource_type, tags, first_seen, last_seen, gone_at,
+/// The statements `persist_page` runs per record.
+struct PageStatements<'c> {
+    upsert: CachedStatement<'c>,
+    open_finding: CachedStatement<'c>,
+    insert_finding: CachedStatement<'c>,
+    update_finding: CachedStatement<'c>,
+    event: CachedStatement<'c>,
+}
+
+impl<'c> PageStatements<'c> {
+    fn prepare(c: &'c Connection) -> rusqlite::Result<Self> {
+        Ok(PageStatements {
+            upsert: c.prepare_cached(
+                "INSERT INTO resources (arn, account, region, resource_type, tags, first_seen, last_seen, gone_at,
                                 state, verdict, reason, project, action, grace_s, lease_id, lease_ended_at, last_run)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
          ON CONFLICT (arn) DO UPDATE SET
@@ -448,13 +477,39 @@ fn upsert_resource(
              project = excluded.project, action = excluded.action, grace_s = excluded.grace_s,
              lease_id = excluded.lease_id, lease_ended_at = excluded.lease_ended_at,
              last_run = excluded.last_run",
-    )?
-    .execute(params![
+            )?,
+            open_finding: c.prepare_cached(
+                "SELECT id, verdict, action FROM findings WHERE arn = ?1 AND resolved_at IS NULL",
+            )?,
+            insert_finding: c.prepare_cached(
+                "INSERT INTO findings (arn, verdict, action, reason, project, lease_id, account, region, resource_type,
+                                       opened_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+            )?,
+            update_finding: c.prepare_cached(
+                "UPDATE findings SET verdict = ?2, action = ?3, reason = ?4, project = ?5, lease_id = ?6, updated_at = ?7
+                 WHERE id = ?1",
+            )?,
+            event: c.prepare_cached(INSERT_EVENT)?,
+        })
+    }
+}
+
+fn upsert_resource(
+    upsert: &mut CachedStatement<'_>,
+    r: &Record,
+    at: DateTime<Utc>,
+    run_id: &str,
+) -> Result<(), StoreError> {
+    let o = &r.observed;
+    // A terminated instance is gone the moment we learn it; a resource seen again is back.
+    let gone_at = o.is_terminated().then(|| ms(at));
+    upsert.execute(params![
         o.arn.as_str(),
         o.account,
         o.region,
         o.resource_type,
-        tags,
+        o.tags.packed(),
         ms(at),
         gone_at,
         o.state,
@@ -474,15 +529,14 @@ fn upsert_resource(
 /// or leaves an unchanged one alone (None).
 fn open_or_update(
     c: &Connection,
+    st: &mut PageStatements<'_>,
     run_id: &str,
     r: &Record,
     at: DateTime<Utc>,
 ) -> Result<Option<bool>, StoreError> {
     let o = &r.observed;
-    let open: Option<(i64, String, String)> = c
-        .prepare_cached(
-            "SELECT id, verdict, action FROM findings WHERE arn = ?1 AND resolved_at IS NULL",
-        )?
+    let open: Option<(i64, String, String)> = st
+        .open_finding
         .query_row([o.arn.as_str()], |row| {
             Ok((row.get(0)?, row.get(1)?, row.get(2)?))
         })
@@ -492,25 +546,31 @@ fn open_or_update(
             if verdict == r.verdict.as_str() && action == r.action.as_str() {
                 return Ok(None);
             }
-            c.prepare_cached(
-                "UPDATE findings SET verdict = ?2, action = ?3, reason = ?4, project = ?5, lease_id = ?6, updated_at = ?7
-                 WHERE id = ?1",
-            )?
-            .execute(params![id, r.verdict.as_str(), r.action.as_str(), r.reason, r.project, r.lease_id, ms(at)])?;
+            st.update_finding.execute(params![
+                id,
+                r.verdict.as_str(),
+                r.action.as_str(),
+                r.reason,
+                r.project,
+                r.lease_id,
+                ms(at)
+            ])?;
             let detail = format!(
                 "{verdict}/{action} -> {}/{}: {}",
                 r.verdict, r.action, r.reason
             );
-            event(c, id, run_id, at, "updated", r.verdict.as_str(), &detail)?;
+            st.event.execute(params![
+                id,
+                run_id,
+                ms(at),
+                "updated",
+                r.verdict.as_str(),
+                detail
+            ])?;
             Ok(Some(false))
         }
         None => {
-            c.prepare_cached(
-                "INSERT INTO findings (arn, verdict, action, reason, project, lease_id, account, region, resource_type,
-                                       opened_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
-            )?
-            .execute(params![
+            st.insert_finding.execute(params![
                 o.arn.as_str(),
                 r.verdict.as_str(),
                 r.action.as_str(),
@@ -523,11 +583,20 @@ fn open_or_update(
                 ms(at),
             ])?;
             let id = c.last_insert_rowid();
-            event(c, id, run_id, at, "opened", r.verdict.as_str(), &r.reason)?;
+            st.event.execute(params![
+                id,
+                run_id,
+                ms(at),
+                "opened",
+                r.verdict.as_str(),
+                r.reason
+            ])?;
             Ok(Some(true))
         }
     }
 }
+
+const INSERT_EVENT: &str = "INSERT INTO finding_events (finding_id, run_id, at, kind, verdict, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
 fn event(
     c: &Connection,
@@ -538,10 +607,14 @@ fn event(
     verdict: &str,
     detail: &str,
 ) -> Result<(), StoreError> {
-    c.prepare_cached(
-        "INSERT INTO finding_events (finding_id, run_id, at, kind, verdict, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![finding, run_id, ms(at), kind, verdict, detail])?;
+    c.prepare_cached(INSERT_EVENT)?.execute(params![
+        finding,
+        run_id,
+        ms(at),
+        kind,
+        verdict,
+        detail
+    ])?;
     Ok(())
 }
 
@@ -603,7 +676,12 @@ fn resource_row(r: &Row<'_>) -> rusqlite::Result<StoredResource> {
         account: r.get(1)?,
         region: r.get(2)?,
         resource_type: r.get(3)?,
-        tags: serde_json::from_str::<Tags>(&tags).map_err(|_| bad(4, "tags", &tags))?,
+        // Packed since migration 3; rows last written before it hold JSON.
+        tags: if tags.starts_with('{') {
+            serde_json::from_str::<Tags>(&tags).map_err(|_| bad(4, "tags", &tags))?
+        } else {
+            Tags::from_packed(&tags)
+        },
         first_seen: time_at(r, 5)?,
         last_seen: time_at(r, 6)?,
         gone_at: opt_time_at(r, 7)?,

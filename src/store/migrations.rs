@@ -99,6 +99,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX finding_events_by_finding ON finding_events (finding_id);",
     // 3: every pass rewrites `last_run` of every resource it sees; indexing it made each of those
     // writes move an index entry too. A walk's gone-marking scans its (account, region) instead.
+    // From here on `resources.tags` holds `Tags::packed` text instead of JSON (no DDL needed;
+    // readers accept both, since gone rows keep what they last had).
     "DROP INDEX resources_by_scope;
     CREATE INDEX resources_by_scope ON resources (account, region);",
 ];
