@@ -165,6 +165,14 @@ async fn audit_pass_verdicts_findings_transitions_and_incomplete_walks() {
         ("protected", "protected", A),
         ("leased-b", "leased", B),
     ];
+    // Tags come back from the store as AWS gave them (well-known keys are packed inside).
+    let leased_tags = &res[&arn("leased")]["tags"];
+    assert_eq!(leased_tags["ephemera:project"], "web", "{leased_tags}");
+    assert_eq!(
+        leased_tags["ephemera:owner"], "alice@example.com",
+        "{leased_tags}"
+    );
+    assert_eq!(leased_tags["ephemera:task"], "ci 1", "{leased_tags}");
     for (key, verdict, account) in want {
         let r = &res[&arn(key)];
         assert_eq!(r["verdict"], verdict, "{key}: {r}");
