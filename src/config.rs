@@ -226,12 +226,85 @@ fn default_smtp_timeout() -> HumanDuration {
     HumanDuration::from_secs(30)
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Enforcement {
     /// Off by default: nothing is ever deleted unless this is `true`.
     #[serde(default)]
     pub armed: bool,
+    /// Resource types (`ec2:volume`, as findings show them) that may be deleted; a type not
+    /// listed is report-only. Empty by default: every type is report-only until listed.
+    #[serde(default)]
+    pub deletable_types: Vec<String>,
+    /// A pass that would delete more than this deletes nothing (and says so).
+    #[serde(default = "default_max_deletions")]
+    pub max_deletions_per_pass: u32,
+    /// A project whose due deletions exceed this share of its live inventory has none of
+    /// them done that pass.
+    #[serde(default = "default_max_share")]
+    pub max_project_share_percent: u32,
+    /// First retry delay after a failed delete; it doubles with each failure, up to a day.
+    #[serde(default = "default_retry_backoff")]
+    pub retry_backoff: HumanDuration,
+    /// When deletions may happen (UTC); any time when absent.
+    #[serde(default)]
+    pub window: Option<DeletionWindow>,
+}
+
+impl Default for Enforcement {
+    fn default() -> Self {
+        Enforcement {
+            armed: false,
+            deletable_types: Vec::new(),
+            max_deletions_per_pass: default_max_deletions(),
+            max_project_share_percent: default_max_share(),
+            retry_backoff: default_retry_backoff(),
+            window: None,
+        }
+    }
+}
+
+fn default_max_deletions() -> u32 {
+    100
+}
+
+fn default_max_share() -> u32 {
+    50
+}
+
+fn default_retry_backoff() -> HumanDuration {
+    HumanDuration::from_secs(15 * 60)
+}
+
+/// Days of the week and hours of the day (UTC) in which deletions may run.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeletionWindow {
+    /// `mon` … `sun`; all days when empty.
+    #[serde(default)]
+    pub days: Vec<String>,
+    /// First hour in the window, 0–23.
+    #[serde(default)]
+    pub start_hour: u32,
+    /// First hour after the window, 1–24 (`start_hour = 9`, `end_hour = 17`: 09:00–16:59).
+    #[serde(default = "default_end_hour")]
+    pub end_hour: u32,
+}
+
+fn default_end_hour() -> u32 {
+    24
+}
+
+pub const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+impl DeletionWindow {
+    /// Whether `t` falls inside the window.
+    pub fn contains(&self, t: chrono::DateTime<chrono::Utc>) -> bool {
+        use chrono::{Datelike, Timelike};
+        let day = WEEKDAYS[t.weekday().num_days_from_monday() as usize];
+        (self.days.is_empty() || self.days.iter().any(|d| d == day))
+            && (self.start_hour..self.end_hour).contains(&t.hour())
+    }
 }
 
 // ---- raw file shape -------------------------------------------------------------------------
@@ -249,7 +322,7 @@ struct RawConfig {
     #[serde(default)]
     smtp: Option<Spanned<SmtpConfig>>,
     #[serde(default)]
-    enforcement: Enforcement,
+    enforcement: Option<Spanned<Enforcement>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -342,6 +415,9 @@ impl Config {
         if let Some(smtp) = &raw.smtp {
             validate_smtp(&src, smtp)?;
         }
+        if let Some(e) = &raw.enforcement {
+            validate_enforcement(&src, e)?;
+        }
         if raw.api.max_body_bytes < 1024 {
             return Err(src.error_for(0..0, "api.max_body_bytes", "must be at least 1024"));
         }
@@ -363,7 +439,7 @@ impl Config {
             aws: raw.aws.into_inner(),
             schedules: raw.schedules,
             smtp: raw.smtp.map(Spanned::into_inner),
-            enforcement: raw.enforcement,
+            enforcement: raw.enforcement.map(Spanned::into_inner).unwrap_or_default(),
             principals,
         })
     }
@@ -403,6 +479,47 @@ fn validate_tags(src: &Source<'_>, tags: &Spanned<IdentityTags>) -> Result<(), F
                 tags.span(),
                 field,
                 format!("tag key `{key}` is used twice"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_enforcement(src: &Source<'_>, e: &Spanned<Enforcement>) -> Result<(), FileError> {
+    let span = e.span();
+    let en = e.get_ref();
+    for t in &en.deletable_types {
+        if !crate::reaper::aws::DELETABLE_TYPES.contains(&t.as_str()) {
+            return Err(src.error_for(
+                span,
+                "enforcement.deletable_types",
+                format!(
+                    "no deleter for `{t}`; known: {}",
+                    crate::reaper::aws::DELETABLE_TYPES.join(", ")
+                ),
+            ));
+        }
+    }
+    if en.max_project_share_percent == 0 || en.max_project_share_percent > 100 {
+        return Err(src.error_for(
+            span,
+            "enforcement.max_project_share_percent",
+            "must be 1 to 100",
+        ));
+    }
+    if let Some(w) = &en.window {
+        if let Some(d) = w.days.iter().find(|d| !WEEKDAYS.contains(&d.as_str())) {
+            return Err(src.error_for(
+                span,
+                "enforcement.window.days",
+                format!("`{d}` is not one of {}", WEEKDAYS.join(", ")),
+            ));
+        }
+        if w.start_hour > 23 || w.end_hour > 24 || w.start_hour >= w.end_hour {
+            return Err(src.error_for(
+                span,
+                "enforcement.window",
+                "needs 0 <= start_hour < end_hour <= 24",
             ));
         }
     }

@@ -50,6 +50,7 @@ pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod policy;
+pub mod reaper;
 pub mod resource;
 pub mod scheduler;
 pub mod store;

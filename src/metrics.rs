@@ -36,6 +36,15 @@ pub struct Metrics {
     /// Ticks skipped because the previous run of the task was still going.
     pub task_skipped: IntCounterVec,
     pub task_runs: IntCounterVec,
+    /// `ephemera_reap_actions_total{resource_type,outcome}`: would-delete, deleted, skipped,
+    /// failed.
+    pub reap_actions: IntCounterVec,
+    /// Passes (or projects within one) whose deletions a cap halted.
+    pub reap_capped: IntCounter,
+    /// Lease end to confirmed gone.
+    pub teardown_latency: Histogram,
+    /// `ephemera_marked_resources{project}`: open findings marked for deletion.
+    pub marked_resources: IntGaugeVec,
 }
 
 fn reg<C: Collector + Clone + 'static>(r: &Registry, c: C) -> C {
@@ -182,6 +191,45 @@ impl Metrics {
                 "ephemera_task_runs_total",
                 "Task runs by outcome",
                 &["task", "outcome"],
+            ),
+            reap_actions: counters(
+                &r,
+                "ephemera_reap_actions_total",
+                "Reaper decisions by resource type and outcome (would-delete, deleted, skipped, failed)",
+                &["resource_type", "outcome"],
+            ),
+            reap_capped: counter(
+                &r,
+                "ephemera_reap_capped_total",
+                "Times a deletion cap halted reaping (for a pass or a project in it)",
+            ),
+            teardown_latency: reg(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "ephemera_teardown_latency_seconds",
+                        "From lease end to the resource confirmed gone by the reaper",
+                    )
+                    .buckets(vec![
+                        60.0,
+                        300.0,
+                        900.0,
+                        3600.0,
+                        3.0 * 3600.0,
+                        6.0 * 3600.0,
+                        12.0 * 3600.0,
+                        86400.0,
+                        3.0 * 86400.0,
+                        7.0 * 86400.0,
+                    ]),
+                )
+                .expect("valid static metric"),
+            ),
+            marked_resources: int_gauges(
+                &r,
+                "ephemera_marked_resources",
+                "Live resources marked for deletion (open reap findings with a deadline)",
+                &["project"],
             ),
             registry: r,
         }

@@ -126,3 +126,71 @@ pub struct WalkChanges {
     pub gone: u64,
     pub resolved: u64,
 }
+
+/// A finding marked for deletion this pass: its owner is queued a notification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Marked {
+    pub finding_id: i64,
+    pub arn: String,
+    pub owner: Option<String>,
+    pub deadline: DateTime<Utc>,
+}
+
+/// A marked finding, with what the reaper needs to plan and re-verify it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReapCandidate {
+    pub finding_id: i64,
+    pub arn: String,
+    pub account: String,
+    pub region: String,
+    pub resource_type: String,
+    pub project: Option<String>,
+    pub verdict: Verdict,
+    pub reason: String,
+    pub lease_id: Option<String>,
+    pub owner: Option<String>,
+    pub deadline: DateTime<Utc>,
+    pub lease_ended_at: Option<DateTime<Utc>>,
+    pub attempts: u32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// `deleting` when a delete call was started and its outcome never recorded (a crash).
+    pub reap_state: Option<String>,
+    /// The decision last recorded for it (`would-delete`, `failed`, …), to record a repeat once.
+    pub last_decision: Option<String>,
+}
+
+/// One reaper decision, as appended to the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    pub at: DateTime<Utc>,
+    pub run_id: Option<String>,
+    /// `scheduler`, or the principal who reaped by hand.
+    pub actor: String,
+    /// `pass` or `manual`.
+    pub mode: String,
+    pub arn: String,
+    pub lease_id: Option<String>,
+    pub verdict: Option<String>,
+    /// `marked`, `would-delete`, `deleted`, `skipped`, `failed` or `capped`.
+    pub decision: String,
+    pub detail: String,
+}
+
+/// An audit record as stored: the entry, its place in the chain and the hashes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditRecord {
+    pub seq: i64,
+    #[serde(flatten)]
+    pub entry: AuditEntry,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// Where the audit chain breaks, as `audit verify` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditBreak {
+    /// The first record that does not check out (for a removed tail: the last one expected).
+    pub seq: i64,
+    /// `edited`, `inserted or removed before it`, `missing` (removed), `tail removed`.
+    pub problem: String,
+}

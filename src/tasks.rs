@@ -19,6 +19,7 @@ use crate::inventory::{self, AwsClients, RateLimiter};
 use crate::lease::Lease;
 use crate::metrics::Metrics;
 use crate::policy::{Policy, evaluate};
+use crate::reaper::run::{ReapReport, Reaper};
 use crate::resource::{Observed, Record, WalkRecord};
 use crate::store::{Store, StoreError};
 
@@ -74,6 +75,36 @@ pub struct ScanReport {
     pub findings_updated: u64,
     pub findings_resolved: u64,
     pub resources_gone: u64,
+    /// What the act step did (absent when it could not run).
+    pub reap: Option<ReapSummary>,
+}
+
+/// The act step of a pass, in counts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ReapSummary {
+    pub armed: bool,
+    pub marked: u64,
+    pub would_delete: u64,
+    pub deleted: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    pub held: u64,
+    pub capped: Vec<String>,
+}
+
+impl From<&ReapReport> for ReapSummary {
+    fn from(r: &ReapReport) -> Self {
+        ReapSummary {
+            armed: r.armed,
+            marked: r.marked,
+            would_delete: r.count("would-delete"),
+            deleted: r.count("deleted"),
+            skipped: r.count("skipped"),
+            failed: r.count("failed"),
+            held: r.count("held"),
+            capped: r.capped.clone(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +129,7 @@ struct Inner {
     clients: AwsClients,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
+    reaper: Reaper,
     /// The run id of the scan in progress.
     running: Mutex<Option<String>>,
     /// Held for the whole of a scan, so two never overlap.
@@ -116,6 +148,14 @@ impl Tasks {
         clock: Arc<dyn Clock>,
     ) -> Self {
         let clients = AwsClients::new(config.aws.clone());
+        let reaper = Reaper::new(
+            config.clone(),
+            policy.clone(),
+            store.clone(),
+            clients.clone(),
+            metrics.clone(),
+            clock.clone(),
+        );
         Tasks {
             inner: Arc::new(Inner {
                 config,
@@ -124,6 +164,7 @@ impl Tasks {
                 clients,
                 metrics,
                 clock,
+                reaper,
                 running: Mutex::new(None),
                 scan_lock: Arc::new(Mutex::new(())),
                 resource_series: std::sync::Mutex::new(BTreeSet::new()),
@@ -271,6 +312,17 @@ impl Tasks {
             == inner.config.aws.accounts.len() * inner.config.aws.regions.len()
             && report.walks.iter().all(WalkRecord::is_complete);
         report.outcome = if all_complete { "success" } else { "partial" }.into();
+        match inner.reaper.act(&run_id, &report.walks).await {
+            Ok(r) => {
+                for c in &r.capped {
+                    tracing::warn!(cap = %c, "reaping halted by a cap");
+                }
+                report.reap = Some(ReapSummary::from(&r));
+            }
+            Err(e) => {
+                tracing::error!(error = %crate::error_chain(&e), "the act step failed; nothing more was deleted");
+            }
+        }
         match inner.store.verdicts_of_run(run_id.clone()).await {
             Ok(v) => report.verdicts = v.into_iter().collect(),
             Err(e) => {
@@ -500,6 +552,41 @@ impl Tasks {
             seen.extend(now);
         }
         Ok(())
+    }
+
+    /// The reaper, for the plan.
+    pub fn reaper(&self) -> &Reaper {
+        &self.inner.reaper
+    }
+
+    pub fn armed(&self) -> bool {
+        self.inner.config.enforcement.armed
+    }
+
+    /// On-call reaping: refused while a pass runs (the two would race for the same items),
+    /// and holds the scan lock meanwhile so no pass starts.
+    pub async fn reap_by_hand(
+        &self,
+        arns: &[String],
+        principal: &str,
+        plan_only: bool,
+    ) -> Result<
+        (
+            crate::reaper::plan::Plan,
+            Vec<crate::reaper::run::ItemResult>,
+        ),
+        TaskError,
+    > {
+        let running = self.inner.running.lock().await;
+        let _guard = self.inner.scan_lock.clone().try_lock_owned().map_err(|_| {
+            TaskError::AlreadyRunning(running.clone().unwrap_or_else(|| "unknown".into()))
+        })?;
+        drop(running);
+        Ok(self
+            .inner
+            .reaper
+            .reap_by_hand(arns, principal, plan_only)
+            .await?)
     }
 
     /// The id of the running scan, if any.

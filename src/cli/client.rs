@@ -123,6 +123,14 @@ impl Client {
     pub async fn post_value(&self, path: &str) -> anyhow::Result<serde_json::Value> {
         self.call(Method::POST, path, &[], None).await
     }
+
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        self.call(Method::POST, path, &[], Some(body)).await
+    }
 }
 
 /// Keeps an id from escaping its path segment.

@@ -145,12 +145,62 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// The deletion plan: marked resources in the order they would go, and why any wait.
+    Plan {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// On-call reaping: delete these resources now, through every guard but the deadline.
+    Reap {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// ARNs of resources with open findings.
+        #[arg(required = true)]
+        arns: Vec<String>,
+        /// Show what would happen and stop.
+        #[arg(long)]
+        plan_only: bool,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// The reaper's audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
     /// Acquire, renew, heartbeat, release and inspect leases (through the API).
     Lease {
         #[command(flatten)]
         client: ClientArgs,
         #[command(subcommand)]
         command: LeaseCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCmd {
+    /// List audit records, oldest first.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[arg(long)]
+        arn: Option<String>,
+        /// would-delete, deleted, skipped, failed, capped, marked.
+        #[arg(long)]
+        decision: Option<String>,
+        #[arg(long)]
+        run: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Check the hash chain; exits 1 and names the record when it is broken. With --config,
+    /// reads the store directly (the daemon need not run).
+    Verify {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -390,6 +440,88 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Plan { client } => {
+            let api = Client::new(&client.addr, client.token.as_deref())?;
+            let plan = api.get_value("/plan", &[]).await?;
+            match client.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
+                Output::Table => print!("{}", output::plan_table(&plan)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Reap {
+            client,
+            arns,
+            plan_only,
+            yes,
+        } => reap(&client, &arns, plan_only, yes).await,
+        Command::Audit(AuditCmd::List {
+            client,
+            arn,
+            decision,
+            run,
+            limit,
+            cursor,
+        }) => {
+            let api = Client::new(&client.addr, client.token.as_deref())?;
+            let mut q: Vec<(&str, String)> = vec![("limit", limit.to_string())];
+            for (k, v) in [
+                ("arn", arn),
+                ("decision", decision),
+                ("run_id", run),
+                ("cursor", cursor),
+            ] {
+                if let Some(v) = v {
+                    q.push((k, v));
+                }
+            }
+            let page = api.get_value("/audit", &q).await?;
+            match client.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&page)?),
+                Output::Table => {
+                    print!("{}", output::audit_table(&page));
+                    if let Some(c) = page["next_cursor"].as_str() {
+                        eprintln!("more: --cursor {c}");
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit(AuditCmd::Verify { client, config }) => {
+            let verdict = match config {
+                Some(path) => {
+                    let config = Config::load(&path)?;
+                    let store = crate::store::Store::open(&config.store.path).await?;
+                    match store.audit_verify().await? {
+                        Ok(n) => serde_json::json!({"ok": true, "records": n}),
+                        Err(b) => {
+                            serde_json::json!({"ok": false, "broken_at": b.seq, "problem": b.problem})
+                        }
+                    }
+                }
+                None => {
+                    Client::new(&client.addr, client.token.as_deref())?
+                        .get_value("/audit/verify", &[])
+                        .await?
+                }
+            };
+            match client.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&verdict)?),
+                Output::Table if verdict["ok"] == true => {
+                    println!("audit log intact: {} records", verdict["records"]);
+                }
+                Output::Table => println!(
+                    "audit log BROKEN at record {}: {}",
+                    verdict["broken_at"],
+                    verdict["problem"].as_str().unwrap_or("?")
+                ),
+            }
+            Ok(if verdict["ok"] == true {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Status { client } => {
             let api = Client::new(&client.addr, client.token.as_deref())?;
             let status = api.get_value("/status", &[]).await?;
@@ -400,6 +532,94 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `reap`: shows the plan for the ARNs, asks (unless --yes), then reaps them one at a time so
+/// the terminal shows progress, and prints the results.
+async fn reap(
+    client: &ClientArgs,
+    arns: &[String],
+    plan_only: bool,
+    yes: bool,
+) -> anyhow::Result<ExitCode> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let api = Client::new(&client.addr, client.token.as_deref())?;
+    let planned = api
+        .post_json(
+            "/reap",
+            &serde_json::json!({"arns": arns, "plan_only": true}),
+        )
+        .await?;
+    if plan_only {
+        match client.output {
+            Output::Json => println!("{}", serde_json::to_string_pretty(&planned)?),
+            Output::Table => print!("{}", output::reap_plan_table(&planned)),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !yes {
+        print!("{}", output::reap_plan_table(&planned));
+        let armed = planned["armed"] == true;
+        eprint!(
+            "{} {} resource(s)? Type `yes` to go on: ",
+            if armed {
+                "Delete"
+            } else {
+                "Record would-delete for (enforcement is not armed)"
+            },
+            arns.len()
+        );
+        std::io::stderr().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if answer.trim() != "yes" {
+            eprintln!("nothing done");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    let progress = std::io::stderr().is_terminal();
+    // Caps were applied to the whole set when planning: only what that plan found due is
+    // reaped (one call each, for progress); the rest is reported as the plan left it.
+    let mut results: Vec<serde_json::Value> =
+        planned["results"].as_array().cloned().unwrap_or_default();
+    let mut due = Vec::new();
+    for item in planned["plan"].as_array().into_iter().flatten() {
+        if item["status"] == "due" {
+            due.push(item["arn"].as_str().unwrap_or_default().to_owned());
+        } else {
+            results.push(serde_json::json!({
+                "arn": item["arn"], "resource_type": item["resource_type"],
+                "outcome": "held", "detail": item["reason"],
+            }));
+        }
+    }
+    for (i, arn) in due.iter().enumerate() {
+        if progress {
+            eprint!("\r[{}/{}] {arn} ...", i + 1, due.len());
+        }
+        let r = api
+            .post_json("/reap", &serde_json::json!({"arns": [arn]}))
+            .await?;
+        if let Some(items) = r["results"].as_array() {
+            results.extend(items.iter().cloned());
+        }
+    }
+    if progress {
+        eprintln!();
+    }
+    let all = serde_json::json!({"results": results});
+    match client.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&all)?),
+        Output::Table => print!("{}", output::reap_results_table(&all)),
+    }
+    let failed = results
+        .iter()
+        .any(|r| r["outcome"] == "failed" || r["outcome"] == "skipped" || r["outcome"] == "held");
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// `scan --once`: one pass in this process, then the CI verdict.

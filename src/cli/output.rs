@@ -268,6 +268,81 @@ pub fn tags_terraform(tags: &BTreeMap<String, String>) -> String {
     out
 }
 
+fn rows_of(items: &serde_json::Value, keys: &[&str]) -> Vec<Vec<String>> {
+    items
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|i| keys.iter().map(|k| s(&i[*k])).collect())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `ephemera plan`: resource, owner, lease, verdict, deadline, status and reason.
+pub fn plan_table(plan: &serde_json::Value) -> String {
+    let mut out = table(
+        &[
+            "STATUS", "DEADLINE", "TYPE", "ARN", "OWNER", "LEASE", "VERDICT", "REASON",
+        ],
+        &rows_of(
+            &plan["items"],
+            &[
+                "status",
+                "deadline",
+                "resource_type",
+                "arn",
+                "owner",
+                "lease_id",
+                "verdict",
+                "reason",
+            ],
+        ),
+    );
+    if plan["armed"] != true {
+        out.push_str("enforcement is not armed: due items are recorded as would-delete\n");
+    }
+    out
+}
+
+/// The plan part of a `reap` answer.
+pub fn reap_plan_table(r: &serde_json::Value) -> String {
+    let mut out = plan_table(&serde_json::json!({"items": r["plan"], "armed": r["armed"]}));
+    if let Some(skipped) = r["results"].as_array().filter(|a| !a.is_empty()) {
+        out.push_str(&reap_results_table(
+            &serde_json::json!({"results": skipped}),
+        ));
+    }
+    out
+}
+
+/// What `reap` did, one row per resource.
+pub fn reap_results_table(r: &serde_json::Value) -> String {
+    table(
+        &["OUTCOME", "TYPE", "ARN", "DETAIL"],
+        &rows_of(
+            &r["results"],
+            &["outcome", "resource_type", "arn", "detail"],
+        ),
+    )
+}
+
+/// `ephemera audit list`.
+pub fn audit_table(page: &serde_json::Value) -> String {
+    table(
+        &[
+            "SEQ", "AT", "ACTOR", "MODE", "DECISION", "ARN", "LEASE", "VERDICT", "DETAIL",
+        ],
+        &rows_of(
+            &page["items"],
+            &[
+                "seq", "at", "actor", "mode", "decision", "arn", "lease_id", "verdict", "detail",
+            ],
+        ),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

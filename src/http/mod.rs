@@ -54,7 +54,11 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/status", get(status))
         .route("/resources", get(list_resources))
         .route("/findings", get(list_findings))
-        .route("/findings/{id}", get(show_finding));
+        .route("/findings/{id}", get(show_finding))
+        .route("/plan", get(show_plan))
+        .route("/reap", post(reap))
+        .route("/audit", get(list_audit))
+        .route("/audit/verify", get(verify_audit));
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(healthz))
@@ -633,4 +637,161 @@ async fn show_finding(
         .map(|(at, kind, verdict, detail)| serde_json::json!({"at": at, "kind": kind, "verdict": verdict, "detail": detail}))
         .collect();
     Ok(Json(serde_json::json!({"finding": f, "events": events})))
+}
+
+// ---- reaper ---------------------------------------------------------------------------------
+
+fn forbid_unless(who: &Principal, roles: &[crate::auth::Role], what: &str) -> Result<(), ApiError> {
+    if roles.contains(&who.role) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("principal `{}` may not {what}", who.name),
+        ))
+    }
+}
+
+/// The deletion plan as it stands (lessees see their projects' items only).
+async fn show_plan(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let mut plan = s
+        .tasks
+        .reaper()
+        .current_plan()
+        .await
+        .map_err(|e| internal(&e))?;
+    if who.role == crate::auth::Role::Lessee {
+        plan.items.retain(|i| {
+            i.candidate
+                .project
+                .as_ref()
+                .is_some_and(|p| who.projects.iter().any(|q| q.as_str() == p))
+        });
+    }
+    Ok(Json(serde_json::json!({
+        "armed": s.tasks.armed(),
+        "items": plan.items,
+        "capped": plan.capped,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReapRequest {
+    arns: Vec<String>,
+    #[serde(default)]
+    plan_only: bool,
+}
+
+/// On-call reaping: the same guards as a pass, except the grace deadline. Operators only.
+async fn reap(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    Body(req): Body<ReapRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    forbid_unless(&who, &[crate::auth::Role::Operator], "reap resources")?;
+    if req.arns.is_empty() || req.arns.len() > 1000 {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-request",
+            "`arns` must hold 1 to 1000 ARNs",
+        ));
+    }
+    if let Some(bad) = req
+        .arns
+        .iter()
+        .find(|a| crate::model::Arn::parse(a).is_err())
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-request",
+            format!("`{bad}` is not an ARN"),
+        ));
+    }
+    let (plan, results) = s
+        .tasks
+        .reap_by_hand(&req.arns, &format!("api:{}", who.name), req.plan_only)
+        .await
+        .map_err(|e| match e {
+            crate::tasks::TaskError::AlreadyRunning(id) => ApiError::new(
+                StatusCode::CONFLICT,
+                "scan-running",
+                format!("a scan is running (run {id}); reap after it ends"),
+            ),
+            crate::tasks::TaskError::Store(e) => internal(&e),
+        })?;
+    Ok(Json(serde_json::json!({
+        "armed": s.tasks.armed(),
+        "plan": plan.items,
+        "capped": plan.capped,
+        "results": results,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditLogQuery {
+    arn: Option<String>,
+    decision: Option<String>,
+    run_id: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// The audit log, oldest first. Operators and viewers.
+async fn list_audit(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    q: Result<Query<AuditLogQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    use crate::auth::Role;
+    forbid_unless(&who, &[Role::Operator, Role::Viewer], "read the audit log")?;
+    let Query(q) =
+        q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid-query", e.body_text()))?;
+    let after = match &q.cursor {
+        None => None,
+        Some(c) => Some(c.parse::<i64>().map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-query",
+                format!("`{c}` is not a cursor from a previous page"),
+            )
+        })?),
+    };
+    let (items, next) = s
+        .store
+        .audit_list(crate::store::AuditQuery {
+            arn: q.arn,
+            decision: q.decision,
+            run_id: q.run_id,
+            after,
+            limit: q.limit.unwrap_or(100),
+        })
+        .await
+        .map_err(|e| internal(&e))?;
+    Ok(Json(
+        serde_json::json!({"items": items, "next_cursor": next.map(|n| n.to_string())}),
+    ))
+}
+
+/// Checks the audit chain. Operators and viewers.
+async fn verify_audit(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    use crate::auth::Role;
+    forbid_unless(
+        &who,
+        &[Role::Operator, Role::Viewer],
+        "verify the audit log",
+    )?;
+    let outcome = s.store.audit_verify().await.map_err(|e| internal(&e))?;
+    Ok(Json(match outcome {
+        Ok(n) => serde_json::json!({"ok": true, "records": n}),
+        Err(b) => serde_json::json!({"ok": false, "broken_at": b.seq, "problem": b.problem}),
+    }))
 }

@@ -103,6 +103,52 @@ const MIGRATIONS: &[&str] = &[
     // readers accept both, since gone rows keep what they last had).
     "DROP INDEX resources_by_scope;
     CREATE INDEX resources_by_scope ON resources (account, region);",
+    // 4: the reaper. A finding whose action is `reap` carries its deletion deadline and its
+    // attempts; `reap_state` is `deleting` from just before a delete call until its outcome is
+    // recorded (a crash in between is found and settled by the next pass). The outbox holds
+    // notifications until the mailer sends them; `dedupe_key` makes queuing idempotent. The
+    // audit log is append-only and hash-chained; `audit_head` holds the last record's seq and
+    // hash so a removed tail is noticed too.
+    "ALTER TABLE findings ADD COLUMN deadline INTEGER;
+    ALTER TABLE findings ADD COLUMN reap_state TEXT;
+    ALTER TABLE findings ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE findings ADD COLUMN next_attempt_at INTEGER;
+    ALTER TABLE findings ADD COLUMN last_error TEXT;
+    ALTER TABLE findings ADD COLUMN last_decision TEXT;
+    CREATE INDEX findings_to_reap ON findings (deadline) WHERE resolved_at IS NULL AND deadline IS NOT NULL;
+    CREATE TABLE outbox (
+        id              INTEGER PRIMARY KEY,
+        kind            TEXT NOT NULL,
+        recipient       TEXT,
+        dedupe_key      TEXT NOT NULL UNIQUE,
+        payload         TEXT NOT NULL,
+        created_at      INTEGER NOT NULL,
+        sent_at         INTEGER,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER,
+        last_error      TEXT
+    ) STRICT;
+    CREATE INDEX outbox_pending ON outbox (created_at) WHERE sent_at IS NULL;
+    CREATE TABLE audit_log (
+        seq        INTEGER PRIMARY KEY,
+        at         INTEGER NOT NULL,
+        run_id     TEXT,
+        actor      TEXT NOT NULL,
+        mode       TEXT NOT NULL,
+        arn        TEXT NOT NULL,
+        lease_id   TEXT,
+        verdict    TEXT,
+        decision   TEXT NOT NULL,
+        detail     TEXT NOT NULL,
+        prev_hash  TEXT NOT NULL,
+        hash       TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX audit_by_arn ON audit_log (arn);
+    CREATE TABLE audit_head (
+        id    INTEGER PRIMARY KEY CHECK (id = 1),
+        seq   INTEGER NOT NULL,
+        hash  TEXT NOT NULL
+    ) STRICT;",
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), StoreError> {

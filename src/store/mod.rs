@@ -7,9 +7,11 @@
 
 mod audit;
 mod migrations;
+mod reap;
 mod writer;
 
-pub use audit::AuditFilter;
+pub use audit::{AuditFilter, LiveTotals};
+pub use reap::{AuditQuery, ReapUpdate};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

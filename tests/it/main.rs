@@ -2,10 +2,12 @@
 //! starts real daemons in-process, `moto` starts the AWS emulator.
 
 mod api;
+mod audit;
 mod aws;
 mod cli;
 mod moto;
 mod proxy;
+mod reap;
 mod rules;
 mod scan;
 mod seed;

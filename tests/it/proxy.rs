@@ -164,6 +164,13 @@ impl FaultProxy {
         }
     }
 
+    /// Like [`FaultProxy::set_fault`], for requests of `operation` signed for `region` only
+    /// (read from the SigV4 credential scope); it takes precedence over a fault for the
+    /// operation in every region.
+    pub fn set_fault_in(&self, operation: &str, region: &str, fault: Fault, times: Option<u32>) {
+        self.set_fault(&format!("{operation}@{region}"), fault, times);
+    }
+
     /// Disarms every fault; the request log is kept.
     pub fn clear_faults(&self) {
         self.shared.state().faults.clear();
@@ -191,6 +198,14 @@ impl Drop for FaultProxy {
         // drops both, which aborts the connection tasks and closes their sockets.
         self.server.abort();
     }
+}
+
+/// The region a request is signed for: the third part of the SigV4 credential scope
+/// (`Credential=AKID/DATE/REGION/SERVICE/aws4_request`).
+fn region_of(headers: &HeaderMap) -> Option<String> {
+    let auth = headers.get("authorization")?.to_str().ok()?;
+    let scope = auth.split("Credential=").nth(1)?.split(',').next()?;
+    scope.split('/').nth(2).map(str::to_owned)
 }
 
 /// The AWS operation a request calls: the part of `X-Amz-Target` after its last `.` (JSON
@@ -268,16 +283,21 @@ impl Shared {
 
     /// Logs a request and consumes one use of the fault armed for its operation, if any, in one
     /// step so the log order is the order faults were handed out. Returns the log index.
-    fn arrive(&self, operation: &str) -> (usize, Option<Fault>) {
+    fn arrive(&self, operation: &str, region: Option<&str>) -> (usize, Option<Fault>) {
         let mut state = self.state();
-        let fault = match state.faults.get_mut(operation) {
+        let scoped = region.map(|r| format!("{operation}@{r}"));
+        let key = match scoped {
+            Some(k) if state.faults.contains_key(&k) => k,
+            _ => operation.to_owned(),
+        };
+        let fault = match state.faults.get_mut(&key) {
             None => None,
             Some(armed) => {
                 let fault = armed.fault;
                 if let Some(remaining) = armed.remaining.as_mut() {
                     *remaining = remaining.saturating_sub(1);
                     if *remaining == 0 {
-                        state.faults.remove(operation);
+                        state.faults.remove(&key);
                     }
                 }
                 Some(fault)
@@ -377,7 +397,8 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
         let operation = operation_of(&request.headers, &request.body);
         let protocol = protocol_of(&request.headers, &request.body);
         let close = request.close;
-        let (index, fault) = shared.arrive(&operation);
+        let region = region_of(&request.headers);
+        let (index, fault) = shared.arrive(&operation, region.as_deref());
         let reply = match fault {
             // Returning drops the socket: the client sees the connection close, no response.
             Some(Fault::Drop) => return,

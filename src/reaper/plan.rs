@@ -1,0 +1,433 @@
+//! The deletion plan: which marked findings may be deleted now, in which order, and why the
+//! others wait.
+//!
+//! Architecture Invariant: pure. Candidates, enforcement settings, walk completeness, project
+//! inventory and `now` in; an ordered plan out. Every guard that does not need AWS is here, so
+//! the scheduled pass, `ephemera plan` and on-call reaping decide alike.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::config::Enforcement;
+use crate::resource::ReapCandidate;
+
+/// Where one candidate stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", content = "reason", rename_all = "kebab-case")]
+pub enum Status {
+    /// To be deleted this pass (after the last-moment checks).
+    Due,
+    /// Its deadline is still ahead.
+    Scheduled,
+    /// Past its deadline but held back, and why.
+    Held(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanItem {
+    #[serde(flatten)]
+    pub candidate: ReapCandidate,
+    #[serde(flatten)]
+    pub status: Status,
+}
+
+/// A cap that stopped deletions this pass.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CapHit {
+    /// `pass`, or `project:NAME`.
+    pub scope: String,
+    pub due: u64,
+    pub limit: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    /// Due items first, in deletion order; then the held and scheduled ones.
+    pub items: Vec<PlanItem>,
+    pub capped: Vec<CapHit>,
+}
+
+impl Plan {
+    pub fn due(&self) -> impl Iterator<Item = &PlanItem> {
+        self.items.iter().filter(|i| i.status == Status::Due)
+    }
+}
+
+/// What the plan is made from.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanInput<'a> {
+    pub enforcement: &'a Enforcement,
+    /// (account, region) of the walks that completed in this pass; `None` when there was no
+    /// pass (on-call reaping), in which case the last-moment re-read stands in for it.
+    pub complete_walks: Option<&'a HashSet<(String, String)>>,
+    /// Live resources per project (`unknown` for those without one), for the share cap.
+    pub inventory: &'a HashMap<String, u64>,
+    pub now: DateTime<Utc>,
+    /// On-call reaping: the deadline (and retry back-off) do not apply; every other guard does.
+    pub manual: bool,
+}
+
+/// Deletion order by type: what uses a thing goes before it (instances before their volumes
+/// and security groups, AMIs before their snapshots, interfaces before security groups).
+pub fn type_rank(resource_type: &str) -> u8 {
+    match resource_type {
+        "ec2:instance" | "lambda:function" => 0,
+        "ec2:image" | "ec2:network-interface" | "ec2:elastic-ip" => 1,
+        "ec2:snapshot" | "ec2:security-group" => 3,
+        _ => 2,
+    }
+}
+
+pub fn plan(candidates: Vec<ReapCandidate>, input: PlanInput<'_>) -> Plan {
+    let en = input.enforcement;
+    let mut due = Vec::new();
+    let mut rest = Vec::new();
+    for c in candidates {
+        let status = if !input.manual && c.deadline > input.now {
+            Status::Scheduled
+        } else if !en.deletable_types.contains(&c.resource_type) {
+            Status::Held(format!(
+                "type {} is not in enforcement.deletable_types (report only)",
+                c.resource_type
+            ))
+        } else if let Some(walks) = input.complete_walks
+            && !walks.contains(&(c.account.clone(), c.region.clone()))
+        {
+            Status::Held(format!(
+                "the walk of {}/{} was incomplete this pass",
+                c.account, c.region
+            ))
+        } else if let Some(w) = &en.window
+            && !w.contains(input.now)
+        {
+            Status::Held("outside the deletion window".into())
+        } else if let Some(retry) = c.next_attempt_at
+            && !input.manual
+            && retry > input.now
+        {
+            Status::Held(format!(
+                "retrying after {} ({} failed attempts)",
+                retry.to_rfc3339(),
+                c.attempts
+            ))
+        } else {
+            Status::Due
+        };
+        if status == Status::Due {
+            due.push(c);
+        } else {
+            rest.push(PlanItem {
+                candidate: c,
+                status,
+            });
+        }
+    }
+
+    let mut capped = Vec::new();
+    // Share cap: per project, due deletions against its live inventory (rounded up, so a
+    // project of one resource can lose it).
+    let mut per_project: BTreeMap<String, u64> = BTreeMap::new();
+    for c in &due {
+        *per_project.entry(project_key(c)).or_default() += 1;
+    }
+    let mut over: HashSet<String> = HashSet::new();
+    for (project, n) in per_project {
+        let live = input.inventory.get(&project).copied().unwrap_or(0).max(n);
+        let limit = (live * u64::from(en.max_project_share_percent)).div_ceil(100);
+        if n > limit {
+            capped.push(CapHit {
+                scope: format!("project:{project}"),
+                due: n,
+                limit,
+            });
+            over.insert(project);
+        }
+    }
+    let (mut due, held): (Vec<_>, Vec<_>) = due
+        .into_iter()
+        .partition(|c| !over.contains(&project_key(c)));
+    for c in held {
+        let reason = format!(
+            "project {} is over its cap of {}% of its inventory this pass",
+            project_key(&c),
+            en.max_project_share_percent
+        );
+        rest.push(PlanItem {
+            candidate: c,
+            status: Status::Held(reason),
+        });
+    }
+    // Absolute cap: a pass that would delete more than the cap deletes nothing, since a
+    // surge that large more likely means lost leases than a real clean-up.
+    if due.len() as u64 > u64::from(en.max_deletions_per_pass) {
+        capped.push(CapHit {
+            scope: "pass".into(),
+            due: due.len() as u64,
+            limit: u64::from(en.max_deletions_per_pass),
+        });
+        let reason = format!(
+            "{} deletions due exceed enforcement.max_deletions_per_pass = {}",
+            due.len(),
+            en.max_deletions_per_pass
+        );
+        for c in due.drain(..) {
+            rest.push(PlanItem {
+                candidate: c,
+                status: Status::Held(reason.clone()),
+            });
+        }
+    }
+
+    due.sort_by(|a, b| {
+        (type_rank(&a.resource_type), a.deadline, &a.arn).cmp(&(
+            type_rank(&b.resource_type),
+            b.deadline,
+            &b.arn,
+        ))
+    });
+    rest.sort_by(|a, b| {
+        (a.candidate.deadline, &a.candidate.arn).cmp(&(b.candidate.deadline, &b.candidate.arn))
+    });
+    let mut items: Vec<PlanItem> = due
+        .into_iter()
+        .map(|candidate| PlanItem {
+            candidate,
+            status: Status::Due,
+        })
+        .collect();
+    items.extend(rest);
+    Plan { items, capped }
+}
+
+fn project_key(c: &ReapCandidate) -> String {
+    c.project.clone().unwrap_or_else(|| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DeletionWindow;
+    use crate::model::Verdict;
+    use chrono::{TimeDelta, TimeZone};
+
+    fn now() -> DateTime<Utc> {
+        // A Wednesday.
+        Utc.with_ymd_and_hms(2026, 3, 4, 12, 0, 0)
+            .single()
+            .expect("time")
+    }
+
+    fn cand(arn: &str, ty: &str, project: &str, deadline_in_min: i64) -> ReapCandidate {
+        ReapCandidate {
+            finding_id: 1,
+            arn: arn.into(),
+            account: "111111111111".into(),
+            region: "us-east-1".into(),
+            resource_type: ty.into(),
+            project: Some(project.into()),
+            verdict: Verdict::Expired,
+            reason: "lease expired".into(),
+            lease_id: None,
+            owner: None,
+            deadline: now() + TimeDelta::minutes(deadline_in_min),
+            lease_ended_at: None,
+            attempts: 0,
+            next_attempt_at: None,
+            reap_state: None,
+            last_decision: None,
+        }
+    }
+
+    fn enforcement() -> Enforcement {
+        Enforcement {
+            deletable_types: vec![
+                "ec2:instance".into(),
+                "ec2:volume".into(),
+                "ec2:security-group".into(),
+                "ec2:snapshot".into(),
+                "ec2:image".into(),
+            ],
+            max_deletions_per_pass: 10,
+            max_project_share_percent: 50,
+            ..Enforcement::default()
+        }
+    }
+
+    fn statuses(p: &Plan) -> Vec<(String, String)> {
+        p.items
+            .iter()
+            .map(|i| {
+                let s = match &i.status {
+                    Status::Due => "due".to_owned(),
+                    Status::Scheduled => "scheduled".to_owned(),
+                    Status::Held(r) => format!("held: {r}"),
+                };
+                (i.candidate.arn.clone(), s)
+            })
+            .collect()
+    }
+
+    fn run(cands: Vec<ReapCandidate>, en: &Enforcement, manual: bool) -> Plan {
+        let walks: HashSet<(String, String)> =
+            [("111111111111".to_owned(), "us-east-1".to_owned())].into();
+        let inventory: HashMap<String, u64> = [("web".to_owned(), 100), ("data".to_owned(), 4)]
+            .into_iter()
+            .collect();
+        plan(
+            cands,
+            PlanInput {
+                enforcement: en,
+                complete_walks: Some(&walks),
+                inventory: &inventory,
+                now: now(),
+                manual,
+            },
+        )
+    }
+
+    #[test]
+    fn due_items_come_in_dependency_order_and_the_rest_say_why() {
+        let mut other_region = cand("vol-eu", "ec2:volume", "web", -5);
+        other_region.region = "eu-west-1".into();
+        let mut retrying = cand("vol-retry", "ec2:volume", "web", -5);
+        retrying.next_attempt_at = Some(now() + TimeDelta::minutes(10));
+        retrying.attempts = 2;
+        let p = run(
+            vec![
+                cand("snap-1", "ec2:snapshot", "web", -1),
+                cand("sg-1", "ec2:security-group", "web", -30),
+                cand("vol-1", "ec2:volume", "web", -2),
+                cand("i-1", "ec2:instance", "web", -1),
+                cand("ami-1", "ec2:image", "web", -1),
+                cand("q-1", "sqs:queue", "web", -60),
+                cand("vol-later", "ec2:volume", "web", 30),
+                other_region,
+                retrying,
+            ],
+            &enforcement(),
+            false,
+        );
+        let s = statuses(&p);
+        let arns: Vec<&str> = s.iter().map(|(a, _)| a.as_str()).collect();
+        assert_eq!(
+            &arns[..5],
+            ["i-1", "ami-1", "vol-1", "sg-1", "snap-1"],
+            "{s:?}"
+        );
+        assert!(s[..5].iter().all(|(_, st)| st == "due"), "{s:?}");
+        let held: HashMap<&str, &str> = s[5..]
+            .iter()
+            .map(|(a, st)| (a.as_str(), st.as_str()))
+            .collect();
+        assert!(held["q-1"].contains("report only"), "{held:?}");
+        assert!(held["vol-eu"].contains("incomplete"), "{held:?}");
+        assert!(held["vol-retry"].contains("retrying after"), "{held:?}");
+        assert_eq!(held["vol-later"], "scheduled");
+        assert!(p.capped.is_empty());
+    }
+
+    #[test]
+    fn caps_halt_a_project_or_the_whole_pass() {
+        // data has 4 live resources: 2 due is 50% (allowed), 3 is over.
+        let two = vec![
+            cand("d-1", "ec2:volume", "data", -1),
+            cand("d-2", "ec2:volume", "data", -1),
+        ];
+        let p = run(two.clone(), &enforcement(), false);
+        assert_eq!(p.due().count(), 2);
+        let mut three = two;
+        three.push(cand("d-3", "ec2:volume", "data", -1));
+        three.push(cand("w-1", "ec2:volume", "web", -1));
+        let p = run(three, &enforcement(), false);
+        let s = statuses(&p);
+        assert_eq!(s[0], ("w-1".to_owned(), "due".to_owned()), "{s:?}");
+        assert!(
+            s[1..]
+                .iter()
+                .all(|(a, st)| a.starts_with("d-") && st.contains("over its cap")),
+            "{s:?}"
+        );
+        assert_eq!(
+            p.capped,
+            vec![CapHit {
+                scope: "project:data".into(),
+                due: 3,
+                limit: 2
+            }]
+        );
+
+        let en = Enforcement {
+            max_deletions_per_pass: 3,
+            ..enforcement()
+        };
+        let many: Vec<_> = (0..4)
+            .map(|i| cand(&format!("w-{i}"), "ec2:volume", "web", -1))
+            .collect();
+        let p = run(many.clone(), &en, false);
+        assert_eq!(p.due().count(), 0, "over the pass cap, nothing is deleted");
+        assert_eq!(p.capped[0].scope, "pass");
+        assert!(statuses(&p)[0].1.contains("max_deletions_per_pass = 3"));
+        let p = run(many[..3].to_vec(), &en, false);
+        assert_eq!(p.due().count(), 3, "at the cap is allowed");
+    }
+
+    #[test]
+    fn window_and_manual_mode() {
+        let en = Enforcement {
+            window: Some(DeletionWindow {
+                days: vec!["mon".into(), "tue".into()],
+                start_hour: 0,
+                end_hour: 24,
+            }),
+            ..enforcement()
+        };
+        let p = run(vec![cand("v", "ec2:volume", "web", -1)], &en, false);
+        assert_eq!(
+            statuses(&p)[0].1,
+            "held: outside the deletion window",
+            "Wednesday is outside mon-tue"
+        );
+        let en = Enforcement {
+            window: Some(DeletionWindow {
+                days: vec!["wed".into()],
+                start_hour: 9,
+                end_hour: 12,
+            }),
+            ..enforcement()
+        };
+        let p = run(vec![cand("v", "ec2:volume", "web", -1)], &en, false);
+        assert!(statuses(&p)[0].1.contains("window"), "12:00 is past 09-12");
+        let en = Enforcement {
+            window: Some(DeletionWindow {
+                days: vec![],
+                start_hour: 12,
+                end_hour: 13,
+            }),
+            ..enforcement()
+        };
+        assert_eq!(
+            run(vec![cand("v", "ec2:volume", "web", -1)], &en, false)
+                .due()
+                .count(),
+            1
+        );
+
+        // On-call reaping ignores the deadline and back-off, not the other guards.
+        let mut retrying = cand("v-retry", "ec2:volume", "web", -1);
+        retrying.next_attempt_at = Some(now() + TimeDelta::hours(1));
+        let p = run(
+            vec![
+                cand("v-future", "ec2:volume", "web", 600),
+                retrying,
+                cand("q", "sqs:queue", "web", 600),
+            ],
+            &enforcement(),
+            true,
+        );
+        let s = statuses(&p);
+        assert_eq!(p.due().count(), 2, "{s:?}");
+        assert!(s[2].1.contains("report only"), "{s:?}");
+    }
+}

@@ -1,0 +1,591 @@
+//! Carrying out the plan: the act step of a pass (mark, plan, would-delete or delete) and
+//! on-call reaping, both through the same guards.
+//!
+//! Architecture Invariant: unarmed, nothing here makes an AWS call at all. Armed, every delete
+//! is preceded, for that very resource, by a verified account, a fresh read of its tags and
+//! existence, a fresh read of its lease and a re-evaluation; every outcome is in the audit log
+//! before the next item starts.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::TimeDelta;
+use serde::Serialize;
+
+use super::aws::{self, DeleteError, Deleted, Inspection};
+use super::plan::{Plan, PlanInput, PlanItem, Status, plan};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::inventory::AwsClients;
+use crate::lease::Lease;
+use crate::metrics::Metrics;
+use crate::model::{Action, Arn, LeaseId, Verdict};
+use crate::policy::{Policy, evaluate};
+use crate::resource::{AuditEntry, ReapCandidate, WalkRecord};
+use crate::store::{ReapUpdate, Store, StoreError};
+
+/// Who acts, and how.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    /// `scheduler`, or the principal reaping by hand.
+    pub name: String,
+    pub manual: bool,
+    pub run_id: Option<String>,
+}
+
+/// What happened to one item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ItemResult {
+    pub arn: String,
+    pub resource_type: String,
+    /// `would-delete`, `deleted`, `skipped`, `failed` (or `held`/`scheduled`: not attempted).
+    pub outcome: String,
+    pub detail: String,
+}
+
+/// What the act step of a pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReapReport {
+    pub armed: bool,
+    pub marked: u64,
+    pub results: Vec<ItemResult>,
+    pub capped: Vec<String>,
+}
+
+impl ReapReport {
+    pub fn count(&self, outcome: &str) -> u64 {
+        self.results.iter().filter(|r| r.outcome == outcome).count() as u64
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Reaper {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: Arc<Config>,
+    policy: Arc<Policy>,
+    store: Store,
+    clients: AwsClients,
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
+    /// Projects `ephemera_marked_resources` was set for, to zero those that empty out.
+    marked_series: std::sync::Mutex<BTreeSet<String>>,
+}
+
+/// Verdicts a resource may be deleted in; anything else found at the last moment wins.
+fn reapable(v: Verdict) -> bool {
+    matches!(
+        v,
+        Verdict::Expired | Verdict::Released | Verdict::UnknownLease | Verdict::Untagged
+    )
+}
+
+impl Reaper {
+    pub fn new(
+        config: Arc<Config>,
+        policy: Arc<Policy>,
+        store: Store,
+        clients: AwsClients,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Reaper {
+            inner: Arc::new(Inner {
+                config,
+                policy,
+                store,
+                clients,
+                metrics,
+                clock,
+                marked_series: std::sync::Mutex::new(BTreeSet::new()),
+            }),
+        }
+    }
+
+    fn owner_key(&self) -> String {
+        self.inner.config.tags.owner.clone()
+    }
+
+    /// The plan as it stands now (no pass: walk completeness is not known, so not applied).
+    pub async fn current_plan(&self) -> Result<Plan, StoreError> {
+        let candidates = self.inner.store.reap_candidates(self.owner_key()).await?;
+        let inventory = self.inventory().await?;
+        Ok(plan(
+            candidates,
+            PlanInput {
+                enforcement: &self.inner.config.enforcement,
+                complete_walks: None,
+                inventory: &inventory,
+                now: self.inner.clock.now(),
+                manual: false,
+            },
+        ))
+    }
+
+    async fn inventory(&self) -> Result<HashMap<String, u64>, StoreError> {
+        let totals = self.inner.store.live_totals(self.inner.clock.now()).await?;
+        let mut by_project: HashMap<String, u64> = HashMap::new();
+        for ([project, ..], n) in totals.series {
+            *by_project.entry(project).or_default() += n;
+        }
+        Ok(by_project)
+    }
+
+    /// The act step of a pass: mark new `reap` findings (queuing their owners a notice), plan,
+    /// then record would-delete (unarmed) or delete (armed) what is due.
+    pub async fn act(&self, run_id: &str, walks: &[WalkRecord]) -> Result<ReapReport, StoreError> {
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        let marked = inner
+            .store
+            .mark_for_reaping(run_id.to_owned(), now, self.owner_key())
+            .await?;
+        let candidates = inner.store.reap_candidates(self.owner_key()).await?;
+        self.set_marked_gauge(&candidates);
+        let complete: HashSet<(String, String)> = walks
+            .iter()
+            .filter(|w| w.is_complete())
+            .map(|w| (w.account.clone(), w.region.clone()))
+            .collect();
+        let inventory = self.inventory().await?;
+        let plan = plan(
+            candidates,
+            PlanInput {
+                enforcement: &inner.config.enforcement,
+                complete_walks: Some(&complete),
+                inventory: &inventory,
+                now,
+                manual: false,
+            },
+        );
+        let actor = Actor {
+            name: "scheduler".into(),
+            manual: false,
+            run_id: Some(run_id.to_owned()),
+        };
+        let mut report = ReapReport {
+            armed: inner.config.enforcement.armed,
+            marked: marked.len() as u64,
+            ..ReapReport::default()
+        };
+        report.capped = self.record_caps(&plan, &actor).await?;
+        report.results = self.carry_out(&plan, &actor).await?;
+        Ok(report)
+    }
+
+    /// On-call reaping of the given ARNs: their open findings, planned without the deadline,
+    /// then (unless `plan_only`) carried out through every other guard.
+    pub async fn reap_by_hand(
+        &self,
+        arns: &[String],
+        principal: &str,
+        plan_only: bool,
+    ) -> Result<(Plan, Vec<ItemResult>), StoreError> {
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        let mut candidates = inner
+            .store
+            .open_findings_for(arns.to_vec(), self.owner_key(), now)
+            .await?;
+        for c in &mut candidates {
+            // Reaped by hand, the deadline does not apply (the plan is told `manual`).
+            c.deadline = c.deadline.min(now);
+        }
+        let found: HashSet<&str> = candidates.iter().map(|c| c.arn.as_str()).collect();
+        let mut missing: Vec<ItemResult> = arns
+            .iter()
+            .filter(|a| !found.contains(a.as_str()))
+            .map(|a| ItemResult {
+                arn: a.clone(),
+                resource_type: Arn::parse(a).map(|x| x.resource_type()).unwrap_or_default(),
+                outcome: "skipped".into(),
+                detail: "no open finding for this resource: nothing to reap".into(),
+            })
+            .collect();
+        let inventory = self.inventory().await?;
+        let plan = plan(
+            candidates,
+            PlanInput {
+                enforcement: &inner.config.enforcement,
+                complete_walks: None,
+                inventory: &inventory,
+                now,
+                manual: true,
+            },
+        );
+        if plan_only {
+            return Ok((plan, missing));
+        }
+        let actor = Actor {
+            name: principal.to_owned(),
+            manual: true,
+            run_id: None,
+        };
+        self.record_caps(&plan, &actor).await?;
+        let mut results = self.carry_out(&plan, &actor).await?;
+        results.append(&mut missing);
+        Ok((plan, results))
+    }
+
+    fn set_marked_gauge(&self, candidates: &[ReapCandidate]) {
+        let mut by_project: BTreeMap<String, i64> = BTreeMap::new();
+        for c in candidates {
+            *by_project
+                .entry(c.project.clone().unwrap_or_else(|| "unknown".into()))
+                .or_default() += 1;
+        }
+        let mut seen = self
+            .inner
+            .marked_series
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for gone in seen.iter().filter(|p| !by_project.contains_key(*p)) {
+            self.inner
+                .metrics
+                .marked_resources
+                .with_label_values(&[gone])
+                .set(0);
+        }
+        for (p, n) in &by_project {
+            self.inner
+                .metrics
+                .marked_resources
+                .with_label_values(&[p])
+                .set(*n);
+        }
+        seen.extend(by_project.into_keys());
+    }
+
+    async fn record_caps(&self, plan: &Plan, actor: &Actor) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        for cap in &plan.capped {
+            self.inner.metrics.reap_capped.inc();
+            let detail = format!(
+                "{} deletions due, cap {}: none done for {} this pass",
+                cap.due, cap.limit, cap.scope
+            );
+            tracing::warn!(scope = %cap.scope, due = cap.due, limit = cap.limit, "deletion cap hit; reaping halted");
+            self.audit(
+                None,
+                actor,
+                &cap.scope,
+                None,
+                None,
+                "capped",
+                &detail,
+                ReapUpdate::Decision,
+            )
+            .await?;
+            out.push(detail);
+        }
+        Ok(out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn audit(
+        &self,
+        finding: Option<i64>,
+        actor: &Actor,
+        arn: &str,
+        lease_id: Option<String>,
+        verdict: Option<Verdict>,
+        decision: &str,
+        detail: &str,
+        update: ReapUpdate,
+    ) -> Result<i64, StoreError> {
+        self.inner
+            .store
+            .record_reap(
+                finding,
+                AuditEntry {
+                    at: self.inner.clock.now(),
+                    run_id: actor.run_id.clone(),
+                    actor: actor.name.clone(),
+                    mode: if actor.manual { "manual" } else { "pass" }.into(),
+                    arn: arn.to_owned(),
+                    lease_id,
+                    verdict: verdict.map(|v| v.as_str().to_owned()),
+                    decision: decision.to_owned(),
+                    detail: detail.to_owned(),
+                },
+                update,
+            )
+            .await
+    }
+
+    /// Every due item, in plan order: would-delete when unarmed, else the guarded delete.
+    async fn carry_out(&self, plan: &Plan, actor: &Actor) -> Result<Vec<ItemResult>, StoreError> {
+        let armed = self.inner.config.enforcement.armed;
+        let mut results = Vec::new();
+        let mut settled: HashMap<String, bool> = HashMap::new(); // arn -> deleted this pass?
+        let mut accounts: HashMap<String, Result<(), String>> = HashMap::new();
+        for item in plan.items.iter().filter(|i| i.status == Status::Due) {
+            let c = &item.candidate;
+            let result = if armed {
+                self.delete_one(item, actor, &mut settled, &mut accounts)
+                    .await?
+            } else {
+                self.would_delete(c, actor).await?
+            };
+            self.inner
+                .metrics
+                .reap_actions
+                .with_label_values(&[&c.resource_type, &result.outcome])
+                .inc();
+            results.push(result);
+        }
+        for item in plan.items.iter().filter(|i| i.status != Status::Due) {
+            let (outcome, detail) = match &item.status {
+                Status::Held(why) => ("held", why.clone()),
+                _ => (
+                    "scheduled",
+                    format!("deadline {}", item.candidate.deadline.to_rfc3339()),
+                ),
+            };
+            results.push(ItemResult {
+                arn: item.candidate.arn.clone(),
+                resource_type: item.candidate.resource_type.clone(),
+                outcome: outcome.into(),
+                detail,
+            });
+        }
+        Ok(results)
+    }
+
+    async fn would_delete(
+        &self,
+        c: &ReapCandidate,
+        actor: &Actor,
+    ) -> Result<ItemResult, StoreError> {
+        // Recorded once per finding, not on every pass it stays due.
+        if c.last_decision.as_deref() != Some("would-delete") {
+            self.audit(
+                Some(c.finding_id),
+                actor,
+                &c.arn,
+                c.lease_id.clone(),
+                Some(c.verdict),
+                "would-delete",
+                "enforcement is not armed",
+                ReapUpdate::Decision,
+            )
+            .await?;
+        }
+        Ok(ItemResult {
+            arn: c.arn.clone(),
+            resource_type: c.resource_type.clone(),
+            outcome: "would-delete".into(),
+            detail: "enforcement is not armed".into(),
+        })
+    }
+
+    async fn delete_one(
+        &self,
+        item: &PlanItem,
+        actor: &Actor,
+        settled: &mut HashMap<String, bool>,
+        accounts: &mut HashMap<String, Result<(), String>>,
+    ) -> Result<ItemResult, StoreError> {
+        let c = &item.candidate;
+        let outcome = self
+            .guarded_delete(c, actor.manual, settled, accounts)
+            .await;
+        let now = self.inner.clock.now();
+        let (decision, detail, update) = match &outcome {
+            Outcome::Gone(detail) => ("deleted", detail.clone(), ReapUpdate::Gone),
+            Outcome::Skipped(why) => ("skipped", why.clone(), ReapUpdate::Decision),
+            Outcome::Failed(err) => {
+                let backoff = self.backoff(c.attempts);
+                (
+                    "failed",
+                    err.clone(),
+                    ReapUpdate::Failed {
+                        retry_at: now + backoff,
+                    },
+                )
+            }
+        };
+        settled.insert(c.arn.clone(), decision == "deleted");
+        self.audit(
+            Some(c.finding_id),
+            actor,
+            &c.arn,
+            c.lease_id.clone(),
+            Some(c.verdict),
+            decision,
+            &detail,
+            update,
+        )
+        .await?;
+        if decision == "deleted" {
+            if let Some(ended) = c.lease_ended_at {
+                self.inner
+                    .metrics
+                    .teardown_latency
+                    .observe((now - ended).num_milliseconds().max(0) as f64 / 1000.0);
+            }
+            self.inner
+                .store
+                .enqueue(
+                    "reaped".into(),
+                    c.owner.clone(),
+                    format!("reaped:{}", c.finding_id),
+                    serde_json::json!({
+                        "finding_id": c.finding_id, "arn": c.arn, "verdict": c.verdict,
+                        "project": c.project, "lease_id": c.lease_id, "at": now, "detail": detail,
+                    }),
+                    now,
+                )
+                .await?;
+        }
+        Ok(ItemResult {
+            arn: c.arn.clone(),
+            resource_type: c.resource_type.clone(),
+            outcome: decision.into(),
+            detail,
+        })
+    }
+
+    /// Doubling from `retry_backoff`, at most a day.
+    fn backoff(&self, attempts: u32) -> TimeDelta {
+        let base = self.inner.config.enforcement.retry_backoff.to_chrono();
+        let factor = 1i32 << attempts.min(16);
+        (base * factor).min(TimeDelta::days(1))
+    }
+
+    /// The last-moment checks and the delete itself.
+    async fn guarded_delete(
+        &self,
+        c: &ReapCandidate,
+        manual: bool,
+        settled: &HashMap<String, bool>,
+        accounts: &mut HashMap<String, Result<(), String>>,
+    ) -> Outcome {
+        let inner = &self.inner;
+        let Ok(arn) = Arn::parse(&c.arn) else {
+            return Outcome::Skipped(format!("`{}` is not an ARN", c.arn));
+        };
+        let sdk = match inner.clients.config_for(&c.account, &c.region).await {
+            Ok(s) => s,
+            Err(e) => return Outcome::Skipped(format!("no client for the account: {e}")),
+        };
+        if !accounts.contains_key(&c.account) {
+            let verified = verify_account(&sdk, &c.account).await;
+            if let Err(e) = &verified {
+                tracing::error!(account = %c.account, error = %e, "account not verified; nothing deleted in it");
+            }
+            accounts.insert(c.account.clone(), verified);
+        }
+        if let Some(Err(e)) = accounts.get(&c.account) {
+            return Outcome::Skipped(format!("account {} not verified: {e}", c.account));
+        }
+        let (tags, depends_on) = match aws::inspect(&sdk, &arn).await {
+            Err(e) => return Outcome::Failed(format!("re-reading the resource: {e}")),
+            Ok(Inspection::Gone) => {
+                let how = if c.reap_state.as_deref() == Some("deleting") {
+                    "confirmed gone (an interrupted delete had reached AWS)"
+                } else {
+                    "already gone"
+                };
+                return Outcome::Gone(how.into());
+            }
+            Ok(Inspection::Live { tags, depends_on }) => (tags, depends_on),
+        };
+        // The lease as it is now, from the store, not from the start of the pass.
+        let keys = &inner.config.tags;
+        let lease_tag = tags.get(&keys.lease).filter(|v| !v.is_empty());
+        if lease_tag != c.lease_id.as_deref() {
+            return Outcome::Skipped(format!(
+                "lease tag changed since the pass ({} -> {})",
+                c.lease_id.as_deref().unwrap_or("none"),
+                lease_tag.unwrap_or("none")
+            ));
+        }
+        let lease: Option<Lease> = match lease_tag.map(str::parse::<LeaseId>) {
+            Some(Ok(id)) => match inner.store.get_lease(id).await {
+                Ok(l) => l,
+                Err(e) => return Outcome::Failed(format!("re-reading the lease: {e}")),
+            },
+            _ => None,
+        };
+        let now = inner.clock.now();
+        let e = evaluate(
+            &c.arn,
+            &tags,
+            |id| lease.as_ref().filter(|l| l.id.to_string() == id),
+            &inner.policy,
+            keys,
+            now,
+        );
+        if !reapable(e.verdict) {
+            return Outcome::Skipped(format!("now {}: {}", e.verdict, e.reason));
+        }
+        // By hand, on-call may reap any reapable verdict; a pass needs the rules to say reap.
+        if !manual && e.rule.action != Action::Reap {
+            return Outcome::Skipped(format!(
+                "rules now say `{}` for a {} resource",
+                e.rule.action, e.verdict
+            ));
+        }
+        let owner_now = lease
+            .as_ref()
+            .map(|l| l.owner.clone())
+            .or_else(|| tags.get(&keys.owner).map(str::to_owned));
+        if owner_now.is_some() && owner_now != c.owner {
+            return Outcome::Skipped(format!(
+                "owner changed since the pass ({} -> {})",
+                c.owner.as_deref().unwrap_or("none"),
+                owner_now.as_deref().unwrap_or("none")
+            ));
+        }
+        for dep in &depends_on {
+            match settled.get(dep.as_str()) {
+                Some(true) => {}
+                Some(false) => {
+                    return Outcome::Skipped(format!(
+                        "held back: {dep}, which it depends on, was not deleted"
+                    ));
+                }
+                None => {
+                    return Outcome::Skipped(format!(
+                        "in use by {dep}, which is not due for deletion"
+                    ));
+                }
+            }
+        }
+        if let Err(e) = inner.store.record_deleting(c.finding_id).await {
+            return Outcome::Failed(format!("cannot record the delete's start: {e}"));
+        }
+        match aws::delete(&sdk, &arn).await {
+            Ok(Deleted::Deleted) => Outcome::Gone("deleted".into()),
+            Ok(Deleted::AlreadyGone) => Outcome::Gone("already gone".into()),
+            Err(DeleteError::Unsupported(t)) => Outcome::Skipped(format!("no deleter for {t}")),
+            Err(e) => Outcome::Failed(e.to_string()),
+        }
+    }
+}
+
+enum Outcome {
+    Gone(String),
+    Skipped(String),
+    Failed(String),
+}
+
+/// The account the credentials act in must be the one the resource is in.
+async fn verify_account(sdk: &aws_config::SdkConfig, want: &str) -> Result<(), String> {
+    let got = aws_sdk_sts::Client::new(sdk)
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| format!("GetCallerIdentity failed: {}", crate::error_chain(&e)))?;
+    match got.account() {
+        Some(a) if a == want => Ok(()),
+        other => Err(format!(
+            "credentials act in account {}, not {want}",
+            other.unwrap_or("unknown")
+        )),
+    }
+}

@@ -1,0 +1,485 @@
+//! Store calls of the reaper: deletion marks on findings, the outbox, and the hash-chained
+//! audit log.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use sha2::{Digest, Sha256};
+
+use super::{Store, StoreError};
+use crate::model::{Tags, Verdict};
+use crate::resource::{AuditBreak, AuditEntry, AuditRecord, Marked, ReapCandidate};
+
+/// What a recorded decision does to its finding, in the same transaction as the audit record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReapUpdate {
+    /// Only remember the decision (so a repeat of it is recorded once).
+    Decision,
+    /// Confirmed gone: the finding resolves and the resource is marked gone.
+    Gone,
+    /// The attempt failed; try again from `retry_at`.
+    Failed { retry_at: DateTime<Utc> },
+}
+
+/// Filters of `audit list`.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub arn: Option<String>,
+    pub decision: Option<String>,
+    pub run_id: Option<String>,
+    /// Records after this seq (the cursor of the previous page).
+    pub after: Option<i64>,
+    pub limit: u32,
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn time(v: i64) -> rusqlite::Result<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(v).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Integer,
+            format!("bad time {v}").into(),
+        )
+    })
+}
+
+/// The hash of a record: SHA-256 over its chain position, the previous hash and every field,
+/// as a JSON array (unambiguous, whatever the fields hold).
+fn record_hash(seq: i64, prev_hash: &str, e: &AuditEntry) -> String {
+    let canonical = serde_json::json!([
+        seq,
+        prev_hash,
+        ms(e.at),
+        e.run_id,
+        e.actor,
+        e.mode,
+        e.arn,
+        e.lease_id,
+        e.verdict,
+        e.decision,
+        e.detail,
+    ]);
+    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+}
+
+/// A finding to mark: id, ARN, grace (s), packed tags, lease owner, lease id, verdict, project.
+type ToMark = (
+    i64,
+    String,
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    Option<String>,
+);
+
+/// The first record's `prev_hash`.
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Appends one record to the chain (inside the caller's transaction).
+fn append(c: &Connection, e: &AuditEntry) -> Result<i64, StoreError> {
+    let head: Option<(i64, String)> = c
+        .prepare_cached("SELECT seq, hash FROM audit_head WHERE id = 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (seq, prev) = head.map_or((1, GENESIS.to_owned()), |(s, h)| (s + 1, h));
+    let hash = record_hash(seq, &prev, e);
+    c.prepare_cached(
+        "INSERT INTO audit_log (seq, at, run_id, actor, mode, arn, lease_id, verdict, decision, detail, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?
+    .execute(params![
+        seq, ms(e.at), e.run_id, e.actor, e.mode, e.arn, e.lease_id, e.verdict, e.decision, e.detail, prev, hash
+    ])?;
+    c.prepare_cached(
+        "INSERT INTO audit_head (id, seq, hash) VALUES (1, ?1, ?2)
+         ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+    )?
+    .execute(params![seq, hash])?;
+    Ok(seq)
+}
+
+fn audit_row(r: &Row<'_>) -> rusqlite::Result<AuditRecord> {
+    Ok(AuditRecord {
+        seq: r.get(0)?,
+        entry: AuditEntry {
+            at: time(r.get(1)?)?,
+            run_id: r.get(2)?,
+            actor: r.get(3)?,
+            mode: r.get(4)?,
+            arn: r.get(5)?,
+            lease_id: r.get(6)?,
+            verdict: r.get(7)?,
+            decision: r.get(8)?,
+            detail: r.get(9)?,
+        },
+        prev_hash: r.get(10)?,
+        hash: r.get(11)?,
+    })
+}
+
+const AUDIT_COLUMNS: &str =
+    "seq, at, run_id, actor, mode, arn, lease_id, verdict, decision, detail, prev_hash, hash";
+
+/// The owner: the lease's, else the owner tag's.
+fn owner_of(lease_owner: Option<String>, tags: &str, owner_key: &str) -> Option<String> {
+    lease_owner.or_else(|| {
+        Tags::from_packed(tags)
+            .get(owner_key)
+            .filter(|v| !v.trim().is_empty())
+            .map(str::to_owned)
+    })
+}
+
+/// Open findings matching `filter` (over `findings f`), as reap candidates; `?1` is the
+/// deadline an unmarked finding reads as, `?2…` are `args`.
+fn candidates(
+    c: &Connection,
+    filter: &str,
+    args: &[&String],
+    unmarked_deadline: i64,
+    owner_key: &str,
+) -> Result<Vec<ReapCandidate>, StoreError> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT f.id, f.arn, r.account, r.region, r.resource_type, f.project, f.verdict,
+                f.reason, f.lease_id, l.owner, r.tags, COALESCE(f.deadline, ?1), r.lease_ended_at,
+                f.attempts, f.next_attempt_at, f.reap_state, f.last_decision
+         FROM findings f JOIN resources r ON r.arn = f.arn
+         LEFT JOIN leases l ON l.id = f.lease_id
+         WHERE f.resolved_at IS NULL AND {filter}
+         ORDER BY COALESCE(f.deadline, ?1), f.arn"
+    ))?;
+    let mut params: Vec<&dyn rusqlite::ToSql> = vec![&unmarked_deadline];
+    for a in args {
+        params.push(a);
+    }
+    let rows = stmt
+        .query_map(params.as_slice(), |r| {
+            let verdict: String = r.get(6)?;
+            let tags: String = r.get(10)?;
+            Ok(ReapCandidate {
+                finding_id: r.get(0)?,
+                arn: r.get(1)?,
+                account: r.get(2)?,
+                region: r.get(3)?,
+                resource_type: r.get(4)?,
+                project: r.get(5)?,
+                verdict: Verdict::parse(&verdict).ok_or_else(|| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        6,
+                        rusqlite::types::Type::Text,
+                        format!("bad verdict `{verdict}`").into(),
+                    )
+                })?,
+                reason: r.get(7)?,
+                lease_id: r.get(8)?,
+                owner: owner_of(r.get(9)?, &tags, owner_key),
+                deadline: time(r.get(11)?)?,
+                lease_ended_at: r.get::<_, Option<i64>>(12)?.map(time).transpose()?,
+                attempts: r.get(13)?,
+                next_attempt_at: r.get::<_, Option<i64>>(14)?.map(time).transpose()?,
+                reap_state: r.get(15)?,
+                last_decision: r.get(16)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+impl Store {
+    /// Marks every open `reap` finding that has no deadline yet (deadline = `at` + the rule's
+    /// grace), queues its owner a `deletion-planned` notification and records `marked`; clears
+    /// the mark of findings whose action is no longer `reap`. Returns what was marked.
+    pub async fn mark_for_reaping(
+        &self,
+        run_id: String,
+        at: DateTime<Utc>,
+        owner_key: String,
+    ) -> Result<Vec<Marked>, StoreError> {
+        self.writer
+            .write(move |c| {
+                c.prepare_cached(
+                    "UPDATE findings SET deadline = NULL, reap_state = NULL, last_decision = NULL,
+                                         attempts = 0, next_attempt_at = NULL, last_error = NULL
+                     WHERE resolved_at IS NULL AND action != 'reap' AND deadline IS NOT NULL",
+                )?
+                .execute([])?;
+                let rows: Vec<ToMark> = c
+                    .prepare_cached(
+                        "SELECT f.id, f.arn, r.grace_s, r.tags, l.owner, f.lease_id, f.verdict, f.project
+                         FROM findings f JOIN resources r ON r.arn = f.arn
+                         LEFT JOIN leases l ON l.id = f.lease_id
+                         WHERE f.resolved_at IS NULL AND f.action = 'reap' AND f.deadline IS NULL
+                         ORDER BY f.id",
+                    )?
+                    .query_map([], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+                    })?
+                    .collect::<Result<_, _>>()?;
+                let mut marked = Vec::with_capacity(rows.len());
+                for (id, arn, grace_s, tags, lease_owner, lease_id, verdict, project) in rows {
+                    let deadline = at + TimeDelta::seconds(grace_s);
+                    let owner = owner_of(lease_owner, &tags, &owner_key);
+                    c.prepare_cached("UPDATE findings SET deadline = ?2 WHERE id = ?1")?
+                        .execute(params![id, ms(deadline)])?;
+                    let payload = serde_json::json!({
+                        "finding_id": id, "arn": arn, "verdict": verdict, "project": project,
+                        "lease_id": lease_id, "deadline": deadline,
+                    });
+                    c.prepare_cached(
+                        "INSERT INTO outbox (kind, recipient, dedupe_key, payload, created_at)
+                         VALUES ('deletion-planned', ?1, ?2, ?3, ?4) ON CONFLICT (dedupe_key) DO NOTHING",
+                    )?
+                    .execute(params![owner, format!("deletion-planned:{id}"), payload.to_string(), ms(at)])?;
+                    append(c, &AuditEntry {
+                        at,
+                        run_id: Some(run_id.clone()),
+                        actor: "scheduler".into(),
+                        mode: "pass".into(),
+                        arn: arn.clone(),
+                        lease_id,
+                        verdict: Some(verdict),
+                        decision: "marked".into(),
+                        detail: format!("deletion planned for {}", deadline.to_rfc3339()),
+                    })?;
+                    marked.push(Marked { finding_id: id, arn, owner, deadline });
+                }
+                Ok(marked)
+            })
+            .await
+    }
+
+    /// Every open finding marked for deletion, earliest deadline first.
+    pub async fn reap_candidates(
+        &self,
+        owner_key: String,
+    ) -> Result<Vec<ReapCandidate>, StoreError> {
+        self.read(move |c| candidates(c, "f.deadline IS NOT NULL", &[], 0, &owner_key))
+            .await
+    }
+
+    /// The open findings of these ARNs, marked or not (an unmarked one's deadline reads as
+    /// `now`), for reaping by hand.
+    pub async fn open_findings_for(
+        &self,
+        arns: Vec<String>,
+        owner_key: String,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ReapCandidate>, StoreError> {
+        self.read(move |c| {
+            let mut out = Vec::new();
+            for arn in &arns {
+                out.extend(candidates(c, "f.arn = ?2", &[arn], ms(now), &owner_key)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Notes that a delete call is about to start (so a crash before its outcome is known is
+    /// settled by the next pass's re-read).
+    pub async fn record_deleting(&self, finding_id: i64) -> Result<(), StoreError> {
+        self.writer
+            .write(move |c| {
+                c.prepare_cached("UPDATE findings SET reap_state = 'deleting' WHERE id = ?1")?
+                    .execute([finding_id])?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Appends a decision to the audit log and applies `update` to the finding, atomically.
+    /// Returns the record's seq.
+    pub async fn record_reap(
+        &self,
+        finding_id: Option<i64>,
+        entry: AuditEntry,
+        update: ReapUpdate,
+    ) -> Result<i64, StoreError> {
+        self.writer
+            .write(move |c| {
+                let seq = append(c, &entry)?;
+                let Some(id) = finding_id else {
+                    return Ok(seq);
+                };
+                let at = ms(entry.at);
+                match &update {
+                    ReapUpdate::Decision => {
+                        c.prepare_cached("UPDATE findings SET last_decision = ?2 WHERE id = ?1")?
+                            .execute(params![id, entry.decision])?;
+                    }
+                    ReapUpdate::Gone => {
+                        c.prepare_cached(
+                            "UPDATE findings SET reap_state = 'deleted', last_decision = ?2,
+                                                 resolved_at = ?3, updated_at = ?3, resolution = 'deleted'
+                             WHERE id = ?1",
+                        )?
+                        .execute(params![id, entry.decision, at])?;
+                        c.prepare_cached(
+                            "UPDATE resources SET gone_at = COALESCE(gone_at, ?2)
+                             WHERE arn = (SELECT arn FROM findings WHERE id = ?1)",
+                        )?
+                        .execute(params![id, at])?;
+                        c.prepare_cached(
+                            "INSERT INTO finding_events (finding_id, run_id, at, kind, verdict, detail)
+                             SELECT id, ?2, ?3, 'resolved', verdict, 'deleted' FROM findings WHERE id = ?1",
+                        )?
+                        .execute(params![id, entry.run_id, at])?;
+                    }
+                    ReapUpdate::Failed { retry_at } => {
+                        c.prepare_cached(
+                            "UPDATE findings SET reap_state = NULL, last_decision = ?2, attempts = attempts + 1,
+                                                 next_attempt_at = ?3, last_error = ?4
+                             WHERE id = ?1",
+                        )?
+                        .execute(params![id, entry.decision, ms(*retry_at), entry.detail])?;
+                    }
+                }
+                Ok(seq)
+            })
+            .await
+    }
+
+    /// Queues a notification unless one with the same `dedupe_key` was queued before.
+    pub async fn enqueue(
+        &self,
+        kind: String,
+        recipient: Option<String>,
+        dedupe_key: String,
+        payload: serde_json::Value,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.writer
+            .write(move |c| {
+                let n = c
+                    .prepare_cached(
+                        "INSERT INTO outbox (kind, recipient, dedupe_key, payload, created_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (dedupe_key) DO NOTHING",
+                    )?
+                    .execute(params![
+                        kind,
+                        recipient,
+                        dedupe_key,
+                        payload.to_string(),
+                        ms(at)
+                    ])?;
+                Ok(n == 1)
+            })
+            .await
+    }
+
+    /// Unsent notifications: (kind, recipient, payload), oldest first.
+    pub async fn pending_outbox(
+        &self,
+    ) -> Result<Vec<(String, Option<String>, serde_json::Value)>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT kind, recipient, payload FROM outbox WHERE sent_at IS NULL ORDER BY id",
+            )?;
+            let rows = stmt
+                .query_map([], |r| {
+                    let payload: String = r.get(2)?;
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// Audit records, oldest first, with the cursor of the next page.
+    pub async fn audit_list(
+        &self,
+        q: AuditQuery,
+    ) -> Result<(Vec<AuditRecord>, Option<i64>), StoreError> {
+        self.read(move |c| {
+            let mut sql = format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > ?1");
+            let mut args: Vec<String> = Vec::new();
+            for (col, v) in [
+                ("arn", &q.arn),
+                ("decision", &q.decision),
+                ("run_id", &q.run_id),
+            ] {
+                if let Some(v) = v {
+                    args.push(v.clone());
+                    sql.push_str(&format!(" AND {col} = ?{}", args.len() + 1));
+                }
+            }
+            let limit = q.limit.clamp(1, 1000);
+            sql.push_str(&format!(" ORDER BY seq LIMIT {}", limit + 1));
+            let mut stmt = c.prepare(&sql)?;
+            let mut params: Vec<&dyn rusqlite::ToSql> = vec![];
+            let after = q.after.unwrap_or(0);
+            params.push(&after);
+            for a in &args {
+                params.push(a);
+            }
+            let mut rows = stmt
+                .query_map(params.as_slice(), audit_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            let next = if rows.len() > limit as usize {
+                rows.truncate(limit as usize);
+                rows.last().map(|r| r.seq)
+            } else {
+                None
+            };
+            Ok((rows, next))
+        })
+        .await
+    }
+
+    /// Walks the whole chain: Ok(number of records) when every record's hash, link and place
+    /// check out and the head matches the last one; else the first break.
+    pub async fn audit_verify(&self) -> Result<Result<u64, AuditBreak>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {AUDIT_COLUMNS} FROM audit_log ORDER BY seq"
+            ))?;
+            let mut rows = stmt.query([])?;
+            let (mut expected, mut prev) = (1i64, GENESIS.to_owned());
+            let broken = |seq: i64, problem: &str| {
+                Ok(Err(AuditBreak {
+                    seq,
+                    problem: problem.into(),
+                }))
+            };
+            while let Some(row) = rows.next()? {
+                let rec = audit_row(row)?;
+                if rec.seq != expected {
+                    return broken(expected, "missing (removed)");
+                }
+                if rec.prev_hash != prev {
+                    return broken(
+                        rec.seq,
+                        "does not follow the record before it (inserted, or one before it removed)",
+                    );
+                }
+                if record_hash(rec.seq, &rec.prev_hash, &rec.entry) != rec.hash {
+                    return broken(rec.seq, "edited (its hash does not match its content)");
+                }
+                prev = rec.hash;
+                expected += 1;
+            }
+            let head: Option<(i64, String)> = c
+                .query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?;
+            let last = expected - 1;
+            match head {
+                None if last == 0 => Ok(Ok(0)),
+                Some((seq, hash)) if seq == last && hash == prev => Ok(Ok(last as u64)),
+                Some((seq, _)) if seq > last => broken(last + 1, "missing (the tail was removed)"),
+                _ => broken(last, "the chain's head does not match its last record"),
+            }
+        })
+        .await
+    }
+}

@@ -1,0 +1,552 @@
+//! The reaper against moto: an armed pass deletes what is doomed and every guard keeps what it
+//! must; unarmed, the same plan is recorded as would-delete and no AWS call is made.
+
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::moto::Moto;
+use crate::proxy::{Fault, FaultProxy};
+use crate::seed::{arns_by_key, seed};
+use crate::support::{
+    OPERATOR, TestDaemon, VIEWER, WEB, Workdir, config_text_with_aws, manual_clock, sample,
+};
+
+const A: &str = "123456789012";
+/// Walked through its own role: verified.
+const B: &str = "444444444444";
+
+const POLICY: &str = r#"
+[[project]]
+name = "web"
+lessees = ["ci-web", "ci-web-2"]
+default_ttl = "2h"
+max_ttl = "24h"
+grace = "1h"
+max_active_leases = 20
+allowed_regions = ["us-east-1", "eu-west-1"]
+
+[project.on]
+expired = { action = "reap" }
+released = { action = "reap" }
+
+[[project]]
+name = "data"
+lessees = ["*"]
+default_ttl = "6h"
+max_ttl = "3d"
+grace = "1h"
+
+[project.on]
+expired = { action = "reap" }
+"#;
+
+const ACCOUNTS: &str = r#"
+[[aws.accounts]]
+id = "123456789012"
+
+[[aws.accounts]]
+id = "444444444444"
+assume_role_arn = "arn:aws:iam::444444444444:role/ephemera"
+"#;
+
+fn config(endpoint: &str, accounts: &str, enforcement: &str) -> String {
+    config_text_with_aws(&format!(
+        r#"regions = ["us-east-1", "eu-west-1"]
+endpoint_url = "{endpoint}"
+emulator = true
+max_attempts = 1
+{accounts}
+[enforcement]
+{enforcement}
+"#
+    ))
+}
+
+fn workdir(endpoint: &str, accounts: &str, enforcement: &str) -> Workdir {
+    let work = Workdir::with_config(&config(endpoint, accounts, enforcement));
+    std::fs::write(work.dir.path().join("rules/policy/projects.toml"), POLICY)
+        .expect("write policy");
+    work
+}
+
+fn tags(lease: &str, project: &str) -> Value {
+    json!({"ephemera:lease-id": lease, "ephemera:project": project, "ephemera:task": "ci 1", "ephemera:owner": "alice@example.com"})
+}
+
+/// Runs a pass through the API and waits for its end.
+async fn pass(d: &TestDaemon) -> Value {
+    let (s, started) = d.post("/api/v1/scans", OPERATOR, json!({})).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{started}");
+    let id = started["run_id"].as_str().expect("run id").to_owned();
+    wait_for(d, &id).await
+}
+
+async fn wait_for(d: &TestDaemon, id: &str) -> Value {
+    for _ in 0..1200 {
+        let (_, run) = d.get(&format!("/api/v1/scans/{id}"), VIEWER).await;
+        if run["run"]["outcome"] != "running" {
+            return run;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("scan {id} did not finish");
+}
+
+async fn audit(d: &TestDaemon) -> Vec<Value> {
+    let (s, page) = d.get("/api/v1/audit?limit=1000", VIEWER).await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    page["items"].as_array().expect("items").clone()
+}
+
+/// The audit decisions recorded for `arn`, in order.
+fn decisions(records: &[Value], arn: &str) -> Vec<(String, String)> {
+    records
+        .iter()
+        .filter(|r| r["arn"] == arn)
+        .map(|r| {
+            (
+                r["decision"].as_str().unwrap_or_default().to_owned(),
+                r["detail"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Whether moto still has the resource, asked through the deleters' own re-read.
+async fn exists(moto: &Moto, account: &str, arn: &str) -> bool {
+    let clients = ephemera::inventory::AwsClients::new(
+        ephemera::config::Config::load(&moto_config(moto))
+            .expect("config")
+            .aws,
+    );
+    let region = ephemera::model::Arn::parse(arn)
+        .ok()
+        .map(|a| a.region().to_owned())
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| "us-east-1".into());
+    let sdk = clients
+        .config_for(account, &region)
+        .await
+        .expect("sdk config");
+    let arn = ephemera::model::Arn::parse(arn).expect("arn");
+    match ephemera::reaper::aws::inspect(&sdk, &arn)
+        .await
+        .expect("inspect")
+    {
+        ephemera::reaper::aws::Inspection::Gone => false,
+        ephemera::reaper::aws::Inspection::Live { .. } => true,
+    }
+}
+
+/// A config file pointing straight at moto (no proxy), for looking at it from the test.
+fn moto_config(moto: &Moto) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ephemera-reap-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("rules/policy")).expect("dir");
+    std::fs::write(dir.join("rules/policy/projects.toml"), POLICY).expect("policy");
+    let path = dir.join("ephemera.toml");
+    std::fs::write(&path, config(&moto.endpoint(), ACCOUNTS, "armed = false")).expect("config");
+    path
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn armed_pass_deletes_the_doomed_and_every_guard_holds() {
+    let moto = Moto::start().await;
+    let proxy = FaultProxy::start(&moto.endpoint()).await;
+    let work = workdir(
+        &proxy.endpoint(),
+        ACCOUNTS,
+        r#"armed = true
+deletable_types = ["ec2:volume", "sqs:queue"]
+max_deletions_per_pass = 20
+max_project_share_percent = 80
+"#,
+    );
+    let clock = manual_clock();
+    let d = TestDaemon::start_with_clock(&work, clock.clone()).await;
+
+    // Leases at t0: after 2h10m, `expired` and `renewed` have expired (default ttl 2h), `data`
+    // too (ttl 1h); `active` runs 10h; `old` is released, and `new` replaces it.
+    let expired = d.acquire(WEB, "web", "expired").await;
+    let renewed = d.acquire(WEB, "web", "renewed").await;
+    let active = d.acquire(WEB, "web", "active").await;
+    let old = d.acquire(WEB, "web", "old").await;
+    let (s, l) = d
+        .post(
+            &format!("/api/v1/leases/{active}/renew"),
+            WEB,
+            json!({"ttl": "10h"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{l}");
+    let (s, data) = d
+        .post(
+            "/api/v1/leases",
+            crate::support::DATA,
+            json!({"project": "data", "task": "etl", "owner": "bob@example.com", "ttl": "1h"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{data}");
+    let data = data["id"].as_str().expect("id").to_owned();
+    let (s, _) = d
+        .post(&format!("/api/v1/leases/{old}/release"), WEB, json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    clock.advance(TimeDelta::hours(2) + TimeDelta::minutes(10));
+    let new = d.acquire(WEB, "web", "new").await;
+
+    let mut protected = tags(&expired, "web");
+    protected["ephemera:protect"] = json!("keep");
+    let seeded = seed(
+        &moto.endpoint(),
+        json!({"resources": [
+            {"key": "doomed-vol", "account": A, "type": "ec2:volume", "tags": tags(&expired, "web")},
+            {"key": "doomed-queue", "account": A, "type": "sqs:queue", "tags": tags(&expired, "web")},
+            {"key": "doomed-b", "account": B, "type": "ec2:volume", "tags": tags(&expired, "web")},
+            {"key": "leased", "account": A, "type": "ec2:volume", "tags": tags(&active, "web")},
+            {"key": "protected", "account": A, "type": "ec2:volume", "tags": protected},
+            {"key": "renewed", "account": A, "type": "ec2:volume", "tags": tags(&renewed, "web")},
+            {"key": "retagged", "account": A, "type": "ec2:volume", "tags": tags(&old, "web")},
+            {"key": "newly-protected", "account": A, "type": "ec2:volume", "tags": tags(&expired, "web")},
+            {"key": "incomplete", "account": A, "region": "eu-west-1", "type": "ec2:volume", "tags": tags(&expired, "web")},
+            {"key": "not-allowlisted", "account": A, "type": "dynamodb:table", "tags": tags(&expired, "web")},
+            {"key": "capped", "account": A, "type": "ec2:volume", "tags": tags(&data, "data"), "count": 5}
+        ]}),
+    )
+    .await;
+    let by_key = arns_by_key(&seeded);
+    let arn = |key: &str| by_key[key][0].clone();
+
+    // ---- pass 1: everything is marked; nothing is due yet -----------------------------------
+    let run = pass(&d).await;
+    assert_eq!(run["run"]["outcome"], "success", "{run}");
+    let reap = &run["run"]["summary"]["reap"];
+    assert_eq!(reap["deleted"], 0, "{run}");
+    // 8 doomed or guarded ones of web, and the 5 of data.
+    assert_eq!(reap["marked"], 13, "{run}");
+    let (s, plan) = d.get("/api/v1/plan", VIEWER).await;
+    assert_eq!(s, StatusCode::OK, "{plan}");
+    let items = plan["items"].as_array().expect("items");
+    assert!(items.iter().all(|i| i["status"] == "scheduled"), "{plan}");
+    assert!(
+        items
+            .iter()
+            .all(|i| i["arn"] != arn("leased") && i["arn"] != arn("protected")),
+        "leased and protected resources are never marked: {plan}"
+    );
+    let marked = audit(&d).await;
+    assert_eq!(
+        decisions(&marked, &arn("doomed-vol"))[0].0,
+        "marked",
+        "{marked:?}"
+    );
+
+    // ---- pass 2, past the deadline: the last-moment changes land while it is about to act ---
+    clock.advance(TimeDelta::hours(1) + TimeDelta::minutes(5));
+    proxy.set_fault_in("GetResources", "eu-west-1", Fault::Throttle, None);
+    proxy.set_fault(
+        "GetCallerIdentity",
+        Fault::Delay(Duration::from_secs(4)),
+        Some(1),
+    );
+    let deletes_before = proxy.count("DeleteVolume");
+    let (s, started) = d.post("/api/v1/scans", OPERATOR, json!({})).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{started}");
+    let run_id = started["run_id"].as_str().expect("run id").to_owned();
+    for _ in 0..400 {
+        if proxy.count("GetCallerIdentity") > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(proxy.count("GetCallerIdentity"), 1, "the act step started");
+    assert_eq!(proxy.count("DeleteVolume"), deletes_before);
+    let ec2 = aws_sdk_ec2::Client::new(&moto.sdk_config("us-east-1").await);
+    let id_of = |key: &str| {
+        seeded
+            .resources
+            .iter()
+            .find(|r| r.key == key)
+            .expect("seeded")
+            .id
+            .clone()
+    };
+    ec2.create_tags()
+        .resources(id_of("retagged"))
+        .tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key("ephemera:lease-id")
+                .value(&new)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("retag");
+    ec2.create_tags()
+        .resources(id_of("newly-protected"))
+        .tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key("ephemera:protect")
+                .value("hands off")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("protect");
+    // The registry refuses to renew an expired lease, so the renewal the pass missed is made
+    // at a moment the lease was still running: the clock steps back, renews, steps forward.
+    let back = TimeDelta::hours(2);
+    clock.advance(-back);
+    let (s, l) = d
+        .post(
+            &format!("/api/v1/leases/{renewed}/renew"),
+            WEB,
+            json!({"ttl": "10h"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{l}");
+    clock.advance(back);
+    let run = wait_for(&d, &run_id).await;
+    assert_eq!(run["run"]["outcome"], "partial", "{run}");
+
+    let records = audit(&d).await;
+    let last = |key: &str| {
+        decisions(&records, &arn(key))
+            .last()
+            .cloned()
+            .unwrap_or_default()
+    };
+    for key in ["doomed-vol", "doomed-queue", "doomed-b"] {
+        assert_eq!(last(key).0, "deleted", "{key}: {records:#?}");
+    }
+    for (key, why) in [
+        ("renewed", "now leased"),
+        ("retagged", "lease tag changed"),
+        ("newly-protected", "now protected"),
+    ] {
+        let (decision, detail) = last(key);
+        assert_eq!(decision, "skipped", "{key}: {records:#?}");
+        assert!(detail.contains(why), "{key}: {detail}");
+    }
+    assert!(
+        records
+            .iter()
+            .any(|r| r["decision"] == "capped" && r["arn"] == "project:data"),
+        "{records:#?}"
+    );
+    let (_, plan) = d.get("/api/v1/plan", VIEWER).await;
+    let reason_of = |a: &str| {
+        plan["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .find(|i| i["arn"] == a)
+            .map(|i| i["reason"].as_str().unwrap_or_default().to_owned())
+            .unwrap_or_default()
+    };
+    assert!(
+        reason_of(&arn("not-allowlisted")).contains("report only"),
+        "{plan}"
+    );
+
+    // The emulator agrees: the doomed are gone, every other one is still there.
+    assert!(!exists(&moto, A, &arn("doomed-vol")).await);
+    assert!(!exists(&moto, A, &arn("doomed-queue")).await);
+    assert!(!exists(&moto, B, &arn("doomed-b")).await);
+    for key in [
+        "leased",
+        "protected",
+        "renewed",
+        "retagged",
+        "newly-protected",
+        "incomplete",
+        "not-allowlisted",
+    ] {
+        assert!(exists(&moto, A, &arn(key)).await, "{key} survived");
+    }
+    for a in &by_key["capped"] {
+        assert!(exists(&moto, A, a).await, "over the cap: {a} survived");
+    }
+
+    let m = d.metrics().await;
+    assert_eq!(
+        sample(
+            &m,
+            r#"ephemera_reap_actions_total{outcome="deleted",resource_type="ec2:volume"}"#
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(
+            &m,
+            r#"ephemera_reap_actions_total{outcome="deleted",resource_type="sqs:queue"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(sample(&m, "ephemera_reap_capped_total"), Some(1.0));
+    assert_eq!(
+        sample(&m, "ephemera_teardown_latency_seconds_count"),
+        Some(3.0)
+    );
+    assert!(sample(&m, r#"ephemera_marked_resources{project="data"}"#) == Some(5.0));
+
+    let (_, verify) = d.get("/api/v1/audit/verify", VIEWER).await;
+    assert_eq!(verify["ok"], true, "{verify}");
+
+    // ---- pass 3, all walks complete: the eu volume goes; nothing is deleted twice -------------
+    proxy.clear_faults();
+    let before = proxy.count("DeleteVolume");
+    let run = pass(&d).await;
+    assert_eq!(run["run"]["outcome"], "success", "{run}");
+    assert_eq!(
+        proxy.count("DeleteVolume") - before,
+        1,
+        "only the volume of the once-incomplete walk is deleted now"
+    );
+    assert!(!exists(&moto, A, &arn("incomplete")).await);
+    let records = audit(&d).await;
+    assert_eq!(
+        decisions(&records, &arn("doomed-vol"))
+            .iter()
+            .filter(|(d, _)| d == "deleted")
+            .count(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unarmed_pass_records_would_delete_once_and_calls_nothing() {
+    let moto = Moto::start().await;
+    let proxy = FaultProxy::start(&moto.endpoint()).await;
+    let work = workdir(
+        &proxy.endpoint(),
+        ACCOUNTS,
+        "armed = false\ndeletable_types = [\"ec2:volume\"]\n",
+    );
+    let clock = manual_clock();
+    let d = TestDaemon::start_with_clock(&work, clock.clone()).await;
+    let expired = d.acquire(WEB, "web", "expired").await;
+    clock.advance(TimeDelta::hours(2) + TimeDelta::minutes(10));
+    let seeded = seed(
+        &moto.endpoint(),
+        json!({"resources": [
+            {"key": "doomed", "account": A, "type": "ec2:volume", "tags": tags(&expired, "web")}
+        ]}),
+    )
+    .await;
+    let doomed = arns_by_key(&seeded)["doomed"][0].clone();
+
+    pass(&d).await;
+    clock.advance(TimeDelta::hours(2));
+    let seen_before = proxy.requests().len();
+    let run = pass(&d).await;
+    assert_eq!(run["run"]["summary"]["reap"]["would_delete"], 1, "{run}");
+    pass(&d).await;
+
+    let ops: std::collections::BTreeSet<String> = proxy.requests()[seen_before..]
+        .iter()
+        .map(|r| r.operation.clone())
+        .collect();
+    let allowed: std::collections::BTreeSet<String> =
+        ["GetResources", "DescribeInstances", "AssumeRole"]
+            .map(String::from)
+            .into();
+    assert!(
+        ops.is_subset(&allowed),
+        "unarmed passes call only the inventory's read-only operations: {ops:?}"
+    );
+    assert!(exists(&moto, A, &doomed).await);
+    let records = audit(&d).await;
+    let would: Vec<_> = decisions(&records, &doomed)
+        .into_iter()
+        .filter(|(d, _)| d == "would-delete")
+        .collect();
+    assert_eq!(would.len(), 1, "recorded once across passes: {records:#?}");
+    let (_, plan) = d.get("/api/v1/plan", VIEWER).await;
+    assert_eq!(plan["armed"], false);
+    assert_eq!(plan["items"][0]["status"], "due", "{plan}");
+    assert_eq!(plan["items"][0]["owner"], "alice@example.com", "{plan}");
+    let m = d.metrics().await;
+    assert_eq!(
+        sample(
+            &m,
+            r#"ephemera_reap_actions_total{outcome="would-delete",resource_type="ec2:volume"}"#
+        ),
+        Some(2.0),
+        "counted on each pass it is due"
+    );
+}
+
+/// Leases a volume in account A for `web`, lets the lease expire, and runs the marking pass and
+/// then a pass past the deadline; returns the volume's ARN and the second pass.
+async fn doomed_past_deadline(
+    d: &TestDaemon,
+    clock: &ephemera::clock::ManualClock,
+    moto: &Moto,
+) -> (String, Value) {
+    let expired = d.acquire(WEB, "web", "expired").await;
+    clock.advance(TimeDelta::hours(2) + TimeDelta::minutes(10));
+    let seeded = seed(
+        &moto.endpoint(),
+        json!({"resources": [
+            {"key": "doomed", "account": A, "type": "ec2:volume", "tags": tags(&expired, "web")}
+        ]}),
+    )
+    .await;
+    pass(d).await;
+    clock.advance(TimeDelta::hours(2));
+    let run = pass(d).await;
+    (arns_by_key(&seeded)["doomed"][0].clone(), run)
+}
+
+/// The daemon's own credentials act in moto's default account, but the config calls it
+/// 333333333333 (a typo in the account id): STS says otherwise, so nothing is deleted.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unverified_account_loses_nothing() {
+    let moto = Moto::start().await;
+    let work = workdir(
+        &moto.endpoint(),
+        "\n[[aws.accounts]]\nid = \"333333333333\"\n",
+        "armed = true\ndeletable_types = [\"ec2:volume\"]\n",
+    );
+    let clock = manual_clock();
+    let d = TestDaemon::start_with_clock(&work, clock.clone()).await;
+    let (doomed, run) = doomed_past_deadline(&d, &clock, &moto).await;
+    assert_eq!(run["run"]["summary"]["reap"]["skipped"], 1, "{run}");
+    let records = audit(&d).await;
+    let (decision, detail) = decisions(&records, &doomed)
+        .last()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(decision, "skipped", "{records:#?}");
+    assert!(
+        detail.contains("account 333333333333 not verified") && detail.contains(A),
+        "{detail}"
+    );
+    assert!(exists(&moto, A, &doomed).await, "the volume survived");
+}
+
+/// Deletions only inside the window: the clock's Sunday is outside a Monday-to-Saturday one.
+#[tokio::test(flavor = "multi_thread")]
+async fn outside_the_deletion_window_nothing_is_deleted() {
+    let moto = Moto::start().await;
+    let work = workdir(
+        &moto.endpoint(),
+        ACCOUNTS,
+        "armed = true\ndeletable_types = [\"ec2:volume\"]\n\n[enforcement.window]\ndays = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\"]\n",
+    );
+    let clock = manual_clock();
+    let d = TestDaemon::start_with_clock(&work, clock.clone()).await;
+    let (doomed, run) = doomed_past_deadline(&d, &clock, &moto).await;
+    assert_eq!(run["run"]["summary"]["reap"]["held"], 1, "{run}");
+    assert_eq!(run["run"]["summary"]["reap"]["deleted"], 0, "{run}");
+    let (_, plan) = d.get("/api/v1/plan", VIEWER).await;
+    assert_eq!(plan["items"][0]["arn"], doomed.as_str(), "{plan}");
+    assert_eq!(
+        plan["items"][0]["reason"], "outside the deletion window",
+        "{plan}"
+    );
+    assert!(exists(&moto, A, &doomed).await, "the volume survived");
+}
