@@ -1,0 +1,2 @@
+//! The reaper: deletes what policy marked for deletion, once armed; [`aws`] holds the per-type deleters.
+pub mod aws;
