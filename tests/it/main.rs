@@ -4,6 +4,7 @@
 mod api;
 mod aws;
 mod cli;
+mod deleters;
 mod moto;
 mod proxy;
 mod rules;
