@@ -601,13 +601,12 @@ fn key_code(key: &str) -> Option<char> {
 
 fn unpack_key(k: &str) -> &str {
     let mut chars = k.chars();
-    if let (Some(c), None) = (chars.next(), chars.next()) {
-        if let Some(known) = u32::from(c)
+    if let (Some(c), None) = (chars.next(), chars.next())
+        && let Some(known) = u32::from(c)
             .checked_sub(KEY_CODE_BASE)
             .and_then(|i| WELL_KNOWN_KEYS.get(i as usize))
-        {
-            return known;
-        }
+    {
+        return known;
     }
     k
 }

@@ -1,4 +1,6 @@
-//! The reaper: plans deletions of marked findings and carries them out behind every guard.
+//! The reaper: plans the deletion of what policy marked, and carries it out behind every guard
+//! once armed. [`plan`] decides (pure), [`run`] acts (the pass's act step and on-call reaping),
+//! [`aws`] holds the per-type inspect and delete calls.
 
 pub mod aws;
 pub mod plan;

@@ -100,10 +100,10 @@ impl Moto {
                     moto.log()
                 ));
             }
-            if let Ok(response) = http.get(&ready_url).send().await {
-                if response.status().is_success() {
-                    return Ok(moto);
-                }
+            if let Ok(response) = http.get(&ready_url).send().await
+                && response.status().is_success()
+            {
+                return Ok(moto);
             }
             assert!(
                 Instant::now() < deadline,

@@ -13,6 +13,7 @@
 //!   forgets it; real AWS shows terminated instances for about an hour).
 //! - Untagged resources of the seeded types are never listed (nor "previously tagged" ones), so a
 //!   spec entry with empty `tags` is invisible to the tagging API.
+//! - Elastic IPs, key pairs and launch templates are never listed, tagged or not.
 //! - `AssumeRole` into any 12-digit account works without the role existing; everything created
 //!   with the returned credentials lands in that account.
 
@@ -29,6 +30,8 @@ use crate::moto::{DEFAULT_ACCOUNT, Moto};
 
 /// The second account of the two-account test ground.
 const AUDIT_ACCOUNT: &str = "210987654321";
+/// Types moto 5.2.5's `GetResources` never lists (AWS does); the seeder gives AWS's ARN form.
+const UNLISTED: [&str; 3] = ["ec2:elastic-ip", "ec2:key-pair", "ec2:launch-template"];
 const US: &str = "us-east-1";
 const EU: &str = "eu-west-1";
 
@@ -55,6 +58,12 @@ pub struct SeededResource {
     pub kind: String,
     /// The resource's own id (`i-…`, `vol-…`, `snap-…`) or name (bucket, queue, table, …).
     pub id: String,
+    /// With `in_use`: the ARNs of the untagged resources made to use it.
+    #[serde(default)]
+    pub used_by: Vec<String>,
+    /// For `ec2:image`: the (untagged) snapshot backing the AMI.
+    #[serde(default)]
+    pub snapshot_id: Option<String>,
 }
 
 /// Creates the resources `spec` describes (see `tests/peers/seed.py` for the format) in the moto
@@ -214,7 +223,15 @@ fn only<'a>(seeded: &'a Seeded, key: &str) -> &'a SeededResource {
 /// The ARN moto's `GetResources` lists for a resource of `kind` with `id`.
 fn expected_arn(kind: &str, account: &str, region: &str, id: &str) -> String {
     match kind {
-        "ec2:instance" | "ec2:volume" | "ec2:snapshot" => {
+        "ec2:instance"
+        | "ec2:volume"
+        | "ec2:snapshot"
+        | "ec2:image"
+        | "ec2:security-group"
+        | "ec2:network-interface"
+        | "ec2:elastic-ip"
+        | "ec2:key-pair"
+        | "ec2:launch-template" => {
             let type_part = kind.trim_start_matches("ec2:");
             format!("arn:aws:ec2:{region}:{account}:{type_part}/{id}")
         }
@@ -247,6 +264,12 @@ async fn get_resources_lists_exactly_the_tagged_seeded_arns_per_account_and_regi
         json!({"key": "web-function", "type": "lambda:function", "tags": tags("web")}),
         json!({"key": "web-gone", "type": "ec2:instance", "tags": tags("web"), "terminated": true}),
         json!({"key": "untagged-volume", "type": "ec2:volume", "tags": {}}),
+        json!({"key": "web-image", "type": "ec2:image", "tags": tags("web")}),
+        json!({"key": "web-group", "type": "ec2:security-group", "tags": tags("web")}),
+        json!({"key": "web-eni", "type": "ec2:network-interface", "tags": tags("web")}),
+        json!({"key": "web-eip", "type": "ec2:elastic-ip", "tags": tags("web")}),
+        json!({"key": "web-key", "type": "ec2:key-pair", "tags": tags("web")}),
+        json!({"key": "web-template", "type": "ec2:launch-template", "tags": tags("web")}),
     ];
     for (key, kind) in [
         ("audit-instance", "ec2:instance"),
@@ -285,6 +308,7 @@ async fn get_resources_lists_exactly_the_tagged_seeded_arns_per_account_and_regi
             .resources
             .iter()
             .filter(|r| r.key != untagged.key && r.account == account)
+            .filter(|r| !UNLISTED.contains(&r.kind.as_str()))
             .filter(|r| r.region == region || r.kind == "s3:bucket")
             .map(|r| r.arn.clone())
             .collect();
@@ -295,6 +319,18 @@ async fn get_resources_lists_exactly_the_tagged_seeded_arns_per_account_and_regi
     }
 
     let listed_home = listed_arns(&moto, DEFAULT_ACCOUNT, US).await;
+    for r in seeded
+        .resources
+        .iter()
+        .filter(|r| UNLISTED.contains(&r.kind.as_str()))
+    {
+        assert!(
+            !listed_home.contains(&r.arn),
+            "moto 5.2.5 lists no {}: {}",
+            r.kind,
+            r.arn
+        );
+    }
     assert!(
         !listed_home.contains(&untagged.arn),
         "moto never lists an untagged resource: {}",

@@ -13,10 +13,22 @@ Reads a JSON spec on stdin:
 Only `key` and `type` are required; `account` defaults to moto's default account
 123456789012, `region` to us-east-1, `tags` to {} (created untagged), `terminated` to false
 (ec2:instance only: terminate right after launch) and `count` to 1 (that many identical
-resources, names suffixed). Unknown fields are an error.
+resources, names suffixed). Unknown fields are an error. Options for the reaper's tests, all
+off by default:
+- `in_use` (ec2:volume, ec2:security-group, ec2:network-interface, ec2:elastic-ip): make a
+  fresh untagged running instance use it — the volume attached to it, the group its security
+  group (plus a fresh untagged unattached network interface in the group), the interface
+  attached to it as device 1, the address associated with it. Their ARNs come back in
+  `used_by`.
+- `objects` (s3:bucket): that many plain objects `obj-N`, put before versioning is enabled.
+- `versioned` (s3:bucket): then enable versioning and add three versions of `versioned` and
+  one version plus a delete marker of `deleted`.
 
-Types: ec2:instance, ec2:volume, ec2:snapshot, s3:bucket, sqs:queue, dynamodb:table,
-sns:topic, logs:log-group, lambda:function.
+Types: ec2:instance, ec2:volume, ec2:snapshot, ec2:image (CreateImage of a fresh untagged
+instance, which is terminated afterwards; tags go on the image only), ec2:security-group (in
+the default VPC), ec2:network-interface (in the default subnet of zone `a`), ec2:elastic-ip,
+ec2:key-pair, ec2:launch-template, s3:bucket, sqs:queue, dynamodb:table, sns:topic,
+logs:log-group, lambda:function.
 
 Prints one JSON document on stdout, one entry per created resource, in spec order:
 
@@ -25,9 +37,14 @@ Prints one JSON document on stdout, one entry per created resource, in spec orde
                     "type": "ec2:instance", "id": "i-..."}]}
 
 `arn` is the ARN exactly as moto's Resource Groups Tagging API lists it; `id` is the
-resource's own identifier (instance/volume/snapshot id, or the bucket, queue, table, topic,
-log group or function name). With `--verify`, every tagged seeded ARN is looked up through
-GetResources in its account and region before printing, and a missing one is an error.
+resource's own identifier (instance/volume/snapshot/AMI/group/interface/allocation/key pair/
+launch template id, or the bucket, queue, table, topic, log group or function name). moto
+5.2.5's GetResources never lists elastic IPs, key pairs or launch templates; for those `arn`
+is the form AWS's tagging API uses (`elastic-ip/eipalloc-…`, `key-pair/key-…`,
+`launch-template/lt-…`). Entries may carry two more fields: `used_by` (see `in_use`) and, for
+ec2:image, `snapshot_id` (the snapshot backing the AMI, untagged). With `--verify`, every
+tagged seeded ARN of a listed type is looked up through GetResources in its account and region
+before printing, and a missing one is an error.
 
 Any failure exits with status 1 and a message on stderr naming the resource key; a usage or
 spec error exits with status 2.
@@ -38,7 +55,8 @@ environment, shared config and credentials files are ignored, so no profile, rea
 credentials or instance metadata can leak in.
 
 Besides what the spec asks for, moto ends up holding: an untagged root volume per running
-instance (moto deletes it on termination); one IAM role `seed-lambda-<run id>` per account
+instance (moto deletes it on termination); the untagged instances, interfaces and backing
+snapshots of `in_use` and ec2:image (above); one IAM role `seed-lambda-<run id>` per account
 with Lambda functions (functions need a role that exists); no snapshot source volume (one
 untagged volume per account and region is created, snapshotted and deleted). Names are
 `seed-<sanitized key>-<run id>-<serial>`, so repeated runs against one server never collide.
@@ -107,6 +125,12 @@ TYPES = (
     "ec2:instance",
     "ec2:volume",
     "ec2:snapshot",
+    "ec2:image",
+    "ec2:security-group",
+    "ec2:network-interface",
+    "ec2:elastic-ip",
+    "ec2:key-pair",
+    "ec2:launch-template",
     "s3:bucket",
     "sqs:queue",
     "dynamodb:table",
@@ -114,7 +138,13 @@ TYPES = (
     "logs:log-group",
     "lambda:function",
 )
-FIELDS = {"key", "account", "region", "type", "tags", "terminated", "count"}
+FIELDS = {
+    "key", "account", "region", "type", "tags", "terminated", "count",
+    "in_use", "objects", "versioned",
+}
+IN_USE_TYPES = {"ec2:volume", "ec2:security-group", "ec2:network-interface", "ec2:elastic-ip"}
+# Types moto 5.2.5's GetResources never lists (`--verify` skips them).
+UNLISTED = {"ec2:elastic-ip", "ec2:key-pair", "ec2:launch-template"}
 # Created untagged, then tagged in batches (see `Seeder.tag_later`).
 TAG_LATER = {"ec2:volume", "ec2:snapshot"}
 # Per-type limits on the generated names.
@@ -125,6 +155,10 @@ NAME_LIMITS = {
     "sns:topic": 256,
     "logs:log-group": 512,
     "lambda:function": 64,
+    "ec2:security-group": 255,
+    "ec2:key-pair": 255,
+    "ec2:launch-template": 128,
+    "ec2:image": 128,
 }
 
 
@@ -146,12 +180,19 @@ class Entry:
     tags: dict[str, str]
     terminated: bool
     count: int
+    in_use: bool = False
+    objects: int = 0
+    versioned: bool = False
 
 
 @dataclass
 class Created:
     arn: str
     id: str
+    # ARNs of what was made to use it (`in_use`).
+    used_by: list[str] = field(default_factory=list)
+    # ec2:image: the snapshot backing the AMI.
+    snapshot_id: str | None = None
 
 
 @dataclass
@@ -213,8 +254,24 @@ def parse_spec(raw: str) -> list[Entry]:
         count = item.get("count", 1)
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
             raise SpecError(f'{where}: "count" must be a positive integer, got {count!r}')
+        in_use = item.get("in_use", False)
+        if not isinstance(in_use, bool):
+            raise SpecError(f'{where}: "in_use" must be a boolean')
+        if in_use and kind not in IN_USE_TYPES:
+            raise SpecError(f'{where}: "in_use" applies to {sorted(IN_USE_TYPES)} only')
+        objects = item.get("objects", 0)
+        if not isinstance(objects, int) or isinstance(objects, bool) or objects < 0:
+            raise SpecError(f'{where}: "objects" must be a non-negative integer')
+        versioned = item.get("versioned", False)
+        if not isinstance(versioned, bool):
+            raise SpecError(f'{where}: "versioned" must be a boolean')
+        if (objects or versioned) and kind != "s3:bucket":
+            raise SpecError(f'{where}: "objects" and "versioned" apply to s3:bucket only')
         entries.append(
-            Entry(index, key, account, region, kind, dict(tags), terminated, count)
+            Entry(
+                index, key, account, region, kind, dict(tags), terminated, count,
+                in_use, objects, versioned,
+            )
         )
     return entries
 
@@ -381,6 +438,16 @@ class Seeder:
                 Bucket=name,
                 Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in entry.tags.items()]},
             )
+        for n in range(entry.objects):
+            s3.put_object(Bucket=name, Key=f"obj-{n}", Body=b"plain")
+        if entry.versioned:
+            s3.put_bucket_versioning(
+                Bucket=name, VersioningConfiguration={"Status": "Enabled"}
+            )
+            for n in range(3):
+                s3.put_object(Bucket=name, Key="versioned", Body=f"version {n}".encode())
+            s3.put_object(Bucket=name, Key="deleted", Body=b"soon a delete marker")
+            s3.delete_object(Bucket=name, Key="deleted")
         return Created(f"arn:{partition(entry.region)}:s3:::{name}", name)
 
     def queue(self, entry: Entry) -> Created:
@@ -438,6 +505,111 @@ class Seeder:
         if entry.tags:
             args["Tags"] = entry.tags
         return Created(lam.create_function(**args)["FunctionArn"], name)
+
+    def user_instance(self, entry: Entry, **args: Any) -> str:
+        """A fresh untagged running instance in zone `a`, to use what `in_use` asks for."""
+        response = self.ec2(entry).run_instances(
+            ImageId=AMI,
+            InstanceType=INSTANCE_TYPE,
+            MinCount=1,
+            MaxCount=1,
+            Placement={"AvailabilityZone": f"{entry.region}a"},
+            **args,
+        )
+        return response["Instances"][0]["InstanceId"]
+
+    def default_subnet(self, entry: Entry) -> str:
+        subnets = self.ec2(entry).describe_subnets(
+            Filters=[
+                {"Name": "availability-zone", "Values": [f"{entry.region}a"]},
+                {"Name": "default-for-az", "Values": ["true"]},
+            ]
+        )["Subnets"]
+        if not subnets:
+            raise RuntimeError(f"no default subnet in {entry.region}a")
+        return subnets[0]["SubnetId"]
+
+    def in_use_volume(self, entry: Entry) -> Created:
+        created = self.volume(entry)
+        instance = self.user_instance(entry)
+        self.ec2(entry).attach_volume(VolumeId=created.id, InstanceId=instance, Device="/dev/sdf")
+        created.used_by = [self.ec2_arn(entry, "instance", instance)]
+        return created
+
+    def image(self, entry: Entry) -> Created:
+        ec2 = self.ec2(entry)
+        instance = self.user_instance(entry)
+        args: dict[str, Any] = {"InstanceId": instance, "Name": self.name(entry)}
+        args["TagSpecifications"] = self.ec2_tag_specs(entry, "image")
+        image_id = ec2.create_image(**args)["ImageId"]
+        ec2.terminate_instances(InstanceIds=[instance])
+        image = ec2.describe_images(ImageIds=[image_id])["Images"][0]
+        snapshots = [
+            m["Ebs"]["SnapshotId"] for m in image["BlockDeviceMappings"] if "Ebs" in m
+        ]
+        return Created(
+            self.ec2_arn(entry, "image", image_id),
+            image_id,
+            snapshot_id=snapshots[0] if snapshots else None,
+        )
+
+    def security_group(self, entry: Entry) -> Created:
+        ec2 = self.ec2(entry)
+        group_id = ec2.create_security_group(
+            GroupName=self.name(entry),
+            Description=f"seeded for {entry.key}",
+            TagSpecifications=self.ec2_tag_specs(entry, "security-group"),
+        )["GroupId"]
+        created = Created(self.ec2_arn(entry, "security-group", group_id), group_id)
+        if entry.in_use:
+            instance = self.user_instance(entry, SecurityGroupIds=[group_id])
+            eni = ec2.create_network_interface(
+                SubnetId=self.default_subnet(entry), Groups=[group_id]
+            )["NetworkInterface"]["NetworkInterfaceId"]
+            created.used_by = [
+                self.ec2_arn(entry, "instance", instance),
+                self.ec2_arn(entry, "network-interface", eni),
+            ]
+        return created
+
+    def network_interface(self, entry: Entry) -> Created:
+        ec2 = self.ec2(entry)
+        eni = ec2.create_network_interface(
+            SubnetId=self.default_subnet(entry),
+            TagSpecifications=self.ec2_tag_specs(entry, "network-interface"),
+        )["NetworkInterface"]["NetworkInterfaceId"]
+        created = Created(self.ec2_arn(entry, "network-interface", eni), eni)
+        if entry.in_use:
+            instance = self.user_instance(entry)
+            ec2.attach_network_interface(NetworkInterfaceId=eni, InstanceId=instance, DeviceIndex=1)
+            created.used_by = [self.ec2_arn(entry, "instance", instance)]
+        return created
+
+    def address(self, entry: Entry) -> Created:
+        ec2 = self.ec2(entry)
+        allocation = ec2.allocate_address(
+            Domain="vpc", TagSpecifications=self.ec2_tag_specs(entry, "elastic-ip")
+        )["AllocationId"]
+        created = Created(self.ec2_arn(entry, "elastic-ip", allocation), allocation)
+        if entry.in_use:
+            instance = self.user_instance(entry)
+            ec2.associate_address(AllocationId=allocation, InstanceId=instance)
+            created.used_by = [self.ec2_arn(entry, "instance", instance)]
+        return created
+
+    def key_pair(self, entry: Entry) -> Created:
+        key_id = self.ec2(entry).create_key_pair(
+            KeyName=self.name(entry), TagSpecifications=self.ec2_tag_specs(entry, "key-pair")
+        )["KeyPairId"]
+        return Created(self.ec2_arn(entry, "key-pair", key_id), key_id)
+
+    def launch_template(self, entry: Entry) -> Created:
+        template_id = self.ec2(entry).create_launch_template(
+            LaunchTemplateName=self.name(entry),
+            LaunchTemplateData={"ImageId": AMI, "InstanceType": INSTANCE_TYPE},
+            TagSpecifications=self.ec2_tag_specs(entry, "launch-template"),
+        )["LaunchTemplate"]["LaunchTemplateId"]
+        return Created(self.ec2_arn(entry, "launch-template", template_id), template_id)
 
     # --- orchestration -------------------------------------------------------------------
 
@@ -513,8 +685,14 @@ class Seeder:
                 for start in range(0, entry.count, INSTANCE_BATCH)
             ]
         make = {
-            "ec2:volume": self.volume,
+            "ec2:volume": self.in_use_volume if entry.in_use else self.volume,
             "ec2:snapshot": self.snapshot,
+            "ec2:image": self.image,
+            "ec2:security-group": self.security_group,
+            "ec2:network-interface": self.network_interface,
+            "ec2:elastic-ip": self.address,
+            "ec2:key-pair": self.key_pair,
+            "ec2:launch-template": self.launch_template,
             "s3:bucket": self.bucket,
             "sqs:queue": self.queue,
             "dynamodb:table": self.table,
@@ -560,7 +738,7 @@ def verify(clients: Clients, results: list[Result]) -> None:
     """Every tagged seeded ARN is listed by GetResources in its account and region."""
     expected: dict[tuple[str, str], dict[str, str]] = {}
     for result in results:
-        if not result.entry.tags:
+        if not result.entry.tags or result.entry.kind in UNLISTED:
             continue
         slot = (result.entry.account, result.entry.region)
         for created in result.created:
@@ -642,19 +820,25 @@ def main() -> int:
         print(f"seed: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
 
-    out = [
-        {
-            "key": r.entry.key,
-            "arn": c.arn,
-            "account": r.entry.account,
-            "region": r.entry.region,
-            "type": r.entry.kind,
-            "id": c.id,
-        }
-        for r in results
-        for c in r.created
-        if c is not None
-    ]
+    out = []
+    for r in results:
+        for c in r.created:
+            if c is None:
+                continue
+            entry: dict[str, Any] = {
+                "key": r.entry.key,
+                "arn": c.arn,
+                "account": r.entry.account,
+                "region": r.entry.region,
+                "type": r.entry.kind,
+                "id": c.id,
+            }
+            # Only when there is something to say, so other entries look as they always did.
+            if c.used_by:
+                entry["used_by"] = c.used_by
+            if c.snapshot_id:
+                entry["snapshot_id"] = c.snapshot_id
+            out.append(entry)
     json.dump({"resources": out}, sys.stdout)
     sys.stdout.write("\n")
     return 0

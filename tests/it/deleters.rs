@@ -1,0 +1,550 @@
+//! The reaper's per-type deleters against moto: every supported type is inspected (live, with
+//! the tags it was seeded with), deleted once, found gone, deleted again as already gone — and
+//! its seeded twin is left alone. Dependencies (attached volumes, security groups in use, AMI
+//! snapshots, ENIs and elastic IPs on instances) show up in `depends_on` and block deletion
+//! where moto enforces it; the second account is reached through AssumeRole.
+//!
+//! moto 5.2.5 behaviours these tests rely on or work around:
+//! - DeleteVolume of an attached volume: `VolumeInUse`; DeleteSnapshot of an AMI's snapshot:
+//!   `InvalidSnapshot.InUse` (enforced, as AWS does).
+//! - DeleteSecurityGroup of a group in use, DeleteNetworkInterface of an attached interface and
+//!   ReleaseAddress of an associated address all succeed (AWS refuses the first two with
+//!   `DependencyViolation` / `InvalidNetworkInterface.InUse` and the third with
+//!   `InvalidIPAddress.InUse`); the tests therefore only check `depends_on` for those (the
+//!   leniency itself was checked by hand with boto3, not pinned by a test).
+//! - GetResources never lists elastic IPs, key pairs or launch templates (AWS does; pinned in
+//!   `seed.rs`); their deleters are tested with the ARNs AWS would list.
+//! - S3 ListObjectVersions with a marker naming a deleted key answers an empty page, so the
+//!   bucket deleter lists from the start after each page it deletes.
+
+use std::collections::BTreeMap;
+
+use aws_config::SdkConfig;
+use ephemera::inventory::AwsClients;
+use ephemera::model::{Arn, Tags};
+use ephemera::reaper::aws::{self, DELETABLE_TYPES, DeleteError, Deleted, Inspection};
+use serde_json::{Value, json};
+
+use crate::moto::{DEFAULT_ACCOUNT, Moto};
+use crate::seed::{Seeded, SeededResource, seed};
+use crate::support::{Workdir, config_text_with_aws};
+
+/// The second account, reached only through the role template.
+const OTHER_ACCOUNT: &str = "210987654321";
+const US: &str = "us-east-1";
+const EU: &str = "eu-west-1";
+
+/// The daemon's own client builder over `moto`; every account through
+/// `assume_role_arn_template` (moto's default account assumes a role in itself).
+fn clients(moto: &Moto) -> AwsClients {
+    let aws = format!(
+        r#"regions = ["{US}", "{EU}"]
+endpoint_url = "{endpoint}"
+emulator = true
+max_attempts = 2
+assume_role_arn_template = "arn:aws:iam::{{account_id}}:role/ephemera-reaper"
+
+[[aws.accounts]]
+id = "{DEFAULT_ACCOUNT}"
+
+[[aws.accounts]]
+id = "{OTHER_ACCOUNT}"
+"#,
+        endpoint = moto.endpoint()
+    );
+    AwsClients::new(
+        Workdir::with_config(&config_text_with_aws(&aws))
+            .config()
+            .aws,
+    )
+}
+
+async fn sdk(clients: &AwsClients, account: &str, region: &str) -> SdkConfig {
+    clients
+        .config_for(account, region)
+        .await
+        .unwrap_or_else(|e| panic!("config for {account}/{region}: {e}"))
+}
+
+fn tags(lease: &str) -> Value {
+    json!({"ephemera:lease-id": lease, "ephemera:project": "web", "ephemera:owner": "ci-web"})
+}
+
+fn as_tags(value: &Value) -> Tags {
+    let map: BTreeMap<String, String> =
+        serde_json::from_value(value.clone()).expect("tags are a string map");
+    Tags::from_pairs(map.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+}
+
+fn arn(s: &str) -> Arn {
+    Arn::parse(s).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn only<'a>(seeded: &'a Seeded, key: &str) -> &'a SeededResource {
+    let found: Vec<_> = seeded.resources.iter().filter(|r| r.key == key).collect();
+    let [resource] = found[..] else {
+        panic!("expected one resource under {key:?}, got {found:#?}");
+    };
+    resource
+}
+
+async fn inspect(sdk: &SdkConfig, arn: &Arn, moto: &Moto) -> Inspection {
+    aws::inspect(sdk, arn)
+        .await
+        .unwrap_or_else(|e| panic!("inspect {arn}: {e}; moto log:\n{}", tail(moto)))
+}
+
+async fn delete(sdk: &SdkConfig, arn: &Arn, moto: &Moto) -> Deleted {
+    aws::delete(sdk, arn)
+        .await
+        .unwrap_or_else(|e| panic!("delete {arn}: {e}; moto log:\n{}", tail(moto)))
+}
+
+/// The end of moto's log, enough to see the failing request.
+fn tail(moto: &Moto) -> String {
+    let log = moto.log();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+fn live(tags: Tags, depends_on: &[&str]) -> Inspection {
+    Inspection::Live {
+        tags,
+        depends_on: depends_on.iter().map(|a| arn(a)).collect(),
+    }
+}
+
+/// The whole life of one deletion: `doomed` is live with `doomed_tags`, deleted, gone, and
+/// already gone the second time; `survivor` is live with `survivor_tags` before and after.
+/// Returns what went wrong, so one run reports every type.
+async fn check(
+    sdk: &SdkConfig,
+    doomed: &SeededResource,
+    doomed_tags: &Tags,
+    survivor: &SeededResource,
+    survivor_tags: &Tags,
+) -> Vec<String> {
+    fn differs<T: std::fmt::Debug + PartialEq, E: std::fmt::Display>(
+        got: Result<T, E>,
+        want: T,
+    ) -> Option<String> {
+        match got {
+            Ok(got) if got == want => None,
+            Ok(got) => Some(format!("got {got:?}, want {want:?}")),
+            Err(e) => Some(format!("failed: {e}; want {want:?}")),
+        }
+    }
+    let (d, s) = (arn(&doomed.arn), arn(&survivor.arn));
+    let survivor_live = || live(survivor_tags.clone(), &[]);
+    let steps = [
+        (
+            "type",
+            differs(Ok::<_, String>(d.resource_type()), doomed.kind.clone()),
+        ),
+        (
+            "survivor before",
+            differs(aws::inspect(sdk, &s).await, survivor_live()),
+        ),
+        (
+            "first inspect",
+            differs(aws::inspect(sdk, &d).await, live(doomed_tags.clone(), &[])),
+        ),
+        (
+            "first delete",
+            differs(aws::delete(sdk, &d).await, Deleted::Deleted),
+        ),
+        (
+            "inspect after delete",
+            differs(aws::inspect(sdk, &d).await, Inspection::Gone),
+        ),
+        (
+            "second delete",
+            differs(aws::delete(sdk, &d).await, Deleted::AlreadyGone),
+        ),
+        (
+            "survivor after",
+            differs(aws::inspect(sdk, &s).await, survivor_live()),
+        ),
+    ];
+    steps
+        .into_iter()
+        .filter_map(|(step, failure)| {
+            failure.map(|f| format!("{} ({}): {step}: {f}", doomed.kind, doomed.arn))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_type_is_deleted_once_then_already_gone_and_its_twin_survives() {
+    let moto = Moto::start().await;
+    let clients = clients(&moto);
+    let mut spec = Vec::new();
+    for kind in DELETABLE_TYPES {
+        spec.push(json!({"key": format!("doomed {kind}"), "type": kind, "tags": tags("doomed")}));
+        spec.push(
+            json!({"key": format!("survivor {kind}"), "type": kind, "tags": tags("survivor")}),
+        );
+    }
+    // Plain objects in both buckets: the doomed one must be emptied first, the survivor's stay.
+    for entry in &mut spec {
+        if entry["type"] == "s3:bucket" {
+            entry["objects"] = json!(3);
+        }
+    }
+    // An untagged table: live with no tags, not an error.
+    spec.push(json!({"key": "untagged", "type": "dynamodb:table"}));
+    let seeded = seed(&moto.endpoint(), json!({ "resources": spec })).await;
+    let sdk = sdk(&clients, DEFAULT_ACCOUNT, US).await;
+
+    let mut failures = Vec::new();
+    for kind in DELETABLE_TYPES {
+        let doomed = only(&seeded, &format!("doomed {kind}"));
+        let survivor = only(&seeded, &format!("survivor {kind}"));
+        failures.extend(
+            check(
+                &sdk,
+                doomed,
+                &as_tags(&tags("doomed")),
+                survivor,
+                &as_tags(&tags("survivor")),
+            )
+            .await,
+        );
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failure(s):\n{}\nmoto log tail:\n{}",
+        failures.len(),
+        failures.join("\n"),
+        tail(&moto)
+    );
+
+    let untagged = arn(&only(&seeded, "untagged").arn);
+    assert_eq!(
+        inspect(&sdk, &untagged, &moto).await,
+        live(Tags::default(), &[])
+    );
+    // The survivor bucket kept its objects.
+    let survivor_bucket = only(&seeded, "survivor s3:bucket");
+    let s3 = s3_client(&moto).await;
+    let listed = s3
+        .list_objects_v2()
+        .bucket(&survivor_bucket.id)
+        .send()
+        .await
+        .expect("ListObjectsV2 of the survivor bucket");
+    assert_eq!(listed.key_count(), Some(3));
+}
+
+/// Volumes and queues in the second account, through the role template; the default
+/// account's config neither sees nor deletes them.
+#[tokio::test(flavor = "multi_thread")]
+async fn second_account_through_assume_role_and_no_reach_across_accounts() {
+    let moto = Moto::start().await;
+    let clients = clients(&moto);
+    let mut spec = Vec::new();
+    for kind in ["ec2:volume", "sqs:queue", "dynamodb:table"] {
+        for who in ["doomed", "survivor"] {
+            spec.push(json!({
+                "key": format!("{who} {kind}"), "type": kind, "account": OTHER_ACCOUNT,
+                "region": EU, "tags": tags(who)
+            }));
+        }
+    }
+    let seeded = seed(&moto.endpoint(), json!({ "resources": spec })).await;
+    let other = sdk(&clients, OTHER_ACCOUNT, EU).await;
+    let home = sdk(&clients, DEFAULT_ACCOUNT, EU).await;
+
+    let mut failures = Vec::new();
+    for kind in ["ec2:volume", "sqs:queue", "dynamodb:table"] {
+        let doomed = only(&seeded, &format!("doomed {kind}"));
+        let survivor = only(&seeded, &format!("survivor {kind}"));
+        // From the wrong account the resource does not exist, and "deleting" it touches nothing.
+        let survivor_arn = arn(&survivor.arn);
+        assert_eq!(
+            inspect(&home, &survivor_arn, &moto).await,
+            Inspection::Gone,
+            "{kind} seen from the default account"
+        );
+        failures.extend(
+            check(
+                &other,
+                doomed,
+                &as_tags(&tags("doomed")),
+                survivor,
+                &as_tags(&tags("survivor")),
+            )
+            .await,
+        );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // The same volume ARN handed to the default account's config: no such volume there.
+    let survivor_volume = arn(&only(&seeded, "survivor ec2:volume").arn);
+    assert_eq!(
+        delete(&home, &survivor_volume, &moto).await,
+        Deleted::AlreadyGone
+    );
+    assert!(
+        matches!(
+            inspect(&other, &survivor_volume, &moto).await,
+            Inspection::Live { .. }
+        ),
+        "the other account's volume survives a delete from the wrong account"
+    );
+}
+
+async fn s3_client(moto: &Moto) -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::config::Builder::from(&moto.sdk_config(US).await)
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// Object versions, delete markers and plain objects, more than one ListObjectVersions page
+/// (1000) of them, in a bucket made in another region than the config's.
+#[tokio::test(flavor = "multi_thread")]
+async fn versioned_bucket_over_a_page_of_versions_is_emptied_then_deleted() {
+    let moto = Moto::start().await;
+    let clients = clients(&moto);
+    let seeded = seed(
+        &moto.endpoint(),
+        json!({"resources": [
+            {"key": "doomed", "type": "s3:bucket", "region": EU, "tags": tags("doomed"),
+             "objects": 1001, "versioned": true},
+            {"key": "survivor", "type": "s3:bucket", "tags": tags("survivor"),
+             "objects": 2, "versioned": true},
+        ]}),
+    )
+    .await;
+    let doomed = only(&seeded, "doomed");
+    let survivor = only(&seeded, "survivor");
+    let s3 = s3_client(&moto).await;
+    let versions = |bucket: String| {
+        let s3 = s3.clone();
+        async move {
+            let out = s3
+                .list_object_versions()
+                .bucket(bucket)
+                .send()
+                .await
+                .expect("ListObjectVersions");
+            (
+                out.versions().len(),
+                out.delete_markers().len(),
+                out.is_truncated(),
+            )
+        }
+    };
+    // 1001 plain objects (version `null`), 3 versions of one key, 1 version plus a delete
+    // marker of another: 1006 entries, so the deleter must follow a second page. Keys sort,
+    // so `deleted` (a version and its marker) opens the first page of 1000.
+    assert_eq!(
+        versions(doomed.id.clone()).await,
+        (999, 1, Some(true)),
+        "first page"
+    );
+    let sdk = sdk(&clients, DEFAULT_ACCOUNT, US).await;
+    let doomed_arn = arn(&doomed.arn);
+
+    assert_eq!(
+        inspect(&sdk, &doomed_arn, &moto).await,
+        live(as_tags(&tags("doomed")), &[])
+    );
+    assert_eq!(delete(&sdk, &doomed_arn, &moto).await, Deleted::Deleted);
+    assert_eq!(inspect(&sdk, &doomed_arn, &moto).await, Inspection::Gone);
+    assert_eq!(delete(&sdk, &doomed_arn, &moto).await, Deleted::AlreadyGone);
+    assert_eq!(
+        inspect(&sdk, &arn(&survivor.arn), &moto).await,
+        live(as_tags(&tags("survivor")), &[])
+    );
+    // 2 plain + 3 + 1 versions, 1 delete marker: untouched.
+    assert_eq!(versions(survivor.id.clone()).await, (6, 1, Some(false)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attached_volume_depends_on_its_instance_and_is_in_use_until_it_is_terminated() {
+    let moto = Moto::start().await;
+    let clients = clients(&moto);
+    let seeded = seed(
+        &moto.endpoint(),
+        json!({"resources": [
+            {"key": "volume", "type": "ec2:volume", "tags": tags("doomed"), "in_use": true},
+        ]}),
+    )
+    .await;
+    let volume = only(&seeded, "volume");
+    let [instance] = &volume.used_by[..] else {
+        panic!("one instance uses the volume: {volume:?}");
+    };
+    let (volume, instance) = (arn(&volume.arn), arn(instance));
+    let sdk = sdk(&clients, DEFAULT_ACCOUNT, US).await;
+
+    assert_eq!(
+        inspect(&sdk, &volume, &moto).await,
+        live(as_tags(&tags("doomed")), &[instance.as_str()])
+    );
+    // moto enforces this one, like AWS: VolumeInUse.
+    let refused = aws::delete(&sdk, &volume).await;
+    assert!(
+        matches!(&refused, Err(DeleteError::InUse(m)) if m.contains("VolumeInUse")),
+        "{refused:?}"
+    );
+    assert_eq!(delete(&sdk, &instance, &moto).await, Deleted::Deleted);
+    assert_eq!(inspect(&sdk, &instance, &moto).await, Inspection::Gone);
+    assert_eq!(
+        inspect(&sdk, &volume, &moto).await,
+        live(as_tags(&tags("doomed")), &[])
+    );
+    assert_eq!(delete(&sdk, &volume, &moto).await, Deleted::Deleted);
+    assert_eq!(inspect(&sdk, &volume, &moto).await, Inspection::Gone);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn snapshot_backing_an_ami_depends_on_it_and_is_in_use_until_it_is_deregistered() {
+    let moto = Moto::start().await;
+    let clients = clients(&moto);
+    let seeded = seed(
+        &moto.endpoint(),
+        json!({"resources": [{"key": "image", "type": "ec2:image", "tags": tags("doomed")}]}),
+    )
+    .await;
+    let image = only(&seeded, "image");
+    let snapshot_id = image
+        .snapshot_id
+        .as_deref()
+        .expect("moto backs every AMI with a snapshot");
+    let image = arn(&image.arn);
+    let snapshot = arn(&format!(
+        "arn:aws:ec2:{US}:{DEFAULT_ACCOUNT}:snapshot/{snapshot_id}"
+    ));
+    let sdk = sdk(&clients, DEFAULT_ACCOUNT, US).await;
+
+    // The backing snapshot carries no tags of its own.
+    assert_eq!(
+        inspect(&sdk, &snapshot, &moto).await,
+        live(Tags::default(), &[image.as_str()])
+    );
+    // moto enforces this one, like AWS: InvalidSnapshot.InUse.
+    let refused = aws::delete(&sdk, &snapshot).await;
+    assert!(
+        matches!(&refused, Err(DeleteError::InUse(m)) if m.contains("InvalidSnapshot.InUse")),
+        "{refused:?}"
+    );
+    assert_eq!(delete(&sdk, &image, &moto).await, Deleted::Deleted);
+    assert_eq!(
+        inspect(&sdk, &snapshot, &moto).await,
+        live(Tags::default(), &[])
+    );
+    assert_eq!(delete(&sdk, &snapshot, &moto).await, Deleted::Deleted);
+    assert_eq!(inspect(&sdk, &snapshot, &moto).await, Inspection::Gone);
+}
+
+/// A security group used by an instance and by an unattached interface depends on both (the
+/// instance's own primary interface goes with the instance); an interface and an elastic IP on
+/// an instance depend on it. moto lets all three be deleted while in use (AWS does not), so
+/// only `depends_on` is checked before the users are gone.
+#[tokio::test(flavor = "multi_thread")]
+async fn group_interface_and_address_in_use_depend_on_their_users() {
+    let moto = Moto::start().await;
+    let clients = clients(&moto);
+    let seeded = seed(
+        &moto.endpoint(),
+        json!({"resources": [
+            {"key": "group", "type": "ec2:security-group", "tags": tags("g"), "in_use": true},
+            {"key": "eni", "type": "ec2:network-interface", "tags": tags("e"), "in_use": true},
+            {"key": "eip", "type": "ec2:elastic-ip", "tags": tags("a"), "in_use": true},
+        ]}),
+    )
+    .await;
+    let sdk = sdk(&clients, DEFAULT_ACCOUNT, US).await;
+
+    for (key, lease) in [("group", "g"), ("eni", "e"), ("eip", "a")] {
+        let resource = only(&seeded, key);
+        let users: Vec<&str> = resource.used_by.iter().map(String::as_str).collect();
+        assert!(!users.is_empty(), "{resource:?}");
+        let this = arn(&resource.arn);
+        assert_eq!(
+            inspect(&sdk, &this, &moto).await,
+            live(as_tags(&tags(lease)), &users),
+            "{key}"
+        );
+        // The reaper's order: users first, then the resource.
+        for user in &users {
+            assert_eq!(
+                delete(&sdk, &arn(user), &moto).await,
+                Deleted::Deleted,
+                "{user}"
+            );
+        }
+        assert_eq!(
+            inspect(&sdk, &this, &moto).await,
+            live(as_tags(&tags(lease)), &[]),
+            "{key} once its users are gone"
+        );
+        assert_eq!(delete(&sdk, &this, &moto).await, Deleted::Deleted, "{key}");
+        assert_eq!(inspect(&sdk, &this, &moto).await, Inspection::Gone, "{key}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn terminated_instance_is_gone_and_deleting_it_is_already_gone() {
+    let moto = Moto::start().await;
+    let clients = clients(&moto);
+    let seeded = seed(
+        &moto.endpoint(),
+        json!({"resources": [
+            {"key": "gone", "type": "ec2:instance", "tags": tags("gone"), "terminated": true},
+        ]}),
+    )
+    .await;
+    let instance = arn(&only(&seeded, "gone").arn);
+    let sdk = sdk(&clients, DEFAULT_ACCOUNT, US).await;
+
+    assert_eq!(inspect(&sdk, &instance, &moto).await, Inspection::Gone);
+    assert_eq!(delete(&sdk, &instance, &moto).await, Deleted::AlreadyGone);
+    // An id moto never heard of: the same answers.
+    let unknown = arn(&format!(
+        "arn:aws:ec2:{US}:{DEFAULT_ACCOUNT}:instance/i-0123456789abcdef0"
+    ));
+    assert_eq!(inspect(&sdk, &unknown, &moto).await, Inspection::Gone);
+    assert_eq!(delete(&sdk, &unknown, &moto).await, Deleted::AlreadyGone);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unsupported_types_are_refused_before_any_call() {
+    // A closed port: any call would fail as `Aws`, not `Unsupported`.
+    let moto_less = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url("http://127.0.0.1:9")
+        .region(aws_config::Region::new(US))
+        .credentials_provider(aws_sdk_sts::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .load()
+        .await;
+    for (s, ty) in [
+        ("arn:aws:iam::123456789012:role/ci", "iam:role"),
+        ("arn:aws:ec2:us-east-1:123456789012:vpc/vpc-1", "ec2:vpc"),
+        (
+            "arn:aws:lambda:us-east-1:123456789012:function:f:7",
+            "lambda:function:f:7",
+        ),
+        (
+            "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/2026",
+            "dynamodb:table/t/stream/2026",
+        ),
+    ] {
+        let a = arn(s);
+        let inspected = aws::inspect(&moto_less, &a).await;
+        assert!(
+            matches!(&inspected, Err(DeleteError::Unsupported(t)) if t == ty),
+            "inspect {s}: {inspected:?}"
+        );
+        let deleted = aws::delete(&moto_less, &a).await;
+        assert!(
+            matches!(&deleted, Err(DeleteError::Unsupported(t)) if t == ty),
+            "delete {s}: {deleted:?}"
+        );
+    }
+    assert!(!DELETABLE_TYPES.contains(&"ec2:vpc"));
+}
