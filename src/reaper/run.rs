@@ -322,10 +322,15 @@ impl Reaper {
         let mut results = Vec::new();
         let mut settled: HashMap<String, bool> = HashMap::new(); // arn -> deleted this pass?
         let mut accounts: HashMap<String, Result<(), String>> = HashMap::new();
+        let planned: HashSet<&str> = plan
+            .items
+            .iter()
+            .map(|i| i.candidate.arn.as_str())
+            .collect();
         for item in plan.items.iter().filter(|i| i.status == Status::Due) {
             let c = &item.candidate;
             let result = if armed {
-                self.delete_one(item, actor, &mut settled, &mut accounts)
+                self.delete_one(item, actor, &planned, &mut settled, &mut accounts)
                     .await?
             } else {
                 self.would_delete(c, actor).await?
@@ -386,12 +391,13 @@ impl Reaper {
         &self,
         item: &PlanItem,
         actor: &Actor,
+        planned: &HashSet<&str>,
         settled: &mut HashMap<String, bool>,
         accounts: &mut HashMap<String, Result<(), String>>,
     ) -> Result<ItemResult, StoreError> {
         let c = &item.candidate;
         let outcome = self
-            .guarded_delete(c, actor.manual, settled, accounts)
+            .guarded_delete(c, actor.manual, planned, settled, accounts)
             .await;
         let now = self.inner.clock.now();
         let (decision, detail, update) = match &outcome {
@@ -461,6 +467,7 @@ impl Reaper {
         &self,
         c: &ReapCandidate,
         manual: bool,
+        planned: &HashSet<&str>,
         settled: &HashMap<String, bool>,
         accounts: &mut HashMap<String, Result<(), String>>,
     ) -> Outcome {
@@ -546,12 +553,17 @@ impl Reaper {
                 Some(true) => {}
                 Some(false) => {
                     return Outcome::Skipped(format!(
-                        "held back: {dep}, which it depends on, was not deleted"
+                        "held back: {dep}, which uses it, was not deleted"
+                    ));
+                }
+                None if planned.contains(dep.as_str()) => {
+                    return Outcome::Skipped(format!(
+                        "held back: {dep}, which uses it, is not due yet"
                     ));
                 }
                 None => {
                     return Outcome::Skipped(format!(
-                        "in use by {dep}, which is not due for deletion"
+                        "in use by {dep}, which is not marked for deletion"
                     ));
                 }
             }

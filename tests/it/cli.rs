@@ -13,7 +13,7 @@ use crate::support::{DATA, OPERATOR, TestDaemon, WEB, Workdir};
 const BIN: &str = env!("CARGO_BIN_EXE_ephemera");
 
 /// Runs the binary with a clean environment (no inherited EPHEMERA_* or RUST_LOG).
-async fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) async fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = tokio::process::Command::new(BIN);
     cmd.args(args)
         .env_clear()

@@ -550,3 +550,285 @@ async fn outside_the_deletion_window_nothing_is_deleted() {
     );
     assert!(exists(&moto, A, &doomed).await, "the volume survived");
 }
+
+/// Instances go before the volumes they hold; a failed instance holds back only its volume
+/// (an unrelated volume still goes), is retried after the back-off, and once terminated it is
+/// never deleted again nor flagged again.
+#[tokio::test(flavor = "multi_thread")]
+async fn dependency_order_failure_holds_back_dependents_and_retries_after_backoff() {
+    let moto = Moto::start().await;
+    let proxy = FaultProxy::start(&moto.endpoint()).await;
+    let work = workdir(
+        &proxy.endpoint(),
+        ACCOUNTS,
+        "armed = true\ndeletable_types = [\"ec2:instance\", \"ec2:volume\"]\nretry_backoff = \"15m\"\nmax_project_share_percent = 100\n",
+    );
+    let clock = manual_clock();
+    let d = TestDaemon::start_with_clock(&work, clock.clone()).await;
+    let expired = d.acquire(WEB, "web", "expired").await;
+    clock.advance(TimeDelta::hours(2) + TimeDelta::minutes(10));
+    let seeded = seed(
+        &moto.endpoint(),
+        json!({"resources": [
+            {"key": "attached", "account": A, "type": "ec2:volume", "tags": tags(&expired, "web"), "in_use": true},
+            {"key": "loner", "account": A, "type": "ec2:volume", "tags": tags(&expired, "web")}
+        ]}),
+    )
+    .await;
+    let by_key = arns_by_key(&seeded);
+    let (attached, loner) = (by_key["attached"][0].clone(), by_key["loner"][0].clone());
+    let instance_arn = seeded
+        .resources
+        .iter()
+        .find(|r| r.key == "attached")
+        .and_then(|r| r.used_by.first().cloned())
+        .expect("the volume's instance");
+    let instance_id = instance_arn.rsplit('/').next().expect("id").to_owned();
+    // The instance holding the volume belongs to the same expired lease.
+    let ec2 = aws_sdk_ec2::Client::new(&moto.sdk_config("us-east-1").await);
+    let mut req = ec2.create_tags().resources(&instance_id);
+    for (k, v) in tags(&expired, "web").as_object().expect("tags") {
+        req = req.tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key(k)
+                .value(v.as_str().expect("value"))
+                .build(),
+        );
+    }
+    req.send().await.expect("tag the instance");
+
+    let run = pass(&d).await;
+    assert_eq!(run["run"]["summary"]["reap"]["marked"], 3, "{run}");
+    clock.advance(TimeDelta::hours(1) + TimeDelta::minutes(5));
+
+    // Pass 2: terminating fails; its volume waits; the loner goes.
+    proxy.set_fault("TerminateInstances", Fault::ServerError, None);
+    let run = pass(&d).await;
+    let reap = &run["run"]["summary"]["reap"];
+    assert_eq!(
+        (
+            reap["deleted"].clone(),
+            reap["failed"].clone(),
+            reap["skipped"].clone()
+        ),
+        (json!(1), json!(1), json!(1)),
+        "{run}"
+    );
+    let records = audit(&d).await;
+    let last = |arn: &str| decisions(&records, arn).last().cloned().unwrap_or_default();
+    assert_eq!(last(&instance_arn).0, "failed", "{records:#?}");
+    assert!(
+        last(&instance_arn).1.contains("TerminateInstances"),
+        "{records:#?}"
+    );
+    assert_eq!(last(&attached).0, "skipped");
+    assert!(
+        last(&attached).1.contains("held back") && last(&attached).1.contains(&instance_id),
+        "{records:#?}"
+    );
+    assert_eq!(last(&loner).0, "deleted");
+    assert!(exists(&moto, A, &instance_arn).await && exists(&moto, A, &attached).await);
+    assert!(!exists(&moto, A, &loner).await);
+
+    // Pass 3, inside the back-off: the instance waits, and so does its volume.
+    proxy.clear_faults();
+    clock.advance(TimeDelta::minutes(5));
+    let terminations = proxy.count("TerminateInstances");
+    let run = pass(&d).await;
+    assert_eq!(proxy.count("TerminateInstances"), terminations, "{run}");
+    let (_, plan) = d.get("/api/v1/plan", VIEWER).await;
+    let instance_item = plan["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|i| i["arn"] == instance_arn.as_str())
+        .cloned()
+        .expect("instance in plan");
+    assert!(
+        instance_item["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("retrying after")),
+        "{plan}"
+    );
+    assert_eq!(instance_item["attempts"], 1, "{plan}");
+
+    // Pass 4, after the back-off: instance first, then its volume.
+    clock.advance(TimeDelta::minutes(15));
+    let run = pass(&d).await;
+    assert_eq!(run["run"]["summary"]["reap"]["deleted"], 2, "{run}");
+    let records = audit(&d).await;
+    let seq_of = |arn: &str| {
+        records
+            .iter()
+            .filter(|r| r["arn"] == arn && r["decision"] == "deleted")
+            .map(|r| r["seq"].as_i64().expect("seq"))
+            .next_back()
+            .expect("deleted record")
+    };
+    assert!(
+        seq_of(&instance_arn) < seq_of(&attached),
+        "instance before its volume"
+    );
+    assert!(!exists(&moto, A, &instance_arn).await && !exists(&moto, A, &attached).await);
+
+    // Pass 5: the terminated instance is still listed by the tagging API, but it is gone:
+    // not flagged again, not terminated again.
+    let terminations = proxy.count("TerminateInstances");
+    let run = pass(&d).await;
+    assert_eq!(run["run"]["summary"]["findings_opened"], 0, "{run}");
+    assert_eq!(proxy.count("TerminateInstances"), terminations);
+    let (_, open) = d.get("/api/v1/findings?limit=100", VIEWER).await;
+    assert_eq!(open["items"], json!([]), "{open}");
+    assert_eq!(
+        sample(
+            &d.metrics().await,
+            r#"ephemera_reap_actions_total{outcome="failed",resource_type="ec2:instance"}"#
+        ),
+        Some(1.0)
+    );
+}
+
+/// On-call reaping: operators only, the same guards but the deadline, a plan first, a
+/// confirmation unless `--yes`, a result table, and the actor in the audit log.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_call_reaping_through_the_api_and_the_cli() {
+    let moto = Moto::start().await;
+    let work = workdir(
+        &moto.endpoint(),
+        ACCOUNTS,
+        "armed = true\ndeletable_types = [\"ec2:volume\"]\n",
+    );
+    let clock = manual_clock();
+    let d = TestDaemon::start_with_clock(&work, clock.clone()).await;
+    let expired = d.acquire(WEB, "web", "expired").await;
+    let active = d.acquire(WEB, "web", "active").await;
+    let (s, _) = d
+        .post(
+            &format!("/api/v1/leases/{active}/renew"),
+            WEB,
+            json!({"ttl": "10h"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    clock.advance(TimeDelta::hours(2) + TimeDelta::minutes(10));
+    let seeded = seed(
+        &moto.endpoint(),
+        json!({"resources": [
+            {"key": "first", "account": A, "type": "ec2:volume", "tags": tags(&expired, "web")},
+            {"key": "second", "account": A, "type": "ec2:volume", "tags": tags(&expired, "web")},
+            {"key": "leased", "account": A, "type": "ec2:volume", "tags": tags(&active, "web")}
+        ]}),
+    )
+    .await;
+    let by_key = arns_by_key(&seeded);
+    let arn = |k: &str| by_key[k][0].clone();
+    // Marked, with the deadline an hour ahead.
+    pass(&d).await;
+
+    for (token, want) in [
+        (WEB, StatusCode::FORBIDDEN),
+        (VIEWER, StatusCode::FORBIDDEN),
+    ] {
+        let (s, body) = d
+            .post("/api/v1/reap", token, json!({"arns": [arn("first")]}))
+            .await;
+        assert_eq!(s, want, "{body}");
+    }
+    for bad in [json!({"arns": []}), json!({"arns": ["not-an-arn"]})] {
+        let (s, body) = d.post("/api/v1/reap", OPERATOR, bad).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(body["code"], "invalid-request", "{body}");
+    }
+    let (s, planned) = d
+        .post(
+            "/api/v1/reap",
+            OPERATOR,
+            json!({"arns": [arn("first"), arn("leased")], "plan_only": true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{planned}");
+    assert_eq!(planned["plan"][0]["arn"], arn("first").as_str());
+    assert_eq!(
+        planned["plan"][0]["status"], "due",
+        "the deadline does not apply: {planned}"
+    );
+    assert_eq!(planned["results"][0]["arn"], arn("leased").as_str());
+    assert!(
+        planned["results"][0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("no open finding")),
+        "{planned}"
+    );
+    assert!(
+        exists(&moto, A, &arn("first")).await,
+        "plan only deletes nothing"
+    );
+
+    let addr = d.base();
+    let env = [
+        ("EPHEMERA_ADDR", addr.as_str()),
+        ("EPHEMERA_TOKEN", OPERATOR),
+    ];
+    // Without --yes, anything but `yes` stops it.
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ephemera"))
+        .args(["reap", &arn("second")])
+        .env_clear()
+        .envs(env)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("cli runs");
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(b"no\n").await.expect("answer");
+    }
+    let out = child.wait_with_output().await.expect("cli ends");
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&arn("second")) && stdout.contains("due"),
+        "the plan is shown: {stdout}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing done"));
+    assert!(exists(&moto, A, &arn("second")).await);
+
+    let out = crate::cli::run(&["reap", &arn("first"), "--yes"], &env).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("OUTCOME") && stdout.contains("deleted") && stdout.contains(&arn("first")),
+        "{stdout}"
+    );
+    assert!(!exists(&moto, A, &arn("first")).await);
+    assert!(exists(&moto, A, &arn("second")).await && exists(&moto, A, &arn("leased")).await);
+
+    let out = crate::cli::run(
+        &["audit", "list", "--decision", "deleted", "--output", "json"],
+        &env,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0));
+    let page: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let items = page["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{page}");
+    assert_eq!(items[0]["mode"], "manual");
+    assert_eq!(items[0]["actor"], "api:oncall");
+    assert_eq!(items[0]["arn"], arn("first").as_str());
+
+    let out = crate::cli::run(&["plan"], &env).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&arn("second")) && stdout.contains("scheduled"),
+        "{stdout}"
+    );
+    let out = crate::cli::run(&["audit", "verify"], &env).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("audit log intact"));
+}
