@@ -139,6 +139,30 @@ impl Reaper {
     pub async fn act(&self, run_id: &str, walks: &[WalkRecord]) -> Result<ReapReport, StoreError> {
         let inner = &self.inner;
         let now = inner.clock.now();
+        let actor = Actor {
+            name: "scheduler".into(),
+            manual: false,
+            run_id: Some(run_id.to_owned()),
+        };
+        // A delete the daemon died in the middle of, whose resource a walk has since found
+        // gone: it landed, and the audit log says so.
+        for c in inner
+            .store
+            .interrupted_deletes_resolved(self.owner_key())
+            .await?
+        {
+            self.audit(
+                Some(c.finding_id),
+                &actor,
+                &c.arn,
+                c.lease_id.clone(),
+                Some(c.verdict),
+                "deleted",
+                "confirmed gone by a walk (an interrupted delete had reached AWS)",
+                ReapUpdate::Settled,
+            )
+            .await?;
+        }
         let marked = inner
             .store
             .mark_for_reaping(run_id.to_owned(), now, self.owner_key())
@@ -161,11 +185,6 @@ impl Reaper {
                 manual: false,
             },
         );
-        let actor = Actor {
-            name: "scheduler".into(),
-            manual: false,
-            run_id: Some(run_id.to_owned()),
-        };
         let mut report = ReapReport {
             armed: inner.config.enforcement.armed,
             marked: marked.len() as u64,

@@ -16,6 +16,8 @@ pub enum ReapUpdate {
     Decision,
     /// Confirmed gone: the finding resolves and the resource is marked gone.
     Gone,
+    /// An interrupted delete confirmed after its finding was already resolved.
+    Settled,
     /// The attempt failed; try again from `retry_at`.
     Failed { retry_at: DateTime<Utc> },
 }
@@ -134,7 +136,16 @@ fn owner_of(lease_owner: Option<String>, tags: &str, owner_key: &str) -> Option<
     })
 }
 
-/// Open findings matching `filter` (over `findings f`), as reap candidates; `?1` is the
+/// One finding, resolved or not, as a reap candidate.
+fn candidates_any(
+    c: &Connection,
+    id: i64,
+    owner_key: &str,
+) -> Result<Vec<ReapCandidate>, StoreError> {
+    candidates(c, "f.id = ?2", &[&id.to_string()], 0, owner_key)
+}
+
+/// Findings matching `filter` (over `findings f`), as reap candidates; `?1` is the
 /// deadline an unmarked finding reads as, `?2…` are `args`.
 fn candidates(
     c: &Connection,
@@ -149,7 +160,7 @@ fn candidates(
                 f.attempts, f.next_attempt_at, f.reap_state, f.last_decision
          FROM findings f JOIN resources r ON r.arn = f.arn
          LEFT JOIN leases l ON l.id = f.lease_id
-         WHERE f.resolved_at IS NULL AND {filter}
+         WHERE {filter}
          ORDER BY COALESCE(f.deadline, ?1), f.arn"
     ))?;
     let mut params: Vec<&dyn rusqlite::ToSql> = vec![&unmarked_deadline];
@@ -257,8 +268,16 @@ impl Store {
         &self,
         owner_key: String,
     ) -> Result<Vec<ReapCandidate>, StoreError> {
-        self.read(move |c| candidates(c, "f.deadline IS NOT NULL", &[], 0, &owner_key))
-            .await
+        self.read(move |c| {
+            candidates(
+                c,
+                "f.resolved_at IS NULL AND f.deadline IS NOT NULL",
+                &[],
+                0,
+                &owner_key,
+            )
+        })
+        .await
     }
 
     /// The open findings of these ARNs, marked or not (an unmarked one's deadline reads as
@@ -272,7 +291,35 @@ impl Store {
         self.read(move |c| {
             let mut out = Vec::new();
             for arn in &arns {
-                out.extend(candidates(c, "f.arn = ?2", &[arn], ms(now), &owner_key)?);
+                out.extend(candidates(
+                    c,
+                    "f.resolved_at IS NULL AND f.arn = ?2",
+                    &[arn],
+                    ms(now),
+                    &owner_key,
+                )?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Findings whose delete was started but never recorded (the daemon died) and that a walk
+    /// has since resolved because the resource was gone: the delete did land.
+    pub async fn interrupted_deletes_resolved(
+        &self,
+        owner_key: String,
+    ) -> Result<Vec<ReapCandidate>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id FROM findings WHERE reap_state = 'deleting' AND resolved_at IS NOT NULL",
+            )?;
+            let ids: Vec<i64> = stmt
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            let mut out = Vec::new();
+            for id in ids {
+                out.extend(candidates_any(c, id, &owner_key)?);
             }
             Ok(out)
         })
@@ -328,6 +375,12 @@ impl Store {
                              SELECT id, ?2, ?3, 'resolved', verdict, 'deleted' FROM findings WHERE id = ?1",
                         )?
                         .execute(params![id, entry.run_id, at])?;
+                    }
+                    ReapUpdate::Settled => {
+                        c.prepare_cached(
+                            "UPDATE findings SET reap_state = 'deleted', last_decision = ?2 WHERE id = ?1",
+                        )?
+                        .execute(params![id, entry.decision])?;
                     }
                     ReapUpdate::Failed { retry_at } => {
                         c.prepare_cached(

@@ -418,14 +418,14 @@ async fn config_check() {
 
 /// A daemon process this test started; killed (by its own handle) if the test fails early.
 /// Its stderr is drained by a thread, so a chatty daemon never blocks on a full pipe.
-struct DaemonProcess {
-    child: Child,
+pub(crate) struct DaemonProcess {
+    pub(crate) child: Child,
     logs: Option<std::thread::JoinHandle<String>>,
 }
 
 impl DaemonProcess {
     /// Waits for the process to exit; returns its status and everything it logged.
-    fn wait(&mut self) -> (std::process::ExitStatus, String) {
+    pub(crate) fn wait(&mut self) -> (std::process::ExitStatus, String) {
         let status = self.child.wait().expect("daemon exits");
         let logs = self
             .logs
@@ -444,7 +444,7 @@ impl Drop for DaemonProcess {
 }
 
 /// Starts the real daemon binary with JSON logs; returns it and the address it logged.
-fn spawn_daemon(config: &Path) -> (DaemonProcess, String) {
+pub(crate) fn spawn_daemon(config: &Path) -> (DaemonProcess, String) {
     let mut child = Command::new(BIN)
         .args([
             "daemon",
