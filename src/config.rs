@@ -485,13 +485,29 @@ fn validate_tags(src: &Source<'_>, tags: &Spanned<IdentityTags>) -> Result<(), F
     Ok(())
 }
 
+/// The span of the first `needle` inside `within` (so an error points at the offending value,
+/// not at the table's header); the start of `within` when it is not found.
+fn span_in(
+    src: &Source<'_>,
+    within: std::ops::Range<usize>,
+    needle: &str,
+) -> std::ops::Range<usize> {
+    src.text
+        .get(within.clone())
+        .and_then(|t| t.find(needle))
+        .map_or(within.start..within.start, |i| {
+            within.start + i..within.start + i + needle.len()
+        })
+}
+
 fn validate_enforcement(src: &Source<'_>, e: &Spanned<Enforcement>) -> Result<(), FileError> {
-    let span = e.span();
+    // A table's span covers its header only; its keys follow it.
+    let span = e.span().start..src.text.len();
     let en = e.get_ref();
     for t in &en.deletable_types {
         if !crate::reaper::aws::DELETABLE_TYPES.contains(&t.as_str()) {
             return Err(src.error_for(
-                span,
+                span_in(src, span.clone(), &format!("\"{t}\"")),
                 "enforcement.deletable_types",
                 format!(
                     "no deleter for `{t}`; known: {}",
@@ -502,7 +518,7 @@ fn validate_enforcement(src: &Source<'_>, e: &Spanned<Enforcement>) -> Result<()
     }
     if en.max_project_share_percent == 0 || en.max_project_share_percent > 100 {
         return Err(src.error_for(
-            span,
+            span_in(src, span.clone(), "max_project_share_percent"),
             "enforcement.max_project_share_percent",
             "must be 1 to 100",
         ));
@@ -510,14 +526,14 @@ fn validate_enforcement(src: &Source<'_>, e: &Spanned<Enforcement>) -> Result<()
     if let Some(w) = &en.window {
         if let Some(d) = w.days.iter().find(|d| !WEEKDAYS.contains(&d.as_str())) {
             return Err(src.error_for(
-                span,
+                span_in(src, span.clone(), &format!("\"{d}\"")),
                 "enforcement.window.days",
                 format!("`{d}` is not one of {}", WEEKDAYS.join(", ")),
             ));
         }
         if w.start_hour > 23 || w.end_hour > 24 || w.start_hour >= w.end_hour {
             return Err(src.error_for(
-                span,
+                span_in(src, span.clone(), "end_hour"),
                 "enforcement.window",
                 "needs 0 <= start_hour < end_hour <= 24",
             ));
@@ -928,6 +944,56 @@ mod tests {
             "lease = \"aws:lease\"",
             "reserved `aws:` prefix",
         );
+    }
+
+    #[test]
+    fn bad_enforcement_names_the_line_of_the_value() {
+        check_bad(
+            "\"sqs:queue\"]",
+            "\"sqs:queues\"]",
+            "sqs:queues",
+            "field `enforcement.deletable_types`: no deleter for `sqs:queues`",
+        );
+        check_bad(
+            "max_project_share_percent = 50",
+            "max_project_share_percent = 0",
+            "max_project_share_percent = 0",
+            "must be 1 to 100",
+        );
+        check_bad(
+            "\"fri\"]",
+            "\"friday\"]",
+            "friday",
+            "field `enforcement.window.days`: `friday` is not one of mon",
+        );
+        check_bad(
+            "end_hour = 17",
+            "end_hour = 9",
+            "end_hour = 9",
+            "needs 0 <= start_hour < end_hour <= 24",
+        );
+    }
+
+    #[test]
+    fn enforcement_defaults_are_safe() {
+        let text = EXAMPLE
+            .split("[enforcement]")
+            .next()
+            .expect("example has text before [enforcement]");
+        let c = parse(text).expect("valid without [enforcement]");
+        assert!(!c.enforcement.armed);
+        assert!(
+            c.enforcement.deletable_types.is_empty(),
+            "nothing deletable unless listed"
+        );
+        assert!(c.enforcement.window.is_none());
+        let c = parse(EXAMPLE).expect("example");
+        let w = c.enforcement.window.expect("example has a window");
+        let at = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().expect("time");
+        assert!(w.contains(at("2026-03-02T09:00:00Z")), "Monday 09:00");
+        assert!(w.contains(at("2026-03-02T16:59:59Z")));
+        assert!(!w.contains(at("2026-03-02T17:00:00Z")));
+        assert!(!w.contains(at("2026-03-01T12:00:00Z")), "Sunday");
     }
 
     #[test]
