@@ -149,6 +149,8 @@ pub struct ReapCandidate {
     pub reason: String,
     pub lease_id: Option<String>,
     pub owner: Option<String>,
+    /// The owner tag as the pass saw it (a change at the last moment wins).
+    pub owner_tag: Option<String>,
     pub deadline: DateTime<Utc>,
     pub lease_ended_at: Option<DateTime<Utc>>,
     pub attempts: u32,

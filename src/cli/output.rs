@@ -176,6 +176,27 @@ pub fn scan_report(r: &serde_json::Value) -> String {
         s(&r["findings_resolved"]),
         s(&r["resources_gone"])
     );
+    let reap = &r["reap"];
+    if reap.is_object() {
+        let _ = writeln!(
+            out,
+            "reaper ({}): {} marked, {} would-delete, {} deleted, {} skipped, {} failed, {} held",
+            if reap["armed"] == true {
+                "armed"
+            } else {
+                "unarmed"
+            },
+            s(&reap["marked"]),
+            s(&reap["would_delete"]),
+            s(&reap["deleted"]),
+            s(&reap["skipped"]),
+            s(&reap["failed"]),
+            s(&reap["held"]),
+        );
+        for cap in reap["capped"].as_array().into_iter().flatten() {
+            let _ = writeln!(out, "capped: {}", s(cap));
+        }
+    }
     out
 }
 

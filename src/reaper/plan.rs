@@ -231,6 +231,7 @@ mod tests {
             reason: "lease expired".into(),
             lease_id: None,
             owner: None,
+            owner_tag: None,
             deadline: now() + TimeDelta::minutes(deadline_in_min),
             lease_ended_at: None,
             attempts: 0,

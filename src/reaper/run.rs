@@ -422,6 +422,7 @@ impl Reaper {
         let (decision, detail, update) = match &outcome {
             Outcome::Gone(detail) => ("deleted", detail.clone(), ReapUpdate::Gone),
             Outcome::Skipped(why) => ("skipped", why.clone(), ReapUpdate::Decision),
+            Outcome::Unmarked(why) => ("skipped", why.clone(), ReapUpdate::Unmark),
             Outcome::Failed(err) => {
                 let backoff = self.backoff(c.attempts);
                 (
@@ -556,15 +557,14 @@ impl Reaper {
                 e.rule.action, e.verdict
             ));
         }
-        let owner_now = lease
-            .as_ref()
-            .map(|l| l.owner.clone())
-            .or_else(|| tags.get(&keys.owner).map(str::to_owned));
-        if owner_now.is_some() && owner_now != c.owner {
-            return Outcome::Skipped(format!(
-                "owner changed since the pass ({} -> {})",
-                c.owner.as_deref().unwrap_or("none"),
-                owner_now.as_deref().unwrap_or("none")
+        let owner_tag = tags.get(&keys.owner);
+        if owner_tag != c.owner_tag.as_deref() {
+            // A new owner gets the whole grace period and a notice of their own: unmarked
+            // here, marked afresh by the next pass.
+            return Outcome::Unmarked(format!(
+                "owner tag changed since the pass ({} -> {}); marked again next pass",
+                c.owner_tag.as_deref().unwrap_or("none"),
+                owner_tag.unwrap_or("none")
             ));
         }
         for dep in &depends_on {
@@ -602,6 +602,8 @@ impl Reaper {
 enum Outcome {
     Gone(String),
     Skipped(String),
+    /// Skipped, and the mark cleared so the next pass marks it afresh.
+    Unmarked(String),
     Failed(String),
 }
 

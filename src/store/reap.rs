@@ -18,6 +18,8 @@ pub enum ReapUpdate {
     Gone,
     /// An interrupted delete confirmed after its finding was already resolved.
     Settled,
+    /// Clear the mark: the next pass marks the finding afresh (new deadline, new notice).
+    Unmark,
     /// The attempt failed; try again from `retry_at`.
     Failed { retry_at: DateTime<Utc> },
 }
@@ -188,6 +190,7 @@ fn candidates(
                 reason: r.get(7)?,
                 lease_id: r.get(8)?,
                 owner: owner_of(r.get(9)?, &tags, owner_key),
+                owner_tag: Tags::from_packed(&tags).get(owner_key).map(str::to_owned),
                 deadline: time(r.get(11)?)?,
                 lease_ended_at: r.get::<_, Option<i64>>(12)?.map(time).transpose()?,
                 attempts: r.get(13)?,
@@ -244,7 +247,7 @@ impl Store {
                         "INSERT INTO outbox (kind, recipient, dedupe_key, payload, created_at)
                          VALUES ('deletion-planned', ?1, ?2, ?3, ?4) ON CONFLICT (dedupe_key) DO NOTHING",
                     )?
-                    .execute(params![owner, format!("deletion-planned:{id}"), payload.to_string(), ms(at)])?;
+                    .execute(params![owner, format!("deletion-planned:{id}:{}", ms(deadline)), payload.to_string(), ms(at)])?;
                     append(c, &AuditEntry {
                         at,
                         run_id: Some(run_id.clone()),
@@ -375,6 +378,14 @@ impl Store {
                              SELECT id, ?2, ?3, 'resolved', verdict, 'deleted' FROM findings WHERE id = ?1",
                         )?
                         .execute(params![id, entry.run_id, at])?;
+                    }
+                    ReapUpdate::Unmark => {
+                        c.prepare_cached(
+                            "UPDATE findings SET deadline = NULL, reap_state = NULL, last_decision = ?2,
+                                                 attempts = 0, next_attempt_at = NULL
+                             WHERE id = ?1",
+                        )?
+                        .execute(params![id, entry.decision])?;
                     }
                     ReapUpdate::Settled => {
                         c.prepare_cached(

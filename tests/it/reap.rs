@@ -210,6 +210,7 @@ max_project_share_percent = 80
             {"key": "renewed", "account": A, "type": "ec2:volume", "tags": tags(&renewed, "web")},
             {"key": "retagged", "account": A, "type": "ec2:volume", "tags": tags(&old, "web")},
             {"key": "newly-protected", "account": A, "type": "ec2:volume", "tags": tags(&expired, "web")},
+            {"key": "owner-changed", "account": A, "type": "ec2:volume", "tags": tags(&expired, "web")},
             {"key": "incomplete", "account": A, "region": "eu-west-1", "type": "ec2:volume", "tags": tags(&expired, "web")},
             {"key": "not-allowlisted", "account": A, "type": "dynamodb:table", "tags": tags(&expired, "web")},
             {"key": "capped", "account": A, "type": "ec2:volume", "tags": tags(&data, "data"), "count": 5}
@@ -224,8 +225,8 @@ max_project_share_percent = 80
     assert_eq!(run["run"]["outcome"], "success", "{run}");
     let reap = &run["run"]["summary"]["reap"];
     assert_eq!(reap["deleted"], 0, "{run}");
-    // 8 doomed or guarded ones of web, and the 5 of data.
-    assert_eq!(reap["marked"], 13, "{run}");
+    // 9 doomed or guarded ones of web, and the 5 of data.
+    assert_eq!(reap["marked"], 14, "{run}");
     let (s, plan) = d.get("/api/v1/plan", VIEWER).await;
     assert_eq!(s, StatusCode::OK, "{plan}");
     let items = plan["items"].as_array().expect("items");
@@ -295,6 +296,17 @@ max_project_share_percent = 80
         .send()
         .await
         .expect("protect");
+    ec2.create_tags()
+        .resources(id_of("owner-changed"))
+        .tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key("ephemera:owner")
+                .value("carol@example.com")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("new owner");
     // The registry refuses to renew an expired lease, so the renewal the pass missed is made
     // at a moment the lease was still running: the clock steps back, renews, steps forward.
     let back = TimeDelta::hours(2);
@@ -325,6 +337,7 @@ max_project_share_percent = 80
         ("renewed", "now leased"),
         ("retagged", "lease tag changed"),
         ("newly-protected", "now protected"),
+        ("owner-changed", "owner tag changed"),
     ] {
         let (decision, detail) = last(key);
         assert_eq!(decision, "skipped", "{key}: {records:#?}");
@@ -361,6 +374,7 @@ max_project_share_percent = 80
         "renewed",
         "retagged",
         "newly-protected",
+        "owner-changed",
         "incomplete",
         "not-allowlisted",
     ] {
@@ -405,6 +419,19 @@ max_project_share_percent = 80
         1,
         "only the volume of the once-incomplete walk is deleted now"
     );
+    let (_, plan) = d.get("/api/v1/plan", VIEWER).await;
+    let new_owner = plan["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|i| i["arn"] == arn("owner-changed").as_str())
+        .cloned()
+        .expect("marked again");
+    assert_eq!(
+        new_owner["status"], "scheduled",
+        "a new owner gets the whole grace: {plan}"
+    );
+    assert_eq!(new_owner["owner_tag"], "carol@example.com", "{plan}");
     assert!(!exists(&moto, A, &arn("incomplete")).await);
     let records = audit(&d).await;
     assert_eq!(
@@ -831,6 +858,12 @@ async fn on_call_reaping_through_the_api_and_the_cli() {
     assert_eq!(items[0]["actor"], "api:oncall");
     assert_eq!(items[0]["arn"], arn("first").as_str());
 
+    let out = crate::cli::run(&["scan", "--wait"], &env).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("reaper (armed): 0 marked, 0 would-delete, 0 deleted"),
+        "{stdout}"
+    );
     let out = crate::cli::run(&["plan"], &env).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
