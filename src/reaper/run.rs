@@ -112,15 +112,25 @@ impl Reaper {
     /// The plan as it stands now (no pass: walk completeness is not known, so not applied).
     pub async fn current_plan(&self) -> Result<Plan, StoreError> {
         let candidates = self.inner.store.reap_candidates(self.owner_key()).await?;
+        self.plan_of(candidates, None, false).await
+    }
+
+    /// Plans `candidates` now, against the live inventory.
+    async fn plan_of(
+        &self,
+        candidates: Vec<ReapCandidate>,
+        complete_walks: Option<&HashSet<(String, String)>>,
+        manual: bool,
+    ) -> Result<Plan, StoreError> {
         let inventory = self.inventory().await?;
         Ok(plan(
             candidates,
             PlanInput {
                 enforcement: &self.inner.config.enforcement,
-                complete_walks: None,
+                complete_walks,
                 inventory: &inventory,
                 now: self.inner.clock.now(),
-                manual: false,
+                manual,
             },
         ))
     }
@@ -174,17 +184,7 @@ impl Reaper {
             .filter(|w| w.is_complete())
             .map(|w| (w.account.clone(), w.region.clone()))
             .collect();
-        let inventory = self.inventory().await?;
-        let plan = plan(
-            candidates,
-            PlanInput {
-                enforcement: &inner.config.enforcement,
-                complete_walks: Some(&complete),
-                inventory: &inventory,
-                now,
-                manual: false,
-            },
-        );
+        let plan = self.plan_of(candidates, Some(&complete), false).await?;
         let mut report = ReapReport {
             armed: inner.config.enforcement.armed,
             marked: marked.len() as u64,
@@ -224,17 +224,7 @@ impl Reaper {
                 detail: "no open finding for this resource: nothing to reap".into(),
             })
             .collect();
-        let inventory = self.inventory().await?;
-        let plan = plan(
-            candidates,
-            PlanInput {
-                enforcement: &inner.config.enforcement,
-                complete_walks: None,
-                inventory: &inventory,
-                now,
-                manual: true,
-            },
-        );
+        let plan = self.plan_of(candidates, None, true).await?;
         if plan_only {
             return Ok((plan, missing));
         }

@@ -1,9 +1,11 @@
 //! The reaper against moto: an armed pass deletes what is doomed and every guard keeps what it
 //! must; unarmed, the same plan is recorded as would-delete and no AWS call is made.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::TimeDelta;
+use ephemera::clock::ManualClock;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -70,6 +72,21 @@ fn workdir(endpoint: &str, accounts: &str, enforcement: &str) -> Workdir {
     std::fs::write(work.dir.path().join("rules/policy/projects.toml"), POLICY)
         .expect("write policy");
     work
+}
+
+/// A daemon with `enforcement` on a manual clock, and a `web` lease that has expired by the
+/// clock's time (acquired, then 2h10m later; the default ttl is 2h).
+async fn with_expired_lease(
+    endpoint: &str,
+    accounts: &str,
+    enforcement: &str,
+) -> (Workdir, Arc<ManualClock>, TestDaemon, String) {
+    let work = workdir(endpoint, accounts, enforcement);
+    let clock = manual_clock();
+    let d = TestDaemon::start_with_clock(&work, clock.clone()).await;
+    let expired = d.acquire(WEB, "web", "expired").await;
+    clock.advance(TimeDelta::hours(2) + TimeDelta::minutes(10));
+    (work, clock, d, expired)
 }
 
 fn tags(lease: &str, project: &str) -> Value {
@@ -447,15 +464,12 @@ max_project_share_percent = 80
 async fn unarmed_pass_records_would_delete_once_and_calls_nothing() {
     let moto = Moto::start().await;
     let proxy = FaultProxy::start(&moto.endpoint()).await;
-    let work = workdir(
+    let (work, clock, d, expired) = with_expired_lease(
         &proxy.endpoint(),
         ACCOUNTS,
         "armed = false\ndeletable_types = [\"ec2:volume\"]\n",
-    );
-    let clock = manual_clock();
-    let d = TestDaemon::start_with_clock(&work, clock.clone()).await;
-    let expired = d.acquire(WEB, "web", "expired").await;
-    clock.advance(TimeDelta::hours(2) + TimeDelta::minutes(10));
+    )
+    .await;
     let seeded = seed(
         &moto.endpoint(),
         json!({"resources": [
@@ -515,19 +529,18 @@ async fn unarmed_pass_records_would_delete_once_and_calls_nothing() {
     );
 }
 
-/// Leases a volume in account A for `web`, lets the lease expire, and runs the marking pass and
-/// then a pass past the deadline; returns the volume's ARN and the second pass.
+/// Seeds a volume in account A under the expired lease, runs the marking pass and then a pass
+/// past the deadline; returns the volume's ARN and the second pass.
 async fn doomed_past_deadline(
     d: &TestDaemon,
-    clock: &ephemera::clock::ManualClock,
+    clock: &ManualClock,
     moto: &Moto,
+    expired: &str,
 ) -> (String, Value) {
-    let expired = d.acquire(WEB, "web", "expired").await;
-    clock.advance(TimeDelta::hours(2) + TimeDelta::minutes(10));
     let seeded = seed(
         &moto.endpoint(),
         json!({"resources": [
-            {"key": "doomed", "account": A, "type": "ec2:volume", "tags": tags(&expired, "web")}
+            {"key": "doomed", "account": A, "type": "ec2:volume", "tags": tags(expired, "web")}
         ]}),
     )
     .await;
@@ -542,14 +555,13 @@ async fn doomed_past_deadline(
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unverified_account_loses_nothing() {
     let moto = Moto::start().await;
-    let work = workdir(
+    let (_work, clock, d, expired) = with_expired_lease(
         &moto.endpoint(),
         "\n[[aws.accounts]]\nid = \"333333333333\"\n",
         "armed = true\ndeletable_types = [\"ec2:volume\"]\n",
-    );
-    let clock = manual_clock();
-    let d = TestDaemon::start_with_clock(&work, clock.clone()).await;
-    let (doomed, run) = doomed_past_deadline(&d, &clock, &moto).await;
+    )
+    .await;
+    let (doomed, run) = doomed_past_deadline(&d, &clock, &moto, &expired).await;
     assert_eq!(run["run"]["summary"]["reap"]["skipped"], 1, "{run}");
     let records = audit(&d).await;
     let (decision, detail) = decisions(&records, &doomed)
@@ -568,14 +580,13 @@ async fn an_unverified_account_loses_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn outside_the_deletion_window_nothing_is_deleted() {
     let moto = Moto::start().await;
-    let work = workdir(
+    let (_work, clock, d, expired) = with_expired_lease(
         &moto.endpoint(),
         ACCOUNTS,
         "armed = true\ndeletable_types = [\"ec2:volume\"]\n\n[enforcement.window]\ndays = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\"]\n",
-    );
-    let clock = manual_clock();
-    let d = TestDaemon::start_with_clock(&work, clock.clone()).await;
-    let (doomed, run) = doomed_past_deadline(&d, &clock, &moto).await;
+    )
+    .await;
+    let (doomed, run) = doomed_past_deadline(&d, &clock, &moto, &expired).await;
     assert_eq!(run["run"]["summary"]["reap"]["held"], 1, "{run}");
     assert_eq!(run["run"]["summary"]["reap"]["deleted"], 0, "{run}");
     let (_, plan) = d.get("/api/v1/plan", VIEWER).await;
@@ -594,15 +605,8 @@ async fn outside_the_deletion_window_nothing_is_deleted() {
 async fn dependency_order_failure_holds_back_dependents_and_retries_after_backoff() {
     let moto = Moto::start().await;
     let proxy = FaultProxy::start(&moto.endpoint()).await;
-    let work = workdir(
-        &proxy.endpoint(),
-        ACCOUNTS,
-        "armed = true\ndeletable_types = [\"ec2:instance\", \"ec2:volume\"]\nretry_backoff = \"15m\"\nmax_project_share_percent = 100\n",
-    );
-    let clock = manual_clock();
-    let d = TestDaemon::start_with_clock(&work, clock.clone()).await;
-    let expired = d.acquire(WEB, "web", "expired").await;
-    clock.advance(TimeDelta::hours(2) + TimeDelta::minutes(10));
+    let (_work, clock, d, expired) =
+        with_expired_lease(&proxy.endpoint(), ACCOUNTS, "armed = true\ndeletable_types = [\"ec2:instance\", \"ec2:volume\"]\nretry_backoff = \"15m\"\nmax_project_share_percent = 100\n").await;
     let seeded = seed(
         &moto.endpoint(),
         json!({"resources": [
