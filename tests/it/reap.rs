@@ -834,6 +834,18 @@ async fn on_call_reaping_through_the_api_and_the_cli() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing done"));
     assert!(exists(&moto, A, &arn("second")).await);
 
+    let out = crate::cli::run(&["reap", &arn("first"), "--plan-only"], &env).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("STATUS") && stdout.contains(&arn("first")),
+        "{stdout}"
+    );
+    assert!(
+        exists(&moto, A, &arn("first")).await,
+        "--plan-only deletes nothing"
+    );
+
     let out = crate::cli::run(&["reap", &arn("first"), "--yes"], &env).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
@@ -1022,4 +1034,50 @@ async fn sigkill_mid_reaping_loses_no_record_and_deletes_nothing_twice() {
         stdout.contains("BROKEN at record 7") && stdout.contains("edited"),
         "{stdout}"
     );
+}
+
+/// More deletions due than `max_deletions_per_pass`: the pass deletes none of them, says so in
+/// the audit log, and counts it.
+#[tokio::test(flavor = "multi_thread")]
+async fn over_the_pass_cap_nothing_is_deleted() {
+    let moto = Moto::start().await;
+    let (_work, clock, d, expired) = with_expired_lease(
+        &moto.endpoint(),
+        ACCOUNTS,
+        "armed = true\ndeletable_types = [\"ec2:volume\"]\nmax_deletions_per_pass = 2\nmax_project_share_percent = 100\n",
+    )
+    .await;
+    let seeded = seed(
+        &moto.endpoint(),
+        json!({"resources": [
+            {"key": "doomed", "account": A, "type": "ec2:volume", "tags": tags(&expired, "web"), "count": 3}
+        ]}),
+    )
+    .await;
+    pass(&d).await;
+    clock.advance(TimeDelta::hours(2));
+    let run = pass(&d).await;
+    let reap = &run["run"]["summary"]["reap"];
+    assert_eq!(reap["deleted"], 0, "{run}");
+    assert_eq!(reap["held"], 3, "{run}");
+    let records = audit(&d).await;
+    let capped: Vec<_> = records
+        .iter()
+        .filter(|r| r["decision"] == "capped")
+        .collect();
+    assert_eq!(capped.len(), 1, "{records:#?}");
+    assert_eq!(capped[0]["arn"], "pass");
+    assert!(
+        capped[0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("3 deletions due, cap 2")),
+        "{capped:?}"
+    );
+    assert_eq!(
+        sample(&d.metrics().await, "ephemera_reap_capped_total"),
+        Some(1.0)
+    );
+    for a in &arns_by_key(&seeded)["doomed"] {
+        assert!(exists(&moto, A, a).await, "{a} survived the cap");
+    }
 }
