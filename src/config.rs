@@ -31,6 +31,7 @@ pub struct Config {
     pub aws: AwsConfig,
     pub schedules: Schedules,
     pub smtp: Option<SmtpConfig>,
+    pub cost: CostConfig,
     pub enforcement: Enforcement,
     /// API principals with hashed tokens.
     pub principals: Vec<Principal>,
@@ -226,6 +227,72 @@ fn default_smtp_timeout() -> HumanDuration {
     HumanDuration::from_secs(30)
 }
 
+/// Spend from Cost Explorer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CostConfig {
+    /// The account whose Cost Explorer is asked (an organization's payer account sees all);
+    /// the first of `[[aws.accounts]]` when absent.
+    #[serde(default)]
+    pub account: Option<String>,
+    /// `UnblendedCost`, `BlendedCost`, `AmortizedCost`, `NetUnblendedCost` or
+    /// `NetAmortizedCost`.
+    #[serde(default = "default_cost_metric")]
+    pub metric: String,
+    /// Days before today that can still change and are fetched again on each refresh.
+    #[serde(default = "default_recent_days")]
+    pub recent_days: u32,
+    /// The rolling window of `ephemera_spend_usd{window=…}`, the top tasks and waste.
+    #[serde(default = "default_rolling_window")]
+    pub rolling_window: HumanDuration,
+    /// Tasks exported one by one; the rest are summed into `task="other"`.
+    #[serde(default = "default_top_tasks")]
+    pub top_tasks: u32,
+}
+
+impl Default for CostConfig {
+    fn default() -> Self {
+        CostConfig {
+            account: None,
+            metric: default_cost_metric(),
+            recent_days: default_recent_days(),
+            rolling_window: default_rolling_window(),
+            top_tasks: default_top_tasks(),
+        }
+    }
+}
+
+impl CostConfig {
+    /// The rolling window in whole days.
+    pub fn rolling_days(&self) -> u32 {
+        u32::try_from(self.rolling_window.as_secs() / 86_400).unwrap_or(u32::MAX)
+    }
+}
+
+pub const COST_METRICS: [&str; 5] = [
+    "UnblendedCost",
+    "BlendedCost",
+    "AmortizedCost",
+    "NetUnblendedCost",
+    "NetAmortizedCost",
+];
+
+fn default_cost_metric() -> String {
+    "UnblendedCost".into()
+}
+
+fn default_recent_days() -> u32 {
+    3
+}
+
+fn default_rolling_window() -> HumanDuration {
+    HumanDuration::from_secs(30 * 86_400)
+}
+
+fn default_top_tasks() -> u32 {
+    20
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Enforcement {
@@ -321,6 +388,8 @@ struct RawConfig {
     schedules: Schedules,
     #[serde(default)]
     smtp: Option<Spanned<SmtpConfig>>,
+    #[serde(default)]
+    cost: Option<Spanned<CostConfig>>,
     #[serde(default)]
     enforcement: Option<Spanned<Enforcement>>,
 }
@@ -418,6 +487,9 @@ impl Config {
         if let Some(e) = &raw.enforcement {
             validate_enforcement(&src, e)?;
         }
+        if let Some(c) = &raw.cost {
+            validate_cost(&src, c, raw.aws.get_ref())?;
+        }
         if raw.api.max_body_bytes < 1024 {
             return Err(src.error_for(0..0, "api.max_body_bytes", "must be at least 1024"));
         }
@@ -439,6 +511,7 @@ impl Config {
             aws: raw.aws.into_inner(),
             schedules: raw.schedules,
             smtp: raw.smtp.map(Spanned::into_inner),
+            cost: raw.cost.map(Spanned::into_inner).unwrap_or_default(),
             enforcement: raw.enforcement.map(Spanned::into_inner).unwrap_or_default(),
             principals,
         })
@@ -486,18 +559,25 @@ fn validate_tags(src: &Source<'_>, tags: &Spanned<IdentityTags>) -> Result<(), F
 }
 
 /// The span of the first `needle` inside `within` (so an error points at the offending value,
-/// not at the table's header); the start of `within` when it is not found.
+/// not at the table's header), skipping comment lines; the start of `within` when absent.
 fn span_in(
     src: &Source<'_>,
     within: std::ops::Range<usize>,
     needle: &str,
 ) -> std::ops::Range<usize> {
-    src.text
-        .get(within.clone())
-        .and_then(|t| t.find(needle))
-        .map_or(within.start..within.start, |i| {
-            within.start + i..within.start + i + needle.len()
-        })
+    let Some(text) = src.text.get(within.clone()) else {
+        return within.start..within.start;
+    };
+    let mut offset = within.start;
+    for line in text.split_inclusive('\n') {
+        if !line.trim_start().starts_with('#')
+            && let Some(i) = line.find(needle)
+        {
+            return offset + i..offset + i + needle.len();
+        }
+        offset += line.len();
+    }
+    within.start..within.start
 }
 
 fn validate_enforcement(src: &Source<'_>, e: &Spanned<Enforcement>) -> Result<(), FileError> {
@@ -538,6 +618,47 @@ fn validate_enforcement(src: &Source<'_>, e: &Spanned<Enforcement>) -> Result<()
                 "needs 0 <= start_hour < end_hour <= 24",
             ));
         }
+    }
+    Ok(())
+}
+
+fn validate_cost(
+    src: &Source<'_>,
+    cost: &Spanned<CostConfig>,
+    aws: &AwsConfig,
+) -> Result<(), FileError> {
+    let span = cost.span().start..src.text.len();
+    let c = cost.get_ref();
+    let at = |needle: &str| span_in(src, span.clone(), needle);
+    if !COST_METRICS.contains(&c.metric.as_str()) {
+        return Err(src.error_for(
+            at("metric"),
+            "cost.metric",
+            format!("must be one of {}", COST_METRICS.join(", ")),
+        ));
+    }
+    if let Some(a) = &c.account
+        && !aws.accounts.iter().any(|x| &x.id == a)
+    {
+        return Err(src.error_for(
+            at("account"),
+            "cost.account",
+            format!("account {a} is not one of [[aws.accounts]]"),
+        ));
+    }
+    if c.recent_days > 31 {
+        return Err(src.error_for(at("recent_days"), "cost.recent_days", "at most 31"));
+    }
+    let secs = c.rolling_window.as_secs();
+    if secs == 0 || !secs.is_multiple_of(86_400) || secs > 366 * 86_400 {
+        return Err(src.error_for(
+            at("rolling_window"),
+            "cost.rolling_window",
+            "whole days, from 1d to 366d",
+        ));
+    }
+    if c.top_tasks == 0 || c.top_tasks > 1000 {
+        return Err(src.error_for(at("top_tasks"), "cost.top_tasks", "1 to 1000"));
     }
     Ok(())
 }
@@ -972,6 +1093,37 @@ mod tests {
             "end_hour = 9",
             "needs 0 <= start_hour < end_hour <= 24",
         );
+    }
+
+    #[test]
+    fn bad_cost_settings_name_the_line() {
+        check_bad(
+            "metric = \"UnblendedCost\"",
+            "metric = \"Unblended\"",
+            "metric = \"Unblended\"",
+            "field `cost.metric`: must be one of UnblendedCost",
+        );
+        check_bad(
+            "# account = \"123456789012\"",
+            "account = \"999999999999\"",
+            "account = \"999999999999\"",
+            "field `cost.account`: account 999999999999 is not one of [[aws.accounts]]",
+        );
+        check_bad(
+            "rolling_window = \"30d\"",
+            "rolling_window = \"36h\"",
+            "rolling_window = \"36h\"",
+            "whole days",
+        );
+        check_bad(
+            "top_tasks = 20",
+            "top_tasks = 0",
+            "top_tasks = 0",
+            "field `cost.top_tasks`: 1 to 1000",
+        );
+        let c = parse(EXAMPLE).expect("example");
+        assert_eq!(c.cost.rolling_days(), 30);
+        assert_eq!(c.cost.metric, "UnblendedCost");
     }
 
     #[test]

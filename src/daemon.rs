@@ -98,6 +98,9 @@ pub async fn serve(
     if let Err(e) = tasks.refresh_gauges().await {
         tracing::error!(error = %crate::error_chain(&e), "cannot compute resource gauges");
     }
+    if let Err(e) = tasks.export_spend().await {
+        tracing::error!(error = %crate::error_chain(&e), "cannot compute spend gauges");
+    }
     let mut scheduler = crate::scheduler::start(tasks.clone(), &config.schedules).await?;
     let state = AppState {
         leases,

@@ -45,6 +45,17 @@ pub struct Metrics {
     pub teardown_latency: Histogram,
     /// `ephemera_marked_resources{project}`: open findings marked for deletion.
     pub marked_resources: IntGaugeVec,
+    /// Billed Cost Explorer requests, and what they cost ($0.01 each).
+    pub ce_requests: IntCounter,
+    pub ce_cost_usd: prometheus::Counter,
+    /// `ephemera_spend_usd{project,region,window}`.
+    pub spend_usd: GaugeVec,
+    /// `ephemera_task_spend_usd{task,window}`: the top tasks, the rest as `other`.
+    pub task_spend_usd: GaugeVec,
+    /// `ephemera_waste_usd{project}`: spend after the task's lease ended.
+    pub waste_usd: GaugeVec,
+    /// `ephemera_cost_allocation_tag_active{tag}`: 1 active, 0 not (attribution reads $0).
+    pub cost_tag_active: IntGaugeVec,
 }
 
 fn reg<C: Collector + Clone + 'static>(r: &Registry, c: C) -> C {
@@ -230,6 +241,43 @@ impl Metrics {
                 "ephemera_marked_resources",
                 "Live resources marked for deletion (open reap findings with a deadline)",
                 &["project"],
+            ),
+            ce_requests: counter(
+                &r,
+                "ephemera_ce_requests_total",
+                "Billed Cost Explorer API requests",
+            ),
+            ce_cost_usd: reg(
+                &r,
+                prometheus::Counter::new(
+                    "ephemera_ce_cost_usd_total",
+                    "What the Cost Explorer requests cost ($0.01 each)",
+                )
+                .expect("valid static metric"),
+            ),
+            spend_usd: gauges(
+                &r,
+                "ephemera_spend_usd",
+                "Spend by project tag (untagged: no project tag) and region over a window (month to date, or the rolling window)",
+                &["project", "region", "window"],
+            ),
+            task_spend_usd: gauges(
+                &r,
+                "ephemera_task_spend_usd",
+                "Spend of the top tasks by task tag (the rest summed as other) over a window",
+                &["task", "window"],
+            ),
+            waste_usd: gauges(
+                &r,
+                "ephemera_waste_usd",
+                "Spend of tasks after their lease expired or was released, over the rolling window",
+                &["project"],
+            ),
+            cost_tag_active: int_gauges(
+                &r,
+                "ephemera_cost_allocation_tag_active",
+                "Whether an identity tag is an active cost allocation tag (0: its spend reads as untagged)",
+                &["tag"],
             ),
             registry: r,
         }

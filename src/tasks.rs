@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 
 use crate::clock::Clock;
 use crate::config::{Config, IdentityTags};
+use crate::cost::refresh::{CostReport, CostTask};
 use crate::inventory::{self, AwsClients, RateLimiter};
 use crate::lease::Lease;
 use crate::metrics::Metrics;
@@ -130,6 +131,9 @@ struct Inner {
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
     reaper: Reaper,
+    cost: CostTask,
+    /// Held while a cost refresh runs, so two never overlap.
+    cost_lock: Arc<Mutex<()>>,
     /// The run id of the scan in progress.
     running: Mutex<Option<String>>,
     /// Held for the whole of a scan, so two never overlap.
@@ -156,6 +160,13 @@ impl Tasks {
             metrics.clone(),
             clock.clone(),
         );
+        let cost = CostTask::new(
+            config.clone(),
+            store.clone(),
+            clients.clone(),
+            metrics.clone(),
+            clock.clone(),
+        );
         Tasks {
             inner: Arc::new(Inner {
                 config,
@@ -165,6 +176,8 @@ impl Tasks {
                 metrics,
                 clock,
                 reaper,
+                cost,
+                cost_lock: Arc::new(Mutex::new(())),
                 running: Mutex::new(None),
                 scan_lock: Arc::new(Mutex::new(())),
                 resource_series: std::sync::Mutex::new(BTreeSet::new()),
@@ -552,6 +565,81 @@ impl Tasks {
             seen.extend(now);
         }
         Ok(())
+    }
+
+    /// One cost refresh, recorded as a run of task `cost`; refused while one runs.
+    pub async fn run_cost(
+        &self,
+        trigger: &str,
+    ) -> Result<(String, Result<CostReport, String>), TaskError> {
+        let inner = &self.inner;
+        let _guard = inner
+            .cost_lock
+            .clone()
+            .try_lock_owned()
+            .map_err(|_| TaskError::AlreadyRunning("cost".into()))?;
+        let run_id = uuid::Uuid::now_v7().to_string();
+        inner
+            .store
+            .start_run(
+                run_id.clone(),
+                "cost",
+                trigger.to_owned(),
+                inner.clock.now(),
+            )
+            .await?;
+        let result = inner.cost.refresh().await;
+        let end = inner.clock.now();
+        let (outcome, summary) = match &result {
+            Ok(r) => ("success", serde_json::to_value(r).unwrap_or_default()),
+            Err(e) => {
+                tracing::error!(error = %e, "cost refresh failed");
+                ("failed", serde_json::json!({"error": e.to_string()}))
+            }
+        };
+        inner
+            .store
+            .finish_run(run_id.clone(), end, outcome, summary)
+            .await?;
+        inner
+            .metrics
+            .task_runs
+            .with_label_values(&["cost", outcome])
+            .inc();
+        if outcome == "success" {
+            inner
+                .metrics
+                .task_last_success
+                .with_label_values(&["cost"])
+                .set(end.timestamp_millis() as f64 / 1000.0);
+        }
+        Ok((run_id, result.map_err(|e| e.to_string())))
+    }
+
+    /// A scheduled cost tick; one that finds a refresh running is skipped and counted.
+    pub async fn scheduled_cost(&self) {
+        match self.run_cost("schedule").await {
+            Ok(_) => {}
+            Err(TaskError::AlreadyRunning(_)) => {
+                self.inner
+                    .metrics
+                    .task_skipped
+                    .with_label_values(&["cost"])
+                    .inc();
+                tracing::warn!("cost tick skipped: the previous refresh is still running");
+            }
+            Err(e) => tracing::error!(error = %crate::error_chain(&e), "cost refresh failed"),
+        }
+    }
+
+    /// Today (UTC) by the daemon's clock.
+    pub fn today(&self) -> chrono::NaiveDate {
+        self.inner.clock.now().date_naive()
+    }
+
+    /// Spend gauges from what the store holds (at start-up; no Cost Explorer call).
+    pub async fn export_spend(&self) -> Result<(), StoreError> {
+        self.inner.cost.export().await
     }
 
     /// The reaper, for the plan.

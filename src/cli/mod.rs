@@ -69,6 +69,8 @@ struct ClientArgs {
 enum Output {
     Table,
     Json,
+    /// `cost` only; other commands print a table.
+    Csv,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -167,6 +169,20 @@ enum Command {
     /// The reaper's audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Spend from the daemon's store (fetched from Cost Explorer on `[schedules] cost`).
+    Cost {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// project, task or region.
+        #[arg(long, default_value = "project")]
+        by: String,
+        /// Whole days back including today (`30d`), or a first day (`2026-03-01`).
+        #[arg(long, default_value = "30d")]
+        since: String,
+        /// Refresh from Cost Explorer first (operator token; billed, about $0.02).
+        #[arg(long)]
+        refresh: bool,
+    },
     /// Acquire, renew, heartbeat, release and inspect leases (through the API).
     Lease {
         #[command(flatten)]
@@ -431,7 +447,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             let page = api.get_value("/findings", &q).await?;
             match client.output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&page)?),
-                Output::Table => {
+                Output::Table | Output::Csv => {
                     print!("{}", output::findings_table(&page));
                     if let Some(c) = page["next_cursor"].as_str() {
                         eprintln!("more: --cursor {c}");
@@ -445,7 +461,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             let plan = api.get_value("/plan", &[]).await?;
             match client.output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
-                Output::Table => print!("{}", output::plan_table(&plan)),
+                Output::Table | Output::Csv => print!("{}", output::plan_table(&plan)),
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -478,7 +494,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             let page = api.get_value("/audit", &q).await?;
             match client.output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&page)?),
-                Output::Table => {
+                Output::Table | Output::Csv => {
                     print!("{}", output::audit_table(&page));
                     if let Some(c) = page["next_cursor"].as_str() {
                         eprintln!("more: --cursor {c}");
@@ -507,10 +523,10 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             };
             match client.output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&verdict)?),
-                Output::Table if verdict["ok"] == true => {
+                Output::Table | Output::Csv if verdict["ok"] == true => {
                     println!("audit log intact: {} records", verdict["records"]);
                 }
-                Output::Table => println!(
+                Output::Table | Output::Csv => println!(
                     "audit log BROKEN at record {}: {}",
                     verdict["broken_at"],
                     verdict["problem"].as_str().unwrap_or("?")
@@ -522,12 +538,32 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Cost {
+            client,
+            by,
+            since,
+            refresh,
+        } => {
+            let api = Client::new(&client.addr, client.token.as_deref())?;
+            if refresh {
+                api.post_value("/cost/refresh").await?;
+            }
+            let spend = api
+                .get_value("/cost", &[("by", by.clone()), ("since", since)])
+                .await?;
+            match client.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&spend)?),
+                Output::Csv => print!("{}", output::cost_csv(&spend, &by)),
+                Output::Table => print!("{}", output::cost_table(&spend, &by)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Status { client } => {
             let api = Client::new(&client.addr, client.token.as_deref())?;
             let status = api.get_value("/status", &[]).await?;
             match client.output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&status)?),
-                Output::Table => print!("{}", output::status_table(&status)),
+                Output::Table | Output::Csv => print!("{}", output::status_table(&status)),
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -553,7 +589,7 @@ async fn reap(
     if plan_only {
         match client.output {
             Output::Json => println!("{}", serde_json::to_string_pretty(&planned)?),
-            Output::Table => print!("{}", output::reap_plan_table(&planned)),
+            Output::Table | Output::Csv => print!("{}", output::reap_plan_table(&planned)),
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -610,7 +646,7 @@ async fn reap(
     let all = serde_json::json!({"results": results});
     match client.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&all)?),
-        Output::Table => print!("{}", output::reap_results_table(&all)),
+        Output::Table | Output::Csv => print!("{}", output::reap_results_table(&all)),
     }
     let failed = results
         .iter()
@@ -643,7 +679,9 @@ async fn scan_once(
     let report = parts.tasks.run_scan("cli").await?;
     match out {
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Output::Table => print!("{}", output::scan_report(&serde_json::to_value(&report)?)),
+        Output::Table | Output::Csv => {
+            print!("{}", output::scan_report(&serde_json::to_value(&report)?))
+        }
     }
     let flagged: u64 = fail_on.iter().filter_map(|v| report.verdicts.get(v)).sum();
     if report.outcome == "failed" {
@@ -670,7 +708,7 @@ async fn scan_remote(client: ClientArgs, wait: bool) -> anyhow::Result<ExitCode>
     if !wait {
         match client.output {
             Output::Json => println!("{}", serde_json::to_string_pretty(&started)?),
-            Output::Table => println!("scan started: run {run_id}"),
+            Output::Table | Output::Csv => println!("scan started: run {run_id}"),
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -680,7 +718,9 @@ async fn scan_remote(client: ClientArgs, wait: bool) -> anyhow::Result<ExitCode>
         if run["run"]["outcome"] != "running" {
             match client.output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&run)?),
-                Output::Table => print!("{}", output::scan_report(&run["run"]["summary"])),
+                Output::Table | Output::Csv => {
+                    print!("{}", output::scan_report(&run["run"]["summary"]))
+                }
             }
             return Ok(ExitCode::SUCCESS);
         }
@@ -732,7 +772,7 @@ async fn lease(args: ClientArgs, cmd: LeaseCmd) -> anyhow::Result<ExitCode> {
     let show = |out: &mut dyn Write, l: &LeaseView| -> anyhow::Result<()> {
         match args.output {
             Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(l)?)?,
-            Output::Table => write!(out, "{}", output::lease_details(l))?,
+            Output::Table | Output::Csv => write!(out, "{}", output::lease_details(l))?,
         }
         Ok(())
     };
@@ -789,7 +829,7 @@ async fn lease(args: ClientArgs, cmd: LeaseCmd) -> anyhow::Result<ExitCode> {
             let page = client.list(&q).await?;
             match args.output {
                 Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(&page)?)?,
-                Output::Table => {
+                Output::Table | Output::Csv => {
                     write!(out, "{}", output::lease_table(&page.items))?;
                     if let Some(c) = &page.next_cursor {
                         eprintln!("more: --cursor {c}");

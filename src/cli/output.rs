@@ -364,6 +364,39 @@ pub fn audit_table(page: &serde_json::Value) -> String {
     )
 }
 
+/// `ephemera cost`: one row per project, task or region, biggest first, then the total.
+pub fn cost_table(spend: &serde_json::Value, by: &str) -> String {
+    let mut out = table(
+        &[&by.to_uppercase(), "USD", "ESTIMATED"],
+        &rows_of(&spend["items"], &[by, "usd", "estimated"]),
+    );
+    let _ = writeln!(
+        out,
+        "total {} USD from {} to {}",
+        s(&spend["total_usd"]),
+        s(&spend["since"]),
+        s(&spend["until"])
+    );
+    out
+}
+
+/// `ephemera cost --output csv`: a header and one line per row (RFC 4180 quoting).
+pub fn cost_csv(spend: &serde_json::Value, by: &str) -> String {
+    let quote = |v: String| {
+        if v.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", v.replace('"', "\"\""))
+        } else {
+            v
+        }
+    };
+    let mut out = format!("{by},usd,estimated\n");
+    for row in rows_of(&spend["items"], &[by, "usd", "estimated"]) {
+        out.push_str(&row.into_iter().map(quote).collect::<Vec<_>>().join(","));
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -58,7 +58,9 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/plan", get(show_plan))
         .route("/reap", post(reap))
         .route("/audit", get(list_audit))
-        .route("/audit/verify", get(verify_audit));
+        .route("/audit/verify", get(verify_audit))
+        .route("/cost", get(show_cost))
+        .route("/cost/refresh", post(refresh_cost));
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(healthz))
@@ -794,4 +796,111 @@ async fn verify_audit(
         Ok(n) => serde_json::json!({"ok": true, "records": n}),
         Err(b) => serde_json::json!({"ok": false, "broken_at": b.seq, "problem": b.problem}),
     }))
+}
+
+// ---- spend ----------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CostQuery {
+    by: Option<String>,
+    since: Option<String>,
+}
+
+/// Spend from the store (never a Cost Explorer call): per project, task or region since a
+/// day (`2026-03-01`) or for the last days (`30d`, today included).
+async fn show_cost(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    q: Result<Query<CostQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    use crate::auth::Role;
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid-query", m);
+    let Query(q) = q.map_err(|e| bad(e.body_text()))?;
+    let by = q.by.unwrap_or_else(|| "project".into());
+    if !["project", "task", "region"].contains(&by.as_str()) {
+        return Err(bad(format!("`by` is project, task or region, not `{by}`")));
+    }
+    if who.role == Role::Lessee && by != "project" {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "lessees see spend by project (their own) only",
+        ));
+    }
+    let today = s.tasks.today();
+    let since_text = q.since.unwrap_or_else(|| "30d".into());
+    let since = match since_text.parse::<chrono::NaiveDate>() {
+        Ok(d) => d,
+        Err(_) => {
+            let d = crate::model::HumanDuration::parse(&since_text)
+                .ok()
+                .filter(|d| d.as_secs().is_multiple_of(86_400) && d.as_secs() > 0)
+                .ok_or_else(|| {
+                    bad(format!(
+                        "`since` is a day (2026-03-01) or whole days (30d), not `{since_text}`"
+                    ))
+                })?;
+            today - chrono::TimeDelta::days((d.as_secs() / 86_400) as i64 - 1)
+        }
+    };
+    let dimension = if by == "task" { "task" } else { "project" };
+    let totals = s
+        .store
+        .spend_totals(dimension, since)
+        .await
+        .map_err(|e| internal(&e))?;
+    let mut sums: std::collections::BTreeMap<String, (i64, bool)> = Default::default();
+    for t in totals {
+        let key = if by == "region" {
+            t.region
+        } else if t.key.is_empty() {
+            "untagged".into()
+        } else {
+            t.key
+        };
+        if who.role == Role::Lessee && !who.projects.iter().any(|p| p.as_str() == key) {
+            continue;
+        }
+        let e = sums.entry(key).or_default();
+        e.0 += t.micro_usd;
+        e.1 |= t.estimated;
+    }
+    let mut items: Vec<(String, i64, bool)> =
+        sums.into_iter().map(|(k, (m, e))| (k, m, e)).collect();
+    items.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let total: i64 = items.iter().map(|i| i.1).sum();
+    Ok(Json(serde_json::json!({
+        "by": by,
+        "since": since,
+        "until": today,
+        "items": items.iter().map(|(k, m, e)| serde_json::json!({
+            by.as_str(): k, "usd": crate::cost::format_usd(*m), "micro_usd": m, "estimated": e,
+        })).collect::<Vec<_>>(),
+        "total_usd": crate::cost::format_usd(total),
+    })))
+}
+
+/// Runs a cost refresh now (billed: about two Cost Explorer requests). Operators only.
+async fn refresh_cost(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    forbid_unless(&who, &[crate::auth::Role::Operator], "refresh spend")?;
+    match s.tasks.run_cost(&format!("api:{}", who.name)).await {
+        Ok((run_id, Ok(report))) => Ok(Json(
+            serde_json::json!({"run_id": run_id, "outcome": "success", "report": report}),
+        )),
+        Ok((run_id, Err(e))) => Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "cost-explorer-failed",
+            format!("run {run_id}: {e}"),
+        )),
+        Err(crate::tasks::TaskError::AlreadyRunning(_)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "cost-running",
+            "a cost refresh is already running",
+        )),
+        Err(crate::tasks::TaskError::Store(e)) => Err(internal(&e)),
+    }
 }

@@ -149,6 +149,25 @@ const MIGRATIONS: &[&str] = &[
         seq   INTEGER NOT NULL,
         hash  TEXT NOT NULL
     ) STRICT;",
+    // 5: spend from Cost Explorer, per day, grouping (`project` or `task` tag) × tag value ×
+    // region, in integer micro-dollars ('' = spend without the tag); `spend_days` records each
+    // fetched day, its Estimated flag and whether it was final (no longer refetched).
+    "CREATE TABLE spend (
+        day        TEXT NOT NULL,
+        dimension  TEXT NOT NULL,
+        key        TEXT NOT NULL,
+        region     TEXT NOT NULL,
+        micro_usd  INTEGER NOT NULL,
+        PRIMARY KEY (dimension, day, key, region)
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE spend_days (
+        dimension   TEXT NOT NULL,
+        day         TEXT NOT NULL,
+        estimated   INTEGER NOT NULL,
+        final       INTEGER NOT NULL,
+        fetched_at  INTEGER NOT NULL,
+        PRIMARY KEY (dimension, day)
+    ) STRICT, WITHOUT ROWID;",
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), StoreError> {

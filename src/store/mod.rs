@@ -6,11 +6,13 @@
 //! connection is never held across an `.await`.
 
 mod audit;
+mod cost;
 mod migrations;
 mod reap;
 mod writer;
 
 pub use audit::{AuditFilter, LiveTotals};
+pub use cost::SpendTotal;
 pub use reap::{AuditQuery, ReapUpdate};
 
 use std::path::{Path, PathBuf};

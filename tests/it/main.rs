@@ -5,6 +5,7 @@ mod api;
 mod audit;
 mod aws;
 mod cli;
+mod cost;
 mod deleters;
 mod moto;
 mod proxy;

@@ -66,6 +66,9 @@ pub enum Fault {
     Drop,
     /// Waits this long, then forwards the request as usual.
     Delay(Duration),
+    /// Answers with this status and JSON body without asking the upstream: stands in for an
+    /// operation the emulator does not implement (moto has no ListCostAllocationTags).
+    Respond(u16, &'static str),
 }
 
 /// One request the proxy received, in arrival order.
@@ -179,6 +182,17 @@ impl FaultProxy {
     /// Every request received so far, in arrival order.
     pub fn requests(&self) -> Vec<Seen> {
         self.shared.state().seen.clone()
+    }
+
+    /// The bodies of the requests of `operation` received so far, in arrival order.
+    pub fn bodies(&self, operation: &str) -> Vec<String> {
+        self.shared
+            .state()
+            .bodies
+            .iter()
+            .filter(|(op, _)| op == operation)
+            .map(|(_, b)| b.clone())
+            .collect()
     }
 
     /// How many requests of `operation` were received so far, faulted or not.
@@ -352,6 +366,8 @@ impl Shared {
 struct State {
     faults: HashMap<String, Armed>,
     seen: Vec<Seen>,
+    /// Each request's operation and body, in arrival order.
+    bodies: Vec<(String, String)>,
 }
 
 #[derive(Debug)]
@@ -399,11 +415,20 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
         let close = request.close;
         let region = region_of(&request.headers);
         let (index, fault) = shared.arrive(&operation, region.as_deref());
+        shared.state().bodies.push((
+            operation.clone(),
+            String::from_utf8_lossy(&request.body).into_owned(),
+        ));
         let reply = match fault {
             // Returning drops the socket: the client sees the connection close, no response.
             Some(Fault::Drop) => return,
             Some(Fault::Throttle) => Reply::throttled(protocol),
             Some(Fault::ServerError) => Reply::server_error(protocol),
+            Some(Fault::Respond(status, body)) => Reply::new(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+                "application/x-amz-json-1.1",
+                body.to_owned(),
+            ),
             Some(Fault::Delay(delay)) => {
                 tokio::time::sleep(delay).await;
                 shared.forward(request).await
