@@ -19,6 +19,7 @@
 //! | [`daemon`] | wiring: `serve(config, listener, shutdown, clock)` |
 //! | [`resource`] | plain records of the audit pass: observed resources, evaluations, findings, walks, runs |
 //! | [`inventory`] | the AWS walk (tagging API, EC2 instance states), client builder, rate limit; the only home of SDK types |
+//! | [`cost`] | spend: Cost Explorer calls, the incremental refresh (final days never refetched), spend/top-task/waste exports; money as integer micro-dollars |
 //! | [`reaper`] | deletion: the pure plan (order, caps, window, allowlist), the act step and on-call reaping with their last-moment checks, per-type AWS deleters ([`reaper::aws`]); unarmed, no AWS call |
 //! | [`tasks`] | the audit pass (scan): walks, evaluation, findings, gauges; one at a time |
 //! | [`scheduler`] | cron (tokio-cron-scheduler, UTC) |
