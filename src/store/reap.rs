@@ -308,25 +308,35 @@ impl Store {
     }
 
     /// Findings whose delete was started but never recorded (the daemon died) and that a walk
-    /// has since resolved because the resource was gone: the delete did land.
+    /// has since resolved because the resource was gone (or terminated): the delete did land.
+    /// Those a walk resolved for another reason (now leased or protected: the resource is
+    /// there, so the call never reached AWS) just lose the `deleting` note.
     pub async fn interrupted_deletes_resolved(
         &self,
         owner_key: String,
     ) -> Result<Vec<ReapCandidate>, StoreError> {
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT id FROM findings WHERE reap_state = 'deleting' AND resolved_at IS NOT NULL",
-            )?;
-            let ids: Vec<i64> = stmt
-                .query_map([], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
-            let mut out = Vec::new();
-            for id in ids {
-                out.extend(candidates_any(c, id, &owner_key)?);
-            }
-            Ok(out)
-        })
-        .await
+        self.writer
+            .write(move |c| {
+                c.prepare_cached(
+                    "UPDATE findings SET reap_state = NULL
+                     WHERE reap_state = 'deleting' AND resolved_at IS NOT NULL
+                       AND resolution NOT IN ('gone', 'terminated')",
+                )?
+                .execute([])?;
+                let ids: Vec<i64> = c
+                    .prepare_cached(
+                        "SELECT id FROM findings
+                         WHERE reap_state = 'deleting' AND resolved_at IS NOT NULL",
+                    )?
+                    .query_map([], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                let mut out = Vec::new();
+                for id in ids {
+                    out.extend(candidates_any(c, id, &owner_key)?);
+                }
+                Ok(out)
+            })
+            .await
     }
 
     /// Notes that a delete call is about to start (so a crash before its outcome is known is

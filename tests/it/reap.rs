@@ -1081,3 +1081,68 @@ async fn over_the_pass_cap_nothing_is_deleted() {
         assert!(exists(&moto, A, a).await, "{a} survived the cap");
     }
 }
+
+/// A crash right after noting a delete but before the call: if a walk then finds the resource
+/// leased again (so it is plainly there), the note is dropped and no deletion is recorded.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_noted_delete_that_never_ran_is_not_recorded_as_deleted() {
+    let moto = Moto::start().await;
+    let (work, clock, d, expired) = with_expired_lease(
+        &moto.endpoint(),
+        ACCOUNTS,
+        "armed = true\ndeletable_types = [\"ec2:volume\"]\n",
+    )
+    .await;
+    let seeded = seed(
+        &moto.endpoint(),
+        json!({"resources": [
+            {"key": "kept", "account": A, "type": "ec2:volume", "tags": tags(&expired, "web")}
+        ]}),
+    )
+    .await;
+    let kept = arns_by_key(&seeded)["kept"][0].clone();
+    pass(&d).await; // marked
+    // As if the daemon died between noting the delete and making the call.
+    let db = work.dir.path().join("state/ephemera.db");
+    let raw = rusqlite::Connection::open(&db).expect("store");
+    let noted = raw
+        .execute(
+            "UPDATE findings SET reap_state = 'deleting' WHERE arn = ?1 AND resolved_at IS NULL",
+            [&kept],
+        )
+        .expect("note");
+    assert_eq!(noted, 1);
+    // The task takes a new lease and re-tags the volume with it.
+    let fresh = d.acquire(WEB, "web", "again").await;
+    let ec2 = aws_sdk_ec2::Client::new(&moto.sdk_config("us-east-1").await);
+    let id = seeded.resources[0].id.clone();
+    ec2.create_tags()
+        .resources(id)
+        .tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key("ephemera:lease-id")
+                .value(&fresh)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("retag");
+    clock.advance(TimeDelta::minutes(5));
+    pass(&d).await;
+    let records = audit(&d).await;
+    assert!(
+        decisions(&records, &kept)
+            .iter()
+            .all(|(d, _)| d != "deleted"),
+        "{records:#?}"
+    );
+    let state: Option<String> = raw
+        .query_row(
+            "SELECT reap_state FROM findings WHERE arn = ?1",
+            [&kept],
+            |r| r.get(0),
+        )
+        .expect("finding");
+    assert_eq!(state, None, "the stale note is dropped");
+    assert!(exists(&moto, A, &kept).await);
+}
