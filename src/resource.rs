@@ -173,7 +173,7 @@ pub struct AuditEntry {
     pub arn: String,
     pub lease_id: Option<String>,
     pub verdict: Option<String>,
-    /// `marked`, `would-delete`, `deleted`, `skipped`, `failed` or `capped`.
+    /// `would-delete`, `deleted`, `skipped`, `failed` or `capped`.
     pub decision: String,
     pub detail: String,
 }

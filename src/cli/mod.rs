@@ -200,7 +200,7 @@ enum AuditCmd {
         client: ClientArgs,
         #[arg(long)]
         arn: Option<String>,
-        /// would-delete, deleted, skipped, failed, capped, marked.
+        /// would-delete, deleted, skipped, failed, capped.
         #[arg(long)]
         decision: Option<String>,
         #[arg(long)]

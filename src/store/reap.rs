@@ -205,7 +205,8 @@ fn candidates(
 
 impl Store {
     /// Marks every open `reap` finding that has no deadline yet (deadline = `at` + the rule's
-    /// grace), queues its owner a `deletion-planned` notification and records `marked`; clears
+    /// grace), queues its owner a `deletion-planned` notification and records a `marked` event
+    /// of the finding; clears
     /// the mark of findings whose action is no longer `reap`. Returns what was marked.
     pub async fn mark_for_reaping(
         &self,
@@ -248,17 +249,19 @@ impl Store {
                          VALUES ('deletion-planned', ?1, ?2, ?3, ?4) ON CONFLICT (dedupe_key) DO NOTHING",
                     )?
                     .execute(params![owner, format!("deletion-planned:{id}:{}", ms(deadline)), payload.to_string(), ms(at)])?;
-                    append(c, &AuditEntry {
-                        at,
-                        run_id: Some(run_id.clone()),
-                        actor: "scheduler".into(),
-                        mode: "pass".into(),
-                        arn: arn.clone(),
-                        lease_id,
-                        verdict: Some(verdict),
-                        decision: "marked".into(),
-                        detail: format!("deletion planned for {}", deadline.to_rfc3339()),
-                    })?;
+                    // A transition of the finding (no deletion is decided yet), so it goes
+                    // with the finding's other events, not into the reaper's audit chain.
+                    c.prepare_cached(
+                        "INSERT INTO finding_events (finding_id, run_id, at, kind, verdict, detail)
+                         VALUES (?1, ?2, ?3, 'marked', ?4, ?5)",
+                    )?
+                    .execute(params![
+                        id,
+                        run_id,
+                        ms(at),
+                        verdict,
+                        format!("deletion planned for {}", deadline.to_rfc3339())
+                    ])?;
                     marked.push(Marked { finding_id: id, arn, owner, deadline });
                 }
                 Ok(marked)

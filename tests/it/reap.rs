@@ -254,11 +254,25 @@ max_project_share_percent = 80
             .all(|i| i["arn"] != arn("leased") && i["arn"] != arn("protected")),
         "leased and protected resources are never marked: {plan}"
     );
-    let marked = audit(&d).await;
+    let finding_id = d.get("/api/v1/findings?limit=100", VIEWER).await.1["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|f| f["arn"] == arn("doomed-vol").as_str())
+        .map(|f| f["id"].clone())
+        .expect("finding");
+    let (_, finding) = d
+        .get(&format!("/api/v1/findings/{finding_id}"), VIEWER)
+        .await;
+    let events = finding["events"].as_array().expect("events");
     assert_eq!(
-        decisions(&marked, &arn("doomed-vol"))[0].0,
-        "marked",
-        "{marked:?}"
+        events.last().map(|e| e["kind"].clone()),
+        Some(json!("marked")),
+        "{finding}"
+    );
+    assert!(
+        audit(&d).await.is_empty(),
+        "marking decides no deletion: the audit log is empty"
     );
 
     // ---- pass 2, past the deadline: the last-moment changes land while it is about to act ---
@@ -1022,7 +1036,7 @@ async fn sigkill_mid_reaping_loses_no_record_and_deletes_nothing_twice() {
     let db = work.dir.path().join("state/ephemera.db");
     let raw = rusqlite::Connection::open(&db).expect("open store");
     raw.execute(
-        "UPDATE audit_log SET decision = 'skipped' WHERE seq = 7",
+        "UPDATE audit_log SET decision = 'skipped' WHERE seq = 3",
         [],
     )
     .expect("tamper");
@@ -1031,7 +1045,7 @@ async fn sigkill_mid_reaping_loses_no_record_and_deletes_nothing_twice() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(
-        stdout.contains("BROKEN at record 7") && stdout.contains("edited"),
+        stdout.contains("BROKEN at record 3") && stdout.contains("edited"),
         "{stdout}"
     );
 }
