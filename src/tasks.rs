@@ -102,7 +102,7 @@ impl From<&ReapReport> for ReapSummary {
             deleted: r.count("deleted"),
             skipped: r.count("skipped"),
             failed: r.count("failed"),
-            held: r.count("held"),
+            held: r.held,
             capped: r.capped.clone(),
         }
     }

@@ -38,7 +38,7 @@ pub struct Actor {
 pub struct ItemResult {
     pub arn: String,
     pub resource_type: String,
-    /// `would-delete`, `deleted`, `skipped`, `failed` (or `held`/`scheduled`: not attempted).
+    /// `would-delete`, `deleted`, `skipped` or `failed`.
     pub outcome: String,
     pub detail: String,
 }
@@ -48,6 +48,8 @@ pub struct ItemResult {
 pub struct ReapReport {
     pub armed: bool,
     pub marked: u64,
+    /// Past their deadline but held back by a guard.
+    pub held: u64,
     pub results: Vec<ItemResult>,
     pub capped: Vec<String>,
 }
@@ -191,6 +193,11 @@ impl Reaper {
             ..ReapReport::default()
         };
         report.capped = self.record_caps(&plan, &actor).await?;
+        report.held = plan
+            .items
+            .iter()
+            .filter(|i| matches!(i.status, Status::Held(_)))
+            .count() as u64;
         report.results = self.carry_out(&plan, &actor).await?;
         Ok(report)
     }
@@ -325,7 +332,9 @@ impl Reaper {
             .await
     }
 
-    /// Every due item, in plan order: would-delete when unarmed, else the guarded delete.
+    /// Every due item, in plan order: would-delete when unarmed, else the guarded delete. (What
+    /// the plan holds back or schedules is in the plan, not repeated here: a mass marking would
+    /// otherwise copy every item.)
     async fn carry_out(&self, plan: &Plan, actor: &Actor) -> Result<Vec<ItemResult>, StoreError> {
         let armed = self.inner.config.enforcement.armed;
         let mut results = Vec::new();
@@ -350,21 +359,6 @@ impl Reaper {
                 .with_label_values(&[&c.resource_type, &result.outcome])
                 .inc();
             results.push(result);
-        }
-        for item in plan.items.iter().filter(|i| i.status != Status::Due) {
-            let (outcome, detail) = match &item.status {
-                Status::Held(why) => ("held", why.clone()),
-                _ => (
-                    "scheduled",
-                    format!("deadline {}", item.candidate.deadline.to_rfc3339()),
-                ),
-            };
-            results.push(ItemResult {
-                arn: item.candidate.arn.clone(),
-                resource_type: item.candidate.resource_type.clone(),
-                outcome: outcome.into(),
-                detail,
-            });
         }
         Ok(results)
     }
