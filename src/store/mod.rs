@@ -7,10 +7,12 @@
 
 mod audit;
 mod migrations;
+mod outbox;
 mod reap;
 mod writer;
 
 pub use audit::{AuditFilter, LiveTotals};
+pub use outbox::{Notice, OutboxRow, Rollup};
 pub use reap::{AuditQuery, ReapUpdate};
 
 use std::path::{Path, PathBuf};
