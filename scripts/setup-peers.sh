@@ -37,5 +37,7 @@ rm -rf "$VENV"
 python3 -m venv "$VENV"
 "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQ" -c "$CON"
 "$VENV/bin/moto_server" --help >/dev/null
+# The SMTP peer of the mail tests (tests/peers/smtp_server.py) needs both.
+"$VENV/bin/python" -c "import aiosmtpd, cryptography"
 touch "$STAMP"
 echo "setup-peers: $VENV ready ($("$VENV/bin/pip" show moto | grep ^Version))" >&2

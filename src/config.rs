@@ -1,8 +1,9 @@
 //! The one TOML config file: parsed, validated once at start-up, then passed explicitly.
 //!
 //! Architecture Invariant: nothing here opens sockets or the store; the only outside reads are
-//! the environment and files that hold secrets, done once while validating. Secrets never leave
-//! this module in clear: tokens are hashed here, passwords stay named (env var or file).
+//! the environment and files that hold secrets or certificates, done once while validating.
+//! Secrets never leave this module in clear: tokens are hashed here, passwords stay named (env
+//! var or file) and are read again by whoever needs them.
 
 use std::collections::{BTreeSet, HashSet};
 use std::net::SocketAddr;
@@ -218,9 +219,21 @@ pub struct SmtpConfig {
     pub password_file: Option<PathBuf>,
     #[serde(default = "default_smtp_timeout")]
     pub timeout: HumanDuration,
-    /// Who receives the on-call summary.
+    /// Who receives the on-call summary (and notices about resources nobody owns).
     #[serde(default)]
     pub oncall: Vec<String>,
+    /// PEM file of extra root certificates to trust (a private CA), besides the system's.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// A lease owner is warned this long before the lease expires.
+    #[serde(default = "default_warn_before")]
+    pub warn_before: HumanDuration,
+    /// First retry delay after a failed send; it doubles per failure, up to an hour.
+    #[serde(default = "default_mail_backoff")]
+    pub retry_backoff: HumanDuration,
+    /// Hours (UTC) in which no mail is sent; what is due then goes out when they end.
+    #[serde(default)]
+    pub quiet_hours: Option<QuietHours>,
 }
 
 fn default_smtp_timeout() -> HumanDuration {
@@ -258,6 +271,36 @@ impl Default for CostConfig {
             recent_days: default_recent_days(),
             rolling_window: default_rolling_window(),
             top_tasks: default_top_tasks(),
+        }
+    }
+}
+
+fn default_warn_before() -> HumanDuration {
+    HumanDuration::from_secs(30 * 60)
+}
+
+fn default_mail_backoff() -> HumanDuration {
+    HumanDuration::from_secs(60)
+}
+
+/// Quiet hours, UTC: from `start_hour` up to (not including) `end_hour`; may wrap midnight
+/// (`start_hour = 22`, `end_hour = 7`: 22:00–06:59).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuietHours {
+    pub start_hour: u32,
+    pub end_hour: u32,
+}
+
+impl QuietHours {
+    /// Whether `t` falls inside the quiet hours.
+    pub fn contains(&self, t: chrono::DateTime<chrono::Utc>) -> bool {
+        use chrono::Timelike;
+        let h = t.hour();
+        if self.start_hour < self.end_hour {
+            (self.start_hour..self.end_hour).contains(&h)
+        } else {
+            h >= self.start_hour || h < self.end_hour
         }
     }
 }
@@ -482,7 +525,7 @@ impl Config {
         }
         validate_aws(&src, &raw.aws)?;
         if let Some(smtp) = &raw.smtp {
-            validate_smtp(&src, smtp)?;
+            validate_smtp(&src, smtp, &resolve, env)?;
         }
         if let Some(e) = &raw.enforcement {
             validate_enforcement(&src, e)?;
@@ -510,7 +553,12 @@ impl Config {
             tags: raw.tags.map(Spanned::into_inner).unwrap_or_default(),
             aws: raw.aws.into_inner(),
             schedules: raw.schedules,
-            smtp: raw.smtp.map(Spanned::into_inner),
+            smtp: raw.smtp.map(|s| {
+                let mut s = s.into_inner();
+                s.ca_file = s.ca_file.as_deref().map(&resolve);
+                s.password_file = s.password_file.as_deref().map(&resolve);
+                s
+            }),
             cost: raw.cost.map(Spanned::into_inner).unwrap_or_default(),
             enforcement: raw.enforcement.map(Spanned::into_inner).unwrap_or_default(),
             principals,
@@ -772,32 +820,122 @@ fn check_role_arn(arn: &str, account: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn validate_smtp(src: &Source<'_>, smtp: &Spanned<SmtpConfig>) -> Result<(), FileError> {
+fn validate_smtp(
+    src: &Source<'_>,
+    smtp: &Spanned<SmtpConfig>,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), FileError> {
     let s = smtp.get_ref();
-    let span = smtp.span();
+    // A table's span covers its header only; its keys follow it.
+    let span = smtp.span().start..src.text.len();
+    let at = |needle: &str| span_in(src, span.clone(), needle);
     if s.host.trim().is_empty() {
-        return Err(src.error_for(span, "smtp.host", "must not be empty"));
+        return Err(src.error_for(at("host"), "smtp.host", "must not be empty"));
+    }
+    if s.port == 0 {
+        return Err(src.error_for(at("port"), "smtp.port", "must be 1 to 65535"));
     }
     for (field, addr) in
         std::iter::once(("smtp.from", &s.from)).chain(s.oncall.iter().map(|a| ("smtp.oncall", a)))
     {
         if !looks_like_email(addr) {
             return Err(src.error_for(
-                span.clone(),
+                at(&format!("\"{addr}\"")),
                 field,
                 format!("`{addr}` is not an email address"),
             ));
         }
     }
-    if s.password_env.is_some() && s.password_file.is_some() {
+    match (&s.password_env, &s.password_file) {
+        (Some(_), Some(_)) => {
+            return Err(src.error_for(
+                at("password_env"),
+                "smtp.password_env",
+                "set password_env or password_file, not both",
+            ));
+        }
+        (Some(var), None) if env(var).is_none_or(|v| v.is_empty()) => {
+            return Err(src.error_for(
+                at("password_env"),
+                "smtp.password_env",
+                format!("environment variable `{var}` is not set"),
+            ));
+        }
+        (None, Some(file)) => {
+            // Read only to check it can be; the transport reads it again when it is built,
+            // so the password never sits in the config.
+            let path = resolve(file);
+            match std::fs::read_to_string(&path) {
+                Ok(p) if !p.trim().is_empty() => {}
+                Ok(_) => {
+                    return Err(src.error_for(
+                        at("password_file"),
+                        "smtp.password_file",
+                        format!("{} is empty", path.display()),
+                    ));
+                }
+                Err(e) => {
+                    return Err(src.error_for(
+                        at("password_file"),
+                        "smtp.password_file",
+                        format!("cannot read {}: {e}", path.display()),
+                    ));
+                }
+            }
+        }
+        _ => {}
+    }
+    let has_password = s.password_env.is_some() || s.password_file.is_some();
+    if has_password && s.username.is_none() {
         return Err(src.error_for(
-            span,
-            "smtp.password_env",
-            "set password_env or password_file, not both",
+            at("password_"),
+            "smtp.username",
+            "a password needs a username",
         ));
     }
-    if (s.password_env.is_some() || s.password_file.is_some()) && s.username.is_none() {
-        return Err(src.error_for(span, "smtp.username", "a password needs a username"));
+    if has_password && s.tls == SmtpTls::None {
+        return Err(src.error_for(
+            at("tls"),
+            "smtp.tls",
+            "a password is only sent over TLS: use tls = \"starttls\" or \"implicit\"",
+        ));
+    }
+    if let Some(file) = &s.ca_file {
+        let path = resolve(file);
+        let pem = std::fs::read_to_string(&path).map_err(|e| {
+            src.error_for(
+                at("ca_file"),
+                "smtp.ca_file",
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        if !pem.contains("-----BEGIN CERTIFICATE-----") {
+            return Err(src.error_for(
+                at("ca_file"),
+                "smtp.ca_file",
+                format!("{} holds no PEM certificate", path.display()),
+            ));
+        }
+        if s.tls == SmtpTls::None {
+            return Err(src.error_for(
+                at("ca_file"),
+                "smtp.ca_file",
+                "a CA file needs tls = \"starttls\" or \"implicit\"",
+            ));
+        }
+    }
+    if s.warn_before.as_secs() < 60 {
+        return Err(src.error_for(at("warn_before"), "smtp.warn_before", "must be at least 1m"));
+    }
+    if let Some(q) = &s.quiet_hours
+        && (q.start_hour > 23 || q.end_hour > 23 || q.start_hour == q.end_hour)
+    {
+        return Err(src.error_for(
+            at("start_hour"),
+            "smtp.quiet_hours",
+            "needs start_hour and end_hour in 0..=23, and different",
+        ));
     }
     Ok(())
 }
@@ -1146,6 +1284,99 @@ mod tests {
         assert!(w.contains(at("2026-03-02T16:59:59Z")));
         assert!(!w.contains(at("2026-03-02T17:00:00Z")));
         assert!(!w.contains(at("2026-03-01T12:00:00Z")), "Sunday");
+    }
+
+    #[test]
+    fn bad_smtp_names_the_line_of_the_value() {
+        check_bad(
+            "warn_before = \"30m\"",
+            "warn_before = \"soon\"",
+            "soon",
+            "field `smtp.warn_before`: invalid duration `soon`",
+        );
+        check_bad(
+            "warn_before = \"30m\"",
+            "warn_before = \"30s\"",
+            "warn_before = \"30s\"",
+            "field `smtp.warn_before`: must be at least 1m",
+        );
+        check_bad(
+            "oncall = [\"oncall@example.com\"]",
+            "oncall = [\"oncall@example.com\", \"pager\"]",
+            "\"pager\"",
+            "field `smtp.oncall`: `pager` is not an email address",
+        );
+        check_bad(
+            "tls = \"none\"",
+            "tls = \"ssl\"",
+            "\"ssl\"",
+            "unknown variant `ssl`",
+        );
+        check_bad(
+            "# username = \"ephemera\"",
+            "username = \"ephemera\"\npassword_env = \"SMTP_PW_UNSET\"",
+            "password_env = \"SMTP_PW_UNSET\"",
+            "field `smtp.password_env`: environment variable `SMTP_PW_UNSET` is not set",
+        );
+        check_bad(
+            "# ca_file = \"/etc/ephemera/relay-ca.pem\"",
+            "ca_file = \"/nonexistent/ca.pem\"",
+            "ca_file = \"/nonexistent",
+            "field `smtp.ca_file`: cannot read /nonexistent/ca.pem",
+        );
+        check_bad(
+            "# [smtp.quiet_hours]\n# start_hour = 22\n# end_hour = 7",
+            "[smtp.quiet_hours]\nstart_hour = 22\nend_hour = 22",
+            "start_hour = 22",
+            "field `smtp.quiet_hours`: needs start_hour and end_hour",
+        );
+    }
+
+    #[test]
+    fn smtp_password_needs_tls_and_is_not_kept() {
+        let text = EXAMPLE.replacen(
+            "# username = \"ephemera\"",
+            "username = \"ephemera\"\npassword_env = \"SMTP_PW\"",
+            1,
+        );
+        let env = |name: &str| (name == "SMTP_PW").then(|| "hunter2".to_owned());
+        let err = Config::parse(Path::new("e.toml"), &text, &env)
+            .expect_err("password over plain SMTP")
+            .to_string();
+        assert!(
+            err.contains("field `smtp.tls`: a password is only sent over TLS"),
+            "{err}"
+        );
+        let text = text.replacen("tls = \"none\"", "tls = \"starttls\"", 1);
+        let c = Config::parse(Path::new("e.toml"), &text, &env).expect("valid over starttls");
+        let smtp = c.smtp.expect("smtp");
+        assert_eq!(smtp.password_env.as_deref(), Some("SMTP_PW"));
+        assert!(!format!("{smtp:?}").contains("hunter2"));
+        assert_eq!(smtp.warn_before, HumanDuration::from_secs(30 * 60));
+    }
+
+    #[test]
+    fn quiet_hours_may_wrap_midnight() {
+        let at = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().expect("time");
+        let night = QuietHours {
+            start_hour: 22,
+            end_hour: 7,
+        };
+        for (t, quiet) in [
+            ("2026-03-02T21:59:59Z", false),
+            ("2026-03-02T22:00:00Z", true),
+            ("2026-03-03T03:00:00Z", true),
+            ("2026-03-03T06:59:59Z", true),
+            ("2026-03-03T07:00:00Z", false),
+        ] {
+            assert_eq!(night.contains(at(t)), quiet, "{t}");
+        }
+        let lunch = QuietHours {
+            start_hour: 12,
+            end_hour: 13,
+        };
+        assert!(lunch.contains(at("2026-03-02T12:30:00Z")));
+        assert!(!lunch.contains(at("2026-03-02T13:00:00Z")));
     }
 
     #[test]

@@ -91,7 +91,7 @@ pub async fn serve(
         store.clone(),
         policy.clone(),
         config.tags.clone(),
-        clock,
+        clock.clone(),
         metrics.clone(),
     );
     // Gauges reflect the store from the start, not only after the first pass.
@@ -101,6 +101,20 @@ pub async fn serve(
     if let Err(e) = tasks.export_spend().await {
         tracing::error!(error = %crate::error_chain(&e), "cannot compute spend gauges");
     }
+    let mailer = crate::mail::Mailer::new(
+        &config,
+        policy.clone(),
+        store.clone(),
+        metrics.clone(),
+        clock.clone(),
+    )
+    .context("cannot set up mail")?;
+    let (stop_mail, mail_stopped) = tokio::sync::watch::channel(false);
+    let mail_loop = mailer.map(|m| {
+        tasks.set_mailer(m.clone());
+        tracing::info!(relay = %m.transport().relay(), "mail delivery on");
+        tokio::spawn(m.run(mail_stopped))
+    });
     let mut scheduler = crate::scheduler::start(tasks.clone(), &config.schedules).await?;
     let state = AppState {
         leases,
@@ -128,6 +142,13 @@ pub async fn serve(
         .context("http server failed");
     if let Err(e) = scheduler.shutdown().await {
         tracing::warn!(error = %e, "scheduler did not stop cleanly");
+    }
+    // A send in progress finishes (bounded by the SMTP timeout) before the daemon exits.
+    let _ = stop_mail.send(true);
+    if let Some(h) = mail_loop
+        && let Err(e) = h.await
+    {
+        tracing::warn!(error = %e, "mail delivery did not stop cleanly");
     }
     served?;
     tracing::info!("ephemera daemon stopped");

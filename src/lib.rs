@@ -22,6 +22,7 @@
 //! | [`cost`] | spend: Cost Explorer calls, the incremental refresh (final days never refetched), spend/top-task/waste exports; money as integer micro-dollars |
 //! | [`reaper`] | deletion: the pure plan (order, caps, window, allowlist), the act step and on-call reaping with their last-moment checks, per-type AWS deleters ([`reaper::aws`]); unarmed, no AWS call |
 //! | [`tasks`] | the audit pass (scan): walks, evaluation, findings, gauges; one at a time |
+//! | [`mail`] | email from the store's outbox: expiry warnings, owner digests, deletion notices, on-call summary; templates ([`mail::render`], pure), SMTP ([`mail::transport`], lettre), roll-up, delivery with back-off and quiet hours; a row is marked sent only after the server accepted it |
 //! | [`scheduler`] | cron (tokio-cron-scheduler, UTC) |
 //! | [`cli`] | the `ephemera` command line: daemon, checks, and an API client |
 //! | [`clock`] | the only reader of the wall clock |
@@ -50,6 +51,7 @@ pub mod http;
 pub mod inventory;
 pub mod lease;
 pub mod logging;
+pub mod mail;
 pub mod metrics;
 pub mod model;
 pub mod policy;

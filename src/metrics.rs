@@ -2,12 +2,13 @@
 //! tests can run several daemons in one process).
 //!
 //! Architecture Invariant: every label comes from a bounded set (project, state, operation,
-//! outcome code, route pattern, method, status, region, resource type, verdict, task). No
+//! outcome code, route pattern, method, status, region, resource type, verdict, task, email
+//! kind). No
 //! lease id, ARN or resource id is ever a label.
 
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -56,6 +57,12 @@ pub struct Metrics {
     pub waste_usd: GaugeVec,
     /// `ephemera_cost_allocation_tag_active{tag}`: 1 active, 0 not (attribution reads $0).
     pub cost_tag_active: IntGaugeVec,
+    /// `ephemera_emails_sent_total{kind}`: messages the SMTP server accepted.
+    pub emails_sent: IntCounterVec,
+    /// Failed send attempts (each is retried after a back-off).
+    pub email_failures: IntCounter,
+    /// Outbox rows not done with: unsent messages and notices not yet rolled up.
+    pub outbox_pending: IntGauge,
 }
 
 fn reg<C: Collector + Clone + 'static>(r: &Registry, c: C) -> C {
@@ -278,6 +285,25 @@ impl Metrics {
                 "ephemera_cost_allocation_tag_active",
                 "Whether an identity tag is an active cost allocation tag (0: its spend reads as untagged)",
                 &["tag"],
+            ),
+            emails_sent: counters(
+                &r,
+                "ephemera_emails_sent_total",
+                "Emails accepted by the SMTP server, by kind",
+                &["kind"],
+            ),
+            email_failures: counter(
+                &r,
+                "ephemera_email_failures_total",
+                "Failed attempts at sending an email (retried after a back-off)",
+            ),
+            outbox_pending: reg(
+                &r,
+                IntGauge::new(
+                    "ephemera_outbox_pending",
+                    "Outbox rows not done with: unsent emails and notices not yet rolled up",
+                )
+                .expect("valid static metric"),
             ),
             registry: r,
         }

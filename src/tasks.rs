@@ -141,6 +141,9 @@ struct Inner {
     /// Label sets of `ephemera_resources` set by the last pass, to zero those that vanish.
     resource_series: std::sync::Mutex<BTreeSet<[String; 4]>>,
     project_series: std::sync::Mutex<BTreeSet<String>>,
+    /// Set by the daemon when `[smtp]` is configured: each pass queues its on-call summary
+    /// and wakes the deliverer. Without it (or in `scan --once`) notices wait in the outbox.
+    mailer: std::sync::OnceLock<crate::mail::Mailer>,
 }
 
 impl Tasks {
@@ -182,8 +185,14 @@ impl Tasks {
                 scan_lock: Arc::new(Mutex::new(())),
                 resource_series: std::sync::Mutex::new(BTreeSet::new()),
                 project_series: std::sync::Mutex::new(BTreeSet::new()),
+                mailer: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Hands the passes a mailer (once; later calls are ignored).
+    pub fn set_mailer(&self, mailer: crate::mail::Mailer) {
+        let _ = self.inner.mailer.set(mailer);
     }
 
     /// Starts a scan in the background; refused while one runs. Returns the run id.
@@ -325,12 +334,14 @@ impl Tasks {
             == inner.config.aws.accounts.len() * inner.config.aws.regions.len()
             && report.walks.iter().all(WalkRecord::is_complete);
         report.outcome = if all_complete { "success" } else { "partial" }.into();
+        let mut reap_results = Vec::new();
         match inner.reaper.act(&run_id, &report.walks).await {
             Ok(r) => {
                 for c in &r.capped {
                     tracing::warn!(cap = %c, "reaping halted by a cap");
                 }
                 report.reap = Some(ReapSummary::from(&r));
+                reap_results = r.results;
             }
             Err(e) => {
                 tracing::error!(error = %crate::error_chain(&e), "the act step failed; nothing more was deleted");
@@ -350,6 +361,14 @@ impl Tasks {
             .scan_duration
             .observe(timer.elapsed().as_secs_f64());
         self.finish(&mut report).await;
+        if let Some(mailer) = inner.mailer.get() {
+            match mailer.queue_pass_summary(&report, &reap_results).await {
+                Ok(_) => mailer.kick(),
+                Err(e) => {
+                    tracing::error!(error = %crate::error_chain(&e), "cannot queue the on-call summary")
+                }
+            }
+        }
         tracing::info!(
             outcome = %report.outcome,
             resources = report.resources_seen,

@@ -183,6 +183,9 @@ enum Command {
         #[arg(long)]
         refresh: bool,
     },
+    /// Email through the configured `[smtp]` relay.
+    #[command(subcommand)]
+    Mail(MailCmd),
     /// Acquire, renew, heartbeat, release and inspect leases (through the API).
     Lease {
         #[command(flatten)]
@@ -217,6 +220,18 @@ enum AuditCmd {
         client: ClientArgs,
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MailCmd {
+    /// Send a test message through `[smtp]` now, straight to the relay (no daemon needed).
+    Test {
+        /// Recipient address.
+        #[arg(long)]
+        to: String,
+        #[command(flatten)]
+        config: ConfigArg,
     },
 }
 
@@ -401,6 +416,28 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             let token = token.trim();
             anyhow::ensure!(!token.is_empty(), "no token on stdin");
             println!("{}", crate::auth::TokenHash::of(token).to_hex());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Mail(MailCmd::Test { to, config }) => {
+            let config = Config::load(&config.config)?;
+            let smtp = config.smtp.as_ref().with_context(|| {
+                format!("{}: no [smtp] section to send with", config.path.display())
+            })?;
+            anyhow::ensure!(
+                crate::mail::is_address(&to),
+                "--to: `{to}` is not an email address"
+            );
+            crate::mail::send_test(
+                smtp,
+                &to,
+                crate::clock::Clock::now(&crate::clock::SystemClock),
+            )
+            .await
+            .with_context(|| format!("cannot send the test message to {to}"))?;
+            println!(
+                "sent a test message to {to} through {}:{}",
+                smtp.host, smtp.port
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Lease { client, command } => lease(client, command).await,

@@ -168,6 +168,11 @@ const MIGRATIONS: &[&str] = &[
         fetched_at  INTEGER NOT NULL,
         PRIMARY KEY (dimension, day)
     ) STRICT, WITHOUT ROWID;",
+    // 6: the mailer. Notices (`deletion-planned`, `reaped`) are rolled up into one message per
+    // recipient; `rolled_into` names the message that carries a notice, and a notice's
+    // `sent_at` is when it was rolled up (or closed, with `last_error`, when nobody could be
+    // told). A message's `sent_at` is when the SMTP server accepted it, never earlier.
+    "ALTER TABLE outbox ADD COLUMN rolled_into INTEGER REFERENCES outbox (id);",
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), StoreError> {

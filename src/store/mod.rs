@@ -8,11 +8,13 @@
 mod audit;
 mod cost;
 mod migrations;
+mod outbox;
 mod reap;
 mod writer;
 
 pub use audit::{AuditFilter, LiveTotals};
 pub use cost::SpendTotal;
+pub use outbox::{Notice, OutboxRow, Rollup};
 pub use reap::{AuditQuery, ReapUpdate};
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,541 @@
+//! Email: pre-expiry warnings, owner digests of planned deletions, deletion notices and the
+//! on-call summary, delivered from the store's outbox through the `[smtp]` relay.
+//!
+//! How a message travels:
+//! 1. Something is **queued** in the outbox, deduplicated by key: the reaper's notices
+//!    (`deletion-planned` per marked finding, `reaped` per deletion), an `expiry-warning` per
+//!    (lease, expiry) by [`Mailer::queue_expiry_warnings`], an `oncall-summary` per (pass,
+//!    address) by [`Mailer::queue_pass_summary`].
+//! 2. Notices are **rolled up**, in one transaction, into one `owner-digest` or
+//!    `reaped-notice` per recipient (a burst of findings for one owner is one message); a
+//!    notice with no owner goes to the `[smtp] oncall` addresses.
+//! 3. The **deliverer** ([`Mailer::round`]) sends due messages one by one and marks each sent
+//!    only after the SMTP server accepted it; a failure counts an attempt and backs off
+//!    (doubling from `retry_backoff`, at most an hour). Nothing is rolled up or sent in quiet
+//!    hours; everything pending goes out after them.
+//!
+//! Architecture Invariant: a row is never marked sent before the server accepted it, so an
+//! outage or a crash loses nothing. The one duplicate left is a crash (or a lost store write)
+//! between the server's acceptance and the mark: that message is sent again after the restart
+//! (at least once, at that instant). The resend carries the same Message-ID, so mail clients
+//! and servers that deduplicate by it show it once. Rendering is pure ([`render`]); only
+//! [`transport`] talks SMTP; only the store knows the outbox's SQL.
+
+pub mod render;
+pub mod transport;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::Serialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::clock::Clock;
+use crate::config::{Config, SmtpConfig};
+use crate::metrics::Metrics;
+use crate::model::ProjectName;
+use crate::policy::Policy;
+use crate::reaper::run::ItemResult;
+use crate::store::{Notice, OutboxRow, Rollup, Store, StoreError};
+use crate::tasks::ScanReport;
+use render::{Renderer, build_message};
+use transport::{SmtpTransport, TransportError};
+
+/// Notice kinds (queued by the reaper, rolled up, never sent themselves).
+pub const DELETION_PLANNED: &str = "deletion-planned";
+pub const REAPED: &str = "reaped";
+/// Message kinds (sent).
+pub const EXPIRY_WARNING: &str = "expiry-warning";
+pub const OWNER_DIGEST: &str = "owner-digest";
+pub const REAPED_NOTICE: &str = "reaped-notice";
+pub const ONCALL_SUMMARY: &str = "oncall-summary";
+pub const MESSAGE_KINDS: &[&str] = &[EXPIRY_WARNING, OWNER_DIGEST, REAPED_NOTICE, ONCALL_SUMMARY];
+
+/// Longest wait between attempts at one message.
+const MAX_BACKOFF: TimeDelta = TimeDelta::hours(1);
+/// Most messages one round tries to send.
+const ROUND_LIMIT: u32 = 200;
+/// Longest pause of the delivery loop between rounds.
+const MAX_TICK: Duration = Duration::from_secs(30);
+
+/// What one delivery round did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RoundReport {
+    /// Inside quiet hours: nothing was rolled up or sent.
+    pub quiet: bool,
+    pub warnings_queued: u64,
+    pub messages_rolled_up: u64,
+    pub sent: u64,
+    pub failed: u64,
+    /// Rows left unsent after the round.
+    pub pending: u64,
+}
+
+/// The mailer; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Mailer {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    smtp: SmtpConfig,
+    protect_tag: String,
+    policy: Arc<Policy>,
+    store: Store,
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
+    transport: SmtpTransport,
+    renderer: Renderer,
+    /// Held for a whole round, so two never overlap.
+    round: tokio::sync::Mutex<()>,
+    /// Wakes the delivery loop early (after a pass queued mail).
+    kick: tokio::sync::Notify,
+}
+
+impl Mailer {
+    /// The mailer of `[smtp]`; `None` without that section. Reads the password now.
+    pub fn new(
+        config: &Config,
+        policy: Arc<Policy>,
+        store: Store,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Option<Mailer>, TransportError> {
+        let Some(smtp) = config.smtp.clone() else {
+            return Ok(None);
+        };
+        let transport = SmtpTransport::new(&smtp)?;
+        Ok(Some(Mailer {
+            inner: Arc::new(Inner {
+                smtp,
+                protect_tag: config.tags.protect.clone(),
+                policy,
+                store,
+                metrics,
+                clock,
+                transport,
+                renderer: Renderer::new(),
+                round: tokio::sync::Mutex::new(()),
+                kick: tokio::sync::Notify::new(),
+            }),
+        }))
+    }
+
+    /// Asks the delivery loop for a round now.
+    pub fn kick(&self) {
+        self.inner.kick.notify_one();
+    }
+
+    /// The delivery loop of the daemon: a first round right away that tries every pending
+    /// message whatever its back-off (a restart is a fresh start, often after the relay was
+    /// fixed), then a round on every tick (the back-off, at most 30 s) or kick, until `stop`
+    /// turns true. A round in progress finishes first.
+    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let tick = Duration::from_secs(self.inner.smtp.retry_backoff.as_secs())
+            .clamp(Duration::from_secs(1), MAX_TICK);
+        let mut ignore_backoff = true;
+        loop {
+            if let Err(e) = self.round(ignore_backoff).await {
+                tracing::error!(error = %crate::error_chain(&e), "mail round failed");
+            }
+            ignore_backoff = false;
+            tokio::select! {
+                _ = tokio::time::sleep(tick) => {}
+                _ = self.inner.kick.notified() => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    /// One round: queue due expiry warnings, then (outside quiet hours) roll notices up and
+    /// send what is due (everything unsent with `ignore_backoff`).
+    pub async fn round(&self, ignore_backoff: bool) -> Result<RoundReport, StoreError> {
+        let inner = &self.inner;
+        let _round = inner.round.lock().await;
+        let now = inner.clock.now();
+        let mut report = RoundReport {
+            warnings_queued: self.queue_expiry_warnings(now).await?,
+            ..RoundReport::default()
+        };
+        if inner.smtp.quiet_hours.is_some_and(|q| q.contains(now)) {
+            report.quiet = true;
+        } else {
+            report.messages_rolled_up = self.roll_up(now).await?;
+            let due = inner
+                .store
+                .due_messages(MESSAGE_KINDS, (!ignore_backoff).then_some(now), ROUND_LIMIT)
+                .await?;
+            for row in due {
+                match self.deliver(row, now).await? {
+                    Delivery::Sent => report.sent += 1,
+                    Delivery::Failed { relay_down } => {
+                        report.failed += 1;
+                        // The rest would fail the same way; they wait for the next round.
+                        if relay_down {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        report.pending = inner.store.outbox_pending().await?;
+        inner
+            .metrics
+            .outbox_pending
+            .set(i64::try_from(report.pending).unwrap_or(i64::MAX));
+        if report.failed == 0 && !report.quiet {
+            inner
+                .metrics
+                .task_last_success
+                .with_label_values(&["mail"])
+                .set(now.timestamp_millis() as f64 / 1000.0);
+        }
+        Ok(report)
+    }
+
+    /// Queues an `expiry-warning` for each lease expiring within `warn_before` (once per
+    /// lease and expiry: a renewal that moves the expiry earns a new warning).
+    pub async fn queue_expiry_warnings(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let inner = &self.inner;
+        let leases = inner
+            .store
+            .leases_expiring_within(now, inner.smtp.warn_before.to_chrono())
+            .await?;
+        let mut queued = 0;
+        for l in leases {
+            if !is_address(&l.owner) {
+                tracing::warn!(lease_id = %l.id, owner = %l.owner, "lease owner is not an email address; no expiry warning");
+                continue;
+            }
+            let payload = json!({
+                "lease_id": l.id.to_string(),
+                "project": l.project.as_str(),
+                "task": l.task,
+                "owner": l.owner,
+                "expires_at": l.expires_at,
+                "warn_before": inner.smtp.warn_before.to_string(),
+                "renew_ttl": renew_ttl(&inner.policy, l.project.as_str()),
+            });
+            let key = format!(
+                "{EXPIRY_WARNING}:{}:{}",
+                l.id,
+                l.expires_at.timestamp_millis()
+            );
+            if inner
+                .store
+                .enqueue(
+                    EXPIRY_WARNING.into(),
+                    Some(l.owner.clone()),
+                    key,
+                    payload,
+                    now,
+                )
+                .await?
+            {
+                queued += 1;
+            }
+        }
+        Ok(queued)
+    }
+
+    /// Queues the on-call summary of a pass (one per address), when the pass found, planned,
+    /// deleted or failed something, or a walk was incomplete. Returns how many were queued.
+    pub async fn queue_pass_summary(
+        &self,
+        report: &ScanReport,
+        failures: &[ItemResult],
+    ) -> Result<u64, StoreError> {
+        let inner = &self.inner;
+        let Some(payload) = pass_summary(report, failures) else {
+            return Ok(0);
+        };
+        let at = report.ended_at.unwrap_or_else(|| inner.clock.now());
+        let mut queued = 0;
+        for to in &inner.smtp.oncall {
+            let key = format!("{ONCALL_SUMMARY}:{}:{to}", report.run_id);
+            if inner
+                .store
+                .enqueue(
+                    ONCALL_SUMMARY.into(),
+                    Some(to.clone()),
+                    key,
+                    payload.clone(),
+                    at,
+                )
+                .await?
+            {
+                queued += 1;
+            }
+        }
+        Ok(queued)
+    }
+
+    async fn roll_up(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let inner = &self.inner;
+        let mut n = 0;
+        for (notice, message) in [(DELETION_PLANNED, OWNER_DIGEST), (REAPED, REAPED_NOTICE)] {
+            let ctx = RollupContext {
+                message_kind: message,
+                oncall: inner.smtp.oncall.clone(),
+                protect_tag: inner.protect_tag.clone(),
+                policy: inner.policy.clone(),
+            };
+            n += inner
+                .store
+                .roll_up(notice, message, now, move |notices| {
+                    roll_up_notices(&ctx, notices)
+                })
+                .await?
+                .len() as u64;
+        }
+        Ok(n)
+    }
+
+    async fn deliver(&self, row: OutboxRow, now: DateTime<Utc>) -> Result<Delivery, StoreError> {
+        let inner = &self.inner;
+        let to = row.recipient.clone().unwrap_or_default();
+        let span = tracing::info_span!("mail", id = row.id, kind = %row.kind, to = %to);
+        let _e = span.enter();
+        let message = inner
+            .renderer
+            .render(&row.kind, &row.payload)
+            .and_then(|r| {
+                build_message(
+                    &row.kind,
+                    &inner.smtp.from,
+                    &to,
+                    message_id(&row, &inner.smtp.from),
+                    now,
+                    r,
+                )
+            });
+        let (error, relay_down) = match message {
+            Err(e) => (crate::error_chain(&e), false),
+            Ok(message) => match inner.transport.send(message).await {
+                Ok(()) => {
+                    // The server has the message. Should the daemon die before this mark is
+                    // committed, the row is still unsent and goes out again after the restart
+                    // (same Message-ID): at least once at this instant, never zero times.
+                    if !inner.store.mark_sent(row.id, now).await? {
+                        tracing::warn!("message was already marked sent");
+                    }
+                    inner
+                        .metrics
+                        .emails_sent
+                        .with_label_values(&[&row.kind])
+                        .inc();
+                    tracing::info!(attempts = row.attempts + 1, "mail sent");
+                    return Ok(Delivery::Sent);
+                }
+                Err(e) => (crate::error_chain(&e), !e.permanent),
+            },
+        };
+        let retry_at = now + backoff(inner.smtp.retry_backoff.to_chrono(), row.attempts);
+        inner.metrics.email_failures.inc();
+        if relay_down {
+            tracing::warn!(error = %error, attempts = row.attempts + 1, retry_at = %retry_at, "mail not sent; will retry");
+        } else {
+            tracing::error!(error = %error, attempts = row.attempts + 1, retry_at = %retry_at, "mail refused; fix the address or the relay (retried hourly at most)");
+        }
+        inner.store.mark_failed(row.id, retry_at, error).await?;
+        Ok(Delivery::Failed { relay_down })
+    }
+
+    pub fn transport(&self) -> &SmtpTransport {
+        &self.inner.transport
+    }
+}
+
+enum Delivery {
+    Sent,
+    Failed { relay_down: bool },
+}
+
+/// Doubling from `base` per failed attempt, at most [`MAX_BACKOFF`].
+pub fn backoff(base: TimeDelta, attempts: u32) -> TimeDelta {
+    let factor = 1i32 << attempts.min(16);
+    (base * factor).min(MAX_BACKOFF)
+}
+
+/// A Message-ID fixed per outbox row: `<kind.id.hash@domain-of-from>`.
+fn message_id(row: &OutboxRow, from: &str) -> String {
+    let digest = hex::encode(Sha256::digest(row.dedupe_key.as_bytes()));
+    let domain = from.rsplit_once('@').map_or("ephemera.invalid", |(_, d)| d);
+    format!("<{}.{}.{}@{domain}>", row.kind, row.id, &digest[..16])
+}
+
+/// Whether lettre will take `a` as an address.
+pub fn is_address(a: &str) -> bool {
+    a.parse::<lettre::Address>().is_ok()
+}
+
+/// The `--ttl` to suggest when renewing a lease of `project`: the project's default.
+fn renew_ttl(policy: &Policy, project: &str) -> String {
+    ProjectName::parse(project)
+        .ok()
+        .and_then(|p| policy.project(&p).map(|p| p.default_ttl.to_string()))
+        .unwrap_or_else(|| "2h".into())
+}
+
+/// What the pure roll-up needs besides the notices.
+#[derive(Debug)]
+struct RollupContext {
+    message_kind: &'static str,
+    oncall: Vec<String>,
+    protect_tag: String,
+    policy: Arc<Policy>,
+}
+
+/// One message per recipient from pending notices; notices without a usable owner go to every
+/// on-call address (flagged `unowned`), or nowhere when there is none (returned apart).
+fn roll_up_notices(ctx: &RollupContext, notices: Vec<Notice>) -> (Vec<Rollup>, Vec<i64>) {
+    let mut by_recipient: BTreeMap<(bool, String), Vec<Notice>> = BTreeMap::new();
+    let mut nobody = Vec::new();
+    for n in notices {
+        match n.recipient.clone().filter(|r| is_address(r)) {
+            Some(r) => by_recipient.entry((false, r)).or_default().push(n),
+            None if ctx.oncall.is_empty() => nobody.push(n.id),
+            None => {
+                for to in &ctx.oncall {
+                    by_recipient
+                        .entry((true, to.clone()))
+                        .or_default()
+                        .push(n.clone());
+                }
+            }
+        }
+    }
+    let rollups = by_recipient
+        .into_iter()
+        .map(|((unowned, recipient), notices)| {
+            let first = notices.first().map_or(0, |n| n.id);
+            let items: Vec<Value> = notices.iter().map(item).collect();
+            let leases: BTreeSet<(String, String)> = notices
+                .iter()
+                .filter_map(|n| {
+                    let lease = n.payload["lease_id"].as_str()?;
+                    let project = n.payload["project"].as_str().unwrap_or_default();
+                    Some((lease.to_owned(), renew_ttl(&ctx.policy, project)))
+                })
+                .collect();
+            Rollup {
+                dedupe_key: format!(
+                    "{}:{}{recipient}:{first}",
+                    ctx.message_kind,
+                    if unowned { "unowned:" } else { "" }
+                ),
+                payload: json!({
+                    "recipient": recipient,
+                    "unowned": unowned,
+                    "items": items,
+                    "leases": leases.into_iter().map(|(lease_id, renew_ttl)| json!({"lease_id": lease_id, "renew_ttl": renew_ttl})).collect::<Vec<_>>(),
+                    "protect_tag": ctx.protect_tag,
+                }),
+                notices: notices.iter().map(|n| n.id).collect(),
+                recipient,
+            }
+        })
+        .collect();
+    (rollups, nobody)
+}
+
+/// One resource line of a digest or deletion notice: the notice's payload with what the store
+/// knows around it.
+fn item(n: &Notice) -> Value {
+    let mut v = n.payload.clone();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("resource_type".into(), json!(n.resource_type));
+        o.insert("account".into(), json!(n.account));
+        o.insert("region".into(), json!(n.region));
+        o.insert("task".into(), json!(n.lease_task));
+        // Filled once the spend cache lands (see `Store::roll_up`); templates say "not
+        // available yet" until then.
+        o.insert("spend_usd".into(), json!(n.spend_usd));
+        for key in ["lease_id", "project", "deadline", "at", "detail"] {
+            o.entry(key).or_insert(Value::Null);
+        }
+    }
+    v
+}
+
+/// The on-call summary's payload, or `None` when the pass has nothing to report.
+pub fn pass_summary(report: &ScanReport, failures: &[ItemResult]) -> Option<Value> {
+    let reap = report.reap.clone().unwrap_or_default();
+    let incomplete: Vec<Value> = report
+        .walks
+        .iter()
+        .filter(|w| !w.is_complete())
+        .map(|w| json!({"account": w.account, "region": w.region, "reason": w.reason.clone().unwrap_or_default()}))
+        .collect();
+    let newsworthy = report.findings_opened > 0
+        || reap.marked > 0
+        || reap.deleted > 0
+        || reap.failed > 0
+        || !reap.capped.is_empty()
+        || !incomplete.is_empty()
+        || report.outcome == "failed";
+    if !newsworthy {
+        return None;
+    }
+    Some(json!({
+        "run_id": report.run_id,
+        "outcome": report.outcome,
+        "ended_at": report.ended_at,
+        "resources_seen": report.resources_seen,
+        "findings_opened": report.findings_opened,
+        "findings_resolved": report.findings_resolved,
+        "verdicts": report.verdicts,
+        "reap": reap,
+        "incomplete_walks": incomplete,
+        "failures": failures
+            .iter()
+            .filter(|f| f.outcome == "failed")
+            .map(|f| json!({"arn": f.arn, "detail": f.detail}))
+            .collect::<Vec<_>>(),
+    }))
+}
+
+/// `ephemera mail test`: one message straight through the relay (no store, no daemon).
+pub async fn send_test(
+    smtp: &SmtpConfig,
+    to: &str,
+    now: DateTime<Utc>,
+) -> Result<(), anyhow::Error> {
+    let transport = SmtpTransport::new(smtp)?;
+    let tls = match smtp.tls {
+        crate::config::SmtpTls::None => "plain",
+        crate::config::SmtpTls::Starttls => "STARTTLS",
+        crate::config::SmtpTls::Implicit => "implicit TLS",
+    };
+    let rendered = Renderer::new().render(
+        "test",
+        &json!({"relay": transport.relay(), "tls": tls, "at": now}),
+    )?;
+    let domain = smtp
+        .from
+        .rsplit_once('@')
+        .map_or("ephemera.invalid", |(_, d)| d);
+    let id = format!("<test.{}@{domain}>", uuid::Uuid::new_v4());
+    let message = build_message("test", &smtp.from, to, id, now, rendered)?;
+    transport.send(message).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_an_hour() {
+        let m = TimeDelta::minutes(1);
+        assert_eq!(backoff(m, 0), TimeDelta::minutes(1));
+        assert_eq!(backoff(m, 1), TimeDelta::minutes(2));
+        assert_eq!(backoff(m, 5), TimeDelta::minutes(32));
+        assert_eq!(backoff(m, 6), TimeDelta::hours(1));
+        assert_eq!(backoff(m, 40), TimeDelta::hours(1));
+    }
+}

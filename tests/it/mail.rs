@@ -1,0 +1,688 @@
+//! Email against a real SMTP server (aiosmtpd): every kind reaches its recipient with both
+//! parts, once; an outage and a SIGKILL lose nothing and duplicate nothing; quiet hours hold
+//! mail back; `ephemera mail test` over plain SMTP and STARTTLS + AUTH.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use ephemera::clock::ManualClock;
+use ephemera::mail::Mailer;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::cli::{run, spawn_daemon};
+use crate::moto::Moto;
+use crate::seed::{arns_by_key, seed};
+use crate::smtp::{Received, Smtp, Tls};
+use crate::support::{
+    OPERATOR, TestDaemon, VIEWER, WEB, Workdir, config_text, config_text_with_aws, sample,
+};
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `mail test` sends one multipart/alternative message through a plain relay, and through a
+/// STARTTLS + AUTH relay whose private CA is trusted by `ca_file`; an untrusted certificate,
+/// a wrong password and a bad `[smtp]` value are refused with the reason.
+#[tokio::test(flavor = "multi_thread")]
+async fn mail_test_over_plain_and_starttls_with_auth() {
+    let plain = Smtp::plain();
+    let work = Workdir::with_config(&format!("{}{}", config_text(), plain.section("")));
+    let cfg = work.config_path();
+    let cfg = cfg.to_str().expect("utf-8");
+    let o = run(
+        &["mail", "test", "--to", "ops@example.com", "--config", cfg],
+        &[],
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m = plain.wait_for(1).await;
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0].rcpt_tos, ["ops@example.com"]);
+    assert_eq!(m[0].mail_from, "ephemera@example.com");
+    assert_eq!(m[0].subject, "[ephemera] test message");
+    assert_eq!(m[0].content_type, "multipart/alternative");
+    assert!(m[0].text().contains("ephemera mail test"), "{:?}", m[0]);
+    assert!(
+        m[0].html().contains("<code>ephemera mail test</code>"),
+        "{:?}",
+        m[0]
+    );
+    assert!(!m[0].tls);
+
+    let secure = Smtp::starttls_auth("ephemera", "s3cret pass");
+    let section = |extra: &str| {
+        secure.section(&format!(
+            "username = \"ephemera\"\npassword_env = \"SMTP_PW\"\n{extra}"
+        ))
+    };
+    let ca = format!("ca_file = \"{}\"", secure.ca_file().display());
+    std::fs::write(
+        work.config_path(),
+        format!("{}{}", config_text(), section(&ca)),
+    )
+    .expect("config");
+    let o = run(
+        &["mail", "test", "--to", "ops@example.com", "--config", cfg],
+        &[("SMTP_PW", "s3cret pass")],
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m = secure.wait_for(1).await;
+    assert!(m[0].tls, "sent after STARTTLS");
+    assert_eq!(m[0].auth.as_deref(), Some("ephemera"));
+    assert_eq!(m[0].rcpt_tos, ["ops@example.com"]);
+    assert!(m[0].text().contains("STARTTLS"), "{}", m[0].text());
+
+    // A wrong password: refused, nothing delivered, the password never printed.
+    let o = run(
+        &["mail", "test", "--to", "ops@example.com", "--config", cfg],
+        &[("SMTP_PW", "wrong horse")],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("cannot send the test message to ops@example.com"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("wrong horse"), "{}", stderr(&o));
+
+    // Without ca_file the private CA is not trusted: the certificate is refused.
+    std::fs::write(
+        work.config_path(),
+        format!("{}{}", config_text(), section("")),
+    )
+    .expect("config");
+    let o = run(
+        &["mail", "test", "--to", "ops@example.com", "--config", cfg],
+        &[("SMTP_PW", "s3cret pass")],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).to_lowercase().contains("certificate"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(secure.messages().len(), 1, "nothing more was delivered");
+
+    // A bad value names the file, the line and the field.
+    let text = format!(
+        "{}{}",
+        config_text(),
+        plain.section("warn_before = \"whenever\"")
+    );
+    std::fs::write(work.config_path(), &text).expect("config");
+    let line = text
+        .lines()
+        .position(|l| l.contains("whenever"))
+        .expect("line")
+        + 1;
+    let o = run(
+        &["mail", "test", "--to", "ops@example.com", "--config", cfg],
+        &[],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1));
+    let want = format!("{cfg}:{line}:15: field `smtp.warn_before`: invalid duration `whenever`");
+    assert!(stderr(&o).contains(&want), "{}", stderr(&o));
+}
+
+const POLICY: &str = r#"
+[[project]]
+name = "web"
+lessees = ["ci-web", "ci-web-2"]
+default_ttl = "2h"
+max_ttl = "24h"
+grace = "1h"
+max_active_leases = 20
+
+[project.on]
+expired = { action = "reap" }
+
+[[project]]
+name = "data"
+lessees = ["*"]
+default_ttl = "6h"
+max_ttl = "3d"
+grace = "12h"
+"#;
+
+/// Counts received messages by (kind, recipient).
+fn by_kind_and_recipient(m: &[Received]) -> BTreeMap<(String, String), usize> {
+    let mut out = BTreeMap::new();
+    for r in m {
+        for to in &r.rcpt_tos {
+            *out.entry((r.kind().to_owned(), to.clone())).or_default() += 1;
+        }
+    }
+    out
+}
+
+/// Waits until the daemon's outbox is empty (every message accepted by the server).
+async fn drained(d: &TestDaemon) {
+    for _ in 0..600 {
+        if sample(&d.metrics().await, "ephemera_outbox_pending") == Some(0.0) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("outbox not drained: {}", d.metrics().await);
+}
+
+async fn pass(d: &TestDaemon) -> Value {
+    let (s, started) = d.post("/api/v1/scans", OPERATOR, json!({})).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{started}");
+    let id = started["run_id"].as_str().expect("run id").to_owned();
+    for _ in 0..1200 {
+        let (_, run) = d.get(&format!("/api/v1/scans/{id}"), VIEWER).await;
+        if run["run"]["outcome"] != "running" {
+            return run;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("scan {id} did not finish");
+}
+
+/// The whole life of a lease in mail, through a daemon on a manual clock against moto:
+/// a pre-expiry warning with the renew command (again after a renewal moves the expiry),
+/// the owner digest of planned deletions, the on-call summary, the deletion notice — each
+/// to its recipient once, with text and HTML parts; passes with nothing new send nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_kind_reaches_its_recipient_once() {
+    let moto = Moto::start().await;
+    let smtp = Smtp::plain();
+    let text = format!(
+        "{}{}",
+        config_text_with_aws(&format!(
+            "regions = [\"us-east-1\"]\nendpoint_url = \"{}\"\nemulator = true\nmax_attempts = 1\n\n\
+             [[aws.accounts]]\nid = \"123456789012\"\n\n\
+             [enforcement]\narmed = true\ndeletable_types = [\"ec2:volume\"]\nmax_project_share_percent = 100\n",
+            moto.endpoint()
+        )),
+        smtp.section(
+            "oncall = [\"oncall@example.com\"]\nwarn_before = \"30m\"\nretry_backoff = \"1s\""
+        )
+    );
+    let work = Workdir::with_config(&text);
+    std::fs::write(work.path().join("rules/policy/projects.toml"), POLICY).expect("policy");
+    let clock = crate::support::manual_clock();
+    let d = TestDaemon::start_with_clock(&work, clock.clone()).await;
+
+    // t0: two leases of 2h; a 20m one (shorter than the warning window: never warned).
+    let doomed = d.acquire(WEB, "web", "build 7").await;
+    let renewed = d.acquire(WEB, "web", "deploy 8").await;
+    let (s, short) = d
+        .post(
+            "/api/v1/leases",
+            WEB,
+            json!({"project": "web", "task": "quick", "owner": "carol@example.com", "ttl": "20m"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{short}");
+    let seeded = seed(
+        &moto.endpoint(),
+        json!({"resources": [
+            {"key": "vol", "type": "ec2:volume", "tags": {
+                "ephemera:lease-id": doomed, "ephemera:project": "web",
+                "ephemera:task": "build 7", "ephemera:owner": "alice@example.com"}},
+            {"key": "vol2", "type": "ec2:volume", "tags": {
+                "ephemera:lease-id": doomed, "ephemera:project": "web",
+                "ephemera:task": "build 7", "ephemera:owner": "alice@example.com"}}
+        ]}),
+    )
+    .await;
+    let arns = arns_by_key(&seeded);
+    let (vol, vol2) = (arns["vol"][0].clone(), arns["vol2"][0].clone());
+
+    // t0+1h40m: both 2h leases are inside the 30m window: one warning each, with the command.
+    clock.advance(TimeDelta::minutes(100));
+    let m = smtp.wait_for(2).await;
+    for r in &m {
+        assert_eq!(r.kind(), "expiry-warning");
+        assert_eq!(r.rcpt_tos, ["alice@example.com"]);
+        assert_eq!(r.content_type, "multipart/alternative");
+        assert!(
+            r.subject.contains("expires at 2026-03-01 11:00 UTC"),
+            "{}",
+            r.subject
+        );
+    }
+    let cmds: BTreeSet<String> = m
+        .iter()
+        .map(|r| {
+            r.text()
+                .lines()
+                .find(|l| l.contains("ephemera lease renew"))
+                .expect("renew command")
+                .trim()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        cmds,
+        BTreeSet::from([
+            format!("ephemera lease renew {doomed} --ttl 2h"),
+            format!("ephemera lease renew {renewed} --ttl 2h"),
+        ])
+    );
+    assert!(
+        m[0].html().contains("<pre>ephemera lease renew"),
+        "{}",
+        m[0].html()
+    );
+
+    // Renewing (at t0+1h40m, for 2h) moves the expiry to 12:40: a new warning once that is
+    // 30m away.
+    let (s, l) = d
+        .post(
+            &format!("/api/v1/leases/{renewed}/renew"),
+            WEB,
+            json!({"ttl": "2h"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{l}");
+
+    // t0+2h20m: `doomed` expired. The pass marks both volumes (deadline +1h): one digest to
+    // alice for both, and the on-call summary.
+    clock.advance(TimeDelta::minutes(40));
+    let run = pass(&d).await;
+    assert_eq!(run["run"]["summary"]["reap"]["marked"], 2, "{run}");
+    let run_id = run["run"]["id"].as_str().expect("run id").to_owned();
+    let m = smtp.wait_for(4).await;
+    let digest = m
+        .iter()
+        .find(|r| r.kind() == "owner-digest")
+        .expect("digest");
+    assert_eq!(digest.rcpt_tos, ["alice@example.com"]);
+    assert_eq!(
+        digest.subject,
+        "[ephemera] 2 resources planned for deletion"
+    );
+    for arn in [&vol, &vol2] {
+        assert!(digest.text().contains(arn.as_str()), "{}", digest.text());
+        // The HTML part escapes `/` as an entity.
+        let escaped = arn.replace('/', "&#x2f;");
+        assert!(digest.html().contains(&escaped), "{}", digest.html());
+    }
+    assert!(
+        digest
+            .text()
+            .contains("verdict           expired (project web)"),
+        "{}",
+        digest.text()
+    );
+    assert!(
+        digest
+            .text()
+            .contains("planned deletion  2026-03-01 12:20 UTC"),
+        "{}",
+        digest.text()
+    );
+    assert!(
+        digest
+            .text()
+            .contains("spend so far      not available yet"),
+        "{}",
+        digest.text()
+    );
+    assert!(
+        digest
+            .text()
+            .contains(&format!("ephemera lease renew {doomed} --ttl 2h"))
+    );
+    assert!(
+        digest.text().contains("tag it ephemera:protect"),
+        "{}",
+        digest.text()
+    );
+    let summary = m
+        .iter()
+        .find(|r| r.kind() == "oncall-summary")
+        .expect("summary");
+    assert_eq!(summary.rcpt_tos, ["oncall@example.com"]);
+    assert!(
+        summary.subject.contains("2 planned deletions"),
+        "{}",
+        summary.subject
+    );
+    assert!(summary.text().contains(&run_id), "{}", summary.text());
+    assert!(
+        summary.text().contains("planned deletions   2"),
+        "{}",
+        summary.text()
+    );
+    assert!(summary.html().contains(&run_id));
+
+    // A pass with nothing new queues nothing.
+    drained(&d).await;
+    let store_path = work.path().join("state/ephemera.db");
+    let rows_before = outbox_len(&store_path).await;
+    pass(&d).await;
+    drained(&d).await;
+    assert_eq!(outbox_len(&store_path).await, rows_before, "nothing queued");
+
+    // t0+3h20m: the renewed lease is 20m from its new expiry: warned again. The volumes are
+    // past their deadline: deleted, one notice to alice for both, and a summary.
+    clock.advance(TimeDelta::hours(1));
+    let run = pass(&d).await;
+    assert_eq!(run["run"]["summary"]["reap"]["deleted"], 2, "{run}");
+    let m = smtp.wait_for(7).await;
+    let notice = m
+        .iter()
+        .find(|r| r.kind() == "reaped-notice")
+        .expect("notice");
+    assert_eq!(notice.rcpt_tos, ["alice@example.com"]);
+    assert_eq!(notice.subject, "[ephemera] 2 resources deleted");
+    assert!(
+        notice.text().contains(&vol) && notice.text().contains(&vol2),
+        "{}",
+        notice.text()
+    );
+    let warnings: Vec<&Received> = m.iter().filter(|r| r.kind() == "expiry-warning").collect();
+    assert_eq!(warnings.len(), 3, "{warnings:#?}");
+    assert!(warnings[2].text().contains(&renewed) && warnings[2].subject.contains("12:40 UTC"));
+
+    drained(&d).await;
+    pass(&d).await;
+    drained(&d).await;
+    let m = smtp.messages();
+    let counts = by_kind_and_recipient(&m);
+    assert_eq!(
+        counts,
+        BTreeMap::from([
+            (("expiry-warning".into(), "alice@example.com".into()), 3),
+            (("oncall-summary".into(), "oncall@example.com".into()), 2),
+            (("owner-digest".into(), "alice@example.com".into()), 1),
+            (("reaped-notice".into(), "alice@example.com".into()), 1),
+        ]),
+        "{m:#?}"
+    );
+    let ids: BTreeSet<&str> = m.iter().map(|r| r.message_id.as_str()).collect();
+    assert_eq!(ids.len(), m.len(), "no message twice");
+    let metrics = d.metrics().await;
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"ephemera_emails_sent_total{kind="owner-digest"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"ephemera_emails_sent_total{kind="expiry-warning"}"#
+        ),
+        Some(3.0)
+    );
+    assert_eq!(sample(&metrics, "ephemera_email_failures_total"), Some(0.0));
+    d.stop().await;
+}
+
+async fn outbox_len(path: &std::path::Path) -> usize {
+    let store = ephemera::store::Store::open(path).await.expect("store");
+    store.outbox_rows().await.expect("rows").len()
+}
+
+/// A mailer on a manual clock over the config in `work`, with the store it works on.
+async fn mailer(work: &Workdir, clock: Arc<ManualClock>) -> (Mailer, ephemera::store::Store) {
+    let config = work.config();
+    let parts = ephemera::daemon::open(config.clone(), clock.clone())
+        .await
+        .expect("parts");
+    let m = Mailer::new(
+        &config,
+        parts.policy.clone(),
+        parts.store.clone(),
+        parts.metrics.clone(),
+        clock,
+    )
+    .expect("transport")
+    .expect("[smtp] configured");
+    (m, parts.store)
+}
+
+/// A deletion-planned notice as the reaper queues it.
+async fn notice(
+    store: &ephemera::store::Store,
+    kind: &str,
+    id: i64,
+    to: Option<&str>,
+    at: DateTime<Utc>,
+) {
+    let queued = store
+        .enqueue(
+            kind.into(),
+            to.map(str::to_owned),
+            format!("{kind}:{id}"),
+            json!({"finding_id": id, "arn": format!("arn:aws:sqs:us-east-1:123456789012:q{id}"),
+                   "verdict": "expired", "project": "web", "lease_id": null,
+                   "deadline": at + TimeDelta::hours(1), "at": at, "detail": "deleted"}),
+            at,
+        )
+        .await
+        .expect("enqueue");
+    assert!(queued);
+}
+
+/// The relay goes down mid-run and comes back: every queued message is delivered exactly
+/// once (counted at the server), failed attempts back off, nothing is marked sent early.
+#[tokio::test(flavor = "multi_thread")]
+async fn smtp_outage_then_recovery_delivers_each_message_exactly_once() {
+    let mut smtp = Smtp::plain();
+    let work = Workdir::with_config(&format!(
+        "{}{}",
+        config_text(),
+        smtp.section("oncall = [\"oncall@example.com\"]\nretry_backoff = \"1m\"")
+    ));
+    let clock = crate::support::manual_clock();
+    let t0 = clock_now(&clock);
+    let (m, store) = mailer(&work, clock.clone()).await;
+
+    // Up: alice's two notices roll up into one digest.
+    notice(&store, "deletion-planned", 1, Some("alice@example.com"), t0).await;
+    notice(&store, "deletion-planned", 2, Some("alice@example.com"), t0).await;
+    let r = m.round(false).await.expect("round");
+    assert_eq!((r.sent, r.failed, r.pending), (1, 0, 0), "{r:?}");
+    assert_eq!(smtp.messages().len(), 1);
+
+    // Down mid-run: more mail queues; the attempt fails and backs off; nothing marked sent.
+    smtp.stop();
+    notice(&store, "deletion-planned", 3, Some("bob@example.com"), t0).await;
+    notice(&store, "deletion-planned", 4, Some("bob@example.com"), t0).await;
+    notice(&store, "reaped", 5, Some("carol@example.com"), t0).await;
+    notice(&store, "deletion-planned", 6, None, t0).await;
+    let r = m.round(false).await.expect("round");
+    assert_eq!(
+        (r.sent, r.failed),
+        (0, 1),
+        "stops at the first refused connection: {r:?}"
+    );
+    let r = m.round(false).await.expect("round");
+    assert_eq!(
+        (r.sent, r.failed),
+        (0, 1),
+        "the next message is tried: {r:?}"
+    );
+    clock.advance(TimeDelta::seconds(30));
+    let r = m.round(false).await.expect("round");
+    assert_eq!((r.sent, r.failed), (0, 1), "{r:?}");
+    let rows = store.outbox_rows().await.expect("rows");
+    let messages: Vec<_> = rows
+        .iter()
+        .filter(|r| r.kind != "deletion-planned" && r.kind != "reaped")
+        .collect();
+    assert_eq!(messages.len(), 4, "{messages:#?}");
+    assert!(
+        messages[1..]
+            .iter()
+            .all(|r| r.sent_at.is_none() && r.attempts == 1 && r.last_error.is_some()),
+        "{messages:#?}"
+    );
+    assert!(
+        messages[1..]
+            .iter()
+            .all(|r| r.next_attempt_at == Some(t0 + TimeDelta::minutes(1))
+                || r.next_attempt_at == Some(t0 + TimeDelta::seconds(30) + TimeDelta::minutes(1))),
+        "{messages:#?}"
+    );
+
+    // Still backing off: a round sends nothing and tries nothing.
+    let r = m.round(false).await.expect("round");
+    assert_eq!((r.sent, r.failed, r.pending), (0, 0, 3), "{r:?}");
+
+    // Back up, past the back-off: each message goes exactly once.
+    smtp.restart();
+    clock.advance(TimeDelta::minutes(2));
+    let r = m.round(false).await.expect("round");
+    assert_eq!((r.sent, r.failed, r.pending), (3, 0, 0), "{r:?}");
+    let r = m.round(true).await.expect("round");
+    assert_eq!((r.sent, r.failed, r.pending), (0, 0, 0), "{r:?}");
+    let got = smtp.messages();
+    assert_eq!(
+        by_kind_and_recipient(&got),
+        BTreeMap::from([
+            (("owner-digest".into(), "alice@example.com".into()), 1),
+            (("owner-digest".into(), "bob@example.com".into()), 1),
+            (("owner-digest".into(), "oncall@example.com".into()), 1),
+            (("reaped-notice".into(), "carol@example.com".into()), 1),
+        ]),
+        "{got:#?}"
+    );
+    let unowned = got
+        .iter()
+        .find(|r| r.rcpt_tos == ["oncall@example.com"])
+        .expect("unowned");
+    assert!(
+        unowned.subject.ends_with("(no owner)"),
+        "{}",
+        unowned.subject
+    );
+    assert!(unowned.text().contains("q6"), "{}", unowned.text());
+}
+
+fn clock_now(clock: &ManualClock) -> DateTime<Utc> {
+    ephemera::clock::Clock::now(clock)
+}
+
+/// Quiet hours hold everything back, notices too (so a night's burst is one digest), and
+/// everything goes out when they end.
+#[tokio::test(flavor = "multi_thread")]
+async fn quiet_hours_hold_mail_until_they_end() {
+    let smtp = Smtp::plain();
+    let work = Workdir::with_config(&format!(
+        "{}{}",
+        config_text(),
+        smtp.section("\n[smtp.quiet_hours]\nstart_hour = 22\nend_hour = 7")
+    ));
+    let clock = Arc::new(ManualClock::new(
+        Utc.with_ymd_and_hms(2026, 3, 1, 23, 0, 0)
+            .single()
+            .expect("time"),
+    ));
+    let t0 = clock_now(&clock);
+    let (m, store) = mailer(&work, clock.clone()).await;
+    notice(&store, "deletion-planned", 1, Some("alice@example.com"), t0).await;
+    let r = m.round(true).await.expect("round");
+    assert!(r.quiet && r.sent == 0 && r.pending == 1, "{r:?}");
+    clock.advance(TimeDelta::hours(3));
+    notice(&store, "deletion-planned", 2, Some("alice@example.com"), t0).await;
+    let r = m.round(true).await.expect("round");
+    assert!(r.quiet && r.sent == 0 && r.pending == 2, "{r:?}");
+    assert!(smtp.messages().is_empty());
+
+    clock.advance(TimeDelta::hours(5)); // 07:00
+    let r = m.round(false).await.expect("round");
+    assert_eq!((r.quiet, r.sent, r.pending), (false, 1, 0), "{r:?}");
+    let got = smtp.messages();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].subject,
+        "[ephemera] 2 resources planned for deletion"
+    );
+}
+
+/// SIGKILL of the daemon binary while mail is pending (the relay is down): after a restart,
+/// with the relay back, the mail is delivered — once.
+#[tokio::test(flavor = "multi_thread")]
+async fn pending_mail_is_delivered_after_sigkill_and_restart() {
+    let mut smtp = Smtp::stopped(Tls::None, None);
+    // The test config's AWS endpoint is a closed port: the pass's walks are incomplete,
+    // which is news for on-call.
+    let work = Workdir::with_config(&format!(
+        "{}{}",
+        config_text().replace("emulator = true", "emulator = true\nmax_attempts = 1"),
+        smtp.section("oncall = [\"oncall@example.com\"]\nretry_backoff = \"1s\"")
+    ));
+    let (mut daemon, addr) = spawn_daemon(&work.config_path());
+    let http = reqwest::Client::new();
+    let started: Value = http
+        .post(format!("{addr}/api/v1/scans"))
+        .bearer_auth(OPERATOR)
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("scan")
+        .json()
+        .await
+        .expect("json");
+    let run_id = started["run_id"].as_str().expect("run id").to_owned();
+    // Wait until the summary is queued and an attempt at it failed.
+    let mut last = String::new();
+    for _ in 0..600 {
+        last = http
+            .get(format!("{addr}/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        if sample(&last, "ephemera_email_failures_total").is_some_and(|n| n >= 1.0)
+            && sample(&last, "ephemera_outbox_pending").is_some_and(|n| n >= 1.0)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        sample(&last, "ephemera_email_failures_total").is_some_and(|n| n >= 1.0),
+        "{last}"
+    );
+    daemon.child.kill().expect("SIGKILL");
+    daemon.wait();
+    assert!(smtp.messages().is_empty());
+
+    smtp.restart();
+    let (_daemon, _addr) = spawn_daemon(&work.config_path());
+    let got = smtp.wait_for(1).await;
+    assert_eq!(got[0].kind(), "oncall-summary");
+    assert_eq!(got[0].rcpt_tos, ["oncall@example.com"]);
+    assert!(got[0].text().contains(&run_id), "{}", got[0].text());
+    assert!(
+        got[0].text().contains("Incomplete walks"),
+        "{}",
+        got[0].text()
+    );
+    // Drained, and sent once.
+    let store = ephemera::store::Store::open(&work.path().join("state/ephemera.db"))
+        .await
+        .expect("store");
+    for _ in 0..600 {
+        if store.outbox_pending().await.expect("pending") == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rows = store.outbox_rows().await.expect("rows");
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert!(
+        rows[0].sent_at.is_some() && rows[0].attempts >= 2,
+        "{rows:#?}"
+    );
+    assert_eq!(smtp.messages().len(), 1);
+}
