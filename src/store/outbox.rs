@@ -273,11 +273,12 @@ fn queue(
 }
 
 fn pending_notices(c: &Connection, kind: &str) -> Result<Vec<Notice>, StoreError> {
-    // SPEND HOOK: `spend_usd` is NULL until the spend cache (Cost Explorer, being built on
-    // another branch) lands; it joins here by the notice's lease id and fills this column.
+    // Spend so far: what Cost Explorer attributed to the lease's task tag, every stored day
+    // (NULL when nothing is stored for it).
     let mut stmt = c.prepare_cached(
         "SELECT o.id, o.recipient, o.payload, r.resource_type, r.account, r.region, l.task,
-                l.expires_at, NULL AS spend_usd
+                l.expires_at,
+                (SELECT SUM(s.micro_usd) FROM spend s WHERE s.dimension = 'task' AND s.key = l.task)
          FROM outbox o
          LEFT JOIN findings f ON f.id = json_extract(o.payload, '$.finding_id')
          LEFT JOIN resources r ON r.arn = f.arn
@@ -297,7 +298,7 @@ fn pending_notices(c: &Connection, kind: &str) -> Result<Vec<Notice>, StoreError
                 region: r.get(5)?,
                 lease_task: r.get(6)?,
                 lease_expires_at: r.get::<_, Option<i64>>(7)?.map(time).transpose()?,
-                spend_usd: r.get(8)?,
+                spend_usd: r.get::<_, Option<i64>>(8)?.map(crate::cost::format_usd),
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;

@@ -31,7 +31,7 @@ top_tasks = 2
 }
 
 /// One day of a GetCostAndUsage answer: `(tag key$value, region, amount)` groups.
-fn day(start: &str, end: &str, estimated: bool, groups: &[(&str, &str, &str)]) -> Value {
+pub(crate) fn day(start: &str, end: &str, estimated: bool, groups: &[(&str, &str, &str)]) -> Value {
     json!({
         "TimePeriod": {"Start": start, "End": end},
         "Total": {},
@@ -43,7 +43,7 @@ fn day(start: &str, end: &str, estimated: bool, groups: &[(&str, &str, &str)]) -
     })
 }
 
-async fn queue(moto: &Moto, results: Vec<Value>) {
+pub(crate) async fn queue(moto: &Moto, results: Vec<Value>) {
     let resp = reqwest::Client::new()
         .post(format!(
             "{}/moto-api/static/ce/cost-and-usage-results",

@@ -287,6 +287,24 @@ async fn every_kind_reaches_its_recipient_once() {
         .await;
     assert_eq!(s, StatusCode::OK, "{l}");
 
+    // What Cost Explorer says `build 7` has cost so far (the project grouping has nothing):
+    // the digest shows it.
+    crate::cost::queue(
+        &moto,
+        vec![
+            json!({"ResultsByTime": [], "DimensionValueAttributes": []}),
+            json!({"ResultsByTime": [crate::cost::day("2026-03-01", "2026-03-02", true, &[
+                ("ephemera:task$build 7", "us-east-1", "3.5"),
+                ("ephemera:task$deploy 8", "us-east-1", "1"),
+            ])], "DimensionValueAttributes": []}),
+        ],
+    )
+    .await;
+    let (s, refreshed) = d
+        .post("/api/v1/cost/refresh", crate::support::OPERATOR, json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{refreshed}");
+
     // t0+2h20m: `doomed` expired. The pass marks both volumes (deadline +1h): one digest to
     // alice for both, and the on-call summary.
     clock.advance(TimeDelta::minutes(40));
@@ -324,9 +342,7 @@ async fn every_kind_reaches_its_recipient_once() {
         digest.text()
     );
     assert!(
-        digest
-            .text()
-            .contains("spend so far      not available yet"),
+        digest.text().contains("spend so far      3.500000 USD"),
         "{}",
         digest.text()
     );
