@@ -295,7 +295,8 @@ mod tests {
         );
         let d = r.render("owner-digest", &samples()[1].1).expect("renders");
         assert!(
-            d.text.contains("spend so far      none recorded for its task yet"),
+            d.text
+                .contains("spend so far      none recorded for its task yet"),
             "{}",
             d.text
         );

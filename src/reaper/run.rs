@@ -124,14 +124,21 @@ impl Reaper {
         complete_walks: Option<&HashSet<(String, String)>>,
         manual: bool,
     ) -> Result<Plan, StoreError> {
-        let inventory = self.inventory().await?;
+        let now = self.inner.clock.now();
+        // The inventory (a scan of every live resource) only matters to the share cap of
+        // items that are due.
+        let inventory = if manual || candidates.iter().any(|c| c.deadline <= now) {
+            self.inventory().await?
+        } else {
+            HashMap::new()
+        };
         Ok(plan(
             candidates,
             PlanInput {
                 enforcement: &self.inner.config.enforcement,
                 complete_walks,
                 inventory: &inventory,
-                now: self.inner.clock.now(),
+                now,
                 manual,
             },
         ))

@@ -235,27 +235,29 @@ impl Store {
                     })?
                     .collect::<Result<_, _>>()?;
                 let mut marked = Vec::with_capacity(rows.len());
+                // Looked up once: a pass may mark thousands at a time.
+                let mut set_deadline =
+                    c.prepare_cached("UPDATE findings SET deadline = ?2 WHERE id = ?1")?;
+                let mut notice = c.prepare_cached(
+                    "INSERT INTO outbox (kind, recipient, dedupe_key, payload, created_at)
+                     VALUES ('deletion-planned', ?1, ?2, ?3, ?4) ON CONFLICT (dedupe_key) DO NOTHING",
+                )?;
+                // A transition of the finding (no deletion is decided yet), so it goes with the
+                // finding's other events, not into the reaper's audit chain.
+                let mut event = c.prepare_cached(
+                    "INSERT INTO finding_events (finding_id, run_id, at, kind, verdict, detail)
+                     VALUES (?1, ?2, ?3, 'marked', ?4, ?5)",
+                )?;
                 for (id, arn, grace_s, tags, lease_owner, lease_id, verdict, project) in rows {
                     let deadline = at + TimeDelta::seconds(grace_s);
                     let owner = owner_of(lease_owner, &tags, &owner_key);
-                    c.prepare_cached("UPDATE findings SET deadline = ?2 WHERE id = ?1")?
-                        .execute(params![id, ms(deadline)])?;
+                    set_deadline.execute(params![id, ms(deadline)])?;
                     let payload = serde_json::json!({
                         "finding_id": id, "arn": arn, "verdict": verdict, "project": project,
                         "lease_id": lease_id, "deadline": deadline,
                     });
-                    c.prepare_cached(
-                        "INSERT INTO outbox (kind, recipient, dedupe_key, payload, created_at)
-                         VALUES ('deletion-planned', ?1, ?2, ?3, ?4) ON CONFLICT (dedupe_key) DO NOTHING",
-                    )?
-                    .execute(params![owner, format!("deletion-planned:{id}:{}", ms(deadline)), payload.to_string(), ms(at)])?;
-                    // A transition of the finding (no deletion is decided yet), so it goes
-                    // with the finding's other events, not into the reaper's audit chain.
-                    c.prepare_cached(
-                        "INSERT INTO finding_events (finding_id, run_id, at, kind, verdict, detail)
-                         VALUES (?1, ?2, ?3, 'marked', ?4, ?5)",
-                    )?
-                    .execute(params![
+                    notice.execute(params![owner, format!("deletion-planned:{id}:{}", ms(deadline)), payload.to_string(), ms(at)])?;
+                    event.execute(params![
                         id,
                         run_id,
                         ms(at),
