@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use rusqlite::{CachedStatement, Connection, OptionalExtension, Row, params};
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, ms};
 use crate::model::{Action, Tags, Verdict};
 use crate::resource::{
     Finding, PageChanges, Record, RunRecord, StoredResource, WalkChanges, WalkRecord,
@@ -35,10 +35,6 @@ pub struct LiveTotals {
     pub series: Vec<([String; 4], u64)>,
     /// Project and its expired-resource hours.
     pub expired_hours: Vec<(String, f64)>,
-}
-
-fn ms(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
 }
 
 fn time(v: i64) -> Result<DateTime<Utc>, StoreError> {

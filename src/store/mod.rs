@@ -358,6 +358,22 @@ fn list_leases(
 
 /// Listings fetch one row more than `limit` to tell whether another page follows: drops it
 /// and returns the cursor of the last row kept, if so.
+/// Times are stored as UTC milliseconds since the epoch.
+pub(super) fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// A stored time read back; an impossible value is a conversion failure of the row.
+pub(super) fn from_ms(v: i64) -> rusqlite::Result<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(v).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Integer,
+            format!("bad time {v}").into(),
+        )
+    })
+}
+
 pub(super) fn next_cursor<T, C>(
     items: &mut Vec<T>,
     limit: u32,

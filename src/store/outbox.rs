@@ -10,22 +10,8 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{LEASE_COLUMNS, RawLease, Store, StoreError};
+use super::{LEASE_COLUMNS, RawLease, Store, StoreError, from_ms, ms};
 use crate::lease::Lease;
-
-fn ms(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
-fn time(v: i64) -> rusqlite::Result<DateTime<Utc>> {
-    DateTime::from_timestamp_millis(v).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(
-            0,
-            rusqlite::types::Type::Integer,
-            format!("bad time {v}").into(),
-        )
-    })
-}
 
 fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or(serde_json::Value::Null)
@@ -59,10 +45,10 @@ fn outbox_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRow> {
         recipient: r.get(2)?,
         dedupe_key: r.get(3)?,
         payload: json(&payload),
-        created_at: time(r.get(5)?)?,
-        sent_at: r.get::<_, Option<i64>>(6)?.map(time).transpose()?,
+        created_at: from_ms(r.get(5)?)?,
+        sent_at: r.get::<_, Option<i64>>(6)?.map(from_ms).transpose()?,
         attempts: r.get(7)?,
-        next_attempt_at: r.get::<_, Option<i64>>(8)?.map(time).transpose()?,
+        next_attempt_at: r.get::<_, Option<i64>>(8)?.map(from_ms).transpose()?,
         last_error: r.get(9)?,
         rolled_into: r.get(10)?,
     })
@@ -297,7 +283,7 @@ fn pending_notices(c: &Connection, kind: &str) -> Result<Vec<Notice>, StoreError
                 account: r.get(4)?,
                 region: r.get(5)?,
                 lease_task: r.get(6)?,
-                lease_expires_at: r.get::<_, Option<i64>>(7)?.map(time).transpose()?,
+                lease_expires_at: r.get::<_, Option<i64>>(7)?.map(from_ms).transpose()?,
                 spend_usd: r.get::<_, Option<i64>>(8)?.map(crate::cost::format_usd),
             })
         })?

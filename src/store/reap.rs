@@ -5,7 +5,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use sha2::{Digest, Sha256};
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, from_ms, ms};
 use crate::model::{Tags, Verdict};
 use crate::resource::{AuditBreak, AuditEntry, AuditRecord, Marked, ReapCandidate};
 
@@ -33,20 +33,6 @@ pub struct AuditQuery {
     /// Records after this seq (the cursor of the previous page).
     pub after: Option<i64>,
     pub limit: u32,
-}
-
-fn ms(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
-fn time(v: i64) -> rusqlite::Result<DateTime<Utc>> {
-    DateTime::from_timestamp_millis(v).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(
-            0,
-            rusqlite::types::Type::Integer,
-            format!("bad time {v}").into(),
-        )
-    })
 }
 
 /// The hash of a record: SHA-256 over its chain position, the previous hash and every field,
@@ -110,7 +96,7 @@ fn audit_row(r: &Row<'_>) -> rusqlite::Result<AuditRecord> {
     Ok(AuditRecord {
         seq: r.get(0)?,
         entry: AuditEntry {
-            at: time(r.get(1)?)?,
+            at: from_ms(r.get(1)?)?,
             run_id: r.get(2)?,
             actor: r.get(3)?,
             mode: r.get(4)?,
@@ -191,10 +177,10 @@ fn candidates(
                 lease_id: r.get(8)?,
                 owner: owner_of(r.get(9)?, &tags, owner_key),
                 owner_tag: Tags::from_packed(&tags).get(owner_key).map(str::to_owned),
-                deadline: time(r.get(11)?)?,
-                lease_ended_at: r.get::<_, Option<i64>>(12)?.map(time).transpose()?,
+                deadline: from_ms(r.get(11)?)?,
+                lease_ended_at: r.get::<_, Option<i64>>(12)?.map(from_ms).transpose()?,
                 attempts: r.get(13)?,
-                next_attempt_at: r.get::<_, Option<i64>>(14)?.map(time).transpose()?,
+                next_attempt_at: r.get::<_, Option<i64>>(14)?.map(from_ms).transpose()?,
                 reap_state: r.get(15)?,
                 last_decision: r.get(16)?,
             })
