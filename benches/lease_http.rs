@@ -48,7 +48,6 @@ id = "123456789012"
 [schedules]
 scan = "*/15 * * * *"
 cost = "0 6 * * *"
-digest = "0 8 * * *"
 "#,
         TokenHash::of(TOKEN).to_hex()
     );

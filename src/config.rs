@@ -188,8 +188,6 @@ pub struct Schedules {
     pub scan: CronSchedule,
     /// The Cost Explorer refresh.
     pub cost: CronSchedule,
-    /// Owner digests.
-    pub digest: CronSchedule,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

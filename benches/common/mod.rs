@@ -355,7 +355,6 @@ dir = "rules"
 [schedules]
 scan = "0 0 1 1 *"
 cost = "0 6 * * *"
-digest = "0 8 * * *"
 "#,
         ephemera::auth::TokenHash::of("bench-token").to_hex()
     );

@@ -103,7 +103,6 @@ dir = "rules"
 # Never fires during a test (tests trigger passes explicitly).
 scan = "0 0 1 1 *"
 cost = "0 6,14,22 * * *"
-digest = "0 8 * * MON-FRI"
 "#,
         op = h(OPERATOR),
         web = h(WEB),
