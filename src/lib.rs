@@ -1,7 +1,7 @@
 //! ephemera keeps ephemeral cloud environments honest: task runners take a **lease** before
 //! they create AWS resources and tag what they create with the lease's identity; ephemera
-//! records the leases, and (in later stages) inventories tagged resources, flags what outlived
-//! its lease, reaps it when armed, and exports spend.
+//! records the leases, inventories tagged resources, flags what outlived its lease, reaps it
+//! when armed, exports spend and mails the owners.
 //!
 //! # Code map
 //!
@@ -21,7 +21,7 @@
 //! | [`inventory`] | the AWS walk (tagging API, EC2 instance states), client builder, rate limit; the only home of SDK types |
 //! | [`cost`] | spend: Cost Explorer calls, the incremental refresh (final days never refetched), spend/top-task/waste exports; money as integer micro-dollars |
 //! | [`reaper`] | deletion: the pure plan (order, caps, window, allowlist), the act step and on-call reaping with their last-moment checks, per-type AWS deleters ([`reaper::aws`]); unarmed, no AWS call |
-//! | [`tasks`] | the audit pass (scan): walks, evaluation, findings, gauges; one at a time |
+//! | [`tasks`] | the runner of the pass (walks, evaluation, findings, the reaper's act step, gauges) and the cost refresh; each one at a time |
 //! | [`mail`] | email from the store's outbox: expiry warnings, owner digests, deletion notices, on-call summary; templates ([`mail::render`], pure), SMTP ([`mail::transport`], lettre), roll-up, delivery with back-off and quiet hours; a row is marked sent only after the server accepted it |
 //! | [`scheduler`] | cron (tokio-cron-scheduler, UTC) |
 //! | [`cli`] | the `ephemera` command line: daemon, checks, and an API client |
