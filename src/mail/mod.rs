@@ -296,10 +296,19 @@ impl Mailer {
     }
 
     async fn deliver(&self, row: OutboxRow, now: DateTime<Utc>) -> Result<Delivery, StoreError> {
-        let inner = &self.inner;
         let to = row.recipient.clone().unwrap_or_default();
+        // Instrumented, not entered: an entered span must not be held across an `.await`.
         let span = tracing::info_span!("mail", id = row.id, kind = %row.kind, to = %to);
-        let _e = span.enter();
+        tracing::Instrument::instrument(self.deliver_in_span(row, to, now), span).await
+    }
+
+    async fn deliver_in_span(
+        &self,
+        row: OutboxRow,
+        to: String,
+        now: DateTime<Utc>,
+    ) -> Result<Delivery, StoreError> {
+        let inner = &self.inner;
         let message = inner
             .renderer
             .render(&row.kind, &row.payload)
