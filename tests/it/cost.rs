@@ -379,3 +379,39 @@ async fn inactive_cost_allocation_tags_are_reported() {
     refresh(&d).await;
     assert_eq!(proxy.count("ListCostAllocationTags"), 1);
 }
+
+/// Two refreshes never overlap (each is billed): the second is refused while the first runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refresh_while_one_runs_is_refused() {
+    let moto = Moto::start().await;
+    let proxy = FaultProxy::start(&moto.endpoint()).await;
+    let work = Workdir::with_config(&config(&proxy.endpoint()));
+    let d = TestDaemon::start_with_clock(&work, manual_clock()).await;
+    proxy.set_fault(
+        "GetCostAndUsage",
+        Fault::Delay(std::time::Duration::from_secs(2)),
+        Some(1),
+    );
+    let first = {
+        let (base, token) = (d.base(), OPERATOR);
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(format!("{base}/api/v1/cost/refresh"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("first refresh answered")
+                .status()
+        })
+    };
+    for _ in 0..200 {
+        if proxy.count("GetCostAndUsage") > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let (s, body) = d.post("/api/v1/cost/refresh", OPERATOR, json!({})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["code"], "cost-running");
+    assert_eq!(first.await.expect("joins").as_u16(), 200);
+}

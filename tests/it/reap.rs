@@ -1160,3 +1160,39 @@ async fn a_noted_delete_that_never_ran_is_not_recorded_as_deleted() {
     assert_eq!(state, None, "the stale note is dropped");
     assert!(exists(&moto, A, &kept).await);
 }
+
+/// On-call reaping waits for no pass: while one runs it is refused, so the two never race
+/// for the same items.
+#[tokio::test(flavor = "multi_thread")]
+async fn reaping_by_hand_is_refused_while_a_pass_runs() {
+    let moto = Moto::start().await;
+    let proxy = FaultProxy::start(&moto.endpoint()).await;
+    let (_work, _clock, d, _expired) = with_expired_lease(
+        &proxy.endpoint(),
+        ACCOUNTS,
+        "armed = true\ndeletable_types = [\"ec2:volume\"]\n",
+    )
+    .await;
+    proxy.set_fault(
+        "GetResources",
+        Fault::Delay(Duration::from_secs(2)),
+        Some(1),
+    );
+    let (s, started) = d.post("/api/v1/scans", OPERATOR, json!({})).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{started}");
+    let arn = format!("arn:aws:ec2:us-east-1:{A}:volume/vol-0123456789abcdef0");
+    let (s, body) = d
+        .post("/api/v1/reap", OPERATOR, json!({"arns": [arn]}))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["code"], "scan-running");
+    wait_for(&d, started["run_id"].as_str().expect("run id")).await;
+    let (s, body) = d
+        .post(
+            "/api/v1/reap",
+            OPERATOR,
+            json!({"arns": [arn], "plan_only": true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "after the pass it is taken: {body}");
+}
