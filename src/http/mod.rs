@@ -174,6 +174,31 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// A query string; a malformed one (unknown key, wrong type) is 400 `invalid-query`.
+#[derive(Debug)]
+pub struct Params<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| Params(q))
+            .map_err(|e| invalid_query(e.body_text()))
+    }
+}
+
+fn invalid_query(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid-query", message)
+}
+
+/// A numeric page cursor as an earlier page handed it out.
+fn page_cursor(c: &str) -> Result<i64, ApiError> {
+    c.parse()
+        .map_err(|_| invalid_query(format!("`{c}` is not a cursor from a previous page")))
+}
+
 /// A JSON body; an empty body reads as `{}`. Errors become 400 (not JSON), 422 (wrong
 /// shape) or 413 (too large).
 #[derive(Debug)]
@@ -383,24 +408,22 @@ struct ListQuery {
 async fn list(
     State(s): State<AppState>,
     Caller(who): Caller,
-    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    Params(q): Params<ListQuery>,
 ) -> Result<Json<LeaseList>, ApiError> {
-    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid-query", m);
-    let Query(q) = q.map_err(|e| bad(e.body_text()))?;
     let filter = LeaseFilter {
         project: q
             .project
             .as_deref()
             .map(ProjectName::parse)
             .transpose()
-            .map_err(bad)?,
+            .map_err(invalid_query)?,
         projects_in: None,
         state: q
             .state
             .as_deref()
             .map(|st| {
                 LeaseState::parse(st).ok_or_else(|| {
-                    bad(format!(
+                    invalid_query(format!(
                         "state must be active, expired or released, not `{st}`"
                     ))
                 })
@@ -411,14 +434,15 @@ async fn list(
             .cursor
             .as_deref()
             .map(|c| {
-                c.parse::<LeaseId>()
-                    .map_err(|_| bad(format!("`{c}` is not a cursor from a previous page")))
+                c.parse::<LeaseId>().map_err(|_| {
+                    invalid_query(format!("`{c}` is not a cursor from a previous page"))
+                })
             })
             .transpose()?,
         limit: q.limit.unwrap_or(100),
     };
     if filter.limit == 0 || filter.limit > 1000 {
-        return Err(bad("limit must be between 1 and 1000".into()));
+        return Err(invalid_query("limit must be between 1 and 1000"));
     }
     let page = s.leases.list(&who, filter).await?;
     Ok(Json(LeaseList {
@@ -439,13 +463,7 @@ fn internal(e: &crate::store::StoreError) -> ApiError {
 }
 
 async fn start_scan(State(s): State<AppState>, Caller(who): Caller) -> Result<Response, ApiError> {
-    if who.role != crate::auth::Role::Operator {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "only operators may start a scan",
-        ));
-    }
+    forbid_unless(&who, &[crate::auth::Role::Operator], "start a scan")?;
     match s.tasks.start_scan(&format!("api:{}", who.name)).await {
         Ok(run_id) => {
             let body = serde_json::json!({"run_id": run_id, "outcome": "running"});
@@ -519,22 +537,18 @@ struct AuditQuery {
     cursor: Option<String>,
 }
 
-fn audit_filter(
-    who: &Principal,
-    q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<crate::store::AuditFilter, ApiError> {
-    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid-query", m);
-    let Query(q) = q.map_err(|e| bad(e.body_text()))?;
+fn audit_filter(who: &Principal, q: AuditQuery) -> Result<crate::store::AuditFilter, ApiError> {
     let verdict = q
         .verdict
         .as_deref()
         .map(|v| {
-            crate::model::Verdict::parse(v).ok_or_else(|| bad(format!("`{v}` is not a verdict")))
+            crate::model::Verdict::parse(v)
+                .ok_or_else(|| invalid_query(format!("`{v}` is not a verdict")))
         })
         .transpose()?;
     let limit = q.limit.unwrap_or(100);
     if limit == 0 || limit > 1000 {
-        return Err(bad("limit must be between 1 and 1000".into()));
+        return Err(invalid_query("limit must be between 1 and 1000"));
     }
     // Lessees see the resources of their projects only.
     let projects_in = (who.role == crate::auth::Role::Lessee).then(|| {
@@ -568,7 +582,7 @@ fn audit_filter(
 async fn list_resources(
     State(s): State<AppState>,
     Caller(who): Caller,
-    q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+    Params(q): Params<AuditQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let f = audit_filter(&who, q)?;
     let (items, next) = s.store.list_resources(f).await.map_err(|e| internal(&e))?;
@@ -580,17 +594,11 @@ async fn list_resources(
 async fn list_findings(
     State(s): State<AppState>,
     Caller(who): Caller,
-    q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+    Params(q): Params<AuditQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let f = audit_filter(&who, q)?;
-    if let Some(c) = &f.after
-        && c.parse::<i64>().is_err()
-    {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-query",
-            format!("`{c}` is not a cursor from a previous page"),
-        ));
+    if let Some(c) = &f.after {
+        page_cursor(c)?;
     }
     let (items, next) = s.store.list_findings(f).await.map_err(|e| internal(&e))?;
     Ok(Json(
@@ -748,22 +756,11 @@ struct AuditLogQuery {
 async fn list_audit(
     State(s): State<AppState>,
     Caller(who): Caller,
-    q: Result<Query<AuditLogQuery>, axum::extract::rejection::QueryRejection>,
+    Params(q): Params<AuditLogQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     use crate::auth::Role;
     forbid_unless(&who, &[Role::Operator, Role::Viewer], "read the audit log")?;
-    let Query(q) =
-        q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid-query", e.body_text()))?;
-    let after = match &q.cursor {
-        None => None,
-        Some(c) => Some(c.parse::<i64>().map_err(|_| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid-query",
-                format!("`{c}` is not a cursor from a previous page"),
-            )
-        })?),
-    };
+    let after = q.cursor.as_deref().map(page_cursor).transpose()?;
     let (items, next) = s
         .store
         .audit_list(crate::store::AuditQuery {
@@ -812,14 +809,14 @@ struct CostQuery {
 async fn show_cost(
     State(s): State<AppState>,
     Caller(who): Caller,
-    q: Result<Query<CostQuery>, axum::extract::rejection::QueryRejection>,
+    Params(q): Params<CostQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     use crate::auth::Role;
-    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid-query", m);
-    let Query(q) = q.map_err(|e| bad(e.body_text()))?;
     let by = q.by.unwrap_or_else(|| "project".into());
     if !["project", "task", "region"].contains(&by.as_str()) {
-        return Err(bad(format!("`by` is project, task or region, not `{by}`")));
+        return Err(invalid_query(format!(
+            "`by` is project, task or region, not `{by}`"
+        )));
     }
     if who.role == Role::Lessee && by != "project" {
         return Err(ApiError::new(
@@ -837,7 +834,7 @@ async fn show_cost(
                 .ok()
                 .filter(|d| d.as_secs().is_multiple_of(86_400) && d.as_secs() > 0)
                 .ok_or_else(|| {
-                    bad(format!(
+                    invalid_query(format!(
                         "`since` is a day (2026-03-01) or whole days (30d), not `{since_text}`"
                     ))
                 })?;
