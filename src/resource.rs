@@ -127,15 +127,6 @@ pub struct WalkChanges {
     pub resolved: u64,
 }
 
-/// A finding marked for deletion this pass: its owner is queued a notification.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Marked {
-    pub finding_id: i64,
-    pub arn: String,
-    pub owner: Option<String>,
-    pub deadline: DateTime<Utc>,
-}
-
 /// A marked finding, with what the reaper needs to plan and re-verify it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReapCandidate {

@@ -171,11 +171,8 @@ impl Reaper {
             .await?
         {
             self.audit(
-                Some(c.finding_id),
                 &actor,
-                &c.arn,
-                c.lease_id.clone(),
-                Some(c.verdict),
+                Subject::Item(&c),
                 "deleted",
                 "confirmed gone by a walk (an interrupted delete had reached AWS)",
                 ReapUpdate::Settled,
@@ -196,7 +193,7 @@ impl Reaper {
         let plan = self.plan_of(candidates, Some(&complete), false).await?;
         let mut report = ReapReport {
             armed: inner.config.enforcement.armed,
-            marked: marked.len() as u64,
+            marked,
             ..ReapReport::default()
         };
         report.capped = self.record_caps(&plan, &actor).await?;
@@ -292,11 +289,8 @@ impl Reaper {
             );
             tracing::warn!(scope = %cap.scope, due = cap.due, limit = cap.limit, "deletion cap hit; reaping halted");
             self.audit(
-                None,
                 actor,
-                &cap.scope,
-                None,
-                None,
+                Subject::Scope(&cap.scope),
                 "capped",
                 &detail,
                 ReapUpdate::Decision,
@@ -307,18 +301,24 @@ impl Reaper {
         Ok(out)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Appends one decision to the audit log, applying `update` to the item's finding.
     async fn audit(
         &self,
-        finding: Option<i64>,
         actor: &Actor,
-        arn: &str,
-        lease_id: Option<String>,
-        verdict: Option<Verdict>,
+        about: Subject<'_>,
         decision: &str,
         detail: &str,
         update: ReapUpdate,
     ) -> Result<i64, StoreError> {
+        let (finding, arn, lease_id, verdict) = match about {
+            Subject::Item(c) => (
+                Some(c.finding_id),
+                c.arn.clone(),
+                c.lease_id.clone(),
+                Some(c.verdict.as_str().to_owned()),
+            ),
+            Subject::Scope(scope) => (None, scope.to_owned(), None, None),
+        };
         self.inner
             .store
             .record_reap(
@@ -328,9 +328,9 @@ impl Reaper {
                     run_id: actor.run_id.clone(),
                     actor: actor.name.clone(),
                     mode: if actor.manual { "manual" } else { "pass" }.into(),
-                    arn: arn.to_owned(),
+                    arn,
                     lease_id,
-                    verdict: verdict.map(|v| v.as_str().to_owned()),
+                    verdict,
                     decision: decision.to_owned(),
                     detail: detail.to_owned(),
                 },
@@ -378,11 +378,8 @@ impl Reaper {
         // Recorded once per finding, not on every pass it stays due.
         if c.last_decision.as_deref() != Some("would-delete") {
             self.audit(
-                Some(c.finding_id),
                 actor,
-                &c.arn,
-                c.lease_id.clone(),
-                Some(c.verdict),
+                Subject::Item(c),
                 "would-delete",
                 "enforcement is not armed",
                 ReapUpdate::Decision,
@@ -426,17 +423,8 @@ impl Reaper {
             }
         };
         settled.insert(c.arn.clone(), decision == "deleted");
-        self.audit(
-            Some(c.finding_id),
-            actor,
-            &c.arn,
-            c.lease_id.clone(),
-            Some(c.verdict),
-            decision,
-            &detail,
-            update,
-        )
-        .await?;
+        self.audit(actor, Subject::Item(c), decision, &detail, update)
+            .await?;
         if decision == "deleted" {
             if let Some(ended) = c.lease_ended_at {
                 self.inner
@@ -588,6 +576,12 @@ impl Reaper {
             Err(e) => Outcome::Failed(e.to_string()),
         }
     }
+}
+
+/// What an audit record is about: a planned item, or a scope (`pass`, `project:web`).
+enum Subject<'a> {
+    Item(&'a ReapCandidate),
+    Scope(&'a str),
 }
 
 enum Outcome {

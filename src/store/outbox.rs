@@ -194,6 +194,30 @@ impl Store {
     }
 
     /// Every outbox row, oldest first (for inspection and tests).
+    /// Queues a notification unless one with the same `dedupe_key` was queued before; true
+    /// when this call queued it.
+    pub async fn enqueue(
+        &self,
+        kind: String,
+        recipient: Option<String>,
+        dedupe_key: String,
+        payload: serde_json::Value,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.writer
+            .write(move |c| {
+                let n = c.prepare_cached(INSERT_OUTBOX)?.execute(params![
+                    kind,
+                    recipient,
+                    dedupe_key,
+                    payload.to_string(),
+                    ms(at)
+                ])?;
+                Ok(n == 1)
+            })
+            .await
+    }
+
     pub async fn outbox_rows(&self) -> Result<Vec<OutboxRow>, StoreError> {
         self.read(|c| {
             let mut stmt =
@@ -230,6 +254,12 @@ impl Store {
     }
 }
 
+/// Queues a row (kind, recipient, dedupe key, payload, created at) unless its dedupe key is
+/// taken: the one statement every producer of the outbox uses.
+pub(super) const INSERT_OUTBOX: &str =
+    "INSERT INTO outbox (kind, recipient, dedupe_key, payload, created_at)
+     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (dedupe_key) DO NOTHING";
+
 /// Queues one row unless its dedupe key is taken; returns the id of the row holding the key.
 fn queue(
     c: &Connection,
@@ -239,11 +269,7 @@ fn queue(
     payload: &serde_json::Value,
     at: DateTime<Utc>,
 ) -> Result<i64, StoreError> {
-    c.prepare_cached(
-        "INSERT INTO outbox (kind, recipient, dedupe_key, payload, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (dedupe_key) DO NOTHING",
-    )?
-    .execute(params![
+    c.prepare_cached(INSERT_OUTBOX)?.execute(params![
         kind,
         recipient,
         dedupe_key,

@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Store, StoreError, from_ms, ms};
 use crate::model::{Tags, Verdict};
-use crate::resource::{AuditBreak, AuditEntry, AuditRecord, Marked, ReapCandidate};
+use crate::resource::{AuditBreak, AuditEntry, AuditRecord, ReapCandidate};
 
 /// What a recorded decision does to its finding, in the same transaction as the audit record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,13 +193,13 @@ impl Store {
     /// Marks every open `reap` finding that has no deadline yet (deadline = `at` + the rule's
     /// grace), queues its owner a `deletion-planned` notification and records a `marked` event
     /// of the finding; clears
-    /// the mark of findings whose action is no longer `reap`. Returns what was marked.
+    /// the mark of findings whose action is no longer `reap`. Returns how many were marked.
     pub async fn mark_for_reaping(
         &self,
         run_id: String,
         at: DateTime<Utc>,
         owner_key: String,
-    ) -> Result<Vec<Marked>, StoreError> {
+    ) -> Result<u64, StoreError> {
         self.writer
             .write(move |c| {
                 c.prepare_cached(
@@ -220,14 +220,11 @@ impl Store {
                         Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
                     })?
                     .collect::<Result<_, _>>()?;
-                let mut marked = Vec::with_capacity(rows.len());
+                let marked = rows.len() as u64;
                 // Looked up once: a pass may mark thousands at a time.
                 let mut set_deadline =
                     c.prepare_cached("UPDATE findings SET deadline = ?2 WHERE id = ?1")?;
-                let mut notice = c.prepare_cached(
-                    "INSERT INTO outbox (kind, recipient, dedupe_key, payload, created_at)
-                     VALUES ('deletion-planned', ?1, ?2, ?3, ?4) ON CONFLICT (dedupe_key) DO NOTHING",
-                )?;
+                let mut notice = c.prepare_cached(super::outbox::INSERT_OUTBOX)?;
                 // A transition of the finding (no deletion is decided yet), so it goes with the
                 // finding's other events, not into the reaper's audit chain.
                 let mut event = c.prepare_cached(
@@ -242,7 +239,7 @@ impl Store {
                         "finding_id": id, "arn": arn, "verdict": verdict, "project": project,
                         "lease_id": lease_id, "deadline": deadline,
                     });
-                    notice.execute(params![owner, format!("deletion-planned:{id}:{}", ms(deadline)), payload.to_string(), ms(at)])?;
+                    notice.execute(params!["deletion-planned", owner, format!("deletion-planned:{id}:{}", ms(deadline)), payload.to_string(), ms(at)])?;
                     event.execute(params![
                         id,
                         run_id,
@@ -250,7 +247,6 @@ impl Store {
                         verdict,
                         format!("deletion planned for {}", deadline.to_rfc3339())
                     ])?;
-                    marked.push(Marked { finding_id: id, arn, owner, deadline });
                 }
                 Ok(marked)
             })
@@ -406,57 +402,6 @@ impl Store {
                 Ok(seq)
             })
             .await
-    }
-
-    /// Queues a notification unless one with the same `dedupe_key` was queued before.
-    pub async fn enqueue(
-        &self,
-        kind: String,
-        recipient: Option<String>,
-        dedupe_key: String,
-        payload: serde_json::Value,
-        at: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        self.writer
-            .write(move |c| {
-                let n = c
-                    .prepare_cached(
-                        "INSERT INTO outbox (kind, recipient, dedupe_key, payload, created_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (dedupe_key) DO NOTHING",
-                    )?
-                    .execute(params![
-                        kind,
-                        recipient,
-                        dedupe_key,
-                        payload.to_string(),
-                        ms(at)
-                    ])?;
-                Ok(n == 1)
-            })
-            .await
-    }
-
-    /// Unsent notifications: (kind, recipient, payload), oldest first.
-    pub async fn pending_outbox(
-        &self,
-    ) -> Result<Vec<(String, Option<String>, serde_json::Value)>, StoreError> {
-        self.read(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT kind, recipient, payload FROM outbox WHERE sent_at IS NULL ORDER BY id",
-            )?;
-            let rows = stmt
-                .query_map([], |r| {
-                    let payload: String = r.get(2)?;
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
-                    ))
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
-        })
-        .await
     }
 
     /// Audit records, oldest first, with the cursor of the next page.

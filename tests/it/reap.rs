@@ -523,11 +523,17 @@ async fn unarmed_pass_records_would_delete_once_and_calls_nothing() {
     let store = ephemera::store::Store::open(&work.dir.path().join("state/ephemera.db"))
         .await
         .expect("store");
-    let outbox = store.pending_outbox().await.expect("outbox");
+    let outbox: Vec<_> = store
+        .outbox_rows()
+        .await
+        .expect("outbox")
+        .into_iter()
+        .filter(|r| r.sent_at.is_none())
+        .collect();
     assert_eq!(outbox.len(), 1, "{outbox:?}");
-    assert_eq!(outbox[0].0, "deletion-planned");
-    assert_eq!(outbox[0].1.as_deref(), Some("alice@example.com"));
-    assert_eq!(outbox[0].2["arn"], doomed.as_str());
+    assert_eq!(outbox[0].kind, "deletion-planned");
+    assert_eq!(outbox[0].recipient.as_deref(), Some("alice@example.com"));
+    assert_eq!(outbox[0].payload["arn"], doomed.as_str());
     let (_, plan) = d.get("/api/v1/plan", VIEWER).await;
     assert_eq!(plan["armed"], false);
     assert_eq!(plan["items"][0]["status"], "due", "{plan}");
