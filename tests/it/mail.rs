@@ -12,8 +12,10 @@ use ephemera::mail::Mailer;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+// The reaper tests' policy: web reaps expired and released resources after an hour.
 use crate::cli::{run, spawn_daemon};
 use crate::moto::Moto;
+use crate::reap::POLICY;
 use crate::seed::{arns_by_key, seed};
 use crate::smtp::{Received, Smtp, Tls};
 use crate::support::{
@@ -131,26 +133,6 @@ async fn mail_test_over_plain_and_starttls_with_auth() {
     let want = format!("{cfg}:{line}:15: field `smtp.warn_before`: invalid duration `whenever`");
     assert!(stderr(&o).contains(&want), "{}", stderr(&o));
 }
-
-const POLICY: &str = r#"
-[[project]]
-name = "web"
-lessees = ["ci-web", "ci-web-2"]
-default_ttl = "2h"
-max_ttl = "24h"
-grace = "1h"
-max_active_leases = 20
-
-[project.on]
-expired = { action = "reap" }
-
-[[project]]
-name = "data"
-lessees = ["*"]
-default_ttl = "6h"
-max_ttl = "3d"
-grace = "12h"
-"#;
 
 /// Counts received messages by (kind, recipient).
 fn by_kind_and_recipient(m: &[Received]) -> BTreeMap<(String, String), usize> {

@@ -20,7 +20,7 @@ const A: &str = "123456789012";
 /// Walked through its own role: verified.
 const B: &str = "444444444444";
 
-const POLICY: &str = r#"
+pub(crate) const POLICY: &str = r#"
 [[project]]
 name = "web"
 lessees = ["ci-web", "ci-web-2"]
