@@ -87,7 +87,10 @@ impl Store {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT id, task, trigger, started_at, ended_at, outcome, summary FROM runs r
-                 WHERE started_at = (SELECT MAX(started_at) FROM runs WHERE task = r.task)
+                 -- Ids are UUIDv7 (time-ordered): they break a tie of runs started in the
+                 -- same millisecond, which would otherwise both count as the latest.
+                 WHERE id = (SELECT id FROM runs WHERE task = r.task
+                             ORDER BY started_at DESC, id DESC LIMIT 1)
                  ORDER BY task",
             )?;
             Ok(stmt

@@ -378,6 +378,32 @@ async fn inactive_cost_allocation_tags_are_reported() {
     clock.advance(chrono::TimeDelta::hours(8));
     refresh(&d).await;
     assert_eq!(proxy.count("ListCostAllocationTags"), 1);
+
+    // When Cost Explorer fails, `ephemera cost --refresh` says so (the runbook's first look)
+    // and `ephemera status` shows the failed run.
+    proxy.set_fault("GetCostAndUsage", Fault::ServerError, None);
+    let base = d.base();
+    let env = [
+        ("EPHEMERA_ADDR", base.as_str()),
+        ("EPHEMERA_TOKEN", OPERATOR),
+    ];
+    let out = crate::cli::run(&["cost", "--refresh"], &env).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cost-explorer-failed") && stderr.contains("GetCostAndUsage"),
+        "{stderr}"
+    );
+    let out = crate::cli::run(&["status", "--output", "json"], &env).await;
+    let status: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let cost_run = status["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .find(|t| t["task"] == "cost")
+        .cloned()
+        .expect("cost run listed");
+    assert_eq!(cost_run["outcome"], "failed", "{status}");
 }
 
 /// Two refreshes never overlap (each is billed): the second is refused while the first runs.
