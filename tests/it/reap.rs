@@ -134,11 +134,13 @@ fn decisions(records: &[Value], arn: &str) -> Vec<(String, String)> {
 
 /// Whether moto still has the resource, asked through the deleters' own re-read.
 async fn exists(moto: &Moto, account: &str, arn: &str) -> bool {
-    let clients = ephemera::inventory::AwsClients::new(
-        ephemera::config::Config::load(&moto_config(moto))
-            .expect("config")
-            .aws,
-    );
+    // Straight at this test's moto (no proxy), parsed in memory: a file shared by the tests
+    // running in parallel could point one test's look at another's emulator.
+    let text = config(&moto.endpoint(), ACCOUNTS, "armed = false");
+    let aws = ephemera::config::Config::parse(std::path::Path::new("look.toml"), &text, &|_| None)
+        .expect("config")
+        .aws;
+    let clients = ephemera::inventory::AwsClients::new(aws);
     let region = ephemera::model::Arn::parse(arn)
         .ok()
         .map(|a| a.region().to_owned())
@@ -156,16 +158,6 @@ async fn exists(moto: &Moto, account: &str, arn: &str) -> bool {
         ephemera::reaper::aws::Inspection::Gone => false,
         ephemera::reaper::aws::Inspection::Live { .. } => true,
     }
-}
-
-/// A config file pointing straight at moto (no proxy), for looking at it from the test.
-fn moto_config(moto: &Moto) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("ephemera-reap-{}", std::process::id()));
-    std::fs::create_dir_all(dir.join("rules/policy")).expect("dir");
-    std::fs::write(dir.join("rules/policy/projects.toml"), POLICY).expect("policy");
-    let path = dir.join("ephemera.toml");
-    std::fs::write(&path, config(&moto.endpoint(), ACCOUNTS, "armed = false")).expect("config");
-    path
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -254,6 +246,14 @@ max_project_share_percent = 80
             .all(|i| i["arn"] != arn("leased") && i["arn"] != arn("protected")),
         "leased and protected resources are never marked: {plan}"
     );
+    // Lessees see the plan of their own projects only.
+    for (token, project, n) in [(WEB, "web", 9), (crate::support::DATA, "data", 5)] {
+        let (s, mine) = d.get("/api/v1/plan", token).await;
+        assert_eq!(s, StatusCode::OK, "{mine}");
+        let mine = mine["items"].as_array().expect("items");
+        assert_eq!(mine.len(), n, "{project}: {mine:?}");
+        assert!(mine.iter().all(|i| i["project"] == project), "{mine:?}");
+    }
     let finding_id = d.get("/api/v1/findings?limit=100", VIEWER).await.1["items"]
         .as_array()
         .expect("items")
