@@ -320,6 +320,38 @@ impl Metrics {
     }
 }
 
+/// The label sets a recomputed gauge was last given, so that a set which vanishes is set to
+/// zero rather than left showing its last value.
+#[derive(Debug, Default)]
+pub struct Series(std::sync::Mutex<std::collections::BTreeSet<Vec<String>>>);
+
+impl Series {
+    /// Sets `gauge` to `values` and zeroes every label set given before but not now.
+    pub fn set<P: prometheus::core::Atomic>(
+        &self,
+        gauge: &prometheus::core::GenericGaugeVec<P>,
+        values: Vec<(Vec<String>, P::T)>,
+    ) {
+        use prometheus::core::Number;
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let now: std::collections::BTreeSet<Vec<String>> =
+            values.iter().map(|(k, _)| k.clone()).collect();
+        for gone in seen.difference(&now) {
+            gauge
+                .with_label_values(&labels(gone))
+                .set(P::T::from_i64(0));
+        }
+        for (k, v) in values {
+            gauge.with_label_values(&labels(&k)).set(v);
+        }
+        seen.extend(now);
+    }
+}
+
+fn labels(k: &[String]) -> Vec<&str> {
+    k.iter().map(String::as_str).collect()
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()

@@ -5,7 +5,7 @@
 //! start is refused, a scheduled tick that finds it running is counted as skipped), continues
 //! past one walk's failure, and reports a status record; it never retries on its own.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -18,7 +18,7 @@ use crate::config::{Config, IdentityTags};
 use crate::cost::refresh::{CostReport, CostTask};
 use crate::inventory::{self, AwsClients, RateLimiter};
 use crate::lease::Lease;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Series};
 use crate::policy::{Policy, evaluate};
 use crate::reaper::run::{ReapReport, Reaper};
 use crate::resource::{Observed, Record, WalkRecord};
@@ -139,8 +139,8 @@ struct Inner {
     /// Held for the whole of a scan, so two never overlap.
     scan_lock: Arc<Mutex<()>>,
     /// Label sets of `ephemera_resources` set by the last pass, to zero those that vanish.
-    resource_series: std::sync::Mutex<BTreeSet<[String; 4]>>,
-    project_series: std::sync::Mutex<BTreeSet<String>>,
+    resource_series: Series,
+    project_series: Series,
     /// Set by the daemon when `[smtp]` is configured: each pass queues its on-call summary
     /// and wakes the deliverer. Without it (or in `scan --once`) notices wait in the outbox.
     mailer: std::sync::OnceLock<crate::mail::Mailer>,
@@ -183,8 +183,8 @@ impl Tasks {
                 cost_lock: Arc::new(Mutex::new(())),
                 running: Mutex::new(None),
                 scan_lock: Arc::new(Mutex::new(())),
-                resource_series: std::sync::Mutex::new(BTreeSet::new()),
-                project_series: std::sync::Mutex::new(BTreeSet::new()),
+                resource_series: Series::default(),
+                project_series: Series::default(),
                 mailer: std::sync::OnceLock::new(),
             }),
         }
@@ -535,54 +535,22 @@ impl Tasks {
     pub async fn refresh_gauges(&self) -> Result<(), StoreError> {
         let inner = &self.inner;
         let totals = inner.store.live_totals(inner.clock.now()).await?;
-        {
-            let mut seen = inner
-                .resource_series
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            let now: BTreeSet<[String; 4]> = totals.series.iter().map(|(k, _)| k.clone()).collect();
-            for gone in seen.difference(&now) {
-                inner
-                    .metrics
-                    .resources
-                    .with_label_values(&[&gone[0], &gone[1], &gone[2], &gone[3]])
-                    .set(0);
-            }
-            for ([p, r, t, v], n) in &totals.series {
-                inner
-                    .metrics
-                    .resources
-                    .with_label_values(&[p, r, t, v])
-                    .set(i64::try_from(*n).unwrap_or(i64::MAX));
-            }
-            seen.extend(now);
-        }
-        {
-            let mut seen = inner
-                .project_series
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            let now: BTreeSet<String> = totals
+        inner.resource_series.set(
+            &inner.metrics.resources,
+            totals
+                .series
+                .into_iter()
+                .map(|(k, n)| (k.to_vec(), i64::try_from(n).unwrap_or(i64::MAX)))
+                .collect(),
+        );
+        inner.project_series.set(
+            &inner.metrics.expired_resource_hours,
+            totals
                 .expired_hours
-                .iter()
-                .map(|(p, _)| p.clone())
-                .collect();
-            for gone in seen.difference(&now) {
-                inner
-                    .metrics
-                    .expired_resource_hours
-                    .with_label_values(&[gone])
-                    .set(0.0);
-            }
-            for (p, h) in &totals.expired_hours {
-                inner
-                    .metrics
-                    .expired_resource_hours
-                    .with_label_values(&[p])
-                    .set(*h);
-            }
-            seen.extend(now);
-        }
+                .into_iter()
+                .map(|(p, h)| (vec![p], h))
+                .collect(),
+        );
         Ok(())
     }
 

@@ -98,11 +98,6 @@ pub fn refresh_start(
     day.min(recent)
 }
 
-/// A day is final once it is older than the window that can still change.
-pub fn is_final(day: NaiveDate, today: NaiveDate, recent_days: u32) -> bool {
-    day < today - TimeDelta::days(i64::from(recent_days))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,7 +176,5 @@ mod tests {
             refresh_start(today, d("2026-03-09"), &none, 3),
             d("2026-03-07")
         );
-        assert!(is_final(d("2026-03-06"), today, 3));
-        assert!(!is_final(d("2026-03-07"), today, 3));
     }
 }

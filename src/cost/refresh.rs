@@ -5,16 +5,15 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, Utc};
-use prometheus::GaugeVec;
 use serde::Serialize;
 
 use super::fetch::{self, CostError};
-use super::{MicroUsd, is_final, refresh_start, usd_f64};
+use super::{MicroUsd, refresh_start, usd_f64};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::inventory::AwsClients;
 use crate::lease::Lease;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Series};
 use crate::store::Store;
 
 /// The two groupings the API allows per request: each identity tag by region.
@@ -38,7 +37,9 @@ pub struct CostTask {
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
     /// Label sets each gauge was given, to zero those that vanish.
-    series: std::sync::Mutex<HashMap<&'static str, BTreeSet<Vec<String>>>>,
+    spend_series: Series,
+    task_series: Series,
+    waste_series: Series,
     /// When the cost allocation tags were last checked, and whether all were active.
     tags_checked: std::sync::Mutex<Option<(DateTime<Utc>, bool)>>,
 }
@@ -62,7 +63,9 @@ impl CostTask {
             clients,
             metrics,
             clock,
-            series: std::sync::Mutex::new(HashMap::new()),
+            spend_series: Series::default(),
+            task_series: Series::default(),
+            waste_series: Series::default(),
             tags_checked: std::sync::Mutex::new(None),
         }
     }
@@ -144,11 +147,6 @@ impl CostTask {
         self.export()
             .await
             .map_err(|e| CostError(crate::error_chain(&e)))?;
-        debug_assert!(is_final(
-            final_before - TimeDelta::days(1),
-            today,
-            cost.recent_days
-        ));
         Ok(report)
     }
 
@@ -211,22 +209,6 @@ impl CostTask {
         }
     }
 
-    /// Sets a gauge's series and zeroes those it had before that are gone.
-    fn set_series(&self, name: &'static str, gauge: &GaugeVec, values: Vec<(Vec<String>, f64)>) {
-        let mut all = self.series.lock().unwrap_or_else(|p| p.into_inner());
-        let seen = all.entry(name).or_default();
-        let now: BTreeSet<Vec<String>> = values.iter().map(|(k, _)| k.clone()).collect();
-        for gone in seen.difference(&now) {
-            let labels: Vec<&str> = gone.iter().map(String::as_str).collect();
-            gauge.with_label_values(&labels).set(0.0);
-        }
-        for (k, v) in &values {
-            let labels: Vec<&str> = k.iter().map(String::as_str).collect();
-            gauge.with_label_values(&labels).set(*v);
-        }
-        seen.extend(now);
-    }
-
     /// Recomputes the spend gauges from the store (no Cost Explorer call).
     pub async fn export(&self) -> Result<(), crate::store::StoreError> {
         let today = self.clock.now().date_naive();
@@ -254,7 +236,7 @@ impl CostTask {
                 ));
             }
         }
-        self.set_series("spend", &self.metrics.spend_usd, spend);
+        self.spend_series.set(&self.metrics.spend_usd, spend);
 
         // Top tasks by rolling spend; the same set is used for the month's series.
         let mut by_task: BTreeMap<String, MicroUsd> = BTreeMap::new();
@@ -287,13 +269,12 @@ impl CostTask {
                 tasks.push((vec![k, label.clone()], usd_f64(m)));
             }
         }
-        self.set_series("tasks", &self.metrics.task_spend_usd, tasks);
+        self.task_series.set(&self.metrics.task_spend_usd, tasks);
 
         let leases = self.store.all_leases().await?;
         let by_day = self.store.spend_by_day("task", rolling_from).await?;
         let waste = waste_by_project(&by_day, &leases);
-        self.set_series(
-            "waste",
+        self.waste_series.set(
             &self.metrics.waste_usd,
             waste
                 .into_iter()

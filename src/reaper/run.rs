@@ -6,7 +6,7 @@
 //! existence, a fresh read of its lease and a re-evaluation; every outcome is in the audit log
 //! before the next item starts.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::TimeDelta;
@@ -18,7 +18,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::inventory::AwsClients;
 use crate::lease::Lease;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Series};
 use crate::model::{Action, Arn, LeaseId, Verdict};
 use crate::policy::{Policy, evaluate};
 use crate::resource::{AuditEntry, ReapCandidate, WalkRecord};
@@ -74,7 +74,7 @@ struct Inner {
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
     /// Projects `ephemera_marked_resources` was set for, to zero those that empty out.
-    marked_series: std::sync::Mutex<BTreeSet<String>>,
+    marked_series: Series,
 }
 
 /// Verdicts a resource may be deleted in; anything else found at the last moment wins.
@@ -102,7 +102,7 @@ impl Reaper {
                 clients,
                 metrics,
                 clock,
-                marked_series: std::sync::Mutex::new(BTreeSet::new()),
+                marked_series: Series::default(),
             }),
         }
     }
@@ -257,26 +257,10 @@ impl Reaper {
                 .entry(c.project.clone().unwrap_or_else(|| "unknown".into()))
                 .or_default() += 1;
         }
-        let mut seen = self
-            .inner
-            .marked_series
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        for gone in seen.iter().filter(|p| !by_project.contains_key(*p)) {
-            self.inner
-                .metrics
-                .marked_resources
-                .with_label_values(&[gone])
-                .set(0);
-        }
-        for (p, n) in &by_project {
-            self.inner
-                .metrics
-                .marked_resources
-                .with_label_values(&[p])
-                .set(*n);
-        }
-        seen.extend(by_project.into_keys());
+        self.inner.marked_series.set(
+            &self.inner.metrics.marked_resources,
+            by_project.into_iter().map(|(p, n)| (vec![p], n)).collect(),
+        );
     }
 
     async fn record_caps(&self, plan: &Plan, actor: &Actor) -> Result<Vec<String>, StoreError> {
