@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Sets up the test peers on a fresh machine: a virtualenv with pinned moto[server] and
-# aiosmtpd (tests/peers/requirements.txt, every transitive version pinned by
-# tests/peers/constraints.txt). Idempotent: does nothing when the venv is current.
+# Sets up the test peers on a fresh machine: Debian's prometheus package (the server and
+# promtool, for the dashboard and alert-rule tests) and a virtualenv with pinned moto[server]
+# and aiosmtpd (tests/peers/requirements.txt, every transitive version pinned by
+# tests/peers/constraints.txt). Idempotent: does nothing when both are current.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,10 +10,6 @@ VENV=${VENV:-.venv}
 STAMP="$VENV/.installed"
 REQ=tests/peers/requirements.txt
 CON=tests/peers/constraints.txt
-
-if [[ -f "$STAMP" && "$STAMP" -nt "$REQ" && "$STAMP" -nt "$CON" ]]; then
-    exit 0
-fi
 
 apt_install() {
     if command -v apt-get >/dev/null; then
@@ -27,6 +24,21 @@ apt_install() {
         exit 1
     fi
 }
+
+# The tests start their own Prometheus on a free loopback port. On a host run by systemd,
+# installing the package also starts its service on :9090 for every interface: we stop and
+# disable that service again, since we started it and nothing here uses it.
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+    apt_install --no-install-recommends prometheus
+    if [[ -d /run/systemd/system ]]; then
+        run_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
+        run_root systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+    fi
+fi
+
+if [[ -f "$STAMP" && "$STAMP" -nt "$REQ" && "$STAMP" -nt "$CON" ]]; then
+    exit 0
+fi
 
 # Debian's python3 ships venv and pip separately.
 if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
