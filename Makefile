@@ -4,7 +4,7 @@ export EPHEMERA_MOTO_SERVER := $(CURDIR)/.venv/bin/moto_server
 
 .PHONY: test demo peers build lint bench
 
-## Virtualenv with pinned moto[server] and aiosmtpd (and Debian packages if missing).
+## Virtualenv with pinned moto[server] and aiosmtpd; Debian's prometheus and python3-venv if missing.
 peers:
 	@scripts/setup-peers.sh
 
@@ -12,7 +12,8 @@ peers:
 test: peers
 	cargo test --locked
 
-## Runs the daemon on a local emulator and walks through leasing (no AWS account needed).
+## Seeds an emulated AWS estate, runs the daemon (unarmed) on it: a pass, spend, the deletion plan;
+## keeps serving until Ctrl-C (no AWS account needed).
 demo: peers
 	cargo build --locked
 	@scripts/demo.sh

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# `make demo`: starts the AWS emulator (moto) and the ephemera daemon with the shipped
-# example config on free loopback ports, walks through the lease lifecycle, then keeps
-# serving until Ctrl-C (or exits at once with DEMO_SERVE=0). Stops only what it started.
+# `make demo`: starts the AWS emulator (moto), an SMTP server and the ephemera daemon (unarmed,
+# with the shipped example config and rules) on free loopback ports; seeds a small estate (3
+# projects, 20 leases, about 200 resources over 2 regions and 2 accounts in every verdict, 30
+# days of spend); runs a pass and a cost refresh; prints findings by verdict, the deletion plan
+# and spend by project; then keeps serving the API and /metrics until Ctrl-C (or exits at once
+# with DEMO_SERVE=0). Stops only what it started.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 BIN="${CARGO_TARGET_DIR:-$REPO/target}/debug/ephemera"
@@ -35,77 +38,88 @@ MOTO_PORT=$(free_port)
 PIDS+=($!)
 wait_for "http://127.0.0.1:$MOTO_PORT/moto-api/" "moto"
 
+SMTP_PORT=$(free_port)
+mkdir -p "$WORK/mail"
+"$REPO/.venv/bin/python" "$REPO/tests/peers/smtp_server.py" --port "$SMTP_PORT" --dir "$WORK/mail" \
+    >"$WORK/smtp.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 100); do grep -q READY "$WORK/smtp.log" 2>/dev/null && break; sleep 0.1; done
+
 API_PORT=$(free_port)
 sed -e "s|^listen = \"127.0.0.1:9477\"|listen = \"127.0.0.1:$API_PORT\"|" \
     -e "s|^# endpoint_url = .*|endpoint_url = \"http://127.0.0.1:$MOTO_PORT\"|" \
     -e "s|^# emulator = true.*|emulator = true|" \
     -e "s|^path = \"state/ephemera.db\"|path = \"$WORK/ephemera.db\"|" \
     -e "s|^dir = \"rules\"|dir = \"$REPO/rules\"|" \
+    -e "s|^port = 25$|port = $SMTP_PORT|" \
     "$REPO/ephemera.example.toml" >"$WORK/ephemera.toml"
+grep -q "^port = $SMTP_PORT$" "$WORK/ephemera.toml" || { echo "demo: the example config's [smtp] port moved" >&2; exit 1; }
 
 step "The shipped example config and rules check out"
 show "$BIN" config check --config "$WORK/ephemera.toml"
-show "$BIN" rules test --config "$WORK/ephemera.toml"
+show "$BIN" rules test --config "$WORK/ephemera.toml" | tail -n 1
 
 "$BIN" daemon --config "$WORK/ephemera.toml" 2>"$WORK/daemon.log" &
 PIDS+=($!)
 ADDR="http://127.0.0.1:$API_PORT"
 wait_for "$ADDR/readyz" "the daemon"
 export EPHEMERA_ADDR="$ADDR"
-echo "daemon on $ADDR (emulated AWS on 127.0.0.1:$MOTO_PORT), store $WORK/ephemera.db"
+echo "daemon on $ADDR, unarmed (emulated AWS on 127.0.0.1:$MOTO_PORT, SMTP on 127.0.0.1:$SMTP_PORT)"
+echo "store $WORK/ephemera.db, logs in $WORK"
 
-step "A CI job of project web takes a lease; it gets the tags to put on what it creates"
+step "A task runner's view: take a lease, get the tags to put on what the task creates"
 export EPHEMERA_TOKEN=demo-ci-web-token
-show "$BIN" lease acquire --project web --task "build 1042" --owner alice@example.com --ttl 2h --format env | tee "$WORK/lease.env"
+show "$BIN" lease acquire --project web --task "smoke test" --owner alice@example.com --ttl 1h --format env | tee "$WORK/lease.env"
 # shellcheck disable=SC1091
 source "$WORK/lease.env"
-show "$BIN" lease acquire --project web --task "preview pr-7" --owner bob@example.com \
-    --heartbeat-interval 10m --label pr=7 --region eu-west-1 --format terraform
-PREVIEW_ID=$("$BIN" lease acquire --project web --task "nightly load test" --owner carol@example.com \
-    --ttl 8h --format json | python3 -c 'import json, sys; print(json.load(sys.stdin)["ephemera:lease-id"])')
-
-step "Policy says no: a TTL above the project's max, a project the runner may not lease"
-show "$BIN" lease acquire --project web --task "soak" --owner alice@example.com --ttl 3d || true
-show "$BIN" lease acquire --project data --task "etl" --owner alice@example.com || true
-
-step "Heartbeat, renew, and look at the leases"
 show "$BIN" lease heartbeat "$EPHEMERA_LEASE_ID" >/dev/null && echo "heartbeat ok"
-show "$BIN" lease renew "$EPHEMERA_LEASE_ID" --ttl 4h --output json | grep -E '"(expires_at|state)"'
-show "$BIN" lease list
-
-step "The job ends and releases its lease"
+show "$BIN" lease acquire --project web --task "soak" --owner alice@example.com --ttl 3d || true
 show "$BIN" lease release "$EPHEMERA_LEASE_ID" | grep -E '^(state|released_at)'
-EPHEMERA_TOKEN=demo-viewer-token show "$BIN" lease list --state released
 
-step "Meanwhile, in the (emulated) cloud: resources of both leases, and some strays"
-tags() { printf '{"ephemera:lease-id": "%s", "ephemera:project": "web", "ephemera:task": "%s", "ephemera:owner": "%s"}' "$1" "$2" "$3"; }
-"$REPO/.venv/bin/python" "$REPO/tests/peers/seed.py" --endpoint "http://127.0.0.1:$MOTO_PORT" >/dev/null <<SPEC
-{"resources": [
-  {"key": "load-test", "type": "ec2:volume", "region": "us-east-1", "count": 3, "tags": $(tags "$PREVIEW_ID" "nightly load test" carol@example.com)},
-  {"key": "leftover", "type": "ec2:volume", "region": "eu-west-1", "count": 2, "tags": $(tags "$EPHEMERA_LEASE_ID" "build 1042" alice@example.com)},
-  {"key": "leftover-queue", "type": "sqs:queue", "region": "us-east-1", "tags": $(tags "$EPHEMERA_LEASE_ID" "build 1042" alice@example.com)},
-  {"key": "orphan", "type": "dynamodb:table", "region": "us-east-1", "tags": $(tags 0194e0a1-0000-7000-8000-00000000dead "old job" dave@example.com)},
-  {"key": "no-owner", "type": "ec2:snapshot", "region": "eu-west-1", "tags": {"ephemera:project": "web", "team": "web"}},
-  {"key": "kept", "type": "s3:bucket", "region": "us-east-1", "tags": {"ephemera:protect": "shared state"}}
-]}
-SPEC
-echo "seeded 9 resources in 2 regions"
+step "An estate: 20 tasks in 3 projects took leases and left resources behind; some strays"
+"$REPO/.venv/bin/python" "$REPO/scripts/demo_estate.py" seed --api "$ADDR" --moto "http://127.0.0.1:$MOTO_PORT"
 
-step "An audit pass: inventory, reconcile with the leases, open findings"
+step "An audit pass: inventory both accounts and regions, reconcile with the leases, open findings"
 export EPHEMERA_TOKEN=demo-operator-token
 show "$BIN" scan --wait
-show "$BIN" findings
+show "$BIN" status
 
-step "What Prometheus scrapes from $ADDR/metrics"
-http_get "$ADDR/metrics" | grep -E '^ephemera_(leases|resources|walks_total|findings_opened_total)[{ ]' | grep -v ' 0$' | sort
+step "Spend from Cost Explorer (canned in the emulator: 30 days)"
+show "$BIN" cost --refresh --by project
+
+step "Summary: resources and open findings by verdict"
+"$REPO/.venv/bin/python" "$REPO/scripts/demo_estate.py" summary --api "$ADDR"
+
+step "The deletion plan (unarmed: at its deadline each is recorded as would-delete, nothing is deleted)"
+show "$BIN" plan | head -n 12
+echo "($("$BIN" plan --output json | python3 -c 'import json, sys; print(len(json.load(sys.stdin)["items"]))') marked in all)"
+
+step "Mail the owners and on-call got"
+for _ in $(seq 1 50); do ls "$WORK/mail"/*.json >/dev/null 2>&1 && break; sleep 0.2; done
+python3 - "$WORK/mail" <<'PY'
+import collections, json, pathlib, sys
+kinds = collections.Counter(json.loads(p.read_text())["kind"] for p in pathlib.Path(sys.argv[1]).glob("*.json"))
+print(", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "none yet (mail goes out after each pass)")
+PY
+
+step "What Prometheus scrapes from $ADDR/metrics (a few of its series)"
+http_get "$ADDR/metrics" >"$WORK/metrics.txt"
+grep -E '^ephemera_(expired_resource_hours|waste_usd|marked_resources|walks_total|findings_opened_total|spend_usd\{.*window="30d")' \
+    "$WORK/metrics.txt" | grep -v ' 0$' | sort
+echo "... $(grep -c '^ephemera_' "$WORK/metrics.txt") series in all; dashboards/ has the Grafana dashboards for them"
+
+echo
+echo "Try next (in another terminal):"
+echo "  export EPHEMERA_ADDR=$ADDR EPHEMERA_TOKEN=demo-operator-token"
+echo "  $BIN findings --verdict expired       # what outlived its lease"
+echo "  $BIN findings --verdict unknown-lease # leases nobody knows"
+echo "  $BIN plan                             # what would be deleted, in which order, when"
+echo "  $BIN cost --by task --since 7d"
+echo "  $BIN lease list --state active"
+echo "  curl $ADDR/metrics                    # scrape target for Prometheus; dashboards/ for Grafana"
 
 if [[ "${DEMO_SERVE:-1}" != "0" && -t 0 ]]; then
-    step "Still serving. Try (in another terminal):"
-    echo "  export EPHEMERA_ADDR=$ADDR EPHEMERA_TOKEN=demo-operator-token"
-    echo "  $BIN lease list"
-    echo "  $BIN findings --verdict released"
-    echo "  $BIN status"
-    echo "  curl $ADDR/metrics"
-    echo "Ctrl-C stops the daemon and the emulator."
-    wait "${PIDS[1]}"
+    echo
+    echo "Still serving. Ctrl-C stops the daemon, the SMTP server and the emulator."
+    wait "${PIDS[2]}"
 fi
