@@ -55,6 +55,24 @@ sed -e "s|^listen = \"127.0.0.1:9477\"|listen = \"127.0.0.1:$API_PORT\"|" \
     "$REPO/ephemera.example.toml" >"$WORK/ephemera.toml"
 grep -q "^port = $SMTP_PORT$" "$WORK/ephemera.toml" || { echo "demo: the example config's [smtp] port moved" >&2; exit 1; }
 
+# Prometheus (Debian's, installed by `make peers`) scraping the daemon with the shipped alerting and
+# recording rules, so the dashboards in dashboards/ have a data source to point at.
+PROM_PORT=$(free_port)
+cat >"$WORK/prometheus.yml" <<PROM
+global:
+  scrape_interval: 5s
+  evaluation_interval: 5s
+rule_files:
+  - $REPO/rules/prometheus/*.yml
+scrape_configs:
+  - job_name: ephemera
+    static_configs:
+      - targets: ["127.0.0.1:$API_PORT"]
+PROM
+prometheus --config.file="$WORK/prometheus.yml" --storage.tsdb.path="$WORK/prometheus" \
+    --web.listen-address="127.0.0.1:$PROM_PORT" >"$WORK/prometheus.log" 2>&1 &
+PIDS+=($!)
+
 step "The shipped example config and rules check out"
 show "$BIN" config check --config "$WORK/ephemera.toml"
 show "$BIN" rules test --config "$WORK/ephemera.toml" | tail -n 1
@@ -108,6 +126,20 @@ grep -E '^ephemera_(expired_resource_hours|waste_usd|marked_resources|walks_tota
     "$WORK/metrics.txt" | grep -v ' 0$' | sort
 echo "... $(grep -c '^ephemera_' "$WORK/metrics.txt") series in all; dashboards/ has the Grafana dashboards for them"
 
+wait_for "http://127.0.0.1:$PROM_PORT/-/ready" "Prometheus"
+for _ in $(seq 1 100); do
+    http_get "http://127.0.0.1:$PROM_PORT/api/v1/query?query=up" | grep -q '"value"' && break
+    sleep 0.2
+done
+echo "Prometheus on http://127.0.0.1:$PROM_PORT scrapes it every 5 s with rules/prometheus/ loaded:"
+http_get "http://127.0.0.1:$PROM_PORT/api/v1/rules" | python3 -c '
+import json, sys
+groups = json.load(sys.stdin)["data"]["groups"]
+rules = [r for g in groups for r in g["rules"]]
+alerts = [r for r in rules if r["type"] == "alerting"]
+active = ", ".join(sorted({r["name"] for r in alerts if r["state"] != "inactive"})) or "none"
+print(f"  {len(rules) - len(alerts)} recording rules, {len(alerts)} alerts; active now: {active}")'
+
 echo
 echo "Try next (in another terminal):"
 echo "  export EPHEMERA_ADDR=$ADDR EPHEMERA_TOKEN=demo-operator-token"
@@ -116,10 +148,11 @@ echo "  $BIN findings --verdict unknown-lease # leases nobody knows"
 echo "  $BIN plan                             # what would be deleted, in which order, when"
 echo "  $BIN cost --by task --since 7d"
 echo "  $BIN lease list --state active"
-echo "  curl $ADDR/metrics                    # scrape target for Prometheus; dashboards/ for Grafana"
+echo "  curl $ADDR/metrics                    # what Prometheus scrapes"
+echo "  open http://127.0.0.1:$PROM_PORT/alerts   # the alerts; add it to Grafana as a data source for dashboards/"
 
 if [[ "${DEMO_SERVE:-1}" != "0" && -t 0 ]]; then
     echo
-    echo "Still serving. Ctrl-C stops the daemon, the SMTP server and the emulator."
-    wait "${PIDS[2]}"
+    echo "Still serving. Ctrl-C stops the daemon, Prometheus, the SMTP server and the emulator."
+    wait "${PIDS[3]}"
 fi
