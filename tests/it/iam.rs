@@ -9,8 +9,9 @@
 //! services (S3, Lambda) the proxy calls `unknown`, the method and path. It answers
 //! `ListCostAllocationTags` itself (moto 5.2.5 does not implement it), as the cost tests do.
 //!
-//! Enforcement by moto itself (`INITIAL_NO_AUTH_ACTION_COUNT`) is not used: see the README's
-//! Deployment section.
+//! Enforcement by moto itself (`INITIAL_NO_AUTH_ACTION_COUNT`, a user holding the printed
+//! policy) was not tried: these tests check the mapping of each recorded request to IAM
+//! actions instead (the S3 and Lambda mappings are written out by hand below).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
