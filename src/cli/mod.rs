@@ -7,6 +7,7 @@
 //! store, so the CLI works the same against a local or a remote daemon.
 
 mod client;
+mod iam_policy;
 pub mod output;
 
 use std::collections::BTreeMap;
@@ -96,6 +97,9 @@ enum Command {
     /// Make and hash API tokens.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Print the least-privilege IAM policy (JSON) for the config: the daemon's own, or the role
+    /// it assumes in each account.
+    IamPolicy(iam_policy::IamPolicyArgs),
     /// Run an audit pass: through the daemon, or with --once right here (a CI audit step).
     Scan {
         #[command(flatten)]
@@ -399,6 +403,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::IamPolicy(args) => iam_policy::run(args),
         Command::Token(TokenCmd::New) => {
             let token = format!(
                 "eph_{}{}",

@@ -7,6 +7,7 @@ mod aws;
 mod cli;
 mod cost;
 mod deleters;
+mod iam;
 mod mail;
 mod moto;
 mod proxy;

@@ -1,0 +1,92 @@
+//! `ephemera iam-policy`: prints the least-privilege IAM policy for the config, for the
+//! daemon's own credentials or for the role it assumes in each audited account.
+//!
+//! Architecture Invariant: local and offline — reads the config file (through the one loader,
+//! so errors name FILE:LINE) and prints; no AWS call, no daemon. The document is
+//! [`crate::iam::policy`]'s; stdout holds only the JSON, hints go to stderr.
+
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+
+use crate::config::Config;
+use crate::iam::{self, Principal, Request};
+
+use super::ConfigArg;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum PolicyFor {
+    /// The daemon's own credentials: sts:AssumeRole on the configured role ARNs, and what
+    /// accounts reached without a role need.
+    Daemon,
+    /// The role assumed in each audited account (`assume_role_arn`, `assume_role_arn_template`).
+    AccountRole,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct IamPolicyArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Include what deleting needs: the account check and, for each type in `[enforcement]
+    /// deletable_types` only, its re-read and delete actions. Implied by `armed = true`.
+    #[arg(long)]
+    armed: bool,
+    /// Whose policy to print.
+    #[arg(long = "for", value_enum, default_value = "daemon")]
+    principal: PolicyFor,
+    /// With `--for account-role`: the policy for this account's role (adds Cost Explorer when it
+    /// is the `[cost] account`). Without it: the role of any other audited account.
+    #[arg(long)]
+    account: Option<String>,
+}
+
+pub(super) fn run(args: IamPolicyArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&args.config.config)?;
+    let principal = match args.principal {
+        PolicyFor::Daemon => Principal::Daemon,
+        PolicyFor::AccountRole => Principal::AccountRole,
+    };
+    anyhow::ensure!(
+        args.account.is_none() || principal == Principal::AccountRole,
+        "--account goes with --for account-role"
+    );
+    let doc = iam::policy(
+        &config,
+        &Request {
+            principal,
+            armed: args.armed,
+            account: args.account.as_deref(),
+        },
+    )?;
+    print!("{}", doc.to_json());
+    let roles = config
+        .aws
+        .accounts
+        .iter()
+        .filter(|a| config.aws.role_arn(a).is_some())
+        .count();
+    match principal {
+        Principal::Daemon if roles > 0 => eprintln!(
+            "note: {roles} account(s) are reached through a role; its policy: \
+             ephemera iam-policy --for account-role{}",
+            if args.armed { " --armed" } else { "" }
+        ),
+        Principal::AccountRole if args.account.is_none() => {
+            if let Some(cost) = iam::cost_account(&config) {
+                let behind_role = config
+                    .aws
+                    .accounts
+                    .iter()
+                    .any(|a| a.id == cost && config.aws.role_arn(a).is_some());
+                if behind_role {
+                    eprintln!(
+                        "note: Cost Explorer is asked in account {cost}; its role's policy: \
+                         --account {cost}"
+                    );
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,603 @@
+//! The least-privilege IAM policies for a config: what `ephemera iam-policy` prints.
+//!
+//! Two principals make ephemera's AWS calls, so there are two documents:
+//!
+//! - [`Principal::AccountRole`] — the role ephemera assumes in each audited account
+//!   (`assume_role_arn` / `assume_role_arn_template`): the inventory reads, Cost Explorer in the
+//!   `[cost] account` only, and — armed — the account check and each allowlisted type's re-read
+//!   and delete.
+//! - [`Principal::Daemon`] — the daemon's own credentials (instance profile, task role, …):
+//!   `sts:AssumeRole` on exactly the configured role ARNs, plus everything an account reached
+//!   *without* a role needs, since the daemon's own credentials act there.
+//!
+//! Architecture Invariant: pure — no I/O, no AWS call. Every action comes from a table next to
+//! the code that makes the call: [`INVENTORY_ACTIONS`] (the walk), [`COST_ACTIONS`]
+//! ([`crate::cost::fetch`]), [`crate::reaper::iam`] (the deleters and the account check). No
+//! wildcard action is ever printed; resources are `*` except for `sts:AssumeRole`, because the
+//! read calls take no resource ARN and the deleters act on whatever the plan names.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::reaper::iam::{VERIFY_ACCOUNT_ACTIONS, actions_for};
+
+/// The walk of one (account, region): `GetResources`, then `DescribeInstances` for the state
+/// of the EC2 instances on each page.
+pub const INVENTORY_ACTIONS: &[&str] = &["ec2:DescribeInstances", "tag:GetResources"];
+
+/// The spend fetch: `GetCostAndUsage`, and `ListCostAllocationTags` when spend looks
+/// unattributed.
+pub const COST_ACTIONS: &[&str] = &["ce:GetCostAndUsage", "ce:ListCostAllocationTags"];
+
+/// The assumption of each account's role, by the daemon's own credentials.
+pub const ASSUME_ROLE_ACTIONS: &[&str] = &["sts:AssumeRole"];
+
+/// Whose policy to print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Principal {
+    /// The daemon's own credentials.
+    Daemon,
+    /// The role assumed in an audited account.
+    AccountRole,
+}
+
+/// Why a policy cannot be made for the request.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum IamError {
+    #[error("account {account} is not in [[aws.accounts]] of {config}")]
+    UnknownAccount { account: String, config: String },
+    #[error(
+        "account {account} has no role to assume (no assume_role_arn, no assume_role_arn_template): \
+         the daemon's own credentials act there, so its permissions are in --for daemon"
+    )]
+    NoRole { account: String },
+}
+
+/// One IAM policy statement (always `Allow`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Statement {
+    #[serde(rename = "Sid")]
+    pub sid: String,
+    #[serde(rename = "Effect")]
+    effect: &'static str,
+    /// Sorted, unique.
+    #[serde(rename = "Action")]
+    pub actions: Vec<String>,
+    /// `["*"]` or sorted, unique ARNs.
+    #[serde(rename = "Resource")]
+    pub resources: Vec<String>,
+}
+
+impl Statement {
+    fn allow<'a>(
+        sid: impl Into<String>,
+        actions: impl IntoIterator<Item = &'a str>,
+        resources: impl IntoIterator<Item = String>,
+    ) -> Statement {
+        let actions: BTreeSet<String> = actions.into_iter().map(str::to_owned).collect();
+        let resources: BTreeSet<String> = resources.into_iter().collect();
+        Statement {
+            sid: sid.into(),
+            effect: "Allow",
+            actions: actions.into_iter().collect(),
+            resources: resources.into_iter().collect(),
+        }
+    }
+
+    fn anywhere<'a>(sid: impl Into<String>, actions: impl IntoIterator<Item = &'a str>) -> Self {
+        Statement::allow(sid, actions, ["*".to_owned()])
+    }
+}
+
+/// An IAM policy document (`Version` 2012-10-17), statements in a fixed order: AssumeRole,
+/// Inventory, CostExplorer, VerifyAccount, then one `Reap…` per allowlisted type by type name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PolicyDocument {
+    #[serde(rename = "Version")]
+    version: &'static str,
+    #[serde(rename = "Statement")]
+    pub statements: Vec<Statement>,
+}
+
+impl PolicyDocument {
+    /// Every action the document allows.
+    pub fn actions(&self) -> BTreeSet<&str> {
+        self.statements
+            .iter()
+            .flat_map(|s| s.actions.iter().map(String::as_str))
+            .collect()
+    }
+
+    /// The statement named `sid`.
+    pub fn statement(&self, sid: &str) -> Option<&Statement> {
+        self.statements.iter().find(|s| s.sid == sid)
+    }
+
+    /// Pretty JSON with a final newline.
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("plain strings always serialize");
+        s.push('\n');
+        s
+    }
+}
+
+/// What to print: whose policy, whether armed (the flag or `[enforcement] armed`), and for
+/// [`Principal::AccountRole`] which account (`None`: the role of any audited account that is
+/// not the Cost Explorer account).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request<'a> {
+    pub principal: Principal,
+    pub armed: bool,
+    pub account: Option<&'a str>,
+}
+
+/// `Reap` and the type in CamelCase: `ec2:security-group` → `ReapEc2SecurityGroup`.
+pub fn reap_sid(resource_type: &str) -> String {
+    let mut sid = String::from("Reap");
+    for word in resource_type.split([':', '-', '_']) {
+        let mut chars = word.chars();
+        if let Some(first) = chars.next() {
+            sid.extend(first.to_uppercase());
+            sid.push_str(chars.as_str());
+        }
+    }
+    sid
+}
+
+/// The account Cost Explorer is asked in (as the cost refresh picks it).
+pub fn cost_account(config: &Config) -> Option<&str> {
+    config
+        .cost
+        .account
+        .as_deref()
+        .or_else(|| config.aws.accounts.first().map(|a| a.id.as_str()))
+}
+
+/// The statements the principal acting in an account needs there: inventory, Cost Explorer
+/// when it is the cost account, and armed, the account check and the allowlisted types' rows.
+fn account_statements(config: &Config, with_cost: bool, armed: bool) -> Vec<Statement> {
+    let mut out = vec![Statement::anywhere(
+        "Inventory",
+        INVENTORY_ACTIONS.iter().copied(),
+    )];
+    if with_cost {
+        out.push(Statement::anywhere(
+            "CostExplorer",
+            COST_ACTIONS.iter().copied(),
+        ));
+    }
+    let types: BTreeSet<&str> = config
+        .enforcement
+        .deletable_types
+        .iter()
+        .map(String::as_str)
+        .collect();
+    let rows: Vec<(&str, &[&str])> = types
+        .into_iter()
+        .filter_map(|t| actions_for(t).map(|a| (t, a)))
+        .collect();
+    if armed && !rows.is_empty() {
+        out.push(Statement::anywhere(
+            "VerifyAccount",
+            VERIFY_ACCOUNT_ACTIONS.iter().copied(),
+        ));
+        for (t, actions) in rows {
+            out.push(Statement::anywhere(reap_sid(t), actions.iter().copied()));
+        }
+    }
+    out
+}
+
+/// The policy `request` asks for, for `config`.
+pub fn policy(config: &Config, request: &Request<'_>) -> Result<PolicyDocument, IamError> {
+    let armed = request.armed || config.enforcement.armed;
+    let cost = cost_account(config);
+    let statements = match request.principal {
+        Principal::AccountRole => {
+            if let Some(id) = request.account {
+                let acc = config
+                    .aws
+                    .accounts
+                    .iter()
+                    .find(|a| a.id == id)
+                    .ok_or_else(|| IamError::UnknownAccount {
+                        account: id.to_owned(),
+                        config: config.path.display().to_string(),
+                    })?;
+                if config.aws.role_arn(acc).is_none() {
+                    return Err(IamError::NoRole {
+                        account: id.to_owned(),
+                    });
+                }
+            }
+            let with_cost = request.account.is_some() && request.account == cost;
+            account_statements(config, with_cost, armed)
+        }
+        Principal::Daemon => {
+            let roles: BTreeSet<String> = config
+                .aws
+                .accounts
+                .iter()
+                .filter_map(|a| config.aws.role_arn(a))
+                .collect();
+            let direct: Vec<&str> = config
+                .aws
+                .accounts
+                .iter()
+                .filter(|a| config.aws.role_arn(a).is_none())
+                .map(|a| a.id.as_str())
+                .collect();
+            let mut out = Vec::new();
+            if !roles.is_empty() {
+                out.push(Statement::allow(
+                    "AssumeRole",
+                    ASSUME_ROLE_ACTIONS.iter().copied(),
+                    roles,
+                ));
+            }
+            if !direct.is_empty() {
+                let with_cost = cost.is_some_and(|c| direct.contains(&c));
+                out.extend(account_statements(config, with_cost, armed));
+            }
+            out
+        }
+    };
+    Ok(PolicyDocument {
+        version: "2012-10-17",
+        statements,
+    })
+}
+
+/// The actions of every policy this module can print (armed, every type allowlisted): the
+/// union of its tables.
+pub fn every_action() -> BTreeSet<&'static str> {
+    INVENTORY_ACTIONS
+        .iter()
+        .chain(COST_ACTIONS)
+        .chain(ASSUME_ROLE_ACTIONS)
+        .chain(VERIFY_ACCOUNT_ACTIONS)
+        .chain(
+            crate::reaper::iam::REAP_ACTIONS
+                .iter()
+                .flat_map(|(_, a)| a.iter()),
+        )
+        .copied()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::reaper::aws::DELETABLE_TYPES;
+
+    const A: &str = "111111111111";
+    const B: &str = "222222222222";
+    const C: &str = "333333333333";
+
+    /// A config with the given `[aws]` accounts (and template line) and extra sections.
+    fn config(aws: &str, rest: &str) -> Config {
+        let text = format!(
+            r#"
+[api]
+listen = "127.0.0.1:0"
+
+[store]
+path = "state/ephemera.db"
+
+[rules]
+dir = "rules"
+
+[aws]
+regions = ["us-east-1"]
+{aws}
+[schedules]
+scan = "*/15 * * * *"
+cost = "0 6 * * *"
+{rest}
+"#
+        );
+        Config::parse(Path::new("t.toml"), &text, &|_| None)
+            .unwrap_or_else(|e| panic!("{e}\n{text}"))
+    }
+
+    fn accounts_with_template() -> String {
+        format!(
+            "assume_role_arn_template = \"arn:aws:iam::{{account_id}}:role/ephemera-audit\"\n\
+             [[aws.accounts]]\nid = \"{A}\"\n\
+             [[aws.accounts]]\nid = \"{B}\"\nassume_role_arn = \"arn:aws:iam::{B}:role/custom\"\n"
+        )
+    }
+
+    fn all_types() -> String {
+        let quoted: Vec<String> = DELETABLE_TYPES.iter().map(|t| format!("\"{t}\"")).collect();
+        format!("deletable_types = [{}]", quoted.join(", "))
+    }
+
+    fn role(armed: bool, account: Option<&str>) -> Request<'_> {
+        Request {
+            principal: Principal::AccountRole,
+            armed,
+            account,
+        }
+    }
+
+    fn daemon(armed: bool) -> Request<'static> {
+        Request {
+            principal: Principal::Daemon,
+            armed,
+            account: None,
+        }
+    }
+
+    fn sids(doc: &PolicyDocument) -> Vec<&str> {
+        doc.statements.iter().map(|s| s.sid.as_str()).collect()
+    }
+
+    fn is_delete(action: &str) -> bool {
+        let name = action.split(':').nth(1).unwrap_or_default();
+        ["Delete", "Terminate", "Deregister", "Release"]
+            .iter()
+            .any(|v| name.starts_with(v))
+    }
+
+    #[test]
+    fn policies_by_principal_mode_and_account() {
+        struct Case {
+            name: &'static str,
+            aws: String,
+            rest: String,
+            request: Request<'static>,
+            sids: &'static [&'static str],
+        }
+        let roles = accounts_with_template();
+        let direct = format!("[[aws.accounts]]\nid = \"{A}\"\n");
+        let mixed = format!(
+            "[[aws.accounts]]\nid = \"{A}\"\n\
+             [[aws.accounts]]\nid = \"{B}\"\nassume_role_arn = \"arn:aws:iam::{B}:role/r\"\n"
+        );
+        let allow_two = "[enforcement]\ndeletable_types = [\"s3:bucket\", \"ec2:volume\"]\n";
+        let armed_two = "[enforcement]\narmed = true\ndeletable_types = [\"ec2:volume\"]\n";
+        let cases = [
+            Case {
+                name: "role of a non-cost account, unarmed",
+                aws: roles.clone(),
+                rest: String::new(),
+                request: role(false, None),
+                sids: &["Inventory"],
+            },
+            Case {
+                name: "role of the cost account (first account by default)",
+                aws: roles.clone(),
+                rest: String::new(),
+                request: role(false, Some(A)),
+                sids: &["Inventory", "CostExplorer"],
+            },
+            Case {
+                name: "role of another account than [cost] account",
+                aws: roles.clone(),
+                rest: format!("[cost]\naccount = \"{B}\"\n"),
+                request: role(false, Some(A)),
+                sids: &["Inventory"],
+            },
+            Case {
+                name: "--armed adds only the allowlisted types, sorted by type",
+                aws: roles.clone(),
+                rest: allow_two.into(),
+                request: role(true, None),
+                sids: &[
+                    "Inventory",
+                    "VerifyAccount",
+                    "ReapEc2Volume",
+                    "ReapS3Bucket",
+                ],
+            },
+            Case {
+                name: "unarmed with an allowlist: no reap statements",
+                aws: roles.clone(),
+                rest: allow_two.into(),
+                request: role(false, None),
+                sids: &["Inventory"],
+            },
+            Case {
+                name: "[enforcement] armed = true counts as --armed",
+                aws: roles.clone(),
+                rest: armed_two.into(),
+                request: role(false, None),
+                sids: &["Inventory", "VerifyAccount", "ReapEc2Volume"],
+            },
+            Case {
+                name: "armed with nothing allowlisted makes no call: nothing to add",
+                aws: roles.clone(),
+                rest: String::new(),
+                request: role(true, None),
+                sids: &["Inventory"],
+            },
+            Case {
+                name: "daemon with every account behind a role: AssumeRole only",
+                aws: roles.clone(),
+                rest: allow_two.into(),
+                request: daemon(true),
+                sids: &["AssumeRole"],
+            },
+            Case {
+                name: "daemon acting in its own account directly holds that account's needs",
+                aws: direct.clone(),
+                rest: allow_two.into(),
+                request: daemon(true),
+                sids: &[
+                    "Inventory",
+                    "CostExplorer",
+                    "VerifyAccount",
+                    "ReapEc2Volume",
+                    "ReapS3Bucket",
+                ],
+            },
+            Case {
+                name: "daemon, one direct account and one role, cost in the role's account",
+                aws: mixed.clone(),
+                rest: format!("[cost]\naccount = \"{B}\"\n"),
+                request: daemon(false),
+                sids: &["AssumeRole", "Inventory"],
+            },
+        ];
+        for c in cases {
+            let cfg = config(&c.aws, &c.rest);
+            let doc = policy(&cfg, &c.request).unwrap_or_else(|e| panic!("{}: {e}", c.name));
+            assert_eq!(sids(&doc), c.sids, "{}", c.name);
+            let armed = c.request.armed || cfg.enforcement.armed;
+            if !armed {
+                let deletes: Vec<&str> =
+                    doc.actions().into_iter().filter(|a| is_delete(a)).collect();
+                assert!(deletes.is_empty(), "{}: unarmed allows {deletes:?}", c.name);
+            }
+            for s in &doc.statements {
+                assert!(
+                    s.sid.chars().all(|ch| ch.is_ascii_alphanumeric()),
+                    "{}: sid {}",
+                    c.name,
+                    s.sid
+                );
+                let mut sorted = s.actions.clone();
+                sorted.sort();
+                assert_eq!(sorted, s.actions, "{}: {} sorted", c.name, s.sid);
+            }
+        }
+    }
+
+    #[test]
+    fn assume_role_names_exactly_the_configured_role_arns() {
+        let aws = format!(
+            "{}[[aws.accounts]]\nid = \"{C}\"\nname = \"same role twice is listed once\"\n\
+             assume_role_arn = \"arn:aws:iam::{C}:role/ephemera-audit\"\n",
+            accounts_with_template()
+        );
+        let doc = policy(&config(&aws, ""), &daemon(false)).expect("policy");
+        let assume = doc.statement("AssumeRole").expect("AssumeRole statement");
+        assert_eq!(assume.actions, ["sts:AssumeRole"]);
+        assert_eq!(
+            assume.resources,
+            [
+                format!("arn:aws:iam::{A}:role/ephemera-audit"),
+                format!("arn:aws:iam::{B}:role/custom"),
+                format!("arn:aws:iam::{C}:role/ephemera-audit"),
+            ]
+        );
+        // Every other statement is resource-less (`*`); no action is a wildcard.
+        let doc = policy(
+            &config(
+                &accounts_with_template(),
+                &format!("[enforcement]\n{}", all_types()),
+            ),
+            &role(true, Some(A)),
+        )
+        .expect("policy");
+        for s in &doc.statements {
+            assert_eq!(s.resources, ["*"], "{}", s.sid);
+            assert!(s.actions.iter().all(|a| !a.contains('*')), "{}", s.sid);
+        }
+    }
+
+    #[test]
+    fn armed_reap_statements_are_the_table_rows_and_nothing_else() {
+        let cfg = config(
+            &accounts_with_template(),
+            &format!("[enforcement]\n{}", all_types()),
+        );
+        let doc = policy(&cfg, &role(true, Some(A))).expect("policy");
+        for t in DELETABLE_TYPES {
+            let s = doc.statement(&reap_sid(t)).unwrap_or_else(|| panic!("{t}"));
+            let row: Vec<&str> = actions_for(t).expect("row").to_vec();
+            assert_eq!(s.actions, row, "{t}");
+        }
+        // The whole armed, cost-account document is every table's actions minus AssumeRole,
+        // which only the daemon's own credentials use.
+        let mut want = every_action();
+        want.remove("sts:AssumeRole");
+        assert_eq!(doc.actions(), want);
+        let unarmed = policy(&cfg, &role(false, Some(A))).expect("policy");
+        assert_eq!(
+            unarmed.actions(),
+            INVENTORY_ACTIONS
+                .iter()
+                .chain(COST_ACTIONS)
+                .copied()
+                .collect()
+        );
+    }
+
+    #[test]
+    fn account_errors_name_the_account() {
+        let cfg = config(&format!("[[aws.accounts]]\nid = \"{A}\"\n"), "");
+        assert_eq!(
+            policy(&cfg, &role(false, Some(C))),
+            Err(IamError::UnknownAccount {
+                account: C.into(),
+                config: "t.toml".into()
+            })
+        );
+        assert_eq!(
+            policy(&cfg, &role(false, Some(A))),
+            Err(IamError::NoRole { account: A.into() })
+        );
+    }
+
+    #[test]
+    fn json_is_a_stable_iam_document() {
+        let cfg = config(
+            &accounts_with_template(),
+            "[enforcement]\ndeletable_types = [\"sqs:queue\"]\n",
+        );
+        let json = policy(&cfg, &role(true, None)).expect("policy").to_json();
+        let expected = r#"{
+  "Version": "2012-10-17",
+  "Statement": [
+    {
+      "Sid": "Inventory",
+      "Effect": "Allow",
+      "Action": [
+        "ec2:DescribeInstances",
+        "tag:GetResources"
+      ],
+      "Resource": [
+        "*"
+      ]
+    },
+    {
+      "Sid": "VerifyAccount",
+      "Effect": "Allow",
+      "Action": [
+        "sts:GetCallerIdentity"
+      ],
+      "Resource": [
+        "*"
+      ]
+    },
+    {
+      "Sid": "ReapSqsQueue",
+      "Effect": "Allow",
+      "Action": [
+        "sqs:DeleteQueue",
+        "sqs:GetQueueUrl",
+        "sqs:ListQueueTags"
+      ],
+      "Resource": [
+        "*"
+      ]
+    }
+  ]
+}
+"#;
+        assert_eq!(json, expected);
+    }
+
+    #[test]
+    fn reap_sids() {
+        assert_eq!(reap_sid("ec2:security-group"), "ReapEc2SecurityGroup");
+        assert_eq!(reap_sid("s3:bucket"), "ReapS3Bucket");
+        assert_eq!(reap_sid("logs:log-group"), "ReapLogsLogGroup");
+    }
+}
