@@ -1182,7 +1182,16 @@ mod lambda {
             .await
             .map_err(fail("GetFunction"))
         {
-            Ok(out) => Ok(live(map_tags(out.tags()))),
+            // Without lambda:ListTags AWS answers with no tags and a TagsError instead: reading
+            // that as "untagged" would make a leased function look reapable.
+            Ok(out) => match out.tags_error() {
+                Some(e) => Err(DeleteError::Aws(format!(
+                    "GetFunction: tags unreadable: {}: {}",
+                    e.error_code(),
+                    e.message()
+                ))),
+                None => Ok(live(map_tags(out.tags()))),
+            },
             Err(f) if f.is(NO_FUNCTION) => Ok(Inspection::Gone),
             Err(f) => Err(f.into_error(&[])),
         }

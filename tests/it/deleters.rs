@@ -548,3 +548,52 @@ async fn unsupported_types_are_refused_before_any_call() {
     }
     assert!(!DELETABLE_TYPES.contains(&"ec2:vpc"));
 }
+
+/// AWS returns a function's tags only to callers also allowed `lambda:ListTags`; others get a
+/// `TagsError` and no tags. moto always returns the tags, so the proxy answers GetFunction the
+/// way AWS answers such a caller: the function must not read as untagged (which is reapable).
+#[tokio::test(flavor = "multi_thread")]
+async fn lambda_tags_unreadable_is_an_error_not_untagged() {
+    let moto = Moto::start().await;
+    let seeded = seed(
+        &moto.endpoint(),
+        json!({"resources": [{"key": "fn", "type": "lambda:function", "tags": tags("l-1")}]}),
+    )
+    .await;
+    let function = arn(&only(&seeded, "fn").arn);
+    let proxy = crate::proxy::FaultProxy::start(&moto.endpoint()).await;
+    let aws = format!(
+        "regions = [\"{US}\"]\nendpoint_url = \"{}\"\nemulator = true\nmax_attempts = 1\n\n\
+         [[aws.accounts]]\nid = \"{DEFAULT_ACCOUNT}\"\n",
+        proxy.endpoint()
+    );
+    let clients = AwsClients::new(
+        Workdir::with_config(&config_text_with_aws(&aws))
+            .config()
+            .aws,
+    );
+    let sdk = sdk(&clients, DEFAULT_ACCOUNT, US).await;
+    // Through the proxy, untouched: live with its tags (so the stand-in below is the only change).
+    assert_eq!(
+        inspect(&sdk, &function, &moto).await,
+        live(as_tags(&tags("l-1")), &[])
+    );
+    proxy.set_fault(
+        "GetFunction",
+        crate::proxy::Fault::Respond(
+            200,
+            r#"{"Configuration": {"FunctionName": "f"},
+                "TagsError": {"ErrorCode": "AccessDeniedException",
+                              "Message": "not authorized to perform: lambda:ListTags"}}"#,
+        ),
+        None,
+    );
+    match aws::inspect(&sdk, &function).await {
+        Err(DeleteError::Aws(msg)) => assert!(
+            msg.contains("tags unreadable") && msg.contains("lambda:ListTags"),
+            "{msg}"
+        ),
+        other => panic!("expected an error, got {other:?}"),
+    }
+    assert_eq!(proxy.count("GetFunction"), 2);
+}

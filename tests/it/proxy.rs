@@ -239,6 +239,15 @@ pub fn operation_of(headers: &HeaderMap, body: &[u8]) -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
+/// The operation of a REST request the tests fault: Lambda's GetFunction
+/// (`GET /2015-03-31/functions/NAME`), which carries neither a target header nor a body.
+fn rest_operation(method: &Method, target: &str) -> Option<String> {
+    let path = target.split('?').next().unwrap_or(target);
+    let name = path.strip_prefix("/2015-03-31/functions/")?;
+    (*method == Method::GET && !name.is_empty() && !name.contains('/'))
+        .then(|| "GetFunction".to_owned())
+}
+
 /// The first value of `name` in an `application/x-www-form-urlencoded` body, undecoded except
 /// for `+`; AWS action names and API versions need no more.
 fn form_param(body: &[u8], name: &str) -> Option<String> {
@@ -410,7 +419,10 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
                 return;
             }
         };
-        let operation = operation_of(&request.headers, &request.body);
+        let mut operation = operation_of(&request.headers, &request.body);
+        if operation == "unknown" {
+            operation = rest_operation(&request.method, &request.target).unwrap_or(operation);
+        }
         let protocol = protocol_of(&request.headers, &request.body);
         let close = request.close;
         let region = region_of(&request.headers);
