@@ -15,7 +15,8 @@
 /// `s3:ListBucketVersions`, and `DeleteObjects` as `s3:DeleteObject` per key plus
 /// `s3:DeleteObjectVersion` for keys given with a version id (the deleter always gives one).
 /// Lambda `GetFunction` returns a function's tags only to a caller also allowed
-/// `lambda:ListTags`; without it the re-read would see no tags at all.
+/// `lambda:ListTags`; without it the re-read fails (AWS withholds the tags) and nothing is
+/// deleted.
 pub const REAP_ACTIONS: &[(&str, &[&str])] = &[
     // DescribeInstances; TerminateInstances.
     (
