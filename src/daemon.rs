@@ -115,7 +115,8 @@ pub async fn serve(
         tracing::info!(relay = %m.transport().relay(), "mail delivery on");
         tokio::spawn(m.run(mail_stopped))
     });
-    let mut scheduler = crate::scheduler::start(tasks.clone(), &config.schedules).await?;
+    let mut scheduler =
+        crate::scheduler::start(tasks.clone(), &config.schedules, &metrics, clock.now()).await?;
     let state = AppState {
         leases,
         principals: Arc::new(Principals::new(config.principals.clone())),

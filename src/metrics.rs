@@ -34,6 +34,8 @@ pub struct Metrics {
     /// `ephemera_expired_resource_hours{project}`.
     pub expired_resource_hours: GaugeVec,
     pub task_last_success: GaugeVec,
+    /// `ephemera_task_schedule_interval_seconds{task}`: the cron's longest gap (scheduler).
+    pub task_schedule_interval: GaugeVec,
     /// Ticks skipped because the previous run of the task was still going.
     pub task_skipped: IntCounterVec,
     pub task_runs: IntCounterVec,
@@ -196,6 +198,12 @@ impl Metrics {
                 &r,
                 "ephemera_task_last_success_timestamp_seconds",
                 "When each task last finished successfully (Unix seconds)",
+                &["task"],
+            ),
+            task_schedule_interval: gauges(
+                &r,
+                "ephemera_task_schedule_interval_seconds",
+                "Nominal interval of each scheduled task: the longest gap between fires of its cron over the next week",
                 &["task"],
             ),
             task_skipped: counters(
