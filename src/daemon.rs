@@ -101,6 +101,18 @@ pub async fn serve(
     if let Err(e) = tasks.export_spend().await {
         tracing::error!(error = %crate::error_chain(&e), "cannot compute spend gauges");
     }
+    // A restart must not look like a task that never succeeded (the staleness alerts).
+    match store.last_successes().await {
+        Ok(done) => {
+            for (task, at) in done {
+                metrics
+                    .task_last_success
+                    .with_label_values(&[task.as_str()])
+                    .set(at.timestamp_millis() as f64 / 1000.0);
+            }
+        }
+        Err(e) => tracing::error!(error = %crate::error_chain(&e), "cannot read the last runs"),
+    }
     let mailer = crate::mail::Mailer::new(
         &config,
         policy.clone(),

@@ -100,6 +100,25 @@ impl Store {
         .await
     }
 
+    /// When each task last finished successfully: `(task, ended_at)`.
+    pub async fn last_successes(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
+        let rows: Vec<(String, i64)> = self
+            .read(|c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT task, MAX(ended_at) FROM runs
+                     WHERE outcome = 'success' AND ended_at IS NOT NULL GROUP BY task ORDER BY task",
+                )?;
+                Ok::<_, StoreError>(
+                    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                        .collect::<Result<Vec<_>, _>>()?,
+                )
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(task, at)| Ok((task, time(at)?)))
+            .collect()
+    }
+
     pub async fn get_run(&self, id: String) -> Result<Option<RunRecord>, StoreError> {
         self.read(move |c| {
             Ok(c

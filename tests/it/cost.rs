@@ -311,13 +311,14 @@ async fn spend_is_parsed_stored_exported_and_refreshed_incrementally() {
         ),
         Some(5.0)
     );
-    assert!(
-        sample(
-            &m,
-            r#"ephemera_task_last_success_timestamp_seconds{task="cost"}"#
-        )
-        .is_some()
-    );
+    let last = r#"ephemera_task_last_success_timestamp_seconds{task="cost"}"#;
+    let before = sample(&m, last).expect("a successful refresh sets it");
+    // A restarted daemon exports the stored last success before its first run, so the
+    // staleness alerts do not see a task that never succeeded.
+    d.stop().await;
+    clock.advance(chrono::TimeDelta::hours(1));
+    let d = TestDaemon::start_with_clock(&work, clock.clone()).await;
+    assert_eq!(sample(&d.metrics().await, last), Some(before));
 }
 
 /// Spend that carries no tag value at all is what inactive cost allocation tags look like:
