@@ -1162,7 +1162,7 @@ mod tests {
             "principal `ci-web` is defined twice",
         );
         check(
-            "projects = [\"data\"]\n",
+            "projects = [\"data\", \"ml\"]\n",
             "",
             "lessee `ci-data` must list the projects",
         );
