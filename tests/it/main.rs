@@ -9,6 +9,7 @@ mod cost;
 mod deleters;
 mod mail;
 mod moto;
+mod prometheus;
 mod proxy;
 mod reap;
 mod rules;
