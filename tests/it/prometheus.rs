@@ -357,7 +357,7 @@ fn dashboards_keep_the_conventions() {
 // ---- a real Prometheus ------------------------------------------------------------------------
 
 /// A Prometheus server on a loopback port with a temporary TSDB, scraping one daemon every
-/// second and evaluating `rules/prometheus/*.yml` every second; killed on drop.
+/// second and evaluating the given rules files every second; killed on drop.
 #[derive(Debug)]
 struct Prometheus {
     child: Child,
@@ -366,14 +366,9 @@ struct Prometheus {
     dir: TempDir,
 }
 
-/// Recording and alerting rules of the project, as Prometheus loads them.
-fn rules_glob() -> String {
-    format!("{}/rules/prometheus/*.yml", env!("CARGO_MANIFEST_DIR"))
-}
-
 impl Prometheus {
     /// Starts Prometheus on a free loopback port and waits until it is ready.
-    async fn start(target: SocketAddr) -> Prometheus {
+    async fn start(target: SocketAddr, rules: &[RulesFile]) -> Prometheus {
         let binary = std::env::var_os("EPHEMERA_PROMETHEUS")
             .map_or_else(|| PathBuf::from("/usr/bin/prometheus"), PathBuf::from);
         assert!(
@@ -385,7 +380,7 @@ impl Prometheus {
         let mut failures = Vec::new();
         // Another process may take the port between our probe and Prometheus' bind: retry.
         for _ in 0..3 {
-            match Prometheus::try_start(&binary, target).await {
+            match Prometheus::try_start(&binary, target, rules).await {
                 Ok(p) => return p,
                 Err(e) => failures.push(e),
             }
@@ -393,14 +388,24 @@ impl Prometheus {
         panic!("prometheus did not start:\n{}", failures.join("\n"));
     }
 
-    async fn try_start(binary: &Path, target: SocketAddr) -> Result<Prometheus, String> {
+    async fn try_start(
+        binary: &Path,
+        target: SocketAddr,
+        rules: &[RulesFile],
+    ) -> Result<Prometheus, String> {
         let dir = tempfile::tempdir().expect("temp dir for prometheus");
+        // JSON is YAML: the paths need no quoting of our own.
+        let rule_files = Value::from(
+            rules
+                .iter()
+                .map(|r| r.path.display().to_string())
+                .collect::<Vec<_>>(),
+        );
         let config = format!(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-             rule_files:\n  - '{}'\n\
+             rule_files: {rule_files}\n\
              scrape_configs:\n  - job_name: ephemera\n    metrics_path: /metrics\n    \
-             static_configs:\n      - targets: ['{target}']\n",
-            rules_glob()
+             static_configs:\n      - targets: ['{target}']\n"
         );
         let config_path = dir.path().join("prometheus.yml");
         std::fs::write(&config_path, config).expect("prometheus config");
@@ -565,9 +570,17 @@ fn unix_now() -> f64 {
         .as_secs_f64()
 }
 
-/// The `record:` names of `rules/prometheus/*.yml`, parsed as YAML (PyYAML of the test
-/// virtualenv); none when the directory has no rules file.
-fn recording_rules() -> Vec<(String, String)> {
+/// A rules file of `rules/prometheus/`, parsed.
+#[derive(Debug)]
+struct RulesFile {
+    path: PathBuf,
+    doc: Value,
+}
+
+/// The rules files of `rules/prometheus/*.yml`, parsed as YAML (PyYAML of the test
+/// virtualenv); none when there is none. Files without `groups` (promtool's unit tests, which
+/// may sit beside the rules) are not rules files and are left out.
+fn rules_files() -> Vec<RulesFile> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/prometheus");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .map(|rd| {
@@ -585,7 +598,7 @@ fn recording_rules() -> Vec<(String, String)> {
         .args([
             "-c",
             "import json, sys, yaml\n\
-             json.dump([[f, yaml.safe_load(open(f))] for f in sys.argv[1:]], sys.stdout)",
+             json.dump([yaml.safe_load(open(f)) for f in sys.argv[1:]], sys.stdout)",
         ])
         .args(&files)
         .output()
@@ -595,16 +608,27 @@ fn recording_rules() -> Vec<(String, String)> {
         "cannot parse the rules files: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let parsed: Vec<(String, Value)> = serde_json::from_slice(&out.stdout).expect("json");
+    let docs: Vec<Value> = serde_json::from_slice(&out.stdout).expect("json");
+    files
+        .into_iter()
+        .zip(docs)
+        .filter(|(_, doc)| doc.get("groups").is_some())
+        .map(|(path, doc)| RulesFile { path, doc })
+        .collect()
+}
+
+/// The `record:` names of the rules files, each with its file's name.
+fn recording_rules(files: &[RulesFile]) -> Vec<(String, String)> {
     let mut records = Vec::new();
-    for (file, doc) in parsed {
-        for g in doc["groups"].as_array().into_iter().flatten() {
+    for f in files {
+        let file = f
+            .path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        for g in f.doc["groups"].as_array().into_iter().flatten() {
             for r in g["rules"].as_array().into_iter().flatten() {
                 if let Some(name) = r["record"].as_str() {
-                    let file = Path::new(&file)
-                        .file_name()
-                        .map_or_else(|| file.clone(), |f| f.to_string_lossy().into_owned());
-                    records.push((file, name.to_owned()));
+                    records.push((file.clone(), name.to_owned()));
                 }
             }
         }
@@ -705,7 +729,8 @@ top_tasks = 2
     let clock = manual_clock();
     let d = TestDaemon::start_with_clock(&work, clock.clone()).await;
 
-    let prom = Prometheus::start(d.addr).await;
+    let rules = rules_files();
+    let prom = Prometheus::start(d.addr, &rules).await;
     let start = unix_now();
     // Everything below happens after the first scrape, so counters and histograms that rise
     // show as an increase (rate() needs an earlier sample).
@@ -864,7 +889,7 @@ top_tasks = 2
         queries >= 40,
         "the four dashboards hold more than {queries} queries"
     );
-    let records = recording_rules();
+    let records = recording_rules(&rules);
     let deadline = Instant::now() + Duration::from_secs(30);
     let failures = loop {
         let failures = check(&prom, start, &dashboards, &records).await;
