@@ -255,6 +255,11 @@ impl LeaseRegistry {
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
     ) -> Self {
+        // Every policy project's duration series exists from the start, so that the first
+        // release shows as an increase (rate() needs a sample before it).
+        for p in policy.projects() {
+            metrics.lease_duration.with_label_values(&[p.name.as_str()]);
+        }
         LeaseRegistry {
             store,
             policy,
@@ -392,6 +397,17 @@ impl LeaseRegistry {
             .instrument(span.clone())
             .await;
         self.count("release", &r);
+        // Only releases are observed (an expired lease too, once released): expiry is no event
+        // (state is derived from the clock when read), so observing it would need a sweep and a
+        // stored mark against counting twice after a restart.
+        if let Ok(l) = &r
+            && let Some(released) = l.released_at
+        {
+            self.metrics
+                .lease_duration
+                .with_label_values(&[l.project.as_str()])
+                .observe((released - l.created_at).as_seconds_f64().max(0.0));
+        }
         span.in_scope(|| log_outcome("release", &r));
         r
     }
@@ -460,10 +476,34 @@ impl LeaseRegistry {
         Ok(self.store.list_leases(filter, self.clock.now()).await?)
     }
 
-    /// Recomputes `ephemera_leases{project,state}` from the store; projects known to policy
-    /// always get all three series (zero when empty).
+    /// Recomputes `ephemera_leases{project,state}`, `ephemera_leases_expiring{project}` and
+    /// `ephemera_lease_quota{project}`; projects known to policy always get their series (zero
+    /// when empty).
     pub async fn refresh_gauges(&self) -> Result<(), StoreError> {
-        let counts = self.store.count_leases(self.clock.now()).await?;
+        let now = self.clock.now();
+        let windows = self
+            .policy
+            .projects()
+            .map(|p| {
+                let window = self.policy.warning_window(Some(p)).to_chrono();
+                (p.name.as_str().to_owned(), window)
+            })
+            .collect();
+        for (project, n) in self.store.count_leases_ending_within(now, windows).await? {
+            self.metrics
+                .leases_expiring
+                .with_label_values(&[project.as_str()])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        for p in self.policy.projects() {
+            if let Some(max) = p.max_active_leases {
+                self.metrics
+                    .lease_quota
+                    .with_label_values(&[p.name.as_str()])
+                    .set(i64::from(max));
+            }
+        }
+        let counts = self.store.count_leases(now).await?;
         let g = &self.metrics.leases;
         g.reset();
         for p in self.policy.projects() {

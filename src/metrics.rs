@@ -17,6 +17,12 @@ pub struct Metrics {
     pub registry: Registry,
     /// `ephemera_leases{project,state}`, recomputed from the store on each scrape.
     pub leases: IntGaugeVec,
+    /// `ephemera_leases_expiring{project}`: active leases ending within the project's warning
+    /// window; `ephemera_lease_quota{project}`: `max_active_leases`. Both recomputed on scrape.
+    pub leases_expiring: IntGaugeVec,
+    pub lease_quota: IntGaugeVec,
+    /// `ephemera_lease_duration_seconds{project}`: acquire to release, observed on release.
+    pub lease_duration: HistogramVec,
     /// `ephemera_lease_operations_total{operation,outcome}`; outcome is `ok` or an error code.
     pub lease_operations: IntCounterVec,
     pub http_requests: IntCounterVec,
@@ -116,6 +122,34 @@ impl Metrics {
                 "ephemera_leases",
                 "Leases by project and state (active, expired, released)",
                 &["project", "state"],
+            ),
+            leases_expiring: int_gauges(
+                &r,
+                "ephemera_leases_expiring",
+                "Active leases ending within their project's warning window",
+                &["project"],
+            ),
+            lease_quota: int_gauges(
+                &r,
+                "ephemera_lease_quota",
+                "The project's max_active_leases (projects with a quota only)",
+                &["project"],
+            ),
+            lease_duration: reg(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "ephemera_lease_duration_seconds",
+                        "From acquire to release, observed when a lease is released",
+                    )
+                    // 1m, 5m, 15m, 30m, 1h, 2h, 4h, 8h, 12h, 1d, 2d, 3d, 7d, 14d.
+                    .buckets(vec![
+                        60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 43200.0,
+                        86400.0, 172800.0, 259200.0, 604800.0, 1209600.0,
+                    ]),
+                    &["project"],
+                )
+                .expect("valid static metric"),
             ),
             lease_operations: counters(
                 &r,

@@ -247,6 +247,32 @@ impl Store {
         })
         .await
     }
+
+    /// Per project, the leases active at `now` that end within its window
+    /// (`now < ends_at <= now + window`); one indexed count per project.
+    pub async fn count_leases_ending_within(
+        &self,
+        now: DateTime<Utc>,
+        windows: Vec<(String, chrono::TimeDelta)>,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT COUNT(*) FROM leases
+                 WHERE project = ?1 AND released_at IS NULL AND ends_at > ?2 AND ends_at <= ?3",
+            )?;
+            let mut out = Vec::with_capacity(windows.len());
+            for (project, window) in windows {
+                let until = (now + window).timestamp_millis();
+                let n: i64 = stmt
+                    .query_row(params![project, now.timestamp_millis(), until], |r| {
+                        r.get(0)
+                    })?;
+                out.push((project, u64::try_from(n).unwrap_or(0)));
+            }
+            Ok(out)
+        })
+        .await
+    }
 }
 
 pub(super) const LEASE_COLUMNS: &str =

@@ -10,6 +10,7 @@ mod deleters;
 mod iam;
 mod mail;
 mod moto;
+mod prometheus;
 mod promtool;
 mod proxy;
 mod reap;
