@@ -35,7 +35,7 @@ use crate::cli::run;
 use crate::moto::{DEFAULT_ACCOUNT, Moto};
 use crate::proxy::operation_of;
 use crate::seed::seed;
-use crate::support::{OPERATOR, TestDaemon, VIEWER, WEB, Workdir, config_text_with_aws};
+use crate::support::{OPERATOR, TestDaemon, WEB, Workdir, config_text_with_aws};
 
 const US: &str = "us-east-1";
 /// Reached through its own role; Cost Explorer is asked there.
@@ -380,20 +380,6 @@ max_project_share_percent = 100
     ))
 }
 
-async fn pass(d: &TestDaemon) -> Value {
-    let (s, started) = d.post("/api/v1/scans", OPERATOR, json!({})).await;
-    assert_eq!(s, reqwest::StatusCode::ACCEPTED, "{started}");
-    let id = started["run_id"].as_str().expect("run id").to_owned();
-    for _ in 0..1200 {
-        let (_, run) = d.get(&format!("/api/v1/scans/{id}"), VIEWER).await;
-        if run["run"]["outcome"] != "running" {
-            return run;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("scan {id} did not finish");
-}
-
 /// Two passes (the first marks what outlived its lease, the second, past the grace period,
 /// acts) and a cost refresh, all through the recorder; returns the config and every request.
 async fn passes(armed: bool) -> (ephemera::config::Config, Vec<Call>) {
@@ -418,9 +404,9 @@ async fn passes(armed: bool) -> (ephemera::config::Config, Vec<Call>) {
     spec.push(json!({"key": "own", "type": "ec2:volume", "region": US, "tags": tags(&lease)}));
     seed(&moto.endpoint(), json!({ "resources": spec })).await;
     clock.advance(TimeDelta::hours(2) + TimeDelta::minutes(10));
-    let first = pass(&d).await;
+    let first = d.pass().await;
     clock.advance(TimeDelta::hours(1) + TimeDelta::minutes(10));
-    let second = pass(&d).await;
+    let second = d.pass().await;
     let (s, cost) = d.post("/api/v1/cost/refresh", OPERATOR, json!({})).await;
     assert!(
         s.is_success() || s.is_server_error(),

@@ -19,7 +19,7 @@ use crate::reap::POLICY;
 use crate::seed::{arns_by_key, seed};
 use crate::smtp::{Received, Smtp, Tls};
 use crate::support::{
-    OPERATOR, TestDaemon, VIEWER, WEB, Workdir, config_text, config_text_with_aws, sample,
+    OPERATOR, TestDaemon, WEB, Workdir, config_text, config_text_with_aws, sample,
 };
 
 fn stderr(o: &std::process::Output) -> String {
@@ -156,20 +156,6 @@ async fn drained(d: &TestDaemon) {
     panic!("outbox not drained: {}", d.metrics().await);
 }
 
-async fn pass(d: &TestDaemon) -> Value {
-    let (s, started) = d.post("/api/v1/scans", OPERATOR, json!({})).await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{started}");
-    let id = started["run_id"].as_str().expect("run id").to_owned();
-    for _ in 0..1200 {
-        let (_, run) = d.get(&format!("/api/v1/scans/{id}"), VIEWER).await;
-        if run["run"]["outcome"] != "running" {
-            return run;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("scan {id} did not finish");
-}
-
 /// The whole life of a lease in mail, through a daemon on a manual clock against moto:
 /// a pre-expiry warning with the renew command (again after a renewal moves the expiry),
 /// the owner digest of planned deletions, the on-call summary, the deletion notice — each
@@ -290,7 +276,7 @@ async fn every_kind_reaches_its_recipient_once() {
     // t0+2h20m: `doomed` expired. The pass marks both volumes (deadline +1h): one digest to
     // alice for both, and the on-call summary.
     clock.advance(TimeDelta::minutes(40));
-    let run = pass(&d).await;
+    let run = d.pass().await;
     assert_eq!(run["run"]["summary"]["reap"]["marked"], 2, "{run}");
     let run_id = run["run"]["id"].as_str().expect("run id").to_owned();
     let m = smtp.wait_for(4).await;
@@ -360,14 +346,14 @@ async fn every_kind_reaches_its_recipient_once() {
     drained(&d).await;
     let store_path = work.path().join("state/ephemera.db");
     let rows_before = outbox_len(&store_path).await;
-    pass(&d).await;
+    d.pass().await;
     drained(&d).await;
     assert_eq!(outbox_len(&store_path).await, rows_before, "nothing queued");
 
     // t0+3h20m: the renewed lease is 20m from its new expiry: warned again. The volumes are
     // past their deadline: deleted, one notice to alice for both, and a summary.
     clock.advance(TimeDelta::hours(1));
-    let run = pass(&d).await;
+    let run = d.pass().await;
     assert_eq!(run["run"]["summary"]["reap"]["deleted"], 2, "{run}");
     let m = smtp.wait_for(7).await;
     let notice = m
@@ -386,7 +372,7 @@ async fn every_kind_reaches_its_recipient_once() {
     assert!(warnings[2].text().contains(&renewed) && warnings[2].subject.contains("12:40 UTC"));
 
     drained(&d).await;
-    pass(&d).await;
+    d.pass().await;
     drained(&d).await;
     let m = smtp.messages();
     let counts = by_kind_and_recipient(&m);

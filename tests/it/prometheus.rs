@@ -26,7 +26,7 @@ use crate::proxy::{Fault, FaultProxy};
 use crate::seed::seed;
 use crate::smtp::Smtp;
 use crate::support::{
-    DATA, OPERATOR, TestDaemon, VIEWER, WEB, Workdir, config_text_with_aws, manual_clock, sample,
+    DATA, OPERATOR, TestDaemon, WEB, Workdir, config_text_with_aws, manual_clock, sample,
 };
 
 // ---- the lease metrics ------------------------------------------------------------------------
@@ -100,14 +100,7 @@ async fn lease_metrics_expiring_quota_and_duration() {
     let released = lease(&d, WEB, "web", json!({"ttl": "10m"})).await;
     lease(&d, DATA, "data", json!({"ttl": "50m"})).await;
     lease(&d, DATA, "data", json!({"ttl": "2h"})).await;
-    let (s, _) = d
-        .post(
-            &format!("/api/v1/leases/{released}/release"),
-            WEB,
-            json!({}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    d.release(WEB, &released).await;
     let m = d.metrics().await;
     let expiring =
         |m: &str, p: &str| sample(m, &format!("ephemera_leases_expiring{{project=\"{p}\"}}"));
@@ -652,20 +645,6 @@ fn substitute(expr: &str, vars: &BTreeMap<String, String>) -> String {
     out
 }
 
-async fn pass(d: &TestDaemon) -> Value {
-    let (s, started) = d.post("/api/v1/scans", OPERATOR, json!({})).await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{started}");
-    let id = started["run_id"].as_str().expect("run id").to_owned();
-    for _ in 0..1200 {
-        let (_, run) = d.get(&format!("/api/v1/scans/{id}"), VIEWER).await;
-        if run["run"]["outcome"] != "running" {
-            return run;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("scan {id} did not finish");
-}
-
 /// Polls the daemon's own exposition until `ok` holds for it.
 async fn until_metrics(d: &TestDaemon, what: &str, ok: impl Fn(&str) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -766,14 +745,7 @@ top_tasks = 2
         .await;
     assert_eq!(refused["code"], "ttl-above-max", "{s}: {refused}");
     clock.advance(TimeDelta::hours(1));
-    let (s, _) = d
-        .post(
-            &format!("/api/v1/leases/{released}/release"),
-            WEB,
-            json!({}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    d.release(WEB, &released).await;
     // 11:10: build 1 and etl have expired; two short leases are expiring (window 1h).
     clock.advance(TimeDelta::minutes(70));
     let expiring = d
@@ -817,7 +789,7 @@ top_tasks = 2
     .await;
 
     // ---- pass 1 (11:10): findings, marks; mail goes out ----------------------------------------
-    let run = pass(&d).await;
+    let run = d.pass().await;
     assert_eq!(run["run"]["outcome"], "success", "{run}");
     assert!(
         run["run"]["summary"]["reap"]["marked"].as_u64() >= Some(9),
@@ -835,7 +807,7 @@ top_tasks = 2
     smtp.stop();
     clock.advance(TimeDelta::minutes(65));
     proxy.set_fault_in("GetResources", "eu-west-1", Fault::Throttle, None);
-    let run = pass(&d).await;
+    let run = d.pass().await;
     assert_eq!(run["run"]["outcome"], "partial", "{run}");
     assert!(
         run["run"]["summary"]["reap"]["deleted"].as_u64() >= Some(3),

@@ -93,25 +93,6 @@ fn tags(lease: &str, project: &str) -> Value {
     json!({"ephemera:lease-id": lease, "ephemera:project": project, "ephemera:task": "ci 1", "ephemera:owner": "alice@example.com"})
 }
 
-/// Runs a pass through the API and waits for its end.
-async fn pass(d: &TestDaemon) -> Value {
-    let (s, started) = d.post("/api/v1/scans", OPERATOR, json!({})).await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{started}");
-    let id = started["run_id"].as_str().expect("run id").to_owned();
-    wait_for(d, &id).await
-}
-
-async fn wait_for(d: &TestDaemon, id: &str) -> Value {
-    for _ in 0..1200 {
-        let (_, run) = d.get(&format!("/api/v1/scans/{id}"), VIEWER).await;
-        if run["run"]["outcome"] != "running" {
-            return run;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("scan {id} did not finish");
-}
-
 async fn audit(d: &TestDaemon) -> Vec<Value> {
     let (s, page) = d.get("/api/v1/audit?limit=1000", VIEWER).await;
     assert_eq!(s, StatusCode::OK, "{page}");
@@ -230,7 +211,7 @@ max_project_share_percent = 80
     let arn = |key: &str| by_key[key][0].clone();
 
     // ---- pass 1: everything is marked; nothing is due yet -----------------------------------
-    let run = pass(&d).await;
+    let run = d.pass().await;
     assert_eq!(run["run"]["outcome"], "success", "{run}");
     let reap = &run["run"]["summary"]["reap"];
     assert_eq!(reap["deleted"], 0, "{run}");
@@ -351,7 +332,7 @@ max_project_share_percent = 80
         .await;
     assert_eq!(s, StatusCode::OK, "{l}");
     clock.advance(back);
-    let run = wait_for(&d, &run_id).await;
+    let run = d.wait_scan(&run_id).await;
     assert_eq!(run["run"]["outcome"], "partial", "{run}");
 
     let records = audit(&d).await;
@@ -443,7 +424,7 @@ max_project_share_percent = 80
     // ---- pass 3, all walks complete: the eu volume goes; nothing is deleted twice -------------
     proxy.clear_faults();
     let before = proxy.count("DeleteVolume");
-    let run = pass(&d).await;
+    let run = d.pass().await;
     assert_eq!(run["run"]["outcome"], "success", "{run}");
     assert_eq!(
         proxy.count("DeleteVolume") - before,
@@ -493,12 +474,12 @@ async fn unarmed_pass_records_would_delete_once_and_calls_nothing() {
     .await;
     let doomed = arns_by_key(&seeded)["doomed"][0].clone();
 
-    pass(&d).await;
+    d.pass().await;
     clock.advance(TimeDelta::hours(2));
     let seen_before = proxy.requests().len();
-    let run = pass(&d).await;
+    let run = d.pass().await;
     assert_eq!(run["run"]["summary"]["reap"]["would_delete"], 1, "{run}");
-    pass(&d).await;
+    d.pass().await;
 
     let ops: std::collections::BTreeSet<String> = proxy.requests()[seen_before..]
         .iter()
@@ -564,9 +545,9 @@ async fn doomed_past_deadline(
         ]}),
     )
     .await;
-    pass(d).await;
+    d.pass().await;
     clock.advance(TimeDelta::hours(2));
-    let run = pass(d).await;
+    let run = d.pass().await;
     (arns_by_key(&seeded)["doomed"][0].clone(), run)
 }
 
@@ -657,13 +638,13 @@ async fn dependency_order_failure_holds_back_dependents_and_retries_after_backof
     }
     req.send().await.expect("tag the instance");
 
-    let run = pass(&d).await;
+    let run = d.pass().await;
     assert_eq!(run["run"]["summary"]["reap"]["marked"], 3, "{run}");
     clock.advance(TimeDelta::hours(1) + TimeDelta::minutes(5));
 
     // Pass 2: terminating fails; its volume waits; the loner goes.
     proxy.set_fault("TerminateInstances", Fault::ServerError, None);
-    let run = pass(&d).await;
+    let run = d.pass().await;
     let reap = &run["run"]["summary"]["reap"];
     assert_eq!(
         (
@@ -694,7 +675,7 @@ async fn dependency_order_failure_holds_back_dependents_and_retries_after_backof
     proxy.clear_faults();
     clock.advance(TimeDelta::minutes(5));
     let terminations = proxy.count("TerminateInstances");
-    let run = pass(&d).await;
+    let run = d.pass().await;
     assert_eq!(proxy.count("TerminateInstances"), terminations, "{run}");
     let (_, plan) = d.get("/api/v1/plan", VIEWER).await;
     let instance_item = plan["items"]
@@ -714,7 +695,7 @@ async fn dependency_order_failure_holds_back_dependents_and_retries_after_backof
 
     // Pass 4, after the back-off: instance first, then its volume.
     clock.advance(TimeDelta::minutes(15));
-    let run = pass(&d).await;
+    let run = d.pass().await;
     assert_eq!(run["run"]["summary"]["reap"]["deleted"], 2, "{run}");
     let records = audit(&d).await;
     let seq_of = |arn: &str| {
@@ -734,7 +715,7 @@ async fn dependency_order_failure_holds_back_dependents_and_retries_after_backof
     // Pass 5: the terminated instance is still listed by the tagging API, but it is gone:
     // not flagged again, not terminated again.
     let terminations = proxy.count("TerminateInstances");
-    let run = pass(&d).await;
+    let run = d.pass().await;
     assert_eq!(run["run"]["summary"]["findings_opened"], 0, "{run}");
     assert_eq!(proxy.count("TerminateInstances"), terminations);
     let (_, open) = d.get("/api/v1/findings?limit=100", VIEWER).await;
@@ -783,7 +764,7 @@ async fn on_call_reaping_through_the_api_and_the_cli() {
     let by_key = arns_by_key(&seeded);
     let arn = |k: &str| by_key[k][0].clone();
     // Marked, with the deadline an hour ahead.
-    pass(&d).await;
+    d.pass().await;
 
     for (token, want) in [
         (WEB, StatusCode::FORBIDDEN),
@@ -1074,9 +1055,9 @@ async fn over_the_pass_cap_nothing_is_deleted() {
         ]}),
     )
     .await;
-    pass(&d).await;
+    d.pass().await;
     clock.advance(TimeDelta::hours(2));
-    let run = pass(&d).await;
+    let run = d.pass().await;
     let reap = &run["run"]["summary"]["reap"];
     assert_eq!(reap["deleted"], 0, "{run}");
     assert_eq!(reap["held"], 3, "{run}");
@@ -1121,7 +1102,7 @@ async fn a_noted_delete_that_never_ran_is_not_recorded_as_deleted() {
     )
     .await;
     let kept = arns_by_key(&seeded)["kept"][0].clone();
-    pass(&d).await; // marked
+    d.pass().await; // marked
     // As if the daemon died between noting the delete and making the call.
     let db = work.dir.path().join("state/ephemera.db");
     let raw = rusqlite::Connection::open(&db).expect("store");
@@ -1148,7 +1129,7 @@ async fn a_noted_delete_that_never_ran_is_not_recorded_as_deleted() {
         .await
         .expect("retag");
     clock.advance(TimeDelta::minutes(5));
-    pass(&d).await;
+    d.pass().await;
     let records = audit(&d).await;
     assert!(
         decisions(&records, &kept)
@@ -1192,7 +1173,8 @@ async fn reaping_by_hand_is_refused_while_a_pass_runs() {
         .await;
     assert_eq!(s, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["code"], "scan-running");
-    wait_for(&d, started["run_id"].as_str().expect("run id")).await;
+    d.wait_scan(started["run_id"].as_str().expect("run id"))
+        .await;
     let (s, body) = d
         .post(
             "/api/v1/reap",

@@ -39,20 +39,10 @@ fn tags(lease: &str, project: &str) -> Value {
     json!({"ephemera:lease-id": lease, "ephemera:project": project, "ephemera:task": "ci 1", "ephemera:owner": "alice@example.com"})
 }
 
-/// Starts a scan through the API and waits for its end; returns the run.
+/// Starts a scan through the API a minute later and waits for its end; returns the run.
 async fn scan(d: &TestDaemon, clock: &ephemera::clock::ManualClock) -> Value {
     clock.advance(TimeDelta::minutes(1));
-    let (s, started) = d.post("/api/v1/scans", OPERATOR, json!({})).await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{started}");
-    let id = started["run_id"].as_str().expect("run id").to_owned();
-    for _ in 0..600 {
-        let (_, run) = d.get(&format!("/api/v1/scans/{id}"), VIEWER).await;
-        if run["run"]["outcome"] != "running" {
-            return run;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("scan {id} did not finish");
+    d.pass().await
 }
 
 /// Live resources by ARN → (verdict, action, state).
@@ -90,14 +80,7 @@ async fn audit_pass_verdicts_findings_transitions_and_incomplete_walks() {
     // Leases at t0; two hours later: one expired, one released, one expiring, one active.
     let expired = d.acquire(WEB, "web", "expired").await;
     let released = d.acquire(WEB, "web", "released").await;
-    let (s, _) = d
-        .post(
-            &format!("/api/v1/leases/{released}/release"),
-            WEB,
-            json!({}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    d.release(WEB, &released).await;
     let renew = |id: String, ttl: &'static str| {
         let d = &d;
         async move {

@@ -279,6 +279,40 @@ impl TestDaemon {
             .await
             .expect("metrics text")
     }
+
+    /// Releases lease `id` as `token`, which must succeed.
+    pub async fn release(&self, token: &str, id: &str) {
+        let (s, body) = self
+            .post(
+                &format!("/api/v1/leases/{id}/release"),
+                token,
+                serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "release {id}: {body}");
+    }
+
+    /// Starts a pass through the API (`POST /scans`) and waits for its end; returns the run.
+    pub async fn pass(&self) -> Value {
+        let (s, started) = self
+            .post("/api/v1/scans", OPERATOR, serde_json::json!({}))
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{started}");
+        let id = started["run_id"].as_str().expect("run id").to_owned();
+        self.wait_scan(&id).await
+    }
+
+    /// Waits for the pass `id` to end (at most a minute); returns the run.
+    pub async fn wait_scan(&self, id: &str) -> Value {
+        for _ in 0..1200 {
+            let (_, run) = self.get(&format!("/api/v1/scans/{id}"), VIEWER).await;
+            if run["run"]["outcome"] != "running" {
+                return run;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("scan {id} did not finish");
+    }
 }
 
 impl Drop for TestDaemon {
