@@ -5,7 +5,7 @@
 //! start is refused, a scheduled tick that finds it running is counted as skipped), continues
 //! past one walk's failure, and reports a status record; it never retries on its own.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -19,6 +19,7 @@ use crate::cost::refresh::{CostReport, CostTask};
 use crate::inventory::{self, AwsClients, RateLimiter};
 use crate::lease::Lease;
 use crate::metrics::{Metrics, Series};
+use crate::model::Verdict;
 use crate::policy::{Policy, evaluate};
 use crate::reaper::run::{ReapReport, Reaper};
 use crate::resource::{Observed, Record, WalkRecord};
@@ -314,9 +315,19 @@ impl Tasks {
                 });
             }
         }
+        let mut verdicts: BTreeMap<Verdict, u64> = BTreeMap::new();
+        let mut regionless: HashSet<String> = HashSet::new();
         while let Some(done) = walks.join_next().await {
             match done {
                 Ok(w) => {
+                    for (v, n) in w.verdicts {
+                        *verdicts.entry(v).or_default() += n;
+                    }
+                    for (arn, v) in w.regionless {
+                        if regionless.insert(arn) {
+                            *verdicts.entry(v).or_default() += 1;
+                        }
+                    }
                     report.resources_seen += w.record.resources;
                     report.findings_opened += w.opened;
                     report.findings_updated += w.updated;
@@ -347,12 +358,10 @@ impl Tasks {
                 tracing::error!(error = %crate::error_chain(&e), "the act step failed; nothing more was deleted");
             }
         }
-        match inner.store.verdicts_of_run(run_id.clone()).await {
-            Ok(v) => report.verdicts = v.into_iter().collect(),
-            Err(e) => {
-                tracing::error!(error = %crate::error_chain(&e), "cannot count the pass's verdicts")
-            }
-        }
+        report.verdicts = verdicts
+            .into_iter()
+            .map(|(v, n)| (v.as_str().to_owned(), n))
+            .collect();
         if let Err(e) = self.refresh_gauges().await {
             tracing::error!(error = %crate::error_chain(&e), "cannot recompute resource gauges");
         }
@@ -456,6 +465,10 @@ impl Tasks {
                         &inner.config.tags,
                         inner.clock.now(),
                     );
+                    totals
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .count(&records);
                     let full = {
                         let mut buf = pending.lock().unwrap_or_else(|p| p.into_inner());
                         buf.extend(records);
@@ -677,4 +690,21 @@ struct WalkTotals {
     updated: u64,
     resolved: u64,
     gone: u64,
+    /// Live resources seen, by verdict; those of region-less ARNs (S3 buckets, which an
+    /// emulator lists in every region's walk) apart, for the pass to count each once.
+    verdicts: BTreeMap<Verdict, u64>,
+    regionless: Vec<(String, Verdict)>,
+}
+
+impl WalkTotals {
+    fn count(&mut self, records: &[Record]) {
+        for r in records.iter().filter(|r| !r.observed.is_terminated()) {
+            if r.observed.arn.region().is_empty() {
+                self.regionless
+                    .push((r.observed.arn.as_str().to_owned(), r.verdict));
+            } else {
+                *self.verdicts.entry(r.verdict).or_default() += 1;
+            }
+        }
+    }
 }

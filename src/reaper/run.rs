@@ -6,7 +6,7 @@
 //! existence, a fresh read of its lease and a re-evaluation; every outcome is in the audit log
 //! before the next item starts.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::TimeDelta;
@@ -183,8 +183,13 @@ impl Reaper {
             .store
             .mark_for_reaping(run_id.to_owned(), now, self.owner_key())
             .await?;
-        let candidates = inner.store.reap_candidates(self.owner_key()).await?;
-        self.set_marked_gauge(&candidates);
+        self.set_marked_gauge().await?;
+        // Only what is due: the rest is `scheduled`, which no cap, guard or count of this
+        // step looks at (`ephemera plan` shows it).
+        let candidates = inner
+            .store
+            .due_reap_candidates(self.owner_key(), now)
+            .await?;
         let complete: HashSet<(String, String)> = walks
             .iter()
             .filter(|w| w.is_complete())
@@ -250,17 +255,13 @@ impl Reaper {
         Ok((plan, results))
     }
 
-    fn set_marked_gauge(&self, candidates: &[ReapCandidate]) {
-        let mut by_project: BTreeMap<String, i64> = BTreeMap::new();
-        for c in candidates {
-            *by_project
-                .entry(c.project.clone().unwrap_or_else(|| "unknown".into()))
-                .or_default() += 1;
-        }
+    async fn set_marked_gauge(&self) -> Result<(), StoreError> {
+        let by_project = self.inner.store.marked_by_project().await?;
         self.inner.marked_series.set(
             &self.inner.metrics.marked_resources,
             by_project.into_iter().map(|(p, n)| (vec![p], n)).collect(),
         );
+        Ok(())
     }
 
     async fn record_caps(&self, plan: &Plan, actor: &Actor) -> Result<Vec<String>, StoreError> {
@@ -538,7 +539,14 @@ impl Reaper {
                         "held back: {dep}, which uses it, was not deleted"
                     ));
                 }
-                None if planned.contains(dep.as_str()) => {
+                // Marked but not in this plan (a pass plans only what is due).
+                None if planned.contains(dep.as_str())
+                    || inner
+                        .store
+                        .is_marked(dep.to_string())
+                        .await
+                        .unwrap_or(false) =>
+                {
                     return Outcome::Skipped(format!(
                         "held back: {dep}, which uses it, is not due yet"
                     ));

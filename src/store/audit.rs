@@ -271,26 +271,6 @@ impl Store {
             .await
     }
 
-    /// Resources a run saw, by verdict, each counted once (an emulator lists S3 buckets in
-    /// every region's walk); terminated instances left out.
-    pub async fn verdicts_of_run(&self, run_id: String) -> Result<Vec<(String, u64)>, StoreError> {
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT verdict, COUNT(*) FROM resources
-                 WHERE last_run = ?1 AND (state IS NULL OR state != 'terminated')
-                 GROUP BY verdict",
-            )?;
-            let rows = stmt
-                .query_map([run_id], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-                })?
-                .map(|row| row.map(|(v, n)| (v, u64::try_from(n).unwrap_or(0))))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
-        })
-        .await
-    }
-
     /// What the resource gauges show, from one scan of the live resources: counts per (project
     /// or `unknown`, region, type, verdict), and per project the hours since lease end (or, for
     /// unknown leases, since first seen) summed over expired, released and unknown-lease ones.

@@ -130,7 +130,7 @@ fn candidates_any(
     id: i64,
     owner_key: &str,
 ) -> Result<Vec<ReapCandidate>, StoreError> {
-    candidates(c, "f.id = ?2", &[&id.to_string()], 0, owner_key)
+    candidates(c, "f.id = ?2", &[&id], 0, owner_key)
 }
 
 /// Findings matching `filter` (over `findings f`), as reap candidates; `?1` is the
@@ -138,7 +138,7 @@ fn candidates_any(
 fn candidates(
     c: &Connection,
     filter: &str,
-    args: &[&String],
+    args: &[&dyn rusqlite::ToSql],
     unmarked_deadline: i64,
     owner_key: &str,
 ) -> Result<Vec<ReapCandidate>, StoreError> {
@@ -152,9 +152,7 @@ fn candidates(
          ORDER BY COALESCE(f.deadline, ?1), f.arn"
     ))?;
     let mut params: Vec<&dyn rusqlite::ToSql> = vec![&unmarked_deadline];
-    for a in args {
-        params.push(a);
-    }
+    params.extend_from_slice(args);
     let rows = stmt
         .query_map(params.as_slice(), |r| {
             let verdict: String = r.get(6)?;
@@ -266,6 +264,53 @@ impl Store {
                 0,
                 &owner_key,
             )
+        })
+        .await
+    }
+
+    /// The marked findings whose deadline has come (`deadline <= now`), earliest first: what
+    /// a pass's act step plans. Found through the deadline index, so a pass with thousands
+    /// marked and none due reads nothing.
+    pub async fn due_reap_candidates(
+        &self,
+        owner_key: String,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ReapCandidate>, StoreError> {
+        self.read(move |c| {
+            candidates(
+                c,
+                "f.resolved_at IS NULL AND f.deadline IS NOT NULL AND f.deadline <= ?2",
+                &[&ms(now)],
+                0,
+                &owner_key,
+            )
+        })
+        .await
+    }
+
+    /// Open findings marked for deletion, by project (`unknown` for none).
+    pub async fn marked_by_project(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT COALESCE(project, 'unknown'), COUNT(*) FROM findings
+                 WHERE resolved_at IS NULL AND deadline IS NOT NULL GROUP BY 1",
+            )?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// Whether `arn` has an open finding marked for deletion.
+    pub async fn is_marked(&self, arn: String) -> Result<bool, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT 1 FROM findings
+                 WHERE arn = ?1 AND resolved_at IS NULL AND deadline IS NOT NULL",
+            )?;
+            Ok(stmt.exists([arn])?)
         })
         .await
     }
