@@ -47,6 +47,7 @@ pub async fn open(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Parts
         .await
         .with_context(|| format!("cannot open the store at {}", config.store.path.display()))?;
     let metrics = Arc::new(Metrics::new());
+    metrics.start_known_series(&config.enforcement.deletable_types);
     let config = Arc::new(config);
     let tasks = Tasks::new(
         config.clone(),

@@ -351,6 +351,32 @@ impl Metrics {
         }
     }
 
+    /// Creates, at 0, the series of labelled counters whose label values are known before
+    /// anything happens: Prometheus sees no increase in a series' first sample, so a counter
+    /// born on its first event would hide that event from `increase()` and `rate()`.
+    pub fn start_known_series(&self, deletable_types: &[String]) {
+        for outcome in ["complete", "incomplete"] {
+            self.walks.with_label_values(&[outcome]);
+        }
+        for kind in crate::mail::KINDS {
+            self.emails_sent.with_label_values(&[kind]);
+        }
+        for t in deletable_types {
+            for outcome in ["would-delete", "deleted", "skipped", "failed"] {
+                self.reap_actions.with_label_values(&[t.as_str(), outcome]);
+            }
+        }
+        for (task, outcome) in [
+            ("scan", "success"),
+            ("scan", "partial"),
+            ("scan", "failed"),
+            ("cost", "success"),
+            ("cost", "failed"),
+        ] {
+            self.task_runs.with_label_values(&[task, outcome]);
+        }
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();

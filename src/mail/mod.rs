@@ -52,6 +52,8 @@ pub const EXPIRY_WARNING: &str = "expiry-warning";
 pub const OWNER_DIGEST: &str = "owner-digest";
 pub const REAPED_NOTICE: &str = "reaped-notice";
 pub const ONCALL_SUMMARY: &str = "oncall-summary";
+/// Every kind of message, as `ephemera_emails_sent_total{kind}` labels them.
+pub const KINDS: [&str; 4] = [EXPIRY_WARNING, OWNER_DIGEST, REAPED_NOTICE, ONCALL_SUMMARY];
 pub const MESSAGE_KINDS: &[&str] = &[EXPIRY_WARNING, OWNER_DIGEST, REAPED_NOTICE, ONCALL_SUMMARY];
 
 /// Longest wait between attempts at one message.

@@ -60,6 +60,36 @@ async fn lease(d: &TestDaemon, token: &str, project: &str, extra: Value) -> Stri
     l["id"].as_str().expect("lease id").to_owned()
 }
 
+/// Labelled counters whose label values are known at start exist at 0 from the first scrape,
+/// so the first event of each (a first incomplete walk, a first deletion of a type, a first
+/// mail of a kind) shows as an increase; types outside `deletable_types` get no series.
+#[tokio::test(flavor = "multi_thread")]
+async fn known_counter_series_start_at_zero() {
+    let config = format!(
+        "{}\n[enforcement]\ndeletable_types = [\"ec2:volume\"]\n",
+        crate::support::config_text()
+    );
+    let work = Workdir::with_config(&config);
+    let d = TestDaemon::start(&work).await;
+    let m = d.metrics().await;
+    for series in [
+        r#"ephemera_walks_total{outcome="incomplete"}"#,
+        r#"ephemera_walks_total{outcome="complete"}"#,
+        r#"ephemera_emails_sent_total{kind="owner-digest"}"#,
+        r#"ephemera_emails_sent_total{kind="oncall-summary"}"#,
+        r#"ephemera_reap_actions_total{outcome="deleted",resource_type="ec2:volume"}"#,
+        r#"ephemera_reap_actions_total{outcome="failed",resource_type="ec2:volume"}"#,
+        r#"ephemera_task_runs_total{outcome="partial",task="scan"}"#,
+        r#"ephemera_task_runs_total{outcome="failed",task="cost"}"#,
+    ] {
+        assert_eq!(sample(&m, series), Some(0.0), "{series} in\n{m}");
+    }
+    assert!(
+        !m.contains(r#"resource_type="sqs:queue""#),
+        "only deletable types get reap series:\n{m}"
+    );
+}
+
 /// `ephemera_leases_expiring` counts active leases ending (expiry or missed heartbeat) within
 /// their own project's window; `ephemera_lease_quota` is `max_active_leases` of projects with
 /// one; `ephemera_lease_duration_seconds` observes acquire → release, expired leases included
