@@ -382,8 +382,6 @@ fn list_leases(
     Ok(Page { items, next })
 }
 
-/// Listings fetch one row more than `limit` to tell whether another page follows: drops it
-/// and returns the cursor of the last row kept, if so.
 /// Times are stored as UTC milliseconds since the epoch.
 pub(super) fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
@@ -400,6 +398,8 @@ pub(super) fn from_ms(v: i64) -> rusqlite::Result<DateTime<Utc>> {
     })
 }
 
+/// Listings fetch one row more than `limit` to tell whether another page follows: drops it
+/// and returns the cursor of the last row kept, if so.
 pub(super) fn next_cursor<T, C>(
     items: &mut Vec<T>,
     limit: u32,

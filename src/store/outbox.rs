@@ -193,7 +193,6 @@ impl Store {
         .await
     }
 
-    /// Every outbox row, oldest first (for inspection and tests).
     /// Queues a notification unless one with the same `dedupe_key` was queued before; true
     /// when this call queued it.
     pub async fn enqueue(
@@ -205,19 +204,11 @@ impl Store {
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         self.writer
-            .write(move |c| {
-                let n = c.prepare_cached(INSERT_OUTBOX)?.execute(params![
-                    kind,
-                    recipient,
-                    dedupe_key,
-                    payload.to_string(),
-                    ms(at)
-                ])?;
-                Ok(n == 1)
-            })
+            .write(move |c| insert(c, &kind, recipient.as_deref(), &dedupe_key, &payload, at))
             .await
     }
 
+    /// Every outbox row, oldest first (for inspection and tests).
     pub async fn outbox_rows(&self) -> Result<Vec<OutboxRow>, StoreError> {
         self.read(|c| {
             let mut stmt =
@@ -260,6 +251,25 @@ pub(super) const INSERT_OUTBOX: &str =
     "INSERT INTO outbox (kind, recipient, dedupe_key, payload, created_at)
      VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (dedupe_key) DO NOTHING";
 
+/// Queues one row unless its dedupe key is taken; true when this call queued it.
+fn insert(
+    c: &Connection,
+    kind: &str,
+    recipient: Option<&str>,
+    dedupe_key: &str,
+    payload: &serde_json::Value,
+    at: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let n = c.prepare_cached(INSERT_OUTBOX)?.execute(params![
+        kind,
+        recipient,
+        dedupe_key,
+        payload.to_string(),
+        ms(at)
+    ])?;
+    Ok(n == 1)
+}
+
 /// Queues one row unless its dedupe key is taken; returns the id of the row holding the key.
 fn queue(
     c: &Connection,
@@ -269,13 +279,7 @@ fn queue(
     payload: &serde_json::Value,
     at: DateTime<Utc>,
 ) -> Result<i64, StoreError> {
-    c.prepare_cached(INSERT_OUTBOX)?.execute(params![
-        kind,
-        recipient,
-        dedupe_key,
-        payload.to_string(),
-        ms(at)
-    ])?;
+    insert(c, kind, recipient, dedupe_key, payload, at)?;
     let id = c
         .prepare_cached("SELECT id FROM outbox WHERE dedupe_key = ?1")?
         .query_row([dedupe_key], |r| r.get(0))

@@ -479,12 +479,7 @@ impl Store {
             let mut rows = stmt
                 .query_map(params.as_slice(), audit_row)?
                 .collect::<Result<Vec<_>, _>>()?;
-            let next = if rows.len() > limit as usize {
-                rows.truncate(limit as usize);
-                rows.last().map(|r| r.seq)
-            } else {
-                None
-            };
+            let next = super::next_cursor(&mut rows, limit, |r| r.seq);
             Ok((rows, next))
         })
         .await
