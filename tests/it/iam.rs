@@ -44,7 +44,7 @@ const ROLE_ARN: &str = "arn:aws:iam::444444444444:role/ephemera";
 /// The access key of the daemon's own (dummy) credentials; assumed roles get moto's keys.
 const OWN_KEY: &str = "testing";
 /// Types moto 5.2.5's GetResources never lists, so a pass never sees them.
-const UNLISTED: [&str; 3] = ["ec2:elastic-ip", "ec2:key-pair", "ec2:launch-template"];
+use crate::seed::UNLISTED;
 
 /// One request as IAM sees it.
 #[derive(Debug, Clone)]

@@ -182,8 +182,8 @@ fn server_binary() -> PathBuf {
     )
 }
 
-/// A loopback port that was free a moment ago (the OS picks it; we release it for moto).
-fn free_port() -> u16 {
+/// A loopback port that was free a moment ago (the OS picks it; we release it for the peer).
+pub(crate) fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("binding a loopback port");
     listener
         .local_addr()

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -22,6 +22,7 @@ use tempfile::TempDir;
 
 use crate::cost::{day, queue};
 use crate::moto::Moto;
+use crate::moto::free_port;
 use crate::proxy::{Fault, FaultProxy};
 use crate::seed::seed;
 use crate::smtp::Smtp;
@@ -578,14 +579,6 @@ impl Drop for Prometheus {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("binding a loopback port")
-        .local_addr()
-        .expect("bound address")
-        .port()
-}
-
 fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -616,8 +609,8 @@ fn rules_files() -> Vec<RulesFile> {
     if files.is_empty() {
         return Vec::new();
     }
-    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python");
-    let out = Command::new(python)
+    let python = crate::seed::python();
+    let out = Command::new(&python)
         .args([
             "-c",
             "import json, sys, yaml\n\
@@ -625,7 +618,12 @@ fn rules_files() -> Vec<RulesFile> {
         ])
         .args(&files)
         .output()
-        .unwrap_or_else(|e| panic!("{python} (make test creates the virtualenv): {e}"));
+        .unwrap_or_else(|e| {
+            panic!(
+                "{} (make test creates the virtualenv): {e}",
+                python.display()
+            )
+        });
     assert!(
         out.status.success(),
         "cannot parse the rules files: {}",

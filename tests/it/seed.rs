@@ -31,7 +31,7 @@ use crate::moto::{DEFAULT_ACCOUNT, Moto};
 /// The second account of the two-account test ground.
 const AUDIT_ACCOUNT: &str = "210987654321";
 /// Types moto 5.2.5's `GetResources` never lists (AWS does); the seeder gives AWS's ARN form.
-const UNLISTED: [&str; 3] = ["ec2:elastic-ip", "ec2:key-pair", "ec2:launch-template"];
+pub(crate) const UNLISTED: [&str; 3] = ["ec2:elastic-ip", "ec2:key-pair", "ec2:launch-template"];
 const US: &str = "us-east-1";
 const EU: &str = "eu-west-1";
 
@@ -133,7 +133,7 @@ async fn run_seeder(endpoint: &str, spec: &Value, extra_args: &[&str]) -> Result
 
 /// The virtualenv's python: next to `EPHEMERA_MOTO_SERVER` if set (as `moto` finds the server),
 /// else the project's `.venv`.
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     std::env::var_os("EPHEMERA_MOTO_SERVER").map_or_else(
         || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python")),
         |server| PathBuf::from(server).with_file_name("python"),

@@ -6,13 +6,15 @@
 //! process at a time and kills only that child (on `stop` and on drop).
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use tempfile::TempDir;
+
+use crate::moto::free_port;
+use crate::seed::python;
 
 /// How long to wait for the server to start or for messages to arrive.
 const WAIT: Duration = Duration::from_secs(30);
@@ -213,16 +215,4 @@ impl Drop for Smtp {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn python() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python"))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("binding a loopback port")
-        .local_addr()
-        .expect("bound address")
-        .port()
 }
