@@ -161,17 +161,28 @@ impl CronSchedule {
                 ));
             }
         };
-        croner::parser::CronParser::builder()
-            .seconds(croner::parser::Seconds::Required)
-            .dom_and_dow(true)
-            .build()
-            .parse(&with_seconds)
+        parse_with_seconds(&with_seconds)
             .map_err(|e| format!("invalid cron expression `{expr}`: {e}"))?;
         Ok(CronSchedule {
             expr: expr.to_owned(),
             with_seconds,
         })
     }
+
+    /// The parsed cron (validated when the config was read).
+    pub fn cron(&self) -> Result<croner::Cron, croner::errors::CronError> {
+        parse_with_seconds(&self.with_seconds)
+    }
+}
+
+/// The one set of parser settings for schedules: seconds first, day of month and day of week
+/// both required to match.
+fn parse_with_seconds(expr: &str) -> Result<croner::Cron, croner::errors::CronError> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .dom_and_dow(true)
+        .build()
+        .parse(expr)
 }
 
 impl<'de> Deserialize<'de> for CronSchedule {

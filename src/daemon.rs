@@ -106,10 +106,7 @@ pub async fn serve(
     match store.last_successes().await {
         Ok(done) => {
             for (task, at) in done {
-                metrics
-                    .task_last_success
-                    .with_label_values(&[task.as_str()])
-                    .set(at.timestamp_millis() as f64 / 1000.0);
+                metrics.task_succeeded(&task, at);
             }
         }
         Err(e) => tracing::error!(error = %crate::error_chain(&e), "cannot read the last runs"),

@@ -351,6 +351,13 @@ impl Metrics {
         }
     }
 
+    /// Records that `task` last succeeded at `at`.
+    pub fn task_succeeded(&self, task: &str, at: chrono::DateTime<chrono::Utc>) {
+        self.task_last_success
+            .with_label_values(&[task])
+            .set(at.timestamp_millis() as f64 / 1000.0);
+    }
+
     /// Creates, at 0, the series of labelled counters whose label values are known before
     /// anything happens: Prometheus sees no increase in a series' first sample, so a counter
     /// born on its first event would hide that event from `increase()` and `rate()`.
@@ -358,7 +365,7 @@ impl Metrics {
         for outcome in ["complete", "incomplete"] {
             self.walks.with_label_values(&[outcome]);
         }
-        for kind in crate::mail::KINDS {
+        for kind in crate::mail::MESSAGE_KINDS {
             self.emails_sent.with_label_values(&[kind]);
         }
         for t in deletable_types {

@@ -21,13 +21,7 @@ const MAX_FIRES: usize = 10_000;
 /// the next gap, an irregular cron (`0 9 * * 1-5`: 24h, then 72h over the weekend) would look
 /// stale every weekend; a week covers every weekday pattern.
 pub fn nominal_interval(cron: &CronSchedule, from: DateTime<Utc>) -> Option<TimeDelta> {
-    // The same parser settings as the config's validation and the scheduler.
-    let cron = croner::parser::CronParser::builder()
-        .seconds(croner::parser::Seconds::Required)
-        .dom_and_dow(true)
-        .build()
-        .parse(&cron.with_seconds)
-        .ok()?;
+    let cron = cron.cron().ok()?;
     let horizon = from + TimeDelta::days(7);
     let mut prev = cron.find_next_occurrence(&from, false).ok()?;
     let mut longest: Option<TimeDelta> = None;

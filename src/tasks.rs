@@ -266,9 +266,7 @@ impl Tasks {
         if report.outcome == "success"
             && let Some(end) = report.ended_at
         {
-            m.task_last_success
-                .with_label_values(&["scan"])
-                .set(end.timestamp_millis() as f64 / 1000.0);
+            m.task_succeeded("scan", end);
         }
         report
     }
@@ -607,11 +605,7 @@ impl Tasks {
             .with_label_values(&["cost", outcome])
             .inc();
         if outcome == "success" {
-            inner
-                .metrics
-                .task_last_success
-                .with_label_values(&["cost"])
-                .set(end.timestamp_millis() as f64 / 1000.0);
+            inner.metrics.task_succeeded("cost", end);
         }
         Ok((run_id, result.map_err(|e| e.to_string())))
     }

@@ -52,8 +52,6 @@ pub const EXPIRY_WARNING: &str = "expiry-warning";
 pub const OWNER_DIGEST: &str = "owner-digest";
 pub const REAPED_NOTICE: &str = "reaped-notice";
 pub const ONCALL_SUMMARY: &str = "oncall-summary";
-/// Every kind of message, as `ephemera_emails_sent_total{kind}` labels them.
-pub const KINDS: [&str; 4] = [EXPIRY_WARNING, OWNER_DIGEST, REAPED_NOTICE, ONCALL_SUMMARY];
 pub const MESSAGE_KINDS: &[&str] = &[EXPIRY_WARNING, OWNER_DIGEST, REAPED_NOTICE, ONCALL_SUMMARY];
 
 /// Longest wait between attempts at one message.
@@ -190,11 +188,7 @@ impl Mailer {
             .outbox_pending
             .set(i64::try_from(report.pending).unwrap_or(i64::MAX));
         if report.failed == 0 && !report.quiet {
-            inner
-                .metrics
-                .task_last_success
-                .with_label_values(&["mail"])
-                .set(now.timestamp_millis() as f64 / 1000.0);
+            inner.metrics.task_succeeded("mail", now);
         }
         Ok(report)
     }
