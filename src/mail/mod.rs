@@ -216,11 +216,7 @@ impl Mailer {
                 "warn_before": inner.smtp.warn_before.to_string(),
                 "renew_ttl": renew_ttl(&inner.policy, l.project.as_str()),
             });
-            let key = format!(
-                "{EXPIRY_WARNING}:{}:{}",
-                l.id,
-                l.expires_at.timestamp_millis()
-            );
+            let key = crate::store::expiry_warning_key(&l.id.to_string(), l.expires_at);
             if inner
                 .store
                 .enqueue(

@@ -14,7 +14,7 @@ mod writer;
 
 pub use audit::{AuditFilter, LiveTotals};
 pub use cost::SpendTotal;
-pub use outbox::{Notice, OutboxRow, Rollup};
+pub use outbox::{Notice, OutboxRow, Rollup, expiry_warning_key};
 pub use reap::{AuditQuery, ReapUpdate};
 
 use std::path::{Path, PathBuf};

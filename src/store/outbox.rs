@@ -221,8 +221,9 @@ impl Store {
         .await
     }
 
-    /// Leases to warn at `now`: not released, not ended, expiring within `window`, and
-    /// longer-lived than the window (a lease taken for less than the window never warns).
+    /// Leases to warn at `now`: not released, not ended, expiring within `window`,
+    /// longer-lived than the window (a lease taken for less than the window never warns), and
+    /// not warned yet for this expiry (the mailer asks on every round).
     pub async fn leases_expiring_within(
         &self,
         now: DateTime<Utc>,
@@ -234,6 +235,8 @@ impl Store {
                 "SELECT {LEASE_COLUMNS} FROM leases
                  WHERE released_at IS NULL AND ends_at > ?1 AND expires_at <= ?1 + ?2
                    AND created_at < expires_at - ?2
+                   AND NOT EXISTS (SELECT 1 FROM outbox
+                                   WHERE dedupe_key = 'expiry-warning:' || leases.id || ':' || leases.expires_at)
                  ORDER BY expires_at"
             ))?;
             let raws = stmt
@@ -243,6 +246,12 @@ impl Store {
         })
         .await
     }
+}
+
+/// The dedupe key of the warning before `lease` expires at `expires_at`; a renewal that moves
+/// the expiry makes a new one. `leases_expiring_within` spells the same key in SQL.
+pub fn expiry_warning_key(lease: &str, expires_at: DateTime<Utc>) -> String {
+    format!("expiry-warning:{lease}:{}", ms(expires_at))
 }
 
 /// Queues a row (kind, recipient, dedupe key, payload, created at) unless its dedupe key is

@@ -670,3 +670,73 @@ async fn pending_mail_is_delivered_after_sigkill_and_restart() {
     );
     assert_eq!(smtp.messages().len(), 1);
 }
+
+/// The mailer asks for leases to warn on every round (every few seconds): a lease already
+/// warned for its current expiry is not handed back, so rounds do not re-queue (a write each)
+/// what the outbox holds; a renewal that moves the expiry makes it due again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_warned_lease_is_not_asked_for_again_until_its_expiry_moves() {
+    let smtp = Smtp::plain();
+    let work = Workdir::with_config(&format!(
+        "{}{}",
+        config_text(),
+        smtp.section("warn_before = \"30m\"")
+    ));
+    let clock = crate::support::manual_clock();
+    let (m, store) = mailer(&work, clock.clone()).await;
+    let config = work.config();
+    let parts = ephemera::daemon::open(config.clone(), clock.clone())
+        .await
+        .expect("parts");
+    let registry = ephemera::lease::LeaseRegistry::new(
+        store.clone(),
+        parts.policy.clone(),
+        config.tags.clone(),
+        clock.clone(),
+        parts.metrics.clone(),
+    );
+    let operator = ephemera::auth::Principal {
+        name: "oncall".into(),
+        role: ephemera::auth::Role::Operator,
+        projects: BTreeSet::new(),
+        token: ephemera::auth::TokenHash::of("t"),
+    };
+    let lease = registry
+        .acquire(
+            &operator,
+            ephemera::lease::AcquireRequest {
+                project: "web".into(),
+                task: "build 1".into(),
+                owner: "alice@example.com".into(),
+                ttl: Some("2h".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("acquired");
+    let window = TimeDelta::minutes(30);
+    clock.advance(TimeDelta::minutes(100));
+    let now = clock_now(&clock);
+    let due = store
+        .leases_expiring_within(now, window)
+        .await
+        .expect("read");
+    assert_eq!(due.len(), 1, "inside the window: {due:?}");
+    assert_eq!(m.queue_expiry_warnings(now).await.expect("queued"), 1);
+    let due = store
+        .leases_expiring_within(now, window)
+        .await
+        .expect("read");
+    assert!(due.is_empty(), "warned already: {due:?}");
+    assert_eq!(m.queue_expiry_warnings(now).await.expect("queued"), 0);
+
+    registry
+        .renew(&operator, &lease.id.to_string(), Some("25m".into()))
+        .await
+        .expect("renewed");
+    let due = store
+        .leases_expiring_within(now, window)
+        .await
+        .expect("read");
+    assert_eq!(due.len(), 1, "a new expiry is warned again: {due:?}");
+}
