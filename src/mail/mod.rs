@@ -453,8 +453,7 @@ fn item(n: &Notice) -> Value {
         o.insert("account".into(), json!(n.account));
         o.insert("region".into(), json!(n.region));
         o.insert("task".into(), json!(n.lease_task));
-        // Filled once the spend cache lands (see `Store::roll_up`); templates say "not
-        // available yet" until then.
+        // The task's spend from the store; templates say "not available yet" without it.
         o.insert("spend_usd".into(), json!(n.spend_usd));
         for key in ["lease_id", "project", "deadline", "at", "detail"] {
             o.entry(key).or_insert(Value::Null);

@@ -66,7 +66,7 @@ pub struct Notice {
     pub lease_task: Option<String>,
     pub lease_expires_at: Option<DateTime<Utc>>,
     /// Spend of the resource's lease so far, in USD as a decimal string (money is never a
-    /// float). Always `None` until the spend cache exists; see [`Store::roll_up`].
+    /// float): what Cost Explorer attributed to its task; `None` when no spend is stored for it.
     pub spend_usd: Option<String>,
 }
 
@@ -299,15 +299,18 @@ fn queue(
 
 fn pending_notices(c: &Connection, kind: &str) -> Result<Vec<Notice>, StoreError> {
     // Spend so far: what Cost Explorer attributed to the lease's task tag, every stored day
-    // (NULL when nothing is stored for it).
+    // (NULL when nothing is stored for it); summed once per task, not once per notice (the
+    // spend key leads with the day, so a per-notice sum scanned every task's days).
     let mut stmt = c.prepare_cached(
-        "SELECT o.id, o.recipient, o.payload, r.resource_type, r.account, r.region, l.task,
-                l.expires_at,
-                (SELECT SUM(s.micro_usd) FROM spend s WHERE s.dimension = 'task' AND s.key = l.task)
+        "WITH task_spend AS (SELECT key, SUM(micro_usd) AS usd FROM spend
+                             WHERE dimension = 'task' GROUP BY key)
+         SELECT o.id, o.recipient, o.payload, r.resource_type, r.account, r.region, l.task,
+                l.expires_at, ts.usd
          FROM outbox o
          LEFT JOIN findings f ON f.id = json_extract(o.payload, '$.finding_id')
          LEFT JOIN resources r ON r.arn = f.arn
          LEFT JOIN leases l ON l.id = json_extract(o.payload, '$.lease_id')
+         LEFT JOIN task_spend ts ON ts.key = l.task
          WHERE o.kind = ?1 AND o.sent_at IS NULL
          ORDER BY o.id",
     )?;
