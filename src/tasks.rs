@@ -659,6 +659,14 @@ impl Tasks {
         ),
         TaskError,
     > {
+        // A plan only reads: it neither waits for nor holds back a pass.
+        if plan_only {
+            return Ok(self
+                .inner
+                .reaper
+                .reap_by_hand(arns, principal, true)
+                .await?);
+        }
         let running = self.inner.running.lock().await;
         let _guard = self.inner.scan_lock.clone().try_lock_owned().map_err(|_| {
             TaskError::AlreadyRunning(running.clone().unwrap_or_else(|| "unknown".into()))

@@ -221,9 +221,16 @@ impl Reaper {
     ) -> Result<(Plan, Vec<ItemResult>), StoreError> {
         let inner = &self.inner;
         let now = inner.clock.now();
+        // An ARN named twice is one item (one audit record, counted once by the caps).
+        let mut seen = HashSet::new();
+        let arns: Vec<String> = arns
+            .iter()
+            .filter(|a| seen.insert(a.as_str()))
+            .cloned()
+            .collect();
         let mut candidates = inner
             .store
-            .open_findings_for(arns.to_vec(), self.owner_key(), now)
+            .open_findings_for(arns.clone(), self.owner_key(), now)
             .await?;
         for c in &mut candidates {
             // Reaped by hand, the deadline does not apply (the plan is told `manual`).

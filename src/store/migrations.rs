@@ -173,6 +173,9 @@ const MIGRATIONS: &[&str] = &[
     // `sent_at` is when it was rolled up (or closed, with `last_error`, when nobody could be
     // told). A message's `sent_at` is when the SMTP server accepted it, never earlier.
     "ALTER TABLE outbox ADD COLUMN rolled_into INTEGER REFERENCES outbox (id);",
+    // 7: every pass looks for deletes noted as started (`reap_state = 'deleting'`); findings
+    // keep every resolved row, so without an index that look scanned them all in the writer.
+    "CREATE INDEX findings_deleting ON findings (id) WHERE reap_state = 'deleting';",
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), StoreError> {

@@ -124,15 +124,6 @@ fn owner_of(lease_owner: Option<String>, tags: &str, owner_key: &str) -> Option<
     })
 }
 
-/// One finding, resolved or not, as a reap candidate.
-fn candidates_any(
-    c: &Connection,
-    id: i64,
-    owner_key: &str,
-) -> Result<Vec<ReapCandidate>, StoreError> {
-    candidates(c, "f.id = ?2", &[&id], 0, owner_key)
-}
-
 /// Findings matching `filter` (over `findings f`), as reap candidates; `?1` is the
 /// deadline an unmarked finding reads as, `?2…` are `args`.
 fn candidates(
@@ -355,18 +346,13 @@ impl Store {
                        AND resolution NOT IN ('gone', 'terminated')",
                 )?
                 .execute([])?;
-                let ids: Vec<i64> = c
-                    .prepare_cached(
-                        "SELECT id FROM findings
-                         WHERE reap_state = 'deleting' AND resolved_at IS NOT NULL",
-                    )?
-                    .query_map([], |r| r.get(0))?
-                    .collect::<Result<_, _>>()?;
-                let mut out = Vec::new();
-                for id in ids {
-                    out.extend(candidates_any(c, id, &owner_key)?);
-                }
-                Ok(out)
+                candidates(
+                    c,
+                    "f.reap_state = 'deleting' AND f.resolved_at IS NOT NULL",
+                    &[],
+                    0,
+                    &owner_key,
+                )
             })
             .await
     }

@@ -1173,14 +1173,33 @@ async fn reaping_by_hand_is_refused_while_a_pass_runs() {
         .await;
     assert_eq!(s, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["code"], "scan-running");
-    d.wait_scan(started["run_id"].as_str().expect("run id"))
-        .await;
+    // A plan only reads: it is answered while the pass runs. An ARN named twice is one item.
     let (s, body) = d
         .post(
             "/api/v1/reap",
             OPERATOR,
-            json!({"arns": [arn], "plan_only": true}),
+            json!({"arns": [arn, arn], "plan_only": true}),
         )
+        .await;
+    assert_eq!(s, StatusCode::OK, "a plan during the pass: {body}");
+    assert_eq!(body["results"].as_array().map(Vec::len), Some(1), "{body}");
+    let (_, run) = d
+        .get(
+            &format!(
+                "/api/v1/scans/{}",
+                started["run_id"].as_str().expect("run id")
+            ),
+            VIEWER,
+        )
+        .await;
+    assert_eq!(
+        run["run"]["outcome"], "running",
+        "the pass was still running: {run}"
+    );
+    d.wait_scan(started["run_id"].as_str().expect("run id"))
+        .await;
+    let (s, body) = d
+        .post("/api/v1/reap", OPERATOR, json!({"arns": [arn]}))
         .await;
     assert_eq!(s, StatusCode::OK, "after the pass it is taken: {body}");
 }
