@@ -549,13 +549,15 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             let verdict = match config {
                 Some(path) => {
                     let config = Config::load(&path)?;
+                    // Opening creates a missing store: a mistyped path would verify as an
+                    // intact empty log.
+                    anyhow::ensure!(
+                        config.store.path.exists(),
+                        "no store at {}: nothing to verify",
+                        config.store.path.display()
+                    );
                     let store = crate::store::Store::open(&config.store.path).await?;
-                    match store.audit_verify().await? {
-                        Ok(n) => serde_json::json!({"ok": true, "records": n}),
-                        Err(b) => {
-                            serde_json::json!({"ok": false, "broken_at": b.seq, "problem": b.problem})
-                        }
-                    }
+                    crate::http::dto::audit_verdict(store.audit_verify().await?)
                 }
                 None => {
                     Client::new(&client.addr, client.token.as_deref())?

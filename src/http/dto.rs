@@ -88,3 +88,12 @@ pub struct ErrorBody {
     pub code: String,
     pub message: String,
 }
+
+/// `GET /audit/verify` (and `ephemera audit verify --config`): `{ok, records}` when the chain
+/// checks out, else `{ok: false, broken_at, problem}`.
+pub fn audit_verdict(outcome: Result<u64, crate::resource::AuditBreak>) -> serde_json::Value {
+    match outcome {
+        Ok(n) => serde_json::json!({"ok": true, "records": n}),
+        Err(b) => serde_json::json!({"ok": false, "broken_at": b.seq, "problem": b.problem}),
+    }
+}

@@ -789,10 +789,7 @@ async fn verify_audit(
         "verify the audit log",
     )?;
     let outcome = s.store.audit_verify().await.map_err(|e| internal(&e))?;
-    Ok(Json(match outcome {
-        Ok(n) => serde_json::json!({"ok": true, "records": n}),
-        Err(b) => serde_json::json!({"ok": false, "broken_at": b.seq, "problem": b.problem}),
-    }))
+    Ok(Json(dto::audit_verdict(outcome)))
 }
 
 // ---- spend ----------------------------------------------------------------------------------

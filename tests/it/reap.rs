@@ -1035,6 +1035,26 @@ async fn sigkill_mid_reaping_loses_no_record_and_deletes_nothing_twice() {
         stdout.contains("BROKEN at record 3") && stdout.contains("edited"),
         "{stdout}"
     );
+
+    // A config naming no store is an error, and verifying does not create one.
+    let elsewhere = crate::support::Workdir::new();
+    let out = crate::cli::run(
+        &[
+            "audit",
+            "verify",
+            "--config",
+            elsewhere.config_path().to_str().expect("utf-8"),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nothing to verify"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!elsewhere.path().join("state/ephemera.db").exists());
 }
 
 /// More deletions due than `max_deletions_per_pass`: the pass deletes none of them, says so in
