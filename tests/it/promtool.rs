@@ -174,6 +174,28 @@ fn rules_read_only_metrics_the_daemon_registers() {
     );
 }
 
+/// Every alert's `runbook` annotation points at a row of the README's runbook that exists,
+/// one per alert.
+#[test]
+fn every_alert_links_to_its_runbook_row() {
+    let rules = read(RULES);
+    let readme = read("README.md");
+    let anchors: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| value_of(l, "runbook"))
+        .collect();
+    assert_eq!(anchors.len(), alerts(&rules).len(), "{anchors:?}");
+    for a in anchors {
+        let name = a
+            .strip_prefix("README.md#")
+            .unwrap_or_else(|| panic!("runbook `{a}` is not a README anchor"));
+        assert!(
+            readme.contains(&format!("<a name=\"{name}\"></a>")),
+            "README.md has no runbook row `{name}`"
+        );
+    }
+}
+
 /// The staleness alerts compare a task's last success with twice this; the test config's
 /// crons are `0 0 1 1 *` (scan: a year, 2027 to 2028, from the clock's 2026-03-01) and
 /// `0 6,14,22 * * *` (cost: 8h).
