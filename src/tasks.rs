@@ -346,9 +346,6 @@ impl Tasks {
         let mut reap_results = Vec::new();
         match inner.reaper.act(&run_id, &report.walks).await {
             Ok(r) => {
-                for c in &r.capped {
-                    tracing::warn!(cap = %c, "reaping halted by a cap");
-                }
                 report.reap = Some(ReapSummary::from(&r));
                 reap_results = r.results;
             }

@@ -344,7 +344,7 @@ impl Reaper {
             .iter()
             .map(|i| i.candidate.arn.as_str())
             .collect();
-        for item in plan.items.iter().filter(|i| i.status == Status::Due) {
+        for item in plan.due() {
             let c = &item.candidate;
             let result = if armed {
                 self.delete_one(item, actor, &planned, &mut settled, &mut accounts)
