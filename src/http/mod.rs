@@ -193,6 +193,14 @@ fn invalid_query(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid-query", message)
 }
 
+/// A page size: 100 unless asked, at most 1000.
+fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    match limit.unwrap_or(100) {
+        n @ 1..=1000 => Ok(n),
+        _ => Err(invalid_query("limit must be between 1 and 1000")),
+    }
+}
+
 /// A numeric page cursor as an earlier page handed it out.
 fn page_cursor(c: &str) -> Result<i64, ApiError> {
     c.parse()
@@ -439,11 +447,8 @@ async fn list(
                 })
             })
             .transpose()?,
-        limit: q.limit.unwrap_or(100),
+        limit: page_limit(q.limit)?,
     };
-    if filter.limit == 0 || filter.limit > 1000 {
-        return Err(invalid_query("limit must be between 1 and 1000"));
-    }
     let page = s.leases.list(&who, filter).await?;
     Ok(Json(LeaseList {
         items: page.items.iter().map(|l| view(&s, l)).collect(),
@@ -546,10 +551,7 @@ fn audit_filter(who: &Principal, q: AuditQuery) -> Result<crate::store::AuditFil
                 .ok_or_else(|| invalid_query(format!("`{v}` is not a verdict")))
         })
         .transpose()?;
-    let limit = q.limit.unwrap_or(100);
-    if limit == 0 || limit > 1000 {
-        return Err(invalid_query("limit must be between 1 and 1000"));
-    }
+    let limit = page_limit(q.limit)?;
     // Lessees see the resources of their projects only.
     let projects_in = (who.role == crate::auth::Role::Lessee).then(|| {
         who.projects
@@ -768,7 +770,7 @@ async fn list_audit(
             decision: q.decision,
             run_id: q.run_id,
             after,
-            limit: q.limit.unwrap_or(100),
+            limit: page_limit(q.limit)?,
         })
         .await
         .map_err(|e| internal(&e))?;
