@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use rusqlite::{CachedStatement, Connection, OptionalExtension, Row, params};
 
-use super::{Store, StoreError, ms};
-use crate::model::{Action, Tags, Verdict};
+use super::{Store, StoreError, bad, from_ms, ms, opt_time_at, stored_tags, time_at, verdict_at};
+use crate::model::{Action, Verdict};
 use crate::resource::{
     Finding, PageChanges, Record, RunRecord, StoredResource, WalkChanges, WalkRecord,
 };
@@ -35,10 +35,6 @@ pub struct LiveTotals {
     pub series: Vec<([String; 4], u64)>,
     /// Project and its expired-resource hours.
     pub expired_hours: Vec<(String, f64)>,
-}
-
-fn time(v: i64) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::from_timestamp_millis(v).ok_or_else(|| StoreError::Corrupt(format!("bad time {v}")))
 }
 
 fn corrupt(what: &str, v: &str) -> StoreError {
@@ -115,7 +111,7 @@ impl Store {
             })
             .await?;
         rows.into_iter()
-            .map(|(task, at)| Ok((task, time(at)?)))
+            .map(|(task, at)| Ok((task, from_ms(at)?)))
             .collect()
     }
 
@@ -155,8 +151,8 @@ impl Store {
                         Ok(WalkRecord {
                             account,
                             region,
-                            started_at: time(s)?,
-                            ended_at: time(e)?,
+                            started_at: from_ms(s)?,
+                            ended_at: from_ms(e)?,
                             outcome,
                             reason,
                             pages: u64::try_from(pages).unwrap_or(0),
@@ -414,7 +410,7 @@ impl Store {
             let rows = stmt
                 .query_map([id], |r| Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
                 .collect::<Result<Vec<_>, _>>()?;
-            rows.into_iter().map(|(t, k, v, d)| Ok((time(t)?, k, v, d))).collect()
+            rows.into_iter().map(|(t, k, v, d)| Ok((from_ms(t)?, k, v, d))).collect()
         })
         .await
     }
@@ -616,34 +612,6 @@ fn event(
     Ok(())
 }
 
-/// A column that does not decode to its domain type: reported as a conversion failure.
-fn bad(col: usize, what: &str, v: &str) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(
-        col,
-        rusqlite::types::Type::Text,
-        format!("bad {what} `{v}`").into(),
-    )
-}
-
-fn time_at(r: &Row<'_>, col: usize) -> rusqlite::Result<DateTime<Utc>> {
-    let v: i64 = r.get(col)?;
-    DateTime::from_timestamp_millis(v).ok_or_else(|| bad(col, "time", &v.to_string()))
-}
-
-fn opt_time_at(r: &Row<'_>, col: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
-    match r.get::<_, Option<i64>>(col)? {
-        None => Ok(None),
-        Some(v) => DateTime::from_timestamp_millis(v)
-            .map(Some)
-            .ok_or_else(|| bad(col, "time", &v.to_string())),
-    }
-}
-
-fn verdict_at(r: &Row<'_>, col: usize) -> rusqlite::Result<Verdict> {
-    let v: String = r.get(col)?;
-    Verdict::parse(&v).ok_or_else(|| bad(col, "verdict", &v))
-}
-
 fn action_at(r: &Row<'_>, col: usize) -> rusqlite::Result<Action> {
     let v: String = r.get(col)?;
     Action::parse(&v).ok_or_else(|| bad(col, "action", &v))
@@ -674,12 +642,7 @@ fn resource_row(r: &Row<'_>) -> rusqlite::Result<StoredResource> {
         account: r.get(1)?,
         region: r.get(2)?,
         resource_type: r.get(3)?,
-        // Packed since migration 3; rows last written before it hold JSON.
-        tags: if tags.starts_with('{') {
-            serde_json::from_str::<Tags>(&tags).map_err(|_| bad(4, "tags", &tags))?
-        } else {
-            Tags::from_packed(&tags)
-        },
+        tags: stored_tags(&tags).map_err(|_| bad(4, "tags", &tags))?,
         first_seen: time_at(r, 5)?,
         last_seen: time_at(r, 6)?,
         gone_at: opt_time_at(r, 7)?,

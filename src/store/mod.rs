@@ -387,6 +387,43 @@ pub(super) fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
+/// Tags as stored: packed since migration 3; rows last written before it hold JSON.
+pub(super) fn stored_tags(text: &str) -> Result<crate::model::Tags, serde_json::Error> {
+    if text.starts_with('{') {
+        serde_json::from_str(text)
+    } else {
+        Ok(crate::model::Tags::from_packed(text))
+    }
+}
+
+/// A column that does not decode to its domain type: reported as a conversion failure.
+pub(super) fn bad(col: usize, what: &str, v: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        col,
+        rusqlite::types::Type::Text,
+        format!("bad {what} `{v}`").into(),
+    )
+}
+
+pub(super) fn time_at(r: &Row<'_>, col: usize) -> rusqlite::Result<DateTime<Utc>> {
+    let v: i64 = r.get(col)?;
+    DateTime::from_timestamp_millis(v).ok_or_else(|| bad(col, "time", &v.to_string()))
+}
+
+pub(super) fn opt_time_at(r: &Row<'_>, col: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
+    match r.get::<_, Option<i64>>(col)? {
+        None => Ok(None),
+        Some(v) => DateTime::from_timestamp_millis(v)
+            .map(Some)
+            .ok_or_else(|| bad(col, "time", &v.to_string())),
+    }
+}
+
+pub(super) fn verdict_at(r: &Row<'_>, col: usize) -> rusqlite::Result<crate::model::Verdict> {
+    let v: String = r.get(col)?;
+    crate::model::Verdict::parse(&v).ok_or_else(|| bad(col, "verdict", &v))
+}
+
 /// A stored time read back; an impossible value is a conversion failure of the row.
 pub(super) fn from_ms(v: i64) -> rusqlite::Result<DateTime<Utc>> {
     DateTime::from_timestamp_millis(v).ok_or_else(|| {
@@ -477,5 +514,27 @@ impl RawLease {
             owner: self.owner,
             principal: self.principal,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Tags;
+
+    /// Rows written before migration 3 hold JSON tags; both forms read back the same (the
+    /// reaper's owner lookup reads them through here too).
+    #[test]
+    fn stored_tags_read_json_and_packed_alike() {
+        let tags = Tags::from_pairs([("ephemera:owner", "alice@example.com"), ("team", "web")]);
+        let json = serde_json::to_string(&tags).expect("json");
+        assert!(json.starts_with('{'), "{json}");
+        assert_eq!(stored_tags(&json).expect("json form"), tags);
+        assert_eq!(stored_tags(tags.packed()).expect("packed form"), tags);
+        assert_eq!(
+            stored_tags(&json).expect("json form").get("ephemera:owner"),
+            Some("alice@example.com")
+        );
+        assert!(stored_tags("{not json").is_err());
     }
 }

@@ -5,8 +5,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use sha2::{Digest, Sha256};
 
-use super::{Store, StoreError, from_ms, ms};
-use crate::model::{Tags, Verdict};
+use super::{Store, StoreError, bad, from_ms, ms, opt_time_at, stored_tags, verdict_at};
+use crate::model::Tags;
 use crate::resource::{AuditBreak, AuditEntry, AuditRecord, ReapCandidate};
 
 /// What a recorded decision does to its finding, in the same transaction as the audit record.
@@ -115,10 +115,9 @@ const AUDIT_COLUMNS: &str =
     "seq, at, run_id, actor, mode, arn, lease_id, verdict, decision, detail, prev_hash, hash";
 
 /// The owner: the lease's, else the owner tag's.
-fn owner_of(lease_owner: Option<String>, tags: &str, owner_key: &str) -> Option<String> {
+fn owner_of(lease_owner: Option<String>, tags: &Tags, owner_key: &str) -> Option<String> {
     lease_owner.or_else(|| {
-        Tags::from_packed(tags)
-            .get(owner_key)
+        tags.get(owner_key)
             .filter(|v| !v.trim().is_empty())
             .map(str::to_owned)
     })
@@ -146,8 +145,8 @@ fn candidates(
     params.extend_from_slice(args);
     let rows = stmt
         .query_map(params.as_slice(), |r| {
-            let verdict: String = r.get(6)?;
-            let tags: String = r.get(10)?;
+            let text: String = r.get(10)?;
+            let tags = stored_tags(&text).map_err(|_| bad(10, "tags", &text))?;
             Ok(ReapCandidate {
                 finding_id: r.get(0)?,
                 arn: r.get(1)?,
@@ -155,21 +154,15 @@ fn candidates(
                 region: r.get(3)?,
                 resource_type: r.get(4)?,
                 project: r.get(5)?,
-                verdict: Verdict::parse(&verdict).ok_or_else(|| {
-                    rusqlite::Error::FromSqlConversionFailure(
-                        6,
-                        rusqlite::types::Type::Text,
-                        format!("bad verdict `{verdict}`").into(),
-                    )
-                })?,
+                verdict: verdict_at(r, 6)?,
                 reason: r.get(7)?,
                 lease_id: r.get(8)?,
                 owner: owner_of(r.get(9)?, &tags, owner_key),
-                owner_tag: Tags::from_packed(&tags).get(owner_key).map(str::to_owned),
+                owner_tag: tags.get(owner_key).map(str::to_owned),
                 deadline: from_ms(r.get(11)?)?,
-                lease_ended_at: r.get::<_, Option<i64>>(12)?.map(from_ms).transpose()?,
+                lease_ended_at: opt_time_at(r, 12)?,
                 attempts: r.get(13)?,
-                next_attempt_at: r.get::<_, Option<i64>>(14)?.map(from_ms).transpose()?,
+                next_attempt_at: opt_time_at(r, 14)?,
                 reap_state: r.get(15)?,
                 last_decision: r.get(16)?,
             })
@@ -222,6 +215,7 @@ impl Store {
                 )?;
                 for (id, arn, grace_s, tags, lease_owner, lease_id, verdict, project) in rows {
                     let deadline = at + TimeDelta::seconds(grace_s);
+                    let tags = stored_tags(&tags).map_err(|_| bad(3, "tags", &tags))?;
                     let owner = owner_of(lease_owner, &tags, &owner_key);
                     set_deadline.execute(params![id, ms(deadline)])?;
                     let payload = serde_json::json!({
