@@ -501,6 +501,14 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The account Cost Explorer is asked in: `[cost] account`, else the first account.
+    pub fn cost_account(&self) -> Option<&str> {
+        self.cost
+            .account
+            .as_deref()
+            .or_else(|| self.aws.accounts.first().map(|a| a.id.as_str()))
+    }
+
     /// Reads and validates a config file, reading token variables from the process environment.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

@@ -146,15 +146,6 @@ pub fn reap_sid(resource_type: &str) -> String {
     sid
 }
 
-/// The account Cost Explorer is asked in (as the cost refresh picks it).
-pub fn cost_account(config: &Config) -> Option<&str> {
-    config
-        .cost
-        .account
-        .as_deref()
-        .or_else(|| config.aws.accounts.first().map(|a| a.id.as_str()))
-}
-
 /// The statements the principal acting in an account needs there: inventory, Cost Explorer
 /// when it is the cost account, and armed, the account check and the allowlisted types' rows.
 fn account_statements(config: &Config, with_cost: bool, armed: bool) -> Vec<Statement> {
@@ -193,7 +184,7 @@ fn account_statements(config: &Config, with_cost: bool, armed: bool) -> Vec<Stat
 /// The policy `request` asks for, for `config`.
 pub fn policy(config: &Config, request: &Request<'_>) -> Result<PolicyDocument, IamError> {
     let armed = request.armed || config.enforcement.armed;
-    let cost = cost_account(config);
+    let cost = config.cost_account();
     let statements = match request.principal {
         Principal::AccountRole => {
             if let Some(id) = request.account {

@@ -257,8 +257,15 @@ impl LeaseRegistry {
     ) -> Self {
         // Every policy project's duration series exists from the start, so that the first
         // release shows as an increase (rate() needs a sample before it).
+        // The quota is policy, fixed for the daemon's life: set once, not on every scrape.
         for p in policy.projects() {
             metrics.lease_duration.with_label_values(&[p.name.as_str()]);
+            if let Some(max) = p.max_active_leases {
+                metrics
+                    .lease_quota
+                    .with_label_values(&[p.name.as_str()])
+                    .set(i64::from(max));
+            }
         }
         LeaseRegistry {
             store,
@@ -476,9 +483,8 @@ impl LeaseRegistry {
         Ok(self.store.list_leases(filter, self.clock.now()).await?)
     }
 
-    /// Recomputes `ephemera_leases{project,state}`, `ephemera_leases_expiring{project}` and
-    /// `ephemera_lease_quota{project}`; projects known to policy always get their series (zero
-    /// when empty).
+    /// Recomputes `ephemera_leases{project,state}` and `ephemera_leases_expiring{project}`;
+    /// projects known to policy always get their series (zero when empty).
     pub async fn refresh_gauges(&self) -> Result<(), StoreError> {
         let now = self.clock.now();
         let windows = self
@@ -494,14 +500,6 @@ impl LeaseRegistry {
                 .leases_expiring
                 .with_label_values(&[project.as_str()])
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
-        }
-        for p in self.policy.projects() {
-            if let Some(max) = p.max_active_leases {
-                self.metrics
-                    .lease_quota
-                    .with_label_values(&[p.name.as_str()])
-                    .set(i64::from(max));
-            }
         }
         let counts = self.store.count_leases(now).await?;
         let g = &self.metrics.leases;

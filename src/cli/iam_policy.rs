@@ -72,7 +72,7 @@ pub(super) fn run(args: IamPolicyArgs) -> anyhow::Result<ExitCode> {
             if args.armed { " --armed" } else { "" }
         ),
         Principal::AccountRole if args.account.is_none() => {
-            if let Some(cost) = iam::cost_account(&config) {
+            if let Some(cost) = config.cost_account() {
                 let behind_role = config
                     .aws
                     .accounts

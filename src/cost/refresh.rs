@@ -41,7 +41,7 @@ pub struct CostTask {
     task_series: Series,
     waste_series: Series,
     /// When the cost allocation tags were last checked, and whether all were active.
-    tags_checked: std::sync::Mutex<Option<(DateTime<Utc>, bool)>>,
+    tags_checked: std::sync::Mutex<Option<DateTime<Utc>>>,
 }
 
 /// `YYYY-MM-01` of `day`'s month.
@@ -70,14 +70,6 @@ impl CostTask {
         }
     }
 
-    fn account(&self) -> Option<String> {
-        self.config
-            .cost
-            .account
-            .clone()
-            .or_else(|| self.config.aws.accounts.first().map(|a| a.id.clone()))
-    }
-
     /// The first day any export needs: the month's first, or the rolling window's.
     fn from(&self, today: NaiveDate) -> NaiveDate {
         let rolling = today - TimeDelta::days(i64::from(self.config.cost.rolling_days()) - 1);
@@ -91,7 +83,9 @@ impl CostTask {
         let today = now.date_naive();
         let cost = &self.config.cost;
         let account = self
-            .account()
+            .config
+            .cost_account()
+            .map(str::to_owned)
             .ok_or_else(|| CostError("no account to ask Cost Explorer in".into()))?;
         // Cost Explorer has one endpoint, in us-east-1.
         let sdk = self
@@ -173,7 +167,7 @@ impl CostTask {
             .tags_checked
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .is_some_and(|(at, _)| now - at < TimeDelta::days(1));
+            .is_some_and(|at| now - at < TimeDelta::days(1));
         if recent {
             return Vec::new();
         }
@@ -198,8 +192,7 @@ impl CostTask {
                         "cost allocation tags are not active: Cost Explorer reports their spend as untagged, so spend per project and task reads $0; activate them in the Billing console (Cost allocation tags)"
                     );
                 }
-                *self.tags_checked.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some((now, inactive.is_empty()));
+                *self.tags_checked.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
                 inactive
             }
             Err(e) => {
