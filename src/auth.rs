@@ -78,8 +78,8 @@ impl Principal {
         matches!(self.role, Role::Lessee | Role::Operator)
     }
 
-    /// Whether this principal may see leases of `project`.
-    pub fn can_see(&self, project: &ProjectName) -> bool {
+    /// Whether this principal may see leases (and resources, findings, spend) of `project`.
+    pub fn can_see(&self, project: &str) -> bool {
         match self.role {
             Role::Operator | Role::Viewer => true,
             Role::Lessee => self.projects.contains(project),
@@ -140,8 +140,8 @@ mod tests {
             (&viewer, true, true, false, false, false),
         ];
         for (p, web_seen, data_seen, writes, own, other) in table {
-            assert_eq!(p.can_see(&web), web_seen, "{}", p.name);
-            assert_eq!(p.can_see(&data), data_seen, "{}", p.name);
+            assert_eq!(p.can_see(web.as_str()), web_seen, "{}", p.name);
+            assert_eq!(p.can_see(data.as_str()), data_seen, "{}", p.name);
             assert_eq!(p.can_write(), writes, "{}", p.name);
             assert_eq!(p.may_change_lease_of("ci"), own, "{}", p.name);
             assert_eq!(p.may_change_lease_of("someone"), other, "{}", p.name);

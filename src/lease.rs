@@ -314,7 +314,7 @@ impl LeaseRegistry {
         id: LeaseId,
     ) -> Result<Lease, LeaseError> {
         let (project, ttl, heartbeat) = validate(&req)?;
-        if !who.can_write() || !who.can_see(&project) {
+        if !who.can_write() || !who.can_see(project.as_str()) {
             return Err(Denial::NotALessee {
                 principal: who.name.clone(),
                 project,
@@ -455,7 +455,7 @@ impl LeaseRegistry {
             .get_lease(lease_id)
             .await?
             .ok_or_else(|| LeaseError::NotFound(id.to_owned()))?;
-        if !who.can_see(&lease.project) {
+        if !who.can_see(lease.project.as_str()) {
             return Err(LeaseError::Forbidden(format!(
                 "principal `{}` may not see leases of project `{}`",
                 who.name, lease.project
@@ -471,7 +471,7 @@ impl LeaseRegistry {
         mut filter: LeaseFilter,
     ) -> Result<Page<Lease>, LeaseError> {
         if let Some(p) = &filter.project {
-            if !who.can_see(p) {
+            if !who.can_see(p.as_str()) {
                 return Err(LeaseError::Forbidden(format!(
                     "principal `{}` may not see leases of project `{p}`",
                     who.name

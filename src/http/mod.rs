@@ -629,10 +629,7 @@ async fn show_finding(
         .map_err(|e| internal(&e))?
         .ok_or_else(not_found)?;
     if who.role == crate::auth::Role::Lessee
-        && !f
-            .project
-            .as_ref()
-            .is_some_and(|p| who.projects.iter().any(|q| q.as_str() == p))
+        && !f.project.as_deref().is_some_and(|p| who.can_see(p))
     {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -680,8 +677,14 @@ async fn show_plan(
         plan.items.retain(|i| {
             i.candidate
                 .project
-                .as_ref()
-                .is_some_and(|p| who.projects.iter().any(|q| q.as_str() == p))
+                .as_deref()
+                .is_some_and(|p| who.can_see(p))
+        });
+        // A project's cap names the project: lessees see the pass cap and their own.
+        plan.capped.retain(|c| {
+            c.scope
+                .strip_prefix("project:")
+                .is_none_or(|p| who.can_see(p))
         });
     }
     Ok(Json(serde_json::json!({
@@ -855,7 +858,7 @@ async fn show_cost(
         } else {
             t.key
         };
-        if who.role == Role::Lessee && !who.projects.iter().any(|p| p.as_str() == key) {
+        if !who.can_see(&key) {
             continue;
         }
         let e = sums.entry(key).or_default();

@@ -183,7 +183,6 @@ impl Reaper {
             .store
             .mark_for_reaping(run_id.to_owned(), now, self.owner_key())
             .await?;
-        self.set_marked_gauge().await?;
         // Only what is due: the rest is `scheduled`, which no cap, guard or count of this
         // step looks at (`ephemera plan` shows it).
         let candidates = inner
@@ -208,6 +207,8 @@ impl Reaper {
             .filter(|i| matches!(i.status, Status::Held(_)))
             .count() as u64;
         report.results = self.carry_out(&plan, &actor).await?;
+        // After the deletions, so that what is gone no longer counts as marked.
+        self.set_marked_gauge().await?;
         Ok(report)
     }
 
@@ -258,6 +259,7 @@ impl Reaper {
         };
         self.record_caps(&plan, &actor).await?;
         let mut results = self.carry_out(&plan, &actor).await?;
+        self.set_marked_gauge().await?;
         results.append(&mut missing);
         Ok((plan, results))
     }

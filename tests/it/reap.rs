@@ -1,6 +1,7 @@
 //! The reaper against moto: an armed pass deletes what is doomed and every guard keeps what it
 //! must; unarmed, the same plan is recorded as would-delete and no AWS call is made.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -417,6 +418,29 @@ max_project_share_percent = 80
         Some(3.0)
     );
     assert!(sample(&m, r#"ephemera_marked_resources{project="data"}"#) == Some(5.0));
+    // The gauge is set after the deletions: it counts what the plan still holds, per project.
+    let (_, plan) = d.get("/api/v1/plan", VIEWER).await;
+    let mut planned: BTreeMap<String, f64> = BTreeMap::new();
+    for i in plan["items"].as_array().expect("items") {
+        *planned
+            .entry(i["project"].as_str().unwrap_or("unknown").to_owned())
+            .or_default() += 1.0;
+    }
+    for (project, n) in &planned {
+        assert_eq!(
+            sample(
+                &m,
+                &format!(r#"ephemera_marked_resources{{project="{project}"}}"#)
+            ),
+            Some(*n),
+            "{project}: {plan}"
+        );
+    }
+    assert!(planned.contains_key("web"), "{plan}");
+    // A project's cap names the project: a lessee of web does not see data's.
+    assert_eq!(plan["capped"][0]["scope"], "project:data", "{plan}");
+    let (_, web_plan) = d.get("/api/v1/plan", WEB).await;
+    assert_eq!(web_plan["capped"], json!([]), "{web_plan}");
 
     let (_, verify) = d.get("/api/v1/audit/verify", VIEWER).await;
     assert_eq!(verify["ok"], true, "{verify}");
