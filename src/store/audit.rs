@@ -590,7 +590,8 @@ fn open_or_update(
     }
 }
 
-const INSERT_EVENT: &str = "INSERT INTO finding_events (finding_id, run_id, at, kind, verdict, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+/// Records one transition of a finding.
+pub(super) const INSERT_EVENT: &str = "INSERT INTO finding_events (finding_id, run_id, at, kind, verdict, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
 fn event(
     c: &Connection,

@@ -209,10 +209,7 @@ impl Store {
                 let mut notice = c.prepare_cached(super::outbox::INSERT_OUTBOX)?;
                 // A transition of the finding (no deletion is decided yet), so it goes with the
                 // finding's other events, not into the reaper's audit chain.
-                let mut event = c.prepare_cached(
-                    "INSERT INTO finding_events (finding_id, run_id, at, kind, verdict, detail)
-                     VALUES (?1, ?2, ?3, 'marked', ?4, ?5)",
-                )?;
+                let mut event = c.prepare_cached(super::audit::INSERT_EVENT)?;
                 for (id, arn, grace_s, tags, lease_owner, lease_id, verdict, project) in rows {
                     let deadline = at + TimeDelta::seconds(grace_s);
                     let tags = stored_tags(&tags).map_err(|_| bad(3, "tags", &tags))?;
@@ -227,6 +224,7 @@ impl Store {
                         id,
                         run_id,
                         ms(at),
+                        "marked",
                         verdict,
                         format!("deletion planned for {}", deadline.to_rfc3339())
                     ])?;
