@@ -87,8 +87,9 @@ async fn mail_test_over_plain_and_starttls_with_auth() {
     .await;
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        stderr(&o).contains("cannot send the test message to ops@example.com"),
-        "{}",
+        stderr(&o).contains("cannot send the test message to ops@example.com")
+            && stderr(&o).contains("535"),
+        "the reason, the server's 535, is named: {}",
         stderr(&o)
     );
     assert!(!stderr(&o).contains("wrong horse"), "{}", stderr(&o));
@@ -111,6 +112,25 @@ async fn mail_test_over_plain_and_starttls_with_auth() {
         stderr(&o)
     );
     assert_eq!(secure.messages().len(), 1, "nothing more was delivered");
+
+    // A relay that is down: refused, with the reason.
+    let down = Smtp::stopped(Tls::None, None);
+    std::fs::write(
+        work.config_path(),
+        format!("{}{}", config_text(), down.section("")),
+    )
+    .expect("config");
+    let o = run(
+        &["mail", "test", "--to", "ops@example.com", "--config", cfg],
+        &[],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).to_lowercase().contains("connection refused"),
+        "{}",
+        stderr(&o)
+    );
 
     // A bad value names the file, the line and the field.
     let text = format!(
