@@ -87,10 +87,7 @@ async fn spend_is_parsed_stored_exported_and_refreshed_incrementally() {
     let d = TestDaemon::start_with_clock(&work, clock.clone()).await;
     // `build 1`'s lease was released at 09:00: the rest of the day's spend is waste.
     let build1 = d.acquire(WEB, "web", "build 1").await;
-    let (s, _) = d
-        .post(&format!("/api/v1/leases/{build1}/release"), WEB, json!({}))
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    d.release(WEB, &build1).await;
 
     let p = "ephemera:project$";
     let t = "ephemera:task$";

@@ -160,10 +160,7 @@ async fn lease_metrics_expiring_quota_and_duration() {
     // Releasing the 2h lease and the expired 20m one after 30 minutes: two observations of
     // 1800 s, in the 30m bucket and not below it.
     for id in [&long, &short] {
-        let (s, body) = d
-            .post(&format!("/api/v1/leases/{id}/release"), WEB, json!({}))
-            .await;
-        assert_eq!(s, StatusCode::OK, "{body}");
+        d.release(WEB, id).await;
     }
     let m = d.metrics().await;
     let h = |k: &str| sample(&m, &format!("ephemera_lease_duration_seconds_{k}"));

@@ -181,10 +181,7 @@ max_project_share_percent = 80
         .await;
     assert_eq!(s, StatusCode::CREATED, "{data}");
     let data = data["id"].as_str().expect("id").to_owned();
-    let (s, _) = d
-        .post(&format!("/api/v1/leases/{old}/release"), WEB, json!({}))
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    d.release(WEB, &old).await;
     clock.advance(TimeDelta::hours(2) + TimeDelta::minutes(10));
     let new = d.acquire(WEB, "web", "new").await;
 
