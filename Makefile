@@ -8,9 +8,11 @@ export EPHEMERA_MOTO_SERVER := $(CURDIR)/.venv/bin/moto_server
 peers:
 	@scripts/setup-peers.sh
 
-## The whole test suite: unit, integration (against moto), CLI, rules test cases.
+## The whole test suite: unit, integration (against moto), CLI, rules test cases; then each
+## benchmark once, tiny (so a bench that no longer runs fails here, not at measuring time).
 test: peers
 	cargo test --locked
+	cargo test --locked --benches
 
 ## Seeds an emulated AWS estate, runs the daemon (unarmed) on it: a pass, spend, the deletion plan;
 ## keeps serving until Ctrl-C (no AWS account needed).
