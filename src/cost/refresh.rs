@@ -231,10 +231,17 @@ impl CostTask {
         }
         self.spend_series.set(&self.metrics.spend_usd, spend);
 
-        // Top tasks by rolling spend; the same set is used for the month's series.
+        // Each window's task totals, read once: the rolling one also ranks the top tasks,
+        // whose set is used for the month's series too.
+        let mut task_totals = Vec::new();
+        for (label, since) in &windows {
+            task_totals.push((label, self.store.spend_totals("task", *since).await?));
+        }
         let mut by_task: BTreeMap<String, MicroUsd> = BTreeMap::new();
-        for t in self.store.spend_totals("task", rolling_from).await? {
-            *by_task.entry(name(&t.key)).or_default() += t.micro_usd;
+        for (_, totals) in task_totals.iter().filter(|(l, _)| **l == rolling_label) {
+            for t in totals {
+                *by_task.entry(name(&t.key)).or_default() += t.micro_usd;
+            }
         }
         let mut ranked: Vec<(&String, &MicroUsd)> = by_task
             .iter()
@@ -247,9 +254,9 @@ impl CostTask {
             .map(|(k, _)| (*k).clone())
             .collect();
         let mut tasks = Vec::new();
-        for (label, since) in &windows {
+        for (label, totals) in task_totals {
             let mut folded: BTreeMap<String, MicroUsd> = BTreeMap::new();
-            for t in self.store.spend_totals("task", *since).await? {
+            for t in totals {
                 let k = name(&t.key);
                 let k = if k == "untagged" || top.contains(&k) {
                     k
