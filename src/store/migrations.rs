@@ -176,6 +176,10 @@ const MIGRATIONS: &[&str] = &[
     // 7: every pass looks for deletes noted as started (`reap_state = 'deleting'`); findings
     // keep every resolved row, so without an index that look scanned them all in the writer.
     "CREATE INDEX findings_deleting ON findings (id) WHERE reap_state = 'deleting';",
+    // 8: every pass looks for `reap` findings not yet marked; without an index that look read
+    // every finding ever opened (resolved ones are kept), 0.2 s per pass at 1M resources.
+    "CREATE INDEX findings_to_mark ON findings (id)
+         WHERE resolved_at IS NULL AND action = 'reap' AND deadline IS NULL;",
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), StoreError> {

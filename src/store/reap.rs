@@ -171,6 +171,14 @@ fn candidates(
     Ok(rows)
 }
 
+/// The open `reap` findings not yet marked, read through the `findings_to_mark` index.
+const TO_MARK: &str =
+    "SELECT f.id, f.arn, r.grace_s, r.tags, l.owner, f.lease_id, f.verdict, f.project
+     FROM findings f JOIN resources r ON r.arn = f.arn
+     LEFT JOIN leases l ON l.id = f.lease_id
+     WHERE f.resolved_at IS NULL AND f.action = 'reap' AND f.deadline IS NULL
+     ORDER BY f.id";
+
 impl Store {
     /// Marks every open `reap` finding that has no deadline yet (deadline = `at` + the rule's
     /// grace), queues its owner a `deletion-planned` notification and records a `marked` event
@@ -191,15 +199,18 @@ impl Store {
                 )?
                 .execute([])?;
                 let rows: Vec<ToMark> = c
-                    .prepare_cached(
-                        "SELECT f.id, f.arn, r.grace_s, r.tags, l.owner, f.lease_id, f.verdict, f.project
-                         FROM findings f JOIN resources r ON r.arn = f.arn
-                         LEFT JOIN leases l ON l.id = f.lease_id
-                         WHERE f.resolved_at IS NULL AND f.action = 'reap' AND f.deadline IS NULL
-                         ORDER BY f.id",
-                    )?
+                    .prepare_cached(TO_MARK)?
                     .query_map([], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
+                            r.get(6)?,
+                            r.get(7)?,
+                        ))
                     })?
                     .collect::<Result<_, _>>()?;
                 let marked = rows.len() as u64;
@@ -219,7 +230,13 @@ impl Store {
                         "finding_id": id, "arn": arn, "verdict": verdict, "project": project,
                         "lease_id": lease_id, "deadline": deadline,
                     });
-                    notice.execute(params!["deletion-planned", owner, format!("deletion-planned:{id}:{}", ms(deadline)), payload.to_string(), ms(at)])?;
+                    notice.execute(params![
+                        "deletion-planned",
+                        owner,
+                        format!("deletion-planned:{id}:{}", ms(deadline)),
+                        payload.to_string(),
+                        ms(at)
+                    ])?;
                     event.execute(params![
                         id,
                         run_id,
@@ -509,5 +526,33 @@ impl Store {
             }
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The marking look-up runs every pass: it must read the unmarked `reap` findings through
+    /// their index, not every finding ever opened.
+    #[tokio::test]
+    async fn marking_reads_through_its_index() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("s.db")).await.expect("opens");
+        let plan: Vec<String> = store
+            .read(|c| {
+                c.prepare(&format!("EXPLAIN QUERY PLAN {TO_MARK}"))?
+                    .query_map([], |r| r.get::<_, String>(3))?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(StoreError::from)
+            })
+            .await
+            .expect("plan");
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("USING INDEX findings_to_mark")),
+            "{plan:?}"
+        );
+        assert!(!plan.iter().any(|step| step == "SCAN f"), "{plan:?}");
     }
 }
