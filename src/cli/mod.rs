@@ -667,9 +667,13 @@ async fn reap(
         if item["status"] == "due" {
             due.push(item["arn"].as_str().unwrap_or_default().to_owned());
         } else {
+            let detail = match item["held_reason"].as_str() {
+                Some(why) => why.to_owned(),
+                None => format!("not due until {}", item["deadline"].as_str().unwrap_or("?")),
+            };
             results.push(serde_json::json!({
                 "arn": item["arn"], "resource_type": item["resource_type"],
-                "outcome": "held", "detail": item["reason"],
+                "outcome": "held", "detail": detail,
             }));
         }
     }

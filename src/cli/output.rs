@@ -301,11 +301,12 @@ fn rows_of(items: &serde_json::Value, keys: &[&str]) -> Vec<Vec<String>> {
         .unwrap_or_default()
 }
 
-/// `ephemera plan`: resource, owner, lease, verdict, deadline, status and reason.
+/// `ephemera plan`: resource, owner, lease, verdict, deadline, status, the finding's reason and
+/// why a held item is held.
 pub fn plan_table(plan: &serde_json::Value) -> String {
     let mut out = table(
         &[
-            "STATUS", "DEADLINE", "TYPE", "ARN", "OWNER", "LEASE", "VERDICT", "REASON",
+            "STATUS", "DEADLINE", "TYPE", "ARN", "OWNER", "LEASE", "VERDICT", "REASON", "HELD",
         ],
         &rows_of(
             &plan["items"],
@@ -318,6 +319,7 @@ pub fn plan_table(plan: &serde_json::Value) -> String {
                 "lease_id",
                 "verdict",
                 "reason",
+                "held_reason",
             ],
         ),
     );

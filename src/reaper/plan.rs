@@ -13,9 +13,10 @@ use serde::Serialize;
 use crate::config::Enforcement;
 use crate::resource::ReapCandidate;
 
-/// Where one candidate stands.
+/// Where one candidate stands. Why it is held goes in `held_reason`: the candidate's own
+/// `reason` (the finding's) sits beside it in the same JSON object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "status", content = "reason", rename_all = "kebab-case")]
+#[serde(tag = "status", content = "held_reason", rename_all = "kebab-case")]
 pub enum Status {
     /// To be deleted this pass (after the last-moment checks).
     Due,
@@ -217,6 +218,29 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 3, 4, 12, 0, 0)
             .single()
             .expect("time")
+    }
+
+    /// A plan item is one JSON object: the finding's reason and, when held, why, each once
+    /// (they were both `reason`, and a parser kept whichever came last).
+    #[test]
+    fn a_held_item_keeps_the_finding_reason_beside_why_it_is_held() {
+        let item = PlanItem {
+            candidate: cand("arn:a", "ec2:volume", "web", -5),
+            status: Status::Held("outside the deletion window".into()),
+        };
+        let text = serde_json::to_string(&item).expect("serializes");
+        assert_eq!(text.matches("\"reason\":").count(), 1, "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(v["reason"], "lease expired", "{text}");
+        assert_eq!(v["status"], "held", "{text}");
+        assert_eq!(v["held_reason"], "outside the deletion window", "{text}");
+        let due = PlanItem {
+            candidate: cand("arn:a", "ec2:volume", "web", -5),
+            status: Status::Due,
+        };
+        let v = serde_json::to_value(&due).expect("json");
+        assert_eq!(v["status"], "due");
+        assert!(v.get("held_reason").is_none(), "{v}");
     }
 
     fn cand(arn: &str, ty: &str, project: &str, deadline_in_min: i64) -> ReapCandidate {

@@ -366,7 +366,7 @@ max_project_share_percent = 80
             .expect("items")
             .iter()
             .find(|i| i["arn"] == a)
-            .map(|i| i["reason"].as_str().unwrap_or_default().to_owned())
+            .map(|i| i["held_reason"].as_str().unwrap_or_default().to_owned())
             .unwrap_or_default()
     };
     assert!(
@@ -614,7 +614,7 @@ async fn outside_the_deletion_window_nothing_is_deleted() {
     let (_, plan) = d.get("/api/v1/plan", VIEWER).await;
     assert_eq!(plan["items"][0]["arn"], doomed.as_str(), "{plan}");
     assert_eq!(
-        plan["items"][0]["reason"], "outside the deletion window",
+        plan["items"][0]["held_reason"], "outside the deletion window",
         "{plan}"
     );
     assert!(exists(&moto, A, &doomed).await, "the volume survived");
@@ -707,7 +707,7 @@ async fn dependency_order_failure_holds_back_dependents_and_retries_after_backof
         .cloned()
         .expect("instance in plan");
     assert!(
-        instance_item["reason"]
+        instance_item["held_reason"]
             .as_str()
             .is_some_and(|r| r.contains("retrying after")),
         "{plan}"
