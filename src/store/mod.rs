@@ -150,12 +150,17 @@ impl Store {
         .map_err(|e| E::from(StoreError::Join(e)))?
     }
 
+    /// Whether the store can serve: the reader reads the schema from the file (`SELECT 1`
+    /// would not touch it), and the writer thread takes the write lock and commits an empty
+    /// transaction (which writes nothing). A dead writer thread fails here, not at the next
+    /// lease request.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.read(|c| {
-            c.query_row("SELECT 1", [], |_| Ok(()))?;
-            Ok(())
+            c.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
+            Ok::<_, StoreError>(())
         })
-        .await
+        .await?;
+        self.writer.write(|_| Ok::<_, StoreError>(())).await
     }
 
     /// Inserts a new lease after `quota` accepts the number of leases of its project active
@@ -541,6 +546,25 @@ mod tests {
             Some("alice@example.com")
         );
         assert!(stored_tags("{not json").is_err());
+    }
+
+    /// Readiness covers the writer: once its thread is gone (here, a job that panicked), ping
+    /// fails, though the reader still answers.
+    #[tokio::test]
+    async fn ping_fails_when_the_writer_is_gone() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("s.db")).await.expect("opens");
+        store.ping().await.expect("ready at first");
+        let died = store
+            .writer
+            .write(|_| -> Result<(), StoreError> { panic!("a job that panics") })
+            .await;
+        assert!(matches!(died, Err(StoreError::WriterGone)), "{died:?}");
+        store
+            .read(|c| Ok::<i64, StoreError>(c.query_row("SELECT 1", [], |r| r.get(0))?))
+            .await
+            .expect("the reader still answers");
+        assert!(matches!(store.ping().await, Err(StoreError::WriterGone)));
     }
 
     fn page_size(store: &Store) -> i64 {
