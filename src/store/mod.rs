@@ -54,6 +54,8 @@ pub enum StoreError {
     Commit(String),
     #[error("the store's writer thread has stopped")]
     WriterGone,
+    #[error("a store write panicked (a bug); its changes were rolled back")]
+    Panicked,
     #[error("cannot start the store's writer thread")]
     Spawn(#[source] std::io::Error),
 }
@@ -548,23 +550,41 @@ mod tests {
         assert!(stored_tags("{not json").is_err());
     }
 
-    /// Readiness covers the writer: once its thread is gone (here, a job that panicked), ping
-    /// fails, though the reader still answers.
+    /// A write that panics (a bug) is rolled back and answered with an error; the writer
+    /// thread and the writes queued with it go on.
     #[tokio::test]
-    async fn ping_fails_when_the_writer_is_gone() {
+    async fn a_panicking_write_is_rolled_back_and_the_writer_goes_on() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(&dir.path().join("s.db")).await.expect("opens");
-        store.ping().await.expect("ready at first");
-        let died = store
-            .writer
-            .write(|_| -> Result<(), StoreError> { panic!("a job that panics") })
-            .await;
-        assert!(matches!(died, Err(StoreError::WriterGone)), "{died:?}");
-        store
-            .read(|c| Ok::<i64, StoreError>(c.query_row("SELECT 1", [], |r| r.get(0))?))
+        let write = |sql: &'static str| {
+            store.writer.write(move |c| {
+                c.execute_batch(sql)?;
+                Ok::<_, StoreError>(())
+            })
+        };
+        write("CREATE TABLE t (v TEXT)").await.expect("table");
+        let (before, died, after) = tokio::join!(
+            write("INSERT INTO t VALUES ('before')"),
+            store.writer.write(|c| -> Result<(), StoreError> {
+                c.execute_batch("INSERT INTO t VALUES ('from the panicking write')")?;
+                panic!("a write that panics")
+            }),
+            write("INSERT INTO t VALUES ('after')"),
+        );
+        before.expect("the write before commits");
+        assert!(matches!(died, Err(StoreError::Panicked)), "{died:?}");
+        after.expect("the write after commits");
+        store.ping().await.expect("still ready");
+        let rows: Vec<String> = store
+            .read(|c| {
+                c.prepare("SELECT v FROM t ORDER BY rowid")?
+                    .query_map([], |r| r.get(0))?
+                    .collect::<Result<_, _>>()
+                    .map_err(StoreError::from)
+            })
             .await
-            .expect("the reader still answers");
-        assert!(matches!(store.ping().await, Err(StoreError::WriterGone)));
+            .expect("rows");
+        assert_eq!(rows, ["before", "after"]);
     }
 
     fn page_size(store: &Store) -> i64 {

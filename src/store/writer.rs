@@ -49,7 +49,13 @@ impl Writer {
         let (tx, rx) = tokio::sync::oneshot::channel::<Result<T, E>>();
         let job: Job = Box::new(move |conn, in_tx| {
             let outcome = if in_tx {
-                in_savepoint(conn, f)
+                // A panicking write (a bug) must not end the thread every other write goes
+                // through: its savepoint is rolled back and its caller told, the batch goes on.
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| in_savepoint(conn, f)))
+                    .unwrap_or_else(|_| {
+                        let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                        Err(Some(E::from(StoreError::Panicked)))
+                    })
             } else {
                 Err(None)
             };

@@ -668,6 +668,26 @@ async fn restart_keeps_every_lease() {
     assert_eq!(s, StatusCode::FORBIDDEN);
 }
 
+/// Readiness needs a store that can take writes: while another process holds the write lock
+/// (past the busy timeout), /readyz is 503 `store-unavailable`; once it lets go, ready again.
+#[tokio::test(flavor = "multi_thread")]
+async fn readyz_is_503_while_the_store_cannot_take_writes() {
+    let work = Workdir::new();
+    let d = TestDaemon::start(&work).await;
+    let raw = rusqlite::Connection::open(work.path().join("state/ephemera.db")).expect("open");
+    raw.execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    let (s, r) = d.call("GET", "/readyz", None, None).await;
+    assert_eq!(
+        (s, r["code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("store-unavailable")),
+        "{r}"
+    );
+    raw.execute_batch("ROLLBACK").expect("let go");
+    let (s, r) = d.call("GET", "/readyz", None, None).await;
+    assert_eq!((s, r["status"].as_str()), (StatusCode::OK, Some("ready")));
+}
+
 /// Health, readiness and metrics, including zeroed series and route patterns.
 #[tokio::test(flavor = "multi_thread")]
 async fn health_and_metrics() {
