@@ -81,7 +81,8 @@ pub struct Rollup {
 }
 
 impl Store {
-    /// Rolls up every pending notice of `notice_kind` in one transaction: `build` (pure) turns
+    /// Rolls up every pending notice of `notice_kind` in one transaction (`deletion-planned`
+    /// notices whose mark is gone are withdrawn first): `build` (pure) turns
     /// them into messages of `message_kind` and names the notices nobody can be told about;
     /// the messages are queued, and each notice is settled (`sent_at = at`) with the message
     /// that carries it, or closed with `last_error`. Returns the ids of the queued messages.
@@ -94,6 +95,12 @@ impl Store {
     ) -> Result<Vec<i64>, StoreError> {
         self.writer
             .write(move |c| {
+                if notice_kind == super::reap::DELETION_PLANNED {
+                    let withdrawn = super::reap::withdraw_stale_plans(c, at)?;
+                    if withdrawn > 0 {
+                        tracing::info!(withdrawn, "deletion notices withdrawn: no longer planned");
+                    }
+                }
                 let notices = pending_notices(c, notice_kind)?;
                 if notices.is_empty() {
                     return Ok(Vec::new());

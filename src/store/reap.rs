@@ -171,6 +171,27 @@ fn candidates(
     Ok(rows)
 }
 
+/// The notice queued for each mark, keyed `deletion-planned:{finding id}:{deadline ms}`.
+pub(super) const DELETION_PLANNED: &str = "deletion-planned";
+
+/// Closes the pending `deletion-planned` notices whose finding no longer carries that mark (its
+/// lease was renewed, it was protected or resolved, or it was marked again with another
+/// deadline) so that a digest held back (quiet hours) does not announce a deletion that is off.
+/// A notice whose finding row does not exist is left alone. Returns how many were withdrawn.
+pub(super) fn withdraw_stale_plans(c: &Connection, at: DateTime<Utc>) -> Result<usize, StoreError> {
+    Ok(c.prepare_cached(
+        "UPDATE outbox SET sent_at = ?1,
+                last_error = 'withdrawn: no longer planned for deletion at that deadline'
+         WHERE kind = ?2 AND sent_at IS NULL
+           AND EXISTS (SELECT 1 FROM findings f WHERE f.id = json_extract(outbox.payload, '$.finding_id'))
+           AND NOT EXISTS (SELECT 1 FROM findings f
+                           WHERE f.id = json_extract(outbox.payload, '$.finding_id')
+                             AND f.resolved_at IS NULL AND f.deadline IS NOT NULL
+                             AND outbox.dedupe_key = ?2 || ':' || f.id || ':' || f.deadline)",
+    )?
+    .execute(params![ms(at), DELETION_PLANNED])?)
+}
+
 /// The open `reap` findings not yet marked, read through the `findings_to_mark` index.
 const TO_MARK: &str =
     "SELECT f.id, f.arn, r.grace_s, r.tags, l.owner, f.lease_id, f.verdict, f.project
@@ -231,9 +252,9 @@ impl Store {
                         "lease_id": lease_id, "deadline": deadline,
                     });
                     notice.execute(params![
-                        "deletion-planned",
+                        DELETION_PLANNED,
                         owner,
-                        format!("deletion-planned:{id}:{}", ms(deadline)),
+                        format!("{DELETION_PLANNED}:{id}:{}", ms(deadline)),
                         payload.to_string(),
                         ms(at)
                     ])?;

@@ -610,6 +610,99 @@ async fn quiet_hours_hold_mail_until_they_end() {
     );
 }
 
+/// A deletion planned in the night and called off before quiet hours end (the lease renewed,
+/// the finding resolved, or marked again with another deadline) is not announced in the
+/// morning digest: its notice is withdrawn, and only what is still planned goes out.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deletion_called_off_in_quiet_hours_is_not_announced() {
+    let smtp = Smtp::plain();
+    let work = Workdir::with_config(&format!(
+        "{}{}",
+        config_text(),
+        smtp.section("\n[smtp.quiet_hours]\nstart_hour = 22\nend_hour = 7")
+    ));
+    let clock = Arc::new(ManualClock::new(
+        Utc.with_ymd_and_hms(2026, 3, 1, 23, 0, 0)
+            .single()
+            .expect("time"),
+    ));
+    let t0 = clock_now(&clock);
+    let deadline = t0 + TimeDelta::hours(6);
+    let (m, store) = mailer(&work, clock.clone()).await;
+    let arn = |id: i64| format!("arn:aws:ec2:us-east-1:123456789012:volume/vol-{id}");
+    // Findings as passes leave them: 1 still marked for `deadline`; 2 resolved (lease
+    // renewed); 3 marked again for a later deadline; 4 open, its mark cleared (protected).
+    let raw = rusqlite::Connection::open(work.path().join("state/ephemera.db")).expect("open");
+    for (id, resolved, marked) in [
+        (1, None, Some(deadline)),
+        (2, Some(t0), Some(deadline)),
+        (3, None, Some(deadline + TimeDelta::hours(1))),
+        (4, None, None),
+    ] {
+        raw.execute(
+            "INSERT INTO resources (arn, account, region, resource_type, tags, first_seen, last_seen,
+                                    verdict, reason, action, grace_s, last_run)
+             VALUES (?1, '123456789012', 'us-east-1', 'ec2:volume', '{}', ?2, ?2, 'expired',
+                     'lease expired', 'reap', 3600, 'run')",
+            rusqlite::params![arn(id), t0.timestamp_millis()],
+        )
+        .expect("resource");
+        raw.execute(
+            "INSERT INTO findings (id, arn, verdict, action, reason, project, account, region,
+                                   resource_type, opened_at, updated_at, resolved_at, deadline)
+             VALUES (?1, ?2, 'expired', 'reap', 'lease expired', 'web', '123456789012',
+                     'us-east-1', 'ec2:volume', ?3, ?3, ?4, ?5)",
+            rusqlite::params![
+                id,
+                arn(id),
+                t0.timestamp_millis(),
+                resolved.map(|t: DateTime<Utc>| t.timestamp_millis()),
+                marked.map(|t: DateTime<Utc>| t.timestamp_millis())
+            ],
+        )
+        .expect("finding");
+        let queued = store
+            .enqueue(
+                "deletion-planned".into(),
+                Some("alice@example.com".into()),
+                format!("deletion-planned:{id}:{}", deadline.timestamp_millis()),
+                json!({"finding_id": id, "arn": arn(id), "verdict": "expired",
+                       "project": "web", "lease_id": null, "deadline": deadline}),
+                t0,
+            )
+            .await
+            .expect("enqueue");
+        assert!(queued);
+    }
+    let r = m.round(true).await.expect("round");
+    assert!(r.quiet && r.sent == 0, "{r:?}");
+
+    clock.advance(TimeDelta::hours(8)); // 07:00
+    let r = m.round(false).await.expect("round");
+    assert_eq!((r.quiet, r.sent, r.pending), (false, 1, 0), "{r:?}");
+    let got = smtp.messages();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].subject, "[ephemera] 1 resource planned for deletion");
+    let text = got[0].text();
+    assert!(text.contains(&arn(1)), "{text}");
+    for id in [2, 3, 4] {
+        assert!(!text.contains(&arn(id)), "{text}");
+    }
+    let rows = store.outbox_rows().await.expect("rows");
+    for id in [2, 3, 4] {
+        let row = rows
+            .iter()
+            .find(|r| r.kind == "deletion-planned" && r.payload["finding_id"] == id)
+            .expect("notice");
+        assert!(
+            row.last_error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("withdrawn")),
+            "{row:?}"
+        );
+    }
+}
+
 /// SIGKILL of the daemon binary while mail is pending (the relay is down): after a restart,
 /// with the relay back, the mail is delivered — once.
 #[tokio::test(flavor = "multi_thread")]
