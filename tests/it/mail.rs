@@ -26,6 +26,36 @@ fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Implicit TLS (SMTPS) with AUTH: the relay speaks TLS from the first byte; trusted through
+/// `ca_file`, the test message is delivered over TLS and authenticated.
+#[tokio::test(flavor = "multi_thread")]
+async fn mail_test_over_implicit_tls_with_auth() {
+    let smtps = Smtp::start(Tls::Implicit, Some(("ephemera".into(), "s3cret".into())));
+    let section = smtps.section(&format!(
+        "username = \"ephemera\"\npassword_env = \"SMTP_PW\"\nca_file = \"{}\"",
+        smtps.ca_file().display()
+    ));
+    let work = Workdir::with_config(&format!("{}{}", config_text(), section));
+    let cfg = work.config_path();
+    let o = run(
+        &[
+            "mail",
+            "test",
+            "--to",
+            "ops@example.com",
+            "--config",
+            cfg.to_str().expect("utf-8"),
+        ],
+        &[("SMTP_PW", "s3cret")],
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m = smtps.wait_for(1).await;
+    assert!(m[0].tls, "sent over TLS");
+    assert_eq!(m[0].auth.as_deref(), Some("ephemera"));
+    assert_eq!(m[0].rcpt_tos, ["ops@example.com"]);
+}
+
 /// `mail test` sends one multipart/alternative message through a plain relay, and through a
 /// STARTTLS + AUTH relay whose private CA is trusted by `ca_file`; an untrusted certificate,
 /// a wrong password and a bad `[smtp]` value are refused with the reason.

@@ -52,6 +52,8 @@ impl Received {
 pub enum Tls {
     None,
     Starttls,
+    /// TLS from the first byte (SMTPS, usually port 465).
+    Implicit,
 }
 
 /// A running (or stopped) SMTP server; its port, messages and certificates outlive restarts.
@@ -112,8 +114,8 @@ impl Smtp {
             .args(["--port", &self.port.to_string()])
             .arg("--dir")
             .arg(self.messages_dir());
-            if self.tls == Tls::Starttls {
-                cmd.args(["--tls", "starttls", "--cert-dir"])
+            if self.tls != Tls::None {
+                cmd.args(["--tls", self.tls_name(), "--cert-dir"])
                     .arg(self.dir.path().join("certs"));
             }
             if let Some((u, p)) = &self.auth {
@@ -198,12 +200,18 @@ impl Smtp {
         }
     }
 
-    /// An `[smtp]` section for this server; `extra` lines are appended.
-    pub fn section(&self, extra: &str) -> String {
-        let tls = match self.tls {
+    /// The server's `--tls` and the config's `tls` value alike.
+    fn tls_name(&self) -> &'static str {
+        match self.tls {
             Tls::None => "none",
             Tls::Starttls => "starttls",
-        };
+            Tls::Implicit => "implicit",
+        }
+    }
+
+    /// An `[smtp]` section for this server; `extra` lines are appended.
+    pub fn section(&self, extra: &str) -> String {
+        let tls = self.tls_name();
         format!(
             "[smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"{tls}\"\nfrom = \"ephemera@example.com\"\ntimeout = \"10s\"\n{extra}\n",
             self.port

@@ -57,7 +57,9 @@ class Keep:
             "content_type": msg.get_content_type(),
             "text": text.get_content() if text is not None else None,
             "html": html.get_content() if html is not None else None,
-            "tls": session.ssl is not None,
+            # The transport's TLS object: set after STARTTLS and, with implicit TLS, from the
+            # start (aiosmtpd's session.ssl covers STARTTLS only).
+            "tls": server.transport.get_extra_info("ssl_object") is not None,
             "auth": session.auth_data if isinstance(session.auth_data, str) else None,
         }
         name = f"{time.time_ns():020d}-{os.getpid()}"
@@ -163,7 +165,9 @@ def main() -> int:
         kwargs.update(
             authenticator=authenticator,
             auth_required=True,
-            auth_require_tls=args.tls != "none",
+            # aiosmtpd counts only STARTTLS as TLS here: with implicit TLS (the whole session
+            # encrypted) requiring it would hide AUTH from EHLO.
+            auth_require_tls=args.tls == "starttls",
         )
 
     controller = Controller(
