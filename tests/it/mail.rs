@@ -603,10 +603,8 @@ fn clock_now(clock: &ManualClock) -> DateTime<Utc> {
     ephemera::clock::Clock::now(clock)
 }
 
-/// Quiet hours hold everything back, notices too (so a night's burst is one digest), and
-/// everything goes out when they end.
-#[tokio::test(flavor = "multi_thread")]
-async fn quiet_hours_hold_mail_until_they_end() {
+/// A plain relay, quiet hours 22:00-07:00, and a clock at 23:00.
+fn quiet_night() -> (Smtp, Workdir, Arc<ManualClock>) {
     let smtp = Smtp::plain();
     let work = Workdir::with_config(&format!(
         "{}{}",
@@ -618,6 +616,14 @@ async fn quiet_hours_hold_mail_until_they_end() {
             .single()
             .expect("time"),
     ));
+    (smtp, work, clock)
+}
+
+/// Quiet hours hold everything back, notices too (so a night's burst is one digest), and
+/// everything goes out when they end.
+#[tokio::test(flavor = "multi_thread")]
+async fn quiet_hours_hold_mail_until_they_end() {
+    let (smtp, work, clock) = quiet_night();
     let t0 = clock_now(&clock);
     let (m, store) = mailer(&work, clock.clone()).await;
     notice(&store, "deletion-planned", 1, Some("alice@example.com"), t0).await;
@@ -645,17 +651,7 @@ async fn quiet_hours_hold_mail_until_they_end() {
 /// morning digest: its notice is withdrawn, and only what is still planned goes out.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deletion_called_off_in_quiet_hours_is_not_announced() {
-    let smtp = Smtp::plain();
-    let work = Workdir::with_config(&format!(
-        "{}{}",
-        config_text(),
-        smtp.section("\n[smtp.quiet_hours]\nstart_hour = 22\nend_hour = 7")
-    ));
-    let clock = Arc::new(ManualClock::new(
-        Utc.with_ymd_and_hms(2026, 3, 1, 23, 0, 0)
-            .single()
-            .expect("time"),
-    ));
+    let (smtp, work, clock) = quiet_night();
     let t0 = clock_now(&clock);
     let deadline = t0 + TimeDelta::hours(6);
     let (m, store) = mailer(&work, clock.clone()).await;
