@@ -18,7 +18,8 @@ pub struct Metrics {
     /// `ephemera_leases{project,state}`, recomputed from the store on each scrape.
     pub leases: IntGaugeVec,
     /// `ephemera_leases_expiring{project}`: active leases ending within the project's warning
-    /// window; `ephemera_lease_quota{project}`: `max_active_leases`. Both recomputed on scrape.
+    /// window, recomputed on scrape; `ephemera_lease_quota{project}`: `max_active_leases`, set
+    /// once from policy at start.
     pub leases_expiring: IntGaugeVec,
     pub lease_quota: IntGaugeVec,
     /// `ephemera_lease_duration_seconds{project}`: acquire to release, observed on release.

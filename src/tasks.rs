@@ -672,7 +672,7 @@ impl Tasks {
         Ok(self
             .inner
             .reaper
-            .reap_by_hand(arns, principal, plan_only)
+            .reap_by_hand(arns, principal, false)
             .await?)
     }
 

@@ -201,8 +201,8 @@ fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
     }
 }
 
-/// A numeric page cursor as an earlier page handed it out.
-fn page_cursor(c: &str) -> Result<i64, ApiError> {
+/// A page cursor (a row id, or a lease id) as an earlier page handed it out.
+fn page_cursor<T: std::str::FromStr>(c: &str) -> Result<T, ApiError> {
     c.parse()
         .map_err(|_| invalid_query(format!("`{c}` is not a cursor from a previous page")))
 }
@@ -441,11 +441,7 @@ async fn list(
         before: q
             .cursor
             .as_deref()
-            .map(|c| {
-                c.parse::<LeaseId>().map_err(|_| {
-                    invalid_query(format!("`{c}` is not a cursor from a previous page"))
-                })
-            })
+            .map(page_cursor::<LeaseId>)
             .transpose()?,
         limit: page_limit(q.limit)?,
     };
@@ -600,7 +596,7 @@ async fn list_findings(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let f = audit_filter(&who, q)?;
     if let Some(c) = &f.after {
-        page_cursor(c)?;
+        page_cursor::<i64>(c)?;
     }
     let (items, next) = s.store.list_findings(f).await.map_err(|e| internal(&e))?;
     Ok(Json(

@@ -44,11 +44,11 @@ use crate::tasks::ScanReport;
 use render::{Renderer, build_message};
 use transport::{SmtpTransport, TransportError};
 
-/// Notice kinds (queued by the reaper, rolled up, never sent themselves).
-pub const DELETION_PLANNED: &str = "deletion-planned";
+/// Notice kinds (queued by the reaper, rolled up, never sent themselves); the store, which
+/// queues `deletion-planned` and keys expiry warnings itself, defines those two.
+pub use crate::store::{DELETION_PLANNED, EXPIRY_WARNING};
 pub const REAPED: &str = "reaped";
 /// Message kinds (sent).
-pub const EXPIRY_WARNING: &str = "expiry-warning";
 pub const OWNER_DIGEST: &str = "owner-digest";
 pub const REAPED_NOTICE: &str = "reaped-notice";
 pub const ONCALL_SUMMARY: &str = "oncall-summary";
@@ -268,6 +268,10 @@ impl Mailer {
 
     async fn roll_up(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let inner = &self.inner;
+        let withdrawn = inner.store.withdraw_stale_plans(now).await?;
+        if withdrawn > 0 {
+            tracing::info!(withdrawn, "deletion notices withdrawn: no longer planned");
+        }
         let mut n = 0;
         for (notice, message) in [(DELETION_PLANNED, OWNER_DIGEST), (REAPED, REAPED_NOTICE)] {
             let ctx = RollupContext {

@@ -208,7 +208,7 @@ impl Reaper {
             .count() as u64;
         report.results = self.carry_out(&plan, &actor).await?;
         // After the deletions, so that what is gone no longer counts as marked.
-        self.set_marked_gauge().await?;
+        self.set_marked_gauge().await;
         Ok(report)
     }
 
@@ -259,18 +259,23 @@ impl Reaper {
         };
         self.record_caps(&plan, &actor).await?;
         let mut results = self.carry_out(&plan, &actor).await?;
-        self.set_marked_gauge().await?;
+        self.set_marked_gauge().await;
         results.append(&mut missing);
         Ok((plan, results))
     }
 
-    async fn set_marked_gauge(&self) -> Result<(), StoreError> {
-        let by_project = self.inner.store.marked_by_project().await?;
-        self.inner.marked_series.set(
-            &self.inner.metrics.marked_resources,
-            by_project.into_iter().map(|(p, n)| (vec![p], n)).collect(),
-        );
-        Ok(())
+    /// Sets `ephemera_marked_resources`. It runs after deletions, whose outcomes must still
+    /// reach the report and the audit: a store error here is logged, never returned.
+    async fn set_marked_gauge(&self) {
+        match self.inner.store.marked_by_project().await {
+            Ok(by_project) => self.inner.marked_series.set(
+                &self.inner.metrics.marked_resources,
+                by_project.into_iter().map(|(p, n)| (vec![p], n)).collect(),
+            ),
+            Err(e) => {
+                tracing::error!(error = %crate::error_chain(&e), "cannot recompute the marked gauge")
+            }
+        }
     }
 
     async fn record_caps(&self, plan: &Plan, actor: &Actor) -> Result<Vec<String>, StoreError> {
@@ -542,30 +547,31 @@ impl Reaper {
         }
         for dep in &depends_on {
             match settled.get(dep.as_str()) {
-                Some(true) => {}
+                Some(true) => continue,
                 Some(false) => {
                     return Outcome::Skipped(format!(
                         "held back: {dep}, which uses it, was not deleted"
                     ));
                 }
-                // Marked but not in this plan (a pass plans only what is due).
-                None if planned.contains(dep.as_str())
-                    || inner
-                        .store
-                        .is_marked(dep.to_string())
-                        .await
-                        .unwrap_or(false) =>
-                {
-                    return Outcome::Skipped(format!(
-                        "held back: {dep}, which uses it, is not due yet"
-                    ));
-                }
-                None => {
-                    return Outcome::Skipped(format!(
-                        "in use by {dep}, which is not marked for deletion"
-                    ));
-                }
+                None => {}
             }
+            // Marked but not in this plan (a pass plans only what is due): not due yet. A
+            // store error is a failure, never a reason recorded in the audit that is not true.
+            let marked = planned.contains(dep.as_str())
+                || match inner.store.is_marked(dep.to_string()).await {
+                    Ok(m) => m,
+                    Err(e) => {
+                        return Outcome::Failed(format!(
+                            "cannot tell whether {dep}, which uses it, is marked: {}",
+                            crate::error_chain(&e)
+                        ));
+                    }
+                };
+            return Outcome::Skipped(if marked {
+                format!("held back: {dep}, which uses it, is not due yet")
+            } else {
+                format!("in use by {dep}, which is not marked for deletion")
+            });
         }
         if let Err(e) = inner.store.record_deleting(c.finding_id).await {
             return Outcome::Failed(format!("cannot record the delete's start: {e}"));

@@ -14,8 +14,8 @@ mod writer;
 
 pub use audit::{AuditFilter, LiveTotals};
 pub use cost::SpendTotal;
-pub use outbox::{Notice, OutboxRow, Rollup, expiry_warning_key};
-pub use reap::{AuditQuery, ReapUpdate};
+pub use outbox::{EXPIRY_WARNING, Notice, OutboxRow, Rollup, expiry_warning_key};
+pub use reap::{AuditQuery, DELETION_PLANNED, ReapUpdate};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

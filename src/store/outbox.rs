@@ -81,8 +81,7 @@ pub struct Rollup {
 }
 
 impl Store {
-    /// Rolls up every pending notice of `notice_kind` in one transaction (`deletion-planned`
-    /// notices whose mark is gone are withdrawn first): `build` (pure) turns
+    /// Rolls up every pending notice of `notice_kind` in one transaction: `build` (pure) turns
     /// them into messages of `message_kind` and names the notices nobody can be told about;
     /// the messages are queued, and each notice is settled (`sent_at = at`) with the message
     /// that carries it, or closed with `last_error`. Returns the ids of the queued messages.
@@ -95,12 +94,6 @@ impl Store {
     ) -> Result<Vec<i64>, StoreError> {
         self.writer
             .write(move |c| {
-                if notice_kind == super::reap::DELETION_PLANNED {
-                    let withdrawn = super::reap::withdraw_stale_plans(c, at)?;
-                    if withdrawn > 0 {
-                        tracing::info!(withdrawn, "deletion notices withdrawn: no longer planned");
-                    }
-                }
                 let notices = pending_notices(c, notice_kind)?;
                 if notices.is_empty() {
                     return Ok(Vec::new());
@@ -243,11 +236,11 @@ impl Store {
                  WHERE released_at IS NULL AND ends_at > ?1 AND expires_at <= ?1 + ?2
                    AND created_at < expires_at - ?2
                    AND NOT EXISTS (SELECT 1 FROM outbox
-                                   WHERE dedupe_key = 'expiry-warning:' || leases.id || ':' || leases.expires_at)
+                                   WHERE dedupe_key = ?3 || ':' || leases.id || ':' || leases.expires_at)
                  ORDER BY expires_at"
             ))?;
             let raws = stmt
-                .query_map(params![ms(now), w], RawLease::from_row)?
+                .query_map(params![ms(now), w, EXPIRY_WARNING], RawLease::from_row)?
                 .collect::<Result<Vec<_>, _>>()?;
             raws.into_iter().map(RawLease::into_lease).collect()
         })
@@ -255,10 +248,13 @@ impl Store {
     }
 }
 
+/// The message kind warning a lease's owner before it expires.
+pub const EXPIRY_WARNING: &str = "expiry-warning";
+
 /// The dedupe key of the warning before `lease` expires at `expires_at`; a renewal that moves
 /// the expiry makes a new one. `leases_expiring_within` spells the same key in SQL.
 pub fn expiry_warning_key(lease: &str, expires_at: DateTime<Utc>) -> String {
-    format!("expiry-warning:{lease}:{}", ms(expires_at))
+    format!("{EXPIRY_WARNING}:{lease}:{}", ms(expires_at))
 }
 
 /// Queues a row (kind, recipient, dedupe key, payload, created at) unless its dedupe key is

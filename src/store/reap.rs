@@ -171,14 +171,10 @@ fn candidates(
     Ok(rows)
 }
 
-/// The notice queued for each mark, keyed `deletion-planned:{finding id}:{deadline ms}`.
-pub(super) const DELETION_PLANNED: &str = "deletion-planned";
+/// The notice kind queued for each mark, keyed `deletion-planned:{finding id}:{deadline ms}`.
+pub const DELETION_PLANNED: &str = "deletion-planned";
 
-/// Closes the pending `deletion-planned` notices whose finding no longer carries that mark (its
-/// lease was renewed, it was protected or resolved, or it was marked again with another
-/// deadline) so that a digest held back (quiet hours) does not announce a deletion that is off.
-/// A notice whose finding row does not exist is left alone. Returns how many were withdrawn.
-pub(super) fn withdraw_stale_plans(c: &Connection, at: DateTime<Utc>) -> Result<usize, StoreError> {
+fn withdraw_stale_plans(c: &Connection, at: DateTime<Utc>) -> Result<usize, StoreError> {
     Ok(c.prepare_cached(
         "UPDATE outbox SET sent_at = ?1,
                 last_error = 'withdrawn: no longer planned for deletion at that deadline'
@@ -201,6 +197,17 @@ const TO_MARK: &str =
      ORDER BY f.id";
 
 impl Store {
+    /// Closes the pending `deletion-planned` notices whose finding no longer carries that mark
+    /// (its lease was renewed, it was protected or resolved, or it was marked again with
+    /// another deadline), so that a digest held back (quiet hours) does not announce a
+    /// deletion that is off. A notice whose finding row does not exist is left alone. Returns
+    /// how many were withdrawn.
+    pub async fn withdraw_stale_plans(&self, at: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.writer
+            .write(move |c| Ok(withdraw_stale_plans(c, at)? as u64))
+            .await
+    }
+
     /// Marks every open `reap` finding that has no deadline yet (deadline = `at` + the rule's
     /// grace), queues its owner a `deletion-planned` notification and records a `marked` event
     /// of the finding; clears

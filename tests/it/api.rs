@@ -399,14 +399,7 @@ async fn lease_lifecycle_over_time() {
     assert_eq!(l["ends_at"], "2026-03-01T09:18:00.000Z");
 
     clock.advance(TimeDelta::minutes(7));
-    let (s, l) = d
-        .post(
-            &format!("/api/v1/leases/{id}/renew"),
-            WEB,
-            json!({"ttl": "24h"}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{l}");
+    let l = d.renew(WEB, &id, "24h").await;
     assert_eq!(l["expires_at"], "2026-03-02T09:15:00.000Z");
     assert_eq!(l["last_heartbeat_at"], "2026-03-01T09:15:00.000Z");
 
@@ -495,14 +488,7 @@ async fn role_rules() {
         .post(&format!("/api/v1/leases/{data}/release"), VIEWER, json!({}))
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, l) = d
-        .post(
-            &format!("/api/v1/leases/{web}/renew"),
-            OPERATOR,
-            json!({"ttl": "3h"}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{l}");
+    d.renew(OPERATOR, &web, "3h").await;
     let (s, l) = d
         .post(
             &format!("/api/v1/leases/{data}/release"),

@@ -479,6 +479,19 @@ async fn an_unarmed_pass_calls_only_what_the_unarmed_policies_allow() {
     ] {
         assert!(seen.contains(a), "{a} never called: {seen:?}");
     }
+    for own in [true, false] {
+        assert!(
+            calls
+                .iter()
+                .any(|c| c.operation == "GetResources" && (c.access_key == OWN_KEY) == own),
+            "no walk signed by the {} credentials",
+            if own {
+                "daemon's own"
+            } else {
+                "assumed role's"
+            }
+        );
+    }
     assert!(
         !daemon.actions().contains("ce:GetCostAndUsage"),
         "Cost Explorer is the cost account's role's"

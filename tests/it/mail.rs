@@ -296,14 +296,7 @@ async fn every_kind_reaches_its_recipient_once() {
 
     // Renewing (at t0+1h40m, for 2h) moves the expiry to 12:40: a new warning once that is
     // 30m away.
-    let (s, l) = d
-        .post(
-            &format!("/api/v1/leases/{renewed}/renew"),
-            WEB,
-            json!({"ttl": "2h"}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{l}");
+    d.renew(WEB, &renewed, "2h").await;
 
     // What Cost Explorer says `build 7` has cost so far (the project grouping has nothing):
     // the digest shows it.

@@ -7,6 +7,7 @@ mod aws;
 mod cli;
 mod cost;
 mod deleters;
+mod deploy;
 mod iam;
 mod mail;
 mod moto;

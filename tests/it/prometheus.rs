@@ -56,9 +56,7 @@ async fn lease(d: &TestDaemon, token: &str, project: &str, extra: Value) -> Stri
     for (k, v) in extra.as_object().expect("an object of extra fields") {
         body[k] = v.clone();
     }
-    let (s, l) = d.post("/api/v1/leases", token, body).await;
-    assert_eq!(s, StatusCode::CREATED, "{l}");
-    l["id"].as_str().expect("lease id").to_owned()
+    d.acquire_with(token, body).await
 }
 
 /// Labelled counters whose label values are known at start exist at 0 from the first scrape,
@@ -596,16 +594,13 @@ struct RulesFile {
 fn rules_files() -> Vec<RulesFile> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/prometheus");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "yml"))
-                .collect()
-        })
-        .unwrap_or_default();
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yml"))
+        .collect();
     files.sort();
-    if files.is_empty() {
-        return Vec::new();
-    }
+    // The checks below loop over what is parsed here: nothing parsed would pass them all.
+    assert!(!files.is_empty(), "no rules files in {}", dir.display());
     let python = crate::seed::python();
     let out = Command::new(&python)
         .args([
@@ -744,23 +739,13 @@ top_tasks = 2
     let expired = d.acquire(WEB, "web", "build 1").await;
     let released = d.acquire(WEB, "web", "build 2").await;
     let active = d.acquire(WEB, "web", "deploy 3").await;
-    let (s, l) = d
-        .post(
-            &format!("/api/v1/leases/{active}/renew"),
-            WEB,
-            json!({"ttl": "10h"}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{l}");
-    let (s, etl) = d
-        .post(
-            "/api/v1/leases",
+    d.renew(WEB, &active, "10h").await;
+    let etl = d
+        .acquire_with(
             DATA,
             json!({"project": "data", "task": "etl", "owner": "bob@example.com", "ttl": "1h"}),
         )
         .await;
-    assert_eq!(s, StatusCode::CREATED, "{etl}");
-    let etl = etl["id"].as_str().expect("id").to_owned();
     let (s, refused) = d
         .post(
             "/api/v1/leases",
@@ -774,24 +759,16 @@ top_tasks = 2
     // 11:10: build 1 and etl have expired; two short leases are expiring (window 1h).
     clock.advance(TimeDelta::minutes(70));
     let expiring = d
-        .post(
-            "/api/v1/leases",
+        .acquire_with(
             WEB,
             json!({"project": "web", "task": "preview 4", "owner": "alice@example.com", "ttl": "50m"}),
         )
-        .await
-        .1["id"]
-        .as_str()
-        .expect("expiring lease")
-        .to_owned();
-    let (s, _) = d
-        .post(
-            "/api/v1/leases",
-            DATA,
-            json!({"project": "data", "task": "load", "owner": "bob@example.com", "ttl": "40m"}),
-        )
         .await;
-    assert_eq!(s, StatusCode::CREATED);
+    d.acquire_with(
+        DATA,
+        json!({"project": "data", "task": "load", "owner": "bob@example.com", "ttl": "40m"}),
+    )
+    .await;
 
     prom.scraped().await;
 
@@ -887,6 +864,7 @@ top_tasks = 2
         "the four dashboards hold more than {queries} queries"
     );
     let records = recording_rules(&rules);
+    assert!(!records.is_empty(), "no recording rules parsed");
     let deadline = Instant::now() + Duration::from_secs(30);
     let failures = loop {
         let failures = check(&prom, start, &dashboards, &records).await;

@@ -164,23 +164,13 @@ max_project_share_percent = 80
     let renewed = d.acquire(WEB, "web", "renewed").await;
     let active = d.acquire(WEB, "web", "active").await;
     let old = d.acquire(WEB, "web", "old").await;
-    let (s, l) = d
-        .post(
-            &format!("/api/v1/leases/{active}/renew"),
-            WEB,
-            json!({"ttl": "10h"}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{l}");
-    let (s, data) = d
-        .post(
-            "/api/v1/leases",
+    d.renew(WEB, &active, "10h").await;
+    let data = d
+        .acquire_with(
             crate::support::DATA,
             json!({"project": "data", "task": "etl", "owner": "bob@example.com", "ttl": "1h"}),
         )
         .await;
-    assert_eq!(s, StatusCode::CREATED, "{data}");
-    let data = data["id"].as_str().expect("id").to_owned();
     d.release(WEB, &old).await;
     clock.advance(TimeDelta::hours(2) + TimeDelta::minutes(10));
     let new = d.acquire(WEB, "web", "new").await;
@@ -321,14 +311,7 @@ max_project_share_percent = 80
     // at a moment the lease was still running: the clock steps back, renews, steps forward.
     let back = TimeDelta::hours(2);
     clock.advance(-back);
-    let (s, l) = d
-        .post(
-            &format!("/api/v1/leases/{renewed}/renew"),
-            WEB,
-            json!({"ttl": "10h"}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{l}");
+    d.renew(WEB, &renewed, "10h").await;
     clock.advance(back);
     let run = d.wait_scan(&run_id).await;
     assert_eq!(run["run"]["outcome"], "partial", "{run}");
@@ -764,14 +747,7 @@ async fn on_call_reaping_through_the_api_and_the_cli() {
     let d = TestDaemon::start_with_clock(&work, clock.clone()).await;
     let expired = d.acquire(WEB, "web", "expired").await;
     let active = d.acquire(WEB, "web", "active").await;
-    let (s, _) = d
-        .post(
-            &format!("/api/v1/leases/{active}/renew"),
-            WEB,
-            json!({"ttl": "10h"}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    d.renew(WEB, &active, "10h").await;
     clock.advance(TimeDelta::hours(2) + TimeDelta::minutes(10));
     let seeded = seed(
         &moto.endpoint(),

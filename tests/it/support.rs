@@ -256,17 +256,33 @@ impl TestDaemon {
         self.call("GET", path, Some(token), None).await
     }
 
-    /// Acquires a lease and returns its id, failing the test otherwise.
+    /// Acquires a lease for alice and returns its id, failing the test otherwise.
     pub async fn acquire(&self, token: &str, project: &str, task: &str) -> String {
-        let (status, body) = self
+        self.acquire_with(
+            token,
+            serde_json::json!({"project": project, "task": task, "owner": "alice@example.com"}),
+        )
+        .await
+    }
+
+    /// Acquires a lease with the request `body` and returns its id, failing the test otherwise.
+    pub async fn acquire_with(&self, token: &str, body: Value) -> String {
+        let (status, lease) = self.post("/api/v1/leases", token, body).await;
+        assert_eq!(status, StatusCode::CREATED, "{lease}");
+        lease["id"].as_str().expect("lease id").to_owned()
+    }
+
+    /// Renews lease `id` as `token` for `ttl`, which must succeed; returns the renewed lease.
+    pub async fn renew(&self, token: &str, id: &str, ttl: &str) -> Value {
+        let (s, body) = self
             .post(
-                "/api/v1/leases",
+                &format!("/api/v1/leases/{id}/renew"),
                 token,
-                serde_json::json!({"project": project, "task": task, "owner": "alice@example.com"}),
+                serde_json::json!({"ttl": ttl}),
             )
             .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        body["id"].as_str().expect("lease id").to_owned()
+        assert_eq!(s, StatusCode::OK, "renew {id}: {body}");
+        body
     }
 
     pub async fn metrics(&self) -> String {
