@@ -257,8 +257,7 @@ async fn forward(State(shared): State<Arc<Shared>>, request: axum::extract::Requ
 }
 
 fn tags(lease: &str) -> Value {
-    json!({"ephemera:lease-id": lease, "ephemera:project": "web", "ephemera:task": "ci 1",
-           "ephemera:owner": "alice@example.com"})
+    crate::support::lease_tags(lease, "web", "ci 1")
 }
 
 /// The actions of `calls`, and the requests that map to none.

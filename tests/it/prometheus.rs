@@ -27,7 +27,8 @@ use crate::proxy::{Fault, FaultProxy};
 use crate::seed::seed;
 use crate::smtp::Smtp;
 use crate::support::{
-    DATA, OPERATOR, TestDaemon, WEB, Workdir, config_text_with_aws, manual_clock, sample,
+    DATA, OPERATOR, TestDaemon, WEB, Workdir, config_text_with_aws, lease_tags, manual_clock,
+    sample,
 };
 
 // ---- the lease metrics ------------------------------------------------------------------------
@@ -678,11 +679,6 @@ async fn until_metrics(d: &TestDaemon, what: &str, ok: impl Fn(&str) -> bool) {
     }
 }
 
-fn tags(lease: &str, project: &str, task: &str) -> Value {
-    json!({"ephemera:lease-id": lease, "ephemera:project": project, "ephemera:task": task,
-           "ephemera:owner": "alice@example.com"})
-}
-
 /// A daemon with something in every metric — leases in every state, a refused acquire, two
 /// passes with findings, marks, deletions, a capped project, an incomplete (throttled) walk,
 /// mail sent and then failing with mail pending, a Cost Explorer refresh with spend, waste and
@@ -776,16 +772,16 @@ top_tasks = 2
     seed(
         &moto.endpoint(),
         json!({"resources": [
-            {"key": "doomed-vol", "type": "ec2:volume", "tags": tags(&expired, "web", "build 1")},
-            {"key": "doomed-queue", "type": "sqs:queue", "tags": tags(&expired, "web", "build 1")},
-            {"key": "released", "type": "ec2:volume", "tags": tags(&released, "web", "build 2")},
-            {"key": "leased", "type": "ec2:volume", "tags": tags(&active, "web", "deploy 3")},
-            {"key": "expiring", "type": "ec2:volume", "tags": tags(&expiring, "web", "preview 4")},
+            {"key": "doomed-vol", "type": "ec2:volume", "tags": lease_tags(&expired, "web", "build 1")},
+            {"key": "doomed-queue", "type": "sqs:queue", "tags": lease_tags(&expired, "web", "build 1")},
+            {"key": "released", "type": "ec2:volume", "tags": lease_tags(&released, "web", "build 2")},
+            {"key": "leased", "type": "ec2:volume", "tags": lease_tags(&active, "web", "deploy 3")},
+            {"key": "expiring", "type": "ec2:volume", "tags": lease_tags(&expiring, "web", "preview 4")},
             {"key": "unknown", "type": "ec2:volume",
-             "tags": tags("0194e0a1-0000-7000-8000-00000000dead", "web", "gone 5")},
+             "tags": lease_tags("0194e0a1-0000-7000-8000-00000000dead", "web", "gone 5")},
             {"key": "untagged", "type": "ec2:volume", "tags": {"team": "platform"}},
-            {"key": "eu", "region": "eu-west-1", "type": "ec2:volume", "tags": tags(&expired, "web", "build 1")},
-            {"key": "capped", "type": "ec2:volume", "tags": tags(&etl, "data", "etl"), "count": 5}
+            {"key": "eu", "region": "eu-west-1", "type": "ec2:volume", "tags": lease_tags(&expired, "web", "build 1")},
+            {"key": "capped", "type": "ec2:volume", "tags": lease_tags(&etl, "data", "etl"), "count": 5}
         ]}),
     )
     .await;

@@ -91,7 +91,7 @@ async fn with_expired_lease(
 }
 
 fn tags(lease: &str, project: &str) -> Value {
-    json!({"ephemera:lease-id": lease, "ephemera:project": project, "ephemera:task": "ci 1", "ephemera:owner": "alice@example.com"})
+    crate::support::lease_tags(lease, project, "ci 1")
 }
 
 async fn audit(d: &TestDaemon) -> Vec<Value> {

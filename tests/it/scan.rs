@@ -36,7 +36,7 @@ assume_role_arn = "arn:aws:iam::{B}:role/ephemera-audit"
 }
 
 fn tags(lease: &str, project: &str) -> Value {
-    json!({"ephemera:lease-id": lease, "ephemera:project": project, "ephemera:task": "ci 1", "ephemera:owner": "alice@example.com"})
+    crate::support::lease_tags(lease, project, "ci 1")
 }
 
 /// Starts a scan through the API a minute later and waits for its end; returns the run.

@@ -42,6 +42,12 @@ max_ttl = "3d"
 grace = "12h"
 "#;
 
+/// The identity tags of a resource a task under `lease` made (owner alice).
+pub fn lease_tags(lease: &str, project: &str, task: &str) -> Value {
+    serde_json::json!({"ephemera:lease-id": lease, "ephemera:project": project,
+                       "ephemera:task": task, "ephemera:owner": "alice@example.com"})
+}
+
 /// A config for a test daemon in `dir`, with the test principals.
 pub fn config_text() -> String {
     config_text_with_aws(
