@@ -35,6 +35,7 @@ use ephemera::config::Config;
 use ephemera::inventory::{AwsClients, RateLimiter, walk};
 use ephemera::lease::Lease;
 use ephemera::metrics::Metrics;
+use ephemera::model::LeaseId;
 use ephemera::policy::Policy;
 use ephemera::resource::WalkRecord;
 use ephemera::store::{Store, StoreError};
@@ -288,7 +289,7 @@ struct Pass {
 async fn direct_pass(
     aws: &ephemera::config::AwsConfig,
     store: Option<&Store>,
-    leases: &HashMap<String, Lease>,
+    leases: &HashMap<LeaseId, Lease>,
     policy: &Policy,
     keys: &ephemera::config::IdentityTags,
 ) -> Pass {

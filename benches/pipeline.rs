@@ -48,6 +48,7 @@ use ephemera::config::{Config, IdentityTags};
 use ephemera::inventory::{AwsClients, RateLimiter, walk};
 use ephemera::lease::Lease;
 use ephemera::metrics::Metrics;
+use ephemera::model::LeaseId;
 use ephemera::policy::Policy;
 use ephemera::resource::WalkRecord;
 use ephemera::store::Store;
@@ -220,7 +221,7 @@ fn rate(n: u64, d: Duration) -> String {
 struct Bench {
     total: u64,
     aws: ephemera::config::AwsConfig,
-    leases: HashMap<String, Lease>,
+    leases: HashMap<LeaseId, Lease>,
     lease_ids: Vec<String>,
     policy: Policy,
     keys: IdentityTags,

@@ -88,6 +88,15 @@ pub async fn serve(
         metrics,
         tasks,
     } = open(config, clock.clone()).await?;
+    // Before anything reads a lease: the time we were down is not the lessees' to pay.
+    credit_downtime(&store, &metrics, clock.as_ref(), true).await;
+    let (stop_alive, alive_stopped) = tokio::sync::watch::channel(false);
+    let alive_loop = tokio::spawn(keep_alive(
+        store.clone(),
+        metrics.clone(),
+        clock.clone(),
+        alive_stopped,
+    ));
     let leases = LeaseRegistry::new(
         store.clone(),
         policy.clone(),
@@ -161,7 +170,69 @@ pub async fn serve(
     {
         tracing::warn!(error = %e, "mail delivery did not stop cleanly");
     }
+    // The last beat marks when serving stopped, so the next start credits exactly the gap.
+    let _ = stop_alive.send(true);
+    let _ = alive_loop.await;
     served?;
     tracing::info!("ephemera daemon stopped");
     Ok(())
+}
+
+/// How often the daemon records that it serves, and the smallest gap credited as downtime
+/// at start (a restart within it costs a lessee nothing its heartbeat slack cannot absorb).
+const ALIVE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+const MIN_DOWNTIME: chrono::TimeDelta = chrono::TimeDelta::seconds(2);
+
+/// Records that the registry serves; with `credit`, credits the time since it last did to
+/// the leases it could not serve. A failure is logged: the next success credits the gap.
+async fn credit_downtime(
+    store: &Store,
+    metrics: &Metrics,
+    clock: &dyn Clock,
+    credit: bool,
+) -> bool {
+    // The gap is measured on the wall clock (real downtime), the leases moved on theirs.
+    let wall = SystemClock.now();
+    match store
+        .registry_serving(wall, clock.now(), credit, MIN_DOWNTIME)
+        .await
+    {
+        Ok(Some((gap, n))) => {
+            metrics
+                .downtime_credited
+                .inc_by(u64::try_from(gap.num_seconds()).unwrap_or(0));
+            tracing::warn!(
+                downtime_s = gap.num_milliseconds() as f64 / 1000.0,
+                leases = n,
+                "the registry was not serving; the deadlines of the leases active when it stopped move by that time"
+            );
+            true
+        }
+        Ok(None) => true,
+        Err(e) => {
+            tracing::error!(error = %crate::error_chain(&e), "cannot record that the registry serves");
+            false
+        }
+    }
+}
+
+/// Beats every [`ALIVE_EVERY`] until stopped; after a beat that could not be written (the
+/// store was failing, and with it every heartbeat), the next one credits the gap.
+async fn keep_alive(
+    store: Store,
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut failed = false;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(ALIVE_EVERY) => {}
+            _ = stop.changed() => {
+                credit_downtime(&store, &metrics, clock.as_ref(), false).await;
+                return;
+            }
+        }
+        failed = !credit_downtime(&store, &metrics, clock.as_ref(), failed).await;
+    }
 }

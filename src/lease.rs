@@ -93,28 +93,63 @@ impl Lease {
         }
     }
 
-    fn ensure_active(&self, now: DateTime<Utc>) -> Result<(), LeaseError> {
+    /// Whether, at `now`, the lease has lapsed only by a missed heartbeat (not by `expires_at`,
+    /// not released) less than `grace` ago: its lessee may still revive it by beating or
+    /// renewing. A late beat is a lessee's (or a network's) hiccup, not the end of its task,
+    /// and nothing of it can have been deleted within the grace.
+    pub fn revivable(&self, now: DateTime<Utc>, grace: HumanDuration) -> bool {
+        let ends = self.ends_at();
+        self.released_at.is_none()
+            && ends < self.expires_at
+            && now >= ends
+            && now < self.expires_at
+            && now < ends + grace.to_chrono()
+    }
+
+    /// Ok(true) when the lease was revived (see [`Lease::revivable`]), Ok(false) when it was
+    /// active; else why it cannot change.
+    fn ensure_active(
+        &mut self,
+        now: DateTime<Utc>,
+        grace: HumanDuration,
+    ) -> Result<bool, LeaseError> {
+        if self.revivable(now, grace) {
+            self.last_heartbeat_at = Some(now);
+            return Ok(true);
+        }
         match self.state(now) {
-            LeaseState::Active => Ok(()),
+            LeaseState::Active => Ok(false),
             LeaseState::Expired => Err(LeaseError::Expired(self.id)),
             LeaseState::Released => Err(LeaseError::Released(self.id)),
         }
     }
 
-    /// Extends the lease to `now + ttl`; a renewal also counts as a heartbeat.
-    pub fn renew(&mut self, now: DateTime<Utc>, ttl: HumanDuration) -> Result<(), LeaseError> {
-        self.ensure_active(now)?;
+    /// Extends the lease to `now + ttl`; a renewal also counts as a heartbeat (and revives a
+    /// lease lapsed by heartbeat within `grace`). Returns whether it was revived.
+    pub fn renew(
+        &mut self,
+        now: DateTime<Utc>,
+        ttl: HumanDuration,
+        grace: HumanDuration,
+    ) -> Result<bool, LeaseError> {
+        let revived = self.ensure_active(now, grace)?;
         self.expires_at = now + ttl.to_chrono();
         if self.heartbeat_interval.is_some() {
             self.last_heartbeat_at = Some(now);
         }
-        Ok(())
+        Ok(revived)
     }
 
-    pub fn heartbeat(&mut self, now: DateTime<Utc>) -> Result<(), LeaseError> {
-        self.ensure_active(now)?;
+    /// Records a beat (reviving a lease lapsed by heartbeat within `grace`). Returns whether
+    /// it was revived.
+    pub fn heartbeat(
+        &mut self,
+        now: DateTime<Utc>,
+        grace: HumanDuration,
+    ) -> Result<bool, LeaseError> {
+        let revived = self.ensure_active(now, grace)?;
         self.last_heartbeat_at = Some(now);
-        Ok(())
+        Ok(revived)
     }
 
     /// Ends the lease. An expired lease may still be released (the task finished late);
@@ -371,7 +406,7 @@ impl LeaseRegistry {
             let policy = self.policy.clone();
             self.change(who, id, move |lease, now| {
                 let ttl = policy.decide_renew(&lease.project, ttl)?;
-                lease.renew(now, ttl)
+                lease.renew(now, ttl, revival_grace(&policy, lease))
             })
             .await
         }
@@ -384,8 +419,11 @@ impl LeaseRegistry {
 
     pub async fn heartbeat(&self, who: &Principal, id: &str) -> Result<Lease, LeaseError> {
         let span = info_span!("lease", op = "heartbeat", lease_id = %id, principal = %who.name);
+        let policy = self.policy.clone();
         let r = self
-            .change(who, id, |lease, now| lease.heartbeat(now))
+            .change(who, id, move |lease, now| {
+                lease.heartbeat(now, revival_grace(&policy, lease))
+            })
             .instrument(span.clone())
             .await;
         self.count("heartbeat", &r);
@@ -400,7 +438,7 @@ impl LeaseRegistry {
     pub async fn release(&self, who: &Principal, id: &str) -> Result<Lease, LeaseError> {
         let span = info_span!("lease", op = "release", lease_id = %id, principal = %who.name);
         let r = self
-            .change(who, id, |lease, now| lease.release(now))
+            .change(who, id, |lease, now| lease.release(now).map(|()| false))
             .instrument(span.clone())
             .await;
         self.count("release", &r);
@@ -419,19 +457,23 @@ impl LeaseRegistry {
         r
     }
 
-    /// Runs a read-check-write on one lease in a single store transaction.
+    /// Runs a read-check-write on one lease in a single store transaction. `f` says whether
+    /// it revived a lease lapsed by heartbeat, which is logged and counted.
     async fn change(
         &self,
         who: &Principal,
         id: &str,
-        f: impl FnOnce(&mut Lease, DateTime<Utc>) -> Result<(), LeaseError> + Send + 'static,
+        f: impl FnOnce(&mut Lease, DateTime<Utc>) -> Result<bool, LeaseError> + Send + 'static,
     ) -> Result<Lease, LeaseError> {
         let lease_id: LeaseId = id
             .parse()
             .map_err(|_| LeaseError::NotFound(id.to_owned()))?;
         let who = who.clone();
         let clock = self.clock.clone();
-        self.store
+        let revived = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = revived.clone();
+        let lease = self
+            .store
             .update_lease(lease_id, move |lease| {
                 if !who.may_change_lease_of(&lease.principal) {
                     return Err(LeaseError::Forbidden(format!(
@@ -440,10 +482,21 @@ impl LeaseRegistry {
                     )));
                 }
                 // Read the clock inside the transaction so `now` is ordered with the write.
-                f(lease, clock.now())
+                let r = f(lease, clock.now())?;
+                flag.store(r, std::sync::atomic::Ordering::Relaxed);
+                Ok(())
             })
             .await?
-            .ok_or_else(|| LeaseError::NotFound(id.to_owned()))
+            .ok_or_else(|| LeaseError::NotFound(id.to_owned()))?;
+        if revived.load(std::sync::atomic::Ordering::Relaxed) {
+            self.metrics
+                .lease_revivals
+                .with_label_values(&[lease.project.as_str()])
+                .inc();
+            tracing::warn!(lease_id = %lease.id, project = %lease.project, owner = %lease.owner,
+                "lease revived: it had missed its heartbeat, and its lessee came back within the grace");
+        }
+        Ok(lease)
     }
 
     pub async fn get(&self, who: &Principal, id: &str) -> Result<Lease, LeaseError> {
@@ -517,6 +570,17 @@ impl LeaseRegistry {
     }
 }
 
+/// How long after a missed heartbeat a lessee may revive its lease: the grace its project's
+/// rules give an expired lease's resources (nothing of it can be deleted before that).
+fn revival_grace(policy: &Policy, lease: &Lease) -> HumanDuration {
+    policy
+        .rule_for(
+            policy.project(&lease.project),
+            crate::model::Verdict::Expired,
+        )
+        .grace
+}
+
 fn log_outcome(op: &str, r: &Result<Lease, LeaseError>) {
     match r {
         Ok(l) => info!(
@@ -549,6 +613,8 @@ mod tests {
     fn d(s: &str) -> HumanDuration {
         HumanDuration::parse(s).expect("valid fixture")
     }
+
+    const NO_GRACE: HumanDuration = HumanDuration::ZERO;
 
     fn lease(hb: Option<&str>) -> Lease {
         Lease {
@@ -588,7 +654,8 @@ mod tests {
         for (hb, beats, now, want) in table {
             let mut l = lease(*hb);
             for b in *beats {
-                l.heartbeat(t(b.0, b.1)).expect("beat while active");
+                l.heartbeat(t(b.0, b.1), NO_GRACE)
+                    .expect("beat while active");
             }
             assert_eq!(
                 l.state(t(now.0, now.1)),
@@ -601,7 +668,8 @@ mod tests {
     #[test]
     fn transitions() {
         let mut l = lease(Some("10m"));
-        l.renew(t(0, 5), d("4h")).expect("active lease renews");
+        l.renew(t(0, 5), d("4h"), NO_GRACE)
+            .expect("active lease renews");
         assert_eq!(l.expires_at, t(4, 5));
         assert_eq!(
             l.last_heartbeat_at,
@@ -610,21 +678,78 @@ mod tests {
         );
         // Missed heartbeat: renew and heartbeat refused, release allowed once.
         assert!(matches!(
-            l.renew(t(0, 20), d("1h")),
+            l.renew(t(0, 20), d("1h"), NO_GRACE),
             Err(LeaseError::Expired(_))
         ));
-        assert!(matches!(l.heartbeat(t(0, 20)), Err(LeaseError::Expired(_))));
+        assert!(matches!(
+            l.heartbeat(t(0, 20), NO_GRACE),
+            Err(LeaseError::Expired(_))
+        ));
         l.release(t(0, 21)).expect("expired lease can be released");
         assert_eq!(l.state(t(0, 22)), LeaseState::Released);
         assert!(matches!(l.release(t(0, 22)), Err(LeaseError::Released(_))));
         assert!(matches!(
-            l.heartbeat(t(0, 22)),
+            l.heartbeat(t(0, 22), d("1h")),
             Err(LeaseError::Released(_))
         ));
         assert!(matches!(
-            l.renew(t(0, 22), d("1h")),
+            l.renew(t(0, 22), d("1h"), d("1h")),
             Err(LeaseError::Released(_))
         ));
+    }
+
+    /// A lease lapsed by heartbeat comes back with its lessee's next beat or renewal within
+    /// the grace, at the boundary included before and excluded after; never one that ran
+    /// out its `expires_at` or was released.
+    #[test]
+    fn revival_within_the_grace() {
+        // Heartbeat every 10m from 0:00 (deadline 0:10), expires 2:00, grace 30m.
+        let grace = d("30m");
+        // (now, revived?)
+        type Row = ((i64, i64), Result<bool, ()>);
+        let table: &[Row] = &[
+            ((0, 9), Ok(false)),
+            ((0, 10), Ok(true)),
+            ((0, 39), Ok(true)),
+            ((0, 40), Err(())),
+            ((3, 0), Err(())),
+        ];
+        for (now, want) in table {
+            for op in ["beat", "renew"] {
+                let mut l = lease(Some("10m"));
+                let at = t(now.0, now.1);
+                let got = match op {
+                    "beat" => l.heartbeat(at, grace),
+                    _ => l.renew(at, d("1h"), grace),
+                };
+                match (want, got) {
+                    (Ok(w), Ok(g)) => {
+                        assert_eq!(*w, g, "{op} at {now:?}");
+                        assert_eq!(l.state(at), LeaseState::Active, "{op} at {now:?}");
+                        assert_eq!(l.last_heartbeat_at, Some(at));
+                    }
+                    (Err(_), Err(LeaseError::Expired(_))) => {}
+                    (w, g) => panic!("{op} at {now:?}: want {w:?}, got {g:?}"),
+                }
+            }
+        }
+        // Lapsed by expires_at (the heartbeat deadline is later): not revivable.
+        let mut l = lease(Some("10m"));
+        l.last_heartbeat_at = Some(t(1, 55));
+        assert!(!l.revivable(t(2, 1), grace));
+        assert!(matches!(
+            l.heartbeat(t(2, 1), grace),
+            Err(LeaseError::Expired(_))
+        ));
+        // Lapsed by heartbeat, but expires_at passed within the grace: not revivable either.
+        let mut l = lease(Some("10m"));
+        l.last_heartbeat_at = Some(t(1, 45));
+        assert!(l.revivable(t(1, 59), grace));
+        assert!(!l.revivable(t(2, 0), grace));
+        // Released: never.
+        let mut l = lease(Some("10m"));
+        l.release(t(0, 5)).expect("releases");
+        assert!(!l.revivable(t(0, 15), grace));
     }
 
     #[test]

@@ -26,6 +26,12 @@ pub struct Metrics {
     pub lease_duration: HistogramVec,
     /// `ephemera_lease_operations_total{operation,outcome}`; outcome is `ok` or an error code.
     pub lease_operations: IntCounterVec,
+    /// `ephemera_lease_revivals_total{project}`: leases lapsed by heartbeat that their lessee
+    /// revived within the grace.
+    pub lease_revivals: IntCounterVec,
+    /// `ephemera_downtime_credited_seconds_total`: time the registry was not serving, added
+    /// to the deadlines of the leases active when it stopped.
+    pub downtime_credited: IntCounter,
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
     pub store_errors: IntCounterVec,
@@ -157,6 +163,17 @@ impl Metrics {
                 "ephemera_lease_operations_total",
                 "Lease operations by operation and outcome (ok or the error code)",
                 &["operation", "outcome"],
+            ),
+            lease_revivals: counters(
+                &r,
+                "ephemera_lease_revivals_total",
+                "Leases lapsed by a missed heartbeat that their lessee revived within the grace",
+                &["project"],
+            ),
+            downtime_credited: counter(
+                &r,
+                "ephemera_downtime_credited_seconds_total",
+                "Time the registry was not serving, credited to the deadlines of the leases active when it stopped",
             ),
             http_requests: counters(
                 &r,

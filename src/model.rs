@@ -26,10 +26,27 @@ impl fmt::Display for LeaseId {
     }
 }
 
+impl LeaseId {
+    /// Reads a lease id however it is spelt: surrounding whitespace trimmed, hex digits in
+    /// either case, and the hyphenated, simple (no hyphens), braced (`{…}`) and URN
+    /// (`urn:uuid:…`, prefix in either case) forms all name the same id. This is the one way a
+    /// tag value, a path segment or a filter meets the registry: ids are compared parsed, never
+    /// as strings.
+    pub fn parse_loose(s: &str) -> Option<LeaseId> {
+        let s = s.trim();
+        // `Uuid::parse_str` takes the URN prefix in lower case only.
+        let s = match s.get(..9) {
+            Some(p) if p.eq_ignore_ascii_case("urn:uuid:") => &s[9..],
+            _ => s,
+        };
+        uuid::Uuid::try_parse(s).ok().map(LeaseId)
+    }
+}
+
 impl FromStr for LeaseId {
-    type Err = uuid::Error;
+    type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        uuid::Uuid::parse_str(s).map(LeaseId)
+        LeaseId::parse_loose(s).ok_or_else(|| format!("`{s}` is not a lease id"))
     }
 }
 
@@ -91,6 +108,9 @@ pub struct HumanDuration {
 const MAX_DURATION_SECS: u64 = 100 * 365 * 86_400;
 
 impl HumanDuration {
+    /// No time at all (never parsed from input, which must be positive).
+    pub const ZERO: HumanDuration = HumanDuration { secs: 0 };
+
     pub fn from_secs(secs: u64) -> Self {
         HumanDuration { secs }
     }
@@ -300,6 +320,40 @@ mod tests {
         let id = LeaseId::generate();
         assert_eq!(id.to_string().parse::<LeaseId>().ok(), Some(id));
         assert!("not-a-lease".parse::<LeaseId>().is_err());
+    }
+
+    /// Every spelling AWS would store of one id is that id; anything else is no id.
+    #[test]
+    fn lease_ids_parse_however_spelt() {
+        let id: LeaseId = "0194e0a1-7c2d-7000-8000-00000000beef"
+            .parse()
+            .expect("canonical form");
+        for spelt in [
+            "0194e0a1-7c2d-7000-8000-00000000beef",
+            "0194E0A1-7C2D-7000-8000-00000000BEEF",
+            "{0194e0a1-7c2d-7000-8000-00000000beef}",
+            "urn:uuid:0194e0a1-7c2d-7000-8000-00000000beef",
+            "URN:UUID:0194E0A1-7C2D-7000-8000-00000000BEEF",
+            "0194e0a17c2d7000800000000000beef",
+            " 0194e0a1-7c2d-7000-8000-00000000beef ",
+            "\t{0194E0A1-7C2D-7000-8000-00000000BEEF}\n",
+        ] {
+            assert_eq!(LeaseId::parse_loose(spelt), Some(id), "{spelt:?}");
+        }
+        assert_eq!(id.to_string(), "0194e0a1-7c2d-7000-8000-00000000beef");
+        for not_an_id in [
+            "",
+            "  ",
+            "build-42",
+            "0194e0a1-7c2d-7000-8000-00000000bee",
+            "0194e0a1-7c2d-7000-8000-00000000beefa",
+            "urn:uuid:",
+            "uuid:0194e0a1-7c2d-7000-8000-00000000beef",
+            "{0194e0a1-7c2d-7000-8000-00000000beef",
+            "0194e0a1 7c2d 7000 8000 00000000beef",
+        ] {
+            assert_eq!(LeaseId::parse_loose(not_an_id), None, "{not_an_id:?}");
+        }
     }
 }
 

@@ -19,17 +19,17 @@ use crate::cost::refresh::{CostReport, CostTask};
 use crate::inventory::{self, AwsClients, RateLimiter};
 use crate::lease::Lease;
 use crate::metrics::{Metrics, Series};
-use crate::model::Verdict;
+use crate::model::{LeaseId, Verdict};
 use crate::policy::{Policy, evaluate};
 use crate::reaper::run::{ReapReport, Reaper};
 use crate::resource::{Observed, Record, WalkRecord};
-use crate::store::{Store, StoreError};
+use crate::store::{ACT_LOCK, HeldBy, LockHolder, Store, StoreError};
 
 /// One page of a walk, evaluated at `now`: the records the store persists. Pure; the scan
 /// and the benchmarks share it.
 pub fn evaluate_page(
     page: Vec<Observed>,
-    leases: &HashMap<String, Lease>,
+    leases: &HashMap<LeaseId, Lease>,
     policy: &Policy,
     keys: &IdentityTags,
     now: DateTime<Utc>,
@@ -39,7 +39,7 @@ pub fn evaluate_page(
             let e = evaluate(
                 o.arn.as_str(),
                 &o.tags,
-                |id| leases.get(id),
+                |id| leases.get(&id),
                 policy,
                 keys,
                 now,
@@ -50,7 +50,11 @@ pub fn evaluate_page(
                 project: e.project.map(|p| p.to_string()),
                 action: e.rule.action,
                 grace: e.rule.grace,
-                lease_id: e.lease_tag.map(str::to_owned),
+                // The canonical spelling when the tag is a lease id, so findings join leases.
+                lease_id: e
+                    .lease_id
+                    .map(|id| id.to_string())
+                    .or_else(|| e.lease_tag.map(|t| t.trim().to_owned())),
                 lease_ended_at: e.lease_ended_at,
                 observed: o,
             }
@@ -113,6 +117,9 @@ impl From<&ReapReport> for ReapSummary {
 pub enum TaskError {
     #[error("a scan is already running (run {0})")]
     AlreadyRunning(String),
+    /// Another process on the same store holds the lock this step needs.
+    #[error("another process is acting on this store: {0}")]
+    Busy(#[from] HeldBy),
     #[error("the store failed")]
     Store(#[from] StoreError),
 }
@@ -198,45 +205,74 @@ impl Tasks {
 
     /// Starts a scan in the background; refused while one runs. Returns the run id.
     pub async fn start_scan(&self, trigger: &str) -> Result<String, TaskError> {
-        let (guard, run_id) = self.claim(trigger).await?;
+        let claim = self.claim(trigger).await?;
         let this = self.clone();
         let trigger = trigger.to_owned();
-        let id = run_id.clone();
+        let id = claim.run_id.clone();
         tokio::spawn(async move {
-            let _guard = guard;
-            this.scan_locked(id, &trigger).await;
+            this.scan_locked(claim, &trigger, true).await;
         });
-        Ok(run_id)
+        Ok(id)
     }
 
-    /// Runs a scan to the end; refused while one runs. For the scheduler and `scan --once`.
+    /// Runs a scan to the end; refused while one runs (here or in another process on the
+    /// store). For the scheduler.
     pub async fn run_scan(&self, trigger: &str) -> Result<ScanReport, TaskError> {
-        let (_guard, run_id) = self.claim(trigger).await?;
-        Ok(self.scan_locked(run_id, trigger).await)
+        let claim = self.claim(trigger).await?;
+        Ok(self.scan_locked(claim, trigger, true).await)
     }
 
-    /// Takes the scan lock (or says which run holds it), names the new run and records its
-    /// start, so the run can be looked up as soon as its id is known.
-    async fn claim(
+    /// `scan --once`: one pass that waits up to `wait` for another process's pass or reaping
+    /// on the same store to end, then runs; its act step (marking, deleting) only when `act`.
+    pub async fn run_scan_once(
         &self,
         trigger: &str,
-    ) -> Result<(tokio::sync::OwnedMutexGuard<()>, String), TaskError> {
+        act: bool,
+        wait: std::time::Duration,
+    ) -> Result<ScanReport, TaskError> {
+        let until = std::time::Instant::now() + wait;
+        let mut told = false;
+        let claim = loop {
+            match self.claim(trigger).await {
+                Err(TaskError::Busy(held)) if std::time::Instant::now() < until => {
+                    if !told {
+                        tracing::warn!(%held, "waiting for the other process to finish");
+                        told = true;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+                other => break other?,
+            }
+        };
+        Ok(self.scan_locked(claim, trigger, act).await)
+    }
+
+    /// Takes the scan lock and the store's act lock (or says who holds them), closes the runs
+    /// a killed process left `running`, names the new run and records its start, so the run
+    /// can be looked up as soon as its id is known.
+    async fn claim(&self, trigger: &str) -> Result<Claim, TaskError> {
         let mut running = self.inner.running.lock().await;
         let guard = self.inner.scan_lock.clone().try_lock_owned().map_err(|_| {
             TaskError::AlreadyRunning(running.clone().unwrap_or_else(|| "unknown".into()))
         })?;
         let run_id = uuid::Uuid::now_v7().to_string();
+        let lock = StoreLock::take(&self.inner.store, format!("scan run {run_id}")).await?;
+        // Holding the act lock, no other pass runs anywhere: a run still `running` was left by
+        // a process that died.
+        let now = self.inner.clock.now();
+        for id in self.inner.store.close_interrupted_runs("scan", now).await? {
+            tracing::warn!(run_id = %id, "a scan left running by a process that stopped is closed as interrupted");
+        }
         self.inner
             .store
-            .start_run(
-                run_id.clone(),
-                "scan",
-                trigger.to_owned(),
-                self.inner.clock.now(),
-            )
+            .start_run(run_id.clone(), "scan", trigger.to_owned(), now)
             .await?;
         *running = Some(run_id.clone());
-        Ok((guard, run_id))
+        Ok(Claim {
+            _guard: guard,
+            lock,
+            run_id,
+        })
     }
 
     /// A scheduled tick: runs the scan unless one is running, which is counted as skipped.
@@ -251,14 +287,28 @@ impl Tasks {
                     .inc();
                 tracing::warn!(running = %id, "scan tick skipped: the previous scan is still running");
             }
+            Err(TaskError::Busy(held)) => {
+                self.inner
+                    .metrics
+                    .task_skipped
+                    .with_label_values(&["scan"])
+                    .inc();
+                tracing::warn!(%held, "scan tick skipped: another process is acting on the store");
+            }
             Err(e) => tracing::error!(error = %crate::error_chain(&e), "scan failed"),
         }
     }
 
-    async fn scan_locked(&self, run_id: String, trigger: &str) -> ScanReport {
+    async fn scan_locked(&self, claim: Claim, trigger: &str, act: bool) -> ScanReport {
+        let run_id = claim.run_id.clone();
         let span = tracing::info_span!("scan", run_id = %run_id, trigger);
-        let report = tracing::Instrument::instrument(self.scan_inner(run_id.clone()), span).await;
+        let report = tracing::Instrument::instrument(
+            self.scan_inner(run_id.clone(), act.then_some(&claim.lock)),
+            span,
+        )
+        .await;
         *self.inner.running.lock().await = None;
+        claim.lock.release().await;
         let m = &self.inner.metrics;
         m.task_runs
             .with_label_values(&["scan", &report.outcome])
@@ -271,7 +321,8 @@ impl Tasks {
         report
     }
 
-    async fn scan_inner(&self, run_id: String) -> ScanReport {
+    /// One pass; its act step runs when `act` holds the store's act lock to fence it with.
+    async fn scan_inner(&self, run_id: String, act: Option<&StoreLock>) -> ScanReport {
         let inner = &self.inner;
         let started = inner.clock.now();
         let mut report = ScanReport {
@@ -283,8 +334,8 @@ impl Tasks {
         let leases = match inner.store.all_leases().await {
             Ok(l) => Arc::new(
                 l.into_iter()
-                    .map(|l| (l.id.to_string(), l))
-                    .collect::<HashMap<String, Lease>>(),
+                    .map(|l| (l.id, l))
+                    .collect::<HashMap<LeaseId, Lease>>(),
             ),
             Err(e) => {
                 tracing::error!(error = %crate::error_chain(&e), "cannot load leases; scan abandoned");
@@ -344,13 +395,18 @@ impl Tasks {
             && report.walks.iter().all(WalkRecord::is_complete);
         report.outcome = if all_complete { "success" } else { "partial" }.into();
         let mut reap_results = Vec::new();
-        match inner.reaper.act(&run_id, &report.walks).await {
-            Ok(r) => {
-                report.reap = Some(ReapSummary::from(&r));
-                reap_results = r.results;
-            }
-            Err(e) => {
-                tracing::error!(error = %crate::error_chain(&e), "the act step failed; nothing more was deleted");
+        match act {
+            Some(lock) => match inner.reaper.act(&run_id, &report.walks, lock.fence()).await {
+                Ok(r) => {
+                    report.reap = Some(ReapSummary::from(&r));
+                    reap_results = r.results;
+                }
+                Err(e) => {
+                    tracing::error!(error = %crate::error_chain(&e), "the act step failed; nothing more was deleted");
+                }
+            },
+            None => {
+                tracing::info!("no act step: nothing marked or deleted (scan --once without --act)")
             }
         }
         report.verdicts = verdicts
@@ -408,7 +464,7 @@ impl Tasks {
         run_id: String,
         account: String,
         region: String,
-        leases: Arc<HashMap<String, Lease>>,
+        leases: Arc<HashMap<LeaseId, Lease>>,
     ) -> WalkTotals {
         let inner = &self.inner;
         let started = inner.clock.now();
@@ -669,16 +725,100 @@ impl Tasks {
             TaskError::AlreadyRunning(running.clone().unwrap_or_else(|| "unknown".into()))
         })?;
         drop(running);
-        Ok(self
+        let lock = StoreLock::take(&self.inner.store, format!("reap by {principal}")).await?;
+        let r = self
             .inner
             .reaper
-            .reap_by_hand(arns, principal, false)
-            .await?)
+            .reap_by_hand_fenced(arns, principal, lock.fence())
+            .await;
+        lock.release().await;
+        Ok(r?)
     }
 
     /// The id of the running scan, if any.
     pub async fn running_scan(&self) -> Option<String> {
         self.inner.running.lock().await.clone()
+    }
+}
+
+/// A claimed scan: the in-process lock, the store's act lock and the run's id.
+struct Claim {
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+    lock: StoreLock,
+    run_id: String,
+}
+
+/// How long a store lock lasts unless renewed, and how often its holder renews it.
+const LOCK_TTL: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+const LOCK_RENEW: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The store's act lock, held by this process and renewed in the background until released.
+/// Its times are the wall clock's: the lock is about processes, not a test's manual clock.
+pub(crate) struct StoreLock {
+    store: Store,
+    holder: String,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+impl StoreLock {
+    async fn take(store: &Store, what: String) -> Result<StoreLock, TaskError> {
+        let holder = LockHolder::here(what);
+        let id = holder.id.clone();
+        let wall = crate::clock::SystemClock;
+        store
+            .try_lock(ACT_LOCK, holder, crate::clock::Clock::now(&wall), LOCK_TTL)
+            .await??;
+        let (s, h) = (store.clone(), id.clone());
+        let renewer = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(LOCK_RENEW).await;
+                match s
+                    .renew_lock(
+                        ACT_LOCK,
+                        h.clone(),
+                        crate::clock::Clock::now(&wall),
+                        LOCK_TTL,
+                    )
+                    .await
+                {
+                    Ok(true) => {}
+                    // Every delete is fenced on the lock: losing it stops them.
+                    Ok(false) => {
+                        tracing::error!(
+                            "the act lock was taken over (this process stalled past its expiry); no more deletes"
+                        );
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %crate::error_chain(&e), "cannot renew the act lock")
+                    }
+                }
+            }
+        });
+        Ok(StoreLock {
+            store: store.clone(),
+            holder: id,
+            renewer,
+        })
+    }
+
+    /// What every delete under this lock is fenced with.
+    pub(crate) fn fence(&self) -> &str {
+        &self.holder
+    }
+
+    async fn release(self) {
+        self.renewer.abort();
+        if let Err(e) = self.store.unlock(ACT_LOCK, self.holder.clone()).await {
+            tracing::error!(error = %crate::error_chain(&e), "cannot release the act lock; it expires on its own");
+        }
+    }
+}
+
+impl Drop for StoreLock {
+    /// A pass that ends without `release` (a panic) stops renewing: the lock then expires.
+    fn drop(&mut self) {
+        self.renewer.abort();
     }
 }
 

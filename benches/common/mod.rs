@@ -121,8 +121,8 @@ pub fn leases(n: usize, now: DateTime<Utc>) -> Vec<Lease> {
 }
 
 /// Leases keyed by id, as the scan task holds them.
-pub fn lease_map(leases: Vec<Lease>) -> HashMap<String, Lease> {
-    leases.into_iter().map(|l| (l.id.to_string(), l)).collect()
+pub fn lease_map(leases: Vec<Lease>) -> HashMap<LeaseId, Lease> {
+    leases.into_iter().map(|l| (l.id, l)).collect()
 }
 
 /// One synthetic resource: its ARN and tags (identity tags plus `Name`).
@@ -236,7 +236,7 @@ impl Counts {
 /// (terminated instances left out, as the scan does).
 pub fn evaluate_page(
     page: Vec<Observed>,
-    leases: &HashMap<String, Lease>,
+    leases: &HashMap<LeaseId, Lease>,
     policy: &Policy,
     keys: &IdentityTags,
     now: DateTime<Utc>,

@@ -122,6 +122,14 @@ enum Command {
         /// Through the daemon: wait until the pass ends and print its summary.
         #[arg(long)]
         wait: bool,
+        /// With --once: also run the act step (mark, and delete when armed). Without it a
+        /// one-shot pass only audits: it marks nothing and deletes nothing.
+        #[arg(long, requires = "once")]
+        act: bool,
+        /// With --once: how long to wait for another process's pass or reaping on the same
+        /// store to end before giving up (e.g. `30s`, `10m`).
+        #[arg(long, default_value = "10m", value_parser = parse_human_duration)]
+        lock_wait: crate::model::HumanDuration,
     },
     /// List findings (open ones unless --all).
     Findings {
@@ -453,9 +461,12 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             fail_on,
             max,
             wait,
+            act,
+            lock_wait,
         } => {
             if once {
-                scan_once(&config, &fail_on, max, client.output).await
+                let wait = std::time::Duration::from_secs(lock_wait.as_secs());
+                scan_once(&config, &fail_on, max, client.output, act, wait).await
             } else {
                 scan_remote(client, wait).await
             }
@@ -712,6 +723,8 @@ async fn scan_once(
     fail_on: &[String],
     max: Option<u64>,
     out: Output,
+    act: bool,
+    wait: std::time::Duration,
 ) -> anyhow::Result<ExitCode> {
     for v in fail_on {
         anyhow::ensure!(
@@ -724,7 +737,7 @@ async fn scan_once(
         std::sync::Arc::new(crate::clock::SystemClock),
     )
     .await?;
-    let report = parts.tasks.run_scan("cli").await?;
+    let report = parts.tasks.run_scan_once("once", act, wait).await?;
     match out {
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Output::Table | Output::Csv => {
@@ -888,4 +901,8 @@ async fn lease(args: ClientArgs, cmd: LeaseCmd) -> anyhow::Result<ExitCode> {
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn parse_human_duration(s: &str) -> Result<crate::model::HumanDuration, String> {
+    crate::model::HumanDuration::parse(s)
 }

@@ -479,6 +479,11 @@ async fn start_scan(State(s): State<AppState>, Caller(who): Caller) -> Result<Re
             "scan-running",
             format!("a scan is already running (run {id})"),
         )),
+        Err(e @ crate::tasks::TaskError::Busy(_)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "scan-running",
+            e.to_string(),
+        )),
         Err(crate::tasks::TaskError::Store(e)) => Err(internal(&e)),
     }
 }
@@ -733,6 +738,11 @@ async fn reap(
                 "scan-running",
                 format!("a scan is running (run {id}); reap after it ends"),
             ),
+            e @ crate::tasks::TaskError::Busy(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                "scan-running",
+                format!("{e}; reap after it ends"),
+            ),
             crate::tasks::TaskError::Store(e) => internal(&e),
         })?;
     Ok(Json(serde_json::json!({
@@ -891,11 +901,13 @@ async fn refresh_cost(
             "cost-explorer-failed",
             format!("run {run_id}: {e}"),
         )),
-        Err(crate::tasks::TaskError::AlreadyRunning(_)) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "cost-running",
-            "a cost refresh is already running",
-        )),
+        Err(crate::tasks::TaskError::AlreadyRunning(_) | crate::tasks::TaskError::Busy(_)) => {
+            Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "cost-running",
+                "a cost refresh is already running",
+            ))
+        }
         Err(crate::tasks::TaskError::Store(e)) => Err(internal(&e)),
     }
 }

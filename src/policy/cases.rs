@@ -251,7 +251,14 @@ fn check_evaluate(policy: &Policy, c: &RawCase) -> Result<(), String> {
         }
         _ => None,
     };
-    let e = evaluate(&r.arn, &tags, |_| lease.as_ref(), policy, &keys, now);
+    let e = evaluate(
+        &r.arn,
+        &tags,
+        |id| lease.as_ref().filter(|l| l.id == id),
+        policy,
+        &keys,
+        now,
+    );
     let mut problems = Vec::new();
     if e.verdict.as_str() != want {
         problems.push(format!(
@@ -284,8 +291,10 @@ fn check_evaluate(policy: &Policy, c: &RawCase) -> Result<(), String> {
 fn case_lease(l: &CaseLease, id: &str) -> Result<Lease, String> {
     let t = |s: &str| super::load::parse_time(s);
     Ok(Lease {
-        // The id only has to be well-formed; the case's lease is the one the tag names.
-        id: id.parse().unwrap_or_else(|_| LeaseId::generate()),
+        // The case's lease is the one the tag names, however the tag spells its id.
+        id: LeaseId::parse_loose(id).ok_or_else(|| {
+            format!("`lease` is given but the lease tag `{id}` is not a lease id")
+        })?,
         project: l.project.clone(),
         task: "case".into(),
         owner: "case@example.com".into(),

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use super::{Policy, ProjectPolicy, Rule};
 use crate::config::IdentityTags;
 use crate::lease::{Lease, LeaseState};
-use crate::model::{ProjectName, Tags, Verdict};
+use crate::model::{LeaseId, ProjectName, Tags, Verdict};
 
 /// Why a verdict was reached, in words an owner understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +22,7 @@ pub enum Reason {
     MissedHeartbeat,
     LeaseReleased,
     NoSuchLease,
+    NotALeaseId,
     NoTags,
     MissingTag(&'static str),
     ProtectTag,
@@ -37,6 +38,7 @@ impl fmt::Display for Reason {
             Reason::MissedHeartbeat => f.write_str("lease missed its heartbeat"),
             Reason::LeaseReleased => f.write_str("lease was released but the resource is alive"),
             Reason::NoSuchLease => f.write_str("lease tag names no known lease"),
+            Reason::NotALeaseId => f.write_str("lease tag is not a lease id"),
             Reason::NoTags => f.write_str("resource has no tags"),
             Reason::MissingTag(which) => write!(f, "identity tag `{which}` is missing"),
             Reason::ProtectTag => f.write_str("carries the protect tag"),
@@ -59,13 +61,16 @@ pub struct Evaluation<'p, 't> {
     pub lease_ended_at: Option<DateTime<Utc>>,
     /// The lease tag's value when present and not empty, whatever the verdict.
     pub lease_tag: Option<&'t str>,
+    /// The lease tag read as a lease id (however it is spelt), when it is one.
+    pub lease_id: Option<LeaseId>,
 }
 
-/// Evaluates one resource. `lease` looks a lease up by the value of the lease tag.
+/// Evaluates one resource. `lease` looks a lease up by the id the lease tag names (the tag
+/// is parsed first: the same id spelt another way is the same lease).
 pub fn evaluate<'p, 'l, 't>(
     arn: &str,
     tags: &'t Tags,
-    lease: impl Fn(&str) -> Option<&'l Lease>,
+    lease: impl Fn(LeaseId) -> Option<&'l Lease>,
     policy: &'p Policy,
     keys: &IdentityTags,
     now: DateTime<Utc>,
@@ -79,6 +84,7 @@ pub fn evaluate<'p, 'l, 't>(
         &keys.protect,
     ]);
     let tag_project = project_tag.and_then(|p| policy.projects.get_key_value(p));
+    let lease_id = lease_tag.and_then(LeaseId::parse_loose);
     let verdict_in = |verdict: Verdict,
                       reason: Reason,
                       project: Option<(&'p ProjectName, &'p ProjectPolicy)>,
@@ -89,6 +95,7 @@ pub fn evaluate<'p, 'l, 't>(
         rule: policy.rule_for(project.map(|(_, v)| v), verdict),
         lease_ended_at: ended,
         lease_tag: lease_tag.filter(|v| !v.is_empty()),
+        lease_id,
     };
 
     if protect_tag.is_some() {
@@ -115,8 +122,15 @@ pub fn evaluate<'p, 'l, 't>(
             );
         }
     }
-    let lease_tag = lease_tag.unwrap_or_default();
-    let Some(l) = lease(lease_tag) else {
+    let Some(id) = lease_id else {
+        return verdict_in(
+            Verdict::UnknownLease,
+            Reason::NotALeaseId,
+            tag_project,
+            None,
+        );
+    };
+    let Some(l) = lease(id) else {
         return verdict_in(
             Verdict::UnknownLease,
             Reason::NoSuchLease,

@@ -31,6 +31,9 @@ pub struct Actor {
     pub name: String,
     pub manual: bool,
     pub run_id: Option<String>,
+    /// The holder id of the store's act lock this actor holds: every delete is fenced on it,
+    /// so a process that lost the lock (stalled past its expiry) starts no delete.
+    pub fence: String,
 }
 
 /// What happened to one item.
@@ -155,13 +158,19 @@ impl Reaper {
 
     /// The act step of a pass: mark new `reap` findings (queuing their owners a notice), plan,
     /// then record would-delete (unarmed) or delete (armed) what is due.
-    pub async fn act(&self, run_id: &str, walks: &[WalkRecord]) -> Result<ReapReport, StoreError> {
+    pub async fn act(
+        &self,
+        run_id: &str,
+        walks: &[WalkRecord],
+        fence: &str,
+    ) -> Result<ReapReport, StoreError> {
         let inner = &self.inner;
         let now = inner.clock.now();
         let actor = Actor {
             name: "scheduler".into(),
             manual: false,
             run_id: Some(run_id.to_owned()),
+            fence: fence.to_owned(),
         };
         // A delete the daemon died in the middle of, whose resource a walk has since found
         // gone: it landed, and the audit log says so.
@@ -212,13 +221,37 @@ impl Reaper {
         Ok(report)
     }
 
-    /// On-call reaping of the given ARNs: their open findings, planned without the deadline,
-    /// then (unless `plan_only`) carried out through every other guard.
+    /// The plan of on-call reaping of the given ARNs: their open findings, planned without
+    /// the deadline. Reads only.
     pub async fn reap_by_hand(
         &self,
         arns: &[String],
         principal: &str,
         plan_only: bool,
+    ) -> Result<(Plan, Vec<ItemResult>), StoreError> {
+        debug_assert!(
+            plan_only,
+            "deleting by hand needs the act lock: reap_by_hand_fenced"
+        );
+        self.by_hand(arns, principal, None).await
+    }
+
+    /// On-call reaping of the given ARNs, carried out through every guard but the deadline,
+    /// by a caller that holds the store's act lock (`fence`).
+    pub async fn reap_by_hand_fenced(
+        &self,
+        arns: &[String],
+        principal: &str,
+        fence: &str,
+    ) -> Result<(Plan, Vec<ItemResult>), StoreError> {
+        self.by_hand(arns, principal, Some(fence)).await
+    }
+
+    async fn by_hand(
+        &self,
+        arns: &[String],
+        principal: &str,
+        fence: Option<&str>,
     ) -> Result<(Plan, Vec<ItemResult>), StoreError> {
         let inner = &self.inner;
         let now = inner.clock.now();
@@ -249,13 +282,14 @@ impl Reaper {
             })
             .collect();
         let plan = self.plan_of(candidates, None, true).await?;
-        if plan_only {
+        let Some(fence) = fence else {
             return Ok((plan, missing));
-        }
+        };
         let actor = Actor {
             name: principal.to_owned(),
             manual: true,
             run_id: None,
+            fence: fence.to_owned(),
         };
         self.record_caps(&plan, &actor).await?;
         let mut results = self.carry_out(&plan, &actor).await?;
@@ -403,7 +437,7 @@ impl Reaper {
     ) -> Result<ItemResult, StoreError> {
         let c = &item.candidate;
         let outcome = self
-            .guarded_delete(c, actor.manual, planned, settled, accounts)
+            .guarded_delete(c, actor, planned, settled, accounts)
             .await;
         let now = self.inner.clock.now();
         let (decision, detail, update) = match &outcome {
@@ -464,7 +498,7 @@ impl Reaper {
     async fn guarded_delete(
         &self,
         c: &ReapCandidate,
-        manual: bool,
+        actor: &Actor,
         planned: &HashSet<&str>,
         settled: &HashMap<String, bool>,
         accounts: &mut HashMap<String, Result<(), String>>,
@@ -499,28 +533,31 @@ impl Reaper {
             }
             Ok(Inspection::Live { tags, depends_on }) => (tags, depends_on),
         };
-        // The lease as it is now, from the store, not from the start of the pass.
+        // The lease as it is now, from the store, not from the start of the pass. Lease ids are
+        // compared parsed: the same id spelt another way is the same lease.
         let keys = &inner.config.tags;
-        let lease_tag = tags.get(&keys.lease).filter(|v| !v.is_empty());
-        if lease_tag != c.lease_id.as_deref() {
-            return Outcome::Skipped(format!(
-                "lease tag changed since the pass ({} -> {})",
+        let lease_tag = tags.get(&keys.lease).filter(|v| !v.trim().is_empty());
+        if !same_lease_tag(lease_tag, c.lease_id.as_deref()) {
+            // Another lease now: the mark was about the old one. Unmarked, so the next pass
+            // evaluates it afresh (and marks it again, with a new grace, only if it must).
+            return Outcome::Unmarked(format!(
+                "lease tag changed since it was marked ({} -> {}); evaluated afresh next pass",
                 c.lease_id.as_deref().unwrap_or("none"),
                 lease_tag.unwrap_or("none")
             ));
         }
-        let lease: Option<Lease> = match lease_tag.map(str::parse::<LeaseId>) {
-            Some(Ok(id)) => match inner.store.get_lease(id).await {
+        let lease: Option<Lease> = match lease_tag.and_then(LeaseId::parse_loose) {
+            Some(id) => match inner.store.get_lease(id).await {
                 Ok(l) => l,
                 Err(e) => return Outcome::Failed(format!("re-reading the lease: {e}")),
             },
-            _ => None,
+            None => None,
         };
         let now = inner.clock.now();
         let e = evaluate(
             &c.arn,
             &tags,
-            |id| lease.as_ref().filter(|l| l.id.to_string() == id),
+            |id| lease.as_ref().filter(|l| l.id == id),
             &inner.policy,
             keys,
             now,
@@ -529,14 +566,14 @@ impl Reaper {
             return Outcome::Skipped(format!("now {}: {}", e.verdict, e.reason));
         }
         // By hand, on-call may reap any reapable verdict; a pass needs the rules to say reap.
-        if !manual && e.rule.action != Action::Reap {
+        if !actor.manual && e.rule.action != Action::Reap {
             return Outcome::Skipped(format!(
                 "rules now say `{}` for a {} resource",
                 e.rule.action, e.verdict
             ));
         }
         let owner_tag = tags.get(&keys.owner);
-        if owner_tag != c.owner_tag.as_deref() {
+        if !same_owner(owner_tag, c.owner_tag.as_deref()) {
             // A new owner gets the whole grace period and a notice of their own: unmarked
             // here, marked afresh by the next pass.
             return Outcome::Unmarked(format!(
@@ -573,8 +610,21 @@ impl Reaper {
                 format!("in use by {dep}, which is not marked for deletion")
             });
         }
-        if let Err(e) = inner.store.record_deleting(c.finding_id).await {
-            return Outcome::Failed(format!("cannot record the delete's start: {e}"));
+        // Noted in the same transaction that checks the act lock is still ours.
+        let wall = crate::clock::Clock::now(&crate::clock::SystemClock);
+        match inner
+            .store
+            .record_deleting(c.finding_id, actor.fence.clone(), wall)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                return Outcome::Skipped(
+                    "this process no longer holds the act lock (another took over); not deleted"
+                        .into(),
+                );
+            }
+            Err(e) => return Outcome::Failed(format!("cannot record the delete's start: {e}")),
         }
         match aws::delete(&sdk, &arn).await {
             Ok(Deleted::Deleted) => Outcome::Gone("deleted".into()),
@@ -583,6 +633,27 @@ impl Reaper {
             Err(e) => Outcome::Failed(e.to_string()),
         }
     }
+}
+
+/// Whether the lease tag read at the last moment names the lease the finding was about: both
+/// absent, both the same lease id however spelt, or (neither an id) the same trimmed text.
+pub(crate) fn same_lease_tag(now: Option<&str>, then: Option<&str>) -> bool {
+    match (now, then) {
+        (None, None) => true,
+        (Some(a), Some(b)) => match (LeaseId::parse_loose(a), LeaseId::parse_loose(b)) {
+            (Some(a), Some(b)) => a == b,
+            (None, None) => a.trim() == b.trim(),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// Whether the owner tag read at the last moment is the owner the resource was marked for:
+/// whitespace around it and the case of an address are spelling, not a new owner.
+pub(crate) fn same_owner(now: Option<&str>, then: Option<&str>) -> bool {
+    let norm = |o: Option<&str>| o.map(|v| v.trim().to_lowercase()).filter(|v| !v.is_empty());
+    norm(now) == norm(then)
 }
 
 /// What an audit record is about: a planned item, or a scope (`pass`, `project:web`).
@@ -612,5 +683,61 @@ async fn verify_account(sdk: &aws_config::SdkConfig, want: &str) -> Result<(), S
             "credentials act in account {}, not {want}",
             other.unwrap_or("unknown")
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_tags_compare_as_ids() {
+        let id = "0194e0a1-7c2d-7000-8000-00000000beef";
+        let other = "0194e0a1-7c2d-7000-8000-00000000cafe";
+        let table: &[(Option<&str>, Option<&str>, bool)] = &[
+            (None, None, true),
+            (Some(id), Some(id), true),
+            (
+                Some(" {0194E0A1-7C2D-7000-8000-00000000BEEF} "),
+                Some(id),
+                true,
+            ),
+            (
+                Some("urn:uuid:0194e0a17c2d7000800000000000beef"),
+                Some(id),
+                true,
+            ),
+            (
+                Some("urn:uuid:0194e0a1-7c2d-7000-8000-00000000beef"),
+                Some(id),
+                true,
+            ),
+            (Some("0194e0a17c2d7000800000000000beef"), Some(id), true),
+            (Some(other), Some(id), false),
+            (Some(id), None, false),
+            (None, Some(id), false),
+            (Some("build-7 "), Some("build-7"), true),
+            (Some("build-7"), Some("build-8"), false),
+            (Some("build-7"), Some(id), false),
+        ];
+        for (now, then, want) in table {
+            assert_eq!(same_lease_tag(*now, *then), *want, "{now:?} vs {then:?}");
+        }
+    }
+
+    #[test]
+    fn owners_compare_as_addresses() {
+        let table: &[(Option<&str>, Option<&str>, bool)] = &[
+            (None, None, true),
+            (Some("alice@example.com"), Some("alice@example.com"), true),
+            (Some(" Alice@Example.com"), Some("alice@example.com"), true),
+            (Some("bob@example.com"), Some("alice@example.com"), false),
+            (Some("alice@example.com"), None, false),
+            (None, Some("alice@example.com"), false),
+            (Some(" "), None, true),
+        ];
+        for (now, then, want) in table {
+            assert_eq!(same_owner(*now, *then), *want, "{now:?} vs {then:?}");
+        }
     }
 }

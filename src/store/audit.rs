@@ -451,6 +451,7 @@ struct PageStatements<'c> {
     open_finding: CachedStatement<'c>,
     insert_finding: CachedStatement<'c>,
     update_finding: CachedStatement<'c>,
+    unmark: CachedStatement<'c>,
     event: CachedStatement<'c>,
 }
 
@@ -473,7 +474,7 @@ impl<'c> PageStatements<'c> {
              last_run = excluded.last_run",
             )?,
             open_finding: c.prepare_cached(
-                "SELECT id, verdict, action FROM findings WHERE arn = ?1 AND resolved_at IS NULL",
+                "SELECT id, verdict, action, lease_id FROM findings WHERE arn = ?1 AND resolved_at IS NULL",
             )?,
             insert_finding: c.prepare_cached(
                 "INSERT INTO findings (arn, verdict, action, reason, project, lease_id, account, region, resource_type,
@@ -483,6 +484,14 @@ impl<'c> PageStatements<'c> {
             update_finding: c.prepare_cached(
                 "UPDATE findings SET verdict = ?2, action = ?3, reason = ?4, project = ?5, lease_id = ?6, updated_at = ?7
                  WHERE id = ?1",
+            )?,
+            // A finding now about another lease loses its mark: the next act step marks it
+            // afresh (full grace, a notice to the new owner) if it still must go.
+            unmark: c.prepare_cached(
+                "UPDATE findings SET deadline = NULL, reap_state = NULL, last_decision = NULL,
+                                     attempts = 0, next_attempt_at = NULL, last_error = NULL,
+                                     marked_owner = NULL
+                 WHERE id = ?1 AND deadline IS NOT NULL",
             )?,
             event: c.prepare_cached(INSERT_EVENT)?,
         })
@@ -529,15 +538,17 @@ fn open_or_update(
     at: DateTime<Utc>,
 ) -> Result<Option<bool>, StoreError> {
     let o = &r.observed;
-    let open: Option<(i64, String, String)> = st
+    let open: Option<(i64, String, String, Option<String>)> = st
         .open_finding
         .query_row([o.arn.as_str()], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
         })
         .optional()?;
     match open {
-        Some((id, verdict, action)) => {
-            if verdict == r.verdict.as_str() && action == r.action.as_str() {
+        Some((id, verdict, action, lease_id)) => {
+            // Both sides are canonical (`evaluate_page` writes a lease id in one spelling).
+            let lease_changed = lease_id != r.lease_id;
+            if verdict == r.verdict.as_str() && action == r.action.as_str() && !lease_changed {
                 return Ok(None);
             }
             st.update_finding.execute(params![
@@ -549,10 +560,18 @@ fn open_or_update(
                 r.lease_id,
                 ms(at)
             ])?;
-            let detail = format!(
+            let mut detail = format!(
                 "{verdict}/{action} -> {}/{}: {}",
                 r.verdict, r.action, r.reason
             );
+            if lease_changed {
+                st.unmark.execute([id])?;
+                detail.push_str(&format!(
+                    "; lease tag {} -> {}",
+                    lease_id.as_deref().unwrap_or("none"),
+                    r.lease_id.as_deref().unwrap_or("none")
+                ));
+            }
             st.event.execute(params![
                 id,
                 run_id,

@@ -180,6 +180,27 @@ const MIGRATIONS: &[&str] = &[
     // every finding ever opened (resolved ones are kept), 0.2 s per pass at 1M resources.
     "CREATE INDEX findings_to_mark ON findings (id)
          WHERE resolved_at IS NULL AND action = 'reap' AND deadline IS NULL;",
+    // 9: the owner tag a finding was marked for ('' = none), so the last moment compares
+    // against the owner at mark time, not the last walk's (NULL: marked before this column).
+    "ALTER TABLE findings ADD COLUMN marked_owner TEXT;",
+    // 10: locks that live in the store, so that two processes on one store never run the same
+    // step at once (a pass or on-call reaping: `act`). A holder renews `expires_at` while it
+    // works; `host` and `pid` let a process on the same host take over from one that died.
+    "CREATE TABLE locks (
+        name         TEXT PRIMARY KEY,
+        holder       TEXT NOT NULL,
+        host         TEXT NOT NULL,
+        pid          INTEGER NOT NULL,
+        what         TEXT NOT NULL,
+        acquired_at  INTEGER NOT NULL,
+        expires_at   INTEGER NOT NULL
+    ) STRICT;",
+    // 11: when the registry last served (wall-clock ms), written every few seconds by the
+    // daemon, so that its own downtime can be credited to the leases it could not serve.
+    "CREATE TABLE registry_alive (
+        id  INTEGER PRIMARY KEY CHECK (id = 1),
+        at  INTEGER NOT NULL
+    ) STRICT;",
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), StoreError> {

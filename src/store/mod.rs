@@ -7,6 +7,7 @@
 
 mod audit;
 mod cost;
+mod locks;
 mod migrations;
 mod outbox;
 mod reap;
@@ -14,6 +15,7 @@ mod writer;
 
 pub use audit::{AuditFilter, LiveTotals};
 pub use cost::SpendTotal;
+pub use locks::{ACT_LOCK, HeldBy, LockHolder};
 pub use outbox::{EXPIRY_WARNING, Notice, OutboxRow, Rollup, expiry_warning_key};
 pub use reap::{AuditQuery, DELETION_PLANNED, ReapUpdate};
 
@@ -211,6 +213,52 @@ impl Store {
                 f(&mut lease)?;
                 write_lease(tx, &lease, false)?;
                 Ok(Some(lease))
+            })
+            .await
+    }
+
+    /// Records that the registry serves at `wall_now` (wall-clock time). With `credit`, the
+    /// time since it last did is the registry's own downtime: when it exceeds `min_gap`,
+    /// every lease still active when it stopped (unreleased, ending after `lease_now - gap`
+    /// on the leases' clock) has its deadlines (`expires_at`, the last heartbeat, `ends_at`)
+    /// moved by that gap, so no lessee is charged for time it could not reach us. Returns the
+    /// gap credited and to how many leases.
+    pub async fn registry_serving(
+        &self,
+        wall_now: DateTime<Utc>,
+        lease_now: DateTime<Utc>,
+        credit: bool,
+        min_gap: chrono::TimeDelta,
+    ) -> Result<Option<(chrono::TimeDelta, u64)>, StoreError> {
+        self.writer
+            .write(move |c| {
+                let last: Option<i64> = c
+                    .prepare_cached("SELECT at FROM registry_alive WHERE id = 1")?
+                    .query_row([], |r| r.get(0))
+                    .optional()?;
+                c.prepare_cached(
+                    "INSERT INTO registry_alive (id, at) VALUES (1, ?1)
+                     ON CONFLICT (id) DO UPDATE SET at = MAX(at, excluded.at)",
+                )?
+                .execute([ms(wall_now)])?;
+                let Some(last) = last else { return Ok(None) };
+                let gap = chrono::TimeDelta::milliseconds(ms(wall_now) - last);
+                if !credit || gap <= min_gap {
+                    return Ok(None);
+                }
+                let g = gap.num_milliseconds();
+                let n = c
+                    .prepare_cached(
+                        "UPDATE leases SET
+                             expires_at = expires_at + ?1,
+                             ends_at = ends_at + ?1,
+                             last_heartbeat_at = CASE WHEN heartbeat_interval_s IS NULL
+                                 THEN last_heartbeat_at
+                                 ELSE COALESCE(last_heartbeat_at, created_at) + ?1 END
+                         WHERE released_at IS NULL AND ends_at > ?2",
+                    )?
+                    .execute(params![g, ms(lease_now) - g])?;
+                Ok(Some((gap, n as u64)))
             })
             .await
     }

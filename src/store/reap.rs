@@ -135,7 +135,7 @@ fn candidates(
     let mut stmt = c.prepare_cached(&format!(
         "SELECT f.id, f.arn, r.account, r.region, r.resource_type, f.project, f.verdict,
                 f.reason, f.lease_id, l.owner, r.tags, COALESCE(f.deadline, ?1), r.lease_ended_at,
-                f.attempts, f.next_attempt_at, f.reap_state, f.last_decision
+                f.attempts, f.next_attempt_at, f.reap_state, f.last_decision, f.marked_owner
          FROM findings f JOIN resources r ON r.arn = f.arn
          LEFT JOIN leases l ON l.id = f.lease_id
          WHERE {filter}
@@ -147,6 +147,7 @@ fn candidates(
         .query_map(params.as_slice(), |r| {
             let text: String = r.get(10)?;
             let tags = stored_tags(&text).map_err(|_| bad(10, "tags", &text))?;
+            let marked_owner: Option<String> = r.get(17)?;
             Ok(ReapCandidate {
                 finding_id: r.get(0)?,
                 arn: r.get(1)?,
@@ -158,7 +159,12 @@ fn candidates(
                 reason: r.get(7)?,
                 lease_id: r.get(8)?,
                 owner: owner_of(r.get(9)?, &tags, owner_key),
-                owner_tag: tags.get(owner_key).map(str::to_owned),
+                // The owner it was marked for; unmarked (or marked before the column), the
+                // last walk's.
+                owner_tag: match marked_owner {
+                    Some(o) => Some(o).filter(|o| !o.is_empty()),
+                    None => tags.get(owner_key).map(str::to_owned),
+                },
                 deadline: from_ms(r.get(11)?)?,
                 lease_ended_at: opt_time_at(r, 12)?,
                 attempts: r.get(13)?,
@@ -222,7 +228,8 @@ impl Store {
             .write(move |c| {
                 c.prepare_cached(
                     "UPDATE findings SET deadline = NULL, reap_state = NULL, last_decision = NULL,
-                                         attempts = 0, next_attempt_at = NULL, last_error = NULL
+                                         attempts = 0, next_attempt_at = NULL, last_error = NULL,
+                                         marked_owner = NULL
                      WHERE resolved_at IS NULL AND action != 'reap' AND deadline IS NOT NULL",
                 )?
                 .execute([])?;
@@ -243,8 +250,9 @@ impl Store {
                     .collect::<Result<_, _>>()?;
                 let marked = rows.len() as u64;
                 // Looked up once: a pass may mark thousands at a time.
-                let mut set_deadline =
-                    c.prepare_cached("UPDATE findings SET deadline = ?2 WHERE id = ?1")?;
+                let mut set_deadline = c.prepare_cached(
+                    "UPDATE findings SET deadline = ?2, marked_owner = ?3 WHERE id = ?1",
+                )?;
                 let mut notice = c.prepare_cached(super::outbox::INSERT_OUTBOX)?;
                 // A transition of the finding (no deletion is decided yet), so it goes with the
                 // finding's other events, not into the reaper's audit chain.
@@ -252,8 +260,9 @@ impl Store {
                 for (id, arn, grace_s, tags, lease_owner, lease_id, verdict, project) in rows {
                     let deadline = at + TimeDelta::seconds(grace_s);
                     let tags = stored_tags(&tags).map_err(|_| bad(3, "tags", &tags))?;
+                    let owner_tag = tags.get(&owner_key).unwrap_or_default().to_owned();
                     let owner = owner_of(lease_owner, &tags, &owner_key);
-                    set_deadline.execute(params![id, ms(deadline)])?;
+                    set_deadline.execute(params![id, ms(deadline), owner_tag])?;
                     let payload = serde_json::json!({
                         "finding_id": id, "arn": arn, "verdict": verdict, "project": project,
                         "lease_id": lease_id, "deadline": deadline,
@@ -395,13 +404,24 @@ impl Store {
     }
 
     /// Notes that a delete call is about to start (so a crash before its outcome is known is
-    /// settled by the next pass's re-read).
-    pub async fn record_deleting(&self, finding_id: i64) -> Result<(), StoreError> {
+    /// settled by the next pass's re-read), if `fence` still holds the act lock at `wall_now`
+    /// (wall-clock time); false, and nothing noted, when it does not: the delete must not run.
+    pub async fn record_deleting(
+        &self,
+        finding_id: i64,
+        fence: String,
+        wall_now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         self.writer
             .write(move |c| {
-                c.prepare_cached("UPDATE findings SET reap_state = 'deleting' WHERE id = ?1")?
-                    .execute([finding_id])?;
-                Ok(())
+                let n = c
+                    .prepare_cached(
+                        "UPDATE findings SET reap_state = 'deleting' WHERE id = ?1
+                           AND EXISTS (SELECT 1 FROM locks WHERE name = ?2 AND holder = ?3
+                                                            AND expires_at > ?4)",
+                    )?
+                    .execute(params![finding_id, super::ACT_LOCK, fence, ms(wall_now)])?;
+                Ok(n == 1)
             })
             .await
     }
@@ -447,7 +467,7 @@ impl Store {
                     ReapUpdate::Unmark => {
                         c.prepare_cached(
                             "UPDATE findings SET deadline = NULL, reap_state = NULL, last_decision = ?2,
-                                                 attempts = 0, next_attempt_at = NULL
+                                                 attempts = 0, next_attempt_at = NULL, marked_owner = NULL
                              WHERE id = ?1",
                         )?
                         .execute(params![id, entry.decision])?;

@@ -407,6 +407,23 @@ async fn lease_lifecycle_over_time() {
     clock.advance(TimeDelta::minutes(10));
     let (_, l) = d.get(&format!("/api/v1/leases/{id}"), WEB).await;
     assert_eq!(l["state"], "expired", "{l}");
+    // Its lessee comes back within the grace (1h for web): the beat revives it, counted.
+    let (s, l) = d
+        .post(&format!("/api/v1/leases/{id}/heartbeat"), WEB, json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{l}");
+    assert_eq!(l["state"], "active", "{l}");
+    assert_eq!(
+        sample(
+            &d.metrics().await,
+            "ephemera_lease_revivals_total{project=\"web\"}"
+        ),
+        Some(1.0)
+    );
+    // Missed again, and silent past the grace: expired for good.
+    clock.advance(TimeDelta::minutes(10) + TimeDelta::hours(1));
+    let (_, l) = d.get(&format!("/api/v1/leases/{id}"), WEB).await;
+    assert_eq!(l["state"], "expired", "{l}");
     let (s, e) = d
         .post(&format!("/api/v1/leases/{id}/heartbeat"), WEB, json!({}))
         .await;
@@ -430,7 +447,7 @@ async fn lease_lifecycle_over_time() {
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(l["state"], "released");
-    assert_eq!(l["released_at"], "2026-03-01T09:25:00.000Z");
+    assert_eq!(l["released_at"], "2026-03-01T10:35:00.000Z");
 
     // A plain lease without heartbeats expires at expires_at, not a millisecond before.
     let id2 = d.acquire(WEB, "web", "plain").await;

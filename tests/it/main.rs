@@ -16,6 +16,7 @@ mod promtool;
 mod proxy;
 mod reap;
 mod rules;
+mod safety;
 mod scan;
 mod seed;
 mod smtp;

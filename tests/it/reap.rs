@@ -115,7 +115,7 @@ fn decisions(records: &[Value], arn: &str) -> Vec<(String, String)> {
 }
 
 /// Whether moto still has the resource, asked through the deleters' own re-read.
-async fn exists(moto: &Moto, account: &str, arn: &str) -> bool {
+pub(crate) async fn exists(moto: &Moto, account: &str, arn: &str) -> bool {
     // Straight at this test's moto (no proxy), parsed in memory: a file shared by the tests
     // running in parallel could point one test's look at another's emulator.
     let text = config(&moto.endpoint(), ACCOUNTS, "armed = false");

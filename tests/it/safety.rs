@@ -1,0 +1,615 @@
+//! The wrong-deletion suite: the real binary, armed, on the emulator, with one-second graces,
+//! in the situations where a janitor deletes what it must not. Each scenario asserts what
+//! still exists in moto and how many delete calls each resource got (from the proxy's request
+//! log), not only what ephemera says it did.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::cli::{DaemonProcess, run, spawn_daemon};
+use crate::moto::Moto;
+use crate::proxy::{Fault, FaultProxy};
+use crate::reap::exists;
+use crate::seed::{SeededResource, seed};
+use crate::support::{OPERATOR, WEB, Workdir, config_text_with_aws};
+
+const A: &str = "123456789012";
+
+/// Every `web` verdict that may be reaped is, one second after it is marked (`data` only
+/// exists for the test principals).
+const POLICY: &str = r#"
+[[project]]
+name = "web"
+lessees = ["ci-web", "ci-web-2"]
+default_ttl = "2h"
+max_ttl = "24h"
+grace = "1s"
+max_active_leases = 20
+allowed_regions = ["us-east-1", "eu-west-1"]
+
+[project.on]
+expired = { action = "reap", grace = "1s" }
+released = { action = "reap", grace = "1s" }
+unknown-lease = { action = "reap", grace = "1s" }
+
+[[project]]
+name = "data"
+lessees = ["*"]
+default_ttl = "6h"
+max_ttl = "3d"
+grace = "1h"
+"#;
+
+/// The test ground: moto behind the fault proxy, a work dir with an armed config.
+struct Ground {
+    moto: Moto,
+    proxy: FaultProxy,
+    work: Workdir,
+}
+
+impl Ground {
+    async fn new() -> Ground {
+        let moto = Moto::start().await;
+        let proxy = FaultProxy::start(&moto.endpoint()).await;
+        let work = Workdir::with_config(&config_text_with_aws(&format!(
+            r#"regions = ["us-east-1"]
+endpoint_url = "{}"
+emulator = true
+max_attempts = 1
+
+[[aws.accounts]]
+id = "{A}"
+
+[enforcement]
+armed = true
+deletable_types = ["ec2:volume"]
+max_project_share_percent = 100
+max_deletions_per_pass = 1000
+"#,
+            proxy.endpoint()
+        )));
+        std::fs::write(work.path().join("rules/policy/projects.toml"), POLICY).expect("policy");
+        Ground { moto, proxy, work }
+    }
+
+    fn config(&self) -> String {
+        self.work.config_path().to_str().expect("utf-8").to_owned()
+    }
+
+    /// Volumes, one per `(key, tags)`, in account A.
+    async fn volumes(&self, specs: &[(&str, Value)]) -> HashMap<String, SeededResource> {
+        let resources: Vec<Value> = specs
+            .iter()
+            .map(
+                |(key, tags)| json!({"key": key, "account": A, "type": "ec2:volume", "tags": tags}),
+            )
+            .collect();
+        seed(&self.moto.endpoint(), json!({ "resources": resources }))
+            .await
+            .resources
+            .into_iter()
+            .map(|r| (r.key.clone(), r))
+            .collect()
+    }
+
+    /// DeleteVolume calls per volume id, from the proxy's request log.
+    fn deletes(&self) -> HashMap<String, usize> {
+        let mut n = HashMap::new();
+        for body in self.proxy.bodies("DeleteVolume") {
+            let id = body
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("VolumeId="))
+                .unwrap_or("?")
+                .to_owned();
+            *n.entry(id).or_default() += 1;
+        }
+        n
+    }
+
+    /// Sets one tag on a resource straight in moto (a person or a task changing it).
+    async fn retag(&self, id: &str, key: &str, value: &str) {
+        let ec2 = aws_sdk_ec2::Client::new(&self.moto.sdk_config("us-east-1").await);
+        ec2.create_tags()
+            .resources(id)
+            .tags(
+                aws_sdk_ec2::types::Tag::builder()
+                    .key(key)
+                    .value(value)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("retag in moto");
+    }
+
+    /// Asserts that each of `gone` got exactly one delete call and is gone, and that each of
+    /// `kept` got none and is still there.
+    async fn check(&self, gone: &[&SeededResource], kept: &[&SeededResource]) {
+        let deletes = self.deletes();
+        for r in gone {
+            assert_eq!(
+                deletes.get(&r.id),
+                Some(&1),
+                "{} ({}): one delete: {deletes:?}",
+                r.key,
+                r.id
+            );
+            assert!(
+                !exists(&self.moto, A, &r.arn).await,
+                "{} is gone from moto",
+                r.key
+            );
+        }
+        for r in kept {
+            assert_eq!(
+                deletes.get(&r.id),
+                None,
+                "{} ({}) got no delete: {deletes:?}",
+                r.key,
+                r.id
+            );
+            assert!(
+                exists(&self.moto, A, &r.arn).await,
+                "{} is still in moto",
+                r.key
+            );
+        }
+    }
+}
+
+/// A running daemon binary and its address.
+struct Daemon {
+    process: DaemonProcess,
+    addr: String,
+}
+
+impl Daemon {
+    fn start(g: &Ground) -> Daemon {
+        let (process, addr) = spawn_daemon(&g.work.config_path());
+        Daemon { process, addr }
+    }
+
+    fn env(&self) -> [(&str, &str); 2] {
+        [
+            ("EPHEMERA_ADDR", self.addr.as_str()),
+            ("EPHEMERA_TOKEN", OPERATOR),
+        ]
+    }
+
+    /// A pass through the daemon, to its end: its report; `null` when it was refused because
+    /// another process was acting on the store.
+    async fn pass_unless_busy(&self) -> Value {
+        let out = run(&["scan", "--wait", "--output", "json"], &self.env()).await;
+        if out.status.code() == Some(1)
+            && String::from_utf8_lossy(&out.stderr).contains("another process is acting")
+        {
+            return Value::Null;
+        }
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).expect("scan json");
+        v["run"]["summary"].clone()
+    }
+
+    /// A pass through the daemon, to its end: its report.
+    async fn pass(&self) -> Value {
+        let out = run(&["scan", "--wait", "--output", "json"], &self.env()).await;
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).expect("scan json");
+        v["run"]["summary"].clone()
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = reqwest::Client::new()
+            .request(method, format!("{}{path}", self.addr))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("daemon answers");
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn acquire(&self, body: Value) -> String {
+        let (s, v) = self
+            .call(reqwest::Method::POST, "/api/v1/leases", WEB, Some(body))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v["id"].as_str().expect("id").to_owned()
+    }
+
+    /// The audit records of `arn` with decision `deleted`.
+    async fn deleted_records(&self, arn: &str) -> usize {
+        let out = run(
+            &["audit", "list", "--output", "json", "--limit", "1000"],
+            &self.env(),
+        )
+        .await;
+        let page: Value = serde_json::from_slice(&out.stdout).expect("audit json");
+        page["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter(|r| r["arn"] == arn && r["decision"] == "deleted")
+            .count()
+    }
+}
+
+fn tags(lease: &str) -> Value {
+    crate::support::lease_tags(lease, "web", "ci 1")
+}
+
+/// Waits out the one-second grace.
+async fn past_grace() {
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+}
+
+/// Scenarios 1-9: an active lease's id in every spelling AWS stores is that lease (kept);
+/// a lease nobody knows, in any spelling, and a tag that is no lease id at all are reaped,
+/// each exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lease_id_in_any_spelling_is_that_lease() {
+    let g = Ground::new().await;
+    let d = Daemon::start(&g);
+    let id = d
+        .acquire(json!({"project": "web", "task": "ci 1", "owner": "alice@example.com"}))
+        .await;
+    let upper = id.to_uppercase();
+    let simple = id.replace('-', "");
+    let unknown = "0194e0a1-0000-7000-8000-00000000dead";
+    let v = g
+        .volumes(&[
+            ("canonical", tags(&id)),
+            ("upper", tags(&upper)),
+            ("braced", tags(&format!("{{{id}}}"))),
+            ("urn", tags(&format!("urn:uuid:{id}"))),
+            ("urn-upper", tags(&format!("URN:UUID:{upper}"))),
+            ("simple", tags(&simple)),
+            ("padded", tags(&format!(" {id} "))),
+            (
+                "unknown-braced",
+                tags(&format!("{{{}}}", unknown.to_uppercase())),
+            ),
+            ("not-an-id", tags("build-42")),
+        ])
+        .await;
+    d.pass().await;
+    past_grace().await;
+    let report = d.pass().await;
+    assert_eq!(report["reap"]["deleted"], 2, "{report}");
+    let kept: Vec<&SeededResource> = [
+        "canonical",
+        "upper",
+        "braced",
+        "urn",
+        "urn-upper",
+        "simple",
+        "padded",
+    ]
+    .iter()
+    .map(|k| &v[*k])
+    .collect();
+    g.check(&[&v["unknown-braced"], &v["not-an-id"]], &kept)
+        .await;
+    let (_, findings) = d
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/findings?limit=100&all=true",
+            OPERATOR,
+            None,
+        )
+        .await;
+    let why: Vec<&str> = findings["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|f| f["arn"] == v["not-an-id"].arn)
+        .filter_map(|f| f["reason"].as_str())
+        .collect();
+    assert!(why.contains(&"lease tag is not a lease id"), "{findings:#}");
+    for r in [&v["unknown-braced"], &v["not-an-id"]] {
+        assert_eq!(d.deleted_records(&r.arn).await, 1);
+    }
+}
+
+/// Beats `lease` every 1.5 s against whatever address `addr` holds, recording each status.
+fn beat(
+    addr: Arc<Mutex<String>>,
+    lease: String,
+) -> (
+    tokio::task::JoinHandle<()>,
+    Arc<Mutex<Vec<(std::time::Instant, u16)>>>,
+) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let h = tokio::spawn(async move {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(1))
+            .build()
+            .expect("client");
+        loop {
+            let base = addr.lock().expect("addr").clone();
+            let status = match http
+                .post(format!("{base}/api/v1/leases/{lease}/heartbeat"))
+                .bearer_auth(WEB)
+                .send()
+                .await
+            {
+                Ok(r) => r.status().as_u16(),
+                Err(_) => 0,
+            };
+            log.lock()
+                .expect("log")
+                .push((std::time::Instant::now(), status));
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+    });
+    (h, seen)
+}
+
+/// Scenarios 10-11: the daemon is stopped (SIGTERM, then in a second run SIGKILL) for three
+/// heartbeat intervals while the lessee keeps beating; after the restart its beats succeed,
+/// the lease is active, and nothing of it is marked or deleted.
+async fn downtime_is_not_the_lessees_fault(signal: &str) {
+    let g = Ground::new().await;
+    let mut d = Daemon::start(&g);
+    let lease = d
+        .acquire(
+            json!({"project": "web", "task": "ci 1", "owner": "alice@example.com",
+                         "heartbeat_interval": "5s"}),
+        )
+        .await;
+    let v = g.volumes(&[("leased", tags(&lease))]).await;
+    let addr = Arc::new(Mutex::new(d.addr.clone()));
+    let (beater, seen) = beat(addr.clone(), lease.clone());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pid = d.process.child.id().to_string();
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let _ = d.process.wait();
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let restarted = std::time::Instant::now();
+    d = Daemon::start(&g);
+    *addr.lock().expect("addr") = d.addr.clone();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    d.pass().await;
+    past_grace().await;
+    let report = d.pass().await;
+    beater.abort();
+    let after: Vec<u16> = seen
+        .lock()
+        .expect("log")
+        .iter()
+        .filter(|(at, _)| *at > restarted + Duration::from_millis(500))
+        .map(|(_, s)| *s)
+        .filter(|s| *s != 0)
+        .collect();
+    assert!(after.len() >= 3, "beats after the restart: {after:?}");
+    assert!(
+        after.iter().all(|s| *s == 200),
+        "every beat after the restart is accepted: {after:?}"
+    );
+    let (_, l) = d
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/leases/{lease}"),
+            WEB,
+            None,
+        )
+        .await;
+    assert_eq!(l["state"], "active", "{l}");
+    assert_eq!(report["reap"]["marked"], 0, "{report}");
+    assert_eq!(report["verdicts"]["expired"], Value::Null, "{report}");
+    g.check(&[], &[&v["leased"]]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_downtime_is_not_the_lessees_fault() {
+    downtime_is_not_the_lessees_fault("-TERM").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_downtime_is_not_the_lessees_fault() {
+    downtime_is_not_the_lessees_fault("-KILL").await;
+}
+
+/// Scenario 12: the daemon's armed pass and `scan --once --act` on the same store, started
+/// together: one waits for the other (`--once` waits; the daemon refuses with 409 while the
+/// other holds the store's act lock), every resource is deleted once, with one `deleted`
+/// record, and nothing gone is marked again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pass_and_scan_once_act_racing_delete_each_resource_once() {
+    let g = Ground::new().await;
+    let d = Daemon::start(&g);
+    let unknown = "0194e0a1-0000-7000-8000-00000000dead";
+    let specs: Vec<(String, Value)> = (0..24)
+        .map(|i| (format!("doomed-{i}"), tags(unknown)))
+        .collect();
+    let specs: Vec<(&str, Value)> = specs.iter().map(|(k, t)| (k.as_str(), t.clone())).collect();
+    let v = g.volumes(&specs).await;
+    d.pass().await;
+    past_grace().await;
+    // Slow deletes, so the two would overlap if nothing kept them apart.
+    g.proxy.set_fault(
+        "DeleteVolume",
+        Fault::Delay(Duration::from_millis(150)),
+        None,
+    );
+    let config = g.config();
+    let args = [
+        "scan", "--once", "--act", "--config", &config, "--output", "json",
+    ];
+    let once = run(&args, &[]);
+    let (by_daemon, by_once) = tokio::join!(d.pass_unless_busy(), once);
+    assert_eq!(
+        by_once.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&by_once.stderr)
+    );
+    let once_report: Value = serde_json::from_slice(&by_once.stdout).expect("json");
+    let deleted = by_daemon["reap"]["deleted"].as_u64().unwrap_or(0)
+        + once_report["reap"]["deleted"].as_u64().unwrap_or(0);
+    assert_eq!(deleted, 24, "daemon {by_daemon}\nonce {once_report}");
+    let all: Vec<&SeededResource> = v.values().collect();
+    g.check(&all, &[]).await;
+    let report = d.pass().await;
+    assert_eq!(
+        report["reap"]["marked"], 0,
+        "nothing gone is marked again: {report}"
+    );
+    for r in &all {
+        assert_eq!(d.deleted_records(&r.arn).await, 1, "{}", r.arn);
+    }
+}
+
+/// Scenario 13: `scan --once` without `--act` is an audit step: armed and due, it deletes
+/// nothing and marks nothing; with `--act` it does.
+#[tokio::test(flavor = "multi_thread")]
+async fn scan_once_deletes_only_when_asked_to_act() {
+    let g = Ground::new().await;
+    let v = g
+        .volumes(&[("doomed", tags("0194e0a1-0000-7000-8000-00000000dead"))])
+        .await;
+    let config = g.config();
+    let audit = |act: bool| {
+        let config = config.clone();
+        async move {
+            let mut args = vec![
+                "scan",
+                "--once",
+                "--config",
+                config.as_str(),
+                "--output",
+                "json",
+            ];
+            if act {
+                args.push("--act");
+            }
+            let out = run(&args, &[]).await;
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice::<Value>(&out.stdout).expect("json")
+        }
+    };
+    let r = audit(false).await;
+    assert_eq!(r["reap"], Value::Null, "no act step: {r}");
+    past_grace().await;
+    let r = audit(false).await;
+    assert_eq!(r["verdicts"]["unknown-lease"], 1, "{r}");
+    g.check(&[], &[&v["doomed"]]).await;
+    audit(true).await; // marks
+    past_grace().await;
+    let r = audit(true).await;
+    assert_eq!(r["reap"]["deleted"], 1, "{r}");
+    g.check(&[&v["doomed"]], &[]).await;
+}
+
+/// Scenarios 14-20: what changes during the grace, seen at the last moment. A protect tag,
+/// a new owner (marked afresh, for the new owner's own grace), a lease tag now naming an
+/// active lease, or naming another unknown lease (re-marked, then reaped after a new grace:
+/// never skipped forever), keep the resource this pass; the same lease id respelt is no
+/// change; an untouched one and a type not allowed for deletion are the controls.
+#[tokio::test(flavor = "multi_thread")]
+async fn changes_during_the_grace_win_at_the_last_moment() {
+    let g = Ground::new().await;
+    let d = Daemon::start(&g);
+    let active = d
+        .acquire(json!({"project": "web", "task": "ci 1", "owner": "alice@example.com"}))
+        .await;
+    let x = "0194e0a1-0000-7000-8000-0000000000aa";
+    let z = "0194e0a1-0000-7000-8000-0000000000bb";
+    let v = g
+        .volumes(&[
+            ("untouched", tags(x)),
+            ("protected", tags(x)),
+            ("new-owner", tags(x)),
+            ("now-leased", tags(x)),
+            ("other-unknown", tags(x)),
+            ("respelt", tags(x)),
+        ])
+        .await;
+    let queue = seed(
+        &g.moto.endpoint(),
+        json!({"resources": [{"key": "queue", "account": A, "type": "sqs:queue", "tags": tags(x)}]}),
+    )
+    .await
+    .resources
+    .remove(0);
+    let first = d.pass().await;
+    assert_eq!(first["reap"]["marked"], 7, "{first}");
+    g.retag(&v["protected"].id, "ephemera:protect", "true")
+        .await;
+    g.retag(&v["new-owner"].id, "ephemera:owner", "bob@example.com")
+        .await;
+    g.retag(&v["now-leased"].id, "ephemera:lease-id", &active)
+        .await;
+    g.retag(&v["other-unknown"].id, "ephemera:lease-id", z)
+        .await;
+    g.retag(&v["respelt"].id, "ephemera:lease-id", &x.to_uppercase())
+        .await;
+    past_grace().await;
+    let second = d.pass().await;
+    g.check(
+        &[&v["untouched"], &v["respelt"]],
+        &[
+            &v["protected"],
+            &v["new-owner"],
+            &v["now-leased"],
+            &v["other-unknown"],
+        ],
+    )
+    .await;
+    let sqs = g.proxy.count("DeleteQueue");
+    assert_eq!(
+        sqs, 0,
+        "a type not allowed for deletion gets no call: {second}"
+    );
+    assert!(exists(&g.moto, A, &queue.arn).await);
+    // The new owner and the other lease are marked afresh: a full grace, then reaped.
+    let third = d.pass().await;
+    assert_eq!(
+        second["reap"]["marked"], 1,
+        "the other lease, afresh: {second}"
+    );
+    assert_eq!(third["reap"]["marked"], 1, "the new owner, afresh: {third}");
+    past_grace().await;
+    d.pass().await;
+    g.check(
+        &[
+            &v["untouched"],
+            &v["respelt"],
+            &v["new-owner"],
+            &v["other-unknown"],
+        ],
+        &[&v["protected"], &v["now-leased"]],
+    )
+    .await;
+}
