@@ -332,14 +332,11 @@ async fn a_lease_id_in_any_spelling_is_that_lease() {
     }
 }
 
+/// Each beat's time and status (0: no answer).
+type Beats = Arc<Mutex<Vec<(std::time::Instant, u16)>>>;
+
 /// Beats `lease` every 1.5 s against whatever address `addr` holds, recording each status.
-fn beat(
-    addr: Arc<Mutex<String>>,
-    lease: String,
-) -> (
-    tokio::task::JoinHandle<()>,
-    Arc<Mutex<Vec<(std::time::Instant, u16)>>>,
-) {
+fn beat(addr: Arc<Mutex<String>>, lease: String) -> (tokio::task::JoinHandle<()>, Beats) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
     let h = tokio::spawn(async move {
