@@ -13,7 +13,7 @@
 //! | [`auth`] | principals, roles (lessee, operator, viewer), hashed bearer tokens |
 //! | [`policy`] | `rules/policy/*.toml`: leasing and audit rules, pure decisions and evaluation (verdicts), in-file test cases |
 //! | [`lease`] | lease state math and the [`lease::LeaseRegistry`] service |
-//! | [`store`] | SQLite (WAL, `synchronous = FULL`, 16 KiB pages, foreign keys, append-only migrations); writes go through one group-commit writer thread; the only module that knows SQL |
+//! | [`store`] | SQLite (WAL, `synchronous = FULL`, 16 KiB pages, foreign keys, append-only migrations); writes go through one group-commit writer thread; the act lock that keeps two processes from acting at once; the only module that knows SQL |
 //! | [`metrics`] | the Prometheus registry and every metric |
 //! | [`http`] | the axum API under `/api/v1`, `/healthz`, `/readyz`, `/metrics`; JSON wire types in [`http::dto`] |
 //! | [`daemon`] | wiring: `serve(config, listener, shutdown, clock)` |
@@ -39,6 +39,10 @@
 //! - Only [`http`] knows axum and JSON DTOs; errors map to a status and a stable code in one place.
 //! - Metric labels come from bounded sets; no lease id, ARN or resource id is ever a label.
 //! - Tokens are hashed the moment they are read; nothing prints one.
+//! - A lease id is parsed ([`model::LeaseId::parse_loose`]) before it is compared; never
+//!   compared as a string.
+//! - Whatever deletes (a pass, on-call reaping) holds the store's act lock, in any process, and
+//!   every delete is fenced on it.
 //! - UTC everywhere; durations are written `90m`, `2h`, `7d`.
 
 pub mod auth;
