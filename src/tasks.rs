@@ -65,6 +65,9 @@ const PERSIST_BATCH: usize = 1_000;
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ScanReport {
     pub run_id: String,
+    /// Who started the pass, as the audit log names it: `scheduler`, `once` (`scan --once`)
+    /// or the API principal.
+    pub actor: String,
     /// `success` (every walk complete), `partial` (some incomplete) or `failed`.
     pub outcome: String,
     pub started_at: Option<DateTime<Utc>>,
@@ -196,23 +199,24 @@ impl Tasks {
         let _ = self.inner.mailer.set(mailer);
     }
 
-    /// Starts a scan in the background; refused while one runs. Returns the run id.
-    pub async fn start_scan(&self, trigger: &str) -> Result<String, TaskError> {
+    /// Starts a scan in the background; refused while one runs. Returns the run id. `actor`
+    /// names who started it in the audit log.
+    pub async fn start_scan(&self, trigger: &str, actor: &str) -> Result<String, TaskError> {
         let (guard, run_id) = self.claim(trigger).await?;
         let this = self.clone();
-        let trigger = trigger.to_owned();
+        let (trigger, actor) = (trigger.to_owned(), actor.to_owned());
         let id = run_id.clone();
         tokio::spawn(async move {
             let _guard = guard;
-            this.scan_locked(id, &trigger).await;
+            this.scan_locked(id, &trigger, &actor).await;
         });
         Ok(run_id)
     }
 
     /// Runs a scan to the end; refused while one runs. For the scheduler and `scan --once`.
-    pub async fn run_scan(&self, trigger: &str) -> Result<ScanReport, TaskError> {
+    pub async fn run_scan(&self, trigger: &str, actor: &str) -> Result<ScanReport, TaskError> {
         let (_guard, run_id) = self.claim(trigger).await?;
-        Ok(self.scan_locked(run_id, trigger).await)
+        Ok(self.scan_locked(run_id, trigger, actor).await)
     }
 
     /// Takes the scan lock (or says which run holds it), names the new run and records its
@@ -241,7 +245,7 @@ impl Tasks {
 
     /// A scheduled tick: runs the scan unless one is running, which is counted as skipped.
     pub async fn scheduled_scan(&self) {
-        match self.run_scan("schedule").await {
+        match self.run_scan("schedule", "scheduler").await {
             Ok(_) => {}
             Err(TaskError::AlreadyRunning(id)) => {
                 self.inner
@@ -255,9 +259,10 @@ impl Tasks {
         }
     }
 
-    async fn scan_locked(&self, run_id: String, trigger: &str) -> ScanReport {
-        let span = tracing::info_span!("scan", run_id = %run_id, trigger);
-        let report = tracing::Instrument::instrument(self.scan_inner(run_id.clone()), span).await;
+    async fn scan_locked(&self, run_id: String, trigger: &str, actor: &str) -> ScanReport {
+        let span = tracing::info_span!("scan", run_id = %run_id, trigger, actor);
+        let report =
+            tracing::Instrument::instrument(self.scan_inner(run_id.clone(), actor), span).await;
         *self.inner.running.lock().await = None;
         let m = &self.inner.metrics;
         m.task_runs
@@ -271,11 +276,12 @@ impl Tasks {
         report
     }
 
-    async fn scan_inner(&self, run_id: String) -> ScanReport {
+    async fn scan_inner(&self, run_id: String, actor: &str) -> ScanReport {
         let inner = &self.inner;
         let started = inner.clock.now();
         let mut report = ScanReport {
             run_id: run_id.clone(),
+            actor: actor.to_owned(),
             started_at: Some(started),
             ..ScanReport::default()
         };
@@ -344,7 +350,7 @@ impl Tasks {
             && report.walks.iter().all(WalkRecord::is_complete);
         report.outcome = if all_complete { "success" } else { "partial" }.into();
         let mut reap_results = Vec::new();
-        match inner.reaper.act(&run_id, &report.walks).await {
+        match inner.reaper.act(&run_id, &report.walks, actor).await {
             Ok(r) => {
                 report.reap = Some(ReapSummary::from(&r));
                 reap_results = r.results;

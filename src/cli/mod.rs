@@ -724,7 +724,7 @@ async fn scan_once(
         std::sync::Arc::new(crate::clock::SystemClock),
     )
     .await?;
-    let report = parts.tasks.run_scan("cli").await?;
+    let report = parts.tasks.run_scan("cli", "once").await?;
     match out {
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Output::Table | Output::Csv => {

@@ -465,7 +465,11 @@ fn internal(e: &crate::store::StoreError) -> ApiError {
 
 async fn start_scan(State(s): State<AppState>, Caller(who): Caller) -> Result<Response, ApiError> {
     forbid_unless(&who, &[crate::auth::Role::Operator], "start a scan")?;
-    match s.tasks.start_scan(&format!("api:{}", who.name)).await {
+    match s
+        .tasks
+        .start_scan(&format!("api:{}", who.name), &who.name)
+        .await
+    {
         Ok(run_id) => {
             let body = serde_json::json!({"run_id": run_id, "outcome": "running"});
             let mut resp = (StatusCode::ACCEPTED, Json(body)).into_response();

@@ -154,12 +154,18 @@ impl Reaper {
     }
 
     /// The act step of a pass: mark new `reap` findings (queuing their owners a notice), plan,
-    /// then record would-delete (unarmed) or delete (armed) what is due.
-    pub async fn act(&self, run_id: &str, walks: &[WalkRecord]) -> Result<ReapReport, StoreError> {
+    /// then record would-delete (unarmed) or delete (armed) what is due. `actor` names who
+    /// started the pass in the audit log: `scheduler`, `once`, or an API principal.
+    pub async fn act(
+        &self,
+        run_id: &str,
+        walks: &[WalkRecord],
+        actor: &str,
+    ) -> Result<ReapReport, StoreError> {
         let inner = &self.inner;
         let now = inner.clock.now();
         let actor = Actor {
-            name: "scheduler".into(),
+            name: actor.to_owned(),
             manual: false,
             run_id: Some(run_id.to_owned()),
         };

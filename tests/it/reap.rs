@@ -1220,3 +1220,62 @@ async fn reaping_by_hand_is_refused_while_a_pass_runs() {
         .await;
     assert_eq!(s, StatusCode::OK, "after the pass it is taken: {body}");
 }
+
+/// Every pass names who started it in the audit log: the API principal for `POST /scans`
+/// (`oncall`), `scheduler` for a tick.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pass_records_who_started_it() {
+    let moto = Moto::start().await;
+    let (work, clock, d, expired) = with_expired_lease(
+        &moto.endpoint(),
+        ACCOUNTS,
+        "armed = true\ndeletable_types = [\"ec2:volume\"]\n",
+    )
+    .await;
+    let volume = |key: &str| {
+        json!({"resources": [
+            {"key": key, "account": A, "type": "ec2:volume", "tags": tags(&expired, "web")}
+        ]})
+    };
+    let by_api = arns_by_key(&seed(&moto.endpoint(), volume("api")).await)["api"][0].clone();
+    d.pass().await;
+    clock.advance(TimeDelta::hours(1) + TimeDelta::minutes(1));
+    let run = d.pass().await;
+    assert_eq!(run["run"]["summary"]["reap"]["deleted"], 1, "{run}");
+    assert_eq!(run["run"]["summary"]["actor"], "oncall", "{run}");
+    let deleted: Vec<Value> = audit(&d)
+        .await
+        .into_iter()
+        .filter(|r| r["arn"] == by_api.as_str() && r["decision"] == "deleted")
+        .collect();
+    assert_eq!(deleted.len(), 1, "{deleted:?}");
+    assert_eq!(
+        (&deleted[0]["actor"], &deleted[0]["mode"]),
+        (&json!("oncall"), &json!("pass")),
+        "{deleted:?}"
+    );
+    d.stop().await;
+
+    // The scheduler's tick, on the same store and clock.
+    let by_tick = arns_by_key(&seed(&moto.endpoint(), volume("tick")).await)["tick"][0].clone();
+    let parts = ephemera::daemon::open(work.config(), clock.clone())
+        .await
+        .expect("daemon parts");
+    parts.tasks.scheduled_scan().await;
+    clock.advance(TimeDelta::hours(1) + TimeDelta::minutes(1));
+    parts.tasks.scheduled_scan().await;
+    let (records, _) = parts
+        .store
+        .audit_list(ephemera::store::AuditQuery {
+            arn: Some(by_tick.clone()),
+            decision: Some("deleted".into()),
+            run_id: None,
+            after: None,
+            limit: 10,
+        })
+        .await
+        .expect("audit");
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].entry.actor, "scheduler", "{records:?}");
+    assert!(!exists(&moto, A, &by_tick).await);
+}
