@@ -21,7 +21,8 @@ use crate::lease::Lease;
 use crate::metrics::{Metrics, Series};
 use crate::model::Verdict;
 use crate::policy::{Policy, evaluate};
-use crate::reaper::run::{ReapReport, Reaper};
+use crate::reaper::plan::Plan;
+use crate::reaper::run::{ItemResult, Progress, ReapReport, Reaper};
 use crate::resource::{Observed, Record, WalkRecord};
 use crate::store::{Store, StoreError};
 
@@ -648,44 +649,51 @@ impl Tasks {
         self.inner.config.enforcement.armed
     }
 
-    /// On-call reaping: refused while a pass runs (the two would race for the same items),
-    /// and holds the scan lock meanwhile so no pass starts.
-    pub async fn reap_by_hand(
-        &self,
-        arns: &[String],
-        principal: &str,
-        plan_only: bool,
-    ) -> Result<
-        (
-            crate::reaper::plan::Plan,
-            Vec<crate::reaper::run::ItemResult>,
-        ),
-        TaskError,
-    > {
-        // A plan only reads: it neither waits for nor holds back a pass.
-        if plan_only {
-            return Ok(self
-                .inner
-                .reaper
-                .reap_by_hand(arns, principal, true)
-                .await?);
-        }
+    /// The on-call plan for `arns`: only reads, so it neither waits for nor holds back a pass.
+    pub async fn plan_reap(&self, arns: &[String]) -> Result<(Plan, Vec<ItemResult>), StoreError> {
+        self.inner
+            .reaper
+            .reap_by_hand(arns, "", true, &Progress::default())
+            .await
+    }
+
+    /// Claims on-call reaping: refused while a pass runs (the two would race for the same
+    /// items); the claim holds the scan lock, so no pass starts until it is dropped.
+    pub async fn claim_reap(&self) -> Result<ReapClaim, TaskError> {
         let running = self.inner.running.lock().await;
-        let _guard = self.inner.scan_lock.clone().try_lock_owned().map_err(|_| {
+        let guard = self.inner.scan_lock.clone().try_lock_owned().map_err(|_| {
             TaskError::AlreadyRunning(running.clone().unwrap_or_else(|| "unknown".into()))
         })?;
-        drop(running);
-        Ok(self
+        Ok(ReapClaim { _scan: guard })
+    }
+
+    /// On-call reaping of `arns` in `principal`'s name, under a claim (released at the end).
+    pub async fn reap_by_hand(
+        &self,
+        claim: ReapClaim,
+        arns: &[String],
+        principal: &str,
+        progress: &Progress,
+    ) -> Result<Vec<ItemResult>, StoreError> {
+        let _claim = claim;
+        let (_, results) = self
             .inner
             .reaper
-            .reap_by_hand(arns, principal, false)
-            .await?)
+            .reap_by_hand(arns, principal, false, progress)
+            .await?;
+        Ok(results)
     }
 
     /// The id of the running scan, if any.
     pub async fn running_scan(&self) -> Option<String> {
         self.inner.running.lock().await.clone()
     }
+}
+
+/// The right to reap by hand: no pass runs while it is held.
+#[derive(Debug)]
+pub struct ReapClaim {
+    _scan: tokio::sync::OwnedMutexGuard<()>,
 }
 
 #[derive(Debug, Default)]

@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::TimeDelta;
 use serde::Serialize;
@@ -52,6 +53,32 @@ pub struct ReapReport {
     pub held: u64,
     pub results: Vec<ItemResult>,
     pub capped: Vec<String>,
+}
+
+/// Items settled out of the items asked for, shared with whoever follows an on-call reap while
+/// it runs.
+#[derive(Debug, Default)]
+pub struct Progress {
+    total: AtomicU64,
+    done: AtomicU64,
+}
+
+impl Progress {
+    /// `(done, total)`.
+    pub fn get(&self) -> (u64, u64) {
+        (
+            self.done.load(Ordering::Relaxed),
+            self.total.load(Ordering::Relaxed),
+        )
+    }
+
+    fn set_total(&self, n: usize) {
+        self.total.store(n as u64, Ordering::Relaxed);
+    }
+
+    fn step(&self, n: usize) {
+        self.done.fetch_add(n as u64, Ordering::Relaxed);
+    }
 }
 
 impl ReapReport {
@@ -212,19 +239,21 @@ impl Reaper {
             .iter()
             .filter(|i| matches!(i.status, Status::Held(_)))
             .count() as u64;
-        report.results = self.carry_out(&plan, &actor).await?;
+        report.results = self.carry_out(&plan, &actor, &Progress::default()).await?;
         // After the deletions, so that what is gone no longer counts as marked.
         self.set_marked_gauge().await;
         Ok(report)
     }
 
     /// On-call reaping of the given ARNs: their open findings, planned without the deadline,
-    /// then (unless `plan_only`) carried out through every other guard.
+    /// then (unless `plan_only`) carried out through every other guard. Every ARN asked for
+    /// gets one result. A plan only records nothing.
     pub async fn reap_by_hand(
         &self,
         arns: &[String],
         principal: &str,
         plan_only: bool,
+        progress: &Progress,
     ) -> Result<(Plan, Vec<ItemResult>), StoreError> {
         let inner = &self.inner;
         let now = inner.clock.now();
@@ -235,6 +264,7 @@ impl Reaper {
             .filter(|a| seen.insert(a.as_str()))
             .cloned()
             .collect();
+        progress.set_total(arns.len());
         let mut candidates = inner
             .store
             .open_findings_for(arns.clone(), self.owner_key(), now)
@@ -244,7 +274,7 @@ impl Reaper {
             c.deadline = c.deadline.min(now);
         }
         let found: HashSet<&str> = candidates.iter().map(|c| c.arn.as_str()).collect();
-        let mut missing: Vec<ItemResult> = arns
+        let missing: Vec<ItemResult> = arns
             .iter()
             .filter(|a| !found.contains(a.as_str()))
             .map(|a| ItemResult {
@@ -263,10 +293,29 @@ impl Reaper {
             manual: true,
             run_id: None,
         };
+        let mut results = Vec::with_capacity(arns.len());
+        for r in missing {
+            progress.step(1);
+            results.push(r);
+        }
         self.record_caps(&plan, &actor).await?;
-        let mut results = self.carry_out(&plan, &actor).await?;
+        for item in &plan.items {
+            // By hand nothing is scheduled: what is not due is held, and why.
+            let Status::Held(why) = &item.status else {
+                continue;
+            };
+            let c = &item.candidate;
+            let detail = format!("held: {why}");
+            progress.step(1);
+            results.push(ItemResult {
+                arn: c.arn.clone(),
+                resource_type: c.resource_type.clone(),
+                outcome: "held".into(),
+                detail,
+            });
+        }
+        results.append(&mut self.carry_out(&plan, &actor, progress).await?);
         self.set_marked_gauge().await;
-        results.append(&mut missing);
         Ok((plan, results))
     }
 
@@ -347,7 +396,12 @@ impl Reaper {
     /// Every due item, in plan order: would-delete when unarmed, else the guarded delete. (What
     /// the plan holds back or schedules is in the plan, not repeated here: a mass marking would
     /// otherwise copy every item.)
-    async fn carry_out(&self, plan: &Plan, actor: &Actor) -> Result<Vec<ItemResult>, StoreError> {
+    async fn carry_out(
+        &self,
+        plan: &Plan,
+        actor: &Actor,
+        progress: &Progress,
+    ) -> Result<Vec<ItemResult>, StoreError> {
         let armed = self.inner.config.enforcement.armed;
         let mut results = Vec::new();
         let mut settled: HashMap<String, bool> = HashMap::new(); // arn -> deleted this pass?
@@ -370,6 +424,7 @@ impl Reaper {
                 .reap_actions
                 .with_label_values(&[&c.resource_type, &result.outcome])
                 .inc();
+            progress.step(1);
             results.push(result);
         }
         Ok(results)
