@@ -247,7 +247,8 @@ impl Reaper {
 
     /// On-call reaping of the given ARNs: their open findings, planned without the deadline,
     /// then (unless `plan_only`) carried out through every other guard. Every ARN asked for
-    /// gets one result. A plan only records nothing.
+    /// gets one result; each one refused (no open finding, held by the plan) is also an audit
+    /// record, decision `refused`, in the principal's name. A plan only records nothing.
     pub async fn reap_by_hand(
         &self,
         arns: &[String],
@@ -295,6 +296,14 @@ impl Reaper {
         };
         let mut results = Vec::with_capacity(arns.len());
         for r in missing {
+            self.audit(
+                &actor,
+                Subject::Arn(&r.arn),
+                "refused",
+                &r.detail,
+                ReapUpdate::Decision,
+            )
+            .await?;
             progress.step(1);
             results.push(r);
         }
@@ -306,6 +315,14 @@ impl Reaper {
             };
             let c = &item.candidate;
             let detail = format!("held: {why}");
+            self.audit(
+                &actor,
+                Subject::Item(c),
+                "refused",
+                &detail,
+                ReapUpdate::Decision,
+            )
+            .await?;
             progress.step(1);
             results.push(ItemResult {
                 arn: c.arn.clone(),
@@ -371,7 +388,7 @@ impl Reaper {
                 c.lease_id.clone(),
                 Some(c.verdict.as_str().to_owned()),
             ),
-            Subject::Scope(scope) => (None, scope.to_owned(), None, None),
+            Subject::Scope(scope) | Subject::Arn(scope) => (None, scope.to_owned(), None, None),
         };
         self.inner
             .store
@@ -646,10 +663,12 @@ impl Reaper {
     }
 }
 
-/// What an audit record is about: a planned item, or a scope (`pass`, `project:web`).
+/// What an audit record is about: a planned item, a scope (`pass`, `project:web`), or an ARN
+/// asked for by hand that has no open finding.
 enum Subject<'a> {
     Item(&'a ReapCandidate),
     Scope(&'a str),
+    Arn(&'a str),
 }
 
 enum Outcome {

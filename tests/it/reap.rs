@@ -915,8 +915,8 @@ async fn on_call_reaping_through_the_api_and_the_cli() {
     assert_eq!(items[0]["actor"], "oncall");
     assert_eq!(items[0]["arn"], arn("first").as_str());
 
-    // An ARN with no open finding, and an item the plan holds (a type that is not deletable):
-    // one result each.
+    // Every refusal is an audit record in the principal's name: an ARN with no open finding,
+    // and an item the plan holds (a type that is not deletable).
     let job = reap_job(&d, &[&arn("leased"), &arn("queue")]).await;
     assert_eq!(job["state"], "done", "{job}");
     assert_eq!(
@@ -946,6 +946,26 @@ async fn on_call_reaping_through_the_api_and_the_cli() {
         Some("held"),
         "{job}"
     );
+    let records = audit(&d).await;
+    for (key, why) in [
+        ("leased", "no open finding"),
+        ("queue", "not in enforcement.deletable_types"),
+    ] {
+        let refusals: Vec<&Value> = records
+            .iter()
+            .filter(|r| r["arn"] == arn(key).as_str() && r["decision"] == "refused")
+            .collect();
+        assert_eq!(refusals.len(), 1, "one refusal for {key}: {records:?}");
+        assert_eq!(refusals[0]["actor"], "oncall", "{:?}", refusals[0]);
+        assert_eq!(refusals[0]["mode"], "manual", "{:?}", refusals[0]);
+        assert!(
+            refusals[0]["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains(why)),
+            "{:?}",
+            refusals[0]
+        );
+    }
     assert!(exists(&moto, A, &arn("leased")).await && exists(&moto, A, &arn("queue")).await);
 
     // A job is its starter's, the operators' and the viewers'; to a lessee it does not exist.
