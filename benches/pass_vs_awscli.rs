@@ -480,7 +480,7 @@ fn main() {
             Arc::new(SystemClock),
         );
         let t = Instant::now();
-        let report = tasks.run_scan("bench").await.expect("scan runs");
+        let report = tasks.run_scan("bench", "bench").await.expect("scan runs");
         let scan_t = t.elapsed();
         assert_eq!(report.outcome, "success", "scan outcome: {report:?}");
         let pages = report.walks.iter().map(|w| w.pages).sum::<u64>();
@@ -512,7 +512,7 @@ fn main() {
                     Arc::new(SystemClock),
                 );
                 let t = Instant::now();
-                let report = tasks.run_scan("bench").await.expect("scan runs");
+                let report = tasks.run_scan("bench", "bench").await.expect("scan runs");
                 let took = t.elapsed();
                 assert_eq!(report.outcome, "success", "scan outcome: {report:?}");
                 println!(

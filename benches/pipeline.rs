@@ -535,7 +535,7 @@ async fn bench_real_pass(
     );
     let cpu = thread_cpu();
     let t = Instant::now();
-    let report = tasks.run_scan("bench").await.expect("scan runs");
+    let report = tasks.run_scan("bench", "bench").await.expect("scan runs");
     let took = t.elapsed();
     assert_eq!(report.outcome, "success", "{report:?}");
     println!(
@@ -560,7 +560,7 @@ async fn bench_real_pass(
     }
     let cpu = thread_cpu();
     let t = Instant::now();
-    let report = tasks.run_scan("bench").await.expect("scan runs");
+    let report = tasks.run_scan("bench", "bench").await.expect("scan runs");
     let took = t.elapsed();
     println!(
         "pipeline: [6 Tasks::run_scan, second pass] {} resources in {:.2} s = {} resources/s",

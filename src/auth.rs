@@ -86,6 +86,12 @@ impl Principal {
         }
     }
 
+    /// Whether this principal may follow an on-call reap job started by `starter`: operators
+    /// and viewers any, anyone else their own.
+    pub fn may_see_job_of(&self, starter: &str) -> bool {
+        matches!(self.role, Role::Operator | Role::Viewer) || self.name == starter
+    }
+
     /// Whether this principal may change a lease acquired by `holder`.
     pub fn may_change_lease_of(&self, holder: &str) -> bool {
         self.role == Role::Operator || (self.role == Role::Lessee && self.name == holder)

@@ -136,12 +136,14 @@ pub async fn serve(
     });
     let mut scheduler =
         crate::scheduler::start(tasks.clone(), &config.schedules, &metrics, clock.now()).await?;
+    let reap_jobs = crate::jobs::ReapJobs::new(tasks.clone(), clock.clone());
     let state = AppState {
         leases,
         principals: Arc::new(Principals::new(config.principals.clone())),
         metrics,
         store,
         tasks,
+        reap_jobs: reap_jobs.clone(),
     };
     let app = http::router(state, config.api.max_body_bytes);
     let addr = listener
@@ -160,6 +162,8 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await
         .context("http server failed");
+    // An on-call reap in progress is finished, not cut off, when the daemon stops on purpose.
+    reap_jobs.drain().await;
     if let Err(e) = scheduler.shutdown().await {
         tracing::warn!(error = %e, "scheduler did not stop cleanly");
     }

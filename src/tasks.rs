@@ -21,7 +21,8 @@ use crate::lease::Lease;
 use crate::metrics::{Metrics, Series};
 use crate::model::{LeaseId, Verdict};
 use crate::policy::{Policy, evaluate};
-use crate::reaper::run::{ReapReport, Reaper};
+use crate::reaper::plan::Plan;
+use crate::reaper::run::{ItemResult, Progress, ReapReport, Reaper};
 use crate::resource::{Observed, Record, WalkRecord};
 use crate::store::{ACT_LOCK, HeldBy, LockHolder, Store, StoreError};
 
@@ -69,6 +70,9 @@ const PERSIST_BATCH: usize = 1_000;
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ScanReport {
     pub run_id: String,
+    /// Who started the pass, as the audit log names it: `scheduler`, `once` (`scan --once`)
+    /// or the API principal.
+    pub actor: String,
     /// `success` (every walk complete), `partial` (some incomplete) or `failed`.
     pub outcome: String,
     pub started_at: Option<DateTime<Utc>>,
@@ -203,23 +207,24 @@ impl Tasks {
         let _ = self.inner.mailer.set(mailer);
     }
 
-    /// Starts a scan in the background; refused while one runs. Returns the run id.
-    pub async fn start_scan(&self, trigger: &str) -> Result<String, TaskError> {
+    /// Starts a scan in the background; refused while one runs. Returns the run id. `actor`
+    /// names who started it in the audit log.
+    pub async fn start_scan(&self, trigger: &str, actor: &str) -> Result<String, TaskError> {
         let claim = self.claim(trigger).await?;
         let this = self.clone();
-        let trigger = trigger.to_owned();
+        let (trigger, actor) = (trigger.to_owned(), actor.to_owned());
         let id = claim.run_id.clone();
         tokio::spawn(async move {
-            this.scan_locked(claim, &trigger, true).await;
+            this.scan_locked(claim, &trigger, &actor, true).await;
         });
         Ok(id)
     }
 
     /// Runs a scan to the end; refused while one runs (here or in another process on the
     /// store). For the scheduler.
-    pub async fn run_scan(&self, trigger: &str) -> Result<ScanReport, TaskError> {
+    pub async fn run_scan(&self, trigger: &str, actor: &str) -> Result<ScanReport, TaskError> {
         let claim = self.claim(trigger).await?;
-        Ok(self.scan_locked(claim, trigger, true).await)
+        Ok(self.scan_locked(claim, trigger, actor, true).await)
     }
 
     /// `scan --once`: one pass that waits up to `wait` for another process's pass or reaping
@@ -227,6 +232,7 @@ impl Tasks {
     pub async fn run_scan_once(
         &self,
         trigger: &str,
+        actor: &str,
         act: bool,
         wait: std::time::Duration,
     ) -> Result<ScanReport, TaskError> {
@@ -244,7 +250,7 @@ impl Tasks {
                 other => break other?,
             }
         };
-        Ok(self.scan_locked(claim, trigger, act).await)
+        Ok(self.scan_locked(claim, trigger, actor, act).await)
     }
 
     /// Takes the scan lock and the store's act lock (or says who holds them), closes the runs
@@ -277,7 +283,7 @@ impl Tasks {
 
     /// A scheduled tick: runs the scan unless one is running, which is counted as skipped.
     pub async fn scheduled_scan(&self) {
-        match self.run_scan("schedule").await {
+        match self.run_scan("schedule", "scheduler").await {
             Ok(_) => {}
             Err(TaskError::AlreadyRunning(id)) => {
                 self.inner
@@ -299,11 +305,11 @@ impl Tasks {
         }
     }
 
-    async fn scan_locked(&self, claim: Claim, trigger: &str, act: bool) -> ScanReport {
+    async fn scan_locked(&self, claim: Claim, trigger: &str, actor: &str, act: bool) -> ScanReport {
         let run_id = claim.run_id.clone();
-        let span = tracing::info_span!("scan", run_id = %run_id, trigger);
+        let span = tracing::info_span!("scan", run_id = %run_id, trigger, actor);
         let report = tracing::Instrument::instrument(
-            self.scan_inner(run_id.clone(), act.then_some(&claim.lock)),
+            self.scan_inner(run_id.clone(), actor, act.then_some(&claim.lock)),
             span,
         )
         .await;
@@ -322,11 +328,12 @@ impl Tasks {
     }
 
     /// One pass; its act step runs when `act` holds the store's act lock to fence it with.
-    async fn scan_inner(&self, run_id: String, act: Option<&StoreLock>) -> ScanReport {
+    async fn scan_inner(&self, run_id: String, actor: &str, act: Option<&StoreLock>) -> ScanReport {
         let inner = &self.inner;
         let started = inner.clock.now();
         let mut report = ScanReport {
             run_id: run_id.clone(),
+            actor: actor.to_owned(),
             started_at: Some(started),
             ..ScanReport::default()
         };
@@ -396,7 +403,11 @@ impl Tasks {
         report.outcome = if all_complete { "success" } else { "partial" }.into();
         let mut reap_results = Vec::new();
         match act {
-            Some(lock) => match inner.reaper.act(&run_id, &report.walks, lock.fence()).await {
+            Some(lock) => match inner
+                .reaper
+                .act(&run_id, &report.walks, actor, lock.fence())
+                .await
+            {
                 Ok(r) => {
                     report.reap = Some(ReapSummary::from(&r));
                     reap_results = r.results;
@@ -698,41 +709,41 @@ impl Tasks {
         self.inner.config.enforcement.armed
     }
 
-    /// On-call reaping: refused while a pass runs (the two would race for the same items),
-    /// and holds the scan lock meanwhile so no pass starts.
-    pub async fn reap_by_hand(
-        &self,
-        arns: &[String],
-        principal: &str,
-        plan_only: bool,
-    ) -> Result<
-        (
-            crate::reaper::plan::Plan,
-            Vec<crate::reaper::run::ItemResult>,
-        ),
-        TaskError,
-    > {
-        // A plan only reads: it neither waits for nor holds back a pass.
-        if plan_only {
-            return Ok(self
-                .inner
-                .reaper
-                .reap_by_hand(arns, principal, true)
-                .await?);
-        }
+    /// The on-call plan for `arns`: only reads, so it neither waits for nor holds back a pass.
+    pub async fn plan_reap(&self, arns: &[String]) -> Result<(Plan, Vec<ItemResult>), StoreError> {
+        self.inner
+            .reaper
+            .reap_by_hand(arns, "", None, &Progress::default())
+            .await
+    }
+
+    /// Claims on-call reaping: refused while a pass runs (the two would race for the same
+    /// items); the claim holds the scan lock, so no pass starts until it is dropped.
+    pub async fn claim_reap(&self, principal: &str) -> Result<ReapClaim, TaskError> {
         let running = self.inner.running.lock().await;
-        let _guard = self.inner.scan_lock.clone().try_lock_owned().map_err(|_| {
+        let guard = self.inner.scan_lock.clone().try_lock_owned().map_err(|_| {
             TaskError::AlreadyRunning(running.clone().unwrap_or_else(|| "unknown".into()))
         })?;
         drop(running);
         let lock = StoreLock::take(&self.inner.store, format!("reap by {principal}")).await?;
+        Ok(ReapClaim { _scan: guard, lock })
+    }
+
+    /// On-call reaping of `arns` in `principal`'s name, under a claim (released at the end).
+    pub async fn reap_by_hand(
+        &self,
+        claim: ReapClaim,
+        arns: &[String],
+        principal: &str,
+        progress: &Progress,
+    ) -> Result<Vec<ItemResult>, StoreError> {
         let r = self
             .inner
             .reaper
-            .reap_by_hand_fenced(arns, principal, lock.fence())
+            .reap_by_hand(arns, principal, Some(claim.lock.fence()), progress)
             .await;
-        lock.release().await;
-        Ok(r?)
+        claim.lock.release().await;
+        Ok(r?.1)
     }
 
     /// The id of the running scan, if any.
@@ -754,6 +765,7 @@ const LOCK_RENEW: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// The store's act lock, held by this process and renewed in the background until released.
 /// Its times are the wall clock's: the lock is about processes, not a test's manual clock.
+#[derive(Debug)]
 pub(crate) struct StoreLock {
     store: Store,
     holder: String,
@@ -820,6 +832,14 @@ impl Drop for StoreLock {
     fn drop(&mut self) {
         self.renewer.abort();
     }
+}
+
+/// The right to reap by hand: no pass runs (here or in another process on the store) while
+/// it is held.
+#[derive(Debug)]
+pub struct ReapClaim {
+    _scan: tokio::sync::OwnedMutexGuard<()>,
+    lock: StoreLock,
 }
 
 #[derive(Debug, Default)]

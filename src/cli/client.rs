@@ -5,7 +5,7 @@ use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::http::dto::{ErrorBody, LeaseList, LeaseView, RenewRequest};
+use crate::http::dto::{ErrorBody, LeaseList, LeaseView, ReapJobView, ReapRequest, RenewRequest};
 use crate::lease::AcquireRequest;
 
 #[derive(Debug)]
@@ -112,6 +112,29 @@ impl Client {
         self.call(Method::GET, "/leases", query, None).await
     }
 
+    /// The on-call plan for `arns` (`POST /reap` with `plan_only`); deletes nothing.
+    pub async fn plan_reap(&self, arns: &[String]) -> anyhow::Result<serde_json::Value> {
+        let req = ReapRequest {
+            arns: arns.to_vec(),
+            plan_only: true,
+        };
+        self.call(Method::POST, "/reap", &[], Some(&req)).await
+    }
+
+    /// Starts an on-call reap job (`POST /reap`); the daemon runs it whatever this client does.
+    pub async fn start_reap(&self, arns: &[String]) -> anyhow::Result<ReapJobView> {
+        let req = ReapRequest {
+            arns: arns.to_vec(),
+            plan_only: false,
+        };
+        self.call(Method::POST, "/reap", &[], Some(&req)).await
+    }
+
+    pub async fn reap_job(&self, id: &str) -> anyhow::Result<ReapJobView> {
+        self.call(Method::GET, &format!("/reap/jobs/{}", enc(id)), &[], None)
+            .await
+    }
+
     pub async fn get_value(
         &self,
         path: &str,
@@ -122,14 +145,6 @@ impl Client {
 
     pub async fn post_value(&self, path: &str) -> anyhow::Result<serde_json::Value> {
         self.call(Method::POST, path, &[], None).await
-    }
-
-    pub async fn post_json(
-        &self,
-        path: &str,
-        body: &serde_json::Value,
-    ) -> anyhow::Result<serde_json::Value> {
-        self.call(Method::POST, path, &[], Some(body)).await
     }
 }
 

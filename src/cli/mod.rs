@@ -19,7 +19,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, Config};
-use crate::http::dto::LeaseView;
+use crate::http::dto::{LeaseView, ReapJobState};
 use crate::lease::AcquireRequest;
 use crate::logging::{self, LogFormat};
 use client::Client;
@@ -625,8 +625,9 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// `reap`: shows the plan for the ARNs, asks (unless --yes), then reaps them one at a time so
-/// the terminal shows progress, and prints the results.
+/// `reap`: shows the plan for the ARNs, asks (unless --yes), then starts a reap job in the
+/// daemon and follows it to the end (progress on stderr), and prints the results. The job is
+/// the daemon's: interrupting this command stops only the following.
 async fn reap(
     client: &ClientArgs,
     arns: &[String],
@@ -635,20 +636,15 @@ async fn reap(
 ) -> anyhow::Result<ExitCode> {
     use std::io::{BufRead, IsTerminal, Write};
     let api = Client::new(&client.addr, client.token.as_deref())?;
-    let planned = api
-        .post_json(
-            "/reap",
-            &serde_json::json!({"arns": arns, "plan_only": true}),
-        )
-        .await?;
-    if plan_only {
-        match client.output {
-            Output::Json => println!("{}", serde_json::to_string_pretty(&planned)?),
-            Output::Table | Output::Csv => print!("{}", output::reap_plan_table(&planned)),
+    if plan_only || !yes {
+        let planned = api.plan_reap(arns).await?;
+        if plan_only {
+            match client.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&planned)?),
+                Output::Table | Output::Csv => print!("{}", output::reap_plan_table(&planned)),
+            }
+            return Ok(ExitCode::SUCCESS);
         }
-        return Ok(ExitCode::SUCCESS);
-    }
-    if !yes {
         print!("{}", output::reap_plan_table(&planned));
         let armed = planned["armed"] == true;
         eprint!(
@@ -668,48 +664,43 @@ async fn reap(
             return Ok(ExitCode::FAILURE);
         }
     }
-    let progress = std::io::stderr().is_terminal();
-    // Caps were applied to the whole set when planning: only what that plan found due is
-    // reaped (one call each, for progress); the rest is reported as the plan left it.
-    let mut results: Vec<serde_json::Value> =
-        planned["results"].as_array().cloned().unwrap_or_default();
-    let mut due = Vec::new();
-    for item in planned["plan"].as_array().into_iter().flatten() {
-        if item["status"] == "due" {
-            due.push(item["arn"].as_str().unwrap_or_default().to_owned());
-        } else {
-            let detail = match item["held_reason"].as_str() {
-                Some(why) => why.to_owned(),
-                None => format!("not due until {}", item["deadline"].as_str().unwrap_or("?")),
-            };
-            results.push(serde_json::json!({
-                "arn": item["arn"], "resource_type": item["resource_type"],
-                "outcome": "held", "detail": detail,
-            }));
-        }
+    let tty = std::io::stderr().is_terminal();
+    let mut job = api.start_reap(arns).await?;
+    let id = job.job_id.clone();
+    if !tty {
+        eprintln!("reap job {id} started: {} resource(s)", job.total);
     }
-    for (i, arn) in due.iter().enumerate() {
-        if progress {
-            eprint!("\r[{}/{}] {arn} ...", i + 1, due.len());
+    let mut shown = None;
+    while job.state == ReapJobState::Running {
+        if shown != Some(job.done) {
+            if tty {
+                eprint!("\r[{}/{}] reaping (job {id}) ...", job.done, job.total);
+            } else if shown.is_some() || job.done > 0 {
+                eprintln!("{}/{} done", job.done, job.total);
+            }
+            shown = Some(job.done);
         }
-        let r = api
-            .post_json("/reap", &serde_json::json!({"arns": [arn]}))
-            .await?;
-        if let Some(items) = r["results"].as_array() {
-            results.extend(items.iter().cloned());
-        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        job = api.reap_job(&id).await?;
     }
-    if progress {
-        eprintln!();
+    if tty {
+        eprintln!("\r[{}/{}] reaping (job {id}) ... done", job.done, job.total);
     }
-    let all = serde_json::json!({"results": results});
     match client.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&all)?),
-        Output::Table | Output::Csv => print!("{}", output::reap_results_table(&all)),
+        Output::Json => println!("{}", serde_json::to_string_pretty(&job)?),
+        Output::Table | Output::Csv => print!(
+            "{}",
+            output::reap_results_table(&serde_json::json!({"results": job.results}))
+        ),
     }
-    let failed = results
+    if let Some(e) = &job.error {
+        eprintln!("error: reap job {id} failed: {e}");
+        return Ok(ExitCode::FAILURE);
+    }
+    let failed = job
+        .results
         .iter()
-        .any(|r| r["outcome"] == "failed" || r["outcome"] == "skipped" || r["outcome"] == "held");
+        .any(|r| ["failed", "skipped", "held"].contains(&r.outcome.as_str()));
     Ok(if failed {
         ExitCode::FAILURE
     } else {
@@ -737,7 +728,7 @@ async fn scan_once(
         std::sync::Arc::new(crate::clock::SystemClock),
     )
     .await?;
-    let report = parts.tasks.run_scan_once("once", act, wait).await?;
+    let report = parts.tasks.run_scan_once("cli", "once", act, wait).await?;
     match out {
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Output::Table | Output::Csv => {

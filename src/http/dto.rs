@@ -97,3 +97,86 @@ pub fn audit_verdict(outcome: Result<u64, crate::resource::AuditBreak>) -> serde
         Err(b) => serde_json::json!({"ok": false, "broken_at": b.seq, "problem": b.problem}),
     }
 }
+
+/// `POST /reap` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReapRequest {
+    /// 1 to 1000 ARNs of resources with open findings.
+    pub arns: Vec<String>,
+    /// Answer the plan (200) and delete nothing, instead of starting a job (202).
+    #[serde(default)]
+    pub plan_only: bool,
+}
+
+/// Where an on-call reap job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReapJobState {
+    Running,
+    Done,
+    /// The store failed part way; what was done is in the audit log.
+    Failed,
+}
+
+/// One ARN's outcome in a reap job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReapItemView {
+    pub arn: String,
+    pub resource_type: String,
+    /// `deleted`, `would-delete`, `skipped`, `failed` or `held`.
+    pub outcome: String,
+    pub detail: String,
+}
+
+/// `POST /reap` (202) and `GET /reap/jobs/{id}`: an on-call reap job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReapJobView {
+    pub job_id: String,
+    pub state: ReapJobState,
+    /// Who started it (the actor of its audit records).
+    pub principal: String,
+    pub armed: bool,
+    pub started_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<String>,
+    /// ARNs settled so far, of `total` (each distinct ARN asked for).
+    pub done: u64,
+    pub total: u64,
+    /// One per ARN once the job is done; empty while it runs.
+    #[serde(default)]
+    pub results: Vec<ReapItemView>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl ReapJobView {
+    pub fn new(j: &crate::jobs::JobSnapshot) -> Self {
+        use crate::jobs::JobState;
+        ReapJobView {
+            job_id: j.id.clone(),
+            state: match j.state {
+                JobState::Running => ReapJobState::Running,
+                JobState::Done => ReapJobState::Done,
+                JobState::Failed => ReapJobState::Failed,
+            },
+            principal: j.principal.clone(),
+            armed: j.armed,
+            started_at: ts(j.started_at),
+            ended_at: j.ended_at.map(ts),
+            done: j.done,
+            total: j.total,
+            results: j
+                .results
+                .iter()
+                .map(|r| ReapItemView {
+                    arn: r.arn.clone(),
+                    resource_type: r.resource_type.clone(),
+                    outcome: r.outcome.clone(),
+                    detail: r.detail.clone(),
+                })
+                .collect(),
+            error: j.error.clone(),
+        }
+    }
+}

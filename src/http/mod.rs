@@ -29,7 +29,7 @@ use crate::metrics::Metrics;
 use crate::model::{LeaseId, ProjectName};
 use crate::policy::Denial;
 use crate::store::{LeaseFilter, Store};
-use dto::{ErrorBody, LeaseList, LeaseView, RenewRequest};
+use dto::{ErrorBody, LeaseList, LeaseView, ReapJobView, ReapRequest, RenewRequest};
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
@@ -39,6 +39,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub store: Store,
     pub tasks: crate::tasks::Tasks,
+    pub reap_jobs: crate::jobs::ReapJobs,
 }
 
 /// The whole HTTP surface.
@@ -57,6 +58,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/findings/{id}", get(show_finding))
         .route("/plan", get(show_plan))
         .route("/reap", post(reap))
+        .route("/reap/jobs/{id}", get(show_reap_job))
         .route("/audit", get(list_audit))
         .route("/audit/verify", get(verify_audit))
         .route("/cost", get(show_cost))
@@ -109,6 +111,33 @@ impl IntoResponse for ApiError {
         }
         resp
     }
+}
+
+impl From<crate::tasks::TaskError> for ApiError {
+    /// The errors of on-call reaping (a scan or a cost refresh maps its own).
+    fn from(e: crate::tasks::TaskError) -> Self {
+        match e {
+            crate::tasks::TaskError::AlreadyRunning(id) => ApiError::new(
+                StatusCode::CONFLICT,
+                "scan-running",
+                format!("a scan is running (run {id}); reap after it ends"),
+            ),
+            e @ crate::tasks::TaskError::Busy(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                "scan-running",
+                format!("{e}; reap after it ends"),
+            ),
+            crate::tasks::TaskError::Store(e) => internal(&e),
+        }
+    }
+}
+
+fn reap_job_not_found(id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "reap-job-not-found",
+        format!("no reap job {id} (jobs are kept in memory: the last 100, until a restart)"),
+    )
 }
 
 impl From<LeaseError> for ApiError {
@@ -465,7 +494,11 @@ fn internal(e: &crate::store::StoreError) -> ApiError {
 
 async fn start_scan(State(s): State<AppState>, Caller(who): Caller) -> Result<Response, ApiError> {
     forbid_unless(&who, &[crate::auth::Role::Operator], "start a scan")?;
-    match s.tasks.start_scan(&format!("api:{}", who.name)).await {
+    match s
+        .tasks
+        .start_scan(&format!("api:{}", who.name), &who.name)
+        .await
+    {
         Ok(run_id) => {
             let body = serde_json::json!({"run_id": run_id, "outcome": "running"});
             let mut resp = (StatusCode::ACCEPTED, Json(body)).into_response();
@@ -695,20 +728,14 @@ async fn show_plan(
     })))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ReapRequest {
-    arns: Vec<String>,
-    #[serde(default)]
-    plan_only: bool,
-}
-
 /// On-call reaping: the same guards as a pass, except the grace deadline. Operators only.
+/// A plan only is answered at once (200; it deletes nothing); otherwise a job is started that
+/// the daemon owns (202, `Location: /api/v1/reap/jobs/{id}`): the client may go away.
 async fn reap(
     State(s): State<AppState>,
     Caller(who): Caller,
     Body(req): Body<ReapRequest>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
     forbid_unless(&who, &[crate::auth::Role::Operator], "reap resources")?;
     if req.arns.is_empty() || req.arns.len() > 1000 {
         return Err(ApiError::new(
@@ -728,29 +755,41 @@ async fn reap(
             format!("`{bad}` is not an ARN"),
         ));
     }
-    let (plan, results) = s
-        .tasks
-        .reap_by_hand(&req.arns, &format!("api:{}", who.name), req.plan_only)
-        .await
-        .map_err(|e| match e {
-            crate::tasks::TaskError::AlreadyRunning(id) => ApiError::new(
-                StatusCode::CONFLICT,
-                "scan-running",
-                format!("a scan is running (run {id}); reap after it ends"),
-            ),
-            e @ crate::tasks::TaskError::Busy(_) => ApiError::new(
-                StatusCode::CONFLICT,
-                "scan-running",
-                format!("{e}; reap after it ends"),
-            ),
-            crate::tasks::TaskError::Store(e) => internal(&e),
-        })?;
-    Ok(Json(serde_json::json!({
-        "armed": s.tasks.armed(),
-        "plan": plan.items,
-        "capped": plan.capped,
-        "results": results,
-    })))
+    if req.plan_only {
+        let (plan, results) = s
+            .tasks
+            .plan_reap(&req.arns)
+            .await
+            .map_err(|e| internal(&e))?;
+        return Ok(Json(serde_json::json!({
+            "armed": s.tasks.armed(),
+            "plan": plan.items,
+            "capped": plan.capped,
+            "results": results,
+        }))
+        .into_response());
+    }
+    let job = s.reap_jobs.start(req.arns, &who.name).await?;
+    let mut resp = (StatusCode::ACCEPTED, Json(ReapJobView::new(&job))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/reap/jobs/{}", job.id)) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(resp)
+}
+
+/// An on-call reap job: its starter, operators and viewers may read it; to anyone else it
+/// does not exist.
+async fn show_reap_job(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ReapJobView>, ApiError> {
+    let job = s
+        .reap_jobs
+        .get(&id)
+        .filter(|j| who.may_see_job_of(&j.principal))
+        .ok_or_else(|| reap_job_not_found(&id))?;
+    Ok(Json(ReapJobView::new(&job)))
 }
 
 #[derive(Debug, Deserialize)]

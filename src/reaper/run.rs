@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::TimeDelta;
 use serde::Serialize;
@@ -55,6 +56,32 @@ pub struct ReapReport {
     pub held: u64,
     pub results: Vec<ItemResult>,
     pub capped: Vec<String>,
+}
+
+/// Items settled out of the items asked for, shared with whoever follows an on-call reap while
+/// it runs.
+#[derive(Debug, Default)]
+pub struct Progress {
+    total: AtomicU64,
+    done: AtomicU64,
+}
+
+impl Progress {
+    /// `(done, total)`.
+    pub fn get(&self) -> (u64, u64) {
+        (
+            self.done.load(Ordering::Relaxed),
+            self.total.load(Ordering::Relaxed),
+        )
+    }
+
+    fn set_total(&self, n: usize) {
+        self.total.store(n as u64, Ordering::Relaxed);
+    }
+
+    fn step(&self, n: usize) {
+        self.done.fetch_add(n as u64, Ordering::Relaxed);
+    }
 }
 
 impl ReapReport {
@@ -157,17 +184,19 @@ impl Reaper {
     }
 
     /// The act step of a pass: mark new `reap` findings (queuing their owners a notice), plan,
-    /// then record would-delete (unarmed) or delete (armed) what is due.
+    /// then record would-delete (unarmed) or delete (armed) what is due. `actor` names who
+    /// started the pass in the audit log: `scheduler`, `once`, or an API principal.
     pub async fn act(
         &self,
         run_id: &str,
         walks: &[WalkRecord],
+        actor: &str,
         fence: &str,
     ) -> Result<ReapReport, StoreError> {
         let inner = &self.inner;
         let now = inner.clock.now();
         let actor = Actor {
-            name: "scheduler".into(),
+            name: actor.to_owned(),
             manual: false,
             run_id: Some(run_id.to_owned()),
             fence: fence.to_owned(),
@@ -215,43 +244,23 @@ impl Reaper {
             .iter()
             .filter(|i| matches!(i.status, Status::Held(_)))
             .count() as u64;
-        report.results = self.carry_out(&plan, &actor).await?;
+        report.results = self.carry_out(&plan, &actor, &Progress::default()).await?;
         // After the deletions, so that what is gone no longer counts as marked.
         self.set_marked_gauge().await;
         Ok(report)
     }
 
-    /// The plan of on-call reaping of the given ARNs: their open findings, planned without
-    /// the deadline. Reads only.
+    /// On-call reaping of the given ARNs: their open findings, planned without the deadline,
+    /// then, by a caller holding the store's act lock (`fence`; `None`: a plan only, which
+    /// records nothing), carried out through every other guard. Every ARN asked for gets one
+    /// result; each one refused (no open finding, held by the plan) is also an audit record,
+    /// decision `refused`, in the principal's name.
     pub async fn reap_by_hand(
         &self,
         arns: &[String],
         principal: &str,
-        plan_only: bool,
-    ) -> Result<(Plan, Vec<ItemResult>), StoreError> {
-        debug_assert!(
-            plan_only,
-            "deleting by hand needs the act lock: reap_by_hand_fenced"
-        );
-        self.by_hand(arns, principal, None).await
-    }
-
-    /// On-call reaping of the given ARNs, carried out through every guard but the deadline,
-    /// by a caller that holds the store's act lock (`fence`).
-    pub async fn reap_by_hand_fenced(
-        &self,
-        arns: &[String],
-        principal: &str,
-        fence: &str,
-    ) -> Result<(Plan, Vec<ItemResult>), StoreError> {
-        self.by_hand(arns, principal, Some(fence)).await
-    }
-
-    async fn by_hand(
-        &self,
-        arns: &[String],
-        principal: &str,
         fence: Option<&str>,
+        progress: &Progress,
     ) -> Result<(Plan, Vec<ItemResult>), StoreError> {
         let inner = &self.inner;
         let now = inner.clock.now();
@@ -262,6 +271,7 @@ impl Reaper {
             .filter(|a| seen.insert(a.as_str()))
             .cloned()
             .collect();
+        progress.set_total(arns.len());
         let mut candidates = inner
             .store
             .open_findings_for(arns.clone(), self.owner_key(), now)
@@ -271,7 +281,7 @@ impl Reaper {
             c.deadline = c.deadline.min(now);
         }
         let found: HashSet<&str> = candidates.iter().map(|c| c.arn.as_str()).collect();
-        let mut missing: Vec<ItemResult> = arns
+        let missing: Vec<ItemResult> = arns
             .iter()
             .filter(|a| !found.contains(a.as_str()))
             .map(|a| ItemResult {
@@ -291,10 +301,45 @@ impl Reaper {
             run_id: None,
             fence: fence.to_owned(),
         };
+        let mut results = Vec::with_capacity(arns.len());
+        for r in missing {
+            self.audit(
+                &actor,
+                Subject::Arn(&r.arn),
+                "refused",
+                &r.detail,
+                ReapUpdate::Decision,
+            )
+            .await?;
+            progress.step(1);
+            results.push(r);
+        }
         self.record_caps(&plan, &actor).await?;
-        let mut results = self.carry_out(&plan, &actor).await?;
+        for item in &plan.items {
+            // By hand nothing is scheduled: what is not due is held, and why.
+            let Status::Held(why) = &item.status else {
+                continue;
+            };
+            let c = &item.candidate;
+            let detail = format!("held: {why}");
+            self.audit(
+                &actor,
+                Subject::Item(c),
+                "refused",
+                &detail,
+                ReapUpdate::Decision,
+            )
+            .await?;
+            progress.step(1);
+            results.push(ItemResult {
+                arn: c.arn.clone(),
+                resource_type: c.resource_type.clone(),
+                outcome: "held".into(),
+                detail,
+            });
+        }
+        results.append(&mut self.carry_out(&plan, &actor, progress).await?);
         self.set_marked_gauge().await;
-        results.append(&mut missing);
         Ok((plan, results))
     }
 
@@ -350,7 +395,7 @@ impl Reaper {
                 c.lease_id.clone(),
                 Some(c.verdict.as_str().to_owned()),
             ),
-            Subject::Scope(scope) => (None, scope.to_owned(), None, None),
+            Subject::Scope(scope) | Subject::Arn(scope) => (None, scope.to_owned(), None, None),
         };
         self.inner
             .store
@@ -375,7 +420,12 @@ impl Reaper {
     /// Every due item, in plan order: would-delete when unarmed, else the guarded delete. (What
     /// the plan holds back or schedules is in the plan, not repeated here: a mass marking would
     /// otherwise copy every item.)
-    async fn carry_out(&self, plan: &Plan, actor: &Actor) -> Result<Vec<ItemResult>, StoreError> {
+    async fn carry_out(
+        &self,
+        plan: &Plan,
+        actor: &Actor,
+        progress: &Progress,
+    ) -> Result<Vec<ItemResult>, StoreError> {
         let armed = self.inner.config.enforcement.armed;
         let mut results = Vec::new();
         let mut settled: HashMap<String, bool> = HashMap::new(); // arn -> deleted this pass?
@@ -398,6 +448,7 @@ impl Reaper {
                 .reap_actions
                 .with_label_values(&[&c.resource_type, &result.outcome])
                 .inc();
+            progress.step(1);
             results.push(result);
         }
         Ok(results)
@@ -656,10 +707,12 @@ pub(crate) fn same_owner(now: Option<&str>, then: Option<&str>) -> bool {
     norm(now) == norm(then)
 }
 
-/// What an audit record is about: a planned item, or a scope (`pass`, `project:web`).
+/// What an audit record is about: a planned item, a scope (`pass`, `project:web`), or an ARN
+/// asked for by hand that has no open finding.
 enum Subject<'a> {
     Item(&'a ReapCandidate),
     Scope(&'a str),
+    Arn(&'a str),
 }
 
 enum Outcome {

@@ -114,6 +114,43 @@ fn decisions(records: &[Value], arn: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Starts an on-call reap job as the operator (202, with its `Location`) and follows it to
+/// the end; returns the finished job.
+async fn reap_job(d: &TestDaemon, arns: &[&str]) -> Value {
+    let resp = d
+        .http
+        .post(d.url("/api/v1/reap"))
+        .bearer_auth(OPERATOR)
+        .json(&json!({ "arns": arns }))
+        .send()
+        .await
+        .expect("reap request sent");
+    let status = resp.status();
+    let location = resp
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let job: Value = resp.json().await.expect("job document");
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let id = job["job_id"].as_str().expect("job id");
+    assert_eq!(location, Some(format!("/api/v1/reap/jobs/{id}")));
+    wait_job(d, id).await
+}
+
+/// Polls reap job `id` (as the viewer) until it is no longer running (at most a minute).
+async fn wait_job(d: &TestDaemon, id: &str) -> Value {
+    for _ in 0..1200 {
+        let (s, job) = d.get(&format!("/api/v1/reap/jobs/{id}"), VIEWER).await;
+        assert_eq!(s, StatusCode::OK, "{job}");
+        if job["state"] != "running" {
+            return job;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("reap job {id} did not finish");
+}
+
 /// Whether moto still has the resource, asked through the deleters' own re-read.
 pub(crate) async fn exists(moto: &Moto, account: &str, arn: &str) -> bool {
     // Straight at this test's moto (no proxy), parsed in memory: a file shared by the tests
@@ -754,7 +791,8 @@ async fn on_call_reaping_through_the_api_and_the_cli() {
         json!({"resources": [
             {"key": "first", "account": A, "type": "ec2:volume", "tags": tags(&expired, "web")},
             {"key": "second", "account": A, "type": "ec2:volume", "tags": tags(&expired, "web")},
-            {"key": "leased", "account": A, "type": "ec2:volume", "tags": tags(&active, "web")}
+            {"key": "leased", "account": A, "type": "ec2:volume", "tags": tags(&active, "web")},
+            {"key": "queue", "account": A, "type": "sqs:queue", "tags": tags(&expired, "web")}
         ]}),
     )
     .await;
@@ -856,6 +894,11 @@ async fn on_call_reaping_through_the_api_and_the_cli() {
         stdout.contains("OUTCOME") && stdout.contains("deleted") && stdout.contains(&arn("first")),
         "{stdout}"
     );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("reap job") && stderr.contains("1 resource(s)"),
+        "progress without a terminal: plain lines: {stderr}"
+    );
     assert!(!exists(&moto, A, &arn("first")).await);
     assert!(exists(&moto, A, &arn("second")).await && exists(&moto, A, &arn("leased")).await);
 
@@ -869,8 +912,81 @@ async fn on_call_reaping_through_the_api_and_the_cli() {
     let items = page["items"].as_array().expect("items");
     assert_eq!(items.len(), 1, "{page}");
     assert_eq!(items[0]["mode"], "manual");
-    assert_eq!(items[0]["actor"], "api:oncall");
+    assert_eq!(items[0]["actor"], "oncall");
     assert_eq!(items[0]["arn"], arn("first").as_str());
+
+    // Every refusal is an audit record in the principal's name: an ARN with no open finding,
+    // and an item the plan holds (a type that is not deletable).
+    let job = reap_job(&d, &[&arn("leased"), &arn("queue")]).await;
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(
+        (&job["done"], &job["total"]),
+        (&json!(2), &json!(2)),
+        "{job}"
+    );
+    assert_eq!(job["principal"], "oncall", "{job}");
+    let outcomes: BTreeMap<String, String> = job["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| {
+            (
+                r["arn"].as_str().expect("arn").to_owned(),
+                r["outcome"].as_str().expect("outcome").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes.get(&arn("leased")).map(String::as_str),
+        Some("skipped"),
+        "{job}"
+    );
+    assert_eq!(
+        outcomes.get(&arn("queue")).map(String::as_str),
+        Some("held"),
+        "{job}"
+    );
+    let records = audit(&d).await;
+    for (key, why) in [
+        ("leased", "no open finding"),
+        ("queue", "not in enforcement.deletable_types"),
+    ] {
+        let refusals: Vec<&Value> = records
+            .iter()
+            .filter(|r| r["arn"] == arn(key).as_str() && r["decision"] == "refused")
+            .collect();
+        assert_eq!(refusals.len(), 1, "one refusal for {key}: {records:?}");
+        assert_eq!(refusals[0]["actor"], "oncall", "{:?}", refusals[0]);
+        assert_eq!(refusals[0]["mode"], "manual", "{:?}", refusals[0]);
+        assert!(
+            refusals[0]["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains(why)),
+            "{:?}",
+            refusals[0]
+        );
+    }
+    assert!(exists(&moto, A, &arn("leased")).await && exists(&moto, A, &arn("queue")).await);
+
+    // A job is its starter's, the operators' and the viewers'; to a lessee it does not exist.
+    let job_path = format!("/api/v1/reap/jobs/{}", job["job_id"].as_str().expect("id"));
+    let (s, body) = d.get(&job_path, WEB).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["code"], "reap-job-not-found", "{body}");
+    let (s, body) = d.get(&job_path, OPERATOR).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (s, body) = d.get("/api/v1/reap/jobs/no-such-job", OPERATOR).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["code"], "reap-job-not-found", "{body}");
+
+    // `--output json`: the final job document, the same wire type the server answers with.
+    let out = crate::cli::run(&["reap", &arn("leased"), "--yes", "--output", "json"], &env).await;
+    assert_eq!(out.status.code(), Some(1), "nothing deleted: exit 1");
+    let job: ephemera::http::dto::ReapJobView =
+        serde_json::from_slice(&out.stdout).expect("job document");
+    assert_eq!(job.state, ephemera::http::dto::ReapJobState::Done);
+    assert_eq!((job.done, job.total, job.results.len()), (1, 1, 1));
+    assert_eq!(job.results[0].outcome, "skipped");
 
     let out = crate::cli::run(&["scan", "--wait"], &env).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -1218,5 +1334,144 @@ async fn reaping_by_hand_is_refused_while_a_pass_runs() {
     let (s, body) = d
         .post("/api/v1/reap", OPERATOR, json!({"arns": [arn]}))
         .await;
-    assert_eq!(s, StatusCode::OK, "after the pass it is taken: {body}");
+    assert_eq!(
+        s,
+        StatusCode::ACCEPTED,
+        "after the pass it is taken: {body}"
+    );
+    let job = wait_job(&d, body["job_id"].as_str().expect("job id")).await;
+    assert_eq!(job["state"], "done", "{job}");
+}
+
+/// On-call reaping is the daemon's job, not the request's: a client that goes away right
+/// after the 202 (here one whose every request times out long before the deletes could end)
+/// cancels nothing. Each resource is deleted, once. (Reaping inside the request, the timeout
+/// cut the request, and the deletion with it, after the first slowed delete.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_goes_away_cancels_no_reap() {
+    let moto = Moto::start().await;
+    let proxy = FaultProxy::start(&moto.endpoint()).await;
+    let (_work, _clock, d, expired) = with_expired_lease(
+        &proxy.endpoint(),
+        ACCOUNTS,
+        "armed = true\ndeletable_types = [\"ec2:volume\"]\nmax_project_share_percent = 100\n",
+    )
+    .await;
+    let seeded = seed(
+        &moto.endpoint(),
+        json!({"resources": [
+            {"key": "doomed", "account": A, "type": "ec2:volume", "tags": tags(&expired, "web"), "count": 3}
+        ]}),
+    )
+    .await;
+    let arns = arns_by_key(&seeded)["doomed"].clone();
+    assert_eq!(arns.len(), 3);
+    // Marked, with the deadline an hour ahead: reaped by hand, the deadline does not apply.
+    d.pass().await;
+    assert_eq!(proxy.count("DeleteVolume"), 0);
+    proxy.set_fault(
+        "DeleteVolume",
+        Fault::Delay(Duration::from_millis(800)),
+        None,
+    );
+
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .expect("client");
+    let resp = impatient
+        .post(d.url("/api/v1/reap"))
+        .bearer_auth(OPERATOR)
+        .json(&json!({ "arns": arns }))
+        .send()
+        .await
+        .expect("the reap request is answered before the client's 500 ms timeout");
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let job: Value = resp.json().await.expect("job document");
+    assert_eq!(job["state"], "running", "{job}");
+    // The client, its connection with it, goes away.
+    drop(impatient);
+
+    let job = wait_job(&d, job["job_id"].as_str().expect("job id")).await;
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(
+        (&job["done"], &job["total"]),
+        (&json!(3), &json!(3)),
+        "{job}"
+    );
+    let results = job["results"].as_array().expect("results");
+    assert!(
+        results.len() == 3 && results.iter().all(|r| r["outcome"] == "deleted"),
+        "{job}"
+    );
+    for arn in &arns {
+        assert!(!exists(&moto, A, arn).await, "{arn} is gone");
+        let volume = arn.rsplit('/').next().expect("volume id");
+        let calls = proxy
+            .bodies("DeleteVolume")
+            .iter()
+            .filter(|b| b.contains(volume))
+            .count();
+        assert_eq!(calls, 1, "one DeleteVolume for {volume}");
+    }
+    assert_eq!(proxy.count("DeleteVolume"), 3);
+}
+
+/// Every pass names who started it in the audit log: the API principal for `POST /scans`
+/// (`oncall`), `scheduler` for a tick.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pass_records_who_started_it() {
+    let moto = Moto::start().await;
+    let (work, clock, d, expired) = with_expired_lease(
+        &moto.endpoint(),
+        ACCOUNTS,
+        "armed = true\ndeletable_types = [\"ec2:volume\"]\n",
+    )
+    .await;
+    let volume = |key: &str| {
+        json!({"resources": [
+            {"key": key, "account": A, "type": "ec2:volume", "tags": tags(&expired, "web")}
+        ]})
+    };
+    let by_api = arns_by_key(&seed(&moto.endpoint(), volume("api")).await)["api"][0].clone();
+    d.pass().await;
+    clock.advance(TimeDelta::hours(1) + TimeDelta::minutes(1));
+    let run = d.pass().await;
+    assert_eq!(run["run"]["summary"]["reap"]["deleted"], 1, "{run}");
+    assert_eq!(run["run"]["summary"]["actor"], "oncall", "{run}");
+    let deleted: Vec<Value> = audit(&d)
+        .await
+        .into_iter()
+        .filter(|r| r["arn"] == by_api.as_str() && r["decision"] == "deleted")
+        .collect();
+    assert_eq!(deleted.len(), 1, "{deleted:?}");
+    assert_eq!(
+        (&deleted[0]["actor"], &deleted[0]["mode"]),
+        (&json!("oncall"), &json!("pass")),
+        "{deleted:?}"
+    );
+    d.stop().await;
+
+    // The scheduler's tick, on the same store and clock.
+    let by_tick = arns_by_key(&seed(&moto.endpoint(), volume("tick")).await)["tick"][0].clone();
+    let parts = ephemera::daemon::open(work.config(), clock.clone())
+        .await
+        .expect("daemon parts");
+    parts.tasks.scheduled_scan().await;
+    clock.advance(TimeDelta::hours(1) + TimeDelta::minutes(1));
+    parts.tasks.scheduled_scan().await;
+    let (records, _) = parts
+        .store
+        .audit_list(ephemera::store::AuditQuery {
+            arn: Some(by_tick.clone()),
+            decision: Some("deleted".into()),
+            run_id: None,
+            after: None,
+            limit: 10,
+        })
+        .await
+        .expect("audit");
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].entry.actor, "scheduler", "{records:?}");
+    assert!(!exists(&moto, A, &by_tick).await);
 }

@@ -634,7 +634,10 @@ async fn a_tick_during_a_scan_is_skipped_and_counted() {
         Fault::Delay(Duration::from_millis(800)),
         None,
     );
-    let run_id = tasks.start_scan("test").await.expect("first scan starts");
+    let run_id = tasks
+        .start_scan("test", "test")
+        .await
+        .expect("first scan starts");
     tasks.scheduled_scan().await;
     assert_eq!(metrics.task_skipped.with_label_values(&["scan"]).get(), 1);
     assert_eq!(tasks.running_scan().await, Some(run_id));
