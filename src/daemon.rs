@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use crate::audit::{AuditKey, AuditKeySource};
 use crate::auth::Principals;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
@@ -43,9 +44,23 @@ pub struct Parts {
 /// Loads the policy, opens the store and builds the tasks; touches no network.
 pub async fn open(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Parts> {
     let policy = Arc::new(load_policy(&config)?);
+    let (key, created) = AuditKey::load_or_create(&config.audit.key)?;
+    if let (true, AuditKeySource::File(path)) = (created, &config.audit.key) {
+        tracing::warn!(
+            key_file = %path.display(),
+            "created a new audit key: BACK IT UP, and keep the copy away from the store's \
+             backups; without it the audit log cannot be verified, and whoever holds it can \
+             rewrite the log"
+        );
+    }
     let store = Store::open(&config.store.path)
         .await
-        .with_context(|| format!("cannot open the store at {}", config.store.path.display()))?;
+        .with_context(|| format!("cannot open the store at {}", config.store.path.display()))?
+        .with_audit_key(key);
+    store
+        .start_keyed_audit_chain(clock.now())
+        .await
+        .context("cannot start the keyed audit chain")?;
     let metrics = Arc::new(Metrics::new());
     metrics.start_known_series(&config.enforcement.deletable_types);
     let config = Arc::new(config);

@@ -10,6 +10,7 @@
 //! | [`model`] | newtypes: [`model::LeaseId`], [`model::ProjectName`], [`model::HumanDuration`] (`90m`, `2h`, `7d`), tag checks |
 //! | [`diagnostic`] | `FILE:LINE:COL: field `x`: …` errors for config and rules |
 //! | [`config`] | the TOML config, validated once; the embedded example |
+//! | [`audit`] | the audit chain's key (from `[audit]`, created once by the daemon, redacted in `Debug`) and its published head `SEQ:HASH` |
 //! | [`auth`] | principals, roles (lessee, operator, viewer), hashed bearer tokens |
 //! | [`policy`] | `rules/policy/*.toml`: leasing and audit rules, pure decisions and evaluation (verdicts), in-file test cases |
 //! | [`lease`] | lease state math and the [`lease::LeaseRegistry`] service |
@@ -38,9 +39,11 @@
 //!   renew, release) run in one transaction, and the API answers only after the commit is durable.
 //! - Only [`http`] knows axum and JSON DTOs; errors map to a status and a stable code in one place.
 //! - Metric labels come from bounded sets; no lease id, ARN or resource id is ever a label.
-//! - Tokens are hashed the moment they are read; nothing prints one.
+//! - Tokens are hashed the moment they are read; nothing prints one. The audit key never
+//!   leaves [`audit`] in clear.
 //! - UTC everywhere; durations are written `90m`, `2h`, `7d`.
 
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod clock;
