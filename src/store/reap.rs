@@ -609,6 +609,21 @@ impl Store {
         self.writer.write(move |c| start_keyed(c, &key, at)).await
     }
 
+    /// The public id of the key the chain is keyed with (as noted when it was keyed), `None`
+    /// for a chain not keyed yet.
+    pub async fn audit_key_id(&self) -> Result<Option<String>, StoreError> {
+        self.read(|c| {
+            Ok(
+                c.query_row("SELECT key_id FROM audit_chain WHERE id = 1", [], |r| {
+                    r.get(0)
+                })
+                .optional()?
+                .flatten(),
+            )
+        })
+        .await
+    }
+
     /// The chain's head (the last record's seq and hash), to publish; `None` before the first
     /// record.
     pub async fn audit_head(&self) -> Result<Option<AuditHead>, StoreError> {

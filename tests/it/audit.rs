@@ -258,3 +258,43 @@ async fn verify_against_a_published_head_with_the_real_binary() {
     assert!(stderr.contains("no audit key"), "{stderr}");
     assert!(!key_path.exists());
 }
+
+/// A keyed chain is never handed a new key: with its key lost, or another key configured, the
+/// daemon refuses to start (a new key could verify none of the log and would break the chain
+/// at its next record); with the key back, it starts.
+#[tokio::test]
+async fn a_daemon_refuses_a_lost_or_other_key_for_a_keyed_chain() {
+    let work = crate::support::Workdir::new();
+    let clock = std::sync::Arc::new(ephemera::clock::SystemClock);
+    let open = || ephemera::daemon::open(work.config(), clock.clone());
+    let parts = open().await.expect("the first start makes a key");
+    parts
+        .store
+        .record_reap(None, entry(1), ReapUpdate::Decision)
+        .await
+        .expect("appended");
+    drop(parts);
+    let key_path = work.path().join("state/audit.key");
+    let key_text = std::fs::read_to_string(&key_path).expect("key");
+
+    std::fs::remove_file(&key_path).expect("key lost");
+    let err = open()
+        .await
+        .err()
+        .map(|e| format!("{e:#}"))
+        .expect("no key, keyed chain: refused");
+    assert!(err.contains("restore that key"), "{err}");
+    assert!(!key_path.exists(), "no new key was made");
+
+    std::fs::write(&key_path, "17".repeat(32)).expect("another key");
+    let err = open()
+        .await
+        .err()
+        .map(|e| format!("{e:#}"))
+        .expect("another key: refused");
+    assert!(err.contains("configure that key"), "{err}");
+
+    std::fs::write(&key_path, &key_text).expect("key restored");
+    let parts = open().await.expect("starts with its key");
+    assert_eq!(parts.store.audit_verify(None).await.expect("reads"), Ok(1));
+}
