@@ -14,7 +14,7 @@
 //! | [`auth`] | principals, roles (lessee, operator, viewer), hashed bearer tokens |
 //! | [`policy`] | `rules/policy/*.toml`: leasing and audit rules, pure decisions and evaluation (verdicts), in-file test cases |
 //! | [`lease`] | lease state math and the [`lease::LeaseRegistry`] service |
-//! | [`store`] | SQLite (WAL, `synchronous = FULL`, 16 KiB pages, foreign keys, append-only migrations); writes go through one group-commit writer thread; the only module that knows SQL |
+//! | [`store`] | SQLite (WAL, `synchronous = FULL`, 16 KiB pages, foreign keys, append-only migrations); writes go through one group-commit writer thread; the audit chain (append, list, verify) in `store::chain`; the only module that knows SQL |
 //! | [`metrics`] | the Prometheus registry and every metric |
 //! | [`http`] | the axum API under `/api/v1`, `/healthz`, `/readyz`, `/metrics`; JSON wire types in [`http::dto`] |
 //! | [`daemon`] | wiring: `serve(config, listener, shutdown, clock)` |

@@ -6,6 +6,7 @@
 //! connection is never held across an `.await`.
 
 mod audit;
+mod chain;
 mod cost;
 mod migrations;
 mod outbox;
@@ -13,9 +14,10 @@ mod reap;
 mod writer;
 
 pub use audit::{AuditFilter, LiveTotals};
+pub use chain::{AuditQuery, CHAIN_KEYED};
 pub use cost::SpendTotal;
 pub use outbox::{EXPIRY_WARNING, Notice, OutboxRow, Rollup, expiry_warning_key};
-pub use reap::{AuditQuery, DELETION_PLANNED, ReapUpdate};
+pub use reap::{DELETION_PLANNED, ReapUpdate};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
