@@ -514,7 +514,14 @@ async fn bench_real_pass(
         ),
     );
     let config = Arc::new(Config::load(&config_path).expect("bench config"));
-    let store = Store::open(&config.store.path).await.expect("store opens");
+    let store = Store::open(&config.store.path)
+        .await
+        .expect("store opens")
+        .with_audit_key(
+            ephemera::audit::AuditKey::load_or_create(&config.audit.key)
+                .expect("audit key")
+                .0,
+        );
     for l in bench.leases.values() {
         store
             .insert_lease(

@@ -34,6 +34,7 @@ pub struct Config {
     pub smtp: Option<SmtpConfig>,
     pub cost: CostConfig,
     pub enforcement: Enforcement,
+    pub audit: AuditConfig,
     /// API principals with hashed tokens.
     pub principals: Vec<Principal>,
 }
@@ -47,6 +48,13 @@ pub struct ApiConfig {
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     pub path: PathBuf,
+}
+
+/// `[audit]`: where the key of the audit chain's MACs comes from.
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// `key_env`, else `key_file`, else `audit.key` next to the store's file.
+    pub key: crate::audit::AuditKeySource,
 }
 
 #[derive(Debug, Clone)]
@@ -444,6 +452,19 @@ struct RawConfig {
     cost: Option<Spanned<CostConfig>>,
     #[serde(default)]
     enforcement: Option<Spanned<Enforcement>>,
+    #[serde(default)]
+    audit: Option<Spanned<RawAudit>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    /// File holding the key (hex); created by the daemon when missing.
+    #[serde(default)]
+    key_file: Option<PathBuf>,
+    /// Name of the environment variable holding the key (hex).
+    #[serde(default)]
+    key_env: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -554,6 +575,8 @@ impl Config {
             return Err(src.error_for(0..0, "api.max_body_bytes", "must be at least 1024"));
         }
         let principals = resolve_principals(&src, raw.api.principals, &resolve, env)?;
+        let store_path = resolve(&raw.store.path);
+        let audit = audit_config(&src, raw.audit.as_ref(), &store_path, &resolve, env)?;
 
         Ok(Config {
             path: path.to_owned(),
@@ -561,9 +584,7 @@ impl Config {
                 listen: raw.api.listen,
                 max_body_bytes: raw.api.max_body_bytes,
             },
-            store: StoreConfig {
-                path: resolve(&raw.store.path),
-            },
+            store: StoreConfig { path: store_path },
             rules: RulesConfig {
                 dir: resolve(&raw.rules.dir),
             },
@@ -578,6 +599,7 @@ impl Config {
             }),
             cost: raw.cost.map(Spanned::into_inner).unwrap_or_default(),
             enforcement: raw.enforcement.map(Spanned::into_inner).unwrap_or_default(),
+            audit,
             principals,
         })
     }
@@ -599,6 +621,57 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The audit key's source. The key itself is not read here: a missing key file is created by
+/// the daemon on first start, and offline tools fail when it is missing.
+fn audit_config(
+    src: &Source<'_>,
+    raw: Option<&Spanned<RawAudit>>,
+    store_path: &Path,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<AuditConfig, FileError> {
+    use crate::audit::{AuditKey, AuditKeySource};
+    let default_file = || {
+        store_path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("audit.key")
+    };
+    let Some(raw) = raw else {
+        return Ok(AuditConfig {
+            key: AuditKeySource::File(default_file()),
+        });
+    };
+    // A table's span covers its header only; its keys follow it.
+    let span = raw.span().start..src.text.len();
+    let at = |needle: &str| span_in(src, span.clone(), needle);
+    let key = match (&raw.get_ref().key_env, &raw.get_ref().key_file) {
+        (Some(_), Some(_)) => {
+            return Err(src.error_for(
+                at("key_env"),
+                "audit.key_env",
+                "set key_env or key_file, not both",
+            ));
+        }
+        (Some(var), None) => {
+            // Checked, not kept: the daemon reads the variable again when it opens the store.
+            let why = match env(var) {
+                None => Some(format!("environment variable `{var}` is not set")),
+                Some(v) => AuditKey::from_hex(&v)
+                    .err()
+                    .map(|why| format!("environment variable `{var}`: {why}")),
+            };
+            if let Some(why) = why {
+                return Err(src.error_for(at("key_env"), "audit.key_env", why));
+            }
+            AuditKeySource::Env(var.clone())
+        }
+        (None, Some(file)) => AuditKeySource::File(resolve(file)),
+        (None, None) => AuditKeySource::File(default_file()),
+    };
+    Ok(AuditConfig { key })
 }
 
 fn validate_tags(src: &Source<'_>, tags: &Spanned<IdentityTags>) -> Result<(), FileError> {
@@ -1347,6 +1420,51 @@ mod tests {
             "start_hour = 22",
             "field `smtp.quiet_hours`: needs start_hour and end_hour",
         );
+    }
+
+    #[test]
+    fn audit_key_source_defaults_next_to_the_store_and_is_checked() {
+        use crate::audit::AuditKeySource;
+        let c = parse(EXAMPLE).expect("example");
+        assert_eq!(
+            c.audit.key,
+            AuditKeySource::File(PathBuf::from("/etc/ephemera/state/audit.key"))
+        );
+        let without = EXAMPLE.replacen("[audit]\nkey_file = \"state/audit.key\"\n", "", 1);
+        assert_ne!(without, EXAMPLE);
+        let c = parse(&without).expect("no [audit]");
+        assert_eq!(
+            c.audit.key,
+            AuditKeySource::File(PathBuf::from("/etc/ephemera/state/audit.key"))
+        );
+        check_bad(
+            "key_file = \"state/audit.key\"",
+            "key_env = \"EPHEMERA_AUDIT_KEY_UNSET\"",
+            "key_env = \"EPHEMERA_AUDIT_KEY_UNSET\"",
+            "field `audit.key_env`: environment variable `EPHEMERA_AUDIT_KEY_UNSET` is not set",
+        );
+        check_bad(
+            "key_file = \"state/audit.key\"",
+            "key_file = \"k\"\nkey_env = \"K\"",
+            "key_env = \"K\"",
+            "field `audit.key_env`: set key_env or key_file, not both",
+        );
+        let text = EXAMPLE.replacen(
+            "key_file = \"state/audit.key\"",
+            "key_env = \"EPHEMERA_AUDIT_KEY\"",
+            1,
+        );
+        let key = "5a".repeat(32);
+        let env = |name: &str| (name == "EPHEMERA_AUDIT_KEY").then(|| key.clone());
+        let c = Config::parse(Path::new("e.toml"), &text, &env).expect("key from env");
+        assert_eq!(
+            c.audit.key,
+            AuditKeySource::Env("EPHEMERA_AUDIT_KEY".into())
+        );
+        assert!(!format!("{c:?}").contains(&key), "the key is not kept");
+        let short = |_: &str| Some("abcd".to_owned());
+        let err = Config::parse(Path::new("e.toml"), &text, &short).expect_err("short key");
+        assert!(err.to_string().contains("at least 32 are needed"), "{err}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use crate::audit::{AuditKey, AuditKeyError, AuditKeySource};
 use crate::auth::Principals;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
@@ -46,6 +47,12 @@ pub async fn open(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Parts
     let store = Store::open(&config.store.path)
         .await
         .with_context(|| format!("cannot open the store at {}", config.store.path.display()))?;
+    let key = audit_key(&config, store.audit_key_id().await?)?;
+    let store = store.with_audit_key(key);
+    store
+        .start_keyed_audit_chain(clock.now())
+        .await
+        .context("cannot start the keyed audit chain")?;
     let metrics = Arc::new(Metrics::new());
     metrics.start_known_series(&config.enforcement.deletable_types);
     let config = Arc::new(config);
@@ -63,6 +70,40 @@ pub async fn open(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Parts
         metrics,
         tasks,
     })
+}
+
+/// The audit chain's key: read, or created when missing and the store's chain was never keyed
+/// (`chain_key_id`: the id of the key that keyed it). Refuses a missing or different key for a
+/// keyed chain: a new key could verify none of it, and would break the chain at once.
+fn audit_key(config: &Config, chain_key_id: Option<String>) -> anyhow::Result<AuditKey> {
+    let source = &config.audit.key;
+    let key = match (AuditKey::load(source), &chain_key_id) {
+        (Err(AuditKeyError::Missing { .. }), Some(id)) => anyhow::bail!(
+            "no audit key at {source}, but the store's audit chain is keyed with key id {id}: \
+             restore that key (a new one could verify none of the log)"
+        ),
+        (Err(AuditKeyError::Missing { .. }), None) => {
+            let (key, created) = AuditKey::load_or_create(source)?;
+            if let (true, AuditKeySource::File(path)) = (created, source) {
+                tracing::warn!(
+                    key_file = %path.display(),
+                    "created a new audit key: BACK IT UP, and keep the copy away from the \
+                     store's backups; without it the audit log cannot be verified, and whoever \
+                     holds it can rewrite the log"
+                );
+            }
+            key
+        }
+        (other, _) => other?,
+    };
+    if let Some(id) = chain_key_id.filter(|id| *id != key.id()) {
+        anyhow::bail!(
+            "the audit key at {source} has key id {}, but the store's audit chain is keyed with \
+             key id {id}: configure that key",
+            key.id()
+        );
+    }
+    Ok(key)
 }
 
 /// Runs the daemon on `listener` with the system clock until `shutdown` resolves.

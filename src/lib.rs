@@ -10,10 +10,11 @@
 //! | [`model`] | newtypes: [`model::LeaseId`], [`model::ProjectName`], [`model::HumanDuration`] (`90m`, `2h`, `7d`), tag checks |
 //! | [`diagnostic`] | `FILE:LINE:COL: field `x`: …` errors for config and rules |
 //! | [`config`] | the TOML config, validated once; the embedded example |
+//! | [`audit`] | the audit chain's key (from `[audit]`, created once by the daemon, redacted in `Debug`) and its published head `SEQ:HASH` |
 //! | [`auth`] | principals, roles (lessee, operator, viewer), hashed bearer tokens |
 //! | [`policy`] | `rules/policy/*.toml`: leasing and audit rules, pure decisions and evaluation (verdicts), in-file test cases |
 //! | [`lease`] | lease state math and the [`lease::LeaseRegistry`] service |
-//! | [`store`] | SQLite (WAL, `synchronous = FULL`, 16 KiB pages, foreign keys, append-only migrations); writes go through one group-commit writer thread; the act lock that keeps two processes from acting at once; the only module that knows SQL |
+//! | [`store`] | SQLite (WAL, `synchronous = FULL`, 16 KiB pages, foreign keys, append-only migrations); writes go through one group-commit writer thread; the act lock that keeps two processes from acting at once; the audit chain (append, list, verify) in `store::chain`; the only module that knows SQL |
 //! | [`metrics`] | the Prometheus registry and every metric |
 //! | [`http`] | the axum API under `/api/v1`, `/healthz`, `/readyz`, `/metrics`; JSON wire types in [`http::dto`] |
 //! | [`daemon`] | wiring: `serve(config, listener, shutdown, clock)` |
@@ -39,13 +40,15 @@
 //!   renew, release) run in one transaction, and the API answers only after the commit is durable.
 //! - Only [`http`] knows axum and JSON DTOs; errors map to a status and a stable code in one place.
 //! - Metric labels come from bounded sets; no lease id, ARN or resource id is ever a label.
-//! - Tokens are hashed the moment they are read; nothing prints one.
+//! - Tokens are hashed the moment they are read; nothing prints one. The audit key never
+//!   leaves [`audit`] in clear.
 //! - A lease id is parsed ([`model::LeaseId::parse_loose`]) before it is compared; never
 //!   compared as a string.
 //! - Whatever deletes (a pass, on-call reaping) holds the store's act lock, in any process, and
 //!   every delete is fenced on it.
 //! - UTC everywhere; durations are written `90m`, `2h`, `7d`.
 
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod clock;

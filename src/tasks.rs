@@ -87,6 +87,9 @@ pub struct ScanReport {
     pub resources_gone: u64,
     /// What the act step did (absent when it could not run).
     pub reap: Option<ReapSummary>,
+    /// The audit chain's head after the pass, published (log, run summary, on-call mail) so
+    /// that `audit verify --head` can later show a removed tail or an emptied log.
+    pub audit_head: Option<crate::audit::AuditHead>,
 }
 
 /// The act step of a pass, in counts.
@@ -431,6 +434,12 @@ impl Tasks {
             .metrics
             .scan_duration
             .observe(timer.elapsed().as_secs_f64());
+        match inner.store.audit_head().await {
+            Ok(head) => report.audit_head = head,
+            Err(e) => {
+                tracing::error!(error = %crate::error_chain(&e), "cannot read the audit head")
+            }
+        }
         self.finish(&mut report).await;
         if let Some(mailer) = inner.mailer.get() {
             match mailer.queue_pass_summary(&report, &reap_results).await {
@@ -446,6 +455,7 @@ impl Tasks {
             opened = report.findings_opened,
             resolved = report.findings_resolved,
             incomplete = report.walks.iter().filter(|w| !w.is_complete()).count(),
+            audit_head = %report.audit_head.as_ref().map_or("none".into(), |h| h.to_string()),
             "scan finished"
         );
         report

@@ -225,13 +225,17 @@ enum AuditCmd {
         #[arg(long)]
         cursor: Option<String>,
     },
-    /// Check the hash chain; exits 1 and names the record when it is broken. With --config,
-    /// reads the store directly (the daemon need not run).
+    /// Check the keyed hash chain; exits 1 and names the record when it is broken. With
+    /// --config, reads the store and the audit key directly (the daemon need not run).
     Verify {
         #[command(flatten)]
         client: ClientArgs,
         #[arg(long)]
         config: Option<PathBuf>,
+        /// A head published earlier (a pass's log line or on-call summary), as SEQ:HASH: that
+        /// record must still be there with that hash, so a removed tail is caught.
+        #[arg(long, value_name = "SEQ:HASH", value_parser = clap::value_parser!(crate::audit::AuditHead))]
+        head: Option<crate::audit::AuditHead>,
     },
 }
 
@@ -556,7 +560,11 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Audit(AuditCmd::Verify { client, config }) => {
+        Command::Audit(AuditCmd::Verify {
+            client,
+            config,
+            head,
+        }) => {
             let verdict = match config {
                 Some(path) => {
                     let config = Config::load(&path)?;
@@ -567,12 +575,18 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                         "no store at {}: nothing to verify",
                         config.store.path.display()
                     );
-                    let store = crate::store::Store::open(&config.store.path).await?;
-                    crate::http::dto::audit_verdict(store.audit_verify().await?)
+                    // Read, never created: a verifier that made a new key would check nothing.
+                    let key = crate::audit::AuditKey::load(&config.audit.key)?;
+                    let store = crate::store::Store::open(&config.store.path)
+                        .await?
+                        .with_audit_key(key);
+                    crate::http::dto::audit_verdict(store.audit_verify(head.clone()).await?)
                 }
                 None => {
+                    let q: Vec<(&str, String)> =
+                        head.iter().map(|h| ("head", h.to_string())).collect();
                     Client::new(&client.addr, client.token.as_deref())?
-                        .get_value("/audit/verify", &[])
+                        .get_value("/audit/verify", &q)
                         .await?
                 }
             };
@@ -580,6 +594,9 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&verdict)?),
                 Output::Table | Output::Csv if verdict["ok"] == true => {
                     println!("audit log intact: {} records", verdict["records"]);
+                    if let Some(h) = &head {
+                        println!("published head {h} found in the chain");
+                    }
                 }
                 Output::Table | Output::Csv => println!(
                     "audit log BROKEN at record {}: {}",

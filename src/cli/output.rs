@@ -197,6 +197,9 @@ pub fn scan_report(r: &serde_json::Value) -> String {
             let _ = writeln!(out, "capped: {}", s(cap));
         }
     }
+    if let Some(head) = r["audit_head"].as_str() {
+        let _ = writeln!(out, "audit head: {head}  (audit verify --head {head})");
+    }
     out
 }
 

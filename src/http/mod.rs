@@ -827,10 +827,18 @@ async fn list_audit(
     ))
 }
 
-/// Checks the audit chain. Operators and viewers.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifyQuery {
+    /// A head published earlier, `SEQ:HASH`.
+    head: Option<String>,
+}
+
+/// Checks the audit chain (against a published head, if given). Operators and viewers.
 async fn verify_audit(
     State(s): State<AppState>,
     Caller(who): Caller,
+    Params(q): Params<VerifyQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     use crate::auth::Role;
     forbid_unless(
@@ -838,7 +846,12 @@ async fn verify_audit(
         &[Role::Operator, Role::Viewer],
         "verify the audit log",
     )?;
-    let outcome = s.store.audit_verify().await.map_err(|e| internal(&e))?;
+    let head = q
+        .head
+        .map(|h| h.parse::<crate::audit::AuditHead>())
+        .transpose()
+        .map_err(invalid_query)?;
+    let outcome = s.store.audit_verify(head).await.map_err(|e| internal(&e))?;
     Ok(Json(dto::audit_verdict(outcome)))
 }
 

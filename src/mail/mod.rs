@@ -495,6 +495,7 @@ pub fn pass_summary(report: &ScanReport, failures: &[ItemResult]) -> Option<Valu
         "verdicts": report.verdicts,
         "reap": reap,
         "incomplete_walks": incomplete,
+        "audit_head": report.audit_head.as_ref().map(ToString::to_string),
         "failures": failures
             .iter()
             .filter(|f| f.outcome == "failed")

@@ -250,6 +250,7 @@ mod tests {
                     "verdicts": {"expired": 1, "leased": 2},
                     "reap": {"armed": false, "marked": 1, "would_delete": 0, "deleted": 0, "skipped": 0, "failed": 0, "held": 0, "capped": []},
                     "incomplete_walks": [{"account": "123456789012", "region": "eu-west-1", "reason": "throttled"}],
+                    "audit_head": "12:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
                     "failures": [],
                 }),
             ),
@@ -313,6 +314,11 @@ mod tests {
             s.text
                 .contains("account 123456789012, region eu-west-1: throttled"),
             "{}",
+            s.text
+        );
+        assert!(
+            s.text.contains("ephemera audit verify --head 12:9f86d081"),
+            "the published head: {}",
             s.text
         );
     }

@@ -201,15 +201,36 @@ const MIGRATIONS: &[&str] = &[
         id  INTEGER PRIMARY KEY CHECK (id = 1),
         at  INTEGER NOT NULL
     ) STRICT;",
+    // 12: the audit chain is keyed: HMAC-SHA256 under a key kept outside the store. Records
+    // 1..=`unkeyed_until` were chained before with plain SHA-256 (0 for a store made since);
+    // the first keyed append after them adds a keyed `chain-keyed` checkpoint record, and
+    // `keyed_from` notes where the keyed chain starts (1 for a new store), `key_id` the key's
+    // public id. Verification takes the key's start from the checkpoint record (under the
+    // key), not from this row: this row is evidence that a chain was started, so an emptied log
+    // is not an intact one.
+    "CREATE TABLE audit_chain (
+        id             INTEGER PRIMARY KEY CHECK (id = 1),
+        unkeyed_until  INTEGER NOT NULL,
+        keyed_from     INTEGER,
+        key_id         TEXT
+    ) STRICT;
+    INSERT INTO audit_chain (id, unkeyed_until)
+        VALUES (1, COALESCE((SELECT seq FROM audit_head WHERE id = 1), 0));",
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), StoreError> {
+    apply_first(conn, MIGRATIONS.len())
+}
+
+/// Applies the first `n` migrations (all of them in production; fewer to build an old store
+/// in a test).
+pub(super) fn apply_first(conn: &mut Connection, n: usize) -> Result<(), StoreError> {
     let known = MIGRATIONS.len() as i64;
     let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if found > known {
         return Err(StoreError::TooNew { found, known });
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+    for (i, sql) in MIGRATIONS.iter().enumerate().take(n).skip(found as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;

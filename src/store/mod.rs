@@ -6,6 +6,7 @@
 //! connection is never held across an `.await`.
 
 mod audit;
+mod chain;
 mod cost;
 mod locks;
 mod migrations;
@@ -14,10 +15,11 @@ mod reap;
 mod writer;
 
 pub use audit::{AuditFilter, LiveTotals};
+pub use chain::{AuditQuery, CHAIN_KEYED};
 pub use cost::SpendTotal;
 pub use locks::{ACT_LOCK, HeldBy, LockHolder};
 pub use outbox::{EXPIRY_WARNING, Notice, OutboxRow, Rollup, expiry_warning_key};
-pub use reap::{AuditQuery, DELETION_PLANNED, ReapUpdate};
+pub use reap::{DELETION_PLANNED, ReapUpdate};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -25,6 +27,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use crate::audit::AuditKey;
 use crate::lease::{Lease, LeaseState};
 use crate::model::{HumanDuration, LeaseId, ProjectName};
 
@@ -60,6 +63,10 @@ pub enum StoreError {
     Panicked,
     #[error("cannot start the store's writer thread")]
     Spawn(#[source] std::io::Error),
+    #[error(
+        "the store was opened without the audit key: audit records can be neither written nor verified"
+    )]
+    NoAuditKey,
 }
 
 /// Filters for listing leases.
@@ -88,6 +95,8 @@ pub struct Page<T> {
 pub struct Store {
     reader: Arc<Mutex<Connection>>,
     writer: writer::Writer,
+    /// The key of the audit chain's MACs (see [`crate::audit`]); never stored in the file.
+    audit_key: Option<Arc<AuditKey>>,
 }
 
 impl Store {
@@ -131,7 +140,18 @@ impl Store {
         Ok(Store {
             reader: Arc::new(Mutex::new(reader)),
             writer: writer::Writer::start(conn).map_err(StoreError::Spawn)?,
+            audit_key: None,
         })
+    }
+
+    /// The store, with the key that chains (and verifies) its audit records.
+    pub fn with_audit_key(mut self, key: AuditKey) -> Store {
+        self.audit_key = Some(Arc::new(key));
+        self
+    }
+
+    fn audit_key(&self) -> Result<Arc<AuditKey>, StoreError> {
+        self.audit_key.clone().ok_or(StoreError::NoAuditKey)
     }
 
     /// Runs a read with the reader connection on a blocking thread.

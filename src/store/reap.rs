@@ -1,13 +1,13 @@
-//! Store calls of the reaper: deletion marks on findings, the outbox, and the hash-chained
-//! audit log.
+//! Store calls of the reaper: deletion marks on findings, the outbox, and each decision
+//! appended to the audit chain ([`super::chain`]) in the same transaction as its finding.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use rusqlite::{Connection, OptionalExtension, Row, params};
-use sha2::{Digest, Sha256};
+use rusqlite::{Connection, params};
 
+use super::chain::append;
 use super::{Store, StoreError, bad, from_ms, ms, opt_time_at, stored_tags, verdict_at};
 use crate::model::Tags;
-use crate::resource::{AuditBreak, AuditEntry, AuditRecord, ReapCandidate};
+use crate::resource::{AuditEntry, ReapCandidate};
 
 /// What a recorded decision does to its finding, in the same transaction as the audit record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,36 +24,6 @@ pub enum ReapUpdate {
     Failed { retry_at: DateTime<Utc> },
 }
 
-/// Filters of `audit list`.
-#[derive(Debug, Clone, Default)]
-pub struct AuditQuery {
-    pub arn: Option<String>,
-    pub decision: Option<String>,
-    pub run_id: Option<String>,
-    /// Records after this seq (the cursor of the previous page).
-    pub after: Option<i64>,
-    pub limit: u32,
-}
-
-/// The hash of a record: SHA-256 over its chain position, the previous hash and every field,
-/// as a JSON array (unambiguous, whatever the fields hold).
-fn record_hash(seq: i64, prev_hash: &str, e: &AuditEntry) -> String {
-    let canonical = serde_json::json!([
-        seq,
-        prev_hash,
-        ms(e.at),
-        e.run_id,
-        e.actor,
-        e.mode,
-        e.arn,
-        e.lease_id,
-        e.verdict,
-        e.decision,
-        e.detail,
-    ]);
-    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
-}
-
 /// A finding to mark: id, ARN, grace (s), packed tags, lease owner, lease id, verdict, project.
 type ToMark = (
     i64,
@@ -65,54 +35,6 @@ type ToMark = (
     String,
     Option<String>,
 );
-
-/// The first record's `prev_hash`.
-const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-
-/// Appends one record to the chain (inside the caller's transaction).
-fn append(c: &Connection, e: &AuditEntry) -> Result<i64, StoreError> {
-    let head: Option<(i64, String)> = c
-        .prepare_cached("SELECT seq, hash FROM audit_head WHERE id = 1")?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    let (seq, prev) = head.map_or((1, GENESIS.to_owned()), |(s, h)| (s + 1, h));
-    let hash = record_hash(seq, &prev, e);
-    c.prepare_cached(
-        "INSERT INTO audit_log (seq, at, run_id, actor, mode, arn, lease_id, verdict, decision, detail, prev_hash, hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-    )?
-    .execute(params![
-        seq, ms(e.at), e.run_id, e.actor, e.mode, e.arn, e.lease_id, e.verdict, e.decision, e.detail, prev, hash
-    ])?;
-    c.prepare_cached(
-        "INSERT INTO audit_head (id, seq, hash) VALUES (1, ?1, ?2)
-         ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
-    )?
-    .execute(params![seq, hash])?;
-    Ok(seq)
-}
-
-fn audit_row(r: &Row<'_>) -> rusqlite::Result<AuditRecord> {
-    Ok(AuditRecord {
-        seq: r.get(0)?,
-        entry: AuditEntry {
-            at: from_ms(r.get(1)?)?,
-            run_id: r.get(2)?,
-            actor: r.get(3)?,
-            mode: r.get(4)?,
-            arn: r.get(5)?,
-            lease_id: r.get(6)?,
-            verdict: r.get(7)?,
-            decision: r.get(8)?,
-            detail: r.get(9)?,
-        },
-        prev_hash: r.get(10)?,
-        hash: r.get(11)?,
-    })
-}
-
-const AUDIT_COLUMNS: &str =
-    "seq, at, run_id, actor, mode, arn, lease_id, verdict, decision, detail, prev_hash, hash";
 
 /// The owner: the lease's, else the owner tag's.
 fn owner_of(lease_owner: Option<String>, tags: &Tags, owner_key: &str) -> Option<String> {
@@ -434,9 +356,10 @@ impl Store {
         entry: AuditEntry,
         update: ReapUpdate,
     ) -> Result<i64, StoreError> {
+        let key = self.audit_key()?;
         self.writer
             .write(move |c| {
-                let seq = append(c, &entry)?;
+                let seq = append(c, &key, &entry)?;
                 let Some(id) = finding_id else {
                     return Ok(seq);
                 };
@@ -490,90 +413,6 @@ impl Store {
                 Ok(seq)
             })
             .await
-    }
-
-    /// Audit records, oldest first, with the cursor of the next page.
-    pub async fn audit_list(
-        &self,
-        q: AuditQuery,
-    ) -> Result<(Vec<AuditRecord>, Option<i64>), StoreError> {
-        self.read(move |c| {
-            let mut sql = format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > ?1");
-            let mut args: Vec<String> = Vec::new();
-            for (col, v) in [
-                ("arn", &q.arn),
-                ("decision", &q.decision),
-                ("run_id", &q.run_id),
-            ] {
-                if let Some(v) = v {
-                    args.push(v.clone());
-                    sql.push_str(&format!(" AND {col} = ?{}", args.len() + 1));
-                }
-            }
-            let limit = q.limit.clamp(1, 1000);
-            sql.push_str(&format!(" ORDER BY seq LIMIT {}", limit + 1));
-            let mut stmt = c.prepare(&sql)?;
-            let mut params: Vec<&dyn rusqlite::ToSql> = vec![];
-            let after = q.after.unwrap_or(0);
-            params.push(&after);
-            for a in &args {
-                params.push(a);
-            }
-            let mut rows = stmt
-                .query_map(params.as_slice(), audit_row)?
-                .collect::<Result<Vec<_>, _>>()?;
-            let next = super::next_cursor(&mut rows, limit, |r| r.seq);
-            Ok((rows, next))
-        })
-        .await
-    }
-
-    /// Walks the whole chain: Ok(number of records) when every record's hash, link and place
-    /// check out and the head matches the last one; else the first break.
-    pub async fn audit_verify(&self) -> Result<Result<u64, AuditBreak>, StoreError> {
-        self.read(|c| {
-            let mut stmt = c.prepare(&format!(
-                "SELECT {AUDIT_COLUMNS} FROM audit_log ORDER BY seq"
-            ))?;
-            let mut rows = stmt.query([])?;
-            let (mut expected, mut prev) = (1i64, GENESIS.to_owned());
-            let broken = |seq: i64, problem: &str| {
-                Ok(Err(AuditBreak {
-                    seq,
-                    problem: problem.into(),
-                }))
-            };
-            while let Some(row) = rows.next()? {
-                let rec = audit_row(row)?;
-                if rec.seq != expected {
-                    return broken(expected, "missing (removed)");
-                }
-                if rec.prev_hash != prev {
-                    return broken(
-                        rec.seq,
-                        "does not follow the record before it (inserted, or one before it removed)",
-                    );
-                }
-                if record_hash(rec.seq, &rec.prev_hash, &rec.entry) != rec.hash {
-                    return broken(rec.seq, "edited (its hash does not match its content)");
-                }
-                prev = rec.hash;
-                expected += 1;
-            }
-            let head: Option<(i64, String)> = c
-                .query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .optional()?;
-            let last = expected - 1;
-            match head {
-                None if last == 0 => Ok(Ok(0)),
-                Some((seq, hash)) if seq == last && hash == prev => Ok(Ok(last as u64)),
-                Some((seq, _)) if seq > last => broken(last + 1, "missing (the tail was removed)"),
-                _ => broken(last, "the chain's head does not match its last record"),
-            }
-        })
-        .await
     }
 }
 

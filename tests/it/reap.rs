@@ -520,7 +520,25 @@ async fn unarmed_pass_records_would_delete_once_and_calls_nothing() {
     let seen_before = proxy.requests().len();
     let run = d.pass().await;
     assert_eq!(run["run"]["summary"]["reap"]["would_delete"], 1, "{run}");
+    // The pass publishes the chain's head; the API verifies the chain against it.
+    let head = run["run"]["summary"]["audit_head"]
+        .as_str()
+        .expect("a published head")
+        .to_owned();
     d.pass().await;
+    let (_, verify) = d
+        .get(&format!("/api/v1/audit/verify?head={head}"), VIEWER)
+        .await;
+    assert_eq!(verify["ok"], true, "{verify}");
+    let forged = format!(
+        "{}:{}",
+        head.split(':').next().unwrap_or("1"),
+        "0".repeat(64)
+    );
+    let (_, verify) = d
+        .get(&format!("/api/v1/audit/verify?head={forged}"), VIEWER)
+        .await;
+    assert_eq!(verify["ok"], false, "{verify}");
 
     let ops: std::collections::BTreeSet<String> = proxy.requests()[seen_before..]
         .iter()

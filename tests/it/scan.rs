@@ -620,7 +620,12 @@ async fn a_tick_during_a_scan_is_skipped_and_counted() {
     let policy = std::sync::Arc::new(ephemera::daemon::load_policy(&config).expect("policy"));
     let store = ephemera::store::Store::open(&config.store.path)
         .await
-        .expect("store");
+        .expect("store")
+        .with_audit_key(
+            ephemera::audit::AuditKey::load_or_create(&config.audit.key)
+                .expect("audit key")
+                .0,
+        );
     let metrics = std::sync::Arc::new(ephemera::metrics::Metrics::new());
     let tasks = ephemera::tasks::Tasks::new(
         config,
