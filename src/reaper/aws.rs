@@ -48,6 +48,32 @@ pub enum DeleteError {
     /// Any other AWS or transport error (message includes the AWS error code when there is one).
     #[error("{0}")]
     Aws(String),
+    /// A deleter working in batches was told to stop between two (see [`Batches`]).
+    #[error("stopped: {0}")]
+    Stopped(String),
+}
+
+/// What a deleter that works in batches (a bucket's objects, then the bucket) consults
+/// between two batches: it records the progress, then re-reads the resource's tags and asks
+/// whether the work may go on.
+pub trait Batches: Sync {
+    /// Records that `removed` parts are gone so far (the audit log, so an emptying that is
+    /// interrupted is visible, and the next pass resumes it).
+    fn progress(&self, removed: u64) -> impl std::future::Future<Output = ()> + Send;
+    /// Whether the work may go on, given the resource's tags as they are now; the reason to
+    /// stop otherwise.
+    fn still_doomed(&self, tags: &Tags) -> Result<(), String>;
+}
+
+/// Batches that never stop and record nothing.
+#[derive(Debug)]
+pub struct Unwatched;
+
+impl Batches for Unwatched {
+    async fn progress(&self, _removed: u64) {}
+    fn still_doomed(&self, _tags: &Tags) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// The resource types (as `Arn::resource_type()` spells them) this module can inspect and
@@ -97,6 +123,16 @@ pub async fn inspect(sdk: &SdkConfig, arn: &Arn) -> Result<Inspection, DeleteErr
 /// Deletes the resource `arn` names with `sdk` (the config for its account and region).
 /// Idempotent: a resource already gone answers [`Deleted::AlreadyGone`].
 pub async fn delete(sdk: &SdkConfig, arn: &Arn) -> Result<Deleted, DeleteError> {
+    delete_watched(sdk, arn, &Unwatched).await
+}
+
+/// Like [`delete`], consulting `watch` between the batches of a deleter that works in
+/// batches (an S3 bucket's objects).
+pub async fn delete_watched<B: Batches>(
+    sdk: &SdkConfig,
+    arn: &Arn,
+    watch: &B,
+) -> Result<Deleted, DeleteError> {
     let id = arn.resource_id();
     match arn.resource_type().as_str() {
         "ec2:instance" => ec2::terminate_instance(&ec2::client(sdk), id).await,
@@ -108,7 +144,7 @@ pub async fn delete(sdk: &SdkConfig, arn: &Arn) -> Result<Deleted, DeleteError> 
         "ec2:elastic-ip" => ec2::release_address(&ec2::client(sdk), id).await,
         "ec2:key-pair" => ec2::delete_key_pair(&ec2::client(sdk), id).await,
         "ec2:launch-template" => ec2::delete_launch_template(&ec2::client(sdk), id).await,
-        "s3:bucket" => s3::delete(sdk, id).await,
+        "s3:bucket" => s3::delete(sdk, id, watch).await,
         "sqs:queue" => sqs::delete(sdk, arn).await,
         "sns:topic" => sns::delete(sdk, arn).await,
         "dynamodb:table" => dynamodb::delete(sdk, arn).await,
@@ -829,15 +865,20 @@ mod s3 {
 
     /// Empties the bucket (every object version and delete marker — which covers the plain
     /// objects of an unversioned bucket, listed with version `null`), then deletes it.
-    pub(super) async fn delete(sdk: &SdkConfig, bucket: &str) -> Result<Deleted, DeleteError> {
+    pub(super) async fn delete<B: Batches>(
+        sdk: &SdkConfig,
+        bucket: &str,
+        watch: &B,
+    ) -> Result<Deleted, DeleteError> {
         let Some(s3) = client_for_bucket(sdk, bucket).await? else {
             return Ok(Deleted::AlreadyGone);
         };
-        match empty(&s3, bucket).await {
+        match empty(&s3, bucket, watch).await {
             Ok(()) => {}
             // Gone while we emptied it (another pass, or its owner, got there first).
-            Err(f) if f.is(NO_BUCKET) => return Ok(Deleted::AlreadyGone),
-            Err(f) => return Err(f.into_error(&[])),
+            Err(Stop::Failed(f)) if f.is(NO_BUCKET) => return Ok(Deleted::AlreadyGone),
+            Err(Stop::Failed(f)) => return Err(f.into_error(&[])),
+            Err(Stop::Told(why)) => return Err(DeleteError::Stopped(why)),
         }
         let r = s3
             .delete_bucket()
@@ -852,8 +893,13 @@ mod s3 {
     /// Deletes a page of versions at a time, listing from the start again after each: what was
     /// deleted is gone from the listing, and moto 5.2.5 answers a page whose marker names a
     /// deleted key with nothing (AWS treats markers as positions), which would stop short.
-    async fn empty(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), Failure> {
+    async fn empty<B: Batches>(
+        s3: &aws_sdk_s3::Client,
+        bucket: &str,
+        watch: &B,
+    ) -> Result<(), Stop> {
         let mut previous_first: Option<(String, Option<String>)> = None;
+        let mut removed: u64 = 0;
         loop {
             let page = s3
                 .list_object_versions()
@@ -871,20 +917,37 @@ mod s3 {
                 .chain(markers)
                 .filter_map(|(key, version)| Some((key?.to_owned(), version.map(str::to_owned))))
                 .collect();
+            // After a batch (and before the bucket itself goes): the bucket's tags read again (a
+            // protection or another lease added meanwhile wins, as it would at the last moment).
+            if removed > 0 {
+                let tags = match s3
+                    .get_bucket_tagging()
+                    .bucket(bucket)
+                    .send()
+                    .await
+                    .map_err(fail("GetBucketTagging"))
+                {
+                    Ok(out) => Tags::from_pairs(out.tag_set().iter().map(|t| (t.key(), t.value()))),
+                    Err(f) if f.is(&["NoSuchTagSet"]) => Tags::default(),
+                    Err(f) => return Err(Stop::Failed(f)),
+                };
+                watch.still_doomed(&tags).map_err(Stop::Told)?;
+            }
             let Some(first) = entries.first().cloned() else {
                 return Ok(());
             };
             // A version that outlives its successful deletion (say, under a legal hold that
             // DeleteObjects did not report): stop rather than loop.
             if previous_first.as_ref() == Some(&first) {
-                return Err(Failure {
+                return Err(Stop::Failed(Failure {
                     code: None,
                     message: format!(
                         "DeleteObjects: {:?} version {:?} is still listed after its deletion",
                         first.0, first.1
                     ),
-                });
+                }));
             }
+            let batch = entries.len() as u64;
             previous_first = Some(first);
             let objects = entries
                 .into_iter()
@@ -896,7 +959,23 @@ mod s3 {
                         .ok()
                 })
                 .collect();
-            delete_objects(s3, bucket, objects).await?;
+            delete_objects(s3, bucket, objects)
+                .await
+                .map_err(Stop::Failed)?;
+            removed += batch;
+            watch.progress(removed).await;
+        }
+    }
+
+    /// Why emptying ended early: an AWS call failed, or the watcher said stop.
+    enum Stop {
+        Failed(Failure),
+        Told(String),
+    }
+
+    impl From<Failure> for Stop {
+        fn from(f: Failure) -> Self {
+            Stop::Failed(f)
         }
     }
 

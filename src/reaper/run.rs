@@ -677,12 +677,62 @@ impl Reaper {
             }
             Err(e) => return Outcome::Failed(format!("cannot record the delete's start: {e}")),
         }
-        match aws::delete(&sdk, &arn).await {
+        let watch = Watch {
+            reaper: self,
+            actor,
+            c,
+        };
+        match aws::delete_watched(&sdk, &arn, &watch).await {
             Ok(Deleted::Deleted) => Outcome::Gone("deleted".into()),
             Ok(Deleted::AlreadyGone) => Outcome::Gone("already gone".into()),
             Err(DeleteError::Unsupported(t)) => Outcome::Skipped(format!("no deleter for {t}")),
+            Err(DeleteError::Stopped(why)) => Outcome::Skipped(why),
             Err(e) => Outcome::Failed(e.to_string()),
         }
+    }
+}
+
+/// Watches a deletion that goes in batches (a bucket's objects): each batch is an audit record
+/// (`emptying`, how many removed so far), and a protect tag or another lease tag that appears
+/// meanwhile stops it, as it would have at the last moment.
+struct Watch<'a> {
+    reaper: &'a Reaper,
+    actor: &'a Actor,
+    c: &'a ReapCandidate,
+}
+
+impl aws::Batches for Watch<'_> {
+    async fn progress(&self, removed: u64) {
+        let detail = format!("{removed} object versions removed so far");
+        if let Err(e) = self
+            .reaper
+            .audit(
+                self.actor,
+                Subject::Item(self.c),
+                "emptying",
+                &detail,
+                ReapUpdate::Decision,
+            )
+            .await
+        {
+            tracing::error!(arn = %self.c.arn, error = %crate::error_chain(&e), "cannot record an emptying batch");
+        }
+    }
+
+    fn still_doomed(&self, tags: &crate::model::Tags) -> Result<(), String> {
+        let keys = &self.reaper.inner.config.tags;
+        if tags.get(&keys.protect).is_some() {
+            return Err("the protect tag appeared while it was being emptied".into());
+        }
+        let lease_tag = tags.get(&keys.lease).filter(|v| !v.trim().is_empty());
+        if !same_lease_tag(lease_tag, self.c.lease_id.as_deref()) {
+            return Err(format!(
+                "lease tag changed while it was being emptied ({} -> {})",
+                self.c.lease_id.as_deref().unwrap_or("none"),
+                lease_tag.unwrap_or("none")
+            ));
+        }
+        Ok(())
     }
 }
 

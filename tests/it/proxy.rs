@@ -240,12 +240,43 @@ pub fn operation_of(headers: &HeaderMap, body: &[u8]) -> String {
 }
 
 /// The operation of a REST request the tests fault: Lambda's GetFunction
-/// (`GET /2015-03-31/functions/NAME`), which carries neither a target header nor a body.
+/// (`GET /2015-03-31/functions/NAME`), which carries neither a target header nor a body, and
+/// the S3 bucket operations the reaper calls (path-style `/{bucket}?…`).
 fn rest_operation(method: &Method, target: &str) -> Option<String> {
-    let path = target.split('?').next().unwrap_or(target);
-    let name = path.strip_prefix("/2015-03-31/functions/")?;
-    (*method == Method::GET && !name.is_empty() && !name.contains('/'))
-        .then(|| "GetFunction".to_owned())
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    if let Some(name) = path.strip_prefix("/2015-03-31/functions/") {
+        return (*method == Method::GET && !name.is_empty() && !name.contains('/'))
+            .then(|| "GetFunction".to_owned());
+    }
+    s3_bucket_operation(method, path, query)
+}
+
+/// An S3 request on a bucket (path-style, no key): its `x-id` when the SDK names it, else
+/// what its method and sub-resource mean.
+fn s3_bucket_operation(method: &Method, path: &str, query: &str) -> Option<String> {
+    let bucket = path.strip_prefix('/')?.trim_end_matches('/');
+    if bucket.is_empty() || bucket.contains('/') {
+        return None;
+    }
+    let keys: Vec<(&str, &str)> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+        .collect();
+    if let Some((_, id)) = keys.iter().find(|(k, _)| *k == "x-id") {
+        return Some((*id).to_owned());
+    }
+    let has = |k: &str| keys.iter().any(|(key, _)| *key == k);
+    let op = match *method {
+        Method::POST if has("delete") => "DeleteObjects",
+        Method::GET if has("tagging") => "GetBucketTagging",
+        Method::PUT if has("tagging") => "PutBucketTagging",
+        Method::GET if has("versions") => "ListObjectVersions",
+        Method::GET if has("location") => "GetBucketLocation",
+        Method::DELETE if keys.is_empty() => "DeleteBucket",
+        _ => return None,
+    };
+    Some(op.to_owned())
 }
 
 /// The first value of `name` in an `application/x-www-form-urlencoded` body, undecoded except
@@ -898,6 +929,35 @@ async fn moto_and_proxy() -> (Moto, FaultProxy) {
     let moto = Moto::start().await;
     let proxy = FaultProxy::start(&moto.endpoint()).await;
     (moto, proxy)
+}
+
+#[test]
+fn s3_bucket_requests_are_named_by_method_and_sub_resource() {
+    for (method, target, want) in [
+        (Method::POST, "/b?delete", Some("DeleteObjects")),
+        (
+            Method::POST,
+            "/b?delete&x-id=DeleteObjects",
+            Some("DeleteObjects"),
+        ),
+        (Method::GET, "/b?tagging", Some("GetBucketTagging")),
+        (Method::PUT, "/b?tagging", Some("PutBucketTagging")),
+        (
+            Method::GET,
+            "/b?versions&max-keys=1000",
+            Some("ListObjectVersions"),
+        ),
+        (Method::DELETE, "/b", Some("DeleteBucket")),
+        (Method::DELETE, "/b/key", None),
+        (Method::GET, "/2015-03-31/functions/f", Some("GetFunction")),
+        (Method::GET, "/", None),
+    ] {
+        assert_eq!(
+            rest_operation(&method, target).as_deref(),
+            want,
+            "{method} {target}"
+        );
+    }
 }
 
 #[test]

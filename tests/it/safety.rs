@@ -66,7 +66,7 @@ id = "{A}"
 
 [enforcement]
 armed = true
-deletable_types = ["ec2:volume"]
+deletable_types = ["ec2:volume", "s3:bucket"]
 max_project_share_percent = 100
 max_deletions_per_pass = 1000
 "#,
@@ -609,4 +609,227 @@ async fn changes_during_the_grace_win_at_the_last_moment() {
         &[&v["protected"], &v["now-leased"]],
     )
     .await;
+}
+
+/// A bucket of 2,500 objects tagged with a lease nobody knows, marked, and past its grace.
+async fn doomed_bucket(g: &Ground, d: &Daemon) -> SeededResource {
+    let bucket = seed(
+        &g.moto.endpoint(),
+        json!({"resources": [{"key": "bucket", "account": A, "type": "s3:bucket",
+                              "tags": tags("0194e0a1-0000-7000-8000-0000000000cc"), "objects": 2500}]}),
+    )
+    .await
+    .resources
+    .remove(0);
+    let first = d.pass().await;
+    assert_eq!(first["reap"]["marked"], 1, "{first}");
+    past_grace().await;
+    bucket
+}
+
+async fn s3(g: &Ground) -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::config::Builder::from(&g.moto.sdk_config("us-east-1").await)
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+async fn objects_left(g: &Ground, bucket: &str) -> usize {
+    let s3 = s3(g).await;
+    let mut n = 0;
+    let mut token = None;
+    loop {
+        let page = s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .set_continuation_token(token)
+            .send()
+            .await
+            .expect("list objects");
+        n += page.contents().len();
+        token = page.next_continuation_token().map(str::to_owned);
+        if token.is_none() {
+            return n;
+        }
+    }
+}
+
+/// The audit records of `arn` as `(decision, detail)`.
+async fn records(d: &Daemon, arn: &str) -> Vec<(String, String)> {
+    let out = run(
+        &["audit", "list", "--output", "json", "--limit", "1000"],
+        &d.env(),
+    )
+    .await;
+    let page: Value = serde_json::from_slice(&out.stdout).expect("audit json");
+    page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|r| r["arn"] == arn)
+        .map(|r| {
+            (
+                r["decision"].as_str().unwrap_or_default().to_owned(),
+                r["detail"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Scenario 21: a protect tag put on a bucket while it is being emptied stops the emptying
+/// after the batch in flight: the bucket and the rest of its objects stay, and each batch
+/// removed is in the audit log.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bucket_protected_while_it_is_emptied_keeps_the_rest() {
+    let g = Ground::new().await;
+    let d = Daemon::start(&g);
+    let bucket = doomed_bucket(&g, &d).await;
+    // The first batch is slow: the protect tag arrives while it is in flight.
+    g.proxy.set_fault(
+        "DeleteObjects",
+        Fault::Delay(Duration::from_secs(2)),
+        Some(1),
+    );
+    let addr = d.addr.clone();
+    let pass = tokio::spawn(async move {
+        run(
+            &["scan", "--wait", "--output", "json"],
+            &[
+                ("EPHEMERA_ADDR", addr.as_str()),
+                ("EPHEMERA_TOKEN", OPERATOR),
+            ],
+        )
+        .await
+    });
+    for _ in 0..400 {
+        if g.proxy.count("DeleteObjects") > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        g.proxy.count("DeleteObjects"),
+        1,
+        "the first batch is in flight"
+    );
+    let s3 = s3(&g).await;
+    let mut tag_set: Vec<aws_sdk_s3::types::Tag> = s3
+        .get_bucket_tagging()
+        .bucket(&bucket.id)
+        .send()
+        .await
+        .expect("tags")
+        .tag_set()
+        .to_vec();
+    tag_set.push(
+        aws_sdk_s3::types::Tag::builder()
+            .key("ephemera:protect")
+            .value("keep")
+            .build()
+            .expect("tag"),
+    );
+    s3.put_bucket_tagging()
+        .bucket(&bucket.id)
+        .tagging(
+            aws_sdk_s3::types::Tagging::builder()
+                .set_tag_set(Some(tag_set))
+                .build()
+                .expect("tagging"),
+        )
+        .send()
+        .await
+        .expect("protect the bucket");
+    let out = pass.await.expect("pass task");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        g.proxy.count("DeleteObjects"),
+        1,
+        "no batch after the protection"
+    );
+    assert_eq!(g.proxy.count("DeleteBucket"), 0);
+    assert!(exists(&g.moto, A, &bucket.arn).await, "the bucket stays");
+    assert_eq!(objects_left(&g, &bucket.id).await, 1500);
+    let r = records(&d, &bucket.arn).await;
+    assert!(
+        r.contains(&(
+            "emptying".into(),
+            "1000 object versions removed so far".into()
+        )),
+        "{r:?}"
+    );
+    assert!(
+        r.iter()
+            .any(|(d, why)| d == "skipped" && why.contains("protect tag appeared")),
+        "{r:?}"
+    );
+    assert!(!r.iter().any(|(d, _)| d == "deleted"), "{r:?}");
+}
+
+/// Scenario 22: a daemon killed while it empties a bucket leaves the batches it removed in the
+/// audit log; the next pass resumes and deletes the bucket, once.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_emptying_is_recorded_and_resumed() {
+    let g = Ground::new().await;
+    let mut d = Daemon::start(&g);
+    let bucket = doomed_bucket(&g, &d).await;
+    // The first batch is slow; while it is in flight, the tag check after it is made to hang,
+    // so the daemon is killed between two batches.
+    g.proxy.set_fault(
+        "DeleteObjects",
+        Fault::Delay(Duration::from_secs(1)),
+        Some(1),
+    );
+    let started = run(&["scan"], &d.env()).await;
+    assert_eq!(started.status.code(), Some(0));
+    for _ in 0..400 {
+        if g.proxy.count("DeleteObjects") > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        g.proxy.count("DeleteObjects"),
+        1,
+        "the first batch is in flight"
+    );
+    g.proxy.set_fault(
+        "GetBucketTagging",
+        Fault::Delay(Duration::from_secs(30)),
+        None,
+    );
+    let first_batch = (
+        "emptying".to_owned(),
+        "1000 object versions removed so far".to_owned(),
+    );
+    let mut before = Vec::new();
+    for _ in 0..200 {
+        before = records(&d, &bucket.arn).await;
+        if before.contains(&first_batch) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        before.contains(&first_batch),
+        "the first batch is on record: {before:?}"
+    );
+    d.process.child.kill().expect("SIGKILL");
+    let _ = d.process.wait();
+    g.proxy.clear_faults();
+    assert_eq!(
+        objects_left(&g, &bucket.id).await,
+        1500,
+        "killed between two batches"
+    );
+    d = Daemon::start(&g);
+    let report = d.pass().await;
+    assert_eq!(report["reap"]["deleted"], 1, "{report}");
+    assert_eq!(g.proxy.count("DeleteBucket"), 1);
+    assert!(!exists(&g.moto, A, &bucket.arn).await, "the bucket is gone");
+    assert_eq!(d.deleted_records(&bucket.arn).await, 1);
 }
