@@ -145,6 +145,7 @@ pub async fn serve(
         clock.clone(),
         metrics.clone(),
     );
+    tasks.close_interrupted_runs().await;
     // Gauges reflect the store from the start, not only after the first pass.
     if let Err(e) = tasks.refresh_gauges().await {
         tracing::error!(error = %crate::error_chain(&e), "cannot compute resource gauges");

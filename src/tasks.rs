@@ -284,6 +284,33 @@ impl Tasks {
         })
     }
 
+    /// At start: unless another process is acting on the store, closes the scans a process
+    /// that died left `running` (the next pass would, but status should not wait for it).
+    pub async fn close_interrupted_runs(&self) {
+        match StoreLock::take(&self.inner.store, "start-up".into()).await {
+            Ok(lock) => {
+                let now = self.inner.clock.now();
+                match self.inner.store.close_interrupted_runs("scan", now).await {
+                    Ok(ids) => {
+                        for id in ids {
+                            tracing::warn!(run_id = %id, "a scan left running by a process that stopped is closed as interrupted");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %crate::error_chain(&e), "cannot close interrupted runs")
+                    }
+                }
+                lock.release().await;
+            }
+            Err(TaskError::Busy(held)) => {
+                tracing::info!(%held, "another process is acting on the store; its runs are its own")
+            }
+            Err(e) => {
+                tracing::error!(error = %crate::error_chain(&e), "cannot close interrupted runs")
+            }
+        }
+    }
+
     /// A scheduled tick: runs the scan unless one is running, which is counted as skipped.
     pub async fn scheduled_scan(&self) {
         match self.run_scan("schedule", "scheduler").await {

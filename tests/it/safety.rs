@@ -771,7 +771,8 @@ async fn a_bucket_protected_while_it_is_emptied_keeps_the_rest() {
 }
 
 /// Scenario 22: a daemon killed while it empties a bucket leaves the batches it removed in the
-/// audit log; the next pass resumes and deletes the bucket, once.
+/// audit log, and its pass is closed as `interrupted` when the daemon starts again; the next
+/// pass resumes and deletes the bucket, once.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_interrupted_emptying_is_recorded_and_resumed() {
     let g = Ground::new().await;
@@ -784,8 +785,12 @@ async fn an_interrupted_emptying_is_recorded_and_resumed() {
         Fault::Delay(Duration::from_secs(1)),
         Some(1),
     );
-    let started = run(&["scan"], &d.env()).await;
+    let started = run(&["scan", "--output", "json"], &d.env()).await;
     assert_eq!(started.status.code(), Some(0));
+    let killed_run = serde_json::from_slice::<Value>(&started.stdout).expect("json")["run_id"]
+        .as_str()
+        .expect("run id")
+        .to_owned();
     for _ in 0..400 {
         if g.proxy.count("DeleteObjects") > 0 {
             break;
@@ -827,6 +832,16 @@ async fn an_interrupted_emptying_is_recorded_and_resumed() {
         "killed between two batches"
     );
     d = Daemon::start(&g);
+    // The killed pass is closed as interrupted at start, not left `running`.
+    let (_, killed) = d
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/scans/{killed_run}"),
+            OPERATOR,
+            None,
+        )
+        .await;
+    assert_eq!(killed["run"]["outcome"], "interrupted", "{killed}");
     let report = d.pass().await;
     assert_eq!(report["reap"]["deleted"], 1, "{report}");
     assert_eq!(g.proxy.count("DeleteBucket"), 1);
