@@ -165,3 +165,171 @@ pub fn evaluate<'p, 'l, 't>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use chrono::{TimeDelta, TimeZone};
+
+    use super::*;
+    use crate::model::HumanDuration;
+
+    const ID: &str = "0194e0a1-7c2d-7000-8000-00000000beef";
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 1, 8, 0, 0)
+            .single()
+            .expect("valid")
+    }
+
+    fn policy() -> Policy {
+        Policy::parse([(
+            std::path::Path::new("p.toml"),
+            r#"
+[[project]]
+name = "web"
+lessees = ["ci"]
+default_ttl = "2h"
+max_ttl = "1d"
+grace = "1h"
+warning_window = "30m"
+"#,
+        )])
+        .expect("valid policy")
+    }
+
+    /// A lease of `web` from t0 to t0 + 2h, with a 10m heartbeat when `hb`.
+    fn lease(hb: bool) -> Lease {
+        Lease {
+            id: ID.parse().expect("id"),
+            project: crate::model::ProjectName::parse("web").expect("name"),
+            task: "t".into(),
+            owner: "o@example.com".into(),
+            principal: "ci".into(),
+            created_at: t0(),
+            expires_at: t0() + TimeDelta::hours(2),
+            heartbeat_interval: hb.then(|| HumanDuration::from_secs(600)),
+            last_heartbeat_at: hb.then(|| t0() + TimeDelta::minutes(100)),
+            released_at: None,
+            labels: BTreeMap::new(),
+            regions: vec![],
+        }
+    }
+
+    fn check(lease_tag: &str, l: &Lease, at: DateTime<Utc>) -> (Verdict, Reason) {
+        let keys = IdentityTags::default();
+        let tags = Tags::from_pairs([
+            (keys.lease.as_str(), lease_tag),
+            (keys.project.as_str(), "web"),
+            (keys.task.as_str(), "t"),
+            (keys.owner.as_str(), "o@example.com"),
+        ]);
+        let p = policy();
+        let e = evaluate(
+            "arn:aws:ec2:us-east-1:111111111111:volume/vol-1",
+            &tags,
+            |id| Some(l).filter(|l| l.id == id),
+            &p,
+            &keys,
+            at,
+        );
+        (e.verdict, e.reason)
+    }
+
+    /// The boundaries of the warning window and of the lease's end, and why it ended: the
+    /// heartbeat deadline (t0+110m) before `expires_at` (t0+120m), or `expires_at` itself.
+    #[test]
+    fn boundaries_and_reasons() {
+        let ms = TimeDelta::milliseconds;
+        let m = TimeDelta::minutes;
+        let plain = lease(false);
+        let beating = lease(true);
+        let table: &[(&Lease, DateTime<Utc>, Verdict, Reason)] = &[
+            // Warning window 30m before the end at t0+2h: leased until then, expiring at it.
+            (
+                &plain,
+                t0() + m(90) - ms(1),
+                Verdict::Leased,
+                Reason::LeaseActive,
+            ),
+            (
+                &plain,
+                t0() + m(90),
+                Verdict::Expiring,
+                Reason::LeaseEndsSoon,
+            ),
+            (
+                &plain,
+                t0() + m(120) - ms(1),
+                Verdict::Expiring,
+                Reason::LeaseEndsSoon,
+            ),
+            (
+                &plain,
+                t0() + m(120),
+                Verdict::Expired,
+                Reason::LeaseExpired,
+            ),
+            // Heartbeat deadline t0+110m, before expires_at: a missed heartbeat.
+            (
+                &beating,
+                t0() + m(80) - ms(1),
+                Verdict::Leased,
+                Reason::LeaseActive,
+            ),
+            (
+                &beating,
+                t0() + m(80),
+                Verdict::Expiring,
+                Reason::LeaseEndsSoon,
+            ),
+            (
+                &beating,
+                t0() + m(110),
+                Verdict::Expired,
+                Reason::MissedHeartbeat,
+            ),
+        ];
+        for (l, at, verdict, reason) in table {
+            assert_eq!(check(ID, l, *at), (*verdict, *reason), "at {at}");
+        }
+        // A heartbeat deadline at expires_at itself is an expiry, not a missed heartbeat.
+        let mut even = lease(true);
+        even.last_heartbeat_at = Some(t0() + m(110));
+        assert_eq!(
+            check(ID, &even, t0() + m(120)),
+            (Verdict::Expired, Reason::LeaseExpired)
+        );
+    }
+
+    /// The lease tag is parsed: any spelling of the id finds the lease, a tag that is no id is
+    /// `unknown-lease` for that reason, an id nobody knows for its own.
+    #[test]
+    fn lease_tags_are_parsed() {
+        let l = lease(false);
+        let at = t0() + TimeDelta::minutes(10);
+        for spelt in [
+            ID.to_owned(),
+            ID.to_uppercase(),
+            format!("{{{ID}}}"),
+            format!("urn:uuid:{ID}"),
+            ID.replace('-', ""),
+            format!(" {ID}\t"),
+        ] {
+            assert_eq!(
+                check(&spelt, &l, at),
+                (Verdict::Leased, Reason::LeaseActive),
+                "{spelt:?}"
+            );
+        }
+        assert_eq!(
+            check("build-7", &l, at),
+            (Verdict::UnknownLease, Reason::NotALeaseId)
+        );
+        assert_eq!(
+            check("0194e0a1-7c2d-7000-8000-00000000cafe", &l, at),
+            (Verdict::UnknownLease, Reason::NoSuchLease)
+        );
+    }
+}

@@ -398,6 +398,30 @@ mod tests {
         assert_eq!(p.due().count(), 3, "at the cap is allowed");
     }
 
+    /// A deadline or a retry time that is now has come; a millisecond later it has not.
+    #[test]
+    fn deadline_and_retry_boundaries() {
+        let ms = TimeDelta::milliseconds;
+        let mut at_deadline = cand("v-now", "ec2:volume", "web", 0);
+        let mut just_before = cand("v-later", "ec2:volume", "web", 0);
+        just_before.deadline = now() + ms(1);
+        let mut retry_now = cand("v-retry-now", "ec2:volume", "web", -5);
+        retry_now.next_attempt_at = Some(now());
+        let mut retry_later = cand("v-retry-later", "ec2:volume", "web", -5);
+        retry_later.next_attempt_at = Some(now() + ms(1));
+        at_deadline.deadline = now();
+        let p = run(
+            vec![at_deadline, just_before, retry_now, retry_later],
+            &enforcement(),
+            false,
+        );
+        let s: HashMap<String, String> = statuses(&p).into_iter().collect();
+        assert_eq!(s["v-now"], "due", "{s:?}");
+        assert_eq!(s["v-later"], "scheduled", "{s:?}");
+        assert_eq!(s["v-retry-now"], "due", "{s:?}");
+        assert!(s["v-retry-later"].contains("retrying after"), "{s:?}");
+    }
+
     #[test]
     fn window_and_manual_mode() {
         let en = Enforcement {
