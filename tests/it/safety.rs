@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chrono::Timelike;
+
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -53,6 +55,12 @@ struct Ground {
 
 impl Ground {
     async fn new() -> Ground {
+        Ground::with("armed = true").await
+    }
+
+    /// The ground with `enforcement` at the end of the `[enforcement]` section (say
+    /// `armed = false`, another cap, or an `[enforcement.window]` table).
+    async fn with(enforcement: &str) -> Ground {
         let moto = Moto::start().await;
         let proxy = FaultProxy::start(&moto.endpoint()).await;
         let work = Workdir::with_config(&config_text_with_aws(&format!(
@@ -65,10 +73,9 @@ max_attempts = 1
 id = "{A}"
 
 [enforcement]
-armed = true
 deletable_types = ["ec2:volume", "s3:bucket"]
 max_project_share_percent = 100
-max_deletions_per_pass = 1000
+{enforcement}
 "#,
             proxy.endpoint()
         )));
@@ -847,4 +854,108 @@ async fn an_interrupted_emptying_is_recorded_and_resumed() {
     assert_eq!(g.proxy.count("DeleteBucket"), 1);
     assert!(!exists(&g.moto, A, &bucket.arn).await, "the bucket is gone");
     assert_eq!(d.deleted_records(&bucket.arn).await, 1);
+}
+
+/// Five volumes of a lease nobody knows, marked by a first pass and past their grace.
+async fn five_doomed(g: &Ground, d: &Daemon) -> Vec<SeededResource> {
+    let specs: Vec<(String, Value)> = (0..5)
+        .map(|i| {
+            (
+                format!("doomed-{i}"),
+                tags("0194e0a1-0000-7000-8000-00000000dead"),
+            )
+        })
+        .collect();
+    let specs: Vec<(&str, Value)> = specs.iter().map(|(k, t)| (k.as_str(), t.clone())).collect();
+    let v = g.volumes(&specs).await;
+    let first = d.pass().await;
+    assert_eq!(first["reap"]["marked"], 5, "{first}");
+    past_grace().await;
+    v.into_values().collect()
+}
+
+/// AWS calls that change something, from the proxy's log.
+fn mutating_calls(g: &Ground) -> Vec<String> {
+    g.proxy
+        .requests()
+        .into_iter()
+        .map(|r| r.operation)
+        .filter(|op| {
+            [
+                "Delete",
+                "Terminate",
+                "Deregister",
+                "Release",
+                "Put",
+                "Create",
+            ]
+            .iter()
+            .any(|verb| op.starts_with(verb))
+        })
+        .collect()
+}
+
+/// Scenario 23: unarmed, the due items are recorded as would-delete and no AWS call that
+/// changes anything is made.
+#[tokio::test(flavor = "multi_thread")]
+async fn unarmed_nothing_is_changed_in_aws() {
+    let g = Ground::with("armed = false").await;
+    let d = Daemon::start(&g);
+    let doomed = five_doomed(&g, &d).await;
+    let report = d.pass().await;
+    assert_eq!(report["reap"]["would_delete"], 5, "{report}");
+    let kept: Vec<&SeededResource> = doomed.iter().collect();
+    g.check(&[], &kept).await;
+    assert_eq!(mutating_calls(&g), Vec::<String>::new());
+}
+
+/// Scenario 24: more due than `max_deletions_per_pass`: the pass deletes none of them.
+#[tokio::test(flavor = "multi_thread")]
+async fn over_the_pass_cap_nothing_is_deleted() {
+    let g = Ground::with("armed = true\nmax_deletions_per_pass = 4").await;
+    let d = Daemon::start(&g);
+    let doomed = five_doomed(&g, &d).await;
+    let report = d.pass().await;
+    assert_eq!(
+        report["reap"]["capped"].as_array().map(Vec::len),
+        Some(1),
+        "{report}"
+    );
+    let kept: Vec<&SeededResource> = doomed.iter().collect();
+    g.check(&[], &kept).await;
+}
+
+/// Scenario 25: a walk throttled to incompletion in the pass that would delete: nothing of
+/// that account and region is deleted; the next complete pass deletes each once.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_incomplete_walk_deletes_nothing() {
+    let g = Ground::new().await;
+    let d = Daemon::start(&g);
+    let doomed = five_doomed(&g, &d).await;
+    g.proxy.set_fault("GetResources", Fault::Throttle, None);
+    let report = d.pass().await;
+    assert_eq!(report["outcome"], "partial", "{report}");
+    let kept: Vec<&SeededResource> = doomed.iter().collect();
+    g.check(&[], &kept).await;
+    g.proxy.clear_faults();
+    d.pass().await;
+    g.check(&kept, &[]).await;
+}
+
+/// Scenario 26: outside the deletion window nothing is deleted.
+#[tokio::test(flavor = "multi_thread")]
+async fn outside_the_window_nothing_is_deleted() {
+    // A one-hour window twelve hours away from now, whatever the hour.
+    let hour = (chrono::Utc::now().hour() + 12) % 24;
+    let g = Ground::with(&format!(
+        "armed = true\n[enforcement.window]\nstart_hour = {hour}\nend_hour = {}",
+        hour + 1
+    ))
+    .await;
+    let d = Daemon::start(&g);
+    let doomed = five_doomed(&g, &d).await;
+    let report = d.pass().await;
+    assert_eq!(report["reap"]["deleted"], 0, "{report}");
+    let kept: Vec<&SeededResource> = doomed.iter().collect();
+    g.check(&[], &kept).await;
 }
