@@ -303,6 +303,62 @@ warning_window = "30m"
         );
     }
 
+    /// The evaluation carries the lease tag as written (not when empty) and the id it names.
+    #[test]
+    fn the_lease_tag_and_its_id_travel_with_the_evaluation() {
+        let keys = IdentityTags::default();
+        let p = policy();
+        let l = lease(false);
+        let at = t0();
+        for (tag, want_tag, want_id) in [
+            (" {X} ", Some(" {X} "), None),
+            ("build-7", Some("build-7"), None),
+            ("", None, None),
+            (ID, Some(ID), Some(l.id)),
+        ] {
+            let tag = tag.replace('X', ID);
+            let tags = Tags::from_pairs([(keys.lease.as_str(), tag.as_str())]);
+            let e = evaluate("arn:aws:s3:::b", &tags, |_| Some(&l), &p, &keys, at);
+            let want_tag = want_tag.map(|t| t.replace('X', ID));
+            assert_eq!(e.lease_tag.map(str::to_owned), want_tag, "{tag:?}");
+            let want_id = if tag.contains(ID) {
+                Some(l.id)
+            } else {
+                want_id
+            };
+            assert_eq!(e.lease_id, want_id, "{tag:?}");
+        }
+    }
+
+    /// Reasons are what owners read in mail and on-call reads in the audit log.
+    #[test]
+    fn reasons_read_as_words() {
+        for (reason, text) in [
+            (Reason::LeaseActive, "lease is active"),
+            (
+                Reason::LeaseEndsSoon,
+                "lease ends within the warning window",
+            ),
+            (Reason::LeaseExpired, "lease expired"),
+            (Reason::MissedHeartbeat, "lease missed its heartbeat"),
+            (
+                Reason::LeaseReleased,
+                "lease was released but the resource is alive",
+            ),
+            (Reason::NoSuchLease, "lease tag names no known lease"),
+            (Reason::NotALeaseId, "lease tag is not a lease id"),
+            (Reason::NoTags, "resource has no tags"),
+            (
+                Reason::MissingTag("owner"),
+                "identity tag `owner` is missing",
+            ),
+            (Reason::ProtectTag, "carries the protect tag"),
+            (Reason::Allowlisted, "on the allowlist"),
+        ] {
+            assert_eq!(reason.to_string(), text);
+        }
+    }
+
     /// The lease tag is parsed: any spelling of the id finds the lease, a tag that is no id is
     /// `unknown-lease` for that reason, an id nobody knows for its own.
     #[test]
