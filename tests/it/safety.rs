@@ -17,7 +17,7 @@ use crate::moto::Moto;
 use crate::proxy::{Fault, FaultProxy};
 use crate::reap::exists;
 use crate::seed::{SeededResource, seed};
-use crate::support::{OPERATOR, WEB, Workdir, config_text_with_aws};
+use crate::support::{OPERATOR, WEB, Workdir, config_text_with_aws, eventually};
 
 const A: &str = "123456789012";
 
@@ -708,12 +708,10 @@ async fn a_bucket_protected_while_it_is_emptied_keeps_the_rest() {
         )
         .await
     });
-    for _ in 0..400 {
-        if g.proxy.count("DeleteObjects") > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    eventually("a DeleteObjects call", Duration::from_secs(10), || async {
+        g.proxy.count("DeleteObjects") > 0
+    })
+    .await;
     assert_eq!(
         g.proxy.count("DeleteObjects"),
         1,
@@ -798,12 +796,10 @@ async fn an_interrupted_emptying_is_recorded_and_resumed() {
         .as_str()
         .expect("run id")
         .to_owned();
-    for _ in 0..400 {
-        if g.proxy.count("DeleteObjects") > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    eventually("a DeleteObjects call", Duration::from_secs(10), || async {
+        g.proxy.count("DeleteObjects") > 0
+    })
+    .await;
     assert_eq!(
         g.proxy.count("DeleteObjects"),
         1,
@@ -818,18 +814,12 @@ async fn an_interrupted_emptying_is_recorded_and_resumed() {
         "emptying".to_owned(),
         "1000 object versions removed so far".to_owned(),
     );
-    let mut before = Vec::new();
-    for _ in 0..200 {
-        before = records(&d, &bucket.arn).await;
-        if before.contains(&first_batch) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(
-        before.contains(&first_batch),
-        "the first batch is on record: {before:?}"
-    );
+    eventually(
+        "the first batch on record",
+        Duration::from_secs(10),
+        || async { records(&d, &bucket.arn).await.contains(&first_batch) },
+    )
+    .await;
     d.process.child.kill().expect("SIGKILL");
     let _ = d.process.wait();
     g.proxy.clear_faults();

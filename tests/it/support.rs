@@ -352,3 +352,23 @@ pub fn sample(metrics: &str, name_and_labels: &str) -> Option<f64> {
         (key == name_and_labels).then(|| value.parse().ok())?
     })
 }
+
+/// Polls `check` every 25 ms until it holds; panics naming `what` when `within` has passed
+/// first (never gives up silently).
+pub async fn eventually<F, Fut>(what: &str, within: std::time::Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {within:?}: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
