@@ -848,19 +848,28 @@ mod s3 {
         let Some(s3) = client_for_bucket(sdk, bucket).await? else {
             return Ok(Inspection::Gone);
         };
-        let tags = match s3
+        match tags_of(&s3, bucket).await {
+            Ok(tags) => Ok(live(tags)),
+            Err(f) if f.is(NO_BUCKET) => Ok(Inspection::Gone),
+            Err(f) => Err(f.into_error(&[])),
+        }
+    }
+
+    /// The bucket's tags (none when it has no tag set).
+    async fn tags_of(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<Tags, Failure> {
+        match s3
             .get_bucket_tagging()
             .bucket(bucket)
             .send()
             .await
             .map_err(fail("GetBucketTagging"))
         {
-            Ok(out) => Tags::from_pairs(out.tag_set().iter().map(|t| (t.key(), t.value()))),
-            Err(f) if f.is(&["NoSuchTagSet"]) => Tags::default(),
-            Err(f) if f.is(NO_BUCKET) => return Ok(Inspection::Gone),
-            Err(f) => return Err(f.into_error(&[])),
-        };
-        Ok(live(tags))
+            Ok(out) => Ok(Tags::from_pairs(
+                out.tag_set().iter().map(|t| (t.key(), t.value())),
+            )),
+            Err(f) if f.is(&["NoSuchTagSet"]) => Ok(Tags::default()),
+            Err(f) => Err(f),
+        }
     }
 
     /// Empties the bucket (every object version and delete marker — which covers the plain
@@ -920,17 +929,7 @@ mod s3 {
             // After a batch (and before the bucket itself goes): the bucket's tags read again (a
             // protection or another lease added meanwhile wins, as it would at the last moment).
             if removed > 0 {
-                let tags = match s3
-                    .get_bucket_tagging()
-                    .bucket(bucket)
-                    .send()
-                    .await
-                    .map_err(fail("GetBucketTagging"))
-                {
-                    Ok(out) => Tags::from_pairs(out.tag_set().iter().map(|t| (t.key(), t.value()))),
-                    Err(f) if f.is(&["NoSuchTagSet"]) => Tags::default(),
-                    Err(f) => return Err(Stop::Failed(f)),
-                };
+                let tags = tags_of(s3, bucket).await?;
                 watch.still_doomed(&tags).map_err(Stop::Told)?;
             }
             let Some(first) = entries.first().cloned() else {

@@ -247,17 +247,10 @@ impl Daemon {
 
     /// The audit records of `arn` with decision `deleted`.
     async fn deleted_records(&self, arn: &str) -> usize {
-        let out = run(
-            &["audit", "list", "--output", "json", "--limit", "1000"],
-            &self.env(),
-        )
-        .await;
-        let page: Value = serde_json::from_slice(&out.stdout).expect("audit json");
-        page["items"]
-            .as_array()
-            .expect("items")
+        records(self, arn)
+            .await
             .iter()
-            .filter(|r| r["arn"] == arn && r["decision"] == "deleted")
+            .filter(|(decision, _)| decision == "deleted")
             .count()
     }
 }
