@@ -265,4 +265,75 @@ mod tests {
                 .is_err()
         );
     }
+
+    /// A delete starts only under the act lock: the note that it starts is refused to a
+    /// holder whose lock has lapsed (another took over), and to anyone once it expired.
+    #[tokio::test]
+    async fn a_delete_is_fenced_on_the_lock() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("s.db")).await.expect("opens");
+        store
+            .writer
+            .write(|c| {
+                c.execute_batch(
+                    "INSERT INTO resources (arn, account, region, resource_type, tags, first_seen,
+                         last_seen, verdict, reason, action, grace_s, last_run)
+                     VALUES ('arn:x', 'a', 'r', 'ec2:volume', '', 0, 0, 'expired', 'x', 'reap', 0, 'run');
+                     INSERT INTO findings (id, arn, verdict, action, reason, account, region,
+                         resource_type, opened_at, updated_at)
+                     VALUES (7, 'arn:x', 'expired', 'reap', 'x', 'a', 'r', 'ec2:volume', 0, 0);",
+                )?;
+                Ok::<(), StoreError>(())
+            })
+            .await
+            .expect("a finding");
+        let now = SystemClock.now();
+        let ttl = TimeDelta::seconds(60);
+        let (first, second) = (LockHolder::here("pass 1"), LockHolder::here("pass 2"));
+        store
+            .try_lock(ACT_LOCK, first.clone(), now, ttl)
+            .await
+            .expect("store")
+            .expect("free");
+        assert!(
+            store
+                .record_deleting(7, first.id.clone(), now)
+                .await
+                .expect("store")
+        );
+        assert!(
+            !store
+                .record_deleting(7, second.id.clone(), now)
+                .await
+                .expect("store"),
+            "not its lock"
+        );
+        // The first stalls past its expiry; the second takes over.
+        let later = now + ttl + TimeDelta::seconds(1);
+        assert!(
+            !store
+                .record_deleting(7, first.id.clone(), later)
+                .await
+                .expect("store"),
+            "lapsed"
+        );
+        store
+            .try_lock(ACT_LOCK, second.clone(), later, ttl)
+            .await
+            .expect("store")
+            .expect("lapsed lock");
+        assert!(
+            !store
+                .record_deleting(7, first.id.clone(), later)
+                .await
+                .expect("store"),
+            "taken over"
+        );
+        assert!(
+            store
+                .record_deleting(7, second.id.clone(), later)
+                .await
+                .expect("store")
+        );
+    }
 }
