@@ -269,9 +269,7 @@ impl Tasks {
         // Holding the act lock, no other pass runs anywhere: a run still `running` was left by
         // a process that died.
         let now = self.inner.clock.now();
-        for id in self.inner.store.close_interrupted_runs("scan", now).await? {
-            tracing::warn!(run_id = %id, "a scan left running by a process that stopped is closed as interrupted");
-        }
+        self.close_interrupted(now).await?;
         self.inner
             .store
             .start_run(run_id.clone(), "scan", trigger.to_owned(), now)
@@ -284,21 +282,22 @@ impl Tasks {
         })
     }
 
+    /// Closes (and logs) the scans a process that died left `running`; the caller holds the
+    /// act lock, so none of them can be in progress.
+    async fn close_interrupted(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        for id in self.inner.store.close_interrupted_runs("scan", now).await? {
+            tracing::warn!(run_id = %id, "a scan left running by a process that stopped is closed as interrupted");
+        }
+        Ok(())
+    }
+
     /// At start: unless another process is acting on the store, closes the scans a process
     /// that died left `running` (the next pass would, but status should not wait for it).
     pub async fn close_interrupted_runs(&self) {
         match StoreLock::take(&self.inner.store, "start-up".into()).await {
             Ok(lock) => {
-                let now = self.inner.clock.now();
-                match self.inner.store.close_interrupted_runs("scan", now).await {
-                    Ok(ids) => {
-                        for id in ids {
-                            tracing::warn!(run_id = %id, "a scan left running by a process that stopped is closed as interrupted");
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %crate::error_chain(&e), "cannot close interrupted runs")
-                    }
+                if let Err(e) = self.close_interrupted(self.inner.clock.now()).await {
+                    tracing::error!(error = %crate::error_chain(&e), "cannot close interrupted runs")
                 }
                 lock.release().await;
             }

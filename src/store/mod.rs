@@ -600,6 +600,100 @@ impl RawLease {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The registry's downtime moves the deadlines of the leases active when it stopped (on
+    /// the leases' clock), by the gap on the wall clock; a gap within `min_gap`, a first start,
+    /// or a beat told not to credit moves nothing; released and already lapsed leases never.
+    #[tokio::test]
+    async fn registry_downtime_is_credited_to_the_leases_active_when_it_stopped() {
+        use chrono::{TimeDelta, TimeZone};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("s.db")).await.expect("opens");
+        let t0 = Utc
+            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .expect("time");
+        let lease = |end_min: i64, released: bool| Lease {
+            id: LeaseId::generate(),
+            project: ProjectName::parse("web").expect("name"),
+            task: "t".into(),
+            owner: "o@example.com".into(),
+            principal: "ci".into(),
+            created_at: t0,
+            expires_at: t0 + TimeDelta::minutes(end_min),
+            heartbeat_interval: None,
+            last_heartbeat_at: None,
+            released_at: released.then_some(t0),
+            labels: Default::default(),
+            regions: vec![],
+        };
+        let (active, lapsed, released) = (lease(60, false), lease(5, false), lease(60, true));
+        for l in [&active, &lapsed, &released] {
+            store
+                .insert_lease(l.clone(), t0, |_| Ok::<(), StoreError>(()))
+                .await
+                .expect("insert");
+        }
+        let min_gap = TimeDelta::seconds(2);
+        let wall = t0 + TimeDelta::minutes(10);
+        // First start: nothing to credit.
+        assert_eq!(
+            store
+                .registry_serving(wall, wall, true, min_gap)
+                .await
+                .expect("store"),
+            None
+        );
+        // A beat within the gap, or one not crediting: nothing.
+        let soon = wall + TimeDelta::seconds(2);
+        assert_eq!(
+            store
+                .registry_serving(soon, soon, true, min_gap)
+                .await
+                .expect("store"),
+            None
+        );
+        let later = soon + TimeDelta::minutes(1);
+        assert_eq!(
+            store
+                .registry_serving(later, later, false, min_gap)
+                .await
+                .expect("store"),
+            None
+        );
+        // Down 15 minutes: the active lease moves by 15 minutes, the others do not.
+        let back = later + TimeDelta::minutes(15);
+        let credited = store
+            .registry_serving(back, back, true, min_gap)
+            .await
+            .expect("store");
+        assert_eq!(credited, Some((TimeDelta::minutes(15), 1)));
+        let get = |id| store.get_lease(id);
+        assert_eq!(
+            get(active.id)
+                .await
+                .expect("store")
+                .expect("lease")
+                .expires_at,
+            active.expires_at + TimeDelta::minutes(15)
+        );
+        assert_eq!(
+            get(lapsed.id)
+                .await
+                .expect("store")
+                .expect("lease")
+                .expires_at,
+            lapsed.expires_at
+        );
+        assert_eq!(
+            get(released.id)
+                .await
+                .expect("store")
+                .expect("lease")
+                .expires_at,
+            released.expires_at
+        );
+    }
     use crate::model::Tags;
 
     /// Rows written before migration 3 hold JSON tags; both forms read back the same (the

@@ -208,15 +208,12 @@ impl Daemon {
 
     /// A pass through the daemon, to its end: its report.
     async fn pass(&self) -> Value {
-        let out = run(&["scan", "--wait", "--output", "json"], &self.env()).await;
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let report = self.pass_unless_busy().await;
+        assert!(
+            !report.is_null(),
+            "the pass was refused: another process holds the lock"
         );
-        let v: Value = serde_json::from_slice(&out.stdout).expect("scan json");
-        v["run"]["summary"].clone()
+        report
     }
 
     async fn call(
