@@ -33,8 +33,8 @@ use common::{ACCOUNT, Counts, REGION};
 use ephemera::clock::{Clock, SystemClock};
 use ephemera::config::Config;
 use ephemera::inventory::{AwsClients, RateLimiter, walk};
-use ephemera::lease::Lease;
 use ephemera::metrics::Metrics;
+use ephemera::model::Lease;
 use ephemera::model::LeaseId;
 use ephemera::policy::Policy;
 use ephemera::resource::WalkRecord;
@@ -291,7 +291,7 @@ async fn direct_pass(
     store: Option<&Store>,
     leases: &HashMap<LeaseId, Lease>,
     policy: &Policy,
-    keys: &ephemera::config::IdentityTags,
+    keys: &ephemera::model::IdentityTags,
 ) -> Pass {
     let clients = AwsClients::new(aws.clone());
     let limiter = RateLimiter::new(1_000_000);

@@ -14,7 +14,7 @@ use toml::Spanned;
 
 use crate::auth::{Principal, Role, TokenHash};
 use crate::diagnostic::{FileError, Source};
-use crate::model::{HumanDuration, ProjectName, check_tag_key};
+use crate::model::{HumanDuration, IdentityTags, ProjectName, ResourceType, check_tag_key};
 
 /// The annotated example shipped with the project, embedded so `ephemera config example`
 /// can print it anywhere.
@@ -61,30 +61,6 @@ pub struct AuditConfig {
 pub struct RulesConfig {
     /// Holds `policy/*.toml`.
     pub dir: PathBuf,
-}
-
-/// Tag keys that carry a lease's identity on a resource, and the one that protects it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct IdentityTags {
-    pub lease: String,
-    pub project: String,
-    pub task: String,
-    pub owner: String,
-    /// A resource carrying this tag (any value) is `protected`: never flagged, never reaped.
-    pub protect: String,
-}
-
-impl Default for IdentityTags {
-    fn default() -> Self {
-        IdentityTags {
-            lease: "ephemera:lease-id".into(),
-            project: "ephemera:project".into(),
-            task: "ephemera:task".into(),
-            owner: "ephemera:owner".into(),
-            protect: "ephemera:protect".into(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -362,7 +338,7 @@ pub struct Enforcement {
     /// Resource types (`ec2:volume`, as findings show them) that may be deleted; a type not
     /// listed is report-only. Empty by default: every type is report-only until listed.
     #[serde(default)]
-    pub deletable_types: Vec<String>,
+    pub deletable_types: Vec<ResourceType>,
     /// A pass that would delete more than this deletes nothing (and says so).
     #[serde(default = "default_max_deletions")]
     pub max_deletions_per_pass: u32,
@@ -603,24 +579,6 @@ impl Config {
             principals,
         })
     }
-
-    /// Checks the principals against the policy's projects: a lessee scoped to a project no
-    /// policy defines is a typo, and typos in access control are refused, not guessed at.
-    pub fn check_against_policy(&self, policy: &crate::policy::Policy) -> Result<(), String> {
-        for p in &self.principals {
-            for project in &p.projects {
-                if policy.project(project).is_none() {
-                    return Err(format!(
-                        "{}: principal `{}` names project `{project}`, which no file in {} defines",
-                        self.path.display(),
-                        p.name,
-                        self.rules.dir.join("policy").display()
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
 /// The audit key's source. The key itself is not read here: a missing key file is created by
@@ -778,18 +736,6 @@ fn validate_enforcement(src: &Source<'_>, e: &Spanned<Enforcement>) -> Result<()
     // A table's span covers its header only; its keys follow it.
     let span = e.span().start..src.text.len();
     let en = e.get_ref();
-    for t in &en.deletable_types {
-        if !crate::reaper::aws::DELETABLE_TYPES.contains(&t.as_str()) {
-            return Err(src.error_for(
-                span_in(src, span.clone(), &format!("\"{t}\"")),
-                "enforcement.deletable_types",
-                format!(
-                    "no deleter for `{t}`; known: {}",
-                    crate::reaper::aws::DELETABLE_TYPES.join(", ")
-                ),
-            ));
-        }
-    }
     if en.max_project_share_percent == 0 || en.max_project_share_percent > 100 {
         return Err(src.error_for(
             span_in(src, span.clone(), "max_project_share_percent"),

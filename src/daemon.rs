@@ -24,9 +24,7 @@ use crate::tasks::Tasks;
 /// Loads the policy the config points at and checks the two agree.
 pub fn load_policy(config: &Config) -> anyhow::Result<Policy> {
     let policy = Policy::load(&config.rules.dir)?;
-    config
-        .check_against_policy(&policy)
-        .map_err(anyhow::Error::msg)?;
+    policy.check_config(config).map_err(anyhow::Error::msg)?;
     Ok(policy)
 }
 
@@ -172,7 +170,9 @@ pub async fn serve(
     .context("cannot set up mail")?;
     let (stop_mail, mail_stopped) = tokio::sync::watch::channel(false);
     let mail_loop = mailer.map(|m| {
-        tasks.set_mailer(m.clone());
+        if let Some(passes) = tasks.follow_passes() {
+            tokio::spawn(m.clone().follow(passes));
+        }
         tracing::info!(relay = %m.transport().relay(), "mail delivery on");
         tokio::spawn(m.run(mail_stopped))
     });

@@ -163,7 +163,7 @@ fn account_statements(config: &Config, with_cost: bool, armed: bool) -> Vec<Stat
         .enforcement
         .deletable_types
         .iter()
-        .map(String::as_str)
+        .map(|t| t.as_str())
         .collect();
     let rows: Vec<(&str, &[&str])> = types
         .into_iter()

@@ -7,18 +7,18 @@
 //!
 //! | module | what it holds |
 //! |---|---|
-//! | [`model`] | newtypes: [`model::LeaseId`], [`model::ProjectName`], [`model::HumanDuration`] (`90m`, `2h`, `7d`), tag checks |
+//! | [`model`] | the domain's words, one file per concept: [`model::LeaseId`], [`model::ProjectName`], [`model::HumanDuration`] (`90m`, `2h`, `7d`), tags and [`model::IdentityTags`], ARNs, verdicts, [`model::Lease`] and its state math, [`model::MailKind`], money ([`model::MicroUsd`]), [`model::ResourceType`] |
 //! | [`diagnostic`] | `FILE:LINE:COL: field `x`: …` errors for config and rules |
 //! | [`config`] | the TOML config, validated once; the embedded example |
 //! | [`audit`] | the audit chain's key (from `[audit]`, created once by the daemon, redacted in `Debug`) and its published head `SEQ:HASH` |
 //! | [`auth`] | principals, roles (lessee, operator, viewer), hashed bearer tokens |
 //! | [`policy`] | `rules/policy/*.toml`: leasing and audit rules, pure decisions and evaluation (verdicts), in-file test cases |
-//! | [`lease`] | lease state math and the [`lease::LeaseRegistry`] service |
+//! | [`lease`] | the [`lease::LeaseRegistry`] service: acquire, renew, beat, release, quotas |
 //! | [`store`] | SQLite (WAL, `synchronous = FULL`, 16 KiB pages, foreign keys, append-only migrations); writes go through one group-commit writer thread; the act lock that keeps two processes from acting at once; the audit chain (append, list, verify) in `store::chain`; the only module that knows SQL |
 //! | [`metrics`] | the Prometheus registry and every metric |
 //! | [`http`] | the axum API under `/api/v1`, `/healthz`, `/readyz`, `/metrics`; JSON wire types in [`http::dto`] |
 //! | [`daemon`] | wiring: `serve(config, listener, shutdown, clock)` |
-//! | [`resource`] | plain records of the audit pass: observed resources, evaluations, findings, walks, runs |
+//! | [`resource`] | plain records of the audit pass: observed resources, evaluations, findings, walks, runs, a pass's report |
 //! | [`inventory`] | the AWS walk (tagging API, EC2 instance states), client builder, rate limit; the only home of SDK types |
 //! | [`cost`] | spend: Cost Explorer calls, the incremental refresh (final days never refetched), spend/top-task/waste exports; money as integer micro-dollars |
 //! | [`reaper`] | deletion: the pure plan (order, caps, window, allowlist), the act step and on-call reaping with their last-moment checks, per-type AWS deleters ([`reaper::aws`]) and the IAM actions each one calls ([`reaper::iam`]); unarmed, no AWS call |
@@ -30,6 +30,32 @@
 //! | [`cli`] | the `ephemera` command line: daemon, checks, and an API client |
 //! | [`clock`] | the only reader of the wall clock |
 //! | [`logging`] | tracing set-up (human or JSON) |
+//!
+//! # Layers
+//!
+//! A module imports only modules of a lower layer (the unit test in `src/layering.rs` reads
+//! every `crate::` path and fails on one that goes sideways or up), so the module graph has no
+//! cycle. Types two layers share live in the lower one: a lease's record and state math, the
+//! identity tags, mail kinds, money and resource types in [`model`]; a pass's report in
+//! [`resource`]. The mailer is fed finished passes through a bounded channel
+//! ([`tasks::Tasks::follow_passes`]), so [`tasks`] does not know it.
+//!
+//! | layer | name | modules |
+//! |---|---|---|
+//! | 0 | foundation | [`audit`], [`clock`], [`diagnostic`], [`logging`] |
+//! | 1 | domain words | [`model`] |
+//! | 2 | domain records | [`auth`], [`resource`] |
+//! | 3 | settings | [`config`] |
+//! | 4 | rules | [`policy`] |
+//! | 5 | infrastructure | [`metrics`], [`store`] |
+//! | 6 | services | [`inventory`], [`lease`] |
+//! | 7 | spend and deletion | [`cost`], [`reaper`] |
+//! | 8 | consumers of a pass | [`iam`], [`mail`] |
+//! | 9 | task runner | [`tasks`] |
+//! | 10 | schedulers | [`jobs`], [`scheduler`] |
+//! | 11 | API | [`http`] |
+//! | 12 | wiring | [`daemon`] |
+//! | 13 | command line | [`cli`] |
 //!
 //! # Invariants
 //!
@@ -60,6 +86,8 @@ pub mod http;
 pub mod iam;
 pub mod inventory;
 pub mod jobs;
+#[cfg(test)]
+mod layering;
 pub mod lease;
 pub mod logging;
 pub mod mail;

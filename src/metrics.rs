@@ -379,12 +379,12 @@ impl Metrics {
     /// Creates, at 0, the series of labelled counters whose label values are known before
     /// anything happens: Prometheus sees no increase in a series' first sample, so a counter
     /// born on its first event would hide that event from `increase()` and `rate()`.
-    pub fn start_known_series(&self, deletable_types: &[String]) {
+    pub fn start_known_series(&self, deletable_types: &[crate::model::ResourceType]) {
         for outcome in ["complete", "incomplete"] {
             self.walks.with_label_values(&[outcome]);
         }
-        for kind in crate::mail::MESSAGE_KINDS {
-            self.emails_sent.with_label_values(&[kind]);
+        for kind in crate::model::MailKind::MESSAGES {
+            self.emails_sent.with_label_values(&[kind.as_str()]);
         }
         for t in deletable_types {
             for outcome in ["would-delete", "deleted", "skipped", "failed"] {

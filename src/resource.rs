@@ -4,6 +4,8 @@
 //! Architecture Invariant: data only. No SDK types (inventory converts at its edge), no SQL,
 //! no clock.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -186,4 +188,43 @@ pub struct AuditBreak {
     pub seq: i64,
     /// `edited`, `inserted or removed before it`, `missing` (removed), `tail removed`.
     pub problem: String,
+}
+
+/// What a scan did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ScanReport {
+    pub run_id: String,
+    /// Who started the pass, as the audit log names it: `scheduler`, `once` (`scan --once`)
+    /// or the API principal.
+    pub actor: String,
+    /// `success` (every walk complete), `partial` (some incomplete) or `failed`.
+    pub outcome: String,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub walks: Vec<WalkRecord>,
+    pub resources_seen: u64,
+    /// Resources seen this pass, by verdict, each counted once.
+    pub verdicts: BTreeMap<String, u64>,
+    pub findings_opened: u64,
+    pub findings_updated: u64,
+    pub findings_resolved: u64,
+    pub resources_gone: u64,
+    /// What the act step did (absent when it could not run).
+    pub reap: Option<ReapSummary>,
+    /// The audit chain's head after the pass, published (log, run summary, on-call mail) so
+    /// that `audit verify --head` can later show a removed tail or an emptied log.
+    pub audit_head: Option<crate::audit::AuditHead>,
+}
+
+/// The act step of a pass, in counts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ReapSummary {
+    pub armed: bool,
+    pub marked: u64,
+    pub would_delete: u64,
+    pub deleted: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    pub held: u64,
+    pub capped: Vec<String>,
 }

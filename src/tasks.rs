@@ -9,21 +9,22 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use tokio::sync::{Mutex, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::clock::Clock;
-use crate::config::{Config, IdentityTags};
+use crate::config::Config;
 use crate::cost::refresh::{CostReport, CostTask};
 use crate::inventory::{self, AwsClients, RateLimiter};
-use crate::lease::Lease;
+use crate::mail::PassDone;
 use crate::metrics::{Metrics, Series};
+use crate::model::IdentityTags;
+use crate::model::Lease;
 use crate::model::{LeaseId, Verdict};
 use crate::policy::{Policy, evaluate};
 use crate::reaper::plan::Plan;
-use crate::reaper::run::{ItemResult, Progress, ReapReport, Reaper};
-use crate::resource::{Observed, Record, WalkRecord};
+use crate::reaper::run::{ItemResult, Progress, Reaper};
+use crate::resource::{Observed, ReapSummary, Record, ScanReport, WalkRecord};
 use crate::store::{ACT_LOCK, HeldBy, LockHolder, Store, StoreError};
 
 /// One page of a walk, evaluated at `now`: the records the store persists. Pure; the scan
@@ -66,60 +67,6 @@ pub fn evaluate_page(
 /// Records per store transaction while a walk streams (ten pages of 100).
 const PERSIST_BATCH: usize = 1_000;
 
-/// What a scan did.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct ScanReport {
-    pub run_id: String,
-    /// Who started the pass, as the audit log names it: `scheduler`, `once` (`scan --once`)
-    /// or the API principal.
-    pub actor: String,
-    /// `success` (every walk complete), `partial` (some incomplete) or `failed`.
-    pub outcome: String,
-    pub started_at: Option<DateTime<Utc>>,
-    pub ended_at: Option<DateTime<Utc>>,
-    pub walks: Vec<WalkRecord>,
-    pub resources_seen: u64,
-    /// Resources seen this pass, by verdict, each counted once.
-    pub verdicts: BTreeMap<String, u64>,
-    pub findings_opened: u64,
-    pub findings_updated: u64,
-    pub findings_resolved: u64,
-    pub resources_gone: u64,
-    /// What the act step did (absent when it could not run).
-    pub reap: Option<ReapSummary>,
-    /// The audit chain's head after the pass, published (log, run summary, on-call mail) so
-    /// that `audit verify --head` can later show a removed tail or an emptied log.
-    pub audit_head: Option<crate::audit::AuditHead>,
-}
-
-/// The act step of a pass, in counts.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct ReapSummary {
-    pub armed: bool,
-    pub marked: u64,
-    pub would_delete: u64,
-    pub deleted: u64,
-    pub skipped: u64,
-    pub failed: u64,
-    pub held: u64,
-    pub capped: Vec<String>,
-}
-
-impl From<&ReapReport> for ReapSummary {
-    fn from(r: &ReapReport) -> Self {
-        ReapSummary {
-            armed: r.armed,
-            marked: r.marked,
-            would_delete: r.count("would-delete"),
-            deleted: r.count("deleted"),
-            skipped: r.count("skipped"),
-            failed: r.count("failed"),
-            held: r.held,
-            capped: r.capped.clone(),
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum TaskError {
     #[error("a scan is already running (run {0})")]
@@ -156,9 +103,9 @@ struct Inner {
     /// Label sets of `ephemera_resources` set by the last pass, to zero those that vanish.
     resource_series: Series,
     project_series: Series,
-    /// Set by the daemon when `[smtp]` is configured: each pass queues its on-call summary
-    /// and wakes the deliverer. Without it (or in `scan --once`) notices wait in the outbox.
-    mailer: std::sync::OnceLock<crate::mail::Mailer>,
+    /// Where each finished pass is sent (the daemon's mailer follows it when `[smtp]` is
+    /// configured); without a follower (or in `scan --once`) notices wait in the outbox.
+    passes: std::sync::OnceLock<tokio::sync::mpsc::Sender<PassDone>>,
 }
 
 impl Tasks {
@@ -200,14 +147,17 @@ impl Tasks {
                 scan_lock: Arc::new(Mutex::new(())),
                 resource_series: Series::default(),
                 project_series: Series::default(),
-                mailer: std::sync::OnceLock::new(),
+                passes: std::sync::OnceLock::new(),
             }),
         }
     }
 
-    /// Hands the passes a mailer (once; later calls are ignored).
-    pub fn set_mailer(&self, mailer: crate::mail::Mailer) {
-        let _ = self.inner.mailer.set(mailer);
+    /// Every pass from now on, as it finishes, for one follower (the first caller; `None`
+    /// for later ones). Bounded: a follower that falls 8 passes behind holds the next pass
+    /// at its end rather than losing its report.
+    pub fn follow_passes(&self) -> Option<tokio::sync::mpsc::Receiver<PassDone>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        self.inner.passes.set(tx).ok().map(|()| rx)
     }
 
     /// Starts a scan in the background; refused while one runs. Returns the run id. `actor`
@@ -467,12 +417,13 @@ impl Tasks {
             }
         }
         self.finish(&mut report).await;
-        if let Some(mailer) = inner.mailer.get() {
-            match mailer.queue_pass_summary(&report, &reap_results).await {
-                Ok(_) => mailer.kick(),
-                Err(e) => {
-                    tracing::error!(error = %crate::error_chain(&e), "cannot queue the on-call summary")
-                }
+        if let Some(follower) = inner.passes.get() {
+            let done = PassDone {
+                report: report.clone(),
+                results: reap_results.clone(),
+            };
+            if follower.send(done).await.is_err() {
+                tracing::warn!("the follower of passes has stopped; no on-call summary");
             }
         }
         tracing::info!(

@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use ephemera::config::IdentityTags;
-use ephemera::lease::Lease;
+use ephemera::model::IdentityTags;
+use ephemera::model::Lease;
 use ephemera::model::{HumanDuration, LeaseId, ProjectName, Tags, Verdict};
 use ephemera::policy::Policy;
 use ephemera::resource::{Observed, Record};

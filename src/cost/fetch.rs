@@ -8,17 +8,9 @@ use aws_sdk_costexplorer::types::{
 };
 use chrono::NaiveDate;
 
-use super::{MicroUsd, parse_amount, tag_value};
+pub use crate::model::DaySpend;
 
-/// Spend of one tag value in one region on one day.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DaySpend {
-    pub day: NaiveDate,
-    /// The tag's value; empty for spend without the tag.
-    pub key: String,
-    pub region: String,
-    pub micro_usd: MicroUsd,
-}
+use super::{parse_amount, tag_value};
 
 /// What one grouping's fetch brought back.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -12,8 +12,8 @@ use super::{MicroUsd, refresh_start, usd_f64};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::inventory::AwsClients;
-use crate::lease::Lease;
 use crate::metrics::{Metrics, Series};
+use crate::model::Lease;
 use crate::store::Store;
 
 /// The two groupings the API allows per request: each identity tag by region.

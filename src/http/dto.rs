@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use chrono::SecondsFormat;
 use serde::{Deserialize, Serialize};
 
-use crate::config::IdentityTags;
-use crate::lease::{Lease, LeaseState};
+use crate::model::IdentityTags;
+use crate::model::{Lease, LeaseState};
 
 /// A lease as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

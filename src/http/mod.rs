@@ -24,8 +24,9 @@ use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
 use crate::auth::{Principal, Principals};
-use crate::lease::{AcquireRequest, LeaseError, LeaseRegistry, LeaseState};
+use crate::lease::{AcquireRequest, LeaseError, LeaseRegistry};
 use crate::metrics::Metrics;
+use crate::model::LeaseState;
 use crate::model::{LeaseId, ProjectName};
 use crate::policy::Denial;
 use crate::store::{LeaseFilter, Store};
@@ -154,7 +155,7 @@ impl From<LeaseError> for ApiError {
             },
             LeaseError::NotFound(_) => StatusCode::NOT_FOUND,
             LeaseError::Forbidden(_) => StatusCode::FORBIDDEN,
-            LeaseError::Expired(_) | LeaseError::Released(_) => StatusCode::CONFLICT,
+            LeaseError::Ended(_) => StatusCode::CONFLICT,
             LeaseError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let message = match &e {
@@ -377,7 +378,7 @@ async fn metrics(State(s): State<AppState>) -> Response {
         .into_response()
 }
 
-fn view(s: &AppState, l: &crate::lease::Lease) -> LeaseView {
+fn view(s: &AppState, l: &crate::model::Lease) -> LeaseView {
     LeaseView::new(l, s.leases.now(), s.leases.tags())
 }
 

@@ -36,23 +36,13 @@ use sha2::{Digest, Sha256};
 use crate::clock::Clock;
 use crate::config::{Config, SmtpConfig};
 use crate::metrics::Metrics;
-use crate::model::ProjectName;
+use crate::model::{MailKind, ProjectName};
 use crate::policy::Policy;
 use crate::reaper::run::ItemResult;
+use crate::resource::ScanReport;
 use crate::store::{Notice, OutboxRow, Rollup, Store, StoreError};
-use crate::tasks::ScanReport;
 use render::{Renderer, build_message};
 use transport::{SmtpTransport, TransportError};
-
-/// Notice kinds (queued by the reaper, rolled up, never sent themselves); the store, which
-/// queues `deletion-planned` and keys expiry warnings itself, defines those two.
-pub use crate::store::{DELETION_PLANNED, EXPIRY_WARNING};
-pub const REAPED: &str = "reaped";
-/// Message kinds (sent).
-pub const OWNER_DIGEST: &str = "owner-digest";
-pub const REAPED_NOTICE: &str = "reaped-notice";
-pub const ONCALL_SUMMARY: &str = "oncall-summary";
-pub const MESSAGE_KINDS: &[&str] = &[EXPIRY_WARNING, OWNER_DIGEST, REAPED_NOTICE, ONCALL_SUMMARY];
 
 /// Longest wait between attempts at one message.
 const MAX_BACKOFF: TimeDelta = TimeDelta::hours(1);
@@ -72,6 +62,13 @@ pub struct RoundReport {
     pub failed: u64,
     /// Rows left unsent after the round.
     pub pending: u64,
+}
+
+/// A finished pass, as the tasks hand it to the mailer: its report and what its act step did.
+#[derive(Debug, Clone)]
+pub struct PassDone {
+    pub report: ScanReport,
+    pub results: Vec<ItemResult>,
 }
 
 /// The mailer; cheap to clone.
@@ -167,7 +164,11 @@ impl Mailer {
             report.messages_rolled_up = self.roll_up(now).await?;
             let due = inner
                 .store
-                .due_messages(MESSAGE_KINDS, (!ignore_backoff).then_some(now), ROUND_LIMIT)
+                .due_messages(
+                    &MailKind::MESSAGES,
+                    (!ignore_backoff).then_some(now),
+                    ROUND_LIMIT,
+                )
                 .await?;
             for row in due {
                 match self.deliver(row, now).await? {
@@ -220,7 +221,7 @@ impl Mailer {
             if inner
                 .store
                 .enqueue(
-                    EXPIRY_WARNING.into(),
+                    MailKind::ExpiryWarning,
                     Some(l.owner.clone()),
                     key,
                     payload,
@@ -232,6 +233,19 @@ impl Mailer {
             }
         }
         Ok(queued)
+    }
+
+    /// Follows the passes until their sender is gone: queues each one's on-call summary and
+    /// wakes the deliverer.
+    pub async fn follow(self, mut passes: tokio::sync::mpsc::Receiver<PassDone>) {
+        while let Some(p) = passes.recv().await {
+            match self.queue_pass_summary(&p.report, &p.results).await {
+                Ok(_) => self.kick(),
+                Err(e) => {
+                    tracing::error!(error = %crate::error_chain(&e), "cannot queue the on-call summary")
+                }
+            }
+        }
     }
 
     /// Queues the on-call summary of a pass (one per address), when the pass found, planned,
@@ -248,11 +262,11 @@ impl Mailer {
         let at = report.ended_at.unwrap_or_else(|| inner.clock.now());
         let mut queued = 0;
         for to in &inner.smtp.oncall {
-            let key = format!("{ONCALL_SUMMARY}:{}:{to}", report.run_id);
+            let key = format!("{}:{}:{to}", MailKind::OncallSummary, report.run_id);
             if inner
                 .store
                 .enqueue(
-                    ONCALL_SUMMARY.into(),
+                    MailKind::OncallSummary,
                     Some(to.clone()),
                     key,
                     payload.clone(),
@@ -273,7 +287,10 @@ impl Mailer {
             tracing::info!(withdrawn, "deletion notices withdrawn: no longer planned");
         }
         let mut n = 0;
-        for (notice, message) in [(DELETION_PLANNED, OWNER_DIGEST), (REAPED, REAPED_NOTICE)] {
+        for (notice, message) in [
+            (MailKind::DeletionPlanned, MailKind::OwnerDigest),
+            (MailKind::Reaped, MailKind::ReapedNotice),
+        ] {
             let ctx = RollupContext {
                 message_kind: message,
                 oncall: inner.smtp.oncall.clone(),
@@ -307,10 +324,10 @@ impl Mailer {
         let inner = &self.inner;
         let message = inner
             .renderer
-            .render(&row.kind, &row.payload)
+            .render(row.kind.as_str(), &row.payload)
             .and_then(|r| {
                 build_message(
-                    &row.kind,
+                    row.kind.as_str(),
                     &inner.smtp.from,
                     &to,
                     message_id(&row, &inner.smtp.from),
@@ -331,7 +348,7 @@ impl Mailer {
                     inner
                         .metrics
                         .emails_sent
-                        .with_label_values(&[&row.kind])
+                        .with_label_values(&[row.kind.as_str()])
                         .inc();
                     tracing::info!(attempts = row.attempts + 1, "mail sent");
                     return Ok(Delivery::Sent);
@@ -389,7 +406,7 @@ fn renew_ttl(policy: &Policy, project: &str) -> String {
 /// What the pure roll-up needs besides the notices.
 #[derive(Debug)]
 struct RollupContext {
-    message_kind: &'static str,
+    message_kind: MailKind,
     oncall: Vec<String>,
     protect_tag: String,
     policy: Arc<Policy>,

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 
 use super::{AcquireAsk, Caller, Policy, evaluate};
 use crate::auth::Role;
-use crate::config::IdentityTags;
-use crate::lease::Lease;
+use crate::model::IdentityTags;
+use crate::model::Lease;
 use crate::model::{HumanDuration, LeaseId, ProjectName, Tags};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

@@ -9,8 +9,8 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 
 use super::{Policy, ProjectPolicy, Rule};
-use crate::config::IdentityTags;
-use crate::lease::{Lease, LeaseState};
+use crate::model::IdentityTags;
+use crate::model::{Lease, LeaseState};
 use crate::model::{LeaseId, ProjectName, Tags, Verdict};
 
 /// Why a verdict was reached, in words an owner understands.

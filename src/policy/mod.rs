@@ -171,6 +171,24 @@ impl Denial {
 }
 
 impl Policy {
+    /// Checks the principals against the policy's projects: a lessee scoped to a project no
+    /// policy defines is a typo, and typos in access control are refused, not guessed at.
+    pub fn check_config(&self, config: &crate::config::Config) -> Result<(), String> {
+        for p in &config.principals {
+            for project in &p.projects {
+                if self.project(project).is_none() {
+                    return Err(format!(
+                        "{}: principal `{}` names project `{project}`, which no file in {} defines",
+                        config.path.display(),
+                        p.name,
+                        config.rules.dir.join("policy").display()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub fn project(&self, name: &ProjectName) -> Option<&ProjectPolicy> {
         self.projects.get(name)
     }

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::config::Enforcement;
+use crate::model::ResourceType;
 use crate::resource::ReapCandidate;
 
 /// Where one candidate stands. Why it is held goes in `held_reason`: the candidate's own
@@ -88,7 +89,9 @@ pub fn plan(candidates: Vec<ReapCandidate>, input: PlanInput<'_>) -> Plan {
     for c in candidates {
         let status = if !input.manual && c.deadline > input.now {
             Status::Scheduled
-        } else if !en.deletable_types.contains(&c.resource_type) {
+        } else if !ResourceType::parse(&c.resource_type)
+            .is_some_and(|t| en.deletable_types.contains(&t))
+        {
             Status::Held(format!(
                 "type {} is not in enforcement.deletable_types (report only)",
                 c.resource_type
@@ -268,11 +271,11 @@ mod tests {
     fn enforcement() -> Enforcement {
         Enforcement {
             deletable_types: vec![
-                "ec2:instance".into(),
-                "ec2:volume".into(),
-                "ec2:security-group".into(),
-                "ec2:snapshot".into(),
-                "ec2:image".into(),
+                ResourceType::Ec2Instance,
+                ResourceType::Ec2Volume,
+                ResourceType::Ec2SecurityGroup,
+                ResourceType::Ec2Snapshot,
+                ResourceType::Ec2Image,
             ],
             max_deletions_per_pass: 10,
             max_project_share_percent: 50,

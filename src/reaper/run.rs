@@ -18,11 +18,11 @@ use super::plan::{Plan, PlanInput, PlanItem, Status, plan};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::inventory::AwsClients;
-use crate::lease::Lease;
 use crate::metrics::{Metrics, Series};
+use crate::model::Lease;
 use crate::model::{Action, Arn, LeaseId, Verdict};
 use crate::policy::{Policy, evaluate};
-use crate::resource::{AuditEntry, ReapCandidate, WalkRecord};
+use crate::resource::{AuditEntry, ReapCandidate, ReapSummary, WalkRecord};
 use crate::store::{ReapUpdate, Store, StoreError};
 
 /// Who acts, and how.
@@ -56,6 +56,21 @@ pub struct ReapReport {
     pub held: u64,
     pub results: Vec<ItemResult>,
     pub capped: Vec<String>,
+}
+
+impl From<&ReapReport> for ReapSummary {
+    fn from(r: &ReapReport) -> Self {
+        ReapSummary {
+            armed: r.armed,
+            marked: r.marked,
+            would_delete: r.count("would-delete"),
+            deleted: r.count("deleted"),
+            skipped: r.count("skipped"),
+            failed: r.count("failed"),
+            held: r.held,
+            capped: r.capped.clone(),
+        }
+    }
 }
 
 /// Items settled out of the items asked for, shared with whoever follows an on-call reap while
@@ -519,7 +534,7 @@ impl Reaper {
             self.inner
                 .store
                 .enqueue(
-                    "reaped".into(),
+                    crate::model::MailKind::Reaped,
                     c.owner.clone(),
                     format!("reaped:{}", c.finding_id),
                     serde_json::json!({

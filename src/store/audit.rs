@@ -166,7 +166,7 @@ impl Store {
     }
 
     /// Every lease, for evaluation (the registry is small next to the inventory).
-    pub async fn all_leases(&self) -> Result<Vec<crate::lease::Lease>, StoreError> {
+    pub async fn all_leases(&self) -> Result<Vec<crate::model::Lease>, StoreError> {
         self.read(|c| {
             let sql = format!("SELECT {} FROM leases", super::LEASE_COLUMNS);
             let mut stmt = c.prepare(&sql)?;

@@ -6,8 +6,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::params;
 
 use super::{Store, StoreError};
-use crate::cost::MicroUsd;
-use crate::cost::fetch::DaySpend;
+use crate::model::{DaySpend, MicroUsd};
 
 /// Spend of one key (tag value, or region) since a day, summed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,8 +18,8 @@ pub use audit::{AuditFilter, LiveTotals};
 pub use chain::{AuditQuery, CHAIN_KEYED};
 pub use cost::SpendTotal;
 pub use locks::{ACT_LOCK, HeldBy, LockHolder};
-pub use outbox::{EXPIRY_WARNING, Notice, OutboxRow, Rollup, expiry_warning_key};
-pub use reap::{DELETION_PLANNED, ReapUpdate};
+pub use outbox::{Notice, OutboxRow, Rollup, expiry_warning_key};
+pub use reap::ReapUpdate;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -28,8 +28,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::audit::AuditKey;
-use crate::lease::{Lease, LeaseState};
 use crate::model::{HumanDuration, LeaseId, ProjectName};
+use crate::model::{Lease, LeaseState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -11,7 +11,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{LEASE_COLUMNS, RawLease, Store, StoreError, from_ms, ms};
-use crate::lease::Lease;
+use crate::model::{Lease, MailKind};
 
 fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or(serde_json::Value::Null)
@@ -21,7 +21,7 @@ fn json(text: &str) -> serde_json::Value {
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxRow {
     pub id: i64,
-    pub kind: String,
+    pub kind: MailKind,
     pub recipient: Option<String>,
     pub dedupe_key: String,
     pub payload: serde_json::Value,
@@ -41,7 +41,10 @@ fn outbox_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRow> {
     let payload: String = r.get(4)?;
     Ok(OutboxRow {
         id: r.get(0)?,
-        kind: r.get(1)?,
+        kind: {
+            let k: String = r.get(1)?;
+            k.parse().map_err(|_| super::bad(1, "mail kind", &k))?
+        },
         recipient: r.get(2)?,
         dedupe_key: r.get(3)?,
         payload: json(&payload),
@@ -87,21 +90,21 @@ impl Store {
     /// that carries it, or closed with `last_error`. Returns the ids of the queued messages.
     pub async fn roll_up(
         &self,
-        notice_kind: &'static str,
-        message_kind: &'static str,
+        notice_kind: MailKind,
+        message_kind: MailKind,
         at: DateTime<Utc>,
         build: impl FnOnce(Vec<Notice>) -> (Vec<Rollup>, Vec<i64>) + Send + 'static,
     ) -> Result<Vec<i64>, StoreError> {
         self.writer
             .write(move |c| {
-                let notices = pending_notices(c, notice_kind)?;
+                let notices = pending_notices(c, notice_kind.as_str())?;
                 if notices.is_empty() {
                     return Ok(Vec::new());
                 }
                 let (messages, nobody) = build(notices);
                 let mut ids = Vec::with_capacity(messages.len());
                 for m in messages {
-                    let id = queue(c, message_kind, Some(&m.recipient), &m.dedupe_key, &m.payload, at)?;
+                    let id = queue(c, message_kind.as_str(), Some(&m.recipient), &m.dedupe_key, &m.payload, at)?;
                     for n in &m.notices {
                         c.prepare_cached(
                             "UPDATE outbox SET sent_at = ?2, rolled_into = ?3
@@ -127,13 +130,14 @@ impl Store {
     /// `None`), oldest first, at most `limit`.
     pub async fn due_messages(
         &self,
-        kinds: &'static [&'static str],
+        kinds: &'static [MailKind],
         now: Option<DateTime<Utc>>,
         limit: u32,
     ) -> Result<Vec<OutboxRow>, StoreError> {
         self.read(move |c| {
             let kinds =
-                serde_json::to_string(kinds).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                serde_json::to_string(&kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>())
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {ROW_COLUMNS} FROM outbox
                  WHERE sent_at IS NULL AND kind IN (SELECT value FROM json_each(?1))
@@ -197,14 +201,23 @@ impl Store {
     /// when this call queued it.
     pub async fn enqueue(
         &self,
-        kind: String,
+        kind: MailKind,
         recipient: Option<String>,
         dedupe_key: String,
         payload: serde_json::Value,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         self.writer
-            .write(move |c| insert(c, &kind, recipient.as_deref(), &dedupe_key, &payload, at))
+            .write(move |c| {
+                insert(
+                    c,
+                    kind.as_str(),
+                    recipient.as_deref(),
+                    &dedupe_key,
+                    &payload,
+                    at,
+                )
+            })
             .await
     }
 
@@ -240,7 +253,7 @@ impl Store {
                  ORDER BY expires_at"
             ))?;
             let raws = stmt
-                .query_map(params![ms(now), w, EXPIRY_WARNING], RawLease::from_row)?
+                .query_map(params![ms(now), w, MailKind::ExpiryWarning.as_str()], RawLease::from_row)?
                 .collect::<Result<Vec<_>, _>>()?;
             raws.into_iter().map(RawLease::into_lease).collect()
         })
@@ -248,13 +261,10 @@ impl Store {
     }
 }
 
-/// The message kind warning a lease's owner before it expires.
-pub const EXPIRY_WARNING: &str = "expiry-warning";
-
 /// The dedupe key of the warning before `lease` expires at `expires_at`; a renewal that moves
 /// the expiry makes a new one. `leases_expiring_within` spells the same key in SQL.
 pub fn expiry_warning_key(lease: &str, expires_at: DateTime<Utc>) -> String {
-    format!("{EXPIRY_WARNING}:{lease}:{}", ms(expires_at))
+    format!("{}:{lease}:{}", MailKind::ExpiryWarning, ms(expires_at))
 }
 
 /// Queues a row (kind, recipient, dedupe key, payload, created at) unless its dedupe key is
@@ -329,7 +339,7 @@ fn pending_notices(c: &Connection, kind: &str) -> Result<Vec<Notice>, StoreError
                 region: r.get(5)?,
                 lease_task: r.get(6)?,
                 lease_expires_at: r.get::<_, Option<i64>>(7)?.map(from_ms).transpose()?,
-                spend_usd: r.get::<_, Option<i64>>(8)?.map(crate::cost::format_usd),
+                spend_usd: r.get::<_, Option<i64>>(8)?.map(crate::model::format_usd),
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;

@@ -6,7 +6,7 @@ use rusqlite::{Connection, params};
 
 use super::chain::append;
 use super::{Store, StoreError, bad, from_ms, ms, opt_time_at, stored_tags, verdict_at};
-use crate::model::Tags;
+use crate::model::{MailKind, Tags};
 use crate::resource::{AuditEntry, ReapCandidate};
 
 /// What a recorded decision does to its finding, in the same transaction as the audit record.
@@ -99,9 +99,6 @@ fn candidates(
     Ok(rows)
 }
 
-/// The notice kind queued for each mark, keyed `deletion-planned:{finding id}:{deadline ms}`.
-pub const DELETION_PLANNED: &str = "deletion-planned";
-
 fn withdraw_stale_plans(c: &Connection, at: DateTime<Utc>) -> Result<usize, StoreError> {
     Ok(c.prepare_cached(
         "UPDATE outbox SET sent_at = ?1,
@@ -113,7 +110,7 @@ fn withdraw_stale_plans(c: &Connection, at: DateTime<Utc>) -> Result<usize, Stor
                              AND f.resolved_at IS NULL AND f.deadline IS NOT NULL
                              AND outbox.dedupe_key = ?2 || ':' || f.id || ':' || f.deadline)",
     )?
-    .execute(params![ms(at), DELETION_PLANNED])?)
+    .execute(params![ms(at), MailKind::DeletionPlanned.as_str()])?)
 }
 
 /// The open `reap` findings not yet marked, read through the `findings_to_mark` index.
@@ -190,9 +187,10 @@ impl Store {
                         "lease_id": lease_id, "deadline": deadline,
                     });
                     notice.execute(params![
-                        DELETION_PLANNED,
+                        MailKind::DeletionPlanned.as_str(),
                         owner,
-                        format!("{DELETION_PLANNED}:{id}:{}", ms(deadline)),
+                        // The notice queued for each mark: keyed by finding and deadline.
+                        format!("{}:{id}:{}", MailKind::DeletionPlanned, ms(deadline)),
                         payload.to_string(),
                         ms(at)
                     ])?;

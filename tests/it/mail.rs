@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use ephemera::clock::ManualClock;
 use ephemera::mail::Mailer;
+use ephemera::model::MailKind;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -483,7 +484,7 @@ async fn notice(
 ) {
     let queued = store
         .enqueue(
-            kind.into(),
+            kind.parse().expect("a mail kind"),
             to.map(str::to_owned),
             format!("{kind}:{id}"),
             json!({"finding_id": id, "arn": format!("arn:aws:sqs:us-east-1:123456789012:q{id}"),
@@ -539,10 +540,7 @@ async fn smtp_outage_then_recovery_delivers_each_message_exactly_once() {
     let r = m.round(false).await.expect("round");
     assert_eq!((r.sent, r.failed), (0, 1), "{r:?}");
     let rows = store.outbox_rows().await.expect("rows");
-    let messages: Vec<_> = rows
-        .iter()
-        .filter(|r| r.kind != "deletion-planned" && r.kind != "reaped")
-        .collect();
+    let messages: Vec<_> = rows.iter().filter(|r| !r.kind.is_notice()).collect();
     assert_eq!(messages.len(), 4, "{messages:#?}");
     assert!(
         messages[1..]
@@ -682,7 +680,7 @@ async fn a_deletion_called_off_in_quiet_hours_is_not_announced() {
         .expect("finding");
         let queued = store
             .enqueue(
-                "deletion-planned".into(),
+                MailKind::DeletionPlanned,
                 Some("alice@example.com".into()),
                 format!("deletion-planned:{id}:{}", deadline.timestamp_millis()),
                 json!({"finding_id": id, "arn": arn(id), "verdict": "expired",
@@ -711,7 +709,7 @@ async fn a_deletion_called_off_in_quiet_hours_is_not_announced() {
     for id in [2, 3, 4] {
         let row = rows
             .iter()
-            .find(|r| r.kind == "deletion-planned" && r.payload["finding_id"] == id)
+            .find(|r| r.kind == MailKind::DeletionPlanned && r.payload["finding_id"] == id)
             .expect("notice");
         assert!(
             row.last_error

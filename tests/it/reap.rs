@@ -571,7 +571,7 @@ async fn unarmed_pass_records_would_delete_once_and_calls_nothing() {
         .filter(|r| r.sent_at.is_none())
         .collect();
     assert_eq!(outbox.len(), 1, "{outbox:?}");
-    assert_eq!(outbox[0].kind, "deletion-planned");
+    assert_eq!(outbox[0].kind, ephemera::model::MailKind::DeletionPlanned);
     assert_eq!(outbox[0].recipient.as_deref(), Some("alice@example.com"));
     assert_eq!(outbox[0].payload["arn"], doomed.as_str());
     let (_, plan) = d.get("/api/v1/plan", VIEWER).await;

@@ -1,0 +1,151 @@
+//! ARNs: the parts of a resource's name that inventory and metrics need.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// An AWS resource ARN, with the parts inventory and metrics need.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Arn(String);
+
+impl Arn {
+    /// Accepts `arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.splitn(6, ':').collect();
+        if parts.len() == 6
+            && parts[0] == "arn"
+            && !parts[1].is_empty()
+            && !parts[2].is_empty()
+            && !parts[5].is_empty()
+        {
+            Ok(Arn(s.to_owned()))
+        } else {
+            Err(format!("`{s}` is not an ARN"))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    fn part(&self, i: usize) -> &str {
+        self.0.splitn(6, ':').nth(i).unwrap_or_default()
+    }
+
+    pub fn service(&self) -> &str {
+        self.part(2)
+    }
+
+    /// Empty for global resources such as S3 buckets.
+    pub fn region(&self) -> &str {
+        self.part(3)
+    }
+
+    /// Empty for S3 buckets.
+    pub fn account(&self) -> &str {
+        self.part(4)
+    }
+
+    /// The resource part after the account: `instance/i-0abc`, `my-bucket`, `table/t`.
+    pub fn resource(&self) -> &str {
+        self.part(5)
+    }
+
+    /// `service:type`, e.g. `ec2:instance`, `s3:bucket`, `sqs:queue`, `logs:log-group`: a
+    /// bounded set, fit for a metric label.
+    pub fn resource_type(&self) -> String {
+        let service = self.service();
+        let implicit = match service {
+            "s3" if !self.resource().contains('/') => Some("bucket"),
+            "sqs" => Some("queue"),
+            "sns" => Some("topic"),
+            _ => None,
+        };
+        let kind = implicit.unwrap_or_else(|| {
+            let r = self.resource();
+            r.split(['/', ':']).next().unwrap_or(r)
+        });
+        format!("{service}:{kind}")
+    }
+
+    /// The last part of the resource: the id or name (`i-0abc`, `my-bucket`).
+    pub fn resource_id(&self) -> &str {
+        let r = self.resource();
+        r.rsplit(['/', ':']).next().unwrap_or(r)
+    }
+}
+
+impl fmt::Display for Arn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arn_parts_and_types() {
+        let check = |arn: &str, ty: &str, id: &str, region: &str, account: &str| {
+            let a = Arn::parse(arn).expect("valid arn");
+            assert_eq!(a.resource_type(), ty, "{arn}");
+            assert_eq!(a.resource_id(), id, "{arn}");
+            assert_eq!(a.region(), region, "{arn}");
+            assert_eq!(a.account(), account, "{arn}");
+        };
+        check(
+            "arn:aws:ec2:us-east-1:123456789012:instance/i-0abc",
+            "ec2:instance",
+            "i-0abc",
+            "us-east-1",
+            "123456789012",
+        );
+        check(
+            "arn:aws:ec2:eu-west-1:123456789012:volume/vol-1",
+            "ec2:volume",
+            "vol-1",
+            "eu-west-1",
+            "123456789012",
+        );
+        check("arn:aws:s3:::my-bucket", "s3:bucket", "my-bucket", "", "");
+        check(
+            "arn:aws:sqs:us-east-1:123456789012:jobs",
+            "sqs:queue",
+            "jobs",
+            "us-east-1",
+            "123456789012",
+        );
+        check(
+            "arn:aws:sns:us-east-1:123456789012:alerts",
+            "sns:topic",
+            "alerts",
+            "us-east-1",
+            "123456789012",
+        );
+        check(
+            "arn:aws:dynamodb:us-east-1:123456789012:table/t1",
+            "dynamodb:table",
+            "t1",
+            "us-east-1",
+            "123456789012",
+        );
+        check(
+            "arn:aws:lambda:us-east-1:123456789012:function:f",
+            "lambda:function",
+            "f",
+            "us-east-1",
+            "123456789012",
+        );
+        check(
+            "arn:aws:logs:us-east-1:123456789012:log-group:/aws/x",
+            "logs:log-group",
+            "x",
+            "us-east-1",
+            "123456789012",
+        );
+        assert!(Arn::parse("arn:aws:s3").is_err());
+        assert!(Arn::parse("i-0abc").is_err());
+    }
+}

@@ -1,0 +1,36 @@
+//! The domain layer: the words every other module shares, with no I/O and no clock.
+//!
+//! | file | what it holds |
+//! |---|---|
+//! | `ids` | [`LeaseId`] (parsed however AWS spells it), [`ProjectName`] |
+//! | `duration` | [`HumanDuration`]: `90m`, `2h`, `7d` |
+//! | `tags` | [`Tags`] (packed), the tag checks, [`IdentityTags`] (the keys that carry a lease) |
+//! | `arn` | [`Arn`] and its parts |
+//! | `verdict` | [`Verdict`] (what a pass concludes) and [`Action`] (what a rule does) |
+//! | `mail` | [`MailKind`]: the notices and messages of the outbox |
+//! | `money` | [`MicroUsd`] (integer micro-dollars), exact parsing and printing, [`DaySpend`] |
+//! | `resource_type` | [`ResourceType`]: the types ephemera can delete |
+//! | `lease` | [`Lease`], [`LeaseState`] and the pure state math of renew, beat, release |
+//!
+//! Architecture Invariant: this module does no I/O and reads no clock; it imports nothing of
+//! the crate but itself.
+
+mod arn;
+mod duration;
+mod ids;
+mod lease;
+mod mail;
+mod money;
+mod resource_type;
+mod tags;
+mod verdict;
+
+pub use arn::Arn;
+pub use duration::HumanDuration;
+pub use ids::{LeaseId, ProjectName};
+pub use lease::{Lease, LeaseEnded, LeaseState};
+pub use mail::MailKind;
+pub use money::{DaySpend, MicroUsd, format_usd, parse_amount, usd_f64};
+pub use resource_type::ResourceType;
+pub use tags::{IdentityTags, Tags, WELL_KNOWN_KEYS, check_tag_key, check_tag_value};
+pub use verdict::{Action, Verdict};
