@@ -300,9 +300,14 @@ async fn direct_pass(
     let run_id = uuid::Uuid::now_v7().to_string();
     let started = clock.now();
     if let Some(s) = store {
-        s.start_run(run_id.clone(), "scan", "bench".into(), started)
-            .await
-            .expect("run row");
+        s.start_run(
+            run_id.clone(),
+            ephemera::model::TaskName::Scan,
+            "bench".into(),
+            started,
+        )
+        .await
+        .expect("run row");
     }
     let counts = RefCell::new(Counts::default());
     let (eval, persist, opened) = (
@@ -344,7 +349,7 @@ async fn direct_pass(
             region: REGION.into(),
             started_at: started,
             ended_at: clock.now(),
-            outcome: "complete".into(),
+            outcome: ephemera::model::WalkOutcome::Complete,
             reason: None,
             pages: result.pages,
             resources: result.resources,
@@ -484,7 +489,7 @@ fn main() {
         let t = Instant::now();
         let report = tasks.run_scan("bench", "bench").await.expect("scan runs");
         let scan_t = t.elapsed();
-        assert_eq!(report.outcome, "success", "scan outcome: {report:?}");
+        assert_eq!(report.outcome, ephemera::model::RunOutcome::Success, "scan outcome: {report:?}");
         let pages = report.walks.iter().map(|w| w.pages).sum::<u64>();
         let floor = pages.saturating_sub(1) as f64 / f64::from(config.aws.calls_per_second);
         println!(
@@ -516,7 +521,7 @@ fn main() {
                 let t = Instant::now();
                 let report = tasks.run_scan("bench", "bench").await.expect("scan runs");
                 let took = t.elapsed();
-                assert_eq!(report.outcome, "success", "scan outcome: {report:?}");
+                assert_eq!(report.outcome, ephemera::model::RunOutcome::Success, "scan outcome: {report:?}");
                 println!(
                     "pass_vs_awscli: Tasks::run_scan at calls_per_second = 10000 (emulator): {} resources, {:.2} s = {:.2} x awscli",
                     report.resources_seen,

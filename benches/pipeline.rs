@@ -270,7 +270,12 @@ impl Bench {
             .expect("store opens");
         let run_id = uuid::Uuid::now_v7().to_string();
         store
-            .start_run(run_id.clone(), "scan", "bench".into(), self.now)
+            .start_run(
+                run_id.clone(),
+                ephemera::model::TaskName::Scan,
+                "bench".into(),
+                self.now,
+            )
             .await
             .expect("run row");
         let mut counts = Counts::default();
@@ -356,7 +361,7 @@ impl Bench {
             region: REGION.into(),
             started_at: at,
             ended_at: at,
-            outcome: "complete".into(),
+            outcome: ephemera::model::WalkOutcome::Complete,
             reason: None,
             pages,
             resources: self.total,
@@ -370,7 +375,12 @@ impl Bench {
         let metrics = Metrics::new();
         let run_id = uuid::Uuid::now_v7().to_string();
         store
-            .start_run(run_id.clone(), "scan", "bench".into(), now)
+            .start_run(
+                run_id.clone(),
+                ephemera::model::TaskName::Scan,
+                "bench".into(),
+                now,
+            )
             .await
             .expect("run row");
         let probe = RssProbe::new(self.total);
@@ -545,7 +555,11 @@ async fn bench_real_pass(
     let t = Instant::now();
     let report = tasks.run_scan("bench", "bench").await.expect("scan runs");
     let took = t.elapsed();
-    assert_eq!(report.outcome, "success", "{report:?}");
+    assert_eq!(
+        report.outcome,
+        ephemera::model::RunOutcome::Success,
+        "{report:?}"
+    );
     println!(
         "pipeline: [5 Tasks::run_scan, fresh store] {} resources walked, evaluated, persisted, findings opened ({}) and gauges recomputed in {:.2} s = {} resources/s",
         report.resources_seen,

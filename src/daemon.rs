@@ -155,7 +155,7 @@ pub async fn serve(
     match store.last_successes().await {
         Ok(done) => {
             for (task, at) in done {
-                metrics.task_succeeded(&task, at);
+                metrics.task_succeeded(task, at);
             }
         }
         Err(e) => tracing::error!(error = %crate::error_chain(&e), "cannot read the last runs"),

@@ -24,7 +24,7 @@
 //! | [`reaper`] | deletion: the pure plan (order, caps, window, allowlist), the act step and on-call reaping with their last-moment checks, per-type AWS deleters ([`reaper::aws`]) and the IAM actions each one calls ([`reaper::iam`]); unarmed, no AWS call |
 //! | [`iam`] | the least-privilege IAM policies `ephemera iam-policy` prints (daemon principal, account role), built only from the action tables next to the calls — pure |
 //! | [`jobs`] | on-call reap jobs: started by `POST /api/v1/reap`, run by the daemon (a client that goes away cancels nothing), the last 100 kept in memory |
-//! | [`tasks`] | the runner of the pass (walks, evaluation, findings, the reaper's act step, gauges) and the cost refresh; each one at a time |
+//! | [`tasks`] | the pass (walks, evaluation, findings, the reaper's act step, gauges) and the cost refresh, both through one runner (lock, run row, outcome, metrics, skipped ticks); a walk's pages reach the store through a bounded channel to a persister task |
 //! | [`mail`] | email from the store's outbox: expiry warnings, owner digests, deletion notices, on-call summary; templates ([`mail::render`], pure), SMTP ([`mail::transport`], lettre), roll-up, delivery with back-off and quiet hours; a row is marked sent only after the server accepted it |
 //! | [`scheduler`] | cron (tokio-cron-scheduler, UTC) |
 //! | [`cli`] | the `ephemera` command line: daemon, checks, and an API client |

@@ -11,6 +11,9 @@ use prometheus::{
     Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
+use strum::VariantArray;
+
+use crate::model::{Decision, MailKind, ResourceType, RunOutcome, TaskName, WalkOutcome};
 
 #[derive(Debug)]
 pub struct Metrics {
@@ -370,35 +373,43 @@ impl Metrics {
     }
 
     /// Records that `task` last succeeded at `at`.
-    pub fn task_succeeded(&self, task: &str, at: chrono::DateTime<chrono::Utc>) {
+    pub fn task_succeeded(&self, task: TaskName, at: chrono::DateTime<chrono::Utc>) {
         self.task_last_success
-            .with_label_values(&[task])
+            .with_label_values(&[task.as_str()])
             .set(at.timestamp_millis() as f64 / 1000.0);
     }
 
     /// Creates, at 0, the series of labelled counters whose label values are known before
     /// anything happens: Prometheus sees no increase in a series' first sample, so a counter
     /// born on its first event would hide that event from `increase()` and `rate()`.
-    pub fn start_known_series(&self, deletable_types: &[crate::model::ResourceType]) {
-        for outcome in ["complete", "incomplete"] {
-            self.walks.with_label_values(&[outcome]);
+    pub fn start_known_series(&self, deletable_types: &[ResourceType]) {
+        for outcome in WalkOutcome::VARIANTS {
+            self.walks.with_label_values(&[outcome.as_str()]);
         }
-        for kind in crate::model::MailKind::MESSAGES {
+        for kind in MailKind::MESSAGES {
             self.emails_sent.with_label_values(&[kind.as_str()]);
         }
         for t in deletable_types {
-            for outcome in ["would-delete", "deleted", "skipped", "failed"] {
-                self.reap_actions.with_label_values(&[t.as_str(), outcome]);
+            for outcome in [
+                Decision::WouldDelete,
+                Decision::Deleted,
+                Decision::Skipped,
+                Decision::Failed,
+            ] {
+                self.reap_actions
+                    .with_label_values(&[t.as_str(), outcome.as_str()]);
             }
         }
+        use {RunOutcome::*, TaskName::*};
         for (task, outcome) in [
-            ("scan", "success"),
-            ("scan", "partial"),
-            ("scan", "failed"),
-            ("cost", "success"),
-            ("cost", "failed"),
+            (Scan, Success),
+            (Scan, Partial),
+            (Scan, Failed),
+            (Cost, Success),
+            (Cost, Failed),
         ] {
-            self.task_runs.with_label_values(&[task, outcome]);
+            self.task_runs
+                .with_label_values(&[task.as_str(), outcome.as_str()]);
         }
     }
 

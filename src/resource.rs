@@ -9,7 +9,10 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::model::{Action, Arn, HumanDuration, Tags, Verdict};
+use crate::model::{
+    Action, Arn, Decision, HumanDuration, ReapMode, RunOutcome, Tags, TaskName, Verdict,
+    WalkOutcome,
+};
 
 /// One resource as a walk of (account, region) saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,8 +91,7 @@ pub struct WalkRecord {
     pub region: String,
     pub started_at: DateTime<Utc>,
     pub ended_at: DateTime<Utc>,
-    /// `complete` or `incomplete`.
-    pub outcome: String,
+    pub outcome: WalkOutcome,
     /// Why a walk is incomplete.
     pub reason: Option<String>,
     pub pages: u64,
@@ -98,7 +100,7 @@ pub struct WalkRecord {
 
 impl WalkRecord {
     pub fn is_complete(&self) -> bool {
-        self.outcome == "complete"
+        self.outcome == WalkOutcome::Complete
     }
 }
 
@@ -106,12 +108,11 @@ impl WalkRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RunRecord {
     pub id: String,
-    pub task: String,
+    pub task: TaskName,
     pub trigger: String,
     pub started_at: DateTime<Utc>,
     pub ended_at: Option<DateTime<Utc>>,
-    /// `running`, `success`, `partial` (some walk incomplete) or `failed`.
-    pub outcome: String,
+    pub outcome: RunOutcome,
     pub summary: serde_json::Value,
 }
 
@@ -150,8 +151,8 @@ pub struct ReapCandidate {
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// `deleting` when a delete call was started and its outcome never recorded (a crash).
     pub reap_state: Option<String>,
-    /// The decision last recorded for it (`would-delete`, `failed`, …), to record a repeat once.
-    pub last_decision: Option<String>,
+    /// The decision last recorded for it, to record a repeat once.
+    pub last_decision: Option<Decision>,
 }
 
 /// One reaper decision, as appended to the audit log.
@@ -161,13 +162,11 @@ pub struct AuditEntry {
     pub run_id: Option<String>,
     /// `scheduler`, or the principal who reaped by hand.
     pub actor: String,
-    /// `pass` or `manual`.
-    pub mode: String,
+    pub mode: ReapMode,
     pub arn: String,
     pub lease_id: Option<String>,
     pub verdict: Option<String>,
-    /// `would-delete`, `deleted`, `skipped`, `failed` or `capped`.
-    pub decision: String,
+    pub decision: Decision,
     pub detail: String,
 }
 
@@ -198,7 +197,7 @@ pub struct ScanReport {
     /// or the API principal.
     pub actor: String,
     /// `success` (every walk complete), `partial` (some incomplete) or `failed`.
-    pub outcome: String,
+    pub outcome: RunOutcome,
     pub started_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
     pub walks: Vec<WalkRecord>,

@@ -8,6 +8,7 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 
 use crate::config::{CronSchedule, Schedules};
 use crate::metrics::Metrics;
+use crate::model::TaskName;
 use crate::tasks::Tasks;
 
 /// Fires looked at by [`nominal_interval`] at most (a week of a per-second cron is 604,800).
@@ -42,14 +43,17 @@ pub fn nominal_interval(cron: &CronSchedule, from: DateTime<Utc>) -> Option<Time
 
 /// Sets `ephemera_task_schedule_interval_seconds{task}` for each scheduled task.
 fn export_intervals(metrics: &Metrics, schedules: &Schedules, now: DateTime<Utc>) {
-    for (task, cron) in [("scan", &schedules.scan), ("cost", &schedules.cost)] {
+    for (task, cron) in [
+        (TaskName::Scan, &schedules.scan),
+        (TaskName::Cost, &schedules.cost),
+    ] {
         match nominal_interval(cron, now) {
             Some(gap) => metrics
                 .task_schedule_interval
-                .with_label_values(&[task])
+                .with_label_values(&[task.as_str()])
                 .set(gap.num_milliseconds() as f64 / 1000.0),
             None => {
-                tracing::warn!(task, cron = %cron.expr, "the cron fires fewer than twice more: no schedule interval exported")
+                tracing::warn!(%task, cron = %cron.expr, "the cron fires fewer than twice more: no schedule interval exported")
             }
         }
     }

@@ -753,7 +753,7 @@ async fn scan_once(
         }
     }
     let flagged: u64 = fail_on.iter().filter_map(|v| report.verdicts.get(v)).sum();
-    if report.outcome == "failed" {
+    if report.outcome == crate::model::RunOutcome::Failed {
         eprintln!("error: the scan failed; see the log");
         return Ok(ExitCode::FAILURE);
     }

@@ -172,7 +172,7 @@ impl ReapJobView {
                 .map(|r| ReapItemView {
                     arn: r.arn.clone(),
                     resource_type: r.resource_type.clone(),
-                    outcome: r.outcome.clone(),
+                    outcome: r.outcome.to_string(),
                     detail: r.detail.clone(),
                 })
                 .collect(),

@@ -501,7 +501,8 @@ async fn start_scan(State(s): State<AppState>, Caller(who): Caller) -> Result<Re
         .await
     {
         Ok(run_id) => {
-            let body = serde_json::json!({"run_id": run_id, "outcome": "running"});
+            let body =
+                serde_json::json!({"run_id": run_id, "outcome": crate::model::RunOutcome::Running});
             let mut resp = (StatusCode::ACCEPTED, Json(body)).into_response();
             if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/scans/{run_id}")) {
                 resp.headers_mut().insert(header::LOCATION, v);
@@ -548,7 +549,7 @@ async fn status(
     Caller(_who): Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let runs = s.store.latest_runs().await.map_err(|e| internal(&e))?;
-    let walks = match runs.iter().find(|r| r.task == "scan") {
+    let walks = match runs.iter().find(|r| r.task == crate::model::TaskName::Scan) {
         Some(r) => s
             .store
             .walks_of(r.id.clone())
@@ -946,13 +947,21 @@ async fn refresh_cost(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     forbid_unless(&who, &[crate::auth::Role::Operator], "refresh spend")?;
     match s.tasks.run_cost(&format!("api:{}", who.name)).await {
-        Ok((run_id, Ok(report))) => Ok(Json(
-            serde_json::json!({"run_id": run_id, "outcome": "success", "report": report}),
+        Ok(crate::tasks::CostRun {
+            run_id,
+            outcome,
+            result: Ok(report),
+        }) => Ok(Json(
+            serde_json::json!({"run_id": run_id, "outcome": outcome, "report": report}),
         )),
-        Ok((run_id, Err(e))) => Err(ApiError::new(
+        Ok(crate::tasks::CostRun {
+            run_id,
+            result: Err(e),
+            ..
+        }) => Err(ApiError::new(
             StatusCode::BAD_GATEWAY,
             "cost-explorer-failed",
-            format!("run {run_id}: {e}"),
+            format!("run {run_id}: {}", crate::error_chain(&e)),
         )),
         Err(crate::tasks::TaskError::AlreadyRunning(_) | crate::tasks::TaskError::Busy(_)) => {
             Err(ApiError::new(

@@ -189,7 +189,9 @@ impl Mailer {
             .outbox_pending
             .set(i64::try_from(report.pending).unwrap_or(i64::MAX));
         if report.failed == 0 && !report.quiet {
-            inner.metrics.task_succeeded("mail", now);
+            inner
+                .metrics
+                .task_succeeded(crate::model::TaskName::Mail, now);
         }
         Ok(report)
     }
@@ -498,7 +500,7 @@ pub fn pass_summary(report: &ScanReport, failures: &[ItemResult]) -> Option<Valu
         || reap.failed > 0
         || !reap.capped.is_empty()
         || !incomplete.is_empty()
-        || report.outcome == "failed";
+        || report.outcome == crate::model::RunOutcome::Failed;
     if !newsworthy {
         return None;
     }
@@ -515,7 +517,7 @@ pub fn pass_summary(report: &ScanReport, failures: &[ItemResult]) -> Option<Valu
         "audit_head": report.audit_head.as_ref().map(ToString::to_string),
         "failures": failures
             .iter()
-            .filter(|f| f.outcome == "failed")
+            .filter(|f| f.outcome == crate::model::Decision::Failed)
             .map(|f| json!({"arn": f.arn, "detail": f.detail}))
             .collect::<Vec<_>>(),
     }))

@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::inventory::AwsClients;
 use crate::metrics::{Metrics, Series};
 use crate::model::Lease;
-use crate::model::{Action, Arn, LeaseId, Verdict};
+use crate::model::{Action, Arn, Decision, LeaseId, ReapMode, Verdict};
 use crate::policy::{Policy, evaluate};
 use crate::resource::{AuditEntry, ReapCandidate, ReapSummary, WalkRecord};
 use crate::store::{ReapUpdate, Store, StoreError};
@@ -42,8 +42,7 @@ pub struct Actor {
 pub struct ItemResult {
     pub arn: String,
     pub resource_type: String,
-    /// `would-delete`, `deleted`, `skipped` or `failed`.
-    pub outcome: String,
+    pub outcome: Decision,
     pub detail: String,
 }
 
@@ -63,10 +62,10 @@ impl From<&ReapReport> for ReapSummary {
         ReapSummary {
             armed: r.armed,
             marked: r.marked,
-            would_delete: r.count("would-delete"),
-            deleted: r.count("deleted"),
-            skipped: r.count("skipped"),
-            failed: r.count("failed"),
+            would_delete: r.count(Decision::WouldDelete),
+            deleted: r.count(Decision::Deleted),
+            skipped: r.count(Decision::Skipped),
+            failed: r.count(Decision::Failed),
             held: r.held,
             capped: r.capped.clone(),
         }
@@ -100,7 +99,7 @@ impl Progress {
 }
 
 impl ReapReport {
-    pub fn count(&self, outcome: &str) -> u64 {
+    pub fn count(&self, outcome: Decision) -> u64 {
         self.results.iter().filter(|r| r.outcome == outcome).count() as u64
     }
 }
@@ -226,7 +225,7 @@ impl Reaper {
             self.audit(
                 &actor,
                 Subject::Item(&c),
-                "deleted",
+                Decision::Deleted,
                 "confirmed gone by a walk (an interrupted delete had reached AWS)",
                 ReapUpdate::Settled,
             )
@@ -302,7 +301,7 @@ impl Reaper {
             .map(|a| ItemResult {
                 arn: a.clone(),
                 resource_type: Arn::parse(a).map(|x| x.resource_type()).unwrap_or_default(),
-                outcome: "skipped".into(),
+                outcome: Decision::Skipped,
                 detail: "no open finding for this resource: nothing to reap".into(),
             })
             .collect();
@@ -321,7 +320,7 @@ impl Reaper {
             self.audit(
                 &actor,
                 Subject::Arn(&r.arn),
-                "refused",
+                Decision::Refused,
                 &r.detail,
                 ReapUpdate::Decision,
             )
@@ -340,7 +339,7 @@ impl Reaper {
             self.audit(
                 &actor,
                 Subject::Item(c),
-                "refused",
+                Decision::Refused,
                 &detail,
                 ReapUpdate::Decision,
             )
@@ -349,7 +348,7 @@ impl Reaper {
             results.push(ItemResult {
                 arn: c.arn.clone(),
                 resource_type: c.resource_type.clone(),
-                outcome: "held".into(),
+                outcome: Decision::Held,
                 detail,
             });
         }
@@ -384,7 +383,7 @@ impl Reaper {
             self.audit(
                 actor,
                 Subject::Scope(&cap.scope),
-                "capped",
+                Decision::Capped,
                 &detail,
                 ReapUpdate::Decision,
             )
@@ -399,7 +398,7 @@ impl Reaper {
         &self,
         actor: &Actor,
         about: Subject<'_>,
-        decision: &str,
+        decision: Decision,
         detail: &str,
         update: ReapUpdate,
     ) -> Result<i64, StoreError> {
@@ -420,11 +419,15 @@ impl Reaper {
                     at: self.inner.clock.now(),
                     run_id: actor.run_id.clone(),
                     actor: actor.name.clone(),
-                    mode: if actor.manual { "manual" } else { "pass" }.into(),
+                    mode: if actor.manual {
+                        ReapMode::Manual
+                    } else {
+                        ReapMode::Pass
+                    },
                     arn,
                     lease_id,
                     verdict,
-                    decision: decision.to_owned(),
+                    decision,
                     detail: detail.to_owned(),
                 },
                 update,
@@ -461,7 +464,7 @@ impl Reaper {
             self.inner
                 .metrics
                 .reap_actions
-                .with_label_values(&[&c.resource_type, &result.outcome])
+                .with_label_values(&[c.resource_type.as_str(), result.outcome.as_str()])
                 .inc();
             progress.step(1);
             results.push(result);
@@ -475,11 +478,11 @@ impl Reaper {
         actor: &Actor,
     ) -> Result<ItemResult, StoreError> {
         // Recorded once per finding, not on every pass it stays due.
-        if c.last_decision.as_deref() != Some("would-delete") {
+        if c.last_decision != Some(Decision::WouldDelete) {
             self.audit(
                 actor,
                 Subject::Item(c),
-                "would-delete",
+                Decision::WouldDelete,
                 "enforcement is not armed",
                 ReapUpdate::Decision,
             )
@@ -488,7 +491,7 @@ impl Reaper {
         Ok(ItemResult {
             arn: c.arn.clone(),
             resource_type: c.resource_type.clone(),
-            outcome: "would-delete".into(),
+            outcome: Decision::WouldDelete,
             detail: "enforcement is not armed".into(),
         })
     }
@@ -507,13 +510,13 @@ impl Reaper {
             .await;
         let now = self.inner.clock.now();
         let (decision, detail, update) = match &outcome {
-            Outcome::Gone(detail) => ("deleted", detail.clone(), ReapUpdate::Gone),
-            Outcome::Skipped(why) => ("skipped", why.clone(), ReapUpdate::Decision),
-            Outcome::Unmarked(why) => ("skipped", why.clone(), ReapUpdate::Unmark),
+            Outcome::Gone(detail) => (Decision::Deleted, detail.clone(), ReapUpdate::Gone),
+            Outcome::Skipped(why) => (Decision::Skipped, why.clone(), ReapUpdate::Decision),
+            Outcome::Unmarked(why) => (Decision::Skipped, why.clone(), ReapUpdate::Unmark),
             Outcome::Failed(err) => {
                 let backoff = self.backoff(c.attempts);
                 (
-                    "failed",
+                    Decision::Failed,
                     err.clone(),
                     ReapUpdate::Failed {
                         retry_at: now + backoff,
@@ -521,10 +524,10 @@ impl Reaper {
                 )
             }
         };
-        settled.insert(c.arn.clone(), decision == "deleted");
+        settled.insert(c.arn.clone(), decision == Decision::Deleted);
         self.audit(actor, Subject::Item(c), decision, &detail, update)
             .await?;
-        if decision == "deleted" {
+        if decision == Decision::Deleted {
             if let Some(ended) = c.lease_ended_at {
                 self.inner
                     .metrics
@@ -548,7 +551,7 @@ impl Reaper {
         Ok(ItemResult {
             arn: c.arn.clone(),
             resource_type: c.resource_type.clone(),
-            outcome: decision.into(),
+            outcome: decision,
             detail,
         })
     }
@@ -724,7 +727,7 @@ impl aws::Batches for Watch<'_> {
             .audit(
                 self.actor,
                 Subject::Item(self.c),
-                "emptying",
+                Decision::Emptying,
                 &detail,
                 ReapUpdate::Decision,
             )

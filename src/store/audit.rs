@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{CachedStatement, Connection, OptionalExtension, Row, params};
 
 use super::{Store, StoreError, bad, from_ms, ms, opt_time_at, stored_tags, time_at, verdict_at};
-use crate::model::{Action, Verdict};
+use crate::model::{Action, RunOutcome, TaskName, Verdict, WalkOutcome};
 use crate::resource::{
     Finding, PageChanges, Record, RunRecord, StoredResource, WalkChanges, WalkRecord,
 };
@@ -45,7 +45,7 @@ impl Store {
     pub async fn start_run(
         &self,
         id: String,
-        task: &'static str,
+        task: TaskName,
         trigger: String,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
@@ -64,7 +64,7 @@ impl Store {
         &self,
         id: String,
         at: DateTime<Utc>,
-        outcome: &'static str,
+        outcome: RunOutcome,
         summary: serde_json::Value,
     ) -> Result<(), StoreError> {
         self.writer
@@ -97,15 +97,15 @@ impl Store {
     }
 
     /// When each task last finished successfully: `(task, ended_at)`.
-    pub async fn last_successes(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
-        let rows: Vec<(String, i64)> = self
+    pub async fn last_successes(&self) -> Result<Vec<(TaskName, DateTime<Utc>)>, StoreError> {
+        let rows: Vec<(TaskName, i64)> = self
             .read(|c| {
                 let mut stmt = c.prepare_cached(
                     "SELECT task, MAX(ended_at) FROM runs
-                     WHERE outcome = 'success' AND ended_at IS NOT NULL GROUP BY task ORDER BY task",
+                     WHERE outcome = ?1 AND ended_at IS NOT NULL GROUP BY task ORDER BY task",
                 )?;
                 Ok::<_, StoreError>(
-                    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    stmt.query_map([RunOutcome::Success], |r| Ok((r.get(0)?, r.get(1)?)))?
                         .collect::<Result<Vec<_>, _>>()?,
                 )
             })
@@ -138,7 +138,7 @@ impl Store {
                         r.get::<_, String>(1)?,
                         r.get::<_, i64>(2)?,
                         r.get::<_, i64>(3)?,
-                        r.get::<_, String>(4)?,
+                        r.get::<_, WalkOutcome>(4)?,
                         r.get::<_, Option<String>>(5)?,
                         r.get::<_, i64>(6)?,
                         r.get::<_, i64>(7)?,
@@ -646,9 +646,7 @@ fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
         trigger: r.get(2)?,
         started_at: time_at(r, 3)?,
         ended_at: opt_time_at(r, 4)?,
-        outcome: r
-            .get::<_, Option<String>>(5)?
-            .unwrap_or_else(|| "running".into()),
+        outcome: r.get::<_, Option<RunOutcome>>(5)?.unwrap_or_default(),
         summary: serde_json::from_str(&summary).map_err(|_| bad(6, "run summary", &summary))?,
     })
 }

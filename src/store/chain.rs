@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Store, StoreError, from_ms, ms};
 use crate::audit::{AuditHead, AuditKey};
+use crate::model::{Decision, ReapMode};
 use crate::resource::{AuditBreak, AuditEntry, AuditRecord};
 
 /// Filters of `audit list`.
@@ -58,8 +59,6 @@ fn keyed_hash(key: &AuditKey, seq: i64, prev_hash: &str, e: &AuditEntry) -> Stri
     key.mac_hex(canonical(seq, prev_hash, e).as_bytes())
 }
 
-/// The decision of the checkpoint record from which an older store's chain is keyed.
-pub const CHAIN_KEYED: &str = "chain-keyed";
 /// The `arn` of the checkpoint record (found through the ARN index).
 const CHAIN_ARN: &str = "ephemera:audit-chain";
 
@@ -106,11 +105,11 @@ fn start_keyed(c: &Connection, key: &AuditKey, at: DateTime<Utc>) -> Result<(), 
         at,
         run_id: None,
         actor: "ephemera".into(),
-        mode: "checkpoint".into(),
+        mode: ReapMode::Checkpoint,
         arn: CHAIN_ARN.into(),
         lease_id: None,
         verdict: None,
-        decision: CHAIN_KEYED.into(),
+        decision: Decision::ChainKeyed,
         detail: format!(
             "records 1 to {last} are chained with unkeyed SHA-256; from this one on, \
              with HMAC-SHA256 under audit key {}",
@@ -275,7 +274,7 @@ fn verify_chain(
     let checkpoint: Option<i64> = c
         .query_row(
             "SELECT min(seq) FROM audit_log WHERE arn = ?1 AND decision = ?2",
-            params![CHAIN_ARN, CHAIN_KEYED],
+            params![CHAIN_ARN, Decision::ChainKeyed],
             |r| r.get(0),
         )
         .optional()?
@@ -421,11 +420,11 @@ mod tests {
                 .expect("time"),
             run_id: Some("run-1".into()),
             actor: "scheduler".into(),
-            mode: "pass".into(),
+            mode: ReapMode::Pass,
             arn: format!("arn:aws:ec2:us-east-1:123456789012:volume/vol-{i}"),
             lease_id: None,
             verdict: Some("expired".into()),
-            decision: "would-delete".into(),
+            decision: Decision::WouldDelete,
             detail: format!("record {i}"),
         }
     }
@@ -709,7 +708,7 @@ mod tests {
             .await
             .expect("lists");
         let checkpoint = &records[3];
-        assert_eq!(checkpoint.entry.decision, CHAIN_KEYED);
+        assert_eq!(checkpoint.entry.decision, Decision::ChainKeyed);
         assert_eq!(checkpoint.prev_hash, records[2].hash);
         assert!(
             checkpoint.entry.detail.contains("records 1 to 3"),

@@ -153,7 +153,7 @@ impl Store {
     /// just taken the task's lock, so no other run of it can be in progress. Returns their ids.
     pub async fn close_interrupted_runs(
         &self,
-        task: &'static str,
+        task: crate::model::TaskName,
         at: DateTime<Utc>,
     ) -> Result<Vec<String>, StoreError> {
         self.writer
@@ -163,10 +163,14 @@ impl Store {
                     .query_map([task], |r| r.get(0))?
                     .collect::<Result<_, _>>()?;
                 c.prepare_cached(
-                    "UPDATE runs SET outcome = 'interrupted', ended_at = ?2
+                    "UPDATE runs SET outcome = ?3, ended_at = ?2
                      WHERE task = ?1 AND outcome IS NULL",
                 )?
-                .execute(params![task, ms(at)])?;
+                .execute(params![
+                    task,
+                    ms(at),
+                    crate::model::RunOutcome::Interrupted
+                ])?;
                 Ok(ids)
             })
             .await

@@ -15,7 +15,7 @@ mod reap;
 mod writer;
 
 pub use audit::{AuditFilter, LiveTotals};
-pub use chain::{AuditQuery, CHAIN_KEYED};
+pub use chain::AuditQuery;
 pub use cost::SpendTotal;
 pub use locks::{ACT_LOCK, HeldBy, LockHolder};
 pub use outbox::{Notice, OutboxRow, Rollup, expiry_warning_key};
@@ -475,6 +475,38 @@ pub(super) fn stored_tags(text: &str) -> Result<crate::model::Tags, serde_json::
         Ok(crate::model::Tags::from_packed(text))
     }
 }
+
+/// The domain's words as SQL text: written by their name, read back through their parser (a
+/// text no word has is a conversion failure naming it).
+macro_rules! sql_words {
+    ($($t:ty),+) => {$(
+        impl rusqlite::types::ToSql for $t {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(rusqlite::types::ToSqlOutput::from(self.as_str()))
+            }
+        }
+
+        impl rusqlite::types::FromSql for $t {
+            fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+                let text = v.as_str()?;
+                text.parse().map_err(|_| {
+                    rusqlite::types::FromSqlError::Other(
+                        format!("bad {} `{text}`", stringify!($t)).into(),
+                    )
+                })
+            }
+        }
+    )+};
+}
+
+sql_words!(
+    crate::model::TaskName,
+    crate::model::RunOutcome,
+    crate::model::WalkOutcome,
+    crate::model::Decision,
+    crate::model::ReapMode,
+    crate::model::MailKind
+);
 
 /// A column that does not decode to its domain type: reported as a conversion failure.
 pub(super) fn bad(col: usize, what: &str, v: &str) -> rusqlite::Error {

@@ -41,10 +41,7 @@ fn outbox_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRow> {
     let payload: String = r.get(4)?;
     Ok(OutboxRow {
         id: r.get(0)?,
-        kind: {
-            let k: String = r.get(1)?;
-            k.parse().map_err(|_| super::bad(1, "mail kind", &k))?
-        },
+        kind: r.get(1)?,
         recipient: r.get(2)?,
         dedupe_key: r.get(3)?,
         payload: json(&payload),

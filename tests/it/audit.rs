@@ -14,11 +14,11 @@ fn entry(i: u32) -> AuditEntry {
             .expect("time"),
         run_id: Some("run-1".into()),
         actor: "scheduler".into(),
-        mode: "pass".into(),
+        mode: ephemera::model::ReapMode::Pass,
         arn: format!("arn:aws:ec2:us-east-1:123456789012:volume/vol-{i}"),
         lease_id: None,
         verdict: Some("expired".into()),
-        decision: "would-delete".into(),
+        decision: ephemera::model::Decision::WouldDelete,
         detail: format!("record {i}"),
     }
 }

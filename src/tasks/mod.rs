@@ -1,0 +1,527 @@
+//! Tasks: the audit pass (scan) and the cost refresh, each called alike by the scheduler, the
+//! API and the command line, both run by one [`runner`] (lock, run row, trigger, metrics,
+//! skipped ticks). The walk of one (account, region) is in [`walk`], the store's act lock as
+//! this process holds it in [`lock`].
+//!
+//! Architecture Invariant: a task takes no input but its trigger, runs one at a time (a second
+//! start is refused, a scheduled tick that finds it running is counted as skipped), continues
+//! past one walk's failure, and reports a status record; it never retries on its own.
+
+mod lock;
+mod runner;
+mod walk;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::cost::fetch::CostError;
+use crate::cost::refresh::{CostReport, CostTask};
+use crate::inventory::AwsClients;
+use crate::mail::PassDone;
+use crate::metrics::{Metrics, Series};
+use crate::model::{Lease, LeaseId, RunOutcome, TaskName, Verdict};
+use crate::policy::Policy;
+use crate::reaper::plan::Plan;
+use crate::reaper::run::{ItemResult, Progress, Reaper};
+use crate::resource::{ReapSummary, ScanReport, WalkRecord};
+use crate::store::{HeldBy, Store, StoreError};
+use lock::StoreLock;
+use runner::{Run, Runner};
+pub use walk::evaluate_page;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error("a run of this task is already in progress (run {0})")]
+    AlreadyRunning(String),
+    /// Another process on the same store holds the lock this step needs.
+    #[error("another process is acting on this store: {0}")]
+    Busy(#[from] HeldBy),
+    #[error("the store failed")]
+    Store(#[from] StoreError),
+}
+
+/// Everything a pass needs.
+#[derive(Debug, Clone)]
+pub struct Tasks {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: Arc<Config>,
+    policy: Arc<Policy>,
+    store: Store,
+    clients: AwsClients,
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
+    reaper: Reaper,
+    cost: CostTask,
+    /// The runner of the pass; on-call reaping holds its lock too, so the two never race.
+    scans: Runner,
+    costs: Runner,
+    /// Label sets of `ephemera_resources` set by the last pass, to zero those that vanish.
+    resource_series: Series,
+    project_series: Series,
+    /// Where each finished pass is sent (the daemon's mailer follows it when `[smtp]` is
+    /// configured); without a follower (or in `scan --once`) notices wait in the outbox.
+    passes: std::sync::OnceLock<tokio::sync::mpsc::Sender<PassDone>>,
+}
+
+impl Tasks {
+    pub fn new(
+        config: Arc<Config>,
+        policy: Arc<Policy>,
+        store: Store,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let clients = AwsClients::new(config.aws.clone());
+        let reaper = Reaper::new(
+            config.clone(),
+            policy.clone(),
+            store.clone(),
+            clients.clone(),
+            metrics.clone(),
+            clock.clone(),
+        );
+        let cost = CostTask::new(
+            config.clone(),
+            store.clone(),
+            clients.clone(),
+            metrics.clone(),
+            clock.clone(),
+        );
+        Tasks {
+            inner: Arc::new(Inner {
+                config,
+                policy,
+                store,
+                clients,
+                metrics,
+                clock,
+                reaper,
+                cost,
+                scans: Runner::new(TaskName::Scan),
+                costs: Runner::new(TaskName::Cost),
+                resource_series: Series::default(),
+                project_series: Series::default(),
+                passes: std::sync::OnceLock::new(),
+            }),
+        }
+    }
+
+    /// Every pass from now on, as it finishes, for one follower (the first caller; `None`
+    /// for later ones). Bounded: a follower that falls 8 passes behind holds the next pass
+    /// at its end rather than losing its report.
+    pub fn follow_passes(&self) -> Option<tokio::sync::mpsc::Receiver<PassDone>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        self.inner.passes.set(tx).ok().map(|()| rx)
+    }
+
+    /// Starts a scan in the background; refused while one runs. Returns the run id. `actor`
+    /// names who started it in the audit log.
+    pub async fn start_scan(&self, trigger: &str, actor: &str) -> Result<String, TaskError> {
+        let run = self.claim_scan(trigger).await?;
+        let this = self.clone();
+        let (trigger, actor) = (trigger.to_owned(), actor.to_owned());
+        let id = run.id.clone();
+        tokio::spawn(async move {
+            this.scan_claimed(run, &trigger, &actor, true).await;
+        });
+        Ok(id)
+    }
+
+    /// Runs a scan to the end; refused while one runs (here or in another process on the
+    /// store). For the scheduler.
+    pub async fn run_scan(&self, trigger: &str, actor: &str) -> Result<ScanReport, TaskError> {
+        let run = self.claim_scan(trigger).await?;
+        Ok(self.scan_claimed(run, trigger, actor, true).await)
+    }
+
+    /// `scan --once`: one pass that waits up to `wait` for another process's pass or reaping
+    /// on the same store to end, then runs; its act step (marking, deleting) only when `act`.
+    pub async fn run_scan_once(
+        &self,
+        trigger: &str,
+        actor: &str,
+        act: bool,
+        wait: std::time::Duration,
+    ) -> Result<ScanReport, TaskError> {
+        let until = std::time::Instant::now() + wait;
+        let mut told = false;
+        let run = loop {
+            match self.claim_scan(trigger).await {
+                Err(TaskError::Busy(held)) if std::time::Instant::now() < until => {
+                    if !told {
+                        tracing::warn!(%held, "waiting for the other process to finish");
+                        told = true;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+                other => break other?,
+            }
+        };
+        Ok(self.scan_claimed(run, trigger, actor, act).await)
+    }
+
+    /// A pass always holds the store's act lock, even one that will not act: what it
+    /// resolves and marks gone must not interleave with another process's deletes.
+    async fn claim_scan(&self, trigger: &str) -> Result<Run, TaskError> {
+        let inner = &self.inner;
+        inner
+            .scans
+            .claim(&inner.store, trigger, true, inner.clock.now())
+            .await
+    }
+
+    /// At start: unless another process is acting on the store, closes the scans a process
+    /// that died left `running` (the next pass would, but status should not wait for it).
+    pub async fn close_interrupted_runs(&self) {
+        let inner = &self.inner;
+        match StoreLock::take(&inner.store, "start-up".into()).await {
+            Ok(lock) => {
+                let now = inner.clock.now();
+                if let Err(e) = inner.scans.close_interrupted(&inner.store, now).await {
+                    tracing::error!(error = %crate::error_chain(&e), "cannot close interrupted runs")
+                }
+                lock.release().await;
+            }
+            Err(TaskError::Busy(held)) => {
+                tracing::info!(%held, "another process is acting on the store; its runs are its own")
+            }
+            Err(e) => {
+                tracing::error!(error = %crate::error_chain(&e), "cannot close interrupted runs")
+            }
+        }
+    }
+
+    /// A scheduled tick: runs the scan unless one is running, which is counted as skipped.
+    pub async fn scheduled_scan(&self) {
+        if let Err(e) = self.run_scan("schedule", "scheduler").await {
+            self.inner.scans.tick_refused(&self.inner.metrics, &e);
+        }
+    }
+
+    async fn scan_claimed(&self, run: Run, trigger: &str, actor: &str, act: bool) -> ScanReport {
+        let inner = &self.inner;
+        let span = tracing::info_span!("scan", run_id = %run.id, trigger, actor);
+        let fence = if act { run.act.as_ref() } else { None };
+        let (mut report, results) = tracing::Instrument::instrument(
+            self.scan_inner(run.id.clone(), actor, fence),
+            span.clone(),
+        )
+        .await;
+        let end = inner.clock.now();
+        report.ended_at = Some(end);
+        let summary = serde_json::to_value(&report).unwrap_or_default();
+        inner
+            .scans
+            .finish(
+                &inner.store,
+                &inner.metrics,
+                run,
+                report.outcome,
+                summary,
+                end,
+            )
+            .await;
+        if let Some(follower) = inner.passes.get() {
+            let done = PassDone {
+                report: report.clone(),
+                results,
+            };
+            if follower.send(done).await.is_err() {
+                span.in_scope(|| {
+                    tracing::warn!("the follower of passes has stopped; no on-call summary")
+                });
+            }
+        }
+        span.in_scope(|| {
+            tracing::info!(
+                outcome = %report.outcome,
+                resources = report.resources_seen,
+                opened = report.findings_opened,
+                resolved = report.findings_resolved,
+                incomplete = report.walks.iter().filter(|w| !w.is_complete()).count(),
+                audit_head = %report.audit_head.as_ref().map_or("none".into(), |h| h.to_string()),
+                "scan finished"
+            )
+        });
+        report
+    }
+
+    /// One pass and what its act step did; the act step runs when `act` holds the store's act
+    /// lock to fence it with.
+    async fn scan_inner(
+        &self,
+        run_id: String,
+        actor: &str,
+        act: Option<&StoreLock>,
+    ) -> (ScanReport, Vec<ItemResult>) {
+        let inner = &self.inner;
+        let started = inner.clock.now();
+        let mut report = ScanReport {
+            run_id: run_id.clone(),
+            actor: actor.to_owned(),
+            started_at: Some(started),
+            ..ScanReport::default()
+        };
+        let timer = std::time::Instant::now();
+        let leases = match inner.store.all_leases().await {
+            Ok(l) => Arc::new(
+                l.into_iter()
+                    .map(|l| (l.id, l))
+                    .collect::<HashMap<LeaseId, Lease>>(),
+            ),
+            Err(e) => {
+                tracing::error!(error = %crate::error_chain(&e), "cannot load leases; scan abandoned");
+                report.outcome = RunOutcome::Failed;
+                return (report, Vec::new());
+            }
+        };
+
+        let permits = Arc::new(Semaphore::new(
+            inner.config.aws.max_concurrent_walks as usize,
+        ));
+        let mut walks = JoinSet::new();
+        for account in &inner.config.aws.accounts {
+            for region in &inner.config.aws.regions {
+                let (this, permits, leases, run_id) = (
+                    self.clone(),
+                    permits.clone(),
+                    leases.clone(),
+                    run_id.clone(),
+                );
+                let (account, region) = (account.id.clone(), region.clone());
+                walks.spawn(async move {
+                    let _permit = permits.acquire_owned().await;
+                    this.walk_one(run_id, account, region, leases).await
+                });
+            }
+        }
+        let mut verdicts: BTreeMap<Verdict, u64> = BTreeMap::new();
+        let mut regionless: HashSet<String> = HashSet::new();
+        while let Some(done) = walks.join_next().await {
+            match done {
+                Ok(w) => {
+                    for (v, n) in w.verdicts {
+                        *verdicts.entry(v).or_default() += n;
+                    }
+                    for (arn, v) in w.regionless {
+                        if regionless.insert(arn) {
+                            *verdicts.entry(v).or_default() += 1;
+                        }
+                    }
+                    report.resources_seen += w.record.resources;
+                    report.findings_opened += w.opened;
+                    report.findings_updated += w.updated;
+                    report.findings_resolved += w.resolved;
+                    report.resources_gone += w.gone;
+                    report.walks.push(w.record);
+                }
+                Err(e) => tracing::error!(error = %e, "a walk task panicked"),
+            }
+        }
+        report
+            .walks
+            .sort_by(|a, b| (&a.account, &a.region).cmp(&(&b.account, &b.region)));
+        let all_complete = report.walks.len()
+            == inner.config.aws.accounts.len() * inner.config.aws.regions.len()
+            && report.walks.iter().all(WalkRecord::is_complete);
+        report.outcome = if all_complete {
+            RunOutcome::Success
+        } else {
+            RunOutcome::Partial
+        };
+        let mut reap_results = Vec::new();
+        match act {
+            Some(lock) => match inner
+                .reaper
+                .act(&run_id, &report.walks, actor, lock.fence())
+                .await
+            {
+                Ok(r) => {
+                    report.reap = Some(ReapSummary::from(&r));
+                    reap_results = r.results;
+                }
+                Err(e) => {
+                    tracing::error!(error = %crate::error_chain(&e), "the act step failed; nothing more was deleted");
+                }
+            },
+            None => {
+                tracing::info!("no act step: nothing marked or deleted (scan --once without --act)")
+            }
+        }
+        report.verdicts = verdicts
+            .into_iter()
+            .map(|(v, n)| (v.as_str().to_owned(), n))
+            .collect();
+        if let Err(e) = self.refresh_gauges().await {
+            tracing::error!(error = %crate::error_chain(&e), "cannot recompute resource gauges");
+        }
+        inner
+            .metrics
+            .scan_duration
+            .observe(timer.elapsed().as_secs_f64());
+        match inner.store.audit_head().await {
+            Ok(head) => report.audit_head = head,
+            Err(e) => {
+                tracing::error!(error = %crate::error_chain(&e), "cannot read the audit head")
+            }
+        }
+        (report, reap_results)
+    }
+
+    /// Recomputes `ephemera_resources` and `ephemera_expired_resource_hours` from the store;
+    /// label sets that vanished since the last pass are set to zero.
+    pub async fn refresh_gauges(&self) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        let totals = inner.store.live_totals(inner.clock.now()).await?;
+        inner.resource_series.set(
+            &inner.metrics.resources,
+            totals
+                .series
+                .into_iter()
+                .map(|(k, n)| (k.to_vec(), i64::try_from(n).unwrap_or(i64::MAX)))
+                .collect(),
+        );
+        inner.project_series.set(
+            &inner.metrics.expired_resource_hours,
+            totals
+                .expired_hours
+                .into_iter()
+                .map(|(p, h)| (vec![p], h))
+                .collect(),
+        );
+        Ok(())
+    }
+
+    /// One cost refresh, recorded as a run of task `cost`; refused while one runs.
+    pub async fn run_cost(&self, trigger: &str) -> Result<CostRun, TaskError> {
+        let inner = &self.inner;
+        // Cost Explorer is read, nothing deleted: the refresh needs no act lock.
+        let run = inner
+            .costs
+            .claim(&inner.store, trigger, false, inner.clock.now())
+            .await?;
+        let run_id = run.id.clone();
+        let result = inner.cost.refresh().await;
+        let (outcome, summary) = match &result {
+            Ok(r) => (
+                RunOutcome::Success,
+                serde_json::to_value(r).unwrap_or_default(),
+            ),
+            Err(e) => {
+                tracing::error!(error = %crate::error_chain(e), "cost refresh failed");
+                (
+                    RunOutcome::Failed,
+                    serde_json::json!({"error": crate::error_chain(e)}),
+                )
+            }
+        };
+        let end = inner.clock.now();
+        inner
+            .costs
+            .finish(&inner.store, &inner.metrics, run, outcome, summary, end)
+            .await;
+        Ok(CostRun {
+            run_id,
+            outcome,
+            result,
+        })
+    }
+
+    /// A scheduled cost tick; one that finds a refresh running is skipped and counted.
+    pub async fn scheduled_cost(&self) {
+        if let Err(e) = self.run_cost("schedule").await {
+            self.inner.costs.tick_refused(&self.inner.metrics, &e);
+        }
+    }
+
+    /// Today (UTC) by the daemon's clock.
+    pub fn today(&self) -> chrono::NaiveDate {
+        self.inner.clock.now().date_naive()
+    }
+
+    /// Spend gauges from what the store holds (at start-up; no Cost Explorer call).
+    pub async fn export_spend(&self) -> Result<(), StoreError> {
+        self.inner.cost.export().await
+    }
+
+    /// The reaper, for the plan.
+    pub fn reaper(&self) -> &Reaper {
+        &self.inner.reaper
+    }
+
+    pub fn armed(&self) -> bool {
+        self.inner.config.enforcement.armed
+    }
+
+    /// The on-call plan for `arns`: only reads, so it neither waits for nor holds back a pass.
+    pub async fn plan_reap(&self, arns: &[String]) -> Result<(Plan, Vec<ItemResult>), StoreError> {
+        self.inner
+            .reaper
+            .reap_by_hand(arns, "", None, &Progress::default())
+            .await
+    }
+
+    /// Claims on-call reaping: refused while a pass runs (the two would race for the same
+    /// items); the claim holds the scan lock, so no pass starts until it is dropped.
+    pub async fn claim_reap(&self, principal: &str) -> Result<ReapClaim, TaskError> {
+        let held = self
+            .inner
+            .scans
+            .hold(&self.inner.store, Some(format!("reap by {principal}")))
+            .await?;
+        let lock = held.act.ok_or_else(|| {
+            TaskError::Store(StoreError::Corrupt("the act lock was not taken".into()))
+        })?;
+        Ok(ReapClaim {
+            _scan: held.guard,
+            lock,
+        })
+    }
+
+    /// On-call reaping of `arns` in `principal`'s name, under a claim (released at the end).
+    pub async fn reap_by_hand(
+        &self,
+        claim: ReapClaim,
+        arns: &[String],
+        principal: &str,
+        progress: &Progress,
+    ) -> Result<Vec<ItemResult>, StoreError> {
+        let r = self
+            .inner
+            .reaper
+            .reap_by_hand(arns, principal, Some(claim.lock.fence()), progress)
+            .await;
+        claim.lock.release().await;
+        Ok(r?.1)
+    }
+
+    /// The id of the running scan, if any.
+    pub async fn running_scan(&self) -> Option<String> {
+        self.inner.scans.running().await
+    }
+}
+
+/// A cost refresh as run: its run id, how it ended, and its report or why it failed.
+#[derive(Debug)]
+pub struct CostRun {
+    pub run_id: String,
+    pub outcome: RunOutcome,
+    pub result: Result<CostReport, CostError>,
+}
+
+/// The right to reap by hand: no pass runs (here or in another process on the store) while
+/// it is held.
+#[derive(Debug)]
+pub struct ReapClaim {
+    _scan: tokio::sync::OwnedMutexGuard<()>,
+    lock: StoreLock,
+}

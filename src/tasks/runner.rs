@@ -1,0 +1,271 @@
+//! The one runner of the daemon's tasks: a task runs one at a time in this process (and, when
+//! it acts, in any process on the store), each run is a row with its trigger and outcome, and
+//! its end is counted in `ephemera_task_runs_total{task,outcome}` and, on success, in the last
+//! success gauge; a scheduled tick that finds it running is counted as skipped.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use super::TaskError;
+use super::lock::StoreLock;
+use crate::metrics::Metrics;
+use crate::model::{RunOutcome, TaskName};
+use crate::store::Store;
+
+/// The runner of one task.
+#[derive(Debug)]
+pub(super) struct Runner {
+    task: TaskName,
+    /// Held for the whole of a run, so two never overlap in this process.
+    lock: Arc<Mutex<()>>,
+    /// The id of the run in progress.
+    running: Mutex<Option<String>>,
+}
+
+/// A claimed run: while it lives no other run of its task starts here (nor, when it holds the
+/// store's act lock, in another process).
+#[derive(Debug)]
+pub(super) struct Run {
+    pub id: String,
+    /// The store's act lock, for a task that acts.
+    pub act: Option<StoreLock>,
+    _guard: OwnedMutexGuard<()>,
+}
+
+/// The in-process lock of a task and, when asked for, the store's act lock.
+#[derive(Debug)]
+pub(super) struct Held {
+    pub guard: OwnedMutexGuard<()>,
+    pub act: Option<StoreLock>,
+}
+
+impl Runner {
+    pub fn new(task: TaskName) -> Self {
+        Runner {
+            task,
+            lock: Arc::new(Mutex::new(())),
+            running: Mutex::new(None),
+        }
+    }
+
+    /// Takes the task's lock (refused while a run is in progress) and, with `act`, the store's
+    /// act lock for `what` (refused while another process holds it).
+    pub async fn hold(&self, store: &Store, act: Option<String>) -> Result<Held, TaskError> {
+        let running = self.running.lock().await;
+        let guard = self.lock.clone().try_lock_owned().map_err(|_| {
+            TaskError::AlreadyRunning(running.clone().unwrap_or_else(|| "unknown".into()))
+        })?;
+        drop(running);
+        let act = match act {
+            Some(what) => Some(StoreLock::take(store, what).await?),
+            None => None,
+        };
+        Ok(Held { guard, act })
+    }
+
+    /// Claims a run: holds the locks, closes the runs a stopped process left `running` when
+    /// it holds the act lock (no other process can be running one then), and records the
+    /// run's start so it can be looked up as soon as its id is known.
+    pub async fn claim(
+        &self,
+        store: &Store,
+        trigger: &str,
+        acts: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Run, TaskError> {
+        let id = uuid::Uuid::now_v7().to_string();
+        let held = self
+            .hold(store, acts.then(|| format!("{} run {id}", self.task)))
+            .await?;
+        if held.act.is_some() {
+            self.close_interrupted(store, now).await?;
+        }
+        store
+            .start_run(id.clone(), self.task, trigger.to_owned(), now)
+            .await?;
+        *self.running.lock().await = Some(id.clone());
+        Ok(Run {
+            id,
+            act: held.act,
+            _guard: held.guard,
+        })
+    }
+
+    /// Closes (and logs) the runs of this task a process that stopped left `running`; the
+    /// caller holds the act lock, so none of them can be in progress.
+    pub async fn close_interrupted(
+        &self,
+        store: &Store,
+        now: DateTime<Utc>,
+    ) -> Result<(), crate::store::StoreError> {
+        for id in store.close_interrupted_runs(self.task, now).await? {
+            tracing::warn!(task = %self.task, run_id = %id, "a run left running by a process that stopped is closed as interrupted");
+        }
+        Ok(())
+    }
+
+    /// Ends a run: records its outcome and summary, counts it, releases its locks.
+    pub async fn finish(
+        &self,
+        store: &Store,
+        metrics: &Metrics,
+        run: Run,
+        outcome: RunOutcome,
+        summary: serde_json::Value,
+        end: DateTime<Utc>,
+    ) {
+        if let Err(e) = store
+            .finish_run(run.id.clone(), end, outcome, summary)
+            .await
+        {
+            tracing::error!(task = %self.task, error = %crate::error_chain(&e), "cannot record the run's end");
+        }
+        *self.running.lock().await = None;
+        if let Some(lock) = run.act {
+            lock.release().await;
+        }
+        metrics
+            .task_runs
+            .with_label_values(&[self.task.as_str(), outcome.as_str()])
+            .inc();
+        if outcome == RunOutcome::Success {
+            metrics.task_succeeded(self.task, end);
+        }
+    }
+
+    /// What a scheduled tick does when it could not claim a run: a run in progress (here or,
+    /// for the act lock, elsewhere) skips the tick, counted; anything else is an error.
+    pub fn tick_refused(&self, metrics: &Metrics, e: &TaskError) {
+        let task = self.task;
+        match e {
+            TaskError::AlreadyRunning(id) => {
+                metrics
+                    .task_skipped
+                    .with_label_values(&[task.as_str()])
+                    .inc();
+                tracing::warn!(%task, running = %id, "tick skipped: the previous run is still running");
+            }
+            TaskError::Busy(held) => {
+                metrics
+                    .task_skipped
+                    .with_label_values(&[task.as_str()])
+                    .inc();
+                tracing::warn!(%task, %held, "tick skipped: another process is acting on the store");
+            }
+            TaskError::Store(e) => {
+                tracing::error!(%task, error = %crate::error_chain(e), "tick failed")
+            }
+        }
+    }
+
+    /// The id of the run in progress, if any.
+    pub async fn running(&self) -> Option<String> {
+        self.running.lock().await.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, SystemClock};
+
+    fn count(metrics: &Metrics, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let text = metrics.render();
+        let want: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")))
+            .find(|l| want.iter().all(|w| l.contains(w.as_str())))
+            .and_then(|l| l.rsplit(' ').next())
+            .map_or(0.0, |v| v.parse().expect("a sample value"))
+    }
+
+    /// One run at a time per task, each a row with its outcome, counted once; a refused
+    /// tick is counted as skipped; the act lock is held by a run that acts and freed at its end.
+    #[tokio::test]
+    async fn one_run_at_a_time_recorded_counted_and_released() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("s.db")).await.expect("opens");
+        let metrics = Metrics::new();
+        let now = SystemClock.now();
+        let scans = Runner::new(TaskName::Scan);
+        let costs = Runner::new(TaskName::Cost);
+
+        let run = scans.claim(&store, "test", true, now).await.expect("free");
+        assert!(run.act.is_some(), "a run that acts holds the act lock");
+        assert_eq!(scans.running().await.as_deref(), Some(run.id.as_str()));
+        let again = scans.claim(&store, "test", true, now).await;
+        let Err(refused) = again else {
+            panic!("a second scan started")
+        };
+        assert!(matches!(&refused, TaskError::AlreadyRunning(id) if *id == run.id));
+        scans.tick_refused(&metrics, &refused);
+        assert_eq!(
+            count(&metrics, "ephemera_task_skipped_total", &[("task", "scan")]),
+            1.0
+        );
+        // Another task runs beside it; one that does not act takes no act lock.
+        let cost = costs
+            .claim(&store, "test", false, now)
+            .await
+            .expect("own lock");
+        assert!(cost.act.is_none());
+        // Across processes: the act lock is taken, so a pass elsewhere is busy.
+        let elsewhere = Runner::new(TaskName::Scan);
+        assert!(matches!(
+            elsewhere.claim(&store, "test", true, now).await,
+            Err(TaskError::Busy(_))
+        ));
+
+        let id = run.id.clone();
+        scans
+            .finish(
+                &store,
+                &metrics,
+                run,
+                RunOutcome::Partial,
+                serde_json::json!({}),
+                now,
+            )
+            .await;
+        costs
+            .finish(
+                &store,
+                &metrics,
+                cost,
+                RunOutcome::Success,
+                serde_json::json!({}),
+                now,
+            )
+            .await;
+        let row = store
+            .get_run(id)
+            .await
+            .expect("store")
+            .expect("the run's row");
+        assert_eq!(
+            (row.task, row.outcome),
+            (TaskName::Scan, RunOutcome::Partial)
+        );
+        assert_eq!(scans.running().await, None);
+        let runs = |task, outcome| {
+            count(
+                &metrics,
+                "ephemera_task_runs_total",
+                &[("task", task), ("outcome", outcome)],
+            )
+        };
+        assert_eq!(runs("scan", "partial"), 1.0);
+        assert_eq!(runs("cost", "success"), 1.0);
+        let text = metrics.render();
+        assert!(text.contains("ephemera_task_last_success_timestamp_seconds{task=\"cost\"}"));
+        assert!(!text.contains("ephemera_task_last_success_timestamp_seconds{task=\"scan\"}"));
+        // Both locks are free again, here and for another process.
+        let next = elsewhere
+            .claim(&store, "test", true, now)
+            .await
+            .expect("free again");
+        assert!(next.act.is_some());
+    }
+}

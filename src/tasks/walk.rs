@@ -1,0 +1,209 @@
+//! The walk of one (account, region) within a pass: pages from inventory are evaluated as they
+//! arrive and handed in batches, through a bounded channel, to a persister task that writes
+//! them on the store's thread while the walk fetches the next pages.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::Tasks;
+use crate::inventory::{self, RateLimiter};
+use crate::model::{IdentityTags, Lease, LeaseId, Verdict, WalkOutcome};
+use crate::policy::{Policy, evaluate};
+use crate::resource::{Observed, Record, WalkRecord};
+
+/// Records per store transaction while a walk streams (ten pages of 100): commits, not SQL,
+/// dominate a page-sized write.
+const PERSIST_BATCH: usize = 1_000;
+
+/// Why a page could not be handed over: the persister stopped (its own error says why).
+const PERSISTER_STOPPED: &str = "the store's persister stopped";
+
+/// One page of a walk, evaluated at `now`: the records the store persists. Pure; the scan
+/// and the benchmarks share it.
+pub fn evaluate_page(
+    page: Vec<Observed>,
+    leases: &HashMap<LeaseId, Lease>,
+    policy: &Policy,
+    keys: &IdentityTags,
+    now: DateTime<Utc>,
+) -> Vec<Record> {
+    page.into_iter()
+        .map(|o| {
+            let e = evaluate(
+                o.arn.as_str(),
+                &o.tags,
+                |id| leases.get(&id),
+                policy,
+                keys,
+                now,
+            );
+            Record {
+                verdict: e.verdict,
+                reason: e.reason.to_string(),
+                project: e.project.map(|p| p.to_string()),
+                action: e.rule.action,
+                grace: e.rule.grace,
+                // The canonical spelling when the tag is a lease id, so findings join leases.
+                lease_id: e
+                    .lease_id
+                    .map(|id| id.to_string())
+                    .or_else(|| e.lease_tag.map(|t| t.trim().to_owned())),
+                lease_ended_at: e.lease_ended_at,
+                observed: o,
+            }
+        })
+        .collect()
+}
+
+impl Tasks {
+    pub(super) async fn walk_one(
+        &self,
+        run_id: String,
+        account: String,
+        region: String,
+        leases: Arc<HashMap<LeaseId, Lease>>,
+    ) -> WalkTotals {
+        let inner = &self.inner;
+        let started = inner.clock.now();
+        let limiter = RateLimiter::new(inner.config.aws.calls_per_second);
+        // One batch may be persisting and one waiting while the walk fetches and evaluates the
+        // next pages; a third waits for room, so a slow store slows the walk, not memory.
+        let (batches, mut received) = tokio::sync::mpsc::channel::<Vec<Record>>(1);
+        let persister = {
+            let (store, clock, run_id) = (inner.store.clone(), inner.clock.clone(), run_id.clone());
+            tokio::spawn(async move {
+                let (mut opened, mut updated) = (0, 0);
+                while let Some(records) = received.recv().await {
+                    let changes = store
+                        .persist_page(run_id.clone(), clock.now(), records)
+                        .await
+                        .map_err(|e| crate::error_chain(&e))?;
+                    opened += changes.opened;
+                    updated += changes.updated;
+                }
+                Ok::<_, String>((opened, updated))
+            })
+        };
+        let mut totals = WalkTotals::default();
+        let mut pending = Vec::<Record>::with_capacity(PERSIST_BATCH);
+        let span = tracing::info_span!("walk", account = %account, region = %region);
+        let mut result = tracing::Instrument::instrument(
+            inventory::walk(
+                &inner.clients,
+                &account,
+                &region,
+                &limiter,
+                &inner.metrics,
+                |page| {
+                    let records = evaluate_page(
+                        page,
+                        &leases,
+                        &inner.policy,
+                        &inner.config.tags,
+                        inner.clock.now(),
+                    );
+                    totals.count(&records);
+                    pending.extend(records);
+                    let full =
+                        (pending.len() >= PERSIST_BATCH).then(|| std::mem::take(&mut pending));
+                    let batches = batches.clone();
+                    async move {
+                        if let Some(records) = full {
+                            batches
+                                .send(records)
+                                .await
+                                .map_err(|_| PERSISTER_STOPPED.to_owned())?;
+                        }
+                        Ok(())
+                    }
+                },
+            ),
+            span.clone(),
+        )
+        .await;
+        // What the walk saw is persisted either way; a failure here makes the walk incomplete.
+        if !pending.is_empty() {
+            // A refused send means the persister stopped; its own result says why.
+            let _ = batches.send(pending).await;
+        }
+        drop(batches);
+        let persisted = match persister.await {
+            Ok(r) => r,
+            Err(e) => Err(format!("persist task failed: {e}")),
+        };
+        match persisted {
+            Ok((opened, updated)) => {
+                totals.opened = opened;
+                totals.updated = updated;
+            }
+            Err(e) => {
+                if result.error.is_none() || result.error.as_deref() == Some(PERSISTER_STOPPED) {
+                    result.error = Some(format!("cannot persist pages: {e}"));
+                }
+            }
+        }
+        let record = WalkRecord {
+            account: account.clone(),
+            region: region.clone(),
+            started_at: started,
+            ended_at: inner.clock.now(),
+            outcome: if result.error.is_none() {
+                WalkOutcome::Complete
+            } else {
+                WalkOutcome::Incomplete
+            },
+            reason: result.error.clone(),
+            pages: result.pages,
+            resources: result.resources,
+        };
+        inner
+            .metrics
+            .walks
+            .with_label_values(&[record.outcome.as_str()])
+            .inc();
+        inner.metrics.findings_opened.inc_by(totals.opened);
+        if let Some(reason) = &record.reason {
+            span.in_scope(|| tracing::warn!(%reason, "walk incomplete: nothing is marked gone or resolved for it"));
+        }
+        match inner.store.finish_walk(run_id, record.clone()).await {
+            Ok(changes) => {
+                totals.gone = changes.gone;
+                totals.resolved = changes.resolved;
+                inner.metrics.findings_resolved.inc_by(changes.resolved);
+            }
+            Err(e) => span.in_scope(
+                || tracing::error!(error = %crate::error_chain(&e), "cannot record the walk"),
+            ),
+        }
+        totals.record = record;
+        totals
+    }
+}
+
+#[derive(Debug, Default)]
+pub(super) struct WalkTotals {
+    pub record: WalkRecord,
+    pub opened: u64,
+    pub updated: u64,
+    pub resolved: u64,
+    pub gone: u64,
+    /// Live resources seen, by verdict; those of region-less ARNs (S3 buckets, which an
+    /// emulator lists in every region's walk) apart, for the pass to count each once.
+    pub verdicts: BTreeMap<Verdict, u64>,
+    pub regionless: Vec<(String, Verdict)>,
+}
+
+impl WalkTotals {
+    fn count(&mut self, records: &[Record]) {
+        for r in records.iter().filter(|r| !r.observed.is_terminated()) {
+            if r.observed.arn.region().is_empty() {
+                self.regionless
+                    .push((r.observed.arn.as_str().to_owned(), r.verdict));
+            } else {
+                *self.verdicts.entry(r.verdict).or_default() += 1;
+            }
+        }
+    }
+}
