@@ -931,7 +931,8 @@ fn validate_smtp(
     for (field, addr) in
         std::iter::once(("smtp.from", &s.from)).chain(s.oncall.iter().map(|a| ("smtp.oncall", a)))
     {
-        if !looks_like_email(addr) {
+        // What the mailer will parse, nothing looser (`Name <a@b.example>` included).
+        if addr.parse::<lettre::message::Mailbox>().is_err() {
             return Err(src.error_for(
                 at(&format!("\"{addr}\"")),
                 field,
@@ -1030,11 +1031,6 @@ fn validate_smtp(
         ));
     }
     Ok(())
-}
-
-fn looks_like_email(a: &str) -> bool {
-    a.split_once('@')
-        .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !a.contains(char::is_whitespace))
 }
 
 fn resolve_principals(

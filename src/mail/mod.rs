@@ -358,7 +358,12 @@ impl Mailer {
                 Err(e) => (crate::error_chain(&e), !e.permanent),
             },
         };
-        let retry_at = now + backoff(inner.smtp.retry_backoff.to_chrono(), row.attempts);
+        let retry_at = now
+            + crate::model::backoff(
+                inner.smtp.retry_backoff.to_chrono(),
+                row.attempts,
+                MAX_BACKOFF,
+            );
         inner.metrics.email_failures.inc();
         if relay_down {
             tracing::warn!(error = %error, attempts = row.attempts + 1, retry_at = %retry_at, "mail not sent; will retry");
@@ -377,12 +382,6 @@ impl Mailer {
 enum Delivery {
     Sent,
     Failed { relay_down: bool },
-}
-
-/// Doubling from `base` per failed attempt, at most [`MAX_BACKOFF`].
-pub fn backoff(base: TimeDelta, attempts: u32) -> TimeDelta {
-    let factor = 1i32 << attempts.min(16);
-    (base * factor).min(MAX_BACKOFF)
 }
 
 /// A Message-ID fixed per outbox row: `<kind.id.hash@domain-of-from>`.
@@ -547,19 +546,4 @@ pub async fn send_test(
     let message = build_message("test", &smtp.from, to, id, now, rendered)?;
     transport.send(message).await?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_an_hour() {
-        let m = TimeDelta::minutes(1);
-        assert_eq!(backoff(m, 0), TimeDelta::minutes(1));
-        assert_eq!(backoff(m, 1), TimeDelta::minutes(2));
-        assert_eq!(backoff(m, 5), TimeDelta::minutes(32));
-        assert_eq!(backoff(m, 6), TimeDelta::hours(1));
-        assert_eq!(backoff(m, 40), TimeDelta::hours(1));
-    }
 }

@@ -116,9 +116,34 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
+/// The wait before retry number `attempts + 1`: `base`, doubled per failed attempt, at most
+/// `max`. The one back-off of the crate (mail delivery, deletes that failed).
+pub fn backoff(
+    base: chrono::TimeDelta,
+    attempts: u32,
+    max: chrono::TimeDelta,
+) -> chrono::TimeDelta {
+    let factor = 1i32 << attempts.min(16);
+    (base * factor).min(max)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let (m, h) = (chrono::TimeDelta::minutes(1), chrono::TimeDelta::hours(1));
+        assert_eq!(backoff(m, 0, h), m);
+        assert_eq!(backoff(m, 1, h), chrono::TimeDelta::minutes(2));
+        assert_eq!(backoff(m, 5, h), chrono::TimeDelta::minutes(32));
+        assert_eq!(backoff(m, 6, h), h);
+        assert_eq!(backoff(m, 40, h), h);
+        assert_eq!(
+            backoff(chrono::TimeDelta::days(2), 0, chrono::TimeDelta::days(1)),
+            chrono::TimeDelta::days(1)
+        );
+    }
 
     #[test]
     fn durations() {

@@ -28,7 +28,7 @@ mod tags;
 mod verdict;
 
 pub use arn::Arn;
-pub use duration::HumanDuration;
+pub use duration::{HumanDuration, backoff};
 pub use ids::{LeaseId, ProjectName};
 pub use lease::{Lease, LeaseEnded, LeaseState};
 pub use mail::MailKind;

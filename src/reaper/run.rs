@@ -559,8 +559,7 @@ impl Reaper {
     /// Doubling from `retry_backoff`, at most a day.
     fn backoff(&self, attempts: u32) -> TimeDelta {
         let base = self.inner.config.enforcement.retry_backoff.to_chrono();
-        let factor = 1i32 << attempts.min(16);
-        (base * factor).min(TimeDelta::days(1))
+        crate::model::backoff(base, attempts, TimeDelta::days(1))
     }
 
     /// The last-moment checks and the delete itself.
