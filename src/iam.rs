@@ -2,11 +2,11 @@
 //!
 //! Two principals make ephemera's AWS calls, so there are two documents:
 //!
-//! - [`Principal::AccountRole`] — the role ephemera assumes in each audited account
+//! - [`PolicyHolder::AccountRole`] — the role ephemera assumes in each audited account
 //!   (`assume_role_arn` / `assume_role_arn_template`): the inventory reads, Cost Explorer in the
 //!   `[cost] account` only, and — armed — the account check and each allowlisted type's re-read
 //!   and delete.
-//! - [`Principal::Daemon`] — the daemon's own credentials (instance profile, task role, …):
+//! - [`PolicyHolder::Daemon`] — the daemon's own credentials (instance profile, task role, …):
 //!   `sts:AssumeRole` on exactly the configured role ARNs, plus everything an account reached
 //!   *without* a role needs, since the daemon's own credentials act there.
 //!
@@ -36,7 +36,7 @@ pub const ASSUME_ROLE_ACTIONS: &[&str] = &["sts:AssumeRole"];
 
 /// Whose policy to print.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Principal {
+pub enum PolicyHolder {
     /// The daemon's own credentials.
     Daemon,
     /// The role assumed in an audited account.
@@ -124,11 +124,11 @@ impl PolicyDocument {
 }
 
 /// What to print: whose policy, whether armed (the flag or `[enforcement] armed`), and for
-/// [`Principal::AccountRole`] which account (`None`: the role of any audited account that is
+/// [`PolicyHolder::AccountRole`] which account (`None`: the role of any audited account that is
 /// not the Cost Explorer account).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request<'a> {
-    pub principal: Principal,
+    pub principal: PolicyHolder,
     pub armed: bool,
     pub account: Option<&'a str>,
 }
@@ -186,7 +186,7 @@ pub fn policy(config: &Config, request: &Request<'_>) -> Result<PolicyDocument, 
     let armed = request.armed || config.enforcement.armed;
     let cost = config.cost_account();
     let statements = match request.principal {
-        Principal::AccountRole => {
+        PolicyHolder::AccountRole => {
             if let Some(id) = request.account {
                 let acc = config
                     .aws
@@ -206,7 +206,7 @@ pub fn policy(config: &Config, request: &Request<'_>) -> Result<PolicyDocument, 
             let with_cost = request.account.is_some() && request.account == cost;
             account_statements(config, with_cost, armed)
         }
-        Principal::Daemon => {
+        PolicyHolder::Daemon => {
             let roles: BTreeSet<String> = config
                 .aws
                 .accounts
@@ -310,7 +310,7 @@ cost = "0 6 * * *"
 
     fn role(armed: bool, account: Option<&str>) -> Request<'_> {
         Request {
-            principal: Principal::AccountRole,
+            principal: PolicyHolder::AccountRole,
             armed,
             account,
         }
@@ -318,7 +318,7 @@ cost = "0 6 * * *"
 
     fn daemon(armed: bool) -> Request<'static> {
         Request {
-            principal: Principal::Daemon,
+            principal: PolicyHolder::Daemon,
             armed,
             account: None,
         }

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 
 use crate::config::Config;
-use crate::iam::{self, Principal, Request};
+use crate::iam::{self, PolicyHolder, Request};
 
 use super::ConfigArg;
 
@@ -43,11 +43,11 @@ pub(super) struct IamPolicyArgs {
 pub(super) fn run(args: IamPolicyArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config.config)?;
     let principal = match args.principal {
-        PolicyFor::Daemon => Principal::Daemon,
-        PolicyFor::AccountRole => Principal::AccountRole,
+        PolicyFor::Daemon => PolicyHolder::Daemon,
+        PolicyFor::AccountRole => PolicyHolder::AccountRole,
     };
     anyhow::ensure!(
-        args.account.is_none() || principal == Principal::AccountRole,
+        args.account.is_none() || principal == PolicyHolder::AccountRole,
         "--account goes with --for account-role"
     );
     let doc = iam::policy(
@@ -66,12 +66,12 @@ pub(super) fn run(args: IamPolicyArgs) -> anyhow::Result<ExitCode> {
         .filter(|a| config.aws.role_arn(a).is_some())
         .count();
     match principal {
-        Principal::Daemon if roles > 0 => eprintln!(
+        PolicyHolder::Daemon if roles > 0 => eprintln!(
             "note: {roles} account(s) are reached through a role; its policy: \
              ephemera iam-policy --for account-role{}",
             if args.armed { " --armed" } else { "" }
         ),
-        Principal::AccountRole if args.account.is_none() => {
+        PolicyHolder::AccountRole if args.account.is_none() => {
             if let Some(cost) = config.cost_account() {
                 let behind_role = config
                     .aws

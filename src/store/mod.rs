@@ -4,19 +4,30 @@
 //! domain-shaped (leases in, leases out, checks run inside a transaction) so that a
 //! PostgreSQL store can take its place. Every call runs on a blocking thread; the
 //! connection is never held across an `.await`.
+//!
+//! | file | the calls of |
+//! |---|---|
+//! | `mod.rs` | opening, leases, the registry's heartbeat, row helpers |
+//! | `inventory` | the audit pass: runs, walks, resources, findings |
+//! | `reap` | the reaper: deletion marks, the fenced `deleting` state, decisions |
+//! | `chain` | the audit log: the keyed hash chain (append, list, verify) |
+//! | `locks` | the act lock held across processes |
+//! | `outbox` | mail: notices, messages, roll-up |
+//! | `cost` | spend per day |
+//! | `migrations`, `writer` | the schema; the one writer thread with group commit |
 
-mod audit;
 mod chain;
 mod cost;
+mod inventory;
 mod locks;
 mod migrations;
 mod outbox;
 mod reap;
 mod writer;
 
-pub use audit::{AuditFilter, LiveTotals};
 pub use chain::AuditQuery;
 pub use cost::SpendTotal;
+pub use inventory::{AuditFilter, LiveTotals};
 pub use locks::{ACT_LOCK, HeldBy, LockHolder};
 pub use outbox::{Notice, OutboxRow, Rollup, expiry_warning_key};
 pub use reap::ReapUpdate;

@@ -175,7 +175,7 @@ impl Store {
                 let mut notice = c.prepare_cached(super::outbox::INSERT_OUTBOX)?;
                 // A transition of the finding (no deletion is decided yet), so it goes with the
                 // finding's other events, not into the reaper's audit chain.
-                let mut event = c.prepare_cached(super::audit::INSERT_EVENT)?;
+                let mut event = c.prepare_cached(super::inventory::INSERT_EVENT)?;
                 for (id, arn, grace_s, tags, lease_owner, lease_id, verdict, project) in rows {
                     let deadline = at + TimeDelta::seconds(grace_s);
                     let tags = stored_tags(&tags).map_err(|_| bad(3, "tags", &tags))?;

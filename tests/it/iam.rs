@@ -23,7 +23,7 @@ use axum::http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, TRANSFE
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use chrono::TimeDelta;
-use ephemera::iam::{self, PolicyDocument, Principal, Request};
+use ephemera::iam::{self, PolicyDocument, PolicyHolder, Request};
 use ephemera::inventory::AwsClients;
 use ephemera::model::Arn;
 use ephemera::reaper::aws::{self, DELETABLE_TYPES};
@@ -418,7 +418,7 @@ async fn passes(armed: bool) -> (ephemera::config::Config, Vec<Call>) {
     (config, calls)
 }
 
-fn request(principal: Principal, armed: bool, account: Option<&str>) -> Request<'_> {
+fn request(principal: PolicyHolder, armed: bool, account: Option<&str>) -> Request<'_> {
     Request {
         principal,
         armed,
@@ -460,10 +460,10 @@ fn check_allowed(calls: &[Call], daemon: &PolicyDocument, role: &PolicyDocument)
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unarmed_pass_calls_only_what_the_unarmed_policies_allow() {
     let (config, calls) = passes(false).await;
-    let daemon = iam::policy(&config, &request(Principal::Daemon, false, None)).expect("daemon");
+    let daemon = iam::policy(&config, &request(PolicyHolder::Daemon, false, None)).expect("daemon");
     let role = iam::policy(
         &config,
-        &request(Principal::AccountRole, false, Some(ROLE_ACCOUNT)),
+        &request(PolicyHolder::AccountRole, false, Some(ROLE_ACCOUNT)),
     )
     .expect("role");
     let problems = check_allowed(&calls, &daemon, &role);
@@ -500,10 +500,10 @@ async fn an_unarmed_pass_calls_only_what_the_unarmed_policies_allow() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_armed_pass_calls_only_what_the_armed_policies_allow_and_needs_all_of_them() {
     let (config, calls) = passes(true).await;
-    let daemon = iam::policy(&config, &request(Principal::Daemon, true, None)).expect("daemon");
+    let daemon = iam::policy(&config, &request(PolicyHolder::Daemon, true, None)).expect("daemon");
     let role = iam::policy(
         &config,
-        &request(Principal::AccountRole, true, Some(ROLE_ACCOUNT)),
+        &request(PolicyHolder::AccountRole, true, Some(ROLE_ACCOUNT)),
     )
     .expect("role");
     let problems = check_allowed(&calls, &daemon, &role);
