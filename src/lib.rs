@@ -9,7 +9,7 @@
 //! |---|---|
 //! | [`model`] | the domain's words, one file per concept: [`model::LeaseId`], [`model::ProjectName`], [`model::HumanDuration`] (`90m`, `2h`, `7d`), tags and [`model::IdentityTags`], ARNs, verdicts, [`model::Lease`] and its state math, [`model::MailKind`], money ([`model::MicroUsd`]), [`model::ResourceType`] |
 //! | [`diagnostic`] | `FILE:LINE:COL: field `x`: …` errors for config and rules |
-//! | [`config`] | the TOML config, validated once; the embedded example |
+//! | [`config`] | the TOML config, validated once, one file per section (`aws`, `smtp`, `cost`, `enforcement`, `schedule`, `principals`); errors point at the value through the document's spans (`spans`); the embedded example |
 //! | [`audit`] | the audit chain's key (from `[audit]`, created once by the daemon, redacted in `Debug`) and its published head `SEQ:HASH` |
 //! | [`auth`] | principals, roles (lessee, operator, viewer), hashed bearer tokens |
 //! | [`policy`] | `rules/policy/*.toml`: leasing and audit rules, pure decisions and evaluation (verdicts), in-file test cases |

@@ -107,12 +107,18 @@ impl CostTask {
                 .map_err(|e| CostError(crate::error_chain(&e)))?;
             let start = refresh_start(today, self.from(today), &finals, cost.recent_days);
             let metrics = &self.metrics;
-            let fetched =
-                fetch::cost_by_tag_and_region(&sdk, tag_key, &cost.metric, start, today, || {
+            let fetched = fetch::cost_by_tag_and_region(
+                &sdk,
+                tag_key,
+                cost.metric.as_str(),
+                start,
+                today,
+                || {
                     metrics.ce_requests.inc();
                     metrics.ce_cost_usd.inc_by(0.01);
-                })
-                .await?;
+                },
+            )
+            .await?;
             report.requests += fetched.requests;
             report.fetched_from.insert((*dimension).to_owned(), start);
             tagged_spend |= fetched

@@ -212,7 +212,7 @@ fn project_key(c: &ReapCandidate) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::DeletionWindow;
+    use crate::config::{DeletionWindow, Weekday};
     use crate::model::Verdict;
     use chrono::{TimeDelta, TimeZone};
 
@@ -429,7 +429,7 @@ mod tests {
     fn window_and_manual_mode() {
         let en = Enforcement {
             window: Some(DeletionWindow {
-                days: vec!["mon".into(), "tue".into()],
+                days: vec![Weekday::Mon, Weekday::Tue],
                 start_hour: 0,
                 end_hour: 24,
             }),
@@ -443,7 +443,7 @@ mod tests {
         );
         let en = Enforcement {
             window: Some(DeletionWindow {
-                days: vec!["wed".into()],
+                days: vec![Weekday::Wed],
                 start_hour: 9,
                 end_hour: 12,
             }),

@@ -1,0 +1,192 @@
+//! `[aws]`: accounts, regions, the roles to assume and the limits of the walks.
+
+use std::collections::HashSet;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::diagnostic::{FileError, Source};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsConfig {
+    pub regions: Vec<String>,
+    pub accounts: Vec<AwsAccount>,
+    /// `arn:aws:iam::{account_id}:role/NAME`, used for accounts without their own role ARN.
+    #[serde(default)]
+    pub assume_role_arn_template: Option<String>,
+    /// Only for emulators in tests and the demo; never set against real AWS.
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+    /// Talk to an emulator at `endpoint_url` with dummy credentials (tests, `make demo`).
+    #[serde(default)]
+    pub emulator: bool,
+    /// Walks of (account, region) running at once, across all accounts.
+    #[serde(default = "default_concurrent_walks")]
+    pub max_concurrent_walks: u32,
+    /// Calls per second per (account, region); the tagging API allows 15.
+    #[serde(default = "default_calls_per_second")]
+    pub calls_per_second: u32,
+    /// Attempts per AWS call, retries with backoff on throttling and 5xx included.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+}
+
+fn default_concurrent_walks() -> u32 {
+    4
+}
+
+fn default_calls_per_second() -> u32 {
+    10
+}
+
+fn default_max_attempts() -> u32 {
+    5
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsAccount {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Role to assume in this account; none means the daemon's own credentials.
+    #[serde(default)]
+    pub assume_role_arn: Option<String>,
+}
+
+impl AwsConfig {
+    /// The role ARN to assume for an account, if any.
+    pub fn role_arn(&self, account: &AwsAccount) -> Option<String> {
+        account.assume_role_arn.clone().or_else(|| {
+            self.assume_role_arn_template
+                .as_ref()
+                .map(|t| t.replace("{account_id}", &account.id))
+        })
+    }
+}
+
+pub(super) fn validate_aws(src: &Source<'_>, aws: &Spanned<AwsConfig>) -> Result<(), FileError> {
+    let a = aws.get_ref();
+    let span = aws.span();
+    if a.regions.is_empty() {
+        return Err(src.error_for(span, "aws.regions", "list at least one region"));
+    }
+    for r in &a.regions {
+        if !looks_like_region(r) {
+            return Err(src.error_for(
+                span,
+                "aws.regions",
+                format!("`{r}` is not an AWS region name (like us-east-1)"),
+            ));
+        }
+    }
+    if a.accounts.is_empty() {
+        return Err(src.error_for(span, "aws.accounts", "list at least one account"));
+    }
+    let mut ids = HashSet::new();
+    for acc in &a.accounts {
+        if acc.id.len() != 12 || !acc.id.chars().all(|c| c.is_ascii_digit()) {
+            return Err(src.error_for(
+                span,
+                "aws.accounts.id",
+                format!("`{}` is not a 12-digit AWS account id", acc.id),
+            ));
+        }
+        if !ids.insert(&acc.id) {
+            return Err(src.error_for(
+                span,
+                "aws.accounts.id",
+                format!("account `{}` is listed twice", acc.id),
+            ));
+        }
+        if let Some(arn) = a.role_arn(acc) {
+            check_role_arn(&arn, &acc.id)
+                .map_err(|m| src.error_for(span.clone(), "aws.accounts.assume_role_arn", m))?;
+        }
+    }
+    if let Some(t) = &a.assume_role_arn_template
+        && !t.contains("{account_id}")
+    {
+        return Err(src.error_for(
+            span,
+            "aws.assume_role_arn_template",
+            "must contain `{account_id}`",
+        ));
+    }
+    if a.emulator && a.endpoint_url.is_none() {
+        return Err(src.error_for(span, "aws.emulator", "an emulator needs `endpoint_url`"));
+    }
+    // Emulators have no API limits; benchmarks against them measure the pipeline, not the cap.
+    let max_rate = if a.emulator { 10_000 } else { 15 };
+    if !(1..=max_rate).contains(&a.calls_per_second) {
+        return Err(src.error_for(
+            span,
+            "aws.calls_per_second",
+            format!("must be 1 to {max_rate} (the tagging API allows 15 per account and region)"),
+        ));
+    }
+    if !(1..=64).contains(&a.max_concurrent_walks) {
+        return Err(src.error_for(span, "aws.max_concurrent_walks", "must be 1 to 64"));
+    }
+    if !(1..=10).contains(&a.max_attempts) {
+        return Err(src.error_for(span, "aws.max_attempts", "must be 1 to 10"));
+    }
+    if let Some(url) = &a.endpoint_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        return Err(src.error_for(
+            span,
+            "aws.endpoint_url",
+            format!("`{url}` is not an http(s) URL"),
+        ));
+    }
+    Ok(())
+}
+
+fn looks_like_region(r: &str) -> bool {
+    let parts: Vec<&str> = r.split('-').collect();
+    parts.len() >= 3
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
+        && parts[parts.len() - 1].chars().all(|c| c.is_ascii_digit())
+        && !parts[parts.len() - 1].is_empty()
+}
+
+fn check_role_arn(arn: &str, account: &str) -> Result<(), String> {
+    // arn:PARTITION:iam::ACCOUNT:role/NAME
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let ok = parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "iam"
+        && parts[3].is_empty()
+        && parts[5].starts_with("role/")
+        && parts[5].len() > 5;
+    if !ok {
+        return Err(format!(
+            "`{arn}` is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)"
+        ));
+    }
+    if parts[4] != account {
+        return Err(format!("role `{arn}` is not in account {account}"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regions_and_arns() {
+        assert!(looks_like_region("us-east-1"));
+        assert!(looks_like_region("us-gov-west-1"));
+        assert!(!looks_like_region("us-east"));
+        assert!(!looks_like_region("US-EAST-1"));
+        assert!(check_role_arn("arn:aws:iam::123456789012:role/x", "123456789012").is_ok());
+        assert!(check_role_arn("arn:aws:iam::123456789012:role/x", "210987654321").is_err());
+        assert!(check_role_arn("arn:aws:iam::123456789012:user/x", "123456789012").is_err());
+    }
+}

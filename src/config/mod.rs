@@ -1,0 +1,347 @@
+//! The one TOML config file: parsed, validated once at start-up, then passed explicitly.
+//!
+//! Architecture Invariant: nothing here opens sockets or the store; the only outside reads are
+//! the environment and files that hold secrets or certificates, done once while validating.
+//! Secrets never leave this module in clear: tokens are hashed here, passwords stay named (env
+//! var or file) and are read again by whoever needs them.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::auth::{Principal, Role};
+use crate::diagnostic::{FileError, Source};
+use crate::model::{IdentityTags, ProjectName, check_tag_key};
+
+mod aws;
+mod cost;
+mod enforcement;
+mod principals;
+mod schedule;
+mod smtp;
+mod spans;
+#[cfg(test)]
+mod tests;
+
+use aws::validate_aws;
+pub use aws::{AwsAccount, AwsConfig};
+use cost::validate_cost;
+pub use cost::{CostConfig, CostMetric};
+use enforcement::validate_enforcement;
+pub use enforcement::{DeletionWindow, Enforcement, Weekday};
+use principals::resolve_principals;
+pub use schedule::{CronSchedule, Schedules};
+use smtp::validate_smtp;
+pub use smtp::{QuietHours, SmtpConfig, SmtpTls};
+use spans::span_in;
+
+/// The annotated example shipped with the project, embedded so `ephemera config example`
+/// can print it anywhere.
+pub const EXAMPLE: &str = include_str!("../../ephemera.example.toml");
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from; relative paths inside it are resolved against its directory.
+    pub path: PathBuf,
+    pub api: ApiConfig,
+    pub store: StoreConfig,
+    pub rules: RulesConfig,
+    pub tags: IdentityTags,
+    pub aws: AwsConfig,
+    pub schedules: Schedules,
+    pub smtp: Option<SmtpConfig>,
+    pub cost: CostConfig,
+    pub enforcement: Enforcement,
+    pub audit: AuditConfig,
+    /// API principals with hashed tokens.
+    pub principals: Vec<Principal>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+}
+
+/// `[audit]`: where the key of the audit chain's MACs comes from.
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// `key_env`, else `key_file`, else `audit.key` next to the store's file.
+    pub key: crate::audit::AuditKeySource,
+}
+
+#[derive(Debug, Clone)]
+pub struct RulesConfig {
+    /// Holds `policy/*.toml`.
+    pub dir: PathBuf,
+}
+
+// ---- raw file shape -------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    api: RawApi,
+    store: RawStore,
+    rules: RawRules,
+    #[serde(default)]
+    tags: Option<Spanned<IdentityTags>>,
+    aws: Spanned<AwsConfig>,
+    schedules: Schedules,
+    #[serde(default)]
+    smtp: Option<Spanned<SmtpConfig>>,
+    #[serde(default)]
+    cost: Option<Spanned<CostConfig>>,
+    #[serde(default)]
+    enforcement: Option<Spanned<Enforcement>>,
+    #[serde(default)]
+    audit: Option<Spanned<RawAudit>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    /// File holding the key (hex); created by the daemon when missing.
+    #[serde(default)]
+    key_file: Option<PathBuf>,
+    /// Name of the environment variable holding the key (hex).
+    #[serde(default)]
+    key_env: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    listen: SocketAddr,
+    #[serde(default = "default_max_body")]
+    max_body_bytes: usize,
+    #[serde(default)]
+    principals: Vec<RawPrincipal>,
+}
+
+fn default_max_body() -> usize {
+    64 * 1024
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    path: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRules {
+    dir: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPrincipal {
+    name: Spanned<String>,
+    role: Role,
+    #[serde(default)]
+    projects: Option<Spanned<Vec<ProjectName>>>,
+    #[serde(default)]
+    token_sha256: Option<Spanned<String>>,
+    #[serde(default)]
+    token_env: Option<Spanned<String>>,
+    #[serde(default)]
+    token_file: Option<Spanned<PathBuf>>,
+}
+
+/// Reads one of a closed set of words; an unknown one fails with `message(text, known)`, at
+/// its position in the file.
+fn one_of<'de, D, T>(d: D, message: fn(&str, &str) -> String) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr + strum::VariantArray + Copy + Into<&'static str>,
+{
+    let text = String::deserialize(d)?;
+    text.parse().map_err(|_| {
+        let known: Vec<&'static str> = T::VARIANTS.iter().map(|v| (*v).into()).collect();
+        serde::de::Error::custom(message(&text, &known.join(", ")))
+    })
+}
+
+/// Why a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read config file")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Invalid(#[from] FileError),
+}
+
+impl Config {
+    /// The account Cost Explorer is asked in: `[cost] account`, else the first account.
+    pub fn cost_account(&self) -> Option<&str> {
+        self.cost
+            .account
+            .as_deref()
+            .or_else(|| self.aws.accounts.first().map(|a| a.id.as_str()))
+    }
+
+    /// Reads and validates a config file, reading token variables from the process environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Config::parse(path, &text, &|name| {
+            std::env::var(name).ok()
+        })?)
+    }
+
+    /// Validates config text; `env` looks up environment variables (injected for tests).
+    pub fn parse(
+        path: &Path,
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, FileError> {
+        let src = Source::new(path, text);
+        let raw: RawConfig = toml::from_str(text).map_err(|e| src.from_toml(&e))?;
+        let base = path.parent().unwrap_or(Path::new(".")).to_owned();
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_owned()
+            } else {
+                base.join(p)
+            }
+        };
+
+        if let Some(tags) = &raw.tags {
+            validate_tags(&src, tags)?;
+        }
+        validate_aws(&src, &raw.aws)?;
+        if let Some(smtp) = &raw.smtp {
+            validate_smtp(&src, smtp, &resolve, env)?;
+        }
+        if let Some(e) = &raw.enforcement {
+            validate_enforcement(&src, e)?;
+        }
+        if let Some(c) = &raw.cost {
+            validate_cost(&src, c, raw.aws.get_ref())?;
+        }
+        if raw.api.max_body_bytes < 1024 {
+            return Err(src.error_for(0..0, "api.max_body_bytes", "must be at least 1024"));
+        }
+        let principals = resolve_principals(&src, raw.api.principals, &resolve, env)?;
+        let store_path = resolve(&raw.store.path);
+        let audit = audit_config(&src, raw.audit.as_ref(), &store_path, &resolve, env)?;
+
+        Ok(Config {
+            path: path.to_owned(),
+            api: ApiConfig {
+                listen: raw.api.listen,
+                max_body_bytes: raw.api.max_body_bytes,
+            },
+            store: StoreConfig { path: store_path },
+            rules: RulesConfig {
+                dir: resolve(&raw.rules.dir),
+            },
+            tags: raw.tags.map(Spanned::into_inner).unwrap_or_default(),
+            aws: raw.aws.into_inner(),
+            schedules: raw.schedules,
+            smtp: raw.smtp.map(|s| {
+                let mut s = s.into_inner();
+                s.ca_file = s.ca_file.as_deref().map(&resolve);
+                s.password_file = s.password_file.as_deref().map(&resolve);
+                s
+            }),
+            cost: raw.cost.map(Spanned::into_inner).unwrap_or_default(),
+            enforcement: raw.enforcement.map(Spanned::into_inner).unwrap_or_default(),
+            audit,
+            principals,
+        })
+    }
+}
+
+/// The audit key's source. The key itself is not read here: a missing key file is created by
+/// the daemon on first start, and offline tools fail when it is missing.
+fn audit_config(
+    src: &Source<'_>,
+    raw: Option<&Spanned<RawAudit>>,
+    store_path: &Path,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<AuditConfig, FileError> {
+    use crate::audit::{AuditKey, AuditKeySource};
+    let default_file = || {
+        store_path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("audit.key")
+    };
+    let Some(raw) = raw else {
+        return Ok(AuditConfig {
+            key: AuditKeySource::File(default_file()),
+        });
+    };
+    // A table's span covers its header only; its keys follow it.
+    let span = raw.span().start..src.text.len();
+    let at = |needle: &str| span_in(src, span.clone(), needle);
+    let key = match (&raw.get_ref().key_env, &raw.get_ref().key_file) {
+        (Some(_), Some(_)) => {
+            return Err(src.error_for(
+                at("key_env"),
+                "audit.key_env",
+                "set key_env or key_file, not both",
+            ));
+        }
+        (Some(var), None) => {
+            // Checked, not kept: the daemon reads the variable again when it opens the store.
+            let why = match env(var) {
+                None => Some(format!("environment variable `{var}` is not set")),
+                Some(v) => AuditKey::from_hex(&v)
+                    .err()
+                    .map(|why| format!("environment variable `{var}`: {why}")),
+            };
+            if let Some(why) = why {
+                return Err(src.error_for(at("key_env"), "audit.key_env", why));
+            }
+            AuditKeySource::Env(var.clone())
+        }
+        (None, Some(file)) => AuditKeySource::File(resolve(file)),
+        (None, None) => AuditKeySource::File(default_file()),
+    };
+    Ok(AuditConfig { key })
+}
+
+pub(super) fn validate_tags(
+    src: &Source<'_>,
+    tags: &Spanned<IdentityTags>,
+) -> Result<(), FileError> {
+    let t = tags.get_ref();
+    let mut seen = HashSet::new();
+    for (field, key) in [
+        ("tags.lease", &t.lease),
+        ("tags.project", &t.project),
+        ("tags.task", &t.task),
+        ("tags.owner", &t.owner),
+        ("tags.protect", &t.protect),
+    ] {
+        check_tag_key(key).map_err(|m| src.error_for(tags.span(), field, m))?;
+        if !seen.insert(key) {
+            return Err(src.error_for(
+                tags.span(),
+                field,
+                format!("tag key `{key}` is used twice"),
+            ));
+        }
+    }
+    Ok(())
+}
