@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::model::{
-    Action, Arn, Decision, HumanDuration, ReapMode, RunOutcome, Tags, TaskName, Verdict,
-    WalkOutcome,
+    Action, Arn, Decision, HumanDuration, ProjectName, ReapMode, RunOutcome, Tags, TaskName,
+    Verdict, WalkOutcome,
 };
 
 /// One resource as a walk of (account, region) saw it.
@@ -39,7 +39,7 @@ pub struct Record {
     pub observed: Observed,
     pub verdict: Verdict,
     pub reason: String,
-    pub project: Option<String>,
+    pub project: Option<ProjectName>,
     pub action: Action,
     pub grace: HumanDuration,
     pub lease_id: Option<String>,
@@ -49,7 +49,7 @@ pub struct Record {
 /// A resource as stored, with its history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StoredResource {
-    pub arn: String,
+    pub arn: Arn,
     pub account: String,
     pub region: String,
     pub resource_type: String,
@@ -60,7 +60,7 @@ pub struct StoredResource {
     pub state: Option<String>,
     pub verdict: Verdict,
     pub reason: String,
-    pub project: Option<String>,
+    pub project: Option<ProjectName>,
     pub action: Action,
     pub lease_id: Option<String>,
 }
@@ -69,11 +69,11 @@ pub struct StoredResource {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
     pub id: i64,
-    pub arn: String,
+    pub arn: Arn,
     pub verdict: Verdict,
     pub action: Action,
     pub reason: String,
-    pub project: Option<String>,
+    pub project: Option<ProjectName>,
     pub lease_id: Option<String>,
     pub account: String,
     pub region: String,
@@ -134,11 +134,11 @@ pub struct WalkChanges {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReapCandidate {
     pub finding_id: i64,
-    pub arn: String,
+    pub arn: Arn,
     pub account: String,
     pub region: String,
     pub resource_type: String,
-    pub project: Option<String>,
+    pub project: Option<ProjectName>,
     pub verdict: Verdict,
     pub reason: String,
     pub lease_id: Option<String>,

@@ -665,7 +665,7 @@ async fn show_finding(
         .map_err(|e| internal(&e))?
         .ok_or_else(not_found)?;
     if who.role == crate::auth::Role::Lessee
-        && !f.project.as_deref().is_some_and(|p| who.can_see(p))
+        && !f.project.as_ref().is_some_and(|p| who.can_see(p.as_str()))
     {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -713,8 +713,8 @@ async fn show_plan(
         plan.items.retain(|i| {
             i.candidate
                 .project
-                .as_deref()
-                .is_some_and(|p| who.can_see(p))
+                .as_ref()
+                .is_some_and(|p| who.can_see(p.as_str()))
         });
         // A project's cap names the project: lessees see the pass cap and their own.
         plan.capped.retain(|c| {

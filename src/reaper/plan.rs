@@ -206,14 +206,16 @@ pub fn plan(candidates: Vec<ReapCandidate>, input: PlanInput<'_>) -> Plan {
 }
 
 fn project_key(c: &ReapCandidate) -> String {
-    c.project.clone().unwrap_or_else(|| "unknown".into())
+    c.project
+        .as_ref()
+        .map_or_else(|| "unknown".to_owned(), ToString::to_string)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{DeletionWindow, Weekday};
-    use crate::model::Verdict;
+    use crate::model::{Arn, ProjectName, Verdict};
     use chrono::{TimeDelta, TimeZone};
 
     fn now() -> DateTime<Utc> {
@@ -249,11 +251,12 @@ mod tests {
     fn cand(arn: &str, ty: &str, project: &str, deadline_in_min: i64) -> ReapCandidate {
         ReapCandidate {
             finding_id: 1,
-            arn: arn.into(),
+            arn: Arn::parse(&format!("arn:aws:ec2:us-east-1:111111111111:volume/{arn}"))
+                .expect("an ARN"),
             account: "111111111111".into(),
             region: "us-east-1".into(),
             resource_type: ty.into(),
-            project: Some(project.into()),
+            project: Some(ProjectName::parse(project).expect("a project name")),
             verdict: Verdict::Expired,
             reason: "lease expired".into(),
             lease_id: None,
@@ -292,7 +295,7 @@ mod tests {
                     Status::Scheduled => "scheduled".to_owned(),
                     Status::Held(r) => format!("held: {r}"),
                 };
-                (i.candidate.arn.clone(), s)
+                (i.candidate.arn.resource_id().to_owned(), s)
             })
             .collect()
     }

@@ -346,7 +346,7 @@ impl Reaper {
             .await?;
             progress.step(1);
             results.push(ItemResult {
-                arn: c.arn.clone(),
+                arn: c.arn.to_string(),
                 resource_type: c.resource_type.clone(),
                 outcome: Decision::Held,
                 detail,
@@ -405,7 +405,7 @@ impl Reaper {
         let (finding, arn, lease_id, verdict) = match about {
             Subject::Item(c) => (
                 Some(c.finding_id),
-                c.arn.clone(),
+                c.arn.to_string(),
                 c.lease_id.clone(),
                 Some(c.verdict.as_str().to_owned()),
             ),
@@ -489,7 +489,7 @@ impl Reaper {
             .await?;
         }
         Ok(ItemResult {
-            arn: c.arn.clone(),
+            arn: c.arn.to_string(),
             resource_type: c.resource_type.clone(),
             outcome: Decision::WouldDelete,
             detail: "enforcement is not armed".into(),
@@ -524,7 +524,7 @@ impl Reaper {
                 )
             }
         };
-        settled.insert(c.arn.clone(), decision == Decision::Deleted);
+        settled.insert(c.arn.to_string(), decision == Decision::Deleted);
         self.audit(actor, Subject::Item(c), decision, &detail, update)
             .await?;
         if decision == Decision::Deleted {
@@ -549,7 +549,7 @@ impl Reaper {
                 .await?;
         }
         Ok(ItemResult {
-            arn: c.arn.clone(),
+            arn: c.arn.to_string(),
             resource_type: c.resource_type.clone(),
             outcome: decision,
             detail,
@@ -572,9 +572,7 @@ impl Reaper {
         accounts: &mut HashMap<String, Result<(), String>>,
     ) -> Outcome {
         let inner = &self.inner;
-        let Ok(arn) = Arn::parse(&c.arn) else {
-            return Outcome::Skipped(format!("`{}` is not an ARN", c.arn));
-        };
+        let arn = &c.arn;
         let sdk = match inner.clients.config_for(&c.account, &c.region).await {
             Ok(s) => s,
             Err(e) => return Outcome::Skipped(format!("no client for the account: {e}")),
@@ -589,7 +587,7 @@ impl Reaper {
         if let Some(Err(e)) = accounts.get(&c.account) {
             return Outcome::Skipped(format!("account {} not verified: {e}", c.account));
         }
-        let (tags, depends_on) = match aws::inspect(&sdk, &arn).await {
+        let (tags, depends_on) = match aws::inspect(&sdk, arn).await {
             Err(e) => return Outcome::Failed(format!("re-reading the resource: {e}")),
             Ok(Inspection::Gone) => {
                 let how = if c.reap_state.as_deref() == Some("deleting") {
@@ -623,7 +621,7 @@ impl Reaper {
         };
         let now = inner.clock.now();
         let e = evaluate(
-            &c.arn,
+            c.arn.as_str(),
             &tags,
             |id| lease.as_ref().filter(|l| l.id == id),
             &inner.policy,
@@ -699,7 +697,7 @@ impl Reaper {
             actor,
             c,
         };
-        match aws::delete_watched(&sdk, &arn, &watch).await {
+        match aws::delete_watched(&sdk, arn, &watch).await {
             Ok(Deleted::Deleted) => Outcome::Gone("deleted".into()),
             Ok(Deleted::AlreadyGone) => Outcome::Gone("already gone".into()),
             Err(DeleteError::Unsupported(t)) => Outcome::Skipped(format!("no deleter for {t}")),

@@ -351,7 +351,7 @@ impl Store {
             let mut items = stmt
                 .query_map(rusqlite::params_from_iter(args), resource_row)?
                 .collect::<Result<Vec<_>, _>>()?;
-            let next = super::next_cursor(&mut items, limit, |r| r.arn.clone());
+            let next = super::next_cursor(&mut items, limit, |r| r.arn.to_string());
             Ok((items, next))
         })
         .await

@@ -510,6 +510,30 @@ macro_rules! sql_words {
     )+};
 }
 
+/// The domain's names as SQL text, read back through their parsers.
+macro_rules! sql_names {
+    ($($t:ty),+) => {$(
+        impl rusqlite::types::ToSql for $t {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(rusqlite::types::ToSqlOutput::from(self.to_string()))
+            }
+        }
+
+        impl rusqlite::types::FromSql for $t {
+            fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+                let text = v.as_str()?;
+                <$t>::parse(text).map_err(|e| {
+                    rusqlite::types::FromSqlError::Other(
+                        format!("bad {} `{text}`: {e}", stringify!($t)).into(),
+                    )
+                })
+            }
+        }
+    )+};
+}
+
+sql_names!(crate::model::Arn, crate::model::ProjectName);
+
 sql_words!(
     crate::model::TaskName,
     crate::model::RunOutcome,

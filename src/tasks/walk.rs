@@ -42,7 +42,7 @@ pub fn evaluate_page(
             Record {
                 verdict: e.verdict,
                 reason: e.reason.to_string(),
-                project: e.project.map(|p| p.to_string()),
+                project: e.project.cloned(),
                 action: e.rule.action,
                 grace: e.rule.grace,
                 // The canonical spelling when the tag is a lease id, so findings join leases.
