@@ -13,7 +13,7 @@
 //! tags as well (100 tags a page by default), so volumes carrying 5 tags come 20 to a page.
 //!
 //! moto and awscli come from `make peers` (tests/peers/requirements.txt); the moto server is
-//! started here like tests/it/moto.rs does, on a loopback port, and killed on exit.
+//! started here like tests/it/support/moto.rs does, on a loopback port, and killed on exit.
 //!
 //! `cargo bench --bench pass_vs_awscli` (env: BENCH_VOLUMES (a multiple of 100),
 //! BENCH_AWSCLI_RUNS, EPHEMERA_MOTO_SERVER).

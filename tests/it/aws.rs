@@ -7,7 +7,7 @@ use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
 use aws_sdk_resourcegroupstagging::types::TagFilter;
 use aws_sdk_sts::config::Credentials;
 
-use crate::moto::{DEFAULT_ACCOUNT, Moto};
+use crate::support::moto::{DEFAULT_ACCOUNT, Moto};
 
 const REGION: &str = "us-east-1";
 /// The second account of the two-account test ground.

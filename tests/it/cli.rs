@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -641,22 +641,23 @@ async fn acknowledged_leases_survive_sigkill() {
         }));
     }
     // Kill once a good number of leases went through.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let page: Value = http
-            .get(format!("{url}?limit=1000"))
-            .bearer_auth(OPERATOR)
-            .send()
-            .await
-            .expect("list")
-            .json()
-            .await
-            .expect("json");
-        if page["items"].as_array().map_or(0, Vec::len) >= 200 || Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::support::eventually(
+        "200 leases went through",
+        Duration::from_secs(20),
+        || async {
+            let page: Value = http
+                .get(format!("{url}?limit=1000"))
+                .bearer_auth(OPERATOR)
+                .send()
+                .await
+                .expect("list")
+                .json()
+                .await
+                .expect("json");
+            page["items"].as_array().map_or(0, Vec::len) >= 200
+        },
+    )
+    .await;
     daemon.child.kill().expect("SIGKILL");
     daemon.wait();
     let mut acked = Vec::new();

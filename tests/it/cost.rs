@@ -6,8 +6,8 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::moto::Moto;
-use crate::proxy::{Fault, FaultProxy};
+use crate::support::moto::Moto;
+use crate::support::proxy::{Fault, FaultProxy};
 use crate::support::{
     OPERATOR, TestDaemon, VIEWER, WEB, Workdir, config_text_with_aws, manual_clock, sample,
 };
@@ -428,12 +428,12 @@ async fn a_refresh_while_one_runs_is_refused() {
                 .status()
         })
     };
-    for _ in 0..200 {
-        if proxy.count("GetCostAndUsage") > 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    crate::support::eventually(
+        "the first refresh reaches Cost Explorer",
+        std::time::Duration::from_secs(10),
+        || async { proxy.count("GetCostAndUsage") > 0 },
+    )
+    .await;
     let (s, body) = d.post("/api/v1/cost/refresh", OPERATOR, json!({})).await;
     assert_eq!(s, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["code"], "cost-running");

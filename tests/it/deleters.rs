@@ -25,8 +25,8 @@ use ephemera::model::{Arn, Tags};
 use ephemera::reaper::aws::{self, DELETABLE_TYPES, DeleteError, Deleted, Inspection};
 use serde_json::{Value, json};
 
-use crate::moto::{DEFAULT_ACCOUNT, Moto};
-use crate::seed::{Seeded, SeededResource, seed};
+use crate::support::moto::{DEFAULT_ACCOUNT, Moto};
+use crate::support::seed::{Seeded, SeededResource, seed};
 use crate::support::{Workdir, config_text_with_aws};
 
 /// The second account, reached only through the role template.
@@ -561,7 +561,7 @@ async fn lambda_tags_unreadable_is_an_error_not_untagged() {
     )
     .await;
     let function = arn(&only(&seeded, "fn").arn);
-    let proxy = crate::proxy::FaultProxy::start(&moto.endpoint()).await;
+    let proxy = crate::support::proxy::FaultProxy::start(&moto.endpoint()).await;
     let aws = format!(
         "regions = [\"{US}\"]\nendpoint_url = \"{}\"\nemulator = true\nmax_attempts = 1\n\n\
          [[aws.accounts]]\nid = \"{DEFAULT_ACCOUNT}\"\n",
@@ -580,7 +580,7 @@ async fn lambda_tags_unreadable_is_an_error_not_untagged() {
     );
     proxy.set_fault(
         "GetFunction",
-        crate::proxy::Fault::Respond(
+        crate::support::proxy::Fault::Respond(
             200,
             r#"{"Configuration": {"FunctionName": "f"},
                 "TagsError": {"ErrorCode": "AccessDeniedException",

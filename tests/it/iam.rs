@@ -32,9 +32,9 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 use crate::cli::run;
-use crate::moto::{DEFAULT_ACCOUNT, Moto};
-use crate::proxy::operation_of;
-use crate::seed::seed;
+use crate::support::moto::{DEFAULT_ACCOUNT, Moto};
+use crate::support::proxy::operation_of;
+use crate::support::seed::seed;
 use crate::support::{OPERATOR, TestDaemon, WEB, Workdir, config_text_with_aws};
 
 const US: &str = "us-east-1";
@@ -44,7 +44,7 @@ const ROLE_ARN: &str = "arn:aws:iam::444444444444:role/ephemera";
 /// The access key of the daemon's own (dummy) credentials; assumed roles get moto's keys.
 const OWN_KEY: &str = "testing";
 /// Types moto 5.2.5's GetResources never lists, so a pass never sees them.
-use crate::seed::UNLISTED;
+use crate::support::seed::UNLISTED;
 
 /// One request as IAM sees it.
 #[derive(Debug, Clone)]

@@ -15,10 +15,10 @@ use serde_json::{Value, json};
 
 // The reaper tests' policy: web reaps expired and released resources after an hour.
 use crate::cli::{run, spawn_daemon};
-use crate::moto::Moto;
 use crate::reap::POLICY;
-use crate::seed::{arns_by_key, seed};
-use crate::smtp::{Received, Smtp, Tls};
+use crate::support::moto::Moto;
+use crate::support::seed::{arns_by_key, seed};
+use crate::support::smtp::{Received, Smtp, Tls};
 use crate::support::{
     OPERATOR, TestDaemon, WEB, Workdir, config_text, config_text_with_aws, sample,
 };
@@ -198,13 +198,10 @@ fn by_kind_and_recipient(m: &[Received]) -> BTreeMap<(String, String), usize> {
 
 /// Waits until the daemon's outbox is empty (every message accepted by the server).
 async fn drained(d: &TestDaemon) {
-    for _ in 0..600 {
-        if sample(&d.metrics().await, "ephemera_outbox_pending") == Some(0.0) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("outbox not drained: {}", d.metrics().await);
+    crate::support::eventually("the outbox drains", Duration::from_secs(30), || async {
+        sample(&d.metrics().await, "ephemera_outbox_pending") == Some(0.0)
+    })
+    .await;
 }
 
 /// The whole life of a lease in mail, through a daemon on a manual clock against moto:
@@ -746,27 +743,23 @@ async fn pending_mail_is_delivered_after_sigkill_and_restart() {
         .expect("json");
     let run_id = started["run_id"].as_str().expect("run id").to_owned();
     // Wait until the summary is queued and an attempt at it failed.
-    let mut last = String::new();
-    for _ in 0..600 {
-        last = http
-            .get(format!("{addr}/metrics"))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
-        if sample(&last, "ephemera_email_failures_total").is_some_and(|n| n >= 1.0)
-            && sample(&last, "ephemera_outbox_pending").is_some_and(|n| n >= 1.0)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(
-        sample(&last, "ephemera_email_failures_total").is_some_and(|n| n >= 1.0),
-        "{last}"
-    );
+    crate::support::eventually(
+        "the summary is queued and an attempt at it failed",
+        Duration::from_secs(30),
+        || async {
+            let last = http
+                .get(format!("{addr}/metrics"))
+                .send()
+                .await
+                .expect("metrics")
+                .text()
+                .await
+                .expect("text");
+            sample(&last, "ephemera_email_failures_total").is_some_and(|n| n >= 1.0)
+                && sample(&last, "ephemera_outbox_pending").is_some_and(|n| n >= 1.0)
+        },
+    )
+    .await;
     daemon.child.kill().expect("SIGKILL");
     daemon.wait();
     assert!(smtp.messages().is_empty());
@@ -786,12 +779,10 @@ async fn pending_mail_is_delivered_after_sigkill_and_restart() {
     let store = ephemera::store::Store::open(&work.path().join("state/ephemera.db"))
         .await
         .expect("store");
-    for _ in 0..600 {
-        if store.outbox_pending().await.expect("pending") == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::support::eventually("the outbox drains", Duration::from_secs(30), || async {
+        store.outbox_pending().await.expect("pending") == 0
+    })
+    .await;
     let rows = store.outbox_rows().await.expect("rows");
     assert_eq!(rows.len(), 1, "{rows:#?}");
     assert!(

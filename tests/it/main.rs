@@ -1,5 +1,6 @@
-//! The one integration-test binary. Modules group tests by what they guard; `support`
-//! starts real daemons in-process, `moto` starts the AWS emulator.
+//! The one integration-test binary. Modules group tests by what they guard; `support` holds
+//! the helpers: real daemons in-process, the AWS emulator, the proxy, the seeder, the SMTP
+//! server and the one poll helper.
 
 mod api;
 mod audit;
@@ -10,14 +11,10 @@ mod deleters;
 mod deploy;
 mod iam;
 mod mail;
-mod moto;
 mod prometheus;
 mod promtool;
-mod proxy;
 mod reap;
 mod rules;
 mod safety;
 mod scan;
-mod seed;
-mod smtp;
 mod support;

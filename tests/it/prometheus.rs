@@ -21,11 +21,11 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::cost::{day, queue};
-use crate::moto::Moto;
-use crate::moto::free_port;
-use crate::proxy::{Fault, FaultProxy};
-use crate::seed::seed;
-use crate::smtp::Smtp;
+use crate::support::moto::Moto;
+use crate::support::moto::free_port;
+use crate::support::proxy::{Fault, FaultProxy};
+use crate::support::seed::seed;
+use crate::support::smtp::Smtp;
 use crate::support::{
     DATA, OPERATOR, TestDaemon, WEB, Workdir, config_text_with_aws, lease_tags, manual_clock,
     sample,
@@ -538,33 +538,33 @@ impl Prometheus {
     /// before is one sample and what happens next another (as passes minutes apart would be).
     async fn scraped(&self) {
         let since = unix_now();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            // `timestamp()` straight on the selector: the sample's own time (the scrape's).
-            let last = self
-                .api(
-                    "/api/v1/query",
-                    &[(
-                        "query",
-                        "timestamp(up{job=\"ephemera\"}) and up{job=\"ephemera\"} == 1".to_owned(),
-                    )],
-                )
-                .await;
-            let at = last.as_ref().ok().and_then(|d| {
-                d["result"][0]["value"][1]
-                    .as_str()
-                    .and_then(|v| v.parse::<f64>().ok())
-            });
-            if at.is_some_and(|t| t > since) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "prometheus did not scrape the daemon: {last:?}; log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        crate::support::eventually_ok(
+            "prometheus scrapes the daemon",
+            Duration::from_secs(30),
+            || async {
+                // `timestamp()` straight on the selector: the sample's own time (the scrape's).
+                let last = self
+                    .api(
+                        "/api/v1/query",
+                        &[(
+                            "query",
+                            "timestamp(up{job=\"ephemera\"}) and up{job=\"ephemera\"} == 1"
+                                .to_owned(),
+                        )],
+                    )
+                    .await;
+                let at = last.as_ref().ok().and_then(|d| {
+                    d["result"][0]["value"][1]
+                        .as_str()
+                        .and_then(|v| v.parse::<f64>().ok())
+                });
+                if at.is_some_and(|t| t > since) {
+                    return Ok(());
+                }
+                Err(format!("last answer: {last:?}; log:\n{}", self.log()))
+            },
+        )
+        .await
     }
 }
 
@@ -602,7 +602,7 @@ fn rules_files() -> Vec<RulesFile> {
     files.sort();
     // The checks below loop over what is parsed here: nothing parsed would pass them all.
     assert!(!files.is_empty(), "no rules files in {}", dir.display());
-    let python = crate::seed::python();
+    let python = crate::support::seed::python();
     let out = Command::new(&python)
         .args([
             "-c",
@@ -668,15 +668,11 @@ fn substitute(expr: &str, vars: &BTreeMap<String, String>) -> String {
 
 /// Polls the daemon's own exposition until `ok` holds for it.
 async fn until_metrics(d: &TestDaemon, what: &str, ok: impl Fn(&str) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    crate::support::eventually_ok(what, Duration::from_secs(30), || async {
         let m = d.metrics().await;
-        if ok(&m) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{what}: {m}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        if ok(&m) { Ok(()) } else { Err(m) }
+    })
+    .await
 }
 
 /// A daemon with something in every metric — leases in every state, a refused acquire, two
@@ -861,6 +857,7 @@ top_tasks = 2
     );
     let records = recording_rules(&rules);
     assert!(!records.is_empty(), "no recording rules parsed");
+    // Polled to a deadline, then the failures (if any) are reported with their context.
     let deadline = Instant::now() + Duration::from_secs(30);
     let failures = loop {
         let failures = check(&prom, start, &dashboards, &records).await;

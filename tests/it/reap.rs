@@ -10,9 +10,9 @@ use ephemera::clock::ManualClock;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::moto::Moto;
-use crate::proxy::{Fault, FaultProxy};
-use crate::seed::{arns_by_key, seed};
+use crate::support::moto::Moto;
+use crate::support::proxy::{Fault, FaultProxy};
+use crate::support::seed::{arns_by_key, seed};
 use crate::support::{
     OPERATOR, TestDaemon, VIEWER, WEB, Workdir, config_text_with_aws, manual_clock, sample,
 };
@@ -140,15 +140,13 @@ async fn reap_job(d: &TestDaemon, arns: &[&str]) -> Value {
 
 /// Polls reap job `id` (as the viewer) until it is no longer running (at most a minute).
 async fn wait_job(d: &TestDaemon, id: &str) -> Value {
-    for _ in 0..1200 {
+    let what = format!("reap job {id} finishes");
+    crate::support::eventually_some(&what, Duration::from_secs(60), || async {
         let (s, job) = d.get(&format!("/api/v1/reap/jobs/{id}"), VIEWER).await;
         assert_eq!(s, StatusCode::OK, "{job}");
-        if job["state"] != "running" {
-            return job;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("reap job {id} did not finish");
+        (job["state"] != "running").then_some(job)
+    })
+    .await
 }
 
 /// Whether moto still has the resource, asked through the deleters' own re-read.
@@ -293,12 +291,10 @@ max_project_share_percent = 80
     let (s, started) = d.post("/api/v1/scans", OPERATOR, json!({})).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{started}");
     let run_id = started["run_id"].as_str().expect("run id").to_owned();
-    for _ in 0..400 {
-        if proxy.count("GetCallerIdentity") > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    crate::support::eventually("the act step starts", Duration::from_secs(10), || async {
+        proxy.count("GetCallerIdentity") > 0
+    })
+    .await;
     assert_eq!(proxy.count("GetCallerIdentity"), 1, "the act step started");
     assert_eq!(proxy.count("DeleteVolume"), deletes_before);
     let ec2 = aws_sdk_ec2::Client::new(&moto.sdk_config("us-east-1").await);
@@ -1085,12 +1081,10 @@ async fn sigkill_mid_reaping_loses_no_record_and_deletes_nothing_twice() {
     )
     .await;
     assert_eq!(started.status.code(), Some(0));
-    for _ in 0..400 {
-        if proxy.count("DeleteVolume") > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    crate::support::eventually("a delete is in flight", Duration::from_secs(10), || async {
+        proxy.count("DeleteVolume") > 0
+    })
+    .await;
     assert_eq!(proxy.count("DeleteVolume"), 1, "one delete is in flight");
     daemon.child.kill().expect("SIGKILL");
     let _ = daemon.wait();

@@ -13,10 +13,10 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::cli::{DaemonProcess, run, spawn_daemon};
-use crate::moto::Moto;
-use crate::proxy::{Fault, FaultProxy};
 use crate::reap::exists;
-use crate::seed::{SeededResource, seed};
+use crate::support::moto::Moto;
+use crate::support::proxy::{Fault, FaultProxy};
+use crate::support::seed::{SeededResource, seed};
 use crate::support::{OPERATOR, WEB, Workdir, config_text_with_aws, eventually};
 
 const A: &str = "123456789012";

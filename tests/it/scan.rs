@@ -8,9 +8,9 @@ use chrono::TimeDelta;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::moto::Moto;
-use crate::proxy::{Fault, FaultProxy};
-use crate::seed::{arns_by_key, seed};
+use crate::support::moto::Moto;
+use crate::support::proxy::{Fault, FaultProxy};
+use crate::support::seed::{arns_by_key, seed};
 use crate::support::{
     OPERATOR, TestDaemon, VIEWER, WEB, Workdir, config_text_with_aws, manual_clock, sample,
 };

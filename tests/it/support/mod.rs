@@ -1,5 +1,13 @@
-//! Test helpers: a real daemon in-process on port 0 with its own temp dir and store, and a
-//! small HTTP client for it.
+//! Test helpers: a real daemon in-process on port 0 with its own temp dir and store, a small
+//! HTTP client for it, and the one poll helper ([`eventually`] and its kin). The peers the
+//! tests run against live beside it: [`moto`] (the AWS emulator), [`proxy`] (a recording,
+//! fault-injecting proxy in front of it), [`seed`] (an estate to audit) and [`smtp`] (a real
+//! SMTP server).
+
+pub mod moto;
+pub mod proxy;
+pub mod seed;
+pub mod smtp;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -354,20 +362,49 @@ pub fn sample(metrics: &str, name_and_labels: &str) -> Option<f64> {
 }
 
 /// Polls `check` every 25 ms until it holds; panics naming `what` when `within` has passed
-/// first (never gives up silently).
+/// first (never gives up silently). The one poll loop of the tests.
 pub async fn eventually<F, Fut>(what: &str, within: std::time::Duration, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
+    eventually_some(what, within, || {
+        let held = check();
+        async move { held.await.then_some(()) }
+    })
+    .await
+}
+
+/// Polls `check` every 25 ms until it returns a value, and returns it; panics naming `what`
+/// when `within` has passed first.
+pub async fn eventually_some<T, F, Fut>(what: &str, within: std::time::Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    eventually_ok(what, within, || {
+        let got = check();
+        async move { got.await.ok_or_else(String::new) }
+    })
+    .await
+}
+
+/// Polls `check` every 25 ms until it returns `Ok`, and returns its value; panics naming
+/// `what` and what `check` last saw (its `Err`) when `within` has passed first.
+pub async fn eventually_ok<T, F, Fut>(what: &str, within: std::time::Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
     let deadline = tokio::time::Instant::now() + within;
     loop {
-        if check().await {
-            return;
-        }
+        let last = match check().await {
+            Ok(v) => return v,
+            Err(last) => last,
+        };
         assert!(
             tokio::time::Instant::now() < deadline,
-            "not within {within:?}: {what}"
+            "not within {within:?}: {what}\n{last}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }

@@ -26,7 +26,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
-use crate::moto::{DEFAULT_ACCOUNT, Moto};
+use crate::support::moto::{DEFAULT_ACCOUNT, Moto};
 
 /// The second account of the two-account test ground.
 const AUDIT_ACCOUNT: &str = "210987654321";

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use tempfile::TempDir;
 
-use crate::moto::free_port;
-use crate::seed::python;
+use crate::support::moto::free_port;
+use crate::support::seed::python;
 
 /// How long to wait for the server to start or for messages to arrive.
 const WAIT: Duration = Duration::from_secs(30);
