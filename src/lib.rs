@@ -21,7 +21,7 @@
 //! | [`resource`] | plain records of the audit pass: observed resources, evaluations, findings, walks, runs, a pass's report |
 //! | [`inventory`] | the AWS walk (tagging API, EC2 instance states), client builder, rate limit; the only home of SDK types |
 //! | [`cost`] | spend: Cost Explorer calls, the incremental refresh (final days never refetched), spend/top-task/waste exports; money as integer micro-dollars |
-//! | [`reaper`] | deletion: the pure plan (order, caps, window, allowlist), the act step and on-call reaping with their last-moment checks, per-type AWS deleters ([`reaper::aws`]) and the IAM actions each one calls ([`reaper::iam`]); unarmed, no AWS call |
+//! | [`reaper`] | deletion: the pure plan (order by [`model::ResourceType::rank`], caps, window, allowlist), the act step and on-call reaping with their last-moment checks, the AWS deleters one file per service under [`reaper::aws`] (dispatched by an exhaustive match on [`model::ResourceType`]; SDK errors kept as sources) and the IAM actions each one calls ([`reaper::iam`]); unarmed, no AWS call |
 //! | [`iam`] | the least-privilege IAM policies `ephemera iam-policy` prints (daemon principal, account role), built only from the action tables next to the calls — pure |
 //! | [`jobs`] | on-call reap jobs: started by `POST /api/v1/reap`, run by the daemon (a client that goes away cancels nothing), the last 100 kept in memory |
 //! | [`tasks`] | the pass (walks, evaluation, findings, the reaper's act step, gauges) and the cost refresh, both through one runner (lock, run row, outcome, metrics, skipped ticks); a walk's pages reach the store through a bounded channel to a persister task |

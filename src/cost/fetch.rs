@@ -22,16 +22,34 @@ pub struct Fetched {
     pub requests: u64,
 }
 
+/// Why a cost refresh failed; the SDK's or the store's error, when there is one, is its source.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct CostError(pub String);
+pub enum CostError {
+    /// A Cost Explorer call failed.
+    #[error("{op}: {code}")]
+    Aws {
+        op: &'static str,
+        code: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+    /// The store failed.
+    #[error("the spend store failed")]
+    Store(#[from] crate::store::StoreError),
+    /// An answer or a setting that cannot be used.
+    #[error("{0}")]
+    Invalid(String),
+}
 
-fn sdk_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
-    op: &str,
-    e: &aws_sdk_costexplorer::error::SdkError<E>,
-) -> CostError {
-    let code = e.code().unwrap_or("no code");
-    CostError(format!("{op}: {code}: {}", crate::error_chain(e)))
+fn sdk_error<E>(op: &'static str, e: aws_sdk_costexplorer::error::SdkError<E>) -> CostError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    CostError::Aws {
+        op,
+        code: e.code().unwrap_or("no code").to_owned(),
+        source: Box::new(e),
+    }
 }
 
 /// Daily `metric` for `start..=end_inclusive`, grouped by the tag `tag_key` and by region,
@@ -50,7 +68,7 @@ pub async fn cost_by_tag_and_region(
         .start(start.to_string())
         .end(end.to_string())
         .build()
-        .map_err(|e| CostError(format!("time period: {e}")))?;
+        .map_err(|e| CostError::Invalid(format!("time period: {e}")))?;
     let mut out = Fetched::default();
     let mut token: Option<String> = None;
     loop {
@@ -76,13 +94,13 @@ pub async fn cost_by_tag_and_region(
             .set_next_page_token(token.take())
             .send()
             .await
-            .map_err(|e| sdk_error("GetCostAndUsage", &e))?;
+            .map_err(|e| sdk_error("GetCostAndUsage", e))?;
         for r in page.results_by_time() {
             let Some(day) = r
                 .time_period()
                 .and_then(|p| p.start().parse::<NaiveDate>().ok())
             else {
-                return Err(CostError(
+                return Err(CostError::Invalid(
                     "a result without a valid TimePeriod.Start".into(),
                 ));
             };
@@ -93,7 +111,9 @@ pub async fn cost_by_tag_and_region(
             for g in r.groups() {
                 let keys = g.keys();
                 let (Some(tag), Some(region)) = (keys.first(), keys.get(1)) else {
-                    return Err(CostError(format!("{day}: a group with keys {keys:?}")));
+                    return Err(CostError::Invalid(format!(
+                        "{day}: a group with keys {keys:?}"
+                    )));
                 };
                 let key = tag_value(tag).unwrap_or(tag).to_owned();
                 let amount = g
@@ -102,7 +122,7 @@ pub async fn cost_by_tag_and_region(
                     .and_then(|v| v.amount())
                     .unwrap_or("0");
                 let micro_usd = parse_amount(amount)
-                    .map_err(|e| CostError(format!("{day} {tag} {region}: {e}")))?;
+                    .map_err(|e| CostError::Invalid(format!("{day} {tag} {region}: {e}")))?;
                 out.rows.push(DaySpend {
                     day,
                     key,
@@ -139,7 +159,7 @@ pub async fn allocation_tags_active(
         let page = req
             .send()
             .await
-            .map_err(|e| sdk_error("ListCostAllocationTags", &e))?;
+            .map_err(|e| sdk_error("ListCostAllocationTags", e))?;
         for t in page.cost_allocation_tags() {
             found.push((
                 t.tag_key().to_owned(),

@@ -86,13 +86,13 @@ impl CostTask {
             .config
             .cost_account()
             .map(str::to_owned)
-            .ok_or_else(|| CostError("no account to ask Cost Explorer in".into()))?;
+            .ok_or_else(|| CostError::Invalid("no account to ask Cost Explorer in".into()))?;
         // Cost Explorer has one endpoint, in us-east-1.
         let sdk = self
             .clients
             .config_for(&account, "us-east-1")
             .await
-            .map_err(CostError)?;
+            .map_err(|e| CostError::Invalid(e.to_string()))?;
         let mut report = CostReport::default();
         let final_before = today - TimeDelta::days(i64::from(cost.recent_days));
         let mut tagged_spend = false;
@@ -104,7 +104,7 @@ impl CostTask {
                 .store
                 .final_spend_days(dimension)
                 .await
-                .map_err(|e| CostError(crate::error_chain(&e)))?;
+                .map_err(CostError::Store)?;
             let start = refresh_start(today, self.from(today), &finals, cost.recent_days);
             let metrics = &self.metrics;
             let fetched = fetch::cost_by_tag_and_region(
@@ -140,13 +140,11 @@ impl CostTask {
             self.store
                 .save_spend(dimension, days, fetched.rows, final_before, now)
                 .await
-                .map_err(|e| CostError(crate::error_chain(&e)))?;
+                .map_err(CostError::Store)?;
             tracing::info!(grouping = dimension, from = %start, to = %today, requests = fetched.requests, "spend fetched");
         }
         report.inactive_tags = self.check_tags(&sdk, now, tagged_spend).await;
-        self.export()
-            .await
-            .map_err(|e| CostError(crate::error_chain(&e)))?;
+        self.export().await.map_err(CostError::Store)?;
         Ok(report)
     }
 
@@ -202,7 +200,7 @@ impl CostTask {
                 inactive
             }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot check the cost allocation tags");
+                tracing::warn!(error = %crate::error_chain(&e), "cannot check the cost allocation tags");
                 Vec::new()
             }
         }

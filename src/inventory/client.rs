@@ -58,7 +58,11 @@ impl AwsClients {
 
     /// The config for walking `account` in `region`: through the account's role when one is
     /// configured.
-    pub async fn config_for(&self, account: &str, region: &str) -> Result<SdkConfig, String> {
+    pub async fn config_for(
+        &self,
+        account: &str,
+        region: &str,
+    ) -> Result<SdkConfig, UnknownAccount> {
         let key = (account.to_owned(), region.to_owned());
         if let Some(c) = self.cache.lock().await.get(&key) {
             return Ok(c.clone());
@@ -68,7 +72,7 @@ impl AwsClients {
             .accounts
             .iter()
             .find(|a| a.id == account)
-            .ok_or_else(|| format!("account {account} is not configured"))?;
+            .ok_or_else(|| UnknownAccount(account.to_owned()))?;
         let base = self.base(region).await;
         let conf = match self.aws.role_arn(acc) {
             None => base,
@@ -87,3 +91,8 @@ impl AwsClients {
         Ok(conf)
     }
 }
+
+/// An account the config does not list (so no credentials or role to reach it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("account {0} is not configured")]
+pub struct UnknownAccount(pub String);

@@ -77,7 +77,7 @@ where
     let conf = match clients.config_for(account, region).await {
         Ok(c) => c,
         Err(e) => {
-            result.error = Some(e);
+            result.error = Some(e.to_string());
             return result;
         }
     };

@@ -61,6 +61,20 @@ impl ResourceType {
     pub fn parse(text: &str) -> Option<Self> {
         text.parse().ok()
     }
+
+    /// Deletion order: lower goes first. What uses a thing goes before it (instances before
+    /// their volumes and security groups, AMIs before their snapshots, interfaces before
+    /// security groups). Exhaustive, so a new type must say where it goes.
+    pub fn rank(self) -> u8 {
+        use ResourceType::*;
+        match self {
+            Ec2Instance | LambdaFunction => 0,
+            Ec2Image | Ec2NetworkInterface | Ec2ElasticIp => 1,
+            Ec2Volume | Ec2KeyPair | Ec2LaunchTemplate | S3Bucket | SqsQueue | SnsTopic
+            | DynamodbTable | LogsLogGroup => 2,
+            Ec2Snapshot | Ec2SecurityGroup => 3,
+        }
+    }
 }
 
 impl Serialize for ResourceType {

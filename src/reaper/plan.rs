@@ -71,15 +71,10 @@ pub struct PlanInput<'a> {
     pub manual: bool,
 }
 
-/// Deletion order by type: what uses a thing goes before it (instances before their volumes
-/// and security groups, AMIs before their snapshots, interfaces before security groups).
+/// Deletion order by type ([`ResourceType::rank`]); a type with no deleter (never deleted)
+/// sorts with the middle rank.
 pub fn type_rank(resource_type: &str) -> u8 {
-    match resource_type {
-        "ec2:instance" | "lambda:function" => 0,
-        "ec2:image" | "ec2:network-interface" | "ec2:elastic-ip" => 1,
-        "ec2:snapshot" | "ec2:security-group" => 3,
-        _ => 2,
-    }
+    ResourceType::parse(resource_type).map_or(2, ResourceType::rank)
 }
 
 pub fn plan(candidates: Vec<ReapCandidate>, input: PlanInput<'_>) -> Plan {

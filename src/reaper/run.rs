@@ -578,17 +578,22 @@ impl Reaper {
             Err(e) => return Outcome::Skipped(format!("no client for the account: {e}")),
         };
         if !accounts.contains_key(&c.account) {
-            let verified = verify_account(&sdk, &c.account).await;
-            if let Err(e) = &verified {
-                tracing::error!(account = %c.account, error = %e, "account not verified; nothing deleted in it");
-            }
+            // Logged with its sources once here; the items of the account carry its text.
+            let verified = verify_account(&sdk, &c.account).await.map_err(|e| {
+                let text = crate::error_chain(&e);
+                tracing::error!(account = %c.account, error = %text, "account not verified; nothing deleted in it");
+                text
+            });
             accounts.insert(c.account.clone(), verified);
         }
         if let Some(Err(e)) = accounts.get(&c.account) {
             return Outcome::Skipped(format!("account {} not verified: {e}", c.account));
         }
         let (tags, depends_on) = match aws::inspect(&sdk, arn).await {
-            Err(e) => return Outcome::Failed(format!("re-reading the resource: {e}")),
+            Err(e) => {
+                tracing::warn!(arn = %arn, error = %crate::error_chain(&e), "cannot re-read the resource");
+                return Outcome::Failed(format!("re-reading the resource: {e}"));
+            }
             Ok(Inspection::Gone) => {
                 let how = if c.reap_state.as_deref() == Some("deleting") {
                     "confirmed gone (an interrupted delete had reached AWS)"
@@ -702,7 +707,11 @@ impl Reaper {
             Ok(Deleted::AlreadyGone) => Outcome::Gone("already gone".into()),
             Err(DeleteError::Unsupported(t)) => Outcome::Skipped(format!("no deleter for {t}")),
             Err(DeleteError::Stopped(why)) => Outcome::Skipped(why),
-            Err(e) => Outcome::Failed(e.to_string()),
+            Err(e) => {
+                // The audit record keeps the message; the log keeps the SDK's error under it.
+                tracing::warn!(arn = %arn, error = %crate::error_chain(&e), "delete failed");
+                Outcome::Failed(e.to_string())
+            }
         }
     }
 }
@@ -788,19 +797,28 @@ enum Outcome {
     Failed(String),
 }
 
+/// Why the credentials could not be shown to act in the resource's account.
+#[derive(Debug, thiserror::Error)]
+enum AccountCheck {
+    #[error("GetCallerIdentity failed")]
+    Call(#[source] aws::BoxError),
+    #[error("credentials act in account {got}, not {want}")]
+    Elsewhere { got: String, want: String },
+}
+
 /// The account the credentials act in must be the one the resource is in.
-async fn verify_account(sdk: &aws_config::SdkConfig, want: &str) -> Result<(), String> {
+async fn verify_account(sdk: &aws_config::SdkConfig, want: &str) -> Result<(), AccountCheck> {
     let got = aws_sdk_sts::Client::new(sdk)
         .get_caller_identity()
         .send()
         .await
-        .map_err(|e| format!("GetCallerIdentity failed: {}", crate::error_chain(&e)))?;
+        .map_err(|e| AccountCheck::Call(Box::new(e)))?;
     match got.account() {
         Some(a) if a == want => Ok(()),
-        other => Err(format!(
-            "credentials act in account {}, not {want}",
-            other.unwrap_or("unknown")
-        )),
+        other => Err(AccountCheck::Elsewhere {
+            got: other.unwrap_or("unknown").to_owned(),
+            want: want.to_owned(),
+        }),
     }
 }
 

@@ -387,7 +387,8 @@ async fn attached_volume_depends_on_its_instance_and_is_in_use_until_it_is_termi
     // moto enforces this one, like AWS: VolumeInUse.
     let refused = aws::delete(&sdk, &volume).await;
     assert!(
-        matches!(&refused, Err(DeleteError::InUse(m)) if m.contains("VolumeInUse")),
+        // The SDK's own error is kept as the source, for the log.
+        matches!(&refused, Err(DeleteError::InUse { message: m, source: Some(_) }) if m.contains("VolumeInUse")),
         "{refused:?}"
     );
     assert_eq!(delete(&sdk, &instance, &moto).await, Deleted::Deleted);
@@ -428,7 +429,7 @@ async fn snapshot_backing_an_ami_depends_on_it_and_is_in_use_until_it_is_deregis
     // moto enforces this one, like AWS: InvalidSnapshot.InUse.
     let refused = aws::delete(&sdk, &snapshot).await;
     assert!(
-        matches!(&refused, Err(DeleteError::InUse(m)) if m.contains("InvalidSnapshot.InUse")),
+        matches!(&refused, Err(DeleteError::InUse { message: m, source: Some(_) }) if m.contains("InvalidSnapshot.InUse")),
         "{refused:?}"
     );
     assert_eq!(delete(&sdk, &image, &moto).await, Deleted::Deleted);
@@ -589,7 +590,7 @@ async fn lambda_tags_unreadable_is_an_error_not_untagged() {
         None,
     );
     match aws::inspect(&sdk, &function).await {
-        Err(DeleteError::Aws(msg)) => assert!(
+        Err(DeleteError::Aws { message: msg, .. }) => assert!(
             msg.contains("tags unreadable") && msg.contains("lambda:ListTags"),
             "{msg}"
         ),

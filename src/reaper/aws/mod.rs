@@ -1,0 +1,339 @@
+//! Per-type AWS deleters: [`inspect`] takes a fresh look at one resource right before it is
+//! deleted (is it still there, what tags does it carry now, what must go first), [`delete`]
+//! deletes it.
+//!
+//! Architecture Invariant: the only place that issues mutating AWS calls, and every call is
+//! idempotent: deleting what is already gone answers [`Deleted::AlreadyGone`], never an error.
+//! A deleter deletes exactly the resource its ARN names (an S3 bucket's objects are part of the
+//! bucket); it never deletes, detaches or disassociates a dependency — those are reported in
+//! [`Inspection::Live`]'s `depends_on` for the caller to order, and a deletion they block fails
+//! with [`DeleteError::InUse`]. No call retries beyond the SDK's retry policy. SDK types do not
+//! leave this module.
+
+use std::collections::HashMap;
+
+use aws_config::{Region, SdkConfig};
+use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_ec2::types::{Filter, ImageState, InstanceStateName, VolumeState};
+
+use crate::model::{Arn, ResourceType, Tags};
+
+mod dynamodb;
+mod ec2;
+mod lambda;
+mod logs;
+mod s3;
+mod sns;
+mod sqs;
+
+/// What a fresh look at one resource, right before deleting it, found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inspection {
+    /// Not there any more (or an EC2 instance in `terminated` state): nothing to delete.
+    Gone,
+    /// Alive, with its current tags (as AWS returns them now) and the ARNs of live resources
+    /// that must be deleted before it can be.
+    Live { tags: Tags, depends_on: Vec<Arn> },
+}
+
+/// How a deletion ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deleted {
+    /// This call deleted it (or, for EC2 instances, started its termination).
+    Deleted,
+    /// It was gone before this call.
+    AlreadyGone,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteError {
+    /// No deleter for this type.
+    #[error("resource type `{0}` has no deleter")]
+    Unsupported(String),
+    /// Still in use / a dependency violation (retry on a later pass).
+    #[error("in use: {message}")]
+    InUse {
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// Any other AWS or transport error (message includes the AWS error code when there is
+    /// one); the SDK's error, when there is one, is its source.
+    #[error("{message}")]
+    Aws {
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// A deleter working in batches was told to stop between two (see [`Batches`]).
+    #[error("stopped: {0}")]
+    Stopped(String),
+}
+
+/// What a deleter that works in batches (a bucket's objects, then the bucket) consults
+/// between two batches: it records the progress, then re-reads the resource's tags and asks
+/// whether the work may go on.
+pub trait Batches: Sync {
+    /// Records that `removed` parts are gone so far (the audit log, so an emptying that is
+    /// interrupted is visible, and the next pass resumes it).
+    fn progress(&self, removed: u64) -> impl std::future::Future<Output = ()> + Send;
+    /// Whether the work may go on, given the resource's tags as they are now; the reason to
+    /// stop otherwise.
+    fn still_doomed(&self, tags: &Tags) -> Result<(), String>;
+}
+
+/// Batches that never stop and record nothing.
+#[derive(Debug)]
+pub struct Unwatched;
+
+impl Batches for Unwatched {
+    async fn progress(&self, _removed: u64) {}
+    fn still_doomed(&self, _tags: &Tags) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// The resource types (as `Arn::resource_type()` spells them) this module can inspect and
+/// delete.
+pub const DELETABLE_TYPES: &[&str] = &[
+    "ec2:instance",
+    "ec2:volume",
+    "ec2:snapshot",
+    "ec2:image",
+    "ec2:security-group",
+    "ec2:network-interface",
+    "ec2:elastic-ip",
+    "ec2:key-pair",
+    "ec2:launch-template",
+    "s3:bucket",
+    "sqs:queue",
+    "sns:topic",
+    "dynamodb:table",
+    "lambda:function",
+    "logs:log-group",
+];
+
+/// Looks at the resource `arn` names, through the service that owns it, with `sdk` (the config
+/// for the resource's account and region).
+pub async fn inspect(sdk: &SdkConfig, arn: &Arn) -> Result<Inspection, DeleteError> {
+    use ResourceType::*;
+    let id = arn.resource_id();
+    // Exhaustive: a type added to `ResourceType` does not compile until it can be inspected.
+    match deletable(arn)? {
+        Ec2Instance => ec2::inspect_instance(&ec2::client(sdk), id).await,
+        Ec2Volume => ec2::inspect_volume(&ec2::client(sdk), arn, id).await,
+        Ec2Snapshot => ec2::inspect_snapshot(&ec2::client(sdk), arn, id).await,
+        Ec2Image => ec2::inspect_image(&ec2::client(sdk), id).await,
+        Ec2SecurityGroup => ec2::inspect_security_group(&ec2::client(sdk), arn, id).await,
+        Ec2NetworkInterface => ec2::inspect_network_interface(&ec2::client(sdk), arn, id).await,
+        Ec2ElasticIp => ec2::inspect_address(&ec2::client(sdk), arn, id).await,
+        Ec2KeyPair => ec2::inspect_key_pair(&ec2::client(sdk), id).await,
+        Ec2LaunchTemplate => ec2::inspect_launch_template(&ec2::client(sdk), id).await,
+        S3Bucket => s3::inspect(sdk, id).await,
+        SqsQueue => sqs::inspect(sdk, arn).await,
+        SnsTopic => sns::inspect(sdk, arn).await,
+        DynamodbTable => dynamodb::inspect(sdk, arn).await,
+        LambdaFunction => lambda::inspect(sdk, arn).await,
+        LogsLogGroup => logs::inspect(sdk, arn).await,
+    }
+}
+
+/// The type of the resource `arn` names, if it has a deleter.
+fn deletable(arn: &Arn) -> Result<ResourceType, DeleteError> {
+    let t = arn.resource_type();
+    ResourceType::parse(&t).ok_or(DeleteError::Unsupported(t))
+}
+
+/// Deletes the resource `arn` names with `sdk` (the config for its account and region).
+/// Idempotent: a resource already gone answers [`Deleted::AlreadyGone`].
+pub async fn delete(sdk: &SdkConfig, arn: &Arn) -> Result<Deleted, DeleteError> {
+    delete_watched(sdk, arn, &Unwatched).await
+}
+
+/// Like [`delete`], consulting `watch` between the batches of a deleter that works in
+/// batches (an S3 bucket's objects).
+pub async fn delete_watched<B: Batches>(
+    sdk: &SdkConfig,
+    arn: &Arn,
+    watch: &B,
+) -> Result<Deleted, DeleteError> {
+    use ResourceType::*;
+    let id = arn.resource_id();
+    // Exhaustive: a type added to `ResourceType` does not compile until it can be deleted.
+    match deletable(arn)? {
+        Ec2Instance => ec2::terminate_instance(&ec2::client(sdk), id).await,
+        Ec2Volume => ec2::delete_volume(&ec2::client(sdk), id).await,
+        Ec2Snapshot => ec2::delete_snapshot(&ec2::client(sdk), id).await,
+        Ec2Image => ec2::deregister_image(&ec2::client(sdk), id).await,
+        Ec2SecurityGroup => ec2::delete_security_group(&ec2::client(sdk), id).await,
+        Ec2NetworkInterface => ec2::delete_network_interface(&ec2::client(sdk), id).await,
+        Ec2ElasticIp => ec2::release_address(&ec2::client(sdk), id).await,
+        Ec2KeyPair => ec2::delete_key_pair(&ec2::client(sdk), id).await,
+        Ec2LaunchTemplate => ec2::delete_launch_template(&ec2::client(sdk), id).await,
+        S3Bucket => s3::delete(sdk, id, watch).await,
+        SqsQueue => sqs::delete(sdk, arn).await,
+        SnsTopic => sns::delete(sdk, arn).await,
+        DynamodbTable => dynamodb::delete(sdk, arn).await,
+        LambdaFunction => lambda::delete(sdk, arn).await,
+        LogsLogGroup => logs::delete(sdk, arn).await,
+    }
+}
+
+/// An error kept as the source of another.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// One failed AWS call: what the deleters branch on, and the SDK's error itself.
+#[derive(Debug)]
+struct Failure {
+    code: Option<String>,
+    /// `Operation: Code: message`, or the whole error chain when AWS gave no code (transport).
+    message: String,
+    /// The SDK's error; none where the failure is ours (a call that succeeded, but said no).
+    source: Option<BoxError>,
+}
+
+impl Failure {
+    fn of<E>(operation: &str, e: E) -> Failure
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let code = e.code().map(str::to_owned);
+        let message = match (&code, e.message()) {
+            (Some(c), Some(m)) => format!("{operation}: {c}: {m}"),
+            (Some(c), None) => format!("{operation}: {c}"),
+            (None, _) => format!("{operation}: {}", DisplayErrorContext(&e)),
+        };
+        Failure {
+            code,
+            message,
+            source: Some(Box::new(e)),
+        }
+    }
+
+    fn is(&self, codes: &[&str]) -> bool {
+        self.code.as_deref().is_some_and(|c| codes.contains(&c))
+    }
+
+    /// [`DeleteError::InUse`] for one of `in_use`, else [`DeleteError::Aws`].
+    fn into_error(self, in_use: &[&str]) -> DeleteError {
+        if self.is(in_use) {
+            DeleteError::InUse {
+                message: self.message,
+                source: self.source,
+            }
+        } else {
+            DeleteError::Aws {
+                message: self.message,
+                source: self.source,
+            }
+        }
+    }
+}
+
+/// `map_err` shorthand: `.map_err(fail("DeleteVolume"))`.
+fn fail<E>(operation: &'static str) -> impl Fn(E) -> Failure
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    move |e| Failure::of(operation, e)
+}
+
+/// The answer of a deleting call: gone before for one of `not_found`, in use for one of
+/// `in_use`.
+fn settle<T>(
+    result: Result<T, Failure>,
+    not_found: &[&str],
+    in_use: &[&str],
+) -> Result<Deleted, DeleteError> {
+    match result {
+        Ok(_) => Ok(Deleted::Deleted),
+        Err(f) if f.is(not_found) => Ok(Deleted::AlreadyGone),
+        Err(f) => Err(f.into_error(in_use)),
+    }
+}
+
+fn live(tags: Tags) -> Inspection {
+    Inspection::Live {
+        tags,
+        depends_on: Vec::new(),
+    }
+}
+
+fn map_tags(tags: Option<&HashMap<String, String>>) -> Tags {
+    Tags::from_pairs(
+        tags.into_iter()
+            .flatten()
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    )
+}
+
+/// `arn:PARTITION:SERVICE:REGION:ACCOUNT:resource` in the partition, region and account of
+/// `of`, formatted as the tagging API formats it.
+fn sibling(of: &Arn, service: &str, resource: &str) -> Arn {
+    let partition = of.as_str().split(':').nth(1).unwrap_or("aws");
+    Arn::parse(&format!(
+        "arn:{partition}:{service}:{}:{}:{resource}",
+        of.region(),
+        of.account()
+    ))
+    .expect("built from a parsed ARN's non-empty parts and a non-empty resource")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deletable_types_are_what_arns_of_those_types_yield() {
+        let cases = [
+            "arn:aws:ec2:us-east-1:123456789012:instance/i-0abc",
+            "arn:aws:ec2:us-east-1:123456789012:volume/vol-1",
+            "arn:aws:ec2:us-east-1:123456789012:snapshot/snap-1",
+            "arn:aws:ec2:us-east-1:123456789012:image/ami-1",
+            "arn:aws:ec2:us-east-1:123456789012:security-group/sg-1",
+            "arn:aws:ec2:us-east-1:123456789012:network-interface/eni-1",
+            "arn:aws:ec2:us-east-1:123456789012:elastic-ip/eipalloc-1",
+            "arn:aws:ec2:us-east-1:123456789012:key-pair/key-1",
+            "arn:aws:ec2:us-east-1:123456789012:launch-template/lt-1",
+            "arn:aws:s3:::bucket-1",
+            "arn:aws:sqs:us-east-1:123456789012:q",
+            "arn:aws:sns:us-east-1:123456789012:t",
+            "arn:aws:dynamodb:us-east-1:123456789012:table/t",
+            "arn:aws:lambda:us-east-1:123456789012:function:f",
+            "arn:aws:logs:us-east-1:123456789012:log-group:/aws/x",
+        ];
+        let types: Vec<String> = cases
+            .iter()
+            .map(|a| Arn::parse(a).expect("valid").resource_type())
+            .collect();
+        assert_eq!(types, DELETABLE_TYPES);
+    }
+
+    #[test]
+    fn names_inside_arns() {
+        let arn = |s: &str| Arn::parse(s).expect("valid");
+        let logs = arn("arn:aws:logs:us-east-1:1:log-group:/aws/lambda/f");
+        assert_eq!(logs::group_name(&logs).ok(), Some("/aws/lambda/f"));
+        let logs_star = arn("arn:aws:logs:us-east-1:1:log-group:/a/b:*");
+        assert_eq!(logs::group_name(&logs_star).ok(), Some("/a/b"));
+        let f = arn("arn:aws:lambda:us-east-1:1:function:f");
+        assert_eq!(lambda::function_name(&f).ok(), Some("f"));
+        let version = arn("arn:aws:lambda:us-east-1:1:function:f:3");
+        assert!(matches!(
+            lambda::function_name(&version),
+            Err(DeleteError::Unsupported(_))
+        ));
+        let t = arn("arn:aws:dynamodb:us-east-1:1:table/t1");
+        assert_eq!(dynamodb::table_name(&t).ok(), Some("t1"));
+        let stream = arn("arn:aws:dynamodb:us-east-1:1:table/t1/stream/2024");
+        assert!(matches!(
+            dynamodb::table_name(&stream),
+            Err(DeleteError::Unsupported(_))
+        ));
+        let vol = arn("arn:aws-cn:ec2:cn-north-1:1:volume/vol-1");
+        assert_eq!(
+            sibling(&vol, "ec2", "instance/i-1").as_str(),
+            "arn:aws-cn:ec2:cn-north-1:1:instance/i-1"
+        );
+    }
+}

@@ -1,0 +1,58 @@
+//! SQS queues.
+
+use super::*;
+
+// The JSON protocol answers `QueueDoesNotExist`, the query protocol (and moto) the legacy
+// code.
+const NO_QUEUE: &[&str] = &[
+    "AWS.SimpleQueueService.NonExistentQueue",
+    "QueueDoesNotExist",
+];
+
+/// The queue's URL, or `None` when it does not exist.
+async fn url(sqs: &aws_sdk_sqs::Client, arn: &Arn) -> Result<Option<String>, DeleteError> {
+    match sqs
+        .get_queue_url()
+        .queue_name(arn.resource_id())
+        .queue_owner_aws_account_id(arn.account())
+        .send()
+        .await
+        .map_err(fail("GetQueueUrl"))
+    {
+        Ok(out) => Ok(out.queue_url().map(str::to_owned)),
+        Err(f) if f.is(NO_QUEUE) => Ok(None),
+        Err(f) => Err(f.into_error(&[])),
+    }
+}
+
+pub(super) async fn inspect(sdk: &SdkConfig, arn: &Arn) -> Result<Inspection, DeleteError> {
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let Some(url) = url(&sqs, arn).await? else {
+        return Ok(Inspection::Gone);
+    };
+    match sqs
+        .list_queue_tags()
+        .queue_url(url)
+        .send()
+        .await
+        .map_err(fail("ListQueueTags"))
+    {
+        Ok(out) => Ok(live(map_tags(out.tags()))),
+        Err(f) if f.is(NO_QUEUE) => Ok(Inspection::Gone),
+        Err(f) => Err(f.into_error(&[])),
+    }
+}
+
+pub(super) async fn delete(sdk: &SdkConfig, arn: &Arn) -> Result<Deleted, DeleteError> {
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let Some(url) = url(&sqs, arn).await? else {
+        return Ok(Deleted::AlreadyGone);
+    };
+    let r = sqs
+        .delete_queue()
+        .queue_url(url)
+        .send()
+        .await
+        .map_err(fail("DeleteQueue"));
+    settle(r, NO_QUEUE, &[])
+}
