@@ -1,0 +1,118 @@
+//! `/cost` and `/cost/refresh`: spend from the store, and a refresh now.
+
+use super::*;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CostQuery {
+    by: Option<String>,
+    since: Option<String>,
+}
+
+/// Spend from the store (never a Cost Explorer call): per project, task or region since a
+/// day (`2026-03-01`) or for the last days (`30d`, today included).
+pub(super) async fn show_cost(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    Params(q): Params<CostQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    use crate::auth::Role;
+    let by = q.by.unwrap_or_else(|| "project".into());
+    if !["project", "task", "region"].contains(&by.as_str()) {
+        return Err(invalid_query(format!(
+            "`by` is project, task or region, not `{by}`"
+        )));
+    }
+    if who.role == Role::Lessee && by != "project" {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "lessees see spend by project (their own) only",
+        ));
+    }
+    let today = s.tasks.today();
+    let since_text = q.since.unwrap_or_else(|| "30d".into());
+    let since = match since_text.parse::<chrono::NaiveDate>() {
+        Ok(d) => d,
+        Err(_) => {
+            let d = crate::model::HumanDuration::parse(&since_text)
+                .ok()
+                .filter(|d| d.as_secs().is_multiple_of(86_400) && d.as_secs() > 0)
+                .ok_or_else(|| {
+                    invalid_query(format!(
+                        "`since` is a day (2026-03-01) or whole days (30d), not `{since_text}`"
+                    ))
+                })?;
+            today - chrono::TimeDelta::days((d.as_secs() / 86_400) as i64 - 1)
+        }
+    };
+    let dimension = if by == "task" { "task" } else { "project" };
+    let totals = s
+        .store
+        .spend_totals(dimension, since)
+        .await
+        .map_err(|e| internal(&e))?;
+    let mut sums: std::collections::BTreeMap<String, (i64, bool)> = Default::default();
+    for t in totals {
+        let key = if by == "region" {
+            t.region
+        } else if t.key.is_empty() {
+            "untagged".into()
+        } else {
+            t.key
+        };
+        if !who.can_see(&key) {
+            continue;
+        }
+        let e = sums.entry(key).or_default();
+        e.0 += t.micro_usd;
+        e.1 |= t.estimated;
+    }
+    let mut items: Vec<(String, i64, bool)> =
+        sums.into_iter().map(|(k, (m, e))| (k, m, e)).collect();
+    items.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let total: i64 = items.iter().map(|i| i.1).sum();
+    Ok(Json(serde_json::json!({
+        "by": by,
+        "since": since,
+        "until": today,
+        "items": items.iter().map(|(k, m, e)| serde_json::json!({
+            by.as_str(): k, "usd": crate::cost::format_usd(*m), "micro_usd": m, "estimated": e,
+        })).collect::<Vec<_>>(),
+        "total_usd": crate::cost::format_usd(total),
+    })))
+}
+
+/// Runs a cost refresh now (billed: about two Cost Explorer requests). Operators only.
+pub(super) async fn refresh_cost(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    forbid_unless(&who, &[crate::auth::Role::Operator], "refresh spend")?;
+    match s.tasks.run_cost(&format!("api:{}", who.name)).await {
+        Ok(crate::tasks::CostRun {
+            run_id,
+            outcome,
+            result: Ok(report),
+        }) => Ok(Json(
+            serde_json::json!({"run_id": run_id, "outcome": outcome, "report": report}),
+        )),
+        Ok(crate::tasks::CostRun {
+            run_id,
+            result: Err(e),
+            ..
+        }) => Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "cost-explorer-failed",
+            format!("run {run_id}: {}", crate::error_chain(&e)),
+        )),
+        Err(crate::tasks::TaskError::AlreadyRunning(_) | crate::tasks::TaskError::Busy(_)) => {
+            Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "cost-running",
+                "a cost refresh is already running",
+            ))
+        }
+        Err(crate::tasks::TaskError::Store(e)) => Err(internal(&e)),
+    }
+}

@@ -1,0 +1,121 @@
+//! Errors: every failure becomes a status and a stable code here, and nowhere else.
+
+use super::*;
+
+/// An error response: status, stable code, human message.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    pub(super) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = (
+            self.status,
+            Json(ErrorBody {
+                code: self.code.to_owned(),
+                message: self.message,
+            }),
+        )
+            .into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+impl From<crate::tasks::TaskError> for ApiError {
+    /// The errors of on-call reaping (a scan or a cost refresh maps its own).
+    fn from(e: crate::tasks::TaskError) -> Self {
+        match e {
+            crate::tasks::TaskError::AlreadyRunning(id) => ApiError::new(
+                StatusCode::CONFLICT,
+                "scan-running",
+                format!("a scan is running (run {id}); reap after it ends"),
+            ),
+            e @ crate::tasks::TaskError::Busy(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                "scan-running",
+                format!("{e}; reap after it ends"),
+            ),
+            crate::tasks::TaskError::Store(e) => internal(&e),
+        }
+    }
+}
+
+pub(super) fn reap_job_not_found(id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "reap-job-not-found",
+        format!("no reap job {id} (jobs are kept in memory: the last 100, until a restart)"),
+    )
+}
+
+impl From<LeaseError> for ApiError {
+    fn from(e: LeaseError) -> Self {
+        let status = match &e {
+            LeaseError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            LeaseError::Denied(d) => match d {
+                Denial::NotALessee { .. } => StatusCode::FORBIDDEN,
+                Denial::QuotaExceeded { .. } => StatusCode::CONFLICT,
+                Denial::UnknownProject(_)
+                | Denial::TtlAboveMax { .. }
+                | Denial::HeartbeatAboveTtl { .. }
+                | Denial::RegionNotAllowed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            },
+            LeaseError::NotFound(_) => StatusCode::NOT_FOUND,
+            LeaseError::Forbidden(_) => StatusCode::FORBIDDEN,
+            LeaseError::Ended(_) => StatusCode::CONFLICT,
+            LeaseError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let message = match &e {
+            // The chain was logged where it happened; callers get no internals.
+            LeaseError::Store(_) => "internal error; see the daemon's log".to_owned(),
+            other => other.to_string(),
+        };
+        ApiError::new(status, e.code(), message)
+    }
+}
+
+pub(super) fn invalid_query(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid-query", message)
+}
+
+pub(super) fn internal(e: &crate::store::StoreError) -> ApiError {
+    tracing::error!(error = %crate::error_chain(e), "store failed");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal error; see the daemon's log",
+    )
+}
+
+pub(super) fn forbid_unless(
+    who: &Principal,
+    roles: &[crate::auth::Role],
+    what: &str,
+) -> Result<(), ApiError> {
+    if roles.contains(&who.role) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("principal `{}` may not {what}", who.name),
+        ))
+    }
+}

@@ -1,0 +1,99 @@
+//! `/plan`, `/reap` and `/reap/jobs`: the deletion plan and on-call reaping.
+
+use super::*;
+
+/// The deletion plan as it stands (lessees see their projects' items only).
+pub(super) async fn show_plan(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let mut plan = s
+        .tasks
+        .reaper()
+        .current_plan()
+        .await
+        .map_err(|e| internal(&e))?;
+    if who.role == crate::auth::Role::Lessee {
+        plan.items.retain(|i| {
+            i.candidate
+                .project
+                .as_ref()
+                .is_some_and(|p| who.can_see(p.as_str()))
+        });
+        // A project's cap names the project: lessees see the pass cap and their own.
+        plan.capped.retain(|c| {
+            c.scope
+                .strip_prefix("project:")
+                .is_none_or(|p| who.can_see(p))
+        });
+    }
+    Ok(Json(serde_json::json!({
+        "armed": s.tasks.armed(),
+        "items": plan.items,
+        "capped": plan.capped,
+    })))
+}
+
+/// On-call reaping: the same guards as a pass, except the grace deadline. Operators only.
+/// A plan only is answered at once (200; it deletes nothing); otherwise a job is started that
+/// the daemon owns (202, `Location: /api/v1/reap/jobs/{id}`): the client may go away.
+pub(super) async fn reap(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    Body(req): Body<ReapRequest>,
+) -> Result<Response, ApiError> {
+    forbid_unless(&who, &[crate::auth::Role::Operator], "reap resources")?;
+    if req.arns.is_empty() || req.arns.len() > 1000 {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-request",
+            "`arns` must hold 1 to 1000 ARNs",
+        ));
+    }
+    if let Some(bad) = req
+        .arns
+        .iter()
+        .find(|a| crate::model::Arn::parse(a).is_err())
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-request",
+            format!("`{bad}` is not an ARN"),
+        ));
+    }
+    if req.plan_only {
+        let (plan, results) = s
+            .tasks
+            .plan_reap(&req.arns)
+            .await
+            .map_err(|e| internal(&e))?;
+        return Ok(Json(serde_json::json!({
+            "armed": s.tasks.armed(),
+            "plan": plan.items,
+            "capped": plan.capped,
+            "results": results,
+        }))
+        .into_response());
+    }
+    let job = s.reap_jobs.start(req.arns, &who.name).await?;
+    let mut resp = (StatusCode::ACCEPTED, Json(ReapJobView::new(&job))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/reap/jobs/{}", job.id)) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(resp)
+}
+
+/// An on-call reap job: its starter, operators and viewers may read it; to anyone else it
+/// does not exist.
+pub(super) async fn show_reap_job(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ReapJobView>, ApiError> {
+    let job = s
+        .reap_jobs
+        .get(&id)
+        .filter(|j| who.may_see_job_of(&j.principal))
+        .ok_or_else(|| reap_job_not_found(&id))?;
+    Ok(Json(ReapJobView::new(&job)))
+}

@@ -1,0 +1,77 @@
+//! `/scans` and `/status`: passes started and how they went.
+
+use super::*;
+
+pub(super) async fn start_scan(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+) -> Result<Response, ApiError> {
+    forbid_unless(&who, &[crate::auth::Role::Operator], "start a scan")?;
+    match s
+        .tasks
+        .start_scan(&format!("api:{}", who.name), &who.name)
+        .await
+    {
+        Ok(run_id) => {
+            let body =
+                serde_json::json!({"run_id": run_id, "outcome": crate::model::RunOutcome::Running});
+            let mut resp = (StatusCode::ACCEPTED, Json(body)).into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/scans/{run_id}")) {
+                resp.headers_mut().insert(header::LOCATION, v);
+            }
+            Ok(resp)
+        }
+        Err(crate::tasks::TaskError::AlreadyRunning(id)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "scan-running",
+            format!("a scan is already running (run {id})"),
+        )),
+        Err(e @ crate::tasks::TaskError::Busy(_)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "scan-running",
+            e.to_string(),
+        )),
+        Err(crate::tasks::TaskError::Store(e)) => Err(internal(&e)),
+    }
+}
+
+pub(super) async fn show_scan(
+    State(s): State<AppState>,
+    Caller(_who): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let run = s
+        .store
+        .get_run(id.clone())
+        .await
+        .map_err(|e| internal(&e))?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "run-not-found",
+                format!("no run {id}"),
+            )
+        })?;
+    let walks = s.store.walks_of(id).await.map_err(|e| internal(&e))?;
+    Ok(Json(serde_json::json!({"run": run, "walks": walks})))
+}
+
+pub(super) async fn status(
+    State(s): State<AppState>,
+    Caller(_who): Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let runs = s.store.latest_runs().await.map_err(|e| internal(&e))?;
+    let walks = match runs.iter().find(|r| r.task == crate::model::TaskName::Scan) {
+        Some(r) => s
+            .store
+            .walks_of(r.id.clone())
+            .await
+            .map_err(|e| internal(&e))?,
+        None => vec![],
+    };
+    Ok(Json(serde_json::json!({
+        "tasks": runs,
+        "running_scan": s.tasks.running_scan().await,
+        "last_scan_walks": walks,
+    })))
+}
