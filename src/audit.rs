@@ -186,6 +186,13 @@ impl serde::Serialize for AuditHead {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for AuditHead {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl FromStr for AuditHead {
     type Err = String;
 

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::{
     Action, Arn, Decision, HumanDuration, ProjectName, ReapMode, RunOutcome, Tags, TaskName,
@@ -85,7 +85,7 @@ pub struct Finding {
 }
 
 /// How one walk of (account, region) ended.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WalkRecord {
     pub account: String,
     pub region: String,
@@ -190,7 +190,7 @@ pub struct AuditBreak {
 }
 
 /// What a scan did.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ScanReport {
     pub run_id: String,
     /// Who started the pass, as the audit log names it: `scheduler`, `once` (`scan --once`)
@@ -216,7 +216,7 @@ pub struct ScanReport {
 }
 
 /// The act step of a pass, in counts.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ReapSummary {
     pub armed: bool,
     pub marked: u64,

@@ -5,7 +5,11 @@ use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::http::dto::{ErrorBody, LeaseList, LeaseView, ReapJobView, ReapRequest, RenewRequest};
+use crate::http::dto::{
+    AuditList, AuditVerdict, CostRefreshView, CostView, ErrorBody, FindingList, LeaseList,
+    LeaseView, PlanView, ReapJobView, ReapPlanView, ReapRequest, RenewRequest, ScanStarted,
+    ScanView, StatusView,
+};
 use crate::lease::AcquireRequest;
 
 #[derive(Debug)]
@@ -113,7 +117,7 @@ impl Client {
     }
 
     /// The on-call plan for `arns` (`POST /reap` with `plan_only`); deletes nothing.
-    pub async fn plan_reap(&self, arns: &[String]) -> anyhow::Result<serde_json::Value> {
+    pub async fn plan_reap(&self, arns: &[String]) -> anyhow::Result<ReapPlanView> {
         let req = ReapRequest {
             arns: arns.to_vec(),
             plan_only: true,
@@ -135,16 +139,41 @@ impl Client {
             .await
     }
 
-    pub async fn get_value(
-        &self,
-        path: &str,
-        query: &[(&str, String)],
-    ) -> anyhow::Result<serde_json::Value> {
-        self.call(Method::GET, path, query, None).await
+    pub async fn findings(&self, query: &[(&str, String)]) -> anyhow::Result<FindingList> {
+        self.call(Method::GET, "/findings", query, None).await
     }
 
-    pub async fn post_value(&self, path: &str) -> anyhow::Result<serde_json::Value> {
-        self.call(Method::POST, path, &[], None).await
+    pub async fn plan(&self) -> anyhow::Result<PlanView> {
+        self.call(Method::GET, "/plan", &[], None).await
+    }
+
+    pub async fn audit(&self, query: &[(&str, String)]) -> anyhow::Result<AuditList> {
+        self.call(Method::GET, "/audit", query, None).await
+    }
+
+    pub async fn audit_verify(&self, query: &[(&str, String)]) -> anyhow::Result<AuditVerdict> {
+        self.call(Method::GET, "/audit/verify", query, None).await
+    }
+
+    pub async fn cost(&self, query: &[(&str, String)]) -> anyhow::Result<CostView> {
+        self.call(Method::GET, "/cost", query, None).await
+    }
+
+    pub async fn refresh_cost(&self) -> anyhow::Result<CostRefreshView> {
+        self.call(Method::POST, "/cost/refresh", &[], None).await
+    }
+
+    pub async fn status(&self) -> anyhow::Result<StatusView> {
+        self.call(Method::GET, "/status", &[], None).await
+    }
+
+    pub async fn start_scan(&self) -> anyhow::Result<ScanStarted> {
+        self.call(Method::POST, "/scans", &[], None).await
+    }
+
+    pub async fn scan(&self, run_id: &str) -> anyhow::Result<ScanView> {
+        self.call(Method::GET, &format!("/scans/{}", enc(run_id)), &[], None)
+            .await
     }
 }
 

@@ -22,6 +22,8 @@ use crate::config::{self, Config};
 use crate::http::dto::{LeaseView, ReapJobState};
 use crate::lease::AcquireRequest;
 use crate::logging::{self, LogFormat};
+use crate::model::{Decision, RunOutcome};
+use crate::resource::ScanReport;
 use client::Client;
 
 #[derive(Debug, Parser)]
@@ -501,12 +503,12 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                     q.push((k, v));
                 }
             }
-            let page = api.get_value("/findings", &q).await?;
+            let page = api.findings(&q).await?;
             match client.output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&page)?),
                 Output::Table | Output::Csv => {
                     print!("{}", output::findings_table(&page));
-                    if let Some(c) = page["next_cursor"].as_str() {
+                    if let Some(c) = &page.next_cursor {
                         eprintln!("more: --cursor {c}");
                     }
                 }
@@ -515,10 +517,12 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Plan { client } => {
             let api = Client::new(&client.addr, client.token.as_deref())?;
-            let plan = api.get_value("/plan", &[]).await?;
+            let plan = api.plan().await?;
             match client.output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
-                Output::Table | Output::Csv => print!("{}", output::plan_table(&plan)),
+                Output::Table | Output::Csv => {
+                    print!("{}", output::plan_table(&plan.items, plan.armed))
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -548,12 +552,12 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                     q.push((k, v));
                 }
             }
-            let page = api.get_value("/audit", &q).await?;
+            let page = api.audit(&q).await?;
             match client.output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&page)?),
                 Output::Table | Output::Csv => {
                     print!("{}", output::audit_table(&page));
-                    if let Some(c) = page["next_cursor"].as_str() {
+                    if let Some(c) = &page.next_cursor {
                         eprintln!("more: --cursor {c}");
                     }
                 }
@@ -580,31 +584,34 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                     let store = crate::store::Store::open(&config.store.path)
                         .await?
                         .with_audit_key(key);
-                    crate::http::dto::audit_verdict(store.audit_verify(head.clone()).await?)
+                    crate::http::dto::AuditVerdict::from(store.audit_verify(head.clone()).await?)
                 }
                 None => {
                     let q: Vec<(&str, String)> =
                         head.iter().map(|h| ("head", h.to_string())).collect();
                     Client::new(&client.addr, client.token.as_deref())?
-                        .get_value("/audit/verify", &q)
+                        .audit_verify(&q)
                         .await?
                 }
             };
             match client.output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&verdict)?),
-                Output::Table | Output::Csv if verdict["ok"] == true => {
-                    println!("audit log intact: {} records", verdict["records"]);
+                Output::Table | Output::Csv if verdict.ok => {
+                    println!(
+                        "audit log intact: {} records",
+                        verdict.records.unwrap_or_default()
+                    );
                     if let Some(h) = &head {
                         println!("published head {h} found in the chain");
                     }
                 }
                 Output::Table | Output::Csv => println!(
                     "audit log BROKEN at record {}: {}",
-                    verdict["broken_at"],
-                    verdict["problem"].as_str().unwrap_or("?")
+                    verdict.broken_at.unwrap_or_default(),
+                    verdict.problem.as_deref().unwrap_or("?")
                 ),
             }
-            Ok(if verdict["ok"] == true {
+            Ok(if verdict.ok {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
@@ -618,21 +625,19 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         } => {
             let api = Client::new(&client.addr, client.token.as_deref())?;
             if refresh {
-                api.post_value("/cost/refresh").await?;
+                api.refresh_cost().await?;
             }
-            let spend = api
-                .get_value("/cost", &[("by", by.clone()), ("since", since)])
-                .await?;
+            let spend = api.cost(&[("by", by.clone()), ("since", since)]).await?;
             match client.output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&spend)?),
-                Output::Csv => print!("{}", output::cost_csv(&spend, &by)),
-                Output::Table => print!("{}", output::cost_table(&spend, &by)),
+                Output::Csv => print!("{}", output::cost_csv(&spend)?),
+                Output::Table => print!("{}", output::cost_table(&spend)),
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { client } => {
             let api = Client::new(&client.addr, client.token.as_deref())?;
-            let status = api.get_value("/status", &[]).await?;
+            let status = api.status().await?;
             match client.output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&status)?),
                 Output::Table | Output::Csv => print!("{}", output::status_table(&status)),
@@ -663,7 +668,7 @@ async fn reap(
             return Ok(ExitCode::SUCCESS);
         }
         print!("{}", output::reap_plan_table(&planned));
-        let armed = planned["armed"] == true;
+        let armed = planned.armed;
         eprint!(
             "{} {} resource(s)? Type `yes` to go on: ",
             if armed {
@@ -705,19 +710,18 @@ async fn reap(
     }
     match client.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&job)?),
-        Output::Table | Output::Csv => print!(
-            "{}",
-            output::reap_results_table(&serde_json::json!({"results": job.results}))
-        ),
+        Output::Table | Output::Csv => print!("{}", output::reap_results_table(&job.results)),
     }
     if let Some(e) = &job.error {
         eprintln!("error: reap job {id} failed: {e}");
         return Ok(ExitCode::FAILURE);
     }
-    let failed = job
-        .results
-        .iter()
-        .any(|r| ["failed", "skipped", "held"].contains(&r.outcome.as_str()));
+    let failed = job.results.iter().any(|r| {
+        matches!(
+            r.outcome,
+            Decision::Failed | Decision::Skipped | Decision::Held
+        )
+    });
     Ok(if failed {
         ExitCode::FAILURE
     } else {
@@ -748,9 +752,7 @@ async fn scan_once(
     let report = parts.tasks.run_scan_once("cli", "once", act, wait).await?;
     match out {
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Output::Table | Output::Csv => {
-            print!("{}", output::scan_report(&serde_json::to_value(&report)?))
-        }
+        Output::Table | Output::Csv => print!("{}", output::scan_report(&report)),
     }
     let flagged: u64 = fail_on.iter().filter_map(|v| report.verdicts.get(v)).sum();
     if report.outcome == crate::model::RunOutcome::Failed {
@@ -772,8 +774,8 @@ async fn scan_once(
 /// `scan` through the daemon.
 async fn scan_remote(client: ClientArgs, wait: bool) -> anyhow::Result<ExitCode> {
     let api = Client::new(&client.addr, client.token.as_deref())?;
-    let started = api.post_value("/scans").await?;
-    let run_id = started["run_id"].as_str().unwrap_or_default().to_owned();
+    let started = api.start_scan().await?;
+    let run_id = started.run_id.clone();
     if !wait {
         match client.output {
             Output::Json => println!("{}", serde_json::to_string_pretty(&started)?),
@@ -783,12 +785,14 @@ async fn scan_remote(client: ClientArgs, wait: bool) -> anyhow::Result<ExitCode>
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3600);
     loop {
-        let run = api.get_value(&format!("/scans/{run_id}"), &[]).await?;
-        if run["run"]["outcome"] != "running" {
+        let run = api.scan(&run_id).await?;
+        if run.run.outcome != RunOutcome::Running {
             match client.output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&run)?),
                 Output::Table | Output::Csv => {
-                    print!("{}", output::scan_report(&run["run"]["summary"]))
+                    let report: ScanReport = serde_json::from_value(run.run.summary.clone())
+                        .context("the run's summary is not a scan report")?;
+                    print!("{}", output::scan_report(&report))
                 }
             }
             return Ok(ExitCode::SUCCESS);

@@ -5,7 +5,13 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::http::dto::LeaseView;
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::http::dto::{
+    AuditList, CostView, FindingList, LeaseView, PlanItemView, ReapItemView, ReapPlanView,
+    StatusView,
+};
+use crate::resource::ScanReport;
 
 /// A plain aligned table; the last column is not padded.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
@@ -94,39 +100,33 @@ pub fn lease_details(l: &LeaseView) -> String {
     })
 }
 
-fn s(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Null => "-".into(),
-        other => other.to_string(),
-    }
+/// A time as the API's JSON shows it.
+fn t(at: &DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
-/// Findings as a table (from the API's JSON page).
-pub fn findings_table(page: &serde_json::Value) -> String {
-    let rows: Vec<Vec<String>> = page["items"]
-        .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .map(|f| {
-                    [
-                        "verdict",
-                        "action",
-                        "project",
-                        "region",
-                        "resource_type",
-                        "arn",
-                        "opened_at",
-                        "reason",
-                    ]
-                    .iter()
-                    .map(|k| s(&f[*k]))
-                    .collect()
-                })
-                .collect()
+fn opt(v: Option<impl ToString>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+/// Findings as a table.
+pub fn findings_table(page: &FindingList) -> String {
+    let rows: Vec<Vec<String>> = page
+        .items
+        .iter()
+        .map(|f| {
+            vec![
+                f.verdict.to_string(),
+                f.action.to_string(),
+                opt(f.project.as_deref()),
+                f.region.clone(),
+                f.resource_type.clone(),
+                f.arn.clone(),
+                t(&f.opened_at),
+                f.reason.clone(),
+            ]
         })
-        .unwrap_or_default();
+        .collect();
     table(
         &[
             "VERDICT", "ACTION", "PROJECT", "REGION", "TYPE", "ARN", "OPENED", "REASON",
@@ -135,109 +135,96 @@ pub fn findings_table(page: &serde_json::Value) -> String {
     )
 }
 
-/// Walks and verdict counts of a scan summary.
-pub fn scan_report(r: &serde_json::Value) -> String {
-    let walks: Vec<Vec<String>> = r["walks"]
-        .as_array()
+/// Walks and verdict counts of a scan's report.
+pub fn scan_report(r: &ScanReport) -> String {
+    let walks: Vec<Vec<String>> = r
+        .walks
+        .iter()
         .map(|w| {
-            w.iter()
-                .map(|w| {
-                    [
-                        "account",
-                        "region",
-                        "outcome",
-                        "pages",
-                        "resources",
-                        "reason",
-                    ]
-                    .iter()
-                    .map(|k| s(&w[*k]))
-                    .collect()
-                })
-                .collect()
+            vec![
+                w.account.clone(),
+                w.region.clone(),
+                w.outcome.to_string(),
+                w.pages.to_string(),
+                w.resources.to_string(),
+                opt(w.reason.as_deref()),
+            ]
         })
-        .unwrap_or_default();
-    let mut out = format!("scan {}: {}\n", s(&r["run_id"]), s(&r["outcome"]));
+        .collect();
+    let mut out = format!("scan {}: {}\n", r.run_id, r.outcome);
     out.push_str(&table(
         &["ACCOUNT", "REGION", "WALK", "PAGES", "RESOURCES", "REASON"],
         &walks,
     ));
-    let verdicts: Vec<Vec<String>> = r["verdicts"]
-        .as_object()
-        .map(|m| m.iter().map(|(k, v)| vec![k.clone(), s(v)]).collect())
-        .unwrap_or_default();
+    let verdicts: Vec<Vec<String>> = r
+        .verdicts
+        .iter()
+        .map(|(k, v)| vec![k.clone(), v.to_string()])
+        .collect();
     out.push('\n');
     out.push_str(&table(&["VERDICT", "RESOURCES"], &verdicts));
     let _ = writeln!(
         out,
         "\nfindings: {} opened, {} updated, {} resolved; {} resources gone",
-        s(&r["findings_opened"]),
-        s(&r["findings_updated"]),
-        s(&r["findings_resolved"]),
-        s(&r["resources_gone"])
+        r.findings_opened, r.findings_updated, r.findings_resolved, r.resources_gone
     );
-    let reap = &r["reap"];
-    if reap.is_object() {
+    if let Some(reap) = &r.reap {
         let _ = writeln!(
             out,
             "reaper ({}): {} marked, {} would-delete, {} deleted, {} skipped, {} failed, {} held",
-            if reap["armed"] == true {
-                "armed"
-            } else {
-                "unarmed"
-            },
-            s(&reap["marked"]),
-            s(&reap["would_delete"]),
-            s(&reap["deleted"]),
-            s(&reap["skipped"]),
-            s(&reap["failed"]),
-            s(&reap["held"]),
+            if reap.armed { "armed" } else { "unarmed" },
+            reap.marked,
+            reap.would_delete,
+            reap.deleted,
+            reap.skipped,
+            reap.failed,
+            reap.held,
         );
-        for cap in reap["capped"].as_array().into_iter().flatten() {
-            let _ = writeln!(out, "capped: {}", s(cap));
+        for cap in &reap.capped {
+            let _ = writeln!(out, "capped: {cap}");
         }
     }
-    if let Some(head) = r["audit_head"].as_str() {
+    if let Some(head) = &r.audit_head {
         let _ = writeln!(out, "audit head: {head}  (audit verify --head {head})");
     }
     out
 }
 
 /// The last run of each task and the last scan's walks.
-pub fn status_table(st: &serde_json::Value) -> String {
-    let runs: Vec<Vec<String>> = st["tasks"]
-        .as_array()
-        .map(|t| {
-            t.iter()
-                .map(|r| {
-                    ["task", "outcome", "started_at", "ended_at", "trigger"]
-                        .iter()
-                        .map(|k| s(&r[*k]))
-                        .collect()
-                })
-                .collect()
+pub fn status_table(st: &StatusView) -> String {
+    let runs: Vec<Vec<String>> = st
+        .tasks
+        .iter()
+        .map(|r| {
+            vec![
+                r.task.to_string(),
+                r.outcome.to_string(),
+                t(&r.started_at),
+                opt(r.ended_at.as_ref().map(t)),
+                r.trigger.clone(),
+            ]
         })
-        .unwrap_or_default();
+        .collect();
     let mut out = table(&["TASK", "OUTCOME", "STARTED", "ENDED", "TRIGGER"], &runs);
-    let walks: Vec<Vec<String>> = st["last_scan_walks"]
-        .as_array()
+    let walks: Vec<Vec<String>> = st
+        .last_scan_walks
+        .iter()
         .map(|w| {
-            w.iter()
-                .map(|w| {
-                    ["account", "region", "outcome", "resources", "reason"]
-                        .iter()
-                        .map(|k| s(&w[*k]))
-                        .collect()
-                })
-                .collect()
+            vec![
+                w.account.clone(),
+                w.region.clone(),
+                w.outcome.to_string(),
+                w.resources.to_string(),
+                opt(w.reason.as_deref()),
+            ]
         })
-        .unwrap_or_default();
+        .collect();
     out.push('\n');
     out.push_str(&table(
         &["ACCOUNT", "REGION", "WALK", "RESOURCES", "REASON"],
         &walks,
     ));
-    if let Some(id) = st["running_scan"].as_str() {
+    if let Some(id) = &st.running_scan {
         let _ = writeln!(out, "\nscan running: {id}");
     }
     out
@@ -292,114 +279,122 @@ pub fn tags_terraform(tags: &BTreeMap<String, String>) -> String {
     out
 }
 
-fn rows_of(items: &serde_json::Value, keys: &[&str]) -> Vec<Vec<String>> {
-    items
-        .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .map(|i| keys.iter().map(|k| s(&i[*k])).collect())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// `ephemera plan`: resource, owner, lease, verdict, deadline, status, the finding's reason and
 /// why a held item is held.
-pub fn plan_table(plan: &serde_json::Value) -> String {
+pub fn plan_table(items: &[PlanItemView], armed: bool) -> String {
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|i| {
+            vec![
+                serde_json::to_value(i.status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                t(&i.deadline),
+                i.resource_type.clone(),
+                i.arn.clone(),
+                opt(i.owner.as_deref()),
+                opt(i.lease_id.as_deref()),
+                i.verdict.to_string(),
+                i.reason.clone(),
+                opt(i.held_reason.as_deref()),
+            ]
+        })
+        .collect();
     let mut out = table(
         &[
             "STATUS", "DEADLINE", "TYPE", "ARN", "OWNER", "LEASE", "VERDICT", "REASON", "HELD",
         ],
-        &rows_of(
-            &plan["items"],
-            &[
-                "status",
-                "deadline",
-                "resource_type",
-                "arn",
-                "owner",
-                "lease_id",
-                "verdict",
-                "reason",
-                "held_reason",
-            ],
-        ),
+        &rows,
     );
-    if plan["armed"] != true {
+    if !armed {
         out.push_str("enforcement is not armed: due items are recorded as would-delete\n");
     }
     out
 }
 
 /// The plan part of a `reap` answer.
-pub fn reap_plan_table(r: &serde_json::Value) -> String {
-    let mut out = plan_table(&serde_json::json!({"items": r["plan"], "armed": r["armed"]}));
-    if let Some(skipped) = r["results"].as_array().filter(|a| !a.is_empty()) {
-        out.push_str(&reap_results_table(
-            &serde_json::json!({"results": skipped}),
-        ));
+pub fn reap_plan_table(r: &ReapPlanView) -> String {
+    let mut out = plan_table(&r.plan, r.armed);
+    if !r.results.is_empty() {
+        out.push_str(&reap_results_table(&r.results));
     }
     out
 }
 
 /// What `reap` did, one row per resource.
-pub fn reap_results_table(r: &serde_json::Value) -> String {
-    table(
-        &["OUTCOME", "TYPE", "ARN", "DETAIL"],
-        &rows_of(
-            &r["results"],
-            &["outcome", "resource_type", "arn", "detail"],
-        ),
-    )
+pub fn reap_results_table(results: &[ReapItemView]) -> String {
+    let rows: Vec<Vec<String>> = results
+        .iter()
+        .map(|r| {
+            vec![
+                r.outcome.to_string(),
+                r.resource_type.clone(),
+                r.arn.clone(),
+                r.detail.clone(),
+            ]
+        })
+        .collect();
+    table(&["OUTCOME", "TYPE", "ARN", "DETAIL"], &rows)
 }
 
 /// `ephemera audit list`.
-pub fn audit_table(page: &serde_json::Value) -> String {
+pub fn audit_table(page: &AuditList) -> String {
+    let rows: Vec<Vec<String>> = page
+        .items
+        .iter()
+        .map(|r| {
+            vec![
+                r.seq.to_string(),
+                t(&r.at),
+                r.actor.clone(),
+                r.mode.to_string(),
+                r.decision.to_string(),
+                r.arn.clone(),
+                opt(r.lease_id.as_deref()),
+                opt(r.verdict.as_deref()),
+                r.detail.clone(),
+            ]
+        })
+        .collect();
     table(
         &[
             "SEQ", "AT", "ACTOR", "MODE", "DECISION", "ARN", "LEASE", "VERDICT", "DETAIL",
         ],
-        &rows_of(
-            &page["items"],
-            &[
-                "seq", "at", "actor", "mode", "decision", "arn", "lease_id", "verdict", "detail",
-            ],
-        ),
+        &rows,
     )
 }
 
+fn cost_rows(spend: &CostView) -> Vec<Vec<String>> {
+    spend
+        .items
+        .iter()
+        .map(|i| vec![i.key().to_owned(), i.usd.clone(), i.estimated.to_string()])
+        .collect()
+}
+
 /// `ephemera cost`: one row per project, task or region, biggest first, then the total.
-pub fn cost_table(spend: &serde_json::Value, by: &str) -> String {
+pub fn cost_table(spend: &CostView) -> String {
     let mut out = table(
-        &[&by.to_uppercase(), "USD", "ESTIMATED"],
-        &rows_of(&spend["items"], &[by, "usd", "estimated"]),
+        &[&spend.by.to_uppercase(), "USD", "ESTIMATED"],
+        &cost_rows(spend),
     );
     let _ = writeln!(
         out,
         "total {} USD from {} to {}",
-        s(&spend["total_usd"]),
-        s(&spend["since"]),
-        s(&spend["until"])
+        spend.total_usd, spend.since, spend.until
     );
     out
 }
 
-/// `ephemera cost --output csv`: a header and one line per row (RFC 4180 quoting).
-pub fn cost_csv(spend: &serde_json::Value, by: &str) -> String {
-    let quote = |v: String| {
-        if v.contains([',', '"', '\n', '\r']) {
-            format!("\"{}\"", v.replace('"', "\"\""))
-        } else {
-            v
-        }
-    };
-    let mut out = format!("{by},usd,estimated\n");
-    for row in rows_of(&spend["items"], &[by, "usd", "estimated"]) {
-        out.push_str(&row.into_iter().map(quote).collect::<Vec<_>>().join(","));
-        out.push('\n');
+/// `ephemera cost --output csv`: a header and one line per row (RFC 4180, by the csv crate).
+pub fn cost_csv(spend: &CostView) -> anyhow::Result<String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([spend.by.as_str(), "usd", "estimated"])?;
+    for row in cost_rows(spend) {
+        w.write_record(&row)?;
     }
-    out
+    Ok(String::from_utf8(w.into_inner()?)?)
 }
 
 #[cfg(test)]

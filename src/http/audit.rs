@@ -17,7 +17,7 @@ pub(super) async fn list_audit(
     State(s): State<AppState>,
     Caller(who): Caller,
     Params(q): Params<AuditLogQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<dto::AuditList>, ApiError> {
     use crate::auth::Role;
     forbid_unless(&who, &[Role::Operator, Role::Viewer], "read the audit log")?;
     let after = q.cursor.as_deref().map(page_cursor).transpose()?;
@@ -32,9 +32,10 @@ pub(super) async fn list_audit(
         })
         .await
         .map_err(|e| internal(&e))?;
-    Ok(Json(
-        serde_json::json!({"items": items, "next_cursor": next.map(|n| n.to_string())}),
-    ))
+    Ok(Json(dto::AuditList {
+        items: items.into_iter().map(Into::into).collect(),
+        next_cursor: next.map(|n| n.to_string()),
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -49,7 +50,7 @@ pub(super) async fn verify_audit(
     State(s): State<AppState>,
     Caller(who): Caller,
     Params(q): Params<VerifyQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<dto::AuditVerdict>, ApiError> {
     use crate::auth::Role;
     forbid_unless(
         &who,
@@ -62,5 +63,5 @@ pub(super) async fn verify_audit(
         .transpose()
         .map_err(invalid_query)?;
     let outcome = s.store.audit_verify(head).await.map_err(|e| internal(&e))?;
-    Ok(Json(dto::audit_verdict(outcome)))
+    Ok(Json(dto::AuditVerdict::from(outcome)))
 }

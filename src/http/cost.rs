@@ -15,7 +15,7 @@ pub(super) async fn show_cost(
     State(s): State<AppState>,
     Caller(who): Caller,
     Params(q): Params<CostQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<dto::CostView>, ApiError> {
     use crate::auth::Role;
     let by = q.by.unwrap_or_else(|| "project".into());
     if !["project", "task", "region"].contains(&by.as_str()) {
@@ -72,31 +72,42 @@ pub(super) async fn show_cost(
         sums.into_iter().map(|(k, (m, e))| (k, m, e)).collect();
     items.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let total: i64 = items.iter().map(|i| i.1).sum();
-    Ok(Json(serde_json::json!({
-        "by": by,
-        "since": since,
-        "until": today,
-        "items": items.iter().map(|(k, m, e)| serde_json::json!({
-            by.as_str(): k, "usd": crate::cost::format_usd(*m), "micro_usd": m, "estimated": e,
-        })).collect::<Vec<_>>(),
-        "total_usd": crate::cost::format_usd(total),
-    })))
+    let items = items
+        .into_iter()
+        .map(|(k, m, e)| dto::CostItem {
+            project: (by == "project").then(|| k.clone()),
+            task: (by == "task").then(|| k.clone()),
+            region: (by == "region").then(|| k.clone()),
+            usd: crate::cost::format_usd(m),
+            micro_usd: m,
+            estimated: e,
+        })
+        .collect();
+    Ok(Json(dto::CostView {
+        by,
+        since,
+        until: today,
+        items,
+        total_usd: crate::cost::format_usd(total),
+    }))
 }
 
 /// Runs a cost refresh now (billed: about two Cost Explorer requests). Operators only.
 pub(super) async fn refresh_cost(
     State(s): State<AppState>,
     Caller(who): Caller,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<dto::CostRefreshView>, ApiError> {
     forbid_unless(&who, &[crate::auth::Role::Operator], "refresh spend")?;
     match s.tasks.run_cost(&format!("api:{}", who.name)).await {
         Ok(crate::tasks::CostRun {
             run_id,
             outcome,
             result: Ok(report),
-        }) => Ok(Json(
-            serde_json::json!({"run_id": run_id, "outcome": outcome, "report": report}),
-        )),
+        }) => Ok(Json(dto::CostRefreshView {
+            run_id,
+            outcome,
+            report: report.into(),
+        })),
         Ok(crate::tasks::CostRun {
             run_id,
             result: Err(e),

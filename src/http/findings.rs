@@ -62,27 +62,29 @@ pub(super) async fn list_resources(
     State(s): State<AppState>,
     Caller(who): Caller,
     Params(q): Params<AuditQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<dto::ResourceList>, ApiError> {
     let f = audit_filter(&who, q)?;
     let (items, next) = s.store.list_resources(f).await.map_err(|e| internal(&e))?;
-    Ok(Json(
-        serde_json::json!({"items": items, "next_cursor": next}),
-    ))
+    Ok(Json(dto::ResourceList {
+        items: items.into_iter().map(Into::into).collect(),
+        next_cursor: next,
+    }))
 }
 
 pub(super) async fn list_findings(
     State(s): State<AppState>,
     Caller(who): Caller,
     Params(q): Params<AuditQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<dto::FindingList>, ApiError> {
     let f = audit_filter(&who, q)?;
     if let Some(c) = &f.after {
         page_cursor::<i64>(c)?;
     }
     let (items, next) = s.store.list_findings(f).await.map_err(|e| internal(&e))?;
-    Ok(Json(
-        serde_json::json!({"items": items, "next_cursor": next}),
-    ))
+    Ok(Json(dto::FindingList {
+        items: items.into_iter().map(Into::into).collect(),
+        next_cursor: next,
+    }))
 }
 
 /// One finding with its transitions.
@@ -90,7 +92,7 @@ pub(super) async fn show_finding(
     State(s): State<AppState>,
     Caller(who): Caller,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<dto::FindingDetail>, ApiError> {
     let not_found = || {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -114,13 +116,21 @@ pub(super) async fn show_finding(
             format!("principal `{}` may not see finding {id}", who.name),
         ));
     }
-    let events: Vec<serde_json::Value> = s
+    let events = s
         .store
         .finding_events(n)
         .await
         .map_err(|e| internal(&e))?
         .into_iter()
-        .map(|(at, kind, verdict, detail)| serde_json::json!({"at": at, "kind": kind, "verdict": verdict, "detail": detail}))
+        .map(|(at, kind, verdict, detail)| dto::FindingEvent {
+            at,
+            kind,
+            verdict,
+            detail,
+        })
         .collect();
-    Ok(Json(serde_json::json!({"finding": f, "events": events})))
+    Ok(Json(dto::FindingDetail {
+        finding: f.into(),
+        events,
+    }))
 }

@@ -156,13 +156,18 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"status": "ok"}))
+async fn healthz() -> Json<dto::Health> {
+    Json(dto::Health {
+        status: "ok".into(),
+    })
 }
 
 async fn readyz(State(s): State<AppState>) -> Response {
     match s.store.ping().await {
-        Ok(()) => Json(serde_json::json!({"status": "ready"})).into_response(),
+        Ok(()) => Json(dto::Health {
+            status: "ready".into(),
+        })
+        .into_response(),
         Err(e) => {
             tracing::error!(error = %crate::error_chain(&e), "store not ready");
             ApiError::new(

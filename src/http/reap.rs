@@ -6,7 +6,7 @@ use super::*;
 pub(super) async fn show_plan(
     State(s): State<AppState>,
     Caller(who): Caller,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<dto::PlanView>, ApiError> {
     let mut plan = s
         .tasks
         .reaper()
@@ -27,11 +27,11 @@ pub(super) async fn show_plan(
                 .is_none_or(|p| who.can_see(p))
         });
     }
-    Ok(Json(serde_json::json!({
-        "armed": s.tasks.armed(),
-        "items": plan.items,
-        "capped": plan.capped,
-    })))
+    Ok(Json(dto::PlanView {
+        armed: s.tasks.armed(),
+        items: plan.items.into_iter().map(Into::into).collect(),
+        capped: plan.capped.into_iter().map(Into::into).collect(),
+    }))
 }
 
 /// On-call reaping: the same guards as a pass, except the grace deadline. Operators only.
@@ -67,12 +67,12 @@ pub(super) async fn reap(
             .plan_reap(&req.arns)
             .await
             .map_err(|e| internal(&e))?;
-        return Ok(Json(serde_json::json!({
-            "armed": s.tasks.armed(),
-            "plan": plan.items,
-            "capped": plan.capped,
-            "results": results,
-        }))
+        return Ok(Json(dto::ReapPlanView {
+            armed: s.tasks.armed(),
+            plan: plan.items.into_iter().map(Into::into).collect(),
+            capped: plan.capped.into_iter().map(Into::into).collect(),
+            results: results.into_iter().map(Into::into).collect(),
+        })
         .into_response());
     }
     let job = s.reap_jobs.start(req.arns, &who.name).await?;

@@ -13,8 +13,10 @@ pub(super) async fn start_scan(
         .await
     {
         Ok(run_id) => {
-            let body =
-                serde_json::json!({"run_id": run_id, "outcome": crate::model::RunOutcome::Running});
+            let body = dto::ScanStarted {
+                run_id: run_id.clone(),
+                outcome: crate::model::RunOutcome::Running,
+            };
             let mut resp = (StatusCode::ACCEPTED, Json(body)).into_response();
             if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/scans/{run_id}")) {
                 resp.headers_mut().insert(header::LOCATION, v);
@@ -39,7 +41,7 @@ pub(super) async fn show_scan(
     State(s): State<AppState>,
     Caller(_who): Caller,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<dto::ScanView>, ApiError> {
     let run = s
         .store
         .get_run(id.clone())
@@ -53,13 +55,16 @@ pub(super) async fn show_scan(
             )
         })?;
     let walks = s.store.walks_of(id).await.map_err(|e| internal(&e))?;
-    Ok(Json(serde_json::json!({"run": run, "walks": walks})))
+    Ok(Json(dto::ScanView {
+        run: run.into(),
+        walks: walks.into_iter().map(Into::into).collect(),
+    }))
 }
 
 pub(super) async fn status(
     State(s): State<AppState>,
     Caller(_who): Caller,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<dto::StatusView>, ApiError> {
     let runs = s.store.latest_runs().await.map_err(|e| internal(&e))?;
     let walks = match runs.iter().find(|r| r.task == crate::model::TaskName::Scan) {
         Some(r) => s
@@ -69,9 +74,9 @@ pub(super) async fn status(
             .map_err(|e| internal(&e))?,
         None => vec![],
     };
-    Ok(Json(serde_json::json!({
-        "tasks": runs,
-        "running_scan": s.tasks.running_scan().await,
-        "last_scan_walks": walks,
-    })))
+    Ok(Json(dto::StatusView {
+        tasks: runs.into_iter().map(Into::into).collect(),
+        running_scan: s.tasks.running_scan().await,
+        last_scan_walks: walks.into_iter().map(Into::into).collect(),
+    }))
 }

@@ -76,6 +76,8 @@ pub enum Action {
 }
 
 impl Action {
+    pub const ALL: [Action; 3] = [Action::Report, Action::Notify, Action::Reap];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Report => "report",
@@ -85,9 +87,7 @@ impl Action {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Action::Report, Action::Notify, Action::Reap]
-            .into_iter()
-            .find(|a| a.as_str() == s)
+        Action::ALL.into_iter().find(|a| a.as_str() == s)
     }
 }
 

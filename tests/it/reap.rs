@@ -1000,7 +1000,7 @@ async fn on_call_reaping_through_the_api_and_the_cli() {
         serde_json::from_slice(&out.stdout).expect("job document");
     assert_eq!(job.state, ephemera::http::dto::ReapJobState::Done);
     assert_eq!((job.done, job.total, job.results.len()), (1, 1, 1));
-    assert_eq!(job.results[0].outcome, "skipped");
+    assert_eq!(job.results[0].outcome, ephemera::model::Decision::Skipped);
 
     let out = crate::cli::run(&["scan", "--wait"], &env).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
