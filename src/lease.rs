@@ -24,8 +24,9 @@ use crate::policy::{AcquireAsk, Caller, Denial, Policy};
 use crate::store::{LeaseFilter, Page, Store, StoreError};
 
 /// An acquire request, as the API and CLI send it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"project": "web", "task": "build-42", "owner": "alice@example.com", "ttl": "2h", "heartbeat_interval": "10m", "regions": ["us-east-1"]}))]
 pub struct AcquireRequest {
     pub project: String,
     pub task: String,

@@ -16,7 +16,7 @@
 //! | [`lease`] | the [`lease::LeaseRegistry`] service: acquire, renew, beat, release, quotas |
 //! | [`store`] | SQLite (WAL, `synchronous = FULL`, 16 KiB pages, foreign keys, append-only migrations); writes go through one group-commit writer thread; the act lock that keeps two processes from acting at once; the audit chain (append, list, verify) in `store::chain`; the only module that knows SQL |
 //! | [`metrics`] | the Prometheus registry and every metric |
-//! | [`http`] | the axum API under `/api/v1`, `/healthz`, `/readyz`, `/metrics`; JSON wire types in [`http::dto`] |
+//! | [`http`] | the axum API under `/api/v1`, `/healthz`, `/readyz`, `/metrics`, one file per resource plus `error` (status and stable code, in one place) and `extract`; one JSON type per body in [`http::dto`], shared with the CLI client; the OpenAPI 3.1 document ([`http::openapi`], served at `/api/v1/openapi.json`, committed as `docs/openapi.json`) |
 //! | [`daemon`] | wiring: `serve(config, listener, shutdown, clock)` |
 //! | [`resource`] | plain records of the audit pass: observed resources, evaluations, findings, walks, runs, a pass's report |
 //! | [`inventory`] | the AWS walk (tagging API, EC2 instance states), client builder, rate limit; the only home of SDK types |

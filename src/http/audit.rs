@@ -2,8 +2,9 @@
 
 use super::*;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct AuditLogQuery {
     arn: Option<String>,
     decision: Option<String>,
@@ -13,6 +14,7 @@ pub(super) struct AuditLogQuery {
 }
 
 /// The audit log, oldest first. Operators and viewers.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditLogQuery), responses((status = 200, body = dto::AuditList), (status = 400, body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
 pub(super) async fn list_audit(
     State(s): State<AppState>,
     Caller(who): Caller,
@@ -38,14 +40,16 @@ pub(super) async fn list_audit(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct VerifyQuery {
     /// A head published earlier, `SEQ:HASH`.
     head: Option<String>,
 }
 
 /// Checks the audit chain (against a published head, if given). Operators and viewers.
+#[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit", params(VerifyQuery), responses((status = 200, description = "Whether the chain checks out (and contains the head)", body = dto::AuditVerdict), (status = 400, body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
 pub(super) async fn verify_audit(
     State(s): State<AppState>,
     Caller(who): Caller,

@@ -2,9 +2,10 @@
 
 use super::*;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-pub(super) struct AuditQuery {
+#[into_params(parameter_in = Query)]
+pub(super) struct InventoryQuery {
     verdict: Option<String>,
     project: Option<String>,
     region: Option<String>,
@@ -18,7 +19,7 @@ pub(super) struct AuditQuery {
 
 pub(super) fn audit_filter(
     who: &Principal,
-    q: AuditQuery,
+    q: InventoryQuery,
 ) -> Result<crate::store::AuditFilter, ApiError> {
     let verdict = q
         .verdict
@@ -58,10 +59,11 @@ pub(super) fn audit_filter(
     })
 }
 
+#[utoipa::path(get, path = "/api/v1/resources", tag = "findings", params(InventoryQuery), responses((status = 200, body = dto::ResourceList), (status = 400, body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
 pub(super) async fn list_resources(
     State(s): State<AppState>,
     Caller(who): Caller,
-    Params(q): Params<AuditQuery>,
+    Params(q): Params<InventoryQuery>,
 ) -> Result<Json<dto::ResourceList>, ApiError> {
     let f = audit_filter(&who, q)?;
     let (items, next) = s.store.list_resources(f).await.map_err(|e| internal(&e))?;
@@ -71,10 +73,11 @@ pub(super) async fn list_resources(
     }))
 }
 
+#[utoipa::path(get, path = "/api/v1/findings", tag = "findings", params(InventoryQuery), responses((status = 200, body = dto::FindingList), (status = 400, body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
 pub(super) async fn list_findings(
     State(s): State<AppState>,
     Caller(who): Caller,
-    Params(q): Params<AuditQuery>,
+    Params(q): Params<InventoryQuery>,
 ) -> Result<Json<dto::FindingList>, ApiError> {
     let f = audit_filter(&who, q)?;
     if let Some(c) = &f.after {
@@ -88,6 +91,7 @@ pub(super) async fn list_findings(
 }
 
 /// One finding with its transitions.
+#[utoipa::path(get, path = "/api/v1/findings/{id}", tag = "findings", params(("id" = i64, Path, description = "The finding id")), responses((status = 200, body = dto::FindingDetail), (status = 404, description = "`finding-not-found`", body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
 pub(super) async fn show_finding(
     State(s): State<AppState>,
     Caller(who): Caller,

@@ -11,6 +11,7 @@ mod error;
 mod extract;
 mod findings;
 mod leases;
+pub mod openapi;
 mod reap;
 mod scans;
 
@@ -82,7 +83,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/audit", get(list_audit))
         .route("/audit/verify", get(verify_audit))
         .route("/cost", get(show_cost))
-        .route("/cost/refresh", post(refresh_cost));
+        .route("/cost/refresh", post(refresh_cost))
+        .route("/openapi.json", get(openapi::openapi));
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(healthz))
@@ -156,12 +158,16 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "meta", security(()), responses((status = 200, body = dto::Health)))]
 async fn healthz() -> Json<dto::Health> {
     Json(dto::Health {
         status: "ok".into(),
     })
 }
 
+/// Readiness: the store answers.
+#[utoipa::path(get, path = "/readyz", tag = "meta", security(()), responses((status = 200, body = dto::Health), (status = 503, description = "`store-unavailable`", body = dto::ErrorBody)))]
 async fn readyz(State(s): State<AppState>) -> Response {
     match s.store.ping().await {
         Ok(()) => Json(dto::Health {
@@ -180,6 +186,8 @@ async fn readyz(State(s): State<AppState>) -> Response {
     }
 }
 
+/// Prometheus metrics, text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "meta", security(()), responses((status = 200, description = "The exposition", content_type = "text/plain")))]
 async fn metrics(State(s): State<AppState>) -> Response {
     if let Err(e) = s.leases.refresh_gauges().await {
         s.metrics

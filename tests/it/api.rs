@@ -810,3 +810,28 @@ where
     }
     out
 }
+
+/// The API describes itself without a token, and what it serves is the committed document.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_openapi_document_is_served_without_a_token() {
+    let work = Workdir::new();
+    let d = TestDaemon::start(&work).await;
+    let resp = reqwest::get(d.url("/api/v1/openapi.json"))
+        .await
+        .expect("answers");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let served = resp.text().await.expect("text");
+    let committed = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.json"),
+    )
+    .expect("docs/openapi.json");
+    assert_eq!(served, committed);
+    let doc: Value = serde_json::from_str(&served).expect("JSON");
+    assert!(
+        doc["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1"))
+    );
+    assert!(doc["paths"]["/api/v1/leases"]["post"].is_object());
+    d.stop().await;
+}
