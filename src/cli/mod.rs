@@ -6,9 +6,15 @@
 //! Architecture Invariant: client commands only talk HTTP to a daemon; they never open the
 //! store, so the CLI works the same against a local or a remote daemon.
 
+mod admin;
+mod audit;
 mod client;
+mod cost;
 mod iam_policy;
+mod lease;
 pub mod output;
+mod reap;
+mod scan;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -115,9 +121,10 @@ enum Command {
         #[arg(
             long,
             value_delimiter = ',',
-            default_value = "expired,released,unknown-lease"
+            default_value = "expired,released,unknown-lease",
+            value_parser = verdict_arg
         )]
-        fail_on: Vec<String>,
+        fail_on: Vec<crate::model::Verdict>,
         /// With --once: exit 1 when more resources than this have a --fail-on verdict.
         #[arg(long)]
         max: Option<u64>,
@@ -134,28 +141,7 @@ enum Command {
         lock_wait: crate::model::HumanDuration,
     },
     /// List findings (open ones unless --all).
-    Findings {
-        #[command(flatten)]
-        client: ClientArgs,
-        #[arg(long)]
-        verdict: Option<String>,
-        #[arg(long)]
-        project: Option<String>,
-        #[arg(long)]
-        region: Option<String>,
-        #[arg(long)]
-        account: Option<String>,
-        /// e.g. ec2:instance, s3:bucket.
-        #[arg(long = "type")]
-        resource_type: Option<String>,
-        /// Include resolved findings.
-        #[arg(long)]
-        all: bool,
-        #[arg(long, default_value_t = 100)]
-        limit: u32,
-        #[arg(long)]
-        cursor: Option<String>,
-    },
+    Findings(FindingsArgs),
     /// The last run of each task, and how the last scan's walks ended.
     Status {
         #[command(flatten)]
@@ -207,6 +193,31 @@ enum Command {
         #[command(subcommand)]
         command: LeaseCmd,
     },
+}
+
+/// `findings`: filters and paging.
+#[derive(Debug, Args)]
+struct FindingsArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    #[arg(long)]
+    verdict: Option<String>,
+    #[arg(long)]
+    project: Option<String>,
+    #[arg(long)]
+    region: Option<String>,
+    #[arg(long)]
+    account: Option<String>,
+    /// e.g. ec2:instance, s3:bucket.
+    #[arg(long = "type")]
+    resource_type: Option<String>,
+    /// Include resolved findings.
+    #[arg(long)]
+    all: bool,
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+    #[arg(long)]
+    cursor: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -337,6 +348,17 @@ enum LeaseCmd {
     Show { id: String },
 }
 
+/// A verdict as `--fail-on` takes it; clap reports a wrong one as a usage error (exit 2).
+fn verdict_arg(s: &str) -> Result<crate::model::Verdict, String> {
+    crate::model::Verdict::parse(s).ok_or_else(|| {
+        let known: Vec<&str> = crate::model::Verdict::ALL
+            .iter()
+            .map(|v| v.as_str())
+            .collect();
+        format!("not a verdict; one of {}", known.join(", "))
+    })
+}
+
 fn parse_label(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -380,86 +402,15 @@ pub fn main() -> ExitCode {
 
 async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
-        Command::Daemon(c) => daemon(c).await,
-        Command::Config(ConfigCmd::Check(c)) => {
-            let config = Config::load(&c.config)?;
-            let policy = crate::daemon::load_policy(&config)?;
-            println!(
-                "ok: {} ({} principals, {} projects, {} accounts × {} regions, enforcement {})",
-                config.path.display(),
-                config.principals.len(),
-                policy.projects().count(),
-                config.aws.accounts.len(),
-                config.aws.regions.len(),
-                if config.enforcement.armed {
-                    "ARMED"
-                } else {
-                    "off"
-                }
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Config(ConfigCmd::Example) => {
-            print!("{}", config::EXAMPLE);
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Rules(RulesCmd::Test { rules, config }) => {
-            let dir = match rules {
-                Some(d) => d,
-                None => Config::load(&config.config)?.rules.dir,
-            };
-            let policy = crate::policy::Policy::load(&dir)?;
-            let report = policy.run_cases();
-            print!("{report}");
-            Ok(if report.failed() == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
-        }
+        Command::Daemon(c) => admin::daemon(c).await,
+        Command::Config(ConfigCmd::Check(c)) => admin::config_check(c).await,
+        Command::Config(ConfigCmd::Example) => admin::config_example(),
+        Command::Rules(RulesCmd::Test { rules, config }) => admin::rules_test(rules, config),
         Command::IamPolicy(args) => iam_policy::run(args),
-        Command::Token(TokenCmd::New) => {
-            let token = format!(
-                "eph_{}{}",
-                uuid::Uuid::new_v4().simple(),
-                uuid::Uuid::new_v4().simple()
-            );
-            println!("{token}\n{}", crate::auth::TokenHash::of(&token).to_hex());
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Token(TokenCmd::Hash) => {
-            let mut token = String::new();
-            std::io::stdin()
-                .read_to_string(&mut token)
-                .context("cannot read the token from stdin")?;
-            let token = token.trim();
-            anyhow::ensure!(!token.is_empty(), "no token on stdin");
-            println!("{}", crate::auth::TokenHash::of(token).to_hex());
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Mail(MailCmd::Test { to, config }) => {
-            let config = Config::load(&config.config)?;
-            let smtp = config.smtp.as_ref().with_context(|| {
-                format!("{}: no [smtp] section to send with", config.path.display())
-            })?;
-            anyhow::ensure!(
-                crate::mail::is_address(&to),
-                "--to: `{to}` is not an email address"
-            );
-            crate::mail::send_test(
-                smtp,
-                &to,
-                crate::clock::Clock::now(&crate::clock::SystemClock),
-            )
-            .await
-            .with_context(|| format!("cannot send the test message to {to}"))?;
-            println!(
-                "sent a test message to {to} through {}:{}",
-                smtp.host, smtp.port
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Lease { client, command } => lease(client, command).await,
+        Command::Token(TokenCmd::New) => admin::token_new(),
+        Command::Token(TokenCmd::Hash) => admin::token_hash(),
+        Command::Mail(MailCmd::Test { to, config }) => admin::mail_test(to, config).await,
+        Command::Lease { client, command } => lease::lease(client, command).await,
         Command::Scan {
             client,
             once,
@@ -472,66 +423,19 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         } => {
             if once {
                 let wait = std::time::Duration::from_secs(lock_wait.as_secs());
-                scan_once(&config, &fail_on, max, client.output, act, wait).await
+                scan::scan_once(&config, &fail_on, max, client.output, act, wait).await
             } else {
-                scan_remote(client, wait).await
+                scan::scan_remote(client, wait).await
             }
         }
-        Command::Findings {
-            client,
-            verdict,
-            project,
-            region,
-            account,
-            resource_type,
-            all,
-            limit,
-            cursor,
-        } => {
-            let api = Client::new(&client.addr, client.token.as_deref())?;
-            let mut q: Vec<(&str, String)> =
-                vec![("limit", limit.to_string()), ("all", all.to_string())];
-            for (k, v) in [
-                ("verdict", verdict),
-                ("project", project),
-                ("region", region),
-                ("account", account),
-                ("resource_type", resource_type),
-                ("cursor", cursor),
-            ] {
-                if let Some(v) = v {
-                    q.push((k, v));
-                }
-            }
-            let page = api.findings(&q).await?;
-            match client.output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&page)?),
-                Output::Table | Output::Csv => {
-                    print!("{}", output::findings_table(&page));
-                    if let Some(c) = &page.next_cursor {
-                        eprintln!("more: --cursor {c}");
-                    }
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Plan { client } => {
-            let api = Client::new(&client.addr, client.token.as_deref())?;
-            let plan = api.plan().await?;
-            match client.output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
-                Output::Table | Output::Csv => {
-                    print!("{}", output::plan_table(&plan.items, plan.armed))
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Findings(args) => scan::findings(args).await,
+        Command::Plan { client } => reap::plan(client).await,
         Command::Reap {
             client,
             arns,
             plan_only,
             yes,
-        } => reap(&client, &arns, plan_only, yes).await,
+        } => reap::reap(&client, &arns, plan_only, yes).await,
         Command::Audit(AuditCmd::List {
             client,
             arn,
@@ -539,380 +443,20 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             run,
             limit,
             cursor,
-        }) => {
-            let api = Client::new(&client.addr, client.token.as_deref())?;
-            let mut q: Vec<(&str, String)> = vec![("limit", limit.to_string())];
-            for (k, v) in [
-                ("arn", arn),
-                ("decision", decision),
-                ("run_id", run),
-                ("cursor", cursor),
-            ] {
-                if let Some(v) = v {
-                    q.push((k, v));
-                }
-            }
-            let page = api.audit(&q).await?;
-            match client.output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&page)?),
-                Output::Table | Output::Csv => {
-                    print!("{}", output::audit_table(&page));
-                    if let Some(c) = &page.next_cursor {
-                        eprintln!("more: --cursor {c}");
-                    }
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        }) => audit::list(client, arn, decision, run, limit, cursor).await,
         Command::Audit(AuditCmd::Verify {
             client,
             config,
             head,
-        }) => {
-            let verdict = match config {
-                Some(path) => {
-                    let config = Config::load(&path)?;
-                    // Opening creates a missing store: a mistyped path would verify as an
-                    // intact empty log.
-                    anyhow::ensure!(
-                        config.store.path.exists(),
-                        "no store at {}: nothing to verify",
-                        config.store.path.display()
-                    );
-                    // Read, never created: a verifier that made a new key would check nothing.
-                    let key = crate::audit::AuditKey::load(&config.audit.key)?;
-                    let store = crate::store::Store::open(&config.store.path)
-                        .await?
-                        .with_audit_key(key);
-                    crate::http::dto::AuditVerdict::from(store.audit_verify(head.clone()).await?)
-                }
-                None => {
-                    let q: Vec<(&str, String)> =
-                        head.iter().map(|h| ("head", h.to_string())).collect();
-                    Client::new(&client.addr, client.token.as_deref())?
-                        .audit_verify(&q)
-                        .await?
-                }
-            };
-            match client.output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&verdict)?),
-                Output::Table | Output::Csv if verdict.ok => {
-                    println!(
-                        "audit log intact: {} records",
-                        verdict.records.unwrap_or_default()
-                    );
-                    if let Some(h) = &head {
-                        println!("published head {h} found in the chain");
-                    }
-                }
-                Output::Table | Output::Csv => println!(
-                    "audit log BROKEN at record {}: {}",
-                    verdict.broken_at.unwrap_or_default(),
-                    verdict.problem.as_deref().unwrap_or("?")
-                ),
-            }
-            Ok(if verdict.ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
-        }
+        }) => audit::verify(client, config, head).await,
         Command::Cost {
             client,
             by,
             since,
             refresh,
-        } => {
-            let api = Client::new(&client.addr, client.token.as_deref())?;
-            if refresh {
-                api.refresh_cost().await?;
-            }
-            let spend = api.cost(&[("by", by.clone()), ("since", since)]).await?;
-            match client.output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&spend)?),
-                Output::Csv => print!("{}", output::cost_csv(&spend)?),
-                Output::Table => print!("{}", output::cost_table(&spend)),
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Status { client } => {
-            let api = Client::new(&client.addr, client.token.as_deref())?;
-            let status = api.status().await?;
-            match client.output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&status)?),
-                Output::Table | Output::Csv => print!("{}", output::status_table(&status)),
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        } => cost::cost(client, by, since, refresh).await,
+        Command::Status { client } => scan::status(client).await,
     }
-}
-
-/// `reap`: shows the plan for the ARNs, asks (unless --yes), then starts a reap job in the
-/// daemon and follows it to the end (progress on stderr), and prints the results. The job is
-/// the daemon's: interrupting this command stops only the following.
-async fn reap(
-    client: &ClientArgs,
-    arns: &[String],
-    plan_only: bool,
-    yes: bool,
-) -> anyhow::Result<ExitCode> {
-    use std::io::{BufRead, IsTerminal, Write};
-    let api = Client::new(&client.addr, client.token.as_deref())?;
-    if plan_only || !yes {
-        let planned = api.plan_reap(arns).await?;
-        if plan_only {
-            match client.output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&planned)?),
-                Output::Table | Output::Csv => print!("{}", output::reap_plan_table(&planned)),
-            }
-            return Ok(ExitCode::SUCCESS);
-        }
-        print!("{}", output::reap_plan_table(&planned));
-        let armed = planned.armed;
-        eprint!(
-            "{} {} resource(s)? Type `yes` to go on: ",
-            if armed {
-                "Delete"
-            } else {
-                "Record would-delete for (enforcement is not armed)"
-            },
-            arns.len()
-        );
-        std::io::stderr().flush()?;
-        let mut answer = String::new();
-        std::io::stdin().lock().read_line(&mut answer)?;
-        if answer.trim() != "yes" {
-            eprintln!("nothing done");
-            return Ok(ExitCode::FAILURE);
-        }
-    }
-    let tty = std::io::stderr().is_terminal();
-    let mut job = api.start_reap(arns).await?;
-    let id = job.job_id.clone();
-    if !tty {
-        eprintln!("reap job {id} started: {} resource(s)", job.total);
-    }
-    let mut shown = None;
-    while job.state == ReapJobState::Running {
-        if shown != Some(job.done) {
-            if tty {
-                eprint!("\r[{}/{}] reaping (job {id}) ...", job.done, job.total);
-            } else if shown.is_some() || job.done > 0 {
-                eprintln!("{}/{} done", job.done, job.total);
-            }
-            shown = Some(job.done);
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-        job = api.reap_job(&id).await?;
-    }
-    if tty {
-        eprintln!("\r[{}/{}] reaping (job {id}) ... done", job.done, job.total);
-    }
-    match client.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&job)?),
-        Output::Table | Output::Csv => print!("{}", output::reap_results_table(&job.results)),
-    }
-    if let Some(e) = &job.error {
-        eprintln!("error: reap job {id} failed: {e}");
-        return Ok(ExitCode::FAILURE);
-    }
-    let failed = job.results.iter().any(|r| {
-        matches!(
-            r.outcome,
-            Decision::Failed | Decision::Skipped | Decision::Held
-        )
-    });
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
-}
-
-/// `scan --once`: one pass in this process, then the CI verdict.
-async fn scan_once(
-    config: &std::path::Path,
-    fail_on: &[String],
-    max: Option<u64>,
-    out: Output,
-    act: bool,
-    wait: std::time::Duration,
-) -> anyhow::Result<ExitCode> {
-    for v in fail_on {
-        anyhow::ensure!(
-            crate::model::Verdict::parse(v).is_some(),
-            "--fail-on: `{v}` is not a verdict"
-        );
-    }
-    let parts = crate::daemon::open(
-        Config::load(config)?,
-        std::sync::Arc::new(crate::clock::SystemClock),
-    )
-    .await?;
-    let report = parts.tasks.run_scan_once("cli", "once", act, wait).await?;
-    match out {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Output::Table | Output::Csv => print!("{}", output::scan_report(&report)),
-    }
-    let flagged: u64 = fail_on.iter().filter_map(|v| report.verdicts.get(v)).sum();
-    if report.outcome == crate::model::RunOutcome::Failed {
-        eprintln!("error: the scan failed; see the log");
-        return Ok(ExitCode::FAILURE);
-    }
-    if let Some(max) = max
-        && flagged > max
-    {
-        eprintln!(
-            "error: {flagged} resources are {} (at most {max} allowed)",
-            fail_on.join("/")
-        );
-        return Ok(ExitCode::FAILURE);
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `scan` through the daemon.
-async fn scan_remote(client: ClientArgs, wait: bool) -> anyhow::Result<ExitCode> {
-    let api = Client::new(&client.addr, client.token.as_deref())?;
-    let started = api.start_scan().await?;
-    let run_id = started.run_id.clone();
-    if !wait {
-        match client.output {
-            Output::Json => println!("{}", serde_json::to_string_pretty(&started)?),
-            Output::Table | Output::Csv => println!("scan started: run {run_id}"),
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3600);
-    loop {
-        let run = api.scan(&run_id).await?;
-        if run.run.outcome != RunOutcome::Running {
-            match client.output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&run)?),
-                Output::Table | Output::Csv => {
-                    let report: ScanReport = serde_json::from_value(run.run.summary.clone())
-                        .context("the run's summary is not a scan report")?;
-                    print!("{}", output::scan_report(&report))
-                }
-            }
-            return Ok(ExitCode::SUCCESS);
-        }
-        anyhow::ensure!(
-            std::time::Instant::now() < deadline,
-            "scan {run_id} still running after an hour"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
-}
-
-async fn daemon(c: ConfigArg) -> anyhow::Result<ExitCode> {
-    let config = Config::load(&c.config)?;
-    let listener = tokio::net::TcpListener::bind(config.api.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.api.listen))?;
-    crate::daemon::run(config, listener, shutdown_signal()).await?;
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    tracing::info!("shutdown requested");
-}
-
-async fn lease(args: ClientArgs, cmd: LeaseCmd) -> anyhow::Result<ExitCode> {
-    let client = Client::new(&args.addr, args.token.as_deref())?;
-    let mut out = std::io::stdout().lock();
-    let show = |out: &mut dyn Write, l: &LeaseView| -> anyhow::Result<()> {
-        match args.output {
-            Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(l)?)?,
-            Output::Table | Output::Csv => write!(out, "{}", output::lease_details(l))?,
-        }
-        Ok(())
-    };
-    match cmd {
-        LeaseCmd::Acquire {
-            project,
-            task,
-            owner,
-            ttl,
-            heartbeat_interval,
-            labels,
-            regions,
-            format,
-        } => {
-            let req = AcquireRequest {
-                project,
-                task,
-                owner,
-                ttl,
-                heartbeat_interval,
-                labels: labels.into_iter().collect::<BTreeMap<_, _>>(),
-                regions,
-            };
-            let l = client.acquire(&req).await?;
-            match format {
-                Some(TagFormat::Env) => write!(out, "{}", output::tags_env(&l))?,
-                Some(TagFormat::Json) => write!(out, "{}", output::tags_json(&l.tags))?,
-                Some(TagFormat::Terraform) => write!(out, "{}", output::tags_terraform(&l.tags))?,
-                None => show(&mut out, &l)?,
-            }
-        }
-        LeaseCmd::Renew { id, ttl } => show(&mut out, &client.renew(&id, ttl).await?)?,
-        LeaseCmd::Heartbeat { id } => show(&mut out, &client.post_empty(&id, "heartbeat").await?)?,
-        LeaseCmd::Release { id } => show(&mut out, &client.post_empty(&id, "release").await?)?,
-        LeaseCmd::Show { id } => show(&mut out, &client.show(&id).await?)?,
-        LeaseCmd::List {
-            project,
-            state,
-            owner,
-            limit,
-            cursor,
-        } => {
-            let mut q: Vec<(&str, String)> = vec![("limit", limit.to_string())];
-            for (k, v) in [
-                ("project", project),
-                ("state", state),
-                ("owner", owner),
-                ("cursor", cursor),
-            ] {
-                if let Some(v) = v {
-                    q.push((k, v));
-                }
-            }
-            let page = client.list(&q).await?;
-            match args.output {
-                Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(&page)?)?,
-                Output::Table | Output::Csv => {
-                    write!(out, "{}", output::lease_table(&page.items))?;
-                    if let Some(c) = &page.next_cursor {
-                        eprintln!("more: --cursor {c}");
-                    }
-                }
-            }
-        }
-    }
-    out.flush()?;
-    Ok(ExitCode::SUCCESS)
 }
 
 fn parse_human_duration(s: &str) -> Result<crate::model::HumanDuration, String> {

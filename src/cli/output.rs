@@ -13,31 +13,21 @@ use crate::http::dto::{
 };
 use crate::resource::ScanReport;
 
-/// A plain aligned table; the last column is not padded.
+/// A plain aligned table (comfy-table, no borders): columns two spaces apart, the last one
+/// not padded.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::NOTHING)
+        .set_content_arrangement(comfy_table::ContentArrangement::Disabled)
+        .set_header(headers.iter().copied())
+        .add_rows(rows.iter().cloned());
+    for c in t.column_iter_mut() {
+        c.set_padding((0, 2));
     }
     let mut out = String::new();
-    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
-        let cells: Vec<&str> = cells.collect();
-        for (i, cell) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                out.push_str(cell);
-            } else {
-                let pad = widths[i] - cell.chars().count() + 2;
-                out.push_str(cell);
-                out.push_str(&" ".repeat(pad));
-            }
-        }
+    for line in t.lines() {
+        out.push_str(line.trim_end());
         out.push('\n');
-    };
-    line(&mut headers.iter().copied());
-    for row in rows {
-        line(&mut row.iter().map(String::as_str));
     }
     out
 }
@@ -230,9 +220,10 @@ pub fn status_table(st: &StatusView) -> String {
     out
 }
 
-/// Single-quotes a value for POSIX shells.
+/// Quotes a value for POSIX shells (shlex); a value with a NUL byte (which no tag holds) is
+/// dropped rather than quoted wrongly.
 fn sh_quote(v: &str) -> String {
-    format!("'{}'", v.replace('\'', "'\\''"))
+    shlex::try_quote(v).map_or_else(|_| "''".to_owned(), |q| q.into_owned())
 }
 
 /// `export` lines: one variable per identity part, plus `EPHEMERA_TAGS` as a JSON map for
@@ -414,9 +405,23 @@ mod tests {
     }
 
     #[test]
-    fn shell_quoting() {
-        assert_eq!(sh_quote("it's"), "'it'\\''s'");
-        assert_eq!(sh_quote("$HOME"), "'$HOME'");
+    fn shell_quoting_round_trips() {
+        for v in [
+            "it's",
+            "$HOME",
+            "a b",
+            "deploy web/42 @ 10:00 +1 x=y",
+            "",
+            "\"q\"",
+        ] {
+            let quoted = sh_quote(v);
+            assert_eq!(
+                shlex::split(&quoted),
+                Some(vec![v.to_owned()]),
+                "{v:?} as {quoted}"
+            );
+        }
+        assert_ne!(sh_quote("$HOME"), "$HOME", "expansion is quoted away");
     }
 
     #[test]

@@ -583,7 +583,13 @@ async fn scan_once_gates_ci_and_findings_and_status_show_it() {
         &[],
     )
     .await;
-    assert_eq!(o.status.code(), Some(1));
+    // A usage error, from the argument parser: exit 2, naming the value and the verdicts.
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("zombie") && err.contains("unknown-lease"),
+        "{err}"
+    );
 
     // The daemon on the same store serves what the CLI passes found.
     let d = TestDaemon::start(&work).await;

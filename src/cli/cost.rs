@@ -1,0 +1,22 @@
+//! Spend: `cost`.
+
+use super::*;
+
+pub(super) async fn cost(
+    client: ClientArgs,
+    by: String,
+    since: String,
+    refresh: bool,
+) -> anyhow::Result<ExitCode> {
+    let api = Client::new(&client.addr, client.token.as_deref())?;
+    if refresh {
+        api.refresh_cost().await?;
+    }
+    let spend = api.cost(&[("by", by.clone()), ("since", since)]).await?;
+    match client.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&spend)?),
+        Output::Csv => print!("{}", output::cost_csv(&spend)?),
+        Output::Table => print!("{}", output::cost_table(&spend)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
