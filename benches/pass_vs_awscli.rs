@@ -9,7 +9,7 @@
 //! `finish_walk`, exactly what `Tasks::walk_one` does): the config's limit of 15 calls/s at most
 //! puts a floor of (pages - 1) / 15 s under `Tasks::run_scan`, which is printed beside it.
 //! (Should the config come to accept a higher `calls_per_second` against an emulator, as the
-//! README already says, `Tasks::run_scan` is also timed at 10000/s.) Note that moto pages by
+//! docs/development.md already says, `Tasks::run_scan` is also timed at 10000/s.) Note that moto pages by
 //! tags as well (100 tags a page by default), so volumes carrying 5 tags come 20 to a page.
 //!
 //! moto and awscli come from `make peers` (tests/peers/requirements.txt); the moto server is
@@ -501,7 +501,7 @@ fn main() {
             floor,
         );
 
-        // Against an emulator the config may one day accept a higher rate (the README says
+        // Against an emulator the config may one day accept a higher rate (docs/development.md says
         // 10000); when it does, the daemon's own pass is timed without the 15/s floor too.
         let fast_path = tmp.path().join("ephemera-fast.toml");
         let fast_text = std::fs::read_to_string(&config_path)

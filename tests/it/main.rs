@@ -9,6 +9,7 @@ mod cli;
 mod cost;
 mod deleters;
 mod deploy;
+mod docs;
 mod iam;
 mod mail;
 mod prometheus;

@@ -174,12 +174,12 @@ fn rules_read_only_metrics_the_daemon_registers() {
     );
 }
 
-/// Every alert's `runbook` annotation points at a row of the README's runbook that exists,
-/// one per alert.
+/// Every alert's `runbook` annotation points at a row of the runbook (docs/operations.md)
+/// that exists, one per alert.
 #[test]
 fn every_alert_links_to_its_runbook_row() {
     let rules = read(RULES);
-    let readme = read("README.md");
+    let runbook = read("docs/operations.md");
     let anchors: Vec<&str> = rules
         .lines()
         .filter_map(|l| value_of(l, "runbook"))
@@ -187,11 +187,11 @@ fn every_alert_links_to_its_runbook_row() {
     assert_eq!(anchors.len(), alerts(&rules).len(), "{anchors:?}");
     for a in anchors {
         let name = a
-            .strip_prefix("README.md#")
-            .unwrap_or_else(|| panic!("runbook `{a}` is not a README anchor"));
+            .strip_prefix("docs/operations.md#")
+            .unwrap_or_else(|| panic!("runbook `{a}` is not an anchor of docs/operations.md"));
         assert!(
-            readme.contains(&format!("<a name=\"{name}\"></a>")),
-            "README.md has no runbook row `{name}`"
+            runbook.contains(&format!("<a name=\"{name}\"></a>")),
+            "docs/operations.md has no runbook row `{name}`"
         );
     }
 }

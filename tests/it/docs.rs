@@ -1,0 +1,154 @@
+//! The docs hold together: every relative link in README.md and docs/*.md names a file that
+//! exists, and every `#anchor` in one names a heading (GitHub's slug) or an `<a name>` of the
+//! page it points at. A section moved between pages cannot leave a dead link behind.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// GitHub's heading anchor: lowercase, punctuation other than `-` and `_` dropped, spaces to
+/// `-`.
+fn slug(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ' '))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// The anchors a markdown page offers.
+fn anchors(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut fenced = false;
+    for line in text.lines() {
+        if line.starts_with("```") {
+            fenced = !fenced;
+        }
+        if fenced {
+            continue;
+        }
+        if let Some(h) = line.trim_start_matches('#').strip_prefix(' ')
+            && line.starts_with('#')
+        {
+            out.insert(slug(h));
+        }
+        for part in line.split("<a name=\"").skip(1) {
+            if let Some((name, _)) = part.split_once('"') {
+                out.insert(name.to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// `(target, line)` of every markdown link outside code fences.
+fn links(text: &str) -> Vec<(String, usize)> {
+    let mut out = Vec::new();
+    let mut fenced = false;
+    for (n, line) in text.lines().enumerate() {
+        if line.starts_with("```") {
+            fenced = !fenced;
+        }
+        if fenced {
+            continue;
+        }
+        for part in line.split("](").skip(1) {
+            if let Some((target, _)) = part.split_once(')') {
+                out.push((target.to_owned(), n + 1));
+            }
+        }
+    }
+    out
+}
+
+/// The dead links of `page` (relative to the repository root).
+fn dead_links(page: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(root().join(page)).expect("page readable");
+    let dir = page.parent().unwrap_or(Path::new(""));
+    let mut dead = Vec::new();
+    for (target, line) in links(&text) {
+        if target.starts_with("http://")
+            || target.starts_with("https://")
+            || target.starts_with("mailto:")
+        {
+            continue;
+        }
+        let (file, anchor) = target.split_once('#').unwrap_or((target.as_str(), ""));
+        let file_path = if file.is_empty() {
+            page.to_path_buf()
+        } else {
+            dir.join(file)
+        };
+        let full = root().join(&file_path);
+        if !full.exists() {
+            dead.push(format!(
+                "{}:{line}: `{target}`: no file {}",
+                page.display(),
+                file_path.display()
+            ));
+            continue;
+        }
+        if !anchor.is_empty() {
+            let target_text = std::fs::read_to_string(&full).unwrap_or_default();
+            if !anchors(&target_text).contains(anchor) {
+                dead.push(format!(
+                    "{}:{line}: `{target}`: no anchor `{anchor}`",
+                    page.display()
+                ));
+            }
+        }
+    }
+    dead
+}
+
+fn pages() -> Vec<PathBuf> {
+    let mut pages = vec![PathBuf::from("README.md")];
+    let mut docs: Vec<PathBuf> = std::fs::read_dir(root().join("docs"))
+        .expect("docs/")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .map(|p| PathBuf::from("docs").join(p.file_name().expect("name")))
+        .collect();
+    docs.sort();
+    pages.extend(docs);
+    pages
+}
+
+#[test]
+fn every_relative_link_and_anchor_resolves() {
+    let pages = pages();
+    assert!(pages.len() >= 9, "README and the docs pages: {pages:?}");
+    let dead: Vec<String> = pages.iter().flat_map(|p| dead_links(p)).collect();
+    assert!(dead.is_empty(), "dead links:\n{}", dead.join("\n"));
+}
+
+#[test]
+fn the_readme_links_every_page() {
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README");
+    for page in pages().iter().skip(1) {
+        let name = page.display().to_string();
+        assert!(
+            readme.contains(&format!("]({name})")),
+            "README does not link {name}"
+        );
+    }
+}
+
+/// The checker itself sees a dead file, a dead anchor, and a good link.
+#[test]
+fn the_checker_finds_dead_links() {
+    let text = "# Title\n\n## A section\n\n[ok](#a-section) [bad](#nowhere) [file](no-such.md)\n";
+    let found = anchors(text);
+    assert!(found.contains("a-section") && found.contains("title"));
+    let targets: Vec<String> = links(text).into_iter().map(|(t, _)| t).collect();
+    assert_eq!(targets, ["#a-section", "#nowhere", "no-such.md"]);
+    assert_eq!(
+        slug("The audit chain: what verify shows, and what it cannot"),
+        "the-audit-chain-what-verify-shows-and-what-it-cannot"
+    );
+}
