@@ -8,9 +8,10 @@
 //! (`inventory::walk` with `RateLimiter::new(1_000_000)`, then evaluate, `persist_page` and
 //! `finish_walk`, exactly what `Tasks::walk_one` does): the config's limit of 15 calls/s at most
 //! puts a floor of (pages - 1) / 15 s under `Tasks::run_scan`, which is printed beside it.
-//! (Should the config come to accept a higher `calls_per_second` against an emulator, as the
-//! docs/development.md already says, `Tasks::run_scan` is also timed at 10000/s.) Note that moto pages by
-//! tags as well (100 tags a page by default), so volumes carrying 5 tags come 20 to a page.
+//! (Should the config come to accept a higher `calls_per_second` against an emulator, as
+//! docs/configuration.md (`[aws]`) already says, `Tasks::run_scan` is also timed at 10000/s.)
+//! Note that moto pages by tags as well (100 tags a page by default), so volumes carrying 5
+//! tags come 20 to a page.
 //!
 //! moto and awscli come from `make peers` (tests/peers/requirements.txt); the moto server is
 //! started here like tests/it/support/moto.rs does, on a loopback port, and killed on exit.
@@ -501,8 +502,8 @@ fn main() {
             floor,
         );
 
-        // Against an emulator the config may one day accept a higher rate (docs/development.md says
-        // 10000); when it does, the daemon's own pass is timed without the 15/s floor too.
+        // Against an emulator the config may one day accept a higher rate (docs/configuration.md
+        // says 10000); when it does, the daemon's own pass is timed without the 15/s floor too.
         let fast_path = tmp.path().join("ephemera-fast.toml");
         let fast_text = std::fs::read_to_string(&config_path)
             .expect("read config")
