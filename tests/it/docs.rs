@@ -139,6 +139,122 @@ fn the_readme_links_every_page() {
     }
 }
 
+/// The places outside the docs that name a page, `README.md` or a `.md` page under `docs/`,
+/// each with an optional `#anchor`, as `(target, line)`.
+fn page_references(text: &str) -> Vec<(String, usize)> {
+    let is_slug = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_');
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        for (at, _) in line.match_indices(".md") {
+            let head = &line[..at];
+            let name_start = head.rfind(|c: char| !is_slug(c)).map_or(0, |i| i + 1);
+            let page = if head[..name_start].ends_with("docs/") && name_start < at {
+                format!("docs/{}.md", &head[name_start..])
+            } else if &head[name_start..] == "README" && !head[..name_start].ends_with('/') {
+                "README.md".to_owned()
+            } else {
+                continue;
+            };
+            let rest = &line[at + 3..];
+            let anchor: String = match rest.strip_prefix('#') {
+                Some(a) => a.chars().take_while(|&c| is_slug(c)).collect(),
+                None => String::new(),
+            };
+            if rest.starts_with(is_slug) {
+                continue; // `.mdx` and the like
+            }
+            out.push((
+                if anchor.is_empty() {
+                    page
+                } else {
+                    format!("{page}#{anchor}")
+                },
+                n + 1,
+            ));
+        }
+    }
+    out
+}
+
+/// Every file outside README.md and docs/ (code, comments, rules, scripts, deploy recipes).
+fn files_outside_the_docs(dir: &Path, out: &mut Vec<PathBuf>) {
+    const SKIP: &[&str] = &[
+        ".git",
+        "target",
+        ".venv",
+        "state",
+        "mutants.out",
+        "__pycache__",
+        "node_modules",
+    ];
+    for entry in std::fs::read_dir(dir).expect("directory readable") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        let rel = path
+            .strip_prefix(root())
+            .expect("under the root")
+            .to_path_buf();
+        if SKIP.contains(&name.as_str())
+            || rel == Path::new("docs")
+            || rel == Path::new("README.md")
+        {
+            continue;
+        }
+        if path.is_dir() {
+            files_outside_the_docs(&path, out);
+        } else {
+            out.push(rel);
+        }
+    }
+}
+
+/// A comment, test or rules file that says where the docs say something names a page that
+/// exists, and an anchor that page has: a section moved to another page cannot leave its old
+/// address behind in the code (the alerts' runbook rows are `promtool::`'s to check).
+#[test]
+fn pages_named_outside_the_docs_exist() {
+    let mut files = Vec::new();
+    files_outside_the_docs(&root(), &mut files);
+    files.sort();
+    let mut dead = Vec::new();
+    let mut seen = 0;
+    for file in &files {
+        let Ok(text) = std::fs::read_to_string(root().join(file)) else {
+            continue; // not text
+        };
+        for (target, line) in page_references(&text) {
+            seen += 1;
+            let (page, anchor) = target.split_once('#').unwrap_or((target.as_str(), ""));
+            let Ok(page_text) = std::fs::read_to_string(root().join(page)) else {
+                dead.push(format!(
+                    "{}:{line}: `{target}`: no page {page}",
+                    file.display()
+                ));
+                continue;
+            };
+            if !anchor.is_empty() && !anchors(&page_text).contains(anchor) {
+                dead.push(format!(
+                    "{}:{line}: `{target}`: no anchor `{anchor}`",
+                    file.display()
+                ));
+            }
+        }
+    }
+    assert!(
+        seen >= 10,
+        "only {seen} references to the docs found in {files:?}"
+    );
+    assert!(
+        dead.is_empty(),
+        "dead references to the docs:\n{}",
+        dead.join("\n")
+    );
+}
+
 /// The checker itself sees a dead file, a dead anchor, and a good link.
 #[test]
 fn the_checker_finds_dead_links() {
@@ -147,6 +263,13 @@ fn the_checker_finds_dead_links() {
     assert!(found.contains("a-section") && found.contains("title"));
     let targets: Vec<String> = links(text).into_iter().map(|(t, _)| t).collect();
     assert_eq!(targets, ["#a-section", "#nowhere", "no-such.md"]);
+    let refs: Vec<String> = page_references(
+        "see docs/operations.md#ephemeradaemondown, \"README.md\", docs/*.md, a/README.md, x.mdx",
+    )
+    .into_iter()
+    .map(|(t, _)| t)
+    .collect();
+    assert_eq!(refs, ["docs/operations.md#ephemeradaemondown", "README.md"]);
     assert_eq!(
         slug("The audit chain: what verify shows, and what it cannot"),
         "the-audit-chain-what-verify-shows-and-what-it-cannot"
