@@ -23,8 +23,8 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::reaper::iam::{VERIFY_ACCOUNT_ACTIONS, actions_for};
 
-/// The walk of one (account, region): `GetResources`, then `DescribeInstances` for the state
-/// of the EC2 instances on each page.
+/// The walk of one (account, region): `GetResources`, and one `DescribeInstances` (filtered to
+/// ending instances) when a page lists an instance.
 pub const INVENTORY_ACTIONS: &[&str] = &["ec2:DescribeInstances", "tag:GetResources"];
 
 /// The spend fetch: `GetCostAndUsage`, and `ListCostAllocationTags` when spend looks

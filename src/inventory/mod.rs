@@ -83,8 +83,11 @@ where
     };
     let tagging = aws_sdk_resourcegroupstagging::Client::new(&conf);
     let ec2 = aws_sdk_ec2::Client::new(&conf);
+    let ending = tokio::sync::OnceCell::new();
     let fetch = |token: Option<String>, n: u64| {
-        fetch_page(&tagging, &ec2, account, region, limiter, metrics, token, n)
+        fetch_page(
+            &tagging, &ec2, &ending, account, region, limiter, metrics, token, n,
+        )
     };
     let mut next = fetch(None, 1).await;
     loop {
@@ -116,12 +119,13 @@ where
     }
 }
 
-/// Fetches page `n` (at `token`), converted, with EC2 instance states filled in; returns it
+/// Fetches page `n` (at `token`), converted, ending EC2 instances marked; returns it
 /// and the next token (none at the end: AWS ends with an empty token, moto with none).
 #[allow(clippy::too_many_arguments)]
 async fn fetch_page(
     tagging: &aws_sdk_resourcegroupstagging::Client,
     ec2: &aws_sdk_ec2::Client,
+    ending: &tokio::sync::OnceCell<HashMap<String, String>>,
     account: &str,
     region: &str,
     limiter: &RateLimiter,
@@ -158,7 +162,7 @@ async fn fetch_page(
             state: None,
         });
     }
-    instance_states(ec2, limiter, metrics, &mut observed).await?;
+    instance_states(ec2, limiter, metrics, ending, &mut observed).await?;
     let token = page
         .pagination_token()
         .filter(|t| !t.is_empty())
@@ -166,21 +170,14 @@ async fn fetch_page(
     Ok((observed, token))
 }
 
-/// Fills in the state of the EC2 instances of a page (terminated ones stay listed for a while).
-async fn instance_states(
+/// The EC2 instances of one (account, region) that are ending (`shutting-down` or
+/// `terminated`, which EC2 keeps listing for a while) and their state: one filtered, paginated
+/// DescribeInstances per walk instead of one per page, as most instances are live.
+async fn ending_instances(
     ec2: &aws_sdk_ec2::Client,
     limiter: &RateLimiter,
     metrics: &Metrics,
-    page: &mut [Observed],
-) -> Result<(), String> {
-    let ids: Vec<String> = page
-        .iter()
-        .filter(|o| o.resource_type == "ec2:instance")
-        .map(|o| o.arn.resource_id().to_owned())
-        .collect();
-    if ids.is_empty() {
-        return Ok(());
-    }
+) -> Result<HashMap<String, String>, String> {
     let mut states: HashMap<String, String> = HashMap::new();
     let mut token: Option<String> = None;
     loop {
@@ -189,8 +186,9 @@ async fn instance_states(
             .describe_instances()
             .filters(
                 Filter::builder()
-                    .name("instance-id")
-                    .set_values(Some(ids.clone()))
+                    .name("instance-state-name")
+                    .values("shutting-down")
+                    .values("terminated")
                     .build(),
             )
             .set_next_token(token.clone())
@@ -208,14 +206,32 @@ async fn instance_states(
             .filter(|t| !t.is_empty())
             .map(str::to_owned);
         if token.is_none() {
-            break;
+            return Ok(states);
         }
     }
+}
+
+/// Marks the ending EC2 instances of a page with their state; the others are live (state
+/// unknown to the walk: the reaper reads it again before any delete). The ending set is read
+/// once per walk, at the first page that lists an instance.
+async fn instance_states(
+    ec2: &aws_sdk_ec2::Client,
+    limiter: &RateLimiter,
+    metrics: &Metrics,
+    ending: &tokio::sync::OnceCell<HashMap<String, String>>,
+    page: &mut [Observed],
+) -> Result<(), String> {
+    if !page.iter().any(|o| o.resource_type == "ec2:instance") {
+        return Ok(());
+    }
+    let ending = ending
+        .get_or_try_init(|| ending_instances(ec2, limiter, metrics))
+        .await?;
     for o in page
         .iter_mut()
         .filter(|o| o.resource_type == "ec2:instance")
     {
-        o.state = states.get(o.arn.resource_id()).cloned();
+        o.state = ending.get(o.arn.resource_id()).cloned();
     }
     Ok(())
 }

@@ -653,3 +653,51 @@ async fn a_tick_during_a_scan_is_skipped_and_counted() {
     assert_eq!(metrics.task_skipped.with_label_values(&["scan"]).get(), 1);
     assert_eq!(tasks.running_scan().await, Some(run_id));
 }
+
+/// EC2 states cost one call per (account, region), not one per page: 150 leased instances
+/// over two GetResources pages and one terminated instance are walked with a single filtered
+/// DescribeInstances, the terminated one is known as such and not live, the rest are live.
+#[tokio::test(flavor = "multi_thread")]
+async fn instance_states_take_one_call_per_walk() {
+    let moto = Moto::start().await;
+    let proxy = FaultProxy::start(&moto.endpoint()).await;
+    let work = Workdir::with_config(&config_text_with_aws(&aws_section(&proxy.endpoint())));
+    let clock = manual_clock();
+    let d = TestDaemon::start_with_clock(&work, clock.clone()).await;
+    let lease = d.acquire(WEB, "web", "many").await;
+    let seeded = seed(
+        &moto.endpoint(),
+        json!({"resources": [
+            {"key": "live", "account": A, "region": "us-east-1", "type": "ec2:instance", "tags": tags(&lease, "web"), "count": 150},
+            {"key": "gone", "account": A, "region": "us-east-1", "type": "ec2:instance", "tags": tags(&lease, "web"), "terminated": true}
+        ]}),
+    )
+    .await;
+    let before = proxy.count("DescribeInstances");
+    let pages_before = proxy.count("GetResources");
+    let run = scan(&d, &clock).await;
+    assert_eq!(run["run"]["outcome"], "success", "{run}");
+    assert!(
+        proxy.count("GetResources") - pages_before >= 5,
+        "four walks, the one with instances over several pages"
+    );
+    assert_eq!(
+        proxy.count("DescribeInstances") - before,
+        1,
+        "one DescribeInstances for the only walk that lists instances"
+    );
+    let res = resources(&d).await;
+    let gone = &res[&arns_by_key(&seeded)["gone"][0]];
+    assert_eq!(gone["state"], "terminated", "{gone}");
+    let live = &arns_by_key(&seeded)["live"];
+    assert_eq!(live.len(), 150);
+    for arn in live {
+        let r = &res[arn];
+        assert_eq!(r["verdict"], "leased", "{r}");
+        assert!(
+            r["state"].is_null(),
+            "a live instance's state is not read: {r}"
+        );
+    }
+    d.stop().await;
+}
