@@ -17,7 +17,8 @@
 //! started here like tests/it/support/moto.rs does, on a loopback port, and killed on exit.
 //!
 //! `cargo bench --bench pass_vs_awscli` (env: BENCH_VOLUMES (a multiple of 100),
-//! BENCH_AWSCLI_RUNS, EPHEMERA_MOTO_SERVER).
+//! BENCH_TYPE (`ec2:volume`, the default, or `ec2:instance`), BENCH_AWSCLI_RUNS,
+//! EPHEMERA_MOTO_SERVER).
 
 mod common;
 
@@ -142,7 +143,7 @@ impl Drop for Moto {
 /// The seed spec: `volumes / 100` entries of 100 volumes, one lease (or tag mix) per entry:
 /// 85% of entries carry a known lease (whose state follows the generated mix), 5% an unknown
 /// lease id, 4% lack the owner tag, 3% carry the protect tag, 3% only a `Name` tag.
-fn seed_spec(volumes: u64, lease_ids: &[String]) -> serde_json::Value {
+fn seed_spec(volumes: u64, lease_ids: &[String], kind: &str) -> serde_json::Value {
     let entries = volumes / 100;
     let resources: Vec<serde_json::Value> = (0..entries)
         .map(|k| {
@@ -167,7 +168,7 @@ fn seed_spec(volumes: u64, lease_ids: &[String]) -> serde_json::Value {
                 97.. => tags = json!({ "Name": format!("preview-{k}") }),
                 _ => {}
             }
-            json!({"key": format!("v{k}"), "type": "ec2:volume", "region": REGION, "count": 100, "tags": tags})
+            json!({"key": format!("v{k}"), "type": kind, "region": REGION, "count": 100, "tags": tags})
         })
         .collect();
     json!({ "resources": resources })
@@ -382,6 +383,13 @@ fn main() {
     } else {
         common::env_u64("BENCH_VOLUMES", 10_000).max(100) / 100 * 100
     };
+    // `ec2:volume` (the default) or `ec2:instance`: a pass over instances also looks up which
+    // of them are ending, which a bare tagging walk does not.
+    let kind = std::env::var("BENCH_TYPE").unwrap_or_else(|_| "ec2:volume".into());
+    assert!(
+        ["ec2:volume", "ec2:instance"].contains(&kind.as_str()),
+        "BENCH_TYPE is ec2:volume or ec2:instance, not {kind}"
+    );
     let awscli_runs = if quick {
         1
     } else {
@@ -428,17 +436,17 @@ fn main() {
         let lease_map = common::lease_map(leases);
 
         let t = Instant::now();
-        let seeded = seed(&endpoint, &seed_spec(volumes, &lease_ids));
+        let seeded = seed(&endpoint, &seed_spec(volumes, &lease_ids, &kind));
         let seed_t = t.elapsed();
-        assert_eq!(seeded as u64, volumes, "seed.py created every volume");
+        assert_eq!(seeded as u64, volumes, "seed.py created every resource");
         println!(
-            "pass_vs_awscli: moto 5 on {endpoint}; seeded {seeded} tagged EBS volumes ({} leases) in {:.1} s",
+            "pass_vs_awscli: moto 5 on {endpoint}; seeded {seeded} tagged {kind} resources ({} leases) in {:.1} s",
             lease_ids.len(),
             secs(seed_t)
         );
 
         let (count, requests, per_100) = awscli_check(&endpoint, &home);
-        assert_eq!(count, volumes, "awscli walked every volume");
+        assert_eq!(count, volumes, "awscli walked every resource");
         println!(
             "pass_vs_awscli: awscli check (untimed, --debug): {count} resources in {requests} GetResources calls, {per_100} of them with ResourcesPerPage 100"
         );
