@@ -19,7 +19,7 @@
 //! | [`http`] | the axum API under `/api/v1`, `/healthz`, `/readyz`, `/metrics`, one file per resource plus `error` (status and stable code, in one place) and `extract`; one JSON type per body in [`http::dto`], shared with the CLI client; the OpenAPI 3.1 document ([`http::openapi`], served at `/api/v1/openapi.json`, committed as `docs/openapi.json`) |
 //! | [`daemon`] | wiring: `serve(config, listener, shutdown, clock)` |
 //! | [`resource`] | plain records of the audit pass: observed resources, evaluations, findings, walks, runs, a pass's report |
-//! | [`inventory`] | the AWS walk (tagging API, EC2 instance states), client builder, rate limit; the only home of SDK types |
+//! | [`inventory`] | the AWS walk (tagging API, EC2 instance states), client builder, rate limit; the only home of SDK types (a failed walk's [`inventory::WalkError`] keeps the SDK's error as its source) |
 //! | [`cost`] | spend: Cost Explorer calls, the incremental refresh (final days never refetched), spend/top-task/waste exports; money as integer micro-dollars |
 //! | [`reaper`] | deletion: the pure plan (order by [`model::ResourceType::rank`], caps, window, allowlist), the act step and on-call reaping with their last-moment checks, the AWS deleters one file per service under [`reaper::aws`] (dispatched by an exhaustive match on [`model::ResourceType`]; SDK errors kept as sources) each with the IAM actions of its calls beside them (gathered by [`reaper::iam`]); unarmed, no AWS call |
 //! | [`iam`] | the least-privilege IAM policies `ephemera iam-policy` prints (daemon principal, account role), built only from the action tables next to the calls — pure |
