@@ -332,14 +332,11 @@ async fn direct_pass(
         async move {
             if let (Some(store), Some(records)) = (store, records) {
                 let t = Instant::now();
-                let changes = store
-                    .persist_page(run_id, now, records)
-                    .await
-                    .map_err(|e| ephemera::error_chain(&e))?;
+                let changes = store.persist_page(run_id, now, records).await?;
                 persist.set(persist.get() + t.elapsed());
                 opened.set(opened.get() + changes.opened);
             }
-            Ok::<_, String>(())
+            Ok(())
         }
     })
     .await;

@@ -408,14 +408,11 @@ impl Bench {
             let (persist_t, opened, updated) = (&persist_t, &opened, &updated);
             async move {
                 let t = Instant::now();
-                let changes = store
-                    .persist_page(run_id, now, records)
-                    .await
-                    .map_err(|e| ephemera::error_chain(&e))?;
+                let changes = store.persist_page(run_id, now, records).await?;
                 persist_t.set(persist_t.get() + t.elapsed());
                 opened.set(opened.get() + changes.opened);
                 updated.set(updated.get() + changes.updated);
-                Ok::<_, String>(())
+                Ok(())
             }
         })
         .await;

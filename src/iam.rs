@@ -16,11 +16,12 @@
 //! wildcard action is ever printed; resources are `*` except for `sts:AssumeRole`, because the
 //! read calls take no resource ARN and the deleters act on whatever the plan names.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::model::ResourceType;
 use crate::reaper::iam::{VERIFY_ACCOUNT_ACTIONS, actions_for};
 
 /// The walk of one (account, region): `GetResources`, and one `DescribeInstances` (filtered to
@@ -159,15 +160,16 @@ fn account_statements(config: &Config, with_cost: bool, armed: bool) -> Vec<Stat
             COST_ACTIONS.iter().copied(),
         ));
     }
-    let types: BTreeSet<&str> = config
+    // By name, so the statements keep their order whatever the order of the type's variants.
+    let types: BTreeMap<&str, ResourceType> = config
         .enforcement
         .deletable_types
         .iter()
-        .map(|t| t.as_str())
+        .map(|t| (t.as_str(), *t))
         .collect();
     let rows: Vec<(&str, &[&str])> = types
         .into_iter()
-        .filter_map(|t| actions_for(t).map(|a| (t, a)))
+        .map(|(name, t)| (name, actions_for(t)))
         .collect();
     if armed && !rows.is_empty() {
         out.push(Statement::anywhere(
@@ -249,11 +251,7 @@ pub fn every_action() -> BTreeSet<&'static str> {
         .chain(COST_ACTIONS)
         .chain(ASSUME_ROLE_ACTIONS)
         .chain(VERIFY_ACCOUNT_ACTIONS)
-        .chain(
-            crate::reaper::iam::REAP_ACTIONS
-                .iter()
-                .flat_map(|(_, a)| a.iter()),
-        )
+        .chain(crate::reaper::iam::reap_actions().flat_map(|(_, a)| a.iter()))
         .copied()
         .collect()
 }
@@ -262,8 +260,9 @@ pub fn every_action() -> BTreeSet<&'static str> {
 mod tests {
     use std::path::Path;
 
+    use strum::VariantArray;
+
     use super::*;
-    use crate::reaper::aws::DELETABLE_TYPES;
 
     const A: &str = "111111111111";
     const B: &str = "222222222222";
@@ -304,7 +303,10 @@ cost = "0 6 * * *"
     }
 
     fn all_types() -> String {
-        let quoted: Vec<String> = DELETABLE_TYPES.iter().map(|t| format!("\"{t}\"")).collect();
+        let quoted: Vec<String> = ResourceType::VARIANTS
+            .iter()
+            .map(|t| format!("\"{t}\""))
+            .collect();
         format!("deletable_types = [{}]", quoted.join(", "))
     }
 
@@ -499,9 +501,11 @@ cost = "0 6 * * *"
             &format!("[enforcement]\n{}", all_types()),
         );
         let doc = policy(&cfg, &role(true, Some(A))).expect("policy");
-        for t in DELETABLE_TYPES {
-            let s = doc.statement(&reap_sid(t)).unwrap_or_else(|| panic!("{t}"));
-            let row: Vec<&str> = actions_for(t).expect("row").to_vec();
+        for t in ResourceType::VARIANTS {
+            let s = doc
+                .statement(&reap_sid(t.as_str()))
+                .unwrap_or_else(|| panic!("{t}"));
+            let row: Vec<&str> = actions_for(*t).to_vec();
             assert_eq!(s.actions, row, "{t}");
         }
         // The whole armed, cost-account document is every table's actions minus AssumeRole,

@@ -36,6 +36,9 @@ pub enum CostError {
     /// The store failed.
     #[error("the spend store failed")]
     Store(#[from] crate::store::StoreError),
+    /// The cost account is not one the config lists (no credentials or role to reach it).
+    #[error(transparent)]
+    Account(#[from] crate::inventory::UnknownAccount),
     /// An answer or a setting that cannot be used.
     #[error("{0}")]
     Invalid(String),

@@ -88,11 +88,7 @@ impl CostTask {
             .map(str::to_owned)
             .ok_or_else(|| CostError::Invalid("no account to ask Cost Explorer in".into()))?;
         // Cost Explorer has one endpoint, in us-east-1.
-        let sdk = self
-            .clients
-            .config_for(&account, "us-east-1")
-            .await
-            .map_err(|e| CostError::Invalid(e.to_string()))?;
+        let sdk = self.clients.config_for(&account, "us-east-1").await?;
         let mut report = CostReport::default();
         let final_before = today - TimeDelta::days(i64::from(cost.recent_days));
         let mut tagged_spend = false;

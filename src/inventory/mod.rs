@@ -1,9 +1,10 @@
 //! Inventory: walks the Resource Groups Tagging API of one (account, region), page by page.
 //!
 //! Architecture Invariant: the only module (with the reaper, later) that sees AWS SDK types;
-//! everything leaves as [`crate::resource::Observed`]. Pages are handed on as they arrive;
-//! a walk holds at most two (the one being persisted and the next one being fetched). A walk never retries on its own beyond the SDK's
-//! retry policy: a failed page ends the walk `incomplete` with the reason.
+//! everything leaves as [`crate::resource::Observed`], and an SDK error only as the boxed
+//! source of a [`WalkError`]. Pages are handed on as they arrive; a walk holds at most two (the
+//! one being persisted and the next one being fetched). A walk never retries on its own beyond
+//! the SDK's retry policy: a failed page ends the walk `incomplete` with the reason.
 
 mod client;
 mod limiter;
@@ -12,9 +13,9 @@ use std::collections::HashMap;
 use std::future::Future;
 
 use aws_sdk_ec2::types::Filter;
-use aws_sdk_resourcegroupstagging::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_resourcegroupstagging::error::ProvideErrorMetadata;
 
-pub use client::AwsClients;
+pub use client::{AwsClients, UnknownAccount};
 pub use limiter::RateLimiter;
 
 use crate::metrics::Metrics;
@@ -22,12 +23,45 @@ use crate::model::{Arn, Tags};
 use crate::resource::Observed;
 
 /// How a walk ended.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct WalkResult {
     pub pages: u64,
     pub resources: u64,
     /// Set when the walk is incomplete.
-    pub error: Option<String>,
+    pub error: Option<WalkError>,
+}
+
+/// An error kept as the source of another.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a walk ended incomplete. The SDK's error (or the page handler's) is the source; the
+/// message names the step, so [`crate::error_chain`] reads `GetResources page 3: service
+/// error: …`.
+#[derive(Debug, thiserror::Error)]
+pub enum WalkError {
+    /// No credentials or role for the account.
+    #[error(transparent)]
+    UnknownAccount(#[from] UnknownAccount),
+    /// A GetResources call failed.
+    #[error("GetResources page {page}")]
+    Page {
+        page: u64,
+        #[source]
+        source: BoxError,
+    },
+    /// A DescribeInstances call (the states of a page's instances) failed.
+    #[error("DescribeInstances")]
+    InstanceStates {
+        #[source]
+        source: BoxError,
+    },
+    /// The page handler (the store) failed.
+    #[error("cannot persist page {page}")]
+    Persist {
+        page: u64,
+        #[source]
+        source: BoxError,
+    },
 }
 
 const THROTTLE_CODES: [&str; 5] = [
@@ -60,7 +94,8 @@ fn count<T, E: ProvideErrorMetadata>(
 }
 
 /// Walks every tagged resource of `account` in `region`, calling `on_page` with each page as it
-/// arrives. `on_page` failing (the store) also ends the walk incomplete.
+/// arrives. `on_page` failing (the store) also ends the walk incomplete, its error the source of
+/// [`WalkError::Persist`].
 pub async fn walk<F, Fut>(
     clients: &AwsClients,
     account: &str,
@@ -71,13 +106,13 @@ pub async fn walk<F, Fut>(
 ) -> WalkResult
 where
     F: FnMut(Vec<Observed>) -> Fut,
-    Fut: Future<Output = Result<(), String>>,
+    Fut: Future<Output = Result<(), BoxError>>,
 {
     let mut result = WalkResult::default();
     let conf = match clients.config_for(account, region).await {
         Ok(c) => c,
         Err(e) => {
-            result.error = Some(e.to_string());
+            result.error = Some(e.into());
             return result;
         }
     };
@@ -108,8 +143,11 @@ where
             }
             None => (on_page(observed).await, None),
         };
-        if let Err(e) = persisted {
-            result.error = Some(format!("cannot persist page {}: {e}", result.pages));
+        if let Err(source) = persisted {
+            result.error = Some(WalkError::Persist {
+                page: result.pages,
+                source,
+            });
             return result;
         }
         match fetched {
@@ -132,7 +170,7 @@ async fn fetch_page(
     metrics: &Metrics,
     token: Option<String>,
     n: u64,
-) -> Result<(Vec<Observed>, Option<String>), String> {
+) -> Result<(Vec<Observed>, Option<String>), WalkError> {
     limiter.wait().await;
     let r = tagging
         .get_resources()
@@ -141,7 +179,10 @@ async fn fetch_page(
         .send()
         .await;
     count(metrics, "tagging", "GetResources", &r);
-    let page = r.map_err(|e| format!("GetResources page {n}: {}", DisplayErrorContext(&e)))?;
+    let page = r.map_err(|e| WalkError::Page {
+        page: n,
+        source: e.into(),
+    })?;
     let mut observed: Vec<Observed> = Vec::with_capacity(page.resource_tag_mapping_list().len());
     for m in page.resource_tag_mapping_list() {
         let Some(arn) = m.resource_arn().and_then(|a| Arn::parse(a).ok()) else {
@@ -177,7 +218,7 @@ async fn ending_instances(
     ec2: &aws_sdk_ec2::Client,
     limiter: &RateLimiter,
     metrics: &Metrics,
-) -> Result<HashMap<String, String>, String> {
+) -> Result<HashMap<String, String>, WalkError> {
     let mut states: HashMap<String, String> = HashMap::new();
     let mut token: Option<String> = None;
     loop {
@@ -195,7 +236,7 @@ async fn ending_instances(
             .send()
             .await;
         count(metrics, "ec2", "DescribeInstances", &r);
-        let out = r.map_err(|e| format!("DescribeInstances: {}", DisplayErrorContext(&e)))?;
+        let out = r.map_err(|e| WalkError::InstanceStates { source: e.into() })?;
         for i in out.reservations().iter().flat_map(|r| r.instances()) {
             if let (Some(id), Some(state)) = (i.instance_id(), i.state().and_then(|s| s.name())) {
                 states.insert(id.to_owned(), state.as_str().to_owned());
@@ -220,7 +261,7 @@ async fn instance_states(
     metrics: &Metrics,
     ending: &tokio::sync::OnceCell<HashMap<String, String>>,
     page: &mut [Observed],
-) -> Result<(), String> {
+) -> Result<(), WalkError> {
     if !page.iter().any(|o| o.resource_type == "ec2:instance") {
         return Ok(());
     }
@@ -234,4 +275,37 @@ async fn instance_states(
         o.state = ending.get(o.arn.resource_id()).cloned();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A walk's reason (stored with the walk, shown by `scan`) is the step, then its sources.
+    #[test]
+    fn walk_errors_name_the_step_and_keep_the_source() {
+        let page = WalkError::Page {
+            page: 3,
+            source: Box::new(std::io::Error::other("throttled")),
+        };
+        assert_eq!(crate::error_chain(&page), "GetResources page 3: throttled");
+        let states = WalkError::InstanceStates {
+            source: "timed out".into(),
+        };
+        assert_eq!(crate::error_chain(&states), "DescribeInstances: timed out");
+        let persist = WalkError::Persist {
+            page: 2,
+            source: "the store's persister stopped".into(),
+        };
+        assert_eq!(
+            crate::error_chain(&persist),
+            "cannot persist page 2: the store's persister stopped"
+        );
+        // Transparent: the text it always had, and no second copy of it as a source.
+        let account = WalkError::from(UnknownAccount("111111111111".into()));
+        assert_eq!(
+            crate::error_chain(&account),
+            "account 111111111111 is not configured"
+        );
+    }
 }

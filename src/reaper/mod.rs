@@ -7,17 +7,3 @@ pub mod aws;
 pub mod iam;
 pub mod plan;
 pub mod run;
-
-#[cfg(test)]
-mod tests {
-    use strum::VariantArray;
-
-    use crate::model::ResourceType;
-
-    /// The config accepts exactly the types that have a deleter, in the deleters' order.
-    #[test]
-    fn resource_types_are_the_deletable_types() {
-        let names: Vec<&str> = ResourceType::VARIANTS.iter().map(|t| t.as_str()).collect();
-        assert_eq!(names, super::aws::DELETABLE_TYPES);
-    }
-}

@@ -18,7 +18,9 @@ use crate::resource::{Observed, Record, WalkRecord};
 const PERSIST_BATCH: usize = 1_000;
 
 /// Why a page could not be handed over: the persister stopped (its own error says why).
-const PERSISTER_STOPPED: &str = "the store's persister stopped";
+#[derive(Debug, thiserror::Error)]
+#[error("the store's persister stopped")]
+struct PersisterStopped;
 
 /// One page of a walk, evaluated at `now`: the records the store persists. Pure; the scan
 /// and the benchmarks share it.
@@ -89,7 +91,7 @@ impl Tasks {
         let mut totals = WalkTotals::default();
         let mut pending = Vec::<Record>::with_capacity(PERSIST_BATCH);
         let span = tracing::info_span!("walk", account = %account, region = %region);
-        let mut result = tracing::Instrument::instrument(
+        let result = tracing::Instrument::instrument(
             inventory::walk(
                 &inner.clients,
                 &account,
@@ -111,10 +113,7 @@ impl Tasks {
                     let batches = batches.clone();
                     async move {
                         if let Some(records) = full {
-                            batches
-                                .send(records)
-                                .await
-                                .map_err(|_| PERSISTER_STOPPED.to_owned())?;
+                            batches.send(records).await.map_err(|_| PersisterStopped)?;
                         }
                         Ok(())
                     }
@@ -129,6 +128,9 @@ impl Tasks {
             let _ = batches.send(pending).await;
         }
         drop(batches);
+        // The walk's error with its sources, or the persister's when the walk stopped only
+        // because the persister had.
+        let mut reason = result.error.as_ref().map(|e| crate::error_chain(e));
         let persisted = match persister.await {
             Ok(r) => r,
             Err(e) => Err(format!("persist task failed: {e}")),
@@ -139,8 +141,13 @@ impl Tasks {
                 totals.updated = updated;
             }
             Err(e) => {
-                if result.error.is_none() || result.error.as_deref() == Some(PERSISTER_STOPPED) {
-                    result.error = Some(format!("cannot persist pages: {e}"));
+                let stopped = matches!(
+                    &result.error,
+                    Some(inventory::WalkError::Persist { source, .. })
+                        if source.is::<PersisterStopped>()
+                );
+                if reason.is_none() || stopped {
+                    reason = Some(format!("cannot persist pages: {e}"));
                 }
             }
         }
@@ -149,12 +156,12 @@ impl Tasks {
             region: region.clone(),
             started_at: started,
             ended_at: inner.clock.now(),
-            outcome: if result.error.is_none() {
+            outcome: if reason.is_none() {
                 WalkOutcome::Complete
             } else {
                 WalkOutcome::Incomplete
             },
-            reason: result.error.clone(),
+            reason,
             pages: result.pages,
             resources: result.resources,
         };

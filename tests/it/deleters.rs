@@ -21,9 +21,10 @@ use std::collections::BTreeMap;
 
 use aws_config::SdkConfig;
 use ephemera::inventory::AwsClients;
-use ephemera::model::{Arn, Tags};
-use ephemera::reaper::aws::{self, DELETABLE_TYPES, DeleteError, Deleted, Inspection};
+use ephemera::model::{Arn, ResourceType, Tags};
+use ephemera::reaper::aws::{self, DeleteError, Deleted, Inspection};
 use serde_json::{Value, json};
+use strum::VariantArray;
 
 use crate::support::moto::{DEFAULT_ACCOUNT, Moto};
 use crate::support::seed::{Seeded, SeededResource, seed};
@@ -179,7 +180,7 @@ async fn every_type_is_deleted_once_then_already_gone_and_its_twin_survives() {
     let moto = Moto::start().await;
     let clients = clients(&moto);
     let mut spec = Vec::new();
-    for kind in DELETABLE_TYPES {
+    for kind in ResourceType::VARIANTS {
         spec.push(json!({"key": format!("doomed {kind}"), "type": kind, "tags": tags("doomed")}));
         spec.push(
             json!({"key": format!("survivor {kind}"), "type": kind, "tags": tags("survivor")}),
@@ -197,7 +198,7 @@ async fn every_type_is_deleted_once_then_already_gone_and_its_twin_survives() {
     let sdk = sdk(&clients, DEFAULT_ACCOUNT, US).await;
 
     let mut failures = Vec::new();
-    for kind in DELETABLE_TYPES {
+    for kind in ResourceType::VARIANTS {
         let doomed = only(&seeded, &format!("doomed {kind}"));
         let survivor = only(&seeded, &format!("survivor {kind}"));
         failures.extend(
@@ -547,7 +548,7 @@ async fn unsupported_types_are_refused_before_any_call() {
             "delete {s}: {deleted:?}"
         );
     }
-    assert!(!DELETABLE_TYPES.contains(&"ec2:vpc"));
+    assert_eq!(ResourceType::parse("ec2:vpc"), None);
 }
 
 /// AWS returns a function's tags only to callers also allowed `lambda:ListTags`; others get a

@@ -25,10 +25,11 @@ use axum::response::{IntoResponse, Response};
 use chrono::TimeDelta;
 use ephemera::iam::{self, PolicyDocument, PolicyHolder, Request};
 use ephemera::inventory::AwsClients;
-use ephemera::model::Arn;
-use ephemera::reaper::aws::{self, DELETABLE_TYPES};
+use ephemera::model::{Arn, ResourceType};
+use ephemera::reaper::aws;
 use ephemera::reaper::iam::actions_for;
 use serde_json::{Value, json};
+use strum::VariantArray;
 use tokio::task::JoinHandle;
 
 use crate::cli::run;
@@ -287,14 +288,14 @@ async fn every_row_is_exactly_what_its_deleter_calls() {
         "ec2:network-interface",
         "ec2:elastic-ip",
     ];
-    let spec: Vec<Value> = DELETABLE_TYPES
+    let spec: Vec<Value> = ResourceType::VARIANTS
         .iter()
         .map(|t| {
             let mut e = json!({"key": t, "type": t, "tags": tags("doomed")});
-            if in_use.contains(t) {
+            if in_use.contains(&t.as_str()) {
                 e["in_use"] = json!(true);
             }
-            if *t == "s3:bucket" {
+            if *t == ResourceType::S3Bucket {
                 e["objects"] = json!(2);
                 e["versioned"] = json!(true);
             }
@@ -314,11 +315,11 @@ async fn every_row_is_exactly_what_its_deleter_calls() {
         .expect("sdk config");
 
     let mut failures = Vec::new();
-    for t in DELETABLE_TYPES {
+    for t in ResourceType::VARIANTS {
         let resource = seeded
             .resources
             .iter()
-            .find(|r| r.key == *t)
+            .find(|r| r.key == t.as_str())
             .unwrap_or_else(|| panic!("seeded {t}"));
         let arn = Arn::parse(&resource.arn).expect("seeded ARN");
         let before = recorder.calls().len();
@@ -329,11 +330,7 @@ async fn every_row_is_exactly_what_its_deleter_calls() {
         let _ = aws::delete(&sdk, &arn).await;
         let calls = recorder.calls()[before..].to_vec();
         let (seen, unmapped) = actions_of(&calls);
-        let row: BTreeSet<String> = actions_for(t)
-            .expect("a row")
-            .iter()
-            .map(|a| (*a).to_owned())
-            .collect();
+        let row: BTreeSet<String> = actions_for(*t).iter().map(|a| (*a).to_owned()).collect();
         let missing: Vec<&String> = seen.difference(&row).collect();
         let unused: Vec<&String> = row.difference(&seen).collect();
         if !missing.is_empty() || !unused.is_empty() || !unmapped.is_empty() {
@@ -353,7 +350,10 @@ async fn every_row_is_exactly_what_its_deleter_calls() {
 /// The config of the pass tests: one account acted in with the daemon's own credentials, one
 /// through a role (where Cost Explorer is asked), every type allowlisted.
 fn pass_config(endpoint: &str, armed: bool) -> String {
-    let types: Vec<String> = DELETABLE_TYPES.iter().map(|t| format!("\"{t}\"")).collect();
+    let types: Vec<String> = ResourceType::VARIANTS
+        .iter()
+        .map(|t| format!("\"{t}\""))
+        .collect();
     config_text_with_aws(&format!(
         r#"regions = ["{US}"]
 endpoint_url = "{endpoint}"
@@ -388,13 +388,13 @@ async fn passes(armed: bool) -> (ephemera::config::Config, Vec<Call>) {
     let clock = crate::support::manual_clock();
     let d = TestDaemon::start_with_clock(&work, clock.clone()).await;
     let lease = d.acquire(WEB, "web", "ci").await;
-    let mut spec: Vec<Value> = DELETABLE_TYPES
+    let mut spec: Vec<Value> = ResourceType::VARIANTS
         .iter()
-        .filter(|t| !UNLISTED.contains(t))
+        .filter(|t| !UNLISTED.contains(&t.as_str()))
         .map(|t| {
             let mut e = json!({"key": t, "type": t, "account": ROLE_ACCOUNT, "region": US,
                                "tags": tags(&lease)});
-            if *t == "s3:bucket" {
+            if *t == ResourceType::S3Bucket {
                 e["objects"] = json!(1);
             }
             e
@@ -511,8 +511,11 @@ async fn an_armed_pass_calls_only_what_the_armed_policies_allow_and_needs_all_of
 
     let (seen, _) = actions_of(&calls);
     // The pass really deleted: every listed type's deleting action was called.
-    for t in DELETABLE_TYPES.iter().filter(|t| !UNLISTED.contains(t)) {
-        let row = actions_for(t).expect("row");
+    for t in ResourceType::VARIANTS
+        .iter()
+        .filter(|t| !UNLISTED.contains(&t.as_str()))
+    {
+        let row = actions_for(*t);
         let deleting = row
             .iter()
             .find(|a| {
@@ -526,8 +529,7 @@ async fn an_armed_pass_calls_only_what_the_armed_policies_allow_and_needs_all_of
     }
     // Least, for the tables besides the rows (those are held to their calls above): every
     // action of the inventory, cost, AssumeRole and account-check tables was needed.
-    let rows: BTreeSet<&str> = ephemera::reaper::iam::REAP_ACTIONS
-        .iter()
+    let rows: BTreeSet<&str> = ephemera::reaper::iam::reap_actions()
         .flat_map(|(_, a)| a.iter().copied())
         .collect();
     let unneeded: Vec<&str> = iam::every_action()

@@ -19,6 +19,14 @@ pub(super) fn table_name(arn: &Arn) -> Result<&str, DeleteError> {
     }
 }
 
+/// The IAM actions of the calls below, sorted: DescribeTable, ListTagsOfResource; DeleteTable
+/// (DescribeTable again when in use).
+pub(super) const ACTIONS: &[&str] = &[
+    "dynamodb:DeleteTable",
+    "dynamodb:DescribeTable",
+    "dynamodb:ListTagsOfResource",
+];
+
 /// The table's status, `None` when it does not exist.
 async fn status(
     ddb: &aws_sdk_dynamodb::Client,

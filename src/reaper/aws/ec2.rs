@@ -71,6 +71,9 @@ async fn live_instances(
     Ok(arns)
 }
 
+/// The IAM actions of the calls below, sorted: DescribeInstances; TerminateInstances.
+pub(super) const INSTANCE_ACTIONS: &[&str] = &["ec2:DescribeInstances", "ec2:TerminateInstances"];
+
 pub(super) async fn inspect_instance(
     ec2: &aws_sdk_ec2::Client,
     id: &str,
@@ -127,6 +130,14 @@ pub(super) async fn terminate_instance(
         _ => Deleted::Deleted,
     })
 }
+
+/// The IAM actions of the calls below, sorted: DescribeVolumes, DescribeInstances (the instances it
+/// is attached to); DeleteVolume.
+pub(super) const VOLUME_ACTIONS: &[&str] = &[
+    "ec2:DeleteVolume",
+    "ec2:DescribeInstances",
+    "ec2:DescribeVolumes",
+];
 
 pub(super) async fn inspect_volume(
     ec2: &aws_sdk_ec2::Client,
@@ -185,6 +196,14 @@ pub(super) async fn delete_volume(
         .map_err(fail("DeleteVolume"));
     settle(r, VOLUME_NOT_FOUND, &["VolumeInUse", DEPENDENCY])
 }
+
+/// The IAM actions of the calls below, sorted: DescribeSnapshots, DescribeImages (the account's
+/// AMIs it backs); DeleteSnapshot.
+pub(super) const SNAPSHOT_ACTIONS: &[&str] = &[
+    "ec2:DeleteSnapshot",
+    "ec2:DescribeImages",
+    "ec2:DescribeSnapshots",
+];
 
 pub(super) async fn inspect_snapshot(
     ec2: &aws_sdk_ec2::Client,
@@ -248,6 +267,9 @@ pub(super) async fn delete_snapshot(
     )
 }
 
+/// The IAM actions of the calls below, sorted: DescribeImages; DeregisterImage.
+pub(super) const IMAGE_ACTIONS: &[&str] = &["ec2:DeregisterImage", "ec2:DescribeImages"];
+
 pub(super) async fn inspect_image(
     ec2: &aws_sdk_ec2::Client,
     id: &str,
@@ -286,6 +308,15 @@ pub(super) async fn deregister_image(
         .map_err(fail("DeregisterImage"));
     settle(r, IMAGE_NOT_FOUND, &[DEPENDENCY])
 }
+
+/// The IAM actions of the calls below, sorted: DescribeSecurityGroups, DescribeInstances and
+/// DescribeNetworkInterfaces (its users); DeleteSecurityGroup.
+pub(super) const SECURITY_GROUP_ACTIONS: &[&str] = &[
+    "ec2:DeleteSecurityGroup",
+    "ec2:DescribeInstances",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSecurityGroups",
+];
 
 pub(super) async fn inspect_security_group(
     ec2: &aws_sdk_ec2::Client,
@@ -351,6 +382,14 @@ pub(super) async fn delete_security_group(
     settle(r, GROUP_NOT_FOUND, &[DEPENDENCY, "InvalidGroup.InUse"])
 }
 
+/// The IAM actions of the calls below, sorted: DescribeNetworkInterfaces, DescribeInstances (its
+/// instance); DeleteNetworkInterface.
+pub(super) const NETWORK_INTERFACE_ACTIONS: &[&str] = &[
+    "ec2:DeleteNetworkInterface",
+    "ec2:DescribeInstances",
+    "ec2:DescribeNetworkInterfaces",
+];
+
 pub(super) async fn inspect_network_interface(
     ec2: &aws_sdk_ec2::Client,
     arn: &Arn,
@@ -404,6 +443,14 @@ pub(super) async fn delete_network_interface(
         &["InvalidNetworkInterface.InUse", DEPENDENCY],
     )
 }
+
+/// The IAM actions of the calls below, sorted: DescribeAddresses, DescribeInstances (its instance);
+/// ReleaseAddress.
+pub(super) const ADDRESS_ACTIONS: &[&str] = &[
+    "ec2:DescribeAddresses",
+    "ec2:DescribeInstances",
+    "ec2:ReleaseAddress",
+];
 
 /// An elastic IP, by allocation id. Associated with an instance, it depends on the
 /// instance (terminating it frees the address); associated with an interface of no
@@ -462,6 +509,10 @@ pub(super) async fn release_address(
     )
 }
 
+/// The IAM actions of the calls below, sorted: DescribeKeyPairs (also before deleting: the name
+/// from the id); DeleteKeyPair.
+pub(super) const KEY_PAIR_ACTIONS: &[&str] = &["ec2:DeleteKeyPair", "ec2:DescribeKeyPairs"];
+
 /// The key pair with id `id` (`key-…`, as its ARN names it), looked up with the
 /// `key-pair-id` filter: moto 5.2.5 ignores `KeyPairIds`, and a filter answers an empty list
 /// rather than an error for a missing key.
@@ -510,6 +561,10 @@ pub(super) async fn delete_key_pair(
         .map_err(fail("DeleteKeyPair"));
     settle(r, &["InvalidKeyPair.NotFound"], &[])
 }
+
+/// The IAM actions of the calls below, sorted: DescribeLaunchTemplates; DeleteLaunchTemplate.
+pub(super) const LAUNCH_TEMPLATE_ACTIONS: &[&str] =
+    &["ec2:DeleteLaunchTemplate", "ec2:DescribeLaunchTemplates"];
 
 pub(super) async fn inspect_launch_template(
     ec2: &aws_sdk_ec2::Client,

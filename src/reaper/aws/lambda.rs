@@ -16,6 +16,15 @@ pub(super) fn function_name(arn: &Arn) -> Result<&str, DeleteError> {
     }
 }
 
+/// The IAM actions of the calls below, sorted: GetFunction; DeleteFunction. GetFunction returns a
+/// function's tags only to a caller also allowed `lambda:ListTags`; without it the re-read fails
+/// (AWS withholds the tags) and nothing is deleted.
+pub(super) const ACTIONS: &[&str] = &[
+    "lambda:DeleteFunction",
+    "lambda:GetFunction",
+    "lambda:ListTags",
+];
+
 pub(super) async fn inspect(sdk: &SdkConfig, arn: &Arn) -> Result<Inspection, DeleteError> {
     let name = function_name(arn)?;
     match aws_sdk_lambda::Client::new(sdk)

@@ -14,6 +14,14 @@ pub(super) fn group_name(arn: &Arn) -> Result<&str, DeleteError> {
     }
 }
 
+/// The IAM actions of the calls below, sorted: DescribeLogGroups, ListTagsForResource;
+/// DeleteLogGroup.
+pub(super) const ACTIONS: &[&str] = &[
+    "logs:DeleteLogGroup",
+    "logs:DescribeLogGroups",
+    "logs:ListTagsForResource",
+];
+
 pub(super) async fn inspect(sdk: &SdkConfig, arn: &Arn) -> Result<Inspection, DeleteError> {
     let name = group_name(arn)?;
     let logs = aws_sdk_cloudwatchlogs::Client::new(sdk);

@@ -93,26 +93,6 @@ impl Batches for Unwatched {
     }
 }
 
-/// The resource types (as `Arn::resource_type()` spells them) this module can inspect and
-/// delete.
-pub const DELETABLE_TYPES: &[&str] = &[
-    "ec2:instance",
-    "ec2:volume",
-    "ec2:snapshot",
-    "ec2:image",
-    "ec2:security-group",
-    "ec2:network-interface",
-    "ec2:elastic-ip",
-    "ec2:key-pair",
-    "ec2:launch-template",
-    "s3:bucket",
-    "sqs:queue",
-    "sns:topic",
-    "dynamodb:table",
-    "lambda:function",
-    "logs:log-group",
-];
-
 /// Looks at the resource `arn` names, through the service that owns it, with `sdk` (the config
 /// for the resource's account and region).
 pub async fn inspect(sdk: &SdkConfig, arn: &Arn) -> Result<Inspection, DeleteError> {
@@ -176,6 +156,31 @@ pub async fn delete_watched<B: Batches>(
         DynamodbTable => dynamodb::delete(sdk, arn).await,
         LambdaFunction => lambda::delete(sdk, arn).await,
         LogsLogGroup => logs::delete(sdk, arn).await,
+    }
+}
+
+/// The IAM actions of the calls [`inspect`] and [`delete`] make for `t`, as IAM names them,
+/// sorted: each table sits next to its calls in the service's file. [`super::iam`] hands them
+/// to the printed policy.
+pub fn iam_actions(t: ResourceType) -> &'static [&'static str] {
+    use ResourceType::*;
+    // Exhaustive: a type added to `ResourceType` does not compile until its calls have actions.
+    match t {
+        Ec2Instance => ec2::INSTANCE_ACTIONS,
+        Ec2Volume => ec2::VOLUME_ACTIONS,
+        Ec2Snapshot => ec2::SNAPSHOT_ACTIONS,
+        Ec2Image => ec2::IMAGE_ACTIONS,
+        Ec2SecurityGroup => ec2::SECURITY_GROUP_ACTIONS,
+        Ec2NetworkInterface => ec2::NETWORK_INTERFACE_ACTIONS,
+        Ec2ElasticIp => ec2::ADDRESS_ACTIONS,
+        Ec2KeyPair => ec2::KEY_PAIR_ACTIONS,
+        Ec2LaunchTemplate => ec2::LAUNCH_TEMPLATE_ACTIONS,
+        S3Bucket => s3::ACTIONS,
+        SqsQueue => sqs::ACTIONS,
+        SnsTopic => sns::ACTIONS,
+        DynamodbTable => dynamodb::ACTIONS,
+        LambdaFunction => lambda::ACTIONS,
+        LogsLogGroup => logs::ACTIONS,
     }
 }
 
@@ -283,30 +288,118 @@ fn sibling(of: &Arn, service: &str, resource: &str) -> Arn {
 mod tests {
     use super::*;
 
+    use strum::VariantArray;
+
+    /// An ARN of each deletable type as AWS spells it.
+    fn arn_of_each_type() -> Vec<(ResourceType, Arn)> {
+        use ResourceType::*;
+        [
+            (
+                Ec2Instance,
+                "arn:aws:ec2:us-east-1:123456789012:instance/i-0abc",
+            ),
+            (Ec2Volume, "arn:aws:ec2:us-east-1:123456789012:volume/vol-1"),
+            (
+                Ec2Snapshot,
+                "arn:aws:ec2:us-east-1:123456789012:snapshot/snap-1",
+            ),
+            (Ec2Image, "arn:aws:ec2:us-east-1:123456789012:image/ami-1"),
+            (
+                Ec2SecurityGroup,
+                "arn:aws:ec2:us-east-1:123456789012:security-group/sg-1",
+            ),
+            (
+                Ec2NetworkInterface,
+                "arn:aws:ec2:us-east-1:123456789012:network-interface/eni-1",
+            ),
+            (
+                Ec2ElasticIp,
+                "arn:aws:ec2:us-east-1:123456789012:elastic-ip/eipalloc-1",
+            ),
+            (
+                Ec2KeyPair,
+                "arn:aws:ec2:us-east-1:123456789012:key-pair/key-1",
+            ),
+            (
+                Ec2LaunchTemplate,
+                "arn:aws:ec2:us-east-1:123456789012:launch-template/lt-1",
+            ),
+            (S3Bucket, "arn:aws:s3:::bucket-1"),
+            (SqsQueue, "arn:aws:sqs:us-east-1:123456789012:q"),
+            (SnsTopic, "arn:aws:sns:us-east-1:123456789012:t"),
+            (
+                DynamodbTable,
+                "arn:aws:dynamodb:us-east-1:123456789012:table/t",
+            ),
+            (
+                LambdaFunction,
+                "arn:aws:lambda:us-east-1:123456789012:function:f",
+            ),
+            (
+                LogsLogGroup,
+                "arn:aws:logs:us-east-1:123456789012:log-group:/aws/x",
+            ),
+        ]
+        .into_iter()
+        .map(|(t, a)| (t, Arn::parse(a).expect("valid")))
+        .collect()
+    }
+
+    /// Each type's name is what its ARNs yield, and such an ARN reaches its deleter; one row
+    /// per type, so a new type fails here until it has one. Another type is refused by name.
+    /// (That each type has a deleter, IAM actions and a deletion rank at all is the
+    /// compiler's: those are exhaustive matches.)
     #[test]
-    fn deletable_types_are_what_arns_of_those_types_yield() {
-        let cases = [
-            "arn:aws:ec2:us-east-1:123456789012:instance/i-0abc",
-            "arn:aws:ec2:us-east-1:123456789012:volume/vol-1",
-            "arn:aws:ec2:us-east-1:123456789012:snapshot/snap-1",
-            "arn:aws:ec2:us-east-1:123456789012:image/ami-1",
-            "arn:aws:ec2:us-east-1:123456789012:security-group/sg-1",
-            "arn:aws:ec2:us-east-1:123456789012:network-interface/eni-1",
-            "arn:aws:ec2:us-east-1:123456789012:elastic-ip/eipalloc-1",
-            "arn:aws:ec2:us-east-1:123456789012:key-pair/key-1",
-            "arn:aws:ec2:us-east-1:123456789012:launch-template/lt-1",
-            "arn:aws:s3:::bucket-1",
-            "arn:aws:sqs:us-east-1:123456789012:q",
-            "arn:aws:sns:us-east-1:123456789012:t",
-            "arn:aws:dynamodb:us-east-1:123456789012:table/t",
-            "arn:aws:lambda:us-east-1:123456789012:function:f",
-            "arn:aws:logs:us-east-1:123456789012:log-group:/aws/x",
-        ];
-        let types: Vec<String> = cases
-            .iter()
-            .map(|a| Arn::parse(a).expect("valid").resource_type())
-            .collect();
-        assert_eq!(types, DELETABLE_TYPES);
+    fn every_type_is_what_its_arns_yield_and_reaches_its_deleter() {
+        let rows = arn_of_each_type();
+        let types: Vec<ResourceType> = rows.iter().map(|(t, _)| *t).collect();
+        assert_eq!(types, ResourceType::VARIANTS, "one row per type, in order");
+        for (t, arn) in rows {
+            assert_eq!(arn.resource_type(), t.as_str(), "{arn}");
+            assert_eq!(deletable(&arn).ok(), Some(t), "{arn}");
+        }
+        let vpc = Arn::parse("arn:aws:ec2:us-east-1:123456789012:vpc/vpc-1").expect("valid");
+        assert!(matches!(deletable(&vpc), Err(DeleteError::Unsupported(t)) if t == "ec2:vpc"));
+    }
+
+    #[test]
+    fn every_types_iam_actions_are_sorted_concrete_actions_of_its_own_service() {
+        for t in ResourceType::VARIANTS {
+            let actions = iam_actions(*t);
+            let mut sorted = actions.to_vec();
+            sorted.sort_unstable();
+            sorted.dedup();
+            assert_eq!(sorted, actions, "{t}: sorted and unique");
+            let service = t.as_str().split(':').next().unwrap_or_default();
+            for a in actions {
+                let (prefix, name) = a.split_once(':').unwrap_or_default();
+                assert_eq!(prefix, service, "{t}: {a} is another service's");
+                assert!(
+                    !name.is_empty()
+                        && !name.contains('*')
+                        && name.starts_with(|c: char| c.is_ascii_uppercase()),
+                    "{t}: `{a}` is not one concrete action"
+                );
+            }
+        }
+    }
+
+    /// Every type's calls can look (the re-read before deleting) and delete.
+    #[test]
+    fn every_types_iam_actions_can_look_and_delete() {
+        for t in ResourceType::VARIANTS {
+            let has = |verbs: &[&str]| {
+                iam_actions(*t).iter().any(|a| {
+                    let name = a.split(':').nth(1).unwrap_or_default();
+                    verbs.iter().any(|v| name.starts_with(v))
+                })
+            };
+            assert!(has(&["Describe", "Get", "List"]), "{t}: no reading action");
+            assert!(
+                has(&["Delete", "Terminate", "Deregister", "Release"]),
+                "{t}: no deleting action"
+            );
+        }
     }
 
     #[test]

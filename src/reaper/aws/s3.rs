@@ -47,6 +47,19 @@ async fn client_for_bucket(
     Ok(Some(aws_sdk_s3::Client::from_conf(conf)))
 }
 
+/// The IAM actions of the calls below, sorted: GetBucketLocation, GetBucketTagging;
+/// ListObjectVersions, DeleteObjects, DeleteBucket. ListObjectVersions is authorized as
+/// `s3:ListBucketVersions`, and DeleteObjects as `s3:DeleteObject` per key plus
+/// `s3:DeleteObjectVersion` for keys given with a version id (the deleter always gives one).
+pub(super) const ACTIONS: &[&str] = &[
+    "s3:DeleteBucket",
+    "s3:DeleteObject",
+    "s3:DeleteObjectVersion",
+    "s3:GetBucketLocation",
+    "s3:GetBucketTagging",
+    "s3:ListBucketVersions",
+];
+
 pub(super) async fn inspect(sdk: &SdkConfig, bucket: &str) -> Result<Inspection, DeleteError> {
     let Some(s3) = client_for_bucket(sdk, bucket).await? else {
         return Ok(Inspection::Gone);

@@ -4,6 +4,14 @@ use super::*;
 
 const NO_TOPIC: &[&str] = &["NotFound", "ResourceNotFound"];
 
+/// The IAM actions of the calls below, sorted: GetTopicAttributes, ListTagsForResource;
+/// DeleteTopic.
+pub(super) const ACTIONS: &[&str] = &[
+    "sns:DeleteTopic",
+    "sns:GetTopicAttributes",
+    "sns:ListTagsForResource",
+];
+
 /// Whether the topic exists; DeleteTopic succeeds for a missing topic, so deleting asks
 /// first.
 async fn exists(sns: &aws_sdk_sns::Client, arn: &Arn) -> Result<bool, DeleteError> {

@@ -9,6 +9,9 @@ const NO_QUEUE: &[&str] = &[
     "QueueDoesNotExist",
 ];
 
+/// The IAM actions of the calls below, sorted: GetQueueUrl, ListQueueTags; DeleteQueue.
+pub(super) const ACTIONS: &[&str] = &["sqs:DeleteQueue", "sqs:GetQueueUrl", "sqs:ListQueueTags"];
+
 /// The queue's URL, or `None` when it does not exist.
 async fn url(sqs: &aws_sdk_sqs::Client, arn: &Arn) -> Result<Option<String>, DeleteError> {
     match sqs
