@@ -352,6 +352,7 @@ async fn direct_pass(
             reason: None,
             pages: result.pages,
             resources: result.resources,
+            sweep: None,
         };
         let changes = s.finish_walk(run_id, record).await.expect("finish walk");
         (gone, resolved) = (changes.gone, changes.resolved);

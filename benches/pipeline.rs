@@ -365,6 +365,7 @@ impl Bench {
             reason: None,
             pages,
             resources: self.total,
+            sweep: None,
         }
     }
 

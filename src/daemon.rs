@@ -52,7 +52,7 @@ pub async fn open(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Parts
         .await
         .context("cannot start the keyed audit chain")?;
     let metrics = Arc::new(Metrics::new());
-    metrics.start_known_series(&config.enforcement.deletable_types);
+    metrics.start_known_series(&config.enforcement.deletable_types, &config.discovery.types);
     let config = Arc::new(config);
     let tasks = Tasks::new(
         config.clone(),

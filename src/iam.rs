@@ -11,7 +11,8 @@
 //!   *without* a role needs, since the daemon's own credentials act there.
 //!
 //! Architecture Invariant: pure — no I/O, no AWS call. Every action comes from a table next to
-//! the code that makes the call: [`INVENTORY_ACTIONS`] (the walk), [`COST_ACTIONS`]
+//! the code that makes the call: [`INVENTORY_ACTIONS`] (the walk), [`sweep::actions`] (the
+//! never-tagged discovery, for the `[discovery] types`), [`COST_ACTIONS`]
 //! ([`crate::cost::fetch`]), [`crate::reaper::iam`] (the deleters and the account check). No
 //! wildcard action is ever printed; resources are `*` except for `sts:AssumeRole`, because the
 //! read calls take no resource ARN and the deleters act on whatever the plan names.
@@ -21,6 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::inventory::sweep;
 use crate::model::ResourceType;
 use crate::reaper::iam::{VERIFY_ACCOUNT_ACTIONS, actions_for};
 
@@ -93,7 +95,7 @@ impl Statement {
 }
 
 /// An IAM policy document (`Version` 2012-10-17), statements in a fixed order: AssumeRole,
-/// Inventory, CostExplorer, VerifyAccount, then one `Reap…` per allowlisted type by type name.
+/// Inventory, Discovery (when `[discovery]` sweeps), CostExplorer, VerifyAccount, then one `Reap…` per allowlisted type by type name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PolicyDocument {
     #[serde(rename = "Version")]
@@ -154,6 +156,16 @@ fn account_statements(config: &Config, with_cost: bool, armed: bool) -> Vec<Stat
         "Inventory",
         INVENTORY_ACTIONS.iter().copied(),
     )];
+    if config.discovery.enabled() {
+        out.push(Statement::anywhere(
+            "Discovery",
+            config
+                .discovery
+                .types
+                .iter()
+                .flat_map(|t| sweep::actions(*t).iter().copied()),
+        ));
+    }
     if with_cost {
         out.push(Statement::anywhere(
             "CostExplorer",
@@ -245,12 +257,22 @@ pub fn policy(config: &Config, request: &Request<'_>) -> Result<PolicyDocument, 
 
 /// The actions of every policy this module can print (armed, every type allowlisted): the
 /// union of its tables.
+/// Every type's sweep actions (the `Discovery` statement with the default `[discovery]`).
+pub fn discovery_actions() -> Vec<&'static str> {
+    use strum::VariantArray;
+    ResourceType::VARIANTS
+        .iter()
+        .flat_map(|t| sweep::actions(*t).iter().copied())
+        .collect()
+}
+
 pub fn every_action() -> BTreeSet<&'static str> {
     INVENTORY_ACTIONS
         .iter()
         .chain(COST_ACTIONS)
         .chain(ASSUME_ROLE_ACTIONS)
         .chain(VERIFY_ACCOUNT_ACTIONS)
+        .chain(discovery_actions().iter())
         .chain(crate::reaper::iam::reap_actions().flat_map(|(_, a)| a.iter()))
         .copied()
         .collect()
@@ -360,21 +382,21 @@ cost = "0 6 * * *"
                 aws: roles.clone(),
                 rest: String::new(),
                 request: role(false, None),
-                sids: &["Inventory"],
+                sids: &["Inventory", "Discovery"],
             },
             Case {
                 name: "role of the cost account (first account by default)",
                 aws: roles.clone(),
                 rest: String::new(),
                 request: role(false, Some(A)),
-                sids: &["Inventory", "CostExplorer"],
+                sids: &["Inventory", "Discovery", "CostExplorer"],
             },
             Case {
                 name: "role of another account than [cost] account",
                 aws: roles.clone(),
                 rest: format!("[cost]\naccount = \"{B}\"\n"),
                 request: role(false, Some(A)),
-                sids: &["Inventory"],
+                sids: &["Inventory", "Discovery"],
             },
             Case {
                 name: "--armed adds only the allowlisted types, sorted by type",
@@ -383,6 +405,7 @@ cost = "0 6 * * *"
                 request: role(true, None),
                 sids: &[
                     "Inventory",
+                    "Discovery",
                     "VerifyAccount",
                     "ReapEc2Volume",
                     "ReapS3Bucket",
@@ -393,20 +416,27 @@ cost = "0 6 * * *"
                 aws: roles.clone(),
                 rest: allow_two.into(),
                 request: role(false, None),
-                sids: &["Inventory"],
+                sids: &["Inventory", "Discovery"],
             },
             Case {
                 name: "[enforcement] armed = true counts as --armed",
                 aws: roles.clone(),
                 rest: armed_two.into(),
                 request: role(false, None),
-                sids: &["Inventory", "VerifyAccount", "ReapEc2Volume"],
+                sids: &["Inventory", "Discovery", "VerifyAccount", "ReapEc2Volume"],
             },
             Case {
                 name: "armed with nothing allowlisted makes no call: nothing to add",
                 aws: roles.clone(),
                 rest: String::new(),
                 request: role(true, None),
+                sids: &["Inventory", "Discovery"],
+            },
+            Case {
+                name: "[discovery] types = [] sweeps nothing: no Discovery statement",
+                aws: roles.clone(),
+                rest: "[discovery]\ntypes = []\n".into(),
+                request: role(false, None),
                 sids: &["Inventory"],
             },
             Case {
@@ -423,6 +453,7 @@ cost = "0 6 * * *"
                 request: daemon(true),
                 sids: &[
                     "Inventory",
+                    "Discovery",
                     "CostExplorer",
                     "VerifyAccount",
                     "ReapEc2Volume",
@@ -434,7 +465,7 @@ cost = "0 6 * * *"
                 aws: mixed.clone(),
                 rest: format!("[cost]\naccount = \"{B}\"\n"),
                 request: daemon(false),
-                sids: &["AssumeRole", "Inventory"],
+                sids: &["AssumeRole", "Inventory", "Discovery"],
             },
         ];
         for c in cases {
@@ -519,6 +550,7 @@ cost = "0 6 * * *"
             INVENTORY_ACTIONS
                 .iter()
                 .chain(COST_ACTIONS)
+                .chain(discovery_actions().iter())
                 .copied()
                 .collect()
         );
@@ -544,7 +576,8 @@ cost = "0 6 * * *"
     fn json_is_a_stable_iam_document() {
         let cfg = config(
             &accounts_with_template(),
-            "[enforcement]\ndeletable_types = [\"sqs:queue\"]\n",
+            "[discovery]\ntypes = [\"sqs:queue\", \"ec2:volume\"]\n\
+             [enforcement]\ndeletable_types = [\"sqs:queue\"]\n",
         );
         let json = policy(&cfg, &role(true, None)).expect("policy").to_json();
         let expected = r#"{
@@ -556,6 +589,17 @@ cost = "0 6 * * *"
       "Action": [
         "ec2:DescribeInstances",
         "tag:GetResources"
+      ],
+      "Resource": [
+        "*"
+      ]
+    },
+    {
+      "Sid": "Discovery",
+      "Effect": "Allow",
+      "Action": [
+        "ec2:DescribeVolumes",
+        "sqs:ListQueues"
       ],
       "Resource": [
         "*"

@@ -45,6 +45,12 @@ pub struct Metrics {
     pub scan_duration: Histogram,
     /// `ephemera_walks_total{outcome}`: complete or incomplete.
     pub walks: IntCounterVec,
+    /// `ephemera_sweeps_total{resource_type,outcome}`: each type's sweep of an (account,
+    /// region), complete or incomplete.
+    pub sweeps: IntCounterVec,
+    /// `ephemera_never_tagged_found_total{resource_type}`: what sweeps found that the tagging
+    /// walk did not list.
+    pub never_tagged_found: IntCounterVec,
     pub aws_requests: IntCounterVec,
     pub aws_throttled: IntCounter,
     /// `ephemera_expired_resource_hours{project}`.
@@ -232,6 +238,18 @@ impl Metrics {
                 "Inventory walks of (account, region) by outcome",
                 &["outcome"],
             ),
+            sweeps: counters(
+                &r,
+                "ephemera_sweeps_total",
+                "Sweeps of one resource type in an (account, region) by its service's list call, by outcome",
+                &["resource_type", "outcome"],
+            ),
+            never_tagged_found: counters(
+                &r,
+                "ephemera_never_tagged_found_total",
+                "Resources a sweep found that the tagging walk did not list (never tagged), by type",
+                &["resource_type"],
+            ),
             aws_requests: counters(
                 &r,
                 "ephemera_aws_requests_total",
@@ -382,9 +400,16 @@ impl Metrics {
     /// Creates, at 0, the series of labelled counters whose label values are known before
     /// anything happens: Prometheus sees no increase in a series' first sample, so a counter
     /// born on its first event would hide that event from `increase()` and `rate()`.
-    pub fn start_known_series(&self, deletable_types: &[ResourceType]) {
+    pub fn start_known_series(&self, deletable_types: &[ResourceType], swept: &[ResourceType]) {
         for outcome in WalkOutcome::VARIANTS {
             self.walks.with_label_values(&[outcome.as_str()]);
+            for t in swept {
+                self.sweeps
+                    .with_label_values(&[t.as_str(), outcome.as_str()]);
+            }
+        }
+        for t in swept {
+            self.never_tagged_found.with_label_values(&[t.as_str()]);
         }
         for kind in MailKind::MESSAGES {
             self.emails_sent.with_label_values(&[kind.as_str()]);

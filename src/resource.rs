@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    Action, Arn, Decision, HumanDuration, ProjectName, ReapMode, RunOutcome, Tags, TaskName,
-    Verdict, WalkOutcome,
+    Action, Arn, Decision, HumanDuration, ProjectName, ReapMode, ResourceType, RunOutcome, Source,
+    Tags, TaskName, Verdict, WalkOutcome,
 };
 
 /// One resource as a walk of (account, region) saw it.
@@ -24,6 +24,10 @@ pub struct Observed {
     pub tags: Tags,
     /// Provider state where inventory knows it (EC2 instances: `running`, `terminated`, …).
     pub state: Option<String>,
+    /// Which inventory call found it.
+    pub source: Source,
+    /// When it was created, where the call that found it says (launch or create time).
+    pub created_at: Option<DateTime<Utc>>,
 }
 
 impl Observed {
@@ -63,6 +67,8 @@ pub struct StoredResource {
     pub project: Option<ProjectName>,
     pub action: Action,
     pub lease_id: Option<String>,
+    pub source: Source,
+    pub created_at: Option<DateTime<Utc>>,
 }
 
 /// A finding: a resource in a verdict that needs attention.
@@ -82,6 +88,9 @@ pub struct Finding {
     pub updated_at: DateTime<Utc>,
     pub resolved_at: Option<DateTime<Utc>>,
     pub resolution: Option<String>,
+    /// How inventory found its resource, and when that was created where known.
+    pub source: Source,
+    pub created_at: Option<DateTime<Utc>>,
 }
 
 /// How one walk of (account, region) ended.
@@ -96,12 +105,54 @@ pub struct WalkRecord {
     pub reason: Option<String>,
     pub pages: u64,
     pub resources: u64,
+    /// The sweep that ran with this walk, if one was due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<SweepRecord>,
 }
 
 impl WalkRecord {
     pub fn is_complete(&self) -> bool {
         self.outcome == WalkOutcome::Complete
     }
+
+    /// The types whose sweep failed in this walk: nothing of them in its (account, region) is
+    /// resolved or deleted this pass.
+    pub fn incomplete_types(&self) -> impl Iterator<Item = ResourceType> + '_ {
+        self.sweep
+            .iter()
+            .flat_map(|s| s.types.iter())
+            .filter(|t| t.outcome != WalkOutcome::Complete)
+            .map(|t| t.resource_type)
+    }
+}
+
+/// The sweep of one (account, region): each type listed by its service's own call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SweepRecord {
+    pub started_at: DateTime<Utc>,
+    pub types: Vec<TypeSweepRecord>,
+}
+
+impl SweepRecord {
+    pub fn is_complete(&self) -> bool {
+        self.types
+            .iter()
+            .all(|t| t.outcome == WalkOutcome::Complete)
+    }
+}
+
+/// How the sweep of one type went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TypeSweepRecord {
+    pub resource_type: ResourceType,
+    pub outcome: WalkOutcome,
+    /// Why it is incomplete: the failed call and its error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// What the list call returned.
+    pub listed: u64,
+    /// Of those, what the tagging walk did not return (never tagged, mostly).
+    pub not_in_tagging: u64,
 }
 
 /// One run of a task (scan, cost, digest).
@@ -153,6 +204,13 @@ pub struct ReapCandidate {
     pub reap_state: Option<String>,
     /// The decision last recorded for it, to record a repeat once.
     pub last_decision: Option<Decision>,
+    /// It carried no tags at all when last seen (never tagged, or every tag removed): such a
+    /// resource is deleted only in an account dedicated to ephemeral work.
+    pub tagless: bool,
+    /// Which inventory call last found it.
+    pub source: Source,
+    /// When it was created, where inventory learnt it.
+    pub created_at: Option<DateTime<Utc>>,
 }
 
 /// One reaper decision, as appended to the audit log.

@@ -11,7 +11,7 @@ use std::path::Path;
 use chrono::{DateTime, TimeDelta, Utc};
 use ephemera::model::IdentityTags;
 use ephemera::model::Lease;
-use ephemera::model::{HumanDuration, LeaseId, ProjectName, Tags, Verdict};
+use ephemera::model::{HumanDuration, LeaseId, ProjectName, Source, Tags, Verdict};
 use ephemera::policy::Policy;
 use ephemera::resource::{Observed, Record};
 
@@ -205,6 +205,8 @@ impl Synth {
             arn,
             tags: self.packed_tags(),
             state: None,
+            source: Source::Tagging,
+            created_at: None,
         }
     }
 }

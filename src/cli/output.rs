@@ -9,7 +9,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::http::dto::{
     AuditList, CostView, FindingList, LeaseView, PlanItemView, ReapItemView, ReapPlanView,
-    StatusView,
+    StatusView, SweepView,
 };
 use crate::resource::ScanReport;
 
@@ -137,13 +137,26 @@ pub fn scan_report(r: &ScanReport) -> String {
                 w.outcome.to_string(),
                 w.pages.to_string(),
                 w.resources.to_string(),
+                opt(w
+                    .sweep
+                    .clone()
+                    .map(|s| SweepView::from(s).summary())
+                    .as_deref()),
                 opt(w.reason.as_deref()),
             ]
         })
         .collect();
     let mut out = format!("scan {}: {}\n", r.run_id, r.outcome);
     out.push_str(&table(
-        &["ACCOUNT", "REGION", "WALK", "PAGES", "RESOURCES", "REASON"],
+        &[
+            "ACCOUNT",
+            "REGION",
+            "WALK",
+            "PAGES",
+            "RESOURCES",
+            "SWEEP",
+            "REASON",
+        ],
         &walks,
     ));
     let verdicts: Vec<Vec<String>> = r
@@ -205,13 +218,14 @@ pub fn status_table(st: &StatusView) -> String {
                 w.region.clone(),
                 w.outcome.to_string(),
                 w.resources.to_string(),
+                opt(w.sweep.as_ref().map(SweepView::summary).as_deref()),
                 opt(w.reason.as_deref()),
             ]
         })
         .collect();
     out.push('\n');
     out.push_str(&table(
-        &["ACCOUNT", "REGION", "WALK", "RESOURCES", "REASON"],
+        &["ACCOUNT", "REGION", "WALK", "RESOURCES", "SWEEP", "REASON"],
         &walks,
     ));
     if let Some(id) = &st.running_scan {

@@ -53,6 +53,11 @@ pub struct AwsAccount {
     /// Role to assume in this account; none means the daemon's own credentials.
     #[serde(default)]
     pub assume_role_arn: Option<String>,
+    /// The account holds ephemeral work only. Only here may a never-tagged resource be
+    /// deleted: in an account shared with long-lived infrastructure, "never tagged" includes
+    /// production.
+    #[serde(default)]
+    pub dedicated: bool,
 }
 
 impl AwsConfig {

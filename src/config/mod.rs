@@ -18,6 +18,7 @@ use crate::model::{IdentityTags, ProjectName, check_tag_key};
 
 mod aws;
 mod cost;
+mod discovery;
 mod enforcement;
 mod principals;
 mod schedule;
@@ -30,6 +31,8 @@ use aws::validate_aws;
 pub use aws::{AwsAccount, AwsConfig};
 use cost::validate_cost;
 pub use cost::{CostConfig, CostMetric};
+pub use discovery::Discovery;
+use discovery::validate_discovery;
 use enforcement::validate_enforcement;
 pub use enforcement::{DeletionWindow, Enforcement, Weekday};
 use principals::resolve_principals;
@@ -52,6 +55,7 @@ pub struct Config {
     pub rules: RulesConfig,
     pub tags: IdentityTags,
     pub aws: AwsConfig,
+    pub discovery: Discovery,
     pub schedules: Schedules,
     pub smtp: Option<SmtpConfig>,
     pub cost: CostConfig,
@@ -96,6 +100,8 @@ struct RawConfig {
     #[serde(default)]
     tags: Option<Spanned<IdentityTags>>,
     aws: Spanned<AwsConfig>,
+    #[serde(default)]
+    discovery: Option<Spanned<Discovery>>,
     schedules: Schedules,
     #[serde(default)]
     smtp: Option<Spanned<SmtpConfig>>,
@@ -227,6 +233,9 @@ impl Config {
             validate_tags(&src, tags)?;
         }
         validate_aws(&src, &raw.aws)?;
+        if let Some(d) = &raw.discovery {
+            validate_discovery(&src, d, raw.aws.get_ref().emulator)?;
+        }
         if let Some(smtp) = &raw.smtp {
             validate_smtp(&src, smtp, &resolve, env)?;
         }
@@ -255,6 +264,7 @@ impl Config {
             },
             tags: raw.tags.map(Spanned::into_inner).unwrap_or_default(),
             aws: raw.aws.into_inner(),
+            discovery: raw.discovery.map(Spanned::into_inner).unwrap_or_default(),
             schedules: raw.schedules,
             smtp: raw.smtp.map(|s| {
                 let mut s = s.into_inner();

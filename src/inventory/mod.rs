@@ -8,6 +8,7 @@
 
 mod client;
 mod limiter;
+pub mod sweep;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -19,7 +20,7 @@ pub use client::{AwsClients, UnknownAccount};
 pub use limiter::RateLimiter;
 
 use crate::metrics::Metrics;
-use crate::model::{Arn, Tags};
+use crate::model::{Arn, Source, Tags};
 use crate::resource::Observed;
 
 /// How a walk ended.
@@ -201,6 +202,8 @@ async fn fetch_page(
             arn,
             tags,
             state: None,
+            source: Source::Tagging,
+            created_at: None,
         });
     }
     instance_states(ec2, limiter, metrics, ending, &mut observed).await?;

@@ -51,6 +51,17 @@ word! {
 }
 
 word! {
+    /// How inventory learnt of a resource: the Resource Groups Tagging API (`tagging`, which
+    /// never lists a resource that was never tagged), a service's own list call (`sweep`), or
+    /// an AWS Resource Explorer index (`resource-explorer`).
+    pub enum Source {
+        Tagging,
+        Sweep,
+        ResourceExplorer,
+    }
+}
+
+word! {
     /// How the walk of one (account, region) ended: an incomplete walk resolves and deletes
     /// nothing of its (account, region).
     pub enum WalkOutcome {
@@ -129,6 +140,10 @@ mod tests {
             ["running", "success", "partial", "failed", "interrupted"]
         );
         assert_eq!(texts(WalkOutcome::VARIANTS), ["complete", "incomplete"]);
+        assert_eq!(
+            texts(Source::VARIANTS),
+            ["tagging", "sweep", "resource-explorer"]
+        );
         assert_eq!(
             texts(Decision::VARIANTS),
             [

@@ -24,6 +24,8 @@ pub enum Reason {
     NoSuchLease,
     NotALeaseId,
     NoTags,
+    /// Found by a service's own list call, with no tags: the tagging API never listed it.
+    NeverTagged,
     MissingTag(&'static str),
     ProtectTag,
     Allowlisted,
@@ -40,6 +42,7 @@ impl fmt::Display for Reason {
             Reason::NoSuchLease => f.write_str("lease tag names no known lease"),
             Reason::NotALeaseId => f.write_str("lease tag is not a lease id"),
             Reason::NoTags => f.write_str("resource has no tags"),
+            Reason::NeverTagged => f.write_str("never tagged"),
             Reason::MissingTag(which) => write!(f, "identity tag `{which}` is missing"),
             Reason::ProtectTag => f.write_str("carries the protect tag"),
             Reason::Allowlisted => f.write_str("on the allowlist"),
@@ -348,6 +351,7 @@ warning_window = "30m"
             (Reason::NoSuchLease, "lease tag names no known lease"),
             (Reason::NotALeaseId, "lease tag is not a lease id"),
             (Reason::NoTags, "resource has no tags"),
+            (Reason::NeverTagged, "never tagged"),
             (
                 Reason::MissingTag("owner"),
                 "identity tag `owner` is missing",

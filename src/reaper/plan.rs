@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::config::Enforcement;
 use crate::model::ResourceType;
-use crate::resource::ReapCandidate;
+use crate::resource::{ReapCandidate, WalkRecord};
 
 /// Where one candidate stands. Why it is held goes in `held_reason`: the candidate's own
 /// `reason` (the finding's) sits beside it in the same JSON object.
@@ -57,13 +57,63 @@ impl Plan {
     }
 }
 
+/// What a pass's walks know: which (account, region) walked completely, and which types'
+/// sweeps failed there. Nothing of an incomplete walk, or of a failed sweep's type in its
+/// (account, region), is deleted.
+#[derive(Debug, Clone, Default)]
+pub struct Knowledge {
+    complete: HashSet<(String, String)>,
+    incomplete_types: HashSet<(String, String, ResourceType)>,
+}
+
+impl Knowledge {
+    pub fn of(walks: &[WalkRecord]) -> Self {
+        let mut k = Knowledge::default();
+        for w in walks {
+            if w.is_complete() {
+                k.complete.insert((w.account.clone(), w.region.clone()));
+            }
+            for t in w.incomplete_types() {
+                k.incomplete_types
+                    .insert((w.account.clone(), w.region.clone(), t));
+            }
+        }
+        k
+    }
+
+    /// Why this pass does not know enough to delete `c`, if it does not.
+    fn gap(&self, c: &ReapCandidate) -> Option<String> {
+        if !self
+            .complete
+            .contains(&(c.account.clone(), c.region.clone()))
+        {
+            return Some(format!(
+                "the walk of {}/{} was incomplete this pass",
+                c.account, c.region
+            ));
+        }
+        let t = ResourceType::parse(&c.resource_type)?;
+        self.incomplete_types
+            .contains(&(c.account.clone(), c.region.clone(), t))
+            .then(|| {
+                format!(
+                    "the sweep of {t} in {}/{} was incomplete this pass",
+                    c.account, c.region
+                )
+            })
+    }
+}
+
 /// What the plan is made from.
 #[derive(Debug, Clone, Copy)]
 pub struct PlanInput<'a> {
     pub enforcement: &'a Enforcement,
-    /// (account, region) of the walks that completed in this pass; `None` when there was no
-    /// pass (on-call reaping), in which case the last-moment re-read stands in for it.
-    pub complete_walks: Option<&'a HashSet<(String, String)>>,
+    /// What this pass's walks know; `None` when there was no pass (on-call reaping), in which
+    /// case the last-moment re-read stands in for it.
+    pub knowledge: Option<&'a Knowledge>,
+    /// Accounts marked dedicated to ephemeral work: the only ones where a resource with no
+    /// tags at all may be deleted.
+    pub dedicated: &'a HashSet<String>,
     /// Live resources per project (`unknown` for those without one), for the share cap.
     pub inventory: &'a HashMap<String, u64>,
     pub now: DateTime<Utc>,
@@ -84,6 +134,13 @@ pub fn plan(candidates: Vec<ReapCandidate>, input: PlanInput<'_>) -> Plan {
     for c in candidates {
         let status = if !input.manual && c.deadline > input.now {
             Status::Scheduled
+        } else if c.tagless && !input.dedicated.contains(&c.account) {
+            Status::Held(format!(
+                "no tags at all, in account {} which is not dedicated to ephemeral work \
+                 (aws.accounts.dedicated): a never-tagged resource there may be production; \
+                 reported only",
+                c.account
+            ))
         } else if !ResourceType::parse(&c.resource_type)
             .is_some_and(|t| en.deletable_types.contains(&t))
         {
@@ -91,13 +148,8 @@ pub fn plan(candidates: Vec<ReapCandidate>, input: PlanInput<'_>) -> Plan {
                 "type {} is not in enforcement.deletable_types (report only)",
                 c.resource_type
             ))
-        } else if let Some(walks) = input.complete_walks
-            && !walks.contains(&(c.account.clone(), c.region.clone()))
-        {
-            Status::Held(format!(
-                "the walk of {}/{} was incomplete this pass",
-                c.account, c.region
-            ))
+        } else if let Some(gap) = input.knowledge.and_then(|k| k.gap(&c)) {
+            Status::Held(gap)
         } else if let Some(w) = &en.window
             && !w.contains(input.now)
         {
@@ -210,7 +262,8 @@ fn project_key(c: &ReapCandidate) -> String {
 mod tests {
     use super::*;
     use crate::config::{DeletionWindow, Weekday};
-    use crate::model::{Arn, ProjectName, Verdict};
+    use crate::model::{Arn, ProjectName, Source, Verdict, WalkOutcome};
+    use crate::resource::{SweepRecord, TypeSweepRecord};
     use chrono::{TimeDelta, TimeZone};
 
     fn now() -> DateTime<Utc> {
@@ -263,6 +316,9 @@ mod tests {
             next_attempt_at: None,
             reap_state: None,
             last_decision: None,
+            tagless: false,
+            source: Source::Tagging,
+            created_at: None,
         }
     }
 
@@ -295,9 +351,47 @@ mod tests {
             .collect()
     }
 
+    fn walk(region: &str, outcome: WalkOutcome, failed: &[ResourceType]) -> WalkRecord {
+        let sweep = SweepRecord {
+            started_at: now(),
+            types: failed
+                .iter()
+                .map(|t| TypeSweepRecord {
+                    resource_type: *t,
+                    outcome: WalkOutcome::Incomplete,
+                    reason: Some("throttled".into()),
+                    listed: 0,
+                    not_in_tagging: 0,
+                })
+                .chain([TypeSweepRecord {
+                    resource_type: ResourceType::SqsQueue,
+                    outcome: WalkOutcome::Complete,
+                    reason: None,
+                    listed: 3,
+                    not_in_tagging: 1,
+                }])
+                .collect(),
+        };
+        WalkRecord {
+            account: "111111111111".into(),
+            region: region.into(),
+            outcome,
+            sweep: Some(sweep),
+            ..WalkRecord::default()
+        }
+    }
+
     fn run(cands: Vec<ReapCandidate>, en: &Enforcement, manual: bool) -> Plan {
-        let walks: HashSet<(String, String)> =
-            [("111111111111".to_owned(), "us-east-1".to_owned())].into();
+        let walks = Knowledge::of(&[
+            walk("us-east-1", WalkOutcome::Complete, &[]),
+            walk("eu-west-1", WalkOutcome::Incomplete, &[]),
+            walk(
+                "eu-north-1",
+                WalkOutcome::Complete,
+                &[ResourceType::Ec2Snapshot],
+            ),
+        ]);
+        let dedicated: HashSet<String> = ["222222222222".to_owned()].into();
         let inventory: HashMap<String, u64> = [("web".to_owned(), 100), ("data".to_owned(), 4)]
             .into_iter()
             .collect();
@@ -305,7 +399,8 @@ mod tests {
             cands,
             PlanInput {
                 enforcement: en,
-                complete_walks: Some(&walks),
+                knowledge: Some(&walks),
+                dedicated: &dedicated,
                 inventory: &inventory,
                 now: now(),
                 manual,
@@ -352,6 +447,69 @@ mod tests {
         assert!(held["vol-retry"].contains("retrying after"), "{held:?}");
         assert_eq!(held["vol-later"], "scheduled");
         assert!(p.capped.is_empty());
+    }
+
+    /// A resource with no tags at all is deleted only in a dedicated account, by a pass or by
+    /// hand; a failed sweep holds back its type in its (account, region) and nothing else.
+    #[test]
+    fn tagless_resources_need_a_dedicated_account_and_failed_sweeps_hold_their_type() {
+        let tagless = |id: &str, account: &str| {
+            let mut c = cand(id, "ec2:volume", "web", -1);
+            c.account = account.into();
+            c.tagless = true;
+            c.source = Source::Sweep;
+            c
+        };
+        let in_region = |id: &str, ty: &str, region: &str| {
+            let mut c = cand(id, ty, "web", -1);
+            c.region = region.into();
+            c
+        };
+        let mut dedicated_walk = walk("us-east-1", WalkOutcome::Complete, &[]);
+        dedicated_walk.account = "222222222222".into();
+        for manual in [false, true] {
+            let p = plan(
+                vec![
+                    tagless("vol-shared", "111111111111"),
+                    tagless("vol-dedicated", "222222222222"),
+                    in_region("snap-north", "ec2:snapshot", "eu-north-1"),
+                    in_region("vol-north", "ec2:volume", "eu-north-1"),
+                ],
+                PlanInput {
+                    enforcement: &enforcement(),
+                    knowledge: Some(&Knowledge::of(&[
+                        walk("us-east-1", WalkOutcome::Complete, &[]),
+                        dedicated_walk.clone(),
+                        walk(
+                            "eu-north-1",
+                            WalkOutcome::Complete,
+                            &[ResourceType::Ec2Snapshot],
+                        ),
+                    ])),
+                    dedicated: &["222222222222".to_owned()].into(),
+                    inventory: &[("web".to_owned(), 100)].into_iter().collect(),
+                    now: now(),
+                    manual,
+                },
+            );
+            let s: HashMap<String, String> = statuses(&p).into_iter().collect();
+            assert_eq!(s["vol-dedicated"], "due", "{s:?}");
+            assert_eq!(s["vol-north"], "due", "{s:?}");
+            assert!(
+                s["vol-shared"].starts_with("held: no tags at all, in account 111111111111")
+                    && s["vol-shared"].contains("not dedicated"),
+                "{s:?}"
+            );
+            assert_eq!(
+                s["snap-north"],
+                "held: the sweep of ec2:snapshot in 111111111111/eu-north-1 was incomplete this pass",
+                "{s:?}"
+            );
+        }
+        // Tagged resources are not held for the account's kind.
+        let mut tagged = cand("vol-tagged", "ec2:volume", "web", -1);
+        tagged.source = Source::Sweep;
+        assert_eq!(run(vec![tagged], &enforcement(), false).due().count(), 1);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use chrono::TimeDelta;
 use serde::Serialize;
 
 use super::aws::{self, DeleteError, Deleted, Inspection};
-use super::plan::{Plan, PlanInput, PlanItem, Status, plan};
+use super::plan::{Knowledge, Plan, PlanInput, PlanItem, Status, plan};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::inventory::AwsClients;
@@ -165,7 +165,7 @@ impl Reaper {
     async fn plan_of(
         &self,
         candidates: Vec<ReapCandidate>,
-        complete_walks: Option<&HashSet<(String, String)>>,
+        knowledge: Option<&Knowledge>,
         manual: bool,
     ) -> Result<Plan, StoreError> {
         let now = self.inner.clock.now();
@@ -180,12 +180,25 @@ impl Reaper {
             candidates,
             PlanInput {
                 enforcement: &self.inner.config.enforcement,
-                complete_walks,
+                knowledge,
+                dedicated: &self.dedicated_accounts(),
                 inventory: &inventory,
                 now,
                 manual,
             },
         ))
+    }
+
+    /// The accounts marked dedicated to ephemeral work.
+    fn dedicated_accounts(&self) -> HashSet<String> {
+        self.inner
+            .config
+            .aws
+            .accounts
+            .iter()
+            .filter(|a| a.dedicated)
+            .map(|a| a.id.clone())
+            .collect()
     }
 
     async fn inventory(&self) -> Result<HashMap<String, u64>, StoreError> {
@@ -241,12 +254,9 @@ impl Reaper {
             .store
             .due_reap_candidates(self.owner_key(), now)
             .await?;
-        let complete: HashSet<(String, String)> = walks
-            .iter()
-            .filter(|w| w.is_complete())
-            .map(|w| (w.account.clone(), w.region.clone()))
-            .collect();
-        let plan = self.plan_of(candidates, Some(&complete), false).await?;
+        let plan = self
+            .plan_of(candidates, Some(&Knowledge::of(walks)), false)
+            .await?;
         let mut report = ReapReport {
             armed: inner.config.enforcement.armed,
             marked,

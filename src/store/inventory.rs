@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{CachedStatement, Connection, OptionalExtension, Row, params};
 
 use super::{Store, StoreError, bad, from_ms, ms, opt_time_at, stored_tags, time_at, verdict_at};
-use crate::model::{Action, RunOutcome, TaskName, Verdict, WalkOutcome};
+use crate::model::{Action, RunOutcome, Source, TaskName, Verdict, WalkOutcome};
 use crate::resource::{
     Finding, PageChanges, Record, RunRecord, StoredResource, WalkChanges, WalkRecord,
 };
@@ -128,7 +128,7 @@ impl Store {
     pub async fn walks_of(&self, run_id: String) -> Result<Vec<WalkRecord>, StoreError> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT account, region, started_at, ended_at, outcome, reason, pages, resources
+                "SELECT account, region, started_at, ended_at, outcome, reason, pages, resources, sweep
                  FROM walks WHERE run_id = ?1 ORDER BY account, region",
             )?;
             let rows = stmt
@@ -142,12 +142,18 @@ impl Store {
                         r.get::<_, Option<String>>(5)?,
                         r.get::<_, i64>(6)?,
                         r.get::<_, i64>(7)?,
+                        r.get::<_, Option<String>>(8)?,
                     ))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             rows.into_iter()
                 .map(
-                    |(account, region, s, e, outcome, reason, pages, resources)| {
+                    |(account, region, s, e, outcome, reason, pages, resources, sweep)| {
+                        let sweep = sweep
+                            .map(|text| {
+                                serde_json::from_str(&text).map_err(|_| corrupt("sweep", &text))
+                            })
+                            .transpose()?;
                         Ok(WalkRecord {
                             account,
                             region,
@@ -157,10 +163,28 @@ impl Store {
                             reason,
                             pages: u64::try_from(pages).unwrap_or(0),
                             resources: u64::try_from(resources).unwrap_or(0),
+                            sweep,
                         })
                     },
                 )
                 .collect()
+        })
+        .await
+    }
+
+    /// When each (account, region) last started a sweep in which every type completed.
+    pub async fn last_sweeps(
+        &self,
+    ) -> Result<HashMap<(String, String), DateTime<Utc>>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT account, region, MAX(swept_at) FROM walks
+                 WHERE swept_at IS NOT NULL GROUP BY account, region",
+            )?;
+            let rows = stmt
+                .query_map([], |r| Ok(((r.get(0)?, r.get(1)?), time_at(r, 2)?)))?
+                .collect::<Result<HashMap<_, _>, _>>()?;
+            Ok(rows)
         })
         .await
     }
@@ -217,9 +241,21 @@ impl Store {
     ) -> Result<WalkChanges, StoreError> {
         self.writer
             .write(move |c| {
+                let sweep = walk
+                    .sweep
+                    .as_ref()
+                    .map(serde_json::to_string)
+                    .transpose()
+                    .map_err(|e| StoreError::Corrupt(format!("cannot encode a sweep: {e}")))?;
+                let swept_at = walk
+                    .sweep
+                    .as_ref()
+                    .filter(|s| s.is_complete())
+                    .map(|s| ms(s.started_at));
                 c.prepare_cached(
-                    "INSERT INTO walks (run_id, account, region, started_at, ended_at, outcome, reason, pages, resources)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    "INSERT INTO walks (run_id, account, region, started_at, ended_at, outcome, reason, pages, resources,
+                                        sweep, swept_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 )?
                 .execute(params![
                     run_id,
@@ -231,16 +267,40 @@ impl Store {
                     walk.reason,
                     i64::try_from(walk.pages).unwrap_or(i64::MAX),
                     i64::try_from(walk.resources).unwrap_or(i64::MAX),
+                    sweep,
+                    swept_at,
                 ])?;
                 if !walk.is_complete() {
                     return Ok(WalkChanges::default());
                 }
-                let gone = c
+                // Each source marks gone only what it lists: the tagging walk its own, a
+                // type's complete sweep what it found before and no longer lists.
+                let mut gone = c
                     .prepare_cached(
                         "UPDATE resources SET gone_at = ?4
-                         WHERE account = ?1 AND region = ?2 AND last_run != ?3 AND gone_at IS NULL",
+                         WHERE account = ?1 AND region = ?2 AND last_run != ?3 AND gone_at IS NULL
+                           AND source = ?5",
                     )?
-                    .execute(params![walk.account, walk.region, run_id, ms(walk.ended_at)])?;
+                    .execute(params![walk.account, walk.region, run_id, ms(walk.ended_at), Source::Tagging])?;
+                for t in walk.sweep.iter().flat_map(|s| &s.types) {
+                    if t.outcome != WalkOutcome::Complete {
+                        continue;
+                    }
+                    gone += c
+                        .prepare_cached(
+                            "UPDATE resources SET gone_at = ?4
+                             WHERE account = ?1 AND region = ?2 AND last_run != ?3 AND gone_at IS NULL
+                               AND source = ?5 AND resource_type = ?6",
+                        )?
+                        .execute(params![
+                            walk.account,
+                            walk.region,
+                            run_id,
+                            ms(walk.ended_at),
+                            Source::Sweep,
+                            t.resource_type.as_str()
+                        ])?;
+                }
                 let stale: Vec<(i64, String, String)> = c
                     .prepare_cached(
                         "SELECT f.id, f.verdict,
@@ -335,7 +395,7 @@ impl Store {
         self.read(move |c| {
             let (mut sql, mut args) = where_clause(
                 "SELECT arn, account, region, resource_type, tags, first_seen, last_seen, gone_at, state,
-                        verdict, reason, project, action, lease_id FROM resources WHERE 1 = 1",
+                        verdict, reason, project, action, lease_id, source, created_at FROM resources WHERE 1 = 1",
                 &f,
             );
             if !f.include_closed {
@@ -364,7 +424,10 @@ impl Store {
         self.read(move |c| {
             let (mut sql, mut args) = where_clause(
                 "SELECT id, arn, verdict, action, reason, project, lease_id, account, region, resource_type,
-                        opened_at, updated_at, resolved_at, resolution FROM findings WHERE 1 = 1",
+                        opened_at, updated_at, resolved_at, resolution,
+                        (SELECT r.source FROM resources r WHERE r.arn = findings.arn),
+                        (SELECT r.created_at FROM resources r WHERE r.arn = findings.arn)
+                 FROM findings WHERE 1 = 1",
                 &f,
             );
             if !f.include_closed {
@@ -392,7 +455,10 @@ impl Store {
             Ok(c
                 .prepare_cached(
                     "SELECT id, arn, verdict, action, reason, project, lease_id, account, region, resource_type,
-                            opened_at, updated_at, resolved_at, resolution FROM findings WHERE id = ?1",
+                            opened_at, updated_at, resolved_at, resolution,
+                        (SELECT r.source FROM resources r WHERE r.arn = findings.arn),
+                        (SELECT r.created_at FROM resources r WHERE r.arn = findings.arn)
+                 FROM findings WHERE id = ?1",
                 )?
                 .query_row([id], finding_row)
                 .optional()?)
@@ -460,8 +526,9 @@ impl<'c> PageStatements<'c> {
         Ok(PageStatements {
             upsert: c.prepare_cached(
                 "INSERT INTO resources (arn, account, region, resource_type, tags, first_seen, last_seen, gone_at,
-                                state, verdict, reason, project, action, grace_s, lease_id, lease_ended_at, last_run)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+                                state, verdict, reason, project, action, grace_s, lease_id, lease_ended_at, last_run,
+                                source, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
          ON CONFLICT (arn) DO UPDATE SET
              -- Region-less ARNs (S3) may be listed by several regions' walks (an emulator lists
              -- every bucket everywhere): the smallest region name wins, so the owner is stable.
@@ -471,7 +538,8 @@ impl<'c> PageStatements<'c> {
              state = excluded.state, verdict = excluded.verdict, reason = excluded.reason,
              project = excluded.project, action = excluded.action, grace_s = excluded.grace_s,
              lease_id = excluded.lease_id, lease_ended_at = excluded.lease_ended_at,
-             last_run = excluded.last_run",
+             last_run = excluded.last_run, source = excluded.source,
+             created_at = COALESCE(excluded.created_at, resources.created_at)",
             )?,
             open_finding: c.prepare_cached(
                 "SELECT id, verdict, action, lease_id FROM findings WHERE arn = ?1 AND resolved_at IS NULL",
@@ -524,6 +592,8 @@ fn upsert_resource(
         r.lease_id,
         r.lease_ended_at.map(ms),
         run_id,
+        o.source,
+        o.created_at.map(ms),
     ])?;
     Ok(())
 }
@@ -652,7 +722,7 @@ fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
 }
 
 /// `arn, account, region, resource_type, tags, first_seen, last_seen, gone_at, state, verdict,
-/// reason, project, action, lease_id`.
+/// reason, project, action, lease_id, source, created_at`.
 fn resource_row(r: &Row<'_>) -> rusqlite::Result<StoredResource> {
     let tags: String = r.get(4)?;
     Ok(StoredResource {
@@ -670,11 +740,13 @@ fn resource_row(r: &Row<'_>) -> rusqlite::Result<StoredResource> {
         project: r.get(11)?,
         action: action_at(r, 12)?,
         lease_id: r.get(13)?,
+        source: r.get(14)?,
+        created_at: opt_time_at(r, 15)?,
     })
 }
 
 /// `id, arn, verdict, action, reason, project, lease_id, account, region, resource_type,
-/// opened_at, updated_at, resolved_at, resolution`.
+/// opened_at, updated_at, resolved_at, resolution`, then its resource's `source, created_at`.
 fn finding_row(r: &Row<'_>) -> rusqlite::Result<Finding> {
     Ok(Finding {
         id: r.get(0)?,
@@ -691,5 +763,7 @@ fn finding_row(r: &Row<'_>) -> rusqlite::Result<Finding> {
         updated_at: time_at(r, 11)?,
         resolved_at: opt_time_at(r, 12)?,
         resolution: r.get(13)?,
+        source: r.get::<_, Option<Source>>(14)?.unwrap_or(Source::Tagging),
+        created_at: opt_time_at(r, 15)?,
     })
 }

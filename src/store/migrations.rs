@@ -216,6 +216,17 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     INSERT INTO audit_chain (id, unkeyed_until)
         VALUES (1, COALESCE((SELECT seq FROM audit_head WHERE id = 1), 0));",
+    // 13: never-tagged discovery. A resource remembers which call found it (`tagging`,
+    // `sweep`, `resource-explorer`): a complete walk marks gone only what its own source no
+    // longer lists, so a pass without a sweep does not lose what the last sweep found. Its
+    // creation time where that call gave one (ms). A walk keeps its sweep (JSON, NULL when none
+    // ran) and, when every type of it completed, when it started (`swept_at`, ms): the next
+    // sweep of that (account, region) is due an interval after it.
+    "ALTER TABLE resources ADD COLUMN source TEXT NOT NULL DEFAULT 'tagging';
+    ALTER TABLE resources ADD COLUMN created_at INTEGER;
+    ALTER TABLE walks ADD COLUMN sweep TEXT;
+    ALTER TABLE walks ADD COLUMN swept_at INTEGER;
+    CREATE INDEX walks_swept ON walks (account, region, swept_at) WHERE swept_at IS NOT NULL;",
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), StoreError> {

@@ -540,7 +540,8 @@ sql_words!(
     crate::model::WalkOutcome,
     crate::model::Decision,
     crate::model::ReapMode,
-    crate::model::MailKind
+    crate::model::MailKind,
+    crate::model::Source
 );
 
 /// A column that does not decode to its domain type: reported as a conversion failure.

@@ -6,7 +6,7 @@ use rusqlite::{Connection, params};
 
 use super::chain::append;
 use super::{Store, StoreError, bad, from_ms, ms, opt_time_at, stored_tags, verdict_at};
-use crate::model::{MailKind, Tags};
+use crate::model::{MailKind, Tags, Verdict};
 use crate::resource::{AuditEntry, ReapCandidate};
 
 /// What a recorded decision does to its finding, in the same transaction as the audit record.
@@ -24,7 +24,8 @@ pub enum ReapUpdate {
     Failed { retry_at: DateTime<Utc> },
 }
 
-/// A finding to mark: id, ARN, grace (s), packed tags, lease owner, lease id, verdict, project.
+/// A finding to mark: id, ARN, grace (s), packed tags, lease owner, lease id, verdict, project,
+/// creation time (ms).
 type ToMark = (
     i64,
     String,
@@ -34,6 +35,7 @@ type ToMark = (
     Option<String>,
     String,
     Option<String>,
+    Option<i64>,
 );
 
 /// The owner: the lease's, else the owner tag's.
@@ -57,7 +59,8 @@ fn candidates(
     let mut stmt = c.prepare_cached(&format!(
         "SELECT f.id, f.arn, r.account, r.region, r.resource_type, f.project, f.verdict,
                 f.reason, f.lease_id, l.owner, r.tags, COALESCE(f.deadline, ?1), r.lease_ended_at,
-                f.attempts, f.next_attempt_at, f.reap_state, f.last_decision, f.marked_owner
+                f.attempts, f.next_attempt_at, f.reap_state, f.last_decision, f.marked_owner,
+                r.source, r.created_at
          FROM findings f JOIN resources r ON r.arn = f.arn
          LEFT JOIN leases l ON l.id = f.lease_id
          WHERE {filter}
@@ -93,6 +96,9 @@ fn candidates(
                 next_attempt_at: opt_time_at(r, 14)?,
                 reap_state: r.get(15)?,
                 last_decision: r.get(16)?,
+                tagless: tags.is_empty(),
+                source: r.get(18)?,
+                created_at: opt_time_at(r, 19)?,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
@@ -113,9 +119,26 @@ fn withdraw_stale_plans(c: &Connection, at: DateTime<Utc>) -> Result<usize, Stor
     .execute(params![ms(at), MailKind::DeletionPlanned.as_str()])?)
 }
 
+/// When a finding marked at `at` is due: the rule's grace after the mark, except that an
+/// untagged resource whose creation time is known is due the grace after its creation (so
+/// "untagged for 7 days" counts its age), never before the mark.
+fn deadline_of(
+    at: DateTime<Utc>,
+    grace_s: i64,
+    verdict: &str,
+    created_ms: Option<i64>,
+) -> DateTime<Utc> {
+    let grace = TimeDelta::seconds(grace_s);
+    let created = created_ms.and_then(DateTime::from_timestamp_millis);
+    match created {
+        Some(created) if verdict == Verdict::Untagged.as_str() => (created + grace).max(at),
+        _ => at + grace,
+    }
+}
+
 /// The open `reap` findings not yet marked, read through the `findings_to_mark` index.
 const TO_MARK: &str =
-    "SELECT f.id, f.arn, r.grace_s, r.tags, l.owner, f.lease_id, f.verdict, f.project
+    "SELECT f.id, f.arn, r.grace_s, r.tags, l.owner, f.lease_id, f.verdict, f.project, r.created_at
      FROM findings f JOIN resources r ON r.arn = f.arn
      LEFT JOIN leases l ON l.id = f.lease_id
      WHERE f.resolved_at IS NULL AND f.action = 'reap' AND f.deadline IS NULL
@@ -164,6 +187,7 @@ impl Store {
                             r.get(5)?,
                             r.get(6)?,
                             r.get(7)?,
+                            r.get(8)?,
                         ))
                     })?
                     .collect::<Result<_, _>>()?;
@@ -176,8 +200,10 @@ impl Store {
                 // A transition of the finding (no deletion is decided yet), so it goes with the
                 // finding's other events, not into the reaper's audit chain.
                 let mut event = c.prepare_cached(super::inventory::INSERT_EVENT)?;
-                for (id, arn, grace_s, tags, lease_owner, lease_id, verdict, project) in rows {
-                    let deadline = at + TimeDelta::seconds(grace_s);
+                for (id, arn, grace_s, tags, lease_owner, lease_id, verdict, project, created) in
+                    rows
+                {
+                    let deadline = deadline_of(at, grace_s, &verdict, created);
                     let tags = stored_tags(&tags).map_err(|_| bad(3, "tags", &tags))?;
                     let owner_tag = tags.get(&owner_key).unwrap_or_default().to_owned();
                     let owner = owner_of(lease_owner, &tags, &owner_key);

@@ -285,6 +285,23 @@ impl Tasks {
             }
         };
 
+        // A sweep rides on the pass when its (account, region) was last swept completely an
+        // interval ago or more; a store error sweeps everywhere (it only costs calls).
+        let discovery = &inner.config.discovery;
+        let last_sweeps = if discovery.enabled() {
+            inner.store.last_sweeps().await.unwrap_or_else(|e| {
+                tracing::warn!(error = %crate::error_chain(&e), "cannot read the last sweeps; sweeping everywhere");
+                HashMap::new()
+            })
+        } else {
+            HashMap::new()
+        };
+        let sweep_due = |account: &str, region: &str| {
+            discovery.enabled()
+                && last_sweeps
+                    .get(&(account.to_owned(), region.to_owned()))
+                    .is_none_or(|at| started - *at >= discovery.interval.to_chrono())
+        };
         let permits = Arc::new(Semaphore::new(
             inner.config.aws.max_concurrent_walks as usize,
         ));
@@ -297,10 +314,11 @@ impl Tasks {
                     leases.clone(),
                     run_id.clone(),
                 );
+                let due = sweep_due(&account.id, region);
                 let (account, region) = (account.id.clone(), region.clone());
                 walks.spawn(async move {
                     let _permit = permits.acquire_owned().await;
-                    this.walk_one(run_id, account, region, leases).await
+                    this.walk_one(run_id, account, region, leases, due).await
                 });
             }
         }
@@ -317,7 +335,7 @@ impl Tasks {
                             *verdicts.entry(v).or_default() += 1;
                         }
                     }
-                    report.resources_seen += w.record.resources;
+                    report.resources_seen += w.record.resources + w.swept;
                     report.findings_opened += w.opened;
                     report.findings_updated += w.updated;
                     report.findings_resolved += w.resolved;

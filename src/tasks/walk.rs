@@ -2,16 +2,16 @@
 //! arrive and handed in batches, through a bounded channel, to a persister task that writes
 //! them on the store's thread while the walk fetches the next pages.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
 use super::Tasks;
 use crate::inventory::{self, RateLimiter};
-use crate::model::{IdentityTags, Lease, LeaseId, Verdict, WalkOutcome};
-use crate::policy::{Policy, evaluate};
-use crate::resource::{Observed, Record, WalkRecord};
+use crate::model::{Arn, IdentityTags, Lease, LeaseId, Source, Verdict, WalkOutcome};
+use crate::policy::{Policy, Reason, evaluate};
+use crate::resource::{Observed, Record, SweepRecord, TypeSweepRecord, WalkRecord};
 
 /// Records per store transaction while a walk streams (ten pages of 100): commits, not SQL,
 /// dominate a page-sized write.
@@ -41,9 +41,16 @@ pub fn evaluate_page(
                 keys,
                 now,
             );
+            // Found by a service's own list call with no tags at all: never tagged (the
+            // tagging API lists every resource that ever had a tag).
+            let reason = if e.reason == Reason::NoTags && o.source != Source::Tagging {
+                Reason::NeverTagged
+            } else {
+                e.reason
+            };
             Record {
                 verdict: e.verdict,
-                reason: e.reason.to_string(),
+                reason: reason.to_string(),
                 project: e.project.cloned(),
                 action: e.rule.action,
                 grace: e.rule.grace,
@@ -66,6 +73,7 @@ impl Tasks {
         account: String,
         region: String,
         leases: Arc<HashMap<LeaseId, Lease>>,
+        sweep_due: bool,
     ) -> WalkTotals {
         let inner = &self.inner;
         let started = inner.clock.now();
@@ -90,6 +98,8 @@ impl Tasks {
         };
         let mut totals = WalkTotals::default();
         let mut pending = Vec::<Record>::with_capacity(PERSIST_BATCH);
+        // What the tagging walk listed, by identity, for the sweep to tell what it never would.
+        let mut listed: HashSet<(String, String)> = HashSet::new();
         let span = tracing::info_span!("walk", account = %account, region = %region);
         let result = tracing::Instrument::instrument(
             inventory::walk(
@@ -99,6 +109,9 @@ impl Tasks {
                 &limiter,
                 &inner.metrics,
                 |page| {
+                    if sweep_due {
+                        listed.extend(page.iter().map(|o| identity(&o.arn)));
+                    }
                     let records = evaluate_page(
                         page,
                         &leases,
@@ -122,6 +135,25 @@ impl Tasks {
             span.clone(),
         )
         .await;
+        // A sweep compares with a complete tagging walk only: against a partial one, tagged
+        // resources it missed would be taken for never tagged.
+        let mut sweep = None;
+        if sweep_due && result.error.is_none() {
+            let (record, found) = span
+                .in_scope(|| self.sweep_one(&account, &region, &listed))
+                .await;
+            let records = evaluate_page(
+                found,
+                &leases,
+                &inner.policy,
+                &inner.config.tags,
+                inner.clock.now(),
+            );
+            totals.count(&records);
+            totals.swept = records.len() as u64;
+            pending.extend(records);
+            sweep = Some(record);
+        }
         // What the walk saw is persisted either way; a failure here makes the walk incomplete.
         if !pending.is_empty() {
             // A refused send means the persister stopped; its own result says why.
@@ -164,6 +196,7 @@ impl Tasks {
             reason,
             pages: result.pages,
             resources: result.resources,
+            sweep,
         };
         inner
             .metrics
@@ -187,6 +220,108 @@ impl Tasks {
         totals.record = record;
         totals
     }
+
+    /// Sweeps the discovery types of (account, region): what the tagging walk did not list
+    /// (`listed`) comes back as observed resources of source `sweep`.
+    async fn sweep_one(
+        &self,
+        account: &str,
+        region: &str,
+        listed: &HashSet<(String, String)>,
+    ) -> (SweepRecord, Vec<Observed>) {
+        let inner = &self.inner;
+        let discovery = &inner.config.discovery;
+        let mut record = SweepRecord {
+            started_at: inner.clock.now(),
+            types: Vec::new(),
+        };
+        let mut observed = Vec::new();
+        let conf = match inner.clients.config_for(account, region).await {
+            Ok(c) => c,
+            Err(e) => {
+                let reason = crate::error_chain(&e);
+                record.types = discovery
+                    .types
+                    .iter()
+                    .map(|t| TypeSweepRecord {
+                        resource_type: *t,
+                        outcome: WalkOutcome::Incomplete,
+                        reason: Some(reason.clone()),
+                        listed: 0,
+                        not_in_tagging: 0,
+                    })
+                    .collect();
+                return (record, observed);
+            }
+        };
+        let swept = inventory::sweep::sweep(
+            &conf,
+            account,
+            region,
+            &discovery.types,
+            discovery.calls_per_second,
+            &inner.metrics,
+        )
+        .await;
+        for t in swept {
+            let outcome = match &t.result {
+                Ok(_) => WalkOutcome::Complete,
+                Err(_) => WalkOutcome::Incomplete,
+            };
+            inner
+                .metrics
+                .sweeps
+                .with_label_values(&[t.resource_type.as_str(), outcome.as_str()])
+                .inc();
+            let mut r = TypeSweepRecord {
+                resource_type: t.resource_type,
+                outcome,
+                reason: None,
+                listed: 0,
+                not_in_tagging: 0,
+            };
+            match t.result {
+                Err(e) => {
+                    let reason = crate::error_chain(&e);
+                    tracing::warn!(resource_type = %t.resource_type, %reason, "sweep incomplete: nothing of this type is resolved or deleted here this pass");
+                    r.reason = Some(reason);
+                }
+                Ok(found) => {
+                    r.listed = found.len() as u64;
+                    for f in found {
+                        if listed.contains(&identity(&f.arn)) {
+                            continue;
+                        }
+                        r.not_in_tagging += 1;
+                        observed.push(Observed {
+                            account: account.to_owned(),
+                            region: region.to_owned(),
+                            resource_type: f.arn.resource_type(),
+                            arn: f.arn,
+                            tags: f.tags,
+                            state: f.state,
+                            source: Source::Sweep,
+                            created_at: f.created_at,
+                        });
+                    }
+                    inner
+                        .metrics
+                        .never_tagged_found
+                        .with_label_values(&[t.resource_type.as_str()])
+                        .inc_by(r.not_in_tagging);
+                }
+            }
+            record.types.push(r);
+        }
+        (record, observed)
+    }
+}
+
+/// A resource's identity within one (account, region): its service and resource part. Not the
+/// ARN's text, which may spell the partition or account differently (snapshots and images are
+/// listed without an account by some calls).
+fn identity(arn: &Arn) -> (String, String) {
+    (arn.service().to_owned(), arn.resource().to_owned())
 }
 
 #[derive(Debug, Default)]
@@ -200,6 +335,8 @@ pub(super) struct WalkTotals {
     /// emulator lists in every region's walk) apart, for the pass to count each once.
     pub verdicts: BTreeMap<Verdict, u64>,
     pub regionless: Vec<(String, Verdict)>,
+    /// Resources only the sweep found.
+    pub swept: u64,
 }
 
 impl WalkTotals {

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::model::{Action, Verdict};
+use crate::model::{Action, Source, Verdict};
 use crate::resource::{Finding, StoredResource};
 
 /// A resource as the store holds it, with its latest verdict.
@@ -27,6 +27,11 @@ pub struct ResourceView {
     pub project: Option<String>,
     pub action: Action,
     pub lease_id: Option<String>,
+    /// How inventory found it: `tagging`, `sweep` (a service's own list call: never-tagged
+    /// resources) or `resource-explorer`.
+    pub source: Source,
+    /// When it was created, where the call that found it says.
+    pub created_at: Option<DateTime<Utc>>,
 }
 
 impl From<StoredResource> for ResourceView {
@@ -50,6 +55,8 @@ impl From<StoredResource> for ResourceView {
             project: r.project.map(|p| p.to_string()),
             action: r.action,
             lease_id: r.lease_id,
+            source: r.source,
+            created_at: r.created_at,
         }
     }
 }
@@ -79,6 +86,10 @@ pub struct FindingView {
     pub updated_at: DateTime<Utc>,
     pub resolved_at: Option<DateTime<Utc>>,
     pub resolution: Option<String>,
+    /// How inventory found its resource (see [`ResourceView::source`]).
+    pub source: Source,
+    /// When its resource was created, where known.
+    pub created_at: Option<DateTime<Utc>>,
 }
 
 impl From<Finding> for FindingView {
@@ -98,6 +109,8 @@ impl From<Finding> for FindingView {
             updated_at: f.updated_at,
             resolved_at: f.resolved_at,
             resolution: f.resolution,
+            source: f.source,
+            created_at: f.created_at,
         }
     }
 }

@@ -20,7 +20,7 @@ pub use reap::{
     CapView, PlanItemView, PlanStatus, PlanView, ReapItemView, ReapJobState, ReapJobView,
     ReapPlanView, ReapRequest,
 };
-pub use scans::{RunView, ScanStarted, ScanView, StatusView, WalkView};
+pub use scans::{RunView, ScanStarted, ScanView, StatusView, SweepView, TypeSweepView, WalkView};
 
 use chrono::SecondsFormat;
 use serde::{Deserialize, Serialize};
@@ -75,4 +75,6 @@ word_schemas!(
     crate::model::WalkOutcome => crate::model::WalkOutcome::VARIANTS,
     crate::model::TaskName => crate::model::TaskName::VARIANTS,
     crate::model::ReapMode => crate::model::ReapMode::VARIANTS,
+    crate::model::Source => crate::model::Source::VARIANTS,
+    crate::model::ResourceType => crate::model::ResourceType::VARIANTS,
 );

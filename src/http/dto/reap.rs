@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::ts;
-use crate::model::{Decision, Verdict};
+use crate::model::{Decision, Source, Verdict};
 use crate::reaper::plan::{CapHit, PlanItem, Status};
 use crate::reaper::run::ItemResult;
 
@@ -43,6 +43,11 @@ pub struct PlanItemView {
     /// `deleting` when a delete was started and its outcome never recorded.
     pub reap_state: Option<String>,
     pub last_decision: Option<Decision>,
+    /// How inventory found it (`sweep`: never tagged, found by a service's own list call).
+    pub source: Source,
+    /// It carried no tags at all: deleted only in accounts dedicated to ephemeral work.
+    pub tagless: bool,
+    pub created_at: Option<DateTime<Utc>>,
     pub status: PlanStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held_reason: Option<String>,
@@ -74,6 +79,9 @@ impl From<PlanItem> for PlanItemView {
             next_attempt_at: c.next_attempt_at,
             reap_state: c.reap_state,
             last_decision: c.last_decision,
+            source: c.source,
+            tagless: c.tagless,
+            created_at: c.created_at,
             status,
             held_reason,
         }

@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::model::{RunOutcome, TaskName, WalkOutcome};
-use crate::resource::{RunRecord, WalkRecord};
+use crate::model::{ResourceType, RunOutcome, TaskName, WalkOutcome};
+use crate::resource::{RunRecord, SweepRecord, WalkRecord};
 
 /// `POST /scans` (202).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -57,6 +57,67 @@ pub struct WalkView {
     pub reason: Option<String>,
     pub pages: u64,
     pub resources: u64,
+    /// The sweep that ran with this walk (never-tagged discovery), when one was due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<SweepView>,
+}
+
+/// The sweep of one (account, region): each type listed by its service's own call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SweepView {
+    pub started_at: DateTime<Utc>,
+    pub types: Vec<TypeSweepView>,
+}
+
+/// How the sweep of one type went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TypeSweepView {
+    pub resource_type: ResourceType,
+    /// `incomplete`: nothing of this type in this (account, region) is resolved or deleted
+    /// this pass.
+    pub outcome: WalkOutcome,
+    pub reason: Option<String>,
+    /// What the list call returned.
+    pub listed: u64,
+    /// Of those, what the tagging walk did not list.
+    pub not_in_tagging: u64,
+}
+
+impl From<SweepRecord> for SweepView {
+    fn from(s: SweepRecord) -> Self {
+        SweepView {
+            started_at: s.started_at,
+            types: s
+                .types
+                .into_iter()
+                .map(|t| TypeSweepView {
+                    resource_type: t.resource_type,
+                    outcome: t.outcome,
+                    reason: t.reason,
+                    listed: t.listed,
+                    not_in_tagging: t.not_in_tagging,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl SweepView {
+    /// One line: `complete, 3 not in tagging` or `incomplete: ec2:snapshot, sqs:queue`.
+    pub fn summary(&self) -> String {
+        let failed: Vec<&str> = self
+            .types
+            .iter()
+            .filter(|t| t.outcome != WalkOutcome::Complete)
+            .map(|t| t.resource_type.as_str())
+            .collect();
+        if failed.is_empty() {
+            let found: u64 = self.types.iter().map(|t| t.not_in_tagging).sum();
+            format!("complete, {found} not in tagging")
+        } else {
+            format!("incomplete: {}", failed.join(", "))
+        }
+    }
 }
 
 impl From<WalkRecord> for WalkView {
@@ -70,6 +131,7 @@ impl From<WalkRecord> for WalkView {
             reason: w.reason,
             pages: w.pages,
             resources: w.resources,
+            sweep: w.sweep.map(SweepView::from),
         }
     }
 }

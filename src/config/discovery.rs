@@ -1,0 +1,82 @@
+//! `[discovery]`: the sweeps that find what the tagging API never lists (never-tagged
+//! resources), by the services' own list calls.
+
+use serde::Deserialize;
+use strum::VariantArray;
+use toml::Spanned;
+
+use crate::diagnostic::{FileError, Source};
+use crate::model::{HumanDuration, ResourceType};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Discovery {
+    /// Types swept; default every type ephemera can delete. `[]` turns sweeps off.
+    #[serde(default = "every_type")]
+    pub types: Vec<ResourceType>,
+    /// How often each (account, region) is swept; a pass sweeps it when its last complete
+    /// sweep is older than this (or failed), so sweeps ride on passes, less often.
+    #[serde(default = "default_interval")]
+    pub interval: HumanDuration,
+    /// List calls per second per service in each (account, region).
+    #[serde(default = "default_calls_per_second")]
+    pub calls_per_second: u32,
+}
+
+fn every_type() -> Vec<ResourceType> {
+    ResourceType::VARIANTS.to_vec()
+}
+
+// Never-tagged orphans leak money by the day, not by the minute: a sweep every six hours finds
+// them well within any "untagged for N days" grace, at a quarter of the calls of an hourly one.
+fn default_interval() -> HumanDuration {
+    HumanDuration::from_secs(6 * 3600)
+}
+
+fn default_calls_per_second() -> u32 {
+    5
+}
+
+impl Default for Discovery {
+    fn default() -> Self {
+        Discovery {
+            types: every_type(),
+            interval: default_interval(),
+            calls_per_second: default_calls_per_second(),
+        }
+    }
+}
+
+impl Discovery {
+    pub fn enabled(&self) -> bool {
+        !self.types.is_empty()
+    }
+}
+
+pub(super) fn validate_discovery(
+    src: &Source<'_>,
+    d: &Spanned<Discovery>,
+    emulator: bool,
+) -> Result<(), FileError> {
+    let span = d.span().start..src.text.len();
+    let at = |needle: &str| super::span_in(src, span.clone(), needle);
+    let v = d.get_ref();
+    let mut seen = std::collections::HashSet::new();
+    if let Some(twice) = v.types.iter().find(|t| !seen.insert(**t)) {
+        return Err(src.error_for(
+            at("types"),
+            "discovery.types",
+            format!("`{twice}` is listed twice"),
+        ));
+    }
+    // Emulators have no API limits; benchmarks against them measure the sweep, not the cap.
+    let max = if emulator { 10_000 } else { 20 };
+    if !(1..=max).contains(&v.calls_per_second) {
+        return Err(src.error_for(
+            at("calls_per_second"),
+            "discovery.calls_per_second",
+            format!("must be 1 to {max}"),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,768 @@
+//! The sweep of one (account, region): each deletable type listed by its service's own call,
+//! to find what the Resource Groups Tagging API never lists — resources that were never
+//! tagged.
+//!
+//! What a list call says of a resource's tags is kept (EC2's describe calls return them);
+//! where it says nothing (S3, SQS, SNS, DynamoDB, Lambda, CloudWatch Logs) a resource the
+//! tagging walk did not return is taken to have none. The reaper reads its tags again before
+//! any delete, so a resource the tagging API was merely slow to list is never deleted as
+//! untagged.
+//!
+//! What is skipped on purpose, because it goes with something else: the default security group
+//! of each VPC (deleted with its VPC, never on its own), volumes attached to an instance and
+//! network interfaces in use (they go with what uses them; once detached they are swept), and
+//! instances already ending. Snapshots and images are those the account owns.
+
+use aws_config::SdkConfig;
+use aws_sdk_ec2::types::Filter;
+use chrono::{DateTime, Utc};
+
+use super::{BoxError, RateLimiter, count};
+use crate::metrics::Metrics;
+use crate::model::{Arn, ResourceType, Tags};
+
+/// One resource a list call returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub arn: Arn,
+    /// Its tags as the list call gave them; empty when the call gives none.
+    pub tags: Tags,
+    /// Launch or create time, where the call gives one.
+    pub created_at: Option<DateTime<Utc>>,
+    /// EC2 instances: their state.
+    pub state: Option<String>,
+}
+
+/// A list call that failed: the type's knowledge in this (account, region) is incomplete.
+#[derive(Debug, thiserror::Error)]
+#[error("{operation}")]
+pub struct SweepError {
+    pub operation: &'static str,
+    #[source]
+    pub source: BoxError,
+}
+
+/// The sweep of one type.
+#[derive(Debug)]
+pub struct TypeSweep {
+    pub resource_type: ResourceType,
+    pub result: Result<Vec<Found>, SweepError>,
+}
+
+/// The AWS partition of a region.
+pub fn partition(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
+}
+
+/// Where a sweep's calls go and how fast: one limiter per service, so a slow or throttled
+/// service does not hold back the others.
+struct Ctx<'a> {
+    account: &'a str,
+    region: &'a str,
+    metrics: &'a Metrics,
+}
+
+impl Ctx<'_> {
+    /// A resource of this (account, region), its ARN in the tagging API's form; `None` for an
+    /// empty id or name.
+    fn found(
+        &self,
+        service: &str,
+        resource: &str,
+        tags: Tags,
+        created_at: Option<DateTime<Utc>>,
+    ) -> Option<Found> {
+        let (p, r, a) = (partition(self.region), self.region, self.account);
+        let arn = Arn::parse(&format!("arn:{p}:{service}:{r}:{a}:{resource}")).ok()?;
+        Some(Found {
+            arn,
+            tags,
+            created_at,
+            state: None,
+        })
+    }
+}
+
+fn smithy_time(t: Option<&aws_sdk_ec2::primitives::DateTime>) -> Option<DateTime<Utc>> {
+    t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
+}
+
+fn ec2_tags(tags: &[aws_sdk_ec2::types::Tag]) -> Tags {
+    Tags::from_pairs(
+        tags.iter()
+            .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
+    )
+}
+
+fn failed<E>(operation: &'static str) -> impl FnOnce(E) -> SweepError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    move |e| SweepError {
+        operation,
+        source: Box::new(e),
+    }
+}
+
+/// Sweeps `types` in one (account, region) through `conf`: services side by side, each
+/// service's types one after another at `per_second` calls per second.
+pub async fn sweep(
+    conf: &SdkConfig,
+    account: &str,
+    region: &str,
+    types: &[ResourceType],
+    per_second: u32,
+    metrics: &Metrics,
+) -> Vec<TypeSweep> {
+    let ctx = Ctx {
+        account,
+        region,
+        metrics,
+    };
+    let of = |service: &str| -> Vec<ResourceType> {
+        types
+            .iter()
+            .copied()
+            .filter(|t| t.as_str().split(':').next() == Some(service))
+            .collect()
+    };
+    let ec2 = aws_sdk_ec2::Client::new(conf);
+    let s3 = aws_sdk_s3::Client::new(conf);
+    let sqs = aws_sdk_sqs::Client::new(conf);
+    let sns = aws_sdk_sns::Client::new(conf);
+    let dynamodb = aws_sdk_dynamodb::Client::new(conf);
+    let lambda = aws_sdk_lambda::Client::new(conf);
+    let logs = aws_sdk_cloudwatchlogs::Client::new(conf);
+    let clients = Clients {
+        ec2: &ec2,
+        s3: &s3,
+        sqs: &sqs,
+        sns: &sns,
+        dynamodb: &dynamodb,
+        lambda: &lambda,
+        logs: &logs,
+    };
+    let service = |service: &'static str| {
+        let (ctx, clients, types) = (&ctx, &clients, of(service));
+        async move {
+            let limiter = RateLimiter::new(per_second);
+            let mut out = Vec::with_capacity(types.len());
+            for t in types {
+                let result = list(ctx, clients, &limiter, t).await;
+                out.push(TypeSweep {
+                    resource_type: t,
+                    result,
+                });
+            }
+            out
+        }
+    };
+    let (a, b, c, d, e, f, g) = tokio::join!(
+        service("ec2"),
+        service("s3"),
+        service("sqs"),
+        service("sns"),
+        service("dynamodb"),
+        service("lambda"),
+        service("logs"),
+    );
+    let mut all: Vec<TypeSweep> = [a, b, c, d, e, f, g].into_iter().flatten().collect();
+    all.sort_by_key(|s| s.resource_type);
+    all
+}
+
+struct Clients<'a> {
+    ec2: &'a aws_sdk_ec2::Client,
+    s3: &'a aws_sdk_s3::Client,
+    sqs: &'a aws_sdk_sqs::Client,
+    sns: &'a aws_sdk_sns::Client,
+    dynamodb: &'a aws_sdk_dynamodb::Client,
+    lambda: &'a aws_sdk_lambda::Client,
+    logs: &'a aws_sdk_cloudwatchlogs::Client,
+}
+
+/// How each type is listed. Exhaustive: a new deletable type must say how it is swept.
+async fn list(
+    ctx: &Ctx<'_>,
+    c: &Clients<'_>,
+    limiter: &RateLimiter,
+    t: ResourceType,
+) -> Result<Vec<Found>, SweepError> {
+    use ResourceType::*;
+    match t {
+        Ec2Instance => instances(ctx, c.ec2, limiter).await,
+        Ec2Volume => volumes(ctx, c.ec2, limiter).await,
+        Ec2Snapshot => snapshots(ctx, c.ec2, limiter).await,
+        Ec2Image => images(ctx, c.ec2, limiter).await,
+        Ec2SecurityGroup => security_groups(ctx, c.ec2, limiter).await,
+        Ec2NetworkInterface => network_interfaces(ctx, c.ec2, limiter).await,
+        Ec2ElasticIp => addresses(ctx, c.ec2, limiter).await,
+        Ec2KeyPair => key_pairs(ctx, c.ec2, limiter).await,
+        Ec2LaunchTemplate => launch_templates(ctx, c.ec2, limiter).await,
+        S3Bucket => buckets(ctx, c.s3, limiter).await,
+        SqsQueue => queues(ctx, c.sqs, limiter).await,
+        SnsTopic => topics(ctx, c.sns, limiter).await,
+        DynamodbTable => tables(ctx, c.dynamodb, limiter).await,
+        LambdaFunction => functions(ctx, c.lambda, limiter).await,
+        LogsLogGroup => log_groups(ctx, c.logs, limiter).await,
+    }
+}
+
+/// The IAM actions of each type's list call, next to the calls. Exhaustive, like [`list`].
+pub fn actions(t: ResourceType) -> &'static [&'static str] {
+    use ResourceType::*;
+    match t {
+        Ec2Instance => &["ec2:DescribeInstances"],
+        Ec2Volume => &["ec2:DescribeVolumes"],
+        Ec2Snapshot => &["ec2:DescribeSnapshots"],
+        Ec2Image => &["ec2:DescribeImages"],
+        Ec2SecurityGroup => &["ec2:DescribeSecurityGroups"],
+        Ec2NetworkInterface => &["ec2:DescribeNetworkInterfaces"],
+        Ec2ElasticIp => &["ec2:DescribeAddresses"],
+        Ec2KeyPair => &["ec2:DescribeKeyPairs"],
+        Ec2LaunchTemplate => &["ec2:DescribeLaunchTemplates"],
+        // ListBuckets is authorised by the action named for it.
+        S3Bucket => &["s3:ListAllMyBuckets"],
+        SqsQueue => &["sqs:ListQueues"],
+        SnsTopic => &["sns:ListTopics"],
+        DynamodbTable => &["dynamodb:ListTables"],
+        LambdaFunction => &["lambda:ListFunctions"],
+        LogsLogGroup => &["logs:DescribeLogGroups"],
+    }
+}
+
+fn next(token: Option<&str>) -> Option<String> {
+    token.filter(|t| !t.is_empty()).map(str::to_owned)
+}
+
+async fn instances(
+    ctx: &Ctx<'_>,
+    ec2: &aws_sdk_ec2::Client,
+    limiter: &RateLimiter,
+) -> Result<Vec<Found>, SweepError> {
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        limiter.wait().await;
+        let r = ec2
+            .describe_instances()
+            .filters(
+                Filter::builder()
+                    .name("instance-state-name")
+                    .set_values(Some(
+                        ["pending", "running", "stopping", "stopped"]
+                            .map(String::from)
+                            .to_vec(),
+                    ))
+                    .build(),
+            )
+            .set_next_token(token)
+            .send()
+            .await;
+        count(ctx.metrics, "ec2", "DescribeInstances", &r);
+        let page = r.map_err(failed("DescribeInstances"))?;
+        for i in page.reservations().iter().flat_map(|r| r.instances()) {
+            let Some(id) = i.instance_id() else { continue };
+            let Some(mut f) = ctx.found(
+                "ec2",
+                &format!("instance/{id}"),
+                ec2_tags(i.tags()),
+                smithy_time(i.launch_time()),
+            ) else {
+                continue;
+            };
+            f.state = i
+                .state()
+                .and_then(|s| s.name())
+                .map(|s| s.as_str().to_owned());
+            out.push(f);
+        }
+        token = next(page.next_token());
+        if token.is_none() {
+            return Ok(out);
+        }
+    }
+}
+
+async fn volumes(
+    ctx: &Ctx<'_>,
+    ec2: &aws_sdk_ec2::Client,
+    limiter: &RateLimiter,
+) -> Result<Vec<Found>, SweepError> {
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        limiter.wait().await;
+        let r = ec2
+            .describe_volumes()
+            .filters(
+                Filter::builder()
+                    .name("status")
+                    .set_values(Some(
+                        ["creating", "available", "error"]
+                            .map(String::from)
+                            .to_vec(),
+                    ))
+                    .build(),
+            )
+            .set_next_token(token)
+            .send()
+            .await;
+        count(ctx.metrics, "ec2", "DescribeVolumes", &r);
+        let page = r.map_err(failed("DescribeVolumes"))?;
+        for v in page.volumes() {
+            let Some(id) = v.volume_id() else { continue };
+            out.extend(ctx.found(
+                "ec2",
+                &format!("volume/{id}"),
+                ec2_tags(v.tags()),
+                smithy_time(v.create_time()),
+            ));
+        }
+        token = next(page.next_token());
+        if token.is_none() {
+            return Ok(out);
+        }
+    }
+}
+
+async fn snapshots(
+    ctx: &Ctx<'_>,
+    ec2: &aws_sdk_ec2::Client,
+    limiter: &RateLimiter,
+) -> Result<Vec<Found>, SweepError> {
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        limiter.wait().await;
+        let r = ec2
+            .describe_snapshots()
+            .owner_ids("self")
+            .set_next_token(token)
+            .send()
+            .await;
+        count(ctx.metrics, "ec2", "DescribeSnapshots", &r);
+        let page = r.map_err(failed("DescribeSnapshots"))?;
+        for s in page.snapshots() {
+            let Some(id) = s.snapshot_id() else { continue };
+            out.extend(ctx.found(
+                "ec2",
+                &format!("snapshot/{id}"),
+                ec2_tags(s.tags()),
+                smithy_time(s.start_time()),
+            ));
+        }
+        token = next(page.next_token());
+        if token.is_none() {
+            return Ok(out);
+        }
+    }
+}
+
+async fn images(
+    ctx: &Ctx<'_>,
+    ec2: &aws_sdk_ec2::Client,
+    limiter: &RateLimiter,
+) -> Result<Vec<Found>, SweepError> {
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        limiter.wait().await;
+        let r = ec2
+            .describe_images()
+            .owners("self")
+            .set_next_token(token)
+            .send()
+            .await;
+        count(ctx.metrics, "ec2", "DescribeImages", &r);
+        let page = r.map_err(failed("DescribeImages"))?;
+        for i in page.images() {
+            let Some(id) = i.image_id() else { continue };
+            let created = i
+                .creation_date()
+                .and_then(|d| DateTime::parse_from_rfc3339(d).ok())
+                .map(|d| d.with_timezone(&Utc));
+            out.extend(ctx.found("ec2", &format!("image/{id}"), ec2_tags(i.tags()), created));
+        }
+        token = next(page.next_token());
+        if token.is_none() {
+            return Ok(out);
+        }
+    }
+}
+
+async fn security_groups(
+    ctx: &Ctx<'_>,
+    ec2: &aws_sdk_ec2::Client,
+    limiter: &RateLimiter,
+) -> Result<Vec<Found>, SweepError> {
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        limiter.wait().await;
+        let r = ec2
+            .describe_security_groups()
+            .set_next_token(token)
+            .send()
+            .await;
+        count(ctx.metrics, "ec2", "DescribeSecurityGroups", &r);
+        let page = r.map_err(failed("DescribeSecurityGroups"))?;
+        for g in page.security_groups() {
+            let Some(id) = g.group_id() else { continue };
+            // Each VPC's default group goes with its VPC and cannot be deleted on its own.
+            if g.group_name() == Some("default") {
+                continue;
+            }
+            out.extend(ctx.found(
+                "ec2",
+                &format!("security-group/{id}"),
+                ec2_tags(g.tags()),
+                None,
+            ));
+        }
+        token = next(page.next_token());
+        if token.is_none() {
+            return Ok(out);
+        }
+    }
+}
+
+async fn network_interfaces(
+    ctx: &Ctx<'_>,
+    ec2: &aws_sdk_ec2::Client,
+    limiter: &RateLimiter,
+) -> Result<Vec<Found>, SweepError> {
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        limiter.wait().await;
+        let r = ec2
+            .describe_network_interfaces()
+            .filters(Filter::builder().name("status").values("available").build())
+            .set_next_token(token)
+            .send()
+            .await;
+        count(ctx.metrics, "ec2", "DescribeNetworkInterfaces", &r);
+        let page = r.map_err(failed("DescribeNetworkInterfaces"))?;
+        for n in page.network_interfaces() {
+            let Some(id) = n.network_interface_id() else {
+                continue;
+            };
+            out.extend(ctx.found(
+                "ec2",
+                &format!("network-interface/{id}"),
+                ec2_tags(n.tag_set()),
+                None,
+            ));
+        }
+        token = next(page.next_token());
+        if token.is_none() {
+            return Ok(out);
+        }
+    }
+}
+
+async fn addresses(
+    ctx: &Ctx<'_>,
+    ec2: &aws_sdk_ec2::Client,
+    limiter: &RateLimiter,
+) -> Result<Vec<Found>, SweepError> {
+    limiter.wait().await;
+    let r = ec2.describe_addresses().send().await;
+    count(ctx.metrics, "ec2", "DescribeAddresses", &r);
+    let page = r.map_err(failed("DescribeAddresses"))?;
+    Ok(page
+        .addresses()
+        .iter()
+        .filter_map(|a| {
+            let id = a.allocation_id()?;
+            ctx.found("ec2", &format!("elastic-ip/{id}"), ec2_tags(a.tags()), None)
+        })
+        .collect())
+}
+
+async fn key_pairs(
+    ctx: &Ctx<'_>,
+    ec2: &aws_sdk_ec2::Client,
+    limiter: &RateLimiter,
+) -> Result<Vec<Found>, SweepError> {
+    limiter.wait().await;
+    let r = ec2.describe_key_pairs().send().await;
+    count(ctx.metrics, "ec2", "DescribeKeyPairs", &r);
+    let page = r.map_err(failed("DescribeKeyPairs"))?;
+    Ok(page
+        .key_pairs()
+        .iter()
+        .filter_map(|k| {
+            let id = k.key_pair_id()?;
+            ctx.found(
+                "ec2",
+                &format!("key-pair/{id}"),
+                ec2_tags(k.tags()),
+                smithy_time(k.create_time()),
+            )
+        })
+        .collect())
+}
+
+async fn launch_templates(
+    ctx: &Ctx<'_>,
+    ec2: &aws_sdk_ec2::Client,
+    limiter: &RateLimiter,
+) -> Result<Vec<Found>, SweepError> {
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        limiter.wait().await;
+        let r = ec2
+            .describe_launch_templates()
+            .set_next_token(token)
+            .send()
+            .await;
+        count(ctx.metrics, "ec2", "DescribeLaunchTemplates", &r);
+        let page = r.map_err(failed("DescribeLaunchTemplates"))?;
+        for t in page.launch_templates() {
+            let Some(id) = t.launch_template_id() else {
+                continue;
+            };
+            out.extend(ctx.found(
+                "ec2",
+                &format!("launch-template/{id}"),
+                ec2_tags(t.tags()),
+                smithy_time(t.create_time()),
+            ));
+        }
+        token = next(page.next_token());
+        if token.is_none() {
+            return Ok(out);
+        }
+    }
+}
+
+/// The buckets located in this walk's region (ListBuckets filtered by region): a bucket is
+/// compared with the tagging walk of the one region it lives in, with no walk waiting for
+/// another.
+async fn buckets(
+    ctx: &Ctx<'_>,
+    s3: &aws_sdk_s3::Client,
+    limiter: &RateLimiter,
+) -> Result<Vec<Found>, SweepError> {
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        limiter.wait().await;
+        let r = s3
+            .list_buckets()
+            .bucket_region(ctx.region)
+            .max_buckets(1000)
+            .set_continuation_token(token)
+            .send()
+            .await;
+        count(ctx.metrics, "s3", "ListBuckets", &r);
+        let page = r.map_err(failed("ListBuckets"))?;
+        for b in page.buckets() {
+            let Some(name) = b.name() else { continue };
+            let Ok(arn) = Arn::parse(&format!("arn:{}:s3:::{name}", partition(ctx.region))) else {
+                continue;
+            };
+            out.push(Found {
+                arn,
+                tags: Tags::default(),
+                created_at: smithy_time(b.creation_date()),
+                state: None,
+            });
+        }
+        token = next(page.continuation_token());
+        if token.is_none() {
+            return Ok(out);
+        }
+    }
+}
+
+async fn queues(
+    ctx: &Ctx<'_>,
+    sqs: &aws_sdk_sqs::Client,
+    limiter: &RateLimiter,
+) -> Result<Vec<Found>, SweepError> {
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        limiter.wait().await;
+        let r = sqs
+            .list_queues()
+            .max_results(1000)
+            .set_next_token(token)
+            .send()
+            .await;
+        count(ctx.metrics, "sqs", "ListQueues", &r);
+        let page = r.map_err(failed("ListQueues"))?;
+        for url in page.queue_urls() {
+            // https://sqs.REGION.amazonaws.com/ACCOUNT/NAME: the name is the last segment.
+            let Some(name) = url.rsplit('/').next().filter(|n| !n.is_empty()) else {
+                continue;
+            };
+            out.extend(ctx.found("sqs", name, Tags::default(), None));
+        }
+        token = next(page.next_token());
+        if token.is_none() {
+            return Ok(out);
+        }
+    }
+}
+
+async fn topics(
+    ctx: &Ctx<'_>,
+    sns: &aws_sdk_sns::Client,
+    limiter: &RateLimiter,
+) -> Result<Vec<Found>, SweepError> {
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        limiter.wait().await;
+        let r = sns.list_topics().set_next_token(token).send().await;
+        count(ctx.metrics, "sns", "ListTopics", &r);
+        let page = r.map_err(failed("ListTopics"))?;
+        for t in page.topics() {
+            if let Some(arn) = t.topic_arn().and_then(|a| Arn::parse(a).ok()) {
+                out.push(Found {
+                    arn,
+                    tags: Tags::default(),
+                    created_at: None,
+                    state: None,
+                });
+            }
+        }
+        token = next(page.next_token());
+        if token.is_none() {
+            return Ok(out);
+        }
+    }
+}
+
+async fn tables(
+    ctx: &Ctx<'_>,
+    dynamodb: &aws_sdk_dynamodb::Client,
+    limiter: &RateLimiter,
+) -> Result<Vec<Found>, SweepError> {
+    let mut out = Vec::new();
+    let mut start = None;
+    loop {
+        limiter.wait().await;
+        let r = dynamodb
+            .list_tables()
+            .set_exclusive_start_table_name(start)
+            .send()
+            .await;
+        count(ctx.metrics, "dynamodb", "ListTables", &r);
+        let page = r.map_err(failed("ListTables"))?;
+        for name in page.table_names() {
+            out.extend(ctx.found("dynamodb", &format!("table/{name}"), Tags::default(), None));
+        }
+        start = next(page.last_evaluated_table_name());
+        if start.is_none() {
+            return Ok(out);
+        }
+    }
+}
+
+async fn functions(
+    ctx: &Ctx<'_>,
+    lambda: &aws_sdk_lambda::Client,
+    limiter: &RateLimiter,
+) -> Result<Vec<Found>, SweepError> {
+    let mut out = Vec::new();
+    let mut marker = None;
+    loop {
+        limiter.wait().await;
+        let r = lambda.list_functions().set_marker(marker).send().await;
+        count(ctx.metrics, "lambda", "ListFunctions", &r);
+        let page = r.map_err(failed("ListFunctions"))?;
+        for f in page.functions() {
+            let Some(name) = f.function_name() else {
+                continue;
+            };
+            out.extend(ctx.found("lambda", &format!("function:{name}"), Tags::default(), None));
+        }
+        marker = next(page.next_marker());
+        if marker.is_none() {
+            return Ok(out);
+        }
+    }
+}
+
+async fn log_groups(
+    ctx: &Ctx<'_>,
+    logs: &aws_sdk_cloudwatchlogs::Client,
+    limiter: &RateLimiter,
+) -> Result<Vec<Found>, SweepError> {
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        limiter.wait().await;
+        let r = logs
+            .describe_log_groups()
+            .set_next_token(token)
+            .send()
+            .await;
+        count(ctx.metrics, "logs", "DescribeLogGroups", &r);
+        let page = r.map_err(failed("DescribeLogGroups"))?;
+        for g in page.log_groups() {
+            let Some(name) = g.log_group_name() else {
+                continue;
+            };
+            // The tagging API's form: no `:*` after the name.
+            out.extend(
+                ctx.found(
+                    "logs",
+                    &format!("log-group:{name}"),
+                    Tags::default(),
+                    g.creation_time()
+                        .and_then(DateTime::<Utc>::from_timestamp_millis),
+                ),
+            );
+        }
+        token = next(page.next_token());
+        if token.is_none() {
+            return Ok(out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_and_arns_take_the_tagging_apis_form() {
+        assert_eq!(partition("us-east-1"), "aws");
+        assert_eq!(partition("cn-north-1"), "aws-cn");
+        assert_eq!(partition("us-gov-west-1"), "aws-us-gov");
+        let metrics = Metrics::new();
+        let ctx = Ctx {
+            account: "111111111111",
+            region: "eu-west-1",
+            metrics: &metrics,
+        };
+        let arn = |service: &str, resource: &str| {
+            ctx.found(service, resource, Tags::default(), None)
+                .expect("an ARN")
+                .arn
+        };
+        let log = arn("logs", "log-group:/aws/lambda/x");
+        assert_eq!(
+            log.as_str(),
+            "arn:aws:logs:eu-west-1:111111111111:log-group:/aws/lambda/x"
+        );
+        assert_eq!(log.resource_type(), "logs:log-group");
+        assert!(ctx.found("sqs", "", Tags::default(), None).is_none());
+        let q = arn("sqs", "jobs");
+        assert_eq!(q.resource_type(), "sqs:queue");
+        assert_eq!(arn("ec2", "instance/i-1").resource_type(), "ec2:instance");
+    }
+}
