@@ -11,7 +11,7 @@
 //! What is skipped on purpose, because it goes with something else: the default security group
 //! of each VPC (deleted with its VPC, never on its own), volumes attached to an instance and
 //! network interfaces in use (they go with what uses them; once detached they are swept), and
-//! instances already ending. Snapshots and images are those the account owns.
+//! instances already ending. Snapshots and images are those the account owns (`self`).
 
 use aws_config::SdkConfig;
 use aws_sdk_ec2::types::Filter;
@@ -351,6 +351,11 @@ async fn snapshots(
         let page = r.map_err(failed("DescribeSnapshots"))?;
         for s in page.snapshots() {
             let Some(id) = s.snapshot_id() else { continue };
+            // `self` already asks for these; checked again because an emulator answers with
+            // the public snapshots behind its stock images too.
+            if s.owner_id().is_some_and(|o| o != ctx.account) {
+                continue;
+            }
             out.extend(ctx.found(
                 "ec2",
                 &format!("snapshot/{id}"),

@@ -126,6 +126,8 @@ impl Call {
                     "DeleteObjects" => {
                         vec!["s3:DeleteObject".into(), "s3:DeleteObjectVersion".into()]
                     }
+                    // The one S3 operation whose action is not named after it.
+                    "ListBuckets" => vec!["s3:ListAllMyBuckets".into()],
                     other => vec![format!("s3:{other}")],
                 })
             }
@@ -136,6 +138,7 @@ impl Call {
                     Ok(vec!["lambda:GetFunction".into(), "lambda:ListTags".into()])
                 }
                 (&Method::DELETE, [_, "functions", _]) => Ok(vec!["lambda:DeleteFunction".into()]),
+                (&Method::GET, [_, "functions"]) => Ok(vec!["lambda:ListFunctions".into()]),
                 _ => unmapped(),
             },
             "" => unmapped(),
@@ -571,6 +574,7 @@ async fn the_binary_prints_valid_policies_and_names_the_bad_line() {
     let reads: BTreeSet<String> = iam::INVENTORY_ACTIONS
         .iter()
         .chain(iam::COST_ACTIONS)
+        .chain(iam::discovery_actions().iter())
         .chain(iam::ASSUME_ROLE_ACTIONS)
         .map(|a| (*a).to_owned())
         .collect();
@@ -603,7 +607,7 @@ async fn the_binary_prints_valid_policies_and_names_the_bad_line() {
         .iter()
         .filter_map(|s| s["Sid"].as_str())
         .collect();
-    assert_eq!(sids, ["Inventory", "CostExplorer"]);
+    assert_eq!(sids, ["Inventory", "Discovery", "CostExplorer"]);
 
     // A role for an account reached without one is refused, naming it.
     let o = run(

@@ -9,6 +9,7 @@ mod cli;
 mod cost;
 mod deleters;
 mod deploy;
+mod discovery;
 mod docs;
 mod iam;
 mod mail;

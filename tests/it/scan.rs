@@ -673,7 +673,15 @@ async fn instance_states_take_one_call_per_walk() {
         ]}),
     )
     .await;
-    let before = proxy.count("DescribeInstances");
+    // The walk's look for ending instances, not the sweep's list of live ones.
+    let ending_states = || {
+        proxy
+            .bodies("DescribeInstances")
+            .iter()
+            .filter(|b| b.contains("shutting-down"))
+            .count()
+    };
+    let before = ending_states();
     let pages_before = proxy.count("GetResources");
     let run = scan(&d, &clock).await;
     assert_eq!(run["run"]["outcome"], "success", "{run}");
@@ -682,7 +690,7 @@ async fn instance_states_take_one_call_per_walk() {
         "four walks, the one with instances over several pages"
     );
     assert_eq!(
-        proxy.count("DescribeInstances") - before,
+        ending_states() - before,
         1,
         "one DescribeInstances for the only walk that lists instances"
     );

@@ -209,7 +209,18 @@ impl TestDaemon {
             {
                 return d;
             }
+            if d.task.as_ref().is_some_and(|t| t.is_finished()) {
+                break;
+            }
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        // Say why when it stopped on its own (a bad rules file, a store it cannot open).
+        let mut d = d;
+        if let Some(task) = d.task.take().filter(|t| t.is_finished()) {
+            match task.await {
+                Ok(Err(e)) => panic!("daemon did not start: {e:#}"),
+                other => panic!("daemon stopped at start: {other:?}"),
+            }
         }
         panic!("daemon did not become ready");
     }

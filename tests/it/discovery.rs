@@ -1,0 +1,295 @@
+//! Never-tagged discovery against moto: the sweep finds what the tagging API never lists, a
+//! never-tagged resource is reaped only in an account dedicated to ephemeral work, a failed
+//! sweep holds back its type, and a pass between sweeps loses nothing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{TimeDelta, Utc};
+use ephemera::clock::ManualClock;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::reap::exists;
+use crate::support::moto::Moto;
+use crate::support::proxy::{Fault, FaultProxy};
+use crate::support::seed::{arns_by_key, seed};
+use crate::support::{OPERATOR, TestDaemon, VIEWER, WEB, Workdir, config_text_with_aws, sample};
+
+/// Reached with the daemon's own credentials; marked dedicated to ephemeral work.
+const DEDICATED: &str = "123456789012";
+/// Reached through a role; shared with long-lived infrastructure (the default).
+const SHARED: &str = "444444444444";
+
+/// Untagged resources are reaped after an hour, whatever account they are in.
+const RULES: &str = r#"
+[defaults]
+grace = "1h"
+[defaults.on]
+untagged = { action = "reap", grace = "1h" }
+
+[[project]]
+name = "web"
+lessees = ["ci-web"]
+default_ttl = "10h"
+max_ttl = "24h"
+grace = "1h"
+
+[[project]]
+name = "data"
+lessees = ["ci-data"]
+default_ttl = "1h"
+max_ttl = "1h"
+grace = "1h"
+"#;
+
+fn workdir(endpoint: &str) -> Workdir {
+    let work = Workdir::with_config(&config_text_with_aws(&format!(
+        r#"regions = ["us-east-1"]
+endpoint_url = "{endpoint}"
+emulator = true
+max_attempts = 1
+
+[[aws.accounts]]
+id = "{DEDICATED}"
+dedicated = true
+
+[[aws.accounts]]
+id = "{SHARED}"
+assume_role_arn = "arn:aws:iam::{SHARED}:role/ephemera"
+
+[discovery]
+interval = "1h"
+
+[enforcement]
+armed = true
+deletable_types = ["ec2:instance", "ec2:volume", "sqs:queue", "s3:bucket"]
+max_deletions_per_pass = 50
+max_project_share_percent = 100
+"#
+    )));
+    std::fs::write(work.path().join("rules/policy/projects.toml"), RULES).expect("rules");
+    work
+}
+
+async fn by_arn(d: &TestDaemon, path: &str) -> HashMap<String, Value> {
+    let (s, page) = d.get(path, VIEWER).await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| (i["arn"].as_str().expect("arn").to_owned(), i.clone()))
+        .collect()
+}
+
+/// The walk of `account`'s sweep in a pass's report.
+fn sweep_of<'a>(run: &'a Value, account: &str) -> &'a Value {
+    let walk = run["walks"]
+        .as_array()
+        .expect("walks")
+        .iter()
+        .find(|w| w["account"] == account)
+        .unwrap_or_else(|| panic!("no walk of {account}: {run}"));
+    &walk["sweep"]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn never_tagged_resources_are_found_and_reaped_only_in_dedicated_accounts() {
+    let moto = Moto::start().await;
+    let proxy = FaultProxy::start(&moto.endpoint()).await;
+    let work = workdir(&proxy.endpoint());
+    // The wall clock: moto stamps creation times with it, and the grace counts from them.
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let d = TestDaemon::start_with_clock(&work, clock.clone()).await;
+    let lease = d.acquire(WEB, "web", "keep").await;
+
+    let mut spec = vec![
+        json!({"key": "leased", "account": DEDICATED, "type": "ec2:volume",
+                               "tags": crate::support::lease_tags(&lease, "web", "ci 1")}),
+    ];
+    for account in [DEDICATED, SHARED] {
+        for t in ["ec2:volume", "ec2:instance", "sqs:queue", "s3:bucket"] {
+            spec.push(json!({"key": format!("{account}-{t}"), "account": account, "type": t}));
+        }
+    }
+    let seeded = arns_by_key(&seed(&moto.endpoint(), json!({ "resources": spec })).await);
+    let arn = |account: &str, t: &str| seeded[&format!("{account}-{t}")][0].clone();
+    let never_tagged: Vec<(String, String)> = [DEDICATED, SHARED]
+        .iter()
+        .flat_map(|a| {
+            ["ec2:volume", "ec2:instance", "sqs:queue", "s3:bucket"]
+                .map(|t| (a.to_string(), arn(a, t)))
+        })
+        .collect();
+
+    // ---- first pass: the sweep finds them all, the tagging walk none of them -----------------
+    clock.advance(TimeDelta::minutes(1));
+    let first = d.pass().await;
+    assert_eq!(first["run"]["outcome"], "success", "{first}");
+    for account in [DEDICATED, SHARED] {
+        let sweep = sweep_of(&first, account);
+        let types = sweep["types"].as_array().expect("every type swept");
+        assert_eq!(types.len(), 15, "{sweep}");
+        assert!(types.iter().all(|t| t["outcome"] == "complete"), "{sweep}");
+    }
+    let resources = by_arn(&d, "/api/v1/resources?limit=1000").await;
+    for (account, a) in &never_tagged {
+        let r = &resources
+            .get(a)
+            .unwrap_or_else(|| panic!("{a} not found: {resources:?}"));
+        assert_eq!(r["source"], "sweep", "{r}");
+        assert_eq!(r["verdict"], "untagged", "{r}");
+        assert_eq!(r["reason"], "never tagged", "{r}");
+        assert_eq!(r["account"], account.as_str(), "{r}");
+        if !a.contains(":sqs:") {
+            let created: chrono::DateTime<Utc> =
+                serde_json::from_value(r["created_at"].clone()).expect("a creation time");
+            assert!((Utc::now() - created).num_minutes().abs() < 10, "{r}");
+        }
+    }
+    let leased = &resources[&seeded["leased"][0]];
+    assert_eq!(leased["source"], "tagging", "{leased}");
+    assert_eq!(leased["verdict"], "leased", "{leased}");
+    let findings = by_arn(&d, "/api/v1/findings?limit=1000").await;
+    for (_, a) in &never_tagged {
+        assert_eq!(findings[a]["source"], "sweep", "{}", findings[a]);
+        assert_eq!(findings[a]["reason"], "never tagged");
+    }
+    let m = d.metrics().await;
+    assert_eq!(
+        sample(
+            &m,
+            r#"ephemera_sweeps_total{outcome="complete",resource_type="ec2:volume"}"#
+        ),
+        Some(2.0)
+    );
+    assert!(
+        sample(
+            &m,
+            r#"ephemera_never_tagged_found_total{resource_type="sqs:queue"}"#
+        )
+        .is_some_and(|n| n >= 2.0)
+    );
+
+    // ---- a pass inside the interval does not sweep, and loses nothing the sweep found --------
+    clock.advance(TimeDelta::minutes(5));
+    let between = d.pass().await;
+    assert!(sweep_of(&between, DEDICATED).is_null(), "{between}");
+    let resources = by_arn(&d, "/api/v1/resources?limit=1000").await;
+    for (_, a) in &never_tagged {
+        assert!(
+            resources.contains_key(a),
+            "{a} marked gone by a pass that did not sweep"
+        );
+    }
+
+    // ---- past the grace, with the volume sweep throttled: that type waits ---------------------
+    clock.advance(TimeDelta::hours(2));
+    proxy.set_fault("DescribeVolumes", Fault::Throttle, None);
+    let throttled = d.pass().await;
+    let sweep = sweep_of(&throttled, DEDICATED);
+    let volumes = sweep["types"]
+        .as_array()
+        .expect("types")
+        .iter()
+        .find(|t| t["resource_type"] == "ec2:volume")
+        .expect("volumes swept");
+    assert_eq!(volumes["outcome"], "incomplete", "{sweep}");
+    assert!(
+        volumes["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("DescribeVolumes")),
+        "{volumes}"
+    );
+    let (s, plan) = d.get("/api/v1/plan", VIEWER).await;
+    assert_eq!(s, StatusCode::OK, "{plan}");
+    let items: HashMap<String, Value> = plan["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| (i["arn"].as_str().expect("arn").to_owned(), i.clone()))
+        .collect();
+    for t in ["ec2:volume", "ec2:instance", "sqs:queue", "s3:bucket"] {
+        let held = &items[&arn(SHARED, t)];
+        assert_eq!(held["source"], "sweep", "{held}");
+        assert_eq!(held["tagless"], true, "{held}");
+    }
+    assert!(exists(&moto, DEDICATED, &arn(DEDICATED, "ec2:volume")).await);
+    for t in ["ec2:instance", "sqs:queue", "s3:bucket"] {
+        assert!(
+            !exists(&moto, DEDICATED, &arn(DEDICATED, t)).await,
+            "{t} in the dedicated account outlived its grace"
+        );
+    }
+    let audit = d.get("/api/v1/audit?limit=1000", VIEWER).await.1;
+    let held_volume = audit["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .any(|r| r["arn"] == arn(DEDICATED, "ec2:volume"));
+    assert!(!held_volume, "a volume was decided on without its sweep");
+
+    // ---- the sweep recovers: the volume goes; the shared account keeps everything ------------
+    proxy.clear_faults();
+    clock.advance(TimeDelta::minutes(1));
+    let recovered = d.pass().await;
+    assert!(
+        sweep_of(&recovered, DEDICATED)["types"]
+            .as_array()
+            .expect("types")
+            .iter()
+            .all(|t| t["outcome"] == "complete"),
+        "{recovered}"
+    );
+    assert!(!exists(&moto, DEDICATED, &arn(DEDICATED, "ec2:volume")).await);
+    for t in ["ec2:volume", "ec2:instance", "sqs:queue", "s3:bucket"] {
+        assert!(
+            exists(&moto, SHARED, &arn(SHARED, t)).await,
+            "{t} was deleted in the shared account"
+        );
+    }
+    assert!(exists(&moto, DEDICATED, &seeded["leased"][0]).await);
+    // The proxy saw deletes of exactly the dedicated account's four, and nothing else.
+    let deletes: Vec<String> = proxy
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            ["Delete", "Terminate"]
+                .iter()
+                .any(|v| r.operation.starts_with(v))
+                && r.operation != "DeleteObjects"
+        })
+        .map(|r| r.operation)
+        .collect();
+    let mut ops = deletes.clone();
+    ops.sort();
+    assert_eq!(
+        ops,
+        [
+            "DeleteBucket",
+            "DeleteQueue",
+            "DeleteVolume",
+            "TerminateInstances"
+        ],
+        "{deletes:?}"
+    );
+    // The plan says why the shared account's are held.
+    let (_, plan) = d.get("/api/v1/plan", OPERATOR).await;
+    let held: Vec<&Value> = plan["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|i| i["account"] == SHARED)
+        .collect();
+    assert_eq!(held.len(), 4, "{plan}");
+    for i in held {
+        assert_eq!(i["status"], "held", "{i}");
+        let why = i["held_reason"].as_str().expect("why");
+        assert!(
+            why.contains("not dedicated to ephemeral work") && why.contains(SHARED),
+            "{why}"
+        );
+    }
+    d.stop().await;
+}
