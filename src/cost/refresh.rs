@@ -189,7 +189,7 @@ impl CostTask {
                 if !inactive.is_empty() {
                     tracing::warn!(
                         tags = ?inactive,
-                        "cost allocation tags are not active: Cost Explorer reports their spend as untagged, so spend per project and task reads $0; activate them in the Billing console (Cost allocation tags)"
+                        "cost allocation tags are not active: Cost Explorer reports their spend as untagged, so spend per project and task reads $0; activate them in the Billing console (Cost allocation tags), then request a backfill there (or `aws ce start-cost-allocation-tag-backfill --backfill-from DATE`, up to 12 months back) to attribute past spend"
                     );
                 }
                 *self.tags_checked.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
