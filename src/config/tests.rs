@@ -382,3 +382,50 @@ fn quiet_hours_may_wrap_midnight() {
     assert!(lunch.contains(at("2026-03-02T12:30:00Z")));
     assert!(!lunch.contains(at("2026-03-02T13:00:00Z")));
 }
+
+#[test]
+fn discovery_defaults_and_bad_values_name_the_line() {
+    let c = parse(EXAMPLE).expect("example");
+    use strum::VariantArray;
+    assert_eq!(
+        c.discovery.types,
+        crate::model::ResourceType::VARIANTS.to_vec()
+    );
+    assert_eq!(c.discovery.interval, HumanDuration::from_secs(6 * 3600));
+    assert!(c.aws.accounts[0].dedicated, "the example's ci account");
+    assert!(
+        !c.aws.accounts[1].dedicated,
+        "accounts are shared by default"
+    );
+    check_bad(
+        "calls_per_second = 5 ",
+        "calls_per_second = 500 ",
+        "calls_per_second = 500",
+        "field `discovery.calls_per_second`: must be 1 to 20",
+    );
+    check_bad(
+        "# types = [\"ec2:instance\", \"ec2:volume\", \"s3:bucket\"]",
+        "types = [\"ec2:volume\", \"ec2:volume\"]",
+        "types = [\"ec2:volume\", \"ec2:volume\"]",
+        "field `discovery.types`: `ec2:volume` is listed twice",
+    );
+    check_bad(
+        "# types = [\"ec2:instance\", \"ec2:volume\", \"s3:bucket\"]",
+        "types = [\"ec2:vpc\"]",
+        "types = [\"ec2:vpc\"]",
+        "no deleter for `ec2:vpc`",
+    );
+    check_bad(
+        "dedicated = true",
+        "dedicated = \"yes\"",
+        "dedicated = \"yes\"",
+        "dedicated",
+    );
+    let off = parse(&EXAMPLE.replacen(
+        "# types = [\"ec2:instance\", \"ec2:volume\", \"s3:bucket\"]",
+        "types = []",
+        1,
+    ))
+    .expect("sweeps off");
+    assert!(!off.discovery.enabled());
+}
