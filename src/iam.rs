@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::inventory::sweep;
+use crate::inventory::{organization, sweep};
 use crate::model::ResourceType;
 use crate::reaper::iam::{VERIFY_ACCOUNT_ACTIONS, actions_for};
 
@@ -149,6 +149,11 @@ pub fn reap_sid(resource_type: &str) -> String {
     sid
 }
 
+/// The reads of `[aws.organization]`'s account listing.
+fn organizations_statement() -> Statement {
+    Statement::anywhere("Organizations", organization::ACTIONS.iter().copied())
+}
+
 /// The statements the principal acting in an account needs there: inventory, Cost Explorer
 /// when it is the cost account, and armed, the account check and the allowlisted types' rows.
 fn account_statements(config: &Config, with_cost: bool, armed: bool) -> Vec<Statement> {
@@ -202,31 +207,55 @@ pub fn policy(config: &Config, request: &Request<'_>) -> Result<PolicyDocument, 
     let statements = match request.principal {
         PolicyHolder::AccountRole => {
             if let Some(id) = request.account {
-                let acc = config
-                    .aws
-                    .accounts
-                    .iter()
-                    .find(|a| a.id == id)
-                    .ok_or_else(|| IamError::UnknownAccount {
-                        account: id.to_owned(),
-                        config: config.path.display().to_string(),
-                    })?;
-                if config.aws.role_arn(acc).is_none() {
-                    return Err(IamError::NoRole {
-                        account: id.to_owned(),
-                    });
+                match config.aws.accounts.iter().find(|a| a.id == id) {
+                    Some(acc) if config.aws.role_arn(acc).is_none() => {
+                        return Err(IamError::NoRole {
+                            account: id.to_owned(),
+                        });
+                    }
+                    Some(_) => {}
+                    // Any account of an organization may be audited, through the template.
+                    None if config.aws.organization.is_some() => {}
+                    None => {
+                        return Err(IamError::UnknownAccount {
+                            account: id.to_owned(),
+                            config: config.path.display().to_string(),
+                        });
+                    }
                 }
             }
             let with_cost = request.account.is_some() && request.account == cost;
-            account_statements(config, with_cost, armed)
+            let mut out = account_statements(config, with_cost, armed);
+            // The role that reads Organizations lives in one account (management or delegated
+            // administrator): its document holds the Organizations reads.
+            if let (Some(id), Some(role)) = (
+                request.account,
+                config
+                    .aws
+                    .organization
+                    .as_ref()
+                    .and_then(|o| o.role_arn.as_deref()),
+            ) && role.split(':').nth(4) == Some(id)
+            {
+                out.push(organizations_statement());
+            }
+            out
         }
         PolicyHolder::Daemon => {
-            let roles: BTreeSet<String> = config
+            let mut roles: BTreeSet<String> = config
                 .aws
                 .accounts
                 .iter()
                 .filter_map(|a| config.aws.role_arn(a))
                 .collect();
+            let org = config.aws.organization.as_ref();
+            if let Some(org) = org {
+                // The organization's accounts, whichever it lists: the template for any account.
+                if let Some(t) = &config.aws.assume_role_arn_template {
+                    roles.insert(t.replace("{account_id}", "*"));
+                }
+                roles.extend(org.role_arn.clone());
+            }
             let direct: Vec<&str> = config
                 .aws
                 .accounts
@@ -246,6 +275,9 @@ pub fn policy(config: &Config, request: &Request<'_>) -> Result<PolicyDocument, 
                 let with_cost = cost.is_some_and(|c| direct.contains(&c));
                 out.extend(account_statements(config, with_cost, armed));
             }
+            if org.is_some_and(|o| o.role_arn.is_none()) {
+                out.push(organizations_statement());
+            }
             out
         }
     };
@@ -255,8 +287,6 @@ pub fn policy(config: &Config, request: &Request<'_>) -> Result<PolicyDocument, 
     })
 }
 
-/// The actions of every policy this module can print (armed, every type allowlisted): the
-/// union of its tables.
 /// Every type's sweep actions (the `Discovery` statement with the default `[discovery]`).
 pub fn discovery_actions() -> Vec<&'static str> {
     use strum::VariantArray;
@@ -266,6 +296,8 @@ pub fn discovery_actions() -> Vec<&'static str> {
         .collect()
 }
 
+/// The actions of every policy this module can print (armed, every type allowlisted): the
+/// union of its tables.
 pub fn every_action() -> BTreeSet<&'static str> {
     INVENTORY_ACTIONS
         .iter()
@@ -273,6 +305,7 @@ pub fn every_action() -> BTreeSet<&'static str> {
         .chain(ASSUME_ROLE_ACTIONS)
         .chain(VERIFY_ACCOUNT_ACTIONS)
         .chain(discovery_actions().iter())
+        .chain(organization::ACTIONS)
         .chain(crate::reaper::iam::reap_actions().flat_map(|(_, a)| a.iter()))
         .copied()
         .collect()
@@ -540,9 +573,13 @@ cost = "0 6 * * *"
             assert_eq!(s.actions, row, "{t}");
         }
         // The whole armed, cost-account document is every table's actions minus AssumeRole,
-        // which only the daemon's own credentials use.
+        // which only the daemon's own credentials use, and the Organizations reads (no
+        // `[aws.organization]` here).
         let mut want = every_action();
         want.remove("sts:AssumeRole");
+        for a in organization::ACTIONS {
+            want.remove(a);
+        }
         assert_eq!(doc.actions(), want);
         let unarmed = policy(&cfg, &role(false, Some(A))).expect("policy");
         assert_eq!(
@@ -631,6 +668,58 @@ cost = "0 6 * * *"
 }
 "#;
         assert_eq!(json, expected);
+    }
+
+    /// With `[aws.organization]`: the daemon may assume the template's role in any account and
+    /// reads Organizations itself, or through the organization role, whose account's document
+    /// then holds the reads; any account may be asked about.
+    #[test]
+    fn organization_reads_go_to_whoever_reads_the_organization() {
+        let template =
+            "assume_role_arn_template = \"arn:aws:iam::{account_id}:role/ephemera-audit\"\n";
+        let own = config(&format!("{template}[aws.organization]\n"), "");
+        let daemon_doc = policy(&own, &daemon(false)).expect("daemon");
+        assert_eq!(sids(&daemon_doc), ["AssumeRole", "Organizations"]);
+        assert_eq!(
+            daemon_doc
+                .statement("AssumeRole")
+                .expect("assume")
+                .resources,
+            ["arn:aws:iam::*:role/ephemera-audit"]
+        );
+        assert_eq!(
+            daemon_doc
+                .statement("Organizations")
+                .expect("reads")
+                .actions,
+            organization::ACTIONS.to_vec()
+        );
+        let any = policy(&own, &role(false, Some(C))).expect("any account of the organization");
+        assert_eq!(sids(&any), ["Inventory", "Discovery"]);
+
+        let mgmt = "999999999999";
+        let through = config(
+            &format!(
+                "{template}[aws.organization]\nrole_arn = \"arn:aws:iam::{mgmt}:role/org-read\"\n"
+            ),
+            "",
+        );
+        let daemon_doc = policy(&through, &daemon(false)).expect("daemon");
+        assert_eq!(sids(&daemon_doc), ["AssumeRole"]);
+        assert_eq!(
+            daemon_doc
+                .statement("AssumeRole")
+                .expect("assume")
+                .resources,
+            [
+                "arn:aws:iam::*:role/ephemera-audit",
+                "arn:aws:iam::999999999999:role/org-read"
+            ]
+        );
+        let mgmt_doc = policy(&through, &role(false, Some(mgmt))).expect("management");
+        assert_eq!(sids(&mgmt_doc), ["Inventory", "Discovery", "Organizations"]);
+        let other = policy(&through, &role(false, Some(C))).expect("member");
+        assert_eq!(sids(&other), ["Inventory", "Discovery"]);
     }
 
     #[test]

@@ -87,6 +87,8 @@ pub struct Metrics {
     pub email_failures: IntCounter,
     /// Outbox rows not done with: unsent messages and notices not yet rolled up.
     pub outbox_pending: IntGauge,
+    /// `ephemera_audited_accounts`: accounts the last pass audited (static and organization).
+    pub audited_accounts: IntGauge,
 }
 
 fn reg<C: Collector + Clone + 'static>(r: &Registry, c: C) -> C {
@@ -383,6 +385,14 @@ impl Metrics {
                 IntGauge::new(
                     "ephemera_outbox_pending",
                     "Outbox rows not done with: unsent emails and notices not yet rolled up",
+                )
+                .expect("valid static metric"),
+            ),
+            audited_accounts: reg(
+                &r,
+                IntGauge::new(
+                    "ephemera_audited_accounts",
+                    "Accounts the last pass audited: the static ones and those AWS Organizations listed",
                 )
                 .expect("valid static metric"),
             ),

@@ -258,6 +258,12 @@ pub struct ScanReport {
     pub outcome: RunOutcome,
     pub started_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
+    /// Accounts audited this pass (static and from the organization).
+    #[serde(default)]
+    pub accounts: u64,
+    /// Why the organization's accounts could not be read (the pass used the last ones known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization_error: Option<String>,
     pub walks: Vec<WalkRecord>,
     pub resources_seen: u64,
     /// Resources seen this pass, by verdict, each counted once.

@@ -11,7 +11,13 @@ use crate::diagnostic::{FileError, Source};
 #[serde(deny_unknown_fields)]
 pub struct AwsConfig {
     pub regions: Vec<String>,
+    /// Static accounts; with `[aws.organization]` these add to (and override the settings of)
+    /// the organization's.
+    #[serde(default)]
     pub accounts: Vec<AwsAccount>,
+    /// Accounts read from AWS Organizations every pass.
+    #[serde(default)]
+    pub organization: Option<OrganizationConfig>,
     /// `arn:aws:iam::{account_id}:role/NAME`, used for accounts without their own role ARN.
     #[serde(default)]
     pub assume_role_arn_template: Option<String>,
@@ -60,6 +66,28 @@ pub struct AwsAccount {
     pub dedicated: bool,
 }
 
+/// `[aws.organization]`: the audited accounts come from AWS Organizations, re-read every pass.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrganizationConfig {
+    /// Role to assume to read Organizations (in the management account or a delegated
+    /// administrator); none: the daemon's own credentials.
+    #[serde(default)]
+    pub role_arn: Option<String>,
+    /// Only the accounts under these OUs (or roots), child OUs included; empty: every account.
+    #[serde(default)]
+    pub ous: Vec<String>,
+    /// Only these accounts (when not empty).
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Never these accounts.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Accounts under these OUs (child OUs included) are dedicated to ephemeral work.
+    #[serde(default)]
+    pub dedicated_ous: Vec<String>,
+}
+
 impl AwsConfig {
     /// The role ARN to assume for an account, if any.
     pub fn role_arn(&self, account: &AwsAccount) -> Option<String> {
@@ -86,12 +114,19 @@ pub(super) fn validate_aws(src: &Source<'_>, aws: &Spanned<AwsConfig>) -> Result
             ));
         }
     }
-    if a.accounts.is_empty() {
-        return Err(src.error_for(span, "aws.accounts", "list at least one account"));
+    if a.accounts.is_empty() && a.organization.is_none() {
+        return Err(src.error_for(
+            span,
+            "aws.accounts",
+            "list at least one account (or read them from [aws.organization])",
+        ));
+    }
+    if let Some(org) = &a.organization {
+        validate_organization(src, span.clone(), a, org)?;
     }
     let mut ids = HashSet::new();
     for acc in &a.accounts {
-        if acc.id.len() != 12 || !acc.id.chars().all(|c| c.is_ascii_digit()) {
+        if !is_account_id(&acc.id) {
             return Err(src.error_for(
                 span,
                 "aws.accounts.id",
@@ -145,6 +180,66 @@ pub(super) fn validate_aws(src: &Source<'_>, aws: &Spanned<AwsConfig>) -> Result
             "aws.endpoint_url",
             format!("`{url}` is not an http(s) URL"),
         ));
+    }
+    Ok(())
+}
+
+fn is_account_id(id: &str) -> bool {
+    id.len() == 12 && id.chars().all(|c| c.is_ascii_digit())
+}
+
+/// `ou-xxxx-yyyyyyyy` or a root `r-xxxx`.
+fn is_parent_id(id: &str) -> bool {
+    let ok = |rest: &str| {
+        !rest.is_empty()
+            && rest
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    };
+    id.strip_prefix("ou-").is_some_and(ok) || id.strip_prefix("r-").is_some_and(ok)
+}
+
+fn validate_organization(
+    src: &Source<'_>,
+    span: std::ops::Range<usize>,
+    a: &AwsConfig,
+    org: &OrganizationConfig,
+) -> Result<(), FileError> {
+    if a.assume_role_arn_template.is_none() {
+        return Err(src.error_for(
+            span,
+            "aws.assume_role_arn_template",
+            "[aws.organization] needs a role template to reach the accounts it lists",
+        ));
+    }
+    for (field, ids) in [
+        ("aws.organization.include", &org.include),
+        ("aws.organization.exclude", &org.exclude),
+    ] {
+        if let Some(bad) = ids.iter().find(|i| !is_account_id(i)) {
+            return Err(src.error_for(
+                span,
+                field,
+                format!("`{bad}` is not a 12-digit AWS account id"),
+            ));
+        }
+    }
+    for (field, ids) in [
+        ("aws.organization.ous", &org.ous),
+        ("aws.organization.dedicated_ous", &org.dedicated_ous),
+    ] {
+        if let Some(bad) = ids.iter().find(|i| !is_parent_id(i)) {
+            return Err(src.error_for(
+                span,
+                field,
+                format!("`{bad}` is not an OU id (ou-…) or a root id (r-…)"),
+            ));
+        }
+    }
+    if let Some(role) = &org.role_arn {
+        let account = role.split(':').nth(4).unwrap_or_default().to_owned();
+        check_role_arn(role, &account)
+            .map_err(|m| src.error_for(span, "aws.organization.role_arn", m))?;
     }
     Ok(())
 }

@@ -28,7 +28,7 @@ mod spans;
 mod tests;
 
 use aws::validate_aws;
-pub use aws::{AwsAccount, AwsConfig};
+pub use aws::{AwsAccount, AwsConfig, OrganizationConfig};
 use cost::validate_cost;
 pub use cost::{CostConfig, CostMetric};
 pub use discovery::Discovery;

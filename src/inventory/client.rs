@@ -12,21 +12,81 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
 use tokio::sync::Mutex;
 
-use crate::config::AwsConfig;
+use crate::config::{AwsAccount, AwsConfig};
 
-/// Builds and caches an SDK config per (account, region).
+/// Builds and caches an SDK config per (account, region), for the accounts audited now (the
+/// static ones, and those the organization listed at the last pass).
 #[derive(Debug, Clone)]
 pub struct AwsClients {
     aws: AwsConfig,
+    accounts: Arc<std::sync::RwLock<Vec<AwsAccount>>>,
     cache: Arc<Mutex<HashMap<(String, String), SdkConfig>>>,
 }
 
 impl AwsClients {
     pub fn new(aws: AwsConfig) -> Self {
         AwsClients {
+            accounts: Arc::new(std::sync::RwLock::new(aws.accounts.clone())),
             aws,
             cache: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    /// The accounts audited now.
+    pub fn accounts(&self) -> Vec<AwsAccount> {
+        self.accounts
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the accounts audited (a pass that read the organization). A config cached for
+    /// an account whose settings changed is dropped.
+    pub async fn set_accounts(&self, accounts: Vec<AwsAccount>) {
+        let changed: Vec<String> = {
+            let old = self.accounts.read().unwrap_or_else(|p| p.into_inner());
+            old.iter()
+                .filter(|o| {
+                    !accounts
+                        .iter()
+                        .any(|n| n.id == o.id && n.assume_role_arn == o.assume_role_arn)
+                })
+                .map(|o| o.id.clone())
+                .collect()
+        };
+        *self.accounts.write().unwrap_or_else(|p| p.into_inner()) = accounts;
+        if !changed.is_empty() {
+            self.cache
+                .lock()
+                .await
+                .retain(|(account, _), _| !changed.contains(account));
+        }
+    }
+
+    /// The config for reading AWS Organizations: its global endpoint in us-east-1, through
+    /// `[aws.organization] role_arn` when set.
+    pub async fn organization_config(&self) -> SdkConfig {
+        let base = self.base("us-east-1").await;
+        match self
+            .aws
+            .organization
+            .as_ref()
+            .and_then(|o| o.role_arn.clone())
+        {
+            None => base,
+            Some(role) => self.assumed(base, role).await,
+        }
+    }
+
+    async fn assumed(&self, base: SdkConfig, role: String) -> SdkConfig {
+        let provider = AssumeRoleProvider::builder(role)
+            .session_name("ephemera")
+            .configure(&base)
+            .build()
+            .await;
+        base.into_builder()
+            .credentials_provider(SharedCredentialsProvider::new(provider))
+            .build()
     }
 
     /// The base config for a region: the daemon's own credentials.
@@ -67,25 +127,18 @@ impl AwsClients {
         if let Some(c) = self.cache.lock().await.get(&key) {
             return Ok(c.clone());
         }
-        let acc = self
-            .aws
-            .accounts
-            .iter()
-            .find(|a| a.id == account)
-            .ok_or_else(|| UnknownAccount(account.to_owned()))?;
+        let role = {
+            let accounts = self.accounts.read().unwrap_or_else(|p| p.into_inner());
+            let acc = accounts
+                .iter()
+                .find(|a| a.id == account)
+                .ok_or_else(|| UnknownAccount(account.to_owned()))?;
+            self.aws.role_arn(acc)
+        };
         let base = self.base(region).await;
-        let conf = match self.aws.role_arn(acc) {
+        let conf = match role {
             None => base,
-            Some(role) => {
-                let provider = AssumeRoleProvider::builder(role)
-                    .session_name("ephemera")
-                    .configure(&base)
-                    .build()
-                    .await;
-                base.into_builder()
-                    .credentials_provider(SharedCredentialsProvider::new(provider))
-                    .build()
-            }
+            Some(role) => self.assumed(base, role).await,
         };
         self.cache.lock().await.insert(key, conf.clone());
         Ok(conf)

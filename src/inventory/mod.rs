@@ -8,6 +8,7 @@
 
 mod client;
 mod limiter;
+pub mod organization;
 pub mod sweep;
 
 use std::collections::HashMap;

@@ -192,9 +192,8 @@ impl Reaper {
     /// The accounts marked dedicated to ephemeral work.
     fn dedicated_accounts(&self) -> HashSet<String> {
         self.inner
-            .config
-            .aws
-            .accounts
+            .clients
+            .accounts()
             .iter()
             .filter(|a| a.dedicated)
             .map(|a| a.id.clone())

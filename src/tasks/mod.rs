@@ -18,10 +18,11 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::clock::Clock;
+use crate::config::AwsAccount;
 use crate::config::Config;
 use crate::cost::fetch::CostError;
 use crate::cost::refresh::{CostReport, CostTask};
-use crate::inventory::AwsClients;
+use crate::inventory::{AwsClients, organization};
 use crate::mail::PassDone;
 use crate::metrics::{Metrics, Series};
 use crate::model::{Lease, LeaseId, RunOutcome, TaskName, Verdict};
@@ -305,8 +306,14 @@ impl Tasks {
         let permits = Arc::new(Semaphore::new(
             inner.config.aws.max_concurrent_walks as usize,
         ));
+        let accounts = self.audited_accounts(&mut report).await;
+        report.accounts = accounts.len() as u64;
+        inner
+            .metrics
+            .audited_accounts
+            .set(i64::try_from(accounts.len()).unwrap_or(i64::MAX));
         let mut walks = JoinSet::new();
-        for account in &inner.config.aws.accounts {
+        for account in &accounts {
             for region in &inner.config.aws.regions {
                 let (this, permits, leases, run_id) = (
                     self.clone(),
@@ -348,9 +355,9 @@ impl Tasks {
         report
             .walks
             .sort_by(|a, b| (&a.account, &a.region).cmp(&(&b.account, &b.region)));
-        let all_complete = report.walks.len()
-            == inner.config.aws.accounts.len() * inner.config.aws.regions.len()
-            && report.walks.iter().all(WalkRecord::is_complete);
+        let all_complete = report.walks.len() == accounts.len() * inner.config.aws.regions.len()
+            && report.walks.iter().all(WalkRecord::is_complete)
+            && report.organization_error.is_none();
         report.outcome = if all_complete {
             RunOutcome::Success
         } else {
@@ -393,6 +400,31 @@ impl Tasks {
             }
         }
         (report, reap_results)
+    }
+
+    /// The accounts this pass audits: with `[aws.organization]`, read again from AWS
+    /// Organizations (so an account created since the last pass is audited from this one) and
+    /// merged with the static ones; when that read fails, the accounts of the last read, and
+    /// the pass is partial.
+    async fn audited_accounts(&self, report: &mut ScanReport) -> Vec<AwsAccount> {
+        let inner = &self.inner;
+        let Some(org) = &inner.config.aws.organization else {
+            return inner.clients.accounts();
+        };
+        let conf = inner.clients.organization_config().await;
+        match organization::accounts(&conf, org, &inner.metrics).await {
+            Ok(listed) => {
+                let merged = organization::merge(&inner.config.aws.accounts, &listed);
+                inner.clients.set_accounts(merged.clone()).await;
+                merged
+            }
+            Err(e) => {
+                let reason = crate::error_chain(&e);
+                tracing::warn!(%reason, "cannot read the organization's accounts; auditing the last ones known");
+                report.organization_error = Some(reason);
+                inner.clients.accounts()
+            }
+        }
     }
 
     /// Recomputes `ephemera_resources` and `ephemera_expired_resource_hours` from the store;

@@ -293,3 +293,214 @@ async fn never_tagged_resources_are_found_and_reaped_only_in_dedicated_accounts(
     }
     d.stop().await;
 }
+
+/// Accounts from the emulator's Organizations: the ones under a dedicated OU may lose their
+/// never-tagged resources, the others keep them; a suspended and an excluded account are not
+/// audited; an account created between two passes is audited from the second.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_account_of_the_organization_is_audited_from_its_first_pass() {
+    let moto = Moto::start().await;
+    let proxy = FaultProxy::start(&moto.endpoint()).await;
+    let sdk = proxy.sdk_config("us-east-1", 1).await;
+    let orgs = aws_sdk_organizations::Client::new(&sdk);
+    orgs.create_organization()
+        .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
+        .send()
+        .await
+        .expect("organization");
+    let root = orgs.list_roots().send().await.expect("roots").roots()[0]
+        .id()
+        .expect("root id")
+        .to_owned();
+    let sandbox = orgs
+        .create_organizational_unit()
+        .parent_id(&root)
+        .name("sandbox")
+        .send()
+        .await
+        .expect("ou")
+        .organizational_unit()
+        .and_then(|u| u.id())
+        .expect("ou id")
+        .to_owned();
+    let create = |name: &'static str| {
+        let orgs = orgs.clone();
+        async move {
+            orgs.create_account()
+                .account_name(name)
+                .email(format!("{name}@example.com"))
+                .send()
+                .await
+                .expect("account")
+                .create_account_status()
+                .and_then(|s| s.account_id())
+                .expect("account id")
+                .to_owned()
+        }
+    };
+    let ci = create("ci").await;
+    orgs.move_account()
+        .account_id(&ci)
+        .source_parent_id(&root)
+        .destination_parent_id(&sandbox)
+        .send()
+        .await
+        .expect("move");
+    let shared = create("shared").await;
+    let closed = create("closed").await;
+    orgs.close_account()
+        .account_id(&closed)
+        .send()
+        .await
+        .expect("close");
+    let excluded = create("excluded").await;
+
+    let work = Workdir::with_config(&config_text_with_aws(&format!(
+        r#"regions = ["us-east-1"]
+endpoint_url = "{endpoint}"
+emulator = true
+max_attempts = 1
+assume_role_arn_template = "arn:aws:iam::{{account_id}}:role/ephemera"
+
+[aws.organization]
+exclude = ["{excluded}"]
+dedicated_ous = ["{sandbox}"]
+
+[discovery]
+types = ["sqs:queue", "ec2:volume"]
+interval = "1h"
+
+[enforcement]
+armed = true
+deletable_types = ["ec2:volume", "sqs:queue"]
+max_deletions_per_pass = 50
+max_project_share_percent = 100
+"#,
+        endpoint = proxy.endpoint()
+    )));
+    std::fs::write(work.path().join("rules/policy/projects.toml"), RULES).expect("rules");
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let d = TestDaemon::start_with_clock(&work, clock.clone()).await;
+
+    let untagged = |account: &str, key: &str| {
+        [
+            json!({"key": format!("{key}-queue"), "account": account, "type": "sqs:queue"}),
+            json!({"key": format!("{key}-volume"), "account": account, "type": "ec2:volume"}),
+        ]
+    };
+    let spec: Vec<Value> = [
+        untagged(&ci, "ci"),
+        untagged(&shared, "shared"),
+        untagged(&excluded, "excluded"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let seeded = arns_by_key(&seed(&moto.endpoint(), json!({ "resources": spec })).await);
+    let one = |k: &str| seeded[k][0].clone();
+
+    clock.advance(TimeDelta::minutes(1));
+    let first = d.pass().await;
+    let walked = |run: &Value| -> Vec<String> {
+        let mut v: Vec<String> = run["walks"]
+            .as_array()
+            .expect("walks")
+            .iter()
+            .map(|w| w["account"].as_str().expect("account").to_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let mut want = vec![DEDICATED.to_owned(), ci.clone(), shared.clone()];
+    want.sort();
+    assert_eq!(
+        walked(&first),
+        want,
+        "the management account, ci and shared: {first}"
+    );
+    assert_eq!(first["run"]["outcome"], "success", "{first}");
+    let resources = by_arn(&d, "/api/v1/resources?limit=1000").await;
+    for k in ["ci-queue", "ci-volume", "shared-queue", "shared-volume"] {
+        assert_eq!(resources[&one(k)]["reason"], "never tagged", "{k}");
+    }
+    assert!(
+        !resources.contains_key(&one("excluded-queue")),
+        "excluded is not audited"
+    );
+    assert_eq!(
+        sample(&d.metrics().await, "ephemera_audited_accounts"),
+        Some(3.0)
+    );
+
+    // A new account between two passes is audited from the next one.
+    let newcomer = create("newcomer").await;
+    seed(
+        &moto.endpoint(),
+        json!({"resources": [{"key": "new-queue", "account": newcomer, "type": "sqs:queue"}]}),
+    )
+    .await;
+    clock.advance(TimeDelta::hours(2));
+    let second = d.pass().await;
+    assert!(walked(&second).contains(&newcomer), "{second}");
+    let resources = by_arn(&d, "/api/v1/resources?limit=1000").await;
+    let new_queue = resources
+        .values()
+        .find(|r| r["account"] == newcomer.as_str() && r["resource_type"] == "sqs:queue")
+        .unwrap_or_else(|| panic!("the newcomer's queue: {resources:?}"));
+    assert_eq!(new_queue["reason"], "never tagged");
+
+    // Past the grace: the sandbox OU's account is dedicated, the others are shared.
+    assert!(!exists_in(&moto, &ci, &one("ci-queue")).await);
+    assert!(!exists_in(&moto, &ci, &one("ci-volume")).await);
+    for k in ["shared-queue", "shared-volume"] {
+        assert!(
+            exists_in(&moto, &shared, &one(k)).await,
+            "{k} deleted in a shared account"
+        );
+    }
+    assert!(exists_in(&moto, &excluded, &one("excluded-queue")).await);
+    let (_, plan) = d.get("/api/v1/plan", VIEWER).await;
+    let held: Vec<&Value> = plan["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|i| i["account"] == shared.as_str())
+        .collect();
+    assert_eq!(held.len(), 2, "{plan}");
+    assert!(held.iter().all(|i| i["status"] == "held"), "{plan}");
+    // The organization was read through the proxy, once per pass at least.
+    assert!(proxy.count("ListAccounts") >= 2);
+    assert!(proxy.count("ListAccountsForParent") >= 2);
+    d.stop().await;
+}
+
+/// Whether moto still has `arn` in `account`, asked through the deleters' own re-read (any
+/// account, through the role the test configs use).
+async fn exists_in(moto: &Moto, account: &str, arn: &str) -> bool {
+    let text = config_text_with_aws(&format!(
+        r#"regions = ["us-east-1"]
+endpoint_url = "{}"
+emulator = true
+max_attempts = 1
+
+[[aws.accounts]]
+id = "{account}"
+assume_role_arn = "arn:aws:iam::{account}:role/ephemera"
+"#,
+        moto.endpoint()
+    ));
+    let aws = ephemera::config::Config::parse(std::path::Path::new("look.toml"), &text, &|_| None)
+        .expect("config")
+        .aws;
+    let sdk = ephemera::inventory::AwsClients::new(aws)
+        .config_for(account, "us-east-1")
+        .await
+        .expect("sdk config");
+    let arn = ephemera::model::Arn::parse(arn).expect("arn");
+    matches!(
+        ephemera::reaper::aws::inspect(&sdk, &arn)
+            .await
+            .expect("inspect"),
+        ephemera::reaper::aws::Inspection::Live { .. }
+    )
+}
