@@ -12,7 +12,8 @@
 //!
 //! Architecture Invariant: pure — no I/O, no AWS call. Every action comes from a table next to
 //! the code that makes the call: [`INVENTORY_ACTIONS`] (the walk), [`sweep::actions`] (the
-//! never-tagged discovery, for the `[discovery] types`), [`COST_ACTIONS`]
+//! never-tagged discovery, for the `[discovery] types`), [`creator::ACTIONS`] (who made it),
+//! [`organization::ACTIONS`], [`COST_ACTIONS`]
 //! ([`crate::cost::fetch`]), [`crate::reaper::iam`] (the deleters and the account check). No
 //! wildcard action is ever printed; resources are `*` except for `sts:AssumeRole`, because the
 //! read calls take no resource ARN and the deleters act on whatever the plan names.
@@ -22,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::inventory::{organization, sweep};
+use crate::inventory::{creator, organization, sweep};
 use crate::model::ResourceType;
 use crate::reaper::iam::{VERIFY_ACCOUNT_ACTIONS, actions_for};
 
@@ -161,14 +162,15 @@ fn account_statements(config: &Config, with_cost: bool, armed: bool) -> Vec<Stat
         "Inventory",
         INVENTORY_ACTIONS.iter().copied(),
     )];
-    if config.discovery.enabled() {
+    let d = &config.discovery;
+    if d.enabled() || d.creators {
+        let creators = if d.creators { creator::ACTIONS } else { &[] };
         out.push(Statement::anywhere(
             "Discovery",
-            config
-                .discovery
-                .types
+            d.types
                 .iter()
-                .flat_map(|t| sweep::actions(*t).iter().copied()),
+                .flat_map(|t| sweep::actions(*t).iter().copied())
+                .chain(creators.iter().copied()),
         ));
     }
     if with_cost {
@@ -287,12 +289,14 @@ pub fn policy(config: &Config, request: &Request<'_>) -> Result<PolicyDocument, 
     })
 }
 
-/// Every type's sweep actions (the `Discovery` statement with the default `[discovery]`).
+/// Every type's sweep actions and the creator lookup (the `Discovery` statement with the
+/// default `[discovery]`).
 pub fn discovery_actions() -> Vec<&'static str> {
     use strum::VariantArray;
     ResourceType::VARIANTS
         .iter()
         .flat_map(|t| sweep::actions(*t).iter().copied())
+        .chain(creator::ACTIONS.iter().copied())
         .collect()
 }
 
@@ -466,9 +470,9 @@ cost = "0 6 * * *"
                 sids: &["Inventory", "Discovery"],
             },
             Case {
-                name: "[discovery] types = [] sweeps nothing: no Discovery statement",
+                name: "[discovery] types = [], creators = false: no Discovery statement",
                 aws: roles.clone(),
-                rest: "[discovery]\ntypes = []\n".into(),
+                rest: "[discovery]\ntypes = []\ncreators = false\n".into(),
                 request: role(false, None),
                 sids: &["Inventory"],
             },
@@ -635,6 +639,7 @@ cost = "0 6 * * *"
       "Sid": "Discovery",
       "Effect": "Allow",
       "Action": [
+        "cloudtrail:LookupEvents",
         "ec2:DescribeVolumes",
         "sqs:ListQueues"
       ],

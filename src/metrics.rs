@@ -51,6 +51,9 @@ pub struct Metrics {
     /// `ephemera_never_tagged_found_total{resource_type}`: what sweeps found that the tagging
     /// walk did not list.
     pub never_tagged_found: IntCounterVec,
+    /// `ephemera_creator_lookups_total{outcome}`: CloudTrail lookups of who made a resource
+    /// (found, unknown, error).
+    pub creator_lookups: IntCounterVec,
     pub aws_requests: IntCounterVec,
     pub aws_throttled: IntCounter,
     /// `ephemera_expired_resource_hours{project}`.
@@ -252,6 +255,12 @@ impl Metrics {
                 "Resources a sweep found that the tagging walk did not list (never tagged), by type",
                 &["resource_type"],
             ),
+            creator_lookups: counters(
+                &r,
+                "ephemera_creator_lookups_total",
+                "CloudTrail lookups of who made an untagged or unknown-lease resource, by outcome (found, unknown, error)",
+                &["outcome"],
+            ),
             aws_requests: counters(
                 &r,
                 "ephemera_aws_requests_total",
@@ -420,6 +429,9 @@ impl Metrics {
         }
         for t in swept {
             self.never_tagged_found.with_label_values(&[t.as_str()]);
+        }
+        for outcome in ["found", "unknown", "error"] {
+            self.creator_lookups.with_label_values(&[outcome]);
         }
         for kind in MailKind::MESSAGES {
             self.emails_sent.with_label_values(&[kind.as_str()]);

@@ -69,6 +69,8 @@ pub struct StoredResource {
     pub lease_id: Option<String>,
     pub source: Source,
     pub created_at: Option<DateTime<Utc>>,
+    /// Who made it, from CloudTrail, where known.
+    pub creator: Option<String>,
 }
 
 /// A finding: a resource in a verdict that needs attention.
@@ -91,6 +93,8 @@ pub struct Finding {
     /// How inventory found its resource, and when that was created where known.
     pub source: Source,
     pub created_at: Option<DateTime<Utc>>,
+    /// Who made its resource, from CloudTrail, where known.
+    pub creator: Option<String>,
 }
 
 /// How one walk of (account, region) ended.
@@ -211,6 +215,8 @@ pub struct ReapCandidate {
     pub source: Source,
     /// When it was created, where inventory learnt it.
     pub created_at: Option<DateTime<Utc>>,
+    /// Who made it, from CloudTrail, where known.
+    pub creator: Option<String>,
 }
 
 /// One reaper decision, as appended to the audit log.

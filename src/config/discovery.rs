@@ -21,6 +21,21 @@ pub struct Discovery {
     /// List calls per second per service in each (account, region).
     #[serde(default = "default_calls_per_second")]
     pub calls_per_second: u32,
+    /// Look up who made `untagged` and `unknown-lease` resources in CloudTrail (once each).
+    #[serde(default = "yes")]
+    pub creators: bool,
+    /// At most this many lookups per pass (CloudTrail answers 2 a second per account and
+    /// region); the rest wait for the next pass.
+    #[serde(default = "default_creator_lookups")]
+    pub creator_lookups_per_pass: u32,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_creator_lookups() -> u32 {
+    200
 }
 
 fn every_type() -> Vec<ResourceType> {
@@ -43,6 +58,8 @@ impl Default for Discovery {
             types: every_type(),
             interval: default_interval(),
             calls_per_second: default_calls_per_second(),
+            creators: true,
+            creator_lookups_per_pass: default_creator_lookups(),
         }
     }
 }
@@ -76,6 +93,13 @@ pub(super) fn validate_discovery(
             at("calls_per_second"),
             "discovery.calls_per_second",
             format!("must be 1 to {max}"),
+        ));
+    }
+    if v.creator_lookups_per_pass > 10_000 {
+        return Err(src.error_for(
+            at("creator_lookups_per_pass"),
+            "discovery.creator_lookups_per_pass",
+            "must be at most 10000",
         ));
     }
     Ok(())

@@ -7,6 +7,7 @@
 //! the SDK's retry policy: a failed page ends the walk `incomplete` with the reason.
 
 mod client;
+pub mod creator;
 mod limiter;
 pub mod organization;
 pub mod sweep;

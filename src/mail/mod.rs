@@ -40,7 +40,7 @@ use crate::model::{MailKind, ProjectName};
 use crate::policy::Policy;
 use crate::reaper::run::ItemResult;
 use crate::resource::ScanReport;
-use crate::store::{Notice, OutboxRow, Rollup, Store, StoreError};
+use crate::store::{Notice, OutboxRow, Rollup, Store, StoreError, Strays};
 use render::{Renderer, build_message};
 use transport::{SmtpTransport, TransportError};
 
@@ -258,7 +258,11 @@ impl Mailer {
         failures: &[ItemResult],
     ) -> Result<u64, StoreError> {
         let inner = &self.inner;
-        let Some(payload) = pass_summary(report, failures) else {
+        let strays = inner
+            .store
+            .strays_opened_in(report.run_id.clone(), STRAYS_LISTED)
+            .await?;
+        let Some(payload) = pass_summary(report, failures, &strays) else {
             return Ok(0);
         };
         let at = report.ended_at.unwrap_or_else(|| inner.clock.now());
@@ -477,6 +481,7 @@ fn item(n: &Notice) -> Value {
         o.insert("task".into(), json!(n.lease_task));
         // The task's spend from the store; templates say "not available yet" without it.
         o.insert("spend_usd".into(), json!(n.spend_usd));
+        o.insert("creator".into(), json!(n.creator));
         for key in ["lease_id", "project", "deadline", "at", "detail"] {
             o.entry(key).or_insert(Value::Null);
         }
@@ -484,8 +489,15 @@ fn item(n: &Notice) -> Value {
     v
 }
 
+/// How many untagged and unknown-lease findings a summary names (the rest are counted).
+const STRAYS_LISTED: u32 = 20;
+
 /// The on-call summary's payload, or `None` when the pass has nothing to report.
-pub fn pass_summary(report: &ScanReport, failures: &[ItemResult]) -> Option<Value> {
+pub fn pass_summary(
+    report: &ScanReport,
+    failures: &[ItemResult],
+    strays: &Strays,
+) -> Option<Value> {
     let reap = report.reap.clone().unwrap_or_default();
     let incomplete: Vec<Value> = report
         .walks
@@ -513,6 +525,10 @@ pub fn pass_summary(report: &ScanReport, failures: &[ItemResult]) -> Option<Valu
         "verdicts": report.verdicts,
         "reap": reap,
         "incomplete_walks": incomplete,
+        "strays": strays.listed.iter().map(|f| json!({
+            "arn": f.arn, "verdict": f.verdict, "source": f.source, "creator": f.creator,
+        })).collect::<Vec<_>>(),
+        "strays_more": strays.more,
         "audit_head": report.audit_head.as_ref().map(ToString::to_string),
         "failures": failures
             .iter()

@@ -219,6 +219,7 @@ mod tests {
             "detail": "deleted <for good>", "resource_type": "ec2:volume",
             "account": "123456789012", "region": "us-east-1", "task": "build 7",
             "spend_usd": null,
+            "creator": "arn:aws:sts::123456789012:assumed-role/ci-runner/job-<7>",
         });
         vec![
             (
@@ -252,6 +253,13 @@ mod tests {
                     "incomplete_walks": [{"account": "123456789012", "region": "eu-west-1", "reason": "throttled"}],
                     "audit_head": "12:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
                     "failures": [],
+                    "strays": [
+                        {"arn": "arn:aws:ec2:us-east-1:123456789012:volume/vol-2", "verdict": "untagged",
+                         "source": "sweep", "creator": "arn:aws:sts::123456789012:assumed-role/ci-runner/job-<8>"},
+                        {"arn": "arn:aws:sqs:us-east-1:123456789012:q", "verdict": "unknown-lease",
+                         "source": "tagging", "creator": null},
+                    ],
+                    "strays_more": 3,
                 }),
             ),
             (
@@ -295,6 +303,23 @@ mod tests {
             w.text
         );
         let d = r.render("owner-digest", &samples()[1].1).expect("renders");
+        assert!(
+            d.text.contains(
+                "created by        arn:aws:sts::123456789012:assumed-role/ci-runner/job-<7>"
+            ),
+            "{}",
+            d.text
+        );
+        let summary = r
+            .render("oncall-summary", &samples()[3].1)
+            .expect("renders");
+        for line in [
+            "  - arn:aws:ec2:us-east-1:123456789012:volume/vol-2 (untagged, never tagged): created by arn:aws:sts::123456789012:assumed-role/ci-runner/job-<8>",
+            "  - arn:aws:sqs:us-east-1:123456789012:q (unknown-lease): creator not known yet",
+            "  … and 3 more (ephemera findings)",
+        ] {
+            assert!(summary.text.contains(line), "{line}\n{}", summary.text);
+        }
         assert!(
             d.text
                 .contains("spend so far      none recorded for its task yet"),

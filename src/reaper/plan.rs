@@ -319,6 +319,7 @@ mod tests {
             tagless: false,
             source: Source::Tagging,
             created_at: None,
+            creator: None,
         }
     }
 

@@ -28,6 +28,13 @@ pub struct AuditFilter {
     pub limit: u32,
 }
 
+/// The untagged and unknown-lease findings a pass opened: the first ones, and how many more.
+#[derive(Debug, Clone, Default)]
+pub struct Strays {
+    pub listed: Vec<Finding>,
+    pub more: u64,
+}
+
 /// See [`Store::live_totals`].
 #[derive(Debug, Default)]
 pub struct LiveTotals {
@@ -170,6 +177,72 @@ impl Store {
                 .collect()
         })
         .await
+    }
+
+    /// The `untagged` and `unknown-lease` findings run `run_id` opened, the first `limit` of
+    /// them (with their resource's source and creator) and how many more.
+    pub async fn strays_opened_in(&self, run_id: String, limit: u32) -> Result<Strays, StoreError> {
+        self.read(move |c| {
+            let opened = "FROM finding_events e JOIN findings f ON f.id = e.finding_id
+                 WHERE e.run_id = ?1 AND e.kind = 'opened' AND f.verdict IN ('untagged', 'unknown-lease')";
+            let total: i64 = c
+                .prepare_cached(&format!("SELECT COUNT(*) {opened}"))?
+                .query_row([&run_id], |r| r.get(0))?;
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT f.id, f.arn, f.verdict, f.action, f.reason, f.project, f.lease_id, f.account, f.region,
+                        f.resource_type, f.opened_at, f.updated_at, f.resolved_at, f.resolution,
+                        (SELECT r.source FROM resources r WHERE r.arn = f.arn),
+                        (SELECT r.created_at FROM resources r WHERE r.arn = f.arn),
+                        (SELECT r.creator FROM resources r WHERE r.arn = f.arn)
+                 {opened} ORDER BY f.id LIMIT ?2"
+            ))?;
+            let listed = stmt
+                .query_map(params![run_id, limit], finding_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            let more = u64::try_from(total).unwrap_or(0).saturating_sub(listed.len() as u64);
+            Ok(Strays { listed, more })
+        })
+        .await
+    }
+
+    /// Up to `limit` live resources of open `untagged` or `unknown-lease` findings whose creator
+    /// was never asked: `(arn, account, region)`, oldest finding first.
+    pub async fn creators_to_look_up(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<(crate::model::Arn, String, String)>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT r.arn, r.account, r.region FROM findings f JOIN resources r ON r.arn = f.arn
+                 WHERE f.resolved_at IS NULL AND f.verdict IN ('untagged', 'unknown-lease')
+                   AND r.gone_at IS NULL AND r.creator_checked_at IS NULL
+                 ORDER BY f.id LIMIT ?1",
+            )?;
+            let rows = stmt
+                .query_map([limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// Records who made these resources (`None`: CloudTrail does not know) as asked at `at`.
+    pub async fn record_creators(
+        &self,
+        found: Vec<(crate::model::Arn, Option<String>)>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.writer
+            .write(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "UPDATE resources SET creator = ?2, creator_checked_at = ?3 WHERE arn = ?1",
+                )?;
+                for (arn, creator) in &found {
+                    stmt.execute(params![arn, creator, ms(at)])?;
+                }
+                Ok(())
+            })
+            .await
     }
 
     /// When each (account, region) last started a sweep in which every type completed.
@@ -395,7 +468,7 @@ impl Store {
         self.read(move |c| {
             let (mut sql, mut args) = where_clause(
                 "SELECT arn, account, region, resource_type, tags, first_seen, last_seen, gone_at, state,
-                        verdict, reason, project, action, lease_id, source, created_at FROM resources WHERE 1 = 1",
+                        verdict, reason, project, action, lease_id, source, created_at, creator FROM resources WHERE 1 = 1",
                 &f,
             );
             if !f.include_closed {
@@ -426,7 +499,8 @@ impl Store {
                 "SELECT id, arn, verdict, action, reason, project, lease_id, account, region, resource_type,
                         opened_at, updated_at, resolved_at, resolution,
                         (SELECT r.source FROM resources r WHERE r.arn = findings.arn),
-                        (SELECT r.created_at FROM resources r WHERE r.arn = findings.arn)
+                        (SELECT r.created_at FROM resources r WHERE r.arn = findings.arn),
+                        (SELECT r.creator FROM resources r WHERE r.arn = findings.arn)
                  FROM findings WHERE 1 = 1",
                 &f,
             );
@@ -457,7 +531,8 @@ impl Store {
                     "SELECT id, arn, verdict, action, reason, project, lease_id, account, region, resource_type,
                             opened_at, updated_at, resolved_at, resolution,
                         (SELECT r.source FROM resources r WHERE r.arn = findings.arn),
-                        (SELECT r.created_at FROM resources r WHERE r.arn = findings.arn)
+                        (SELECT r.created_at FROM resources r WHERE r.arn = findings.arn),
+                        (SELECT r.creator FROM resources r WHERE r.arn = findings.arn)
                  FROM findings WHERE id = ?1",
                 )?
                 .query_row([id], finding_row)
@@ -742,6 +817,7 @@ fn resource_row(r: &Row<'_>) -> rusqlite::Result<StoredResource> {
         lease_id: r.get(13)?,
         source: r.get(14)?,
         created_at: opt_time_at(r, 15)?,
+        creator: r.get(16)?,
     })
 }
 
@@ -765,5 +841,6 @@ fn finding_row(r: &Row<'_>) -> rusqlite::Result<Finding> {
         resolution: r.get(13)?,
         source: r.get::<_, Option<Source>>(14)?.unwrap_or(Source::Tagging),
         created_at: opt_time_at(r, 15)?,
+        creator: r.get(16)?,
     })
 }

@@ -227,6 +227,10 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE walks ADD COLUMN sweep TEXT;
     ALTER TABLE walks ADD COLUMN swept_at INTEGER;
     CREATE INDEX walks_swept ON walks (account, region, swept_at) WHERE swept_at IS NOT NULL;",
+    // 14: who made a resource, from CloudTrail (`creator`, NULL when unknown), and when that
+    // was asked (`creator_checked_at`, ms; NULL: not yet), so each is asked once.
+    "ALTER TABLE resources ADD COLUMN creator TEXT;
+    ALTER TABLE resources ADD COLUMN creator_checked_at INTEGER;",
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), StoreError> {

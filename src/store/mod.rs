@@ -27,7 +27,7 @@ mod writer;
 
 pub use chain::AuditQuery;
 pub use cost::SpendTotal;
-pub use inventory::{AuditFilter, LiveTotals};
+pub use inventory::{AuditFilter, LiveTotals, Strays};
 pub use locks::{ACT_LOCK, HeldBy, LockHolder};
 pub use outbox::{Notice, OutboxRow, Rollup, expiry_warning_key};
 pub use reap::ReapUpdate;

@@ -68,6 +68,8 @@ pub struct Notice {
     /// Spend of the resource's lease so far, in USD as a decimal string (money is never a
     /// float): what Cost Explorer attributed to its task; `None` when no spend is stored for it.
     pub spend_usd: Option<String>,
+    /// Who made the resource, from CloudTrail, where known.
+    pub creator: Option<String>,
 }
 
 /// One message made from notices.
@@ -315,7 +317,7 @@ fn pending_notices(c: &Connection, kind: &str) -> Result<Vec<Notice>, StoreError
         "WITH task_spend AS (SELECT key, SUM(micro_usd) AS usd FROM spend
                              WHERE dimension = 'task' GROUP BY key)
          SELECT o.id, o.recipient, o.payload, r.resource_type, r.account, r.region, l.task,
-                l.expires_at, ts.usd
+                l.expires_at, ts.usd, r.creator
          FROM outbox o
          LEFT JOIN findings f ON f.id = json_extract(o.payload, '$.finding_id')
          LEFT JOIN resources r ON r.arn = f.arn
@@ -337,6 +339,7 @@ fn pending_notices(c: &Connection, kind: &str) -> Result<Vec<Notice>, StoreError
                 lease_task: r.get(6)?,
                 lease_expires_at: r.get::<_, Option<i64>>(7)?.map(from_ms).transpose()?,
                 spend_usd: r.get::<_, Option<i64>>(8)?.map(crate::model::format_usd),
+                creator: r.get(9)?,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;

@@ -60,7 +60,7 @@ fn candidates(
         "SELECT f.id, f.arn, r.account, r.region, r.resource_type, f.project, f.verdict,
                 f.reason, f.lease_id, l.owner, r.tags, COALESCE(f.deadline, ?1), r.lease_ended_at,
                 f.attempts, f.next_attempt_at, f.reap_state, f.last_decision, f.marked_owner,
-                r.source, r.created_at
+                r.source, r.created_at, r.creator
          FROM findings f JOIN resources r ON r.arn = f.arn
          LEFT JOIN leases l ON l.id = f.lease_id
          WHERE {filter}
@@ -99,6 +99,7 @@ fn candidates(
                 tagless: tags.is_empty(),
                 source: r.get(18)?,
                 created_at: opt_time_at(r, 19)?,
+                creator: r.get(20)?,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;

@@ -7,6 +7,7 @@
 //! start is refused, a scheduled tick that finds it running is counted as skipped), continues
 //! past one walk's failure, and reports a status record; it never retries on its own.
 
+mod creators;
 mod lock;
 mod runner;
 mod walk;
@@ -363,6 +364,8 @@ impl Tasks {
         } else {
             RunOutcome::Partial
         };
+        // Before the act step, so the plan, the notices and the summary can name them.
+        self.look_up_creators().await;
         let mut reap_results = Vec::new();
         match act {
             Some(lock) => match inner

@@ -14,7 +14,10 @@ use crate::reap::exists;
 use crate::support::moto::Moto;
 use crate::support::proxy::{Fault, FaultProxy};
 use crate::support::seed::{arns_by_key, seed};
-use crate::support::{OPERATOR, TestDaemon, VIEWER, WEB, Workdir, config_text_with_aws, sample};
+use crate::support::smtp::Smtp;
+use crate::support::{
+    OPERATOR, TestDaemon, VIEWER, WEB, Workdir, config_text_with_aws, eventually, sample,
+};
 
 /// Reached with the daemon's own credentials; marked dedicated to ephemeral work.
 const DEDICATED: &str = "123456789012";
@@ -43,7 +46,17 @@ max_ttl = "1h"
 grace = "1h"
 "#;
 
-fn workdir(endpoint: &str) -> Workdir {
+/// Who made them, as the recorded CloudTrail answer says (moto has no LookupEvents): one
+/// RunInstances by a CI runner's role, one later CreateTags by someone else.
+const CREATOR: &str = "arn:aws:sts::123456789012:assumed-role/ci-runner/job-42";
+const LOOKUP_EVENTS: &str = r#"{"Events": [
+  {"EventId": "e2", "EventName": "CreateTags", "EventTime": 1764900100, "Username": "ops",
+   "CloudTrailEvent": "{\"userIdentity\": {\"arn\": \"arn:aws:iam::123456789012:user/ops\"}}"},
+  {"EventId": "e1", "EventName": "RunInstances", "EventTime": 1764900000, "Username": "job-42",
+   "CloudTrailEvent": "{\"userIdentity\": {\"type\": \"AssumedRole\", \"arn\": \"arn:aws:sts::123456789012:assumed-role/ci-runner/job-42\"}}"}
+]}"#;
+
+fn workdir(endpoint: &str, smtp: &Smtp) -> Workdir {
     let work = Workdir::with_config(&config_text_with_aws(&format!(
         r#"regions = ["us-east-1"]
 endpoint_url = "{endpoint}"
@@ -66,7 +79,10 @@ armed = true
 deletable_types = ["ec2:instance", "ec2:volume", "sqs:queue", "s3:bucket"]
 max_deletions_per_pass = 50
 max_project_share_percent = 100
-"#
+
+{smtp}
+"#,
+        smtp = smtp.section("oncall = [\"oncall@example.com\"]\nretry_backoff = \"1s\"")
     )));
     std::fs::write(work.path().join("rules/policy/projects.toml"), RULES).expect("rules");
     work
@@ -98,7 +114,9 @@ fn sweep_of<'a>(run: &'a Value, account: &str) -> &'a Value {
 async fn never_tagged_resources_are_found_and_reaped_only_in_dedicated_accounts() {
     let moto = Moto::start().await;
     let proxy = FaultProxy::start(&moto.endpoint()).await;
-    let work = workdir(&proxy.endpoint());
+    proxy.set_fault("LookupEvents", Fault::Respond(200, LOOKUP_EVENTS), None);
+    let smtp = Smtp::plain();
+    let work = workdir(&proxy.endpoint(), &smtp);
     // The wall clock: moto stamps creation times with it, and the grace counts from them.
     let clock = Arc::new(ManualClock::new(Utc::now()));
     let d = TestDaemon::start_with_clock(&work, clock.clone()).await;
@@ -155,7 +173,35 @@ async fn never_tagged_resources_are_found_and_reaped_only_in_dedicated_accounts(
     for (_, a) in &never_tagged {
         assert_eq!(findings[a]["source"], "sweep", "{}", findings[a]);
         assert_eq!(findings[a]["reason"], "never tagged");
+        assert_eq!(findings[a]["creator"], CREATOR, "{}", findings[a]);
     }
+    // Asked once per resource: the untagged and unknown-lease findings, nothing else.
+    let lookups = proxy.count("LookupEvents");
+    assert!(lookups >= never_tagged.len(), "{lookups}");
+    assert!(
+        resources
+            .values()
+            .all(|r| r["verdict"] == "leased" || r["creator"] == CREATOR),
+        "{resources:?}"
+    );
+    // The on-call summary names who made them.
+    let line = format!(
+        "{} (untagged, never tagged): created by {CREATOR}",
+        never_tagged[0].1
+    );
+    eventually(
+        "the on-call summary",
+        std::time::Duration::from_secs(20),
+        || {
+            let (smtp, line) = (&smtp, &line);
+            async move {
+                smtp.messages()
+                    .iter()
+                    .any(|m| m.kind() == "oncall-summary" && m.text().contains(line.as_str()))
+            }
+        },
+    )
+    .await;
     let m = d.metrics().await;
     assert_eq!(
         sample(
@@ -175,6 +221,11 @@ async fn never_tagged_resources_are_found_and_reaped_only_in_dedicated_accounts(
     // ---- a pass inside the interval does not sweep, and loses nothing the sweep found --------
     clock.advance(TimeDelta::minutes(5));
     let between = d.pass().await;
+    assert_eq!(
+        proxy.count("LookupEvents"),
+        lookups,
+        "a creator is asked once"
+    );
     assert!(sweep_of(&between, DEDICATED).is_null(), "{between}");
     let resources = by_arn(&d, "/api/v1/resources?limit=1000").await;
     for (_, a) in &never_tagged {
@@ -214,6 +265,7 @@ async fn never_tagged_resources_are_found_and_reaped_only_in_dedicated_accounts(
         let held = &items[&arn(SHARED, t)];
         assert_eq!(held["source"], "sweep", "{held}");
         assert_eq!(held["tagless"], true, "{held}");
+        assert_eq!(held["creator"], CREATOR, "{held}");
     }
     assert!(exists(&moto, DEDICATED, &arn(DEDICATED, "ec2:volume")).await);
     for t in ["ec2:instance", "sqs:queue", "s3:bucket"] {

@@ -32,6 +32,8 @@ pub struct ResourceView {
     pub source: Source,
     /// When it was created, where the call that found it says.
     pub created_at: Option<DateTime<Utc>>,
+    /// Who made it, from CloudTrail (`untagged` and `unknown-lease` resources), where known.
+    pub creator: Option<String>,
 }
 
 impl From<StoredResource> for ResourceView {
@@ -57,6 +59,7 @@ impl From<StoredResource> for ResourceView {
             lease_id: r.lease_id,
             source: r.source,
             created_at: r.created_at,
+            creator: r.creator,
         }
     }
 }
@@ -90,6 +93,8 @@ pub struct FindingView {
     pub source: Source,
     /// When its resource was created, where known.
     pub created_at: Option<DateTime<Utc>>,
+    /// Who made its resource, from CloudTrail, where known.
+    pub creator: Option<String>,
 }
 
 impl From<Finding> for FindingView {
@@ -111,6 +116,7 @@ impl From<Finding> for FindingView {
             resolution: f.resolution,
             source: f.source,
             created_at: f.created_at,
+            creator: f.creator,
         }
     }
 }

@@ -48,6 +48,8 @@ pub struct PlanItemView {
     /// It carried no tags at all: deleted only in accounts dedicated to ephemeral work.
     pub tagless: bool,
     pub created_at: Option<DateTime<Utc>>,
+    /// Who made it, from CloudTrail, where known.
+    pub creator: Option<String>,
     pub status: PlanStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held_reason: Option<String>,
@@ -82,6 +84,7 @@ impl From<PlanItem> for PlanItemView {
             source: c.source,
             tagless: c.tagless,
             created_at: c.created_at,
+            creator: c.creator,
             status,
             held_reason,
         }
