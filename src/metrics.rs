@@ -90,6 +90,9 @@ pub struct Metrics {
     pub email_failures: IntCounter,
     /// Outbox rows not done with: unsent messages and notices not yet rolled up.
     pub outbox_pending: IntGauge,
+    /// `ephemera_resources_by_source{source,verdict}`: live resources by how inventory found
+    /// them (tagging, sweep, resource-explorer).
+    pub resources_by_source: IntGaugeVec,
     /// `ephemera_audited_accounts`: accounts the last pass audited (static and organization).
     pub audited_accounts: IntGauge,
 }
@@ -394,6 +397,17 @@ impl Metrics {
                 IntGauge::new(
                     "ephemera_outbox_pending",
                     "Outbox rows not done with: unsent emails and notices not yet rolled up",
+                )
+                .expect("valid static metric"),
+            ),
+            resources_by_source: reg(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "ephemera_resources_by_source",
+                        "Live resources by how inventory found them (tagging walk, sweep of never-tagged resources, Resource Explorer) and verdict",
+                    ),
+                    &["source", "verdict"],
                 )
                 .expect("valid static metric"),
             ),

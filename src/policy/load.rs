@@ -9,7 +9,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::cases::{RawCase, TestCase};
-use super::{AllowEntry, Defaults, Policy, ProjectPolicy, Rule};
+use super::{AllowEntry, AllowMatch, Defaults, Policy, ProjectPolicy, Rule};
 use crate::diagnostic::{FileError, Source};
 use crate::model::{Action, HumanDuration, ProjectName, Verdict};
 
@@ -64,7 +64,13 @@ struct RawRule {
 #[serde(deny_unknown_fields)]
 struct RawAllow {
     /// An exact ARN, or a prefix ending in `*`.
-    arn: String,
+    #[serde(default)]
+    arn: Option<String>,
+    /// Or a name pattern (`*` any run of characters), optionally of one type.
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default, rename = "type")]
+    resource_type: Option<String>,
     reason: String,
     /// Required: an allowlist entry that never ends is a leak waiting to happen.
     /// `YYYY-MM-DD` (midnight UTC) or RFC 3339.
@@ -202,20 +208,60 @@ impl Policy {
                         "say why this resource is protected",
                     ));
                 }
-                let (arn, prefix) = match a.arn.strip_suffix('*') {
-                    Some(p) => (p.to_owned(), true),
-                    None => (a.arn.clone(), false),
+                let what = match (a.arn, a.name) {
+                    (Some(text), None) => {
+                        if a.resource_type.is_some() {
+                            return Err(src.error_for(
+                                span,
+                                "allow.type",
+                                "`type` goes with `name`; an ARN names its type",
+                            ));
+                        }
+                        let (arn, prefix) = match text.strip_suffix('*') {
+                            Some(p) => (p.to_owned(), true),
+                            None => (text.clone(), false),
+                        };
+                        if !arn.starts_with("arn:") {
+                            return Err(src.error_for(
+                                span,
+                                "allow.arn",
+                                format!("`{text}` is not an ARN (or an ARN prefix ending in *)"),
+                            ));
+                        }
+                        AllowMatch::Arn { arn, prefix }
+                    }
+                    (None, Some(pattern)) => {
+                        if pattern.trim_matches('*').is_empty() {
+                            return Err(src.error_for(
+                                span,
+                                "allow.name",
+                                "a pattern of only `*` would protect everything",
+                            ));
+                        }
+                        if let Some(t) = &a.resource_type
+                            && !t.contains(':')
+                        {
+                            return Err(src.error_for(
+                                span,
+                                "allow.type",
+                                format!("`{t}` is not a type like ec2:volume"),
+                            ));
+                        }
+                        AllowMatch::Name {
+                            pattern,
+                            resource_type: a.resource_type,
+                        }
+                    }
+                    _ => {
+                        return Err(src.error_for(
+                            span,
+                            "allow.arn",
+                            "give exactly one of `arn` and `name`",
+                        ));
+                    }
                 };
-                if !arn.starts_with("arn:") {
-                    return Err(src.error_for(
-                        span,
-                        "allow.arn",
-                        format!("`{}` is not an ARN (or an ARN prefix ending in *)", a.arn),
-                    ));
-                }
                 policy.allow.push(AllowEntry {
-                    arn,
-                    prefix,
+                    what,
                     reason: a.reason,
                     expires,
                 });
@@ -363,5 +409,91 @@ max_active_leases = 5
             &[("a.toml", &GOOD.replace("\"web\"", "\"Web\""))],
             "a.toml:3:8: field `project.name`: invalid project name",
         );
+    }
+}
+
+#[cfg(test)]
+mod allow_tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn parse(text: &str) -> Result<Policy, FileError> {
+        Policy::parse([(Path::new("allow.toml"), text)])
+    }
+
+    /// A never-tagged resource has no tags to protect it: a name pattern can, by itself or of
+    /// one type, until it expires; `arn` and `name` are one or the other.
+    #[test]
+    fn names_protect_what_has_no_tags() {
+        let p = parse(
+            r#"
+[[allow]]
+name = "prod-*-db*"
+reason = "hand-made databases"
+expires = "2027-01-01"
+
+[[allow]]
+name = "/aws/lambda/billing-*"
+type = "logs:log-group"
+reason = "billing logs"
+expires = "2027-01-01"
+
+[[allow]]
+arn = "arn:aws:s3:::shared-*"
+reason = "shared buckets"
+expires = "2027-01-01"
+"#,
+        )
+        .expect("valid");
+        let now = Utc
+            .with_ymd_and_hms(2026, 12, 5, 0, 0, 0)
+            .single()
+            .expect("t");
+        let later = Utc
+            .with_ymd_and_hms(2027, 1, 1, 0, 0, 0)
+            .single()
+            .expect("t");
+        let yes = [
+            "arn:aws:dynamodb:us-east-1:111111111111:table/prod-eu-db",
+            "arn:aws:rds:us-east-1:111111111111:db:prod-us-db-2",
+            "arn:aws:logs:us-east-1:111111111111:log-group:/aws/lambda/billing-export",
+            "arn:aws:s3:::shared-artifacts",
+        ];
+        for arn in yes {
+            assert!(p.allowed(arn, now).is_some(), "{arn}");
+            assert!(p.allowed(arn, later).is_none(), "{arn} after it expires");
+        }
+        let no = [
+            "arn:aws:dynamodb:us-east-1:111111111111:table/staging-eu-db",
+            "arn:aws:dynamodb:us-east-1:111111111111:table/prod-db",
+            // The pattern is of log groups only.
+            "arn:aws:lambda:us-east-1:111111111111:function:/aws/lambda/billing-x",
+            "arn:aws:logs:us-east-1:111111111111:log-group:/aws/lambda/ci-1",
+            "arn:aws:s3:::my-shared-bucket",
+        ];
+        for arn in no {
+            assert!(p.allowed(arn, now).is_none(), "{arn}");
+        }
+        for (entry, want) in [
+            (
+                "arn = \"arn:aws:s3:::x\"\nname = \"x\"",
+                "exactly one of `arn` and `name`",
+            ),
+            ("", "exactly one of `arn` and `name`"),
+            ("name = \"**\"", "would protect everything"),
+            (
+                "name = \"x\"\ntype = \"volume\"",
+                "not a type like ec2:volume",
+            ),
+            (
+                "arn = \"arn:aws:s3:::x\"\ntype = \"s3:bucket\"",
+                "`type` goes with `name`",
+            ),
+        ] {
+            let text = format!("[[allow]]\n{entry}\nreason = \"r\"\nexpires = \"2027-01-01\"\n");
+            let err = parse(&text).expect_err(entry).to_string();
+            assert!(err.starts_with("allow.toml:1:"), "{err}");
+            assert!(err.contains(want), "{entry}: {err}");
+        }
     }
 }

@@ -55,25 +55,84 @@ impl Default for Defaults {
     }
 }
 
-/// An allowlist entry: protects an ARN (or every ARN with a prefix, written `prefix*`) until
-/// it expires.
+/// An allowlist entry: protects an ARN (or every ARN with a prefix, written `prefix*`), or
+/// every resource whose name matches a pattern, until it expires. Names are what never-tagged
+/// resources carry instead of tags.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AllowEntry {
-    pub arn: String,
-    pub prefix: bool,
+    pub what: AllowMatch,
     pub reason: String,
     pub expires: DateTime<Utc>,
+}
+
+/// What an allowlist entry protects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowMatch {
+    Arn {
+        arn: String,
+        prefix: bool,
+    },
+    /// The resource's name or id (`i-0abc`, the bucket or queue name, the whole log group
+    /// name), `*` matching any run of characters; of one type when `resource_type` is set.
+    Name {
+        pattern: String,
+        resource_type: Option<String>,
+    },
 }
 
 impl AllowEntry {
     pub fn matches(&self, arn: &str, now: DateTime<Utc>) -> bool {
         now < self.expires
-            && if self.prefix {
-                arn.starts_with(&self.arn)
-            } else {
-                arn == self.arn
+            && match &self.what {
+                AllowMatch::Arn { arn: a, prefix } => {
+                    if *prefix {
+                        arn.starts_with(a.as_str())
+                    } else {
+                        arn == a
+                    }
+                }
+                AllowMatch::Name {
+                    pattern,
+                    resource_type,
+                } => crate::model::Arn::parse(arn).is_ok_and(|a| {
+                    resource_type
+                        .as_deref()
+                        .is_none_or(|t| a.resource_type() == t)
+                        && glob(pattern, resource_name(&a))
+                }),
             }
     }
+}
+
+/// A resource's name as the allowlist matches it: the id or name, a log group's whole name.
+fn resource_name(a: &crate::model::Arn) -> &str {
+    match a.service() {
+        "logs" => a
+            .resource()
+            .strip_prefix("log-group:")
+            .unwrap_or(a.resource()),
+        _ => a.resource_id(),
+    }
+}
+
+/// `*` matches any run of characters (none included); everything else matches itself.
+fn glob(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last) {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for p in &parts[1..parts.len() - 1] {
+        match rest.find(p) {
+            Some(i) => rest = &rest[i + p.len()..],
+            None => return false,
+        }
+    }
+    true
 }
 
 /// The rules of one project.

@@ -42,6 +42,8 @@ pub struct LiveTotals {
     pub series: Vec<([String; 4], u64)>,
     /// Project and its expired-resource hours.
     pub expired_hours: Vec<(String, f64)>,
+    /// `[source, verdict]` and how many live resources have them.
+    pub by_source: Vec<([String; 2], u64)>,
 }
 
 fn corrupt(what: &str, v: &str) -> StoreError {
@@ -408,12 +410,13 @@ impl Store {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT COALESCE(project, 'unknown'), region, resource_type, verdict,
-                        COALESCE(lease_ended_at, first_seen)
+                        COALESCE(lease_ended_at, first_seen), source
                  FROM resources WHERE gone_at IS NULL",
             )?;
             let mut rows = stmt.query([])?;
             let mut counts: HashMap<String, u64> = HashMap::new();
             let mut waste_ms: HashMap<String, i64> = HashMap::new();
+            let mut by_source: HashMap<(String, String), u64> = HashMap::new();
             let mut key = String::new();
             let now = ms(now);
             while let Some(r) = rows.next()? {
@@ -428,6 +431,13 @@ impl Store {
                     Some(n) => *n += 1,
                     None => {
                         counts.insert(key.clone(), 1);
+                    }
+                }
+                let source = text(5)?;
+                match by_source.get_mut(&(source.to_owned(), verdict.to_owned())) {
+                    Some(n) => *n += 1,
+                    None => {
+                        by_source.insert((source.to_owned(), verdict.to_owned()), 1);
                     }
                 }
                 if matches!(verdict, "expired" | "released" | "unknown-lease") {
@@ -456,6 +466,10 @@ impl Store {
             Ok(LiveTotals {
                 series,
                 expired_hours,
+                by_source: by_source
+                    .into_iter()
+                    .map(|((source, verdict), n)| ([source, verdict], n))
+                    .collect(),
             })
         })
         .await

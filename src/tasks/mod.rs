@@ -68,6 +68,7 @@ struct Inner {
     costs: Runner,
     /// Label sets of `ephemera_resources` set by the last pass, to zero those that vanish.
     resource_series: Series,
+    source_series: Series,
     project_series: Series,
     /// Where each finished pass is sent (the daemon's mailer follows it when `[smtp]` is
     /// configured); without a follower (or in `scan --once`) notices wait in the outbox.
@@ -111,6 +112,7 @@ impl Tasks {
                 scans: Runner::new(TaskName::Scan),
                 costs: Runner::new(TaskName::Cost),
                 resource_series: Series::default(),
+                source_series: Series::default(),
                 project_series: Series::default(),
                 passes: std::sync::OnceLock::new(),
             }),
@@ -439,6 +441,14 @@ impl Tasks {
             &inner.metrics.resources,
             totals
                 .series
+                .into_iter()
+                .map(|(k, n)| (k.to_vec(), i64::try_from(n).unwrap_or(i64::MAX)))
+                .collect(),
+        );
+        inner.source_series.set(
+            &inner.metrics.resources_by_source,
+            totals
+                .by_source
                 .into_iter()
                 .map(|(k, n)| (k.to_vec(), i64::try_from(n).unwrap_or(i64::MAX)))
                 .collect(),
