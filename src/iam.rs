@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::inventory::{creator, organization, sweep};
+use crate::inventory::{creator, explorer, organization, sweep};
 use crate::model::ResourceType;
 use crate::reaper::iam::{VERIFY_ACCOUNT_ACTIONS, actions_for};
 
@@ -150,6 +150,20 @@ pub fn reap_sid(resource_type: &str) -> String {
     sid
 }
 
+/// The account of `[discovery.resource_explorer]`'s index, if one is configured.
+fn explorer_account(config: &Config) -> Option<&str> {
+    config
+        .discovery
+        .resource_explorer
+        .as_ref()
+        .map(|re| re.account.as_str())
+}
+
+/// The search of a Resource Explorer index, in the index's account.
+fn explorer_statement() -> Statement {
+    Statement::anywhere("ResourceExplorer", explorer::ACTIONS.iter().copied())
+}
+
 /// The reads of `[aws.organization]`'s account listing.
 fn organizations_statement() -> Statement {
     Statement::anywhere("Organizations", organization::ACTIONS.iter().copied())
@@ -241,6 +255,9 @@ pub fn policy(config: &Config, request: &Request<'_>) -> Result<PolicyDocument, 
             {
                 out.push(organizations_statement());
             }
+            if request.account.is_some() && request.account == explorer_account(config) {
+                out.push(explorer_statement());
+            }
             out
         }
         PolicyHolder::Daemon => {
@@ -280,6 +297,9 @@ pub fn policy(config: &Config, request: &Request<'_>) -> Result<PolicyDocument, 
             if org.is_some_and(|o| o.role_arn.is_none()) {
                 out.push(organizations_statement());
             }
+            if explorer_account(config).is_some_and(|a| direct.contains(&a)) {
+                out.push(explorer_statement());
+            }
             out
         }
     };
@@ -310,6 +330,7 @@ pub fn every_action() -> BTreeSet<&'static str> {
         .chain(VERIFY_ACCOUNT_ACTIONS)
         .chain(discovery_actions().iter())
         .chain(organization::ACTIONS)
+        .chain(explorer::ACTIONS)
         .chain(crate::reaper::iam::reap_actions().flat_map(|(_, a)| a.iter()))
         .copied()
         .collect()
@@ -581,7 +602,7 @@ cost = "0 6 * * *"
         // `[aws.organization]` here).
         let mut want = every_action();
         want.remove("sts:AssumeRole");
-        for a in organization::ACTIONS {
+        for a in organization::ACTIONS.iter().chain(explorer::ACTIONS) {
             want.remove(a);
         }
         assert_eq!(doc.actions(), want);
@@ -725,6 +746,29 @@ cost = "0 6 * * *"
         assert_eq!(sids(&mgmt_doc), ["Inventory", "Discovery", "Organizations"]);
         let other = policy(&through, &role(false, Some(C))).expect("member");
         assert_eq!(sids(&other), ["Inventory", "Discovery"]);
+    }
+
+    /// The index's account searches it; no other account's document says so.
+    #[test]
+    fn the_index_account_searches_resource_explorer() {
+        let cfg = config(
+            &accounts_with_template(),
+            &format!("[discovery.resource_explorer]\naccount = \"{B}\"\nregion = \"us-east-1\"\n"),
+        );
+        let index = policy(&cfg, &role(false, Some(B))).expect("index account");
+        assert_eq!(sids(&index), ["Inventory", "Discovery", "ResourceExplorer"]);
+        assert_eq!(
+            index.statement("ResourceExplorer").expect("search").actions,
+            ["resource-explorer-2:Search"]
+        );
+        let other = policy(&cfg, &role(false, Some(A))).expect("another account");
+        assert!(other.statement("ResourceExplorer").is_none());
+        let direct = config(
+            &format!("[[aws.accounts]]\nid = \"{A}\"\n"),
+            &format!("[discovery.resource_explorer]\naccount = \"{A}\"\nregion = \"us-east-1\"\n"),
+        );
+        let daemon_doc = policy(&direct, &daemon(false)).expect("daemon");
+        assert!(daemon_doc.statement("ResourceExplorer").is_some());
     }
 
     #[test]

@@ -28,6 +28,37 @@ pub struct Discovery {
     /// region); the rest wait for the next pass.
     #[serde(default = "default_creator_lookups")]
     pub creator_lookups_per_pass: u32,
+    /// Sweep through an AWS Resource Explorer aggregator index instead of per-service calls.
+    #[serde(default)]
+    pub resource_explorer: Option<ResourceExplorer>,
+}
+
+/// `[discovery.resource_explorer]`: where the aggregator index is, and which accounts' sweeps
+/// are a search of it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceExplorer {
+    /// The account holding the index; reached like an audited account (its role).
+    pub account: String,
+    /// The region of the aggregator index.
+    pub region: String,
+    /// The view to search; none: the region's default view.
+    #[serde(default)]
+    pub view_arn: Option<String>,
+    /// Accounts whose sweeps are a search; `["*"]` (the default): every audited account.
+    #[serde(default = "every_account")]
+    pub accounts: Vec<String>,
+}
+
+fn every_account() -> Vec<String> {
+    vec!["*".to_owned()]
+}
+
+impl ResourceExplorer {
+    /// Whether `account`'s sweeps are a search of the index.
+    pub fn covers(&self, account: &str) -> bool {
+        self.accounts.iter().any(|a| a == "*" || a == account)
+    }
 }
 
 fn yes() -> bool {
@@ -60,6 +91,7 @@ impl Default for Discovery {
             calls_per_second: default_calls_per_second(),
             creators: true,
             creator_lookups_per_pass: default_creator_lookups(),
+            resource_explorer: None,
         }
     }
 }
@@ -94,6 +126,32 @@ pub(super) fn validate_discovery(
             "discovery.calls_per_second",
             format!("must be 1 to {max}"),
         ));
+    }
+    if let Some(re) = &v.resource_explorer {
+        let digits = |a: &str| a.len() == 12 && a.chars().all(|c| c.is_ascii_digit());
+        if !digits(&re.account) {
+            return Err(src.error_for(
+                at("account"),
+                "discovery.resource_explorer.account",
+                format!("`{}` is not a 12-digit AWS account id", re.account),
+            ));
+        }
+        if let Some(bad) = re.accounts.iter().find(|a| *a != "*" && !digits(a)) {
+            return Err(src.error_for(
+                at("accounts"),
+                "discovery.resource_explorer.accounts",
+                format!("`{bad}` is not a 12-digit AWS account id (or `*`)"),
+            ));
+        }
+        if let Some(view) = &re.view_arn
+            && !view.starts_with("arn:")
+        {
+            return Err(src.error_for(
+                at("view_arn"),
+                "discovery.resource_explorer.view_arn",
+                format!("`{view}` is not an ARN"),
+            ));
+        }
     }
     if v.creator_lookups_per_pass > 10_000 {
         return Err(src.error_for(

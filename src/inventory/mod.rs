@@ -8,6 +8,7 @@
 
 mod client;
 pub mod creator;
+pub mod explorer;
 mod limiter;
 pub mod organization;
 pub mod sweep;

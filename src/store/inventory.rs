@@ -363,16 +363,17 @@ impl Store {
                     }
                     gone += c
                         .prepare_cached(
+                            // Found by a sweep or a search: either lists what the other did.
                             "UPDATE resources SET gone_at = ?4
                              WHERE account = ?1 AND region = ?2 AND last_run != ?3 AND gone_at IS NULL
-                               AND source = ?5 AND resource_type = ?6",
+                               AND source != ?5 AND resource_type = ?6",
                         )?
                         .execute(params![
                             walk.account,
                             walk.region,
                             run_id,
                             ms(walk.ended_at),
-                            Source::Sweep,
+                            Source::Tagging,
                             t.resource_type.as_str()
                         ])?;
                 }

@@ -254,15 +254,52 @@ impl Tasks {
                 return (record, observed);
             }
         };
-        let swept = inventory::sweep::sweep(
-            &conf,
-            account,
-            region,
-            &discovery.types,
-            discovery.calls_per_second,
-            &inner.metrics,
-        )
-        .await;
+        let explorer = discovery
+            .resource_explorer
+            .as_ref()
+            .filter(|re| re.covers(account));
+        let (swept, source) = match explorer {
+            None => (
+                inventory::sweep::sweep(
+                    &conf,
+                    account,
+                    region,
+                    &discovery.types,
+                    discovery.calls_per_second,
+                    &inner.metrics,
+                )
+                .await,
+                Source::Sweep,
+            ),
+            // The index's account, not the walked one, is asked (through its own role).
+            Some(re) => {
+                let swept = match inner.clients.config_for(&re.account, &re.region).await {
+                    Ok(index) => {
+                        inventory::explorer::sweep(
+                            &index,
+                            re.view_arn.as_deref(),
+                            account,
+                            region,
+                            &discovery.types,
+                            &inner.metrics,
+                        )
+                        .await
+                    }
+                    Err(e) => discovery
+                        .types
+                        .iter()
+                        .map(|t| inventory::sweep::TypeSweep {
+                            resource_type: *t,
+                            result: Err(inventory::sweep::SweepError {
+                                operation: "Search",
+                                source: Box::new(e.clone()),
+                            }),
+                        })
+                        .collect(),
+                };
+                (swept, Source::ResourceExplorer)
+            }
+        };
         for t in swept {
             let outcome = match &t.result {
                 Ok(_) => WalkOutcome::Complete,
@@ -300,7 +337,7 @@ impl Tasks {
                             arn: f.arn,
                             tags: f.tags,
                             state: f.state,
-                            source: Source::Sweep,
+                            source,
                             created_at: f.created_at,
                         });
                     }

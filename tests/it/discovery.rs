@@ -556,3 +556,134 @@ assume_role_arn = "arn:aws:iam::{account}:role/ephemera"
         ephemera::reaper::aws::Inspection::Live { .. }
     )
 }
+
+/// Where an aggregator index exists, one `tag:none` search stands in for the per-service list
+/// calls (moto has no Resource Explorer: its answers are recorded, served by the proxy): what it
+/// names is found, never tagged, and reaped in a dedicated account like a sweep's; a search over
+/// its 1,000-result limit leaves its types incomplete.
+#[tokio::test(flavor = "multi_thread")]
+async fn resource_explorer_stands_in_for_the_sweep() {
+    let moto = Moto::start().await;
+    let proxy = FaultProxy::start(&moto.endpoint()).await;
+    let smtp = Smtp::stopped(crate::support::smtp::Tls::None, None);
+    let text = std::fs::read_to_string(workdir(&proxy.endpoint(), &smtp).config_path())
+        .expect("config")
+        .replace(
+            "[discovery]\ninterval = \"1h\"",
+            &format!(
+                "[discovery]\ninterval = \"1h\"\ntypes = [\"ec2:volume\", \"sqs:queue\"]\n\n\
+                 [discovery.resource_explorer]\naccount = \"{DEDICATED}\"\nregion = \"us-east-1\"\n\
+                 accounts = [\"{DEDICATED}\"]"
+            ),
+        );
+    assert!(text.contains("resource_explorer"), "{text}");
+    let work = Workdir::with_config(&text);
+    std::fs::write(work.path().join("rules/policy/projects.toml"), RULES).expect("rules");
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let d = TestDaemon::start_with_clock(&work, clock.clone()).await;
+    let seeded = arns_by_key(
+        &seed(
+            &moto.endpoint(),
+            json!({"resources": [
+                {"key": "volume", "account": DEDICATED, "type": "ec2:volume"},
+                {"key": "queue", "account": DEDICATED, "type": "sqs:queue"},
+            ]}),
+        )
+        .await,
+    );
+    let (volume, queue) = (seeded["volume"][0].clone(), seeded["queue"][0].clone());
+    let answer = |complete: bool, arns: &[&str]| -> &'static str {
+        let resources: Vec<Value> = arns
+            .iter()
+            .map(|a| json!({"Arn": a, "OwningAccountId": DEDICATED, "Region": "us-east-1"}))
+            .collect();
+        let body = json!({"Resources": resources,
+                          "Count": {"Complete": complete, "TotalResources": arns.len()}});
+        Box::leak(body.to_string().into_boxed_str())
+    };
+    proxy.set_fault(
+        "Search",
+        Fault::Respond(
+            200,
+            answer(
+                true,
+                &[
+                    &volume,
+                    &queue,
+                    // Another account's, which the index also holds: not this walk's.
+                    "arn:aws:ec2:us-east-1:999999999999:volume/vol-0elsewhere",
+                ],
+            ),
+        ),
+        None,
+    );
+
+    clock.advance(TimeDelta::minutes(1));
+    let first = d.pass().await;
+    assert_eq!(first["run"]["outcome"], "success", "{first}");
+    let resources = by_arn(&d, "/api/v1/resources?limit=1000").await;
+    for a in [&volume, &queue] {
+        assert_eq!(
+            resources[a]["source"], "resource-explorer",
+            "{}",
+            resources[a]
+        );
+        assert_eq!(resources[a]["reason"], "never tagged", "{}", resources[a]);
+    }
+    assert!(
+        !resources.keys().any(|a| a.contains("vol-0elsewhere")),
+        "{resources:?}"
+    );
+    // The search stood in for the list calls of the account it covers; the other swept.
+    assert!(proxy.count("Search") >= 1);
+    let sweeps_of_shared = sweep_of(&first, SHARED)["types"]
+        .as_array()
+        .expect("the shared account is swept")
+        .len();
+    assert_eq!(sweeps_of_shared, 2);
+    assert_eq!(
+        proxy.count("ListQueues"),
+        1,
+        "one ListQueues, the shared account's"
+    );
+
+    // Over the limit: both types incomplete, nothing of them decided on this pass.
+    proxy.set_fault(
+        "Search",
+        Fault::Respond(200, answer(false, &[&volume])),
+        None,
+    );
+    clock.advance(TimeDelta::hours(2));
+    let over = d.pass().await;
+    let types = sweep_of(&over, DEDICATED)["types"].clone();
+    for t in types.as_array().expect("types") {
+        assert_eq!(t["outcome"], "incomplete", "{types}");
+        assert!(
+            t["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("more than 1,000")),
+            "{types}"
+        );
+    }
+    assert!(
+        exists(&moto, DEDICATED, &volume).await,
+        "deleted on an incomplete search"
+    );
+    assert!(
+        exists(&moto, DEDICATED, &queue).await,
+        "deleted on an incomplete search"
+    );
+
+    // Complete again: the dedicated account's never-tagged resources go, found by the search.
+    proxy.set_fault(
+        "Search",
+        Fault::Respond(200, answer(true, &[&volume, &queue])),
+        None,
+    );
+    clock.advance(TimeDelta::minutes(1));
+    let last = d.pass().await;
+    assert_eq!(last["run"]["outcome"], "success", "{last}");
+    assert!(!exists(&moto, DEDICATED, &volume).await);
+    assert!(!exists(&moto, DEDICATED, &queue).await);
+    d.stop().await;
+}

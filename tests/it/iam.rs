@@ -539,7 +539,10 @@ async fn an_armed_pass_calls_only_what_the_armed_policies_allow_and_needs_all_of
         .into_iter()
         // The Organizations reads need [aws.organization], which this config does not set
         // (`discovery::every_account_of_the_organization_is_audited_from_its_first_pass`).
+        // Nor does it search a Resource Explorer index
+        // (`discovery::resource_explorer_stands_in_for_the_sweep`).
         .filter(|a| !ephemera::inventory::organization::ACTIONS.contains(a))
+        .filter(|a| !ephemera::inventory::explorer::ACTIONS.contains(a))
         .filter(|a| !rows.contains(a) && !seen.contains(*a))
         .collect();
     assert!(unneeded.is_empty(), "never called: {unneeded:?}");

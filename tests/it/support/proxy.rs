@@ -240,10 +240,15 @@ pub fn operation_of(headers: &HeaderMap, body: &[u8]) -> String {
 }
 
 /// The operation of a REST request the tests fault: Lambda's GetFunction
-/// (`GET /2015-03-31/functions/NAME`), which carries neither a target header nor a body, and
-/// the S3 bucket operations the reaper calls (path-style `/{bucket}?…`).
+/// (`GET /2015-03-31/functions/NAME`), which carries neither a target header nor a body,
+/// Resource Explorer's Search (`POST /Search`), and the S3 bucket operations the reaper calls
+/// (path-style `/{bucket}?…`).
 fn rest_operation(method: &Method, target: &str) -> Option<String> {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    // Resource Explorer's search (no S3 bucket name has capitals).
+    if *method == Method::POST && path == "/Search" {
+        return Some("Search".to_owned());
+    }
     if let Some(name) = path.strip_prefix("/2015-03-31/functions/") {
         return (*method == Method::GET && !name.is_empty() && !name.contains('/'))
             .then(|| "GetFunction".to_owned());

@@ -1,0 +1,202 @@
+//! AWS Resource Explorer as the source of never-tagged resources: where an organization keeps
+//! an aggregator index, one `tag:none` search per (account, region) instead of a list call per
+//! type. The search names every untagged resource of the discovery types it indexes.
+//!
+//! A search returns at most 1,000 resources in all: when the combined search is not complete
+//! (`Count.Complete` false), each type is searched on its own, and a type still over the limit
+//! is incomplete for the pass (nothing of it resolved or deleted there).
+
+use std::collections::BTreeMap;
+
+use aws_config::SdkConfig;
+
+use super::count;
+use super::sweep::{Found, SweepError, TypeSweep};
+use crate::metrics::Metrics;
+use crate::model::{Arn, ResourceType, Tags};
+
+/// The IAM actions of the search (in the index's account).
+pub const ACTIONS: &[&str] = &["resource-explorer-2:Search"];
+
+/// The query for the untagged resources of `types` in one (account, region).
+pub fn query(account: &str, region: &str, types: &[ResourceType]) -> String {
+    // Filters with one key are OR'ed, different keys AND'ed.
+    let mut q = format!("tag:none accountid:{account} region:{region}");
+    for t in types {
+        q.push_str(" resourcetype:");
+        q.push_str(t.as_str());
+    }
+    q
+}
+
+/// Every resource the search matches, and whether that is all of them.
+async fn search(
+    client: &aws_sdk_resourceexplorer2::Client,
+    view_arn: Option<&str>,
+    query: &str,
+    metrics: &Metrics,
+) -> Result<(Vec<Arn>, bool), SweepError> {
+    let mut out = Vec::new();
+    let mut token = None;
+    let mut complete = true;
+    loop {
+        let r = client
+            .search()
+            .query_string(query)
+            .set_view_arn(view_arn.map(str::to_owned))
+            .max_results(1000)
+            .set_next_token(token)
+            .send()
+            .await;
+        count(metrics, "resource-explorer-2", "Search", &r);
+        let page = r.map_err(|e| SweepError {
+            operation: "Search",
+            source: Box::new(e),
+        })?;
+        out.extend(
+            page.resources()
+                .iter()
+                .filter_map(|r| r.arn().and_then(|a| Arn::parse(a).ok())),
+        );
+        if page.count().and_then(|c| c.complete()) == Some(false) {
+            complete = false;
+        }
+        token = page
+            .next_token()
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned);
+        if token.is_none() {
+            return Ok((out, complete));
+        }
+    }
+}
+
+/// The never-tagged resources of `types` in (account, region), through the index reached with
+/// `conf`, one result per type like a sweep's.
+pub async fn sweep(
+    conf: &SdkConfig,
+    view_arn: Option<&str>,
+    account: &str,
+    region: &str,
+    types: &[ResourceType],
+    metrics: &Metrics,
+) -> Vec<TypeSweep> {
+    let client = aws_sdk_resourceexplorer2::Client::new(conf);
+    let failed = |e: &SweepError, t: ResourceType| TypeSweep {
+        resource_type: t,
+        result: Err(SweepError {
+            operation: e.operation,
+            source: crate::error_chain(e.source.as_ref()).into(),
+        }),
+    };
+    let over_limit = |t: ResourceType| TypeSweep {
+        resource_type: t,
+        result: Err(SweepError {
+            operation: "Search",
+            source:
+                "more than 1,000 untagged resources of this type: the search cannot list them all"
+                    .into(),
+        }),
+    };
+    match search(&client, view_arn, &query(account, region, types), metrics).await {
+        Err(e) => types.iter().map(|t| failed(&e, *t)).collect(),
+        Ok((arns, true)) => by_type(arns, account, region, types),
+        Ok((_, false)) => {
+            let mut out = Vec::with_capacity(types.len());
+            for t in types {
+                match search(&client, view_arn, &query(account, region, &[*t]), metrics).await {
+                    Err(e) => out.push(failed(&e, *t)),
+                    Ok((_, false)) => out.push(over_limit(*t)),
+                    Ok((arns, true)) => out.extend(by_type(arns, account, region, &[*t])),
+                }
+            }
+            out
+        }
+    }
+}
+
+/// Sorts what a search found into one result per type; anything of another account, region
+/// or type (an index answers for what it indexes) is left out.
+fn by_type(arns: Vec<Arn>, account: &str, region: &str, types: &[ResourceType]) -> Vec<TypeSweep> {
+    let mut found: BTreeMap<ResourceType, Vec<Found>> =
+        types.iter().map(|t| (*t, Vec::new())).collect();
+    for arn in arns {
+        let Some(t) = ResourceType::parse(&arn.resource_type()) else {
+            continue;
+        };
+        // S3 ARNs carry neither account nor region: the query's filters stand for them.
+        let here = arn.account().is_empty() || arn.account() == account;
+        let in_region = arn.region().is_empty() || arn.region() == region;
+        if let (true, true, Some(list)) = (here, in_region, found.get_mut(&t)) {
+            list.push(Found {
+                arn,
+                tags: Tags::default(),
+                created_at: None,
+                state: None,
+            });
+        }
+    }
+    found
+        .into_iter()
+        .map(|(resource_type, f)| TypeSweep {
+            resource_type,
+            result: Ok(f),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_query_and_the_sorting_by_type() {
+        assert_eq!(
+            query(
+                "111111111111",
+                "eu-west-1",
+                &[ResourceType::Ec2Volume, ResourceType::SqsQueue]
+            ),
+            "tag:none accountid:111111111111 region:eu-west-1 resourcetype:ec2:volume resourcetype:sqs:queue"
+        );
+        let arns = [
+            "arn:aws:ec2:eu-west-1:111111111111:volume/vol-1",
+            "arn:aws:ec2:eu-west-1:222222222222:volume/vol-other-account",
+            "arn:aws:ec2:us-east-1:111111111111:volume/vol-other-region",
+            "arn:aws:sqs:eu-west-1:111111111111:q",
+            "arn:aws:sns:eu-west-1:111111111111:not-asked-for",
+            "arn:aws:ec2:eu-west-1:111111111111:vpc/vpc-1",
+        ]
+        .map(|a| Arn::parse(a).expect("arn"))
+        .to_vec();
+        let sorted = by_type(
+            arns,
+            "111111111111",
+            "eu-west-1",
+            &[ResourceType::Ec2Volume, ResourceType::SqsQueue],
+        );
+        let got: Vec<(ResourceType, Vec<String>)> = sorted
+            .into_iter()
+            .map(|s| {
+                let found = s.result.expect("ok");
+                (
+                    s.resource_type,
+                    found.into_iter().map(|f| f.arn.to_string()).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    ResourceType::Ec2Volume,
+                    vec!["arn:aws:ec2:eu-west-1:111111111111:volume/vol-1".to_owned()]
+                ),
+                (
+                    ResourceType::SqsQueue,
+                    vec!["arn:aws:sqs:eu-west-1:111111111111:q".to_owned()]
+                ),
+            ]
+        );
+    }
+}
