@@ -166,8 +166,8 @@ pub(super) fn validate_aws(src: &Source<'_>, aws: &Spanned<AwsConfig>) -> Result
             format!("must be 1 to {max_rate} (the tagging API allows 15 per account and region)"),
         ));
     }
-    if !(1..=64).contains(&a.max_concurrent_walks) {
-        return Err(src.error_for(span, "aws.max_concurrent_walks", "must be 1 to 64"));
+    if !(1..=1024).contains(&a.max_concurrent_walks) {
+        return Err(src.error_for(span, "aws.max_concurrent_walks", "must be 1 to 1024"));
     }
     if !(1..=10).contains(&a.max_attempts) {
         return Err(src.error_for(span, "aws.max_attempts", "must be 1 to 10"));

@@ -21,6 +21,10 @@ pub struct AwsClients {
     aws: AwsConfig,
     accounts: Arc<std::sync::RwLock<Vec<AwsAccount>>>,
     cache: Arc<Mutex<HashMap<(String, String), SdkConfig>>>,
+    /// Per assumed role, the first config made with it: its credentials provider and identity
+    /// cache are shared by every region of the account (credentials are global, so an account's
+    /// regions need one AssumeRole, not one each).
+    roles: Arc<Mutex<HashMap<String, SdkConfig>>>,
 }
 
 impl AwsClients {
@@ -29,6 +33,7 @@ impl AwsClients {
             accounts: Arc::new(std::sync::RwLock::new(aws.accounts.clone())),
             aws,
             cache: Arc::new(Mutex::new(HashMap::new())),
+            roles: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -79,14 +84,29 @@ impl AwsClients {
     }
 
     async fn assumed(&self, base: SdkConfig, role: String) -> SdkConfig {
-        let provider = AssumeRoleProvider::builder(role)
+        let mut roles = self.roles.lock().await;
+        if let Some(first) = roles.get(&role)
+            && let (Some(provider), Some(cache)) =
+                (first.credentials_provider(), first.identity_cache())
+        {
+            return base
+                .into_builder()
+                .credentials_provider(provider)
+                .identity_cache(cache)
+                .build();
+        }
+        let provider = AssumeRoleProvider::builder(role.clone())
             .session_name("ephemera")
             .configure(&base)
             .build()
             .await;
-        base.into_builder()
+        let conf = base
+            .into_builder()
             .credentials_provider(SharedCredentialsProvider::new(provider))
-            .build()
+            .identity_cache(aws_config::identity::IdentityCache::lazy().build())
+            .build();
+        roles.insert(role, conf.clone());
+        conf
     }
 
     /// The base config for a region: the daemon's own credentials.
