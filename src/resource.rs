@@ -270,6 +270,9 @@ pub struct ScanReport {
     /// Why the organization's accounts could not be read (the pass used the last ones known).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub organization_error: Option<String>,
+    /// Every walk of the pass (in memory; the stored run summary leaves them to the walks
+    /// table).
+    #[serde(default)]
     pub walks: Vec<WalkRecord>,
     pub resources_seen: u64,
     /// Resources seen this pass, by verdict, each counted once.

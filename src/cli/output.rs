@@ -9,7 +9,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::http::dto::{
     AuditList, CostView, FindingList, LeaseView, PlanItemView, ReapItemView, ReapPlanView,
-    StatusView, SweepView,
+    StatusView, SweepView, WalkView,
 };
 use crate::resource::ScanReport;
 
@@ -126,9 +126,8 @@ pub fn findings_table(page: &FindingList) -> String {
 }
 
 /// Walks and verdict counts of a scan's report.
-pub fn scan_report(r: &ScanReport) -> String {
-    let walks: Vec<Vec<String>> = r
-        .walks
+pub fn scan_report(r: &ScanReport, walks: &[WalkView]) -> String {
+    let walks: Vec<Vec<String>> = walks
         .iter()
         .map(|w| {
             vec![
@@ -137,11 +136,7 @@ pub fn scan_report(r: &ScanReport) -> String {
                 w.outcome.to_string(),
                 w.pages.to_string(),
                 w.resources.to_string(),
-                opt(w
-                    .sweep
-                    .clone()
-                    .map(|s| SweepView::from(s).summary())
-                    .as_deref()),
+                opt(w.sweep.as_ref().map(SweepView::summary).as_deref()),
                 opt(w.reason.as_deref()),
             ]
         })

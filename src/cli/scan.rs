@@ -1,6 +1,7 @@
 //! Passes: `scan` (through the daemon, or `--once` right here), `findings`, `status`.
 
 use super::*;
+use crate::http::dto::WalkView;
 
 /// `scan --once`: one pass in this process, then the CI verdict.
 pub(super) async fn scan_once(
@@ -19,7 +20,10 @@ pub(super) async fn scan_once(
     let report = parts.tasks.run_scan_once("cli", "once", act, wait).await?;
     match out {
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Output::Table | Output::Csv => print!("{}", output::scan_report(&report)),
+        Output::Table | Output::Csv => {
+            let walks: Vec<WalkView> = report.walks.iter().cloned().map(WalkView::from).collect();
+            print!("{}", output::scan_report(&report, &walks))
+        }
     }
     let flagged: u64 = fail_on
         .iter()
@@ -66,7 +70,7 @@ pub(super) async fn scan_remote(client: ClientArgs, wait: bool) -> anyhow::Resul
                 Output::Table | Output::Csv => {
                     let report: ScanReport = serde_json::from_value(run.run.summary.clone())
                         .context("the run's summary is not a scan report")?;
-                    print!("{}", output::scan_report(&report))
+                    print!("{}", output::scan_report(&report, &run.walks))
                 }
             }
             return Ok(ExitCode::SUCCESS);

@@ -25,6 +25,9 @@ pub struct AwsClients {
     /// cache are shared by every region of the account (credentials are global, so an account's
     /// regions need one AssumeRole, not one each).
     roles: Arc<Mutex<HashMap<String, SdkConfig>>>,
+    /// The base config of each region, loaded once: every (account, region) config is made
+    /// from it and shares its HTTP client (one connection pool, not one per account and region).
+    bases: Arc<Mutex<HashMap<String, SdkConfig>>>,
 }
 
 impl AwsClients {
@@ -34,6 +37,7 @@ impl AwsClients {
             aws,
             cache: Arc::new(Mutex::new(HashMap::new())),
             roles: Arc::new(Mutex::new(HashMap::new())),
+            bases: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -111,6 +115,10 @@ impl AwsClients {
 
     /// The base config for a region: the daemon's own credentials.
     async fn base(&self, region: &str) -> SdkConfig {
+        let mut bases = self.bases.lock().await;
+        if let Some(b) = bases.get(region) {
+            return b.clone();
+        }
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(region.to_owned()))
             .retry_config(RetryConfig::standard().with_max_attempts(self.aws.max_attempts))
@@ -133,7 +141,12 @@ impl AwsClients {
                 "ephemera-emulator",
             ));
         }
-        loader.load().await
+        if let Some(http) = bases.values().next().and_then(SdkConfig::http_client) {
+            loader = loader.http_client(http);
+        }
+        let base = loader.load().await;
+        bases.insert(region.to_owned(), base.clone());
+        base
     }
 
     /// The config for walking `account` in `region`: through the account's role when one is
