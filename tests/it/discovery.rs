@@ -419,12 +419,12 @@ exclude = ["{excluded}"]
 dedicated_ous = ["{sandbox}"]
 
 [discovery]
-types = ["sqs:queue", "ec2:volume"]
+types = ["sqs:queue", "ec2:volume", "ec2:instance", "s3:bucket"]
 interval = "1h"
 
 [enforcement]
 armed = true
-deletable_types = ["ec2:volume", "sqs:queue"]
+deletable_types = ["ec2:volume", "sqs:queue", "ec2:instance", "s3:bucket"]
 max_deletions_per_pass = 50
 max_project_share_percent = 100
 "#,
@@ -438,6 +438,8 @@ max_project_share_percent = 100
         [
             json!({"key": format!("{key}-queue"), "account": account, "type": "sqs:queue"}),
             json!({"key": format!("{key}-volume"), "account": account, "type": "ec2:volume"}),
+            json!({"key": format!("{key}-instance"), "account": account, "type": "ec2:instance"}),
+            json!({"key": format!("{key}-bucket"), "account": account, "type": "s3:bucket"}),
         ]
     };
     let spec: Vec<Value> = [
@@ -472,8 +474,11 @@ max_project_share_percent = 100
     );
     assert_eq!(first["run"]["outcome"], "success", "{first}");
     let resources = by_arn(&d, "/api/v1/resources?limit=1000").await;
-    for k in ["ci-queue", "ci-volume", "shared-queue", "shared-volume"] {
-        assert_eq!(resources[&one(k)]["reason"], "never tagged", "{k}");
+    for k in ["ci", "shared"]
+        .iter()
+        .flat_map(|a| ["queue", "volume", "instance", "bucket"].map(move |t| format!("{a}-{t}")))
+    {
+        assert_eq!(resources[&one(&k)]["reason"], "never tagged", "{k}");
     }
     assert!(
         !resources.contains_key(&one("excluded-queue")),
@@ -502,12 +507,15 @@ max_project_share_percent = 100
     assert_eq!(new_queue["reason"], "never tagged");
 
     // Past the grace: the sandbox OU's account is dedicated, the others are shared.
-    assert!(!exists_in(&moto, &ci, &one("ci-queue")).await);
-    assert!(!exists_in(&moto, &ci, &one("ci-volume")).await);
-    for k in ["shared-queue", "shared-volume"] {
+    for t in ["queue", "volume", "instance", "bucket"] {
+        let (ci_one, shared_one) = (one(&format!("ci-{t}")), one(&format!("shared-{t}")));
         assert!(
-            exists_in(&moto, &shared, &one(k)).await,
-            "{k} deleted in a shared account"
+            !exists_in(&moto, &ci, &ci_one).await,
+            "{t} kept in the dedicated OU"
+        );
+        assert!(
+            exists_in(&moto, &shared, &shared_one).await,
+            "{t} deleted in a shared account"
         );
     }
     assert!(exists_in(&moto, &excluded, &one("excluded-queue")).await);
@@ -518,7 +526,7 @@ max_project_share_percent = 100
         .iter()
         .filter(|i| i["account"] == shared.as_str())
         .collect();
-    assert_eq!(held.len(), 2, "{plan}");
+    assert_eq!(held.len(), 4, "{plan}");
     assert!(held.iter().all(|i| i["status"] == "held"), "{plan}");
     // The organization was read through the proxy, once per pass at least.
     assert!(proxy.count("ListAccounts") >= 2);
