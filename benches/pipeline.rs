@@ -3,7 +3,9 @@
 //! on request, then evaluation and the real store on disk.
 //!
 //! Target: ≥ 100,000 resources/s walked, evaluated and persisted on one core, with memory flat
-//! as the count grows (VmRSS sampled at 10%, 50% and 100% of the walk).
+//! as the count grows (VmRSS sampled at 10%, 50% and 100% of the walk). The stand-in answers
+//! GetResources only, so the configs turn off the sweeps and creator lookups (`[discovery]`);
+//! `org_scale` measures those.
 //!
 //! Phases, each over the same N resources (default 1,000,000 in pages of 100):
 //! 1. walk alone: pages fetched and converted, dropped by a no-op `on_page`;
@@ -519,7 +521,7 @@ async fn bench_real_pass(
     let config_path = common::write_workdir(
         &dir,
         &format!(
-            "regions = [\"{REGION}\"]\nendpoint_url = \"http://127.0.0.1:{port}\"\nemulator = true\ncalls_per_second = 10000\nmax_attempts = 1\n\n[[aws.accounts]]\nid = \"{ACCOUNT}\"\n"
+            "regions = [\"{REGION}\"]\nendpoint_url = \"http://127.0.0.1:{port}\"\nemulator = true\ncalls_per_second = 10000\nmax_attempts = 1\n\n[[aws.accounts]]\nid = \"{ACCOUNT}\"\n\n[discovery]\ntypes = []\ncreators = false\n"
         ),
     );
     let config = Arc::new(Config::load(&config_path).expect("bench config"));
@@ -644,7 +646,7 @@ fn main() {
     let config_path = common::write_workdir(
         tmp.path(),
         &format!(
-            "regions = [\"{REGION}\"]\nendpoint_url = \"http://127.0.0.1:{port}\"\nemulator = true\ncalls_per_second = 15\nmax_attempts = 1\n\n[[aws.accounts]]\nid = \"{ACCOUNT}\"\n"
+            "regions = [\"{REGION}\"]\nendpoint_url = \"http://127.0.0.1:{port}\"\nemulator = true\ncalls_per_second = 15\nmax_attempts = 1\n\n[[aws.accounts]]\nid = \"{ACCOUNT}\"\n\n[discovery]\ntypes = []\ncreators = false\n"
         ),
     );
     let config = Config::load(&config_path).expect("bench config");

@@ -87,7 +87,7 @@ impl Tasks {
                     "unknown"
                 }
                 Err(e) => {
-                    tracing::warn!(%arn, error = %crate::error_chain(&e), "creator lookup failed; asked again next pass");
+                    tracing::warn!(%arn, error = %crate::error_chain(&e), "creator lookup failed; this account and region's lookups are asked again next pass");
                     "error"
                 }
             };
@@ -96,6 +96,12 @@ impl Tasks {
                 .creator_lookups
                 .with_label_values(&[outcome])
                 .inc();
+            // One failure (throttled past the retries, no permission, an emulator without
+            // CloudTrail) stops this (account, region) for the pass: each further call would
+            // spend the same retries to fail alike.
+            if outcome == "error" {
+                break;
+            }
         }
         out
     }
