@@ -445,6 +445,34 @@ impl Store {
 mod tests {
     use super::*;
 
+    /// An untagged resource's age counts toward its grace (from its creation, never before the
+    /// mark); any other verdict, or an unknown age, counts from the mark.
+    #[test]
+    fn an_untagged_resources_age_counts_toward_its_grace() {
+        let at = DateTime::from_timestamp(1_800_000_000, 0).expect("time");
+        let day = 86_400;
+        let ms = |t: DateTime<Utc>| t.timestamp_millis();
+        let untagged = Verdict::Untagged.as_str();
+        // Created 10 days ago, 7 days' grace: due at the mark, not in the past.
+        let old = ms(at - TimeDelta::days(10));
+        assert_eq!(deadline_of(at, 7 * day, untagged, Some(old)), at);
+        // Created 2 days ago: due 5 days after the mark.
+        let young = ms(at - TimeDelta::days(2));
+        assert_eq!(
+            deadline_of(at, 7 * day, untagged, Some(young)),
+            at + TimeDelta::days(5)
+        );
+        // Age unknown, or another verdict: the grace runs from the mark.
+        assert_eq!(
+            deadline_of(at, 7 * day, untagged, None),
+            at + TimeDelta::days(7)
+        );
+        assert_eq!(
+            deadline_of(at, 7 * day, "expired", Some(young)),
+            at + TimeDelta::days(7)
+        );
+    }
+
     /// The marking look-up runs every pass: it must read the unmarked `reap` findings through
     /// their index, not every finding ever opened.
     #[tokio::test]
