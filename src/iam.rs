@@ -13,7 +13,7 @@
 //! Architecture Invariant: pure — no I/O, no AWS call. Every action comes from a table next to
 //! the code that makes the call: [`INVENTORY_ACTIONS`] (the walk), [`sweep::actions`] (the
 //! never-tagged discovery, for the `[discovery] types`), [`creator::ACTIONS`] (who made it),
-//! [`organization::ACTIONS`], [`COST_ACTIONS`]
+//! [`organization::ACTIONS`], [`explorer::ACTIONS`], [`COST_ACTIONS`]
 //! ([`crate::cost::fetch`]), [`crate::reaper::iam`] (the deleters and the account check). No
 //! wildcard action is ever printed; resources are `*` except for `sts:AssumeRole`, because the
 //! read calls take no resource ARN and the deleters act on whatever the plan names.
@@ -96,7 +96,9 @@ impl Statement {
 }
 
 /// An IAM policy document (`Version` 2012-10-17), statements in a fixed order: AssumeRole,
-/// Inventory, Discovery (when `[discovery]` sweeps), CostExplorer, VerifyAccount, then one `Reap…` per allowlisted type by type name.
+/// Inventory, Discovery (when `[discovery]` sweeps or looks up creators), CostExplorer,
+/// VerifyAccount, one `Reap…` per allowlisted type by type name, then Organizations and
+/// ResourceExplorer where the document's principal makes those reads.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PolicyDocument {
     #[serde(rename = "Version")]
@@ -244,15 +246,12 @@ pub fn policy(config: &Config, request: &Request<'_>) -> Result<PolicyDocument, 
             let mut out = account_statements(config, with_cost, armed);
             // The role that reads Organizations lives in one account (management or delegated
             // administrator): its document holds the Organizations reads.
-            if let (Some(id), Some(role)) = (
-                request.account,
-                config
-                    .aws
-                    .organization
-                    .as_ref()
-                    .and_then(|o| o.role_arn.as_deref()),
-            ) && role.split(':').nth(4) == Some(id)
-            {
+            let org_account = config
+                .aws
+                .organization
+                .as_ref()
+                .and_then(|o| o.role_account());
+            if request.account.is_some() && request.account == org_account {
                 out.push(organizations_statement());
             }
             if request.account.is_some() && request.account == explorer_account(config) {

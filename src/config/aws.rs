@@ -91,6 +91,13 @@ pub struct OrganizationConfig {
     pub dedicated_ous: Vec<String>,
 }
 
+impl OrganizationConfig {
+    /// The account of `role_arn`: where the Organizations reads are made.
+    pub fn role_account(&self) -> Option<&str> {
+        self.role_arn.as_deref().and_then(|r| r.split(':').nth(4))
+    }
+}
+
 impl AwsConfig {
     /// The role ARN to assume for an account, if any.
     pub fn role_arn(&self, account: &AwsAccount) -> Option<String> {
@@ -187,7 +194,7 @@ pub(super) fn validate_aws(src: &Source<'_>, aws: &Spanned<AwsConfig>) -> Result
     Ok(())
 }
 
-fn is_account_id(id: &str) -> bool {
+pub(super) fn is_account_id(id: &str) -> bool {
     id.len() == 12 && id.chars().all(|c| c.is_ascii_digit())
 }
 
@@ -240,8 +247,7 @@ fn validate_organization(
         }
     }
     if let Some(role) = &org.role_arn {
-        let account = role.split(':').nth(4).unwrap_or_default().to_owned();
-        check_role_arn(role, &account)
+        check_role_arn(role, org.role_account().unwrap_or_default())
             .map_err(|m| src.error_for(span, "aws.organization.role_arn", m))?;
     }
     Ok(())

@@ -5,6 +5,7 @@ use serde::Deserialize;
 use strum::VariantArray;
 use toml::Spanned;
 
+use super::aws::is_account_id;
 use crate::diagnostic::{FileError, Source};
 use crate::model::{HumanDuration, ResourceType};
 
@@ -128,15 +129,14 @@ pub(super) fn validate_discovery(
         ));
     }
     if let Some(re) = &v.resource_explorer {
-        let digits = |a: &str| a.len() == 12 && a.chars().all(|c| c.is_ascii_digit());
-        if !digits(&re.account) {
+        if !is_account_id(&re.account) {
             return Err(src.error_for(
                 at("account"),
                 "discovery.resource_explorer.account",
                 format!("`{}` is not a 12-digit AWS account id", re.account),
             ));
         }
-        if let Some(bad) = re.accounts.iter().find(|a| *a != "*" && !digits(a)) {
+        if let Some(bad) = re.accounts.iter().find(|a| *a != "*" && !is_account_id(a)) {
             return Err(src.error_for(
                 at("accounts"),
                 "discovery.resource_explorer.accounts",

@@ -14,13 +14,13 @@ use tokio::sync::Mutex;
 
 use crate::config::{AwsAccount, AwsConfig};
 
-/// Builds and caches an SDK config per (account, region), for the accounts audited now (the
-/// static ones, and those the organization listed at the last pass).
+/// Builds the SDK config of each (account, region), for the accounts audited now (the static
+/// ones, and those the organization listed at the last pass), from one base config per region
+/// and one credentials provider per role, both cached.
 #[derive(Debug, Clone)]
 pub struct AwsClients {
     aws: AwsConfig,
     accounts: Arc<std::sync::RwLock<Vec<AwsAccount>>>,
-    cache: Arc<Mutex<HashMap<(String, String), SdkConfig>>>,
     /// Per assumed role, the first config made with it: its credentials provider and identity
     /// cache are shared by every region of the account (credentials are global, so an account's
     /// regions need one AssumeRole, not one each).
@@ -35,7 +35,6 @@ impl AwsClients {
         AwsClients {
             accounts: Arc::new(std::sync::RwLock::new(aws.accounts.clone())),
             aws,
-            cache: Arc::new(Mutex::new(HashMap::new())),
             roles: Arc::new(Mutex::new(HashMap::new())),
             bases: Arc::new(Mutex::new(HashMap::new())),
         }
@@ -49,27 +48,9 @@ impl AwsClients {
             .clone()
     }
 
-    /// Replaces the accounts audited (a pass that read the organization). A config cached for
-    /// an account whose settings changed is dropped.
-    pub async fn set_accounts(&self, accounts: Vec<AwsAccount>) {
-        let changed: Vec<String> = {
-            let old = self.accounts.read().unwrap_or_else(|p| p.into_inner());
-            old.iter()
-                .filter(|o| {
-                    !accounts
-                        .iter()
-                        .any(|n| n.id == o.id && n.assume_role_arn == o.assume_role_arn)
-                })
-                .map(|o| o.id.clone())
-                .collect()
-        };
+    /// Replaces the accounts audited (a pass that read the organization).
+    pub fn set_accounts(&self, accounts: Vec<AwsAccount>) {
         *self.accounts.write().unwrap_or_else(|p| p.into_inner()) = accounts;
-        if !changed.is_empty() {
-            self.cache
-                .lock()
-                .await
-                .retain(|(account, _), _| !changed.contains(account));
-        }
     }
 
     /// The config for reading AWS Organizations: its global endpoint in us-east-1, through
@@ -156,10 +137,6 @@ impl AwsClients {
         account: &str,
         region: &str,
     ) -> Result<SdkConfig, UnknownAccount> {
-        let key = (account.to_owned(), region.to_owned());
-        if let Some(c) = self.cache.lock().await.get(&key) {
-            return Ok(c.clone());
-        }
         let role = {
             let accounts = self.accounts.read().unwrap_or_else(|p| p.into_inner());
             let acc = accounts
@@ -169,12 +146,10 @@ impl AwsClients {
             self.aws.role_arn(acc)
         };
         let base = self.base(region).await;
-        let conf = match role {
+        Ok(match role {
             None => base,
             Some(role) => self.assumed(base, role).await,
-        };
-        self.cache.lock().await.insert(key, conf.clone());
-        Ok(conf)
+        })
     }
 }
 

@@ -30,19 +30,6 @@ pub struct Event {
     pub record: Option<String>,
 }
 
-/// The name CloudTrail files a resource's events under: its id or name (`i-0abc`, `vol-1`,
-/// the bucket, queue, table, topic, function or log group name).
-pub fn resource_name(arn: &Arn) -> &str {
-    match arn.service() {
-        // `log-group:/aws/lambda/x`: the whole name, slashes included.
-        "logs" => arn
-            .resource()
-            .strip_prefix("log-group:")
-            .unwrap_or(arn.resource()),
-        _ => arn.resource_id(),
-    }
-}
-
 #[derive(Deserialize)]
 struct Record {
     #[serde(rename = "userIdentity")]
@@ -88,7 +75,7 @@ pub async fn lookup(
         .lookup_attributes(
             LookupAttribute::builder()
                 .attribute_key(LookupAttributeKey::ResourceName)
-                .attribute_value(resource_name(arn))
+                .attribute_value(arn.name())
                 .build()
                 .map_err(|e| LookupError(Box::new(e)))?,
         )
@@ -143,17 +130,5 @@ mod tests {
             None
         );
         assert_eq!(creator_of(&[]), None);
-    }
-
-    #[test]
-    fn resources_are_looked_up_by_their_name() {
-        let name = |a: &str| resource_name(&Arn::parse(a).expect("arn")).to_owned();
-        assert_eq!(name("arn:aws:ec2:us-east-1:1:instance/i-0abc"), "i-0abc");
-        assert_eq!(name("arn:aws:s3:::my-bucket"), "my-bucket");
-        assert_eq!(name("arn:aws:sqs:us-east-1:1:jobs"), "jobs");
-        assert_eq!(
-            name("arn:aws:logs:us-east-1:1:log-group:/aws/lambda/f"),
-            "/aws/lambda/f"
-        );
     }
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use aws_config::SdkConfig;
 
-use super::count;
+use super::pages;
 use super::sweep::{Found, SweepError, TypeSweep};
 use crate::metrics::Metrics;
 use crate::model::{Arn, ResourceType, Tags};
@@ -36,39 +36,36 @@ async fn search(
     query: &str,
     metrics: &Metrics,
 ) -> Result<(Vec<Arn>, bool), SweepError> {
-    let mut out = Vec::new();
-    let mut token = None;
-    let mut complete = true;
-    loop {
-        let r = client
-            .search()
-            .query_string(query)
-            .set_view_arn(view_arn.map(str::to_owned))
-            .max_results(1000)
-            .set_next_token(token)
-            .send()
-            .await;
-        count(metrics, "resource-explorer-2", "Search", &r);
-        let page = r.map_err(|e| SweepError {
-            operation: "Search",
-            source: Box::new(e),
-        })?;
-        out.extend(
-            page.resources()
-                .iter()
-                .filter_map(|r| r.arn().and_then(|a| Arn::parse(a).ok())),
-        );
-        if page.count().and_then(|c| c.complete()) == Some(false) {
-            complete = false;
-        }
-        token = page
-            .next_token()
-            .filter(|t| !t.is_empty())
-            .map(str::to_owned);
-        if token.is_none() {
-            return Ok((out, complete));
-        }
-    }
+    let (mut out, mut complete) = (Vec::new(), true);
+    pages(
+        metrics,
+        None,
+        ("resource-explorer-2", "Search"),
+        |token| {
+            client
+                .search()
+                .query_string(query)
+                .set_view_arn(view_arn.map(str::to_owned))
+                .max_results(1000)
+                .set_next_token(token)
+                .send()
+        },
+        |page| {
+            out.extend(
+                page.resources()
+                    .iter()
+                    .filter_map(|r| r.arn().and_then(|a| Arn::parse(a).ok())),
+            );
+            complete &= page.count().and_then(|c| c.complete()) != Some(false);
+            page.next_token().map(str::to_owned)
+        },
+    )
+    .await
+    .map_err(|e| SweepError {
+        operation: "Search",
+        source: Box::new(e),
+    })?;
+    Ok((out, complete))
 }
 
 /// The never-tagged resources of `types` in (account, region), through the index reached with
@@ -82,32 +79,24 @@ pub async fn sweep(
     metrics: &Metrics,
 ) -> Vec<TypeSweep> {
     let client = aws_sdk_resourceexplorer2::Client::new(conf);
-    let failed = |e: &SweepError, t: ResourceType| TypeSweep {
-        resource_type: t,
-        result: Err(SweepError {
-            operation: e.operation,
-            source: crate::error_chain(e.source.as_ref()).into(),
-        }),
-    };
-    let over_limit = |t: ResourceType| TypeSweep {
-        resource_type: t,
-        result: Err(SweepError {
-            operation: "Search",
-            source:
-                "more than 1,000 untagged resources of this type: the search cannot list them all"
-                    .into(),
-        }),
+    let failed = |e: &SweepError, t: &[ResourceType]| {
+        TypeSweep::all_failed(t, e.operation, &crate::error_chain(e.source.as_ref()))
     };
     match search(&client, view_arn, &query(account, region, types), metrics).await {
-        Err(e) => types.iter().map(|t| failed(&e, *t)).collect(),
+        Err(e) => failed(&e, types),
         Ok((arns, true)) => by_type(arns, account, region, types),
         Ok((_, false)) => {
             let mut out = Vec::with_capacity(types.len());
             for t in types {
-                match search(&client, view_arn, &query(account, region, &[*t]), metrics).await {
-                    Err(e) => out.push(failed(&e, *t)),
-                    Ok((_, false)) => out.push(over_limit(*t)),
-                    Ok((arns, true)) => out.extend(by_type(arns, account, region, &[*t])),
+                let one = std::slice::from_ref(t);
+                match search(&client, view_arn, &query(account, region, one), metrics).await {
+                    Err(e) => out.extend(failed(&e, one)),
+                    Ok((_, false)) => out.extend(TypeSweep::all_failed(
+                        one,
+                        "Search",
+                        "more than 1,000 untagged resources of this type: the search cannot list them all",
+                    )),
+                    Ok((arns, true)) => out.extend(by_type(arns, account, region, one)),
                 }
             }
             out

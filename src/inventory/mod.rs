@@ -8,6 +8,7 @@
 
 mod client;
 pub mod creator;
+pub mod ec2;
 pub mod explorer;
 mod limiter;
 pub mod organization;
@@ -16,7 +17,6 @@ pub mod sweep;
 use std::collections::HashMap;
 use std::future::Future;
 
-use aws_sdk_ec2::types::Filter;
 use aws_sdk_resourcegroupstagging::error::ProvideErrorMetadata;
 
 pub use client::{AwsClients, UnknownAccount};
@@ -226,34 +226,59 @@ async fn ending_instances(
     metrics: &Metrics,
 ) -> Result<HashMap<String, String>, WalkError> {
     let mut states: HashMap<String, String> = HashMap::new();
-    let mut token: Option<String> = None;
-    loop {
-        limiter.wait().await;
-        let r = ec2
-            .describe_instances()
-            .filters(
-                Filter::builder()
-                    .name("instance-state-name")
-                    .values("shutting-down")
-                    .values("terminated")
-                    .build(),
-            )
-            .set_next_token(token.clone())
-            .send()
-            .await;
-        count(metrics, "ec2", "DescribeInstances", &r);
-        let out = r.map_err(|e| WalkError::InstanceStates { source: e.into() })?;
-        for i in out.reservations().iter().flat_map(|r| r.instances()) {
-            if let (Some(id), Some(state)) = (i.instance_id(), i.state().and_then(|s| s.name())) {
-                states.insert(id.to_owned(), state.as_str().to_owned());
+    pages(
+        metrics,
+        Some(limiter),
+        ("ec2", "DescribeInstances"),
+        |token| {
+            ec2.describe_instances()
+                .filters(ec2::filter(
+                    "instance-state-name",
+                    &["shutting-down", "terminated"],
+                ))
+                .set_next_token(token)
+                .send()
+        },
+        |out| {
+            for i in out.reservations().iter().flat_map(|r| r.instances()) {
+                if let (Some(id), Some(state)) = (i.instance_id(), i.state().and_then(|s| s.name()))
+                {
+                    states.insert(id.to_owned(), state.as_str().to_owned());
+                }
             }
+            out.next_token().map(str::to_owned)
+        },
+    )
+    .await
+    .map_err(|e| WalkError::InstanceStates { source: e.into() })?;
+    Ok(states)
+}
+
+/// Every page of one paginated call, in order. `call` is given each page's token (none for the
+/// first), after its turn at `limiter` when there is one, and each answer is counted in
+/// `ephemera_aws_requests_total`; `take` keeps what a page holds and returns the page's next
+/// token. The last page is the one without a token (AWS ends with an empty one, moto with none).
+pub(crate) async fn pages<P, E, Fut>(
+    metrics: &Metrics,
+    limiter: Option<&RateLimiter>,
+    (service, operation): (&str, &str),
+    mut call: impl FnMut(Option<String>) -> Fut,
+    mut take: impl FnMut(P) -> Option<String>,
+) -> Result<(), E>
+where
+    Fut: Future<Output = Result<P, E>>,
+    E: ProvideErrorMetadata,
+{
+    let mut token = None;
+    loop {
+        if let Some(l) = limiter {
+            l.wait().await;
         }
-        token = out
-            .next_token()
-            .filter(|t| !t.is_empty())
-            .map(str::to_owned);
+        let r = call(token).await;
+        count(metrics, service, operation, &r);
+        token = take(r?).filter(|t| !t.is_empty());
         if token.is_none() {
-            return Ok(states);
+            return Ok(());
         }
     }
 }

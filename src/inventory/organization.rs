@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use aws_config::SdkConfig;
 use aws_sdk_organizations::types::AccountStatus;
 
-use super::{BoxError, count};
+use super::{BoxError, pages};
 use crate::config::{AwsAccount, OrganizationConfig};
 use crate::metrics::Metrics;
 
@@ -47,27 +47,20 @@ pub async fn accounts(
     metrics: &Metrics,
 ) -> Result<Vec<OrgAccount>, OrgError> {
     let client = aws_sdk_organizations::Client::new(conf);
-    // id -> (name, active)
-    let mut listed: BTreeMap<String, (Option<String>, bool)> = BTreeMap::new();
+    let mut listed = Listed::new();
     if org.ous.is_empty() {
-        let mut token = None;
-        loop {
-            let r = client.list_accounts().set_next_token(token).send().await;
-            count(metrics, "organizations", "ListAccounts", &r);
-            let page = r.map_err(failed("ListAccounts"))?;
-            for a in page.accounts() {
-                if let Some(id) = a.id() {
-                    listed.insert(id.to_owned(), (a.name().map(str::to_owned), active(a)));
-                }
-            }
-            token = page
-                .next_token()
-                .filter(|t| !t.is_empty())
-                .map(str::to_owned);
-            if token.is_none() {
-                break;
-            }
-        }
+        pages(
+            metrics,
+            None,
+            ("organizations", "ListAccounts"),
+            |token| client.list_accounts().set_next_token(token).send(),
+            |page| {
+                keep(&mut listed, page.accounts());
+                page.next_token().map(str::to_owned)
+            },
+        )
+        .await
+        .map_err(failed("ListAccounts"))?;
     } else {
         for ou in &org.ous {
             listed.extend(under(&client, ou, metrics).await?);
@@ -104,66 +97,68 @@ fn active(a: &aws_sdk_organizations::types::Account) -> bool {
     }
 }
 
+/// Accounts by id: their name and whether they are active.
+type Listed = BTreeMap<String, (Option<String>, bool)>;
+
+fn keep(listed: &mut Listed, accounts: &[aws_sdk_organizations::types::Account]) {
+    for a in accounts {
+        if let Some(id) = a.id() {
+            listed.insert(id.to_owned(), (a.name().map(str::to_owned), active(a)));
+        }
+    }
+}
+
 /// Every account under `parent`, child OUs included (depth first).
 async fn under(
     client: &aws_sdk_organizations::Client,
     parent: &str,
     metrics: &Metrics,
-) -> Result<BTreeMap<String, (Option<String>, bool)>, OrgError> {
-    let mut out = BTreeMap::new();
+) -> Result<Listed, OrgError> {
+    let mut out = Listed::new();
     let mut parents = vec![parent.to_owned()];
     while let Some(p) = parents.pop() {
-        let mut token = None;
-        loop {
-            let r = client
-                .list_accounts_for_parent()
-                .parent_id(&p)
-                .set_next_token(token)
-                .send()
-                .await;
-            count(metrics, "organizations", "ListAccountsForParent", &r);
-            let page = r.map_err(failed("ListAccountsForParent"))?;
-            for a in page.accounts() {
-                if let Some(id) = a.id() {
-                    out.insert(id.to_owned(), (a.name().map(str::to_owned), active(a)));
-                }
-            }
-            token = page
-                .next_token()
-                .filter(|t| !t.is_empty())
-                .map(str::to_owned);
-            if token.is_none() {
-                break;
-            }
-        }
-        let mut token = None;
-        loop {
-            let r = client
-                .list_organizational_units_for_parent()
-                .parent_id(&p)
-                .set_next_token(token)
-                .send()
-                .await;
-            count(
-                metrics,
-                "organizations",
-                "ListOrganizationalUnitsForParent",
-                &r,
-            );
-            let page = r.map_err(failed("ListOrganizationalUnitsForParent"))?;
-            parents.extend(
-                page.organizational_units()
-                    .iter()
-                    .filter_map(|u| u.id().map(str::to_owned)),
-            );
-            token = page
-                .next_token()
-                .filter(|t| !t.is_empty())
-                .map(str::to_owned);
-            if token.is_none() {
-                break;
-            }
-        }
+        pages(
+            metrics,
+            None,
+            ("organizations", "ListAccountsForParent"),
+            |token| {
+                client
+                    .list_accounts_for_parent()
+                    .parent_id(&p)
+                    .set_next_token(token)
+                    .send()
+            },
+            |page| {
+                keep(&mut out, page.accounts());
+                page.next_token().map(str::to_owned)
+            },
+        )
+        .await
+        .map_err(failed("ListAccountsForParent"))?;
+        let mut children = Vec::new();
+        pages(
+            metrics,
+            None,
+            ("organizations", "ListOrganizationalUnitsForParent"),
+            |token| {
+                client
+                    .list_organizational_units_for_parent()
+                    .parent_id(&p)
+                    .set_next_token(token)
+                    .send()
+            },
+            |page| {
+                children.extend(
+                    page.organizational_units()
+                        .iter()
+                        .filter_map(|u| u.id().map(str::to_owned)),
+                );
+                page.next_token().map(str::to_owned)
+            },
+        )
+        .await
+        .map_err(failed("ListOrganizationalUnitsForParent"))?;
+        parents.extend(children);
     }
     Ok(out)
 }

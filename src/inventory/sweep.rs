@@ -14,10 +14,11 @@
 //! instances already ending. Snapshots and images are those the account owns (`self`).
 
 use aws_config::SdkConfig;
-use aws_sdk_ec2::types::Filter;
+use aws_sdk_resourcegroupstagging::error::ProvideErrorMetadata;
 use chrono::{DateTime, Utc};
 
-use super::{BoxError, RateLimiter, count};
+use super::ec2::{filter, tags as ec2_tags, time};
+use super::{BoxError, RateLimiter, pages};
 use crate::metrics::Metrics;
 use crate::model::{Arn, ResourceType, Tags};
 
@@ -49,6 +50,27 @@ pub struct TypeSweep {
     pub result: Result<Vec<Found>, SweepError>,
 }
 
+impl TypeSweep {
+    /// Each of `types` failed alike, for `reason` (a failure shared by every type: no client
+    /// for the account, one search for all).
+    pub fn all_failed(
+        types: &[ResourceType],
+        operation: &'static str,
+        reason: &str,
+    ) -> Vec<TypeSweep> {
+        types
+            .iter()
+            .map(|t| TypeSweep {
+                resource_type: *t,
+                result: Err(SweepError {
+                    operation,
+                    source: reason.into(),
+                }),
+            })
+            .collect()
+    }
+}
+
 /// The AWS partition of a region.
 pub fn partition(region: &str) -> &'static str {
     if region.starts_with("cn-") {
@@ -60,8 +82,7 @@ pub fn partition(region: &str) -> &'static str {
     }
 }
 
-/// Where a sweep's calls go and how fast: one limiter per service, so a slow or throttled
-/// service does not hold back the others.
+/// The (account, region) a sweep lists, and where its calls are counted.
 struct Ctx<'a> {
     account: &'a str,
     region: &'a str,
@@ -89,25 +110,24 @@ impl Ctx<'_> {
     }
 }
 
-fn smithy_time(t: Option<&aws_sdk_ec2::primitives::DateTime>) -> Option<DateTime<Utc>> {
-    t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
-}
-
-fn ec2_tags(tags: &[aws_sdk_ec2::types::Tag]) -> Tags {
-    Tags::from_pairs(
-        tags.iter()
-            .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
-    )
-}
-
-fn failed<E>(operation: &'static str) -> impl FnOnce(E) -> SweepError
+/// Every page of one list call, counted and spaced at `limiter`; a failure names the call.
+async fn list_pages<P, E, Fut>(
+    ctx: &Ctx<'_>,
+    limiter: &RateLimiter,
+    call: (&str, &'static str),
+    request: impl FnMut(Option<String>) -> Fut,
+    take: impl FnMut(P) -> Option<String>,
+) -> Result<(), SweepError>
 where
-    E: std::error::Error + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<P, E>>,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    move |e| SweepError {
-        operation,
-        source: Box::new(e),
-    }
+    pages(ctx.metrics, Some(limiter), call, request, take)
+        .await
+        .map_err(|e| SweepError {
+            operation: call.1,
+            source: Box::new(e),
+        })
 }
 
 /// Sweeps `types` in one (account, region) through `conf`: services side by side, each
@@ -151,6 +171,7 @@ pub async fn sweep(
     let service = |service: &'static str| {
         let (ctx, clients, types) = (&ctx, &clients, of(service));
         async move {
+            // One limiter per service: a slow or throttled service does not hold back the others.
             let limiter = RateLimiter::new(per_second);
             let mut out = Vec::with_capacity(types.len());
             for t in types {
@@ -237,57 +258,45 @@ pub fn actions(t: ResourceType) -> &'static [&'static str] {
     }
 }
 
-fn next(token: Option<&str>) -> Option<String> {
-    token.filter(|t| !t.is_empty()).map(str::to_owned)
-}
-
 async fn instances(
     ctx: &Ctx<'_>,
     ec2: &aws_sdk_ec2::Client,
     limiter: &RateLimiter,
 ) -> Result<Vec<Found>, SweepError> {
     let mut out = Vec::new();
-    let mut token = None;
-    loop {
-        limiter.wait().await;
-        let r = ec2
-            .describe_instances()
-            .filters(
-                Filter::builder()
-                    .name("instance-state-name")
-                    .set_values(Some(
-                        ["pending", "running", "stopping", "stopped"]
-                            .map(String::from)
-                            .to_vec(),
-                    ))
-                    .build(),
-            )
-            .set_next_token(token)
-            .send()
-            .await;
-        count(ctx.metrics, "ec2", "DescribeInstances", &r);
-        let page = r.map_err(failed("DescribeInstances"))?;
-        for i in page.reservations().iter().flat_map(|r| r.instances()) {
-            let Some(id) = i.instance_id() else { continue };
-            let Some(mut f) = ctx.found(
-                "ec2",
-                &format!("instance/{id}"),
-                ec2_tags(i.tags()),
-                smithy_time(i.launch_time()),
-            ) else {
-                continue;
-            };
-            f.state = i
-                .state()
-                .and_then(|s| s.name())
-                .map(|s| s.as_str().to_owned());
-            out.push(f);
-        }
-        token = next(page.next_token());
-        if token.is_none() {
-            return Ok(out);
-        }
-    }
+    let live = ["pending", "running", "stopping", "stopped"];
+    list_pages(
+        ctx,
+        limiter,
+        ("ec2", "DescribeInstances"),
+        |token| {
+            ec2.describe_instances()
+                .filters(filter("instance-state-name", &live))
+                .set_next_token(token)
+                .send()
+        },
+        |page| {
+            for i in page.reservations().iter().flat_map(|r| r.instances()) {
+                let Some(id) = i.instance_id() else { continue };
+                let created = time(i.launch_time());
+                if let Some(mut f) = ctx.found(
+                    "ec2",
+                    &format!("instance/{id}"),
+                    ec2_tags(i.tags()),
+                    created,
+                ) {
+                    f.state = i
+                        .state()
+                        .and_then(|s| s.name())
+                        .map(|s| s.as_str().to_owned());
+                    out.push(f);
+                }
+            }
+            page.next_token().map(str::to_owned)
+        },
+    )
+    .await?;
+    Ok(out)
 }
 
 async fn volumes(
@@ -296,40 +305,28 @@ async fn volumes(
     limiter: &RateLimiter,
 ) -> Result<Vec<Found>, SweepError> {
     let mut out = Vec::new();
-    let mut token = None;
-    loop {
-        limiter.wait().await;
-        let r = ec2
-            .describe_volumes()
-            .filters(
-                Filter::builder()
-                    .name("status")
-                    .set_values(Some(
-                        ["creating", "available", "error"]
-                            .map(String::from)
-                            .to_vec(),
-                    ))
-                    .build(),
-            )
-            .set_next_token(token)
-            .send()
-            .await;
-        count(ctx.metrics, "ec2", "DescribeVolumes", &r);
-        let page = r.map_err(failed("DescribeVolumes"))?;
-        for v in page.volumes() {
-            let Some(id) = v.volume_id() else { continue };
-            out.extend(ctx.found(
-                "ec2",
-                &format!("volume/{id}"),
-                ec2_tags(v.tags()),
-                smithy_time(v.create_time()),
-            ));
-        }
-        token = next(page.next_token());
-        if token.is_none() {
-            return Ok(out);
-        }
-    }
+    list_pages(
+        ctx,
+        limiter,
+        ("ec2", "DescribeVolumes"),
+        |token| {
+            ec2.describe_volumes()
+                .filters(filter("status", &["creating", "available", "error"]))
+                .set_next_token(token)
+                .send()
+        },
+        |page| {
+            for v in page.volumes() {
+                if let Some(id) = v.volume_id() {
+                    let (tags, created) = (ec2_tags(v.tags()), time(v.create_time()));
+                    out.extend(ctx.found("ec2", &format!("volume/{id}"), tags, created));
+                }
+            }
+            page.next_token().map(str::to_owned)
+        },
+    )
+    .await?;
+    Ok(out)
 }
 
 async fn snapshots(
@@ -338,36 +335,32 @@ async fn snapshots(
     limiter: &RateLimiter,
 ) -> Result<Vec<Found>, SweepError> {
     let mut out = Vec::new();
-    let mut token = None;
-    loop {
-        limiter.wait().await;
-        let r = ec2
-            .describe_snapshots()
-            .owner_ids("self")
-            .set_next_token(token)
-            .send()
-            .await;
-        count(ctx.metrics, "ec2", "DescribeSnapshots", &r);
-        let page = r.map_err(failed("DescribeSnapshots"))?;
-        for s in page.snapshots() {
-            let Some(id) = s.snapshot_id() else { continue };
-            // `self` already asks for these; checked again because an emulator answers with
-            // the public snapshots behind its stock images too.
-            if s.owner_id().is_some_and(|o| o != ctx.account) {
-                continue;
+    list_pages(
+        ctx,
+        limiter,
+        ("ec2", "DescribeSnapshots"),
+        |token| {
+            ec2.describe_snapshots()
+                .owner_ids("self")
+                .set_next_token(token)
+                .send()
+        },
+        |page| {
+            for s in page.snapshots() {
+                // `self` already asks for these; checked again because an emulator answers with
+                // the public snapshots behind its stock images too.
+                if let Some(id) = s.snapshot_id()
+                    && s.owner_id().is_none_or(|o| o == ctx.account)
+                {
+                    let (tags, created) = (ec2_tags(s.tags()), time(s.start_time()));
+                    out.extend(ctx.found("ec2", &format!("snapshot/{id}"), tags, created));
+                }
             }
-            out.extend(ctx.found(
-                "ec2",
-                &format!("snapshot/{id}"),
-                ec2_tags(s.tags()),
-                smithy_time(s.start_time()),
-            ));
-        }
-        token = next(page.next_token());
-        if token.is_none() {
-            return Ok(out);
-        }
-    }
+            page.next_token().map(str::to_owned)
+        },
+    )
+    .await?;
+    Ok(out)
 }
 
 async fn images(
@@ -376,30 +369,36 @@ async fn images(
     limiter: &RateLimiter,
 ) -> Result<Vec<Found>, SweepError> {
     let mut out = Vec::new();
-    let mut token = None;
-    loop {
-        limiter.wait().await;
-        let r = ec2
-            .describe_images()
-            .owners("self")
-            .set_next_token(token)
-            .send()
-            .await;
-        count(ctx.metrics, "ec2", "DescribeImages", &r);
-        let page = r.map_err(failed("DescribeImages"))?;
-        for i in page.images() {
-            let Some(id) = i.image_id() else { continue };
-            let created = i
-                .creation_date()
-                .and_then(|d| DateTime::parse_from_rfc3339(d).ok())
-                .map(|d| d.with_timezone(&Utc));
-            out.extend(ctx.found("ec2", &format!("image/{id}"), ec2_tags(i.tags()), created));
-        }
-        token = next(page.next_token());
-        if token.is_none() {
-            return Ok(out);
-        }
-    }
+    list_pages(
+        ctx,
+        limiter,
+        ("ec2", "DescribeImages"),
+        |token| {
+            ec2.describe_images()
+                .owners("self")
+                .set_next_token(token)
+                .send()
+        },
+        |page| {
+            for i in page.images() {
+                if let Some(id) = i.image_id() {
+                    let created = i
+                        .creation_date()
+                        .and_then(|d| DateTime::parse_from_rfc3339(d).ok())
+                        .map(|d| d.with_timezone(&Utc));
+                    out.extend(ctx.found(
+                        "ec2",
+                        &format!("image/{id}"),
+                        ec2_tags(i.tags()),
+                        created,
+                    ));
+                }
+            }
+            page.next_token().map(str::to_owned)
+        },
+    )
+    .await?;
+    Ok(out)
 }
 
 async fn security_groups(
@@ -408,34 +407,26 @@ async fn security_groups(
     limiter: &RateLimiter,
 ) -> Result<Vec<Found>, SweepError> {
     let mut out = Vec::new();
-    let mut token = None;
-    loop {
-        limiter.wait().await;
-        let r = ec2
-            .describe_security_groups()
-            .set_next_token(token)
-            .send()
-            .await;
-        count(ctx.metrics, "ec2", "DescribeSecurityGroups", &r);
-        let page = r.map_err(failed("DescribeSecurityGroups"))?;
-        for g in page.security_groups() {
-            let Some(id) = g.group_id() else { continue };
-            // Each VPC's default group goes with its VPC and cannot be deleted on its own.
-            if g.group_name() == Some("default") {
-                continue;
+    list_pages(
+        ctx,
+        limiter,
+        ("ec2", "DescribeSecurityGroups"),
+        |token| ec2.describe_security_groups().set_next_token(token).send(),
+        |page| {
+            for g in page.security_groups() {
+                // Each VPC's default group goes with its VPC and cannot be deleted on its own.
+                if let Some(id) = g.group_id()
+                    && g.group_name() != Some("default")
+                {
+                    let arn = format!("security-group/{id}");
+                    out.extend(ctx.found("ec2", &arn, ec2_tags(g.tags()), None));
+                }
             }
-            out.extend(ctx.found(
-                "ec2",
-                &format!("security-group/{id}"),
-                ec2_tags(g.tags()),
-                None,
-            ));
-        }
-        token = next(page.next_token());
-        if token.is_none() {
-            return Ok(out);
-        }
-    }
+            page.next_token().map(str::to_owned)
+        },
+    )
+    .await?;
+    Ok(out)
 }
 
 async fn network_interfaces(
@@ -444,76 +435,80 @@ async fn network_interfaces(
     limiter: &RateLimiter,
 ) -> Result<Vec<Found>, SweepError> {
     let mut out = Vec::new();
-    let mut token = None;
-    loop {
-        limiter.wait().await;
-        let r = ec2
-            .describe_network_interfaces()
-            .filters(Filter::builder().name("status").values("available").build())
-            .set_next_token(token)
-            .send()
-            .await;
-        count(ctx.metrics, "ec2", "DescribeNetworkInterfaces", &r);
-        let page = r.map_err(failed("DescribeNetworkInterfaces"))?;
-        for n in page.network_interfaces() {
-            let Some(id) = n.network_interface_id() else {
-                continue;
-            };
-            out.extend(ctx.found(
-                "ec2",
-                &format!("network-interface/{id}"),
-                ec2_tags(n.tag_set()),
-                None,
-            ));
-        }
-        token = next(page.next_token());
-        if token.is_none() {
-            return Ok(out);
-        }
-    }
+    list_pages(
+        ctx,
+        limiter,
+        ("ec2", "DescribeNetworkInterfaces"),
+        |token| {
+            ec2.describe_network_interfaces()
+                .filters(filter("status", &["available"]))
+                .set_next_token(token)
+                .send()
+        },
+        |page| {
+            for n in page.network_interfaces() {
+                if let Some(id) = n.network_interface_id() {
+                    let arn = format!("network-interface/{id}");
+                    out.extend(ctx.found("ec2", &arn, ec2_tags(n.tag_set()), None));
+                }
+            }
+            page.next_token().map(str::to_owned)
+        },
+    )
+    .await?;
+    Ok(out)
 }
 
+/// One call, no pages.
 async fn addresses(
     ctx: &Ctx<'_>,
     ec2: &aws_sdk_ec2::Client,
     limiter: &RateLimiter,
 ) -> Result<Vec<Found>, SweepError> {
-    limiter.wait().await;
-    let r = ec2.describe_addresses().send().await;
-    count(ctx.metrics, "ec2", "DescribeAddresses", &r);
-    let page = r.map_err(failed("DescribeAddresses"))?;
-    Ok(page
-        .addresses()
-        .iter()
-        .filter_map(|a| {
-            let id = a.allocation_id()?;
-            ctx.found("ec2", &format!("elastic-ip/{id}"), ec2_tags(a.tags()), None)
-        })
-        .collect())
+    let mut out = Vec::new();
+    list_pages(
+        ctx,
+        limiter,
+        ("ec2", "DescribeAddresses"),
+        |_| ec2.describe_addresses().send(),
+        |page| {
+            for a in page.addresses() {
+                if let Some(id) = a.allocation_id() {
+                    let arn = format!("elastic-ip/{id}");
+                    out.extend(ctx.found("ec2", &arn, ec2_tags(a.tags()), None));
+                }
+            }
+            None
+        },
+    )
+    .await?;
+    Ok(out)
 }
 
+/// One call, no pages.
 async fn key_pairs(
     ctx: &Ctx<'_>,
     ec2: &aws_sdk_ec2::Client,
     limiter: &RateLimiter,
 ) -> Result<Vec<Found>, SweepError> {
-    limiter.wait().await;
-    let r = ec2.describe_key_pairs().send().await;
-    count(ctx.metrics, "ec2", "DescribeKeyPairs", &r);
-    let page = r.map_err(failed("DescribeKeyPairs"))?;
-    Ok(page
-        .key_pairs()
-        .iter()
-        .filter_map(|k| {
-            let id = k.key_pair_id()?;
-            ctx.found(
-                "ec2",
-                &format!("key-pair/{id}"),
-                ec2_tags(k.tags()),
-                smithy_time(k.create_time()),
-            )
-        })
-        .collect())
+    let mut out = Vec::new();
+    list_pages(
+        ctx,
+        limiter,
+        ("ec2", "DescribeKeyPairs"),
+        |_| ec2.describe_key_pairs().send(),
+        |page| {
+            for k in page.key_pairs() {
+                if let Some(id) = k.key_pair_id() {
+                    let (tags, created) = (ec2_tags(k.tags()), time(k.create_time()));
+                    out.extend(ctx.found("ec2", &format!("key-pair/{id}"), tags, created));
+                }
+            }
+            None
+        },
+    )
+    .await?;
+    Ok(out)
 }
 
 async fn launch_templates(
@@ -522,32 +517,24 @@ async fn launch_templates(
     limiter: &RateLimiter,
 ) -> Result<Vec<Found>, SweepError> {
     let mut out = Vec::new();
-    let mut token = None;
-    loop {
-        limiter.wait().await;
-        let r = ec2
-            .describe_launch_templates()
-            .set_next_token(token)
-            .send()
-            .await;
-        count(ctx.metrics, "ec2", "DescribeLaunchTemplates", &r);
-        let page = r.map_err(failed("DescribeLaunchTemplates"))?;
-        for t in page.launch_templates() {
-            let Some(id) = t.launch_template_id() else {
-                continue;
-            };
-            out.extend(ctx.found(
-                "ec2",
-                &format!("launch-template/{id}"),
-                ec2_tags(t.tags()),
-                smithy_time(t.create_time()),
-            ));
-        }
-        token = next(page.next_token());
-        if token.is_none() {
-            return Ok(out);
-        }
-    }
+    list_pages(
+        ctx,
+        limiter,
+        ("ec2", "DescribeLaunchTemplates"),
+        |token| ec2.describe_launch_templates().set_next_token(token).send(),
+        |page| {
+            for t in page.launch_templates() {
+                if let Some(id) = t.launch_template_id() {
+                    let (tags, created) = (ec2_tags(t.tags()), time(t.create_time()));
+                    let arn = format!("launch-template/{id}");
+                    out.extend(ctx.found("ec2", &arn, tags, created));
+                }
+            }
+            page.next_token().map(str::to_owned)
+        },
+    )
+    .await?;
+    Ok(out)
 }
 
 /// The buckets located in this walk's region (ListBuckets filtered by region): a bucket is
@@ -559,35 +546,36 @@ async fn buckets(
     limiter: &RateLimiter,
 ) -> Result<Vec<Found>, SweepError> {
     let mut out = Vec::new();
-    let mut token = None;
-    loop {
-        limiter.wait().await;
-        let r = s3
-            .list_buckets()
-            .bucket_region(ctx.region)
-            .max_buckets(1000)
-            .set_continuation_token(token)
-            .send()
-            .await;
-        count(ctx.metrics, "s3", "ListBuckets", &r);
-        let page = r.map_err(failed("ListBuckets"))?;
-        for b in page.buckets() {
-            let Some(name) = b.name() else { continue };
-            let Ok(arn) = Arn::parse(&format!("arn:{}:s3:::{name}", partition(ctx.region))) else {
-                continue;
-            };
-            out.push(Found {
-                arn,
-                tags: Tags::default(),
-                created_at: smithy_time(b.creation_date()),
-                state: None,
-            });
-        }
-        token = next(page.continuation_token());
-        if token.is_none() {
-            return Ok(out);
-        }
-    }
+    list_pages(
+        ctx,
+        limiter,
+        ("s3", "ListBuckets"),
+        |token| {
+            s3.list_buckets()
+                .bucket_region(ctx.region)
+                .max_buckets(1000)
+                .set_continuation_token(token)
+                .send()
+        },
+        |page| {
+            for b in page.buckets() {
+                let arn = b.name().and_then(|n| {
+                    Arn::parse(&format!("arn:{}:s3:::{n}", partition(ctx.region))).ok()
+                });
+                if let Some(arn) = arn {
+                    out.push(Found {
+                        arn,
+                        tags: Tags::default(),
+                        created_at: time(b.creation_date()),
+                        state: None,
+                    });
+                }
+            }
+            page.continuation_token().map(str::to_owned)
+        },
+    )
+    .await?;
+    Ok(out)
 }
 
 async fn queues(
@@ -596,29 +584,30 @@ async fn queues(
     limiter: &RateLimiter,
 ) -> Result<Vec<Found>, SweepError> {
     let mut out = Vec::new();
-    let mut token = None;
-    loop {
-        limiter.wait().await;
-        let r = sqs
-            .list_queues()
-            .max_results(1000)
-            .set_next_token(token)
-            .send()
-            .await;
-        count(ctx.metrics, "sqs", "ListQueues", &r);
-        let page = r.map_err(failed("ListQueues"))?;
-        for url in page.queue_urls() {
+    list_pages(
+        ctx,
+        limiter,
+        ("sqs", "ListQueues"),
+        |token| {
+            sqs.list_queues()
+                .max_results(1000)
+                .set_next_token(token)
+                .send()
+        },
+        |page| {
             // https://sqs.REGION.amazonaws.com/ACCOUNT/NAME: the name is the last segment.
-            let Some(name) = url.rsplit('/').next().filter(|n| !n.is_empty()) else {
-                continue;
-            };
-            out.extend(ctx.found("sqs", name, Tags::default(), None));
-        }
-        token = next(page.next_token());
-        if token.is_none() {
-            return Ok(out);
-        }
-    }
+            for name in page
+                .queue_urls()
+                .iter()
+                .filter_map(|u| u.rsplit('/').next())
+            {
+                out.extend(ctx.found("sqs", name, Tags::default(), None));
+            }
+            page.next_token().map(str::to_owned)
+        },
+    )
+    .await?;
+    Ok(out)
 }
 
 async fn topics(
@@ -627,14 +616,17 @@ async fn topics(
     limiter: &RateLimiter,
 ) -> Result<Vec<Found>, SweepError> {
     let mut out = Vec::new();
-    let mut token = None;
-    loop {
-        limiter.wait().await;
-        let r = sns.list_topics().set_next_token(token).send().await;
-        count(ctx.metrics, "sns", "ListTopics", &r);
-        let page = r.map_err(failed("ListTopics"))?;
-        for t in page.topics() {
-            if let Some(arn) = t.topic_arn().and_then(|a| Arn::parse(a).ok()) {
+    list_pages(
+        ctx,
+        limiter,
+        ("sns", "ListTopics"),
+        |token| sns.list_topics().set_next_token(token).send(),
+        |page| {
+            for arn in page
+                .topics()
+                .iter()
+                .filter_map(|t| t.topic_arn().and_then(|a| Arn::parse(a).ok()))
+            {
                 out.push(Found {
                     arn,
                     tags: Tags::default(),
@@ -642,12 +634,11 @@ async fn topics(
                     state: None,
                 });
             }
-        }
-        token = next(page.next_token());
-        if token.is_none() {
-            return Ok(out);
-        }
-    }
+            page.next_token().map(str::to_owned)
+        },
+    )
+    .await?;
+    Ok(out)
 }
 
 async fn tables(
@@ -656,24 +647,26 @@ async fn tables(
     limiter: &RateLimiter,
 ) -> Result<Vec<Found>, SweepError> {
     let mut out = Vec::new();
-    let mut start = None;
-    loop {
-        limiter.wait().await;
-        let r = dynamodb
-            .list_tables()
-            .set_exclusive_start_table_name(start)
-            .send()
-            .await;
-        count(ctx.metrics, "dynamodb", "ListTables", &r);
-        let page = r.map_err(failed("ListTables"))?;
-        for name in page.table_names() {
-            out.extend(ctx.found("dynamodb", &format!("table/{name}"), Tags::default(), None));
-        }
-        start = next(page.last_evaluated_table_name());
-        if start.is_none() {
-            return Ok(out);
-        }
-    }
+    list_pages(
+        ctx,
+        limiter,
+        ("dynamodb", "ListTables"),
+        |start| {
+            dynamodb
+                .list_tables()
+                .set_exclusive_start_table_name(start)
+                .send()
+        },
+        |page| {
+            for name in page.table_names() {
+                let arn = format!("table/{name}");
+                out.extend(ctx.found("dynamodb", &arn, Tags::default(), None));
+            }
+            page.last_evaluated_table_name().map(str::to_owned)
+        },
+    )
+    .await?;
+    Ok(out)
 }
 
 async fn functions(
@@ -682,23 +675,21 @@ async fn functions(
     limiter: &RateLimiter,
 ) -> Result<Vec<Found>, SweepError> {
     let mut out = Vec::new();
-    let mut marker = None;
-    loop {
-        limiter.wait().await;
-        let r = lambda.list_functions().set_marker(marker).send().await;
-        count(ctx.metrics, "lambda", "ListFunctions", &r);
-        let page = r.map_err(failed("ListFunctions"))?;
-        for f in page.functions() {
-            let Some(name) = f.function_name() else {
-                continue;
-            };
-            out.extend(ctx.found("lambda", &format!("function:{name}"), Tags::default(), None));
-        }
-        marker = next(page.next_marker());
-        if marker.is_none() {
-            return Ok(out);
-        }
-    }
+    list_pages(
+        ctx,
+        limiter,
+        ("lambda", "ListFunctions"),
+        |marker| lambda.list_functions().set_marker(marker).send(),
+        |page| {
+            for name in page.functions().iter().filter_map(|f| f.function_name()) {
+                let arn = format!("function:{name}");
+                out.extend(ctx.found("lambda", &arn, Tags::default(), None));
+            }
+            page.next_marker().map(str::to_owned)
+        },
+    )
+    .await?;
+    Ok(out)
 }
 
 async fn log_groups(
@@ -707,36 +698,27 @@ async fn log_groups(
     limiter: &RateLimiter,
 ) -> Result<Vec<Found>, SweepError> {
     let mut out = Vec::new();
-    let mut token = None;
-    loop {
-        limiter.wait().await;
-        let r = logs
-            .describe_log_groups()
-            .set_next_token(token)
-            .send()
-            .await;
-        count(ctx.metrics, "logs", "DescribeLogGroups", &r);
-        let page = r.map_err(failed("DescribeLogGroups"))?;
-        for g in page.log_groups() {
-            let Some(name) = g.log_group_name() else {
-                continue;
-            };
-            // The tagging API's form: no `:*` after the name.
-            out.extend(
-                ctx.found(
-                    "logs",
-                    &format!("log-group:{name}"),
-                    Tags::default(),
-                    g.creation_time()
-                        .and_then(DateTime::<Utc>::from_timestamp_millis),
-                ),
-            );
-        }
-        token = next(page.next_token());
-        if token.is_none() {
-            return Ok(out);
-        }
-    }
+    list_pages(
+        ctx,
+        limiter,
+        ("logs", "DescribeLogGroups"),
+        |token| logs.describe_log_groups().set_next_token(token).send(),
+        |page| {
+            for g in page.log_groups() {
+                if let Some(name) = g.log_group_name() {
+                    // The tagging API's form: no `:*` after the name.
+                    let created = g
+                        .creation_time()
+                        .and_then(DateTime::<Utc>::from_timestamp_millis);
+                    let arn = format!("log-group:{name}");
+                    out.extend(ctx.found("logs", &arn, Tags::default(), created));
+                }
+            }
+            page.next_token().map(str::to_owned)
+        },
+    )
+    .await?;
+    Ok(out)
 }
 
 #[cfg(test)]

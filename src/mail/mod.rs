@@ -258,10 +258,15 @@ impl Mailer {
         failures: &[ItemResult],
     ) -> Result<u64, StoreError> {
         let inner = &self.inner;
-        let strays = inner
-            .store
-            .strays_opened_in(report.run_id.clone(), STRAYS_LISTED)
-            .await?;
+        // Strays are findings the pass opened: none opened, none to look for.
+        let strays = if report.findings_opened > 0 {
+            inner
+                .store
+                .strays_opened_in(report.run_id.clone(), STRAYS_LISTED)
+                .await?
+        } else {
+            Strays::default()
+        };
         let Some(payload) = pass_summary(report, failures, &strays) else {
             return Ok(0);
         };

@@ -69,6 +69,20 @@ impl Arn {
         format!("{service}:{kind}")
     }
 
+    /// The name a resource goes by: its id or name (`i-0abc`, the bucket, queue, table, topic
+    /// or function name), and a log group's whole name, slashes included
+    /// (`/aws/lambda/x`, not `x`). What CloudTrail files its events under and what allowlist
+    /// name patterns match.
+    pub fn name(&self) -> &str {
+        match self.service() {
+            "logs" => self
+                .resource()
+                .strip_prefix("log-group:")
+                .unwrap_or(self.resource()),
+            _ => self.resource_id(),
+        }
+    }
+
     /// The last part of the resource: the id or name (`i-0abc`, `my-bucket`).
     pub fn resource_id(&self) -> &str {
         let r = self.resource();
@@ -85,6 +99,20 @@ impl fmt::Display for Arn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The name CloudTrail files events under and allowlist patterns match.
+    #[test]
+    fn names_are_ids_and_whole_log_group_names() {
+        let name = |a: &str| Arn::parse(a).expect("arn").name().to_owned();
+        assert_eq!(name("arn:aws:ec2:us-east-1:1:instance/i-0abc"), "i-0abc");
+        assert_eq!(name("arn:aws:s3:::my-bucket"), "my-bucket");
+        assert_eq!(name("arn:aws:sqs:us-east-1:1:jobs"), "jobs");
+        assert_eq!(name("arn:aws:lambda:us-east-1:1:function:f"), "f");
+        assert_eq!(
+            name("arn:aws:logs:us-east-1:1:log-group:/aws/lambda/f"),
+            "/aws/lambda/f"
+        );
+    }
 
     #[test]
     fn arn_parts_and_types() {

@@ -98,20 +98,9 @@ impl AllowEntry {
                     resource_type
                         .as_deref()
                         .is_none_or(|t| a.resource_type() == t)
-                        && glob(pattern, resource_name(&a))
+                        && glob(pattern, a.name())
                 }),
             }
-    }
-}
-
-/// A resource's name as the allowlist matches it: the id or name, a log group's whole name.
-fn resource_name(a: &crate::model::Arn) -> &str {
-    match a.service() {
-        "logs" => a
-            .resource()
-            .strip_prefix("log-group:")
-            .unwrap_or(a.resource()),
-        _ => a.resource_id(),
     }
 }
 

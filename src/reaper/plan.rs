@@ -62,45 +62,40 @@ impl Plan {
 /// (account, region), is deleted.
 #[derive(Debug, Clone, Default)]
 pub struct Knowledge {
-    complete: HashSet<(String, String)>,
-    incomplete_types: HashSet<(String, String, ResourceType)>,
+    /// The (account, region) walked completely, with the types whose sweep failed there.
+    complete: HashMap<(String, String), HashSet<ResourceType>>,
 }
 
 impl Knowledge {
     pub fn of(walks: &[WalkRecord]) -> Self {
-        let mut k = Knowledge::default();
-        for w in walks {
-            if w.is_complete() {
-                k.complete.insert((w.account.clone(), w.region.clone()));
-            }
-            for t in w.incomplete_types() {
-                k.incomplete_types
-                    .insert((w.account.clone(), w.region.clone(), t));
-            }
-        }
-        k
+        let complete = walks
+            .iter()
+            .filter(|w| w.is_complete())
+            .map(|w| {
+                (
+                    (w.account.clone(), w.region.clone()),
+                    w.incomplete_types().collect(),
+                )
+            })
+            .collect();
+        Knowledge { complete }
     }
 
     /// Why this pass does not know enough to delete `c`, if it does not.
     fn gap(&self, c: &ReapCandidate) -> Option<String> {
-        if !self
-            .complete
-            .contains(&(c.account.clone(), c.region.clone()))
-        {
+        let Some(failed) = self.complete.get(&(c.account.clone(), c.region.clone())) else {
             return Some(format!(
                 "the walk of {}/{} was incomplete this pass",
                 c.account, c.region
             ));
-        }
+        };
         let t = ResourceType::parse(&c.resource_type)?;
-        self.incomplete_types
-            .contains(&(c.account.clone(), c.region.clone(), t))
-            .then(|| {
-                format!(
-                    "the sweep of {t} in {}/{} was incomplete this pass",
-                    c.account, c.region
-                )
-            })
+        failed.contains(&t).then(|| {
+            format!(
+                "the sweep of {t} in {}/{} was incomplete this pass",
+                c.account, c.region
+            )
+        })
     }
 }
 

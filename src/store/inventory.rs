@@ -185,19 +185,13 @@ impl Store {
     /// them (with their resource's source and creator) and how many more.
     pub async fn strays_opened_in(&self, run_id: String, limit: u32) -> Result<Strays, StoreError> {
         self.read(move |c| {
-            let opened = "FROM finding_events e JOIN findings f ON f.id = e.finding_id
+            let opened = "JOIN finding_events e ON e.finding_id = f.id
                  WHERE e.run_id = ?1 AND e.kind = 'opened' AND f.verdict IN ('untagged', 'unknown-lease')";
             let total: i64 = c
-                .prepare_cached(&format!("SELECT COUNT(*) {opened}"))?
+                .prepare_cached(&format!("SELECT COUNT(*) FROM findings f {opened}"))?
                 .query_row([&run_id], |r| r.get(0))?;
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT f.id, f.arn, f.verdict, f.action, f.reason, f.project, f.lease_id, f.account, f.region,
-                        f.resource_type, f.opened_at, f.updated_at, f.resolved_at, f.resolution,
-                        (SELECT r.source FROM resources r WHERE r.arn = f.arn),
-                        (SELECT r.created_at FROM resources r WHERE r.arn = f.arn),
-                        (SELECT r.creator FROM resources r WHERE r.arn = f.arn)
-                 {opened} ORDER BY f.id LIMIT ?2"
-            ))?;
+            let mut stmt =
+                c.prepare_cached(&format!("{FINDING_SELECT} {opened} ORDER BY f.id LIMIT ?2"))?;
             let listed = stmt
                 .query_map(params![run_id, limit], finding_row)?
                 .collect::<Result<Vec<_>, _>>()?;
@@ -417,14 +411,15 @@ impl Store {
             let mut rows = stmt.query([])?;
             let mut counts: HashMap<String, u64> = HashMap::new();
             let mut waste_ms: HashMap<String, i64> = HashMap::new();
-            let mut by_source: HashMap<(String, String), u64> = HashMap::new();
             let mut key = String::new();
             let now = ms(now);
             while let Some(r) = rows.next()? {
                 let text = |i: usize| r.get_ref(i).and_then(|v| Ok(v.as_str()?));
                 let (project, verdict) = (text(0)?, text(3)?);
+                // One count per (project, region, type, verdict, source): both gauges are sums
+                // of it, so a row costs one lookup and no allocation once its key is known.
                 key.clear();
-                for part in [project, text(1)?, text(2)?, verdict] {
+                for part in [project, text(1)?, text(2)?, verdict, text(5)?] {
                     key.push_str(part);
                     key.push('\u{1f}');
                 }
@@ -432,13 +427,6 @@ impl Store {
                     Some(n) => *n += 1,
                     None => {
                         counts.insert(key.clone(), 1);
-                    }
-                }
-                let source = text(5)?;
-                match by_source.get_mut(&(source.to_owned(), verdict.to_owned())) {
-                    Some(n) => *n += 1,
-                    None => {
-                        by_source.insert((source.to_owned(), verdict.to_owned()), 1);
                     }
                 }
                 if matches!(verdict, "expired" | "released" | "unknown-lease") {
@@ -452,25 +440,24 @@ impl Store {
                     }
                 }
             }
-            let series = counts
-                .into_iter()
-                .map(|(k, n)| {
-                    let mut parts = k.split('\u{1f}').map(str::to_owned);
-                    let mut next = || parts.next().unwrap_or_default();
-                    ([next(), next(), next(), next()], n)
-                })
-                .collect();
+            let mut series: HashMap<[String; 4], u64> = HashMap::new();
+            let mut by_source: HashMap<[String; 2], u64> = HashMap::new();
+            for (k, n) in counts {
+                let mut parts = k.split('\u{1f}').map(str::to_owned);
+                let mut next = || parts.next().unwrap_or_default();
+                let (project, region, kind, verdict, source) =
+                    (next(), next(), next(), next(), next());
+                *by_source.entry([source, verdict.clone()]).or_default() += n;
+                *series.entry([project, region, kind, verdict]).or_default() += n;
+            }
             let expired_hours = waste_ms
                 .into_iter()
                 .map(|(p, total)| (p, total as f64 / 3_600_000.0))
                 .collect();
             Ok(LiveTotals {
-                series,
+                series: series.into_iter().collect(),
                 expired_hours,
-                by_source: by_source
-                    .into_iter()
-                    .map(|((source, verdict), n)| ([source, verdict], n))
-                    .collect(),
+                by_source: by_source.into_iter().collect(),
             })
         })
         .await
@@ -484,6 +471,7 @@ impl Store {
             let (mut sql, mut args) = where_clause(
                 "SELECT arn, account, region, resource_type, tags, first_seen, last_seen, gone_at, state,
                         verdict, reason, project, action, lease_id, source, created_at, creator FROM resources WHERE 1 = 1",
+                "",
                 &f,
             );
             if !f.include_closed {
@@ -510,25 +498,18 @@ impl Store {
         f: AuditFilter,
     ) -> Result<(Vec<Finding>, Option<String>), StoreError> {
         self.read(move |c| {
-            let (mut sql, mut args) = where_clause(
-                "SELECT id, arn, verdict, action, reason, project, lease_id, account, region, resource_type,
-                        opened_at, updated_at, resolved_at, resolution,
-                        (SELECT r.source FROM resources r WHERE r.arn = findings.arn),
-                        (SELECT r.created_at FROM resources r WHERE r.arn = findings.arn),
-                        (SELECT r.creator FROM resources r WHERE r.arn = findings.arn)
-                 FROM findings WHERE 1 = 1",
-                &f,
-            );
+            let (mut sql, mut args) =
+                where_clause(&format!("{FINDING_SELECT} WHERE 1 = 1"), "f.", &f);
             if !f.include_closed {
-                sql.push_str(" AND resolved_at IS NULL");
+                sql.push_str(" AND f.resolved_at IS NULL");
             }
             if let Some(a) = &f.after {
                 let id: i64 = a.parse().map_err(|_| corrupt("cursor", a))?;
                 args.push(id.into());
-                sql.push_str(&format!(" AND id > ?{}", args.len()));
+                sql.push_str(&format!(" AND f.id > ?{}", args.len()));
             }
             let limit = f.limit.clamp(1, 1000);
-            sql.push_str(&format!(" ORDER BY id LIMIT {}", limit + 1));
+            sql.push_str(&format!(" ORDER BY f.id LIMIT {}", limit + 1));
             let mut stmt = c.prepare(&sql)?;
             let mut items = stmt
                 .query_map(rusqlite::params_from_iter(args), finding_row)?
@@ -541,17 +522,11 @@ impl Store {
 
     pub async fn get_finding(&self, id: i64) -> Result<Option<Finding>, StoreError> {
         self.read(move |c| {
-            Ok(c
-                .prepare_cached(
-                    "SELECT id, arn, verdict, action, reason, project, lease_id, account, region, resource_type,
-                            opened_at, updated_at, resolved_at, resolution,
-                        (SELECT r.source FROM resources r WHERE r.arn = findings.arn),
-                        (SELECT r.created_at FROM resources r WHERE r.arn = findings.arn),
-                        (SELECT r.creator FROM resources r WHERE r.arn = findings.arn)
-                 FROM findings WHERE id = ?1",
-                )?
-                .query_row([id], finding_row)
-                .optional()?)
+            Ok(
+                c.prepare_cached(&format!("{FINDING_SELECT} WHERE f.id = ?1"))?
+                    .query_row([id], finding_row)
+                    .optional()?,
+            )
         })
         .await
     }
@@ -572,7 +547,20 @@ impl Store {
     }
 }
 
-fn where_clause(base: &str, f: &AuditFilter) -> (String, Vec<rusqlite::types::Value>) {
+/// A finding's columns in [`finding_row`]'s order, its resource's source, creation time and
+/// creator after them; `f` is the finding, `r` its resource.
+const FINDING_SELECT: &str =
+    "SELECT f.id, f.arn, f.verdict, f.action, f.reason, f.project, f.lease_id, f.account, f.region,
+            f.resource_type, f.opened_at, f.updated_at, f.resolved_at, f.resolution,
+            r.source, r.created_at, r.creator
+     FROM findings f LEFT JOIN resources r ON r.arn = f.arn";
+
+/// `base` with the filter's conditions on the columns of `qualifier` (`""` or `"f."`).
+fn where_clause(
+    base: &str,
+    qualifier: &str,
+    f: &AuditFilter,
+) -> (String, Vec<rusqlite::types::Value>) {
     let mut sql = base.to_owned();
     let mut args: Vec<rusqlite::types::Value> = Vec::new();
     for (col, v) in [
@@ -584,7 +572,7 @@ fn where_clause(base: &str, f: &AuditFilter) -> (String, Vec<rusqlite::types::Va
     ] {
         if let Some(v) = v {
             args.push(v.into());
-            sql.push_str(&format!(" AND {col} = ?{}", args.len()));
+            sql.push_str(&format!(" AND {qualifier}{col} = ?{}", args.len()));
         }
     }
     if let Some(ps) = &f.projects_in {
@@ -594,7 +582,7 @@ fn where_clause(base: &str, f: &AuditFilter) -> (String, Vec<rusqlite::types::Va
                 .into(),
         );
         sql.push_str(&format!(
-            " AND project IN (SELECT value FROM json_each(?{}))",
+            " AND {qualifier}project IN (SELECT value FROM json_each(?{}))",
             args.len()
         ));
     }
@@ -812,7 +800,7 @@ fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
 }
 
 /// `arn, account, region, resource_type, tags, first_seen, last_seen, gone_at, state, verdict,
-/// reason, project, action, lease_id, source, created_at`.
+/// reason, project, action, lease_id, source, created_at, creator`.
 fn resource_row(r: &Row<'_>) -> rusqlite::Result<StoredResource> {
     let tags: String = r.get(4)?;
     Ok(StoredResource {
@@ -837,7 +825,8 @@ fn resource_row(r: &Row<'_>) -> rusqlite::Result<StoredResource> {
 }
 
 /// `id, arn, verdict, action, reason, project, lease_id, account, region, resource_type,
-/// opened_at, updated_at, resolved_at, resolution`, then its resource's `source, created_at`.
+/// opened_at, updated_at, resolved_at, resolution`, then its resource's `source, created_at,
+/// creator` ([`FINDING_SELECT`]).
 fn finding_row(r: &Row<'_>) -> rusqlite::Result<Finding> {
     Ok(Finding {
         id: r.get(0)?,

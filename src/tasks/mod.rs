@@ -410,7 +410,7 @@ impl Tasks {
         match organization::accounts(&conf, org, &inner.metrics).await {
             Ok(listed) => {
                 let merged = organization::merge(&inner.config.aws.accounts, &listed);
-                inner.clients.set_accounts(merged.clone()).await;
+                inner.clients.set_accounts(merged.clone());
                 merged
             }
             Err(e) => {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::Tasks;
+use crate::inventory::sweep::TypeSweep;
 use crate::inventory::{self, RateLimiter};
 use crate::model::{Arn, IdentityTags, Lease, LeaseId, Source, Verdict, WalkOutcome};
 use crate::policy::{Policy, Reason, evaluate};
@@ -98,6 +99,15 @@ impl Tasks {
         };
         let mut totals = WalkTotals::default();
         let mut pending = Vec::<Record>::with_capacity(PERSIST_BATCH);
+        let evaluate_now = |page: Vec<Observed>| {
+            evaluate_page(
+                page,
+                &leases,
+                &inner.policy,
+                &inner.config.tags,
+                inner.clock.now(),
+            )
+        };
         // What the tagging walk listed, by identity, for the sweep to tell what it never would.
         let mut listed: HashSet<(String, String)> = HashSet::new();
         let span = tracing::info_span!("walk", account = %account, region = %region);
@@ -112,13 +122,7 @@ impl Tasks {
                     if sweep_due {
                         listed.extend(page.iter().map(|o| identity(&o.arn)));
                     }
-                    let records = evaluate_page(
-                        page,
-                        &leases,
-                        &inner.policy,
-                        &inner.config.tags,
-                        inner.clock.now(),
-                    );
+                    let records = evaluate_now(page);
                     totals.count(&records);
                     pending.extend(records);
                     let full =
@@ -139,16 +143,12 @@ impl Tasks {
         // resources it missed would be taken for never tagged.
         let mut sweep = None;
         if sweep_due && result.error.is_none() {
-            let (record, found) = span
-                .in_scope(|| self.sweep_one(&account, &region, &listed))
-                .await;
-            let records = evaluate_page(
-                found,
-                &leases,
-                &inner.policy,
-                &inner.config.tags,
-                inner.clock.now(),
-            );
+            let (record, found) = tracing::Instrument::instrument(
+                self.sweep_one(&account, &region, &listed),
+                span.clone(),
+            )
+            .await;
+            let records = evaluate_now(found);
             totals.count(&records);
             totals.swept = records.len() as u64;
             pending.extend(records);
@@ -236,68 +236,43 @@ impl Tasks {
             types: Vec::new(),
         };
         let mut observed = Vec::new();
-        let conf = match inner.clients.config_for(account, region).await {
-            Ok(c) => c,
-            Err(e) => {
-                let reason = crate::error_chain(&e);
-                record.types = discovery
-                    .types
-                    .iter()
-                    .map(|t| TypeSweepRecord {
-                        resource_type: *t,
-                        outcome: WalkOutcome::Incomplete,
-                        reason: Some(reason.clone()),
-                        listed: 0,
-                        not_in_tagging: 0,
-                    })
-                    .collect();
-                return (record, observed);
-            }
-        };
+        let types = &discovery.types;
         let explorer = discovery
             .resource_explorer
             .as_ref()
             .filter(|re| re.covers(account));
-        let (swept, source) = match explorer {
-            None => (
+        // The index's account, not the walked one, is asked for a search (through its role).
+        let (asked, source, operation) = match explorer {
+            None => ((account, region), Source::Sweep, "sweep"),
+            Some(re) => (
+                (re.account.as_str(), re.region.as_str()),
+                Source::ResourceExplorer,
+                "Search",
+            ),
+        };
+        let swept = match (inner.clients.config_for(asked.0, asked.1).await, explorer) {
+            (Err(e), _) => TypeSweep::all_failed(types, operation, &crate::error_chain(&e)),
+            (Ok(conf), None) => {
                 inventory::sweep::sweep(
                     &conf,
                     account,
                     region,
-                    &discovery.types,
+                    types,
                     discovery.calls_per_second,
                     &inner.metrics,
                 )
-                .await,
-                Source::Sweep,
-            ),
-            // The index's account, not the walked one, is asked (through its own role).
-            Some(re) => {
-                let swept = match inner.clients.config_for(&re.account, &re.region).await {
-                    Ok(index) => {
-                        inventory::explorer::sweep(
-                            &index,
-                            re.view_arn.as_deref(),
-                            account,
-                            region,
-                            &discovery.types,
-                            &inner.metrics,
-                        )
-                        .await
-                    }
-                    Err(e) => discovery
-                        .types
-                        .iter()
-                        .map(|t| inventory::sweep::TypeSweep {
-                            resource_type: *t,
-                            result: Err(inventory::sweep::SweepError {
-                                operation: "Search",
-                                source: Box::new(e.clone()),
-                            }),
-                        })
-                        .collect(),
-                };
-                (swept, Source::ResourceExplorer)
+                .await
+            }
+            (Ok(index), Some(re)) => {
+                inventory::explorer::sweep(
+                    &index,
+                    re.view_arn.as_deref(),
+                    account,
+                    region,
+                    types,
+                    &inner.metrics,
+                )
+                .await
             }
         };
         for t in swept {

@@ -510,15 +510,15 @@ max_project_share_percent = 100
     for t in ["queue", "volume", "instance", "bucket"] {
         let (ci_one, shared_one) = (one(&format!("ci-{t}")), one(&format!("shared-{t}")));
         assert!(
-            !exists_in(&moto, &ci, &ci_one).await,
+            !exists(&moto, &ci, &ci_one).await,
             "{t} kept in the dedicated OU"
         );
         assert!(
-            exists_in(&moto, &shared, &shared_one).await,
+            exists(&moto, &shared, &shared_one).await,
             "{t} deleted in a shared account"
         );
     }
-    assert!(exists_in(&moto, &excluded, &one("excluded-queue")).await);
+    assert!(exists(&moto, &excluded, &one("excluded-queue")).await);
     let (_, plan) = d.get("/api/v1/plan", VIEWER).await;
     let held: Vec<&Value> = plan["items"]
         .as_array()
@@ -532,37 +532,6 @@ max_project_share_percent = 100
     assert!(proxy.count("ListAccounts") >= 2);
     assert!(proxy.count("ListAccountsForParent") >= 2);
     d.stop().await;
-}
-
-/// Whether moto still has `arn` in `account`, asked through the deleters' own re-read (any
-/// account, through the role the test configs use).
-async fn exists_in(moto: &Moto, account: &str, arn: &str) -> bool {
-    let text = config_text_with_aws(&format!(
-        r#"regions = ["us-east-1"]
-endpoint_url = "{}"
-emulator = true
-max_attempts = 1
-
-[[aws.accounts]]
-id = "{account}"
-assume_role_arn = "arn:aws:iam::{account}:role/ephemera"
-"#,
-        moto.endpoint()
-    ));
-    let aws = ephemera::config::Config::parse(std::path::Path::new("look.toml"), &text, &|_| None)
-        .expect("config")
-        .aws;
-    let sdk = ephemera::inventory::AwsClients::new(aws)
-        .config_for(account, "us-east-1")
-        .await
-        .expect("sdk config");
-    let arn = ephemera::model::Arn::parse(arn).expect("arn");
-    matches!(
-        ephemera::reaper::aws::inspect(&sdk, &arn)
-            .await
-            .expect("inspect"),
-        ephemera::reaper::aws::Inspection::Live { .. }
-    )
 }
 
 /// Where an aggregator index exists, one `tag:none` search stands in for the per-service list

@@ -149,21 +149,28 @@ async fn wait_job(d: &TestDaemon, id: &str) -> Value {
     .await
 }
 
-/// Whether moto still has the resource, asked through the deleters' own re-read.
+/// Whether moto still has the resource in `account` (any account: reached through a role,
+/// which moto lets the default account assume in itself), asked through the deleters' own
+/// re-read.
 pub(crate) async fn exists(moto: &Moto, account: &str, arn: &str) -> bool {
     // Straight at this test's moto (no proxy), parsed in memory: a file shared by the tests
     // running in parallel could point one test's look at another's emulator.
-    let text = config(&moto.endpoint(), ACCOUNTS, "armed = false");
+    let text = config(
+        &moto.endpoint(),
+        &format!(
+            "[[aws.accounts]]\nid = \"{account}\"\nassume_role_arn = \"arn:aws:iam::{account}:role/ephemera\"\n"
+        ),
+        "armed = false",
+    );
     let aws = ephemera::config::Config::parse(std::path::Path::new("look.toml"), &text, &|_| None)
         .expect("config")
         .aws;
-    let clients = ephemera::inventory::AwsClients::new(aws);
     let region = ephemera::model::Arn::parse(arn)
         .ok()
         .map(|a| a.region().to_owned())
         .filter(|r| !r.is_empty())
         .unwrap_or_else(|| "us-east-1".into());
-    let sdk = clients
+    let sdk = ephemera::inventory::AwsClients::new(aws)
         .config_for(account, &region)
         .await
         .expect("sdk config");

@@ -21,19 +21,7 @@ const TEMPLATE_NOT_FOUND: &[&str] = &[
 ];
 const DEPENDENCY: &str = "DependencyViolation";
 
-fn tags(tags: &[aws_sdk_ec2::types::Tag]) -> Tags {
-    Tags::from_pairs(
-        tags.iter()
-            .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
-    )
-}
-
-fn filter(name: &str, values: &[&str]) -> Filter {
-    values
-        .iter()
-        .fold(Filter::builder().name(name), |f, v| f.values(*v))
-        .build()
-}
+use crate::inventory::ec2::{filter, tags};
 
 fn instance_is_live(i: &aws_sdk_ec2::types::Instance) -> bool {
     !matches!(
