@@ -24,6 +24,9 @@ pub(super) struct Runner {
     running: Mutex<Option<String>>,
 }
 
+/// How long a claim waits for a run that is finishing to let go of its locks.
+const FINISHING: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A claimed run: while it lives no other run of its task starts here (nor, when it holds the
 /// store's act lock, in another process).
 #[derive(Debug)]
@@ -53,11 +56,18 @@ impl Runner {
     /// Takes the task's lock (refused while a run is in progress) and, with `act`, the store's
     /// act lock for `what` (refused while another process holds it).
     pub async fn hold(&self, store: &Store, act: Option<String>) -> Result<Held, TaskError> {
-        let running = self.running.lock().await;
-        let guard = self.lock.clone().try_lock_owned().map_err(|_| {
-            TaskError::AlreadyRunning(running.clone().unwrap_or_else(|| "unknown".into()))
-        })?;
-        drop(running);
+        // A run is recorded as finished before its locks are let go (so the next claimant
+        // cannot close it as interrupted); whoever saw it finish and asks at once waits for
+        // that moment instead of being refused.
+        let guard = match tokio::time::timeout(FINISHING, self.lock.clone().lock_owned()).await {
+            Ok(guard) => guard,
+            Err(_) => {
+                let running = self.running.lock().await.clone();
+                return Err(TaskError::AlreadyRunning(
+                    running.unwrap_or_else(|| "unknown".into()),
+                ));
+            }
+        };
         let act = match act {
             Some(what) => Some(StoreLock::take(store, what).await?),
             None => None,
@@ -267,5 +277,46 @@ mod tests {
             .await
             .expect("free again");
         assert!(next.act.is_some());
+    }
+
+    /// A run is recorded finished before its locks are let go; a claim made in between (a
+    /// client that saw the run end and asked at once) waits for them instead of a refusal, and
+    /// the finished run keeps its outcome.
+    #[tokio::test]
+    async fn a_claim_waits_for_a_finishing_run() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("s.db")).await.expect("opens");
+        let metrics = Metrics::new();
+        let now = SystemClock.now();
+        let scans = std::sync::Arc::new(Runner::new(TaskName::Scan));
+        let run = scans.claim(&store, "test", true, now).await.expect("free");
+        let first = run.id.clone();
+
+        let (s, st) = (scans.clone(), store.clone());
+        let next = tokio::spawn(async move { s.claim(&st, "test", true, now).await });
+        // The test runtime has one thread: the claim now waits on the task's lock.
+        tokio::task::yield_now().await;
+        assert!(!next.is_finished(), "the claim waits while the run lives");
+        scans
+            .finish(
+                &store,
+                &metrics,
+                run,
+                RunOutcome::Success,
+                serde_json::json!({}),
+                now,
+            )
+            .await;
+        let next = next
+            .await
+            .expect("joins")
+            .expect("claimed once the run let go");
+        assert!(next.act.is_some());
+        let row = store.get_run(first).await.expect("store").expect("row");
+        assert_eq!(
+            row.outcome,
+            RunOutcome::Success,
+            "not closed as interrupted"
+        );
     }
 }
