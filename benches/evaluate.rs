@@ -101,6 +101,11 @@ fn main() {
         counts = Counts::default();
         let mut grace_secs: u64 = 0;
         let t = Instant::now();
+        let place = ephemera::policy::Place {
+            account: "123456789012",
+            ous: &[],
+            resource_type: "ec2:volume",
+        };
         for (arn, tags) in &resources {
             let e = evaluate(
                 black_box(arn),
@@ -108,6 +113,7 @@ fn main() {
                 |id| leases.get(&id),
                 &policy,
                 &keys,
+                &place,
                 now,
             );
             counts.add(e.verdict);

@@ -167,6 +167,10 @@ fn explorer_statement() -> Statement {
 }
 
 /// The reads of `[aws.organization]`'s account listing.
+fn cost_statement() -> Statement {
+    Statement::anywhere("CostExplorer", COST_ACTIONS.iter().copied())
+}
+
 fn organizations_statement() -> Statement {
     Statement::anywhere("Organizations", organization::ACTIONS.iter().copied())
 }
@@ -190,10 +194,7 @@ fn account_statements(config: &Config, with_cost: bool, armed: bool) -> Vec<Stat
         ));
     }
     if with_cost {
-        out.push(Statement::anywhere(
-            "CostExplorer",
-            COST_ACTIONS.iter().copied(),
-        ));
+        out.push(cost_statement());
     }
     // By name, so the statements keep their order whatever the order of the type's variants.
     let types: BTreeMap<&str, ResourceType> = config
@@ -224,6 +225,18 @@ pub fn policy(config: &Config, request: &Request<'_>) -> Result<PolicyDocument, 
     let cost = config.cost_account();
     let statements = match request.principal {
         PolicyHolder::AccountRole => {
+            // The Cost Explorer reader of `[cost] role_arn`, in an account that is not
+            // audited, reads spend and nothing else.
+            if let Some(id) = request.account
+                && config.cost.role_arn.is_some()
+                && cost == Some(id)
+                && !config.aws.accounts.iter().any(|a| a.id == id)
+            {
+                return Ok(PolicyDocument {
+                    version: "2012-10-17",
+                    statements: vec![cost_statement()],
+                });
+            }
             if let Some(id) = request.account {
                 match config.aws.accounts.iter().find(|a| a.id == id) {
                     Some(acc) if config.aws.role_arn(acc).is_none() => {
@@ -274,6 +287,7 @@ pub fn policy(config: &Config, request: &Request<'_>) -> Result<PolicyDocument, 
                 }
                 roles.extend(org.role_arn.clone());
             }
+            roles.extend(config.cost.role_arn.clone());
             let direct: Vec<&str> = config
                 .aws
                 .accounts
@@ -447,6 +461,20 @@ cost = "0 6 * * *"
                 rest: String::new(),
                 request: role(false, Some(A)),
                 sids: &["Inventory", "Discovery", "CostExplorer"],
+            },
+            Case {
+                name: "[cost] role_arn: its account's role reads spend only, unaudited",
+                aws: roles.clone(),
+                rest: "[cost]\nrole_arn = \"arn:aws:iam::999999999999:role/cost\"\n".into(),
+                request: role(false, Some("999999999999")),
+                sids: &["CostExplorer"],
+            },
+            Case {
+                name: "[cost] role_arn: the first account no longer reads spend",
+                aws: roles.clone(),
+                rest: "[cost]\nrole_arn = \"arn:aws:iam::999999999999:role/cost\"\n".into(),
+                request: role(false, Some(A)),
+                sids: &["Inventory", "Discovery"],
             },
             Case {
                 name: "role of another account than [cost] account",

@@ -421,15 +421,18 @@ impl LeaseRegistry {
     }
 }
 
-/// How long after a missed heartbeat a lessee may revive its lease: the grace its project's
-/// rules give an expired lease's resources (nothing of it can be deleted before that).
+/// How long after a missed heartbeat a lessee may revive its lease: the shortest grace its
+/// project's rules give an expired lease's resources, of any type (nothing of it can be
+/// deleted before that).
 fn revival_grace(policy: &Policy, lease: &Lease) -> HumanDuration {
-    policy
-        .rule_for(
-            policy.project(&lease.project),
-            crate::model::Verdict::Expired,
-        )
-        .grace
+    let project = policy.project(&lease.project);
+    let expired = crate::model::Verdict::Expired;
+    let base = policy.rule_for(project, expired, "").grace;
+    project
+        .into_iter()
+        .flat_map(|p| p.on_type.keys())
+        .map(|t| policy.rule_for(project, expired, t).grace)
+        .fold(base, |a, b| if b < a { b } else { a })
 }
 
 fn log_outcome(op: &str, r: &Result<Lease, LeaseError>) {

@@ -12,7 +12,7 @@
 //! | [`config`] | the TOML config, validated once, one file per section (`aws`, `smtp`, `cost`, `enforcement`, `schedule`, `principals`); errors point at the value through the document's spans (`spans`); the embedded example |
 //! | [`audit`] | the audit chain's key (from `[audit]`, created once by the daemon, redacted in `Debug`) and its published head `SEQ:HASH` |
 //! | [`auth`] | principals, roles (lessee, operator, viewer), hashed bearer tokens |
-//! | [`policy`] | `rules/policy/*.toml`: leasing and audit rules, pure decisions and evaluation (verdicts), in-file test cases |
+//! | [`policy`] | `rules/policy/*.toml`: leasing and audit rules (per project, per resource type, the accounts and OUs a project may live in), pure decisions and evaluation (verdicts), in-file test cases |
 //! | [`lease`] | the [`lease::LeaseRegistry`] service: acquire, renew, beat, release, quotas |
 //! | [`store`] | SQLite (WAL, `synchronous = FULL`, 16 KiB pages, foreign keys, append-only migrations); writes go through one group-commit writer thread; the act lock that keeps two processes from acting at once; the audit chain (append, list, verify) in `store::chain`; the only module that knows SQL |
 //! | [`metrics`] | the Prometheus registry and every metric |
@@ -21,7 +21,7 @@
 //! | [`resource`] | plain records of the audit pass: observed resources, evaluations, findings, walks, runs, a pass's report |
 //! | [`inventory`] | the AWS walk (tagging API, EC2 instance states), the sweep of never-tagged resources by each service's list call ([`inventory::sweep`]), client builder, rate limit; the only home of SDK types (a failed walk's [`inventory::WalkError`] keeps the SDK's error as its source) |
 //! | [`cost`] | spend: Cost Explorer calls, the incremental refresh (final days never refetched), spend/top-task/waste exports; money as integer micro-dollars |
-//! | [`reaper`] | deletion: the pure plan (order by [`model::ResourceType::rank`], caps, window, allowlist), the act step and on-call reaping with their last-moment checks, the AWS deleters one file per service under [`reaper::aws`] (dispatched by an exhaustive match on [`model::ResourceType`]; SDK errors kept as sources) each with the IAM actions of its calls beside them (gathered by [`reaper::iam`]); unarmed, no AWS call |
+//! | [`reaper`] | deletion: the pure plan (order by [`model::ResourceType::rank`], each account's arming, cap and window, the pass and project caps, allowlist), the act step and on-call reaping with their last-moment checks, the AWS deleters one file per service under [`reaper::aws`] (dispatched by an exhaustive match on [`model::ResourceType`]; SDK errors kept as sources) each with the IAM actions of its calls beside them (gathered by [`reaper::iam`]); unarmed, no AWS call |
 //! | [`iam`] | the least-privilege IAM policies `ephemera iam-policy` prints (daemon principal, account role), built only from the action tables next to the calls — pure |
 //! | [`jobs`] | on-call reap jobs: started by `POST /api/v1/reap`, run by the daemon (a client that goes away cancels nothing), the last 100 kept in memory |
 //! | [`tasks`] | the pass (walks, evaluation, findings, the reaper's act step, gauges) and the cost refresh, both through one runner (lock, run row, outcome, metrics, skipped ticks); a walk's pages reach the store through a bounded channel to a persister task |

@@ -244,7 +244,7 @@ pub fn evaluate_page(
     now: DateTime<Utc>,
     counts: &mut Counts,
 ) -> Vec<Record> {
-    let records = ephemera::tasks::evaluate_page(page, leases, policy, keys, now);
+    let records = ephemera::tasks::evaluate_page(page, leases, policy, keys, &[], now);
     for r in records.iter().filter(|r| !r.observed.is_terminated()) {
         counts.add(r.verdict);
     }

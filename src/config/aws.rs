@@ -1,10 +1,11 @@
 //! `[aws]`: accounts, regions, the roles to assume and the limits of the walks.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::DeletionWindow;
 use crate::diagnostic::{FileError, Source};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -53,20 +54,181 @@ fn default_max_attempts() -> u32 {
     5
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One audited account: how to reach it and its own settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "RawAccount")]
 pub struct AwsAccount {
     pub id: String,
-    #[serde(default)]
     pub name: Option<String>,
     /// Role to assume in this account; none means the daemon's own credentials.
-    #[serde(default)]
     pub assume_role_arn: Option<String>,
+    pub settings: AccountSettings,
+    /// The OUs above it that projects bind themselves to (from the organization; never
+    /// written in the config).
+    pub ous: BTreeSet<String>,
+}
+
+/// What an account (or an OU, for the accounts under it) may set for itself; anything unset
+/// comes from the enclosing OU, then from the global settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountSettings {
     /// The account holds ephemeral work only. Only here may a never-tagged resource be
-    /// deleted: in an account shared with long-lived infrastructure, "never tagged" includes
-    /// production.
+    /// deleted, and only here is deletion on by default: in an account shared with
+    /// long-lived infrastructure, "never tagged" includes production.
     #[serde(default)]
-    pub dedicated: bool,
+    pub dedicated: Option<bool>,
+    /// Whether deletions run here when `[enforcement] armed` is on. Default: only in
+    /// dedicated accounts; a shared account is report-only unless this says otherwise.
+    #[serde(default)]
+    pub armed: Option<bool>,
+    /// The regions walked here, instead of `[aws] regions`.
+    #[serde(default)]
+    pub regions: Option<Vec<String>>,
+    /// Deletions per pass in this account: more due than this and none of them is done here
+    /// that pass (other accounts go on). Default: `[enforcement] max_deletions_per_pass`.
+    #[serde(default)]
+    pub max_deletions_per_pass: Option<u32>,
+    /// When deletions may run here, instead of `[enforcement] window`.
+    #[serde(default)]
+    pub window: Option<DeletionWindow>,
+}
+
+impl AccountSettings {
+    /// These settings, with what they leave unset taken from `base`.
+    pub fn or(&self, base: &AccountSettings) -> AccountSettings {
+        AccountSettings {
+            dedicated: self.dedicated.or(base.dedicated),
+            armed: self.armed.or(base.armed),
+            regions: self.regions.clone().or_else(|| base.regions.clone()),
+            max_deletions_per_pass: self.max_deletions_per_pass.or(base.max_deletions_per_pass),
+            window: self.window.clone().or_else(|| base.window.clone()),
+        }
+    }
+
+    fn check(&self, field: &dyn Fn(&str) -> String) -> Result<(), (String, String)> {
+        for r in self.regions.iter().flatten() {
+            if !looks_like_region(r) {
+                return Err((
+                    field("regions"),
+                    format!("`{r}` is not an AWS region name (like us-east-1)"),
+                ));
+            }
+        }
+        if self.regions.as_ref().is_some_and(Vec::is_empty) {
+            return Err((field("regions"), "list at least one region".into()));
+        }
+        if let Some(Err(m)) = self.window.as_ref().map(DeletionWindow::check) {
+            return Err((field("window"), m.into()));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccount {
+    id: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    assume_role_arn: Option<String>,
+    #[serde(default)]
+    dedicated: Option<bool>,
+    #[serde(default)]
+    armed: Option<bool>,
+    #[serde(default)]
+    regions: Option<Vec<String>>,
+    #[serde(default)]
+    max_deletions_per_pass: Option<u32>,
+    #[serde(default)]
+    window: Option<DeletionWindow>,
+}
+
+impl From<RawAccount> for AwsAccount {
+    fn from(r: RawAccount) -> Self {
+        AwsAccount {
+            id: r.id,
+            name: r.name,
+            assume_role_arn: r.assume_role_arn,
+            ous: BTreeSet::new(),
+            settings: AccountSettings {
+                dedicated: r.dedicated,
+                armed: r.armed,
+                regions: r.regions,
+                max_deletions_per_pass: r.max_deletions_per_pass,
+                window: r.window,
+            },
+        }
+    }
+}
+
+impl AwsAccount {
+    /// An account with no settings of its own.
+    pub fn new(id: impl Into<String>) -> Self {
+        AwsAccount {
+            id: id.into(),
+            name: None,
+            assume_role_arn: None,
+            settings: AccountSettings::default(),
+            ous: BTreeSet::new(),
+        }
+    }
+
+    /// Dedicated to ephemeral work (never-tagged resources may be deleted here).
+    pub fn dedicated(&self) -> bool {
+        self.settings.dedicated.unwrap_or(false)
+    }
+
+    /// Whether deletions run here when enforcement is armed: a shared account is
+    /// report-only unless its settings say otherwise.
+    pub fn reaps(&self) -> bool {
+        self.settings.armed.unwrap_or_else(|| self.dedicated())
+    }
+
+    /// The regions walked in this account.
+    pub fn regions<'a>(&'a self, all: &'a [String]) -> &'a [String] {
+        self.settings.regions.as_deref().unwrap_or(all)
+    }
+}
+
+/// `[[aws.organization.units]]`: settings for every account under an OU (child OUs included).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "RawUnit")]
+pub struct OuSettings {
+    pub id: String,
+    pub settings: AccountSettings,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUnit {
+    id: String,
+    #[serde(default)]
+    dedicated: Option<bool>,
+    #[serde(default)]
+    armed: Option<bool>,
+    #[serde(default)]
+    regions: Option<Vec<String>>,
+    #[serde(default)]
+    max_deletions_per_pass: Option<u32>,
+    #[serde(default)]
+    window: Option<DeletionWindow>,
+}
+
+impl From<RawUnit> for OuSettings {
+    fn from(r: RawUnit) -> Self {
+        OuSettings {
+            id: r.id,
+            settings: AccountSettings {
+                dedicated: r.dedicated,
+                armed: r.armed,
+                regions: r.regions,
+                max_deletions_per_pass: r.max_deletions_per_pass,
+                window: r.window,
+            },
+        }
+    }
 }
 
 /// `[aws.organization]`: the audited accounts come from AWS Organizations, re-read every pass.
@@ -89,6 +251,10 @@ pub struct OrganizationConfig {
     /// Accounts under these OUs (child OUs included) are dedicated to ephemeral work.
     #[serde(default)]
     pub dedicated_ous: Vec<String>,
+    /// Settings for the accounts under an OU; where two apply, the narrower OU's (fewer
+    /// accounts: a child OU's) win field by field, and a static account entry over both.
+    #[serde(default)]
+    pub units: Vec<OuSettings>,
 }
 
 impl OrganizationConfig {
@@ -154,6 +320,11 @@ pub(super) fn validate_aws(src: &Source<'_>, aws: &Spanned<AwsConfig>) -> Result
             check_role_arn(&arn, &acc.id)
                 .map_err(|m| src.error_for(span.clone(), "aws.accounts.assume_role_arn", m))?;
         }
+        acc.settings
+            .check(&|f| format!("aws.accounts.{f}"))
+            .map_err(|(field, m)| {
+                src.error_for(span.clone(), &field, format!("account {}: {m}", acc.id))
+            })?;
     }
     if let Some(t) = &a.assume_role_arn_template
         && !t.contains("{account_id}")
@@ -248,7 +419,27 @@ fn validate_organization(
     }
     if let Some(role) = &org.role_arn {
         check_role_arn(role, org.role_account().unwrap_or_default())
-            .map_err(|m| src.error_for(span, "aws.organization.role_arn", m))?;
+            .map_err(|m| src.error_for(span.clone(), "aws.organization.role_arn", m))?;
+    }
+    let mut units = HashSet::new();
+    for u in &org.units {
+        if !is_parent_id(&u.id) {
+            return Err(src.error_for(
+                span,
+                "aws.organization.units.id",
+                format!("`{}` is not an OU id (ou-…) or a root id (r-…)", u.id),
+            ));
+        }
+        if !units.insert(&u.id) {
+            return Err(src.error_for(
+                span,
+                "aws.organization.units.id",
+                format!("OU `{}` has settings twice", u.id),
+            ));
+        }
+        u.settings
+            .check(&|f| format!("aws.organization.units.{f}"))
+            .map_err(|(field, m)| src.error_for(span.clone(), &field, format!("{}: {m}", u.id)))?;
     }
     Ok(())
 }
@@ -263,7 +454,7 @@ fn looks_like_region(r: &str) -> bool {
         && !parts[parts.len() - 1].is_empty()
 }
 
-fn check_role_arn(arn: &str, account: &str) -> Result<(), String> {
+pub(super) fn check_role_arn(arn: &str, account: &str) -> Result<(), String> {
     // arn:PARTITION:iam::ACCOUNT:role/NAME
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
     let ok = parts.len() == 6

@@ -12,10 +12,15 @@ use crate::model::HumanDuration;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CostConfig {
-    /// The account whose Cost Explorer is asked (an organization's payer account sees all);
-    /// the first of `[[aws.accounts]]` when absent.
+    /// The audited account whose Cost Explorer is asked, through that account's role; the
+    /// first of `[[aws.accounts]]` when absent (and no `role_arn`).
     #[serde(default)]
     pub account: Option<String>,
+    /// The role Cost Explorer is asked through, in an account that need not be audited (an
+    /// organization's payer account sees every member's spend, and should hold no delete
+    /// rights): it is never walked or reaped.
+    #[serde(default)]
+    pub role_arn: Option<String>,
     #[serde(default)]
     pub metric: CostMetric,
     /// Days before today that can still change and are fetched again on each refresh.
@@ -33,6 +38,7 @@ impl Default for CostConfig {
     fn default() -> Self {
         CostConfig {
             account: None,
+            role_arn: None,
             metric: CostMetric::default(),
             recent_days: default_recent_days(),
             rolling_window: default_rolling_window(),
@@ -102,13 +108,27 @@ pub(super) fn validate_cost(
     let span = cost.span().start..src.text.len();
     let c = cost.get_ref();
     let at = |needle: &str| span_in(src, span.clone(), needle);
-    if let Some(a) = &c.account
+    if let Some(role) = &c.role_arn {
+        let in_account = role.split(':').nth(4).unwrap_or_default();
+        super::aws::check_role_arn(role, in_account)
+            .map_err(|m| src.error_for(at("role_arn"), "cost.role_arn", m))?;
+        if c.account.is_some() {
+            return Err(src.error_for(
+                at("role_arn"),
+                "cost.role_arn",
+                "give `account` (an audited account) or `role_arn` (any account), not both",
+            ));
+        }
+    } else if let Some(a) = &c.account
         && !aws.accounts.iter().any(|x| &x.id == a)
     {
         return Err(src.error_for(
             at("account"),
             "cost.account",
-            format!("account {a} is not one of [[aws.accounts]]"),
+            format!(
+                "account {a} is not one of [[aws.accounts]] (for one that is not audited, \
+                 give `role_arn` instead)"
+            ),
         ));
     }
     if c.recent_days > 31 {

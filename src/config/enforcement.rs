@@ -27,7 +27,8 @@ pub struct Enforcement {
     /// First retry delay after a failed delete; it doubles with each failure, up to a day.
     #[serde(default = "default_retry_backoff")]
     pub retry_backoff: HumanDuration,
-    /// When deletions may happen (UTC); any time when absent.
+    /// When deletions may happen (in its `time_zone`, UTC by default); any time when absent.
+    /// An account or OU may set its own.
     #[serde(default)]
     pub window: Option<DeletionWindow>,
 }
@@ -57,7 +58,8 @@ fn default_retry_backoff() -> HumanDuration {
     HumanDuration::from_secs(15 * 60)
 }
 
-/// Days of the week and hours of the day (UTC) in which deletions may run.
+/// Days of the week and hours of the day in which deletions may run, on the clock of
+/// `time_zone` (UTC when absent).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeletionWindow {
@@ -70,6 +72,25 @@ pub struct DeletionWindow {
     /// First hour after the window, 1–24 (`start_hour = 9`, `end_hour = 17`: 09:00–16:59).
     #[serde(default = "default_end_hour")]
     pub end_hour: u32,
+    /// An IANA time zone (`Europe/Berlin`): the window follows its local time, daylight
+    /// saving included, so "working hours" stay working hours all year.
+    #[serde(default)]
+    pub time_zone: Option<TimeZone>,
+}
+
+/// An IANA time zone name, parsed when the config is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeZone(pub chrono_tz::Tz);
+
+impl<'de> Deserialize<'de> for TimeZone {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse::<chrono_tz::Tz>().map(TimeZone).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "`{name}` is not an IANA time zone (like Europe/Berlin or UTC)"
+            ))
+        })
+    }
 }
 
 fn default_end_hour() -> u32 {
@@ -108,9 +129,18 @@ impl DeletionWindow {
     /// Whether `t` falls inside the window.
     pub fn contains(&self, t: chrono::DateTime<chrono::Utc>) -> bool {
         use chrono::{Datelike, Timelike};
-        let day = Weekday::of(t.weekday());
+        let local = t.with_timezone(&self.time_zone.map_or(chrono_tz::UTC, |z| z.0));
+        let day = Weekday::of(local.weekday());
         (self.days.is_empty() || self.days.contains(&day))
-            && (self.start_hour..self.end_hour).contains(&t.hour())
+            && (self.start_hour..self.end_hour).contains(&local.hour())
+    }
+
+    /// What is wrong with the hours, if anything.
+    pub(super) fn check(&self) -> Result<(), &'static str> {
+        if self.start_hour > 23 || self.end_hour > 24 || self.start_hour >= self.end_hour {
+            return Err("needs 0 <= start_hour < end_hour <= 24");
+        }
+        Ok(())
     }
 }
 
@@ -128,13 +158,11 @@ pub(super) fn validate_enforcement(
             "must be 1 to 100",
         ));
     }
-    if let Some(w) = &en.window
-        && (w.start_hour > 23 || w.end_hour > 24 || w.start_hour >= w.end_hour)
-    {
+    if let Some(Err(m)) = en.window.as_ref().map(DeletionWindow::check) {
         return Err(src.error_for(
             span_in(src, span.clone(), "end_hour"),
             "enforcement.window",
-            "needs 0 <= start_hour < end_hour <= 24",
+            m,
         ));
     }
     Ok(())

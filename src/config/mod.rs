@@ -28,13 +28,13 @@ mod spans;
 mod tests;
 
 use aws::validate_aws;
-pub use aws::{AwsAccount, AwsConfig, OrganizationConfig};
+pub use aws::{AccountSettings, AwsAccount, AwsConfig, OrganizationConfig, OuSettings};
 use cost::validate_cost;
 pub use cost::{CostConfig, CostMetric};
 use discovery::validate_discovery;
 pub use discovery::{Discovery, ResourceExplorer};
 use enforcement::validate_enforcement;
-pub use enforcement::{DeletionWindow, Enforcement, Weekday};
+pub use enforcement::{DeletionWindow, Enforcement, TimeZone, Weekday};
 use principals::resolve_principals;
 pub use schedule::{CronSchedule, Schedules};
 use smtp::validate_smtp;
@@ -193,11 +193,14 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// The account Cost Explorer is asked in: `[cost] account`, else the first account.
+    /// The account Cost Explorer is asked in: `[cost] role_arn`'s, `[cost] account`, else
+    /// the first account.
     pub fn cost_account(&self) -> Option<&str> {
         self.cost
-            .account
+            .role_arn
             .as_deref()
+            .and_then(|r| r.split(':').nth(4))
+            .or(self.cost.account.as_deref())
             .or_else(|| self.aws.accounts.first().map(|a| a.id.as_str()))
     }
 

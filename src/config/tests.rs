@@ -172,8 +172,8 @@ fn bad_enforcement_names_the_line_of_the_value() {
         "must be 1 to 100",
     );
     check_bad(
-        "\"fri\"]",
-        "\"friday\"]",
+        "\"fri\"]\nstart_hour",
+        "\"friday\"]\nstart_hour",
         "friday",
         "field `enforcement.window.days`: `friday` is not one of mon",
     );
@@ -392,9 +392,9 @@ fn discovery_defaults_and_bad_values_name_the_line() {
         crate::model::ResourceType::VARIANTS.to_vec()
     );
     assert_eq!(c.discovery.interval, HumanDuration::from_secs(6 * 3600));
-    assert!(c.aws.accounts[0].dedicated, "the example's ci account");
+    assert!(c.aws.accounts[0].dedicated(), "the example's ci account");
     assert!(
-        !c.aws.accounts[1].dedicated,
+        !c.aws.accounts[1].dedicated(),
         "accounts are shared by default"
     );
     check_bad(
@@ -428,4 +428,143 @@ fn discovery_defaults_and_bad_values_name_the_line() {
     ))
     .expect("sweeps off");
     assert!(!off.discovery.enabled());
+}
+
+/// Each account, and each OU of an organization, may set regions, arming, a cap and a
+/// window with a time zone; bad values are refused with the field named.
+#[test]
+fn account_and_unit_settings() {
+    let c = parse(EXAMPLE).expect("example");
+    let (ci, preview) = (&c.aws.accounts[0], &c.aws.accounts[1]);
+    assert!(
+        ci.dedicated() && ci.reaps(),
+        "dedicated accounts reap by default"
+    );
+    assert_eq!(ci.regions(&c.aws.regions), c.aws.regions.as_slice());
+    assert!(
+        !preview.dedicated() && preview.reaps(),
+        "armed by its setting"
+    );
+    assert_eq!(preview.regions(&c.aws.regions), c.aws.regions.as_slice());
+    let own = parse(&EXAMPLE.replacen(
+        "# regions = [\"eu-west-1\"]",
+        "regions = [\"eu-west-1\"]",
+        1,
+    ))
+    .expect("own regions");
+    assert_eq!(
+        own.aws.accounts[1].regions(&own.aws.regions),
+        ["eu-west-1".to_owned()]
+    );
+    assert_eq!(preview.settings.max_deletions_per_pass, Some(20));
+    let w = preview.settings.window.as_ref().expect("its own window");
+    let at = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().expect("time");
+    // 08:00 in Berlin is 07:00 UTC in winter and 06:00 UTC in summer.
+    assert!(w.contains(at("2026-03-02T07:00:00Z")));
+    assert!(!w.contains(at("2026-03-02T06:59:59Z")));
+    assert!(w.contains(at("2026-07-06T06:00:00Z")));
+    let shared = parse(&EXAMPLE.replacen("armed = true                   # shared", "# shared", 1))
+        .expect("valid");
+    assert!(
+        !shared.aws.accounts[1].reaps(),
+        "shared accounts are report-only by default"
+    );
+
+    check_bad(
+        "time_zone = \"Europe/Berlin\"",
+        "time_zone = \"Mars/Olympus\"",
+        "Mars/Olympus",
+        "`Mars/Olympus` is not an IANA time zone",
+    );
+    check_bad(
+        "# time_zone = \"America/New_York\"",
+        "time_zone = \"EST5EDT-ish\"",
+        "EST5EDT-ish",
+        "field `enforcement.window.time_zone`",
+    );
+    check_bad(
+        "armed = true                   # shared",
+        "armed = \"yes\"",
+        "armed = \"yes\"",
+        "armed",
+    );
+    let check = |find: &str, replace: &str, want: &str| {
+        let text = EXAMPLE.replacen(find, replace, 1);
+        assert_ne!(text, EXAMPLE, "{find} not in example");
+        let err = parse(&text).expect_err(want).to_string();
+        assert!(err.contains(want), "{err} lacks {want}");
+    };
+    check(
+        "# regions = [\"eu-west-1\"]",
+        "regions = [\"mars-1\"]",
+        "field `aws.accounts.regions`: account 210987654321: `mars-1` is not an AWS region",
+    );
+    check(
+        "# regions = [\"eu-west-1\"]",
+        "regions = []",
+        "list at least one region",
+    );
+    check(
+        "start_hour = 8, end_hour = 18",
+        "start_hour = 18, end_hour = 8",
+        "field `aws.accounts.window`: account 210987654321: needs 0 <= start_hour < end_hour",
+    );
+    let org = "# [aws.organization]\n";
+    let with_units = |units: &str| {
+        EXAMPLE.replacen(
+            org,
+            &format!("[aws.organization]\n{units}\n# [aws.organization]\n"),
+            1,
+        )
+    };
+    let c = parse(&with_units(
+        "[[aws.organization.units]]\nid = \"ou-ab12-sandbox1\"\narmed = false\nregions = [\"us-east-1\"]\n",
+    ))
+    .expect("units");
+    let units = &c.aws.organization.expect("organization").units;
+    assert_eq!(units[0].id, "ou-ab12-sandbox1");
+    assert_eq!(units[0].settings.armed, Some(false));
+    for (units, want) in [
+        (
+            "[[aws.organization.units]]\nid = \"sandbox\"\n",
+            "field `aws.organization.units.id`: `sandbox` is not an OU id",
+        ),
+        (
+            "[[aws.organization.units]]\nid = \"ou-a-1\"\n[[aws.organization.units]]\nid = \"ou-a-1\"\n",
+            "OU `ou-a-1` has settings twice",
+        ),
+        (
+            "[[aws.organization.units]]\nid = \"ou-a-1\"\nregions = [\"x\"]\n",
+            "field `aws.organization.units.regions`: ou-a-1: `x` is not an AWS region",
+        ),
+        (
+            "[[aws.organization.units]]\nid = \"ou-a-1\"\ndedicatd = true\n",
+            "unknown field `dedicatd`",
+        ),
+    ] {
+        let err = parse(&with_units(units)).expect_err(want).to_string();
+        assert!(err.contains(want), "{err} lacks {want}");
+    }
+}
+
+/// Cost Explorer may be asked through a role of its own, in an account that is not audited.
+#[test]
+fn a_cost_role_apart_from_the_audited_accounts() {
+    let role = "# role_arn = \"arn:aws:iam::999999999999:role/ephemera-cost\"";
+    let c = parse(&EXAMPLE.replacen(role, &role[2..], 1)).expect("valid");
+    assert_eq!(c.cost_account(), Some("999999999999"));
+    assert!(!c.aws.accounts.iter().any(|a| a.id == "999999999999"));
+    check_bad(
+        role,
+        "role_arn = \"arn:aws:iam::999999999999:user/cost\"",
+        "user/cost",
+        "field `cost.role_arn`: `arn:aws:iam::999999999999:user/cost` is not an IAM role ARN",
+    );
+    let both = EXAMPLE.replacen(role, &role[2..], 1).replacen(
+        "# account = \"123456789012\"",
+        "account = \"123456789012\"",
+        1,
+    );
+    let err = parse(&both).expect_err("both").to_string();
+    assert!(err.contains("not both"), "{err}");
 }

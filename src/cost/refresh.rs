@@ -88,7 +88,10 @@ impl CostTask {
             .map(str::to_owned)
             .ok_or_else(|| CostError::Invalid("no account to ask Cost Explorer in".into()))?;
         // Cost Explorer has one endpoint, in us-east-1.
-        let sdk = self.clients.config_for(&account, "us-east-1").await?;
+        let sdk = match &cost.role_arn {
+            Some(role) => self.clients.config_as(Some(role), "us-east-1").await,
+            None => self.clients.config_for(&account, "us-east-1").await?,
+        };
         let mut report = CostReport::default();
         let final_before = today - TimeDelta::days(i64::from(cost.recent_days));
         let mut tagged_spend = false;

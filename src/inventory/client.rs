@@ -56,15 +56,21 @@ impl AwsClients {
     /// The config for reading AWS Organizations: its global endpoint in us-east-1, through
     /// `[aws.organization] role_arn` when set.
     pub async fn organization_config(&self) -> SdkConfig {
-        let base = self.base("us-east-1").await;
-        match self
+        let role = self
             .aws
             .organization
             .as_ref()
-            .and_then(|o| o.role_arn.clone())
-        {
+            .and_then(|o| o.role_arn.clone());
+        self.config_as(role.as_deref(), "us-east-1").await
+    }
+
+    /// The config for `region` through `role` (the daemon's own credentials when none): for
+    /// principals apart from the audited accounts, like the Cost Explorer reader.
+    pub async fn config_as(&self, role: Option<&str>, region: &str) -> SdkConfig {
+        let base = self.base(region).await;
+        match role {
             None => base,
-            Some(role) => self.assumed(base, role).await,
+            Some(role) => self.assumed(base, role.to_owned()).await,
         }
     }
 

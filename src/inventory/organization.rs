@@ -1,6 +1,6 @@
 //! The accounts of an AWS organization, as `[aws.organization]` selects them: every active
 //! account (or those under the listed OUs, child OUs included), include and exclude lists
-//! applied, suspended and closing accounts skipped, and which of them sit under a dedicated OU.
+//! applied, suspended and closing accounts skipped, and the settings of the OUs they sit under.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -8,7 +8,7 @@ use aws_config::SdkConfig;
 use aws_sdk_organizations::types::AccountStatus;
 
 use super::{BoxError, pages};
-use crate::config::{AwsAccount, OrganizationConfig};
+use crate::config::{AccountSettings, AwsAccount, OrganizationConfig};
 use crate::metrics::Metrics;
 
 /// One account the organization lists.
@@ -16,8 +16,10 @@ use crate::metrics::Metrics;
 pub struct OrgAccount {
     pub id: String,
     pub name: Option<String>,
-    /// Under one of `dedicated_ous`.
-    pub dedicated: bool,
+    /// From the OUs it sits under: `dedicated_ous` and `units`.
+    pub settings: AccountSettings,
+    /// Which of the OUs projects bind themselves to it sits under.
+    pub ous: BTreeSet<String>,
 }
 
 /// An Organizations call that failed: the pass keeps the accounts it knew.
@@ -44,6 +46,7 @@ where
 pub async fn accounts(
     conf: &SdkConfig,
     org: &OrganizationConfig,
+    bound_ous: &BTreeSet<String>,
     metrics: &Metrics,
 ) -> Result<Vec<OrgAccount>, OrgError> {
     let client = aws_sdk_organizations::Client::new(conf);
@@ -70,6 +73,15 @@ pub async fn accounts(
     for ou in &org.dedicated_ous {
         dedicated.extend(under(&client, ou, metrics).await?.into_keys());
     }
+    let mut units = Vec::with_capacity(org.units.len());
+    for u in &org.units {
+        let members: BTreeSet<String> = under(&client, &u.id, metrics).await?.into_keys().collect();
+        units.push((members, &u.settings));
+    }
+    let mut bound: Vec<(&String, BTreeSet<String>)> = Vec::with_capacity(bound_ous.len());
+    for ou in bound_ous {
+        bound.push((ou, under(&client, ou, metrics).await?.into_keys().collect()));
+    }
     Ok(listed
         .into_iter()
         .filter(|(id, (_, active))| {
@@ -78,11 +90,38 @@ pub async fn accounts(
                 && !org.exclude.contains(id)
         })
         .map(|(id, (name, _))| OrgAccount {
-            dedicated: dedicated.contains(&id),
+            settings: settings_of(&id, dedicated.contains(&id), &units),
+            ous: bound
+                .iter()
+                .filter(|(_, members)| members.contains(&id))
+                .map(|(ou, _)| (*ou).clone())
+                .collect(),
             id,
             name,
         })
         .collect())
+}
+
+/// The settings of account `id` from the units it sits under: a child OU holds a subset of its
+/// parent's accounts, so applying the units from the most accounts to the fewest lets the
+/// narrowest OU win each field it sets.
+fn settings_of(
+    id: &str,
+    dedicated: bool,
+    units: &[(BTreeSet<String>, &AccountSettings)],
+) -> AccountSettings {
+    let mut mine: Vec<&(BTreeSet<String>, &AccountSettings)> =
+        units.iter().filter(|(m, _)| m.contains(id)).collect();
+    mine.sort_by_key(|(m, _)| m.len());
+    let mut out = AccountSettings {
+        dedicated: dedicated.then_some(true),
+        ..AccountSettings::default()
+    };
+    // Narrowest first: what it sets stays, the wider ones fill the rest.
+    for (_, s) in mine {
+        out = out.or(s);
+    }
+    out
 }
 
 /// Suspended (closed) and closing accounts are not audited: nothing can be deleted there, and
@@ -170,9 +209,9 @@ pub const ACTIONS: &[&str] = &[
     "organizations:ListOrganizationalUnitsForParent",
 ];
 
-/// The accounts a pass audits: the organization's (through the role template, dedicated when
-/// under a dedicated OU) and the static ones; a static entry for an organization account wins
-/// (its name, role and `dedicated`). Sorted by id.
+/// The accounts a pass audits: the organization's (through the role template, with their
+/// OUs' settings) and the static ones; a static entry for an organization account wins (its
+/// name, role, and each setting it sets). Sorted by id.
 pub fn merge(statics: &[AwsAccount], org: &[OrgAccount]) -> Vec<AwsAccount> {
     let mut by_id: BTreeMap<String, AwsAccount> = org
         .iter()
@@ -180,16 +219,22 @@ pub fn merge(statics: &[AwsAccount], org: &[OrgAccount]) -> Vec<AwsAccount> {
             (
                 a.id.clone(),
                 AwsAccount {
-                    id: a.id.clone(),
                     name: a.name.clone(),
-                    assume_role_arn: None,
-                    dedicated: a.dedicated,
+                    settings: a.settings.clone(),
+                    ous: a.ous.clone(),
+                    ..AwsAccount::new(a.id.clone())
                 },
             )
         })
         .collect();
     for a in statics {
-        by_id.insert(a.id.clone(), a.clone());
+        let mut mine = a.clone();
+        if let Some(o) = by_id.get(&a.id) {
+            mine.settings = a.settings.or(&o.settings);
+            mine.name = mine.name.or_else(|| o.name.clone());
+            mine.ous = o.ous.clone();
+        }
+        by_id.insert(a.id.clone(), mine);
     }
     by_id.into_values().collect()
 }
@@ -198,48 +243,86 @@ pub fn merge(statics: &[AwsAccount], org: &[OrgAccount]) -> Vec<AwsAccount> {
 mod tests {
     use super::*;
 
-    fn account(id: &str, dedicated: bool) -> AwsAccount {
-        AwsAccount {
-            id: id.into(),
-            name: Some(format!("static {id}")),
-            assume_role_arn: None,
+    fn with(dedicated: Option<bool>, armed: Option<bool>, cap: Option<u32>) -> AccountSettings {
+        AccountSettings {
             dedicated,
+            armed,
+            max_deletions_per_pass: cap,
+            ..AccountSettings::default()
         }
     }
 
-    fn org(id: &str, dedicated: bool) -> OrgAccount {
+    fn account(id: &str, settings: AccountSettings) -> AwsAccount {
+        AwsAccount {
+            name: Some(format!("static {id}")),
+            settings,
+            ..AwsAccount::new(id)
+        }
+    }
+
+    fn org(id: &str, settings: AccountSettings) -> OrgAccount {
         OrgAccount {
             id: id.into(),
             name: Some(format!("org {id}")),
-            dedicated,
+            settings,
+            ous: BTreeSet::new(),
         }
     }
 
     #[test]
-    fn static_entries_win_and_the_rest_come_from_the_organization() {
+    fn static_entries_win_field_by_field_and_the_rest_come_from_the_organization() {
         let merged = merge(
             &[
-                account("111111111111", false),
-                account("999999999999", true),
+                account("111111111111", with(Some(false), None, None)),
+                account("999999999999", with(Some(true), None, None)),
             ],
             &[
-                org("111111111111", true),
-                org("222222222222", true),
-                org("333333333333", false),
+                org("111111111111", with(Some(true), Some(true), Some(7))),
+                org("222222222222", with(Some(true), None, None)),
+                org("333333333333", AccountSettings::default()),
             ],
         );
-        let got: Vec<(&str, &str, bool)> = merged
+        let got: Vec<(&str, &str, bool, bool, Option<u32>)> = merged
             .iter()
-            .map(|a| (a.id.as_str(), a.name.as_deref().unwrap_or(""), a.dedicated))
+            .map(|a| {
+                (
+                    a.id.as_str(),
+                    a.name.as_deref().unwrap_or(""),
+                    a.dedicated(),
+                    a.reaps(),
+                    a.settings.max_deletions_per_pass,
+                )
+            })
             .collect();
         assert_eq!(
             got,
             [
-                ("111111111111", "static 111111111111", false),
-                ("222222222222", "org 222222222222", true),
-                ("333333333333", "org 333333333333", false),
-                ("999999999999", "static 999999999999", true),
+                // The static entry says shared; armed and the cap still come from its OU.
+                ("111111111111", "static 111111111111", false, true, Some(7)),
+                ("222222222222", "org 222222222222", true, true, None),
+                // Shared by default, so report-only.
+                ("333333333333", "org 333333333333", false, false, None),
+                ("999999999999", "static 999999999999", true, true, None),
             ]
         );
+    }
+
+    #[test]
+    fn the_narrowest_unit_wins_each_field_it_sets() {
+        let parent: BTreeSet<String> = ["a", "b", "c"].map(String::from).into();
+        let child: BTreeSet<String> = ["a"].map(String::from).into();
+        let wide = with(None, Some(true), Some(50));
+        let narrow = with(None, Some(false), None);
+        // Listed in either order, the child OU's `armed` wins; the parent's cap fills in.
+        for units in [
+            vec![(parent.clone(), &wide), (child.clone(), &narrow)],
+            vec![(child.clone(), &narrow), (parent.clone(), &wide)],
+        ] {
+            let a = settings_of("a", false, &units);
+            assert_eq!(a, with(None, Some(false), Some(50)));
+            let b = settings_of("b", true, &units);
+            assert_eq!(b, with(Some(true), Some(true), Some(50)));
+        }
+        assert_eq!(settings_of("z", false, &[]), AccountSettings::default());
     }
 }

@@ -22,10 +22,13 @@ pub enum Verdict {
     Untagged,
     /// An exclusion tag or an allowlist entry keeps it out of reach.
     Protected,
+    /// It claims a project (by its lease or its project tag) that may not have resources in
+    /// its account: reported, never reaped, whatever its lease says.
+    Misplaced,
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 7] = [
+    pub const ALL: [Verdict; 8] = [
         Verdict::Leased,
         Verdict::Expiring,
         Verdict::Expired,
@@ -33,6 +36,7 @@ impl Verdict {
         Verdict::UnknownLease,
         Verdict::Untagged,
         Verdict::Protected,
+        Verdict::Misplaced,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -44,6 +48,7 @@ impl Verdict {
             Verdict::UnknownLease => "unknown-lease",
             Verdict::Untagged => "untagged",
             Verdict::Protected => "protected",
+            Verdict::Misplaced => "misplaced",
         }
     }
 

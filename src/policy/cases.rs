@@ -40,6 +40,13 @@ pub(super) struct CaseResource {
     owner: Option<String>,
     #[serde(default)]
     protected: bool,
+    /// The account it lives in; default: the ARN's (or 123456789012 where the ARN names
+    /// none, as an S3 bucket's).
+    #[serde(default)]
+    account: Option<String>,
+    /// The OUs above that account.
+    #[serde(default)]
+    ous: Vec<String>,
     /// Other tags, verbatim.
     #[serde(default)]
     tags: BTreeMap<String, String>,
@@ -251,12 +258,25 @@ fn check_evaluate(policy: &Policy, c: &RawCase) -> Result<(), String> {
         }
         _ => None,
     };
+    let arn = crate::model::Arn::parse(&r.arn)?;
+    let account = match (&r.account, arn.account()) {
+        (Some(a), _) => a.as_str(),
+        (None, "") => "123456789012",
+        (None, a) => a,
+    };
+    let resource_type = arn.resource_type();
+    let place = super::Place {
+        account,
+        ous: &r.ous,
+        resource_type: &resource_type,
+    };
     let e = evaluate(
         &r.arn,
         &tags,
         |id| lease.as_ref().filter(|l| l.id == id),
         policy,
         &keys,
+        &place,
         now,
     );
     let mut problems = Vec::new();

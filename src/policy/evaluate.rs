@@ -29,6 +29,8 @@ pub enum Reason {
     MissingTag(&'static str),
     ProtectTag,
     Allowlisted,
+    /// Its project may not have resources in its account.
+    OutsideProjectAccounts,
 }
 
 impl fmt::Display for Reason {
@@ -46,6 +48,9 @@ impl fmt::Display for Reason {
             Reason::MissingTag(which) => write!(f, "identity tag `{which}` is missing"),
             Reason::ProtectTag => f.write_str("carries the protect tag"),
             Reason::Allowlisted => f.write_str("on the allowlist"),
+            Reason::OutsideProjectAccounts => {
+                f.write_str("its project may not have resources in this account")
+            }
         }
     }
 }
@@ -68,6 +73,17 @@ pub struct Evaluation<'p, 't> {
     pub lease_id: Option<LeaseId>,
 }
 
+/// Where a resource lives, as far as the rules care.
+#[derive(Debug, Clone, Copy)]
+pub struct Place<'a> {
+    /// Its account, as the walk that found it says (an S3 bucket's ARN names none).
+    pub account: &'a str,
+    /// The OUs above the account that projects bind themselves to.
+    pub ous: &'a [String],
+    /// `ec2:instance`, as [`crate::model::Arn::resource_type`] says.
+    pub resource_type: &'a str,
+}
+
 /// Evaluates one resource. `lease` looks a lease up by the id the lease tag names (the tag
 /// is parsed first: the same id spelt another way is the same lease).
 pub fn evaluate<'p, 'l, 't>(
@@ -76,6 +92,7 @@ pub fn evaluate<'p, 'l, 't>(
     lease: impl Fn(LeaseId) -> Option<&'l Lease>,
     policy: &'p Policy,
     keys: &IdentityTags,
+    place: &Place<'_>,
     now: DateTime<Utc>,
 ) -> Evaluation<'p, 't> {
     // One scan of the tags for every key evaluation needs (this runs per resource per pass).
@@ -91,14 +108,24 @@ pub fn evaluate<'p, 'l, 't>(
     let verdict_in = |verdict: Verdict,
                       reason: Reason,
                       project: Option<(&'p ProjectName, &'p ProjectPolicy)>,
-                      ended: Option<DateTime<Utc>>| Evaluation {
-        verdict,
-        reason,
-        project: project.map(|(k, _)| k),
-        rule: policy.rule_for(project.map(|(_, v)| v), verdict),
-        lease_ended_at: ended,
-        lease_tag: lease_tag.filter(|v| !v.is_empty()),
-        lease_id,
+                      ended: Option<DateTime<Utc>>| {
+        // Whatever else is true of it, a resource claiming a project where that project may
+        // not live is reported, never reaped (unless it is protected anyway).
+        let (verdict, reason) = match project {
+            Some((_, p)) if verdict != Verdict::Protected && !p.allows(place) => {
+                (Verdict::Misplaced, Reason::OutsideProjectAccounts)
+            }
+            _ => (verdict, reason),
+        };
+        Evaluation {
+            verdict,
+            reason,
+            project: project.map(|(k, _)| k),
+            rule: policy.rule_for(project.map(|(_, v)| v), verdict, place.resource_type),
+            lease_ended_at: ended,
+            lease_tag: lease_tag.filter(|v| !v.is_empty()),
+            lease_id,
+        }
     };
 
     if protect_tag.is_some() {
@@ -176,7 +203,7 @@ mod tests {
     use chrono::{TimeDelta, TimeZone};
 
     use super::*;
-    use crate::model::HumanDuration;
+    use crate::model::{Action, HumanDuration};
 
     const ID: &str = "0194e0a1-7c2d-7000-8000-00000000beef";
 
@@ -235,10 +262,17 @@ warning_window = "30m"
             |id| Some(l).filter(|l| l.id == id),
             &p,
             &keys,
+            &HERE,
             at,
         );
         (e.verdict, e.reason)
     }
+
+    const HERE: Place<'static> = Place {
+        account: "111111111111",
+        ous: &[],
+        resource_type: "ec2:volume",
+    };
 
     /// The boundaries of the warning window and of the lease's end, and why it ended: the
     /// heartbeat deadline (t0+110m) before `expires_at` (t0+120m), or `expires_at` itself.
@@ -321,7 +355,7 @@ warning_window = "30m"
         ] {
             let tag = tag.replace('X', ID);
             let tags = Tags::from_pairs([(keys.lease.as_str(), tag.as_str())]);
-            let e = evaluate("arn:aws:s3:::b", &tags, |_| Some(&l), &p, &keys, at);
+            let e = evaluate("arn:aws:s3:::b", &tags, |_| Some(&l), &p, &keys, &HERE, at);
             let want_tag = want_tag.map(|t| t.replace('X', ID));
             assert_eq!(e.lease_tag.map(str::to_owned), want_tag, "{tag:?}");
             let want_id = if tag.contains(ID) {
@@ -358,6 +392,10 @@ warning_window = "30m"
             ),
             (Reason::ProtectTag, "carries the protect tag"),
             (Reason::Allowlisted, "on the allowlist"),
+            (
+                Reason::OutsideProjectAccounts,
+                "its project may not have resources in this account",
+            ),
         ] {
             assert_eq!(reason.to_string(), text);
         }
@@ -390,6 +428,206 @@ warning_window = "30m"
         assert_eq!(
             check("0194e0a1-7c2d-7000-8000-00000000cafe", &l, at),
             (Verdict::UnknownLease, Reason::NoSuchLease)
+        );
+    }
+
+    /// A project bound to accounts and OUs: its resources elsewhere are `misplaced` whatever
+    /// their lease says (expired included), reported and never reaped even where a rule says
+    /// reap; protection still wins; an unbound project is at home anywhere.
+    #[test]
+    fn a_resource_outside_its_projects_accounts_is_misplaced_and_never_reaped() {
+        let p = Policy::parse([(
+            std::path::Path::new("p.toml"),
+            r#"
+[defaults.on]
+misplaced = { action = "notify" }
+untagged = { action = "reap" }
+
+[[project]]
+name = "web"
+lessees = ["ci"]
+default_ttl = "2h"
+max_ttl = "1d"
+grace = "1h"
+accounts = ["111111111111", "ou-ab12-sandbox1"]
+
+[project.on]
+expired = { action = "reap" }
+misplaced = { action = "notify" }
+
+[[project]]
+name = "data"
+lessees = ["ci"]
+default_ttl = "2h"
+max_ttl = "1d"
+grace = "1h"
+"#,
+        )])
+        .expect("valid policy");
+        let keys = IdentityTags::default();
+        let l = lease(false);
+        let expired_at = t0() + TimeDelta::hours(3);
+        let full = |project: &str| {
+            Tags::from_pairs([
+                (keys.lease.as_str(), ID),
+                (keys.project.as_str(), project),
+                (keys.task.as_str(), "t"),
+                (keys.owner.as_str(), "o@example.com"),
+            ])
+        };
+        let sandbox = ["ou-ab12-sandbox1".to_owned()];
+        let other_ou = ["ou-ab12-prod".to_owned()];
+        let at = |account: &'static str, ous: &'static [String]| Place {
+            account,
+            ous,
+            resource_type: "ec2:volume",
+        };
+        let sandbox: &'static [String] = Box::leak(Box::new(sandbox));
+        let other_ou: &'static [String] = Box::leak(Box::new(other_ou));
+        let web = full("web");
+        // Claims `data`, which is bound nowhere (no lease tag: untagged, not misplaced).
+        let data = Tags::from_pairs([(keys.project.as_str(), "data")]);
+        // (tags, place) -> (verdict, action)
+        let table: Vec<(&Tags, Place<'_>, Verdict, Action)> = vec![
+            (
+                &web,
+                at("111111111111", &[]),
+                Verdict::Expired,
+                Action::Reap,
+            ),
+            (
+                &web,
+                at("222222222222", sandbox),
+                Verdict::Expired,
+                Action::Reap,
+            ),
+            (
+                &web,
+                at("222222222222", other_ou),
+                Verdict::Misplaced,
+                Action::Notify,
+            ),
+            (
+                &web,
+                at("333333333333", &[]),
+                Verdict::Misplaced,
+                Action::Notify,
+            ),
+            (
+                &data,
+                at("333333333333", &[]),
+                Verdict::Untagged,
+                Action::Reap,
+            ),
+        ];
+        for (tags, place, verdict, action) in table {
+            let e = evaluate(
+                "arn:aws:s3:::b",
+                tags,
+                |_| Some(&l),
+                &p,
+                &keys,
+                &place,
+                expired_at,
+            );
+            assert_eq!((e.verdict, e.rule.action), (verdict, action), "{place:?}");
+            if verdict == Verdict::Misplaced {
+                assert_eq!(e.reason, Reason::OutsideProjectAccounts);
+                assert_eq!(e.project.map(ProjectName::as_str), Some("web"));
+            }
+        }
+        // Claimed by the tag alone (no lease known), missing tags: still misplaced.
+        let tag_only = Tags::from_pairs([(keys.project.as_str(), "web")]);
+        let e = evaluate(
+            "arn:aws:s3:::b",
+            &tag_only,
+            |_| None,
+            &p,
+            &keys,
+            &at("333333333333", &[]),
+            t0(),
+        );
+        assert_eq!(e.verdict, Verdict::Misplaced);
+        // Protection wins.
+        let protected = Tags::from_pairs(web.iter().chain([(keys.protect.as_str(), "yes")]));
+        let e = evaluate(
+            "arn:aws:s3:::b",
+            &protected,
+            |_| Some(&l),
+            &p,
+            &keys,
+            &at("333333333333", &[]),
+            t0(),
+        );
+        assert_eq!(e.verdict, Verdict::Protected);
+        // A rule cannot make a misplaced resource reapable.
+        let web_policy = p.project(&ProjectName::parse("web").expect("name"));
+        let mut forced = p.clone();
+        forced.defaults.on.insert(
+            Verdict::Misplaced,
+            Rule {
+                action: Action::Reap,
+                grace: HumanDuration::from_secs(1),
+            },
+        );
+        assert_eq!(
+            forced
+                .rule_for(None, Verdict::Misplaced, "ec2:volume")
+                .action,
+            Action::Report
+        );
+        assert!(web_policy.is_some());
+    }
+
+    /// Rules per resource type within a project win over the project's own, which win over
+    /// the defaults; a type without its own rule falls through.
+    #[test]
+    fn rules_per_resource_type_within_a_project() {
+        let p = Policy::parse([(
+            std::path::Path::new("p.toml"),
+            r#"
+[[project]]
+name = "web"
+lessees = ["ci"]
+default_ttl = "2h"
+max_ttl = "1d"
+grace = "6h"
+
+[project.on]
+expired = { action = "notify" }
+
+[project.on_type."ec2:instance"]
+expired = { action = "reap", grace = "30m" }
+
+[project.on_type."s3:bucket"]
+released = { action = "reap" }
+"#,
+        )])
+        .expect("valid policy");
+        let web = p.project(&ProjectName::parse("web").expect("name"));
+        let rule = |t: &str, v: Verdict| {
+            let r = p.rule_for(web, v, t);
+            (r.action, r.grace.to_string())
+        };
+        assert_eq!(
+            rule("ec2:instance", Verdict::Expired),
+            (Action::Reap, "30m".into())
+        );
+        assert_eq!(
+            rule("ec2:volume", Verdict::Expired),
+            (Action::Notify, "6h".into())
+        );
+        assert_eq!(
+            rule("s3:bucket", Verdict::Released),
+            (Action::Reap, "6h".into())
+        );
+        assert_eq!(
+            rule("s3:bucket", Verdict::Expired),
+            (Action::Notify, "6h".into())
+        );
+        assert_eq!(
+            rule("ec2:instance", Verdict::Released),
+            (Action::Report, "6h".into())
         );
     }
 }

@@ -91,9 +91,16 @@ fn rules_from(
             src.error_for(
                 span.clone(),
                 field,
-                format!("`{k}` is not a verdict that opens a finding (expiring, expired, released, unknown-lease, untagged)"),
+                format!("`{k}` is not a verdict that opens a finding (expiring, expired, released, unknown-lease, untagged, misplaced)"),
             )
         })?;
+        if verdict == Verdict::Misplaced && r.action == Action::Reap {
+            return Err(src.error_for(
+                span.clone(),
+                field,
+                "a misplaced resource is never reaped (it may belong to someone else): report or notify",
+            ));
+        }
         out.insert(
             verdict,
             Rule {
@@ -133,6 +140,24 @@ struct RawProject {
     warning_window: Option<HumanDuration>,
     #[serde(default)]
     on: BTreeMap<String, RawRule>,
+    /// `[project.on_type."ec2:instance"]`: rules for one resource type.
+    #[serde(default)]
+    on_type: BTreeMap<String, BTreeMap<String, RawRule>>,
+    /// Account ids and OU ids its resources may live in.
+    #[serde(default)]
+    accounts: Option<Spanned<Vec<String>>>,
+}
+
+/// An account id (12 digits) or an OU or root id (`ou-…`, `r-…`).
+fn is_account_or_ou(s: &str) -> bool {
+    let digits = s.len() == 12 && s.chars().all(|c| c.is_ascii_digit());
+    let ou = |rest: &str| {
+        !rest.is_empty()
+            && rest
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    };
+    digits || s.strip_prefix("ou-").is_some_and(ou) || s.strip_prefix("r-").is_some_and(ou)
 }
 
 impl Policy {
@@ -318,6 +343,47 @@ impl Policy {
                         "an empty list would forbid every region; leave it out to allow any",
                     ));
                 }
+                let accounts = match p.accounts {
+                    None => None,
+                    Some(a) => {
+                        let a_span = a.span();
+                        let list = a.into_inner();
+                        if list.is_empty() {
+                            return Err(src.error_for(
+                                a_span,
+                                "project.accounts",
+                                "an empty list would bind the project nowhere; leave it out to allow any account",
+                            ));
+                        }
+                        if let Some(bad) = list.iter().find(|x| !is_account_or_ou(x)) {
+                            return Err(src.error_for(
+                                a_span,
+                                "project.accounts",
+                                format!("`{bad}` is not an account id (12 digits) or an OU id (ou-…, r-…)"),
+                            ));
+                        }
+                        Some(list.into_iter().collect::<BTreeSet<_>>())
+                    }
+                };
+                let mut on_type = BTreeMap::new();
+                for (t, rules) in p.on_type {
+                    let ok = t.split_once(':').is_some_and(|(svc, kind)| {
+                        !svc.is_empty()
+                            && !kind.is_empty()
+                            && t.chars().all(|c| {
+                                c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == ':'
+                            })
+                    });
+                    if !ok {
+                        return Err(src.error_for(
+                            span.clone(),
+                            "project.on_type",
+                            format!("`{t}` is not a resource type like ec2:instance"),
+                        ));
+                    }
+                    let field = format!("project.on_type.{t}");
+                    on_type.insert(t, rules_from(&src, span.clone(), &field, rules, p.grace)?);
+                }
                 where_defined.push((
                     name.clone(),
                     path.to_owned(),
@@ -337,6 +403,8 @@ impl Policy {
                             .map(|r| r.into_iter().collect::<BTreeSet<_>>()),
                         warning_window: p.warning_window,
                         on: rules_from(&src, span.clone(), "project.on", p.on, p.grace)?,
+                        on_type,
+                        accounts,
                     },
                 );
             }
@@ -408,6 +476,45 @@ max_active_leases = 5
         check(
             &[("a.toml", &GOOD.replace("\"web\"", "\"Web\""))],
             "a.toml:3:8: field `project.name`: invalid project name",
+        );
+        let with = |extra: &str| format!("{GOOD}{extra}");
+        check(
+            &[("a.toml", &with("accounts = [\"12345\"]\n"))],
+            "a.toml:9:12: field `project.accounts`: `12345` is not an account id",
+        );
+        check(
+            &[("a.toml", &with("accounts = []\n"))],
+            "field `project.accounts`: an empty list would bind the project nowhere",
+        );
+        check(
+            &[(
+                "a.toml",
+                &with("[project.on]\nmisplaced = { action = \"reap\" }\n"),
+            )],
+            "field `project.on`: a misplaced resource is never reaped",
+        );
+        check(
+            &[(
+                "a.toml",
+                &with("[project.on_type.\"EC2 Instance\"]\nexpired = { action = \"reap\" }\n"),
+            )],
+            "field `project.on_type`: `EC2 Instance` is not a resource type",
+        );
+        check(
+            &[(
+                "a.toml",
+                &with("[project.on_type.\"ec2:instance\"]\nexpird = { action = \"reap\" }\n"),
+            )],
+            "field `project.on_type.ec2:instance`: `expird` is not a verdict",
+        );
+        let p = parse(&[(
+            "a.toml",
+            &with("accounts = [\"123456789012\", \"ou-ab12-cdef3456\"]\n"),
+        )])
+        .expect("valid");
+        assert_eq!(
+            p.bound_ous().into_iter().collect::<Vec<_>>(),
+            ["ou-ab12-cdef3456"]
         );
     }
 }

@@ -11,7 +11,7 @@ mod load;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use cases::{CaseOutcome, CaseReport};
-pub use evaluate::{Evaluation, Reason, evaluate};
+pub use evaluate::{Evaluation, Place, Reason, evaluate};
 pub use load::PolicyError;
 
 use chrono::{DateTime, Utc};
@@ -143,6 +143,20 @@ pub struct ProjectPolicy {
     pub warning_window: Option<HumanDuration>,
     /// Per-verdict action and grace, over the defaults.
     pub on: BTreeMap<Verdict, Rule>,
+    /// Per resource type (`ec2:instance`), per-verdict action and grace, over `on`.
+    pub on_type: BTreeMap<String, BTreeMap<Verdict, Rule>>,
+    /// The accounts (12-digit ids) and OUs (`ou-…`, `r-…`) its resources may live in; none:
+    /// anywhere. A resource claiming the project elsewhere is `misplaced`.
+    pub accounts: Option<BTreeSet<String>>,
+}
+
+impl ProjectPolicy {
+    /// Whether the project's resources may live at `place`.
+    pub fn allows(&self, place: &Place<'_>) -> bool {
+        self.accounts.as_ref().is_none_or(|set| {
+            set.contains(place.account) || place.ous.iter().any(|o| set.contains(o))
+        })
+    }
 }
 
 /// The caller as far as policy cares.
@@ -219,9 +233,30 @@ impl Denial {
 }
 
 impl Policy {
+    /// The OUs projects bind themselves to: the organization walk says which accounts sit
+    /// under each.
+    pub fn bound_ous(&self) -> BTreeSet<String> {
+        self.projects
+            .values()
+            .flat_map(|p| p.accounts.iter().flatten())
+            .filter(|a| !a.chars().all(|c| c.is_ascii_digit()))
+            .cloned()
+            .collect()
+    }
+
     /// Checks the principals against the policy's projects: a lessee scoped to a project no
     /// policy defines is a typo, and typos in access control are refused, not guessed at.
+    /// A project bound to an OU needs `[aws.organization]` to know what lies under it.
     pub fn check_config(&self, config: &crate::config::Config) -> Result<(), String> {
+        if config.aws.organization.is_none()
+            && let Some(ou) = self.bound_ous().into_iter().next()
+        {
+            return Err(format!(
+                "{}: a project is bound to OU `{ou}`, but without [aws.organization] no account \
+                 is known to be under it",
+                config.path.display()
+            ));
+        }
         for p in &config.principals {
             for project in &p.projects {
                 if self.project(project).is_none() {
@@ -310,18 +345,32 @@ impl Policy {
         self.allow.iter().find(|a| a.matches(arn, now))
     }
 
-    /// The action and grace for a verdict of a resource in `project` (None: no known project).
-    /// Precedence: the project's rule, the defaults' rule, then `report` with the project's
-    /// (or the default) grace.
-    pub fn rule_for(&self, project: Option<&ProjectPolicy>, verdict: Verdict) -> Rule {
-        project
-            .and_then(|p| p.on.get(&verdict))
+    /// The action and grace for a verdict of a resource of `resource_type` in `project`
+    /// (None: no known project). Precedence: the project's rule for the type, the project's
+    /// rule, the defaults' rule, then `report` with the project's (or the default) grace. A
+    /// `misplaced` resource is never reaped, whatever a rule says.
+    pub fn rule_for(
+        &self,
+        project: Option<&ProjectPolicy>,
+        verdict: Verdict,
+        resource_type: &str,
+    ) -> Rule {
+        let rule = project
+            .and_then(|p| p.on_type.get(resource_type).and_then(|on| on.get(&verdict)))
+            .or_else(|| project.and_then(|p| p.on.get(&verdict)))
             .or_else(|| self.defaults.on.get(&verdict))
             .copied()
             .unwrap_or(Rule {
                 action: Action::Report,
                 grace: project.map_or(self.defaults.grace, |p| p.grace),
-            })
+            });
+        match (verdict, rule.action) {
+            (Verdict::Misplaced, Action::Reap) => Rule {
+                action: Action::Report,
+                ..rule
+            },
+            _ => rule,
+        }
     }
 
     pub fn warning_window(&self, project: Option<&ProjectPolicy>) -> HumanDuration {
@@ -380,6 +429,8 @@ mod tests {
                 allowed_regions: Some(["us-east-1".to_owned()].into()),
                 warning_window: None,
                 on: BTreeMap::new(),
+                on_type: BTreeMap::new(),
+                accounts: None,
             },
         );
         Policy {

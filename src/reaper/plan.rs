@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::config::Enforcement;
+use crate::config::{AwsAccount, Enforcement};
 use crate::model::ResourceType;
 use crate::resource::{ReapCandidate, WalkRecord};
 
@@ -38,7 +38,7 @@ pub struct PlanItem {
 /// A cap that stopped deletions this pass.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CapHit {
-    /// `pass`, or `project:NAME`.
+    /// `pass`, `account:ID` or `project:NAME`.
     pub scope: String,
     pub due: u64,
     pub limit: u64,
@@ -106,9 +106,11 @@ pub struct PlanInput<'a> {
     /// What this pass's walks know; `None` when there was no pass (on-call reaping), in which
     /// case the last-moment re-read stands in for it.
     pub knowledge: Option<&'a Knowledge>,
-    /// Accounts marked dedicated to ephemeral work: the only ones where a resource with no
-    /// tags at all may be deleted.
-    pub dedicated: &'a HashSet<String>,
+    /// The accounts audited now, by id, with their settings: whether deletions run there
+    /// (shared accounts are report-only by default), whether they are dedicated to ephemeral
+    /// work (the only ones where a resource with no tags at all may be deleted), their cap
+    /// and deletion window. Nothing is deleted in an account not listed.
+    pub accounts: &'a HashMap<String, AwsAccount>,
     /// Live resources per project (`unknown` for those without one), for the share cap.
     pub inventory: &'a HashMap<String, u64>,
     pub now: DateTime<Utc>,
@@ -127,13 +129,25 @@ pub fn plan(candidates: Vec<ReapCandidate>, input: PlanInput<'_>) -> Plan {
     let mut due = Vec::new();
     let mut rest = Vec::new();
     for c in candidates {
+        let account = input.accounts.get(&c.account);
         let status = if !input.manual && c.deadline > input.now {
             Status::Scheduled
-        } else if c.tagless && !input.dedicated.contains(&c.account) {
+        } else if account.is_none() {
+            Status::Held(format!(
+                "account {} is not audited now (not configured, or no longer in the organization)",
+                c.account
+            ))
+        } else if c.tagless && !account.is_some_and(AwsAccount::dedicated) {
             Status::Held(format!(
                 "no tags at all, in account {} which is not dedicated to ephemeral work \
                  (aws.accounts.dedicated): a never-tagged resource there may be production; \
                  reported only",
+                c.account
+            ))
+        } else if !account.is_some_and(AwsAccount::reaps) {
+            Status::Held(format!(
+                "account {} is report-only (shared accounts are, unless aws.accounts.armed \
+                 or their OU's says otherwise)",
                 c.account
             ))
         } else if !ResourceType::parse(&c.resource_type)
@@ -145,7 +159,9 @@ pub fn plan(candidates: Vec<ReapCandidate>, input: PlanInput<'_>) -> Plan {
             ))
         } else if let Some(gap) = input.knowledge.and_then(|k| k.gap(&c)) {
             Status::Held(gap)
-        } else if let Some(w) = &en.window
+        } else if let Some(w) = account
+            .and_then(|a| a.settings.window.as_ref())
+            .or(en.window.as_ref())
             && !w.contains(input.now)
         {
             Status::Held("outside the deletion window".into())
@@ -191,7 +207,7 @@ pub fn plan(candidates: Vec<ReapCandidate>, input: PlanInput<'_>) -> Plan {
             over.insert(project);
         }
     }
-    let (mut due, held): (Vec<_>, Vec<_>) = due
+    let (due, held): (Vec<_>, Vec<_>) = due
         .into_iter()
         .partition(|c| !over.contains(&project_key(c)));
     for c in held {
@@ -199,6 +215,41 @@ pub fn plan(candidates: Vec<ReapCandidate>, input: PlanInput<'_>) -> Plan {
             "project {} is over its cap of {}% of its inventory this pass",
             project_key(&c),
             en.max_project_share_percent
+        );
+        rest.push(PlanItem {
+            candidate: c,
+            status: Status::Held(reason),
+        });
+    }
+    // Account cap: an account with more due than its cap deletes nothing this pass, and the
+    // others go on (one noisy account does not halt the organization).
+    let mut per_account: BTreeMap<&str, u64> = BTreeMap::new();
+    for c in &due {
+        *per_account.entry(c.account.as_str()).or_default() += 1;
+    }
+    let mut over: HashMap<String, u32> = HashMap::new();
+    for (account, n) in per_account {
+        let limit = input
+            .accounts
+            .get(account)
+            .and_then(|a| a.settings.max_deletions_per_pass)
+            .unwrap_or(en.max_deletions_per_pass);
+        if n > u64::from(limit) {
+            capped.push(CapHit {
+                scope: format!("account:{account}"),
+                due: n,
+                limit: u64::from(limit),
+            });
+            over.insert(account.to_owned(), limit);
+        }
+    }
+    let (mut due, held): (Vec<_>, Vec<_>) = due
+        .into_iter()
+        .partition(|c| !over.contains_key(&c.account));
+    for c in held {
+        let reason = format!(
+            "account {} has more deletions due than its max_deletions_per_pass = {} this pass",
+            c.account, over[&c.account]
         );
         rest.push(PlanItem {
             candidate: c,
@@ -377,8 +428,23 @@ mod tests {
         }
     }
 
+    /// 111111111111 is shared but armed by its settings; 222222222222 is dedicated (so armed).
+    fn accounts() -> HashMap<String, AwsAccount> {
+        let mut shared = AwsAccount::new("111111111111");
+        shared.settings.armed = Some(true);
+        let mut dedicated = AwsAccount::new("222222222222");
+        dedicated.settings.dedicated = Some(true);
+        [shared, dedicated]
+            .into_iter()
+            .map(|a| (a.id.clone(), a))
+            .collect()
+    }
+
     fn run(cands: Vec<ReapCandidate>, en: &Enforcement, manual: bool) -> Plan {
+        let mut dedicated = walk("us-east-1", WalkOutcome::Complete, &[]);
+        dedicated.account = "222222222222".into();
         let walks = Knowledge::of(&[
+            dedicated,
             walk("us-east-1", WalkOutcome::Complete, &[]),
             walk("eu-west-1", WalkOutcome::Incomplete, &[]),
             walk(
@@ -387,7 +453,6 @@ mod tests {
                 &[ResourceType::Ec2Snapshot],
             ),
         ]);
-        let dedicated: HashSet<String> = ["222222222222".to_owned()].into();
         let inventory: HashMap<String, u64> = [("web".to_owned(), 100), ("data".to_owned(), 4)]
             .into_iter()
             .collect();
@@ -396,7 +461,7 @@ mod tests {
             PlanInput {
                 enforcement: en,
                 knowledge: Some(&walks),
-                dedicated: &dedicated,
+                accounts: &accounts(),
                 inventory: &inventory,
                 now: now(),
                 manual,
@@ -482,7 +547,7 @@ mod tests {
                             &[ResourceType::Ec2Snapshot],
                         ),
                     ])),
-                    dedicated: &["222222222222".to_owned()].into(),
+                    accounts: &accounts(),
                     inventory: &[("web".to_owned(), 100)].into_iter().collect(),
                     now: now(),
                     manual,
@@ -542,15 +607,208 @@ mod tests {
             max_deletions_per_pass: 3,
             ..enforcement()
         };
+        // Two accounts within their own caps (the pass cap by default) but over it together.
         let many: Vec<_> = (0..4)
-            .map(|i| cand(&format!("w-{i}"), "ec2:volume", "web", -1))
+            .map(|i| {
+                let mut c = cand(&format!("w-{i}"), "ec2:volume", "web", -1);
+                if i % 2 == 1 {
+                    c.account = "222222222222".into();
+                }
+                c
+            })
             .collect();
         let p = run(many.clone(), &en, false);
         assert_eq!(p.due().count(), 0, "over the pass cap, nothing is deleted");
+        assert_eq!(p.capped.len(), 1, "{:?}", p.capped);
         assert_eq!(p.capped[0].scope, "pass");
         assert!(statuses(&p)[0].1.contains("max_deletions_per_pass = 3"));
         let p = run(many[..3].to_vec(), &en, false);
         assert_eq!(p.due().count(), 3, "at the cap is allowed");
+    }
+
+    /// One noisy account over its own cap is held; the others go on. The cap is the
+    /// account's setting, else the pass cap; at the cap is allowed.
+    #[test]
+    fn an_account_over_its_cap_is_held_alone() {
+        let en = Enforcement {
+            max_deletions_per_pass: 4,
+            ..enforcement()
+        };
+        let in_account = |id: &str, account: &str| {
+            let mut c = cand(id, "ec2:volume", "web", -1);
+            c.account = account.into();
+            c
+        };
+        let mut accounts = accounts();
+        let noisy = accounts.get_mut("222222222222").expect("fixture");
+        noisy.settings.max_deletions_per_pass = Some(2);
+        let plan_of = |cands: Vec<ReapCandidate>| {
+            plan(
+                cands,
+                PlanInput {
+                    enforcement: &en,
+                    knowledge: None,
+                    accounts: &accounts,
+                    inventory: &[("web".to_owned(), 100)].into_iter().collect(),
+                    now: now(),
+                    manual: false,
+                },
+            )
+        };
+        let p = plan_of(vec![
+            in_account("a-1", "111111111111"),
+            in_account("b-1", "222222222222"),
+            in_account("b-2", "222222222222"),
+            in_account("b-3", "222222222222"),
+        ]);
+        let s: HashMap<String, String> = statuses(&p).into_iter().collect();
+        assert_eq!(s["a-1"], "due", "{s:?}");
+        for b in ["b-1", "b-2", "b-3"] {
+            assert_eq!(
+                s[b],
+                "held: account 222222222222 has more deletions due than its \
+                 max_deletions_per_pass = 2 this pass",
+                "{s:?}"
+            );
+        }
+        assert_eq!(
+            p.capped,
+            vec![CapHit {
+                scope: "account:222222222222".into(),
+                due: 3,
+                limit: 2
+            }]
+        );
+        let p = plan_of(vec![
+            in_account("b-1", "222222222222"),
+            in_account("b-2", "222222222222"),
+        ]);
+        assert_eq!(p.due().count(), 2, "at the account's cap is allowed");
+        assert!(p.capped.is_empty());
+        // Without its own cap an account has the pass cap: 4 due in one account is allowed,
+        // 5 is held by the account cap (named so), not the pass cap.
+        let five: Vec<_> = (0..5)
+            .map(|i| in_account(&format!("a-{i}"), "111111111111"))
+            .collect();
+        assert_eq!(plan_of(five[..4].to_vec()).due().count(), 4);
+        let p = plan_of(five);
+        assert_eq!(p.due().count(), 0);
+        assert_eq!(p.capped[0].scope, "account:111111111111");
+    }
+
+    /// Shared accounts are report-only unless their settings arm them; an account not
+    /// audited now deletes nothing; by hand as by a pass.
+    #[test]
+    fn shared_and_unknown_accounts_are_report_only() {
+        let mut accounts = accounts();
+        accounts.insert("333333333333".into(), AwsAccount::new("333333333333"));
+        let mut off = AwsAccount::new("444444444444");
+        off.settings.dedicated = Some(true);
+        off.settings.armed = Some(false);
+        accounts.insert(off.id.clone(), off);
+        for manual in [false, true] {
+            let cands = [
+                "111111111111",
+                "222222222222",
+                "333333333333",
+                "444444444444",
+                "555555555555",
+            ]
+            .iter()
+            .map(|a| {
+                let mut c = cand(&format!("v-{}", &a[..1]), "ec2:volume", "web", -1);
+                c.account = (*a).into();
+                c
+            })
+            .collect();
+            let p = plan(
+                cands,
+                PlanInput {
+                    enforcement: &enforcement(),
+                    knowledge: None,
+                    accounts: &accounts,
+                    inventory: &[("web".to_owned(), 100)].into_iter().collect(),
+                    now: now(),
+                    manual,
+                },
+            );
+            let s: HashMap<String, String> = statuses(&p).into_iter().collect();
+            assert_eq!(s["v-1"], "due", "shared, armed by its settings: {s:?}");
+            assert_eq!(s["v-2"], "due", "dedicated: {s:?}");
+            assert!(
+                s["v-3"].starts_with("held: account 333333333333 is report-only"),
+                "shared by default: {s:?}"
+            );
+            assert!(
+                s["v-4"].starts_with("held: account 444444444444 is report-only"),
+                "dedicated but disarmed: {s:?}"
+            );
+            assert!(
+                s["v-5"].starts_with("held: account 555555555555 is not audited now"),
+                "{s:?}"
+            );
+        }
+    }
+
+    /// An account's window, on its own time zone's clock, replaces the global one.
+    #[test]
+    fn an_account_window_follows_its_time_zone() {
+        let berlin = crate::config::TimeZone("Europe/Berlin".parse().expect("a zone"));
+        let mut accounts = accounts();
+        // 09:00-12:00 in Berlin: now() is 12:00 UTC, 13:00 in Berlin (winter).
+        accounts
+            .get_mut("222222222222")
+            .expect("fixture")
+            .settings
+            .window = Some(DeletionWindow {
+            days: vec![],
+            start_hour: 9,
+            end_hour: 13,
+            time_zone: Some(berlin),
+        });
+        let en = Enforcement {
+            // Globally: only 12:00-13:00 UTC, which now() is in.
+            window: Some(DeletionWindow {
+                days: vec![],
+                start_hour: 12,
+                end_hour: 13,
+                time_zone: None,
+            }),
+            ..enforcement()
+        };
+        let at = |when: DateTime<Utc>| {
+            let cands = ["111111111111", "222222222222"]
+                .iter()
+                .map(|a| {
+                    let mut c = cand(&format!("v-{}", &a[..1]), "ec2:volume", "web", -1);
+                    c.account = (*a).into();
+                    c
+                })
+                .collect();
+            let p = plan(
+                cands,
+                PlanInput {
+                    enforcement: &en,
+                    knowledge: None,
+                    accounts: &accounts,
+                    inventory: &[("web".to_owned(), 100)].into_iter().collect(),
+                    now: when,
+                    manual: false,
+                },
+            );
+            statuses(&p)
+                .into_iter()
+                .collect::<HashMap<String, String>>()
+        };
+        let s = at(now());
+        assert_eq!(s["v-1"], "due", "the global window: {s:?}");
+        assert_eq!(
+            s["v-2"], "held: outside the deletion window",
+            "13:00 in Berlin: {s:?}"
+        );
+        let s = at(now() - TimeDelta::minutes(1));
+        assert_eq!(s["v-1"], "held: outside the deletion window", "{s:?}");
+        assert_eq!(s["v-2"], "due", "12:59 in Berlin: {s:?}");
     }
 
     /// A deadline or a retry time that is now has come; a millisecond later it has not.
@@ -584,6 +842,7 @@ mod tests {
                 days: vec![Weekday::Mon, Weekday::Tue],
                 start_hour: 0,
                 end_hour: 24,
+                time_zone: None,
             }),
             ..enforcement()
         };
@@ -598,6 +857,7 @@ mod tests {
                 days: vec![Weekday::Wed],
                 start_hour: 9,
                 end_hour: 12,
+                time_zone: None,
             }),
             ..enforcement()
         };
@@ -608,6 +868,7 @@ mod tests {
                 days: vec![],
                 start_hour: 12,
                 end_hour: 13,
+                time_zone: None,
             }),
             ..enforcement()
         };

@@ -16,12 +16,12 @@ use serde::Serialize;
 use super::aws::{self, DeleteError, Deleted, Inspection};
 use super::plan::{Knowledge, Plan, PlanInput, PlanItem, Status, plan};
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{AwsAccount, Config};
 use crate::inventory::AwsClients;
 use crate::metrics::{Metrics, Series};
 use crate::model::Lease;
 use crate::model::{Action, Arn, Decision, LeaseId, ReapMode, Verdict};
-use crate::policy::{Policy, evaluate};
+use crate::policy::{Place, Policy, evaluate};
 use crate::resource::{AuditEntry, ReapCandidate, ReapSummary, WalkRecord};
 use crate::store::{ReapUpdate, Store, StoreError};
 
@@ -181,7 +181,7 @@ impl Reaper {
             PlanInput {
                 enforcement: &self.inner.config.enforcement,
                 knowledge,
-                dedicated: &self.dedicated_accounts(),
+                accounts: &self.accounts(),
                 inventory: &inventory,
                 now,
                 manual,
@@ -189,14 +189,13 @@ impl Reaper {
         ))
     }
 
-    /// The accounts marked dedicated to ephemeral work.
-    fn dedicated_accounts(&self) -> HashSet<String> {
+    /// The accounts audited now, by id, with their settings.
+    fn accounts(&self) -> HashMap<String, AwsAccount> {
         self.inner
             .clients
             .accounts()
-            .iter()
-            .filter(|a| a.dedicated)
-            .map(|a| a.id.clone())
+            .into_iter()
+            .map(|a| (a.id.clone(), a))
             .collect()
     }
 
@@ -634,12 +633,25 @@ impl Reaper {
             None => None,
         };
         let now = inner.clock.now();
+        let ous: Vec<String> = inner
+            .clients
+            .accounts()
+            .into_iter()
+            .find(|a| a.id == c.account)
+            .map(|a| a.ous.into_iter().collect())
+            .unwrap_or_default();
+        let place = Place {
+            account: &c.account,
+            ous: &ous,
+            resource_type: &c.resource_type,
+        };
         let e = evaluate(
             c.arn.as_str(),
             &tags,
             |id| lease.as_ref().filter(|l| l.id == id),
             &inner.policy,
             keys,
+            &place,
             now,
         );
         if !reapable(e.verdict) {

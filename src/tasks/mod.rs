@@ -322,7 +322,7 @@ impl Tasks {
         let mut walks = JoinSet::new();
         let mut tally = Tally::default();
         for account in &accounts {
-            for region in &inner.config.aws.regions {
+            for region in account.regions(&inner.config.aws.regions) {
                 // A walk is spawned only once it may run: 17,000 walks waiting as spawned tasks
                 // held a suspended walk each, 1.4 GB at 1,000 accounts × 17 regions.
                 let permit = match permits.clone().acquire_owned().await {
@@ -348,7 +348,11 @@ impl Tasks {
         report
             .walks
             .sort_by(|a, b| (&a.account, &a.region).cmp(&(&b.account, &b.region)));
-        let all_complete = report.walks.len() == accounts.len() * inner.config.aws.regions.len()
+        let expected: usize = accounts
+            .iter()
+            .map(|a| a.regions(&inner.config.aws.regions).len())
+            .sum();
+        let all_complete = report.walks.len() == expected
             && report.walks.iter().all(WalkRecord::is_complete)
             && report.organization_error.is_none();
         report.outcome = if all_complete {
@@ -407,7 +411,8 @@ impl Tasks {
             return inner.clients.accounts();
         };
         let conf = inner.clients.organization_config().await;
-        match organization::accounts(&conf, org, &inner.metrics).await {
+        let bound = inner.policy.bound_ous();
+        match organization::accounts(&conf, org, &bound, &inner.metrics).await {
             Ok(listed) => {
                 let merged = organization::merge(&inner.config.aws.accounts, &listed);
                 inner.clients.set_accounts(merged.clone());

@@ -11,7 +11,7 @@ use super::Tasks;
 use crate::inventory::sweep::TypeSweep;
 use crate::inventory::{self, RateLimiter};
 use crate::model::{Arn, IdentityTags, Lease, LeaseId, Source, Verdict, WalkOutcome};
-use crate::policy::{Policy, Reason, evaluate};
+use crate::policy::{Place, Policy, Reason, evaluate};
 use crate::resource::{Observed, Record, SweepRecord, TypeSweepRecord, WalkRecord};
 
 /// Records per store transaction while a walk streams (ten pages of 100): commits, not SQL,
@@ -23,23 +23,31 @@ const PERSIST_BATCH: usize = 1_000;
 #[error("the store's persister stopped")]
 struct PersisterStopped;
 
-/// One page of a walk, evaluated at `now`: the records the store persists. Pure; the scan
-/// and the benchmarks share it.
+/// One page of a walk, evaluated at `now`: the records the store persists. `ous` are the
+/// OUs above the walk's account that projects bind themselves to. Pure; the scan and the
+/// benchmarks share it.
 pub fn evaluate_page(
     page: Vec<Observed>,
     leases: &HashMap<LeaseId, Lease>,
     policy: &Policy,
     keys: &IdentityTags,
+    ous: &[String],
     now: DateTime<Utc>,
 ) -> Vec<Record> {
     page.into_iter()
         .map(|o| {
+            let place = Place {
+                account: &o.account,
+                ous,
+                resource_type: &o.resource_type,
+            };
             let e = evaluate(
                 o.arn.as_str(),
                 &o.tags,
                 |id| leases.get(&id),
                 policy,
                 keys,
+                &place,
                 now,
             );
             // Found by a service's own list call with no tags at all: never tagged (the
@@ -99,12 +107,20 @@ impl Tasks {
         };
         let mut totals = WalkTotals::default();
         let mut pending = Vec::<Record>::with_capacity(PERSIST_BATCH);
+        let ous: Vec<String> = inner
+            .clients
+            .accounts()
+            .into_iter()
+            .find(|a| a.id == account)
+            .map(|a| a.ous.into_iter().collect())
+            .unwrap_or_default();
         let evaluate_now = |page: Vec<Observed>| {
             evaluate_page(
                 page,
                 &leases,
                 &inner.policy,
                 &inner.config.tags,
+                &ous,
                 inner.clock.now(),
             )
         };

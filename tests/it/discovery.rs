@@ -70,6 +70,8 @@ dedicated = true
 [[aws.accounts]]
 id = "{SHARED}"
 assume_role_arn = "arn:aws:iam::{SHARED}:role/ephemera"
+# Armed, so that only the never-tagged guard holds its resources.
+armed = true
 
 [discovery]
 interval = "1h"
@@ -418,6 +420,16 @@ assume_role_arn_template = "arn:aws:iam::{{account_id}}:role/ephemera"
 exclude = ["{excluded}"]
 dedicated_ous = ["{sandbox}"]
 
+# Every account armed (shared ones still keep what was never tagged); the sandbox OU's walk
+# two regions.
+[[aws.organization.units]]
+id = "{root}"
+armed = true
+
+[[aws.organization.units]]
+id = "{sandbox}"
+regions = ["us-east-1", "eu-west-1"]
+
 [discovery]
 types = ["sqs:queue", "ec2:volume", "ec2:instance", "s3:bucket"]
 interval = "1h"
@@ -465,12 +477,12 @@ max_project_share_percent = 100
         v.sort();
         v
     };
-    let mut want = vec![DEDICATED.to_owned(), ci.clone(), shared.clone()];
+    let mut want = vec![DEDICATED.to_owned(), ci.clone(), ci.clone(), shared.clone()];
     want.sort();
     assert_eq!(
         walked(&first),
         want,
-        "the management account, ci and shared: {first}"
+        "the management account, ci (in two regions, from its OU's settings) and shared: {first}"
     );
     assert_eq!(first["run"]["outcome"], "success", "{first}");
     let resources = by_arn(&d, "/api/v1/resources?limit=1000").await;

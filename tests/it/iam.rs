@@ -365,10 +365,12 @@ max_attempts = 1
 
 [[aws.accounts]]
 id = "{DEFAULT_ACCOUNT}"
+armed = true
 
 [[aws.accounts]]
 id = "{ROLE_ACCOUNT}"
 assume_role_arn = "{ROLE_ARN}"
+armed = true
 
 [cost]
 account = "{ROLE_ACCOUNT}"

@@ -216,7 +216,7 @@ async fn every_kind_reaches_its_recipient_once() {
         "{}{}",
         config_text_with_aws(&format!(
             "regions = [\"us-east-1\"]\nendpoint_url = \"{}\"\nemulator = true\nmax_attempts = 1\n\n\
-             [[aws.accounts]]\nid = \"123456789012\"\n\n\
+             [[aws.accounts]]\nid = \"123456789012\"\narmed = true\n\n\
              [enforcement]\narmed = true\ndeletable_types = [\"ec2:volume\"]\nmax_project_share_percent = 100\n",
             moto.endpoint()
         )),

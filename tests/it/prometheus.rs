@@ -698,6 +698,7 @@ max_attempts = 1
 
 [[aws.accounts]]
 id = "123456789012"
+armed = true
 
 [enforcement]
 armed = true

@@ -46,13 +46,16 @@ grace = "1h"
 expired = { action = "reap" }
 "#;
 
+/// Both shared, armed by their own settings.
 const ACCOUNTS: &str = r#"
 [[aws.accounts]]
 id = "123456789012"
+armed = true
 
 [[aws.accounts]]
 id = "444444444444"
 assume_role_arn = "arn:aws:iam::444444444444:role/ephemera"
+armed = true
 "#;
 
 fn config(endpoint: &str, accounts: &str, enforcement: &str) -> String {
@@ -620,7 +623,7 @@ async fn an_unverified_account_loses_nothing() {
     let moto = Moto::start().await;
     let (_work, clock, d, expired) = with_expired_lease(
         &moto.endpoint(),
-        "\n[[aws.accounts]]\nid = \"333333333333\"\n",
+        "\n[[aws.accounts]]\nid = \"333333333333\"\narmed = true\n",
         "armed = true\ndeletable_types = [\"ec2:volume\"]\n",
     )
     .await;
@@ -1189,8 +1192,8 @@ async fn sigkill_mid_reaping_loses_no_record_and_deletes_nothing_twice() {
     assert!(!elsewhere.path().join("state/ephemera.db").exists());
 }
 
-/// More deletions due than `max_deletions_per_pass`: the pass deletes none of them, says so in
-/// the audit log, and counts it.
+/// More deletions due in one account than `max_deletions_per_pass` (each account's cap unless
+/// it sets its own): the pass deletes none of them, says so in the audit log, and counts it.
 #[tokio::test(flavor = "multi_thread")]
 async fn over_the_pass_cap_nothing_is_deleted() {
     let moto = Moto::start().await;
@@ -1219,7 +1222,7 @@ async fn over_the_pass_cap_nothing_is_deleted() {
         .filter(|r| r["decision"] == "capped")
         .collect();
     assert_eq!(capped.len(), 1, "{records:#?}");
-    assert_eq!(capped[0]["arn"], "pass");
+    assert_eq!(capped[0]["arn"], format!("account:{A}"));
     assert!(
         capped[0]["detail"]
             .as_str()

@@ -58,9 +58,16 @@ impl Ground {
         Ground::with("armed = true").await
     }
 
-    /// The ground with `enforcement` at the end of the `[enforcement]` section (say
-    /// `armed = false`, another cap, or an `[enforcement.window]` table).
+    /// The ground with account A's own settings (`""`: shared, so report-only) and
+    /// `enforcement` as in [`Ground::with`].
     async fn with(enforcement: &str) -> Ground {
+        Ground::with_account("armed = true", enforcement).await
+    }
+
+    /// The ground with `enforcement` at the end of the `[enforcement]` section (say
+    /// `armed = false`, another cap, or an `[enforcement.window]` table), and `account` in
+    /// account A's entry.
+    async fn with_account(account: &str, enforcement: &str) -> Ground {
         let moto = Moto::start().await;
         let proxy = FaultProxy::start(&moto.endpoint()).await;
         let work = Workdir::with_config(&config_text_with_aws(&format!(
@@ -71,6 +78,7 @@ max_attempts = 1
 
 [[aws.accounts]]
 id = "{A}"
+{account}
 
 [enforcement]
 deletable_types = ["ec2:volume", "s3:bucket"]
@@ -887,6 +895,38 @@ async fn unarmed_nothing_is_changed_in_aws() {
     let kept: Vec<&SeededResource> = doomed.iter().collect();
     g.check(&[], &kept).await;
     assert_eq!(mutating_calls(&g), Vec::<String>::new());
+}
+
+/// A shared account (neither dedicated nor armed by its own settings) is report-only, armed
+/// enforcement or not: nothing is deleted there and the plan says why; with a per-account cap
+/// below what is due, the account deletes nothing either.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shared_account_is_report_only_and_an_account_cap_holds_it() {
+    for (account, why) in [
+        ("", "is report-only"),
+        (
+            "armed = true\nmax_deletions_per_pass = 4",
+            "max_deletions_per_pass = 4",
+        ),
+    ] {
+        let g = Ground::with_account(account, "armed = true").await;
+        let d = Daemon::start(&g);
+        let doomed = five_doomed(&g, &d).await;
+        let report = d.pass().await;
+        assert_eq!(report["reap"]["deleted"], 0, "{account}: {report}");
+        let kept: Vec<&SeededResource> = doomed.iter().collect();
+        g.check(&[], &kept).await;
+        assert_eq!(mutating_calls(&g), Vec::<String>::new(), "{account}");
+        let out = run(&["plan", "--output", "json"], &d.env()).await;
+        let plan: Value = serde_json::from_slice(&out.stdout).expect("plan json");
+        let items = plan["items"].as_array().expect("items");
+        assert_eq!(items.len(), 5, "{plan}");
+        for i in items {
+            assert_eq!(i["status"], "held", "{plan}");
+            let held = i["held_reason"].as_str().unwrap_or_default();
+            assert!(held.contains(why), "{account}: {held}");
+        }
+    }
 }
 
 /// Scenario 24: more due than `max_deletions_per_pass`: the pass deletes none of them.
