@@ -14,7 +14,7 @@
 //! | [`auth`] | principals, roles (lessee, operator, viewer), hashed bearer tokens |
 //! | [`policy`] | `rules/policy/*.toml`: leasing and audit rules (per project, per resource type, the accounts and OUs a project may live in), pure decisions and evaluation (verdicts), in-file test cases |
 //! | [`lease`] | the [`lease::LeaseRegistry`] service: acquire, renew, beat, release, quotas |
-//! | [`store`] | SQLite (WAL, `synchronous = FULL`, 16 KiB pages, foreign keys, append-only migrations); writes go through one group-commit writer thread; the act lock that keeps two processes from acting at once; the audit chain (append, list, verify) in `store::chain`; the only module that knows SQL |
+//! | [`store`] | SQLite (WAL, `synchronous = FULL`, 16 KiB pages, foreign keys, append-only migrations); writes go through one group-commit writer thread; the act lock that keeps two processes from acting at once; the audit chain (append, list, verify) in `store::chain`; backups and the restore guard in `store::restore`; the only module that knows SQL |
 //! | [`metrics`] | the Prometheus registry and every metric |
 //! | [`http`] | the axum API under `/api/v1`, `/healthz`, `/readyz`, `/metrics`, one file per resource plus `error` (status and stable code, in one place) and `extract`; one JSON type per body in [`http::dto`], shared with the CLI client; the OpenAPI 3.1 document ([`http::openapi`], served at `/api/v1/openapi.json`, committed as `docs/openapi.json`) |
 //! | [`daemon`] | wiring: `serve(config, listener, shutdown, clock)` |
@@ -27,7 +27,7 @@
 //! | [`tasks`] | the pass (walks, evaluation, findings, the reaper's act step, gauges) and the cost refresh, both through one runner (lock, run row, outcome, metrics, skipped ticks); a walk's pages reach the store through a bounded channel to a persister task |
 //! | [`mail`] | email from the store's outbox: expiry warnings, owner digests, deletion notices, on-call summary; templates ([`mail::render`], pure), SMTP ([`mail::transport`], lettre), roll-up, delivery with back-off and quiet hours; a row is marked sent only after the server accepted it |
 //! | [`scheduler`] | cron (tokio-cron-scheduler, UTC) |
-//! | [`cli`] | the `ephemera` command line: the argument surface in `cli/mod.rs`, one file per command group (`admin`, `lease`, `scan`, `reap`, `audit`, `cost`, `iam_policy`), a typed API client (`client`) and terminal rendering (`output`: comfy-table, csv, shlex) |
+//! | [`cli`] | the `ephemera` command line: the argument surface in `cli/mod.rs`, one file per command group (`admin`, `lease`, `scan`, `reap`, `audit`, `cost`, `iam_policy`, `store`), a typed API client (`client`) and terminal rendering (`output`: comfy-table, csv, shlex) |
 //! | [`clock`] | the only reader of the wall clock |
 //! | [`logging`] | tracing set-up (human or JSON) |
 //!

@@ -95,6 +95,9 @@ pub struct Metrics {
     pub resources_by_source: IntGaugeVec,
     /// `ephemera_audited_accounts`: accounts the last pass audited (static and organization).
     pub audited_accounts: IntGauge,
+    /// `ephemera_reaping_suspended`: 1 while a restore holds reaping of unknown-lease and
+    /// released resources.
+    pub reaping_suspended: IntGauge,
 }
 
 fn reg<C: Collector + Clone + 'static>(r: &Registry, c: C) -> C {
@@ -314,7 +317,15 @@ impl Metrics {
             reap_capped: counter(
                 &r,
                 "ephemera_reap_capped_total",
-                "Times a deletion cap halted reaping (for a pass or a project in it)",
+                "Times a deletion cap halted reaping (for a pass, an account or a project)",
+            ),
+            reaping_suspended: reg(
+                &r,
+                IntGauge::new(
+                    "ephemera_reaping_suspended",
+                    "1 while reaping of unknown-lease and released resources is suspended after a restore",
+                )
+                .expect("valid metric"),
             ),
             teardown_latency: reg(
                 &r,

@@ -15,6 +15,7 @@ mod lease;
 pub mod output;
 mod reap;
 mod scan;
+mod store;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -169,6 +170,9 @@ enum Command {
     /// The reaper's audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Back up and restore the store (directly, through --config).
+    #[command(subcommand)]
+    Store(StoreCmd),
     /// Spend from the daemon's store (fetched from Cost Explorer on `[schedules] cost`).
     Cost {
         #[command(flatten)]
@@ -279,6 +283,30 @@ enum RulesCmd {
         /// Rules directory (holding policy/); defaults to the one the config names.
         #[arg(long)]
         rules: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCmd {
+    /// A consistent copy of the store in a new file, while the daemon serves.
+    Backup {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The new file.
+        to: PathBuf,
+    },
+    /// Replace the store with a backup (the daemon stopped; the current store is kept beside
+    /// it). Reaping of unknown-lease and released resources is then suspended.
+    Restore {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The backup file.
+        from: PathBuf,
+    },
+    /// Confirm a restored store's leases are right: the suspension of reaping ends.
+    Confirm {
         #[command(flatten)]
         config: ConfigArg,
     },
@@ -407,6 +435,9 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Config(ConfigCmd::Example) => admin::config_example(),
         Command::Rules(RulesCmd::Test { rules, config }) => admin::rules_test(rules, config),
         Command::IamPolicy(args) => iam_policy::run(args),
+        Command::Store(StoreCmd::Backup { config, to }) => store::backup(config, to).await,
+        Command::Store(StoreCmd::Restore { config, from }) => store::restore(config, from).await,
+        Command::Store(StoreCmd::Confirm { config }) => store::confirm(config).await,
         Command::Token(TokenCmd::New) => admin::token_new(),
         Command::Token(TokenCmd::Hash) => admin::token_hash(),
         Command::Mail(MailCmd::Test { to, config }) => admin::mail_test(to, config).await,

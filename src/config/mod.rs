@@ -74,6 +74,9 @@ pub struct ApiConfig {
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     pub path: PathBuf,
+    /// Complete passes in a row without evidence of lost leases that end a restore's
+    /// suspension of reaping (`unknown-lease` and `released`) without an operator.
+    pub restore_clean_passes: u32,
 }
 
 /// `[audit]`: where the key of the audit chain's MACs comes from.
@@ -142,6 +145,12 @@ fn default_max_body() -> usize {
 #[serde(deny_unknown_fields)]
 struct RawStore {
     path: PathBuf,
+    #[serde(default = "default_restore_clean_passes")]
+    restore_clean_passes: u32,
+}
+
+fn default_restore_clean_passes() -> u32 {
+    3
 }
 
 #[derive(Debug, Deserialize)]
@@ -248,6 +257,9 @@ impl Config {
         if let Some(c) = &raw.cost {
             validate_cost(&src, c, raw.aws.get_ref())?;
         }
+        if !(1..=100).contains(&raw.store.restore_clean_passes) {
+            return Err(src.error_for(0..0, "store.restore_clean_passes", "must be 1 to 100"));
+        }
         if raw.api.max_body_bytes < 1024 {
             return Err(src.error_for(0..0, "api.max_body_bytes", "must be at least 1024"));
         }
@@ -261,7 +273,10 @@ impl Config {
                 listen: raw.api.listen,
                 max_body_bytes: raw.api.max_body_bytes,
             },
-            store: StoreConfig { path: store_path },
+            store: StoreConfig {
+                path: store_path,
+                restore_clean_passes: raw.store.restore_clean_passes,
+            },
             rules: RulesConfig {
                 dir: resolve(&raw.rules.dir),
             },

@@ -17,6 +17,18 @@ impl LeaseId {
     }
 }
 
+impl LeaseId {
+    /// When the id was made, from its UUIDv7 timestamp (the system clock's at acquire);
+    /// `None` for an id that is no UUIDv7 (made up, or another tool's).
+    pub fn created_at(self) -> Option<chrono::DateTime<chrono::Utc>> {
+        if self.0.get_version_num() != 7 {
+            return None;
+        }
+        let (secs, nanos) = self.0.get_timestamp()?.to_unix();
+        chrono::DateTime::from_timestamp(i64::try_from(secs).ok()?, nanos)
+    }
+}
+
 impl fmt::Display for LeaseId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.hyphenated().fmt(f)
@@ -97,6 +109,24 @@ impl<'de> Deserialize<'de> for ProjectName {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A generated id carries the time it was made; a UUID of another version carries none.
+    #[test]
+    fn a_lease_id_knows_when_it_was_made() {
+        let before = chrono::Utc::now() - chrono::TimeDelta::milliseconds(1);
+        let id = LeaseId::generate();
+        let after = chrono::Utc::now() + chrono::TimeDelta::milliseconds(1);
+        let at = id.created_at().expect("a v7 id has a time");
+        assert!(before <= at && at <= after, "{before} {at} {after}");
+        let v4 = LeaseId::parse_loose("0b6a7c35-2f3f-4a8e-9d6a-1c2b3d4e5f60").expect("a uuid");
+        assert_eq!(v4.created_at(), None);
+        // 0x0194e0a1 7c2d ms after the epoch: 2025-02-10.
+        let old = LeaseId::parse_loose("0194e0a1-7c2d-7000-8000-00000000beef").expect("id");
+        assert_eq!(
+            old.created_at().map(|t| t.timestamp_millis()),
+            Some(0x0194_e0a1_7c2d)
+        );
+    }
 
     #[test]
     fn project_names() {

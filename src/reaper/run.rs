@@ -176,6 +176,16 @@ impl Reaper {
         } else {
             HashMap::new()
         };
+        let suspension = self.inner.store.suspension().await?;
+        let suspended = suspension.map(|s| {
+            format!(
+                "{} (since {}; {} of {} clean passes)",
+                s.reason,
+                s.since.to_rfc3339(),
+                s.clean_passes,
+                self.inner.config.store.restore_clean_passes
+            )
+        });
         Ok(plan(
             candidates,
             PlanInput {
@@ -183,10 +193,52 @@ impl Reaper {
                 knowledge,
                 accounts: &self.accounts(),
                 inventory: &inventory,
+                suspended: suspended.as_deref(),
                 now,
                 manual,
             },
         ))
+    }
+
+    /// What this pass says about lost leases: an open `unknown-lease` finding naming a lease
+    /// newer than every lease the store issued means the store forgot leases (a restore from
+    /// a backup); that suspends reaping of `unknown-lease` and `released` resources, and a
+    /// complete pass without it counts toward lifting a suspension.
+    async fn check_restore(&self, walks: &[WalkRecord]) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        let newer = inner.store.leases_newer_than_the_store().await?;
+        let evidence = newer.first().map(|first| {
+            format!(
+                "{} resources' leases are newer than any this store issued (first {first}): \
+                 it may have been restored from a backup",
+                newer.len()
+            )
+        });
+        let complete = !walks.is_empty() && walks.iter().all(WalkRecord::is_complete);
+        let now = inner.clock.now();
+        let before = inner.store.suspension().await?;
+        let after = if evidence.is_some() || complete {
+            inner
+                .store
+                .record_restore_evidence(evidence, inner.config.store.restore_clean_passes, now)
+                .await?
+        } else {
+            before.clone()
+        };
+        match (&before, &after) {
+            (None, Some(s)) => {
+                tracing::error!(reason = %s.reason, "reaping of unknown-lease and released resources is suspended");
+            }
+            (Some(_), None) => {
+                tracing::warn!("the restore suspension ended after clean passes");
+            }
+            _ => {}
+        }
+        inner
+            .metrics
+            .reaping_suspended
+            .set(i64::from(after.is_some()));
+        Ok(())
     }
 
     /// The accounts audited now, by id, with their settings.
@@ -242,6 +294,7 @@ impl Reaper {
             )
             .await?;
         }
+        self.check_restore(walks).await?;
         let marked = inner
             .store
             .mark_for_reaping(run_id.to_owned(), now, self.owner_key())

@@ -231,6 +231,17 @@ const MIGRATIONS: &[&str] = &[
     // was asked (`creator_checked_at`, ms; NULL: not yet), so each is asked once.
     "ALTER TABLE resources ADD COLUMN creator TEXT;
     ALTER TABLE resources ADD COLUMN creator_checked_at INTEGER;",
+    // 15: the restore guard: while `suspended_since` is set, reaping of `unknown-lease` and
+    // `released` resources is held (a restored store has forgotten the leases made since its
+    // backup); `clean_passes` counts complete passes in a row without evidence of that.
+    "CREATE TABLE restore_guard (
+        id              INTEGER PRIMARY KEY CHECK (id = 1),
+        suspended_since INTEGER,
+        reason          TEXT,
+        clean_passes    INTEGER NOT NULL DEFAULT 0,
+        confirmed_at    INTEGER,
+        confirmed_by    TEXT
+    ) STRICT;",
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), StoreError> {

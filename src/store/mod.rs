@@ -23,6 +23,7 @@ mod locks;
 mod migrations;
 mod outbox;
 mod reap;
+mod restore;
 mod writer;
 
 pub use chain::AuditQuery;
@@ -31,6 +32,7 @@ pub use inventory::{AuditFilter, LiveTotals, Strays};
 pub use locks::{ACT_LOCK, HeldBy, LockHolder};
 pub use outbox::{Notice, OutboxRow, Rollup, expiry_warning_key};
 pub use reap::ReapUpdate;
+pub use restore::Suspension;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -4,6 +4,7 @@
 //! log), not only what ephemera says it did.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -978,4 +979,162 @@ async fn outside_the_window_nothing_is_deleted() {
     assert_eq!(report["reap"]["deleted"], 0, "{report}");
     let kept: Vec<&SeededResource> = doomed.iter().collect();
     g.check(&[], &kept).await;
+}
+
+/// The ground for a restore: a lease in the backup (`old`), one made after it (`forgotten`),
+/// a volume of each, the old lease released after the backup; the daemon stopped. Returns the
+/// ground, the backup and the volumes.
+async fn restore_ground() -> (Ground, PathBuf, HashMap<String, SeededResource>) {
+    let g = Ground::new().await;
+    let mut d = Daemon::start(&g);
+    let lease = json!({"project": "web", "task": "ci 1", "owner": "alice@example.com"});
+    let old = d.acquire(lease.clone()).await;
+    let backup = g.work.path().join("backup.db");
+    let out = run(
+        &[
+            "store",
+            "backup",
+            "--config",
+            &g.config(),
+            backup.to_str().expect("utf-8"),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let forgotten = d.acquire(lease).await;
+    let v = g
+        .volumes(&[("forgotten", tags(&forgotten)), ("old", tags(&old))])
+        .await;
+    let (s, _) = d
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/leases/{old}/release"),
+            WEB,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let pid = d.process.child.id().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let _ = d.process.wait();
+    (g, backup, v)
+}
+
+/// Why the plan holds the item of `arn`, or its status.
+async fn plan_status(d: &Daemon, arn: &str) -> String {
+    let out = run(&["plan", "--output", "json"], &d.env()).await;
+    let plan: Value = serde_json::from_slice(&out.stdout).expect("plan json");
+    plan["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|i| i["arn"] == arn)
+        .map(|i| format!("{} {}", i["status"], i["held_reason"]))
+        .unwrap_or_else(|| format!("not in the plan: {plan}"))
+}
+
+/// `ephemera store restore` of an old backup while a lease made since has resources: that
+/// lease is unknown to the restored store, yet nothing of it is deleted (reaping of
+/// unknown-lease and released resources is suspended, the plan and a gauge say so), until an
+/// operator confirms; the store it replaced is kept beside it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restored_store_deletes_nothing_of_the_leases_it_forgot() {
+    let (g, backup, v) = restore_ground().await;
+    // The daemon wrote that it was alive within the last 2 s: a restore waits for that to age.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let out = run(
+        &[
+            "store",
+            "restore",
+            "--config",
+            &g.config(),
+            backup.to_str().expect("utf-8"),
+        ],
+        &[],
+    )
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("is suspended until `ephemera store confirm`"),
+        "{stdout}"
+    );
+    let kept = std::fs::read_dir(g.work.path().join("state"))
+        .expect("state dir")
+        .filter_map(Result::ok)
+        .any(|e| e.file_name().to_string_lossy().contains(".before-restore-"));
+    assert!(kept, "the replaced store is kept");
+
+    let d = Daemon::start(&g);
+    let first = d.pass().await;
+    assert_eq!(
+        first["reap"]["marked"], 1,
+        "the forgotten lease's volume: {first}"
+    );
+    past_grace().await;
+    let second = d.pass().await;
+    assert_eq!(second["reap"]["deleted"], 0, "{second}");
+    g.check(&[], &[&v["forgotten"], &v["old"]]).await;
+    assert_eq!(mutating_calls(&g), Vec::<String>::new());
+    let held = plan_status(&d, &v["forgotten"].arn).await;
+    assert!(
+        held.contains("suspended: the store was restored from"),
+        "{held}"
+    );
+    let text = reqwest::get(format!("{}/metrics", d.addr))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(
+        crate::support::sample(&text, "ephemera_reaping_suspended"),
+        Some(1.0)
+    );
+
+    // The operator confirms: the forgotten lease is truly unknown now, and its volume goes;
+    // the old lease is active in the restored store, so its volume stays.
+    let out = run(&["store", "confirm", "--config", &g.config()], &[]).await;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("confirmed"));
+    let third = d.pass().await;
+    assert_eq!(third["reap"]["deleted"], 1, "{third}");
+    g.check(&[&v["forgotten"]], &[&v["old"]]).await;
+}
+
+/// A backup copied over the store by hand (no `store restore`): the first pass finds a
+/// resource naming a lease newer than any the store issued, and suspends the same way.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_copied_back_by_hand_is_caught_by_its_newer_leases() {
+    let (g, backup, v) = restore_ground().await;
+    let store = g.work.path().join("state/ephemera.db");
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", store.display()));
+    }
+    std::fs::copy(&backup, &store).expect("copied back");
+    let d = Daemon::start(&g);
+    d.pass().await;
+    past_grace().await;
+    let second = d.pass().await;
+    assert_eq!(second["reap"]["deleted"], 0, "{second}");
+    g.check(&[], &[&v["forgotten"], &v["old"]]).await;
+    let held = plan_status(&d, &v["forgotten"].arn).await;
+    assert!(
+        held.contains("leases are newer than any this store issued"),
+        "{held}"
+    );
 }

@@ -1,0 +1,119 @@
+//! The store itself: `store backup`, `store restore`, `store confirm` (read and written
+//! directly through `--config`, like `audit verify --config`).
+
+use super::*;
+
+/// The store the config names; never created (a mistyped path is an error, not a new store).
+async fn existing_store(config: &Config) -> anyhow::Result<crate::store::Store> {
+    anyhow::ensure!(
+        config.store.path.exists(),
+        "no store at {}",
+        config.store.path.display()
+    );
+    Ok(crate::store::Store::open(&config.store.path).await?)
+}
+
+pub(super) async fn backup(config: ConfigArg, to: PathBuf) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&config.config)?;
+    anyhow::ensure!(
+        !to.exists(),
+        "{} exists: back up to a new file",
+        to.display()
+    );
+    let store = existing_store(&config).await?;
+    store.backup_to(to.clone()).await?;
+    let bytes = std::fs::metadata(&to).map(|m| m.len()).unwrap_or_default();
+    println!(
+        "backed up {} to {} ({bytes} bytes)",
+        config.store.path.display(),
+        to.display()
+    );
+    println!(
+        "keep the audit key ({}) with your backups, apart from them",
+        config.audit.key
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How recently a serving daemon records that it is alive (every 2 s): a store written to
+/// this recently has a daemon on it.
+const ALIVE_WITHIN: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
+
+pub(super) async fn restore(config: ConfigArg, from: PathBuf) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&config.config)?;
+    let path = config.store.path.clone();
+    anyhow::ensure!(from.exists(), "no backup at {}", from.display());
+    let now = chrono::Utc::now();
+    let mut kept = None;
+    let mut last_alive = None;
+    if path.exists() {
+        let store = crate::store::Store::open(&path).await?;
+        last_alive = store.last_alive().await?;
+        if let Some(at) = last_alive
+            && now - at < ALIVE_WITHIN
+        {
+            anyhow::bail!(
+                "a daemon is serving from {} (alive {}s ago): stop it first",
+                path.display(),
+                (now - at).num_seconds()
+            );
+        }
+        drop(store);
+        // The current store is kept, whole, beside it: a restore loses nothing.
+        let aside = |p: &std::path::Path| {
+            let mut s = p.as_os_str().to_owned();
+            s.push(format!(".before-restore-{}", now.format("%Y%m%dT%H%M%SZ")));
+            PathBuf::from(s)
+        };
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            let p = PathBuf::from(p);
+            if p.exists() {
+                std::fs::rename(&p, aside(&p))?;
+            }
+        }
+        kept = Some(aside(&path));
+    }
+    std::fs::copy(&from, &path)?;
+    std::fs::File::open(&path)?.sync_all()?;
+    let store = crate::store::Store::open(&path).await?;
+    if let Some(at) = last_alive {
+        store.set_last_alive(at).await?;
+    }
+    store
+        .suspend_reaping(
+            format!(
+                "the store was restored from {} at {}",
+                from.display(),
+                now.to_rfc3339()
+            ),
+            now,
+        )
+        .await?;
+    println!("restored {} from {}", path.display(), from.display());
+    if let Some(k) = kept {
+        println!("the store it replaced is kept as {}", k.display());
+    }
+    println!(
+        "reaping of unknown-lease and released resources is suspended until `ephemera store \
+         confirm`, or {} complete passes in a row find no lease newer than the store knows",
+        config.store.restore_clean_passes
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn confirm(config: ConfigArg) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&config.config)?;
+    let store = existing_store(&config).await?;
+    let by = std::env::var("USER").unwrap_or_else(|_| "cli".into());
+    match store.confirm_restore(by, chrono::Utc::now()).await? {
+        Some(s) => println!(
+            "confirmed: reaping of unknown-lease and released resources resumes (suspended since {}: {})",
+            s.since.to_rfc3339(),
+            s.reason
+        ),
+        None => println!("nothing was suspended"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
