@@ -38,6 +38,12 @@ pub(super) struct IamPolicyArgs {
     /// is the `[cost] account`). Without it: the role of any other audited account.
     #[arg(long)]
     account: Option<String>,
+    /// With `--for account-role`: the role of an account dedicated to ephemeral work, whose
+    /// deletes are not held to the identity tags (never-tagged resources are reaped there).
+    /// Implied by `--account` naming an `[[aws.accounts]]` entry with `dedicated = true`; say it
+    /// for an account of `[aws.organization] dedicated_ous`.
+    #[arg(long)]
+    dedicated: bool,
 }
 
 pub(super) fn run(args: IamPolicyArgs) -> anyhow::Result<ExitCode> {
@@ -47,8 +53,8 @@ pub(super) fn run(args: IamPolicyArgs) -> anyhow::Result<ExitCode> {
         PolicyFor::AccountRole => PolicyHolder::AccountRole,
     };
     anyhow::ensure!(
-        args.account.is_none() || principal == PolicyHolder::AccountRole,
-        "--account goes with --for account-role"
+        (args.account.is_none() && !args.dedicated) || principal == PolicyHolder::AccountRole,
+        "--account and --dedicated go with --for account-role"
     );
     let doc = iam::policy(
         &config,
@@ -56,6 +62,7 @@ pub(super) fn run(args: IamPolicyArgs) -> anyhow::Result<ExitCode> {
             principal,
             armed: args.armed,
             account: args.account.as_deref(),
+            dedicated: args.dedicated,
         },
     )?;
     print!("{}", doc.to_json());
@@ -72,6 +79,21 @@ pub(super) fn run(args: IamPolicyArgs) -> anyhow::Result<ExitCode> {
             if args.armed { " --armed" } else { "" }
         ),
         PolicyHolder::AccountRole if args.account.is_none() => {
+            let dedicated: Vec<&str> = config
+                .aws
+                .accounts
+                .iter()
+                .filter(|a| a.dedicated && config.aws.role_arn(a).is_some())
+                .map(|a| a.id.as_str())
+                .collect();
+            if !args.dedicated && !dedicated.is_empty() {
+                eprintln!(
+                    "note: deletes here are held to the identity tags; account(s) {} are \
+                     dedicated to ephemeral work and their role deletes never-tagged resources \
+                     too: --account ID (or --dedicated)",
+                    dedicated.join(", ")
+                );
+            }
             if let Some(cost) = config.cost_account() {
                 let behind_role = config
                     .aws

@@ -426,6 +426,7 @@ fn request(principal: PolicyHolder, armed: bool, account: Option<&str>) -> Reque
         principal,
         armed,
         account,
+        dedicated: false,
     }
 }
 
