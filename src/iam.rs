@@ -32,6 +32,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+pub mod cloudformation;
+
 use crate::config::Config;
 use crate::inventory::{creator, explorer, organization, sweep};
 use crate::model::ResourceType;

@@ -23,6 +23,16 @@ pub(super) enum PolicyFor {
     AccountRole,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum PolicyFormat {
+    /// The IAM policy document.
+    Json,
+    /// With `--for account-role`: a CloudFormation template (StackSet-ready) of the role, its
+    /// trust in the daemon's principal and its policy, armed, dedicated and the cost account
+    /// chosen by parameters.
+    Cloudformation,
+}
+
 #[derive(Debug, Args)]
 pub(super) struct IamPolicyArgs {
     #[command(flatten)]
@@ -44,6 +54,9 @@ pub(super) struct IamPolicyArgs {
     /// for an account of `[aws.organization] dedicated_ous`.
     #[arg(long)]
     dedicated: bool,
+    /// What to print.
+    #[arg(long, value_enum, default_value = "json")]
+    format: PolicyFormat,
 }
 
 pub(super) fn run(args: IamPolicyArgs) -> anyhow::Result<ExitCode> {
@@ -56,6 +69,24 @@ pub(super) fn run(args: IamPolicyArgs) -> anyhow::Result<ExitCode> {
         (args.account.is_none() && !args.dedicated) || principal == PolicyHolder::AccountRole,
         "--account and --dedicated go with --for account-role"
     );
+    if args.format == PolicyFormat::Cloudformation {
+        anyhow::ensure!(
+            principal == PolicyHolder::AccountRole && args.account.is_none() && !args.dedicated,
+            "--format cloudformation goes with --for account-role, without --account or \
+             --dedicated (the template's parameters choose those)"
+        );
+        let armed = args.armed || config.enforcement.armed;
+        let command = format!(
+            "ephemera iam-policy --for account-role --format cloudformation --config {}{}",
+            args.config.config.display(),
+            if args.armed { " --armed" } else { "" }
+        );
+        print!(
+            "{}",
+            iam::cloudformation::template(&config, armed, &command)
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let doc = iam::policy(
         &config,
         &Request {

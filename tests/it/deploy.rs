@@ -1,7 +1,8 @@
 //! The deployment recipes in `deploy/` name this build and commands it accepts: the
 //! Containerfile builds with Cargo.toml's `rust-version`, the systemd unit's config check passes
 //! on a valid config, and the daemon command of the unit and of the image parses. The image
-//! itself is not built here (no container runtime on the test machines).
+//! itself is not built here (no container runtime on the test machines). The account role's
+//! CloudFormation template is the one `ephemera iam-policy` generates from the example config.
 
 use std::path::Path;
 
@@ -87,4 +88,47 @@ async fn the_units_and_the_images_commands_are_ones_the_binary_runs() {
             String::from_utf8_lossy(&o.stderr)
         );
     }
+}
+
+/// `deploy/cloudformation/account-role.yaml` is exactly what `iam-policy --format
+/// cloudformation` makes of the example config (whose statements are the printed policy's,
+/// unit `iam::cloudformation::tests`): a change to the action tables, the conditions or the
+/// example config that is not regenerated fails here.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_account_role_template_is_what_iam_policy_generates() {
+    const COMMAND: &[&str] = &[
+        "iam-policy",
+        "--for",
+        "account-role",
+        "--format",
+        "cloudformation",
+        "--config",
+        "ephemera.example.toml",
+    ];
+    let o = run(COMMAND, &[]).await;
+    let generated = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let committed = read("deploy/cloudformation/account-role.yaml");
+    assert!(
+        generated == committed,
+        "deploy/cloudformation/account-role.yaml is stale; regenerate it with\n  ephemera {} \
+         > deploy/cloudformation/account-role.yaml",
+        COMMAND.join(" ")
+    );
+    assert!(committed.contains(&format!("#   ephemera {}\n", COMMAND.join(" "))));
+    for want in [
+        "  DaemonPrincipalArn:\n",
+        "  Dedicated:\n",
+        "  RoleArn:\n",
+        "\"aws:ResourceTag/ephemera:lease-id\": \"false\"",
+        "- Sid: \"DeleteInDedicatedAccount\"",
+    ] {
+        assert!(committed.contains(want), "{want:?}");
+    }
+    // Only the role template's parameters choose: the command refuses what would fix them.
+    let mut with_account = COMMAND.to_vec();
+    with_account.extend(["--account", "123456789012"]);
+    let o = run(&with_account, &[]).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--format cloudformation"));
 }
