@@ -17,15 +17,27 @@
 //! ([`crate::cost::fetch`]), [`crate::reaper::iam`] (the deleters and the account check). No
 //! wildcard action is ever printed; resources are `*` except for `sts:AssumeRole`, because the
 //! read calls take no resource ARN and the deleters act on whatever the plan names.
+//!
+//! Least privilege by tag: armed, the deleting actions whose service authorizes on the
+//! resource's own tags ([`crate::reaper::iam::tag_conditioned`]) go in one statement,
+//! `DeleteIdentityTagged`, allowed only on resources carrying the identity tags
+//! ([`crate::model::IdentityTags::delete_condition_keys`]), so AWS itself refuses to delete
+//! anything else. The rest of each type's row (its reads, and S3's deletes, which cannot be
+//! conditioned on a bucket's tags) stays in the type's own `Reap…` statement. An account
+//! dedicated to ephemeral work, where never-tagged resources are reaped, gets the same
+//! actions unconditioned instead (`DeleteInDedicatedAccount`; for the daemon's own
+//! credentials, `DeleteInDedicatedAccounts`, held to those accounts by `aws:ResourceAccount`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+pub mod cloudformation;
+
 use crate::config::Config;
 use crate::inventory::{creator, explorer, organization, sweep};
 use crate::model::ResourceType;
-use crate::reaper::iam::{VERIFY_ACCOUNT_ACTIONS, actions_for};
+use crate::reaper::iam::{VERIFY_ACCOUNT_ACTIONS, actions_for, tag_conditioned};
 
 /// The walk of one (account, region): `GetResources`, and one `DescribeInstances` (filtered to
 /// ending instances) when a page lists an instance.
@@ -57,6 +69,16 @@ pub enum IamError {
          the daemon's own credentials act there, so its permissions are in --for daemon"
     )]
     NoRole { account: String },
+    #[error(
+        "account {account} is not dedicated to ephemeral work in {config} \
+         (aws.accounts.dedicated): its role may delete only what carries the identity tags"
+    )]
+    NotDedicated { account: String, config: String },
+    #[error(
+        "{config} dedicates no account to ephemeral work (aws.accounts.dedicated, \
+         aws.organization.dedicated_ous): no role deletes never-tagged resources"
+    )]
+    NoDedicated { config: String },
 }
 
 /// One IAM policy statement (always `Allow`).
@@ -72,6 +94,74 @@ pub struct Statement {
     /// `["*"]` or sorted, unique ARNs.
     #[serde(rename = "Resource")]
     pub resources: Vec<String>,
+    #[serde(rename = "Condition", skip_serializing_if = "Option::is_none")]
+    pub condition: Option<Condition>,
+}
+
+/// A statement's `Condition`: one operator, its keys and their values (one value is written
+/// as a string, several as a list).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Condition {
+    pub operator: &'static str,
+    pub keys: BTreeMap<String, Vec<String>>,
+}
+
+impl Condition {
+    /// The resource carries every one of `tag_keys` (any value).
+    pub fn tagged<'a>(tag_keys: impl IntoIterator<Item = &'a str>) -> Condition {
+        Condition {
+            operator: "Null",
+            keys: tag_keys
+                .into_iter()
+                .map(|k| (format!("aws:ResourceTag/{k}"), vec!["false".to_owned()]))
+                .collect(),
+        }
+    }
+
+    /// The resource belongs to one of `accounts`.
+    fn in_accounts<'a>(accounts: impl IntoIterator<Item = &'a str>) -> Condition {
+        let ids: BTreeSet<String> = accounts.into_iter().map(str::to_owned).collect();
+        Condition {
+            operator: "StringEquals",
+            keys: [("aws:ResourceAccount".to_owned(), ids.into_iter().collect())].into(),
+        }
+    }
+
+    /// The tag keys a `Null`-is-false condition requires on the resource.
+    pub fn required_tags(&self) -> Vec<&str> {
+        if self.operator != "Null" {
+            return Vec::new();
+        }
+        self.keys
+            .iter()
+            .filter(|(_, v)| v.as_slice() == ["false"])
+            .filter_map(|(k, _)| k.strip_prefix("aws:ResourceTag/"))
+            .collect()
+    }
+}
+
+impl Serialize for Condition {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        struct Values<'a>(&'a [String]);
+        impl Serialize for Values<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                match self.0 {
+                    [one] => s.serialize_str(one),
+                    many => many.serialize(s),
+                }
+            }
+        }
+        struct Keys<'a>(&'a BTreeMap<String, Vec<String>>);
+        impl Serialize for Keys<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_map(self.0.iter().map(|(k, v)| (k, Values(v))))
+            }
+        }
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry(self.operator, &Keys(&self.keys))?;
+        m.end()
+    }
 }
 
 impl Statement {
@@ -87,7 +177,13 @@ impl Statement {
             effect: "Allow",
             actions: actions.into_iter().collect(),
             resources: resources.into_iter().collect(),
+            condition: None,
         }
+    }
+
+    fn when(mut self, condition: Condition) -> Statement {
+        self.condition = Some(condition);
+        self
     }
 
     fn anywhere<'a>(sid: impl Into<String>, actions: impl IntoIterator<Item = &'a str>) -> Self {
@@ -97,7 +193,8 @@ impl Statement {
 
 /// An IAM policy document (`Version` 2012-10-17), statements in a fixed order: AssumeRole,
 /// Inventory, Discovery (when `[discovery]` sweeps or looks up creators), CostExplorer,
-/// VerifyAccount, one `Reap…` per allowlisted type by type name, then Organizations and
+/// VerifyAccount, one `Reap…` per allowlisted type by type name, DeleteIdentityTagged or
+/// DeleteInDedicatedAccount (DeleteInDedicatedAccounts), then Organizations and
 /// ResourceExplorer where the document's principal makes those reads.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PolicyDocument {
@@ -131,12 +228,27 @@ impl PolicyDocument {
 
 /// What to print: whose policy, whether armed (the flag or `[enforcement] armed`), and for
 /// [`PolicyHolder::AccountRole`] which account (`None`: the role of any audited account that is
-/// not the Cost Explorer account).
+/// not the Cost Explorer account) and whether it is dedicated to ephemeral work (implied for
+/// an `[[aws.accounts]]` entry marked `dedicated`; to be said for an account of a
+/// `dedicated_ous` OU, which only the organization knows).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request<'a> {
     pub principal: PolicyHolder,
     pub armed: bool,
     pub account: Option<&'a str>,
+    pub dedicated: bool,
+}
+
+/// Where the deleting actions that can be held to the identity tags may delete untagged
+/// resources too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Untagged<'a> {
+    /// Nowhere: only what carries the identity tags (an account shared with other work).
+    Refused,
+    /// Everywhere the principal acts (the role of a dedicated account).
+    Allowed,
+    /// In these accounts only (the daemon's own credentials, acting in several).
+    AllowedIn(Vec<&'a str>),
 }
 
 /// `Reap` and the type in CamelCase: `ec2:security-group` → `ReapEc2SecurityGroup`.
@@ -176,8 +288,14 @@ fn organizations_statement() -> Statement {
 }
 
 /// The statements the principal acting in an account needs there: inventory, Cost Explorer
-/// when it is the cost account, and armed, the account check and the allowlisted types' rows.
-fn account_statements(config: &Config, with_cost: bool, armed: bool) -> Vec<Statement> {
+/// when it is the cost account, and armed, the account check and the allowlisted types' rows,
+/// their tag-conditioned deletes held to the identity tags unless `untagged` says otherwise.
+fn account_statements(
+    config: &Config,
+    with_cost: bool,
+    armed: bool,
+    untagged: &Untagged<'_>,
+) -> Vec<Statement> {
     let mut out = vec![Statement::anywhere(
         "Inventory",
         INVENTORY_ACTIONS.iter().copied(),
@@ -203,17 +321,40 @@ fn account_statements(config: &Config, with_cost: bool, armed: bool) -> Vec<Stat
         .iter()
         .map(|t| (t.as_str(), *t))
         .collect();
-    let rows: Vec<(&str, &[&str])> = types
-        .into_iter()
-        .map(|(name, t)| (name, actions_for(t)))
-        .collect();
-    if armed && !rows.is_empty() {
+    if armed && !types.is_empty() {
         out.push(Statement::anywhere(
             "VerifyAccount",
             VERIFY_ACCOUNT_ACTIONS.iter().copied(),
         ));
-        for (t, actions) in rows {
-            out.push(Statement::anywhere(reap_sid(t), actions.iter().copied()));
+        let mut conditioned: Vec<&str> = Vec::new();
+        for (name, t) in types {
+            let by_tag = tag_conditioned(t);
+            conditioned.extend(by_tag);
+            out.push(Statement::anywhere(
+                reap_sid(name),
+                actions_for(t)
+                    .iter()
+                    .copied()
+                    .filter(|a| !by_tag.contains(a)),
+            ));
+        }
+        if !conditioned.is_empty() {
+            let tagged = Statement::anywhere("DeleteIdentityTagged", conditioned.iter().copied())
+                .when(Condition::tagged(config.tags.delete_condition_keys()));
+            match untagged {
+                Untagged::Refused => out.push(tagged),
+                Untagged::Allowed => out.push(Statement::anywhere(
+                    "DeleteInDedicatedAccount",
+                    conditioned.iter().copied(),
+                )),
+                Untagged::AllowedIn(accounts) => {
+                    out.push(tagged);
+                    out.push(
+                        Statement::anywhere("DeleteInDedicatedAccounts", conditioned)
+                            .when(Condition::in_accounts(accounts.iter().copied())),
+                    );
+                }
+            }
         }
     }
     out
@@ -223,6 +364,7 @@ fn account_statements(config: &Config, with_cost: bool, armed: bool) -> Vec<Stat
 pub fn policy(config: &Config, request: &Request<'_>) -> Result<PolicyDocument, IamError> {
     let armed = request.armed || config.enforcement.armed;
     let cost = config.cost_account();
+    let config_name = || config.path.display().to_string();
     let statements = match request.principal {
         PolicyHolder::AccountRole => {
             // The Cost Explorer reader of `[cost] role_arn`, in an account that is not
@@ -237,6 +379,18 @@ pub fn policy(config: &Config, request: &Request<'_>) -> Result<PolicyDocument, 
                     statements: vec![cost_statement()],
                 });
             }
+            let mut dedicated = request.dedicated;
+            if dedicated
+                && !config.aws.accounts.iter().any(|a| a.dedicated())
+                && config.aws.organization.as_ref().is_none_or(|o| {
+                    o.dedicated_ous.is_empty()
+                        && !o.units.iter().any(|u| u.settings.dedicated == Some(true))
+                })
+            {
+                return Err(IamError::NoDedicated {
+                    config: config_name(),
+                });
+            }
             if let Some(id) = request.account {
                 match config.aws.accounts.iter().find(|a| a.id == id) {
                     Some(acc) if config.aws.role_arn(acc).is_none() => {
@@ -244,19 +398,38 @@ pub fn policy(config: &Config, request: &Request<'_>) -> Result<PolicyDocument, 
                             account: id.to_owned(),
                         });
                     }
-                    Some(_) => {}
+                    // A static entry that says for itself wins over the organization's OUs
+                    // (without an organization, not saying is saying shared).
+                    Some(acc)
+                        if request.dedicated
+                            && !acc
+                                .settings
+                                .dedicated
+                                .unwrap_or(config.aws.organization.is_some()) =>
+                    {
+                        return Err(IamError::NotDedicated {
+                            account: id.to_owned(),
+                            config: config_name(),
+                        });
+                    }
+                    Some(acc) => dedicated = acc.settings.dedicated.unwrap_or(request.dedicated),
                     // Any account of an organization may be audited, through the template.
                     None if config.aws.organization.is_some() => {}
                     None => {
                         return Err(IamError::UnknownAccount {
                             account: id.to_owned(),
-                            config: config.path.display().to_string(),
+                            config: config_name(),
                         });
                     }
                 }
             }
             let with_cost = request.account.is_some() && request.account == cost;
-            let mut out = account_statements(config, with_cost, armed);
+            let untagged = if dedicated {
+                Untagged::Allowed
+            } else {
+                Untagged::Refused
+            };
+            let mut out = account_statements(config, with_cost, armed, &untagged);
             // The role that reads Organizations lives in one account (management or delegated
             // administrator): its document holds the Organizations reads.
             let org_account = config
@@ -295,6 +468,18 @@ pub fn policy(config: &Config, request: &Request<'_>) -> Result<PolicyDocument, 
                 .filter(|a| config.aws.role_arn(a).is_none())
                 .map(|a| a.id.as_str())
                 .collect();
+            let dedicated: Vec<&str> = config
+                .aws
+                .accounts
+                .iter()
+                .filter(|a| a.dedicated() && direct.contains(&a.id.as_str()))
+                .map(|a| a.id.as_str())
+                .collect();
+            let untagged = if dedicated.is_empty() {
+                Untagged::Refused
+            } else {
+                Untagged::AllowedIn(dedicated)
+            };
             let mut out = Vec::new();
             if !roles.is_empty() {
                 out.push(Statement::allow(
@@ -305,7 +490,7 @@ pub fn policy(config: &Config, request: &Request<'_>) -> Result<PolicyDocument, 
             }
             if !direct.is_empty() {
                 let with_cost = cost.is_some_and(|c| direct.contains(&c));
-                out.extend(account_statements(config, with_cost, armed));
+                out.extend(account_statements(config, with_cost, armed, &untagged));
             }
             if org.is_some_and(|o| o.role_arn.is_none()) {
                 out.push(organizations_statement());
@@ -408,6 +593,7 @@ cost = "0 6 * * *"
             principal: PolicyHolder::AccountRole,
             armed,
             account,
+            dedicated: false,
         }
     }
 
@@ -416,6 +602,7 @@ cost = "0 6 * * *"
             principal: PolicyHolder::Daemon,
             armed,
             account: None,
+            dedicated: false,
         }
     }
 
@@ -494,6 +681,7 @@ cost = "0 6 * * *"
                     "VerifyAccount",
                     "ReapEc2Volume",
                     "ReapS3Bucket",
+                    "DeleteIdentityTagged",
                 ],
             },
             Case {
@@ -508,7 +696,13 @@ cost = "0 6 * * *"
                 aws: roles.clone(),
                 rest: armed_two.into(),
                 request: role(false, None),
-                sids: &["Inventory", "Discovery", "VerifyAccount", "ReapEc2Volume"],
+                sids: &[
+                    "Inventory",
+                    "Discovery",
+                    "VerifyAccount",
+                    "ReapEc2Volume",
+                    "DeleteIdentityTagged",
+                ],
             },
             Case {
                 name: "armed with nothing allowlisted makes no call: nothing to add",
@@ -543,6 +737,7 @@ cost = "0 6 * * *"
                     "VerifyAccount",
                     "ReapEc2Volume",
                     "ReapS3Bucket",
+                    "DeleteIdentityTagged",
                 ],
             },
             Case {
@@ -617,12 +812,24 @@ cost = "0 6 * * *"
             &format!("[enforcement]\n{}", all_types()),
         );
         let doc = policy(&cfg, &role(true, Some(A))).expect("policy");
+        let tagged = doc
+            .statement("DeleteIdentityTagged")
+            .expect("tagged deletes");
         for t in ResourceType::VARIANTS {
             let s = doc
                 .statement(&reap_sid(t.as_str()))
                 .unwrap_or_else(|| panic!("{t}"));
-            let row: Vec<&str> = actions_for(*t).to_vec();
-            assert_eq!(s.actions, row, "{t}");
+            let by_tag = tag_conditioned(*t);
+            let rest: Vec<&str> = actions_for(*t)
+                .iter()
+                .copied()
+                .filter(|a| !by_tag.contains(a))
+                .collect();
+            assert_eq!(s.actions, rest, "{t}");
+            assert!(s.condition.is_none(), "{t}");
+            for a in by_tag {
+                assert!(tagged.actions.iter().any(|x| x == a), "{t}: {a}");
+            }
         }
         // The whole armed, cost-account document is every table's actions minus AssumeRole,
         // which only the daemon's own credentials use, and the Organizations reads (no
@@ -709,13 +916,28 @@ cost = "0 6 * * *"
       "Sid": "ReapSqsQueue",
       "Effect": "Allow",
       "Action": [
-        "sqs:DeleteQueue",
         "sqs:GetQueueUrl",
         "sqs:ListQueueTags"
       ],
       "Resource": [
         "*"
       ]
+    },
+    {
+      "Sid": "DeleteIdentityTagged",
+      "Effect": "Allow",
+      "Action": [
+        "sqs:DeleteQueue"
+      ],
+      "Resource": [
+        "*"
+      ],
+      "Condition": {
+        "Null": {
+          "aws:ResourceTag/ephemera:lease-id": "false",
+          "aws:ResourceTag/ephemera:project": "false"
+        }
+      }
     }
   ]
 }
@@ -796,6 +1018,109 @@ cost = "0 6 * * *"
         );
         let daemon_doc = policy(&direct, &daemon(false)).expect("daemon");
         assert!(daemon_doc.statement("ResourceExplorer").is_some());
+    }
+
+    /// Shared accounts delete only what carries the configured lease and project tags; a
+    /// dedicated account's role deletes the same actions unconditioned; the daemon's own
+    /// credentials, acting in a dedicated account directly, may do so there only. S3's deletes
+    /// are never conditioned (AWS cannot see a bucket's tags there).
+    #[test]
+    fn deletes_are_held_to_the_identity_tags_outside_dedicated_accounts() {
+        let tags = "[tags]\nlease = \"acme:lease\"\nproject = \"acme:project\"\n";
+        let enforcement = "[enforcement]\ndeletable_types = [\"ec2:volume\", \"s3:bucket\"]\n";
+        let aws = format!(
+            "assume_role_arn_template = \"arn:aws:iam::{{account_id}}:role/ephemera-audit\"\n\
+             [[aws.accounts]]\nid = \"{A}\"\n\
+             [[aws.accounts]]\nid = \"{B}\"\ndedicated = true\n"
+        );
+        let cfg = config(&aws, &format!("{tags}{enforcement}"));
+        let shared = policy(&cfg, &role(true, Some(A))).expect("shared");
+        let tagged = shared.statement("DeleteIdentityTagged").expect("tagged");
+        assert_eq!(tagged.actions, ["ec2:DeleteVolume"]);
+        let condition = tagged.condition.as_ref().expect("a condition");
+        assert_eq!(condition.required_tags(), ["acme:lease", "acme:project"]);
+        assert!(shared.statement("DeleteInDedicatedAccount").is_none());
+        let s3 = shared.statement("ReapS3Bucket").expect("s3");
+        assert!(s3.actions.iter().any(|a| a == "s3:DeleteBucket") && s3.condition.is_none());
+
+        // The dedicated account, by its entry or by --dedicated; its actions are the shared
+        // account's, none of them conditioned.
+        for req in [
+            role(true, Some(B)),
+            Request {
+                dedicated: true,
+                ..role(true, None)
+            },
+        ] {
+            let doc = policy(&cfg, &req).expect("dedicated");
+            assert!(doc.statement("DeleteIdentityTagged").is_none());
+            let any = doc.statement("DeleteInDedicatedAccount").expect("any tags");
+            assert_eq!(any.actions, ["ec2:DeleteVolume"]);
+            assert!(doc.statements.iter().all(|s| s.condition.is_none()));
+            let mut shared_actions = shared.actions();
+            shared_actions.remove("ce:GetCostAndUsage");
+            shared_actions.remove("ce:ListCostAllocationTags");
+            assert_eq!(doc.actions(), shared_actions);
+        }
+        assert_eq!(
+            policy(
+                &cfg,
+                &Request {
+                    dedicated: true,
+                    ..role(true, Some(A))
+                }
+            ),
+            Err(IamError::NotDedicated {
+                account: A.into(),
+                config: "t.toml".into()
+            })
+        );
+        let none = config(&accounts_with_template(), enforcement);
+        assert_eq!(
+            policy(
+                &none,
+                &Request {
+                    dedicated: true,
+                    ..role(true, None)
+                }
+            ),
+            Err(IamError::NoDedicated {
+                config: "t.toml".into()
+            })
+        );
+
+        // The daemon's own credentials in a dedicated account and a shared one.
+        let direct = config(
+            &format!(
+                "[[aws.accounts]]\nid = \"{A}\"\n[[aws.accounts]]\nid = \"{B}\"\ndedicated = true\n"
+            ),
+            &format!("{tags}{enforcement}"),
+        );
+        let doc = policy(&direct, &daemon(true)).expect("daemon");
+        let json: serde_json::Value = serde_json::from_str(&doc.to_json()).expect("json");
+        let by_sid = |sid: &str| {
+            json["Statement"]
+                .as_array()
+                .and_then(|a| a.iter().find(|s| s["Sid"] == sid))
+                .cloned()
+                .unwrap_or_else(|| panic!("{sid}"))
+        };
+        assert_eq!(
+            by_sid("DeleteIdentityTagged")["Condition"],
+            serde_json::json!({"Null": {"aws:ResourceTag/acme:lease": "false",
+                                        "aws:ResourceTag/acme:project": "false"}})
+        );
+        assert_eq!(
+            by_sid("DeleteInDedicatedAccounts")["Condition"],
+            serde_json::json!({"StringEquals": {"aws:ResourceAccount": B}})
+        );
+        let no_dedicated = config(
+            &format!("[[aws.accounts]]\nid = \"{A}\"\n"),
+            &format!("{tags}{enforcement}"),
+        );
+        let doc = policy(&no_dedicated, &daemon(true)).expect("daemon");
+        assert!(doc.statement("DeleteIdentityTagged").is_some());
+        assert!(doc.statement("DeleteInDedicatedAccounts").is_none());
     }
 
     #[test]

@@ -23,6 +23,16 @@ pub(super) enum PolicyFor {
     AccountRole,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum PolicyFormat {
+    /// The IAM policy document.
+    Json,
+    /// With `--for account-role`: a CloudFormation template (StackSet-ready) of the role, its
+    /// trust in the daemon's principal and its policy, armed, dedicated and the cost account
+    /// chosen by parameters.
+    Cloudformation,
+}
+
 #[derive(Debug, Args)]
 pub(super) struct IamPolicyArgs {
     #[command(flatten)]
@@ -38,6 +48,15 @@ pub(super) struct IamPolicyArgs {
     /// is the `[cost] account`). Without it: the role of any other audited account.
     #[arg(long)]
     account: Option<String>,
+    /// With `--for account-role`: the role of an account dedicated to ephemeral work, whose
+    /// deletes are not held to the identity tags (never-tagged resources are reaped there).
+    /// Implied by `--account` naming an `[[aws.accounts]]` entry with `dedicated = true`; say it
+    /// for an account of `[aws.organization] dedicated_ous`.
+    #[arg(long)]
+    dedicated: bool,
+    /// What to print.
+    #[arg(long, value_enum, default_value = "json")]
+    format: PolicyFormat,
 }
 
 pub(super) fn run(args: IamPolicyArgs) -> anyhow::Result<ExitCode> {
@@ -47,15 +66,34 @@ pub(super) fn run(args: IamPolicyArgs) -> anyhow::Result<ExitCode> {
         PolicyFor::AccountRole => PolicyHolder::AccountRole,
     };
     anyhow::ensure!(
-        args.account.is_none() || principal == PolicyHolder::AccountRole,
-        "--account goes with --for account-role"
+        (args.account.is_none() && !args.dedicated) || principal == PolicyHolder::AccountRole,
+        "--account and --dedicated go with --for account-role"
     );
+    if args.format == PolicyFormat::Cloudformation {
+        anyhow::ensure!(
+            principal == PolicyHolder::AccountRole && args.account.is_none() && !args.dedicated,
+            "--format cloudformation goes with --for account-role, without --account or \
+             --dedicated (the template's parameters choose those)"
+        );
+        let armed = args.armed || config.enforcement.armed;
+        let command = format!(
+            "ephemera iam-policy --for account-role --format cloudformation --config {}{}",
+            args.config.config.display(),
+            if args.armed { " --armed" } else { "" }
+        );
+        print!(
+            "{}",
+            iam::cloudformation::template(&config, armed, &command)
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let doc = iam::policy(
         &config,
         &Request {
             principal,
             armed: args.armed,
             account: args.account.as_deref(),
+            dedicated: args.dedicated,
         },
     )?;
     print!("{}", doc.to_json());
@@ -72,6 +110,21 @@ pub(super) fn run(args: IamPolicyArgs) -> anyhow::Result<ExitCode> {
             if args.armed { " --armed" } else { "" }
         ),
         PolicyHolder::AccountRole if args.account.is_none() => {
+            let dedicated: Vec<&str> = config
+                .aws
+                .accounts
+                .iter()
+                .filter(|a| a.dedicated() && config.aws.role_arn(a).is_some())
+                .map(|a| a.id.as_str())
+                .collect();
+            if !args.dedicated && !dedicated.is_empty() {
+                eprintln!(
+                    "note: deletes here are held to the identity tags; account(s) {} are \
+                     dedicated to ephemeral work and their role deletes never-tagged resources \
+                     too: --account ID (or --dedicated)",
+                    dedicated.join(", ")
+                );
+            }
             if let Some(cost) = config.cost_account() {
                 let behind_role = config
                     .aws

@@ -36,7 +36,7 @@ pub(super) async fn lease(args: ClientArgs, cmd: LeaseCmd) -> anyhow::Result<Exi
             match format {
                 Some(TagFormat::Env) => write!(out, "{}", output::tags_env(&l))?,
                 Some(TagFormat::Json) => write!(out, "{}", output::tags_json(&l.tags))?,
-                Some(TagFormat::Terraform) => write!(out, "{}", output::tags_terraform(&l.tags))?,
+                Some(TagFormat::Terraform) => write!(out, "{}", output::tags_terraform(&l))?,
                 None => show(&mut out, &l)?,
             }
         }

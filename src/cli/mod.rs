@@ -89,7 +89,8 @@ enum TagFormat {
     Env,
     /// A JSON map of tag key to value.
     Json,
-    /// A Terraform AWS provider `default_tags` block.
+    /// A Terraform variables file (save as `ephemera.auto.tfvars`): `ephemera_lease_id` and
+    /// `ephemera_tags`, for a provider's `default_tags { tags = var.ephemera_tags }`.
     Terraform,
 }
 

@@ -268,14 +268,25 @@ fn hcl_string(v: &str) -> String {
     format!("\"{escaped}\"")
 }
 
-/// A `default_tags` block for the Terraform AWS provider.
-pub fn tags_terraform(tags: &BTreeMap<String, String>) -> String {
-    let w = tags.keys().map(|k| hcl_string(k).len()).max().unwrap_or(0);
-    let mut out = String::from("default_tags {\n  tags = {\n");
-    for (k, v) in tags {
-        let _ = writeln!(out, "    {:<w$} = {}", hcl_string(k), hcl_string(v));
+/// The Terraform variables of a lease, as a variables file (`ephemera.auto.tfvars`, which
+/// Terraform loads by itself): `ephemera_lease_id` and `ephemera_tags`, the map a provider's
+/// `default_tags { tags = var.ephemera_tags }` applies to everything it creates.
+pub const TERRAFORM_VARIABLES: [&str; 2] = ["ephemera_lease_id", "ephemera_tags"];
+
+/// [`TERRAFORM_VARIABLES`] of `l`, in HCL.
+pub fn tags_terraform(l: &LeaseView) -> String {
+    let [id_var, tags_var] = TERRAFORM_VARIABLES;
+    let w = l
+        .tags
+        .keys()
+        .map(|k| hcl_string(k).len())
+        .max()
+        .unwrap_or(0);
+    let mut out = format!("{id_var} = {}\n{tags_var} = {{\n", hcl_string(&l.id));
+    for (k, v) in &l.tags {
+        let _ = writeln!(out, "  {:<w$} = {}", hcl_string(k), hcl_string(v));
     }
-    out.push_str("  }\n}\n");
+    out.push_str("}\n");
     out
 }
 
@@ -402,14 +413,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn terraform_block_escapes() {
-        let tags = BTreeMap::from([
-            ("ephemera:owner".to_owned(), "a\"b${x}".to_owned()),
-            ("ephemera:task".to_owned(), "t".to_owned()),
-        ]);
+    fn terraform_variables_escape() {
+        let l: LeaseView = serde_json::from_value(serde_json::json!({
+            "id": "0194e0a1-0000-7000-8000-000000000001",
+            "project": "web",
+            "task": "t",
+            "owner": "a@b.c",
+            "principal": "ci",
+            "created_at": "2026-03-01T12:00:00Z",
+            "expires_at": "2026-03-01T14:00:00Z",
+            "ends_at": "2026-03-01T14:00:00Z",
+            "state": "active",
+            "labels": {},
+            "regions": [],
+            "tags": {"ephemera:owner": "a\"b${x}", "ephemera:task": "t"}
+        }))
+        .expect("a lease view");
         assert_eq!(
-            tags_terraform(&tags),
-            "default_tags {\n  tags = {\n    \"ephemera:owner\" = \"a\\\"b$${x}\"\n    \"ephemera:task\"  = \"t\"\n  }\n}\n"
+            tags_terraform(&l),
+            "ephemera_lease_id = \"0194e0a1-0000-7000-8000-000000000001\"\n\
+             ephemera_tags = {\n  \"ephemera:owner\" = \"a\\\"b$${x}\"\n  \"ephemera:task\"  = \"t\"\n}\n"
         );
     }
 

@@ -45,6 +45,11 @@ use spans::span_in;
 /// can print it anywhere.
 pub const EXAMPLE: &str = include_str!("../../ephemera.example.toml");
 
+/// When set (an absolute path), relative `[store] path` and `[audit] key_file` resolve against
+/// it instead of the config file's directory: the state directory of a deployment whose config
+/// directory is read-only (the systemd unit sets it to its `StateDirectory`).
+pub const STATE_DIR_ENV: &str = "EPHEMERA_STATE_DIR";
+
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -213,7 +218,8 @@ impl Config {
             .or_else(|| self.aws.accounts.first().map(|a| a.id.as_str()))
     }
 
-    /// Reads and validates a config file, reading token variables from the process environment.
+    /// Reads and validates a config file, reading token variables (and [`STATE_DIR_ENV`]) from
+    /// the process environment.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
@@ -240,6 +246,26 @@ impl Config {
                 base.join(p)
             }
         };
+        // What the daemon writes (the store, a key it creates) may live apart from a read-only
+        // config directory: the systemd unit points this at its StateDirectory.
+        let state_base = match env(STATE_DIR_ENV).filter(|d| !d.is_empty()) {
+            Some(d) if Path::new(&d).is_absolute() => PathBuf::from(d),
+            Some(d) => {
+                return Err(src.error_for(
+                    0..0,
+                    STATE_DIR_ENV,
+                    format!("`{d}` is not an absolute path"),
+                ));
+            }
+            None => base.clone(),
+        };
+        let resolve_state = |p: &Path| {
+            if p.is_absolute() {
+                p.to_owned()
+            } else {
+                state_base.join(p)
+            }
+        };
 
         if let Some(tags) = &raw.tags {
             validate_tags(&src, tags)?;
@@ -264,8 +290,8 @@ impl Config {
             return Err(src.error_for(0..0, "api.max_body_bytes", "must be at least 1024"));
         }
         let principals = resolve_principals(&src, raw.api.principals, &resolve, env)?;
-        let store_path = resolve(&raw.store.path);
-        let audit = audit_config(&src, raw.audit.as_ref(), &store_path, &resolve, env)?;
+        let store_path = resolve_state(&raw.store.path);
+        let audit = audit_config(&src, raw.audit.as_ref(), &store_path, &resolve_state, env)?;
 
         Ok(Config {
             path: path.to_owned(),

@@ -331,7 +331,7 @@ fn audit_key_source_defaults_next_to_the_store_and_is_checked() {
         AuditKeySource::Env("EPHEMERA_AUDIT_KEY".into())
     );
     assert!(!format!("{c:?}").contains(&key), "the key is not kept");
-    let short = |_: &str| Some("abcd".to_owned());
+    let short = |name: &str| (name == "EPHEMERA_AUDIT_KEY").then(|| "abcd".to_owned());
     let err = Config::parse(Path::new("e.toml"), &text, &short).expect_err("short key");
     assert!(err.to_string().contains("at least 32 are needed"), "{err}");
 }
@@ -567,4 +567,37 @@ fn a_cost_role_apart_from_the_audited_accounts() {
     );
     let err = parse(&both).expect_err("both").to_string();
     assert!(err.contains("not both"), "{err}");
+}
+
+/// `EPHEMERA_STATE_DIR` moves what the daemon writes (relative store and audit key paths) out
+/// of the config's directory; the rules stay beside the config, absolute paths stay put, and a
+/// relative state directory is refused by name.
+#[test]
+fn the_state_dir_holds_relative_store_and_key_paths() {
+    let path = Path::new("/etc/ephemera/ephemera.toml");
+    let env = |name: &str| (name == STATE_DIR_ENV).then(|| "/var/lib/ephemera".to_owned());
+    let c = Config::parse(path, EXAMPLE, &env).expect("example with a state dir");
+    assert_eq!(
+        c.store.path,
+        PathBuf::from("/var/lib/ephemera/state/ephemera.db")
+    );
+    assert_eq!(
+        c.audit.key,
+        crate::audit::AuditKeySource::File(PathBuf::from("/var/lib/ephemera/state/audit.key"))
+    );
+    assert_eq!(c.rules.dir, PathBuf::from("/etc/ephemera/rules"));
+    let absolute = EXAMPLE.replacen("path = \"state/ephemera.db\"", "path = \"/srv/e.db\"", 1);
+    let c = Config::parse(path, &absolute, &env).expect("absolute store");
+    assert_eq!(c.store.path, PathBuf::from("/srv/e.db"));
+    let relative = |name: &str| (name == STATE_DIR_ENV).then(|| "state".to_owned());
+    let err = Config::parse(path, EXAMPLE, &relative).expect_err("relative state dir");
+    assert!(
+        err.to_string().contains("EPHEMERA_STATE_DIR") && err.to_string().contains("absolute"),
+        "{err}"
+    );
+    let c = Config::parse(path, EXAMPLE, &|_| None).expect("example");
+    assert_eq!(
+        c.store.path,
+        PathBuf::from("/etc/ephemera/state/ephemera.db")
+    );
 }

@@ -48,6 +48,15 @@ impl AwsClients {
             .clone()
     }
 
+    /// Whether `account` is audited and dedicated to ephemeral work.
+    pub fn is_dedicated(&self, account: &str) -> bool {
+        self.accounts
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|a| a.id == account && a.dedicated())
+    }
+
     /// Replaces the accounts audited (a pass that read the organization).
     pub fn set_accounts(&self, accounts: Vec<AwsAccount>) {
         *self.accounts.write().unwrap_or_else(|p| p.into_inner()) = accounts;

@@ -206,6 +206,16 @@ pub struct IdentityTags {
     pub protect: String,
 }
 
+impl IdentityTags {
+    /// The keys a resource must carry (any value) for ephemera to delete it in an account not
+    /// dedicated to ephemeral work: the armed policy's tag condition (`ephemera iam-policy`)
+    /// and the reaper's last-moment check name the same two, so AWS never refuses a delete the
+    /// reaper makes. The lease and the project say "made under a lease of a project".
+    pub fn delete_condition_keys(&self) -> [&str; 2] {
+        [self.lease.as_str(), self.project.as_str()]
+    }
+}
+
 impl Default for IdentityTags {
     fn default() -> Self {
         IdentityTags {

@@ -25,6 +25,12 @@ pub fn actions_for(resource_type: ResourceType) -> &'static [&'static str] {
     super::aws::iam_actions(resource_type)
 }
 
+/// The deleting actions of `resource_type`'s row that AWS can refuse on the resource's tags;
+/// sorted, a subset of [`actions_for`].
+pub fn tag_conditioned(resource_type: ResourceType) -> &'static [&'static str] {
+    super::aws::iam_tag_conditioned(resource_type)
+}
+
 /// `(resource type, IAM actions)` for every deletable type, in [`ResourceType`] order.
 pub fn reap_actions() -> impl Iterator<Item = (ResourceType, &'static [&'static str])> {
     ResourceType::VARIANTS.iter().map(|t| (*t, actions_for(*t)))

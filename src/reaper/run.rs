@@ -665,9 +665,24 @@ impl Reaper {
             }
             Ok(Inspection::Live { tags, depends_on }) => (tags, depends_on),
         };
+        let keys = &inner.config.tags;
+        // Outside a dedicated account the account role may delete only what carries these
+        // keys (`ephemera iam-policy`): a delete AWS would refuse is not attempted.
+        if !inner.clients.is_dedicated(&c.account)
+            && let Some(missing) = keys
+                .delete_condition_keys()
+                .into_iter()
+                .find(|k| tags.get(k).is_none())
+        {
+            return Outcome::Skipped(format!(
+                "no `{missing}` tag, in account {} which is not dedicated to ephemeral work \
+                 (aws.accounts.dedicated): the account role may delete only what carries the \
+                 identity tags; reported only",
+                c.account
+            ));
+        }
         // The lease as it is now, from the store, not from the start of the pass. Lease ids are
         // compared parsed: the same id spelt another way is the same lease.
-        let keys = &inner.config.tags;
         let lease_tag = tags.get(&keys.lease).filter(|v| !v.trim().is_empty());
         if !same_lease_tag(lease_tag, c.lease_id.as_deref()) {
             // Another lease now: the mark was about the old one. Unmarked, so the next pass

@@ -194,12 +194,9 @@ impl Store {
                 let Some(id) = LeaseId::parse_loose(&id?) else {
                     continue;
                 };
-                let newer = match (id.created_at(), horizon) {
-                    (Some(t), Some(h)) => t > h,
-                    // A store that issued no lease at all knows none of them.
-                    (Some(_), None) => true,
-                    (None, _) => false,
-                };
+                // A store that never issued a lease has nothing to compare with (a new
+                // install seeing made-up or foreign ids); only a restore marks it.
+                let newer = matches!((id.created_at(), horizon), (Some(t), Some(h)) if t > h);
                 if newer {
                     out.push(id);
                 }

@@ -40,7 +40,7 @@ async fn lease_commands_against_a_daemon() {
     let base = d.base();
     let env = [("EPHEMERA_ADDR", base.as_str()), ("EPHEMERA_TOKEN", WEB)];
 
-    // --format terraform prints a default_tags block with the four identity tags.
+    // --format terraform prints a variables file: the lease id and the four identity tags.
     let o = run(
         &[
             "lease",
@@ -60,24 +60,17 @@ async fn lease_commands_against_a_daemon() {
     assert!(o.status.success(), "{}", stderr(&o));
     let tf = stdout(&o);
     let lines: Vec<&str> = tf.lines().collect();
-    assert_eq!(lines[0], "default_tags {");
-    assert_eq!(lines[1], "  tags = {");
-    assert!(
-        lines[2].starts_with("    \"ephemera:lease-id\" = \""),
-        "{tf}"
-    );
-    assert_eq!(
-        lines[3],
-        "    \"ephemera:owner\"    = \"alice@example.com\""
-    );
-    assert_eq!(lines[4], "    \"ephemera:project\"  = \"web\"");
-    assert_eq!(lines[5], "    \"ephemera:task\"     = \"plan 7\"");
-    assert_eq!(&lines[6..], ["  }", "}"]);
-    let tf_id = lines[2]
-        .rsplit('"')
-        .nth(1)
-        .expect("lease id in quotes")
+    let tf_id = lines[0]
+        .strip_prefix("ephemera_lease_id = \"")
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("{tf}"))
         .to_owned();
+    assert_eq!(lines[1], "ephemera_tags = {");
+    assert_eq!(lines[2], format!("  \"ephemera:lease-id\" = \"{tf_id}\""));
+    assert_eq!(lines[3], "  \"ephemera:owner\"    = \"alice@example.com\"");
+    assert_eq!(lines[4], "  \"ephemera:project\"  = \"web\"");
+    assert_eq!(lines[5], "  \"ephemera:task\"     = \"plan 7\"");
+    assert_eq!(&lines[6..], ["}"]);
 
     // --format json: a map of tags.
     let o = run(

@@ -275,3 +275,155 @@ fn the_checker_finds_dead_links() {
         "the-audit-chain-what-verify-shows-and-what-it-cannot"
     );
 }
+
+/// The contents of the ```` ```lang ```` blocks of `text` (fences at the start of a line).
+fn fenced(text: &str, lang: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        match &mut current {
+            Some(block) if line.starts_with("```") => {
+                out.push(std::mem::take(block));
+                current = None;
+            }
+            Some(block) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            None if line.strip_prefix("```") == Some(lang) => current = Some(String::new()),
+            None => {}
+        }
+    }
+    out
+}
+
+/// The names `text` gives in `keyword "NAME"` blocks (HCL).
+fn hcl_names(text: &str, keyword: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter_map(|l| l.trim_start().strip_prefix(&format!("{keyword} \"")))
+        .filter_map(|l| l.split_once('"').map(|(name, _)| name.to_owned()))
+        .collect()
+}
+
+/// The README's Terraform example holds against the real command, run as the README writes it
+/// (a shell, the lease acquired from a daemon): the variables its HCL declares are exactly those
+/// `lease acquire --format terraform` wrote where Terraform loads them by itself (so it neither
+/// prompts for one nor warns of an undeclared one), each is used, `default_tags` takes the
+/// tags, and the output the shell reads back is declared. Terraform itself is not run.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_readmes_terraform_example_takes_what_lease_acquire_writes() {
+    use crate::support::{TestDaemon, WEB, Workdir};
+
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README");
+    let start = readme
+        .find("### With Terraform")
+        .expect("the README's Terraform section");
+    let section = &readme[start..];
+    let section = &section[..section.find("\n## ").unwrap_or(section.len())];
+    let [hcl] = fenced(section, "hcl").try_into().expect("one hcl block");
+    let [sh] = fenced(section, "sh").try_into().expect("one sh block");
+
+    let declared = hcl_names(&hcl, "variable");
+    let referenced: BTreeSet<String> = hcl
+        .split("var.")
+        .skip(1)
+        .map(|rest| {
+            rest.chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        referenced, declared,
+        "a variable declared but unused, or used undeclared"
+    );
+    assert_eq!(hcl.matches('{').count(), hcl.matches('}').count(), "{hcl}");
+    let compact: String = hcl.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        compact.contains("provider \"aws\" { default_tags { tags = var.ephemera_tags } }"),
+        "{hcl}"
+    );
+    let outputs = hcl_names(&hcl, "output");
+    for name in sh.split("terraform output -raw ").skip(1) {
+        let name: String = name
+            .chars()
+            .take_while(|c| !c.is_whitespace() && *c != ')')
+            .collect();
+        assert!(
+            outputs.contains(&name),
+            "the shell reads output {name}, not declared"
+        );
+    }
+
+    // The shell's acquire, as written (continuation lines joined), against a daemon.
+    let acquire = sh
+        .replace("\\\n", " ")
+        .lines()
+        .find(|l| l.contains("ephemera lease acquire"))
+        .expect("an acquire line")
+        .to_owned();
+    let file = acquire
+        .rsplit_once("> ")
+        .map(|(_, f)| f.trim().to_owned())
+        .expect("the output saved to a file");
+    assert!(
+        file.ends_with(".auto.tfvars"),
+        "Terraform does not load {file} by itself"
+    );
+    let work = Workdir::new();
+    let d = TestDaemon::start(&work).await;
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_ephemera"))
+        .parent()
+        .expect("the binary's directory");
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let o = tokio::process::Command::new("sh")
+        .args(["-euc", &acquire])
+        .current_dir(work.path())
+        .env_clear()
+        .env("PATH", path)
+        .env("EPHEMERA_ADDR", d.base())
+        .env("EPHEMERA_TOKEN", WEB)
+        .env("CI_MERGE_REQUEST_IID", "42")
+        .env("GITLAB_USER_EMAIL", "alice@example.com")
+        .output()
+        .await
+        .expect("sh runs");
+    assert!(
+        o.status.success(),
+        "{acquire}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let written = std::fs::read_to_string(work.path().join(&file)).expect("the variables file");
+    d.stop().await;
+
+    let assigned: BTreeSet<String> = written
+        .lines()
+        .filter(|l| !l.starts_with([' ', '}', '#']))
+        .filter_map(|l| l.split_once(" = ").map(|(name, _)| name.to_owned()))
+        .collect();
+    assert_eq!(assigned, declared, "written:\n{written}");
+    let tag_keys: BTreeSet<&str> = written
+        .lines()
+        .filter(|l| l.starts_with("  \""))
+        .filter_map(|l| l.trim().strip_prefix('"')?.split_once('"').map(|(k, _)| k))
+        .collect();
+    let identity = ephemera::model::IdentityTags::default();
+    assert_eq!(
+        tag_keys,
+        BTreeSet::from([
+            identity.lease.as_str(),
+            identity.project.as_str(),
+            identity.task.as_str(),
+            identity.owner.as_str()
+        ]),
+        "written:\n{written}"
+    );
+    assert!(
+        written.contains("  \"ephemera:task\"     = \"preview 42\""),
+        "{written}"
+    );
+}

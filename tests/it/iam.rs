@@ -9,6 +9,11 @@
 //! services (S3, Lambda) the proxy calls `unknown`, the method and path. It answers
 //! `ListCostAllocationTags` itself (moto 5.2.5 does not implement it), as the cost tests do.
 //!
+//! Armed, the deletes the tag conditions hold (`DeleteIdentityTagged`) are checked against the
+//! resource each request targeted: it carried the condition's tags, or the account was a
+//! dedicated one whose statement holds no tag condition; a stray missing the lease tag in the
+//! shared account is skipped by the reaper, and the documents would refuse its delete.
+//!
 //! Enforcement by moto itself (`INITIAL_NO_AUTH_ACTION_COUNT`, a user holding the printed
 //! policy) was not tried: these tests check the mapping of each recorded request to IAM
 //! actions instead (the S3 and Lambda mappings are written out by hand below).
@@ -36,7 +41,7 @@ use crate::cli::run;
 use crate::support::moto::{DEFAULT_ACCOUNT, Moto};
 use crate::support::proxy::operation_of;
 use crate::support::seed::seed;
-use crate::support::{OPERATOR, TestDaemon, WEB, Workdir, config_text_with_aws};
+use crate::support::{OPERATOR, TestDaemon, VIEWER, WEB, Workdir, config_text_with_aws};
 
 const US: &str = "us-east-1";
 /// Reached through its own role; Cost Explorer is asked there.
@@ -59,6 +64,8 @@ struct Call {
     operation: String,
     /// `RoleArn=` of an AssumeRole.
     role_arn: Option<String>,
+    /// The body as text, and its form values decoded (to find the resource a call names).
+    body: String,
 }
 
 impl Call {
@@ -78,7 +85,12 @@ impl Call {
                     .find(|(k, _)| k == "RoleArn")
                     .map(|(_, v)| v.into_owned())
             });
+        let text = String::from_utf8_lossy(body).into_owned();
+        let decoded: Vec<String> = reqwest::Url::parse(&format!("http://x/?{text}"))
+            .map(|u| u.query_pairs().map(|(_, v)| v.into_owned()).collect())
+            .unwrap_or_default();
         Call {
+            body: format!("{text}\n{}", decoded.join("\n")),
             access_key: scope.first().cloned().unwrap_or_default(),
             service: scope.get(3).cloned().unwrap_or_default(),
             method: method.clone(),
@@ -350,8 +362,9 @@ async fn every_row_is_exactly_what_its_deleter_calls() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// The config of the pass tests: one account acted in with the daemon's own credentials, one
-/// through a role (where Cost Explorer is asked), every type allowlisted.
+/// The config of the pass tests: one account acted in with the daemon's own credentials
+/// (dedicated to ephemeral work), one through a role (shared; Cost Explorer is asked there),
+/// every type allowlisted.
 fn pass_config(endpoint: &str, armed: bool) -> String {
     let types: Vec<String> = ResourceType::VARIANTS
         .iter()
@@ -365,7 +378,7 @@ max_attempts = 1
 
 [[aws.accounts]]
 id = "{DEFAULT_ACCOUNT}"
-armed = true
+dedicated = true
 
 [[aws.accounts]]
 id = "{ROLE_ACCOUNT}"
@@ -384,12 +397,53 @@ max_project_share_percent = 100
     ))
 }
 
+/// What the pass tests seeded: the resources and the tags each was given, by ARN.
+struct Estate {
+    resources: Vec<crate::support::seed::SeededResource>,
+    tags: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl Estate {
+    /// The seeded resource `call` names (the longest name found in its path or body).
+    fn target_of(&self, call: &Call) -> Option<&crate::support::seed::SeededResource> {
+        let haystack = format!("{}\n{}", call.uri, call.body);
+        self.resources
+            .iter()
+            .filter(|r| {
+                let arn = Arn::parse(&r.arn).expect("seeded ARN");
+                haystack.contains(arn.name())
+            })
+            .max_by_key(|r| Arn::parse(&r.arn).map(|a| a.name().len()).unwrap_or(0))
+    }
+
+    fn seeded(&self, key: &str) -> &crate::support::seed::SeededResource {
+        self.resources
+            .iter()
+            .find(|r| r.key == key)
+            .unwrap_or_else(|| panic!("seeded {key}"))
+    }
+}
+
+/// Strays of project web that lost their lease tag (rules reap them): one in the shared role
+/// account, one in the dedicated account the daemon acts in directly.
+const STRAYS: [(&str, &str); 2] = [
+    ("stray-shared", ROLE_ACCOUNT),
+    ("stray-dedicated", DEFAULT_ACCOUNT),
+];
+
 /// Two passes (the first marks what outlived its lease, the second, past the grace period,
-/// acts) and a cost refresh, all through the recorder; returns the config and every request.
-async fn passes(armed: bool) -> (ephemera::config::Config, Vec<Call>) {
+/// acts) and a cost refresh, all through the recorder; returns the config, every request, what
+/// was seeded and the audit log.
+async fn passes(armed: bool) -> (ephemera::config::Config, Vec<Call>, Estate, Value) {
     let moto = Moto::start().await;
     let recorder = Recorder::start(&moto.endpoint()).await;
     let work = Workdir::with_config(&pass_config(&recorder.endpoint(), armed));
+    // Web's untagged resources are reaped too, so the strays are planned for deletion.
+    let policy = crate::support::POLICY.replace(
+        "expired = { action = \"reap\" }",
+        "expired = { action = \"reap\" }\nuntagged = { action = \"reap\", grace = \"1h\" }",
+    );
+    std::fs::write(work.path().join("rules/policy/projects.toml"), policy).expect("rules");
     let clock = crate::support::manual_clock();
     let d = TestDaemon::start_with_clock(&work, clock.clone()).await;
     let lease = d.acquire(WEB, "web", "ci").await;
@@ -406,13 +460,40 @@ async fn passes(armed: bool) -> (ephemera::config::Config, Vec<Call>) {
         })
         .collect();
     spec.push(json!({"key": "own", "type": "ec2:volume", "region": US, "tags": tags(&lease)}));
-    seed(&moto.endpoint(), json!({ "resources": spec })).await;
+    for (key, account) in STRAYS {
+        spec.push(
+            json!({"key": key, "type": "ec2:volume", "account": account, "region": US,
+                         "tags": {"ephemera:project": "web", "ephemera:task": "lost",
+                                  "ephemera:owner": "alice@example.com"}}),
+        );
+    }
+    let seeded = seed(&moto.endpoint(), json!({ "resources": spec.clone() })).await;
+    let tags_of_key: BTreeMap<String, BTreeMap<String, String>> = spec
+        .iter()
+        .map(|e| {
+            let key = e["key"].as_str().expect("key").to_owned();
+            (
+                key,
+                serde_json::from_value(e["tags"].clone()).expect("tags"),
+            )
+        })
+        .collect();
+    let estate = Estate {
+        tags: seeded
+            .resources
+            .iter()
+            .map(|r| (r.arn.clone(), tags_of_key[&r.key].clone()))
+            .collect(),
+        resources: seeded.resources,
+    };
     clock.advance(TimeDelta::hours(2) + TimeDelta::minutes(10));
     let first = d.pass().await;
     clock.advance(TimeDelta::hours(1) + TimeDelta::minutes(10));
     let second = d.pass().await;
     let (s, cost) = d.post("/api/v1/cost/refresh", OPERATOR, json!({})).await;
     assert_eq!(s, StatusCode::OK, "cost refresh: {cost}");
+    let (s, audit) = d.get("/api/v1/audit?limit=1000", VIEWER).await;
+    assert_eq!(s, StatusCode::OK, "audit: {audit}");
     let config = work.config();
     d.stop().await;
     let calls = recorder.calls();
@@ -420,7 +501,7 @@ async fn passes(armed: bool) -> (ephemera::config::Config, Vec<Call>) {
         !calls.is_empty(),
         "no request reached the recorder: {first}\n{second}"
     );
-    (config, calls)
+    (config, calls, estate, audit)
 }
 
 fn request(principal: PolicyHolder, armed: bool, account: Option<&str>) -> Request<'_> {
@@ -428,6 +509,7 @@ fn request(principal: PolicyHolder, armed: bool, account: Option<&str>) -> Reque
         principal,
         armed,
         account,
+        dedicated: false,
     }
 }
 
@@ -462,9 +544,79 @@ fn check_allowed(calls: &[Call], daemon: &PolicyDocument, role: &PolicyDocument)
     problems
 }
 
+/// Whether `doc` allows `action` on a resource of `account` carrying `tags`, as IAM evaluates
+/// the conditions these documents use (`Null` on `aws:ResourceTag/KEY`, `StringEquals` on
+/// `aws:ResourceAccount`): some statement holding the action has no condition, or one the
+/// resource meets.
+fn allows(
+    doc: &PolicyDocument,
+    action: &str,
+    account: &str,
+    tags: &BTreeMap<String, String>,
+) -> bool {
+    doc.statements
+        .iter()
+        .filter(|s| s.actions.iter().any(|a| a == action))
+        .any(|s| match &s.condition {
+            None => true,
+            Some(c) => match c.operator {
+                "Null" => {
+                    let required = c.required_tags();
+                    assert_eq!(required.len(), c.keys.len(), "{c:?}");
+                    required.iter().all(|k| tags.contains_key(*k))
+                }
+                "StringEquals" => c.keys.iter().all(|(k, v)| {
+                    assert_eq!(k, "aws:ResourceAccount", "{c:?}");
+                    v.iter().any(|id| id == account)
+                }),
+                other => panic!("no evaluation of condition operator {other}"),
+            },
+        })
+}
+
+/// Every delete a tag condition can hold was made on a resource the signing principal's
+/// document allows it on, given that resource's tags and account: the conditions refused
+/// nothing the reaper did. Returns the problems and how many such deletes were checked.
+fn check_conditions(
+    calls: &[Call],
+    daemon: &PolicyDocument,
+    role: &PolicyDocument,
+    estate: &Estate,
+) -> (Vec<String>, usize) {
+    let held: BTreeSet<&str> = ephemera::reaper::iam::reap_actions()
+        .flat_map(|(t, _)| ephemera::reaper::iam::tag_conditioned(t).iter().copied())
+        .collect();
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    for c in calls {
+        let doc = if c.access_key == OWN_KEY {
+            daemon
+        } else {
+            role
+        };
+        for a in c.actions().unwrap_or_default() {
+            if !held.contains(a.as_str()) {
+                continue;
+            }
+            let Some(target) = estate.target_of(c) else {
+                problems.push(format!("{a}: no seeded resource in {} {}", c.uri, c.body));
+                continue;
+            };
+            checked += 1;
+            if !allows(doc, &a, &target.account, &estate.tags[&target.arn]) {
+                problems.push(format!(
+                    "{a} of {} ({:?}) would be refused",
+                    target.arn, estate.tags[&target.arn]
+                ));
+            }
+        }
+    }
+    (problems, checked)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unarmed_pass_calls_only_what_the_unarmed_policies_allow() {
-    let (config, calls) = passes(false).await;
+    let (config, calls, _, _) = passes(false).await;
     let daemon = iam::policy(&config, &request(PolicyHolder::Daemon, false, None)).expect("daemon");
     let role = iam::policy(
         &config,
@@ -504,7 +656,7 @@ async fn an_unarmed_pass_calls_only_what_the_unarmed_policies_allow() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_armed_pass_calls_only_what_the_armed_policies_allow_and_needs_all_of_them() {
-    let (config, calls) = passes(true).await;
+    let (config, calls, estate, audit) = passes(true).await;
     let daemon = iam::policy(&config, &request(PolicyHolder::Daemon, true, None)).expect("daemon");
     let role = iam::policy(
         &config,
@@ -513,6 +665,71 @@ async fn an_armed_pass_calls_only_what_the_armed_policies_allow_and_needs_all_of
     .expect("role");
     let problems = check_allowed(&calls, &daemon, &role);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+
+    // The tag conditions would have refused none of the deletes made (every listed type but
+    // S3 has one, and both strays' would be held by one) ...
+    let (problems, checked) = check_conditions(&calls, &daemon, &role, &estate);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(checked >= 10, "only {checked} tag-held deletes were made");
+    // ... the stray in the dedicated account went (the daemon's document allows it there only),
+    // the one in the shared account was skipped at the last moment, never sent to AWS, and
+    // the role's document would have refused it, as it would an untagged resource.
+    let shared = estate.seeded("stray-shared");
+    let dedicated = estate.seeded("stray-dedicated");
+    let deleted = |r: &crate::support::seed::SeededResource| {
+        calls.iter().any(|c| {
+            c.operation == "DeleteVolume" && estate.target_of(c).is_some_and(|t| t.arn == r.arn)
+        })
+    };
+    assert!(
+        deleted(dedicated),
+        "the dedicated account's stray was not deleted"
+    );
+    assert!(
+        !deleted(shared),
+        "the shared account's stray was sent to AWS"
+    );
+    let skipped = audit["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|r| r["arn"] == shared.arn.as_str() && r["decision"] == "skipped")
+        .unwrap_or_else(|| panic!("no skip of the shared stray: {audit}"));
+    assert!(
+        skipped["detail"].as_str().is_some_and(
+            |d| d.contains("no `ephemera:lease-id` tag") && d.contains("not dedicated")
+        ),
+        "{skipped}"
+    );
+    let stray_tags = &estate.tags[&shared.arn];
+    assert!(!allows(&role, "ec2:DeleteVolume", ROLE_ACCOUNT, stray_tags));
+    assert!(!allows(
+        &role,
+        "ec2:DeleteVolume",
+        ROLE_ACCOUNT,
+        &BTreeMap::new()
+    ));
+    assert!(!allows(
+        &daemon,
+        "ec2:DeleteVolume",
+        ROLE_ACCOUNT,
+        &BTreeMap::new()
+    ));
+    assert!(allows(
+        &daemon,
+        "ec2:DeleteVolume",
+        DEFAULT_ACCOUNT,
+        &BTreeMap::new()
+    ));
+    let own_lease = &estate.tags[&estate.seeded("own").arn];
+    assert!(allows(&role, "ec2:DeleteVolume", ROLE_ACCOUNT, own_lease));
+    // S3's deletes are not held: a bucket's tags are invisible to them.
+    assert!(allows(
+        &role,
+        "s3:DeleteBucket",
+        ROLE_ACCOUNT,
+        &BTreeMap::new()
+    ));
 
     let (seen, _) = actions_of(&calls);
     // The pass really deleted: every listed type's deleting action was called.

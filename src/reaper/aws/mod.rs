@@ -184,6 +184,37 @@ pub fn iam_actions(t: ResourceType) -> &'static [&'static str] {
     }
 }
 
+/// The deleting actions of `t`'s row that AWS authorizes on the resource's own tags
+/// (`aws:ResourceTag/${TagKey}`, per the Service Authorization Reference), so the printed
+/// policy can allow them only on resources that carry the identity tags. The rest of the row
+/// (reads, and deletes whose service cannot condition on the resource's tags) stays
+/// unconditioned.
+pub fn iam_tag_conditioned(t: ResourceType) -> &'static [&'static str] {
+    use ResourceType::*;
+    // Exhaustive: a type added to `ResourceType` does not compile until this is decided for it.
+    match t {
+        Ec2Instance => &["ec2:TerminateInstances"],
+        Ec2Volume => &["ec2:DeleteVolume"],
+        Ec2Snapshot => &["ec2:DeleteSnapshot"],
+        Ec2Image => &["ec2:DeregisterImage"],
+        Ec2SecurityGroup => &["ec2:DeleteSecurityGroup"],
+        Ec2NetworkInterface => &["ec2:DeleteNetworkInterface"],
+        Ec2ElasticIp => &["ec2:ReleaseAddress"],
+        Ec2KeyPair => &["ec2:DeleteKeyPair"],
+        Ec2LaunchTemplate => &["ec2:DeleteLaunchTemplate"],
+        // DeleteBucket sees a bucket's tags only on buckets with S3's ABAC switched on (off by
+        // default, and not something a lessee's Terraform does); DeleteObject and
+        // DeleteObjectVersion see the object's tags, never the bucket's. Conditioned, they
+        // would refuse every bucket we must delete.
+        S3Bucket => &[],
+        SqsQueue => &["sqs:DeleteQueue"],
+        SnsTopic => &["sns:DeleteTopic"],
+        DynamodbTable => &["dynamodb:DeleteTable"],
+        LambdaFunction => &["lambda:DeleteFunction"],
+        LogsLogGroup => &["logs:DeleteLogGroup"],
+    }
+}
+
 /// An error kept as the source of another.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -399,6 +430,35 @@ mod tests {
                 has(&["Delete", "Terminate", "Deregister", "Release"]),
                 "{t}: no deleting action"
             );
+        }
+    }
+
+    /// The tag-conditioned actions are deleting actions of the type's own row; every deleting
+    /// action of a row is conditioned except S3's (see [`iam_tag_conditioned`]).
+    #[test]
+    fn tag_conditioned_actions_are_the_rows_deletes_except_s3s() {
+        for t in ResourceType::VARIANTS {
+            let row = iam_actions(*t);
+            let deletes: Vec<&str> = row
+                .iter()
+                .copied()
+                .filter(|a| {
+                    let name = a.split(':').nth(1).unwrap_or_default();
+                    ["Delete", "Terminate", "Deregister", "Release"]
+                        .iter()
+                        .any(|v| name.starts_with(v))
+                })
+                .collect();
+            let conditioned = iam_tag_conditioned(*t);
+            assert!(
+                conditioned.iter().all(|a| deletes.contains(a)),
+                "{t}: {conditioned:?} not among its deletes {deletes:?}"
+            );
+            if *t == ResourceType::S3Bucket {
+                assert!(conditioned.is_empty(), "{t}");
+            } else {
+                assert_eq!(conditioned, deletes, "{t}");
+            }
         }
     }
 
