@@ -95,6 +95,9 @@ pub struct Metrics {
     pub resources_by_source: IntGaugeVec,
     /// `ephemera_audited_accounts`: accounts the last pass audited (static and organization).
     pub audited_accounts: IntGauge,
+    /// `ephemera_account_resources{account,verdict}`: live resources per account, for the
+    /// [`TOP_ACCOUNTS`] accounts with the most flagged ones; the rest summed as `other`.
+    pub account_resources: IntGaugeVec,
     /// `ephemera_reaping_suspended`: 1 while a restore holds reaping of unknown-lease and
     /// released resources.
     pub reaping_suspended: IntGauge,
@@ -319,6 +322,12 @@ impl Metrics {
                 "ephemera_reap_capped_total",
                 "Times a deletion cap halted reaping (for a pass, an account or a project)",
             ),
+            account_resources: int_gauges(
+                &r,
+                "ephemera_account_resources",
+                "Live resources by account and verdict, as of the last pass: the accounts with the most flagged resources one by one, the rest summed as account=\"other\"",
+                &["account", "verdict"],
+            ),
             reaping_suspended: reg(
                 &r,
                 IntGauge::new(
@@ -501,6 +510,42 @@ impl Metrics {
 #[derive(Debug, Default)]
 pub struct Series(std::sync::Mutex<std::collections::BTreeSet<Vec<String>>>);
 
+/// Accounts exported one by one in `ephemera_account_resources`; the rest are `other`. A
+/// static config lists fewer; an organization of hundreds would make a series per account.
+pub const TOP_ACCOUNTS: usize = 50;
+
+/// Folds `[account, verdict]` counts to the [`TOP_ACCOUNTS`] accounts with the most flagged
+/// resources (verdicts that open findings; ties by total, then id), the rest into `other`.
+pub fn top_accounts(counts: Vec<([String; 2], u64)>) -> Vec<(Vec<String>, i64)> {
+    use std::collections::{BTreeMap, HashMap};
+    let mut rank: HashMap<&str, (u64, u64)> = HashMap::new();
+    for ([account, verdict], n) in &counts {
+        let r = rank.entry(account.as_str()).or_default();
+        let flagged = crate::model::Verdict::parse(verdict).is_some_and(|v| v.is_finding());
+        if flagged {
+            r.0 += n;
+        }
+        r.1 += n;
+    }
+    let mut order: Vec<(&str, (u64, u64))> = rank.into_iter().collect();
+    order.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let kept: std::collections::HashSet<String> = order
+        .iter()
+        .take(TOP_ACCOUNTS)
+        .map(|(a, _)| (*a).to_owned())
+        .collect();
+    let mut out: BTreeMap<Vec<String>, i64> = BTreeMap::new();
+    for ([account, verdict], n) in counts {
+        let account = if kept.contains(&account) {
+            account
+        } else {
+            "other".to_owned()
+        };
+        *out.entry(vec![account, verdict]).or_default() += i64::try_from(n).unwrap_or(i64::MAX);
+    }
+    out.into_iter().collect()
+}
+
 impl Series {
     /// Sets `gauge` to `values` and zeroes every label set given before but not now.
     pub fn set<P: prometheus::core::Atomic>(
@@ -531,5 +576,41 @@ fn labels(k: &[String]) -> Vec<&str> {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The accounts with the most flagged resources are kept one by one (ties: more
+    /// resources, then the smaller id); the rest are summed per verdict into `other`.
+    #[test]
+    fn accounts_beyond_the_top_are_folded_into_other() {
+        let id = |i: usize| format!("{i:012}");
+        let mut counts = Vec::new();
+        for i in 0..TOP_ACCOUNTS + 3 {
+            // Account i has i expired resources and 100 leased ones.
+            counts.push(([id(i), "expired".to_owned()], i as u64));
+            counts.push(([id(i), "leased".to_owned()], 100));
+        }
+        let got = top_accounts(counts);
+        let accounts: std::collections::BTreeSet<&str> =
+            got.iter().map(|(k, _)| k[0].as_str()).collect();
+        assert_eq!(accounts.len(), TOP_ACCOUNTS + 1, "the top and `other`");
+        for i in 3..TOP_ACCOUNTS + 3 {
+            assert!(accounts.contains(id(i).as_str()), "{i} is in the top");
+        }
+        let other = |verdict: &str| {
+            got.iter()
+                .find(|(k, _)| k[0] == "other" && k[1] == verdict)
+                .map(|(_, n)| *n)
+        };
+        // Accounts 0, 1 and 2 have the fewest flagged: 0 + 1 + 2 expired, 300 leased.
+        assert_eq!(other("expired"), Some(3));
+        assert_eq!(other("leased"), Some(300));
+        // A few accounts: every one of them, no `other`.
+        let few = top_accounts(vec![([id(1), "expired".into()], 2)]);
+        assert_eq!(few, vec![(vec![id(1), "expired".to_owned()], 2)]);
     }
 }

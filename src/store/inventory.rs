@@ -44,6 +44,8 @@ pub struct LiveTotals {
     pub expired_hours: Vec<(String, f64)>,
     /// `[source, verdict]` and how many live resources have them.
     pub by_source: Vec<([String; 2], u64)>,
+    /// `[account, verdict]` and how many live resources have them.
+    pub by_account: Vec<([String; 2], u64)>,
 }
 
 fn corrupt(what: &str, v: &str) -> StoreError {
@@ -405,7 +407,7 @@ impl Store {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT COALESCE(project, 'unknown'), region, resource_type, verdict,
-                        COALESCE(lease_ended_at, first_seen), source
+                        COALESCE(lease_ended_at, first_seen), source, account
                  FROM resources WHERE gone_at IS NULL",
             )?;
             let mut rows = stmt.query([])?;
@@ -419,7 +421,7 @@ impl Store {
                 // One count per (project, region, type, verdict, source): both gauges are sums
                 // of it, so a row costs one lookup and no allocation once its key is known.
                 key.clear();
-                for part in [project, text(1)?, text(2)?, verdict, text(5)?] {
+                for part in [project, text(1)?, text(2)?, verdict, text(5)?, text(6)?] {
                     key.push_str(part);
                     key.push('\u{1f}');
                 }
@@ -442,12 +444,14 @@ impl Store {
             }
             let mut series: HashMap<[String; 4], u64> = HashMap::new();
             let mut by_source: HashMap<[String; 2], u64> = HashMap::new();
+            let mut by_account: HashMap<[String; 2], u64> = HashMap::new();
             for (k, n) in counts {
                 let mut parts = k.split('\u{1f}').map(str::to_owned);
                 let mut next = || parts.next().unwrap_or_default();
-                let (project, region, kind, verdict, source) =
-                    (next(), next(), next(), next(), next());
+                let (project, region, kind, verdict, source, account) =
+                    (next(), next(), next(), next(), next(), next());
                 *by_source.entry([source, verdict.clone()]).or_default() += n;
+                *by_account.entry([account, verdict.clone()]).or_default() += n;
                 *series.entry([project, region, kind, verdict]).or_default() += n;
             }
             let expired_hours = waste_ms
@@ -458,6 +462,7 @@ impl Store {
                 series: series.into_iter().collect(),
                 expired_hours,
                 by_source: by_source.into_iter().collect(),
+                by_account: by_account.into_iter().collect(),
             })
         })
         .await

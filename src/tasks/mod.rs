@@ -69,6 +69,7 @@ struct Inner {
     /// Label sets of `ephemera_resources` set by the last pass, to zero those that vanish.
     resource_series: Series,
     source_series: Series,
+    account_series: Series,
     project_series: Series,
     /// Where each finished pass is sent (the daemon's mailer follows it when `[smtp]` is
     /// configured); without a follower (or in `scan --once`) notices wait in the outbox.
@@ -113,6 +114,7 @@ impl Tasks {
                 costs: Runner::new(TaskName::Cost),
                 resource_series: Series::default(),
                 source_series: Series::default(),
+                account_series: Series::default(),
                 project_series: Series::default(),
                 passes: std::sync::OnceLock::new(),
             }),
@@ -447,6 +449,10 @@ impl Tasks {
                 .into_iter()
                 .map(|(k, n)| (k.to_vec(), i64::try_from(n).unwrap_or(i64::MAX)))
                 .collect(),
+        );
+        inner.account_series.set(
+            &inner.metrics.account_resources,
+            crate::metrics::top_accounts(totals.by_account),
         );
         inner.project_series.set(
             &inner.metrics.expired_resource_hours,
