@@ -358,7 +358,7 @@ fn main() {
             .await
             .expect("insert lease");
         let metrics = Arc::new(Metrics::new());
-        let tasks = Tasks::new(config.clone(), policy, store, metrics, Arc::new(SystemClock));
+        let tasks = Tasks::new(config.clone(), ephemera::live::Live::from_arc(policy), store, metrics, Arc::new(SystemClock));
         let rss_before = vm_hwm_kib();
         println!(
             "org_scale: {accounts} accounts x {regions} regions = {} walks, {} resources ({large} large accounts with {per_large} per region, the rest {per_small}), latency {}-{} ms, 15 calls/s per (account, region), max_concurrent_walks = {}",

@@ -488,7 +488,7 @@ fn main() {
 
         let tasks = Tasks::new(
             config.clone(),
-            policy.clone(),
+            ephemera::live::Live::from_arc(policy.clone()),
             store.clone(),
             Arc::new(Metrics::new()),
             Arc::new(SystemClock),
@@ -520,7 +520,7 @@ fn main() {
                 let fast = Arc::new(fast);
                 let tasks = Tasks::new(
                     fast.clone(),
-                    policy.clone(),
+                    ephemera::live::Live::from_arc(policy.clone()),
                     store.clone(),
                     Arc::new(Metrics::new()),
                     Arc::new(SystemClock),

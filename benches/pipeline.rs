@@ -543,7 +543,7 @@ async fn bench_real_pass(
             .await
             .expect("lease stored");
     }
-    let policy = Arc::new(Policy::load(&config.rules.dir).expect("bench rules"));
+    let policy = ephemera::live::Live::new(Policy::load(&config.rules.dir).expect("bench rules"));
     let tasks = ephemera::tasks::Tasks::new(
         config,
         policy,

@@ -16,6 +16,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::lease::LeaseRegistry;
+use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::store::Store;
@@ -33,7 +34,7 @@ pub fn load_policy(config: &Config) -> anyhow::Result<Policy> {
 #[derive(Debug)]
 pub struct Parts {
     pub config: Arc<Config>,
-    pub policy: Arc<Policy>,
+    pub policy: Live<Policy>,
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub tasks: Tasks,
@@ -41,7 +42,7 @@ pub struct Parts {
 
 /// Loads the policy, opens the store and builds the tasks; touches no network.
 pub async fn open(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Parts> {
-    let policy = Arc::new(load_policy(&config)?);
+    let policy = Live::new(load_policy(&config)?);
     let store = Store::open(&config.store.path)
         .await
         .with_context(|| format!("cannot open the store at {}", config.store.path.display()))?;
@@ -176,16 +177,30 @@ pub async fn serve(
         tracing::info!(relay = %m.transport().relay(), "mail delivery on");
         tokio::spawn(m.run(mail_stopped))
     });
-    let mut scheduler =
+    let scheduler =
         crate::scheduler::start(tasks.clone(), &config.schedules, &metrics, clock.now()).await?;
     let reap_jobs = crate::jobs::ReapJobs::new(tasks.clone(), clock.clone());
+    let principals = Live::new(Principals::new(config.principals.clone()));
+    let reloader = Arc::new(Reloader {
+        running: tokio::sync::Mutex::new(Running {
+            config: config.clone(),
+            scheduler,
+        }),
+        principals: principals.clone(),
+        policy: policy.clone(),
+        tasks: tasks.clone(),
+        metrics: metrics.clone(),
+        clock: clock.clone(),
+    });
+    let hangups = tokio::spawn(reload_on_sighup(reloader.clone()));
     let state = AppState {
         leases,
-        principals: Arc::new(Principals::new(config.principals.clone())),
+        principals,
         metrics,
         store,
         tasks,
         reap_jobs: reap_jobs.clone(),
+        reload: Some(reloader.clone()),
     };
     let app = http::router(state, config.api.max_body_bytes);
     let addr = listener
@@ -195,7 +210,7 @@ pub async fn serve(
         %addr,
         config = %config.path.display(),
         store = %config.store.path.display(),
-        projects = policy.projects().count(),
+        projects = policy.get().projects().count(),
         principals = config.principals.len(),
         armed = config.enforcement.armed,
         "ephemera daemon serving"
@@ -206,7 +221,8 @@ pub async fn serve(
         .context("http server failed");
     // An on-call reap in progress is finished, not cut off, when the daemon stops on purpose.
     reap_jobs.drain().await;
-    if let Err(e) = scheduler.shutdown().await {
+    hangups.abort();
+    if let Err(e) = reloader.running.lock().await.scheduler.shutdown().await {
         tracing::warn!(error = %e, "scheduler did not stop cleanly");
     }
     // A send in progress finishes (bounded by the SMTP timeout) before the daemon exits.
@@ -280,5 +296,137 @@ async fn keep_alive(
             }
         }
         failed = !credit_downtime(&store, &metrics, clock.as_ref(), failed).await;
+    }
+}
+
+/// What a reload replaces and what it compares with.
+struct Running {
+    config: Arc<Config>,
+    scheduler: tokio_cron_scheduler::JobScheduler,
+}
+
+/// Live reload (SIGHUP, `POST /api/v1/reload`): reads the config file again and its rules,
+/// validates both, and only then applies principals, the rules (projects, quotas, allowlist,
+/// audit rules) and the schedules; on any error the running version stays. Other sections
+/// take effect at the next start (the report names those that changed).
+struct Reloader {
+    /// Also serializes reloads: two at once would race on the scheduler.
+    running: tokio::sync::Mutex<Running>,
+    principals: Live<Principals>,
+    policy: Live<Policy>,
+    tasks: Tasks,
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Reloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloader").finish_non_exhaustive()
+    }
+}
+
+impl Reloader {
+    async fn apply(&self, by: &str) -> Result<http::dto::ReloadReport, String> {
+        let mut running = self.running.lock().await;
+        let path = running.config.path.clone();
+        let new = Config::load(&path).map_err(|e| crate::error_chain(&e))?;
+        let policy = load_policy(&new).map_err(|e| format!("{e:#}"))?;
+        let schedules_changed = new.schedules.scan.expr != running.config.schedules.scan.expr
+            || new.schedules.cost.expr != running.config.schedules.cost.expr;
+        if schedules_changed {
+            // The new scheduler first: a cron that cannot be scheduled leaves the old running.
+            let fresh = crate::scheduler::start(
+                self.tasks.clone(),
+                &new.schedules,
+                &self.metrics,
+                self.clock.now(),
+            )
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+            let mut old = std::mem::replace(&mut running.scheduler, fresh);
+            if let Err(e) = old.shutdown().await {
+                tracing::warn!(error = %e, "the old scheduler did not stop cleanly");
+            }
+        }
+        let restart_needed = restart_needed(&running.config, &new);
+        let report = http::dto::ReloadReport {
+            config: path.display().to_string(),
+            principals: new.principals.len() as u64,
+            projects: policy.projects().count() as u64,
+            schedules_changed,
+            restart_needed: restart_needed.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        crate::lease::set_quota_gauges(&self.metrics, &policy);
+        self.principals
+            .set(Arc::new(Principals::new(new.principals.clone())));
+        self.policy.set(Arc::new(policy));
+        running.config = Arc::new(new);
+        tracing::info!(
+            by,
+            principals = report.principals,
+            projects = report.projects,
+            schedules_changed,
+            "config and rules reloaded"
+        );
+        if !restart_needed.is_empty() {
+            tracing::warn!(sections = ?restart_needed, "these config sections changed and take effect at the next start");
+        }
+        Ok(report)
+    }
+}
+
+impl http::Reload for Reloader {
+    fn reload(&self, by: String) -> http::ReloadFuture<'_> {
+        Box::pin(async move {
+            let result = self.apply(&by).await;
+            let outcome = if result.is_ok() { "applied" } else { "failed" };
+            self.metrics
+                .config_reloads
+                .with_label_values(&[outcome])
+                .inc();
+            self.metrics
+                .config_last_reload_successful
+                .set(i64::from(result.is_ok()));
+            if let Err(e) = &result {
+                tracing::error!(by, error = %e, "reload refused; the running config and rules stay");
+            }
+            result
+        })
+    }
+}
+
+/// The sections of `new` that differ from `old` and that a reload does not apply.
+fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
+    let differs =
+        |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+    let mut out = Vec::new();
+    for (name, changed) in [
+        ("api", differs(&old.api, &new.api)),
+        ("store", differs(&old.store, &new.store)),
+        ("audit", differs(&old.audit, &new.audit)),
+        ("rules.dir", old.rules.dir != new.rules.dir),
+        ("tags", differs(&old.tags, &new.tags)),
+        ("aws", differs(&old.aws, &new.aws)),
+        ("discovery", differs(&old.discovery, &new.discovery)),
+        ("smtp", differs(&old.smtp, &new.smtp)),
+        ("cost", differs(&old.cost, &new.cost)),
+        ("enforcement", differs(&old.enforcement, &new.enforcement)),
+    ] {
+        if changed {
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// Reloads on every SIGHUP until aborted.
+async fn reload_on_sighup(reloader: Arc<Reloader>) {
+    use http::Reload;
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; reload through POST /api/v1/reload");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let _ = reloader.reload("sighup".into()).await;
     }
 }

@@ -5,7 +5,10 @@
 
 /// `(layer, modules)`, lowest first. A new top-level module must be placed here.
 pub const LAYERS: &[(&str, &[&str])] = &[
-    ("foundation", &["audit", "clock", "diagnostic", "logging"]),
+    (
+        "foundation",
+        &["audit", "clock", "diagnostic", "live", "logging"],
+    ),
     ("domain words", &["model"]),
     ("domain records", &["auth", "resource"]),
     ("settings", &["config"]),

@@ -15,6 +15,7 @@ use tracing::{Instrument, info, info_span};
 
 use crate::auth::Principal;
 use crate::clock::Clock;
+use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::model::{
     HumanDuration, IdentityTags, Lease, LeaseEnded, LeaseId, LeaseState, ProjectName,
@@ -125,7 +126,7 @@ fn validate(
 #[derive(Debug, Clone)]
 pub struct LeaseRegistry {
     store: Store,
-    policy: Arc<Policy>,
+    policy: Live<Policy>,
     tags: IdentityTags,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
@@ -134,23 +135,12 @@ pub struct LeaseRegistry {
 impl LeaseRegistry {
     pub fn new(
         store: Store,
-        policy: Arc<Policy>,
+        policy: Live<Policy>,
         tags: IdentityTags,
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        // Every policy project's duration series exists from the start, so that the first
-        // release shows as an increase (rate() needs a sample before it).
-        // The quota is policy, fixed for the daemon's life: set once, not on every scrape.
-        for p in policy.projects() {
-            metrics.lease_duration.with_label_values(&[p.name.as_str()]);
-            if let Some(max) = p.max_active_leases {
-                metrics
-                    .lease_quota
-                    .with_label_values(&[p.name.as_str()])
-                    .set(i64::from(max));
-            }
-        }
+        set_quota_gauges(&metrics, &policy.get());
         LeaseRegistry {
             store,
             policy,
@@ -216,7 +206,8 @@ impl LeaseRegistry {
             regions: &req.regions,
         };
         // Decide everything but the quota now; the quota is decided inside the insert.
-        let grant = self.policy.decide_acquire(caller, &ask, 0)?;
+        let policy = self.policy.get();
+        let grant = policy.decide_acquire(caller, &ask, 0)?;
         let now = self.clock.now();
         let lease = Lease {
             id,
@@ -232,7 +223,7 @@ impl LeaseRegistry {
             labels: req.labels,
             regions: req.regions,
         };
-        let policy = self.policy.clone();
+        let policy = self.policy.get();
         let stored = self
             .store
             .insert_lease(lease, now, move |active| match policy.project(&project) {
@@ -252,7 +243,7 @@ impl LeaseRegistry {
         let span = info_span!("lease", op = "renew", lease_id = %id, principal = %who.name);
         let r = async {
             let ttl = parse_duration("ttl", &ttl)?;
-            let policy = self.policy.clone();
+            let policy = self.policy.get();
             self.change(who, id, move |lease, now| {
                 let ttl = policy.decide_renew(&lease.project, ttl)?;
                 Ok(lease.renew(now, ttl, revival_grace(&policy, lease))?)
@@ -268,7 +259,7 @@ impl LeaseRegistry {
 
     pub async fn heartbeat(&self, who: &Principal, id: &str) -> Result<Lease, LeaseError> {
         let span = info_span!("lease", op = "heartbeat", lease_id = %id, principal = %who.name);
-        let policy = self.policy.clone();
+        let policy = self.policy.get();
         let r = self
             .change(who, id, move |lease, now| {
                 Ok(lease.heartbeat(now, revival_grace(&policy, lease))?)
@@ -391,11 +382,11 @@ impl LeaseRegistry {
     /// projects known to policy always get their series (zero when empty).
     pub async fn refresh_gauges(&self) -> Result<(), StoreError> {
         let now = self.clock.now();
-        let windows = self
-            .policy
+        let policy = self.policy.get();
+        let windows = policy
             .projects()
             .map(|p| {
-                let window = self.policy.warning_window(Some(p)).to_chrono();
+                let window = policy.warning_window(Some(p)).to_chrono();
                 (p.name.as_str().to_owned(), window)
             })
             .collect();
@@ -408,7 +399,7 @@ impl LeaseRegistry {
         let counts = self.store.count_leases(now).await?;
         let g = &self.metrics.leases;
         g.reset();
-        for p in self.policy.projects() {
+        for p in policy.projects() {
             for st in LeaseState::ALL {
                 g.with_label_values(&[p.name.as_str(), st.as_str()]).set(0);
             }
@@ -418,6 +409,22 @@ impl LeaseRegistry {
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
         Ok(())
+    }
+}
+
+/// Every policy project's duration series exists from the start (the first release then
+/// shows as an increase: rate() needs a sample before it), and its quota is exported; set
+/// again on reload.
+pub fn set_quota_gauges(metrics: &Metrics, policy: &Policy) {
+    metrics.lease_quota.reset();
+    for p in policy.projects() {
+        metrics.lease_duration.with_label_values(&[p.name.as_str()]);
+        if let Some(max) = p.max_active_leases {
+            metrics
+                .lease_quota
+                .with_label_values(&[p.name.as_str()])
+                .set(i64::from(max));
+        }
     }
 }
 

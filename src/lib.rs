@@ -29,6 +29,7 @@
 //! | [`scheduler`] | cron (tokio-cron-scheduler, UTC) |
 //! | [`cli`] | the `ephemera` command line: the argument surface in `cli/mod.rs`, one file per command group (`admin`, `lease`, `scan`, `reap`, `audit`, `cost`, `iam_policy`, `store`), a typed API client (`client`) and terminal rendering (`output`: comfy-table, csv, shlex) |
 //! | [`clock`] | the only reader of the wall clock |
+//! | [`live`] | a value replaced whole on reload (config, rules, principals); readers keep the version they took |
 //! | [`logging`] | tracing set-up (human or JSON) |
 //!
 //! # Layers
@@ -42,7 +43,7 @@
 //!
 //! | layer | name | modules |
 //! |---|---|---|
-//! | 0 | foundation | [`audit`], [`clock`], [`diagnostic`], [`logging`] |
+//! | 0 | foundation | [`audit`], [`clock`], [`diagnostic`], [`live`], [`logging`] |
 //! | 1 | domain words | [`model`] |
 //! | 2 | domain records | [`auth`], [`resource`] |
 //! | 3 | settings | [`config`] |
@@ -89,6 +90,7 @@ pub mod jobs;
 #[cfg(test)]
 mod layering;
 pub mod lease;
+pub mod live;
 pub mod logging;
 pub mod mail;
 pub mod metrics;

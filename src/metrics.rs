@@ -98,6 +98,12 @@ pub struct Metrics {
     /// `ephemera_account_resources{account,verdict}`: live resources per account, for the
     /// [`TOP_ACCOUNTS`] accounts with the most flagged ones; the rest summed as `other`.
     pub account_resources: IntGaugeVec,
+    /// `ephemera_config_reloads_total{outcome}`: reloads of the config and rules (SIGHUP or
+    /// the API), `applied` or `failed`.
+    pub config_reloads: IntCounterVec,
+    /// `ephemera_config_last_reload_successful`: 0 while the last reload was refused (the
+    /// running version is older than the files).
+    pub config_last_reload_successful: IntGauge,
     /// `ephemera_reaping_suspended`: 1 while a restore holds reaping of unknown-lease and
     /// released resources.
     pub reaping_suspended: IntGauge,
@@ -328,6 +334,20 @@ impl Metrics {
                 "Live resources by account and verdict, as of the last pass: the accounts with the most flagged resources one by one, the rest summed as account=\"other\"",
                 &["account", "verdict"],
             ),
+            config_reloads: counters(
+                &r,
+                "ephemera_config_reloads_total",
+                "Reloads of the config and rules (SIGHUP or POST /api/v1/reload) by outcome (applied, failed)",
+                &["outcome"],
+            ),
+            config_last_reload_successful: reg(
+                &r,
+                IntGauge::new(
+                    "ephemera_config_last_reload_successful",
+                    "0 while the last reload of the config and rules was refused (the daemon runs the version before)",
+                )
+                .expect("valid metric"),
+            ),
             reaping_suspended: reg(
                 &r,
                 IntGauge::new(
@@ -464,6 +484,10 @@ impl Metrics {
         for t in swept {
             self.never_tagged_found.with_label_values(&[t.as_str()]);
         }
+        for outcome in ["applied", "failed"] {
+            self.config_reloads.with_label_values(&[outcome]);
+        }
+        self.config_last_reload_successful.set(1);
         for outcome in ["found", "unknown", "error"] {
             self.creator_lookups.with_label_values(&[outcome]);
         }

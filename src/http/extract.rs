@@ -29,8 +29,9 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| unauth("the Authorization header must be `Bearer TOKEN`"))?;
-        let p = state
-            .principals
+        // The principals as they are now (a reload may replace them between two requests).
+        let principals = state.principals.get();
+        let p = principals
             .authenticate(token)
             .ok_or_else(|| unauth("unknown token"))?;
         tracing::Span::current().record("principal", p.name.as_str());

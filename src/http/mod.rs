@@ -13,6 +13,7 @@ mod findings;
 mod leases;
 pub mod openapi;
 mod reap;
+mod reload;
 mod scans;
 
 use audit::*;
@@ -24,6 +25,8 @@ pub use extract::{Body, Caller, Params};
 use findings::*;
 use leases::*;
 use reap::*;
+use reload::*;
+pub use reload::{Reload, ReloadFuture};
 use scans::*;
 
 use std::sync::Arc;
@@ -56,11 +59,13 @@ use dto::{ErrorBody, LeaseList, LeaseView, ReapJobView, ReapRequest, RenewReques
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub leases: LeaseRegistry,
-    pub principals: Arc<Principals>,
+    pub principals: crate::live::Live<Principals>,
     pub metrics: Arc<Metrics>,
     pub store: Store,
     pub tasks: crate::tasks::Tasks,
     pub reap_jobs: crate::jobs::ReapJobs,
+    /// Re-reads the config and rules (`POST /api/v1/reload`); none where nothing can reload.
+    pub reload: Option<Arc<dyn Reload>>,
 }
 
 /// The whole HTTP surface.
@@ -84,6 +89,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/audit/verify", get(verify_audit))
         .route("/cost", get(show_cost))
         .route("/cost/refresh", post(refresh_cost))
+        .route("/reload", post(reload))
         .route("/openapi.json", get(openapi::openapi));
     Router::new()
         .nest("/api/v1", api)

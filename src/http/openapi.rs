@@ -41,6 +41,7 @@ use super::*;
         audit::verify_audit,
         cost::show_cost,
         cost::refresh_cost,
+        reload::reload,
     ),
     modifiers(&BearerToken),
     security(("bearer" = []))
@@ -165,6 +166,7 @@ mod tests {
             ("ReapRequest", check::<dto::ReapRequest>),
             ("AuditVerdict", check::<dto::AuditVerdict>),
             ("CostView", check::<dto::CostView>),
+            ("ReloadReport", check::<dto::ReloadReport>),
         ];
         let mut with_example = BTreeSet::new();
         for (name, schema) in schemas {

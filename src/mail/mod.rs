@@ -35,6 +35,7 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::Clock;
 use crate::config::{Config, SmtpConfig};
+use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::model::{MailKind, ProjectName};
 use crate::policy::Policy;
@@ -81,7 +82,7 @@ pub struct Mailer {
 struct Inner {
     smtp: SmtpConfig,
     protect_tag: String,
-    policy: Arc<Policy>,
+    policy: Live<Policy>,
     store: Store,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
@@ -97,7 +98,7 @@ impl Mailer {
     /// The mailer of `[smtp]`; `None` without that section. Reads the password now.
     pub fn new(
         config: &Config,
-        policy: Arc<Policy>,
+        policy: Live<Policy>,
         store: Store,
         metrics: Arc<Metrics>,
         clock: Arc<dyn Clock>,
@@ -217,7 +218,7 @@ impl Mailer {
                 "owner": l.owner,
                 "expires_at": l.expires_at,
                 "warn_before": inner.smtp.warn_before.to_string(),
-                "renew_ttl": renew_ttl(&inner.policy, l.project.as_str()),
+                "renew_ttl": renew_ttl(&inner.policy.get(), l.project.as_str()),
             });
             let key = crate::store::expiry_warning_key(&l.id.to_string(), l.expires_at);
             if inner
@@ -306,7 +307,7 @@ impl Mailer {
                 message_kind: message,
                 oncall: inner.smtp.oncall.clone(),
                 protect_tag: inner.protect_tag.clone(),
-                policy: inner.policy.clone(),
+                policy: inner.policy.get(),
             };
             n += inner
                 .store

@@ -18,6 +18,7 @@ use super::plan::{Knowledge, Plan, PlanInput, PlanItem, Status, plan};
 use crate::clock::Clock;
 use crate::config::{AwsAccount, Config};
 use crate::inventory::AwsClients;
+use crate::live::Live;
 use crate::metrics::{Metrics, Series};
 use crate::model::Lease;
 use crate::model::{Action, Arn, Decision, LeaseId, ReapMode, Verdict};
@@ -112,7 +113,7 @@ pub struct Reaper {
 #[derive(Debug)]
 struct Inner {
     config: Arc<Config>,
-    policy: Arc<Policy>,
+    policy: Live<Policy>,
     store: Store,
     clients: AwsClients,
     metrics: Arc<Metrics>,
@@ -132,7 +133,7 @@ fn reapable(v: Verdict) -> bool {
 impl Reaper {
     pub fn new(
         config: Arc<Config>,
-        policy: Arc<Policy>,
+        policy: Live<Policy>,
         store: Store,
         clients: AwsClients,
         metrics: Arc<Metrics>,
@@ -708,6 +709,7 @@ impl Reaper {
             .find(|a| a.id == c.account)
             .map(|a| a.ous.into_iter().collect())
             .unwrap_or_default();
+        let policy = inner.policy.get();
         let place = Place {
             account: &c.account,
             ous: &ous,
@@ -717,7 +719,7 @@ impl Reaper {
             c.arn.as_str(),
             &tags,
             |id| lease.as_ref().filter(|l| l.id == id),
-            &inner.policy,
+            &policy,
             keys,
             &place,
             now,

@@ -24,6 +24,7 @@ use crate::config::Config;
 use crate::cost::fetch::CostError;
 use crate::cost::refresh::{CostReport, CostTask};
 use crate::inventory::{AwsClients, organization};
+use crate::live::Live;
 use crate::mail::PassDone;
 use crate::metrics::{Metrics, Series};
 use crate::model::{Lease, LeaseId, RunOutcome, TaskName, Verdict};
@@ -56,7 +57,7 @@ pub struct Tasks {
 #[derive(Debug)]
 struct Inner {
     config: Arc<Config>,
-    policy: Arc<Policy>,
+    policy: Live<Policy>,
     store: Store,
     clients: AwsClients,
     metrics: Arc<Metrics>,
@@ -79,7 +80,7 @@ struct Inner {
 impl Tasks {
     pub fn new(
         config: Arc<Config>,
-        policy: Arc<Policy>,
+        policy: Live<Policy>,
         store: Store,
         metrics: Arc<Metrics>,
         clock: Arc<dyn Clock>,
@@ -413,7 +414,7 @@ impl Tasks {
             return inner.clients.accounts();
         };
         let conf = inner.clients.organization_config().await;
-        let bound = inner.policy.bound_ous();
+        let bound = inner.policy.get().bound_ous();
         match organization::accounts(&conf, org, &bound, &inner.metrics).await {
             Ok(listed) => {
                 let merged = organization::merge(&inner.config.aws.accounts, &listed);

@@ -114,11 +114,13 @@ impl Tasks {
             .find(|a| a.id == account)
             .map(|a| a.ous.into_iter().collect())
             .unwrap_or_default();
+        // One version of the rules for the whole walk, whatever a reload does meanwhile.
+        let policy = inner.policy.get();
         let evaluate_now = |page: Vec<Observed>| {
             evaluate_page(
                 page,
                 &leases,
-                &inner.policy,
+                &policy,
                 &inner.config.tags,
                 &ous,
                 inner.clock.now(),

@@ -16,6 +16,7 @@ mod mail;
 mod prometheus;
 mod promtool;
 mod reap;
+mod reload;
 mod rules;
 mod safety;
 mod scan;

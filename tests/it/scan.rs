@@ -623,7 +623,7 @@ async fn a_tick_during_a_scan_is_skipped_and_counted() {
     let proxy = FaultProxy::start(&moto.endpoint()).await;
     let work = Workdir::with_config(&config_text_with_aws(&aws_section(&proxy.endpoint())));
     let config = std::sync::Arc::new(work.config());
-    let policy = std::sync::Arc::new(ephemera::daemon::load_policy(&config).expect("policy"));
+    let policy = ephemera::live::Live::new(ephemera::daemon::load_policy(&config).expect("policy"));
     let store = ephemera::store::Store::open(&config.store.path)
         .await
         .expect("store")

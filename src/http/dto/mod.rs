@@ -26,6 +26,22 @@ use chrono::SecondsFormat;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+/// `POST /api/v1/reload`: what a reload applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"config": "/etc/ephemera/ephemera.toml", "principals": 5, "projects": 3, "schedules_changed": false, "restart_needed": ["enforcement"]}))]
+pub struct ReloadReport {
+    /// The config file read.
+    pub config: String,
+    /// Principals now known.
+    pub principals: u64,
+    /// Projects the rules now define.
+    pub projects: u64,
+    /// Whether the scan or cost schedule changed (the scheduler was restarted with it).
+    pub schedules_changed: bool,
+    /// Config sections that changed but take effect only at the next start.
+    pub restart_needed: Vec<String>,
+}
+
 /// Every error body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"code": "ttl-above-max", "message": "ttl: 30d is above the project's max_ttl 7d"}))]
