@@ -633,6 +633,24 @@ mod tests {
         // Accounts 0, 1 and 2 have the fewest flagged: 0 + 1 + 2 expired, 300 leased.
         assert_eq!(other("expired"), Some(3));
         assert_eq!(other("leased"), Some(300));
+        // Ties on flagged resources go to the account with more in all; ties on both to the
+        // smaller id. One account too many: who is folded shows which comes first.
+        let mut tied = Vec::new();
+        for i in 0..=TOP_ACCOUNTS {
+            let leased = if i == 0 { 5 } else { 1 };
+            tied.push(([id(i), "expired".to_owned()], 1));
+            tied.push(([id(i), "leased".to_owned()], leased));
+        }
+        // Account 1 has more flagged than all, account 0 more in all: both kept.
+        tied.push(([id(1), "untagged".to_owned()], 3));
+        let got = top_accounts(tied);
+        let kept: std::collections::BTreeSet<&str> =
+            got.iter().map(|(k, _)| k[0].as_str()).collect();
+        assert!(kept.contains(id(0).as_str()) && kept.contains(id(1).as_str()));
+        assert!(
+            !kept.contains(id(TOP_ACCOUNTS).as_str()),
+            "the last id is folded"
+        );
         // A few accounts: every one of them, no `other`.
         let few = top_accounts(vec![([id(1), "expired".into()], 2)]);
         assert_eq!(few, vec![(vec![id(1), "expired".to_owned()], 2)]);

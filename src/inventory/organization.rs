@@ -269,6 +269,24 @@ mod tests {
         }
     }
 
+    /// The OUs projects bind to travel with an organization account, static entry or not.
+    #[test]
+    fn merged_accounts_keep_the_ous_they_sit_under() {
+        let mut under = org("222222222222", AccountSettings::default());
+        under.ous = ["ou-ab12-ml".to_owned()].into();
+        let mut also = org("111111111111", AccountSettings::default());
+        also.ous = ["ou-ab12-web".to_owned()].into();
+        let merged = merge(
+            &[account("111111111111", AccountSettings::default())],
+            &[also, under],
+        );
+        let ous: Vec<Vec<&str>> = merged
+            .iter()
+            .map(|a| a.ous.iter().map(String::as_str).collect())
+            .collect();
+        assert_eq!(ous, [vec!["ou-ab12-web"], vec!["ou-ab12-ml"]]);
+    }
+
     #[test]
     fn static_entries_win_field_by_field_and_the_rest_come_from_the_organization() {
         let merged = merge(

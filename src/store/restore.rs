@@ -236,6 +236,10 @@ mod tests {
             .suspend_reaping("restored".into(), at(1))
             .await
             .expect("store");
+        assert_eq!(
+            store.suspension().await.expect("store").map(|s| s.reason),
+            Some("restored".into())
+        );
         let s = |clean| {
             Some(Suspension {
                 since: at(1),
@@ -280,5 +284,96 @@ mod tests {
         let restored = Store::open(&copy).await.expect("the backup opens");
         assert_eq!(restored.last_alive().await.expect("store"), Some(at(9)));
         assert!(store.backup_to(copy).await.is_err(), "never over a file");
+    }
+
+    /// Evidence is an open unknown-lease finding naming a UUIDv7 newer than every lease the
+    /// store issued and than the last confirmation; older ids, ids of no UUIDv7, resolved
+    /// findings and a store that issued nothing are not.
+    #[tokio::test]
+    async fn leases_newer_than_the_store_are_evidence() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("s.db")).await.expect("opens");
+        // Ids made at known times: the first 48 bits of a UUIDv7 are its milliseconds.
+        let id_at = |ms: u64| {
+            format!(
+                "{:08x}-{:04x}-7000-8000-000000000001",
+                ms >> 16,
+                ms & 0xffff
+            )
+        };
+        let t = 1_750_000_000_000_u64;
+        let (issued, older, newer, v4) = (
+            id_at(t),
+            id_at(t - 1000),
+            id_at(t + 1000),
+            "0b6a7c35-2f3f-4a8e-9d6a-1c2b3d4e5f60".to_owned(),
+        );
+        let rows = [
+            (&older, false),
+            (&newer, false),
+            (&v4, false),
+            (&newer, true),
+        ];
+        let sql_rows = rows.map(|(id, resolved)| (id.clone(), resolved));
+        store
+            .writer
+            .write(move |c| {
+                for (i, (lease, resolved)) in sql_rows.iter().enumerate() {
+                    let arn = format!("arn:aws:sqs:us-east-1:1:q{i}");
+                    c.execute(
+                        "INSERT INTO resources (arn, account, region, resource_type, tags, first_seen,
+                             last_seen, verdict, reason, action, grace_s, last_run)
+                         VALUES (?1, '1', 'us-east-1', 'sqs:queue', '', 0, 0, 'unknown-lease',
+                             'r', 'reap', 0, 'run')",
+                        [&arn],
+                    )?;
+                    c.execute(
+                        "INSERT INTO findings (arn, verdict, action, reason, lease_id, account,
+                             region, resource_type, opened_at, updated_at, resolved_at)
+                         VALUES (?1, 'unknown-lease', 'reap', 'r', ?2, '1', 'us-east-1',
+                             'sqs:queue', 0, 0, ?3)",
+                        rusqlite::params![arn, lease, resolved.then_some(1)],
+                    )?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .expect("rows");
+        assert!(
+            store
+                .leases_newer_than_the_store()
+                .await
+                .expect("store")
+                .is_empty(),
+            "a store that issued no lease has nothing to compare with"
+        );
+        let lease = issued.clone();
+        store
+            .writer
+            .write(move |c| {
+                c.execute(
+                    "INSERT INTO leases (id, project, task, owner, principal, created_at,
+                         expires_at, ends_at) VALUES (?1, 'web', 't', 'o', 'p', 0, 0, 0)",
+                    [&lease],
+                )?;
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .expect("lease");
+        let got = store.leases_newer_than_the_store().await.expect("store");
+        assert_eq!(got, vec![LeaseId::parse_loose(&newer).expect("id")]);
+        // Confirmed after that lease was made: no longer evidence.
+        let after = DateTime::from_timestamp_millis((t + 2000) as i64).expect("time");
+        store
+            .confirm_restore("op".into(), after)
+            .await
+            .expect("store");
+        assert!(
+            store
+                .leases_newer_than_the_store()
+                .await
+                .expect("store")
+                .is_empty()
+        );
     }
 }
