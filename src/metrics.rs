@@ -633,23 +633,32 @@ mod tests {
         // Accounts 0, 1 and 2 have the fewest flagged: 0 + 1 + 2 expired, 300 leased.
         assert_eq!(other("expired"), Some(3));
         assert_eq!(other("leased"), Some(300));
-        // Ties on flagged resources go to the account with more in all; ties on both to the
-        // smaller id. One account too many: who is folded shows which comes first.
-        let mut tied = Vec::new();
-        for i in 0..=TOP_ACCOUNTS {
-            let leased = if i == 0 { 5 } else { 1 };
-            tied.push(([id(i), "expired".to_owned()], 1));
-            tied.push(([id(i), "leased".to_owned()], leased));
+        // Flagged resources rank first: one account of many resources, none flagged, is folded
+        // before accounts of one flagged resource each.
+        let kept = |counts: Vec<([String; 2], u64)>| -> std::collections::BTreeSet<String> {
+            top_accounts(counts)
+                .into_iter()
+                .map(|(k, _)| k[0].clone())
+                .filter(|a| a != "other")
+                .collect()
+        };
+        let mut quiet_but_big = vec![([id(0), "leased".to_owned()], 1000)];
+        for i in 1..=TOP_ACCOUNTS {
+            quiet_but_big.push(([id(i), "expired".to_owned()], 1));
         }
-        // Account 1 has more flagged than all, account 0 more in all: both kept.
-        tied.push(([id(1), "untagged".to_owned()], 3));
-        let got = top_accounts(tied);
-        let kept: std::collections::BTreeSet<&str> =
-            got.iter().map(|(k, _)| k[0].as_str()).collect();
-        assert!(kept.contains(id(0).as_str()) && kept.contains(id(1).as_str()));
+        let k = kept(quiet_but_big);
+        assert!(!k.contains(&id(0)) && k.len() == TOP_ACCOUNTS, "{k:?}");
+        // Equal flagged: more resources in all rank first, then the smaller id.
+        let mut even = Vec::new();
+        for i in 0..=TOP_ACCOUNTS {
+            even.push(([id(i), "expired".to_owned()], 1));
+        }
+        even.push(([id(TOP_ACCOUNTS), "leased".to_owned()], 5));
+        let k = kept(even);
+        assert!(k.contains(&id(TOP_ACCOUNTS)), "more in all: {k:?}");
         assert!(
-            !kept.contains(id(TOP_ACCOUNTS).as_str()),
-            "the last id is folded"
+            !k.contains(&id(TOP_ACCOUNTS - 1)),
+            "the largest id of the rest is folded"
         );
         // A few accounts: every one of them, no `other`.
         let few = top_accounts(vec![([id(1), "expired".into()], 2)]);
