@@ -27,11 +27,16 @@ use crate::store::{LeaseFilter, Page, Store, StoreError};
 /// An acquire request, as the API and CLI send it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"project": "web", "task": "build-42", "owner": "alice@example.com", "ttl": "2h", "heartbeat_interval": "10m", "regions": ["us-east-1"]}))]
+#[schema(example = json!({"project": "web", "task": "build-42", "owner": "alice@example.com", "ttl": "2h", "heartbeat_interval": "10m", "regions": ["us-east-1"], "key": "org/repo#pr-123"}))]
 pub struct AcquireRequest {
     pub project: String,
     pub task: String,
     pub owner: String,
+    /// Idempotency key: while a lease of the project acquired with this key is active, the
+    /// same key returns that lease (same id, same tags) instead of a new one, so a retry or
+    /// a re-run never duplicates. Also read from an `Idempotency-Key` header.
+    #[serde(default)]
+    pub key: Option<String>,
     /// Defaults to the project's default TTL.
     #[serde(default)]
     pub ttl: Option<String>,
@@ -43,6 +48,14 @@ pub struct AcquireRequest {
     /// Regions the task will create resources in (checked against the project's policy).
     #[serde(default)]
     pub regions: Vec<String>,
+}
+
+/// A lease taken, or the active one its key named.
+#[derive(Debug, Clone)]
+pub struct Acquired {
+    pub lease: Lease,
+    /// The key named an active lease: this is that one, nothing new was made.
+    pub existing: bool,
 }
 
 /// Why a lease operation failed. Each variant has a stable code (see [`LeaseError::code`]).
@@ -61,6 +74,14 @@ pub enum LeaseError {
     Forbidden(String),
     #[error(transparent)]
     Ended(#[from] LeaseEnded),
+    /// The key names an active lease of another task or owner.
+    #[error("key `{key}` belongs to active lease {lease} of task `{task}`, owner `{owner}`")]
+    KeyConflict {
+        key: String,
+        lease: LeaseId,
+        task: String,
+        owner: String,
+    },
     #[error("the lease store failed")]
     Store(#[from] StoreError),
 }
@@ -74,6 +95,7 @@ impl LeaseError {
             LeaseError::Forbidden(_) => "forbidden",
             LeaseError::Ended(LeaseEnded::Expired(_)) => "lease-expired",
             LeaseError::Ended(LeaseEnded::Released(_)) => "lease-released",
+            LeaseError::KeyConflict { .. } => "idempotency-key-conflict",
             LeaseError::Store(_) => "internal",
         }
     }
@@ -118,6 +140,11 @@ fn validate(
     }
     if req.regions.len() > 32 {
         return Err(invalid("regions", "at most 32 regions"));
+    }
+    if let Some(k) = &req.key
+        && (k.trim().is_empty() || k.len() > 200 || k.chars().any(char::is_control))
+    {
+        return Err(invalid("key", "key: 1 to 200 bytes, no control characters"));
     }
     Ok((project, ttl, hb))
 }
@@ -169,16 +196,35 @@ impl LeaseRegistry {
             .inc();
     }
 
-    pub async fn acquire(&self, who: &Principal, req: AcquireRequest) -> Result<Lease, LeaseError> {
+    /// Takes a lease; with a key that names an active lease of the project, returns that one
+    /// (`existing`).
+    pub async fn acquire(
+        &self,
+        who: &Principal,
+        req: AcquireRequest,
+    ) -> Result<Acquired, LeaseError> {
         let id = LeaseId::generate();
         let span = info_span!("lease", op = "acquire", lease_id = %id, project = %req.project, principal = %who.name);
         let r = self
             .acquire_inner(who, req, id)
             .instrument(span.clone())
             .await;
+        let (r, existing) = match r {
+            Ok(a) => (Ok(a.lease), a.existing),
+            Err(e) => (Err(e), false),
+        };
         self.count("acquire", &r);
-        span.in_scope(|| log_outcome("acquire", &r));
-        r
+        span.in_scope(|| {
+            log_outcome(
+                if existing {
+                    "acquire (existing, by key)"
+                } else {
+                    "acquire"
+                },
+                &r,
+            )
+        });
+        r.map(|lease| Acquired { lease, existing })
     }
 
     async fn acquire_inner(
@@ -186,7 +232,7 @@ impl LeaseRegistry {
         who: &Principal,
         req: AcquireRequest,
         id: LeaseId,
-    ) -> Result<Lease, LeaseError> {
+    ) -> Result<Acquired, LeaseError> {
         let (project, ttl, heartbeat) = validate(&req)?;
         if !who.can_write() || !who.can_see(project.as_str()) {
             return Err(Denial::NotALessee {
@@ -223,15 +269,31 @@ impl LeaseRegistry {
             labels: req.labels,
             regions: req.regions,
         };
+        let (task, owner) = (lease.task.clone(), lease.owner.clone());
+        let key = req.key.map(|k| k.trim().to_owned());
         let policy = self.policy.get();
-        let stored = self
+        let (stored, existing) = self
             .store
-            .insert_lease(lease, now, move |active| match policy.project(&project) {
-                Some(p) => p.check_quota(active).map_err(LeaseError::from),
-                None => Err(Denial::UnknownProject(project.clone()).into()),
+            .insert_lease_keyed(lease, key.clone(), now, move |active| {
+                match policy.project(&project) {
+                    Some(p) => p.check_quota(active).map_err(LeaseError::from),
+                    None => Err(Denial::UnknownProject(project.clone()).into()),
+                }
             })
             .await?;
-        Ok(stored)
+        // The same key for another task or owner is a mistake to surface, not a lease to share.
+        if existing && (stored.task != task || stored.owner != owner) {
+            return Err(LeaseError::KeyConflict {
+                key: key.unwrap_or_default(),
+                lease: stored.id,
+                task: stored.task,
+                owner: stored.owner,
+            });
+        }
+        Ok(Acquired {
+            lease: stored,
+            existing,
+        })
     }
 
     pub async fn renew(

@@ -10,7 +10,7 @@ pub(super) async fn list(
     limit: u32,
     cursor: Option<String>,
 ) -> anyhow::Result<ExitCode> {
-    let api = Client::new(&client.addr, client.token.as_deref())?;
+    let api = client.client()?;
     let mut q: Vec<(&str, String)> = vec![("limit", limit.to_string())];
     for (k, v) in [
         ("arn", arn),
@@ -59,9 +59,7 @@ pub(super) async fn verify(
         }
         None => {
             let q: Vec<(&str, String)> = head.iter().map(|h| ("head", h.to_string())).collect();
-            Client::new(&client.addr, client.token.as_deref())?
-                .audit_verify(&q)
-                .await?
+            client.client()?.audit_verify(&q).await?
         }
     };
     match client.output {

@@ -12,11 +12,50 @@ use crate::http::dto::{
 };
 use crate::lease::AcquireRequest;
 
-#[derive(Debug)]
 pub struct Client {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
+    /// Requests sent again after a connection error, a timeout or a 5xx.
+    retried: std::sync::atomic::AtomicU32,
+}
+
+// The token stays out of every debug print.
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Attempts of a request that may be sent again, and the wait before the second (doubling,
+/// with jitter): about 4 s in all, enough for a daemon restart or a proxy's hiccup.
+const ATTEMPTS: u32 = 5;
+const FIRST_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Whether a failed attempt may be sent again: a request of a safe kind (reads, and writes
+/// the API makes idempotent: acquire with a key, renew, heartbeat, release) that got no
+/// answer, or a 5xx (the daemon's own trouble, not the request's).
+fn retryable(kind: Kind, failure: &Failure) -> bool {
+    kind == Kind::Idempotent
+        && match failure {
+            Failure::NoAnswer => true,
+            Failure::Status(s) => s.is_server_error(),
+        }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Sent once: a repeat could do the work twice (start a pass, reap, refresh spend).
+    Once,
+    Idempotent,
+}
+
+enum Failure {
+    NoAnswer,
+    Status(StatusCode),
 }
 
 /// An error the API answered with; printed as `CODE (STATUS): message`.
@@ -29,16 +68,27 @@ pub struct ApiFailure {
 }
 
 impl Client {
-    pub fn new(addr: &str, token: Option<&str>) -> anyhow::Result<Self> {
+    /// A client of the API at `addr`; each request gives up after `timeout`.
+    pub fn new(
+        addr: &str,
+        token: Option<&str>,
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
+            .timeout(timeout)
             .build()
             .context("cannot build the HTTP client")?;
         Ok(Client {
             http,
             base: addr.trim_end_matches('/').to_owned(),
             token: token.map(str::to_owned),
+            retried: std::sync::atomic::AtomicU32::new(0),
         })
+    }
+
+    /// How many requests were sent again.
+    pub fn retried(&self) -> u32 {
+        self.retried.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn call<T: DeserializeOwned>(
@@ -48,22 +98,77 @@ impl Client {
         query: &[(&str, String)],
         body: Option<&dyn erased::Body>,
     ) -> anyhow::Result<T> {
+        let kind = if method == Method::GET {
+            Kind::Idempotent
+        } else {
+            Kind::Once
+        };
+        self.call_as(kind, method, path, query, body).await
+    }
+
+    async fn call_as<T: DeserializeOwned>(
+        &self,
+        kind: Kind,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&dyn erased::Body>,
+    ) -> anyhow::Result<T> {
         let url = format!("{}/api/v1{path}", self.base);
-        let mut req = self.http.request(method, &url).query(query);
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(b.to_json()?);
-        }
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("cannot reach ephemera at {}", self.base))?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.context("cannot read the response")?;
+        let body = body.map(erased::Body::to_json).transpose()?;
+        let mut wait = FIRST_WAIT;
+        let mut attempt = 1;
+        let (status, bytes) = loop {
+            let mut req = self.http.request(method.clone(), &url).query(query);
+            if let Some(t) = &self.token {
+                req = req.bearer_auth(t);
+            }
+            if let Some(b) = &body {
+                req = req
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(b.clone());
+            }
+            let answer = match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    resp.bytes().await.map(|b| (status, b))
+                }
+                Err(e) => Err(e),
+            };
+            let failure = match &answer {
+                Ok((s, _)) if s.is_server_error() => Failure::Status(*s),
+                Ok(_) => break answer.expect("matched Ok"),
+                Err(_) => Failure::NoAnswer,
+            };
+            if attempt >= ATTEMPTS || !retryable(kind, &failure) {
+                match answer {
+                    Ok(done) => break done,
+                    Err(e) => {
+                        return Err(anyhow::Error::new(e)
+                            .context(format!("cannot reach ephemera at {}", self.base)));
+                    }
+                }
+            }
+            // Jitter from the clock's nanoseconds: clients retrying together spread out.
+            let jitter = u64::from(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.subsec_nanos()),
+            ) % (wait.as_millis() as u64 / 2 + 1);
+            let why = match &failure {
+                Failure::NoAnswer => "no answer".to_owned(),
+                Failure::Status(s) => s.to_string(),
+            };
+            eprintln!(
+                "ephemera: {method} {path}: {why}; retrying ({attempt}/{})",
+                ATTEMPTS - 1
+            );
+            tokio::time::sleep(wait + std::time::Duration::from_millis(jitter)).await;
+            self.retried
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            wait *= 2;
+            attempt += 1;
+        };
         if status.is_success() {
             return serde_json::from_slice(&bytes)
                 .with_context(|| format!("unexpected response from {url}"));
@@ -83,12 +188,21 @@ impl Client {
         Err(failure.into())
     }
 
+    /// Takes a lease; sent again on no answer or a 5xx only with an idempotency key (a retry
+    /// then returns the lease the first attempt made, if it made one).
     pub async fn acquire(&self, req: &AcquireRequest) -> anyhow::Result<LeaseView> {
-        self.call(Method::POST, "/leases", &[], Some(req)).await
+        let kind = if req.key.is_some() {
+            Kind::Idempotent
+        } else {
+            Kind::Once
+        };
+        self.call_as(kind, Method::POST, "/leases", &[], Some(req))
+            .await
     }
 
     pub async fn renew(&self, id: &str, ttl: Option<String>) -> anyhow::Result<LeaseView> {
-        self.call(
+        self.call_as(
+            Kind::Idempotent,
             Method::POST,
             &format!("/leases/{}/renew", enc(id)),
             &[],
@@ -97,8 +211,11 @@ impl Client {
         .await
     }
 
+    /// `heartbeat` or `release`: sent again on no answer or a 5xx (a repeated release answers
+    /// `lease-released`, which the caller may take as done when [`Client::retried`]).
     pub async fn post_empty(&self, id: &str, action: &str) -> anyhow::Result<LeaseView> {
-        self.call(
+        self.call_as(
+            Kind::Idempotent,
             Method::POST,
             &format!("/leases/{}/{action}", enc(id)),
             &[],

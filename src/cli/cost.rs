@@ -8,7 +8,7 @@ pub(super) async fn cost(
     since: String,
     refresh: bool,
 ) -> anyhow::Result<ExitCode> {
-    let api = Client::new(&client.addr, client.token.as_deref())?;
+    let api = client.client()?;
     if refresh {
         api.refresh_cost().await?;
     }

@@ -3,7 +3,7 @@
 use super::*;
 
 pub(super) async fn lease(args: ClientArgs, cmd: LeaseCmd) -> anyhow::Result<ExitCode> {
-    let client = Client::new(&args.addr, args.token.as_deref())?;
+    let client = args.client()?;
     let mut out = std::io::stdout().lock();
     let show = |out: &mut dyn Write, l: &LeaseView| -> anyhow::Result<()> {
         match args.output {
@@ -22,7 +22,11 @@ pub(super) async fn lease(args: ClientArgs, cmd: LeaseCmd) -> anyhow::Result<Exi
             labels,
             regions,
             format,
+            key,
         } => {
+            // A key of this invocation's own makes its retries safe (the first attempt may
+            // have made the lease without the answer arriving).
+            let key = key.unwrap_or_else(|| format!("cli:{}", uuid::Uuid::new_v4()));
             let req = AcquireRequest {
                 project,
                 task,
@@ -31,6 +35,7 @@ pub(super) async fn lease(args: ClientArgs, cmd: LeaseCmd) -> anyhow::Result<Exi
                 heartbeat_interval,
                 labels: labels.into_iter().collect::<BTreeMap<_, _>>(),
                 regions,
+                key: Some(key),
             };
             let l = client.acquire(&req).await?;
             match format {
@@ -42,7 +47,18 @@ pub(super) async fn lease(args: ClientArgs, cmd: LeaseCmd) -> anyhow::Result<Exi
         }
         LeaseCmd::Renew { id, ttl } => show(&mut out, &client.renew(&id, ttl).await?)?,
         LeaseCmd::Heartbeat { id } => show(&mut out, &client.post_empty(&id, "heartbeat").await?)?,
-        LeaseCmd::Release { id } => show(&mut out, &client.post_empty(&id, "release").await?)?,
+        LeaseCmd::Release { id } => match client.post_empty(&id, "release").await {
+            Ok(l) => show(&mut out, &l)?,
+            // Sent again after no answer: the first attempt released it.
+            Err(e)
+                if client.retried() > 0
+                    && e.downcast_ref::<client::ApiFailure>()
+                        .is_some_and(|f| f.code == "lease-released") =>
+            {
+                show(&mut out, &client.show(&id).await?)?
+            }
+            Err(e) => return Err(e),
+        },
         LeaseCmd::Show { id } => show(&mut out, &client.show(&id).await?)?,
         LeaseCmd::List {
             project,

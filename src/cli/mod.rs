@@ -73,6 +73,24 @@ struct ClientArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table", global = true)]
     output: Output,
+    /// Give up on one request after this long (`30s`, `2m`); reads and lease calls are tried
+    /// again, with back-off, after a timeout, a lost connection or a 5xx.
+    #[arg(long, env = "EPHEMERA_TIMEOUT", default_value = "30s", global = true, value_parser = timeout_arg)]
+    timeout: std::time::Duration,
+}
+
+impl ClientArgs {
+    fn client(&self) -> anyhow::Result<Client> {
+        Client::new(&self.addr, self.token.as_deref(), self.timeout)
+    }
+}
+
+fn timeout_arg(s: &str) -> Result<std::time::Duration, String> {
+    let d = crate::model::HumanDuration::parse(s)?;
+    if d.as_secs() == 0 || d.as_secs() > 3600 {
+        return Err("from 1s to 1h".into());
+    }
+    Ok(std::time::Duration::from_secs(d.as_secs()))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -332,6 +350,11 @@ enum LeaseCmd {
         /// Who answers for what the task creates (an email address).
         #[arg(long)]
         owner: String,
+        /// Idempotency key (`org/repo#pr-123`): while a lease of the project taken with it is
+        /// active, the same key returns that lease, so re-runs share one. Without it, a key is
+        /// made for this invocation so its own retries never take two.
+        #[arg(long)]
+        key: Option<String>,
         /// Time to live, e.g. 90m, 2h, 7d (default: the project's default TTL).
         #[arg(long)]
         ttl: Option<String>,

@@ -12,7 +12,7 @@ pub(super) async fn reap(
     yes: bool,
 ) -> anyhow::Result<ExitCode> {
     use std::io::{BufRead, IsTerminal, Write};
-    let api = Client::new(&client.addr, client.token.as_deref())?;
+    let api = client.client()?;
     if plan_only || !yes {
         let planned = api.plan_reap(arns).await?;
         if plan_only {
@@ -85,7 +85,7 @@ pub(super) async fn reap(
 }
 
 pub(super) async fn plan(client: ClientArgs) -> anyhow::Result<ExitCode> {
-    let api = Client::new(&client.addr, client.token.as_deref())?;
+    let api = client.client()?;
     let plan = api.plan().await?;
     match client.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&plan)?),

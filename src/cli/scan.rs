@@ -51,7 +51,7 @@ pub(super) async fn scan_once(
 
 /// `scan` through the daemon.
 pub(super) async fn scan_remote(client: ClientArgs, wait: bool) -> anyhow::Result<ExitCode> {
-    let api = Client::new(&client.addr, client.token.as_deref())?;
+    let api = client.client()?;
     let started = api.start_scan().await?;
     let run_id = started.run_id.clone();
     if !wait {
@@ -73,7 +73,22 @@ pub(super) async fn scan_remote(client: ClientArgs, wait: bool) -> anyhow::Resul
                     print!("{}", output::scan_report(&report, &run.walks))
                 }
             }
-            return Ok(ExitCode::SUCCESS);
+            // A CI step that waits for a pass fails with it; a partial pass (some walks
+            // incomplete) did its work where it could, and says so.
+            return Ok(match run.run.outcome {
+                RunOutcome::Failed => {
+                    eprintln!("ephemera: scan {run_id} failed (see `ephemera status`)");
+                    ExitCode::FAILURE
+                }
+                RunOutcome::Partial => {
+                    eprintln!(
+                        "ephemera: scan {run_id} was partial: some walks were incomplete \
+                         (see `ephemera status`)"
+                    );
+                    ExitCode::SUCCESS
+                }
+                _ => ExitCode::SUCCESS,
+            });
         }
         anyhow::ensure!(
             std::time::Instant::now() < deadline,
@@ -95,7 +110,7 @@ pub(super) async fn findings(args: FindingsArgs) -> anyhow::Result<ExitCode> {
         limit,
         cursor,
     } = args;
-    let api = Client::new(&client.addr, client.token.as_deref())?;
+    let api = client.client()?;
     let mut q: Vec<(&str, String)> = vec![("limit", limit.to_string()), ("all", all.to_string())];
     for (k, v) in [
         ("verdict", verdict),
@@ -123,7 +138,7 @@ pub(super) async fn findings(args: FindingsArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(super) async fn status(client: ClientArgs) -> anyhow::Result<ExitCode> {
-    let api = Client::new(&client.addr, client.token.as_deref())?;
+    let api = client.client()?;
     let status = api.status().await?;
     match client.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&status)?),

@@ -79,7 +79,7 @@ impl From<LeaseError> for ApiError {
             },
             LeaseError::NotFound(_) => StatusCode::NOT_FOUND,
             LeaseError::Forbidden(_) => StatusCode::FORBIDDEN,
-            LeaseError::Ended(_) => StatusCode::CONFLICT,
+            LeaseError::Ended(_) | LeaseError::KeyConflict { .. } => StatusCode::CONFLICT,
             LeaseError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let message = match &e {

@@ -6,15 +6,37 @@ pub(super) fn view(s: &AppState, l: &crate::model::Lease) -> LeaseView {
     LeaseView::new(l, s.leases.now(), s.leases.tags())
 }
 
-#[utoipa::path(post, path = "/api/v1/leases", tag = "leases", request_body = crate::lease::AcquireRequest, responses((status = 201, description = "Acquired; `Location` names it", body = dto::LeaseView), (status = 409, description = "A quota or policy denies it (`quota-exceeded`, `ttl-above-max`, …)", body = dto::ErrorBody), (status = 422, description = "A field is invalid", body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/leases", tag = "leases", request_body = crate::lease::AcquireRequest, params(("Idempotency-Key" = Option<String>, Header, description = "The idempotency key, when the body has none")), responses((status = 201, description = "Acquired; `Location` names it", body = dto::LeaseView), (status = 200, description = "The key names an active lease of the project: that lease, nothing new", body = dto::LeaseView), (status = 409, description = "A quota or policy denies it (`quota-exceeded`, `ttl-above-max`, …), or the key names an active lease of another task or owner (`idempotency-key-conflict`)", body = dto::ErrorBody), (status = 422, description = "A field is invalid", body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
 pub(super) async fn acquire(
     State(s): State<AppState>,
     Caller(who): Caller,
-    Body(req): Body<AcquireRequest>,
+    headers: axum::http::HeaderMap,
+    Body(mut req): Body<AcquireRequest>,
 ) -> Result<Response, ApiError> {
-    let lease = s.leases.acquire(&who, req).await?;
+    if req.key.is_none()
+        && let Some(k) = headers.get("idempotency-key")
+    {
+        req.key = Some(
+            k.to_str()
+                .map_err(|_| {
+                    ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "invalid-request",
+                        "key: the Idempotency-Key header is not text",
+                    )
+                })?
+                .to_owned(),
+        );
+    }
+    let acquired = s.leases.acquire(&who, req).await?;
+    let lease = acquired.lease;
     let location = format!("/api/v1/leases/{}", lease.id);
-    let mut resp = (StatusCode::CREATED, Json(view(&s, &lease))).into_response();
+    let status = if acquired.existing {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let mut resp = (status, Json(view(&s, &lease))).into_response();
     if let Ok(v) = HeaderValue::from_str(&location) {
         resp.headers_mut().insert(header::LOCATION, v);
     }

@@ -242,6 +242,10 @@ const MIGRATIONS: &[&str] = &[
         confirmed_at    INTEGER,
         confirmed_by    TEXT
     ) STRICT;",
+    // 16: an acquire's idempotency key: while a lease of the project with that key is active,
+    // acquiring with it returns that lease (checked in the insert's transaction).
+    "ALTER TABLE leases ADD COLUMN idem_key TEXT;
+    CREATE INDEX leases_by_key ON leases (project, idem_key) WHERE idem_key IS NOT NULL;",
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), StoreError> {

@@ -211,8 +211,45 @@ impl Store {
     where
         E: From<StoreError> + Send + 'static,
     {
+        self.insert_lease_keyed(lease, None, now, quota)
+            .await
+            .map(|(l, _)| l)
+    }
+
+    /// Like [`Store::insert_lease`], with an idempotency key: when a lease of the project with
+    /// `key` is active at `now`, that lease is returned (`true`) and nothing is written; the
+    /// look-up and the insert share the transaction, so two racing acquires make one lease.
+    pub async fn insert_lease_keyed<E>(
+        &self,
+        lease: Lease,
+        key: Option<String>,
+        now: DateTime<Utc>,
+        quota: impl FnOnce(u64) -> Result<(), E> + Send + 'static,
+    ) -> Result<(Lease, bool), E>
+    where
+        E: From<StoreError> + Send + 'static,
+    {
         self.writer
             .write(move |tx| {
+                if let Some(k) = &key {
+                    let sql = format!(
+                        "SELECT {LEASE_COLUMNS} FROM leases WHERE project = ?1 AND idem_key = ?2
+                         AND released_at IS NULL AND ends_at > ?3"
+                    );
+                    let existing = tx
+                        .prepare_cached(&sql)
+                        .and_then(|mut s| {
+                            s.query_row(
+                                params![lease.project.as_str(), k, now.timestamp_millis()],
+                                RawLease::from_row,
+                            )
+                            .optional()
+                        })
+                        .map_err(StoreError::from)?;
+                    if let Some(raw) = existing {
+                        return Ok((raw.into_lease()?, true));
+                    }
+                }
                 let active: i64 = tx
                     .query_row(
                         "SELECT COUNT(*) FROM leases
@@ -223,7 +260,14 @@ impl Store {
                     .map_err(StoreError::from)?;
                 quota(u64::try_from(active).unwrap_or(0))?;
                 write_lease(tx, &lease, true)?;
-                Ok(lease)
+                if let Some(k) = &key {
+                    tx.execute(
+                        "UPDATE leases SET idem_key = ?1 WHERE id = ?2",
+                        params![k, lease.id.to_string()],
+                    )
+                    .map_err(StoreError::from)?;
+                }
+                Ok((lease, false))
             })
             .await
     }

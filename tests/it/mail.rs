@@ -834,7 +834,8 @@ async fn a_warned_lease_is_not_asked_for_again_until_its_expiry_moves() {
             },
         )
         .await
-        .expect("acquired");
+        .expect("acquired")
+        .lease;
     let window = TimeDelta::minutes(30);
     clock.advance(TimeDelta::minutes(100));
     let now = clock_now(&clock);

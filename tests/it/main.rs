@@ -12,6 +12,7 @@ mod deploy;
 mod discovery;
 mod docs;
 mod iam;
+mod idempotency;
 mod mail;
 mod prometheus;
 mod promtool;
