@@ -76,8 +76,15 @@ pub(super) async fn scan_remote(client: ClientArgs, wait: bool) -> anyhow::Resul
             // A CI step that waits for a pass fails with it; a partial pass (some walks
             // incomplete) did its work where it could, and says so.
             return Ok(match run.run.outcome {
-                RunOutcome::Failed => {
-                    eprintln!("ephemera: scan {run_id} failed (see `ephemera status`)");
+                RunOutcome::Failed | RunOutcome::Interrupted => {
+                    eprintln!(
+                        "ephemera: scan {run_id} {} (see `ephemera status`)",
+                        if run.run.outcome == RunOutcome::Failed {
+                            "failed"
+                        } else {
+                            "was interrupted (the daemon stopped)"
+                        }
+                    );
                     ExitCode::FAILURE
                 }
                 RunOutcome::Partial => {
