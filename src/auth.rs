@@ -70,7 +70,8 @@ pub struct Principal {
     pub role: Role,
     /// For lessees: the projects they may lease in and see. Empty for other roles.
     pub projects: BTreeSet<ProjectName>,
-    pub token: TokenHash,
+    /// Every token hash this principal accepts: more than one while a rotation overlaps.
+    pub tokens: Vec<TokenHash>,
 }
 
 impl Principal {
@@ -107,7 +108,10 @@ pub struct Principals {
 impl Principals {
     pub fn new(list: impl IntoIterator<Item = Principal>) -> Self {
         Principals {
-            by_token: list.into_iter().map(|p| (p.token.clone(), p)).collect(),
+            by_token: list
+                .into_iter()
+                .flat_map(|p| p.tokens.clone().into_iter().map(move |t| (t, p.clone())))
+                .collect(),
         }
     }
 
@@ -128,7 +132,7 @@ mod tests {
                 .iter()
                 .map(|p| ProjectName::parse(p).expect("valid fixture"))
                 .collect(),
-            token: TokenHash::of(name),
+            tokens: vec![TokenHash::of(name)],
         }
     }
 

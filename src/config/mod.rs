@@ -174,6 +174,8 @@ pub(super) struct RawPrincipal {
     #[serde(default)]
     token_sha256: Option<Spanned<String>>,
     #[serde(default)]
+    tokens_sha256: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
     token_env: Option<Spanned<String>>,
     #[serde(default)]
     token_file: Option<Spanned<PathBuf>>,

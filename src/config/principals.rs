@@ -57,10 +57,21 @@ pub(super) fn resolve_principals(
             }
             _ => {}
         }
-        let hash = match (p.token_sha256, p.token_env, p.token_file) {
-            (Some(h), None, None) => TokenHash::from_hex(h.get_ref())
-                .map_err(|m| src.error_for(h.span(), &field("token_sha256"), m))?,
-            (None, Some(var), None) => match env(var.get_ref()) {
+        let tokens = match (p.token_sha256, p.tokens_sha256, p.token_env, p.token_file) {
+            (Some(h), None, None, None) => vec![
+                TokenHash::from_hex(h.get_ref())
+                    .map_err(|m| src.error_for(h.span(), &field("token_sha256"), m))?,
+            ],
+            // Several hashes let an old and a new token overlap during a rotation.
+            (None, Some(list), None, None) if !list.get_ref().is_empty() => list
+                .into_inner()
+                .into_iter()
+                .map(|h| {
+                    TokenHash::from_hex(h.get_ref())
+                        .map_err(|m| src.error_for(h.span(), &field("tokens_sha256"), m))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            (None, None, Some(var), None) => vec![match env(var.get_ref()) {
                 Some(tok) if !tok.trim().is_empty() => TokenHash::of(tok.trim()),
                 _ => {
                     return Err(src.error_for(
@@ -69,8 +80,8 @@ pub(super) fn resolve_principals(
                         format!("environment variable `{}` is not set", var.get_ref()),
                     ));
                 }
-            },
-            (None, None, Some(file)) => {
+            }],
+            (None, None, None, Some(file)) => {
                 let path = resolve(file.get_ref());
                 let tok = std::fs::read_to_string(&path).map_err(|e| {
                     src.error_for(
@@ -86,28 +97,32 @@ pub(super) fn resolve_principals(
                         format!("{} is empty", path.display()),
                     ));
                 }
-                TokenHash::of(tok.trim())
+                vec![TokenHash::of(tok.trim())]
             }
             _ => {
                 return Err(src.error_for(
                     name_span,
                     &field("token_sha256"),
-                    format!("principal `{name}` needs exactly one of token_sha256, token_env or token_file"),
+                    format!("principal `{name}` needs exactly one of token_sha256, tokens_sha256 (not empty), token_env or token_file"),
                 ));
             }
         };
-        if !hashes.insert(hash.clone()) {
-            return Err(src.error_for(
-                name_span,
-                &field("token_sha256"),
-                format!("principal `{name}` shares its token with another principal"),
-            ));
+        for hash in &tokens {
+            if !hashes.insert(hash.clone()) {
+                return Err(src.error_for(
+                    name_span,
+                    &field("token_sha256"),
+                    format!(
+                        "principal `{name}` shares a token with another principal or lists it twice"
+                    ),
+                ));
+            }
         }
         out.push(Principal {
             name,
             role: p.role,
             projects,
-            token: hash,
+            tokens,
         });
     }
     Ok(out)

@@ -82,12 +82,53 @@ fn example_with_token_env() -> String {
 }
 
 #[test]
+fn several_token_hashes_overlap_a_rotation() {
+    use sha2::Digest as _;
+    let old = "61112491d046c3f6f8ab801f170d9b2d0c734a17ceff60dee92123fb507cfc3f";
+    let new = TokenHash::of("next");
+    let new_hex = hex::encode(sha2::Sha256::digest(b"next"));
+    let text = EXAMPLE.replacen(
+        &format!("token_sha256 = \"{old}\""),
+        &format!("tokens_sha256 = [\"{old}\", \"{new_hex}\"]"),
+        1,
+    );
+    let c = parse(&text).expect("a list of hashes is valid");
+    let oncall = c.principals.iter().find(|p| p.name == "oncall");
+    let tokens = oncall.map(|p| p.tokens.clone()).unwrap_or_default();
+    assert_eq!(tokens.len(), 2);
+    assert_eq!(tokens[1], new);
+    let principals = crate::auth::Principals::new(c.principals.clone());
+    assert_eq!(
+        principals.authenticate("next").map(|p| p.name.as_str()),
+        Some("oncall")
+    );
+
+    let empty = EXAMPLE.replacen(
+        &format!("token_sha256 = \"{old}\""),
+        "tokens_sha256 = []",
+        1,
+    );
+    let err = parse(&empty).expect_err("empty list").to_string();
+    assert!(err.contains("needs exactly one of"), "{err}");
+    let bad = EXAMPLE.replacen(
+        &format!("token_sha256 = \"{old}\""),
+        &format!("tokens_sha256 = [\"{old}\", \"zz\"]"),
+        1,
+    );
+    let err = parse(&bad).expect_err("bad hex").to_string();
+    assert!(err.contains("api.principals.tokens_sha256"), "{err}");
+}
+
+#[test]
 fn token_from_env_is_hashed() {
     let text = example_with_token_env();
     let env = |name: &str| (name == "EPHEMERA_TOKEN_ONCALL").then(|| "s3cret".to_owned());
     let c = Config::parse(Path::new("e.toml"), &text, &env).expect("valid with env set");
     let oncall = c.principals.iter().find(|p| p.name == "oncall");
-    assert_eq!(oncall.map(|p| &p.token), Some(&TokenHash::of("s3cret")));
+    assert_eq!(
+        oncall.map(|p| p.tokens.clone()),
+        Some(vec![TokenHash::of("s3cret")])
+    );
     assert!(!format!("{c:?}").contains("s3cret"));
 
     let err = parse(&text).expect_err("variable unset").to_string();
@@ -128,7 +169,7 @@ fn principal_rules() {
     check(
         "7aa7f3fc07d86ae8bfb566d5c2674e310bce9246f756b95be832a4c6bd6bddbc",
         "7b8e529dd9274f660fcaee9a7a46d5d0eebb4d7f0834c39d2405584aae83decb",
-        "shares its token",
+        "shares a token",
     );
     check(
         "token_sha256 = \"db2c",

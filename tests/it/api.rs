@@ -835,3 +835,29 @@ async fn the_openapi_document_is_served_without_a_token() {
     assert!(doc["paths"]["/api/v1/leases"]["post"].is_object());
     d.stop().await;
 }
+
+/// A principal listing two token hashes (a rotation in progress) accepts both as itself;
+/// a token nobody lists is still refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_static_tokens_on_one_principal_both_work() {
+    let one = ephemera::auth::TokenHash::of(WEB).to_hex();
+    let old = format!("token_sha256 = \"{one}\"");
+    let text = crate::support::config_text();
+    assert!(text.contains(&old), "test config lacks the ci-web hash");
+    let next = ephemera::auth::TokenHash::of("ci-web-rotated").to_hex();
+    let work = Workdir::with_config(&text.replacen(
+        &old,
+        &format!("tokens_sha256 = [\"{one}\", \"{next}\"]"),
+        1,
+    ));
+    let d = TestDaemon::start(&work).await;
+    let a = d.acquire(WEB, "web", "old-token").await;
+    let b = d.acquire("ci-web-rotated", "web", "new-token").await;
+    for id in [&a, &b] {
+        let (s, lease) = d.get(&format!("/api/v1/leases/{id}"), OPERATOR).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(lease["principal"], "ci-web", "{lease}");
+    }
+    let (s, _) = d.get("/api/v1/leases", "ci-web-unknown").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+}

@@ -820,7 +820,7 @@ async fn a_warned_lease_is_not_asked_for_again_until_its_expiry_moves() {
         name: "oncall".into(),
         role: ephemera::auth::Role::Operator,
         projects: BTreeSet::new(),
-        token: ephemera::auth::TokenHash::of("t"),
+        tokens: vec![ephemera::auth::TokenHash::of("t")],
     };
     let lease = registry
         .acquire(
