@@ -57,6 +57,19 @@ impl AwsClients {
             .any(|a| a.id == account && a.dedicated())
     }
 
+    /// The OUs above `account` that projects bind themselves to (none for an account not
+    /// audited). Read in place: a walk or a delete asks this, and copying every account of
+    /// an organization for it would cost more than the answer.
+    pub fn ous_of(&self, account: &str) -> Vec<String> {
+        self.accounts
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|a| a.id == account)
+            .map(|a| a.ous.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Replaces the accounts audited (a pass that read the organization).
     pub fn set_accounts(&self, accounts: Vec<AwsAccount>) {
         *self.accounts.write().unwrap_or_else(|p| p.into_inner()) = accounts;

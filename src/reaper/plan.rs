@@ -450,6 +450,29 @@ mod tests {
             .collect()
     }
 
+    /// `cands` planned without a pass's walks, with `web` holding 100 live resources.
+    fn plan_in(
+        cands: Vec<ReapCandidate>,
+        en: &Enforcement,
+        accounts: &HashMap<String, AwsAccount>,
+        now: DateTime<Utc>,
+        manual: bool,
+        suspended: Option<&str>,
+    ) -> Plan {
+        plan(
+            cands,
+            PlanInput {
+                enforcement: en,
+                knowledge: None,
+                accounts,
+                inventory: &[("web".to_owned(), 100)].into_iter().collect(),
+                suspended,
+                now,
+                manual,
+            },
+        )
+    }
+
     fn run(cands: Vec<ReapCandidate>, en: &Enforcement, manual: bool) -> Plan {
         let mut dedicated = walk("us-east-1", WalkOutcome::Complete, &[]);
         dedicated.account = "222222222222".into();
@@ -654,20 +677,8 @@ mod tests {
         let mut accounts = accounts();
         let noisy = accounts.get_mut("222222222222").expect("fixture");
         noisy.settings.max_deletions_per_pass = Some(2);
-        let plan_of = |cands: Vec<ReapCandidate>| {
-            plan(
-                cands,
-                PlanInput {
-                    enforcement: &en,
-                    knowledge: None,
-                    accounts: &accounts,
-                    inventory: &[("web".to_owned(), 100)].into_iter().collect(),
-                    suspended: None,
-                    now: now(),
-                    manual: false,
-                },
-            )
-        };
+        let plan_of =
+            |cands: Vec<ReapCandidate>| plan_in(cands, &en, &accounts, now(), false, None);
         let p = plan_of(vec![
             in_account("a-1", "111111111111"),
             in_account("b-1", "222222222222"),
@@ -734,18 +745,7 @@ mod tests {
                 c
             })
             .collect();
-            let p = plan(
-                cands,
-                PlanInput {
-                    enforcement: &enforcement(),
-                    knowledge: None,
-                    accounts: &accounts,
-                    inventory: &[("web".to_owned(), 100)].into_iter().collect(),
-                    suspended: None,
-                    now: now(),
-                    manual,
-                },
-            );
+            let p = plan_in(cands, &enforcement(), &accounts, now(), manual, None);
             let s: HashMap<String, String> = statuses(&p).into_iter().collect();
             assert_eq!(s["v-1"], "due", "shared, armed by its settings: {s:?}");
             assert_eq!(s["v-2"], "due", "dedicated: {s:?}");
@@ -799,18 +799,7 @@ mod tests {
                     c
                 })
                 .collect();
-            let p = plan(
-                cands,
-                PlanInput {
-                    enforcement: &en,
-                    knowledge: None,
-                    accounts: &accounts,
-                    inventory: &[("web".to_owned(), 100)].into_iter().collect(),
-                    suspended: None,
-                    now: when,
-                    manual: false,
-                },
-            );
+            let p = plan_in(cands, &en, &accounts, when, false, None);
             statuses(&p)
                 .into_iter()
                 .collect::<HashMap<String, String>>()
@@ -922,22 +911,18 @@ mod tests {
         };
         for manual in [false, true] {
             for suspended in [Some("the store was restored"), None] {
-                let p = plan(
+                let p = plan_in(
                     vec![
                         with("v-unknown", Verdict::UnknownLease),
                         with("v-released", Verdict::Released),
                         with("v-expired", Verdict::Expired),
                         with("v-untagged", Verdict::Untagged),
                     ],
-                    PlanInput {
-                        enforcement: &enforcement(),
-                        knowledge: None,
-                        accounts: &accounts(),
-                        inventory: &[("web".to_owned(), 100)].into_iter().collect(),
-                        suspended,
-                        now: now(),
-                        manual,
-                    },
+                    &enforcement(),
+                    &accounts(),
+                    now(),
+                    manual,
+                    suspended,
                 );
                 let s: HashMap<String, String> = statuses(&p).into_iter().collect();
                 assert_eq!(s["v-expired"], "due", "{s:?}");

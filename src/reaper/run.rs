@@ -702,13 +702,7 @@ impl Reaper {
             None => None,
         };
         let now = inner.clock.now();
-        let ous: Vec<String> = inner
-            .clients
-            .accounts()
-            .into_iter()
-            .find(|a| a.id == c.account)
-            .map(|a| a.ous.into_iter().collect())
-            .unwrap_or_default();
+        let ous = inner.clients.ous_of(&c.account);
         let policy = inner.policy.get();
         let place = Place {
             account: &c.account,

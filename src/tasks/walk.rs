@@ -107,13 +107,7 @@ impl Tasks {
         };
         let mut totals = WalkTotals::default();
         let mut pending = Vec::<Record>::with_capacity(PERSIST_BATCH);
-        let ous: Vec<String> = inner
-            .clients
-            .accounts()
-            .into_iter()
-            .find(|a| a.id == account)
-            .map(|a| a.ous.into_iter().collect())
-            .unwrap_or_default();
+        let ous = inner.clients.ous_of(&account);
         // One version of the rules for the whole walk, whatever a reload does meanwhile.
         let policy = inner.policy.get();
         let evaluate_now = |page: Vec<Observed>| {
