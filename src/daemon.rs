@@ -181,12 +181,15 @@ pub async fn serve(
         crate::scheduler::start(tasks.clone(), &config.schedules, &metrics, clock.now()).await?;
     let reap_jobs = crate::jobs::ReapJobs::new(tasks.clone(), clock.clone());
     let principals = Live::new(Principals::new(config.principals.clone()));
+    let oidc = crate::oidc::Oidc::new(&config.oidc_issuers, clock.clone())
+        .context("cannot set up the OIDC client")?;
     let reloader = Arc::new(Reloader {
         running: tokio::sync::Mutex::new(Running {
             config: config.clone(),
             scheduler,
         }),
         principals: principals.clone(),
+        oidc: oidc.clone(),
         policy: policy.clone(),
         tasks: tasks.clone(),
         metrics: metrics.clone(),
@@ -196,6 +199,7 @@ pub async fn serve(
     let state = AppState {
         leases,
         principals,
+        oidc,
         metrics,
         store,
         tasks,
@@ -313,6 +317,7 @@ struct Reloader {
     /// Also serializes reloads: two at once would race on the scheduler.
     running: tokio::sync::Mutex<Running>,
     principals: Live<Principals>,
+    oidc: crate::oidc::Oidc,
     policy: Live<Policy>,
     tasks: Tasks,
     metrics: Arc<Metrics>,
@@ -359,6 +364,7 @@ impl Reloader {
         crate::lease::set_quota_gauges(&self.metrics, &policy);
         self.principals
             .set(Arc::new(Principals::new(new.principals.clone())));
+        self.oidc.replace(&new.oidc_issuers);
         self.policy.set(Arc::new(policy));
         running.config = Arc::new(new);
         tracing::info!(

@@ -13,7 +13,7 @@ pub const LAYERS: &[(&str, &[&str])] = &[
     ("domain records", &["auth", "resource"]),
     ("settings", &["config"]),
     ("rules", &["policy"]),
-    ("infrastructure", &["metrics", "store"]),
+    ("infrastructure", &["metrics", "oidc", "store"]),
     ("services", &["inventory", "lease"]),
     ("spend and deletion", &["cost", "reaper"]),
     ("consumers of a pass", &["iam", "mail"]),

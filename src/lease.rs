@@ -31,7 +31,10 @@ use crate::store::{LeaseFilter, Page, Store, StoreError};
 pub struct AcquireRequest {
     pub project: String,
     pub task: String,
-    pub owner: String,
+    /// Who to mail about it. May be left out by a principal signed in with an ID token whose
+    /// `owner_claim` names one (a GitHub `actor`, a GitLab `user_login`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     /// Idempotency key: while a lease of the project acquired with this key is active, the
     /// same key returns that lease (same id, same tags) instead of a new one, so a retry or
     /// a re-run never duplicates. Also read from an `Idempotency-Key` header.
@@ -124,7 +127,15 @@ fn validate(
     let project = ProjectName::parse(&req.project)
         .map_err(|m| invalid("project", format!("project: {m}")))?;
     check_tag_value("task", &req.task).map_err(|m| invalid("task", m))?;
-    check_tag_value("owner", &req.owner).map_err(|m| invalid("owner", m))?;
+    match &req.owner {
+        Some(owner) => check_tag_value("owner", owner).map_err(|m| invalid("owner", m))?,
+        None => {
+            return Err(invalid(
+                "owner",
+                "owner: missing (only a principal signed in with an ID token that carries its owner claim may leave it out)",
+            ));
+        }
+    }
     let ttl = parse_duration("ttl", &req.ttl)?;
     let hb = parse_duration("heartbeat_interval", &req.heartbeat_interval)?;
     if req.labels.len() > 32 {
@@ -233,6 +244,11 @@ impl LeaseRegistry {
         req: AcquireRequest,
         id: LeaseId,
     ) -> Result<Acquired, LeaseError> {
+        let mut req = req;
+        // An ID token's owner claim stands in for a missing owner; one given in the body wins.
+        if req.owner.is_none() {
+            req.owner.clone_from(&who.default_owner);
+        }
         let (project, ttl, heartbeat) = validate(&req)?;
         if !who.can_write() || !who.can_see(project.as_str()) {
             return Err(Denial::NotALessee {
@@ -259,7 +275,7 @@ impl LeaseRegistry {
             id,
             project: project.clone(),
             task: req.task,
-            owner: req.owner,
+            owner: req.owner.unwrap_or_default(),
             principal: who.name.clone(),
             created_at: now,
             expires_at: now + grant.ttl.to_chrono(),
@@ -530,7 +546,7 @@ mod tests {
         let ok = AcquireRequest {
             project: "web".into(),
             task: "t".into(),
-            owner: "o@example.com".into(),
+            owner: Some("o@example.com".into()),
             ..Default::default()
         };
         assert!(validate(&ok).is_ok());
@@ -549,7 +565,8 @@ mod tests {
             "heartbeat_interval",
         );
         bad(|r| r.project = "No Such".into(), "project");
-        bad(|r| r.owner = String::new(), "owner");
+        bad(|r| r.owner = Some(String::new()), "owner");
+        bad(|r| r.owner = None, "owner");
         bad(|r| r.task = "a;b".into(), "task");
     }
 }

@@ -11,7 +11,8 @@
 //! | [`diagnostic`] | `FILE:LINE:COL: field `x`: …` errors for config and rules |
 //! | [`config`] | the TOML config, validated once, one file per section (`aws`, `smtp`, `cost`, `enforcement`, `schedule`, `principals`); errors point at the value through the document's spans (`spans`); the embedded example |
 //! | [`audit`] | the audit chain's key (from `[audit]`, created once by the daemon, redacted in `Debug`) and its published head `SEQ:HASH` |
-//! | [`auth`] | principals, roles (lessee, operator, viewer), hashed bearer tokens |
+//! | [`auth`] | principals, roles (lessee, operator, viewer), hashed bearer tokens, OIDC claim patterns (`*` globs) and the pick of the one principal a verified ID token's claims match |
+//! | [`oidc`] | OIDC ID tokens (GitHub Actions, GitLab CI) as bearer tokens: JWT parsing, RS256/ES256 signatures (ring) by each issuer's JWKS (fetched lazily, cached, refetched on an unknown key id at most once per interval), `iss`/`aud`/`exp`/`nbf`/`iat` with leeway; never prints a token |
 //! | [`policy`] | `rules/policy/*.toml`: leasing and audit rules (per project, per resource type, the accounts and OUs a project may live in), pure decisions and evaluation (verdicts), in-file test cases |
 //! | [`lease`] | the [`lease::LeaseRegistry`] service: acquire, renew, beat, release, quotas |
 //! | [`store`] | SQLite (WAL, `synchronous = FULL`, 16 KiB pages, foreign keys, append-only migrations); writes go through one group-commit writer thread; the act lock that keeps two processes from acting at once; the audit chain (append, list, verify) in `store::chain`; backups and the restore guard in `store::restore`; the only module that knows SQL |
@@ -48,7 +49,7 @@
 //! | 2 | domain records | [`auth`], [`resource`] |
 //! | 3 | settings | [`config`] |
 //! | 4 | rules | [`policy`] |
-//! | 5 | infrastructure | [`metrics`], [`store`] |
+//! | 5 | infrastructure | [`metrics`], [`oidc`], [`store`] |
 //! | 6 | services | [`inventory`], [`lease`] |
 //! | 7 | spend and deletion | [`cost`], [`reaper`] |
 //! | 8 | consumers of a pass | [`iam`], [`mail`] |
@@ -67,7 +68,8 @@
 //!   renew, release) run in one transaction, and the API answers only after the commit is durable.
 //! - Only [`http`] knows axum and JSON DTOs; errors map to a status and a stable code in one place.
 //! - Metric labels come from bounded sets; no lease id, ARN or resource id is ever a label.
-//! - Tokens are hashed the moment they are read; nothing prints one. The audit key never
+//! - Tokens are hashed the moment they are read, and ID tokens are verified, never stored;
+//!   nothing prints one. The audit key never
 //!   leaves [`audit`] in clear.
 //! - A lease id is parsed ([`model::LeaseId::parse_loose`]) before it is compared; never
 //!   compared as a string.
@@ -95,6 +97,7 @@ pub mod logging;
 pub mod mail;
 pub mod metrics;
 pub mod model;
+pub mod oidc;
 pub mod policy;
 pub mod reaper;
 pub mod resource;

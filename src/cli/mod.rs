@@ -347,9 +347,10 @@ enum LeaseCmd {
         project: String,
         #[arg(long)]
         task: String,
-        /// Who answers for what the task creates (an email address).
+        /// Who answers for what the task creates (an email address). May be left out when
+        /// the token is an ID token whose principal has an `owner_claim`.
         #[arg(long)]
-        owner: String,
+        owner: Option<String>,
         /// Idempotency key (`org/repo#pr-123`): while a lease of the project taken with it is
         /// active, the same key returns that lease, so re-runs share one. Without it, a key is
         /// made for this invocation so its own retries never take two.

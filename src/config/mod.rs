@@ -20,6 +20,7 @@ mod aws;
 mod cost;
 mod discovery;
 mod enforcement;
+mod oidc;
 mod principals;
 mod schedule;
 mod smtp;
@@ -35,6 +36,8 @@ use discovery::validate_discovery;
 pub use discovery::{Discovery, ResourceExplorer};
 use enforcement::validate_enforcement;
 pub use enforcement::{DeletionWindow, Enforcement, TimeZone, Weekday};
+use oidc::resolve_issuers;
+pub use oidc::{JwsAlgorithm, OidcIssuer};
 use principals::resolve_principals;
 pub use schedule::{CronSchedule, Schedules};
 use smtp::validate_smtp;
@@ -66,8 +69,11 @@ pub struct Config {
     pub cost: CostConfig,
     pub enforcement: Enforcement,
     pub audit: AuditConfig,
-    /// API principals with hashed tokens.
+    /// API principals with hashed tokens or OIDC claims.
     pub principals: Vec<Principal>,
+    /// `[[api.oidc_issuers]]`: kept apart from [`ApiConfig`] because they, like principals,
+    /// change on a reload (a changed `api` section asks for a restart).
+    pub oidc_issuers: Vec<OidcIssuer>,
 }
 
 #[derive(Debug, Clone)]
@@ -140,6 +146,8 @@ struct RawApi {
     max_body_bytes: usize,
     #[serde(default)]
     principals: Vec<RawPrincipal>,
+    #[serde(default)]
+    oidc_issuers: Vec<oidc::RawOidcIssuer>,
 }
 
 fn default_max_body() -> usize {
@@ -179,6 +187,19 @@ pub(super) struct RawPrincipal {
     token_env: Option<Spanned<String>>,
     #[serde(default)]
     token_file: Option<Spanned<PathBuf>>,
+    /// ID tokens of an `[[api.oidc_issuers]]` entry that carry these claims.
+    #[serde(default)]
+    oidc: Option<Spanned<RawOidcMatch>>,
+    /// The claim that names the owner of leases acquired without one.
+    #[serde(default)]
+    owner_claim: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOidcMatch {
+    issuer: Spanned<String>,
+    claims: Spanned<std::collections::BTreeMap<String, Spanned<String>>>,
 }
 
 /// Reads one of a closed set of words; an unknown one fails with `message(text, known)`, at
@@ -291,7 +312,9 @@ impl Config {
         if raw.api.max_body_bytes < 1024 {
             return Err(src.error_for(0..0, "api.max_body_bytes", "must be at least 1024"));
         }
-        let principals = resolve_principals(&src, raw.api.principals, &resolve, env)?;
+        let oidc_issuers = resolve_issuers(&src, raw.api.oidc_issuers)?;
+        let principals =
+            resolve_principals(&src, raw.api.principals, &oidc_issuers, &resolve, env)?;
         let store_path = resolve_state(&raw.store.path);
         let audit = audit_config(&src, raw.audit.as_ref(), &store_path, &resolve_state, env)?;
 
@@ -322,6 +345,7 @@ impl Config {
             enforcement: raw.enforcement.map(Spanned::into_inner).unwrap_or_default(),
             audit,
             principals,
+            oidc_issuers,
         })
     }
 }

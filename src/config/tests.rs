@@ -642,3 +642,149 @@ fn the_state_dir_holds_relative_store_and_key_paths() {
         PathBuf::from("/etc/ephemera/state/ephemera.db")
     );
 }
+
+/// The example with its commented OIDC issuers and principals switched on.
+fn example_with_oidc() -> String {
+    let mut out = Vec::new();
+    let mut in_block = false;
+    for line in EXAMPLE.lines() {
+        if line == "# [[api.oidc_issuers]]" {
+            in_block = true;
+        }
+        if line.starts_with("[store]") {
+            in_block = false;
+        }
+        out.push(if in_block {
+            line.strip_prefix("# ")
+                .or_else(|| line.strip_prefix('#'))
+                .unwrap_or(line)
+        } else {
+            line
+        });
+    }
+    out.join("\n")
+}
+
+#[test]
+fn the_examples_oidc_principals_are_valid() {
+    let text = example_with_oidc();
+    assert_ne!(text, EXAMPLE, "the example has an OIDC block");
+    let c = parse(&text).expect("the example's OIDC block is valid");
+    let names: Vec<&str> = c.oidc_issuers.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(names, ["github", "gitlab"]);
+    let github = &c.oidc_issuers[0];
+    assert_eq!(
+        github.algorithms,
+        [JwsAlgorithm::Rs256, JwsAlgorithm::Es256]
+    );
+    assert_eq!(
+        (github.leeway_seconds, github.refetch_interval_seconds),
+        (60, 30)
+    );
+    assert_eq!(
+        github.discovery_url(),
+        "https://token.actions.githubusercontent.com/.well-known/openid-configuration"
+    );
+    let web = c
+        .principals
+        .iter()
+        .find(|p| p.name == "gh-web")
+        .expect("gh-web");
+    assert!(web.tokens.is_empty());
+    assert_eq!(web.owner_claim.as_deref(), Some("actor"));
+    let m = web.oidc.as_ref().expect("oidc");
+    assert_eq!(m.issuer, "github");
+    assert_eq!(
+        m.claims.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["ref", "repository"]
+    );
+}
+
+#[test]
+fn oidc_errors_name_the_line_and_field() {
+    let text = example_with_oidc();
+    // (find, replace, the error's line holds, field, message part)
+    let table = [
+        (
+            "oidc = { issuer = \"github\"",
+            "oidc = { issuer = \"gitub\"",
+            "gitub",
+            "api.principals.oidc.issuer",
+            "issuer `gitub`, which no [[api.oidc_issuers]] entry defines (known: github, gitlab)",
+        ),
+        (
+            "audience = \"ephemera\"\n\n[[api.oidc_issuers]]",
+            "audience = \"ephemera\"\nalgorithms = [\"RS256\", \"HS256\"]\n\n[[api.oidc_issuers]]",
+            "HS256",
+            "api.oidc_issuers.algorithms",
+            "`HS256` is not allowed",
+        ),
+        (
+            "audience = \"ephemera\"\n\n[[api.oidc_issuers]]",
+            "audience = \"ephemera\"\nalgorithms = [\"none\"]\n\n[[api.oidc_issuers]]",
+            "[\"none\"]",
+            "api.oidc_issuers.algorithms",
+            "`none` is not allowed",
+        ),
+        (
+            "issuer = \"https://gitlab.com\"",
+            "issuer = \"http://gitlab.com\"",
+            "http://gitlab.com",
+            "api.oidc_issuers.issuer",
+            "must be an https:// address",
+        ),
+        (
+            "claims = { repository = \"acme/web\", ref = \"refs/heads/*\" }",
+            "claims = {}",
+            "claims = {}",
+            "api.principals.oidc.claims",
+            "must match at least one claim",
+        ),
+        (
+            "claims = { project_path = \"acme/data\", ref_protected = \"true\" }",
+            "claims = { project_path = \"\" }",
+            "project_path",
+            "api.principals.oidc.claims",
+            "must not be empty",
+        ),
+        (
+            "name = \"dashboards\"\nrole = \"viewer\"\n",
+            "name = \"dashboards\"\nrole = \"viewer\"\nowner_claim = \"actor\"\n",
+            "owner_claim",
+            "api.principals.owner_claim",
+            "owner_claim needs `oidc`",
+        ),
+        (
+            "issuer = \"gitlab\", claims = { project_path = \"acme/data\", ref_protected = \"true\" }",
+            "issuer = \"github\", claims = { repository = \"acme/web\", ref = \"refs/heads/*\" }",
+            "name = \"gl-data\"",
+            "api.principals.oidc.claims",
+            "the same issuer and claims as another principal",
+        ),
+    ];
+    for (find, replace, at, field, message) in table {
+        let bad = text.replacen(find, replace, 1);
+        assert_ne!(bad, text, "{find} not in the example");
+        let err = parse(&bad).expect_err(find).to_string();
+        let line = bad
+            .lines()
+            .position(|l| l.contains(at))
+            .expect("the marker is in the text")
+            + 1;
+        assert!(
+            err.starts_with(&format!("/etc/ephemera/e.toml:{line}:"))
+                && err.contains(&format!("field `{field}`"))
+                && err.contains(message),
+            "{find}: {err}"
+        );
+    }
+    // A principal with neither a token nor `oidc`.
+    let bare = text.replacen(
+        "oidc = { issuer = \"github\", claims = { repository = \"acme/web\", ref = \"refs/heads/*\" } }\nowner_claim = \"actor\"\n",
+        "",
+        1,
+    );
+    assert_ne!(bare, text);
+    let err = parse(&bare).expect_err("no credential").to_string();
+    assert!(err.contains("or `oidc`, or both"), "{err}");
+}

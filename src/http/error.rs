@@ -38,6 +38,25 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<crate::oidc::OidcError> for ApiError {
+    /// A refused ID token is 401, unless the issuer's keys could not be fetched: then the
+    /// token may well be good, so 503 tells the job to retry rather than give up.
+    fn from(e: crate::oidc::OidcError) -> Self {
+        match e {
+            e @ crate::oidc::OidcError::KeysUnavailable(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "oidc-unavailable",
+                e.to_string(),
+            ),
+            e => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                format!("invalid ID token: {e}"),
+            ),
+        }
+    }
+}
+
 impl From<crate::tasks::TaskError> for ApiError {
     /// The errors of on-call reaping (a scan or a cost refresh maps its own).
     fn from(e: crate::tasks::TaskError) -> Self {

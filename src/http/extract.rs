@@ -31,11 +31,26 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| unauth("the Authorization header must be `Bearer TOKEN`"))?;
         // The principals as they are now (a reload may replace them between two requests).
         let principals = state.principals.get();
+        // Static tokens first, whatever their shape: a hash lookup, no network.
+        if let Some(p) = principals.authenticate(token) {
+            tracing::Span::current().record("principal", p.name.as_str());
+            return Ok(Caller(p.clone()));
+        }
+        if !crate::oidc::looks_like_jwt(token) {
+            return Err(unauth("unknown token"));
+        }
+        let verified = state.oidc.verify(token).await.map_err(|e| {
+            tracing::debug!(reason = %e, "ID token refused");
+            ApiError::from(e)
+        })?;
         let p = principals
-            .authenticate(token)
-            .ok_or_else(|| unauth("unknown token"))?;
+            .for_claims(&verified.issuer, &verified.claims)
+            .map_err(|e| {
+                tracing::debug!(issuer = %verified.issuer, reason = %e, "ID token matches no one principal");
+                unauth(&e.to_string())
+            })?;
         tracing::Span::current().record("principal", p.name.as_str());
-        Ok(Caller(p.clone()))
+        Ok(Caller(p))
     }
 }
 

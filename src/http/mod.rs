@@ -60,6 +60,8 @@ use dto::{ErrorBody, LeaseList, LeaseView, ReapJobView, ReapRequest, RenewReques
 pub struct AppState {
     pub leases: LeaseRegistry,
     pub principals: crate::live::Live<Principals>,
+    /// Verifies OIDC ID tokens; its issuers are replaced on reload along with the principals.
+    pub oidc: crate::oidc::Oidc,
     pub metrics: Arc<Metrics>,
     pub store: Store,
     pub tasks: crate::tasks::Tasks,

@@ -821,6 +821,9 @@ async fn a_warned_lease_is_not_asked_for_again_until_its_expiry_moves() {
         role: ephemera::auth::Role::Operator,
         projects: BTreeSet::new(),
         tokens: vec![ephemera::auth::TokenHash::of("t")],
+        oidc: None,
+        owner_claim: None,
+        default_owner: None,
     };
     let lease = registry
         .acquire(
@@ -828,7 +831,7 @@ async fn a_warned_lease_is_not_asked_for_again_until_its_expiry_moves() {
             ephemera::lease::AcquireRequest {
                 project: "web".into(),
                 task: "build 1".into(),
-                owner: "alice@example.com".into(),
+                owner: Some("alice@example.com".into()),
                 ttl: Some("2h".into()),
                 ..Default::default()
             },

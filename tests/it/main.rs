@@ -1,6 +1,6 @@
 //! The one integration-test binary. Modules group tests by what they guard; `support` holds
 //! the helpers: real daemons in-process, the AWS emulator, the proxy, the seeder, the SMTP
-//! server and the one poll helper.
+//! server, a local OIDC issuer and the one poll helper.
 
 mod api;
 mod audit;
@@ -14,6 +14,7 @@ mod docs;
 mod iam;
 mod idempotency;
 mod mail;
+mod oidc;
 mod prometheus;
 mod promtool;
 mod reap;

@@ -1,10 +1,11 @@
 //! Test helpers: a real daemon in-process on port 0 with its own temp dir and store, a small
 //! HTTP client for it, and the one poll helper ([`eventually`] and its kin). The peers the
 //! tests run against live beside it: [`moto`] (the AWS emulator), [`proxy`] (a recording,
-//! fault-injecting proxy in front of it), [`seed`] (an estate to audit) and [`smtp`] (a real
-//! SMTP server).
+//! fault-injecting proxy in front of it), [`seed`] (an estate to audit), [`smtp`] (a real
+//! SMTP server) and [`oidc`] (a local OIDC issuer that signs ID tokens).
 
 pub mod moto;
+pub mod oidc;
 pub mod proxy;
 pub mod seed;
 pub mod smtp;
