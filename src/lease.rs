@@ -266,6 +266,7 @@ impl LeaseRegistry {
             ttl,
             heartbeat,
             regions: &req.regions,
+            owner: req.owner.as_deref().unwrap_or_default(),
         };
         // Decide everything but the quota now; the quota is decided inside the insert.
         let policy = self.policy.get();

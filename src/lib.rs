@@ -13,7 +13,7 @@
 //! | [`audit`] | the audit chain's key (from `[audit]`, created once by the daemon, redacted in `Debug`) and its published head `SEQ:HASH` |
 //! | [`auth`] | principals, roles (lessee, operator, viewer), hashed bearer tokens, OIDC claim patterns (`*` globs) and the pick of the one principal a verified ID token's claims match |
 //! | [`oidc`] | OIDC ID tokens (GitHub Actions, GitLab CI) as bearer tokens: JWT parsing, RS256/ES256 signatures (ring) by each issuer's JWKS (fetched lazily, cached, refetched on an unknown key id at most once per interval), `iss`/`aud`/`exp`/`nbf`/`iat` with leeway; never prints a token |
-//! | [`policy`] | `rules/policy/*.toml`: leasing and audit rules (per project, per resource type, the accounts and OUs a project may live in), pure decisions and evaluation (verdicts), in-file test cases |
+//! | [`policy`] | `rules/policy/*.toml`: leasing and audit rules (per project, per resource type, the accounts and OUs a project may live in), pure decisions and evaluation (verdicts), owner routing (handles, teams: [`policy::Directory`]), in-file test cases |
 //! | [`lease`] | the [`lease::LeaseRegistry`] service: acquire, renew, beat, release, quotas |
 //! | [`store`] | SQLite (WAL, `synchronous = FULL`, 16 KiB pages, foreign keys, append-only migrations); writes go through one group-commit writer thread; the act lock that keeps two processes from acting at once; the audit chain (append, list, verify) in `store::chain`; backups and the restore guard in `store::restore`; the only module that knows SQL |
 //! | [`metrics`] | the Prometheus registry and every metric |

@@ -94,7 +94,8 @@ impl From<LeaseError> for ApiError {
                 Denial::UnknownProject(_)
                 | Denial::TtlAboveMax { .. }
                 | Denial::HeartbeatAboveTtl { .. }
-                | Denial::RegionNotAllowed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+                | Denial::RegionNotAllowed { .. }
+                | Denial::UnknownOwner(_) => StatusCode::UNPROCESSABLE_ENTITY,
             },
             LeaseError::NotFound(_) => StatusCode::NOT_FOUND,
             LeaseError::Forbidden(_) => StatusCode::FORBIDDEN,

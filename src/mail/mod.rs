@@ -38,7 +38,7 @@ use crate::config::{Config, SmtpConfig};
 use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::model::{MailKind, ProjectName};
-use crate::policy::Policy;
+use crate::policy::{Policy, Via};
 use crate::reaper::run::ItemResult;
 use crate::resource::ScanReport;
 use crate::store::{Notice, OutboxRow, Rollup, Store, StoreError, Strays};
@@ -206,11 +206,17 @@ impl Mailer {
             .leases_expiring_within(now, inner.smtp.warn_before.to_chrono())
             .await?;
         let mut queued = 0;
+        let policy = inner.policy.get();
         for l in leases {
-            if !is_address(&l.owner) {
-                tracing::warn!(lease_id = %l.id, owner = %l.owner, "lease owner is not an email address; no expiry warning");
+            // The owner as an address, handle, team or member; else the project's team. A
+            // lease nobody can be found for gets no warning (on-call is not told of renewals).
+            let Some(route) = policy
+                .directory()
+                .route(Some(&l.owner), Some(l.project.as_str()))
+            else {
+                tracing::warn!(lease_id = %l.id, owner = %l.owner, "lease owner cannot be reached (not an address, handle or team); no expiry warning");
                 continue;
-            }
+            };
             let payload = json!({
                 "lease_id": l.id.to_string(),
                 "project": l.project.as_str(),
@@ -218,21 +224,31 @@ impl Mailer {
                 "owner": l.owner,
                 "expires_at": l.expires_at,
                 "warn_before": inner.smtp.warn_before.to_string(),
-                "renew_ttl": renew_ttl(&inner.policy.get(), l.project.as_str()),
+                "renew_ttl": renew_ttl(&policy, l.project.as_str()),
+                "reason": route_reason(&route.via, l.project.as_str(), &l.owner),
             });
-            let key = crate::store::expiry_warning_key(&l.id.to_string(), l.expires_at);
-            if inner
-                .store
-                .enqueue(
-                    MailKind::ExpiryWarning,
-                    Some(l.owner.clone()),
-                    key,
-                    payload,
-                    now,
-                )
-                .await?
-            {
-                queued += 1;
+            let base = crate::store::expiry_warning_key(&l.id.to_string(), l.expires_at);
+            for (i, to) in route.to.iter().enumerate() {
+                // The first recipient keeps the key warnings had before routing existed, so an
+                // upgrade does not warn twice.
+                let key = if i == 0 {
+                    base.clone()
+                } else {
+                    format!("{base}:{to}")
+                };
+                if inner
+                    .store
+                    .enqueue(
+                        MailKind::ExpiryWarning,
+                        Some(to.clone()),
+                        key,
+                        payload.clone(),
+                        now,
+                    )
+                    .await?
+                {
+                    queued += 1;
+                }
             }
         }
         Ok(queued)
@@ -287,6 +303,45 @@ impl Mailer {
                 .await?
             {
                 queued += 1;
+            }
+        }
+        let policy = inner.policy.get();
+        for team in policy.directory().teams.values() {
+            if team.oncall.is_empty() || team.projects.is_empty() {
+                continue;
+            }
+            let projects: Vec<String> = team.projects.iter().map(ToString::to_string).collect();
+            let opened = if report.findings_opened > 0 {
+                inner
+                    .store
+                    .opened_in_projects(report.run_id.clone(), projects, STRAYS_LISTED)
+                    .await?
+            } else {
+                Strays::default()
+            };
+            let Some(payload) = team_summary(team, report, failures, &opened) else {
+                continue;
+            };
+            for to in &team.oncall {
+                let key = format!(
+                    "{}:{}:{}:{to}",
+                    MailKind::TeamSummary,
+                    team.name,
+                    report.run_id
+                );
+                if inner
+                    .store
+                    .enqueue(
+                        MailKind::TeamSummary,
+                        Some(to.clone()),
+                        key,
+                        payload.clone(),
+                        at,
+                    )
+                    .await?
+                {
+                    queued += 1;
+                }
             }
         }
         Ok(queued)
@@ -403,7 +458,7 @@ fn message_id(row: &OutboxRow, from: &str) -> String {
 
 /// Whether lettre will take `a` as an address.
 pub fn is_address(a: &str) -> bool {
-    a.parse::<lettre::Address>().is_ok()
+    crate::policy::is_address(a)
 }
 
 /// The `--ttl` to suggest when renewing a lease of `project`: the project's default.
@@ -412,6 +467,21 @@ fn renew_ttl(policy: &Policy, project: &str) -> String {
         .ok()
         .and_then(|p| policy.project(&p).map(|p| p.default_ttl.to_string()))
         .unwrap_or_else(|| "2h".into())
+}
+
+/// Why a message reached its reader, in words for the message.
+fn route_reason(via: &Via, project: &str, owner: &str) -> String {
+    match via {
+        Via::Address => format!("owner {owner}"),
+        Via::Handle { handle } => format!("owner {handle} (handle)"),
+        Via::Team { team } => format!("owner team {team}"),
+        Via::Member { handle, team } => {
+            format!("team {team}, for its member {handle} (no address of their own)")
+        }
+        Via::ProjectTeam { team } => {
+            format!("on-call of team {team}, which owns project {project} (no owner to reach)")
+        }
+    }
 }
 
 /// What the pure roll-up needs besides the notices.
@@ -427,10 +497,25 @@ struct RollupContext {
 /// on-call address (flagged `unowned`), or nowhere when there is none (returned apart).
 fn roll_up_notices(ctx: &RollupContext, notices: Vec<Notice>) -> (Vec<Rollup>, Vec<i64>) {
     let mut by_recipient: BTreeMap<(bool, String), Vec<Notice>> = BTreeMap::new();
+    let mut reasons: BTreeMap<(bool, String), BTreeSet<String>> = BTreeMap::new();
     let mut nobody = Vec::new();
+    let directory = ctx.policy.directory();
     for n in notices {
-        match n.recipient.clone().filter(|r| is_address(r)) {
-            Some(r) => by_recipient.entry((false, r)).or_default().push(n),
+        let project = n.payload["project"].as_str();
+        let owner = n.recipient.as_deref();
+        match directory.route(owner, project) {
+            Some(route) => {
+                let why = route_reason(
+                    &route.via,
+                    project.unwrap_or_default(),
+                    owner.unwrap_or_default(),
+                );
+                for to in route.to {
+                    let key = (route.via.unowned(), to);
+                    reasons.entry(key.clone()).or_default().insert(why.clone());
+                    by_recipient.entry(key).or_default().push(n.clone());
+                }
+            }
             None if ctx.oncall.is_empty() => nobody.push(n.id),
             None => {
                 for to in &ctx.oncall {
@@ -445,6 +530,9 @@ fn roll_up_notices(ctx: &RollupContext, notices: Vec<Notice>) -> (Vec<Rollup>, V
     let rollups = by_recipient
         .into_iter()
         .map(|((unowned, recipient), notices)| {
+            let why = reasons
+                .remove(&(unowned, recipient.clone()))
+                .unwrap_or_default();
             let first = notices.first().map_or(0, |n| n.id);
             let items: Vec<Value> = notices.iter().map(item).collect();
             let leases: BTreeSet<(String, String)> = notices
@@ -467,6 +555,7 @@ fn roll_up_notices(ctx: &RollupContext, notices: Vec<Notice>) -> (Vec<Rollup>, V
                     "items": items,
                     "leases": leases.into_iter().map(|(lease_id, renew_ttl)| json!({"lease_id": lease_id, "renew_ttl": renew_ttl})).collect::<Vec<_>>(),
                     "protect_tag": ctx.protect_tag,
+                    "reasons": why,
                 }),
                 notices: notices.iter().map(|n| n.id).collect(),
                 recipient,
@@ -544,6 +633,55 @@ pub fn pass_summary(
     }))
 }
 
+/// A team's share of a pass: the findings opened in its projects and what the act step did
+/// to them; `None` when the pass touched none of its projects.
+pub fn team_summary(
+    team: &crate::policy::Team,
+    report: &ScanReport,
+    results: &[ItemResult],
+    opened: &Strays,
+) -> Option<Value> {
+    let ours: Vec<&ItemResult> = results
+        .iter()
+        .filter(|r| {
+            r.project
+                .as_deref()
+                .is_some_and(|p| team.projects.iter().any(|t| t.as_str() == p))
+        })
+        .collect();
+    let of = |d: crate::model::Decision| -> Vec<Value> {
+        ours.iter()
+            .filter(|r| r.outcome == d)
+            .map(|r| json!({"arn": r.arn, "project": r.project, "detail": r.detail}))
+            .collect()
+    };
+    let deleted = of(crate::model::Decision::Deleted);
+    let failed = of(crate::model::Decision::Failed);
+    let would_delete = of(crate::model::Decision::WouldDelete);
+    if opened.listed.is_empty()
+        && deleted.is_empty()
+        && failed.is_empty()
+        && would_delete.is_empty()
+    {
+        return None;
+    }
+    Some(json!({
+        "team": team.name,
+        "projects": team.projects.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "run_id": report.run_id,
+        "outcome": report.outcome,
+        "ended_at": report.ended_at,
+        "findings": opened.listed.iter().map(|f| json!({
+            "arn": f.arn, "verdict": f.verdict, "project": f.project, "action": f.action,
+            "lease_id": f.lease_id, "creator": f.creator,
+        })).collect::<Vec<_>>(),
+        "findings_more": opened.more,
+        "deleted": deleted,
+        "would_delete": would_delete,
+        "failed": failed,
+    }))
+}
+
 /// `ephemera mail test`: one message straight through the relay (no store, no daemon).
 pub async fn send_test(
     smtp: &SmtpConfig,
@@ -568,4 +706,142 @@ pub async fn send_test(
     let message = build_message("test", &smtp.from, to, id, now, rendered)?;
     transport.send(message).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Decision;
+
+    const RULES: &str = r#"
+[[project]]
+name = "web"
+lessees = ["*"]
+default_ttl = "2h"
+max_ttl = "24h"
+grace = "1h"
+
+[[project]]
+name = "data"
+lessees = ["*"]
+default_ttl = "2h"
+max_ttl = "24h"
+grace = "1h"
+
+[handles]
+octocat = "octo@example.com"
+
+[[team]]
+name = "web-platform"
+mail = ["web@example.com"]
+oncall = ["web-oncall@example.com"]
+projects = ["web"]
+members = ["hubot"]
+"#;
+
+    fn policy() -> Arc<Policy> {
+        Arc::new(Policy::parse([(std::path::Path::new("t.toml"), RULES)]).expect("valid rules"))
+    }
+
+    fn notice(id: i64, owner: Option<&str>, project: Option<&str>) -> Notice {
+        Notice {
+            id,
+            recipient: owner.map(str::to_owned),
+            payload: json!({"arn": format!("arn:{id}"), "project": project}),
+            resource_type: None,
+            account: None,
+            region: None,
+            lease_task: None,
+            lease_expires_at: None,
+            spend_usd: None,
+            creator: None,
+        }
+    }
+
+    #[test]
+    fn notices_roll_up_by_routed_recipient() {
+        let ctx = |oncall: &[&str]| RollupContext {
+            message_kind: MailKind::OwnerDigest,
+            oncall: oncall.iter().map(|s| (*s).to_owned()).collect(),
+            protect_tag: "ephemera:protect".into(),
+            policy: policy(),
+        };
+        let notices = vec![
+            notice(1, Some("a@example.com"), Some("web")),
+            notice(2, Some("OctoCat"), Some("data")),
+            notice(3, Some("octocat"), Some("web")),
+            notice(4, Some("hubot"), Some("data")),
+            notice(5, Some("web-platform"), None),
+            notice(6, Some("stranger"), Some("web")),
+            notice(7, None, Some("data")),
+            notice(8, Some("stranger"), None),
+        ];
+        let (rollups, nobody) = roll_up_notices(&ctx(&["oncall@example.com"]), notices.clone());
+        let got: Vec<(String, bool, Vec<i64>)> = rollups
+            .iter()
+            .map(|r| {
+                (
+                    r.recipient.clone(),
+                    r.payload["unowned"] == true,
+                    r.notices.clone(),
+                )
+            })
+            .collect();
+        let want = vec![
+            ("a@example.com".to_owned(), false, vec![1]),
+            ("octo@example.com".to_owned(), false, vec![2, 3]),
+            // A member without an address, and the team itself, reach the team's mail.
+            ("web@example.com".to_owned(), false, vec![4, 5]),
+            // No reachable owner: the project's team on-call, else the global on-call.
+            ("oncall@example.com".to_owned(), true, vec![7, 8]),
+            ("web-oncall@example.com".to_owned(), true, vec![6]),
+        ];
+        assert_eq!(got, want);
+        assert!(nobody.is_empty());
+        let web = &rollups[2].payload["reasons"];
+        assert_eq!(
+            web,
+            &json!([
+                "owner team web-platform",
+                "team web-platform, for its member hubot (no address of their own)"
+            ])
+        );
+        // Without a global on-call, what no team owns reaches nobody (and is set apart).
+        let (rollups, nobody) = roll_up_notices(&ctx(&[]), notices);
+        assert_eq!(nobody, vec![7, 8]);
+        assert_eq!(rollups.len(), 4);
+    }
+
+    #[test]
+    fn a_team_summary_holds_only_its_projects() {
+        let policy = policy();
+        let team = &policy.directory().teams["web-platform"];
+        let report = ScanReport {
+            run_id: "R1".into(),
+            ..ScanReport::default()
+        };
+        let result = |arn: &str, project: Option<&str>, outcome| ItemResult {
+            arn: arn.into(),
+            resource_type: "ec2:volume".into(),
+            project: project.map(str::to_owned),
+            outcome,
+            detail: String::new(),
+        };
+        let results = vec![
+            result("w-del", Some("web"), Decision::Deleted),
+            result("w-fail", Some("web"), Decision::Failed),
+            result("d-del", Some("data"), Decision::Deleted),
+            result("none", None, Decision::Deleted),
+        ];
+        let s = team_summary(team, &report, &results, &Strays::default()).expect("news");
+        assert_eq!(
+            s["deleted"],
+            json!([{"arn": "w-del", "project": "web", "detail": ""}])
+        );
+        assert_eq!(s["failed"][0]["arn"], "w-fail");
+        assert_eq!(s["team"], "web-platform");
+        // Nothing in its projects: no message.
+        let others = &results[2..];
+        assert!(team_summary(team, &report, others, &Strays::default()).is_none());
+    }
 }

@@ -66,6 +66,18 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/mail/oncall-summary.html"),
     ),
     (
+        "team-summary.subject",
+        include_str!("../../templates/mail/team-summary.subject"),
+    ),
+    (
+        "team-summary.txt",
+        include_str!("../../templates/mail/team-summary.txt"),
+    ),
+    (
+        "team-summary.html",
+        include_str!("../../templates/mail/team-summary.html"),
+    ),
+    (
         "test.subject",
         include_str!("../../templates/mail/test.subject"),
     ),
@@ -260,6 +272,18 @@ mod tests {
                          "source": "tagging", "creator": null},
                     ],
                     "strays_more": 3,
+                }),
+            ),
+            (
+                "team-summary",
+                json!({
+                    "team": "web-platform", "projects": ["web"], "run_id": "R1", "outcome": "success",
+                    "ended_at": "2026-03-01T12:00:00Z",
+                    "findings": [{"arn": "arn:aws:sqs:us-east-1:123456789012:q<7>", "verdict": "expired",
+                                  "project": "web", "action": "reap", "lease_id": "L1", "creator": null}],
+                    "findings_more": 2,
+                    "deleted": [{"arn": "arn:aws:ec2:us-east-1:123456789012:volume/vol-1", "project": "web", "detail": "deleted <for good>"}],
+                    "would_delete": [], "failed": [],
                 }),
             ),
             (

@@ -29,15 +29,18 @@ pub enum MailKind {
     ReapedNotice,
     /// A message: a pass's summary for on-call.
     OncallSummary,
+    /// A message: a team's share of a pass (its projects), for the team's on-call.
+    TeamSummary,
 }
 
 impl MailKind {
     /// The kinds that are sent (the rest are notices, rolled up into these).
-    pub const MESSAGES: [MailKind; 4] = [
+    pub const MESSAGES: [MailKind; 5] = [
         MailKind::ExpiryWarning,
         MailKind::OwnerDigest,
         MailKind::ReapedNotice,
         MailKind::OncallSummary,
+        MailKind::TeamSummary,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -66,7 +69,8 @@ mod tests {
                 "reaped",
                 "owner-digest",
                 "reaped-notice",
-                "oncall-summary"
+                "oncall-summary",
+                "team-summary"
             ]
         );
         for k in MailKind::VARIANTS {
@@ -74,6 +78,6 @@ mod tests {
             assert_eq!(k.to_string(), k.as_str());
         }
         assert!(MailKind::Reaped.is_notice() && MailKind::DeletionPlanned.is_notice());
-        assert!(!MailKind::OncallSummary.is_notice());
+        assert!(!MailKind::OncallSummary.is_notice() && !MailKind::TeamSummary.is_notice());
     }
 }

@@ -22,6 +22,8 @@ pub(super) enum Operation {
     Renew,
     /// Evaluate a resource (and its lease, if any) at `now`.
     Evaluate,
+    /// Route a notice of `owner` in `project` to its recipients.
+    Route,
 }
 
 /// A resource in an evaluate case, by identity role (keys are the default tag keys).
@@ -93,6 +95,9 @@ pub(super) struct RawCase {
     /// Active leases the project already holds.
     #[serde(default)]
     active_leases: u64,
+    /// The owner asked for (acquire), or whose notices are routed (route).
+    #[serde(default)]
+    owner: Option<String>,
     /// `granted`, or the code of the expected denial (e.g. `ttl-above-max`).
     #[serde(default)]
     expect: Option<String>,
@@ -113,6 +118,13 @@ pub(super) struct RawCase {
     expect_action: Option<String>,
     #[serde(default)]
     expect_grace: Option<HumanDuration>,
+    // ---- route ----
+    /// The addresses expected, in order; `[]`: nobody in the rules (the global on-call).
+    #[serde(default)]
+    expect_to: Option<Vec<String>>,
+    /// How they were found: address, handle, team, member, project-team.
+    #[serde(default)]
+    expect_via: Option<String>,
 }
 
 fn default_role() -> Role {
@@ -188,8 +200,10 @@ pub(super) fn run(policy: &Policy) -> CaseReport {
 }
 
 fn check(policy: &Policy, c: &RawCase) -> Result<(), String> {
-    if c.operation == Operation::Evaluate {
-        return check_evaluate(policy, c);
+    match c.operation {
+        Operation::Evaluate => return check_evaluate(policy, c),
+        Operation::Route => return check_route(policy, c),
+        Operation::Acquire | Operation::Renew => {}
     }
     let (Some(principal), Some(project), Some(expect)) = (&c.principal, &c.project, &c.expect)
     else {
@@ -203,6 +217,7 @@ fn check(policy: &Policy, c: &RawCase) -> Result<(), String> {
                 ttl: c.ttl,
                 heartbeat: c.heartbeat,
                 regions: &c.regions,
+                owner: c.owner.as_deref().unwrap_or("case@example.com"),
             };
             let caller = Caller {
                 name: principal,
@@ -226,6 +241,33 @@ fn check(policy: &Policy, c: &RawCase) -> Result<(), String> {
         }
         (Err(denial), want) if denial.code() == want => Ok(()),
         (Err(denial), want) => Err(format!("expected {want}, got {}: {denial}", denial.code())),
+    }
+}
+
+fn check_route(policy: &Policy, c: &RawCase) -> Result<(), String> {
+    let Some(want) = &c.expect_to else {
+        return Err("route cases need `expect_to` (and `owner` or `project`)".into());
+    };
+    let route = policy.directory().route(
+        c.owner.as_deref(),
+        c.project.as_ref().map(ProjectName::as_str),
+    );
+    let got = route.as_ref().map(|r| r.to.clone()).unwrap_or_default();
+    if &got != want {
+        return Err(format!("expected mail to {want:?}, routed to {got:?}"));
+    }
+    let via = route.map(|r| {
+        serde_json::to_value(&r.via)
+            .ok()
+            .and_then(|v| v["via"].as_str().map(str::to_owned))
+            .unwrap_or_default()
+    });
+    match (&c.expect_via, via) {
+        (Some(w), Some(v)) if *w != v => Err(format!("expected via {w}, routed via {v}")),
+        (Some(w), None) => Err(format!(
+            "expected via {w}, but nobody in the rules is reached"
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -38,6 +38,49 @@ struct RawFile {
     allow: Vec<Spanned<RawAllow>>,
     #[serde(default)]
     test: Vec<Spanned<RawCase>>,
+    /// `[handles]`: handle = "address".
+    #[serde(default)]
+    handles: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    #[serde(default)]
+    team: Vec<Spanned<RawTeam>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTeam {
+    name: Spanned<String>,
+    #[serde(default)]
+    mail: Vec<Spanned<String>>,
+    #[serde(default)]
+    oncall: Vec<Spanned<String>>,
+    #[serde(default)]
+    projects: Vec<Spanned<ProjectName>>,
+    #[serde(default)]
+    members: Vec<Spanned<String>>,
+}
+
+/// What `[defaults] unknown_owners` says to do with an owner nobody can be reached by.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum UnknownOwners {
+    Accept,
+    Refuse,
+}
+
+/// An owner must name one thing: a name both a handle and a team is refused.
+fn both_handle_and_team(src: &Source<'_>, span: std::ops::Range<usize>, name: &str) -> FileError {
+    src.error_for(
+        span,
+        "team.name",
+        format!("`{name}` is both a handle and a team name; an owner must name one of them"),
+    )
+}
+
+/// A handle or team name: 1 to 64 of letters, digits, `-`, `_`, `.`.
+fn is_handle(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 #[derive(Debug, Deserialize)]
@@ -49,6 +92,8 @@ struct RawDefaults {
     grace: Option<HumanDuration>,
     #[serde(default)]
     on: BTreeMap<String, RawRule>,
+    #[serde(default)]
+    unknown_owners: Option<UnknownOwners>,
 }
 
 /// `on.<verdict> = { action = "reap", grace = "2h" }`.
@@ -195,10 +240,14 @@ impl Policy {
     pub fn parse<'a>(
         files: impl IntoIterator<Item = (&'a Path, &'a str)>,
     ) -> Result<Policy, FileError> {
+        let files: Vec<(&Path, &str)> = files.into_iter().collect();
         let mut policy = Policy::default();
+        // (file, span, team, project): checked once every file's projects are known.
+        let mut pending_team_projects: Vec<(PathBuf, std::ops::Range<usize>, String, ProjectName)> =
+            Vec::new();
         let mut where_defined: Vec<(ProjectName, PathBuf, usize)> = Vec::new();
         let mut defaults_at: Option<(PathBuf, usize)> = None;
-        for (path, text) in files {
+        for &(path, text) in &files {
             let src = Source::new(path, text);
             let raw: RawFile = toml::from_str(text).map_err(|e| src.from_toml(&e))?;
             if let Some(d) = raw.defaults {
@@ -219,6 +268,7 @@ impl Policy {
                     warning_window: d.warning_window.unwrap_or(builtin.warning_window),
                     grace,
                     on: rules_from(&src, span, "defaults.on", d.on, grace)?,
+                    refuse_unknown_owners: matches!(d.unknown_owners, Some(UnknownOwners::Refuse)),
                 };
             }
             for a in raw.allow {
@@ -290,6 +340,120 @@ impl Policy {
                     reason: a.reason,
                     expires,
                 });
+            }
+            if let Some(h) = raw.handles {
+                for (handle, addr) in h.into_inner() {
+                    let span = addr.span();
+                    let key = super::handle_key(&handle);
+                    if !is_handle(&key) {
+                        return Err(src.error_for(
+                            span,
+                            "handles",
+                            format!(
+                                "`{handle}` is not a handle (1 to 64 letters, digits, -, _ or .)"
+                            ),
+                        ));
+                    }
+                    if !super::is_address(addr.get_ref()) {
+                        return Err(src.error_for(
+                            span,
+                            &format!("handles.{handle}"),
+                            format!("`{}` is not an e-mail address", addr.get_ref()),
+                        ));
+                    }
+                    if policy.directory.teams.contains_key(&key) {
+                        return Err(both_handle_and_team(&src, span, &key));
+                    }
+                    if policy
+                        .directory
+                        .handles
+                        .insert(key, addr.into_inner())
+                        .is_some()
+                    {
+                        return Err(src.error_for(
+                            span,
+                            &format!("handles.{handle}"),
+                            format!("handle `{handle}` is mapped twice (handles ignore case)"),
+                        ));
+                    }
+                }
+            }
+            for t in raw.team {
+                let t = t.into_inner();
+                let name_span = t.name.span();
+                let name = super::handle_key(t.name.get_ref());
+                if !is_handle(&name) {
+                    return Err(src.error_for(
+                        name_span,
+                        "team.name",
+                        format!(
+                            "`{}` is not a team name (1 to 64 letters, digits, -, _ or .)",
+                            t.name.get_ref()
+                        ),
+                    ));
+                }
+                if policy.directory.teams.contains_key(&name) {
+                    return Err(src.error_for(
+                        name_span,
+                        "team.name",
+                        format!("team `{name}` is defined twice"),
+                    ));
+                }
+                if policy.directory.handles.contains_key(&name) {
+                    return Err(both_handle_and_team(&src, name_span, &name));
+                }
+                let addresses = |list: Vec<Spanned<String>>, field: &str| {
+                    list.into_iter()
+                        .map(|a| {
+                            if super::is_address(a.get_ref()) {
+                                Ok(a.into_inner())
+                            } else {
+                                Err(src.error_for(
+                                    a.span(),
+                                    field,
+                                    format!("`{}` is not an e-mail address", a.get_ref()),
+                                ))
+                            }
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                };
+                let mail = addresses(t.mail, "team.mail")?;
+                let oncall = addresses(t.oncall, "team.oncall")?;
+                let mut members = BTreeSet::new();
+                for m in t.members {
+                    let key = super::handle_key(m.get_ref());
+                    if !is_handle(&key) && !super::is_address(&key) {
+                        return Err(src.error_for(
+                            m.span(),
+                            "team.members",
+                            format!(
+                                "`{}` is neither a handle nor an e-mail address",
+                                m.get_ref()
+                            ),
+                        ));
+                    }
+                    members.insert(key);
+                }
+                let mut projects = BTreeSet::new();
+                for p in t.projects {
+                    pending_team_projects.push((
+                        path.to_owned(),
+                        p.span(),
+                        name.clone(),
+                        p.get_ref().clone(),
+                    ));
+                    projects.insert(p.into_inner());
+                }
+                policy.directory.teams.insert(
+                    name.clone(),
+                    super::Team {
+                        name,
+                        mail,
+                        oncall,
+                        projects,
+                        members,
+                    },
+                );
             }
             for p in raw.project {
                 let span = p.span();
@@ -413,6 +577,28 @@ impl Policy {
                 policy
                     .cases
                     .push(TestCase::from_raw(case.into_inner(), path, line));
+            }
+        }
+        let mut owned_by: BTreeMap<ProjectName, String> = BTreeMap::new();
+        for (path, span, team, project) in pending_team_projects {
+            let text = files
+                .iter()
+                .find(|(p, _)| *p == path.as_path())
+                .map_or("", |(_, t)| *t);
+            let src = Source::new(&path, text);
+            if policy.project(&project).is_none() {
+                return Err(src.error_for(
+                    span,
+                    "team.projects",
+                    format!("team `{team}` owns project `{project}`, which no policy file defines"),
+                ));
+            }
+            if let Some(other) = owned_by.insert(project.clone(), team.clone()) {
+                return Err(src.error_for(
+                    span,
+                    "team.projects",
+                    format!("project `{project}` is owned by team `{other}` already; a project has one team"),
+                ));
             }
         }
         Ok(policy)
@@ -601,6 +787,147 @@ expires = "2027-01-01"
             let err = parse(&text).expect_err(entry).to_string();
             assert!(err.starts_with("allow.toml:1:"), "{err}");
             assert!(err.contains(want), "{entry}: {err}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod directory_tests {
+    use super::*;
+
+    const WEB: &str = r#"
+[[project]]
+name = "web"
+lessees = ["*"]
+default_ttl = "2h"
+max_ttl = "24h"
+grace = "1h"
+"#;
+
+    fn parse(files: &[(&str, &str)]) -> Result<Policy, FileError> {
+        Policy::parse(files.iter().map(|(p, t)| (Path::new(*p), *t)))
+    }
+
+    #[test]
+    fn teams_and_handles_load_across_files() {
+        let teams = r#"
+[handles]
+OctoCat = "octo@example.com"
+
+[[team]]
+name = "Web-Platform"
+mail = ["web@example.com"]
+projects = ["web"]
+members = ["Hubot", "ann@example.com"]
+"#;
+        // The team file sorts before the project it owns.
+        let p = parse(&[("a.toml", teams), ("b.toml", WEB)]).expect("valid");
+        let d = p.directory();
+        assert_eq!(
+            d.handles.get("octocat").map(String::as_str),
+            Some("octo@example.com")
+        );
+        let t = &d.teams["web-platform"];
+        assert_eq!(
+            t.members.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["ann@example.com", "hubot"]
+        );
+        assert_eq!(
+            d.team_of_project("web").map(|t| t.name.as_str()),
+            Some("web-platform")
+        );
+    }
+
+    #[test]
+    fn bad_directories_name_file_line_and_field() {
+        let check = |extra: &str, want: &str| {
+            let err = parse(&[("a.toml", WEB), ("b.toml", extra)])
+                .expect_err(want)
+                .to_string();
+            assert!(err.contains(want), "{err} lacks {want}");
+        };
+        check(
+            "[handles]\nocto = \"not an address\"\n",
+            "b.toml:2:8: field `handles.octo`: `not an address` is not an e-mail address",
+        );
+        check(
+            "[handles]\n\"bad handle\" = \"a@example.com\"\n",
+            "field `handles`: `bad handle` is not a handle",
+        );
+        check(
+            "[[team]]\nname = \"t\"\nprojects = [\"nosuch\"]\n",
+            "b.toml:3:13: field `team.projects`: team `t` owns project `nosuch`, which no policy file defines",
+        );
+        check(
+            "[[team]]\nname = \"t\"\nprojects = [\"web\"]\n[[team]]\nname = \"u\"\nprojects = [\"web\"]\n",
+            "b.toml:6:13: field `team.projects`: project `web` is owned by team `t` already",
+        );
+        check(
+            "[[team]]\nname = \"t\"\n[[team]]\nname = \"T\"\n",
+            "b.toml:4:8: field `team.name`: team `t` is defined twice",
+        );
+        check(
+            "[handles]\nops = \"ops@example.com\"\n[[team]]\nname = \"OPS\"\n",
+            "field `team.name`: `ops` is both a handle and a team name",
+        );
+        check(
+            "[[team]]\nname = \"t\"\noncall = [\"nope\"]\n",
+            "b.toml:3:11: field `team.oncall`: `nope` is not an e-mail address",
+        );
+        check(
+            "[[team]]\nname = \"t\"\nmembers = [\"a b\"]\n",
+            "field `team.members`: `a b` is neither a handle nor an e-mail address",
+        );
+        check(
+            "[[team]]\nname = \"t\"\nslack = \"#x\"\n",
+            "unknown field `slack`",
+        );
+        check(
+            "[defaults]\nunknown_owners = \"maybe\"\n",
+            "unknown variant `maybe`",
+        );
+    }
+
+    #[test]
+    fn unknown_owners_are_refused_only_when_the_rules_say_so() {
+        let ask = |p: &Policy, owner: &str| {
+            let project = ProjectName::parse("web").expect("valid");
+            p.decide_acquire(
+                super::super::Caller {
+                    name: "ci",
+                    role: crate::auth::Role::Lessee,
+                },
+                &super::super::AcquireAsk {
+                    project: &project,
+                    ttl: None,
+                    heartbeat: None,
+                    regions: &[],
+                    owner,
+                },
+                0,
+            )
+            .map(|_| ())
+            .map_err(|d| d.code())
+        };
+        let dir = "[handles]\nocto = \"o@example.com\"\n[[team]]\nname = \"t\"\nmail = [\"t@example.com\"]\nmembers = [\"hubot\"]\n";
+        let lax = parse(&[("a.toml", WEB), ("b.toml", dir)]).expect("valid");
+        assert_eq!(ask(&lax, "stranger"), Ok(()));
+        let strict = parse(&[
+            ("a.toml", WEB),
+            (
+                "b.toml",
+                &format!("{dir}[defaults]\nunknown_owners = \"refuse\"\n"),
+            ),
+        ])
+        .expect("valid");
+        for (owner, want) in [
+            ("a@example.com", Ok(())),
+            ("OCTO", Ok(())),
+            ("t", Ok(())),
+            ("hubot", Ok(())),
+            ("stranger", Err("unknown-owner")),
+        ] {
+            assert_eq!(ask(&strict, owner), want, "{owner}");
         }
     }
 }

@@ -7,12 +7,14 @@
 mod cases;
 mod evaluate;
 mod load;
+mod routing;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use cases::{CaseOutcome, CaseReport};
 pub use evaluate::{Evaluation, Place, Reason, evaluate};
 pub use load::PolicyError;
+pub use routing::{Directory, Route, Team, Via, handle_key, is_address};
 
 use chrono::{DateTime, Utc};
 
@@ -25,6 +27,7 @@ pub struct Policy {
     projects: BTreeMap<ProjectName, ProjectPolicy>,
     defaults: Defaults,
     allow: Vec<AllowEntry>,
+    directory: Directory,
     cases: Vec<cases::TestCase>,
 }
 
@@ -43,6 +46,10 @@ pub struct Defaults {
     /// Grace when neither the project nor a rule names one.
     pub grace: HumanDuration,
     pub on: BTreeMap<Verdict, Rule>,
+    /// Refuse an acquire whose owner the directory cannot reach (an address, a known handle,
+    /// a team or a member of one); accepted by default, so a CI job never fails over a
+    /// missing table entry (its mail goes to the project's team instead).
+    pub refuse_unknown_owners: bool,
 }
 
 impl Default for Defaults {
@@ -51,6 +58,7 @@ impl Default for Defaults {
             warning_window: HumanDuration::from_secs(3_600),
             grace: HumanDuration::from_secs(86_400),
             on: BTreeMap::new(),
+            refuse_unknown_owners: false,
         }
     }
 }
@@ -173,6 +181,8 @@ pub struct AcquireAsk<'a> {
     pub ttl: Option<HumanDuration>,
     pub heartbeat: Option<HumanDuration>,
     pub regions: &'a [String],
+    /// The lease's owner as asked (an address, a handle or a team).
+    pub owner: &'a str,
 }
 
 /// What policy grants.
@@ -210,6 +220,10 @@ pub enum Denial {
         allowed: String,
     },
     #[error(
+        "owner `{0}` is not an e-mail address, a handle of [handles], a team or a team member (the rules refuse unknown owners)"
+    )]
+    UnknownOwner(String),
+    #[error(
         "project `{project}` already has {active} active leases, its max_active_leases is {max}"
     )]
     QuotaExceeded {
@@ -228,6 +242,7 @@ impl Denial {
             Denial::HeartbeatAboveTtl { .. } => "heartbeat-above-ttl",
             Denial::RegionNotAllowed { .. } => "region-not-allowed",
             Denial::QuotaExceeded { .. } => "quota-exceeded",
+            Denial::UnknownOwner(_) => "unknown-owner",
         }
     }
 }
@@ -315,6 +330,9 @@ impl Policy {
                 project: p.name.clone(),
                 allowed: allowed.iter().cloned().collect::<Vec<_>>().join(", "),
             });
+        }
+        if self.defaults.refuse_unknown_owners && !self.directory.knows(ask.owner) {
+            return Err(Denial::UnknownOwner(ask.owner.to_owned()));
         }
         p.check_quota(active_leases)?;
         Ok(Grant {
@@ -547,6 +565,7 @@ mod tests {
                 ttl: ttl.map(d),
                 heartbeat: hb.map(d),
                 regions,
+                owner: "o@example.com",
             };
             let got = p.decide_acquire(Caller { name, role }, &ask, active);
             let got = got.map(|g| g.ttl.to_string()).map_err(|e| e.code());

@@ -43,6 +43,9 @@ pub struct Actor {
 pub struct ItemResult {
     pub arn: String,
     pub resource_type: String,
+    /// The project its finding claims (teams' summaries are cut by it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
     pub outcome: Decision,
     pub detail: String,
 }
@@ -363,6 +366,7 @@ impl Reaper {
             .map(|a| ItemResult {
                 arn: a.clone(),
                 resource_type: Arn::parse(a).map(|x| x.resource_type()).unwrap_or_default(),
+                project: None,
                 outcome: Decision::Skipped,
                 detail: "no open finding for this resource: nothing to reap".into(),
             })
@@ -410,6 +414,7 @@ impl Reaper {
             results.push(ItemResult {
                 arn: c.arn.to_string(),
                 resource_type: c.resource_type.clone(),
+                project: c.project.as_ref().map(ToString::to_string),
                 outcome: Decision::Held,
                 detail,
             });
@@ -553,6 +558,7 @@ impl Reaper {
         Ok(ItemResult {
             arn: c.arn.to_string(),
             resource_type: c.resource_type.clone(),
+            project: c.project.as_ref().map(ToString::to_string),
             outcome: Decision::WouldDelete,
             detail: "enforcement is not armed".into(),
         })
@@ -613,6 +619,7 @@ impl Reaper {
         Ok(ItemResult {
             arn: c.arn.to_string(),
             resource_type: c.resource_type.clone(),
+            project: c.project.as_ref().map(ToString::to_string),
             outcome: decision,
             detail,
         })

@@ -203,6 +203,35 @@ impl Store {
         .await
     }
 
+    /// The findings a pass opened that claim one of `projects` (a team's share of the pass):
+    /// the first `limit`, and how many more.
+    pub async fn opened_in_projects(
+        &self,
+        run_id: String,
+        projects: Vec<String>,
+        limit: u32,
+    ) -> Result<Strays, StoreError> {
+        let projects = serde_json::to_string(&projects).unwrap_or_else(|_| "[]".into());
+        self.read(move |c| {
+            let opened = "JOIN finding_events e ON e.finding_id = f.id
+                 WHERE e.run_id = ?1 AND e.kind = 'opened'
+                   AND f.project IN (SELECT value FROM json_each(?2))";
+            let total: i64 = c
+                .prepare_cached(&format!("SELECT COUNT(*) FROM findings f {opened}"))?
+                .query_row(params![run_id, projects], |r| r.get(0))?;
+            let mut stmt =
+                c.prepare_cached(&format!("{FINDING_SELECT} {opened} ORDER BY f.id LIMIT ?3"))?;
+            let listed = stmt
+                .query_map(params![run_id, projects, limit], finding_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            let more = u64::try_from(total)
+                .unwrap_or(0)
+                .saturating_sub(listed.len() as u64);
+            Ok(Strays { listed, more })
+        })
+        .await
+    }
+
     /// Up to `limit` live resources of open `untagged` or `unknown-lease` findings whose creator
     /// was never asked: `(arn, account, region)`, oldest finding first.
     pub async fn creators_to_look_up(

@@ -865,3 +865,208 @@ async fn a_warned_lease_is_not_asked_for_again_until_its_expiry_moves() {
         .expect("read");
     assert_eq!(due.len(), 1, "a new expiry is warned again: {due:?}");
 }
+
+/// The directory of the mail routing test: a handle with an address, a team that owns `web`
+/// with a member who has no address of their own.
+const TEAMS: &str = r#"
+[handles]
+octocat = "octo@example.com"
+
+[[team]]
+name = "web-platform"
+mail = ["web@example.com"]
+oncall = ["web-oncall@example.com"]
+projects = ["web"]
+members = ["hubot"]
+"#;
+
+/// Owners as handles, members and strangers, through a daemon on a manual clock against moto:
+/// expiry warnings and digests reach the handle's address, the team's mail for a member, and
+/// the on-call of the project's team for an owner nobody can reach; the team's on-call gets
+/// its share of the pass; the global on-call still gets the whole summary. Each once.
+#[tokio::test(flavor = "multi_thread")]
+async fn teams_and_handles_route_warnings_digests_and_summaries() {
+    let moto = Moto::start().await;
+    let smtp = Smtp::plain();
+    let text = format!(
+        "{}{}",
+        config_text_with_aws(&format!(
+            "regions = [\"us-east-1\"]\nendpoint_url = \"{}\"\nemulator = true\nmax_attempts = 1\n\n\
+             [[aws.accounts]]\nid = \"123456789012\"\narmed = true\n\n\
+             [enforcement]\narmed = true\ndeletable_types = [\"ec2:volume\"]\nmax_project_share_percent = 100\n",
+            moto.endpoint()
+        )),
+        smtp.section(
+            "oncall = [\"oncall@example.com\"]\nwarn_before = \"30m\"\nretry_backoff = \"1s\""
+        )
+    );
+    let work = Workdir::with_config(&text);
+    std::fs::write(work.path().join("rules/policy/projects.toml"), POLICY).expect("policy");
+    std::fs::write(work.path().join("rules/policy/teams.toml"), TEAMS).expect("teams");
+    let clock = crate::support::manual_clock();
+    let d = TestDaemon::start_with_clock(&work, clock.clone()).await;
+
+    let mut leases = BTreeMap::new();
+    for (owner, task) in [
+        ("OctoCat", "t-handle"),
+        ("hubot", "t-member"),
+        ("stranger", "t-none"),
+    ] {
+        let id = d
+            .acquire_with(WEB, json!({"project": "web", "task": task, "owner": owner}))
+            .await;
+        leases.insert(task, (id, owner));
+    }
+    let resources: Vec<Value> = leases
+        .iter()
+        .map(|(task, (id, owner))| {
+            json!({"key": task, "type": "ec2:volume", "tags": {
+                "ephemera:lease-id": id, "ephemera:project": "web", "ephemera:task": task,
+                "ephemera:owner": owner}})
+        })
+        .collect();
+    let seeded = seed(&moto.endpoint(), json!({ "resources": resources })).await;
+    let arns = arns_by_key(&seeded);
+
+    // t0+1h40m: every lease is 20m from its end; each warning goes where its owner routes.
+    clock.advance(TimeDelta::minutes(100));
+    let m = smtp.wait_for(3).await;
+    let mut warned: Vec<(String, String)> = m
+        .iter()
+        .map(|r| {
+            assert_eq!(r.kind(), "expiry-warning");
+            let task = ["t-handle", "t-member", "t-none"]
+                .into_iter()
+                .find(|t| r.text().contains(*t))
+                .expect("names its task");
+            (task.to_owned(), r.rcpt_tos.join(","))
+        })
+        .collect();
+    warned.sort();
+    assert_eq!(
+        warned,
+        [
+            ("t-handle".to_owned(), "octo@example.com".to_owned()),
+            ("t-member".to_owned(), "web@example.com".to_owned()),
+            ("t-none".to_owned(), "web-oncall@example.com".to_owned()),
+        ]
+    );
+    let to_oncall = m
+        .iter()
+        .find(|r| r.rcpt_tos == ["web-oncall@example.com"])
+        .expect("warning to the team's on-call");
+    assert!(
+        to_oncall
+            .text()
+            .contains("on-call of team web-platform, which owns project web"),
+        "{}",
+        to_oncall.text()
+    );
+
+    // t0+2h20m: every lease expired; the pass marks the three volumes.
+    clock.advance(TimeDelta::minutes(40));
+    let run = d.pass().await;
+    assert_eq!(run["run"]["summary"]["reap"]["marked"], 3, "{run}");
+    let run_id = run["run"]["id"].as_str().expect("run id").to_owned();
+    // Three warnings, three digests, the on-call summary and the team's.
+    let m = smtp.wait_for(8).await;
+    let digest_to = |to: &str| {
+        m.iter()
+            .find(|r| r.kind() == "owner-digest" && r.rcpt_tos == [to])
+            .unwrap_or_else(|| panic!("a digest to {to}: {m:#?}"))
+    };
+    assert!(
+        digest_to("octo@example.com")
+            .text()
+            .contains(&arns["t-handle"][0])
+    );
+    let member = digest_to("web@example.com");
+    assert!(
+        member.text().contains(&arns["t-member"][0]),
+        "{}",
+        member.text()
+    );
+    assert!(
+        member.text().contains("for its member hubot"),
+        "{}",
+        member.text()
+    );
+    let stray = digest_to("web-oncall@example.com");
+    assert!(
+        stray.text().contains(&arns["t-none"][0]),
+        "{}",
+        stray.text()
+    );
+    assert!(stray.subject.ends_with("(no owner)"), "{}", stray.subject);
+    let team = m
+        .iter()
+        .find(|r| r.kind() == "team-summary")
+        .expect("the team's summary");
+    assert_eq!(team.rcpt_tos, ["web-oncall@example.com"]);
+    assert!(team.text().contains(&run_id), "{}", team.text());
+    for key in ["t-handle", "t-member", "t-none"] {
+        assert!(team.text().contains(&arns[key][0]), "{}", team.text());
+    }
+
+    // t0+3h20m: deleted; the team's summary lists the deletions.
+    clock.advance(TimeDelta::hours(1));
+    let run = d.pass().await;
+    assert_eq!(run["run"]["summary"]["reap"]["deleted"], 3, "{run}");
+    smtp.wait_for(13).await;
+    drained(&d).await;
+    let m = smtp.messages();
+    let counts = by_kind_and_recipient(&m);
+    assert_eq!(
+        counts,
+        BTreeMap::from([
+            (("expiry-warning".into(), "octo@example.com".into()), 1),
+            (("expiry-warning".into(), "web@example.com".into()), 1),
+            (
+                ("expiry-warning".into(), "web-oncall@example.com".into()),
+                1
+            ),
+            (("oncall-summary".into(), "oncall@example.com".into()), 2),
+            (("owner-digest".into(), "octo@example.com".into()), 1),
+            (("owner-digest".into(), "web@example.com".into()), 1),
+            (("owner-digest".into(), "web-oncall@example.com".into()), 1),
+            (("reaped-notice".into(), "octo@example.com".into()), 1),
+            (("reaped-notice".into(), "web@example.com".into()), 1),
+            (("reaped-notice".into(), "web-oncall@example.com".into()), 1),
+            (("team-summary".into(), "web-oncall@example.com".into()), 2),
+        ]),
+        "{m:#?}"
+    );
+    let last = m
+        .iter()
+        .rfind(|r| r.kind() == "team-summary")
+        .expect("second team summary");
+    assert!(last.text().contains("Deleted:"), "{}", last.text());
+    d.stop().await;
+}
+
+/// With `unknown_owners = "refuse"`, an acquire whose owner nobody can be reached by is 422
+/// `unknown-owner`; handles, teams, members and addresses are leased.
+#[tokio::test(flavor = "multi_thread")]
+async fn strict_rules_refuse_unknown_owners() {
+    let work = Workdir::with_config(&config_text());
+    std::fs::write(
+        work.path().join("rules/policy/teams.toml"),
+        format!("{TEAMS}\n[defaults]\nunknown_owners = \"refuse\"\n"),
+    )
+    .expect("teams");
+    let d = TestDaemon::start(&work).await;
+    for owner in ["OCTOCAT", "web-platform", "hubot", "a@example.com"] {
+        d.acquire_with(WEB, json!({"project": "web", "task": "t", "owner": owner}))
+            .await;
+    }
+    let (s, body) = d
+        .post(
+            "/api/v1/leases",
+            WEB,
+            json!({"project": "web", "task": "t", "owner": "stranger"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["code"], "unknown-owner", "{body}");
+    d.stop().await;
+}
