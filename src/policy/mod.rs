@@ -507,6 +507,17 @@ mod tests {
                 0,
                 Err("heartbeat-above-ttl"),
             ),
+            // A heartbeat interval equal to the ttl is allowed.
+            (
+                "ci-web",
+                Role::Lessee,
+                &web,
+                Some("1h"),
+                Some("1h"),
+                &[],
+                0,
+                Ok("1h"),
+            ),
             (
                 "ci-web",
                 Role::Lessee,
