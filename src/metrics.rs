@@ -95,6 +95,11 @@ pub struct Metrics {
     pub resources_by_source: IntGaugeVec,
     /// `ephemera_audited_accounts`: accounts the last pass audited (static and organization).
     pub audited_accounts: IntGauge,
+    /// `ephemera_teardown_success_ratio{project}`: of the leases that ended within
+    /// [`TEARDOWN_WINDOW`] and have had time to be torn down, the share proven torn down.
+    pub teardown_success_ratio: GaugeVec,
+    /// `ephemera_teardown_settled_leases{project}`: how many leases that ratio is over.
+    pub teardown_settled_leases: IntGaugeVec,
     /// `ephemera_account_resources{account,verdict}`: live resources per account, for the
     /// [`TOP_ACCOUNTS`] accounts with the most flagged ones; the rest summed as `other`.
     pub account_resources: IntGaugeVec,
@@ -459,6 +464,18 @@ impl Metrics {
                 )
                 .expect("valid static metric"),
             ),
+            teardown_success_ratio: gauges(
+                &r,
+                "ephemera_teardown_success_ratio",
+                "Of the leases that ended in the last 7 days and had time to be torn down, the share whose every resource a complete pass confirmed gone",
+                &["project"],
+            ),
+            teardown_settled_leases: int_gauges(
+                &r,
+                "ephemera_teardown_settled_leases",
+                "Leases ephemera_teardown_success_ratio is computed over",
+                &["project"],
+            ),
             registry: r,
         }
     }
@@ -534,6 +551,32 @@ impl Metrics {
 #[derive(Debug, Default)]
 pub struct Series(std::sync::Mutex<std::collections::BTreeSet<Vec<String>>>);
 
+/// How far back the teardown ratio looks.
+pub const TEARDOWN_WINDOW: chrono::TimeDelta = chrono::TimeDelta::days(7);
+
+/// Per project, of the leases `(project, ended at, torn down)` that ended within
+/// [`TEARDOWN_WINDOW`] before `now` and at least `settle(project)` ago (time for the grace,
+/// the deletion and the confirming pass): how many, and the share torn down.
+pub fn teardown_ratios<'a>(
+    ended: impl IntoIterator<Item = (&'a str, chrono::DateTime<chrono::Utc>, bool)>,
+    now: chrono::DateTime<chrono::Utc>,
+    settle: impl Fn(&str) -> chrono::TimeDelta,
+) -> Vec<(String, u64, f64)> {
+    let mut by_project: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
+    for (project, at, done) in ended {
+        if at < now - TEARDOWN_WINDOW || at > now - settle(project) {
+            continue;
+        }
+        let e = by_project.entry(project).or_default();
+        e.0 += 1;
+        e.1 += u64::from(done);
+    }
+    by_project
+        .into_iter()
+        .map(|(p, (n, done))| (p.to_owned(), n, done as f64 / n as f64))
+        .collect()
+}
+
 /// Accounts exported one by one in `ephemera_account_resources`; the rest are `other`. A
 /// static config lists fewer; an organization of hundreds would make a series per account.
 pub const TOP_ACCOUNTS: usize = 50;
@@ -593,6 +636,24 @@ impl Series {
     }
 }
 
+impl Series {
+    /// Like [`Series::set`], but label sets that vanished are removed rather than zeroed:
+    /// for a ratio, zero is a value (everything failed), not an absence.
+    pub fn replace(&self, gauge: &GaugeVec, values: Vec<(Vec<String>, f64)>) {
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let now: std::collections::BTreeSet<Vec<String>> =
+            values.iter().map(|(k, _)| k.clone()).collect();
+        for gone in seen.difference(&now) {
+            // Absent already is fine: nothing to remove.
+            let _ = gauge.remove_label_values(&labels(gone));
+        }
+        for (k, v) in values {
+            gauge.with_label_values(&labels(&k)).set(v);
+        }
+        *seen = now;
+    }
+}
+
 fn labels(k: &[String]) -> Vec<&str> {
     k.iter().map(String::as_str).collect()
 }
@@ -606,6 +667,49 @@ impl Default for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn teardown_ratio_counts_settled_leases_in_the_window() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-03-10T00:00:00Z")
+            .expect("valid")
+            .to_utc();
+        let ago = |h: i64| now - chrono::TimeDelta::hours(h);
+        let ended = [
+            ("web", ago(25), true),
+            ("web", ago(30), false),
+            ("web", ago(24 * 7), true), // the window's first instant counts
+            ("web", ago(24 * 7 + 1), false), // too old
+            ("web", ago(23), false),    // not settled yet (24h for web)
+            ("data", ago(47), true),    // not settled yet (48h for data)
+            ("data", ago(48), false),   // settled: exactly 48h ago
+        ];
+        let settle = |p: &str| chrono::TimeDelta::hours(if p == "data" { 48 } else { 24 });
+        let got = teardown_ratios(ended.iter().map(|(p, t, d)| (*p, *t, *d)), now, settle);
+        assert_eq!(
+            got,
+            vec![
+                ("data".to_owned(), 1, 0.0),
+                ("web".to_owned(), 3, 2.0 / 3.0)
+            ]
+        );
+    }
+
+    #[test]
+    fn replaced_series_drop_what_vanished() {
+        let m = Metrics::new();
+        let s = Series::default();
+        s.replace(
+            &m.teardown_success_ratio,
+            vec![(vec!["web".into()], 0.5), (vec!["data".into()], 1.0)],
+        );
+        s.replace(&m.teardown_success_ratio, vec![(vec!["web".into()], 0.75)]);
+        let text = m.render();
+        assert!(
+            text.contains("ephemera_teardown_success_ratio{project=\"web\"} 0.75"),
+            "{text}"
+        );
+        assert!(!text.contains("project=\"data\""), "{text}");
+    }
 
     /// The accounts with the most flagged resources are kept one by one (ties: more
     /// resources, then the smaller id); the rest are summed per verdict into `other`.

@@ -69,6 +69,7 @@ pub fn lease_details(l: &LeaseView) -> String {
     rows.push(("heartbeat_interval", opt(&l.heartbeat_interval)));
     rows.push(("last_heartbeat_at", opt(&l.last_heartbeat_at)));
     rows.push(("released_at", opt(&l.released_at)));
+    rows.push(("teardown_complete_at", opt(&l.teardown_complete_at)));
     rows.push((
         "regions",
         if l.regions.is_empty() {

@@ -50,7 +50,14 @@ pub(super) async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<LeaseView>, ApiError> {
     let lease = s.leases.get(&who, &id).await?;
-    Ok(Json(view(&s, &lease)))
+    let mut v = view(&s, &lease);
+    v.teardown_complete_at = s
+        .store
+        .teardown_complete_at(lease.id)
+        .await
+        .map_err(crate::lease::LeaseError::from)?
+        .map(dto::ts);
+    Ok(Json(v))
 }
 
 #[utoipa::path(post, path = "/api/v1/leases/{id}/renew", tag = "leases", params(("id" = String, Path, description = "The lease id")), request_body = dto::RenewRequest, responses((status = 200, body = dto::LeaseView), (status = 409, description = "`lease-expired`, `lease-released`, or the TTL is above the project's maximum", body = dto::ErrorBody), (status = 404, body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]

@@ -246,6 +246,11 @@ const MIGRATIONS: &[&str] = &[
     // acquiring with it returns that lease (checked in the insert's transaction).
     "ALTER TABLE leases ADD COLUMN idem_key TEXT;
     CREATE INDEX leases_by_key ON leases (project, idem_key) WHERE idem_key IS NOT NULL;",
+    // 17: when a complete pass confirmed every resource of an ended lease gone (teardown
+    // proof); resources by lease for that check.
+    "ALTER TABLE leases ADD COLUMN teardown_complete_at INTEGER;
+    CREATE INDEX leases_teardown_open ON leases (ends_at) WHERE teardown_complete_at IS NULL;
+    CREATE INDEX resources_by_lease ON resources (lease_id) WHERE lease_id IS NOT NULL;",
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), StoreError> {

@@ -24,6 +24,7 @@ mod migrations;
 mod outbox;
 mod reap;
 mod restore;
+mod teardown;
 mod writer;
 
 pub use chain::AuditQuery;
@@ -33,6 +34,7 @@ pub use locks::{ACT_LOCK, HeldBy, LockHolder};
 pub use outbox::{Notice, OutboxRow, Rollup, expiry_warning_key};
 pub use reap::ReapUpdate;
 pub use restore::Suspension;
+pub use teardown::EndedLease;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

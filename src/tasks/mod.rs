@@ -72,6 +72,8 @@ struct Inner {
     source_series: Series,
     account_series: Series,
     project_series: Series,
+    teardown_ratio_series: Series,
+    teardown_count_series: Series,
     /// Where each finished pass is sent (the daemon's mailer follows it when `[smtp]` is
     /// configured); without a follower (or in `scan --once`) notices wait in the outbox.
     passes: std::sync::OnceLock<tokio::sync::mpsc::Sender<PassDone>>,
@@ -117,6 +119,8 @@ impl Tasks {
                 source_series: Series::default(),
                 account_series: Series::default(),
                 project_series: Series::default(),
+                teardown_ratio_series: Series::default(),
+                teardown_count_series: Series::default(),
                 passes: std::sync::OnceLock::new(),
             }),
         }
@@ -363,6 +367,20 @@ impl Tasks {
         } else {
             RunOutcome::Partial
         };
+        // Only a pass that saw everything can prove a lease's resources gone.
+        if all_complete {
+            match inner
+                .store
+                .settle_teardowns(started, inner.clock.now())
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(leases = n, "teardown complete"),
+                Err(e) => {
+                    tracing::warn!(error = %crate::error_chain(&e), "cannot record teardowns; the next complete pass will")
+                }
+            }
+        }
         // Before the act step, so the plan, the notices and the summary can name them.
         self.look_up_creators().await;
         let mut reap_results = Vec::new();
@@ -454,6 +472,46 @@ impl Tasks {
         inner.account_series.set(
             &inner.metrics.account_resources,
             crate::metrics::top_accounts(totals.by_account),
+        );
+        let now = inner.clock.now();
+        let ended = inner
+            .store
+            .leases_ended_since(now - crate::metrics::TEARDOWN_WINDOW, now)
+            .await?;
+        let policy = inner.policy.get();
+        // Time to be torn down: the longest grace the project gives ended leases, plus a day
+        // for the deletion and the pass that confirms it.
+        let settle = |project: &str| {
+            let p = crate::model::ProjectName::parse(project)
+                .ok()
+                .and_then(|n| policy.project(&n).cloned());
+            [Verdict::Expired, Verdict::Released]
+                .into_iter()
+                .map(|v| policy.rule_for(p.as_ref(), v, "").grace.to_chrono())
+                .max()
+                .unwrap_or_default()
+                + chrono::TimeDelta::days(1)
+        };
+        let ratios = crate::metrics::teardown_ratios(
+            ended
+                .iter()
+                .map(|l| (l.project.as_str(), l.ended_at, l.torn_down)),
+            now,
+            settle,
+        );
+        inner.teardown_ratio_series.replace(
+            &inner.metrics.teardown_success_ratio,
+            ratios
+                .iter()
+                .map(|(p, _, r)| (vec![p.clone()], *r))
+                .collect(),
+        );
+        inner.teardown_count_series.set(
+            &inner.metrics.teardown_settled_leases,
+            ratios
+                .iter()
+                .map(|(p, n, _)| (vec![p.clone()], i64::try_from(*n).unwrap_or(i64::MAX)))
+                .collect(),
         );
         inner.project_series.set(
             &inner.metrics.expired_resource_hours,

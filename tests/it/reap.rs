@@ -1497,3 +1497,85 @@ async fn a_pass_records_who_started_it() {
     assert_eq!(records[0].entry.actor, "scheduler", "{records:?}");
     assert!(!exists(&moto, A, &by_tick).await);
 }
+
+/// Teardown proof: a lease that left nothing is torn down by the first complete pass after
+/// its end; one whose volume the reaper deletes only by the pass after the deletion (the
+/// absence confirmed by a walk, not taken from the delete call); one whose volume is protected
+/// never. `lease show` and the teardown ratio say so; the protected volume survives.
+#[tokio::test(flavor = "multi_thread")]
+async fn teardown_is_proven_by_a_later_complete_pass() {
+    let moto = Moto::start().await;
+    let work = workdir(
+        &moto.endpoint(),
+        "[[aws.accounts]]\nid = \"123456789012\"\narmed = true\n",
+        "armed = true\ndeletable_types = [\"ec2:volume\"]\nmax_project_share_percent = 100\n",
+    );
+    let clock = manual_clock();
+    let d = TestDaemon::start_with_clock(&work, clock.clone()).await;
+    let empty = d.acquire(WEB, "web", "empty").await;
+    let reaped = d.acquire(WEB, "web", "reaped").await;
+    let kept = d.acquire(WEB, "web", "kept").await;
+    let mut protected = tags(&kept, "web");
+    protected["ephemera:protect"] = json!("keep");
+    let seeded = seed(
+        &moto.endpoint(),
+        json!({"resources": [
+            {"key": "vol", "type": "ec2:volume", "tags": tags(&reaped, "web")},
+            {"key": "keep", "type": "ec2:volume", "tags": protected}
+        ]}),
+    )
+    .await;
+    let arns = arns_by_key(&seeded);
+    let torn_down = |id: String| {
+        let d = &d;
+        async move {
+            let (s, l) = d.get(&format!("/api/v1/leases/{id}"), VIEWER).await;
+            assert_eq!(s, StatusCode::OK, "{l}");
+            l["teardown_complete_at"].as_str().map(str::to_owned)
+        }
+    };
+
+    // Active leases are never torn down, whatever they hold.
+    d.pass().await;
+    assert_eq!(torn_down(empty.clone()).await, None);
+
+    for id in [&empty, &reaped, &kept] {
+        d.release(WEB, id).await;
+    }
+    clock.advance(TimeDelta::minutes(1));
+    d.pass().await;
+    let first = torn_down(empty.clone()).await.expect("nothing left behind");
+    assert_eq!(torn_down(reaped.clone()).await, None, "its volume is live");
+
+    // Past the 1h grace of `released`: the pass deletes the volume, but that pass started
+    // before the deletion, so it proves nothing yet.
+    clock.advance(TimeDelta::hours(2));
+    let run = d.pass().await;
+    assert_eq!(run["run"]["summary"]["reap"]["deleted"], 1, "{run}");
+    assert!(!exists(&moto, A, &arns["vol"][0]).await);
+    assert_eq!(torn_down(reaped.clone()).await, None, "not confirmed yet");
+    clock.advance(TimeDelta::minutes(1));
+    d.pass().await;
+    assert!(
+        torn_down(reaped.clone()).await.is_some(),
+        "confirmed by a later walk"
+    );
+    assert_eq!(torn_down(kept.clone()).await, None);
+    assert!(
+        exists(&moto, A, &arns["keep"][0]).await,
+        "the protected volume survives"
+    );
+    assert_eq!(torn_down(empty.clone()).await, Some(first), "recorded once");
+
+    // A day and more later the three leases are settled: two of three torn down.
+    clock.advance(TimeDelta::hours(26));
+    d.pass().await;
+    let m = d.metrics().await;
+    assert_eq!(
+        sample(&m, r#"ephemera_teardown_settled_leases{project="web"}"#),
+        Some(3.0)
+    );
+    let ratio = sample(&m, r#"ephemera_teardown_success_ratio{project="web"}"#).expect("ratio");
+    assert!((ratio - 2.0 / 3.0).abs() < 1e-9, "{ratio}");
+    d.stop().await;
+}

@@ -36,6 +36,9 @@ pub struct LeaseView {
     pub regions: Vec<String>,
     /// The identity tags to apply to every resource created under this lease.
     pub tags: BTreeMap<String, String>,
+    /// When a complete pass proved every resource of the ended lease gone (`lease show` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teardown_complete_at: Option<String>,
 }
 
 impl LeaseView {
@@ -56,6 +59,7 @@ impl LeaseView {
             labels: l.labels.clone(),
             regions: l.regions.clone(),
             tags: l.identity_tags(keys),
+            teardown_complete_at: None,
         }
     }
 }
