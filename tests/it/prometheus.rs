@@ -848,6 +848,16 @@ top_tasks = 2
     );
     assert_eq!(sample(&m, "ephemera_reap_capped_total"), Some(1.0), "{m}");
 
+    // ---- a day later, the ended leases have had time to be torn down: the teardown ratio ----
+    proxy.clear_faults();
+    clock.advance(TimeDelta::hours(27));
+    d.pass().await;
+    until_metrics(&d, "the teardown ratio", |m| {
+        sample(m, r#"ephemera_teardown_settled_leases{project="web"}"#) > Some(0.0)
+    })
+    .await;
+    prom.scraped().await;
+
     // ---- what Prometheus has: polled until everything has data (or 30 s have passed) -------
     let dashboards: Vec<DashboardQueries> = dashboards()
         .iter()
