@@ -447,7 +447,11 @@ pub fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli.command)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // API messages may quote tag values and labels: no raw control characters.
+            eprintln!(
+                "error: {}",
+                crate::model::printable_lines(&format!("{e:#}"))
+            );
             ExitCode::FAILURE
         }
     }

@@ -11,6 +11,7 @@ use crate::http::dto::{
     AuditList, CostView, FindingList, LeaseView, PlanItemView, ReapItemView, ReapPlanView,
     StatusView, SweepView, WalkView,
 };
+use crate::model::{printable, printable_lines};
 use crate::resource::ScanReport;
 
 /// A plain aligned table (comfy-table, no borders): columns two spaces apart, the last one
@@ -20,7 +21,10 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     t.load_preset(comfy_table::presets::NOTHING)
         .set_content_arrangement(comfy_table::ContentArrangement::Disabled)
         .set_header(headers.iter().copied())
-        .add_rows(rows.iter().cloned());
+        .add_rows(
+            rows.iter()
+                .map(|r| r.iter().map(|c| printable(c).into_owned())),
+        );
     for c in t.column_iter_mut() {
         c.set_padding((0, 2));
     }
@@ -86,7 +90,7 @@ pub fn lease_details(l: &LeaseView) -> String {
     }
     let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     rows.iter().fold(String::new(), |mut s, (k, v)| {
-        let _ = writeln!(s, "{k:<w$}  {v}");
+        let _ = writeln!(s, "{k:<w$}  {}", printable(v));
         s
     })
 }
@@ -186,7 +190,7 @@ pub fn scan_report(r: &ScanReport, walks: &[WalkView]) -> String {
     if let Some(head) = &r.audit_head {
         let _ = writeln!(out, "audit head: {head}  (audit verify --head {head})");
     }
-    out
+    printable_lines(&out).into_owned()
 }
 
 /// The last run of each task and the last scan's walks.
@@ -461,5 +465,32 @@ mod tests {
     fn tables_align() {
         let t = table(&["A", "BB"], &[vec!["xxx".into(), "y".into()]]);
         assert_eq!(t, "A    BB\nxxx  y\n");
+    }
+}
+
+#[cfg(test)]
+mod escape_tests {
+    use super::*;
+
+    /// A task name or label carrying terminal escapes or a bidi override is shown escaped in
+    /// tables and in the one-field-per-line view.
+    #[test]
+    fn tables_and_details_escape_control_characters() {
+        let t = table(
+            &["TASK"],
+            &[vec!["build\u{1b}[2J\u{202E}gnp.exe".to_owned()]],
+        );
+        assert!(t.contains("build\\u{1b}[2J\\u{202e}gnp.exe"), "{t}");
+        assert!(!t.contains('\u{1b}') && !t.contains('\u{202E}'), "{t:?}");
+        let lease: LeaseView = serde_json::from_value(serde_json::json!({
+            "id": "L", "project": "web", "task": "t\u{7}", "owner": "o\nfake: line",
+            "principal": "p", "state": "active", "created_at": "x", "expires_at": "x",
+            "ends_at": "x", "tags": {}, "labels": {"k": "v\u{1b}[0m"},
+        }))
+        .expect("a lease view");
+        let d = lease_details(&lease);
+        assert!(d.contains("o\\nfake: line"), "{d}");
+        assert!(d.contains("t\\u{7}") && d.contains("k=v\\u{1b}[0m"), "{d}");
+        assert!(!d.chars().any(|c| c == '\u{1b}' || c == '\u{7}'), "{d:?}");
     }
 }

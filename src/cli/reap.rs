@@ -68,7 +68,10 @@ pub(super) async fn reap(
         Output::Table | Output::Csv => print!("{}", output::reap_results_table(&job.results)),
     }
     if let Some(e) = &job.error {
-        eprintln!("error: reap job {id} failed: {e}");
+        eprintln!(
+            "error: reap job {id} failed: {}",
+            crate::model::printable(e)
+        );
         return Ok(ExitCode::FAILURE);
     }
     let failed = job.results.iter().any(|r| {

@@ -131,6 +131,16 @@ impl Renderer {
         syntax.trim_blocks(true).lstrip_blocks(true);
         env.set_syntax(syntax.build().expect("the default delimiters are valid"));
         env.add_filter("utc", utc);
+        // Tag values and AWS messages reach mail: no control or bidi character goes out raw,
+        // in the text parts and the subject as in the (also HTML-escaped) HTML part.
+        env.set_formatter(|out, state, value| match value.as_str() {
+            Some(s) if !value.is_safe() => minijinja::escape_formatter(
+                out,
+                state,
+                &Value::from(crate::model::printable(s).into_owned()),
+            ),
+            _ => minijinja::escape_formatter(out, state, value),
+        });
         for (name, source) in TEMPLATES {
             env.add_template(name, source)
                 .expect("the embedded templates parse (checked by a unit test)");
@@ -291,6 +301,30 @@ mod tests {
                 json!({"relay": "127.0.0.1:25", "tls": "plain", "at": "2026-03-01T12:00:00Z"}),
             ),
         ]
+    }
+
+    /// A tag value with terminal escapes or a bidi override reaches no part of a message raw.
+    #[test]
+    fn control_characters_are_escaped_in_every_part() {
+        let r = Renderer::new();
+        let mut payload = samples()[0].1.clone();
+        payload["task"] = json!("build\u{1b}[31m\u{202E}gnp.exe");
+        let m = r.render("expiry-warning", &payload).expect("renders");
+        for (part, text) in [
+            ("subject", &m.subject),
+            ("text", &m.text),
+            ("html", &m.html),
+        ] {
+            assert!(
+                !text.contains('\u{1b}') && !text.contains('\u{202E}'),
+                "{part}: {text:?}"
+            );
+        }
+        assert!(
+            m.text.contains("build\\u{1b}[31m\\u{202e}gnp.exe"),
+            "{}",
+            m.text
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@ mod money;
 mod outcome;
 mod resource_type;
 mod tags;
+mod text;
 mod verdict;
 
 pub use arn::Arn;
@@ -36,4 +37,5 @@ pub use money::{DaySpend, MicroUsd, format_usd, parse_amount, usd_f64};
 pub use outcome::{Decision, ReapMode, RunOutcome, Source, TaskName, WalkOutcome};
 pub use resource_type::ResourceType;
 pub use tags::{IdentityTags, Tags, WELL_KNOWN_KEYS, check_tag_key, check_tag_value};
+pub use text::{printable, printable_lines};
 pub use verdict::{Action, Verdict};
