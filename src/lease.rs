@@ -402,6 +402,14 @@ impl LeaseRegistry {
                         lease.id, lease.principal
                     )));
                 }
+                // Rights are those of now: a lessee taken off a project keeps no hold on the
+                // leases it took there (an operator may still end them).
+                if !who.can_see(lease.project.as_str()) {
+                    return Err(LeaseError::Forbidden(format!(
+                        "principal `{}` may no longer lease in project `{}`",
+                        who.name, lease.project
+                    )));
+                }
                 // Read the clock inside the transaction so `now` is ordered with the write.
                 let r = f(lease, clock.now())?;
                 flag.store(r, std::sync::atomic::Ordering::Relaxed);

@@ -41,7 +41,7 @@ pub(super) async fn start_scan(
 #[utoipa::path(get, path = "/api/v1/scans/{id}", tag = "scans", params(("id" = String, Path, description = "The run id")), responses((status = 200, body = dto::ScanView), (status = 404, description = "`run-not-found`", body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
 pub(super) async fn show_scan(
     State(s): State<AppState>,
-    Caller(_who): Caller,
+    Caller(who): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<dto::ScanView>, ApiError> {
     let run = s
@@ -57,16 +57,19 @@ pub(super) async fn show_scan(
             )
         })?;
     let walks = s.store.walks_of(id).await.map_err(|e| internal(&e))?;
-    Ok(Json(dto::ScanView {
-        run: run.into(),
-        walks: walks.into_iter().map(Into::into).collect(),
-    }))
+    Ok(Json(scoped(
+        &who,
+        dto::ScanView {
+            run: run.into(),
+            walks: walks.into_iter().map(Into::into).collect(),
+        },
+    )))
 }
 
 #[utoipa::path(get, path = "/api/v1/status", tag = "scans", responses((status = 200, body = dto::StatusView), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
 pub(super) async fn status(
     State(s): State<AppState>,
-    Caller(_who): Caller,
+    Caller(who): Caller,
 ) -> Result<Json<dto::StatusView>, ApiError> {
     let runs = s.store.latest_runs().await.map_err(|e| internal(&e))?;
     let walks = match runs.iter().find(|r| r.task == crate::model::TaskName::Scan) {
@@ -77,9 +80,37 @@ pub(super) async fn status(
             .map_err(|e| internal(&e))?,
         None => vec![],
     };
+    let lessee = who.role == crate::auth::Role::Lessee;
     Ok(Json(dto::StatusView {
-        tasks: runs.into_iter().map(Into::into).collect(),
+        tasks: runs
+            .into_iter()
+            .map(|r| {
+                let v = dto::RunView::from(r);
+                if lessee {
+                    v.for_lessee(|p| who.can_see(p))
+                } else {
+                    v
+                }
+            })
+            .collect(),
         running_scan: s.tasks.running_scan().await,
-        last_scan_walks: walks.into_iter().map(Into::into).collect(),
+        last_scan_walks: walks
+            .into_iter()
+            .map(|w| {
+                let v = dto::WalkView::from(w);
+                if lessee { v.for_lessee() } else { v }
+            })
+            .collect(),
     }))
+}
+
+/// A run as `who` may see it: lessees get no error texts and only their projects' caps.
+fn scoped(who: &crate::auth::Principal, v: dto::ScanView) -> dto::ScanView {
+    if who.role != crate::auth::Role::Lessee {
+        return v;
+    }
+    dto::ScanView {
+        run: v.run.for_lessee(|p| who.can_see(p)),
+        walks: v.walks.into_iter().map(dto::WalkView::for_lessee).collect(),
+    }
 }

@@ -206,3 +206,63 @@ async fn sighup_and_the_api_reload_principals_rules_and_schedules_keeping_the_ol
     );
     drop(daemon);
 }
+
+/// Lease rights follow the principal as it is now: a lessee taken off a project by a reload
+/// can neither renew nor release the leases it took there; an operator still can. Its status
+/// shows no error texts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lessee_taken_off_a_project_keeps_no_hold_on_its_leases() {
+    let work = Workdir::new();
+    let (daemon, addr) = spawn_daemon(&work.config_path());
+    let (s, lease) = call(
+        &addr,
+        reqwest::Method::POST,
+        "/api/v1/leases",
+        WEB,
+        Some(json!({"project": "web", "task": "t", "owner": "alice@example.com"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{lease}");
+    let id = lease["id"].as_str().expect("id").to_owned();
+
+    // ci-web moves to project data only.
+    let text = std::fs::read_to_string(work.config_path()).expect("config");
+    let moved = text.replacen(
+        "name = \"ci-web\"\nrole = \"lessee\"\nprojects = [\"web\"]",
+        "name = \"ci-web\"\nrole = \"lessee\"\nprojects = [\"data\"]",
+        1,
+    );
+    assert_ne!(moved, text, "the fixture names ci-web's projects");
+    std::fs::write(work.config_path(), &moved).expect("write config");
+    let (s, body) = call(
+        &addr,
+        reqwest::Method::POST,
+        "/api/v1/reload",
+        OPERATOR,
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+
+    for action in ["renew", "heartbeat", "release"] {
+        let (s, body) = call(
+            &addr,
+            reqwest::Method::POST,
+            &format!("/api/v1/leases/{id}/{action}"),
+            WEB,
+            Some(json!({})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{action}: {body}");
+    }
+    let (s, body) = call(
+        &addr,
+        reqwest::Method::POST,
+        &format!("/api/v1/leases/{id}/release"),
+        OPERATOR,
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    drop(daemon);
+}

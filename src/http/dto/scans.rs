@@ -150,3 +150,108 @@ pub struct StatusView {
     pub running_scan: Option<String>,
     pub last_scan_walks: Vec<WalkView>,
 }
+
+/// What a lessee is told instead of an error text: AWS and store messages name accounts, roles
+/// and other projects' resources.
+pub const HIDDEN: &str = "(details for operators and viewers)";
+
+/// Keys whose text is an error message or a reason, in run summaries and walks.
+const ERROR_KEYS: [&str; 4] = ["reason", "error", "organization_error", "detail"];
+
+impl RunView {
+    /// The run as a lessee may see it: error texts hidden, and the caps of projects it cannot
+    /// see left out (the pass's and accounts' caps stay, as in the plan).
+    pub fn for_lessee(mut self, can_see: impl Fn(&str) -> bool) -> Self {
+        hide_errors(&mut self.summary);
+        if let Some(caps) = self
+            .summary
+            .pointer_mut("/reap/capped")
+            .and_then(serde_json::Value::as_array_mut)
+        {
+            caps.retain(|c| {
+                c.as_str()
+                    .and_then(|t| t.split_once(" for project:"))
+                    .map(|(_, rest)| rest.trim_end_matches(" this pass"))
+                    .is_none_or(&can_see)
+            });
+        }
+        self
+    }
+}
+
+impl WalkView {
+    /// The walk as a lessee may see it: whether it was complete, not why not.
+    pub fn for_lessee(mut self) -> Self {
+        if self.reason.is_some() {
+            self.reason = Some(HIDDEN.into());
+        }
+        if let Some(s) = &mut self.sweep {
+            for t in &mut s.types {
+                if t.reason.is_some() {
+                    t.reason = Some(HIDDEN.into());
+                }
+            }
+        }
+        self
+    }
+}
+
+fn hide_errors(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                if ERROR_KEYS.contains(&k.as_str()) && v.is_string() {
+                    *v = HIDDEN.into();
+                } else {
+                    hide_errors(v);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(hide_errors),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod lessee_tests {
+    use super::*;
+
+    #[test]
+    fn lessees_see_no_error_text_and_only_their_caps() {
+        let run = RunView {
+            id: "R".into(),
+            task: TaskName::Scan,
+            trigger: "scheduler".into(),
+            started_at: DateTime::UNIX_EPOCH,
+            ended_at: None,
+            outcome: RunOutcome::Partial,
+            summary: serde_json::json!({
+                "organization_error": "AccessDenied: arn:aws:iam::111111111111:role/x",
+                "walks": [{"account": "1", "reason": "ThrottlingException in 222222222222"}],
+                "failures": [{"arn": "a", "detail": "UnauthorizedOperation"}],
+                "reap": {"capped": [
+                    "5 deletions due, cap 2: none done for project:web this pass",
+                    "5 deletions due, cap 2: none done for project:data this pass",
+                    "9 deletions due, cap 3: none done for pass this pass",
+                    "9 deletions due, cap 3: none done for account:123456789012 this pass",
+                ], "deleted": 1},
+                "resources_seen": 10,
+            }),
+        };
+        let seen = run.for_lessee(|p| p == "web");
+        let s = &seen.summary;
+        assert_eq!(s["organization_error"], HIDDEN);
+        assert_eq!(s["walks"][0]["reason"], HIDDEN);
+        assert_eq!(s["failures"][0]["detail"], HIDDEN);
+        assert_eq!(s["walks"][0]["account"], "1");
+        assert_eq!(s["resources_seen"], 10);
+        let caps: Vec<&str> = s["reap"]["capped"]
+            .as_array()
+            .expect("caps")
+            .iter()
+            .filter_map(|c| c.as_str())
+            .collect();
+        assert_eq!(caps.len(), 3, "{caps:?}");
+        assert!(caps.iter().all(|c| !c.contains("project:data")), "{caps:?}");
+    }
+}
