@@ -30,6 +30,14 @@ pub fn parse_amount(s: &str) -> Result<MicroUsd, String> {
     let point = int.len() as i64 + i64::from(exp);
     // Keep six digits after the point, and look at the seventh to round.
     let keep = point + 6;
+    // Work linear in the input, whatever the exponent: all zeros is zero, and more than 19
+    // places after the first non-zero digit overflow an i64.
+    let Some(first) = digits.iter().position(|&d| d != 0) else {
+        return Ok(0);
+    };
+    if keep - first as i64 > 19 {
+        return Err(bad());
+    }
     let mut value: i64 = 0;
     for i in 0..keep.max(0) {
         let d = usize::try_from(i)
@@ -95,6 +103,12 @@ mod tests {
             (".5", 500_000),
             ("7.", 7_000_000),
             ("123456789.123456", 123_456_789_123_456),
+            // Huge exponents cost nothing: zero is zero, a tiny value rounds to zero.
+            ("0e2000000000", 0),
+            ("0.000e-2000000000", 0),
+            ("5e-2000000000", 0),
+            ("00000000000000000000000001", 1_000_000),
+            ("9223372036854.775807", i64::MAX),
         ] {
             assert_eq!(parse_amount(s), Ok(want), "{s}");
         }
@@ -106,6 +120,8 @@ mod tests {
             "--1",
             "1,5",
             "99999999999999999999",
+            "1e2000000000",
+            "9223372036854.775808",
         ] {
             assert!(parse_amount(bad).is_err(), "{bad}");
         }
