@@ -67,9 +67,13 @@ struct ClientArgs {
         global = true
     )]
     addr: String,
-    /// Bearer token for the API.
+    /// Bearer token for the API (shows in the process list: prefer --token-file or the
+    /// environment).
     #[arg(long, env = "EPHEMERA_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
+    /// A file holding the bearer token (surrounding whitespace ignored); wins over --token.
+    #[arg(long, env = "EPHEMERA_TOKEN_FILE", global = true)]
+    token_file: Option<std::path::PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value = "table", global = true)]
     output: Output,
@@ -81,7 +85,24 @@ struct ClientArgs {
 
 impl ClientArgs {
     fn client(&self) -> anyhow::Result<Client> {
-        Client::new(&self.addr, self.token.as_deref(), self.timeout)
+        let from_file = match &self.token_file {
+            Some(path) => {
+                let t = std::fs::read_to_string(path).map_err(|e| {
+                    anyhow::anyhow!("cannot read the token file {}: {e}", path.display())
+                })?;
+                let t = t.trim().to_owned();
+                if t.is_empty() {
+                    anyhow::bail!("the token file {} is empty", path.display());
+                }
+                Some(t)
+            }
+            None => None,
+        };
+        Client::new(
+            &self.addr,
+            from_file.as_deref().or(self.token.as_deref()),
+            self.timeout,
+        )
     }
 }
 

@@ -438,7 +438,13 @@ impl Drop for DaemonProcess {
 
 /// Starts the real daemon binary with JSON logs; returns it and the address it logged.
 pub(crate) fn spawn_daemon(config: &Path) -> (DaemonProcess, String) {
+    spawn_daemon_with(config, &[])
+}
+
+/// [`spawn_daemon`] with global options (`--log-level trace`, say) before the subcommand.
+pub(crate) fn spawn_daemon_with(config: &Path, global: &[&str]) -> (DaemonProcess, String) {
     let mut child = Command::new(BIN)
+        .args(global)
         .args([
             "daemon",
             "--log-format",
@@ -724,4 +730,74 @@ async fn token_new_and_hash_agree() {
     drop(stdin);
     let o = child.wait_with_output().await.expect("hash runs");
     assert_eq!(stdout(&o).trim(), lines[1]);
+}
+
+/// At `trace`, every crate logging, the daemon writes no bearer token (nor its hash) while
+/// requests with good and bad tokens come and go.
+#[tokio::test(flavor = "multi_thread")]
+async fn daemon_at_trace_level_never_logs_a_token() {
+    let work = Workdir::new();
+    let (mut daemon, addr) = spawn_daemon_with(&work.config_path(), &["--log-level", "trace"]);
+    let client = reqwest::Client::new();
+    let wrong = "not-a-token-0123456789";
+    for token in [WEB, OPERATOR, wrong] {
+        let r = client
+            .post(format!("{addr}/api/v1/leases"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"project": "web", "task": "t", "owner": "a@example.com"}))
+            .send()
+            .await
+            .expect("daemon answers");
+        assert!(r.status().as_u16() < 500, "{}", r.status());
+    }
+    let _ = daemon.child.kill();
+    let (_, logs) = daemon.wait();
+    assert!(logs.contains("TRACE"), "trace logging is on");
+    for token in [WEB, OPERATOR, wrong] {
+        assert!(!logs.contains(token), "token in the log:\n{logs}");
+        let hash = ephemera::auth::TokenHash::of(token).to_hex();
+        assert!(!logs.contains(&hash), "token hash in the log");
+    }
+}
+
+/// `--token-file` (and `EPHEMERA_TOKEN_FILE`) authenticate like `EPHEMERA_TOKEN`, and win over
+/// it; an empty or missing file is a clear error.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_token_can_come_from_a_file() {
+    let work = Workdir::new();
+    let d = TestDaemon::start(&work).await;
+    let base = d.base();
+    let file = work.path().join("token");
+    std::fs::write(&file, format!("  {WEB}\n")).expect("token file");
+    let path = file.to_str().expect("utf-8");
+    let list = ["lease", "list"];
+    let o = run(
+        &[&list[..], &["--token-file", path]].concat(),
+        &[
+            ("EPHEMERA_ADDR", base.as_str()),
+            ("EPHEMERA_TOKEN", "wrong"),
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(
+        &list,
+        &[
+            ("EPHEMERA_ADDR", base.as_str()),
+            ("EPHEMERA_TOKEN_FILE", path),
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::write(&file, "\n").expect("empty");
+    let o = run(
+        &list,
+        &[
+            ("EPHEMERA_ADDR", base.as_str()),
+            ("EPHEMERA_TOKEN_FILE", path),
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("is empty"), "{}", stderr(&o));
 }

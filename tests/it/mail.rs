@@ -57,6 +57,49 @@ async fn mail_test_over_implicit_tls_with_auth() {
     assert_eq!(m[0].rcpt_tos, ["ops@example.com"]);
 }
 
+/// At `trace`, every crate logging, `mail test` with AUTH writes neither the password nor its
+/// AUTH PLAIN or LOGIN encoding anywhere.
+#[tokio::test(flavor = "multi_thread")]
+async fn mail_test_at_trace_level_never_logs_the_password() {
+    use base64::Engine as _;
+    let smtps = Smtp::start(Tls::Implicit, Some(("ephemera".into(), "s3cret-pw".into())));
+    let section = smtps.section(&format!(
+        "username = \"ephemera\"\npassword_env = \"SMTP_PW\"\nca_file = \"{}\"",
+        smtps.ca_file().display()
+    ));
+    let work = Workdir::with_config(&format!("{}{}", config_text(), section));
+    let cfg = work.config_path();
+    let o = run(
+        &[
+            "--log-level",
+            "trace",
+            "mail",
+            "test",
+            "--to",
+            "ops@example.com",
+            "--config",
+            cfg.to_str().expect("utf-8"),
+        ],
+        &[("SMTP_PW", "s3cret-pw")],
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    smtps.wait_for(1).await;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let all = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+    assert!(
+        all.contains("TRACE") || all.contains("DEBUG"),
+        "trace logging is on: {all}"
+    );
+    for secret in [
+        "s3cret-pw".to_owned(),
+        b64.encode("\0ephemera\0s3cret-pw"),
+        b64.encode("s3cret-pw"),
+    ] {
+        assert!(!all.contains(&secret), "`{secret}` in the output:\n{all}");
+    }
+}
+
 /// `mail test` sends one multipart/alternative message through a plain relay, and through a
 /// STARTTLS + AUTH relay whose private CA is trusted by `ca_file`; an untrusted certificate,
 /// a wrong password and a bad `[smtp]` value are refused with the reason.
