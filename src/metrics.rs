@@ -95,6 +95,8 @@ pub struct Metrics {
     pub resources_by_source: IntGaugeVec,
     /// `ephemera_audited_accounts`: accounts the last pass audited (static and organization).
     pub audited_accounts: IntGauge,
+    /// `ephemera_outbox_dead`: messages the relay refused for good, kept until `mail retry`.
+    pub outbox_dead: IntGauge,
     /// `ephemera_teardown_success_ratio{project}`: of the leases that ended within
     /// [`TEARDOWN_WINDOW`] and have had time to be torn down, the share proven torn down.
     pub teardown_success_ratio: GaugeVec,
@@ -461,6 +463,14 @@ impl Metrics {
                 IntGauge::new(
                     "ephemera_audited_accounts",
                     "Accounts the last pass audited: the static ones and those AWS Organizations listed",
+                )
+                .expect("valid static metric"),
+            ),
+            outbox_dead: reg(
+                &r,
+                IntGauge::new(
+                    "ephemera_outbox_dead",
+                    "Dead letters: messages the SMTP relay refused for good (or that cannot be built), kept unsent until `ephemera mail retry`",
                 )
                 .expect("valid static metric"),
             ),

@@ -306,6 +306,19 @@ enum MailCmd {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// List the dead letters: messages the relay refused for good (read from the store).
+    Dead(ConfigArg),
+    /// Queue dead letters again (the daemon sends them on its next round).
+    Retry {
+        /// The dead letters' ids (from `mail dead`).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        ids: Vec<i64>,
+        /// Every dead letter.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -491,6 +504,10 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Token(TokenCmd::New) => admin::token_new(),
         Command::Token(TokenCmd::Hash) => admin::token_hash(),
         Command::Mail(MailCmd::Test { to, config }) => admin::mail_test(to, config).await,
+        Command::Mail(MailCmd::Dead(config)) => store::dead_letters(config).await,
+        Command::Mail(MailCmd::Retry { ids, all, config }) => {
+            store::retry_dead_letters(config, (!all).then_some(ids)).await
+        }
         Command::Lease { client, command } => lease::lease(client, command).await,
         Command::Scan {
             client,

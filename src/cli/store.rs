@@ -117,3 +117,49 @@ pub(super) async fn confirm(config: ConfigArg) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `mail dead`: the dead letters, one per line.
+pub(super) async fn dead_letters(config: ConfigArg) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&config.config)?;
+    let store = existing_store(&config).await?;
+    let rows: Vec<Vec<String>> = store
+        .dead_letters()
+        .await?
+        .into_iter()
+        .map(|r| {
+            vec![
+                r.id.to_string(),
+                r.kind.to_string(),
+                r.recipient.unwrap_or_default(),
+                r.attempts.to_string(),
+                r.dead_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                r.last_error.unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        super::output::table(
+            &["ID", "KIND", "TO", "ATTEMPTS", "DEAD_AT", "LAST_ERROR"],
+            &rows
+        )
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `mail retry`: dead letters queued again.
+pub(super) async fn retry_dead_letters(
+    config: ConfigArg,
+    ids: Option<Vec<i64>>,
+) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&config.config)?;
+    let store = existing_store(&config).await?;
+    let asked = ids.as_ref().map(Vec::len);
+    let n = store.retry_dead_letters(ids).await?;
+    println!("{n} dead letter(s) queued again");
+    // Naming an id that is not a dead letter is a mistake worth an exit code.
+    Ok(match asked {
+        Some(a) if a as u64 != n => ExitCode::FAILURE,
+        _ => ExitCode::SUCCESS,
+    })
+}

@@ -185,6 +185,11 @@ impl Mailer {
             }
         }
         report.pending = inner.store.outbox_pending().await?;
+        let dead = inner.store.dead_letter_count().await?;
+        inner
+            .metrics
+            .outbox_dead
+            .set(i64::try_from(dead).unwrap_or(i64::MAX));
         inner
             .metrics
             .outbox_pending
@@ -402,8 +407,8 @@ impl Mailer {
                     r,
                 )
             });
-        let (error, relay_down) = match message {
-            Err(e) => (crate::error_chain(&e), false),
+        let (error, failure) = match message {
+            Err(e) => (crate::error_chain(&e), Failure::Unsendable),
             Ok(message) => match inner.transport.send(message).await {
                 Ok(()) => {
                     // The server has the message. Should the daemon die before this mark is
@@ -420,9 +425,20 @@ impl Mailer {
                     tracing::info!(attempts = row.attempts + 1, "mail sent");
                     return Ok(Delivery::Sent);
                 }
-                Err(e) => (crate::error_chain(&e), !e.permanent),
+                Err(e) => (
+                    crate::error_chain(&e),
+                    match (e.answered, e.permanent) {
+                        (false, _) => Failure::Down,
+                        (true, permanent) => Failure::Refused { permanent },
+                    },
+                ),
             },
         };
+        let relay_down = matches!(
+            failure,
+            Failure::Down | Failure::Refused { permanent: false }
+        );
+        let dead = dead_letter(failure, row.refusals);
         let retry_at = now
             + crate::model::backoff(
                 inner.smtp.retry_backoff.to_chrono(),
@@ -430,12 +446,23 @@ impl Mailer {
                 MAX_BACKOFF,
             );
         inner.metrics.email_failures.inc();
-        if relay_down {
+        if dead {
+            tracing::error!(error = %error, attempts = row.attempts + 1, "mail refused for good: kept as a dead letter (`ephemera mail dead`, `ephemera mail retry`)");
+        } else if relay_down {
             tracing::warn!(error = %error, attempts = row.attempts + 1, retry_at = %retry_at, "mail not sent; will retry");
         } else {
             tracing::error!(error = %error, attempts = row.attempts + 1, retry_at = %retry_at, "mail refused; fix the address or the relay (retried hourly at most)");
         }
-        inner.store.mark_failed(row.id, retry_at, error).await?;
+        inner
+            .store
+            .mark_failed(
+                row.id,
+                retry_at,
+                error,
+                matches!(failure, Failure::Refused { .. }),
+                dead.then_some(now),
+            )
+            .await?;
         Ok(Delivery::Failed { relay_down })
     }
 
@@ -447,6 +474,34 @@ impl Mailer {
 enum Delivery {
     Sent,
     Failed { relay_down: bool },
+}
+
+/// Why a message was not sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// It cannot be rendered or built (a bad address): trying again cannot help.
+    Unsendable,
+    /// The relay answered no: for good (5xx) or for now (4xx).
+    Refused { permanent: bool },
+    /// The relay could not be reached (no connection, a timeout, TLS).
+    Down,
+}
+
+/// A relay that refuses a message this many times for good (5xx) makes it a dead letter: a
+/// misconfigured relay (a wrong password answers 5xx too) gets a few chances to be fixed.
+const PERMANENT_REFUSALS: u32 = 3;
+/// Refusals for now (4xx) before a message is a dead letter.
+const MAX_REFUSALS: u32 = 10;
+
+/// Whether this failure, after `refusals` earlier ones, makes the message a dead letter. An
+/// outage never does: mail waits for the relay however long it is down.
+fn dead_letter(failure: Failure, refusals: u32) -> bool {
+    match failure {
+        Failure::Unsendable => true,
+        Failure::Refused { permanent: true } => refusals + 1 >= PERMANENT_REFUSALS,
+        Failure::Refused { permanent: false } => refusals + 1 >= MAX_REFUSALS,
+        Failure::Down => false,
+    }
 }
 
 /// A Message-ID fixed per outbox row: `<kind.id.hash@domain-of-from>`.
@@ -810,6 +865,27 @@ members = ["hubot"]
         let (rollups, nobody) = roll_up_notices(&ctx(&[]), notices);
         assert_eq!(nobody, vec![7, 8]);
         assert_eq!(rollups.len(), 4);
+    }
+
+    #[test]
+    fn dead_letters_come_from_refusals_never_from_outages() {
+        use Failure::*;
+        for (failure, before, dead) in [
+            (Unsendable, 0, true),
+            (Refused { permanent: true }, 0, false),
+            (Refused { permanent: true }, 1, false),
+            (Refused { permanent: true }, 2, true),
+            (Refused { permanent: false }, 8, false),
+            (Refused { permanent: false }, 9, true),
+            (Down, 0, false),
+            (Down, 1_000, false),
+        ] {
+            assert_eq!(
+                dead_letter(failure, before),
+                dead,
+                "{failure:?} after {before}"
+            );
+        }
     }
 
     #[test]

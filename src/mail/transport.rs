@@ -53,6 +53,9 @@ pub struct SendError {
     kind: &'static str,
     /// The server answered 5xx: sending the same message again will not help.
     pub permanent: bool,
+    /// The server answered (4xx or 5xx), as opposed to an outage (no connection, a timeout,
+    /// TLS failing).
+    pub answered: bool,
     #[source]
     source: lettre::transport::smtp::Error,
 }
@@ -131,6 +134,7 @@ impl SmtpTransport {
                 relay: self.relay.clone(),
                 kind,
                 permanent: e.is_permanent(),
+                answered: e.is_permanent() || e.is_transient(),
                 source: e,
             }
         })

@@ -251,6 +251,10 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE leases ADD COLUMN teardown_complete_at INTEGER;
     CREATE INDEX leases_teardown_open ON leases (ends_at) WHERE teardown_complete_at IS NULL;
     CREATE INDEX resources_by_lease ON resources (lease_id) WHERE lease_id IS NOT NULL;",
+    // 18: the outbox's dead letters: messages the relay refused for good, kept (not sent, not
+    // retried) until `ephemera mail retry`; `refusals` counts answers, not outages.
+    "ALTER TABLE outbox ADD COLUMN refusals INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE outbox ADD COLUMN dead_at INTEGER;",
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), StoreError> {

@@ -32,10 +32,14 @@ pub struct OutboxRow {
     pub last_error: Option<String>,
     /// For a notice: the message that carries it.
     pub rolled_into: Option<i64>,
+    /// Failed attempts the relay answered (refused), as opposed to outages.
+    pub refusals: u32,
+    /// When it became a dead letter: not sent, not retried until `mail retry`.
+    pub dead_at: Option<DateTime<Utc>>,
 }
 
 const ROW_COLUMNS: &str = "id, kind, recipient, dedupe_key, payload, created_at, sent_at, attempts,
-     next_attempt_at, last_error, rolled_into";
+     next_attempt_at, last_error, rolled_into, refusals, dead_at";
 
 fn outbox_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRow> {
     let payload: String = r.get(4)?;
@@ -51,6 +55,8 @@ fn outbox_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRow> {
         next_attempt_at: r.get::<_, Option<i64>>(8)?.map(from_ms).transpose()?,
         last_error: r.get(9)?,
         rolled_into: r.get(10)?,
+        refusals: r.get(11)?,
+        dead_at: r.get::<_, Option<i64>>(12)?.map(from_ms).transpose()?,
     })
 }
 
@@ -139,7 +145,7 @@ impl Store {
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {ROW_COLUMNS} FROM outbox
-                 WHERE sent_at IS NULL AND kind IN (SELECT value FROM json_each(?1))
+                 WHERE sent_at IS NULL AND dead_at IS NULL AND kind IN (SELECT value FROM json_each(?1))
                    AND (?2 IS NULL OR next_attempt_at IS NULL OR next_attempt_at <= ?2)
                  ORDER BY id LIMIT ?3"
             ))?;
@@ -172,15 +178,63 @@ impl Store {
         id: i64,
         retry_at: DateTime<Utc>,
         error: String,
+        refused: bool,
+        dead_at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError> {
         self.writer
             .write(move |c| {
                 c.prepare_cached(
-                    "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3
+                    "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3,
+                                       refusals = refusals + ?4, dead_at = ?5
                      WHERE id = ?1 AND sent_at IS NULL",
                 )?
-                .execute(params![id, ms(retry_at), error])?;
+                .execute(params![id, ms(retry_at), error, i64::from(refused), dead_at.map(ms)])?;
                 Ok(())
+            })
+            .await
+    }
+
+    /// The dead letters, oldest first.
+    pub async fn dead_letters(&self) -> Result<Vec<OutboxRow>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {ROW_COLUMNS} FROM outbox WHERE sent_at IS NULL AND dead_at IS NOT NULL ORDER BY id"
+            ))?;
+            let rows = stmt
+                .query_map([], outbox_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// How many dead letters there are.
+    pub async fn dead_letter_count(&self) -> Result<u64, StoreError> {
+        self.read(|c| {
+            let n: i64 = c
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND dead_at IS NOT NULL",
+                )?
+                .query_row([], |r| r.get(0))?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+        .await
+    }
+
+    /// Queues dead letters again (`ids`, or every one with `None`): sent on the next round,
+    /// with their refusals forgotten. Returns how many.
+    pub async fn retry_dead_letters(&self, ids: Option<Vec<i64>>) -> Result<u64, StoreError> {
+        let ids = ids.map(|i| serde_json::to_string(&i).unwrap_or_else(|_| "[]".into()));
+        self.writer
+            .write(move |c| {
+                let n = c
+                    .prepare_cached(
+                        "UPDATE outbox SET dead_at = NULL, refusals = 0, next_attempt_at = NULL
+                         WHERE sent_at IS NULL AND dead_at IS NOT NULL
+                           AND (?1 IS NULL OR id IN (SELECT value FROM json_each(?1)))",
+                    )?
+                    .execute(params![ids])?;
+                Ok(n as u64)
             })
             .await
     }
@@ -189,7 +243,9 @@ impl Store {
     pub async fn outbox_pending(&self) -> Result<u64, StoreError> {
         self.read(|c| {
             let n: i64 = c
-                .prepare_cached("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL")?
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND dead_at IS NULL",
+                )?
                 .query_row([], |r| r.get(0))?;
             Ok(u64::try_from(n).unwrap_or(0))
         })

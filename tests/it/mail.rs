@@ -498,6 +498,19 @@ async fn outbox_len(path: &std::path::Path) -> usize {
 
 /// A mailer on a manual clock over the config in `work`, with the store it works on.
 async fn mailer(work: &Workdir, clock: Arc<ManualClock>) -> (Mailer, ephemera::store::Store) {
+    let (m, store, _) = mailer_with_metrics(work, clock).await;
+    (m, store)
+}
+
+/// [`mailer`], with the metrics it updates.
+async fn mailer_with_metrics(
+    work: &Workdir,
+    clock: Arc<ManualClock>,
+) -> (
+    Mailer,
+    ephemera::store::Store,
+    Arc<ephemera::metrics::Metrics>,
+) {
     let config = work.config();
     let parts = ephemera::daemon::open(config.clone(), clock.clone())
         .await
@@ -511,7 +524,7 @@ async fn mailer(work: &Workdir, clock: Arc<ManualClock>) -> (Mailer, ephemera::s
     )
     .expect("transport")
     .expect("[smtp] configured");
-    (m, parts.store)
+    (m, parts.store, parts.metrics)
 }
 
 /// A deletion-planned notice as the reaper queues it.
@@ -1112,4 +1125,73 @@ async fn strict_rules_refuse_unknown_owners() {
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["code"], "unknown-owner", "{body}");
     d.stop().await;
+}
+
+/// A relay that refuses a mailbox for good (550): after three refusals the message is a dead
+/// letter — not sent, not retried, counted in `ephemera_outbox_dead`, listed by `mail dead` —
+/// while the other mail goes out; `mail retry` queues it again. An outage never kills mail.
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_mail_becomes_a_dead_letter_until_retried() {
+    let smtp = Smtp::refusing("@refused.example");
+    let work = Workdir::with_config(&format!(
+        "{}{}",
+        config_text(),
+        smtp.section("retry_backoff = \"1m\"")
+    ));
+    let clock = crate::support::manual_clock();
+    let t0 = clock_now(&clock);
+    let (m, store, metrics) = mailer_with_metrics(&work, clock.clone()).await;
+    notice(
+        &store,
+        "deletion-planned",
+        1,
+        Some("bad@refused.example"),
+        t0,
+    )
+    .await;
+    notice(&store, "deletion-planned", 2, Some("good@example.com"), t0).await;
+
+    let r = m.round(false).await.expect("round");
+    assert_eq!((r.sent, r.failed, r.pending), (1, 1, 1), "{r:?}");
+    for _ in 0..2 {
+        clock.advance(TimeDelta::hours(2));
+        m.round(false).await.expect("round");
+    }
+    let r = m.round(true).await.expect("round");
+    assert_eq!(
+        (r.sent, r.failed, r.pending),
+        (0, 0, 0),
+        "dead, not pending: {r:?}"
+    );
+    assert_eq!(store.dead_letter_count().await.expect("count"), 1);
+    let dead = store.dead_letters().await.expect("dead");
+    assert_eq!(dead[0].recipient.as_deref(), Some("bad@refused.example"));
+    assert_eq!((dead[0].attempts, dead[0].refusals), (3, 3));
+    assert_eq!(
+        sample(&metrics.render(), "ephemera_outbox_dead"),
+        Some(1.0),
+        "the gauge"
+    );
+    let cfg = work.config_path();
+    let cfg = cfg.to_str().expect("utf-8");
+    let o = run(&["mail", "dead", "--config", cfg], &[]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let listed = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        listed.contains("bad@refused.example") && listed.contains("550"),
+        "{listed}"
+    );
+    let o = run(&["mail", "retry", "--all", "--config", cfg], &[]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(store.dead_letter_count().await.expect("count"), 0);
+    let r = m.round(false).await.expect("round");
+    assert_eq!(
+        (r.sent, r.failed, r.pending),
+        (0, 1, 1),
+        "tried again: {r:?}"
+    );
+    // Naming something that is not a dead letter fails.
+    let o = run(&["mail", "retry", "424242", "--config", cfg], &[]).await;
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(smtp.messages().len(), 1, "only good@ got mail");
 }

@@ -4,6 +4,7 @@
 Usage:
     .venv/bin/python tests/peers/smtp_server.py --port PORT --dir DIR
         [--tls none|starttls|implicit --cert-dir CERTS] [--auth USER:PASSWORD]
+        [--refuse SUFFIX]
 
 Every accepted message is parsed with Python's own `email` package (not ours) and written
 to DIR as one JSON file, atomically (written aside, then renamed), *before* the server answers
@@ -40,8 +41,16 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
 class Keep:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, refuse: str | None = None) -> None:
         self.directory = directory
+        self.refuse = refuse
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        # A mailbox that does not exist, answered for good (5xx), as a real relay would.
+        if self.refuse and address.endswith(self.refuse):
+            return "550 5.1.1 mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
         raw = envelope.original_content or envelope.content
@@ -135,6 +144,7 @@ def main() -> int:
     p.add_argument("--tls", choices=["none", "starttls", "implicit"], default="none")
     p.add_argument("--cert-dir", type=Path)
     p.add_argument("--auth", help="USER:PASSWORD required by AUTH")
+    p.add_argument("--refuse", help="answer 550 to recipients ending with this")
     args = p.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
 
@@ -171,7 +181,7 @@ def main() -> int:
         )
 
     controller = Controller(
-        Keep(args.dir), hostname="127.0.0.1", port=args.port, ready_timeout=10, **kwargs
+        Keep(args.dir, args.refuse), hostname="127.0.0.1", port=args.port, ready_timeout=10, **kwargs
     )
     controller.start()
     print("READY", flush=True)

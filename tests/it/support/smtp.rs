@@ -64,6 +64,8 @@ pub struct Smtp {
     tls: Tls,
     auth: Option<(String, String)>,
     dir: TempDir,
+    /// Recipients ending with this are refused for good (550).
+    refuse: Option<String>,
 }
 
 impl Smtp {
@@ -92,7 +94,16 @@ impl Smtp {
             tls,
             auth,
             dir,
+            refuse: None,
         }
+    }
+
+    /// A plain server that answers 550 to every recipient ending with `suffix`.
+    pub fn refusing(suffix: &str) -> Smtp {
+        let mut s = Smtp::stopped(Tls::None, None);
+        s.refuse = Some(suffix.into());
+        s.restart();
+        s
     }
 
     /// Starts the server (again) on its port, with the same message and certificate dirs.
@@ -120,6 +131,9 @@ impl Smtp {
             }
             if let Some((u, p)) = &self.auth {
                 cmd.args(["--auth", &format!("{u}:{p}")]);
+            }
+            if let Some(r) = &self.refuse {
+                cmd.args(["--refuse", r]);
             }
             let mut child = cmd
                 .stdin(Stdio::null())
