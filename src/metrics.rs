@@ -556,10 +556,14 @@ impl Metrics {
     }
 }
 
-/// The label sets a recomputed gauge was last given, so that a set which vanishes is set to
-/// zero rather than left showing its last value.
+/// The label sets a recomputed gauge was given, so that a set which vanishes reads zero for
+/// [`ZEROED_UPDATES`] updates (a dashboard sees it drop, not freeze at its last value) and is
+/// then removed: label sets churned by tasks and accounts must not pile up forever.
 #[derive(Debug, Default)]
-pub struct Series(std::sync::Mutex<std::collections::BTreeSet<Vec<String>>>);
+pub struct Series(std::sync::Mutex<std::collections::BTreeMap<Vec<String>, u32>>);
+
+/// Updates a vanished label set is kept at zero before it is removed.
+pub const ZEROED_UPDATES: u32 = 3;
 
 /// How far back the teardown ratio looks.
 pub const TEARDOWN_WINDOW: chrono::TimeDelta = chrono::TimeDelta::days(7);
@@ -624,7 +628,8 @@ pub fn top_accounts(counts: Vec<([String; 2], u64)>) -> Vec<(Vec<String>, i64)> 
 }
 
 impl Series {
-    /// Sets `gauge` to `values` and zeroes every label set given before but not now.
+    /// Sets `gauge` to `values`; a label set given before but not now reads zero for
+    /// [`ZEROED_UPDATES`] updates, then is removed.
     pub fn set<P: prometheus::core::Atomic>(
         &self,
         gauge: &prometheus::core::GenericGaugeVec<P>,
@@ -634,15 +639,25 @@ impl Series {
         let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let now: std::collections::BTreeSet<Vec<String>> =
             values.iter().map(|(k, _)| k.clone()).collect();
-        for gone in seen.difference(&now) {
-            gauge
-                .with_label_values(&labels(gone))
-                .set(P::T::from_i64(0));
-        }
+        seen.retain(|k, absent| {
+            if now.contains(k) {
+                *absent = 0;
+                return true;
+            }
+            *absent += 1;
+            if *absent > ZEROED_UPDATES {
+                // Already gone from the registry is fine.
+                let _ = gauge.remove_label_values(&labels(k));
+                false
+            } else {
+                gauge.with_label_values(&labels(k)).set(P::T::from_i64(0));
+                true
+            }
+        });
         for (k, v) in values {
             gauge.with_label_values(&labels(&k)).set(v);
+            seen.entry(k).or_insert(0);
         }
-        seen.extend(now);
     }
 }
 
@@ -653,14 +668,14 @@ impl Series {
         let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let now: std::collections::BTreeSet<Vec<String>> =
             values.iter().map(|(k, _)| k.clone()).collect();
-        for gone in seen.difference(&now) {
+        for gone in seen.keys().filter(|k| !now.contains(*k)) {
             // Absent already is fine: nothing to remove.
             let _ = gauge.remove_label_values(&labels(gone));
         }
         for (k, v) in values {
             gauge.with_label_values(&labels(&k)).set(v);
         }
-        *seen = now;
+        *seen = now.into_iter().map(|k| (k, 0)).collect();
     }
 }
 
@@ -702,6 +717,36 @@ mod tests {
                 ("web".to_owned(), 3, 2.0 / 3.0)
             ]
         );
+    }
+
+    /// Tasks come and go on every update: the gauge holds the live ones plus at most the
+    /// last [`ZEROED_UPDATES`] updates' departed ones, at zero, never the whole history.
+    #[test]
+    fn churned_label_sets_are_zeroed_then_dropped() {
+        let m = Metrics::new();
+        let s = Series::default();
+        let count = |m: &Metrics| {
+            m.render()
+                .lines()
+                .filter(|l| l.starts_with("ephemera_task_spend_usd{"))
+                .count()
+        };
+        for i in 0..50 {
+            s.set(
+                &m.task_spend_usd,
+                vec![(vec![format!("task-{i}"), "7d".into()], 1.0)],
+            );
+        }
+        assert_eq!(count(&m), 1 + ZEROED_UPDATES as usize);
+        let text = m.render();
+        assert!(text.contains("task=\"task-48\",window=\"7d\"} 0"), "{text}");
+        assert!(!text.contains("task=\"task-45\""), "{text}");
+        // One that comes back is live again, and counts from zero absences.
+        s.set(
+            &m.task_spend_usd,
+            vec![(vec!["task-47".into(), "7d".into()], 2.0)],
+        );
+        assert!(m.render().contains("task=\"task-47\",window=\"7d\"} 2"));
     }
 
     #[test]

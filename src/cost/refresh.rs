@@ -12,8 +12,10 @@ use super::{MicroUsd, refresh_start, usd_f64};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::inventory::AwsClients;
+use crate::live::Live;
 use crate::metrics::{Metrics, Series};
 use crate::model::Lease;
+use crate::policy::Policy;
 use crate::store::Store;
 
 /// The two groupings the API allows per request: each identity tag by region.
@@ -37,6 +39,8 @@ pub struct CostTask {
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
     /// Label sets each gauge was given, to zero those that vanish.
+    /// The projects the rules define: the only `project` label values spend gets.
+    policy: Live<Policy>,
     spend_series: Series,
     task_series: Series,
     waste_series: Series,
@@ -52,6 +56,7 @@ fn month_start(day: NaiveDate) -> NaiveDate {
 impl CostTask {
     pub fn new(
         config: Arc<Config>,
+        policy: Live<Policy>,
         store: Store,
         clients: AwsClients,
         metrics: Arc<Metrics>,
@@ -59,6 +64,7 @@ impl CostTask {
     ) -> Self {
         CostTask {
             config,
+            policy,
             store,
             clients,
             metrics,
@@ -223,13 +229,22 @@ impl CostTask {
             }
         };
 
+        let policy = self.policy.get();
         let mut spend = Vec::new();
         for (label, since) in &windows {
-            for t in self.store.spend_totals("project", *since).await? {
-                spend.push((
-                    vec![name(&t.key), t.region.clone(), label.clone()],
-                    usd_f64(t.micro_usd),
-                ));
+            let totals = self.store.spend_totals("project", *since).await?;
+            let folded = fold_projects(
+                totals
+                    .iter()
+                    .map(|t| (t.key.as_str(), t.region.as_str(), t.micro_usd)),
+                |p| {
+                    crate::model::ProjectName::parse(p)
+                        .ok()
+                        .is_some_and(|n| policy.project(&n).is_some())
+                },
+            );
+            for ((project, region), m) in folded {
+                spend.push((vec![project, region, label.clone()], usd_f64(m)));
             }
         }
         self.spend_series.set(&self.metrics.spend_usd, spend);
@@ -286,6 +301,28 @@ impl CostTask {
         );
         Ok(())
     }
+}
+
+/// Spend per (project label, region): a project the rules define keeps its name, an empty
+/// tag is `untagged`, anything else anyone tagged is summed as `other` (a tag value is not a
+/// bounded label).
+pub fn fold_projects<'a>(
+    totals: impl IntoIterator<Item = (&'a str, &'a str, MicroUsd)>,
+    known: impl Fn(&str) -> bool,
+) -> BTreeMap<(String, String), MicroUsd> {
+    let mut out: BTreeMap<(String, String), MicroUsd> = BTreeMap::new();
+    for (key, region, micro) in totals {
+        let label = if key.is_empty() {
+            "untagged"
+        } else if known(key) {
+            key
+        } else {
+            "other"
+        };
+        *out.entry((label.to_owned(), region.to_owned()))
+            .or_default() += micro;
+    }
+    out
 }
 
 /// Spend of a task after its lease ended (expired or released), per project of the lease.
@@ -377,5 +414,32 @@ mod tests {
             2,
             "spend of tasks without a lease is not counted: {w:?}"
         );
+    }
+}
+
+#[cfg(test)]
+mod label_tests {
+    use super::*;
+
+    #[test]
+    fn spend_labels_are_the_rules_projects_untagged_and_other() {
+        let got = fold_projects(
+            [
+                ("web", "us-east-1", 5),
+                ("", "us-east-1", 2),
+                ("anything-anyone-tagged", "us-east-1", 3),
+                ("x\u{1b}[31m", "us-east-1", 4),
+                ("web", "eu-west-1", 1),
+            ],
+            |p| p == "web",
+        );
+        let want: BTreeMap<(String, String), MicroUsd> = [
+            (("other".into(), "us-east-1".into()), 7),
+            (("untagged".into(), "us-east-1".into()), 2),
+            (("web".into(), "eu-west-1".into()), 1),
+            (("web".into(), "us-east-1".into()), 5),
+        ]
+        .into();
+        assert_eq!(got, want);
     }
 }

@@ -98,6 +98,7 @@ impl Tasks {
         );
         let cost = CostTask::new(
             config.clone(),
+            policy.clone(),
             store.clone(),
             clients.clone(),
             metrics.clone(),
