@@ -206,7 +206,19 @@ pub async fn serve(
         reap_jobs: reap_jobs.clone(),
         reload: Some(reloader.clone()),
     };
-    let app = http::router(state, config.api.max_body_bytes);
+    let api = &config.api;
+    let app = http::router(
+        state,
+        http::RequestLimits {
+            max_body_bytes: api.max_body_bytes,
+            request_timeout: std::time::Duration::from_secs(api.request_timeout.as_secs()),
+            max_concurrent_requests: api.max_concurrent_requests as usize,
+        },
+    );
+    let limits = http::serve::Limits {
+        header_read_timeout: std::time::Duration::from_secs(api.header_read_timeout.as_secs()),
+        max_connections: api.max_connections as usize,
+    };
     let addr = listener
         .local_addr()
         .context("listener has no local address")?;
@@ -219,8 +231,9 @@ pub async fn serve(
         armed = config.enforcement.armed,
         "ephemera daemon serving"
     );
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+    // A request in flight at shutdown gets the request timeout to finish.
+    let drain = limits_drain(api.request_timeout.as_secs());
+    let served = http::serve::serve(listener, app, limits, shutdown, drain)
         .await
         .context("http server failed");
     // An on-call reap in progress is finished, not cut off, when the daemon stops on purpose.
@@ -242,6 +255,10 @@ pub async fn serve(
     served?;
     tracing::info!("ephemera daemon stopped");
     Ok(())
+}
+
+fn limits_drain(request_timeout_s: u64) -> std::time::Duration {
+    std::time::Duration::from_secs(request_timeout_s.saturating_add(1))
 }
 
 /// How often the daemon records that it serves, and the smallest gap credited as downtime

@@ -14,7 +14,7 @@ use toml::Spanned;
 
 use crate::auth::{Principal, Role};
 use crate::diagnostic::{FileError, Source};
-use crate::model::{IdentityTags, ProjectName, check_tag_key};
+use crate::model::{HumanDuration, IdentityTags, ProjectName, check_tag_key};
 
 mod aws;
 mod cost;
@@ -80,6 +80,14 @@ pub struct Config {
 pub struct ApiConfig {
     pub listen: SocketAddr,
     pub max_body_bytes: usize,
+    /// A connection that has not sent a request's headers within this is closed.
+    pub header_read_timeout: HumanDuration,
+    /// A request not answered within this gets 503 `request-timeout`.
+    pub request_timeout: HumanDuration,
+    /// Open connections at most; one more is closed at accept.
+    pub max_connections: u32,
+    /// Requests in flight at most; one more gets 503 `overloaded`.
+    pub max_concurrent_requests: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -144,6 +152,14 @@ struct RawApi {
     listen: SocketAddr,
     #[serde(default = "default_max_body")]
     max_body_bytes: usize,
+    #[serde(default = "default_header_read_timeout")]
+    header_read_timeout: Spanned<HumanDuration>,
+    #[serde(default = "default_request_timeout")]
+    request_timeout: Spanned<HumanDuration>,
+    #[serde(default = "default_max_connections")]
+    max_connections: Spanned<u32>,
+    #[serde(default = "default_max_concurrent_requests")]
+    max_concurrent_requests: Spanned<u32>,
     #[serde(default)]
     principals: Vec<RawPrincipal>,
     #[serde(default)]
@@ -152,6 +168,22 @@ struct RawApi {
 
 fn default_max_body() -> usize {
     64 * 1024
+}
+
+fn default_header_read_timeout() -> Spanned<HumanDuration> {
+    Spanned::new(0..0, HumanDuration::from_secs(10))
+}
+
+fn default_request_timeout() -> Spanned<HumanDuration> {
+    Spanned::new(0..0, HumanDuration::from_secs(30))
+}
+
+fn default_max_connections() -> Spanned<u32> {
+    Spanned::new(0..0, 1024)
+}
+
+fn default_max_concurrent_requests() -> Spanned<u32> {
+    Spanned::new(0..0, 256)
 }
 
 #[derive(Debug, Deserialize)]
@@ -312,6 +344,39 @@ impl Config {
         if raw.api.max_body_bytes < 1024 {
             return Err(src.error_for(0..0, "api.max_body_bytes", "must be at least 1024"));
         }
+        let api = &raw.api;
+        for (field, d, range) in [
+            ("api.header_read_timeout", &api.header_read_timeout, 1..=300),
+            ("api.request_timeout", &api.request_timeout, 1..=3600),
+        ] {
+            if !range.contains(&d.get_ref().as_secs()) {
+                return Err(src.error_for(
+                    d.span(),
+                    field,
+                    format!("must be {}s to {}s", range.start(), range.end()),
+                ));
+            }
+        }
+        for (field, n, min) in [
+            ("api.max_connections", &api.max_connections, 8),
+            (
+                "api.max_concurrent_requests",
+                &api.max_concurrent_requests,
+                4,
+            ),
+        ] {
+            if !(min..=1_000_000).contains(n.get_ref()) {
+                return Err(src.error_for(n.span(), field, format!("must be {min} to 1000000")));
+            }
+        }
+        let api_config = ApiConfig {
+            listen: api.listen,
+            max_body_bytes: api.max_body_bytes,
+            header_read_timeout: *api.header_read_timeout.get_ref(),
+            request_timeout: *api.request_timeout.get_ref(),
+            max_connections: *api.max_connections.get_ref(),
+            max_concurrent_requests: *api.max_concurrent_requests.get_ref(),
+        };
         let oidc_issuers = resolve_issuers(&src, raw.api.oidc_issuers)?;
         let principals =
             resolve_principals(&src, raw.api.principals, &oidc_issuers, &resolve, env)?;
@@ -320,10 +385,7 @@ impl Config {
 
         Ok(Config {
             path: path.to_owned(),
-            api: ApiConfig {
-                listen: raw.api.listen,
-                max_body_bytes: raw.api.max_body_bytes,
-            },
+            api: api_config,
             store: StoreConfig {
                 path: store_path,
                 restore_clean_passes: raw.store.restore_clean_passes,

@@ -54,10 +54,22 @@ fn bad_values_name_file_line_and_field() {
         "field `schedules.scan`: invalid cron",
     );
     check_bad(
-        "timeout = \"30s\"",
-        "timeout = \"forever\"",
+        "\ntimeout = \"30s\"",
+        "\ntimeout = \"forever\"",
         "forever",
         "field `smtp.timeout`: invalid duration `forever`",
+    );
+    check_bad(
+        "header_read_timeout = \"10s\"",
+        "header_read_timeout = \"1h\"",
+        "header_read_timeout = \"1h\"",
+        "field `api.header_read_timeout`: must be 1s to 300s",
+    );
+    check_bad(
+        "max_connections = 1024",
+        "max_connections = 2",
+        "max_connections = 2",
+        "field `api.max_connections`: must be 8 to 1000000",
     );
     check_bad(
         "listen = \"127.0.0.1:9477\"",

@@ -15,6 +15,7 @@ pub mod openapi;
 mod reap;
 mod reload;
 mod scans;
+pub mod serve;
 
 use audit::*;
 use cost::*;
@@ -70,8 +71,19 @@ pub struct AppState {
     pub reload: Option<Arc<dyn Reload>>,
 }
 
+/// Per-request limits of `[api]`.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLimits {
+    pub max_body_bytes: usize,
+    pub request_timeout: std::time::Duration,
+    pub max_concurrent_requests: usize,
+}
+
 /// The whole HTTP surface.
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+pub fn router(state: AppState, limits: RequestLimits) -> Router {
+    let max_body_bytes = limits.max_body_bytes;
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent_requests));
+    let timeout = limits.request_timeout;
     let api = Router::new()
         .route("/leases", post(acquire).get(list))
         .route("/leases/{id}", get(show))
@@ -101,8 +113,41 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
+            let in_flight = in_flight.clone();
+            async move { bounded(in_flight, timeout, req, next).await }
+        }))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+/// At most `max_concurrent_requests` in flight, each at most `request_timeout`: beyond, 503
+/// `overloaded` at once (shedding is cheaper than queueing), and 503 `request-timeout` for a
+/// request that ran out of time. Probes and scrapes count too: a flood of them is what this
+/// stops.
+async fn bounded(
+    in_flight: Arc<tokio::sync::Semaphore>,
+    timeout: std::time::Duration,
+    req: Request,
+    next: Next,
+) -> Response {
+    let Ok(_permit) = in_flight.try_acquire_owned() else {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "too many requests in flight; retry shortly",
+        )
+        .into_response();
+    };
+    match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "request-timeout",
+            "the request took longer than the server's request_timeout",
+        )
+        .into_response(),
+    }
 }
 
 // ---- middleware -----------------------------------------------------------------------------

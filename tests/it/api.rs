@@ -861,3 +861,72 @@ async fn two_static_tokens_on_one_principal_both_work() {
     let (s, _) = d.get("/api/v1/leases", "ci-web-unknown").await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 }
+
+/// Slow and idle clients cannot hold the server: connections that never finish their headers
+/// are closed after `header_read_timeout`, and past `max_connections` a new connection is
+/// closed at once; the lease API answers again as soon as the slots free.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_header_connections_are_capped_and_timed_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let text = crate::support::config_text().replacen(
+        "max_body_bytes = 4096",
+        "max_body_bytes = 4096\nheader_read_timeout = \"1s\"\nmax_connections = 8",
+        1,
+    );
+    let work = Workdir::with_config(&text);
+    let d = TestDaemon::start(&work).await;
+    let addr = d.base().trim_start_matches("http://").to_owned();
+    // Eight connections that send half a request and then nothing.
+    let mut slow = Vec::new();
+    for _ in 0..8 {
+        let mut s = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .expect("half a request");
+        slow.push(s);
+    }
+    // The ninth is closed at accept: the server never answers it.
+    let mut ninth = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    ninth
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .ok();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), ninth.read(&mut buf))
+        .await
+        .expect("closed, not left hanging")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "no answer past max_connections");
+    // The slow ones are closed by the header-read timeout (hyper answers 408 or just closes).
+    for s in &mut slow {
+        let mut rest = Vec::new();
+        tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut rest))
+            .await
+            .expect("closed by the server")
+            .ok();
+        let text = String::from_utf8_lossy(&rest);
+        assert!(
+            rest.is_empty() || text.starts_with("HTTP/1.1 408"),
+            "{text}"
+        );
+    }
+    // Slots free: the lease API answers.
+    crate::support::eventually(
+        "the API answers",
+        std::time::Duration::from_secs(5),
+        || async {
+            d.http
+                .get(d.url("/api/v1/leases"))
+                .bearer_auth(WEB)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == StatusCode::OK)
+        },
+    )
+    .await;
+    d.stop().await;
+}
