@@ -232,7 +232,7 @@ pub async fn serve(
         "ephemera daemon serving"
     );
     // A request in flight at shutdown gets the request timeout to finish.
-    let drain = limits_drain(api.request_timeout.as_secs());
+    let drain = std::time::Duration::from_secs(api.request_timeout.as_secs() + 1);
     let served = http::serve::serve(listener, app, limits, shutdown, drain)
         .await
         .context("http server failed");
@@ -255,10 +255,6 @@ pub async fn serve(
     served?;
     tracing::info!("ephemera daemon stopped");
     Ok(())
-}
-
-fn limits_drain(request_timeout_s: u64) -> std::time::Duration {
-    std::time::Duration::from_secs(request_timeout_s.saturating_add(1))
 }
 
 /// How often the daemon records that it serves, and the smallest gap credited as downtime

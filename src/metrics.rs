@@ -635,6 +635,22 @@ impl Series {
         gauge: &prometheus::core::GenericGaugeVec<P>,
         values: Vec<(Vec<String>, P::T)>,
     ) {
+        self.update(gauge, values, ZEROED_UPDATES);
+    }
+
+    /// Like [`Series::set`], but label sets that vanished are removed at once rather than
+    /// zeroed: for a ratio, zero is a value (everything failed), not an absence.
+    pub fn replace(&self, gauge: &GaugeVec, values: Vec<(Vec<String>, f64)>) {
+        self.update(gauge, values, 0);
+    }
+
+    /// Sets `values`; a vanished label set reads zero for `zeroed` updates, then is removed.
+    fn update<P: prometheus::core::Atomic>(
+        &self,
+        gauge: &prometheus::core::GenericGaugeVec<P>,
+        values: Vec<(Vec<String>, P::T)>,
+        zeroed: u32,
+    ) {
         use prometheus::core::Number;
         let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let now: std::collections::BTreeSet<Vec<String>> =
@@ -645,7 +661,7 @@ impl Series {
                 return true;
             }
             *absent += 1;
-            if *absent > ZEROED_UPDATES {
+            if *absent > zeroed {
                 // Already gone from the registry is fine.
                 let _ = gauge.remove_label_values(&labels(k));
                 false
@@ -658,24 +674,6 @@ impl Series {
             gauge.with_label_values(&labels(&k)).set(v);
             seen.entry(k).or_insert(0);
         }
-    }
-}
-
-impl Series {
-    /// Like [`Series::set`], but label sets that vanished are removed rather than zeroed:
-    /// for a ratio, zero is a value (everything failed), not an absence.
-    pub fn replace(&self, gauge: &GaugeVec, values: Vec<(Vec<String>, f64)>) {
-        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let now: std::collections::BTreeSet<Vec<String>> =
-            values.iter().map(|(k, _)| k.clone()).collect();
-        for gone in seen.keys().filter(|k| !now.contains(*k)) {
-            // Absent already is fine: nothing to remove.
-            let _ = gauge.remove_label_values(&labels(gone));
-        }
-        for (k, v) in values {
-            gauge.with_label_values(&labels(&k)).set(v);
-        }
-        *seen = now.into_iter().map(|k| (k, 0)).collect();
     }
 }
 

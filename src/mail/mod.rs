@@ -233,28 +233,18 @@ impl Mailer {
                 "reason": route_reason(&route.via, l.project.as_str(), &l.owner),
             });
             let base = crate::store::expiry_warning_key(&l.id.to_string(), l.expires_at);
-            for (i, to) in route.to.iter().enumerate() {
-                // The first recipient keeps the key warnings had before routing existed, so an
-                // upgrade does not warn twice.
-                let key = if i == 0 {
+            // The first recipient keeps the key warnings had before routing existed, so an
+            // upgrade does not warn twice.
+            let key = |i: usize, to: &str| {
+                if i == 0 {
                     base.clone()
                 } else {
                     format!("{base}:{to}")
-                };
-                if inner
-                    .store
-                    .enqueue(
-                        MailKind::ExpiryWarning,
-                        Some(to.clone()),
-                        key,
-                        payload.clone(),
-                        now,
-                    )
-                    .await?
-                {
-                    queued += 1;
                 }
-            }
+            };
+            queued += self
+                .enqueue_each(MailKind::ExpiryWarning, &route.to, key, &payload, now)
+                .await?;
         }
         Ok(queued)
     }
@@ -293,23 +283,15 @@ impl Mailer {
             return Ok(0);
         };
         let at = report.ended_at.unwrap_or_else(|| inner.clock.now());
-        let mut queued = 0;
-        for to in &inner.smtp.oncall {
-            let key = format!("{}:{}:{to}", MailKind::OncallSummary, report.run_id);
-            if inner
-                .store
-                .enqueue(
-                    MailKind::OncallSummary,
-                    Some(to.clone()),
-                    key,
-                    payload.clone(),
-                    at,
-                )
-                .await?
-            {
-                queued += 1;
-            }
-        }
+        let mut queued = self
+            .enqueue_each(
+                MailKind::OncallSummary,
+                &inner.smtp.oncall,
+                |_, to| format!("{}:{}:{to}", MailKind::OncallSummary, report.run_id),
+                &payload,
+                at,
+            )
+            .await?;
         let policy = inner.policy.get();
         for team in policy.directory().teams.values() {
             if team.oncall.is_empty() || team.projects.is_empty() {
@@ -327,26 +309,45 @@ impl Mailer {
             let Some(payload) = team_summary(team, report, failures, &opened) else {
                 continue;
             };
-            for to in &team.oncall {
-                let key = format!(
-                    "{}:{}:{}:{to}",
+            queued += self
+                .enqueue_each(
                     MailKind::TeamSummary,
-                    team.name,
-                    report.run_id
-                );
-                if inner
-                    .store
-                    .enqueue(
-                        MailKind::TeamSummary,
-                        Some(to.clone()),
-                        key,
-                        payload.clone(),
-                        at,
-                    )
-                    .await?
-                {
-                    queued += 1;
-                }
+                    &team.oncall,
+                    |_, to| {
+                        format!(
+                            "{}:{}:{}:{to}",
+                            MailKind::TeamSummary,
+                            team.name,
+                            report.run_id
+                        )
+                    },
+                    &payload,
+                    at,
+                )
+                .await?;
+        }
+        Ok(queued)
+    }
+
+    /// Queues one `kind` message per address of `to`, each under the dedupe key `key` gives
+    /// it (index, address); returns how many were new.
+    async fn enqueue_each(
+        &self,
+        kind: MailKind,
+        to: &[String],
+        key: impl Fn(usize, &str) -> String,
+        payload: &Value,
+        at: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut queued = 0;
+        for (i, addr) in to.iter().enumerate() {
+            if self
+                .inner
+                .store
+                .enqueue(kind, Some(addr.clone()), key(i, addr), payload.clone(), at)
+                .await?
+            {
+                queued += 1;
             }
         }
         Ok(queued)
@@ -551,8 +552,9 @@ struct RollupContext {
 /// One message per recipient from pending notices; notices without a usable owner go to every
 /// on-call address (flagged `unowned`), or nowhere when there is none (returned apart).
 fn roll_up_notices(ctx: &RollupContext, notices: Vec<Notice>) -> (Vec<Rollup>, Vec<i64>) {
-    let mut by_recipient: BTreeMap<(bool, String), Vec<Notice>> = BTreeMap::new();
-    let mut reasons: BTreeMap<(bool, String), BTreeSet<String>> = BTreeMap::new();
+    // Per (unowned, recipient): its notices, and why each route reached it.
+    let mut by_recipient: BTreeMap<(bool, String), (Vec<Notice>, BTreeSet<String>)> =
+        BTreeMap::new();
     let mut nobody = Vec::new();
     let directory = ctx.policy.directory();
     for n in notices {
@@ -566,9 +568,9 @@ fn roll_up_notices(ctx: &RollupContext, notices: Vec<Notice>) -> (Vec<Rollup>, V
                     owner.unwrap_or_default(),
                 );
                 for to in route.to {
-                    let key = (route.via.unowned(), to);
-                    reasons.entry(key.clone()).or_default().insert(why.clone());
-                    by_recipient.entry(key).or_default().push(n.clone());
+                    let e = by_recipient.entry((route.via.unowned(), to)).or_default();
+                    e.0.push(n.clone());
+                    e.1.insert(why.clone());
                 }
             }
             None if ctx.oncall.is_empty() => nobody.push(n.id),
@@ -577,6 +579,7 @@ fn roll_up_notices(ctx: &RollupContext, notices: Vec<Notice>) -> (Vec<Rollup>, V
                     by_recipient
                         .entry((true, to.clone()))
                         .or_default()
+                        .0
                         .push(n.clone());
                 }
             }
@@ -584,10 +587,7 @@ fn roll_up_notices(ctx: &RollupContext, notices: Vec<Notice>) -> (Vec<Rollup>, V
     }
     let rollups = by_recipient
         .into_iter()
-        .map(|((unowned, recipient), notices)| {
-            let why = reasons
-                .remove(&(unowned, recipient.clone()))
-                .unwrap_or_default();
+        .map(|((unowned, recipient), (notices, why))| {
             let first = notices.first().map_or(0, |n| n.id);
             let items: Vec<Value> = notices.iter().map(item).collect();
             let leases: BTreeSet<(String, String)> = notices

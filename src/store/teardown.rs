@@ -3,7 +3,7 @@
 //! none of them.
 
 use chrono::{DateTime, Utc};
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 use super::{Store, StoreError, from_ms, ms};
 use crate::model::LeaseId;
@@ -55,11 +55,7 @@ impl Store {
             let v: Option<Option<i64>> = c
                 .prepare_cached("SELECT teardown_complete_at FROM leases WHERE id = ?1")?
                 .query_row([id.to_string()], |r| r.get(0))
-                .map(Some)
-                .or_else(|e| match e {
-                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                    e => Err(e),
-                })?;
+                .optional()?;
             v.flatten()
                 .map(from_ms)
                 .transpose()

@@ -930,3 +930,27 @@ async fn slow_header_connections_are_capped_and_timed_out() {
     .await;
     d.stop().await;
 }
+
+/// A lessee sees whether a pass's walks were complete, never why not (AWS error texts name
+/// accounts and roles); a viewer sees the reason. Here every walk fails: AWS is a closed port.
+#[tokio::test(flavor = "multi_thread")]
+async fn lessees_see_passes_without_error_texts() {
+    let work = Workdir::new();
+    let d = TestDaemon::start(&work).await;
+    let run = d.pass().await;
+    let id = run["run"]["id"].as_str().expect("run id").to_owned();
+    let (s, viewer) = d.get(&format!("/api/v1/scans/{id}"), VIEWER).await;
+    assert_eq!(s, StatusCode::OK, "{viewer}");
+    let reason = viewer["walks"][0]["reason"]
+        .as_str()
+        .expect("a failed walk says why");
+    assert_ne!(reason, ephemera::http::dto::HIDDEN);
+    for path in [format!("/api/v1/scans/{id}"), "/api/v1/status".to_owned()] {
+        let (s, lessee) = d.get(&path, WEB).await;
+        assert_eq!(s, StatusCode::OK, "{lessee}");
+        let text = lessee.to_string();
+        assert!(!text.contains(reason), "{path}: {text}");
+        assert!(text.contains(ephemera::http::dto::HIDDEN), "{path}: {text}");
+    }
+    d.stop().await;
+}

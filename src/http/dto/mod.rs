@@ -20,7 +20,9 @@ pub use reap::{
     CapView, PlanItemView, PlanStatus, PlanView, ReapItemView, ReapJobState, ReapJobView,
     ReapPlanView, ReapRequest,
 };
-pub use scans::{RunView, ScanStarted, ScanView, StatusView, SweepView, TypeSweepView, WalkView};
+pub use scans::{
+    HIDDEN, RunView, ScanStarted, ScanView, StatusView, SweepView, TypeSweepView, WalkView,
+};
 
 use chrono::SecondsFormat;
 use serde::{Deserialize, Serialize};
