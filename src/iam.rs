@@ -612,9 +612,16 @@ cost = "0 6 * * *"
 
     fn is_delete(action: &str) -> bool {
         let name = action.split(':').nth(1).unwrap_or_default();
-        ["Delete", "Terminate", "Deregister", "Release"]
-            .iter()
-            .any(|v| name.starts_with(v))
+        [
+            "Delete",
+            "Terminate",
+            "Deregister",
+            "Release",
+            "Detach",
+            "Disassociate",
+        ]
+        .iter()
+        .any(|v| name.starts_with(v))
     }
 
     #[test]

@@ -464,9 +464,9 @@ fn discovery_defaults_and_bad_values_name_the_line() {
     );
     check_bad(
         "# types = [\"ec2:instance\", \"ec2:volume\", \"s3:bucket\"]",
-        "types = [\"ec2:vpc\"]",
-        "types = [\"ec2:vpc\"]",
-        "no deleter for `ec2:vpc`",
+        "types = [\"ec2:transit-gateway\"]",
+        "types = [\"ec2:transit-gateway\"]",
+        "no deleter for `ec2:transit-gateway`",
     );
     check_bad(
         "dedicated = true",

@@ -9,7 +9,8 @@
 //! untagged.
 //!
 //! What is skipped on purpose, because it goes with something else: the default security group
-//! of each VPC (deleted with its VPC, never on its own), volumes attached to an instance and
+//! of each VPC (deleted with its VPC, never on its own), the default VPC's own parts and each
+//! VPC's main route table and default network ACL (see `sweep/vpc.rs`), volumes attached to an instance and
 //! network interfaces in use (they go with what uses them; once detached they are swept), and
 //! instances already ending. Snapshots and images are those the account owns (`self`).
 
@@ -21,6 +22,8 @@ use super::ec2::{filter, tags as ec2_tags, time};
 use super::{BoxError, RateLimiter, pages};
 use crate::metrics::Metrics;
 use crate::model::{Arn, ResourceType, Tags};
+
+mod vpc;
 
 /// One resource a list call returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,6 +229,16 @@ async fn list(
         Ec2ElasticIp => addresses(ctx, c.ec2, limiter).await,
         Ec2KeyPair => key_pairs(ctx, c.ec2, limiter).await,
         Ec2LaunchTemplate => launch_templates(ctx, c.ec2, limiter).await,
+        Ec2Vpc => vpc::vpcs(ctx, c.ec2, limiter).await,
+        Ec2Subnet => vpc::subnets(ctx, c.ec2, limiter).await,
+        Ec2RouteTable => vpc::route_tables(ctx, c.ec2, limiter).await,
+        Ec2InternetGateway => vpc::internet_gateways(ctx, c.ec2, limiter).await,
+        Ec2NatGateway => vpc::nat_gateways(ctx, c.ec2, limiter).await,
+        Ec2VpcEndpoint => vpc::vpc_endpoints(ctx, c.ec2, limiter).await,
+        Ec2EgressOnlyInternetGateway => vpc::egress_only_gateways(ctx, c.ec2, limiter).await,
+        Ec2NetworkAcl => vpc::network_acls(ctx, c.ec2, limiter).await,
+        Ec2DhcpOptions => vpc::dhcp_options(ctx, c.ec2, limiter).await,
+        Ec2VpcPeeringConnection => vpc::peering_connections(ctx, c.ec2, limiter).await,
         S3Bucket => buckets(ctx, c.s3, limiter).await,
         SqsQueue => queues(ctx, c.sqs, limiter).await,
         SnsTopic => topics(ctx, c.sns, limiter).await,
@@ -248,6 +261,17 @@ pub fn actions(t: ResourceType) -> &'static [&'static str] {
         Ec2ElasticIp => &["ec2:DescribeAddresses"],
         Ec2KeyPair => &["ec2:DescribeKeyPairs"],
         Ec2LaunchTemplate => &["ec2:DescribeLaunchTemplates"],
+        Ec2Vpc => &["ec2:DescribeVpcs"],
+        Ec2Subnet => &["ec2:DescribeSubnets"],
+        Ec2RouteTable => &["ec2:DescribeRouteTables"],
+        Ec2InternetGateway => &["ec2:DescribeInternetGateways"],
+        Ec2NatGateway => &["ec2:DescribeNatGateways"],
+        Ec2VpcEndpoint => &["ec2:DescribeVpcEndpoints"],
+        Ec2EgressOnlyInternetGateway => &["ec2:DescribeEgressOnlyInternetGateways"],
+        Ec2NetworkAcl => &["ec2:DescribeNetworkAcls"],
+        // The default VPC's set is skipped: DescribeVpcs finds it.
+        Ec2DhcpOptions => &["ec2:DescribeDhcpOptions", "ec2:DescribeVpcs"],
+        Ec2VpcPeeringConnection => &["ec2:DescribeVpcPeeringConnections"],
         // ListBuckets is authorised by the action named for it.
         S3Bucket => &["s3:ListAllMyBuckets"],
         SqsQueue => &["sqs:ListQueues"],

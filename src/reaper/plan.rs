@@ -122,9 +122,9 @@ pub struct PlanInput<'a> {
 }
 
 /// Deletion order by type ([`ResourceType::rank`]); a type with no deleter (never deleted)
-/// sorts with the middle rank.
+/// sorts with the types that depend on nothing ([`ResourceType::REST`]).
 pub fn type_rank(resource_type: &str) -> u8 {
-    ResourceType::parse(resource_type).map_or(2, ResourceType::rank)
+    ResourceType::parse(resource_type).map_or(ResourceType::REST, ResourceType::rank)
 }
 
 pub fn plan(candidates: Vec<ReapCandidate>, input: PlanInput<'_>) -> Plan {

@@ -659,6 +659,9 @@ impl Reaper {
             return Outcome::Skipped(format!("account {} not verified: {e}", c.account));
         }
         let (tags, depends_on) = match aws::inspect(&sdk, arn).await {
+            // Never deletable (a default VPC, a main route table): recorded as skipped, not
+            // as a failure retried with backoff, since no later pass can change the answer.
+            Err(DeleteError::Refused(why)) => return Outcome::Skipped(format!("refused: {why}")),
             Err(e) => {
                 tracing::warn!(arn = %arn, error = %crate::error_chain(&e), "cannot re-read the resource");
                 return Outcome::Failed(format!("re-reading the resource: {e}"));
@@ -799,6 +802,7 @@ impl Reaper {
             Ok(Deleted::AlreadyGone) => Outcome::Gone("already gone".into()),
             Err(DeleteError::Unsupported(t)) => Outcome::Skipped(format!("no deleter for {t}")),
             Err(DeleteError::Stopped(why)) => Outcome::Skipped(why),
+            Err(DeleteError::Refused(why)) => Outcome::Skipped(format!("refused: {why}")),
             Err(e) => {
                 // The audit record keeps the message; the log keeps the SDK's error under it.
                 tracing::warn!(arn = %arn, error = %crate::error_chain(&e), "delete failed");

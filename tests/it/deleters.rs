@@ -526,7 +526,10 @@ async fn unsupported_types_are_refused_before_any_call() {
         .await;
     for (s, ty) in [
         ("arn:aws:iam::123456789012:role/ci", "iam:role"),
-        ("arn:aws:ec2:us-east-1:123456789012:vpc/vpc-1", "ec2:vpc"),
+        (
+            "arn:aws:ec2:us-east-1:123456789012:transit-gateway/tgw-1",
+            "ec2:transit-gateway",
+        ),
         (
             "arn:aws:lambda:us-east-1:123456789012:function:f:7",
             "lambda:function:f:7",
@@ -548,7 +551,7 @@ async fn unsupported_types_are_refused_before_any_call() {
             "delete {s}: {deleted:?}"
         );
     }
-    assert_eq!(ResourceType::parse("ec2:vpc"), None);
+    assert_eq!(ResourceType::parse("ec2:transit-gateway"), None);
 }
 
 /// AWS returns a function's tags only to callers also allowed `lambda:ListTags`; others get a

@@ -588,7 +588,7 @@ fn check_conditions(
         .collect();
     let mut problems = Vec::new();
     let mut checked = 0;
-    for c in calls {
+    for (i, c) in calls.iter().enumerate() {
         let doc = if c.access_key == OWN_KEY {
             daemon
         } else {
@@ -598,7 +598,21 @@ fn check_conditions(
             if !held.contains(a.as_str()) {
                 continue;
             }
-            let Some(target) = estate.target_of(c) else {
+            // A DisassociateRouteTable names the association only: its table is the one the
+            // DeleteRouteTable after it deletes (disassociating is part of deleting a table).
+            let target = estate.target_of(c).or_else(|| {
+                (c.operation == "DisassociateRouteTable")
+                    .then(|| {
+                        calls[i..]
+                            .iter()
+                            .find(|d| {
+                                d.operation == "DeleteRouteTable" && d.access_key == c.access_key
+                            })
+                            .and_then(|d| estate.target_of(d))
+                    })
+                    .flatten()
+            });
+            let Some(target) = target else {
                 problems.push(format!("{a}: no seeded resource in {} {}", c.uri, c.body));
                 continue;
             };
@@ -852,11 +866,13 @@ async fn the_binary_prints_valid_policies_and_names_the_bad_line() {
     assert!(String::from_utf8_lossy(&o.stderr).contains(DEFAULT_ACCOUNT));
 
     // A config error names the file and line, as everywhere.
-    let text = pass_config("http://127.0.0.1:9", false)
-        .replace("deletable_types = [", "deletable_types = [\"ec2:vpc\", ");
+    let text = pass_config("http://127.0.0.1:9", false).replace(
+        "deletable_types = [",
+        "deletable_types = [\"ec2:transit-gateway\", ",
+    );
     let line = text
         .lines()
-        .position(|l| l.contains("\"ec2:vpc\""))
+        .position(|l| l.contains("\"ec2:transit-gateway\""))
         .expect("the bad line")
         + 1;
     std::fs::write(work.config_path(), &text).expect("write config");
@@ -865,7 +881,8 @@ async fn the_binary_prints_valid_policies_and_names_the_bad_line() {
     assert_eq!(o.status.code(), Some(1), "{stderr}");
     assert!(o.stdout.is_empty());
     assert!(
-        stderr.contains(&format!("ephemera.toml:{line}:")) && stderr.contains("ec2:vpc"),
+        stderr.contains(&format!("ephemera.toml:{line}:"))
+            && stderr.contains("ec2:transit-gateway"),
         "{stderr}"
     );
 }

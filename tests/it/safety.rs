@@ -875,6 +875,8 @@ fn mutating_calls(g: &Ground) -> Vec<String> {
                 "Terminate",
                 "Deregister",
                 "Release",
+                "Detach",
+                "Disassociate",
                 "Put",
                 "Create",
             ]

@@ -28,7 +28,14 @@ Types: ec2:instance, ec2:volume, ec2:snapshot, ec2:image (CreateImage of a fresh
 instance, which is terminated afterwards; tags go on the image only), ec2:security-group (in
 the default VPC), ec2:network-interface (in the default subnet of zone `a`), ec2:elastic-ip,
 ec2:key-pair, ec2:launch-template, s3:bucket, sqs:queue, dynamodb:table, sns:topic,
-logs:log-group, lambda:function.
+logs:log-group, lambda:function; and the VPC family, each member made alone, what it needs
+untagged around it, one fresh untagged VPC (10.0.0.0/16) per entry: ec2:vpc (itself, nothing
+else), ec2:subnet, ec2:route-table (associated with an untagged subnet of its VPC),
+ec2:internet-gateway (attached to its VPC), ec2:natgateway (in an untagged subnet, with an
+untagged Elastic IP), ec2:vpc-endpoint (gateway endpoint for S3, no route tables),
+ec2:egress-only-internet-gateway, ec2:network-acl (no subnets), ec2:dhcp-options (used by no
+VPC, so no VPC is made) and ec2:vpc-peering-connection (between two untagged VPCs). The VPC
+family is tagged with CreateTags after creation.
 
 Prints one JSON document on stdout, one entry per created resource, in spec order:
 
@@ -39,9 +46,10 @@ Prints one JSON document on stdout, one entry per created resource, in spec orde
 `arn` is the ARN exactly as moto's Resource Groups Tagging API lists it; `id` is the
 resource's own identifier (instance/volume/snapshot/AMI/group/interface/allocation/key pair/
 launch template id, or the bucket, queue, table, topic, log group or function name). moto
-5.2.5's GetResources never lists elastic IPs, key pairs or launch templates; for those `arn`
-is the form AWS's tagging API uses (`elastic-ip/eipalloc-…`, `key-pair/key-…`,
-`launch-template/lt-…`). Entries may carry two more fields: `used_by` (see `in_use`) and, for
+5.2.5's GetResources never lists elastic IPs, key pairs, launch templates, VPC endpoints,
+egress-only internet gateways, network ACLs or DHCP option sets; for those `arn` is the form
+AWS's tagging API uses (`elastic-ip/eipalloc-…`, `key-pair/key-…`, `launch-template/lt-…`,
+`vpc-endpoint/vpce-…`, …). NAT gateways are `natgateway/nat-…`, as AWS and moto spell them. Entries may carry two more fields: `used_by` (see `in_use`) and, for
 ec2:image, `snapshot_id` (the snapshot backing the AMI, untagged). With `--verify`, every
 tagged seeded ARN of a listed type is looked up through GetResources in its account and region
 before printing, and a missing one is an error.
@@ -131,6 +139,16 @@ TYPES = (
     "ec2:elastic-ip",
     "ec2:key-pair",
     "ec2:launch-template",
+    "ec2:vpc",
+    "ec2:subnet",
+    "ec2:route-table",
+    "ec2:internet-gateway",
+    "ec2:natgateway",
+    "ec2:vpc-endpoint",
+    "ec2:egress-only-internet-gateway",
+    "ec2:network-acl",
+    "ec2:dhcp-options",
+    "ec2:vpc-peering-connection",
     "s3:bucket",
     "sqs:queue",
     "dynamodb:table",
@@ -144,7 +162,15 @@ FIELDS = {
 }
 IN_USE_TYPES = {"ec2:volume", "ec2:security-group", "ec2:network-interface", "ec2:elastic-ip"}
 # Types moto 5.2.5's GetResources never lists (`--verify` skips them).
-UNLISTED = {"ec2:elastic-ip", "ec2:key-pair", "ec2:launch-template"}
+UNLISTED = {
+    "ec2:elastic-ip",
+    "ec2:key-pair",
+    "ec2:launch-template",
+    "ec2:vpc-endpoint",
+    "ec2:egress-only-internet-gateway",
+    "ec2:network-acl",
+    "ec2:dhcp-options",
+}
 # Created untagged, then tagged in batches (see `Seeder.tag_later`).
 TAG_LATER = {"ec2:volume", "ec2:snapshot"}
 # Per-type limits on the generated names.
@@ -611,6 +637,83 @@ class Seeder:
         )["LaunchTemplate"]["LaunchTemplateId"]
         return Created(self.ec2_arn(entry, "launch-template", template_id), template_id)
 
+    # --- the VPC family --------------------------------------------------------------------
+
+    def tag_ec2(self, entry: Entry, resource_id: str) -> None:
+        if entry.tags:
+            tags = [{"Key": k, "Value": v} for k, v in entry.tags.items()]
+            self.ec2(entry).create_tags(Resources=[resource_id], Tags=tags)
+
+    def home_vpc(self, entry: Entry) -> str:
+        """A fresh untagged VPC for one family member to live in."""
+        return self.ec2(entry).create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+
+    def home_subnet(self, entry: Entry, vpc_id: str, cidr: str = "10.0.1.0/24") -> str:
+        return self.ec2(entry).create_subnet(
+            VpcId=vpc_id, CidrBlock=cidr, AvailabilityZone=f"{entry.region}a"
+        )["Subnet"]["SubnetId"]
+
+    def family(self, entry: Entry, type_part: str, resource_id: str) -> Created:
+        self.tag_ec2(entry, resource_id)
+        return Created(self.ec2_arn(entry, type_part, resource_id), resource_id)
+
+    def vpc(self, entry: Entry) -> Created:
+        return self.family(entry, "vpc", self.home_vpc(entry))
+
+    def subnet(self, entry: Entry) -> Created:
+        return self.family(entry, "subnet", self.home_subnet(entry, self.home_vpc(entry)))
+
+    def route_table(self, entry: Entry) -> Created:
+        ec2 = self.ec2(entry)
+        vpc_id = self.home_vpc(entry)
+        table = ec2.create_route_table(VpcId=vpc_id)["RouteTable"]["RouteTableId"]
+        ec2.associate_route_table(RouteTableId=table, SubnetId=self.home_subnet(entry, vpc_id))
+        return self.family(entry, "route-table", table)
+
+    def internet_gateway(self, entry: Entry) -> Created:
+        ec2 = self.ec2(entry)
+        gateway = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+        ec2.attach_internet_gateway(InternetGatewayId=gateway, VpcId=self.home_vpc(entry))
+        return self.family(entry, "internet-gateway", gateway)
+
+    def nat_gateway(self, entry: Entry) -> Created:
+        ec2 = self.ec2(entry)
+        subnet = self.home_subnet(entry, self.home_vpc(entry))
+        allocation = ec2.allocate_address(Domain="vpc")["AllocationId"]
+        nat = ec2.create_nat_gateway(SubnetId=subnet, AllocationId=allocation)
+        return self.family(entry, "natgateway", nat["NatGateway"]["NatGatewayId"])
+
+    def vpc_endpoint(self, entry: Entry) -> Created:
+        endpoint = self.ec2(entry).create_vpc_endpoint(
+            VpcId=self.home_vpc(entry),
+            ServiceName=f"com.amazonaws.{entry.region}.s3",
+            VpcEndpointType="Gateway",
+        )["VpcEndpoint"]["VpcEndpointId"]
+        return self.family(entry, "vpc-endpoint", endpoint)
+
+    def egress_only_gateway(self, entry: Entry) -> Created:
+        gateway = self.ec2(entry).create_egress_only_internet_gateway(
+            VpcId=self.home_vpc(entry)
+        )["EgressOnlyInternetGateway"]["EgressOnlyInternetGatewayId"]
+        return self.family(entry, "egress-only-internet-gateway", gateway)
+
+    def network_acl(self, entry: Entry) -> Created:
+        acl = self.ec2(entry).create_network_acl(VpcId=self.home_vpc(entry))
+        return self.family(entry, "network-acl", acl["NetworkAcl"]["NetworkAclId"])
+
+    def dhcp_options(self, entry: Entry) -> Created:
+        options = self.ec2(entry).create_dhcp_options(
+            DhcpConfigurations=[{"Key": "domain-name", "Values": ["seed.internal"]}]
+        )["DhcpOptions"]["DhcpOptionsId"]
+        return self.family(entry, "dhcp-options", options)
+
+    def peering_connection(self, entry: Entry) -> Created:
+        ec2 = self.ec2(entry)
+        peering = ec2.create_vpc_peering_connection(
+            VpcId=self.home_vpc(entry), PeerVpcId=self.home_vpc(entry)
+        )["VpcPeeringConnection"]["VpcPeeringConnectionId"]
+        return self.family(entry, "vpc-peering-connection", peering)
+
     # --- orchestration -------------------------------------------------------------------
 
     def prepare(self, entries: list[Entry]) -> None:
@@ -693,6 +796,16 @@ class Seeder:
             "ec2:elastic-ip": self.address,
             "ec2:key-pair": self.key_pair,
             "ec2:launch-template": self.launch_template,
+            "ec2:vpc": self.vpc,
+            "ec2:subnet": self.subnet,
+            "ec2:route-table": self.route_table,
+            "ec2:internet-gateway": self.internet_gateway,
+            "ec2:natgateway": self.nat_gateway,
+            "ec2:vpc-endpoint": self.vpc_endpoint,
+            "ec2:egress-only-internet-gateway": self.egress_only_gateway,
+            "ec2:network-acl": self.network_acl,
+            "ec2:dhcp-options": self.dhcp_options,
+            "ec2:vpc-peering-connection": self.peering_connection,
             "s3:bucket": self.bucket,
             "sqs:queue": self.queue,
             "dynamodb:table": self.table,

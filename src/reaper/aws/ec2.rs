@@ -1,4 +1,5 @@
-//! EC2: instances, volumes, snapshots, AMIs, security groups, network interfaces, Elastic IPs, key pairs, launch templates.
+//! EC2: instances, volumes, snapshots, AMIs, security groups, network interfaces, Elastic IPs,
+//! key pairs, launch templates. The VPC family is in `vpc.rs`.
 
 use super::*;
 
@@ -34,7 +35,7 @@ fn instance_is_live(i: &aws_sdk_ec2::types::Instance) -> bool {
 const LIVE_INSTANCE_STATES: &[&str] = &["pending", "running", "stopping", "stopped"];
 
 /// The ARNs of the live instances matching `filters`, all pages.
-async fn live_instances(
+pub(super) async fn live_instances(
     ec2: &aws_sdk_ec2::Client,
     of: &Arn,
     filters: Vec<Filter>,
@@ -432,16 +433,18 @@ pub(super) async fn delete_network_interface(
     )
 }
 
-/// The IAM actions of the calls below, sorted: DescribeAddresses, DescribeInstances (its instance);
-/// ReleaseAddress.
+/// The IAM actions of the calls below, sorted: DescribeAddresses, DescribeInstances (its
+/// instance), DescribeNatGateways (a NAT gateway holding it); ReleaseAddress.
 pub(super) const ADDRESS_ACTIONS: &[&str] = &[
     "ec2:DescribeAddresses",
     "ec2:DescribeInstances",
+    "ec2:DescribeNatGateways",
     "ec2:ReleaseAddress",
 ];
 
 /// An elastic IP, by allocation id. Associated with an instance, it depends on the
-/// instance (terminating it frees the address); associated with an interface of no
+/// instance (terminating it frees the address); held by a live NAT gateway, on the gateway
+/// (its interface is the gateway's, deleted with it); associated with another interface of no
 /// instance, on that interface. We never disassociate: that would cut off a live user.
 pub(super) async fn inspect_address(
     ec2: &aws_sdk_ec2::Client,
@@ -469,15 +472,47 @@ pub(super) async fn inspect_address(
     // moto answers "" rather than nothing for an unassociated address.
     let instance = address.instance_id().filter(|i| !i.is_empty());
     let eni = address.network_interface_id().filter(|i| !i.is_empty());
-    let depends_on = match (instance, eni) {
-        (Some(i), _) => live_instances(ec2, arn, vec![filter("instance-id", &[i])]).await?,
-        (None, Some(e)) => vec![sibling(arn, "ec2", &format!("network-interface/{e}"))],
-        (None, None) => Vec::new(),
+    // Asked whatever the association says: moto and AWS report a NAT gateway's address as
+    // associated with the gateway's interface, or with nothing while it is pending, and an
+    // account holds few NAT gateways.
+    let nat = nat_holding(ec2, id).await?;
+    let depends_on = match (instance, nat, eni) {
+        (Some(i), _, _) => live_instances(ec2, arn, vec![filter("instance-id", &[i])]).await?,
+        (None, Some(n), _) => vec![sibling(arn, "ec2", &format!("natgateway/{n}"))],
+        (None, None, Some(e)) => vec![sibling(arn, "ec2", &format!("network-interface/{e}"))],
+        (None, None, None) => Vec::new(),
     };
     Ok(Inspection::Live {
         tags: tags(address.tags()),
         depends_on,
     })
+}
+
+/// The live (pending or available) NAT gateway holding the address `allocation_id`, if any.
+async fn nat_holding(
+    ec2: &aws_sdk_ec2::Client,
+    allocation_id: &str,
+) -> Result<Option<String>, DeleteError> {
+    let mut pages = ec2
+        .describe_nat_gateways()
+        .filter(filter("state", &["pending", "available"]))
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page
+            .map_err(fail("DescribeNatGateways"))
+            .map_err(|f| f.into_error(&[]))?;
+        for n in page.nat_gateways() {
+            let holds = n
+                .nat_gateway_addresses()
+                .iter()
+                .any(|a| a.allocation_id() == Some(allocation_id));
+            if let (true, Some(nat_id)) = (holds, n.nat_gateway_id()) {
+                return Ok(Some(nat_id.to_owned()));
+            }
+        }
+    }
+    Ok(None)
 }
 
 pub(super) async fn release_address(

@@ -25,6 +25,7 @@ mod logs;
 mod s3;
 mod sns;
 mod sqs;
+mod vpc;
 
 /// What a fresh look at one resource, right before deleting it, found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +66,10 @@ pub enum DeleteError {
         #[source]
         source: Option<BoxError>,
     },
+    /// A resource ephemera never deletes, whatever its tags say: a default VPC, a default
+    /// subnet, a main route table, a default network ACL (they go with their VPC, or never).
+    #[error("refused: {0}")]
+    Refused(String),
     /// A deleter working in batches was told to stop between two (see [`Batches`]).
     #[error("stopped: {0}")]
     Stopped(String),
@@ -109,6 +114,18 @@ pub async fn inspect(sdk: &SdkConfig, arn: &Arn) -> Result<Inspection, DeleteErr
         Ec2ElasticIp => ec2::inspect_address(&ec2::client(sdk), arn, id).await,
         Ec2KeyPair => ec2::inspect_key_pair(&ec2::client(sdk), id).await,
         Ec2LaunchTemplate => ec2::inspect_launch_template(&ec2::client(sdk), id).await,
+        Ec2Vpc => vpc::inspect_vpc(&ec2::client(sdk), arn, id).await,
+        Ec2Subnet => vpc::inspect_subnet(&ec2::client(sdk), arn, id).await,
+        Ec2RouteTable => vpc::inspect_route_table(&ec2::client(sdk), id).await,
+        Ec2InternetGateway => vpc::inspect_internet_gateway(&ec2::client(sdk), arn, id).await,
+        Ec2NatGateway => vpc::inspect_nat_gateway(&ec2::client(sdk), id).await,
+        Ec2VpcEndpoint => vpc::inspect_vpc_endpoint(&ec2::client(sdk), id).await,
+        Ec2EgressOnlyInternetGateway => {
+            vpc::inspect_egress_only_gateway(&ec2::client(sdk), id).await
+        }
+        Ec2NetworkAcl => vpc::inspect_network_acl(&ec2::client(sdk), arn, id).await,
+        Ec2DhcpOptions => vpc::inspect_dhcp_options(&ec2::client(sdk), arn, id).await,
+        Ec2VpcPeeringConnection => vpc::inspect_peering(&ec2::client(sdk), id).await,
         S3Bucket => s3::inspect(sdk, id).await,
         SqsQueue => sqs::inspect(sdk, arn).await,
         SnsTopic => sns::inspect(sdk, arn).await,
@@ -150,6 +167,18 @@ pub async fn delete_watched<B: Batches>(
         Ec2ElasticIp => ec2::release_address(&ec2::client(sdk), id).await,
         Ec2KeyPair => ec2::delete_key_pair(&ec2::client(sdk), id).await,
         Ec2LaunchTemplate => ec2::delete_launch_template(&ec2::client(sdk), id).await,
+        Ec2Vpc => vpc::delete_vpc(&ec2::client(sdk), id).await,
+        Ec2Subnet => vpc::delete_subnet(&ec2::client(sdk), id).await,
+        Ec2RouteTable => vpc::delete_route_table(&ec2::client(sdk), id).await,
+        Ec2InternetGateway => vpc::delete_internet_gateway(&ec2::client(sdk), id).await,
+        Ec2NatGateway => vpc::delete_nat_gateway(&ec2::client(sdk), id).await,
+        Ec2VpcEndpoint => vpc::delete_vpc_endpoint(&ec2::client(sdk), id).await,
+        Ec2EgressOnlyInternetGateway => {
+            vpc::delete_egress_only_gateway(&ec2::client(sdk), id).await
+        }
+        Ec2NetworkAcl => vpc::delete_network_acl(&ec2::client(sdk), id).await,
+        Ec2DhcpOptions => vpc::delete_dhcp_options(&ec2::client(sdk), id).await,
+        Ec2VpcPeeringConnection => vpc::delete_peering(&ec2::client(sdk), id).await,
         S3Bucket => s3::delete(sdk, id, watch).await,
         SqsQueue => sqs::delete(sdk, arn).await,
         SnsTopic => sns::delete(sdk, arn).await,
@@ -175,6 +204,16 @@ pub fn iam_actions(t: ResourceType) -> &'static [&'static str] {
         Ec2ElasticIp => ec2::ADDRESS_ACTIONS,
         Ec2KeyPair => ec2::KEY_PAIR_ACTIONS,
         Ec2LaunchTemplate => ec2::LAUNCH_TEMPLATE_ACTIONS,
+        Ec2Vpc => vpc::VPC_ACTIONS,
+        Ec2Subnet => vpc::SUBNET_ACTIONS,
+        Ec2RouteTable => vpc::ROUTE_TABLE_ACTIONS,
+        Ec2InternetGateway => vpc::INTERNET_GATEWAY_ACTIONS,
+        Ec2NatGateway => vpc::NAT_GATEWAY_ACTIONS,
+        Ec2VpcEndpoint => vpc::VPC_ENDPOINT_ACTIONS,
+        Ec2EgressOnlyInternetGateway => vpc::EGRESS_ONLY_GATEWAY_ACTIONS,
+        Ec2NetworkAcl => vpc::NETWORK_ACL_ACTIONS,
+        Ec2DhcpOptions => vpc::DHCP_OPTIONS_ACTIONS,
+        Ec2VpcPeeringConnection => vpc::PEERING_ACTIONS,
         S3Bucket => s3::ACTIONS,
         SqsQueue => sqs::ACTIONS,
         SnsTopic => sns::ACTIONS,
@@ -202,6 +241,18 @@ pub fn iam_tag_conditioned(t: ResourceType) -> &'static [&'static str] {
         Ec2ElasticIp => &["ec2:ReleaseAddress"],
         Ec2KeyPair => &["ec2:DeleteKeyPair"],
         Ec2LaunchTemplate => &["ec2:DeleteLaunchTemplate"],
+        Ec2Vpc => &["ec2:DeleteVpc"],
+        Ec2Subnet => &["ec2:DeleteSubnet"],
+        // Disassociating and detaching are part of deleting these two, and authorized on the
+        // same tags (the route table's, the gateway's).
+        Ec2RouteTable => &["ec2:DeleteRouteTable", "ec2:DisassociateRouteTable"],
+        Ec2InternetGateway => &["ec2:DeleteInternetGateway", "ec2:DetachInternetGateway"],
+        Ec2NatGateway => &["ec2:DeleteNatGateway"],
+        Ec2VpcEndpoint => &["ec2:DeleteVpcEndpoints"],
+        Ec2EgressOnlyInternetGateway => &["ec2:DeleteEgressOnlyInternetGateway"],
+        Ec2NetworkAcl => &["ec2:DeleteNetworkAcl"],
+        Ec2DhcpOptions => &["ec2:DeleteDhcpOptions"],
+        Ec2VpcPeeringConnection => &["ec2:DeleteVpcPeeringConnection"],
         // DeleteBucket sees a bucket's tags only on buckets with S3's ABAC switched on (off by
         // default, and not something a lessee's Terraform does); DeleteObject and
         // DeleteObjectVersion see the object's tags, never the bucket's. Conditioned, they
@@ -355,6 +406,43 @@ mod tests {
                 Ec2LaunchTemplate,
                 "arn:aws:ec2:us-east-1:123456789012:launch-template/lt-1",
             ),
+            (Ec2Vpc, "arn:aws:ec2:us-east-1:123456789012:vpc/vpc-1"),
+            (
+                Ec2Subnet,
+                "arn:aws:ec2:us-east-1:123456789012:subnet/subnet-1",
+            ),
+            (
+                Ec2RouteTable,
+                "arn:aws:ec2:us-east-1:123456789012:route-table/rtb-1",
+            ),
+            (
+                Ec2InternetGateway,
+                "arn:aws:ec2:us-east-1:123456789012:internet-gateway/igw-1",
+            ),
+            (
+                Ec2NatGateway,
+                "arn:aws:ec2:us-east-1:123456789012:natgateway/nat-1",
+            ),
+            (
+                Ec2VpcEndpoint,
+                "arn:aws:ec2:us-east-1:123456789012:vpc-endpoint/vpce-1",
+            ),
+            (
+                Ec2EgressOnlyInternetGateway,
+                "arn:aws:ec2:us-east-1:123456789012:egress-only-internet-gateway/eigw-1",
+            ),
+            (
+                Ec2NetworkAcl,
+                "arn:aws:ec2:us-east-1:123456789012:network-acl/acl-1",
+            ),
+            (
+                Ec2DhcpOptions,
+                "arn:aws:ec2:us-east-1:123456789012:dhcp-options/dopt-1",
+            ),
+            (
+                Ec2VpcPeeringConnection,
+                "arn:aws:ec2:us-east-1:123456789012:vpc-peering-connection/pcx-1",
+            ),
             (S3Bucket, "arn:aws:s3:::bucket-1"),
             (SqsQueue, "arn:aws:sqs:us-east-1:123456789012:q"),
             (SnsTopic, "arn:aws:sns:us-east-1:123456789012:t"),
@@ -389,8 +477,11 @@ mod tests {
             assert_eq!(arn.resource_type(), t.as_str(), "{arn}");
             assert_eq!(deletable(&arn).ok(), Some(t), "{arn}");
         }
-        let vpc = Arn::parse("arn:aws:ec2:us-east-1:123456789012:vpc/vpc-1").expect("valid");
-        assert!(matches!(deletable(&vpc), Err(DeleteError::Unsupported(t)) if t == "ec2:vpc"));
+        let tgw =
+            Arn::parse("arn:aws:ec2:us-east-1:123456789012:transit-gateway/tgw-1").expect("valid");
+        assert!(
+            matches!(deletable(&tgw), Err(DeleteError::Unsupported(t)) if t == "ec2:transit-gateway")
+        );
     }
 
     #[test]
@@ -444,9 +535,18 @@ mod tests {
                 .copied()
                 .filter(|a| {
                     let name = a.split(':').nth(1).unwrap_or_default();
-                    ["Delete", "Terminate", "Deregister", "Release"]
-                        .iter()
-                        .any(|v| name.starts_with(v))
+                    // Detaching and disassociating are part of deleting an internet
+                    // gateway and a route table.
+                    [
+                        "Delete",
+                        "Terminate",
+                        "Deregister",
+                        "Release",
+                        "Detach",
+                        "Disassociate",
+                    ]
+                    .iter()
+                    .any(|v| name.starts_with(v))
                 })
                 .collect();
             let conditioned = iam_tag_conditioned(*t);

@@ -13,7 +13,9 @@
 //!   forgets it; real AWS shows terminated instances for about an hour).
 //! - Untagged resources of the seeded types are never listed (nor "previously tagged" ones), so a
 //!   spec entry with empty `tags` is invisible to the tagging API.
-//! - Elastic IPs, key pairs and launch templates are never listed, tagged or not.
+//! - Elastic IPs, key pairs, launch templates, VPC endpoints, egress-only internet gateways,
+//!   network ACLs and DHCP option sets are never listed, tagged or not; VPCs, subnets, route
+//!   tables, internet gateways, NAT gateways (`natgateway/nat-…`) and peering connections are.
 //! - `AssumeRole` into any 12-digit account works without the role existing; everything created
 //!   with the returned credentials lands in that account.
 
@@ -31,7 +33,15 @@ use crate::support::moto::{DEFAULT_ACCOUNT, Moto};
 /// The second account of the two-account test ground.
 const AUDIT_ACCOUNT: &str = "210987654321";
 /// Types moto 5.2.5's `GetResources` never lists (AWS does); the seeder gives AWS's ARN form.
-pub(crate) const UNLISTED: [&str; 3] = ["ec2:elastic-ip", "ec2:key-pair", "ec2:launch-template"];
+pub(crate) const UNLISTED: [&str; 7] = [
+    "ec2:elastic-ip",
+    "ec2:key-pair",
+    "ec2:launch-template",
+    "ec2:vpc-endpoint",
+    "ec2:egress-only-internet-gateway",
+    "ec2:network-acl",
+    "ec2:dhcp-options",
+];
 const US: &str = "us-east-1";
 const EU: &str = "eu-west-1";
 
@@ -231,7 +241,17 @@ fn expected_arn(kind: &str, account: &str, region: &str, id: &str) -> String {
         | "ec2:network-interface"
         | "ec2:elastic-ip"
         | "ec2:key-pair"
-        | "ec2:launch-template" => {
+        | "ec2:launch-template"
+        | "ec2:vpc"
+        | "ec2:subnet"
+        | "ec2:route-table"
+        | "ec2:internet-gateway"
+        | "ec2:natgateway"
+        | "ec2:vpc-endpoint"
+        | "ec2:egress-only-internet-gateway"
+        | "ec2:network-acl"
+        | "ec2:dhcp-options"
+        | "ec2:vpc-peering-connection" => {
             let type_part = kind.trim_start_matches("ec2:");
             format!("arn:aws:ec2:{region}:{account}:{type_part}/{id}")
         }
