@@ -478,7 +478,10 @@ pub(super) async fn inspect_address(
     let nat = nat_holding(ec2, id).await?;
     let depends_on = match (instance, nat, eni) {
         (Some(i), _, _) => live_instances(ec2, arn, vec![filter("instance-id", &[i])]).await?,
-        (None, Some(n), _) => vec![sibling(arn, "ec2", &format!("natgateway/{n}"))],
+        (None, Some((n, true)), _) => vec![sibling(arn, "ec2", &format!("natgateway/{n}"))],
+        // A NAT gateway on its way out frees the address itself (AWS answers InUse until it
+        // has; moto 5.2.5 never does, and releases it anyway).
+        (None, Some((_, false)), _) => Vec::new(),
         (None, None, Some(e)) => vec![sibling(arn, "ec2", &format!("network-interface/{e}"))],
         (None, None, None) => Vec::new(),
     };
@@ -488,16 +491,14 @@ pub(super) async fn inspect_address(
     })
 }
 
-/// The live (pending or available) NAT gateway holding the address `allocation_id`, if any.
+/// The NAT gateway holding the address `allocation_id`, in any state, and whether it is live
+/// (pending or available).
 async fn nat_holding(
     ec2: &aws_sdk_ec2::Client,
     allocation_id: &str,
-) -> Result<Option<String>, DeleteError> {
-    let mut pages = ec2
-        .describe_nat_gateways()
-        .filter(filter("state", &["pending", "available"]))
-        .into_paginator()
-        .send();
+) -> Result<Option<(String, bool)>, DeleteError> {
+    let mut pages = ec2.describe_nat_gateways().into_paginator().send();
+    let mut ending = None;
     while let Some(page) = pages.next().await {
         let page = page
             .map_err(fail("DescribeNatGateways"))
@@ -507,12 +508,17 @@ async fn nat_holding(
                 .nat_gateway_addresses()
                 .iter()
                 .any(|a| a.allocation_id() == Some(allocation_id));
-            if let (true, Some(nat_id)) = (holds, n.nat_gateway_id()) {
-                return Ok(Some(nat_id.to_owned()));
+            let live = n
+                .state()
+                .is_some_and(|s| matches!(s.as_str(), "pending" | "available"));
+            match (holds, live, n.nat_gateway_id()) {
+                (true, true, Some(nat_id)) => return Ok(Some((nat_id.to_owned(), true))),
+                (true, false, Some(nat_id)) => ending = Some((nat_id.to_owned(), false)),
+                _ => {}
             }
         }
     }
-    Ok(None)
+    Ok(ending)
 }
 
 pub(super) async fn release_address(

@@ -249,21 +249,25 @@ pub(super) async fn delete_vpc(
     settle(r, VPC_NOT_FOUND, &[DEPENDENCY])
 }
 
-/// Live NAT gateways matching `f`, all pages.
+/// The NAT gateways matching `f` in any state, all pages: the live ones are dependants, and
+/// every one names the interface it owns (moto 5.2.5 keeps a deleted gateway's interface, with
+/// its address, where AWS deletes both with the gateway).
 async fn nat_gateways(
     ec2: &aws_sdk_ec2::Client,
     f: Filter,
 ) -> Result<Vec<NatGateway>, DeleteError> {
-    all_items!(
-        ec2.describe_nat_gateways()
-            .filter(f)
-            .filter(filter("state", LIVE_NAT_STATES)),
-        "DescribeNatGateways"
-    )
+    all_items!(ec2.describe_nat_gateways().filter(f), "DescribeNatGateways")
 }
 
+fn is_live_nat(n: &NatGateway) -> bool {
+    n.state()
+        .is_some_and(|s| LIVE_NAT_STATES.contains(&s.as_str()))
+}
+
+/// The ARNs of the live ones of `nats`.
 fn nat_arns<'a>(of: &'a Arn, nats: &'a [NatGateway]) -> impl Iterator<Item = Arn> + 'a {
     nats.iter()
+        .filter(|n| is_live_nat(n))
         .filter_map(|n| n.nat_gateway_id())
         .map(|i| arn_of(of, "natgateway", i))
 }
@@ -284,7 +288,8 @@ async fn vpc_endpoints(ec2: &aws_sdk_ec2::Client) -> Result<Vec<VpcEndpoint>, De
 
 /// The interfaces matching `f` that must be deleted themselves: not an instance's (the
 /// instance stands for it, through its subnet), not a NAT gateway's or an endpoint's (those
-/// stand for theirs).
+/// stand for theirs, and AWS deletes it with them), known by the owner's list or, in AWS, by
+/// the interface's type.
 async fn free_interfaces(
     ec2: &aws_sdk_ec2::Client,
     of: &Arn,
@@ -312,8 +317,15 @@ async fn free_interfaces(
             .attachment()
             .and_then(|a| a.instance_id())
             .is_some_and(|i| !i.is_empty());
+        let managed = eni.interface_type().is_some_and(|t| {
+            matches!(
+                t,
+                aws_sdk_ec2::types::NetworkInterfaceType::NatGateway
+                    | aws_sdk_ec2::types::NetworkInterfaceType::VpcEndpoint
+            )
+        });
         match eni.network_interface_id() {
-            Some(i) if !on_instance && !owned.contains(&i) => {
+            Some(i) if !on_instance && !managed && !owned.contains(&i) => {
                 arns.push(arn_of(of, "network-interface", i));
             }
             _ => {}
