@@ -173,6 +173,42 @@ mod tests {
             "us-east-1",
             "123456789012",
         );
+        // The VPC family, as the tagging API and IAM spell them (NAT gateways `natgateway`).
+        for (resource, ty, id) in [
+            ("vpc/vpc-0a1", "ec2:vpc", "vpc-0a1"),
+            ("subnet/subnet-0a1", "ec2:subnet", "subnet-0a1"),
+            ("route-table/rtb-0a1", "ec2:route-table", "rtb-0a1"),
+            (
+                "internet-gateway/igw-0a1",
+                "ec2:internet-gateway",
+                "igw-0a1",
+            ),
+            ("natgateway/nat-0a1", "ec2:natgateway", "nat-0a1"),
+            ("vpc-endpoint/vpce-0a1", "ec2:vpc-endpoint", "vpce-0a1"),
+            (
+                "egress-only-internet-gateway/eigw-0a1",
+                "ec2:egress-only-internet-gateway",
+                "eigw-0a1",
+            ),
+            ("network-acl/acl-0a1", "ec2:network-acl", "acl-0a1"),
+            ("dhcp-options/dopt-0a1", "ec2:dhcp-options", "dopt-0a1"),
+            (
+                "vpc-peering-connection/pcx-0a1",
+                "ec2:vpc-peering-connection",
+                "pcx-0a1",
+            ),
+        ] {
+            check(
+                &format!("arn:aws:ec2:eu-west-1:123456789012:{resource}"),
+                ty,
+                id,
+                "eu-west-1",
+                "123456789012",
+            );
+            let a = Arn::parse(&format!("arn:aws:ec2:eu-west-1:123456789012:{resource}"))
+                .expect("valid arn");
+            assert_eq!(a.name(), id, "{resource}");
+        }
         assert!(Arn::parse("arn:aws:s3").is_err());
         assert!(Arn::parse("i-0abc").is_err());
     }

@@ -602,3 +602,716 @@ async fn lambda_tags_unreadable_is_an_error_not_untagged() {
     }
     assert_eq!(proxy.count("GetFunction"), 2);
 }
+
+/// A tagged EC2 resource id's ARN in the default account and `US`, as the tagging API spells it.
+fn ec2_arn(kind: &str, id: &str) -> Arn {
+    arn(&format!("arn:aws:ec2:{US}:{DEFAULT_ACCOUNT}:{kind}/{id}"))
+}
+
+fn ec2_tags(value: &Value) -> Vec<aws_sdk_ec2::types::Tag> {
+    let map: BTreeMap<String, String> =
+        serde_json::from_value(value.clone()).expect("tags are a string map");
+    map.into_iter()
+        .map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
+/// A whole VPC as an ephemeral environment leaves it, every member tagged; plus what AWS (and
+/// moto) made with it, untagged: the main route table, default security group and network ACL.
+struct Family {
+    /// Every tagged member, by what it is.
+    members: BTreeMap<&'static str, Arn>,
+    main_route_table: Arn,
+    default_acl: Arn,
+    /// An untagged VPC next to it, with a subnet and an attached internet gateway.
+    neighbour: [Arn; 3],
+}
+
+/// Builds the family straight on moto (not through the proxy the reaping goes through).
+async fn build_family(ec2: &aws_sdk_ec2::Client, tagged: &Value) -> Family {
+    use aws_sdk_ec2::types::VpcEndpointType;
+    let tag = |id: &str| {
+        let req = ec2
+            .create_tags()
+            .resources(id)
+            .set_tags(Some(ec2_tags(tagged)));
+        async move { req.send().await.expect("CreateTags") }
+    };
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block("10.1.0.0/16")
+        .send()
+        .await
+        .expect("CreateVpc")
+        .vpc
+        .and_then(|v| v.vpc_id)
+        .expect("vpc id");
+    let subnet = |cidr: &'static str, vpc: String| async move {
+        ec2.create_subnet()
+            .vpc_id(vpc)
+            .cidr_block(cidr)
+            .availability_zone(format!("{US}a"))
+            .send()
+            .await
+            .expect("CreateSubnet")
+            .subnet
+            .and_then(|s| s.subnet_id)
+            .expect("subnet id")
+    };
+    let (public, private) = (
+        subnet("10.1.1.0/24", vpc.clone()).await,
+        subnet("10.1.2.0/24", vpc.clone()).await,
+    );
+    let igw = ec2
+        .create_internet_gateway()
+        .send()
+        .await
+        .expect("CreateInternetGateway")
+        .internet_gateway
+        .and_then(|g| g.internet_gateway_id)
+        .expect("igw id");
+    ec2.attach_internet_gateway()
+        .internet_gateway_id(&igw)
+        .vpc_id(&vpc)
+        .send()
+        .await
+        .expect("AttachInternetGateway");
+    let table = ec2
+        .create_route_table()
+        .vpc_id(&vpc)
+        .send()
+        .await
+        .expect("CreateRouteTable")
+        .route_table
+        .and_then(|t| t.route_table_id)
+        .expect("rtb id");
+    ec2.associate_route_table()
+        .route_table_id(&table)
+        .subnet_id(&public)
+        .send()
+        .await
+        .expect("AssociateRouteTable");
+    ec2.create_route()
+        .route_table_id(&table)
+        .destination_cidr_block("0.0.0.0/0")
+        .gateway_id(&igw)
+        .send()
+        .await
+        .expect("CreateRoute");
+    let allocation = ec2
+        .allocate_address()
+        .domain(aws_sdk_ec2::types::DomainType::Vpc)
+        .send()
+        .await
+        .expect("AllocateAddress")
+        .allocation_id
+        .expect("allocation id");
+    let nat = ec2
+        .create_nat_gateway()
+        .subnet_id(&private)
+        .allocation_id(&allocation)
+        .send()
+        .await
+        .expect("CreateNatGateway")
+        .nat_gateway
+        .and_then(|n| n.nat_gateway_id)
+        .expect("nat id");
+    let endpoint = ec2
+        .create_vpc_endpoint()
+        .vpc_id(&vpc)
+        .service_name(format!("com.amazonaws.{US}.s3"))
+        .vpc_endpoint_type(VpcEndpointType::Gateway)
+        .route_table_ids(&table)
+        .send()
+        .await
+        .expect("CreateVpcEndpoint")
+        .vpc_endpoint
+        .and_then(|e| e.vpc_endpoint_id)
+        .expect("vpce id");
+    let group = ec2
+        .create_security_group()
+        .vpc_id(&vpc)
+        .group_name("family-web")
+        .description("the family's web tier")
+        .send()
+        .await
+        .expect("CreateSecurityGroup")
+        .group_id
+        .expect("sg id");
+    let eigw = ec2
+        .create_egress_only_internet_gateway()
+        .vpc_id(&vpc)
+        .send()
+        .await
+        .expect("CreateEgressOnlyInternetGateway")
+        .egress_only_internet_gateway
+        .and_then(|g| g.egress_only_internet_gateway_id)
+        .expect("eigw id");
+    let acl = ec2
+        .create_network_acl()
+        .vpc_id(&vpc)
+        .send()
+        .await
+        .expect("CreateNetworkAcl")
+        .network_acl
+        .and_then(|a| a.network_acl_id)
+        .expect("acl id");
+    // The private subnet moves from the default ACL to the family's.
+    let acls = ec2
+        .describe_network_acls()
+        .filters(filter("vpc-id", &vpc))
+        .send()
+        .await
+        .expect("DescribeNetworkAcls");
+    let default_acl = acls
+        .network_acls()
+        .iter()
+        .find(|a| a.is_default() == Some(true))
+        .expect("the VPC's default ACL");
+    let association = default_acl
+        .associations()
+        .iter()
+        .find(|a| a.subnet_id() == Some(private.as_str()))
+        .and_then(|a| a.network_acl_association_id())
+        .expect("the private subnet's ACL association");
+    ec2.replace_network_acl_association()
+        .association_id(association)
+        .network_acl_id(&acl)
+        .send()
+        .await
+        .expect("ReplaceNetworkAclAssociation");
+    let default_acl = default_acl.network_acl_id().expect("acl id").to_owned();
+    let dhcp = ec2
+        .create_dhcp_options()
+        .dhcp_configurations(
+            aws_sdk_ec2::types::NewDhcpConfiguration::builder()
+                .key("domain-name")
+                .values("family.internal")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("CreateDhcpOptions")
+        .dhcp_options
+        .and_then(|d| d.dhcp_options_id)
+        .expect("dopt id");
+    ec2.associate_dhcp_options()
+        .dhcp_options_id(&dhcp)
+        .vpc_id(&vpc)
+        .send()
+        .await
+        .expect("AssociateDhcpOptions");
+    let main_route_table = ec2
+        .describe_route_tables()
+        .filters(filter("vpc-id", &vpc))
+        .filters(filter("association.main", "true"))
+        .send()
+        .await
+        .expect("DescribeRouteTables")
+        .route_tables()
+        .first()
+        .and_then(|t| t.route_table_id())
+        .expect("the VPC's main route table")
+        .to_owned();
+
+    // The neighbour: untagged, never the reaper's.
+    let neighbour = ec2
+        .create_vpc()
+        .cidr_block("10.2.0.0/16")
+        .send()
+        .await
+        .expect("CreateVpc")
+        .vpc
+        .and_then(|v| v.vpc_id)
+        .expect("vpc id");
+    let neighbour_subnet = ec2
+        .create_subnet()
+        .vpc_id(&neighbour)
+        .cidr_block("10.2.1.0/24")
+        .send()
+        .await
+        .expect("CreateSubnet")
+        .subnet
+        .and_then(|s| s.subnet_id)
+        .expect("subnet id");
+    let neighbour_igw = ec2
+        .create_internet_gateway()
+        .send()
+        .await
+        .expect("CreateInternetGateway")
+        .internet_gateway
+        .and_then(|g| g.internet_gateway_id)
+        .expect("igw id");
+    ec2.attach_internet_gateway()
+        .internet_gateway_id(&neighbour_igw)
+        .vpc_id(&neighbour)
+        .send()
+        .await
+        .expect("AttachInternetGateway");
+    // Peered with the neighbour: the connection is the family's, the neighbour is not.
+    let peering = ec2
+        .create_vpc_peering_connection()
+        .vpc_id(&vpc)
+        .peer_vpc_id(&neighbour)
+        .send()
+        .await
+        .expect("CreateVpcPeeringConnection")
+        .vpc_peering_connection
+        .and_then(|p| p.vpc_peering_connection_id)
+        .expect("pcx id");
+
+    let members = [
+        ("vpc", "vpc", vpc),
+        ("public subnet", "subnet", public),
+        ("private subnet", "subnet", private),
+        ("internet gateway", "internet-gateway", igw),
+        ("route table", "route-table", table),
+        ("elastic ip", "elastic-ip", allocation),
+        ("nat gateway", "natgateway", nat),
+        ("endpoint", "vpc-endpoint", endpoint),
+        ("security group", "security-group", group),
+        ("egress-only gateway", "egress-only-internet-gateway", eigw),
+        ("network acl", "network-acl", acl),
+        ("dhcp options", "dhcp-options", dhcp),
+        ("peering", "vpc-peering-connection", peering),
+    ];
+    let mut by_name = BTreeMap::new();
+    for (name, kind, id) in members {
+        tag(&id).await;
+        by_name.insert(name, ec2_arn(kind, &id));
+    }
+    Family {
+        members: by_name,
+        main_route_table: ec2_arn("route-table", &main_route_table),
+        default_acl: ec2_arn("network-acl", &default_acl),
+        neighbour: [
+            ec2_arn("vpc", &neighbour),
+            ec2_arn("subnet", &neighbour_subnet),
+            ec2_arn("internet-gateway", &neighbour_igw),
+        ],
+    }
+}
+
+/// What AWS does when a subnet is deleted and moto 5.2.5 does not: its ACL association goes
+/// (here: back to the VPC's default ACL, the only move moto offers).
+async fn release_dead_acl_associations(ec2: &aws_sdk_ec2::Client, acl: &Arn, default_acl: &Arn) {
+    let out = ec2
+        .describe_network_acls()
+        .network_acl_ids(acl.resource_id())
+        .send()
+        .await
+        .expect("DescribeNetworkAcls");
+    let associations: Vec<String> = out
+        .network_acls()
+        .iter()
+        .flat_map(|a| a.associations())
+        .filter_map(|a| a.network_acl_association_id().map(str::to_owned))
+        .collect();
+    assert!(!associations.is_empty(), "the dead association moto keeps");
+    for association in associations {
+        ec2.replace_network_acl_association()
+            .association_id(association)
+            .network_acl_id(default_acl.resource_id())
+            .send()
+            .await
+            .expect("ReplaceNetworkAclAssociation");
+    }
+}
+
+fn filter(name: &str, value: &str) -> aws_sdk_ec2::types::Filter {
+    aws_sdk_ec2::types::Filter::builder()
+        .name(name)
+        .values(value)
+        .build()
+}
+
+/// A whole tagged VPC is reaped the way the reaper goes (by rank, each member re-read right
+/// before its delete, held while anything it depends on is alive): every member's live
+/// dependants are named and already gone when its turn comes, the deletes reach AWS in a valid
+/// order, every member is gone from moto's own listings afterwards (and already gone when
+/// deleted again), and the untagged neighbour VPC, peered with it, is untouched. The defaults
+/// AWS made (main route table, default ACL, security group) go with the VPC; the region's
+/// default VPC and its subnets are refused even when tagged.
+///
+/// moto 5.2.5 differs from AWS here: a NAT gateway is `deleted` at once (AWS: `deleting` for a
+/// minute, holding its subnet and address meanwhile — the reaper then retries them on a later
+/// pass) and keeps its interface, address still associated (AWS deletes the interface); a
+/// VPC's DHCP option set is deleted with the VPC (AWS keeps it, and it is reaped after); and
+/// DeleteSubnet, DeleteVpc and DetachInternetGateway enforce few of AWS's dependency checks,
+/// so the order is checked on what the deleters asked for, not on what moto refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tagged_vpc_is_reaped_whole_in_dependency_order_and_its_neighbour_survives() {
+    let moto = Moto::start().await;
+    let direct = aws_sdk_ec2::Client::new(&moto.sdk_config(US).await);
+    let family_tags = tags("family");
+    let family = build_family(&direct, &family_tags).await;
+    let proxy = crate::support::proxy::FaultProxy::start(&moto.endpoint()).await;
+    let aws_text = format!(
+        "regions = [\"{US}\"]\nendpoint_url = \"{}\"\nemulator = true\nmax_attempts = 1\n\n\
+         [[aws.accounts]]\nid = \"{DEFAULT_ACCOUNT}\"\n",
+        proxy.endpoint()
+    );
+    let clients = AwsClients::new(
+        Workdir::with_config(&config_text_with_aws(&aws_text))
+            .config()
+            .aws,
+    );
+    let sdk = sdk(&clients, DEFAULT_ACCOUNT, US).await;
+    let m = |name: &str| family.members[name].clone();
+
+    // Who waits for whom, as inspect tells it before anything is deleted.
+    let depends_on = |inspection: Inspection| match inspection {
+        Inspection::Live { tags, depends_on } => {
+            assert_eq!(tags, as_tags(&family_tags));
+            let mut d: Vec<String> = depends_on.iter().map(|a| a.to_string()).collect();
+            d.sort();
+            d
+        }
+        Inspection::Gone => panic!("gone before reaping"),
+    };
+    let sorted = |names: &[&str]| {
+        let mut v: Vec<String> = names.iter().map(|n| m(n).to_string()).collect();
+        v.sort();
+        v
+    };
+    for (member, want) in [
+        (
+            "vpc",
+            sorted(&[
+                "public subnet",
+                "private subnet",
+                "internet gateway",
+                "egress-only gateway",
+                "route table",
+                "security group",
+                "network acl",
+                "nat gateway",
+                "endpoint",
+            ]),
+        ),
+        ("private subnet", sorted(&["nat gateway"])),
+        ("public subnet", Vec::new()),
+        ("internet gateway", sorted(&["nat gateway"])),
+        ("elastic ip", sorted(&["nat gateway"])),
+        ("network acl", sorted(&["private subnet"])),
+        ("dhcp options", sorted(&["vpc"])),
+        ("route table", Vec::new()),
+        ("nat gateway", Vec::new()),
+        ("endpoint", Vec::new()),
+        ("peering", Vec::new()),
+    ] {
+        assert_eq!(
+            depends_on(inspect(&sdk, &m(member), &moto).await),
+            want,
+            "{member}"
+        );
+    }
+
+    // What AWS made is never deleted on its own, tagged or not.
+    let default_vpc = direct
+        .describe_vpcs()
+        .filters(filter("is-default", "true"))
+        .send()
+        .await
+        .expect("DescribeVpcs")
+        .vpcs()
+        .first()
+        .and_then(|v| v.vpc_id())
+        .expect("moto's default VPC")
+        .to_owned();
+    let default_subnet = direct
+        .describe_subnets()
+        .filters(filter("vpc-id", &default_vpc))
+        .send()
+        .await
+        .expect("DescribeSubnets")
+        .subnets()
+        .first()
+        .and_then(|s| s.subnet_id())
+        .expect("a default subnet")
+        .to_owned();
+    direct
+        .create_tags()
+        .resources(&default_vpc)
+        .resources(&default_subnet)
+        .set_tags(Some(ec2_tags(&family_tags)))
+        .send()
+        .await
+        .expect("tag the defaults");
+    for refused in [
+        ec2_arn("vpc", &default_vpc),
+        ec2_arn("subnet", &default_subnet),
+        family.main_route_table.clone(),
+        family.default_acl.clone(),
+    ] {
+        let inspected = aws::inspect(&sdk, &refused).await;
+        assert!(
+            matches!(&inspected, Err(DeleteError::Refused(why)) if why.contains(refused.resource_id())),
+            "inspect {refused}: {inspected:?}"
+        );
+        let deleted = aws::delete(&sdk, &refused).await;
+        assert!(
+            matches!(&deleted, Err(DeleteError::Refused(_))),
+            "delete {refused}: {deleted:?}"
+        );
+    }
+
+    // Reaped as the reaper goes: by rank (then ARN), re-read right before each delete.
+    let mut order: Vec<(String, Arn)> = family
+        .members
+        .iter()
+        .map(|(name, a)| ((*name).to_owned(), a.clone()))
+        .collect();
+    order.sort_by_key(|(_, a)| {
+        (
+            ResourceType::parse(&a.resource_type())
+                .expect("a deletable type")
+                .rank(),
+            a.clone(),
+        )
+    });
+    let mut gone: Vec<Arn> = Vec::new();
+    for (name, member) in &order {
+        match inspect(&sdk, member, &moto).await {
+            Inspection::Live { depends_on, .. } => {
+                let waiting: Vec<&Arn> = depends_on.iter().filter(|d| !gone.contains(d)).collect();
+                assert!(
+                    waiting.is_empty(),
+                    "{name} comes before {waiting:?}, which it depends on"
+                );
+                if name == "network acl" {
+                    // moto keeps a deleted subnet's ACL association (AWS drops it with the
+                    // subnet), so the ACL is in use there until the association is moved.
+                    let refused = aws::delete(&sdk, member).await;
+                    assert!(
+                        matches!(&refused, Err(DeleteError::InUse { message, .. }) if message.contains("DependencyViolation")),
+                        "moto now drops a deleted subnet's ACL association? {refused:?}"
+                    );
+                    release_dead_acl_associations(&direct, member, &family.default_acl).await;
+                }
+                assert_eq!(
+                    delete(&sdk, member, &moto).await,
+                    Deleted::Deleted,
+                    "{name}"
+                );
+            }
+            // moto deletes a VPC's DHCP option set with it (AWS does not).
+            Inspection::Gone if name == "dhcp options" => {}
+            Inspection::Gone => panic!("{name} gone before its turn"),
+        }
+        gone.push(member.clone());
+    }
+    let first_round = proxy.requests();
+    for (name, member) in &order {
+        assert_eq!(
+            inspect(&sdk, member, &moto).await,
+            Inspection::Gone,
+            "{name}"
+        );
+        assert_eq!(
+            delete(&sdk, member, &moto).await,
+            Deleted::AlreadyGone,
+            "{name} deleted again"
+        );
+    }
+
+    // The deletes of the first round reached AWS in an order AWS accepts.
+    let mutating: Vec<String> = first_round
+        .into_iter()
+        .map(|r| r.operation)
+        .filter(|op| {
+            ["Delete", "Release", "Detach", "Disassociate"]
+                .iter()
+                .any(|v| op.starts_with(v))
+        })
+        .collect();
+    let first = |op: &str| {
+        mutating
+            .iter()
+            .position(|o| o == op)
+            .unwrap_or_else(|| panic!("no {op} in {mutating:?}"))
+    };
+    let last = |op: &str| {
+        mutating
+            .iter()
+            .rposition(|o| o == op)
+            .unwrap_or_else(|| panic!("no {op} in {mutating:?}"))
+    };
+    for (before, after) in [
+        ("DeleteNatGateway", "ReleaseAddress"),
+        ("DeleteNatGateway", "DeleteSubnet"),
+        ("DeleteNatGateway", "DetachInternetGateway"),
+        ("DeleteVpcEndpoints", "DeleteRouteTable"),
+        ("DisassociateRouteTable", "DeleteRouteTable"),
+        ("DetachInternetGateway", "DeleteInternetGateway"),
+        ("DeleteSubnet", "DeleteNetworkAcl"),
+        ("DeleteSubnet", "DeleteVpc"),
+        ("DeleteRouteTable", "DeleteVpc"),
+        ("DeleteSecurityGroup", "DeleteVpc"),
+        ("DeleteNetworkAcl", "DeleteVpc"),
+        ("DeleteInternetGateway", "DeleteVpc"),
+        ("DeleteEgressOnlyInternetGateway", "DeleteVpc"),
+        ("DeleteVpcPeeringConnection", "DeleteVpc"),
+    ] {
+        assert!(
+            last(before) < first(after),
+            "{before} after {after}: {mutating:?}"
+        );
+    }
+    assert_eq!(
+        mutating.iter().filter(|o| *o == "DeleteSubnet").count(),
+        2,
+        "{mutating:?}"
+    );
+
+    // moto's own listings: nothing of the family is left, the neighbour is whole.
+    let vpcs: Vec<String> = direct
+        .describe_vpcs()
+        .send()
+        .await
+        .expect("DescribeVpcs")
+        .vpcs()
+        .iter()
+        .filter_map(|v| v.vpc_id().map(str::to_owned))
+        .collect();
+    assert!(
+        !vpcs.contains(&m("vpc").resource_id().to_owned()),
+        "{vpcs:?}"
+    );
+    assert!(vpcs.contains(&family.neighbour[0].resource_id().to_owned()));
+    let subnets: Vec<String> = direct
+        .describe_subnets()
+        .send()
+        .await
+        .expect("DescribeSubnets")
+        .subnets()
+        .iter()
+        .filter_map(|s| s.subnet_id().map(str::to_owned))
+        .collect();
+    for name in ["public subnet", "private subnet"] {
+        assert!(
+            !subnets.contains(&m(name).resource_id().to_owned()),
+            "{name}"
+        );
+    }
+    assert!(subnets.contains(&family.neighbour[1].resource_id().to_owned()));
+    let gateways = direct
+        .describe_internet_gateways()
+        .send()
+        .await
+        .expect("DescribeInternetGateways");
+    let igw_ids: Vec<&str> = gateways
+        .internet_gateways()
+        .iter()
+        .filter_map(|g| g.internet_gateway_id())
+        .collect();
+    assert!(!igw_ids.contains(&m("internet gateway").resource_id()));
+    let neighbour_igw = gateways
+        .internet_gateways()
+        .iter()
+        .find(|g| g.internet_gateway_id() == Some(family.neighbour[2].resource_id()))
+        .expect("the neighbour's gateway");
+    assert_eq!(
+        neighbour_igw.attachments().first().and_then(|a| a.vpc_id()),
+        Some(family.neighbour[0].resource_id()),
+        "still attached to the neighbour"
+    );
+    let tables = direct
+        .describe_route_tables()
+        .send()
+        .await
+        .expect("DescribeRouteTables");
+    let table_ids: Vec<&str> = tables
+        .route_tables()
+        .iter()
+        .filter_map(|t| t.route_table_id())
+        .collect();
+    assert!(!table_ids.contains(&m("route table").resource_id()));
+    assert!(!table_ids.contains(&family.main_route_table.resource_id()));
+    let addresses = direct
+        .describe_addresses()
+        .send()
+        .await
+        .expect("DescribeAddresses");
+    assert!(
+        addresses
+            .addresses()
+            .iter()
+            .all(|a| a.allocation_id() != Some(m("elastic ip").resource_id()))
+    );
+    let nats = direct
+        .describe_nat_gateways()
+        .send()
+        .await
+        .expect("DescribeNatGateways");
+    assert!(
+        nats.nat_gateways()
+            .iter()
+            .filter(|n| n.nat_gateway_id() == Some(m("nat gateway").resource_id()))
+            .all(|n| n.state().map(|s| s.as_str()) == Some("deleted"))
+    );
+    let endpoints = direct
+        .describe_vpc_endpoints()
+        .send()
+        .await
+        .expect("DescribeVpcEndpoints");
+    assert!(
+        endpoints
+            .vpc_endpoints()
+            .iter()
+            .filter(|e| e.vpc_endpoint_id() == Some(m("endpoint").resource_id()))
+            .all(|e| e.state().map(|s| s.as_str()) == Some("deleted"))
+    );
+    let groups = direct
+        .describe_security_groups()
+        .send()
+        .await
+        .expect("DescribeSecurityGroups");
+    assert!(
+        groups
+            .security_groups()
+            .iter()
+            .all(|g| g.vpc_id() != Some(m("vpc").resource_id())),
+        "the family's groups, default one included, are gone"
+    );
+    let acls = direct
+        .describe_network_acls()
+        .send()
+        .await
+        .expect("DescribeNetworkAcls");
+    assert!(
+        acls.network_acls()
+            .iter()
+            .all(|a| a.network_acl_id() != Some(m("network acl").resource_id()))
+    );
+    let eigws = direct
+        .describe_egress_only_internet_gateways()
+        .send()
+        .await
+        .expect("DescribeEgressOnlyInternetGateways");
+    assert!(eigws.egress_only_internet_gateways().iter().all(
+        |g| g.egress_only_internet_gateway_id() != Some(m("egress-only gateway").resource_id())
+    ));
+    let dhcp = direct
+        .describe_dhcp_options()
+        .send()
+        .await
+        .expect("DescribeDhcpOptions");
+    assert!(
+        dhcp.dhcp_options()
+            .iter()
+            .all(|d| d.dhcp_options_id() != Some(m("dhcp options").resource_id()))
+    );
+    let peerings = direct
+        .describe_vpc_peering_connections()
+        .send()
+        .await
+        .expect("DescribeVpcPeeringConnections");
+    assert!(
+        peerings
+            .vpc_peering_connections()
+            .iter()
+            .filter(|p| p.vpc_peering_connection_id() == Some(m("peering").resource_id()))
+            .all(|p| p.status().and_then(|s| s.code()).map(|c| c.as_str()) == Some("deleted"))
+    );
+}
