@@ -608,7 +608,7 @@ fn ec2_arn(kind: &str, id: &str) -> Arn {
     arn(&format!("arn:aws:ec2:{US}:{DEFAULT_ACCOUNT}:{kind}/{id}"))
 }
 
-fn ec2_tags(value: &Value) -> Vec<aws_sdk_ec2::types::Tag> {
+pub(crate) fn ec2_tags(value: &Value) -> Vec<aws_sdk_ec2::types::Tag> {
     let map: BTreeMap<String, String> =
         serde_json::from_value(value.clone()).expect("tags are a string map");
     map.into_iter()
@@ -618,17 +618,17 @@ fn ec2_tags(value: &Value) -> Vec<aws_sdk_ec2::types::Tag> {
 
 /// A whole VPC as an ephemeral environment leaves it, every member tagged; plus what AWS (and
 /// moto) made with it, untagged: the main route table, default security group and network ACL.
-struct Family {
+pub(crate) struct Family {
     /// Every tagged member, by what it is.
-    members: BTreeMap<&'static str, Arn>,
-    main_route_table: Arn,
-    default_acl: Arn,
+    pub(crate) members: BTreeMap<&'static str, Arn>,
+    pub(crate) main_route_table: Arn,
+    pub(crate) default_acl: Arn,
     /// An untagged VPC next to it, with a subnet and an attached internet gateway.
-    neighbour: [Arn; 3],
+    pub(crate) neighbour: [Arn; 3],
 }
 
 /// Builds the family straight on moto (not through the proxy the reaping goes through).
-async fn build_family(ec2: &aws_sdk_ec2::Client, tagged: &Value) -> Family {
+pub(crate) async fn build_family(ec2: &aws_sdk_ec2::Client, tagged: &Value) -> Family {
     use aws_sdk_ec2::types::VpcEndpointType;
     let tag = |id: &str| {
         let req = ec2
@@ -894,7 +894,11 @@ async fn build_family(ec2: &aws_sdk_ec2::Client, tagged: &Value) -> Family {
 
 /// What AWS does when a subnet is deleted and moto 5.2.5 does not: its ACL association goes
 /// (here: back to the VPC's default ACL, the only move moto offers).
-async fn release_dead_acl_associations(ec2: &aws_sdk_ec2::Client, acl: &Arn, default_acl: &Arn) {
+pub(crate) async fn release_dead_acl_associations(
+    ec2: &aws_sdk_ec2::Client,
+    acl: &Arn,
+    default_acl: &Arn,
+) {
     let out = ec2
         .describe_network_acls()
         .network_acl_ids(acl.resource_id())
@@ -918,7 +922,7 @@ async fn release_dead_acl_associations(ec2: &aws_sdk_ec2::Client, acl: &Arn, def
     }
 }
 
-fn filter(name: &str, value: &str) -> aws_sdk_ec2::types::Filter {
+pub(crate) fn filter(name: &str, value: &str) -> aws_sdk_ec2::types::Filter {
     aws_sdk_ec2::types::Filter::builder()
         .name(name)
         .values(value)

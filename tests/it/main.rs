@@ -23,3 +23,4 @@ mod rules;
 mod safety;
 mod scan;
 mod support;
+mod vpc;
