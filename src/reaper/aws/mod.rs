@@ -7,7 +7,11 @@
 //! A deleter deletes exactly the resource its ARN names (an S3 bucket's objects are part of the
 //! bucket); it never deletes, detaches or disassociates a dependency — those are reported in
 //! [`Inspection::Live`]'s `depends_on` for the caller to order, and a deletion they block fails
-//! with [`DeleteError::InUse`]. No call retries beyond the SDK's retry policy. SDK types do not
+//! with [`DeleteError::InUse`]. Detaching an internet gateway from its VPC and removing a route
+//! table's associations are part of deleting the gateway or table (the attachments have no ARN
+//! of their own); the VPC and subnets are never touched. What AWS made and ephemera never
+//! deletes on its own (default VPC and subnets, main route tables, default network ACLs) is
+//! refused, [`DeleteError::Refused`], by inspect and delete alike. No call retries beyond the SDK's retry policy. SDK types do not
 //! leave this module.
 
 use std::collections::HashMap;

@@ -68,8 +68,13 @@ const ENDING_ENDPOINT_STATES: &[&str] = &["deleting", "deleted", "rejected", "fa
 const ENDED_PEERING_STATES: &[&str] = &["deleted", "deleting", "rejected", "failed", "expired"];
 
 fn refused(what: &str, id: &str, why: &str) -> DeleteError {
-    DeleteError::Refused(format!("{what} {id} is {why}; never deleted on its own"))
+    DeleteError::Refused(format!("{what} {id} is {why}"))
 }
+
+const DEFAULT_VPC: &str = "the region's default VPC, which ephemera never deletes";
+const DEFAULT_SUBNET: &str = "a default subnet of the default VPC, which ephemera never deletes";
+const MAIN_TABLE: &str = "its VPC's main route table, which goes only with its VPC";
+const DEFAULT_ACL: &str = "its VPC's default network ACL, which goes only with its VPC";
 
 fn arn_of(of: &Arn, kind: &str, id: &str) -> Arn {
     sibling(of, "ec2", &format!("{kind}/{id}"))
@@ -145,7 +150,7 @@ pub(super) async fn inspect_vpc(
         return Ok(Inspection::Gone);
     };
     if v.is_default() == Some(true) {
-        return Err(refused("VPC", id, "the region's default VPC"));
+        return Err(refused("VPC", id, DEFAULT_VPC));
     }
     Ok(Inspection::Live {
         tags: tags(v.tags()),
@@ -236,7 +241,7 @@ pub(super) async fn delete_vpc(
     match vpc(ec2, id).await? {
         None => return Ok(Deleted::AlreadyGone),
         Some(v) if v.is_default() == Some(true) => {
-            return Err(refused("VPC", id, "the region's default VPC"));
+            return Err(refused("VPC", id, DEFAULT_VPC));
         }
         Some(_) => {}
     }
@@ -374,7 +379,7 @@ pub(super) async fn inspect_subnet(
         return Ok(Inspection::Gone);
     };
     if is_default_subnet(&s) {
-        return Err(refused("subnet", id, "a default subnet of the default VPC"));
+        return Err(refused("subnet", id, DEFAULT_SUBNET));
     }
     let in_subnet = || filter("subnet-id", &[id]);
     let mut depends_on = live_instances(ec2, arn, vec![in_subnet()]).await?;
@@ -405,7 +410,7 @@ pub(super) async fn delete_subnet(
     match subnet(ec2, id).await? {
         None => return Ok(Deleted::AlreadyGone),
         Some(s) if is_default_subnet(&s) => {
-            return Err(refused("subnet", id, "a default subnet of the default VPC"));
+            return Err(refused("subnet", id, DEFAULT_SUBNET));
         }
         Some(_) => {}
     }
@@ -454,7 +459,7 @@ pub(super) async fn inspect_route_table(
 ) -> Result<Inspection, DeleteError> {
     Ok(match route_table(ec2, id).await? {
         None => Inspection::Gone,
-        Some(t) if is_main(&t) => return Err(refused("route table", id, "its VPC's main one")),
+        Some(t) if is_main(&t) => return Err(refused("route table", id, MAIN_TABLE)),
         Some(t) => live(tags(t.tags())),
     })
 }
@@ -470,7 +475,7 @@ pub(super) async fn delete_route_table(
         return Ok(Deleted::AlreadyGone);
     };
     if is_main(&t) {
-        return Err(refused("route table", id, "its VPC's main one"));
+        return Err(refused("route table", id, MAIN_TABLE));
     }
     for association in t
         .associations()
@@ -795,7 +800,7 @@ pub(super) async fn inspect_network_acl(
         return Ok(Inspection::Gone);
     };
     if a.is_default() == Some(true) {
-        return Err(refused("network ACL", id, "its VPC's default one"));
+        return Err(refused("network ACL", id, DEFAULT_ACL));
     }
     let depends_on = a
         .associations()
@@ -816,7 +821,7 @@ pub(super) async fn delete_network_acl(
     match network_acl(ec2, id).await? {
         None => return Ok(Deleted::AlreadyGone),
         Some(a) if a.is_default() == Some(true) => {
-            return Err(refused("network ACL", id, "its VPC's default one"));
+            return Err(refused("network ACL", id, DEFAULT_ACL));
         }
         Some(_) => {}
     }
