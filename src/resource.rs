@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    Action, Arn, Decision, HumanDuration, ProjectName, ReapMode, ResourceType, RunOutcome, Source,
-    Tags, TaskName, Verdict, WalkOutcome,
+    Action, Arn, ControllerRef, Decision, HumanDuration, ProjectName, ReapMode, ResourceType,
+    RunOutcome, Source, Tags, TaskName, Verdict, WalkOutcome,
 };
 
 /// One resource as a walk of (account, region) saw it.
@@ -211,6 +211,10 @@ pub struct ReapCandidate {
     /// It carried no tags at all when last seen (never tagged, or every tag removed): such a
     /// resource is deleted only in an account dedicated to ephemeral work.
     pub tagless: bool,
+    /// The controller its tags name (a stack, a node group, an Auto Scaling group, an ECS
+    /// service): it is reaped only with that controller, never alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub controller: Option<ControllerRef>,
     /// Which inventory call last found it.
     pub source: Source,
     /// When it was created, where inventory learnt it.

@@ -6,6 +6,7 @@
 //! | `duration` | [`HumanDuration`]: `90m`, `2h`, `7d` |
 //! | `tags` | [`Tags`] (packed), the tag checks, [`IdentityTags`] (the keys that carry a lease) |
 //! | `arn` | [`Arn`] and its parts |
+//! | `controller` | [`ControllerRef`]: what a controlled resource's tags name, and what a controller is (stacks, node groups, Auto Scaling groups, ECS services) |
 //! | `verdict` | [`Verdict`] (what a pass concludes) and [`Action`] (what a rule does) |
 //! | `mail` | [`MailKind`]: the notices and messages of the outbox |
 //! | `money` | [`MicroUsd`] (integer micro-dollars), exact parsing and printing, [`DaySpend`] |
@@ -17,6 +18,7 @@
 //! the crate but itself.
 
 mod arn;
+mod controller;
 mod duration;
 mod ids;
 mod lease;
@@ -29,6 +31,7 @@ mod text;
 mod verdict;
 
 pub use arn::Arn;
+pub use controller::{ControllerKind, ControllerRef};
 pub use duration::{HumanDuration, backoff};
 pub use ids::{LeaseId, ProjectName};
 pub use lease::{Lease, LeaseEnded, LeaseState};

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::config::{AwsAccount, Enforcement};
-use crate::model::{ResourceType, Verdict};
+use crate::model::{Arn, ControllerRef, ResourceType, Verdict};
 use crate::resource::{ReapCandidate, WalkRecord};
 
 /// Where one candidate stands. Why it is held goes in `held_reason`: the candidate's own
@@ -33,6 +33,9 @@ pub struct PlanItem {
     pub candidate: ReapCandidate,
     #[serde(flatten)]
     pub status: Status,
+    /// A due controller's members (what its deletion takes with it), each due on its own.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<ReapCandidate>,
 }
 
 /// A cap that stopped deletions this pass.
@@ -119,6 +122,232 @@ pub struct PlanInput<'a> {
     pub now: DateTime<Utc>,
     /// On-call reaping: the deadline (and retry back-off) do not apply; every other guard does.
     pub manual: bool,
+    /// The live resources that controllers' tags claim.
+    pub controlled: &'a Controlled,
+}
+
+/// What the store knows of live controlled resources: each controller's live members, and the
+/// controller above a controller that has one (the Auto Scaling group a stack made).
+#[derive(Debug, Clone, Default)]
+pub struct Controlled {
+    members: HashMap<ControllerRef, Vec<Arn>>,
+    parent: HashMap<ControllerRef, ControllerRef>,
+}
+
+/// How deep controllers nest at most (a stack's node group's Auto Scaling group's instance is
+/// three); a loop of copied tags stops here instead of spinning.
+const MAX_NESTING: usize = 8;
+
+impl Controlled {
+    /// From the live resources whose tags name a controller, with that controller.
+    pub fn of(rows: impl IntoIterator<Item = (Arn, ControllerRef)>) -> Self {
+        let mut out = Controlled::default();
+        for (arn, controller) in rows {
+            out.note(&arn, &controller);
+            out.members.entry(controller).or_default().push(arn);
+        }
+        out
+    }
+
+    /// Notes that `arn`, if it is a controller itself, sits below `controller`.
+    fn note(&mut self, arn: &Arn, controller: &ControllerRef) {
+        if let Some(own) = ControllerRef::of_resource(arn, &controller.account, &controller.region)
+            && own != *controller
+        {
+            self.parent.insert(own, controller.clone());
+        }
+    }
+
+    /// The outermost controller above `r` (`r` itself when none is).
+    fn top<'a>(&'a self, r: &'a ControllerRef) -> &'a ControllerRef {
+        let mut at = r;
+        for _ in 0..MAX_NESTING {
+            match self.parent.get(at) {
+                Some(p) => at = p,
+                None => break,
+            }
+        }
+        at
+    }
+
+    /// Every live member below `r`, members of members included.
+    pub fn all_members(&self, r: &ControllerRef) -> Vec<&Arn> {
+        let mut out = Vec::new();
+        let mut level = vec![r.clone()];
+        for _ in 0..MAX_NESTING {
+            let mut next = Vec::new();
+            for c in &level {
+                for arn in self.members.get(c).into_iter().flatten() {
+                    out.push(arn);
+                    if let Some(own) = ControllerRef::of_resource(arn, &c.account, &c.region)
+                        && own != *c
+                    {
+                        next.push(own);
+                    }
+                }
+            }
+            if next.is_empty() {
+                break;
+            }
+            level = next;
+        }
+        out
+    }
+}
+
+/// A due controller and the members its deletion takes (or a lone item, with none).
+struct Group {
+    head: ReapCandidate,
+    members: Vec<ReapCandidate>,
+}
+
+impl Group {
+    /// What it deletes: the caps count a stack of twenty as twenty-one.
+    fn weight(&self) -> u64 {
+        1 + self.members.len() as u64
+    }
+
+    /// Held for `reason`, head and members alike.
+    fn hold(self, reason: &str, rest: &mut Vec<PlanItem>) {
+        for c in std::iter::once(self.head).chain(self.members) {
+            rest.push(PlanItem {
+                candidate: c,
+                status: Status::Held(reason.to_owned()),
+                members: Vec::new(),
+            });
+        }
+    }
+}
+
+/// Folds controlled candidates into their outermost controller: a controller is due only when
+/// it is due itself and every live member of it is due too; a member is never due alone.
+fn group_by_controller(
+    entries: Vec<(ReapCandidate, Status)>,
+    controlled: &Controlled,
+) -> (Vec<Group>, Vec<PlanItem>) {
+    // The candidates' own tags say where they sit, too (a plan without a store row for them).
+    let mut controlled = controlled.clone();
+    for (c, _) in &entries {
+        if let Some(up) = &c.controller {
+            controlled.note(&c.arn, up);
+        }
+    }
+    let own = |c: &ReapCandidate| ControllerRef::of_resource(&c.arn, &c.account, &c.region);
+    // Heads: candidates that are controllers under no other.
+    let heads: HashMap<ControllerRef, usize> = entries
+        .iter()
+        .enumerate()
+        .filter(|(_, (c, _))| c.controller.is_none())
+        .filter_map(|(i, (c, _))| own(c).map(|r| (r, i)))
+        .collect();
+    let mut members_of: HashMap<usize, Vec<usize>> = HashMap::new();
+    let mut orphans: Vec<(usize, ControllerRef)> = Vec::new();
+    for (i, (c, _)) in entries.iter().enumerate() {
+        let Some(up) = &c.controller else { continue };
+        let top = controlled.top(up);
+        match heads.get(top) {
+            Some(&h) => members_of.entry(h).or_default().push(i),
+            None => orphans.push((i, top.clone())),
+        }
+    }
+    let mut statuses: Vec<Option<Status>> = entries.iter().map(|(_, s)| Some(s.clone())).collect();
+    let mut grouped: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (r, &h) in &heads {
+        let mine = members_of.remove(&h).unwrap_or_default();
+        if entries[h].1 != Status::Due {
+            let why = match &entries[h].1 {
+                Status::Held(why) => format!("held: {why}"),
+                _ => "not due yet".to_owned(),
+            };
+            for &m in &mine {
+                if entries[m].1 == Status::Due {
+                    statuses[m] = Some(Status::Held(format!(
+                        "controlled by {r}, which is {why}: reaped only with it, never alone"
+                    )));
+                }
+            }
+            continue;
+        }
+        let due: HashSet<&str> = mine
+            .iter()
+            .filter(|&&m| entries[m].1 == Status::Due)
+            .map(|&m| entries[m].0.arn.as_str())
+            .collect();
+        let waiting: Vec<&str> = controlled
+            .all_members(r)
+            .into_iter()
+            .map(Arn::as_str)
+            .chain(mine.iter().map(|&m| entries[m].0.arn.as_str()))
+            .filter(|a| !due.contains(a))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if let Some(first) = waiting.first() {
+            let why = match mine.iter().find(|&&m| entries[m].0.arn.as_str() == *first) {
+                Some(&m) => match &entries[m].1 {
+                    Status::Held(why) => format!("held: {why}"),
+                    _ => "not due yet".to_owned(),
+                },
+                None => "not marked for deletion".to_owned(),
+            };
+            let others = match waiting.len() - 1 {
+                0 => String::new(),
+                n => format!(" (and {n} more)"),
+            };
+            let reason = format!(
+                "member {first} is {why}{others}: a controller goes only once every member is due"
+            );
+            statuses[h] = Some(Status::Held(reason));
+            for &m in &mine {
+                if entries[m].1 == Status::Due {
+                    statuses[m] = Some(Status::Held(format!(
+                        "controlled by {r}, which waits for its other members: reaped only \
+                         with it, never alone"
+                    )));
+                }
+            }
+        } else {
+            for &m in &mine {
+                statuses[m] = None;
+            }
+            grouped.insert(h, mine);
+        }
+    }
+    for (i, top) in orphans {
+        if entries[i].1 == Status::Due {
+            statuses[i] = Some(Status::Held(format!(
+                "controlled by {top}, which is not marked for deletion: reaped only with it, \
+                 never alone"
+            )));
+        }
+    }
+    let mut slots: Vec<Option<ReapCandidate>> = entries.into_iter().map(|(c, _)| Some(c)).collect();
+    let mut due = Vec::new();
+    let mut rest = Vec::new();
+    for i in 0..slots.len() {
+        let Some(status) = statuses[i].take() else {
+            continue;
+        };
+        let Some(head) = slots[i].take() else {
+            continue;
+        };
+        if status != Status::Due {
+            rest.push(PlanItem {
+                candidate: head,
+                status,
+                members: Vec::new(),
+            });
+            continue;
+        }
+        let members = grouped
+            .remove(&i)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|m| slots[m].take())
+            .collect();
+        due.push(Group { head, members });
+    }
+    (due, rest)
 }
 
 /// Deletion order by type ([`ResourceType::rank`]); a type with no deleter (never deleted)
@@ -129,8 +358,7 @@ pub fn type_rank(resource_type: &str) -> u8 {
 
 pub fn plan(candidates: Vec<ReapCandidate>, input: PlanInput<'_>) -> Plan {
     let en = input.enforcement;
-    let mut due = Vec::new();
-    let mut rest = Vec::new();
+    let mut entries: Vec<(ReapCandidate, Status)> = Vec::with_capacity(candidates.len());
     for c in candidates {
         let account = input.accounts.get(&c.account);
         let status = if !input.manual && c.deadline > input.now {
@@ -187,22 +415,16 @@ pub fn plan(candidates: Vec<ReapCandidate>, input: PlanInput<'_>) -> Plan {
         } else {
             Status::Due
         };
-        if status == Status::Due {
-            due.push(c);
-        } else {
-            rest.push(PlanItem {
-                candidate: c,
-                status,
-            });
-        }
+        entries.push((c, status));
     }
+    let (due, mut rest) = group_by_controller(entries, input.controlled);
 
     let mut capped = Vec::new();
     // Share cap: per project, due deletions against its live inventory (rounded up, so a
     // project of one resource can lose it).
     let mut per_project: BTreeMap<String, u64> = BTreeMap::new();
-    for c in &due {
-        *per_project.entry(project_key(c)).or_default() += 1;
+    for g in &due {
+        *per_project.entry(project_key(&g.head)).or_default() += g.weight();
     }
     let mut over: HashSet<String> = HashSet::new();
     for (project, n) in per_project {
@@ -219,23 +441,20 @@ pub fn plan(candidates: Vec<ReapCandidate>, input: PlanInput<'_>) -> Plan {
     }
     let (due, held): (Vec<_>, Vec<_>) = due
         .into_iter()
-        .partition(|c| !over.contains(&project_key(c)));
-    for c in held {
+        .partition(|g| !over.contains(&project_key(&g.head)));
+    for g in held {
         let reason = format!(
             "project {} is over its cap of {}% of its inventory this pass",
-            project_key(&c),
+            project_key(&g.head),
             en.max_project_share_percent
         );
-        rest.push(PlanItem {
-            candidate: c,
-            status: Status::Held(reason),
-        });
+        g.hold(&reason, &mut rest);
     }
     // Account cap: an account with more due than its cap deletes nothing this pass, and the
     // others go on (one noisy account does not halt the organization).
     let mut per_account: BTreeMap<&str, u64> = BTreeMap::new();
-    for c in &due {
-        *per_account.entry(c.account.as_str()).or_default() += 1;
+    for g in &due {
+        *per_account.entry(g.head.account.as_str()).or_default() += g.weight();
     }
     let mut over: HashMap<String, u32> = HashMap::new();
     for (account, n) in per_account {
@@ -255,39 +474,34 @@ pub fn plan(candidates: Vec<ReapCandidate>, input: PlanInput<'_>) -> Plan {
     }
     let (mut due, held): (Vec<_>, Vec<_>) = due
         .into_iter()
-        .partition(|c| !over.contains_key(&c.account));
-    for c in held {
+        .partition(|g| !over.contains_key(&g.head.account));
+    for g in held {
         let reason = format!(
             "account {} has more deletions due than its max_deletions_per_pass = {} this pass",
-            c.account, over[&c.account]
+            g.head.account, over[&g.head.account]
         );
-        rest.push(PlanItem {
-            candidate: c,
-            status: Status::Held(reason),
-        });
+        g.hold(&reason, &mut rest);
     }
     // Absolute cap: a pass that would delete more than the cap deletes nothing, since a
     // surge that large more likely means lost leases than a real clean-up.
-    if due.len() as u64 > u64::from(en.max_deletions_per_pass) {
+    let total: u64 = due.iter().map(Group::weight).sum();
+    if total > u64::from(en.max_deletions_per_pass) {
         capped.push(CapHit {
             scope: "pass".into(),
-            due: due.len() as u64,
+            due: total,
             limit: u64::from(en.max_deletions_per_pass),
         });
         let reason = format!(
-            "{} deletions due exceed enforcement.max_deletions_per_pass = {}",
-            due.len(),
+            "{total} deletions due exceed enforcement.max_deletions_per_pass = {}",
             en.max_deletions_per_pass
         );
-        for c in due.drain(..) {
-            rest.push(PlanItem {
-                candidate: c,
-                status: Status::Held(reason.clone()),
-            });
+        for g in due.drain(..) {
+            g.hold(&reason, &mut rest);
         }
     }
 
     due.sort_by(|a, b| {
+        let (a, b) = (&a.head, &b.head);
         (type_rank(&a.resource_type), a.deadline, &a.arn).cmp(&(
             type_rank(&b.resource_type),
             b.deadline,
@@ -299,9 +513,10 @@ pub fn plan(candidates: Vec<ReapCandidate>, input: PlanInput<'_>) -> Plan {
     });
     let mut items: Vec<PlanItem> = due
         .into_iter()
-        .map(|candidate| PlanItem {
-            candidate,
+        .map(|g| PlanItem {
+            candidate: g.head,
             status: Status::Due,
+            members: g.members,
         })
         .collect();
     items.extend(rest);
@@ -336,6 +551,7 @@ mod tests {
         let item = PlanItem {
             candidate: cand("arn:a", "ec2:volume", "web", -5),
             status: Status::Held("outside the deletion window".into()),
+            members: Vec::new(),
         };
         let text = serde_json::to_string(&item).expect("serializes");
         assert_eq!(text.matches("\"reason\":").count(), 1, "{text}");
@@ -346,6 +562,7 @@ mod tests {
         let due = PlanItem {
             candidate: cand("arn:a", "ec2:volume", "web", -5),
             status: Status::Due,
+            members: Vec::new(),
         };
         let v = serde_json::to_value(&due).expect("json");
         assert_eq!(v["status"], "due");
@@ -373,6 +590,7 @@ mod tests {
             reap_state: None,
             last_decision: None,
             tagless: false,
+            controller: None,
             source: Source::Tagging,
             created_at: None,
             creator: None,
@@ -469,6 +687,7 @@ mod tests {
                 suspended,
                 now,
                 manual,
+                controlled: &Controlled::default(),
             },
         )
     }
@@ -499,8 +718,177 @@ mod tests {
                 suspended: None,
                 now: now(),
                 manual,
+                controlled: &Controlled::default(),
             },
         )
+    }
+
+    const STACK: &str = "arn:aws:cloudformation:us-east-1:111111111111:stack/web/6f1c";
+    const ASG: &str = "arn:aws:autoscaling:us-east-1:111111111111:autoScalingGroup:9e:autoScalingGroupName/web-asg";
+
+    /// A due candidate at `arn` (of its ARN's type), its tags naming `controller` if any.
+    fn ctl_cand(arn: &str, controller: Option<&str>) -> ReapCandidate {
+        let arn = Arn::parse(arn).expect("an ARN");
+        let mut c = cand("x", "ec2:volume", "web", -5);
+        c.resource_type = arn.resource_type();
+        c.arn = arn;
+        c.controller = controller.map(|tags| {
+            let tags =
+                crate::model::Tags::from_pairs(tags.split(',').filter_map(|kv| kv.split_once('=')));
+            ControllerRef::of_tags(&tags, &c.account, &c.region).expect("names a controller")
+        });
+        c
+    }
+
+    fn stack_tag() -> String {
+        format!("aws:cloudformation:stack-id={STACK}")
+    }
+
+    fn controller_enforcement() -> Enforcement {
+        let mut en = enforcement();
+        en.deletable_types.extend(
+            [
+                "cloudformation:stack",
+                "autoscaling:autoScalingGroup",
+                "sqs:queue",
+            ]
+            .into_iter()
+            .map(|t| ResourceType::parse(t).expect("a deletable type")),
+        );
+        en
+    }
+
+    fn plan_controlled(cands: Vec<ReapCandidate>, en: &Enforcement, live: &Controlled) -> Plan {
+        plan(
+            cands,
+            PlanInput {
+                enforcement: en,
+                knowledge: None,
+                accounts: &accounts(),
+                inventory: &[("web".to_owned(), 100)].into_iter().collect(),
+                suspended: None,
+                now: now(),
+                manual: false,
+                controlled: live,
+            },
+        )
+    }
+
+    /// The live members the store would give for `members` of `controller`'s tags.
+    fn live(rows: &[(&str, &str)]) -> Controlled {
+        Controlled::of(rows.iter().map(|(arn, tags)| {
+            let c = ctl_cand(arn, Some(tags));
+            (c.arn, c.controller.expect("a controller"))
+        }))
+    }
+
+    #[test]
+    fn a_due_controller_is_one_item_with_its_members_and_they_never_go_alone() {
+        let en = controller_enforcement();
+        let queue = "arn:aws:sqs:us-east-1:111111111111:web-q";
+        let instance = "arn:aws:ec2:us-east-1:111111111111:instance/i-1";
+        let tag = stack_tag();
+        let rows = [(queue, tag.as_str()), (instance, tag.as_str())];
+        let cands = || {
+            vec![
+                ctl_cand(queue, Some(&tag)),
+                ctl_cand(STACK, None),
+                ctl_cand(instance, Some(&tag)),
+            ]
+        };
+        // Everything due: one item, the stack, carrying both members.
+        let p = plan_controlled(cands(), &en, &live(&rows));
+        assert_eq!(
+            statuses(&p),
+            [("6f1c".to_owned(), "due".to_owned())],
+            "{p:#?}"
+        );
+        let members: Vec<&str> = p.items[0].members.iter().map(|m| m.arn.as_str()).collect();
+        assert_eq!(members.len(), 2);
+        assert!(
+            members.contains(&queue) && members.contains(&instance),
+            "{members:?}"
+        );
+        let json = serde_json::to_value(&p.items[0]).expect("json");
+        assert_eq!(json["members"].as_array().map(Vec::len), Some(2), "{json}");
+
+        // A live member that is not marked holds the stack, and the marked one with it.
+        let extra = "arn:aws:ec2:us-east-1:111111111111:volume/vol-live";
+        let rows3 = [rows[0], rows[1], (extra, tag.as_str())];
+        let p = plan_controlled(cands(), &en, &live(&rows3));
+        let s: HashMap<String, String> = statuses(&p).into_iter().collect();
+        assert!(p.due().next().is_none(), "{s:?}");
+        assert!(
+            s["6f1c"].contains(&format!("member {extra} is not marked for deletion"))
+                && s["6f1c"].contains("every member is due"),
+            "{s:?}"
+        );
+        assert!(
+            s["i-1"].contains("controlled by") && s["i-1"].contains("never alone"),
+            "{s:?}"
+        );
+
+        // A member held on its own (its type is report-only) holds the stack too.
+        let mut narrow = en.clone();
+        narrow
+            .deletable_types
+            .retain(|t| *t != ResourceType::SqsQueue);
+        let p = plan_controlled(cands(), &narrow, &live(&rows));
+        let s: HashMap<String, String> = statuses(&p).into_iter().collect();
+        assert!(
+            s["6f1c"].contains(&format!("member {queue} is held: type sqs:queue")),
+            "{s:?}"
+        );
+        assert!(s["i-1"].starts_with("held: controlled by"), "{s:?}");
+
+        // The stack not yet due: its due members wait for it, never going alone.
+        let mut later = cands();
+        later[1].deadline = now() + TimeDelta::hours(1);
+        let p = plan_controlled(later, &en, &live(&rows));
+        let s: HashMap<String, String> = statuses(&p).into_iter().collect();
+        assert_eq!(s["6f1c"], "scheduled");
+        assert!(s["i-1"].contains("which is not due yet"), "{s:?}");
+        assert!(p.due().next().is_none());
+
+        // The stack not marked at all: its members are held, whatever their own state.
+        let p = plan_controlled(
+            vec![ctl_cand(queue, Some(&tag)), ctl_cand(instance, Some(&tag))],
+            &en,
+            &live(&rows),
+        );
+        for (_, status) in statuses(&p) {
+            assert!(
+                status.contains("which is not marked for deletion"),
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn nested_controllers_fold_into_the_outermost_and_caps_count_members() {
+        let en = controller_enforcement();
+        let instance = "arn:aws:ec2:us-east-1:111111111111:instance/i-2";
+        let asg_tag = "aws:autoscaling:groupName=web-asg";
+        let tag = stack_tag();
+        // The instance names only its group; the group names the stack.
+        let rows = [(instance, asg_tag), (ASG, tag.as_str())];
+        let cands = vec![
+            ctl_cand(instance, Some(asg_tag)),
+            ctl_cand(ASG, Some(&tag)),
+            ctl_cand(STACK, None),
+        ];
+        let p = plan_controlled(cands.clone(), &en, &live(&rows));
+        assert_eq!(p.due().count(), 1, "{p:#?}");
+        assert_eq!(p.items[0].candidate.arn.as_str(), STACK);
+        assert_eq!(p.items[0].members.len(), 2);
+
+        // Three deletions against a cap of two: all held, the members with their stack.
+        let mut capped = en.clone();
+        capped.max_deletions_per_pass = 2;
+        let p = plan_controlled(cands, &capped, &live(&rows));
+        assert!(p.due().next().is_none());
+        assert_eq!(p.capped[0].due, 3, "{:?}", p.capped);
+        assert_eq!(p.items.len(), 3);
     }
 
     #[test]
@@ -586,6 +974,7 @@ mod tests {
                     suspended: None,
                     now: now(),
                     manual,
+                    controlled: &Controlled::default(),
                 },
             );
             let s: HashMap<String, String> = statuses(&p).into_iter().collect();

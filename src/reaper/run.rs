@@ -14,14 +14,14 @@ use chrono::TimeDelta;
 use serde::Serialize;
 
 use super::aws::{self, DeleteError, Deleted, Inspection};
-use super::plan::{Knowledge, Plan, PlanInput, PlanItem, Status, plan};
+use super::plan::{Controlled, Knowledge, Plan, PlanInput, PlanItem, Status, plan};
 use crate::clock::Clock;
 use crate::config::{AwsAccount, Config};
 use crate::inventory::AwsClients;
 use crate::live::Live;
 use crate::metrics::{Metrics, Series};
 use crate::model::Lease;
-use crate::model::{Action, Arn, Decision, LeaseId, ReapMode, Verdict};
+use crate::model::{Action, Arn, ControllerRef, Decision, LeaseId, ReapMode, Verdict};
 use crate::policy::{Place, Policy, evaluate};
 use crate::resource::{AuditEntry, ReapCandidate, ReapSummary, WalkRecord};
 use crate::store::{ReapUpdate, Store, StoreError};
@@ -126,6 +126,14 @@ struct Inner {
 }
 
 /// Verdicts a resource may be deleted in; anything else found at the last moment wins.
+/// The `reap_state` of a member whose controller's delete started: the next walk that finds
+/// it gone confirms it in the audit log.
+const GOING_WITH_CONTROLLER: &str = "with-controller";
+
+fn is_controller(c: &ReapCandidate) -> bool {
+    ControllerRef::of_resource(&c.arn, &c.account, &c.region).is_some()
+}
+
 fn reapable(v: Verdict) -> bool {
     matches!(
         v,
@@ -175,10 +183,21 @@ impl Reaper {
         let now = self.inner.clock.now();
         // The inventory (a scan of every live resource) only matters to the share cap of
         // items that are due.
-        let inventory = if manual || candidates.iter().any(|c| c.deadline <= now) {
+        let some_due = manual || candidates.iter().any(|c| c.deadline <= now);
+        let inventory = if some_due {
             self.inventory().await?
         } else {
             HashMap::new()
+        };
+        // Only a due controller needs its live members (read through a partial index).
+        let controlled = if some_due
+            && candidates
+                .iter()
+                .any(|c| c.controller.is_some() || is_controller(c))
+        {
+            Controlled::of(self.inner.store.live_controlled().await?)
+        } else {
+            Controlled::default()
         };
         let suspension = self.inner.store.suspension().await?;
         let suspended = suspension.map(|s| {
@@ -200,6 +219,7 @@ impl Reaper {
                 suspended: suspended.as_deref(),
                 now,
                 manual,
+                controlled: &controlled,
             },
         ))
     }
@@ -289,11 +309,16 @@ impl Reaper {
             .interrupted_deletes_resolved(self.owner_key())
             .await?
         {
+            let how = if c.reap_state.as_deref() == Some(GOING_WITH_CONTROLLER) {
+                "confirmed gone by a walk (it went with its controller)"
+            } else {
+                "confirmed gone by a walk (an interrupted delete had reached AWS)"
+            };
             self.audit(
                 &actor,
                 Subject::Item(&c),
                 Decision::Deleted,
-                "confirmed gone by a walk (an interrupted delete had reached AWS)",
+                how,
                 ReapUpdate::Settled,
             )
             .await?;
@@ -355,6 +380,28 @@ impl Reaper {
             .store
             .open_findings_for(arns.clone(), self.owner_key(), now)
             .await?;
+        // A controller named by hand brings its live members' findings: it goes with them
+        // or not at all, and naming each member of a stack is not on-call's job.
+        if candidates.iter().any(is_controller) {
+            let live = Controlled::of(inner.store.live_controlled().await?);
+            let asked: HashSet<&str> = arns.iter().map(String::as_str).collect();
+            let members: Vec<String> = candidates
+                .iter()
+                .filter_map(|c| ControllerRef::of_resource(&c.arn, &c.account, &c.region))
+                .flat_map(|r| live.all_members(&r))
+                .map(ToString::to_string)
+                .filter(|a| !asked.contains(a.as_str()))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            if !members.is_empty() {
+                let more = inner
+                    .store
+                    .open_findings_for(members, self.owner_key(), now)
+                    .await?;
+                candidates.extend(more);
+            }
+        }
         for c in &mut candidates {
             // Reaped by hand, the deadline does not apply (the plan is told `manual`).
             c.deadline = c.deadline.min(now);
@@ -526,7 +573,7 @@ impl Reaper {
                 self.delete_one(item, actor, &planned, &mut settled, &mut accounts)
                     .await?
             } else {
-                self.would_delete(c, actor).await?
+                self.would_delete(c, item.members.len(), actor).await?
             };
             self.inner
                 .metrics
@@ -542,15 +589,22 @@ impl Reaper {
     async fn would_delete(
         &self,
         c: &ReapCandidate,
+        members: usize,
         actor: &Actor,
     ) -> Result<ItemResult, StoreError> {
+        let detail = match members {
+            0 => "enforcement is not armed".to_owned(),
+            n => {
+                format!("enforcement is not armed; a controller: its {n} members would go with it")
+            }
+        };
         // Recorded once per finding, not on every pass it stays due.
         if c.last_decision != Some(Decision::WouldDelete) {
             self.audit(
                 actor,
                 Subject::Item(c),
                 Decision::WouldDelete,
-                "enforcement is not armed",
+                &detail,
                 ReapUpdate::Decision,
             )
             .await?;
@@ -560,7 +614,7 @@ impl Reaper {
             resource_type: c.resource_type.clone(),
             project: c.project.as_ref().map(ToString::to_string),
             outcome: Decision::WouldDelete,
-            detail: "enforcement is not armed".into(),
+            detail,
         })
     }
 
@@ -574,7 +628,7 @@ impl Reaper {
     ) -> Result<ItemResult, StoreError> {
         let c = &item.candidate;
         let outcome = self
-            .guarded_delete(c, actor, planned, settled, accounts)
+            .guarded_delete(c, &item.members, actor, planned, settled, accounts)
             .await;
         let now = self.inner.clock.now();
         let (decision, detail, update) = match &outcome {
@@ -631,20 +685,19 @@ impl Reaper {
         crate::model::backoff(base, attempts, TimeDelta::days(1))
     }
 
-    /// The last-moment checks and the delete itself.
-    async fn guarded_delete(
+    /// The last-moment checks of one candidate: its account, a fresh look at it, its tags and
+    /// lease now, the rules now. `Ok` with the client and what it depends on when it may go.
+    async fn recheck(
         &self,
         c: &ReapCandidate,
         actor: &Actor,
-        planned: &HashSet<&str>,
-        settled: &HashMap<String, bool>,
         accounts: &mut HashMap<String, Result<(), String>>,
-    ) -> Outcome {
+    ) -> Result<(aws_config::SdkConfig, Vec<crate::model::Arn>), Outcome> {
         let inner = &self.inner;
         let arn = &c.arn;
         let sdk = match inner.clients.config_for(&c.account, &c.region).await {
             Ok(s) => s,
-            Err(e) => return Outcome::Skipped(format!("no client for the account: {e}")),
+            Err(e) => return Err(Outcome::Skipped(format!("no client for the account: {e}"))),
         };
         if !accounts.contains_key(&c.account) {
             // Logged with its sources once here; the items of the account carry its text.
@@ -656,23 +709,28 @@ impl Reaper {
             accounts.insert(c.account.clone(), verified);
         }
         if let Some(Err(e)) = accounts.get(&c.account) {
-            return Outcome::Skipped(format!("account {} not verified: {e}", c.account));
+            return Err(Outcome::Skipped(format!(
+                "account {} not verified: {e}",
+                c.account
+            )));
         }
         let (tags, depends_on) = match aws::inspect(&sdk, arn).await {
             // Never deletable (a default VPC, a main route table): recorded as skipped, not
             // as a failure retried with backoff, since no later pass can change the answer.
-            Err(DeleteError::Refused(why)) => return Outcome::Skipped(format!("refused: {why}")),
+            Err(DeleteError::Refused(why)) => {
+                return Err(Outcome::Skipped(format!("refused: {why}")));
+            }
             Err(e) => {
                 tracing::warn!(arn = %arn, error = %crate::error_chain(&e), "cannot re-read the resource");
-                return Outcome::Failed(format!("re-reading the resource: {e}"));
+                return Err(Outcome::Failed(format!("re-reading the resource: {e}")));
             }
             Ok(Inspection::Gone) => {
-                let how = if c.reap_state.as_deref() == Some("deleting") {
-                    "confirmed gone (an interrupted delete had reached AWS)"
-                } else {
-                    "already gone"
+                let how = match c.reap_state.as_deref() {
+                    Some("deleting") => "confirmed gone (an interrupted delete had reached AWS)",
+                    Some(GOING_WITH_CONTROLLER) => "confirmed gone (it went with its controller)",
+                    _ => "already gone",
                 };
-                return Outcome::Gone(how.into());
+                return Err(Outcome::Gone(how.into()));
             }
             Ok(Inspection::Live { tags, depends_on }) => (tags, depends_on),
         };
@@ -685,12 +743,12 @@ impl Reaper {
                 .into_iter()
                 .find(|k| tags.get(k).is_none())
         {
-            return Outcome::Skipped(format!(
+            return Err(Outcome::Skipped(format!(
                 "no `{missing}` tag, in account {} which is not dedicated to ephemeral work \
                  (aws.accounts.dedicated): the account role may delete only what carries the \
                  identity tags; reported only",
                 c.account
-            ));
+            )));
         }
         // The lease as it is now, from the store, not from the start of the pass. Lease ids are
         // compared parsed: the same id spelt another way is the same lease.
@@ -698,16 +756,16 @@ impl Reaper {
         if !same_lease_tag(lease_tag, c.lease_id.as_deref()) {
             // Another lease now: the mark was about the old one. Unmarked, so the next pass
             // evaluates it afresh (and marks it again, with a new grace, only if it must).
-            return Outcome::Unmarked(format!(
+            return Err(Outcome::Unmarked(format!(
                 "lease tag changed since it was marked ({} -> {}); evaluated afresh next pass",
                 c.lease_id.as_deref().unwrap_or("none"),
                 lease_tag.unwrap_or("none")
-            ));
+            )));
         }
         let lease: Option<Lease> = match lease_tag.and_then(LeaseId::parse_loose) {
             Some(id) => match inner.store.get_lease(id).await {
                 Ok(l) => l,
-                Err(e) => return Outcome::Failed(format!("re-reading the lease: {e}")),
+                Err(e) => return Err(Outcome::Failed(format!("re-reading the lease: {e}"))),
             },
             None => None,
         };
@@ -729,25 +787,47 @@ impl Reaper {
             now,
         );
         if !reapable(e.verdict) {
-            return Outcome::Skipped(format!("now {}: {}", e.verdict, e.reason));
+            return Err(Outcome::Skipped(format!("now {}: {}", e.verdict, e.reason)));
         }
         // By hand, on-call may reap any reapable verdict; a pass needs the rules to say reap.
         if !actor.manual && e.rule.action != Action::Reap {
-            return Outcome::Skipped(format!(
+            return Err(Outcome::Skipped(format!(
                 "rules now say `{}` for a {} resource",
                 e.rule.action, e.verdict
-            ));
+            )));
         }
         let owner_tag = tags.get(&keys.owner);
         if !same_owner(owner_tag, c.owner_tag.as_deref()) {
             // A new owner gets the whole grace period and a notice of their own: unmarked
             // here, marked afresh by the next pass.
-            return Outcome::Unmarked(format!(
+            return Err(Outcome::Unmarked(format!(
                 "owner tag changed since the pass ({} -> {}); marked again next pass",
                 c.owner_tag.as_deref().unwrap_or("none"),
                 owner_tag.unwrap_or("none")
-            ));
+            )));
         }
+        Ok((sdk, depends_on))
+    }
+
+    /// The last-moment checks and the delete itself. A controller's `members` are each
+    /// re-checked as it is (any that must not go keeps the controller), then marked as going
+    /// with it: the next walk that finds one gone confirms it in the audit log.
+    async fn guarded_delete(
+        &self,
+        c: &ReapCandidate,
+        members: &[ReapCandidate],
+        actor: &Actor,
+        planned: &HashSet<&str>,
+        settled: &HashMap<String, bool>,
+        accounts: &mut HashMap<String, Result<(), String>>,
+    ) -> Outcome {
+        let inner = &self.inner;
+        let arn = &c.arn;
+        let (sdk, depends_on) = match self.recheck(c, actor, accounts).await {
+            Ok(checked) => checked,
+            Err(outcome) => return outcome,
+        };
+
         for dep in &depends_on {
             match settled.get(dep.as_str()) {
                 Some(true) => continue,
@@ -776,8 +856,69 @@ impl Reaper {
                 format!("in use by {dep}, which is not marked for deletion")
             });
         }
-        // Noted in the same transaction that checks the act lock is still ours.
+        // Every member must still be fit to go, as the controller is: one that must not (a
+        // new lease, a protect tag) keeps the whole controller.
+        let mut going = Vec::with_capacity(members.len());
+        for m in members {
+            match self.recheck(m, actor, accounts).await {
+                Ok(_) => going.push(m.finding_id),
+                // Gone already: the walk that found it so resolves it.
+                Err(Outcome::Gone(_)) => {}
+                Err(Outcome::Skipped(why) | Outcome::Unmarked(why) | Outcome::Failed(why)) => {
+                    return Outcome::Skipped(format!(
+                        "member {} must not go now ({why}); the controller stays with it",
+                        m.arn
+                    ));
+                }
+            }
+        }
+        // Noted in the same transaction that checks the act lock is still ours: the members
+        // first, so a crash after the delete still has them confirmed by the next walk.
         let wall = crate::clock::Clock::now(&crate::clock::SystemClock);
+        if !going.is_empty() {
+            match inner
+                .store
+                .record_going_with(going.clone(), actor.fence.clone(), wall)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Outcome::Skipped(
+                        "this process no longer holds the act lock (another took over); not \
+                         deleted"
+                            .into(),
+                    );
+                }
+                Err(e) => {
+                    return Outcome::Failed(format!("cannot record the members' going: {e}"));
+                }
+            }
+        }
+        let outcome = self.delete_now(c, actor, &sdk, wall).await;
+        if !going.is_empty() && !matches!(outcome, Outcome::Gone(_)) {
+            // The controller stays, so its members do too: nothing of theirs to confirm.
+            if let Err(e) = inner.store.clear_going_with(going).await {
+                tracing::warn!(arn = %arn, error = %crate::error_chain(&e), "cannot clear the members' going");
+            }
+        }
+        match outcome {
+            Outcome::Gone(detail) if !members.is_empty() => Outcome::Gone(format!(
+                "{detail}; a controller: its {} members go with it, each confirmed by the next walk",
+                members.len()
+            )),
+            other => other,
+        }
+    }
+
+    /// Records the delete's start under the act lock, then deletes.
+    async fn delete_now(
+        &self,
+        c: &ReapCandidate,
+        actor: &Actor,
+        sdk: &aws_config::SdkConfig,
+        wall: chrono::DateTime<chrono::Utc>,
+    ) -> Outcome {
+        let (inner, arn) = (&self.inner, &c.arn);
         match inner
             .store
             .record_deleting(c.finding_id, actor.fence.clone(), wall)
@@ -797,7 +938,7 @@ impl Reaper {
             actor,
             c,
         };
-        match aws::delete_watched(&sdk, arn, &watch).await {
+        match aws::delete_watched(sdk, arn, &watch).await {
             Ok(Deleted::Deleted) => Outcome::Gone("deleted".into()),
             Ok(Deleted::AlreadyGone) => Outcome::Gone("already gone".into()),
             Err(DeleteError::Unsupported(t)) => Outcome::Skipped(format!("no deleter for {t}")),

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{CachedStatement, Connection, OptionalExtension, Row, params};
 
 use super::{Store, StoreError, bad, from_ms, ms, opt_time_at, stored_tags, time_at, verdict_at};
-use crate::model::{Action, RunOutcome, Source, TaskName, Verdict, WalkOutcome};
+use crate::model::{Action, ControllerRef, RunOutcome, Source, TaskName, Verdict, WalkOutcome};
 use crate::resource::{
     Finding, PageChanges, Record, RunRecord, StoredResource, WalkChanges, WalkRecord,
 };
@@ -639,8 +639,8 @@ impl<'c> PageStatements<'c> {
             upsert: c.prepare_cached(
                 "INSERT INTO resources (arn, account, region, resource_type, tags, first_seen, last_seen, gone_at,
                                 state, verdict, reason, project, action, grace_s, lease_id, lease_ended_at, last_run,
-                                source, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+                                source, created_at, controller)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
          ON CONFLICT (arn) DO UPDATE SET
              -- Region-less ARNs (S3) may be listed by several regions' walks (an emulator lists
              -- every bucket everywhere): the smallest region name wins, so the owner is stable.
@@ -651,6 +651,7 @@ impl<'c> PageStatements<'c> {
              project = excluded.project, action = excluded.action, grace_s = excluded.grace_s,
              lease_id = excluded.lease_id, lease_ended_at = excluded.lease_ended_at,
              last_run = excluded.last_run, source = excluded.source,
+             controller = excluded.controller,
              created_at = COALESCE(excluded.created_at, resources.created_at)",
             )?,
             open_finding: c.prepare_cached(
@@ -706,6 +707,7 @@ fn upsert_resource(
         run_id,
         o.source,
         o.created_at.map(ms),
+        ControllerRef::of_tags(&o.tags, &o.account, &o.region).map(|c| c.stored()),
     ])?;
     Ok(())
 }

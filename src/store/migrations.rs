@@ -255,6 +255,12 @@ const MIGRATIONS: &[&str] = &[
     // retried) until `ephemera mail retry`; `refusals` counts answers, not outages.
     "ALTER TABLE outbox ADD COLUMN refusals INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE outbox ADD COLUMN dead_at INTEGER;",
+    // 19: the controller a resource's tags name (`TYPE NAME`, see `ControllerRef`), so that a
+    // controller is deleted only once every live member of it is due; indexed for the live
+    // ones only, the few the plan reads.
+    "ALTER TABLE resources ADD COLUMN controller TEXT;
+    CREATE INDEX resources_controlled ON resources (controller)
+        WHERE controller IS NOT NULL AND gone_at IS NULL;",
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), StoreError> {

@@ -6,7 +6,7 @@ use rusqlite::{Connection, params};
 
 use super::chain::append;
 use super::{Store, StoreError, bad, from_ms, ms, opt_time_at, stored_tags, verdict_at};
-use crate::model::{MailKind, Tags, Verdict};
+use crate::model::{Arn, ControllerRef, MailKind, Tags, Verdict};
 use crate::resource::{AuditEntry, ReapCandidate};
 
 /// What a recorded decision does to its finding, in the same transaction as the audit record.
@@ -73,11 +73,12 @@ fn candidates(
             let text: String = r.get(10)?;
             let tags = stored_tags(&text).map_err(|_| bad(10, "tags", &text))?;
             let marked_owner: Option<String> = r.get(17)?;
+            let (account, region): (String, String) = (r.get(2)?, r.get(3)?);
             Ok(ReapCandidate {
                 finding_id: r.get(0)?,
                 arn: r.get(1)?,
-                account: r.get(2)?,
-                region: r.get(3)?,
+                account: account.clone(),
+                region: region.clone(),
                 resource_type: r.get(4)?,
                 project: r.get(5)?,
                 verdict: verdict_at(r, 6)?,
@@ -97,6 +98,7 @@ fn candidates(
                 reap_state: r.get(15)?,
                 last_decision: r.get(16)?,
                 tagless: tags.is_empty(),
+                controller: ControllerRef::of_tags(&tags, &account, &region),
                 source: r.get(18)?,
                 created_at: opt_time_at(r, 19)?,
                 creator: r.get(20)?,
@@ -272,6 +274,28 @@ impl Store {
         .await
     }
 
+    /// Every live resource whose tags name a controller, with that controller: what a
+    /// controller's deletion would take with it. Read through `resources_controlled`.
+    pub async fn live_controlled(&self) -> Result<Vec<(Arn, ControllerRef)>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT arn, account, region, controller FROM resources
+                 WHERE controller IS NOT NULL AND gone_at IS NULL",
+            )?;
+            let rows = stmt
+                .query_map([], |r| {
+                    let text: String = r.get(3)?;
+                    let (account, region): (String, String) = (r.get(1)?, r.get(2)?);
+                    let controller = ControllerRef::from_stored(&text, &account, &region)
+                        .ok_or_else(|| bad(3, "controller", &text))?;
+                    Ok((r.get(0)?, controller))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
     /// Open findings marked for deletion, by project (`unknown` for none).
     pub async fn marked_by_project(&self) -> Result<Vec<(String, i64)>, StoreError> {
         self.read(|c| {
@@ -335,13 +359,13 @@ impl Store {
             .write(move |c| {
                 c.prepare_cached(
                     "UPDATE findings SET reap_state = NULL
-                     WHERE reap_state = 'deleting' AND resolved_at IS NOT NULL
+                     WHERE reap_state IN ('deleting', 'with-controller') AND resolved_at IS NOT NULL
                        AND resolution NOT IN ('gone', 'terminated')",
                 )?
                 .execute([])?;
                 candidates(
                     c,
-                    "f.reap_state = 'deleting' AND f.resolved_at IS NOT NULL",
+                    "f.reap_state IN ('deleting', 'with-controller') AND f.resolved_at IS NOT NULL",
                     &[],
                     0,
                     &owner_key,
@@ -369,6 +393,53 @@ impl Store {
                     )?
                     .execute(params![finding_id, super::ACT_LOCK, fence, ms(wall_now)])?;
                 Ok(n == 1)
+            })
+            .await
+    }
+
+    /// Notes that the findings `ids` go with their controller, whose delete is about to start,
+    /// if `fence` still holds the act lock at `wall_now`; false, and nothing noted, if not.
+    /// The next walk that finds one gone confirms it ([`Self::interrupted_deletes_resolved`]).
+    pub async fn record_going_with(
+        &self,
+        ids: Vec<i64>,
+        fence: String,
+        wall_now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.writer
+            .write(move |c| {
+                let held: bool = c
+                    .prepare_cached(
+                        "SELECT 1 FROM locks WHERE name = ?1 AND holder = ?2 AND expires_at > ?3",
+                    )?
+                    .exists(params![super::ACT_LOCK, fence, ms(wall_now)])?;
+                if !held {
+                    return Ok(false);
+                }
+                let mut set = c.prepare_cached(
+                    "UPDATE findings SET reap_state = 'with-controller'
+                     WHERE id = ?1 AND resolved_at IS NULL",
+                )?;
+                for id in ids {
+                    set.execute([id])?;
+                }
+                Ok(true)
+            })
+            .await
+    }
+
+    /// Undoes [`Self::record_going_with`] for members whose controller stayed.
+    pub async fn clear_going_with(&self, ids: Vec<i64>) -> Result<(), StoreError> {
+        self.writer
+            .write(move |c| {
+                let mut clear = c.prepare_cached(
+                    "UPDATE findings SET reap_state = NULL
+                     WHERE id = ?1 AND reap_state = 'with-controller' AND resolved_at IS NULL",
+                )?;
+                for id in ids {
+                    clear.execute([id])?;
+                }
+                Ok(())
             })
             .await
     }
