@@ -82,37 +82,6 @@ impl ResourceType {
     pub fn parse(text: &str) -> Option<Self> {
         text.parse().ok()
     }
-
-    /// Deletion order: lower goes first. What uses a thing goes before it (instances before
-    /// their volumes and security groups, AMIs before their snapshots, interfaces before
-    /// security groups), and a VPC's contents before the VPC: NAT gateways and endpoints
-    /// before the Elastic IPs and subnets they hold, subnets before the network ACLs they are
-    /// associated with, gateways after what routes through them, the VPC after all of them and
-    /// the DHCP option set it uses after it. Exhaustive, so a new type must say where it goes.
-    pub fn rank(self) -> u8 {
-        use ResourceType::*;
-        match self {
-            Ec2Instance | LambdaFunction => 0,
-            Ec2Image
-            | Ec2NetworkInterface
-            | Ec2NatGateway
-            | Ec2VpcEndpoint
-            | Ec2VpcPeeringConnection => 1,
-            // After the NAT gateway or interface it is associated with.
-            Ec2ElasticIp => 2,
-            Ec2Volume | Ec2KeyPair | Ec2LaunchTemplate | S3Bucket | SqsQueue | SnsTopic
-            | DynamodbTable | LogsLogGroup => Self::REST,
-            Ec2Snapshot | Ec2SecurityGroup | Ec2Subnet | Ec2RouteTable => 4,
-            // A network ACL waits for its subnets (their deletion frees it); a gateway
-            // for the route tables and NAT gateways that use it.
-            Ec2NetworkAcl | Ec2InternetGateway | Ec2EgressOnlyInternetGateway => 5,
-            Ec2Vpc => 6,
-            Ec2DhcpOptions => 7,
-        }
-    }
-
-    /// The rank of the types that depend on nothing else ephemera deletes.
-    pub const REST: u8 = 3;
 }
 
 impl Serialize for ResourceType {
@@ -160,66 +129,5 @@ mod tests {
             err.to_string().contains("no deleter for `sqs:queues`"),
             "{err}"
         );
-    }
-
-    /// Each type's place in the deletion order, the VPC family's as the issue asks: what runs
-    /// in a VPC, then addresses, then subnets and tables, then gateways, then the VPC.
-    #[test]
-    fn ranks_put_users_before_what_they_use() {
-        use ResourceType::*;
-        let order: [&[ResourceType]; 8] = [
-            &[Ec2Instance, LambdaFunction],
-            &[
-                Ec2Image,
-                Ec2NetworkInterface,
-                Ec2NatGateway,
-                Ec2VpcEndpoint,
-                Ec2VpcPeeringConnection,
-            ],
-            &[Ec2ElasticIp],
-            &[
-                Ec2Volume,
-                Ec2KeyPair,
-                Ec2LaunchTemplate,
-                S3Bucket,
-                SqsQueue,
-                SnsTopic,
-                DynamodbTable,
-                LogsLogGroup,
-            ],
-            &[Ec2Snapshot, Ec2SecurityGroup, Ec2Subnet, Ec2RouteTable],
-            &[
-                Ec2NetworkAcl,
-                Ec2InternetGateway,
-                Ec2EgressOnlyInternetGateway,
-            ],
-            &[Ec2Vpc],
-            &[Ec2DhcpOptions],
-        ];
-        let listed: usize = order.iter().map(|r| r.len()).sum();
-        assert_eq!(listed, ResourceType::VARIANTS.len(), "every type once");
-        for (rank, types) in order.iter().enumerate() {
-            for t in *types {
-                assert_eq!(usize::from(t.rank()), rank, "{t}");
-            }
-        }
-        // The pairs the reaper relies on, spelt out.
-        for (first, then) in [
-            (Ec2NatGateway, Ec2ElasticIp),
-            (Ec2NatGateway, Ec2Subnet),
-            (Ec2VpcEndpoint, Ec2RouteTable),
-            (Ec2NetworkInterface, Ec2Subnet),
-            (Ec2Instance, Ec2Subnet),
-            (Ec2Subnet, Ec2NetworkAcl),
-            (Ec2RouteTable, Ec2InternetGateway),
-            (Ec2ElasticIp, Ec2InternetGateway),
-            (Ec2InternetGateway, Ec2Vpc),
-            (Ec2EgressOnlyInternetGateway, Ec2Vpc),
-            (Ec2SecurityGroup, Ec2Vpc),
-            (Ec2Vpc, Ec2DhcpOptions),
-        ] {
-            assert!(first.rank() < then.rank(), "{first} before {then}");
-        }
-        assert_eq!(S3Bucket.rank(), ResourceType::REST);
     }
 }

@@ -1,12 +1,12 @@
 //! The IAM actions the reaper's AWS calls need, per deletable type: what
 //! [`super::aws::inspect`] (the last-moment re-read of existence, tags and dependencies) and
 //! [`super::aws::delete`] call for that type, as IAM names them. Each type's actions sit next
-//! to its calls in the service's file under [`super::aws`] ([`super::aws::iam_actions`]
-//! dispatches on the type, exhaustively); [`crate::iam`] builds the printed policy from these
+//! to its calls in the service's file under [`super::aws`] (its [`super::aws::Kind`] entry,
+//! found by [`super::aws::iam_actions`]); [`crate::iam`] builds the printed policy from these
 //! and nothing else.
 //!
 //! Architecture Invariant: a type's actions are exactly those of the calls its deleter can
-//! make — no wildcard, no "just in case". A type whose calls have no actions does not compile;
+//! make — no wildcard, no "just in case". A type without its registry entry fails `every_type_has_exactly_one_kind`;
 //! a row that is not concrete actions of its own service, able to look and delete, fails
 //! `reaper::aws::tests`; a call a deleter makes that its row misses fails the integration test
 //! `iam::every_row_is_exactly_what_its_deleter_calls` (which also fails on an action no call

@@ -350,10 +350,10 @@ fn group_by_controller(
     (due, rest)
 }
 
-/// Deletion order by type ([`ResourceType::rank`]); a type with no deleter (never deleted)
-/// sorts with the types that depend on nothing ([`ResourceType::REST`]).
+/// Deletion order by type ([`super::aws::Kind::rank`]); a type with no deleter (never deleted)
+/// sorts with the types that depend on nothing ([`super::aws::REST`]).
 pub fn type_rank(resource_type: &str) -> u8 {
-    ResourceType::parse(resource_type).map_or(ResourceType::REST, ResourceType::rank)
+    ResourceType::parse(resource_type).map_or(super::aws::REST, |t| super::aws::kind(t).rank)
 }
 
 pub fn plan(candidates: Vec<ReapCandidate>, input: PlanInput<'_>) -> Plan {

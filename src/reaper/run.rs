@@ -963,21 +963,26 @@ struct Watch<'a> {
 }
 
 impl aws::Batches for Watch<'_> {
-    async fn progress(&self, removed: u64) {
-        let detail = format!("{removed} object versions removed so far");
-        if let Err(e) = self
-            .reaper
-            .audit(
-                self.actor,
-                Subject::Item(self.c),
-                Decision::Emptying,
-                &detail,
-                ReapUpdate::Decision,
-            )
-            .await
-        {
-            tracing::error!(arn = %self.c.arn, error = %crate::error_chain(&e), "cannot record an emptying batch");
-        }
+    fn progress(
+        &self,
+        removed: u64,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            let detail = format!("{removed} object versions removed so far");
+            if let Err(e) = self
+                .reaper
+                .audit(
+                    self.actor,
+                    Subject::Item(self.c),
+                    Decision::Emptying,
+                    &detail,
+                    ReapUpdate::Decision,
+                )
+                .await
+            {
+                tracing::error!(arn = %self.c.arn, error = %crate::error_chain(&e), "cannot record an emptying batch");
+            }
+        })
     }
 
     fn still_doomed(&self, tags: &crate::model::Tags) -> Result<(), String> {

@@ -1068,9 +1068,7 @@ async fn a_tagged_vpc_is_reaped_whole_in_dependency_order_and_its_neighbour_surv
         .collect();
     order.sort_by_key(|(_, a)| {
         (
-            ResourceType::parse(&a.resource_type())
-                .expect("a deletable type")
-                .rank(),
+            aws::kind(ResourceType::parse(&a.resource_type()).expect("a deletable type")).rank,
             a.clone(),
         )
     });

@@ -635,3 +635,129 @@ pub(super) async fn delete_launch_template(
         .map_err(fail("DeleteLaunchTemplate"));
     settle(r, TEMPLATE_NOT_FOUND, &[])
 }
+
+/// The types of this file, whole: how each is inspected and deleted, where it goes in the
+/// deletion order, and the IAM actions of its calls (see [`Kind`]).
+pub(super) const KINDS: &[Kind] = &[
+    Kind {
+        ty: ResourceType::Ec2Instance,
+        example: "arn:aws:ec2:us-east-1:123456789012:instance/i-0abc",
+        rank: 0,
+        inspect: |sdk, arn| {
+            Box::pin(async move { inspect_instance(&client(sdk), arn.resource_id()).await })
+        },
+        delete: |sdk, arn, _| {
+            Box::pin(async move { terminate_instance(&client(sdk), arn.resource_id()).await })
+        },
+        actions: INSTANCE_ACTIONS,
+        tag_conditioned: &["ec2:TerminateInstances"],
+    },
+    Kind {
+        ty: ResourceType::Ec2Volume,
+        example: "arn:aws:ec2:us-east-1:123456789012:volume/vol-1",
+        rank: REST,
+        inspect: |sdk, arn| {
+            Box::pin(async move { inspect_volume(&client(sdk), arn, arn.resource_id()).await })
+        },
+        delete: |sdk, arn, _| {
+            Box::pin(async move { delete_volume(&client(sdk), arn.resource_id()).await })
+        },
+        actions: VOLUME_ACTIONS,
+        tag_conditioned: &["ec2:DeleteVolume"],
+    },
+    Kind {
+        ty: ResourceType::Ec2Snapshot,
+        example: "arn:aws:ec2:us-east-1:123456789012:snapshot/snap-1",
+        rank: 4,
+        inspect: |sdk, arn| {
+            Box::pin(async move { inspect_snapshot(&client(sdk), arn, arn.resource_id()).await })
+        },
+        delete: |sdk, arn, _| {
+            Box::pin(async move { delete_snapshot(&client(sdk), arn.resource_id()).await })
+        },
+        actions: SNAPSHOT_ACTIONS,
+        tag_conditioned: &["ec2:DeleteSnapshot"],
+    },
+    Kind {
+        ty: ResourceType::Ec2Image,
+        example: "arn:aws:ec2:us-east-1:123456789012:image/ami-1",
+        rank: 1,
+        inspect: |sdk, arn| {
+            Box::pin(async move { inspect_image(&client(sdk), arn.resource_id()).await })
+        },
+        delete: |sdk, arn, _| {
+            Box::pin(async move { deregister_image(&client(sdk), arn.resource_id()).await })
+        },
+        actions: IMAGE_ACTIONS,
+        tag_conditioned: &["ec2:DeregisterImage"],
+    },
+    Kind {
+        ty: ResourceType::Ec2SecurityGroup,
+        example: "arn:aws:ec2:us-east-1:123456789012:security-group/sg-1",
+        rank: 4,
+        inspect: |sdk, arn| {
+            Box::pin(
+                async move { inspect_security_group(&client(sdk), arn, arn.resource_id()).await },
+            )
+        },
+        delete: |sdk, arn, _| {
+            Box::pin(async move { delete_security_group(&client(sdk), arn.resource_id()).await })
+        },
+        actions: SECURITY_GROUP_ACTIONS,
+        tag_conditioned: &["ec2:DeleteSecurityGroup"],
+    },
+    Kind {
+        ty: ResourceType::Ec2NetworkInterface,
+        example: "arn:aws:ec2:us-east-1:123456789012:network-interface/eni-1",
+        rank: 1,
+        inspect: |sdk, arn| {
+            Box::pin(async move {
+                inspect_network_interface(&client(sdk), arn, arn.resource_id()).await
+            })
+        },
+        delete: |sdk, arn, _| {
+            Box::pin(async move { delete_network_interface(&client(sdk), arn.resource_id()).await })
+        },
+        actions: NETWORK_INTERFACE_ACTIONS,
+        tag_conditioned: &["ec2:DeleteNetworkInterface"],
+    },
+    Kind {
+        ty: ResourceType::Ec2ElasticIp,
+        example: "arn:aws:ec2:us-east-1:123456789012:elastic-ip/eipalloc-1",
+        rank: 2,
+        inspect: |sdk, arn| {
+            Box::pin(async move { inspect_address(&client(sdk), arn, arn.resource_id()).await })
+        },
+        delete: |sdk, arn, _| {
+            Box::pin(async move { release_address(&client(sdk), arn.resource_id()).await })
+        },
+        actions: ADDRESS_ACTIONS,
+        tag_conditioned: &["ec2:ReleaseAddress"],
+    },
+    Kind {
+        ty: ResourceType::Ec2KeyPair,
+        example: "arn:aws:ec2:us-east-1:123456789012:key-pair/key-1",
+        rank: REST,
+        inspect: |sdk, arn| {
+            Box::pin(async move { inspect_key_pair(&client(sdk), arn.resource_id()).await })
+        },
+        delete: |sdk, arn, _| {
+            Box::pin(async move { delete_key_pair(&client(sdk), arn.resource_id()).await })
+        },
+        actions: KEY_PAIR_ACTIONS,
+        tag_conditioned: &["ec2:DeleteKeyPair"],
+    },
+    Kind {
+        ty: ResourceType::Ec2LaunchTemplate,
+        example: "arn:aws:ec2:us-east-1:123456789012:launch-template/lt-1",
+        rank: REST,
+        inspect: |sdk, arn| {
+            Box::pin(async move { inspect_launch_template(&client(sdk), arn.resource_id()).await })
+        },
+        delete: |sdk, arn, _| {
+            Box::pin(async move { delete_launch_template(&client(sdk), arn.resource_id()).await })
+        },
+        actions: LAUNCH_TEMPLATE_ACTIONS,
+        tag_conditioned: &["ec2:DeleteLaunchTemplate"],
+    },
+];

@@ -69,3 +69,15 @@ pub(super) async fn delete(sdk: &SdkConfig, arn: &Arn) -> Result<Deleted, Delete
     // A concurrent change to the group: try again on a later pass.
     settle(r, NO_GROUP, &["OperationAbortedException"])
 }
+
+/// The types of this file, whole: how each is inspected and deleted, where it goes in the
+/// deletion order, and the IAM actions of its calls (see [`Kind`]).
+pub(super) const KINDS: &[Kind] = &[Kind {
+    ty: ResourceType::LogsLogGroup,
+    example: "arn:aws:logs:us-east-1:123456789012:log-group:/aws/x",
+    rank: REST,
+    inspect: |sdk, arn| Box::pin(inspect(sdk, arn)),
+    delete: |sdk, arn, _| Box::pin(delete(sdk, arn)),
+    actions: ACTIONS,
+    tag_conditioned: &["logs:DeleteLogGroup"],
+}];

@@ -15,6 +15,9 @@
 //! leave this module.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::LazyLock;
 
 use aws_config::{Region, SdkConfig};
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata};
@@ -85,7 +88,7 @@ pub enum DeleteError {
 pub trait Batches: Sync {
     /// Records that `removed` parts are gone so far (the audit log, so an emptying that is
     /// interrupted is visible, and the next pass resumes it).
-    fn progress(&self, removed: u64) -> impl std::future::Future<Output = ()> + Send;
+    fn progress(&self, removed: u64) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
     /// Whether the work may go on, given the resource's tags as they are now; the reason to
     /// stop otherwise.
     fn still_doomed(&self, tags: &Tags) -> Result<(), String>;
@@ -96,47 +99,84 @@ pub trait Batches: Sync {
 pub struct Unwatched;
 
 impl Batches for Unwatched {
-    async fn progress(&self, _removed: u64) {}
+    fn progress(&self, _removed: u64) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async {})
+    }
     fn still_doomed(&self, _tags: &Tags) -> Result<(), String> {
         Ok(())
     }
 }
 
+/// A call of a deleter, boxed so that every type's sits in one table.
+pub type Call<'a, T> = Pin<Box<dyn Future<Output = Result<T, DeleteError>> + Send + 'a>>;
+
+/// How a type is inspected: [`inspect`].
+pub type InspectFn = for<'a> fn(&'a SdkConfig, &'a Arn) -> Call<'a, Inspection>;
+
+/// How a type is deleted: [`delete_watched`] (`watch` matters to deleters that work in
+/// batches).
+pub type DeleteFn = for<'a> fn(&'a SdkConfig, &'a Arn, &'a dyn Batches) -> Call<'a, Deleted>;
+
+/// One deletable type, whole: everything the reaper and the printed IAM policy need of it sits
+/// in one entry of its service's file (`KINDS`). Adding a type is its `ResourceType` variant,
+/// one entry, its sweep lister (`inventory::sweep`, which lists in a lower layer) and its
+/// tests; `every_type_has_exactly_one_kind` fails until the entry is there.
+#[derive(Debug)]
+pub struct Kind {
+    pub ty: ResourceType,
+    /// An ARN of the type as the Resource Groups Tagging API spells it.
+    pub example: &'static str,
+    /// Deletion order: lower goes first. What uses a thing, or controls it, goes before it.
+    pub rank: u8,
+    pub inspect: InspectFn,
+    pub delete: DeleteFn,
+    /// The IAM actions of the calls `inspect` and `delete` make, as IAM names them, sorted.
+    pub actions: &'static [&'static str],
+    /// The deleting actions of `actions` that AWS authorizes on the resource's own tags
+    /// (`aws:ResourceTag/${TagKey}`, per the Service Authorization Reference), so the printed
+    /// policy can allow them only on resources that carry the identity tags. The rest (reads,
+    /// and deletes whose service cannot condition on the resource's tags) stays unconditioned.
+    pub tag_conditioned: &'static [&'static str],
+}
+
+/// The rank of the types that depend on nothing else ephemera deletes. The order around it:
+/// instances and functions (0); AMIs, interfaces, NAT gateways, endpoints and peerings (1);
+/// Elastic IPs, after the NAT gateway or interface they are associated with (2); the rest (3);
+/// snapshots, security groups, subnets and route tables (4); network ACLs, which their
+/// subnets' deletion frees, and gateways, after what routes through them (5); VPCs (6); the
+/// DHCP option sets they use (7).
+pub const REST: u8 = 3;
+
+/// Every service's types.
+const SERVICES: &[&[Kind]] = &[
+    ec2::KINDS,
+    vpc::KINDS,
+    s3::KINDS,
+    sqs::KINDS,
+    sns::KINDS,
+    dynamodb::KINDS,
+    lambda::KINDS,
+    logs::KINDS,
+];
+
+/// Every deletable type's entry.
+pub fn kinds() -> impl Iterator<Item = &'static Kind> {
+    SERVICES.iter().flat_map(|s| s.iter())
+}
+
+/// The entry of `t`.
+pub fn kind(t: ResourceType) -> &'static Kind {
+    static BY_TYPE: LazyLock<HashMap<ResourceType, &'static Kind>> =
+        LazyLock::new(|| kinds().map(|k| (k.ty, k)).collect());
+    BY_TYPE
+        .get(&t)
+        .expect("every type has an entry (`every_type_has_exactly_one_kind`)")
+}
+
 /// Looks at the resource `arn` names, through the service that owns it, with `sdk` (the config
 /// for the resource's account and region).
 pub async fn inspect(sdk: &SdkConfig, arn: &Arn) -> Result<Inspection, DeleteError> {
-    use ResourceType::*;
-    let id = arn.resource_id();
-    // Exhaustive: a type added to `ResourceType` does not compile until it can be inspected.
-    match deletable(arn)? {
-        Ec2Instance => ec2::inspect_instance(&ec2::client(sdk), id).await,
-        Ec2Volume => ec2::inspect_volume(&ec2::client(sdk), arn, id).await,
-        Ec2Snapshot => ec2::inspect_snapshot(&ec2::client(sdk), arn, id).await,
-        Ec2Image => ec2::inspect_image(&ec2::client(sdk), id).await,
-        Ec2SecurityGroup => ec2::inspect_security_group(&ec2::client(sdk), arn, id).await,
-        Ec2NetworkInterface => ec2::inspect_network_interface(&ec2::client(sdk), arn, id).await,
-        Ec2ElasticIp => ec2::inspect_address(&ec2::client(sdk), arn, id).await,
-        Ec2KeyPair => ec2::inspect_key_pair(&ec2::client(sdk), id).await,
-        Ec2LaunchTemplate => ec2::inspect_launch_template(&ec2::client(sdk), id).await,
-        Ec2Vpc => vpc::inspect_vpc(&ec2::client(sdk), arn, id).await,
-        Ec2Subnet => vpc::inspect_subnet(&ec2::client(sdk), arn, id).await,
-        Ec2RouteTable => vpc::inspect_route_table(&ec2::client(sdk), id).await,
-        Ec2InternetGateway => vpc::inspect_internet_gateway(&ec2::client(sdk), arn, id).await,
-        Ec2NatGateway => vpc::inspect_nat_gateway(&ec2::client(sdk), id).await,
-        Ec2VpcEndpoint => vpc::inspect_vpc_endpoint(&ec2::client(sdk), id).await,
-        Ec2EgressOnlyInternetGateway => {
-            vpc::inspect_egress_only_gateway(&ec2::client(sdk), id).await
-        }
-        Ec2NetworkAcl => vpc::inspect_network_acl(&ec2::client(sdk), arn, id).await,
-        Ec2DhcpOptions => vpc::inspect_dhcp_options(&ec2::client(sdk), arn, id).await,
-        Ec2VpcPeeringConnection => vpc::inspect_peering(&ec2::client(sdk), id).await,
-        S3Bucket => s3::inspect(sdk, id).await,
-        SqsQueue => sqs::inspect(sdk, arn).await,
-        SnsTopic => sns::inspect(sdk, arn).await,
-        DynamodbTable => dynamodb::inspect(sdk, arn).await,
-        LambdaFunction => lambda::inspect(sdk, arn).await,
-        LogsLogGroup => logs::inspect(sdk, arn).await,
-    }
+    (kind(deletable(arn)?).inspect)(sdk, arn).await
 }
 
 /// The type of the resource `arn` names, if it has a deleter.
@@ -153,121 +193,24 @@ pub async fn delete(sdk: &SdkConfig, arn: &Arn) -> Result<Deleted, DeleteError> 
 
 /// Like [`delete`], consulting `watch` between the batches of a deleter that works in
 /// batches (an S3 bucket's objects).
-pub async fn delete_watched<B: Batches>(
+pub async fn delete_watched(
     sdk: &SdkConfig,
     arn: &Arn,
-    watch: &B,
+    watch: &dyn Batches,
 ) -> Result<Deleted, DeleteError> {
-    use ResourceType::*;
-    let id = arn.resource_id();
-    // Exhaustive: a type added to `ResourceType` does not compile until it can be deleted.
-    match deletable(arn)? {
-        Ec2Instance => ec2::terminate_instance(&ec2::client(sdk), id).await,
-        Ec2Volume => ec2::delete_volume(&ec2::client(sdk), id).await,
-        Ec2Snapshot => ec2::delete_snapshot(&ec2::client(sdk), id).await,
-        Ec2Image => ec2::deregister_image(&ec2::client(sdk), id).await,
-        Ec2SecurityGroup => ec2::delete_security_group(&ec2::client(sdk), id).await,
-        Ec2NetworkInterface => ec2::delete_network_interface(&ec2::client(sdk), id).await,
-        Ec2ElasticIp => ec2::release_address(&ec2::client(sdk), id).await,
-        Ec2KeyPair => ec2::delete_key_pair(&ec2::client(sdk), id).await,
-        Ec2LaunchTemplate => ec2::delete_launch_template(&ec2::client(sdk), id).await,
-        Ec2Vpc => vpc::delete_vpc(&ec2::client(sdk), id).await,
-        Ec2Subnet => vpc::delete_subnet(&ec2::client(sdk), id).await,
-        Ec2RouteTable => vpc::delete_route_table(&ec2::client(sdk), id).await,
-        Ec2InternetGateway => vpc::delete_internet_gateway(&ec2::client(sdk), id).await,
-        Ec2NatGateway => vpc::delete_nat_gateway(&ec2::client(sdk), id).await,
-        Ec2VpcEndpoint => vpc::delete_vpc_endpoint(&ec2::client(sdk), id).await,
-        Ec2EgressOnlyInternetGateway => {
-            vpc::delete_egress_only_gateway(&ec2::client(sdk), id).await
-        }
-        Ec2NetworkAcl => vpc::delete_network_acl(&ec2::client(sdk), id).await,
-        Ec2DhcpOptions => vpc::delete_dhcp_options(&ec2::client(sdk), id).await,
-        Ec2VpcPeeringConnection => vpc::delete_peering(&ec2::client(sdk), id).await,
-        S3Bucket => s3::delete(sdk, id, watch).await,
-        SqsQueue => sqs::delete(sdk, arn).await,
-        SnsTopic => sns::delete(sdk, arn).await,
-        DynamodbTable => dynamodb::delete(sdk, arn).await,
-        LambdaFunction => lambda::delete(sdk, arn).await,
-        LogsLogGroup => logs::delete(sdk, arn).await,
-    }
+    (kind(deletable(arn)?).delete)(sdk, arn, watch).await
 }
 
-/// The IAM actions of the calls [`inspect`] and [`delete`] make for `t`, as IAM names them,
-/// sorted: each table sits next to its calls in the service's file. [`super::iam`] hands them
-/// to the printed policy.
+/// The IAM actions of the calls [`inspect`] and [`delete`] make for `t` ([`Kind::actions`]).
+/// [`super::iam`] hands them to the printed policy.
 pub fn iam_actions(t: ResourceType) -> &'static [&'static str] {
-    use ResourceType::*;
-    // Exhaustive: a type added to `ResourceType` does not compile until its calls have actions.
-    match t {
-        Ec2Instance => ec2::INSTANCE_ACTIONS,
-        Ec2Volume => ec2::VOLUME_ACTIONS,
-        Ec2Snapshot => ec2::SNAPSHOT_ACTIONS,
-        Ec2Image => ec2::IMAGE_ACTIONS,
-        Ec2SecurityGroup => ec2::SECURITY_GROUP_ACTIONS,
-        Ec2NetworkInterface => ec2::NETWORK_INTERFACE_ACTIONS,
-        Ec2ElasticIp => ec2::ADDRESS_ACTIONS,
-        Ec2KeyPair => ec2::KEY_PAIR_ACTIONS,
-        Ec2LaunchTemplate => ec2::LAUNCH_TEMPLATE_ACTIONS,
-        Ec2Vpc => vpc::VPC_ACTIONS,
-        Ec2Subnet => vpc::SUBNET_ACTIONS,
-        Ec2RouteTable => vpc::ROUTE_TABLE_ACTIONS,
-        Ec2InternetGateway => vpc::INTERNET_GATEWAY_ACTIONS,
-        Ec2NatGateway => vpc::NAT_GATEWAY_ACTIONS,
-        Ec2VpcEndpoint => vpc::VPC_ENDPOINT_ACTIONS,
-        Ec2EgressOnlyInternetGateway => vpc::EGRESS_ONLY_GATEWAY_ACTIONS,
-        Ec2NetworkAcl => vpc::NETWORK_ACL_ACTIONS,
-        Ec2DhcpOptions => vpc::DHCP_OPTIONS_ACTIONS,
-        Ec2VpcPeeringConnection => vpc::PEERING_ACTIONS,
-        S3Bucket => s3::ACTIONS,
-        SqsQueue => sqs::ACTIONS,
-        SnsTopic => sns::ACTIONS,
-        DynamodbTable => dynamodb::ACTIONS,
-        LambdaFunction => lambda::ACTIONS,
-        LogsLogGroup => logs::ACTIONS,
-    }
+    kind(t).actions
 }
 
-/// The deleting actions of `t`'s row that AWS authorizes on the resource's own tags
-/// (`aws:ResourceTag/${TagKey}`, per the Service Authorization Reference), so the printed
-/// policy can allow them only on resources that carry the identity tags. The rest of the row
-/// (reads, and deletes whose service cannot condition on the resource's tags) stays
-/// unconditioned.
+/// The deleting actions of `t` that AWS authorizes on the resource's own tags
+/// ([`Kind::tag_conditioned`]).
 pub fn iam_tag_conditioned(t: ResourceType) -> &'static [&'static str] {
-    use ResourceType::*;
-    // Exhaustive: a type added to `ResourceType` does not compile until this is decided for it.
-    match t {
-        Ec2Instance => &["ec2:TerminateInstances"],
-        Ec2Volume => &["ec2:DeleteVolume"],
-        Ec2Snapshot => &["ec2:DeleteSnapshot"],
-        Ec2Image => &["ec2:DeregisterImage"],
-        Ec2SecurityGroup => &["ec2:DeleteSecurityGroup"],
-        Ec2NetworkInterface => &["ec2:DeleteNetworkInterface"],
-        Ec2ElasticIp => &["ec2:ReleaseAddress"],
-        Ec2KeyPair => &["ec2:DeleteKeyPair"],
-        Ec2LaunchTemplate => &["ec2:DeleteLaunchTemplate"],
-        Ec2Vpc => &["ec2:DeleteVpc"],
-        Ec2Subnet => &["ec2:DeleteSubnet"],
-        // Disassociating and detaching are part of deleting these two, and authorized on the
-        // same tags (the route table's, the gateway's).
-        Ec2RouteTable => &["ec2:DeleteRouteTable", "ec2:DisassociateRouteTable"],
-        Ec2InternetGateway => &["ec2:DeleteInternetGateway", "ec2:DetachInternetGateway"],
-        Ec2NatGateway => &["ec2:DeleteNatGateway"],
-        Ec2VpcEndpoint => &["ec2:DeleteVpcEndpoints"],
-        Ec2EgressOnlyInternetGateway => &["ec2:DeleteEgressOnlyInternetGateway"],
-        Ec2NetworkAcl => &["ec2:DeleteNetworkAcl"],
-        Ec2DhcpOptions => &["ec2:DeleteDhcpOptions"],
-        Ec2VpcPeeringConnection => &["ec2:DeleteVpcPeeringConnection"],
-        // DeleteBucket sees a bucket's tags only on buckets with S3's ABAC switched on (off by
-        // default, and not something a lessee's Terraform does); DeleteObject and
-        // DeleteObjectVersion see the object's tags, never the bucket's. Conditioned, they
-        // would refuse every bucket we must delete.
-        S3Bucket => &[],
-        SqsQueue => &["sqs:DeleteQueue"],
-        SnsTopic => &["sns:DeleteTopic"],
-        DynamodbTable => &["dynamodb:DeleteTable"],
-        LambdaFunction => &["lambda:DeleteFunction"],
-        LogsLogGroup => &["logs:DeleteLogGroup"],
-    }
+    kind(t).tag_conditioned
 }
 
 /// An error kept as the source of another.
@@ -376,116 +319,58 @@ mod tests {
 
     use strum::VariantArray;
 
-    /// An ARN of each deletable type as AWS spells it.
-    fn arn_of_each_type() -> Vec<(ResourceType, Arn)> {
-        use ResourceType::*;
-        [
-            (
-                Ec2Instance,
-                "arn:aws:ec2:us-east-1:123456789012:instance/i-0abc",
-            ),
-            (Ec2Volume, "arn:aws:ec2:us-east-1:123456789012:volume/vol-1"),
-            (
-                Ec2Snapshot,
-                "arn:aws:ec2:us-east-1:123456789012:snapshot/snap-1",
-            ),
-            (Ec2Image, "arn:aws:ec2:us-east-1:123456789012:image/ami-1"),
-            (
-                Ec2SecurityGroup,
-                "arn:aws:ec2:us-east-1:123456789012:security-group/sg-1",
-            ),
-            (
-                Ec2NetworkInterface,
-                "arn:aws:ec2:us-east-1:123456789012:network-interface/eni-1",
-            ),
-            (
-                Ec2ElasticIp,
-                "arn:aws:ec2:us-east-1:123456789012:elastic-ip/eipalloc-1",
-            ),
-            (
-                Ec2KeyPair,
-                "arn:aws:ec2:us-east-1:123456789012:key-pair/key-1",
-            ),
-            (
-                Ec2LaunchTemplate,
-                "arn:aws:ec2:us-east-1:123456789012:launch-template/lt-1",
-            ),
-            (Ec2Vpc, "arn:aws:ec2:us-east-1:123456789012:vpc/vpc-1"),
-            (
-                Ec2Subnet,
-                "arn:aws:ec2:us-east-1:123456789012:subnet/subnet-1",
-            ),
-            (
-                Ec2RouteTable,
-                "arn:aws:ec2:us-east-1:123456789012:route-table/rtb-1",
-            ),
-            (
-                Ec2InternetGateway,
-                "arn:aws:ec2:us-east-1:123456789012:internet-gateway/igw-1",
-            ),
-            (
-                Ec2NatGateway,
-                "arn:aws:ec2:us-east-1:123456789012:natgateway/nat-1",
-            ),
-            (
-                Ec2VpcEndpoint,
-                "arn:aws:ec2:us-east-1:123456789012:vpc-endpoint/vpce-1",
-            ),
-            (
-                Ec2EgressOnlyInternetGateway,
-                "arn:aws:ec2:us-east-1:123456789012:egress-only-internet-gateway/eigw-1",
-            ),
-            (
-                Ec2NetworkAcl,
-                "arn:aws:ec2:us-east-1:123456789012:network-acl/acl-1",
-            ),
-            (
-                Ec2DhcpOptions,
-                "arn:aws:ec2:us-east-1:123456789012:dhcp-options/dopt-1",
-            ),
-            (
-                Ec2VpcPeeringConnection,
-                "arn:aws:ec2:us-east-1:123456789012:vpc-peering-connection/pcx-1",
-            ),
-            (S3Bucket, "arn:aws:s3:::bucket-1"),
-            (SqsQueue, "arn:aws:sqs:us-east-1:123456789012:q"),
-            (SnsTopic, "arn:aws:sns:us-east-1:123456789012:t"),
-            (
-                DynamodbTable,
-                "arn:aws:dynamodb:us-east-1:123456789012:table/t",
-            ),
-            (
-                LambdaFunction,
-                "arn:aws:lambda:us-east-1:123456789012:function:f",
-            ),
-            (
-                LogsLogGroup,
-                "arn:aws:logs:us-east-1:123456789012:log-group:/aws/x",
-            ),
-        ]
-        .into_iter()
-        .map(|(t, a)| (t, Arn::parse(a).expect("valid")))
-        .collect()
-    }
-
-    /// Each type's name is what its ARNs yield, and such an ARN reaches its deleter; one row
-    /// per type, so a new type fails here until it has one. Another type is refused by name.
-    /// (That each type has a deleter, IAM actions and a deletion rank at all is the
-    /// compiler's: those are exhaustive matches.)
+    /// The registry is whole: each type has exactly one entry, whose example ARN yields the
+    /// type and reaches its deleter. Another type is refused by name.
     #[test]
-    fn every_type_is_what_its_arns_yield_and_reaches_its_deleter() {
-        let rows = arn_of_each_type();
-        let types: Vec<ResourceType> = rows.iter().map(|(t, _)| *t).collect();
-        assert_eq!(types, ResourceType::VARIANTS, "one row per type, in order");
-        for (t, arn) in rows {
-            assert_eq!(arn.resource_type(), t.as_str(), "{arn}");
-            assert_eq!(deletable(&arn).ok(), Some(t), "{arn}");
+    fn every_type_has_exactly_one_kind() {
+        let mut seen: HashMap<ResourceType, usize> = HashMap::new();
+        for k in kinds() {
+            *seen.entry(k.ty).or_default() += 1;
+            let arn = Arn::parse(k.example).expect("a valid example");
+            assert_eq!(arn.resource_type(), k.ty.as_str(), "{arn}");
+            assert_eq!(deletable(&arn).ok(), Some(k.ty), "{arn}");
+            assert!(std::ptr::eq(kind(k.ty), k), "{}", k.ty);
+        }
+        for t in ResourceType::VARIANTS {
+            assert_eq!(
+                seen.get(t),
+                Some(&1),
+                "{t}: one entry in its service's KINDS"
+            );
         }
         let tgw =
             Arn::parse("arn:aws:ec2:us-east-1:123456789012:transit-gateway/tgw-1").expect("valid");
         assert!(
             matches!(deletable(&tgw), Err(DeleteError::Unsupported(t)) if t == "ec2:transit-gateway")
         );
+    }
+
+    /// Each type's place in the deletion order: users and controllers before what they use.
+    #[test]
+    fn ranks_put_users_before_what_they_use() {
+        use ResourceType::*;
+        let rank = |t: ResourceType| kind(t).rank;
+        for (first, then) in [
+            (Ec2Instance, Ec2Volume),
+            (Ec2Instance, Ec2SecurityGroup),
+            (Ec2Image, Ec2Snapshot),
+            (Ec2NetworkInterface, Ec2SecurityGroup),
+            (Ec2NatGateway, Ec2ElasticIp),
+            (Ec2NatGateway, Ec2Subnet),
+            (Ec2VpcEndpoint, Ec2RouteTable),
+            (Ec2NetworkInterface, Ec2Subnet),
+            (Ec2Instance, Ec2Subnet),
+            (Ec2Subnet, Ec2NetworkAcl),
+            (Ec2RouteTable, Ec2InternetGateway),
+            (Ec2ElasticIp, Ec2InternetGateway),
+            (Ec2InternetGateway, Ec2Vpc),
+            (Ec2EgressOnlyInternetGateway, Ec2Vpc),
+            (Ec2SecurityGroup, Ec2Vpc),
+            (Ec2Vpc, Ec2DhcpOptions),
+        ] {
+            assert!(rank(first) < rank(then), "{first} before {then}");
+        }
+        assert_eq!(rank(S3Bucket), REST);
     }
 
     #[test]

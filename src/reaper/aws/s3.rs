@@ -90,10 +90,10 @@ async fn tags_of(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<Tags, Failure>
 
 /// Empties the bucket (every object version and delete marker — which covers the plain
 /// objects of an unversioned bucket, listed with version `null`), then deletes it.
-pub(super) async fn delete<B: Batches>(
+pub(super) async fn delete(
     sdk: &SdkConfig,
     bucket: &str,
-    watch: &B,
+    watch: &dyn Batches,
 ) -> Result<Deleted, DeleteError> {
     let Some(s3) = client_for_bucket(sdk, bucket).await? else {
         return Ok(Deleted::AlreadyGone);
@@ -118,7 +118,7 @@ pub(super) async fn delete<B: Batches>(
 /// Deletes a page of versions at a time, listing from the start again after each: what was
 /// deleted is gone from the listing, and moto 5.2.5 answers a page whose marker names a
 /// deleted key with nothing (AWS treats markers as positions), which would stop short.
-async fn empty<B: Batches>(s3: &aws_sdk_s3::Client, bucket: &str, watch: &B) -> Result<(), Stop> {
+async fn empty(s3: &aws_sdk_s3::Client, bucket: &str, watch: &dyn Batches) -> Result<(), Stop> {
     let mut previous_first: Option<(String, Option<String>)> = None;
     let mut removed: u64 = 0;
     loop {
@@ -232,3 +232,19 @@ async fn delete_objects(
         }),
     }
 }
+
+/// The types of this file, whole: how each is inspected and deleted, where it goes in the
+/// deletion order, and the IAM actions of its calls (see [`Kind`]).
+pub(super) const KINDS: &[Kind] = &[Kind {
+    ty: ResourceType::S3Bucket,
+    example: "arn:aws:s3:::bucket-1",
+    rank: REST,
+    inspect: |sdk, arn| Box::pin(inspect(sdk, arn.resource_id())),
+    delete: |sdk, arn, watch| Box::pin(delete(sdk, arn.resource_id(), watch)),
+    actions: ACTIONS,
+    // DeleteBucket sees a bucket's tags only on buckets with S3's ABAC switched on (off by
+    // default, and not something a lessee's Terraform does); DeleteObject and
+    // DeleteObjectVersion see the object's tags, never the bucket's. Conditioned, they
+    // would refuse every bucket we must delete.
+    tag_conditioned: &[],
+}];

@@ -61,3 +61,15 @@ pub(super) async fn delete(sdk: &SdkConfig, arn: &Arn) -> Result<Deleted, Delete
         .map_err(fail("DeleteTopic"));
     settle(r, NO_TOPIC, &[])
 }
+
+/// The types of this file, whole: how each is inspected and deleted, where it goes in the
+/// deletion order, and the IAM actions of its calls (see [`Kind`]).
+pub(super) const KINDS: &[Kind] = &[Kind {
+    ty: ResourceType::SnsTopic,
+    example: "arn:aws:sns:us-east-1:123456789012:t",
+    rank: REST,
+    inspect: |sdk, arn| Box::pin(inspect(sdk, arn)),
+    delete: |sdk, arn, _| Box::pin(delete(sdk, arn)),
+    actions: ACTIONS,
+    tag_conditioned: &["sns:DeleteTopic"],
+}];

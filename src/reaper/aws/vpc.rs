@@ -948,3 +948,154 @@ pub(super) async fn delete_peering(
         .map_err(fail("DeleteVpcPeeringConnection"));
     settle(r, PEERING_NOT_FOUND, &[DEPENDENCY])
 }
+
+/// The types of this file, whole: how each is inspected and deleted, where it goes in the
+/// deletion order, and the IAM actions of its calls (see [`Kind`]).
+pub(super) const KINDS: &[Kind] = &[
+    Kind {
+        ty: ResourceType::Ec2Vpc,
+        example: "arn:aws:ec2:us-east-1:123456789012:vpc/vpc-1",
+        rank: 6,
+        inspect: |sdk, arn| {
+            Box::pin(async move { inspect_vpc(&ec2::client(sdk), arn, arn.resource_id()).await })
+        },
+        delete: |sdk, arn, _| {
+            Box::pin(async move { delete_vpc(&ec2::client(sdk), arn.resource_id()).await })
+        },
+        actions: VPC_ACTIONS,
+        tag_conditioned: &["ec2:DeleteVpc"],
+    },
+    Kind {
+        ty: ResourceType::Ec2Subnet,
+        example: "arn:aws:ec2:us-east-1:123456789012:subnet/subnet-1",
+        rank: 4,
+        inspect: |sdk, arn| {
+            Box::pin(async move { inspect_subnet(&ec2::client(sdk), arn, arn.resource_id()).await })
+        },
+        delete: |sdk, arn, _| {
+            Box::pin(async move { delete_subnet(&ec2::client(sdk), arn.resource_id()).await })
+        },
+        actions: SUBNET_ACTIONS,
+        tag_conditioned: &["ec2:DeleteSubnet"],
+    },
+    Kind {
+        ty: ResourceType::Ec2RouteTable,
+        example: "arn:aws:ec2:us-east-1:123456789012:route-table/rtb-1",
+        rank: 4,
+        inspect: |sdk, arn| {
+            Box::pin(async move { inspect_route_table(&ec2::client(sdk), arn.resource_id()).await })
+        },
+        delete: |sdk, arn, _| {
+            Box::pin(async move { delete_route_table(&ec2::client(sdk), arn.resource_id()).await })
+        },
+        actions: ROUTE_TABLE_ACTIONS,
+        // Disassociating and detaching are part of deleting these two, and authorized on the
+        // same tags (the route table's, the gateway's).
+        tag_conditioned: &["ec2:DeleteRouteTable", "ec2:DisassociateRouteTable"],
+    },
+    Kind {
+        ty: ResourceType::Ec2InternetGateway,
+        example: "arn:aws:ec2:us-east-1:123456789012:internet-gateway/igw-1",
+        rank: 5,
+        inspect: |sdk, arn| {
+            Box::pin(async move {
+                inspect_internet_gateway(&ec2::client(sdk), arn, arn.resource_id()).await
+            })
+        },
+        delete: |sdk, arn, _| {
+            Box::pin(
+                async move { delete_internet_gateway(&ec2::client(sdk), arn.resource_id()).await },
+            )
+        },
+        actions: INTERNET_GATEWAY_ACTIONS,
+        tag_conditioned: &["ec2:DeleteInternetGateway", "ec2:DetachInternetGateway"],
+    },
+    Kind {
+        ty: ResourceType::Ec2NatGateway,
+        example: "arn:aws:ec2:us-east-1:123456789012:natgateway/nat-1",
+        rank: 1,
+        inspect: |sdk, arn| {
+            Box::pin(async move { inspect_nat_gateway(&ec2::client(sdk), arn.resource_id()).await })
+        },
+        delete: |sdk, arn, _| {
+            Box::pin(async move { delete_nat_gateway(&ec2::client(sdk), arn.resource_id()).await })
+        },
+        actions: NAT_GATEWAY_ACTIONS,
+        tag_conditioned: &["ec2:DeleteNatGateway"],
+    },
+    Kind {
+        ty: ResourceType::Ec2VpcEndpoint,
+        example: "arn:aws:ec2:us-east-1:123456789012:vpc-endpoint/vpce-1",
+        rank: 1,
+        inspect: |sdk, arn| {
+            Box::pin(
+                async move { inspect_vpc_endpoint(&ec2::client(sdk), arn.resource_id()).await },
+            )
+        },
+        delete: |sdk, arn, _| {
+            Box::pin(async move { delete_vpc_endpoint(&ec2::client(sdk), arn.resource_id()).await })
+        },
+        actions: VPC_ENDPOINT_ACTIONS,
+        tag_conditioned: &["ec2:DeleteVpcEndpoints"],
+    },
+    Kind {
+        ty: ResourceType::Ec2EgressOnlyInternetGateway,
+        example: "arn:aws:ec2:us-east-1:123456789012:egress-only-internet-gateway/eigw-1",
+        rank: 5,
+        inspect: |sdk, arn| {
+            Box::pin(async move {
+                inspect_egress_only_gateway(&ec2::client(sdk), arn.resource_id()).await
+            })
+        },
+        delete: |sdk, arn, _| {
+            Box::pin(async move {
+                delete_egress_only_gateway(&ec2::client(sdk), arn.resource_id()).await
+            })
+        },
+        actions: EGRESS_ONLY_GATEWAY_ACTIONS,
+        tag_conditioned: &["ec2:DeleteEgressOnlyInternetGateway"],
+    },
+    Kind {
+        ty: ResourceType::Ec2NetworkAcl,
+        example: "arn:aws:ec2:us-east-1:123456789012:network-acl/acl-1",
+        rank: 5,
+        inspect: |sdk, arn| {
+            Box::pin(
+                async move { inspect_network_acl(&ec2::client(sdk), arn, arn.resource_id()).await },
+            )
+        },
+        delete: |sdk, arn, _| {
+            Box::pin(async move { delete_network_acl(&ec2::client(sdk), arn.resource_id()).await })
+        },
+        actions: NETWORK_ACL_ACTIONS,
+        tag_conditioned: &["ec2:DeleteNetworkAcl"],
+    },
+    Kind {
+        ty: ResourceType::Ec2DhcpOptions,
+        example: "arn:aws:ec2:us-east-1:123456789012:dhcp-options/dopt-1",
+        rank: 7,
+        inspect: |sdk, arn| {
+            Box::pin(async move {
+                inspect_dhcp_options(&ec2::client(sdk), arn, arn.resource_id()).await
+            })
+        },
+        delete: |sdk, arn, _| {
+            Box::pin(async move { delete_dhcp_options(&ec2::client(sdk), arn.resource_id()).await })
+        },
+        actions: DHCP_OPTIONS_ACTIONS,
+        tag_conditioned: &["ec2:DeleteDhcpOptions"],
+    },
+    Kind {
+        ty: ResourceType::Ec2VpcPeeringConnection,
+        example: "arn:aws:ec2:us-east-1:123456789012:vpc-peering-connection/pcx-1",
+        rank: 1,
+        inspect: |sdk, arn| {
+            Box::pin(async move { inspect_peering(&ec2::client(sdk), arn.resource_id()).await })
+        },
+        delete: |sdk, arn, _| {
+            Box::pin(async move { delete_peering(&ec2::client(sdk), arn.resource_id()).await })
+        },
+        actions: PEERING_ACTIONS,
+        tag_conditioned: &["ec2:DeleteVpcPeeringConnection"],
+    },
+];
