@@ -71,6 +71,13 @@ pub enum ResourceType {
     LambdaFunction,
     #[strum(serialize = "logs:log-group")]
     LogsLogGroup,
+    /// `repository/NAME`, NAME possibly holding `/`.
+    #[strum(serialize = "ecr:repository")]
+    EcrRepository,
+    #[strum(serialize = "secretsmanager:secret")]
+    SecretsmanagerSecret,
+    #[strum(serialize = "kms:key")]
+    KmsKey,
 }
 
 impl ResourceType {
@@ -101,8 +108,10 @@ impl ResourceType {
             // After the NAT gateway or interface it is associated with.
             Ec2ElasticIp => 2,
             Ec2Volume | Ec2KeyPair | Ec2LaunchTemplate | S3Bucket | SqsQueue | SnsTopic
-            | DynamodbTable | LogsLogGroup => Self::REST,
-            Ec2Snapshot | Ec2SecurityGroup | Ec2Subnet | Ec2RouteTable => 4,
+            | DynamodbTable | LogsLogGroup | EcrRepository | SecretsmanagerSecret => Self::REST,
+            // A key after what it encrypts (its deletion is only scheduled, but a secret or
+            // database of the same lease should not outlive its key's window).
+            Ec2Snapshot | Ec2SecurityGroup | Ec2Subnet | Ec2RouteTable | KmsKey => 4,
             // A network ACL waits for its subnets (their deletion frees it); a gateway
             // for the route tables and NAT gateways that use it.
             Ec2NetworkAcl | Ec2InternetGateway | Ec2EgressOnlyInternetGateway => 5,
@@ -186,8 +195,16 @@ mod tests {
                 SnsTopic,
                 DynamodbTable,
                 LogsLogGroup,
+                EcrRepository,
+                SecretsmanagerSecret,
             ],
-            &[Ec2Snapshot, Ec2SecurityGroup, Ec2Subnet, Ec2RouteTable],
+            &[
+                Ec2Snapshot,
+                Ec2SecurityGroup,
+                Ec2Subnet,
+                Ec2RouteTable,
+                KmsKey,
+            ],
             &[
                 Ec2NetworkAcl,
                 Ec2InternetGateway,
@@ -217,6 +234,7 @@ mod tests {
             (Ec2EgressOnlyInternetGateway, Ec2Vpc),
             (Ec2SecurityGroup, Ec2Vpc),
             (Ec2Vpc, Ec2DhcpOptions),
+            (SecretsmanagerSecret, KmsKey),
         ] {
             assert!(first.rank() < then.rank(), "{first} before {then}");
         }

@@ -756,7 +756,7 @@ async fn an_armed_pass_calls_only_what_the_armed_policies_allow_and_needs_all_of
             .iter()
             .find(|a| {
                 let n = a.split(':').nth(1).unwrap_or_default();
-                ["Delete", "Terminate", "Deregister"]
+                ["Delete", "Terminate", "Deregister", "Schedule"]
                     .iter()
                     .any(|v| n.starts_with(v))
             })

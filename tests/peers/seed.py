@@ -155,6 +155,9 @@ TYPES = (
     "sns:topic",
     "logs:log-group",
     "lambda:function",
+    "ecr:repository",
+    "secretsmanager:secret",
+    "kms:key",
 )
 FIELDS = {
     "key", "account", "region", "type", "tags", "terminated", "count",
@@ -170,6 +173,7 @@ UNLISTED = {
     "ec2:egress-only-internet-gateway",
     "ec2:network-acl",
     "ec2:dhcp-options",
+    "ecr:repository",
 }
 # Created untagged, then tagged in batches (see `Seeder.tag_later`).
 TAG_LATER = {"ec2:volume", "ec2:snapshot"}
@@ -185,6 +189,8 @@ NAME_LIMITS = {
     "ec2:key-pair": 255,
     "ec2:launch-template": 128,
     "ec2:image": 128,
+    "ecr:repository": 256,
+    "secretsmanager:secret": 256,
 }
 
 
@@ -532,6 +538,31 @@ class Seeder:
             args["Tags"] = entry.tags
         return Created(lam.create_function(**args)["FunctionArn"], name)
 
+    def repository(self, entry: Entry) -> Created:
+        name = self.name(entry)
+        ecr = self.clients.client("ecr", entry.account, entry.region)
+        args: dict[str, Any] = {"repositoryName": name}
+        if entry.tags:
+            args["tags"] = [{"Key": k, "Value": v} for k, v in entry.tags.items()]
+        return Created(ecr.create_repository(**args)["repository"]["repositoryArn"], name)
+
+    def secret(self, entry: Entry) -> Created:
+        name = self.name(entry)
+        sm = self.clients.client("secretsmanager", entry.account, entry.region)
+        args: dict[str, Any] = {"Name": name, "SecretString": "seed"}
+        if entry.tags:
+            args["Tags"] = [{"Key": k, "Value": v} for k, v in entry.tags.items()]
+        arn = sm.create_secret(**args)["ARN"]
+        return Created(arn, arn.rsplit(":", 1)[-1])
+
+    def key(self, entry: Entry) -> Created:
+        kms = self.clients.client("kms", entry.account, entry.region)
+        args: dict[str, Any] = {"Description": entry.key}
+        if entry.tags:
+            args["Tags"] = [{"TagKey": k, "TagValue": v} for k, v in entry.tags.items()]
+        meta = kms.create_key(**args)["KeyMetadata"]
+        return Created(meta["Arn"], meta["KeyId"])
+
     def user_instance(self, entry: Entry, **args: Any) -> str:
         """A fresh untagged running instance in zone `a`, to use what `in_use` asks for."""
         response = self.ec2(entry).run_instances(
@@ -812,6 +843,9 @@ class Seeder:
             "sns:topic": self.topic,
             "logs:log-group": self.log_group,
             "lambda:function": self.function,
+            "ecr:repository": self.repository,
+            "secretsmanager:secret": self.secret,
+            "kms:key": self.key,
         }[entry.kind]
         return [single(make, slot) for slot in range(entry.count)]
 

@@ -24,9 +24,12 @@ use crate::model::{Arn, ResourceType, Tags};
 
 mod dynamodb;
 mod ec2;
+mod ecr;
+mod kms;
 mod lambda;
 mod logs;
 mod s3;
+mod secretsmanager;
 mod sns;
 mod sqs;
 mod vpc;
@@ -136,6 +139,9 @@ pub async fn inspect(sdk: &SdkConfig, arn: &Arn) -> Result<Inspection, DeleteErr
         DynamodbTable => dynamodb::inspect(sdk, arn).await,
         LambdaFunction => lambda::inspect(sdk, arn).await,
         LogsLogGroup => logs::inspect(sdk, arn).await,
+        EcrRepository => ecr::inspect_repository(sdk, arn).await,
+        SecretsmanagerSecret => secretsmanager::inspect_secret(sdk, arn).await,
+        KmsKey => kms::inspect_key(sdk, arn).await,
     }
 }
 
@@ -189,6 +195,9 @@ pub async fn delete_watched<B: Batches>(
         DynamodbTable => dynamodb::delete(sdk, arn).await,
         LambdaFunction => lambda::delete(sdk, arn).await,
         LogsLogGroup => logs::delete(sdk, arn).await,
+        EcrRepository => ecr::delete_repository(sdk, arn).await,
+        SecretsmanagerSecret => secretsmanager::delete_secret(sdk, arn).await,
+        KmsKey => kms::delete_key(sdk, arn).await,
     }
 }
 
@@ -224,6 +233,9 @@ pub fn iam_actions(t: ResourceType) -> &'static [&'static str] {
         DynamodbTable => dynamodb::ACTIONS,
         LambdaFunction => lambda::ACTIONS,
         LogsLogGroup => logs::ACTIONS,
+        EcrRepository => ecr::REPOSITORY_ACTIONS,
+        SecretsmanagerSecret => secretsmanager::SECRET_ACTIONS,
+        KmsKey => kms::KEY_ACTIONS,
     }
 }
 
@@ -267,6 +279,9 @@ pub fn iam_tag_conditioned(t: ResourceType) -> &'static [&'static str] {
         DynamodbTable => &["dynamodb:DeleteTable"],
         LambdaFunction => &["lambda:DeleteFunction"],
         LogsLogGroup => &["logs:DeleteLogGroup"],
+        EcrRepository => &["ecr:DeleteRepository"],
+        SecretsmanagerSecret => &["secretsmanager:DeleteSecret"],
+        KmsKey => &["kms:ScheduleKeyDeletion"],
     }
 }
 
@@ -462,6 +477,18 @@ mod tests {
                 LogsLogGroup,
                 "arn:aws:logs:us-east-1:123456789012:log-group:/aws/x",
             ),
+            (
+                EcrRepository,
+                "arn:aws:ecr:us-east-1:123456789012:repository/team/app",
+            ),
+            (
+                SecretsmanagerSecret,
+                "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-pass-AbCdEf",
+            ),
+            (
+                KmsKey,
+                "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            ),
         ]
         .into_iter()
         .map(|(t, a)| (t, Arn::parse(a).expect("valid")))
@@ -522,7 +549,8 @@ mod tests {
             };
             assert!(has(&["Describe", "Get", "List"]), "{t}: no reading action");
             assert!(
-                has(&["Delete", "Terminate", "Deregister", "Release"]),
+                // KMS has no delete: it schedules one.
+                has(&["Delete", "Terminate", "Deregister", "Release", "Schedule"]),
                 "{t}: no deleting action"
             );
         }
@@ -548,6 +576,8 @@ mod tests {
                         "Release",
                         "Detach",
                         "Disassociate",
+                        "Schedule",
+                        "Remove",
                     ]
                     .iter()
                     .any(|v| name.starts_with(v))
@@ -580,6 +610,8 @@ mod tests {
             lambda::function_name(&version),
             Err(DeleteError::Unsupported(_))
         ));
+        let repo = arn("arn:aws:ecr:us-east-1:1:repository/team/app");
+        assert_eq!(ecr::repository_name(&repo).ok(), Some("team/app"));
         let t = arn("arn:aws:dynamodb:us-east-1:1:table/t1");
         assert_eq!(dynamodb::table_name(&t).ok(), Some("t1"));
         let stream = arn("arn:aws:dynamodb:us-east-1:1:table/t1/stream/2024");
