@@ -3,7 +3,8 @@
 //! tagged.
 //!
 //! What a list call says of a resource's tags is kept (EC2's describe calls and Secrets
-//! Manager's ListSecrets return them); where it says nothing (S3, SQS, SNS, DynamoDB, Lambda,
+//! Manager's ListSecrets and RDS's describe calls but DescribeDBSubnetGroups return them);
+//! where it says nothing (S3, SQS, SNS, DynamoDB, Lambda,
 //! CloudWatch Logs, ECR, KMS) a resource the
 //! tagging walk did not return is taken to have none. The reaper reads its tags again before
 //! any delete, so a resource the tagging API was merely slow to list is never deleted as
@@ -26,6 +27,7 @@ use crate::model::{Arn, ResourceType, Tags};
 
 mod ecr;
 mod kms;
+mod rds;
 mod secretsmanager;
 mod vpc;
 
@@ -169,6 +171,7 @@ pub async fn sweep(
     let ecr = aws_sdk_ecr::Client::new(conf);
     let secretsmanager = aws_sdk_secretsmanager::Client::new(conf);
     let kms = aws_sdk_kms::Client::new(conf);
+    let rds = aws_sdk_rds::Client::new(conf);
     let clients = Clients {
         ec2: &ec2,
         s3: &s3,
@@ -180,6 +183,7 @@ pub async fn sweep(
         ecr: &ecr,
         secretsmanager: &secretsmanager,
         kms: &kms,
+        rds: &rds,
     };
     let service = |service: &'static str| {
         let (ctx, clients, types) = (&ctx, &clients, of(service));
@@ -197,7 +201,7 @@ pub async fn sweep(
             out
         }
     };
-    let (a, b, c, d, e, f, g, h, i, j) = tokio::join!(
+    let (a, b, c, d, e, f, g, h, i, j, k) = tokio::join!(
         service("ec2"),
         service("s3"),
         service("sqs"),
@@ -208,8 +212,9 @@ pub async fn sweep(
         service("ecr"),
         service("secretsmanager"),
         service("kms"),
+        service("rds"),
     );
-    let mut all: Vec<TypeSweep> = [a, b, c, d, e, f, g, h, i, j]
+    let mut all: Vec<TypeSweep> = [a, b, c, d, e, f, g, h, i, j, k]
         .into_iter()
         .flatten()
         .collect();
@@ -228,6 +233,7 @@ struct Clients<'a> {
     ecr: &'a aws_sdk_ecr::Client,
     secretsmanager: &'a aws_sdk_secretsmanager::Client,
     kms: &'a aws_sdk_kms::Client,
+    rds: &'a aws_sdk_rds::Client,
 }
 
 /// How each type is listed. Exhaustive: a new deletable type must say how it is swept.
@@ -267,6 +273,11 @@ async fn list(
         EcrRepository => ecr::repositories(ctx, c.ecr, limiter).await,
         SecretsmanagerSecret => secretsmanager::secrets(ctx, c.secretsmanager, limiter).await,
         KmsKey => kms::keys(ctx, c.kms, limiter).await,
+        RdsDb => rds::instances(ctx, c.rds, limiter).await,
+        RdsCluster => rds::clusters(ctx, c.rds, limiter).await,
+        RdsSnapshot => rds::snapshots(ctx, c.rds, limiter).await,
+        RdsClusterSnapshot => rds::cluster_snapshots(ctx, c.rds, limiter).await,
+        RdsSubnetGroup => rds::subnet_groups(ctx, c.rds, limiter).await,
     }
 }
 
@@ -305,6 +316,11 @@ pub fn actions(t: ResourceType) -> &'static [&'static str] {
         SecretsmanagerSecret => &["secretsmanager:ListSecrets"],
         // ListKeys names the keys only: each is described to skip AWS-managed ones.
         KmsKey => &["kms:DescribeKey", "kms:ListKeys"],
+        RdsDb => &["rds:DescribeDBInstances"],
+        RdsCluster => &["rds:DescribeDBClusters"],
+        RdsSnapshot => &["rds:DescribeDBSnapshots"],
+        RdsClusterSnapshot => &["rds:DescribeDBClusterSnapshots"],
+        RdsSubnetGroup => &["rds:DescribeDBSubnetGroups"],
     }
 }
 

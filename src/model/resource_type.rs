@@ -78,6 +78,19 @@ pub enum ResourceType {
     SecretsmanagerSecret,
     #[strum(serialize = "kms:key")]
     KmsKey,
+    /// A DB instance.
+    #[strum(serialize = "rds:db")]
+    RdsDb,
+    #[strum(serialize = "rds:cluster")]
+    RdsCluster,
+    /// A manual DB snapshot.
+    #[strum(serialize = "rds:snapshot")]
+    RdsSnapshot,
+    #[strum(serialize = "rds:cluster-snapshot")]
+    RdsClusterSnapshot,
+    /// A DB subnet group, spelt as AWS spells it in ARNs.
+    #[strum(serialize = "rds:subgrp")]
+    RdsSubnetGroup,
 }
 
 impl ResourceType {
@@ -99,16 +112,21 @@ impl ResourceType {
     pub fn rank(self) -> u8 {
         use ResourceType::*;
         match self {
-            Ec2Instance | LambdaFunction => 0,
+            Ec2Instance | LambdaFunction | RdsDb => 0,
             Ec2Image
             | Ec2NetworkInterface
             | Ec2NatGateway
             | Ec2VpcEndpoint
-            | Ec2VpcPeeringConnection => 1,
+            | Ec2VpcPeeringConnection
+            // After its member instances.
+            | RdsCluster => 1,
             // After the NAT gateway or interface it is associated with.
-            Ec2ElasticIp => 2,
+            // A DB subnet group after the instances and clusters in it, before its subnets.
+            Ec2ElasticIp | RdsSubnetGroup => 2,
             Ec2Volume | Ec2KeyPair | Ec2LaunchTemplate | S3Bucket | SqsQueue | SnsTopic
-            | DynamodbTable | LogsLogGroup | EcrRepository | SecretsmanagerSecret => Self::REST,
+            | DynamodbTable | LogsLogGroup | EcrRepository | SecretsmanagerSecret
+            // A snapshot is independent of the instance or cluster it was taken of.
+            | RdsSnapshot | RdsClusterSnapshot => Self::REST,
             // A key after what it encrypts (its deletion is only scheduled, but a secret or
             // database of the same lease should not outlive its key's window).
             Ec2Snapshot | Ec2SecurityGroup | Ec2Subnet | Ec2RouteTable | KmsKey => 4,
@@ -177,15 +195,16 @@ mod tests {
     fn ranks_put_users_before_what_they_use() {
         use ResourceType::*;
         let order: [&[ResourceType]; 8] = [
-            &[Ec2Instance, LambdaFunction],
+            &[Ec2Instance, LambdaFunction, RdsDb],
             &[
                 Ec2Image,
                 Ec2NetworkInterface,
                 Ec2NatGateway,
                 Ec2VpcEndpoint,
                 Ec2VpcPeeringConnection,
+                RdsCluster,
             ],
-            &[Ec2ElasticIp],
+            &[Ec2ElasticIp, RdsSubnetGroup],
             &[
                 Ec2Volume,
                 Ec2KeyPair,
@@ -197,6 +216,8 @@ mod tests {
                 LogsLogGroup,
                 EcrRepository,
                 SecretsmanagerSecret,
+                RdsSnapshot,
+                RdsClusterSnapshot,
             ],
             &[
                 Ec2Snapshot,
@@ -235,6 +256,10 @@ mod tests {
             (Ec2SecurityGroup, Ec2Vpc),
             (Ec2Vpc, Ec2DhcpOptions),
             (SecretsmanagerSecret, KmsKey),
+            (RdsDb, RdsCluster),
+            (RdsCluster, RdsSubnetGroup),
+            (RdsSubnetGroup, Ec2Subnet),
+            (RdsDb, KmsKey),
         ] {
             assert!(first.rank() < then.rank(), "{first} before {then}");
         }

@@ -6,7 +6,12 @@
 //! moto 5.2.5 cannot play these faithfully, so the paths are tested with recorded responses
 //! from a canned responder on 127.0.0.1 instead:
 //! - KMS: no API makes an AWS-managed key (`KeyManager = AWS`), so its refusal is tested on a
-//!   recorded DescribeKey answer.
+//!   recorded DescribeKey answer. ScheduleKeyDeletion takes a key id only (AWS: id or ARN),
+//!   and leaves `PendingDeletionWindowInDays` unset.
+//! - RDS: instances and clusters are deleted at once (AWS: `deleting` for minutes), so an
+//!   instance in `deleting` is a recorded DescribeDBInstances answer; DeleteDBSubnetGroup never
+//!   says a group is in use (AWS: `InvalidDBSubnetGroupStateFault`), a recorded answer too.
+//!   DeleteDBCluster of a cluster with members is refused as AWS does.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -237,7 +242,8 @@ struct Canned {
 }
 
 impl Canned {
-    async fn start(content_type: &'static str, body: String) -> Canned {
+    async fn start(status: u16, content_type: &'static str, body: String) -> Canned {
+        let status = axum::http::StatusCode::from_u16(status).expect("a status code");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("binding a loopback port");
@@ -261,7 +267,11 @@ impl Canned {
                 log.lock()
                     .expect("not poisoned")
                     .push(target.or(action).unwrap_or_default());
-                ([(axum::http::header::CONTENT_TYPE, content_type)], body)
+                (
+                    status,
+                    [(axum::http::header::CONTENT_TYPE, content_type)],
+                    body,
+                )
             }
         });
         let server = tokio::spawn(async move {
@@ -294,7 +304,7 @@ async fn an_aws_managed_key_is_refused_without_a_scheduling_call() {
         "AWSAccountId": DEFAULT_ACCOUNT, "Arn": key,
         "KeyId": "0b5e5c4a-1111-2222-3333-444455556666", "KeyManager": "AWS",
         "KeyState": "Enabled", "Enabled": true, "Description": "Default key for S3"}});
-    let canned = Canned::start("application/x-amz-json-1.1", body.to_string()).await;
+    let canned = Canned::start(200, "application/x-amz-json-1.1", body.to_string()).await;
     let sdk = sdk(&canned.endpoint).await;
     let key = arn(key);
     assert!(
@@ -306,4 +316,191 @@ async fn an_aws_managed_key_is_refused_without_a_scheduling_call() {
         "delete"
     );
     assert_eq!(canned.seen(), ["DescribeKey", "DescribeKey"]);
+}
+
+const RDS_XMLNS: &str = "http://rds.amazonaws.com/doc/2014-10-31/";
+
+/// A cluster with one member instance, an instance and both kinds of manual snapshot, and
+/// a subnet group, each with a twin: the cluster depends on its member and is refused while
+/// it lives; the snapshots are independent of what they were taken of.
+#[tokio::test(flavor = "multi_thread")]
+async fn rds_instances_clusters_snapshots_and_subnet_groups_go_in_order() {
+    let moto = Moto::start().await;
+    let sdk = sdk(&moto.endpoint()).await;
+    let rds = aws_sdk_rds::Client::new(&sdk);
+    let tags = |lease: &str| -> Vec<aws_sdk_rds::types::Tag> {
+        lease_tags(lease)
+            .into_iter()
+            .map(|(k, v)| aws_sdk_rds::types::Tag::builder().key(k).value(v).build())
+            .collect()
+    };
+    let subnets: Vec<String> = aws_sdk_ec2::Client::new(&sdk)
+        .describe_subnets()
+        .send()
+        .await
+        .expect("default subnets")
+        .subnets()
+        .iter()
+        .filter_map(|s| s.subnet_id().map(str::to_owned))
+        .collect();
+    let mut groups = Vec::new();
+    for lease in ["doomed", "twin"] {
+        let out = rds
+            .create_db_subnet_group()
+            .db_subnet_group_name(format!("{lease}-subnets"))
+            .db_subnet_group_description("test")
+            .set_subnet_ids(Some(subnets.clone()))
+            .set_tags(Some(tags(lease)))
+            .send()
+            .await
+            .expect("create subnet group");
+        groups.push(arn(out
+            .db_subnet_group()
+            .and_then(|g| g.db_subnet_group_arn())
+            .expect("arn")));
+    }
+    let mut clusters = Vec::new();
+    for lease in ["doomed", "twin"] {
+        let out = rds
+            .create_db_cluster()
+            .db_cluster_identifier(format!("{lease}-cluster"))
+            .engine("aurora-postgresql")
+            .master_username("admin")
+            .master_user_password("password123")
+            .set_tags(Some(tags(lease)))
+            .send()
+            .await
+            .expect("create cluster");
+        clusters.push(arn(out
+            .db_cluster()
+            .and_then(|c| c.db_cluster_arn())
+            .expect("arn")));
+    }
+    let mut instances = Vec::new();
+    for (lease, cluster) in [("doomed", Some("doomed-cluster")), ("twin", None)] {
+        let mut create = rds
+            .create_db_instance()
+            .db_instance_identifier(format!("{lease}-db"))
+            .db_instance_class("db.t3.micro")
+            .db_subnet_group_name(format!("{lease}-subnets"))
+            .set_tags(Some(tags(lease)));
+        create = match cluster {
+            Some(c) => create.engine("aurora-postgresql").db_cluster_identifier(c),
+            None => create
+                .engine("postgres")
+                .allocated_storage(20)
+                .master_username("admin")
+                .master_user_password("password123"),
+        };
+        let out = create.send().await.expect("create instance");
+        instances.push(arn(out
+            .db_instance()
+            .and_then(|i| i.db_instance_arn())
+            .expect("arn")));
+    }
+    let mut snapshots = Vec::new();
+    for lease in ["doomed", "twin"] {
+        let out = rds
+            .create_db_snapshot()
+            .db_snapshot_identifier(format!("{lease}-snapshot"))
+            .db_instance_identifier("twin-db")
+            .set_tags(Some(tags(lease)))
+            .send()
+            .await
+            .expect("create snapshot");
+        snapshots.push(arn(out
+            .db_snapshot()
+            .and_then(|s| s.db_snapshot_arn())
+            .expect("arn")));
+    }
+    let mut cluster_snapshots = Vec::new();
+    for lease in ["doomed", "twin"] {
+        let out = rds
+            .create_db_cluster_snapshot()
+            .db_cluster_snapshot_identifier(format!("{lease}-cluster-snapshot"))
+            .db_cluster_identifier("twin-cluster")
+            .set_tags(Some(tags(lease)))
+            .send()
+            .await
+            .expect("create cluster snapshot");
+        cluster_snapshots.push(arn(out
+            .db_cluster_snapshot()
+            .and_then(|s| s.db_cluster_snapshot_arn())
+            .expect("arn")));
+    }
+
+    // The cluster waits for its member, and AWS (and moto) refuses it before.
+    assert_eq!(
+        aws::inspect(&sdk, &clusters[0])
+            .await
+            .expect("inspect cluster"),
+        live("doomed", &[&instances[0]])
+    );
+    let refused = aws::delete(&sdk, &clusters[0]).await;
+    assert!(
+        matches!(refused, Err(DeleteError::InUse { .. })),
+        "{refused:?}"
+    );
+
+    let mut problems = Vec::new();
+    // The member first, then its cluster; the twins are a standalone instance and an empty
+    // cluster.
+    problems.extend(check(&sdk, &instances[0], live("doomed", &[]), &instances[1]).await);
+    problems.extend(check(&sdk, &clusters[0], live("doomed", &[]), &clusters[1]).await);
+    problems.extend(check(&sdk, &snapshots[0], live("doomed", &[]), &snapshots[1]).await);
+    problems.extend(
+        check(
+            &sdk,
+            &cluster_snapshots[0],
+            live("doomed", &[]),
+            &cluster_snapshots[1],
+        )
+        .await,
+    );
+    problems.extend(check(&sdk, &groups[0], live("doomed", &[]), &groups[1]).await);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    // Deleting the instance took no final snapshot.
+    let left = rds.describe_db_snapshots().send().await.expect("snapshots");
+    let names: Vec<&str> = left
+        .db_snapshots()
+        .iter()
+        .filter_map(|s| s.db_snapshot_identifier())
+        .filter(|n| !n.starts_with("rds:"))
+        .collect();
+    assert_eq!(names, ["twin-snapshot"]);
+}
+
+/// An instance AWS is deleting is gone to inspect (AWS finishes it on its own).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_rds_instance_being_deleted_is_gone() {
+    let body = format!(
+        "<DescribeDBInstancesResponse xmlns=\"{RDS_XMLNS}\"><DescribeDBInstancesResult>\
+         <DBInstances><DBInstance><DBInstanceIdentifier>db-1</DBInstanceIdentifier>\
+         <DBInstanceStatus>deleting</DBInstanceStatus></DBInstance></DBInstances>\
+         </DescribeDBInstancesResult></DescribeDBInstancesResponse>"
+    );
+    let canned = Canned::start(200, "text/xml", body).await;
+    let sdk = sdk(&canned.endpoint).await;
+    let db = arn("arn:aws:rds:us-east-1:123456789012:db:db-1");
+    assert_eq!(
+        aws::inspect(&sdk, &db).await.expect("inspect"),
+        Inspection::Gone
+    );
+}
+
+/// A subnet group an instance still uses is in use, as AWS answers for it (moto deletes it).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_db_subnet_group_in_use_is_reported_in_use() {
+    let body = format!(
+        "<ErrorResponse xmlns=\"{RDS_XMLNS}\"><Error><Type>Sender</Type>\
+         <Code>InvalidDBSubnetGroupStateFault</Code><Message>Cannot delete the subnet group \
+         'g-1' because at least one database instance: db-1 is still using it.</Message>\
+         </Error><RequestId>r-1</RequestId></ErrorResponse>"
+    );
+    let canned = Canned::start(400, "text/xml", body).await;
+    let sdk = sdk(&canned.endpoint).await;
+    let group = arn("arn:aws:rds:us-east-1:123456789012:subgrp:g-1");
+    let r = aws::delete(&sdk, &group).await;
+    assert!(matches!(r, Err(DeleteError::InUse { .. })), "{r:?}");
+    assert_eq!(canned.seen(), ["DeleteDBSubnetGroup"]);
 }

@@ -158,6 +158,11 @@ TYPES = (
     "ecr:repository",
     "secretsmanager:secret",
     "kms:key",
+    "rds:db",
+    "rds:cluster",
+    "rds:snapshot",
+    "rds:cluster-snapshot",
+    "rds:subgrp",
 )
 FIELDS = {
     "key", "account", "region", "type", "tags", "terminated", "count",
@@ -174,6 +179,7 @@ UNLISTED = {
     "ec2:network-acl",
     "ec2:dhcp-options",
     "ecr:repository",
+    "rds:subgrp",
 }
 # Created untagged, then tagged in batches (see `Seeder.tag_later`).
 TAG_LATER = {"ec2:volume", "ec2:snapshot"}
@@ -191,6 +197,11 @@ NAME_LIMITS = {
     "ec2:image": 128,
     "ecr:repository": 256,
     "secretsmanager:secret": 256,
+    "rds:db": 63,
+    "rds:cluster": 63,
+    "rds:snapshot": 63,
+    "rds:cluster-snapshot": 63,
+    "rds:subgrp": 255,
 }
 
 
@@ -563,6 +574,84 @@ class Seeder:
         meta = kms.create_key(**args)["KeyMetadata"]
         return Created(meta["Arn"], meta["KeyId"])
 
+    def rds(self, entry: Entry) -> Any:
+        return self.clients.client("rds", entry.account, entry.region)
+
+    def rds_tags(self, entry: Entry) -> list[dict[str, str]]:
+        return [{"Key": k, "Value": v} for k, v in entry.tags.items()]
+
+    def db_instance(self, entry: Entry) -> Created:
+        name = self.name(entry)
+        db = self.rds(entry).create_db_instance(
+            DBInstanceIdentifier=name,
+            DBInstanceClass="db.t3.micro",
+            Engine="postgres",
+            AllocatedStorage=20,
+            MasterUsername="seed",
+            MasterUserPassword="seed-password",
+            Tags=self.rds_tags(entry),
+        )["DBInstance"]
+        return Created(db["DBInstanceArn"], name)
+
+    def db_cluster(self, entry: Entry) -> Created:
+        name = self.name(entry)
+        cluster = self.rds(entry).create_db_cluster(
+            DBClusterIdentifier=name,
+            Engine="aurora-postgresql",
+            MasterUsername="seed",
+            MasterUserPassword="seed-password",
+            Tags=self.rds_tags(entry),
+        )["DBCluster"]
+        return Created(cluster["DBClusterArn"], name)
+
+    def db_snapshot(self, entry: Entry) -> Created:
+        """A manual snapshot of an untagged instance deleted right after (moto at once)."""
+        name = self.name(entry)
+        rds = self.rds(entry)
+        source = f"{name}-src"
+        rds.create_db_instance(
+            DBInstanceIdentifier=source,
+            DBInstanceClass="db.t3.micro",
+            Engine="postgres",
+            AllocatedStorage=20,
+            MasterUsername="seed",
+            MasterUserPassword="seed-password",
+        )
+        snapshot = rds.create_db_snapshot(
+            DBSnapshotIdentifier=name, DBInstanceIdentifier=source, Tags=self.rds_tags(entry)
+        )["DBSnapshot"]
+        rds.delete_db_instance(DBInstanceIdentifier=source, SkipFinalSnapshot=True)
+        return Created(snapshot["DBSnapshotArn"], name)
+
+    def db_cluster_snapshot(self, entry: Entry) -> Created:
+        """A manual snapshot of an untagged cluster deleted right after."""
+        name = self.name(entry)
+        rds = self.rds(entry)
+        source = f"{name}-src"
+        rds.create_db_cluster(
+            DBClusterIdentifier=source,
+            Engine="aurora-postgresql",
+            MasterUsername="seed",
+            MasterUserPassword="seed-password",
+        )
+        snapshot = rds.create_db_cluster_snapshot(
+            DBClusterSnapshotIdentifier=name,
+            DBClusterIdentifier=source,
+            Tags=self.rds_tags(entry),
+        )["DBClusterSnapshot"]
+        rds.delete_db_cluster(DBClusterIdentifier=source, SkipFinalSnapshot=True)
+        return Created(snapshot["DBClusterSnapshotArn"], name)
+
+    def db_subnet_group(self, entry: Entry) -> Created:
+        name = self.name(entry)
+        group = self.rds(entry).create_db_subnet_group(
+            DBSubnetGroupName=name,
+            DBSubnetGroupDescription="seed",
+            SubnetIds=[self.default_subnet(entry)],
+            Tags=self.rds_tags(entry),
+        )["DBSubnetGroup"]
+        return Created(group["DBSubnetGroupArn"], name)
+
     def user_instance(self, entry: Entry, **args: Any) -> str:
         """A fresh untagged running instance in zone `a`, to use what `in_use` asks for."""
         response = self.ec2(entry).run_instances(
@@ -846,6 +935,11 @@ class Seeder:
             "ecr:repository": self.repository,
             "secretsmanager:secret": self.secret,
             "kms:key": self.key,
+            "rds:db": self.db_instance,
+            "rds:cluster": self.db_cluster,
+            "rds:snapshot": self.db_snapshot,
+            "rds:cluster-snapshot": self.db_cluster_snapshot,
+            "rds:subgrp": self.db_subnet_group,
         }[entry.kind]
         return [single(make, slot) for slot in range(entry.count)]
 

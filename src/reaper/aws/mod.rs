@@ -28,6 +28,7 @@ mod ecr;
 mod kms;
 mod lambda;
 mod logs;
+mod rds;
 mod s3;
 mod secretsmanager;
 mod sns;
@@ -142,6 +143,11 @@ pub async fn inspect(sdk: &SdkConfig, arn: &Arn) -> Result<Inspection, DeleteErr
         EcrRepository => ecr::inspect_repository(sdk, arn).await,
         SecretsmanagerSecret => secretsmanager::inspect_secret(sdk, arn).await,
         KmsKey => kms::inspect_key(sdk, arn).await,
+        RdsDb => rds::inspect_db(sdk, arn).await,
+        RdsCluster => rds::inspect_cluster(sdk, arn).await,
+        RdsSnapshot => rds::inspect_snapshot(sdk, arn).await,
+        RdsClusterSnapshot => rds::inspect_cluster_snapshot(sdk, arn).await,
+        RdsSubnetGroup => rds::inspect_subnet_group(sdk, arn).await,
     }
 }
 
@@ -198,6 +204,11 @@ pub async fn delete_watched<B: Batches>(
         EcrRepository => ecr::delete_repository(sdk, arn).await,
         SecretsmanagerSecret => secretsmanager::delete_secret(sdk, arn).await,
         KmsKey => kms::delete_key(sdk, arn).await,
+        RdsDb => rds::delete_db(sdk, arn).await,
+        RdsCluster => rds::delete_cluster(sdk, arn).await,
+        RdsSnapshot => rds::delete_snapshot(sdk, arn).await,
+        RdsClusterSnapshot => rds::delete_cluster_snapshot(sdk, arn).await,
+        RdsSubnetGroup => rds::delete_subnet_group(sdk, arn).await,
     }
 }
 
@@ -236,6 +247,11 @@ pub fn iam_actions(t: ResourceType) -> &'static [&'static str] {
         EcrRepository => ecr::REPOSITORY_ACTIONS,
         SecretsmanagerSecret => secretsmanager::SECRET_ACTIONS,
         KmsKey => kms::KEY_ACTIONS,
+        RdsDb => rds::DB_ACTIONS,
+        RdsCluster => rds::CLUSTER_ACTIONS,
+        RdsSnapshot => rds::SNAPSHOT_ACTIONS,
+        RdsClusterSnapshot => rds::CLUSTER_SNAPSHOT_ACTIONS,
+        RdsSubnetGroup => rds::SUBNET_GROUP_ACTIONS,
     }
 }
 
@@ -282,6 +298,11 @@ pub fn iam_tag_conditioned(t: ResourceType) -> &'static [&'static str] {
         EcrRepository => &["ecr:DeleteRepository"],
         SecretsmanagerSecret => &["secretsmanager:DeleteSecret"],
         KmsKey => &["kms:ScheduleKeyDeletion"],
+        RdsDb => &["rds:DeleteDBInstance"],
+        RdsCluster => &["rds:DeleteDBCluster"],
+        RdsSnapshot => &["rds:DeleteDBSnapshot"],
+        RdsClusterSnapshot => &["rds:DeleteDBClusterSnapshot"],
+        RdsSubnetGroup => &["rds:DeleteDBSubnetGroup"],
     }
 }
 
@@ -489,6 +510,20 @@ mod tests {
                 KmsKey,
                 "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
             ),
+            (RdsDb, "arn:aws:rds:us-east-1:123456789012:db:db-1"),
+            (RdsCluster, "arn:aws:rds:us-east-1:123456789012:cluster:c-1"),
+            (
+                RdsSnapshot,
+                "arn:aws:rds:us-east-1:123456789012:snapshot:s-1",
+            ),
+            (
+                RdsClusterSnapshot,
+                "arn:aws:rds:us-east-1:123456789012:cluster-snapshot:cs-1",
+            ),
+            (
+                RdsSubnetGroup,
+                "arn:aws:rds:us-east-1:123456789012:subgrp:g-1",
+            ),
         ]
         .into_iter()
         .map(|(t, a)| (t, Arn::parse(a).expect("valid")))
@@ -612,6 +647,13 @@ mod tests {
         ));
         let repo = arn("arn:aws:ecr:us-east-1:1:repository/team/app");
         assert_eq!(ecr::repository_name(&repo).ok(), Some("team/app"));
+        let db = arn("arn:aws:rds:us-east-1:1:db:db-1");
+        assert_eq!(rds::name(&db, "db").ok(), Some("db-1"));
+        let automated = arn("arn:aws:rds:us-east-1:1:snapshot:rds:db-1-2024-01-01-00-00");
+        assert!(matches!(
+            rds::name(&automated, "snapshot"),
+            Err(DeleteError::Refused(_))
+        ));
         let t = arn("arn:aws:dynamodb:us-east-1:1:table/t1");
         assert_eq!(dynamodb::table_name(&t).ok(), Some("t1"));
         let stream = arn("arn:aws:dynamodb:us-east-1:1:table/t1/stream/2024");
