@@ -26,6 +26,7 @@ use crate::metrics::Metrics;
 use crate::model::{Arn, ResourceType, Tags};
 
 mod ecr;
+mod iam;
 mod kms;
 mod rds;
 mod secretsmanager;
@@ -172,6 +173,7 @@ pub async fn sweep(
     let secretsmanager = aws_sdk_secretsmanager::Client::new(conf);
     let kms = aws_sdk_kms::Client::new(conf);
     let rds = aws_sdk_rds::Client::new(conf);
+    let iam = aws_sdk_iam::Client::new(conf);
     let clients = Clients {
         ec2: &ec2,
         s3: &s3,
@@ -184,6 +186,7 @@ pub async fn sweep(
         secretsmanager: &secretsmanager,
         kms: &kms,
         rds: &rds,
+        iam: &iam,
     };
     let service = |service: &'static str| {
         let (ctx, clients, types) = (&ctx, &clients, of(service));
@@ -201,7 +204,7 @@ pub async fn sweep(
             out
         }
     };
-    let (a, b, c, d, e, f, g, h, i, j, k) = tokio::join!(
+    let (a, b, c, d, e, f, g, h, i, j, k, l) = tokio::join!(
         service("ec2"),
         service("s3"),
         service("sqs"),
@@ -213,8 +216,9 @@ pub async fn sweep(
         service("secretsmanager"),
         service("kms"),
         service("rds"),
+        service("iam"),
     );
-    let mut all: Vec<TypeSweep> = [a, b, c, d, e, f, g, h, i, j, k]
+    let mut all: Vec<TypeSweep> = [a, b, c, d, e, f, g, h, i, j, k, l]
         .into_iter()
         .flatten()
         .collect();
@@ -234,6 +238,7 @@ struct Clients<'a> {
     secretsmanager: &'a aws_sdk_secretsmanager::Client,
     kms: &'a aws_sdk_kms::Client,
     rds: &'a aws_sdk_rds::Client,
+    iam: &'a aws_sdk_iam::Client,
 }
 
 /// How each type is listed. Exhaustive: a new deletable type must say how it is swept.
@@ -278,6 +283,10 @@ async fn list(
         RdsSnapshot => rds::snapshots(ctx, c.rds, limiter).await,
         RdsClusterSnapshot => rds::cluster_snapshots(ctx, c.rds, limiter).await,
         RdsSubnetGroup => rds::subnet_groups(ctx, c.rds, limiter).await,
+        IamRole => iam::roles(ctx, c.iam, limiter).await,
+        IamInstanceProfile => iam::instance_profiles(ctx, c.iam, limiter).await,
+        IamPolicy => iam::policies(ctx, c.iam, limiter).await,
+        IamOidcProvider => iam::oidc_providers(ctx, c.iam, limiter).await,
     }
 }
 
@@ -321,6 +330,10 @@ pub fn actions(t: ResourceType) -> &'static [&'static str] {
         RdsSnapshot => &["rds:DescribeDBSnapshots"],
         RdsClusterSnapshot => &["rds:DescribeDBClusterSnapshots"],
         RdsSubnetGroup => &["rds:DescribeDBSubnetGroups"],
+        IamRole => &["iam:ListRoles"],
+        IamInstanceProfile => &["iam:ListInstanceProfiles"],
+        IamPolicy => &["iam:ListPolicies"],
+        IamOidcProvider => &["iam:ListOpenIDConnectProviders"],
     }
 }
 

@@ -91,6 +91,16 @@ pub enum ResourceType {
     /// A DB subnet group, spelt as AWS spells it in ARNs.
     #[strum(serialize = "rds:subgrp")]
     RdsSubnetGroup,
+    /// IAM's are global: their ARNs have no region.
+    #[strum(serialize = "iam:role")]
+    IamRole,
+    #[strum(serialize = "iam:instance-profile")]
+    IamInstanceProfile,
+    /// A customer managed policy.
+    #[strum(serialize = "iam:policy")]
+    IamPolicy,
+    #[strum(serialize = "iam:oidc-provider")]
+    IamOidcProvider,
 }
 
 impl ResourceType {
@@ -119,14 +129,19 @@ impl ResourceType {
             | Ec2VpcEndpoint
             | Ec2VpcPeeringConnection
             // After its member instances.
-            | RdsCluster => 1,
+            | RdsCluster
+            // After the instances that use it (AWS would delete it under them).
+            | IamInstanceProfile => 1,
             // After the NAT gateway or interface it is associated with.
             // A DB subnet group after the instances and clusters in it, before its subnets.
-            Ec2ElasticIp | RdsSubnetGroup => 2,
+            // A role after the instance profiles and functions that hold it.
+            Ec2ElasticIp | RdsSubnetGroup | IamRole => 2,
             Ec2Volume | Ec2KeyPair | Ec2LaunchTemplate | S3Bucket | SqsQueue | SnsTopic
             | DynamodbTable | LogsLogGroup | EcrRepository | SecretsmanagerSecret
             // A snapshot is independent of the instance or cluster it was taken of.
-            | RdsSnapshot | RdsClusterSnapshot => Self::REST,
+            | RdsSnapshot | RdsClusterSnapshot
+            // A policy after the roles it is attached to (their deletion detaches it).
+            | IamPolicy | IamOidcProvider => Self::REST,
             // A key after what it encrypts (its deletion is only scheduled, but a secret or
             // database of the same lease should not outlive its key's window).
             Ec2Snapshot | Ec2SecurityGroup | Ec2Subnet | Ec2RouteTable | KmsKey => 4,
@@ -136,6 +151,11 @@ impl ResourceType {
             Ec2Vpc => 6,
             Ec2DhcpOptions => 7,
         }
+    }
+
+    /// Whether its resources are global (IAM's): listed once per account, not per region.
+    pub fn is_global(self) -> bool {
+        self.as_str().starts_with("iam:")
     }
 
     /// The rank of the types that depend on nothing else ephemera deletes.
@@ -203,8 +223,9 @@ mod tests {
                 Ec2VpcEndpoint,
                 Ec2VpcPeeringConnection,
                 RdsCluster,
+                IamInstanceProfile,
             ],
-            &[Ec2ElasticIp, RdsSubnetGroup],
+            &[Ec2ElasticIp, RdsSubnetGroup, IamRole],
             &[
                 Ec2Volume,
                 Ec2KeyPair,
@@ -218,6 +239,8 @@ mod tests {
                 SecretsmanagerSecret,
                 RdsSnapshot,
                 RdsClusterSnapshot,
+                IamPolicy,
+                IamOidcProvider,
             ],
             &[
                 Ec2Snapshot,
@@ -260,6 +283,10 @@ mod tests {
             (RdsCluster, RdsSubnetGroup),
             (RdsSubnetGroup, Ec2Subnet),
             (RdsDb, KmsKey),
+            (Ec2Instance, IamInstanceProfile),
+            (IamInstanceProfile, IamRole),
+            (LambdaFunction, IamRole),
+            (IamRole, IamPolicy),
         ] {
             assert!(first.rank() < then.rank(), "{first} before {then}");
         }

@@ -525,7 +525,7 @@ async fn unsupported_types_are_refused_before_any_call() {
         .load()
         .await;
     for (s, ty) in [
-        ("arn:aws:iam::123456789012:role/ci", "iam:role"),
+        ("arn:aws:iam::123456789012:user/ci", "iam:user"),
         (
             "arn:aws:ec2:us-east-1:123456789012:transit-gateway/tgw-1",
             "ec2:transit-gateway",

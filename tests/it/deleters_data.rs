@@ -1,5 +1,5 @@
 //! The deleters of the data and platform services against moto: ECR repositories, Secrets
-//! Manager secrets, KMS keys. For each type: inspect finds it live with the tags it was created
+//! Manager secrets, KMS keys, RDS, IAM roles, instance profiles, policies and OIDC providers. For each type: inspect finds it live with the tags it was created
 //! with and what must go first, delete deletes it, inspect finds it gone, a second delete finds
 //! it already gone, and an identically-typed twin is untouched. One moto per service group.
 //!
@@ -12,6 +12,8 @@
 //!   instance in `deleting` is a recorded DescribeDBInstances answer; DeleteDBSubnetGroup never
 //!   says a group is in use (AWS: `InvalidDBSubnetGroupStateFault`), a recorded answer too.
 //!   DeleteDBCluster of a cluster with members is refused as AWS does.
+//! - IAM: DeletePolicy deletes a policy still attached (AWS: `DeleteConflict`), a recorded
+//!   answer again. Service-linked roles are made by moto and refused here before any call.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -243,7 +245,16 @@ struct Canned {
 
 impl Canned {
     async fn start(status: u16, content_type: &'static str, body: String) -> Canned {
-        let status = axum::http::StatusCode::from_u16(status).expect("a status code");
+        Self::answering(content_type, vec![("", status, body)]).await
+    }
+
+    /// Answers each operation of `answers` (`(operation, status, body)`) with its own, any
+    /// other with the one for `""`.
+    async fn answering(
+        content_type: &'static str,
+        answers: Vec<(&'static str, u16, String)>,
+    ) -> Canned {
+        let answers = Arc::new(answers);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("binding a loopback port");
@@ -251,7 +262,7 @@ impl Canned {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::clone(&seen);
         let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
-            let (log, body) = (Arc::clone(&log), body.clone());
+            let (log, answers) = (Arc::clone(&log), Arc::clone(&answers));
             async move {
                 let target = request
                     .headers()
@@ -264,11 +275,16 @@ impl Canned {
                 let action = String::from_utf8_lossy(&bytes)
                     .split('&')
                     .find_map(|p| p.strip_prefix("Action=").map(str::to_owned));
-                log.lock()
-                    .expect("not poisoned")
-                    .push(target.or(action).unwrap_or_default());
+                let op = target.or(action).unwrap_or_default();
+                let (_, status, body) = answers
+                    .iter()
+                    .find(|(o, _, _)| *o == op)
+                    .or_else(|| answers.iter().find(|(o, _, _)| o.is_empty()))
+                    .cloned()
+                    .unwrap_or(("", 500, String::new()));
+                log.lock().expect("not poisoned").push(op);
                 (
-                    status,
+                    axum::http::StatusCode::from_u16(status).expect("a status code"),
                     [(axum::http::header::CONTENT_TYPE, content_type)],
                     body,
                 )
@@ -503,4 +519,201 @@ async fn a_db_subnet_group_in_use_is_reported_in_use() {
     let r = aws::delete(&sdk, &group).await;
     assert!(matches!(r, Err(DeleteError::InUse { .. })), "{r:?}");
     assert_eq!(canned.seen(), ["DeleteDBSubnetGroup"]);
+}
+
+const TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+const POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:ListBucket","Resource":"*"}]}"#;
+
+/// Roles (with a path, a managed and an inline policy, in an instance profile), instance
+/// profiles (holding another lease's role, which stays), customer managed policies (with a
+/// second version; in use while attached) and OIDC providers. Service-linked roles and AWS
+/// managed policies are refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn iam_roles_profiles_policies_and_providers_go_in_order() {
+    let moto = Moto::start().await;
+    let sdk = sdk(&moto.endpoint()).await;
+    let iam = aws_sdk_iam::Client::new(&sdk);
+    let tags = |lease: &str| -> Vec<aws_sdk_iam::types::Tag> {
+        lease_tags(lease)
+            .into_iter()
+            .map(|(k, v)| {
+                aws_sdk_iam::types::Tag::builder()
+                    .key(k)
+                    .value(v)
+                    .build()
+                    .expect("tag")
+            })
+            .collect()
+    };
+    let mut policies = Vec::new();
+    for lease in ["doomed", "twin"] {
+        let out = iam
+            .create_policy()
+            .policy_name(format!("{lease}-policy"))
+            .path("/ci/")
+            .policy_document(POLICY)
+            .set_tags(Some(tags(lease)))
+            .send()
+            .await
+            .expect("create policy");
+        policies.push(arn(out.policy().and_then(|p| p.arn()).expect("arn")));
+    }
+    iam.create_policy_version()
+        .policy_arn(policies[0].as_str())
+        .policy_document(POLICY)
+        .set_as_default(false)
+        .send()
+        .await
+        .expect("a second version");
+    let mut roles = Vec::new();
+    for lease in ["doomed", "twin"] {
+        let out = iam
+            .create_role()
+            .role_name(format!("{lease}-role"))
+            .path("/ci/")
+            .assume_role_policy_document(TRUST)
+            .set_tags(Some(tags(lease)))
+            .send()
+            .await
+            .expect("create role");
+        roles.push(arn(out.role().map(|r| r.arn()).expect("arn")));
+    }
+    let mut profiles = Vec::new();
+    for lease in ["doomed", "twin"] {
+        let out = iam
+            .create_instance_profile()
+            .instance_profile_name(format!("{lease}-profile"))
+            .set_tags(Some(tags(lease)))
+            .send()
+            .await
+            .expect("create instance profile");
+        profiles.push(arn(out.instance_profile().map(|p| p.arn()).expect("arn")));
+    }
+    // The doomed role: its policy attached, an inline one, in the twin's profile. The twin
+    // role: in the doomed profile.
+    iam.attach_role_policy()
+        .role_name("doomed-role")
+        .policy_arn(policies[0].as_str())
+        .send()
+        .await
+        .expect("attach");
+    iam.put_role_policy()
+        .role_name("doomed-role")
+        .policy_name("inline")
+        .policy_document(POLICY)
+        .send()
+        .await
+        .expect("inline policy");
+    for (profile, role) in [
+        ("twin-profile", "doomed-role"),
+        ("doomed-profile", "twin-role"),
+    ] {
+        iam.add_role_to_instance_profile()
+            .instance_profile_name(profile)
+            .role_name(role)
+            .send()
+            .await
+            .expect("add role to profile");
+    }
+    let mut providers = Vec::new();
+    for lease in ["doomed", "twin"] {
+        let out = iam
+            .create_open_id_connect_provider()
+            .url(format!("https://{lease}.example.com/id/1"))
+            .client_id_list("sts.amazonaws.com")
+            .thumbprint_list("a".repeat(40))
+            .set_tags(Some(tags(lease)))
+            .send()
+            .await
+            .expect("create provider");
+        providers.push(arn(out.open_id_connect_provider_arn().expect("arn")));
+    }
+
+    let mut problems = Vec::new();
+    problems.extend(check(&sdk, &roles[0], live("doomed", &[]), &roles[1]).await);
+    // Its deletion took the role out of the twin's profile, which stays.
+    let twin_profile = iam
+        .get_instance_profile()
+        .instance_profile_name("twin-profile")
+        .send()
+        .await
+        .expect("the twin's profile stays");
+    assert!(
+        twin_profile
+            .instance_profile()
+            .is_some_and(|p| p.roles().is_empty()),
+        "{twin_profile:?}"
+    );
+    problems.extend(check(&sdk, &profiles[0], live("doomed", &[]), &profiles[1]).await);
+    problems.extend(check(&sdk, &policies[0], live("doomed", &[]), &policies[1]).await);
+    problems.extend(check(&sdk, &providers[0], live("doomed", &[]), &providers[1]).await);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    // The profile's deletion left the other lease's role alone.
+    assert_eq!(
+        aws::inspect(&sdk, &roles[1]).await.expect("inspect"),
+        live("twin", &[])
+    );
+
+    // Refused, by inspect and delete alike: a service-linked role, an AWS managed policy.
+    let linked = iam
+        .create_service_linked_role()
+        .aws_service_name("rds.amazonaws.com")
+        .send()
+        .await
+        .expect("a service-linked role");
+    let linked = arn(linked.role().map(|r| r.arn()).expect("arn"));
+    let managed = arn("arn:aws:iam::aws:policy/ReadOnlyAccess");
+    for refused in [&linked, &managed] {
+        assert!(
+            matches!(
+                aws::inspect(&sdk, refused).await,
+                Err(DeleteError::Refused(_))
+            ),
+            "inspect {refused}"
+        );
+        assert!(
+            matches!(
+                aws::delete(&sdk, refused).await,
+                Err(DeleteError::Refused(_))
+            ),
+            "delete {refused}"
+        );
+    }
+    iam.get_role()
+        .role_name(linked.resource_id())
+        .send()
+        .await
+        .expect("the service-linked role stays");
+}
+
+const IAM_XMLNS: &str = "https://iam.amazonaws.com/doc/2010-05-08/";
+
+/// A policy still attached to something is in use, as AWS answers (moto deletes it): never
+/// detached from what holds it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_attached_policy_is_in_use() {
+    let versions = format!(
+        "<ListPolicyVersionsResponse xmlns=\"{IAM_XMLNS}\"><ListPolicyVersionsResult>\
+         <Versions><member><VersionId>v1</VersionId><IsDefaultVersion>true</IsDefaultVersion>\
+         </member></Versions><IsTruncated>false</IsTruncated></ListPolicyVersionsResult>\
+         </ListPolicyVersionsResponse>"
+    );
+    let conflict = format!(
+        "<ErrorResponse xmlns=\"{IAM_XMLNS}\"><Error><Type>Sender</Type><Code>DeleteConflict\
+         </Code><Message>Cannot delete a policy attached to entities.</Message></Error>\
+         <RequestId>r-1</RequestId></ErrorResponse>"
+    );
+    let canned = Canned::answering(
+        "text/xml",
+        vec![
+            ("ListPolicyVersions", 200, versions),
+            ("DeletePolicy", 409, conflict),
+        ],
+    )
+    .await;
+    let sdk = sdk(&canned.endpoint).await;
+    let policy = arn("arn:aws:iam::123456789012:policy/ci/web");
+    let r = aws::delete(&sdk, &policy).await;
+    assert!(matches!(r, Err(DeleteError::InUse { .. })), "{r:?}");
+    assert_eq!(canned.seen(), ["ListPolicyVersions", "DeletePolicy"]);
 }

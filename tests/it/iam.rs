@@ -302,6 +302,9 @@ async fn every_row_is_exactly_what_its_deleter_calls() {
         "ec2:security-group",
         "ec2:network-interface",
         "ec2:elastic-ip",
+        "iam:role",
+        "iam:instance-profile",
+        "iam:policy",
     ];
     let spec: Vec<Value> = ResourceType::VARIANTS
         .iter()

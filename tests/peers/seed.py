@@ -163,12 +163,26 @@ TYPES = (
     "rds:snapshot",
     "rds:cluster-snapshot",
     "rds:subgrp",
+    "iam:role",
+    "iam:instance-profile",
+    "iam:policy",
+    "iam:oidc-provider",
 )
 FIELDS = {
     "key", "account", "region", "type", "tags", "terminated", "count",
     "in_use", "objects", "versioned",
 }
-IN_USE_TYPES = {"ec2:volume", "ec2:security-group", "ec2:network-interface", "ec2:elastic-ip"}
+IN_USE_TYPES = {
+    "ec2:volume",
+    "ec2:security-group",
+    "ec2:network-interface",
+    "ec2:elastic-ip",
+    # A role with a managed and an inline policy in an instance profile; a profile holding a
+    # role; a policy with a second, non-default version.
+    "iam:role",
+    "iam:instance-profile",
+    "iam:policy",
+}
 # Types moto 5.2.5's GetResources never lists (`--verify` skips them).
 UNLISTED = {
     "ec2:elastic-ip",
@@ -180,6 +194,10 @@ UNLISTED = {
     "ec2:dhcp-options",
     "ecr:repository",
     "rds:subgrp",
+    "iam:role",
+    "iam:instance-profile",
+    "iam:policy",
+    "iam:oidc-provider",
 }
 # Created untagged, then tagged in batches (see `Seeder.tag_later`).
 TAG_LATER = {"ec2:volume", "ec2:snapshot"}
@@ -202,6 +220,10 @@ NAME_LIMITS = {
     "rds:snapshot": 63,
     "rds:cluster-snapshot": 63,
     "rds:subgrp": 255,
+    "iam:role": 64,
+    "iam:instance-profile": 128,
+    "iam:policy": 128,
+    "iam:oidc-provider": 200,
 }
 
 
@@ -652,6 +674,64 @@ class Seeder:
         )["DBSubnetGroup"]
         return Created(group["DBSubnetGroupArn"], name)
 
+    def iam(self, entry: Entry) -> Any:
+        return self.clients.client("iam", entry.account, DEFAULT_REGION)
+
+    def iam_tags(self, entry: Entry) -> list[dict[str, str]]:
+        return [{"Key": k, "Value": v} for k, v in entry.tags.items()]
+
+    def role(self, entry: Entry) -> Created:
+        name = self.name(entry)
+        iam = self.iam(entry)
+        role = iam.create_role(
+            RoleName=name,
+            Path="/seed/",
+            AssumeRolePolicyDocument=LAMBDA_TRUST_POLICY,
+            Tags=self.iam_tags(entry),
+        )["Role"]
+        if entry.in_use:
+            policy = iam.create_policy(PolicyName=f"{name}-managed", PolicyDocument=SEED_POLICY)
+            iam.attach_role_policy(RoleName=name, PolicyArn=policy["Policy"]["Arn"])
+            iam.put_role_policy(RoleName=name, PolicyName="inline", PolicyDocument=SEED_POLICY)
+            iam.create_instance_profile(InstanceProfileName=f"{name}-profile")
+            iam.add_role_to_instance_profile(
+                InstanceProfileName=f"{name}-profile", RoleName=name
+            )
+        return Created(role["Arn"], name)
+
+    def instance_profile(self, entry: Entry) -> Created:
+        name = self.name(entry)
+        iam = self.iam(entry)
+        profile = iam.create_instance_profile(
+            InstanceProfileName=name, Tags=self.iam_tags(entry)
+        )["InstanceProfile"]
+        if entry.in_use:
+            iam.create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument=LAMBDA_TRUST_POLICY)
+            iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=f"{name}-role")
+        return Created(profile["Arn"], name)
+
+    def policy(self, entry: Entry) -> Created:
+        name = self.name(entry)
+        iam = self.iam(entry)
+        policy = iam.create_policy(
+            PolicyName=name, PolicyDocument=SEED_POLICY, Tags=self.iam_tags(entry)
+        )["Policy"]
+        if entry.in_use:
+            iam.create_policy_version(
+                PolicyArn=policy["Arn"], PolicyDocument=SEED_POLICY, SetAsDefault=False
+            )
+        return Created(policy["Arn"], name)
+
+    def oidc_provider(self, entry: Entry) -> Created:
+        name = self.name(entry)
+        arn = self.iam(entry).create_open_id_connect_provider(
+            Url=f"https://{name}.example.com",
+            ClientIDList=["sts.amazonaws.com"],
+            ThumbprintList=["a" * 40],
+            Tags=self.iam_tags(entry),
+        )["OpenIDConnectProviderArn"]
+        return Created(arn, f"{name}.example.com")
+
     def user_instance(self, entry: Entry, **args: Any) -> str:
         """A fresh untagged running instance in zone `a`, to use what `in_use` asks for."""
         response = self.ec2(entry).run_instances(
@@ -940,6 +1020,10 @@ class Seeder:
             "rds:snapshot": self.db_snapshot,
             "rds:cluster-snapshot": self.db_cluster_snapshot,
             "rds:subgrp": self.db_subnet_group,
+            "iam:role": self.role,
+            "iam:instance-profile": self.instance_profile,
+            "iam:policy": self.policy,
+            "iam:oidc-provider": self.oidc_provider,
         }[entry.kind]
         return [single(make, slot) for slot in range(entry.count)]
 
@@ -1007,6 +1091,12 @@ def lambda_zip() -> bytes:
 
 
 LAMBDA_ZIP = lambda_zip()
+SEED_POLICY = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}],
+    }
+)
 LAMBDA_TRUST_POLICY = json.dumps(
     {
         "Version": "2012-10-17",

@@ -25,6 +25,7 @@ use crate::model::{Arn, ResourceType, Tags};
 mod dynamodb;
 mod ec2;
 mod ecr;
+mod iam_entities;
 mod kms;
 mod lambda;
 mod logs;
@@ -148,6 +149,10 @@ pub async fn inspect(sdk: &SdkConfig, arn: &Arn) -> Result<Inspection, DeleteErr
         RdsSnapshot => rds::inspect_snapshot(sdk, arn).await,
         RdsClusterSnapshot => rds::inspect_cluster_snapshot(sdk, arn).await,
         RdsSubnetGroup => rds::inspect_subnet_group(sdk, arn).await,
+        IamRole => iam_entities::inspect_role(sdk, arn).await,
+        IamInstanceProfile => iam_entities::inspect_instance_profile(sdk, arn).await,
+        IamPolicy => iam_entities::inspect_policy(sdk, arn).await,
+        IamOidcProvider => iam_entities::inspect_oidc_provider(sdk, arn).await,
     }
 }
 
@@ -209,6 +214,10 @@ pub async fn delete_watched<B: Batches>(
         RdsSnapshot => rds::delete_snapshot(sdk, arn).await,
         RdsClusterSnapshot => rds::delete_cluster_snapshot(sdk, arn).await,
         RdsSubnetGroup => rds::delete_subnet_group(sdk, arn).await,
+        IamRole => iam_entities::delete_role(sdk, arn).await,
+        IamInstanceProfile => iam_entities::delete_instance_profile(sdk, arn).await,
+        IamPolicy => iam_entities::delete_policy(sdk, arn).await,
+        IamOidcProvider => iam_entities::delete_oidc_provider(sdk, arn).await,
     }
 }
 
@@ -252,6 +261,10 @@ pub fn iam_actions(t: ResourceType) -> &'static [&'static str] {
         RdsSnapshot => rds::SNAPSHOT_ACTIONS,
         RdsClusterSnapshot => rds::CLUSTER_SNAPSHOT_ACTIONS,
         RdsSubnetGroup => rds::SUBNET_GROUP_ACTIONS,
+        IamRole => iam_entities::ROLE_ACTIONS,
+        IamInstanceProfile => iam_entities::INSTANCE_PROFILE_ACTIONS,
+        IamPolicy => iam_entities::POLICY_ACTIONS,
+        IamOidcProvider => iam_entities::OIDC_PROVIDER_ACTIONS,
     }
 }
 
@@ -303,6 +316,18 @@ pub fn iam_tag_conditioned(t: ResourceType) -> &'static [&'static str] {
         RdsSnapshot => &["rds:DeleteDBSnapshot"],
         RdsClusterSnapshot => &["rds:DeleteDBClusterSnapshot"],
         RdsSubnetGroup => &["rds:DeleteDBSubnetGroup"],
+        // IAM authorizes these on the role's, profile's or policy's own tags
+        // (`aws:ResourceTag`, and `iam:ResourceTag` alike). RemoveRoleFromInstanceProfile is
+        // authorized on the instance profile alone: deleting a role removes it from profiles
+        // whose tags are not the role's, so it stays unconditioned in both rows.
+        IamRole => &[
+            "iam:DeleteRole",
+            "iam:DeleteRolePolicy",
+            "iam:DetachRolePolicy",
+        ],
+        IamInstanceProfile => &["iam:DeleteInstanceProfile"],
+        IamPolicy => &["iam:DeletePolicy", "iam:DeletePolicyVersion"],
+        IamOidcProvider => &["iam:DeleteOpenIDConnectProvider"],
     }
 }
 
@@ -524,6 +549,16 @@ mod tests {
                 RdsSubnetGroup,
                 "arn:aws:rds:us-east-1:123456789012:subgrp:g-1",
             ),
+            (IamRole, "arn:aws:iam::123456789012:role/ci/deploy-role"),
+            (
+                IamInstanceProfile,
+                "arn:aws:iam::123456789012:instance-profile/web-profile",
+            ),
+            (IamPolicy, "arn:aws:iam::123456789012:policy/ci/web-policy"),
+            (
+                IamOidcProvider,
+                "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com",
+            ),
         ]
         .into_iter()
         .map(|(t, a)| (t, Arn::parse(a).expect("valid")))
@@ -626,6 +661,12 @@ mod tests {
             if *t == ResourceType::S3Bucket {
                 assert!(conditioned.is_empty(), "{t}");
             } else {
+                // Authorized on the instance profile only, whatever row it is in.
+                let unconditioned = ["iam:RemoveRoleFromInstanceProfile"];
+                let deletes: Vec<&str> = deletes
+                    .into_iter()
+                    .filter(|a| !unconditioned.contains(a))
+                    .collect();
                 assert_eq!(conditioned, deletes, "{t}");
             }
         }
@@ -652,6 +693,17 @@ mod tests {
         let automated = arn("arn:aws:rds:us-east-1:1:snapshot:rds:db-1-2024-01-01-00-00");
         assert!(matches!(
             rds::name(&automated, "snapshot"),
+            Err(DeleteError::Refused(_))
+        ));
+        let role = arn("arn:aws:iam::1:role/ci/deploy");
+        assert_eq!(
+            iam_entities::entity_name(&role, "role").ok(),
+            Some("deploy")
+        );
+        let linked =
+            arn("arn:aws:iam::1:role/aws-service-role/rds.amazonaws.com/AWSServiceRoleForRDS");
+        assert!(matches!(
+            iam_entities::entity_name(&linked, "role"),
             Err(DeleteError::Refused(_))
         ));
         let t = arn("arn:aws:dynamodb:us-east-1:1:table/t1");
