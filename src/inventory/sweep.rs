@@ -5,7 +5,7 @@
 //! What a list call says of a resource's tags is kept (EC2's describe calls and Secrets
 //! Manager's ListSecrets and RDS's describe calls but DescribeDBSubnetGroups return them);
 //! where it says nothing (S3, SQS, SNS, DynamoDB, Lambda,
-//! CloudWatch Logs, ECR, KMS) a resource the
+//! CloudWatch Logs, ECR, KMS, IAM, ElastiCache) a resource the
 //! tagging walk did not return is taken to have none. The reaper reads its tags again before
 //! any delete, so a resource the tagging API was merely slow to list is never deleted as
 //! untagged.
@@ -26,6 +26,7 @@ use crate::metrics::Metrics;
 use crate::model::{Arn, ResourceType, Tags};
 
 mod ecr;
+mod elasticache;
 mod iam;
 mod kms;
 mod rds;
@@ -174,6 +175,7 @@ pub async fn sweep(
     let kms = aws_sdk_kms::Client::new(conf);
     let rds = aws_sdk_rds::Client::new(conf);
     let iam = aws_sdk_iam::Client::new(conf);
+    let elasticache = aws_sdk_elasticache::Client::new(conf);
     let clients = Clients {
         ec2: &ec2,
         s3: &s3,
@@ -187,6 +189,7 @@ pub async fn sweep(
         kms: &kms,
         rds: &rds,
         iam: &iam,
+        elasticache: &elasticache,
     };
     let service = |service: &'static str| {
         let (ctx, clients, types) = (&ctx, &clients, of(service));
@@ -204,7 +207,7 @@ pub async fn sweep(
             out
         }
     };
-    let (a, b, c, d, e, f, g, h, i, j, k, l) = tokio::join!(
+    let (a, b, c, d, e, f, g, h, i, j, k, l, m) = tokio::join!(
         service("ec2"),
         service("s3"),
         service("sqs"),
@@ -217,8 +220,9 @@ pub async fn sweep(
         service("kms"),
         service("rds"),
         service("iam"),
+        service("elasticache"),
     );
-    let mut all: Vec<TypeSweep> = [a, b, c, d, e, f, g, h, i, j, k, l]
+    let mut all: Vec<TypeSweep> = [a, b, c, d, e, f, g, h, i, j, k, l, m]
         .into_iter()
         .flatten()
         .collect();
@@ -239,6 +243,7 @@ struct Clients<'a> {
     kms: &'a aws_sdk_kms::Client,
     rds: &'a aws_sdk_rds::Client,
     iam: &'a aws_sdk_iam::Client,
+    elasticache: &'a aws_sdk_elasticache::Client,
 }
 
 /// How each type is listed. Exhaustive: a new deletable type must say how it is swept.
@@ -287,6 +292,11 @@ async fn list(
         IamInstanceProfile => iam::instance_profiles(ctx, c.iam, limiter).await,
         IamPolicy => iam::policies(ctx, c.iam, limiter).await,
         IamOidcProvider => iam::oidc_providers(ctx, c.iam, limiter).await,
+        ElasticacheCluster => elasticache::clusters(ctx, c.elasticache, limiter).await,
+        ElasticacheReplicationGroup => {
+            elasticache::replication_groups(ctx, c.elasticache, limiter).await
+        }
+        ElasticacheSubnetGroup => elasticache::subnet_groups(ctx, c.elasticache, limiter).await,
     }
 }
 
@@ -334,6 +344,9 @@ pub fn actions(t: ResourceType) -> &'static [&'static str] {
         IamInstanceProfile => &["iam:ListInstanceProfiles"],
         IamPolicy => &["iam:ListPolicies"],
         IamOidcProvider => &["iam:ListOpenIDConnectProviders"],
+        ElasticacheCluster => &["elasticache:DescribeCacheClusters"],
+        ElasticacheReplicationGroup => &["elasticache:DescribeReplicationGroups"],
+        ElasticacheSubnetGroup => &["elasticache:DescribeCacheSubnetGroups"],
     }
 }
 

@@ -101,6 +101,14 @@ pub enum ResourceType {
     IamPolicy,
     #[strum(serialize = "iam:oidc-provider")]
     IamOidcProvider,
+    /// A cache cluster.
+    #[strum(serialize = "elasticache:cluster")]
+    ElasticacheCluster,
+    #[strum(serialize = "elasticache:replicationgroup")]
+    ElasticacheReplicationGroup,
+    /// A cache subnet group.
+    #[strum(serialize = "elasticache:subnetgroup")]
+    ElasticacheSubnetGroup,
 }
 
 impl ResourceType {
@@ -122,7 +130,8 @@ impl ResourceType {
     pub fn rank(self) -> u8 {
         use ResourceType::*;
         match self {
-            Ec2Instance | LambdaFunction | RdsDb => 0,
+            // A replication group before its member clusters (it takes them with it).
+            Ec2Instance | LambdaFunction | RdsDb | ElasticacheReplicationGroup => 0,
             Ec2Image
             | Ec2NetworkInterface
             | Ec2NatGateway
@@ -131,11 +140,12 @@ impl ResourceType {
             // After its member instances.
             | RdsCluster
             // After the instances that use it (AWS would delete it under them).
-            | IamInstanceProfile => 1,
+            | IamInstanceProfile
+            | ElasticacheCluster => 1,
             // After the NAT gateway or interface it is associated with.
             // A DB subnet group after the instances and clusters in it, before its subnets.
             // A role after the instance profiles and functions that hold it.
-            Ec2ElasticIp | RdsSubnetGroup | IamRole => 2,
+            Ec2ElasticIp | RdsSubnetGroup | IamRole | ElasticacheSubnetGroup => 2,
             Ec2Volume | Ec2KeyPair | Ec2LaunchTemplate | S3Bucket | SqsQueue | SnsTopic
             | DynamodbTable | LogsLogGroup | EcrRepository | SecretsmanagerSecret
             // A snapshot is independent of the instance or cluster it was taken of.
@@ -215,7 +225,12 @@ mod tests {
     fn ranks_put_users_before_what_they_use() {
         use ResourceType::*;
         let order: [&[ResourceType]; 8] = [
-            &[Ec2Instance, LambdaFunction, RdsDb],
+            &[
+                Ec2Instance,
+                LambdaFunction,
+                RdsDb,
+                ElasticacheReplicationGroup,
+            ],
             &[
                 Ec2Image,
                 Ec2NetworkInterface,
@@ -224,8 +239,14 @@ mod tests {
                 Ec2VpcPeeringConnection,
                 RdsCluster,
                 IamInstanceProfile,
+                ElasticacheCluster,
             ],
-            &[Ec2ElasticIp, RdsSubnetGroup, IamRole],
+            &[
+                Ec2ElasticIp,
+                RdsSubnetGroup,
+                IamRole,
+                ElasticacheSubnetGroup,
+            ],
             &[
                 Ec2Volume,
                 Ec2KeyPair,
@@ -287,6 +308,9 @@ mod tests {
             (IamInstanceProfile, IamRole),
             (LambdaFunction, IamRole),
             (IamRole, IamPolicy),
+            (ElasticacheReplicationGroup, ElasticacheCluster),
+            (ElasticacheCluster, ElasticacheSubnetGroup),
+            (ElasticacheSubnetGroup, Ec2Subnet),
         ] {
             assert!(first.rank() < then.rank(), "{first} before {then}");
         }

@@ -1,5 +1,6 @@
 //! The deleters of the data and platform services against moto: ECR repositories, Secrets
-//! Manager secrets, KMS keys, RDS, IAM roles, instance profiles, policies and OIDC providers. For each type: inspect finds it live with the tags it was created
+//! Manager secrets, KMS keys, RDS, IAM roles, instance profiles, policies and OIDC providers,
+//! ElastiCache clusters, replication groups and subnet groups. For each type: inspect finds it live with the tags it was created
 //! with and what must go first, delete deletes it, inspect finds it gone, a second delete finds
 //! it already gone, and an identically-typed twin is untouched. One moto per service group.
 //!
@@ -14,6 +15,11 @@
 //!   DeleteDBCluster of a cluster with members is refused as AWS does.
 //! - IAM: DeletePolicy deletes a policy still attached (AWS: `DeleteConflict`), a recorded
 //!   answer again. Service-linked roles are made by moto and refused here before any call.
+//! - ElastiCache: a deleted cluster or replication group stays `deleting` for ever and a second
+//!   delete succeeds again (AWS: gone in minutes; `InvalidCacheClusterState`); a replication
+//!   group's member clusters are names only, never clusters DescribeCacheClusters knows, so a
+//!   member's dependency on its group is a recorded answer; DeleteCacheSubnetGroup is not
+//!   implemented, so its deletes are recorded answers (its inspect is moto's).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -716,4 +722,156 @@ async fn an_attached_policy_is_in_use() {
     let r = aws::delete(&sdk, &policy).await;
     assert!(matches!(r, Err(DeleteError::InUse { .. })), "{r:?}");
     assert_eq!(canned.seen(), ["ListPolicyVersions", "DeletePolicy"]);
+}
+
+const ELASTICACHE_XMLNS: &str = "http://elasticache.amazonaws.com/doc/2015-02-02/";
+
+/// Cache clusters and replication groups, each with a twin: live with their tags, deleted
+/// (no final snapshot), gone while AWS deletes them. A subnet group is inspected on moto.
+#[tokio::test(flavor = "multi_thread")]
+async fn cache_clusters_and_replication_groups_are_deleted_once_and_their_twins_stay() {
+    let moto = Moto::start().await;
+    let sdk = sdk(&moto.endpoint()).await;
+    let ec = aws_sdk_elasticache::Client::new(&sdk);
+    let tags = |lease: &str| -> Vec<aws_sdk_elasticache::types::Tag> {
+        lease_tags(lease)
+            .into_iter()
+            .map(|(k, v)| {
+                aws_sdk_elasticache::types::Tag::builder()
+                    .key(k)
+                    .value(v)
+                    .build()
+            })
+            .collect()
+    };
+    let mut clusters = Vec::new();
+    let mut groups = Vec::new();
+    let mut subnet_groups = Vec::new();
+    let subnet = aws_sdk_ec2::Client::new(&sdk)
+        .describe_subnets()
+        .send()
+        .await
+        .expect("default subnets")
+        .subnets()
+        .first()
+        .and_then(|s| s.subnet_id())
+        .expect("a default subnet")
+        .to_owned();
+    for lease in ["doomed", "twin"] {
+        let out = ec
+            .create_cache_cluster()
+            .cache_cluster_id(format!("{lease}-cache"))
+            .engine("redis")
+            .cache_node_type("cache.t3.micro")
+            .num_cache_nodes(1)
+            .set_tags(Some(tags(lease)))
+            .send()
+            .await
+            .expect("create cache cluster");
+        clusters.push(arn(out.cache_cluster().and_then(|c| c.arn()).expect("arn")));
+        let out = ec
+            .create_replication_group()
+            .replication_group_id(format!("{lease}-group"))
+            .replication_group_description("test")
+            .engine("redis")
+            .cache_node_type("cache.t3.micro")
+            .set_tags(Some(tags(lease)))
+            .send()
+            .await
+            .expect("create replication group");
+        groups.push(arn(out
+            .replication_group()
+            .and_then(|g| g.arn())
+            .expect("arn")));
+        let out = ec
+            .create_cache_subnet_group()
+            .cache_subnet_group_name(format!("{lease}-cache-subnets"))
+            .cache_subnet_group_description("test")
+            .subnet_ids(&subnet)
+            .set_tags(Some(tags(lease)))
+            .send()
+            .await
+            .expect("create cache subnet group");
+        subnet_groups.push(arn(out
+            .cache_subnet_group()
+            .and_then(|g| g.arn())
+            .expect("arn")));
+    }
+    let mut problems = Vec::new();
+    problems.extend(check(&sdk, &groups[0], live("doomed", &[]), &groups[1]).await);
+    problems.extend(check(&sdk, &clusters[0], live("doomed", &[]), &clusters[1]).await);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    for (group, lease) in subnet_groups.iter().zip(["doomed", "twin"]) {
+        assert_eq!(
+            aws::inspect(&sdk, group).await.expect("inspect"),
+            live(lease, &[])
+        );
+    }
+}
+
+/// A replication group's member cluster waits for its group (as DescribeCacheClusters
+/// answers for one); a cache subnet group is deleted, already gone, or in use, as AWS
+/// answers each.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_cluster_waits_for_its_group_and_subnet_group_deletes_settle() {
+    let member = format!(
+        "<DescribeCacheClustersResponse xmlns=\"{ELASTICACHE_XMLNS}\">\
+         <DescribeCacheClustersResult><CacheClusters><CacheCluster>\
+         <CacheClusterId>rg-1-001</CacheClusterId><CacheClusterStatus>available\
+         </CacheClusterStatus><ReplicationGroupId>rg-1</ReplicationGroupId></CacheCluster>\
+         </CacheClusters></DescribeCacheClustersResult></DescribeCacheClustersResponse>"
+    );
+    let tags = format!(
+        "<ListTagsForResourceResponse xmlns=\"{ELASTICACHE_XMLNS}\"><ListTagsForResourceResult>\
+         <TagList><Tag><Key>ephemera:lease-id</Key><Value>doomed</Value></Tag>\
+         <Tag><Key>ephemera:project</Key><Value>web</Value></Tag>\
+         <Tag><Key>ephemera:owner</Key><Value>ci-web</Value></Tag></TagList>\
+         </ListTagsForResourceResult></ListTagsForResourceResponse>"
+    );
+    let canned = Canned::answering(
+        "text/xml",
+        vec![
+            ("DescribeCacheClusters", 200, member),
+            ("ListTagsForResource", 200, tags),
+        ],
+    )
+    .await;
+    let sdk = sdk(&canned.endpoint).await;
+    let cluster = arn("arn:aws:elasticache:us-east-1:123456789012:cluster:rg-1-001");
+    let group = arn("arn:aws:elasticache:us-east-1:123456789012:replicationgroup:rg-1");
+    assert_eq!(
+        aws::inspect(&sdk, &cluster).await.expect("inspect"),
+        live("doomed", &[&group])
+    );
+
+    let subnet_group = arn("arn:aws:elasticache:us-east-1:123456789012:subnetgroup:g-1");
+    let error = |code: &str| {
+        format!(
+            "<ErrorResponse xmlns=\"{ELASTICACHE_XMLNS}\"><Error><Type>Sender</Type>\
+             <Code>{code}</Code><Message>{code}</Message></Error><RequestId>r-1</RequestId>\
+             </ErrorResponse>"
+        )
+    };
+    let deleted = format!(
+        "<DeleteCacheSubnetGroupResponse xmlns=\"{ELASTICACHE_XMLNS}\"><ResponseMetadata>\
+         <RequestId>r-1</RequestId></ResponseMetadata></DeleteCacheSubnetGroupResponse>"
+    );
+    for (status, body, want) in [
+        (200, deleted, "Ok(Deleted)"),
+        (
+            404,
+            error("CacheSubnetGroupNotFoundFault"),
+            "Ok(AlreadyGone)",
+        ),
+        (400, error("CacheSubnetGroupInUse"), "InUse"),
+    ] {
+        let canned = Canned::start(status, "text/xml", body).await;
+        let sdk = self::sdk(&canned.endpoint).await;
+        let got = match aws::delete(&sdk, &subnet_group).await {
+            Err(DeleteError::InUse { .. }) => "InUse".to_owned(),
+            other => format!("{:?}", other.map_err(|e| e.to_string())),
+        };
+        assert_eq!(got, want);
+        assert_eq!(canned.seen(), ["DeleteCacheSubnetGroup"]);
+    }
 }

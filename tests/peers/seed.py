@@ -167,6 +167,9 @@ TYPES = (
     "iam:instance-profile",
     "iam:policy",
     "iam:oidc-provider",
+    "elasticache:cluster",
+    "elasticache:replicationgroup",
+    "elasticache:subnetgroup",
 )
 FIELDS = {
     "key", "account", "region", "type", "tags", "terminated", "count",
@@ -224,6 +227,9 @@ NAME_LIMITS = {
     "iam:instance-profile": 128,
     "iam:policy": 128,
     "iam:oidc-provider": 200,
+    "elasticache:cluster": 40,
+    "elasticache:replicationgroup": 40,
+    "elasticache:subnetgroup": 255,
 }
 
 
@@ -732,6 +738,41 @@ class Seeder:
         )["OpenIDConnectProviderArn"]
         return Created(arn, f"{name}.example.com")
 
+    def elasticache(self, entry: Entry) -> Any:
+        return self.clients.client("elasticache", entry.account, entry.region)
+
+    def cache_cluster(self, entry: Entry) -> Created:
+        name = self.name(entry)
+        cluster = self.elasticache(entry).create_cache_cluster(
+            CacheClusterId=name,
+            Engine="redis",
+            CacheNodeType="cache.t3.micro",
+            NumCacheNodes=1,
+            Tags=self.rds_tags(entry),
+        )["CacheCluster"]
+        return Created(cluster["ARN"], name)
+
+    def replication_group(self, entry: Entry) -> Created:
+        name = self.name(entry)
+        group = self.elasticache(entry).create_replication_group(
+            ReplicationGroupId=name,
+            ReplicationGroupDescription="seed",
+            Engine="redis",
+            CacheNodeType="cache.t3.micro",
+            Tags=self.rds_tags(entry),
+        )["ReplicationGroup"]
+        return Created(group["ARN"], name)
+
+    def cache_subnet_group(self, entry: Entry) -> Created:
+        name = self.name(entry)
+        group = self.elasticache(entry).create_cache_subnet_group(
+            CacheSubnetGroupName=name,
+            CacheSubnetGroupDescription="seed",
+            SubnetIds=[self.default_subnet(entry)],
+            Tags=self.rds_tags(entry),
+        )["CacheSubnetGroup"]
+        return Created(group["ARN"], name)
+
     def user_instance(self, entry: Entry, **args: Any) -> str:
         """A fresh untagged running instance in zone `a`, to use what `in_use` asks for."""
         response = self.ec2(entry).run_instances(
@@ -1024,6 +1065,9 @@ class Seeder:
             "iam:instance-profile": self.instance_profile,
             "iam:policy": self.policy,
             "iam:oidc-provider": self.oidc_provider,
+            "elasticache:cluster": self.cache_cluster,
+            "elasticache:replicationgroup": self.replication_group,
+            "elasticache:subnetgroup": self.cache_subnet_group,
         }[entry.kind]
         return [single(make, slot) for slot in range(entry.count)]
 

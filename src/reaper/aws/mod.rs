@@ -25,6 +25,7 @@ use crate::model::{Arn, ResourceType, Tags};
 mod dynamodb;
 mod ec2;
 mod ecr;
+mod elasticache;
 mod iam_entities;
 mod kms;
 mod lambda;
@@ -153,6 +154,9 @@ pub async fn inspect(sdk: &SdkConfig, arn: &Arn) -> Result<Inspection, DeleteErr
         IamInstanceProfile => iam_entities::inspect_instance_profile(sdk, arn).await,
         IamPolicy => iam_entities::inspect_policy(sdk, arn).await,
         IamOidcProvider => iam_entities::inspect_oidc_provider(sdk, arn).await,
+        ElasticacheCluster => elasticache::inspect_cluster(sdk, arn).await,
+        ElasticacheReplicationGroup => elasticache::inspect_replication_group(sdk, arn).await,
+        ElasticacheSubnetGroup => elasticache::inspect_subnet_group(sdk, arn).await,
     }
 }
 
@@ -218,6 +222,9 @@ pub async fn delete_watched<B: Batches>(
         IamInstanceProfile => iam_entities::delete_instance_profile(sdk, arn).await,
         IamPolicy => iam_entities::delete_policy(sdk, arn).await,
         IamOidcProvider => iam_entities::delete_oidc_provider(sdk, arn).await,
+        ElasticacheCluster => elasticache::delete_cluster(sdk, arn).await,
+        ElasticacheReplicationGroup => elasticache::delete_replication_group(sdk, arn).await,
+        ElasticacheSubnetGroup => elasticache::delete_subnet_group(sdk, arn).await,
     }
 }
 
@@ -265,6 +272,9 @@ pub fn iam_actions(t: ResourceType) -> &'static [&'static str] {
         IamInstanceProfile => iam_entities::INSTANCE_PROFILE_ACTIONS,
         IamPolicy => iam_entities::POLICY_ACTIONS,
         IamOidcProvider => iam_entities::OIDC_PROVIDER_ACTIONS,
+        ElasticacheCluster => elasticache::CLUSTER_ACTIONS,
+        ElasticacheReplicationGroup => elasticache::REPLICATION_GROUP_ACTIONS,
+        ElasticacheSubnetGroup => elasticache::SUBNET_GROUP_ACTIONS,
     }
 }
 
@@ -328,6 +338,9 @@ pub fn iam_tag_conditioned(t: ResourceType) -> &'static [&'static str] {
         IamInstanceProfile => &["iam:DeleteInstanceProfile"],
         IamPolicy => &["iam:DeletePolicy", "iam:DeletePolicyVersion"],
         IamOidcProvider => &["iam:DeleteOpenIDConnectProvider"],
+        ElasticacheCluster => &["elasticache:DeleteCacheCluster"],
+        ElasticacheReplicationGroup => &["elasticache:DeleteReplicationGroup"],
+        ElasticacheSubnetGroup => &["elasticache:DeleteCacheSubnetGroup"],
     }
 }
 
@@ -558,6 +571,18 @@ mod tests {
             (
                 IamOidcProvider,
                 "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com",
+            ),
+            (
+                ElasticacheCluster,
+                "arn:aws:elasticache:us-east-1:123456789012:cluster:c-1",
+            ),
+            (
+                ElasticacheReplicationGroup,
+                "arn:aws:elasticache:us-east-1:123456789012:replicationgroup:rg-1",
+            ),
+            (
+                ElasticacheSubnetGroup,
+                "arn:aws:elasticache:us-east-1:123456789012:subnetgroup:g-1",
             ),
         ]
         .into_iter()
