@@ -5,14 +5,20 @@
 //! Architecture Invariant: the only place that issues mutating AWS calls, and every call is
 //! idempotent: deleting what is already gone answers [`Deleted::AlreadyGone`], never an error.
 //! A deleter deletes exactly the resource its ARN names (an S3 bucket's objects are part of the
-//! bucket); it never deletes, detaches or disassociates a dependency — those are reported in
-//! [`Inspection::Live`]'s `depends_on` for the caller to order, and a deletion they block fails
-//! with [`DeleteError::InUse`]. Detaching an internet gateway from its VPC and removing a route
-//! table's associations are part of deleting the gateway or table (the attachments have no ARN
-//! of their own); the VPC and subnets are never touched. What AWS made and ephemera never
-//! deletes on its own (default VPC and subnets, main route tables, default network ACLs) is
-//! refused, [`DeleteError::Refused`], by inspect and delete alike. No call retries beyond the SDK's retry policy. SDK types do not
-//! leave this module.
+//! bucket, an ECR repository's images of the repository); it never deletes, detaches or
+//! disassociates a dependency — those are reported in [`Inspection::Live`]'s `depends_on` for
+//! the caller to order, and a deletion they block fails with [`DeleteError::InUse`]. What has
+//! no ARN or tags the reaper could order is part of deleting its owner: detaching an internet
+//! gateway from its VPC and removing a route table's associations; detaching an IAM role's
+//! managed policies, deleting its inline ones and removing it from instance profiles; removing
+//! an instance profile's roles; deleting a policy's old versions. The VPC, subnets, the
+//! detached policies and the roles removed from a profile are never touched, and a policy still
+//! attached is in use. Deletions AWS only schedules (KMS keys, secrets: 7 days) count as done,
+//! and what AWS is already deleting or has scheduled is gone. What AWS made and ephemera never
+//! deletes on its own (default VPC and subnets, main route tables, default network ACLs,
+//! AWS-managed KMS keys, service-linked and Identity Center roles, AWS managed policies,
+//! automated RDS snapshots) is refused, [`DeleteError::Refused`], by inspect and delete alike.
+//! No call retries beyond the SDK's retry policy. SDK types do not leave this module.
 
 use std::collections::HashMap;
 
@@ -77,7 +83,9 @@ pub enum DeleteError {
         source: Option<BoxError>,
     },
     /// A resource ephemera never deletes, whatever its tags say: a default VPC, a default
-    /// subnet, a main route table, a default network ACL (they go with their VPC, or never).
+    /// subnet, a main route table, a default network ACL (they go with their VPC, or never);
+    /// an AWS-managed KMS key, a service-linked or Identity Center role, an AWS managed policy,
+    /// an automated RDS snapshot (their service owns them).
     #[error("refused: {0}")]
     Refused(String),
     /// A deleter working in batches was told to stop between two (see [`Batches`]).
