@@ -619,6 +619,8 @@ cost = "0 6 * * *"
             "Release",
             "Detach",
             "Disassociate",
+            "Schedule",
+            "Remove",
         ]
         .iter()
         .any(|v| name.starts_with(v))

@@ -2,8 +2,10 @@
 //! to find what the Resource Groups Tagging API never lists — resources that were never
 //! tagged.
 //!
-//! What a list call says of a resource's tags is kept (EC2's describe calls return them);
-//! where it says nothing (S3, SQS, SNS, DynamoDB, Lambda, CloudWatch Logs) a resource the
+//! What a list call says of a resource's tags is kept (EC2's describe calls and Secrets
+//! Manager's ListSecrets and RDS's describe calls but DescribeDBSubnetGroups return them);
+//! where it says nothing (S3, SQS, SNS, DynamoDB, Lambda,
+//! CloudWatch Logs, ECR, KMS, IAM, ElastiCache) a resource the
 //! tagging walk did not return is taken to have none. The reaper reads its tags again before
 //! any delete, so a resource the tagging API was merely slow to list is never deleted as
 //! untagged.
@@ -23,6 +25,12 @@ use super::{BoxError, RateLimiter, pages};
 use crate::metrics::Metrics;
 use crate::model::{Arn, ResourceType, Tags};
 
+mod ecr;
+mod elasticache;
+mod iam;
+mod kms;
+mod rds;
+mod secretsmanager;
 mod vpc;
 
 /// One resource a list call returned.
@@ -162,6 +170,12 @@ pub async fn sweep(
     let dynamodb = aws_sdk_dynamodb::Client::new(conf);
     let lambda = aws_sdk_lambda::Client::new(conf);
     let logs = aws_sdk_cloudwatchlogs::Client::new(conf);
+    let ecr = aws_sdk_ecr::Client::new(conf);
+    let secretsmanager = aws_sdk_secretsmanager::Client::new(conf);
+    let kms = aws_sdk_kms::Client::new(conf);
+    let rds = aws_sdk_rds::Client::new(conf);
+    let iam = aws_sdk_iam::Client::new(conf);
+    let elasticache = aws_sdk_elasticache::Client::new(conf);
     let clients = Clients {
         ec2: &ec2,
         s3: &s3,
@@ -170,6 +184,12 @@ pub async fn sweep(
         dynamodb: &dynamodb,
         lambda: &lambda,
         logs: &logs,
+        ecr: &ecr,
+        secretsmanager: &secretsmanager,
+        kms: &kms,
+        rds: &rds,
+        iam: &iam,
+        elasticache: &elasticache,
     };
     let service = |service: &'static str| {
         let (ctx, clients, types) = (&ctx, &clients, of(service));
@@ -187,7 +207,7 @@ pub async fn sweep(
             out
         }
     };
-    let (a, b, c, d, e, f, g) = tokio::join!(
+    let (a, b, c, d, e, f, g, h, i, j, k, l, m) = tokio::join!(
         service("ec2"),
         service("s3"),
         service("sqs"),
@@ -195,8 +215,17 @@ pub async fn sweep(
         service("dynamodb"),
         service("lambda"),
         service("logs"),
+        service("ecr"),
+        service("secretsmanager"),
+        service("kms"),
+        service("rds"),
+        service("iam"),
+        service("elasticache"),
     );
-    let mut all: Vec<TypeSweep> = [a, b, c, d, e, f, g].into_iter().flatten().collect();
+    let mut all: Vec<TypeSweep> = [a, b, c, d, e, f, g, h, i, j, k, l, m]
+        .into_iter()
+        .flatten()
+        .collect();
     all.sort_by_key(|s| s.resource_type);
     all
 }
@@ -209,6 +238,12 @@ struct Clients<'a> {
     dynamodb: &'a aws_sdk_dynamodb::Client,
     lambda: &'a aws_sdk_lambda::Client,
     logs: &'a aws_sdk_cloudwatchlogs::Client,
+    ecr: &'a aws_sdk_ecr::Client,
+    secretsmanager: &'a aws_sdk_secretsmanager::Client,
+    kms: &'a aws_sdk_kms::Client,
+    rds: &'a aws_sdk_rds::Client,
+    iam: &'a aws_sdk_iam::Client,
+    elasticache: &'a aws_sdk_elasticache::Client,
 }
 
 /// How each type is listed. Exhaustive: a new deletable type must say how it is swept.
@@ -245,6 +280,23 @@ async fn list(
         DynamodbTable => tables(ctx, c.dynamodb, limiter).await,
         LambdaFunction => functions(ctx, c.lambda, limiter).await,
         LogsLogGroup => log_groups(ctx, c.logs, limiter).await,
+        EcrRepository => ecr::repositories(ctx, c.ecr, limiter).await,
+        SecretsmanagerSecret => secretsmanager::secrets(ctx, c.secretsmanager, limiter).await,
+        KmsKey => kms::keys(ctx, c.kms, limiter).await,
+        RdsDb => rds::instances(ctx, c.rds, limiter).await,
+        RdsCluster => rds::clusters(ctx, c.rds, limiter).await,
+        RdsSnapshot => rds::snapshots(ctx, c.rds, limiter).await,
+        RdsClusterSnapshot => rds::cluster_snapshots(ctx, c.rds, limiter).await,
+        RdsSubnetGroup => rds::subnet_groups(ctx, c.rds, limiter).await,
+        IamRole => iam::roles(ctx, c.iam, limiter).await,
+        IamInstanceProfile => iam::instance_profiles(ctx, c.iam, limiter).await,
+        IamPolicy => iam::policies(ctx, c.iam, limiter).await,
+        IamOidcProvider => iam::oidc_providers(ctx, c.iam, limiter).await,
+        ElasticacheCluster => elasticache::clusters(ctx, c.elasticache, limiter).await,
+        ElasticacheReplicationGroup => {
+            elasticache::replication_groups(ctx, c.elasticache, limiter).await
+        }
+        ElasticacheSubnetGroup => elasticache::subnet_groups(ctx, c.elasticache, limiter).await,
     }
 }
 
@@ -279,6 +331,22 @@ pub fn actions(t: ResourceType) -> &'static [&'static str] {
         DynamodbTable => &["dynamodb:ListTables"],
         LambdaFunction => &["lambda:ListFunctions"],
         LogsLogGroup => &["logs:DescribeLogGroups"],
+        EcrRepository => &["ecr:DescribeRepositories"],
+        SecretsmanagerSecret => &["secretsmanager:ListSecrets"],
+        // ListKeys names the keys only: each is described to skip AWS-managed ones.
+        KmsKey => &["kms:DescribeKey", "kms:ListKeys"],
+        RdsDb => &["rds:DescribeDBInstances"],
+        RdsCluster => &["rds:DescribeDBClusters"],
+        RdsSnapshot => &["rds:DescribeDBSnapshots"],
+        RdsClusterSnapshot => &["rds:DescribeDBClusterSnapshots"],
+        RdsSubnetGroup => &["rds:DescribeDBSubnetGroups"],
+        IamRole => &["iam:ListRoles"],
+        IamInstanceProfile => &["iam:ListInstanceProfiles"],
+        IamPolicy => &["iam:ListPolicies"],
+        IamOidcProvider => &["iam:ListOpenIDConnectProviders"],
+        ElasticacheCluster => &["elasticache:DescribeCacheClusters"],
+        ElasticacheReplicationGroup => &["elasticache:DescribeReplicationGroups"],
+        ElasticacheSubnetGroup => &["elasticache:DescribeCacheSubnetGroups"],
     }
 }
 

@@ -71,6 +71,44 @@ pub enum ResourceType {
     LambdaFunction,
     #[strum(serialize = "logs:log-group")]
     LogsLogGroup,
+    /// `repository/NAME`, NAME possibly holding `/`.
+    #[strum(serialize = "ecr:repository")]
+    EcrRepository,
+    #[strum(serialize = "secretsmanager:secret")]
+    SecretsmanagerSecret,
+    #[strum(serialize = "kms:key")]
+    KmsKey,
+    /// A DB instance.
+    #[strum(serialize = "rds:db")]
+    RdsDb,
+    #[strum(serialize = "rds:cluster")]
+    RdsCluster,
+    /// A manual DB snapshot.
+    #[strum(serialize = "rds:snapshot")]
+    RdsSnapshot,
+    #[strum(serialize = "rds:cluster-snapshot")]
+    RdsClusterSnapshot,
+    /// A DB subnet group, spelt as AWS spells it in ARNs.
+    #[strum(serialize = "rds:subgrp")]
+    RdsSubnetGroup,
+    /// IAM's are global: their ARNs have no region.
+    #[strum(serialize = "iam:role")]
+    IamRole,
+    #[strum(serialize = "iam:instance-profile")]
+    IamInstanceProfile,
+    /// A customer managed policy.
+    #[strum(serialize = "iam:policy")]
+    IamPolicy,
+    #[strum(serialize = "iam:oidc-provider")]
+    IamOidcProvider,
+    /// A cache cluster.
+    #[strum(serialize = "elasticache:cluster")]
+    ElasticacheCluster,
+    #[strum(serialize = "elasticache:replicationgroup")]
+    ElasticacheReplicationGroup,
+    /// A cache subnet group.
+    #[strum(serialize = "elasticache:subnetgroup")]
+    ElasticacheSubnetGroup,
 }
 
 impl ResourceType {
@@ -81,6 +119,11 @@ impl ResourceType {
     /// The type of a resource whose ARN names `text`; `None` for a type with no deleter.
     pub fn parse(text: &str) -> Option<Self> {
         text.parse().ok()
+    }
+
+    /// Whether its resources are global (IAM's): listed once per account, not per region.
+    pub fn is_global(self) -> bool {
+        self.as_str().starts_with("iam:")
     }
 }
 

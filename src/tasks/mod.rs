@@ -330,7 +330,8 @@ impl Tasks {
         let mut walks = JoinSet::new();
         let mut tally = Tally::default();
         for account in &accounts {
-            for region in account.regions(&inner.config.aws.regions) {
+            let regions = account.regions(&inner.config.aws.regions);
+            for region in regions {
                 // A walk is spawned only once it may run: 17,000 walks waiting as spawned tasks
                 // held a suspended walk each, 1.4 GB at 1,000 accounts × 17 regions.
                 let permit = match permits.clone().acquire_owned().await {
@@ -342,10 +343,13 @@ impl Tasks {
                 }
                 let (this, leases, run_id) = (self.clone(), leases.clone(), run_id.clone());
                 let due = sweep_due(&account.id, region);
+                // Global types (IAM) are swept in the account's first region only.
+                let home = regions.first() == Some(region);
                 let (account, region) = (account.id.clone(), region.clone());
                 walks.spawn(async move {
                     let _permit = permit;
-                    this.walk_one(run_id, account, region, leases, due).await
+                    this.walk_one(run_id, account, region, leases, due, home)
+                        .await
                 });
             }
         }

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use super::Tasks;
 use crate::inventory::sweep::TypeSweep;
 use crate::inventory::{self, RateLimiter};
-use crate::model::{Arn, IdentityTags, Lease, LeaseId, Source, Verdict, WalkOutcome};
+use crate::model::{Arn, IdentityTags, Lease, LeaseId, ResourceType, Source, Verdict, WalkOutcome};
 use crate::policy::{Place, Policy, Reason, evaluate};
 use crate::resource::{Observed, Record, SweepRecord, TypeSweepRecord, WalkRecord};
 
@@ -83,6 +83,7 @@ impl Tasks {
         region: String,
         leases: Arc<HashMap<LeaseId, Lease>>,
         sweep_due: bool,
+        home: bool,
     ) -> WalkTotals {
         let inner = &self.inner;
         let started = inner.clock.now();
@@ -156,7 +157,7 @@ impl Tasks {
         let mut sweep = None;
         if sweep_due && result.error.is_none() {
             let (record, found) = tracing::Instrument::instrument(
-                self.sweep_one(&account, &region, &listed),
+                self.sweep_one(&account, &region, home, &listed),
                 span.clone(),
             )
             .await;
@@ -234,11 +235,13 @@ impl Tasks {
     }
 
     /// Sweeps the discovery types of (account, region): what the tagging walk did not list
-    /// (`listed`) comes back as observed resources of source `sweep`.
+    /// (`listed`) comes back as observed resources of source `sweep`. Global types (IAM) only
+    /// in the account's `home` region (its first), so each entity is one resource row.
     async fn sweep_one(
         &self,
         account: &str,
         region: &str,
+        home: bool,
         listed: &HashSet<(String, String)>,
     ) -> (SweepRecord, Vec<Observed>) {
         let inner = &self.inner;
@@ -248,7 +251,13 @@ impl Tasks {
             types: Vec::new(),
         };
         let mut observed = Vec::new();
-        let types = &discovery.types;
+        let types: Vec<ResourceType> = discovery
+            .types
+            .iter()
+            .copied()
+            .filter(|t| home || !t.is_global())
+            .collect();
+        let types = &types;
         let explorer = discovery
             .resource_explorer
             .as_ref()

@@ -14,6 +14,8 @@
 //!   leniency itself was checked by hand with boto3, not pinned by a test).
 //! - GetResources never lists elastic IPs, key pairs or launch templates (AWS does; pinned in
 //!   `seed.rs`); their deleters are tested with the ARNs AWS would list.
+//! - DeleteCacheSubnetGroup is not implemented: ElastiCache subnet groups are left out of the
+//!   every-type test (`deleters_data.rs` tests their deletes on recorded answers).
 //! - S3 ListObjectVersions with a marker naming a deleted key answers an empty page, so the
 //!   bucket deleter lists from the start after each page it deletes.
 
@@ -175,12 +177,19 @@ async fn check(
         .collect()
 }
 
+/// Types moto 5.2.5 cannot delete at all (no DeleteCacheSubnetGroup): their deletes are
+/// tested on recorded answers in `deleters_data.rs`.
+const UNDELETABLE: [ResourceType; 1] = [ResourceType::ElasticacheSubnetGroup];
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_type_is_deleted_once_then_already_gone_and_its_twin_survives() {
     let moto = Moto::start().await;
     let clients = clients(&moto);
     let mut spec = Vec::new();
-    for kind in ResourceType::VARIANTS {
+    for kind in ResourceType::VARIANTS
+        .iter()
+        .filter(|k| !UNDELETABLE.contains(k))
+    {
         spec.push(json!({"key": format!("doomed {kind}"), "type": kind, "tags": tags("doomed")}));
         spec.push(
             json!({"key": format!("survivor {kind}"), "type": kind, "tags": tags("survivor")}),
@@ -198,7 +207,10 @@ async fn every_type_is_deleted_once_then_already_gone_and_its_twin_survives() {
     let sdk = sdk(&clients, DEFAULT_ACCOUNT, US).await;
 
     let mut failures = Vec::new();
-    for kind in ResourceType::VARIANTS {
+    for kind in ResourceType::VARIANTS
+        .iter()
+        .filter(|k| !UNDELETABLE.contains(k))
+    {
         let doomed = only(&seeded, &format!("doomed {kind}"));
         let survivor = only(&seeded, &format!("survivor {kind}"));
         failures.extend(
@@ -525,7 +537,7 @@ async fn unsupported_types_are_refused_before_any_call() {
         .load()
         .await;
     for (s, ty) in [
-        ("arn:aws:iam::123456789012:role/ci", "iam:role"),
+        ("arn:aws:iam::123456789012:user/ci", "iam:user"),
         (
             "arn:aws:ec2:us-east-1:123456789012:transit-gateway/tgw-1",
             "ec2:transit-gateway",

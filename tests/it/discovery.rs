@@ -432,7 +432,7 @@ id = "{sandbox}"
 regions = ["us-east-1", "eu-west-1"]
 
 [discovery]
-types = ["sqs:queue", "ec2:volume", "ec2:instance", "s3:bucket"]
+types = ["sqs:queue", "ec2:volume", "ec2:instance", "s3:bucket", "iam:role"]
 interval = "1h"
 
 [enforcement]
@@ -486,6 +486,26 @@ max_project_share_percent = 100
         "the management account, ci (in two regions, from its OU's settings) and shared: {first}"
     );
     assert_eq!(first["run"]["outcome"], "success", "{first}");
+    // IAM is global: swept in ci's first region only, so each role is one resource.
+    for w in first["walks"]
+        .as_array()
+        .expect("walks")
+        .iter()
+        .filter(|w| w["account"] == ci.as_str())
+    {
+        let types: Vec<&str> = w["sweep"]["types"]
+            .as_array()
+            .expect("swept types")
+            .iter()
+            .filter_map(|t| t["resource_type"].as_str())
+            .collect();
+        assert_eq!(
+            types.contains(&"iam:role"),
+            w["region"] == "us-east-1",
+            "{w}"
+        );
+        assert!(types.contains(&"sqs:queue"), "{w}");
+    }
     let resources = by_arn(&d, "/api/v1/resources?limit=1000").await;
     for k in ["ci", "shared"]
         .iter()
@@ -537,7 +557,7 @@ max_project_share_percent = 100
         .as_array()
         .expect("items")
         .iter()
-        .filter(|i| i["account"] == shared.as_str())
+        .filter(|i| i["account"] == shared.as_str() && i["resource_type"] != "iam:role")
         .collect();
     assert_eq!(held.len(), 4, "{plan}");
     assert!(held.iter().all(|i| i["status"] == "held"), "{plan}");

@@ -302,6 +302,9 @@ async fn every_row_is_exactly_what_its_deleter_calls() {
         "ec2:security-group",
         "ec2:network-interface",
         "ec2:elastic-ip",
+        "iam:role",
+        "iam:instance-profile",
+        "iam:policy",
     ];
     let spec: Vec<Value> = ResourceType::VARIANTS
         .iter()
@@ -756,7 +759,7 @@ async fn an_armed_pass_calls_only_what_the_armed_policies_allow_and_needs_all_of
             .iter()
             .find(|a| {
                 let n = a.split(':').nth(1).unwrap_or_default();
-                ["Delete", "Terminate", "Deregister"]
+                ["Delete", "Terminate", "Deregister", "Schedule"]
                     .iter()
                     .any(|v| n.starts_with(v))
             })

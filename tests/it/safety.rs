@@ -877,6 +877,8 @@ fn mutating_calls(g: &Ground) -> Vec<String> {
                 "Release",
                 "Detach",
                 "Disassociate",
+                "Schedule",
+                "Remove",
                 "Put",
                 "Create",
             ]

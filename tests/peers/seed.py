@@ -155,12 +155,37 @@ TYPES = (
     "sns:topic",
     "logs:log-group",
     "lambda:function",
+    "ecr:repository",
+    "secretsmanager:secret",
+    "kms:key",
+    "rds:db",
+    "rds:cluster",
+    "rds:snapshot",
+    "rds:cluster-snapshot",
+    "rds:subgrp",
+    "iam:role",
+    "iam:instance-profile",
+    "iam:policy",
+    "iam:oidc-provider",
+    "elasticache:cluster",
+    "elasticache:replicationgroup",
+    "elasticache:subnetgroup",
 )
 FIELDS = {
     "key", "account", "region", "type", "tags", "terminated", "count",
     "in_use", "objects", "versioned",
 }
-IN_USE_TYPES = {"ec2:volume", "ec2:security-group", "ec2:network-interface", "ec2:elastic-ip"}
+IN_USE_TYPES = {
+    "ec2:volume",
+    "ec2:security-group",
+    "ec2:network-interface",
+    "ec2:elastic-ip",
+    # A role with a managed and an inline policy in an instance profile; a profile holding a
+    # role; a policy with a second, non-default version.
+    "iam:role",
+    "iam:instance-profile",
+    "iam:policy",
+}
 # Types moto 5.2.5's GetResources never lists (`--verify` skips them).
 UNLISTED = {
     "ec2:elastic-ip",
@@ -170,6 +195,12 @@ UNLISTED = {
     "ec2:egress-only-internet-gateway",
     "ec2:network-acl",
     "ec2:dhcp-options",
+    "ecr:repository",
+    "rds:subgrp",
+    "iam:role",
+    "iam:instance-profile",
+    "iam:policy",
+    "iam:oidc-provider",
 }
 # Created untagged, then tagged in batches (see `Seeder.tag_later`).
 TAG_LATER = {"ec2:volume", "ec2:snapshot"}
@@ -185,6 +216,20 @@ NAME_LIMITS = {
     "ec2:key-pair": 255,
     "ec2:launch-template": 128,
     "ec2:image": 128,
+    "ecr:repository": 256,
+    "secretsmanager:secret": 256,
+    "rds:db": 63,
+    "rds:cluster": 63,
+    "rds:snapshot": 63,
+    "rds:cluster-snapshot": 63,
+    "rds:subgrp": 255,
+    "iam:role": 64,
+    "iam:instance-profile": 128,
+    "iam:policy": 128,
+    "iam:oidc-provider": 200,
+    "elasticache:cluster": 40,
+    "elasticache:replicationgroup": 40,
+    "elasticache:subnetgroup": 255,
 }
 
 
@@ -532,6 +577,202 @@ class Seeder:
             args["Tags"] = entry.tags
         return Created(lam.create_function(**args)["FunctionArn"], name)
 
+    def repository(self, entry: Entry) -> Created:
+        name = self.name(entry)
+        ecr = self.clients.client("ecr", entry.account, entry.region)
+        args: dict[str, Any] = {"repositoryName": name}
+        if entry.tags:
+            args["tags"] = [{"Key": k, "Value": v} for k, v in entry.tags.items()]
+        return Created(ecr.create_repository(**args)["repository"]["repositoryArn"], name)
+
+    def secret(self, entry: Entry) -> Created:
+        name = self.name(entry)
+        sm = self.clients.client("secretsmanager", entry.account, entry.region)
+        args: dict[str, Any] = {"Name": name, "SecretString": "seed"}
+        if entry.tags:
+            args["Tags"] = [{"Key": k, "Value": v} for k, v in entry.tags.items()]
+        arn = sm.create_secret(**args)["ARN"]
+        return Created(arn, arn.rsplit(":", 1)[-1])
+
+    def key(self, entry: Entry) -> Created:
+        kms = self.clients.client("kms", entry.account, entry.region)
+        args: dict[str, Any] = {"Description": entry.key}
+        if entry.tags:
+            args["Tags"] = [{"TagKey": k, "TagValue": v} for k, v in entry.tags.items()]
+        meta = kms.create_key(**args)["KeyMetadata"]
+        return Created(meta["Arn"], meta["KeyId"])
+
+    def rds(self, entry: Entry) -> Any:
+        return self.clients.client("rds", entry.account, entry.region)
+
+    def rds_tags(self, entry: Entry) -> list[dict[str, str]]:
+        return [{"Key": k, "Value": v} for k, v in entry.tags.items()]
+
+    def db_instance(self, entry: Entry) -> Created:
+        name = self.name(entry)
+        db = self.rds(entry).create_db_instance(
+            DBInstanceIdentifier=name,
+            DBInstanceClass="db.t3.micro",
+            Engine="postgres",
+            AllocatedStorage=20,
+            MasterUsername="seed",
+            MasterUserPassword="seed-password",
+            Tags=self.rds_tags(entry),
+        )["DBInstance"]
+        return Created(db["DBInstanceArn"], name)
+
+    def db_cluster(self, entry: Entry) -> Created:
+        name = self.name(entry)
+        cluster = self.rds(entry).create_db_cluster(
+            DBClusterIdentifier=name,
+            Engine="aurora-postgresql",
+            MasterUsername="seed",
+            MasterUserPassword="seed-password",
+            Tags=self.rds_tags(entry),
+        )["DBCluster"]
+        return Created(cluster["DBClusterArn"], name)
+
+    def db_snapshot(self, entry: Entry) -> Created:
+        """A manual snapshot of an untagged instance deleted right after (moto at once)."""
+        name = self.name(entry)
+        rds = self.rds(entry)
+        source = f"{name}-src"
+        rds.create_db_instance(
+            DBInstanceIdentifier=source,
+            DBInstanceClass="db.t3.micro",
+            Engine="postgres",
+            AllocatedStorage=20,
+            MasterUsername="seed",
+            MasterUserPassword="seed-password",
+        )
+        snapshot = rds.create_db_snapshot(
+            DBSnapshotIdentifier=name, DBInstanceIdentifier=source, Tags=self.rds_tags(entry)
+        )["DBSnapshot"]
+        rds.delete_db_instance(DBInstanceIdentifier=source, SkipFinalSnapshot=True)
+        return Created(snapshot["DBSnapshotArn"], name)
+
+    def db_cluster_snapshot(self, entry: Entry) -> Created:
+        """A manual snapshot of an untagged cluster deleted right after."""
+        name = self.name(entry)
+        rds = self.rds(entry)
+        source = f"{name}-src"
+        rds.create_db_cluster(
+            DBClusterIdentifier=source,
+            Engine="aurora-postgresql",
+            MasterUsername="seed",
+            MasterUserPassword="seed-password",
+        )
+        snapshot = rds.create_db_cluster_snapshot(
+            DBClusterSnapshotIdentifier=name,
+            DBClusterIdentifier=source,
+            Tags=self.rds_tags(entry),
+        )["DBClusterSnapshot"]
+        rds.delete_db_cluster(DBClusterIdentifier=source, SkipFinalSnapshot=True)
+        return Created(snapshot["DBClusterSnapshotArn"], name)
+
+    def db_subnet_group(self, entry: Entry) -> Created:
+        name = self.name(entry)
+        group = self.rds(entry).create_db_subnet_group(
+            DBSubnetGroupName=name,
+            DBSubnetGroupDescription="seed",
+            SubnetIds=[self.default_subnet(entry)],
+            Tags=self.rds_tags(entry),
+        )["DBSubnetGroup"]
+        return Created(group["DBSubnetGroupArn"], name)
+
+    def iam(self, entry: Entry) -> Any:
+        return self.clients.client("iam", entry.account, DEFAULT_REGION)
+
+    def iam_tags(self, entry: Entry) -> list[dict[str, str]]:
+        return [{"Key": k, "Value": v} for k, v in entry.tags.items()]
+
+    def role(self, entry: Entry) -> Created:
+        name = self.name(entry)
+        iam = self.iam(entry)
+        role = iam.create_role(
+            RoleName=name,
+            Path="/seed/",
+            AssumeRolePolicyDocument=LAMBDA_TRUST_POLICY,
+            Tags=self.iam_tags(entry),
+        )["Role"]
+        if entry.in_use:
+            policy = iam.create_policy(PolicyName=f"{name}-managed", PolicyDocument=SEED_POLICY)
+            iam.attach_role_policy(RoleName=name, PolicyArn=policy["Policy"]["Arn"])
+            iam.put_role_policy(RoleName=name, PolicyName="inline", PolicyDocument=SEED_POLICY)
+            iam.create_instance_profile(InstanceProfileName=f"{name}-profile")
+            iam.add_role_to_instance_profile(
+                InstanceProfileName=f"{name}-profile", RoleName=name
+            )
+        return Created(role["Arn"], name)
+
+    def instance_profile(self, entry: Entry) -> Created:
+        name = self.name(entry)
+        iam = self.iam(entry)
+        profile = iam.create_instance_profile(
+            InstanceProfileName=name, Tags=self.iam_tags(entry)
+        )["InstanceProfile"]
+        if entry.in_use:
+            iam.create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument=LAMBDA_TRUST_POLICY)
+            iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=f"{name}-role")
+        return Created(profile["Arn"], name)
+
+    def policy(self, entry: Entry) -> Created:
+        name = self.name(entry)
+        iam = self.iam(entry)
+        policy = iam.create_policy(
+            PolicyName=name, PolicyDocument=SEED_POLICY, Tags=self.iam_tags(entry)
+        )["Policy"]
+        if entry.in_use:
+            iam.create_policy_version(
+                PolicyArn=policy["Arn"], PolicyDocument=SEED_POLICY, SetAsDefault=False
+            )
+        return Created(policy["Arn"], name)
+
+    def oidc_provider(self, entry: Entry) -> Created:
+        name = self.name(entry)
+        arn = self.iam(entry).create_open_id_connect_provider(
+            Url=f"https://{name}.example.com",
+            ClientIDList=["sts.amazonaws.com"],
+            ThumbprintList=["a" * 40],
+            Tags=self.iam_tags(entry),
+        )["OpenIDConnectProviderArn"]
+        return Created(arn, f"{name}.example.com")
+
+    def elasticache(self, entry: Entry) -> Any:
+        return self.clients.client("elasticache", entry.account, entry.region)
+
+    def cache_cluster(self, entry: Entry) -> Created:
+        name = self.name(entry)
+        cluster = self.elasticache(entry).create_cache_cluster(
+            CacheClusterId=name,
+            Engine="redis",
+            CacheNodeType="cache.t3.micro",
+            NumCacheNodes=1,
+            Tags=self.rds_tags(entry),
+        )["CacheCluster"]
+        return Created(cluster["ARN"], name)
+
+    def replication_group(self, entry: Entry) -> Created:
+        name = self.name(entry)
+        group = self.elasticache(entry).create_replication_group(
+            ReplicationGroupId=name,
+            ReplicationGroupDescription="seed",
+            Engine="redis",
+            CacheNodeType="cache.t3.micro",
+            Tags=self.rds_tags(entry),
+        )["ReplicationGroup"]
+        return Created(group["ARN"], name)
+
+    def cache_subnet_group(self, entry: Entry) -> Created:
+        name = self.name(entry)
+        group = self.elasticache(entry).create_cache_subnet_group(
+            CacheSubnetGroupName=name,
+            CacheSubnetGroupDescription="seed",
+            SubnetIds=[self.default_subnet(entry)],
+            Tags=self.rds_tags(entry),
+        )["CacheSubnetGroup"]
+        return Created(group["ARN"], name)
+
     def user_instance(self, entry: Entry, **args: Any) -> str:
         """A fresh untagged running instance in zone `a`, to use what `in_use` asks for."""
         response = self.ec2(entry).run_instances(
@@ -812,6 +1053,21 @@ class Seeder:
             "sns:topic": self.topic,
             "logs:log-group": self.log_group,
             "lambda:function": self.function,
+            "ecr:repository": self.repository,
+            "secretsmanager:secret": self.secret,
+            "kms:key": self.key,
+            "rds:db": self.db_instance,
+            "rds:cluster": self.db_cluster,
+            "rds:snapshot": self.db_snapshot,
+            "rds:cluster-snapshot": self.db_cluster_snapshot,
+            "rds:subgrp": self.db_subnet_group,
+            "iam:role": self.role,
+            "iam:instance-profile": self.instance_profile,
+            "iam:policy": self.policy,
+            "iam:oidc-provider": self.oidc_provider,
+            "elasticache:cluster": self.cache_cluster,
+            "elasticache:replicationgroup": self.replication_group,
+            "elasticache:subnetgroup": self.cache_subnet_group,
         }[entry.kind]
         return [single(make, slot) for slot in range(entry.count)]
 
@@ -879,6 +1135,12 @@ def lambda_zip() -> bytes:
 
 
 LAMBDA_ZIP = lambda_zip()
+SEED_POLICY = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}],
+    }
+)
 LAMBDA_TRUST_POLICY = json.dumps(
     {
         "Version": "2012-10-17",

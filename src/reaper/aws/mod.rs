@@ -5,14 +5,20 @@
 //! Architecture Invariant: the only place that issues mutating AWS calls, and every call is
 //! idempotent: deleting what is already gone answers [`Deleted::AlreadyGone`], never an error.
 //! A deleter deletes exactly the resource its ARN names (an S3 bucket's objects are part of the
-//! bucket); it never deletes, detaches or disassociates a dependency — those are reported in
-//! [`Inspection::Live`]'s `depends_on` for the caller to order, and a deletion they block fails
-//! with [`DeleteError::InUse`]. Detaching an internet gateway from its VPC and removing a route
-//! table's associations are part of deleting the gateway or table (the attachments have no ARN
-//! of their own); the VPC and subnets are never touched. What AWS made and ephemera never
-//! deletes on its own (default VPC and subnets, main route tables, default network ACLs) is
-//! refused, [`DeleteError::Refused`], by inspect and delete alike. No call retries beyond the SDK's retry policy. SDK types do not
-//! leave this module.
+//! bucket, an ECR repository's images of the repository); it never deletes, detaches or
+//! disassociates a dependency — those are reported in [`Inspection::Live`]'s `depends_on` for
+//! the caller to order, and a deletion they block fails with [`DeleteError::InUse`]. What has
+//! no ARN or tags the reaper could order is part of deleting its owner: detaching an internet
+//! gateway from its VPC and removing a route table's associations; detaching an IAM role's
+//! managed policies, deleting its inline ones and removing it from instance profiles; removing
+//! an instance profile's roles; deleting a policy's old versions. The VPC, subnets, the
+//! detached policies and the roles removed from a profile are never touched, and a policy still
+//! attached is in use. Deletions AWS only schedules (KMS keys, secrets: 7 days) count as done,
+//! and what AWS is already deleting or has scheduled is gone. What AWS made and ephemera never
+//! deletes on its own (default VPC and subnets, main route tables, default network ACLs,
+//! AWS-managed KMS keys, service-linked and Identity Center roles, AWS managed policies,
+//! automated RDS snapshots) is refused, [`DeleteError::Refused`], by inspect and delete alike.
+//! No call retries beyond the SDK's retry policy. SDK types do not leave this module.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -27,9 +33,15 @@ use crate::model::{Arn, ResourceType, Tags};
 
 mod dynamodb;
 mod ec2;
+mod ecr;
+mod elasticache;
+mod iam_entities;
+mod kms;
 mod lambda;
 mod logs;
+mod rds;
 mod s3;
+mod secretsmanager;
 mod sns;
 mod sqs;
 mod vpc;
@@ -74,7 +86,9 @@ pub enum DeleteError {
         source: Option<BoxError>,
     },
     /// A resource ephemera never deletes, whatever its tags say: a default VPC, a default
-    /// subnet, a main route table, a default network ACL (they go with their VPC, or never).
+    /// subnet, a main route table, a default network ACL (they go with their VPC, or never);
+    /// an AWS-managed KMS key, a service-linked or Identity Center role, an AWS managed policy,
+    /// an automated RDS snapshot (their service owns them).
     #[error("refused: {0}")]
     Refused(String),
     /// A deleter working in batches was told to stop between two (see [`Batches`]).
@@ -157,6 +171,12 @@ const SERVICES: &[&[Kind]] = &[
     dynamodb::KINDS,
     lambda::KINDS,
     logs::KINDS,
+    ecr::KINDS,
+    secretsmanager::KINDS,
+    kms::KINDS,
+    rds::KINDS,
+    iam_entities::KINDS,
+    elasticache::KINDS,
 ];
 
 /// Every deletable type's entry.
@@ -407,7 +427,8 @@ mod tests {
             };
             assert!(has(&["Describe", "Get", "List"]), "{t}: no reading action");
             assert!(
-                has(&["Delete", "Terminate", "Deregister", "Release"]),
+                // KMS has no delete: it schedules one.
+                has(&["Delete", "Terminate", "Deregister", "Release", "Schedule"]),
                 "{t}: no deleting action"
             );
         }
@@ -433,6 +454,8 @@ mod tests {
                         "Release",
                         "Detach",
                         "Disassociate",
+                        "Schedule",
+                        "Remove",
                     ]
                     .iter()
                     .any(|v| name.starts_with(v))
@@ -446,6 +469,12 @@ mod tests {
             if *t == ResourceType::S3Bucket {
                 assert!(conditioned.is_empty(), "{t}");
             } else {
+                // Authorized on the instance profile only, whatever row it is in.
+                let unconditioned = ["iam:RemoveRoleFromInstanceProfile"];
+                let deletes: Vec<&str> = deletes
+                    .into_iter()
+                    .filter(|a| !unconditioned.contains(a))
+                    .collect();
                 assert_eq!(conditioned, deletes, "{t}");
             }
         }
@@ -464,6 +493,26 @@ mod tests {
         assert!(matches!(
             lambda::function_name(&version),
             Err(DeleteError::Unsupported(_))
+        ));
+        let repo = arn("arn:aws:ecr:us-east-1:1:repository/team/app");
+        assert_eq!(ecr::repository_name(&repo).ok(), Some("team/app"));
+        let db = arn("arn:aws:rds:us-east-1:1:db:db-1");
+        assert_eq!(rds::name(&db, "db").ok(), Some("db-1"));
+        let automated = arn("arn:aws:rds:us-east-1:1:snapshot:rds:db-1-2024-01-01-00-00");
+        assert!(matches!(
+            rds::name(&automated, "snapshot"),
+            Err(DeleteError::Refused(_))
+        ));
+        let role = arn("arn:aws:iam::1:role/ci/deploy");
+        assert_eq!(
+            iam_entities::entity_name(&role, "role").ok(),
+            Some("deploy")
+        );
+        let linked =
+            arn("arn:aws:iam::1:role/aws-service-role/rds.amazonaws.com/AWSServiceRoleForRDS");
+        assert!(matches!(
+            iam_entities::entity_name(&linked, "role"),
+            Err(DeleteError::Refused(_))
         ));
         let t = arn("arn:aws:dynamodb:us-east-1:1:table/t1");
         assert_eq!(dynamodb::table_name(&t).ok(), Some("t1"));

@@ -1,0 +1,431 @@
+//! IAM roles, instance profiles, customer managed policies and OIDC providers (global: their
+//! ARNs have no region; any region's client reaches them). Not `reaper::iam`, the policy
+//! printer.
+//!
+//! What is part of deleting each, as detaching a gateway is part of deleting it: a role's
+//! managed policies are detached, its inline policies deleted and it is removed from its
+//! instance profiles; an instance profile's roles are removed from it (the roles stay); a
+//! policy's non-default versions are deleted. A policy still attached to anything is in use
+//! (`DeleteConflict`): it is never detached from roles, users or groups it does not own —
+//! the roles of its own lease rank before it and take their attachments with them.
+//! Service-linked roles (path `/aws-service-role/`), IAM Identity Center's roles
+//! (`/aws-reserved/`) and AWS managed policies are refused.
+//! Order: instance profiles after the instances that use them, roles after the instance
+//! profiles and functions that hold them, policies after the roles.
+
+use aws_sdk_iam::types::Tag;
+
+use super::*;
+
+const NO_ENTITY: &[&str] = &["NoSuchEntity"];
+const CONFLICT: &[&str] = &["DeleteConflict"];
+
+/// The IAM actions of the calls below, sorted, one table a type.
+pub(super) const ROLE_ACTIONS: &[&str] = &[
+    "iam:DeleteRole",
+    "iam:DeleteRolePolicy",
+    "iam:DetachRolePolicy",
+    "iam:GetRole",
+    "iam:ListAttachedRolePolicies",
+    "iam:ListInstanceProfilesForRole",
+    "iam:ListRolePolicies",
+    "iam:RemoveRoleFromInstanceProfile",
+];
+pub(super) const INSTANCE_PROFILE_ACTIONS: &[&str] = &[
+    "iam:DeleteInstanceProfile",
+    "iam:GetInstanceProfile",
+    "iam:RemoveRoleFromInstanceProfile",
+];
+pub(super) const POLICY_ACTIONS: &[&str] = &[
+    "iam:DeletePolicy",
+    "iam:DeletePolicyVersion",
+    "iam:GetPolicy",
+    "iam:ListPolicyVersions",
+];
+pub(super) const OIDC_PROVIDER_ACTIONS: &[&str] = &[
+    "iam:DeleteOpenIDConnectProvider",
+    "iam:GetOpenIDConnectProvider",
+];
+
+fn client(sdk: &SdkConfig) -> aws_sdk_iam::Client {
+    aws_sdk_iam::Client::new(sdk)
+}
+
+fn iam_tags(tags: &[Tag]) -> Tags {
+    Tags::from_pairs(tags.iter().map(|t| (t.key(), t.value())))
+}
+
+/// `KIND/PATH/NAME` → NAME (role and instance profile names hold no `/`); a service-linked
+/// role refused.
+pub(super) fn entity_name<'a>(arn: &'a Arn, kind: &str) -> Result<&'a str, DeleteError> {
+    let Some(rest) = arn
+        .resource()
+        .strip_prefix(kind)
+        .and_then(|r| r.strip_prefix('/'))
+    else {
+        return Err(DeleteError::Unsupported(format!("iam:{}", arn.resource())));
+    };
+    if kind == "role" && rest.starts_with("aws-service-role/") {
+        return Err(DeleteError::Refused(format!(
+            "{arn} is a service-linked role (its service deletes it)"
+        )));
+    }
+    if kind == "role" && rest.starts_with("aws-reserved/") {
+        return Err(DeleteError::Refused(format!(
+            "{arn} is an IAM Identity Center role (only it deletes them)"
+        )));
+    }
+    match rest.rsplit('/').next() {
+        Some(name) if !name.is_empty() => Ok(name),
+        _ => Err(DeleteError::Unsupported(format!("iam:{}", arn.resource()))),
+    }
+}
+
+/// `None` for NoSuchEntity, the error otherwise.
+fn absent<T>(r: Result<T, Failure>) -> Result<Option<T>, DeleteError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(f) if f.is(NO_ENTITY) => Ok(None),
+        Err(f) => Err(f.into_error(&[])),
+    }
+}
+
+/// A call on a part of the entity (a detach, a removal): a part already gone is fine.
+fn part<T>(r: Result<T, Failure>) -> Result<(), DeleteError> {
+    absent(r).map(|_| ())
+}
+
+pub(super) async fn inspect_role(sdk: &SdkConfig, arn: &Arn) -> Result<Inspection, DeleteError> {
+    let name = entity_name(arn, "role")?;
+    let out = absent(
+        client(sdk)
+            .get_role()
+            .role_name(name)
+            .send()
+            .await
+            .map_err(fail("GetRole")),
+    )?;
+    Ok(match out.as_ref().and_then(|o| o.role()) {
+        Some(role) => live(iam_tags(role.tags())),
+        None => Inspection::Gone,
+    })
+}
+
+pub(super) async fn delete_role(sdk: &SdkConfig, arn: &Arn) -> Result<Deleted, DeleteError> {
+    let name = entity_name(arn, "role")?;
+    let iam = client(sdk);
+    // Managed policies attached: detached.
+    let mut attached = Vec::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let r = iam
+            .list_attached_role_policies()
+            .role_name(name)
+            .set_marker(marker.take())
+            .send()
+            .await
+            .map_err(fail("ListAttachedRolePolicies"));
+        let Some(out) = absent(r)? else {
+            return Ok(Deleted::AlreadyGone);
+        };
+        attached.extend(
+            out.attached_policies()
+                .iter()
+                .filter_map(|p| p.policy_arn().map(str::to_owned)),
+        );
+        match (out.is_truncated(), out.marker()) {
+            (true, Some(m)) => marker = Some(m.to_owned()),
+            _ => break,
+        }
+    }
+    for policy in attached {
+        part(
+            iam.detach_role_policy()
+                .role_name(name)
+                .policy_arn(policy)
+                .send()
+                .await
+                .map_err(fail("DetachRolePolicy")),
+        )?;
+    }
+    // Inline policies: deleted (they are part of the role).
+    let mut inline = Vec::new();
+    loop {
+        let r = iam
+            .list_role_policies()
+            .role_name(name)
+            .set_marker(marker.take())
+            .send()
+            .await
+            .map_err(fail("ListRolePolicies"));
+        let Some(out) = absent(r)? else {
+            return Ok(Deleted::AlreadyGone);
+        };
+        inline.extend(out.policy_names().iter().cloned());
+        match (out.is_truncated(), out.marker()) {
+            (true, Some(m)) => marker = Some(m.to_owned()),
+            _ => break,
+        }
+    }
+    for policy in inline {
+        part(
+            iam.delete_role_policy()
+                .role_name(name)
+                .policy_name(policy)
+                .send()
+                .await
+                .map_err(fail("DeleteRolePolicy")),
+        )?;
+    }
+    // Instance profiles holding it: it is removed from them (the profiles stay).
+    let mut profiles = Vec::new();
+    loop {
+        let r = iam
+            .list_instance_profiles_for_role()
+            .role_name(name)
+            .set_marker(marker.take())
+            .send()
+            .await
+            .map_err(fail("ListInstanceProfilesForRole"));
+        let Some(out) = absent(r)? else {
+            return Ok(Deleted::AlreadyGone);
+        };
+        profiles.extend(
+            out.instance_profiles()
+                .iter()
+                .map(|p| p.instance_profile_name().to_owned()),
+        );
+        match (out.is_truncated(), out.marker()) {
+            (true, Some(m)) => marker = Some(m.to_owned()),
+            _ => break,
+        }
+    }
+    for profile in profiles {
+        part(
+            iam.remove_role_from_instance_profile()
+                .instance_profile_name(profile)
+                .role_name(name)
+                .send()
+                .await
+                .map_err(fail("RemoveRoleFromInstanceProfile")),
+        )?;
+    }
+    let r = iam
+        .delete_role()
+        .role_name(name)
+        .send()
+        .await
+        .map_err(fail("DeleteRole"));
+    settle(r, NO_ENTITY, CONFLICT)
+}
+
+pub(super) async fn inspect_instance_profile(
+    sdk: &SdkConfig,
+    arn: &Arn,
+) -> Result<Inspection, DeleteError> {
+    let name = entity_name(arn, "instance-profile")?;
+    let out = absent(
+        client(sdk)
+            .get_instance_profile()
+            .instance_profile_name(name)
+            .send()
+            .await
+            .map_err(fail("GetInstanceProfile")),
+    )?;
+    Ok(match out.as_ref().and_then(|o| o.instance_profile()) {
+        Some(p) => live(iam_tags(p.tags())),
+        None => Inspection::Gone,
+    })
+}
+
+pub(super) async fn delete_instance_profile(
+    sdk: &SdkConfig,
+    arn: &Arn,
+) -> Result<Deleted, DeleteError> {
+    let name = entity_name(arn, "instance-profile")?;
+    let iam = client(sdk);
+    let out = absent(
+        iam.get_instance_profile()
+            .instance_profile_name(name)
+            .send()
+            .await
+            .map_err(fail("GetInstanceProfile")),
+    )?;
+    let Some(profile) = out.as_ref().and_then(|o| o.instance_profile()) else {
+        return Ok(Deleted::AlreadyGone);
+    };
+    for role in profile.roles() {
+        part(
+            iam.remove_role_from_instance_profile()
+                .instance_profile_name(name)
+                .role_name(role.role_name())
+                .send()
+                .await
+                .map_err(fail("RemoveRoleFromInstanceProfile")),
+        )?;
+    }
+    let r = iam
+        .delete_instance_profile()
+        .instance_profile_name(name)
+        .send()
+        .await
+        .map_err(fail("DeleteInstanceProfile"));
+    settle(r, NO_ENTITY, CONFLICT)
+}
+
+/// AWS managed policies (`arn:aws:iam::aws:policy/…`) are refused.
+fn customer_policy(arn: &Arn) -> Result<(), DeleteError> {
+    if arn.account() == "aws" {
+        return Err(DeleteError::Refused(format!(
+            "{arn} is an AWS managed policy"
+        )));
+    }
+    Ok(())
+}
+
+pub(super) async fn inspect_policy(sdk: &SdkConfig, arn: &Arn) -> Result<Inspection, DeleteError> {
+    customer_policy(arn)?;
+    let out = absent(
+        client(sdk)
+            .get_policy()
+            .policy_arn(arn.as_str())
+            .send()
+            .await
+            .map_err(fail("GetPolicy")),
+    )?;
+    Ok(match out.as_ref().and_then(|o| o.policy()) {
+        Some(p) => live(iam_tags(p.tags())),
+        None => Inspection::Gone,
+    })
+}
+
+pub(super) async fn delete_policy(sdk: &SdkConfig, arn: &Arn) -> Result<Deleted, DeleteError> {
+    customer_policy(arn)?;
+    let iam = client(sdk);
+    let mut versions = Vec::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let r = iam
+            .list_policy_versions()
+            .policy_arn(arn.as_str())
+            .set_marker(marker.take())
+            .send()
+            .await
+            .map_err(fail("ListPolicyVersions"));
+        let Some(out) = absent(r)? else {
+            return Ok(Deleted::AlreadyGone);
+        };
+        versions.extend(
+            out.versions()
+                .iter()
+                .filter(|v| !v.is_default_version())
+                .filter_map(|v| v.version_id().map(str::to_owned)),
+        );
+        match (out.is_truncated(), out.marker()) {
+            (true, Some(m)) => marker = Some(m.to_owned()),
+            _ => break,
+        }
+    }
+    for version in versions {
+        part(
+            iam.delete_policy_version()
+                .policy_arn(arn.as_str())
+                .version_id(version)
+                .send()
+                .await
+                .map_err(fail("DeletePolicyVersion")),
+        )?;
+    }
+    let r = iam
+        .delete_policy()
+        .policy_arn(arn.as_str())
+        .send()
+        .await
+        .map_err(fail("DeletePolicy"));
+    settle(r, NO_ENTITY, CONFLICT)
+}
+
+pub(super) async fn inspect_oidc_provider(
+    sdk: &SdkConfig,
+    arn: &Arn,
+) -> Result<Inspection, DeleteError> {
+    let out = absent(
+        client(sdk)
+            .get_open_id_connect_provider()
+            .open_id_connect_provider_arn(arn.as_str())
+            .send()
+            .await
+            .map_err(fail("GetOpenIDConnectProvider")),
+    )?;
+    Ok(match out {
+        Some(o) => live(iam_tags(o.tags())),
+        None => Inspection::Gone,
+    })
+}
+
+pub(super) async fn delete_oidc_provider(
+    sdk: &SdkConfig,
+    arn: &Arn,
+) -> Result<Deleted, DeleteError> {
+    // AWS answers the deletion of an absent provider with success (it is idempotent), so
+    // only a look first tells already gone from deleted.
+    if inspect_oidc_provider(sdk, arn).await? == Inspection::Gone {
+        return Ok(Deleted::AlreadyGone);
+    }
+    let r = client(sdk)
+        .delete_open_id_connect_provider()
+        .open_id_connect_provider_arn(arn.as_str())
+        .send()
+        .await
+        .map_err(fail("DeleteOpenIDConnectProvider"));
+    settle(r, NO_ENTITY, CONFLICT)
+}
+
+/// The types of this file, whole: how each is inspected and deleted, where it goes in the
+/// deletion order, and the IAM actions of its calls (see [`Kind`]).
+pub(super) const KINDS: &[Kind] = &[
+    Kind {
+        ty: ResourceType::IamRole,
+        example: "arn:aws:iam::123456789012:role/ci/deploy-role",
+        rank: 2,
+        inspect: |sdk, arn| Box::pin(inspect_role(sdk, arn)),
+        delete: |sdk, arn, _| Box::pin(delete_role(sdk, arn)),
+        actions: ROLE_ACTIONS,
+        // IAM authorizes these on the role's, profile's or policy's own tags
+        // (`aws:ResourceTag`, and `iam:ResourceTag` alike). RemoveRoleFromInstanceProfile is
+        // authorized on the instance profile alone: deleting a role removes it from profiles
+        // whose tags are not the role's, so it stays unconditioned in both rows.
+        tag_conditioned: &[
+            "iam:DeleteRole",
+            "iam:DeleteRolePolicy",
+            "iam:DetachRolePolicy",
+        ],
+    },
+    Kind {
+        ty: ResourceType::IamInstanceProfile,
+        example: "arn:aws:iam::123456789012:instance-profile/web-profile",
+        rank: 1,
+        inspect: |sdk, arn| Box::pin(inspect_instance_profile(sdk, arn)),
+        delete: |sdk, arn, _| Box::pin(delete_instance_profile(sdk, arn)),
+        actions: INSTANCE_PROFILE_ACTIONS,
+        tag_conditioned: &["iam:DeleteInstanceProfile"],
+    },
+    Kind {
+        ty: ResourceType::IamPolicy,
+        example: "arn:aws:iam::123456789012:policy/ci/web-policy",
+        rank: REST,
+        inspect: |sdk, arn| Box::pin(inspect_policy(sdk, arn)),
+        delete: |sdk, arn, _| Box::pin(delete_policy(sdk, arn)),
+        actions: POLICY_ACTIONS,
+        tag_conditioned: &["iam:DeletePolicy", "iam:DeletePolicyVersion"],
+    },
+    Kind {
+        ty: ResourceType::IamOidcProvider,
+        example: "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com",
+        rank: REST,
+        inspect: |sdk, arn| Box::pin(inspect_oidc_provider(sdk, arn)),
+        delete: |sdk, arn, _| Box::pin(delete_oidc_provider(sdk, arn)),
+        actions: OIDC_PROVIDER_ACTIONS,
+        tag_conditioned: &["iam:DeleteOpenIDConnectProvider"],
+    },
+];
