@@ -2,8 +2,10 @@
 //! to find what the Resource Groups Tagging API never lists — resources that were never
 //! tagged.
 //!
-//! What a list call says of a resource's tags is kept (EC2's describe calls return them);
-//! where it says nothing (S3, SQS, SNS, DynamoDB, Lambda, CloudWatch Logs) a resource the
+//! What a list call says of a resource's tags is kept (EC2's describe calls, Auto Scaling
+//! groups, EKS node groups and CloudFormation stacks return them); where it says nothing (S3,
+//! SQS, SNS, DynamoDB, Lambda, CloudWatch Logs, load balancers and target groups, ECS, EKS
+//! clusters) a resource the
 //! tagging walk did not return is taken to have none. The reaper reads its tags again before
 //! any delete, so a resource the tagging API was merely slow to list is never deleted as
 //! untagged.
@@ -23,6 +25,11 @@ use super::{BoxError, RateLimiter, pages};
 use crate::metrics::Metrics;
 use crate::model::{Arn, ResourceType, Tags};
 
+mod autoscaling;
+mod cloudformation;
+mod ecs;
+mod eks;
+mod elbv2;
 mod vpc;
 
 /// One resource a list call returned.
@@ -162,6 +169,11 @@ pub async fn sweep(
     let dynamodb = aws_sdk_dynamodb::Client::new(conf);
     let lambda = aws_sdk_lambda::Client::new(conf);
     let logs = aws_sdk_cloudwatchlogs::Client::new(conf);
+    let autoscaling = aws_sdk_autoscaling::Client::new(conf);
+    let elbv2 = aws_sdk_elasticloadbalancingv2::Client::new(conf);
+    let ecs = aws_sdk_ecs::Client::new(conf);
+    let eks = aws_sdk_eks::Client::new(conf);
+    let cloudformation = aws_sdk_cloudformation::Client::new(conf);
     let clients = Clients {
         ec2: &ec2,
         s3: &s3,
@@ -170,6 +182,11 @@ pub async fn sweep(
         dynamodb: &dynamodb,
         lambda: &lambda,
         logs: &logs,
+        autoscaling: &autoscaling,
+        elbv2: &elbv2,
+        ecs: &ecs,
+        eks: &eks,
+        cloudformation: &cloudformation,
     };
     let service = |service: &'static str| {
         let (ctx, clients, types) = (&ctx, &clients, of(service));
@@ -187,7 +204,7 @@ pub async fn sweep(
             out
         }
     };
-    let (a, b, c, d, e, f, g) = tokio::join!(
+    let (a, b, c, d, e, f, g, h, i, j, k, l) = tokio::join!(
         service("ec2"),
         service("s3"),
         service("sqs"),
@@ -195,8 +212,16 @@ pub async fn sweep(
         service("dynamodb"),
         service("lambda"),
         service("logs"),
+        service("autoscaling"),
+        service("elasticloadbalancing"),
+        service("ecs"),
+        service("eks"),
+        service("cloudformation"),
     );
-    let mut all: Vec<TypeSweep> = [a, b, c, d, e, f, g].into_iter().flatten().collect();
+    let mut all: Vec<TypeSweep> = [a, b, c, d, e, f, g, h, i, j, k, l]
+        .into_iter()
+        .flatten()
+        .collect();
     all.sort_by_key(|s| s.resource_type);
     all
 }
@@ -209,6 +234,11 @@ struct Clients<'a> {
     dynamodb: &'a aws_sdk_dynamodb::Client,
     lambda: &'a aws_sdk_lambda::Client,
     logs: &'a aws_sdk_cloudwatchlogs::Client,
+    autoscaling: &'a aws_sdk_autoscaling::Client,
+    elbv2: &'a aws_sdk_elasticloadbalancingv2::Client,
+    ecs: &'a aws_sdk_ecs::Client,
+    eks: &'a aws_sdk_eks::Client,
+    cloudformation: &'a aws_sdk_cloudformation::Client,
 }
 
 /// How each type is listed. Exhaustive: a new deletable type must say how it is swept.
@@ -245,6 +275,18 @@ async fn list(
         DynamodbTable => tables(ctx, c.dynamodb, limiter).await,
         LambdaFunction => functions(ctx, c.lambda, limiter).await,
         LogsLogGroup => log_groups(ctx, c.logs, limiter).await,
+        AutoscalingGroup => autoscaling::groups(ctx, c.autoscaling, limiter).await,
+        AutoscalingLaunchConfiguration => {
+            autoscaling::launch_configurations(ctx, c.autoscaling, limiter).await
+        }
+        ElbLoadBalancer => elbv2::load_balancers(ctx, c.elbv2, limiter).await,
+        ElbTargetGroup => elbv2::target_groups(ctx, c.elbv2, limiter).await,
+        EcsCluster => ecs::clusters(ctx, c.ecs, limiter).await,
+        EcsService => ecs::services(ctx, c.ecs, limiter).await,
+        EcsTaskDefinition => ecs::task_definitions(ctx, c.ecs, limiter).await,
+        EksCluster => eks::clusters(ctx, c.eks, limiter).await,
+        EksNodegroup => eks::nodegroups(ctx, c.eks, limiter).await,
+        CloudformationStack => cloudformation::stacks(ctx, c.cloudformation, limiter).await,
     }
 }
 
@@ -279,6 +321,22 @@ pub fn actions(t: ResourceType) -> &'static [&'static str] {
         DynamodbTable => &["dynamodb:ListTables"],
         LambdaFunction => &["lambda:ListFunctions"],
         LogsLogGroup => &["logs:DescribeLogGroups"],
+        AutoscalingGroup => &["autoscaling:DescribeAutoScalingGroups"],
+        AutoscalingLaunchConfiguration => &["autoscaling:DescribeLaunchConfigurations"],
+        ElbLoadBalancer => &["elasticloadbalancing:DescribeLoadBalancers"],
+        ElbTargetGroup => &["elasticloadbalancing:DescribeTargetGroups"],
+        EcsCluster => &["ecs:ListClusters"],
+        // Each cluster's services.
+        EcsService => &["ecs:ListClusters", "ecs:ListServices"],
+        EcsTaskDefinition => &["ecs:ListTaskDefinitions"],
+        EksCluster => &["eks:ListClusters"],
+        // Each cluster's node groups, described for their ARN.
+        EksNodegroup => &[
+            "eks:DescribeNodegroup",
+            "eks:ListClusters",
+            "eks:ListNodegroups",
+        ],
+        CloudformationStack => &["cloudformation:DescribeStacks"],
     }
 }
 

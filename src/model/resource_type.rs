@@ -71,6 +71,29 @@ pub enum ResourceType {
     LambdaFunction,
     #[strum(serialize = "logs:log-group")]
     LogsLogGroup,
+    /// Spelt as AWS spells it in ARNs (`autoScalingGroup:UUID:autoScalingGroupName/NAME`).
+    #[strum(serialize = "autoscaling:autoScalingGroup")]
+    AutoscalingGroup,
+    #[strum(serialize = "autoscaling:launchConfiguration")]
+    AutoscalingLaunchConfiguration,
+    /// An application, network or gateway load balancer (`loadbalancer/app/NAME/ID`); a
+    /// classic one (`loadbalancer/NAME`) shares the type name but has no deleter.
+    #[strum(serialize = "elasticloadbalancing:loadbalancer")]
+    ElbLoadBalancer,
+    #[strum(serialize = "elasticloadbalancing:targetgroup")]
+    ElbTargetGroup,
+    #[strum(serialize = "ecs:cluster")]
+    EcsCluster,
+    #[strum(serialize = "ecs:service")]
+    EcsService,
+    #[strum(serialize = "ecs:task-definition")]
+    EcsTaskDefinition,
+    #[strum(serialize = "eks:cluster")]
+    EksCluster,
+    #[strum(serialize = "eks:nodegroup")]
+    EksNodegroup,
+    #[strum(serialize = "cloudformation:stack")]
+    CloudformationStack,
 }
 
 impl ResourceType {
@@ -83,36 +106,48 @@ impl ResourceType {
         text.parse().ok()
     }
 
-    /// Deletion order: lower goes first. What uses a thing goes before it (instances before
-    /// their volumes and security groups, AMIs before their snapshots, interfaces before
-    /// security groups), and a VPC's contents before the VPC: NAT gateways and endpoints
-    /// before the Elastic IPs and subnets they hold, subnets before the network ACLs they are
-    /// associated with, gateways after what routes through them, the VPC after all of them and
-    /// the DHCP option set it uses after it. Exhaustive, so a new type must say where it goes.
+    /// Deletion order: lower goes first. Controllers go before what they control: a
+    /// CloudFormation stack first (deleting it deletes its members), then EKS node groups and
+    /// ECS services (they own an Auto Scaling group, tasks), then Auto Scaling groups (they
+    /// own instances and would replace one deleted before them). Then what uses a thing goes
+    /// before it (instances before their volumes and security groups, AMIs before their
+    /// snapshots, interfaces before security groups, load balancers before their target
+    /// groups, node groups and services before their clusters), and a VPC's contents before
+    /// the VPC: NAT gateways and endpoints before the Elastic IPs and subnets they hold,
+    /// subnets before the network ACLs they are associated with, gateways after what routes
+    /// through them, the VPC after all of them and the DHCP option set it uses after it.
+    /// Exhaustive, so a new type must say where it goes.
     pub fn rank(self) -> u8 {
         use ResourceType::*;
         match self {
-            Ec2Instance | LambdaFunction => 0,
+            CloudformationStack => 0,
+            EksNodegroup | EcsService => 1,
+            AutoscalingGroup => 2,
+            Ec2Instance | LambdaFunction | ElbLoadBalancer | EksCluster => 3,
             Ec2Image
             | Ec2NetworkInterface
             | Ec2NatGateway
             | Ec2VpcEndpoint
-            | Ec2VpcPeeringConnection => 1,
+            | Ec2VpcPeeringConnection => 4,
             // After the NAT gateway or interface it is associated with.
-            Ec2ElasticIp => 2,
+            Ec2ElasticIp => 5,
             Ec2Volume | Ec2KeyPair | Ec2LaunchTemplate | S3Bucket | SqsQueue | SnsTopic
             | DynamodbTable | LogsLogGroup => Self::REST,
-            Ec2Snapshot | Ec2SecurityGroup | Ec2Subnet | Ec2RouteTable => 4,
+            // After the groups, load balancers and services that use them.
+            AutoscalingLaunchConfiguration | ElbTargetGroup | EcsCluster | EcsTaskDefinition => {
+                Self::REST
+            }
+            Ec2Snapshot | Ec2SecurityGroup | Ec2Subnet | Ec2RouteTable => 7,
             // A network ACL waits for its subnets (their deletion frees it); a gateway
             // for the route tables and NAT gateways that use it.
-            Ec2NetworkAcl | Ec2InternetGateway | Ec2EgressOnlyInternetGateway => 5,
-            Ec2Vpc => 6,
-            Ec2DhcpOptions => 7,
+            Ec2NetworkAcl | Ec2InternetGateway | Ec2EgressOnlyInternetGateway => 8,
+            Ec2Vpc => 9,
+            Ec2DhcpOptions => 10,
         }
     }
 
     /// The rank of the types that depend on nothing else ephemera deletes.
-    pub const REST: u8 = 3;
+    pub const REST: u8 = 6;
 }
 
 impl Serialize for ResourceType {
@@ -162,13 +197,17 @@ mod tests {
         );
     }
 
-    /// Each type's place in the deletion order, the VPC family's as the issue asks: what runs
-    /// in a VPC, then addresses, then subnets and tables, then gateways, then the VPC.
+    /// Each type's place in the deletion order: controllers (stack, node group and service,
+    /// Auto Scaling group) first; the VPC family's as the issue asks: what runs in a VPC, then
+    /// addresses, then subnets and tables, then gateways, then the VPC.
     #[test]
     fn ranks_put_users_before_what_they_use() {
         use ResourceType::*;
-        let order: [&[ResourceType]; 8] = [
-            &[Ec2Instance, LambdaFunction],
+        let order: [&[ResourceType]; 11] = [
+            &[CloudformationStack],
+            &[EksNodegroup, EcsService],
+            &[AutoscalingGroup],
+            &[Ec2Instance, LambdaFunction, ElbLoadBalancer, EksCluster],
             &[
                 Ec2Image,
                 Ec2NetworkInterface,
@@ -186,6 +225,10 @@ mod tests {
                 SnsTopic,
                 DynamodbTable,
                 LogsLogGroup,
+                AutoscalingLaunchConfiguration,
+                ElbTargetGroup,
+                EcsCluster,
+                EcsTaskDefinition,
             ],
             &[Ec2Snapshot, Ec2SecurityGroup, Ec2Subnet, Ec2RouteTable],
             &[
@@ -217,6 +260,25 @@ mod tests {
             (Ec2EgressOnlyInternetGateway, Ec2Vpc),
             (Ec2SecurityGroup, Ec2Vpc),
             (Ec2Vpc, Ec2DhcpOptions),
+            // Controllers before what they control, users before what they use.
+            (CloudformationStack, EksNodegroup),
+            (CloudformationStack, AutoscalingGroup),
+            (CloudformationStack, Ec2Instance),
+            (EksNodegroup, AutoscalingGroup),
+            (EksNodegroup, EksCluster),
+            (EcsService, EcsCluster),
+            (EcsService, EcsTaskDefinition),
+            (EcsService, ElbTargetGroup),
+            (AutoscalingGroup, Ec2Instance),
+            (AutoscalingGroup, Ec2LaunchTemplate),
+            (AutoscalingGroup, AutoscalingLaunchConfiguration),
+            (AutoscalingGroup, Ec2SecurityGroup),
+            (AutoscalingGroup, ElbTargetGroup),
+            (ElbLoadBalancer, ElbTargetGroup),
+            (ElbLoadBalancer, Ec2SecurityGroup),
+            (ElbLoadBalancer, Ec2Subnet),
+            (EksCluster, Ec2SecurityGroup),
+            (EksCluster, Ec2Subnet),
         ] {
             assert!(first.rank() < then.rank(), "{first} before {then}");
         }

@@ -11,8 +11,11 @@
 //! table's associations are part of deleting the gateway or table (the attachments have no ARN
 //! of their own); the VPC and subnets are never touched. What AWS made and ephemera never
 //! deletes on its own (default VPC and subnets, main route tables, default network ACLs) is
-//! refused, [`DeleteError::Refused`], by inspect and delete alike. No call retries beyond the SDK's retry policy. SDK types do not
-//! leave this module.
+//! refused, [`DeleteError::Refused`], by inspect and delete alike. Controllers are deleted with
+//! what they control, by AWS, as their own deletion: an Auto Scaling group's instances, an EKS
+//! node group's Auto Scaling group, an ECS service's tasks, a CloudFormation stack's members
+//! (the only deleter that waits, for the stack's final status). No call retries beyond the
+//! SDK's retry policy. SDK types do not leave this module.
 
 use std::collections::HashMap;
 
@@ -22,8 +25,13 @@ use aws_sdk_ec2::types::{Filter, ImageState, InstanceStateName, VolumeState};
 
 use crate::model::{Arn, ResourceType, Tags};
 
+mod autoscaling;
+mod cloudformation;
 mod dynamodb;
 mod ec2;
+mod ecs;
+mod eks;
+mod elbv2;
 mod lambda;
 mod logs;
 mod s3;
@@ -136,6 +144,16 @@ pub async fn inspect(sdk: &SdkConfig, arn: &Arn) -> Result<Inspection, DeleteErr
         DynamodbTable => dynamodb::inspect(sdk, arn).await,
         LambdaFunction => lambda::inspect(sdk, arn).await,
         LogsLogGroup => logs::inspect(sdk, arn).await,
+        AutoscalingGroup => autoscaling::inspect_group(sdk, arn).await,
+        AutoscalingLaunchConfiguration => autoscaling::inspect_launch_configuration(sdk, arn).await,
+        ElbLoadBalancer => elbv2::inspect_load_balancer(sdk, arn).await,
+        ElbTargetGroup => elbv2::inspect_target_group(sdk, arn).await,
+        EcsCluster => ecs::inspect_cluster(sdk, arn).await,
+        EcsService => ecs::inspect_service(sdk, arn).await,
+        EcsTaskDefinition => ecs::inspect_task_definition(sdk, arn).await,
+        EksCluster => eks::inspect_cluster(sdk, arn).await,
+        EksNodegroup => eks::inspect_nodegroup(sdk, arn).await,
+        CloudformationStack => cloudformation::inspect_stack(sdk, arn).await,
     }
 }
 
@@ -189,6 +207,16 @@ pub async fn delete_watched<B: Batches>(
         DynamodbTable => dynamodb::delete(sdk, arn).await,
         LambdaFunction => lambda::delete(sdk, arn).await,
         LogsLogGroup => logs::delete(sdk, arn).await,
+        AutoscalingGroup => autoscaling::delete_group(sdk, arn).await,
+        AutoscalingLaunchConfiguration => autoscaling::delete_launch_configuration(sdk, arn).await,
+        ElbLoadBalancer => elbv2::delete_load_balancer(sdk, arn).await,
+        ElbTargetGroup => elbv2::delete_target_group(sdk, arn).await,
+        EcsCluster => ecs::delete_cluster(sdk, arn).await,
+        EcsService => ecs::delete_service(sdk, arn).await,
+        EcsTaskDefinition => ecs::delete_task_definition(sdk, arn).await,
+        EksCluster => eks::delete_cluster(sdk, arn).await,
+        EksNodegroup => eks::delete_nodegroup(sdk, arn).await,
+        CloudformationStack => cloudformation::delete_stack(sdk, arn).await,
     }
 }
 
@@ -224,6 +252,16 @@ pub fn iam_actions(t: ResourceType) -> &'static [&'static str] {
         DynamodbTable => dynamodb::ACTIONS,
         LambdaFunction => lambda::ACTIONS,
         LogsLogGroup => logs::ACTIONS,
+        AutoscalingGroup => autoscaling::GROUP_ACTIONS,
+        AutoscalingLaunchConfiguration => autoscaling::LAUNCH_CONFIGURATION_ACTIONS,
+        ElbLoadBalancer => elbv2::LOAD_BALANCER_ACTIONS,
+        ElbTargetGroup => elbv2::TARGET_GROUP_ACTIONS,
+        EcsCluster => ecs::CLUSTER_ACTIONS,
+        EcsService => ecs::SERVICE_ACTIONS,
+        EcsTaskDefinition => ecs::TASK_DEFINITION_ACTIONS,
+        EksCluster => eks::CLUSTER_ACTIONS,
+        EksNodegroup => eks::NODEGROUP_ACTIONS,
+        CloudformationStack => cloudformation::ACTIONS,
     }
 }
 
@@ -267,6 +305,21 @@ pub fn iam_tag_conditioned(t: ResourceType) -> &'static [&'static str] {
         DynamodbTable => &["dynamodb:DeleteTable"],
         LambdaFunction => &["lambda:DeleteFunction"],
         LogsLogGroup => &["logs:DeleteLogGroup"],
+        AutoscalingGroup => &["autoscaling:DeleteAutoScalingGroup"],
+        // A launch configuration carries no tags: IAM has none to condition on.
+        AutoscalingLaunchConfiguration => &[],
+        ElbLoadBalancer => &["elasticloadbalancing:DeleteLoadBalancer"],
+        ElbTargetGroup => &["elasticloadbalancing:DeleteTargetGroup"],
+        EcsCluster => &["ecs:DeleteCluster"],
+        EcsService => &["ecs:DeleteService"],
+        // DeregisterTaskDefinition supports no resource-level permissions (Resource "*"), so
+        // no condition on the revision's tags.
+        EcsTaskDefinition => &[],
+        EksCluster => &["eks:DeleteCluster"],
+        EksNodegroup => &["eks:DeleteNodegroup"],
+        // The stack's own tags; the member deletions CloudFormation makes on our behalf are
+        // authorized (and conditioned) per member.
+        CloudformationStack => &["cloudformation:DeleteStack"],
     }
 }
 
@@ -462,6 +515,41 @@ mod tests {
                 LogsLogGroup,
                 "arn:aws:logs:us-east-1:123456789012:log-group:/aws/x",
             ),
+            (
+                AutoscalingGroup,
+                "arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:\
+                 0f2a7c1e-1111-2222-3333-444455556666:autoScalingGroupName/asg-1",
+            ),
+            (
+                AutoscalingLaunchConfiguration,
+                "arn:aws:autoscaling:us-east-1:123456789012:launchConfiguration:\
+                 0f2a7c1e-1111-2222-3333-444455556666:launchConfigurationName/lc-1",
+            ),
+            (
+                ElbLoadBalancer,
+                "arn:aws:elasticloadbalancing:us-east-1:123456789012:\
+                 loadbalancer/app/web/50dc6c495c0c9188",
+            ),
+            (
+                ElbTargetGroup,
+                "arn:aws:elasticloadbalancing:us-east-1:123456789012:\
+                 targetgroup/web/73e2d6bc24d8a067",
+            ),
+            (EcsCluster, "arn:aws:ecs:us-east-1:123456789012:cluster/c"),
+            (EcsService, "arn:aws:ecs:us-east-1:123456789012:service/c/s"),
+            (
+                EcsTaskDefinition,
+                "arn:aws:ecs:us-east-1:123456789012:task-definition/web:3",
+            ),
+            (EksCluster, "arn:aws:eks:us-east-1:123456789012:cluster/k"),
+            (
+                EksNodegroup,
+                "arn:aws:eks:us-east-1:123456789012:nodegroup/k/ng/0ac5e6f0-1111-2222",
+            ),
+            (
+                CloudformationStack,
+                "arn:aws:cloudformation:us-east-1:123456789012:stack/st/0f2a7c1e-1111",
+            ),
         ]
         .into_iter()
         .map(|(t, a)| (t, Arn::parse(a).expect("valid")))
@@ -528,10 +616,18 @@ mod tests {
         }
     }
 
+    /// The types none of whose deletes AWS authorizes on the resource's tags (see
+    /// [`iam_tag_conditioned`]).
+    const UNCONDITIONED: [ResourceType; 3] = [
+        ResourceType::S3Bucket,
+        ResourceType::AutoscalingLaunchConfiguration,
+        ResourceType::EcsTaskDefinition,
+    ];
+
     /// The tag-conditioned actions are deleting actions of the type's own row; every deleting
-    /// action of a row is conditioned except S3's (see [`iam_tag_conditioned`]).
+    /// action of a row is conditioned except those of [`UNCONDITIONED`] types.
     #[test]
-    fn tag_conditioned_actions_are_the_rows_deletes_except_s3s() {
+    fn tag_conditioned_actions_are_the_rows_deletes_but_a_few() {
         for t in ResourceType::VARIANTS {
             let row = iam_actions(*t);
             let deletes: Vec<&str> = row
@@ -558,7 +654,7 @@ mod tests {
                 conditioned.iter().all(|a| deletes.contains(a)),
                 "{t}: {conditioned:?} not among its deletes {deletes:?}"
             );
-            if *t == ResourceType::S3Bucket {
+            if UNCONDITIONED.contains(t) {
                 assert!(conditioned.is_empty(), "{t}");
             } else {
                 assert_eq!(conditioned, deletes, "{t}");
@@ -587,6 +683,28 @@ mod tests {
             dynamodb::table_name(&stream),
             Err(DeleteError::Unsupported(_))
         ));
+        let classic = arn("arn:aws:elasticloadbalancing:us-east-1:1:loadbalancer/web");
+        assert!(matches!(
+            elbv2::check_v2(&classic),
+            Err(DeleteError::Unsupported(_))
+        ));
+        let nlb = arn("arn:aws:elasticloadbalancing:us-east-1:1:loadbalancer/net/n/1f");
+        assert!(elbv2::check_v2(&nlb).is_ok());
+        let service = arn("arn:aws:ecs:us-east-1:1:service/c1/s1");
+        assert_eq!(ecs::service_names(&service).ok(), Some(("c1", "s1")));
+        let short = arn("arn:aws:ecs:us-east-1:1:service/s1");
+        assert!(matches!(
+            ecs::service_names(&short),
+            Err(DeleteError::Unsupported(_))
+        ));
+        let ng = arn("arn:aws:eks:us-east-1:1:nodegroup/k1/ng1/0ac5");
+        assert_eq!(eks::nodegroup_names(&ng).ok(), Some(("k1", "ng1")));
+        let k = arn("arn:aws:eks:us-east-1:1:cluster/k1");
+        assert_eq!(eks::cluster_name(&k).ok(), Some("k1"));
+        let stack = arn("arn:aws:cloudformation:us-east-1:1:stack/st/0f2a");
+        assert!(cloudformation::check_stack(&stack).is_ok());
+        let stackset = arn("arn:aws:cloudformation:us-east-1:1:stackset/ss:0f2a");
+        assert!(cloudformation::check_stack(&stackset).is_err());
         let vol = arn("arn:aws-cn:ec2:cn-north-1:1:volume/vol-1");
         assert_eq!(
             sibling(&vol, "ec2", "instance/i-1").as_str(),

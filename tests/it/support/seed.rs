@@ -16,6 +16,9 @@
 //! - Elastic IPs, key pairs, launch templates, VPC endpoints, egress-only internet gateways,
 //!   network ACLs and DHCP option sets are never listed, tagged or not; VPCs, subnets, route
 //!   tables, internet gateways, NAT gateways (`natgateway/nat-…`) and peering connections are.
+//! - Auto Scaling groups and EKS clusters and node groups are never listed either; load
+//!   balancers, target groups, ECS clusters, services and task definitions and CloudFormation
+//!   stacks are.
 //! - `AssumeRole` into any 12-digit account works without the role existing; everything created
 //!   with the returned credentials lands in that account.
 
@@ -33,7 +36,7 @@ use crate::support::moto::{DEFAULT_ACCOUNT, Moto};
 /// The second account of the two-account test ground.
 const AUDIT_ACCOUNT: &str = "210987654321";
 /// Types moto 5.2.5's `GetResources` never lists (AWS does); the seeder gives AWS's ARN form.
-pub(crate) const UNLISTED: [&str; 7] = [
+pub(crate) const UNLISTED: [&str; 11] = [
     "ec2:elastic-ip",
     "ec2:key-pair",
     "ec2:launch-template",
@@ -41,6 +44,11 @@ pub(crate) const UNLISTED: [&str; 7] = [
     "ec2:egress-only-internet-gateway",
     "ec2:network-acl",
     "ec2:dhcp-options",
+    "autoscaling:autoScalingGroup",
+    // Never tagged at all: AWS keeps no tags on a launch configuration.
+    "autoscaling:launchConfiguration",
+    "eks:cluster",
+    "eks:nodegroup",
 ];
 const US: &str = "us-east-1";
 const EU: &str = "eu-west-1";
