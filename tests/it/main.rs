@@ -8,6 +8,7 @@ mod aws;
 mod cli;
 mod cost;
 mod deleters;
+mod deleters_compute;
 mod deploy;
 mod discovery;
 mod docs;
