@@ -2,10 +2,11 @@
 //! to find what the Resource Groups Tagging API never lists — resources that were never
 //! tagged.
 //!
-//! What a list call says of a resource's tags is kept (EC2's describe calls and Secrets
-//! Manager's ListSecrets and RDS's describe calls but DescribeDBSubnetGroups return them);
-//! where it says nothing (S3, SQS, SNS, DynamoDB, Lambda,
-//! CloudWatch Logs, ECR, KMS, IAM, ElastiCache) a resource the
+//! What a list call says of a resource's tags is kept (EC2's describe calls, Secrets Manager's
+//! ListSecrets, RDS's describe calls but DescribeDBSubnetGroups, Auto Scaling groups, EKS node
+//! groups and CloudFormation stacks return them); where it says nothing (S3, SQS, SNS,
+//! DynamoDB, Lambda, CloudWatch Logs, ECR, KMS, IAM, ElastiCache, load balancers and target
+//! groups, ECS, EKS clusters) a resource the
 //! tagging walk did not return is taken to have none. The reaper reads its tags again before
 //! any delete, so a resource the tagging API was merely slow to list is never deleted as
 //! untagged.
@@ -25,8 +26,13 @@ use super::{BoxError, RateLimiter, pages};
 use crate::metrics::Metrics;
 use crate::model::{Arn, ResourceType, Tags};
 
+mod autoscaling;
+mod cloudformation;
 mod ecr;
+mod ecs;
+mod eks;
 mod elasticache;
+mod elbv2;
 mod iam;
 mod kms;
 mod rds;
@@ -176,6 +182,11 @@ pub async fn sweep(
     let rds = aws_sdk_rds::Client::new(conf);
     let iam = aws_sdk_iam::Client::new(conf);
     let elasticache = aws_sdk_elasticache::Client::new(conf);
+    let autoscaling = aws_sdk_autoscaling::Client::new(conf);
+    let elbv2 = aws_sdk_elasticloadbalancingv2::Client::new(conf);
+    let ecs = aws_sdk_ecs::Client::new(conf);
+    let eks = aws_sdk_eks::Client::new(conf);
+    let cloudformation = aws_sdk_cloudformation::Client::new(conf);
     let clients = Clients {
         ec2: &ec2,
         s3: &s3,
@@ -190,6 +201,11 @@ pub async fn sweep(
         rds: &rds,
         iam: &iam,
         elasticache: &elasticache,
+        autoscaling: &autoscaling,
+        elbv2: &elbv2,
+        ecs: &ecs,
+        eks: &eks,
+        cloudformation: &cloudformation,
     };
     let service = |service: &'static str| {
         let (ctx, clients, types) = (&ctx, &clients, of(service));
@@ -207,7 +223,7 @@ pub async fn sweep(
             out
         }
     };
-    let (a, b, c, d, e, f, g, h, i, j, k, l, m) = tokio::join!(
+    let (a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p, q, r) = tokio::join!(
         service("ec2"),
         service("s3"),
         service("sqs"),
@@ -221,8 +237,13 @@ pub async fn sweep(
         service("rds"),
         service("iam"),
         service("elasticache"),
+        service("autoscaling"),
+        service("elasticloadbalancing"),
+        service("ecs"),
+        service("eks"),
+        service("cloudformation"),
     );
-    let mut all: Vec<TypeSweep> = [a, b, c, d, e, f, g, h, i, j, k, l, m]
+    let mut all: Vec<TypeSweep> = [a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p, q, r]
         .into_iter()
         .flatten()
         .collect();
@@ -244,6 +265,11 @@ struct Clients<'a> {
     rds: &'a aws_sdk_rds::Client,
     iam: &'a aws_sdk_iam::Client,
     elasticache: &'a aws_sdk_elasticache::Client,
+    autoscaling: &'a aws_sdk_autoscaling::Client,
+    elbv2: &'a aws_sdk_elasticloadbalancingv2::Client,
+    ecs: &'a aws_sdk_ecs::Client,
+    eks: &'a aws_sdk_eks::Client,
+    cloudformation: &'a aws_sdk_cloudformation::Client,
 }
 
 /// How each type is listed. Exhaustive: a new deletable type must say how it is swept.
@@ -297,6 +323,18 @@ async fn list(
             elasticache::replication_groups(ctx, c.elasticache, limiter).await
         }
         ElasticacheSubnetGroup => elasticache::subnet_groups(ctx, c.elasticache, limiter).await,
+        AutoscalingGroup => autoscaling::groups(ctx, c.autoscaling, limiter).await,
+        AutoscalingLaunchConfiguration => {
+            autoscaling::launch_configurations(ctx, c.autoscaling, limiter).await
+        }
+        ElbLoadBalancer => elbv2::load_balancers(ctx, c.elbv2, limiter).await,
+        ElbTargetGroup => elbv2::target_groups(ctx, c.elbv2, limiter).await,
+        EcsCluster => ecs::clusters(ctx, c.ecs, limiter).await,
+        EcsService => ecs::services(ctx, c.ecs, limiter).await,
+        EcsTaskDefinition => ecs::task_definitions(ctx, c.ecs, limiter).await,
+        EksCluster => eks::clusters(ctx, c.eks, limiter).await,
+        EksNodegroup => eks::nodegroups(ctx, c.eks, limiter).await,
+        CloudformationStack => cloudformation::stacks(ctx, c.cloudformation, limiter).await,
     }
 }
 
@@ -347,6 +385,22 @@ pub fn actions(t: ResourceType) -> &'static [&'static str] {
         ElasticacheCluster => &["elasticache:DescribeCacheClusters"],
         ElasticacheReplicationGroup => &["elasticache:DescribeReplicationGroups"],
         ElasticacheSubnetGroup => &["elasticache:DescribeCacheSubnetGroups"],
+        AutoscalingGroup => &["autoscaling:DescribeAutoScalingGroups"],
+        AutoscalingLaunchConfiguration => &["autoscaling:DescribeLaunchConfigurations"],
+        ElbLoadBalancer => &["elasticloadbalancing:DescribeLoadBalancers"],
+        ElbTargetGroup => &["elasticloadbalancing:DescribeTargetGroups"],
+        EcsCluster => &["ecs:ListClusters"],
+        // Each cluster's services.
+        EcsService => &["ecs:ListClusters", "ecs:ListServices"],
+        EcsTaskDefinition => &["ecs:ListTaskDefinitions"],
+        EksCluster => &["eks:ListClusters"],
+        // Each cluster's node groups, described for their ARN.
+        EksNodegroup => &[
+            "eks:DescribeNodegroup",
+            "eks:ListClusters",
+            "eks:ListNodegroups",
+        ],
+        CloudformationStack => &["cloudformation:DescribeStacks"],
     }
 }
 

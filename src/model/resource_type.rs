@@ -109,6 +109,29 @@ pub enum ResourceType {
     /// A cache subnet group.
     #[strum(serialize = "elasticache:subnetgroup")]
     ElasticacheSubnetGroup,
+    /// Spelt as AWS spells it in ARNs (`autoScalingGroup:UUID:autoScalingGroupName/NAME`).
+    #[strum(serialize = "autoscaling:autoScalingGroup")]
+    AutoscalingGroup,
+    #[strum(serialize = "autoscaling:launchConfiguration")]
+    AutoscalingLaunchConfiguration,
+    /// An application, network or gateway load balancer (`loadbalancer/app/NAME/ID`); a
+    /// classic one (`loadbalancer/NAME`) shares the type name but has no deleter.
+    #[strum(serialize = "elasticloadbalancing:loadbalancer")]
+    ElbLoadBalancer,
+    #[strum(serialize = "elasticloadbalancing:targetgroup")]
+    ElbTargetGroup,
+    #[strum(serialize = "ecs:cluster")]
+    EcsCluster,
+    #[strum(serialize = "ecs:service")]
+    EcsService,
+    #[strum(serialize = "ecs:task-definition")]
+    EcsTaskDefinition,
+    #[strum(serialize = "eks:cluster")]
+    EksCluster,
+    #[strum(serialize = "eks:nodegroup")]
+    EksNodegroup,
+    #[strum(serialize = "cloudformation:stack")]
+    CloudformationStack,
 }
 
 impl ResourceType {

@@ -39,7 +39,7 @@ const EU: &str = "eu-west-1";
 
 /// The daemon's own client builder over `moto`; every account through
 /// `assume_role_arn_template` (moto's default account assumes a role in itself).
-fn clients(moto: &Moto) -> AwsClients {
+pub(crate) fn clients(moto: &Moto) -> AwsClients {
     let aws = format!(
         r#"regions = ["{US}", "{EU}"]
 endpoint_url = "{endpoint}"
@@ -62,7 +62,7 @@ id = "{OTHER_ACCOUNT}"
     )
 }
 
-async fn sdk(clients: &AwsClients, account: &str, region: &str) -> SdkConfig {
+pub(crate) async fn sdk(clients: &AwsClients, account: &str, region: &str) -> SdkConfig {
     clients
         .config_for(account, region)
         .await
@@ -213,16 +213,12 @@ async fn every_type_is_deleted_once_then_already_gone_and_its_twin_survives() {
     {
         let doomed = only(&seeded, &format!("doomed {kind}"));
         let survivor = only(&seeded, &format!("survivor {kind}"));
-        failures.extend(
-            check(
-                &sdk,
-                doomed,
-                &as_tags(&tags("doomed")),
-                survivor,
-                &as_tags(&tags("survivor")),
-            )
-            .await,
-        );
+        // AWS keeps no tags on a launch configuration (the seeder makes it untagged).
+        let tags = |lease: &str| match kind {
+            ResourceType::AutoscalingLaunchConfiguration => Tags::default(),
+            _ => as_tags(&tags(lease)),
+        };
+        failures.extend(check(&sdk, doomed, &tags("doomed"), survivor, &tags("survivor")).await);
     }
     assert!(
         failures.is_empty(),

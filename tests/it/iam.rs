@@ -153,6 +153,23 @@ impl Call {
                 (&Method::GET, [_, "functions"]) => Ok(vec!["lambda:ListFunctions".into()]),
                 _ => unmapped(),
             },
+            // REST: /clusters/NAME[/node-groups|fargate-profiles[/NAME]].
+            "eks" => {
+                let op = match (&self.method, path.as_slice()) {
+                    (&Method::GET, ["clusters"]) => "ListClusters",
+                    (&Method::GET, ["clusters", _]) => "DescribeCluster",
+                    (&Method::DELETE, ["clusters", _]) => "DeleteCluster",
+                    (&Method::GET, ["clusters", _, "node-groups"]) => "ListNodegroups",
+                    (&Method::GET, ["clusters", _, "node-groups", _]) => "DescribeNodegroup",
+                    (&Method::DELETE, ["clusters", _, "node-groups", _]) => "DeleteNodegroup",
+                    (&Method::GET, ["clusters", _, "fargate-profiles"]) => "ListFargateProfiles",
+                    (&Method::GET, ["clusters", _, "fargate-profiles", _]) => {
+                        "DescribeFargateProfile"
+                    }
+                    _ => return unmapped(),
+                };
+                Ok(vec![format!("eks:{op}")])
+            }
             "" => unmapped(),
             service if self.operation != "unknown" => {
                 let prefix = if service == "tagging" { "tag" } else { service };
@@ -305,6 +322,8 @@ async fn every_row_is_exactly_what_its_deleter_calls() {
         "iam:role",
         "iam:instance-profile",
         "iam:policy",
+        // A node group and a Fargate profile, so the cluster's re-read describes both.
+        "eks:cluster",
     ];
     let spec: Vec<Value> = ResourceType::VARIANTS
         .iter()

@@ -15,7 +15,8 @@ Only `key` and `type` are required; `account` defaults to moto's default account
 (ec2:instance only: terminate right after launch) and `count` to 1 (that many identical
 resources, names suffixed). Unknown fields are an error. Options for the reaper's tests, all
 off by default:
-- `in_use` (ec2:volume, ec2:security-group, ec2:network-interface, ec2:elastic-ip): make a
+- `in_use` (ec2:volume, ec2:security-group, ec2:network-interface, ec2:elastic-ip; for
+  elasticloadbalancing:targetgroup and eks:cluster see below): make a
   fresh untagged running instance use it — the volume attached to it, the group its security
   group (plus a fresh untagged unattached network interface in the group), the interface
   attached to it as device 1, the address associated with it. Their ARNs come back in
@@ -35,7 +36,14 @@ ec2:internet-gateway (attached to its VPC), ec2:natgateway (in an untagged subne
 untagged Elastic IP), ec2:vpc-endpoint (gateway endpoint for S3, no route tables),
 ec2:egress-only-internet-gateway, ec2:network-acl (no subnets), ec2:dhcp-options (used by no
 VPC, so no VPC is made) and ec2:vpc-peering-connection (between two untagged VPCs). The VPC
-family is tagged with CreateTags after creation.
+family is tagged with CreateTags after creation. Controllers and their kin, each with what it
+needs untagged around it: autoscaling:autoScalingGroup (empty, from a launch template),
+autoscaling:launchConfiguration (never tagged: AWS keeps no tags on one),
+elasticloadbalancing:loadbalancer (an ALB over two subnets of a fresh VPC),
+elasticloadbalancing:targetgroup (`in_use`: an ALB's listener forwards to it), ecs:cluster,
+ecs:service (desired 0, in a cluster of its own), ecs:task-definition, eks:cluster (`in_use`:
+an untagged node group and Fargate profile in it),
+eks:nodegroup (in a cluster of its own) and cloudformation:stack (one member, an SQS queue).
 
 Prints one JSON document on stdout, one entry per created resource, in spec order:
 
@@ -170,6 +178,16 @@ TYPES = (
     "elasticache:cluster",
     "elasticache:replicationgroup",
     "elasticache:subnetgroup",
+    "autoscaling:autoScalingGroup",
+    "autoscaling:launchConfiguration",
+    "elasticloadbalancing:loadbalancer",
+    "elasticloadbalancing:targetgroup",
+    "ecs:cluster",
+    "ecs:service",
+    "ecs:task-definition",
+    "eks:cluster",
+    "eks:nodegroup",
+    "cloudformation:stack",
 )
 FIELDS = {
     "key", "account", "region", "type", "tags", "terminated", "count",
@@ -185,6 +203,8 @@ IN_USE_TYPES = {
     "iam:role",
     "iam:instance-profile",
     "iam:policy",
+    "ec2:volume", "ec2:security-group", "ec2:network-interface", "ec2:elastic-ip",
+    "elasticloadbalancing:targetgroup", "eks:cluster",
 }
 # Types moto 5.2.5's GetResources never lists (`--verify` skips them).
 UNLISTED = {
@@ -201,6 +221,10 @@ UNLISTED = {
     "iam:instance-profile",
     "iam:policy",
     "iam:oidc-provider",
+    "autoscaling:autoScalingGroup",
+    "autoscaling:launchConfiguration",
+    "eks:cluster",
+    "eks:nodegroup",
 }
 # Created untagged, then tagged in batches (see `Seeder.tag_later`).
 TAG_LATER = {"ec2:volume", "ec2:snapshot"}
@@ -230,7 +254,23 @@ NAME_LIMITS = {
     "elasticache:cluster": 40,
     "elasticache:replicationgroup": 40,
     "elasticache:subnetgroup": 255,
+    "autoscaling:autoScalingGroup": 255,
+    "autoscaling:launchConfiguration": 255,
+    "elasticloadbalancing:loadbalancer": 32,
+    "elasticloadbalancing:targetgroup": 32,
+    "ecs:cluster": 255,
+    "ecs:service": 255,
+    "ecs:task-definition": 255,
+    "eks:cluster": 100,
+    "eks:nodegroup": 63,
+    "cloudformation:stack": 128,
 }
+# A stack's one member: a queue CloudFormation creates (and deletes with the stack).
+STACK_TEMPLATE = json.dumps(
+    {"Resources": {"Member": {"Type": "AWS::SQS::Queue", "Properties": {}}}}
+)
+# moto checks neither role exists: EKS's service and node roles are only names to it.
+EKS_ROLE = "arn:aws:iam::123456789012:role/seed-eks"
 
 
 class SeedError(Exception):
@@ -955,6 +995,169 @@ class Seeder:
         )["VpcPeeringConnection"]["VpcPeeringConnectionId"]
         return self.family(entry, "vpc-peering-connection", peering)
 
+    # --- controllers and their kin --------------------------------------------------------
+
+    def tag_list(self, entry: Entry, key: str = "Key", value: str = "Value") -> list[dict[str, str]]:
+        return [{key: k, value: v} for k, v in entry.tags.items()]
+
+    def two_subnets(self, entry: Entry) -> tuple[str, list[str]]:
+        """A fresh untagged VPC with subnets in zones `a` and `b`."""
+        ec2 = self.ec2(entry)
+        vpc_id = self.home_vpc(entry)
+        subnets = [
+            ec2.create_subnet(
+                VpcId=vpc_id, CidrBlock=f"10.0.{n}.0/24", AvailabilityZone=f"{entry.region}{z}"
+            )["Subnet"]["SubnetId"]
+            for n, z in ((1, "a"), (2, "b"))
+        ]
+        return vpc_id, subnets
+
+    def auto_scaling_group(self, entry: Entry) -> Created:
+        """Empty (desired 0), from an untagged launch template."""
+        name = self.name(entry)
+        template = self.ec2(entry).create_launch_template(
+            LaunchTemplateName=f"{name}-lt",
+            LaunchTemplateData={"ImageId": AMI, "InstanceType": INSTANCE_TYPE},
+        )["LaunchTemplate"]["LaunchTemplateId"]
+        asg = self.clients.client("autoscaling", entry.account, entry.region)
+        asg.create_auto_scaling_group(
+            AutoScalingGroupName=name,
+            LaunchTemplate={"LaunchTemplateId": template, "Version": "$Latest"},
+            MinSize=0,
+            MaxSize=1,
+            DesiredCapacity=0,
+            AvailabilityZones=[f"{entry.region}a"],
+            Tags=[
+                {"ResourceId": name, "ResourceType": "auto-scaling-group", "Key": k,
+                 "Value": v, "PropagateAtLaunch": False}
+                for k, v in entry.tags.items()
+            ],
+        )
+        group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])
+        return Created(group["AutoScalingGroups"][0]["AutoScalingGroupARN"], name)
+
+    def launch_configuration(self, entry: Entry) -> Created:
+        """Untagged whatever the spec says: AWS keeps no tags on a launch configuration."""
+        name = self.name(entry)
+        asg = self.clients.client("autoscaling", entry.account, entry.region)
+        asg.create_launch_configuration(
+            LaunchConfigurationName=name, ImageId=AMI, InstanceType=INSTANCE_TYPE
+        )
+        configs = asg.describe_launch_configurations(LaunchConfigurationNames=[name])
+        return Created(configs["LaunchConfigurations"][0]["LaunchConfigurationARN"], name)
+
+    def load_balancer(self, entry: Entry) -> Created:
+        """An application load balancer over two untagged subnets."""
+        name = self.name(entry)
+        _, subnets = self.two_subnets(entry)
+        elb = self.clients.client("elbv2", entry.account, entry.region)
+        args: dict[str, Any] = {"Name": name, "Subnets": subnets}
+        if entry.tags:
+            args["Tags"] = self.tag_list(entry)
+        lb = elb.create_load_balancer(**args)["LoadBalancers"][0]
+        return Created(lb["LoadBalancerArn"], name)
+
+    def target_group(self, entry: Entry) -> Created:
+        """In an untagged VPC; `in_use`: an untagged load balancer's listener forwards to it."""
+        name = self.name(entry)
+        vpc_id, subnets = self.two_subnets(entry)
+        elb = self.clients.client("elbv2", entry.account, entry.region)
+        args: dict[str, Any] = {"Name": name, "Protocol": "HTTP", "Port": 80, "VpcId": vpc_id}
+        if entry.tags:
+            args["Tags"] = self.tag_list(entry)
+        tg = elb.create_target_group(**args)["TargetGroups"][0]["TargetGroupArn"]
+        used_by = []
+        if entry.in_use:
+            lb = elb.create_load_balancer(Name=f"{name[:26]}-lb", Subnets=subnets)
+            lb_arn = lb["LoadBalancers"][0]["LoadBalancerArn"]
+            elb.create_listener(
+                LoadBalancerArn=lb_arn, Protocol="HTTP", Port=80,
+                DefaultActions=[{"Type": "forward", "TargetGroupArn": tg}],
+            )
+            used_by.append(lb_arn)
+        return Created(tg, name, used_by=used_by)
+
+    def ecs_cluster(self, entry: Entry) -> Created:
+        name = self.name(entry)
+        ecs = self.clients.client("ecs", entry.account, entry.region)
+        args: dict[str, Any] = {"clusterName": name}
+        if entry.tags:
+            args["tags"] = self.tag_list(entry, "key", "value")
+        return Created(ecs.create_cluster(**args)["cluster"]["clusterArn"], name)
+
+    def task_definition(self, entry: Entry, tagged: bool = True) -> Created:
+        name = self.name(entry)
+        ecs = self.clients.client("ecs", entry.account, entry.region)
+        args: dict[str, Any] = {
+            "family": name,
+            "containerDefinitions": [{"name": "app", "image": "busybox", "memory": 128}],
+        }
+        if entry.tags and tagged:
+            args["tags"] = self.tag_list(entry, "key", "value")
+        arn = ecs.register_task_definition(**args)["taskDefinition"]["taskDefinitionArn"]
+        return Created(arn, name)
+
+    def ecs_service(self, entry: Entry) -> Created:
+        """Desired 0, in an untagged cluster, from an untagged task definition."""
+        name = self.name(entry)
+        ecs = self.clients.client("ecs", entry.account, entry.region)
+        cluster = ecs.create_cluster(clusterName=f"{name}-cluster")["cluster"]["clusterArn"]
+        task = self.task_definition(entry, tagged=False).arn
+        args: dict[str, Any] = {
+            "cluster": cluster, "serviceName": name, "taskDefinition": task, "desiredCount": 0,
+        }
+        if entry.tags:
+            args["tags"] = self.tag_list(entry, "key", "value")
+        return Created(ecs.create_service(**args)["service"]["serviceArn"], name)
+
+    def eks_cluster(self, entry: Entry, tagged: bool = True) -> Created:
+        name = self.name(entry)
+        eks = self.clients.client("eks", entry.account, entry.region)
+        _, subnets = self.two_subnets(entry)
+        args: dict[str, Any] = {
+            "name": name, "roleArn": EKS_ROLE, "resourcesVpcConfig": {"subnetIds": subnets},
+        }
+        if entry.tags and tagged:
+            args["tags"] = entry.tags
+        arn = eks.create_cluster(**args)["cluster"]["arn"]
+        used_by = []
+        if entry.in_use and tagged:
+            group = eks.create_nodegroup(
+                clusterName=name, nodegroupName=f"{name}-ng", nodeRole=EKS_ROLE, subnets=subnets
+            )
+            profile = eks.create_fargate_profile(
+                clusterName=name, fargateProfileName=f"{name}-fp", podExecutionRoleArn=EKS_ROLE,
+                subnets=subnets, selectors=[{"namespace": "default"}],
+            )
+            used_by = [
+                group["nodegroup"]["nodegroupArn"],
+                profile["fargateProfile"]["fargateProfileArn"],
+            ]
+        return Created(arn, name, used_by=used_by)
+
+    def nodegroup(self, entry: Entry) -> Created:
+        """In an untagged cluster of its own."""
+        name = self.name(entry)
+        cluster = self.eks_cluster(entry, tagged=False).id
+        eks = self.clients.client("eks", entry.account, entry.region)
+        subnets = eks.describe_cluster(name=cluster)["cluster"]["resourcesVpcConfig"]["subnetIds"]
+        args: dict[str, Any] = {
+            "clusterName": cluster, "nodegroupName": name, "nodeRole": EKS_ROLE,
+            "subnets": subnets,
+        }
+        if entry.tags:
+            args["tags"] = entry.tags
+        return Created(eks.create_nodegroup(**args)["nodegroup"]["nodegroupArn"], name)
+
+    def stack(self, entry: Entry) -> Created:
+        """One member, an SQS queue."""
+        name = self.name(entry)
+        cfn = self.clients.client("cloudformation", entry.account, entry.region)
+        args: dict[str, Any] = {"StackName": name, "TemplateBody": STACK_TEMPLATE}
+        if entry.tags:
+            args["Tags"] = self.tag_list(entry)
+        return Created(cfn.create_stack(**args)["StackId"], name)
+
     # --- orchestration -------------------------------------------------------------------
 
     def prepare(self, entries: list[Entry]) -> None:
@@ -1068,6 +1271,16 @@ class Seeder:
             "elasticache:cluster": self.cache_cluster,
             "elasticache:replicationgroup": self.replication_group,
             "elasticache:subnetgroup": self.cache_subnet_group,
+            "autoscaling:autoScalingGroup": self.auto_scaling_group,
+            "autoscaling:launchConfiguration": self.launch_configuration,
+            "elasticloadbalancing:loadbalancer": self.load_balancer,
+            "elasticloadbalancing:targetgroup": self.target_group,
+            "ecs:cluster": self.ecs_cluster,
+            "ecs:service": self.ecs_service,
+            "ecs:task-definition": self.task_definition,
+            "eks:cluster": self.eks_cluster,
+            "eks:nodegroup": self.nodegroup,
+            "cloudformation:stack": self.stack,
         }[entry.kind]
         return [single(make, slot) for slot in range(entry.count)]
 

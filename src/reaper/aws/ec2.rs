@@ -642,7 +642,7 @@ pub(super) const KINDS: &[Kind] = &[
     Kind {
         ty: ResourceType::Ec2Instance,
         example: "arn:aws:ec2:us-east-1:123456789012:instance/i-0abc",
-        rank: 0,
+        rank: 3,
         inspect: |sdk, arn| {
             Box::pin(async move { inspect_instance(&client(sdk), arn.resource_id()).await })
         },
@@ -668,7 +668,7 @@ pub(super) const KINDS: &[Kind] = &[
     Kind {
         ty: ResourceType::Ec2Snapshot,
         example: "arn:aws:ec2:us-east-1:123456789012:snapshot/snap-1",
-        rank: 4,
+        rank: 7,
         inspect: |sdk, arn| {
             Box::pin(async move { inspect_snapshot(&client(sdk), arn, arn.resource_id()).await })
         },
@@ -681,7 +681,7 @@ pub(super) const KINDS: &[Kind] = &[
     Kind {
         ty: ResourceType::Ec2Image,
         example: "arn:aws:ec2:us-east-1:123456789012:image/ami-1",
-        rank: 1,
+        rank: 4,
         inspect: |sdk, arn| {
             Box::pin(async move { inspect_image(&client(sdk), arn.resource_id()).await })
         },
@@ -694,7 +694,7 @@ pub(super) const KINDS: &[Kind] = &[
     Kind {
         ty: ResourceType::Ec2SecurityGroup,
         example: "arn:aws:ec2:us-east-1:123456789012:security-group/sg-1",
-        rank: 4,
+        rank: 7,
         inspect: |sdk, arn| {
             Box::pin(
                 async move { inspect_security_group(&client(sdk), arn, arn.resource_id()).await },
@@ -709,7 +709,7 @@ pub(super) const KINDS: &[Kind] = &[
     Kind {
         ty: ResourceType::Ec2NetworkInterface,
         example: "arn:aws:ec2:us-east-1:123456789012:network-interface/eni-1",
-        rank: 1,
+        rank: 4,
         inspect: |sdk, arn| {
             Box::pin(async move {
                 inspect_network_interface(&client(sdk), arn, arn.resource_id()).await
@@ -724,7 +724,7 @@ pub(super) const KINDS: &[Kind] = &[
     Kind {
         ty: ResourceType::Ec2ElasticIp,
         example: "arn:aws:ec2:us-east-1:123456789012:elastic-ip/eipalloc-1",
-        rank: 2,
+        rank: 5,
         inspect: |sdk, arn| {
             Box::pin(async move { inspect_address(&client(sdk), arn, arn.resource_id()).await })
         },

@@ -235,7 +235,7 @@ pub(super) const KINDS: &[Kind] = &[
     Kind {
         ty: ResourceType::ElasticacheCluster,
         example: "arn:aws:elasticache:us-east-1:123456789012:cluster:c-1",
-        rank: 1,
+        rank: 4,
         inspect: |sdk, arn| Box::pin(inspect_cluster(sdk, arn)),
         delete: |sdk, arn, _| Box::pin(delete_cluster(sdk, arn)),
         actions: CLUSTER_ACTIONS,
@@ -244,7 +244,7 @@ pub(super) const KINDS: &[Kind] = &[
     Kind {
         ty: ResourceType::ElasticacheReplicationGroup,
         example: "arn:aws:elasticache:us-east-1:123456789012:replicationgroup:rg-1",
-        rank: 0,
+        rank: 3,
         inspect: |sdk, arn| Box::pin(inspect_replication_group(sdk, arn)),
         delete: |sdk, arn, _| Box::pin(delete_replication_group(sdk, arn)),
         actions: REPLICATION_GROUP_ACTIONS,
@@ -253,7 +253,7 @@ pub(super) const KINDS: &[Kind] = &[
     Kind {
         ty: ResourceType::ElasticacheSubnetGroup,
         example: "arn:aws:elasticache:us-east-1:123456789012:subnetgroup:g-1",
-        rank: 2,
+        rank: 5,
         inspect: |sdk, arn| Box::pin(inspect_subnet_group(sdk, arn)),
         delete: |sdk, arn, _| Box::pin(delete_subnet_group(sdk, arn)),
         actions: SUBNET_GROUP_ACTIONS,

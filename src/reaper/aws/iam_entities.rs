@@ -387,7 +387,7 @@ pub(super) const KINDS: &[Kind] = &[
     Kind {
         ty: ResourceType::IamRole,
         example: "arn:aws:iam::123456789012:role/ci/deploy-role",
-        rank: 2,
+        rank: 5,
         inspect: |sdk, arn| Box::pin(inspect_role(sdk, arn)),
         delete: |sdk, arn, _| Box::pin(delete_role(sdk, arn)),
         actions: ROLE_ACTIONS,
@@ -404,7 +404,7 @@ pub(super) const KINDS: &[Kind] = &[
     Kind {
         ty: ResourceType::IamInstanceProfile,
         example: "arn:aws:iam::123456789012:instance-profile/web-profile",
-        rank: 1,
+        rank: 4,
         inspect: |sdk, arn| Box::pin(inspect_instance_profile(sdk, arn)),
         delete: |sdk, arn, _| Box::pin(delete_instance_profile(sdk, arn)),
         actions: INSTANCE_PROFILE_ACTIONS,

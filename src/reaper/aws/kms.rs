@@ -113,7 +113,7 @@ pub(super) async fn delete_key(sdk: &SdkConfig, arn: &Arn) -> Result<Deleted, De
 pub(super) const KINDS: &[Kind] = &[Kind {
     ty: ResourceType::KmsKey,
     example: "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
-    rank: 4,
+    rank: 7,
     inspect: |sdk, arn| Box::pin(inspect_key(sdk, arn)),
     delete: |sdk, arn, _| Box::pin(delete_key(sdk, arn)),
     actions: KEY_ACTIONS,

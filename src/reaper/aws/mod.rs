@@ -18,6 +18,9 @@
 //! deletes on its own (default VPC and subnets, main route tables, default network ACLs,
 //! AWS-managed KMS keys, service-linked and Identity Center roles, AWS managed policies,
 //! automated RDS snapshots) is refused, [`DeleteError::Refused`], by inspect and delete alike.
+//! Controllers are deleted with what they control, by AWS, as their own deletion: an Auto
+//! Scaling group's instances, an EKS node group's Auto Scaling group, an ECS service's tasks, a
+//! CloudFormation stack's members (the only deleter that waits, for the stack's final status).
 //! No call retries beyond the SDK's retry policy. SDK types do not leave this module.
 
 use std::collections::HashMap;
@@ -31,10 +34,15 @@ use aws_sdk_ec2::types::{Filter, ImageState, InstanceStateName, VolumeState};
 
 use crate::model::{Arn, ResourceType, Tags};
 
+mod autoscaling;
+mod cloudformation;
 mod dynamodb;
 mod ec2;
 mod ecr;
+mod ecs;
+mod eks;
 mod elasticache;
+mod elbv2;
 mod iam_entities;
 mod kms;
 mod lambda;
@@ -154,12 +162,15 @@ pub struct Kind {
 }
 
 /// The rank of the types that depend on nothing else ephemera deletes. The order around it:
-/// instances and functions (0); AMIs, interfaces, NAT gateways, endpoints and peerings (1);
-/// Elastic IPs, after the NAT gateway or interface they are associated with (2); the rest (3);
-/// snapshots, security groups, subnets and route tables (4); network ACLs, which their
-/// subnets' deletion frees, and gateways, after what routes through them (5); VPCs (6); the
-/// DHCP option sets they use (7).
-pub const REST: u8 = 3;
+/// controllers first, outermost first — stacks (0), node groups and ECS services (1), Auto
+/// Scaling groups (2); then instances, functions, DB instances, replication groups, load
+/// balancers and EKS clusters (3); AMIs, interfaces, NAT gateways, endpoints, peerings, DB
+/// clusters, cache clusters and instance profiles (4); Elastic IPs, after the NAT gateway or
+/// interface they are associated with, subnet groups and roles (5); the rest (6); snapshots,
+/// security groups, subnets, route tables and KMS keys (7); network ACLs, which their subnets'
+/// deletion frees, and gateways, after what routes through them (8); VPCs (9); the DHCP
+/// option sets they use (10).
+pub const REST: u8 = 6;
 
 /// Every service's types.
 const SERVICES: &[&[Kind]] = &[
@@ -177,6 +188,11 @@ const SERVICES: &[&[Kind]] = &[
     rds::KINDS,
     iam_entities::KINDS,
     elasticache::KINDS,
+    autoscaling::KINDS,
+    elbv2::KINDS,
+    ecs::KINDS,
+    eks::KINDS,
+    cloudformation::KINDS,
 ];
 
 /// Every deletable type's entry.
@@ -387,6 +403,29 @@ mod tests {
             (Ec2EgressOnlyInternetGateway, Ec2Vpc),
             (Ec2SecurityGroup, Ec2Vpc),
             (Ec2Vpc, Ec2DhcpOptions),
+            (CloudformationStack, AutoscalingGroup),
+            (CloudformationStack, EksNodegroup),
+            (EksNodegroup, AutoscalingGroup),
+            (EksNodegroup, EksCluster),
+            (EcsService, EcsCluster),
+            (EcsService, EcsTaskDefinition),
+            (AutoscalingGroup, Ec2Instance),
+            (AutoscalingGroup, AutoscalingLaunchConfiguration),
+            (AutoscalingGroup, Ec2LaunchTemplate),
+            (ElbLoadBalancer, ElbTargetGroup),
+            (ElbLoadBalancer, Ec2SecurityGroup),
+            (EksCluster, Ec2Subnet),
+            (RdsDb, RdsCluster),
+            (RdsCluster, RdsSubnetGroup),
+            (RdsSubnetGroup, Ec2Subnet),
+            (ElasticacheReplicationGroup, ElasticacheCluster),
+            (ElasticacheCluster, ElasticacheSubnetGroup),
+            (Ec2Instance, IamInstanceProfile),
+            (IamInstanceProfile, IamRole),
+            (LambdaFunction, IamRole),
+            (IamRole, IamPolicy),
+            (SecretsmanagerSecret, KmsKey),
+            (RdsDb, KmsKey),
         ] {
             assert!(rank(first) < rank(then), "{first} before {then}");
         }
@@ -434,10 +473,18 @@ mod tests {
         }
     }
 
+    /// The types none of whose deletes AWS authorizes on the resource's tags (see
+    /// [`Kind::tag_conditioned`]).
+    const UNCONDITIONED: [ResourceType; 3] = [
+        ResourceType::S3Bucket,
+        ResourceType::AutoscalingLaunchConfiguration,
+        ResourceType::EcsTaskDefinition,
+    ];
+
     /// The tag-conditioned actions are deleting actions of the type's own row; every deleting
-    /// action of a row is conditioned except S3's (see [`iam_tag_conditioned`]).
+    /// action of a row is conditioned except those of [`UNCONDITIONED`] types.
     #[test]
-    fn tag_conditioned_actions_are_the_rows_deletes_except_s3s() {
+    fn tag_conditioned_actions_are_the_rows_deletes_but_a_few() {
         for t in ResourceType::VARIANTS {
             let row = iam_actions(*t);
             let deletes: Vec<&str> = row
@@ -466,7 +513,7 @@ mod tests {
                 conditioned.iter().all(|a| deletes.contains(a)),
                 "{t}: {conditioned:?} not among its deletes {deletes:?}"
             );
-            if *t == ResourceType::S3Bucket {
+            if UNCONDITIONED.contains(t) {
                 assert!(conditioned.is_empty(), "{t}");
             } else {
                 // Authorized on the instance profile only, whatever row it is in.
@@ -526,5 +573,27 @@ mod tests {
             sibling(&vol, "ec2", "instance/i-1").as_str(),
             "arn:aws-cn:ec2:cn-north-1:1:instance/i-1"
         );
+        let classic = arn("arn:aws:elasticloadbalancing:us-east-1:1:loadbalancer/web");
+        assert!(matches!(
+            elbv2::check_v2(&classic),
+            Err(DeleteError::Unsupported(_))
+        ));
+        let nlb = arn("arn:aws:elasticloadbalancing:us-east-1:1:loadbalancer/net/n/1f");
+        assert!(elbv2::check_v2(&nlb).is_ok());
+        let service = arn("arn:aws:ecs:us-east-1:1:service/c1/s1");
+        assert_eq!(ecs::service_names(&service).ok(), Some(("c1", "s1")));
+        let short = arn("arn:aws:ecs:us-east-1:1:service/s1");
+        assert!(matches!(
+            ecs::service_names(&short),
+            Err(DeleteError::Unsupported(_))
+        ));
+        let ng = arn("arn:aws:eks:us-east-1:1:nodegroup/k1/ng1/0ac5");
+        assert_eq!(eks::nodegroup_names(&ng).ok(), Some(("k1", "ng1")));
+        let k = arn("arn:aws:eks:us-east-1:1:cluster/k1");
+        assert_eq!(eks::cluster_name(&k).ok(), Some("k1"));
+        let stack = arn("arn:aws:cloudformation:us-east-1:1:stack/st/0f2a");
+        assert!(cloudformation::check_stack(&stack).is_ok());
+        let stackset = arn("arn:aws:cloudformation:us-east-1:1:stackset/ss:0f2a");
+        assert!(cloudformation::check_stack(&stackset).is_err());
     }
 }

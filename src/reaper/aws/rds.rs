@@ -300,7 +300,7 @@ pub(super) const KINDS: &[Kind] = &[
     Kind {
         ty: ResourceType::RdsDb,
         example: "arn:aws:rds:us-east-1:123456789012:db:db-1",
-        rank: 0,
+        rank: 3,
         inspect: |sdk, arn| Box::pin(inspect_db(sdk, arn)),
         delete: |sdk, arn, _| Box::pin(delete_db(sdk, arn)),
         actions: DB_ACTIONS,
@@ -309,7 +309,7 @@ pub(super) const KINDS: &[Kind] = &[
     Kind {
         ty: ResourceType::RdsCluster,
         example: "arn:aws:rds:us-east-1:123456789012:cluster:c-1",
-        rank: 1,
+        rank: 4,
         inspect: |sdk, arn| Box::pin(inspect_cluster(sdk, arn)),
         delete: |sdk, arn, _| Box::pin(delete_cluster(sdk, arn)),
         actions: CLUSTER_ACTIONS,
@@ -336,7 +336,7 @@ pub(super) const KINDS: &[Kind] = &[
     Kind {
         ty: ResourceType::RdsSubnetGroup,
         example: "arn:aws:rds:us-east-1:123456789012:subgrp:g-1",
-        rank: 2,
+        rank: 5,
         inspect: |sdk, arn| Box::pin(inspect_subnet_group(sdk, arn)),
         delete: |sdk, arn, _| Box::pin(delete_subnet_group(sdk, arn)),
         actions: SUBNET_GROUP_ACTIONS,

@@ -955,7 +955,7 @@ pub(super) const KINDS: &[Kind] = &[
     Kind {
         ty: ResourceType::Ec2Vpc,
         example: "arn:aws:ec2:us-east-1:123456789012:vpc/vpc-1",
-        rank: 6,
+        rank: 9,
         inspect: |sdk, arn| {
             Box::pin(async move { inspect_vpc(&ec2::client(sdk), arn, arn.resource_id()).await })
         },
@@ -968,7 +968,7 @@ pub(super) const KINDS: &[Kind] = &[
     Kind {
         ty: ResourceType::Ec2Subnet,
         example: "arn:aws:ec2:us-east-1:123456789012:subnet/subnet-1",
-        rank: 4,
+        rank: 7,
         inspect: |sdk, arn| {
             Box::pin(async move { inspect_subnet(&ec2::client(sdk), arn, arn.resource_id()).await })
         },
@@ -981,7 +981,7 @@ pub(super) const KINDS: &[Kind] = &[
     Kind {
         ty: ResourceType::Ec2RouteTable,
         example: "arn:aws:ec2:us-east-1:123456789012:route-table/rtb-1",
-        rank: 4,
+        rank: 7,
         inspect: |sdk, arn| {
             Box::pin(async move { inspect_route_table(&ec2::client(sdk), arn.resource_id()).await })
         },
@@ -996,7 +996,7 @@ pub(super) const KINDS: &[Kind] = &[
     Kind {
         ty: ResourceType::Ec2InternetGateway,
         example: "arn:aws:ec2:us-east-1:123456789012:internet-gateway/igw-1",
-        rank: 5,
+        rank: 8,
         inspect: |sdk, arn| {
             Box::pin(async move {
                 inspect_internet_gateway(&ec2::client(sdk), arn, arn.resource_id()).await
@@ -1013,7 +1013,7 @@ pub(super) const KINDS: &[Kind] = &[
     Kind {
         ty: ResourceType::Ec2NatGateway,
         example: "arn:aws:ec2:us-east-1:123456789012:natgateway/nat-1",
-        rank: 1,
+        rank: 4,
         inspect: |sdk, arn| {
             Box::pin(async move { inspect_nat_gateway(&ec2::client(sdk), arn.resource_id()).await })
         },
@@ -1026,7 +1026,7 @@ pub(super) const KINDS: &[Kind] = &[
     Kind {
         ty: ResourceType::Ec2VpcEndpoint,
         example: "arn:aws:ec2:us-east-1:123456789012:vpc-endpoint/vpce-1",
-        rank: 1,
+        rank: 4,
         inspect: |sdk, arn| {
             Box::pin(
                 async move { inspect_vpc_endpoint(&ec2::client(sdk), arn.resource_id()).await },
@@ -1041,7 +1041,7 @@ pub(super) const KINDS: &[Kind] = &[
     Kind {
         ty: ResourceType::Ec2EgressOnlyInternetGateway,
         example: "arn:aws:ec2:us-east-1:123456789012:egress-only-internet-gateway/eigw-1",
-        rank: 5,
+        rank: 8,
         inspect: |sdk, arn| {
             Box::pin(async move {
                 inspect_egress_only_gateway(&ec2::client(sdk), arn.resource_id()).await
@@ -1058,7 +1058,7 @@ pub(super) const KINDS: &[Kind] = &[
     Kind {
         ty: ResourceType::Ec2NetworkAcl,
         example: "arn:aws:ec2:us-east-1:123456789012:network-acl/acl-1",
-        rank: 5,
+        rank: 8,
         inspect: |sdk, arn| {
             Box::pin(
                 async move { inspect_network_acl(&ec2::client(sdk), arn, arn.resource_id()).await },
@@ -1073,7 +1073,7 @@ pub(super) const KINDS: &[Kind] = &[
     Kind {
         ty: ResourceType::Ec2DhcpOptions,
         example: "arn:aws:ec2:us-east-1:123456789012:dhcp-options/dopt-1",
-        rank: 7,
+        rank: 10,
         inspect: |sdk, arn| {
             Box::pin(async move {
                 inspect_dhcp_options(&ec2::client(sdk), arn, arn.resource_id()).await
@@ -1088,7 +1088,7 @@ pub(super) const KINDS: &[Kind] = &[
     Kind {
         ty: ResourceType::Ec2VpcPeeringConnection,
         example: "arn:aws:ec2:us-east-1:123456789012:vpc-peering-connection/pcx-1",
-        rank: 1,
+        rank: 4,
         inspect: |sdk, arn| {
             Box::pin(async move { inspect_peering(&ec2::client(sdk), arn.resource_id()).await })
         },

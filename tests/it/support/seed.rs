@@ -16,8 +16,11 @@
 //! - Elastic IPs, key pairs, launch templates, VPC endpoints, egress-only internet gateways,
 //!   network ACLs and DHCP option sets are never listed, tagged or not; VPCs, subnets, route
 //!   tables, internet gateways, NAT gateways (`natgateway/nat-…`) and peering connections are.
-//!   ECR repositories, DB subnet groups and IAM entities are never listed either; Secrets Manager secrets,
-//!   KMS keys, DB instances, clusters and their manual snapshots are.
+//!   ECR repositories, DB subnet groups and IAM entities are never listed either; Secrets
+//!   Manager secrets, KMS keys, DB instances, clusters and their manual snapshots are.
+//! - Auto Scaling groups and EKS clusters and node groups are never listed either; load
+//!   balancers, target groups, ECS clusters, services and task definitions and CloudFormation
+//!   stacks are.
 //! - `AssumeRole` into any 12-digit account works without the role existing; everything created
 //!   with the returned credentials lands in that account.
 
@@ -35,7 +38,7 @@ use crate::support::moto::{DEFAULT_ACCOUNT, Moto};
 /// The second account of the two-account test ground.
 const AUDIT_ACCOUNT: &str = "210987654321";
 /// Types moto 5.2.5's `GetResources` never lists (AWS does); the seeder gives AWS's ARN form.
-pub(crate) const UNLISTED: [&str; 13] = [
+pub(crate) const UNLISTED: [&str; 17] = [
     "ec2:elastic-ip",
     "ec2:key-pair",
     "ec2:launch-template",
@@ -49,6 +52,11 @@ pub(crate) const UNLISTED: [&str; 13] = [
     "iam:instance-profile",
     "iam:policy",
     "iam:oidc-provider",
+    "autoscaling:autoScalingGroup",
+    // Never tagged at all: AWS keeps no tags on a launch configuration.
+    "autoscaling:launchConfiguration",
+    "eks:cluster",
+    "eks:nodegroup",
 ];
 const US: &str = "us-east-1";
 const EU: &str = "eu-west-1";
