@@ -308,7 +308,11 @@ pub fn plan_table(items: &[PlanItemView], armed: bool) -> String {
                     .unwrap_or_default(),
                 t(&i.deadline),
                 i.resource_type.clone(),
-                i.arn.clone(),
+                // A controller carries its members: what its deletion takes with it.
+                match i.members.len() {
+                    0 => i.arn.clone(),
+                    n => format!("{} (+{n} members)", i.arn),
+                },
                 opt(i.owner.as_deref()),
                 opt(i.lease_id.as_deref()),
                 i.verdict.to_string(),

@@ -214,7 +214,9 @@ pub async fn sweep(
             let limiter = RateLimiter::new(per_second);
             let mut out = Vec::with_capacity(types.len());
             for t in types {
-                let result = list(ctx, clients, &limiter, t).await;
+                // Boxed: the match over every type makes a large future, and eighteen services
+                // joined inline overflowed a worker thread's stack in debug builds.
+                let result = Box::pin(list(ctx, clients, &limiter, t)).await;
                 out.push(TypeSweep {
                     resource_type: t,
                     result,

@@ -685,6 +685,24 @@ impl Reaper {
         crate::model::backoff(base, attempts, TimeDelta::days(1))
     }
 
+    /// Whether `c` is a role ephemera itself assumes (an account's, the organization's): it is
+    /// never deleted, whatever its tags say.
+    fn is_own_role(&self, c: &ReapCandidate) -> bool {
+        if c.resource_type != "iam:role" {
+            return false;
+        }
+        let aws = &self.inner.config.aws;
+        let mut own: Vec<String> = self
+            .inner
+            .clients
+            .accounts()
+            .iter()
+            .filter_map(|a| aws.role_arn(a))
+            .collect();
+        own.extend(aws.organization.as_ref().and_then(|o| o.role_arn.clone()));
+        own.iter().any(|r| same_role(r, c.arn.as_str()))
+    }
+
     /// The last-moment checks of one candidate: its account, a fresh look at it, its tags and
     /// lease now, the rules now. `Ok` with the client and what it depends on when it may go.
     async fn recheck(
@@ -695,6 +713,12 @@ impl Reaper {
     ) -> Result<(aws_config::SdkConfig, Vec<crate::model::Arn>), Outcome> {
         let inner = &self.inner;
         let arn = &c.arn;
+        if self.is_own_role(c) {
+            return Err(Outcome::Skipped(
+                "refused: a role ephemera itself assumes (deleting it would cut the daemon off)"
+                    .into(),
+            ));
+        }
         let sdk = match inner.clients.config_for(&c.account, &c.region).await {
             Ok(s) => s,
             Err(e) => return Err(Outcome::Skipped(format!("no client for the account: {e}"))),
@@ -1004,6 +1028,18 @@ impl aws::Batches for Watch<'_> {
 
 /// Whether the lease tag read at the last moment names the lease the finding was about: both
 /// absent, both the same lease id however spelt, or (neither an id) the same trimmed text.
+/// Whether two role ARNs name the same role: same account, same name (IAM role names are
+/// unique without regard to case; the path is not part of the identity).
+pub(crate) fn same_role(a: &str, b: &str) -> bool {
+    let part = |arn: &str| -> Option<(String, String)> {
+        let arn = Arn::parse(arn).ok()?;
+        let rest = arn.resource().strip_prefix("role/")?;
+        let name = rest.rsplit('/').next()?.to_ascii_lowercase();
+        Some((arn.account().to_owned(), name))
+    };
+    matches!((part(a), part(b)), (Some(x), Some(y)) if x == y)
+}
+
 pub(crate) fn same_lease_tag(now: Option<&str>, then: Option<&str>) -> bool {
     match (now, then) {
         (None, None) => true,
@@ -1067,6 +1103,29 @@ async fn verify_account(sdk: &aws_config::SdkConfig, want: &str) -> Result<(), A
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn roles_compare_by_account_and_name() {
+        let own = "arn:aws:iam::111111111111:role/ephemera-reaper";
+        assert!(same_role(own, own));
+        assert!(same_role(
+            own,
+            "arn:aws:iam::111111111111:role/ops/Ephemera-Reaper"
+        ));
+        assert!(!same_role(
+            own,
+            "arn:aws:iam::222222222222:role/ephemera-reaper"
+        ));
+        assert!(!same_role(
+            own,
+            "arn:aws:iam::111111111111:role/ephemera-reaper-2"
+        ));
+        assert!(!same_role(
+            own,
+            "arn:aws:iam::111111111111:instance-profile/ephemera-reaper"
+        ));
+        assert!(!same_role(own, "not an arn"));
+    }
 
     #[test]
     fn lease_tags_compare_as_ids() {

@@ -17,8 +17,8 @@ pub use findings::{
 };
 pub use leases::{LeaseList, LeaseView, RenewRequest};
 pub use reap::{
-    CapView, PlanItemView, PlanStatus, PlanView, ReapItemView, ReapJobState, ReapJobView,
-    ReapPlanView, ReapRequest,
+    CapView, PlanItemView, PlanMemberView, PlanStatus, PlanView, ReapItemView, ReapJobState,
+    ReapJobView, ReapPlanView, ReapRequest,
 };
 pub use scans::{
     HIDDEN, RunView, ScanStarted, ScanView, StatusView, SweepView, TypeSweepView, WalkView,

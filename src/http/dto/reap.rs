@@ -53,11 +53,36 @@ pub struct PlanItemView {
     pub status: PlanStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held_reason: Option<String>,
+    /// A due controller's members: what deleting it takes with it (each due on its own; none
+    /// is ever deleted alone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<PlanMemberView>,
+}
+
+/// A member of a controller in the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PlanMemberView {
+    pub finding_id: i64,
+    pub arn: String,
+    pub resource_type: String,
+    pub project: Option<String>,
+    pub lease_id: Option<String>,
 }
 
 impl From<PlanItem> for PlanItemView {
     fn from(i: PlanItem) -> Self {
         let c = i.candidate;
+        let members = i
+            .members
+            .into_iter()
+            .map(|m| PlanMemberView {
+                finding_id: m.finding_id,
+                arn: m.arn.to_string(),
+                resource_type: m.resource_type,
+                project: m.project.map(|p| p.to_string()),
+                lease_id: m.lease_id,
+            })
+            .collect();
         let (status, held_reason) = match i.status {
             Status::Due => (PlanStatus::Due, None),
             Status::Scheduled => (PlanStatus::Scheduled, None),
@@ -87,6 +112,7 @@ impl From<PlanItem> for PlanItemView {
             creator: c.creator,
             status,
             held_reason,
+            members,
         }
     }
 }

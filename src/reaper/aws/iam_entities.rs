@@ -57,6 +57,14 @@ fn iam_tags(tags: &[Tag]) -> Tags {
 
 /// `KIND/PATH/NAME` → NAME (role and instance profile names hold no `/`); a service-linked
 /// role refused.
+/// Roles AWS Organizations, StackSets and Control Tower make to reach member accounts.
+const ORGANIZATION_ROLES: &[&str] = &[
+    "OrganizationAccountAccessRole",
+    "AWSCloudFormationStackSetExecutionRole",
+];
+const ORGANIZATION_ROLE_PREFIXES: &[&str] =
+    &["AWSControlTower", "aws-controltower-", "stacksets-exec-"];
+
 pub(super) fn entity_name<'a>(arn: &'a Arn, kind: &str) -> Result<&'a str, DeleteError> {
     let Some(rest) = arn
         .resource()
@@ -75,7 +83,23 @@ pub(super) fn entity_name<'a>(arn: &'a Arn, kind: &str) -> Result<&'a str, Delet
             "{arn} is an IAM Identity Center role (only it deletes them)"
         )));
     }
-    match rest.rsplit('/').next() {
+    let name = rest.rsplit('/').next().unwrap_or_default();
+    // The roles through which an organization reaches its accounts: deleting one locks its
+    // administrators (and often ephemera) out of the account.
+    if kind == "role"
+        && (ORGANIZATION_ROLES
+            .iter()
+            .any(|r| name.eq_ignore_ascii_case(r))
+            || ORGANIZATION_ROLE_PREFIXES.iter().any(|p| {
+                name.to_ascii_lowercase()
+                    .starts_with(&p.to_ascii_lowercase())
+            }))
+    {
+        return Err(DeleteError::Refused(format!(
+            "{arn} is a role an organization reaches its accounts through"
+        )));
+    }
+    match Some(name) {
         Some(name) if !name.is_empty() => Ok(name),
         _ => Err(DeleteError::Unsupported(format!("iam:{}", arn.resource()))),
     }

@@ -561,6 +561,22 @@ mod tests {
             iam_entities::entity_name(&linked, "role"),
             Err(DeleteError::Refused(_))
         ));
+        for org in [
+            "arn:aws:iam::1:role/OrganizationAccountAccessRole",
+            "arn:aws:iam::1:role/organizationaccountaccessrole",
+            "arn:aws:iam::1:role/AWSControlTowerExecution",
+            "arn:aws:iam::1:role/stacksets-exec-0a1b",
+        ] {
+            assert!(
+                matches!(
+                    iam_entities::entity_name(&arn(org), "role"),
+                    Err(DeleteError::Refused(_))
+                ),
+                "{org}"
+            );
+        }
+        let policy = arn("arn:aws:iam::1:policy/OrganizationAccountAccessRole");
+        assert!(iam_entities::entity_name(&policy, "policy").is_ok());
         let t = arn("arn:aws:dynamodb:us-east-1:1:table/t1");
         assert_eq!(dynamodb::table_name(&t).ok(), Some("t1"));
         let stream = arn("arn:aws:dynamodb:us-east-1:1:table/t1/stream/2024");
