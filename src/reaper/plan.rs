@@ -819,10 +819,20 @@ mod tests {
         let s: HashMap<String, String> = statuses(&p).into_iter().collect();
         assert!(p.due().next().is_none(), "{s:?}");
         assert!(
-            s["6f1c"].contains(&format!("member {extra} is not marked for deletion"))
+            s["6f1c"].contains(&format!("member {extra} is not marked for deletion:"))
                 && s["6f1c"].contains("every member is due"),
             "{s:?}"
         );
+        let more = "arn:aws:ec2:us-east-1:111111111111:volume/vol-live-2";
+        let rows4 = [
+            rows[0],
+            rows[1],
+            (extra, tag.as_str()),
+            (more, tag.as_str()),
+        ];
+        let p = plan_controlled(cands(), &en, &live(&rows4));
+        let s: HashMap<String, String> = statuses(&p).into_iter().collect();
+        assert!(s["6f1c"].contains("for deletion (and 1 more):"), "{s:?}");
         assert!(
             s["i-1"].contains("controlled by") && s["i-1"].contains("never alone"),
             "{s:?}"
@@ -840,6 +850,19 @@ mod tests {
             "{s:?}"
         );
         assert!(s["i-1"].starts_with("held: controlled by"), "{s:?}");
+
+        // The stack held on its own (its type report-only): its due members say why.
+        let mut no_stacks = en.clone();
+        no_stacks
+            .deletable_types
+            .retain(|t| t.as_str() != "cloudformation:stack");
+        let p = plan_controlled(cands(), &no_stacks, &live(&rows));
+        let s: HashMap<String, String> = statuses(&p).into_iter().collect();
+        assert!(
+            s["i-1"].contains("which is held: type cloudformation:stack"),
+            "{s:?}"
+        );
+        assert!(p.due().next().is_none());
 
         // The stack not yet due: its due members wait for it, never going alone.
         let mut later = cands();
@@ -881,6 +904,18 @@ mod tests {
         assert_eq!(p.due().count(), 1, "{p:#?}");
         assert_eq!(p.items[0].candidate.arn.as_str(), STACK);
         assert_eq!(p.items[0].members.len(), 2);
+
+        // Another instance of the group, live but not marked, holds the stack: members of
+        // members count.
+        let other = "arn:aws:ec2:us-east-1:111111111111:instance/i-3";
+        let rows2 = [rows[0], rows[1], (other, asg_tag)];
+        let p = plan_controlled(cands.clone(), &en, &live(&rows2));
+        assert!(p.due().next().is_none(), "{p:#?}");
+        let s: HashMap<String, String> = statuses(&p).into_iter().collect();
+        assert!(
+            s["6f1c"].contains(&format!("member {other} is not marked")),
+            "{s:?}"
+        );
 
         // Three deletions against a cap of two: all held, the members with their stack.
         let mut capped = en.clone();
