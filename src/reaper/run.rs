@@ -125,7 +125,6 @@ struct Inner {
     marked_series: Series,
 }
 
-/// Verdicts a resource may be deleted in; anything else found at the last moment wins.
 /// The `reap_state` of a member whose controller's delete started: the next walk that finds
 /// it gone confirms it in the audit log.
 const GOING_WITH_CONTROLLER: &str = "with-controller";
@@ -134,6 +133,7 @@ fn is_controller(c: &ReapCandidate) -> bool {
     ControllerRef::of_resource(&c.arn, &c.account, &c.region).is_some()
 }
 
+/// Verdicts a resource may be deleted in; anything else found at the last moment wins.
 fn reapable(v: Verdict) -> bool {
     matches!(
         v,
@@ -170,7 +170,7 @@ impl Reaper {
     /// The plan as it stands now (no pass: walk completeness is not known, so not applied).
     pub async fn current_plan(&self) -> Result<Plan, StoreError> {
         let candidates = self.inner.store.reap_candidates(self.owner_key()).await?;
-        self.plan_of(candidates, None, false).await
+        self.plan_of(candidates, None, false, None).await
     }
 
     /// Plans `candidates` now, against the live inventory.
@@ -179,6 +179,7 @@ impl Reaper {
         candidates: Vec<ReapCandidate>,
         knowledge: Option<&Knowledge>,
         manual: bool,
+        controlled: Option<Controlled>,
     ) -> Result<Plan, StoreError> {
         let now = self.inner.clock.now();
         // The inventory (a scan of every live resource) only matters to the share cap of
@@ -189,15 +190,18 @@ impl Reaper {
         } else {
             HashMap::new()
         };
-        // Only a due controller needs its live members (read through a partial index).
-        let controlled = if some_due
-            && candidates
-                .iter()
-                .any(|c| c.controller.is_some() || is_controller(c))
-        {
-            Controlled::of(self.inner.store.live_controlled().await?)
-        } else {
-            Controlled::default()
+        // Only a due controller needs its live members (read through a partial index), unless
+        // the caller read them already.
+        let controlled = match controlled {
+            Some(c) => c,
+            None if some_due
+                && candidates
+                    .iter()
+                    .any(|c| c.controller.is_some() || is_controller(c)) =>
+            {
+                Controlled::of(self.inner.store.live_controlled().await?)
+            }
+            None => Controlled::default(),
         };
         let suspension = self.inner.store.suspension().await?;
         let suspended = suspension.map(|s| {
@@ -335,7 +339,7 @@ impl Reaper {
             .due_reap_candidates(self.owner_key(), now)
             .await?;
         let plan = self
-            .plan_of(candidates, Some(&Knowledge::of(walks)), false)
+            .plan_of(candidates, Some(&Knowledge::of(walks)), false, None)
             .await?;
         let mut report = ReapReport {
             armed: inner.config.enforcement.armed,
@@ -382,6 +386,7 @@ impl Reaper {
             .await?;
         // A controller named by hand brings its live members' findings: it goes with them
         // or not at all, and naming each member of a stack is not on-call's job.
+        let mut controlled = None;
         if candidates.iter().any(is_controller) {
             let live = Controlled::of(inner.store.live_controlled().await?);
             let asked: HashSet<&str> = arns.iter().map(String::as_str).collect();
@@ -401,6 +406,7 @@ impl Reaper {
                     .await?;
                 candidates.extend(more);
             }
+            controlled = Some(live);
         }
         for c in &mut candidates {
             // Reaped by hand, the deadline does not apply (the plan is told `manual`).
@@ -418,7 +424,7 @@ impl Reaper {
                 detail: "no open finding for this resource: nothing to reap".into(),
             })
             .collect();
-        let plan = self.plan_of(candidates, None, true).await?;
+        let plan = self.plan_of(candidates, None, true, controlled).await?;
         let Some(fence) = fence else {
             return Ok((plan, missing));
         };
@@ -896,29 +902,7 @@ impl Reaper {
                 }
             }
         }
-        // Noted in the same transaction that checks the act lock is still ours: the members
-        // first, so a crash after the delete still has them confirmed by the next walk.
-        let wall = crate::clock::Clock::now(&crate::clock::SystemClock);
-        if !going.is_empty() {
-            match inner
-                .store
-                .record_going_with(going.clone(), actor.fence.clone(), wall)
-                .await
-            {
-                Ok(true) => {}
-                Ok(false) => {
-                    return Outcome::Skipped(
-                        "this process no longer holds the act lock (another took over); not \
-                         deleted"
-                            .into(),
-                    );
-                }
-                Err(e) => {
-                    return Outcome::Failed(format!("cannot record the members' going: {e}"));
-                }
-            }
-        }
-        let outcome = self.delete_now(c, actor, &sdk, wall).await;
+        let outcome = self.delete_now(c, &going, actor, &sdk).await;
         if !going.is_empty() && !matches!(outcome, Outcome::Gone(_)) {
             // The controller stays, so its members do too: nothing of theirs to confirm.
             if let Err(e) = inner.store.clear_going_with(going).await {
@@ -934,18 +918,22 @@ impl Reaper {
         }
     }
 
-    /// Records the delete's start under the act lock, then deletes.
+    /// Records the delete's start (and the members that go with it) under the act lock, then
+    /// deletes.
     async fn delete_now(
         &self,
         c: &ReapCandidate,
+        going: &[i64],
         actor: &Actor,
         sdk: &aws_config::SdkConfig,
-        wall: chrono::DateTime<chrono::Utc>,
     ) -> Outcome {
         let (inner, arn) = (&self.inner, &c.arn);
+        // Noted in the same transaction that checks the act lock is still ours, the members
+        // with it: a crash after the delete still has them confirmed by the next walk.
+        let wall = crate::clock::Clock::now(&crate::clock::SystemClock);
         match inner
             .store
-            .record_deleting(c.finding_id, actor.fence.clone(), wall)
+            .record_deleting(c.finding_id, going.to_vec(), actor.fence.clone(), wall)
             .await
         {
             Ok(true) => {}
@@ -1026,8 +1014,6 @@ impl aws::Batches for Watch<'_> {
     }
 }
 
-/// Whether the lease tag read at the last moment names the lease the finding was about: both
-/// absent, both the same lease id however spelt, or (neither an id) the same trimmed text.
 /// Whether two role ARNs name the same role: same account, same name (IAM role names are
 /// unique without regard to case; the path is not part of the identity).
 pub(crate) fn same_role(a: &str, b: &str) -> bool {
@@ -1040,6 +1026,8 @@ pub(crate) fn same_role(a: &str, b: &str) -> bool {
     matches!((part(a), part(b)), (Some(x), Some(y)) if x == y)
 }
 
+/// Whether the lease tag read at the last moment names the lease the finding was about: both
+/// absent, both the same lease id however spelt, or (neither an id) the same trimmed text.
 pub(crate) fn same_lease_tag(now: Option<&str>, then: Option<&str>) -> bool {
     match (now, then) {
         (None, None) => true,

@@ -301,13 +301,13 @@ mod tests {
             .expect("free");
         assert!(
             store
-                .record_deleting(7, first.id.clone(), now)
+                .record_deleting(7, Vec::new(), first.id.clone(), now)
                 .await
                 .expect("store")
         );
         assert!(
             !store
-                .record_deleting(7, second.id.clone(), now)
+                .record_deleting(7, Vec::new(), second.id.clone(), now)
                 .await
                 .expect("store"),
             "not its lock"
@@ -316,7 +316,7 @@ mod tests {
         let later = now + ttl + TimeDelta::seconds(1);
         assert!(
             !store
-                .record_deleting(7, first.id.clone(), later)
+                .record_deleting(7, Vec::new(), first.id.clone(), later)
                 .await
                 .expect("store"),
             "lapsed"
@@ -328,14 +328,14 @@ mod tests {
             .expect("lapsed lock");
         assert!(
             !store
-                .record_deleting(7, first.id.clone(), later)
+                .record_deleting(7, Vec::new(), first.id.clone(), later)
                 .await
                 .expect("store"),
             "taken over"
         );
         assert!(
             store
-                .record_deleting(7, second.id.clone(), later)
+                .record_deleting(7, Vec::new(), second.id.clone(), later)
                 .await
                 .expect("store")
         );

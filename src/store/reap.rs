@@ -375,11 +375,15 @@ impl Store {
     }
 
     /// Notes that a delete call is about to start (so a crash before its outcome is known is
-    /// settled by the next pass's re-read), if `fence` still holds the act lock at `wall_now`
-    /// (wall-clock time); false, and nothing noted, when it does not: the delete must not run.
+    /// settled by the next pass's re-read), and that the findings `members` go with it (a
+    /// controller's: the next walk that finds one gone confirms it,
+    /// [`Self::interrupted_deletes_resolved`]), if `fence` still holds the act lock at
+    /// `wall_now` (wall-clock time); false, and nothing noted, when it does not: the delete
+    /// must not run.
     pub async fn record_deleting(
         &self,
         finding_id: i64,
+        members: Vec<i64>,
         fence: String,
         wall_now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
@@ -392,43 +396,22 @@ impl Store {
                                                             AND expires_at > ?4)",
                     )?
                     .execute(params![finding_id, super::ACT_LOCK, fence, ms(wall_now)])?;
-                Ok(n == 1)
-            })
-            .await
-    }
-
-    /// Notes that the findings `ids` go with their controller, whose delete is about to start,
-    /// if `fence` still holds the act lock at `wall_now`; false, and nothing noted, if not.
-    /// The next walk that finds one gone confirms it ([`Self::interrupted_deletes_resolved`]).
-    pub async fn record_going_with(
-        &self,
-        ids: Vec<i64>,
-        fence: String,
-        wall_now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        self.writer
-            .write(move |c| {
-                let held: bool = c
-                    .prepare_cached(
-                        "SELECT 1 FROM locks WHERE name = ?1 AND holder = ?2 AND expires_at > ?3",
-                    )?
-                    .exists(params![super::ACT_LOCK, fence, ms(wall_now)])?;
-                if !held {
+                if n != 1 {
                     return Ok(false);
                 }
-                let mut set = c.prepare_cached(
+                let mut going = c.prepare_cached(
                     "UPDATE findings SET reap_state = 'with-controller'
                      WHERE id = ?1 AND resolved_at IS NULL",
                 )?;
-                for id in ids {
-                    set.execute([id])?;
+                for id in members {
+                    going.execute([id])?;
                 }
                 Ok(true)
             })
             .await
     }
 
-    /// Undoes [`Self::record_going_with`] for members whose controller stayed.
+    /// Undoes what [`Self::record_deleting`] noted of members whose controller stayed.
     pub async fn clear_going_with(&self, ids: Vec<i64>) -> Result<(), StoreError> {
         self.writer
             .write(move |c| {

@@ -11,7 +11,7 @@ use chrono::TimeDelta;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::reap::{POLICY, exists};
+use crate::reap::{POLICY, exists, reap_job};
 use crate::support::moto::{DEFAULT_ACCOUNT, Moto};
 use crate::support::proxy::FaultProxy;
 use crate::support::{TestDaemon, VIEWER, WEB, Workdir, config_text_with_aws, manual_clock};
@@ -231,6 +231,39 @@ async fn an_auto_scaling_group_goes_whole_and_its_instances_never_alone() {
         assert!(exists(&moto, DEFAULT_ACCOUNT, i).await, "{i} survived");
     }
     assert!(decisions(&records, &held).is_empty(), "{records:#?}");
+
+    // By hand, a member alone is refused. The group named alone brings its members' open
+    // findings (the one under the live lease too, whose warning finding by hand counts as
+    // due), re-checks each at the last moment, and stays with the one that must not go.
+    let job = reap_job(&d, &[&held_instances[1]]).await;
+    let results = job["results"].as_array().expect("results");
+    assert_eq!(results.len(), 1, "{job:#}");
+    assert_eq!(results[0]["outcome"], "held", "{job:#}");
+    assert!(
+        results[0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("never alone")),
+        "{job:#}"
+    );
+    let job = reap_job(&d, &[&held]).await;
+    let held_result = job["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .find(|r| r["arn"] == held.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("no result for the group: {job:#}"));
+    assert_eq!(held_result["outcome"], "skipped", "{job:#}");
+    assert!(
+        held_result["detail"].as_str().is_some_and(|d| d
+            .contains(&format!("member {} must not go now", held_instances[0]))
+            && d.contains("the controller stays")),
+        "{job:#}"
+    );
+    assert!(exists(&moto, DEFAULT_ACCOUNT, &held).await);
+    for i in &held_instances {
+        assert!(exists(&moto, DEFAULT_ACCOUNT, i).await, "{i} survived");
+    }
 
     // Pass 3's walk finds the members gone: each gets its own confirmation.
     d.pass().await;

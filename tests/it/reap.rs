@@ -119,7 +119,7 @@ fn decisions(records: &[Value], arn: &str) -> Vec<(String, String)> {
 
 /// Starts an on-call reap job as the operator (202, with its `Location`) and follows it to
 /// the end; returns the finished job.
-async fn reap_job(d: &TestDaemon, arns: &[&str]) -> Value {
+pub(crate) async fn reap_job(d: &TestDaemon, arns: &[&str]) -> Value {
     let resp = d
         .http
         .post(d.url("/api/v1/reap"))
