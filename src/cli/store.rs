@@ -58,7 +58,7 @@ pub(super) async fn restore(config: ConfigArg, from: PathBuf) -> anyhow::Result<
                 (now - at).num_seconds()
             );
         }
-        drop(store);
+        store.close().await;
         // The current store is kept, whole, beside it: a restore loses nothing.
         let aside = |p: &std::path::Path| {
             let mut s = p.as_os_str().to_owned();
@@ -70,7 +70,8 @@ pub(super) async fn restore(config: ConfigArg, from: PathBuf) -> anyhow::Result<
             p.push(suffix);
             let p = PathBuf::from(p);
             if p.exists() {
-                std::fs::rename(&p, aside(&p))?;
+                std::fs::rename(&p, aside(&p))
+                    .with_context(|| format!("moving {} aside", p.display()))?;
             }
         }
         kept = Some(aside(&path));

@@ -121,6 +121,15 @@ impl Store {
         tokio::task::spawn_blocking(move || Store::open_blocking(&path)).await?
     }
 
+    /// Closes the store when this is its last handle: once this returns, no connection of it
+    /// is open and SQLite has folded the WAL back into the file (as `store restore` needs
+    /// before it moves the files).
+    pub async fn close(self) {
+        let Store { reader, writer, .. } = self;
+        drop(reader);
+        writer.close().await;
+    }
+
     fn open_blocking(path: &Path) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
@@ -716,6 +725,33 @@ impl RawLease {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `close` returns only once the store's connections are closed: the WAL is folded back
+    /// and removed, so `store restore` can move the files without racing the writer thread;
+    /// with another handle alive it closes nothing.
+    #[tokio::test]
+    async fn close_waits_for_the_connections_to_end() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("s.db");
+        let wal = dir.path().join("s.db-wal");
+        let store = Store::open(&path).await.expect("opens");
+        store.set_last_alive(Utc::now()).await.expect("writes");
+        let other = store.clone();
+        store.close().await;
+        assert!(wal.exists(), "another handle keeps the store open");
+        other
+            .set_last_alive(Utc::now())
+            .await
+            .expect("still writes");
+        other.close().await;
+        assert!(!wal.exists(), "the WAL outlived close");
+        for _ in 0..20 {
+            let store = Store::open(&path).await.expect("opens");
+            store.set_last_alive(Utc::now()).await.expect("writes");
+            store.close().await;
+            assert!(!wal.exists(), "the WAL outlived close");
+        }
+    }
 
     /// The registry's downtime moves the deadlines of the leases active when it stopped (on
     /// the leases' clock), by the gap on the wall clock; a gap within `min_gap`, a first start,

@@ -29,16 +29,36 @@ type Finish = Box<dyn FnOnce(Option<String>) + Send>;
 #[derive(Debug, Clone)]
 pub(super) struct Writer {
     jobs: SyncSender<Job>,
+    /// The writer thread, joined by [`Writer::close`] so the connection is closed (and the
+    /// WAL checkpointed and removed) before the caller goes on.
+    thread: std::sync::Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 impl Writer {
     /// Starts the writer thread; it ends when every `Writer` handle is dropped.
     pub(super) fn start(conn: Connection) -> std::io::Result<Writer> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(QUEUE);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("ephemera-store-writer".into())
             .spawn(move || run(conn, rx))?;
-        Ok(Writer { jobs: tx })
+        Ok(Writer {
+            jobs: tx,
+            thread: std::sync::Arc::new(std::sync::Mutex::new(Some(thread))),
+        })
+    }
+
+    /// Ends the writer thread and waits until its connection is closed, when this is the
+    /// last handle; with other handles alive it only lets go of this one.
+    pub(super) async fn close(self) {
+        let Writer { jobs, thread } = self;
+        drop(jobs);
+        let Some(thread) = std::sync::Arc::into_inner(thread) else {
+            return;
+        };
+        let handle = thread.into_inner().unwrap_or_else(|p| p.into_inner());
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
     }
 
     /// Runs `f` in the next batch; resolves once its effects are committed (or with its error,
