@@ -105,10 +105,10 @@ pub struct Page<T> {
 }
 
 /// Handle to the store; cheap to clone. Writes go through one writer thread (group commit,
-/// see [`writer`]); reads use their own connection and see only committed data.
+/// see [`writer`]); reads use a pool of connections and see only committed data.
 #[derive(Debug, Clone)]
 pub struct Store {
-    reader: Arc<Mutex<Connection>>,
+    readers: Arc<ReadPool>,
     writer: writer::Writer,
     /// The key of the audit chain's MACs (see [`crate::audit`]); never stored in the file.
     audit_key: Option<Arc<AuditKey>>,
@@ -125,8 +125,10 @@ impl Store {
     /// is open and SQLite has folded the WAL back into the file (as `store restore` needs
     /// before it moves the files).
     pub async fn close(self) {
-        let Store { reader, writer, .. } = self;
-        drop(reader);
+        let Store {
+            readers, writer, ..
+        } = self;
+        drop(readers);
         writer.close().await;
     }
 
@@ -157,12 +159,9 @@ impl Store {
         )
         .map_err(open_err)?;
         migrations::apply(&mut conn)?;
-        let reader = Connection::open(path).map_err(open_err)?;
-        reader
-            .execute_batch("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")
-            .map_err(open_err)?;
+        let readers = ReadPool::open(path, READERS).map_err(open_err)?;
         Ok(Store {
-            reader: Arc::new(Mutex::new(reader)),
+            readers: Arc::new(readers),
             writer: writer::Writer::start(conn).map_err(StoreError::Spawn)?,
             audit_key: None,
         })
@@ -178,7 +177,8 @@ impl Store {
         self.audit_key.clone().ok_or(StoreError::NoAuditKey)
     }
 
-    /// Runs a read with the reader connection on a blocking thread.
+    /// Runs a read on a blocking thread with one of the pool's reader connections; waits
+    /// (without holding a thread) while all of them are busy.
     async fn read<T, E>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
@@ -187,12 +187,18 @@ impl Store {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        let conn = self.reader.clone();
+        let readers = self.readers.clone();
+        let permit = readers
+            .free
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| E::from(StoreError::WriterGone))?;
         tokio::task::spawn_blocking(move || {
-            // A panic while holding the lock leaves SQLite consistent (the open transaction
-            // rolls back on drop), so a poisoned lock is safe to reuse.
-            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut guard)
+            // Declared first, dropped last: the connection is back before the permit.
+            let _permit = permit;
+            let mut conn = readers.lend();
+            f(&mut conn)
         })
         .await
         .map_err(|e| E::from(StoreError::Join(e)))?
@@ -420,6 +426,78 @@ impl Store {
             Ok(out)
         })
         .await
+    }
+}
+
+/// Reader connections: the lease API's reads must not queue behind a pass's long read or a
+/// flood of scrapes (WAL lets each see the last commit without blocking the writer).
+const READERS: usize = 4;
+
+/// A fixed set of read-only connections; a semaphore permit entitles its holder to one.
+#[derive(Debug)]
+struct ReadPool {
+    idle: Mutex<Vec<Connection>>,
+    free: Arc<tokio::sync::Semaphore>,
+}
+
+impl ReadPool {
+    fn open(path: &Path, n: usize) -> rusqlite::Result<ReadPool> {
+        let mut idle = Vec::with_capacity(n);
+        for _ in 0..n {
+            let c = Connection::open(path)?;
+            c.execute_batch("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")?;
+            idle.push(c);
+        }
+        Ok(ReadPool {
+            idle: Mutex::new(idle),
+            free: Arc::new(tokio::sync::Semaphore::new(n)),
+        })
+    }
+
+    /// An idle connection, back in the pool when the guard drops (a panicking read included:
+    /// SQLite finalizes what it had open, and the connection stays usable).
+    /// The caller holds a permit, so one is idle.
+    fn lend(&self) -> Lent<'_> {
+        let conn = self
+            .idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+            .expect("a permit means an idle reader");
+        Lent {
+            pool: self,
+            conn: Some(conn),
+        }
+    }
+}
+
+struct Lent<'a> {
+    pool: &'a ReadPool,
+    conn: Option<Connection>,
+}
+
+impl std::ops::Deref for Lent<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn.as_ref().expect("lent until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Lent<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        self.conn.as_mut().expect("lent until dropped")
+    }
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.conn.take() {
+            self.pool
+                .idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(c);
+        }
     }
 }
 
@@ -726,6 +804,44 @@ impl RawLease {
 mod tests {
     use super::*;
 
+    /// A long read (a pass's, a scrape's) holds one reader; the lease API's reads use another
+    /// instead of queueing behind it. A panicking read gives its connection back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_do_not_queue_behind_a_long_read_and_survive_panics() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("s.db")).await.expect("opens");
+        for _ in 0..READERS + 1 {
+            let r = store
+                .read(|_| -> Result<(), StoreError> { panic!("a bug in a read") })
+                .await;
+            assert!(matches!(r, Err(StoreError::Join(_))), "{r:?}");
+        }
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let long = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .read(move |c| {
+                        let n: i64 =
+                            c.query_row("SELECT count(*) FROM leases", [], |r| r.get(0))?;
+                        held.recv().expect("released");
+                        Ok::<_, StoreError>(n)
+                    })
+                    .await
+            }
+        });
+        for _ in 0..READERS * 3 {
+            let now = Utc::now();
+            let counted =
+                tokio::time::timeout(std::time::Duration::from_secs(10), store.count_leases(now))
+                    .await
+                    .expect("not queued behind the long read");
+            assert_eq!(counted.expect("reads"), vec![]);
+        }
+        release.send(()).expect("long read waits");
+        assert_eq!(long.await.expect("joins").expect("reads"), 0);
+    }
+
     /// `close` returns only once the store's connections are closed: the WAL is folded back
     /// and removed, so `store restore` can move the files without racing the writer thread;
     /// with another handle alive it closes nothing.
@@ -902,7 +1018,7 @@ mod tests {
     }
 
     fn page_size(store: &Store) -> i64 {
-        let conn = store.reader.lock().unwrap_or_else(|p| p.into_inner());
+        let conn = store.readers.lend();
         conn.query_row("PRAGMA page_size", [], |r| r.get(0))
             .expect("page size")
     }
@@ -928,7 +1044,7 @@ mod tests {
         }
         let old = Store::open(&old_path).await.expect("an old store opens");
         assert_eq!(page_size(&old), 4096);
-        let conn = old.reader.lock().unwrap_or_else(|p| p.into_inner());
+        let conn = old.readers.lend();
         let kept: String = conn
             .query_row("SELECT v FROM kept", [], |r| r.get(0))
             .expect("row kept");
