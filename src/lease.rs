@@ -168,7 +168,32 @@ pub struct LeaseRegistry {
     tags: IdentityTags,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
+    gauges: Arc<GaugeState>,
 }
+
+/// How fresh the lease gauges are, so that scrapes share their counting (see
+/// [`LeaseRegistry::fresh_gauges`]).
+#[derive(Debug, Default)]
+struct GaugeState {
+    /// Lease operations answered so far: a refresh that began at a lower count may miss one.
+    ops: std::sync::atomic::AtomicU64,
+    last: tokio::sync::Mutex<Option<Refreshed>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Refreshed {
+    began: std::time::Instant,
+    /// The lease clock when it began (states follow that clock).
+    at: DateTime<Utc>,
+    ops: u64,
+}
+
+/// Held while `/metrics` renders, so no refresh resets the gauges under it.
+pub type GaugeLock<'a> = tokio::sync::MutexGuard<'a, Option<Refreshed>>;
+
+/// Lease gauges computed within this, with no lease operation since, are served as they are:
+/// expiry follows the clock, so they are at most this stale.
+const GAUGES_FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl LeaseRegistry {
     pub fn new(
@@ -185,6 +210,7 @@ impl LeaseRegistry {
             tags,
             clock,
             metrics,
+            gauges: Arc::default(),
         }
     }
 
@@ -197,6 +223,9 @@ impl LeaseRegistry {
     }
 
     fn count(&self, op: &'static str, r: &Result<Lease, LeaseError>) {
+        self.gauges
+            .ops
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let outcome = match r {
             Ok(_) => "ok",
             Err(e) => e.code(),
@@ -465,9 +494,38 @@ impl LeaseRegistry {
         Ok(self.store.list_leases(filter, self.clock.now()).await?)
     }
 
+    /// The lease gauges, recomputed unless that is known to change nothing; hold the lock
+    /// while rendering. Scrapes share the counting: one waiting behind a refresh that began
+    /// after it arrived takes that refresh's result (it saw every operation answered before),
+    /// and one arriving within [`GAUGES_FRESH_FOR`] of a refresh with no lease operation
+    /// since counts nothing. So a flood of scrapes runs at most one count at a time.
+    pub async fn fresh_gauges(&self) -> (GaugeLock<'_>, Result<(), StoreError>) {
+        let arrived = std::time::Instant::now();
+        let mut last = self.gauges.last.lock().await;
+        let ops = self.gauges.ops.load(std::sync::atomic::Ordering::SeqCst);
+        if let Some(r) = *last {
+            let since = self.clock.now() - r.at;
+            let quiet = r.ops == ops
+                && r.began.elapsed() < GAUGES_FRESH_FOR
+                && since >= chrono::TimeDelta::zero()
+                && since.to_std().is_ok_and(|d| d < GAUGES_FRESH_FOR);
+            if r.began >= arrived || quiet {
+                return (last, Ok(()));
+            }
+        }
+        let began = std::time::Instant::now();
+        let at = self.clock.now();
+        let r = self.refresh_gauges().await;
+        // A failed count leaves the last good one standing, and the next scrape tries again.
+        if r.is_ok() {
+            *last = Some(Refreshed { began, at, ops });
+        }
+        (last, r)
+    }
+
     /// Recomputes `ephemera_leases{project,state}` and `ephemera_leases_expiring{project}`;
     /// projects known to policy always get their series (zero when empty).
-    pub async fn refresh_gauges(&self) -> Result<(), StoreError> {
+    async fn refresh_gauges(&self) -> Result<(), StoreError> {
         let now = self.clock.now();
         let policy = self.policy.get();
         let windows = policy
@@ -549,6 +607,88 @@ fn log_outcome(op: &str, r: &Result<Lease, LeaseError>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Scrapes share the counting: with no lease operation and within a second nothing is
+    /// counted again; an operation, or the lease clock moving, makes the next scrape count.
+    #[tokio::test]
+    async fn scrapes_count_leases_again_only_after_a_change() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("s.db")).await.expect("opens");
+        let policy = Policy::parse([(
+            std::path::Path::new("t.toml"),
+            "[[project]]\nname = \"web\"\nlessees = [\"*\"]\ndefault_ttl = \"1h\"\nmax_ttl = \"1d\"\ngrace = \"1h\"\n",
+        )])
+        .expect("rules");
+        let clock = Arc::new(crate::clock::ManualClock::new(Utc::now()));
+        let metrics = Arc::new(Metrics::new());
+        let registry = LeaseRegistry::new(
+            store.clone(),
+            Live::new(policy),
+            IdentityTags::default(),
+            clock.clone(),
+            metrics.clone(),
+        );
+        let active = || metrics.leases.with_label_values(&["web", "active"]).get();
+        let scrape = || async {
+            let (_lock, r) = registry.fresh_gauges().await;
+            r.expect("counted");
+        };
+        let who = crate::auth::Principal {
+            name: "ci".into(),
+            role: crate::auth::Role::Lessee,
+            projects: [ProjectName::parse("web").expect("name")].into(),
+            tokens: vec![],
+            oidc: None,
+            owner_claim: None,
+            default_owner: None,
+        };
+        let take = || async {
+            registry
+                .acquire(
+                    &who,
+                    AcquireRequest {
+                        project: "web".into(),
+                        task: "t".into(),
+                        owner: Some("o@example.com".into()),
+                        ttl: Some("1h".into()),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .expect("acquired")
+                .lease
+        };
+        scrape().await;
+        assert_eq!(active(), 0);
+        let lease = take().await;
+        scrape().await;
+        assert_eq!(active(), 1, "an operation makes the next scrape count");
+
+        // A lease written behind the registry's back is not counted while nothing changed...
+        let mut other = lease.clone();
+        other.id = LeaseId::generate();
+        store
+            .insert_lease(other, clock.now(), |_| Ok::<(), StoreError>(()))
+            .await
+            .expect("inserted");
+        scrape().await;
+        assert_eq!(active(), 1, "a quiet second counts nothing again");
+        // ...and is once the lease clock moves past the freshness window.
+        clock.advance(chrono::TimeDelta::seconds(2));
+        scrape().await;
+        assert_eq!(active(), 2);
+
+        // The lease gauges are no older than the freshness window on the real clock either.
+        let mut third = lease.clone();
+        third.id = LeaseId::generate();
+        store
+            .insert_lease(third, clock.now(), |_| Ok::<(), StoreError>(()))
+            .await
+            .expect("inserted");
+        tokio::time::sleep(GAUGES_FRESH_FOR + std::time::Duration::from_millis(50)).await;
+        scrape().await;
+        assert_eq!(active(), 3);
+    }
 
     #[test]
     fn request_validation() {

@@ -242,7 +242,8 @@ async fn readyz(State(s): State<AppState>) -> Response {
 /// Prometheus metrics, text exposition format.
 #[utoipa::path(get, path = "/metrics", tag = "meta", security(()), responses((status = 200, description = "The exposition", content_type = "text/plain")))]
 async fn metrics(State(s): State<AppState>) -> Response {
-    if let Err(e) = s.leases.refresh_gauges().await {
+    let (_fresh, counted) = s.leases.fresh_gauges().await;
+    if let Err(e) = counted {
         s.metrics
             .store_errors
             .with_label_values(&["count_leases"])
