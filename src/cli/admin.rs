@@ -4,11 +4,50 @@ use super::*;
 
 pub(super) async fn daemon(c: ConfigArg) -> anyhow::Result<ExitCode> {
     let config = Config::load(&c.config)?;
+    raise_open_files(config.api.max_connections);
     let listener = tokio::net::TcpListener::bind(config.api.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.api.listen))?;
     crate::daemon::run(config, listener, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Descriptors the daemon needs besides the API's connections: the store, AWS and SMTP
+/// clients, logs.
+const SPARE_FILES: u64 = 1024;
+
+/// Raises the soft limit on open files to what `max_connections` needs, up to the hard
+/// limit: systemd and most shells start processes at a soft 1024, below the default cap,
+/// and past the limit accept fails for every client (the lease API's too), not only for
+/// the excess.
+fn raise_open_files(max_connections: u32) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let want = u64::from(max_connections) + SPARE_FILES;
+    let limit = getrlimit(Resource::Nofile);
+    let current = limit.current.unwrap_or(u64::MAX);
+    if current >= want {
+        return;
+    }
+    let to = limit.maximum.map_or(want, |hard| hard.min(want));
+    if to > current {
+        let raised = Rlimit {
+            current: Some(to),
+            maximum: limit.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(error = %e, "cannot raise the open-file limit");
+            return;
+        }
+        tracing::info!(from = current, to, "raised the open-file limit");
+    }
+    if to < want {
+        tracing::warn!(
+            limit = to,
+            max_connections,
+            "the open-file limit is below max_connections + {SPARE_FILES}: raise it \
+             (LimitNOFILE=, ulimit -Hn) or lower [api] max_connections"
+        );
+    }
 }
 
 pub(super) async fn config_check(c: ConfigArg) -> anyhow::Result<ExitCode> {

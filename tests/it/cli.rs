@@ -443,7 +443,25 @@ pub(crate) fn spawn_daemon(config: &Path) -> (DaemonProcess, String) {
 
 /// [`spawn_daemon`] with global options (`--log-level trace`, say) before the subcommand.
 pub(crate) fn spawn_daemon_with(config: &Path, global: &[&str]) -> (DaemonProcess, String) {
-    let mut child = Command::new(BIN)
+    spawn_daemon_under(&[], config, global)
+}
+
+/// [`spawn_daemon_with`] run through `wrapper` (a command that executes its arguments, such
+/// as `prlimit --nofile=…`).
+pub(crate) fn spawn_daemon_under(
+    wrapper: &[&str],
+    config: &Path,
+    global: &[&str],
+) -> (DaemonProcess, String) {
+    let mut cmd = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(BIN);
+            c
+        }
+        None => Command::new(BIN),
+    };
+    let mut child = cmd
         .args(global)
         .args([
             "daemon",
@@ -488,6 +506,47 @@ pub(crate) fn spawn_daemon_with(config: &Path, global: &[&str]) -> (DaemonProces
             panic!("daemon did not log its address; its log:\n{logs}");
         }
     }
+}
+
+/// Started with a soft open-file limit of 256 (as shells and systemd start services, at a
+/// lower number), the daemon raises it to `max_connections` + 1024 within the hard limit;
+/// with a hard limit too low for that, it raises what it can and warns.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_raises_its_open_file_limit_for_its_connections() {
+    let soft = |d: &DaemonProcess| -> u64 {
+        let limits =
+            std::fs::read_to_string(format!("/proc/{}/limits", d.child.id())).expect("limits");
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .expect("open files line");
+        line.split_whitespace()
+            .nth(3)
+            .expect("soft")
+            .parse()
+            .expect("number")
+    };
+    let work = Workdir::new();
+    let (mut d, _) =
+        spawn_daemon_under(&["prlimit", "--nofile=256:20000"], &work.config_path(), &[]);
+    assert_eq!(
+        soft(&d),
+        4096 + 1024,
+        "the default max_connections, with room"
+    );
+    let _ = d.child.kill();
+    let (_, logs) = d.wait();
+    assert!(logs.contains("raised the open-file limit"), "{logs}");
+
+    let (mut d, _) =
+        spawn_daemon_under(&["prlimit", "--nofile=256:2000"], &work.config_path(), &[]);
+    assert_eq!(soft(&d), 2000, "up to the hard limit");
+    let _ = d.child.kill();
+    let (_, logs) = d.wait();
+    assert!(
+        logs.contains("the open-file limit is below max_connections"),
+        "{logs}"
+    );
 }
 
 /// The daemon binary: JSON logs carry one span per request and the lease id, so one lease
