@@ -183,11 +183,20 @@ pub async fn serve(
     let principals = Live::new(Principals::new(config.principals.clone()));
     let oidc = crate::oidc::Oidc::new(&config.oidc_issuers, clock.clone())
         .context("cannot set up the OIDC client")?;
+    // The files were checked when the config was validated; read again for the key itself.
+    let server_cert = config
+        .api
+        .tls
+        .as_ref()
+        .map(|t| crate::tls::load(&t.cert, &t.key).map(crate::tls::ServerCert::new))
+        .transpose()
+        .context("cannot set up TLS for the API")?;
     let reloader = Arc::new(Reloader {
         running: tokio::sync::Mutex::new(Running {
             config: config.clone(),
             scheduler,
         }),
+        server_cert: server_cert.clone(),
         principals: principals.clone(),
         oidc: oidc.clone(),
         policy: policy.clone(),
@@ -224,6 +233,7 @@ pub async fn serve(
         .context("listener has no local address")?;
     tracing::info!(
         %addr,
+        tls = server_cert.is_some(),
         config = %config.path.display(),
         store = %config.store.path.display(),
         projects = policy.get().projects().count(),
@@ -233,7 +243,8 @@ pub async fn serve(
     );
     // A request in flight at shutdown gets the request timeout to finish.
     let drain = std::time::Duration::from_secs(api.request_timeout.as_secs() + 1);
-    let served = http::serve::serve(listener, app, limits, shutdown, drain)
+    let tls = server_cert.map(|c| tokio_rustls::TlsAcceptor::from(c.server_config()));
+    let served = http::serve::serve(listener, app, limits, tls, shutdown, drain)
         .await
         .context("http server failed");
     // An on-call reap in progress is finished, not cut off, when the daemon stops on purpose.
@@ -324,11 +335,14 @@ struct Running {
 
 /// Live reload (SIGHUP, `POST /api/v1/reload`): reads the config file again and its rules,
 /// validates both, and only then applies principals, the rules (projects, quotas, allowlist,
-/// audit rules) and the schedules; on any error the running version stays. Other sections
-/// take effect at the next start (the report names those that changed).
+/// audit rules), the schedules and the API's certificate and key; on any error the running
+/// version stays. Other sections take effect at the next start (the report names those that
+/// changed).
 struct Reloader {
     /// Also serializes reloads: two at once would race on the scheduler.
     running: tokio::sync::Mutex<Running>,
+    /// The API's certificate when it serves HTTPS; `None` for plain HTTP.
+    server_cert: Option<crate::tls::ServerCert>,
     principals: Live<Principals>,
     oidc: crate::oidc::Oidc,
     policy: Live<Policy>,
@@ -349,6 +363,15 @@ impl Reloader {
         let path = running.config.path.clone();
         let new = Config::load(&path).map_err(|e| crate::error_chain(&e))?;
         let policy = load_policy(&new).map_err(|e| format!("{e:#}"))?;
+        // Read again even when the paths are the same: renewing a certificate in place (an
+        // ACME client, cert-manager) is the reason to reload. Validating the config checked
+        // the pair; a file replaced since then fails here, before anything is applied.
+        let new_cert = match (&self.server_cert, &new.api.tls) {
+            (Some(_), Some(files)) => Some(
+                crate::tls::load(&files.cert, &files.key).map_err(|e| crate::error_chain(&e))?,
+            ),
+            _ => None,
+        };
         let schedules_changed = new.schedules.scan.expr != running.config.schedules.scan.expr
             || new.schedules.cost.expr != running.config.schedules.cost.expr;
         if schedules_changed {
@@ -366,12 +389,13 @@ impl Reloader {
                 tracing::warn!(error = %e, "the old scheduler did not stop cleanly");
             }
         }
-        let restart_needed = restart_needed(&running.config, &new);
+        let restart_needed = restart_needed(&running.config, &new, self.server_cert.is_some());
         let report = http::dto::ReloadReport {
             config: path.display().to_string(),
             principals: new.principals.len() as u64,
             projects: policy.projects().count() as u64,
             schedules_changed,
+            tls_reloaded: new_cert.is_some(),
             restart_needed: restart_needed.iter().map(|s| (*s).to_owned()).collect(),
         };
         crate::lease::set_quota_gauges(&self.metrics, &policy);
@@ -379,12 +403,16 @@ impl Reloader {
             .set(Arc::new(Principals::new(new.principals.clone())));
         self.oidc.replace(&new.oidc_issuers);
         self.policy.set(Arc::new(policy));
+        if let (Some(cert), Some(key)) = (&self.server_cert, new_cert) {
+            cert.replace(key);
+        }
         running.config = Arc::new(new);
         tracing::info!(
             by,
             principals = report.principals,
             projects = report.projects,
             schedules_changed,
+            tls_reloaded = report.tls_reloaded,
             "config and rules reloaded"
         );
         if !restart_needed.is_empty() {
@@ -414,13 +442,24 @@ impl http::Reload for Reloader {
     }
 }
 
-/// The sections of `new` that differ from `old` and that a reload does not apply.
-fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
+/// The sections of `new` that differ from `old` and that a reload does not apply; `serving_tls`
+/// tells whether the listener speaks TLS (`old` may be a reload that asked for a restart).
+fn restart_needed(old: &Config, new: &Config, serving_tls: bool) -> Vec<&'static str> {
     let differs =
         |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+    // The certificate's files are read again on every reload, so only turning TLS on or off
+    // (another kind of listener) waits for a restart: until then, every reload says so.
+    let without_tls = |api: &crate::config::ApiConfig| crate::config::ApiConfig {
+        tls: None,
+        ..api.clone()
+    };
     let mut out = Vec::new();
     for (name, changed) in [
-        ("api", differs(&old.api, &new.api)),
+        (
+            "api",
+            differs(&without_tls(&old.api), &without_tls(&new.api)),
+        ),
+        ("api.tls", serving_tls != new.api.tls.is_some()),
         ("store", differs(&old.store, &new.store)),
         ("audit", differs(&old.audit, &new.audit)),
         ("rules.dir", old.rules.dir != new.rules.dir),

@@ -7,7 +7,7 @@
 pub const LAYERS: &[(&str, &[&str])] = &[
     (
         "foundation",
-        &["audit", "clock", "diagnostic", "live", "logging"],
+        &["audit", "clock", "diagnostic", "live", "logging", "tls"],
     ),
     ("domain words", &["model"]),
     ("domain records", &["auth", "resource"]),

@@ -9,7 +9,7 @@
 //! |---|---|
 //! | [`model`] | the domain's words, one file per concept: [`model::LeaseId`], [`model::ProjectName`], [`model::HumanDuration`] (`90m`, `2h`, `7d`), tags and [`model::IdentityTags`], ARNs, verdicts, [`model::Lease`] and its state math, [`model::MailKind`], money ([`model::MicroUsd`]), [`model::ResourceType`] |
 //! | [`diagnostic`] | `FILE:LINE:COL: field `x`: …` errors for config and rules |
-//! | [`config`] | the TOML config, validated once, one file per section (`aws`, `smtp`, `cost`, `enforcement`, `schedule`, `principals`); errors point at the value through the document's spans (`spans`); the embedded example |
+//! | [`config`] | the TOML config, validated once, one file per section (`aws`, `smtp`, `cost`, `enforcement`, `schedule`, `principals`, `tls` for `[api.tls]`); errors point at the value through the document's spans (`spans`); the embedded example |
 //! | [`audit`] | the audit chain's key (from `[audit]`, created once by the daemon, redacted in `Debug`) and its published head `SEQ:HASH` |
 //! | [`auth`] | principals, roles (lessee, operator, viewer), hashed bearer tokens, OIDC claim patterns (`*` globs) and the pick of the one principal a verified ID token's claims match |
 //! | [`oidc`] | OIDC ID tokens (GitHub Actions, GitLab CI) as bearer tokens: JWT parsing, RS256/ES256 signatures (ring) by each issuer's JWKS (fetched lazily, cached, refetched on an unknown key id at most once per interval), `iss`/`aud`/`exp`/`nbf`/`iat` with leeway; never prints a token |
@@ -17,7 +17,7 @@
 //! | [`lease`] | the [`lease::LeaseRegistry`] service: acquire, renew, beat, release, quotas |
 //! | [`store`] | SQLite (WAL, `synchronous = FULL`, 16 KiB pages, foreign keys, append-only migrations); writes go through one group-commit writer thread; the act lock that keeps two processes from acting at once; the audit chain (append, list, verify) in `store::chain`; teardown proof of ended leases in `store::teardown`; backups and the restore guard in `store::restore`; the only module that knows SQL |
 //! | [`metrics`] | the Prometheus registry and every metric |
-//! | [`http`] | the axum API under `/api/v1`, `/healthz`, `/readyz`, `/metrics`, one file per resource plus `error` (status and stable code, in one place) and `extract`; the accept loop with its limits (header-read timeout, connection cap) in [`http::serve`], the request timeout and in-flight cap as middleware; one JSON type per body in [`http::dto`], shared with the CLI client; the OpenAPI 3.1 document ([`http::openapi`], served at `/api/v1/openapi.json`, committed as `docs/openapi.json`) |
+//! | [`http`] | the axum API under `/api/v1`, `/healthz`, `/readyz`, `/metrics`, one file per resource plus `error` (status and stable code, in one place) and `extract`; the accept loop with its limits (header-read timeout, connection cap) and the TLS handshake in [`http::serve`], the request timeout and in-flight cap as middleware; one JSON type per body in [`http::dto`], shared with the CLI client; the OpenAPI 3.1 document ([`http::openapi`], served at `/api/v1/openapi.json`, committed as `docs/openapi.json`) |
 //! | [`daemon`] | wiring: `serve(config, listener, shutdown, clock)` |
 //! | [`resource`] | plain records of the audit pass: observed resources, evaluations, findings, walks, runs, a pass's report |
 //! | [`inventory`] | the AWS walk (tagging API, EC2 instance states), the sweep of never-tagged resources by each service's list call ([`inventory::sweep`]), client builder, rate limit; the only home of SDK types (a failed walk's [`inventory::WalkError`] keeps the SDK's error as its source) |
@@ -32,6 +32,7 @@
 //! | [`clock`] | the only reader of the wall clock |
 //! | [`live`] | a value replaced whole on reload (config, rules, principals); readers keep the version they took |
 //! | [`logging`] | tracing set-up (human or JSON) |
+//! | [`tls`] | the API's certificate and key (PEM files, checked to match) and the holder handshakes read them from, swapped on reload; rustls with aws-lc-rs |
 //!
 //! # Layers
 //!
@@ -44,7 +45,7 @@
 //!
 //! | layer | name | modules |
 //! |---|---|---|
-//! | 0 | foundation | [`audit`], [`clock`], [`diagnostic`], [`live`], [`logging`] |
+//! | 0 | foundation | [`audit`], [`clock`], [`diagnostic`], [`live`], [`logging`], [`tls`] |
 //! | 1 | domain words | [`model`] |
 //! | 2 | domain records | [`auth`], [`resource`] |
 //! | 3 | settings | [`config`] |
@@ -104,6 +105,7 @@ pub mod resource;
 pub mod scheduler;
 pub mod store;
 pub mod tasks;
+pub mod tls;
 
 /// An error and its sources, joined by `: `, for logging once where handled.
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {

@@ -46,6 +46,28 @@ fn retryable(kind: Kind, failure: &Failure) -> bool {
         }
 }
 
+/// Whether `e` failed on the daemon's certificate (unknown CA, wrong name, expired): no retry
+/// can fix that, and the user needs to hear about the CA, not about a lost connection.
+fn untrusted_certificate(e: &reqwest::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        // An I/O error hides the error it wraps from `source()` (and the TLS stack wraps
+        // rustls' error in two): look inside each.
+        let mut inner = Some(err);
+        while let Some(i) = inner {
+            if let Some(rustls::Error::InvalidCertificate(_)) = i.downcast_ref::<rustls::Error>() {
+                return true;
+            }
+            inner = i
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .map(|i| i as &(dyn std::error::Error + 'static));
+        }
+        cur = err.source();
+    }
+    false
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     /// Sent once: a repeat could do the work twice (start a pass, reap, refresh spend).
@@ -68,16 +90,28 @@ pub struct ApiFailure {
 }
 
 impl Client {
-    /// A client of the API at `addr`; each request gives up after `timeout`.
+    /// A client of the API at `addr`; each request gives up after `timeout`. With `ca_file`,
+    /// an `https://` daemon's certificate must chain to one of the file's certificates.
     pub fn new(
         addr: &str,
         token: Option<&str>,
         timeout: std::time::Duration,
+        ca_file: Option<&std::path::Path>,
     ) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .context("cannot build the HTTP client")?;
+        let mut http = reqwest::Client::builder().timeout(timeout);
+        if let Some(path) = ca_file {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("cannot read the CA file {}", path.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("the CA file {} is not PEM", path.display()))?;
+            if certs.is_empty() {
+                anyhow::bail!("the CA file {} holds no PEM certificate", path.display());
+            }
+            // Instead of the system's roots, like curl's --cacert: the daemon has one CA, and
+            // no public CA should be able to vouch for it.
+            http = http.tls_certs_only(certs);
+        }
+        let http = http.build().context("cannot build the HTTP client")?;
         Ok(Client {
             http,
             base: addr.trim_end_matches('/').to_owned(),
@@ -138,6 +172,15 @@ impl Client {
             let failure = match &answer {
                 Ok((s, _)) if s.is_server_error() => Failure::Status(*s),
                 Ok(_) => break answer.expect("matched Ok"),
+                Err(e) if untrusted_certificate(e) => {
+                    return Err(
+                        anyhow::Error::new(answer.expect_err("matched Err")).context(format!(
+                            "cannot reach ephemera at {}: its TLS certificate is not trusted \
+                             (give the CA that signed it with --ca-file or EPHEMERA_CA_FILE)",
+                            self.base
+                        )),
+                    );
+                }
                 Err(_) => Failure::NoAnswer,
             };
             if attempt >= ATTEMPTS || !retryable(kind, &failure) {

@@ -77,6 +77,11 @@ struct ClientArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table", global = true)]
     output: Output,
+    /// PEM file of the CA certificate(s) that signed the daemon's certificate (an `https://`
+    /// address): trusted instead of the system's roots, so only that CA can vouch for the
+    /// daemon.
+    #[arg(long, env = "EPHEMERA_CA_FILE", global = true)]
+    ca_file: Option<PathBuf>,
     /// Give up on one request after this long (`30s`, `2m`); reads and lease calls are tried
     /// again, with back-off, after a timeout, a lost connection or a 5xx.
     #[arg(long, env = "EPHEMERA_TIMEOUT", default_value = "30s", global = true, value_parser = timeout_arg)]
@@ -102,6 +107,7 @@ impl ClientArgs {
             &self.addr,
             from_file.as_deref().or(self.token.as_deref()),
             self.timeout,
+            self.ca_file.as_deref(),
         )
     }
 }

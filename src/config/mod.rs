@@ -27,6 +27,7 @@ mod smtp;
 mod spans;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 use aws::validate_aws;
 pub use aws::{AccountSettings, AwsAccount, AwsConfig, OrganizationConfig, OuSettings};
@@ -43,6 +44,7 @@ pub use schedule::{CronSchedule, Schedules};
 use smtp::validate_smtp;
 pub use smtp::{QuietHours, SmtpConfig, SmtpTls};
 use spans::span_in;
+pub use tls::ApiTls;
 
 /// The annotated example shipped with the project, embedded so `ephemera config example`
 /// can print it anywhere.
@@ -88,6 +90,8 @@ pub struct ApiConfig {
     pub max_connections: u32,
     /// Requests in flight at most; one more gets 503 `overloaded`.
     pub max_concurrent_requests: u32,
+    /// `[api.tls]`: HTTPS with these files; `None` serves plain HTTP.
+    pub tls: Option<ApiTls>,
 }
 
 #[derive(Debug, Clone)]
@@ -164,6 +168,8 @@ struct RawApi {
     principals: Vec<RawPrincipal>,
     #[serde(default)]
     oidc_issuers: Vec<oidc::RawOidcIssuer>,
+    #[serde(default)]
+    tls: Option<Spanned<tls::RawTls>>,
 }
 
 fn default_max_body() -> usize {
@@ -378,6 +384,11 @@ impl Config {
             request_timeout: *api.request_timeout.get_ref(),
             max_connections: *api.max_connections.get_ref(),
             max_concurrent_requests: *api.max_concurrent_requests.get_ref(),
+            tls: api
+                .tls
+                .as_ref()
+                .map(|t| tls::resolve_tls(&src, t, &resolve))
+                .transpose()?,
         };
         let oidc_issuers = resolve_issuers(&src, raw.api.oidc_issuers)?;
         let principals =

@@ -66,7 +66,7 @@ fn bad_values_name_file_line_and_field() {
         "field `api.header_read_timeout`: must be 1s to 300s",
     );
     check_bad(
-        "max_connections = 1024",
+        "max_connections = 4096",
         "max_connections = 2",
         "max_connections = 2",
         "field `api.max_connections`: must be 8 to 1000000",
@@ -799,4 +799,83 @@ fn oidc_errors_name_the_line_and_field() {
     assert_ne!(bare, text);
     let err = parse(&bare).expect_err("no credential").to_string();
     assert!(err.contains("or `oidc`, or both"), "{err}");
+}
+
+/// The example's commented `[api.tls]` section, and the test certificates' directory.
+const TLS_COMMENTED: &str =
+    "# [api.tls]\n# cert = \"/etc/ephemera/tls/api.pem\"\n# key = \"/etc/ephemera/tls/api.key\"";
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+
+#[test]
+fn api_tls_paths_resolve_against_the_config_and_the_pair_is_checked() {
+    assert!(EXAMPLE.contains(TLS_COMMENTED), "example lacks [api.tls]");
+    assert_eq!(parse(EXAMPLE).expect("example").api.tls, None, "plain HTTP");
+    let text = EXAMPLE.replacen(
+        TLS_COMMENTED,
+        "[api.tls]\ncert = \"tls-test-cert.pem\"\nkey = \"tls-test-key.pem\"",
+        1,
+    );
+    let path = Path::new(FIXTURES).join("e.toml");
+    let c = Config::parse(&path, &text, &no_env).expect("a matching pair");
+    assert_eq!(
+        c.api.tls,
+        Some(ApiTls {
+            cert: Path::new(FIXTURES).join("tls-test-cert.pem"),
+            key: Path::new(FIXTURES).join("tls-test-key.pem"),
+        })
+    );
+}
+
+#[test]
+fn bad_api_tls_names_the_field_and_the_file() {
+    let tls = |cert: &str, key: &str| format!("[api.tls]\ncert = \"{cert}\"\nkey = \"{key}\"");
+    let (cert, key, other) = (
+        format!("{FIXTURES}/tls-test-cert.pem"),
+        format!("{FIXTURES}/tls-test-key.pem"),
+        format!("{FIXTURES}/tls-test-other-key.pem"),
+    );
+    check_bad(
+        TLS_COMMENTED,
+        &format!("[api.tls]\ncert = \"{cert}\""),
+        "[api.tls]",
+        "missing field `key`",
+    );
+    check_bad(
+        TLS_COMMENTED,
+        &format!("{}\nca = \"x.pem\"", tls(&cert, &key)),
+        "ca = \"x.pem\"",
+        "unknown field `ca`",
+    );
+    check_bad(
+        TLS_COMMENTED,
+        &tls("/nonexistent/api.pem", &key),
+        "cert = \"/nonexistent",
+        "field `api.tls.cert`: cannot read /nonexistent/api.pem: No such file",
+    );
+    check_bad(
+        TLS_COMMENTED,
+        &tls(&cert, "/nonexistent/api.key"),
+        "key = \"/nonexistent",
+        "field `api.tls.key`: cannot read /nonexistent/api.key: No such file",
+    );
+    check_bad(
+        TLS_COMMENTED,
+        &tls(&key, &key),
+        "cert = \"",
+        &format!("field `api.tls.cert`: {key} holds no PEM certificate"),
+    );
+    check_bad(
+        TLS_COMMENTED,
+        &tls(&cert, &cert),
+        "key = \"",
+        &format!("field `api.tls.key`: {cert} holds no PEM private key"),
+    );
+    check_bad(
+        TLS_COMMENTED,
+        &tls(&cert, &other),
+        "key = \"",
+        &format!(
+            "field `api.tls.key`: the private key in {other} does not belong to the certificate in {cert}"
+        ),
+    );
 }

@@ -2,15 +2,21 @@
 //! `max_connections` open at once (one more is closed at accept), each request bounded by
 //! `request_timeout` and at most `max_concurrent_requests` in flight (503 `overloaded`
 //! beyond). Slow or idle clients cannot hold descriptors or workers the lease API needs.
+//!
+//! With TLS, each accepted connection first completes a rustls handshake, itself bounded by
+//! the header-read timeout and holding its connection slot, so a client that never sends a
+//! ClientHello is closed like one that never sends its headers; then hyper serves it as before.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
 
 /// The limits of `[api]`.
 #[derive(Debug, Clone, Copy)]
@@ -19,18 +25,20 @@ pub struct Limits {
     pub max_connections: usize,
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves; then stops accepting, lets open
-/// connections finish their request in flight (at most `drain`), and returns.
+/// Serves `app` on `listener` (HTTPS when `tls` is given) until `shutdown` resolves; then
+/// stops accepting, lets open connections finish their request in flight (at most `drain`),
+/// and returns.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,
+    tls: Option<TlsAcceptor>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     drain: Duration,
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut builder = hyper::server::conn::http1::Builder::new();
+    let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
@@ -59,24 +67,23 @@ pub async fn serve(
             drop(stream);
             continue;
         };
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()))
-            .with_upgrades();
+        let (builder, app, tls) = (builder.clone(), app.clone(), tls.clone());
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        tracing::debug!(error = %e, "connection ended");
-                    }
-                }
-                // The one change is to true: shutting down.
-                _ = stop.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
+            let Some(tls) = tls else {
+                return serve_connection(builder, TokioIo::new(stream), app, stop).await;
+            };
+            let handshake = tokio::select! {
+                r = tokio::time::timeout(limits.header_read_timeout, tls.accept(stream)) => r,
+                // The one change is to true: shutting down; a half-made connection is dropped.
+                _ = stop.changed() => return,
+            };
+            match handshake {
+                Ok(Ok(stream)) => serve_connection(builder, TokioIo::new(stream), app, stop).await,
+                // A scanner, a plain-HTTP client or an untrusting one: nothing to act on.
+                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!("TLS handshake not done within header_read_timeout"),
             }
         });
     }
@@ -91,4 +98,31 @@ pub async fn serve(
         tracing::warn!("connections still open after the drain time; closing them");
     }
     Ok(())
+}
+
+/// Serves one connection until it ends, or until shutdown lets its request in flight finish.
+async fn serve_connection<I>(
+    builder: http1::Builder,
+    io: I,
+    app: Router,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let conn = builder
+        .serve_connection(io, TowerToHyperService::new(app))
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "connection ended");
+            }
+        }
+        // The one change is to true: shutting down.
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
 }

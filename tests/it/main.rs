@@ -26,4 +26,5 @@ mod rules;
 mod safety;
 mod scan;
 mod support;
+mod tls;
 mod vpc;

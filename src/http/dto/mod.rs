@@ -30,7 +30,7 @@ use utoipa::ToSchema;
 
 /// `POST /api/v1/reload`: what a reload applied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[schema(example = json!({"config": "/etc/ephemera/ephemera.toml", "principals": 5, "projects": 3, "schedules_changed": false, "restart_needed": ["enforcement"]}))]
+#[schema(example = json!({"config": "/etc/ephemera/ephemera.toml", "principals": 5, "projects": 3, "schedules_changed": false, "tls_reloaded": true, "restart_needed": ["enforcement"]}))]
 pub struct ReloadReport {
     /// The config file read.
     pub config: String,
@@ -40,6 +40,10 @@ pub struct ReloadReport {
     pub projects: u64,
     /// Whether the scan or cost schedule changed (the scheduler was restarted with it).
     pub schedules_changed: bool,
+    /// Whether the API's certificate and key (`[api.tls]`) were read again: new connections
+    /// present them. False when the API serves plain HTTP.
+    #[serde(default)]
+    pub tls_reloaded: bool,
     /// Config sections that changed but take effect only at the next start.
     pub restart_needed: Vec<String>,
 }
