@@ -128,15 +128,6 @@ pub async fn serve(
         metrics,
         tasks,
     } = open(config, clock.clone()).await?;
-    // Before anything reads a lease: the time we were down is not the lessees' to pay.
-    credit_downtime(&store, &metrics, clock.as_ref(), true).await;
-    let (stop_alive, alive_stopped) = tokio::sync::watch::channel(false);
-    let alive_loop = tokio::spawn(keep_alive(
-        store.clone(),
-        metrics.clone(),
-        clock.clone(),
-        alive_stopped,
-    ));
     let leases = LeaseRegistry::new(
         store.clone(),
         policy.clone(),
@@ -169,6 +160,17 @@ pub async fn serve(
         clock.clone(),
     )
     .context("cannot set up mail")?;
+    // Before anything acts on a lease (mail, passes, the API): the time we were down is not
+    // the lessees' to pay, and that includes the start-up above (it can take seconds on a
+    // busy host), so it is credited here, right before serving, not when the store opened.
+    credit_downtime(&store, &metrics, clock.as_ref(), true).await;
+    let (stop_alive, alive_stopped) = tokio::sync::watch::channel(false);
+    let alive_loop = tokio::spawn(keep_alive(
+        store.clone(),
+        metrics.clone(),
+        clock.clone(),
+        alive_stopped,
+    ));
     let (stop_mail, mail_stopped) = tokio::sync::watch::channel(false);
     let mail_loop = mailer.map(|m| {
         if let Some(passes) = tasks.follow_passes() {
