@@ -393,16 +393,34 @@ impl Issuer {
         };
         let jwks_url = match jwks_url {
             Some(u) => u,
-            None => get(self.config.discovery_url())
-                .await?
-                .get("jwks_uri")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-                .ok_or_else(|| "the discovery document has no `jwks_uri`".to_owned())?,
+            None => discovered_jwks_uri(
+                &get(self.config.discovery_url()).await?,
+                &self.config.issuer,
+            )?,
         };
         let keys = parse_jwks(&get(jwks_url.clone()).await?);
         Ok((jwks_url, keys))
     }
+}
+
+/// The key set's address from a discovery document, which must name the configured issuer
+/// exactly (OpenID Connect Discovery 1.0, section 4.3): a document served for another issuer
+/// (a proxy, a misrouted host) must not supply the keys that tokens of this one are checked
+/// against.
+fn discovered_jwks_uri(doc: &Value, issuer: &str) -> Result<String, String> {
+    match doc.get("issuer").and_then(Value::as_str) {
+        Some(named) if named == issuer => {}
+        Some(named) => {
+            return Err(format!(
+                "the discovery document names issuer `{named}`, not `{issuer}`"
+            ));
+        }
+        None => return Err("the discovery document has no `issuer`".to_owned()),
+    }
+    doc.get("jwks_uri")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| "the discovery document has no `jwks_uri`".to_owned())
 }
 
 /// The configured issuers and their key caches; cheap to clone, shared by every request.

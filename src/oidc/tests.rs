@@ -412,3 +412,33 @@ fn jwt_shapes_and_jwks_parsing() {
     assert_eq!(keys["ec"].alg.as_deref(), Some("ES256"));
     assert!(!format!("{:?}", keys["rsa"]).contains(&b(&n)));
 }
+
+/// Discovery must name the configured issuer exactly; a document for another issuer (even
+/// one differing by a trailing slash) or for none supplies no keys.
+#[test]
+fn discovery_names_the_configured_issuer_or_is_refused() {
+    let issuer = "https://token.actions.githubusercontent.com";
+    let doc = |iss: Option<&str>| {
+        let mut d = json!({"jwks_uri": format!("{issuer}/.well-known/jwks")});
+        if let Some(i) = iss {
+            d["issuer"] = json!(i);
+        }
+        d
+    };
+    assert_eq!(
+        discovered_jwks_uri(&doc(Some(issuer)), issuer),
+        Ok(format!("{issuer}/.well-known/jwks"))
+    );
+    for other in [
+        "https://token.actions.githubusercontent.com/",
+        "https://evil.example.com",
+        "",
+    ] {
+        let e = discovered_jwks_uri(&doc(Some(other)), issuer).expect_err(other);
+        assert!(e.contains("names issuer"), "{e}");
+    }
+    let e = discovered_jwks_uri(&doc(None), issuer).expect_err("no issuer");
+    assert!(e.contains("no `issuer`"), "{e}");
+    let e = discovered_jwks_uri(&json!({"issuer": issuer}), issuer).expect_err("no keys");
+    assert!(e.contains("no `jwks_uri`"), "{e}");
+}
