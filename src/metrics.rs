@@ -35,6 +35,9 @@ pub struct Metrics {
     /// `ephemera_downtime_credited_seconds_total`: time the registry was not serving, added
     /// to the deadlines of the leases active when it stopped.
     pub downtime_credited: IntCounter,
+    /// `ephemera_oidc_tokens_total{outcome}`: ID tokens presented to the API, by what came of
+    /// them ([`OIDC_OUTCOMES`]; the reason of a refusal is logged at debug).
+    pub oidc_tokens: IntCounterVec,
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
     pub store_errors: IntCounterVec,
@@ -121,6 +124,11 @@ fn reg<C: Collector + Clone + 'static>(r: &Registry, c: C) -> C {
         .expect("metric names are unique");
     c
 }
+
+/// What came of an ID token: verified and matched to a principal; refused (bad signature,
+/// expired, wrong audience, …); verified but matching no one principal; or not checkable
+/// because the issuer's keys could not be fetched (503).
+pub const OIDC_OUTCOMES: [&str; 4] = ["accepted", "refused", "no-principal", "unavailable"];
 
 fn counters(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     reg(
@@ -210,6 +218,12 @@ impl Metrics {
                 &r,
                 "ephemera_downtime_credited_seconds_total",
                 "Time the registry was not serving, credited to the deadlines of the leases active when it stopped",
+            ),
+            oidc_tokens: counters(
+                &r,
+                "ephemera_oidc_tokens_total",
+                "ID tokens presented to the API by outcome (accepted, refused, no-principal, unavailable)",
+                &["outcome"],
             ),
             http_requests: counters(
                 &r,
@@ -513,6 +527,9 @@ impl Metrics {
         }
         for outcome in ["applied", "failed"] {
             self.config_reloads.with_label_values(&[outcome]);
+        }
+        for outcome in OIDC_OUTCOMES {
+            self.oidc_tokens.with_label_values(&[outcome]);
         }
         self.config_last_reload_successful.set(1);
         for outcome in ["found", "unknown", "error"] {

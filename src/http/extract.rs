@@ -39,16 +39,23 @@ impl FromRequestParts<AppState> for Caller {
         if !crate::oidc::looks_like_jwt(token) {
             return Err(unauth("unknown token"));
         }
+        let outcome = |o: &str| state.metrics.oidc_tokens.with_label_values(&[o]).inc();
         let verified = state.oidc.verify(token).await.map_err(|e| {
             tracing::debug!(reason = %e, "ID token refused");
+            outcome(match e {
+                crate::oidc::OidcError::KeysUnavailable(_) => "unavailable",
+                _ => "refused",
+            });
             ApiError::from(e)
         })?;
         let p = principals
             .for_claims(&verified.issuer, &verified.claims)
             .map_err(|e| {
                 tracing::debug!(issuer = %verified.issuer, reason = %e, "ID token matches no one principal");
+                outcome("no-principal");
                 unauth(&e.to_string())
             })?;
+        outcome("accepted");
         tracing::Span::current().record("principal", p.name.as_str());
         Ok(Caller(p))
     }

@@ -209,6 +209,18 @@ async fn refused_id_tokens_get_401_without_echoing_the_token() {
     // The good one still passes after all that.
     let (s, body) = acquire(&d, &key.sign(&good), ownerless("good")).await;
     assert_eq!(s, StatusCode::CREATED, "{body}");
+    // Each counted once by what came of it (bounded outcomes; the reasons are in the log).
+    let text = d.metrics().await;
+    let count = |o: &str| {
+        crate::support::sample(
+            &text,
+            &format!("ephemera_oidc_tokens_total{{outcome=\"{o}\"}}"),
+        )
+    };
+    assert_eq!(count("refused"), Some(8.0), "{text}");
+    assert_eq!(count("no-principal"), Some(2.0));
+    assert_eq!(count("accepted"), Some(1.0));
+    assert_eq!(count("unavailable"), Some(0.0));
     d.stop().await;
 }
 
@@ -269,6 +281,13 @@ async fn an_issuer_down_at_start_is_used_once_it_is_up() {
     let (s, body) = acquire(&d, &key.sign(&claims(&url)), ownerless("down")).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["code"], "oidc-unavailable", "{body}");
+    assert_eq!(
+        crate::support::sample(
+            &d.metrics().await,
+            "ephemera_oidc_tokens_total{outcome=\"unavailable\"}"
+        ),
+        Some(1.0)
+    );
     // Static tokens are not held up by it.
     d.acquire(WEB, "web", "static while down").await;
 
