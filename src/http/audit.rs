@@ -14,7 +14,7 @@ pub(super) struct AuditLogQuery {
 }
 
 /// The audit log, oldest first. Operators and viewers.
-#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditLogQuery), responses((status = 200, body = dto::AuditList), (status = 400, body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditLogQuery), responses((status = 200, body = dto::AuditList), (status = 400, body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 503, description = "`overloaded` (too many requests in flight), `request-timeout`, or `oidc-unavailable` (an ID token whose issuer's keys cannot be fetched now): retry later", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
 pub(super) async fn list_audit(
     State(s): State<AppState>,
     Caller(who): Caller,
@@ -49,7 +49,7 @@ pub(super) struct VerifyQuery {
 }
 
 /// Checks the audit chain (against a published head, if given). Operators and viewers.
-#[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit", params(VerifyQuery), responses((status = 200, description = "Whether the chain checks out (and contains the head)", body = dto::AuditVerdict), (status = 400, body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit", params(VerifyQuery), responses((status = 200, description = "Whether the chain checks out (and contains the head)", body = dto::AuditVerdict), (status = 400, body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 503, description = "`overloaded` (too many requests in flight), `request-timeout`, or `oidc-unavailable` (an ID token whose issuer's keys cannot be fetched now): retry later", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
 pub(super) async fn verify_audit(
     State(s): State<AppState>,
     Caller(who): Caller,

@@ -12,7 +12,7 @@ pub(super) struct CostQuery {
 
 /// Spend from the store (never a Cost Explorer call): per project, task or region since a
 /// day (`2026-03-01`) or for the last days (`30d`, today included).
-#[utoipa::path(get, path = "/api/v1/cost", tag = "spend", params(CostQuery), responses((status = 200, body = dto::CostView), (status = 400, body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/cost", tag = "spend", params(CostQuery), responses((status = 200, body = dto::CostView), (status = 400, body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 503, description = "`overloaded` (too many requests in flight), `request-timeout`, or `oidc-unavailable` (an ID token whose issuer's keys cannot be fetched now): retry later", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
 pub(super) async fn show_cost(
     State(s): State<AppState>,
     Caller(who): Caller,
@@ -95,7 +95,7 @@ pub(super) async fn show_cost(
 }
 
 /// Runs a cost refresh now (billed: about two Cost Explorer requests). Operators only.
-#[utoipa::path(post, path = "/api/v1/cost/refresh", tag = "spend", responses((status = 200, body = dto::CostRefreshView), (status = 409, description = "`cost-running`", body = dto::ErrorBody), (status = 502, description = "`cost-explorer-failed`", body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/cost/refresh", tag = "spend", responses((status = 200, body = dto::CostRefreshView), (status = 409, description = "`cost-running`", body = dto::ErrorBody), (status = 502, description = "`cost-explorer-failed`", body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 503, description = "`overloaded` (too many requests in flight), `request-timeout`, or `oidc-unavailable` (an ID token whose issuer's keys cannot be fetched now): retry later", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
 pub(super) async fn refresh_cost(
     State(s): State<AppState>,
     Caller(who): Caller,

@@ -59,7 +59,7 @@ pub(super) fn audit_filter(
     })
 }
 
-#[utoipa::path(get, path = "/api/v1/resources", tag = "findings", params(InventoryQuery), responses((status = 200, body = dto::ResourceList), (status = 400, body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/resources", tag = "findings", params(InventoryQuery), responses((status = 200, body = dto::ResourceList), (status = 400, body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 503, description = "`overloaded` (too many requests in flight), `request-timeout`, or `oidc-unavailable` (an ID token whose issuer's keys cannot be fetched now): retry later", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
 pub(super) async fn list_resources(
     State(s): State<AppState>,
     Caller(who): Caller,
@@ -73,7 +73,7 @@ pub(super) async fn list_resources(
     }))
 }
 
-#[utoipa::path(get, path = "/api/v1/findings", tag = "findings", params(InventoryQuery), responses((status = 200, body = dto::FindingList), (status = 400, body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/findings", tag = "findings", params(InventoryQuery), responses((status = 200, body = dto::FindingList), (status = 400, body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 503, description = "`overloaded` (too many requests in flight), `request-timeout`, or `oidc-unavailable` (an ID token whose issuer's keys cannot be fetched now): retry later", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
 pub(super) async fn list_findings(
     State(s): State<AppState>,
     Caller(who): Caller,
@@ -91,7 +91,7 @@ pub(super) async fn list_findings(
 }
 
 /// One finding with its transitions.
-#[utoipa::path(get, path = "/api/v1/findings/{id}", tag = "findings", params(("id" = i64, Path, description = "The finding id")), responses((status = 200, body = dto::FindingDetail), (status = 404, description = "`finding-not-found`", body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/findings/{id}", tag = "findings", params(("id" = i64, Path, description = "The finding id")), responses((status = 200, body = dto::FindingDetail), (status = 404, description = "`finding-not-found`", body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 503, description = "`overloaded` (too many requests in flight), `request-timeout`, or `oidc-unavailable` (an ID token whose issuer's keys cannot be fetched now): retry later", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
 pub(super) async fn show_finding(
     State(s): State<AppState>,
     Caller(who): Caller,

@@ -6,7 +6,7 @@ pub(super) fn view(s: &AppState, l: &crate::model::Lease) -> LeaseView {
     LeaseView::new(l, s.leases.now(), s.leases.tags())
 }
 
-#[utoipa::path(post, path = "/api/v1/leases", tag = "leases", request_body = crate::lease::AcquireRequest, params(("Idempotency-Key" = Option<String>, Header, description = "The idempotency key, when the body has none")), responses((status = 201, description = "Acquired; `Location` names it", body = dto::LeaseView), (status = 200, description = "The key names an active lease of the project: that lease, nothing new", body = dto::LeaseView), (status = 409, description = "A quota or policy denies it (`quota-exceeded`, `ttl-above-max`, …), or the key names an active lease of another task or owner (`idempotency-key-conflict`)", body = dto::ErrorBody), (status = 422, description = "A field is invalid", body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/leases", tag = "leases", request_body = crate::lease::AcquireRequest, params(("Idempotency-Key" = Option<String>, Header, description = "The idempotency key, when the body has none")), responses((status = 201, description = "Acquired; `Location` names it", body = dto::LeaseView), (status = 200, description = "The key names an active lease of the project: that lease, nothing new", body = dto::LeaseView), (status = 409, description = "A quota or policy denies it (`quota-exceeded`, `ttl-above-max`, …), or the key names an active lease of another task or owner (`idempotency-key-conflict`)", body = dto::ErrorBody), (status = 422, description = "A field is invalid", body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 503, description = "`overloaded` (too many requests in flight), `request-timeout`, or `oidc-unavailable` (an ID token whose issuer's keys cannot be fetched now): retry later", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
 pub(super) async fn acquire(
     State(s): State<AppState>,
     Caller(who): Caller,
@@ -43,7 +43,7 @@ pub(super) async fn acquire(
     Ok(resp)
 }
 
-#[utoipa::path(get, path = "/api/v1/leases/{id}", tag = "leases", params(("id" = String, Path, description = "The lease id, however spelt")), responses((status = 200, body = dto::LeaseView), (status = 404, description = "`lease-not-found`", body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/leases/{id}", tag = "leases", params(("id" = String, Path, description = "The lease id, however spelt")), responses((status = 200, body = dto::LeaseView), (status = 404, description = "`lease-not-found`", body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 503, description = "`overloaded` (too many requests in flight), `request-timeout`, or `oidc-unavailable` (an ID token whose issuer's keys cannot be fetched now): retry later", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
 pub(super) async fn show(
     State(s): State<AppState>,
     Caller(who): Caller,
@@ -60,7 +60,7 @@ pub(super) async fn show(
     Ok(Json(v))
 }
 
-#[utoipa::path(post, path = "/api/v1/leases/{id}/renew", tag = "leases", params(("id" = String, Path, description = "The lease id")), request_body = dto::RenewRequest, responses((status = 200, body = dto::LeaseView), (status = 409, description = "`lease-expired`, `lease-released`, or the TTL is above the project's maximum", body = dto::ErrorBody), (status = 404, body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/leases/{id}/renew", tag = "leases", params(("id" = String, Path, description = "The lease id")), request_body = dto::RenewRequest, responses((status = 200, body = dto::LeaseView), (status = 409, description = "`lease-expired`, `lease-released`, or the TTL is above the project's maximum", body = dto::ErrorBody), (status = 404, body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 503, description = "`overloaded` (too many requests in flight), `request-timeout`, or `oidc-unavailable` (an ID token whose issuer's keys cannot be fetched now): retry later", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
 pub(super) async fn renew(
     State(s): State<AppState>,
     Caller(who): Caller,
@@ -71,7 +71,7 @@ pub(super) async fn renew(
     Ok(Json(view(&s, &lease)))
 }
 
-#[utoipa::path(post, path = "/api/v1/leases/{id}/heartbeat", tag = "leases", params(("id" = String, Path, description = "The lease id")), responses((status = 200, body = dto::LeaseView), (status = 409, description = "`lease-expired` or `lease-released`", body = dto::ErrorBody), (status = 404, body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/leases/{id}/heartbeat", tag = "leases", params(("id" = String, Path, description = "The lease id")), responses((status = 200, body = dto::LeaseView), (status = 409, description = "`lease-expired` or `lease-released`", body = dto::ErrorBody), (status = 404, body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 503, description = "`overloaded` (too many requests in flight), `request-timeout`, or `oidc-unavailable` (an ID token whose issuer's keys cannot be fetched now): retry later", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
 pub(super) async fn heartbeat(
     State(s): State<AppState>,
     Caller(who): Caller,
@@ -81,7 +81,7 @@ pub(super) async fn heartbeat(
     Ok(Json(view(&s, &lease)))
 }
 
-#[utoipa::path(post, path = "/api/v1/leases/{id}/release", tag = "leases", params(("id" = String, Path, description = "The lease id")), responses((status = 200, body = dto::LeaseView), (status = 409, description = "`lease-released`", body = dto::ErrorBody), (status = 404, body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/leases/{id}/release", tag = "leases", params(("id" = String, Path, description = "The lease id")), responses((status = 200, body = dto::LeaseView), (status = 409, description = "`lease-released`", body = dto::ErrorBody), (status = 404, body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 503, description = "`overloaded` (too many requests in flight), `request-timeout`, or `oidc-unavailable` (an ID token whose issuer's keys cannot be fetched now): retry later", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
 pub(super) async fn release(
     State(s): State<AppState>,
     Caller(who): Caller,
@@ -102,7 +102,7 @@ pub(super) struct ListQuery {
     cursor: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/v1/leases", tag = "leases", params(ListQuery), responses((status = 200, description = "A page of leases, newest first", body = dto::LeaseList), (status = 400, description = "A query parameter is invalid", body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/leases", tag = "leases", params(ListQuery), responses((status = 200, description = "A page of leases, newest first", body = dto::LeaseList), (status = 400, description = "A query parameter is invalid", body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 503, description = "`overloaded` (too many requests in flight), `request-timeout`, or `oidc-unavailable` (an ID token whose issuer's keys cannot be fetched now): retry later", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
 pub(super) async fn list(
     State(s): State<AppState>,
     Caller(who): Caller,

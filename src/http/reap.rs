@@ -3,7 +3,7 @@
 use super::*;
 
 /// The deletion plan as it stands (lessees see their projects' items only).
-#[utoipa::path(get, path = "/api/v1/plan", tag = "reaper", responses((status = 200, body = dto::PlanView), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/plan", tag = "reaper", responses((status = 200, body = dto::PlanView), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 503, description = "`overloaded` (too many requests in flight), `request-timeout`, or `oidc-unavailable` (an ID token whose issuer's keys cannot be fetched now): retry later", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
 pub(super) async fn show_plan(
     State(s): State<AppState>,
     Caller(who): Caller,
@@ -38,7 +38,7 @@ pub(super) async fn show_plan(
 /// On-call reaping: the same guards as a pass, except the grace deadline. Operators only.
 /// A plan only is answered at once (200; it deletes nothing); otherwise a job is started that
 /// the daemon owns (202, `Location: /api/v1/reap/jobs/{id}`): the client may go away.
-#[utoipa::path(post, path = "/api/v1/reap", tag = "reaper", request_body = dto::ReapRequest, responses((status = 200, description = "`plan_only`: the plan; nothing deleted", body = dto::ReapPlanView), (status = 202, description = "A job started; `Location` names it", body = dto::ReapJobView), (status = 409, description = "`scan-running`: a pass or other reaping holds the act lock", body = dto::ErrorBody), (status = 422, body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/reap", tag = "reaper", request_body = dto::ReapRequest, responses((status = 200, description = "`plan_only`: the plan; nothing deleted", body = dto::ReapPlanView), (status = 202, description = "A job started; `Location` names it", body = dto::ReapJobView), (status = 409, description = "`scan-running`: a pass or other reaping holds the act lock", body = dto::ErrorBody), (status = 422, body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 503, description = "`overloaded` (too many requests in flight), `request-timeout`, or `oidc-unavailable` (an ID token whose issuer's keys cannot be fetched now): retry later", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
 pub(super) async fn reap(
     State(s): State<AppState>,
     Caller(who): Caller,
@@ -87,7 +87,7 @@ pub(super) async fn reap(
 
 /// An on-call reap job: its starter, operators and viewers may read it; to anyone else it
 /// does not exist.
-#[utoipa::path(get, path = "/api/v1/reap/jobs/{id}", tag = "reaper", params(("id" = String, Path, description = "The job id")), responses((status = 200, body = dto::ReapJobView), (status = 404, description = "`reap-job-not-found`", body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/reap/jobs/{id}", tag = "reaper", params(("id" = String, Path, description = "The job id")), responses((status = 200, body = dto::ReapJobView), (status = 404, description = "`reap-job-not-found`", body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 503, description = "`overloaded` (too many requests in flight), `request-timeout`, or `oidc-unavailable` (an ID token whose issuer's keys cannot be fetched now): retry later", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
 pub(super) async fn show_reap_job(
     State(s): State<AppState>,
     Caller(who): Caller,

@@ -15,7 +15,7 @@ pub trait Reload: Send + Sync + std::fmt::Debug {
     fn reload(&self, by: String) -> ReloadFuture<'_>;
 }
 
-#[utoipa::path(post, path = "/api/v1/reload", tag = "admin", responses((status = 200, description = "Read, validated and applied", body = dto::ReloadReport), (status = 422, description = "`reload-invalid`: the new config or rules are refused (the message names the file, line and field); the running version stays", body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/reload", tag = "admin", responses((status = 200, description = "Read, validated and applied", body = dto::ReloadReport), (status = 422, description = "`reload-invalid`: the new config or rules are refused (the message names the file, line and field); the running version stays", body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 503, description = "`overloaded` (too many requests in flight), `request-timeout`, or `oidc-unavailable` (an ID token whose issuer's keys cannot be fetched now): retry later", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
 pub(super) async fn reload(
     State(s): State<AppState>,
     Caller(who): Caller,

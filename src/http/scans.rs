@@ -2,7 +2,7 @@
 
 use super::*;
 
-#[utoipa::path(post, path = "/api/v1/scans", tag = "scans", responses((status = 202, description = "Started; `Location` names the run", body = dto::ScanStarted), (status = 409, description = "`scan-running`: a pass or on-call reaping runs, here or in another process", body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/scans", tag = "scans", responses((status = 202, description = "Started; `Location` names the run", body = dto::ScanStarted), (status = 409, description = "`scan-running`: a pass or on-call reaping runs, here or in another process", body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 503, description = "`overloaded` (too many requests in flight), `request-timeout`, or `oidc-unavailable` (an ID token whose issuer's keys cannot be fetched now): retry later", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
 pub(super) async fn start_scan(
     State(s): State<AppState>,
     Caller(who): Caller,
@@ -38,7 +38,7 @@ pub(super) async fn start_scan(
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/scans/{id}", tag = "scans", params(("id" = String, Path, description = "The run id")), responses((status = 200, body = dto::ScanView), (status = 404, description = "`run-not-found`", body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/scans/{id}", tag = "scans", params(("id" = String, Path, description = "The run id")), responses((status = 200, body = dto::ScanView), (status = 404, description = "`run-not-found`", body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 503, description = "`overloaded` (too many requests in flight), `request-timeout`, or `oidc-unavailable` (an ID token whose issuer's keys cannot be fetched now): retry later", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
 pub(super) async fn show_scan(
     State(s): State<AppState>,
     Caller(who): Caller,
@@ -66,7 +66,7 @@ pub(super) async fn show_scan(
     )))
 }
 
-#[utoipa::path(get, path = "/api/v1/status", tag = "scans", responses((status = 200, body = dto::StatusView), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/status", tag = "scans", responses((status = 200, body = dto::StatusView), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 503, description = "`overloaded` (too many requests in flight), `request-timeout`, or `oidc-unavailable` (an ID token whose issuer's keys cannot be fetched now): retry later", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
 pub(super) async fn status(
     State(s): State<AppState>,
     Caller(who): Caller,
