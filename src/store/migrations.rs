@@ -277,6 +277,13 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX outbox_done ON outbox (sent_at) WHERE sent_at IS NOT NULL;
     CREATE INDEX outbox_rolled_into ON outbox (rolled_into) WHERE rolled_into IS NOT NULL;
     CREATE INDEX leases_by_end ON leases (MIN(COALESCE(released_at, ends_at), ends_at));",
+    // 21: a pass that skips a finding for the reason it was last skipped for appends no audit
+    // record: `skip_seq` is the record of the first skip of the run of skips, `skip_count`
+    // how many passes skipped it for that reason, `last_skipped_at` (ms) the latest. Any
+    // other decision about the finding ends the run (a later skip is recorded again).
+    "ALTER TABLE findings ADD COLUMN skip_seq INTEGER;
+    ALTER TABLE findings ADD COLUMN skip_count INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE findings ADD COLUMN last_skipped_at INTEGER;",
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), StoreError> {
