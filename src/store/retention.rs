@@ -559,7 +559,7 @@ mod tests {
                    AND NOT EXISTS (SELECT 1 FROM findings f WHERE f.lease_id = l.id AND f.resolved_at IS NULL)
                  LIMIT ?2"
                     .to_owned(),
-                ["leases_by_end", "resources_by_lease", "findings_open_by_lease"].as_slice(),
+                ["resources_by_lease", "findings_open_by_lease"].as_slice(),
             ),
         ] {
             let steps = plan(sql).await;
