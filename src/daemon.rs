@@ -181,6 +181,12 @@ pub async fn serve(
     });
     let scheduler =
         crate::scheduler::start(tasks.clone(), &config.schedules, &metrics, clock.now()).await?;
+    let (stop_purge, purge_stopped) = tokio::sync::watch::channel(false);
+    let purge_loop = tokio::spawn(purge_loop(
+        tasks.clone(),
+        std::time::Duration::from_secs(config.retention.purge_every.as_secs()),
+        purge_stopped,
+    ));
     let reap_jobs = crate::jobs::ReapJobs::new(tasks.clone(), clock.clone());
     let principals = Live::new(Principals::new(config.principals.clone()));
     let oidc = crate::oidc::Oidc::new(&config.oidc_issuers, clock.clone())
@@ -255,6 +261,9 @@ pub async fn serve(
     if let Err(e) = reloader.running.lock().await.scheduler.shutdown().await {
         tracing::warn!(error = %e, "scheduler did not stop cleanly");
     }
+    // A purge in progress stops between batches (each is its own commit).
+    let _ = stop_purge.send(true);
+    let _ = purge_loop.await;
     // A send in progress finishes (bounded by the SMTP timeout) before the daemon exits.
     let _ = stop_mail.send(true);
     if let Some(h) = mail_loop
@@ -326,6 +335,31 @@ async fn keep_alive(
             }
         }
         failed = !credit_downtime(&store, &metrics, clock.as_ref(), failed).await;
+    }
+}
+
+/// The first purge runs this long after start (or after `every`, if sooner): not at once, so
+/// a daemon restarted in a loop does not purge on every start, and start-up work goes first.
+const PURGE_FIRST_AFTER: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Purges the store to `[retention]` shortly after start and then every `every`, until
+/// stopped.
+async fn purge_loop(
+    tasks: crate::tasks::Tasks,
+    every: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut wait = PURGE_FIRST_AFTER.min(every);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+        tokio::select! {
+            _ = tasks.purge() => {}
+            _ = stop.changed() => return,
+        }
+        wait = every;
     }
 }
 
@@ -471,6 +505,7 @@ fn restart_needed(old: &Config, new: &Config, serving_tls: bool) -> Vec<&'static
         ("smtp", differs(&old.smtp, &new.smtp)),
         ("cost", differs(&old.cost, &new.cost)),
         ("enforcement", differs(&old.enforcement, &new.enforcement)),
+        ("retention", old.retention != new.retention),
     ] {
         if changed {
             out.push(name);

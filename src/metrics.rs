@@ -3,7 +3,7 @@
 //!
 //! Architecture Invariant: every label comes from a bounded set (project, state, operation,
 //! outcome code, route pattern, method, status, region, resource type, verdict, task, email
-//! kind). No
+//! kind, store table). No
 //! lease id, ARN or resource id is ever a label.
 
 use prometheus::core::Collector;
@@ -13,7 +13,9 @@ use prometheus::{
 };
 use strum::VariantArray;
 
-use crate::model::{Decision, MailKind, ResourceType, RunOutcome, TaskName, WalkOutcome};
+use crate::model::{
+    Decision, MailKind, PurgedTable, ResourceType, RunOutcome, TaskName, WalkOutcome,
+};
 
 #[derive(Debug)]
 pub struct Metrics {
@@ -117,6 +119,11 @@ pub struct Metrics {
     /// `ephemera_reaping_suspended`: 1 while a restore holds reaping of unknown-lease and
     /// released resources.
     pub reaping_suspended: IntGauge,
+    /// `ephemera_store_purged_rows_total{table}`: rows the retention purge deleted.
+    pub store_purged_rows: IntCounterVec,
+    /// `ephemera_store_purge_last_success_timestamp_seconds`: when a purge last finished
+    /// with every table purged.
+    pub store_purge_last_success: prometheus::Gauge,
 }
 
 fn reg<C: Collector + Clone + 'static>(r: &Registry, c: C) -> C {
@@ -369,6 +376,20 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            store_purged_rows: counters(
+                &r,
+                "ephemera_store_purged_rows_total",
+                "Rows the retention purge deleted, by table",
+                &["table"],
+            ),
+            store_purge_last_success: reg(
+                &r,
+                prometheus::Gauge::new(
+                    "ephemera_store_purge_last_success_timestamp_seconds",
+                    "When the retention purge last finished with every table purged",
+                )
+                .expect("valid metric"),
+            ),
             reaping_suspended: reg(
                 &r,
                 IntGauge::new(
@@ -537,6 +558,9 @@ impl Metrics {
         }
         for kind in MailKind::MESSAGES {
             self.emails_sent.with_label_values(&[kind.as_str()]);
+        }
+        for table in PurgedTable::VARIANTS {
+            self.store_purged_rows.with_label_values(&[table.as_str()]);
         }
         for t in deletable_types {
             for outcome in [

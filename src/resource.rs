@@ -221,6 +221,10 @@ pub struct ReapCandidate {
     pub created_at: Option<DateTime<Utc>>,
     /// Who made it, from CloudTrail, where known.
     pub creator: Option<String>,
+    /// Passes in a row that skipped it for the reason of its last skip (0: its last decision
+    /// was no skip), and when the latest did.
+    pub skip_count: u32,
+    pub last_skipped_at: Option<DateTime<Utc>>,
 }
 
 /// One reaper decision, as appended to the audit log.

@@ -22,6 +22,7 @@ mod discovery;
 mod enforcement;
 mod oidc;
 mod principals;
+mod retention;
 mod schedule;
 mod smtp;
 mod spans;
@@ -40,6 +41,8 @@ pub use enforcement::{DeletionWindow, Enforcement, TimeZone, Weekday};
 use oidc::resolve_issuers;
 pub use oidc::{JwsAlgorithm, OidcIssuer};
 use principals::resolve_principals;
+use retention::validate_retention;
+pub use retention::{Horizon, Retention};
 pub use schedule::{CronSchedule, Schedules};
 use smtp::validate_smtp;
 pub use smtp::{QuietHours, SmtpConfig, SmtpTls};
@@ -71,6 +74,8 @@ pub struct Config {
     pub cost: CostConfig,
     pub enforcement: Enforcement,
     pub audit: AuditConfig,
+    /// `[retention]`: how long history is kept in the store.
+    pub retention: Retention,
     /// API principals with hashed tokens or OIDC claims.
     pub principals: Vec<Principal>,
     /// `[[api.oidc_issuers]]`: kept apart from [`ApiConfig`] because they, like principals,
@@ -137,6 +142,8 @@ struct RawConfig {
     enforcement: Option<Spanned<Enforcement>>,
     #[serde(default)]
     audit: Option<Spanned<RawAudit>>,
+    #[serde(default)]
+    retention: Option<Spanned<Retention>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -346,6 +353,9 @@ impl Config {
         if let Some(c) = &raw.cost {
             validate_cost(&src, c, raw.aws.get_ref())?;
         }
+        if let Some(r) = &raw.retention {
+            validate_retention(&src, r)?;
+        }
         if !(1..=100).contains(&raw.store.restore_clean_passes) {
             return Err(src.error_for(0..0, "store.restore_clean_passes", "must be 1 to 100"));
         }
@@ -419,6 +429,7 @@ impl Config {
             cost: raw.cost.map(Spanned::into_inner).unwrap_or_default(),
             enforcement: raw.enforcement.map(Spanned::into_inner).unwrap_or_default(),
             audit,
+            retention: raw.retention.map(Spanned::into_inner).unwrap_or_default(),
             principals,
             oidc_issuers,
         })

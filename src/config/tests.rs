@@ -85,6 +85,51 @@ fn bad_values_name_file_line_and_field() {
     );
 }
 
+/// `[retention]`: bad horizons name their line and field; left out, every default holds.
+#[test]
+fn retention_horizons_are_checked_and_default() {
+    check_bad(
+        "runs = \"30d\"",
+        "runs = \"0\"",
+        "runs = \"0\"",
+        "field `retention.runs`: `0` is ambiguous",
+    );
+    check_bad(
+        "sent_mail = \"30d\"",
+        "sent_mail = \"6h\"",
+        "sent_mail = \"6h\"",
+        "field `retention.sent_mail`: `6h` is shorter than a day",
+    );
+    check_bad(
+        "purge_every = \"1h\"",
+        "purge_every = \"2d\"",
+        "purge_every = \"2d\"",
+        "field `retention.purge_every`: must be 1m to 1d",
+    );
+    check_bad(
+        "dead_mail = \"never\"",
+        "dead_mails = \"never\"",
+        "dead_mails",
+        "unknown field `dead_mails`",
+    );
+    let example = parse(EXAMPLE).expect("example");
+    assert_eq!(
+        example.retention,
+        Retention::default(),
+        "the example shows the defaults"
+    );
+    let start = EXAMPLE
+        .find("[retention]")
+        .expect("example has [retention]");
+    let end = start + EXAMPLE[start..].find("purge_every").expect("purge_every");
+    let end = end + EXAMPLE[end..].find('\n').expect("line end");
+    let without = format!("{}{}", &EXAMPLE[..start], &EXAMPLE[end..]);
+    let c = parse(&without).expect("valid without [retention]");
+    assert_eq!(c.retention, Retention::default());
+    let never = EXAMPLE.replacen("runs = \"30d\"", "runs = \"never\"", 1);
+    assert_eq!(parse(&never).expect("never").retention.runs, Horizon::Never);
+}
+
 /// The example with its first principal's token taken from the environment.
 fn example_with_token_env() -> String {
     let hash =

@@ -11,7 +11,7 @@
 //! | `mail` | [`MailKind`]: the notices and messages of the outbox |
 //! | `money` | [`MicroUsd`] (integer micro-dollars), exact parsing and printing, [`DaySpend`] |
 //! | `resource_type` | [`ResourceType`]: the types ephemera can delete |
-//! | `outcome` | [`TaskName`], [`RunOutcome`], [`WalkOutcome`], [`Source`], [`Decision`], [`ReapMode`]: the words of runs, walks, inventory and the reaper |
+//! | `outcome` | [`TaskName`], [`RunOutcome`], [`WalkOutcome`], [`Source`], [`Decision`], [`ReapMode`], [`PurgedTable`]: the words of runs, walks, inventory and the reaper |
 //! | `lease` | [`Lease`], [`LeaseState`] and the pure state math of renew, beat, release |
 //!
 //! Architecture Invariant: this module does no I/O and reads no clock; it imports nothing of
@@ -37,7 +37,7 @@ pub use ids::{LeaseId, ProjectName};
 pub use lease::{Lease, LeaseEnded, LeaseState};
 pub use mail::MailKind;
 pub use money::{DaySpend, MicroUsd, format_usd, parse_amount, usd_f64};
-pub use outcome::{Decision, ReapMode, RunOutcome, Source, TaskName, WalkOutcome};
+pub use outcome::{Decision, PurgedTable, ReapMode, RunOutcome, Source, TaskName, WalkOutcome};
 pub use resource_type::ResourceType;
 pub use tags::{IdentityTags, Tags, WELL_KNOWN_KEYS, check_tag_key, check_tag_value};
 pub use text::{printable, printable_lines};

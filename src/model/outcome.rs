@@ -108,6 +108,36 @@ word! {
     }
 }
 
+/// A table the retention purge deletes from, in the order it does (children before their
+/// parents); the `table` label of `ephemera_store_purged_rows_total`.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::Display,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
+#[strum(serialize_all = "snake_case")]
+pub enum PurgedTable {
+    FindingEvents,
+    Findings,
+    Resources,
+    Walks,
+    Runs,
+    Outbox,
+    Leases,
+}
+
+impl PurgedTable {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
 /// A run is `running` until it records how it ended.
 impl Default for RunOutcome {
     fn default() -> Self {
@@ -160,6 +190,18 @@ mod tests {
             ]
         );
         assert_eq!(texts(ReapMode::VARIANTS), ["pass", "manual", "checkpoint"]);
+        assert_eq!(
+            texts(PurgedTable::VARIANTS),
+            [
+                "finding_events",
+                "findings",
+                "resources",
+                "walks",
+                "runs",
+                "outbox",
+                "leases"
+            ]
+        );
         for d in Decision::VARIANTS {
             assert_eq!(d.as_str().parse::<Decision>().ok(), Some(*d));
             assert_eq!(

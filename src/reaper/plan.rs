@@ -594,6 +594,8 @@ mod tests {
             source: Source::Tagging,
             created_at: None,
             creator: None,
+            skip_count: 0,
+            last_skipped_at: None,
         }
     }
 

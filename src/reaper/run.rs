@@ -639,7 +639,12 @@ impl Reaper {
         let now = self.inner.clock.now();
         let (decision, detail, update) = match &outcome {
             Outcome::Gone(detail) => (Decision::Deleted, detail.clone(), ReapUpdate::Gone),
-            Outcome::Skipped(why) => (Decision::Skipped, why.clone(), ReapUpdate::Decision),
+            // A pass that skips an item for the same reason pass after pass records it once
+            // and counts the rest; on-call reaping by hand records each time (who asked).
+            Outcome::Skipped(why) if actor.manual => {
+                (Decision::Skipped, why.clone(), ReapUpdate::Decision)
+            }
+            Outcome::Skipped(why) => (Decision::Skipped, why.clone(), ReapUpdate::Skipped),
             Outcome::Unmarked(why) => (Decision::Skipped, why.clone(), ReapUpdate::Unmark),
             Outcome::Failed(err) => {
                 let backoff = self.backoff(c.attempts);

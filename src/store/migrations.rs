@@ -261,6 +261,29 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE resources ADD COLUMN controller TEXT;
     CREATE INDEX resources_controlled ON resources (controller)
         WHERE controller IS NOT NULL AND gone_at IS NULL;",
+    // 20: the retention purge (`store::retention`). Each finds its candidates through an index
+    // instead of scanning history: gone resources by when they went, resolved findings by
+    // when they resolved, ended runs, done-with outbox rows by when they were. The rest make
+    // the checks on delete cheap: a resource's findings (also the foreign key's look-up
+    // when a resource row goes), a message's rolled-up notices (the same for the outbox), the
+    // open findings naming a lease. Leases are read whole (one row per task run, the smallest
+    // history): an index on when a lease ended would be rewritten by every heartbeat, on the
+    // lease API's hot path, for a look-up made once an hour.
+    "CREATE INDEX resources_gone ON resources (gone_at) WHERE gone_at IS NOT NULL;
+    CREATE INDEX findings_by_arn ON findings (arn);
+    CREATE INDEX findings_resolved ON findings (resolved_at) WHERE resolved_at IS NOT NULL;
+    CREATE INDEX findings_open_by_lease ON findings (lease_id)
+        WHERE resolved_at IS NULL AND lease_id IS NOT NULL;
+    CREATE INDEX runs_ended ON runs (ended_at) WHERE ended_at IS NOT NULL;
+    CREATE INDEX outbox_done ON outbox (sent_at) WHERE sent_at IS NOT NULL;
+    CREATE INDEX outbox_rolled_into ON outbox (rolled_into) WHERE rolled_into IS NOT NULL;",
+    // 21: a pass that skips a finding for the reason it was last skipped for appends no audit
+    // record: `skip_seq` is the record of the first skip of the run of skips, `skip_count`
+    // how many passes skipped it for that reason, `last_skipped_at` (ms) the latest. Any
+    // other decision about the finding ends the run (a later skip is recorded again).
+    "ALTER TABLE findings ADD COLUMN skip_seq INTEGER;
+    ALTER TABLE findings ADD COLUMN skip_count INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE findings ADD COLUMN last_skipped_at INTEGER;",
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), StoreError> {

@@ -14,6 +14,7 @@
 //! | `locks` | the act lock held across processes |
 //! | `outbox` | mail: notices, messages, roll-up |
 //! | `cost` | spend per day |
+//! | `retention` | the purge of history past its horizon, a bounded batch per write |
 //! | `migrations`, `writer` | the schema; the one writer thread with group commit |
 
 mod chain;
@@ -24,6 +25,7 @@ mod migrations;
 mod outbox;
 mod reap;
 mod restore;
+mod retention;
 mod teardown;
 mod writer;
 
@@ -34,6 +36,7 @@ pub use locks::{ACT_LOCK, HeldBy, LockHolder};
 pub use outbox::{Notice, OutboxRow, Rollup, expiry_warning_key};
 pub use reap::ReapUpdate;
 pub use restore::Suspension;
+pub use retention::PurgeCutoffs;
 pub use teardown::EndedLease;
 
 use std::path::{Path, PathBuf};

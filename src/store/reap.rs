@@ -2,7 +2,7 @@
 //! appended to the audit chain ([`super::chain`]) in the same transaction as its finding.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::chain::append;
 use super::{Store, StoreError, bad, from_ms, ms, opt_time_at, stored_tags, verdict_at};
@@ -20,6 +20,9 @@ pub enum ReapUpdate {
     Settled,
     /// Clear the mark: the next pass marks the finding afresh (new deadline, new notice).
     Unmark,
+    /// A pass skipped it: recorded once for a run of skips for one reason; a repeat appends
+    /// no record, it counts on the finding (`skip_count`, `last_skipped_at`).
+    Skipped,
     /// The attempt failed; try again from `retry_at`.
     Failed { retry_at: DateTime<Utc> },
 }
@@ -60,7 +63,7 @@ fn candidates(
         "SELECT f.id, f.arn, r.account, r.region, r.resource_type, f.project, f.verdict,
                 f.reason, f.lease_id, l.owner, r.tags, COALESCE(f.deadline, ?1), r.lease_ended_at,
                 f.attempts, f.next_attempt_at, f.reap_state, f.last_decision, f.marked_owner,
-                r.source, r.created_at, r.creator
+                r.source, r.created_at, r.creator, f.skip_count, f.last_skipped_at
          FROM findings f JOIN resources r ON r.arn = f.arn
          LEFT JOIN leases l ON l.id = f.lease_id
          WHERE {filter}
@@ -102,6 +105,8 @@ fn candidates(
                 source: r.get(18)?,
                 created_at: opt_time_at(r, 19)?,
                 creator: r.get(20)?,
+                skip_count: r.get(21)?,
+                last_skipped_at: opt_time_at(r, 22)?,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
@@ -174,7 +179,8 @@ impl Store {
                 c.prepare_cached(
                     "UPDATE findings SET deadline = NULL, reap_state = NULL, last_decision = NULL,
                                          attempts = 0, next_attempt_at = NULL, last_error = NULL,
-                                         marked_owner = NULL
+                                         marked_owner = NULL, skip_seq = NULL, skip_count = 0,
+                                         last_skipped_at = NULL
                      WHERE resolved_at IS NULL AND action != 'reap' AND deadline IS NOT NULL",
                 )?
                 .execute([])?;
@@ -428,7 +434,9 @@ impl Store {
     }
 
     /// Appends a decision to the audit log and applies `update` to the finding, atomically.
-    /// Returns the record's seq.
+    /// Returns the record's seq; for a skip that repeats the finding's last one (same
+    /// detail, nothing else decided in between), the seq of that first record, counted on the
+    /// finding instead of appended.
     pub async fn record_reap(
         &self,
         finding_id: Option<i64>,
@@ -438,12 +446,42 @@ impl Store {
         let key = self.audit_key()?;
         self.writer
             .write(move |c| {
+                let at = ms(entry.at);
+                if let (Some(id), ReapUpdate::Skipped) = (finding_id, &update) {
+                    let first: Option<i64> = c
+                        .prepare_cached(
+                            "UPDATE findings SET skip_count = skip_count + 1, last_skipped_at = ?2
+                             WHERE id = ?1 AND last_decision = ?3 AND skip_seq IS NOT NULL
+                               AND (SELECT detail FROM audit_log WHERE seq = findings.skip_seq) = ?4
+                             RETURNING skip_seq",
+                        )?
+                        .query_row(params![id, at, entry.decision, entry.detail], |r| r.get(0))
+                        .optional()?;
+                    if let Some(first) = first {
+                        return Ok(first);
+                    }
+                }
                 let seq = append(c, &key, &entry)?;
                 let Some(id) = finding_id else {
                     return Ok(seq);
                 };
-                let at = ms(entry.at);
+                if update != ReapUpdate::Skipped {
+                    // Any other decision ends a run of skips: the next one is recorded.
+                    c.prepare_cached(
+                        "UPDATE findings SET skip_seq = NULL, skip_count = 0, last_skipped_at = NULL
+                         WHERE id = ?1 AND skip_seq IS NOT NULL",
+                    )?
+                    .execute([id])?;
+                }
                 match &update {
+                    ReapUpdate::Skipped => {
+                        c.prepare_cached(
+                            "UPDATE findings SET last_decision = ?2, skip_seq = ?3, skip_count = 1,
+                                                 last_skipped_at = ?4
+                             WHERE id = ?1",
+                        )?
+                        .execute(params![id, entry.decision, seq, at])?;
+                    }
                     ReapUpdate::Decision => {
                         c.prepare_cached("UPDATE findings SET last_decision = ?2 WHERE id = ?1")?
                             .execute(params![id, entry.decision])?;
@@ -525,6 +563,125 @@ mod tests {
             deadline_of(at, 7 * day, "expired", Some(young)),
             at + TimeDelta::days(7)
         );
+    }
+
+    /// Skips of one finding for one reason are one audit record and a count; a new reason, or
+    /// another decision in between, starts a new record. Checked through the skips `(detail,
+    /// update)` each expecting (records in the log, skip_count).
+    #[tokio::test]
+    async fn repeated_skips_are_one_record_and_a_count() {
+        use crate::model::{Decision, ReapMode};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("s.db"))
+            .await
+            .expect("opens")
+            .with_audit_key(crate::audit::AuditKey::from_hex(&"05".repeat(32)).expect("key"));
+        store
+            .writer
+            .write(|c| {
+                c.execute_batch(
+                    "INSERT INTO resources (arn, account, region, resource_type, tags, first_seen,
+                         last_seen, verdict, reason, action, grace_s, last_run)
+                     VALUES ('arn:aws:ec2:us-east-1:123456789012:volume/vol-1', 'a', 'r',
+                         'ec2:volume', '', 0, 0, 'expired', '', 'reap', 0, 'x');
+                     INSERT INTO findings (id, arn, verdict, action, reason, account, region,
+                         resource_type, opened_at, updated_at, deadline)
+                     VALUES (1, 'arn:aws:ec2:us-east-1:123456789012:volume/vol-1', 'expired',
+                         'reap', '', 'a', 'r', 'ec2:volume', 0, 0, 0);",
+                )?;
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .expect("a finding");
+        let t0 = DateTime::from_timestamp(1_800_000_000, 0).expect("time");
+        let steps = [
+            (
+                "account not verified",
+                Decision::Skipped,
+                ReapUpdate::Skipped,
+                1,
+                1,
+            ),
+            (
+                "account not verified",
+                Decision::Skipped,
+                ReapUpdate::Skipped,
+                1,
+                2,
+            ),
+            (
+                "account not verified",
+                Decision::Skipped,
+                ReapUpdate::Skipped,
+                1,
+                3,
+            ),
+            (
+                "held back: i-1 was not deleted",
+                Decision::Skipped,
+                ReapUpdate::Skipped,
+                2,
+                1,
+            ),
+            (
+                "held back: i-1 was not deleted",
+                Decision::Skipped,
+                ReapUpdate::Skipped,
+                2,
+                2,
+            ),
+            (
+                "boom",
+                Decision::Failed,
+                ReapUpdate::Failed { retry_at: t0 },
+                3,
+                0,
+            ),
+            (
+                "held back: i-1 was not deleted",
+                Decision::Skipped,
+                ReapUpdate::Skipped,
+                4,
+                1,
+            ),
+            ("by hand", Decision::Skipped, ReapUpdate::Decision, 5, 0),
+            ("by hand", Decision::Skipped, ReapUpdate::Skipped, 6, 1),
+        ];
+        for (i, (detail, decision, update, records, count)) in steps.into_iter().enumerate() {
+            let at = t0 + TimeDelta::minutes(15 * i as i64);
+            let entry = AuditEntry {
+                at,
+                run_id: Some(format!("run-{i}")),
+                actor: "scheduler".into(),
+                mode: ReapMode::Pass,
+                arn: "arn:aws:ec2:us-east-1:123456789012:volume/vol-1".into(),
+                lease_id: None,
+                verdict: Some("expired".into()),
+                decision,
+                detail: detail.into(),
+            };
+            let seq = store
+                .record_reap(Some(1), entry, update)
+                .await
+                .expect("recorded");
+            let (n, max, skips, last): (i64, i64, u32, Option<i64>) = store
+                .read(|c| {
+                    Ok::<_, StoreError>(c.query_row(
+                        "SELECT (SELECT COUNT(*) FROM audit_log), (SELECT MAX(seq) FROM audit_log),
+                                skip_count, last_skipped_at FROM findings WHERE id = 1",
+                        [],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                    )?)
+                })
+                .await
+                .expect("reads");
+            assert_eq!((n, skips), (records, count), "step {i}: {detail}");
+            let counted = count > 1;
+            assert!(counted || seq == max, "step {i}: a new record is returned");
+            let want_last = (count > 0).then(|| at.timestamp_millis());
+            assert_eq!(last, want_last, "step {i}: when the latest skip was");
+        }
+        assert_eq!(store.audit_verify(None).await.expect("reads"), Ok(6));
     }
 
     /// The marking look-up runs every pass: it must read the unmarked `reap` findings through

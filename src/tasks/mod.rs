@@ -9,6 +9,7 @@
 
 mod creators;
 mod lock;
+mod purge;
 mod runner;
 mod walk;
 
@@ -34,6 +35,7 @@ use crate::reaper::run::{ItemResult, Progress, Reaper};
 use crate::resource::{ReapSummary, ScanReport, WalkRecord};
 use crate::store::{HeldBy, Store, StoreError};
 use lock::StoreLock;
+pub use purge::{PURGE_BATCH, PurgeReport, cutoffs as purge_cutoffs, purge};
 use runner::{Run, Runner};
 pub use walk::evaluate_page;
 

@@ -642,6 +642,53 @@ async fn an_unverified_account_loses_nothing() {
     assert!(exists(&moto, A, &doomed).await, "the volume survived");
 }
 
+/// A pass that skips an item for the reason it skipped it last time appends no audit record:
+/// the first skip is recorded, the repeats are counted on the finding, and the plan shows how
+/// many and when the latest was.
+#[tokio::test(flavor = "multi_thread")]
+async fn repeated_skips_are_recorded_once_and_counted() {
+    let moto = Moto::start().await;
+    let (_work, clock, d, expired) = with_expired_lease(
+        &moto.endpoint(),
+        "\n[[aws.accounts]]\nid = \"333333333333\"\narmed = true\n",
+        "armed = true\ndeletable_types = [\"ec2:volume\"]\n",
+    )
+    .await;
+    let (doomed, run) = doomed_past_deadline(&d, &clock, &moto, &expired).await;
+    assert_eq!(run["run"]["summary"]["reap"]["skipped"], 1, "{run}");
+    let mut last_at = None;
+    for _ in 0..3 {
+        clock.advance(TimeDelta::minutes(15));
+        let run = d.pass().await;
+        assert_eq!(
+            run["run"]["summary"]["reap"]["skipped"], 1,
+            "skipped again: {run}"
+        );
+        last_at = Some(ephemera::clock::Clock::now(clock.as_ref()).timestamp_millis());
+    }
+    let records = audit(&d).await;
+    let skips: Vec<_> = decisions(&records, &doomed)
+        .into_iter()
+        .filter(|(decision, _)| decision == "skipped")
+        .collect();
+    assert_eq!(skips.len(), 1, "four skips, one record: {records:#?}");
+    let (_, plan) = d.get("/api/v1/plan", VIEWER).await;
+    let item = &plan["items"][0];
+    assert_eq!(item["arn"], doomed.as_str(), "{plan}");
+    assert_eq!(item["skip_count"], 4, "{plan}");
+    let shown = item["last_skipped_at"]
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.timestamp_millis());
+    assert_eq!(shown, last_at, "{plan}");
+    let (s, verify) = d.get("/api/v1/audit/verify", VIEWER).await;
+    assert_eq!(
+        (s, verify["ok"].clone()),
+        (StatusCode::OK, json!(true)),
+        "{verify}"
+    );
+}
+
 /// Deletions only inside the window: the clock's Sunday is outside a Monday-to-Saturday one.
 #[tokio::test(flavor = "multi_thread")]
 async fn outside_the_deletion_window_nothing_is_deleted() {

@@ -43,6 +43,10 @@ pub struct PlanItemView {
     /// `deleting` when a delete was started and its outcome never recorded.
     pub reap_state: Option<String>,
     pub last_decision: Option<Decision>,
+    /// Passes in a row that skipped it for the reason of its last skip, recorded in the audit
+    /// log once (0: its last decision was no skip); when the latest did.
+    pub skip_count: u32,
+    pub last_skipped_at: Option<DateTime<Utc>>,
     /// How inventory found it (`sweep`: never tagged, found by a service's own list call).
     pub source: Source,
     /// It carried no tags at all: deleted only in accounts dedicated to ephemeral work.
@@ -106,6 +110,8 @@ impl From<PlanItem> for PlanItemView {
             next_attempt_at: c.next_attempt_at,
             reap_state: c.reap_state,
             last_decision: c.last_decision,
+            skip_count: c.skip_count,
+            last_skipped_at: c.last_skipped_at,
             source: c.source,
             tagless: c.tagless,
             created_at: c.created_at,
