@@ -35,10 +35,10 @@ impl Store {
                         "UPDATE leases SET teardown_complete_at = ?2
                          WHERE teardown_complete_at IS NULL
                            AND MIN(COALESCE(released_at, ends_at), ends_at) <= ?1
-                           AND NOT EXISTS (
-                               SELECT 1 FROM resources r
-                               WHERE r.lease_id = leases.id
-                                 AND (r.gone_at IS NULL OR r.gone_at > ?1))",
+                           AND id NOT IN (
+                               SELECT lease_id FROM resources
+                               WHERE lease_id IS NOT NULL
+                                 AND (gone_at IS NULL OR gone_at > ?1))",
                     )?
                     .execute(params![ms(pass_started), ms(at)])?;
                 Ok(n as u64)
