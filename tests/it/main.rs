@@ -22,6 +22,7 @@ mod prometheus;
 mod promtool;
 mod reap;
 mod reload;
+mod retention;
 mod rules;
 mod safety;
 mod scan;
