@@ -6,9 +6,12 @@
 //!
 //! `cargo bench --bench lease_http` (env: BENCH_CLIENTS, BENCH_PAIRS_PER_CLIENT).
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::percentile;
 use ephemera::auth::TokenHash;
 use ephemera::config::Config;
 
@@ -54,11 +57,6 @@ cost = "0 6 * * *"
     let path = dir.join("ephemera.toml");
     std::fs::write(&path, config).expect("write config");
     path
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 fn main() {

@@ -375,6 +375,12 @@ pub fn bench_tmp() -> tempfile::TempDir {
     tempfile::tempdir_in(base).expect("temp dir")
 }
 
+/// The `p` quantile (0..=1) of `sorted` latencies, by nearest rank.
+pub fn percentile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
 pub fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
