@@ -11,8 +11,8 @@ peers:
 ## The whole test suite: unit, integration (against moto), CLI, rules test cases; then each
 ## benchmark once, tiny (so a bench that no longer runs fails here, not at measuring time).
 test: peers
-	cargo test --locked
-	cargo test --locked --benches
+	scripts/with-postgres.sh cargo test --locked
+	scripts/with-postgres.sh cargo test --locked --benches
 
 ## Seeds an emulated AWS estate, runs the daemon (unarmed) on it: a pass, spend, the deletion plan;
 ## keeps serving until Ctrl-C (no AWS account needed).

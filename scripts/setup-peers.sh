@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up the test peers on a fresh machine: Debian's prometheus package (the server and
-# promtool, for the dashboard and alert-rule tests) and a virtualenv with pinned moto[server]
+# promtool, for the dashboard and alert-rule tests), Debian's postgresql (the PostgreSQL store's
+# tests) and a virtualenv with pinned moto[server]
 # and aiosmtpd (tests/peers/requirements.txt, every transitive version pinned by
 # tests/peers/constraints.txt). Idempotent: does nothing when both are current.
 set -euo pipefail
@@ -33,6 +34,17 @@ if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
     if [[ -d /run/systemd/system ]]; then
         run_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
         run_root systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+    fi
+fi
+
+# The PostgreSQL store's tests start their own throwaway servers (scripts/with-postgres.sh and
+# tests/it/support/postgres.rs): they need initdb and pg_ctl, not a running cluster. Installing
+# the package starts Debian's default cluster where systemd runs; we stop and disable it again.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    apt_install --no-install-recommends postgresql
+    if [[ -d /run/systemd/system ]]; then
+        run_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
+        run_root systemctl disable --now postgresql.service >/dev/null 2>&1 || true
     fi
 fi
 

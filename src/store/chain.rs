@@ -222,7 +222,7 @@ impl Store {
     /// the keyed `chain-keyed` checkpoint. The daemon calls it at start-up.
     pub async fn start_keyed_audit_chain(&self, at: DateTime<Utc>) -> Result<(), StoreError> {
         let key = self.audit_key()?;
-        self.writer.write(move |c| start_keyed(c, &key, at)).await
+        self.writer()?.write(move |c| start_keyed(c, &key, at)).await
     }
 
     /// The public id of the key the chain is keyed with (as noted when it was keyed), `None`
@@ -459,7 +459,8 @@ mod tests {
 
     async fn sql(store: &Store, sql: &'static str) {
         store
-            .writer
+            .writer()
+            .expect("sqlite")
             .write(move |c| Ok::<_, StoreError>(c.execute_batch(sql)?))
             .await
             .expect("tampered");
@@ -473,7 +474,8 @@ mod tests {
         hash: impl Fn(i64, &str, &AuditEntry) -> String + Send + 'static,
     ) {
         store
-            .writer
+            .writer()
+            .expect("sqlite")
             .write(move |c| {
                 c.execute(
                     "UPDATE audit_log SET detail = 'nothing to see' WHERE seq = ?1",

@@ -56,7 +56,7 @@ impl Store {
         final_before: NaiveDate,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.writer
+        self.writer()?
             .write(move |c| {
                 for (d, estimated) in &days {
                     let d = d.to_string();

@@ -60,7 +60,7 @@ impl Store {
         trigger: String,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.writer
+        self.writer()?
             .write(move |c| {
                 c.prepare_cached(
                     "INSERT INTO runs (id, task, trigger, started_at) VALUES (?1, ?2, ?3, ?4)",
@@ -78,7 +78,7 @@ impl Store {
         outcome: RunOutcome,
         summary: serde_json::Value,
     ) -> Result<(), StoreError> {
-        self.writer
+        self.writer()?
             .write(move |c| {
                 c.prepare_cached(
                     "UPDATE runs SET ended_at = ?2, outcome = ?3, summary = ?4 WHERE id = ?1",
@@ -259,7 +259,7 @@ impl Store {
         found: Vec<(crate::model::Arn, Option<String>)>,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.writer
+        self.writer()?
             .write(move |c| {
                 let mut stmt = c.prepare_cached(
                     "UPDATE resources SET creator = ?2, creator_checked_at = ?3 WHERE arn = ?1",
@@ -310,7 +310,7 @@ impl Store {
         at: DateTime<Utc>,
         records: Vec<Record>,
     ) -> Result<PageChanges, StoreError> {
-        self.writer
+        self.writer()?
             .write(move |c| {
                 let mut changes = PageChanges::default();
                 // Statements looked up once per batch: the cache hashes and compares the whole
@@ -339,7 +339,7 @@ impl Store {
         run_id: String,
         walk: WalkRecord,
     ) -> Result<WalkChanges, StoreError> {
-        self.writer
+        self.writer()?
             .write(move |c| {
                 let sweep = walk
                     .sweep

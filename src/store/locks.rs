@@ -56,7 +56,7 @@ fn this_host() -> String {
 
 /// Whether a process of this host is known to be gone. Only where `/proc` shows processes
 /// (Linux); elsewhere nothing is known and the lock's expiry decides.
-fn dead_here(host: &str, pid: u32) -> bool {
+pub(super) fn dead_here(host: &str, pid: u32) -> bool {
     host == this_host()
         && std::path::Path::new("/proc/self").exists()
         && !std::path::Path::new(&format!("/proc/{pid}")).exists()
@@ -73,7 +73,10 @@ impl Store {
         now: DateTime<Utc>,
         ttl: TimeDelta,
     ) -> Result<Result<(), HeldBy>, StoreError> {
-        self.writer
+        if let Some(pg) = self.pg() {
+            return pg.try_lock(name, holder, now, ttl).await;
+        }
+        self.writer()?
             .write(move |c| {
                 let current: Option<(String, String, u32, String, i64, i64)> = c
                     .prepare_cached(
@@ -126,7 +129,10 @@ impl Store {
         now: DateTime<Utc>,
         ttl: TimeDelta,
     ) -> Result<bool, StoreError> {
-        self.writer
+        if let Some(pg) = self.pg() {
+            return pg.renew_lock(name, holder, now, ttl).await;
+        }
+        self.writer()?
             .write(move |c| {
                 let n = c
                     .prepare_cached(
@@ -140,7 +146,10 @@ impl Store {
 
     /// Lets go of a lock (a no-op when `holder` no longer holds it).
     pub async fn unlock(&self, name: &'static str, holder: String) -> Result<(), StoreError> {
-        self.writer
+        if let Some(pg) = self.pg() {
+            return pg.unlock(name, holder).await;
+        }
+        self.writer()?
             .write(move |c| {
                 c.prepare_cached("DELETE FROM locks WHERE name = ?1 AND holder = ?2")?
                     .execute(params![name, holder])?;
@@ -156,7 +165,10 @@ impl Store {
         task: crate::model::TaskName,
         at: DateTime<Utc>,
     ) -> Result<Vec<String>, StoreError> {
-        self.writer
+        if let Some(pg) = self.pg() {
+            return pg.close_interrupted_runs(task, at).await;
+        }
+        self.writer()?
             .write(move |c| {
                 let ids: Vec<String> = c
                     .prepare_cached("SELECT id FROM runs WHERE task = ?1 AND outcome IS NULL")?
@@ -185,9 +197,13 @@ mod tests {
     #[tokio::test]
     async fn one_holder_at_a_time_and_the_dead_lose_it() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("s.db");
-        let a = Store::open(&path).await.expect("opens");
-        let b = Store::open(&path).await.expect("a second process's handle");
+        for (engine, a, b) in Store::open_twice_for_test(dir.path()).await {
+            eprintln!("{engine}");
+            one_holder_at_a_time(a, b).await;
+        }
+    }
+
+    async fn one_holder_at_a_time(a: Store, b: Store) {
         let now = SystemClock.now();
         let ttl = TimeDelta::seconds(60);
         let first = LockHolder::here("scan run 1");
@@ -277,7 +293,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(&dir.path().join("s.db")).await.expect("opens");
         store
-            .writer
+            .writer()
+            .expect("sqlite")
             .write(|c| {
                 c.execute_batch(
                     "INSERT INTO resources (arn, account, region, resource_type, tags, first_seen,

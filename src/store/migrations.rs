@@ -289,6 +289,9 @@ const MIGRATIONS: &[&str] = &[
     "DROP INDEX IF EXISTS resources_by_lease;",
 ];
 
+/// How many migrations this build knows (the PostgreSQL schema must reach the same number).
+pub(super) const COUNT: usize = MIGRATIONS.len();
+
 pub(super) fn apply(conn: &mut Connection) -> Result<(), StoreError> {
     apply_first(conn, MIGRATIONS.len())
 }

@@ -23,6 +23,7 @@ mod inventory;
 mod locks;
 mod migrations;
 mod outbox;
+mod pg;
 mod reap;
 mod restore;
 mod retention;
@@ -33,6 +34,7 @@ pub use chain::AuditQuery;
 pub use cost::SpendTotal;
 pub use inventory::{AuditFilter, LiveTotals, Strays};
 pub use locks::{ACT_LOCK, HeldBy, LockHolder};
+pub use pg::{PgTarget, TargetError};
 pub use outbox::{Notice, OutboxRow, Rollup, expiry_warning_key};
 pub use reap::ReapUpdate;
 pub use restore::Suspension;
@@ -81,6 +83,12 @@ pub enum StoreError {
     Panicked,
     #[error("cannot start the store's writer thread")]
     Spawn(#[source] std::io::Error),
+    #[error("the store at {target} is unavailable: {reason}")]
+    Unavailable { target: String, reason: String },
+    #[error("store query failed")]
+    Pg(#[from] tokio_postgres::Error),
+    #[error("this operation is not available on a PostgreSQL store")]
+    NotOnPostgres,
     #[error(
         "the store was opened without the audit key: audit records can be neither written nor verified"
     )]
@@ -107,14 +115,39 @@ pub struct Page<T> {
     pub next: Option<LeaseId>,
 }
 
-/// Handle to the store; cheap to clone. Writes go through one writer thread (group commit,
-/// see [`writer`]); reads use a pool of connections and see only committed data.
+/// Handle to the store; cheap to clone. On SQLite, writes go through one writer thread
+/// (group commit, see [`writer`]) and reads use a pool of connections that see only committed
+/// data; on PostgreSQL, a pool of connections serves both (see [`pg`]).
 #[derive(Debug, Clone)]
 pub struct Store {
-    readers: Arc<ReadPool>,
-    writer: writer::Writer,
+    backend: Backend,
     /// The key of the audit chain's MACs (see [`crate::audit`]); never stored in the file.
     audit_key: Option<Arc<AuditKey>>,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Sqlite {
+        readers: Arc<ReadPool>,
+        writer: writer::Writer,
+    },
+    Postgres(Arc<pg::Pg>),
+}
+
+/// Where the store lives: `[store] path` (SQLite) or `[store] url` (PostgreSQL).
+#[derive(Debug, Clone)]
+pub enum StoreLocation {
+    Sqlite(PathBuf),
+    Postgres(Box<PgTarget>),
+}
+
+impl std::fmt::Display for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreLocation::Sqlite(p) => write!(f, "{}", p.display()),
+            StoreLocation::Postgres(t) => f.write_str(&t.describe()),
+        }
+    }
 }
 
 impl Store {
@@ -124,15 +157,87 @@ impl Store {
         tokio::task::spawn_blocking(move || Store::open_blocking(&path)).await?
     }
 
+    /// Opens the store wherever it lives: a SQLite file, or a PostgreSQL database (connecting
+    /// and bringing its schema up to date).
+    pub async fn open_at(at: &StoreLocation) -> Result<Store, StoreError> {
+        match at {
+            StoreLocation::Sqlite(path) => Store::open(path).await,
+            StoreLocation::Postgres(target) => Ok(Store {
+                backend: Backend::Postgres(Arc::new(pg::Pg::open(target.as_ref().clone()).await?)),
+                audit_key: None,
+            }),
+        }
+    }
+
+    /// A store on a fresh database of the test PostgreSQL server.
+    #[cfg(test)]
+    pub(crate) async fn open_test_postgres() -> Store {
+        let target = pg::testing::fresh_target().await;
+        Store::open_at(&StoreLocation::Postgres(Box::new(target)))
+            .await
+            .expect("opens the PostgreSQL store")
+    }
+
+    /// The stores every store test runs against: SQLite (a file in `dir`) and PostgreSQL.
+    #[cfg(test)]
+    pub(crate) async fn open_both_for_test(dir: &Path) -> [(&'static str, Store); 2] {
+        [
+            (
+                "sqlite",
+                Store::open(&dir.join("s.db")).await.expect("opens"),
+            ),
+            ("postgres", Store::open_test_postgres().await),
+        ]
+    }
+
+    /// Two handles on one store (two processes, or two replicas), on each engine.
+    #[cfg(test)]
+    pub(crate) async fn open_twice_for_test(dir: &Path) -> [(&'static str, Store, Store); 2] {
+        let path = dir.join("s.db");
+        let target = StoreLocation::Postgres(Box::new(pg::testing::fresh_target().await));
+        let pg = || async { Store::open_at(&target).await.expect("opens") };
+        [
+            (
+                "sqlite",
+                Store::open(&path).await.expect("opens"),
+                Store::open(&path).await.expect("a second handle"),
+            ),
+            ("postgres", pg().await, pg().await),
+        ]
+    }
+
+    #[cfg(test)]
+    fn sqlite_readers(&self) -> &ReadPool {
+        match &self.backend {
+            Backend::Sqlite { readers, .. } => readers,
+            Backend::Postgres(_) => panic!("a SQLite store"),
+        }
+    }
+
+    /// The PostgreSQL backend, when this store is one.
+    fn pg(&self) -> Option<&pg::Pg> {
+        match &self.backend {
+            Backend::Postgres(pg) => Some(pg),
+            Backend::Sqlite { .. } => None,
+        }
+    }
+
+    /// The SQLite writer; a call not (yet) written for PostgreSQL fails there.
+    fn writer(&self) -> Result<&writer::Writer, StoreError> {
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => Ok(writer),
+            Backend::Postgres(_) => Err(StoreError::NotOnPostgres),
+        }
+    }
+
     /// Closes the store when this is its last handle: once this returns, no connection of it
     /// is open and SQLite has folded the WAL back into the file (as `store restore` needs
     /// before it moves the files).
     pub async fn close(self) {
-        let Store {
-            readers, writer, ..
-        } = self;
-        drop(readers);
-        writer.close().await;
+        if let Backend::Sqlite { readers, writer } = self.backend {
+            drop(readers);
+            writer.close().await;
+        }
     }
 
     fn open_blocking(path: &Path) -> Result<Store, StoreError> {
@@ -164,8 +269,10 @@ impl Store {
         migrations::apply(&mut conn)?;
         let readers = ReadPool::open(path, READERS).map_err(open_err)?;
         Ok(Store {
-            readers: Arc::new(readers),
-            writer: writer::Writer::start(conn).map_err(StoreError::Spawn)?,
+            backend: Backend::Sqlite {
+                readers: Arc::new(readers),
+                writer: writer::Writer::start(conn).map_err(StoreError::Spawn)?,
+            },
             audit_key: None,
         })
     }
@@ -190,7 +297,10 @@ impl Store {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        let readers = self.readers.clone();
+        let readers = match &self.backend {
+            Backend::Sqlite { readers, .. } => readers.clone(),
+            Backend::Postgres(_) => return Err(E::from(StoreError::NotOnPostgres)),
+        };
         let permit = readers
             .free
             .clone()
@@ -212,12 +322,15 @@ impl Store {
     /// transaction (which writes nothing). A dead writer thread fails here, not at the next
     /// lease request.
     pub async fn ping(&self) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.ping().await;
+        }
         self.read(|c| {
             c.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
             Ok::<_, StoreError>(())
         })
         .await?;
-        self.writer.write(|_| Ok::<_, StoreError>(())).await
+        self.writer()?.write(|_| Ok::<_, StoreError>(())).await
     }
 
     /// Inserts a new lease after `quota` accepts the number of leases of its project active
@@ -249,7 +362,10 @@ impl Store {
     where
         E: From<StoreError> + Send + 'static,
     {
-        self.writer
+        if let Some(pg) = self.pg() {
+            return pg.insert_lease_keyed(lease, key, now, quota).await;
+        }
+        self.writer()?
             .write(move |tx| {
                 if let Some(k) = &key {
                     let sql = format!(
@@ -302,7 +418,10 @@ impl Store {
     where
         E: From<StoreError> + Send + 'static,
     {
-        self.writer
+        if let Some(pg) = self.pg() {
+            return pg.update_lease(id, f).await;
+        }
+        self.writer()?
             .write(move |tx| {
                 let Some(mut lease) = read_lease(tx, id)? else {
                     return Ok(None);
@@ -327,7 +446,10 @@ impl Store {
         credit: bool,
         min_gap: chrono::TimeDelta,
     ) -> Result<Option<(chrono::TimeDelta, u64)>, StoreError> {
-        self.writer
+        if let Some(pg) = self.pg() {
+            return pg.registry_serving(wall_now, lease_now, credit, min_gap).await;
+        }
+        self.writer()?
             .write(move |c| {
                 let last: Option<i64> = c
                     .prepare_cached("SELECT at FROM registry_alive WHERE id = 1")?
@@ -361,6 +483,9 @@ impl Store {
     }
 
     pub async fn get_lease(&self, id: LeaseId) -> Result<Option<Lease>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.get_lease(id).await;
+        }
         self.read(move |c| read_lease(c, id)).await
     }
 
@@ -369,6 +494,9 @@ impl Store {
         filter: LeaseFilter,
         now: DateTime<Utc>,
     ) -> Result<Page<Lease>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.list_leases(filter, now).await;
+        }
         self.read(move |c| list_leases(c, &filter, now)).await
     }
 
@@ -377,6 +505,9 @@ impl Store {
         &self,
         now: DateTime<Utc>,
     ) -> Result<Vec<(String, LeaseState, u64)>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.count_leases(now).await;
+        }
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT project,
@@ -412,6 +543,9 @@ impl Store {
         now: DateTime<Utc>,
         windows: Vec<(String, chrono::TimeDelta)>,
     ) -> Result<Vec<(String, u64)>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.count_leases_ending_within(now, windows).await;
+        }
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT COUNT(*) FROM leases
@@ -504,9 +638,16 @@ impl Drop for Lent<'_> {
     }
 }
 
-pub(super) const LEASE_COLUMNS: &str =
-    "id, project, task, owner, principal, created_at, expires_at,
-    heartbeat_interval_s, last_heartbeat_at, released_at, labels, regions";
+/// The columns [`RawLease`] reads, as a literal (for `concat!` into static SQL).
+macro_rules! lease_columns {
+    () => {
+        "id, project, task, owner, principal, created_at, expires_at,
+        heartbeat_interval_s, last_heartbeat_at, released_at, labels, regions"
+    };
+}
+pub(crate) use lease_columns;
+
+pub(super) const LEASE_COLUMNS: &str = lease_columns!();
 
 fn write_lease(c: &Connection, l: &Lease, insert: bool) -> Result<(), StoreError> {
     let labels =
@@ -990,7 +1131,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(&dir.path().join("s.db")).await.expect("opens");
         let write = |sql: &'static str| {
-            store.writer.write(move |c| {
+            store.writer().expect("sqlite").write(move |c| {
                 c.execute_batch(sql)?;
                 Ok::<_, StoreError>(())
             })
@@ -998,7 +1139,7 @@ mod tests {
         write("CREATE TABLE t (v TEXT)").await.expect("table");
         let (before, died, after) = tokio::join!(
             write("INSERT INTO t VALUES ('before')"),
-            store.writer.write(|c| -> Result<(), StoreError> {
+            store.writer().expect("sqlite").write(|c| -> Result<(), StoreError> {
                 c.execute_batch("INSERT INTO t VALUES ('from the panicking write')")?;
                 panic!("a write that panics")
             }),
@@ -1021,7 +1162,7 @@ mod tests {
     }
 
     fn page_size(store: &Store) -> i64 {
-        let conn = store.readers.lend();
+        let conn = store.sqlite_readers().lend();
         conn.query_row("PRAGMA page_size", [], |r| r.get(0))
             .expect("page size")
     }
@@ -1047,7 +1188,7 @@ mod tests {
         }
         let old = Store::open(&old_path).await.expect("an old store opens");
         assert_eq!(page_size(&old), 4096);
-        let conn = old.readers.lend();
+        let conn = old.sqlite_readers().lend();
         let kept: String = conn
             .query_row("SELECT v FROM kept", [], |r| r.get(0))
             .expect("row kept");

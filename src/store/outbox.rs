@@ -100,7 +100,7 @@ impl Store {
         at: DateTime<Utc>,
         build: impl FnOnce(Vec<Notice>) -> (Vec<Rollup>, Vec<i64>) + Send + 'static,
     ) -> Result<Vec<i64>, StoreError> {
-        self.writer
+        self.writer()?
             .write(move |c| {
                 let notices = pending_notices(c, notice_kind.as_str())?;
                 if notices.is_empty() {
@@ -159,7 +159,7 @@ impl Store {
 
     /// Records that the SMTP server accepted message `id`. False when it was already marked.
     pub async fn mark_sent(&self, id: i64, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        self.writer
+        self.writer()?
             .write(move |c| {
                 let n = c
                     .prepare_cached(
@@ -181,7 +181,7 @@ impl Store {
         refused: bool,
         dead_at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError> {
-        self.writer
+        self.writer()?
             .write(move |c| {
                 c.prepare_cached(
                     "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3,
@@ -225,7 +225,7 @@ impl Store {
     /// with their refusals forgotten. Returns how many.
     pub async fn retry_dead_letters(&self, ids: Option<Vec<i64>>) -> Result<u64, StoreError> {
         let ids = ids.map(|i| serde_json::to_string(&i).unwrap_or_else(|_| "[]".into()));
-        self.writer
+        self.writer()?
             .write(move |c| {
                 let n = c
                     .prepare_cached(
@@ -262,7 +262,7 @@ impl Store {
         payload: serde_json::Value,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        self.writer
+        self.writer()?
             .write(move |c| {
                 insert(
                     c,

@@ -159,7 +159,7 @@ impl Store {
     /// deletion that is off. A notice whose finding row does not exist is left alone. Returns
     /// how many were withdrawn.
     pub async fn withdraw_stale_plans(&self, at: DateTime<Utc>) -> Result<u64, StoreError> {
-        self.writer
+        self.writer()?
             .write(move |c| Ok(withdraw_stale_plans(c, at)? as u64))
             .await
     }
@@ -174,7 +174,7 @@ impl Store {
         at: DateTime<Utc>,
         owner_key: String,
     ) -> Result<u64, StoreError> {
-        self.writer
+        self.writer()?
             .write(move |c| {
                 c.prepare_cached(
                     "UPDATE findings SET deadline = NULL, reap_state = NULL, last_decision = NULL,
@@ -361,7 +361,7 @@ impl Store {
         &self,
         owner_key: String,
     ) -> Result<Vec<ReapCandidate>, StoreError> {
-        self.writer
+        self.writer()?
             .write(move |c| {
                 c.prepare_cached(
                     "UPDATE findings SET reap_state = NULL
@@ -393,7 +393,7 @@ impl Store {
         fence: String,
         wall_now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        self.writer
+        self.writer()?
             .write(move |c| {
                 let n = c
                     .prepare_cached(
@@ -419,7 +419,7 @@ impl Store {
 
     /// Undoes what [`Self::record_deleting`] noted of members whose controller stayed.
     pub async fn clear_going_with(&self, ids: Vec<i64>) -> Result<(), StoreError> {
-        self.writer
+        self.writer()?
             .write(move |c| {
                 let mut clear = c.prepare_cached(
                     "UPDATE findings SET reap_state = NULL
@@ -444,7 +444,7 @@ impl Store {
         update: ReapUpdate,
     ) -> Result<i64, StoreError> {
         let key = self.audit_key()?;
-        self.writer
+        self.writer()?
             .write(move |c| {
                 let at = ms(entry.at);
                 if let (Some(id), ReapUpdate::Skipped) = (finding_id, &update) {
@@ -577,7 +577,8 @@ mod tests {
             .expect("opens")
             .with_audit_key(crate::audit::AuditKey::from_hex(&"05".repeat(32)).expect("key"));
         store
-            .writer
+            .writer()
+            .expect("sqlite")
             .write(|c| {
                 c.execute_batch(
                     "INSERT INTO resources (arn, account, region, resource_type, tags, first_seen,

@@ -84,7 +84,7 @@ impl Store {
     /// Sets when a daemon was last alive on this store (a restore carries over the replaced
     /// store's, so the daemon's real downtime, not the backup's age, is credited to leases).
     pub async fn set_last_alive(&self, at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.writer
+        self.writer()?
             .write(move |c| {
                 c.prepare_cached(
                     "INSERT INTO registry_alive (id, at) VALUES (1, ?1)
@@ -108,7 +108,7 @@ impl Store {
         reason: String,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.writer.write(move |c| suspend(c, &reason, now)).await
+        self.writer()?.write(move |c| suspend(c, &reason, now)).await
     }
 
     /// An operator confirmed the store is right: the suspension ends. Returns the one that
@@ -118,7 +118,7 @@ impl Store {
         by: String,
         now: DateTime<Utc>,
     ) -> Result<Option<Suspension>, StoreError> {
-        self.writer
+        self.writer()?
             .write(move |c| {
                 let ended = read_suspension(c)?;
                 c.prepare_cached(
@@ -142,7 +142,7 @@ impl Store {
         clean_needed: u32,
         now: DateTime<Utc>,
     ) -> Result<Option<Suspension>, StoreError> {
-        self.writer
+        self.writer()?
             .write(move |c| {
                 if let Some(why) = evidence {
                     suspend(c, &why, now)?;
@@ -316,7 +316,8 @@ mod tests {
         ];
         let sql_rows = rows.map(|(id, resolved)| (id.clone(), resolved));
         store
-            .writer
+            .writer()
+            .expect("sqlite")
             .write(move |c| {
                 for (i, (lease, resolved)) in sql_rows.iter().enumerate() {
                     let arn = format!("arn:aws:sqs:us-east-1:1:q{i}");
@@ -349,7 +350,8 @@ mod tests {
         );
         let lease = issued.clone();
         store
-            .writer
+            .writer()
+            .expect("sqlite")
             .write(move |c| {
                 c.execute(
                     "INSERT INTO leases (id, project, task, owner, principal, created_at,

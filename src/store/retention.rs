@@ -170,7 +170,7 @@ impl Store {
         limit: u32,
     ) -> Result<u64, StoreError> {
         let cut = |t: Option<DateTime<Utc>>| t.map(ms);
-        self.writer
+        self.writer()?
             .write(move |c| {
                 let n = match table {
                     PurgedTable::FindingEvents => cut(cutoffs.resolved_findings)
@@ -312,7 +312,8 @@ mod tests {
             future = NOW + DAY,
         );
         store
-            .writer
+            .writer()
+            .expect("sqlite")
             .write(move |c| Ok::<_, StoreError>(c.execute_batch(&sql)?))
             .await
             .expect("world");

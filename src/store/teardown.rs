@@ -28,7 +28,7 @@ impl Store {
         pass_started: DateTime<Utc>,
         at: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        self.writer
+        self.writer()?
             .write(move |c| {
                 let n = c
                     .prepare_cached(

@@ -1,0 +1,370 @@
+//! The PostgreSQL backend: the same domain-shaped calls as the SQLite store, for deployments
+//! that run several replicas on one database.
+//!
+//! Architecture Invariant: the schema keeps SQLite's representation (times as UTC
+//! milliseconds in `BIGINT`, JSON as `TEXT`), so both backends read rows the same way; a
+//! read-check-write runs in one transaction that holds a row lock or a transaction-scoped
+//! advisory lock on what it checks, never on a snapshot another replica may be changing.
+//!
+//! | file | the calls of |
+//! |---|---|
+//! | `mod.rs` | the target, the pool, migrations, errors |
+//! | `leases` | leases, the registry's heartbeat |
+//! | `locks` | the act lock (the leadership lease with its fencing token) |
+
+mod leases;
+mod locks;
+mod schema;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Row, Statement, Transaction};
+
+use super::StoreError;
+
+/// Where a PostgreSQL store is: the parsed `[store] url` (without its password) and the
+/// password, from the environment or a file, kept out of every `Debug` and log line.
+#[derive(Clone)]
+pub struct PgTarget {
+    config: tokio_postgres::Config,
+}
+
+impl std::fmt::Debug for PgTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PgTarget({})", self.describe())
+    }
+}
+
+/// Why a `[store] url` was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("not a PostgreSQL connection URL: {0}")]
+    Parse(String),
+    #[error(
+        "the URL carries a password; give it in the environment variable EPHEMERA_STORE_PASSWORD or in `password_file` instead, so the config file holds no secret"
+    )]
+    PasswordInUrl,
+    #[error("the URL names no host")]
+    NoHost,
+    #[error("the URL names no database")]
+    NoDatabase,
+    #[error("the URL names no user")]
+    NoUser,
+}
+
+impl PgTarget {
+    /// Parses `url` (`postgres://user@host:port/db?options`); the password comes separately.
+    pub fn parse(url: &str, password: Option<String>) -> Result<PgTarget, TargetError> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| TargetError::Parse(e.to_string()))?;
+        if config.get_password().is_some() {
+            return Err(TargetError::PasswordInUrl);
+        }
+        if config.get_hosts().is_empty() {
+            return Err(TargetError::NoHost);
+        }
+        if config.get_dbname().is_none() {
+            return Err(TargetError::NoDatabase);
+        }
+        if config.get_user().is_none() {
+            return Err(TargetError::NoUser);
+        }
+        if let Some(p) = password {
+            config.password(p);
+        }
+        if config.get_connect_timeout().is_none() {
+            // A database that does not answer must turn into `store-unavailable` quickly,
+            // not hold the request until the load balancer gives up.
+            config.connect_timeout(Duration::from_secs(5));
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("ephemera");
+        }
+        config.keepalives_idle(Duration::from_secs(30));
+        Ok(PgTarget { config })
+    }
+
+    /// `user@host:port/db`, for logs and messages: never the password.
+    pub fn describe(&self) -> String {
+        let host = match self.config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+            None => String::new(),
+        };
+        let port = self.config.get_ports().first().copied().unwrap_or(5432);
+        format!(
+            "postgres://{}@{host}:{port}/{}",
+            self.config.get_user().unwrap_or(""),
+            self.config.get_dbname().unwrap_or("")
+        )
+    }
+
+    /// The same server and user, another database (tests make one per store).
+    pub fn with_database(&self, db: &str) -> PgTarget {
+        let mut config = self.config.clone();
+        config.dbname(db);
+        PgTarget { config }
+    }
+}
+
+/// Most connections one process opens: the lease API's calls are short, and the database's
+/// `max_connections` (100 by default) is shared by every replica.
+const POOL: usize = 16;
+
+/// A handle on one PostgreSQL store; cloned through an `Arc` by [`super::Store`].
+pub(super) struct Pg {
+    target: PgTarget,
+    idle: Mutex<Vec<Conn>>,
+    free: Arc<tokio::sync::Semaphore>,
+}
+
+impl std::fmt::Debug for Pg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pg").field("target", &self.target).finish()
+    }
+}
+
+impl Pg {
+    /// Connects and brings the schema up to date (one replica at a time: the migration holds
+    /// an advisory lock, so replicas starting together do not race).
+    pub(super) async fn open(target: PgTarget) -> Result<Pg, StoreError> {
+        let pg = Pg {
+            target,
+            idle: Mutex::new(Vec::new()),
+            free: Arc::new(tokio::sync::Semaphore::new(POOL)),
+        };
+        let mut c = pg.conn().await?;
+        schema::apply(&mut c.conn_mut().client).await?;
+        drop(c);
+        Ok(pg)
+    }
+
+    /// A connection of the pool (a new one when none is idle); waits while all are in use.
+    pub(super) async fn conn(&self) -> Result<Pooled<'_>, StoreError> {
+        let permit = self
+            .free
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        let idle = {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            // A server restart closes every idle connection: drop those, reconnect below.
+            idle.retain(|c| !c.client.is_closed());
+            idle.pop()
+        };
+        let conn = match idle {
+            Some(c) => c,
+            None => self.connect().await?,
+        };
+        Ok(Pooled {
+            pg: self,
+            conn: Some(conn),
+            _permit: permit,
+        })
+    }
+
+    async fn connect(&self) -> Result<Conn, StoreError> {
+        let (client, connection) = self
+            .target
+            .config
+            .connect(NoTls)
+            .await
+            .map_err(|e| StoreError::Unavailable {
+                target: self.target.describe(),
+                reason: crate::error_chain(&e),
+            })?;
+        let target = self.target.describe();
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(store = %target, error = %crate::error_chain(&e), "store connection ended");
+            }
+        });
+        Ok(Conn {
+            client,
+            statements: HashMap::new(),
+        })
+    }
+}
+
+/// A pooled connection with its prepared statements.
+pub(super) struct Conn {
+    client: Client,
+    statements: HashMap<&'static str, Statement>,
+}
+
+/// A connection lent by the pool; back in it on drop unless the server closed it.
+pub(super) struct Pooled<'a> {
+    pg: &'a Pg,
+    conn: Option<Conn>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Pooled<'_> {
+    fn conn_mut(&mut self) -> &mut Conn {
+        self.conn.as_mut().expect("lent until dropped")
+    }
+
+    /// Starts a transaction (READ COMMITTED; what it checks it locks).
+    pub(super) async fn begin(&mut self) -> Result<Tx<'_>, StoreError> {
+        let Conn { client, statements } = self.conn_mut();
+        let tx = client.transaction().await?;
+        Ok(Tx { tx, statements })
+    }
+
+    pub(super) async fn query(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let c = self.conn_mut();
+        let s = prepared(&c.client, &mut c.statements, sql).await?;
+        Ok(c.client.query(&s, params).await?)
+    }
+
+    pub(super) async fn query_opt(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, StoreError> {
+        let c = self.conn_mut();
+        let s = prepared(&c.client, &mut c.statements, sql).await?;
+        Ok(c.client.query_opt(&s, params).await?)
+    }
+
+    pub(super) async fn query_one(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, StoreError> {
+        let c = self.conn_mut();
+        let s = prepared(&c.client, &mut c.statements, sql).await?;
+        Ok(c.client.query_one(&s, params).await?)
+    }
+
+    /// A query built at run time (a filter's clauses): prepared unnamed, not cached.
+    pub(super) async fn query_dynamic(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        Ok(self.conn_mut().client.query(sql, params).await?)
+    }
+
+    pub(super) async fn execute(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        let c = self.conn_mut();
+        let s = prepared(&c.client, &mut c.statements, sql).await?;
+        Ok(c.client.execute(&s, params).await?)
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.conn.take()
+            && !c.client.is_closed()
+        {
+            self.pg
+                .idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(c);
+        }
+    }
+}
+
+/// A transaction on a pooled connection; rolled back when dropped without [`Tx::commit`].
+pub(super) struct Tx<'a> {
+    tx: Transaction<'a>,
+    statements: &'a mut HashMap<&'static str, Statement>,
+}
+
+impl Tx<'_> {
+    pub(super) async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await.map_err(|e| {
+            StoreError::Commit(format!(
+                "{} (the outcome is unknown when the connection broke)",
+                crate::error_chain(&e)
+            ))
+        })
+    }
+
+    pub(super) async fn query_opt(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, StoreError> {
+        let s = prepared(&self.tx, self.statements, sql).await?;
+        Ok(self.tx.query_opt(&s, params).await?)
+    }
+
+    pub(super) async fn query_one(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, StoreError> {
+        let s = prepared(&self.tx, self.statements, sql).await?;
+        Ok(self.tx.query_one(&s, params).await?)
+    }
+
+    pub(super) async fn execute(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        let s = prepared(&self.tx, self.statements, sql).await?;
+        Ok(self.tx.execute(&s, params).await?)
+    }
+
+}
+
+/// The connection's prepared statement for `sql`, prepared on first use (one round trip
+/// saved on every later call).
+async fn prepared(
+    client: &impl tokio_postgres::GenericClient,
+    cache: &mut HashMap<&'static str, Statement>,
+    sql: &'static str,
+) -> Result<Statement, StoreError> {
+    if let Some(s) = cache.get(sql) {
+        return Ok(s.clone());
+    }
+    let s = client.prepare(sql).await?;
+    cache.insert(sql, s.clone());
+    Ok(s)
+}
+
+/// The PostgreSQL server of the tests (`scripts/with-postgres.sh`, which `make test` runs):
+/// a fresh database per store, so tests running at once never see each other's rows.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::PgTarget;
+
+    /// A new, empty database on the test server.
+    pub(crate) async fn fresh_target() -> PgTarget {
+        let url = std::env::var("EPHEMERA_TEST_POSTGRES").expect(
+            "EPHEMERA_TEST_POSTGRES is not set: run the tests with `make test` \
+             (or under scripts/with-postgres.sh), which starts a throwaway PostgreSQL",
+        );
+        let password = std::env::var("EPHEMERA_TEST_POSTGRES_PASSWORD").ok();
+        let server = PgTarget::parse(&url, password).expect("test server URL");
+        let (client, connection) = server
+            .config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .expect("the test PostgreSQL server answers");
+        tokio::spawn(connection);
+        let db = format!("t_{}", uuid::Uuid::new_v4().simple());
+        client
+            .batch_execute(&format!("CREATE DATABASE {db}"))
+            .await
+            .expect("creates the test database");
+        server.with_database(&db)
+    }
+}
