@@ -613,27 +613,32 @@ mod tests {
     #[tokio::test]
     async fn scrapes_count_leases_again_only_after_a_change() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(&dir.path().join("s.db")).await.expect("opens");
-        let policy = Policy::parse([(
-            std::path::Path::new("t.toml"),
-            "[[project]]\nname = \"web\"\nlessees = [\"*\"]\ndefault_ttl = \"1h\"\nmax_ttl = \"1d\"\ngrace = \"1h\"\n",
-        )])
-        .expect("rules");
-        let clock = Arc::new(crate::clock::ManualClock::new(Utc::now()));
-        let metrics = Arc::new(Metrics::new());
-        let registry = LeaseRegistry::new(
-            store.clone(),
+        for (engine, store) in Store::open_both_for_test(dir.path()).await {
+            eprintln!("{engine}");
+            scrapes_count_again_only_after_a_change(store).await;
+        }
+    }
+
+    const WEB: &str = "[[project]]\nname = \"web\"\nlessees = [\"*\"]\ndefault_ttl = \"1h\"\nmax_ttl = \"1d\"\ngrace = \"1h\"\n";
+
+    fn registry_on(
+        store: Store,
+        rules: &str,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+    ) -> LeaseRegistry {
+        let policy = Policy::parse([(std::path::Path::new("t.toml"), rules)]).expect("rules");
+        LeaseRegistry::new(
+            store,
             Live::new(policy),
             IdentityTags::default(),
-            clock.clone(),
-            metrics.clone(),
-        );
-        let active = || metrics.leases.with_label_values(&["web", "active"]).get();
-        let scrape = || async {
-            let (_lock, r) = registry.fresh_gauges().await;
-            r.expect("counted");
-        };
-        let who = crate::auth::Principal {
+            clock,
+            metrics,
+        )
+    }
+
+    fn lessee() -> crate::auth::Principal {
+        crate::auth::Principal {
             name: "ci".into(),
             role: crate::auth::Role::Lessee,
             projects: [ProjectName::parse("web").expect("name")].into(),
@@ -641,19 +646,32 @@ mod tests {
             oidc: None,
             owner_claim: None,
             default_owner: None,
+        }
+    }
+
+    fn web_request() -> AcquireRequest {
+        AcquireRequest {
+            project: "web".into(),
+            task: "t".into(),
+            owner: Some("o@example.com".into()),
+            ttl: Some("1h".into()),
+            ..Default::default()
+        }
+    }
+
+    async fn scrapes_count_again_only_after_a_change(store: Store) {
+        let clock = Arc::new(crate::clock::ManualClock::new(Utc::now()));
+        let metrics = Arc::new(Metrics::new());
+        let registry = registry_on(store.clone(), WEB, clock.clone(), metrics.clone());
+        let active = || metrics.leases.with_label_values(&["web", "active"]).get();
+        let scrape = || async {
+            let (_lock, r) = registry.fresh_gauges().await;
+            r.expect("counted");
         };
+        let who = lessee();
         let take = || async {
             registry
-                .acquire(
-                    &who,
-                    AcquireRequest {
-                        project: "web".into(),
-                        task: "t".into(),
-                        owner: Some("o@example.com".into()),
-                        ttl: Some("1h".into()),
-                        ..Default::default()
-                    },
-                )
+                .acquire(&who, web_request())
                 .await
                 .expect("acquired")
                 .lease
@@ -688,6 +706,95 @@ mod tests {
         tokio::time::sleep(GAUGES_FRESH_FOR + std::time::Duration::from_millis(50)).await;
         scrape().await;
         assert_eq!(active(), 3);
+    }
+
+    /// Replicas on one PostgreSQL store (each its own handle, pool and registry, as three
+    /// processes would be) race 64 acquires for a quota of 10: exactly 10 are granted, and the
+    /// store holds exactly those. Then 32 racing releases of one lease: exactly one wins.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn replicas_race_for_a_quota_and_a_release() {
+        let target = Store::test_postgres_location().await;
+        let rules = format!("{WEB}max_active_leases = 10\n");
+        let clock: Arc<dyn Clock> = Arc::new(crate::clock::SystemClock);
+        let mut replicas = Vec::new();
+        for _ in 0..3 {
+            let store = Store::open_at(&target).await.expect("opens");
+            replicas.push(Arc::new(registry_on(
+                store,
+                &rules,
+                clock.clone(),
+                Arc::new(Metrics::new()),
+            )));
+        }
+        let who = Arc::new(lessee());
+        let start = Arc::new(tokio::sync::Barrier::new(64));
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..64 {
+            let (registry, who, start) = (replicas[i % 3].clone(), who.clone(), start.clone());
+            tasks.spawn(async move {
+                start.wait().await;
+                registry.acquire(&who, web_request()).await
+            });
+        }
+        let (mut granted, mut refused) = (Vec::new(), 0);
+        while let Some(r) = tasks.join_next().await {
+            match r.expect("task") {
+                Ok(a) => granted.push(a.lease.id),
+                Err(e) => {
+                    assert_eq!(e.code(), "quota-exceeded", "{e}");
+                    refused += 1;
+                }
+            }
+        }
+        assert_eq!((granted.len(), refused), (10, 54));
+        let store = Store::open_at(&target).await.expect("opens");
+        let mut stored: Vec<LeaseId> = store
+            .list_leases(
+                LeaseFilter {
+                    limit: 1000,
+                    ..Default::default()
+                },
+                Utc::now(),
+            )
+            .await
+            .expect("lists")
+            .items
+            .into_iter()
+            .map(|l| l.id)
+            .collect();
+        stored.sort();
+        granted.sort();
+        assert_eq!(
+            stored, granted,
+            "the store holds exactly the granted leases"
+        );
+
+        let one = granted[0].to_string();
+        let start = Arc::new(tokio::sync::Barrier::new(32));
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..32 {
+            let (registry, who, start, id) = (
+                replicas[i % 3].clone(),
+                who.clone(),
+                start.clone(),
+                one.clone(),
+            );
+            tasks.spawn(async move {
+                start.wait().await;
+                registry.release(&who, &id).await.map(|l| l.id)
+            });
+        }
+        let (mut won, mut lost) = (0, 0);
+        while let Some(r) = tasks.join_next().await {
+            match r.expect("task") {
+                Ok(_) => won += 1,
+                Err(e) => {
+                    assert_eq!(e.code(), "lease-released", "{e}");
+                    lost += 1;
+                }
+            }
+        }
+        assert_eq!((won, lost), (1, 31));
     }
 
     #[test]

@@ -34,8 +34,8 @@ pub use chain::AuditQuery;
 pub use cost::SpendTotal;
 pub use inventory::{AuditFilter, LiveTotals, Strays};
 pub use locks::{ACT_LOCK, HeldBy, LockHolder};
-pub use pg::{PgTarget, TargetError};
 pub use outbox::{Notice, OutboxRow, Rollup, expiry_warning_key};
+pub use pg::{PgTarget, TargetError};
 pub use reap::ReapUpdate;
 pub use restore::Suspension;
 pub use retention::PurgeCutoffs;
@@ -167,6 +167,12 @@ impl Store {
                 audit_key: None,
             }),
         }
+    }
+
+    /// A store on a fresh database of the test PostgreSQL server.
+    #[cfg(test)]
+    pub(crate) async fn test_postgres_location() -> StoreLocation {
+        StoreLocation::Postgres(Box::new(pg::testing::fresh_target().await))
     }
 
     /// A store on a fresh database of the test PostgreSQL server.
@@ -447,7 +453,9 @@ impl Store {
         min_gap: chrono::TimeDelta,
     ) -> Result<Option<(chrono::TimeDelta, u64)>, StoreError> {
         if let Some(pg) = self.pg() {
-            return pg.registry_serving(wall_now, lease_now, credit, min_gap).await;
+            return pg
+                .registry_serving(wall_now, lease_now, credit, min_gap)
+                .await;
         }
         self.writer()?
             .write(move |c| {
@@ -1018,9 +1026,15 @@ mod tests {
     /// or a beat told not to credit moves nothing; released and already lapsed leases never.
     #[tokio::test]
     async fn registry_downtime_is_credited_to_the_leases_active_when_it_stopped() {
-        use chrono::{TimeDelta, TimeZone};
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(&dir.path().join("s.db")).await.expect("opens");
+        for (engine, store) in Store::open_both_for_test(dir.path()).await {
+            eprintln!("{engine}");
+            downtime_is_credited(store).await;
+        }
+    }
+
+    async fn downtime_is_credited(store: Store) {
+        use chrono::{TimeDelta, TimeZone};
         let t0 = Utc
             .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
             .single()
@@ -1139,10 +1153,13 @@ mod tests {
         write("CREATE TABLE t (v TEXT)").await.expect("table");
         let (before, died, after) = tokio::join!(
             write("INSERT INTO t VALUES ('before')"),
-            store.writer().expect("sqlite").write(|c| -> Result<(), StoreError> {
-                c.execute_batch("INSERT INTO t VALUES ('from the panicking write')")?;
-                panic!("a write that panics")
-            }),
+            store
+                .writer()
+                .expect("sqlite")
+                .write(|c| -> Result<(), StoreError> {
+                    c.execute_batch("INSERT INTO t VALUES ('from the panicking write')")?;
+                    panic!("a write that panics")
+                }),
             write("INSERT INTO t VALUES ('after')"),
         );
         before.expect("the write before commits");

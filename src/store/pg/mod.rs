@@ -169,15 +169,15 @@ impl Pg {
     }
 
     async fn connect(&self) -> Result<Conn, StoreError> {
-        let (client, connection) = self
-            .target
-            .config
-            .connect(NoTls)
-            .await
-            .map_err(|e| StoreError::Unavailable {
-                target: self.target.describe(),
-                reason: crate::error_chain(&e),
-            })?;
+        let (client, connection) =
+            self.target
+                .config
+                .connect(NoTls)
+                .await
+                .map_err(|e| StoreError::Unavailable {
+                    target: self.target.describe(),
+                    reason: crate::error_chain(&e),
+                })?;
         let target = self.target.describe();
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -322,7 +322,6 @@ impl Tx<'_> {
         let s = prepared(&self.tx, self.statements, sql).await?;
         Ok(self.tx.execute(&s, params).await?)
     }
-
 }
 
 /// The connection's prepared statement for `sql`, prepared on first use (one round trip
