@@ -99,6 +99,7 @@ impl LeaseError {
             LeaseError::Ended(LeaseEnded::Expired(_)) => "lease-expired",
             LeaseError::Ended(LeaseEnded::Released(_)) => "lease-released",
             LeaseError::KeyConflict { .. } => "idempotency-key-conflict",
+            LeaseError::Store(e) if e.is_unavailable() => "store-unavailable",
             LeaseError::Store(_) => "internal",
         }
     }

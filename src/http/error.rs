@@ -100,10 +100,12 @@ impl From<LeaseError> for ApiError {
             LeaseError::NotFound(_) => StatusCode::NOT_FOUND,
             LeaseError::Forbidden(_) => StatusCode::FORBIDDEN,
             LeaseError::Ended(_) | LeaseError::KeyConflict { .. } => StatusCode::CONFLICT,
+            LeaseError::Store(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
             LeaseError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let message = match &e {
             // The chain was logged where it happened; callers get no internals.
+            LeaseError::Store(e) if e.is_unavailable() => UNAVAILABLE.to_owned(),
             LeaseError::Store(_) => "internal error; see the daemon's log".to_owned(),
             other => other.to_string(),
         };
@@ -115,8 +117,17 @@ pub(super) fn invalid_query(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid-query", message)
 }
 
+const UNAVAILABLE: &str = "the store does not answer; retry later";
+
 pub(super) fn internal(e: &crate::store::StoreError) -> ApiError {
     tracing::error!(error = %crate::error_chain(e), "store failed");
+    if e.is_unavailable() {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store-unavailable",
+            UNAVAILABLE,
+        );
+    }
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
         "internal",
@@ -137,5 +148,46 @@ pub(super) fn forbid_unless(
             "forbidden",
             format!("principal `{}` may not {what}", who.name),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreError;
+
+    /// A store out of reach is 503 `store-unavailable` (retry later); any other store
+    /// failure stays a 500 with no internals.
+    #[test]
+    fn an_unreachable_store_is_a_503() {
+        let down = || StoreError::Unavailable {
+            target: "postgres://e@db:5432/e".into(),
+            reason: "connection refused".into(),
+        };
+        for (e, status, code) in [
+            (
+                ApiError::from(LeaseError::Store(down())),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store-unavailable",
+            ),
+            (
+                internal(&down()),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store-unavailable",
+            ),
+            (
+                ApiError::from(LeaseError::Store(StoreError::Corrupt("x".into()))),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+            ),
+            (
+                internal(&StoreError::Corrupt("x".into())),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+            ),
+        ] {
+            assert_eq!((e.status, e.code), (status, code));
+            assert!(!e.message.contains("db:5432"), "{}", e.message);
+        }
     }
 }

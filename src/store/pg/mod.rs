@@ -191,6 +191,22 @@ impl Pg {
     }
 }
 
+/// Whether a PostgreSQL error means the server is out of reach: the connection broke, or the
+/// server is shutting down, starting up or refusing connections (SQLSTATE classes 08 and 57P).
+pub(super) fn is_unavailable(e: &tokio_postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.code() {
+        Some(code) => {
+            let c = code.code();
+            c.starts_with("08") || c.starts_with("57P")
+        }
+        // No SQLSTATE: an I/O error on the socket is one; a value that did not convert is not.
+        None => std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()),
+    }
+}
+
 /// A pooled connection with its prepared statements.
 pub(super) struct Conn {
     client: Client,
@@ -365,5 +381,110 @@ pub(crate) mod testing {
             .await
             .expect("creates the test database");
         server.with_database(&db)
+    }
+
+    /// A PostgreSQL server of one test's own (to stop and start under it), from the same
+    /// binaries `scripts/with-postgres.sh` uses; stopped when dropped.
+    pub(crate) struct PrivateServer {
+        dir: tempfile::TempDir,
+        bin: std::path::PathBuf,
+        port: u16,
+    }
+
+    impl PrivateServer {
+        pub(crate) fn start() -> PrivateServer {
+            let bin = std::fs::read_dir("/usr/lib/postgresql")
+                .expect("Debian's postgresql package (scripts/setup-peers.sh installs it)")
+                .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+                .filter(|b| b.join("initdb").exists())
+                .max()
+                .expect("an initdb under /usr/lib/postgresql");
+            let dir = tempfile::tempdir().expect("temp dir");
+            if rustix::process::geteuid().is_root() {
+                run("chown", &["postgres", &dir.path().display().to_string()]);
+            }
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            let server = PrivateServer { dir, bin, port };
+            let data = server.data();
+            server.as_postgres(
+                "initdb",
+                &["-D", &data, "-U", "ephemera", "--auth=trust", "--no-locale"],
+            );
+            server.start_again();
+            server
+        }
+
+        fn data(&self) -> String {
+            self.dir.path().join("data").display().to_string()
+        }
+
+        fn as_postgres(&self, tool: &str, args: &[&str]) {
+            let tool = self.bin.join(tool).display().to_string();
+            if rustix::process::geteuid().is_root() {
+                let mut all = vec!["-u", "postgres", "--", &tool];
+                all.extend_from_slice(args);
+                run("runuser", &all);
+            } else {
+                run(&tool, args);
+            }
+        }
+
+        pub(crate) fn start_again(&self) {
+            let (data, log) = (
+                self.data(),
+                self.dir.path().join("log").display().to_string(),
+            );
+            let opts = format!(
+                "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off",
+                self.port,
+                self.dir.path().display()
+            );
+            self.as_postgres(
+                "pg_ctl",
+                &["-D", &data, "-l", &log, "-w", "start", "-o", &opts],
+            );
+        }
+
+        /// Stops the server at once (`-m immediate`: as a crash would, no clean shutdown).
+        pub(crate) fn stop(&self) {
+            self.as_postgres(
+                "pg_ctl",
+                &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+            );
+        }
+
+        pub(crate) fn target(&self) -> PgTarget {
+            PgTarget::parse(
+                &format!("postgres://ephemera@127.0.0.1:{}/postgres", self.port),
+                None,
+            )
+            .expect("URL")
+        }
+    }
+
+    impl Drop for PrivateServer {
+        fn drop(&mut self) {
+            if std::path::Path::new(&self.data())
+                .join("postmaster.pid")
+                .exists()
+            {
+                self.stop();
+            }
+        }
+    }
+
+    fn run(cmd: &str, args: &[&str]) {
+        let out = std::process::Command::new(cmd)
+            .args(args)
+            .output()
+            .expect("runs");
+        assert!(
+            out.status.success(),
+            "{cmd} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
