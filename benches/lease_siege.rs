@@ -209,7 +209,7 @@ fn main() {
         let config = Config::load(&config_path).expect("bench config");
         {
             // The leases a long-running registry holds: what a scrape used to count each time.
-            let store = ephemera::store::Store::open(&config.store.path)
+            let store = ephemera::store::Store::open_at(&config.store.location)
                 .await
                 .expect("store");
             let now = chrono::Utc::now();

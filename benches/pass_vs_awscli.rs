@@ -419,7 +419,7 @@ fn main() {
         );
         let config = Arc::new(Config::load(&config_path).expect("bench config"));
         let policy = Arc::new(Policy::load(&config.rules.dir).expect("bench rules"));
-        let store = Store::open(&config.store.path).await.expect("store opens").with_audit_key(
+        let store = Store::open_at(&config.store.location).await.expect("store opens").with_audit_key(
             ephemera::audit::AuditKey::load_or_create(&config.audit.key).expect("audit key").0,
         );
         let now: DateTime<Utc> = SystemClock.now();

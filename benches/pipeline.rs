@@ -525,7 +525,7 @@ async fn bench_real_pass(
         ),
     );
     let config = Arc::new(Config::load(&config_path).expect("bench config"));
-    let store = Store::open(&config.store.path)
+    let store = Store::open_at(&config.store.location)
         .await
         .expect("store opens")
         .with_audit_key(

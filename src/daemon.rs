@@ -43,9 +43,9 @@ pub struct Parts {
 /// Loads the policy, opens the store and builds the tasks; touches no network.
 pub async fn open(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Parts> {
     let policy = Live::new(load_policy(&config)?);
-    let store = Store::open(&config.store.path)
+    let store = Store::open_at(&config.store.location)
         .await
-        .with_context(|| format!("cannot open the store at {}", config.store.path.display()))?;
+        .with_context(|| format!("cannot open the store at {}", config.store.location))?;
     let key = audit_key(&config, store.audit_key_id().await?)?;
     let store = store.with_audit_key(key);
     store
@@ -243,7 +243,7 @@ pub async fn serve(
         %addr,
         tls = server_cert.is_some(),
         config = %config.path.display(),
-        store = %config.store.path.display(),
+        store = %config.store.location,
         projects = policy.get().projects().count(),
         principals = config.principals.len(),
         armed = config.enforcement.armed,

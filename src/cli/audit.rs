@@ -43,16 +43,9 @@ pub(super) async fn verify(
     let verdict = match config {
         Some(path) => {
             let config = Config::load(&path)?;
-            // Opening creates a missing store: a mistyped path would verify as an
-            // intact empty log.
-            anyhow::ensure!(
-                config.store.path.exists(),
-                "no store at {}: nothing to verify",
-                config.store.path.display()
-            );
             // Read, never created: a verifier that made a new key would check nothing.
             let key = crate::audit::AuditKey::load(&config.audit.key)?;
-            let store = crate::store::Store::open(&config.store.path)
+            let store = super::store::existing_store(&config)
                 .await?
                 .with_audit_key(key);
             crate::http::dto::AuditVerdict::from(store.audit_verify(head.clone()).await?)

@@ -3,18 +3,34 @@
 
 use super::*;
 
-/// The store the config names; never created (a mistyped path is an error, not a new store).
-async fn existing_store(config: &Config) -> anyhow::Result<crate::store::Store> {
-    anyhow::ensure!(
-        config.store.path.exists(),
-        "no store at {}",
-        config.store.path.display()
-    );
-    Ok(crate::store::Store::open(&config.store.path).await?)
+/// The store the config names; a SQLite file is never created (a mistyped path is an error,
+/// not a new, empty store that verifies as an intact log).
+pub(super) async fn existing_store(config: &Config) -> anyhow::Result<crate::store::Store> {
+    if let Some(path) = config.store.sqlite_path() {
+        anyhow::ensure!(path.exists(), "no store at {}", path.display());
+    }
+    Ok(crate::store::Store::open_at(&config.store.location).await?)
+}
+
+/// The SQLite file of `store backup` and `store restore`: a PostgreSQL store is backed up and
+/// restored with PostgreSQL's own tools.
+fn sqlite_file(config: &Config, what: &str) -> anyhow::Result<PathBuf> {
+    config
+        .store
+        .sqlite_path()
+        .map(PathBuf::from)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "the store is PostgreSQL ({}): {what} it with pg_dump and pg_restore (or the \
+             database service's snapshots), see the README's runbook",
+                config.store.location
+            )
+        })
 }
 
 pub(super) async fn backup(config: ConfigArg, to: PathBuf) -> anyhow::Result<ExitCode> {
     let config = Config::load(&config.config)?;
+    let path = sqlite_file(&config, "back up")?;
     anyhow::ensure!(
         !to.exists(),
         "{} exists: back up to a new file",
@@ -25,7 +41,7 @@ pub(super) async fn backup(config: ConfigArg, to: PathBuf) -> anyhow::Result<Exi
     let bytes = std::fs::metadata(&to).map(|m| m.len()).unwrap_or_default();
     println!(
         "backed up {} to {} ({bytes} bytes)",
-        config.store.path.display(),
+        path.display(),
         to.display()
     );
     println!(
@@ -41,7 +57,7 @@ const ALIVE_WITHIN: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
 
 pub(super) async fn restore(config: ConfigArg, from: PathBuf) -> anyhow::Result<ExitCode> {
     let config = Config::load(&config.config)?;
-    let path = config.store.path.clone();
+    let path = sqlite_file(&config, "restore")?;
     anyhow::ensure!(from.exists(), "no backup at {}", from.display());
     let now = chrono::Utc::now();
     let mut kept = None;

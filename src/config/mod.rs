@@ -15,6 +15,7 @@ use toml::Spanned;
 use crate::auth::{Principal, Role};
 use crate::diagnostic::{FileError, Source};
 use crate::model::{HumanDuration, IdentityTags, ProjectName, check_tag_key};
+use crate::store::StoreLocation;
 
 mod aws;
 mod cost;
@@ -26,6 +27,7 @@ mod retention;
 mod schedule;
 mod smtp;
 mod spans;
+mod store;
 #[cfg(test)]
 mod tests;
 mod tls;
@@ -47,6 +49,7 @@ pub use schedule::{CronSchedule, Schedules};
 use smtp::validate_smtp;
 pub use smtp::{QuietHours, SmtpConfig, SmtpTls};
 use spans::span_in;
+use store::{RawStore, resolve_store};
 pub use tls::ApiTls;
 
 /// The annotated example shipped with the project, embedded so `ephemera config example`
@@ -101,10 +104,21 @@ pub struct ApiConfig {
 
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
-    pub path: PathBuf,
+    /// `path` (SQLite) or `url` (PostgreSQL).
+    pub location: StoreLocation,
     /// Complete passes in a row without evidence of lost leases that end a restore's
     /// suspension of reaping (`unknown-lease` and `released`) without an operator.
     pub restore_clean_passes: u32,
+}
+
+impl StoreConfig {
+    /// The SQLite file, when the store is one.
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        match &self.location {
+            StoreLocation::Sqlite(p) => Some(p),
+            StoreLocation::Postgres(_) => None,
+        }
+    }
 }
 
 /// `[audit]`: where the key of the audit chain's MACs comes from.
@@ -126,7 +140,7 @@ pub struct RulesConfig {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     api: RawApi,
-    store: RawStore,
+    store: Spanned<RawStore>,
     rules: RawRules,
     #[serde(default)]
     tags: Option<Spanned<IdentityTags>>,
@@ -199,18 +213,6 @@ fn default_max_connections() -> Spanned<u32> {
 
 fn default_max_concurrent_requests() -> Spanned<u32> {
     Spanned::new(0..0, 256)
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawStore {
-    path: PathBuf,
-    #[serde(default = "default_restore_clean_passes")]
-    restore_clean_passes: u32,
-}
-
-fn default_restore_clean_passes() -> u32 {
-    3
 }
 
 #[derive(Debug, Deserialize)]
@@ -356,7 +358,7 @@ impl Config {
         if let Some(r) = &raw.retention {
             validate_retention(&src, r)?;
         }
-        if !(1..=100).contains(&raw.store.restore_clean_passes) {
+        if !(1..=100).contains(&raw.store.get_ref().restore_clean_passes) {
             return Err(src.error_for(0..0, "store.restore_clean_passes", "must be 1 to 100"));
         }
         if raw.api.max_body_bytes < 1024 {
@@ -403,15 +405,15 @@ impl Config {
         let oidc_issuers = resolve_issuers(&src, raw.api.oidc_issuers)?;
         let principals =
             resolve_principals(&src, raw.api.principals, &oidc_issuers, &resolve, env)?;
-        let store_path = resolve_state(&raw.store.path);
-        let audit = audit_config(&src, raw.audit.as_ref(), &store_path, &resolve_state, env)?;
+        let location = resolve_store(&src, &raw.store, &resolve_state, &resolve, env)?;
+        let audit = audit_config(&src, raw.audit.as_ref(), &location, &resolve_state, env)?;
 
         Ok(Config {
             path: path.to_owned(),
             api: api_config,
             store: StoreConfig {
-                path: store_path,
-                restore_clean_passes: raw.store.restore_clean_passes,
+                location,
+                restore_clean_passes: raw.store.get_ref().restore_clean_passes,
             },
             rules: RulesConfig {
                 dir: resolve(&raw.rules.dir),
@@ -441,20 +443,26 @@ impl Config {
 fn audit_config(
     src: &Source<'_>,
     raw: Option<&Spanned<RawAudit>>,
-    store_path: &Path,
+    store: &StoreLocation,
     resolve: &dyn Fn(&Path) -> PathBuf,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<AuditConfig, FileError> {
     use crate::audit::{AuditKey, AuditKeySource};
-    let default_file = || {
-        store_path
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join("audit.key")
+    let default_file = || match store {
+        StoreLocation::Sqlite(path) => {
+            Ok(path.parent().unwrap_or(Path::new(".")).join("audit.key"))
+        }
+        // Each replica would make a key of its own, and none could verify another's records.
+        StoreLocation::Postgres(_) => Err(src.error_for(
+            raw.map(|r| r.span()).unwrap_or(0..0),
+            "audit.key_file",
+            "a PostgreSQL store needs [audit] key_env or key_file: every replica must chain the \
+             audit log under the same key",
+        )),
     };
     let Some(raw) = raw else {
         return Ok(AuditConfig {
-            key: AuditKeySource::File(default_file()),
+            key: AuditKeySource::File(default_file()?),
         });
     };
     // A table's span covers its header only; its keys follow it.
@@ -482,7 +490,7 @@ fn audit_config(
             AuditKeySource::Env(var.clone())
         }
         (None, Some(file)) => AuditKeySource::File(resolve(file)),
-        (None, None) => AuditKeySource::File(default_file()),
+        (None, None) => AuditKeySource::File(default_file()?),
     };
     Ok(AuditConfig { key })
 }

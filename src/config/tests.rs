@@ -389,6 +389,114 @@ fn bad_smtp_names_the_line_of_the_value() {
     );
 }
 
+/// `[store] url` selects PostgreSQL: the password from the environment or a file, never in
+/// the URL, and nowhere in what the config prints; every refusal names its line and field.
+#[test]
+fn a_postgres_store_takes_its_password_from_outside_the_config() {
+    let sqlite = "path = \"state/ephemera.db\"\n";
+    let pg = "url = \"postgres://ephemera@db.internal:5433/ephemera\"\n";
+    let keyed =
+        |text: String| text.replacen("key_file = \"state/audit.key\"", "key_env = \"AK\"", 1);
+    let env = |name: &str| match name {
+        "PGPW" => Some("s3cret-pw".to_owned()),
+        "AK" => Some("ab".repeat(32)),
+        _ => None,
+    };
+    let with = |store: &str| keyed(EXAMPLE.replacen(sqlite, store, 1));
+    let c = Config::parse(
+        Path::new("/etc/ephemera/e.toml"),
+        &with(&format!("{pg}password_env = \"PGPW\"\n")),
+        &env,
+    )
+    .expect("a PostgreSQL store");
+    let StoreLocation::Postgres(target) = &c.store.location else {
+        panic!("{:?}", c.store.location)
+    };
+    assert_eq!(
+        target.describe(),
+        "postgres://ephemera@db.internal:5433/ephemera"
+    );
+    assert!(
+        !format!("{c:?}").contains("s3cret-pw"),
+        "the password is never shown"
+    );
+    assert_eq!(c.store.sqlite_path(), None);
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pw_file = dir.path().join("pw");
+    std::fs::write(&pw_file, "from-a-file\n").expect("writes");
+    let from_file = format!("{pg}password_file = \"{}\"\n", pw_file.display());
+    Config::parse(Path::new("/etc/ephemera/e.toml"), &with(&from_file), &env)
+        .expect("a password file");
+
+    for (store, line_of, want) in [
+        (
+            format!("{sqlite}{pg}"),
+            "url =",
+            "field `store.url`: set path (SQLite) or url (PostgreSQL), not both",
+        ),
+        (
+            "url = \"postgres://ephemera:hunter2@db/ephemera\"\n".to_owned(),
+            "url =",
+            "field `store.url`: the URL carries a password",
+        ),
+        (
+            "url = \"postgres://ephemera@db\"\n".to_owned(),
+            "url =",
+            "field `store.url`: the URL names no database",
+        ),
+        (
+            "url = \"mysql:/x\"\n".to_owned(),
+            "url =",
+            "field `store.url`: not a PostgreSQL connection URL",
+        ),
+        (
+            format!("{pg}password_env = \"UNSET\"\n"),
+            "password_env",
+            "field `store.password_env`: environment variable `UNSET` is not set",
+        ),
+        (
+            format!("{pg}password_file = \"/nonexistent/pw\"\n"),
+            "password_file",
+            "field `store.password_file`: cannot read /nonexistent/pw",
+        ),
+        (
+            format!("{sqlite}password_env = \"PGPW\"\n"),
+            "password_env",
+            "field `store.password_env`: a password is for a PostgreSQL url",
+        ),
+    ] {
+        let text = with(&store);
+        let err = Config::parse(Path::new("/etc/ephemera/e.toml"), &text, &env).expect_err(&store);
+        let line = text
+            .lines()
+            .position(|l| l.starts_with(line_of))
+            .expect("marker line")
+            + 1;
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with(&format!("/etc/ephemera/e.toml:{line}:")),
+            "{msg}"
+        );
+        assert!(msg.contains(want), "{msg} lacks {want}");
+        assert!(!msg.contains("hunter2"), "{msg}");
+    }
+
+    // Without an explicit audit key each replica would make its own.
+    let text = EXAMPLE.replacen(sqlite, pg, 1).replacen(
+        "[audit]\nkey_file = \"state/audit.key\"\n",
+        "",
+        1,
+    );
+    let err = Config::parse(Path::new("/etc/ephemera/e.toml"), &text, &env)
+        .expect_err("a PostgreSQL store with the default key file");
+    assert!(
+        err.to_string()
+            .contains("a PostgreSQL store needs [audit] key_env or key_file"),
+        "{err}"
+    );
+}
+
 #[test]
 fn audit_key_source_defaults_next_to_the_store_and_is_checked() {
     use crate::audit::AuditKeySource;
@@ -676,7 +784,7 @@ fn the_state_dir_holds_relative_store_and_key_paths() {
     let env = |name: &str| (name == STATE_DIR_ENV).then(|| "/var/lib/ephemera".to_owned());
     let c = Config::parse(path, EXAMPLE, &env).expect("example with a state dir");
     assert_eq!(
-        c.store.path,
+        c.store.sqlite_path().expect("sqlite"),
         PathBuf::from("/var/lib/ephemera/state/ephemera.db")
     );
     assert_eq!(
@@ -686,7 +794,10 @@ fn the_state_dir_holds_relative_store_and_key_paths() {
     assert_eq!(c.rules.dir, PathBuf::from("/etc/ephemera/rules"));
     let absolute = EXAMPLE.replacen("path = \"state/ephemera.db\"", "path = \"/srv/e.db\"", 1);
     let c = Config::parse(path, &absolute, &env).expect("absolute store");
-    assert_eq!(c.store.path, PathBuf::from("/srv/e.db"));
+    assert_eq!(
+        c.store.sqlite_path().expect("sqlite"),
+        PathBuf::from("/srv/e.db")
+    );
     let relative = |name: &str| (name == STATE_DIR_ENV).then(|| "state".to_owned());
     let err = Config::parse(path, EXAMPLE, &relative).expect_err("relative state dir");
     assert!(
@@ -695,7 +806,7 @@ fn the_state_dir_holds_relative_store_and_key_paths() {
     );
     let c = Config::parse(path, EXAMPLE, &|_| None).expect("example");
     assert_eq!(
-        c.store.path,
+        c.store.sqlite_path().expect("sqlite"),
         PathBuf::from("/etc/ephemera/state/ephemera.db")
     );
 }

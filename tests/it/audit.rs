@@ -154,7 +154,7 @@ async fn verify_against_a_published_head_with_the_real_binary() {
     // publishes them.
     let cfg = work.config();
     let key = ephemera::audit::AuditKey::load(&cfg.audit.key).expect("key");
-    let store = Store::open(&cfg.store.path)
+    let store = Store::open_at(&cfg.store.location)
         .await
         .expect("store")
         .with_audit_key(key);

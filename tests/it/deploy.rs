@@ -195,9 +195,9 @@ fn the_unit_keeps_the_store_and_key_under_its_state_directory() {
     let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let c = Config::parse(Path::new(DEPLOYED_CONFIG), EXAMPLE, &lookup).expect("example");
     assert!(
-        c.store.path.starts_with(&state),
+        c.store.sqlite_path().expect("sqlite").starts_with(&state),
         "{}",
-        c.store.path.display()
+        c.store.location
     );
     let AuditKeySource::File(key) = &c.audit.key else {
         panic!("the example keeps its key in a file");

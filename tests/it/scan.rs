@@ -624,7 +624,7 @@ async fn a_tick_during_a_scan_is_skipped_and_counted() {
     let work = Workdir::with_config(&config_text_with_aws(&aws_section(&proxy.endpoint())));
     let config = std::sync::Arc::new(work.config());
     let policy = ephemera::live::Live::new(ephemera::daemon::load_policy(&config).expect("policy"));
-    let store = ephemera::store::Store::open(&config.store.path)
+    let store = ephemera::store::Store::open_at(&config.store.location)
         .await
         .expect("store")
         .with_audit_key(
