@@ -369,6 +369,16 @@ enum StoreCmd {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Move a SQLite store into the empty PostgreSQL store the config names (`[store] url`),
+    /// in one transaction, then verify the copied audit chain with the config's audit key.
+    /// Stop the daemon on the SQLite store first.
+    Copy {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The SQLite store (`ephemera.db`) to copy.
+        #[arg(long)]
+        from: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -507,6 +517,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Store(StoreCmd::Backup { config, to }) => store::backup(config, to).await,
         Command::Store(StoreCmd::Restore { config, from }) => store::restore(config, from).await,
         Command::Store(StoreCmd::Confirm { config }) => store::confirm(config).await,
+        Command::Store(StoreCmd::Copy { config, from }) => store::copy(config, from).await,
         Command::Token(TokenCmd::New) => admin::token_new(),
         Command::Token(TokenCmd::Hash) => admin::token_hash(),
         Command::Mail(MailCmd::Test { to, config }) => admin::mail_test(to, config).await,

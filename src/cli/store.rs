@@ -180,3 +180,52 @@ pub(super) async fn retry_dead_letters(
         _ => ExitCode::SUCCESS,
     })
 }
+
+pub(super) async fn copy(config: ConfigArg, from: PathBuf) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&config.config)?;
+    anyhow::ensure!(
+        config.store.sqlite_path().is_none(),
+        "the config's store is SQLite ({}): copy needs a config whose [store] url names the \
+         PostgreSQL database to fill",
+        config.store.location
+    );
+    anyhow::ensure!(from.exists(), "no store at {}", from.display());
+    // Read, never created: the copied chain must verify under the key that wrote it.
+    let key = crate::audit::AuditKey::load(&config.audit.key)?;
+    let source = crate::store::Store::open(&from).await?;
+    if let Some(at) = source.last_alive().await?
+        && chrono::Utc::now() - at < ALIVE_WITHIN
+    {
+        anyhow::bail!(
+            "a daemon is serving from {} (alive {}s ago): stop it first",
+            from.display(),
+            (chrono::Utc::now() - at).num_seconds()
+        );
+    }
+    let keyed = source.clone().with_audit_key(key.clone());
+    let records = keyed
+        .audit_verify(None)
+        .await?
+        .map_err(|b| anyhow::anyhow!("the source's audit chain does not verify: {b:?}"))?;
+    let head = keyed.audit_head().await?;
+    let target = crate::store::Store::open_at(&config.store.location)
+        .await?
+        .with_audit_key(key);
+    let copied = target.copy_from(&source, &from).await?;
+    for (table, n) in &copied.tables {
+        println!("{table:>16}  {n} rows");
+    }
+    let verdict = target.audit_verify(head.clone()).await?;
+    anyhow::ensure!(
+        verdict == Ok(records) && target.audit_head().await? == head,
+        "the copied audit chain does not verify as the source's did ({records} records, head \
+         {head:?}): {verdict:?}; the copy stays in {} for inspection",
+        config.store.location
+    );
+    println!(
+        "copied {} into {}; the audit chain verifies ({records} records, the same head)",
+        from.display(),
+        config.store.location,
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -14,10 +14,13 @@
 //! | `locks` | the act lock held across processes |
 //! | `outbox` | mail: notices, messages, roll-up |
 //! | `cost` | spend per day |
+//! | `copy` | `store copy`: a SQLite store moved whole into an empty PostgreSQL one |
+//! | `pg` | the PostgreSQL backend of the same calls |
 //! | `retention` | the purge of history past its horizon, a bounded batch per write |
 //! | `migrations`, `writer` | the schema; the one writer thread with group commit |
 
 mod chain;
+mod copy;
 mod cost;
 mod inventory;
 mod locks;
@@ -31,6 +34,7 @@ mod teardown;
 mod writer;
 
 pub use chain::AuditQuery;
+pub use copy::{Copied, CopyError};
 pub use cost::SpendTotal;
 pub use inventory::{AuditFilter, LiveTotals, Strays};
 pub use locks::{ACT_LOCK, HeldBy, LockHolder};

@@ -11,6 +11,7 @@
 //! | `mod.rs` | the target, the pool, migrations, errors |
 //! | `leases` | leases, the registry's heartbeat |
 //! | `locks` | the act lock (the leadership lease with its fencing token) |
+//! | `../copy` | `store copy`: a SQLite store moved whole into an empty PostgreSQL one |
 
 mod leases;
 mod locks;
@@ -337,6 +338,19 @@ impl Tx<'_> {
     ) -> Result<u64, StoreError> {
         let s = prepared(&self.tx, self.statements, sql).await?;
         Ok(self.tx.execute(&s, params).await?)
+    }
+
+    /// A statement built at run time: prepared unnamed, not cached.
+    pub(super) async fn query_dynamic(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        Ok(self.tx.query(sql, params).await?)
+    }
+
+    pub(super) async fn batch_execute(&mut self, sql: &str) -> Result<(), StoreError> {
+        Ok(self.tx.batch_execute(sql).await?)
     }
 }
 
