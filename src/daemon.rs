@@ -171,19 +171,31 @@ pub async fn serve(
         clock.clone(),
         alive_stopped,
     ));
+    // Of the replicas on one store, the leader alone runs the scheduled passes, cost
+    // refreshes, mail delivery and the purge (on SQLite, the only process leads).
+    let (stop_leading, leading_stopped) = tokio::sync::watch::channel(false);
+    let (leadership, leader_loop) =
+        crate::leader::start(store.clone(), metrics.clone(), leading_stopped);
     let (stop_mail, mail_stopped) = tokio::sync::watch::channel(false);
     let mail_loop = mailer.map(|m| {
         if let Some(passes) = tasks.follow_passes() {
             tokio::spawn(m.clone().follow(passes));
         }
         tracing::info!(relay = %m.transport().relay(), "mail delivery on");
-        tokio::spawn(m.run(mail_stopped))
+        tokio::spawn(m.run(leadership.clone(), mail_stopped))
     });
-    let scheduler =
-        crate::scheduler::start(tasks.clone(), &config.schedules, &metrics, clock.now()).await?;
+    let scheduler = crate::scheduler::start(
+        tasks.clone(),
+        leadership.clone(),
+        &config.schedules,
+        &metrics,
+        clock.now(),
+    )
+    .await?;
     let (stop_purge, purge_stopped) = tokio::sync::watch::channel(false);
     let purge_loop = tokio::spawn(purge_loop(
         tasks.clone(),
+        leadership.clone(),
         std::time::Duration::from_secs(config.retention.purge_every.as_secs()),
         purge_stopped,
     ));
@@ -209,6 +221,7 @@ pub async fn serve(
         oidc: oidc.clone(),
         policy: policy.clone(),
         tasks: tasks.clone(),
+        leadership: leadership.clone(),
         metrics: metrics.clone(),
         clock: clock.clone(),
     });
@@ -271,6 +284,9 @@ pub async fn serve(
     {
         tracing::warn!(error = %e, "mail delivery did not stop cleanly");
     }
+    // Nothing of the leader's runs any more: hand leadership over at once.
+    let _ = stop_leading.send(true);
+    let _ = leader_loop.await;
     // The last beat marks when serving stopped, so the next start credits exactly the gap.
     let _ = stop_alive.send(true);
     let _ = alive_loop.await;
@@ -342,10 +358,11 @@ async fn keep_alive(
 /// a daemon restarted in a loop does not purge on every start, and start-up work goes first.
 const PURGE_FIRST_AFTER: std::time::Duration = std::time::Duration::from_secs(120);
 
-/// Purges the store to `[retention]` shortly after start and then every `every`, until
-/// stopped.
+/// Purges the store to `[retention]` shortly after start and then every `every` (on the
+/// leader), until stopped.
 async fn purge_loop(
     tasks: crate::tasks::Tasks,
+    leadership: crate::leader::Leadership,
     every: std::time::Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -355,9 +372,11 @@ async fn purge_loop(
             _ = tokio::time::sleep(wait) => {}
             _ = stop.changed() => return,
         }
-        tokio::select! {
-            _ = tasks.purge() => {}
-            _ = stop.changed() => return,
+        if leadership.is_leader() {
+            tokio::select! {
+                _ = tasks.purge() => {}
+                _ = stop.changed() => return,
+            }
         }
         wait = every;
     }
@@ -383,6 +402,7 @@ struct Reloader {
     oidc: crate::oidc::Oidc,
     policy: Live<Policy>,
     tasks: Tasks,
+    leadership: crate::leader::Leadership,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
 }
@@ -414,6 +434,7 @@ impl Reloader {
             // The new scheduler first: a cron that cannot be scheduled leaves the old running.
             let fresh = crate::scheduler::start(
                 self.tasks.clone(),
+                self.leadership.clone(),
                 &new.schedules,
                 &self.metrics,
                 self.clock.now(),

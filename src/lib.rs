@@ -15,7 +15,8 @@
 //! | [`oidc`] | OIDC ID tokens (GitHub Actions, GitLab CI) as bearer tokens: JWT parsing, RS256/ES256 signatures (ring) by each issuer's JWKS (fetched lazily, cached, refetched on an unknown key id at most once per interval), `iss`/`aud`/`exp`/`nbf`/`iat` with leeway; never prints a token |
 //! | [`policy`] | `rules/policy/*.toml`: leasing and audit rules (per project, per resource type, the accounts and OUs a project may live in), pure decisions and evaluation (verdicts), owner routing (handles, teams: [`policy::Directory`]), in-file test cases |
 //! | [`lease`] | the [`lease::LeaseRegistry`] service: acquire, renew, beat, release, quotas |
-//! | [`store`] | SQLite (WAL, `synchronous = FULL`, 16 KiB pages, foreign keys, append-only migrations); writes go through one group-commit writer thread; the act lock that keeps two processes from acting at once; the audit chain (append, list, verify) in `store::chain`; teardown proof of ended leases in `store::teardown`; backups and the restore guard in `store::restore`; the retention purge (a bounded batch per write, children before parents) in `store::retention`; the only module that knows SQL |
+//! | [`store`] | SQLite (WAL, `synchronous = FULL`, 16 KiB pages, foreign keys, append-only migrations); writes go through one group-commit writer thread; or PostgreSQL (`store::pg`: a connection pool, the same calls, one migration sequence, row and advisory locks where SQLite had its one writer) for several replicas; `store copy` from one to the other in `store::copy`; the act lock that keeps two processes from acting at once; the audit chain (append, list, verify) in `store::chain`; teardown proof of ended leases in `store::teardown`; backups and the restore guard in `store::restore`; the retention purge (a bounded batch per write, children before parents) in `store::retention`; the only module that knows SQL |
+//! | [`leader`] | leadership of the replicas on one store: the `leader` store lock, renewed; the one replica that holds it runs passes, cost refreshes, mail and the purge; its holder id fences mail |
 //! | [`metrics`] | the Prometheus registry and every metric |
 //! | [`http`] | the axum API under `/api/v1`, `/healthz`, `/readyz`, `/metrics`, one file per resource plus `error` (status and stable code, in one place) and `extract`; the accept loop with its limits (header-read timeout, connection cap) and the TLS handshake in [`http::serve`], the request timeout and in-flight cap as middleware; one JSON type per body in [`http::dto`], shared with the CLI client; the OpenAPI 3.1 document ([`http::openapi`], served at `/api/v1/openapi.json`, committed as `docs/openapi.json`) |
 //! | [`daemon`] | wiring: `serve(config, listener, shutdown, clock)` |
@@ -92,6 +93,7 @@ pub mod inventory;
 pub mod jobs;
 #[cfg(test)]
 mod layering;
+pub mod leader;
 pub mod lease;
 pub mod live;
 pub mod logging;

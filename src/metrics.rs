@@ -119,6 +119,8 @@ pub struct Metrics {
     /// `ephemera_reaping_suspended`: 1 while a restore holds reaping of unknown-lease and
     /// released resources.
     pub reaping_suspended: IntGauge,
+    /// `ephemera_leader`: 1 while this replica leads (see [`crate::leader`]).
+    pub leader: IntGauge,
     /// `ephemera_store_purged_rows_total{table}`: rows the retention purge deleted.
     pub store_purged_rows: IntCounterVec,
     /// `ephemera_store_purge_last_success_timestamp_seconds`: when a purge last finished
@@ -387,6 +389,14 @@ impl Metrics {
                 prometheus::Gauge::new(
                     "ephemera_store_purge_last_success_timestamp_seconds",
                     "When the retention purge last finished with every table purged",
+                )
+                .expect("valid metric"),
+            ),
+            leader: reg(
+                &r,
+                IntGauge::new(
+                    "ephemera_leader",
+                    "1 while this replica leads: it runs the scheduled passes, cost refreshes, mail delivery and the purge",
                 )
                 .expect("valid metric"),
             ),

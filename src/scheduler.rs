@@ -7,6 +7,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use tokio_cron_scheduler::{Job, JobScheduler};
 
 use crate::config::{CronSchedule, Schedules};
+use crate::leader::Leadership;
 use crate::metrics::Metrics;
 use crate::model::TaskName;
 use crate::tasks::Tasks;
@@ -59,9 +60,21 @@ fn export_intervals(metrics: &Metrics, schedules: &Schedules, now: DateTime<Utc>
     }
 }
 
-/// Starts the scheduler with the scan and cost jobs; the caller shuts it down.
+/// Whether this replica runs `task`'s tick: only the leader does (the others' ticks are no
+/// skip: nothing of theirs was due).
+fn leads(leadership: &Leadership, task: TaskName) -> bool {
+    let leads = leadership.is_leader();
+    if !leads {
+        tracing::debug!(%task, "not leading: the leader runs this tick");
+    }
+    leads
+}
+
+/// Starts the scheduler with the scan and cost jobs, which run on the leader only; the caller
+/// shuts it down.
 pub async fn start(
     tasks: Tasks,
+    leadership: Leadership,
     schedules: &Schedules,
     metrics: &Metrics,
     now: DateTime<Utc>,
@@ -71,15 +84,24 @@ pub async fn start(
         .await
         .context("cannot create the scheduler")?;
     let scan_tasks = tasks.clone();
+    let scan_leader = leadership.clone();
     let scan = Job::new_async(schedules.scan.with_seconds.as_str(), move |_id, _sched| {
-        let tasks = scan_tasks.clone();
-        Box::pin(async move { tasks.scheduled_scan().await })
+        let (tasks, leader) = (scan_tasks.clone(), scan_leader.clone());
+        Box::pin(async move {
+            if leads(&leader, TaskName::Scan) {
+                tasks.scheduled_scan().await
+            }
+        })
     })
     .with_context(|| format!("cannot schedule scan `{}`", schedules.scan.expr))?;
     sched.add(scan).await.context("cannot add the scan job")?;
     let cost = Job::new_async(schedules.cost.with_seconds.as_str(), move |_id, _sched| {
-        let tasks = tasks.clone();
-        Box::pin(async move { tasks.scheduled_cost().await })
+        let (tasks, leader) = (tasks.clone(), leadership.clone());
+        Box::pin(async move {
+            if leads(&leader, TaskName::Cost) {
+                tasks.scheduled_cost().await
+            }
+        })
     })
     .with_context(|| format!("cannot schedule cost `{}`", schedules.cost.expr))?;
     sched.add(cost).await.context("cannot add the cost job")?;

@@ -132,15 +132,22 @@ impl Mailer {
     /// message whatever its back-off (a restart is a fresh start, often after the relay was
     /// fixed), then a round on every tick (the back-off, at most 30 s) or kick, until `stop`
     /// turns true. A round in progress finishes first.
-    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+    pub async fn run(
+        self,
+        leadership: crate::leader::Leadership,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
         let tick = Duration::from_secs(self.inner.smtp.retry_backoff.as_secs())
             .clamp(Duration::from_secs(1), MAX_TICK);
         let mut ignore_backoff = true;
         loop {
-            if let Err(e) = self.round(ignore_backoff).await {
-                tracing::error!(error = %crate::error_chain(&e), "mail round failed");
+            // Only the leader delivers; a follower's round waits for its turn to lead.
+            if leadership.is_leader() {
+                if let Err(e) = self.round(ignore_backoff).await {
+                    tracing::error!(error = %crate::error_chain(&e), "mail round failed");
+                }
+                ignore_backoff = false;
             }
-            ignore_backoff = false;
             tokio::select! {
                 _ = tokio::time::sleep(tick) => {}
                 _ = self.inner.kick.notified() => {}
