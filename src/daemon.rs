@@ -137,21 +137,7 @@ pub async fn serve(
     );
     tasks.close_interrupted_runs().await;
     // Gauges reflect the store from the start, not only after the first pass.
-    if let Err(e) = tasks.refresh_gauges().await {
-        tracing::error!(error = %crate::error_chain(&e), "cannot compute resource gauges");
-    }
-    if let Err(e) = tasks.export_spend().await {
-        tracing::error!(error = %crate::error_chain(&e), "cannot compute spend gauges");
-    }
-    // A restart must not look like a task that never succeeded (the staleness alerts).
-    match store.last_successes().await {
-        Ok(done) => {
-            for (task, at) in done {
-                metrics.task_succeeded(task, at);
-            }
-        }
-        Err(e) => tracing::error!(error = %crate::error_chain(&e), "cannot read the last runs"),
-    }
+    read_estate_gauges(&tasks, &store, &metrics).await;
     let mailer = crate::mail::Mailer::new(
         &config,
         policy.clone(),
@@ -176,6 +162,19 @@ pub async fn serve(
     let (stop_leading, leading_stopped) = tokio::sync::watch::channel(false);
     let (leadership, leader_loop) =
         crate::leader::start(store.clone(), metrics.clone(), leading_stopped);
+    // A replica that takes over exports the estate from the store at once, not after its
+    // first pass: a dashboard does not go blank on failover.
+    let mut elections = leadership.changes();
+    let estate_loop = {
+        let (tasks, store, metrics) = (tasks.clone(), store.clone(), metrics.clone());
+        tokio::spawn(async move {
+            while elections.changed().await.is_ok() {
+                if *elections.borrow_and_update() {
+                    read_estate_gauges(&tasks, &store, &metrics).await;
+                }
+            }
+        })
+    };
     let (stop_mail, mail_stopped) = tokio::sync::watch::channel(false);
     let mail_loop = mailer.map(|m| {
         if let Some(passes) = tasks.follow_passes() {
@@ -234,6 +233,7 @@ pub async fn serve(
         store,
         tasks,
         reap_jobs: reap_jobs.clone(),
+        leadership: leadership.clone(),
         reload: Some(reloader.clone()),
     };
     let api = &config.api;
@@ -287,12 +287,33 @@ pub async fn serve(
     // Nothing of the leader's runs any more: hand leadership over at once.
     let _ = stop_leading.send(true);
     let _ = leader_loop.await;
+    estate_loop.abort();
     // The last beat marks when serving stopped, so the next start credits exactly the gap.
     let _ = stop_alive.send(true);
     let _ = alive_loop.await;
     served?;
     tracing::info!("ephemera daemon stopped");
     Ok(())
+}
+
+/// Sets the estate-wide gauges from the store: resources, spend, and when each task last
+/// succeeded (a restart, or a new leader, must not look like a task that never succeeded to
+/// the staleness alerts).
+async fn read_estate_gauges(tasks: &crate::tasks::Tasks, store: &Store, metrics: &Metrics) {
+    if let Err(e) = tasks.refresh_gauges().await {
+        tracing::error!(error = %crate::error_chain(&e), "cannot compute resource gauges");
+    }
+    if let Err(e) = tasks.export_spend().await {
+        tracing::error!(error = %crate::error_chain(&e), "cannot compute spend gauges");
+    }
+    match store.last_successes().await {
+        Ok(done) => {
+            for (task, at) in done {
+                metrics.task_succeeded(task, at);
+            }
+        }
+        Err(e) => tracing::error!(error = %crate::error_chain(&e), "cannot read the last runs"),
+    }
 }
 
 /// How often the daemon records that it serves, and the smallest gap credited as downtime

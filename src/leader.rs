@@ -32,6 +32,8 @@ pub const RENEW: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct Leadership {
     state: Arc<std::sync::Mutex<State>>,
+    /// True from each won election to the next loss (see [`Leadership::changes`]).
+    changes: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 #[derive(Debug)]
@@ -50,13 +52,22 @@ impl Leadership {
     pub fn alone() -> Leadership {
         Leadership {
             state: Arc::new(std::sync::Mutex::new(State::Alone)),
+            changes: Arc::new(tokio::sync::watch::channel(true).0),
         }
     }
 
     fn follower() -> Leadership {
         Leadership {
             state: Arc::new(std::sync::Mutex::new(State::Follower)),
+            changes: Arc::new(tokio::sync::watch::channel(false).0),
         }
+    }
+
+    /// Follows elections: the value turns true when this process starts leading (what the
+    /// leader alone keeps, such as the estate-wide gauges, is then read afresh) and false
+    /// when it stops.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.changes.subscribe()
     }
 
     /// Whether this process leads now.
@@ -82,6 +93,9 @@ impl Leadership {
         let was = matches!(&*state, State::Leader { until, .. } if Instant::now() < *until);
         *state = s;
         let is = matches!(&*state, State::Leader { .. });
+        if was != is {
+            self.changes.send_replace(is);
+        }
         (was, is)
     }
 }

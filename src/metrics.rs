@@ -134,6 +134,36 @@ fn reg<C: Collector + Clone + 'static>(r: &Registry, c: C) -> C {
     c
 }
 
+/// Series about the whole estate rather than one process: read from the store, the same on
+/// every replica. Only the leader exports them (see [`Metrics::render_for`]), so dashboards
+/// and alerts neither count them once per replica nor lose them on failover (the new leader
+/// reads them from the store when it takes over). Per-process series (requests, lease
+/// operations, AWS calls, reloads, `ephemera_leader`) come from every replica, with the
+/// `instance` label of the scrape.
+pub const ESTATE_WIDE: &[&str] = &[
+    "ephemera_account_resources",
+    "ephemera_audited_accounts",
+    "ephemera_cost_allocation_tag_active",
+    "ephemera_expired_resource_hours",
+    "ephemera_lease_quota",
+    "ephemera_leases",
+    "ephemera_leases_expiring",
+    "ephemera_marked_resources",
+    "ephemera_outbox_dead",
+    "ephemera_outbox_pending",
+    "ephemera_reaping_suspended",
+    "ephemera_resources",
+    "ephemera_resources_by_source",
+    "ephemera_spend_usd",
+    "ephemera_store_purge_last_success_timestamp_seconds",
+    "ephemera_task_last_success_timestamp_seconds",
+    "ephemera_task_schedule_interval_seconds",
+    "ephemera_task_spend_usd",
+    "ephemera_teardown_settled_leases",
+    "ephemera_teardown_success_ratio",
+    "ephemera_waste_usd",
+];
+
 /// What came of an ID token: verified and matched to a principal; refused (bad signature,
 /// expired, wrong audience, …); verified but matching no one principal; or not checkable
 /// because the issuer's keys could not be fetched (503).
@@ -598,9 +628,20 @@ impl Metrics {
 
     /// The text exposition format.
     pub fn render(&self) -> String {
+        self.render_for(true)
+    }
+
+    /// The text exposition format as a replica exports it: the leader everything, a follower
+    /// all but the [`ESTATE_WIDE`] series (the leader's; a sum over replicas counts each
+    /// once).
+    pub fn render_for(&self, leader: bool) -> String {
+        let mut families = self.registry.gather();
+        if !leader {
+            families.retain(|f| !ESTATE_WIDE.contains(&f.name()));
+        }
         let mut buf = Vec::new();
         // Encoding into a Vec only fails on invalid metric data, which the types rule out.
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+        if let Err(e) = TextEncoder::new().encode(&families, &mut buf) {
             tracing::error!(error = %e, "cannot encode metrics");
         }
         String::from_utf8(buf).unwrap_or_default()
@@ -741,6 +782,52 @@ impl Default for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A follower's exposition leaves out exactly the estate-wide series, each of which
+    /// exists (a misspelt name would filter nothing).
+    #[test]
+    fn a_follower_exports_no_estate_wide_series() {
+        let m = Metrics::new();
+        m.start_known_series(&[], &[]);
+        m.resources
+            .with_label_values(&["web", "eu-west-1", "sqs:queue", "expired"])
+            .set(3);
+        m.task_succeeded(crate::model::TaskName::Scan, chrono::Utc::now());
+        m.lease_operations
+            .with_label_values(&["acquire", "ok"])
+            .inc();
+        let names = |text: &str| -> std::collections::BTreeSet<String> {
+            text.lines()
+                .filter_map(|l| l.strip_prefix("# TYPE "))
+                .filter_map(|l| l.split(' ').next())
+                .map(str::to_owned)
+                .collect()
+        };
+        let all = names(&m.render_for(true));
+        let follower = names(&m.render_for(false));
+        for name in ESTATE_WIDE {
+            assert!(!follower.contains(*name), "{name}");
+        }
+        let left_out: Vec<&String> = all.difference(&follower).collect();
+        assert!(
+            left_out.iter().all(|n| ESTATE_WIDE.contains(&n.as_str())),
+            "{left_out:?}"
+        );
+        assert!(left_out.iter().any(|n| *n == "ephemera_resources"));
+        assert!(follower.contains("ephemera_leader"));
+        assert!(follower.contains("ephemera_lease_operations_total"));
+        // Vectors without a series are not gathered: a name must be one this file defines
+        // (once in the list, once where it is registered).
+        for name in ESTATE_WIDE {
+            assert!(
+                include_str!("metrics.rs")
+                    .matches(&format!("\"{name}\",\n"))
+                    .count()
+                    >= 2,
+                "{name} is not a metric"
+            );
+        }
+    }
 
     #[test]
     fn teardown_ratio_counts_settled_leases_in_the_window() {

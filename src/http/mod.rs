@@ -67,6 +67,8 @@ pub struct AppState {
     pub store: Store,
     pub tasks: crate::tasks::Tasks,
     pub reap_jobs: crate::jobs::ReapJobs,
+    /// Whether this replica leads: a follower's `/metrics` leaves out the estate-wide series.
+    pub leadership: crate::leader::Leadership,
     /// Re-reads the config and rules (`POST /api/v1/reload`); none where nothing can reload.
     pub reload: Option<Arc<dyn Reload>>,
 }
@@ -242,20 +244,27 @@ async fn readyz(State(s): State<AppState>) -> Response {
 /// Prometheus metrics, text exposition format.
 #[utoipa::path(get, path = "/metrics", tag = "meta", security(()), responses((status = 200, description = "The exposition", content_type = "text/plain")))]
 async fn metrics(State(s): State<AppState>) -> Response {
-    let (_fresh, counted) = s.leases.fresh_gauges().await;
-    if let Err(e) = counted {
-        s.metrics
-            .store_errors
-            .with_label_values(&["count_leases"])
-            .inc();
-        tracing::error!(error = %crate::error_chain(&e), "cannot count leases for metrics");
-    }
+    // A follower exports no estate-wide series, so it has no leases to count.
+    let leader = s.leadership.is_leader();
+    let _fresh = if leader {
+        let (fresh, counted) = s.leases.fresh_gauges().await;
+        if let Err(e) = counted {
+            s.metrics
+                .store_errors
+                .with_label_values(&["count_leases"])
+                .inc();
+            tracing::error!(error = %crate::error_chain(&e), "cannot count leases for metrics");
+        }
+        Some(fresh)
+    } else {
+        None
+    };
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        s.metrics.render(),
+        s.metrics.render_for(leader),
     )
         .into_response()
 }
