@@ -11,7 +11,9 @@
 //! | `mod.rs` | the target, the pool, migrations, errors |
 //! | `leases` | leases, the registry's heartbeat |
 //! | `locks` | the act lock (the leadership lease with its fencing token) |
+//! | `chain` | the audit log's keyed hash chain (the append other calls make in their transaction) |
 
+mod chain;
 mod leases;
 mod locks;
 mod schema;
@@ -323,6 +325,14 @@ impl Tx<'_> {
         Ok(self.tx.execute(&s, params).await?)
     }
 
+    pub(super) async fn query(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let s = prepared(&self.tx, self.statements, sql).await?;
+        Ok(self.tx.query(&s, params).await?)
+    }
 }
 
 /// The connection's prepared statement for `sql`, prepared on first use (one round trip
