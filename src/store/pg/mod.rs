@@ -12,8 +12,10 @@
 //! | `leases` | leases, the registry's heartbeat |
 //! | `locks` | the act lock (the leadership lease with its fencing token) |
 //! | `chain` | the audit log's keyed hash chain (the append other calls make in their transaction) |
+//! | `cost` | spend per day |
 
 mod chain;
+mod cost;
 mod leases;
 mod locks;
 mod schema;
