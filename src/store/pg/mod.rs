@@ -12,12 +12,15 @@
 //! | `leases` | leases, the registry's heartbeat |
 //! | `locks` | the act lock (the leadership lease with its fencing token) |
 //! | `chain` | the audit log's keyed hash chain (the append other calls make in their transaction) |
+//! | `outbox` | the mail outbox: roll-ups, due messages, delivery marks, dead letters |
+//! | `cost` | spend per day |
 //! | `cost` | spend per day |
 
 mod chain;
 mod cost;
 mod leases;
 mod locks;
+mod outbox;
 mod schema;
 
 use std::collections::HashMap;
