@@ -14,7 +14,7 @@
 //! | `chain` | the audit log's keyed hash chain (the append other calls make in their transaction) |
 //! | `outbox` | the mail outbox: roll-ups, due messages, delivery marks, dead letters |
 //! | `cost` | spend per day |
-//! | `cost` | spend per day |
+//! | `teardown` | teardown proof of ended leases |
 
 mod chain;
 mod cost;
@@ -22,6 +22,7 @@ mod leases;
 mod locks;
 mod outbox;
 mod schema;
+mod teardown;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
