@@ -618,6 +618,50 @@ mod tests {
         assert_eq!(store.outbox_pending().await.expect("reads"), 1);
     }
 
+    /// Two replicas rolling up at once take turns: the second finds the notices settled and
+    /// queues nothing, even when it would name its message differently.
+    #[tokio::test]
+    async fn two_replicas_roll_up_a_notice_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for (engine, a, b) in Store::open_twice_for_test(dir.path()).await {
+            println!("{engine}");
+            for i in 0..20 {
+                a.enqueue(
+                    MailKind::Reaped,
+                    Some("a@example.com".into()),
+                    format!("reaped:{i}"),
+                    serde_json::json!({}),
+                    t0(),
+                )
+                .await
+                .expect("queues");
+            }
+            let roll = |store: Store, replica: &'static str| {
+                tokio::spawn(async move {
+                    store
+                        .roll_up(MailKind::Reaped, MailKind::ReapedNotice, t0(), move |n| {
+                            let rollup = Rollup {
+                                recipient: "a@example.com".into(),
+                                dedupe_key: format!("reaped-notice:{replica}"),
+                                payload: serde_json::json!({}),
+                                notices: n.iter().map(|n| n.id).collect(),
+                            };
+                            (vec![rollup], vec![])
+                        })
+                        .await
+                        .expect("rolls up")
+                })
+            };
+            let (x, y) = (roll(a.clone(), "a"), roll(b.clone(), "b"));
+            let queued = x.await.expect("runs").len() + y.await.expect("runs").len();
+            assert_eq!(queued, 1, "{engine}");
+            let rows = a.outbox_rows().await.expect("reads");
+            assert_eq!(rows.len(), 21, "{engine}");
+            let message = rows[20].id;
+            assert!(rows[..20].iter().all(|r| r.rolled_into == Some(message)));
+        }
+    }
+
     /// A message is due until sent; a failure puts it off until its retry time, a dead letter
     /// waits for `mail retry`.
     #[tokio::test]
