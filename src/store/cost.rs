@@ -34,6 +34,9 @@ impl Store {
         &self,
         dimension: &'static str,
     ) -> Result<BTreeSet<NaiveDate>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.final_spend_days(dimension).await;
+        }
         self.read(move |c| {
             let mut stmt =
                 c.prepare_cached("SELECT day FROM spend_days WHERE dimension = ?1 AND final = 1")?;
@@ -56,6 +59,11 @@ impl Store {
         final_before: NaiveDate,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg
+                .save_spend(dimension, &days, &rows, final_before, at)
+                .await;
+        }
         self.writer()?
             .write(move |c| {
                 for (d, estimated) in &days {
@@ -94,6 +102,9 @@ impl Store {
         dimension: &'static str,
         since: NaiveDate,
     ) -> Result<Vec<SpendTotal>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.spend_totals(dimension, since).await;
+        }
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT s.key, s.region, SUM(s.micro_usd),
@@ -123,6 +134,9 @@ impl Store {
         dimension: &'static str,
         since: NaiveDate,
     ) -> Result<Vec<(NaiveDate, String, MicroUsd)>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.spend_by_day(dimension, since).await;
+        }
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT day, key, SUM(micro_usd) FROM spend
@@ -136,5 +150,120 @@ impl Store {
             Ok(rows)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        s.parse().expect("a day")
+    }
+
+    fn spend(day: &str, key: &str, region: &str, micro_usd: MicroUsd) -> DaySpend {
+        DaySpend {
+            day: d(day),
+            key: key.into(),
+            region: region.into(),
+            micro_usd,
+        }
+    }
+
+    /// A day saved again replaces what was stored for it; days before `final_before` become
+    /// final; totals add regions and days up exactly, and say when a day was an estimate.
+    #[tokio::test]
+    async fn spend_is_replaced_per_day_and_summed_exactly() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for (engine, store) in Store::open_both_for_test(dir.path()).await {
+            println!("{engine}");
+            spend_on(store).await;
+        }
+    }
+
+    async fn spend_on(store: Store) {
+        let at = Utc
+            .with_ymd_and_hms(2026, 3, 3, 6, 0, 0)
+            .single()
+            .expect("time");
+        let days = |e: bool| vec![(d("2026-03-01"), false), (d("2026-03-02"), e)];
+        store
+            .save_spend(
+                "task",
+                days(true),
+                vec![
+                    spend("2026-03-01", "a", "us-east-1", 1),
+                    spend("2026-03-02", "a", "us-east-1", 5_000_000_000_000),
+                ],
+                d("2026-03-02"),
+                at,
+            )
+            .await
+            .expect("saves");
+        store
+            .save_spend(
+                "task",
+                days(true),
+                vec![
+                    spend("2026-03-01", "a", "us-east-1", 1_000_000),
+                    spend("2026-03-01", "a", "us-east-1", 500_000),
+                    spend("2026-03-01", "a", "eu-west-1", 2),
+                    spend("2026-03-02", "a", "us-east-1", 4_000_000_000_000),
+                    spend("2026-03-02", "b", "us-east-1", 7),
+                ],
+                d("2026-03-02"),
+                at,
+            )
+            .await
+            .expect("saves again");
+        assert_eq!(
+            store.final_spend_days("task").await.expect("reads"),
+            BTreeSet::from([d("2026-03-01")])
+        );
+        assert!(
+            store
+                .final_spend_days("region")
+                .await
+                .expect("reads")
+                .is_empty()
+        );
+        let total = |key: &str, region: &str, micro_usd, estimated| SpendTotal {
+            key: key.into(),
+            region: region.into(),
+            micro_usd,
+            estimated,
+        };
+        assert_eq!(
+            store
+                .spend_totals("task", d("2026-03-01"))
+                .await
+                .expect("reads"),
+            [
+                total("a", "eu-west-1", 2, false),
+                total("a", "us-east-1", 4_000_001_500_000, true),
+                total("b", "us-east-1", 7, true),
+            ]
+        );
+        assert_eq!(
+            store
+                .spend_totals("task", d("2026-03-02"))
+                .await
+                .expect("reads")
+                .len(),
+            2
+        );
+        assert_eq!(
+            store
+                .spend_by_day("task", d("2026-03-01"))
+                .await
+                .expect("reads"),
+            [
+                (d("2026-03-01"), "a".to_owned(), 1_500_002),
+                (d("2026-03-02"), "a".to_owned(), 4_000_000_000_000),
+                (d("2026-03-02"), "b".to_owned(), 7),
+            ]
+        );
     }
 }

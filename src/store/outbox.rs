@@ -13,7 +13,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::{LEASE_COLUMNS, RawLease, Store, StoreError, from_ms, ms};
 use crate::model::{Lease, MailKind};
 
-fn json(text: &str) -> serde_json::Value {
+pub(super) fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or(serde_json::Value::Null)
 }
 
@@ -38,8 +38,16 @@ pub struct OutboxRow {
     pub dead_at: Option<DateTime<Utc>>,
 }
 
-const ROW_COLUMNS: &str = "id, kind, recipient, dedupe_key, payload, created_at, sent_at, attempts,
-     next_attempt_at, last_error, rolled_into, refusals, dead_at";
+/// The columns [`outbox_row`] reads, as a literal (for `concat!` into static SQL).
+macro_rules! outbox_columns {
+    () => {
+        "id, kind, recipient, dedupe_key, payload, created_at, sent_at, attempts,
+     next_attempt_at, last_error, rolled_into, refusals, dead_at"
+    };
+}
+pub(super) use outbox_columns;
+
+const ROW_COLUMNS: &str = outbox_columns!();
 
 fn outbox_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRow> {
     let payload: String = r.get(4)?;
@@ -100,6 +108,9 @@ impl Store {
         at: DateTime<Utc>,
         build: impl FnOnce(Vec<Notice>) -> (Vec<Rollup>, Vec<i64>) + Send + 'static,
     ) -> Result<Vec<i64>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.roll_up(notice_kind, message_kind, at, build).await;
+        }
         self.writer()?
             .write(move |c| {
                 let notices = pending_notices(c, notice_kind.as_str())?;
@@ -139,6 +150,9 @@ impl Store {
         now: Option<DateTime<Utc>>,
         limit: u32,
     ) -> Result<Vec<OutboxRow>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.due_messages(kinds, now, limit).await;
+        }
         self.read(move |c| {
             let kinds =
                 serde_json::to_string(&kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>())
@@ -159,6 +173,9 @@ impl Store {
 
     /// Records that the SMTP server accepted message `id`. False when it was already marked.
     pub async fn mark_sent(&self, id: i64, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.mark_sent(id, at).await;
+        }
         self.writer()?
             .write(move |c| {
                 let n = c
@@ -181,6 +198,9 @@ impl Store {
         refused: bool,
         dead_at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.mark_failed(id, retry_at, error, refused, dead_at).await;
+        }
         self.writer()?
             .write(move |c| {
                 c.prepare_cached(
@@ -196,6 +216,9 @@ impl Store {
 
     /// The dead letters, oldest first.
     pub async fn dead_letters(&self) -> Result<Vec<OutboxRow>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.dead_letters().await;
+        }
         self.read(|c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {ROW_COLUMNS} FROM outbox WHERE sent_at IS NULL AND dead_at IS NOT NULL ORDER BY id"
@@ -210,6 +233,9 @@ impl Store {
 
     /// How many dead letters there are.
     pub async fn dead_letter_count(&self) -> Result<u64, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.dead_letter_count().await;
+        }
         self.read(|c| {
             let n: i64 = c
                 .prepare_cached(
@@ -224,6 +250,9 @@ impl Store {
     /// Queues dead letters again (`ids`, or every one with `None`): sent on the next round,
     /// with their refusals forgotten. Returns how many.
     pub async fn retry_dead_letters(&self, ids: Option<Vec<i64>>) -> Result<u64, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.retry_dead_letters(ids).await;
+        }
         let ids = ids.map(|i| serde_json::to_string(&i).unwrap_or_else(|_| "[]".into()));
         self.writer()?
             .write(move |c| {
@@ -241,6 +270,9 @@ impl Store {
 
     /// Rows not yet done with: messages not accepted by the SMTP server, notices not rolled up.
     pub async fn outbox_pending(&self) -> Result<u64, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.outbox_pending().await;
+        }
         self.read(|c| {
             let n: i64 = c
                 .prepare_cached(
@@ -262,6 +294,11 @@ impl Store {
         payload: serde_json::Value,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg
+                .enqueue(kind, recipient.as_deref(), &dedupe_key, &payload, at)
+                .await;
+        }
         self.writer()?
             .write(move |c| {
                 insert(
@@ -278,6 +315,9 @@ impl Store {
 
     /// Every outbox row, oldest first (for inspection and tests).
     pub async fn outbox_rows(&self) -> Result<Vec<OutboxRow>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.outbox_rows().await;
+        }
         self.read(|c| {
             let mut stmt =
                 c.prepare_cached(&format!("SELECT {ROW_COLUMNS} FROM outbox ORDER BY id"))?;
@@ -297,6 +337,9 @@ impl Store {
         now: DateTime<Utc>,
         window: TimeDelta,
     ) -> Result<Vec<Lease>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.leases_expiring_within(now, window).await;
+        }
         self.read(move |c| {
             let w = window.num_milliseconds();
             let mut stmt = c.prepare_cached(&format!(
@@ -400,4 +443,382 @@ fn pending_notices(c: &Connection, kind: &str) -> Result<Vec<Notice>, StoreError
         })?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::model::{DaySpend, LeaseId, ProjectName};
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0)
+            .single()
+            .expect("time")
+    }
+
+    fn lease(task: &str, created: DateTime<Utc>, expires: DateTime<Utc>) -> Lease {
+        Lease {
+            id: LeaseId::generate(),
+            project: ProjectName::parse("web").expect("name"),
+            task: task.into(),
+            owner: "o@example.com".into(),
+            principal: "ci".into(),
+            created_at: created,
+            expires_at: expires,
+            heartbeat_interval: None,
+            last_heartbeat_at: None,
+            released_at: None,
+            labels: Default::default(),
+            regions: vec![],
+        }
+    }
+
+    async fn insert(store: &Store, l: &Lease) {
+        store
+            .insert_lease(l.clone(), l.created_at, |_| Ok::<(), StoreError>(()))
+            .await
+            .expect("inserts");
+    }
+
+    /// Notices roll up into one message per recipient with what the store knows around them
+    /// (the lease's task, its spend so far); the ones nobody can be told about are closed.
+    #[tokio::test]
+    async fn notices_roll_up_into_messages() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for (engine, store) in Store::open_both_for_test(dir.path()).await {
+            println!("{engine}");
+            notices_roll_up_on(store).await;
+        }
+    }
+
+    async fn notices_roll_up_on(store: Store) {
+        let at = t0();
+        let l = lease(
+            "nightly",
+            at - TimeDelta::hours(2),
+            at + TimeDelta::hours(2),
+        );
+        insert(&store, &l).await;
+        let day = at.date_naive();
+        let spend = |key: &str, micro_usd| DaySpend {
+            day,
+            key: key.into(),
+            region: "us-east-1".into(),
+            micro_usd,
+        };
+        store
+            .save_spend(
+                "task",
+                vec![(day, true)],
+                vec![spend("nightly", 1_500_000), spend("nightly", 250_000)],
+                day,
+                at,
+            )
+            .await
+            .expect("saves");
+        store
+            .sql_for_test(
+                "INSERT INTO resources (arn, account, region, resource_type, tags, first_seen,
+                                        last_seen, verdict, reason, action, grace_s, last_run,
+                                        creator)
+                 VALUES ('arn:aws:ec2:us-east-1:123456789012:volume/vol-1', '123456789012',
+                         'us-east-1', 'ec2:volume', '', 0, 0, 'expired', 'x', 'reap', 0, 'run-1',
+                         'alice');
+                 INSERT INTO findings (id, arn, verdict, action, reason, account, region,
+                                       resource_type, opened_at, updated_at)
+                     VALUES (7, 'arn:aws:ec2:us-east-1:123456789012:volume/vol-1', 'expired',
+                             'reap', 'x', '123456789012', 'us-east-1', 'ec2:volume', 0, 0);",
+            )
+            .await;
+        for (i, who) in [
+            (1, Some("a@example.com")),
+            (2, Some("a@example.com")),
+            (3, None),
+        ] {
+            assert!(
+                store
+                    .enqueue(
+                        MailKind::DeletionPlanned,
+                        who.map(str::to_owned),
+                        format!("planned:{i}"),
+                        serde_json::json!({"lease_id": l.id.to_string(), "finding_id": 7, "n": i}),
+                        at,
+                    )
+                    .await
+                    .expect("queues")
+            );
+        }
+        assert!(
+            !store
+                .enqueue(
+                    MailKind::DeletionPlanned,
+                    None,
+                    "planned:1".into(),
+                    serde_json::json!({}),
+                    at
+                )
+                .await
+                .expect("reads"),
+            "a dedupe key queues once"
+        );
+
+        let ids = store
+            .roll_up(
+                MailKind::DeletionPlanned,
+                MailKind::OwnerDigest,
+                at,
+                move |notices| {
+                    assert_eq!(notices.len(), 3);
+                    for n in &notices {
+                        assert_eq!(n.lease_task.as_deref(), Some("nightly"));
+                        assert_eq!(n.spend_usd.as_deref(), Some("1.750000"), "{n:?}");
+                        assert_eq!(n.lease_expires_at, Some(at + TimeDelta::hours(2)));
+                        assert_eq!(
+                            (n.resource_type.as_deref(), n.region.as_deref()),
+                            (Some("ec2:volume"), Some("us-east-1"))
+                        );
+                        assert_eq!(n.account.as_deref(), Some("123456789012"));
+                        assert_eq!(n.creator.as_deref(), Some("alice"));
+                    }
+                    let (to, nobody): (Vec<_>, Vec<_>) =
+                        notices.into_iter().partition(|n| n.recipient.is_some());
+                    let rollup = Rollup {
+                        recipient: "a@example.com".into(),
+                        dedupe_key: "digest:a".into(),
+                        payload: serde_json::json!({"count": to.len()}),
+                        notices: to.iter().map(|n| n.id).collect(),
+                    };
+                    (vec![rollup], nobody.iter().map(|n| n.id).collect())
+                },
+            )
+            .await
+            .expect("rolls up");
+        assert_eq!(ids.len(), 1);
+        let again = store
+            .roll_up(MailKind::DeletionPlanned, MailKind::OwnerDigest, at, |_| {
+                panic!("nothing is pending")
+            })
+            .await
+            .expect("rolls up");
+        assert!(again.is_empty());
+
+        let rows = store.outbox_rows().await.expect("reads");
+        assert_eq!(rows.len(), 4);
+        let rolled: Vec<_> = rows.iter().map(|r| r.rolled_into).collect();
+        assert_eq!(rolled, [Some(ids[0]), Some(ids[0]), None, None]);
+        assert!(rows[..3].iter().all(|r| r.sent_at == Some(at)));
+        assert_eq!(
+            rows[2].last_error.as_deref(),
+            Some("nobody to tell: no owner and no on-call address")
+        );
+        assert_eq!(rows[3].kind, MailKind::OwnerDigest);
+        assert_eq!(rows[3].payload, serde_json::json!({"count": 2}));
+        assert_eq!(store.outbox_pending().await.expect("reads"), 1);
+    }
+
+    /// Two replicas rolling up at once take turns: the second finds the notices settled and
+    /// queues nothing, even when it would name its message differently.
+    #[tokio::test]
+    async fn two_replicas_roll_up_a_notice_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for (engine, a, b) in Store::open_twice_for_test(dir.path()).await {
+            println!("{engine}");
+            for i in 0..20 {
+                a.enqueue(
+                    MailKind::Reaped,
+                    Some("a@example.com".into()),
+                    format!("reaped:{i}"),
+                    serde_json::json!({}),
+                    t0(),
+                )
+                .await
+                .expect("queues");
+            }
+            let roll = |store: Store, replica: &'static str| {
+                tokio::spawn(async move {
+                    store
+                        .roll_up(MailKind::Reaped, MailKind::ReapedNotice, t0(), move |n| {
+                            let rollup = Rollup {
+                                recipient: "a@example.com".into(),
+                                dedupe_key: format!("reaped-notice:{replica}"),
+                                payload: serde_json::json!({}),
+                                notices: n.iter().map(|n| n.id).collect(),
+                            };
+                            (vec![rollup], vec![])
+                        })
+                        .await
+                        .expect("rolls up")
+                })
+            };
+            let (x, y) = (roll(a.clone(), "a"), roll(b.clone(), "b"));
+            let queued = x.await.expect("runs").len() + y.await.expect("runs").len();
+            assert_eq!(queued, 1, "{engine}");
+            let rows = a.outbox_rows().await.expect("reads");
+            assert_eq!(rows.len(), 21, "{engine}");
+            let message = rows[20].id;
+            assert!(rows[..20].iter().all(|r| r.rolled_into == Some(message)));
+        }
+    }
+
+    /// A message is due until sent; a failure puts it off until its retry time, a dead letter
+    /// waits for `mail retry`.
+    #[tokio::test]
+    async fn deliveries_mark_messages() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for (engine, store) in Store::open_both_for_test(dir.path()).await {
+            println!("{engine}");
+            deliveries_mark_messages_on(store).await;
+        }
+    }
+
+    async fn deliveries_mark_messages_on(store: Store) {
+        let at = t0();
+        const KINDS: &[MailKind] = &[MailKind::OncallSummary];
+        for key in ["s1", "s2"] {
+            store
+                .enqueue(
+                    MailKind::OncallSummary,
+                    Some("oncall@example.com".into()),
+                    key.into(),
+                    serde_json::json!({"key": key}),
+                    at,
+                )
+                .await
+                .expect("queues");
+        }
+        let due = store
+            .due_messages(KINDS, Some(at), 10)
+            .await
+            .expect("reads");
+        let ids: Vec<i64> = due.iter().map(|r| r.id).collect();
+        assert_eq!(ids.len(), 2);
+        assert_eq!(
+            store
+                .due_messages(&[MailKind::OwnerDigest], None, 10)
+                .await
+                .expect("reads"),
+            vec![]
+        );
+        assert_eq!(
+            store
+                .due_messages(KINDS, None, 1)
+                .await
+                .expect("reads")
+                .len(),
+            1
+        );
+
+        store
+            .mark_failed(
+                ids[0],
+                at + TimeDelta::minutes(5),
+                "busy".into(),
+                true,
+                None,
+            )
+            .await
+            .expect("marks");
+        let due_now = store
+            .due_messages(KINDS, Some(at), 10)
+            .await
+            .expect("reads");
+        assert_eq!(due_now.iter().map(|r| r.id).collect::<Vec<_>>(), [ids[1]]);
+        let later = store
+            .due_messages(KINDS, Some(at + TimeDelta::minutes(5)), 10)
+            .await
+            .expect("reads");
+        assert_eq!(later.len(), 2);
+        assert_eq!(later[0].attempts, 1);
+        assert_eq!(later[0].refusals, 1);
+        assert_eq!(later[0].last_error.as_deref(), Some("busy"));
+
+        store
+            .mark_failed(ids[0], at, "refused".into(), true, Some(at))
+            .await
+            .expect("marks");
+        assert_eq!(store.dead_letter_count().await.expect("reads"), 1);
+        let dead = store.dead_letters().await.expect("reads");
+        assert_eq!(dead.len(), 1);
+        assert_eq!((dead[0].id, dead[0].dead_at), (ids[0], Some(at)));
+        assert_eq!(store.outbox_pending().await.expect("reads"), 1);
+        assert_eq!(
+            store
+                .due_messages(KINDS, None, 10)
+                .await
+                .expect("reads")
+                .len(),
+            1
+        );
+        assert_eq!(
+            store
+                .retry_dead_letters(Some(vec![ids[1]]))
+                .await
+                .expect("retries"),
+            0,
+            "not a dead letter"
+        );
+        assert_eq!(store.retry_dead_letters(None).await.expect("retries"), 1);
+        assert_eq!(store.dead_letter_count().await.expect("reads"), 0);
+        assert_eq!(
+            store
+                .due_messages(KINDS, Some(at), 10)
+                .await
+                .expect("reads")
+                .len(),
+            2
+        );
+
+        assert!(store.mark_sent(ids[0], at).await.expect("marks"));
+        assert!(!store.mark_sent(ids[0], at).await.expect("marks"), "once");
+        let rows = store.outbox_rows().await.expect("reads");
+        assert_eq!((rows[0].sent_at, rows[0].attempts), (Some(at), 3));
+        assert_eq!(store.outbox_pending().await.expect("reads"), 1);
+    }
+
+    /// A lease expiring within the window is warned about once per expiry; one taken for less
+    /// than the window never.
+    #[tokio::test]
+    async fn leases_expiring_within_the_window_are_warned_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for (engine, store) in Store::open_both_for_test(dir.path()).await {
+            println!("{engine}");
+            leases_expiring_on(store).await;
+        }
+    }
+
+    async fn leases_expiring_on(store: Store) {
+        let now = t0();
+        let hour = TimeDelta::hours(1);
+        let soon = lease("soon", now - hour * 3, now + hour / 2);
+        let short = lease("short", now - hour / 4, now + hour / 2);
+        let far = lease("far", now - hour * 3, now + hour * 3);
+        let ended = lease("ended", now - hour * 3, now - hour / 2);
+        for l in [&soon, &short, &far, &ended] {
+            insert(&store, l).await;
+        }
+        let due = store
+            .leases_expiring_within(now, hour)
+            .await
+            .expect("reads");
+        assert_eq!(due.iter().map(|l| l.id).collect::<Vec<_>>(), [soon.id]);
+        store
+            .enqueue(
+                MailKind::ExpiryWarning,
+                Some(soon.owner.clone()),
+                expiry_warning_key(&soon.id.to_string(), soon.expires_at),
+                serde_json::json!({}),
+                now,
+            )
+            .await
+            .expect("queues");
+        assert_eq!(
+            store
+                .leases_expiring_within(now, hour)
+                .await
+                .expect("reads"),
+            vec![]
+        );
+    }
 }

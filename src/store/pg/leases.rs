@@ -29,7 +29,7 @@ impl RawLease {
     }
 }
 
-fn lease_of(r: &Row) -> Result<Lease, StoreError> {
+pub(super) fn lease_of(r: &Row) -> Result<Lease, StoreError> {
     RawLease::from_pg(r)?.into_lease()
 }
 

@@ -11,11 +11,19 @@
 //! | `mod.rs` | the target, the pool, migrations, errors |
 //! | `leases` | leases, the registry's heartbeat |
 //! | `locks` | the act lock (the leadership lease with its fencing token) |
+//! | `chain` | the audit log's keyed hash chain (the append other calls make in their transaction) |
+//! | `outbox` | the mail outbox: roll-ups, due messages, delivery marks, dead letters |
+//! | `cost` | spend per day |
+//! | `teardown` | teardown proof of ended leases |
 //! | `../copy` | `store copy`: a SQLite store moved whole into an empty PostgreSQL one |
 
+mod chain;
+mod cost;
 mod leases;
 mod locks;
+mod outbox;
 mod schema;
+mod teardown;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -351,6 +359,15 @@ impl Tx<'_> {
 
     pub(super) async fn batch_execute(&mut self, sql: &str) -> Result<(), StoreError> {
         Ok(self.tx.batch_execute(sql).await?)
+    }
+
+    pub(super) async fn query(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let s = prepared(&self.tx, self.statements, sql).await?;
+        Ok(self.tx.query(&s, params).await?)
     }
 }
 
