@@ -11,9 +11,11 @@
 //! | `mod.rs` | the target, the pool, migrations, errors |
 //! | `leases` | leases, the registry's heartbeat |
 //! | `locks` | the act lock (the leadership lease with its fencing token) |
+//! | `restore` | the restore guard and the registry's last sign of life (no file backup) |
 
 mod leases;
 mod locks;
+mod restore;
 mod schema;
 
 use std::collections::HashMap;
@@ -323,6 +325,15 @@ impl Tx<'_> {
         Ok(self.tx.execute(&s, params).await?)
     }
 
+    pub(super) async fn query(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let s = prepared(&self.tx, self.statements, sql).await?;
+        Ok(self.tx.query(&s, params).await?)
+    }
+
 }
 
 /// The connection's prepared statement for `sql`, prepared on first use (one round trip
@@ -366,5 +377,34 @@ pub(crate) mod testing {
             .await
             .expect("creates the test database");
         server.with_database(&db)
+    }
+
+    impl super::Pg {
+        /// The rows of `sql`, every value as PostgreSQL's text for it.
+        pub(crate) async fn text_rows_for_test(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+            let mut c = self.conn().await.expect("a connection");
+            let messages = c
+                .conn_mut()
+                .client
+                .simple_query(sql)
+                .await
+                .expect("the query runs");
+            messages
+                .iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => Some(
+                        (0..r.len())
+                            .map(|i| r.get(i).map(str::to_owned))
+                            .collect(),
+                    ),
+                    _ => None,
+                })
+                .collect()
+        }
+
+        pub(crate) async fn batch_execute_for_test(&self, sql: &str) -> Result<(), super::StoreError> {
+            let mut c = self.conn().await?;
+            Ok(c.conn_mut().client.batch_execute(sql).await?)
+        }
     }
 }
