@@ -5,8 +5,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::chain::append;
-use super::{Store, StoreError, bad, from_ms, ms, opt_time_at, stored_tags, verdict_at};
-use crate::model::{Arn, ControllerRef, MailKind, Tags, Verdict};
+use super::{Store, StoreError, bad, ms, stored_tags};
+use crate::model::{Arn, ControllerRef, MailKind, ProjectName, Tags, Verdict};
 use crate::resource::{AuditEntry, ReapCandidate};
 
 /// What a recorded decision does to its finding, in the same transaction as the audit record.
@@ -29,7 +29,7 @@ pub enum ReapUpdate {
 
 /// A finding to mark: id, ARN, grace (s), packed tags, lease owner, lease id, verdict, project,
 /// creation time (ms).
-type ToMark = (
+pub(super) type ToMark = (
     i64,
     String,
     i64,
@@ -50,6 +50,129 @@ fn owner_of(lease_owner: Option<String>, tags: &Tags, owner_key: &str) -> Option
     })
 }
 
+/// The query of reap candidates: findings matching `filter` (over `findings f`); `p1` is the
+/// placeholder of the deadline an unmarked finding reads as (`?1` or `$1`). Both engines read
+/// its rows through [`RawCandidate`].
+pub(super) fn candidates_sql(filter: &str, p1: &str) -> String {
+    format!(
+        "SELECT f.id, f.arn, r.account, r.region, r.resource_type, f.project, f.verdict,
+                f.reason, f.lease_id, l.owner, r.tags, COALESCE(f.deadline, {p1}), r.lease_ended_at,
+                f.attempts, f.next_attempt_at, f.reap_state, f.last_decision, f.marked_owner,
+                r.source, r.created_at, r.creator, f.skip_count, f.last_skipped_at
+         FROM findings f JOIN resources r ON r.arn = f.arn
+         LEFT JOIN leases l ON l.id = f.lease_id
+         WHERE {filter}
+         ORDER BY COALESCE(f.deadline, {p1}), f.arn"
+    )
+}
+
+/// A row of [`candidates_sql`] before its columns are checked.
+pub(super) struct RawCandidate {
+    pub(super) finding_id: i64,
+    pub(super) arn: String,
+    pub(super) account: String,
+    pub(super) region: String,
+    pub(super) resource_type: String,
+    pub(super) project: Option<String>,
+    pub(super) verdict: String,
+    pub(super) reason: String,
+    pub(super) lease_id: Option<String>,
+    pub(super) lease_owner: Option<String>,
+    pub(super) tags: String,
+    pub(super) deadline: i64,
+    pub(super) lease_ended_at: Option<i64>,
+    pub(super) attempts: i64,
+    pub(super) next_attempt_at: Option<i64>,
+    pub(super) reap_state: Option<String>,
+    pub(super) last_decision: Option<String>,
+    pub(super) marked_owner: Option<String>,
+    pub(super) source: String,
+    pub(super) created_at: Option<i64>,
+    pub(super) creator: Option<String>,
+    pub(super) skip_count: i64,
+    pub(super) last_skipped_at: Option<i64>,
+}
+
+impl RawCandidate {
+    fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(RawCandidate {
+            finding_id: r.get(0)?,
+            arn: r.get(1)?,
+            account: r.get(2)?,
+            region: r.get(3)?,
+            resource_type: r.get(4)?,
+            project: r.get(5)?,
+            verdict: r.get(6)?,
+            reason: r.get(7)?,
+            lease_id: r.get(8)?,
+            lease_owner: r.get(9)?,
+            tags: r.get(10)?,
+            deadline: r.get(11)?,
+            lease_ended_at: r.get(12)?,
+            attempts: r.get(13)?,
+            next_attempt_at: r.get(14)?,
+            reap_state: r.get(15)?,
+            last_decision: r.get(16)?,
+            marked_owner: r.get(17)?,
+            source: r.get(18)?,
+            created_at: r.get(19)?,
+            creator: r.get(20)?,
+            skip_count: r.get(21)?,
+            last_skipped_at: r.get(22)?,
+        })
+    }
+
+    pub(super) fn into_candidate(self, owner_key: &str) -> Result<ReapCandidate, StoreError> {
+        let id = self.finding_id;
+        let corrupt =
+            |what: &str, v: &str| StoreError::Corrupt(format!("finding {id}: bad {what} `{v}`"));
+        let time = |what: &str, ms: i64| {
+            DateTime::from_timestamp_millis(ms).ok_or_else(|| corrupt(what, &ms.to_string()))
+        };
+        let opt_time = |what: &str, ms: Option<i64>| ms.map(|t| time(what, t)).transpose();
+        let count = |what: &str, n: i64| u32::try_from(n).map_err(|_| corrupt(what, &n.to_string()));
+        let tags = stored_tags(&self.tags).map_err(|_| corrupt("tags", &self.tags))?;
+        let controller = ControllerRef::of_tags(&tags, &self.account, &self.region);
+        Ok(ReapCandidate {
+            finding_id: id,
+            arn: Arn::parse(&self.arn).map_err(|_| corrupt("arn", &self.arn))?,
+            resource_type: self.resource_type,
+            project: self
+                .project
+                .map(|p| ProjectName::parse(&p).map_err(|_| corrupt("project", &p)))
+                .transpose()?,
+            verdict: Verdict::parse(&self.verdict).ok_or_else(|| corrupt("verdict", &self.verdict))?,
+            reason: self.reason,
+            lease_id: self.lease_id,
+            owner: owner_of(self.lease_owner, &tags, owner_key),
+            // The owner it was marked for; unmarked (or marked before the column), the last
+            // walk's.
+            owner_tag: match self.marked_owner {
+                Some(o) => Some(o).filter(|o| !o.is_empty()),
+                None => tags.get(owner_key).map(str::to_owned),
+            },
+            deadline: time("deadline", self.deadline)?,
+            lease_ended_at: opt_time("lease_ended_at", self.lease_ended_at)?,
+            attempts: count("attempts", self.attempts)?,
+            next_attempt_at: opt_time("next_attempt_at", self.next_attempt_at)?,
+            reap_state: self.reap_state,
+            last_decision: self
+                .last_decision
+                .map(|d| d.parse().map_err(|_| corrupt("last_decision", &d)))
+                .transpose()?,
+            tagless: tags.is_empty(),
+            controller,
+            source: self.source.parse().map_err(|_| corrupt("source", &self.source))?,
+            created_at: opt_time("created_at", self.created_at)?,
+            creator: self.creator,
+            skip_count: count("skip_count", self.skip_count)?,
+            last_skipped_at: opt_time("last_skipped_at", self.last_skipped_at)?,
+            account: self.account,
+            region: self.region,
+        })
+    }
+}
+
 /// Findings matching `filter` (over `findings f`), as reap candidates; `?1` is the
 /// deadline an unmarked finding reads as, `?2…` are `args`.
 fn candidates(
@@ -59,58 +182,15 @@ fn candidates(
     unmarked_deadline: i64,
     owner_key: &str,
 ) -> Result<Vec<ReapCandidate>, StoreError> {
-    let mut stmt = c.prepare_cached(&format!(
-        "SELECT f.id, f.arn, r.account, r.region, r.resource_type, f.project, f.verdict,
-                f.reason, f.lease_id, l.owner, r.tags, COALESCE(f.deadline, ?1), r.lease_ended_at,
-                f.attempts, f.next_attempt_at, f.reap_state, f.last_decision, f.marked_owner,
-                r.source, r.created_at, r.creator, f.skip_count, f.last_skipped_at
-         FROM findings f JOIN resources r ON r.arn = f.arn
-         LEFT JOIN leases l ON l.id = f.lease_id
-         WHERE {filter}
-         ORDER BY COALESCE(f.deadline, ?1), f.arn"
-    ))?;
+    let mut stmt = c.prepare_cached(&candidates_sql(filter, "?1"))?;
     let mut params: Vec<&dyn rusqlite::ToSql> = vec![&unmarked_deadline];
     params.extend_from_slice(args);
     let rows = stmt
-        .query_map(params.as_slice(), |r| {
-            let text: String = r.get(10)?;
-            let tags = stored_tags(&text).map_err(|_| bad(10, "tags", &text))?;
-            let marked_owner: Option<String> = r.get(17)?;
-            let (account, region): (String, String) = (r.get(2)?, r.get(3)?);
-            Ok(ReapCandidate {
-                finding_id: r.get(0)?,
-                arn: r.get(1)?,
-                account: account.clone(),
-                region: region.clone(),
-                resource_type: r.get(4)?,
-                project: r.get(5)?,
-                verdict: verdict_at(r, 6)?,
-                reason: r.get(7)?,
-                lease_id: r.get(8)?,
-                owner: owner_of(r.get(9)?, &tags, owner_key),
-                // The owner it was marked for; unmarked (or marked before the column), the
-                // last walk's.
-                owner_tag: match marked_owner {
-                    Some(o) => Some(o).filter(|o| !o.is_empty()),
-                    None => tags.get(owner_key).map(str::to_owned),
-                },
-                deadline: from_ms(r.get(11)?)?,
-                lease_ended_at: opt_time_at(r, 12)?,
-                attempts: r.get(13)?,
-                next_attempt_at: opt_time_at(r, 14)?,
-                reap_state: r.get(15)?,
-                last_decision: r.get(16)?,
-                tagless: tags.is_empty(),
-                controller: ControllerRef::of_tags(&tags, &account, &region),
-                source: r.get(18)?,
-                created_at: opt_time_at(r, 19)?,
-                creator: r.get(20)?,
-                skip_count: r.get(21)?,
-                last_skipped_at: opt_time_at(r, 22)?,
-            })
-        })?
+        .query_map(params.as_slice(), RawCandidate::from_row)?
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows)
+    rows.into_iter()
+        .map(|raw| raw.into_candidate(owner_key))
+        .collect()
 }
 
 fn withdraw_stale_plans(c: &Connection, at: DateTime<Utc>) -> Result<usize, StoreError> {
@@ -144,6 +224,43 @@ fn deadline_of(
     }
 }
 
+/// What marking one finding writes: its deadline (ms) and the owner tag it was marked for,
+/// the `deletion-planned` notice (recipient, dedupe key, payload), the `marked` event.
+pub(super) struct Mark {
+    pub(super) id: i64,
+    pub(super) deadline: i64,
+    pub(super) owner_tag: String,
+    pub(super) owner: Option<String>,
+    pub(super) dedupe_key: String,
+    pub(super) payload: String,
+    pub(super) verdict: String,
+    pub(super) detail: String,
+}
+
+impl Mark {
+    pub(super) fn of(row: ToMark, at: DateTime<Utc>, owner_key: &str) -> Result<Mark, StoreError> {
+        let (id, arn, grace_s, tags, lease_owner, lease_id, verdict, project, created) = row;
+        let deadline = deadline_of(at, grace_s, &verdict, created);
+        let tags = stored_tags(&tags)
+            .map_err(|_| StoreError::Corrupt(format!("resource {arn}: bad tags `{tags}`")))?;
+        let payload = serde_json::json!({
+            "finding_id": id, "arn": arn, "verdict": verdict, "project": project,
+            "lease_id": lease_id, "deadline": deadline,
+        });
+        Ok(Mark {
+            id,
+            deadline: ms(deadline),
+            owner_tag: tags.get(owner_key).unwrap_or_default().to_owned(),
+            owner: owner_of(lease_owner, &tags, owner_key),
+            // The notice queued for each mark: keyed by finding and deadline.
+            dedupe_key: format!("{}:{id}:{}", MailKind::DeletionPlanned, ms(deadline)),
+            payload: payload.to_string(),
+            verdict,
+            detail: format!("deletion planned for {}", deadline.to_rfc3339()),
+        })
+    }
+}
+
 /// The open `reap` findings not yet marked, read through the `findings_to_mark` index.
 const TO_MARK: &str =
     "SELECT f.id, f.arn, r.grace_s, r.tags, l.owner, f.lease_id, f.verdict, f.project, r.created_at
@@ -159,6 +276,9 @@ impl Store {
     /// deletion that is off. A notice whose finding row does not exist is left alone. Returns
     /// how many were withdrawn.
     pub async fn withdraw_stale_plans(&self, at: DateTime<Utc>) -> Result<u64, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.withdraw_stale_plans(at).await;
+        }
         self.writer()?
             .write(move |c| Ok(withdraw_stale_plans(c, at)? as u64))
             .await
@@ -174,6 +294,9 @@ impl Store {
         at: DateTime<Utc>,
         owner_key: String,
     ) -> Result<u64, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.mark_for_reaping(run_id, at, owner_key).await;
+        }
         self.writer()?
             .write(move |c| {
                 c.prepare_cached(
@@ -209,34 +332,17 @@ impl Store {
                 // A transition of the finding (no deletion is decided yet), so it goes with the
                 // finding's other events, not into the reaper's audit chain.
                 let mut event = c.prepare_cached(super::inventory::INSERT_EVENT)?;
-                for (id, arn, grace_s, tags, lease_owner, lease_id, verdict, project, created) in
-                    rows
-                {
-                    let deadline = deadline_of(at, grace_s, &verdict, created);
-                    let tags = stored_tags(&tags).map_err(|_| bad(3, "tags", &tags))?;
-                    let owner_tag = tags.get(&owner_key).unwrap_or_default().to_owned();
-                    let owner = owner_of(lease_owner, &tags, &owner_key);
-                    set_deadline.execute(params![id, ms(deadline), owner_tag])?;
-                    let payload = serde_json::json!({
-                        "finding_id": id, "arn": arn, "verdict": verdict, "project": project,
-                        "lease_id": lease_id, "deadline": deadline,
-                    });
+                for row in rows {
+                    let m = Mark::of(row, at, &owner_key)?;
+                    set_deadline.execute(params![m.id, m.deadline, m.owner_tag])?;
                     notice.execute(params![
                         MailKind::DeletionPlanned.as_str(),
-                        owner,
-                        // The notice queued for each mark: keyed by finding and deadline.
-                        format!("{}:{id}:{}", MailKind::DeletionPlanned, ms(deadline)),
-                        payload.to_string(),
+                        m.owner,
+                        m.dedupe_key,
+                        m.payload,
                         ms(at)
                     ])?;
-                    event.execute(params![
-                        id,
-                        run_id,
-                        ms(at),
-                        "marked",
-                        verdict,
-                        format!("deletion planned for {}", deadline.to_rfc3339())
-                    ])?;
+                    event.execute(params![m.id, run_id, ms(at), "marked", m.verdict, m.detail])?;
                 }
                 Ok(marked)
             })
@@ -248,6 +354,9 @@ impl Store {
         &self,
         owner_key: String,
     ) -> Result<Vec<ReapCandidate>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.reap_candidates(owner_key).await;
+        }
         self.read(move |c| {
             candidates(
                 c,
@@ -268,6 +377,9 @@ impl Store {
         owner_key: String,
         now: DateTime<Utc>,
     ) -> Result<Vec<ReapCandidate>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.due_reap_candidates(owner_key, now).await;
+        }
         self.read(move |c| {
             candidates(
                 c,
@@ -283,6 +395,9 @@ impl Store {
     /// Every live resource whose tags name a controller, with that controller: what a
     /// controller's deletion would take with it. Read through `resources_controlled`.
     pub async fn live_controlled(&self) -> Result<Vec<(Arn, ControllerRef)>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.live_controlled().await;
+        }
         self.read(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT arn, account, region, controller FROM resources
@@ -304,6 +419,9 @@ impl Store {
 
     /// Open findings marked for deletion, by project (`unknown` for none).
     pub async fn marked_by_project(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.marked_by_project().await;
+        }
         self.read(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT COALESCE(project, 'unknown'), COUNT(*) FROM findings
@@ -319,6 +437,9 @@ impl Store {
 
     /// Whether `arn` has an open finding marked for deletion.
     pub async fn is_marked(&self, arn: String) -> Result<bool, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.is_marked(arn).await;
+        }
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT 1 FROM findings
@@ -337,6 +458,9 @@ impl Store {
         owner_key: String,
         now: DateTime<Utc>,
     ) -> Result<Vec<ReapCandidate>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.open_findings_for(arns, owner_key, now).await;
+        }
         self.read(move |c| {
             let mut out = Vec::new();
             for arn in &arns {
@@ -361,6 +485,9 @@ impl Store {
         &self,
         owner_key: String,
     ) -> Result<Vec<ReapCandidate>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.interrupted_deletes_resolved(owner_key).await;
+        }
         self.writer()?
             .write(move |c| {
                 c.prepare_cached(
@@ -393,6 +520,9 @@ impl Store {
         fence: String,
         wall_now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.record_deleting(finding_id, members, fence, wall_now).await;
+        }
         self.writer()?
             .write(move |c| {
                 let n = c
@@ -419,6 +549,9 @@ impl Store {
 
     /// Undoes what [`Self::record_deleting`] noted of members whose controller stayed.
     pub async fn clear_going_with(&self, ids: Vec<i64>) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.clear_going_with(ids).await;
+        }
         self.writer()?
             .write(move |c| {
                 let mut clear = c.prepare_cached(

@@ -158,6 +158,37 @@ fn purge_leases(c: &Connection, cut: i64, limit: u32) -> Result<usize, StoreErro
     .execute(params![cut, limit])?)
 }
 
+/// One batch of the purge: a table and its cut-off (ms); `Outbox` has two, one of them set.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Batch {
+    FindingEvents(i64),
+    Findings(i64),
+    Resources(i64),
+    Walks(i64),
+    Runs(i64),
+    Outbox { sent: Option<i64>, dead: Option<i64> },
+    Leases(i64),
+}
+
+impl Batch {
+    /// The batch `table` purges under `cutoffs`; `None` when that table is kept forever.
+    pub(super) fn of(table: PurgedTable, cutoffs: PurgeCutoffs) -> Option<Batch> {
+        let cut = |t: Option<DateTime<Utc>>| t.map(ms);
+        match table {
+            PurgedTable::FindingEvents => cut(cutoffs.resolved_findings).map(Batch::FindingEvents),
+            PurgedTable::Findings => cut(cutoffs.resolved_findings).map(Batch::Findings),
+            PurgedTable::Resources => cut(cutoffs.gone_resources).map(Batch::Resources),
+            PurgedTable::Walks => cut(cutoffs.runs).map(Batch::Walks),
+            PurgedTable::Runs => cut(cutoffs.runs).map(Batch::Runs),
+            PurgedTable::Outbox => {
+                let (sent, dead) = (cut(cutoffs.sent_mail), cut(cutoffs.dead_mail));
+                (sent.is_some() || dead.is_some()).then_some(Batch::Outbox { sent, dead })
+            }
+            PurgedTable::Leases => cut(cutoffs.ended_leases).map(Batch::Leases),
+        }
+    }
+}
+
 impl Store {
     /// Deletes at most `limit` rows of `table` that are past their cut-off, in one write (so
     /// the writer never holds a long transaction); returns how many. Zero means none of that
@@ -169,33 +200,22 @@ impl Store {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<u64, StoreError> {
-        let cut = |t: Option<DateTime<Utc>>| t.map(ms);
+        let Some(batch) = Batch::of(table, cutoffs) else {
+            return Ok(0);
+        };
+        if let Some(pg) = self.pg() {
+            return pg.purge_batch(batch, now, limit).await;
+        }
         self.writer()?
             .write(move |c| {
-                let n = match table {
-                    PurgedTable::FindingEvents => cut(cutoffs.resolved_findings)
-                        .map_or(Ok(0), |t| purge_findings_events(c, t, limit))?,
-                    PurgedTable::Findings => cut(cutoffs.resolved_findings)
-                        .map_or(Ok(0), |t| purge_findings(c, t, limit))?,
-                    PurgedTable::Resources => cut(cutoffs.gone_resources)
-                        .map_or(Ok(0), |t| purge_resources(c, t, limit))?,
-                    PurgedTable::Walks => {
-                        cut(cutoffs.runs).map_or(Ok(0), |t| purge_walks(c, t, limit))?
-                    }
-                    PurgedTable::Runs => {
-                        cut(cutoffs.runs).map_or(Ok(0), |t| purge_runs(c, t, limit))?
-                    }
-                    PurgedTable::Outbox => {
-                        let (sent, dead) = (cut(cutoffs.sent_mail), cut(cutoffs.dead_mail));
-                        if sent.is_none() && dead.is_none() {
-                            0
-                        } else {
-                            purge_outbox(c, sent, dead, ms(now), limit)?
-                        }
-                    }
-                    PurgedTable::Leases => {
-                        cut(cutoffs.ended_leases).map_or(Ok(0), |t| purge_leases(c, t, limit))?
-                    }
+                let n = match batch {
+                    Batch::FindingEvents(t) => purge_findings_events(c, t, limit)?,
+                    Batch::Findings(t) => purge_findings(c, t, limit)?,
+                    Batch::Resources(t) => purge_resources(c, t, limit)?,
+                    Batch::Walks(t) => purge_walks(c, t, limit)?,
+                    Batch::Runs(t) => purge_runs(c, t, limit)?,
+                    Batch::Outbox { sent, dead } => purge_outbox(c, sent, dead, ms(now), limit)?,
+                    Batch::Leases(t) => purge_leases(c, t, limit)?,
                 };
                 Ok(n as u64)
             })
@@ -204,6 +224,9 @@ impl Store {
 
     /// Rows per table (the purge's tests and bench; `table` from [`PurgedTable`]).
     pub async fn row_count(&self, table: PurgedTable) -> Result<u64, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.row_count(table).await;
+        }
         self.read(move |c| {
             let n: i64 = c.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))?;
             Ok(u64::try_from(n).unwrap_or(0))

@@ -11,11 +11,15 @@
 //! | `mod.rs` | the target, the pool, migrations, errors |
 //! | `leases` | leases, the registry's heartbeat |
 //! | `locks` | the act lock (the leadership lease with its fencing token) |
+//! | `reap` | the reaper: deletion marks, the `deleting` state fenced on the act lock, decisions |
 //! | `restore` | the restore guard and the registry's last sign of life (no file backup) |
+//! | `retention` | the purge of history past its horizon, a bounded batch per transaction |
 
 mod leases;
 mod locks;
+mod reap;
 mod restore;
+mod retention;
 mod schema;
 
 use std::collections::HashMap;
