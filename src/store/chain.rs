@@ -55,12 +55,12 @@ fn unkeyed_hash(seq: i64, prev_hash: &str, e: &AuditEntry) -> String {
 }
 
 /// The hash of a record in the keyed chain: HMAC-SHA256 under the audit key.
-fn keyed_hash(key: &AuditKey, seq: i64, prev_hash: &str, e: &AuditEntry) -> String {
+pub(super) fn keyed_hash(key: &AuditKey, seq: i64, prev_hash: &str, e: &AuditEntry) -> String {
     key.mac_hex(canonical(seq, prev_hash, e).as_bytes())
 }
 
 /// The `arn` of the checkpoint record (found through the ARN index).
-const CHAIN_ARN: &str = "ephemera:audit-chain";
+pub(super) const CHAIN_ARN: &str = "ephemera:audit-chain";
 
 /// The first record's `prev_hash`.
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -72,6 +72,38 @@ fn head(c: &Connection) -> Result<Option<(i64, String)>, StoreError> {
             .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?,
     )
+}
+
+/// Whether the chain already ends keyed although the note of the keyed start is gone (the
+/// row was removed): a second checkpoint would only blur what `verify` reports.
+pub(super) fn ends_keyed(key: &AuditKey, head_hash: &str, last: Option<&AuditRecord>) -> bool {
+    last.is_some_and(|r| {
+        r.hash == head_hash && keyed_hash(key, r.seq, &r.prev_hash, &r.entry) == r.hash
+    })
+}
+
+/// The keyed `chain-keyed` checkpoint that follows records 1 to `last` of an older store.
+pub(super) fn checkpoint_entry(key: &AuditKey, last: i64, at: DateTime<Utc>) -> AuditEntry {
+    AuditEntry {
+        at,
+        run_id: None,
+        actor: "ephemera".into(),
+        mode: ReapMode::Checkpoint,
+        arn: CHAIN_ARN.into(),
+        lease_id: None,
+        verdict: None,
+        decision: Decision::ChainKeyed,
+        detail: format!(
+            "records 1 to {last} are chained with unkeyed SHA-256; from this one on, \
+             with HMAC-SHA256 under audit key {}",
+            key.id()
+        ),
+    }
+}
+
+/// The seq and `prev_hash` of the record after the head `head`.
+pub(super) fn next_link(head: Option<(i64, String)>) -> (i64, String) {
+    head.map_or((1, GENESIS.to_owned()), |(s, h)| (s + 1, h))
 }
 
 /// Starts the keyed chain if it has not started (inside the caller's transaction): a store
@@ -88,34 +120,16 @@ fn start_keyed(c: &Connection, key: &AuditKey, at: DateTime<Utc>) -> Result<(), 
     let Some((last, last_hash)) = head(c)? else {
         return Ok(());
     };
-    // The note of the keyed start is gone but the chain already ends keyed (the row was
-    // removed): a second checkpoint would only blur what `verify` reports.
     let last_record = c
         .prepare_cached(&format!(
             "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq = ?1"
         ))?
         .query_row([last], audit_row)
         .optional()?;
-    if last_record.is_some_and(|r| {
-        r.hash == last_hash && keyed_hash(key, r.seq, &r.prev_hash, &r.entry) == r.hash
-    }) {
+    if ends_keyed(key, &last_hash, last_record.as_ref()) {
         return Ok(());
     }
-    let checkpoint = AuditEntry {
-        at,
-        run_id: None,
-        actor: "ephemera".into(),
-        mode: ReapMode::Checkpoint,
-        arn: CHAIN_ARN.into(),
-        lease_id: None,
-        verdict: None,
-        decision: Decision::ChainKeyed,
-        detail: format!(
-            "records 1 to {last} are chained with unkeyed SHA-256; from this one on, \
-             with HMAC-SHA256 under audit key {}",
-            key.id()
-        ),
-    };
+    let checkpoint = checkpoint_entry(key, last, at);
     let seq = insert_record(c, key, &checkpoint)?;
     keyed_from_here(c, key, seq)
 }
@@ -142,7 +156,7 @@ pub(super) fn append(c: &Connection, key: &AuditKey, e: &AuditEntry) -> Result<i
 }
 
 fn insert_record(c: &Connection, key: &AuditKey, e: &AuditEntry) -> Result<i64, StoreError> {
-    let (seq, prev) = head(c)?.map_or((1, GENESIS.to_owned()), |(s, h)| (s + 1, h));
+    let (seq, prev) = next_link(head(c)?);
     let hash = keyed_hash(key, seq, &prev, e);
     c.prepare_cached(
         "INSERT INTO audit_log (seq, at, run_id, actor, mode, arn, lease_id, verdict, decision, detail, prev_hash, hash)
@@ -178,8 +192,15 @@ fn audit_row(r: &Row<'_>) -> rusqlite::Result<AuditRecord> {
     })
 }
 
-const AUDIT_COLUMNS: &str =
-    "seq, at, run_id, actor, mode, arn, lease_id, verdict, decision, detail, prev_hash, hash";
+/// The columns [`audit_row`] reads, as a literal (for `concat!` into static SQL).
+macro_rules! audit_columns {
+    () => {
+        "seq, at, run_id, actor, mode, arn, lease_id, verdict, decision, detail, prev_hash, hash"
+    };
+}
+pub(super) use audit_columns;
+
+pub(super) const AUDIT_COLUMNS: &str = audit_columns!();
 
 impl Store {
     /// Audit records, oldest first, with the cursor of the next page.
@@ -187,6 +208,9 @@ impl Store {
         &self,
         q: AuditQuery,
     ) -> Result<(Vec<AuditRecord>, Option<i64>), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.audit_list(q).await;
+        }
         self.read(move |c| {
             let mut sql = format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > ?1");
             let mut args: Vec<String> = Vec::new();
@@ -222,12 +246,20 @@ impl Store {
     /// the keyed `chain-keyed` checkpoint. The daemon calls it at start-up.
     pub async fn start_keyed_audit_chain(&self, at: DateTime<Utc>) -> Result<(), StoreError> {
         let key = self.audit_key()?;
-        self.writer()?.write(move |c| start_keyed(c, &key, at)).await
+        if let Some(pg) = self.pg() {
+            return pg.start_keyed_audit_chain(&key, at).await;
+        }
+        self.writer()?
+            .write(move |c| start_keyed(c, &key, at))
+            .await
     }
 
     /// The public id of the key the chain is keyed with (as noted when it was keyed), `None`
     /// for a chain not keyed yet.
     pub async fn audit_key_id(&self) -> Result<Option<String>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.audit_key_id().await;
+        }
         self.read(|c| {
             Ok(
                 c.query_row("SELECT key_id FROM audit_chain WHERE id = 1", [], |r| {
@@ -243,6 +275,9 @@ impl Store {
     /// The chain's head (the last record's seq and hash), to publish; `None` before the first
     /// record.
     pub async fn audit_head(&self) -> Result<Option<AuditHead>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.audit_head().await;
+        }
         self.read(|c| Ok(head(c)?.map(|(seq, hash)| AuditHead { seq, hash })))
             .await
     }
@@ -258,51 +293,62 @@ impl Store {
         published: Option<AuditHead>,
     ) -> Result<Result<u64, AuditBreak>, StoreError> {
         let key = self.audit_key()?;
+        if let Some(pg) = self.pg() {
+            return pg.audit_verify(&key, published.as_ref()).await;
+        }
         self.read(move |c| verify_chain(c, &key, published.as_ref()))
             .await
     }
 }
 
-fn verify_chain(
-    c: &Connection,
-    key: &AuditKey,
-    published: Option<&AuditHead>,
-) -> Result<Result<u64, AuditBreak>, StoreError> {
-    let broken = |seq: i64, problem: String| Ok(Err(AuditBreak { seq, problem }));
-    // Where the key starts: at the checkpoint if there is one (its own MAC is checked below,
-    // so a forged one breaks there), else at record 1.
-    let checkpoint: Option<i64> = c
-        .query_row(
-            "SELECT min(seq) FROM audit_log WHERE arn = ?1 AND decision = ?2",
-            params![CHAIN_ARN, Decision::ChainKeyed],
-            |r| r.get(0),
-        )
-        .optional()?
-        .flatten();
-    let chain: Option<(i64, Option<i64>, Option<String>)> = c
-        .query_row(
-            "SELECT unkeyed_until, keyed_from, key_id FROM audit_chain WHERE id = 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
-    let mut stmt = c.prepare(&format!(
-        "SELECT {AUDIT_COLUMNS} FROM audit_log ORDER BY seq"
-    ))?;
-    let mut rows = stmt.query([])?;
-    let (mut expected, mut prev) = (1i64, GENESIS.to_owned());
-    while let Some(row) = rows.next()? {
-        let rec = audit_row(row)?;
-        if rec.seq != expected {
-            return broken(expected, "missing (removed)".into());
+/// `audit_chain`'s row: (unkeyed_until, keyed_from, key_id).
+pub(super) type ChainNote = (i64, Option<i64>, Option<String>);
+
+/// The walk of `verify` over the records in seq order, the same on both engines: the engine
+/// reads, this checks.
+pub(super) struct ChainWalk<'a> {
+    key: &'a AuditKey,
+    published: Option<&'a AuditHead>,
+    /// The seq of the first `chain-keyed` checkpoint, if any.
+    checkpoint: Option<i64>,
+    chain: Option<ChainNote>,
+    expected: i64,
+    prev: String,
+}
+
+impl<'a> ChainWalk<'a> {
+    pub(super) fn new(
+        key: &'a AuditKey,
+        published: Option<&'a AuditHead>,
+        checkpoint: Option<i64>,
+        chain: Option<ChainNote>,
+    ) -> Self {
+        ChainWalk {
+            key,
+            published,
+            checkpoint,
+            chain,
+            expected: 1,
+            prev: GENESIS.to_owned(),
         }
-        if rec.prev_hash != prev {
+    }
+
+    /// Checks the next record: its place, its link, its hash (plain SHA-256 before the
+    /// checkpoint, keyed from there; at the checkpoint if there is one, its own MAC is checked,
+    /// so a forged one breaks there) and the published head at its seq.
+    pub(super) fn step(&mut self, rec: AuditRecord) -> Result<(), AuditBreak> {
+        let broken = |seq: i64, problem: String| Err(AuditBreak { seq, problem });
+        if rec.seq != self.expected {
+            return broken(self.expected, "missing (removed)".into());
+        }
+        if rec.prev_hash != self.prev {
             return broken(
                 rec.seq,
                 "does not follow the record before it (inserted, or one before it removed)".into(),
             );
         }
-        let unkeyed = checkpoint.is_some_and(|cp| rec.seq < cp);
+        let key = self.key;
+        let unkeyed = self.checkpoint.is_some_and(|cp| rec.seq < cp);
         let want = if unkeyed {
             unkeyed_hash(rec.seq, &rec.prev_hash, &rec.entry)
         } else {
@@ -312,7 +358,7 @@ fn verify_chain(
             let problem = if unkeyed {
                 "edited (its hash does not match its content)".to_owned()
             } else if unkeyed_hash(rec.seq, &rec.prev_hash, &rec.entry) == rec.hash {
-                match &chain {
+                match &self.chain {
                     Some((until, None, _)) if rec.seq <= *until => format!(
                         "chained without the key, and no keyed checkpoint follows: a store from \
                          before the keyed chain (records 1 to {until}) that the daemon has not \
@@ -323,7 +369,7 @@ fn verify_chain(
                         .to_owned(),
                 }
             } else {
-                match &chain {
+                match &self.chain {
                     Some((_, _, Some(id))) if *id != key.id() => format!(
                         "does not verify with this key (key id {}; the store names key id {id}): \
                          the wrong key, or edited",
@@ -334,7 +380,7 @@ fn verify_chain(
             };
             return broken(rec.seq, problem);
         }
-        if let Some(h) = published.filter(|h| h.seq == rec.seq)
+        if let Some(h) = self.published.filter(|h| h.seq == rec.seq)
             && h.hash != rec.hash
         {
             return broken(
@@ -345,61 +391,114 @@ fn verify_chain(
                 ),
             );
         }
-        prev = rec.hash;
-        expected += 1;
+        self.prev = rec.hash;
+        self.expected += 1;
+        Ok(())
     }
-    let last = expected - 1;
-    if let Some(h) = published.filter(|h| h.seq > last) {
-        return broken(
-            last + 1,
-            format!(
-                "missing: the chain ends at record {last}, before the published head {h} (the tail \
-                 was removed)"
-            ),
-        );
-    }
-    let head = head(c)?;
-    match head {
-        None if last == 0 => {}
-        Some((seq, hash)) if seq == last && hash == prev => {}
-        Some((seq, _)) if seq > last => {
-            return broken(last + 1, "missing (the tail was removed)".into());
-        }
-        _ => {
+
+    /// After the last record: the published head and the head row against the chain's end.
+    /// Ok(number of records); for an empty log, the caller then asks [`empty_but_decided`].
+    pub(super) fn end(self, head: Option<(i64, String)>) -> Result<u64, AuditBreak> {
+        let broken = |seq: i64, problem: String| Err(AuditBreak { seq, problem });
+        let last = self.expected - 1;
+        if let Some(h) = self.published.filter(|h| h.seq > last) {
             return broken(
-                last,
-                "the chain's head does not match its last record".into(),
+                last + 1,
+                format!(
+                    "missing: the chain ends at record {last}, before the published head {h} (the tail \
+                     was removed)"
+                ),
             );
         }
+        match head {
+            None if last == 0 => {}
+            Some((seq, hash)) if seq == last && hash == self.prev => {}
+            Some((seq, _)) if seq > last => {
+                return broken(last + 1, "missing (the tail was removed)".into());
+            }
+            _ => {
+                return broken(
+                    last,
+                    "the chain's head does not match its last record".into(),
+                );
+            }
+        }
+        if last == 0 {
+            // Nothing left to check a record against: look for what an intact empty log never has.
+            if let Some((until, keyed_from, _)) = &self.chain
+                && (*until > 0 || keyed_from.is_some())
+            {
+                return broken(
+                    1,
+                    "missing: the log is empty, but the store records that its chain was started \
+                     (emptied)"
+                        .into(),
+                );
+            }
+        }
+        Ok(last as u64)
     }
-    if last == 0 {
-        // Nothing left to check a record against: look for what an intact empty log never has.
-        if let Some((until, keyed_from, _)) = &chain
-            && (*until > 0 || keyed_from.is_some())
-        {
-            return broken(
-                1,
-                "missing: the log is empty, but the store records that its chain was started \
+}
+
+/// An empty log is broken when `decided` findings carry reaper decisions.
+pub(super) fn empty_but_decided(decided: i64) -> Result<(), AuditBreak> {
+    if decided > 0 {
+        return Err(AuditBreak {
+            seq: 1,
+            problem: format!(
+                "missing: the log is empty, but {decided} findings carry reaper decisions \
                  (emptied)"
-                    .into(),
-            );
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn verify_chain(
+    c: &Connection,
+    key: &AuditKey,
+    published: Option<&AuditHead>,
+) -> Result<Result<u64, AuditBreak>, StoreError> {
+    let checkpoint: Option<i64> = c
+        .query_row(
+            "SELECT min(seq) FROM audit_log WHERE arn = ?1 AND decision = ?2",
+            params![CHAIN_ARN, Decision::ChainKeyed],
+            |r| r.get(0),
+        )
+        .optional()?
+        .flatten();
+    let chain: Option<ChainNote> = c
+        .query_row(
+            "SELECT unkeyed_until, keyed_from, key_id FROM audit_chain WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let mut walk = ChainWalk::new(key, published, checkpoint, chain);
+    let mut stmt = c.prepare(&format!(
+        "SELECT {AUDIT_COLUMNS} FROM audit_log ORDER BY seq"
+    ))?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        if let Err(b) = walk.step(audit_row(row)?) {
+            return Ok(Err(b));
         }
+    }
+    let n = match walk.end(head(c)?) {
+        Ok(n) => n,
+        Err(b) => return Ok(Err(b)),
+    };
+    if n == 0 {
         let decided: i64 = c.query_row(
             "SELECT count(*) FROM findings WHERE last_decision IS NOT NULL",
             [],
             |r| r.get(0),
         )?;
-        if decided > 0 {
-            return broken(
-                1,
-                format!(
-                    "missing: the log is empty, but {decided} findings carry reaper decisions \
-                     (emptied)"
-                ),
-            );
+        if let Err(b) = empty_but_decided(decided) {
+            return Ok(Err(b));
         }
     }
-    Ok(Ok(last as u64))
+    Ok(Ok(n))
 }
 
 #[cfg(test)]
@@ -508,6 +607,47 @@ mod tests {
             })
             .await
             .expect("rewritten");
+    }
+
+    /// Appends one record outside a reap (on PostgreSQL, before its `record_reap` exists).
+    async fn append_one(store: &Store, e: AuditEntry) -> i64 {
+        let key = store.audit_key().expect("keyed");
+        if let Some(pg) = store.pg() {
+            return pg.append_audit(&key, &e).await.expect("appended");
+        }
+        store
+            .writer()
+            .expect("sqlite")
+            .write(move |c| append(c, &key, &e))
+            .await
+            .expect("appended")
+    }
+
+    /// Two replicas (or processes) appending at once take turns: every record gets its own
+    /// seq and links to the one before it.
+    #[tokio::test]
+    async fn appends_from_two_handles_make_one_chain() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for (engine, a, b) in Store::open_twice_for_test(dir.path()).await {
+            println!("{engine}");
+            let (a, b) = (a.with_audit_key(key(1)), b.with_audit_key(key(1)));
+            let write = |store: Store, from: i64| {
+                tokio::spawn(async move {
+                    for i in from..from + 20 {
+                        append_one(&store, entry(i)).await;
+                    }
+                })
+            };
+            let (x, y) = (write(a.clone(), 0), write(b.clone(), 100));
+            x.await.expect("appends");
+            y.await.expect("appends");
+            assert_eq!(verify(&a, None).await, Ok(40), "{engine}");
+            assert_eq!(
+                a.audit_head().await.expect("reads").map(|h| h.seq),
+                Some(40),
+                "{engine}"
+            );
+        }
     }
 
     /// An edit with every later hash recomputed, as the unkeyed chain allowed, is caught: without

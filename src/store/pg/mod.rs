@@ -11,10 +11,12 @@
 //! | `mod.rs` | the target, the pool, migrations, errors |
 //! | `leases` | leases, the registry's heartbeat |
 //! | `locks` | the act lock (the leadership lease with its fencing token) |
+//! | `chain` | the audit log's keyed hash chain (the append other calls make in their transaction) |
 //! | `reap` | the reaper: deletion marks, the `deleting` state fenced on the act lock, decisions |
 //! | `restore` | the restore guard and the registry's last sign of life (no file backup) |
 //! | `retention` | the purge of history past its horizon, a bounded batch per transaction |
 
+mod chain;
 mod leases;
 mod locks;
 mod reap;
@@ -337,7 +339,6 @@ impl Tx<'_> {
         let s = prepared(&self.tx, self.statements, sql).await?;
         Ok(self.tx.query(&s, params).await?)
     }
-
 }
 
 /// The connection's prepared statement for `sql`, prepared on first use (one round trip
