@@ -540,27 +540,27 @@ mod tests {
         store.audit_verify(head.cloned()).await.expect("reads")
     }
 
-    /// A keyed store holding `n` records.
-    async fn keyed(dir: &tempfile::TempDir, n: i64) -> Store {
-        let store = Store::open(&dir.path().join("s.db"))
-            .await
-            .expect("opens")
-            .with_audit_key(key(1));
+    /// `store`, keyed, holding `n` records.
+    async fn keyed(store: Store, n: i64) -> Store {
+        let store = store.with_audit_key(key(1));
         for i in 1..=n {
-            let seq = store
-                .record_reap(None, entry(i), ReapUpdate::Decision)
-                .await
-                .expect("appended");
+            let seq = append_one(&store, entry(i)).await;
             assert_eq!(seq, i, "a new store is keyed from record 1, no checkpoint");
         }
         store
     }
 
-    async fn sql(store: &Store, sql: &'static str) {
+    /// Runs SQL as it is (the tampering of the tests), on either engine.
+    async fn sql(store: &Store, sql: impl Into<String>) {
+        let sql = sql.into();
+        if let Some(pg) = store.pg() {
+            pg.batch_execute_for_test(&sql).await.expect("tampered");
+            return;
+        }
         store
             .writer()
             .expect("sqlite")
-            .write(move |c| Ok::<_, StoreError>(c.execute_batch(sql)?))
+            .write(move |c| Ok::<_, StoreError>(c.execute_batch(&sql)?))
             .await
             .expect("tampered");
     }
@@ -570,55 +570,46 @@ mod tests {
     async fn rewrite_from(
         store: &Store,
         from: i64,
-        hash: impl Fn(i64, &str, &AuditEntry) -> String + Send + 'static,
+        hash: impl Fn(i64, &str, &AuditEntry) -> String,
     ) {
-        store
-            .writer()
-            .expect("sqlite")
-            .write(move |c| {
-                c.execute(
-                    "UPDATE audit_log SET detail = 'nothing to see' WHERE seq = ?1",
-                    [from],
-                )?;
-                let recs: Vec<AuditRecord> = c
-                    .prepare(&format!(
-                        "SELECT {AUDIT_COLUMNS} FROM audit_log ORDER BY seq"
-                    ))?
-                    .query_map([], audit_row)?
-                    .collect::<Result<_, _>>()?;
-                let mut prev = GENESIS.to_owned();
-                for r in recs {
-                    if r.seq >= from {
-                        let h = hash(r.seq, &prev, &r.entry);
-                        c.execute(
-                            "UPDATE audit_log SET prev_hash = ?2, hash = ?3 WHERE seq = ?1",
-                            params![r.seq, prev, h],
-                        )?;
-                        c.execute(
-                            "UPDATE audit_head SET seq = ?1, hash = ?2",
-                            params![r.seq, h],
-                        )?;
-                        prev = h;
-                    } else {
-                        prev = r.hash;
-                    }
-                }
-                Ok::<_, StoreError>(())
+        let (records, _) = store
+            .audit_list(AuditQuery {
+                limit: 1000,
+                ..Default::default()
             })
             .await
-            .expect("rewritten");
+            .expect("lists");
+        let mut edit =
+            format!("UPDATE audit_log SET detail = 'nothing to see' WHERE seq = {from};");
+        let mut prev = GENESIS.to_owned();
+        for mut r in records {
+            if r.seq == from {
+                r.entry.detail = "nothing to see".into();
+            }
+            if r.seq >= from {
+                let h = hash(r.seq, &prev, &r.entry);
+                edit.push_str(&format!(
+                    "UPDATE audit_log SET prev_hash = '{prev}', hash = '{h}' WHERE seq = {};
+                     UPDATE audit_head SET seq = {}, hash = '{h}';",
+                    r.seq, r.seq
+                ));
+                prev = h;
+            } else {
+                prev = r.hash;
+            }
+        }
+        sql(store, edit).await;
     }
 
-    /// Appends one record outside a reap (on PostgreSQL, before its `record_reap` exists).
+    /// Appends one record as a reap does (on PostgreSQL, in a transaction of its own until
+    /// `record_reap` runs there).
     async fn append_one(store: &Store, e: AuditEntry) -> i64 {
-        let key = store.audit_key().expect("keyed");
         if let Some(pg) = store.pg() {
+            let key = store.audit_key().expect("keyed");
             return pg.append_audit(&key, &e).await.expect("appended");
         }
         store
-            .writer()
-            .expect("sqlite")
-            .write(move |c| append(c, &key, &e))
+            .record_reap(None, e, ReapUpdate::Decision)
             .await
             .expect("appended")
     }
@@ -655,7 +646,14 @@ mod tests {
     #[tokio::test]
     async fn a_rewrite_without_the_key_is_caught() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = keyed(&dir, 5).await;
+        for (engine, store) in Store::open_both_for_test(dir.path()).await {
+            println!("{engine}");
+            a_rewrite_without_the_key_is_caught_on(store).await;
+        }
+    }
+
+    async fn a_rewrite_without_the_key_is_caught_on(store: Store) {
+        let store = keyed(store, 5).await;
         assert_eq!(verify(&store, None).await, Ok(5));
         let other = store.clone().with_audit_key(key(2));
         assert!(
@@ -686,14 +684,18 @@ mod tests {
     #[tokio::test]
     async fn a_cut_tail_is_caught_against_a_published_head() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = keyed(&dir, 3).await;
+        for (engine, store) in Store::open_both_for_test(dir.path()).await {
+            println!("{engine}");
+            a_cut_tail_is_caught_on(store).await;
+        }
+    }
+
+    async fn a_cut_tail_is_caught_on(store: Store) {
+        let store = keyed(store, 3).await;
         let h3 = store.audit_head().await.expect("reads").expect("a head");
         assert_eq!(h3.seq, 3);
         for i in 4..=5 {
-            store
-                .record_reap(None, entry(i), ReapUpdate::Decision)
-                .await
-                .expect("appended");
+            append_one(&store, entry(i)).await;
         }
         let h5 = store.audit_head().await.expect("reads").expect("a head");
         assert_eq!(verify(&store, Some(&h3)).await, Ok(5));
@@ -735,11 +737,20 @@ mod tests {
     /// there, and so do findings that carry reaper decisions; a published head says so too.
     #[tokio::test]
     async fn an_emptied_log_is_not_ok() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let fresh = Store::open(&dir.path().join("fresh.db"))
-            .await
-            .expect("opens")
-            .with_audit_key(key(1));
+        let (a, b) = (
+            tempfile::tempdir().expect("temp dir"),
+            tempfile::tempdir().expect("temp dir"),
+        );
+        let fresh = Store::open_both_for_test(a.path()).await;
+        let stores = Store::open_both_for_test(b.path()).await;
+        for ((engine, fresh), (_, store)) in fresh.into_iter().zip(stores) {
+            println!("{engine}");
+            an_emptied_log_is_not_ok_on(fresh, store).await;
+        }
+    }
+
+    async fn an_emptied_log_is_not_ok_on(fresh: Store, store: Store) {
+        let fresh = fresh.with_audit_key(key(1));
         fresh
             .start_keyed_audit_chain(Utc::now())
             .await
@@ -750,7 +761,7 @@ mod tests {
             "a new store is empty and intact"
         );
 
-        let store = keyed(&dir, 3).await;
+        let store = keyed(store, 3).await;
         let h3 = store.audit_head().await.expect("reads").expect("a head");
         sql(&store, "DELETE FROM audit_log; DELETE FROM audit_head;").await;
         assert_eq!(
@@ -789,14 +800,32 @@ mod tests {
     #[tokio::test]
     async fn an_old_store_verifies_to_its_checkpoint_and_continues_keyed() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("old.db");
-        {
-            let mut c = Connection::open(&path).expect("old store");
-            super::super::migrations::apply_first(&mut c, 8).expect("the schema before keying");
-            let mut prev = GENESIS.to_owned();
-            for seq in 1..=3 {
+        let sqlite = old_sqlite_store(&dir.path().join("old.db")).await;
+        an_old_store_verifies_on(sqlite).await;
+        println!("postgres");
+        an_old_store_verifies_on(old_postgres_store().await).await;
+    }
+
+    /// Records 1 to 3 as the code before the keyed chain wrote them (plain SHA-256).
+    fn old_records() -> Vec<(i64, AuditEntry, String, String)> {
+        let mut prev = GENESIS.to_owned();
+        (1..=3)
+            .map(|seq| {
                 let e = entry(seq);
                 let hash = unkeyed_hash(seq, &prev, &e);
+                let link = std::mem::replace(&mut prev, hash.clone());
+                (seq, e, link, hash)
+            })
+            .collect()
+    }
+
+    /// A SQLite store of schema 8 holding the old records, then migrated.
+    async fn old_sqlite_store(path: &std::path::Path) -> Store {
+        println!("sqlite");
+        {
+            let mut c = Connection::open(path).expect("old store");
+            super::super::migrations::apply_first(&mut c, 8).expect("the schema before keying");
+            for (seq, e, prev, hash) in old_records() {
                 c.execute(
                     "INSERT INTO audit_log (seq, at, run_id, actor, mode, arn, lease_id, verdict, decision, detail, prev_hash, hash)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
@@ -809,13 +838,37 @@ mod tests {
                     params![seq, hash],
                 )
                 .expect("old head");
-                prev = hash;
             }
         }
-        let store = Store::open(&path)
-            .await
-            .expect("migrates")
-            .with_audit_key(key(1));
+        Store::open(path).await.expect("migrates")
+    }
+
+    /// A PostgreSQL store holding the old records, as a copy of a migrated old store would be
+    /// (its `audit_chain` row says records 1 to 3 are unkeyed).
+    async fn old_postgres_store() -> Store {
+        let store = Store::open_test_postgres().await;
+        let mut text = String::new();
+        for (seq, e, prev, hash) in old_records() {
+            text.push_str(&format!(
+                "INSERT INTO audit_log (seq, at, run_id, actor, mode, arn, lease_id, verdict, decision, detail, prev_hash, hash)
+                 VALUES ({seq}, {}, 'run-1', '{}', '{}', '{}', NULL, 'expired', '{}', '{}', '{prev}', '{hash}');
+                 INSERT INTO audit_head (id, seq, hash) VALUES (1, {seq}, '{hash}')
+                 ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash;",
+                ms(e.at),
+                e.actor,
+                e.mode.as_str(),
+                e.arn,
+                e.decision.as_str(),
+                e.detail
+            ));
+        }
+        text.push_str("INSERT INTO audit_chain (id, unkeyed_until) VALUES (1, 3);");
+        sql(&store, text).await;
+        store
+    }
+
+    async fn an_old_store_verifies_on(store: Store) {
+        let store = store.with_audit_key(key(1));
         let old_head = store.audit_head().await.expect("reads").expect("a head");
         assert!(
             verify(&store, None).await.is_err_and(|b| b.seq == 1
@@ -833,13 +886,7 @@ mod tests {
             .await
             .expect("once only");
         for i in 5..=6 {
-            assert_eq!(
-                store
-                    .record_reap(None, entry(i), ReapUpdate::Decision)
-                    .await
-                    .expect("appended"),
-                i
-            );
+            assert_eq!(append_one(&store, entry(i)).await, i);
         }
         assert_eq!(verify(&store, Some(&old_head)).await, Ok(6));
         let (records, _) = store

@@ -312,4 +312,14 @@ impl Pg {
         tx.commit().await?;
         Ok(seq)
     }
+
+    /// Runs SQL text as it is (the tests' tampering with the tables).
+    #[cfg(test)]
+    pub(in crate::store) async fn batch_execute_for_test(
+        &self,
+        sql: &str,
+    ) -> Result<(), StoreError> {
+        let mut c = self.conn().await?;
+        Ok(c.conn_mut().client.batch_execute(sql).await?)
+    }
 }
