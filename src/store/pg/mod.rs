@@ -24,6 +24,9 @@ mod restore;
 mod retention;
 mod schema;
 
+#[cfg(test)]
+pub(super) use retention::PLANNED as PURGE_PLANNED;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -405,11 +408,6 @@ pub(crate) mod testing {
                     _ => None,
                 })
                 .collect()
-        }
-
-        pub(crate) async fn batch_execute_for_test(&self, sql: &str) -> Result<(), super::StoreError> {
-            let mut c = self.conn().await?;
-            Ok(c.conn_mut().client.batch_execute(sql).await?)
         }
     }
 }

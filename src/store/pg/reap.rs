@@ -7,10 +7,12 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 
 use super::Pg;
+use super::chain::append_audit_tx;
+use crate::audit::AuditKey;
 use crate::model::{Arn, ControllerRef, MailKind};
-use crate::resource::ReapCandidate;
-use crate::store::reap::{Mark, RawCandidate, ToMark, candidates_sql};
-use crate::store::{ACT_LOCK, StoreError, ms};
+use crate::resource::{AuditEntry, ReapCandidate};
+use crate::store::reap::{Mark, RawCandidate, ToMark, candidates_sql, to_mark};
+use crate::store::{ACT_LOCK, ReapUpdate, StoreError, ms};
 
 impl RawCandidate {
     fn from_pg(r: &Row) -> Result<Self, StoreError> {
@@ -67,13 +69,7 @@ static INTERRUPTED: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// The open `reap` findings not yet marked, locked until the marks are written.
-const TO_MARK: &str =
-    "SELECT f.id, f.arn, r.grace_s, r.tags, l.owner, f.lease_id, f.verdict, f.project, r.created_at
-     FROM findings f JOIN resources r ON r.arn = f.arn
-     LEFT JOIN leases l ON l.id = f.lease_id
-     WHERE f.resolved_at IS NULL AND f.action = 'reap' AND f.deadline IS NULL
-     ORDER BY f.id
-     FOR UPDATE OF f";
+const TO_MARK: &str = concat!(to_mark!(), " FOR UPDATE OF f");
 
 fn to_mark(r: &Row) -> Result<ToMark, StoreError> {
     Ok((
@@ -350,5 +346,116 @@ impl Pg {
         )
         .await?;
         Ok(())
+    }
+
+    pub(in crate::store) async fn record_reap(
+        &self,
+        key: std::sync::Arc<AuditKey>,
+        finding_id: Option<i64>,
+        entry: AuditEntry,
+        update: ReapUpdate,
+    ) -> Result<i64, StoreError> {
+        let mut c = self.conn().await?;
+        let mut tx = c.begin().await?;
+        let at = ms(entry.at);
+        let decision = entry.decision.as_str();
+        if let (Some(id), ReapUpdate::Skipped) = (finding_id, &update) {
+            // The update locks the finding's row: two replicas counting one skip take turns.
+            let first = tx
+                .query_opt(
+                    "UPDATE findings SET skip_count = skip_count + 1, last_skipped_at = $2
+                     WHERE id = $1 AND last_decision = $3 AND skip_seq IS NOT NULL
+                       AND (SELECT detail FROM audit_log WHERE seq = findings.skip_seq) = $4
+                     RETURNING skip_seq",
+                    &[&id, &at, &decision, &entry.detail],
+                )
+                .await?;
+            if let Some(row) = first {
+                let first: i64 = row.try_get(0)?;
+                tx.commit().await?;
+                return Ok(first);
+            }
+        }
+        let seq = append_audit_tx(&mut tx, &key, &entry).await?;
+        let Some(id) = finding_id else {
+            tx.commit().await?;
+            return Ok(seq);
+        };
+        if update != ReapUpdate::Skipped {
+            // Any other decision ends a run of skips: the next one is recorded.
+            tx.execute(
+                "UPDATE findings SET skip_seq = NULL, skip_count = 0, last_skipped_at = NULL
+                 WHERE id = $1 AND skip_seq IS NOT NULL",
+                &[&id],
+            )
+            .await?;
+        }
+        match &update {
+            ReapUpdate::Skipped => {
+                tx.execute(
+                    "UPDATE findings SET last_decision = $2, skip_seq = $3, skip_count = 1,
+                                         last_skipped_at = $4
+                     WHERE id = $1",
+                    &[&id, &decision, &seq, &at],
+                )
+                .await?;
+            }
+            ReapUpdate::Decision => {
+                tx.execute(
+                    "UPDATE findings SET last_decision = $2 WHERE id = $1",
+                    &[&id, &decision],
+                )
+                .await?;
+            }
+            ReapUpdate::Gone => {
+                tx.execute(
+                    "UPDATE findings SET reap_state = 'deleted', last_decision = $2,
+                                         resolved_at = $3, updated_at = $3, resolution = 'deleted'
+                     WHERE id = $1",
+                    &[&id, &decision, &at],
+                )
+                .await?;
+                tx.execute(
+                    "UPDATE resources SET gone_at = COALESCE(gone_at, $2)
+                     WHERE arn = (SELECT arn FROM findings WHERE id = $1)",
+                    &[&id, &at],
+                )
+                .await?;
+                tx.execute(
+                    "INSERT INTO finding_events (finding_id, run_id, at, kind, verdict, detail)
+                     SELECT id, $2, $3, 'resolved', verdict, 'deleted' FROM findings WHERE id = $1",
+                    &[&id, &entry.run_id, &at],
+                )
+                .await?;
+            }
+            ReapUpdate::Unmark => {
+                tx.execute(
+                    "UPDATE findings SET deadline = NULL, reap_state = NULL, last_decision = $2,
+                                         attempts = 0, next_attempt_at = NULL, marked_owner = NULL
+                     WHERE id = $1",
+                    &[&id, &decision],
+                )
+                .await?;
+            }
+            ReapUpdate::Settled => {
+                tx.execute(
+                    "UPDATE findings SET reap_state = 'deleted', last_decision = $2 WHERE id = $1",
+                    &[&id, &decision],
+                )
+                .await?;
+            }
+            ReapUpdate::Failed { retry_at } => {
+                tx.execute(
+                    "UPDATE findings SET reap_state = NULL, last_decision = $2,
+                                         attempts = attempts + 1, next_attempt_at = $3,
+                                         last_error = $4
+                     WHERE id = $1",
+                    &[&id, &decision, &ms(*retry_at), &entry.detail],
+                )
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(seq)
     }
 }

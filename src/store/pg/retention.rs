@@ -119,6 +119,15 @@ const LEASES: &str = "DELETE FROM leases WHERE id IN (
          LIMIT $2)
      AND LEAST(COALESCE(released_at, ends_at), ends_at) < $1";
 
+/// The batches whose plans the tests check, with what each plan must show: the indexes
+/// read, and for leases one hashed list of each subquery (not a scan per lease).
+#[cfg(test)]
+pub(in crate::store) const PLANNED: [(&str, &str, &[&str]); 3] = [
+    ("resources", RESOURCES, &["resources_gone", "findings_by_arn"]),
+    ("findings", FINDINGS, &["findings_resolved"]),
+    ("leases", LEASES, &["hashed SubPlan"]),
+];
+
 impl Pg {
     pub(in crate::store) async fn purge_batch(
         &self,
