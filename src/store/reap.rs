@@ -130,7 +130,8 @@ impl RawCandidate {
             DateTime::from_timestamp_millis(ms).ok_or_else(|| corrupt(what, &ms.to_string()))
         };
         let opt_time = |what: &str, ms: Option<i64>| ms.map(|t| time(what, t)).transpose();
-        let count = |what: &str, n: i64| u32::try_from(n).map_err(|_| corrupt(what, &n.to_string()));
+        let count =
+            |what: &str, n: i64| u32::try_from(n).map_err(|_| corrupt(what, &n.to_string()));
         let tags = stored_tags(&self.tags).map_err(|_| corrupt("tags", &self.tags))?;
         let controller = ControllerRef::of_tags(&tags, &self.account, &self.region);
         Ok(ReapCandidate {
@@ -141,7 +142,8 @@ impl RawCandidate {
                 .project
                 .map(|p| ProjectName::parse(&p).map_err(|_| corrupt("project", &p)))
                 .transpose()?,
-            verdict: Verdict::parse(&self.verdict).ok_or_else(|| corrupt("verdict", &self.verdict))?,
+            verdict: Verdict::parse(&self.verdict)
+                .ok_or_else(|| corrupt("verdict", &self.verdict))?,
             reason: self.reason,
             lease_id: self.lease_id,
             owner: owner_of(self.lease_owner, &tags, owner_key),
@@ -162,7 +164,10 @@ impl RawCandidate {
                 .transpose()?,
             tagless: tags.is_empty(),
             controller,
-            source: self.source.parse().map_err(|_| corrupt("source", &self.source))?,
+            source: self
+                .source
+                .parse()
+                .map_err(|_| corrupt("source", &self.source))?,
             created_at: opt_time("created_at", self.created_at)?,
             creator: self.creator,
             skip_count: count("skip_count", self.skip_count)?,
@@ -528,7 +533,9 @@ impl Store {
         wall_now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         if let Some(pg) = self.pg() {
-            return pg.record_deleting(finding_id, members, fence, wall_now).await;
+            return pg
+                .record_deleting(finding_id, members, fence, wall_now)
+                .await;
         }
         self.writer()?
             .write(move |c| {
@@ -860,5 +867,231 @@ mod tests {
                 "{plan:?}"
             );
         }
+    }
+
+    /// The reaper's round on a store: marking (a notice and an event per mark, a stale mark
+    /// cleared), the candidates it reads, a withdrawn plan, the controlled resources, the
+    /// fenced `deleting` note with its controller's members, and interrupted deletes settled.
+    #[tokio::test]
+    async fn marks_candidates_and_the_fenced_delete() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let key = || crate::audit::AuditKey::from_hex(&"06".repeat(32)).expect("key");
+        for (engine, store) in Store::open_both_for_test(dir.path()).await {
+            eprintln!("{engine}");
+            reaper_round(store.with_audit_key(key())).await;
+        }
+    }
+
+    async fn reaper_round(store: Store) {
+        use crate::clock::{Clock, SystemClock};
+        use crate::model::{Decision, ReapMode};
+        use crate::store::{ACT_LOCK, LockHolder};
+        let arn = |n: &str| format!("arn:aws:ec2:us-east-1:123456789012:volume/vol-{n}");
+        let (a, b, c, d, e) = (arn("a"), arn("b"), arn("c"), arn("d"), arn("e"));
+        let resource = |arn: &str, tags: &str, controller: &str| {
+            format!(
+                "INSERT INTO resources (arn, account, region, resource_type, tags, first_seen,
+                     last_seen, verdict, reason, action, grace_s, last_run, controller)
+                 VALUES ('{arn}', '123456789012', 'us-east-1', 'ec2:volume', '{tags}', 0, 0,
+                     'expired', '', 'reap', 3600, 'x', {controller});"
+            )
+        };
+        let finding = |id: i64, arn: &str, action: &str, rest: &str| {
+            format!(
+                "INSERT INTO findings (id, arn, verdict, action, reason, account, region,
+                     resource_type, opened_at, updated_at, project, deadline, resolved_at,
+                     resolution, reap_state)
+                 VALUES ({id}, '{arn}', 'expired', '{action}', 'r', '123456789012', 'us-east-1',
+                     'ec2:volume', 0, 0, {rest});"
+            )
+        };
+        let asg = "autoscaling:autoScalingGroup web";
+        store
+            .execute_batch_for_test(
+                &[
+                    resource(&a, r#"{"ephemera:owner":"alice@example.com"}"#, "NULL"),
+                    resource(&b, "", "NULL"),
+                    resource(&c, "", "NULL"),
+                    resource(&d, "", "NULL"),
+                    resource(&e, "", &format!("'{asg}'")),
+                    // To mark; marked before but no longer to reap; deletes interrupted and
+                    // confirmed by a walk (gone) or not (leased); a controller's member.
+                    finding(1, &a, "reap", "'web', NULL, NULL, NULL, NULL"),
+                    finding(2, &b, "report", "NULL, 5, NULL, NULL, NULL"),
+                    finding(3, &c, "reap", "NULL, 5, 9, 'gone', 'deleting'"),
+                    finding(4, &d, "reap", "NULL, 5, 9, 'leased', 'deleting'"),
+                    finding(5, &e, "report", "NULL, NULL, NULL, NULL, NULL"),
+                ]
+                .concat(),
+            )
+            .await;
+        let owner = || "ephemera:owner".to_owned();
+        let t0 = DateTime::from_timestamp(1_800_000_000, 0).expect("time");
+        let due = t0 + TimeDelta::hours(1);
+        let text = |sql: &'static str| {
+            let store = store.clone();
+            async move { store.text_rows_for_test(sql).await }
+        };
+
+        assert_eq!(
+            store
+                .mark_for_reaping("run-1".into(), t0, owner())
+                .await
+                .expect("marks"),
+            1
+        );
+        assert!(store.is_marked(a.clone()).await.expect("reads"));
+        assert!(
+            !store.is_marked(b.clone()).await.expect("reads"),
+            "the stale mark is cleared"
+        );
+        assert_eq!(
+            store.marked_by_project().await.expect("reads"),
+            [("web".to_owned(), 1)]
+        );
+        let marked = store.reap_candidates(owner()).await.expect("reads");
+        assert_eq!(marked.len(), 1, "{marked:?}");
+        let m = &marked[0];
+        assert_eq!(
+            (m.finding_id, m.arn.to_string(), m.deadline),
+            (1, a.clone(), due)
+        );
+        assert_eq!(m.owner.as_deref(), Some("alice@example.com"));
+        assert_eq!(m.owner_tag.as_deref(), Some("alice@example.com"));
+        assert_eq!(m.project.as_ref().map(|p| p.as_str()), Some("web"));
+        assert_eq!((m.attempts, m.skip_count, m.tagless), (0, 0, false));
+        assert!(
+            store
+                .due_reap_candidates(owner(), t0)
+                .await
+                .expect("reads")
+                .is_empty()
+        );
+        assert_eq!(
+            store
+                .due_reap_candidates(owner(), due)
+                .await
+                .expect("reads")
+                .len(),
+            1
+        );
+        let planned_key = format!("deletion-planned:1:{}", due.timestamp_millis());
+        let s = |v: &str| Some(v.to_owned());
+        assert_eq!(
+            text("SELECT recipient, dedupe_key, sent_at FROM outbox").await,
+            [vec![s("alice@example.com"), s(&planned_key), None]]
+        );
+        assert_eq!(
+            text("SELECT finding_id, run_id, kind FROM finding_events").await,
+            [vec![s("1"), s("run-1"), s("marked")]]
+        );
+        assert_eq!(
+            store
+                .mark_for_reaping("run-2".into(), due, owner())
+                .await
+                .expect("marks"),
+            0,
+            "marked once"
+        );
+
+        // The plan holds: nothing withdrawn. Unmarked: its notice is withdrawn, once.
+        assert_eq!(store.withdraw_stale_plans(t0).await.expect("withdraws"), 0);
+        let entry = AuditEntry {
+            at: t0,
+            run_id: Some("run-1".into()),
+            actor: "scheduler".into(),
+            mode: ReapMode::Pass,
+            arn: a.clone(),
+            lease_id: None,
+            verdict: Some("expired".into()),
+            decision: Decision::Skipped,
+            detail: "renewed".into(),
+        };
+        store
+            .record_reap(Some(1), entry, ReapUpdate::Unmark)
+            .await
+            .expect("recorded");
+        assert!(!store.is_marked(a.clone()).await.expect("reads"));
+        assert_eq!(store.withdraw_stale_plans(t0).await.expect("withdraws"), 1);
+        assert_eq!(store.withdraw_stale_plans(t0).await.expect("withdraws"), 0);
+        assert_eq!(
+            store
+                .mark_for_reaping("run-3".into(), due, owner())
+                .await
+                .expect("marks"),
+            1
+        );
+
+        let controlled = store.live_controlled().await.expect("reads");
+        let want = ControllerRef::from_stored(asg, "123456789012", "us-east-1").expect("stored");
+        assert_eq!(controlled, [(Arn::parse(&e).expect("arn"), want)]);
+        let by_hand = store
+            .open_findings_for(vec![e.clone(), arn("none"), a.clone()], owner(), t0)
+            .await
+            .expect("reads");
+        let found: Vec<_> = by_hand.iter().map(|c| (c.finding_id, c.deadline)).collect();
+        assert_eq!(
+            found,
+            [(5, t0), (1, due + TimeDelta::hours(1))],
+            "in the order asked"
+        );
+
+        // Fenced on the act lock; the members go with it, and come back when it stays.
+        let now = SystemClock.now();
+        let holder = LockHolder::here("pass");
+        store
+            .try_lock(ACT_LOCK, holder.clone(), now, TimeDelta::seconds(60))
+            .await
+            .expect("store")
+            .expect("free");
+        let other = LockHolder::here("another pass");
+        assert!(
+            !store
+                .record_deleting(1, vec![5], other.id, now)
+                .await
+                .expect("store"),
+            "not its lock"
+        );
+        assert!(
+            !store
+                .record_deleting(99, vec![5], holder.id.clone(), now)
+                .await
+                .expect("store"),
+            "no such finding"
+        );
+        let states = || text("SELECT id, reap_state FROM findings WHERE id IN (1, 5) ORDER BY id");
+        assert_eq!(states().await, [vec![s("1"), None], vec![s("5"), None]]);
+        assert!(
+            store
+                .record_deleting(1, vec![5], holder.id, now)
+                .await
+                .expect("store")
+        );
+        assert_eq!(
+            states().await,
+            [
+                vec![s("1"), s("deleting")],
+                vec![s("5"), s("with-controller")]
+            ]
+        );
+        store.clear_going_with(vec![5]).await.expect("clears");
+        assert_eq!(
+            states().await,
+            [vec![s("1"), s("deleting")], vec![s("5"), None]]
+        );
+
+        let settled = store
+            .interrupted_deletes_resolved(owner())
+            .await
+            .expect("reads");
+        assert_eq!(
+            settled.iter().map(|c| c.finding_id).collect::<Vec<_>>(),
+            [3]
+        );
+        assert_eq!(
+            text("SELECT reap_state FROM findings WHERE id = 4").await,
+            [vec![None]],
+            "a walk found it there: the delete never landed"
+        );
     }
 }

@@ -124,7 +124,9 @@ impl Store {
         if let Some(pg) = self.pg() {
             return pg.suspend_reaping(reason, now).await;
         }
-        self.writer()?.write(move |c| suspend(c, &reason, now)).await
+        self.writer()?
+            .write(move |c| suspend(c, &reason, now))
+            .await
     }
 
     /// An operator confirmed the store is right: the suspension ends. Returns the one that
@@ -162,7 +164,9 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Option<Suspension>, StoreError> {
         if let Some(pg) = self.pg() {
-            return pg.record_restore_evidence(evidence, clean_needed, now).await;
+            return pg
+                .record_restore_evidence(evidence, clean_needed, now)
+                .await;
         }
         self.writer()?
             .write(move |c| {

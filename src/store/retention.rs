@@ -166,7 +166,10 @@ pub(super) enum Batch {
     Resources(i64),
     Walks(i64),
     Runs(i64),
-    Outbox { sent: Option<i64>, dead: Option<i64> },
+    Outbox {
+        sent: Option<i64>,
+        dead: Option<i64>,
+    },
     Leases(i64),
 }
 

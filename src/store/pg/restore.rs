@@ -67,7 +67,10 @@ impl Pg {
         Ok(row.map(|r| r.try_get(0)).transpose()?.map(time))
     }
 
-    pub(in crate::store) async fn set_last_alive(&self, at: DateTime<Utc>) -> Result<(), StoreError> {
+    pub(in crate::store) async fn set_last_alive(
+        &self,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let mut c = self.conn().await?;
         c.execute(
             "INSERT INTO registry_alive (id, at) VALUES (1, $1)

@@ -123,7 +123,11 @@ const LEASES: &str = "DELETE FROM leases WHERE id IN (
 /// read, and for leases one hashed list of each subquery (not a scan per lease).
 #[cfg(test)]
 pub(in crate::store) const PLANNED: [(&str, &str, &[&str]); 3] = [
-    ("resources", RESOURCES, &["resources_gone", "findings_by_arn"]),
+    (
+        "resources",
+        RESOURCES,
+        &["resources_gone", "findings_by_arn"],
+    ),
     ("findings", FINDINGS, &["findings_resolved"]),
     ("leases", LEASES, &["hashed SubPlan"]),
 ];
