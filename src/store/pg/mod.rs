@@ -180,15 +180,15 @@ impl Pg {
     }
 
     async fn connect(&self) -> Result<Conn, StoreError> {
-        let (client, connection) = self
-            .target
-            .config
-            .connect(NoTls)
-            .await
-            .map_err(|e| StoreError::Unavailable {
-                target: self.target.describe(),
-                reason: crate::error_chain(&e),
-            })?;
+        let (client, connection) =
+            self.target
+                .config
+                .connect(NoTls)
+                .await
+                .map_err(|e| StoreError::Unavailable {
+                    target: self.target.describe(),
+                    reason: crate::error_chain(&e),
+                })?;
         let target = self.target.describe();
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -400,11 +400,9 @@ pub(crate) mod testing {
             messages
                 .iter()
                 .filter_map(|m| match m {
-                    tokio_postgres::SimpleQueryMessage::Row(r) => Some(
-                        (0..r.len())
-                            .map(|i| r.get(i).map(str::to_owned))
-                            .collect(),
-                    ),
+                    tokio_postgres::SimpleQueryMessage::Row(r) => {
+                        Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
+                    }
                     _ => None,
                 })
                 .collect()
