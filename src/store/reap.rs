@@ -1063,7 +1063,7 @@ mod tests {
         assert_eq!(states().await, [vec![s("1"), None], vec![s("5"), None]]);
         assert!(
             store
-                .record_deleting(1, vec![5], holder.id, now)
+                .record_deleting(1, vec![5], holder.id.clone(), now)
                 .await
                 .expect("store")
         );
@@ -1079,6 +1079,34 @@ mod tests {
             states().await,
             [vec![s("1"), s("deleting")], vec![s("5"), None]]
         );
+        // The holder stalls past its expiry and another takes over: the first is fenced out.
+        let later = now + TimeDelta::seconds(61);
+        let (first, second) = (holder.id.clone(), LockHolder::here("the next pass"));
+        assert!(
+            !store
+                .record_deleting(1, vec![], first.clone(), later)
+                .await
+                .expect("store"),
+            "lapsed"
+        );
+        store
+            .try_lock(ACT_LOCK, second.clone(), later, TimeDelta::seconds(60))
+            .await
+            .expect("store")
+            .expect("lapsed lock");
+        assert!(
+            !store
+                .record_deleting(1, vec![], first, later)
+                .await
+                .expect("store"),
+            "taken over"
+        );
+        assert!(
+            store
+                .record_deleting(1, vec![], second.id, later)
+                .await
+                .expect("store")
+        );
 
         let settled = store
             .interrupted_deletes_resolved(owner())
@@ -1092,6 +1120,76 @@ mod tests {
             text("SELECT reap_state FROM findings WHERE id = 4").await,
             [vec![None]],
             "a walk found it there: the delete never landed"
+        );
+    }
+
+    /// On PostgreSQL a takeover can run beside the fenced write: one that has claimed the
+    /// lock's row but not committed holds the note back, and once it commits the fence fails.
+    #[tokio::test]
+    async fn a_takeover_in_flight_holds_back_the_fenced_write() {
+        use crate::clock::{Clock, SystemClock};
+        use crate::store::{ACT_LOCK, LockHolder};
+        let store = Store::open_test_postgres().await;
+        store
+            .execute_batch_for_test(
+                "INSERT INTO resources (arn, account, region, resource_type, tags, first_seen,
+                     last_seen, verdict, reason, action, grace_s, last_run)
+                 VALUES ('arn:x', 'a', 'r', 'ec2:volume', '', 0, 0, 'expired', 'x', 'reap', 0, 'x');
+                 INSERT INTO findings (id, arn, verdict, action, reason, account, region,
+                     resource_type, opened_at, updated_at)
+                 VALUES (7, 'arn:x', 'expired', 'reap', 'x', 'a', 'r', 'ec2:volume', 0, 0);",
+            )
+            .await;
+        let now = SystemClock.now();
+        let holder = LockHolder::here("pass");
+        store
+            .try_lock(ACT_LOCK, holder.clone(), now, TimeDelta::seconds(60))
+            .await
+            .expect("store")
+            .expect("free");
+        let pg = store.pg().expect("postgres");
+        let mut thief = pg.conn().await.expect("a connection");
+        let mut takeover = thief.begin().await.expect("a transaction");
+        takeover
+            .execute(
+                "UPDATE locks SET holder = 'the next pass' WHERE name = $1",
+                &[&ACT_LOCK],
+            )
+            .await
+            .expect("claims the row");
+        let fenced = tokio::spawn({
+            let store = store.clone();
+            async move { store.record_deleting(7, vec![], holder.id, now).await }
+        });
+        // Waits (on the database's state, not a clock) until the fenced write queues behind
+        // the takeover's row lock.
+        let waiting = async {
+            loop {
+                let rows = store
+                    .text_rows_for_test(
+                        "SELECT count(*) FROM pg_stat_activity
+                         WHERE wait_event_type = 'Lock' AND query LIKE '%FROM locks%FOR SHARE%'",
+                    )
+                    .await;
+                if rows[0][0].as_deref() == Some("1") {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+            .await
+            .expect("the fenced write waits for the takeover");
+        assert!(!fenced.is_finished());
+        takeover.commit().await.expect("the takeover commits");
+        drop(thief);
+        let written = fenced.await.expect("joins").expect("store");
+        assert!(!written, "the takeover committed first: no note");
+        assert_eq!(
+            store
+                .text_rows_for_test("SELECT reap_state FROM findings WHERE id = 7")
+                .await,
+            [vec![None]]
         );
     }
 }
