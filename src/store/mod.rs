@@ -94,6 +94,10 @@ pub enum StoreError {
     #[error("this operation is not available on a PostgreSQL store")]
     NotOnPostgres,
     #[error(
+        "a PostgreSQL store is backed up by the database's own tools (pg_dump, restored with pg_restore), not by ephemera"
+    )]
+    BackupWithPgDump,
+    #[error(
         "the store was opened without the audit key: audit records can be neither written nor verified"
     )]
     NoAuditKey,
@@ -226,6 +230,51 @@ impl Store {
             ),
             ("postgres", pg().await, pg().await),
         ]
+    }
+
+    /// Runs `sql` (statements separated by `;`, written for both engines) in one go.
+    #[cfg(test)]
+    pub(crate) async fn execute_batch_for_test(&self, sql: &str) {
+        if let Some(pg) = self.pg() {
+            return pg.batch_execute_for_test(sql).await.expect("the SQL runs");
+        }
+        let sql = sql.to_owned();
+        self.writer()
+            .expect("sqlite")
+            .write(move |c| Ok::<_, StoreError>(c.execute_batch(&sql)?))
+            .await
+            .expect("the SQL runs");
+    }
+
+    /// The rows of `sql` (written for both engines), every value as text (`None` for NULL).
+    #[cfg(test)]
+    pub(crate) async fn text_rows_for_test(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        if let Some(pg) = self.pg() {
+            return pg.text_rows_for_test(sql).await;
+        }
+        let sql = sql.to_owned();
+        self.read(move |c| {
+            let mut stmt = c.prepare(&sql)?;
+            let n = stmt.column_count();
+            let rows = stmt
+                .query_map([], |r| {
+                    (0..n)
+                        .map(|i| {
+                            Ok(match r.get::<_, rusqlite::types::Value>(i)? {
+                                rusqlite::types::Value::Null => None,
+                                rusqlite::types::Value::Integer(v) => Some(v.to_string()),
+                                rusqlite::types::Value::Real(v) => Some(v.to_string()),
+                                rusqlite::types::Value::Text(t) => Some(t),
+                                rusqlite::types::Value::Blob(b) => Some(format!("{b:?}")),
+                            })
+                        })
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok::<_, StoreError>(rows)
+        })
+        .await
+        .expect("the query runs")
     }
 
     #[cfg(test)]

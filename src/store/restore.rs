@@ -21,7 +21,7 @@ pub struct Suspension {
     pub clean_passes: u32,
 }
 
-fn time(ms: i64) -> DateTime<Utc> {
+pub(super) fn time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
@@ -56,8 +56,12 @@ fn suspend(c: &rusqlite::Connection, reason: &str, now: DateTime<Utc>) -> Result
 
 impl Store {
     /// A consistent copy of the whole store at `to` (SQLite's `VACUUM INTO`: online, the
-    /// daemon keeps serving); `to` must not exist yet.
+    /// daemon keeps serving); `to` must not exist yet. A PostgreSQL store refuses: the
+    /// database's own dump is its backup.
     pub async fn backup_to(&self, to: std::path::PathBuf) -> Result<(), StoreError> {
+        if self.pg().is_some() {
+            return Err(StoreError::BackupWithPgDump);
+        }
         self.read(move |c| {
             let target = to.to_str().ok_or_else(|| {
                 StoreError::Corrupt(format!("{} is not a UTF-8 path", to.display()))
@@ -70,6 +74,9 @@ impl Store {
 
     /// When a serving daemon last recorded that it was alive (wall clock).
     pub async fn last_alive(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.last_alive().await;
+        }
         self.read(|c| {
             Ok(
                 c.prepare_cached("SELECT at FROM registry_alive WHERE id = 1")?
@@ -84,6 +91,9 @@ impl Store {
     /// Sets when a daemon was last alive on this store (a restore carries over the replaced
     /// store's, so the daemon's real downtime, not the backup's age, is credited to leases).
     pub async fn set_last_alive(&self, at: DateTime<Utc>) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.set_last_alive(at).await;
+        }
         self.writer()?
             .write(move |c| {
                 c.prepare_cached(
@@ -98,6 +108,9 @@ impl Store {
 
     /// The suspension in force, if any.
     pub async fn suspension(&self) -> Result<Option<Suspension>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.suspension().await;
+        }
         self.read(|c| read_suspension(c)).await
     }
 
@@ -108,6 +121,9 @@ impl Store {
         reason: String,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.suspend_reaping(reason, now).await;
+        }
         self.writer()?
             .write(move |c| suspend(c, &reason, now))
             .await
@@ -120,6 +136,9 @@ impl Store {
         by: String,
         now: DateTime<Utc>,
     ) -> Result<Option<Suspension>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.confirm_restore(by, now).await;
+        }
         self.writer()?
             .write(move |c| {
                 let ended = read_suspension(c)?;
@@ -144,6 +163,11 @@ impl Store {
         clean_needed: u32,
         now: DateTime<Utc>,
     ) -> Result<Option<Suspension>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg
+                .record_restore_evidence(evidence, clean_needed, now)
+                .await;
+        }
         self.writer()?
             .write(move |c| {
                 if let Some(why) = evidence {
@@ -172,6 +196,9 @@ impl Store {
     /// should know and does not, as after a restore. Ids that are no UUIDv7 (made up, or from
     /// elsewhere) are not evidence; nor, once an operator confirmed, those made before.
     pub async fn leases_newer_than_the_store(&self) -> Result<Vec<LeaseId>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.leases_newer_than_the_store().await;
+        }
         self.read(|c| {
             let newest: Option<String> = c
                 .prepare_cached("SELECT max(id) FROM leases")?
@@ -181,32 +208,38 @@ impl Store {
                 .query_row([], |r| r.get(0))
                 .optional()?
                 .flatten();
-            let horizon = newest
-                .as_deref()
-                .and_then(LeaseId::parse_loose)
-                .and_then(LeaseId::created_at)
-                .max(confirmed.map(time));
-            let mut stmt = c.prepare_cached(
-                "SELECT DISTINCT lease_id FROM findings
-                 WHERE resolved_at IS NULL AND verdict = 'unknown-lease' AND lease_id IS NOT NULL",
-            )?;
-            let ids = stmt.query_map([], |r| r.get::<_, String>(0))?;
-            let mut out = Vec::new();
-            for id in ids {
-                let Some(id) = LeaseId::parse_loose(&id?) else {
-                    continue;
-                };
-                // A store that never issued a lease has nothing to compare with (a new
-                // install seeing made-up or foreign ids); only a restore marks it.
-                let newer = matches!((id.created_at(), horizon), (Some(t), Some(h)) if t > h);
-                if newer {
-                    out.push(id);
-                }
-            }
-            Ok(out)
+            let mut stmt = c.prepare_cached(NAMED_UNKNOWN)?;
+            let ids = stmt
+                .query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(newer_than_the_store(newest.as_deref(), confirmed, ids))
         })
         .await
     }
+}
+
+/// The lease ids open `unknown-lease` findings name.
+pub(super) const NAMED_UNKNOWN: &str = "SELECT DISTINCT lease_id FROM findings
+     WHERE resolved_at IS NULL AND verdict = 'unknown-lease' AND lease_id IS NOT NULL";
+
+/// Of the lease ids `named`, those newer than the store's `newest` lease and than the last
+/// confirmation (ms).
+pub(super) fn newer_than_the_store(
+    newest: Option<&str>,
+    confirmed: Option<i64>,
+    named: Vec<String>,
+) -> Vec<LeaseId> {
+    let horizon = newest
+        .and_then(LeaseId::parse_loose)
+        .and_then(LeaseId::created_at)
+        .max(confirmed.map(time));
+    named
+        .iter()
+        .filter_map(|id| LeaseId::parse_loose(id))
+        // A store that never issued a lease has nothing to compare with (a new install
+        // seeing made-up or foreign ids); only a restore marks it.
+        .filter(|id| matches!((id.created_at(), horizon), (Some(t), Some(h)) if t > h))
+        .collect()
 }
 
 #[cfg(test)]
@@ -221,7 +254,13 @@ mod tests {
     #[tokio::test]
     async fn the_guard_suspends_counts_clean_passes_and_ends_on_confirmation() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(&dir.path().join("s.db")).await.expect("opens");
+        for (engine, store) in Store::open_both_for_test(dir.path()).await {
+            eprintln!("{engine}");
+            guard_counts_and_ends(store, dir.path()).await;
+        }
+    }
+
+    async fn guard_counts_and_ends(store: Store, dir: &std::path::Path) {
         let t0 = Utc
             .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
             .single()
@@ -281,7 +320,18 @@ mod tests {
 
         store.set_last_alive(at(9)).await.expect("store");
         assert_eq!(store.last_alive().await.expect("store"), Some(at(9)));
-        let copy = dir.path().join("backup.db");
+        if store.pg().is_some() {
+            // The database's own dump is its backup: nothing is written.
+            let copy = dir.join("pg-backup.db");
+            let refused = store.backup_to(copy.clone()).await;
+            assert!(
+                matches!(refused, Err(StoreError::BackupWithPgDump)),
+                "{refused:?}"
+            );
+            assert!(!copy.exists());
+            return;
+        }
+        let copy = dir.join("backup.db");
         store.backup_to(copy.clone()).await.expect("backup");
         let restored = Store::open(&copy).await.expect("the backup opens");
         assert_eq!(restored.last_alive().await.expect("store"), Some(at(9)));
@@ -294,7 +344,13 @@ mod tests {
     #[tokio::test]
     async fn leases_newer_than_the_store_are_evidence() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(&dir.path().join("s.db")).await.expect("opens");
+        for (engine, store) in Store::open_both_for_test(dir.path()).await {
+            eprintln!("{engine}");
+            newer_leases_are_evidence(store).await;
+        }
+    }
+
+    async fn newer_leases_are_evidence(store: Store) {
         // Ids made at known times: the first 48 bits of a UUIDv7 are its milliseconds.
         let id_at = |ms: u64| {
             format!(
@@ -316,32 +372,21 @@ mod tests {
             (&v4, false),
             (&newer, true),
         ];
-        let sql_rows = rows.map(|(id, resolved)| (id.clone(), resolved));
-        store
-            .writer()
-            .expect("sqlite")
-            .write(move |c| {
-                for (i, (lease, resolved)) in sql_rows.iter().enumerate() {
-                    let arn = format!("arn:aws:sqs:us-east-1:1:q{i}");
-                    c.execute(
-                        "INSERT INTO resources (arn, account, region, resource_type, tags, first_seen,
-                             last_seen, verdict, reason, action, grace_s, last_run)
-                         VALUES (?1, '1', 'us-east-1', 'sqs:queue', '', 0, 0, 'unknown-lease',
-                             'r', 'reap', 0, 'run')",
-                        [&arn],
-                    )?;
-                    c.execute(
-                        "INSERT INTO findings (arn, verdict, action, reason, lease_id, account,
-                             region, resource_type, opened_at, updated_at, resolved_at)
-                         VALUES (?1, 'unknown-lease', 'reap', 'r', ?2, '1', 'us-east-1',
-                             'sqs:queue', 0, 0, ?3)",
-                        rusqlite::params![arn, lease, resolved.then_some(1)],
-                    )?;
-                }
-                Ok::<_, StoreError>(())
-            })
-            .await
-            .expect("rows");
+        for (i, (lease, resolved)) in rows.iter().enumerate() {
+            let resolved = if *resolved { "1" } else { "NULL" };
+            store
+                .execute_batch_for_test(&format!(
+                    "INSERT INTO resources (arn, account, region, resource_type, tags, first_seen,
+                         last_seen, verdict, reason, action, grace_s, last_run)
+                     VALUES ('arn:aws:sqs:us-east-1:1:q{i}', '1', 'us-east-1', 'sqs:queue', '', 0,
+                         0, 'unknown-lease', 'r', 'reap', 0, 'run');
+                     INSERT INTO findings (arn, verdict, action, reason, lease_id, account,
+                         region, resource_type, opened_at, updated_at, resolved_at)
+                     VALUES ('arn:aws:sqs:us-east-1:1:q{i}', 'unknown-lease', 'reap', 'r',
+                         '{lease}', '1', 'us-east-1', 'sqs:queue', 0, 0, {resolved});"
+                ))
+                .await;
+        }
         assert!(
             store
                 .leases_newer_than_the_store()
@@ -350,20 +395,12 @@ mod tests {
                 .is_empty(),
             "a store that issued no lease has nothing to compare with"
         );
-        let lease = issued.clone();
         store
-            .writer()
-            .expect("sqlite")
-            .write(move |c| {
-                c.execute(
-                    "INSERT INTO leases (id, project, task, owner, principal, created_at,
-                         expires_at, ends_at) VALUES (?1, 'web', 't', 'o', 'p', 0, 0, 0)",
-                    [&lease],
-                )?;
-                Ok::<_, StoreError>(())
-            })
-            .await
-            .expect("lease");
+            .execute_batch_for_test(&format!(
+                "INSERT INTO leases (id, project, task, owner, principal, created_at,
+                     expires_at, ends_at) VALUES ('{issued}', 'web', 't', 'o', 'p', 0, 0, 0)"
+            ))
+            .await;
         let got = store.leases_newer_than_the_store().await.expect("store");
         assert_eq!(got, vec![LeaseId::parse_loose(&newer).expect("id")]);
         // Confirmed after that lease was made: no longer evidence.

@@ -15,6 +15,9 @@
 //! | `outbox` | the mail outbox: roll-ups, due messages, delivery marks, dead letters |
 //! | `cost` | spend per day |
 //! | `teardown` | teardown proof of ended leases |
+//! | `reap` | the reaper: deletion marks, the `deleting` state fenced on the act lock, decisions |
+//! | `restore` | the restore guard and the registry's last sign of life (no file backup) |
+//! | `retention` | the purge of history past its horizon, a bounded batch per transaction |
 //! | `../copy` | `store copy`: a SQLite store moved whole into an empty PostgreSQL one |
 
 mod chain;
@@ -22,8 +25,14 @@ mod cost;
 mod leases;
 mod locks;
 mod outbox;
+mod reap;
+mod restore;
+mod retention;
 mod schema;
 mod teardown;
+
+#[cfg(test)]
+pub(super) use retention::PLANNED as PURGE_PLANNED;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -517,5 +526,27 @@ pub(crate) mod testing {
             "{cmd} {args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    impl super::Pg {
+        /// The rows of `sql`, every value as PostgreSQL's text for it.
+        pub(crate) async fn text_rows_for_test(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+            let mut c = self.conn().await.expect("a connection");
+            let messages = c
+                .conn_mut()
+                .client
+                .simple_query(sql)
+                .await
+                .expect("the query runs");
+            messages
+                .iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => {
+                        Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
+                    }
+                    _ => None,
+                })
+                .collect()
+        }
     }
 }
