@@ -52,7 +52,7 @@
 //! | 3 | settings | [`config`] |
 //! | 4 | rules | [`policy`] |
 //! | 5 | infrastructure | [`metrics`], [`oidc`], [`store`] |
-//! | 6 | services | [`inventory`], [`lease`] |
+//! | 6 | services | [`inventory`], [`leader`], [`lease`] |
 //! | 7 | spend and deletion | [`cost`], [`reaper`] |
 //! | 8 | consumers of a pass | [`iam`], [`mail`] |
 //! | 9 | task runner | [`tasks`] |

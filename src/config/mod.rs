@@ -15,7 +15,6 @@ use toml::Spanned;
 use crate::auth::{Principal, Role};
 use crate::diagnostic::{FileError, Source};
 use crate::model::{HumanDuration, IdentityTags, ProjectName, check_tag_key};
-use crate::store::StoreLocation;
 
 mod aws;
 mod cost;
@@ -49,6 +48,7 @@ pub use schedule::{CronSchedule, Schedules};
 use smtp::validate_smtp;
 pub use smtp::{QuietHours, SmtpConfig, SmtpTls};
 use spans::span_in;
+pub use store::{PgTarget, StoreLocation, TargetError};
 use store::{RawStore, resolve_store};
 pub use tls::ApiTls;
 

@@ -33,13 +33,13 @@ mod retention;
 mod teardown;
 mod writer;
 
+pub use crate::config::{PgTarget, StoreLocation, TargetError};
 pub use chain::AuditQuery;
 pub use copy::{Copied, CopyError};
 pub use cost::SpendTotal;
 pub use inventory::{AuditFilter, LiveTotals, Strays};
 pub use locks::{ACT_LOCK, HeldBy, LockHolder};
 pub use outbox::{Notice, OutboxRow, Rollup, expiry_warning_key};
-pub use pg::{PgTarget, TargetError};
 pub use reap::ReapUpdate;
 pub use restore::Suspension;
 pub use retention::PurgeCutoffs;
@@ -152,22 +152,6 @@ enum Backend {
         writer: writer::Writer,
     },
     Postgres(Arc<pg::Pg>),
-}
-
-/// Where the store lives: `[store] path` (SQLite) or `[store] url` (PostgreSQL).
-#[derive(Debug, Clone)]
-pub enum StoreLocation {
-    Sqlite(PathBuf),
-    Postgres(Box<PgTarget>),
-}
-
-impl std::fmt::Display for StoreLocation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StoreLocation::Sqlite(p) => write!(f, "{}", p.display()),
-            StoreLocation::Postgres(t) => f.write_str(&t.describe()),
-        }
-    }
 }
 
 impl Store {

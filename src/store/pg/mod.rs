@@ -36,98 +36,12 @@ pub(super) use retention::PLANNED as PURGE_PLANNED;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row, Statement, Transaction};
 
 use super::StoreError;
-
-/// Where a PostgreSQL store is: the parsed `[store] url` (without its password) and the
-/// password, from the environment or a file, kept out of every `Debug` and log line.
-#[derive(Clone)]
-pub struct PgTarget {
-    config: tokio_postgres::Config,
-}
-
-impl std::fmt::Debug for PgTarget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PgTarget({})", self.describe())
-    }
-}
-
-/// Why a `[store] url` was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum TargetError {
-    #[error("not a PostgreSQL connection URL: {0}")]
-    Parse(String),
-    #[error(
-        "the URL carries a password; give it in the environment variable EPHEMERA_STORE_PASSWORD or in `password_file` instead, so the config file holds no secret"
-    )]
-    PasswordInUrl,
-    #[error("the URL names no host")]
-    NoHost,
-    #[error("the URL names no database")]
-    NoDatabase,
-    #[error("the URL names no user")]
-    NoUser,
-}
-
-impl PgTarget {
-    /// Parses `url` (`postgres://user@host:port/db?options`); the password comes separately.
-    pub fn parse(url: &str, password: Option<String>) -> Result<PgTarget, TargetError> {
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e: tokio_postgres::Error| TargetError::Parse(e.to_string()))?;
-        if config.get_password().is_some() {
-            return Err(TargetError::PasswordInUrl);
-        }
-        if config.get_hosts().is_empty() {
-            return Err(TargetError::NoHost);
-        }
-        if config.get_dbname().is_none() {
-            return Err(TargetError::NoDatabase);
-        }
-        if config.get_user().is_none() {
-            return Err(TargetError::NoUser);
-        }
-        if let Some(p) = password {
-            config.password(p);
-        }
-        if config.get_connect_timeout().is_none() {
-            // A database that does not answer must turn into `store-unavailable` quickly,
-            // not hold the request until the load balancer gives up.
-            config.connect_timeout(Duration::from_secs(5));
-        }
-        if config.get_application_name().is_none() {
-            config.application_name("ephemera");
-        }
-        config.keepalives_idle(Duration::from_secs(30));
-        Ok(PgTarget { config })
-    }
-
-    /// `user@host:port/db`, for logs and messages: never the password.
-    pub fn describe(&self) -> String {
-        let host = match self.config.get_hosts().first() {
-            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-            Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
-            None => String::new(),
-        };
-        let port = self.config.get_ports().first().copied().unwrap_or(5432);
-        format!(
-            "postgres://{}@{host}:{port}/{}",
-            self.config.get_user().unwrap_or(""),
-            self.config.get_dbname().unwrap_or("")
-        )
-    }
-
-    /// The same server and user, another database (tests make one per store).
-    pub fn with_database(&self, db: &str) -> PgTarget {
-        let mut config = self.config.clone();
-        config.dbname(db);
-        PgTarget { config }
-    }
-}
+use crate::config::PgTarget;
 
 /// Most connections one process opens: the lease API's calls are short, and the database's
 /// `max_connections` (100 by default) is shared by every replica.
@@ -189,7 +103,7 @@ impl Pg {
     async fn connect(&self) -> Result<Conn, StoreError> {
         let (client, connection) =
             self.target
-                .config
+                .pg_config()
                 .connect(NoTls)
                 .await
                 .map_err(|e| StoreError::Unavailable {
@@ -410,7 +324,7 @@ pub(crate) mod testing {
         let password = std::env::var("EPHEMERA_TEST_POSTGRES_PASSWORD").ok();
         let server = PgTarget::parse(&url, password).expect("test server URL");
         let (client, connection) = server
-            .config
+            .pg_config()
             .connect(tokio_postgres::NoTls)
             .await
             .expect("the test PostgreSQL server answers");
