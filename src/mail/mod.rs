@@ -51,6 +51,8 @@ const MAX_BACKOFF: TimeDelta = TimeDelta::hours(1);
 const ROUND_LIMIT: u32 = 200;
 /// Longest pause of the delivery loop between rounds.
 const MAX_TICK: Duration = Duration::from_secs(30);
+/// How long a claim on a message outlasts the SMTP timeout of its send.
+const CLAIM_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
 
 /// What one delivery round did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -143,7 +145,7 @@ impl Mailer {
         loop {
             // Only the leader delivers; a follower's round waits for its turn to lead.
             if leadership.is_leader() {
-                if let Err(e) = self.round(ignore_backoff).await {
+                if let Err(e) = self.round_as(&leadership, ignore_backoff).await {
                     tracing::error!(error = %crate::error_chain(&e), "mail round failed");
                 }
                 ignore_backoff = false;
@@ -159,6 +161,18 @@ impl Mailer {
     /// One round: queue due expiry warnings, then (outside quiet hours) roll notices up and
     /// send what is due (everything unsent with `ignore_backoff`).
     pub async fn round(&self, ignore_backoff: bool) -> Result<RoundReport, StoreError> {
+        self.round_as(&crate::leader::Leadership::alone(), ignore_backoff)
+            .await
+    }
+
+    /// A round as `leadership` allows: each message is claimed under the leader's fencing
+    /// token before it is sent (alone, nothing needs claiming), and a replica that no longer
+    /// leads sends nothing more.
+    async fn round_as(
+        &self,
+        leadership: &crate::leader::Leadership,
+        ignore_backoff: bool,
+    ) -> Result<RoundReport, StoreError> {
         let inner = &self.inner;
         let _round = inner.round.lock().await;
         let now = inner.clock.now();
@@ -179,6 +193,9 @@ impl Mailer {
                 )
                 .await?;
             for row in due {
+                if !self.claim(leadership, row.id).await? {
+                    continue;
+                }
                 match self.deliver(row, now).await? {
                     Delivery::Sent => report.sent += 1,
                     Delivery::Failed { relay_down } => {
@@ -386,6 +403,37 @@ impl Mailer {
                 .len() as u64;
         }
         Ok(n)
+    }
+
+    /// Whether this process may send message `id` now: alone, always; as leader, when its
+    /// claim under the fencing token holds (for the SMTP timeout and a margin); as a follower,
+    /// never.
+    async fn claim(
+        &self,
+        leadership: &crate::leader::Leadership,
+        id: i64,
+    ) -> Result<bool, StoreError> {
+        if !leadership.is_leader() {
+            return Ok(false);
+        }
+        let Some(fence) = leadership.fence() else {
+            return Ok(true);
+        };
+        // Claims are about processes: wall-clock times, like the lock they are fenced on.
+        let wall = crate::clock::Clock::now(&crate::clock::SystemClock);
+        let until = wall + self.inner.smtp.timeout.to_chrono() + CLAIM_MARGIN;
+        let claimed = self
+            .inner
+            .store
+            .claim_message(id, crate::leader::LEADER_LOCK, fence, wall, until)
+            .await?;
+        if !claimed {
+            tracing::info!(
+                id,
+                "not sending: another replica has it, or this one no longer leads"
+            );
+        }
+        Ok(claimed)
     }
 
     async fn deliver(&self, row: OutboxRow, now: DateTime<Utc>) -> Result<Delivery, StoreError> {

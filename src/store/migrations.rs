@@ -287,6 +287,11 @@ const MIGRATIONS: &[&str] = &[
     // "does a live resource name this lease" (teardown, lease purge) read one list of the
     // lease ids of live resources instead, a scan per statement.
     "DROP INDEX IF EXISTS resources_by_lease;",
+    // 23: a message is claimed before it is sent, under the leader's fencing token and until
+    // a wall-clock time: a replica that lost leadership cannot claim, and the new leader does
+    // not send what the old one is still sending (see `Store::claim_message`).
+    "ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
+     ALTER TABLE outbox ADD COLUMN claimed_until INTEGER;",
 ];
 
 /// How many migrations this build knows (the PostgreSQL schema must reach the same number).

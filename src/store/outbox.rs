@@ -171,6 +171,45 @@ impl Store {
         .await
     }
 
+    /// Claims unsent message `id` for sending until `until` (wall clock) for the holder of
+    /// store lock `lock` whose token is `fence`: true when the lock is still theirs at
+    /// `wall_now` and nobody else's claim on the message runs. A replica that lost leadership
+    /// (paused, partitioned) claims nothing, so it sends nothing; the new leader skips a
+    /// message the old one claimed until that claim runs out.
+    pub async fn claim_message(
+        &self,
+        id: i64,
+        lock: &'static str,
+        fence: String,
+        wall_now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.claim_message(id, lock, fence, wall_now, until).await;
+        }
+        self.writer()?
+            .write(move |c| {
+                let holds: Option<i64> = c
+                    .prepare_cached(
+                        "SELECT 1 FROM locks WHERE name = ?1 AND holder = ?2 AND expires_at > ?3",
+                    )?
+                    .query_row(params![lock, fence, ms(wall_now)], |r| r.get(0))
+                    .optional()?;
+                if holds.is_none() {
+                    return Ok(false);
+                }
+                let n = c
+                    .prepare_cached(
+                        "UPDATE outbox SET claimed_by = ?2, claimed_until = ?3
+                         WHERE id = ?1 AND sent_at IS NULL
+                           AND (claimed_until IS NULL OR claimed_until <= ?4 OR claimed_by = ?2)",
+                    )?
+                    .execute(params![id, fence, ms(until), ms(wall_now)])?;
+                Ok(n == 1)
+            })
+            .await
+    }
+
     /// Records that the SMTP server accepted message `id`. False when it was already marked.
     pub async fn mark_sent(&self, id: i64, at: DateTime<Utc>) -> Result<bool, StoreError> {
         if let Some(pg) = self.pg() {
@@ -484,6 +523,91 @@ mod tests {
 
     /// Notices roll up into one message per recipient with what the store knows around them
     /// (the lease's task, its spend so far); the ones nobody can be told about are closed.
+    /// A message is claimed only under the live leader lock: the leader claims it, nobody
+    /// else can while the claim runs, and once another replica took the lock over the old
+    /// leader claims nothing (so it sends nothing), while the new one may claim after the
+    /// old claim ran out.
+    #[tokio::test]
+    async fn messages_are_claimed_under_the_leader_lock() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for (engine, store) in Store::open_both_for_test(dir.path()).await {
+            eprintln!("{engine}");
+            claims_on(store).await;
+        }
+    }
+
+    async fn claims_on(store: Store) {
+        use crate::store::LockHolder;
+        const LEADER: &str = "leader";
+        let at = t0();
+        let ttl = TimeDelta::seconds(15);
+        let claim = TimeDelta::seconds(60);
+        assert!(
+            store
+                .enqueue(
+                    MailKind::OwnerDigest,
+                    Some("oncall@example.com".into()),
+                    "m1".into(),
+                    serde_json::json!({}),
+                    at
+                )
+                .await
+                .expect("queued")
+        );
+        let id = store
+            .due_messages(&MailKind::MESSAGES, None, 10)
+            .await
+            .expect("due")[0]
+            .id;
+        let (old, new) = (LockHolder::here("leader"), LockHolder::here("leader"));
+        store
+            .try_lock(LEADER, old.clone(), at, ttl)
+            .await
+            .expect("store")
+            .expect("free");
+        let claim_as = |h: &LockHolder, now: DateTime<Utc>| {
+            store.claim_message(id, LEADER, h.id.clone(), now, now + claim)
+        };
+        assert!(
+            claim_as(&old, at).await.expect("store"),
+            "the leader claims"
+        );
+        assert!(
+            claim_as(&old, at).await.expect("store"),
+            "again: its own claim"
+        );
+        assert!(
+            !claim_as(&new, at).await.expect("store"),
+            "not the lock's holder"
+        );
+        // The old leader stalls past its lease; the new one takes over the lock.
+        let later = at + ttl + TimeDelta::seconds(1);
+        store
+            .try_lock(LEADER, new.clone(), later, ttl)
+            .await
+            .expect("store")
+            .expect("lapsed");
+        assert!(
+            !claim_as(&old, later).await.expect("store"),
+            "a replica that lost leadership claims nothing"
+        );
+        assert!(
+            !claim_as(&new, later).await.expect("store"),
+            "the old claim still runs"
+        );
+        let after = at + claim + TimeDelta::seconds(1);
+        store
+            .renew_lock(LEADER, new.id.clone(), after, ttl)
+            .await
+            .expect("store");
+        assert!(claim_as(&new, after).await.expect("store"));
+        store.mark_sent(id, after).await.expect("sent");
+        assert!(
+            !claim_as(&new, after).await.expect("store"),
+            "a sent message is claimed no more"
+        );
+    }
+
     #[tokio::test]
     async fn notices_roll_up_into_messages() {
         let dir = tempfile::tempdir().expect("temp dir");

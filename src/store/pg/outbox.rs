@@ -218,6 +218,40 @@ impl Pg {
         outbox_rows(&rows)
     }
 
+    pub(in crate::store) async fn claim_message(
+        &self,
+        id: i64,
+        lock: &'static str,
+        fence: String,
+        wall_now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut c = self.conn().await?;
+        let mut tx = c.begin().await?;
+        // The share lock holds off a takeover of the lock until this claim commits: the new
+        // leader's election waits for it, or this claim sees the new holder.
+        let holds = tx
+            .query_opt(
+                "SELECT 1 FROM locks WHERE name = $1 AND holder = $2 AND expires_at > $3
+                 FOR SHARE",
+                &[&lock, &fence, &ms(wall_now)],
+            )
+            .await?;
+        if holds.is_none() {
+            return Ok(false);
+        }
+        let n = tx
+            .execute(
+                "UPDATE outbox SET claimed_by = $2, claimed_until = $3
+                 WHERE id = $1 AND sent_at IS NULL
+                   AND (claimed_until IS NULL OR claimed_until <= $4 OR claimed_by = $2)",
+                &[&id, &fence, &ms(until), &ms(wall_now)],
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
     pub(in crate::store) async fn mark_sent(
         &self,
         id: i64,

@@ -230,7 +230,11 @@ CREATE TABLE restore_guard (
 
 /// Migrations after the baseline, PostgreSQL's text of SQLite's migration of the same number
 /// (`LATER[0]` is version `BASELINE_VERSION + 1`).
-const LATER: &[&str] = &[];
+const LATER: &[&str] = &[
+    // 23: the claim of a message being sent (see the SQLite migration of the same number).
+    "ALTER TABLE outbox ADD COLUMN claimed_by TEXT COLLATE \"C\";
+     ALTER TABLE outbox ADD COLUMN claimed_until BIGINT;",
+];
 
 /// The version this build's PostgreSQL schema reaches.
 pub(super) const VERSION: i64 = BASELINE_VERSION + LATER.len() as i64;
