@@ -222,7 +222,9 @@ impl Store {
     /// the keyed `chain-keyed` checkpoint. The daemon calls it at start-up.
     pub async fn start_keyed_audit_chain(&self, at: DateTime<Utc>) -> Result<(), StoreError> {
         let key = self.audit_key()?;
-        self.writer()?.write(move |c| start_keyed(c, &key, at)).await
+        self.writer()?
+            .write(move |c| start_keyed(c, &key, at))
+            .await
     }
 
     /// The public id of the key the chain is keyed with (as noted when it was keyed), `None`

@@ -34,8 +34,8 @@ pub use chain::AuditQuery;
 pub use cost::SpendTotal;
 pub use inventory::{AuditFilter, LiveTotals, Strays};
 pub use locks::{ACT_LOCK, HeldBy, LockHolder};
-pub use pg::{PgTarget, TargetError};
 pub use outbox::{Notice, OutboxRow, Rollup, expiry_warning_key};
+pub use pg::{PgTarget, TargetError};
 pub use reap::ReapUpdate;
 pub use restore::Suspension;
 pub use retention::PurgeCutoffs;
@@ -447,7 +447,9 @@ impl Store {
         min_gap: chrono::TimeDelta,
     ) -> Result<Option<(chrono::TimeDelta, u64)>, StoreError> {
         if let Some(pg) = self.pg() {
-            return pg.registry_serving(wall_now, lease_now, credit, min_gap).await;
+            return pg
+                .registry_serving(wall_now, lease_now, credit, min_gap)
+                .await;
         }
         self.writer()?
             .write(move |c| {
@@ -1139,10 +1141,13 @@ mod tests {
         write("CREATE TABLE t (v TEXT)").await.expect("table");
         let (before, died, after) = tokio::join!(
             write("INSERT INTO t VALUES ('before')"),
-            store.writer().expect("sqlite").write(|c| -> Result<(), StoreError> {
-                c.execute_batch("INSERT INTO t VALUES ('from the panicking write')")?;
-                panic!("a write that panics")
-            }),
+            store
+                .writer()
+                .expect("sqlite")
+                .write(|c| -> Result<(), StoreError> {
+                    c.execute_batch("INSERT INTO t VALUES ('from the panicking write')")?;
+                    panic!("a write that panics")
+                }),
             write("INSERT INTO t VALUES ('after')"),
         );
         before.expect("the write before commits");

@@ -108,7 +108,9 @@ impl Store {
         reason: String,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.writer()?.write(move |c| suspend(c, &reason, now)).await
+        self.writer()?
+            .write(move |c| suspend(c, &reason, now))
+            .await
     }
 
     /// An operator confirmed the store is right: the suspension ends. Returns the one that
