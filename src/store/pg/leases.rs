@@ -29,7 +29,7 @@ impl RawLease {
     }
 }
 
-fn lease_of(r: &Row) -> Result<Lease, StoreError> {
+pub(super) fn lease_of(r: &Row) -> Result<Lease, StoreError> {
     RawLease::from_pg(r)?.into_lease()
 }
 
@@ -105,7 +105,10 @@ impl Pg {
         if let Some(k) = &key {
             let existing = tx
                 .query_opt(
-                    concat!("SELECT ", lease_columns!(), " FROM leases WHERE project = $1 AND idem_key = $2
+                    concat!(
+                        "SELECT ",
+                        lease_columns!(),
+                        " FROM leases WHERE project = $1 AND idem_key = $2
                          AND released_at IS NULL AND ends_at > $3"
                     ),
                     &[&lease.project.as_str(), k, &now_ms],
@@ -151,7 +154,11 @@ impl Pg {
         // reads what the first wrote (a released lease), and `f` refuses it.
         let row = tx
             .query_opt(
-                concat!("SELECT ", lease_columns!(), " FROM leases WHERE id = $1 FOR UPDATE"),
+                concat!(
+                    "SELECT ",
+                    lease_columns!(),
+                    " FROM leases WHERE id = $1 FOR UPDATE"
+                ),
                 &[&id.to_string()],
             )
             .await?;
@@ -237,7 +244,11 @@ impl Pg {
             sql.push_str(&clause.replace('?', &format!("${}", args.len())));
         };
         if let Some(p) = &f.project {
-            arg(&mut sql, " AND project = ?", Box::new(p.as_str().to_owned()));
+            arg(
+                &mut sql,
+                " AND project = ?",
+                Box::new(p.as_str().to_owned()),
+            );
         }
         if let Some(ps) = &f.projects_in {
             let list: Vec<String> = ps.iter().map(|p| p.as_str().to_owned()).collect();
@@ -265,7 +276,7 @@ impl Pg {
             arg(&mut sql, " AND id < ?", Box::new(b.to_string()));
         }
         let limit = f.limit.clamp(1, 1000);
-                arg(
+        arg(
             &mut sql,
             " ORDER BY id DESC LIMIT ?",
             Box::new(i64::from(limit + 1)),

@@ -11,7 +11,9 @@
 //! | `mod.rs` | the target, the pool, migrations, errors |
 //! | `leases` | leases, the registry's heartbeat |
 //! | `locks` | the act lock (the leadership lease with its fencing token) |
+//! | `inventory` | the audit pass: runs, walks, resources, findings |
 
+mod inventory;
 mod leases;
 mod locks;
 mod schema;
@@ -169,15 +171,15 @@ impl Pg {
     }
 
     async fn connect(&self) -> Result<Conn, StoreError> {
-        let (client, connection) = self
-            .target
-            .config
-            .connect(NoTls)
-            .await
-            .map_err(|e| StoreError::Unavailable {
-                target: self.target.describe(),
-                reason: crate::error_chain(&e),
-            })?;
+        let (client, connection) =
+            self.target
+                .config
+                .connect(NoTls)
+                .await
+                .map_err(|e| StoreError::Unavailable {
+                    target: self.target.describe(),
+                    reason: crate::error_chain(&e),
+                })?;
         let target = self.target.describe();
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -323,6 +325,27 @@ impl Tx<'_> {
         Ok(self.tx.execute(&s, params).await?)
     }
 
+    pub(super) async fn query(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let s = prepared(&self.tx, self.statements, sql).await?;
+        Ok(self.tx.query(&s, params).await?)
+    }
+}
+
+/// A stored time (UTC milliseconds) read back; an impossible value is a corrupt row.
+pub(super) fn time(v: i64) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
+    chrono::DateTime::from_timestamp_millis(v)
+        .ok_or_else(|| StoreError::Corrupt(format!("bad time {v}")))
+}
+
+/// A stored time that may be absent.
+pub(super) fn opt_time(
+    v: Option<i64>,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+    v.map(time).transpose()
 }
 
 /// The connection's prepared statement for `sql`, prepared on first use (one round trip
