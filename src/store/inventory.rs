@@ -1487,6 +1487,60 @@ mod tests {
             .expect("a finding of the ARN")
     }
 
+    /// Walks of two regions persist at once, both listing the same buckets (region-less ARNs):
+    /// each bucket gets one finding, as when SQLite's writer ran the pages in turn.
+    async fn concurrent_walks(store: Store) {
+        let at = t0();
+        store
+            .start_run("r1".into(), TaskName::Scan, "cron".into(), at)
+            .await
+            .expect("run");
+        let page = |region: &str| {
+            let mut page: Vec<Record> = (0..200)
+                .map(|i| {
+                    record(
+                        &format!("bucket-{i:03}"),
+                        region,
+                        Verdict::UnknownLease,
+                        None,
+                    )
+                })
+                .collect();
+            if region == "eu-west-1" {
+                page.reverse();
+            }
+            page
+        };
+        for round in 0..3 {
+            let (a, b) = tokio::join!(
+                store.persist_page("r1".into(), at, page("us-west-2")),
+                store.persist_page("r1".into(), at, page("eu-west-1")),
+            );
+            let (a, b) = (a.expect("page a"), b.expect("page b"));
+            let expected = if round == 0 { 200 } else { 0 };
+            assert_eq!(a.opened + b.opened, expected, "round {round}");
+        }
+        let (open, _) = store
+            .list_findings(filter(|f| f.limit = 1000))
+            .await
+            .expect("findings");
+        assert_eq!(open.len(), 200);
+        let (resources, _) = store
+            .list_resources(filter(|f| f.limit = 1000))
+            .await
+            .expect("resources");
+        assert!(resources.iter().all(|r| r.region == "eu-west-1"));
+    }
+
+    #[tokio::test]
+    async fn concurrent_walks_give_a_shared_resource_one_finding() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for (engine, store) in Store::open_both_for_test(dir.path()).await {
+            eprintln!("{engine}");
+            concurrent_walks(store).await;
+        }
+    }
+
     #[tokio::test]
     async fn two_passes_open_update_and_resolve_alike_on_both_engines() {
         let dir = tempfile::tempdir().expect("temp dir");

@@ -1,11 +1,13 @@
 //! The audit pass on PostgreSQL: runs, walks, resources, findings.
 //!
 //! A pass runs only on the replica that holds the act lock, and one at a time there, so the
-//! pass's writes need no lock across replicas beyond that one: on SQLite the single writer
-//! thread made each of them atomic, here each is one transaction. What else on the replica
-//! changes findings at the same time (the act step) locks the rows it changes, and the pass
-//! locks or re-checks the open findings it updates (see [`Pg::persist_page`],
-//! [`Pg::finish_walk`]).
+//! pass's writes need no lock across replicas beyond that one. Within the pass, though, the
+//! walks of several (account, region) persist at once, and SQLite's single writer ran their
+//! pages and walk ends one after another: a bucket listed by two regions' walks got one
+//! finding, the second page seeing the first's. Here [`PASS_WRITES`], a transaction-scoped
+//! advisory lock, gives the same order. The act step, the other writer of open findings, runs
+//! in the same pass after its walks; retention deletes only resolved findings, which the pass
+//! never reads.
 //!
 //! The pass writes up to millions of resources: a page goes in a fixed handful of statements,
 //! each carrying the whole page as arrays (`UNNEST`), never a statement per resource.
@@ -31,6 +33,20 @@ use crate::store::inventory::{
     finding_select, live_totals_of, resource_listing,
 };
 use crate::store::{StoreError, lease_columns, ms, next_cursor, stored_tags};
+
+/// The advisory lock that runs the pass's page and walk-end transactions one at a time, as
+/// SQLite's writer thread does (see the module doc).
+const PASS_WRITES: &str = "inventory/pass-writes";
+
+/// Takes [`PASS_WRITES`] until `tx` ends.
+async fn pass_writes(tx: &mut Tx<'_>) -> Result<(), StoreError> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        &[&PASS_WRITES],
+    )
+    .await?;
+    Ok(())
+}
 
 /// A word of the domain read back through its parser.
 fn word<T: FromStr>(what: &str, text: &str) -> Result<T, StoreError> {
@@ -402,15 +418,17 @@ impl Pg {
 
     /// See [`crate::store::Store::persist_page`]. One transaction; per batch of distinct ARNs
     /// (a whole page unless an ARN repeats in it) one statement upserts the resources, one
-    /// reads and locks their open findings, at most three more open, update and unmark
+    /// reads their open findings, at most three more open, update and unmark
     /// findings, and one records their events. Why arrays: a statement per resource costs a
     /// round trip and an executor start each, which caps the pass at a few thousand resources
     /// a second however fast the server; a page of a thousand as one `UNNEST` costs the
     /// server its row work and little else.
     ///
-    /// Only the act lock's holder runs a pass, so no other replica writes these resources or
-    /// opens findings meanwhile: like SQLite's single writer, the transaction needs no lock
-    /// across replicas; the `FOR UPDATE` below only orders it with this replica's act step.
+    /// Only the act lock's holder runs a pass, and its other walks' writes wait for
+    /// [`PASS_WRITES`], so nothing else writes these resources or their open findings
+    /// meanwhile: as on SQLite's single writer, the open findings are read without
+    /// `FOR UPDATE` (a row lock per open finding, written on every pass, would guard against
+    /// no writer that can run).
     pub(in crate::store) async fn persist_page(
         &self,
         run_id: String,
@@ -419,6 +437,7 @@ impl Pg {
     ) -> Result<PageChanges, StoreError> {
         let mut c = self.conn().await?;
         let mut tx = c.begin().await?;
+        pass_writes(&mut tx).await?;
         let mut changes = PageChanges::default();
         for batch in distinct_arns(&records) {
             upsert_resources(&mut tx, batch, at, &run_id).await?;
@@ -432,9 +451,8 @@ impl Pg {
 
     /// See [`crate::store::Store::finish_walk`]: one transaction of at most four statements,
     /// each over the walk's whole scope (set-based, never a statement per resource or
-    /// finding). Only the act lock's holder runs a pass, so nothing else marks this scope's
-    /// resources gone meanwhile; SQLite's single writer gave the same, and no lock across
-    /// replicas is taken.
+    /// finding). Only the act lock's holder runs a pass, and [`PASS_WRITES`] orders this with
+    /// its other walks' pages, as SQLite's single writer does: no other lock is taken.
     pub(in crate::store) async fn finish_walk(
         &self,
         run_id: String,
@@ -454,6 +472,7 @@ impl Pg {
         let ended = ms(walk.ended_at);
         let mut c = self.conn().await?;
         let mut tx = c.begin().await?;
+        pass_writes(&mut tx).await?;
         tx.execute(
             "INSERT INTO walks (run_id, account, region, started_at, ended_at, outcome, reason,
                                 pages, resources, sweep, swept_at)
@@ -513,9 +532,7 @@ impl Pg {
                 )
                 .await?;
         }
-        // Resolves and records the events in one statement. The UPDATE re-checks
-        // `resolved_at IS NULL` on the newest version of a row another transaction (the act
-        // step) changed meanwhile, so a finding is resolved once, as on SQLite's one writer.
+        // Resolves and records the events in one statement.
         let resolved = tx
             .execute(
                 "WITH resolved AS (
@@ -792,12 +809,10 @@ async fn open_or_update(
     }
     let at = ms(at);
     let arns: Vec<&str> = flagged.iter().map(|r| r.observed.arn.as_str()).collect();
-    // Locked until commit: the act step, changing one of them meanwhile, waits for the page
-    // (and a finding it resolved first no longer matches, so it is opened afresh).
     let open = tx
         .query(
             "SELECT id, arn, verdict, action, lease_id FROM findings
-             WHERE arn = ANY($1) AND resolved_at IS NULL FOR UPDATE",
+             WHERE arn = ANY($1) AND resolved_at IS NULL",
             &[&arns],
         )
         .await?;
