@@ -418,11 +418,10 @@ impl Pg {
 
     /// See [`crate::store::Store::persist_page`]. One transaction; per batch of distinct ARNs
     /// (a whole page unless an ARN repeats in it) one statement upserts the resources, one
-    /// reads their open findings, at most three more open, update and unmark
-    /// findings, and one records their events. Why arrays: a statement per resource costs a
-    /// round trip and an executor start each, which caps the pass at a few thousand resources
-    /// a second however fast the server; a page of a thousand as one `UNNEST` costs the
-    /// server its row work and little else.
+    /// reads their open findings, at most three more open, update and unmark findings, and
+    /// one records their events. Why arrays: a statement per resource costs a round trip and
+    /// an executor start each, so the pass would be bound by latency rather than by the
+    /// server's row work; a page of a thousand as one `UNNEST` costs that work and little else.
     ///
     /// Only the act lock's holder runs a pass, and its other walks' writes wait for
     /// [`PASS_WRITES`], so nothing else writes these resources or their open findings
