@@ -48,7 +48,7 @@ pub struct LiveTotals {
     pub by_account: Vec<([String; 2], u64)>,
 }
 
-fn corrupt(what: &str, v: &str) -> StoreError {
+pub(super) fn corrupt(what: &str, v: &str) -> StoreError {
     StoreError::Corrupt(format!("bad {what} `{v}`"))
 }
 
@@ -60,6 +60,9 @@ impl Store {
         trigger: String,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.start_run(id, task, trigger, at).await;
+        }
         self.writer()?
             .write(move |c| {
                 c.prepare_cached(
@@ -78,6 +81,9 @@ impl Store {
         outcome: RunOutcome,
         summary: serde_json::Value,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.finish_run(id, at, outcome, summary).await;
+        }
         self.writer()?
             .write(move |c| {
                 c.prepare_cached(
@@ -91,6 +97,9 @@ impl Store {
 
     /// The latest run of each task.
     pub async fn latest_runs(&self) -> Result<Vec<RunRecord>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.latest_runs().await;
+        }
         self.read(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT id, task, trigger, started_at, ended_at, outcome, summary FROM runs r
@@ -109,6 +118,9 @@ impl Store {
 
     /// When each task last finished successfully: `(task, ended_at)`.
     pub async fn last_successes(&self) -> Result<Vec<(TaskName, DateTime<Utc>)>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.last_successes().await;
+        }
         let rows: Vec<(TaskName, i64)> = self
             .read(|c| {
                 let mut stmt = c.prepare_cached(
@@ -127,6 +139,9 @@ impl Store {
     }
 
     pub async fn get_run(&self, id: String) -> Result<Option<RunRecord>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.get_run(id).await;
+        }
         self.read(move |c| {
             Ok(c
                 .prepare_cached("SELECT id, task, trigger, started_at, ended_at, outcome, summary FROM runs WHERE id = ?1")?
@@ -137,6 +152,9 @@ impl Store {
     }
 
     pub async fn walks_of(&self, run_id: String) -> Result<Vec<WalkRecord>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.walks_of(run_id).await;
+        }
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT account, region, started_at, ended_at, outcome, reason, pages, resources, sweep
@@ -186,6 +204,9 @@ impl Store {
     /// The `untagged` and `unknown-lease` findings run `run_id` opened, the first `limit` of
     /// them (with their resource's source and creator) and how many more.
     pub async fn strays_opened_in(&self, run_id: String, limit: u32) -> Result<Strays, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.strays_opened_in(run_id, limit).await;
+        }
         self.read(move |c| {
             let opened = "JOIN finding_events e ON e.finding_id = f.id
                  WHERE e.run_id = ?1 AND e.kind = 'opened' AND f.verdict IN ('untagged', 'unknown-lease')";
@@ -211,6 +232,9 @@ impl Store {
         projects: Vec<String>,
         limit: u32,
     ) -> Result<Strays, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.opened_in_projects(run_id, projects, limit).await;
+        }
         let projects = serde_json::to_string(&projects).unwrap_or_else(|_| "[]".into());
         self.read(move |c| {
             let opened = "JOIN finding_events e ON e.finding_id = f.id
@@ -238,6 +262,9 @@ impl Store {
         &self,
         limit: u32,
     ) -> Result<Vec<(crate::model::Arn, String, String)>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.creators_to_look_up(limit).await;
+        }
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT r.arn, r.account, r.region FROM findings f JOIN resources r ON r.arn = f.arn
@@ -259,6 +286,9 @@ impl Store {
         found: Vec<(crate::model::Arn, Option<String>)>,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.record_creators(found, at).await;
+        }
         self.writer()?
             .write(move |c| {
                 let mut stmt = c.prepare_cached(
@@ -276,6 +306,9 @@ impl Store {
     pub async fn last_sweeps(
         &self,
     ) -> Result<HashMap<(String, String), DateTime<Utc>>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.last_sweeps().await;
+        }
         self.read(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT account, region, MAX(swept_at) FROM walks
@@ -291,6 +324,9 @@ impl Store {
 
     /// Every lease, for evaluation (the registry is small next to the inventory).
     pub async fn all_leases(&self) -> Result<Vec<crate::model::Lease>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.all_leases().await;
+        }
         self.read(|c| {
             let sql = format!("SELECT {} FROM leases", super::LEASE_COLUMNS);
             let mut stmt = c.prepare(&sql)?;
@@ -310,6 +346,9 @@ impl Store {
         at: DateTime<Utc>,
         records: Vec<Record>,
     ) -> Result<PageChanges, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.persist_page(run_id, at, records).await;
+        }
         self.writer()?
             .write(move |c| {
                 let mut changes = PageChanges::default();
@@ -339,6 +378,9 @@ impl Store {
         run_id: String,
         walk: WalkRecord,
     ) -> Result<WalkChanges, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.finish_walk(run_id, walk).await;
+        }
         self.writer()?
             .write(move |c| {
                 let sweep = walk
@@ -433,6 +475,9 @@ impl Store {
     /// unknown leases, since first seen) summed over expired, released and unknown-lease ones.
     /// Aggregated here rather than by SQL `GROUP BY`, whose sort cost more than the scan.
     pub async fn live_totals(&self, now: DateTime<Utc>) -> Result<LiveTotals, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.live_totals(now).await;
+        }
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT COALESCE(project, 'unknown'), region, resource_type, verdict,
@@ -471,28 +516,11 @@ impl Store {
                     }
                 }
             }
-            let mut series: HashMap<[String; 4], u64> = HashMap::new();
-            let mut by_source: HashMap<[String; 2], u64> = HashMap::new();
-            let mut by_account: HashMap<[String; 2], u64> = HashMap::new();
-            for (k, n) in counts {
+            let counts = counts.into_iter().map(|(k, n)| {
                 let mut parts = k.split('\u{1f}').map(str::to_owned);
-                let mut next = || parts.next().unwrap_or_default();
-                let (project, region, kind, verdict, source, account) =
-                    (next(), next(), next(), next(), next(), next());
-                *by_source.entry([source, verdict.clone()]).or_default() += n;
-                *by_account.entry([account, verdict.clone()]).or_default() += n;
-                *series.entry([project, region, kind, verdict]).or_default() += n;
-            }
-            let expired_hours = waste_ms
-                .into_iter()
-                .map(|(p, total)| (p, total as f64 / 3_600_000.0))
-                .collect();
-            Ok(LiveTotals {
-                series: series.into_iter().collect(),
-                expired_hours,
-                by_source: by_source.into_iter().collect(),
-                by_account: by_account.into_iter().collect(),
-            })
+                (std::array::from_fn(|_| parts.next().unwrap_or_default()), n)
+            });
+            Ok(live_totals_of(counts, waste_ms))
         })
         .await
     }
@@ -501,25 +529,14 @@ impl Store {
         &self,
         f: AuditFilter,
     ) -> Result<(Vec<StoredResource>, Option<String>), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.list_resources(f).await;
+        }
         self.read(move |c| {
-            let (mut sql, mut args) = where_clause(
-                "SELECT arn, account, region, resource_type, tags, first_seen, last_seen, gone_at, state,
-                        verdict, reason, project, action, lease_id, source, created_at, creator FROM resources WHERE 1 = 1",
-                "",
-                &f,
-            );
-            if !f.include_closed {
-                sql.push_str(" AND gone_at IS NULL");
-            }
-            if let Some(a) = &f.after {
-                args.push(a.clone().into());
-                sql.push_str(&format!(" AND arn > ?{}", args.len()));
-            }
-            let limit = f.limit.clamp(1, 1000);
-            sql.push_str(&format!(" ORDER BY arn LIMIT {}", limit + 1));
+            let (sql, args, limit) = resource_listing(&f, Engine::Sqlite);
             let mut stmt = c.prepare(&sql)?;
             let mut items = stmt
-                .query_map(rusqlite::params_from_iter(args), resource_row)?
+                .query_map(rusqlite::params_from_iter(sqlite_args(args)), resource_row)?
                 .collect::<Result<Vec<_>, _>>()?;
             let next = super::next_cursor(&mut items, limit, |r| r.arn.to_string());
             Ok((items, next))
@@ -531,22 +548,14 @@ impl Store {
         &self,
         f: AuditFilter,
     ) -> Result<(Vec<Finding>, Option<String>), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.list_findings(f).await;
+        }
         self.read(move |c| {
-            let (mut sql, mut args) =
-                where_clause(&format!("{FINDING_SELECT} WHERE 1 = 1"), "f.", &f);
-            if !f.include_closed {
-                sql.push_str(" AND f.resolved_at IS NULL");
-            }
-            if let Some(a) = &f.after {
-                let id: i64 = a.parse().map_err(|_| corrupt("cursor", a))?;
-                args.push(id.into());
-                sql.push_str(&format!(" AND f.id > ?{}", args.len()));
-            }
-            let limit = f.limit.clamp(1, 1000);
-            sql.push_str(&format!(" ORDER BY f.id LIMIT {}", limit + 1));
+            let (sql, args, limit) = finding_listing(&f, Engine::Sqlite)?;
             let mut stmt = c.prepare(&sql)?;
             let mut items = stmt
-                .query_map(rusqlite::params_from_iter(args), finding_row)?
+                .query_map(rusqlite::params_from_iter(sqlite_args(args)), finding_row)?
                 .collect::<Result<Vec<_>, _>>()?;
             let next = super::next_cursor(&mut items, limit, |f| f.id.to_string());
             Ok((items, next))
@@ -555,6 +564,9 @@ impl Store {
     }
 
     pub async fn get_finding(&self, id: i64) -> Result<Option<Finding>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.get_finding(id).await;
+        }
         self.read(move |c| {
             Ok(
                 c.prepare_cached(&format!("{FINDING_SELECT} WHERE f.id = ?1"))?
@@ -570,6 +582,9 @@ impl Store {
         &self,
         id: i64,
     ) -> Result<Vec<(DateTime<Utc>, String, String, String)>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.finding_events(id).await;
+        }
         self.read(move |c| {
             let mut stmt = c.prepare_cached("SELECT at, kind, verdict, detail FROM finding_events WHERE finding_id = ?1 ORDER BY id")?;
             let rows = stmt
@@ -583,20 +598,141 @@ impl Store {
 
 /// A finding's columns in [`finding_row`]'s order, its resource's source, creation time and
 /// creator after them; `f` is the finding, `r` its resource.
-const FINDING_SELECT: &str =
-    "SELECT f.id, f.arn, f.verdict, f.action, f.reason, f.project, f.lease_id, f.account, f.region,
-            f.resource_type, f.opened_at, f.updated_at, f.resolved_at, f.resolution,
-            r.source, r.created_at, r.creator
-     FROM findings f LEFT JOIN resources r ON r.arn = f.arn";
+macro_rules! finding_select {
+    () => {
+        "SELECT f.id, f.arn, f.verdict, f.action, f.reason, f.project, f.lease_id, f.account, f.region,
+                f.resource_type, f.opened_at, f.updated_at, f.resolved_at, f.resolution,
+                r.source, r.created_at, r.creator
+         FROM findings f LEFT JOIN resources r ON r.arn = f.arn"
+    };
+}
+pub(super) use finding_select;
+
+const FINDING_SELECT: &str = finding_select!();
+
+/// [`LiveTotals`] from the count of live resources per `[project, region, resource_type,
+/// verdict, source, account]` and the expired milliseconds per project.
+pub(super) fn live_totals_of(
+    counts: impl IntoIterator<Item = ([String; 6], u64)>,
+    waste_ms: HashMap<String, i64>,
+) -> LiveTotals {
+    let mut series: HashMap<[String; 4], u64> = HashMap::new();
+    let mut by_source: HashMap<[String; 2], u64> = HashMap::new();
+    let mut by_account: HashMap<[String; 2], u64> = HashMap::new();
+    for ([project, region, kind, verdict, source, account], n) in counts {
+        *by_source.entry([source, verdict.clone()]).or_default() += n;
+        *by_account.entry([account, verdict.clone()]).or_default() += n;
+        *series.entry([project, region, kind, verdict]).or_default() += n;
+    }
+    let expired_hours = waste_ms
+        .into_iter()
+        .map(|(p, total)| (p, total as f64 / 3_600_000.0))
+        .collect();
+    LiveTotals {
+        series: series.into_iter().collect(),
+        expired_hours,
+        by_source: by_source.into_iter().collect(),
+        by_account: by_account.into_iter().collect(),
+    }
+}
+
+/// The engine a listing's SQL is written for: they differ in placeholders and in how a list
+/// of values is bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+impl Engine {
+    /// The placeholder of the `n`th argument.
+    fn arg(self, n: usize) -> String {
+        match self {
+            Engine::Sqlite => format!("?{n}"),
+            Engine::Postgres => format!("${n}"),
+        }
+    }
+
+    /// `column` is one of the list bound as the `n`th argument.
+    fn one_of(self, column: &str, n: usize) -> String {
+        match self {
+            Engine::Sqlite => format!("{column} IN (SELECT value FROM json_each(?{n}))"),
+            Engine::Postgres => format!("{column} = ANY(${n})"),
+        }
+    }
+}
+
+/// An argument of a listing, bound by each engine its own way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum ListingArg {
+    Text(String),
+    Texts(Vec<String>),
+    Int(i64),
+}
+
+fn sqlite_args(args: Vec<ListingArg>) -> Vec<rusqlite::types::Value> {
+    args.into_iter()
+        .map(|a| match a {
+            ListingArg::Text(t) => t.into(),
+            ListingArg::Texts(ts) => serde_json::to_string(&ts)
+                .unwrap_or_else(|_| "[]".into())
+                .into(),
+            ListingArg::Int(i) => i.into(),
+        })
+        .collect()
+}
+
+/// The columns of [`resource_row`], in its order.
+macro_rules! resource_select {
+    () => {
+        "SELECT arn, account, region, resource_type, tags, first_seen, last_seen, gone_at, state,
+                verdict, reason, project, action, lease_id, source, created_at, creator FROM resources"
+    };
+}
+
+/// A page of [`Store::list_resources`]: its SQL, arguments and size.
+pub(super) fn resource_listing(f: &AuditFilter, e: Engine) -> (String, Vec<ListingArg>, u32) {
+    let (mut sql, mut args) = where_clause(concat!(resource_select!(), " WHERE 1 = 1"), "", f, e);
+    if !f.include_closed {
+        sql.push_str(" AND gone_at IS NULL");
+    }
+    if let Some(a) = &f.after {
+        args.push(ListingArg::Text(a.clone()));
+        sql.push_str(&format!(" AND arn > {}", e.arg(args.len())));
+    }
+    let limit = f.limit.clamp(1, 1000);
+    sql.push_str(&format!(" ORDER BY arn LIMIT {}", limit + 1));
+    (sql, args, limit)
+}
+
+/// A page of [`Store::list_findings`]: its SQL, arguments and size.
+pub(super) fn finding_listing(
+    f: &AuditFilter,
+    e: Engine,
+) -> Result<(String, Vec<ListingArg>, u32), StoreError> {
+    let (mut sql, mut args) = where_clause(concat!(finding_select!(), " WHERE 1 = 1"), "f.", f, e);
+    if !f.include_closed {
+        sql.push_str(" AND f.resolved_at IS NULL");
+    }
+    if let Some(a) = &f.after {
+        let id: i64 = a.parse().map_err(|_| corrupt("cursor", a))?;
+        args.push(ListingArg::Int(id));
+        sql.push_str(&format!(" AND f.id > {}", e.arg(args.len())));
+    }
+    let limit = f.limit.clamp(1, 1000);
+    sql.push_str(&format!(" ORDER BY f.id LIMIT {}", limit + 1));
+    Ok((sql, args, limit))
+}
 
 /// `base` with the filter's conditions on the columns of `qualifier` (`""` or `"f."`).
 fn where_clause(
     base: &str,
     qualifier: &str,
     f: &AuditFilter,
-) -> (String, Vec<rusqlite::types::Value>) {
+    e: Engine,
+) -> (String, Vec<ListingArg>) {
     let mut sql = base.to_owned();
-    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    let mut args = Vec::new();
     for (col, v) in [
         ("verdict", f.verdict.map(|v| v.as_str().to_owned())),
         ("project", f.project.clone()),
@@ -605,19 +741,15 @@ fn where_clause(
         ("resource_type", f.resource_type.clone()),
     ] {
         if let Some(v) = v {
-            args.push(v.into());
-            sql.push_str(&format!(" AND {qualifier}{col} = ?{}", args.len()));
+            args.push(ListingArg::Text(v));
+            sql.push_str(&format!(" AND {qualifier}{col} = {}", e.arg(args.len())));
         }
     }
     if let Some(ps) = &f.projects_in {
-        args.push(
-            serde_json::to_string(ps)
-                .unwrap_or_else(|_| "[]".into())
-                .into(),
-        );
+        args.push(ListingArg::Texts(ps.clone()));
         sql.push_str(&format!(
-            " AND {qualifier}project IN (SELECT value FROM json_each(?{}))",
-            args.len()
+            " AND {}",
+            e.one_of(&format!("{qualifier}project"), args.len())
         ));
     }
     (sql, args)
@@ -730,11 +862,9 @@ fn open_or_update(
         .optional()?;
     match open {
         Some((id, verdict, action, lease_id)) => {
-            // Both sides are canonical (`evaluate_page` writes a lease id in one spelling).
-            let lease_changed = lease_id != r.lease_id;
-            if verdict == r.verdict.as_str() && action == r.action.as_str() && !lease_changed {
+            let Some(change) = change_of(&verdict, &action, lease_id.as_deref(), r) else {
                 return Ok(None);
-            }
+            };
             st.update_finding.execute(params![
                 id,
                 r.verdict.as_str(),
@@ -744,17 +874,8 @@ fn open_or_update(
                 r.lease_id,
                 ms(at)
             ])?;
-            let mut detail = format!(
-                "{verdict}/{action} -> {}/{}: {}",
-                r.verdict, r.action, r.reason
-            );
-            if lease_changed {
+            if change.lease_changed {
                 st.unmark.execute([id])?;
-                detail.push_str(&format!(
-                    "; lease tag {} -> {}",
-                    lease_id.as_deref().unwrap_or("none"),
-                    r.lease_id.as_deref().unwrap_or("none")
-                ));
             }
             st.event.execute(params![
                 id,
@@ -762,7 +883,7 @@ fn open_or_update(
                 ms(at),
                 "updated",
                 r.verdict.as_str(),
-                detail
+                change.detail
             ])?;
             Ok(Some(false))
         }
@@ -791,6 +912,43 @@ fn open_or_update(
             Ok(Some(true))
         }
     }
+}
+
+/// How a page's record changes the open finding of its resource (whose verdict, action and
+/// lease id were these): `None` when it does not.
+pub(super) struct Change {
+    /// The `updated` event's detail.
+    pub(super) detail: String,
+    /// The finding is now about another lease: it loses its mark.
+    pub(super) lease_changed: bool,
+}
+
+pub(super) fn change_of(
+    verdict: &str,
+    action: &str,
+    lease_id: Option<&str>,
+    r: &Record,
+) -> Option<Change> {
+    // Both sides are canonical (`evaluate_page` writes a lease id in one spelling).
+    let lease_changed = lease_id != r.lease_id.as_deref();
+    if verdict == r.verdict.as_str() && action == r.action.as_str() && !lease_changed {
+        return None;
+    }
+    let mut detail = format!(
+        "{verdict}/{action} -> {}/{}: {}",
+        r.verdict, r.action, r.reason
+    );
+    if lease_changed {
+        detail.push_str(&format!(
+            "; lease tag {} -> {}",
+            lease_id.unwrap_or("none"),
+            r.lease_id.as_deref().unwrap_or("none")
+        ));
+    }
+    Some(Change {
+        detail,
+        lease_changed,
+    })
 }
 
 /// Records one transition of a finding.
@@ -883,4 +1041,514 @@ fn finding_row(r: &Row<'_>) -> rusqlite::Result<Finding> {
         created_at: opt_time_at(r, 15)?,
         creator: r.get(16)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeDelta, TimeZone};
+
+    use super::*;
+    use crate::model::{Arn, HumanDuration, Lease, LeaseId, ProjectName, ResourceType, Tags};
+    use crate::resource::{Observed, SweepRecord, TypeSweepRecord};
+
+    const ACCOUNT: &str = "123456789012";
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .expect("time")
+    }
+
+    /// A resource of (ACCOUNT, `region`) evaluated as `verdict`; `name` makes its ARN.
+    fn record(name: &str, region: &str, verdict: Verdict, lease: Option<&str>) -> Record {
+        let arn = if name.starts_with("bucket") {
+            format!("arn:aws:s3:::{name}")
+        } else {
+            format!("arn:aws:ec2:{region}:{ACCOUNT}:instance/{name}")
+        };
+        Record {
+            observed: Observed {
+                arn: Arn::parse(&arn).expect("arn"),
+                account: ACCOUNT.into(),
+                region: region.into(),
+                resource_type: if name.starts_with("bucket") {
+                    "s3:bucket".into()
+                } else {
+                    "ec2:instance".into()
+                },
+                tags: Tags::from_pairs([("Name", name)]),
+                state: None,
+                source: Source::Tagging,
+                created_at: None,
+            },
+            verdict,
+            reason: format!("{name} is {verdict}"),
+            project: lease.map(|_| ProjectName::parse("web").expect("name")),
+            action: if verdict == Verdict::Untagged {
+                Action::Reap
+            } else {
+                Action::Notify
+            },
+            grace: HumanDuration::from_secs(3600),
+            lease_id: lease.map(str::to_owned),
+            lease_ended_at: lease.map(|_| t0() - TimeDelta::hours(2)),
+        }
+    }
+
+    /// Sets a finding's deletion deadline, as the act step's marking does.
+    async fn mark(store: &Store, id: i64) {
+        if let Some(pg) = store.pg() {
+            let mut c = pg.conn().await.expect("connection");
+            c.execute("UPDATE findings SET deadline = 1 WHERE id = $1", &[&id])
+                .await
+                .expect("marks");
+            return;
+        }
+        store
+            .writer()
+            .expect("sqlite")
+            .write(move |c| {
+                c.execute("UPDATE findings SET deadline = 1 WHERE id = ?1", [id])?;
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .expect("marks");
+    }
+
+    async fn deadline(store: &Store, id: i64) -> Option<i64> {
+        if let Some(pg) = store.pg() {
+            let mut c = pg.conn().await.expect("connection");
+            return c
+                .query_one("SELECT deadline FROM findings WHERE id = $1", &[&id])
+                .await
+                .expect("reads")
+                .get(0);
+        }
+        store
+            .read(move |c| {
+                c.query_row("SELECT deadline FROM findings WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })
+                .map_err(StoreError::from)
+            })
+            .await
+            .expect("reads")
+    }
+
+    fn finding_of<'a>(fs: &'a [Finding], name: &str) -> &'a Finding {
+        fs.iter()
+            .find(|f| f.arn.as_str().ends_with(name))
+            .unwrap_or_else(|| panic!("a finding of {name}"))
+    }
+
+    fn filter(f: impl FnOnce(&mut AuditFilter)) -> AuditFilter {
+        let mut filter = AuditFilter {
+            limit: 100,
+            ..AuditFilter::default()
+        };
+        f(&mut filter);
+        filter
+    }
+
+    /// Two passes over one account: what they open, update, mark gone and resolve, and every
+    /// listing of the result. Returns a transcript the engines must agree on.
+    async fn two_passes(store: Store) -> Vec<String> {
+        let mut out = Vec::new();
+        let (t1, t2) = (t0(), t0() + TimeDelta::hours(1));
+        store
+            .start_run("r1".into(), TaskName::Scan, "cron".into(), t1)
+            .await
+            .expect("run 1");
+        let mut gone_now = record("i-d", "us-east-1", Verdict::Expired, Some("L1"));
+        gone_now.observed.state = Some("terminated".into());
+        let mut swept = record("i-h", "us-east-1", Verdict::Leased, Some("L2"));
+        swept.observed.source = Source::Sweep;
+        let first = vec![
+            record("i-a", "us-east-1", Verdict::Untagged, None),
+            record("i-b", "us-east-1", Verdict::Expired, Some("L1")),
+            record("i-c", "us-east-1", Verdict::Leased, Some("L2")),
+            gone_now,
+            // Listed by two regions' walks, in one page: one resource, one finding.
+            record("bucket-e", "us-west-2", Verdict::UnknownLease, None),
+            record("bucket-e", "eu-west-1", Verdict::UnknownLease, None),
+            record("i-f", "us-east-1", Verdict::Untagged, None),
+            record("i-g", "us-east-1", Verdict::Untagged, None),
+            swept,
+        ];
+        let changes = store
+            .persist_page("r1".into(), t1, first)
+            .await
+            .expect("page 1");
+        assert_eq!(
+            changes,
+            PageChanges {
+                opened: 5,
+                updated: 0
+            }
+        );
+        let strays = store
+            .strays_opened_in("r1".into(), 2)
+            .await
+            .expect("strays");
+        assert_eq!(strays.listed.len(), 2);
+        assert!(strays.listed[0].arn.as_str().ends_with("i-a"));
+        assert_eq!(strays.more, 2, "bucket-e, i-f, i-g");
+        let web = store
+            .opened_in_projects("r1".into(), vec!["web".into()], 10)
+            .await
+            .expect("web's");
+        assert_eq!(web.listed.len(), 1);
+        assert_eq!(web.more, 0);
+        let b = web.listed[0].clone();
+        assert!(b.arn.as_str().ends_with("i-b"));
+        mark(&store, b.id).await;
+
+        store
+            .start_run("r2".into(), TaskName::Scan, "api".into(), t2)
+            .await
+            .expect("run 2");
+        let second = vec![
+            record("i-a", "us-east-1", Verdict::Untagged, None),
+            record("i-b", "us-east-1", Verdict::Expired, Some("L3")),
+            record("i-c", "us-east-1", Verdict::Protected, Some("L2")),
+            record("i-g", "us-east-1", Verdict::Leased, Some("L2")),
+        ];
+        let changes = store
+            .persist_page("r2".into(), t2, second)
+            .await
+            .expect("page 2");
+        assert_eq!(
+            changes,
+            PageChanges {
+                opened: 0,
+                updated: 1
+            }
+        );
+        assert_eq!(
+            deadline(&store, b.id).await,
+            None,
+            "another lease: unmarked"
+        );
+        let walk = |region: &str, outcome: WalkOutcome| WalkRecord {
+            account: ACCOUNT.into(),
+            region: region.into(),
+            started_at: t2,
+            ended_at: t2 + TimeDelta::minutes(1),
+            outcome,
+            reason: (outcome != WalkOutcome::Complete).then(|| "throttled".into()),
+            pages: 1,
+            resources: 4,
+            sweep: None,
+        };
+        let incomplete = store
+            .finish_walk("r2".into(), walk("eu-west-1", WalkOutcome::Incomplete))
+            .await
+            .expect("walk eu");
+        assert_eq!(incomplete, WalkChanges::default());
+        let mut complete = walk("us-east-1", WalkOutcome::Complete);
+        complete.sweep = Some(SweepRecord {
+            started_at: t2,
+            types: vec![TypeSweepRecord {
+                resource_type: ResourceType::Ec2Instance,
+                outcome: WalkOutcome::Complete,
+                reason: None,
+                listed: 3,
+                not_in_tagging: 0,
+            }],
+        });
+        let changes = store
+            .finish_walk("r2".into(), complete.clone())
+            .await
+            .expect("walk us");
+        assert_eq!(
+            changes,
+            WalkChanges {
+                gone: 2,
+                resolved: 2
+            },
+            "i-f, i-h; i-f, i-g"
+        );
+        let walks = store.walks_of("r2".into()).await.expect("walks");
+        assert_eq!(walks.len(), 2);
+        assert_eq!(walks[1], complete);
+        let sweeps = store.last_sweeps().await.expect("sweeps");
+        assert_eq!(
+            sweeps.into_iter().collect::<Vec<_>>(),
+            vec![((ACCOUNT.to_owned(), "us-east-1".to_owned()), t2)]
+        );
+
+        let (all, next) = store
+            .list_findings(filter(|f| f.include_closed = true))
+            .await
+            .expect("findings");
+        assert_eq!(next, None);
+        assert_eq!(all.len(), 5);
+        let f = finding_of(&all, "i-f");
+        assert_eq!(f.resolution.as_deref(), Some("gone"));
+        assert_eq!(f.resolved_at, Some(complete.ended_at));
+        let g = finding_of(&all, "i-g");
+        assert_eq!(g.resolution.as_deref(), Some("now leased"));
+        let b = finding_of(&all, "i-b");
+        assert_eq!(b.lease_id.as_deref(), Some("L3"));
+        assert_eq!(b.updated_at, t2);
+        let events = store.finding_events(b.id).await.expect("events");
+        let kinds: Vec<_> = events.iter().map(|e| e.1.as_str()).collect();
+        assert_eq!(kinds, ["opened", "updated"]);
+        assert_eq!(
+            events[1].3,
+            "expired/notify -> expired/notify: i-b is expired; lease tag L1 -> L3"
+        );
+        let events = store.finding_events(g.id).await.expect("events");
+        assert_eq!(events[1].1, "resolved");
+        assert_eq!(events[1].2, "untagged");
+        assert_eq!(
+            store.get_finding(g.id).await.expect("get").as_ref(),
+            Some(g)
+        );
+        assert_eq!(store.get_finding(999).await.expect("get"), None);
+
+        // Pages of open findings, a filter, a team's share.
+        let (page, next) = store
+            .list_findings(filter(|f| f.limit = 2))
+            .await
+            .expect("page");
+        assert_eq!(page.len(), 2);
+        let (rest, last) = store
+            .list_findings(filter(|f| {
+                f.limit = 2;
+                f.after = next.clone();
+            }))
+            .await
+            .expect("rest");
+        assert_eq!((rest.len(), last), (1, None));
+        let (untagged, _) = store
+            .list_findings(filter(|f| {
+                f.verdict = Some(Verdict::Untagged);
+                f.include_closed = true;
+            }))
+            .await
+            .expect("untagged");
+        assert_eq!(untagged.len(), 3);
+        let (team, _) = store
+            .list_findings(filter(|f| {
+                f.projects_in = Some(vec!["web".into(), "x".into()])
+            }))
+            .await
+            .expect("team");
+        assert_eq!(team.len(), 1);
+
+        // Resources: live ones by ARN, gone ones on request, the S3 bucket in its smallest region.
+        let (live, _) = store.list_resources(filter(|_| {})).await.expect("live");
+        let names: Vec<_> = live
+            .iter()
+            .map(|r| r.arn.as_str().rsplit(['/', ':']).next().unwrap_or_default())
+            .collect();
+        assert_eq!(names, ["i-a", "i-b", "i-c", "i-g", "bucket-e"]);
+        assert_eq!(live[4].region, "eu-west-1");
+        let (page, next) = store
+            .list_resources(filter(|f| {
+                f.limit = 3;
+                f.include_closed = true;
+                f.region = Some("us-east-1".into());
+            }))
+            .await
+            .expect("page");
+        assert_eq!(page.len(), 3);
+        let (rest, _) = store
+            .list_resources(filter(|f| {
+                f.include_closed = true;
+                f.region = Some("us-east-1".into());
+                f.after = next.clone();
+            }))
+            .await
+            .expect("rest");
+        assert_eq!(rest.len(), 4, "7 in us-east-1, i-d, i-f and i-h gone");
+        assert!(rest.iter().chain(&page).any(|r| r.gone_at == Some(t1)));
+
+        // Creators: asked once.
+        let ask = store.creators_to_look_up(10).await.expect("to ask");
+        let asked: Vec<_> = ask.iter().map(|(a, ..)| a.to_string()).collect();
+        assert_eq!(ask.len(), 2, "{asked:?}");
+        store
+            .record_creators(
+                vec![
+                    (ask[0].0.clone(), Some("bob".into())),
+                    (ask[1].0.clone(), None),
+                    (ask[0].0.clone(), Some("alice".into())),
+                ],
+                t2,
+            )
+            .await
+            .expect("creators");
+        assert!(
+            store
+                .creators_to_look_up(10)
+                .await
+                .expect("asked")
+                .is_empty()
+        );
+        let a = store
+            .get_finding(ask_id(&all, &ask[0].0))
+            .await
+            .expect("get")
+            .expect("found");
+        assert_eq!(a.creator.as_deref(), Some("alice"));
+
+        // Gauges.
+        let mut totals = store.live_totals(t2).await.expect("totals");
+        totals.series.sort();
+        totals.by_account.sort();
+        totals.by_source.sort();
+        totals.expired_hours.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            totals.expired_hours,
+            vec![("unknown".to_owned(), 1.0), ("web".to_owned(), 3.0)]
+        );
+        assert_eq!(
+            totals.by_account,
+            vec![
+                ([ACCOUNT.to_owned(), "expired".to_owned()], 1),
+                ([ACCOUNT.to_owned(), "leased".to_owned()], 1),
+                ([ACCOUNT.to_owned(), "protected".to_owned()], 1),
+                ([ACCOUNT.to_owned(), "unknown-lease".to_owned()], 1),
+                ([ACCOUNT.to_owned(), "untagged".to_owned()], 1),
+            ]
+        );
+        out.push(format!("{:?}", totals.series));
+        out.push(format!("{:?}", totals.by_source));
+
+        // Runs.
+        store
+            .finish_run(
+                "r1".into(),
+                t1 + TimeDelta::minutes(5),
+                RunOutcome::Success,
+                serde_json::json!({"walks": 1}),
+            )
+            .await
+            .expect("finish");
+        let latest = store.latest_runs().await.expect("latest");
+        assert_eq!(latest.len(), 1);
+        assert_eq!(latest[0].id, "r2");
+        assert_eq!(latest[0].outcome, RunOutcome::default());
+        let r1 = store.get_run("r1".into()).await.expect("get").expect("r1");
+        assert_eq!(r1.summary, serde_json::json!({"walks": 1}));
+        assert_eq!(r1.trigger, "cron");
+        assert_eq!(
+            store.last_successes().await.expect("successes"),
+            vec![(TaskName::Scan, t1 + TimeDelta::minutes(5))]
+        );
+        assert_eq!(store.get_run("nope".into()).await.expect("get"), None);
+
+        let lease = Lease {
+            id: LeaseId::generate(),
+            project: ProjectName::parse("web").expect("name"),
+            task: "t".into(),
+            owner: "o@example.com".into(),
+            principal: "ci".into(),
+            created_at: t1,
+            expires_at: t2,
+            heartbeat_interval: None,
+            last_heartbeat_at: None,
+            released_at: None,
+            labels: Default::default(),
+            regions: vec![],
+        };
+        store
+            .insert_lease(lease.clone(), t1, |_| Ok::<(), StoreError>(()))
+            .await
+            .expect("lease");
+        assert_eq!(store.all_leases().await.expect("leases"), vec![lease]);
+
+        let (all, _) = store
+            .list_findings(filter(|f| f.include_closed = true))
+            .await
+            .expect("findings");
+        for f in &all {
+            out.push(format!("{f:?}"));
+            out.push(format!(
+                "{:?}",
+                store.finding_events(f.id).await.expect("events")
+            ));
+        }
+        let (resources, _) = store
+            .list_resources(filter(|f| f.include_closed = true))
+            .await
+            .expect("resources");
+        out.extend(resources.iter().map(|r| format!("{r:?}")));
+        out
+    }
+
+    fn ask_id(findings: &[Finding], arn: &Arn) -> i64 {
+        findings
+            .iter()
+            .find(|f| &f.arn == arn)
+            .map(|f| f.id)
+            .expect("a finding of the ARN")
+    }
+
+    /// Walks of two regions persist at once, both listing the same buckets (region-less ARNs):
+    /// each bucket gets one finding, as when SQLite's writer ran the pages in turn.
+    async fn concurrent_walks(store: Store) {
+        let at = t0();
+        store
+            .start_run("r1".into(), TaskName::Scan, "cron".into(), at)
+            .await
+            .expect("run");
+        let page = |region: &str| {
+            let mut page: Vec<Record> = (0..200)
+                .map(|i| {
+                    record(
+                        &format!("bucket-{i:03}"),
+                        region,
+                        Verdict::UnknownLease,
+                        None,
+                    )
+                })
+                .collect();
+            if region == "eu-west-1" {
+                page.reverse();
+            }
+            page
+        };
+        for round in 0..3 {
+            let (a, b) = tokio::join!(
+                store.persist_page("r1".into(), at, page("us-west-2")),
+                store.persist_page("r1".into(), at, page("eu-west-1")),
+            );
+            let (a, b) = (a.expect("page a"), b.expect("page b"));
+            let expected = if round == 0 { 200 } else { 0 };
+            assert_eq!(a.opened + b.opened, expected, "round {round}");
+        }
+        let (open, _) = store
+            .list_findings(filter(|f| f.limit = 1000))
+            .await
+            .expect("findings");
+        assert_eq!(open.len(), 200);
+        let (resources, _) = store
+            .list_resources(filter(|f| f.limit = 1000))
+            .await
+            .expect("resources");
+        assert!(resources.iter().all(|r| r.region == "eu-west-1"));
+    }
+
+    #[tokio::test]
+    async fn concurrent_walks_give_a_shared_resource_one_finding() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for (engine, store) in Store::open_both_for_test(dir.path()).await {
+            eprintln!("{engine}");
+            concurrent_walks(store).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn two_passes_open_update_and_resolve_alike_on_both_engines() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut transcripts = Vec::new();
+        for (engine, store) in Store::open_both_for_test(dir.path()).await {
+            eprintln!("{engine}");
+            transcripts.push(two_passes(store).await);
+        }
+        assert_eq!(transcripts[0], transcripts[1], "sqlite, then postgres");
+    }
 }

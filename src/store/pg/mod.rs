@@ -18,10 +18,12 @@
 //! | `reap` | the reaper: deletion marks, the `deleting` state fenced on the act lock, decisions |
 //! | `restore` | the restore guard and the registry's last sign of life (no file backup) |
 //! | `retention` | the purge of history past its horizon, a bounded batch per transaction |
+//! | `inventory` | the audit pass: runs, walks, resources, findings |
 //! | `../copy` | `store copy`: a SQLite store moved whole into an empty PostgreSQL one |
 
 mod chain;
 mod cost;
+mod inventory;
 mod leases;
 mod locks;
 mod outbox;
@@ -292,6 +294,19 @@ impl Tx<'_> {
         let s = prepared(&self.tx, self.statements, sql).await?;
         Ok(self.tx.query(&s, params).await?)
     }
+}
+
+/// A stored time (UTC milliseconds) read back; an impossible value is a corrupt row.
+pub(super) fn time(v: i64) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
+    chrono::DateTime::from_timestamp_millis(v)
+        .ok_or_else(|| StoreError::Corrupt(format!("bad time {v}")))
+}
+
+/// A stored time that may be absent.
+pub(super) fn opt_time(
+    v: Option<i64>,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+    v.map(time).transpose()
 }
 
 /// The connection's prepared statement for `sql`, prepared on first use (one round trip
