@@ -1189,46 +1189,6 @@ mod tests {
 
     /// A write that panics (a bug) is rolled back and answered with an error; the writer
     /// thread and the writes queued with it go on.
-    /// PostgreSQL stopped under a store: its calls fail as unavailable (the API's 503
-    /// `store-unavailable`), and once the server is back the store serves again by itself
-    /// (the pool drops the broken connections), with every acknowledged lease still there.
-    #[tokio::test]
-    async fn a_postgres_restart_is_unavailable_then_recovers() {
-        let server = pg::testing::PrivateServer::start();
-        let store = Store::open_at(&StoreLocation::Postgres(Box::new(server.target())))
-            .await
-            .expect("opens");
-        let now = DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).expect("now");
-        let lease = Lease {
-            id: LeaseId::generate(),
-            project: ProjectName::parse("web").expect("name"),
-            task: "t".into(),
-            owner: "o@example.com".into(),
-            principal: "ci".into(),
-            created_at: now,
-            expires_at: now + chrono::TimeDelta::hours(1),
-            heartbeat_interval: None,
-            last_heartbeat_at: None,
-            released_at: None,
-            labels: Default::default(),
-            regions: vec![],
-        };
-        store
-            .insert_lease(lease.clone(), now, |_| Ok::<(), StoreError>(()))
-            .await
-            .expect("acknowledged");
-        server.stop();
-        for e in [
-            store.get_lease(lease.id).await.expect_err("down"),
-            store.ping().await.expect_err("down"),
-        ] {
-            assert!(e.is_unavailable(), "{e:?}");
-        }
-        server.start_again();
-        store.ping().await.expect("serves again");
-        assert_eq!(store.get_lease(lease.id).await.expect("store"), Some(lease));
-    }
-
     #[tokio::test]
     async fn a_panicking_write_is_rolled_back_and_the_writer_goes_on() {
         let dir = tempfile::tempdir().expect("temp dir");

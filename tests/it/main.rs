@@ -14,6 +14,7 @@ mod deleters_data;
 mod deploy;
 mod discovery;
 mod docs;
+mod ha;
 mod iam;
 mod idempotency;
 mod mail;

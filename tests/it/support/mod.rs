@@ -6,6 +6,7 @@
 
 pub mod moto;
 pub mod oidc;
+pub mod postgres;
 pub mod proxy;
 pub mod seed;
 pub mod smtp;

@@ -1,0 +1,382 @@
+//! Several replicas of the real binary on one PostgreSQL store: every replica serves the lease
+//! API with the quota and the release decided once, exactly one leads (and exports the
+//! estate-wide series), a killed or stopped leader is replaced, and a database restart is a
+//! 503 `store-unavailable` that heals by itself, losing no acknowledged lease.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::cli::{DaemonProcess, spawn_daemon};
+use crate::support::postgres::{PrivateServer, fresh_database, store_sections};
+use crate::support::{DATA, WEB, Workdir, config_text, eventually, eventually_some, sample};
+
+/// A workdir whose config points at the PostgreSQL database `url`.
+fn replica_workdir(url: &str) -> Workdir {
+    let work = Workdir::new();
+    let key = work.path().join("audit.key");
+    let text = config_text().replacen(
+        "[store]\npath = \"state/ephemera.db\"\n",
+        &store_sections(url, &key),
+        1,
+    );
+    assert!(
+        text.contains("[store]\nurl"),
+        "the test config has the store"
+    );
+    std::fs::write(work.config_path(), text).expect("write config");
+    work
+}
+
+struct Replica {
+    process: DaemonProcess,
+    base: String,
+}
+
+fn start_replicas(work: &Workdir, n: usize) -> Vec<Replica> {
+    (0..n)
+        .map(|_| {
+            let (process, base) = spawn_daemon(&work.config_path());
+            Replica { process, base }
+        })
+        .collect()
+}
+
+async fn metrics_of(http: &reqwest::Client, base: &str) -> Option<String> {
+    let r = http.get(format!("{base}/metrics")).send().await.ok()?;
+    r.text().await.ok()
+}
+
+/// The index of the one replica among `replicas` that says it leads (`skip` are not asked:
+/// killed or stopped), once exactly one does.
+async fn the_leader(http: &reqwest::Client, replicas: &[Replica], skip: &[usize]) -> usize {
+    eventually_some(
+        "exactly one replica leads",
+        Duration::from_secs(40),
+        || async {
+            let mut leading = Vec::new();
+            for (i, r) in replicas.iter().enumerate() {
+                if skip.contains(&i) {
+                    continue;
+                }
+                let m = metrics_of(http, &r.base).await.unwrap_or_default();
+                if sample(&m, "ephemera_leader") == Some(1.0) {
+                    leading.push(i);
+                }
+            }
+            (leading.len() == 1).then(|| leading[0])
+        },
+    )
+    .await
+}
+
+async fn call(http: &reqwest::Client, base: &str, path: &str, body: Value) -> (StatusCode, Value) {
+    call_as(http, WEB, base, path, body).await
+}
+
+async fn call_as(
+    http: &reqwest::Client,
+    token: &str,
+    base: &str,
+    path: &str,
+    body: Value,
+) -> (StatusCode, Value) {
+    let r = http
+        .post(format!("{base}{path}"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .expect("answered");
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// 64 clients spread over three replicas race for a quota of 10: exactly 10 leases are
+/// granted; 32 racing releases of one lease: exactly one wins. One replica leads and alone
+/// exports the lease gauges, which count each lease once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_grant_a_quota_once_and_one_leads() {
+    let url = fresh_database().await;
+    let work = replica_workdir(&url);
+    let replicas = start_replicas(&work, 3);
+    let http = reqwest::Client::new();
+    let leader = the_leader(&http, &replicas, &[]).await;
+
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(64));
+    let mut racers = tokio::task::JoinSet::new();
+    for i in 0..64 {
+        let (http, base, start) = (http.clone(), replicas[i % 3].base.clone(), start.clone());
+        racers.spawn(async move {
+            start.wait().await;
+            call(
+                &http,
+                &base,
+                "/api/v1/leases",
+                json!({"project": "web", "task": format!("t{i}"), "owner": "alice@example.com"}),
+            )
+            .await
+        });
+    }
+    let mut granted = Vec::new();
+    let mut refused = 0;
+    while let Some(r) = racers.join_next().await {
+        let (status, body) = r.expect("racer");
+        match status {
+            StatusCode::CREATED => {
+                granted.push(body["id"].as_str().expect("id").to_owned())
+            }
+            StatusCode::CONFLICT => {
+                assert_eq!(body["code"], "quota-exceeded", "{body}");
+                refused += 1;
+            }
+            other => panic!("acquire: {other} {body}"),
+        }
+    }
+    assert_eq!((granted.len(), refused), (10, 54));
+
+    let one = granted[0].clone();
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(32));
+    let mut releases = tokio::task::JoinSet::new();
+    for i in 0..32 {
+        let (http, base, start, id) = (
+            http.clone(),
+            replicas[i % 3].base.clone(),
+            start.clone(),
+            one.clone(),
+        );
+        releases.spawn(async move {
+            start.wait().await;
+            call(
+                &http,
+                &base,
+                &format!("/api/v1/leases/{id}/release"),
+                json!({}),
+            )
+            .await
+        });
+    }
+    let (mut won, mut lost) = (0, 0);
+    while let Some(r) = releases.join_next().await {
+        let (status, body) = r.expect("releaser");
+        match status {
+            StatusCode::OK => won += 1,
+            StatusCode::CONFLICT => {
+                assert_eq!(body["code"], "lease-released", "{body}");
+                lost += 1;
+            }
+            other => panic!("release: {other} {body}"),
+        }
+    }
+    assert_eq!((won, lost), (1, 31));
+
+    // The estate-wide series come from the leader alone, counted once.
+    for (i, r) in replicas.iter().enumerate() {
+        let m = metrics_of(&http, &r.base).await.expect("metrics");
+        let active = sample(&m, "ephemera_leases{project=\"web\",state=\"active\"}");
+        if i == leader {
+            assert_eq!(active, Some(9.0), "{m}");
+            assert_eq!(sample(&m, "ephemera_leader"), Some(1.0));
+        } else {
+            assert_eq!(active, None, "a follower exports no lease gauges");
+            assert!(!m.contains("\nephemera_leases{"), "{m}");
+            assert_eq!(sample(&m, "ephemera_leader"), Some(0.0));
+            assert!(
+                m.contains("ephemera_lease_operations_total{"),
+                "its own operations it does export"
+            );
+        }
+    }
+}
+
+/// The leader killed (SIGKILL): another replica leads within twice the leadership's lifetime
+/// and exports the estate at once; the dead one's lock is not waited out on its own host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_leader_is_replaced() {
+    let url = fresh_database().await;
+    let work = replica_workdir(&url);
+    let mut replicas = start_replicas(&work, 2);
+    let http = reqwest::Client::new();
+    let (s, _) = call(
+        &http,
+        &replicas[0].base,
+        "/api/v1/leases",
+        json!({"project": "web", "task": "t", "owner": "alice@example.com"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let leader = the_leader(&http, &replicas, &[]).await;
+    replicas[leader].process.child.kill().expect("SIGKILL");
+    let killed_at = std::time::Instant::now();
+    let next = the_leader(&http, &replicas, &[leader]).await;
+    assert_ne!(next, leader);
+    assert!(
+        killed_at.elapsed() < 2 * ephemera::leader::TTL.to_std().expect("ttl"),
+        "took over in {:?}",
+        killed_at.elapsed()
+    );
+    let m = metrics_of(&http, &replicas[next].base)
+        .await
+        .expect("metrics");
+    assert_eq!(
+        sample(&m, "ephemera_leases{project=\"web\",state=\"active\"}"),
+        Some(1.0),
+        "the new leader exports the estate from the store"
+    );
+}
+
+/// The leader stopped (SIGSTOP) past its lifetime: the other replica takes over; continued
+/// (SIGCONT), the old leader wakes up a follower and does not take leadership back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_leader_wakes_up_a_follower() {
+    let url = fresh_database().await;
+    let work = replica_workdir(&url);
+    let replicas = start_replicas(&work, 2);
+    let http = reqwest::Client::new();
+    let leader = the_leader(&http, &replicas, &[]).await;
+    let pid = replicas[leader].process.child.id().to_string();
+    let signal = |sig: &str| {
+        let s = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill runs");
+        assert!(s.success(), "kill {sig}");
+    };
+    signal("-STOP");
+    let next = the_leader(&http, &replicas, &[leader]).await;
+    signal("-CONT");
+    // Awake, the old leader says it follows (and its scrape leaves out the estate), and it
+    // stays a follower through its next renewals.
+    tokio::time::sleep(ephemera::leader::RENEW * 2).await;
+    let old = metrics_of(&http, &replicas[leader].base)
+        .await
+        .expect("metrics");
+    assert_eq!(sample(&old, "ephemera_leader"), Some(0.0), "{old}");
+    assert_eq!(the_leader(&http, &replicas, &[]).await, next);
+}
+
+/// PostgreSQL stopped under traffic: the API answers 503 `store-unavailable` (never a 500),
+/// `/readyz` follows the store, service comes back by itself once the database is back, and
+/// every lease the API acknowledged is still there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_restart_is_unavailable_then_heals_losing_nothing() {
+    let server = PrivateServer::start();
+    let work = replica_workdir(&server.url());
+    // Trust authentication: the private server takes no password.
+    let text = std::fs::read_to_string(work.config_path()).expect("config");
+    std::fs::write(
+        work.config_path(),
+        text.replacen(
+            &format!(
+                "password_env = \"{}\"\n",
+                crate::support::postgres::PASSWORD_ENV
+            ),
+            "",
+            1,
+        ),
+    )
+    .expect("write config");
+    let replicas = start_replicas(&work, 1);
+    let base = replicas[0].base.clone();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client");
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let (http, base, stop) = (http.clone(), base.clone(), stop.clone());
+        tokio::spawn(async move {
+            let (mut acked, mut unavailable, mut other) = (Vec::new(), 0, Vec::new());
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                i += 1;
+                let (s, body) = call_as(
+                    &http,
+                    DATA,
+                    &base,
+                    "/api/v1/leases",
+                    json!({"project": "data", "task": format!("t{i}"), "owner": "alice@example.com"}),
+                )
+                .await;
+                match s {
+                    StatusCode::CREATED => {
+                        acked.push(body["id"].as_str().expect("id").to_owned());
+                        // Release the odd ones: both kinds of write must survive.
+                        if i % 2 == 1 {
+                            let id = acked.last().cloned().unwrap_or_default();
+                            let (s, b) = call_as(
+                                &http,
+                                DATA,
+                                &base,
+                                &format!("/api/v1/leases/{id}/release"),
+                                json!({}),
+                            )
+                            .await;
+                            if s == StatusCode::SERVICE_UNAVAILABLE {
+                                assert_eq!(b["code"], "store-unavailable", "{b}");
+                                unavailable += 1;
+                            } else if s != StatusCode::OK {
+                                other.push(format!("release {s} {b}"));
+                            }
+                        }
+                    }
+                    StatusCode::SERVICE_UNAVAILABLE => {
+                        assert_eq!(body["code"], "store-unavailable", "{body}");
+                        unavailable += 1;
+                    }
+                    s => other.push(format!("acquire {s} {body}")),
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (acked, unavailable, other)
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    server.stop();
+    let readyz = || async {
+        http.get(format!("{base}/readyz"))
+            .send()
+            .await
+            .map(|r| r.status())
+            .ok()
+    };
+    eventually(
+        "/readyz says unavailable",
+        Duration::from_secs(20),
+        || async { readyz().await == Some(StatusCode::SERVICE_UNAVAILABLE) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    server.start_again();
+    eventually(
+        "/readyz says ready again",
+        Duration::from_secs(30),
+        || async { readyz().await == Some(StatusCode::OK) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (acked, unavailable, other) = traffic.await.expect("traffic");
+    assert!(other.is_empty(), "only 201, 200 and 503: {other:?}");
+    assert!(unavailable > 0, "some calls met the stopped database");
+    assert!(
+        acked.len() > 10,
+        "traffic before and after: {}",
+        acked.len()
+    );
+    for id in &acked {
+        let r = http
+            .get(format!("{base}/api/v1/leases/{id}"))
+            .bearer_auth(DATA)
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(
+            r.status(),
+            StatusCode::OK,
+            "acknowledged lease {id} is kept"
+        );
+    }
+}
