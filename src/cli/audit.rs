@@ -43,6 +43,15 @@ pub(super) async fn verify(
     let verdict = match config {
         Some(path) => {
             let config = Config::load(&path)?;
+            // Opening creates a missing SQLite store: a mistyped path would verify as an
+            // intact empty log.
+            if let Some(path) = config.store.sqlite_path() {
+                anyhow::ensure!(
+                    path.exists(),
+                    "no store at {}: nothing to verify",
+                    path.display()
+                );
+            }
             // Read, never created: a verifier that made a new key would check nothing.
             let key = crate::audit::AuditKey::load(&config.audit.key)?;
             let store = super::store::existing_store(&config)

@@ -142,6 +142,7 @@ impl Mailer {
         let tick = Duration::from_secs(self.inner.smtp.retry_backoff.as_secs())
             .clamp(Duration::from_secs(1), MAX_TICK);
         let mut ignore_backoff = true;
+        let mut elections = leadership.changes();
         loop {
             // Only the leader delivers; a follower's round waits for its turn to lead.
             if leadership.is_leader() {
@@ -153,6 +154,9 @@ impl Mailer {
             tokio::select! {
                 _ = tokio::time::sleep(tick) => {}
                 _ = self.inner.kick.notified() => {}
+                // A replica that starts leading delivers at once (at start, that is the first
+                // election, a moment after this loop began).
+                _ = elections.changed() => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
         }

@@ -175,7 +175,8 @@ impl Store {
     /// store lock `lock` whose token is `fence`: true when the lock is still theirs at
     /// `wall_now` and nobody else's claim on the message runs. A replica that lost leadership
     /// (paused, partitioned) claims nothing, so it sends nothing; the new leader skips a
-    /// message the old one claimed until that claim runs out.
+    /// message the old one claimed until that claim runs out. A failed attempt
+    /// ([`Store::mark_failed`]) lets go of its claim; a sent message needs none.
     pub async fn claim_message(
         &self,
         id: i64,
@@ -244,6 +245,7 @@ impl Store {
             .write(move |c| {
                 c.prepare_cached(
                     "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3,
+                         claimed_by = NULL, claimed_until = NULL,
                                        refusals = refusals + ?4, dead_at = ?5
                      WHERE id = ?1 AND sent_at IS NULL",
                 )?

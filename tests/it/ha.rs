@@ -124,9 +124,7 @@ async fn three_replicas_grant_a_quota_once_and_one_leads() {
     while let Some(r) = racers.join_next().await {
         let (status, body) = r.expect("racer");
         match status {
-            StatusCode::CREATED => {
-                granted.push(body["id"].as_str().expect("id").to_owned())
-            }
+            StatusCode::CREATED => granted.push(body["id"].as_str().expect("id").to_owned()),
             StatusCode::CONFLICT => {
                 assert_eq!(body["code"], "quota-exceeded", "{body}");
                 refused += 1;

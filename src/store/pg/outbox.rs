@@ -279,6 +279,7 @@ impl Pg {
         let mut c = self.conn().await?;
         c.execute(
             "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $2, last_error = $3,
+                 claimed_by = NULL, claimed_until = NULL,
                                refusals = refusals + $4, dead_at = $5
              WHERE id = $1 AND sent_at IS NULL",
             &[
