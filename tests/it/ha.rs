@@ -13,7 +13,7 @@ use crate::support::postgres::{PrivateServer, fresh_database, store_sections};
 use crate::support::{DATA, WEB, Workdir, config_text, eventually, eventually_some, sample};
 
 /// A workdir whose config points at the PostgreSQL database `url`.
-fn replica_workdir(url: &str) -> Workdir {
+pub(crate) fn replica_workdir(url: &str) -> Workdir {
     let work = Workdir::new();
     let key = work.path().join("audit.key");
     let text = config_text().replacen(

@@ -381,7 +381,7 @@ fn dashboards_keep_the_conventions() {
 
 // ---- a real Prometheus ------------------------------------------------------------------------
 
-/// A Prometheus server on a loopback port with a temporary TSDB, scraping one daemon every
+/// A Prometheus server on a loopback port with a temporary TSDB, scraping the daemons every
 /// second and evaluating the given rules files every second; killed on drop.
 #[derive(Debug)]
 struct Prometheus {
@@ -393,7 +393,7 @@ struct Prometheus {
 
 impl Prometheus {
     /// Starts Prometheus on a free loopback port and waits until it is ready.
-    async fn start(target: SocketAddr, rules: &[RulesFile]) -> Prometheus {
+    async fn start(targets: &[SocketAddr], rules: &[RulesFile]) -> Prometheus {
         let binary = std::env::var_os("EPHEMERA_PROMETHEUS")
             .map_or_else(|| PathBuf::from("/usr/bin/prometheus"), PathBuf::from);
         assert!(
@@ -405,7 +405,7 @@ impl Prometheus {
         let mut failures = Vec::new();
         // Another process may take the port between our probe and Prometheus' bind: retry.
         for _ in 0..3 {
-            match Prometheus::try_start(&binary, target, rules).await {
+            match Prometheus::try_start(&binary, targets, rules).await {
                 Ok(p) => return p,
                 Err(e) => failures.push(e),
             }
@@ -415,7 +415,7 @@ impl Prometheus {
 
     async fn try_start(
         binary: &Path,
-        target: SocketAddr,
+        targets: &[SocketAddr],
         rules: &[RulesFile],
     ) -> Result<Prometheus, String> {
         let dir = tempfile::tempdir().expect("temp dir for prometheus");
@@ -426,11 +426,12 @@ impl Prometheus {
                 .map(|r| r.path.display().to_string())
                 .collect::<Vec<_>>(),
         );
+        let targets = Value::from(targets.iter().map(|t| t.to_string()).collect::<Vec<_>>());
         let config = format!(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
              rule_files: {rule_files}\n\
              scrape_configs:\n  - job_name: ephemera\n    metrics_path: /metrics\n    \
-             static_configs:\n      - targets: ['{target}']\n"
+             static_configs:\n      - targets: {targets}\n"
         );
         let config_path = dir.path().join("prometheus.yml");
         std::fs::write(&config_path, config).expect("prometheus config");
@@ -727,7 +728,7 @@ top_tasks = 2
     let d = TestDaemon::start_with_clock(&work, clock.clone()).await;
 
     let rules = rules_files();
-    let prom = Prometheus::start(d.addr, &rules).await;
+    let prom = Prometheus::start(&[d.addr], &rules).await;
     let start = unix_now();
     // Everything below happens after the first scrape, so counters and histograms that rise
     // show as an increase (rate() needs an earlier sample).
@@ -1030,4 +1031,80 @@ async fn check(
         }
     }
     failures
+}
+
+/// Two replicas on one PostgreSQL store, both scraped by a real Prometheus: the estate-wide
+/// series come from the leader alone, so a `sum` counts each lease once; every replica's own
+/// series are there with its `instance`; and when the leader stops, the other takes over and
+/// the sum neither doubles nor goes blank.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_count_the_estate_once_across_a_failover() {
+    let url = crate::support::postgres::fresh_database().await;
+    let work = crate::ha::replica_workdir(&url);
+    let a = TestDaemon::start(&work).await;
+    let b = TestDaemon::start(&work).await;
+    lease(&a, WEB, "web", json!({})).await;
+    lease(&b, WEB, "web", json!({})).await;
+    let prom = Prometheus::start(&[a.addr, b.addr], &[]).await;
+    let query = |expr: &'static str| {
+        let prom = &prom;
+        async move {
+            prom.api("/api/v1/query", &[("query", expr.to_owned())])
+                .await
+                .ok()
+                .and_then(|d| {
+                    let r = d["result"].as_array().cloned().unwrap_or_default();
+                    (r.len() == 1)
+                        .then(|| {
+                            r[0]["value"][1]
+                                .as_str()
+                                .and_then(|v| v.parse::<f64>().ok())
+                        })
+                        .flatten()
+                })
+        }
+    };
+    let active = "sum(ephemera_leases{project=\"web\",state=\"active\"})";
+    crate::support::eventually_ok(
+        "Prometheus sees one leader and each lease once",
+        Duration::from_secs(40),
+        || async {
+            let got = (
+                query("sum(ephemera_leader)").await,
+                query("count(up{job=\"ephemera\"} == 1)").await,
+                query(active).await,
+                query("count(count by (instance) (ephemera_lease_operations_total))").await,
+            );
+            if got == (Some(1.0), Some(2.0), Some(2.0), Some(2.0)) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "(leaders, targets up, active leases, instances with operations): {got:?}"
+                ))
+            }
+        },
+    )
+    .await;
+    // The leader goes (a deploy: it hands over); the other leads and exports the estate.
+    let leading_a = sample(&a.metrics().await, "ephemera_leader") == Some(1.0);
+    let (gone, stays) = if leading_a { (a, b) } else { (b, a) };
+    gone.stop().await;
+    crate::support::eventually_ok(
+        "the other replica leads and the estate is counted once",
+        Duration::from_secs(40),
+        || async {
+            let m = stays.metrics().await;
+            let got = (
+                sample(&m, "ephemera_leader"),
+                query("sum(ephemera_leader)").await,
+                query(active).await,
+            );
+            if got == (Some(1.0), Some(1.0), Some(2.0)) {
+                Ok(())
+            } else {
+                Err(format!("(leads, leaders, active leases): {got:?}"))
+            }
+        },
+    )
+    .await;
 }
