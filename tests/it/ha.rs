@@ -378,3 +378,98 @@ async fn a_database_restart_is_unavailable_then_heals_losing_nothing() {
         );
     }
 }
+
+/// A SQLite store moves into PostgreSQL with `ephemera store copy`: leases in their states
+/// and the audit chain verify there, a daemon on the copy serves them, and a second copy into
+/// the now full database is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_copy_moves_a_sqlite_store_into_postgres() {
+    let old = Workdir::new();
+    let (mut daemon, base) = spawn_daemon(&old.config_path());
+    let http = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let (s, body) = call(
+            &http,
+            &base,
+            "/api/v1/leases",
+            json!({"project": "web", "task": format!("t{i}"), "owner": "alice@example.com"}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+        ids.push(body["id"].as_str().expect("id").to_owned());
+    }
+    let (s, _) = call(
+        &http,
+        &base,
+        &format!("/api/v1/leases/{}/release", ids[0]),
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    daemon.child.kill().expect("stop the SQLite daemon");
+    daemon.wait();
+    // `store copy` refuses a store a daemon was alive on in the last 5 s.
+    tokio::time::sleep(Duration::from_millis(5500)).await;
+
+    let url = fresh_database().await;
+    let new = Workdir::new();
+    let key = old.path().join("state/audit.key");
+    assert!(key.exists(), "the SQLite daemon made its key");
+    std::fs::write(
+        new.config_path(),
+        config_text().replacen(
+            "[store]\npath = \"state/ephemera.db\"\n",
+            &store_sections(&url, &key),
+            1,
+        ),
+    )
+    .expect("write config");
+    let password = std::env::var(crate::support::postgres::PASSWORD_ENV).unwrap_or_default();
+    let env = [(crate::support::postgres::PASSWORD_ENV, password.as_str())];
+    let from = old.path().join("state/ephemera.db");
+    let (cfg, from) = (
+        new.config_path().display().to_string(),
+        from.display().to_string(),
+    );
+    let copy = crate::cli::run(&["store", "copy", "--config", &cfg, "--from", &from], &env).await;
+    let out = String::from_utf8_lossy(&copy.stdout).into_owned();
+    assert_eq!(
+        copy.status.code(),
+        Some(0),
+        "{out}{}",
+        String::from_utf8_lossy(&copy.stderr)
+    );
+    assert!(out.contains("the audit chain verifies"), "{out}");
+    assert!(out.contains("leases  3 rows"), "{out}");
+    let verify = crate::cli::run(&["audit", "verify", "--config", &cfg], &env).await;
+    assert_eq!(
+        verify.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+
+    let (_pg_daemon, pg_base) = spawn_daemon(&new.config_path());
+    for (i, id) in ids.iter().enumerate() {
+        let r = http
+            .get(format!("{pg_base}/api/v1/leases/{id}"))
+            .bearer_auth(WEB)
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(r.status(), StatusCode::OK);
+        let lease: Value = r.json().await.expect("json");
+        let want = if i == 0 { "released" } else { "active" };
+        assert_eq!(lease["state"], want, "{lease}");
+    }
+
+    let again = crate::cli::run(&["store", "copy", "--config", &cfg, "--from", &from], &env).await;
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("copy into an empty database"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}
