@@ -51,16 +51,25 @@ async fn metrics_of(http: &reqwest::Client, base: &str) -> Option<String> {
 /// The index of the one replica among `replicas` that says it leads (`skip` are not asked:
 /// killed or stopped), once exactly one does.
 async fn the_leader(http: &reqwest::Client, replicas: &[Replica], skip: &[usize]) -> usize {
+    let bases: Vec<Option<&str>> = replicas
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (!skip.contains(&i)).then_some(r.base.as_str()))
+        .collect();
+    leader_among(http, &bases).await
+}
+
+/// The index of the one daemon of `bases` (`None`: not asked) whose `/metrics` says it leads,
+/// once exactly one does.
+pub(crate) async fn leader_among(http: &reqwest::Client, bases: &[Option<&str>]) -> usize {
     eventually_some(
         "exactly one replica leads",
         Duration::from_secs(40),
         || async {
             let mut leading = Vec::new();
-            for (i, r) in replicas.iter().enumerate() {
-                if skip.contains(&i) {
-                    continue;
-                }
-                let m = metrics_of(http, &r.base).await.unwrap_or_default();
+            for (i, base) in bases.iter().enumerate() {
+                let Some(base) = base else { continue };
+                let m = metrics_of(http, base).await.unwrap_or_default();
                 if sample(&m, "ephemera_leader") == Some(1.0) {
                     leading.push(i);
                 }

@@ -1626,3 +1626,143 @@ async fn teardown_is_proven_by_a_later_complete_pass() {
     assert!((ratio - 2.0 / 3.0).abs() < 1e-9, "{ratio}");
     d.stop().await;
 }
+
+/// Two replicas on PostgreSQL: the leader is killed (SIGKILL) with a delete in flight; the
+/// other replica leads, its pass settles the interrupted delete and deletes the rest, each
+/// volume exactly once, and the audit chain verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_killed_mid_reaping_is_replaced_and_deletes_nothing_twice() {
+    let moto = Moto::start().await;
+    let proxy = FaultProxy::start(&moto.endpoint()).await;
+    let work = workdir(
+        &proxy.endpoint(),
+        ACCOUNTS,
+        "armed = true\ndeletable_types = [\"ec2:volume\"]\nmax_project_share_percent = 100\n",
+    );
+    let url = crate::support::postgres::fresh_database().await;
+    let text = std::fs::read_to_string(work.config_path()).expect("config");
+    let store = "[store]\npath = \"state/ephemera.db\"\n";
+    assert!(text.contains(store));
+    std::fs::write(
+        work.config_path(),
+        text.replacen(
+            store,
+            &crate::support::postgres::store_sections(&url, &work.path().join("audit.key")),
+            1,
+        ),
+    )
+    .expect("config on PostgreSQL");
+    std::fs::write(
+        work.dir.path().join("rules/policy/projects.toml"),
+        POLICY.replace(
+            "released = { action = \"reap\" }",
+            "released = { action = \"reap\" }\nunknown-lease = { action = \"reap\", grace = \"1s\" }",
+        ),
+    )
+    .expect("policy");
+    let unknown = "0194e0a1-0000-7000-8000-00000000beef";
+    let seeded = seed(
+        &moto.endpoint(),
+        json!({"resources": [
+            {"key": "doomed", "account": A, "type": "ec2:volume", "tags": tags(unknown, "web"), "count": 5}
+        ]}),
+    )
+    .await;
+    let doomed = arns_by_key(&seeded)["doomed"].clone();
+    let password = std::env::var(crate::support::postgres::PASSWORD_ENV).unwrap_or_default();
+    let cli = |addr: String, args: &'static [&'static str]| {
+        let password = password.clone();
+        async move {
+            crate::cli::run(
+                args,
+                &[
+                    ("EPHEMERA_ADDR", addr.as_str()),
+                    ("EPHEMERA_TOKEN", OPERATOR),
+                    (crate::support::postgres::PASSWORD_ENV, password.as_str()),
+                ],
+            )
+            .await
+        }
+    };
+    let mut replicas = [
+        crate::cli::spawn_daemon(&work.config_path()),
+        crate::cli::spawn_daemon(&work.config_path()),
+    ];
+    let http = reqwest::Client::new();
+    let all: Vec<String> = replicas.iter().map(|(_, b)| b.clone()).collect();
+    let bases = |skip: Option<usize>| -> Vec<Option<String>> {
+        all.iter()
+            .enumerate()
+            .map(|(i, b)| (Some(i) != skip).then(|| b.clone()))
+            .collect()
+    };
+    let leading = |bases: Vec<Option<String>>| {
+        let http = http.clone();
+        async move {
+            let bases: Vec<Option<&str>> = bases.iter().map(Option::as_deref).collect();
+            crate::ha::leader_among(&http, &bases).await
+        }
+    };
+    let leader = leading(bases(None)).await;
+    let base = replicas[leader].1.clone();
+    let out = cli(base.clone(), &["scan", "--wait", "--output", "json"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    proxy.set_fault("DeleteVolume", Fault::Delay(Duration::from_secs(3)), None);
+    let out = cli(base.clone(), &["scan"]).await;
+    assert_eq!(out.status.code(), Some(0));
+    crate::support::eventually("a delete is in flight", Duration::from_secs(10), || async {
+        proxy.count("DeleteVolume") > 0
+    })
+    .await;
+    assert_eq!(proxy.count("DeleteVolume"), 1, "one delete is in flight");
+    replicas[leader].0.child.kill().expect("SIGKILL");
+    let _ = replicas[leader].0.wait();
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    proxy.clear_faults();
+
+    let next = leading(bases(Some(leader))).await;
+    assert_ne!(next, leader);
+    let base = replicas[next].1.clone();
+    let out = cli(base.clone(), &["scan", "--wait", "--output", "json"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        proxy.count("DeleteVolume"),
+        5,
+        "five volumes, five deletes: the interrupted one is not deleted again"
+    );
+    for a in &doomed {
+        assert!(!exists(&moto, A, a).await, "{a} is gone");
+    }
+    let out = cli(
+        base.clone(),
+        &["audit", "list", "--output", "json", "--limit", "1000"],
+    )
+    .await;
+    let page: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let records = page["items"].as_array().expect("items").clone();
+    for a in &doomed {
+        let deleted = decisions(&records, a)
+            .into_iter()
+            .filter(|(d, _)| d == "deleted")
+            .count();
+        assert_eq!(deleted, 1, "{a}: {records:#?}");
+    }
+    let out = cli(base.clone(), &["audit", "verify"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
