@@ -30,39 +30,6 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// The `[store]` section: a SQLite file, or a fresh database on the test PostgreSQL server
-/// (with the audit key every replica shares).
-async fn store_section(postgres: bool, dir: &std::path::Path) -> String {
-    if !postgres {
-        return "[store]\npath = \"ephemera.db\"\n".into();
-    }
-    let url = std::env::var("EPHEMERA_TEST_POSTGRES").expect("EPHEMERA_TEST_POSTGRES");
-    let password = std::env::var("EPHEMERA_TEST_POSTGRES_PASSWORD").ok();
-    let mut config: tokio_postgres::Config = url.parse().expect("URL");
-    if let Some(p) = &password {
-        config.password(p.as_str());
-    }
-    let (client, conn) = config.connect(tokio_postgres::NoTls).await.expect("server");
-    tokio::spawn(conn);
-    let db = format!("bench_{}", uuid::Uuid::new_v4().simple());
-    client
-        .batch_execute(&format!("CREATE DATABASE {db}"))
-        .await
-        .expect("create database");
-    let key = dir.join("audit.key");
-    std::fs::write(&key, "5e".repeat(32)).expect("key");
-    let base = url.rsplit_once('/').expect("database in URL").0;
-    let password = if password.is_some() {
-        "password_env = \"EPHEMERA_TEST_POSTGRES_PASSWORD\"\n"
-    } else {
-        ""
-    };
-    format!(
-        "[store]\nurl = \"{base}/{db}\"\n{password}[audit]\nkey_file = \"{}\"\n",
-        key.display()
-    )
-}
-
 fn write_workdir(dir: &std::path::Path, store: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(dir.join("rules/policy")).expect("mkdir rules");
     std::fs::write(
@@ -129,7 +96,7 @@ fn run(postgres: bool, replicas: usize, clients: usize, pairs: usize) {
     let dir = tempfile::tempdir_in(base).expect("temp dir");
 
     rt.block_on(async move {
-        let store = store_section(postgres, dir.path()).await;
+        let store = common::store_sections(postgres, dir.path()).await;
         let config_path = write_workdir(dir.path(), &store);
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(clients)

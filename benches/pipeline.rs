@@ -27,6 +27,8 @@
 //! thread is printed for each phase. The config's rate limit (15 calls/s at most, i.e. 1,500
 //! resources/s) would dominate; the walk here is given `RateLimiter::new(1_000_000)`.
 //!
+//! `BENCH_STORE=postgres` (under `scripts/with-postgres.sh`) runs phases 2–6 on PostgreSQL.
+//!
 //! `cargo bench --bench pipeline` (env: BENCH_RESOURCES, BENCH_LEASES, BENCH_PHASES: a comma
 //! list of the phases to run, e.g. `2b,5`; default all; 6 needs 5 and 4 needs 3).
 
@@ -267,9 +269,7 @@ impl Bench {
     /// Phase 2: evaluate + persist, pages of 100 built in memory, `batch` resources handed to
     /// each `persist_page` call (one transaction each, as nothing else writes meanwhile).
     async fn eval_persist_only(&self, label: &str, dir: &Path, batch: usize) {
-        let store = Store::open(&dir.join("ephemera.db"))
-            .await
-            .expect("store opens");
+        let store = common::open_store(dir).await;
         let run_id = uuid::Uuid::now_v7().to_string();
         store
             .start_run(
@@ -518,11 +518,13 @@ async fn bench_real_pass(
     second_pass: bool,
 ) {
     let dir = dir.join("phase5");
-    let config_path = common::write_workdir(
+    let store = common::store_sections(common::on_postgres(), &dir).await;
+    let config_path = common::write_workdir_on(
         &dir,
         &format!(
             "regions = [\"{REGION}\"]\nendpoint_url = \"http://127.0.0.1:{port}\"\nemulator = true\ncalls_per_second = 10000\nmax_attempts = 1\n\n[[aws.accounts]]\nid = \"{ACCOUNT}\"\n\n[discovery]\ntypes = []\ncreators = false\n"
         ),
+        &store,
     );
     let config = Arc::new(Config::load(&config_path).expect("bench config"));
     let store = Store::open_at(&config.store.location)
@@ -692,9 +694,7 @@ fn main() {
 
         if phase("3") {
             let dir3 = tmp.path().join("phase3");
-            let store = Store::open(&dir3.join("ephemera.db"))
-                .await
-                .expect("store opens");
+            let store = common::open_store(&dir3).await;
             bench
                 .pipeline("3 pipeline, fresh store", &store, &dir3, now)
                 .await;

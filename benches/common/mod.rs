@@ -337,6 +337,75 @@ pub fn cpu_total_except(
 /// A config with the lease_http bench's principal and `aws` as the body of `[aws]`, and
 /// `rules/policy/bench.toml` holding [`policy_text`]; returns the config's path.
 pub fn write_workdir(dir: &Path, aws: &str) -> std::path::PathBuf {
+    write_workdir_on(dir, aws, "[store]\npath = \"ephemera.db\"\n")
+}
+
+/// Whether `BENCH_STORE=postgres` asks for the PostgreSQL store (on the server of
+/// `scripts/with-postgres.sh`) instead of SQLite.
+pub fn on_postgres() -> bool {
+    std::env::var("BENCH_STORE").as_deref() == Ok("postgres")
+}
+
+/// The `[store]` (and, for PostgreSQL, `[audit]`) sections of a bench config in `dir`: a
+/// SQLite file, or a fresh database on the test PostgreSQL server with the audit key every
+/// replica shares.
+pub async fn store_sections(postgres: bool, dir: &Path) -> String {
+    if !postgres {
+        return "[store]\npath = \"ephemera.db\"\n".into();
+    }
+    let url = std::env::var("EPHEMERA_TEST_POSTGRES")
+        .expect("EPHEMERA_TEST_POSTGRES: run under scripts/with-postgres.sh");
+    let password = std::env::var("EPHEMERA_TEST_POSTGRES_PASSWORD").ok();
+    let mut config: tokio_postgres::Config = url.parse().expect("URL");
+    if let Some(p) = &password {
+        config.password(p.as_str());
+    }
+    let (client, conn) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("the PostgreSQL server answers");
+    tokio::spawn(conn);
+    let db = format!("bench_{}", uuid::Uuid::new_v4().simple());
+    client
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .await
+        .expect("create database");
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let key = dir.join("audit.key");
+    std::fs::write(&key, "5e".repeat(32)).expect("key");
+    let base = url.rsplit_once('/').expect("database in URL").0;
+    let password = if password.is_some() {
+        "password_env = \"EPHEMERA_TEST_POSTGRES_PASSWORD\"\n"
+    } else {
+        ""
+    };
+    format!(
+        "[store]\nurl = \"{base}/{db}\"\n{password}[audit]\nkey_file = \"{}\"\n",
+        key.display()
+    )
+}
+
+/// A store in `dir` for a bench phase: SQLite, or a fresh PostgreSQL database with
+/// `BENCH_STORE=postgres`.
+pub async fn open_store(dir: &Path) -> ephemera::store::Store {
+    if !on_postgres() {
+        return ephemera::store::Store::open(&dir.join("ephemera.db"))
+            .await
+            .expect("store opens");
+    }
+    let path = write_workdir_on(
+        dir,
+        "regions = [\"us-east-1\"]\n\n[[aws.accounts]]\nid = \"123456789012\"\n",
+        &store_sections(true, dir).await,
+    );
+    let config = ephemera::config::Config::load(&path).expect("bench config");
+    ephemera::store::Store::open_at(&config.store.location)
+        .await
+        .expect("store opens")
+}
+
+/// [`write_workdir`] with the given `[store]` sections.
+pub fn write_workdir_on(dir: &Path, aws: &str, store: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(dir.join("rules/policy")).expect("mkdir rules");
     std::fs::write(dir.join("rules/policy/bench.toml"), policy_text()).expect("write policy");
     let config = format!(
@@ -348,8 +417,7 @@ name = "bench"
 role = "lessee"
 projects = ["p00"]
 token_sha256 = "{}"
-[store]
-path = "ephemera.db"
+{store}
 [rules]
 dir = "rules"
 [aws]
