@@ -237,13 +237,10 @@ pub(super) struct Tx<'a> {
 }
 
 impl Tx<'_> {
+    /// Commits. A commit that meets a server going away fails as unavailable (503, retry):
+    /// its outcome is unknown to us, and the caller was told nothing was acknowledged.
     pub(super) async fn commit(self) -> Result<(), StoreError> {
-        self.tx.commit().await.map_err(|e| {
-            StoreError::Commit(format!(
-                "{} (the outcome is unknown when the connection broke)",
-                crate::error_chain(&e)
-            ))
-        })
+        Ok(self.tx.commit().await?)
     }
 
     pub(super) async fn query_opt(
