@@ -454,24 +454,6 @@ pub(super) fn empty_but_decided(decided: i64) -> Result<(), AuditBreak> {
     Ok(())
 }
 
-#[cfg(test)]
-impl Store {
-    /// Runs SQL text as it is, on either engine (the tests' rows and tampering; the text must
-    /// mean the same on both).
-    pub(crate) async fn sql_for_test(&self, sql: impl Into<String>) {
-        let sql = sql.into();
-        if let Some(pg) = self.pg() {
-            pg.batch_execute_for_test(&sql).await.expect("runs the SQL");
-            return;
-        }
-        self.writer()
-            .expect("sqlite")
-            .write(move |c| Ok::<_, StoreError>(c.execute_batch(&sql)?))
-            .await
-            .expect("runs the SQL");
-    }
-}
-
 fn verify_chain(
     c: &Connection,
     key: &AuditKey,
@@ -570,7 +552,7 @@ mod tests {
 
     /// Runs SQL as it is (the tampering of the tests), on either engine.
     async fn sql(store: &Store, sql: impl Into<String>) {
-        store.sql_for_test(sql).await;
+        store.execute_batch_for_test(&sql.into()).await;
     }
 
     /// What a thief with the file but not the key does: rewrites each record from `from` on

@@ -292,54 +292,13 @@ mod tests {
     use crate::model::{Decision, ReapMode};
     use crate::resource::AuditEntry;
 
-    /// Every table's rows as text, sorted: the same on both engines when nothing was lost.
-    async fn pg_rows(pg: &Pg, table: &str) -> Vec<Vec<Option<String>>> {
-        let mut c = pg.conn().await.expect("conn");
-        let mut tx = c.begin().await.expect("tx");
-        let cols = column_kinds(&mut tx, TABLES.iter().find(|t| **t == table).expect("t"))
-            .await
-            .expect("columns");
-        let list = cols
-            .iter()
-            .map(|(n, _)| format!("\"{n}\"::text"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let rows = tx
-            .query_dynamic(&format!("SELECT {list} FROM {table}"), &[])
-            .await
-            .expect("select");
-        let mut out: Vec<Vec<Option<String>>> = rows
-            .iter()
-            .map(|r| (0..cols.len()).map(|i| r.get(i)).collect())
-            .collect();
-        out.sort();
-        out
-    }
-
-    fn sqlite_rows(path: &Path, table: &str) -> Vec<Vec<Option<String>>> {
-        let c = rusqlite::Connection::open(path).expect("opens");
-        let mut stmt = c
-            .prepare(&format!("SELECT * FROM {table}"))
-            .expect("select");
-        let n = stmt.column_count();
-        let mut out: Vec<Vec<Option<String>>> = stmt
-            .query_map([], |r| {
-                (0..n)
-                    .map(|i| {
-                        Ok(match r.get::<_, Value>(i)? {
-                            Value::Null => None,
-                            Value::Integer(v) => Some(v.to_string()),
-                            Value::Text(t) => Some(t),
-                            other => Some(format!("{other:?}")),
-                        })
-                    })
-                    .collect()
-            })
-            .expect("rows")
-            .collect::<Result<_, _>>()
-            .expect("rows");
-        out.sort();
-        out
+    /// Every row of `table` as text, sorted: the same on both engines when nothing was lost.
+    async fn rows(store: &Store, table: &str) -> Vec<Vec<Option<String>>> {
+        let mut rows = store
+            .text_rows_for_test(&format!("SELECT * FROM {table}"))
+            .await;
+        rows.sort();
+        rows
     }
 
     /// A SQLite store with a row in every table (an outbox row rolled into a later one, an
@@ -420,10 +379,10 @@ mod tests {
             panic!("postgres")
         };
         for &(table, n) in &copied.tables {
-            let want = sqlite_rows(&path, table);
+            let want = rows(&source, table).await;
             assert_eq!(n as usize, want.len(), "{table}");
             assert!(!want.is_empty(), "{table} has a row to copy");
-            assert_eq!(pg_rows(pg, table).await, want, "{table}");
+            assert_eq!(rows(&target, table).await, want, "{table}");
         }
         assert!(
             !copied.tables.iter().any(|(t, _)| *t == "locks"),
@@ -459,6 +418,6 @@ mod tests {
             ),
             "{again:?}"
         );
-        assert_eq!(pg_rows(pg, "outbox").await.len(), 3);
+        assert_eq!(rows(&target, "outbox").await.len(), 3);
     }
 }

@@ -645,7 +645,7 @@ mod tests {
             .await
             .expect("saves");
         store
-            .sql_for_test(
+            .execute_batch_for_test(
                 "INSERT INTO resources (arn, account, region, resource_type, tags, first_seen,
                                         last_seen, verdict, reason, action, grace_s, last_run,
                                         creator)

@@ -177,7 +177,7 @@ mod tests {
                 gone.map_or("NULL".to_owned(), |g| ms(g).to_string())
             ));
         }
-        store.sql_for_test(rows).await;
+        store.execute_batch_for_test(&rows).await;
 
         let at = t + m(20);
         assert_eq!(store.settle_teardowns(pass, at).await.expect("settles"), 2);

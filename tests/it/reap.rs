@@ -1083,30 +1083,7 @@ async fn on_call_reaping_through_the_api_and_the_cli() {
 async fn sigkill_mid_reaping_loses_no_record_and_deletes_nothing_twice() {
     let moto = Moto::start().await;
     let proxy = FaultProxy::start(&moto.endpoint()).await;
-    let work = workdir(
-        &proxy.endpoint(),
-        ACCOUNTS,
-        "armed = true\ndeletable_types = [\"ec2:volume\"]\nmax_project_share_percent = 100\n",
-    );
-    // The real binary runs on the wall clock: resources with a lease nobody knows are reapable
-    // a second after they are marked.
-    std::fs::write(
-        work.dir.path().join("rules/policy/projects.toml"),
-        POLICY.replace(
-            "released = { action = \"reap\" }",
-            "released = { action = \"reap\" }\nunknown-lease = { action = \"reap\", grace = \"1s\" }",
-        ),
-    )
-    .expect("policy");
-    let unknown = "0194e0a1-0000-7000-8000-00000000dead";
-    let seeded = seed(
-        &moto.endpoint(),
-        json!({"resources": [
-            {"key": "doomed", "account": A, "type": "ec2:volume", "tags": tags(unknown, "web"), "count": 5}
-        ]}),
-    )
-    .await;
-    let doomed = arns_by_key(&seeded)["doomed"].clone();
+    let (work, doomed) = five_doomed_volumes(&moto, &proxy).await;
     let config = work.config_path();
     let scan = |addr: String| async move {
         let out = crate::cli::run(
@@ -1627,6 +1604,34 @@ async fn teardown_is_proven_by_a_later_complete_pass() {
     d.stop().await;
 }
 
+/// An armed workdir (volumes deletable, no project share cap) whose rules reap resources of a
+/// lease nobody knows a second after they are marked (the real binary runs on the wall clock),
+/// and five such volumes seeded in moto; returns the workdir and their ARNs.
+async fn five_doomed_volumes(moto: &Moto, proxy: &FaultProxy) -> (Workdir, Vec<String>) {
+    let work = workdir(
+        &proxy.endpoint(),
+        ACCOUNTS,
+        "armed = true\ndeletable_types = [\"ec2:volume\"]\nmax_project_share_percent = 100\n",
+    );
+    std::fs::write(
+        work.dir.path().join("rules/policy/projects.toml"),
+        POLICY.replace(
+            "released = { action = \"reap\" }",
+            "released = { action = \"reap\" }\nunknown-lease = { action = \"reap\", grace = \"1s\" }",
+        ),
+    )
+    .expect("policy");
+    let unknown = "0194e0a1-0000-7000-8000-00000000dead";
+    let seeded = seed(
+        &moto.endpoint(),
+        json!({"resources": [
+            {"key": "doomed", "account": A, "type": "ec2:volume", "tags": tags(unknown, "web"), "count": 5}
+        ]}),
+    )
+    .await;
+    (work, arns_by_key(&seeded)["doomed"].clone())
+}
+
 /// Two replicas on PostgreSQL: the leader is killed (SIGKILL) with a delete in flight; the
 /// other replica leads, its pass settles the interrupted delete and deletes the rest, each
 /// volume exactly once, and the audit chain verifies.
@@ -1634,11 +1639,7 @@ async fn teardown_is_proven_by_a_later_complete_pass() {
 async fn a_leader_killed_mid_reaping_is_replaced_and_deletes_nothing_twice() {
     let moto = Moto::start().await;
     let proxy = FaultProxy::start(&moto.endpoint()).await;
-    let work = workdir(
-        &proxy.endpoint(),
-        ACCOUNTS,
-        "armed = true\ndeletable_types = [\"ec2:volume\"]\nmax_project_share_percent = 100\n",
-    );
+    let (work, doomed) = five_doomed_volumes(&moto, &proxy).await;
     let url = crate::support::postgres::fresh_database().await;
     let text = std::fs::read_to_string(work.config_path()).expect("config");
     let store = "[store]\npath = \"state/ephemera.db\"\n";
@@ -1652,23 +1653,6 @@ async fn a_leader_killed_mid_reaping_is_replaced_and_deletes_nothing_twice() {
         ),
     )
     .expect("config on PostgreSQL");
-    std::fs::write(
-        work.dir.path().join("rules/policy/projects.toml"),
-        POLICY.replace(
-            "released = { action = \"reap\" }",
-            "released = { action = \"reap\" }\nunknown-lease = { action = \"reap\", grace = \"1s\" }",
-        ),
-    )
-    .expect("policy");
-    let unknown = "0194e0a1-0000-7000-8000-00000000beef";
-    let seeded = seed(
-        &moto.endpoint(),
-        json!({"resources": [
-            {"key": "doomed", "account": A, "type": "ec2:volume", "tags": tags(unknown, "web"), "count": 5}
-        ]}),
-    )
-    .await;
-    let doomed = arns_by_key(&seeded)["doomed"].clone();
     let password = std::env::var(crate::support::postgres::PASSWORD_ENV).unwrap_or_default();
     let cli = |addr: String, args: &'static [&'static str]| {
         let password = password.clone();
