@@ -36,9 +36,12 @@ printf '%s\n' "$password" >"$dir/pw"
 }
 # fsync off: a throwaway server whose durability no test measures (a crash of the server
 # process, which the tests do cause, loses nothing the kernel already has); many connections,
-# since every test's stores keep pools.
+# since every test's stores keep pools. Benches that report figures set
+# EPHEMERA_TEST_POSTGRES_FSYNC=on, so PostgreSQL's commits are as durable as SQLite's.
+fsync=${EPHEMERA_TEST_POSTGRES_FSYNC:-off}
+[[ $fsync == on || $fsync == off ]] || { echo "with-postgres: EPHEMERA_TEST_POSTGRES_FSYNC is on or off" >&2; exit 2; }
 "${as[@]}" "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start \
-    -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=600 -c fsync=off -c shared_buffers=128MB" \
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=600 -c fsync=$fsync -c shared_buffers=128MB" \
     >/dev/null || {
     cat "$dir/server.log" >&2
     exit 1
@@ -46,7 +49,7 @@ printf '%s\n' "$password" >"$dir/pw"
 
 export EPHEMERA_TEST_POSTGRES="postgres://ephemera@127.0.0.1:$port/postgres"
 export EPHEMERA_TEST_POSTGRES_PASSWORD="$password"
-echo "with-postgres: PostgreSQL $("$bindir/postgres" --version | awk '{print $3}') on 127.0.0.1:$port" >&2
+echo "with-postgres: PostgreSQL $("$bindir/postgres" --version | awk '{print $3}') on 127.0.0.1:$port (fsync $fsync)" >&2
 set +e
 "$@"
 rc=$?
