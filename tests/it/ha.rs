@@ -491,3 +491,164 @@ async fn store_copy_moves_a_sqlite_store_into_postgres() {
         String::from_utf8_lossy(&again.stderr)
     );
 }
+
+/// Mail across failovers, through a real SMTP server: warnings queued while the relay is down
+/// are sent once by the replica that took over from a stopped (SIGSTOP) leader; woken
+/// (SIGCONT), the old leader sends nothing, even what is queued after; once the new leader is
+/// killed (SIGKILL) the old one delivers again. Each warning arrives exactly once, the outbox
+/// holds one sent row for each, and the audit chain verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_is_sent_once_across_a_stopped_and_a_killed_leader() {
+    use crate::support::smtp::{Smtp, Tls};
+
+    let mut smtp = Smtp::stopped(Tls::None, None);
+    let url = fresh_database().await;
+    let work = replica_workdir(&url);
+    let text = std::fs::read_to_string(work.config_path()).expect("config");
+    std::fs::write(
+        work.config_path(),
+        format!(
+            "{text}{}",
+            smtp.section("warn_before = \"1h\"\nretry_backoff = \"1s\"")
+        ),
+    )
+    .expect("write config");
+    let mut replicas = start_replicas(&work, 2);
+    let http = reqwest::Client::new();
+    let acquire = |base: String, owner: &'static str| {
+        let http = http.clone();
+        async move {
+            let (s, body) = call(
+                &http,
+                &base,
+                "/api/v1/leases",
+                // A lease shorter than the warning window is never warned: this one enters
+                // the window 2 s after it is granted.
+                json!({"project": "web", "task": owner, "owner": owner, "ttl": "3602s"}),
+            )
+            .await;
+            assert_eq!(s, StatusCode::CREATED, "{body}");
+        }
+    };
+    let first = the_leader(&http, &replicas, &[]).await;
+    for owner in [
+        "a@example.com",
+        "b@example.com",
+        "c@example.com",
+        "d@example.com",
+    ] {
+        acquire(replicas[1 - first].base.clone(), owner).await;
+    }
+    // The leader queued the four warnings and failed at the relay.
+    eventually(
+        "the leader queued four warnings and failed to send",
+        Duration::from_secs(30),
+        || async {
+            let m = metrics_of(&http, &replicas[first].base)
+                .await
+                .unwrap_or_default();
+            sample(&m, "ephemera_outbox_pending") == Some(4.0)
+                && sample(&m, "ephemera_email_failures_total").is_some_and(|n| n >= 1.0)
+        },
+    )
+    .await;
+    assert!(smtp.messages().is_empty());
+
+    let pid = replicas[first].process.child.id().to_string();
+    let signal = |sig: &str| {
+        let s = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill runs");
+        assert!(s.success(), "kill {sig}");
+    };
+    signal("-STOP");
+    smtp.restart();
+    let second = the_leader(&http, &replicas, &[first]).await;
+    assert_eq!(second, 1 - first);
+    let warnings = |smtp: &Smtp| {
+        smtp.messages()
+            .into_iter()
+            .filter(|m| m.kind() == "expiry-warning")
+            .collect::<Vec<_>>()
+    };
+    eventually(
+        "the new leader sends the four warnings",
+        Duration::from_secs(90),
+        || async { warnings(&smtp).len() >= 4 },
+    )
+    .await;
+
+    signal("-CONT");
+    acquire(replicas[second].base.clone(), "e@example.com").await;
+    eventually(
+        "the fifth warning is sent",
+        Duration::from_secs(30),
+        || async { warnings(&smtp).len() >= 5 },
+    )
+    .await;
+    // The woken replica follows through several of its rounds and renewals, sending nothing.
+    tokio::time::sleep(ephemera::leader::RENEW * 2).await;
+    let old = metrics_of(&http, &replicas[first].base)
+        .await
+        .expect("metrics");
+    assert_eq!(sample(&old, "ephemera_leader"), Some(0.0), "{old}");
+    assert!(
+        !old.lines()
+            .any(|l| l.starts_with("ephemera_emails_sent_total{") && !l.ends_with(" 0")),
+        "the old leader sent nothing: {old}"
+    );
+
+    replicas[second].process.child.kill().expect("SIGKILL");
+    let third = the_leader(&http, &replicas, &[second]).await;
+    assert_eq!(third, first);
+    acquire(replicas[first].base.clone(), "f@example.com").await;
+    eventually(
+        "the sixth warning is sent",
+        Duration::from_secs(60),
+        || async { warnings(&smtp).len() >= 6 },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let all = smtp.messages();
+    let mut ids: Vec<&str> = all.iter().map(|m| m.message_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), all.len(), "no message twice: {all:#?}");
+    let mut to: Vec<String> = warnings(&smtp)
+        .iter()
+        .flat_map(|m| m.rcpt_tos.clone())
+        .collect();
+    to.sort();
+    assert_eq!(
+        to,
+        ["a", "b", "c", "d", "e", "f"].map(|w| format!("{w}@example.com")),
+        "each warning once"
+    );
+    let store = ephemera::store::Store::open_at(&work.config().store.location)
+        .await
+        .expect("store");
+    let rows = store.outbox_rows().await.expect("rows");
+    let sent: Vec<_> = rows
+        .iter()
+        .filter(|r| r.kind == ephemera::model::MailKind::ExpiryWarning)
+        .collect();
+    assert_eq!(sent.len(), 6, "{rows:#?}");
+    assert!(sent.iter().all(|r| r.sent_at.is_some()), "{rows:#?}");
+
+    let password = std::env::var(crate::support::postgres::PASSWORD_ENV).unwrap_or_default();
+    let cfg = work.config_path().display().to_string();
+    let verify = crate::cli::run(
+        &["audit", "verify", "--config", &cfg],
+        &[(crate::support::postgres::PASSWORD_ENV, password.as_str())],
+    )
+    .await;
+    assert_eq!(
+        verify.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
