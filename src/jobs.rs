@@ -118,11 +118,12 @@ impl ReapJobs {
         }
     }
 
-    /// Starts reaping `arns` in `principal`'s name; refused (before anything is started)
-    /// while a pass runs.
+    /// Starts reaping `arns` in `principal`'s name (with `reviewed`, as that plan allows);
+    /// refused (before anything is started) while a pass runs.
     pub async fn start(
         &self,
         arns: Vec<String>,
+        reviewed: Option<crate::reaper::plan::ReviewedPlan>,
         principal: &str,
     ) -> Result<JobSnapshot, TaskError> {
         let inner = &self.inner;
@@ -144,7 +145,7 @@ impl ReapJobs {
                 let results = this
                     .inner
                     .tasks
-                    .reap_by_hand(claim, &arns, &principal, &task_job.progress)
+                    .reap_by_hand(claim, &arns, &principal, reviewed.as_ref(), &task_job.progress)
                     .await
                     .map_err(|e| {
                         tracing::error!(error = %crate::error_chain(&e), "on-call reaping failed part way");

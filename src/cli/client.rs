@@ -7,8 +7,8 @@ use serde::de::DeserializeOwned;
 
 use crate::http::dto::{
     AuditList, AuditVerdict, CostRefreshView, CostView, ErrorBody, FindingList, LeaseList,
-    LeaseView, PlanView, ReapJobView, ReapPlanView, ReapRequest, RenewRequest, ScanStarted,
-    ScanView, StatusView,
+    LeaseView, PlanView, ReapJobView, ReapPlanView, ReapRequest, RenewRequest, ReviewedPlanBody,
+    ScanStarted, ScanView, StatusView,
 };
 use crate::lease::AcquireRequest;
 
@@ -276,20 +276,32 @@ impl Client {
         self.call(Method::GET, "/leases", query, None).await
     }
 
-    /// The on-call plan for `arns` (`POST /reap` with `plan_only`); deletes nothing.
-    pub async fn plan_reap(&self, arns: &[String]) -> anyhow::Result<ReapPlanView> {
+    /// The on-call plan for `arns`, or for a reviewed plan with what it would refuse
+    /// (`POST /reap` with `plan_only`); deletes nothing.
+    pub async fn plan_reap(
+        &self,
+        arns: &[String],
+        plan: Option<&ReviewedPlanBody>,
+    ) -> anyhow::Result<ReapPlanView> {
         let req = ReapRequest {
             arns: arns.to_vec(),
             plan_only: true,
+            plan: plan.cloned(),
         };
         self.call(Method::POST, "/reap", &[], Some(&req)).await
     }
 
-    /// Starts an on-call reap job (`POST /reap`); the daemon runs it whatever this client does.
-    pub async fn start_reap(&self, arns: &[String]) -> anyhow::Result<ReapJobView> {
+    /// Starts an on-call reap job (`POST /reap`) of `arns` or of a reviewed plan; the daemon
+    /// runs it whatever this client does.
+    pub async fn start_reap(
+        &self,
+        arns: &[String],
+        plan: Option<&ReviewedPlanBody>,
+    ) -> anyhow::Result<ReapJobView> {
         let req = ReapRequest {
             arns: arns.to_vec(),
             plan_only: false,
+            plan: plan.cloned(),
         };
         self.call(Method::POST, "/reap", &[], Some(&req)).await
     }

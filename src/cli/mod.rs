@@ -198,14 +198,23 @@ enum Command {
     Plan {
         #[command(flatten)]
         client: ClientArgs,
+        /// Also write the plan to this file for review, with a digest of every item's state
+        /// (apply it with `reap --plan FILE`).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// On-call reaping: delete these resources now, through every guard but the deadline.
     Reap {
         #[command(flatten)]
         client: ClientArgs,
         /// ARNs of resources with open findings.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "plan", conflicts_with = "plan")]
         arns: Vec<String>,
+        /// Reap exactly the items of a plan written by `plan --out`, each only while its state
+        /// is unchanged (the others are refused and listed), through every guard but the
+        /// deadline.
+        #[arg(long, value_name = "FILE")]
+        plan: Option<PathBuf>,
         /// Show what would happen and stop.
         #[arg(long)]
         plan_only: bool,
@@ -544,10 +553,21 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Findings(args) => scan::findings(args).await,
-        Command::Plan { client } => reap::plan(client).await,
+        Command::Plan { client, out } => reap::plan(client, out).await,
         Command::Reap {
             client,
             arns,
+            plan: Some(path),
+            plan_only,
+            yes,
+        } => {
+            debug_assert!(arns.is_empty(), "clap: `arns` conflicts with `--plan`");
+            reap::reap_reviewed(&client, &path, plan_only, yes).await
+        }
+        Command::Reap {
+            client,
+            arns,
+            plan: None,
             plan_only,
             yes,
         } => reap::reap(&client, &arns, plan_only, yes).await,

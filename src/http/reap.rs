@@ -36,6 +36,9 @@ pub(super) async fn show_plan(
 }
 
 /// On-call reaping: the same guards as a pass, except the grace deadline. Operators only.
+/// With `plan`, exactly a reviewed plan: each item only while its state digest is unchanged
+/// (the others are refused and listed); a plan whose digest is not its items' is a 422
+/// `plan-digest-mismatch`.
 /// A plan only is answered at once (200; it deletes nothing); otherwise a job is started that
 /// the daemon owns (202, `Location: /api/v1/reap/jobs/{id}`): the client may go away.
 #[utoipa::path(post, path = "/api/v1/reap", tag = "reaper", request_body = dto::ReapRequest, responses((status = 200, description = "`plan_only`: the plan; nothing deleted", body = dto::ReapPlanView), (status = 202, description = "A job started; `Location` names it", body = dto::ReapJobView), (status = 409, description = "`scan-running`: a pass or other reaping holds the act lock", body = dto::ErrorBody), (status = 422, body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 503, description = "`overloaded` (too many requests in flight), `request-timeout`, or `oidc-unavailable` (an ID token whose issuer's keys cannot be fetched now): retry later", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
@@ -45,28 +48,43 @@ pub(super) async fn reap(
     Body(req): Body<ReapRequest>,
 ) -> Result<Response, ApiError> {
     forbid_unless(&who, &[crate::auth::Role::Operator], "reap resources")?;
-    if req.arns.is_empty() || req.arns.len() > 1000 {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid-request",
-            "`arns` must hold 1 to 1000 ARNs",
+    let invalid = |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-request", m);
+    let (arns, reviewed) = match req.plan {
+        None => (req.arns, None),
+        Some(_) if !req.arns.is_empty() => {
+            return Err(invalid(
+                "give `arns` or `plan`, not both: a plan names its items".into(),
+            ));
+        }
+        Some(plan) => {
+            let arns: Vec<String> = plan.items.iter().map(|i| i.arn.clone()).collect();
+            let items: std::collections::BTreeMap<String, String> = plan
+                .items
+                .into_iter()
+                .map(|i| (i.arn, i.state_digest))
+                .collect();
+            if items.len() != arns.len() {
+                return Err(invalid("the plan names an ARN twice".into()));
+            }
+            let reviewed =
+                crate::reaper::plan::ReviewedPlan::new(&plan.digest, items).map_err(|m| {
+                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "plan-digest-mismatch", m)
+                })?;
+            (arns, Some(reviewed))
+        }
+    };
+    if arns.is_empty() || arns.len() > 1000 {
+        return Err(invalid(
+            "`arns` (or the plan's items) must hold 1 to 1000 ARNs".into(),
         ));
     }
-    if let Some(bad) = req
-        .arns
-        .iter()
-        .find(|a| crate::model::Arn::parse(a).is_err())
-    {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid-request",
-            format!("`{bad}` is not an ARN"),
-        ));
+    if let Some(bad) = arns.iter().find(|a| crate::model::Arn::parse(a).is_err()) {
+        return Err(invalid(format!("`{bad}` is not an ARN")));
     }
     if req.plan_only {
         let (plan, results) = s
             .tasks
-            .plan_reap(&req.arns)
+            .plan_reap(&arns, reviewed.as_ref())
             .await
             .map_err(|e| internal(&e))?;
         return Ok(Json(dto::ReapPlanView {
@@ -77,7 +95,7 @@ pub(super) async fn reap(
         })
         .into_response());
     }
-    let job = s.reap_jobs.start(req.arns, &who.name).await?;
+    let job = s.reap_jobs.start(arns, reviewed, &who.name).await?;
     let mut resp = (StatusCode::ACCEPTED, Json(ReapJobView::new(&job))).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/reap/jobs/{}", job.id)) {
         resp.headers_mut().insert(header::LOCATION, v);

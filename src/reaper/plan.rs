@@ -60,6 +60,94 @@ impl Plan {
     }
 }
 
+/// What a reviewed plan pins of an item, hashed (`sha256:` and hex): everything a deletion by
+/// hand decides on — the finding, its verdict and reason, the lease, owner and owner tag, when
+/// the lease ended, whether it was tagless, its controller and the members going with it, an
+/// interrupted delete. Not its deadline (reaping by hand does not wait for it) nor what every
+/// pass moves without changing the item (attempts, skips, a creator found in CloudTrail), so
+/// a plan stays valid across passes that change nothing.
+pub fn state_digest(item: &PlanItem) -> String {
+    use sha2::Digest as _;
+    let c = &item.candidate;
+    let mut members: Vec<(&str, i64, Option<&str>)> = item
+        .members
+        .iter()
+        .map(|m| (m.arn.as_str(), m.finding_id, m.lease_id.as_deref()))
+        .collect();
+    members.sort_unstable();
+    // A tuple serialises as an array: its order is fixed, unlike a map's.
+    let pinned = (
+        c.finding_id,
+        c.arn.as_str(),
+        c.project.as_ref().map(|p| p.as_str()),
+        c.verdict.as_str(),
+        &c.reason,
+        &c.lease_id,
+        &c.owner,
+        &c.owner_tag,
+        c.lease_ended_at.map(|t| t.timestamp_millis()),
+        c.tagless,
+        c.controller.as_ref().map(ToString::to_string),
+        (&c.reap_state, members),
+    );
+    let bytes = serde_json::to_vec(&pinned).unwrap_or_default();
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)))
+}
+
+/// The digest of a reviewed plan: of its items' ARNs and state digests, in ARN order (the
+/// same items in any order are the same plan).
+pub fn plan_digest<'a>(items: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    use sha2::Digest as _;
+    let mut lines: Vec<String> = items
+        .into_iter()
+        .map(|(arn, digest)| format!("{arn} {digest}\n"))
+        .collect();
+    lines.sort_unstable();
+    format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(lines.concat()))
+    )
+}
+
+/// A plan as reviewed, to be applied exactly: each item's ARN with its [`state_digest`] when
+/// the plan was written, and the plan's [`plan_digest`] (which the audit records name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewedPlan {
+    pub digest: String,
+    pub items: BTreeMap<String, String>,
+}
+
+impl ReviewedPlan {
+    /// The plan of `items` (ARN, state digest) if `digest` is theirs; else what is wrong.
+    pub fn new(digest: &str, items: BTreeMap<String, String>) -> Result<Self, String> {
+        let want = plan_digest(items.iter().map(|(a, d)| (a.as_str(), d.as_str())));
+        if digest != want {
+            return Err(format!(
+                "the plan's digest is {digest} but its items hash to {want}: the file was edited"
+            ));
+        }
+        Ok(ReviewedPlan {
+            digest: want,
+            items,
+        })
+    }
+
+    /// Why `item` may not be reaped under this plan: not in it, or changed since.
+    pub fn refuses(&self, item: &PlanItem) -> Option<String> {
+        let arn = item.candidate.arn.as_str();
+        match self.items.get(arn) {
+            None => Some("not in the reviewed plan".to_owned()),
+            Some(d) if *d != state_digest(item) => Some(format!(
+                "changed since the plan was written (now {} for lease {}, {}): write and review a new plan",
+                item.candidate.verdict.as_str(),
+                item.candidate.lease_id.as_deref().unwrap_or("none"),
+                item.candidate.reason
+            )),
+            Some(_) => None,
+        }
+    }
+}
+
 /// What a pass's walks know: which (account, region) walked completely, and which types'
 /// sweeps failed there. Nothing of an incomplete walk, or of a failed sweep's type in its
 /// (account, region), is deleted.
@@ -533,7 +621,7 @@ fn project_key(c: &ReapCandidate) -> String {
 mod tests {
     use super::*;
     use crate::config::{DeletionWindow, Weekday};
-    use crate::model::{Arn, ProjectName, Source, Verdict, WalkOutcome};
+    use crate::model::{Arn, Decision, ProjectName, Source, Verdict, WalkOutcome};
     use crate::resource::{SweepRecord, TypeSweepRecord};
     use chrono::{TimeDelta, TimeZone};
 
@@ -567,6 +655,163 @@ mod tests {
         let v = serde_json::to_value(&due).expect("json");
         assert_eq!(v["status"], "due");
         assert!(v.get("held_reason").is_none(), "{v}");
+    }
+
+    /// Every field a deletion by hand decides on changes an item's digest; what passes move
+    /// (deadline, attempts, skips, the creator, the status) does not.
+    #[test]
+    fn a_state_digest_pins_what_a_deletion_decides_on() {
+        let item = |c: ReapCandidate, members: Vec<ReapCandidate>| PlanItem {
+            candidate: c,
+            status: Status::Due,
+            members,
+        };
+        let base = cand("vol-1", "ec2:volume", "web", -5);
+        let d0 = state_digest(&item(base.clone(), Vec::new()));
+        assert!(d0.starts_with("sha256:") && d0.len() == 7 + 64, "{d0}");
+        type Change = fn(&mut ReapCandidate);
+        let pinned: [(&str, Change); 13] = [
+            ("finding", |c| c.finding_id = 2),
+            ("arn", |c| {
+                c.arn = Arn::parse("arn:aws:ec2:us-east-1:111111111111:volume/vol-2").expect("ARN")
+            }),
+            ("project", |c| {
+                c.project = Some(ProjectName::parse("data").expect("name"))
+            }),
+            ("verdict", |c| c.verdict = Verdict::Released),
+            ("reason", |c| c.reason = "lease released".into()),
+            ("lease", |c| c.lease_id = Some("L1".into())),
+            ("owner", |c| c.owner = Some("bob@example.com".into())),
+            ("owner tag", |c| c.owner_tag = Some("bob".into())),
+            ("lease end", |c| c.lease_ended_at = Some(now())),
+            ("tagless", |c| c.tagless = true),
+            ("controller", |c| {
+                c.controller = ControllerRef::of_resource(
+                    &Arn::parse("arn:aws:cloudformation:us-east-1:111111111111:stack/s/1")
+                        .expect("ARN"),
+                    "111111111111",
+                    "us-east-1",
+                )
+            }),
+            ("interrupted delete", |c| {
+                c.reap_state = Some("deleting".into())
+            }),
+            ("project gone", |c| c.project = None),
+        ];
+        for (what, change) in pinned {
+            let mut c = base.clone();
+            change(&mut c);
+            assert_ne!(state_digest(&item(c, Vec::new())), d0, "{what} is pinned");
+        }
+        let moved: [(&str, Change); 7] = [
+            ("deadline", |c| c.deadline += TimeDelta::hours(1)),
+            ("attempts", |c| c.attempts = 3),
+            ("next attempt", |c| c.next_attempt_at = Some(now())),
+            ("last decision", |c| {
+                c.last_decision = Some(Decision::Skipped)
+            }),
+            ("skips", |c| {
+                c.skip_count = 4;
+                c.last_skipped_at = Some(now());
+            }),
+            ("creator", |c| {
+                c.creator = Some("arn:aws:iam::111111111111:user/ci".into());
+                c.created_at = Some(now());
+            }),
+            ("source", |c| c.source = Source::Sweep),
+        ];
+        for (what, change) in moved {
+            let mut c = base.clone();
+            change(&mut c);
+            assert_eq!(
+                state_digest(&item(c, Vec::new())),
+                d0,
+                "{what} moves freely"
+            );
+        }
+        let mut held = item(base.clone(), Vec::new());
+        held.status = Status::Held("capped".into());
+        assert_eq!(
+            state_digest(&held),
+            d0,
+            "the status is the plan's, not the item's"
+        );
+
+        // The members going with a controller are pinned, in any order.
+        let (m1, mut m2) = (
+            cand("m-1", "ec2:instance", "web", -5),
+            cand("m-2", "ec2:instance", "web", -5),
+        );
+        m2.finding_id = 7;
+        let with = state_digest(&item(base.clone(), vec![m1.clone(), m2.clone()]));
+        assert_ne!(with, d0, "members are pinned");
+        assert_eq!(
+            state_digest(&item(base.clone(), vec![m2.clone(), m1.clone()])),
+            with,
+            "in any order"
+        );
+        let mut m2_lease = m2.clone();
+        m2_lease.lease_id = Some("L9".into());
+        assert_ne!(
+            state_digest(&item(base.clone(), vec![m1.clone(), m2_lease])),
+            with
+        );
+        assert_ne!(state_digest(&item(base, vec![m1])), with, "a member fewer");
+    }
+
+    /// A reviewed plan checks its own digest (an edited file is refused), and refuses an item
+    /// that is not in it or changed since; the same items in any order are the same plan.
+    #[test]
+    fn a_reviewed_plan_refuses_what_changed_or_was_not_reviewed() {
+        let a = PlanItem {
+            candidate: cand("vol-a", "ec2:volume", "web", -5),
+            status: Status::Due,
+            members: Vec::new(),
+        };
+        let mut b = a.clone();
+        b.candidate.arn =
+            Arn::parse("arn:aws:ec2:us-east-1:111111111111:volume/vol-b").expect("ARN");
+        let items: BTreeMap<String, String> = [&a, &b]
+            .iter()
+            .map(|i| (i.candidate.arn.to_string(), state_digest(i)))
+            .collect();
+        let digest = plan_digest(items.iter().map(|(x, y)| (x.as_str(), y.as_str())));
+        assert_eq!(
+            plan_digest(items.iter().rev().map(|(x, y)| (x.as_str(), y.as_str()))),
+            digest,
+            "order does not matter"
+        );
+        let mut fewer = items.clone();
+        fewer.pop_last();
+        assert_ne!(
+            plan_digest(fewer.iter().map(|(x, y)| (x.as_str(), y.as_str()))),
+            digest
+        );
+        let plan = ReviewedPlan::new(&digest, items.clone()).expect("its own digest");
+        assert_eq!(plan.digest, digest);
+        assert_eq!(plan.refuses(&a), None);
+        assert_eq!(plan.refuses(&b), None);
+
+        let mut renewed = a.clone();
+        renewed.candidate.verdict = Verdict::Leased;
+        renewed.candidate.lease_id = Some("L1".into());
+        let why = plan.refuses(&renewed).expect("changed");
+        assert!(
+            why.starts_with("changed since the plan was written (now leased for lease L1"),
+            "{why}"
+        );
+        let mut stranger = a.clone();
+        stranger.candidate.arn =
+            Arn::parse("arn:aws:ec2:us-east-1:111111111111:volume/vol-c").expect("ARN");
+        assert_eq!(
+            plan.refuses(&stranger).as_deref(),
+            Some("not in the reviewed plan")
+        );
+
+        let mut edited = items;
+        edited.insert(stranger.candidate.arn.to_string(), state_digest(&stranger));
+        let err = ReviewedPlan::new(&digest, edited).expect_err("edited");
+        assert!(err.contains("the file was edited"), "{err}");
     }
 
     fn cand(arn: &str, ty: &str, project: &str, deadline_in_min: i64) -> ReapCandidate {

@@ -14,7 +14,7 @@ use chrono::TimeDelta;
 use serde::Serialize;
 
 use super::aws::{self, DeleteError, Deleted, Inspection};
-use super::plan::{Controlled, Knowledge, Plan, PlanInput, PlanItem, Status, plan};
+use super::plan::{Controlled, Knowledge, Plan, PlanInput, PlanItem, ReviewedPlan, Status, plan};
 use crate::clock::Clock;
 use crate::config::{AwsAccount, Config};
 use crate::inventory::AwsClients;
@@ -36,6 +36,8 @@ pub struct Actor {
     /// The holder id of the store's act lock this actor holds: every delete is fenced on it,
     /// so a process that lost the lock (stalled past its expiry) starts no delete.
     pub fence: String,
+    /// The digest of the reviewed plan being applied, which every audit record names.
+    pub plan: Option<String>,
 }
 
 /// What happened to one item.
@@ -305,6 +307,7 @@ impl Reaper {
             manual: false,
             run_id: Some(run_id.to_owned()),
             fence: fence.to_owned(),
+            plan: None,
         };
         // A delete the daemon died in the middle of, whose resource a walk has since found
         // gone: it landed, and the audit log says so.
@@ -368,6 +371,7 @@ impl Reaper {
         arns: &[String],
         principal: &str,
         fence: Option<&str>,
+        reviewed: Option<&ReviewedPlan>,
         progress: &Progress,
     ) -> Result<(Plan, Vec<ItemResult>), StoreError> {
         let inner = &self.inner;
@@ -413,7 +417,7 @@ impl Reaper {
             c.deadline = c.deadline.min(now);
         }
         let found: HashSet<&str> = candidates.iter().map(|c| c.arn.as_str()).collect();
-        let missing: Vec<ItemResult> = arns
+        let mut missing: Vec<ItemResult> = arns
             .iter()
             .filter(|a| !found.contains(a.as_str()))
             .map(|a| ItemResult {
@@ -421,10 +425,70 @@ impl Reaper {
                 resource_type: Arn::parse(a).map(|x| x.resource_type()).unwrap_or_default(),
                 project: None,
                 outcome: Decision::Skipped,
-                detail: "no open finding for this resource: nothing to reap".into(),
+                detail: if reviewed.is_some() {
+                    "changed since the plan was written: no open finding now (resolved, or gone)"
+                        .into()
+                } else {
+                    "no open finding for this resource: nothing to reap".into()
+                },
             })
             .collect();
+        let Some(reviewed) = reviewed else {
+            let plan = self.plan_of(candidates, None, true, controlled).await?;
+            return self
+                .act_by_hand(plan, missing, principal, fence, None, progress)
+                .await;
+        };
+        // Under the act lock (the claim), so nothing changes between this check and the
+        // deletes but what the last-moment checks in AWS see.
+        let plan = self
+            .plan_of(candidates.clone(), None, true, controlled.clone())
+            .await?;
+        let refused: Vec<(&PlanItem, String)> = plan
+            .items
+            .iter()
+            .filter_map(|i| reviewed.refuses(i).map(|why| (i, why)))
+            .collect();
+        if refused.is_empty() {
+            return self
+                .act_by_hand(plan, missing, principal, fence, Some(reviewed), progress)
+                .await;
+        }
+        // A refused controller's members stay too: none is ever deleted alone.
+        let out: HashSet<String> = refused
+            .iter()
+            .flat_map(|(i, _)| {
+                std::iter::once(i.candidate.arn.to_string())
+                    .chain(i.members.iter().map(|m| m.arn.to_string()))
+            })
+            .collect();
+        for (i, why) in &refused {
+            let c = &i.candidate;
+            missing.push(ItemResult {
+                arn: c.arn.to_string(),
+                resource_type: c.resource_type.clone(),
+                project: c.project.as_ref().map(ToString::to_string),
+                outcome: Decision::Skipped,
+                detail: why.clone(),
+            });
+        }
+        candidates.retain(|c| !out.contains(c.arn.as_str()));
         let plan = self.plan_of(candidates, None, true, controlled).await?;
+        self.act_by_hand(plan, missing, principal, fence, Some(reviewed), progress)
+            .await
+    }
+
+    /// Acts on the plan of a reaping by hand (with `fence`; without, it only answers the
+    /// plan): `refused` items are recorded as refused, held ones as held, the due ones go.
+    async fn act_by_hand(
+        &self,
+        plan: Plan,
+        missing: Vec<ItemResult>,
+        principal: &str,
+        fence: Option<&str>,
+        reviewed: Option<&ReviewedPlan>,
+        progress: &Progress,
+    ) -> Result<(Plan, Vec<ItemResult>), StoreError> {
         let Some(fence) = fence else {
             return Ok((plan, missing));
         };
@@ -433,8 +497,9 @@ impl Reaper {
             manual: true,
             run_id: None,
             fence: fence.to_owned(),
+            plan: reviewed.map(|r| r.digest.clone()),
         };
-        let mut results = Vec::with_capacity(arns.len());
+        let mut results = Vec::with_capacity(missing.len() + plan.items.len());
         for r in missing {
             self.audit(
                 &actor,
@@ -548,7 +613,10 @@ impl Reaper {
                     lease_id,
                     verdict,
                     decision,
-                    detail: detail.to_owned(),
+                    detail: match &actor.plan {
+                        Some(digest) => format!("{detail} (reviewed plan {digest})"),
+                        None => detail.to_owned(),
+                    },
                 },
                 update,
             )

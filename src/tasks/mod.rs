@@ -593,10 +593,14 @@ impl Tasks {
     }
 
     /// The on-call plan for `arns`: only reads, so it neither waits for nor holds back a pass.
-    pub async fn plan_reap(&self, arns: &[String]) -> Result<(Plan, Vec<ItemResult>), StoreError> {
+    pub async fn plan_reap(
+        &self,
+        arns: &[String],
+        reviewed: Option<&crate::reaper::plan::ReviewedPlan>,
+    ) -> Result<(Plan, Vec<ItemResult>), StoreError> {
         self.inner
             .reaper
-            .reap_by_hand(arns, "", None, &Progress::default())
+            .reap_by_hand(arns, "", None, reviewed, &Progress::default())
             .await
     }
 
@@ -617,18 +621,26 @@ impl Tasks {
         })
     }
 
-    /// On-call reaping of `arns` in `principal`'s name, under a claim (released at the end).
+    /// On-call reaping of `arns` in `principal`'s name, under a claim (released at the end);
+    /// with `reviewed`, only the plan's items unchanged since it was written.
     pub async fn reap_by_hand(
         &self,
         claim: ReapClaim,
         arns: &[String],
         principal: &str,
+        reviewed: Option<&crate::reaper::plan::ReviewedPlan>,
         progress: &Progress,
     ) -> Result<Vec<ItemResult>, StoreError> {
         let r = self
             .inner
             .reaper
-            .reap_by_hand(arns, principal, Some(claim.lock.fence()), progress)
+            .reap_by_hand(
+                arns,
+                principal,
+                Some(claim.lock.fence()),
+                reviewed,
+                progress,
+            )
             .await;
         claim.lock.release().await;
         Ok(r?.1)

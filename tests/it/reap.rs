@@ -1750,3 +1750,203 @@ async fn a_leader_killed_mid_reaping_is_replaced_and_deletes_nothing_twice() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// A reviewed plan applied exactly: `ephemera plan --out` writes every marked item with a
+/// digest of its state; after one item was tagged with a live lease and another's expired
+/// lease was released (and a pass saw both), `ephemera reap --plan` deletes only the unchanged
+/// one and refuses (and lists) the others. Moto and the proxy's log show one delete; the audit records name the plan's digest;
+/// an edited plan is refused by the CLI and by the API.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reviewed_plan_deletes_exactly_what_did_not_change() {
+    let moto = Moto::start().await;
+    let proxy = FaultProxy::start(&moto.endpoint()).await;
+    let work = workdir(
+        &proxy.endpoint(),
+        ACCOUNTS,
+        "armed = true\ndeletable_types = [\"ec2:volume\"]\nmax_project_share_percent = 100\n",
+    );
+    let clock = manual_clock();
+    let d = TestDaemon::start_with_clock(&work, clock.clone()).await;
+    let expired = d.acquire(WEB, "web", "expired").await;
+    let other = d.acquire(WEB, "web", "other").await;
+    let active = d.acquire(WEB, "web", "active").await;
+    d.renew(WEB, &active, "10h").await;
+    clock.advance(TimeDelta::hours(2) + TimeDelta::minutes(10));
+    let seeded = seed(
+        &moto.endpoint(),
+        json!({"resources": [
+            {"key": "same", "account": A, "type": "ec2:volume", "tags": tags(&expired, "web")},
+            {"key": "released", "account": A, "type": "ec2:volume", "tags": tags(&expired, "web")},
+            {"key": "verdict", "account": A, "type": "ec2:volume", "tags": tags(&other, "web")},
+            {"key": "leased", "account": A, "type": "ec2:volume", "tags": tags(&active, "web")}
+        ]}),
+    )
+    .await;
+    let by_key = arns_by_key(&seeded);
+    let arn = |k: &str| by_key[k][0].clone();
+    // Marked, the deadline an hour ahead: the pass deletes nothing.
+    d.pass().await;
+
+    let addr = d.base();
+    let env = [
+        ("EPHEMERA_ADDR", addr.as_str()),
+        ("EPHEMERA_TOKEN", OPERATOR),
+    ];
+    let plan_path = work.dir.path().join("plan.json");
+    let plan_arg = plan_path.display().to_string();
+    let out = crate::cli::run(&["plan", "--out", &plan_arg], &env).await;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let file: Value =
+        serde_json::from_str(&std::fs::read_to_string(&plan_path).expect("plan written"))
+            .expect("plan json");
+    let digest = file["digest"].as_str().expect("digest").to_owned();
+    assert!(
+        stderr.contains("3 item(s), 0 due now") && stderr.contains(&digest),
+        "{stderr}"
+    );
+    let planned: Vec<&str> = file["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| i["arn"].as_str().expect("arn"))
+        .collect();
+    assert_eq!(planned.len(), 3, "{file}");
+    for k in ["same", "released", "verdict"] {
+        assert!(planned.contains(&arn(k).as_str()), "{k} planned: {file}");
+    }
+
+    // After the review: one volume now carries the live lease; the other's expired lease is
+    // released, so its finding's verdict moves from expired to released.
+    let ec2 = aws_sdk_ec2::Client::new(&moto.sdk_config("us-east-1").await);
+    let id_of = |key: &str| {
+        seeded
+            .resources
+            .iter()
+            .find(|r| r.key == key)
+            .expect("seeded")
+            .id
+            .clone()
+    };
+    ec2.create_tags()
+        .resources(id_of("released"))
+        .tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key("ephemera:lease-id")
+                .value(&active)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("retag");
+    let (s, body) = d
+        .post(&format!("/api/v1/leases/{other}/release"), WEB, json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    d.pass().await;
+
+    // An edited plan: refused by the CLI before it asks the daemon, and by the API.
+    let mut edited = file.clone();
+    edited["items"][0]["state_digest"] = json!(format!("sha256:{}", "0".repeat(64)));
+    let edited_path = work.dir.path().join("edited.json");
+    std::fs::write(&edited_path, edited.to_string()).expect("write");
+    let out = crate::cli::run(
+        &[
+            "reap",
+            "--plan",
+            &edited_path.display().to_string(),
+            "--yes",
+        ],
+        &env,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the file was edited"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let items: Vec<Value> = edited["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| json!({"arn": i["arn"], "state_digest": i["state_digest"]}))
+        .collect();
+    let (s, body) = d
+        .post(
+            "/api/v1/reap",
+            OPERATOR,
+            json!({"plan": {"digest": digest, "items": items}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["code"], "plan-digest-mismatch", "{body}");
+    let (s, body) = d
+        .post(
+            "/api/v1/reap",
+            OPERATOR,
+            json!({"arns": [arn("same")], "plan": {"digest": digest, "items": items}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["code"], "invalid-request", "{body}");
+
+    let deletes_before = proxy.count("DeleteVolume");
+    let out = crate::cli::run(&["reap", "--plan", &plan_arg, "--yes"], &env).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "two refused: exit 1\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = |k: &str| {
+        stdout
+            .lines()
+            .find(|l| l.contains(&arn(k)))
+            .unwrap_or_else(|| panic!("{k} listed: {stdout}"))
+            .to_owned()
+    };
+    assert!(line("same").contains("deleted"), "{stdout}");
+    assert!(
+        line("released").contains("skipped") && line("released").contains("changed since the plan"),
+        "{stdout}"
+    );
+    assert!(
+        line("verdict").contains("skipped")
+            && line("verdict").contains("changed since the plan was written (now released"),
+        "{stdout}"
+    );
+
+    // What is gone and what survived, from moto itself and from the proxy's log.
+    assert!(
+        !exists(&moto, A, &arn("same")).await,
+        "the unchanged item is gone"
+    );
+    for k in ["released", "verdict", "leased"] {
+        assert!(exists(&moto, A, &arn(k)).await, "{k} survived");
+    }
+    assert_eq!(
+        proxy.count("DeleteVolume") - deletes_before,
+        1,
+        "one delete call"
+    );
+
+    let records = audit(&d).await;
+    let named = |key: &str, decision: &str| {
+        records
+            .iter()
+            .filter(|r| r["arn"] == arn(key).as_str() && r["decision"] == decision)
+            .filter(|r| {
+                r["detail"]
+                    .as_str()
+                    .is_some_and(|x| x.contains(&format!("(reviewed plan {digest})")))
+            })
+            .count()
+    };
+    assert_eq!(named("same", "deleted"), 1, "{records:?}");
+    assert_eq!(named("released", "refused"), 1, "{records:?}");
+    assert_eq!(named("verdict", "refused"), 1, "{records:?}");
+    let out = crate::cli::run(&["audit", "verify"], &env).await;
+    assert_eq!(out.status.code(), Some(0));
+}

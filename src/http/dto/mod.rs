@@ -18,7 +18,7 @@ pub use findings::{
 pub use leases::{LeaseList, LeaseView, RenewRequest};
 pub use reap::{
     CapView, PlanItemView, PlanMemberView, PlanStatus, PlanView, ReapItemView, ReapJobState,
-    ReapJobView, ReapPlanView, ReapRequest,
+    ReapJobView, ReapPlanView, ReapRequest, ReviewedItem, ReviewedPlanBody,
 };
 pub use scans::{
     HIDDEN, RunView, ScanStarted, ScanView, StatusView, SweepView, TypeSweepView, WalkView,

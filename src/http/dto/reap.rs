@@ -61,6 +61,9 @@ pub struct PlanItemView {
     /// is ever deleted alone).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub members: Vec<PlanMemberView>,
+    /// What a reviewed plan pins of this item (`sha256:…`): `ephemera reap --plan` deletes it
+    /// only while this is unchanged.
+    pub state_digest: String,
 }
 
 /// A member of a controller in the plan.
@@ -75,6 +78,7 @@ pub struct PlanMemberView {
 
 impl From<PlanItem> for PlanItemView {
     fn from(i: PlanItem) -> Self {
+        let state_digest = crate::reaper::plan::state_digest(&i);
         let c = i.candidate;
         let members = i
             .members
@@ -93,6 +97,7 @@ impl From<PlanItem> for PlanItemView {
             Status::Held(why) => (PlanStatus::Held, Some(why)),
         };
         PlanItemView {
+            state_digest,
             finding_id: c.finding_id,
             arn: c.arn.to_string(),
             account: c.account,
@@ -183,11 +188,33 @@ impl From<&ItemResult> for ReapItemView {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"arns": ["arn:aws:ec2:us-east-1:123456789012:volume/vol-0abc"], "plan_only": true}))]
 pub struct ReapRequest {
-    /// 1 to 1000 ARNs of resources with open findings.
+    /// 1 to 1000 ARNs of resources with open findings (empty with `plan`: the plan names them).
+    #[serde(default)]
     pub arns: Vec<String>,
     /// Answer the plan (200) and delete nothing, instead of starting a job (202).
     #[serde(default)]
     pub plan_only: bool,
+    /// A reviewed plan to apply exactly: its items are reaped only while their state digest is
+    /// unchanged; the others are refused, and every audit record names the plan's digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<ReviewedPlanBody>,
+}
+
+/// A reviewed plan as `ephemera plan --out` wrote it: its items' ARNs and state digests, and
+/// the digest of them all (`ephemera::reaper::plan::plan_digest`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewedPlanBody {
+    pub digest: String,
+    /// 1 to 1000 items, each ARN once.
+    pub items: Vec<ReviewedItem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewedItem {
+    pub arn: String,
+    pub state_digest: String,
 }
 
 /// Where an on-call reap job is.
