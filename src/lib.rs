@@ -29,7 +29,7 @@
 //! | [`tasks`] | the pass (walks, evaluation, findings, the reaper's act step, gauges) and the cost refresh, both through one runner (lock, run row, outcome, metrics, skipped ticks); a walk's pages reach the store through a bounded channel to a persister task; the retention purge (`[retention]`'s horizons to cut-offs, batches, `ephemera_store_purged_rows_total`), run by the daemon hourly |
 //! | [`mail`] | email from the store's outbox: expiry warnings, owner digests, deletion notices, on-call summary; templates ([`mail::render`], pure), SMTP ([`mail::transport`], lettre), roll-up, delivery with back-off and quiet hours; a row is marked sent only after the server accepted it |
 //! | [`scheduler`] | cron (tokio-cron-scheduler, UTC) |
-//! | [`cli`] | the `ephemera` command line: the argument surface in `cli/mod.rs`, one file per command group (`admin`, `lease`, `scan`, `reap`, `audit`, `cost`, `iam_policy`, `store`), a typed API client (`client`) and terminal rendering (`output`: comfy-table, csv, shlex) |
+//! | [`cli`] | the `ephemera` command line: the argument surface in `cli/mod.rs`, one file per command group (`admin`, `lease` with `lease run`, `scan`, `reap`, `audit`, `cost`, `iam_policy`, `store`), a typed API client (`client`) and terminal rendering (`output`: comfy-table, csv, shlex) |
 //! | [`clock`] | the only reader of the wall clock |
 //! | [`live`] | a value replaced whole on reload (config, rules, principals); readers keep the version they took |
 //! | [`logging`] | tracing set-up (human or JSON) |

@@ -458,6 +458,52 @@ enum LeaseCmd {
     },
     /// Show one lease.
     Show { id: String },
+    /// Take a lease, run CMD with its tags in the environment while heartbeating, release it
+    /// when CMD ends (also on failure or a signal), and exit with CMD's status.
+    Run {
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        task: String,
+        /// Who answers for what the task creates (an email address).
+        #[arg(long)]
+        owner: Option<String>,
+        /// Idempotency key: re-runs with the same key share the active lease.
+        #[arg(long)]
+        key: Option<String>,
+        /// Time to live, e.g. 90m, 2h (default: the project's default TTL). Not extended while
+        /// CMD runs: ask for what the task needs.
+        #[arg(long)]
+        ttl: Option<String>,
+        /// The lease expires this long after the last heartbeat; heartbeats go every third of
+        /// it, so a runner that dies without releasing frees its lease soon.
+        #[arg(long, default_value = "5m")]
+        heartbeat_interval: String,
+        /// A label KEY=VALUE (repeatable).
+        #[arg(long = "label", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+        /// A region the task will use (repeatable).
+        #[arg(long = "region")]
+        regions: Vec<String>,
+        /// Also write the lease's Terraform variables to this file (`ephemera.auto.tfvars`
+        /// in a Terraform root module is loaded by itself); removed when CMD ends.
+        #[arg(long, value_name = "FILE")]
+        tfvars: Option<PathBuf>,
+        /// When the registry cannot be reached (no answer or 5xx after retries): `fail` (exit
+        /// 1 without running CMD) or `proceed` (run CMD without a lease, and say so).
+        #[arg(long, value_enum, default_value_t = IfUnavailable::Fail)]
+        if_unavailable: IfUnavailable,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+}
+
+/// `lease run --if-unavailable`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum IfUnavailable {
+    Fail,
+    Proceed,
 }
 
 /// A verdict as `--fail-on` takes it; clap reports a wrong one as a usage error (exit 2).
