@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, Config};
 use crate::http::dto::{LeaseView, ReapJobState};
@@ -155,6 +155,17 @@ enum Command {
     /// Print the least-privilege IAM policy (JSON) for the config: the daemon's own, or the role
     /// it assumes in each account.
     IamPolicy(iam_policy::IamPolicyArgs),
+    /// Print a shell completion script (`ephemera completions bash > /etc/bash_completion.d/ephemera`).
+    Completions {
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Print the man page (roff), or with --dir write one page per command into DIR.
+    Man {
+        /// Write ephemera.1 and ephemera-COMMAND.1 here instead of printing ephemera.1.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Run an audit pass: through the daemon, or with --once right here (a CI audit step).
     Scan {
         #[command(flatten)]
@@ -499,6 +510,14 @@ enum LeaseCmd {
     },
 }
 
+/// `completions`: the shells a script is made for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
 /// `lease run --if-unavailable`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum IfUnavailable {
@@ -569,6 +588,23 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Config(ConfigCmd::Example) => admin::config_example(),
         Command::Rules(RulesCmd::Test { rules, config }) => admin::rules_test(rules, config),
         Command::IamPolicy(args) => iam_policy::run(args),
+        Command::Completions { shell } => {
+            print!("{}", completions(shell));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir: None } => {
+            std::io::stdout().write_all(&man_page(Cli::command())?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir: Some(dir) } => {
+            for (name, page) in man_pages()? {
+                let path = dir.join(format!("{name}.1"));
+                std::fs::write(&path, page)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                println!("{}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Store(StoreCmd::Backup { config, to }) => store::backup(config, to).await,
         Command::Store(StoreCmd::Restore { config, from }) => store::restore(config, from).await,
         Command::Store(StoreCmd::Confirm { config }) => store::confirm(config).await,
@@ -642,4 +678,115 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
 
 fn parse_human_duration(s: &str) -> Result<crate::model::HumanDuration, String> {
     crate::model::HumanDuration::parse(s)
+}
+
+/// The completion script for `shell`, made from the argument definitions themselves.
+fn completions(shell: CompletionShell) -> String {
+    let mut cmd = Cli::command();
+    let mut out = Vec::new();
+    match shell {
+        CompletionShell::Bash => {
+            clap_complete::generate(clap_complete::Shell::Bash, &mut cmd, "ephemera", &mut out)
+        }
+        CompletionShell::Zsh => {
+            clap_complete::generate(clap_complete::Shell::Zsh, &mut cmd, "ephemera", &mut out)
+        }
+        CompletionShell::Fish => {
+            clap_complete::generate(clap_complete::Shell::Fish, &mut cmd, "ephemera", &mut out)
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// One man page (roff) of `cmd`.
+fn man_page(cmd: clap::Command) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    clap_mangen::Man::new(cmd).render(&mut out)?;
+    Ok(out)
+}
+
+/// `ephemera.1` and one page per command (`ephemera-lease`, `ephemera-lease-run`, …), named
+/// as `man` finds them.
+fn man_pages() -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    fn walk(
+        cmd: &clap::Command,
+        name: &str,
+        out: &mut Vec<(String, Vec<u8>)>,
+    ) -> anyhow::Result<()> {
+        let page = cmd
+            .clone()
+            .name(name.to_owned())
+            .bin_name(name.replace('-', " "));
+        out.push((name.to_owned(), man_page(page)?));
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            walk(sub, &format!("{name}-{}", sub.get_name()), out)?;
+        }
+        Ok(())
+    }
+    let mut cmd = Cli::command();
+    cmd.build();
+    let mut out = Vec::new();
+    walk(&cmd, "ephemera", &mut out)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The completion scripts and man pages come from the argument definitions: every command
+    /// and a late addition's options are in them, for each shell.
+    #[test]
+    fn completions_and_man_pages_cover_every_command() {
+        let cmd = Cli::command();
+        let names: Vec<&str> = cmd.get_subcommands().map(|c| c.get_name()).collect();
+        assert!(names.len() > 10, "{names:?}");
+        for shell in [
+            CompletionShell::Bash,
+            CompletionShell::Zsh,
+            CompletionShell::Fish,
+        ] {
+            let script = completions(shell);
+            for name in &names {
+                assert!(script.contains(name), "{shell:?} completes `{name}`");
+            }
+            for option in ["--if-unavailable", "--plan", "--tfvars"] {
+                assert!(
+                    script.contains(option.trim_start_matches('-')),
+                    "{shell:?}: {option}"
+                );
+            }
+        }
+        assert!(completions(CompletionShell::Bash).contains("complete -F"));
+        assert!(completions(CompletionShell::Fish).contains("complete -c ephemera"));
+        assert!(completions(CompletionShell::Zsh).starts_with("#compdef ephemera"));
+
+        let top = String::from_utf8(man_page(Cli::command()).expect("renders")).expect("utf-8");
+        assert!(top.contains(".TH ephemera 1"), "{top}");
+        for name in &names {
+            assert!(
+                top.contains(&format!("ephemera\\-{}(1)", name.replace('-', "\\-"))),
+                "ephemera.1 lists {name}: {top}"
+            );
+        }
+        let pages = man_pages().expect("renders");
+        let run = pages
+            .iter()
+            .find(|(n, _)| n == "ephemera-lease-run")
+            .expect("a page for lease run");
+        let run = String::from_utf8_lossy(&run.1);
+        assert!(
+            run.contains("if\\-unavailable") && run.contains(".TH ephemera-lease-run 1"),
+            "{run}"
+        );
+        assert_eq!(
+            pages.len(),
+            pages
+                .iter()
+                .map(|(n, _)| n)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len(),
+            "one page per command"
+        );
+    }
 }
