@@ -10,7 +10,7 @@ pub(super) async fn cost(
 ) -> anyhow::Result<ExitCode> {
     let api = client.client()?;
     if refresh {
-        api.refresh_cost().await?;
+        output::while_waiting("refreshing spend from Cost Explorer", api.refresh_cost()).await?;
     }
     let spend = api.cost(&[("by", by.clone()), ("since", since)]).await?;
     match client.output {

@@ -498,3 +498,76 @@ mod escape_tests {
         assert!(!d.chars().any(|c| c == '\u{1b}' || c == '\u{7}'), "{d:?}");
     }
 }
+
+/// Progress of a long manual operation on stderr: on a terminal, one line redrawn in place
+/// (`copying resources 12000/50000 (24%)`) at most every 100 ms; otherwise a line when each
+/// part starts, so CI logs stay short.
+#[derive(Debug)]
+pub struct Progress {
+    what: &'static str,
+    tty: bool,
+    last: std::sync::Mutex<(String, std::time::Instant)>,
+}
+
+impl Progress {
+    pub fn new(what: &'static str) -> Self {
+        use std::io::IsTerminal;
+        Progress {
+            what,
+            tty: std::io::stderr().is_terminal(),
+            last: std::sync::Mutex::new((String::new(), std::time::Instant::now())),
+        }
+    }
+
+    /// `n` of `of` done of `part`.
+    pub fn step(&self, part: &str, n: u64, of: u64) {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let new_part = last.0 != part;
+        let done = n >= of;
+        if self.tty {
+            if new_part || done || last.1.elapsed() >= std::time::Duration::from_millis(100) {
+                let pct = (n * 100).checked_div(of).unwrap_or(100);
+                eprint!("\r\x1b[2K{} {part} {n}/{of} ({pct}%)", self.what);
+                last.1 = std::time::Instant::now();
+            }
+        } else if new_part {
+            eprintln!("{} {part}: {of} rows", self.what);
+        }
+        if new_part {
+            last.0 = part.to_owned();
+        }
+    }
+
+    /// Ends the redrawn line (on a terminal).
+    pub fn finish(&self) {
+        if self.tty {
+            eprintln!();
+        }
+    }
+}
+
+/// Runs `work` while saying on stderr that `what` is under way: on a terminal with the
+/// seconds elapsed, redrawn each second; otherwise one line before and one after.
+pub async fn while_waiting<T>(what: &str, work: impl std::future::Future<Output = T>) -> T {
+    use std::io::IsTerminal;
+    let started = std::time::Instant::now();
+    let tty = std::io::stderr().is_terminal();
+    if !tty {
+        eprintln!("{what} ...");
+    }
+    let mut work = std::pin::pin!(work);
+    let out = loop {
+        if tty {
+            eprint!("\r\x1b[2K{what} ... {}s", started.elapsed().as_secs());
+        }
+        tokio::select! {
+            out = &mut work => break out,
+            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+    };
+    if tty {
+        eprintln!();
+    }
+    eprintln!("{what}: {:.1}s", started.elapsed().as_secs_f64());
+    out
+}

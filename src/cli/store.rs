@@ -211,7 +211,12 @@ pub(super) async fn copy(config: ConfigArg, from: PathBuf) -> anyhow::Result<Exi
     let target = crate::store::Store::open_at(&config.store.location)
         .await?
         .with_audit_key(key);
-    let copied = target.copy_from(&source, &from).await?;
+    let bar = output::Progress::new("copying");
+    let copied = target
+        .copy_from(&source, &from, &|table, n, of| bar.step(table, n, of))
+        .await;
+    bar.finish();
+    let copied = copied?;
     for (table, n) in &copied.tables {
         println!("{table:>16}  {n} rows");
     }

@@ -78,19 +78,29 @@ enum Column {
 
 impl Store {
     /// Copies every row of the SQLite store `from` (opened, and migrated, by the caller) into
-    /// this PostgreSQL store, which must be empty.
-    pub async fn copy_from(&self, from: &Store, path: &Path) -> Result<Copied, CopyError> {
+    /// this PostgreSQL store, which must be empty. `progress` hears (table, rows copied, rows
+    /// in the table) after each batch.
+    pub async fn copy_from(
+        &self,
+        from: &Store,
+        path: &Path,
+        progress: &(dyn Fn(&str, u64, u64) + Sync),
+    ) -> Result<Copied, CopyError> {
         let Backend::Postgres(pg) = &self.backend else {
             return Err(CopyError::TargetNotPostgres);
         };
         let Backend::Sqlite { .. } = &from.backend else {
             return Err(CopyError::SourceNotSqlite);
         };
-        copy(pg, path).await
+        copy(pg, path, progress).await
     }
 }
 
-async fn copy(pg: &Pg, path: &Path) -> Result<Copied, CopyError> {
+async fn copy(
+    pg: &Pg,
+    path: &Path,
+    progress: &(dyn Fn(&str, u64, u64) + Sync),
+) -> Result<Copied, CopyError> {
     let mut c = pg.conn().await?;
     let mut tx = c.begin().await?;
     // Nothing else may write while the copy runs (a daemon pointed at the target too early).
@@ -139,6 +149,10 @@ async fn copy(pg: &Pg, path: &Path) -> Result<Copied, CopyError> {
         } else {
             select
         };
+        let total: i64 =
+            source.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))?;
+        let total = u64::try_from(total).unwrap_or(0);
+        progress(table, 0, total);
         let mut stmt = source.prepare(&select)?;
         let mut rows = stmt.query([])?;
         let mut n = 0u64;
@@ -173,6 +187,7 @@ async fn copy(pg: &Pg, path: &Path) -> Result<Copied, CopyError> {
             }
             insert(&mut tx, table, &names, &kinds, &cols).await?;
             n += in_batch as u64;
+            progress(table, n, total);
         }
         for (id, to) in later {
             tx.query_dynamic(
@@ -374,7 +389,14 @@ mod tests {
             .expect("rows in every table");
 
         let target = Store::open_test_postgres().await;
-        let copied = target.copy_from(&source, &path).await.expect("copies");
+        let heard = std::sync::Mutex::new(Vec::new());
+        let copied = target
+            .copy_from(&source, &path, &|t, n, of| {
+                heard.lock().expect("lock").push((t.to_owned(), n, of))
+            })
+            .await
+            .expect("copies");
+        let heard = heard.into_inner().expect("lock");
         let Backend::Postgres(pg) = &target.backend else {
             panic!("postgres")
         };
@@ -383,6 +405,14 @@ mod tests {
             assert_eq!(n as usize, want.len(), "{table}");
             assert!(!want.is_empty(), "{table} has a row to copy");
             assert_eq!(rows(&target, table).await, want, "{table}");
+            // Progress starts at 0 and ends at the table's count.
+            let of_table: Vec<(u64, u64)> = heard
+                .iter()
+                .filter(|(t, _, _)| t == table)
+                .map(|(_, n, of)| (*n, *of))
+                .collect();
+            assert_eq!(of_table.first(), Some(&(0, n)), "{table}: {heard:?}");
+            assert_eq!(of_table.last(), Some(&(n, n)), "{table}: {heard:?}");
         }
         assert!(
             !copied.tables.iter().any(|(t, _)| *t == "locks"),
@@ -405,7 +435,7 @@ mod tests {
 
         // A second copy finds rows and writes nothing.
         let again = target
-            .copy_from(&source, &path)
+            .copy_from(&source, &path, &|_, _, _| {})
             .await
             .expect_err("the target is not empty");
         assert!(

@@ -392,6 +392,12 @@ async fn inactive_cost_allocation_tags_are_reported() {
         stderr.contains("cost-explorer-failed") && stderr.contains("GetCostAndUsage"),
         "{stderr}"
     );
+    // Not a terminal: the wait is said once before and once after, with how long it took.
+    assert!(
+        stderr.contains("refreshing spend from Cost Explorer ...\n")
+            && stderr.contains("refreshing spend from Cost Explorer: "),
+        "{stderr}"
+    );
     let out = crate::cli::run(&["status", "--output", "json"], &env).await;
     let status: Value = serde_json::from_slice(&out.stdout).expect("json");
     let cost_run = status["tasks"]

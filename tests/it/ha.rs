@@ -460,6 +460,9 @@ async fn store_copy_moves_a_sqlite_store_into_postgres() {
     );
     assert!(out.contains("the audit chain verifies"), "{out}");
     assert!(out.contains("leases  3 rows"), "{out}");
+    // Progress on stderr: not a terminal, a line as each table starts.
+    let err = String::from_utf8_lossy(&copy.stderr);
+    assert!(err.contains("copying leases: 3 rows"), "{err}");
     let verify = crate::cli::run(&["audit", "verify", "--config", &cfg], &env).await;
     assert_eq!(
         verify.status.code(),
