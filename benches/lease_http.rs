@@ -8,9 +8,14 @@
 //! daemons and the database share the cores. Clients go to the replicas in turn.
 //!
 //! `cargo bench --bench lease_http` (env: BENCH_CLIENTS, BENCH_PAIRS_PER_CLIENT,
-//! BENCH_STORE=sqlite|postgres, BENCH_REPLICAS; postgres needs EPHEMERA_TEST_POSTGRES and its
-//! password variable, as under `scripts/with-postgres.sh`). The tiny run of `cargo test
+//! BENCH_STORE=sqlite|postgres, BENCH_REPLICAS, BENCH_PROJECTS; postgres needs
+//! EPHEMERA_TEST_POSTGRES and its password variable, as under `scripts/with-postgres.sh`, and
+//! figures come with `EPHEMERA_TEST_POSTGRES_FSYNC=on`). The tiny run of `cargo test
 //! --benches` does SQLite, and PostgreSQL with three replicas when a server is there.
+//!
+//! BENCH_PROJECTS (default 1) spreads the clients over that many projects, each with its
+//! quota: acquires of one project are decided one at a time (the quota check locks the
+//! project), so one project measures the worst case and several a platform team's mix.
 
 mod common;
 
@@ -30,13 +35,26 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn write_workdir(dir: &std::path::Path, store: &str) -> std::path::PathBuf {
+/// The name of project `i` of the bench.
+fn project(i: usize) -> String {
+    if i == 0 {
+        "bench".to_owned()
+    } else {
+        format!("bench{i}")
+    }
+}
+
+fn write_workdir(dir: &std::path::Path, store: &str, projects: usize) -> std::path::PathBuf {
     std::fs::create_dir_all(dir.join("rules/policy")).expect("mkdir rules");
-    std::fs::write(
-        dir.join("rules/policy/bench.toml"),
-        "[[project]]\nname = \"bench\"\nlessees = [\"*\"]\ndefault_ttl = \"1h\"\nmax_ttl = \"1d\"\ngrace = \"1h\"\nmax_active_leases = 10000\n",
-    )
-    .expect("write policy");
+    let policy: String = (0..projects)
+        .map(|i| {
+            format!(
+                "[[project]]\nname = \"{}\"\nlessees = [\"*\"]\ndefault_ttl = \"1h\"\nmax_ttl = \"1d\"\ngrace = \"1h\"\nmax_active_leases = 10000\n",
+                project(i)
+            )
+        })
+        .collect();
+    std::fs::write(dir.join("rules/policy/bench.toml"), policy).expect("write policy");
     let config = format!(
         r#"
 [api]
@@ -44,7 +62,7 @@ listen = "127.0.0.1:0"
 [[api.principals]]
 name = "bench"
 role = "lessee"
-projects = ["bench"]
+projects = [{projects}]
 token_sha256 = "{}"
 {store}
 [rules]
@@ -57,7 +75,11 @@ id = "123456789012"
 scan = "*/15 * * * *"
 cost = "0 6 * * *"
 "#,
-        TokenHash::of(TOKEN).to_hex()
+        TokenHash::of(TOKEN).to_hex(),
+        projects = (0..projects)
+            .map(|i| format!("\"{}\"", project(i)))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let path = dir.join("ephemera.toml");
     std::fs::write(&path, config).expect("write config");
@@ -80,12 +102,13 @@ fn main() {
         _ if quick && have_postgres => vec![(false, 1), (true, 3)],
         _ => vec![(false, 1)],
     };
+    let projects = env_usize("BENCH_PROJECTS", 1).max(1);
     for (postgres, replicas) in runs {
-        run(postgres, replicas, clients, pairs);
+        run(postgres, replicas, clients, pairs, projects);
     }
 }
 
-fn run(postgres: bool, replicas: usize, clients: usize, pairs: usize) {
+fn run(postgres: bool, replicas: usize, clients: usize, pairs: usize, projects: usize) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -97,7 +120,7 @@ fn run(postgres: bool, replicas: usize, clients: usize, pairs: usize) {
 
     rt.block_on(async move {
         let store = common::store_sections(postgres, dir.path()).await;
-        let config_path = write_workdir(dir.path(), &store);
+        let config_path = write_workdir(dir.path(), &store, projects);
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(clients)
             .build()
@@ -128,10 +151,11 @@ fn run(postgres: bool, replicas: usize, clients: usize, pairs: usize) {
         for c in 0..clients {
             let http = http.clone();
             let url = urls[c % replicas].clone();
+            let project = project(c % projects);
             tasks.push(tokio::spawn(async move {
                 let mut lat = Vec::with_capacity(pairs * 2);
                 for i in 0..pairs {
-                    let body = format!(r#"{{"project":"bench","task":"c{c}-{i}","owner":"bench@example.com"}}"#);
+                    let body = format!(r#"{{"project":"{project}","task":"c{c}-{i}","owner":"bench@example.com"}}"#);
                     let t = Instant::now();
                     let resp = http
                         .post(url.as_str())
@@ -166,10 +190,11 @@ fn run(postgres: bool, replicas: usize, clients: usize, pairs: usize) {
         let elapsed = start.elapsed();
         all.sort();
         let ops = all.len() as f64 / elapsed.as_secs_f64();
-        let on = if postgres {
-            format!("PostgreSQL, {replicas} replica(s)")
-        } else {
-            "SQLite".to_owned()
+        let on = match (postgres, projects) {
+            (true, 1) => format!("PostgreSQL, {replicas} replica(s)"),
+            (true, p) => format!("PostgreSQL, {replicas} replica(s), {p} projects"),
+            (false, 1) => "SQLite".to_owned(),
+            (false, p) => format!("SQLite, {p} projects"),
         };
         println!(
             "lease_http ({on}): {clients} clients, {} acquire+release pairs in {:.2} s",
