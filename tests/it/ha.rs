@@ -80,6 +80,15 @@ pub(crate) async fn leader_among(http: &reqwest::Client, bases: &[Option<&str>])
     .await
 }
 
+/// Sends `sig` (`-STOP`, `-CONT`) to the process `pid` this test started.
+fn send_signal(pid: u32, sig: &str) {
+    let s = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(s.success(), "kill {sig}");
+}
+
 async fn call(http: &reqwest::Client, base: &str, path: &str, body: Value) -> (StatusCode, Value) {
     call_as(http, WEB, base, path, body).await
 }
@@ -242,14 +251,8 @@ async fn a_stopped_leader_wakes_up_a_follower() {
     let replicas = start_replicas(&work, 2);
     let http = reqwest::Client::new();
     let leader = the_leader(&http, &replicas, &[]).await;
-    let pid = replicas[leader].process.child.id().to_string();
-    let signal = |sig: &str| {
-        let s = std::process::Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .expect("kill runs");
-        assert!(s.success(), "kill {sig}");
-    };
+    let pid = replicas[leader].process.child.id();
+    let signal = |sig: &str| send_signal(pid, sig);
     signal("-STOP");
     let next = the_leader(&http, &replicas, &[leader]).await;
     signal("-CONT");
@@ -557,14 +560,8 @@ async fn mail_is_sent_once_across_a_stopped_and_a_killed_leader() {
     .await;
     assert!(smtp.messages().is_empty());
 
-    let pid = replicas[first].process.child.id().to_string();
-    let signal = |sig: &str| {
-        let s = std::process::Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .expect("kill runs");
-        assert!(s.success(), "kill {sig}");
-    };
+    let pid = replicas[first].process.child.id();
+    let signal = |sig: &str| send_signal(pid, sig);
     signal("-STOP");
     smtp.restart();
     let second = the_leader(&http, &replicas, &[first]).await;

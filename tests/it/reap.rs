@@ -1754,8 +1754,8 @@ async fn a_leader_killed_mid_reaping_is_replaced_and_deletes_nothing_twice() {
 /// A reviewed plan applied exactly: `ephemera plan --out` writes every marked item with a
 /// digest of its state; after one item was tagged with a live lease and another's expired
 /// lease was released (and a pass saw both), `ephemera reap --plan` deletes only the unchanged
-/// one and refuses (and lists) the others. Moto and the proxy's log show one delete; the audit records name the plan's digest;
-/// an edited plan is refused by the CLI and by the API.
+/// one and refuses (and lists) the others. Moto and the proxy's log show one delete; the audit
+/// records name the plan's digest; an edited plan is refused by the CLI and by the API.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reviewed_plan_deletes_exactly_what_did_not_change() {
     let moto = Moto::start().await;
