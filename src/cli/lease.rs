@@ -14,30 +14,11 @@ pub(super) async fn lease(args: ClientArgs, cmd: LeaseCmd) -> anyhow::Result<Exi
     };
     match cmd {
         LeaseCmd::Acquire {
-            project,
-            task,
-            owner,
-            ttl,
+            spec,
             heartbeat_interval,
-            labels,
-            regions,
             format,
-            key,
         } => {
-            // A key of this invocation's own makes its retries safe (the first attempt may
-            // have made the lease without the answer arriving).
-            let key = key.unwrap_or_else(|| format!("cli:{}", uuid::Uuid::new_v4()));
-            let req = AcquireRequest {
-                project,
-                task,
-                owner,
-                ttl,
-                heartbeat_interval,
-                labels: labels.into_iter().collect::<BTreeMap<_, _>>(),
-                regions,
-                key: Some(key),
-            };
-            let l = client.acquire(&req).await?;
+            let l = client.acquire(&spec.request(heartbeat_interval)).await?;
             match format {
                 Some(TagFormat::Env) => write!(out, "{}", output::tags_env(&l))?,
                 Some(TagFormat::Json) => write!(out, "{}", output::tags_json(&l.tags))?,
@@ -61,29 +42,14 @@ pub(super) async fn lease(args: ClientArgs, cmd: LeaseCmd) -> anyhow::Result<Exi
         },
         LeaseCmd::Show { id } => show(&mut out, &client.show(&id).await?)?,
         LeaseCmd::Run {
-            project,
-            task,
-            owner,
-            key,
-            ttl,
+            spec,
             heartbeat_interval,
-            labels,
-            regions,
             tfvars,
             if_unavailable,
             command,
         } => {
             drop(out);
-            let req = AcquireRequest {
-                project,
-                task,
-                owner,
-                ttl,
-                heartbeat_interval: Some(heartbeat_interval),
-                labels: labels.into_iter().collect::<BTreeMap<_, _>>(),
-                regions,
-                key: Some(key.unwrap_or_else(|| format!("cli:{}", uuid::Uuid::new_v4()))),
-            };
+            let req = spec.request(Some(heartbeat_interval));
             return run(&args, &client, req, tfvars, if_unavailable, &command).await;
         }
         LeaseCmd::List {

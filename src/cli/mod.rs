@@ -413,31 +413,11 @@ enum TokenCmd {
 enum LeaseCmd {
     /// Take a lease; prints the lease, or with --format the tags to apply.
     Acquire {
-        #[arg(long)]
-        project: String,
-        #[arg(long)]
-        task: String,
-        /// Who answers for what the task creates (an email address). May be left out when
-        /// the token is an ID token whose principal has an `owner_claim`.
-        #[arg(long)]
-        owner: Option<String>,
-        /// Idempotency key (`org/repo#pr-123`): while a lease of the project taken with it is
-        /// active, the same key returns that lease, so re-runs share one. Without it, a key is
-        /// made for this invocation so its own retries never take two.
-        #[arg(long)]
-        key: Option<String>,
-        /// Time to live, e.g. 90m, 2h, 7d (default: the project's default TTL).
-        #[arg(long)]
-        ttl: Option<String>,
+        #[command(flatten)]
+        spec: LeaseSpec,
         /// Expire the lease if no heartbeat arrives within this interval.
         #[arg(long)]
         heartbeat_interval: Option<String>,
-        /// A label KEY=VALUE (repeatable).
-        #[arg(long = "label", value_parser = parse_label)]
-        labels: Vec<(String, String)>,
-        /// A region the task will use (repeatable).
-        #[arg(long = "region")]
-        regions: Vec<String>,
         /// Print only the identity tags, in this format.
         #[arg(long, value_enum)]
         format: Option<TagFormat>,
@@ -470,32 +450,15 @@ enum LeaseCmd {
     /// Show one lease.
     Show { id: String },
     /// Take a lease, run CMD with its tags in the environment while heartbeating, release it
-    /// when CMD ends (also on failure or a signal), and exit with CMD's status.
+    /// when CMD ends (also on failure or a signal), and exit with CMD's status. The TTL is
+    /// not extended while CMD runs: ask for what the task needs.
     Run {
-        #[arg(long)]
-        project: String,
-        #[arg(long)]
-        task: String,
-        /// Who answers for what the task creates (an email address).
-        #[arg(long)]
-        owner: Option<String>,
-        /// Idempotency key: re-runs with the same key share the active lease.
-        #[arg(long)]
-        key: Option<String>,
-        /// Time to live, e.g. 90m, 2h (default: the project's default TTL). Not extended while
-        /// CMD runs: ask for what the task needs.
-        #[arg(long)]
-        ttl: Option<String>,
+        #[command(flatten)]
+        spec: LeaseSpec,
         /// The lease expires this long after the last heartbeat; heartbeats go every third of
         /// it, so a runner that dies without releasing frees its lease soon.
         #[arg(long, default_value = "5m")]
         heartbeat_interval: String,
-        /// A label KEY=VALUE (repeatable).
-        #[arg(long = "label", value_parser = parse_label)]
-        labels: Vec<(String, String)>,
-        /// A region the task will use (repeatable).
-        #[arg(long = "region")]
-        regions: Vec<String>,
         /// Also write the lease's Terraform variables to this file (`ephemera.auto.tfvars`
         /// in a Terraform root module is loaded by itself); removed when CMD ends.
         #[arg(long, value_name = "FILE")]
@@ -508,6 +471,54 @@ enum LeaseCmd {
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<String>,
     },
+}
+
+/// What a lease is asked for with, shared by `lease acquire` and `lease run`.
+#[derive(Debug, Args)]
+struct LeaseSpec {
+    #[arg(long)]
+    project: String,
+    #[arg(long)]
+    task: String,
+    /// Who answers for what the task creates (an email address). May be left out when the
+    /// token is an ID token whose principal has an `owner_claim`.
+    #[arg(long)]
+    owner: Option<String>,
+    /// Idempotency key (`org/repo#pr-123`): while a lease of the project taken with it is
+    /// active, the same key returns that lease, so re-runs share one. Without it, a key is
+    /// made for this invocation so its own retries never take two.
+    #[arg(long)]
+    key: Option<String>,
+    /// Time to live, e.g. 90m, 2h, 7d (default: the project's default TTL).
+    #[arg(long)]
+    ttl: Option<String>,
+    /// A label KEY=VALUE (repeatable).
+    #[arg(long = "label", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+    /// A region the task will use (repeatable).
+    #[arg(long = "region")]
+    regions: Vec<String>,
+}
+
+impl LeaseSpec {
+    /// The acquire request, with a key made for this invocation when none was given: its
+    /// retries are then safe (the first attempt may have made the lease without the answer
+    /// arriving).
+    fn request(self, heartbeat_interval: Option<String>) -> AcquireRequest {
+        AcquireRequest {
+            project: self.project,
+            task: self.task,
+            owner: self.owner,
+            ttl: self.ttl,
+            heartbeat_interval,
+            labels: self.labels.into_iter().collect::<BTreeMap<_, _>>(),
+            regions: self.regions,
+            key: Some(
+                self.key
+                    .unwrap_or_else(|| format!("cli:{}", uuid::Uuid::new_v4())),
+            ),
+        }
+    }
 }
 
 /// `completions`: the shells a script is made for.
