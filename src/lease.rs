@@ -607,6 +607,8 @@ fn log_outcome(op: &str, r: &Result<Lease, LeaseError>) {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::{BTreeSet, HashMap};
+
     use super::*;
 
     /// Scrapes share the counting: with no lease operation and within a second nothing is
@@ -796,6 +798,81 @@ mod tests {
             }
         }
         assert_eq!((won, lost), (1, 31));
+    }
+
+    /// Racing acquires with keys and without, against a quota of 10, through two handles on
+    /// each engine (two replicas; on PostgreSQL each decides a project's acquires in batches):
+    /// every caller of one key gets the same lease, exactly 10 distinct leases are granted,
+    /// the rest are refused for the quota, and the store holds exactly the granted ones.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn racing_keyed_acquires_share_a_lease_within_the_quota() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let rules = format!("{WEB}max_active_leases = 10\n");
+        let clock: Arc<dyn Clock> = Arc::new(crate::clock::SystemClock);
+        for (engine, store, other) in Store::open_twice_for_test(dir.path()).await {
+            eprintln!("{engine}");
+            let registries: Vec<_> = [store.clone(), other]
+                .into_iter()
+                .map(|s| {
+                    Arc::new(registry_on(
+                        s,
+                        &rules,
+                        clock.clone(),
+                        Arc::new(Metrics::new()),
+                    ))
+                })
+                .collect();
+            let who = Arc::new(lessee());
+            let start = Arc::new(tokio::sync::Barrier::new(64));
+            let mut tasks = tokio::task::JoinSet::new();
+            for i in 0..64 {
+                let registry = registries[i % registries.len()].clone();
+                let (who, start) = (who.clone(), start.clone());
+                // A quarter with key "a", a quarter with "b", half without a key.
+                let key = ["a", "b", "", ""][i % 4];
+                tasks.spawn(async move {
+                    let mut req = web_request();
+                    req.key = (!key.is_empty()).then(|| key.to_owned());
+                    start.wait().await;
+                    (key, registry.acquire(&who, req).await)
+                });
+            }
+            let mut by_key: HashMap<&str, BTreeSet<LeaseId>> = HashMap::new();
+            let mut granted = BTreeSet::new();
+            while let Some(r) = tasks.join_next().await {
+                match r.expect("task") {
+                    (key, Ok(a)) => {
+                        granted.insert(a.lease.id);
+                        if !key.is_empty() {
+                            by_key.entry(key).or_default().insert(a.lease.id);
+                        }
+                    }
+                    (_, Err(e)) => assert_eq!(e.code(), "quota-exceeded", "{e}"),
+                }
+            }
+            for (key, ids) in &by_key {
+                assert_eq!(ids.len(), 1, "{engine}: one lease for key {key}: {ids:?}");
+            }
+            assert_eq!(granted.len(), 10, "{engine}: the quota, exactly");
+            let stored: BTreeSet<LeaseId> = store
+                .list_leases(
+                    LeaseFilter {
+                        limit: 1000,
+                        ..Default::default()
+                    },
+                    Utc::now(),
+                )
+                .await
+                .expect("lists")
+                .items
+                .into_iter()
+                .map(|l| l.id)
+                .collect();
+            assert_eq!(
+                stored, granted,
+                "{engine}: the store holds the granted leases"
+            );
+        }
     }
 
     #[test]

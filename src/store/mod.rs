@@ -417,7 +417,7 @@ impl Store {
     where
         E: From<StoreError> + Send + 'static,
     {
-        if let Some(pg) = self.pg() {
+        if let Backend::Postgres(pg) = &self.backend {
             return pg.insert_lease_keyed(lease, key, now, quota).await;
         }
         self.writer()?

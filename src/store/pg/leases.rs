@@ -1,6 +1,9 @@
 //! Leases on PostgreSQL: every read-check-write locks what it checks, so replicas racing for
 //! one project's quota or one lease's release serialise on the database, not on a process.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 
@@ -33,21 +36,16 @@ pub(super) fn lease_of(r: &Row) -> Result<Lease, StoreError> {
     RawLease::from_pg(r)?.into_lease()
 }
 
-async fn write_lease(tx: &mut Tx<'_>, l: &Lease, insert: bool) -> Result<(), StoreError> {
+/// Writes `l` back over its row.
+async fn write_lease(tx: &mut Tx<'_>, l: &Lease) -> Result<(), StoreError> {
     let labels =
         serde_json::to_string(&l.labels).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let regions =
         serde_json::to_string(&l.regions).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let sql = if insert {
-        "INSERT INTO leases (id, project, task, owner, principal, created_at, expires_at,
-            heartbeat_interval_s, last_heartbeat_at, released_at, labels, regions, ends_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-    } else {
-        "UPDATE leases SET project = $2, task = $3, owner = $4, principal = $5, created_at = $6,
-            expires_at = $7, heartbeat_interval_s = $8, last_heartbeat_at = $9, released_at = $10,
-            labels = $11, regions = $12, ends_at = $13
-         WHERE id = $1"
-    };
+    let sql = "UPDATE leases SET project = $2, task = $3, owner = $4, principal = $5,
+            created_at = $6, expires_at = $7, heartbeat_interval_s = $8, last_heartbeat_at = $9,
+            released_at = $10, labels = $11, regions = $12, ends_at = $13
+         WHERE id = $1";
     let heartbeat = l
         .heartbeat_interval
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
@@ -73,6 +71,171 @@ async fn write_lease(tx: &mut Tx<'_>, l: &Lease, insert: bool) -> Result<(), Sto
     Ok(())
 }
 
+/// Most acquires of one project decided in one transaction.
+const ACQUIRE_BATCH: usize = 256;
+
+/// What became of one acquire of a batch.
+enum Decision<E> {
+    /// Its key names an active lease: that one, nothing written.
+    Existing(Lease),
+    /// Within the quota: its lease goes in with the batch's commit.
+    Granted,
+    /// The quota (or the policy behind it) said no.
+    Refused(E),
+}
+
+/// One queued acquire, its caller's types erased so acquires of one project share a queue.
+pub(super) trait Decide: Send {
+    fn now(&self) -> DateTime<Utc>;
+    fn key(&self) -> Option<&str>;
+    /// Asks the caller's quota with `active` leases; true when it grants.
+    fn decide(&mut self, active: u64) -> bool;
+    /// The lease to insert and its key (after `decide` granted).
+    fn granted(&self) -> (&Lease, Option<&str>);
+    /// Answers with an active lease of the same key.
+    fn existing(&mut self, lease: Lease);
+    /// Tells the caller, once the batch's transaction committed (or failed).
+    fn answer(&mut self, committed: Result<(), StoreError>);
+}
+
+struct Pending<F, E> {
+    lease: Lease,
+    key: Option<String>,
+    now: DateTime<Utc>,
+    quota: Option<F>,
+    decision: Option<Decision<E>>,
+    reply: Option<tokio::sync::oneshot::Sender<Result<(Lease, bool), E>>>,
+}
+
+impl<F, E> Decide for Pending<F, E>
+where
+    F: FnOnce(u64) -> Result<(), E> + Send,
+    E: From<StoreError> + Send,
+{
+    fn now(&self) -> DateTime<Utc> {
+        self.now
+    }
+
+    fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+
+    fn decide(&mut self, active: u64) -> bool {
+        let Some(quota) = self.quota.take() else {
+            return false;
+        };
+        let d = match quota(active) {
+            Ok(()) => Decision::Granted,
+            Err(e) => Decision::Refused(e),
+        };
+        let granted = matches!(d, Decision::Granted);
+        self.decision = Some(d);
+        granted
+    }
+
+    fn granted(&self) -> (&Lease, Option<&str>) {
+        (&self.lease, self.key.as_deref())
+    }
+
+    fn existing(&mut self, lease: Lease) {
+        self.decision = Some(Decision::Existing(lease));
+    }
+
+    fn answer(&mut self, committed: Result<(), StoreError>) {
+        let Some(reply) = self.reply.take() else {
+            return;
+        };
+        let r = match (committed, self.decision.take()) {
+            (Err(e), _) => Err(E::from(e)),
+            (Ok(()), Some(Decision::Existing(l))) => Ok((l, true)),
+            (Ok(()), Some(Decision::Granted)) => Ok((self.lease.clone(), false)),
+            (Ok(()), Some(Decision::Refused(e))) => Err(e),
+            (Ok(()), None) => Err(E::from(StoreError::Corrupt(
+                "an acquire of the batch was left undecided".to_owned(),
+            ))),
+        };
+        // The caller may have gone (a client that hung up); its lease stands like any other.
+        let _ = reply.send(r);
+    }
+}
+
+/// Inserts the granted leases of a batch in one statement.
+async fn insert_leases(
+    tx: &mut Tx<'_>,
+    project: &str,
+    granted: &[(Lease, Option<String>)],
+) -> Result<(), StoreError> {
+    let n = granted.len();
+    let (mut ids, mut tasks, mut owners, mut principals) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut created, mut expires, mut heartbeats, mut ends) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut labels, mut regions, mut keys) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for (l, key) in granted {
+        ids.push(l.id.to_string());
+        tasks.push(l.task.as_str());
+        owners.push(l.owner.as_str());
+        principals.push(l.principal.as_str());
+        created.push(l.created_at.timestamp_millis());
+        expires.push(l.expires_at.timestamp_millis());
+        heartbeats.push(
+            l.heartbeat_interval
+                .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+        );
+        ends.push(l.ends_at().timestamp_millis());
+        labels.push(
+            serde_json::to_string(&l.labels).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        );
+        regions.push(
+            serde_json::to_string(&l.regions).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        );
+        keys.push(key.as_deref());
+    }
+    tx.execute(
+        "INSERT INTO leases (id, project, task, owner, principal, created_at, expires_at,
+            heartbeat_interval_s, last_heartbeat_at, released_at, labels, regions, ends_at, idem_key)
+         SELECT id, $1, task, owner, principal, created_at, expires_at, heartbeat_interval_s,
+            NULL, NULL, labels, regions, ends_at, idem_key
+         FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[],
+            $8::bigint[], $9::text[], $10::text[], $11::bigint[], $12::text[])
+            AS g(id, task, owner, principal, created_at, expires_at, heartbeat_interval_s,
+                 labels, regions, ends_at, idem_key)",
+        &[
+            &project, &ids, &tasks, &owners, &principals, &created, &expires, &heartbeats,
+            &labels, &regions, &ends, &keys,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+impl Pg {
+    /// One batch's failure told to each of its callers: unavailable stays unavailable (503,
+    /// retry), anything else is a failed commit.
+    fn shared(&self, e: &StoreError) -> StoreError {
+        if e.is_unavailable() {
+            StoreError::Unavailable {
+                target: self.target.describe(),
+                reason: crate::error_chain(e),
+            }
+        } else {
+            StoreError::Commit(crate::error_chain(e))
+        }
+    }
+}
+
 impl Pg {
     pub(in crate::store) async fn ping(&self) -> Result<(), StoreError> {
         let mut c = self.conn().await?;
@@ -81,16 +244,95 @@ impl Pg {
         Ok(())
     }
 
+    /// Takes a lease of `lease`'s project after `quota` accepts the number active at `now`;
+    /// with `key` naming an active lease of the project, returns that one (`true`).
+    ///
+    /// Acquires of one project are decided one at a time across replicas (the quota must see
+    /// every lease granted before it), so each replica gathers the acquires of a project that
+    /// arrive while one is being decided and decides them together: one transaction, one lock,
+    /// one commit for the lot, in arrival order. Nothing is acknowledged before that commit.
     pub(in crate::store) async fn insert_lease_keyed<E>(
-        &self,
+        self: &Arc<Self>,
         lease: Lease,
         key: Option<String>,
         now: DateTime<Utc>,
-        quota: impl FnOnce(u64) -> Result<(), E>,
+        quota: impl FnOnce(u64) -> Result<(), E> + Send + 'static,
     ) -> Result<(Lease, bool), E>
     where
-        E: From<StoreError>,
+        E: From<StoreError> + Send + 'static,
     {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let project = lease.project.as_str().to_owned();
+        let pending: Box<dyn Decide> = Box::new(Pending {
+            lease,
+            key,
+            now,
+            quota: Some(quota),
+            decision: None,
+            reply: Some(reply),
+        });
+        let start = {
+            let mut queues = self.acquires.lock().unwrap_or_else(|p| p.into_inner());
+            match queues.get_mut(&project) {
+                Some(queue) => {
+                    queue.push(pending);
+                    false
+                }
+                None => {
+                    queues.insert(project.clone(), vec![pending]);
+                    true
+                }
+            }
+        };
+        if start {
+            // Its own task: a caller that gives up (a client gone) must not strand the queue.
+            tokio::spawn(Arc::clone(self).decide_acquires(project));
+        }
+        answer.await.map_err(|_| E::from(StoreError::WriterGone))?
+    }
+
+    /// Decides the queued acquires of `project`, batch after batch, until none is left.
+    async fn decide_acquires(self: Arc<Self>, project: String) {
+        // Should this task end early (a panic), the queue goes with it: waiting callers get
+        // an error instead of waiting for ever, and the next acquire starts a new task.
+        struct Forget<'a>(&'a Pg, &'a str);
+        impl Drop for Forget<'_> {
+            fn drop(&mut self) {
+                let mut queues = self.0.acquires.lock().unwrap_or_else(|p| p.into_inner());
+                queues.remove(self.1);
+            }
+        }
+        let _forget = Forget(&self, &project);
+        loop {
+            let batch: Vec<Box<dyn Decide>> = {
+                let mut queues = self.acquires.lock().unwrap_or_else(|p| p.into_inner());
+                let Some(queue) = queues.get_mut(&project) else {
+                    return;
+                };
+                if queue.is_empty() {
+                    return;
+                }
+                let n = queue.len().min(ACQUIRE_BATCH);
+                queue.drain(..n).collect()
+            };
+            let mut batch = batch;
+            let outcome = self.decide_batch(&project, &mut batch).await;
+            for mut p in batch {
+                p.answer(match &outcome {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(self.shared(e)),
+                });
+            }
+        }
+    }
+
+    /// One transaction for `batch`: the project's lock, the active count and the keyed leases
+    /// read once, each acquire decided in order, the granted ones inserted together.
+    async fn decide_batch(
+        &self,
+        project: &str,
+        batch: &mut [Box<dyn Decide>],
+    ) -> Result<(), StoreError> {
         let mut c = self.conn().await?;
         let mut tx = c.begin().await?;
         // One acquire of a project at a time, across replicas: the count below and the insert
@@ -98,46 +340,70 @@ impl Pg {
         // count the same nine and both grant the tenth).
         tx.execute(
             "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-            &[&format!("lease-quota/{}", lease.project.as_str())],
+            &[&format!("lease-quota/{project}")],
         )
         .await?;
-        let now_ms = now.timestamp_millis();
-        if let Some(k) = &key {
-            let existing = tx
-                .query_opt(
+        // The earliest `now` of the batch: a lease ending in between counts as active (the
+        // safe side of a quota) and is checked against each acquire's own `now` for its key.
+        let since = batch
+            .iter()
+            .map(|p| p.now().timestamp_millis())
+            .min()
+            .unwrap_or_default();
+        let keys: Vec<&str> = batch.iter().filter_map(|p| p.key()).collect();
+        let mut keyed: HashMap<String, Vec<Lease>> = HashMap::new();
+        if !keys.is_empty() {
+            let rows = tx
+                .query(
                     concat!(
                         "SELECT ",
                         lease_columns!(),
-                        " FROM leases WHERE project = $1 AND idem_key = $2
+                        ", idem_key FROM leases WHERE project = $1 AND idem_key = ANY($2)
                          AND released_at IS NULL AND ends_at > $3"
                     ),
-                    &[&lease.project.as_str(), k, &now_ms],
+                    &[&project, &keys, &since],
                 )
                 .await?;
-            if let Some(row) = existing {
-                return Ok((lease_of(&row)?, true));
+            for r in &rows {
+                let k: String = r.try_get(12)?;
+                keyed.entry(k).or_default().push(lease_of(r)?);
             }
         }
-        let active: i64 = tx
+        let mut active: u64 = tx
             .query_one(
                 "SELECT COUNT(*) FROM leases
                  WHERE project = $1 AND released_at IS NULL AND ends_at > $2",
-                &[&lease.project.as_str(), &now_ms],
+                &[&project, &since],
             )
             .await?
-            .try_get(0)
-            .map_err(StoreError::from)?;
-        quota(u64::try_from(active).unwrap_or(0))?;
-        write_lease(&mut tx, &lease, true).await?;
-        if let Some(k) = &key {
-            tx.execute(
-                "UPDATE leases SET idem_key = $1 WHERE id = $2",
-                &[k, &lease.id.to_string()],
-            )
-            .await?;
+            .try_get::<_, i64>(0)
+            .map(|n| u64::try_from(n).unwrap_or(0))?;
+        let mut granted = Vec::new();
+        for p in batch.iter_mut() {
+            let now = p.now();
+            let existing = p.key().and_then(|k| {
+                keyed
+                    .get(k)
+                    .and_then(|ls| ls.iter().find(|l| l.ends_at() > now))
+                    .cloned()
+            });
+            if let Some(l) = existing {
+                p.existing(l);
+                continue;
+            }
+            if p.decide(active) {
+                active += 1;
+                let (lease, key) = p.granted();
+                if let Some(k) = key {
+                    keyed.entry(k.to_owned()).or_default().push(lease.clone());
+                }
+                granted.push((lease.clone(), key.map(str::to_owned)));
+            }
         }
-        tx.commit().await?;
-        Ok((lease, false))
+        if !granted.is_empty() {
+            insert_leases(&mut tx, project, &granted).await?;
+        }
+        tx.commit().await
     }
 
     pub(in crate::store) async fn update_lease<E>(
@@ -165,7 +431,7 @@ impl Pg {
         let Some(row) = row else { return Ok(None) };
         let mut lease = lease_of(&row)?;
         f(&mut lease)?;
-        write_lease(&mut tx, &lease, false).await?;
+        write_lease(&mut tx, &lease).await?;
         tx.commit().await?;
         Ok(Some(lease))
     }

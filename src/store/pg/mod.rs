@@ -54,6 +54,9 @@ pub(super) struct Pg {
     target: PgTarget,
     idle: Mutex<Vec<Conn>>,
     free: Arc<tokio::sync::Semaphore>,
+    /// Acquires waiting for their project's batch (`leases`); a project is present while a
+    /// task decides its batches.
+    acquires: Mutex<HashMap<String, Vec<Box<dyn leases::Decide>>>>,
 }
 
 impl std::fmt::Debug for Pg {
@@ -70,6 +73,7 @@ impl Pg {
             target,
             idle: Mutex::new(Vec::new()),
             free: Arc::new(tokio::sync::Semaphore::new(POOL)),
+            acquires: Mutex::new(HashMap::new()),
         };
         let mut c = pg.conn().await?;
         schema::apply(&mut c.conn_mut().client).await?;
