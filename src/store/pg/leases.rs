@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 
-use super::{Pg, Tx};
+use super::Pg;
 use crate::model::{Lease, LeaseId, LeaseState};
 use crate::store::{
     LEASE_COLUMNS, LeaseFilter, Page, RawLease, StoreError, lease_columns, ms, next_cursor,
@@ -36,39 +37,68 @@ pub(super) fn lease_of(r: &Row) -> Result<Lease, StoreError> {
     RawLease::from_pg(r)?.into_lease()
 }
 
-/// Writes `l` back over its row.
-async fn write_lease(tx: &mut Tx<'_>, l: &Lease) -> Result<(), StoreError> {
-    let labels =
-        serde_json::to_string(&l.labels).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let regions =
-        serde_json::to_string(&l.regions).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let sql = "UPDATE leases SET project = $2, task = $3, owner = $4, principal = $5,
-            created_at = $6, expires_at = $7, heartbeat_interval_s = $8, last_heartbeat_at = $9,
-            released_at = $10, labels = $11, regions = $12, ends_at = $13
-         WHERE id = $1";
-    let heartbeat = l
-        .heartbeat_interval
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    tx.execute(
-        sql,
-        &[
-            &l.id.to_string(),
-            &l.project.as_str(),
-            &l.task,
-            &l.owner,
-            &l.principal,
-            &l.created_at.timestamp_millis(),
-            &l.expires_at.timestamp_millis(),
-            &heartbeat,
-            &l.last_heartbeat_at.map(|t| t.timestamp_millis()),
-            &l.released_at.map(|t| t.timestamp_millis()),
-            &labels,
-            &regions,
-            &l.ends_at().timestamp_millis(),
+/// Writes a lease back over its row: the parameters of [`lease_params`].
+const UPDATE_LEASE: &str = "UPDATE leases SET project = $2, task = $3, owner = $4, principal = $5,
+    created_at = $6, expires_at = $7, heartbeat_interval_s = $8, last_heartbeat_at = $9,
+    released_at = $10, labels = $11, regions = $12, ends_at = $13
+    WHERE id = $1";
+
+/// A lease's columns, in the order of [`UPDATE_LEASE`].
+struct LeaseParams {
+    id: String,
+    project: String,
+    task: String,
+    owner: String,
+    principal: String,
+    times: [i64; 3],
+    heartbeat: Option<i64>,
+    last_heartbeat: Option<i64>,
+    released: Option<i64>,
+    labels: String,
+    regions: String,
+}
+
+impl LeaseParams {
+    fn refs(&self) -> [&(dyn ToSql + Sync); 13] {
+        [
+            &self.id,
+            &self.project,
+            &self.task,
+            &self.owner,
+            &self.principal,
+            &self.times[0],
+            &self.times[1],
+            &self.heartbeat,
+            &self.last_heartbeat,
+            &self.released,
+            &self.labels,
+            &self.regions,
+            &self.times[2],
+        ]
+    }
+}
+
+fn lease_params(l: &Lease) -> Result<LeaseParams, StoreError> {
+    Ok(LeaseParams {
+        id: l.id.to_string(),
+        project: l.project.as_str().to_owned(),
+        task: l.task.clone(),
+        owner: l.owner.clone(),
+        principal: l.principal.clone(),
+        times: [
+            l.created_at.timestamp_millis(),
+            l.expires_at.timestamp_millis(),
+            l.ends_at().timestamp_millis(),
         ],
-    )
-    .await?;
-    Ok(())
+        heartbeat: l
+            .heartbeat_interval
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+        last_heartbeat: l.last_heartbeat_at.map(|t| t.timestamp_millis()),
+        released: l.released_at.map(|t| t.timestamp_millis()),
+        labels: serde_json::to_string(&l.labels).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        regions: serde_json::to_string(&l.regions)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+    })
 }
 
 /// Most acquires of one project decided in one transaction.
@@ -77,7 +107,7 @@ const ACQUIRE_BATCH: usize = 256;
 /// What became of one acquire of a batch.
 enum Decision<E> {
     /// Its key names an active lease: that one, nothing written.
-    Existing(Lease),
+    Existing(Box<Lease>),
     /// Within the quota: its lease goes in with the batch's commit.
     Granted,
     /// The quota (or the policy behind it) said no.
@@ -138,7 +168,7 @@ where
     }
 
     fn existing(&mut self, lease: Lease) {
-        self.decision = Some(Decision::Existing(lease));
+        self.decision = Some(Decision::Existing(Box::new(lease)));
     }
 
     fn answer(&mut self, committed: Result<(), StoreError>) {
@@ -147,7 +177,7 @@ where
         };
         let r = match (committed, self.decision.take()) {
             (Err(e), _) => Err(E::from(e)),
-            (Ok(()), Some(Decision::Existing(l))) => Ok((l, true)),
+            (Ok(()), Some(Decision::Existing(l))) => Ok((*l, true)),
             (Ok(()), Some(Decision::Granted)) => Ok((self.lease.clone(), false)),
             (Ok(()), Some(Decision::Refused(e))) => Err(e),
             (Ok(()), None) => Err(E::from(StoreError::Corrupt(
@@ -159,66 +189,85 @@ where
     }
 }
 
-/// Inserts the granted leases of a batch in one statement.
-async fn insert_leases(
-    tx: &mut Tx<'_>,
-    project: &str,
-    granted: &[(Lease, Option<String>)],
-) -> Result<(), StoreError> {
-    let n = granted.len();
-    let (mut ids, mut tasks, mut owners, mut principals) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    let (mut created, mut expires, mut heartbeats, mut ends) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    let (mut labels, mut regions, mut keys) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for (l, key) in granted {
-        ids.push(l.id.to_string());
-        tasks.push(l.task.as_str());
-        owners.push(l.owner.as_str());
-        principals.push(l.principal.as_str());
-        created.push(l.created_at.timestamp_millis());
-        expires.push(l.expires_at.timestamp_millis());
-        heartbeats.push(
-            l.heartbeat_interval
-                .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
-        );
-        ends.push(l.ends_at().timestamp_millis());
-        labels.push(
-            serde_json::to_string(&l.labels).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        );
-        regions.push(
-            serde_json::to_string(&l.regions).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        );
-        keys.push(key.as_deref());
+/// Inserts the granted leases of a batch in one statement: the parameters of
+/// [`LeaseRows::refs`].
+const INSERT_LEASES: &str = "INSERT INTO leases (id, project, task, owner, principal,
+        created_at, expires_at, heartbeat_interval_s, last_heartbeat_at, released_at, labels,
+        regions, ends_at, idem_key)
+    SELECT id, $1, task, owner, principal, created_at, expires_at, heartbeat_interval_s,
+        last_heartbeat_at, released_at, labels, regions, ends_at, idem_key
+    FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[],
+        $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], $12::text[], $13::bigint[],
+        $14::text[])
+        AS g(id, task, owner, principal, created_at, expires_at, heartbeat_interval_s,
+             last_heartbeat_at, released_at, labels, regions, ends_at, idem_key)";
+
+/// The columns of new leases, one array each.
+#[derive(Default)]
+struct LeaseRows<'a> {
+    ids: Vec<String>,
+    tasks: Vec<&'a str>,
+    owners: Vec<&'a str>,
+    principals: Vec<&'a str>,
+    created: Vec<i64>,
+    expires: Vec<i64>,
+    heartbeats: Vec<Option<i64>>,
+    last_heartbeats: Vec<Option<i64>>,
+    released: Vec<Option<i64>>,
+    labels: Vec<String>,
+    regions: Vec<String>,
+    ends: Vec<i64>,
+    keys: Vec<Option<&'a str>>,
+}
+
+impl<'a> LeaseRows<'a> {
+    fn of(granted: &'a [(Lease, Option<String>)]) -> Result<Self, StoreError> {
+        let mut r = LeaseRows::default();
+        for (l, key) in granted {
+            r.ids.push(l.id.to_string());
+            r.tasks.push(&l.task);
+            r.owners.push(&l.owner);
+            r.principals.push(&l.principal);
+            r.created.push(l.created_at.timestamp_millis());
+            r.expires.push(l.expires_at.timestamp_millis());
+            r.heartbeats.push(
+                l.heartbeat_interval
+                    .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+            );
+            r.last_heartbeats
+                .push(l.last_heartbeat_at.map(|t| t.timestamp_millis()));
+            r.released.push(l.released_at.map(|t| t.timestamp_millis()));
+            r.labels.push(
+                serde_json::to_string(&l.labels).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            );
+            r.regions.push(
+                serde_json::to_string(&l.regions)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            );
+            r.ends.push(l.ends_at().timestamp_millis());
+            r.keys.push(key.as_deref());
+        }
+        Ok(r)
     }
-    tx.execute(
-        "INSERT INTO leases (id, project, task, owner, principal, created_at, expires_at,
-            heartbeat_interval_s, last_heartbeat_at, released_at, labels, regions, ends_at, idem_key)
-         SELECT id, $1, task, owner, principal, created_at, expires_at, heartbeat_interval_s,
-            NULL, NULL, labels, regions, ends_at, idem_key
-         FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[],
-            $8::bigint[], $9::text[], $10::text[], $11::bigint[], $12::text[])
-            AS g(id, task, owner, principal, created_at, expires_at, heartbeat_interval_s,
-                 labels, regions, ends_at, idem_key)",
-        &[
-            &project, &ids, &tasks, &owners, &principals, &created, &expires, &heartbeats,
-            &labels, &regions, &ends, &keys,
-        ],
-    )
-    .await?;
-    Ok(())
+
+    fn refs<'b>(&'b self, project: &'b &str) -> [&'b (dyn ToSql + Sync); 14] {
+        [
+            project,
+            &self.ids,
+            &self.tasks,
+            &self.owners,
+            &self.principals,
+            &self.created,
+            &self.expires,
+            &self.heartbeats,
+            &self.last_heartbeats,
+            &self.released,
+            &self.labels,
+            &self.regions,
+            &self.ends,
+            &self.keys,
+        ]
+    }
 }
 
 impl Pg {
@@ -334,15 +383,26 @@ impl Pg {
         batch: &mut [Box<dyn Decide>],
     ) -> Result<(), StoreError> {
         let mut c = self.conn().await?;
-        let mut tx = c.begin().await?;
-        // One acquire of a project at a time, across replicas: the count below and the insert
-        // must see every lease granted before it (READ COMMITTED alone would let two replicas
-        // count the same nine and both grant the tenth).
-        tx.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-            &[&format!("lease-quota/{project}")],
-        )
-        .await?;
+        let begin = c.statement("BEGIN").await?;
+        let lock = c
+            .statement("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .await?;
+        let by_key = c
+            .statement(concat!(
+                "SELECT ",
+                lease_columns!(),
+                ", idem_key FROM leases WHERE project = $1 AND idem_key = ANY($2)
+                 AND released_at IS NULL AND ends_at > $3"
+            ))
+            .await?;
+        let count = c
+            .statement(
+                "SELECT COUNT(*) FROM leases
+                 WHERE project = $1 AND released_at IS NULL AND ends_at > $2",
+            )
+            .await?;
+        let insert = c.statement(INSERT_LEASES).await?;
+        let commit = c.statement("COMMIT").await?;
         // The earliest `now` of the batch: a lease ending in between counts as active (the
         // safe side of a quota) and is checked against each acquire's own `now` for its key.
         let since = batch
@@ -351,33 +411,30 @@ impl Pg {
             .min()
             .unwrap_or_default();
         let keys: Vec<&str> = batch.iter().filter_map(|p| p.key()).collect();
+        let lock_name = format!("lease-quota/{project}");
+        // Two round trips for the batch: BEGIN, the lock and both reads; the insert and COMMIT.
+        // One acquire of a project at a time, across replicas: the count and the insert must
+        // see every lease granted before them (READ COMMITTED alone would let two replicas
+        // count the same nine and both grant the tenth); the reads run after the lock.
+        c.pipeline_begin();
+        let (_, _, rows, active) = {
+            let client = c.client();
+            let lock_args: [&(dyn ToSql + Sync); 1] = [&lock_name];
+            let key_args: [&(dyn ToSql + Sync); 3] = [&project, &keys, &since];
+            let count_args: [&(dyn ToSql + Sync); 2] = [&project, &since];
+            tokio::try_join!(
+                client.execute(&begin, &[]),
+                client.execute(&lock, &lock_args),
+                client.query(&by_key, &key_args),
+                client.query_one(&count, &count_args),
+            )?
+        };
         let mut keyed: HashMap<String, Vec<Lease>> = HashMap::new();
-        if !keys.is_empty() {
-            let rows = tx
-                .query(
-                    concat!(
-                        "SELECT ",
-                        lease_columns!(),
-                        ", idem_key FROM leases WHERE project = $1 AND idem_key = ANY($2)
-                         AND released_at IS NULL AND ends_at > $3"
-                    ),
-                    &[&project, &keys, &since],
-                )
-                .await?;
-            for r in &rows {
-                let k: String = r.try_get(12)?;
-                keyed.entry(k).or_default().push(lease_of(r)?);
-            }
+        for r in &rows {
+            let k: String = r.try_get(12)?;
+            keyed.entry(k).or_default().push(lease_of(r)?);
         }
-        let mut active: u64 = tx
-            .query_one(
-                "SELECT COUNT(*) FROM leases
-                 WHERE project = $1 AND released_at IS NULL AND ends_at > $2",
-                &[&project, &since],
-            )
-            .await?
-            .try_get::<_, i64>(0)
-            .map(|n| u64::try_from(n).unwrap_or(0))?;
+        let mut active = u64::try_from(active.try_get::<_, i64>(0)?).unwrap_or(0);
         let mut granted = Vec::new();
         for p in batch.iter_mut() {
             let now = p.now();
@@ -400,10 +457,23 @@ impl Pg {
                 granted.push((lease.clone(), key.map(str::to_owned)));
             }
         }
-        if !granted.is_empty() {
-            insert_leases(&mut tx, project, &granted).await?;
+        {
+            let client = c.client();
+            if granted.is_empty() {
+                client.execute(&commit, &[]).await?;
+            } else {
+                let rows = LeaseRows::of(&granted)?;
+                let values = rows.refs(&project);
+                // A failed insert makes the COMMIT a rollback, and the insert's error is
+                // returned.
+                tokio::try_join!(
+                    client.execute(&insert, &values),
+                    client.execute(&commit, &[])
+                )?;
+            }
         }
-        tx.commit().await
+        c.pipeline_end();
+        Ok(())
     }
 
     pub(in crate::store) async fn update_lease<E>(
@@ -415,24 +485,63 @@ impl Pg {
         E: From<StoreError>,
     {
         let mut c = self.conn().await?;
-        let mut tx = c.begin().await?;
+        let begin = c.statement("BEGIN").await?;
+        let select = c
+            .statement(concat!(
+                "SELECT ",
+                lease_columns!(),
+                " FROM leases WHERE id = $1 FOR UPDATE"
+            ))
+            .await?;
+        let update = c.statement(UPDATE_LEASE).await?;
+        let (commit, rollback) = (c.statement("COMMIT").await?, c.statement("ROLLBACK").await?);
+        // Two round trips instead of four: BEGIN with the read, the write with COMMIT.
         // The row lock makes racing renewals and releases of one lease take turns: the second
         // reads what the first wrote (a released lease), and `f` refuses it.
-        let row = tx
-            .query_opt(
-                concat!(
-                    "SELECT ",
-                    lease_columns!(),
-                    " FROM leases WHERE id = $1 FOR UPDATE"
-                ),
-                &[&id.to_string()],
+        c.pipeline_begin();
+        let id_text = id.to_string();
+        let (_, row) = {
+            let client = c.client();
+            let by_id: [&(dyn ToSql + Sync); 1] = [&id_text];
+            tokio::try_join!(
+                client.execute(&begin, &[]),
+                client.query_opt(&select, &by_id)
             )
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let mut lease = lease_of(&row)?;
-        f(&mut lease)?;
-        write_lease(&mut tx, &lease).await?;
-        tx.commit().await?;
+            .map_err(StoreError::from)?
+        };
+        let lease = match row.map(|r| lease_of(&r)).transpose() {
+            Ok(Some(mut lease)) => match f(&mut lease) {
+                Ok(()) => lease,
+                Err(e) => {
+                    c.client()
+                        .execute(&rollback, &[])
+                        .await
+                        .map_err(StoreError::from)?;
+                    c.pipeline_end();
+                    return Err(e);
+                }
+            },
+            other => {
+                c.client()
+                    .execute(&rollback, &[])
+                    .await
+                    .map_err(StoreError::from)?;
+                c.pipeline_end();
+                return Ok(other?);
+            }
+        };
+        let params = lease_params(&lease)?;
+        {
+            let client = c.client();
+            let values = params.refs();
+            // A failed write makes the COMMIT a rollback, and the write's error is returned.
+            tokio::try_join!(
+                client.execute(&update, &values),
+                client.execute(&commit, &[])
+            )
+            .map_err(StoreError::from)?;
+        }
+        c.pipeline_end();
         Ok(Some(lease))
     }
 

@@ -102,6 +102,7 @@ impl Pg {
         Ok(Pooled {
             pg: self,
             conn: Some(conn),
+            open_tx: false,
             _permit: permit,
         })
     }
@@ -155,6 +156,10 @@ pub(super) struct Conn {
 pub(super) struct Pooled<'a> {
     pg: &'a Pg,
     conn: Option<Conn>,
+    /// A transaction begun by [`Pooled::pipeline_begin`] and not yet ended: dropped now (a
+    /// caller gone, an error), the connection is closed rather than lent again, and the server
+    /// rolls the transaction back.
+    open_tx: bool,
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
@@ -200,6 +205,28 @@ impl Pooled<'_> {
         Ok(c.client.query_one(&s, params).await?)
     }
 
+    /// The connection's prepared statement for `sql` (prepared on first use).
+    pub(super) async fn statement(&mut self, sql: &'static str) -> Result<Statement, StoreError> {
+        let c = self.conn_mut();
+        prepared(&c.client, &mut c.statements, sql).await
+    }
+
+    /// The client, for statements sent together: futures polled at once are pipelined (sent
+    /// in one go, answered in order), so a transaction's statements cost one round trip.
+    pub(super) fn client(&self) -> &Client {
+        &self.conn.as_ref().expect("lent until dropped").client
+    }
+
+    /// Marks the start of a transaction whose `BEGIN` the caller pipelines with its first
+    /// statements; [`Pooled::pipeline_end`] marks its `COMMIT` or `ROLLBACK` answered.
+    pub(super) fn pipeline_begin(&mut self) {
+        self.open_tx = true;
+    }
+
+    pub(super) fn pipeline_end(&mut self) {
+        self.open_tx = false;
+    }
+
     /// A query built at run time (a filter's clauses): prepared unnamed, not cached.
     pub(super) async fn query_dynamic(
         &mut self,
@@ -224,6 +251,7 @@ impl Drop for Pooled<'_> {
     fn drop(&mut self) {
         if let Some(c) = self.conn.take()
             && !c.client.is_closed()
+            && !self.open_tx
         {
             self.pg
                 .idle
