@@ -14,8 +14,8 @@
 //! --benches` does SQLite, and PostgreSQL with three replicas when a server is there.
 //!
 //! BENCH_PROJECTS (default 1) spreads the clients over that many projects, each with its
-//! quota: acquires of one project are decided one at a time (the quota check locks the
-//! project), so one project measures the worst case and several a platform team's mix.
+//! quota. The quota check locks the project, so a PostgreSQL replica decides one project's
+//! waiting acquires in one batch: one project batches most, many projects least.
 
 mod common;
 
