@@ -128,13 +128,16 @@ pub async fn serve(
         metrics,
         tasks,
     } = open(config, clock.clone()).await?;
+    let webhooks =
+        crate::webhook::Webhooks::new(&config.webhooks).context("cannot set up webhooks")?;
     let leases = LeaseRegistry::new(
         store.clone(),
         policy.clone(),
         config.tags.clone(),
         clock.clone(),
         metrics.clone(),
-    );
+    )
+    .with_webhooks(webhooks.clone());
     tasks.close_interrupted_runs().await;
     // Gauges reflect the store from the start, not only after the first pass.
     read_estate_gauges(&tasks, &store, &metrics).await;
@@ -182,6 +185,18 @@ pub async fn serve(
         }
         tracing::info!(relay = %m.transport().relay(), "mail delivery on");
         tokio::spawn(m.run(leadership.clone(), mail_stopped))
+    });
+    let (stop_hooks, hooks_stopped) = tokio::sync::watch::channel(false);
+    let hook_loop = crate::mail::webhook::Deliverer::new(
+        webhooks.clone(),
+        store.clone(),
+        metrics.clone(),
+        clock.clone(),
+    )
+    .context("cannot set up webhook delivery")?
+    .map(|d| {
+        tracing::info!(endpoints = config.webhooks.len(), "webhook delivery on");
+        tokio::spawn(d.run(leadership.clone(), hooks_stopped))
     });
     let scheduler = crate::scheduler::start(
         tasks.clone(),
@@ -283,6 +298,12 @@ pub async fn serve(
         && let Err(e) = h.await
     {
         tracing::warn!(error = %e, "mail delivery did not stop cleanly");
+    }
+    let _ = stop_hooks.send(true);
+    if let Some(h) = hook_loop
+        && let Err(e) = h.await
+    {
+        tracing::warn!(error = %e, "webhook delivery did not stop cleanly");
     }
     // Nothing of the leader's runs any more: hand leadership over at once.
     let _ = stop_leading.send(true);

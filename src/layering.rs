@@ -14,6 +14,7 @@ pub const LAYERS: &[(&str, &[&str])] = &[
     ("settings", &["config"]),
     ("rules", &["policy"]),
     ("infrastructure", &["metrics", "oidc", "store"]),
+    ("events", &["webhook"]),
     ("services", &["inventory", "leader", "lease"]),
     ("spend and deletion", &["cost", "reaper"]),
     ("consumers of a pass", &["iam", "mail"]),

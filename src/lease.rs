@@ -18,11 +18,12 @@ use crate::clock::Clock;
 use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::model::{
-    HumanDuration, IdentityTags, Lease, LeaseEnded, LeaseId, LeaseState, ProjectName,
-    check_tag_value,
+    Event, EventKind, HumanDuration, IdentityTags, Lease, LeaseEnded, LeaseId, LeaseState,
+    ProjectName, check_tag_value,
 };
 use crate::policy::{AcquireAsk, Caller, Denial, Policy};
 use crate::store::{LeaseFilter, Page, Store, StoreError};
+use crate::webhook::Webhooks;
 
 /// An acquire request, as the API and CLI send it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
@@ -170,6 +171,8 @@ pub struct LeaseRegistry {
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     gauges: Arc<GaugeState>,
+    /// Where acquires, releases and revivals are told (nowhere without `[[webhooks]]`).
+    webhooks: Webhooks,
 }
 
 /// How fresh the lease gauges are, so that scrapes share their counting (see
@@ -212,7 +215,30 @@ impl LeaseRegistry {
             clock,
             metrics,
             gauges: Arc::default(),
+            webhooks: Webhooks::default(),
         }
+    }
+
+    /// Tells `webhooks` of every acquire, release and revival.
+    pub fn with_webhooks(mut self, webhooks: Webhooks) -> Self {
+        self.webhooks = webhooks;
+        self
+    }
+
+    /// Queues a webhook event about `lease` (after its change committed: a crash in between
+    /// loses the event, never the change).
+    async fn tell(&self, kind: EventKind, occurrence: &str, at: DateTime<Utc>, lease: &Lease) {
+        if self.webhooks.is_empty() {
+            return;
+        }
+        let data = serde_json::json!({
+            "lease_id": lease.id.to_string(), "project": lease.project.as_str(),
+            "task": lease.task, "owner": lease.owner, "principal": lease.principal,
+            "created_at": lease.created_at, "expires_at": lease.expires_at,
+            "released_at": lease.released_at, "regions": lease.regions, "labels": lease.labels,
+        });
+        let event = Event::new(kind, occurrence, at, format!("lease/{}", lease.id), data);
+        self.webhooks.emit_logged(&self.store, event).await;
     }
 
     pub fn tags(&self) -> &IdentityTags {
@@ -255,6 +281,12 @@ impl LeaseRegistry {
             Err(e) => (Err(e), false),
         };
         self.count("acquire", &r);
+        if let Ok(l) = &r
+            && !existing
+        {
+            self.tell(EventKind::LeaseAcquired, &l.id.to_string(), l.created_at, l)
+                .await;
+        }
         span.in_scope(|| {
             log_outcome(
                 if existing {
@@ -403,6 +435,8 @@ impl LeaseRegistry {
                 .lease_duration
                 .with_label_values(&[l.project.as_str()])
                 .observe((released - l.created_at).as_seconds_f64().max(0.0));
+            self.tell(EventKind::LeaseReleased, &l.id.to_string(), released, l)
+                .await;
         }
         span.in_scope(|| log_outcome("release", &r));
         r
@@ -454,6 +488,10 @@ impl LeaseRegistry {
                 .inc();
             tracing::warn!(lease_id = %lease.id, project = %lease.project, owner = %lease.owner,
                 "lease revived: it had missed its heartbeat, and its lessee came back within the grace");
+            let at = lease.last_heartbeat_at.unwrap_or_else(|| self.clock.now());
+            let occurrence = format!("{}:{}", lease.id, at.timestamp_millis());
+            self.tell(EventKind::LeaseRevived, &occurrence, at, &lease)
+                .await;
         }
         Ok(lease)
     }

@@ -52,14 +52,15 @@
 //! | 3 | settings | [`config`] |
 //! | 4 | rules | [`policy`] |
 //! | 5 | infrastructure | [`metrics`], [`oidc`], [`store`] |
-//! | 6 | services | [`inventory`], [`leader`], [`lease`] |
-//! | 7 | spend and deletion | [`cost`], [`reaper`] |
-//! | 8 | consumers of a pass | [`iam`], [`mail`] |
-//! | 9 | task runner | [`tasks`] |
-//! | 10 | schedulers | [`jobs`], [`scheduler`] |
-//! | 11 | API | [`http`] |
-//! | 12 | wiring | [`daemon`] |
-//! | 13 | command line | [`cli`] |
+//! | 6 | events | [`webhook`] |
+//! | 7 | services | [`inventory`], [`leader`], [`lease`] |
+//! | 8 | spend and deletion | [`cost`], [`reaper`] |
+//! | 9 | consumers of a pass | [`iam`], [`mail`] |
+//! | 10 | task runner | [`tasks`] |
+//! | 11 | schedulers | [`jobs`], [`scheduler`] |
+//! | 12 | API | [`http`] |
+//! | 13 | wiring | [`daemon`] |
+//! | 14 | command line | [`cli`] |
 //!
 //! # Invariants
 //!
@@ -108,6 +109,7 @@ pub mod scheduler;
 pub mod store;
 pub mod tasks;
 pub mod tls;
+pub mod webhook;
 
 /// An error and its sources, joined by `: `, for logging once where handled.
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {

@@ -93,6 +93,9 @@ pub struct Metrics {
     pub emails_sent: IntCounterVec,
     /// Failed send attempts (each is retried after a back-off).
     pub email_failures: IntCounter,
+    /// `ephemera_webhook_deliveries_total{endpoint,outcome}`: delivery attempts of webhook
+    /// events: `delivered` (a 2xx), `failed` (retried later), `dead` (a dead letter now).
+    pub webhook_deliveries: IntCounterVec,
     /// Outbox rows not done with: unsent messages and notices not yet rolled up.
     pub outbox_pending: IntGauge,
     /// `ephemera_resources_by_source{source,verdict}`: live resources by how inventory found
@@ -513,6 +516,12 @@ impl Metrics {
                 &r,
                 "ephemera_email_failures_total",
                 "Failed attempts at sending an email (retried after a back-off)",
+            ),
+            webhook_deliveries: counters(
+                &r,
+                "ephemera_webhook_deliveries_total",
+                "Webhook delivery attempts by endpoint and outcome (delivered, failed and retried, dead)",
+                &["endpoint", "outcome"],
             ),
             outbox_pending: reg(
                 &r,

@@ -30,6 +30,7 @@ mod store;
 #[cfg(test)]
 mod tests;
 mod tls;
+mod webhooks;
 
 use aws::validate_aws;
 pub use aws::{AccountSettings, AwsAccount, AwsConfig, OrganizationConfig, OuSettings};
@@ -51,6 +52,7 @@ use spans::span_in;
 pub use store::{PgTarget, StoreLocation, TargetError};
 use store::{RawStore, resolve_store};
 pub use tls::ApiTls;
+pub use webhooks::{SecretSource, WebhookConfig};
 
 /// The annotated example shipped with the project, embedded so `ephemera config example`
 /// can print it anywhere.
@@ -84,6 +86,8 @@ pub struct Config {
     /// `[[api.oidc_issuers]]`: kept apart from [`ApiConfig`] because they, like principals,
     /// change on a reload (a changed `api` section asks for a restart).
     pub oidc_issuers: Vec<OidcIssuer>,
+    /// `[[webhooks]]`: endpoints that receive state changes as signed CloudEvents.
+    pub webhooks: Vec<WebhookConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -158,6 +162,8 @@ struct RawConfig {
     audit: Option<Spanned<RawAudit>>,
     #[serde(default)]
     retention: Option<Spanned<Retention>>,
+    #[serde(default)]
+    webhooks: Vec<Spanned<webhooks::RawWebhook>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -358,6 +364,7 @@ impl Config {
         if let Some(r) = &raw.retention {
             validate_retention(&src, r)?;
         }
+        let webhooks = webhooks::resolve_webhooks(&src, raw.webhooks, &resolve, env)?;
         if !(1..=100).contains(&raw.store.get_ref().restore_clean_passes) {
             return Err(src.error_for(0..0, "store.restore_clean_passes", "must be 1 to 100"));
         }
@@ -434,6 +441,7 @@ impl Config {
             retention: raw.retention.map(Spanned::into_inner).unwrap_or_default(),
             principals,
             oidc_issuers,
+            webhooks,
         })
     }
 }

@@ -80,7 +80,7 @@ pub(super) struct RawOidcIssuer {
 }
 
 /// An `https://` address, or `http://` to the loopback interface (a test issuer).
-fn check_url(s: &str) -> Result<(), String> {
+pub(super) fn check_url(s: &str) -> Result<(), String> {
     let url = reqwest::Url::parse(s).map_err(|e| format!("`{s}` is not a URL: {e}"))?;
     let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
     match url.scheme() {

@@ -1035,3 +1035,87 @@ fn bad_api_tls_names_the_field_and_the_file() {
         ),
     );
 }
+
+/// `[[webhooks]]`: defaults, and each bad value named by file, line and field.
+#[test]
+fn webhooks_are_checked_and_default() {
+    let hook = "\n[[webhooks]]\nname = \"ops\"\nurl = \"https://hooks.example.com/e\"\n\
+                secret_env = \"HOOK_SECRET\"\n";
+    let env = |n: &str| (n == "HOOK_SECRET").then(|| "0123456789abcdef".to_owned());
+    let text = format!("{EXAMPLE}{hook}");
+    let c = Config::parse(Path::new("/etc/ephemera/e.toml"), &text, &env).expect("valid");
+    assert_eq!(c.webhooks.len(), 1);
+    let w = &c.webhooks[0];
+    assert_eq!(w.events, ["*"]);
+    assert_eq!(w.secret, SecretSource::Env("HOOK_SECRET".into()));
+    assert_eq!(
+        (
+            w.timeout.as_secs(),
+            w.retry_backoff.as_secs(),
+            w.give_up_after.as_secs()
+        ),
+        (10, 30, 86_400)
+    );
+    for (find, replace, want) in [
+        (
+            "name = \"ops\"",
+            "name = \"Ops Team\"",
+            "field `webhooks.name`: must be 1 to 64",
+        ),
+        (
+            "url = \"https://hooks.example.com/e\"",
+            "url = \"http://hooks.example.com/e\"",
+            "field `webhooks.url`: `http://hooks.example.com/e` must be an https:// address",
+        ),
+        (
+            "secret_env = \"HOOK_SECRET\"",
+            "secret_env = \"OTHER\"",
+            "field `webhooks.secret_env`: environment variable `OTHER` must hold a secret",
+        ),
+        (
+            "secret_env = \"HOOK_SECRET\"",
+            "secret_env = \"HOOK_SECRET\"\nevents = [\"lease.created\"]",
+            "field `webhooks.events`: `lease.created` matches no event",
+        ),
+        (
+            "secret_env = \"HOOK_SECRET\"",
+            "secret_env = \"HOOK_SECRET\"\nretry_backoff = \"2h\"",
+            "field `webhooks.retry_backoff`: must be",
+        ),
+    ] {
+        let bad = text.replacen(find, replace, 1);
+        assert_ne!(bad, text, "{find}");
+        let err = Config::parse(Path::new("/etc/ephemera/e.toml"), &bad, &env)
+            .expect_err(replace)
+            .to_string();
+        let marker = replace
+            .lines()
+            .last()
+            .expect("a line")
+            .split(" = ")
+            .next()
+            .expect("key");
+        let line = bad
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| l.starts_with(marker))
+            .map(|(i, _)| i + 1)
+            .last()
+            .expect("marker line");
+        assert!(
+            err.starts_with(&format!("/etc/ephemera/e.toml:{line}:")),
+            "{err} (line {line})"
+        );
+        assert!(err.contains(want), "{err} lacks {want}");
+    }
+    let twice = format!("{text}{hook}");
+    let err = Config::parse(Path::new("/etc/ephemera/e.toml"), &twice, &env)
+        .expect_err("twice")
+        .to_string();
+    assert!(err.contains("webhook `ops` is defined twice"), "{err}");
+    let unsigned = text.replacen("secret_env = \"HOOK_SECRET\"\n", "", 1);
+    let err = Config::parse(Path::new("/etc/ephemera/e.toml"), &unsigned, &env)
+        .expect_err("unsigned")
+        .to_string();
+    assert!(err.contains("every webhook is signed"), "{err}");
+}

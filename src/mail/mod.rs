@@ -23,6 +23,7 @@
 
 pub mod render;
 pub mod transport;
+pub mod webhook;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

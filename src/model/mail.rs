@@ -31,6 +31,9 @@ pub enum MailKind {
     OncallSummary,
     /// A message: a team's share of a pass (its projects), for the team's on-call.
     TeamSummary,
+    /// A webhook delivery: one event to one `[[webhooks]]` endpoint (the recipient), sent by
+    /// the webhook deliverer, never by the mailer.
+    Webhook,
 }
 
 impl MailKind {
@@ -48,7 +51,7 @@ impl MailKind {
     }
 
     pub fn is_notice(self) -> bool {
-        !MailKind::MESSAGES.contains(&self)
+        !MailKind::MESSAGES.contains(&self) && self != MailKind::Webhook
     }
 }
 
@@ -70,7 +73,8 @@ mod tests {
                 "owner-digest",
                 "reaped-notice",
                 "oncall-summary",
-                "team-summary"
+                "team-summary",
+                "webhook"
             ]
         );
         for k in MailKind::VARIANTS {
@@ -79,5 +83,6 @@ mod tests {
         }
         assert!(MailKind::Reaped.is_notice() && MailKind::DeletionPlanned.is_notice());
         assert!(!MailKind::OncallSummary.is_notice() && !MailKind::TeamSummary.is_notice());
+        assert!(!MailKind::Webhook.is_notice() && !MailKind::MESSAGES.contains(&MailKind::Webhook));
     }
 }

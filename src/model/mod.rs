@@ -20,6 +20,7 @@
 mod arn;
 mod controller;
 mod duration;
+mod event;
 mod ids;
 mod lease;
 mod mail;
@@ -33,6 +34,7 @@ mod verdict;
 pub use arn::Arn;
 pub use controller::{ControllerKind, ControllerRef};
 pub use duration::{HumanDuration, backoff};
+pub use event::{EVENT_SOURCE, Event, EventKind};
 pub use ids::{LeaseId, ProjectName};
 pub use lease::{Lease, LeaseEnded, LeaseState};
 pub use mail::MailKind;

@@ -21,10 +21,13 @@ use crate::inventory::AwsClients;
 use crate::live::Live;
 use crate::metrics::{Metrics, Series};
 use crate::model::Lease;
-use crate::model::{Action, Arn, ControllerRef, Decision, LeaseId, ReapMode, Verdict};
+use crate::model::{
+    Action, Arn, ControllerRef, Decision, Event, EventKind, LeaseId, ReapMode, Verdict,
+};
 use crate::policy::{Place, Policy, evaluate};
 use crate::resource::{AuditEntry, ReapCandidate, ReapSummary, WalkRecord};
 use crate::store::{ReapUpdate, Store, StoreError};
+use crate::webhook::Webhooks;
 
 /// Who acts, and how.
 #[derive(Debug, Clone)]
@@ -123,6 +126,8 @@ struct Inner {
     clients: AwsClients,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
+    /// Where deletions, failures and skips are told (nowhere without `[[webhooks]]`).
+    webhooks: Webhooks,
     /// Projects `ephemera_marked_resources` was set for, to zero those that empty out.
     marked_series: Series,
 }
@@ -151,6 +156,7 @@ impl Reaper {
         clients: AwsClients,
         metrics: Arc<Metrics>,
         clock: Arc<dyn Clock>,
+        webhooks: Webhooks,
     ) -> Self {
         Reaper {
             inner: Arc::new(Inner {
@@ -160,6 +166,7 @@ impl Reaper {
                 clients,
                 metrics,
                 clock,
+                webhooks,
                 marked_series: Series::default(),
             }),
         }
@@ -726,8 +733,34 @@ impl Reaper {
             }
         };
         settled.insert(c.arn.to_string(), decision == Decision::Deleted);
+        // A skip repeated pass after pass is told once, as it is audited once.
+        let first_skip = actor.manual || c.last_decision != Some(Decision::Skipped);
         self.audit(actor, Subject::Item(c), decision, &detail, update)
             .await?;
+        let event = match decision {
+            Decision::Deleted => Some((EventKind::ResourceDeleted, c.finding_id.to_string())),
+            Decision::Failed => Some((
+                EventKind::ResourceFailed,
+                format!("{}:{}", c.finding_id, c.attempts + 1),
+            )),
+            Decision::Skipped if first_skip => Some((
+                EventKind::ResourceSkipped,
+                format!("{}:{}", c.finding_id, now.timestamp_millis()),
+            )),
+            _ => None,
+        };
+        if let Some((kind, occurrence)) = event {
+            let data = serde_json::json!({
+                "arn": c.arn, "resource_type": c.resource_type, "project": c.project,
+                "lease_id": c.lease_id, "owner": c.owner, "verdict": c.verdict,
+                "finding_id": c.finding_id, "detail": detail, "by": actor.name,
+            });
+            let event = Event::new(kind, &occurrence, now, c.arn.to_string(), data);
+            self.inner
+                .webhooks
+                .emit_logged(&self.inner.store, event)
+                .await;
+        }
         if decision == Decision::Deleted {
             if let Some(ended) = c.lease_ended_at {
                 self.inner

@@ -90,6 +90,11 @@ impl Tasks {
         clock: Arc<dyn Clock>,
     ) -> Self {
         let clients = AwsClients::new(config.aws.clone());
+        // The daemon checked the secrets at start (`daemon::open`); read again here.
+        let webhooks = crate::webhook::Webhooks::new(&config.webhooks).unwrap_or_else(|e| {
+            tracing::error!(error = %crate::error_chain(&e), "webhooks off for the reaper");
+            crate::webhook::Webhooks::default()
+        });
         let reaper = Reaper::new(
             config.clone(),
             policy.clone(),
@@ -97,6 +102,7 @@ impl Tasks {
             clients.clone(),
             metrics.clone(),
             clock.clone(),
+            webhooks,
         );
         let cost = CostTask::new(
             config.clone(),

@@ -31,3 +31,4 @@ mod scan;
 mod support;
 mod tls;
 mod vpc;
+mod webhooks;

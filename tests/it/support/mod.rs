@@ -10,6 +10,7 @@ pub mod postgres;
 pub mod proxy;
 pub mod seed;
 pub mod smtp;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,305 @@
+//! The webhook deliverer: due `webhook` rows of the outbox POSTed to their endpoints (the
+//! events themselves and their signing: [`crate::webhook`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use crate::clock::Clock;
+use crate::metrics::Metrics;
+use crate::model::MailKind;
+use crate::store::{OutboxRow, Store, StoreError};
+use crate::webhook::{SIGNATURE_HEADER, WebhookError, Webhooks};
+
+/// Longest wait between retries of one event.
+const MAX_BACKOFF: TimeDelta = TimeDelta::hours(1);
+/// Longest sleep between rounds (a kick or a new leader starts one sooner).
+const MAX_TICK: Duration = Duration::from_secs(30);
+/// Most rows one round takes.
+const ROUND_LIMIT: u32 = 500;
+/// A claim outlives the attempt's timeout by this much.
+const CLAIM_MARGIN: TimeDelta = TimeDelta::seconds(5);
+/// An endpoint that refuses an event this many times (a 4xx other than 408 and 429) makes it
+/// a dead letter: a receiver that rejects it will not accept it later.
+const MAX_REFUSALS: u32 = 3;
+
+/// What one round did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RoundReport {
+    pub delivered: u64,
+    pub failed: u64,
+    pub dead: u64,
+}
+
+/// The deliverer; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Deliverer {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    webhooks: Webhooks,
+    store: Store,
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
+    client: reqwest::Client,
+    round: tokio::sync::Mutex<()>,
+}
+
+/// How one attempt ended.
+enum Outcome {
+    Delivered,
+    /// Worth retrying: no answer, a timeout, a 5xx, 408 or 429.
+    Down(String),
+    /// The endpoint said no (another 4xx, or a 3xx we do not follow).
+    Refused(String),
+}
+
+impl Deliverer {
+    /// The deliverer of `webhooks`; `None` when there are none.
+    pub fn new(
+        webhooks: Webhooks,
+        store: Store,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Option<Deliverer>, WebhookError> {
+        if webhooks.is_empty() {
+            return Ok(None);
+        }
+        for e in webhooks.endpoints() {
+            for outcome in ["delivered", "failed", "dead"] {
+                metrics
+                    .webhook_deliveries
+                    .with_label_values(&[e.config.name.as_str(), outcome]);
+            }
+        }
+        // Redirects are not followed: a signed event goes where it was configured to go.
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("ephemera/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(WebhookError::Client)?;
+        Ok(Some(Deliverer {
+            inner: Arc::new(Inner {
+                webhooks,
+                store,
+                metrics,
+                clock,
+                client,
+                round: tokio::sync::Mutex::new(()),
+            }),
+        }))
+    }
+
+    /// The delivery loop of the daemon, on the leader only: a first round right away that
+    /// tries everything pending whatever its back-off, then a round per tick or kick.
+    pub async fn run(
+        self,
+        leadership: crate::leader::Leadership,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let tick = self
+            .inner
+            .webhooks
+            .endpoints()
+            .iter()
+            .map(|e| Duration::from_secs(e.config.retry_backoff.as_secs()))
+            .min()
+            .unwrap_or(MAX_TICK)
+            .clamp(Duration::from_secs(1), MAX_TICK);
+        let mut ignore_backoff = true;
+        let mut elections = leadership.changes();
+        loop {
+            if leadership.is_leader() {
+                if let Err(e) = self.round_as(&leadership, ignore_backoff).await {
+                    tracing::error!(error = %crate::error_chain(&e), "webhook round failed");
+                }
+                ignore_backoff = false;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(tick) => {}
+                _ = crate::webhook::KICK.notified() => {}
+                _ = elections.changed() => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    /// One round as the only process (tests, one-shot commands).
+    pub async fn round(&self, ignore_backoff: bool) -> Result<RoundReport, StoreError> {
+        self.round_as(&crate::leader::Leadership::alone(), ignore_backoff)
+            .await
+    }
+
+    async fn round_as(
+        &self,
+        leadership: &crate::leader::Leadership,
+        ignore_backoff: bool,
+    ) -> Result<RoundReport, StoreError> {
+        let inner = &self.inner;
+        let _round = inner.round.lock().await;
+        let now = inner.clock.now();
+        let due = inner
+            .store
+            .due_messages(
+                &[MailKind::Webhook],
+                (!ignore_backoff).then_some(now),
+                ROUND_LIMIT,
+            )
+            .await?;
+        let mut report = RoundReport::default();
+        // An endpoint that is down is not tried again this round: its other events wait.
+        let mut down: std::collections::HashSet<String> = std::collections::HashSet::new();
+        for row in due {
+            let name = row.recipient.clone().unwrap_or_default();
+            if down.contains(&name) || !self.claim(leadership, &row).await? {
+                continue;
+            }
+            match self.deliver(row, &name, now).await? {
+                Some(true) => report.delivered += 1,
+                Some(false) => {
+                    report.failed += 1;
+                    down.insert(name);
+                }
+                None => report.dead += 1,
+            }
+        }
+        Ok(report)
+    }
+
+    /// Whether this process may send row `row` now (see the mailer's claim: the same fence).
+    async fn claim(
+        &self,
+        leadership: &crate::leader::Leadership,
+        row: &OutboxRow,
+    ) -> Result<bool, StoreError> {
+        if !leadership.is_leader() {
+            return Ok(false);
+        }
+        let Some(fence) = leadership.fence() else {
+            return Ok(true);
+        };
+        let timeout = row
+            .recipient
+            .as_deref()
+            .and_then(|n| self.inner.webhooks.endpoint(n))
+            .map_or(TimeDelta::seconds(10), |e| e.config.timeout.to_chrono());
+        let wall = crate::clock::Clock::now(&crate::clock::SystemClock);
+        self.inner
+            .store
+            .claim_message(
+                row.id,
+                crate::leader::LEADER_LOCK,
+                fence,
+                wall,
+                wall + timeout + CLAIM_MARGIN,
+            )
+            .await
+    }
+
+    /// One attempt: `Some(true)` delivered, `Some(false)` failed (retried later), `None` a
+    /// dead letter now.
+    async fn deliver(
+        &self,
+        row: OutboxRow,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<bool>, StoreError> {
+        let inner = &self.inner;
+        let event_id = row.payload["id"].as_str().unwrap_or_default().to_owned();
+        let span = tracing::info_span!("webhook", id = row.id, endpoint = %name, event = %event_id);
+        let _enter = span.enter();
+        let Some(endpoint) = inner.webhooks.endpoint(name) else {
+            // Removed from the config: nobody to deliver to, ever.
+            drop(_enter);
+            inner
+                .store
+                .mark_failed(
+                    row.id,
+                    now,
+                    format!("no webhook `{name}` in the config"),
+                    true,
+                    Some(now),
+                )
+                .await?;
+            return Ok(None);
+        };
+        let body = serde_json::to_vec(&row.payload).unwrap_or_default();
+        let t = crate::clock::Clock::now(&crate::clock::SystemClock).timestamp();
+        let request = inner
+            .client
+            .post(&endpoint.config.url)
+            .timeout(Duration::from_secs(endpoint.config.timeout.as_secs()))
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/cloudevents+json",
+            )
+            .header(SIGNATURE_HEADER, endpoint.sign(t, &body))
+            .body(body);
+        drop(_enter);
+        let outcome = match request.send().await {
+            Ok(resp) => {
+                let status = resp.status();
+                if status.is_success() {
+                    Outcome::Delivered
+                } else if status.is_server_error()
+                    || status == reqwest::StatusCode::REQUEST_TIMEOUT
+                    || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+                {
+                    Outcome::Down(format!("the endpoint answered {status}"))
+                } else {
+                    Outcome::Refused(format!("the endpoint answered {status}"))
+                }
+            }
+            Err(e) => Outcome::Down(crate::error_chain(&e)),
+        };
+        let metric = |outcome: &str| {
+            inner
+                .metrics
+                .webhook_deliveries
+                .with_label_values(&[name, outcome])
+                .inc();
+        };
+        let (error, refused) = match outcome {
+            Outcome::Delivered => {
+                // Should the daemon die before this mark commits, the event goes again after
+                // the restart with the same id: at least once, never zero times.
+                inner.store.mark_sent(row.id, now).await?;
+                metric("delivered");
+                tracing::info!(endpoint = %name, event = %event_id, attempts = row.attempts + 1, "webhook delivered");
+                return Ok(Some(true));
+            }
+            Outcome::Down(e) => (e, false),
+            Outcome::Refused(e) => (e, true),
+        };
+        let too_old = now - row.created_at > endpoint.config.give_up_after.to_chrono();
+        let dead = too_old || (refused && row.refusals + 1 >= MAX_REFUSALS);
+        let retry_at = now
+            + crate::model::backoff(
+                endpoint.config.retry_backoff.to_chrono(),
+                row.attempts,
+                MAX_BACKOFF,
+            );
+        inner
+            .store
+            .mark_failed(
+                row.id,
+                retry_at,
+                error.clone(),
+                refused,
+                dead.then_some(now),
+            )
+            .await?;
+        if dead {
+            metric("dead");
+            tracing::error!(endpoint = %name, event = %event_id, error = %error, attempts = row.attempts + 1, "webhook event not delivered for good: kept as a dead letter (`ephemera mail dead`, `ephemera mail retry`)");
+            Ok(None)
+        } else {
+            metric("failed");
+            tracing::warn!(endpoint = %name, event = %event_id, error = %error, attempts = row.attempts + 1, retry_at = %retry_at, "webhook not delivered; will retry");
+            Ok(Some(false))
+        }
+    }
+}
