@@ -8,7 +8,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::clock::Clock;
 use crate::metrics::Metrics;
-use crate::model::MailKind;
+use crate::model::{Event, EventKind, MailKind};
 use crate::store::{OutboxRow, Store, StoreError};
 use crate::webhook::{SIGNATURE_HEADER, WebhookError, Webhooks};
 
@@ -18,6 +18,11 @@ const MAX_BACKOFF: TimeDelta = TimeDelta::hours(1);
 const MAX_TICK: Duration = Duration::from_secs(30);
 /// Most rows one round takes.
 const ROUND_LIMIT: u32 = 500;
+/// `lease.expiring` is told this long before a lease ends.
+const EXPIRING_WITHIN: TimeDelta = TimeDelta::minutes(30);
+/// `lease.expired` is told for leases that ended at most this long ago (a daemon down longer
+/// does not tell older ends).
+const EXPIRED_LOOKBACK: TimeDelta = TimeDelta::days(1);
 /// A claim outlives the attempt's timeout by this much.
 const CLAIM_MARGIN: TimeDelta = TimeDelta::seconds(5);
 /// An endpoint that refuses an event this many times (a 4xx other than 408 and 429) makes it
@@ -46,6 +51,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     client: reqwest::Client,
     round: tokio::sync::Mutex<()>,
+    /// Ids of the lease-end events queued by this process (see `tell_lease_ends`).
+    told: tokio::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// How one attempt ended.
@@ -89,6 +96,7 @@ impl Deliverer {
                 clock,
                 client,
                 round: tokio::sync::Mutex::new(()),
+                told: tokio::sync::Mutex::default(),
             }),
         }))
     }
@@ -141,6 +149,9 @@ impl Deliverer {
         let inner = &self.inner;
         let _round = inner.round.lock().await;
         let now = inner.clock.now();
+        if leadership.is_leader() {
+            self.tell_lease_ends(now).await?;
+        }
         let due = inner
             .store
             .due_messages(
@@ -167,6 +178,72 @@ impl Deliverer {
             }
         }
         Ok(report)
+    }
+
+    /// Queues `lease.expiring` for each lease ending within [`EXPIRING_WITHIN`] (taken for
+    /// longer than that) and `lease.expired` for each that ended unreleased within
+    /// [`EXPIRED_LOOKBACK`]: once per lease and end (a renewal that moves the end is told
+    /// again). State is derived from the clock, so this looks on every round; what was told
+    /// is kept in memory, and the outbox's keys make a repeat after a restart a no-op.
+    async fn tell_lease_ends(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        let hooks = &inner.webhooks;
+        if !hooks.wants(EventKind::LeaseExpiring) && !hooks.wants(EventKind::LeaseExpired) {
+            return Ok(());
+        }
+        let leases = inner
+            .store
+            .leases_ending_between(now - EXPIRED_LOOKBACK, now + EXPIRING_WITHIN, 1000)
+            .await?;
+        let mut told = inner.told.lock().await;
+        let mut events = Vec::new();
+        for l in &leases {
+            let ends = l.ends_at();
+            let kind = if ends <= now {
+                EventKind::LeaseExpired
+            } else if l.created_at < ends - EXPIRING_WITHIN {
+                EventKind::LeaseExpiring
+            } else {
+                continue;
+            };
+            let occurrence = format!("{}:{}", l.id, ends.timestamp_millis());
+            let event = Event::new(
+                kind,
+                &occurrence,
+                if kind == EventKind::LeaseExpired {
+                    ends
+                } else {
+                    now
+                },
+                format!("lease/{}", l.id),
+                serde_json::json!({
+                    "lease_id": l.id.to_string(), "project": l.project.as_str(),
+                    "task": l.task, "owner": l.owner, "principal": l.principal,
+                    "created_at": l.created_at, "expires_at": l.expires_at, "ends_at": ends,
+                    "last_heartbeat_at": l.last_heartbeat_at,
+                }),
+            );
+            if told.insert(event.id.clone()) {
+                events.push(event);
+            }
+        }
+        // Forget what ended before the look-back: it is never asked about again.
+        told.retain(|id| {
+            id.rsplit(':')
+                .next()
+                .and_then(|t| t.parse::<i64>().ok())
+                .is_none_or(|t| t > (now - EXPIRED_LOOKBACK).timestamp_millis())
+        });
+        drop(told);
+        if let Err(e) = hooks.emit_all(&inner.store, &events).await {
+            // Told again next round: forget them.
+            let mut told = inner.told.lock().await;
+            for ev in &events {
+                told.remove(&ev.id);
+            }
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Whether this process may send row `row` now (see the mailer's claim: the same fence).

@@ -577,6 +577,65 @@ impl Store {
         .await
     }
 
+    /// The id of the newest finding event (0 with none): a pass's events come after it.
+    pub async fn last_finding_event_id(&self) -> Result<i64, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.last_finding_event_id().await;
+        }
+        self.read(|c| {
+            Ok(
+                c.query_row("SELECT COALESCE(MAX(id), 0) FROM finding_events", [], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
+        .await
+    }
+
+    /// Findings opened, resolved and marked for deletion by run `run_id`, from the finding event after `after` on,
+    /// oldest first, at most `limit` (page on with the last one's `event_id`).
+    pub async fn run_finding_changes(
+        &self,
+        run_id: String,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<FindingChange>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.run_finding_changes(&run_id, after, limit).await;
+        }
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(RUN_FINDING_CHANGES)?;
+            let rows = stmt
+                .query_map(params![after, run_id, limit], |r| {
+                    Ok((
+                        FindingChange {
+                            event_id: r.get(0)?,
+                            finding_id: r.get(1)?,
+                            kind: r.get(2)?,
+                            verdict: r.get(3)?,
+                            detail: r.get(4)?,
+                            at: Utc::now(),
+                            arn: r.get(6)?,
+                            project: r.get(7)?,
+                            lease_id: r.get(8)?,
+                            account: r.get(9)?,
+                            region: r.get(10)?,
+                            resource_type: r.get(11)?,
+                        },
+                        r.get::<_, i64>(5)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter()
+                .map(|(mut f, at)| {
+                    f.at = from_ms(at)?;
+                    Ok(f)
+                })
+                .collect()
+        })
+        .await
+    }
+
     /// The transitions of one finding: (at, kind, verdict, detail).
     pub async fn finding_events(
         &self,
@@ -595,6 +654,32 @@ impl Store {
         .await
     }
 }
+
+/// A finding opened, resolved or marked for deletion by a pass, with what it is about.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FindingChange {
+    pub event_id: i64,
+    pub finding_id: i64,
+    /// `opened`, `resolved` or `marked`.
+    pub kind: String,
+    pub verdict: String,
+    pub detail: String,
+    pub at: DateTime<Utc>,
+    pub arn: String,
+    pub project: Option<String>,
+    pub lease_id: Option<String>,
+    pub account: String,
+    pub region: String,
+    pub resource_type: String,
+}
+
+/// [`Store::run_finding_changes`]'s statement (PostgreSQL's has `$n` placeholders).
+const RUN_FINDING_CHANGES: &str =
+    "SELECT e.id, e.finding_id, e.kind, e.verdict, e.detail, e.at, f.arn, f.project,
+            f.lease_id, f.account, f.region, f.resource_type
+     FROM finding_events e JOIN findings f ON f.id = e.finding_id
+     WHERE e.id > ?1 AND e.run_id = ?2 AND e.kind IN ('opened', 'resolved', 'marked')
+     ORDER BY e.id LIMIT ?3";
 
 /// A finding's columns in [`finding_row`]'s order, its resource's source, creation time and
 /// creator after them; `f` is the finding, `r` its resource.

@@ -37,7 +37,7 @@ pub use crate::config::{PgTarget, StoreLocation, TargetError};
 pub use chain::AuditQuery;
 pub use copy::{Copied, CopyError};
 pub use cost::SpendTotal;
-pub use inventory::{AuditFilter, LiveTotals, Strays};
+pub use inventory::{AuditFilter, FindingChange, LiveTotals, Strays};
 pub use locks::{ACT_LOCK, HeldBy, LockHolder};
 pub use outbox::{Notice, OutboxRow, Rollup, expiry_warning_key};
 pub use reap::ReapUpdate;

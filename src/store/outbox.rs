@@ -354,6 +354,37 @@ impl Store {
             .await
     }
 
+    /// Queues `rows` (recipient, dedupe key, payload, time) of `kind` in one transaction,
+    /// each unless its dedupe key was queued before; returns how many this call queued.
+    pub async fn enqueue_batch(
+        &self,
+        kind: MailKind,
+        rows: Vec<(Option<String>, String, serde_json::Value, DateTime<Utc>)>,
+    ) -> Result<u64, StoreError> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        if let Some(pg) = self.pg() {
+            return pg.enqueue_batch(kind, &rows).await;
+        }
+        self.writer()?
+            .write(move |c| {
+                let mut queued = 0;
+                for (recipient, key, payload, at) in &rows {
+                    queued += u64::from(insert(
+                        c,
+                        kind.as_str(),
+                        recipient.as_deref(),
+                        key,
+                        payload,
+                        *at,
+                    )?);
+                }
+                Ok(queued)
+            })
+            .await
+    }
+
     /// Every outbox row, oldest first (for inspection and tests).
     pub async fn outbox_rows(&self) -> Result<Vec<OutboxRow>, StoreError> {
         if let Some(pg) = self.pg() {
@@ -366,6 +397,33 @@ impl Store {
                 .query_map([], outbox_row)?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
+        })
+        .await
+    }
+
+    /// Leases not released whose end falls after `from` and by `to`, earliest first, at most
+    /// `limit` (through the index of leases not yet torn down, which a lease near its end is
+    /// not).
+    pub async fn leases_ending_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Lease>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.leases_ending_between(from, to, limit).await;
+        }
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {LEASE_COLUMNS} FROM leases
+                 WHERE teardown_complete_at IS NULL AND ends_at > ?1 AND ends_at <= ?2
+                   AND released_at IS NULL
+                 ORDER BY ends_at LIMIT ?3"
+            ))?;
+            let raws = stmt
+                .query_map(params![ms(from), ms(to), limit], RawLease::from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            raws.into_iter().map(RawLease::into_lease).collect()
         })
         .await
     }

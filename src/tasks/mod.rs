@@ -28,7 +28,7 @@ use crate::inventory::{AwsClients, organization};
 use crate::live::Live;
 use crate::mail::PassDone;
 use crate::metrics::{Metrics, Series};
-use crate::model::{Lease, LeaseId, RunOutcome, TaskName, Verdict};
+use crate::model::{Event, EventKind, Lease, LeaseId, RunOutcome, TaskName, Verdict};
 use crate::policy::Policy;
 use crate::reaper::plan::Plan;
 use crate::reaper::run::{ItemResult, Progress, Reaper};
@@ -66,6 +66,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     reaper: Reaper,
     cost: CostTask,
+    /// Where a pass tells what it opened and resolved, incomplete walks and a cap hit.
+    webhooks: crate::webhook::Webhooks,
     /// The runner of the pass; on-call reaping holds its lock too, so the two never race.
     scans: Runner,
     costs: Runner,
@@ -102,7 +104,7 @@ impl Tasks {
             clients.clone(),
             metrics.clone(),
             clock.clone(),
-            webhooks,
+            webhooks.clone(),
         );
         let cost = CostTask::new(
             config.clone(),
@@ -122,6 +124,7 @@ impl Tasks {
                 clock,
                 reaper,
                 cost,
+                webhooks,
                 scans: Runner::new(TaskName::Scan),
                 costs: Runner::new(TaskName::Cost),
                 resource_series: Series::default(),
@@ -231,6 +234,21 @@ impl Tasks {
         let inner = &self.inner;
         let span = tracing::info_span!("scan", run_id = %run.id, trigger, actor);
         let fence = if act { run.act.as_ref() } else { None };
+        // The pass's finding events come after this one (passes never overlap).
+        let events_after = if inner.webhooks.wants(EventKind::FindingOpened)
+            || inner.webhooks.wants(EventKind::FindingResolved)
+            || inner.webhooks.wants(EventKind::ResourceMarked)
+        {
+            match inner.store.last_finding_event_id().await {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    tracing::error!(error = %crate::error_chain(&e), "no finding webhook events this pass");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let (mut report, results) = tracing::Instrument::instrument(
             self.scan_inner(run.id.clone(), actor, fence),
             span.clone(),
@@ -254,6 +272,7 @@ impl Tasks {
                 end,
             )
             .await;
+        tracing::Instrument::instrument(self.tell_pass(&report, events_after), span.clone()).await;
         if let Some(follower) = inner.passes.get() {
             let done = PassDone {
                 report: report.clone(),
@@ -277,6 +296,95 @@ impl Tasks {
             )
         });
         report
+    }
+
+    /// Queues the webhook events of a finished pass: each finding it opened, resolved or
+    /// marked for deletion (its events after `events_after`), each incomplete walk, and a cap
+    /// hit. A failure is logged:
+    /// the pass itself stands.
+    async fn tell_pass(&self, report: &ScanReport, events_after: Option<i64>) {
+        let inner = &self.inner;
+        let hooks = &inner.webhooks;
+        if hooks.is_empty() {
+            return;
+        }
+        let at = report.ended_at.unwrap_or_else(|| inner.clock.now());
+        let mut events = Vec::new();
+        for w in report.walks.iter().filter(|w| !w.is_complete()) {
+            let scope = format!("{}/{}", w.account, w.region);
+            events.push(Event::new(
+                EventKind::WalkIncomplete,
+                &format!("{}:{scope}", report.run_id),
+                w.ended_at,
+                scope,
+                serde_json::json!({
+                    "run_id": report.run_id, "account": w.account, "region": w.region,
+                    "reason": w.reason, "outcome": w.outcome,
+                }),
+            ));
+        }
+        if let Some(reap) = report.reap.as_ref().filter(|r| !r.capped.is_empty()) {
+            events.push(Event::new(
+                EventKind::ReaperCapHit,
+                &report.run_id,
+                at,
+                format!("run/{}", report.run_id),
+                serde_json::json!({"run_id": report.run_id, "capped": reap.capped}),
+            ));
+        }
+        if let Err(e) = hooks.emit_all(&inner.store, &events).await {
+            tracing::error!(error = %crate::error_chain(&e), "cannot queue the pass's webhook events");
+        }
+        let Some(mut after) = events_after else {
+            return;
+        };
+        loop {
+            let page = match inner
+                .store
+                .run_finding_changes(report.run_id.clone(), after, 1000)
+                .await
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(error = %crate::error_chain(&e), "cannot read the pass's finding changes");
+                    return;
+                }
+            };
+            let Some(last) = page.last() else { return };
+            after = last.event_id;
+            let events: Vec<Event> = page
+                .iter()
+                .map(|f| {
+                    let kind = match f.kind.as_str() {
+                        "opened" => EventKind::FindingOpened,
+                        "marked" => EventKind::ResourceMarked,
+                        _ => EventKind::FindingResolved,
+                    };
+                    // A finding opens and resolves once, but may be marked again after an
+                    // unmark.
+                    let occurrence = match kind {
+                        EventKind::ResourceMarked => format!("{}:{}", f.finding_id, report.run_id),
+                        _ => f.finding_id.to_string(),
+                    };
+                    Event::new(
+                        kind,
+                        &occurrence,
+                        f.at,
+                        f.arn.clone(),
+                        serde_json::json!({
+                            "finding_id": f.finding_id, "arn": f.arn, "verdict": f.verdict,
+                            "detail": f.detail, "project": f.project, "lease_id": f.lease_id,
+                            "account": f.account, "region": f.region,
+                            "resource_type": f.resource_type, "run_id": report.run_id,
+                        }),
+                    )
+                })
+                .collect();
+            if let Err(e) = hooks.emit_all(&inner.store, &events).await {
+                tracing::error!(error = %crate::error_chain(&e), "cannot queue the pass's finding events");
+                return;
+            }
+        }
     }
 
     /// One pass and what its act step did; the act step runs when `act` holds the store's act

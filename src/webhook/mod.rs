@@ -126,23 +126,37 @@ impl Webhooks {
     /// Queues `event` for every endpoint that wants it; returns how many rows were queued
     /// (none for an event queued before).
     pub async fn emit(&self, store: &Store, event: &Event) -> Result<u64, StoreError> {
-        let mut queued = 0;
-        for e in self.endpoints.iter().filter(|e| e.config.wants(event.kind)) {
-            let fresh = store
-                .enqueue(
-                    MailKind::Webhook,
-                    Some(e.config.name.clone()),
-                    format!("{}/{}", e.config.name, event.id),
-                    event.cloud_event(),
-                    event.time,
-                )
-                .await?;
-            queued += u64::from(fresh);
-        }
+        self.emit_all(store, std::slice::from_ref(event)).await
+    }
+
+    /// Queues `events` for the endpoints that want them, in one transaction.
+    pub async fn emit_all(&self, store: &Store, events: &[Event]) -> Result<u64, StoreError> {
+        let rows: Vec<_> = events
+            .iter()
+            .flat_map(|event| {
+                self.endpoints
+                    .iter()
+                    .filter(|e| e.config.wants(event.kind))
+                    .map(move |e| {
+                        (
+                            Some(e.config.name.clone()),
+                            format!("{}/{}", e.config.name, event.id),
+                            event.cloud_event(),
+                            event.time,
+                        )
+                    })
+            })
+            .collect();
+        let queued = store.enqueue_batch(MailKind::Webhook, rows).await?;
         if queued > 0 {
             KICK.notify_one();
         }
         Ok(queued)
+    }
+
+    /// Whether some endpoint takes events of `kind` (so a caller can skip building them).
+    pub fn wants(&self, kind: crate::model::EventKind) -> bool {
+        self.endpoints.iter().any(|e| e.config.wants(kind))
     }
 
     /// Like [`Webhooks::emit`], for callers whose own work is done: a failure to queue is

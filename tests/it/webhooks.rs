@@ -8,9 +8,16 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use chrono::TimeDelta;
+
 use crate::cli::spawn_daemon;
+use crate::reap::POLICY;
+use crate::support::moto::Moto;
+use crate::support::seed::{arns_by_key, seed};
 use crate::support::webhook::Receiver;
-use crate::support::{WEB, Workdir, config_text, eventually, sample};
+use crate::support::{
+    TestDaemon, WEB, Workdir, config_text, config_text_with_aws, eventually, sample,
+};
 
 const SECRET: &str = "a-webhook-secret-of-some-length";
 
@@ -212,4 +219,140 @@ async fn lease_events_arrive_signed_once_the_endpoint_is_back_even_after_a_kill(
         "{:?}",
         resources.received()
     );
+}
+
+/// The ids of the accepted events of `kind` (`lease.expired`, …).
+fn ids_of(r: &Receiver, kind: &str) -> Vec<String> {
+    accepted_ids(r)
+        .into_iter()
+        .filter(|id| id.starts_with(&format!("{kind}:")))
+        .collect()
+}
+
+/// A lease's whole life in events, on the lease clock: expiring 30 minutes before its end,
+/// expired, its volume's finding opened and the volume marked by a pass, deleted by the next
+/// one past the grace, the finding resolved by the one after; each event once, each signed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lease_and_its_resource_are_told_from_expiry_to_deletion() {
+    let moto = Moto::start().await;
+    let hook = Receiver::start(SECRET);
+    let text = format!(
+        "{}\n[[webhooks]]\nname = \"all\"\nurl = \"{}\"\nsecret_file = \"hook.secret\"\n\
+         retry_backoff = \"1s\"\n",
+        config_text_with_aws(&format!(
+            "regions = [\"us-east-1\"]\nendpoint_url = \"{}\"\nemulator = true\nmax_attempts = 1\n\n\
+             [[aws.accounts]]\nid = \"123456789012\"\narmed = true\n\n\
+             [enforcement]\narmed = true\ndeletable_types = [\"ec2:volume\"]\nmax_project_share_percent = 100\n",
+            moto.endpoint()
+        )),
+        hook.url()
+    );
+    let work = Workdir::with_config(&text);
+    std::fs::write(work.path().join("rules/policy/projects.toml"), POLICY).expect("policy");
+    std::fs::write(work.path().join("hook.secret"), SECRET).expect("secret");
+    let clock = crate::support::manual_clock();
+    let d = TestDaemon::start_with_clock(&work, clock.clone()).await;
+
+    let doomed = d.acquire(WEB, "web", "build 7").await;
+    let seeded = seed(
+        &moto.endpoint(),
+        json!({"resources": [
+            {"key": "vol", "type": "ec2:volume", "tags": {
+                "ephemera:lease-id": doomed, "ephemera:project": "web",
+                "ephemera:task": "build 7", "ephemera:owner": "alice@example.com"}}
+        ]}),
+    )
+    .await;
+    let vol = arns_by_key(&seeded)["vol"][0].clone();
+    let wait = Duration::from_secs(20);
+    eventually("lease.acquired", wait, || {
+        let ok = ids_of(&hook, "lease.acquired") == [format!("lease.acquired:{doomed}")];
+        async move { ok }
+    })
+    .await;
+
+    // 1h40m into its 2h: expiring.
+    clock.advance(TimeDelta::minutes(100));
+    eventually("lease.expiring", wait, || {
+        let ok = ids_of(&hook, "lease.expiring").len() == 1;
+        async move { ok }
+    })
+    .await;
+    // 2h20m: expired; a pass opens the volume's finding and marks it (deadline +1h).
+    clock.advance(TimeDelta::minutes(40));
+    eventually("lease.expired", wait, || {
+        let ok = ids_of(&hook, "lease.expired").len() == 1;
+        async move { ok }
+    })
+    .await;
+    let run = d.pass().await;
+    assert_eq!(run["run"]["summary"]["reap"]["marked"], 1, "{run}");
+    eventually("finding.opened and resource.marked", wait, || {
+        let ok = ids_of(&hook, "finding.opened").len() == 1
+            && ids_of(&hook, "resource.marked").len() == 1;
+        async move { ok }
+    })
+    .await;
+    // 3h20m: past the deadline, the next pass deletes it.
+    clock.advance(TimeDelta::hours(1));
+    let run = d.pass().await;
+    assert_eq!(run["run"]["summary"]["reap"]["deleted"], 1, "{run}");
+    eventually("resource.deleted", wait, || {
+        let ok = ids_of(&hook, "resource.deleted").len() == 1;
+        async move { ok }
+    })
+    .await;
+    // The next pass finds the volume gone and resolves its finding; one more, and the
+    // rounds in between, tell nothing again.
+    d.pass().await;
+    eventually("finding.resolved", wait, || {
+        let ok = ids_of(&hook, "finding.resolved").len() == 1;
+        async move { ok }
+    })
+    .await;
+    d.pass().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let got = hook.received();
+    assert!(got.iter().all(|x| x["ok"] == true), "{got:?}");
+    let kinds: Vec<String> = got
+        .iter()
+        .map(|x| x["event"]["type"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "dev.ephemera.lease.acquired",
+            "dev.ephemera.lease.expiring",
+            "dev.ephemera.lease.expired",
+            "dev.ephemera.finding.opened",
+            "dev.ephemera.resource.marked",
+            "dev.ephemera.resource.deleted",
+            "dev.ephemera.finding.resolved",
+        ],
+        "each once, in order"
+    );
+    let event = |t: &str| {
+        got.iter()
+            .find(|x| x["event"]["type"] == t)
+            .map(|x| x["event"].clone())
+            .expect("present")
+    };
+    assert_eq!(
+        event("dev.ephemera.lease.expired")["data"]["lease_id"],
+        doomed
+    );
+    assert_eq!(
+        event("dev.ephemera.lease.expired")["time"],
+        "2026-03-01T11:00:00.000Z"
+    );
+    let opened = event("dev.ephemera.finding.opened");
+    assert_eq!(opened["subject"], vol.as_str());
+    assert_eq!(opened["data"]["verdict"], "expired");
+    assert_eq!(opened["data"]["lease_id"], doomed);
+    let deleted = event("dev.ephemera.resource.deleted");
+    assert_eq!(deleted["data"]["arn"], vol.as_str());
+    assert_eq!(deleted["data"]["project"], "web");
+    assert_eq!(deleted["data"]["by"], "oncall", "the pass was asked for by on-call");
+    d.stop().await;
 }

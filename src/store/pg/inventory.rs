@@ -642,6 +642,56 @@ impl Pg {
             .transpose()
     }
 
+    pub(in crate::store) async fn last_finding_event_id(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn()
+            .await?
+            .query_one(
+                "SELECT COALESCE(MAX(id), 0)::BIGINT FROM finding_events",
+                &[],
+            )
+            .await?
+            .try_get(0)?)
+    }
+
+    pub(in crate::store) async fn run_finding_changes(
+        &self,
+        run_id: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<crate::store::FindingChange>, StoreError> {
+        let rows = self
+            .conn()
+            .await?
+            .query(
+                "SELECT e.id, e.finding_id, e.kind, e.verdict, e.detail, e.at, f.arn, f.project,
+                        f.lease_id, f.account, f.region, f.resource_type
+                 FROM finding_events e JOIN findings f ON f.id = e.finding_id
+                 WHERE e.id > $1 AND e.run_id = $2 AND e.kind IN ('opened', 'resolved', 'marked')
+                 ORDER BY e.id LIMIT $3",
+                &[&after, &run_id, &i64::from(limit)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(crate::store::FindingChange {
+                    event_id: r.try_get(0)?,
+                    finding_id: r.try_get(1)?,
+                    kind: r.try_get(2)?,
+                    verdict: r.try_get(3)?,
+                    detail: r.try_get(4)?,
+                    at: time(r.try_get(5)?)?,
+                    arn: r.try_get(6)?,
+                    project: r.try_get(7)?,
+                    lease_id: r.try_get(8)?,
+                    account: r.try_get(9)?,
+                    region: r.try_get(10)?,
+                    resource_type: r.try_get(11)?,
+                })
+            })
+            .collect()
+    }
+
     pub(in crate::store) async fn finding_events(
         &self,
         id: i64,

@@ -371,6 +371,32 @@ impl Pg {
         Ok(n == 1)
     }
 
+    pub(in crate::store) async fn enqueue_batch(
+        &self,
+        kind: MailKind,
+        rows: &[(Option<String>, String, serde_json::Value, DateTime<Utc>)],
+    ) -> Result<u64, StoreError> {
+        let mut c = self.conn().await?;
+        let mut tx = c.begin().await?;
+        let mut queued = 0;
+        for (recipient, key, payload, at) in rows {
+            queued += tx
+                .execute(
+                    INSERT_OUTBOX,
+                    &[
+                        &kind.as_str(),
+                        recipient,
+                        key,
+                        &payload.to_string(),
+                        &ms(*at),
+                    ],
+                )
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(queued)
+    }
+
     pub(in crate::store) async fn outbox_rows(&self) -> Result<Vec<OutboxRow>, StoreError> {
         let mut c = self.conn().await?;
         let rows = c
@@ -380,6 +406,29 @@ impl Pg {
             )
             .await?;
         outbox_rows(&rows)
+    }
+
+    pub(in crate::store) async fn leases_ending_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Lease>, StoreError> {
+        let mut c = self.conn().await?;
+        let rows = c
+            .query(
+                concat!(
+                    "SELECT ",
+                    lease_columns!(),
+                    " FROM leases
+                     WHERE teardown_complete_at IS NULL AND ends_at > $1 AND ends_at <= $2
+                       AND released_at IS NULL
+                     ORDER BY ends_at LIMIT $3"
+                ),
+                &[&ms(from), &ms(to), &i64::from(limit)],
+            )
+            .await?;
+        rows.iter().map(lease_of).collect()
     }
 
     pub(in crate::store) async fn leases_expiring_within(
