@@ -177,6 +177,17 @@ impl Deliverer {
                 None => report.dead += 1,
             }
         }
+        // The outbox's gauges (mail and webhooks), kept here too for a deployment without mail.
+        let pending = inner.store.outbox_pending().await?;
+        let dead = inner.store.dead_letter_count().await?;
+        inner
+            .metrics
+            .outbox_pending
+            .set(i64::try_from(pending).unwrap_or(i64::MAX));
+        inner
+            .metrics
+            .outbox_dead
+            .set(i64::try_from(dead).unwrap_or(i64::MAX));
         Ok(report)
     }
 

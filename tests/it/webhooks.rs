@@ -353,6 +353,9 @@ async fn a_lease_and_its_resource_are_told_from_expiry_to_deletion() {
     let deleted = event("dev.ephemera.resource.deleted");
     assert_eq!(deleted["data"]["arn"], vol.as_str());
     assert_eq!(deleted["data"]["project"], "web");
-    assert_eq!(deleted["data"]["by"], "oncall", "the pass was asked for by on-call");
+    assert_eq!(
+        deleted["data"]["by"], "oncall",
+        "the pass was asked for by on-call"
+    );
     d.stop().await;
 }
