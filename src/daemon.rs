@@ -327,6 +327,17 @@ async fn read_estate_gauges(tasks: &crate::tasks::Tasks, store: &Store, metrics:
     if let Err(e) = tasks.export_spend().await {
         tracing::error!(error = %crate::error_chain(&e), "cannot compute spend gauges");
     }
+    let running = store.all_leases().await.map(|ls| {
+        ls.into_iter()
+            .filter(|l| l.released_at.is_none())
+            .collect::<Vec<_>>()
+    });
+    if let Err(e) = match running {
+        Ok(r) => tasks.judge_runtimes(&r, false).await,
+        Err(e) => Err(e),
+    } {
+        tracing::error!(error = %crate::error_chain(&e), "cannot judge lease runtimes");
+    }
     match store.last_successes().await {
         Ok(done) => {
             for (task, at) in done {

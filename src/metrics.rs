@@ -31,6 +31,12 @@ pub struct Metrics {
     pub lease_duration: HistogramVec,
     /// `ephemera_lease_operations_total{operation,outcome}`; outcome is `ok` or an error code.
     pub lease_operations: IntCounterVec,
+    /// `ephemera_leases_overrunning{project}`: active leases older than the project's recent
+    /// p95 lease duration times its `overrun_factor` (after each pass).
+    pub leases_overrunning: IntGaugeVec,
+    /// `ephemera_lease_duration_p95_seconds{project}`: that p95 (projects with enough
+    /// released leases in the last 14 days).
+    pub lease_duration_p95: GaugeVec,
     /// `ephemera_lease_revivals_total{project}`: leases lapsed by heartbeat that their lessee
     /// revived within the grace.
     pub lease_revivals: IntCounterVec,
@@ -151,6 +157,8 @@ pub const ESTATE_WIDE: &[&str] = &[
     "ephemera_lease_quota",
     "ephemera_leases",
     "ephemera_leases_expiring",
+    "ephemera_leases_overrunning",
+    "ephemera_lease_duration_p95_seconds",
     "ephemera_marked_resources",
     "ephemera_outbox_dead",
     "ephemera_outbox_pending",
@@ -249,6 +257,23 @@ impl Metrics {
                 "ephemera_lease_operations_total",
                 "Lease operations by operation and outcome (ok or the error code)",
                 &["operation", "outcome"],
+            ),
+            leases_overrunning: int_gauges(
+                &r,
+                "ephemera_leases_overrunning",
+                "Active leases older than the project's recent p95 lease duration times its overrun_factor",
+                &["project"],
+            ),
+            lease_duration_p95: reg(
+                &r,
+                GaugeVec::new(
+                    Opts::new(
+                        "ephemera_lease_duration_p95_seconds",
+                        "The p95 duration of the project's leases released in the last 14 days (20 at least)",
+                    ),
+                    &["project"],
+                )
+                .expect("valid static metric"),
             ),
             lease_revivals: counters(
                 &r,

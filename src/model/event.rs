@@ -16,6 +16,7 @@ pub enum EventKind {
     LeaseExpired,
     LeaseRevived,
     LeaseReleased,
+    LeaseOverrunning,
     FindingOpened,
     FindingResolved,
     ResourceMarked,
@@ -27,12 +28,13 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 13] = [
+    pub const ALL: [EventKind; 14] = [
         EventKind::LeaseAcquired,
         EventKind::LeaseExpiring,
         EventKind::LeaseExpired,
         EventKind::LeaseRevived,
         EventKind::LeaseReleased,
+        EventKind::LeaseOverrunning,
         EventKind::FindingOpened,
         EventKind::FindingResolved,
         EventKind::ResourceMarked,
@@ -50,6 +52,7 @@ impl EventKind {
             EventKind::LeaseExpired => "lease.expired",
             EventKind::LeaseRevived => "lease.revived",
             EventKind::LeaseReleased => "lease.released",
+            EventKind::LeaseOverrunning => "lease.overrunning",
             EventKind::FindingOpened => "finding.opened",
             EventKind::FindingResolved => "finding.resolved",
             EventKind::ResourceMarked => "resource.marked",

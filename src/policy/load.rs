@@ -9,7 +9,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::cases::{RawCase, TestCase};
-use super::{AllowEntry, AllowMatch, Defaults, Policy, ProjectPolicy, Rule};
+use super::{
+    AllowEntry, AllowMatch, DEFAULT_OVERRUN_PERMILLE, Defaults, Policy, ProjectPolicy, Rule,
+};
 use crate::diagnostic::{FileError, Source};
 use crate::model::{Action, HumanDuration, ProjectName, Verdict};
 
@@ -183,6 +185,10 @@ struct RawProject {
     allowed_regions: Option<Vec<String>>,
     #[serde(default)]
     warning_window: Option<HumanDuration>,
+    /// An active lease older than the project's recent p95 lease duration times this is
+    /// overrunning.
+    #[serde(default)]
+    overrun_factor: Option<Spanned<f64>>,
     #[serde(default)]
     on: BTreeMap<String, RawRule>,
     /// `[project.on_type."ec2:instance"]`: rules for one resource type.
@@ -498,6 +504,17 @@ impl Policy {
                         "must be at least 1",
                     ));
                 }
+                let overrun_permille = match &p.overrun_factor {
+                    None => DEFAULT_OVERRUN_PERMILLE,
+                    Some(f) if !(1.0..=100.0).contains(f.get_ref()) => {
+                        return Err(src.error_for(
+                            f.span(),
+                            "project.overrun_factor",
+                            "must be 1.0 to 100.0 (times the project's recent p95 lease duration)",
+                        ));
+                    }
+                    Some(f) => (f.get_ref() * 1000.0).round() as u32,
+                };
                 if let Some(regions) = &p.allowed_regions
                     && regions.is_empty()
                 {
@@ -566,6 +583,7 @@ impl Policy {
                             .allowed_regions
                             .map(|r| r.into_iter().collect::<BTreeSet<_>>()),
                         warning_window: p.warning_window,
+                        overrun_permille,
                         on: rules_from(&src, span.clone(), "project.on", p.on, p.grace)?,
                         on_type,
                         accounts,

@@ -132,6 +132,9 @@ fn glob(pattern: &str, text: &str) -> bool {
     true
 }
 
+/// A project's `overrun_factor` when it sets none: twice its recent p95 lease duration.
+pub const DEFAULT_OVERRUN_PERMILLE: u32 = 2000;
+
 /// The rules of one project.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProjectPolicy {
@@ -149,6 +152,9 @@ pub struct ProjectPolicy {
     pub allowed_regions: Option<BTreeSet<String>>,
     /// Overrides the default warning window.
     pub warning_window: Option<HumanDuration>,
+    /// `overrun_factor` in thousandths (2.0 is 2000): an active lease older than the
+    /// project's recent p95 lease duration times the factor is overrunning.
+    pub overrun_permille: u32,
     /// Per-verdict action and grace, over the defaults.
     pub on: BTreeMap<Verdict, Rule>,
     /// Per resource type (`ec2:instance`), per-verdict action and grace, over `on`.
@@ -446,6 +452,7 @@ mod tests {
                 max_active_leases: Some(2),
                 allowed_regions: Some(["us-east-1".to_owned()].into()),
                 warning_window: None,
+                overrun_permille: DEFAULT_OVERRUN_PERMILLE,
                 on: BTreeMap::new(),
                 on_type: BTreeMap::new(),
                 accounts: None,

@@ -593,6 +593,37 @@ impl Store {
         .await
     }
 
+    /// Per project, how long its leases released since `since` ran (release minus creation,
+    /// in milliseconds), the newest `limit` of them; one indexed read per project.
+    pub async fn lease_durations_since(
+        &self,
+        projects: Vec<String>,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(String, Vec<i64>)>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.lease_durations_since(projects, since, limit).await;
+        }
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT released_at - created_at FROM leases
+                 WHERE project = ?1 AND released_at >= ?2
+                 ORDER BY released_at DESC LIMIT ?3",
+            )?;
+            let mut out = Vec::with_capacity(projects.len());
+            for project in projects {
+                let durations = stmt
+                    .query_map(params![project, since.timestamp_millis(), limit], |r| {
+                        r.get(0)
+                    })?
+                    .collect::<Result<Vec<i64>, _>>()?;
+                out.push((project, durations));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     /// Per project, the leases active at `now` that end within its window
     /// (`now < ends_at <= now + window`); one indexed count per project.
     pub async fn count_leases_ending_within(

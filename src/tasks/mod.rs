@@ -9,6 +9,7 @@
 
 mod creators;
 mod lock;
+pub mod overrun;
 mod purge;
 mod runner;
 mod walk;
@@ -76,6 +77,8 @@ struct Inner {
     source_series: Series,
     account_series: Series,
     project_series: Series,
+    overrun_series: Series,
+    p95_series: Series,
     teardown_ratio_series: Series,
     teardown_count_series: Series,
     /// Where each finished pass is sent (the daemon's mailer follows it when `[smtp]` is
@@ -131,6 +134,8 @@ impl Tasks {
                 source_series: Series::default(),
                 account_series: Series::default(),
                 project_series: Series::default(),
+                overrun_series: Series::default(),
+                p95_series: Series::default(),
                 teardown_ratio_series: Series::default(),
                 teardown_count_series: Series::default(),
                 passes: std::sync::OnceLock::new(),
@@ -296,6 +301,70 @@ impl Tasks {
             )
         });
         report
+    }
+
+    /// Runtime early warning ([`overrun`]): sets `ephemera_leases_overrunning` and
+    /// `ephemera_lease_duration_p95_seconds` from the store's recent releases and the leases
+    /// not released (`running`), and, with `tell`, queues `lease.overrunning` once per lease.
+    pub async fn judge_runtimes(&self, running: &[Lease], tell: bool) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        let policy = inner.policy.get();
+        let now = inner.clock.now();
+        let projects: Vec<String> = policy.projects().map(|p| p.name.to_string()).collect();
+        let durations = inner
+            .store
+            .lease_durations_since(projects, now - overrun::RECENT, overrun::MAX_SAMPLES)
+            .await?;
+        let verdicts = overrun::judge(&policy, &durations, running, now);
+        inner.overrun_series.set(
+            &inner.metrics.leases_overrunning,
+            verdicts
+                .iter()
+                .map(|v| {
+                    (
+                        vec![v.project.to_string()],
+                        i64::try_from(v.overrunning.len()).unwrap_or(i64::MAX),
+                    )
+                })
+                .collect(),
+        );
+        inner.p95_series.replace(
+            &inner.metrics.lease_duration_p95,
+            verdicts
+                .iter()
+                .filter_map(|v| {
+                    v.p95
+                        .map(|d| (vec![v.project.to_string()], d.as_seconds_f64()))
+                })
+                .collect(),
+        );
+        if !tell || !inner.webhooks.wants(EventKind::LeaseOverrunning) {
+            return Ok(());
+        }
+        let events: Vec<Event> = verdicts
+            .iter()
+            .flat_map(|v| {
+                v.overrunning.iter().map(move |l| {
+                    Event::new(
+                        EventKind::LeaseOverrunning,
+                        &l.id.to_string(),
+                        now,
+                        format!("lease/{}", l.id),
+                        serde_json::json!({
+                            "lease_id": l.id.to_string(), "project": l.project.as_str(),
+                            "task": l.task, "owner": l.owner, "principal": l.principal,
+                            "created_at": l.created_at, "expires_at": l.expires_at,
+                            "running_seconds": (now - l.created_at).num_seconds(),
+                            "p95_seconds": v.p95.map(|d| d.num_seconds()),
+                            "threshold_seconds": v.threshold.map(|d| d.num_seconds()),
+                            "samples": v.samples,
+                        }),
+                    )
+                })
+            })
+            .collect();
+        inner.webhooks.emit_all(&inner.store, &events).await?;
+        Ok(())
     }
 
     /// Queues the webhook events of a finished pass: each finding it opened, resolved or
@@ -529,6 +598,14 @@ impl Tasks {
             .collect();
         if let Err(e) = self.refresh_gauges().await {
             tracing::error!(error = %crate::error_chain(&e), "cannot recompute resource gauges");
+        }
+        let running: Vec<Lease> = leases
+            .values()
+            .filter(|l| l.released_at.is_none())
+            .cloned()
+            .collect();
+        if let Err(e) = self.judge_runtimes(&running, true).await {
+            tracing::error!(error = %crate::error_chain(&e), "cannot judge lease runtimes");
         }
         inner
             .metrics

@@ -16,7 +16,7 @@ use crate::support::moto::Moto;
 use crate::support::seed::{arns_by_key, seed};
 use crate::support::webhook::Receiver;
 use crate::support::{
-    TestDaemon, WEB, Workdir, config_text, config_text_with_aws, eventually, sample,
+    DATA, TestDaemon, WEB, Workdir, config_text, config_text_with_aws, eventually, sample,
 };
 
 const SECRET: &str = "a-webhook-secret-of-some-length";
@@ -357,5 +357,83 @@ async fn a_lease_and_its_resource_are_told_from_expiry_to_deletion() {
         deleted["data"]["by"], "oncall",
         "the pass was asked for by on-call"
     );
+    d.stop().await;
+}
+
+/// Runtime early warning: twenty leases of `data` ran 10 minutes each (p95 10 minutes, so
+/// 20 minutes at the default factor of 2). An active lease at 15 minutes is not overrunning;
+/// at 25 minutes it is: counted by `ephemera_leases_overrunning`, told once to the webhooks.
+/// A released one never is.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_overrunning_lease_is_counted_and_told_once() {
+    let hook = Receiver::start(SECRET);
+    let text = format!(
+        "{}\n[[webhooks]]\nname = \"runtime\"\nurl = \"{}\"\nsecret_file = \"hook.secret\"\n\
+         events = [\"lease.overrunning\"]\nretry_backoff = \"1s\"\n",
+        config_text(),
+        hook.url()
+    );
+    let work = Workdir::with_config(&text);
+    std::fs::write(work.path().join("hook.secret"), SECRET).expect("secret");
+    let clock = crate::support::manual_clock();
+    let d = TestDaemon::start_with_clock(&work, clock.clone()).await;
+    let mut done = Vec::new();
+    for i in 0..20 {
+        done.push(d.acquire(DATA, "data", &format!("etl {i}")).await);
+    }
+    clock.advance(TimeDelta::minutes(10));
+    for id in &done {
+        d.release(DATA, id).await;
+    }
+    let long = d.acquire(DATA, "data", "etl 20").await;
+    let short = d.acquire(DATA, "data", "etl 21").await;
+
+    clock.advance(TimeDelta::minutes(15));
+    d.pass().await;
+    let m = d.metrics().await;
+    assert_eq!(
+        sample(&m, r#"ephemera_lease_duration_p95_seconds{project="data"}"#),
+        Some(600.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, r#"ephemera_leases_overrunning{project="data"}"#),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&m, r#"ephemera_leases_overrunning{project="web"}"#),
+        Some(0.0),
+        "a project with too few releases has no p95 and flags nothing"
+    );
+    assert_eq!(
+        sample(&m, r#"ephemera_lease_duration_p95_seconds{project="web"}"#),
+        None
+    );
+
+    clock.advance(TimeDelta::minutes(10));
+    d.release(DATA, &short).await;
+    d.pass().await;
+    let m = d.metrics().await;
+    assert_eq!(
+        sample(&m, r#"ephemera_leases_overrunning{project="data"}"#),
+        Some(1.0)
+    );
+    let id = format!("lease.overrunning:{long}");
+    eventually("lease.overrunning arrives", Duration::from_secs(20), || {
+        let ok = accepted_ids(&hook).contains(&id);
+        async move { ok }
+    })
+    .await;
+    d.pass().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let got = hook.received();
+    assert_eq!(got.len(), 1, "told once: {got:?}");
+    let data = &got[0]["event"]["data"];
+    assert_eq!(data["lease_id"], long.as_str());
+    assert_eq!(data["project"], "data");
+    assert_eq!(data["running_seconds"], 1500);
+    assert_eq!(data["p95_seconds"], 600);
+    assert_eq!(data["threshold_seconds"], 1200);
+    assert_eq!(data["samples"], 21, "the short one's release counts too");
     d.stop().await;
 }

@@ -545,6 +545,32 @@ impl Pg {
         Ok(Some(lease))
     }
 
+    pub(in crate::store) async fn lease_durations_since(
+        &self,
+        projects: Vec<String>,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(String, Vec<i64>)>, StoreError> {
+        let mut c = self.conn().await?;
+        let mut out = Vec::with_capacity(projects.len());
+        for project in projects {
+            let rows = c
+                .query(
+                    "SELECT released_at - created_at FROM leases
+                     WHERE project = $1 AND released_at >= $2
+                     ORDER BY released_at DESC LIMIT $3",
+                    &[&project, &since.timestamp_millis(), &i64::from(limit)],
+                )
+                .await?;
+            let durations = rows
+                .iter()
+                .map(|r| r.try_get::<_, i64>(0))
+                .collect::<Result<Vec<_>, _>>()?;
+            out.push((project, durations));
+        }
+        Ok(out)
+    }
+
     pub(in crate::store) async fn registry_serving(
         &self,
         wall_now: DateTime<Utc>,
