@@ -333,7 +333,7 @@ async fn read_estate_gauges(tasks: &crate::tasks::Tasks, store: &Store, metrics:
             .collect::<Vec<_>>()
     });
     if let Err(e) = match running {
-        Ok(r) => tasks.judge_runtimes(&r, false).await,
+        Ok(r) => tasks.judge_runtimes(&r, false).await.map(drop),
         Err(e) => Err(e),
     } {
         tracing::error!(error = %crate::error_chain(&e), "cannot judge lease runtimes");

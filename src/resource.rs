@@ -294,6 +294,21 @@ pub struct ScanReport {
     /// The audit chain's head after the pass, published (log, run summary, on-call mail) so
     /// that `audit verify --head` can later show a removed tail or an emptied log.
     pub audit_head: Option<crate::audit::AuditHead>,
+    /// Active leases running longer than their project's recent p95 times its factor.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrunning: Vec<OverrunningLease>,
+}
+
+/// An active lease past its project's runtime threshold (runtime early warning).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OverrunningLease {
+    pub lease_id: String,
+    pub project: String,
+    pub task: String,
+    pub owner: String,
+    pub running_seconds: i64,
+    pub p95_seconds: i64,
+    pub threshold_seconds: i64,
 }
 
 /// The act step of a pass, in counts.

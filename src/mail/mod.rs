@@ -41,7 +41,7 @@ use crate::metrics::Metrics;
 use crate::model::{MailKind, ProjectName};
 use crate::policy::{Policy, Via};
 use crate::reaper::run::ItemResult;
-use crate::resource::ScanReport;
+use crate::resource::{OverrunningLease, ScanReport};
 use crate::store::{Notice, OutboxRow, Rollup, Store, StoreError, Strays};
 use render::{Renderer, build_message};
 use transport::{SmtpTransport, TransportError};
@@ -95,6 +95,9 @@ struct Inner {
     round: tokio::sync::Mutex<()>,
     /// Wakes the delivery loop early (after a pass queued mail).
     kick: tokio::sync::Notify,
+    /// The leases the last pass found overrunning, and those already told in a digest: each
+    /// gets one line in its owner's next digest (in memory: a restart may tell one again).
+    overrunning: std::sync::Mutex<(Vec<OverrunningLease>, BTreeSet<String>)>,
 }
 
 impl Mailer {
@@ -122,6 +125,7 @@ impl Mailer {
                 renderer: Renderer::new(),
                 round: tokio::sync::Mutex::new(()),
                 kick: tokio::sync::Notify::new(),
+                overrunning: std::sync::Mutex::default(),
             }),
         }))
     }
@@ -282,6 +286,7 @@ impl Mailer {
     /// wakes the deliverer.
     pub async fn follow(self, mut passes: tokio::sync::mpsc::Receiver<PassDone>) {
         while let Some(p) = passes.recv().await {
+            self.set_overrunning(p.report.overrunning.clone());
             match self.queue_pass_summary(&p.report, &p.results).await {
                 Ok(_) => self.kick(),
                 Err(e) => {
@@ -382,6 +387,20 @@ impl Mailer {
         Ok(queued)
     }
 
+    /// The leases a pass found overrunning (replacing the last pass's); those not told yet
+    /// get a line in their owner's next digest.
+    pub fn set_overrunning(&self, leases: Vec<OverrunningLease>) {
+        let mut o = self
+            .inner
+            .overrunning
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        // Told ones no longer overrunning are forgotten: one overrunning again is told again.
+        let still: BTreeSet<String> = leases.iter().map(|l| l.lease_id.clone()).collect();
+        o.1.retain(|id| still.contains(id));
+        o.0 = leases;
+    }
+
     async fn roll_up(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let inner = &self.inner;
         let withdrawn = inner.store.withdraw_stale_plans(now).await?;
@@ -389,6 +408,14 @@ impl Mailer {
             tracing::info!(withdrawn, "deletion notices withdrawn: no longer planned");
         }
         let mut n = 0;
+        let untold: Vec<OverrunningLease> = {
+            let o = inner.overrunning.lock().unwrap_or_else(|p| p.into_inner());
+            o.0.iter()
+                .filter(|l| !o.1.contains(&l.lease_id))
+                .cloned()
+                .collect()
+        };
+        let told = Arc::new(std::sync::Mutex::new(Vec::new()));
         for (notice, message) in [
             (MailKind::DeletionPlanned, MailKind::OwnerDigest),
             (MailKind::Reaped, MailKind::ReapedNotice),
@@ -398,14 +425,27 @@ impl Mailer {
                 oncall: inner.smtp.oncall.clone(),
                 protect_tag: inner.protect_tag.clone(),
                 policy: inner.policy.get(),
+                overrunning: if message == MailKind::OwnerDigest {
+                    untold.clone()
+                } else {
+                    Vec::new()
+                },
             };
+            let told = told.clone();
             n += inner
                 .store
                 .roll_up(notice, message, now, move |notices| {
-                    roll_up_notices(&ctx, notices)
+                    let (rollups, nobody, lines) = roll_up_notices(&ctx, notices);
+                    told.lock().unwrap_or_else(|p| p.into_inner()).extend(lines);
+                    (rollups, nobody)
                 })
                 .await?
                 .len() as u64;
+        }
+        let told = std::mem::take(&mut *told.lock().unwrap_or_else(|p| p.into_inner()));
+        if !told.is_empty() {
+            let mut o = inner.overrunning.lock().unwrap_or_else(|p| p.into_inner());
+            o.1.extend(told);
         }
         Ok(n)
     }
@@ -607,11 +647,19 @@ struct RollupContext {
     oncall: Vec<String>,
     protect_tag: String,
     policy: Arc<Policy>,
+    /// Overrunning leases not told yet: a line each in the digest of a recipient their owner
+    /// routes to (digests only).
+    overrunning: Vec<OverrunningLease>,
 }
 
 /// One message per recipient from pending notices; notices without a usable owner go to every
-/// on-call address (flagged `unowned`), or nowhere when there is none (returned apart).
-fn roll_up_notices(ctx: &RollupContext, notices: Vec<Notice>) -> (Vec<Rollup>, Vec<i64>) {
+/// on-call address (flagged `unowned`), or nowhere when there is none (returned apart). A
+/// digest also carries a line for each overrunning lease whose owner routes to its recipient;
+/// the ids of the leases so told come back third.
+fn roll_up_notices(
+    ctx: &RollupContext,
+    notices: Vec<Notice>,
+) -> (Vec<Rollup>, Vec<i64>, Vec<String>) {
     // Per (unowned, recipient): its notices, and why each route reached it.
     let mut by_recipient: BTreeMap<(bool, String), (Vec<Notice>, BTreeSet<String>)> =
         BTreeMap::new();
@@ -645,6 +693,32 @@ fn roll_up_notices(ctx: &RollupContext, notices: Vec<Notice>) -> (Vec<Rollup>, V
             }
         }
     }
+    // Per owned recipient with a digest: the overrunning leases of owners routed to it.
+    let mut lines: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let mut told = Vec::new();
+    for l in &ctx.overrunning {
+        let Some(route) = directory.route(Some(&l.owner), Some(&l.project)) else {
+            continue;
+        };
+        if route.via.unowned() {
+            continue;
+        }
+        let mut any = false;
+        for to in route.to {
+            if by_recipient.contains_key(&(false, to.clone())) {
+                lines.entry(to).or_default().push(json!({
+                    "lease_id": l.lease_id, "project": l.project, "task": l.task,
+                    "running": short_duration(l.running_seconds),
+                    "p95": short_duration(l.p95_seconds),
+                    "threshold": short_duration(l.threshold_seconds),
+                }));
+                any = true;
+            }
+        }
+        if any {
+            told.push(l.lease_id.clone());
+        }
+    }
     let rollups = by_recipient
         .into_iter()
         .map(|((unowned, recipient), (notices, why))| {
@@ -671,13 +745,26 @@ fn roll_up_notices(ctx: &RollupContext, notices: Vec<Notice>) -> (Vec<Rollup>, V
                     "leases": leases.into_iter().map(|(lease_id, renew_ttl)| json!({"lease_id": lease_id, "renew_ttl": renew_ttl})).collect::<Vec<_>>(),
                     "protect_tag": ctx.protect_tag,
                     "reasons": why,
+                    "overrunning": if unowned { Vec::new() } else { lines.get(&recipient).cloned().unwrap_or_default() },
                 }),
                 notices: notices.iter().map(|n| n.id).collect(),
                 recipient,
             }
         })
         .collect();
-    (rollups, nobody)
+    (rollups, nobody, told)
+}
+
+/// `25m`, `1h40m`, `2d3h`: a running time for a digest line.
+fn short_duration(secs: i64) -> String {
+    let m = secs.max(0) / 60;
+    match (m / 1440, (m % 1440) / 60, m % 60) {
+        (0, 0, m) => format!("{m}m"),
+        (0, h, 0) => format!("{h}h"),
+        (0, h, m) => format!("{h}h{m}m"),
+        (d, 0, _) => format!("{d}d"),
+        (d, h, _) => format!("{d}d{h}h"),
+    }
 }
 
 /// One resource line of a digest or deletion notice: the notice's payload with what the store
@@ -880,6 +967,7 @@ members = ["hubot"]
             oncall: oncall.iter().map(|s| (*s).to_owned()).collect(),
             protect_tag: "ephemera:protect".into(),
             policy: policy(),
+            overrunning: Vec::new(),
         };
         let notices = vec![
             notice(1, Some("a@example.com"), Some("web")),
@@ -891,7 +979,7 @@ members = ["hubot"]
             notice(7, None, Some("data")),
             notice(8, Some("stranger"), None),
         ];
-        let (rollups, nobody) = roll_up_notices(&ctx(&["oncall@example.com"]), notices.clone());
+        let (rollups, nobody, _) = roll_up_notices(&ctx(&["oncall@example.com"]), notices.clone());
         let got: Vec<(String, bool, Vec<i64>)> = rollups
             .iter()
             .map(|r| {
@@ -922,9 +1010,72 @@ members = ["hubot"]
             ])
         );
         // Without a global on-call, what no team owns reaches nobody (and is set apart).
-        let (rollups, nobody) = roll_up_notices(&ctx(&[]), notices);
+        let (rollups, nobody, _) = roll_up_notices(&ctx(&[]), notices);
         assert_eq!(nobody, vec![7, 8]);
         assert_eq!(rollups.len(), 4);
+    }
+
+    /// An overrunning lease gets a line in the digest of the recipient its owner routes to,
+    /// only when that recipient gets a digest now; an owner with none this round is told
+    /// later (not returned as told); an unowned digest carries none.
+    #[test]
+    fn overrunning_leases_ride_on_their_owners_digest() {
+        let over = |id: &str, owner: &str, project: &str| OverrunningLease {
+            lease_id: id.into(),
+            project: project.into(),
+            task: "etl".into(),
+            owner: owner.into(),
+            running_seconds: 6000,
+            p95_seconds: 1500,
+            threshold_seconds: 3000,
+        };
+        let ctx = RollupContext {
+            message_kind: MailKind::OwnerDigest,
+            oncall: vec!["oncall@example.com".into()],
+            protect_tag: "ephemera:protect".into(),
+            policy: policy(),
+            overrunning: vec![
+                over("L1", "a@example.com", "web"),
+                over("L2", "OctoCat", "data"),
+                over("L3", "b@example.com", "web"),
+            ],
+        };
+        let notices = vec![
+            notice(1, Some("a@example.com"), Some("web")),
+            notice(2, Some("octocat"), Some("web")),
+            notice(3, None, Some("data")),
+        ];
+        let (rollups, _, told) = roll_up_notices(&ctx, notices);
+        assert_eq!(told, ["L1", "L2"]);
+        let lines = |to: &str| {
+            rollups
+                .iter()
+                .find(|r| r.recipient == to)
+                .map(|r| r.payload["overrunning"].clone())
+                .expect("a digest")
+        };
+        assert_eq!(
+            lines("a@example.com"),
+            json!([{"lease_id": "L1", "project": "web", "task": "etl", "running": "1h40m",
+                    "p95": "25m", "threshold": "50m"}])
+        );
+        assert_eq!(lines("octo@example.com")[0]["lease_id"], "L2");
+        assert_eq!(lines("oncall@example.com"), json!([]));
+    }
+
+    #[test]
+    fn short_durations() {
+        for (secs, want) in [
+            (0, "0m"),
+            (59, "0m"),
+            (1500, "25m"),
+            (3600, "1h"),
+            (6000, "1h40m"),
+            (86_400, "1d"),
+            (97_200, "1d3h"),
+        ] {
+            assert_eq!(short_duration(secs), want);
+        }
     }
 
     #[test]

@@ -306,7 +306,11 @@ impl Tasks {
     /// Runtime early warning ([`overrun`]): sets `ephemera_leases_overrunning` and
     /// `ephemera_lease_duration_p95_seconds` from the store's recent releases and the leases
     /// not released (`running`), and, with `tell`, queues `lease.overrunning` once per lease.
-    pub async fn judge_runtimes(&self, running: &[Lease], tell: bool) -> Result<(), StoreError> {
+    pub async fn judge_runtimes(
+        &self,
+        running: &[Lease],
+        tell: bool,
+    ) -> Result<Vec<crate::resource::OverrunningLease>, StoreError> {
         let inner = &self.inner;
         let policy = inner.policy.get();
         let now = inner.clock.now();
@@ -338,8 +342,24 @@ impl Tasks {
                 })
                 .collect(),
         );
+        let overrunning: Vec<crate::resource::OverrunningLease> = verdicts
+            .iter()
+            .flat_map(|v| {
+                v.overrunning
+                    .iter()
+                    .map(move |l| crate::resource::OverrunningLease {
+                        lease_id: l.id.to_string(),
+                        project: l.project.to_string(),
+                        task: l.task.clone(),
+                        owner: l.owner.clone(),
+                        running_seconds: (now - l.created_at).num_seconds(),
+                        p95_seconds: v.p95.map_or(0, |d| d.num_seconds()),
+                        threshold_seconds: v.threshold.map_or(0, |d| d.num_seconds()),
+                    })
+            })
+            .collect();
         if !tell || !inner.webhooks.wants(EventKind::LeaseOverrunning) {
-            return Ok(());
+            return Ok(overrunning);
         }
         let events: Vec<Event> = verdicts
             .iter()
@@ -364,7 +384,7 @@ impl Tasks {
             })
             .collect();
         inner.webhooks.emit_all(&inner.store, &events).await?;
-        Ok(())
+        Ok(overrunning)
     }
 
     /// Queues the webhook events of a finished pass: each finding it opened, resolved or
@@ -604,8 +624,11 @@ impl Tasks {
             .filter(|l| l.released_at.is_none())
             .cloned()
             .collect();
-        if let Err(e) = self.judge_runtimes(&running, true).await {
-            tracing::error!(error = %crate::error_chain(&e), "cannot judge lease runtimes");
+        match self.judge_runtimes(&running, true).await {
+            Ok(overrunning) => report.overrunning = overrunning,
+            Err(e) => {
+                tracing::error!(error = %crate::error_chain(&e), "cannot judge lease runtimes")
+            }
         }
         inner
             .metrics

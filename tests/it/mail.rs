@@ -20,7 +20,7 @@ use crate::support::moto::Moto;
 use crate::support::seed::{arns_by_key, seed};
 use crate::support::smtp::{Received, Smtp, Tls};
 use crate::support::{
-    OPERATOR, TestDaemon, WEB, Workdir, config_text, config_text_with_aws, sample,
+    DATA, OPERATOR, TestDaemon, WEB, Workdir, config_text, config_text_with_aws, sample,
 };
 
 fn stderr(o: &std::process::Output) -> String {
@@ -1194,4 +1194,110 @@ async fn refused_mail_becomes_a_dead_letter_until_retried() {
     let o = run(&["mail", "retry", "424242", "--config", cfg], &[]).await;
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert_eq!(smtp.messages().len(), 1, "only good@ got mail");
+}
+
+/// Runtime early warning in the owner's digest: alice's `data` lease runs past twice the
+/// project's p95 (twenty leases of 10 minutes); when a pass marks a volume of her expired `web`
+/// lease, her digest carries a line for the overrunning lease, and her next digest (another
+/// lease's volume, an hour later) does not repeat it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_overrunning_lease_rides_on_its_owners_next_digest() {
+    let moto = Moto::start().await;
+    let smtp = Smtp::plain();
+    let text = format!(
+        "{}{}",
+        config_text_with_aws(&format!(
+            "regions = [\"us-east-1\"]\nendpoint_url = \"{}\"\nemulator = true\nmax_attempts = 1\n\n\
+             [[aws.accounts]]\nid = \"123456789012\"\n",
+            moto.endpoint()
+        )),
+        smtp.section("oncall = [\"oncall@example.com\"]\nretry_backoff = \"1s\"")
+    );
+    let work = Workdir::with_config(&text);
+    std::fs::write(work.path().join("rules/policy/projects.toml"), POLICY).expect("policy");
+    let clock = crate::support::manual_clock();
+    let d = TestDaemon::start_with_clock(&work, clock.clone()).await;
+    let mut done = Vec::new();
+    for i in 0..20 {
+        done.push(d.acquire(DATA, "data", &format!("etl {i}")).await);
+    }
+    clock.advance(TimeDelta::minutes(10));
+    for id in &done {
+        d.release(DATA, id).await;
+    }
+    let long = d.acquire(DATA, "data", "etl 20").await;
+    let doomed = d.acquire(WEB, "web", "build 7").await;
+    let (s, later) = d
+        .post(
+            "/api/v1/leases",
+            WEB,
+            json!({"project": "web", "task": "build 8", "owner": "alice@example.com", "ttl": "3h"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{later}");
+    let later = later["id"].as_str().expect("id").to_owned();
+    seed(
+        &moto.endpoint(),
+        json!({"resources": [
+            {"key": "vol", "type": "ec2:volume", "tags": {
+                "ephemera:lease-id": doomed, "ephemera:project": "web",
+                "ephemera:task": "build 7", "ephemera:owner": "alice@example.com"}},
+            {"key": "vol2", "type": "ec2:volume", "tags": {
+                "ephemera:lease-id": later, "ephemera:project": "web",
+                "ephemera:task": "build 8", "ephemera:owner": "alice@example.com"}}
+        ]}),
+    )
+    .await;
+    // 2h10m: `doomed` (2h) expired, `long` has run 2h (past 20 minutes).
+    clock.advance(TimeDelta::minutes(120));
+    let run = d.pass().await;
+    assert_eq!(run["run"]["summary"]["reap"]["marked"], 1, "{run}");
+    assert_eq!(
+        run["run"]["summary"]["overrunning"][0]["lease_id"],
+        long.as_str(),
+        "{run}"
+    );
+    let m = smtp.wait_for(2).await;
+    let digest = m
+        .iter()
+        .find(|r| r.kind() == "owner-digest")
+        .expect("digest");
+    assert_eq!(digest.rcpt_tos, ["alice@example.com"]);
+    let text = digest.text();
+    assert!(text.contains("Running longer than usual"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "lease {long} (project data, task \"etl 20\") has run 2h"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("usually take 10m (p95), and past 20m"),
+        "{text}"
+    );
+    assert!(
+        digest
+            .html()
+            .contains(&format!("ephemera lease release {long}")),
+        "{}",
+        digest.html()
+    );
+
+    // 3h20m: `later` (3h) expired too; its volume's digest does not tell `long` again.
+    clock.advance(TimeDelta::minutes(70));
+    let run = d.pass().await;
+    assert_eq!(run["run"]["summary"]["reap"]["marked"], 1, "{run}");
+    let m = smtp.wait_for(4).await;
+    let digests: Vec<&Received> = m.iter().filter(|r| r.kind() == "owner-digest").collect();
+    assert_eq!(digests.len(), 2, "{m:#?}");
+    let second = digests
+        .iter()
+        .find(|r| r.text().contains(&later))
+        .expect("the second digest");
+    assert!(
+        !second.text().contains("Running longer than usual"),
+        "{}",
+        second.text()
+    );
+    d.stop().await;
 }
