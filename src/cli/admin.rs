@@ -134,6 +134,18 @@ pub(super) async fn mail_test(to: String, config: ConfigArg) -> anyhow::Result<E
     Ok(ExitCode::SUCCESS)
 }
 
+pub(super) async fn webhook_test(endpoint: String, config: ConfigArg) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&config.config)?;
+    let webhooks = crate::webhook::Webhooks::new(&config.webhooks)?;
+    let status = crate::mail::webhook::send_test(&webhooks, &endpoint).await?;
+    println!("webhook `{endpoint}` answered {status}");
+    Ok(if status.is_success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 /// Resolves on Ctrl-C or SIGTERM.
 async fn shutdown_signal() {
     let ctrl_c = async {

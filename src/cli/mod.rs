@@ -256,6 +256,9 @@ enum Command {
     /// Email through the configured `[smtp]` relay.
     #[command(subcommand)]
     Mail(MailCmd),
+    /// The configured `[[webhooks]]` endpoints.
+    #[command(subcommand)]
+    Webhook(WebhookCmd),
     /// Acquire, renew, heartbeat, release and inspect leases (through the API).
     Lease {
         #[command(flatten)]
@@ -353,6 +356,19 @@ enum ConfigCmd {
     Check(ConfigArg),
     /// Print the annotated example config.
     Example,
+}
+
+#[derive(Debug, Subcommand)]
+enum WebhookCmd {
+    /// POST a signed test event (`dev.ephemera.test`) to an endpoint now, straight (no daemon
+    /// needed); prints its answer, and exits 1 unless it is a 2xx.
+    Test {
+        /// The endpoint's `name`.
+        #[arg(long)]
+        endpoint: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -623,6 +639,9 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Token(TokenCmd::New) => admin::token_new(),
         Command::Token(TokenCmd::Hash) => admin::token_hash(),
         Command::Mail(MailCmd::Test { to, config }) => admin::mail_test(to, config).await,
+        Command::Webhook(WebhookCmd::Test { endpoint, config }) => {
+            admin::webhook_test(endpoint, config).await
+        }
         Command::Mail(MailCmd::Dead(config)) => store::dead_letters(config).await,
         Command::Mail(MailCmd::Retry { ids, all, config }) => {
             store::retry_dead_letters(config, (!all).then_some(ids)).await

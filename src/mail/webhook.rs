@@ -10,7 +10,9 @@ use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::model::{Event, EventKind, MailKind};
 use crate::store::{OutboxRow, Store, StoreError};
-use crate::webhook::{SIGNATURE_HEADER, WebhookError, Webhooks};
+use anyhow::Context;
+
+use crate::webhook::{Endpoint, SIGNATURE_HEADER, WebhookError, Webhooks};
 
 /// Longest wait between retries of one event.
 const MAX_BACKOFF: TimeDelta = TimeDelta::hours(1);
@@ -55,6 +57,59 @@ struct Inner {
     told: tokio::sync::Mutex<std::collections::HashSet<String>>,
 }
 
+/// The client every delivery goes through: no redirects (a signed event goes where it was
+/// configured to go).
+fn client() -> Result<reqwest::Client, WebhookError> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("ephemera/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(WebhookError::Client)
+}
+
+/// The POST of `event` (CloudEvents JSON) to `endpoint`, signed now.
+fn signed_post(
+    client: &reqwest::Client,
+    endpoint: &Endpoint,
+    event: &serde_json::Value,
+) -> reqwest::RequestBuilder {
+    let body = serde_json::to_vec(event).unwrap_or_default();
+    let t = crate::clock::Clock::now(&crate::clock::SystemClock).timestamp();
+    client
+        .post(&endpoint.config.url)
+        .timeout(Duration::from_secs(endpoint.config.timeout.as_secs()))
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/cloudevents+json",
+        )
+        .header(SIGNATURE_HEADER, endpoint.sign(t, &body))
+        .body(body)
+}
+
+/// `ephemera webhook test`: one signed `dev.ephemera.test` event POSTed to endpoint `name`
+/// now, straight (not through the outbox); the endpoint's answer, or why there was none.
+pub async fn send_test(webhooks: &Webhooks, name: &str) -> anyhow::Result<reqwest::StatusCode> {
+    let endpoint = webhooks
+        .endpoint(name)
+        .with_context(|| format!("no [[webhooks]] endpoint named `{name}`"))?;
+    let now = crate::clock::Clock::now(&crate::clock::SystemClock);
+    let event = serde_json::json!({
+        "specversion": "1.0",
+        "id": format!("test:{}", uuid::Uuid::new_v4()),
+        "source": crate::model::EVENT_SOURCE,
+        "type": "dev.ephemera.test",
+        "subject": "test",
+        "time": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "datacontenttype": "application/json",
+        "data": {"message": "a test event from `ephemera webhook test`", "endpoint": name},
+    });
+    let resp = signed_post(&client()?, endpoint, &event)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {}", endpoint.config.url))?;
+    Ok(resp.status())
+}
+
 /// How one attempt ended.
 enum Outcome {
     Delivered,
@@ -82,12 +137,7 @@ impl Deliverer {
                     .with_label_values(&[e.config.name.as_str(), outcome]);
             }
         }
-        // Redirects are not followed: a signed event goes where it was configured to go.
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("ephemera/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(WebhookError::Client)?;
+        let client = client()?;
         Ok(Some(Deliverer {
             inner: Arc::new(Inner {
                 webhooks,
@@ -314,18 +364,7 @@ impl Deliverer {
                 .await?;
             return Ok(None);
         };
-        let body = serde_json::to_vec(&row.payload).unwrap_or_default();
-        let t = crate::clock::Clock::now(&crate::clock::SystemClock).timestamp();
-        let request = inner
-            .client
-            .post(&endpoint.config.url)
-            .timeout(Duration::from_secs(endpoint.config.timeout.as_secs()))
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                "application/cloudevents+json",
-            )
-            .header(SIGNATURE_HEADER, endpoint.sign(t, &body))
-            .body(body);
+        let request = signed_post(&inner.client, endpoint, &row.payload);
         drop(_enter);
         let outcome = match request.send().await {
             Ok(resp) => {

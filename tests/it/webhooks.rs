@@ -437,3 +437,60 @@ async fn an_overrunning_lease_is_counted_and_told_once() {
     assert_eq!(data["samples"], 21, "the short one's release counts too");
     d.stop().await;
 }
+
+/// `ephemera webhook test`: a signed test event straight to the endpoint (no daemon), which
+/// the receiver accepts with its own check; an endpoint answering 410 makes exit 1; an
+/// unknown endpoint is named.
+#[tokio::test(flavor = "multi_thread")]
+async fn webhook_test_sends_one_signed_event() {
+    let hook = Receiver::start(SECRET);
+    let mut gone = Receiver::stopped(SECRET);
+    gone.answering(Some(410));
+    gone.restart();
+    let text = format!(
+        "{}\n[[webhooks]]\nname = \"ops\"\nurl = \"{}\"\nsecret_file = \"hook.secret\"\n\
+         \n[[webhooks]]\nname = \"gone\"\nurl = \"{}\"\nsecret_file = \"hook.secret\"\n",
+        config_text(),
+        hook.url(),
+        gone.url()
+    );
+    let work = Workdir::with_config(&text);
+    std::fs::write(work.path().join("hook.secret"), SECRET).expect("secret");
+    let cfg = work.config_path();
+    let cfg = cfg.to_str().expect("utf-8");
+    let o = crate::cli::run(
+        &["webhook", "test", "--endpoint", "ops", "--config", cfg],
+        &[],
+    )
+    .await;
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains("webhook `ops` answered 204"), "{out}");
+    let got = hook.received();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["ok"], true, "{got:?}");
+    assert_eq!(got[0]["event"]["type"], "dev.ephemera.test");
+
+    let o = crate::cli::run(
+        &["webhook", "test", "--endpoint", "gone", "--config", cfg],
+        &[],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("answered 410 Gone"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let o = crate::cli::run(
+        &["webhook", "test", "--endpoint", "nope", "--config", cfg],
+        &[],
+    )
+    .await;
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no [[webhooks]] endpoint named `nope`"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
