@@ -363,7 +363,15 @@ async fn bad_requests_get_the_fitting_status_and_code() {
 /// Acquire → heartbeat → renew → release, and the state math, with a clock we move.
 #[tokio::test(flavor = "multi_thread")]
 async fn lease_lifecycle_over_time() {
-    let work = Workdir::new();
+    // A webhook endpoint hears of the revival (the lease-end rounds run on this clock too).
+    let hook = crate::support::webhook::Receiver::start("a-secret-of-sixteen-chars");
+    let work = Workdir::with_config(&format!(
+        "{}\n[[webhooks]]\nname = \"ops\"\nurl = \"{}\"\nsecret_file = \"hook.secret\"\n\
+         events = [\"lease.revived\"]\nretry_backoff = \"1s\"\n",
+        crate::support::config_text(),
+        hook.url()
+    ));
+    std::fs::write(work.path().join("hook.secret"), "a-secret-of-sixteen-chars").expect("secret");
     let clock = manual_clock();
     let d = TestDaemon::start_with_clock(&work, clock.clone()).await;
 
@@ -420,6 +428,18 @@ async fn lease_lifecycle_over_time() {
         ),
         Some(1.0)
     );
+    let revived = crate::support::eventually_some(
+        "lease.revived",
+        std::time::Duration::from_secs(20),
+        || {
+            let got = hook.received();
+            async move { (!got.is_empty()).then_some(got) }
+        },
+    )
+    .await;
+    assert_eq!(revived[0]["ok"], true, "{revived:?}");
+    assert_eq!(revived[0]["event"]["type"], "dev.ephemera.lease.revived");
+    assert_eq!(revived[0]["event"]["subject"], format!("lease/{id}"));
     // Missed again, and silent past the grace: expired for good.
     clock.advance(TimeDelta::minutes(10) + TimeDelta::hours(1));
     let (_, l) = d.get(&format!("/api/v1/leases/{id}"), WEB).await;

@@ -18,7 +18,8 @@ use crate::reap::exists;
 use crate::support::moto::Moto;
 use crate::support::proxy::{Fault, FaultProxy};
 use crate::support::seed::{SeededResource, seed};
-use crate::support::{OPERATOR, WEB, Workdir, config_text_with_aws, eventually};
+use crate::support::webhook::Receiver;
+use crate::support::{OPERATOR, WEB, Workdir, config_text_with_aws, eventually, eventually_some};
 
 const A: &str = "123456789012";
 
@@ -687,7 +688,13 @@ async fn records(d: &Daemon, arn: &str) -> Vec<(String, String)> {
 /// removed is in the audit log.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bucket_protected_while_it_is_emptied_keeps_the_rest() {
-    let g = Ground::new().await;
+    let hook = Receiver::start(HOOK_SECRET);
+    let g = Ground::with(&format!(
+        "armed = true\n{}",
+        hook_section(&hook, "resource.*")
+    ))
+    .await;
+    std::fs::write(g.work.path().join("hook.secret"), HOOK_SECRET).expect("secret");
     let d = Daemon::start(&g);
     let bucket = doomed_bucket(&g, &d).await;
     // The first batch is slow: the protect tag arrives while it is in flight.
@@ -772,6 +779,26 @@ async fn a_bucket_protected_while_it_is_emptied_keeps_the_rest() {
         "{r:?}"
     );
     assert!(!r.iter().any(|(d, _)| d == "deleted"), "{r:?}");
+    // The webhook hears of the mark, then of the skip with why, and of no deletion.
+    let got = hook_events(&hook, 2).await;
+    assert_eq!(
+        got[0]["event"]["type"], "dev.ephemera.resource.marked",
+        "{got:?}"
+    );
+    let e = &got[1]["event"];
+    assert_eq!(e["type"], "dev.ephemera.resource.skipped", "{got:?}");
+    assert_eq!(e["subject"], bucket.arn.as_str(), "{got:?}");
+    assert!(
+        e["data"]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("protect tag appeared")),
+        "{got:?}"
+    );
+    assert!(
+        !got.iter()
+            .any(|x| x["event"]["type"] == "dev.ephemera.resource.deleted"),
+        "{got:?}"
+    );
 }
 
 /// Scenario 22: a daemon killed while it empties a bucket leaves the batches it removed in the
@@ -937,7 +964,13 @@ async fn a_shared_account_is_report_only_and_an_account_cap_holds_it() {
 /// Scenario 24: more due than `max_deletions_per_pass`: the pass deletes none of them.
 #[tokio::test(flavor = "multi_thread")]
 async fn over_the_pass_cap_nothing_is_deleted() {
-    let g = Ground::with("armed = true\nmax_deletions_per_pass = 4").await;
+    let hook = Receiver::start(HOOK_SECRET);
+    let g = Ground::with(&format!(
+        "armed = true\nmax_deletions_per_pass = 4\n{}",
+        hook_section(&hook, "reaper.*")
+    ))
+    .await;
+    std::fs::write(g.work.path().join("hook.secret"), HOOK_SECRET).expect("secret");
     let d = Daemon::start(&g);
     let doomed = five_doomed(&g, &d).await;
     let report = d.pass().await;
@@ -948,13 +981,79 @@ async fn over_the_pass_cap_nothing_is_deleted() {
     );
     let kept: Vec<&SeededResource> = doomed.iter().collect();
     g.check(&[], &kept).await;
+    // The webhook is told, once, with what was capped.
+    let got = hook_events(&hook, 1).await;
+    let e = &got[0]["event"];
+    assert_eq!(e["type"], "dev.ephemera.reaper.cap-hit", "{got:?}");
+    assert_eq!(e["data"]["capped"], report["reap"]["capped"], "{got:?}");
+}
+
+const HOOK_SECRET: &str = "a-webhook-secret-for-the-safety-ground";
+
+/// A `[[webhooks]]` table for `hook`, taking `events` (the secret in `hook.secret`).
+fn hook_section(hook: &Receiver, events: &str) -> String {
+    format!(
+        "\n[[webhooks]]\nname = \"ops\"\nurl = \"{}\"\nsecret_file = \"hook.secret\"\n\
+         events = [\"{events}\"]\nretry_backoff = \"1s\"\n",
+        hook.url()
+    )
+}
+
+/// The first `n` requests `hook` received, once it has them; each signed and shaped right.
+async fn hook_events(hook: &Receiver, n: usize) -> Vec<Value> {
+    let got = eventually_some("webhook events", Duration::from_secs(20), || {
+        let got = hook.received();
+        async move { (got.len() >= n).then_some(got) }
+    })
+    .await;
+    assert!(got.iter().all(|x| x["ok"] == true), "{got:?}");
+    got
+}
+
+/// A deletion AWS keeps refusing (throttled past the SDK's retries) is recorded failed and
+/// kept for a later pass; each failure is told to the webhooks once, and nothing is deleted.
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_deletions_are_told_to_the_webhooks() {
+    let hook = Receiver::start(HOOK_SECRET);
+    let g = Ground::with(&format!(
+        "armed = true\n{}",
+        hook_section(&hook, "resource.failed")
+    ))
+    .await;
+    std::fs::write(g.work.path().join("hook.secret"), HOOK_SECRET).expect("secret");
+    let d = Daemon::start(&g);
+    let doomed = five_doomed(&g, &d).await;
+    g.proxy.set_fault("DeleteVolume", Fault::Throttle, None);
+    let report = d.pass().await;
+    assert_eq!(report["reap"]["failed"], 5, "{report}");
+    for r in &doomed {
+        assert!(exists(&g.moto, A, &r.arn).await, "{} stays", r.arn);
+    }
+    let got = hook_events(&hook, 5).await;
+    let mut subjects: Vec<&str> = got
+        .iter()
+        .map(|x| {
+            assert_eq!(x["event"]["type"], "dev.ephemera.resource.failed", "{x}");
+            x["event"]["subject"].as_str().unwrap_or_default()
+        })
+        .collect();
+    subjects.sort_unstable();
+    let mut want: Vec<&str> = doomed.iter().map(|r| r.arn.as_str()).collect();
+    want.sort_unstable();
+    assert_eq!(subjects, want, "one event per volume");
 }
 
 /// Scenario 25: a walk throttled to incompletion in the pass that would delete: nothing of
 /// that account and region is deleted; the next complete pass deletes each once.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_incomplete_walk_deletes_nothing() {
-    let g = Ground::new().await;
+    let hook = Receiver::start(HOOK_SECRET);
+    let g = Ground::with(&format!(
+        "armed = true\n{}",
+        hook_section(&hook, "walk.incomplete")
+    ))
+    .await;
+    std::fs::write(g.work.path().join("hook.secret"), HOOK_SECRET).expect("secret");
     let d = Daemon::start(&g);
     let doomed = five_doomed(&g, &d).await;
     g.proxy.set_fault("GetResources", Fault::Throttle, None);
@@ -962,6 +1061,15 @@ async fn an_incomplete_walk_deletes_nothing() {
     assert_eq!(report["outcome"], "partial", "{report}");
     let kept: Vec<&SeededResource> = doomed.iter().collect();
     g.check(&[], &kept).await;
+    // The webhook hears of the incomplete walk, with why.
+    let got = hook_events(&hook, 1).await;
+    let e = &got[0]["event"];
+    assert_eq!(e["type"], "dev.ephemera.walk.incomplete", "{got:?}");
+    assert_eq!(e["data"]["outcome"], "incomplete", "{got:?}");
+    assert!(
+        e["data"]["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "{got:?}"
+    );
     g.proxy.clear_faults();
     d.pass().await;
     g.check(&kept, &[]).await;
