@@ -25,6 +25,8 @@ const EXPIRING_WITHIN: TimeDelta = TimeDelta::minutes(30);
 /// `lease.expired` is told for leases that ended at most this long ago (a daemon down longer
 /// does not tell older ends).
 const EXPIRED_LOOKBACK: TimeDelta = TimeDelta::days(1);
+/// Leases read per query when looking for lease ends.
+const LEASE_PAGE: u32 = 1000;
 /// A claim outlives the attempt's timeout by this much.
 const CLAIM_MARGIN: TimeDelta = TimeDelta::seconds(5);
 /// An endpoint that refuses an event this many times (a 4xx other than 408 and 429) makes it
@@ -252,10 +254,25 @@ impl Deliverer {
         if !hooks.wants(EventKind::LeaseExpiring) && !hooks.wants(EventKind::LeaseExpired) {
             return Ok(());
         }
-        let leases = inner
-            .store
-            .leases_ending_between(now - EXPIRED_LOOKBACK, now + EXPIRING_WITHIN, 1000)
-            .await?;
+        // Page by end time (inclusive, so leases ending in the same millisecond as a page's
+        // last are read again rather than skipped; the told set drops the repeats).
+        let mut leases = Vec::new();
+        let mut from = now - EXPIRED_LOOKBACK - TimeDelta::milliseconds(1);
+        loop {
+            let page = inner
+                .store
+                .leases_ending_between(from, now + EXPIRING_WITHIN, LEASE_PAGE)
+                .await?;
+            let full = page.len() == LEASE_PAGE as usize;
+            let last = page
+                .last()
+                .map(|l| l.ends_at() - TimeDelta::milliseconds(1));
+            leases.extend(page);
+            match last {
+                Some(next) if full && next > from => from = next,
+                _ => break,
+            }
+        }
         let mut told = inner.told.lock().await;
         let mut events = Vec::new();
         for l in &leases {
@@ -428,5 +445,71 @@ impl Deliverer {
             tracing::warn!(endpoint = %name, event = %event_id, error = %error, attempts = row.attempts + 1, retry_at = %retry_at, "webhook not delivered; will retry");
             Ok(Some(false))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{SecretSource, WebhookConfig};
+    use crate::model::{HumanDuration, Lease, LeaseId, ProjectName};
+
+    /// More leases near their end than one page holds: every one is told, once, whatever the
+    /// paging; a second round tells nothing again.
+    #[tokio::test]
+    async fn every_lease_end_is_told_once_across_pages() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("s.db")).await.expect("opens");
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "0123456789abcdef").expect("secret");
+        let webhooks = Webhooks::new(&[WebhookConfig {
+            name: "ops".into(),
+            url: "http://127.0.0.1:9/".into(),
+            secret: SecretSource::File(secret),
+            events: vec!["lease.expired".into(), "lease.expiring".into()],
+            timeout: HumanDuration::from_secs(1),
+            retry_backoff: HumanDuration::from_secs(1),
+            give_up_after: HumanDuration::from_secs(3600),
+        }])
+        .expect("webhooks");
+        let now = DateTime::parse_from_rfc3339("2026-12-06T12:00:00Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        let clock = Arc::new(crate::clock::ManualClock::new(now));
+        let n = LEASE_PAGE as i64 + 205;
+        for i in 0..n {
+            // Ended in the last ten hours, several per millisecond-free minute: pages meet ties.
+            let ends = now - TimeDelta::minutes(600) + TimeDelta::minutes(i / 3);
+            let l = Lease {
+                id: LeaseId::generate(),
+                project: ProjectName::parse("web").expect("name"),
+                task: format!("t{i}"),
+                owner: "o@example.com".into(),
+                principal: "ci".into(),
+                created_at: ends - TimeDelta::hours(2),
+                expires_at: ends,
+                heartbeat_interval: None,
+                last_heartbeat_at: None,
+                released_at: None,
+                labels: Default::default(),
+                regions: vec![],
+            };
+            store
+                .insert_lease(l, now, |_| Ok::<(), StoreError>(()))
+                .await
+                .expect("inserts");
+        }
+        let d = Deliverer::new(webhooks, store.clone(), Arc::new(Metrics::new()), clock)
+            .expect("deliverer")
+            .expect("endpoints");
+        d.tell_lease_ends(now).await.expect("told");
+        let queued = |rows: Vec<OutboxRow>| {
+            rows.into_iter()
+                .filter(|r| r.kind == MailKind::Webhook)
+                .count() as i64
+        };
+        assert_eq!(queued(store.outbox_rows().await.expect("rows")), n);
+        d.tell_lease_ends(now).await.expect("told");
+        assert_eq!(queued(store.outbox_rows().await.expect("rows")), n, "once");
     }
 }

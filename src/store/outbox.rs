@@ -581,6 +581,39 @@ mod tests {
             .expect("inserts");
     }
 
+    /// `leases_ending_between`: unreleased leases whose end falls after `from` and by `to`,
+    /// earliest first, at most `limit`; a released lease never, whatever its end.
+    #[tokio::test]
+    async fn leases_ending_between_bounds_and_order() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let m = TimeDelta::minutes;
+        for (engine, store) in Store::open_both_for_test(dir.path()).await {
+            let t = t0();
+            let at = |min: i64| lease(&format!("ends {min}"), t - m(600), t + m(min));
+            let (before, first, second, last, after) = (at(-60), at(-59), at(10), at(30), at(31));
+            let mut released = at(5);
+            released.released_at = Some(t - m(1));
+            for l in [&after, &last, &second, &first, &before, &released] {
+                insert(&store, l).await;
+            }
+            let tasks = |ls: Vec<Lease>| ls.into_iter().map(|l| l.task).collect::<Vec<_>>();
+            let got = store
+                .leases_ending_between(t - m(60), t + m(30), 10)
+                .await
+                .expect("reads");
+            assert_eq!(
+                tasks(got),
+                ["ends -59", "ends 10", "ends 30"],
+                "{engine}: (from, to], earliest first, released left out"
+            );
+            let got = store
+                .leases_ending_between(t - m(60), t + m(30), 2)
+                .await
+                .expect("reads");
+            assert_eq!(tasks(got), ["ends -59", "ends 10"], "{engine}: the limit");
+        }
+    }
+
     /// Notices roll up into one message per recipient with what the store knows around them
     /// (the lease's task, its spend so far); the ones nobody can be told about are closed.
     /// A message is claimed only under the live leader lock: the leader claims it, nobody
