@@ -749,6 +749,24 @@ mod tests {
         assert_eq!(active(), 3);
     }
 
+    /// The ids of every lease in `store`.
+    async fn stored_ids(store: &Store) -> BTreeSet<LeaseId> {
+        store
+            .list_leases(
+                LeaseFilter {
+                    limit: 1000,
+                    ..Default::default()
+                },
+                Utc::now(),
+            )
+            .await
+            .expect("lists")
+            .items
+            .into_iter()
+            .map(|l| l.id)
+            .collect()
+    }
+
     /// Replicas on one PostgreSQL store (each its own handle, pool and registry, as three
     /// processes would be) race 64 acquires for a quota of 10: exactly 10 are granted, and the
     /// store holds exactly those. Then 32 racing releases of one lease: exactly one wins.
@@ -789,21 +807,7 @@ mod tests {
         }
         assert_eq!((granted.len(), refused), (10, 54));
         let store = Store::open_at(&target).await.expect("opens");
-        let mut stored: Vec<LeaseId> = store
-            .list_leases(
-                LeaseFilter {
-                    limit: 1000,
-                    ..Default::default()
-                },
-                Utc::now(),
-            )
-            .await
-            .expect("lists")
-            .items
-            .into_iter()
-            .map(|l| l.id)
-            .collect();
-        stored.sort();
+        let stored: Vec<LeaseId> = stored_ids(&store).await.into_iter().collect();
         granted.sort();
         assert_eq!(
             stored, granted,
@@ -892,20 +896,7 @@ mod tests {
                 assert_eq!(ids.len(), 1, "{engine}: one lease for key {key}: {ids:?}");
             }
             assert_eq!(granted.len(), 10, "{engine}: the quota, exactly");
-            let stored: BTreeSet<LeaseId> = store
-                .list_leases(
-                    LeaseFilter {
-                        limit: 1000,
-                        ..Default::default()
-                    },
-                    Utc::now(),
-                )
-                .await
-                .expect("lists")
-                .items
-                .into_iter()
-                .map(|l| l.id)
-                .collect();
+            let stored = stored_ids(&store).await;
             assert_eq!(
                 stored, granted,
                 "{engine}: the store holds the granted leases"

@@ -1217,14 +1217,7 @@ async fn an_overrunning_lease_rides_on_its_owners_next_digest() {
     std::fs::write(work.path().join("rules/policy/projects.toml"), POLICY).expect("policy");
     let clock = crate::support::manual_clock();
     let d = TestDaemon::start_with_clock(&work, clock.clone()).await;
-    let mut done = Vec::new();
-    for i in 0..20 {
-        done.push(d.acquire(DATA, "data", &format!("etl {i}")).await);
-    }
-    clock.advance(TimeDelta::minutes(10));
-    for id in &done {
-        d.release(DATA, id).await;
-    }
+    crate::support::ten_minute_history(&d, &clock).await;
     let long = d.acquire(DATA, "data", "etl 20").await;
     let doomed = d.acquire(WEB, "web", "build 7").await;
     let (s, later) = d

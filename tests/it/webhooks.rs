@@ -377,14 +377,7 @@ async fn an_overrunning_lease_is_counted_and_told_once() {
     std::fs::write(work.path().join("hook.secret"), SECRET).expect("secret");
     let clock = crate::support::manual_clock();
     let d = TestDaemon::start_with_clock(&work, clock.clone()).await;
-    let mut done = Vec::new();
-    for i in 0..20 {
-        done.push(d.acquire(DATA, "data", &format!("etl {i}")).await);
-    }
-    clock.advance(TimeDelta::minutes(10));
-    for id in &done {
-        d.release(DATA, id).await;
-    }
+    crate::support::ten_minute_history(&d, &clock).await;
     let long = d.acquire(DATA, "data", "etl 20").await;
     let short = d.acquire(DATA, "data", "etl 21").await;
 
