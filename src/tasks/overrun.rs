@@ -132,8 +132,8 @@ mod tests {
     }
 
     /// Twenty leases of 1..=20 minutes: p95 19 minutes, twice that 38. Active leases of 38
-    /// minutes are not past it, 39 are; another project's, a released one and an ended one
-    /// never count; a factor of 1.5 moves the line; nineteen samples flag nothing.
+    /// minutes are not past it, 39 are; another project's, a released one and one ended (or
+    /// ending this instant) never count; a factor of 1.5 moves the line; nineteen samples flag nothing.
     #[test]
     fn flags_active_leases_past_p95_times_the_factor() {
         let now = DateTime::parse_from_rfc3339("2026-12-06T12:00:00Z")
@@ -147,8 +147,18 @@ mod tests {
         released.released_at = Some(now - TimeDelta::minutes(1));
         let mut ended = lease("web", 90, now);
         ended.expires_at = now - TimeDelta::minutes(1);
+        // Ending this very instant: ended, not running.
+        let mut ending = lease("web", 90, now);
+        ending.expires_at = now;
         let other = lease("data", 500, now);
-        let active = vec![at_line.clone(), past.clone(), released, ended, other];
+        let active = vec![
+            at_line.clone(),
+            past.clone(),
+            released,
+            ended,
+            ending,
+            other,
+        ];
         let web = |r: Vec<ProjectRuntime>| {
             r.into_iter()
                 .find(|p| p.project.as_str() == "web")
