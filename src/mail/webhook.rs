@@ -364,11 +364,8 @@ impl Deliverer {
     ) -> Result<Option<bool>, StoreError> {
         let inner = &self.inner;
         let event_id = row.payload["id"].as_str().unwrap_or_default().to_owned();
-        let span = tracing::info_span!("webhook", id = row.id, endpoint = %name, event = %event_id);
-        let _enter = span.enter();
         let Some(endpoint) = inner.webhooks.endpoint(name) else {
             // Removed from the config: nobody to deliver to, ever.
-            drop(_enter);
             inner
                 .store
                 .mark_failed(
@@ -382,7 +379,6 @@ impl Deliverer {
             return Ok(None);
         };
         let request = signed_post(&inner.client, endpoint, &row.payload);
-        drop(_enter);
         let outcome = match request.send().await {
             Ok(resp) => {
                 let status = resp.status();
