@@ -183,19 +183,27 @@ pub async fn serve(
         if let Some(passes) = tasks.follow_passes() {
             tokio::spawn(m.clone().follow(passes));
         }
-        tracing::info!(relay = %m.transport().relay(), "mail delivery on");
+        match m.transport() {
+            Some(t) => tracing::info!(relay = %t.relay(), "mail delivery on"),
+            None => tracing::info!("notices on (Slack only: no [smtp])"),
+        }
         tokio::spawn(m.run(leadership.clone(), mail_stopped))
     });
     let (stop_hooks, hooks_stopped) = tokio::sync::watch::channel(false);
     let hook_loop = crate::mail::webhook::Deliverer::new(
         webhooks.clone(),
+        config.slack.as_ref(),
         store.clone(),
         metrics.clone(),
         clock.clone(),
     )
     .context("cannot set up webhook delivery")?
     .map(|d| {
-        tracing::info!(endpoints = config.webhooks.len(), "webhook delivery on");
+        tracing::info!(
+            endpoints = config.webhooks.len(),
+            slack = config.slack.is_some(),
+            "webhook delivery on"
+        );
         tokio::spawn(d.run(leadership.clone(), hooks_stopped))
     });
     let scheduler = crate::scheduler::start(

@@ -136,8 +136,15 @@ pub(super) async fn mail_test(to: String, config: ConfigArg) -> anyhow::Result<E
 
 pub(super) async fn webhook_test(endpoint: String, config: ConfigArg) -> anyhow::Result<ExitCode> {
     let config = Config::load(&config.config)?;
-    let webhooks = crate::webhook::Webhooks::new(&config.webhooks)?;
-    let status = crate::mail::webhook::send_test(&webhooks, &endpoint).await?;
+    let status = match (&config.slack, endpoint.as_str()) {
+        (Some(slack), crate::mail::webhook::SLACK) => {
+            crate::mail::webhook::send_slack_test(slack).await?
+        }
+        _ => {
+            let webhooks = crate::webhook::Webhooks::new(&config.webhooks)?;
+            crate::mail::webhook::send_test(&webhooks, &endpoint).await?
+        }
+    };
     println!("webhook `{endpoint}` answered {status}");
     Ok(if status.is_success() {
         ExitCode::SUCCESS

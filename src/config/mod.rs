@@ -24,6 +24,7 @@ mod oidc;
 mod principals;
 mod retention;
 mod schedule;
+mod slack;
 mod smtp;
 mod spans;
 mod store;
@@ -46,8 +47,9 @@ use principals::resolve_principals;
 use retention::validate_retention;
 pub use retention::{Horizon, Retention};
 pub use schedule::{CronSchedule, Schedules};
+pub use slack::{SlackConfig, SlackTarget, address_key};
 use smtp::validate_smtp;
-pub use smtp::{QuietHours, SmtpConfig, SmtpTls};
+pub use smtp::{QuietHours, SmtpConfig, SmtpTls, default_warn_before};
 use spans::span_in;
 pub use store::{PgTarget, StoreLocation, TargetError};
 use store::{RawStore, resolve_store};
@@ -88,6 +90,8 @@ pub struct Config {
     pub oidc_issuers: Vec<OidcIssuer>,
     /// `[[webhooks]]`: endpoints that receive state changes as signed CloudEvents.
     pub webhooks: Vec<WebhookConfig>,
+    /// `[slack]`: an incoming webhook for the on-call summary and the owner notices.
+    pub slack: Option<SlackConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -164,6 +168,8 @@ struct RawConfig {
     retention: Option<Spanned<Retention>>,
     #[serde(default)]
     webhooks: Vec<Spanned<webhooks::RawWebhook>>,
+    #[serde(default)]
+    slack: Option<Spanned<slack::RawSlack>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -365,6 +371,10 @@ impl Config {
             validate_retention(&src, r)?;
         }
         let webhooks = webhooks::resolve_webhooks(&src, raw.webhooks, &resolve, env)?;
+        let slack = raw
+            .slack
+            .map(|s| slack::resolve_slack(&src, s, &resolve, env))
+            .transpose()?;
         if !(1..=100).contains(&raw.store.get_ref().restore_clean_passes) {
             return Err(src.error_for(0..0, "store.restore_clean_passes", "must be 1 to 100"));
         }
@@ -442,6 +452,7 @@ impl Config {
             principals,
             oidc_issuers,
             webhooks,
+            slack,
         })
     }
 }

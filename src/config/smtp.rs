@@ -57,7 +57,8 @@ fn default_smtp_timeout() -> HumanDuration {
     HumanDuration::from_secs(30)
 }
 
-fn default_warn_before() -> HumanDuration {
+/// `[smtp] warn_before` when not set (and for Slack alone).
+pub fn default_warn_before() -> HumanDuration {
     HumanDuration::from_secs(30 * 60)
 }
 

@@ -18,6 +18,82 @@ pub enum SecretSource {
     File(PathBuf),
 }
 
+impl SecretSource {
+    /// Reads the secret now (surrounding white space dropped): the value, or where it was
+    /// looked for and why it could not be read.
+    pub fn read(&self) -> Result<String, (String, String)> {
+        match self {
+            SecretSource::Env(var) => std::env::var(var)
+                .map(|s| s.trim().to_owned())
+                .map_err(|e| (format!("environment variable `{var}`"), e.to_string())),
+            SecretSource::File(path) => std::fs::read_to_string(path)
+                .map(|s| s.trim().to_owned())
+                .map_err(|e| (path.display().to_string(), e.to_string())),
+        }
+    }
+}
+
+/// The source of a secret set by `<field>_env` or `<field>_file` (exactly one, `required`
+/// says why), read once to `check` it: a failed check names the variable or file and what it
+/// must hold (never the value).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn secret_source(
+    src: &Source<'_>,
+    header: std::ops::Range<usize>,
+    field: &str,
+    var: Option<Spanned<String>>,
+    file: Option<Spanned<PathBuf>>,
+    required: &str,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+    env: &dyn Fn(&str) -> Option<String>,
+    check: &dyn Fn(&str) -> Result<(), String>,
+) -> Result<SecretSource, FileError> {
+    let env_field = format!("{field}_env");
+    let file_field = format!("{field}_file");
+    let key = field.rsplit('.').next().unwrap_or(field);
+    match (var, file) {
+        (Some(_), Some(f)) => Err(src.error_for(
+            f.span(),
+            &file_field,
+            format!("set {key}_env or {key}_file, not both"),
+        )),
+        (None, None) => Err(src.error_for(
+            header,
+            &env_field,
+            format!("{required}: set {key}_env or {key}_file"),
+        )),
+        (Some(var), None) => {
+            let value = env(var.get_ref()).unwrap_or_default();
+            check(value.trim()).map_err(|what| {
+                src.error_for(
+                    var.span(),
+                    &env_field,
+                    format!("environment variable `{}` must hold {what}", var.get_ref()),
+                )
+            })?;
+            Ok(SecretSource::Env(var.into_inner()))
+        }
+        (None, Some(f)) => {
+            let path = resolve(f.get_ref());
+            let value = std::fs::read_to_string(&path).map_err(|e| {
+                src.error_for(
+                    f.span(),
+                    &file_field,
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            check(value.trim()).map_err(|what| {
+                src.error_for(
+                    f.span(),
+                    &file_field,
+                    format!("{} must hold {what}", path.display()),
+                )
+            })?;
+            Ok(SecretSource::File(path))
+        }
+    }
+}
+
 /// One endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookConfig {
@@ -90,6 +166,14 @@ pub(super) fn resolve_webhooks(
                 "must be 1 to 64 of a-z, 0-9, - and _",
             ));
         }
+        // Slack's deliveries are counted under this name (`ephemera_webhook_deliveries_total`).
+        if name == "slack" {
+            return Err(src.error_for(
+                r.name.span(),
+                &field("name"),
+                "`slack` is reserved for the [slack] section; choose another name",
+            ));
+        }
         if !names.insert(name.clone()) {
             return Err(src.error_for(
                 r.name.span(),
@@ -99,60 +183,21 @@ pub(super) fn resolve_webhooks(
         }
         super::oidc::check_url(r.url.get_ref())
             .map_err(|m| src.error_for(r.url.span(), &field("url"), m))?;
-        let secret = match (r.secret_env, r.secret_file) {
-            (Some(_), Some(f)) => {
-                return Err(src.error_for(
-                    f.span(),
-                    &field("secret_file"),
-                    "set secret_env or secret_file, not both",
-                ));
-            }
-            (None, None) => {
-                return Err(src.error_for(
-                    header,
-                    &field("secret_env"),
-                    "every webhook is signed: set secret_env or secret_file",
-                ));
-            }
-            (Some(var), None) => {
-                let value = env(var.get_ref()).unwrap_or_default();
-                if value.trim().len() < 16 {
-                    return Err(src.error_for(
-                        var.span(),
-                        &field("secret_env"),
-                        format!(
-                            "environment variable `{}` must hold a secret of at least 16 characters",
-                            var.get_ref()
-                        ),
-                    ));
-                }
-                SecretSource::Env(var.into_inner())
-            }
-            (None, Some(file)) => {
-                let path = resolve(file.get_ref());
-                match std::fs::read_to_string(&path) {
-                    Ok(s) if s.trim().len() >= 16 => {}
-                    Ok(_) => {
-                        return Err(src.error_for(
-                            file.span(),
-                            &field("secret_file"),
-                            format!(
-                                "{} must hold a secret of at least 16 characters",
-                                path.display()
-                            ),
-                        ));
-                    }
-                    Err(e) => {
-                        return Err(src.error_for(
-                            file.span(),
-                            &field("secret_file"),
-                            format!("cannot read {}: {e}", path.display()),
-                        ));
-                    }
-                }
-                SecretSource::File(path)
-            }
-        };
+        let secret = secret_source(
+            src,
+            header,
+            &field("secret"),
+            r.secret_env,
+            r.secret_file,
+            "every webhook is signed",
+            resolve,
+            env,
+            &|s| {
+                (s.trim().len() >= 16)
+                    .then_some(())
+                    .ok_or_else(|| "a secret of at least 16 characters".to_owned())
+            },
+        )?;
         let events = match r.events {
             None => vec!["*".to_owned()],
             Some(list) if list.get_ref().is_empty() => {

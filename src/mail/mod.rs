@@ -22,6 +22,7 @@
 //! [`transport`] talks SMTP; only the store knows the outbox's SQL.
 
 pub mod render;
+pub mod slack;
 pub mod transport;
 pub mod webhook;
 
@@ -35,7 +36,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::clock::Clock;
-use crate::config::{Config, SmtpConfig};
+use crate::config::{Config, SlackConfig, SlackTarget, SmtpConfig};
 use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::model::{MailKind, ProjectName};
@@ -83,13 +84,16 @@ pub struct Mailer {
 
 #[derive(Debug)]
 struct Inner {
-    smtp: SmtpConfig,
+    /// `[smtp]`; without it, messages go to Slack only.
+    smtp: Option<SmtpConfig>,
+    /// `[slack]`: messages for Slack are queued here and sent by the webhook deliverer.
+    slack: Option<SlackConfig>,
     protect_tag: String,
     policy: Live<Policy>,
     store: Store,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
-    transport: SmtpTransport,
+    transport: Option<SmtpTransport>,
     renderer: Renderer,
     /// Held for a whole round, so two never overlap.
     round: tokio::sync::Mutex<()>,
@@ -101,7 +105,8 @@ struct Inner {
 }
 
 impl Mailer {
-    /// The mailer of `[smtp]`; `None` without that section. Reads the password now.
+    /// The mailer of `[smtp]` and `[slack]`; `None` without either. Reads the SMTP password
+    /// now.
     pub fn new(
         config: &Config,
         policy: Live<Policy>,
@@ -109,13 +114,14 @@ impl Mailer {
         metrics: Arc<Metrics>,
         clock: Arc<dyn Clock>,
     ) -> Result<Option<Mailer>, TransportError> {
-        let Some(smtp) = config.smtp.clone() else {
+        if config.smtp.is_none() && config.slack.is_none() {
             return Ok(None);
-        };
-        let transport = SmtpTransport::new(&smtp)?;
+        }
+        let transport = config.smtp.as_ref().map(SmtpTransport::new).transpose()?;
         Ok(Some(Mailer {
             inner: Arc::new(Inner {
-                smtp,
+                smtp: config.smtp.clone(),
+                slack: config.slack.clone(),
                 protect_tag: config.tags.protect.clone(),
                 policy,
                 store,
@@ -144,7 +150,11 @@ impl Mailer {
         leadership: crate::leader::Leadership,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
-        let tick = Duration::from_secs(self.inner.smtp.retry_backoff.as_secs())
+        let tick = self
+            .inner
+            .smtp
+            .as_ref()
+            .map_or(MAX_TICK, |s| Duration::from_secs(s.retry_backoff.as_secs()))
             .clamp(Duration::from_secs(1), MAX_TICK);
         let mut ignore_backoff = true;
         let mut elections = leadership.changes();
@@ -189,10 +199,14 @@ impl Mailer {
             warnings_queued: self.queue_expiry_warnings(now).await?,
             ..RoundReport::default()
         };
-        if inner.smtp.quiet_hours.is_some_and(|q| q.contains(now)) {
+        let quiet = inner.smtp.as_ref().and_then(|s| s.quiet_hours);
+        if quiet.is_some_and(|q| q.contains(now)) {
             report.quiet = true;
         } else {
             report.messages_rolled_up = self.roll_up(now).await?;
+        }
+        if let (false, Some(smtp), Some(transport)) = (report.quiet, &inner.smtp, &inner.transport)
+        {
             let due = inner
                 .store
                 .due_messages(
@@ -202,10 +216,10 @@ impl Mailer {
                 )
                 .await?;
             for row in due {
-                if !self.claim(leadership, row.id).await? {
+                if !self.claim(leadership, smtp, row.id).await? {
                     continue;
                 }
-                match self.deliver(row, now).await? {
+                match self.deliver(smtp, transport, row, now).await? {
                     Delivery::Sent => report.sent += 1,
                     Delivery::Failed { relay_down } => {
                         report.failed += 1;
@@ -241,7 +255,7 @@ impl Mailer {
         let inner = &self.inner;
         let leases = inner
             .store
-            .leases_expiring_within(now, inner.smtp.warn_before.to_chrono())
+            .leases_expiring_within(now, self.warn_before().to_chrono())
             .await?;
         let mut queued = 0;
         let policy = inner.policy.get();
@@ -261,7 +275,7 @@ impl Mailer {
                 "task": l.task,
                 "owner": l.owner,
                 "expires_at": l.expires_at,
-                "warn_before": inner.smtp.warn_before.to_string(),
+                "warn_before": self.warn_before().to_string(),
                 "renew_ttl": renew_ttl(&policy, l.project.as_str()),
                 "reason": route_reason(&route.via, l.project.as_str(), &l.owner),
             });
@@ -275,8 +289,19 @@ impl Mailer {
                     format!("{base}:{to}")
                 }
             };
+            if inner.smtp.is_some() {
+                queued += self
+                    .enqueue_each(MailKind::ExpiryWarning, &route.to, key, &payload, now)
+                    .await?;
+            }
             queued += self
-                .enqueue_each(MailKind::ExpiryWarning, &route.to, key, &payload, now)
+                .enqueue_slack(
+                    MailKind::ExpiryWarning,
+                    self.slack_targets(&route.to),
+                    &base,
+                    &payload,
+                    now,
+                )
                 .await?;
         }
         Ok(queued)
@@ -317,11 +342,27 @@ impl Mailer {
             return Ok(0);
         };
         let at = report.ended_at.unwrap_or_else(|| inner.clock.now());
+        let oncall = inner.smtp.as_ref().map_or(&[][..], |s| &s.oncall[..]);
         let mut queued = self
             .enqueue_each(
                 MailKind::OncallSummary,
-                &inner.smtp.oncall,
+                oncall,
                 |_, to| format!("{}:{}:{to}", MailKind::OncallSummary, report.run_id),
+                &payload,
+                at,
+            )
+            .await?;
+        let oncall_key = format!("{}:{}", MailKind::OncallSummary, report.run_id);
+        queued += self
+            .enqueue_slack(
+                MailKind::OncallSummary,
+                inner
+                    .slack
+                    .as_ref()
+                    .and_then(|s| s.oncall.clone())
+                    .into_iter()
+                    .collect(),
+                &oncall_key,
                 &payload,
                 at,
             )
@@ -343,18 +384,23 @@ impl Mailer {
             let Some(payload) = team_summary(team, report, failures, &opened) else {
                 continue;
             };
+            let key = format!("{}:{}:{}", MailKind::TeamSummary, team.name, report.run_id);
+            if inner.smtp.is_some() {
+                queued += self
+                    .enqueue_each(
+                        MailKind::TeamSummary,
+                        &team.oncall,
+                        |_, to| format!("{key}:{to}"),
+                        &payload,
+                        at,
+                    )
+                    .await?;
+            }
             queued += self
-                .enqueue_each(
+                .enqueue_slack(
                     MailKind::TeamSummary,
-                    &team.oncall,
-                    |_, to| {
-                        format!(
-                            "{}:{}:{}:{to}",
-                            MailKind::TeamSummary,
-                            team.name,
-                            report.run_id
-                        )
-                    },
+                    self.slack_targets(&team.oncall),
+                    &key,
                     &payload,
                     at,
                 )
@@ -383,6 +429,61 @@ impl Mailer {
             {
                 queued += 1;
             }
+        }
+        Ok(queued)
+    }
+
+    /// How long before a lease expires its owner is warned: `[smtp] warn_before`, or its
+    /// default for Slack alone.
+    fn warn_before(&self) -> crate::model::HumanDuration {
+        self.inner
+            .smtp
+            .as_ref()
+            .map_or_else(crate::config::default_warn_before, |s| s.warn_before)
+    }
+
+    /// The Slack targets the owners table maps `addresses` to (each once); none without
+    /// `[slack]`.
+    fn slack_targets(&self, addresses: &[String]) -> BTreeSet<SlackTarget> {
+        let Some(slack) = &self.inner.slack else {
+            return BTreeSet::new();
+        };
+        addresses
+            .iter()
+            .filter_map(|a| slack.target_of(a).cloned())
+            .collect()
+    }
+
+    /// Queues one `slack` row per target: message `kind` with `payload`, keyed by `key` and
+    /// the target; returns how many were new (and wakes the deliverer for them).
+    async fn enqueue_slack(
+        &self,
+        kind: MailKind,
+        targets: BTreeSet<SlackTarget>,
+        key: &str,
+        payload: &Value,
+        at: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut queued = 0;
+        for t in targets {
+            let t = t.to_string();
+            if self
+                .inner
+                .store
+                .enqueue(
+                    MailKind::Slack,
+                    Some(t.clone()),
+                    format!("{}:{key}:{t}", MailKind::Slack),
+                    slack_payload(kind, payload.clone()),
+                    at,
+                )
+                .await?
+            {
+                queued += 1;
+            }
+        }
+        if queued > 0 {
+            crate::webhook::KICK.notify_one();
         }
         Ok(queued)
     }
@@ -422,7 +523,13 @@ impl Mailer {
         ] {
             let ctx = RollupContext {
                 message_kind: message,
-                oncall: inner.smtp.oncall.clone(),
+                mail: inner.smtp.is_some(),
+                oncall: inner
+                    .smtp
+                    .as_ref()
+                    .map(|s| s.oncall.clone())
+                    .unwrap_or_default(),
+                slack: inner.slack.clone(),
                 protect_tag: inner.protect_tag.clone(),
                 policy: inner.policy.get(),
                 overrunning: if message == MailKind::OwnerDigest {
@@ -434,13 +541,16 @@ impl Mailer {
             let told = told.clone();
             n += inner
                 .store
-                .roll_up(notice, message, now, move |notices| {
+                .roll_up(notice, now, move |notices| {
                     let (rollups, nobody, lines) = roll_up_notices(&ctx, notices);
                     told.lock().unwrap_or_else(|p| p.into_inner()).extend(lines);
                     (rollups, nobody)
                 })
                 .await?
                 .len() as u64;
+        }
+        if n > 0 && inner.slack.is_some() {
+            crate::webhook::KICK.notify_one();
         }
         let told = std::mem::take(&mut *told.lock().unwrap_or_else(|p| p.into_inner()));
         if !told.is_empty() {
@@ -456,6 +566,7 @@ impl Mailer {
     async fn claim(
         &self,
         leadership: &crate::leader::Leadership,
+        smtp: &SmtpConfig,
         id: i64,
     ) -> Result<bool, StoreError> {
         if !leadership.is_leader() {
@@ -466,7 +577,7 @@ impl Mailer {
         };
         // Claims are about processes: wall-clock times, like the lock they are fenced on.
         let wall = crate::clock::Clock::now(&crate::clock::SystemClock);
-        let until = wall + self.inner.smtp.timeout.to_chrono() + CLAIM_MARGIN;
+        let until = wall + smtp.timeout.to_chrono() + CLAIM_MARGIN;
         let claimed = self
             .inner
             .store
@@ -481,15 +592,24 @@ impl Mailer {
         Ok(claimed)
     }
 
-    async fn deliver(&self, row: OutboxRow, now: DateTime<Utc>) -> Result<Delivery, StoreError> {
+    async fn deliver(
+        &self,
+        smtp: &SmtpConfig,
+        transport: &SmtpTransport,
+        row: OutboxRow,
+        now: DateTime<Utc>,
+    ) -> Result<Delivery, StoreError> {
         let to = row.recipient.clone().unwrap_or_default();
         // Instrumented, not entered: an entered span must not be held across an `.await`.
         let span = tracing::info_span!("mail", id = row.id, kind = %row.kind, to = %to);
-        tracing::Instrument::instrument(self.deliver_in_span(row, to, now), span).await
+        tracing::Instrument::instrument(self.deliver_in_span(smtp, transport, row, to, now), span)
+            .await
     }
 
     async fn deliver_in_span(
         &self,
+        smtp: &SmtpConfig,
+        transport: &SmtpTransport,
         row: OutboxRow,
         to: String,
         now: DateTime<Utc>,
@@ -501,16 +621,16 @@ impl Mailer {
             .and_then(|r| {
                 build_message(
                     row.kind.as_str(),
-                    &inner.smtp.from,
+                    &smtp.from,
                     &to,
-                    message_id(&row, &inner.smtp.from),
+                    message_id(&row, &smtp.from),
                     now,
                     r,
                 )
             });
         let (error, failure) = match message {
             Err(e) => (crate::error_chain(&e), Failure::Unsendable),
-            Ok(message) => match inner.transport.send(message).await {
+            Ok(message) => match transport.send(message).await {
                 Ok(()) => {
                     // The server has the message. Should the daemon die before this mark is
                     // committed, the row is still unsent and goes out again after the restart
@@ -540,12 +660,8 @@ impl Mailer {
             Failure::Down | Failure::Refused { permanent: false }
         );
         let dead = dead_letter(failure, row.refusals);
-        let retry_at = now
-            + crate::model::backoff(
-                inner.smtp.retry_backoff.to_chrono(),
-                row.attempts,
-                MAX_BACKOFF,
-            );
+        let retry_at =
+            now + crate::model::backoff(smtp.retry_backoff.to_chrono(), row.attempts, MAX_BACKOFF);
         inner.metrics.email_failures.inc();
         if dead {
             tracing::error!(error = %error, attempts = row.attempts + 1, "mail refused for good: kept as a dead letter (`ephemera mail dead`, `ephemera mail retry`)");
@@ -567,8 +683,9 @@ impl Mailer {
         Ok(Delivery::Failed { relay_down })
     }
 
-    pub fn transport(&self) -> &SmtpTransport {
-        &self.inner.transport
+    /// The SMTP transport; `None` for Slack alone.
+    pub fn transport(&self) -> Option<&SmtpTransport> {
+        self.inner.transport.as_ref()
     }
 }
 
@@ -644,7 +761,12 @@ fn route_reason(via: &Via, project: &str, owner: &str) -> String {
 #[derive(Debug)]
 struct RollupContext {
     message_kind: MailKind,
+    /// Whether mail is sent (`[smtp]`): without it, notices are rolled up for Slack only.
+    mail: bool,
     oncall: Vec<String>,
+    /// `[slack]`: owners' notices go to the target their address maps to as well, and unowned
+    /// ones to its on-call target.
+    slack: Option<SlackConfig>,
     protect_tag: String,
     policy: Arc<Policy>,
     /// Overrunning leases not told yet: a line each in the digest of a recipient their owner
@@ -652,22 +774,37 @@ struct RollupContext {
     overrunning: Vec<OverrunningLease>,
 }
 
-/// One message per recipient from pending notices; notices without a usable owner go to every
-/// on-call address (flagged `unowned`), or nowhere when there is none (returned apart). A
-/// digest also carries a line for each overrunning lease whose owner routes to its recipient;
-/// the ids of the leases so told come back third.
+/// How a rolled-up message travels. Mail sorts first, so mail keeps its order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Channel {
+    Mail,
+    Slack,
+}
+
+/// One message per (channel, recipient) from pending notices; notices without a usable owner
+/// go to every on-call address and to Slack's on-call target (flagged `unowned`), or nowhere
+/// when there is none (returned apart, as are notices whose owner is reached by no channel).
+/// A digest also carries a line for each overrunning lease whose owner routes to its
+/// recipient; the ids of the leases so told come back third.
 fn roll_up_notices(
     ctx: &RollupContext,
     notices: Vec<Notice>,
 ) -> (Vec<Rollup>, Vec<i64>, Vec<String>) {
-    // Per (unowned, recipient): its notices, and why each route reached it.
-    let mut by_recipient: BTreeMap<(bool, String), (Vec<Notice>, BTreeSet<String>)> =
-        BTreeMap::new();
+    // Per (channel, unowned, recipient): its notices, and why each route reached it.
+    type Group = (Vec<Notice>, BTreeSet<String>);
+    let mut groups: BTreeMap<(Channel, bool, String), Group> = BTreeMap::new();
     let mut nobody = Vec::new();
     let directory = ctx.policy.directory();
+    let slack_of = |to: &str| {
+        ctx.slack
+            .as_ref()
+            .and_then(|s| s.target_of(to))
+            .map(ToString::to_string)
+    };
     for n in notices {
         let project = n.payload["project"].as_str();
         let owner = n.recipient.as_deref();
+        let mut reached = false;
         match directory.route(owner, project) {
             Some(route) => {
                 let why = route_reason(
@@ -675,26 +812,45 @@ fn roll_up_notices(
                     project.unwrap_or_default(),
                     owner.unwrap_or_default(),
                 );
+                let unowned = route.via.unowned();
                 for to in route.to {
-                    let e = by_recipient.entry((route.via.unowned(), to)).or_default();
-                    e.0.push(n.clone());
-                    e.1.insert(why.clone());
+                    let slack = slack_of(&to);
+                    let mail = ctx.mail.then_some((Channel::Mail, to));
+                    for key in mail.into_iter().chain(slack.map(|t| (Channel::Slack, t))) {
+                        let e = groups.entry((key.0, unowned, key.1)).or_default();
+                        e.0.push(n.clone());
+                        e.1.insert(why.clone());
+                        reached = true;
+                    }
                 }
             }
-            None if ctx.oncall.is_empty() => nobody.push(n.id),
             None => {
-                for to in &ctx.oncall {
-                    by_recipient
-                        .entry((true, to.clone()))
+                let mail = ctx
+                    .oncall
+                    .iter()
+                    .filter(|_| ctx.mail)
+                    .map(|to| (Channel::Mail, to.clone()));
+                let slack = ctx
+                    .slack
+                    .as_ref()
+                    .and_then(|s| s.oncall.as_ref())
+                    .map(|t| (Channel::Slack, t.to_string()));
+                for (channel, to) in mail.chain(slack) {
+                    groups
+                        .entry((channel, true, to))
                         .or_default()
                         .0
                         .push(n.clone());
+                    reached = true;
                 }
             }
         }
+        if !reached {
+            nobody.push(n.id);
+        }
     }
     // Per owned recipient with a digest: the overrunning leases of owners routed to it.
-    let mut lines: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let mut lines: BTreeMap<(Channel, String), Vec<Value>> = BTreeMap::new();
     let mut told = Vec::new();
     for l in &ctx.overrunning {
         let Some(route) = directory.route(Some(&l.owner), Some(&l.project)) else {
@@ -703,25 +859,33 @@ fn roll_up_notices(
         if route.via.unowned() {
             continue;
         }
+        let line = json!({
+            "lease_id": l.lease_id, "project": l.project, "task": l.task,
+            "running": short_duration(l.running_seconds),
+            "p95": short_duration(l.p95_seconds),
+            "threshold": short_duration(l.threshold_seconds),
+        });
         let mut any = false;
         for to in route.to {
-            if by_recipient.contains_key(&(false, to.clone())) {
-                lines.entry(to).or_default().push(json!({
-                    "lease_id": l.lease_id, "project": l.project, "task": l.task,
-                    "running": short_duration(l.running_seconds),
-                    "p95": short_duration(l.p95_seconds),
-                    "threshold": short_duration(l.threshold_seconds),
-                }));
-                any = true;
+            let slack = slack_of(&to).map(|t| (Channel::Slack, t));
+            for key in std::iter::once((Channel::Mail, to)).chain(slack) {
+                if groups.contains_key(&(key.0, false, key.1.clone())) {
+                    let l = lines.entry(key).or_default();
+                    // Two addresses mapped to one channel: one line there.
+                    if !l.contains(&line) {
+                        l.push(line.clone());
+                    }
+                    any = true;
+                }
             }
         }
         if any {
             told.push(l.lease_id.clone());
         }
     }
-    let rollups = by_recipient
+    let rollups = groups
         .into_iter()
-        .map(|((unowned, recipient), (notices, why))| {
+        .map(|((channel, unowned, recipient), (notices, why))| {
             let first = notices.first().map_or(0, |n| n.id);
             let items: Vec<Value> = notices.iter().map(item).collect();
             let leases: BTreeSet<(String, String)> = notices
@@ -732,27 +896,46 @@ fn roll_up_notices(
                     Some((lease.to_owned(), renew_ttl(&ctx.policy, project)))
                 })
                 .collect();
-            Rollup {
-                dedupe_key: format!(
-                    "{}:{}{recipient}:{first}",
-                    ctx.message_kind,
-                    if unowned { "unowned:" } else { "" }
-                ),
-                payload: json!({
-                    "recipient": recipient,
-                    "unowned": unowned,
-                    "items": items,
-                    "leases": leases.into_iter().map(|(lease_id, renew_ttl)| json!({"lease_id": lease_id, "renew_ttl": renew_ttl})).collect::<Vec<_>>(),
-                    "protect_tag": ctx.protect_tag,
-                    "reasons": why,
-                    "overrunning": if unowned { Vec::new() } else { lines.get(&recipient).cloned().unwrap_or_default() },
-                }),
-                notices: notices.iter().map(|n| n.id).collect(),
-                recipient,
+            let key = format!(
+                "{}:{}{recipient}:{first}",
+                ctx.message_kind,
+                if unowned { "unowned:" } else { "" }
+            );
+            let payload = json!({
+                "recipient": recipient,
+                "unowned": unowned,
+                "items": items,
+                "leases": leases.into_iter().map(|(lease_id, renew_ttl)| json!({"lease_id": lease_id, "renew_ttl": renew_ttl})).collect::<Vec<_>>(),
+                "protect_tag": ctx.protect_tag,
+                "reasons": why,
+                "overrunning": if unowned { Vec::new() } else { lines.get(&(channel, recipient.clone())).cloned().unwrap_or_default() },
+            });
+            let notices = notices.iter().map(|n| n.id).collect();
+            match channel {
+                Channel::Mail => Rollup {
+                    kind: ctx.message_kind,
+                    dedupe_key: key,
+                    payload,
+                    notices,
+                    recipient,
+                },
+                Channel::Slack => Rollup {
+                    kind: MailKind::Slack,
+                    dedupe_key: format!("{}:{key}", MailKind::Slack),
+                    payload: slack_payload(ctx.message_kind, payload),
+                    notices,
+                    recipient,
+                },
             }
         })
         .collect();
     (rollups, nobody, told)
+}
+
+/// A `slack` outbox row's payload: the message's kind and its mail payload (rendered as Block
+/// Kit when it is sent, as mail is rendered when sent).
+fn slack_payload(kind: MailKind, payload: Value) -> Value {
+    json!({"message": kind.as_str(), "payload": payload})
 }
 
 /// `25m`, `1h40m`, `2d3h`: a running time for a digest line.
@@ -964,6 +1147,8 @@ members = ["hubot"]
     fn notices_roll_up_by_routed_recipient() {
         let ctx = |oncall: &[&str]| RollupContext {
             message_kind: MailKind::OwnerDigest,
+            mail: true,
+            slack: None,
             oncall: oncall.iter().map(|s| (*s).to_owned()).collect(),
             protect_tag: "ephemera:protect".into(),
             policy: policy(),
@@ -1031,6 +1216,8 @@ members = ["hubot"]
         };
         let ctx = RollupContext {
             message_kind: MailKind::OwnerDigest,
+            mail: true,
+            slack: None,
             oncall: vec!["oncall@example.com".into()],
             protect_tag: "ephemera:protect".into(),
             policy: policy(),
@@ -1130,5 +1317,95 @@ members = ["hubot"]
         // Nothing in its projects: no message.
         let others = &results[2..];
         assert!(team_summary(team, &report, others, &Strays::default()).is_none());
+    }
+
+    /// With `[slack]`, a notice also goes to the target its routed address maps to (one
+    /// message per target, however many addresses map to it), unowned ones to Slack's
+    /// on-call; without `[smtp]`, Slack alone, and a notice no channel reaches is set apart.
+    #[test]
+    fn notices_roll_up_for_slack_by_mapped_address() {
+        let slack = SlackConfig {
+            url: crate::config::SecretSource::Env("X".into()),
+            oncall: SlackTarget::parse("#ops"),
+            owners: [
+                ("a@example.com", "@U024BE7LH"),
+                ("octo@example.com", "#web"),
+                ("web@example.com", "#web"),
+            ]
+            .into_iter()
+            .map(|(a, t)| (a.to_owned(), SlackTarget::parse(t).expect("target")))
+            .collect(),
+            timeout: crate::model::HumanDuration::from_secs(1),
+            retry_backoff: crate::model::HumanDuration::from_secs(1),
+            give_up_after: crate::model::HumanDuration::from_secs(60),
+        };
+        let ctx = |mail: bool| RollupContext {
+            message_kind: MailKind::ReapedNotice,
+            mail,
+            oncall: vec!["oncall@example.com".into()],
+            slack: Some(slack.clone()),
+            protect_tag: "ephemera:protect".into(),
+            policy: policy(),
+            overrunning: Vec::new(),
+        };
+        let notices = vec![
+            notice(1, Some("A@Example.com"), Some("web")),
+            notice(2, Some("octocat"), Some("data")),
+            notice(3, Some("web-platform"), None),
+            notice(4, Some("b@example.com"), Some("web")),
+            notice(5, Some("stranger"), None),
+        ];
+        let got = |rollups: &[Rollup]| -> Vec<(MailKind, String, bool, Vec<i64>)> {
+            rollups
+                .iter()
+                .map(|r| {
+                    let p = if r.kind == MailKind::Slack {
+                        assert_eq!(r.payload["message"], "reaped-notice");
+                        assert!(r.dedupe_key.starts_with("slack:reaped-notice:"));
+                        &r.payload["payload"]
+                    } else {
+                        &r.payload
+                    };
+                    (
+                        r.kind,
+                        r.recipient.clone(),
+                        p["unowned"] == true,
+                        r.notices.clone(),
+                    )
+                })
+                .collect()
+        };
+        let (rollups, nobody, _) = roll_up_notices(&ctx(false), notices.clone());
+        assert_eq!(
+            got(&rollups),
+            vec![
+                (MailKind::Slack, "#web".into(), false, vec![2, 3]),
+                (MailKind::Slack, "@U024BE7LH".into(), false, vec![1]),
+                (MailKind::Slack, "#ops".into(), true, vec![5]),
+            ]
+        );
+        assert_eq!(
+            nobody,
+            vec![4],
+            "b@ has no Slack mapping and there is no mail"
+        );
+        let (rollups, nobody, _) = roll_up_notices(&ctx(true), notices);
+        let mail: Vec<_> = got(&rollups)
+            .into_iter()
+            .filter(|r| r.0 == MailKind::ReapedNotice)
+            .map(|r| (r.1, r.3))
+            .collect();
+        assert_eq!(
+            mail,
+            vec![
+                ("A@Example.com".into(), vec![1]),
+                ("b@example.com".into(), vec![4]),
+                ("octo@example.com".into(), vec![2]),
+                ("web@example.com".into(), vec![3]),
+                ("oncall@example.com".into(), vec![5]),
+            ]
+        );
+        assert_eq!(rollups.len(), 8, "five mails and three Slack messages");
+        assert!(nobody.is_empty());
     }
 }

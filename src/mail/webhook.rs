@@ -1,5 +1,6 @@
 //! The webhook deliverer: due `webhook` rows of the outbox POSTed to their endpoints (the
-//! events themselves and their signing: [`crate::webhook`]).
+//! events themselves and their signing: [`crate::webhook`]), and due `slack` rows POSTed as
+//! Block Kit to `[slack]`'s incoming webhook ([`super::slack`] renders them).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,6 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::clock::Clock;
+use crate::config::{SlackConfig, SlackTarget};
 use crate::metrics::Metrics;
 use crate::model::{Event, EventKind, MailKind};
 use crate::store::{OutboxRow, Store, StoreError};
@@ -47,9 +49,53 @@ pub struct Deliverer {
     inner: Arc<Inner>,
 }
 
+/// `[slack]` with its incoming webhook's URL, read at start.
+pub struct Slack {
+    config: SlackConfig,
+    url: String,
+}
+
+impl std::fmt::Debug for Slack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slack")
+            .field("config", &self.config)
+            .field("url", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Slack {
+    /// Reads the URL now (it is a credential: never logged).
+    pub fn new(config: &SlackConfig) -> Result<Slack, WebhookError> {
+        let url = config
+            .url
+            .read()
+            .map_err(|(from, why)| WebhookError::Secret {
+                name: SLACK.into(),
+                from,
+                why,
+            })?;
+        Ok(Slack {
+            config: config.clone(),
+            url,
+        })
+    }
+
+    fn post(&self, client: &reqwest::Client, body: &serde_json::Value) -> reqwest::RequestBuilder {
+        client
+            .post(&self.url)
+            .timeout(Duration::from_secs(self.config.timeout.as_secs()))
+            .json(body)
+    }
+}
+
+/// What metrics and logs call Slack's deliveries (a `[[webhooks]]` endpoint cannot take it).
+pub const SLACK: &str = "slack";
+
 #[derive(Debug)]
 struct Inner {
     webhooks: Webhooks,
+    slack: Option<Slack>,
     store: Store,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
@@ -88,6 +134,29 @@ fn signed_post(
         .body(body)
 }
 
+/// `ephemera webhook test --endpoint slack`: a test message to `[slack]`'s on-call target
+/// (else its channel), straight; Slack's answer, or why there was none.
+pub async fn send_slack_test(config: &SlackConfig) -> anyhow::Result<reqwest::StatusCode> {
+    let slack = Slack::new(config)?;
+    let target = config
+        .oncall
+        .clone()
+        .unwrap_or_else(|| SlackTarget::Channel("general".into()));
+    let mut body = super::slack::message(MailKind::OncallSummary, &serde_json::json!({}), &target);
+    body["text"] = "ephemera: a test message from `ephemera webhook test`".into();
+    body["blocks"] = serde_json::json!([{"type": "section", "text": {"type": "mrkdwn",
+        "text": "A test message from `ephemera webhook test --endpoint slack`: the on-call summary and owner notices will arrive like this."}}]);
+    if config.oncall.is_none() {
+        body.as_object_mut().map(|o| o.remove("channel"));
+    }
+    let resp = slack
+        .post(&client()?, &body)
+        .send()
+        .await
+        .context("cannot reach the [slack] incoming webhook")?;
+    Ok(resp.status())
+}
+
 /// `ephemera webhook test`: one signed `dev.ephemera.test` event POSTed to endpoint `name`
 /// now, straight (not through the outbox); the endpoint's answer, or why there was none.
 pub async fn send_test(webhooks: &Webhooks, name: &str) -> anyhow::Result<reqwest::StatusCode> {
@@ -112,6 +181,15 @@ pub async fn send_test(webhooks: &Webhooks, name: &str) -> anyhow::Result<reqwes
     Ok(resp.status())
 }
 
+/// One delivery attempt, ready to send.
+struct Attempt {
+    request: reqwest::RequestBuilder,
+    /// The event id, or the Slack message and its target, for the logs.
+    what: String,
+    retry_backoff: crate::model::HumanDuration,
+    give_up_after: crate::model::HumanDuration,
+}
+
 /// How one attempt ended.
 enum Outcome {
     Delivered,
@@ -122,27 +200,35 @@ enum Outcome {
 }
 
 impl Deliverer {
-    /// The deliverer of `webhooks`; `None` when there are none.
+    /// The deliverer of `webhooks` and `slack`; `None` when there are neither.
     pub fn new(
         webhooks: Webhooks,
+        slack: Option<&SlackConfig>,
         store: Store,
         metrics: Arc<Metrics>,
         clock: Arc<dyn Clock>,
     ) -> Result<Option<Deliverer>, WebhookError> {
-        if webhooks.is_empty() {
+        if webhooks.is_empty() && slack.is_none() {
             return Ok(None);
         }
-        for e in webhooks.endpoints() {
+        let slack = slack.map(Slack::new).transpose()?;
+        let names = webhooks
+            .endpoints()
+            .iter()
+            .map(|e| e.config.name.as_str())
+            .chain(slack.as_ref().map(|_| SLACK));
+        for name in names {
             for outcome in ["delivered", "failed", "dead"] {
                 metrics
                     .webhook_deliveries
-                    .with_label_values(&[e.config.name.as_str(), outcome]);
+                    .with_label_values(&[name, outcome]);
             }
         }
         let client = client()?;
         Ok(Some(Deliverer {
             inner: Arc::new(Inner {
                 webhooks,
+                slack,
                 store,
                 metrics,
                 clock,
@@ -165,7 +251,9 @@ impl Deliverer {
             .webhooks
             .endpoints()
             .iter()
-            .map(|e| Duration::from_secs(e.config.retry_backoff.as_secs()))
+            .map(|e| e.config.retry_backoff)
+            .chain(self.inner.slack.as_ref().map(|s| s.config.retry_backoff))
+            .map(|d| Duration::from_secs(d.as_secs()))
             .min()
             .unwrap_or(MAX_TICK)
             .clamp(Duration::from_secs(1), MAX_TICK);
@@ -207,7 +295,7 @@ impl Deliverer {
         let due = inner
             .store
             .due_messages(
-                &[MailKind::Webhook],
+                &[MailKind::Webhook, MailKind::Slack],
                 (!ignore_backoff).then_some(now),
                 ROUND_LIMIT,
             )
@@ -216,7 +304,11 @@ impl Deliverer {
         // An endpoint that is down is not tried again this round: its other events wait.
         let mut down: std::collections::HashSet<String> = std::collections::HashSet::new();
         for row in due {
-            let name = row.recipient.clone().unwrap_or_default();
+            let name = if row.kind == MailKind::Slack {
+                SLACK.to_owned()
+            } else {
+                row.recipient.clone().unwrap_or_default()
+            };
             if down.contains(&name) || !self.claim(leadership, &row).await? {
                 continue;
             }
@@ -336,11 +428,15 @@ impl Deliverer {
         let Some(fence) = leadership.fence() else {
             return Ok(true);
         };
-        let timeout = row
-            .recipient
-            .as_deref()
-            .and_then(|n| self.inner.webhooks.endpoint(n))
-            .map_or(TimeDelta::seconds(10), |e| e.config.timeout.to_chrono());
+        let timeout = if row.kind == MailKind::Slack {
+            self.inner.slack.as_ref().map(|s| s.config.timeout)
+        } else {
+            row.recipient
+                .as_deref()
+                .and_then(|n| self.inner.webhooks.endpoint(n))
+                .map(|e| e.config.timeout)
+        }
+        .map_or(TimeDelta::seconds(10), |t| t.to_chrono());
         let wall = crate::clock::Clock::now(&crate::clock::SystemClock);
         self.inner
             .store
@@ -354,6 +450,38 @@ impl Deliverer {
             .await
     }
 
+    /// The request that delivers `row` (to endpoint `name`), or why there can be none.
+    fn attempt(&self, row: &OutboxRow, name: &str) -> Result<Attempt, String> {
+        let inner = &self.inner;
+        if row.kind == MailKind::Slack {
+            let slack = inner.slack.as_ref().ok_or("no [slack] in the config")?;
+            let to = row.recipient.as_deref().unwrap_or_default();
+            let target = SlackTarget::parse(to).ok_or(format!("`{to}` is not a Slack target"))?;
+            let kind: MailKind = row.payload["message"]
+                .as_str()
+                .and_then(|k| k.parse().ok())
+                .filter(|k| MailKind::MESSAGES.contains(k))
+                .ok_or("not a Slack message: no known `message` kind")?;
+            let body = super::slack::message(kind, &row.payload["payload"], &target);
+            return Ok(Attempt {
+                request: slack.post(&inner.client, &body),
+                what: format!("{kind} to {to}"),
+                retry_backoff: slack.config.retry_backoff,
+                give_up_after: slack.config.give_up_after,
+            });
+        }
+        let endpoint = inner
+            .webhooks
+            .endpoint(name)
+            .ok_or_else(|| format!("no webhook `{name}` in the config"))?;
+        Ok(Attempt {
+            request: signed_post(&inner.client, endpoint, &row.payload),
+            what: row.payload["id"].as_str().unwrap_or_default().to_owned(),
+            retry_backoff: endpoint.config.retry_backoff,
+            give_up_after: endpoint.config.give_up_after,
+        })
+    }
+
     /// One attempt: `Some(true)` delivered, `Some(false)` failed (retried later), `None` a
     /// dead letter now.
     async fn deliver(
@@ -363,23 +491,24 @@ impl Deliverer {
         now: DateTime<Utc>,
     ) -> Result<Option<bool>, StoreError> {
         let inner = &self.inner;
-        let event_id = row.payload["id"].as_str().unwrap_or_default().to_owned();
-        let Some(endpoint) = inner.webhooks.endpoint(name) else {
-            // Removed from the config: nobody to deliver to, ever.
-            inner
-                .store
-                .mark_failed(
-                    row.id,
-                    now,
-                    format!("no webhook `{name}` in the config"),
-                    true,
-                    Some(now),
-                )
-                .await?;
-            return Ok(None);
+        let attempt = match self.attempt(&row, name) {
+            Ok(a) => a,
+            Err(why) => {
+                // Nobody to deliver to, ever (removed from the config, or unreadable).
+                inner
+                    .store
+                    .mark_failed(row.id, now, why, true, Some(now))
+                    .await?;
+                inner
+                    .metrics
+                    .webhook_deliveries
+                    .with_label_values(&[name, "dead"])
+                    .inc();
+                return Ok(None);
+            }
         };
-        let request = signed_post(&inner.client, endpoint, &row.payload);
-        let outcome = match request.send().await {
+        let event_id = attempt.what;
+        let outcome = match attempt.request.send().await {
             Ok(resp) => {
                 let status = resp.status();
                 if status.is_success() {
@@ -414,14 +543,10 @@ impl Deliverer {
             Outcome::Down(e) => (e, false),
             Outcome::Refused(e) => (e, true),
         };
-        let too_old = now - row.created_at > endpoint.config.give_up_after.to_chrono();
+        let too_old = now - row.created_at > attempt.give_up_after.to_chrono();
         let dead = too_old || (refused && row.refusals + 1 >= MAX_REFUSALS);
         let retry_at = now
-            + crate::model::backoff(
-                endpoint.config.retry_backoff.to_chrono(),
-                row.attempts,
-                MAX_BACKOFF,
-            );
+            + crate::model::backoff(attempt.retry_backoff.to_chrono(), row.attempts, MAX_BACKOFF);
         inner
             .store
             .mark_failed(
@@ -495,9 +620,15 @@ mod tests {
                 .await
                 .expect("inserts");
         }
-        let d = Deliverer::new(webhooks, store.clone(), Arc::new(Metrics::new()), clock)
-            .expect("deliverer")
-            .expect("endpoints");
+        let d = Deliverer::new(
+            webhooks,
+            None,
+            store.clone(),
+            Arc::new(Metrics::new()),
+            clock,
+        )
+        .expect("deliverer")
+        .expect("endpoints");
         d.tell_lease_ends(now).await.expect("told");
         let queued = |rows: Vec<OutboxRow>| {
             rows.into_iter()

@@ -34,6 +34,9 @@ pub enum MailKind {
     /// A webhook delivery: one event to one `[[webhooks]]` endpoint (the recipient), sent by
     /// the webhook deliverer, never by the mailer.
     Webhook,
+    /// A Slack message: one message (its kind and payload) to one Slack target (the
+    /// recipient), sent through `[slack]` by the webhook deliverer.
+    Slack,
 }
 
 impl MailKind {
@@ -51,7 +54,7 @@ impl MailKind {
     }
 
     pub fn is_notice(self) -> bool {
-        !MailKind::MESSAGES.contains(&self) && self != MailKind::Webhook
+        !MailKind::MESSAGES.contains(&self) && !matches!(self, MailKind::Webhook | MailKind::Slack)
     }
 }
 
@@ -74,7 +77,8 @@ mod tests {
                 "reaped-notice",
                 "oncall-summary",
                 "team-summary",
-                "webhook"
+                "webhook",
+                "slack"
             ]
         );
         for k in MailKind::VARIANTS {
@@ -83,6 +87,8 @@ mod tests {
         }
         assert!(MailKind::Reaped.is_notice() && MailKind::DeletionPlanned.is_notice());
         assert!(!MailKind::OncallSummary.is_notice() && !MailKind::TeamSummary.is_notice());
-        assert!(!MailKind::Webhook.is_notice() && !MailKind::MESSAGES.contains(&MailKind::Webhook));
+        for k in [MailKind::Webhook, MailKind::Slack] {
+            assert!(!k.is_notice() && !MailKind::MESSAGES.contains(&k), "{k}");
+        }
     }
 }

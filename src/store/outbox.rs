@@ -89,6 +89,8 @@ pub struct Notice {
 /// One message made from notices.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rollup {
+    /// A mail message kind, or `slack`.
+    pub kind: MailKind,
     pub recipient: String,
     pub dedupe_key: String,
     pub payload: serde_json::Value,
@@ -98,18 +100,17 @@ pub struct Rollup {
 
 impl Store {
     /// Rolls up every pending notice of `notice_kind` in one transaction: `build` (pure) turns
-    /// them into messages of `message_kind` and names the notices nobody can be told about;
+    /// them into messages (each of its own kind) and names the notices nobody can be told about;
     /// the messages are queued, and each notice is settled (`sent_at = at`) with the message
     /// that carries it, or closed with `last_error`. Returns the ids of the queued messages.
     pub async fn roll_up(
         &self,
         notice_kind: MailKind,
-        message_kind: MailKind,
         at: DateTime<Utc>,
         build: impl FnOnce(Vec<Notice>) -> (Vec<Rollup>, Vec<i64>) + Send + 'static,
     ) -> Result<Vec<i64>, StoreError> {
         if let Some(pg) = self.pg() {
-            return pg.roll_up(notice_kind, message_kind, at, build).await;
+            return pg.roll_up(notice_kind, at, build).await;
         }
         self.writer()?
             .write(move |c| {
@@ -120,7 +121,7 @@ impl Store {
                 let (messages, nobody) = build(notices);
                 let mut ids = Vec::with_capacity(messages.len());
                 for m in messages {
-                    let id = queue(c, message_kind.as_str(), Some(&m.recipient), &m.dedupe_key, &m.payload, at)?;
+                    let id = queue(c, m.kind.as_str(), Some(&m.recipient), &m.dedupe_key, &m.payload, at)?;
                     for n in &m.notices {
                         c.prepare_cached(
                             "UPDATE outbox SET sent_at = ?2, rolled_into = ?3
@@ -782,39 +783,35 @@ mod tests {
         );
 
         let ids = store
-            .roll_up(
-                MailKind::DeletionPlanned,
-                MailKind::OwnerDigest,
-                at,
-                move |notices| {
-                    assert_eq!(notices.len(), 3);
-                    for n in &notices {
-                        assert_eq!(n.lease_task.as_deref(), Some("nightly"));
-                        assert_eq!(n.spend_usd.as_deref(), Some("1.750000"), "{n:?}");
-                        assert_eq!(n.lease_expires_at, Some(at + TimeDelta::hours(2)));
-                        assert_eq!(
-                            (n.resource_type.as_deref(), n.region.as_deref()),
-                            (Some("ec2:volume"), Some("us-east-1"))
-                        );
-                        assert_eq!(n.account.as_deref(), Some("123456789012"));
-                        assert_eq!(n.creator.as_deref(), Some("alice"));
-                    }
-                    let (to, nobody): (Vec<_>, Vec<_>) =
-                        notices.into_iter().partition(|n| n.recipient.is_some());
-                    let rollup = Rollup {
-                        recipient: "a@example.com".into(),
-                        dedupe_key: "digest:a".into(),
-                        payload: serde_json::json!({"count": to.len()}),
-                        notices: to.iter().map(|n| n.id).collect(),
-                    };
-                    (vec![rollup], nobody.iter().map(|n| n.id).collect())
-                },
-            )
+            .roll_up(MailKind::DeletionPlanned, at, move |notices| {
+                assert_eq!(notices.len(), 3);
+                for n in &notices {
+                    assert_eq!(n.lease_task.as_deref(), Some("nightly"));
+                    assert_eq!(n.spend_usd.as_deref(), Some("1.750000"), "{n:?}");
+                    assert_eq!(n.lease_expires_at, Some(at + TimeDelta::hours(2)));
+                    assert_eq!(
+                        (n.resource_type.as_deref(), n.region.as_deref()),
+                        (Some("ec2:volume"), Some("us-east-1"))
+                    );
+                    assert_eq!(n.account.as_deref(), Some("123456789012"));
+                    assert_eq!(n.creator.as_deref(), Some("alice"));
+                }
+                let (to, nobody): (Vec<_>, Vec<_>) =
+                    notices.into_iter().partition(|n| n.recipient.is_some());
+                let rollup = Rollup {
+                    kind: MailKind::OwnerDigest,
+                    recipient: "a@example.com".into(),
+                    dedupe_key: "digest:a".into(),
+                    payload: serde_json::json!({"count": to.len()}),
+                    notices: to.iter().map(|n| n.id).collect(),
+                };
+                (vec![rollup], nobody.iter().map(|n| n.id).collect())
+            })
             .await
             .expect("rolls up");
         assert_eq!(ids.len(), 1);
         let again = store
-            .roll_up(MailKind::DeletionPlanned, MailKind::OwnerDigest, at, |_| {
+            .roll_up(MailKind::DeletionPlanned, at, |_| {
                 panic!("nothing is pending")
             })
             .await
@@ -856,8 +853,9 @@ mod tests {
             let roll = |store: Store, replica: &'static str| {
                 tokio::spawn(async move {
                     store
-                        .roll_up(MailKind::Reaped, MailKind::ReapedNotice, t0(), move |n| {
+                        .roll_up(MailKind::Reaped, t0(), move |n| {
                             let rollup = Rollup {
+                                kind: MailKind::ReapedNotice,
                                 recipient: "a@example.com".into(),
                                 dedupe_key: format!("reaped-notice:{replica}"),
                                 payload: serde_json::json!({}),

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use hmac::{KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::config::{SecretSource, WebhookConfig};
+use crate::config::WebhookConfig;
 use crate::model::{Event, MailKind};
 use crate::store::{Store, StoreError};
 
@@ -84,23 +84,15 @@ impl Webhooks {
     pub fn new(configs: &[WebhookConfig]) -> Result<Webhooks, WebhookError> {
         let mut endpoints = Vec::with_capacity(configs.len());
         for c in configs {
-            let (from, read) = match &c.secret {
-                SecretSource::Env(var) => (
-                    format!("environment variable `{var}`"),
-                    std::env::var(var).map_err(|e| e.to_string()),
-                ),
-                SecretSource::File(path) => (
-                    path.display().to_string(),
-                    std::fs::read_to_string(path).map_err(|e| e.to_string()),
-                ),
-            };
-            let secret =
-                read.map(|s| s.trim().as_bytes().to_vec())
-                    .map_err(|why| WebhookError::Secret {
-                        name: c.name.clone(),
-                        from,
-                        why,
-                    })?;
+            let secret = c
+                .secret
+                .read()
+                .map(String::into_bytes)
+                .map_err(|(from, why)| WebhookError::Secret {
+                    name: c.name.clone(),
+                    from,
+                    why,
+                })?;
             endpoints.push(Endpoint {
                 config: c.clone(),
                 secret,
@@ -174,6 +166,7 @@ impl Webhooks {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::SecretSource;
     use crate::model::EventKind;
 
     fn endpoint(events: &[&str]) -> WebhookConfig {

@@ -146,7 +146,6 @@ impl Pg {
     pub(in crate::store) async fn roll_up(
         &self,
         notice_kind: MailKind,
-        message_kind: MailKind,
         at: DateTime<Utc>,
         build: impl FnOnce(Vec<Notice>) -> (Vec<Rollup>, Vec<i64>),
     ) -> Result<Vec<i64>, StoreError> {
@@ -168,7 +167,7 @@ impl Pg {
         for m in messages {
             let id = queue(
                 &mut tx,
-                message_kind.as_str(),
+                m.kind.as_str(),
                 Some(&m.recipient),
                 &m.dedupe_key,
                 &m.payload,
