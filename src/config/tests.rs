@@ -1119,3 +1119,109 @@ fn webhooks_are_checked_and_default() {
         .to_string();
     assert!(err.contains("every webhook is signed"), "{err}");
 }
+
+/// `[slack]`: the URL from the environment (never the file), owners keyed ignoring case, and
+/// each bad value named by file, line and field, without echoing the URL.
+#[test]
+fn slack_is_checked_and_defaults() {
+    let slack = "\n[slack]\nurl_env = \"SLACK_URL\"\noncall = \"#ops\"\n\
+                 [slack.owners]\n\"Alice@Example.com\" = \"@U024BE7LH\"\n\"bob@example.com\" = \"#data\"\n";
+    let secret_url = "https://hooks.slack.com/services/T0/B0/secret-part";
+    let env = |n: &str| match n {
+        "SLACK_URL" => Some(secret_url.to_owned()),
+        "PLAIN_URL" => Some("http://hooks.slack.com/services/T0/B0/secret-part".to_owned()),
+        _ => None,
+    };
+    let text = format!("{EXAMPLE}{slack}");
+    let c = Config::parse(Path::new("/etc/ephemera/e.toml"), &text, &env).expect("valid");
+    let s = c.slack.expect("slack");
+    assert_eq!(s.url, SecretSource::Env("SLACK_URL".into()));
+    assert_eq!(s.oncall, crate::config::SlackTarget::parse("#ops"));
+    assert_eq!(
+        s.target_of("ALICE@example.COM").map(ToString::to_string),
+        Some("@U024BE7LH".into())
+    );
+    assert_eq!(s.target_of("carol@example.com"), None);
+    assert_eq!((s.timeout.as_secs(), s.retry_backoff.as_secs()), (10, 30));
+    for (find, replace, want) in [
+        (
+            "url_env = \"SLACK_URL\"",
+            "url_env = \"PLAIN_URL\"",
+            "field `slack.url_env`: environment variable `PLAIN_URL` must hold an incoming webhook URL: https://",
+        ),
+        (
+            "oncall = \"#ops\"",
+            "oncall = \"ops\"",
+            "field `slack.oncall`: `ops` must be a channel (`#name`) or a person",
+        ),
+        (
+            "\"bob@example.com\" = \"#data\"",
+            "\"bob@example.com\" = \"data\"",
+            "field `slack.owners`: `data` must be a channel",
+        ),
+        (
+            "\"bob@example.com\" = \"#data\"",
+            "\"bob\" = \"#data\"",
+            "field `slack.owners`: `bob` is not an e-mail address",
+        ),
+        (
+            "\"bob@example.com\" = \"#data\"",
+            "\"alice@example.com\" = \"#data\"",
+            "`alice@example.com` is listed twice",
+        ),
+        (
+            "oncall = \"#ops\"",
+            "oncall = \"#ops\"\nretry_backoff = \"2h\"",
+            "field `slack.retry_backoff`: must be",
+        ),
+    ] {
+        let bad = text.replacen(find, replace, 1);
+        assert_ne!(bad, text, "{find}");
+        let err = Config::parse(Path::new("/etc/ephemera/e.toml"), &bad, &env)
+            .expect_err(replace)
+            .to_string();
+        let marker = replace
+            .lines()
+            .last()
+            .expect("a line")
+            .split(" = ")
+            .next()
+            .expect("key");
+        let line = bad
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| l.starts_with(marker))
+            .map(|(i, _)| i + 1)
+            .last()
+            .expect("marker line");
+        assert!(
+            err.starts_with(&format!("/etc/ephemera/e.toml:{line}:")),
+            "{err} (line {line})"
+        );
+        assert!(err.contains(want), "{err} lacks {want}");
+        assert!(
+            !err.contains("secret-part"),
+            "the URL is never echoed: {err}"
+        );
+    }
+    let no_url = text.replacen("url_env = \"SLACK_URL\"\n", "", 1);
+    let err = Config::parse(Path::new("/etc/ephemera/e.toml"), &no_url, &env)
+        .expect_err("no url")
+        .to_string();
+    assert!(
+        err.contains("field `slack.url_env`: the incoming webhook's URL is a credential: set url_env or url_file"),
+        "{err}"
+    );
+    // A webhook cannot take the name Slack's deliveries are counted under.
+    let hook =
+        "\n[[webhooks]]\nname = \"slack\"\nurl = \"https://h.example.com/e\"\nsecret_env = \"S\"\n";
+    let env2 = |n: &str| (n == "S").then(|| "0123456789abcdef".to_owned());
+    let err = Config::parse(
+        Path::new("/etc/ephemera/e.toml"),
+        &format!("{EXAMPLE}{hook}"),
+        &env2,
+    )
+    .expect_err("reserved")
+    .to_string();
+    assert!(err.contains("`slack` is reserved"), "{err}");
+}

@@ -150,12 +150,18 @@ impl Mailer {
         leadership: crate::leader::Leadership,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
-        let tick = self
-            .inner
-            .smtp
-            .as_ref()
-            .map_or(MAX_TICK, |s| Duration::from_secs(s.retry_backoff.as_secs()))
-            .clamp(Duration::from_secs(1), MAX_TICK);
+        // Slack's back-off too: its messages are rolled up here before its deliverer sends them.
+        let inner = &self.inner;
+        let tick = [
+            inner.smtp.as_ref().map(|s| s.retry_backoff),
+            inner.slack.as_ref().map(|s| s.retry_backoff),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|d| Duration::from_secs(d.as_secs()))
+        .min()
+        .unwrap_or(MAX_TICK)
+        .clamp(Duration::from_secs(1), MAX_TICK);
         let mut ignore_backoff = true;
         let mut elections = leadership.changes();
         loop {
@@ -783,7 +789,8 @@ enum Channel {
 
 /// One message per (channel, recipient) from pending notices; notices without a usable owner
 /// go to every on-call address and to Slack's on-call target (flagged `unowned`), or nowhere
-/// when there is none (returned apart, as are notices whose owner is reached by no channel).
+/// when there is none (returned apart). Without mail, a notice whose owner has no Slack target
+/// goes to Slack's on-call target too, with that reason (else nowhere).
 /// A digest also carries a line for each overrunning lease whose owner routes to its
 /// recipient; the ids of the leases so told come back third.
 fn roll_up_notices(
@@ -813,6 +820,7 @@ fn roll_up_notices(
                     owner.unwrap_or_default(),
                 );
                 let unowned = route.via.unowned();
+                let addresses = route.to.clone();
                 for to in route.to {
                     let slack = slack_of(&to);
                     let mail = ctx.mail.then_some((Channel::Mail, to));
@@ -822,6 +830,20 @@ fn roll_up_notices(
                         e.1.insert(why.clone());
                         reached = true;
                     }
+                }
+                // Slack alone, and the owner is not in its table: on-call hears of it rather
+                // than nobody.
+                let oncall = ctx.slack.as_ref().and_then(|s| s.oncall.as_ref());
+                if let (false, false, Some(t)) = (reached, ctx.mail, oncall) {
+                    let e = groups
+                        .entry((Channel::Slack, unowned, t.to_string()))
+                        .or_default();
+                    e.0.push(n.clone());
+                    e.1.insert(format!(
+                        "on-call: {} has no Slack target in [slack.owners] ({why})",
+                        addresses.join(", ")
+                    ));
+                    reached = true;
                 }
             }
             None => {
@@ -1379,16 +1401,26 @@ members = ["hubot"]
         assert_eq!(
             got(&rollups),
             vec![
+                // b@ has no Slack target and there is no mail: on-call hears of it.
+                (MailKind::Slack, "#ops".into(), false, vec![4]),
                 (MailKind::Slack, "#web".into(), false, vec![2, 3]),
                 (MailKind::Slack, "@U024BE7LH".into(), false, vec![1]),
                 (MailKind::Slack, "#ops".into(), true, vec![5]),
             ]
         );
         assert_eq!(
-            nobody,
-            vec![4],
-            "b@ has no Slack mapping and there is no mail"
+            rollups[0].payload["payload"]["reasons"],
+            json!([
+                "on-call: b@example.com has no Slack target in [slack.owners] (owner b@example.com)"
+            ])
         );
+        assert!(nobody.is_empty());
+        // Without a Slack on-call target, nobody hears of it (set apart, closed).
+        let mut alone = ctx(false);
+        alone.slack.as_mut().expect("slack").oncall = None;
+        let (rollups, nobody, _) = roll_up_notices(&alone, notices.clone());
+        assert_eq!(nobody, vec![4, 5]);
+        assert_eq!(rollups.len(), 2);
         let (rollups, nobody, _) = roll_up_notices(&ctx(true), notices);
         let mail: Vec<_> = got(&rollups)
             .into_iter()

@@ -345,7 +345,7 @@ fn pass_summary(p: &Value) -> (String, Vec<Value>) {
         count(reap, "failed")
     );
     let mut blocks = vec![
-        header(&format!("Audit pass ended {outcome}")),
+        header(&format!("Audit pass: {outcome}")),
         section(&format!(
             "Pass `{}` ended *{}* {}.",
             esc(run),

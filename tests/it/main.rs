@@ -28,6 +28,7 @@ mod retention;
 mod rules;
 mod safety;
 mod scan;
+mod slack;
 mod support;
 mod tls;
 mod vpc;

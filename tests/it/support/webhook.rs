@@ -18,6 +18,8 @@ use crate::support::seed::python;
 
 pub struct Receiver {
     pub port: u16,
+    /// Plays a Slack incoming webhook (Block Kit checked, no signature).
+    slack: bool,
     dir: TempDir,
     status: Option<u16>,
     child: Option<Child>,
@@ -31,12 +33,27 @@ impl Receiver {
         r
     }
 
+    /// A Slack incoming webhook, running: it checks each body against Block Kit's limits.
+    pub fn start_slack() -> Receiver {
+        let mut r = Receiver::stopped_slack();
+        r.restart();
+        r
+    }
+
+    /// A Slack incoming webhook not yet running.
+    pub fn stopped_slack() -> Receiver {
+        let mut r = Receiver::stopped("unused");
+        r.slack = true;
+        r
+    }
+
     /// A receiver not yet running (its port and secret fixed).
     pub fn stopped(secret: &str) -> Receiver {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("secret"), secret).expect("write secret");
         Receiver {
             port: free_port(),
+            slack: false,
             dir,
             status: None,
             child: None,
@@ -63,9 +80,12 @@ impl Receiver {
             ))
             .args(["--port", &self.port.to_string()])
             .arg("--dir")
-            .arg(self.dir.path().join("received"))
-            .arg("--secret-file")
-            .arg(self.dir.path().join("secret"));
+            .arg(self.dir.path().join("received"));
+            if self.slack {
+                cmd.arg("--slack");
+            } else {
+                cmd.arg("--secret-file").arg(self.dir.path().join("secret"));
+            }
             if let Some(s) = self.status {
                 cmd.args(["--status", &s.to_string()]);
             }
