@@ -148,7 +148,7 @@ pub(super) fn resolve_slack(
         .transpose()?;
     let mut owners = BTreeMap::new();
     for (address, to) in &r.owners {
-        if !crate::policy::is_address(address.get_ref().trim()) {
+        if address.get_ref().trim().parse::<lettre::Address>().is_err() {
             return Err(src.error_for(
                 address.span(),
                 "slack.owners",
