@@ -300,11 +300,14 @@ impl Mailer {
                     .enqueue_each(MailKind::ExpiryWarning, &route.to, key, &payload, now)
                     .await?;
             }
+            // Without mail, the first Slack row takes the mail's key: the look-up above skips
+            // leases warned under it, so a warned lease is not read again every round.
+            let first = inner.smtp.is_none().then(|| base.clone());
             queued += self
                 .enqueue_slack(
                     MailKind::ExpiryWarning,
                     self.slack_targets(&route.to),
-                    &base,
+                    (&base, first),
                     &payload,
                     now,
                 )
@@ -368,7 +371,7 @@ impl Mailer {
                     .and_then(|s| s.oncall.clone())
                     .into_iter()
                     .collect(),
-                &oncall_key,
+                (&oncall_key, None),
                 &payload,
                 at,
             )
@@ -406,7 +409,7 @@ impl Mailer {
                 .enqueue_slack(
                     MailKind::TeamSummary,
                     self.slack_targets(&team.oncall),
-                    &key,
+                    (&key, None),
                     &payload,
                     at,
                 )
@@ -461,12 +464,13 @@ impl Mailer {
     }
 
     /// Queues one `slack` row per target: message `kind` with `payload`, keyed by `key` and
-    /// the target; returns how many were new (and wakes the deliverer for them).
+    /// the target (the first by `first` instead, when given); returns how many were new (and
+    /// wakes the deliverer for them).
     async fn enqueue_slack(
         &self,
         kind: MailKind,
         targets: BTreeSet<SlackTarget>,
-        key: &str,
+        (key, mut first): (&str, Option<String>),
         payload: &Value,
         at: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
@@ -479,7 +483,9 @@ impl Mailer {
                 .enqueue(
                     MailKind::Slack,
                     Some(t.clone()),
-                    format!("{}:{key}:{t}", MailKind::Slack),
+                    first
+                        .take()
+                        .unwrap_or_else(|| format!("{}:{key}:{t}", MailKind::Slack)),
                     slack_payload(kind, payload.clone()),
                     at,
                 )
