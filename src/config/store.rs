@@ -2,7 +2,11 @@
 //! environment or a file, never from the config itself).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -17,6 +21,9 @@ pub(super) struct RawStore {
     url: Option<String>,
     password_env: Option<String>,
     password_file: Option<PathBuf>,
+    /// PEM roots to trust for TLS to PostgreSQL besides the system's (a managed database's
+    /// CA bundle, a private CA).
+    ca_file: Option<PathBuf>,
     #[serde(default = "default_restore_clean_passes")]
     pub(super) restore_clean_passes: u32,
 }
@@ -57,6 +64,7 @@ pub(super) fn resolve_store(
             if let Some(key) = [
                 ("password_env", s.password_env.is_some()),
                 ("password_file", s.password_file.is_some()),
+                ("ca_file", s.ca_file.is_some()),
             ]
             .into_iter()
             .find_map(|(k, set)| set.then_some(k))
@@ -64,7 +72,7 @@ pub(super) fn resolve_store(
                 return Err(src.error_for(
                     at(key),
                     &format!("store.{key}"),
-                    "a password is for a PostgreSQL url; a SQLite path takes none",
+                    format!("{key} is for a PostgreSQL url; a SQLite path takes none"),
                 ));
             }
             return Ok(StoreLocation::Sqlite(resolve_state(path)));
@@ -117,8 +125,20 @@ pub(super) fn resolve_store(
         }
         (None, None) => None,
     };
-    let target = PgTarget::parse(url, password)
+    let mut target = PgTarget::parse(url, password)
         .map_err(|e| src.error_for(at("url"), "store.url", crate::error_chain(&e)))?;
+    if let Some(file) = &s.ca_file {
+        let path = resolve(file);
+        let bad = |m: String| src.error_for(at("ca_file"), "store.ca_file", m);
+        let certs = CertificateDer::pem_file_iter(&path)
+            .map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad(format!("{}: {e}", path.display())))?;
+        if certs.is_empty() {
+            return Err(bad(format!("{} holds no PEM certificate", path.display())));
+        }
+        target = target.with_ca(certs);
+    }
     Ok(StoreLocation::Postgres(Box::new(target)))
 }
 
@@ -143,6 +163,8 @@ impl std::fmt::Display for StoreLocation {
 #[derive(Clone)]
 pub struct PgTarget {
     config: tokio_postgres::Config,
+    /// `[store] ca_file`: roots trusted besides the system's for TLS to the server.
+    ca: Arc<Vec<CertificateDer<'static>>>,
 }
 
 impl std::fmt::Debug for PgTarget {
@@ -198,7 +220,10 @@ impl PgTarget {
             config.application_name("ephemera");
         }
         config.keepalives_idle(Duration::from_secs(30));
-        Ok(PgTarget { config })
+        Ok(PgTarget {
+            config,
+            ca: Arc::default(),
+        })
     }
 
     /// `user@host:port/db`, for logs and messages: never the password.
@@ -225,6 +250,20 @@ impl PgTarget {
     pub fn with_database(&self, db: &str) -> PgTarget {
         let mut config = self.config.clone();
         config.dbname(db);
-        PgTarget { config }
+        PgTarget {
+            config,
+            ca: self.ca.clone(),
+        }
+    }
+
+    /// Trusting `ca` besides the system's roots for TLS to the server.
+    pub fn with_ca(mut self, ca: Vec<CertificateDer<'static>>) -> PgTarget {
+        self.ca = Arc::new(ca);
+        self
+    }
+
+    /// The roots trusted besides the system's.
+    pub(crate) fn ca(&self) -> &[CertificateDer<'static>] {
+        &self.ca
     }
 }

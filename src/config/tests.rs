@@ -463,7 +463,7 @@ fn a_postgres_store_takes_its_password_from_outside_the_config() {
         (
             format!("{sqlite}password_env = \"PGPW\"\n"),
             "password_env",
-            "field `store.password_env`: a password is for a PostgreSQL url",
+            "field `store.password_env`: password_env is for a PostgreSQL url",
         ),
     ] {
         let text = with(&store);

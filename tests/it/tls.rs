@@ -415,3 +415,85 @@ async fn a_connection_without_a_client_hello_is_closed_after_the_header_read_tim
     .await;
     drop(daemon);
 }
+
+/// TLS to PostgreSQL on the real binary, against a server that refuses plain connections:
+/// with `sslmode=require` and `[store] ca_file` the daemon serves leases over sessions the
+/// server counts as TLS; without the CA it does not start, and says the certificate is not
+/// trusted; `sslmode=disable` is refused by the server.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_store_reaches_postgresql_over_verified_tls() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let certs = certificates(&tmp.path().join("pg"));
+    let server = crate::support::postgres::PrivateServer::start_tls(&certs.cert, &certs.key);
+    let config = |url: &str, ca: Option<&Path>| {
+        let work = crate::ha::replica_workdir(url);
+        let text = std::fs::read_to_string(work.config_path()).expect("config");
+        // Trust authentication: the private server takes no password.
+        let mut text = text.replacen(
+            &format!(
+                "password_env = \"{}\"\n",
+                crate::support::postgres::PASSWORD_ENV
+            ),
+            "",
+            1,
+        );
+        if let Some(ca) = ca {
+            text = text.replacen(
+                "[store]\n",
+                &format!("[store]\nca_file = \"{}\"\n", ca.display()),
+                1,
+            );
+        }
+        std::fs::write(work.config_path(), text).expect("write config");
+        work
+    };
+    let tls_url = format!("{}?sslmode=require", server.url());
+
+    let work = config(&tls_url, Some(&certs.ca));
+    let (daemon, base) = spawn_daemon(&work.config_path());
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{base}/api/v1/leases"))
+        .bearer_auth(DATA)
+        .json(&serde_json::json!({"project": "data", "task": "tls", "owner": "d@example.com"}))
+        .send()
+        .await
+        .expect("acquire sent");
+    assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+    let sessions = server.psql(
+        "SELECT count(*) FILTER (WHERE s.ssl), count(*) FILTER (WHERE NOT s.ssl) \
+         FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE a.application_name = 'ephemera'",
+    );
+    let (on, off) = sessions.split_once('|').expect("two counts");
+    assert!(on.parse::<u32>().expect("count") >= 1, "{sessions}");
+    assert_eq!(off, "0", "{sessions}");
+    drop(daemon);
+
+    // Without the CA (the test CA is in no system store), or without TLS: no start.
+    for (work, want) in [
+        (
+            config(&tls_url, None),
+            "invalid peer certificate: UnknownIssuer",
+        ),
+        (
+            config(&format!("{}?sslmode=disable", server.url()), None),
+            "no encryption",
+        ),
+    ] {
+        let out = tokio::time::timeout(
+            Duration::from_secs(60),
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_ephemera"))
+                .args(["daemon", "--config"])
+                .arg(work.config_path())
+                .env_remove("RUST_LOG")
+                .output(),
+        )
+        .await
+        .expect("the daemon gives up within a minute")
+        .expect("the daemon runs");
+        assert!(!out.status.success());
+        let err = stderr(&out);
+        assert!(err.contains(want), "{want} in {err}");
+    }
+}

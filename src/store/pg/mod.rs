@@ -32,6 +32,7 @@ mod restore;
 mod retention;
 mod schema;
 mod teardown;
+mod tls;
 
 #[cfg(test)]
 pub(super) use retention::PLANNED as PURGE_PLANNED;
@@ -40,7 +41,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, NoTls, Row, Statement, Transaction};
+use tokio_postgres::{Client, Row, Statement, Transaction};
 
 use super::StoreError;
 use crate::config::PgTarget;
@@ -52,6 +53,8 @@ const POOL: usize = 16;
 /// A handle on one PostgreSQL store; cloned through an `Arc` by [`super::Store`].
 pub(super) struct Pg {
     target: PgTarget,
+    /// Used as the URL's `sslmode` says; certificates always verified.
+    tls: tls::MakeRustls,
     idle: Mutex<Vec<Conn>>,
     free: Arc<tokio::sync::Semaphore>,
     /// Acquires waiting for their project's batch (`leases`); a project is present while a
@@ -70,6 +73,7 @@ impl Pg {
     /// an advisory lock, so replicas starting together do not race).
     pub(super) async fn open(target: PgTarget) -> Result<Pg, StoreError> {
         let pg = Pg {
+            tls: tls::MakeRustls::new(target.ca()),
             target,
             idle: Mutex::new(Vec::new()),
             free: Arc::new(tokio::sync::Semaphore::new(POOL)),
@@ -108,15 +112,15 @@ impl Pg {
     }
 
     async fn connect(&self) -> Result<Conn, StoreError> {
-        let (client, connection) =
-            self.target
-                .pg_config()
-                .connect(NoTls)
-                .await
-                .map_err(|e| StoreError::Unavailable {
-                    target: self.target.describe(),
-                    reason: crate::error_chain(&e),
-                })?;
+        let (client, connection) = self
+            .target
+            .pg_config()
+            .connect(self.tls.clone())
+            .await
+            .map_err(|e| StoreError::Unavailable {
+                target: self.target.describe(),
+                reason: crate::error_chain(&e),
+            })?;
         let target = self.target.describe();
         tokio::spawn(async move {
             if let Err(e) = connection.await {

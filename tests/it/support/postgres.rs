@@ -83,6 +83,49 @@ impl PrivateServer {
         server
     }
 
+    /// A server that takes TLS only (a plain connection is rejected), presenting `cert`
+    /// (for 127.0.0.1 and localhost) with `key`.
+    pub fn start_tls(cert: &Path, key: &Path) -> PrivateServer {
+        let server = PrivateServer::start();
+        server.stop();
+        let data = PathBuf::from(server.data());
+        std::fs::copy(cert, data.join("server.crt")).expect("copies the certificate");
+        std::fs::copy(key, data.join("server.key")).expect("copies the key");
+        let mut conf = std::fs::read_to_string(data.join("postgresql.conf")).expect("conf");
+        conf.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        std::fs::write(data.join("postgresql.conf"), conf).expect("conf");
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n",
+        )
+        .expect("hba");
+        let key = data.join("server.key").display().to_string();
+        run("chmod", &["600", &key]);
+        if as_root() {
+            run("chown", &["-R", "postgres", &server.data()]);
+        }
+        server.start_again();
+        server
+    }
+
+    /// What `psql` prints for `sql` (unaligned, tuples only), over TLS.
+    pub fn psql(&self, sql: &str) -> String {
+        let out = std::process::Command::new(self.bin.join("psql"))
+            .arg(format!(
+                "host=127.0.0.1 port={} user=ephemera dbname=postgres sslmode=require",
+                self.port
+            ))
+            .args(["-At", "-c", sql])
+            .output()
+            .expect("psql runs");
+        assert!(
+            out.status.success(),
+            "psql: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
     /// `postgres://ephemera@127.0.0.1:PORT/postgres`.
     pub fn url(&self) -> String {
         format!("postgres://ephemera@127.0.0.1:{}/postgres", self.port)
