@@ -206,6 +206,39 @@ pub async fn serve(
         );
         tokio::spawn(d.run(leadership.clone(), hooks_stopped))
     });
+    let (stop_canary, canary_stopped) = tokio::sync::watch::channel(false);
+    let canary_loop = match &config.canary {
+        Some(c) => {
+            // Its own project, so its resources are never anyone else's: it must exist.
+            let known = crate::model::ProjectName::parse(&c.project)
+                .ok()
+                .is_some_and(|p| policy.get().project(&p).is_some());
+            anyhow::ensure!(
+                known,
+                "{}: [canary] project `{}` is not a project of the rules in {}",
+                config.path.display(),
+                c.project,
+                config.rules.dir.display()
+            );
+            let canary = crate::canary::Canary::new(
+                &config,
+                c.clone(),
+                policy.clone(),
+                leases.clone(),
+                store.clone(),
+                metrics.clone(),
+                webhooks.clone(),
+            );
+            tracing::info!(
+                targets = c.targets.len(),
+                every = %c.every,
+                slo = %c.slo,
+                "lifecycle canary on"
+            );
+            Some(tokio::spawn(canary.run(leadership.clone(), canary_stopped)))
+        }
+        None => None,
+    };
     let scheduler = crate::scheduler::start(
         tasks.clone(),
         leadership.clone(),
@@ -306,6 +339,10 @@ pub async fn serve(
         && let Err(e) = h.await
     {
         tracing::warn!(error = %e, "mail delivery did not stop cleanly");
+    }
+    let _ = stop_canary.send(true);
+    if let Some(h) = canary_loop {
+        let _ = h.await;
     }
     let _ = stop_hooks.send(true);
     if let Some(h) = hook_loop

@@ -17,7 +17,7 @@ pub const LAYERS: &[(&str, &[&str])] = &[
     ("events", &["webhook"]),
     ("services", &["inventory", "leader", "lease"]),
     ("spend and deletion", &["cost", "reaper"]),
-    ("consumers of a pass", &["iam", "mail"]),
+    ("consumers of a pass", &["canary", "iam", "mail"]),
     ("task runner", &["tasks"]),
     ("schedulers", &["jobs", "scheduler"]),
     ("API", &["http"]),

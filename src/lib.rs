@@ -83,6 +83,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod canary;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -102,6 +102,20 @@ pub struct Metrics {
     /// `ephemera_webhook_deliveries_total{endpoint,outcome}`: delivery attempts of webhook
     /// events: `delivered` (a 2xx), `failed` (retried later), `dead` (a dead letter now).
     pub webhook_deliveries: IntCounterVec,
+    /// `ephemera_canary_stage_seconds{account,region,stage}`: how long each stage of the
+    /// last lifecycle canary took (see [`crate::canary`]).
+    pub canary_stage_seconds: GaugeVec,
+    /// `ephemera_canary_last_success_timestamp_seconds{account,region}`.
+    pub canary_last_success: GaugeVec,
+    /// `ephemera_canary_up{account,region}`: 1 when the last lifecycle went through, 0 when
+    /// it broke.
+    pub canary_up: IntGaugeVec,
+    /// `ephemera_canary_success_max_age_seconds{account,region}`: the longest a working
+    /// canary goes between successes (its interval over all targets plus its SLO).
+    pub canary_max_age: GaugeVec,
+    /// `ephemera_canary_failures_total{account,region,stage}`: lifecycles broken, by the
+    /// stage that broke.
+    pub canary_failures: IntCounterVec,
     /// Outbox rows not done with: unsent messages and notices not yet rolled up.
     pub outbox_pending: IntGauge,
     /// `ephemera_resources_by_source{source,verdict}`: live resources by how inventory found
@@ -152,6 +166,10 @@ fn reg<C: Collector + Clone + 'static>(r: &Registry, c: C) -> C {
 pub const ESTATE_WIDE: &[&str] = &[
     "ephemera_account_resources",
     "ephemera_audited_accounts",
+    "ephemera_canary_last_success_timestamp_seconds",
+    "ephemera_canary_stage_seconds",
+    "ephemera_canary_success_max_age_seconds",
+    "ephemera_canary_up",
     "ephemera_cost_allocation_tag_active",
     "ephemera_expired_resource_hours",
     "ephemera_lease_quota",
@@ -547,6 +565,51 @@ impl Metrics {
                 "ephemera_webhook_deliveries_total",
                 "Webhook delivery attempts by endpoint and outcome (delivered, failed and retried, dead)",
                 &["endpoint", "outcome"],
+            ),
+            canary_stage_seconds: reg(
+                &r,
+                GaugeVec::new(
+                    Opts::new(
+                        "ephemera_canary_stage_seconds",
+                        "How long each stage of the last lifecycle canary took",
+                    ),
+                    &["account", "region", "stage"],
+                )
+                .expect("valid static metric"),
+            ),
+            canary_last_success: reg(
+                &r,
+                GaugeVec::new(
+                    Opts::new(
+                        "ephemera_canary_last_success_timestamp_seconds",
+                        "When the lifecycle canary last went through every stage within its SLO",
+                    ),
+                    &["account", "region"],
+                )
+                .expect("valid static metric"),
+            ),
+            canary_up: int_gauges(
+                &r,
+                "ephemera_canary_up",
+                "1 when the last lifecycle canary went through, 0 when it broke",
+                &["account", "region"],
+            ),
+            canary_max_age: reg(
+                &r,
+                GaugeVec::new(
+                    Opts::new(
+                        "ephemera_canary_success_max_age_seconds",
+                        "The longest a working canary goes between successes",
+                    ),
+                    &["account", "region"],
+                )
+                .expect("valid static metric"),
+            ),
+            canary_failures: counters(
+                &r,
+                "ephemera_canary_failures_total",
+                "Lifecycle canaries broken, by the stage that broke",
+                &["account", "region", "stage"],
             ),
             outbox_pending: reg(
                 &r,

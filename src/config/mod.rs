@@ -17,6 +17,7 @@ use crate::diagnostic::{FileError, Source};
 use crate::model::{HumanDuration, IdentityTags, ProjectName, check_tag_key};
 
 mod aws;
+mod canary;
 mod cost;
 mod discovery;
 mod enforcement;
@@ -35,6 +36,7 @@ mod webhooks;
 
 use aws::validate_aws;
 pub use aws::{AccountSettings, AwsAccount, AwsConfig, OrganizationConfig, OuSettings};
+pub use canary::{CanaryConfig, CanaryTarget};
 use cost::validate_cost;
 pub use cost::{CostConfig, CostMetric};
 use discovery::validate_discovery;
@@ -92,6 +94,8 @@ pub struct Config {
     pub webhooks: Vec<WebhookConfig>,
     /// `[slack]`: an incoming webhook for the on-call summary and the owner notices.
     pub slack: Option<SlackConfig>,
+    /// `[canary]`: the synthetic lifecycle canary.
+    pub canary: Option<CanaryConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -170,6 +174,8 @@ struct RawConfig {
     webhooks: Vec<Spanned<webhooks::RawWebhook>>,
     #[serde(default)]
     slack: Option<Spanned<slack::RawSlack>>,
+    #[serde(default)]
+    canary: Option<Spanned<canary::RawCanary>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -375,6 +381,17 @@ impl Config {
             .slack
             .map(|s| slack::resolve_slack(&src, s, &resolve, env))
             .transpose()?;
+        let canary = {
+            let aws = raw.aws.get_ref();
+            // With an organization, accounts are known only at run time: none checked here.
+            let accounts: Vec<String> = match aws.organization {
+                Some(_) => Vec::new(),
+                None => aws.accounts.iter().map(|a| a.id.clone()).collect(),
+            };
+            raw.canary
+                .map(|c| canary::resolve_canary(&src, c, &accounts, &aws.regions))
+                .transpose()?
+        };
         if !(1..=100).contains(&raw.store.get_ref().restore_clean_passes) {
             return Err(src.error_for(0..0, "store.restore_clean_passes", "must be 1 to 100"));
         }
@@ -453,6 +470,7 @@ impl Config {
             oidc_issuers,
             webhooks,
             slack,
+            canary,
         })
     }
 }

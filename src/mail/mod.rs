@@ -88,6 +88,9 @@ struct Inner {
     smtp: Option<SmtpConfig>,
     /// `[slack]`: messages for Slack are queued here and sent by the webhook deliverer.
     slack: Option<SlackConfig>,
+    /// The lifecycle canary's project: its leases, notices and findings are never told (a
+    /// canary every half hour would otherwise mail on-call every half hour).
+    quiet_project: Option<String>,
     protect_tag: String,
     policy: Live<Policy>,
     store: Store,
@@ -122,6 +125,7 @@ impl Mailer {
             inner: Arc::new(Inner {
                 smtp: config.smtp.clone(),
                 slack: config.slack.clone(),
+                quiet_project: config.canary.as_ref().map(|c| c.project.clone()),
                 protect_tag: config.tags.protect.clone(),
                 policy,
                 store,
@@ -266,6 +270,9 @@ impl Mailer {
         let mut queued = 0;
         let policy = inner.policy.get();
         for l in leases {
+            if inner.quiet_project.as_deref() == Some(l.project.as_str()) {
+                continue;
+            }
             // The owner as an address, handle, team or member; else the project's team. A
             // lease nobody can be found for gets no warning (on-call is not told of renewals).
             let Some(route) = policy
@@ -347,7 +354,11 @@ impl Mailer {
         } else {
             Strays::default()
         };
-        let Some(payload) = pass_summary(report, failures, &strays) else {
+        let quiet_only = match &inner.quiet_project {
+            Some(p) => self.only_quiet(report, failures, p).await?,
+            None => false,
+        };
+        let Some(payload) = pass_summary(report, failures, &strays, quiet_only) else {
             return Ok(0);
         };
         let at = report.ended_at.unwrap_or_else(|| inner.clock.now());
@@ -416,6 +427,30 @@ impl Mailer {
                 .await?;
         }
         Ok(queued)
+    }
+
+    /// Whether every finding the pass opened or marked, and every deletion it decided, was in
+    /// project `quiet` (the canary's): then those are no news.
+    async fn only_quiet(
+        &self,
+        report: &ScanReport,
+        results: &[ItemResult],
+        quiet: &str,
+    ) -> Result<bool, StoreError> {
+        const LOOKED_AT: u32 = 10_000;
+        if results.iter().any(|r| r.project.as_deref() != Some(quiet)) {
+            return Ok(false);
+        }
+        let changes = self
+            .inner
+            .store
+            .run_finding_changes(report.run_id.clone(), 0, LOOKED_AT)
+            .await?;
+        // More than were read: news, whatever they are.
+        Ok(changes.len() < LOOKED_AT as usize
+            && changes
+                .iter()
+                .all(|c| c.kind == "resolved" || c.project.as_deref() == Some(quiet)))
     }
 
     /// Queues one `kind` message per address of `to`, each under the dedupe key `key` gives
@@ -535,6 +570,7 @@ impl Mailer {
         ] {
             let ctx = RollupContext {
                 message_kind: message,
+                quiet_project: inner.quiet_project.clone(),
                 mail: inner.smtp.is_some(),
                 oncall: inner
                     .smtp
@@ -773,6 +809,8 @@ fn route_reason(via: &Via, project: &str, owner: &str) -> String {
 #[derive(Debug)]
 struct RollupContext {
     message_kind: MailKind,
+    /// Notices of this project (the canary's) are told to nobody.
+    quiet_project: Option<String>,
     /// Whether mail is sent (`[smtp]`): without it, notices are rolled up for Slack only.
     mail: bool,
     oncall: Vec<String>,
@@ -816,6 +854,10 @@ fn roll_up_notices(
     };
     for n in notices {
         let project = n.payload["project"].as_str();
+        if project.is_some() && project == ctx.quiet_project.as_deref() {
+            nobody.push(n.id);
+            continue;
+        }
         let owner = n.recipient.as_deref();
         let mut reached = false;
         match directory.route(owner, project) {
@@ -1005,6 +1047,7 @@ pub fn pass_summary(
     report: &ScanReport,
     failures: &[ItemResult],
     strays: &Strays,
+    quiet_only: bool,
 ) -> Option<Value> {
     let reap = report.reap.clone().unwrap_or_default();
     let incomplete: Vec<Value> = report
@@ -1013,9 +1056,9 @@ pub fn pass_summary(
         .filter(|w| !w.is_complete())
         .map(|w| json!({"account": w.account, "region": w.region, "reason": w.reason.clone().unwrap_or_default()}))
         .collect();
-    let newsworthy = report.findings_opened > 0
-        || reap.marked > 0
-        || reap.deleted > 0
+    // With `quiet_only`, what the pass found and did was the canary's own: no news.
+    let found = report.findings_opened > 0 || reap.marked > 0 || reap.deleted > 0;
+    let newsworthy = (found && !quiet_only)
         || reap.failed > 0
         || !reap.capped.is_empty()
         || !incomplete.is_empty()
@@ -1175,6 +1218,7 @@ members = ["hubot"]
     fn notices_roll_up_by_routed_recipient() {
         let ctx = |oncall: &[&str]| RollupContext {
             message_kind: MailKind::OwnerDigest,
+            quiet_project: None,
             mail: true,
             slack: None,
             oncall: oncall.iter().map(|s| (*s).to_owned()).collect(),
@@ -1223,9 +1267,22 @@ members = ["hubot"]
             ])
         );
         // Without a global on-call, what no team owns reaches nobody (and is set apart).
-        let (rollups, nobody, _) = roll_up_notices(&ctx(&[]), notices);
+        let (rollups, nobody, _) = roll_up_notices(&ctx(&[]), notices.clone());
         assert_eq!(nobody, vec![7, 8]);
         assert_eq!(rollups.len(), 4);
+        // The canary's project is told to nobody, whoever owns its notices.
+        let quiet = RollupContext {
+            quiet_project: Some("data".into()),
+            ..ctx(&["oncall@example.com"])
+        };
+        let (rollups, nobody, _) = roll_up_notices(&quiet, notices);
+        assert_eq!(nobody, vec![2, 4, 7]);
+        assert!(
+            rollups
+                .iter()
+                .all(|r| r.notices.iter().all(|n| ![2, 4, 7].contains(n))),
+            "{rollups:?}"
+        );
     }
 
     /// An overrunning lease gets a line in the digest of the recipient its owner routes to,
@@ -1244,6 +1301,7 @@ members = ["hubot"]
         };
         let ctx = RollupContext {
             message_kind: MailKind::OwnerDigest,
+            quiet_project: None,
             mail: true,
             slack: None,
             oncall: vec!["oncall@example.com".into()],
@@ -1369,6 +1427,7 @@ members = ["hubot"]
         };
         let ctx = |mail: bool| RollupContext {
             message_kind: MailKind::ReapedNotice,
+            quiet_project: None,
             mail,
             oncall: vec!["oncall@example.com".into()],
             slack: Some(slack.clone()),

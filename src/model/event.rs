@@ -25,10 +25,14 @@ pub enum EventKind {
     ResourceSkipped,
     ReaperCapHit,
     WalkIncomplete,
+    /// The lifecycle canary went through every stage within its SLO.
+    CanarySucceeded,
+    /// The lifecycle canary broke at a stage (named in the data).
+    CanaryFailed,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 14] = [
+    pub const ALL: [EventKind; 16] = [
         EventKind::LeaseAcquired,
         EventKind::LeaseExpiring,
         EventKind::LeaseExpired,
@@ -43,6 +47,8 @@ impl EventKind {
         EventKind::ResourceSkipped,
         EventKind::ReaperCapHit,
         EventKind::WalkIncomplete,
+        EventKind::CanarySucceeded,
+        EventKind::CanaryFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -61,6 +67,8 @@ impl EventKind {
             EventKind::ResourceSkipped => "resource.skipped",
             EventKind::ReaperCapHit => "reaper.cap-hit",
             EventKind::WalkIncomplete => "walk.incomplete",
+            EventKind::CanarySucceeded => "canary.succeeded",
+            EventKind::CanaryFailed => "canary.failed",
         }
     }
 
