@@ -24,6 +24,7 @@
 //! | [`inventory`] | the AWS walk (tagging API, EC2 instance states), the sweep of never-tagged resources by each service's list call ([`inventory::sweep`]), client builder, rate limit; the only home of SDK types (a failed walk's [`inventory::WalkError`] keeps the SDK's error as its source) |
 //! | [`cost`] | spend: Cost Explorer calls, the incremental refresh (final days never refetched), spend/top-task/waste exports; money as integer micro-dollars |
 //! | [`reaper`] | deletion: the pure plan (order by each type's rank, controllers folded with their members ([`model::ControllerRef`]), each account's arming, cap and window, the pass and project caps, allowlist, reviewed plans' state digests), the act step and on-call reaping with their last-moment checks, the registry of deletable types ([`reaper::aws::Kind`]: one entry per type in its service's file under [`reaper::aws`] with its inspect and delete calls, rank, example ARN and the IAM actions of its calls, gathered by [`reaper::iam`]; EC2's VPC family in a file of its own, IAM's in `iam_entities`; SDK errors kept as sources); unarmed, no AWS call |
+//! | [`canary`] | the synthetic lifecycle canary (`[canary]`): a lease, a tagged SQS queue made through the AWS API, the lease released, then the scheduled passes must see and flag it and the reaper (or the canary) delete it; each stage timed, a broken one named in metrics, log and a `canary.failed` event; deletes only queues it can prove are its own |
 //! | [`iam`] | the least-privilege IAM policies `ephemera iam-policy` prints (daemon principal, account role), built only from the action tables next to the calls, deletes held to the identity tags by condition outside dedicated accounts; the account role as a StackSet-ready CloudFormation template ([`iam::cloudformation`]) — pure |
 //! | [`jobs`] | on-call reap jobs: started by `POST /api/v1/reap`, run by the daemon (a client that goes away cancels nothing), the last 100 kept in memory |
 //! | [`tasks`] | the pass (walks, evaluation, findings, the reaper's act step, gauges) and the cost refresh, both through one runner (lock, run row, outcome, metrics, skipped ticks); a walk's pages reach the store through a bounded channel to a persister task; the retention purge (`[retention]`'s horizons to cut-offs, batches, `ephemera_store_purged_rows_total`), run by the daemon hourly |
@@ -56,7 +57,7 @@
 //! | 6 | events | [`webhook`] |
 //! | 7 | services | [`inventory`], [`leader`], [`lease`] |
 //! | 8 | spend and deletion | [`cost`], [`reaper`] |
-//! | 9 | consumers of a pass | [`iam`], [`mail`] |
+//! | 9 | consumers of a pass | [`canary`], [`iam`], [`mail`] |
 //! | 10 | task runner | [`tasks`] |
 //! | 11 | schedulers | [`jobs`], [`scheduler`] |
 //! | 12 | API | [`http`] |

@@ -1225,3 +1225,71 @@ fn slack_is_checked_and_defaults() {
     .to_string();
     assert!(err.contains("`slack` is reserved"), "{err}");
 }
+
+/// `[canary]`: defaults, and each bad value named by file, line and field.
+#[test]
+fn canary_is_checked_and_defaults() {
+    let canary = "\n[canary]\nproject = \"canary-prod\"\ntargets = [\"123456789012/us-east-1\", \"210987654321/eu-west-1\"]\n";
+    let text = format!("{EXAMPLE}{canary}");
+    let c = parse(&text).expect("valid").canary.expect("canary");
+    assert_eq!(c.project, "canary-prod");
+    assert_eq!(
+        c.targets
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        ["123456789012/us-east-1", "210987654321/eu-west-1"]
+    );
+    assert_eq!((c.every.as_secs(), c.slo.as_secs()), (3600, 1800));
+    for (find, replace, want, marker) in [
+        (
+            "project = \"canary-prod\"",
+            "project = \"Not A Name\"",
+            "field `canary.project`: `Not A Name` is not a project name",
+            "project",
+        ),
+        (
+            "\"210987654321/eu-west-1\"]",
+            "\"210987654321\"]",
+            "field `canary.targets`: `210987654321` is not \"ACCOUNT/REGION\"",
+            "targets",
+        ),
+        (
+            "\"210987654321/eu-west-1\"]",
+            "\"999999999999/eu-west-1\"]",
+            "field `canary.targets`: account 999999999999 is not in [[aws.accounts]]",
+            "targets",
+        ),
+        (
+            "\"210987654321/eu-west-1\"]",
+            "\"210987654321/ap-south-1\"]",
+            "field `canary.targets`: region ap-south-1 is not in aws.regions",
+            "targets",
+        ),
+        (
+            "\"210987654321/eu-west-1\"]",
+            "\"123456789012/us-east-1\"]",
+            "123456789012/us-east-1 is listed twice",
+            "targets",
+        ),
+        (
+            "\ntargets = [",
+            "\nslo = \"2d\"\ntargets = [",
+            "field `canary.slo`: must be",
+            "slo",
+        ),
+    ] {
+        let bad = text.replacen(find, replace, 1);
+        assert_ne!(bad, text, "{find}");
+        let err = parse(&bad).expect_err(replace).to_string();
+        let line = bad
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| l.starts_with(marker))
+            .map(|(i, _)| i + 1)
+            .last()
+            .expect("marker line");
+        assert!(err.contains(&format!(":{line}:")), "{err} (line {line})");
+        assert!(err.contains(want), "{err} lacks {want}");
+    }
+}

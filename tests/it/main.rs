@@ -5,6 +5,7 @@
 mod api;
 mod audit;
 mod aws;
+mod canary;
 mod cli;
 mod controllers;
 mod cost;
