@@ -16,6 +16,7 @@ use super::{Backend, Store, StoreError};
 /// process of the old store, none of which holds anything in the new one).
 const TABLES: &[&str] = &[
     "leases",
+    "lease_events",
     "runs",
     "walks",
     "resources",

@@ -32,6 +32,7 @@ mod restore;
 mod retention;
 mod schema;
 mod teardown;
+mod timeline;
 
 #[cfg(test)]
 pub(super) use retention::PLANNED as PURGE_PLANNED;
