@@ -19,7 +19,7 @@ use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::model::{
     Event, EventKind, HumanDuration, IdentityTags, Lease, LeaseEnded, LeaseEvent, LeaseId,
-    LeaseState, ProjectName, check_tag_value,
+    LeaseState, ProjectName, TimelineEntry, check_tag_value,
 };
 use crate::policy::{AcquireAsk, Caller, Denial, Policy};
 use crate::store::{LeaseFilter, Page, Store, StoreError};
@@ -523,6 +523,24 @@ impl LeaseRegistry {
             )));
         }
         Ok(lease)
+    }
+
+    /// Lease `id`'s timeline (see [`Store::lease_timeline`]), for whoever may see the lease
+    /// (as [`LeaseRegistry::get`]).
+    pub async fn timeline(
+        &self,
+        who: &Principal,
+        id: LeaseId,
+    ) -> Result<(Lease, Vec<TimelineEntry>), LeaseError> {
+        let lease = self.get(who, &id.to_string()).await?;
+        let now = self.clock.now();
+        let entries = self
+            .store
+            .lease_timeline(lease.id, now)
+            .await?
+            // Purged between the two reads.
+            .ok_or_else(|| LeaseError::NotFound(id.to_string()))?;
+        Ok((lease, entries))
     }
 
     /// Lists leases the caller may see. Lessees are confined to their projects.
