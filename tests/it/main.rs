@@ -29,6 +29,7 @@ mod rules;
 mod safety;
 mod scan;
 mod support;
+mod timeline;
 mod tls;
 mod vpc;
 mod webhooks;
