@@ -176,7 +176,7 @@ impl World {
                     store
                         .update_lease(id, move |l| {
                             l.released_at = Some(now);
-                            Ok::<(), StoreError>(())
+                            Ok::<_, StoreError>(Vec::new())
                         })
                         .await
                         .expect("lease released");

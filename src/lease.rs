@@ -18,8 +18,8 @@ use crate::clock::Clock;
 use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::model::{
-    Event, EventKind, HumanDuration, IdentityTags, Lease, LeaseEnded, LeaseId, LeaseState,
-    ProjectName, check_tag_value,
+    Event, EventKind, HumanDuration, IdentityTags, Lease, LeaseEnded, LeaseEvent, LeaseId,
+    LeaseState, ProjectName, TimelineEntry, check_tag_value,
 };
 use crate::policy::{AcquireAsk, Caller, Denial, Policy};
 use crate::store::{LeaseFilter, Page, Store, StoreError};
@@ -475,9 +475,20 @@ impl LeaseRegistry {
                     )));
                 }
                 // Read the clock inside the transaction so `now` is ordered with the write.
-                let r = f(lease, clock.now())?;
+                let now = clock.now();
+                let before = lease.clone();
+                let r = f(lease, now)?;
                 flag.store(r, std::sync::atomic::Ordering::Relaxed);
-                Ok(())
+                // What the row alone would forget (renewals, late beats, who released it) is
+                // recorded with the change, in its transaction.
+                Ok(crate::model::lease_changes(&before, lease, now)
+                    .into_iter()
+                    .map(|change| LeaseEvent {
+                        at: now,
+                        principal: who.name.clone(),
+                        change,
+                    })
+                    .collect())
             })
             .await?
             .ok_or_else(|| LeaseError::NotFound(id.to_owned()))?;
@@ -512,6 +523,24 @@ impl LeaseRegistry {
             )));
         }
         Ok(lease)
+    }
+
+    /// Lease `id`'s timeline (see [`Store::lease_timeline`]), for whoever may see the lease
+    /// (as [`LeaseRegistry::get`]).
+    pub async fn timeline(
+        &self,
+        who: &Principal,
+        id: LeaseId,
+    ) -> Result<(Lease, Vec<TimelineEntry>), LeaseError> {
+        let lease = self.get(who, &id.to_string()).await?;
+        let now = self.clock.now();
+        let entries = self
+            .store
+            .lease_timeline(lease.id, now)
+            .await?
+            // Purged between the two reads.
+            .ok_or_else(|| LeaseError::NotFound(id.to_string()))?;
+        Ok((lease, entries))
     }
 
     /// Lists leases the caller may see. Lessees are confined to their projects.

@@ -7,8 +7,8 @@ use serde::de::DeserializeOwned;
 
 use crate::http::dto::{
     AuditList, AuditVerdict, CostRefreshView, CostView, ErrorBody, FindingList, LeaseList,
-    LeaseView, PlanView, ReapJobView, ReapPlanView, ReapRequest, RenewRequest, ReviewedPlanBody,
-    ScanStarted, ScanView, StatusView,
+    LeaseTimeline, LeaseView, PlanView, ReapJobView, ReapPlanView, ReapRequest, RenewRequest,
+    ReviewedPlanBody, ScanStarted, ScanView, StatusView,
 };
 use crate::lease::AcquireRequest;
 
@@ -270,6 +270,17 @@ impl Client {
     pub async fn show(&self, id: &str) -> anyhow::Result<LeaseView> {
         self.call(Method::GET, &format!("/leases/{}", enc(id)), &[], None)
             .await
+    }
+
+    /// `GET /leases/{id}/timeline`.
+    pub async fn timeline(&self, id: &str) -> anyhow::Result<LeaseTimeline> {
+        self.call(
+            Method::GET,
+            &format!("/leases/{}/timeline", enc(id)),
+            &[],
+            None,
+        )
+        .await
     }
 
     pub async fn list(&self, query: &[(&str, String)]) -> anyhow::Result<LeaseList> {

@@ -40,7 +40,17 @@ pub(super) async fn lease(args: ClientArgs, cmd: LeaseCmd) -> anyhow::Result<Exi
             }
             Err(e) => return Err(e),
         },
-        LeaseCmd::Show { id } => show(&mut out, &client.show(&id).await?)?,
+        LeaseCmd::Show {
+            id,
+            timeline: false,
+        } => show(&mut out, &client.show(&id).await?)?,
+        LeaseCmd::Show { id, timeline: true } => {
+            let tl = client.timeline(&id).await?;
+            match args.output {
+                Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(&tl)?)?,
+                Output::Table | Output::Csv => write!(out, "{}", output::timeline_table(&tl))?,
+            }
+        }
         LeaseCmd::Run {
             spec,
             heartbeat_interval,

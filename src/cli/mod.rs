@@ -464,7 +464,14 @@ enum LeaseCmd {
         cursor: Option<String>,
     },
     /// Show one lease.
-    Show { id: String },
+    Show {
+        id: String,
+        /// Its whole story instead, oldest first: acquired, renewals, heartbeat gaps, its
+        /// end, its resources first and last seen, findings and marks, mail sent, deletions,
+        /// teardown complete, spend so far.
+        #[arg(long)]
+        timeline: bool,
+    },
     /// Take a lease, run CMD with its tags in the environment while heartbeating, release it
     /// when CMD ends (also on failure or a signal), and exit with CMD's status. The TTL is
     /// not extended while CMD runs: ask for what the task needs.

@@ -8,8 +8,8 @@ use std::fmt::Write as _;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::http::dto::{
-    AuditList, CostView, FindingList, LeaseView, PlanItemView, ReapItemView, ReapPlanView,
-    StatusView, SweepView, WalkView,
+    AuditList, CostView, FindingList, LeaseTimeline, LeaseView, PlanItemView, ReapItemView,
+    ReapPlanView, StatusView, SweepView, WalkView,
 };
 use crate::model::{printable, printable_lines};
 use crate::resource::ScanReport;
@@ -93,6 +93,16 @@ pub fn lease_details(l: &LeaseView) -> String {
         let _ = writeln!(s, "{k:<w$}  {}", printable(v));
         s
     })
+}
+
+/// A lease's timeline: one row per entry, oldest first.
+pub fn timeline_table(tl: &LeaseTimeline) -> String {
+    let rows: Vec<Vec<String>> = tl
+        .entries
+        .iter()
+        .map(|e| vec![e.at.clone(), e.kind.clone(), e.summary.clone()])
+        .collect();
+    table(&["TIME", "EVENT", "DETAIL"], &rows)
 }
 
 /// A time as the API's JSON shows it.

@@ -113,6 +113,21 @@ impl From<LeaseError> for ApiError {
     }
 }
 
+/// A path's lease id that is no lease id at all (400, `invalid-lease-id`).
+pub(super) fn invalid_lease_id(id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid-lease-id",
+        format!(
+            "`{}` is not a lease id",
+            crate::model::printable(id)
+                .chars()
+                .take(80)
+                .collect::<String>()
+        ),
+    )
+}
+
 pub(super) fn invalid_query(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid-query", message)
 }

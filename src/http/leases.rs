@@ -60,6 +60,23 @@ pub(super) async fn show(
     Ok(Json(v))
 }
 
+#[utoipa::path(get, path = "/api/v1/leases/{id}/timeline", tag = "leases", params(("id" = String, Path, description = "The lease id, however spelt")), responses((status = 200, description = "The lease's story, oldest first: acquired, renewals, heartbeat gaps, its end, its resources first and last seen (by type and region), findings and marks, mail sent, the reaper's audit records, teardown complete, spend so far", body = dto::LeaseTimeline), (status = 400, description = "`invalid-lease-id`: the id is not a lease id", body = dto::ErrorBody), (status = 404, description = "`lease-not-found`", body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 503, description = "`overloaded` (too many requests in flight), `request-timeout`, or `oidc-unavailable` (an ID token whose issuer's keys cannot be fetched now): retry later", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
+pub(super) async fn timeline(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<dto::LeaseTimeline>, ApiError> {
+    // Unlike `GET /leases/{id}` (404 for any id it cannot find), a malformed id is the
+    // caller's mistake to see: a 400 tells a typo from a purged lease.
+    let lease_id = id.parse::<LeaseId>().map_err(|_| invalid_lease_id(&id))?;
+    let (lease, entries) = s.leases.timeline(&who, lease_id).await?;
+    Ok(Json(dto::LeaseTimeline {
+        lease_id: lease.id.to_string(),
+        state: lease.state(s.leases.now()),
+        entries: entries.iter().map(dto::TimelineEntryView::new).collect(),
+    }))
+}
+
 #[utoipa::path(post, path = "/api/v1/leases/{id}/renew", tag = "leases", params(("id" = String, Path, description = "The lease id")), request_body = dto::RenewRequest, responses((status = 200, body = dto::LeaseView), (status = 409, description = "`lease-expired`, `lease-released`, or the TTL is above the project's maximum", body = dto::ErrorBody), (status = 404, body = dto::ErrorBody), (status = 401, description = "No or unknown bearer token", body = dto::ErrorBody), (status = 503, description = "`overloaded` (too many requests in flight), `request-timeout`, or `oidc-unavailable` (an ID token whose issuer's keys cannot be fetched now): retry later", body = dto::ErrorBody), (status = 403, description = "The principal's role does not allow it", body = dto::ErrorBody)))]
 pub(super) async fn renew(
     State(s): State<AppState>,

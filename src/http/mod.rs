@@ -89,6 +89,7 @@ pub fn router(state: AppState, limits: RequestLimits) -> Router {
     let api = Router::new()
         .route("/leases", post(acquire).get(list))
         .route("/leases/{id}", get(show))
+        .route("/leases/{id}/timeline", get(timeline))
         .route("/leases/{id}/renew", post(renew))
         .route("/leases/{id}/heartbeat", post(heartbeat))
         .route("/leases/{id}/release", post(release))

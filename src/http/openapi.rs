@@ -25,6 +25,7 @@ use super::*;
         leases::acquire,
         leases::list,
         leases::show,
+        leases::timeline,
         leases::renew,
         leases::heartbeat,
         leases::release,
@@ -137,6 +138,7 @@ mod tests {
         let routed = routed();
         assert!(routed.len() >= 20, "the route parser found {routed:?}");
         assert!(routed.contains(&("GET".into(), "/api/v1/leases/{id}".into())));
+        assert!(routed.contains(&("GET".into(), "/api/v1/leases/{id}/timeline".into())));
         let documented = documented();
         let undocumented: Vec<_> = routed.difference(&documented).collect();
         let unrouted: Vec<_> = documented.difference(&routed).collect();
@@ -167,6 +169,7 @@ mod tests {
             ("AuditVerdict", check::<dto::AuditVerdict>),
             ("CostView", check::<dto::CostView>),
             ("ReloadReport", check::<dto::ReloadReport>),
+            ("TimelineEntryView", check::<dto::TimelineEntryView>),
         ];
         let mut with_example = BTreeSet::new();
         for (name, schema) in schemas {

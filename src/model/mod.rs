@@ -13,6 +13,7 @@
 //! | `resource_type` | [`ResourceType`]: the types ephemera can delete |
 //! | `outcome` | [`TaskName`], [`RunOutcome`], [`WalkOutcome`], [`Source`], [`Decision`], [`ReapMode`], [`PurgedTable`]: the words of runs, walks, inventory and the reaper |
 //! | `lease` | [`Lease`], [`LeaseState`] and the pure state math of renew, beat, release |
+//! | `timeline` | a lease's story: the [`LeaseEvent`]s a change records ([`lease_changes`]: renewals, late heartbeats, release) and the [`TimelineEntry`]s read back, sorted |
 //!
 //! Architecture Invariant: this module does no I/O and reads no clock; it imports nothing of
 //! the crate but itself.
@@ -29,6 +30,7 @@ mod outcome;
 mod resource_type;
 mod tags;
 mod text;
+mod timeline;
 mod verdict;
 
 pub use arn::Arn;
@@ -43,4 +45,8 @@ pub use outcome::{Decision, PurgedTable, ReapMode, RunOutcome, Source, TaskName,
 pub use resource_type::ResourceType;
 pub use tags::{IdentityTags, Tags, WELL_KNOWN_KEYS, check_tag_key, check_tag_value};
 pub use text::{printable, printable_lines};
+pub use timeline::{
+    LeaseChange, LeaseEvent, ResourceGroup, TimelineEntry, TimelineEvent, lease_changes,
+    sort_timeline,
+};
 pub use verdict::{Action, Verdict};

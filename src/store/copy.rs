@@ -16,6 +16,7 @@ use super::{Backend, Store, StoreError};
 /// process of the old store, none of which holds anything in the new one).
 const TABLES: &[&str] = &[
     "leases",
+    "lease_events",
     "runs",
     "walks",
     "resources",
@@ -335,6 +336,8 @@ mod tests {
                     "INSERT INTO leases (id, project, task, owner, principal, created_at,
                          expires_at, ends_at, idem_key)
                      VALUES ('01a0', 'web', 't', 'o@example.com', 'ci', 1, 2, 2, 'k1');
+                     INSERT INTO lease_events (id, lease_id, at, kind, principal, detail)
+                     VALUES (5, '01a0', 2, 'released', 'ci', '{}');
                      INSERT INTO runs (id, task, trigger, started_at, ended_at, outcome)
                      VALUES ('r1', 'scan', 'schedule', 5, 6, 'ok');
                      INSERT INTO walks (id, run_id, account, region, started_at, ended_at,

@@ -292,6 +292,22 @@ const MIGRATIONS: &[&str] = &[
     // not send what the old one is still sending (see `Store::claim_message`).
     "ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
      ALTER TABLE outbox ADD COLUMN claimed_until INTEGER;",
+    // 24: a lease's story (`Store::lease_timeline`). The lease row keeps only its latest
+    // state, so renewals, late heartbeats and the release are appended here (in the change's
+    // own transaction), `detail` the change as JSON; they go with their lease (the purge's
+    // delete cascades). Findings by lease for the timeline: a finding's lease is written when
+    // it opens or changes, not every pass, so this index costs the pass little. Resources get
+    // no such index on purpose (see 22): the timeline reads them in one scan.
+    "CREATE TABLE lease_events (
+        id         INTEGER PRIMARY KEY,
+        lease_id   TEXT NOT NULL REFERENCES leases (id) ON DELETE CASCADE,
+        at         INTEGER NOT NULL,
+        kind       TEXT NOT NULL,
+        principal  TEXT NOT NULL,
+        detail     TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX lease_events_by_lease ON lease_events (lease_id, at);
+    CREATE INDEX findings_by_lease ON findings (lease_id) WHERE lease_id IS NOT NULL;",
 ];
 
 /// How many migrations this build knows (the PostgreSQL schema must reach the same number).

@@ -15,6 +15,7 @@
 //! | `outbox` | mail: notices, messages, roll-up |
 //! | `cost` | spend per day |
 //! | `copy` | `store copy`: a SQLite store moved whole into an empty PostgreSQL one |
+//! | `timeline` | a lease's story: its events and what every other table says of it, one snapshot |
 //! | `pg` | the PostgreSQL backend of the same calls |
 //! | `retention` | the purge of history past its horizon, a bounded batch per write |
 //! | `migrations`, `writer` | the schema; the one writer thread with group commit |
@@ -31,6 +32,7 @@ mod reap;
 mod restore;
 mod retention;
 mod teardown;
+mod timeline;
 mod writer;
 
 pub use crate::config::{PgTarget, StoreLocation, TargetError};
@@ -53,7 +55,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::audit::AuditKey;
 use crate::model::{HumanDuration, LeaseId, ProjectName};
-use crate::model::{Lease, LeaseState};
+use crate::model::{Lease, LeaseEvent, LeaseState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -463,12 +465,13 @@ impl Store {
             .await
     }
 
-    /// Reads a lease, lets `f` change it, and writes it back, in one transaction.
-    /// `Ok(None)` when there is no such lease; an error from `f` writes nothing.
+    /// Reads a lease, lets `f` change it, and writes it back with the events `f` returns
+    /// (appended to `lease_events`), in one transaction. `Ok(None)` when there is no such
+    /// lease; an error from `f` writes nothing.
     pub async fn update_lease<E>(
         &self,
         id: LeaseId,
-        f: impl FnOnce(&mut Lease) -> Result<(), E> + Send + 'static,
+        f: impl FnOnce(&mut Lease) -> Result<Vec<LeaseEvent>, E> + Send + 'static,
     ) -> Result<Option<Lease>, E>
     where
         E: From<StoreError> + Send + 'static,
@@ -481,8 +484,28 @@ impl Store {
                 let Some(mut lease) = read_lease(tx, id)? else {
                     return Ok(None);
                 };
-                f(&mut lease)?;
+                let events = f(&mut lease)?;
                 write_lease(tx, &lease, false)?;
+                if !events.is_empty() {
+                    let mut insert = tx
+                        .prepare_cached(
+                            "INSERT INTO lease_events (lease_id, at, kind, principal, detail)
+                             VALUES (?1, ?2, ?3, ?4, ?5)",
+                        )
+                        .map_err(StoreError::from)?;
+                    let id = lease.id.to_string();
+                    for e in &events {
+                        insert
+                            .execute(params![
+                                id,
+                                ms(e.at),
+                                e.change.kind(),
+                                e.principal,
+                                e.change.to_json()
+                            ])
+                            .map_err(StoreError::from)?;
+                    }
+                }
                 Ok(Some(lease))
             })
             .await

@@ -31,6 +31,7 @@ mod safety;
 mod scan;
 mod slack;
 mod support;
+mod timeline;
 mod tls;
 mod vpc;
 mod webhooks;

@@ -15,7 +15,7 @@ pub use cost::{CostItem, CostRefreshView, CostReportView, CostView};
 pub use findings::{
     FindingDetail, FindingEvent, FindingList, FindingView, ResourceList, ResourceView,
 };
-pub use leases::{LeaseList, LeaseView, RenewRequest};
+pub use leases::{LeaseList, LeaseTimeline, LeaseView, RenewRequest, TimelineEntryView};
 pub use reap::{
     CapView, PlanItemView, PlanMemberView, PlanStatus, PlanView, ReapItemView, ReapJobState,
     ReapJobView, ReapPlanView, ReapRequest, ReviewedItem, ReviewedPlanBody,

@@ -9,7 +9,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use super::Pg;
-use crate::model::{Lease, LeaseId, LeaseState};
+use crate::model::{Lease, LeaseEvent, LeaseId, LeaseState};
 use crate::store::{
     LEASE_COLUMNS, LeaseFilter, Page, RawLease, StoreError, lease_columns, ms, next_cursor,
 };
@@ -42,6 +42,43 @@ const UPDATE_LEASE: &str = "UPDATE leases SET project = $2, task = $3, owner = $
     created_at = $6, expires_at = $7, heartbeat_interval_s = $8, last_heartbeat_at = $9,
     released_at = $10, labels = $11, regions = $12, ends_at = $13
     WHERE id = $1";
+
+/// Appends a change's events (`lease_events`): one array per column, so any number of them
+/// (none too) is one statement of the pipeline.
+const INSERT_LEASE_EVENTS: &str = "INSERT INTO lease_events (lease_id, at, kind, principal, detail)
+    SELECT $1, e.at, e.kind, e.principal, e.detail
+    FROM UNNEST($2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[]) AS e (at, kind, principal, detail)";
+
+/// The parameters of [`INSERT_LEASE_EVENTS`].
+struct EventParams {
+    lease_id: String,
+    at: Vec<i64>,
+    kind: Vec<String>,
+    principal: Vec<String>,
+    detail: Vec<String>,
+}
+
+impl EventParams {
+    fn of(lease: &Lease, events: &[LeaseEvent]) -> Self {
+        EventParams {
+            lease_id: lease.id.to_string(),
+            at: events.iter().map(|e| ms(e.at)).collect(),
+            kind: events.iter().map(|e| e.change.kind().to_owned()).collect(),
+            principal: events.iter().map(|e| e.principal.clone()).collect(),
+            detail: events.iter().map(|e| e.change.to_json()).collect(),
+        }
+    }
+
+    fn refs(&self) -> [&(dyn ToSql + Sync); 5] {
+        [
+            &self.lease_id,
+            &self.at,
+            &self.kind,
+            &self.principal,
+            &self.detail,
+        ]
+    }
+}
 
 /// A lease's columns, in the order of [`UPDATE_LEASE`].
 struct LeaseParams {
@@ -479,7 +516,7 @@ impl Pg {
     pub(in crate::store) async fn update_lease<E>(
         &self,
         id: LeaseId,
-        f: impl FnOnce(&mut Lease) -> Result<(), E>,
+        f: impl FnOnce(&mut Lease) -> Result<Vec<LeaseEvent>, E>,
     ) -> Result<Option<Lease>, E>
     where
         E: From<StoreError>,
@@ -494,6 +531,7 @@ impl Pg {
             ))
             .await?;
         let update = c.statement(UPDATE_LEASE).await?;
+        let record = c.statement(INSERT_LEASE_EVENTS).await?;
         let (commit, rollback) = (c.statement("COMMIT").await?, c.statement("ROLLBACK").await?);
         // Two round trips instead of four: BEGIN with the read, the write with COMMIT.
         // The row lock makes racing renewals and releases of one lease take turns: the second
@@ -509,9 +547,9 @@ impl Pg {
             )
             .map_err(StoreError::from)?
         };
-        let lease = match row.map(|r| lease_of(&r)).transpose() {
+        let (lease, events) = match row.map(|r| lease_of(&r)).transpose() {
             Ok(Some(mut lease)) => match f(&mut lease) {
-                Ok(()) => lease,
+                Ok(events) => (lease, events),
                 Err(e) => {
                     c.client()
                         .execute(&rollback, &[])
@@ -531,15 +569,28 @@ impl Pg {
             }
         };
         let params = lease_params(&lease)?;
+        let events = EventParams::of(&lease, &events);
         {
             let client = c.client();
             let values = params.refs();
+            let event_values = events.refs();
             // A failed write makes the COMMIT a rollback, and the write's error is returned.
-            tokio::try_join!(
-                client.execute(&update, &values),
-                client.execute(&commit, &[])
-            )
-            .map_err(StoreError::from)?;
+            // The events ride in the same pipeline: still two round trips. A plain heartbeat
+            // has none, and sends no insert.
+            if events.at.is_empty() {
+                tokio::try_join!(
+                    client.execute(&update, &values),
+                    client.execute(&commit, &[])
+                )
+                .map_err(StoreError::from)?;
+            } else {
+                tokio::try_join!(
+                    client.execute(&update, &values),
+                    client.execute(&record, &event_values),
+                    client.execute(&commit, &[])
+                )
+                .map_err(StoreError::from)?;
+            }
         }
         c.pipeline_end();
         Ok(Some(lease))

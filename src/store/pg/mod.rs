@@ -32,6 +32,7 @@ mod restore;
 mod retention;
 mod schema;
 mod teardown;
+mod timeline;
 mod tls;
 
 #[cfg(test)]
