@@ -102,6 +102,9 @@ pub struct Metrics {
     /// `ephemera_webhook_deliveries_total{endpoint,outcome}`: delivery attempts of webhook
     /// events: `delivered` (a 2xx), `failed` (retried later), `dead` (a dead letter now).
     pub webhook_deliveries: IntCounterVec,
+    /// `ephemera_stale_credentials{project}`: live IAM entities whose lease ended or is
+    /// unknown (see [`stale_credentials`]).
+    pub stale_credentials: IntGaugeVec,
     /// `ephemera_canary_stage_seconds{account,region,stage}`: how long each stage of the
     /// last lifecycle canary took (see [`crate::canary`]).
     pub canary_stage_seconds: GaugeVec,
@@ -184,6 +187,7 @@ pub const ESTATE_WIDE: &[&str] = &[
     "ephemera_resources",
     "ephemera_resources_by_source",
     "ephemera_spend_usd",
+    "ephemera_stale_credentials",
     "ephemera_store_purge_last_success_timestamp_seconds",
     "ephemera_task_last_success_timestamp_seconds",
     "ephemera_task_schedule_interval_seconds",
@@ -566,6 +570,12 @@ impl Metrics {
                 "Webhook delivery attempts by endpoint and outcome (delivered, failed and retried, dead)",
                 &["endpoint", "outcome"],
             ),
+            stale_credentials: int_gauges(
+                &r,
+                "ephemera_stale_credentials",
+                "Live IAM entities (roles, instance profiles, policies, OIDC providers) whose lease ended or is unknown",
+                &["project"],
+            ),
             canary_stage_seconds: reg(
                 &r,
                 GaugeVec::new(
@@ -783,6 +793,28 @@ pub fn teardown_ratios<'a>(
 /// Accounts exported one by one in `ephemera_account_resources`; the rest are `other`. A
 /// static config lists fewer; an organization of hundreds would make a series per account.
 pub const TOP_ACCOUNTS: usize = 50;
+
+/// `ephemera_stale_credentials{project}` from the live `[project, region, type, verdict]`
+/// counts: IAM entities (every `iam:` type: roles, instance profiles, policies, OIDC
+/// providers) whose lease ended or is unknown, which can still grant access.
+pub fn stale_credentials(series: &[([String; 4], u64)]) -> Vec<(Vec<String>, i64)> {
+    use std::collections::BTreeMap;
+    let mut out: BTreeMap<Vec<String>, i64> = BTreeMap::new();
+    for ([project, _, resource_type, verdict], n) in series {
+        let stale = matches!(
+            crate::model::Verdict::parse(verdict),
+            Some(
+                crate::model::Verdict::Expired
+                    | crate::model::Verdict::Released
+                    | crate::model::Verdict::UnknownLease
+            )
+        );
+        if stale && resource_type.starts_with("iam:") {
+            *out.entry(vec![project.clone()]).or_default() += i64::try_from(*n).unwrap_or(i64::MAX);
+        }
+    }
+    out.into_iter().collect()
+}
 
 /// Folds `[account, verdict]` counts to the [`TOP_ACCOUNTS`] accounts with the most flagged
 /// resources (verdicts that open findings; ties by total, then id), the rest into `other`.
@@ -1055,5 +1087,28 @@ mod tests {
         // A few accounts: every one of them, no `other`.
         let few = top_accounts(vec![([id(1), "expired".into()], 2)]);
         assert_eq!(few, vec![(vec![id(1), "expired".to_owned()], 2)]);
+    }
+
+    /// IAM entities of ended or unknown leases count, per project; leased, protected and
+    /// untagged ones, and other types, do not.
+    #[test]
+    fn stale_credentials_are_iam_entities_of_ended_leases() {
+        let row = |p: &str, t: &str, v: &str, n: u64| {
+            ([p.to_owned(), String::new(), t.to_owned(), v.to_owned()], n)
+        };
+        let got = stale_credentials(&[
+            row("web", "iam:role", "expired", 2),
+            row("web", "iam:instance-profile", "released", 1),
+            row("web", "iam:role", "leased", 5),
+            row("web", "iam:role", "protected", 1),
+            row("web", "ec2:volume", "expired", 9),
+            row("data", "iam:policy", "unknown-lease", 3),
+            row("data", "iam:role", "untagged", 4),
+            row("ml", "iam:role", "expiring", 1),
+        ]);
+        assert_eq!(
+            got,
+            vec![(vec!["data".to_owned()], 3), (vec!["web".to_owned()], 3)]
+        );
     }
 }

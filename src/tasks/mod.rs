@@ -74,6 +74,7 @@ struct Inner {
     costs: Runner,
     /// Label sets of `ephemera_resources` set by the last pass, to zero those that vanish.
     resource_series: Series,
+    stale_series: Series,
     source_series: Series,
     account_series: Series,
     project_series: Series,
@@ -131,6 +132,7 @@ impl Tasks {
                 scans: Runner::new(TaskName::Scan),
                 costs: Runner::new(TaskName::Cost),
                 resource_series: Series::default(),
+                stale_series: Series::default(),
                 source_series: Series::default(),
                 account_series: Series::default(),
                 project_series: Series::default(),
@@ -674,6 +676,10 @@ impl Tasks {
     pub async fn refresh_gauges(&self) -> Result<(), StoreError> {
         let inner = &self.inner;
         let totals = inner.store.live_totals(inner.clock.now()).await?;
+        inner.stale_series.set(
+            &inner.metrics.stale_credentials,
+            crate::metrics::stale_credentials(&totals.series),
+        );
         inner.resource_series.set(
             &inner.metrics.resources,
             totals
