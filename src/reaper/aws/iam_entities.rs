@@ -3,8 +3,9 @@
 //! printer.
 //!
 //! What is part of deleting each, as detaching a gateway is part of deleting it: a role's
-//! managed policies are detached, its inline policies deleted and it is removed from its
-//! instance profiles; an instance profile's roles are removed from it (the roles stay); a
+//! sessions are revoked first (the standard inline deny on `aws:TokenIssueTime`, as the
+//! console's "Revoke active sessions"), its managed policies are detached, its inline
+//! policies deleted and it is removed from its instance profiles; an instance profile's roles are removed from it (the roles stay); a
 //! policy's non-default versions are deleted. A policy still attached to anything is in use
 //! (`DeleteConflict`): it is never detached from roles, users or groups it does not own —
 //! the roles of its own lease rank before it and take their attachments with them.
@@ -29,8 +30,29 @@ pub(super) const ROLE_ACTIONS: &[&str] = &[
     "iam:ListAttachedRolePolicies",
     "iam:ListInstanceProfilesForRole",
     "iam:ListRolePolicies",
+    "iam:PutRolePolicy",
     "iam:RemoveRoleFromInstanceProfile",
 ];
+
+/// The inline policy that revokes a role's sessions: the name the IAM console's "Revoke
+/// active sessions" uses, so operators recognise it.
+pub const REVOKE_POLICY: &str = "AWSRevokeOlderSessions";
+
+/// The standard revocation: every action denied to sessions issued before `now`.
+fn revoke_document(now: chrono::DateTime<chrono::Utc>) -> String {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Deny",
+            "Action": ["*"],
+            "Resource": ["*"],
+            "Condition": {"DateLessThan": {
+                "aws:TokenIssueTime": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            }},
+        }],
+    })
+    .to_string()
+}
 pub(super) const INSTANCE_PROFILE_ACTIONS: &[&str] = &[
     "iam:DeleteInstanceProfile",
     "iam:GetInstanceProfile",
@@ -138,6 +160,20 @@ pub(super) async fn inspect_role(sdk: &SdkConfig, arn: &Arn) -> Result<Inspectio
 pub(super) async fn delete_role(sdk: &SdkConfig, arn: &Arn) -> Result<Deleted, DeleteError> {
     let name = entity_name(arn, "role")?;
     let iam = client(sdk);
+    // First the role's live sessions are revoked (credentials must not outlive their lease):
+    // from here on nothing issued before now may act, while the role is taken apart.
+    let now = crate::clock::Clock::now(&crate::clock::SystemClock);
+    let r = iam
+        .put_role_policy()
+        .role_name(name)
+        .policy_name(REVOKE_POLICY)
+        .policy_document(revoke_document(now))
+        .send()
+        .await
+        .map_err(fail("PutRolePolicy"));
+    if absent(r)?.is_none() {
+        return Ok(Deleted::AlreadyGone);
+    }
     // Managed policies attached: detached.
     let mut attached = Vec::new();
     let mut marker: Option<String> = None;
@@ -191,6 +227,10 @@ pub(super) async fn delete_role(sdk: &SdkConfig, arn: &Arn) -> Result<Deleted, D
             _ => break,
         }
     }
+    // The revocation is the last inline policy deleted (DeleteRole wants none left): by then
+    // nothing grants the old sessions anything.
+    inline.retain(|p| p != REVOKE_POLICY);
+    inline.push(REVOKE_POLICY.to_owned());
     for policy in inline {
         part(
             iam.delete_role_policy()
@@ -423,6 +463,7 @@ pub(super) const KINDS: &[Kind] = &[
             "iam:DeleteRole",
             "iam:DeleteRolePolicy",
             "iam:DetachRolePolicy",
+            "iam:PutRolePolicy",
         ],
     },
     Kind {

@@ -493,8 +493,10 @@ mod tests {
                 .filter(|a| {
                     let name = a.split(':').nth(1).unwrap_or_default();
                     // Detaching and disassociating are part of deleting an internet
-                    // gateway and a route table.
+                    // gateway and a route table; putting the session revocation, of
+                    // deleting a role.
                     [
+                        "Put",
                         "Delete",
                         "Terminate",
                         "Deregister",
