@@ -105,6 +105,7 @@ fn main() {
             account: "123456789012",
             ous: &[],
             resource_type: "ec2:volume",
+            image: None,
         };
         for (arn, tags) in &resources {
             let e = evaluate(

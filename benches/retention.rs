@@ -110,6 +110,7 @@ impl World {
             state: None,
             source: ephemera::model::Source::Tagging,
             created_at: None,
+            image: None,
         }
     }
 

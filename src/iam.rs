@@ -41,7 +41,12 @@ use crate::reaper::iam::{VERIFY_ACCOUNT_ACTIONS, actions_for, tag_conditioned};
 
 /// The walk of one (account, region): `GetResources`, and one `DescribeInstances` (filtered to
 /// ending instances) when a page lists an instance.
-pub const INVENTORY_ACTIONS: &[&str] = &["ec2:DescribeInstances", "tag:GetResources"];
+pub const INVENTORY_ACTIONS: &[&str] = &[
+    "ec2:DescribeImages",
+    "ec2:DescribeInstances",
+    "ec2:DescribeLaunchTemplateVersions",
+    "tag:GetResources",
+];
 
 /// The spend fetch: `GetCostAndUsage`, and `ListCostAllocationTags` when spend looks
 /// unattributed.
@@ -892,7 +897,9 @@ cost = "0 6 * * *"
       "Sid": "Inventory",
       "Effect": "Allow",
       "Action": [
+        "ec2:DescribeImages",
         "ec2:DescribeInstances",
+        "ec2:DescribeLaunchTemplateVersions",
         "tag:GetResources"
       ],
       "Resource": [

@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    Action, Arn, ControllerRef, Decision, HumanDuration, ProjectName, ReapMode, ResourceType,
-    RunOutcome, Source, Tags, TaskName, Verdict, WalkOutcome,
+    Action, Arn, ControllerRef, Decision, HumanDuration, Image, ProjectName, ReapMode,
+    ResourceType, RunOutcome, Source, Tags, TaskName, Verdict, WalkOutcome,
 };
 
 /// One resource as a walk of (account, region) saw it.
@@ -28,6 +28,9 @@ pub struct Observed {
     pub source: Source,
     /// When it was created, where the call that found it says (launch or create time).
     pub created_at: Option<DateTime<Utc>>,
+    /// EC2 instances and launch templates, while the rules hold an image catalog: the image
+    /// it runs or launches.
+    pub image: Option<Image>,
 }
 
 impl Observed {

@@ -207,6 +207,7 @@ impl Synth {
             state: None,
             source: Source::Tagging,
             created_at: None,
+            image: None,
         }
     }
 }

@@ -10,6 +10,7 @@ mod client;
 pub mod creator;
 pub mod ec2;
 pub mod explorer;
+pub mod images;
 mod limiter;
 pub mod organization;
 pub mod sweep;
@@ -59,6 +60,9 @@ pub enum WalkError {
         #[source]
         source: BoxError,
     },
+    /// Reading the images of the page's instances or launch templates failed.
+    #[error("images")]
+    Images(#[source] images::ImagesError),
     /// The page handler (the store) failed.
     #[error("cannot persist page {page}")]
     Persist {
@@ -106,6 +110,24 @@ pub async fn walk<F, Fut>(
     region: &str,
     limiter: &RateLimiter,
     metrics: &Metrics,
+    on_page: F,
+) -> WalkResult
+where
+    F: FnMut(Vec<Observed>) -> Fut,
+    Fut: Future<Output = Result<(), BoxError>>,
+{
+    walk_judging_images(clients, account, region, limiter, metrics, false, on_page).await
+}
+
+/// [`walk`], and when `images` (the rules hold an image catalog) each page's instances and
+/// launch templates carry their [`crate::model::Image`] ([`images::ImageLookup`]).
+pub async fn walk_judging_images<F, Fut>(
+    clients: &AwsClients,
+    account: &str,
+    region: &str,
+    limiter: &RateLimiter,
+    metrics: &Metrics,
+    images: bool,
     mut on_page: F,
 ) -> WalkResult
 where
@@ -123,9 +145,19 @@ where
     let tagging = aws_sdk_resourcegroupstagging::Client::new(&conf);
     let ec2 = aws_sdk_ec2::Client::new(&conf);
     let ending = tokio::sync::OnceCell::new();
+    let lookup = images.then(|| images::ImageLookup::new(ec2.clone(), limiter, metrics));
     let fetch = |token: Option<String>, n: u64| {
         fetch_page(
-            &tagging, &ec2, &ending, account, region, limiter, metrics, token, n,
+            &tagging,
+            &ec2,
+            &ending,
+            lookup.as_ref(),
+            account,
+            region,
+            limiter,
+            metrics,
+            token,
+            n,
         )
     };
     let mut next = fetch(None, 1).await;
@@ -168,6 +200,7 @@ async fn fetch_page(
     tagging: &aws_sdk_resourcegroupstagging::Client,
     ec2: &aws_sdk_ec2::Client,
     ending: &tokio::sync::OnceCell<HashMap<String, String>>,
+    lookup: Option<&images::ImageLookup<'_>>,
     account: &str,
     region: &str,
     limiter: &RateLimiter,
@@ -207,9 +240,16 @@ async fn fetch_page(
             state: None,
             source: Source::Tagging,
             created_at: None,
+            image: None,
         });
     }
     instance_states(ec2, limiter, metrics, ending, &mut observed).await?;
+    if let Some(lookup) = lookup {
+        lookup
+            .attach(&mut observed)
+            .await
+            .map_err(WalkError::Images)?;
+    }
     let token = page
         .pagination_token()
         .filter(|t| !t.is_empty())

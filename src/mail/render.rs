@@ -304,6 +304,28 @@ mod tests {
     }
 
     /// A tag value with terminal escapes or a bidi override reaches no part of a message raw.
+    /// An item doomed for its image tells its owner that a renewal will not keep it.
+    #[test]
+    fn an_unapproved_image_in_a_digest_says_how_to_keep_it() {
+        let r = Renderer::new();
+        let mut payload = samples()[1].1.clone();
+        let said = "renewing the lease does not";
+        let d = r.render("owner-digest", &payload).expect("renders");
+        assert!(
+            !d.text.contains(said) && !d.html.contains(said),
+            "{}",
+            d.text
+        );
+        payload["items"][0]["verdict"] = "unapproved-image".into();
+        let d = r.render("owner-digest", &payload).expect("renders");
+        assert!(
+            d.text.contains("verdict           unapproved-image"),
+            "{}",
+            d.text
+        );
+        assert!(d.text.contains(said) && d.html.contains(said), "{}", d.text);
+    }
+
     #[test]
     fn control_characters_are_escaped_in_every_part() {
         let r = Renderer::new();

@@ -6,6 +6,7 @@
 //! | `duration` | [`HumanDuration`]: `90m`, `2h`, `7d` |
 //! | `tags` | [`Tags`] (packed), the tag checks, [`IdentityTags`] (the keys that carry a lease) |
 //! | `arn` | [`Arn`] and its parts |
+//! | `image` | [`Image`]: the AMI an instance runs or a launch template launches (id, owner, name) |
 //! | `controller` | [`ControllerRef`]: what a controlled resource's tags name, and what a controller is (stacks, node groups, Auto Scaling groups, ECS services) |
 //! | `verdict` | [`Verdict`] (what a pass concludes) and [`Action`] (what a rule does) |
 //! | `mail` | [`MailKind`]: the notices and messages of the outbox |
@@ -23,6 +24,7 @@ mod controller;
 mod duration;
 mod event;
 mod ids;
+mod image;
 mod lease;
 mod mail;
 mod money;
@@ -38,6 +40,7 @@ pub use controller::{ControllerKind, ControllerRef};
 pub use duration::{HumanDuration, backoff};
 pub use event::{EVENT_SOURCE, Event, EventKind};
 pub use ids::{LeaseId, ProjectName};
+pub use image::Image;
 pub use lease::{Lease, LeaseEnded, LeaseState};
 pub use mail::MailKind;
 pub use money::{DaySpend, MicroUsd, format_usd, parse_amount, usd_f64};

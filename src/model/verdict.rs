@@ -25,10 +25,13 @@ pub enum Verdict {
     /// It claims a project (by its lease or its project tag) that may not have resources in
     /// its account: reported, never reaped, whatever its lease says.
     Misplaced,
+    /// An EC2 instance or launch template whose AMI no `[[images]]` entry approves (only while
+    /// the rules hold a catalog); the lease verdicts that open findings of their own win over it.
+    UnapprovedImage,
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 8] = [
+    pub const ALL: [Verdict; 9] = [
         Verdict::Leased,
         Verdict::Expiring,
         Verdict::Expired,
@@ -37,6 +40,7 @@ impl Verdict {
         Verdict::Untagged,
         Verdict::Protected,
         Verdict::Misplaced,
+        Verdict::UnapprovedImage,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +53,7 @@ impl Verdict {
             Verdict::Untagged => "untagged",
             Verdict::Protected => "protected",
             Verdict::Misplaced => "misplaced",
+            Verdict::UnapprovedImage => "unapproved-image",
         }
     }
 
@@ -114,5 +119,10 @@ mod tests {
         assert!(!Verdict::Leased.is_finding());
         assert!(!Verdict::Protected.is_finding());
         assert!(Verdict::UnknownLease.is_finding());
+        assert!(Verdict::UnapprovedImage.is_finding());
+        assert_eq!(
+            Verdict::parse("unapproved-image"),
+            Some(Verdict::UnapprovedImage)
+        );
     }
 }

@@ -12,7 +12,7 @@ use super::{AcquireAsk, Caller, Policy, evaluate};
 use crate::auth::Role;
 use crate::model::IdentityTags;
 use crate::model::Lease;
-use crate::model::{HumanDuration, LeaseId, ProjectName, Tags};
+use crate::model::{HumanDuration, Image, LeaseId, ProjectName, Tags};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -52,6 +52,37 @@ pub(super) struct CaseResource {
     /// Other tags, verbatim.
     #[serde(default)]
     tags: BTreeMap<String, String>,
+    /// The AMI it runs (an instance) or launches (a launch template).
+    #[serde(default)]
+    image: Option<CaseImage>,
+}
+
+/// An image as EC2 would describe it; without `owner` and `name`, one EC2 no longer knows
+/// (deregistered).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CaseImage {
+    id: String,
+    /// An account id, or an owner alias (`amazon`).
+    #[serde(default)]
+    owner: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+impl CaseImage {
+    fn image(&self) -> Image {
+        let alias = self
+            .owner
+            .as_deref()
+            .filter(|o| super::images::OWNER_ALIASES.contains(o));
+        Image {
+            id: self.id.clone(),
+            owner: self.owner.clone().filter(|_| alias.is_none()),
+            owner_alias: alias.map(str::to_owned),
+            name: self.name.clone(),
+        }
+    }
 }
 
 fn default_arn() -> String {
@@ -307,10 +338,12 @@ fn check_evaluate(policy: &Policy, c: &RawCase) -> Result<(), String> {
         (None, a) => a,
     };
     let resource_type = arn.resource_type();
+    let image = r.image.as_ref().map(CaseImage::image);
     let place = super::Place {
         account,
         ous: &r.ous,
         resource_type: &resource_type,
+        image: image.as_ref(),
     };
     let e = evaluate(
         &r.arn,
@@ -420,5 +453,76 @@ expect = "ttl-above-max"
             "{failed:?}"
         );
         assert!(report.to_string().ends_with("2 passed, 1 failed\n"));
+    }
+
+    /// Evaluate cases state an image: approved by owner and name, by id when deregistered,
+    /// and a failing expectation fails.
+    #[test]
+    fn cases_judge_images() {
+        let text = r#"
+[[images]]
+owners = ["amazon"]
+names = ["al2023-ami-*"]
+reason = "stock"
+
+[[images]]
+ids = ["ami-0123456789abcdef0"]
+reason = "golden"
+expires = "2027-01-01"
+
+[[test]]
+name = "stock image"
+operation = "evaluate"
+now = "2026-03-01T12:00:00Z"
+resource = { project = "web", image = { id = "ami-0aaaaaaaaaaaaaaaa", owner = "amazon", name = "al2023-ami-2023.6" } }
+expect_verdict = "untagged"
+
+[[test]]
+name = "unknown image under a live lease"
+operation = "evaluate"
+now = "2026-03-01T12:00:00Z"
+resource = { lease = "0194e0a1-0000-7000-8000-000000000001", project = "web", task = "t", owner = "o@example.com", image = { id = "ami-0bbbbbbbbbbbbbbbb", owner = "999999999999", name = "al2023-ami-2023.6" } }
+lease = { project = "web", created_at = "2026-03-01T11:00:00Z", expires_at = "2026-03-01T20:00:00Z" }
+expect_verdict = "unapproved-image"
+expect_action = "notify"
+
+[[test]]
+name = "golden image, deregistered, before its entry ends"
+operation = "evaluate"
+now = "2026-12-31T23:59:59Z"
+resource = { lease = "0194e0a1-0000-7000-8000-000000000001", project = "web", task = "t", owner = "o@example.com", image = { id = "ami-0123456789abcdef0" } }
+lease = { project = "web", created_at = "2026-12-31T11:00:00Z", expires_at = "2027-01-02T20:00:00Z" }
+expect_verdict = "leased"
+
+[[test]]
+name = "golden image after its entry ended (wrong on purpose)"
+operation = "evaluate"
+now = "2027-01-01T00:00:00Z"
+resource = { lease = "0194e0a1-0000-7000-8000-000000000001", project = "web", task = "t", owner = "o@example.com", image = { id = "ami-0123456789abcdef0" } }
+lease = { project = "web", created_at = "2026-12-31T11:00:00Z", expires_at = "2027-01-02T20:00:00Z" }
+expect_verdict = "leased"
+
+[[project]]
+name = "web"
+lessees = ["ci"]
+default_ttl = "2h"
+max_ttl = "3d"
+grace = "1h"
+"#;
+        let policy = Policy::parse([(Path::new("p.toml"), text)]).expect("valid");
+        let report = policy.run_cases();
+        assert_eq!((report.passed(), report.failed()), (3, 1), "{report}");
+        let failed = report
+            .outcomes
+            .iter()
+            .find(|o| o.failure.is_some())
+            .expect("one failed");
+        assert!(
+            failed
+                .failure
+                .as_deref()
+                .is_some_and(|f| f.contains("expected verdict leased, got unapproved-image")),
+            "{failed:?}"
+        );
     }
 }

@@ -45,6 +45,9 @@ struct RawFile {
     handles: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
     #[serde(default)]
     team: Vec<Spanned<RawTeam>>,
+    /// `[[images]]`: the approved-image catalog.
+    #[serde(default)]
+    images: Vec<Spanned<super::images::RawImages>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,7 +141,7 @@ fn rules_from(
             src.error_for(
                 span.clone(),
                 field,
-                format!("`{k}` is not a verdict that opens a finding (expiring, expired, released, unknown-lease, untagged, misplaced)"),
+                format!("`{k}` is not a verdict that opens a finding (expiring, expired, released, unknown-lease, untagged, misplaced, unapproved-image)"),
             )
         })?;
         if verdict == Verdict::Misplaced && r.action == Action::Reap {
@@ -270,10 +273,23 @@ impl Policy {
                 let d = d.into_inner();
                 let builtin = Defaults::default();
                 let grace = d.grace.unwrap_or(builtin.grace);
+                let on = rules_from(&src, span.clone(), "defaults.on", d.on, grace)?;
+                // Defaults reach every project and resources of none: deleting for an image
+                // is a choice each project makes for itself.
+                if on
+                    .get(&Verdict::UnapprovedImage)
+                    .is_some_and(|r| r.action == Action::Reap)
+                {
+                    return Err(src.error_for(
+                        span,
+                        "defaults.on",
+                        "an unapproved image is reaped only where a project says so (project.on or project.on_type): report or notify here",
+                    ));
+                }
                 policy.defaults = Defaults {
                     warning_window: d.warning_window.unwrap_or(builtin.warning_window),
                     grace,
-                    on: rules_from(&src, span, "defaults.on", d.on, grace)?,
+                    on,
                     refuse_unknown_owners: matches!(d.unknown_owners, Some(UnknownOwners::Refuse)),
                 };
             }
@@ -589,6 +605,11 @@ impl Policy {
                         accounts,
                     },
                 );
+            }
+            for i in raw.images {
+                let span = i.span();
+                let entry = i.into_inner().check(&src, path, span)?;
+                policy.images.push(entry);
             }
             for case in raw.test {
                 let (line, _) = src.line_col(case.span().start);

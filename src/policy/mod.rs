@@ -6,6 +6,7 @@
 
 mod cases;
 mod evaluate;
+mod images;
 mod load;
 mod routing;
 
@@ -13,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 pub use cases::{CaseOutcome, CaseReport};
 pub use evaluate::{Evaluation, Place, Reason, evaluate};
+pub use images::{Catalog, ImageEntry};
 pub use load::PolicyError;
 pub use routing::{Directory, Route, Team, Via, handle_key, is_address};
 
@@ -28,6 +30,7 @@ pub struct Policy {
     defaults: Defaults,
     allow: Vec<AllowEntry>,
     directory: Directory,
+    images: Catalog,
     cases: Vec<cases::TestCase>,
 }
 
@@ -359,6 +362,11 @@ impl Policy {
         p.check_ttl(ttl)
     }
 
+    /// The approved-image catalog (`[[images]]`); off when the rules hold no entry.
+    pub fn images(&self) -> &Catalog {
+        &self.images
+    }
+
     /// The test cases written in the rules files.
     pub fn run_cases(&self) -> CaseReport {
         cases::run(self)
@@ -371,26 +379,39 @@ impl Policy {
 
     /// The action and grace for a verdict of a resource of `resource_type` in `project`
     /// (None: no known project). Precedence: the project's rule for the type, the project's
-    /// rule, the defaults' rule, then `report` with the project's (or the default) grace. A
-    /// `misplaced` resource is never reaped, whatever a rule says.
+    /// rule, the defaults' rule, then `report` (`notify` for `unapproved-image`) with the
+    /// project's (or the default) grace. A `misplaced` resource is never reaped, whatever a
+    /// rule says; an `unapproved-image` one only where its project's own rule says reap.
     pub fn rule_for(
         &self,
         project: Option<&ProjectPolicy>,
         verdict: Verdict,
         resource_type: &str,
     ) -> Rule {
-        let rule = project
+        let own = project
             .and_then(|p| p.on_type.get(resource_type).and_then(|on| on.get(&verdict)))
-            .or_else(|| project.and_then(|p| p.on.get(&verdict)))
+            .or_else(|| project.and_then(|p| p.on.get(&verdict)));
+        let fallback = Rule {
+            // Whoever can rebuild on an approved image should hear of it: a catalog that only
+            // reports would be one nobody reads.
+            action: if verdict == Verdict::UnapprovedImage {
+                Action::Notify
+            } else {
+                Action::Report
+            },
+            grace: project.map_or(self.defaults.grace, |p| p.grace),
+        };
+        let rule = own
             .or_else(|| self.defaults.on.get(&verdict))
             .copied()
-            .unwrap_or(Rule {
-                action: Action::Report,
-                grace: project.map_or(self.defaults.grace, |p| p.grace),
-            });
+            .unwrap_or(fallback);
         match (verdict, rule.action) {
             (Verdict::Misplaced, Action::Reap) => Rule {
                 action: Action::Report,
+                ..rule
+            },
+            (Verdict::UnapprovedImage, Action::Reap) if own.is_none() => Rule {
+                action: Action::Notify,
                 ..rule
             },
             _ => rule,

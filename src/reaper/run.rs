@@ -144,7 +144,11 @@ fn is_controller(c: &ReapCandidate) -> bool {
 fn reapable(v: Verdict) -> bool {
     matches!(
         v,
-        Verdict::Expired | Verdict::Released | Verdict::UnknownLease | Verdict::Untagged
+        Verdict::Expired
+            | Verdict::Released
+            | Verdict::UnknownLease
+            | Verdict::Untagged
+            | Verdict::UnapprovedImage
     )
 }
 
@@ -908,10 +912,25 @@ impl Reaper {
         let now = inner.clock.now();
         let ous = inner.clients.ous_of(&c.account);
         let policy = inner.policy.get();
+        // The image as it is now: an instance whose AMI was approved meanwhile must survive.
+        let image = if policy.images().is_on() {
+            match aws::image_of(&sdk, &c.arn).await {
+                Ok(i) => i,
+                Err(e) => {
+                    return Err(Outcome::Failed(format!(
+                        "re-reading the image: {}",
+                        crate::error_chain(&e)
+                    )));
+                }
+            }
+        } else {
+            None
+        };
         let place = Place {
             account: &c.account,
             ous: &ous,
             resource_type: &c.resource_type,
+            image: image.as_ref(),
         };
         let e = evaluate(
             c.arn.as_str(),
@@ -925,8 +944,10 @@ impl Reaper {
         if !reapable(e.verdict) {
             return Err(Outcome::Skipped(format!("now {}: {}", e.verdict, e.reason)));
         }
-        // By hand, on-call may reap any reapable verdict; a pass needs the rules to say reap.
-        if !actor.manual && e.rule.action != Action::Reap {
+        // By hand, on-call may reap any reapable verdict but an unapproved image, which only
+        // its project's rule may doom; a pass needs the rules to say reap.
+        if (!actor.manual || e.verdict == Verdict::UnapprovedImage) && e.rule.action != Action::Reap
+        {
             return Err(Outcome::Skipped(format!(
                 "rules now say `{}` for a {} resource",
                 e.rule.action, e.verdict

@@ -1165,6 +1165,7 @@ mod tests {
                 state: None,
                 source: Source::Tagging,
                 created_at: None,
+                image: None,
             },
             verdict,
             reason: format!("{name} is {verdict}"),

@@ -40,6 +40,7 @@ pub fn evaluate_page(
                 account: &o.account,
                 ous,
                 resource_type: &o.resource_type,
+                image: o.image.as_ref(),
             };
             let e = evaluate(
                 o.arn.as_str(),
@@ -57,9 +58,20 @@ pub fn evaluate_page(
             } else {
                 e.reason
             };
+            // The image's id in the words of the finding; and when a lease verdict won over
+            // the image, the reason still says the image is not approved, so both are seen.
+            let reason = match (&o.image, e.unapproved_image) {
+                (Some(i), true) if e.verdict == Verdict::UnapprovedImage => {
+                    format!("image {} is not in the approved catalog", i.id)
+                }
+                (Some(i), true) if e.verdict.is_finding() => {
+                    format!("{reason}; image {} is not approved either", i.id)
+                }
+                _ => reason.to_string(),
+            };
             Record {
                 verdict: e.verdict,
-                reason: reason.to_string(),
+                reason,
                 project: e.project.cloned(),
                 action: e.rule.action,
                 grace: e.rule.grace,
@@ -125,12 +137,13 @@ impl Tasks {
         let mut listed: HashSet<(String, String)> = HashSet::new();
         let span = tracing::info_span!("walk", account = %account, region = %region);
         let result = tracing::Instrument::instrument(
-            inventory::walk(
+            inventory::walk_judging_images(
                 &inner.clients,
                 &account,
                 &region,
                 &limiter,
                 &inner.metrics,
+                policy.images().is_on(),
                 |page| {
                     if sweep_due {
                         listed.extend(page.iter().map(|o| identity(&o.arn)));
@@ -155,12 +168,22 @@ impl Tasks {
         // A sweep compares with a complete tagging walk only: against a partial one, tagged
         // resources it missed would be taken for never tagged.
         let mut sweep = None;
+        // Failing to read the images of what the sweep found makes the walk incomplete, as it
+        // would for what the tagging walk listed.
+        let mut images_failed = None;
         if sweep_due && result.error.is_none() {
-            let (record, found) = tracing::Instrument::instrument(
+            let (record, mut found) = tracing::Instrument::instrument(
                 self.sweep_one(&account, &region, home, &listed),
                 span.clone(),
             )
             .await;
+            if policy.images().is_on()
+                && let Err(e) = self
+                    .sweep_images(&account, &region, &limiter, &mut found)
+                    .await
+            {
+                images_failed = Some(e);
+            }
             let records = evaluate_now(found);
             totals.count(&records);
             totals.swept = records.len() as u64;
@@ -175,7 +198,11 @@ impl Tasks {
         drop(batches);
         // The walk's error with its sources, or the persister's when the walk stopped only
         // because the persister had.
-        let mut reason = result.error.as_ref().map(|e| crate::error_chain(e));
+        let mut reason = result
+            .error
+            .as_ref()
+            .map(|e| crate::error_chain(e))
+            .or(images_failed);
         let persisted = match persister.await {
             Ok(r) => r,
             Err(e) => Err(format!("persist task failed: {e}")),
@@ -232,6 +259,36 @@ impl Tasks {
         }
         totals.record = record;
         totals
+    }
+
+    /// Sets the images of the instances and launch templates a sweep found (moto's tagging
+    /// API never lists launch templates: there, only the sweep finds them).
+    async fn sweep_images(
+        &self,
+        account: &str,
+        region: &str,
+        limiter: &RateLimiter,
+        found: &mut [Observed],
+    ) -> Result<(), String> {
+        if !found.iter().any(|o| {
+            matches!(
+                o.resource_type.as_str(),
+                "ec2:instance" | "ec2:launch-template"
+            )
+        }) {
+            return Ok(());
+        }
+        let inner = &self.inner;
+        inventory::images::attach_in(
+            &inner.clients,
+            account,
+            region,
+            limiter,
+            &inner.metrics,
+            found,
+        )
+        .await
+        .map_err(|e| format!("images of swept resources: {}", crate::error_chain(&e)))
     }
 
     /// Sweeps the discovery types of (account, region): what the tagging walk did not list
@@ -335,6 +392,7 @@ impl Tasks {
                             state: f.state,
                             source,
                             created_at: f.created_at,
+                            image: None,
                         });
                     }
                     inner

@@ -18,6 +18,7 @@ mod docs;
 mod ha;
 mod iam;
 mod idempotency;
+mod images;
 mod integrations;
 mod mail;
 mod oidc;

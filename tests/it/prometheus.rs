@@ -724,6 +724,12 @@ top_tasks = 2
         crate::reap::POLICY,
     )
     .expect("policy");
+    // A catalog that approves none of the images seeded: the unapproved-image panel's series.
+    std::fs::write(
+        work.path().join("rules/policy/images.toml"),
+        "[[images]]\nids = [\"ami-0000000000000aaaa\"]\nreason = \"the golden image\"\n",
+    )
+    .expect("catalog");
     let clock = manual_clock();
     let d = TestDaemon::start_with_clock(&work, clock.clone()).await;
 
@@ -779,6 +785,7 @@ top_tasks = 2
             {"key": "doomed-queue", "type": "sqs:queue", "tags": lease_tags(&expired, "web", "build 1")},
             {"key": "released", "type": "ec2:volume", "tags": lease_tags(&released, "web", "build 2")},
             {"key": "leased", "type": "ec2:volume", "tags": lease_tags(&active, "web", "deploy 3")},
+            {"key": "unapproved", "type": "ec2:instance", "tags": lease_tags(&active, "web", "deploy 3")},
             {"key": "expiring", "type": "ec2:volume", "tags": lease_tags(&expiring, "web", "preview 4")},
             {"key": "unknown", "type": "ec2:volume",
              "tags": lease_tags("0194e0a1-0000-7000-8000-00000000dead", "web", "gone 5")},

@@ -22,6 +22,8 @@ off by default:
   attached to it as device 1, the address associated with it. Their ARNs come back in
   `used_by`.
 - `objects` (s3:bucket): that many plain objects `obj-N`, put before versioning is enabled.
+- `image_id` (ec2:instance, ec2:launch-template): the AMI to launch instead of the default
+  (moto checks no AMI exists, so an id it never registered stands for a deregistered one).
 - `versioned` (s3:bucket): then enable versioning and add three versions of `versioned` and
   one version plus a delete marker of `deleted`.
 
@@ -191,7 +193,7 @@ TYPES = (
 )
 FIELDS = {
     "key", "account", "region", "type", "tags", "terminated", "count",
-    "in_use", "objects", "versioned",
+    "in_use", "objects", "versioned", "image_id",
 }
 IN_USE_TYPES = {
     "ec2:volume",
@@ -294,6 +296,8 @@ class Entry:
     in_use: bool = False
     objects: int = 0
     versioned: bool = False
+    # ec2:instance and ec2:launch-template: the AMI to launch (moto does not check it exists).
+    image_id: str | None = None
 
 
 @dataclass
@@ -378,10 +382,17 @@ def parse_spec(raw: str) -> list[Entry]:
             raise SpecError(f'{where}: "versioned" must be a boolean')
         if (objects or versioned) and kind != "s3:bucket":
             raise SpecError(f'{where}: "objects" and "versioned" apply to s3:bucket only')
+        image_id = item.get("image_id")
+        if image_id is not None and (
+            not isinstance(image_id, str) or not image_id.startswith("ami-")
+        ):
+            raise SpecError(f'{where}: "image_id" must be an AMI id (ami-...)')
+        if image_id is not None and kind not in ("ec2:instance", "ec2:launch-template"):
+            raise SpecError(f'{where}: "image_id" applies to ec2:instance and ec2:launch-template only')
         entries.append(
             Entry(
                 index, key, account, region, kind, dict(tags), terminated, count,
-                in_use, objects, versioned,
+                in_use, objects, versioned, image_id,
             )
         )
     return entries
@@ -504,7 +515,7 @@ class Seeder:
         """Launches `count` instances in one RunInstances call."""
         ec2 = self.ec2(entry)
         response = ec2.run_instances(
-            ImageId=AMI,
+            ImageId=entry.image_id or AMI,
             InstanceType=INSTANCE_TYPE,
             MinCount=count,
             MaxCount=count,
@@ -913,7 +924,7 @@ class Seeder:
     def launch_template(self, entry: Entry) -> Created:
         template_id = self.ec2(entry).create_launch_template(
             LaunchTemplateName=self.name(entry),
-            LaunchTemplateData={"ImageId": AMI, "InstanceType": INSTANCE_TYPE},
+            LaunchTemplateData={"ImageId": entry.image_id or AMI, "InstanceType": INSTANCE_TYPE},
             TagSpecifications=self.ec2_tag_specs(entry, "launch-template"),
         )["LaunchTemplate"]["LaunchTemplateId"]
         return Created(self.ec2_arn(entry, "launch-template", template_id), template_id)

@@ -60,8 +60,87 @@ pub(super) async fn live_instances(
     Ok(arns)
 }
 
-/// The IAM actions of the calls below, sorted: DescribeInstances; TerminateInstances.
-pub(super) const INSTANCE_ACTIONS: &[&str] = &["ec2:DescribeInstances", "ec2:TerminateInstances"];
+/// The IAM actions of the calls below, sorted: DescribeImages (the image approval checked
+/// again before a delete); DescribeInstances; TerminateInstances.
+pub(super) const INSTANCE_ACTIONS: &[&str] = &[
+    "ec2:DescribeImages",
+    "ec2:DescribeInstances",
+    "ec2:TerminateInstances",
+];
+
+/// The image the instance `id` runs, or the default version of launch template `id`
+/// launches, as EC2 says now; `None` when it is gone or names none. An AMI EC2 no longer
+/// describes is known by its id alone.
+pub(super) async fn image_of(
+    ec2: &aws_sdk_ec2::Client,
+    ty: ResourceType,
+    id: &str,
+) -> Result<Option<crate::model::Image>, DeleteError> {
+    let ami = match ty {
+        ResourceType::Ec2Instance => {
+            let out = match ec2
+                .describe_instances()
+                .instance_ids(id)
+                .send()
+                .await
+                .map_err(fail("DescribeInstances"))
+            {
+                Ok(out) => out,
+                Err(f) if f.is(INSTANCE_NOT_FOUND) => return Ok(None),
+                Err(f) => return Err(f.into_error(&[])),
+            };
+            out.reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .find(|i| i.instance_id() == Some(id))
+                .and_then(|i| i.image_id().map(str::to_owned))
+        }
+        ResourceType::Ec2LaunchTemplate => {
+            let out = match ec2
+                .describe_launch_template_versions()
+                .launch_template_id(id)
+                .versions("$Default")
+                .send()
+                .await
+                .map_err(fail("DescribeLaunchTemplateVersions"))
+            {
+                Ok(out) => out,
+                Err(f) if f.is(TEMPLATE_NOT_FOUND) => return Ok(None),
+                Err(f) => return Err(f.into_error(&[])),
+            };
+            out.launch_template_versions()
+                .iter()
+                .find_map(|v| v.launch_template_data().and_then(|d| d.image_id()))
+                .map(str::to_owned)
+        }
+        _ => None,
+    };
+    let Some(ami) = ami else { return Ok(None) };
+    // A filter, not `ImageIds`: a deregistered AMI is an empty answer, not an error.
+    let out = ec2
+        .describe_images()
+        .filters(filter("image-id", &[ami.as_str()]))
+        .include_deprecated(true)
+        .include_disabled(true)
+        .send()
+        .await
+        .map_err(fail("DescribeImages"))
+        .map_err(|f| f.into_error(&[]))?;
+    Ok(Some(
+        out.images()
+            .iter()
+            .find(|i| i.image_id() == Some(ami.as_str()))
+            .map_or_else(
+                || crate::model::Image::by_id(ami.clone()),
+                |i| crate::model::Image {
+                    id: ami.clone(),
+                    owner: i.owner_id().map(str::to_owned),
+                    owner_alias: i.image_owner_alias().map(str::to_owned),
+                    name: i.name().map(str::to_owned),
+                },
+            ),
+    ))
+}
 
 pub(super) async fn inspect_instance(
     ec2: &aws_sdk_ec2::Client,
@@ -591,9 +670,14 @@ pub(super) async fn delete_key_pair(
     settle(r, &["InvalidKeyPair.NotFound"], &[])
 }
 
-/// The IAM actions of the calls below, sorted: DescribeLaunchTemplates; DeleteLaunchTemplate.
-pub(super) const LAUNCH_TEMPLATE_ACTIONS: &[&str] =
-    &["ec2:DeleteLaunchTemplate", "ec2:DescribeLaunchTemplates"];
+/// The IAM actions of the calls below, sorted: DescribeLaunchTemplates; DeleteLaunchTemplate;
+/// DescribeLaunchTemplateVersions and DescribeImages (the image approval checked again).
+pub(super) const LAUNCH_TEMPLATE_ACTIONS: &[&str] = &[
+    "ec2:DeleteLaunchTemplate",
+    "ec2:DescribeImages",
+    "ec2:DescribeLaunchTemplateVersions",
+    "ec2:DescribeLaunchTemplates",
+];
 
 pub(super) async fn inspect_launch_template(
     ec2: &aws_sdk_ec2::Client,

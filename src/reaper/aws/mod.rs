@@ -215,6 +215,21 @@ pub async fn inspect(sdk: &SdkConfig, arn: &Arn) -> Result<Inspection, DeleteErr
     (kind(deletable(arn)?).inspect)(sdk, arn).await
 }
 
+/// The image an EC2 instance runs or a launch template launches, as EC2 says now (`None` for
+/// other types, when it is gone, or when it names none): what the catalog judges again right
+/// before a delete.
+pub async fn image_of(
+    sdk: &SdkConfig,
+    arn: &Arn,
+) -> Result<Option<crate::model::Image>, DeleteError> {
+    match ResourceType::parse(&arn.resource_type()) {
+        Some(t @ (ResourceType::Ec2Instance | ResourceType::Ec2LaunchTemplate)) => {
+            ec2::image_of(&ec2::client(sdk), t, arn.resource_id()).await
+        }
+        _ => Ok(None),
+    }
+}
+
 /// The type of the resource `arn` names, if it has a deleter.
 fn deletable(arn: &Arn) -> Result<ResourceType, DeleteError> {
     let t = arn.resource_type();
