@@ -306,7 +306,7 @@ fn actions_of(calls: &[Call]) -> (BTreeSet<String>, Vec<String>) {
     (actions, unmapped)
 }
 
-/// Each deleter's calls (inspect, delete, inspect again, delete again) against one resource of
+/// Each deleter's calls (inspect, the image re-check, delete, inspect again, delete again) against one resource of
 /// its type map to exactly its row: nothing the row lacks (sufficient), nothing it has that no
 /// call needs (least). Resources are seeded in use where that makes the re-read look up their
 /// users, and the bucket holds objects, so every conditional call is made.
@@ -362,6 +362,9 @@ async fn every_row_is_exactly_what_its_deleter_calls() {
         let before = recorder.calls().len();
         // Outcomes do not matter here (an in-use volume stays): only the calls made.
         let first = aws::inspect(&sdk, &arn).await;
+        // The re-check of an instance's or launch template's image before a delete (a no-op
+        // call-free for other types), as the reaper makes it.
+        let _ = aws::image_of(&sdk, &arn).await;
         let deleted = aws::delete(&sdk, &arn).await;
         let _ = aws::inspect(&sdk, &arn).await;
         let _ = aws::delete(&sdk, &arn).await;
