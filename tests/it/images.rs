@@ -182,17 +182,37 @@ max_project_share_percent = 100
         "{m}"
     );
 
-    // Pass 2, past the grace (the lease still runs): the unapproved instances are terminated in
-    // moto, the approved ones keep running.
+    // Trusty is approved after the mark, with no pass since (its finding still says
+    // unapproved-image): on-call's reap of it re-reads the image, judges it approved now, and
+    // skips it.
+    let approved =
+        format!("{CATALOG}\n[[images]]\nids = [\"{TRUSTY}\"]\nreason = \"approved late\"\n");
+    std::fs::write(work.path().join("rules/policy/images.toml"), approved).expect("catalog");
+    let (s, report) = d.post("/api/v1/reload", OPERATOR, json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{report}");
+    let job = crate::reap::reap_job(&d, &[&id("wrong-name").0]).await;
+    let result = &job["results"][0];
+    assert_eq!(result["outcome"], "skipped", "{job}");
+    assert!(
+        result["detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("now leased")),
+        "{job}"
+    );
+    let ec2 = aws_sdk_ec2::Client::new(&moto.sdk_config("us-east-1").await);
+    assert_eq!(state(&ec2, &id("wrong-name").1).await, "running");
+
+    // Pass 2, past the grace (the lease still runs): the unapproved instance is terminated in
+    // moto, the approved ones (Trusty now too) keep running.
     clock.advance(chrono::TimeDelta::minutes(45));
     let run = d.pass().await;
-    assert_eq!(run["run"]["summary"]["reap"]["deleted"], 2, "{run}");
-    let ec2 = aws_sdk_ec2::Client::new(&moto.sdk_config("us-east-1").await);
-    for key in ["wrong-name", "expired-entry"] {
-        let s = state(&ec2, &id(key).1).await;
-        assert!(s == "terminated" || s == "shutting-down", "{key}: {s}");
-    }
-    for key in ["by-id", "by-owner", "by-name"] {
+    assert_eq!(run["run"]["summary"]["reap"]["deleted"], 1, "{run}");
+    let s = state(&ec2, &id("expired-entry").1).await;
+    assert!(
+        s == "terminated" || s == "shutting-down",
+        "expired-entry: {s}"
+    );
+    for key in ["by-id", "by-owner", "by-name", "wrong-name"] {
         assert_eq!(state(&ec2, &id(key).1).await, "running", "{key}");
     }
     let (s, _) = d.get("/api/v1/findings?limit=100", OPERATOR).await;
