@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::webhooks::duration_within;
 use crate::diagnostic::{FileError, Source};
 use crate::model::HumanDuration;
 
@@ -90,30 +91,10 @@ pub(super) fn resolve_canary(
         }
         targets.push(target);
     }
-    let duration = |d: Option<Spanned<HumanDuration>>,
-                    default: u64,
-                    f: &str,
-                    min: u64,
-                    max: u64|
-     -> Result<HumanDuration, FileError> {
-        match d {
-            None => Ok(HumanDuration::from_secs(default)),
-            Some(d) if !(min..=max).contains(&d.get_ref().as_secs()) => Err(src.error_for(
-                d.span(),
-                &format!("canary.{f}"),
-                format!(
-                    "must be {} to {}",
-                    HumanDuration::from_secs(min),
-                    HumanDuration::from_secs(max)
-                ),
-            )),
-            Some(d) => Ok(d.into_inner()),
-        }
-    };
     Ok(CanaryConfig {
         project,
         targets,
-        every: duration(r.every, 3600, "every", 10, 7 * 86_400)?,
-        slo: duration(r.slo, 1800, "slo", 10, 86_400)?,
+        every: duration_within(src, r.every, "canary.every", 3600, (10, 7 * 86_400))?,
+        slo: duration_within(src, r.slo, "canary.slo", 1800, (10, 86_400))?,
     })
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::webhooks::{SecretSource, secret_source};
+use super::webhooks::{SecretSource, duration_within, secret_source};
 use crate::diagnostic::{FileError, Source};
 use crate::model::HumanDuration;
 
@@ -167,33 +167,19 @@ pub(super) fn resolve_slack(
             ));
         }
     }
-    let duration = |d: Option<Spanned<HumanDuration>>,
-                    default: u64,
-                    f: &str,
-                    min: u64,
-                    max: u64|
-     -> Result<HumanDuration, FileError> {
-        match d {
-            None => Ok(HumanDuration::from_secs(default)),
-            Some(d) if !(min..=max).contains(&d.get_ref().as_secs()) => Err(src.error_for(
-                d.span(),
-                &format!("slack.{f}"),
-                format!(
-                    "must be {} to {}",
-                    HumanDuration::from_secs(min),
-                    HumanDuration::from_secs(max)
-                ),
-            )),
-            Some(d) => Ok(d.into_inner()),
-        }
-    };
     Ok(SlackConfig {
         url,
         oncall,
         owners,
-        timeout: duration(r.timeout, 10, "timeout", 1, 120)?,
-        retry_backoff: duration(r.retry_backoff, 30, "retry_backoff", 1, 3600)?,
-        give_up_after: duration(r.give_up_after, 86_400, "give_up_after", 60, 30 * 86_400)?,
+        timeout: duration_within(src, r.timeout, "slack.timeout", 10, (1, 120))?,
+        retry_backoff: duration_within(src, r.retry_backoff, "slack.retry_backoff", 30, (1, 3600))?,
+        give_up_after: duration_within(
+            src,
+            r.give_up_after,
+            "slack.give_up_after",
+            86_400,
+            (60, 30 * 86_400),
+        )?,
     })
 }
 

@@ -33,6 +33,30 @@ impl SecretSource {
     }
 }
 
+/// `d` when within `min..=max` seconds (an error at it naming `field` otherwise), or `default`
+/// seconds when unset.
+pub(super) fn duration_within(
+    src: &Source<'_>,
+    d: Option<Spanned<HumanDuration>>,
+    field: &str,
+    default: u64,
+    (min, max): (u64, u64),
+) -> Result<HumanDuration, FileError> {
+    match d {
+        None => Ok(HumanDuration::from_secs(default)),
+        Some(d) if !(min..=max).contains(&d.get_ref().as_secs()) => Err(src.error_for(
+            d.span(),
+            field,
+            format!(
+                "must be {} to {}",
+                HumanDuration::from_secs(min),
+                HumanDuration::from_secs(max)
+            ),
+        )),
+        Some(d) => Ok(d.into_inner()),
+    }
+}
+
 /// The source of a secret set by `<field>_env` or `<field>_file` (exactly one, `required`
 /// says why), read once to `check` it: a failed check names the variable or file and what it
 /// must hold (never the value).
@@ -233,34 +257,26 @@ pub(super) fn resolve_webhooks(
                 })
                 .collect::<Result<Vec<_>, _>>()?,
         };
-        let duration = |d: Option<Spanned<HumanDuration>>,
-                        default: u64,
-                        f: &str,
-                        min: u64,
-                        max: u64|
-         -> Result<HumanDuration, FileError> {
-            match d {
-                None => Ok(HumanDuration::from_secs(default)),
-                Some(d) if !(min..=max).contains(&d.get_ref().as_secs()) => Err(src.error_for(
-                    d.span(),
-                    &field(f),
-                    format!(
-                        "must be {} to {}",
-                        HumanDuration::from_secs(min),
-                        HumanDuration::from_secs(max)
-                    ),
-                )),
-                Some(d) => Ok(d.into_inner()),
-            }
-        };
         out.push(WebhookConfig {
             name,
             url: r.url.into_inner(),
             secret,
             events,
-            timeout: duration(r.timeout, 10, "timeout", 1, 120)?,
-            retry_backoff: duration(r.retry_backoff, 30, "retry_backoff", 1, 3600)?,
-            give_up_after: duration(r.give_up_after, 86_400, "give_up_after", 60, 30 * 86_400)?,
+            timeout: duration_within(src, r.timeout, &field("timeout"), 10, (1, 120))?,
+            retry_backoff: duration_within(
+                src,
+                r.retry_backoff,
+                &field("retry_backoff"),
+                30,
+                (1, 3600),
+            )?,
+            give_up_after: duration_within(
+                src,
+                r.give_up_after,
+                &field("give_up_after"),
+                86_400,
+                (60, 30 * 86_400),
+            )?,
         });
     }
     Ok(out)
