@@ -66,10 +66,6 @@ impl Catalog {
         !self.entries.is_empty()
     }
 
-    pub fn entries(&self) -> &[ImageEntry] {
-        &self.entries
-    }
-
     /// The first entry approving `image` at `now`, if any.
     pub fn approval(&self, image: &Image, now: DateTime<Utc>) -> Option<&ImageEntry> {
         self.entries.iter().find(|e| e.approves(image, now))
