@@ -32,7 +32,7 @@ use aws_config::SdkConfig;
 use tokio::time::Instant;
 
 use crate::auth::{Principal, Role};
-use crate::config::{AwsConfig, CanaryConfig, CanaryTarget, Enforcement};
+use crate::config::{CanaryConfig, CanaryTarget, Enforcement};
 use crate::inventory::AwsClients;
 use crate::lease::{AcquireRequest, LeaseRegistry};
 use crate::live::Live;
@@ -85,7 +85,6 @@ pub struct Canary {
 #[derive(Debug)]
 struct Inner {
     config: CanaryConfig,
-    aws: AwsConfig,
     enforcement: Enforcement,
     tags: IdentityTags,
     policy: Live<Policy>,
@@ -97,12 +96,15 @@ struct Inner {
 }
 
 impl Canary {
+    /// `clients` are the passes' own: the same accounts (an organization's too) and the same
+    /// credentials and connection caches.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: &crate::config::Config,
         canary: CanaryConfig,
         policy: Live<Policy>,
         leases: LeaseRegistry,
+        clients: AwsClients,
         store: Store,
         metrics: Arc<Metrics>,
         webhooks: Webhooks,
@@ -116,10 +118,9 @@ impl Canary {
         }
         Canary {
             inner: Arc::new(Inner {
-                aws: config.aws.clone(),
                 enforcement: config.enforcement.clone(),
                 tags: config.tags.clone(),
-                clients: AwsClients::new(config.aws.clone()),
+                clients,
                 config: canary,
                 policy,
                 leases,
@@ -149,8 +150,8 @@ impl Canary {
                 .deletable_types
                 .contains(&ResourceType::SqsQueue)
             && inner
-                .aws
-                .accounts
+                .clients
+                .accounts()
                 .iter()
                 .any(|a| a.id == account && a.reaps())
             && rule.action == Action::Reap
@@ -193,7 +194,7 @@ impl Canary {
         let r = self.lifecycle(t).await;
         let ended = crate::clock::Clock::now(&crate::clock::SystemClock);
         let m = &inner.metrics;
-        let (kind, data) = match &r {
+        let (kind, mut data) = match &r {
             Ok(timings) => {
                 for (stage, d) in timings {
                     let stage: &str = stage.into();
@@ -228,7 +229,6 @@ impl Canary {
                 )
             }
         };
-        let mut data = data;
         data["account"] = t.account.clone().into();
         data["region"] = t.region.clone().into();
         data["started_at"] = serde_json::json!(started);

@@ -225,6 +225,7 @@ pub async fn serve(
                 c.clone(),
                 policy.clone(),
                 leases.clone(),
+                tasks.clients().clone(),
                 store.clone(),
                 metrics.clone(),
                 webhooks.clone(),

@@ -1505,4 +1505,36 @@ members = ["hubot"]
         assert_eq!(rollups.len(), 8, "five mails and three Slack messages");
         assert!(nobody.is_empty());
     }
+
+    /// A pass whose findings and deletions were all the canary's is no news; a failed deletion,
+    /// a cap or an incomplete walk still is.
+    #[test]
+    fn a_pass_of_the_canary_alone_is_no_news() {
+        let report = |reap: crate::resource::ReapSummary| ScanReport {
+            run_id: "R1".into(),
+            findings_opened: 1,
+            reap: Some(reap),
+            ..ScanReport::default()
+        };
+        let none = Strays::default();
+        let marked = crate::resource::ReapSummary {
+            marked: 1,
+            deleted: 1,
+            ..Default::default()
+        };
+        assert!(pass_summary(&report(marked.clone()), &[], &none, false).is_some());
+        assert!(pass_summary(&report(marked.clone()), &[], &none, true).is_none());
+        for news in [
+            crate::resource::ReapSummary {
+                failed: 1,
+                ..marked.clone()
+            },
+            crate::resource::ReapSummary {
+                capped: vec!["project:canary".into()],
+                ..marked.clone()
+            },
+        ] {
+            assert!(pass_summary(&report(news), &[], &none, true).is_some());
+        }
+    }
 }

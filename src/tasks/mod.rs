@@ -808,6 +808,11 @@ impl Tasks {
         &self.inner.reaper
     }
 
+    /// The AWS clients of the passes (static and organization accounts).
+    pub fn clients(&self) -> &AwsClients {
+        &self.inner.clients
+    }
+
     pub fn armed(&self) -> bool {
         self.inner.config.enforcement.armed
     }
