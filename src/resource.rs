@@ -138,6 +138,10 @@ impl WalkRecord {
 pub struct SweepRecord {
     pub started_at: DateTime<Utc>,
     pub types: Vec<TypeSweepRecord>,
+    /// Only the credentials, which are listed every pass: not a sweep that makes the next
+    /// one wait `discovery.interval`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub credentials_only: bool,
 }
 
 impl SweepRecord {
@@ -209,6 +213,9 @@ pub struct ReapCandidate {
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// `deleting` when a delete call was started and its outcome never recorded (a crash).
     pub reap_state: Option<String>,
+    /// An access key: when ephemera deactivated it (the first of its two steps), if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deactivated_at: Option<DateTime<Utc>>,
     /// The decision last recorded for it, to record a repeat once.
     pub last_decision: Option<Decision>,
     /// It carried no tags at all when last seen (never tagged, or every tag removed): such a

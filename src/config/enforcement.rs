@@ -27,6 +27,10 @@ pub struct Enforcement {
     /// First retry delay after a failed delete; it doubles with each failure, up to a day.
     #[serde(default = "default_retry_backoff")]
     pub retry_backoff: HumanDuration,
+    /// How long an access key stays deactivated (the reversible first step of deleting one)
+    /// before it is deleted; its owner may switch it back on meanwhile.
+    #[serde(default = "default_deactivation_grace")]
+    pub deactivation_grace: HumanDuration,
     /// When deletions may happen (in its `time_zone`, UTC by default); any time when absent.
     /// An account or OU may set its own.
     #[serde(default)]
@@ -41,6 +45,7 @@ impl Default for Enforcement {
             max_deletions_per_pass: default_max_deletions(),
             max_project_share_percent: default_max_share(),
             retry_backoff: default_retry_backoff(),
+            deactivation_grace: default_deactivation_grace(),
             window: None,
         }
     }
@@ -56,6 +61,12 @@ fn default_max_share() -> u32 {
 
 fn default_retry_backoff() -> HumanDuration {
     HumanDuration::from_secs(15 * 60)
+}
+
+// A day: a task that still needed its key finds out within a working day, and the key is
+// still there to switch back on.
+fn default_deactivation_grace() -> HumanDuration {
+    HumanDuration::from_secs(24 * 3600)
 }
 
 /// Days of the week and hours of the day in which deletions may run, on the clock of

@@ -4,8 +4,9 @@
 //!
 //! What a list call says of a resource's tags is kept (EC2's describe calls, Secrets Manager's
 //! ListSecrets, RDS's describe calls but DescribeDBSubnetGroups, Auto Scaling groups, EKS node
-//! groups and CloudFormation stacks return them); where it says nothing (S3, SQS, SNS,
-//! DynamoDB, Lambda, CloudWatch Logs, ECR, KMS, IAM, ElastiCache, load balancers and target
+//! groups, CloudFormation stacks, and IAM's roles, users and access keys (their user's)
+//! return them); where it says nothing (S3, SQS, SNS, DynamoDB, Lambda, CloudWatch Logs, ECR,
+//! KMS, IAM policies and OIDC providers, ElastiCache, load balancers and target
 //! groups, ECS, EKS clusters) a resource the
 //! tagging walk did not return is taken to have none. The reaper reads its tags again before
 //! any delete, so a resource the tagging API was merely slow to list is never deleted as
@@ -320,6 +321,8 @@ async fn list(
         IamInstanceProfile => iam::instance_profiles(ctx, c.iam, limiter).await,
         IamPolicy => iam::policies(ctx, c.iam, limiter).await,
         IamOidcProvider => iam::oidc_providers(ctx, c.iam, limiter).await,
+        IamUser => iam::users(ctx, c.iam, limiter).await,
+        IamAccessKey => iam::access_keys(ctx, c.iam, limiter).await,
         ElasticacheCluster => elasticache::clusters(ctx, c.elasticache, limiter).await,
         ElasticacheReplicationGroup => {
             elasticache::replication_groups(ctx, c.elasticache, limiter).await
@@ -380,10 +383,15 @@ pub fn actions(t: ResourceType) -> &'static [&'static str] {
         RdsSnapshot => &["rds:DescribeDBSnapshots"],
         RdsClusterSnapshot => &["rds:DescribeDBClusterSnapshots"],
         RdsSubnetGroup => &["rds:DescribeDBSubnetGroups"],
-        IamRole => &["iam:ListRoles"],
-        IamInstanceProfile => &["iam:ListInstanceProfiles"],
+        // Roles and users with their tags, a page of 1,000 at a time.
+        IamRole => &["iam:GetAccountAuthorizationDetails"],
+        // The tags of a profile the list gave none for.
+        IamInstanceProfile => &["iam:ListInstanceProfileTags", "iam:ListInstanceProfiles"],
         IamPolicy => &["iam:ListPolicies"],
         IamOidcProvider => &["iam:ListOpenIDConnectProviders"],
+        IamUser => &["iam:GetAccountAuthorizationDetails"],
+        // Each user's keys.
+        IamAccessKey => &["iam:GetAccountAuthorizationDetails", "iam:ListAccessKeys"],
         ElasticacheCluster => &["elasticache:DescribeCacheClusters"],
         ElasticacheReplicationGroup => &["elasticache:DescribeReplicationGroups"],
         ElasticacheSubnetGroup => &["elasticache:DescribeCacheSubnetGroups"],

@@ -33,6 +33,11 @@ impl Arn {
         self.0.splitn(6, ':').nth(i).unwrap_or_default()
     }
 
+    /// `aws`, `aws-cn`, `aws-us-gov`.
+    pub fn partition(&self) -> &str {
+        self.part(1)
+    }
+
     pub fn service(&self) -> &str {
         self.part(2)
     }

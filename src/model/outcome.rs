@@ -81,6 +81,9 @@ word! {
         Skipped,
         /// The delete call failed; retried after a back-off.
         Failed,
+        /// An access key made inactive, the reversible first step of deleting it: deleted
+        /// once `enforcement.deactivation_grace` has passed.
+        Deactivated,
         /// Due, but held back by the plan (report-only type, incomplete walk, window, cap).
         Held,
         /// Asked for by hand and refused.
@@ -181,6 +184,7 @@ mod tests {
                 "deleted",
                 "skipped",
                 "failed",
+                "deactivated",
                 "held",
                 "refused",
                 "capped",

@@ -101,6 +101,13 @@ pub enum ResourceType {
     IamPolicy,
     #[strum(serialize = "iam:oidc-provider")]
     IamOidcProvider,
+    #[strum(serialize = "iam:user")]
+    IamUser,
+    /// An IAM user's access key. AWS gives access keys no ARN: ephemera names one
+    /// `arn:aws:iam::ACCOUNT:access-key/USER/KEY_ID` (user names hold no `/`), and judges it by
+    /// its user's tags.
+    #[strum(serialize = "iam:access-key")]
+    IamAccessKey,
     /// A cache cluster.
     #[strum(serialize = "elasticache:cluster")]
     ElasticacheCluster,
@@ -148,6 +155,15 @@ impl ResourceType {
     pub fn is_global(self) -> bool {
         self.as_str().starts_with("iam:")
     }
+
+    /// What grants access to an account: listed every pass (not only when a sweep is due), in
+    /// each account's first region, so a credential whose lease ended is seen within a pass.
+    pub const CREDENTIALS: [ResourceType; 4] = [
+        ResourceType::IamRole,
+        ResourceType::IamInstanceProfile,
+        ResourceType::IamUser,
+        ResourceType::IamAccessKey,
+    ];
 }
 
 impl Serialize for ResourceType {

@@ -88,7 +88,7 @@ pub fn state_digest(item: &PlanItem) -> String {
         c.lease_ended_at.map(|t| t.timestamp_millis()),
         c.tagless,
         c.controller.as_ref().map(ToString::to_string),
-        (&c.reap_state, members),
+        (&c.reap_state, members, step(c)),
     );
     let bytes = serde_json::to_vec(&pinned).unwrap_or_default();
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)))
@@ -438,6 +438,40 @@ fn group_by_controller(
     (due, rest)
 }
 
+/// What reaping a candidate does now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    Delete,
+    /// An access key not yet deactivated by ephemera: made inactive (reversible), deleted
+    /// only once `enforcement.deactivation_grace` has passed since.
+    Deactivate,
+}
+
+/// The step reaping `c` takes: an access key is deactivated first, then deleted; anything
+/// else is deleted.
+pub fn step(c: &ReapCandidate) -> Step {
+    if ResourceType::parse(&c.resource_type) == Some(ResourceType::IamAccessKey)
+        && c.deactivated_at.is_none()
+    {
+        Step::Deactivate
+    } else {
+        Step::Delete
+    }
+}
+
+/// `c` with its deadline no earlier than the end of its deactivation grace, when it is an
+/// access key ephemera deactivated: until then it stays, inactive, for its owner to switch
+/// back on.
+fn with_deactivation_grace(mut c: ReapCandidate, en: &Enforcement) -> ReapCandidate {
+    if let Some(at) = c.deactivated_at
+        && ResourceType::parse(&c.resource_type) == Some(ResourceType::IamAccessKey)
+    {
+        c.deadline = c.deadline.max(at + en.deactivation_grace.to_chrono());
+    }
+    c
+}
+
 /// Deletion order by type ([`super::aws::Kind::rank`]); a type with no deleter (never deleted)
 /// sorts with the types that depend on nothing ([`super::aws::REST`]).
 pub fn type_rank(resource_type: &str) -> u8 {
@@ -448,6 +482,7 @@ pub fn plan(candidates: Vec<ReapCandidate>, input: PlanInput<'_>) -> Plan {
     let en = input.enforcement;
     let mut entries: Vec<(ReapCandidate, Status)> = Vec::with_capacity(candidates.len());
     for c in candidates {
+        let c = with_deactivation_grace(c, en);
         let account = input.accounts.get(&c.account);
         let status = if !input.manual && c.deadline > input.now {
             Status::Scheduled
@@ -833,6 +868,7 @@ mod tests {
             attempts: 0,
             next_attempt_at: None,
             reap_state: None,
+            deactivated_at: None,
             last_decision: None,
             tagless: false,
             controller: None,
@@ -876,6 +912,7 @@ mod tests {
     fn walk(region: &str, outcome: WalkOutcome, failed: &[ResourceType]) -> WalkRecord {
         let sweep = SweepRecord {
             started_at: now(),
+            credentials_only: false,
             types: failed
                 .iter()
                 .map(|t| TypeSweepRecord {
@@ -1508,6 +1545,86 @@ mod tests {
         assert_eq!(s["v-later"], "scheduled", "{s:?}");
         assert_eq!(s["v-retry-now"], "due", "{s:?}");
         assert!(s["v-retry-later"].contains("retrying after"), "{s:?}");
+    }
+
+    /// An access key goes in two steps: deactivated when due, deleted only once it has been
+    /// inactive for the deactivation grace (by hand too, the order holds; the wait does not).
+    #[test]
+    fn access_keys_are_deactivated_then_deleted_after_the_second_grace() {
+        let ms = TimeDelta::milliseconds;
+        let en = Enforcement {
+            deletable_types: vec![ResourceType::IamAccessKey, ResourceType::Ec2Volume],
+            deactivation_grace: crate::model::HumanDuration::from_secs(3600),
+            ..enforcement()
+        };
+        let grace = TimeDelta::hours(1);
+        let key = |id: &str, deactivated: Option<DateTime<Utc>>| {
+            let mut c = cand(id, "iam:access-key", "web", -5);
+            c.arn = Arn::parse(&format!("arn:aws:iam::111111111111:access-key/ci-bot/{id}"))
+                .expect("an ARN");
+            c.region = "us-east-1".into();
+            c.deactivated_at = deactivated;
+            c
+        };
+        let fresh = key("AKIAFRESH", None);
+        let waiting = key("AKIAWAITING", Some(now() - grace + ms(1)));
+        let ended = key("AKIAENDED", Some(now() - grace));
+        let mut not_yet = key("AKIANOTYET", Some(now() - grace - TimeDelta::hours(2)));
+        not_yet.deadline = now() + ms(1);
+        // Only access keys have a second step: a volume with the field set is deleted.
+        let mut volume = cand("v-odd", "ec2:volume", "web", -5);
+        volume.deactivated_at = Some(now());
+        assert_eq!(step(&fresh), Step::Deactivate);
+        for c in [&waiting, &ended, &not_yet, &volume] {
+            assert_eq!(step(c), Step::Delete, "{}", c.arn);
+        }
+        assert_eq!(step(&cand("v", "ec2:volume", "web", 0)), Step::Delete);
+        let all = vec![
+            fresh.clone(),
+            waiting.clone(),
+            ended.clone(),
+            not_yet.clone(),
+            volume.clone(),
+        ];
+        let p = run(all.clone(), &en, false);
+        let s: HashMap<String, String> = statuses(&p).into_iter().collect();
+        assert_eq!(s["AKIAFRESH"], "due", "{s:?}");
+        assert_eq!(s["AKIAWAITING"], "scheduled", "{s:?}");
+        assert_eq!(s["AKIAENDED"], "due", "{s:?}");
+        assert_eq!(
+            s["AKIANOTYET"], "scheduled",
+            "its own deadline still counts: {s:?}"
+        );
+        assert_eq!(s["v-odd"], "due", "{s:?}");
+        // The deadline shown is the end of the second grace; a later own deadline stays.
+        let deadline = |p: &Plan, id: &str| {
+            p.items
+                .iter()
+                .find(|i| i.candidate.arn.resource_id() == id)
+                .map(|i| i.candidate.deadline)
+        };
+        assert_eq!(deadline(&p, "AKIAWAITING"), Some(now() + ms(1)));
+        assert_eq!(deadline(&p, "AKIAENDED"), Some(now()));
+        assert_eq!(deadline(&p, "AKIANOTYET"), Some(now() + ms(1)));
+        assert_eq!(
+            deadline(&p, "AKIAFRESH"),
+            Some(now() - TimeDelta::minutes(5))
+        );
+        // By hand: no wait, the order stays (the fresh key is still only deactivated).
+        let p = run(all, &en, true);
+        let s: HashMap<String, String> = statuses(&p).into_iter().collect();
+        for id in ["AKIAFRESH", "AKIAWAITING", "AKIAENDED", "AKIANOTYET"] {
+            assert_eq!(s[id], "due", "{id}: {s:?}");
+        }
+        // A reviewed plan that said deactivate does not delete once the key is deactivated.
+        let item = |c: ReapCandidate| PlanItem {
+            candidate: c,
+            status: Status::Due,
+            members: Vec::new(),
+        };
+        let mut later = fresh.clone();
+        later.deactivated_at = Some(now());
+        assert_ne!(state_digest(&item(fresh)), state_digest(&item(later)));
     }
 
     #[test]

@@ -718,6 +718,11 @@ impl Reaper {
         let now = self.inner.clock.now();
         let (decision, detail, update) = match &outcome {
             Outcome::Gone(detail) => (Decision::Deleted, detail.clone(), ReapUpdate::Gone),
+            Outcome::Deactivated(detail) => (
+                Decision::Deactivated,
+                detail.clone(),
+                ReapUpdate::Deactivated,
+            ),
             // A pass that skips an item for the same reason pass after pass records it once
             // and counts the rest; on-call reaping by hand records each time (who asked).
             Outcome::Skipped(why) if actor.manual => {
@@ -1021,7 +1026,12 @@ impl Reaper {
                 Ok(_) => going.push(m.finding_id),
                 // Gone already: the walk that found it so resolves it.
                 Err(Outcome::Gone(_)) => {}
-                Err(Outcome::Skipped(why) | Outcome::Unmarked(why) | Outcome::Failed(why)) => {
+                Err(
+                    Outcome::Skipped(why)
+                    | Outcome::Unmarked(why)
+                    | Outcome::Failed(why)
+                    | Outcome::Deactivated(why),
+                ) => {
                     return Outcome::Skipped(format!(
                         "member {} must not go now ({why}); the controller stays with it",
                         m.arn
@@ -1072,6 +1082,9 @@ impl Reaper {
             }
             Err(e) => return Outcome::Failed(format!("cannot record the delete's start: {e}")),
         }
+        if super::plan::step(c) == super::plan::Step::Deactivate {
+            return self.deactivate_now(c, sdk).await;
+        }
         let watch = Watch {
             reaper: self,
             actor,
@@ -1086,6 +1099,39 @@ impl Reaper {
             Err(e) => {
                 // The audit record keeps the message; the log keeps the SDK's error under it.
                 tracing::warn!(arn = %arn, error = %crate::error_chain(&e), "delete failed");
+                Outcome::Failed(e.to_string())
+            }
+        }
+    }
+}
+
+impl Reaper {
+    /// The first step of deleting an access key: made inactive, so it stops working at once
+    /// but can be switched back on until `enforcement.deactivation_grace` ends.
+    async fn deactivate_now(&self, c: &ReapCandidate, sdk: &aws_config::SdkConfig) -> Outcome {
+        let grace = self.inner.config.enforcement.deactivation_grace;
+        let (user, key) = c
+            .arn
+            .resource()
+            .strip_prefix("access-key/")
+            .and_then(|r| r.split_once('/'))
+            .unwrap_or_default();
+        let undo = format!(
+            "`aws iam update-access-key --user-name {user} --access-key-id {key} --status Active` \
+             switches it back on"
+        );
+        match aws::deactivate(sdk, &c.arn).await {
+            Ok(aws::Deactivation::Deactivated) => Outcome::Deactivated(format!(
+                "deactivated; deleted once it has been inactive for {grace} ({undo})"
+            )),
+            Ok(aws::Deactivation::AlreadyInactive) => Outcome::Deactivated(format!(
+                "already inactive; deleted once {grace} has passed ({undo})"
+            )),
+            Ok(aws::Deactivation::Gone) => Outcome::Gone("already gone".into()),
+            Err(DeleteError::Refused(why)) => Outcome::Skipped(format!("refused: {why}")),
+            Err(DeleteError::Unsupported(t)) => Outcome::Skipped(format!("no deleter for {t}")),
+            Err(e) => {
+                tracing::warn!(arn = %c.arn, error = %crate::error_chain(&e), "deactivation failed");
                 Outcome::Failed(e.to_string())
             }
         }
@@ -1184,6 +1230,8 @@ enum Subject<'a> {
 
 enum Outcome {
     Gone(String),
+    /// An access key made inactive, the first of its two steps (see [`super::plan::step`]).
+    Deactivated(String),
     Skipped(String),
     /// Skipped, and the mark cleared so the next pass marks it afresh.
     Unmarked(String),

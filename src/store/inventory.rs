@@ -392,7 +392,7 @@ impl Store {
                 let swept_at = walk
                     .sweep
                     .as_ref()
-                    .filter(|s| s.is_complete())
+                    .filter(|s| s.is_complete() && !s.credentials_only)
                     .map(|s| ms(s.started_at));
                 c.prepare_cached(
                     "INSERT INTO walks (run_id, account, region, started_at, ended_at, outcome, reason, pages, resources,
@@ -887,7 +887,7 @@ impl<'c> PageStatements<'c> {
             // afresh (full grace, a notice to the new owner) if it still must go.
             unmark: c.prepare_cached(
                 "UPDATE findings SET deadline = NULL, reap_state = NULL, last_decision = NULL,
-                                     attempts = 0, next_attempt_at = NULL, last_error = NULL,
+                                     attempts = 0, next_attempt_at = NULL, deactivated_at = NULL, last_error = NULL,
                                      marked_owner = NULL
                  WHERE id = ?1 AND deadline IS NOT NULL",
             )?,
@@ -1334,6 +1334,7 @@ mod tests {
         let mut complete = walk("us-east-1", WalkOutcome::Complete);
         complete.sweep = Some(SweepRecord {
             started_at: t2,
+            credentials_only: false,
             types: vec![TypeSweepRecord {
                 resource_type: ResourceType::Ec2Instance,
                 outcome: WalkOutcome::Complete,

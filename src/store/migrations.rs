@@ -308,6 +308,10 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX lease_events_by_lease ON lease_events (lease_id, at);
     CREATE INDEX findings_by_lease ON findings (lease_id) WHERE lease_id IS NOT NULL;",
+    // 25: an access key is deleted in two steps, deactivated first: when ephemera deactivated
+    // it (the deletion waits `enforcement.deactivation_grace` from then). Apart from
+    // `reap_state`, which every delete call overwrites.
+    "ALTER TABLE findings ADD COLUMN deactivated_at INTEGER;",
 ];
 
 /// How many migrations this build knows (the PostgreSQL schema must reach the same number).

@@ -25,6 +25,9 @@ pub enum ReapUpdate {
     Skipped,
     /// The attempt failed; try again from `retry_at`.
     Failed { retry_at: DateTime<Utc> },
+    /// An access key was deactivated: the first step of its deletion is done, the second
+    /// waits `enforcement.deactivation_grace` from the record's time.
+    Deactivated,
 }
 
 /// A finding to mark: id, ARN, grace (s), packed tags, lease owner, lease id, verdict, project,
@@ -58,7 +61,8 @@ pub(super) fn candidates_sql(filter: &str, p1: &str) -> String {
         "SELECT f.id, f.arn, r.account, r.region, r.resource_type, f.project, f.verdict,
                 f.reason, f.lease_id, l.owner, r.tags, COALESCE(f.deadline, {p1}), r.lease_ended_at,
                 f.attempts, f.next_attempt_at, f.reap_state, f.last_decision, f.marked_owner,
-                r.source, r.created_at, r.creator, f.skip_count, f.last_skipped_at
+                r.source, r.created_at, r.creator, f.skip_count, f.last_skipped_at,
+                f.deactivated_at
          FROM findings f JOIN resources r ON r.arn = f.arn
          LEFT JOIN leases l ON l.id = f.lease_id
          WHERE {filter}
@@ -91,6 +95,7 @@ pub(super) struct RawCandidate {
     pub(super) creator: Option<String>,
     pub(super) skip_count: i64,
     pub(super) last_skipped_at: Option<i64>,
+    pub(super) deactivated_at: Option<i64>,
 }
 
 impl RawCandidate {
@@ -119,6 +124,7 @@ impl RawCandidate {
             creator: r.get(20)?,
             skip_count: r.get(21)?,
             last_skipped_at: r.get(22)?,
+            deactivated_at: r.get(23)?,
         })
     }
 
@@ -158,6 +164,7 @@ impl RawCandidate {
             attempts: count("attempts", self.attempts)?,
             next_attempt_at: opt_time("next_attempt_at", self.next_attempt_at)?,
             reap_state: self.reap_state,
+            deactivated_at: opt_time("deactivated_at", self.deactivated_at)?,
             last_decision: self
                 .last_decision
                 .map(|d| d.parse().map_err(|_| corrupt("last_decision", &d)))
@@ -313,7 +320,7 @@ impl Store {
             .write(move |c| {
                 c.prepare_cached(
                     "UPDATE findings SET deadline = NULL, reap_state = NULL, last_decision = NULL,
-                                         attempts = 0, next_attempt_at = NULL, last_error = NULL,
+                                         attempts = 0, next_attempt_at = NULL, deactivated_at = NULL, last_error = NULL,
                                          marked_owner = NULL, skip_seq = NULL, skip_count = 0,
                                          last_skipped_at = NULL
                      WHERE resolved_at IS NULL AND action != 'reap' AND deadline IS NOT NULL",
@@ -657,7 +664,7 @@ impl Store {
                     ReapUpdate::Unmark => {
                         c.prepare_cached(
                             "UPDATE findings SET deadline = NULL, reap_state = NULL, last_decision = ?2,
-                                                 attempts = 0, next_attempt_at = NULL, marked_owner = NULL
+                                                 attempts = 0, next_attempt_at = NULL, deactivated_at = NULL, marked_owner = NULL
                              WHERE id = ?1",
                         )?
                         .execute(params![id, entry.decision])?;
@@ -667,6 +674,14 @@ impl Store {
                             "UPDATE findings SET reap_state = 'deleted', last_decision = ?2 WHERE id = ?1",
                         )?
                         .execute(params![id, entry.decision])?;
+                    }
+                    ReapUpdate::Deactivated => {
+                        c.prepare_cached(
+                            "UPDATE findings SET reap_state = NULL, last_decision = ?2, deactivated_at = ?3,
+                                                 attempts = 0, next_attempt_at = NULL, last_error = NULL
+                             WHERE id = ?1",
+                        )?
+                        .execute(params![id, entry.decision, at])?;
                     }
                     ReapUpdate::Failed { retry_at } => {
                         c.prepare_cached(

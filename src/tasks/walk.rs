@@ -135,6 +135,25 @@ impl Tasks {
         };
         // What the tagging walk listed, by identity, for the sweep to tell what it never would.
         let mut listed: HashSet<(String, String)> = HashSet::new();
+        // Credentials are listed every pass in the account's first region, a full sweep or
+        // not: a key whose lease ended must not wait hours for the next sweep to be seen.
+        let discovery = &inner.config.discovery;
+        let credentials: Vec<ResourceType> = discovery
+            .types
+            .iter()
+            .copied()
+            .filter(|t| home && ResourceType::CREDENTIALS.contains(t))
+            .collect();
+        let sweep_types: Vec<ResourceType> = if sweep_due {
+            discovery
+                .types
+                .iter()
+                .copied()
+                .filter(|t| home || !t.is_global())
+                .collect()
+        } else {
+            credentials.clone()
+        };
         let span = tracing::info_span!("walk", account = %account, region = %region);
         let result = tracing::Instrument::instrument(
             inventory::walk_judging_images(
@@ -147,6 +166,12 @@ impl Tasks {
                 |page| {
                     if sweep_due {
                         listed.extend(page.iter().map(|o| identity(&o.arn)));
+                    } else if !credentials.is_empty() {
+                        listed.extend(
+                            page.iter()
+                                .filter(|o| o.arn.service() == "iam")
+                                .map(|o| identity(&o.arn)),
+                        );
                     }
                     let records = evaluate_now(page);
                     totals.count(&records);
@@ -171,9 +196,9 @@ impl Tasks {
         // Failing to read the images of what the sweep found makes the walk incomplete, as it
         // would for what the tagging walk listed.
         let mut images_failed = None;
-        if sweep_due && result.error.is_none() {
+        if !sweep_types.is_empty() && result.error.is_none() {
             let (record, mut found) = tracing::Instrument::instrument(
-                self.sweep_one(&account, &region, home, &listed),
+                self.sweep_one(&account, &region, &sweep_types, !sweep_due, &listed),
                 span.clone(),
             )
             .await;
@@ -298,7 +323,8 @@ impl Tasks {
         &self,
         account: &str,
         region: &str,
-        home: bool,
+        types: &[ResourceType],
+        credentials_only: bool,
         listed: &HashSet<(String, String)>,
     ) -> (SweepRecord, Vec<Observed>) {
         let inner = &self.inner;
@@ -306,53 +332,61 @@ impl Tasks {
         let mut record = SweepRecord {
             started_at: inner.clock.now(),
             types: Vec::new(),
+            credentials_only,
         };
         let mut observed = Vec::new();
-        let types: Vec<ResourceType> = discovery
-            .types
-            .iter()
-            .copied()
-            .filter(|t| home || !t.is_global())
-            .collect();
-        let types = &types;
         let explorer = discovery
             .resource_explorer
             .as_ref()
             .filter(|re| re.covers(account));
-        // The index's account, not the walked one, is asked for a search (through its role).
-        let (asked, source, operation) = match explorer {
-            None => ((account, region), Source::Sweep, "sweep"),
-            Some(re) => (
-                (re.account.as_str(), re.region.as_str()),
-                Source::ResourceExplorer,
-                "Search",
-            ),
+        // Credentials are listed by IAM itself even where sweeps are searches: an index's
+        // results carry no IAM tags, and the lease verdict needs them.
+        let (direct, searched): (Vec<ResourceType>, Vec<ResourceType>) = match explorer {
+            None => (types.to_vec(), Vec::new()),
+            Some(_) => types
+                .iter()
+                .partition(|t| ResourceType::CREDENTIALS.contains(t)),
         };
-        let swept = match (inner.clients.config_for(asked.0, asked.1).await, explorer) {
-            (Err(e), _) => TypeSweep::all_failed(types, operation, &crate::error_chain(&e)),
-            (Ok(conf), None) => {
-                inventory::sweep::sweep(
-                    &conf,
-                    account,
-                    region,
-                    types,
-                    discovery.calls_per_second,
-                    &inner.metrics,
-                )
-                .await
-            }
-            (Ok(index), Some(re)) => {
-                inventory::explorer::sweep(
-                    &index,
-                    re.view_arn.as_deref(),
-                    account,
-                    region,
-                    types,
-                    &inner.metrics,
-                )
-                .await
-            }
-        };
+        let mut swept = Vec::new();
+        let mut sources = HashMap::new();
+        if !direct.is_empty() {
+            swept.extend(match inner.clients.config_for(account, region).await {
+                Err(e) => TypeSweep::all_failed(&direct, "sweep", &crate::error_chain(&e)),
+                Ok(conf) => {
+                    inventory::sweep::sweep(
+                        &conf,
+                        account,
+                        region,
+                        &direct,
+                        discovery.calls_per_second,
+                        &inner.metrics,
+                    )
+                    .await
+                }
+            });
+            sources.extend(direct.iter().map(|t| (*t, Source::Sweep)));
+        }
+        if let Some(re) = explorer.filter(|_| !searched.is_empty()) {
+            // The index's account, not the walked one, is asked (through its role).
+            swept.extend(
+                match inner.clients.config_for(&re.account, &re.region).await {
+                    Err(e) => TypeSweep::all_failed(&searched, "Search", &crate::error_chain(&e)),
+                    Ok(index) => {
+                        inventory::explorer::sweep(
+                            &index,
+                            re.view_arn.as_deref(),
+                            account,
+                            region,
+                            &searched,
+                            &inner.metrics,
+                        )
+                        .await
+                    }
+                },
+            );
+            sources.extend(searched.iter().map(|t| (*t, Source::ResourceExplorer)));
+        }
+        swept.sort_by_key(|s| s.resource_type);
         for t in swept {
             let outcome = match &t.result {
                 Ok(_) => WalkOutcome::Complete,
@@ -390,7 +424,10 @@ impl Tasks {
                             arn: f.arn,
                             tags: f.tags,
                             state: f.state,
-                            source,
+                            source: sources
+                                .get(&t.resource_type)
+                                .copied()
+                                .unwrap_or(Source::Sweep),
                             created_at: f.created_at,
                             image: None,
                         });

@@ -64,6 +64,28 @@ pub(super) const POLICY_ACTIONS: &[&str] = &[
     "iam:GetPolicy",
     "iam:ListPolicyVersions",
 ];
+pub(super) const USER_ACTIONS: &[&str] = &[
+    "iam:DeleteLoginProfile",
+    "iam:DeleteSSHPublicKey",
+    "iam:DeleteSigningCertificate",
+    "iam:DeleteUser",
+    "iam:DeleteUserPolicy",
+    "iam:DetachUserPolicy",
+    "iam:GetUser",
+    "iam:ListAccessKeys",
+    "iam:ListAttachedUserPolicies",
+    "iam:ListGroupsForUser",
+    "iam:ListSSHPublicKeys",
+    "iam:ListSigningCertificates",
+    "iam:ListUserPolicies",
+    "iam:RemoveUserFromGroup",
+];
+pub(super) const ACCESS_KEY_ACTIONS: &[&str] = &[
+    "iam:DeleteAccessKey",
+    "iam:GetUser",
+    "iam:ListAccessKeys",
+    "iam:UpdateAccessKey",
+];
 pub(super) const OIDC_PROVIDER_ACTIONS: &[&str] = &[
     "iam:DeleteOpenIDConnectProvider",
     "iam:GetOpenIDConnectProvider",
@@ -445,6 +467,344 @@ pub(super) async fn delete_oidc_provider(
     settle(r, NO_ENTITY, CONFLICT)
 }
 
+/// `access-key/USER/KEY_ID` → (USER, KEY_ID).
+fn access_key_of(arn: &Arn) -> Result<(&str, &str), DeleteError> {
+    let unsupported = || DeleteError::Unsupported(format!("iam:{}", arn.resource()));
+    let rest = arn
+        .resource()
+        .strip_prefix("access-key/")
+        .ok_or_else(unsupported)?;
+    match rest.split_once('/') {
+        Some((user, key)) if !user.is_empty() && !key.is_empty() && !key.contains('/') => {
+            Ok((user, key))
+        }
+        _ => Err(unsupported()),
+    }
+}
+
+/// The ARN ephemera names an access key by (AWS gives keys none): `user` is a user's ARN.
+pub fn access_key_arn(user: &Arn, user_name: &str, key_id: &str) -> Option<Arn> {
+    Arn::parse(&format!(
+        "arn:{}:iam::{}:access-key/{user_name}/{key_id}",
+        user.partition(),
+        user.account()
+    ))
+    .ok()
+}
+
+/// A user's tags now; `None` when the user is gone.
+async fn user_tags(iam: &aws_sdk_iam::Client, user: &str) -> Result<Option<Tags>, DeleteError> {
+    let out = absent(
+        iam.get_user()
+            .user_name(user)
+            .send()
+            .await
+            .map_err(fail("GetUser")),
+    )?;
+    Ok(out
+        .as_ref()
+        .and_then(|o| o.user())
+        .map(|u| iam_tags(u.tags())))
+}
+
+/// A user's access keys: id and whether it is active; `None` when the user is gone.
+async fn access_keys(
+    iam: &aws_sdk_iam::Client,
+    user: &str,
+) -> Result<Option<Vec<(String, bool)>>, DeleteError> {
+    let mut keys = Vec::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let r = iam
+            .list_access_keys()
+            .user_name(user)
+            .set_marker(marker.take())
+            .send()
+            .await
+            .map_err(fail("ListAccessKeys"));
+        let Some(out) = absent(r)? else {
+            return Ok(None);
+        };
+        keys.extend(out.access_key_metadata().iter().filter_map(|k| {
+            let active = k.status() == Some(&aws_sdk_iam::types::StatusType::Active);
+            k.access_key_id().map(|id| (id.to_owned(), active))
+        }));
+        match (out.is_truncated(), out.marker()) {
+            (true, Some(m)) => marker = Some(m.to_owned()),
+            _ => return Ok(Some(keys)),
+        }
+    }
+}
+
+/// Whether the key is active now; `None` when it (or its user) is gone.
+async fn key_active(
+    iam: &aws_sdk_iam::Client,
+    user: &str,
+    key: &str,
+) -> Result<Option<bool>, DeleteError> {
+    Ok(access_keys(iam, user)
+        .await?
+        .and_then(|keys| keys.into_iter().find(|(id, _)| id == key))
+        .map(|(_, active)| active))
+}
+
+/// An access key is judged by its user's tags (a key carries none of its own).
+pub(super) async fn inspect_access_key(
+    sdk: &SdkConfig,
+    arn: &Arn,
+) -> Result<Inspection, DeleteError> {
+    let (user, key) = access_key_of(arn)?;
+    let iam = client(sdk);
+    if key_active(&iam, user, key).await?.is_none() {
+        return Ok(Inspection::Gone);
+    }
+    Ok(match user_tags(&iam, user).await? {
+        Some(tags) => live(tags),
+        None => Inspection::Gone,
+    })
+}
+
+/// How deactivating an access key ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deactivation {
+    /// This call made it inactive.
+    Deactivated,
+    /// It was inactive already (its owner, or an earlier attempt, switched it off).
+    AlreadyInactive,
+    /// It (or its user) is gone.
+    Gone,
+}
+
+/// The first, reversible step of deleting an access key: `UpdateAccessKey` to `Inactive`.
+pub(super) async fn deactivate_access_key(
+    sdk: &SdkConfig,
+    arn: &Arn,
+) -> Result<Deactivation, DeleteError> {
+    let (user, key) = access_key_of(arn)?;
+    let iam = client(sdk);
+    match key_active(&iam, user, key).await? {
+        None => Ok(Deactivation::Gone),
+        Some(false) => Ok(Deactivation::AlreadyInactive),
+        Some(true) => {
+            let r = iam
+                .update_access_key()
+                .user_name(user)
+                .access_key_id(key)
+                .status(aws_sdk_iam::types::StatusType::Inactive)
+                .send()
+                .await
+                .map_err(fail("UpdateAccessKey"));
+            Ok(match absent(r)? {
+                Some(_) => Deactivation::Deactivated,
+                None => Deactivation::Gone,
+            })
+        }
+    }
+}
+
+/// The second step: the key, inactive since ephemera deactivated it, is deleted. One active
+/// again was switched back on by someone after that: it is left alone, never deleted live.
+pub(super) async fn delete_access_key(sdk: &SdkConfig, arn: &Arn) -> Result<Deleted, DeleteError> {
+    let (user, key) = access_key_of(arn)?;
+    let iam = client(sdk);
+    match key_active(&iam, user, key).await? {
+        None => return Ok(Deleted::AlreadyGone),
+        Some(true) => {
+            return Err(DeleteError::Stopped(format!(
+                "access key {key} of {user} is active again: someone switched it back on after \
+                 it was deactivated, and an active key is never deleted (deactivate it again, \
+                 or protect or renew it)"
+            )));
+        }
+        Some(false) => {}
+    }
+    let r = iam
+        .delete_access_key()
+        .user_name(user)
+        .access_key_id(key)
+        .send()
+        .await
+        .map_err(fail("DeleteAccessKey"));
+    settle(r, NO_ENTITY, CONFLICT)
+}
+
+/// A user's access keys are its dependencies: each is deleted on its own finding, in its two
+/// steps, before the user may go.
+pub(super) async fn inspect_user(sdk: &SdkConfig, arn: &Arn) -> Result<Inspection, DeleteError> {
+    let name = entity_name(arn, "user")?;
+    let iam = client(sdk);
+    let Some(tags) = user_tags(&iam, name).await? else {
+        return Ok(Inspection::Gone);
+    };
+    let Some(keys) = access_keys(&iam, name).await? else {
+        return Ok(Inspection::Gone);
+    };
+    Ok(Inspection::Live {
+        tags,
+        depends_on: keys
+            .iter()
+            .filter_map(|(id, _)| access_key_arn(arn, name, id))
+            .collect(),
+    })
+}
+
+/// Every page of a list call on a user's parts, `take` collecting each page's names; `None`
+/// when the user is gone.
+macro_rules! user_parts {
+    ($iam:expr, $call:ident, $name:expr, $op:literal, |$out:ident| $take:expr) => {{
+        let mut all: Vec<String> = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let r = $iam
+                .$call()
+                .user_name($name)
+                .set_marker(marker.take())
+                .send()
+                .await
+                .map_err(fail($op));
+            let Some($out) = absent(r)? else {
+                return Ok(Deleted::AlreadyGone);
+            };
+            all.extend($take);
+            match ($out.is_truncated(), $out.marker()) {
+                (true, Some(m)) => marker = Some(m.to_owned()),
+                _ => break,
+            }
+        }
+        all
+    }};
+}
+
+/// Deletes a user with what is part of it: its console password, inline policies, SSH keys
+/// and signing certificates; its managed policies are detached and it leaves its groups (the
+/// policies and groups stay). A user with access keys left is in use (they go first, on their
+/// own findings); an MFA device or service credentials left make IAM refuse (`DeleteConflict`,
+/// in use) for a person to look at.
+pub(super) async fn delete_user(sdk: &SdkConfig, arn: &Arn) -> Result<Deleted, DeleteError> {
+    let name = entity_name(arn, "user")?;
+    let iam = client(sdk);
+    let Some(keys) = access_keys(&iam, name).await? else {
+        return Ok(Deleted::AlreadyGone);
+    };
+    if let Some((id, _)) = keys.first() {
+        return Err(DeleteError::InUse {
+            message: format!("{arn} still has access key {id}: its keys are deleted first"),
+            source: None,
+        });
+    }
+    part(
+        iam.delete_login_profile()
+            .user_name(name)
+            .send()
+            .await
+            .map_err(fail("DeleteLoginProfile")),
+    )?;
+    let inline = user_parts!(iam, list_user_policies, name, "ListUserPolicies", |out| out
+        .policy_names()
+        .to_vec());
+    for policy in inline {
+        part(
+            iam.delete_user_policy()
+                .user_name(name)
+                .policy_name(policy)
+                .send()
+                .await
+                .map_err(fail("DeleteUserPolicy")),
+        )?;
+    }
+    let attached = user_parts!(
+        iam,
+        list_attached_user_policies,
+        name,
+        "ListAttachedUserPolicies",
+        |out| out
+            .attached_policies()
+            .iter()
+            .filter_map(|p| p.policy_arn().map(str::to_owned))
+            .collect::<Vec<_>>()
+    );
+    for policy in attached {
+        part(
+            iam.detach_user_policy()
+                .user_name(name)
+                .policy_arn(policy)
+                .send()
+                .await
+                .map_err(fail("DetachUserPolicy")),
+        )?;
+    }
+    let groups = user_parts!(
+        iam,
+        list_groups_for_user,
+        name,
+        "ListGroupsForUser",
+        |out| out
+            .groups()
+            .iter()
+            .map(|g| g.group_name().to_owned())
+            .collect::<Vec<_>>()
+    );
+    for group in groups {
+        part(
+            iam.remove_user_from_group()
+                .user_name(name)
+                .group_name(group)
+                .send()
+                .await
+                .map_err(fail("RemoveUserFromGroup")),
+        )?;
+    }
+    let certificates = user_parts!(
+        iam,
+        list_signing_certificates,
+        name,
+        "ListSigningCertificates",
+        |out| out
+            .certificates()
+            .iter()
+            .map(|c| c.certificate_id().to_owned())
+            .collect::<Vec<_>>()
+    );
+    for certificate in certificates {
+        part(
+            iam.delete_signing_certificate()
+                .user_name(name)
+                .certificate_id(certificate)
+                .send()
+                .await
+                .map_err(fail("DeleteSigningCertificate")),
+        )?;
+    }
+    let ssh = user_parts!(
+        iam,
+        list_ssh_public_keys,
+        name,
+        "ListSSHPublicKeys",
+        |out| out
+            .ssh_public_keys()
+            .iter()
+            .map(|k| k.ssh_public_key_id().to_owned())
+            .collect::<Vec<_>>()
+    );
+    for key in ssh {
+        part(
+            iam.delete_ssh_public_key()
+                .user_name(name)
+                .ssh_public_key_id(key)
+                .send()
+                .await
+                .map_err(fail("DeleteSSHPublicKey")),
+        )?;
+    }
+    let r = iam
+        .delete_user()
+        .user_name(name)
+        .send()
+        .await
+        .map_err(fail("DeleteUser"));
+    settle(r, NO_ENTITY, CONFLICT)
+}
+
 /// The types of this file, whole: how each is inspected and deleted, where it goes in the
 /// deletion order, and the IAM actions of its calls (see [`Kind`]).
 pub(super) const KINDS: &[Kind] = &[
@@ -483,6 +843,35 @@ pub(super) const KINDS: &[Kind] = &[
         delete: |sdk, arn, _| Box::pin(delete_policy(sdk, arn)),
         actions: POLICY_ACTIONS,
         tag_conditioned: &["iam:DeletePolicy", "iam:DeletePolicyVersion"],
+    },
+    Kind {
+        ty: ResourceType::IamAccessKey,
+        example: "arn:aws:iam::123456789012:access-key/ci-runner/AKIAIOSFODNN7EXAMPLE",
+        // Before their user.
+        rank: 4,
+        inspect: |sdk, arn| Box::pin(inspect_access_key(sdk, arn)),
+        delete: |sdk, arn, _| Box::pin(delete_access_key(sdk, arn)),
+        actions: ACCESS_KEY_ACTIONS,
+        // Authorized on the user, whose tags the key is judged by.
+        tag_conditioned: &["iam:DeleteAccessKey", "iam:UpdateAccessKey"],
+    },
+    Kind {
+        ty: ResourceType::IamUser,
+        example: "arn:aws:iam::123456789012:user/ci/runner-42",
+        rank: 5,
+        inspect: |sdk, arn| Box::pin(inspect_user(sdk, arn)),
+        delete: |sdk, arn, _| Box::pin(delete_user(sdk, arn)),
+        actions: USER_ACTIONS,
+        // Authorized on the user. Removing it from a group is authorized on the group alone:
+        // it stays unconditioned.
+        tag_conditioned: &[
+            "iam:DeleteLoginProfile",
+            "iam:DeleteSSHPublicKey",
+            "iam:DeleteSigningCertificate",
+            "iam:DeleteUser",
+            "iam:DeleteUserPolicy",
+            "iam:DetachUserPolicy",
+        ],
     },
     Kind {
         ty: ResourceType::IamOidcProvider,

@@ -215,6 +215,19 @@ pub async fn inspect(sdk: &SdkConfig, arn: &Arn) -> Result<Inspection, DeleteErr
     (kind(deletable(arn)?).inspect)(sdk, arn).await
 }
 
+pub use iam_entities::{Deactivation, access_key_arn};
+
+/// The first, reversible step of deleting an access key (see [`crate::reaper::plan::step`]):
+/// it is made inactive. Refused for any other type.
+pub async fn deactivate(sdk: &SdkConfig, arn: &Arn) -> Result<Deactivation, DeleteError> {
+    match deletable(arn)? {
+        ResourceType::IamAccessKey => iam_entities::deactivate_access_key(sdk, arn).await,
+        t => Err(DeleteError::Refused(format!(
+            "{t} has no deactivation; only access keys do"
+        ))),
+    }
+}
+
 /// The image an EC2 instance runs or a launch template launches, as EC2 says now (`None` for
 /// other types, when it is gone, or when it names none): what the catalog judges again right
 /// before a delete.
@@ -509,20 +522,21 @@ mod tests {
                     let name = a.split(':').nth(1).unwrap_or_default();
                     // Detaching and disassociating are part of deleting an internet
                     // gateway and a route table; putting the session revocation, of
-                    // deleting a role.
-                    [
-                        "Put",
-                        "Delete",
-                        "Terminate",
-                        "Deregister",
-                        "Release",
-                        "Detach",
-                        "Disassociate",
-                        "Schedule",
-                        "Remove",
-                    ]
-                    .iter()
-                    .any(|v| name.starts_with(v))
+                    // deleting a role; deactivating an access key, its first step.
+                    name == "UpdateAccessKey"
+                        || [
+                            "Put",
+                            "Delete",
+                            "Terminate",
+                            "Deregister",
+                            "Release",
+                            "Detach",
+                            "Disassociate",
+                            "Schedule",
+                            "Remove",
+                        ]
+                        .iter()
+                        .any(|v| name.starts_with(v))
                 })
                 .collect();
             let conditioned = iam_tag_conditioned(*t);
@@ -533,8 +547,12 @@ mod tests {
             if UNCONDITIONED.contains(t) {
                 assert!(conditioned.is_empty(), "{t}");
             } else {
-                // Authorized on the instance profile only, whatever row it is in.
-                let unconditioned = ["iam:RemoveRoleFromInstanceProfile"];
+                // Authorized on the instance profile and the group only, whatever row they
+                // are in.
+                let unconditioned = [
+                    "iam:RemoveRoleFromInstanceProfile",
+                    "iam:RemoveUserFromGroup",
+                ];
                 let deletes: Vec<&str> = deletes
                     .into_iter()
                     .filter(|a| !unconditioned.contains(a))

@@ -466,7 +466,7 @@ impl Pg {
         let swept_at = walk
             .sweep
             .as_ref()
-            .filter(|s| s.is_complete())
+            .filter(|s| s.is_complete() && !s.credentials_only)
             .map(|s| ms(s.started_at));
         let ended = ms(walk.ended_at);
         let mut c = self.conn().await?;
@@ -985,7 +985,7 @@ async fn open_or_update(
         // afresh (full grace, a notice to the new owner) if it still must go.
         tx.execute(
             "UPDATE findings SET deadline = NULL, reap_state = NULL, last_decision = NULL,
-                                 attempts = 0, next_attempt_at = NULL, last_error = NULL,
+                                 attempts = 0, next_attempt_at = NULL, deactivated_at = NULL, last_error = NULL,
                                  marked_owner = NULL
              WHERE id = ANY($1) AND deadline IS NOT NULL",
             &[&unmark],

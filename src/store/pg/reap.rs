@@ -40,6 +40,7 @@ impl RawCandidate {
             creator: r.try_get(20)?,
             skip_count: r.try_get(21)?,
             last_skipped_at: r.try_get(22)?,
+            deactivated_at: r.try_get(23)?,
         })
     }
 }
@@ -123,7 +124,7 @@ impl Pg {
         .await?;
         tx.execute(
             "UPDATE findings SET deadline = NULL, reap_state = NULL, last_decision = NULL,
-                                 attempts = 0, next_attempt_at = NULL, last_error = NULL,
+                                 attempts = 0, next_attempt_at = NULL, deactivated_at = NULL, last_error = NULL,
                                  marked_owner = NULL, skip_seq = NULL, skip_count = 0,
                                  last_skipped_at = NULL
              WHERE resolved_at IS NULL AND action != 'reap' AND deadline IS NOT NULL",
@@ -431,7 +432,7 @@ impl Pg {
             ReapUpdate::Unmark => {
                 tx.execute(
                     "UPDATE findings SET deadline = NULL, reap_state = NULL, last_decision = $2,
-                                         attempts = 0, next_attempt_at = NULL, marked_owner = NULL
+                                         attempts = 0, next_attempt_at = NULL, deactivated_at = NULL, marked_owner = NULL
                      WHERE id = $1",
                     &[&id, &decision],
                 )
@@ -441,6 +442,15 @@ impl Pg {
                 tx.execute(
                     "UPDATE findings SET reap_state = 'deleted', last_decision = $2 WHERE id = $1",
                     &[&id, &decision],
+                )
+                .await?;
+            }
+            ReapUpdate::Deactivated => {
+                tx.execute(
+                    "UPDATE findings SET reap_state = NULL, last_decision = $2, deactivated_at = $3,
+                                         attempts = 0, next_attempt_at = NULL, last_error = NULL
+                     WHERE id = $1",
+                    &[&id, &decision, &at],
                 )
                 .await?;
             }

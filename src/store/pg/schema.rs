@@ -245,6 +245,8 @@ const LATER: &[&str] = &[
     );
     CREATE INDEX lease_events_by_lease ON lease_events (lease_id, at);
     CREATE INDEX findings_by_lease ON findings (lease_id) WHERE lease_id IS NOT NULL;",
+    // 25: when ephemera deactivated an access key (see the SQLite migration).
+    "ALTER TABLE findings ADD COLUMN deactivated_at BIGINT;",
 ];
 
 /// The version this build's PostgreSQL schema reaches.
