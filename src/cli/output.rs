@@ -312,10 +312,17 @@ pub fn plan_table(items: &[PlanItemView], armed: bool) -> String {
         .iter()
         .map(|i| {
             vec![
-                serde_json::to_value(i.status)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
+                {
+                    let status = serde_json::to_value(i.status)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default();
+                    // An access key's first step is not a deletion: the table says so.
+                    match i.step {
+                        crate::http::dto::PlanStep::Deactivate => format!("{status} (deactivate)"),
+                        crate::http::dto::PlanStep::Delete => status,
+                    }
+                },
                 t(&i.deadline),
                 i.resource_type.clone(),
                 // A controller carries its members: what its deletion takes with it.

@@ -1363,6 +1363,25 @@ mod tests {
             sweeps.into_iter().collect::<Vec<_>>(),
             vec![((ACCOUNT.to_owned(), "us-east-1".to_owned()), t2)]
         );
+        // A later pass that listed only the credentials is no sweep: the next one stays due
+        // from the last full sweep.
+        // (Recorded as an incomplete walk of the first run, so that it resolves nothing.)
+        let mut credentials = walk("us-east-1", WalkOutcome::Incomplete);
+        credentials.started_at = t2 + TimeDelta::hours(1);
+        credentials.sweep = Some(SweepRecord {
+            started_at: t2 + TimeDelta::hours(1),
+            credentials_only: true,
+            types: Vec::new(),
+        });
+        store
+            .finish_walk("r1".into(), credentials)
+            .await
+            .expect("walk us");
+        let sweeps = store.last_sweeps().await.expect("sweeps");
+        assert_eq!(
+            sweeps.into_iter().collect::<Vec<_>>(),
+            vec![((ACCOUNT.to_owned(), "us-east-1".to_owned()), t2)]
+        );
 
         let (all, next) = store
             .list_findings(filter(|f| f.include_closed = true))

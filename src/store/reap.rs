@@ -1022,11 +1022,36 @@ mod tests {
             decision: Decision::Skipped,
             detail: "renewed".into(),
         };
+        // A deactivation (an access key's first step) is remembered with its time, keeps the
+        // mark, and resets the attempts; an unmark forgets it with the mark.
+        store
+            .record_reap(
+                Some(1),
+                AuditEntry {
+                    decision: Decision::Deactivated,
+                    detail: "deactivated".into(),
+                    ..entry.clone()
+                },
+                ReapUpdate::Deactivated,
+            )
+            .await
+            .expect("recorded");
+        let m = store.reap_candidates(owner()).await.expect("reads");
+        assert_eq!(
+            m.iter()
+                .map(|c| (c.finding_id, c.deactivated_at, c.last_decision, c.deadline))
+                .collect::<Vec<_>>(),
+            [(1, Some(t0), Some(Decision::Deactivated), due)]
+        );
         store
             .record_reap(Some(1), entry, ReapUpdate::Unmark)
             .await
             .expect("recorded");
         assert!(!store.is_marked(a.clone()).await.expect("reads"));
+        assert_eq!(
+            text("SELECT deactivated_at FROM findings WHERE id = 1").await,
+            [vec![None]]
+        );
         assert_eq!(store.withdraw_stale_plans(t0).await.expect("withdraws"), 1);
         assert_eq!(store.withdraw_stale_plans(t0).await.expect("withdraws"), 0);
         assert_eq!(

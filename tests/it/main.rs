@@ -9,6 +9,7 @@ mod canary;
 mod cli;
 mod controllers;
 mod cost;
+mod credentials;
 mod deleters;
 mod deleters_compute;
 mod deleters_data;

@@ -17,8 +17,8 @@ pub use findings::{
 };
 pub use leases::{LeaseList, LeaseTimeline, LeaseView, RenewRequest, TimelineEntryView};
 pub use reap::{
-    CapView, PlanItemView, PlanMemberView, PlanStatus, PlanView, ReapItemView, ReapJobState,
-    ReapJobView, ReapPlanView, ReapRequest, ReviewedItem, ReviewedPlanBody,
+    CapView, PlanItemView, PlanMemberView, PlanStatus, PlanStep, PlanView, ReapItemView,
+    ReapJobState, ReapJobView, ReapPlanView, ReapRequest, ReviewedItem, ReviewedPlanBody,
 };
 pub use scans::{
     HIDDEN, RunView, ScanStarted, ScanView, StatusView, SweepView, TypeSweepView, WalkView,

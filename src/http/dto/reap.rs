@@ -21,6 +21,17 @@ pub enum PlanStatus {
     Held,
 }
 
+/// What reaping a planned item does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlanStep {
+    #[default]
+    Delete,
+    /// An access key not yet deactivated: made inactive (reversible); deleted once
+    /// `enforcement.deactivation_grace` has passed.
+    Deactivate,
+}
+
 /// One marked finding in the plan: what the reaper knows of it, and where it stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PlanItemView {
@@ -42,6 +53,15 @@ pub struct PlanItemView {
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// `deleting` when a delete was started and its outcome never recorded.
     pub reap_state: Option<String>,
+    /// What reaping it does: `deactivate` for an access key ephemera has not deactivated yet.
+    /// (Absent from plan files written before it: `delete`, whose digest then no longer
+    /// matches an access key's.)
+    #[serde(default)]
+    pub step: PlanStep,
+    /// An access key: when ephemera deactivated it (its deletion waits until `deadline`, the
+    /// end of the deactivation grace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deactivated_at: Option<DateTime<Utc>>,
     pub last_decision: Option<Decision>,
     /// Passes in a row that skipped it for the reason of its last skip, recorded in the audit
     /// log once (0: its last decision was no skip); when the latest did.
@@ -79,6 +99,10 @@ pub struct PlanMemberView {
 impl From<PlanItem> for PlanItemView {
     fn from(i: PlanItem) -> Self {
         let state_digest = crate::reaper::plan::state_digest(&i);
+        let step = match crate::reaper::plan::step(&i.candidate) {
+            crate::reaper::plan::Step::Delete => PlanStep::Delete,
+            crate::reaper::plan::Step::Deactivate => PlanStep::Deactivate,
+        };
         let c = i.candidate;
         let members = i
             .members
@@ -114,6 +138,8 @@ impl From<PlanItem> for PlanItemView {
             attempts: c.attempts,
             next_attempt_at: c.next_attempt_at,
             reap_state: c.reap_state,
+            step,
+            deactivated_at: c.deactivated_at,
             last_decision: c.last_decision,
             skip_count: c.skip_count,
             last_skipped_at: c.last_skipped_at,

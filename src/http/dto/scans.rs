@@ -57,7 +57,8 @@ pub struct WalkView {
     pub reason: Option<String>,
     pub pages: u64,
     pub resources: u64,
-    /// The sweep that ran with this walk (never-tagged discovery), when one was due.
+    /// The sweep that ran with this walk (never-tagged discovery), when one was due; else the
+    /// listing of the credentials, which runs every pass in an account's first region.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sweep: Option<SweepView>,
 }
@@ -67,6 +68,10 @@ pub struct WalkView {
 pub struct SweepView {
     pub started_at: DateTime<Utc>,
     pub types: Vec<TypeSweepView>,
+    /// Only the credentials (IAM roles, instance profiles, users, access keys), listed every
+    /// pass: not a full sweep.
+    #[serde(default)]
+    pub credentials_only: bool,
 }
 
 /// How the sweep of one type went.
@@ -87,6 +92,7 @@ impl From<SweepRecord> for SweepView {
     fn from(s: SweepRecord) -> Self {
         SweepView {
             started_at: s.started_at,
+            credentials_only: s.credentials_only,
             types: s
                 .types
                 .into_iter()
