@@ -306,7 +306,8 @@ fn actions_of(calls: &[Call]) -> (BTreeSet<String>, Vec<String>) {
     (actions, unmapped)
 }
 
-/// Each deleter's calls (inspect, the image re-check, delete, inspect again, delete again) against one resource of
+/// Each deleter's calls (inspect, the image re-check, an access key's deactivation, delete,
+/// inspect again, delete again) against one resource of
 /// its type map to exactly its row: nothing the row lacks (sufficient), nothing it has that no
 /// call needs (least). Resources are seeded in use where that makes the re-read look up their
 /// users, and the bucket holds objects, so every conditional call is made.
@@ -322,6 +323,7 @@ async fn every_row_is_exactly_what_its_deleter_calls() {
         "iam:role",
         "iam:instance-profile",
         "iam:policy",
+        "iam:user",
         // A node group and a Fargate profile, so the cluster's re-read describes both.
         "eks:cluster",
     ];
@@ -365,6 +367,8 @@ async fn every_row_is_exactly_what_its_deleter_calls() {
         // The re-check of an instance's or launch template's image before a delete (a no-op
         // call-free for other types), as the reaper makes it.
         let _ = aws::image_of(&sdk, &arn).await;
+        // An access key's first step (refused, call-free, for other types).
+        let _ = aws::deactivate(&sdk, &arn).await;
         let deleted = aws::delete(&sdk, &arn).await;
         let _ = aws::inspect(&sdk, &arn).await;
         let _ = aws::delete(&sdk, &arn).await;
@@ -485,6 +489,10 @@ async fn passes(armed: bool) -> (ephemera::config::Config, Vec<Call>, Estate, Va
         })
         .collect();
     spec.push(json!({"key": "own", "type": "ec2:volume", "region": US, "tags": tags(&lease)}));
+    // An instance profile with no tags: the credentials' listing reads its tags
+    // (`ListInstanceProfileTags`), as it would every profile in AWS, whose list gives none.
+    spec.push(json!({"key": "bare-profile", "type": "iam:instance-profile",
+                     "account": ROLE_ACCOUNT, "region": US, "tags": {}}));
     for (key, account) in STRAYS {
         spec.push(
             json!({"key": key, "type": "ec2:volume", "account": account, "region": US,

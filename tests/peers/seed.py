@@ -177,6 +177,8 @@ TYPES = (
     "iam:instance-profile",
     "iam:policy",
     "iam:oidc-provider",
+    "iam:user",
+    "iam:access-key",
     "elasticache:cluster",
     "elasticache:replicationgroup",
     "elasticache:subnetgroup",
@@ -205,6 +207,9 @@ IN_USE_TYPES = {
     "iam:role",
     "iam:instance-profile",
     "iam:policy",
+    # A user with a console password, an inline and a managed policy, a group, an SSH key and
+    # a signing certificate (and no access key: those are deleted on their own first).
+    "iam:user",
     "ec2:volume", "ec2:security-group", "ec2:network-interface", "ec2:elastic-ip",
     "elasticloadbalancing:targetgroup", "eks:cluster",
 }
@@ -223,6 +228,8 @@ UNLISTED = {
     "iam:instance-profile",
     "iam:policy",
     "iam:oidc-provider",
+    "iam:user",
+    "iam:access-key",
     "autoscaling:autoScalingGroup",
     "autoscaling:launchConfiguration",
     "eks:cluster",
@@ -253,6 +260,8 @@ NAME_LIMITS = {
     "iam:instance-profile": 128,
     "iam:policy": 128,
     "iam:oidc-provider": 200,
+    "iam:user": 64,
+    "iam:access-key": 64,
     "elasticache:cluster": 40,
     "elasticache:replicationgroup": 40,
     "elasticache:subnetgroup": 255,
@@ -298,6 +307,36 @@ class Entry:
     versioned: bool = False
     # ec2:instance and ec2:launch-template: the AMI to launch (moto does not check it exists).
     image_id: str | None = None
+
+
+SEED_SSH_KEY = (
+    "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQDseed seed@example.com"
+)
+
+
+def self_signed_pem() -> str:
+    """A throwaway self-signed certificate (moto parses a signing certificate's body)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "seed")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
 @dataclass
@@ -755,6 +794,30 @@ class Seeder:
                 InstanceProfileName=f"{name}-profile", RoleName=name
             )
         return Created(role["Arn"], name)
+
+    def user(self, entry: Entry) -> Created:
+        name = self.name(entry)
+        iam = self.iam(entry)
+        user = iam.create_user(UserName=name, Path="/seed/", Tags=self.iam_tags(entry))["User"]
+        if entry.in_use:
+            iam.create_login_profile(UserName=name, Password="Seed-password-1!")
+            iam.put_user_policy(UserName=name, PolicyName="inline", PolicyDocument=SEED_POLICY)
+            policy = iam.create_policy(PolicyName=f"{name}-managed", PolicyDocument=SEED_POLICY)
+            iam.attach_user_policy(UserName=name, PolicyArn=policy["Policy"]["Arn"])
+            iam.create_group(GroupName=f"{name}-group")
+            iam.add_user_to_group(GroupName=f"{name}-group", UserName=name)
+            iam.upload_ssh_public_key(UserName=name, SSHPublicKeyBody=SEED_SSH_KEY)
+            iam.upload_signing_certificate(UserName=name, CertificateBody=self_signed_pem())
+        return Created(user["Arn"], name)
+
+    def access_key(self, entry: Entry) -> Created:
+        """A user carrying the entry's tags, and one active key of it; the key's ARN is the one
+        ephemera names keys by (AWS gives them none)."""
+        name = self.name(entry)
+        iam = self.iam(entry)
+        iam.create_user(UserName=name, Tags=self.iam_tags(entry))
+        key = iam.create_access_key(UserName=name)["AccessKey"]["AccessKeyId"]
+        return Created(f"arn:aws:iam::{entry.account}:access-key/{name}/{key}", key)
 
     def instance_profile(self, entry: Entry) -> Created:
         name = self.name(entry)
@@ -1279,6 +1342,8 @@ class Seeder:
             "iam:instance-profile": self.instance_profile,
             "iam:policy": self.policy,
             "iam:oidc-provider": self.oidc_provider,
+            "iam:user": self.user,
+            "iam:access-key": self.access_key,
             "elasticache:cluster": self.cache_cluster,
             "elasticache:replicationgroup": self.replication_group,
             "elasticache:subnetgroup": self.cache_subnet_group,

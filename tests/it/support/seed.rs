@@ -38,7 +38,7 @@ use crate::support::moto::{DEFAULT_ACCOUNT, Moto};
 /// The second account of the two-account test ground.
 const AUDIT_ACCOUNT: &str = "210987654321";
 /// Types moto 5.2.5's `GetResources` never lists (AWS does); the seeder gives AWS's ARN form.
-pub(crate) const UNLISTED: [&str; 17] = [
+pub(crate) const UNLISTED: [&str; 19] = [
     "ec2:elastic-ip",
     "ec2:key-pair",
     "ec2:launch-template",
@@ -52,6 +52,8 @@ pub(crate) const UNLISTED: [&str; 17] = [
     "iam:instance-profile",
     "iam:policy",
     "iam:oidc-provider",
+    "iam:user",
+    "iam:access-key",
     "autoscaling:autoScalingGroup",
     // Never tagged at all: AWS keeps no tags on a launch configuration.
     "autoscaling:launchConfiguration",
