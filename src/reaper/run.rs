@@ -859,6 +859,13 @@ impl Reaper {
                 c.account
             )));
         }
+        if matches!(c.resource_type.as_str(), "iam:user" | "iam:access-key")
+            && let Some(why) = own_credentials(&sdk)
+                .await
+                .and_then(|(caller, key)| refuses_own(&c.arn, &caller, &key))
+        {
+            return Err(Outcome::Skipped(format!("refused: {why}")));
+        }
         let (tags, depends_on) = match aws::inspect(&sdk, arn).await {
             // Never deletable (a default VPC, a main route table): recorded as skipped, not
             // as a failure retried with backoff, since no later pass can change the answer.
@@ -1248,6 +1255,65 @@ enum AccountCheck {
 }
 
 /// The account the credentials act in must be the one the resource is in.
+/// Who the daemon acts as in an account: the caller's ARN and its access key id. `None` when
+/// either cannot be had (a refusal is then not needed: no IAM user credential is in play that
+/// could be told apart, and the account check has already passed).
+async fn own_credentials(sdk: &aws_config::SdkConfig) -> Option<(String, String)> {
+    use aws_credential_types::provider::ProvideCredentials as _;
+    let key = sdk
+        .credentials_provider()?
+        .provide_credentials()
+        .await
+        .ok()?
+        .access_key_id()
+        .to_owned();
+    let caller = aws_sdk_sts::Client::new(sdk)
+        .get_caller_identity()
+        .send()
+        .await
+        .ok()?
+        .arn()?
+        .to_owned();
+    Some((caller, key))
+}
+
+/// Why `arn` (an IAM user or an access key) must not be deleted because the daemon itself
+/// runs on it: the key it signs with, or the user it is (any of that user's keys); `None`
+/// otherwise. Users compare by account and name, keys by id.
+pub(crate) fn refuses_own(arn: &Arn, caller: &str, own_key: &str) -> Option<String> {
+    let caller_user = Arn::parse(caller).ok().and_then(|c| {
+        let name = c
+            .resource()
+            .strip_prefix("user/")?
+            .rsplit('/')
+            .next()?
+            .to_owned();
+        Some((c.account().to_owned(), name))
+    });
+    let (user, key) = match arn.resource().split_once('/') {
+        Some(("access-key", rest)) => match rest.split_once('/') {
+            Some((user, key)) => (user, Some(key)),
+            None => return None,
+        },
+        Some(("user", rest)) => (rest.rsplit('/').next().unwrap_or(rest), None),
+        _ => return None,
+    };
+    if key.is_some_and(|k| k == own_key) {
+        return Some("the access key ephemera itself signs with".into());
+    }
+    match caller_user {
+        Some((account, name)) if account == arn.account() && name == user => Some(format!(
+            "{} of the IAM user ephemera itself runs as (deleting it would cut the daemon off)",
+            if key.is_some() {
+                "an access key"
+            } else {
+                "the user"
+            }
+        )),
+        _ => None,
+    }
+}
+
 async fn verify_account(sdk: &aws_config::SdkConfig, want: &str) -> Result<(), AccountCheck> {
     let got = aws_sdk_sts::Client::new(sdk)
         .get_caller_identity()
@@ -1266,6 +1332,60 @@ async fn verify_account(sdk: &aws_config::SdkConfig, want: &str) -> Result<(), A
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_daemons_own_user_and_key_are_refused() {
+        let arn = |s: &str| Arn::parse(s).expect("an ARN");
+        let user = "arn:aws:iam::111111111111:user/ci/ephemera";
+        let role = "arn:aws:sts::111111111111:assumed-role/ephemera/session";
+        let own = "AKIAOWN";
+        let cases = [
+            // (resource, caller, refused)
+            (
+                "arn:aws:iam::111111111111:access-key/bot/AKIAOWN",
+                role,
+                true,
+            ),
+            (
+                "arn:aws:iam::111111111111:access-key/bot/AKIAOTHER",
+                role,
+                false,
+            ),
+            (
+                "arn:aws:iam::111111111111:access-key/ephemera/AKIAOTHER",
+                user,
+                true,
+            ),
+            (
+                "arn:aws:iam::111111111111:access-key/ephemera/AKIAOTHER",
+                role,
+                false,
+            ),
+            (
+                "arn:aws:iam::222222222222:access-key/ephemera/AKIAOTHER",
+                user,
+                false,
+            ),
+            (
+                "arn:aws:iam::111111111111:access-key/ephemera-2/AKIAOTHER",
+                user,
+                false,
+            ),
+            ("arn:aws:iam::111111111111:user/ci/ephemera", user, true),
+            ("arn:aws:iam::111111111111:user/ephemera", user, true),
+            ("arn:aws:iam::111111111111:user/ci/ephemera", role, false),
+            ("arn:aws:iam::222222222222:user/ci/ephemera", user, false),
+            ("arn:aws:iam::111111111111:user/ci/bot", user, false),
+            ("arn:aws:iam::111111111111:role/ephemera", user, false),
+        ];
+        for (resource, caller, refused) in cases {
+            assert_eq!(
+                refuses_own(&arn(resource), caller, own).is_some(),
+                refused,
+                "{resource} as {caller}"
+            );
+        }
+    }
 
     #[test]
     fn roles_compare_by_account_and_name() {

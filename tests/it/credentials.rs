@@ -164,6 +164,9 @@ async fn a_released_leases_keys_are_deactivated_then_deleted_and_nothing_else() 
     let switched_on = user_with_key(&iam, "ci-doomed-2", iam_tags(&doomed, "preview")).await;
     let running_key = user_with_key(&iam, "ci-nightly", iam_tags(&running, "nightly")).await;
     let person_key = user_with_key(&iam, "alice", Vec::new()).await;
+    // The user the daemon itself runs as (moto answers GetCallerIdentity with `user/moto`),
+    // mistakenly tagged with the task's lease: refused at the last moment, key and user.
+    let own_key = user_with_key(&iam, "moto", iam_tags(&doomed, "preview")).await;
     iam.create_role()
         .role_name("ci-doomed-role")
         .assume_role_policy_document("{}")
@@ -207,8 +210,8 @@ async fn a_released_leases_keys_are_deactivated_then_deleted_and_nothing_else() 
         resource(&d, &key_arn("ci-doomed", &gone_key)).await["verdict"],
         "released"
     );
-    // Two users, their two keys and the role.
-    assert_eq!(stale(&d.metrics().await), 5.0);
+    // Three users, their three keys and the role.
+    assert_eq!(stale(&d.metrics().await), 7.0);
 
     // Pass 3, past the grace: the keys are deactivated (not deleted), the role deleted with
     // its sessions revoked first, the users wait for their keys.
@@ -297,9 +300,25 @@ async fn a_released_leases_keys_are_deactivated_then_deleted_and_nothing_else() 
         keys(&iam, "alice").await,
         Some(vec![(person_key.clone(), true)])
     );
+    assert_eq!(
+        keys(&iam, "moto").await,
+        Some(vec![(own_key.clone(), true)])
+    );
+    for arn in [key_arn("moto", &own_key), user_arn("moto")] {
+        let own = decisions(&d, &arn).await;
+        assert!(
+            own.iter().any(|(dec, detail)| dec == "skipped"
+                && detail.contains("the IAM user ephemera itself runs as")),
+            "{arn}: {own:?}"
+        );
+    }
     // The request log: each key deactivated once, one deletion, of the deactivated key only.
     let deactivations = proxy.bodies("UpdateAccessKey");
     assert_eq!(deactivations.len(), 2, "{deactivations:?}");
+    assert!(
+        !deactivations.iter().any(|b| b.contains(own_key.as_str())),
+        "{deactivations:?}"
+    );
     for k in [&gone_key, &switched_on] {
         assert_eq!(
             deactivations
@@ -322,9 +341,10 @@ async fn a_released_leases_keys_are_deactivated_then_deleted_and_nothing_else() 
         "{user_deletions:?}"
     );
 
-    // The next pass finds them gone: only the second user and its key are stale now.
+    // The next pass finds them gone: only the second user, the daemon's own and their keys
+    // are stale now.
     d.pass().await;
-    assert_eq!(stale(&d.metrics().await), 2.0);
+    assert_eq!(stale(&d.metrics().await), 4.0);
     let (s, verify) = d.get("/api/v1/audit/verify", VIEWER).await;
     assert_eq!(s, StatusCode::OK, "{verify}");
     assert_eq!(verify["ok"], true, "{verify}");

@@ -491,8 +491,10 @@ async fn passes(armed: bool) -> (ephemera::config::Config, Vec<Call>, Estate, Va
     spec.push(json!({"key": "own", "type": "ec2:volume", "region": US, "tags": tags(&lease)}));
     // An instance profile with no tags: the credentials' listing reads its tags
     // (`ListInstanceProfileTags`), as it would every profile in AWS, whose list gives none.
-    spec.push(json!({"key": "bare-profile", "type": "iam:instance-profile",
-                     "account": ROLE_ACCOUNT, "region": US, "tags": {}}));
+    spec.push(
+        json!({"key": "bare-profile", "type": "iam:instance-profile",
+                     "account": ROLE_ACCOUNT, "region": US, "tags": {}}),
+    );
     for (key, account) in STRAYS {
         spec.push(
             json!({"key": key, "type": "ec2:volume", "account": account, "region": US,
