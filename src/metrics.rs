@@ -60,7 +60,7 @@ pub struct Metrics {
     /// region), complete or incomplete.
     pub sweeps: IntCounterVec,
     /// `ephemera_never_tagged_found_total{resource_type}`: what sweeps found that the tagging
-    /// walk did not list.
+    /// walk did not list, with no tags (where the list call reads tags).
     pub never_tagged_found: IntCounterVec,
     /// `ephemera_creator_lookups_total{outcome}`: CloudTrail lookups of who made a resource
     /// (found, unknown, error).
@@ -377,7 +377,7 @@ impl Metrics {
             never_tagged_found: counters(
                 &r,
                 "ephemera_never_tagged_found_total",
-                "Resources a sweep found that the tagging walk did not list (never tagged), by type",
+                "Resources a sweep found that the tagging walk did not list and that carry no tags (never tagged), by type",
                 &["resource_type"],
             ),
             creator_lookups: counters(

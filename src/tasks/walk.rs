@@ -412,11 +412,15 @@ impl Tasks {
                 }
                 Ok(found) => {
                     r.listed = found.len() as u64;
+                    // Never tagged: missing from the tagging walk *and* without tags where the
+                    // list call reads them (IAM's credentials, listed every pass, mostly carry some).
+                    let mut untagged = 0u64;
                     for f in found {
                         if listed.contains(&identity(&f.arn)) {
                             continue;
                         }
                         r.not_in_tagging += 1;
+                        untagged += u64::from(f.tags.is_empty());
                         observed.push(Observed {
                             account: account.to_owned(),
                             region: region.to_owned(),
@@ -436,7 +440,7 @@ impl Tasks {
                         .metrics
                         .never_tagged_found
                         .with_label_values(&[t.resource_type.as_str()])
-                        .inc_by(r.not_in_tagging);
+                        .inc_by(untagged);
                 }
             }
             record.types.push(r);
