@@ -184,10 +184,12 @@ impl<'a> ImageLookup<'a> {
             ("ec2", "DescribeLaunchTemplateVersions"),
             |token| {
                 // `$Default` without a template id: the default version of every template in
-                // one paginated call.
+                // one paginated call, 200 a page (AWS's most; moto answers 15 without it, and
+                // never more than one page).
                 self.ec2
                     .describe_launch_template_versions()
                     .versions("$Default")
+                    .max_results(200)
                     .set_next_token(token)
                     .send()
             },
