@@ -38,6 +38,8 @@ const XENIAL: &str = "ami-785db401";
 const TRUSTY: &str = "ami-1e749f67";
 const WINDOWS: &str = "ami-12c6146b";
 const GONE: &str = "ami-0000000000000aaaa";
+/// Instances on Amazon Linux seeded first: more than a page of moto's GetResources.
+const FILLER: usize = 60;
 
 const CATALOG: &str = r#"
 [[images]]
@@ -93,6 +95,11 @@ max_attempts = 1
 id = "123456789012"
 armed = true
 
+# Not `ec2:image`, whose sweep is a DescribeImages of its own.
+[discovery]
+types = ["ec2:instance", "ec2:launch-template"]
+creators = false
+
 [enforcement]
 armed = true
 deletable_types = ["ec2:instance"]
@@ -111,6 +118,8 @@ max_project_share_percent = 100
     let seeded = seed(
         &moto.endpoint(),
         json!({"resources": [
+            // Pages of Amazon Linux first, so the other images turn up pages later.
+            {"key": "filler", "type": "ec2:instance", "tags": tags, "image_id": AMAZON_LINUX, "count": FILLER},
             {"key": "by-id", "type": "ec2:instance", "tags": tags, "image_id": GONE},
             {"key": "by-owner", "type": "ec2:instance", "tags": tags, "image_id": AMAZON_LINUX},
             {"key": "by-name", "type": "ec2:instance", "tags": tags, "image_id": XENIAL},
@@ -178,7 +187,20 @@ max_project_share_percent = 100
         sample(
             r#"ephemera_resources{project="web",region="us-east-1",resource_type="ec2:instance",verdict="leased"}"#
         ),
-        Some(3.0),
+        Some(3.0 + FILLER as f64),
+        "{m}"
+    );
+    // The walk's first page with an instance described the images of every listed instance:
+    // one DescribeImages for five AMIs spread over several pages.
+    assert!(
+        run["walks"][0]["pages"].as_u64().is_some_and(|p| p > 1),
+        "{run}"
+    );
+    assert_eq!(
+        sample(
+            r#"ephemera_aws_requests_total{operation="DescribeImages",outcome="ok",service="ec2"}"#
+        ),
+        Some(1.0),
         "{m}"
     );
 
