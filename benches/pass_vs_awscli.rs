@@ -13,6 +13,14 @@
 //! Note that moto pages by tags as well (100 tags a page by default), so volumes carrying 5
 //! tags come 20 to a page.
 //!
+//! With `BENCH_TYPE=ec2:instance` (the type of the tiny run under `cargo test --benches`) the
+//! instances run one AMI per seed entry, [`DISTINCT_AMIS`] of them (moto's own and ids it never
+//! registered, half of them approved), and two more passes run with an `[[images]]` catalog
+//! in the rules, next to the steady-state pass without one: each line gives the pass's time as a
+//! ratio to the awscli walk and the EC2 calls it made (DescribeImages, and the DescribeInstances
+//! and DescribeLaunchTemplateVersions listings the image lookup reads), so what judging images
+//! costs is measured in calls and seconds in the same run as the bare walk.
+//!
 //! moto and awscli come from `make peers` (tests/peers/requirements.txt); the moto server is
 //! started here like tests/it/support/moto.rs does, on a loopback port, and killed on exit.
 //!
@@ -34,7 +42,7 @@ use chrono::{DateTime, Utc};
 use common::{ACCOUNT, Counts, REGION};
 use ephemera::clock::{Clock, SystemClock};
 use ephemera::config::Config;
-use ephemera::inventory::{AwsClients, RateLimiter, walk};
+use ephemera::inventory::{AwsClients, RateLimiter, walk_judging_images};
 use ephemera::metrics::Metrics;
 use ephemera::model::Lease;
 use ephemera::model::LeaseId;
@@ -140,9 +148,63 @@ impl Drop for Moto {
     }
 }
 
+/// AMIs moto ships in every region, DescribeImages answering for them with an owner and a
+/// name; approved by [`catalog_text`] and not in turn (Amazon Linux, Ubuntu 14.04, Ubuntu 16.04,
+/// RHEL, Amazon Linux PV, SUSE), then two Windows images, not approved either.
+const MOTO_AMIS: [&str; 8] = [
+    "ami-760aaa0f",
+    "ami-1e749f67",
+    "ami-785db401",
+    "ami-bb9a6bc2",
+    "ami-8104a4f8",
+    "ami-35e92e4c",
+    "ami-12c6146b",
+    "ami-b7e93bce",
+];
+
+/// Distinct AMIs the seeded instances run (at most one per seed entry of 100 instances): the
+/// count of images a region's estate typically launches from, not one per instance.
+const DISTINCT_AMIS: u64 = 40;
+
+/// The AMI of seed entry `k`: moto's own for the first eight, then ids moto never registered
+/// (deregistered images, known by their id alone).
+fn ami(k: u64) -> String {
+    let i = k % DISTINCT_AMIS;
+    MOTO_AMIS
+        .get(i as usize)
+        .map_or_else(|| format!("ami-{:017x}", 0xbe00 + i), |a| (*a).to_owned())
+}
+
+/// The catalog of the image passes: Amazon Linux by owner, Ubuntu 16.04 by owner and name, and
+/// every other unregistered id by id; the rest (Ubuntu 14.04, RHEL, SUSE, Windows, half the
+/// unregistered ids) is unapproved.
+fn catalog_text() -> String {
+    let ids: Vec<String> = (MOTO_AMIS.len() as u64..DISTINCT_AMIS)
+        .step_by(2)
+        .map(|i| format!("\"{}\"", ami(i)))
+        .collect();
+    format!(
+        r#"[[images]]
+owners = ["137112412989"]
+reason = "Amazon Linux from its publisher"
+
+[[images]]
+owners = ["099720109477"]
+names = ["ubuntu/images/*-16.04-*"]
+reason = "Ubuntu 16.04 from Canonical"
+
+[[images]]
+ids = [{}]
+reason = "the golden builds"
+"#,
+        ids.join(", ")
+    )
+}
+
 /// The seed spec: `volumes / 100` entries of 100 volumes, one lease (or tag mix) per entry:
 /// 85% of entries carry a known lease (whose state follows the generated mix), 5% an unknown
-/// lease id, 4% lack the owner tag, 3% carry the protect tag, 3% only a `Name` tag.
+/// lease id, 4% lack the owner tag, 3% carry the protect tag, 3% only a `Name` tag. Instances
+/// run [`ami`] of their entry.
 fn seed_spec(volumes: u64, lease_ids: &[String], kind: &str) -> serde_json::Value {
     let entries = volumes / 100;
     let resources: Vec<serde_json::Value> = (0..entries)
@@ -168,7 +230,11 @@ fn seed_spec(volumes: u64, lease_ids: &[String], kind: &str) -> serde_json::Valu
                 97.. => tags = json!({ "Name": format!("preview-{k}") }),
                 _ => {}
             }
-            json!({"key": format!("v{k}"), "type": kind, "region": REGION, "count": 100, "tags": tags})
+            let mut entry = json!({"key": format!("v{k}"), "type": kind, "region": REGION, "count": 100, "tags": tags});
+            if kind == "ec2:instance" {
+                entry["image_id"] = json!(ami(k));
+            }
+            entry
         })
         .collect();
     json!({ "resources": resources })
@@ -276,6 +342,8 @@ fn awscli_timed(endpoint: &str, home: &Path) -> Duration {
 /// How a direct pass went.
 struct Pass {
     took: Duration,
+    /// EC2 calls of the pass, by operation (every outcome).
+    ec2_calls: HashMap<&'static str, u64>,
     walk: ephemera::inventory::WalkResult,
     counts: Counts,
     eval: Duration,
@@ -285,9 +353,16 @@ struct Pass {
     resolved: u64,
 }
 
-/// One pass with the limiter out of the way: what `Tasks::walk_one` does (walk, evaluate each
-/// page, persist it while the next is fetched, then record the walk), with `on_page` a no-op
-/// when `store` is none.
+/// The EC2 operations a pass over instances makes besides the tagging walk.
+const EC2_OPERATIONS: [&str; 3] = [
+    "DescribeInstances",
+    "DescribeLaunchTemplateVersions",
+    "DescribeImages",
+];
+
+/// One pass with the limiter out of the way: what `Tasks::walk_one` does (walk, judging images
+/// when `policy` holds a catalog, evaluate each page, persist it while the next is fetched,
+/// then record the walk), with `on_page` a no-op (and no image judged) when `store` is none.
 async fn direct_pass(
     aws: &ephemera::config::AwsConfig,
     store: Option<&Store>,
@@ -318,27 +393,42 @@ async fn direct_pass(
         Cell::new(0u64),
     );
     let t = Instant::now();
-    let result = walk(&clients, ACCOUNT, REGION, &limiter, &metrics, |page| {
-        let now = clock.now();
-        let records = store.map(|_| {
-            let t = Instant::now();
-            let r =
-                common::evaluate_page(page, leases, policy, keys, now, &mut counts.borrow_mut());
-            eval.set(eval.get() + t.elapsed());
-            r
-        });
-        let run_id = run_id.clone();
-        let (persist, opened) = (&persist, &opened);
-        async move {
-            if let (Some(store), Some(records)) = (store, records) {
+    let images = store.is_some() && policy.images().is_on();
+    let result = walk_judging_images(
+        &clients,
+        ACCOUNT,
+        REGION,
+        &limiter,
+        &metrics,
+        images,
+        |page| {
+            let now = clock.now();
+            let records = store.map(|_| {
                 let t = Instant::now();
-                let changes = store.persist_page(run_id, now, records).await?;
-                persist.set(persist.get() + t.elapsed());
-                opened.set(opened.get() + changes.opened);
+                let r = common::evaluate_page(
+                    page,
+                    leases,
+                    policy,
+                    keys,
+                    now,
+                    &mut counts.borrow_mut(),
+                );
+                eval.set(eval.get() + t.elapsed());
+                r
+            });
+            let run_id = run_id.clone();
+            let (persist, opened) = (&persist, &opened);
+            async move {
+                if let (Some(store), Some(records)) = (store, records) {
+                    let t = Instant::now();
+                    let changes = store.persist_page(run_id, now, records).await?;
+                    persist.set(persist.get() + t.elapsed());
+                    opened.set(opened.get() + changes.opened);
+                }
+                Ok(())
             }
-            Ok(())
-        }
-    })
+        },
+    )
     .await;
     assert!(result.error.is_none(), "walk failed: {:?}", result.error);
     let (mut gone, mut resolved) = (0, 0);
@@ -357,8 +447,25 @@ async fn direct_pass(
         let changes = s.finish_walk(run_id, record).await.expect("finish walk");
         (gone, resolved) = (changes.gone, changes.resolved);
     }
+    let took = t.elapsed();
+    let ec2_calls = EC2_OPERATIONS
+        .into_iter()
+        .map(|op| {
+            let n = ["ok", "throttled", "error"]
+                .into_iter()
+                .map(|o| {
+                    metrics
+                        .aws_requests
+                        .with_label_values(&["ec2", op, o])
+                        .get()
+                })
+                .sum();
+            (op, n)
+        })
+        .collect();
     Pass {
-        took: t.elapsed(),
+        took,
+        ec2_calls,
         walk: result,
         counts: counts.into_inner(),
         eval: eval.get(),
@@ -382,8 +489,10 @@ fn main() {
         common::env_u64("BENCH_VOLUMES", 10_000).max(100) / 100 * 100
     };
     // `ec2:volume` (the default) or `ec2:instance`: a pass over instances also looks up which
-    // of them are ending, which a bare tagging walk does not.
-    let kind = std::env::var("BENCH_TYPE").unwrap_or_else(|_| "ec2:volume".into());
+    // of them are ending, which a bare tagging walk does not, and judges their images. The
+    // tiny run takes instances, so the image passes run under `cargo test --benches` too.
+    let kind = std::env::var("BENCH_TYPE")
+        .unwrap_or_else(|_| if quick { "ec2:instance" } else { "ec2:volume" }.into());
     assert!(
         ["ec2:volume", "ec2:instance"].contains(&kind.as_str()),
         "BENCH_TYPE is ec2:volume or ec2:instance, not {kind}"
@@ -552,6 +661,90 @@ fn main() {
             secs(worst) / secs(awscli_median),
             if secs(worst) / secs(awscli_median) <= 1.2 { "met" } else { "NOT met" },
         );
+
+        if kind == "ec2:instance" {
+            image_passes(&config, &store, &lease_map, &keys, &bare, &warm, awscli_median).await;
+        }
         drop(moto);
     });
+}
+
+/// `op`'s calls in `p`.
+fn calls(p: &Pass, op: &str) -> u64 {
+    p.ec2_calls.get(op).copied().unwrap_or_default()
+}
+
+/// Two passes with the image catalog on (the first one judging images for the first time,
+/// then the steady state), printed beside the bare library walk and the steady-state pass
+/// without a catalog (`off`), each as a ratio to the awscli walk, with its EC2 calls.
+async fn image_passes(
+    config: &Config,
+    store: &Store,
+    leases: &HashMap<LeaseId, Lease>,
+    keys: &ephemera::model::IdentityTags,
+    bare: &Pass,
+    off: &Pass,
+    awscli: Duration,
+) {
+    let rules = common::policy_text();
+    let catalog = catalog_text();
+    let policy = Policy::parse([
+        (Path::new("bench.toml"), rules.as_str()),
+        (Path::new("images.toml"), catalog.as_str()),
+    ])
+    .expect("bench rules with a catalog");
+    let first = direct_pass(&config.aws, Some(store), leases, &policy, keys).await;
+    let steady = direct_pass(&config.aws, Some(store), leases, &policy, keys).await;
+    // Not timing: the passes must have judged images at all for their figures to mean anything.
+    assert_eq!(calls(off, "DescribeImages"), 0, "no catalog, no image read");
+    let unapproved = steady.counts.0[ephemera::model::Verdict::UnapprovedImage as usize];
+    assert!(
+        calls(&steady, "DescribeImages") > 0 && unapproved > 0,
+        "the catalog judged no image: {}",
+        steady.counts.line()
+    );
+    println!(
+        "pass_vs_awscli: images: {} instances on {} distinct AMIs ({} of them moto's own), catalog of {} entries",
+        steady.walk.resources,
+        DISTINCT_AMIS.min(steady.walk.resources.div_ceil(100)),
+        MOTO_AMIS.len(),
+        catalog.matches("[[images]]").count(),
+    );
+    println!(
+        "pass_vs_awscli: images: {:<44} {:>7} {:>8} {:>14} {:>17} {:>30}",
+        "pass",
+        "s",
+        "x awscli",
+        "DescribeImages",
+        "DescribeInstances",
+        "DescribeLaunchTemplateVersions"
+    );
+    for (label, p) in [
+        ("library walk alone (no evaluate, no images)", bare),
+        ("catalog off (steady state)", off),
+        ("catalog on, first pass", &first),
+        ("catalog on (steady state)", &steady),
+    ] {
+        println!(
+            "pass_vs_awscli: images: {label:<44} {:>7.2} {:>8.2} {:>14} {:>17} {:>30}",
+            secs(p.took),
+            secs(p.took) / secs(awscli),
+            calls(p, "DescribeImages"),
+            calls(p, "DescribeInstances"),
+            calls(p, "DescribeLaunchTemplateVersions"),
+        );
+    }
+    println!(
+        "pass_vs_awscli: images: verdicts with the catalog: {}",
+        steady.counts.line()
+    );
+    let worst = first.took.max(steady.took);
+    println!(
+        "pass_vs_awscli: RESULT (images): catalog on {:.2} s (the slower of two passes) vs off {:.2} s: {:.2} x, {:.2} x awscli; {} DescribeImages calls a pass",
+        secs(worst),
+        secs(off.took),
+        secs(worst) / secs(off.took),
+        secs(worst) / secs(awscli),
+        calls(&steady, "DescribeImages"),
+    );
 }

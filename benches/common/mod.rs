@@ -214,7 +214,7 @@ impl Synth {
 
 /// Verdict counts, indexed like [`Verdict::ALL`].
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Counts(pub [u64; 7]);
+pub struct Counts(pub [u64; Verdict::ALL.len()]);
 
 impl Counts {
     pub fn add(&mut self, v: Verdict) {

@@ -1,6 +1,8 @@
 //! The images EC2 instances run and launch templates launch, for the approved-image catalog:
 //! one listing of live instances and one of every template's default version per walk, then
-//! DescribeImages for the AMI ids not described yet, in batches, each id once per walk.
+//! DescribeImages for every AMI id a listing names, 100 a call, each id once per walk: the
+//! first page holding an instance (or a template) describes the images of them all, so a walk
+//! makes ⌈distinct AMIs / 100⌉ calls whatever the pages hold.
 //!
 //! Architecture Invariant: never a call per resource. An AMI EC2 no longer describes
 //! (deregistered, or no longer shared with the account) leaves as an [`Image`] known by its id
@@ -9,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::OnceCell;
 
@@ -55,6 +58,9 @@ pub struct ImageLookup<'a> {
     templates: OnceCell<HashMap<String, String>>,
     /// AMI id → the image as described (or known by id alone).
     described: Mutex<HashMap<String, Image>>,
+    /// Whether the AMIs of every listed instance, and of every listed template, were asked for.
+    instances_asked: AtomicBool,
+    templates_asked: AtomicBool,
 }
 
 impl<'a> ImageLookup<'a> {
@@ -66,6 +72,8 @@ impl<'a> ImageLookup<'a> {
             instances: OnceCell::new(),
             templates: OnceCell::new(),
             described: Mutex::new(HashMap::new()),
+            instances_asked: AtomicBool::new(false),
+            templates_asked: AtomicBool::new(false),
         }
     }
 
@@ -73,11 +81,16 @@ impl<'a> ImageLookup<'a> {
     /// the listing (launched since, or ending) and a template naming no image are left without.
     pub async fn attach(&self, page: &mut [Observed]) -> Result<(), ImagesError> {
         let mut wanted: Vec<(usize, String)> = Vec::new();
+        // The AMIs of whole listings, described together the first time a page needs one.
+        let mut listed: Vec<String> = Vec::new();
         if page.iter().any(|o| o.resource_type == INSTANCE) {
             let map = self
                 .instances
                 .get_or_try_init(|| self.instance_images())
                 .await?;
+            if !self.instances_asked.swap(true, Ordering::Relaxed) {
+                listed.extend(map.values().cloned());
+            }
             for (i, o) in page.iter().enumerate() {
                 if o.resource_type == INSTANCE
                     && !o.is_terminated()
@@ -92,6 +105,9 @@ impl<'a> ImageLookup<'a> {
                 .templates
                 .get_or_try_init(|| self.template_images())
                 .await?;
+            if !self.templates_asked.swap(true, Ordering::Relaxed) {
+                listed.extend(map.values().cloned());
+            }
             for (i, o) in page.iter().enumerate() {
                 if o.resource_type == TEMPLATE
                     && let Some(ami) = map.get(o.arn.resource_id())
@@ -108,11 +124,10 @@ impl<'a> ImageLookup<'a> {
                 .described
                 .lock()
                 .expect("never poisoned: no panics inside");
-            wanted
-                .iter()
-                .map(|(_, id)| id)
-                .filter(|id| !described.contains_key(*id))
-                .cloned()
+            listed
+                .into_iter()
+                .chain(wanted.iter().map(|(_, id)| id.clone()))
+                .filter(|id| !described.contains_key(id))
                 .collect()
         };
         missing.sort();
@@ -184,10 +199,12 @@ impl<'a> ImageLookup<'a> {
             ("ec2", "DescribeLaunchTemplateVersions"),
             |token| {
                 // `$Default` without a template id: the default version of every template in
-                // one paginated call.
+                // one paginated call, 200 a page (AWS's most; moto answers 15 without it, and
+                // never more than one page).
                 self.ec2
                     .describe_launch_template_versions()
                     .versions("$Default")
+                    .max_results(200)
                     .set_next_token(token)
                     .send()
             },

@@ -677,7 +677,13 @@ async fn launch_templates(
         ctx,
         limiter,
         ("ec2", "DescribeLaunchTemplates"),
-        |token| ec2.describe_launch_templates().set_next_token(token).send(),
+        // 200 a page (AWS's most): without it moto 5.2.5 answers 15 and no next token.
+        |token| {
+            ec2.describe_launch_templates()
+                .max_results(200)
+                .set_next_token(token)
+                .send()
+        },
         |page| {
             for t in page.launch_templates() {
                 if let Some(id) = t.launch_template_id() {

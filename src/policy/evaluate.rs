@@ -145,6 +145,9 @@ pub fn evaluate<'p, 'l, 't>(
     if policy.allowed(arn, now).is_some() {
         return verdict_in(Verdict::Protected, Reason::Allowlisted, tag_project, None);
     }
+    // Untagged wins over an unapproved image (the reason still names the image): a resource
+    // of no project is under no project's image rule, and `untagged` opens a finding whose own
+    // rule — reap where never-tagged resources may be reaped — already decides its fate.
     if tags.is_empty() {
         return verdict_in(Verdict::Untagged, Reason::NoTags, None, None);
     }
@@ -655,8 +658,9 @@ released = { action = "reap" }
     }
 
     /// The image catalog against every lease verdict: over a live lease (leased or expiring)
-    /// an unapproved image is the verdict; a lease verdict that opens its own finding wins
-    /// (and says the image is not approved); protection and misplacement win over both. The
+    /// an unapproved image is the verdict; a lease verdict that opens its own finding wins, and
+    /// so does untagged (both say the image is not approved); protection and misplacement win
+    /// over both. The
     /// action is the project's own rule, `notify` when no rule names it; the defaults may not
     /// make it `reap`. Without a catalog, or for a resource without an image, nothing changes.
     #[test]
@@ -790,6 +794,29 @@ grace = "3h"
                 Some(&bad),
                 t0() + m(121),
                 (Verdict::Expired, Action::Report, true),
+            ),
+            // Untagged (never tagged, or an identity tag missing) wins, the image still told.
+            (
+                &web_lease,
+                Tags::from_pairs(Vec::<(&str, &str)>::new()),
+                "111111111111",
+                instance,
+                Some(&bad),
+                t0(),
+                (Verdict::Untagged, Action::Report, true),
+            ),
+            (
+                &web_lease,
+                Tags::from_pairs([
+                    (keys.lease.as_str(), ID),
+                    (keys.project.as_str(), "web"),
+                    (keys.task.as_str(), "t"),
+                ]),
+                "111111111111",
+                template,
+                Some(&bad),
+                t0(),
+                (Verdict::Untagged, Action::Report, true),
             ),
             // Protected and misplaced win.
             (

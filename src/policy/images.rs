@@ -359,6 +359,15 @@ reason = "stock images from Amazon"
             "[[images]]\nowners = [\"self\"]\nreason = \"r\"\n",
             "images.toml:2:10: field `images.owners`: `self` is not an account id",
         );
+        // An account id is twelve characters *and* all digits: either alone is not one.
+        check(
+            "[[images]]\nowners = [\"accountowner\"]\nreason = \"r\"\n",
+            "images.toml:2:10: field `images.owners`: `accountowner` is not an account id",
+        );
+        check(
+            "[[images]]\nowners = [\"11112222333\"]\nreason = \"r\"\n",
+            "images.toml:2:10: field `images.owners`: `11112222333` is not an account id",
+        );
         check(
             "[[images]]\nnames = [\"*\"]\nreason = \"r\"\n",
             "images.toml:2:9: field `images.names`: `*` matches every name",

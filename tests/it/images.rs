@@ -38,6 +38,8 @@ const XENIAL: &str = "ami-785db401";
 const TRUSTY: &str = "ami-1e749f67";
 const WINDOWS: &str = "ami-12c6146b";
 const GONE: &str = "ami-0000000000000aaaa";
+/// Instances on Amazon Linux seeded first: more than a page of moto's GetResources.
+const FILLER: usize = 60;
 
 const CATALOG: &str = r#"
 [[images]]
@@ -93,6 +95,11 @@ max_attempts = 1
 id = "123456789012"
 armed = true
 
+# Not `ec2:image`, whose sweep is a DescribeImages of its own.
+[discovery]
+types = ["ec2:instance", "ec2:launch-template"]
+creators = false
+
 [enforcement]
 armed = true
 deletable_types = ["ec2:instance"]
@@ -111,6 +118,8 @@ max_project_share_percent = 100
     let seeded = seed(
         &moto.endpoint(),
         json!({"resources": [
+            // Pages of Amazon Linux first, so the other images turn up pages later.
+            {"key": "filler", "type": "ec2:instance", "tags": tags, "image_id": AMAZON_LINUX, "count": FILLER},
             {"key": "by-id", "type": "ec2:instance", "tags": tags, "image_id": GONE},
             {"key": "by-owner", "type": "ec2:instance", "tags": tags, "image_id": AMAZON_LINUX},
             {"key": "by-name", "type": "ec2:instance", "tags": tags, "image_id": XENIAL},
@@ -178,7 +187,20 @@ max_project_share_percent = 100
         sample(
             r#"ephemera_resources{project="web",region="us-east-1",resource_type="ec2:instance",verdict="leased"}"#
         ),
-        Some(3.0),
+        Some(3.0 + FILLER as f64),
+        "{m}"
+    );
+    // The walk's first page with an instance described the images of every listed instance:
+    // one DescribeImages for five AMIs spread over several pages.
+    assert!(
+        run["walks"][0]["pages"].as_u64().is_some_and(|p| p > 1),
+        "{run}"
+    );
+    assert_eq!(
+        sample(
+            r#"ephemera_aws_requests_total{operation="DescribeImages",outcome="ok",service="ec2"}"#
+        ),
+        Some(1.0),
         "{m}"
     );
 
@@ -217,4 +239,194 @@ max_project_share_percent = 100
     }
     let (s, _) = d.get("/api/v1/findings?limit=100", OPERATOR).await;
     assert_eq!(s, StatusCode::OK);
+}
+
+/// Every resource the API lists, by ARN.
+async fn resources(d: &TestDaemon) -> std::collections::HashMap<String, Value> {
+    let (s, page) = d.get("/api/v1/resources?limit=1000", VIEWER).await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|r| (r["arn"].as_str().expect("arn").to_owned(), r.clone()))
+        .collect()
+}
+
+/// Templates on an unapproved AMI: more than the 15 moto's DescribeLaunchTemplateVersions
+/// answers without `MaxResults`, so a listing that did not ask for more would miss one.
+const UNAPPROVED: usize = 16;
+
+/// Launch templates and never-tagged instances, which in moto only the sweep finds (its tagging
+/// API lists no launch template, and nothing lists a resource that never had a tag). A leased
+/// template whose default version launches an unapproved AMI opens `unapproved-image` and,
+/// armed, is deleted past the grace; the templates on approved AMIs stay. A never-tagged
+/// instance on an unapproved AMI in an account dedicated to ephemeral work stays `untagged`
+/// (that verdict's own rule decides its fate), its reason naming the image; one on an approved
+/// AMI says only "never tagged". The sweep's images are described together: one DescribeImages.
+#[tokio::test(flavor = "multi_thread")]
+async fn launch_templates_and_never_tagged_instances_have_their_images_judged() {
+    let moto = Moto::start().await;
+    let work = Workdir::with_config(&config_text_with_aws(&format!(
+        r#"regions = ["us-east-1"]
+endpoint_url = "{}"
+emulator = true
+max_attempts = 1
+
+[[aws.accounts]]
+id = "123456789012"
+armed = true
+dedicated = true
+
+[discovery]
+types = ["ec2:instance", "ec2:launch-template"]
+interval = "30m"
+creators = false
+
+[enforcement]
+armed = true
+deletable_types = ["ec2:instance", "ec2:launch-template"]
+max_deletions_per_pass = 20
+max_project_share_percent = 100
+"#,
+        moto.endpoint()
+    )));
+    let policy = format!("{POLICY}\n[defaults.on]\nuntagged = {{ action = \"report\" }}\n");
+    std::fs::write(work.path().join("rules/policy/projects.toml"), policy).expect("policy");
+    std::fs::write(work.path().join("rules/policy/images.toml"), CATALOG).expect("catalog");
+    let clock = manual_clock();
+    let d = TestDaemon::start_with_clock(&work, clock.clone()).await;
+    let lease = d.acquire(WEB, "web", "preview").await;
+    d.renew(WEB, &lease, "24h").await;
+    let tags = lease_tags(&lease, "web", "preview");
+    let seeded = seed(
+        &moto.endpoint(),
+        json!({"resources": [
+            {"key": "lt-unapproved", "type": "ec2:launch-template", "tags": tags, "image_id": TRUSTY, "count": UNAPPROVED},
+            {"key": "lt-by-name", "type": "ec2:launch-template", "tags": tags, "image_id": XENIAL},
+            {"key": "lt-by-id", "type": "ec2:launch-template", "tags": tags, "image_id": GONE},
+            {"key": "never-tagged-unapproved", "type": "ec2:instance", "image_id": WINDOWS},
+            {"key": "never-tagged-approved", "type": "ec2:instance", "image_id": AMAZON_LINUX},
+        ]}),
+    )
+    .await;
+    let id = |key: &str| {
+        let r = seeded
+            .resources
+            .iter()
+            .find(|r| r.key == key)
+            .expect("seeded");
+        (r.arn.clone(), r.id.clone())
+    };
+    let unapproved_templates: Vec<String> = seeded
+        .resources
+        .iter()
+        .filter(|r| r.key == "lt-unapproved")
+        .map(|r| r.arn.clone())
+        .collect();
+    assert_eq!(unapproved_templates.len(), UNAPPROVED);
+
+    // Pass 1 sweeps: the templates on Trusty are `unapproved-image`, marked for the project's
+    // grace; the never-tagged instances are `untagged`, the one on the expired Windows entry
+    // saying so.
+    let run = d.pass().await;
+    assert_eq!(run["run"]["outcome"], "success", "{run}");
+    let open: Vec<Value> = findings(&d).await;
+    let finding = |key: &str| {
+        open.iter()
+            .find(|f| f["arn"] == id(key).0.as_str())
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    for arn in &unapproved_templates {
+        let lt = open
+            .iter()
+            .find(|f| f["arn"] == arn.as_str())
+            .unwrap_or_else(|| panic!("{arn} not flagged: {open:?}"));
+        assert_eq!(lt["verdict"], "unapproved-image", "{lt}");
+        assert_eq!(lt["action"], "reap", "{lt}");
+        assert_eq!(lt["project"], "web", "{lt}");
+        assert_eq!(lt["source"], "sweep", "{lt}");
+        assert_eq!(
+            lt["reason"],
+            format!("image {TRUSTY} is not in the approved catalog"),
+            "{lt}"
+        );
+    }
+    for key in ["lt-by-name", "lt-by-id"] {
+        assert!(finding(key).is_null(), "{key}: {}", finding(key));
+    }
+    let unapproved = finding("never-tagged-unapproved");
+    assert_eq!(unapproved["verdict"], "untagged", "{unapproved}");
+    assert_eq!(unapproved["action"], "report", "{unapproved}");
+    assert_eq!(
+        unapproved["reason"],
+        format!("never tagged; image {WINDOWS} is not approved either"),
+        "{unapproved}"
+    );
+    let approved = finding("never-tagged-approved");
+    assert_eq!(approved["verdict"], "untagged", "{approved}");
+    assert_eq!(approved["reason"], "never tagged", "{approved}");
+    assert_eq!(open.len(), UNAPPROVED + 2, "{open:?}");
+    let seen = resources(&d).await;
+    for key in ["lt-by-name", "lt-by-id"] {
+        let r = &seen[&id(key).0];
+        assert_eq!(
+            (&r["verdict"], &r["source"]),
+            (&json!("leased"), &json!("sweep")),
+            "{r}"
+        );
+    }
+    let m = d.metrics().await;
+    let sample = |s: &str| crate::support::sample(&m, s);
+    assert_eq!(
+        sample(
+            r#"ephemera_resources{project="web",region="us-east-1",resource_type="ec2:launch-template",verdict="unapproved-image"}"#
+        ),
+        Some(UNAPPROVED as f64),
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            r#"ephemera_resources{project="web",region="us-east-1",resource_type="ec2:launch-template",verdict="leased"}"#
+        ),
+        Some(2.0),
+        "{m}"
+    );
+    // Four distinct AMIs, one call; one listing of every template's default version.
+    for op in ["DescribeImages", "DescribeLaunchTemplateVersions"] {
+        assert_eq!(
+            sample(&format!(
+                r#"ephemera_aws_requests_total{{operation="{op}",outcome="ok",service="ec2"}}"#
+            )),
+            Some(1.0),
+            "{op}: {m}"
+        );
+    }
+
+    // Pass 2, past the grace (the lease still runs; the sweep is due again): the templates on
+    // Trusty are deleted in moto; the other templates and both never-tagged instances stay.
+    clock.advance(chrono::TimeDelta::minutes(45));
+    let run = d.pass().await;
+    assert_eq!(run["run"]["outcome"], "success", "{run}");
+    assert_eq!(
+        run["run"]["summary"]["reap"]["deleted"], UNAPPROVED,
+        "{run}"
+    );
+    for arn in &unapproved_templates {
+        assert!(
+            !crate::reap::exists(&moto, "123456789012", arn).await,
+            "{arn} outlived its grace"
+        );
+    }
+    for key in ["lt-by-name", "lt-by-id"] {
+        assert!(
+            crate::reap::exists(&moto, "123456789012", &id(key).0).await,
+            "{key} was deleted"
+        );
+    }
+    let ec2 = aws_sdk_ec2::Client::new(&moto.sdk_config("us-east-1").await);
+    for key in ["never-tagged-unapproved", "never-tagged-approved"] {
+        assert_eq!(state(&ec2, &id(key).1).await, "running", "{key}");
+    }
 }
