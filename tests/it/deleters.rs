@@ -152,6 +152,20 @@ async fn check(
             "first inspect",
             differs(aws::inspect(sdk, &d).await, live(doomed_tags.clone(), &[])),
         ),
+        // An access key is deactivated first; an active one is never deleted.
+        (
+            "deactivate",
+            match doomed.kind.as_str() {
+                "iam:access-key" => match aws::delete(sdk, &d).await {
+                    Ok(done) => Some(format!("an active key was deleted: {done:?}")),
+                    Err(_) => differs(
+                        aws::deactivate(sdk, &d).await,
+                        aws::Deactivation::Deactivated,
+                    ),
+                },
+                _ => None,
+            },
+        ),
         (
             "first delete",
             differs(aws::delete(sdk, &d).await, Deleted::Deleted),
@@ -533,7 +547,7 @@ async fn unsupported_types_are_refused_before_any_call() {
         .load()
         .await;
     for (s, ty) in [
-        ("arn:aws:iam::123456789012:user/ci", "iam:user"),
+        ("arn:aws:iam::123456789012:group/ci", "iam:group"),
         (
             "arn:aws:ec2:us-east-1:123456789012:transit-gateway/tgw-1",
             "ec2:transit-gateway",
