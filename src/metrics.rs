@@ -795,8 +795,8 @@ pub fn teardown_ratios<'a>(
 pub const TOP_ACCOUNTS: usize = 50;
 
 /// `ephemera_stale_credentials{project}` from the live `[project, region, type, verdict]`
-/// counts: IAM entities (every `iam:` type: roles, instance profiles, policies, OIDC
-/// providers) whose lease ended or is unknown, which can still grant access.
+/// counts: IAM entities (every `iam:` type: roles, instance profiles, users, access keys,
+/// policies, OIDC providers) whose lease ended or is unknown, which can still grant access.
 pub fn stale_credentials(series: &[([String; 4], u64)]) -> Vec<(Vec<String>, i64)> {
     use std::collections::BTreeMap;
     let mut out: BTreeMap<Vec<String>, i64> = BTreeMap::new();

@@ -207,6 +207,7 @@ pub async fn sweep(
         ecs: &ecs,
         eks: &eks,
         cloudformation: &cloudformation,
+        iam_users: tokio::sync::OnceCell::new(),
     };
     let service = |service: &'static str| {
         let (ctx, clients, types) = (&ctx, &clients, of(service));
@@ -273,6 +274,8 @@ struct Clients<'a> {
     ecs: &'a aws_sdk_ecs::Client,
     eks: &'a aws_sdk_eks::Client,
     cloudformation: &'a aws_sdk_cloudformation::Client,
+    /// IAM's users with their tags, listed once for both `iam:user` and `iam:access-key`.
+    iam_users: tokio::sync::OnceCell<Vec<Found>>,
 }
 
 /// How each type is listed. Exhaustive: a new deletable type must say how it is swept.
@@ -321,8 +324,8 @@ async fn list(
         IamInstanceProfile => iam::instance_profiles(ctx, c.iam, limiter).await,
         IamPolicy => iam::policies(ctx, c.iam, limiter).await,
         IamOidcProvider => iam::oidc_providers(ctx, c.iam, limiter).await,
-        IamUser => iam::users(ctx, c.iam, limiter).await,
-        IamAccessKey => iam::access_keys(ctx, c.iam, limiter).await,
+        IamUser => iam::users(ctx, c, limiter).await,
+        IamAccessKey => iam::access_keys(ctx, c, limiter).await,
         ElasticacheCluster => elasticache::clusters(ctx, c.elasticache, limiter).await,
         ElasticacheReplicationGroup => {
             elasticache::replication_groups(ctx, c.elasticache, limiter).await

@@ -38,6 +38,31 @@ impl Arn {
         self.part(1)
     }
 
+    /// The name ephemera gives an access key of the IAM user `user` (its ARN), which AWS gives
+    /// none: `arn:PARTITION:iam::ACCOUNT:access-key/USER_NAME/KEY_ID` (user names hold no `/`).
+    pub fn access_key(user: &Arn, key_id: &str) -> Option<Arn> {
+        let name = user.resource().strip_prefix("user/")?.rsplit('/').next()?;
+        Arn::parse(&format!(
+            "arn:{}:iam::{}:access-key/{name}/{key_id}",
+            user.partition(),
+            user.account()
+        ))
+        .ok()
+        .filter(|a| a.access_key_parts().is_some())
+    }
+
+    /// An access key's (user name, key id), from the name [`Arn::access_key`] gives it.
+    pub fn access_key_parts(&self) -> Option<(&str, &str)> {
+        if self.service() != "iam" {
+            return None;
+        }
+        let (user, key) = self
+            .resource()
+            .strip_prefix("access-key/")?
+            .split_once('/')?;
+        (!user.is_empty() && !key.is_empty() && !key.contains('/')).then_some((user, key))
+    }
+
     pub fn service(&self) -> &str {
         self.part(2)
     }
@@ -104,6 +129,35 @@ impl fmt::Display for Arn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An access key's name is made from its user's ARN (path dropped, partition and account
+    /// kept) and read back; nothing else reads as an access key.
+    #[test]
+    fn access_keys_are_named_from_their_user_and_read_back() {
+        let arn = |s: &str| Arn::parse(s).expect("an ARN");
+        let user = arn("arn:aws-cn:iam::111111111111:user/ci/runner-42");
+        let key = Arn::access_key(&user, "AKIA1").expect("named");
+        assert_eq!(
+            key.as_str(),
+            "arn:aws-cn:iam::111111111111:access-key/runner-42/AKIA1"
+        );
+        assert_eq!(key.access_key_parts(), Some(("runner-42", "AKIA1")));
+        assert_eq!(key.resource_type(), "iam:access-key");
+        assert_eq!(
+            Arn::access_key(&arn("arn:aws:iam::1:role/r"), "AKIA1"),
+            None
+        );
+        assert_eq!(Arn::access_key(&user, "AKIA/1"), None);
+        for other in [
+            "arn:aws:iam::1:user/u",
+            "arn:aws:iam::1:access-key/u",
+            "arn:aws:iam::1:access-key//AKIA1",
+            "arn:aws:iam::1:access-key/u/",
+            "arn:aws:s3:::access-key/u/AKIA1",
+        ] {
+            assert_eq!(arn(other).access_key_parts(), None, "{other}");
+        }
+    }
 
     /// The name CloudTrail files events under and allowlist patterns match.
     #[test]

@@ -646,7 +646,7 @@ impl Reaper {
         let armed = self.inner.config.enforcement.armed;
         let mut results = Vec::new();
         let mut settled: HashMap<String, bool> = HashMap::new(); // arn -> deleted this pass?
-        let mut accounts: HashMap<String, Result<(), String>> = HashMap::new();
+        let mut accounts: HashMap<String, Result<Identity, String>> = HashMap::new();
         let planned: HashSet<&str> = plan
             .items
             .iter()
@@ -709,7 +709,7 @@ impl Reaper {
         actor: &Actor,
         planned: &HashSet<&str>,
         settled: &mut HashMap<String, bool>,
-        accounts: &mut HashMap<String, Result<(), String>>,
+        accounts: &mut HashMap<String, Result<Identity, String>>,
     ) -> Result<ItemResult, StoreError> {
         let c = &item.candidate;
         let outcome = self
@@ -830,7 +830,7 @@ impl Reaper {
         &self,
         c: &ReapCandidate,
         actor: &Actor,
-        accounts: &mut HashMap<String, Result<(), String>>,
+        accounts: &mut HashMap<String, Result<Identity, String>>,
     ) -> Result<(aws_config::SdkConfig, Vec<crate::model::Arn>), Outcome> {
         let inner = &self.inner;
         let arn = &c.arn;
@@ -853,18 +853,19 @@ impl Reaper {
             });
             accounts.insert(c.account.clone(), verified);
         }
-        if let Some(Err(e)) = accounts.get(&c.account) {
-            return Err(Outcome::Skipped(format!(
-                "account {} not verified: {e}",
-                c.account
-            )));
-        }
-        if matches!(c.resource_type.as_str(), "iam:user" | "iam:access-key")
-            && let Some(why) = own_credentials(&sdk)
-                .await
-                .and_then(|(caller, key)| refuses_own(&c.arn, &caller, &key))
-        {
-            return Err(Outcome::Skipped(format!("refused: {why}")));
+        match accounts.get(&c.account) {
+            Some(Err(e)) => {
+                return Err(Outcome::Skipped(format!(
+                    "account {} not verified: {e}",
+                    c.account
+                )));
+            }
+            Some(Ok(me)) => {
+                if let Some(why) = refuses_own(&c.arn, me) {
+                    return Err(Outcome::Skipped(format!("refused: {why}")));
+                }
+            }
+            None => {}
         }
         let (tags, depends_on) = match aws::inspect(&sdk, arn).await {
             // Never deletable (a default VPC, a main route table): recorded as skipped, not
@@ -988,7 +989,7 @@ impl Reaper {
         actor: &Actor,
         planned: &HashSet<&str>,
         settled: &HashMap<String, bool>,
-        accounts: &mut HashMap<String, Result<(), String>>,
+        accounts: &mut HashMap<String, Result<Identity, String>>,
     ) -> Outcome {
         let inner = &self.inner;
         let arn = &c.arn;
@@ -1110,19 +1111,12 @@ impl Reaper {
             }
         }
     }
-}
 
-impl Reaper {
     /// The first step of deleting an access key: made inactive, so it stops working at once
     /// but can be switched back on until `enforcement.deactivation_grace` ends.
     async fn deactivate_now(&self, c: &ReapCandidate, sdk: &aws_config::SdkConfig) -> Outcome {
         let grace = self.inner.config.enforcement.deactivation_grace;
-        let (user, key) = c
-            .arn
-            .resource()
-            .strip_prefix("access-key/")
-            .and_then(|r| r.split_once('/'))
-            .unwrap_or_default();
+        let (user, key) = c.arn.access_key_parts().unwrap_or_default();
         let undo = format!(
             "`aws iam update-access-key --user-name {user} --access-key-id {key} --status Active` \
              switches it back on"
@@ -1254,34 +1248,21 @@ enum AccountCheck {
     Elsewhere { got: String, want: String },
 }
 
-/// The account the credentials act in must be the one the resource is in.
-/// Who the daemon acts as in an account: the caller's ARN and its access key id. `None` when
-/// either cannot be had (a refusal is then not needed: no IAM user credential is in play that
-/// could be told apart, and the account check has already passed).
-async fn own_credentials(sdk: &aws_config::SdkConfig) -> Option<(String, String)> {
-    use aws_credential_types::provider::ProvideCredentials as _;
-    let key = sdk
-        .credentials_provider()?
-        .provide_credentials()
-        .await
-        .ok()?
-        .access_key_id()
-        .to_owned();
-    let caller = aws_sdk_sts::Client::new(sdk)
-        .get_caller_identity()
-        .send()
-        .await
-        .ok()?
-        .arn()?
-        .to_owned();
-    Some((caller, key))
+/// Who the daemon acts as in an account, learnt when the account is verified: what it must
+/// never delete of itself.
+#[derive(Debug, Clone, Default)]
+struct Identity {
+    /// The caller's ARN (`GetCallerIdentity`).
+    caller: String,
+    /// The access key id it signs with, where the credentials provider gives one.
+    key: Option<String>,
 }
 
 /// Why `arn` (an IAM user or an access key) must not be deleted because the daemon itself
 /// runs on it: the key it signs with, or the user it is (any of that user's keys); `None`
-/// otherwise. Users compare by account and name, keys by id.
-pub(crate) fn refuses_own(arn: &Arn, caller: &str, own_key: &str) -> Option<String> {
-    let caller_user = Arn::parse(caller).ok().and_then(|c| {
+/// otherwise (and for any other type). Users compare by account and name, keys by id.
+fn refuses_own(arn: &Arn, me: &Identity) -> Option<String> {
+    let caller_user = Arn::parse(&me.caller).ok().and_then(|c| {
         let name = c
             .resource()
             .strip_prefix("user/")?
@@ -1290,15 +1271,14 @@ pub(crate) fn refuses_own(arn: &Arn, caller: &str, own_key: &str) -> Option<Stri
             .to_owned();
         Some((c.account().to_owned(), name))
     });
-    let (user, key) = match arn.resource().split_once('/') {
-        Some(("access-key", rest)) => match rest.split_once('/') {
-            Some((user, key)) => (user, Some(key)),
-            None => return None,
-        },
-        Some(("user", rest)) => (rest.rsplit('/').next().unwrap_or(rest), None),
+    let (user, key) = match (arn.access_key_parts(), arn.resource().strip_prefix("user/")) {
+        (Some((user, key)), _) => (user, Some(key)),
+        (None, Some(path)) if arn.service() == "iam" => {
+            (path.rsplit('/').next().unwrap_or(path), None)
+        }
         _ => return None,
     };
-    if key.is_some_and(|k| k == own_key) {
+    if key.is_some() && key == me.key.as_deref() {
         return Some("the access key ephemera itself signs with".into());
     }
     match caller_user {
@@ -1314,19 +1294,35 @@ pub(crate) fn refuses_own(arn: &Arn, caller: &str, own_key: &str) -> Option<Stri
     }
 }
 
-async fn verify_account(sdk: &aws_config::SdkConfig, want: &str) -> Result<(), AccountCheck> {
+/// The account the credentials act in must be the one the resource is in; who they are.
+async fn verify_account(sdk: &aws_config::SdkConfig, want: &str) -> Result<Identity, AccountCheck> {
+    use aws_credential_types::provider::ProvideCredentials as _;
     let got = aws_sdk_sts::Client::new(sdk)
         .get_caller_identity()
         .send()
         .await
         .map_err(|e| AccountCheck::Call(Box::new(e)))?;
     match got.account() {
-        Some(a) if a == want => Ok(()),
-        other => Err(AccountCheck::Elsewhere {
-            got: other.unwrap_or("unknown").to_owned(),
-            want: want.to_owned(),
-        }),
+        Some(a) if a == want => {}
+        other => {
+            return Err(AccountCheck::Elsewhere {
+                got: other.unwrap_or("unknown").to_owned(),
+                want: want.to_owned(),
+            });
+        }
     }
+    let key = match sdk.credentials_provider() {
+        Some(p) => p
+            .provide_credentials()
+            .await
+            .ok()
+            .map(|c| c.access_key_id().to_owned()),
+        None => None,
+    };
+    Ok(Identity {
+        caller: got.arn().unwrap_or_default().to_owned(),
+        key,
+    })
 }
 
 #[cfg(test)]
@@ -1338,7 +1334,10 @@ mod tests {
         let arn = |s: &str| Arn::parse(s).expect("an ARN");
         let user = "arn:aws:iam::111111111111:user/ci/ephemera";
         let role = "arn:aws:sts::111111111111:assumed-role/ephemera/session";
-        let own = "AKIAOWN";
+        let me = |caller: &str| Identity {
+            caller: caller.to_owned(),
+            key: Some("AKIAOWN".into()),
+        };
         let cases = [
             // (resource, caller, refused)
             (
@@ -1380,7 +1379,7 @@ mod tests {
         ];
         for (resource, caller, refused) in cases {
             assert_eq!(
-                refuses_own(&arn(resource), caller, own).is_some(),
+                refuses_own(&arn(resource), &me(caller)).is_some(),
                 refused,
                 "{resource} as {caller}"
             );

@@ -348,7 +348,6 @@ impl Tasks {
                 .partition(|t| ResourceType::CREDENTIALS.contains(t)),
         };
         let mut swept = Vec::new();
-        let mut sources = HashMap::new();
         if !direct.is_empty() {
             swept.extend(match inner.clients.config_for(account, region).await {
                 Err(e) => TypeSweep::all_failed(&direct, "sweep", &crate::error_chain(&e)),
@@ -364,7 +363,6 @@ impl Tasks {
                     .await
                 }
             });
-            sources.extend(direct.iter().map(|t| (*t, Source::Sweep)));
         }
         if let Some(re) = explorer.filter(|_| !searched.is_empty()) {
             // The index's account, not the walked one, is asked (through its role).
@@ -384,7 +382,6 @@ impl Tasks {
                     }
                 },
             );
-            sources.extend(searched.iter().map(|t| (*t, Source::ResourceExplorer)));
         }
         swept.sort_by_key(|s| s.resource_type);
         for t in swept {
@@ -428,10 +425,11 @@ impl Tasks {
                             arn: f.arn,
                             tags: f.tags,
                             state: f.state,
-                            source: sources
-                                .get(&t.resource_type)
-                                .copied()
-                                .unwrap_or(Source::Sweep),
+                            source: if searched.contains(&t.resource_type) {
+                                Source::ResourceExplorer
+                            } else {
+                                Source::Sweep
+                            },
                             created_at: f.created_at,
                             image: None,
                         });

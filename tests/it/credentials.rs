@@ -180,6 +180,16 @@ async fn a_released_leases_keys_are_deactivated_then_deleted_and_nothing_else() 
     // tags and judged leased; the person's, never tagged.
     let run = d.pass().await;
     assert_eq!(run["run"]["outcome"], "success", "{run}");
+    // One walk of IAM: roles once, users once (for the users and their keys alike).
+    let walks = proxy.bodies("GetAccountAuthorizationDetails");
+    assert_eq!(walks.len(), 2, "{walks:?}");
+    for filter in ["Filter.member.1=Role", "Filter.member.1=User"] {
+        assert_eq!(
+            walks.iter().filter(|b| b.contains(filter)).count(),
+            1,
+            "{walks:?}"
+        );
+    }
     for arn in [
         key_arn("ci-doomed", &gone_key),
         key_arn("ci-nightly", &running_key),

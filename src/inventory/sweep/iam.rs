@@ -83,29 +83,34 @@ pub(super) async fn roles(
     Ok(out)
 }
 
-/// Users, with their tags.
+/// Users, with their tags: listed once per sweep, for `iam:user` and `iam:access-key` alike.
 pub(super) async fn users(
     ctx: &Ctx<'_>,
-    iam: &aws_sdk_iam::Client,
+    c: &Clients<'_>,
     limiter: &RateLimiter,
 ) -> Result<Vec<Found>, SweepError> {
-    let mut out = Vec::new();
-    authorization_details(
-        ctx,
-        iam,
-        limiter,
-        aws_sdk_iam::types::EntityType::User,
-        |page| {
-            for u in page.user_detail_list() {
-                if let Some(mut f) = u.arn().and_then(|a| found(a, u.create_date())) {
-                    f.tags = iam_tags(u.tags());
-                    out.push(f);
-                }
-            }
-        },
-    )
-    .await?;
-    Ok(out)
+    c.iam_users
+        .get_or_try_init(|| async {
+            let mut out = Vec::new();
+            authorization_details(
+                ctx,
+                c.iam,
+                limiter,
+                aws_sdk_iam::types::EntityType::User,
+                |page| {
+                    for u in page.user_detail_list() {
+                        if let Some(mut f) = u.arn().and_then(|a| found(a, u.create_date())) {
+                            f.tags = iam_tags(u.tags());
+                            out.push(f);
+                        }
+                    }
+                },
+            )
+            .await?;
+            Ok(out)
+        })
+        .await
+        .cloned()
 }
 
 /// Every user's access keys (`ListAccessKeys`, a call per user), each with its user's tags (a
@@ -113,10 +118,11 @@ pub(super) async fn users(
 /// `arn:…:iam::ACCOUNT:access-key/USER/KEY_ID`: AWS gives keys no ARN.
 pub(super) async fn access_keys(
     ctx: &Ctx<'_>,
-    iam: &aws_sdk_iam::Client,
+    c: &Clients<'_>,
     limiter: &RateLimiter,
 ) -> Result<Vec<Found>, SweepError> {
-    let users = users(ctx, iam, limiter).await?;
+    let iam = c.iam;
+    let users = users(ctx, c, limiter).await?;
     let mut out = Vec::new();
     for user in users {
         let name = user.arn.resource().rsplit('/').next().unwrap_or_default();
@@ -138,11 +144,7 @@ pub(super) async fn access_keys(
                     let Some(id) = k.access_key_id() else {
                         continue;
                     };
-                    let Ok(arn) = Arn::parse(&format!(
-                        "arn:{}:iam::{}:access-key/{name}/{id}",
-                        user.arn.partition(),
-                        user.arn.account()
-                    )) else {
+                    let Some(arn) = Arn::access_key(&user.arn, id) else {
                         continue;
                     };
                     out.push(Found {

@@ -469,27 +469,8 @@ pub(super) async fn delete_oidc_provider(
 
 /// `access-key/USER/KEY_ID` → (USER, KEY_ID).
 fn access_key_of(arn: &Arn) -> Result<(&str, &str), DeleteError> {
-    let unsupported = || DeleteError::Unsupported(format!("iam:{}", arn.resource()));
-    let rest = arn
-        .resource()
-        .strip_prefix("access-key/")
-        .ok_or_else(unsupported)?;
-    match rest.split_once('/') {
-        Some((user, key)) if !user.is_empty() && !key.is_empty() && !key.contains('/') => {
-            Ok((user, key))
-        }
-        _ => Err(unsupported()),
-    }
-}
-
-/// The ARN ephemera names an access key by (AWS gives keys none): `user` is a user's ARN.
-pub fn access_key_arn(user: &Arn, user_name: &str, key_id: &str) -> Option<Arn> {
-    Arn::parse(&format!(
-        "arn:{}:iam::{}:access-key/{user_name}/{key_id}",
-        user.partition(),
-        user.account()
-    ))
-    .ok()
+    arn.access_key_parts()
+        .ok_or_else(|| DeleteError::Unsupported(format!("iam:{}", arn.resource())))
 }
 
 /// A user's tags now; `None` when the user is gone.
@@ -643,7 +624,7 @@ pub(super) async fn inspect_user(sdk: &SdkConfig, arn: &Arn) -> Result<Inspectio
         tags,
         depends_on: keys
             .iter()
-            .filter_map(|(id, _)| access_key_arn(arn, name, id))
+            .filter_map(|(id, _)| Arn::access_key(arn, id))
             .collect(),
     })
 }

@@ -215,7 +215,7 @@ pub async fn inspect(sdk: &SdkConfig, arn: &Arn) -> Result<Inspection, DeleteErr
     (kind(deletable(arn)?).inspect)(sdk, arn).await
 }
 
-pub use iam_entities::{Deactivation, access_key_arn};
+pub use iam_entities::Deactivation;
 
 /// The first, reversible step of deleting an access key (see [`crate::reaper::plan::step`]):
 /// it is made inactive. Refused for any other type.
