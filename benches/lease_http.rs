@@ -153,7 +153,8 @@ fn run(postgres: bool, replicas: usize, clients: usize, pairs: usize, projects: 
             let url = urls[c % replicas].clone();
             let project = project(c % projects);
             tasks.push(tokio::spawn(async move {
-                let mut lat = Vec::with_capacity(pairs * 2);
+                // (acquire, release) latencies.
+                let mut lat = (Vec::with_capacity(pairs), Vec::with_capacity(pairs));
                 for i in 0..pairs {
                     let body = format!(r#"{{"project":"{project}","task":"c{c}-{i}","owner":"bench@example.com"}}"#);
                     let t = Instant::now();
@@ -167,7 +168,7 @@ fn run(postgres: bool, replicas: usize, clients: usize, pairs: usize, projects: 
                         .expect("acquire sent");
                     assert_eq!(resp.status().as_u16(), 201, "acquire failed");
                     let v: serde_json::Value = resp.json().await.expect("lease json");
-                    lat.push(t.elapsed());
+                    lat.0.push(t.elapsed());
                     let id = v["id"].as_str().expect("id").to_owned();
                     let t = Instant::now();
                     let resp = http
@@ -178,17 +179,22 @@ fn run(postgres: bool, replicas: usize, clients: usize, pairs: usize, projects: 
                         .expect("release sent");
                     assert_eq!(resp.status().as_u16(), 200, "release failed");
                     let _ = resp.bytes().await;
-                    lat.push(t.elapsed());
+                    lat.1.push(t.elapsed());
                 }
                 lat
             }));
         }
-        let mut all = Vec::with_capacity(clients * pairs * 2);
+        let (mut acquires, mut releases) = (Vec::new(), Vec::new());
         for t in tasks {
-            all.extend(t.await.expect("client task"));
+            let (a, r) = t.await.expect("client task");
+            acquires.extend(a);
+            releases.extend(r);
         }
         let elapsed = start.elapsed();
+        let mut all: Vec<Duration> = acquires.iter().chain(&releases).copied().collect();
         all.sort();
+        acquires.sort();
+        releases.sort();
         let ops = all.len() as f64 / elapsed.as_secs_f64();
         let on = match (postgres, projects) {
             (true, 1) => format!("PostgreSQL, {replicas} replica(s)"),
@@ -208,6 +214,13 @@ fn run(postgres: bool, replicas: usize, clients: usize, pairs: usize, projects: 
             percentile(&all, 0.50).as_secs_f64() * 1e3,
             percentile(&all, 0.99).as_secs_f64() * 1e3,
             all.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+        );
+        println!(
+            "lease_http ({on}): acquire p50 {:.2} ms, p99 {:.2} ms; release p50 {:.2} ms, p99 {:.2} ms",
+            percentile(&acquires, 0.50).as_secs_f64() * 1e3,
+            percentile(&acquires, 0.99).as_secs_f64() * 1e3,
+            percentile(&releases, 0.50).as_secs_f64() * 1e3,
+            percentile(&releases, 0.99).as_secs_f64() * 1e3,
         );
         for (stop_tx, server) in servers {
             let _ = stop_tx.send(());

@@ -114,6 +114,11 @@ async fn call_as(
 /// 64 clients spread over three replicas race for a quota of 10: exactly 10 leases are
 /// granted; 32 racing releases of one lease: exactly one wins. One replica leads and alone
 /// exports the lease gauges, which count each lease once.
+///
+/// Racing beside them, 32 acquires of another project (no quota) with 16 idempotency keys
+/// each sent twice, the same keys as 16 of the quota's racers: a replica decides acquires of
+/// both projects in one batch, and each project's quota and keys stay its own (16 leases, each
+/// key's twin answered with its lease, none taken for the other project's).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_replicas_grant_a_quota_once_and_one_leads() {
     let url = fresh_database().await;
@@ -122,25 +127,46 @@ async fn three_replicas_grant_a_quota_once_and_one_leads() {
     let http = reqwest::Client::new();
     let leader = the_leader(&http, &replicas, &[]).await;
 
-    let start = std::sync::Arc::new(tokio::sync::Barrier::new(64));
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(96));
     let mut racers = tokio::task::JoinSet::new();
-    for i in 0..64 {
+    for i in 0..96 {
         let (http, base, start) = (http.clone(), replicas[i % 3].base.clone(), start.clone());
         racers.spawn(async move {
             start.wait().await;
-            call(
-                &http,
-                &base,
-                "/api/v1/leases",
-                json!({"project": "web", "task": format!("t{i}"), "owner": "alice@example.com"}),
+            let (token, body) = if i < 64 {
+                let key = format!("k{i}");
+                (
+                    WEB,
+                    json!({"project": "web", "task": format!("t{i}"),
+                             "owner": "alice@example.com", "key": key}),
+                )
+            } else {
+                let key = format!("k{}", i % 16);
+                (
+                    DATA,
+                    json!({"project": "data", "task": key, "owner": "bob@example.com",
+                              "key": key}),
+                )
+            };
+            (
+                i,
+                call_as(&http, token, &base, "/api/v1/leases", body).await,
             )
-            .await
         });
     }
     let mut granted = Vec::new();
     let mut refused = 0;
+    let mut data: std::collections::HashMap<String, Vec<(StatusCode, String)>> =
+        std::collections::HashMap::new();
     while let Some(r) = racers.join_next().await {
-        let (status, body) = r.expect("racer");
+        let (i, (status, body)) = r.expect("racer");
+        if i >= 64 {
+            assert_eq!(body["project"], "data", "{body}");
+            data.entry(body["task"].as_str().expect("task").to_owned())
+                .or_default()
+                .push((status, body["id"].as_str().expect("id").to_owned()));
+            continue;
+        }
         match status {
             StatusCode::CREATED => granted.push(body["id"].as_str().expect("id").to_owned()),
             StatusCode::CONFLICT => {
@@ -151,6 +177,17 @@ async fn three_replicas_grant_a_quota_once_and_one_leads() {
         }
     }
     assert_eq!((granted.len(), refused), (10, 54));
+    assert_eq!(data.len(), 16, "one lease per key of the other project");
+    for (key, mut answers) in data {
+        answers.sort();
+        assert_eq!(
+            answers.iter().map(|a| a.0).collect::<Vec<_>>(),
+            [StatusCode::OK, StatusCode::CREATED],
+            "{key}: one acquire takes the lease, its twin is answered with it"
+        );
+        assert_eq!(answers[0].1, answers[1].1, "{key}: the same lease");
+        assert!(!granted.contains(&answers[0].1), "{key}: not web's lease");
+    }
 
     let one = granted[0].clone();
     let start = std::sync::Arc::new(tokio::sync::Barrier::new(32));

@@ -138,7 +138,7 @@ fn lease_params(l: &Lease) -> Result<LeaseParams, StoreError> {
     })
 }
 
-/// Most acquires of one project decided in one transaction.
+/// Most acquires decided in one transaction.
 const ACQUIRE_BATCH: usize = 256;
 
 /// What became of one acquire of a batch.
@@ -151,8 +151,9 @@ enum Decision<E> {
     Refused(E),
 }
 
-/// One queued acquire, its caller's types erased so acquires of one project share a queue.
+/// One queued acquire, its caller's types erased so acquires share a queue.
 pub(super) trait Decide: Send {
+    fn project(&self) -> &str;
     fn now(&self) -> DateTime<Utc>;
     fn key(&self) -> Option<&str>;
     /// Asks the caller's quota with `active` leases; true when it grants.
@@ -179,6 +180,10 @@ where
     F: FnOnce(u64) -> Result<(), E> + Send,
     E: From<StoreError> + Send,
 {
+    fn project(&self) -> &str {
+        self.lease.project.as_str()
+    }
+
     fn now(&self) -> DateTime<Utc> {
         self.now
     }
@@ -231,17 +236,18 @@ where
 const INSERT_LEASES: &str = "INSERT INTO leases (id, project, task, owner, principal,
         created_at, expires_at, heartbeat_interval_s, last_heartbeat_at, released_at, labels,
         regions, ends_at, idem_key)
-    SELECT id, $1, task, owner, principal, created_at, expires_at, heartbeat_interval_s,
+    SELECT id, project, task, owner, principal, created_at, expires_at, heartbeat_interval_s,
         last_heartbeat_at, released_at, labels, regions, ends_at, idem_key
-    FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[],
-        $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], $12::text[], $13::bigint[],
-        $14::text[])
-        AS g(id, task, owner, principal, created_at, expires_at, heartbeat_interval_s,
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[],
+        $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], $12::text[],
+        $13::bigint[], $14::text[])
+        AS g(project, id, task, owner, principal, created_at, expires_at, heartbeat_interval_s,
              last_heartbeat_at, released_at, labels, regions, ends_at, idem_key)";
 
 /// The columns of new leases, one array each.
 #[derive(Default)]
 struct LeaseRows<'a> {
+    projects: Vec<&'a str>,
     ids: Vec<String>,
     tasks: Vec<&'a str>,
     owners: Vec<&'a str>,
@@ -261,6 +267,7 @@ impl<'a> LeaseRows<'a> {
     fn of(granted: &'a [(Lease, Option<String>)]) -> Result<Self, StoreError> {
         let mut r = LeaseRows::default();
         for (l, key) in granted {
+            r.projects.push(l.project.as_str());
             r.ids.push(l.id.to_string());
             r.tasks.push(&l.task);
             r.owners.push(&l.owner);
@@ -287,9 +294,9 @@ impl<'a> LeaseRows<'a> {
         Ok(r)
     }
 
-    fn refs<'b>(&'b self, project: &'b &str) -> [&'b (dyn ToSql + Sync); 14] {
+    fn refs(&self) -> [&(dyn ToSql + Sync); 14] {
         [
-            project,
+            &self.projects,
             &self.ids,
             &self.tasks,
             &self.owners,
@@ -334,9 +341,10 @@ impl Pg {
     /// with `key` naming an active lease of the project, returns that one (`true`).
     ///
     /// Acquires of one project are decided one at a time across replicas (the quota must see
-    /// every lease granted before it), so each replica gathers the acquires of a project that
-    /// arrive while one is being decided and decides them together: one transaction, one lock,
-    /// one commit for the lot, in arrival order. Nothing is acknowledged before that commit.
+    /// every lease granted before it), so each replica gathers the acquires that arrive while
+    /// a batch is being decided, whatever their projects, and decides them together: one
+    /// transaction, one commit for the lot, each project's acquires in arrival order. Nothing
+    /// is acknowledged before that commit.
     pub(in crate::store) async fn insert_lease_keyed<E>(
         self: &Arc<Self>,
         lease: Lease,
@@ -348,7 +356,6 @@ impl Pg {
         E: From<StoreError> + Send + 'static,
     {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let project = lease.project.as_str().to_owned();
         let pending: Box<dyn Decide> = Box::new(Pending {
             lease,
             key,
@@ -358,51 +365,48 @@ impl Pg {
             reply: Some(reply),
         });
         let start = {
-            let mut queues = self.acquires.lock().unwrap_or_else(|p| p.into_inner());
-            match queues.get_mut(&project) {
+            let mut queue = self.acquires.lock().unwrap_or_else(|p| p.into_inner());
+            match queue.as_mut() {
                 Some(queue) => {
                     queue.push(pending);
                     false
                 }
                 None => {
-                    queues.insert(project.clone(), vec![pending]);
+                    *queue = Some(vec![pending]);
                     true
                 }
             }
         };
         if start {
             // Its own task: a caller that gives up (a client gone) must not strand the queue.
-            tokio::spawn(Arc::clone(self).decide_acquires(project));
+            tokio::spawn(Arc::clone(self).decide_acquires());
         }
         answer.await.map_err(|_| E::from(StoreError::WriterGone))?
     }
 
-    /// Decides the queued acquires of `project`, batch after batch, until none is left.
-    async fn decide_acquires(self: Arc<Self>, project: String) {
+    /// Decides the queued acquires, batch after batch, until none is left.
+    async fn decide_acquires(self: Arc<Self>) {
         // Should this task end early (a panic), the queue goes with it: waiting callers get
         // an error instead of waiting for ever, and the next acquire starts a new task.
-        struct Forget<'a>(&'a Pg, &'a str);
+        struct Forget<'a>(&'a Pg);
         impl Drop for Forget<'_> {
             fn drop(&mut self) {
-                let mut queues = self.0.acquires.lock().unwrap_or_else(|p| p.into_inner());
-                queues.remove(self.1);
+                *self.0.acquires.lock().unwrap_or_else(|p| p.into_inner()) = None;
             }
         }
-        let _forget = Forget(&self, &project);
+        let _forget = Forget(&self);
         loop {
             let batch: Vec<Box<dyn Decide>> = {
-                let mut queues = self.acquires.lock().unwrap_or_else(|p| p.into_inner());
-                let Some(queue) = queues.get_mut(&project) else {
+                let mut queue = self.acquires.lock().unwrap_or_else(|p| p.into_inner());
+                let Some(waiting) = queue.as_mut().filter(|q| !q.is_empty()) else {
+                    *queue = None;
                     return;
                 };
-                if queue.is_empty() {
-                    return;
-                }
-                let n = queue.len().min(ACQUIRE_BATCH);
-                queue.drain(..n).collect()
+                let n = waiting.len().min(ACQUIRE_BATCH);
+                waiting.drain(..n).collect()
             };
             let mut batch = batch;
-            let outcome = self.decide_batch(&project, &mut batch).await;
+            let outcome = self.decide_batch(&mut batch).await;
             for mut p in batch {
                 p.answer(match &outcome {
                     Ok(()) => Ok(()),
@@ -412,30 +416,31 @@ impl Pg {
         }
     }
 
-    /// One transaction for `batch`: the project's lock, the active count and the keyed leases
-    /// read once, each acquire decided in order, the granted ones inserted together.
-    async fn decide_batch(
-        &self,
-        project: &str,
-        batch: &mut [Box<dyn Decide>],
-    ) -> Result<(), StoreError> {
+    /// One transaction for `batch`: the lock of each of its projects, their active counts
+    /// and keyed leases read once, each acquire decided in order, the granted ones inserted
+    /// together.
+    async fn decide_batch(&self, batch: &mut [Box<dyn Decide>]) -> Result<(), StoreError> {
         let mut c = self.conn().await?;
         let begin = c.statement("BEGIN").await?;
+        // A function scan yields the array in order, so the locks are taken in that order.
         let lock = c
-            .statement("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .statement(
+                "SELECT pg_advisory_xact_lock(hashtextextended(n, 0)) FROM unnest($1::text[]) n",
+            )
             .await?;
         let by_key = c
             .statement(concat!(
                 "SELECT ",
                 lease_columns!(),
-                ", idem_key FROM leases WHERE project = $1 AND idem_key = ANY($2)
+                ", idem_key FROM leases WHERE project = ANY($1) AND idem_key = ANY($2)
                  AND released_at IS NULL AND ends_at > $3"
             ))
             .await?;
         let count = c
             .statement(
-                "SELECT COUNT(*) FROM leases
-                 WHERE project = $1 AND released_at IS NULL AND ends_at > $2",
+                "SELECT project, COUNT(*) FROM leases
+                 WHERE project = ANY($1) AND released_at IS NULL AND ends_at > $2
+                 GROUP BY project",
             )
             .await?;
         let insert = c.statement(INSERT_LEASES).await?;
@@ -448,36 +453,57 @@ impl Pg {
             .min()
             .unwrap_or_default();
         let keys: Vec<&str> = batch.iter().filter_map(|p| p.key()).collect();
-        let lock_name = format!("lease-quota/{project}");
-        // Two round trips for the batch: BEGIN, the lock and both reads; the insert and COMMIT.
-        // One acquire of a project at a time, across replicas: the count and the insert must
-        // see every lease granted before them (READ COMMITTED alone would let two replicas
-        // count the same nine and both grant the tenth); the reads run after the lock.
+        // Every replica takes a batch's project locks in the same (sorted) order, so two
+        // batches sharing projects wait for each other instead of deadlocking.
+        let projects: Vec<&str> = batch
+            .iter()
+            .map(|p| p.project())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let lock_names: Vec<String> = projects
+            .iter()
+            .map(|p| format!("lease-quota/{p}"))
+            .collect();
+        // Two round trips for the batch: BEGIN, the locks and both reads; the insert and
+        // COMMIT. One acquire of a project at a time, across replicas: the count and the
+        // insert must see every lease granted before them (READ COMMITTED alone would let two
+        // replicas count the same nine and both grant the tenth); the reads run after the
+        // locks.
         c.pipeline_begin();
-        let (_, _, rows, active) = {
+        let (_, _, rows, counts) = {
             let client = c.client();
-            let lock_args: [&(dyn ToSql + Sync); 1] = [&lock_name];
-            let key_args: [&(dyn ToSql + Sync); 3] = [&project, &keys, &since];
-            let count_args: [&(dyn ToSql + Sync); 2] = [&project, &since];
+            let lock_args: [&(dyn ToSql + Sync); 1] = [&lock_names];
+            let key_args: [&(dyn ToSql + Sync); 3] = [&projects, &keys, &since];
+            let count_args: [&(dyn ToSql + Sync); 2] = [&projects, &since];
             tokio::try_join!(
                 client.execute(&begin, &[]),
-                client.execute(&lock, &lock_args),
+                client.query(&lock, &lock_args),
                 client.query(&by_key, &key_args),
-                client.query_one(&count, &count_args),
+                client.query(&count, &count_args),
             )?
         };
-        let mut keyed: HashMap<String, Vec<Lease>> = HashMap::new();
+        let mut keyed: HashMap<(String, String), Vec<Lease>> = HashMap::new();
         for r in &rows {
+            let lease = lease_of(r)?;
             let k: String = r.try_get(12)?;
-            keyed.entry(k).or_default().push(lease_of(r)?);
+            keyed
+                .entry((lease.project.as_str().to_owned(), k))
+                .or_default()
+                .push(lease);
         }
-        let mut active = u64::try_from(active.try_get::<_, i64>(0)?).unwrap_or(0);
+        let mut active: HashMap<String, u64> = HashMap::new();
+        for r in &counts {
+            let n: i64 = r.try_get(1)?;
+            active.insert(r.try_get(0)?, u64::try_from(n).unwrap_or(0));
+        }
         let mut granted = Vec::new();
         for p in batch.iter_mut() {
             let now = p.now();
+            let project = p.project().to_owned();
             let existing = p.key().and_then(|k| {
                 keyed
-                    .get(k)
+                    .get(&(project.clone(), k.to_owned()))
                     .and_then(|ls| ls.iter().find(|l| l.ends_at() > now))
                     .cloned()
             });
@@ -485,11 +511,15 @@ impl Pg {
                 p.existing(l);
                 continue;
             }
-            if p.decide(active) {
-                active += 1;
+            let active = active.entry(project).or_default();
+            if p.decide(*active) {
+                *active += 1;
                 let (lease, key) = p.granted();
                 if let Some(k) = key {
-                    keyed.entry(k.to_owned()).or_default().push(lease.clone());
+                    keyed
+                        .entry((lease.project.as_str().to_owned(), k.to_owned()))
+                        .or_default()
+                        .push(lease.clone());
                 }
                 granted.push((lease.clone(), key.map(str::to_owned)));
             }
@@ -500,7 +530,7 @@ impl Pg {
                 client.execute(&commit, &[]).await?;
             } else {
                 let rows = LeaseRows::of(&granted)?;
-                let values = rows.refs(&project);
+                let values = rows.refs();
                 // A failed insert makes the COMMIT a rollback, and the insert's error is
                 // returned.
                 tokio::try_join!(

@@ -9,7 +9,7 @@
 //! | file | the calls of |
 //! |---|---|
 //! | `mod.rs` | the target, the pool, migrations, errors |
-//! | `leases` | leases (a project's racing acquires decided in batches), the registry's heartbeat |
+//! | `leases` | leases (racing acquires decided in batches), the registry's heartbeat |
 //! | `locks` | the act lock (the leadership lease with its fencing token) |
 //! | `chain` | the audit log's keyed hash chain (the append other calls make in their transaction) |
 //! | `outbox` | the mail outbox: roll-ups, due messages, delivery marks, dead letters |
@@ -58,9 +58,8 @@ pub(super) struct Pg {
     tls: tls::MakeRustls,
     idle: Mutex<Vec<Conn>>,
     free: Arc<tokio::sync::Semaphore>,
-    /// Acquires waiting for their project's batch (`leases`); a project is present while a
-    /// task decides its batches.
-    acquires: Mutex<HashMap<String, Vec<Box<dyn leases::Decide>>>>,
+    /// Acquires waiting for the next batch (`leases`); `Some` while a task decides batches.
+    acquires: Mutex<Option<Vec<Box<dyn leases::Decide>>>>,
 }
 
 impl std::fmt::Debug for Pg {
@@ -78,7 +77,7 @@ impl Pg {
             target,
             idle: Mutex::new(Vec::new()),
             free: Arc::new(tokio::sync::Semaphore::new(POOL)),
-            acquires: Mutex::new(HashMap::new()),
+            acquires: Mutex::new(None),
         };
         let mut c = pg.conn().await?;
         schema::apply(&mut c.conn_mut().client).await?;
