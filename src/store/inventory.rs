@@ -338,6 +338,13 @@ impl Store {
         .await
     }
 
+    /// How many [`Store::persist_page`] calls of one walk may run at once: SQLite has one
+    /// writer, so one (pages in order); PostgreSQL two, so a second server backend writes while
+    /// the first does (pages racing over one resource are written again; see `pg::inventory`).
+    pub fn pages_in_flight(&self) -> usize {
+        if self.pg().is_some() { 2 } else { 1 }
+    }
+
     /// Upserts one page of evaluated resources and opens or updates their findings, in one
     /// transaction. Resolving is left to [`Store::finish_walk`] (only complete walks resolve).
     pub async fn persist_page(
@@ -1129,7 +1136,7 @@ fn finding_row(r: &Row<'_>) -> rusqlite::Result<Finding> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use chrono::{TimeDelta, TimeZone};
 
     use super::*;
@@ -1138,14 +1145,19 @@ mod tests {
 
     const ACCOUNT: &str = "123456789012";
 
-    fn t0() -> DateTime<Utc> {
+    pub(crate) fn t0() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
             .single()
             .expect("time")
     }
 
     /// A resource of (ACCOUNT, `region`) evaluated as `verdict`; `name` makes its ARN.
-    fn record(name: &str, region: &str, verdict: Verdict, lease: Option<&str>) -> Record {
+    pub(crate) fn record(
+        name: &str,
+        region: &str,
+        verdict: Verdict,
+        lease: Option<&str>,
+    ) -> Record {
         let arn = if name.starts_with("bucket") {
             format!("arn:aws:s3:::{name}")
         } else {
@@ -1594,18 +1606,20 @@ mod tests {
     }
 
     /// Walks of two regions persist at once, both listing the same buckets (region-less ARNs):
-    /// each bucket gets one finding, as when SQLite's writer ran the pages in turn.
+    /// each bucket gets one finding, as when SQLite's writer ran the pages in turn. Four sets
+    /// of new buckets, each raced twice, so PostgreSQL's pages do race (both opening a
+    /// bucket's finding, or locking two buckets in opposite orders) and one is written again.
     async fn concurrent_walks(store: Store) {
         let at = t0();
         store
             .start_run("r1".into(), TaskName::Scan, "cron".into(), at)
             .await
             .expect("run");
-        let page = |region: &str| {
+        let page = |region: &str, set: usize| {
             let mut page: Vec<Record> = (0..200)
                 .map(|i| {
                     record(
-                        &format!("bucket-{i:03}"),
+                        &format!("bucket-{set}-{i:03}"),
                         region,
                         Verdict::UnknownLease,
                         None,
@@ -1617,24 +1631,27 @@ mod tests {
             }
             page
         };
-        for round in 0..3 {
-            let (a, b) = tokio::join!(
-                store.persist_page("r1".into(), at, page("us-west-2")),
-                store.persist_page("r1".into(), at, page("eu-west-1")),
-            );
-            let (a, b) = (a.expect("page a"), b.expect("page b"));
-            let expected = if round == 0 { 200 } else { 0 };
-            assert_eq!(a.opened + b.opened, expected, "round {round}");
+        for set in 0..4 {
+            for round in 0..2 {
+                let (a, b) = tokio::join!(
+                    store.persist_page("r1".into(), at, page("us-west-2", set)),
+                    store.persist_page("r1".into(), at, page("eu-west-1", set)),
+                );
+                let (a, b) = (a.expect("page a"), b.expect("page b"));
+                let expected = if round == 0 { 200 } else { 0 };
+                assert_eq!(a.opened + b.opened, expected, "set {set}, round {round}");
+            }
         }
         let (open, _) = store
             .list_findings(filter(|f| f.limit = 1000))
             .await
             .expect("findings");
-        assert_eq!(open.len(), 200);
+        assert_eq!(open.len(), 800);
         let (resources, _) = store
             .list_resources(filter(|f| f.limit = 1000))
             .await
             .expect("resources");
+        assert_eq!(resources.len(), 800);
         assert!(resources.iter().all(|r| r.region == "eu-west-1"));
     }
 

@@ -35,6 +35,10 @@ mod teardown;
 mod timeline;
 mod writer;
 
+/// The store's test records, for tests of the tasks that write them.
+#[cfg(test)]
+pub(crate) use inventory::tests as inventory_tests;
+
 pub use crate::config::{PgTarget, StoreLocation, TargetError};
 pub use chain::AuditQuery;
 pub use copy::{Copied, CopyError};

@@ -579,8 +579,15 @@ impl Tasks {
         } else {
             RunOutcome::Partial
         };
-        // Only a pass that saw everything can prove a lease's resources gone.
-        if all_complete {
+        // Only a pass that saw everything can prove a lease's resources gone. Beside the act
+        // step and the gauges, not before them: each reads what the walks wrote, none what the
+        // others write (a resource deleted now is gone after this pass started, so it counts
+        // as still there for this pass's teardowns either way), and on PostgreSQL they use
+        // two cores.
+        let settle = async {
+            if !all_complete {
+                return;
+            }
             match inner
                 .store
                 .settle_teardowns(started, inner.clock.now())
@@ -592,35 +599,45 @@ impl Tasks {
                     tracing::warn!(error = %crate::error_chain(&e), "cannot record teardowns; the next complete pass will")
                 }
             }
-        }
-        // Before the act step, so the plan, the notices and the summary can name them.
-        self.look_up_creators().await;
-        let mut reap_results = Vec::new();
-        match act {
-            Some(lock) => match inner
-                .reaper
-                .act(&run_id, &report.walks, actor, lock.fence())
-                .await
-            {
-                Ok(r) => {
-                    report.reap = Some(ReapSummary::from(&r));
-                    reap_results = r.results;
+        };
+        let act_step = async {
+            // Before the act step, so the plan, the notices and the summary can name them.
+            self.look_up_creators().await;
+            let acted = match act {
+                Some(lock) => match inner
+                    .reaper
+                    .act(&run_id, &report.walks, actor, lock.fence())
+                    .await
+                {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        tracing::error!(error = %crate::error_chain(&e), "the act step failed; nothing more was deleted");
+                        None
+                    }
+                },
+                None => {
+                    tracing::info!(
+                        "no act step: nothing marked or deleted (scan --once without --act)"
+                    );
+                    None
                 }
-                Err(e) => {
-                    tracing::error!(error = %crate::error_chain(&e), "the act step failed; nothing more was deleted");
-                }
-            },
-            None => {
-                tracing::info!("no act step: nothing marked or deleted (scan --once without --act)")
+            };
+            // After the act step: what it deleted and marked shows in them.
+            if let Err(e) = self.refresh_gauges().await {
+                tracing::error!(error = %crate::error_chain(&e), "cannot recompute resource gauges");
             }
+            acted
+        };
+        let ((), acted) = tokio::join!(settle, act_step);
+        let mut reap_results = Vec::new();
+        if let Some(r) = acted {
+            report.reap = Some(ReapSummary::from(&r));
+            reap_results = r.results;
         }
         report.verdicts = verdicts
             .into_iter()
             .map(|(v, n)| (v.as_str().to_owned(), n))
             .collect();
-        if let Err(e) = self.refresh_gauges().await {
-            tracing::error!(error = %crate::error_chain(&e), "cannot recompute resource gauges");
-        }
         let running: Vec<Lease> = leases
             .values()
             .filter(|l| l.released_at.is_none())

@@ -12,7 +12,8 @@ use crate::inventory::sweep::TypeSweep;
 use crate::inventory::{self, RateLimiter};
 use crate::model::{Arn, IdentityTags, Lease, LeaseId, ResourceType, Source, Verdict, WalkOutcome};
 use crate::policy::{Place, Policy, Reason, evaluate};
-use crate::resource::{Observed, Record, SweepRecord, TypeSweepRecord, WalkRecord};
+use crate::resource::{Observed, PageChanges, Record, SweepRecord, TypeSweepRecord, WalkRecord};
+use crate::store::StoreError;
 
 /// Records per store transaction while a walk streams (ten pages of 100): commits, not SQL,
 /// dominate a page-sized write.
@@ -87,6 +88,50 @@ pub fn evaluate_page(
         .collect()
 }
 
+/// The persister's task: the findings opened and updated, or why a batch was not written.
+type Persister = tokio::task::JoinHandle<Result<(u64, u64), String>>;
+
+/// The task that writes a walk's batches as they arrive, and the channel to hand them over.
+/// One batch (two on PostgreSQL: [`crate::store::Store::pages_in_flight`]) may be persisting
+/// and one waiting while the walk fetches and evaluates the next pages; another waits for
+/// room, so a slow store slows the walk, not memory. The task ends with the findings opened
+/// and updated once the sender is dropped and every batch is written, or with the first
+/// batch's error.
+fn persister(
+    store: crate::store::Store,
+    clock: Arc<dyn crate::clock::Clock>,
+    run_id: String,
+) -> (tokio::sync::mpsc::Sender<Vec<Record>>, Persister) {
+    let (batches, mut received) = tokio::sync::mpsc::channel::<Vec<Record>>(1);
+    let in_flight = store.pages_in_flight();
+    let task = tokio::spawn(async move {
+        let (mut opened, mut updated) = (0, 0);
+        let mut writing = tokio::task::JoinSet::new();
+        let mut done = |r: Result<Result<PageChanges, StoreError>, tokio::task::JoinError>| {
+            let changes = r
+                .map_err(|e| format!("a page's write ended: {e}"))?
+                .map_err(|e| crate::error_chain(&e))?;
+            opened += changes.opened;
+            updated += changes.updated;
+            Ok::<_, String>(())
+        };
+        while let Some(records) = received.recv().await {
+            if writing.len() >= in_flight
+                && let Some(r) = writing.join_next().await
+            {
+                done(r)?;
+            }
+            let (store, at, run_id) = (store.clone(), clock.now(), run_id.clone());
+            writing.spawn(async move { store.persist_page(run_id, at, records).await });
+        }
+        while let Some(r) = writing.join_next().await {
+            done(r)?;
+        }
+        Ok((opened, updated))
+    });
+    (batches, task)
+}
+
 impl Tasks {
     pub(super) async fn walk_one(
         &self,
@@ -100,24 +145,8 @@ impl Tasks {
         let inner = &self.inner;
         let started = inner.clock.now();
         let limiter = RateLimiter::new(inner.config.aws.calls_per_second);
-        // One batch may be persisting and one waiting while the walk fetches and evaluates the
-        // next pages; a third waits for room, so a slow store slows the walk, not memory.
-        let (batches, mut received) = tokio::sync::mpsc::channel::<Vec<Record>>(1);
-        let persister = {
-            let (store, clock, run_id) = (inner.store.clone(), inner.clock.clone(), run_id.clone());
-            tokio::spawn(async move {
-                let (mut opened, mut updated) = (0, 0);
-                while let Some(records) = received.recv().await {
-                    let changes = store
-                        .persist_page(run_id.clone(), clock.now(), records)
-                        .await
-                        .map_err(|e| crate::error_chain(&e))?;
-                    opened += changes.opened;
-                    updated += changes.updated;
-                }
-                Ok::<_, String>((opened, updated))
-            })
-        };
+        let (batches, persister) =
+            persister(inner.store.clone(), inner.clock.clone(), run_id.clone());
         let mut totals = WalkTotals::default();
         let mut pending = Vec::<Record>::with_capacity(PERSIST_BATCH);
         let ous = inner.clients.ous_of(&account);
@@ -478,6 +507,49 @@ impl WalkTotals {
             } else {
                 *self.verdicts.entry(r.verdict).or_default() += 1;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::model::TaskName;
+    use crate::store::Store;
+    use crate::store::inventory_tests::{record, t0};
+
+    /// The persister writes every batch handed to it (two at once on PostgreSQL) and sums the
+    /// findings they opened, on both engines.
+    #[tokio::test]
+    async fn the_persister_writes_every_batch_and_sums_what_they_opened() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for (engine, store) in Store::open_both_for_test(dir.path()).await {
+            store
+                .start_run("r1".into(), TaskName::Scan, "cron".into(), t0())
+                .await
+                .expect("run");
+            let clock = Arc::new(ManualClock::new(t0()));
+            let (batches, task) = persister(store.clone(), clock, "r1".into());
+            for b in 0..5 {
+                let batch = (0..1000)
+                    .map(|i| {
+                        let verdict = if i % 2 == 0 {
+                            Verdict::Untagged
+                        } else {
+                            Verdict::Leased
+                        };
+                        record(&format!("i-{b}-{i:04}"), "us-east-1", verdict, None)
+                    })
+                    .collect();
+                batches.send(batch).await.expect("the persister takes it");
+            }
+            drop(batches);
+            let written = task.await.expect("joins").expect("every batch written");
+            assert_eq!(written, (2500, 0), "{engine}");
+            let totals = store.live_totals(t0()).await.expect("totals");
+            let live: u64 = totals.by_source.iter().map(|(_, n)| n).sum();
+            assert_eq!(live, 5000, "{engine}: every resource of every batch");
         }
     }
 }

@@ -2,12 +2,16 @@
 //!
 //! A pass runs only on the replica that holds the act lock, and one at a time there, so the
 //! pass's writes need no lock across replicas beyond that one. Within the pass, though, the
-//! walks of several (account, region) persist at once, and SQLite's single writer ran their
-//! pages and walk ends one after another: a bucket listed by two regions' walks got one
-//! finding, the second page seeing the first's. Here [`PASS_WRITES`], a transaction-scoped
-//! advisory lock, gives the same order. The act step, the other writer of open findings, runs
-//! in the same pass after its walks; retention deletes only resolved findings, which the pass
-//! never reads.
+//! walks of several (account, region) persist at once, and so do two pages of one walk (one
+//! server backend alone bounds the pass to what one core can write). Pages take
+//! [`PASS_WRITES`] shared and a walk's end takes it alone, so a walk ends with no page
+//! half-written. Two pages in flight may name one resource: a bucket listed by two regions'
+//! walks, or an ARN a paginated listing repeats. Their upserts take turns on the row; should
+//! both open its finding, or lock two such rows in opposite orders, PostgreSQL refuses one
+//! (a unique violation of `findings_open_by_arn`, a deadlock) and that page is written again,
+//! now seeing what the other wrote: one finding, as SQLite's single writer gives. The act step,
+//! the other writer of open findings, runs in the same pass after its walks; retention deletes
+//! only resolved findings, which the pass never reads.
 //!
 //! The pass writes up to millions of resources: a page goes in a fixed handful of statements,
 //! each carrying the whole page as arrays (`UNNEST`), never a statement per resource.
@@ -34,18 +38,33 @@ use crate::store::inventory::{
 };
 use crate::store::{StoreError, lease_columns, ms, next_cursor, stored_tags};
 
-/// The advisory lock that runs the pass's page and walk-end transactions one at a time, as
-/// SQLite's writer thread does (see the module doc).
+/// The advisory lock pages take shared and a walk's end alone (see the module doc).
 const PASS_WRITES: &str = "inventory/pass-writes";
 
-/// Takes [`PASS_WRITES`] until `tx` ends.
-async fn pass_writes(tx: &mut Tx<'_>) -> Result<(), StoreError> {
-    tx.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-        &[&PASS_WRITES],
-    )
-    .await?;
+/// Takes [`PASS_WRITES`] until `tx` ends: shared for a page, alone for a walk's end.
+async fn pass_writes(tx: &mut Tx<'_>, alone: bool) -> Result<(), StoreError> {
+    let sql = if alone {
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
+    } else {
+        "SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))"
+    };
+    tx.execute(sql, &[&PASS_WRITES]).await?;
     Ok(())
+}
+
+/// How often a page is written again after racing another page over the same resource.
+const PAGE_RACE_RETRIES: u32 = 8;
+
+/// Whether `e` is a page's race with another page in flight over the same resource: the open
+/// finding the other opened first, or a deadlock over rows both upsert.
+fn is_page_race(e: &StoreError) -> bool {
+    use tokio_postgres::error::SqlState;
+    match e {
+        StoreError::Pg(p) => p.code().is_some_and(|c| {
+            *c == SqlState::UNIQUE_VIOLATION || *c == SqlState::T_R_DEADLOCK_DETECTED
+        }),
+        _ => false,
+    }
 }
 
 /// A word of the domain read back through its parser.
@@ -423,24 +442,42 @@ impl Pg {
     /// an executor start each, so the pass would be bound by latency rather than by the
     /// server's row work; a page of a thousand as one `UNNEST` costs that work and little else.
     ///
-    /// Only the act lock's holder runs a pass, and its other walks' writes wait for
-    /// [`PASS_WRITES`], so nothing else writes these resources or their open findings
-    /// meanwhile: as on SQLite's single writer, the open findings are read without
+    /// Only the act lock's holder runs a pass, so nothing but the pass's own pages writes
+    /// these resources or their open findings meanwhile: the open findings are read without
     /// `FOR UPDATE` (a row lock per open finding, written on every pass, would guard against
-    /// no writer that can run).
+    /// no writer that can run), and a page that raced another over one resource is written
+    /// again (see the module doc).
     pub(in crate::store) async fn persist_page(
         &self,
         run_id: String,
         at: DateTime<Utc>,
         records: Vec<Record>,
     ) -> Result<PageChanges, StoreError> {
+        let mut attempt = 0;
+        loop {
+            match self.persist_page_once(&run_id, at, &records).await {
+                Err(e) if attempt < PAGE_RACE_RETRIES && is_page_race(&e) => {
+                    attempt += 1;
+                    tracing::debug!(attempt, error = %crate::error_chain(&e), "a page raced another over a resource; writing it again");
+                }
+                done => return done,
+            }
+        }
+    }
+
+    async fn persist_page_once(
+        &self,
+        run_id: &str,
+        at: DateTime<Utc>,
+        records: &[Record],
+    ) -> Result<PageChanges, StoreError> {
         let mut c = self.conn().await?;
         let mut tx = c.begin().await?;
-        pass_writes(&mut tx).await?;
+        pass_writes(&mut tx, false).await?;
         let mut changes = PageChanges::default();
-        for batch in distinct_arns(&records) {
-            upsert_resources(&mut tx, batch, at, &run_id).await?;
-            let done = open_or_update(&mut tx, batch, at, &run_id).await?;
+        for batch in distinct_arns(records) {
+            upsert_resources(&mut tx, batch, at, run_id).await?;
+            let done = open_or_update(&mut tx, batch, at, run_id).await?;
             changes.opened += done.opened;
             changes.updated += done.updated;
         }
@@ -450,8 +487,8 @@ impl Pg {
 
     /// See [`crate::store::Store::finish_walk`]: one transaction of at most four statements,
     /// each over the walk's whole scope (set-based, never a statement per resource or
-    /// finding). Only the act lock's holder runs a pass, and [`PASS_WRITES`] orders this with
-    /// its other walks' pages, as SQLite's single writer does: no other lock is taken.
+    /// finding). Only the act lock's holder runs a pass, and [`PASS_WRITES`], taken alone,
+    /// waits for the pages in flight: no other lock is taken.
     pub(in crate::store) async fn finish_walk(
         &self,
         run_id: String,
@@ -471,7 +508,7 @@ impl Pg {
         let ended = ms(walk.ended_at);
         let mut c = self.conn().await?;
         let mut tx = c.begin().await?;
-        pass_writes(&mut tx).await?;
+        pass_writes(&mut tx, true).await?;
         tx.execute(
             "INSERT INTO walks (run_id, account, region, started_at, ended_at, outcome, reason,
                                 pages, resources, sweep, swept_at)
