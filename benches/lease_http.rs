@@ -14,8 +14,9 @@
 //! --benches` does SQLite, and PostgreSQL with three replicas when a server is there.
 //!
 //! BENCH_PROJECTS (default 1) spreads the clients over that many projects, each with its
-//! quota. The quota check locks the project, so a PostgreSQL replica decides one project's
-//! waiting acquires in one batch: one project batches most, many projects least.
+//! quota. The quota check locks the project; a PostgreSQL replica decides the acquires waiting
+//! for it in one batch, whatever their projects, taking each project's lock. The latency of
+//! acquires and releases is printed apart too.
 
 mod common;
 

@@ -1130,6 +1130,93 @@ mod tests {
 
     /// The registry's downtime moves the deadlines of the leases active when it stopped (on
     /// the leases' clock), by the gap on the wall clock; a gap within `min_gap`, a first start,
+    /// Acquires of two projects racing in one batch keep each project's quota and each key
+    /// its own, on both engines (PostgreSQL decides them in one transaction).
+    #[tokio::test]
+    async fn acquires_of_two_projects_keep_their_own_quota_and_keys() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for (engine, store) in Store::open_both_for_test(dir.path()).await {
+            quotas_and_keys_per_project(engine, store).await;
+        }
+    }
+
+    async fn quotas_and_keys_per_project(engine: &str, store: Store) {
+        use chrono::{TimeDelta, TimeZone};
+        let t0 = Utc
+            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .expect("time");
+        let lease = |project: &str, task: &str| Lease {
+            id: LeaseId::generate(),
+            project: ProjectName::parse(project).expect("name"),
+            task: task.into(),
+            owner: "o@example.com".into(),
+            principal: "ci".into(),
+            created_at: t0,
+            expires_at: t0 + TimeDelta::hours(1),
+            heartbeat_interval: None,
+            last_heartbeat_at: None,
+            released_at: None,
+            labels: Default::default(),
+            regions: vec![],
+        };
+        let at_most = |max: u64| {
+            move |active: u64| {
+                if active >= max {
+                    Err(StoreError::Corrupt(format!("quota: {active} of {max}")))
+                } else {
+                    Ok(())
+                }
+            }
+        };
+        // Acquires spawned together, so they queue for one batch: `(project, quota, key)`.
+        let race = |acquires: Vec<(&'static str, u64, Option<&'static str>)>| {
+            let mut calls = tokio::task::JoinSet::new();
+            for (i, (p, max, key)) in acquires.into_iter().enumerate() {
+                let (store, lease) = (store.clone(), lease(p, &format!("t{i}")));
+                calls.spawn(async move {
+                    let r = store
+                        .insert_lease_keyed(lease, key.map(str::to_owned), t0, at_most(max))
+                        .await;
+                    (p, r.map(|(l, existing)| (l.id, existing)).ok())
+                });
+            }
+            async move {
+                let mut granted: Vec<(&str, LeaseId, bool)> = Vec::new();
+                while let Some(done) = calls.join_next().await {
+                    if let (p, Some((id, existing))) = done.expect("joins") {
+                        granted.push((p, id, existing));
+                    }
+                }
+                granted
+            }
+        };
+        let new_in = |granted: &[(&str, LeaseId, bool)], project: &str| {
+            granted
+                .iter()
+                .filter(|(p, _, existing)| *p == project && !existing)
+                .count()
+        };
+
+        // 12 acquires of web (at most 5) among 12 of data (at most 100).
+        let granted = race([("web", 5, None), ("data", 100, None)].repeat(12)).await;
+        assert_eq!(new_in(&granted, "web"), 5, "{engine}");
+        assert_eq!(new_in(&granted, "data"), 12, "{engine}");
+        // One key in both projects, each sent twice: one lease per project, each twin
+        // answered with its own project's.
+        let granted = race([("web", 10, Some("k")), ("data", 100, Some("k"))].repeat(2)).await;
+        assert_eq!(granted.len(), 4, "{engine}: {granted:?}");
+        for project in ["web", "data"] {
+            let ids: std::collections::BTreeSet<LeaseId> = granted
+                .iter()
+                .filter(|(p, ..)| *p == project)
+                .map(|(_, id, _)| *id)
+                .collect();
+            assert_eq!(ids.len(), 1, "{engine}: {project}'s twins share a lease");
+            assert_eq!(new_in(&granted, project), 1, "{engine}: {project}");
+        }
+    }
+
     /// or a beat told not to credit moves nothing; released and already lapsed leases never.
     #[tokio::test]
     async fn registry_downtime_is_credited_to_the_leases_active_when_it_stopped() {
