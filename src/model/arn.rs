@@ -38,14 +38,25 @@ impl Arn {
         self.part(1)
     }
 
+    /// The account and name of an IAM entity of `kind` (`role`, `user`): the name is the last
+    /// part of `KIND/PATH/NAME`; `None` for any other ARN. An `sts` ARN counts too: that is how
+    /// `GetCallerIdentity` names a user on some emulators (moto), where AWS says `iam`.
+    pub fn iam_entity(&self, kind: &str) -> Option<(&str, &str)> {
+        if !matches!(self.service(), "iam" | "sts") {
+            return None;
+        }
+        let rest = self.resource().strip_prefix(kind)?.strip_prefix('/')?;
+        let name = rest.rsplit('/').next().filter(|n| !n.is_empty())?;
+        Some((self.account(), name))
+    }
+
     /// The name ephemera gives an access key of the IAM user `user` (its ARN), which AWS gives
     /// none: `arn:PARTITION:iam::ACCOUNT:access-key/USER_NAME/KEY_ID` (user names hold no `/`).
     pub fn access_key(user: &Arn, key_id: &str) -> Option<Arn> {
-        let name = user.resource().strip_prefix("user/")?.rsplit('/').next()?;
+        let (account, name) = user.iam_entity("user")?;
         Arn::parse(&format!(
-            "arn:{}:iam::{}:access-key/{name}/{key_id}",
+            "arn:{}:iam::{account}:access-key/{name}/{key_id}",
             user.partition(),
-            user.account()
         ))
         .ok()
         .filter(|a| a.access_key_parts().is_some())
@@ -156,6 +167,30 @@ mod tests {
             "arn:aws:s3:::access-key/u/AKIA1",
         ] {
             assert_eq!(arn(other).access_key_parts(), None, "{other}");
+        }
+    }
+
+    /// An IAM entity's account and name, its path dropped; of its own kind only.
+    #[test]
+    fn iam_entities_are_named_by_account_and_last_part() {
+        let arn = |s: &str| Arn::parse(s).expect("an ARN");
+        let table = [
+            (
+                "arn:aws:iam::1:user/ci/runner",
+                "user",
+                Some(("1", "runner")),
+            ),
+            ("arn:aws:iam::1:user/runner", "user", Some(("1", "runner"))),
+            ("arn:aws:iam::1:role/ops/r", "role", Some(("1", "r"))),
+            ("arn:aws:iam::1:role/r", "user", None),
+            ("arn:aws:iam::1:users/r", "user", None),
+            ("arn:aws:iam::1:user/ci/", "user", None),
+            ("arn:aws:sts::1:assumed-role/r/s", "role", None),
+            ("arn:aws:sts::1:user/moto", "user", Some(("1", "moto"))),
+            ("arn:aws:s3:::user/x", "user", None),
+        ];
+        for (a, kind, expected) in table {
+            assert_eq!(arn(a).iam_entity(kind), expected, "{a} as {kind}");
         }
     }
 

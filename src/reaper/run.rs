@@ -1191,13 +1191,15 @@ impl aws::Batches for Watch<'_> {
 /// Whether two role ARNs name the same role: same account, same name (IAM role names are
 /// unique without regard to case; the path is not part of the identity).
 pub(crate) fn same_role(a: &str, b: &str) -> bool {
-    let part = |arn: &str| -> Option<(String, String)> {
-        let arn = Arn::parse(arn).ok()?;
-        let rest = arn.resource().strip_prefix("role/")?;
-        let name = rest.rsplit('/').next()?.to_ascii_lowercase();
-        Some((arn.account().to_owned(), name))
+    let (Ok(a), Ok(b)) = (Arn::parse(a), Arn::parse(b)) else {
+        return false;
     };
-    matches!((part(a), part(b)), (Some(x), Some(y)) if x == y)
+    same_entity(a.iam_entity("role"), b.iam_entity("role"))
+}
+
+/// Whether two IAM entities (account, name) are one: IAM names ignore case.
+fn same_entity(a: Option<(&str, &str)>, b: Option<(&str, &str)>) -> bool {
+    matches!((a, b), (Some((x, m)), Some((y, n))) if x == y && m.eq_ignore_ascii_case(n))
 }
 
 /// Whether the lease tag read at the last moment names the lease the finding was about: both
@@ -1260,38 +1262,27 @@ struct Identity {
 
 /// Why `arn` (an IAM user or an access key) must not be deleted because the daemon itself
 /// runs on it: the key it signs with, or the user it is (any of that user's keys); `None`
-/// otherwise (and for any other type). Users compare by account and name, keys by id.
+/// otherwise (and for any other type). Users compare by account and name (whose case IAM
+/// ignores), keys by id.
 fn refuses_own(arn: &Arn, me: &Identity) -> Option<String> {
-    let caller_user = Arn::parse(&me.caller).ok().and_then(|c| {
-        let name = c
-            .resource()
-            .strip_prefix("user/")?
-            .rsplit('/')
-            .next()?
-            .to_owned();
-        Some((c.account().to_owned(), name))
-    });
-    let (user, key) = match (arn.access_key_parts(), arn.resource().strip_prefix("user/")) {
-        (Some((user, key)), _) => (user, Some(key)),
-        (None, Some(path)) if arn.service() == "iam" => {
-            (path.rsplit('/').next().unwrap_or(path), None)
-        }
-        _ => return None,
+    let (user, key) = match arn.access_key_parts() {
+        Some((user, key)) => ((arn.account(), user), Some(key)),
+        None => (arn.iam_entity("user")?, None),
     };
     if key.is_some() && key == me.key.as_deref() {
         return Some("the access key ephemera itself signs with".into());
     }
-    match caller_user {
-        Some((account, name)) if account == arn.account() && name == user => Some(format!(
+    let caller = Arn::parse(&me.caller).ok()?;
+    same_entity(Some(user), caller.iam_entity("user")).then(|| {
+        format!(
             "{} of the IAM user ephemera itself runs as (deleting it would cut the daemon off)",
             if key.is_some() {
                 "an access key"
             } else {
                 "the user"
             }
-        )),
-        _ => None,
-    }
+        )
+    })
 }
 
 /// The account the credentials act in must be the one the resource is in; who they are.
@@ -1333,6 +1324,8 @@ mod tests {
     fn the_daemons_own_user_and_key_are_refused() {
         let arn = |s: &str| Arn::parse(s).expect("an ARN");
         let user = "arn:aws:iam::111111111111:user/ci/ephemera";
+        // As moto's GetCallerIdentity names it.
+        let sts_user = "arn:aws:sts::111111111111:user/ephemera";
         let role = "arn:aws:sts::111111111111:assumed-role/ephemera/session";
         let me = |caller: &str| Identity {
             caller: caller.to_owned(),
@@ -1372,6 +1365,13 @@ mod tests {
             ),
             ("arn:aws:iam::111111111111:user/ci/ephemera", user, true),
             ("arn:aws:iam::111111111111:user/ephemera", user, true),
+            ("arn:aws:iam::111111111111:user/Ephemera", user, true),
+            ("arn:aws:iam::111111111111:user/ci/ephemera", sts_user, true),
+            (
+                "arn:aws:iam::111111111111:access-key/ephemera/AKIAOTHER",
+                sts_user,
+                true,
+            ),
             ("arn:aws:iam::111111111111:user/ci/ephemera", role, false),
             ("arn:aws:iam::222222222222:user/ci/ephemera", user, false),
             ("arn:aws:iam::111111111111:user/ci/bot", user, false),

@@ -629,11 +629,13 @@ impl Tasks {
             acted
         };
         let ((), acted) = tokio::join!(settle, act_step);
-        let mut reap_results = Vec::new();
-        if let Some(r) = acted {
-            report.reap = Some(ReapSummary::from(&r));
-            reap_results = r.results;
-        }
+        let reap_results = match acted {
+            Some(r) => {
+                report.reap = Some(ReapSummary::from(&r));
+                r.results
+            }
+            None => Vec::new(),
+        };
         report.verdicts = verdicts
             .into_iter()
             .map(|(v, n)| (v.as_str().to_owned(), n))

@@ -111,20 +111,7 @@ async fn resource(d: &TestDaemon, arn: &str) -> Value {
 }
 
 async fn decisions(d: &TestDaemon, arn: &str) -> Vec<(String, String)> {
-    let (s, page) = d.get("/api/v1/audit?limit=1000", VIEWER).await;
-    assert_eq!(s, StatusCode::OK, "{page}");
-    page["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .filter(|r| r["arn"] == arn)
-        .map(|r| {
-            (
-                r["decision"].as_str().unwrap_or_default().to_owned(),
-                r["detail"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
+    crate::reap::decisions(&crate::reap::audit(d).await, arn)
 }
 
 fn stale(metrics: &str) -> f64 {

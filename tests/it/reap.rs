@@ -97,14 +97,14 @@ fn tags(lease: &str, project: &str) -> Value {
     crate::support::lease_tags(lease, project, "ci 1")
 }
 
-async fn audit(d: &TestDaemon) -> Vec<Value> {
+pub(crate) async fn audit(d: &TestDaemon) -> Vec<Value> {
     let (s, page) = d.get("/api/v1/audit?limit=1000", VIEWER).await;
     assert_eq!(s, StatusCode::OK, "{page}");
     page["items"].as_array().expect("items").clone()
 }
 
 /// The audit decisions recorded for `arn`, in order.
-fn decisions(records: &[Value], arn: &str) -> Vec<(String, String)> {
+pub(crate) fn decisions(records: &[Value], arn: &str) -> Vec<(String, String)> {
     records
         .iter()
         .filter(|r| r["arn"] == arn)

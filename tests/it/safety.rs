@@ -908,6 +908,8 @@ fn mutating_calls(g: &Ground) -> Vec<String> {
                 "Remove",
                 "Put",
                 "Create",
+                // Deactivating an access key.
+                "Update",
             ]
             .iter()
             .any(|verb| op.starts_with(verb))

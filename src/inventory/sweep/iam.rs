@@ -125,10 +125,9 @@ pub(super) async fn access_keys(
     let users = users(ctx, c, limiter).await?;
     let mut out = Vec::new();
     for user in users {
-        let name = user.arn.resource().rsplit('/').next().unwrap_or_default();
-        if name.is_empty() {
+        let Some((_, name)) = user.arn.iam_entity("user") else {
             continue;
-        }
+        };
         list_pages(
             ctx,
             limiter,

@@ -163,6 +163,47 @@ fn part<T>(r: Result<T, Failure>) -> Result<(), DeleteError> {
     absent(r).map(|_| ())
 }
 
+/// Every page of a list call on an entity's parts (`$iam.$call().$by($name)`, paged by
+/// marker), `take` collecting each page's items: `Some` of them all, `None` when the entity
+/// is gone.
+macro_rules! entity_parts {
+    ($iam:expr, $call:ident, $by:ident($name:expr), $op:literal, |$out:ident| $take:expr) => {{
+        let mut all = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let r = $iam
+                .$call()
+                .$by($name)
+                .set_marker(marker.take())
+                .send()
+                .await
+                .map_err(fail($op));
+            let Some($out) = absent(r)? else {
+                break None;
+            };
+            all.extend($take);
+            match ($out.is_truncated(), $out.marker()) {
+                (true, Some(m)) => marker = Some(m.to_owned()),
+                _ => break Some(all),
+            }
+        }
+    }};
+}
+
+/// Lists an entity's parts ([`entity_parts!`]) and removes each with `$remove` (`$part` bound
+/// to it): a part already gone is fine; the entity gone ends its deletion as already done.
+macro_rules! remove_parts {
+    ($iam:expr, $call:ident, $by:ident($name:expr), $op:literal, |$out:ident| $take:expr,
+     |$part:ident| $remove:expr, $remove_op:literal) => {{
+        let Some(parts) = entity_parts!($iam, $call, $by($name), $op, |$out| $take) else {
+            return Ok(Deleted::AlreadyGone);
+        };
+        for $part in parts {
+            part($remove.send().await.map_err(fail($remove_op)))?;
+        }
+    }};
+}
+
 pub(super) async fn inspect_role(sdk: &SdkConfig, arn: &Arn) -> Result<Inspection, DeleteError> {
     let name = entity_name(arn, "role")?;
     let out = absent(
@@ -197,58 +238,28 @@ pub(super) async fn delete_role(sdk: &SdkConfig, arn: &Arn) -> Result<Deleted, D
         return Ok(Deleted::AlreadyGone);
     }
     // Managed policies attached: detached.
-    let mut attached = Vec::new();
-    let mut marker: Option<String> = None;
-    loop {
-        let r = iam
-            .list_attached_role_policies()
-            .role_name(name)
-            .set_marker(marker.take())
-            .send()
-            .await
-            .map_err(fail("ListAttachedRolePolicies"));
-        let Some(out) = absent(r)? else {
-            return Ok(Deleted::AlreadyGone);
-        };
-        attached.extend(
-            out.attached_policies()
-                .iter()
-                .filter_map(|p| p.policy_arn().map(str::to_owned)),
-        );
-        match (out.is_truncated(), out.marker()) {
-            (true, Some(m)) => marker = Some(m.to_owned()),
-            _ => break,
-        }
-    }
-    for policy in attached {
-        part(
-            iam.detach_role_policy()
-                .role_name(name)
-                .policy_arn(policy)
-                .send()
-                .await
-                .map_err(fail("DetachRolePolicy")),
-        )?;
-    }
+    remove_parts!(
+        iam,
+        list_attached_role_policies,
+        role_name(name),
+        "ListAttachedRolePolicies",
+        |out| out
+            .attached_policies()
+            .iter()
+            .filter_map(|p| p.policy_arn().map(str::to_owned)),
+        |policy| iam.detach_role_policy().role_name(name).policy_arn(policy),
+        "DetachRolePolicy"
+    );
     // Inline policies: deleted (they are part of the role).
-    let mut inline = Vec::new();
-    loop {
-        let r = iam
-            .list_role_policies()
-            .role_name(name)
-            .set_marker(marker.take())
-            .send()
-            .await
-            .map_err(fail("ListRolePolicies"));
-        let Some(out) = absent(r)? else {
-            return Ok(Deleted::AlreadyGone);
-        };
-        inline.extend(out.policy_names().iter().cloned());
-        match (out.is_truncated(), out.marker()) {
-            (true, Some(m)) => marker = Some(m.to_owned()),
-            _ => break,
-        }
-    }
+    let Some(mut inline) = entity_parts!(
+        iam,
+        list_role_policies,
+        role_name(name),
+        "ListRolePolicies",
+        |out| out.policy_names().iter().cloned()
+    ) else {
+        return Ok(Deleted::AlreadyGone);
+    };
     // The revocation is the last inline policy deleted (DeleteRole wants none left): by then
     // nothing grants the old sessions anything.
     inline.retain(|p| p != REVOKE_POLICY);
@@ -264,38 +275,21 @@ pub(super) async fn delete_role(sdk: &SdkConfig, arn: &Arn) -> Result<Deleted, D
         )?;
     }
     // Instance profiles holding it: it is removed from them (the profiles stay).
-    let mut profiles = Vec::new();
-    loop {
-        let r = iam
-            .list_instance_profiles_for_role()
-            .role_name(name)
-            .set_marker(marker.take())
-            .send()
-            .await
-            .map_err(fail("ListInstanceProfilesForRole"));
-        let Some(out) = absent(r)? else {
-            return Ok(Deleted::AlreadyGone);
-        };
-        profiles.extend(
-            out.instance_profiles()
-                .iter()
-                .map(|p| p.instance_profile_name().to_owned()),
-        );
-        match (out.is_truncated(), out.marker()) {
-            (true, Some(m)) => marker = Some(m.to_owned()),
-            _ => break,
-        }
-    }
-    for profile in profiles {
-        part(
-            iam.remove_role_from_instance_profile()
-                .instance_profile_name(profile)
-                .role_name(name)
-                .send()
-                .await
-                .map_err(fail("RemoveRoleFromInstanceProfile")),
-        )?;
-    }
+    remove_parts!(
+        iam,
+        list_instance_profiles_for_role,
+        role_name(name),
+        "ListInstanceProfilesForRole",
+        |out| out
+            .instance_profiles()
+            .iter()
+            .map(|p| p.instance_profile_name().to_owned()),
+        |profile| iam
+            .remove_role_from_instance_profile()
+            .instance_profile_name(profile)
+            .role_name(name),
+        "RemoveRoleFromInstanceProfile"
+    );
     let r = iam
         .delete_role()
         .role_name(name)
@@ -493,28 +487,16 @@ async fn access_keys(
     iam: &aws_sdk_iam::Client,
     user: &str,
 ) -> Result<Option<Vec<(String, bool)>>, DeleteError> {
-    let mut keys = Vec::new();
-    let mut marker: Option<String> = None;
-    loop {
-        let r = iam
-            .list_access_keys()
-            .user_name(user)
-            .set_marker(marker.take())
-            .send()
-            .await
-            .map_err(fail("ListAccessKeys"));
-        let Some(out) = absent(r)? else {
-            return Ok(None);
-        };
-        keys.extend(out.access_key_metadata().iter().filter_map(|k| {
+    Ok(entity_parts!(
+        iam,
+        list_access_keys,
+        user_name(user),
+        "ListAccessKeys",
+        |out| out.access_key_metadata().iter().filter_map(|k| {
             let active = k.status() == Some(&aws_sdk_iam::types::StatusType::Active);
             k.access_key_id().map(|id| (id.to_owned(), active))
-        }));
-        match (out.is_truncated(), out.marker()) {
-            (true, Some(m)) => marker = Some(m.to_owned()),
-            _ => return Ok(Some(keys)),
-        }
-    }
+        })
+    ))
 }
 
 /// Whether the key is active now; `None` when it (or its user) is gone.
@@ -629,33 +611,6 @@ pub(super) async fn inspect_user(sdk: &SdkConfig, arn: &Arn) -> Result<Inspectio
     })
 }
 
-/// Every page of a list call on a user's parts, `take` collecting each page's names; `None`
-/// when the user is gone.
-macro_rules! user_parts {
-    ($iam:expr, $call:ident, $name:expr, $op:literal, |$out:ident| $take:expr) => {{
-        let mut all: Vec<String> = Vec::new();
-        let mut marker: Option<String> = None;
-        loop {
-            let r = $iam
-                .$call()
-                .user_name($name)
-                .set_marker(marker.take())
-                .send()
-                .await
-                .map_err(fail($op));
-            let Some($out) = absent(r)? else {
-                return Ok(Deleted::AlreadyGone);
-            };
-            all.extend($take);
-            match ($out.is_truncated(), $out.marker()) {
-                (true, Some(m)) => marker = Some(m.to_owned()),
-                _ => break,
-            }
-        }
-        all
-    }};
-}
-
 /// Deletes a user with what is part of it: its console password, inline policies, SSH keys
 /// and signing certificates; its managed policies are detached and it leaves its groups (the
 /// policies and groups stay). A user with access keys left is in use (they go first, on their
@@ -680,103 +635,69 @@ pub(super) async fn delete_user(sdk: &SdkConfig, arn: &Arn) -> Result<Deleted, D
             .await
             .map_err(fail("DeleteLoginProfile")),
     )?;
-    let inline = user_parts!(iam, list_user_policies, name, "ListUserPolicies", |out| out
-        .policy_names()
-        .to_vec());
-    for policy in inline {
-        part(
-            iam.delete_user_policy()
-                .user_name(name)
-                .policy_name(policy)
-                .send()
-                .await
-                .map_err(fail("DeleteUserPolicy")),
-        )?;
-    }
-    let attached = user_parts!(
+    remove_parts!(
+        iam,
+        list_user_policies,
+        user_name(name),
+        "ListUserPolicies",
+        |out| out.policy_names().iter().cloned(),
+        |policy| iam.delete_user_policy().user_name(name).policy_name(policy),
+        "DeleteUserPolicy"
+    );
+    remove_parts!(
         iam,
         list_attached_user_policies,
-        name,
+        user_name(name),
         "ListAttachedUserPolicies",
         |out| out
             .attached_policies()
             .iter()
-            .filter_map(|p| p.policy_arn().map(str::to_owned))
-            .collect::<Vec<_>>()
+            .filter_map(|p| p.policy_arn().map(str::to_owned)),
+        |policy| iam.detach_user_policy().user_name(name).policy_arn(policy),
+        "DetachUserPolicy"
     );
-    for policy in attached {
-        part(
-            iam.detach_user_policy()
-                .user_name(name)
-                .policy_arn(policy)
-                .send()
-                .await
-                .map_err(fail("DetachUserPolicy")),
-        )?;
-    }
-    let groups = user_parts!(
+    remove_parts!(
         iam,
         list_groups_for_user,
-        name,
+        user_name(name),
         "ListGroupsForUser",
-        |out| out
-            .groups()
-            .iter()
-            .map(|g| g.group_name().to_owned())
-            .collect::<Vec<_>>()
+        |out| out.groups().iter().map(|g| g.group_name().to_owned()),
+        |group| iam
+            .remove_user_from_group()
+            .user_name(name)
+            .group_name(group),
+        "RemoveUserFromGroup"
     );
-    for group in groups {
-        part(
-            iam.remove_user_from_group()
-                .user_name(name)
-                .group_name(group)
-                .send()
-                .await
-                .map_err(fail("RemoveUserFromGroup")),
-        )?;
-    }
-    let certificates = user_parts!(
+    remove_parts!(
         iam,
         list_signing_certificates,
-        name,
+        user_name(name),
         "ListSigningCertificates",
         |out| out
             .certificates()
             .iter()
-            .map(|c| c.certificate_id().to_owned())
-            .collect::<Vec<_>>()
+            .map(|c| c.certificate_id().to_owned()),
+        |certificate| iam
+            .delete_signing_certificate()
+            .user_name(name)
+            .certificate_id(certificate),
+        "DeleteSigningCertificate"
     );
-    for certificate in certificates {
-        part(
-            iam.delete_signing_certificate()
-                .user_name(name)
-                .certificate_id(certificate)
-                .send()
-                .await
-                .map_err(fail("DeleteSigningCertificate")),
-        )?;
-    }
-    let ssh = user_parts!(
+    remove_parts!(
         iam,
         list_ssh_public_keys,
-        name,
+        user_name(name),
         "ListSSHPublicKeys",
         |out| out
             .ssh_public_keys()
             .iter()
-            .map(|k| k.ssh_public_key_id().to_owned())
-            .collect::<Vec<_>>()
+            .map(|k| k.ssh_public_key_id().to_owned()),
+        |key| iam
+            .delete_ssh_public_key()
+            .user_name(name)
+            .ssh_public_key_id(key),
+        "DeleteSSHPublicKey"
     );
-    for key in ssh {
-        part(
-            iam.delete_ssh_public_key()
-                .user_name(name)
-                .ssh_public_key_id(key)
-                .send()
-                .await
-                .map_err(fail("DeleteSSHPublicKey")),
-        )?;
-    }
     let r = iam
         .delete_user()
         .user_name(name)

@@ -377,6 +377,30 @@ fn sibling(of: &Arn, service: &str, resource: &str) -> Arn {
     .expect("built from a parsed ARN's non-empty parts and a non-empty resource")
 }
 
+/// Whether an IAM action (`service:Name`) changes something the way the deleters' calls do:
+/// deleting and its kin (detaching and disassociating are part of deleting an internet gateway
+/// and a route table), putting (a role's session revocation), and deactivating an access key
+/// (its first step). The tests of what an unarmed policy allows and of the tag-conditioned
+/// rows share it.
+#[cfg(test)]
+pub(crate) fn changes_something(action: &str) -> bool {
+    let name = action.split(':').nth(1).unwrap_or_default();
+    name == "UpdateAccessKey"
+        || [
+            "Put",
+            "Delete",
+            "Terminate",
+            "Deregister",
+            "Release",
+            "Detach",
+            "Disassociate",
+            "Schedule",
+            "Remove",
+        ]
+        .iter()
+        .any(|v| name.starts_with(v))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -518,26 +542,7 @@ mod tests {
             let deletes: Vec<&str> = row
                 .iter()
                 .copied()
-                .filter(|a| {
-                    let name = a.split(':').nth(1).unwrap_or_default();
-                    // Detaching and disassociating are part of deleting an internet
-                    // gateway and a route table; putting the session revocation, of
-                    // deleting a role; deactivating an access key, its first step.
-                    name == "UpdateAccessKey"
-                        || [
-                            "Put",
-                            "Delete",
-                            "Terminate",
-                            "Deregister",
-                            "Release",
-                            "Detach",
-                            "Disassociate",
-                            "Schedule",
-                            "Remove",
-                        ]
-                        .iter()
-                        .any(|v| name.starts_with(v))
-                })
+                .filter(|a| changes_something(a))
                 .collect();
             let conditioned = iam_tag_conditioned(*t);
             assert!(

@@ -396,7 +396,7 @@ impl Pg {
         }
         let _forget = Forget(&self);
         loop {
-            let batch: Vec<Box<dyn Decide>> = {
+            let mut batch: Vec<Box<dyn Decide>> = {
                 let mut queue = self.acquires.lock().unwrap_or_else(|p| p.into_inner());
                 let Some(waiting) = queue.as_mut().filter(|q| !q.is_empty()) else {
                     *queue = None;
@@ -405,7 +405,6 @@ impl Pg {
                 let n = waiting.len().min(ACQUIRE_BATCH);
                 waiting.drain(..n).collect()
             };
-            let mut batch = batch;
             let outcome = self.decide_batch(&mut batch).await;
             for mut p in batch {
                 p.answer(match &outcome {
