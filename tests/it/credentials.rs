@@ -209,6 +209,28 @@ async fn a_released_leases_keys_are_deactivated_then_deleted_and_nothing_else() 
     );
     // Three users, their three keys and the role.
     assert_eq!(stale(&d.metrics().await), 7.0);
+    // The plan says the key's first step is a deactivation, and `ephemera plan` shows it.
+    let (_, plan) = d.get("/api/v1/plan", VIEWER).await;
+    let item = plan["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|i| i["arn"] == key_arn("ci-doomed", &gone_key).as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("{plan:#}"));
+    assert_eq!(
+        (&item["status"], &item["step"]),
+        (&Value::from("scheduled"), &Value::from("deactivate")),
+        "{item:#}"
+    );
+    let view: ephemera::http::dto::PlanView = serde_json::from_value(plan.clone()).expect("a plan");
+    let table = ephemera::cli::output::plan_table(&view.items, view.armed);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains(&gone_key) && l.starts_with("scheduled (deactivate)")),
+        "{table}"
+    );
 
     // Pass 3, past the grace: the keys are deactivated (not deleted), the role deleted with
     // its sessions revoked first, the users wait for their keys.
@@ -270,6 +292,7 @@ async fn a_released_leases_keys_are_deactivated_then_deleted_and_nothing_else() 
         .cloned()
         .unwrap_or_else(|| panic!("{plan:#}"));
     assert_eq!(item["status"], "scheduled", "{item:#}");
+    assert_eq!(item["step"], "delete", "{item:#}");
     assert!(item["deactivated_at"].is_string(), "{item:#}");
     assert_eq!(proxy.count("DeleteAccessKey"), 0);
 
