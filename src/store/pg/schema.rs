@@ -247,6 +247,9 @@ const LATER: &[&str] = &[
     CREATE INDEX findings_by_lease ON findings (lease_id) WHERE lease_id IS NOT NULL;",
     // 25: when ephemera deactivated an access key (see the SQLite migration).
     "ALTER TABLE findings ADD COLUMN deactivated_at BIGINT;",
+    // 26: no foreign keys on findings and finding events (see the SQLite migration).
+    "ALTER TABLE findings DROP CONSTRAINT findings_arn_fkey;
+     ALTER TABLE finding_events DROP CONSTRAINT finding_events_finding_id_fkey;",
 ];
 
 /// The version this build's PostgreSQL schema reaches.
