@@ -92,7 +92,7 @@ pub fn evaluate_page(
 type Persister = tokio::task::JoinHandle<Result<(u64, u64), String>>;
 
 /// The task that writes a walk's batches as they arrive, and the channel to hand them over.
-/// One batch (two on PostgreSQL: [`crate::store::Store::pages_in_flight`]) may be persisting
+/// One batch (three on PostgreSQL: [`crate::store::Store::pages_in_flight`]) may be persisting
 /// and one waiting while the walk fetches and evaluates the next pages; another waits for
 /// room, so a slow store slows the walk, not memory. The task ends with the findings opened
 /// and updated once the sender is dropped and every batch is written, or with the first

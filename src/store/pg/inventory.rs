@@ -2,8 +2,8 @@
 //!
 //! A pass runs only on the replica that holds the act lock, and one at a time there, so the
 //! pass's writes need no lock across replicas beyond that one. Within the pass, though, the
-//! walks of several (account, region) persist at once, and so do two pages of one walk (one
-//! server backend alone bounds the pass to what one core can write). Pages take
+//! walks of several (account, region) persist at once, and so do several pages of one walk
+//! (one server backend alone bounds the pass to what one core can write). Pages take
 //! [`PASS_WRITES`] shared and a walk's end takes it alone, so a walk ends with no page
 //! half-written. Two pages in flight may name one resource: a bucket listed by two regions'
 //! walks, or an ARN a paginated listing repeats. Their updates take turns on the row; should
