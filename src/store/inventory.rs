@@ -341,7 +341,7 @@ impl Store {
     /// How many [`Store::persist_page`] calls of one walk may run at once: SQLite has one
     /// writer, so one (pages in order); PostgreSQL three, so other server backends write while
     /// one waits for its commit's flush or for us (pages racing over one resource are written
-    /// again; see `pg::inventory`). Three beat two on 2 cores in each of three rounds bar one.
+    /// again; see `pg::inventory`). Three, not two: measured on 2 cores (docs/development.md).
     pub fn pages_in_flight(&self) -> usize {
         if self.pg().is_some() { 3 } else { 1 }
     }

@@ -1128,8 +1128,6 @@ mod tests {
         }
     }
 
-    /// The registry's downtime moves the deadlines of the leases active when it stopped (on
-    /// the leases' clock), by the gap on the wall clock; a gap within `min_gap`, a first start,
     /// Acquires of two projects racing in one batch keep each project's quota and each key
     /// its own, on both engines (PostgreSQL decides them in one transaction).
     #[tokio::test]
@@ -1217,6 +1215,8 @@ mod tests {
         }
     }
 
+    /// The registry's downtime moves the deadlines of the leases active when it stopped (on
+    /// the leases' clock), by the gap on the wall clock; a gap within `min_gap`, a first start,
     /// or a beat told not to credit moves nothing; released and already lapsed leases never.
     #[tokio::test]
     async fn registry_downtime_is_credited_to_the_leases_active_when_it_stopped() {

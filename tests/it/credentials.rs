@@ -114,6 +114,19 @@ async fn decisions(d: &TestDaemon, arn: &str) -> Vec<(String, String)> {
     crate::reap::decisions(&crate::reap::audit(d).await, arn)
 }
 
+/// The deletion plan, and its item for `arn`.
+async fn plan_item(d: &TestDaemon, arn: &str) -> (Value, Value) {
+    let (_, plan) = d.get("/api/v1/plan", VIEWER).await;
+    let item = plan["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|i| i["arn"] == arn)
+        .cloned()
+        .unwrap_or_else(|| panic!("{plan:#}"));
+    (plan, item)
+}
+
 fn stale(metrics: &str) -> f64 {
     sample(metrics, "ephemera_stale_credentials{project=\"web\"}").unwrap_or(0.0)
 }
@@ -210,20 +223,13 @@ async fn a_released_leases_keys_are_deactivated_then_deleted_and_nothing_else() 
     // Three users, their three keys and the role.
     assert_eq!(stale(&d.metrics().await), 7.0);
     // The plan says the key's first step is a deactivation, and `ephemera plan` shows it.
-    let (_, plan) = d.get("/api/v1/plan", VIEWER).await;
-    let item = plan["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .find(|i| i["arn"] == key_arn("ci-doomed", &gone_key).as_str())
-        .cloned()
-        .unwrap_or_else(|| panic!("{plan:#}"));
+    let (plan, item) = plan_item(&d, &key_arn("ci-doomed", &gone_key)).await;
     assert_eq!(
         (&item["status"], &item["step"]),
         (&Value::from("scheduled"), &Value::from("deactivate")),
         "{item:#}"
     );
-    let view: ephemera::http::dto::PlanView = serde_json::from_value(plan.clone()).expect("a plan");
+    let view: ephemera::http::dto::PlanView = serde_json::from_value(plan).expect("a plan");
     let table = ephemera::cli::output::plan_table(&view.items, view.armed);
     assert!(
         table
@@ -283,14 +289,7 @@ async fn a_released_leases_keys_are_deactivated_then_deleted_and_nothing_else() 
     clock.advance(TimeDelta::hours(1));
     d.pass().await;
     assert!(keys(&iam, "ci-doomed").await.is_some_and(|k| k.len() == 1));
-    let (_, plan) = d.get("/api/v1/plan", VIEWER).await;
-    let item = plan["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .find(|i| i["arn"] == key_arn("ci-doomed", &gone_key).as_str())
-        .cloned()
-        .unwrap_or_else(|| panic!("{plan:#}"));
+    let (_, item) = plan_item(&d, &key_arn("ci-doomed", &gone_key)).await;
     assert_eq!(item["status"], "scheduled", "{item:#}");
     assert_eq!(item["step"], "delete", "{item:#}");
     assert!(item["deactivated_at"].is_string(), "{item:#}");

@@ -99,8 +99,6 @@ fn iam_tags(tags: &[Tag]) -> Tags {
     Tags::from_pairs(tags.iter().map(|t| (t.key(), t.value())))
 }
 
-/// `KIND/PATH/NAME` → NAME (role and instance profile names hold no `/`); a service-linked
-/// role refused.
 /// Roles AWS Organizations, StackSets and Control Tower make to reach member accounts.
 const ORGANIZATION_ROLES: &[&str] = &[
     "OrganizationAccountAccessRole",
@@ -109,25 +107,22 @@ const ORGANIZATION_ROLES: &[&str] = &[
 const ORGANIZATION_ROLE_PREFIXES: &[&str] =
     &["AWSControlTower", "aws-controltower-", "stacksets-exec-"];
 
+/// `KIND/PATH/NAME` → NAME ([`Arn::iam_entity`]; role and instance profile names hold no
+/// `/`); service-linked, Identity Center and organization roles refused.
 pub(super) fn entity_name<'a>(arn: &'a Arn, kind: &str) -> Result<&'a str, DeleteError> {
-    let Some(rest) = arn
-        .resource()
-        .strip_prefix(kind)
-        .and_then(|r| r.strip_prefix('/'))
-    else {
-        return Err(DeleteError::Unsupported(format!("iam:{}", arn.resource())));
-    };
-    if kind == "role" && rest.starts_with("aws-service-role/") {
+    if kind == "role" && arn.resource().starts_with("role/aws-service-role/") {
         return Err(DeleteError::Refused(format!(
             "{arn} is a service-linked role (its service deletes it)"
         )));
     }
-    if kind == "role" && rest.starts_with("aws-reserved/") {
+    if kind == "role" && arn.resource().starts_with("role/aws-reserved/") {
         return Err(DeleteError::Refused(format!(
             "{arn} is an IAM Identity Center role (only it deletes them)"
         )));
     }
-    let name = rest.rsplit('/').next().unwrap_or_default();
+    let Some((_, name)) = arn.iam_entity(kind) else {
+        return Err(DeleteError::Unsupported(format!("iam:{}", arn.resource())));
+    };
     // The roles through which an organization reaches its accounts: deleting one locks its
     // administrators (and often ephemera) out of the account.
     if kind == "role"
@@ -143,10 +138,7 @@ pub(super) fn entity_name<'a>(arn: &'a Arn, kind: &str) -> Result<&'a str, Delet
             "{arn} is a role an organization reaches its accounts through"
         )));
     }
-    match Some(name) {
-        Some(name) if !name.is_empty() => Ok(name),
-        _ => Err(DeleteError::Unsupported(format!("iam:{}", arn.resource()))),
-    }
+    Ok(name)
 }
 
 /// `None` for NoSuchEntity, the error otherwise.
