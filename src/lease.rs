@@ -442,13 +442,14 @@ impl LeaseRegistry {
         r
     }
 
-    /// Runs a read-check-write on one lease in a single store transaction. `f` says whether
-    /// it revived a lease lapsed by heartbeat, which is logged and counted.
+    /// Runs a read-check-write on one lease, atomically (see [`crate::store::Store::update_lease`]: `f` may
+    /// be asked again about a row another write changed meanwhile). `f` says whether it
+    /// revived a lease lapsed by heartbeat, which is logged and counted.
     async fn change(
         &self,
         who: &Principal,
         id: &str,
-        f: impl FnOnce(&mut Lease, DateTime<Utc>) -> Result<bool, LeaseError> + Send + 'static,
+        mut f: impl FnMut(&mut Lease, DateTime<Utc>) -> Result<bool, LeaseError> + Send + 'static,
     ) -> Result<Lease, LeaseError> {
         let lease_id: LeaseId = id
             .parse()
@@ -474,7 +475,8 @@ impl LeaseRegistry {
                         who.name, lease.project
                     )));
                 }
-                // Read the clock inside the transaction so `now` is ordered with the write.
+                // Read the clock after the row so `now` is ordered with the write (a write in
+                // between makes the store ask again, with a later clock).
                 let now = clock.now();
                 let before = lease.clone();
                 let r = f(lease, now)?;

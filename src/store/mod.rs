@@ -470,12 +470,14 @@ impl Store {
     }
 
     /// Reads a lease, lets `f` change it, and writes it back with the events `f` returns
-    /// (appended to `lease_events`), in one transaction. `Ok(None)` when there is no such
-    /// lease; an error from `f` writes nothing.
+    /// (appended to `lease_events`), atomically: on SQLite in one transaction, on PostgreSQL
+    /// only if the row is still as read, else `f` is asked again about the row as it is now
+    /// (so `f` may run more than once; what it returns last is written). `Ok(None)` when
+    /// there is no such lease; an error from `f` writes nothing.
     pub async fn update_lease<E>(
         &self,
         id: LeaseId,
-        f: impl FnOnce(&mut Lease) -> Result<Vec<LeaseEvent>, E> + Send + 'static,
+        mut f: impl FnMut(&mut Lease) -> Result<Vec<LeaseEvent>, E> + Send + 'static,
     ) -> Result<Option<Lease>, E>
     where
         E: From<StoreError> + Send + 'static,

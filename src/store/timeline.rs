@@ -399,7 +399,7 @@ mod tests {
         id: LeaseId,
         m: i64,
         who: &str,
-        f: impl FnOnce(&mut Lease, DateTime<Utc>) + Send + 'static,
+        mut f: impl FnMut(&mut Lease, DateTime<Utc>) + Send + 'static,
     ) {
         let who = who.to_owned();
         store

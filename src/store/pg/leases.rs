@@ -1,5 +1,7 @@
-//! Leases on PostgreSQL: every read-check-write locks what it checks, so replicas racing for
-//! one project's quota or one lease's release serialise on the database, not on a process.
+//! Leases on PostgreSQL: replicas racing for one project's quota serialise on the project's
+//! lock in the database, not on a process; a change of one lease (a release, a renewal) is
+//! written only over the row version it was decided on, so of racing changes each decides on
+//! what the one before it wrote.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,21 +39,43 @@ pub(super) fn lease_of(r: &Row) -> Result<Lease, StoreError> {
     RawLease::from_pg(r)?.into_lease()
 }
 
-/// Writes a lease back over its row: the parameters of [`lease_params`].
-const UPDATE_LEASE: &str = "UPDATE leases SET project = $2, task = $3, owner = $4, principal = $5,
-    created_at = $6, expires_at = $7, heartbeat_interval_s = $8, last_heartbeat_at = $9,
-    released_at = $10, labels = $11, regions = $12, ends_at = $13
-    WHERE id = $1";
+/// A lease's row as [`lease_of`] reads it, with the version it was read at (`xmin`, the
+/// transaction that wrote it: any later write of the row changes it).
+const READ_LEASE_VERSION: &str = concat!(
+    "SELECT ",
+    lease_columns!(),
+    ", xmin::text FROM leases WHERE id = $1"
+);
 
-/// Appends a change's events (`lease_events`): one array per column, so any number of them
-/// (none too) is one statement of the pipeline.
-const INSERT_LEASE_EVENTS: &str = "INSERT INTO lease_events (lease_id, at, kind, principal, detail)
-    SELECT $1, e.at, e.kind, e.principal, e.detail
-    FROM UNNEST($2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[]) AS e (at, kind, principal, detail)";
+/// Writes a lease back over its row, only if the row is still the version read (`$14`), with
+/// the change's events (`lease_events`, one array per column, so any number of them, none
+/// too): the parameters of [`LeaseParams::refs`] then [`EventParams::refs`]. One statement,
+/// its own transaction; it answers 1 when written, 0 when the row had changed (or gone) and
+/// nothing was. Under READ COMMITTED an `UPDATE` that meets a row another transaction is
+/// changing waits for it and re-checks its condition on the row that transaction left.
+const WRITE_LEASE_IF_UNCHANGED: &str = "WITH changed AS (
+        UPDATE leases SET project = $2, task = $3, owner = $4, principal = $5,
+            created_at = $6, expires_at = $7, heartbeat_interval_s = $8, last_heartbeat_at = $9,
+            released_at = $10, labels = $11, regions = $12, ends_at = $13
+        WHERE id = $1 AND xmin::text = $14
+        RETURNING id
+    ), recorded AS (
+        INSERT INTO lease_events (lease_id, at, kind, principal, detail)
+        SELECT changed.id, e.at, e.kind, e.principal, e.detail
+        FROM changed,
+            UNNEST($15::BIGINT[], $16::TEXT[], $17::TEXT[], $18::TEXT[])
+                WITH ORDINALITY AS e (at, kind, principal, detail, n)
+        ORDER BY e.n
+    )
+    SELECT COUNT(*) FROM changed";
 
-/// The parameters of [`INSERT_LEASE_EVENTS`].
+/// Most times [`Pg::update_lease`] reads a lease again after another write changed it
+/// between its read and its write; each such time another change was written.
+const UPDATE_ATTEMPTS: usize = 64;
+
+/// The events of a change, in [`WRITE_LEASE_IF_UNCHANGED`] (which takes the lease id of its
+/// row).
 struct EventParams {
-    lease_id: String,
     at: Vec<i64>,
     kind: Vec<String>,
     principal: Vec<String>,
@@ -59,9 +83,8 @@ struct EventParams {
 }
 
 impl EventParams {
-    fn of(lease: &Lease, events: &[LeaseEvent]) -> Self {
+    fn of(events: &[LeaseEvent]) -> Self {
         EventParams {
-            lease_id: lease.id.to_string(),
             at: events.iter().map(|e| ms(e.at)).collect(),
             kind: events.iter().map(|e| e.change.kind().to_owned()).collect(),
             principal: events.iter().map(|e| e.principal.clone()).collect(),
@@ -69,18 +92,12 @@ impl EventParams {
         }
     }
 
-    fn refs(&self) -> [&(dyn ToSql + Sync); 5] {
-        [
-            &self.lease_id,
-            &self.at,
-            &self.kind,
-            &self.principal,
-            &self.detail,
-        ]
+    fn refs(&self) -> [&(dyn ToSql + Sync); 4] {
+        [&self.at, &self.kind, &self.principal, &self.detail]
     }
 }
 
-/// A lease's columns, in the order of [`UPDATE_LEASE`].
+/// A lease's columns, in the order of [`WRITE_LEASE_IF_UNCHANGED`].
 struct LeaseParams {
     id: String,
     project: String,
@@ -542,87 +559,54 @@ impl Pg {
         Ok(())
     }
 
+    /// Reads lease `id`, lets `f` change it, and writes it back with `f`'s events if the row
+    /// is still as read; if another write came in between, reads it again and asks `f` again
+    /// (so racing releases of one lease: one writes, the others read it released and `f`
+    /// refuses). Two statements and no lock held between them, instead of a transaction
+    /// holding the row's lock across a round trip to this process.
     pub(in crate::store) async fn update_lease<E>(
         &self,
         id: LeaseId,
-        f: impl FnOnce(&mut Lease) -> Result<Vec<LeaseEvent>, E>,
+        mut f: impl FnMut(&mut Lease) -> Result<Vec<LeaseEvent>, E>,
     ) -> Result<Option<Lease>, E>
     where
         E: From<StoreError>,
     {
         let mut c = self.conn().await?;
-        let begin = c.statement("BEGIN").await?;
-        let select = c
-            .statement(concat!(
-                "SELECT ",
-                lease_columns!(),
-                " FROM leases WHERE id = $1 FOR UPDATE"
-            ))
-            .await?;
-        let update = c.statement(UPDATE_LEASE).await?;
-        let record = c.statement(INSERT_LEASE_EVENTS).await?;
-        let (commit, rollback) = (c.statement("COMMIT").await?, c.statement("ROLLBACK").await?);
-        // Two round trips instead of four: BEGIN with the read, the write with COMMIT.
-        // The row lock makes racing renewals and releases of one lease take turns: the second
-        // reads what the first wrote (a released lease), and `f` refuses it.
-        c.pipeline_begin();
+        let read = c.statement(READ_LEASE_VERSION).await?;
+        let write = c.statement(WRITE_LEASE_IF_UNCHANGED).await?;
         let id_text = id.to_string();
-        let (_, row) = {
-            let client = c.client();
-            let by_id: [&(dyn ToSql + Sync); 1] = [&id_text];
-            tokio::try_join!(
-                client.execute(&begin, &[]),
-                client.query_opt(&select, &by_id)
-            )
-            .map_err(StoreError::from)?
-        };
-        let (lease, events) = match row.map(|r| lease_of(&r)).transpose() {
-            Ok(Some(mut lease)) => match f(&mut lease) {
-                Ok(events) => (lease, events),
-                Err(e) => {
-                    c.client()
-                        .execute(&rollback, &[])
-                        .await
-                        .map_err(StoreError::from)?;
-                    c.pipeline_end();
-                    return Err(e);
-                }
-            },
-            other => {
-                c.client()
-                    .execute(&rollback, &[])
-                    .await
-                    .map_err(StoreError::from)?;
-                c.pipeline_end();
-                return Ok(other?);
-            }
-        };
-        let params = lease_params(&lease)?;
-        let events = EventParams::of(&lease, &events);
-        {
-            let client = c.client();
-            let values = params.refs();
-            let event_values = events.refs();
-            // A failed write makes the COMMIT a rollback, and the write's error is returned.
-            // The events ride in the same pipeline: still two round trips. A plain heartbeat
-            // has none, and sends no insert.
-            if events.at.is_empty() {
-                tokio::try_join!(
-                    client.execute(&update, &values),
-                    client.execute(&commit, &[])
-                )
+        for _ in 0..UPDATE_ATTEMPTS {
+            let Some(row) = c
+                .client()
+                .query_opt(&read, &[&id_text])
+                .await
+                .map_err(StoreError::from)?
+            else {
+                return Ok(None);
+            };
+            let mut lease = lease_of(&row)?;
+            let version: String = row.try_get(12).map_err(StoreError::from)?;
+            let events = f(&mut lease)?;
+            let params = lease_params(&lease)?;
+            let events = EventParams::of(&events);
+            let mut values: Vec<&(dyn ToSql + Sync)> = params.refs().to_vec();
+            values.push(&version);
+            values.extend(events.refs());
+            let written: i64 = c
+                .client()
+                .query_one(&write, &values)
+                .await
+                .map_err(StoreError::from)?
+                .try_get(0)
                 .map_err(StoreError::from)?;
-            } else {
-                tokio::try_join!(
-                    client.execute(&update, &values),
-                    client.execute(&record, &event_values),
-                    client.execute(&commit, &[])
-                )
-                .map_err(StoreError::from)?;
+            if written == 1 {
+                return Ok(Some(lease));
             }
         }
-        c.pipeline_end();
-        Ok(Some(lease))
+        Err(E::from(StoreError::Commit(format!(
+            "lease {id} changed under each of {UPDATE_ATTEMPTS} attempts to change it"
+        ))))
     }
 
     pub(in crate::store) async fn lease_durations_since(
