@@ -580,10 +580,9 @@ impl Tasks {
             RunOutcome::Partial
         };
         // Only a pass that saw everything can prove a lease's resources gone. Beside the act
-        // step and the gauges, not before them: each reads what the walks wrote, none what the
-        // others write (a resource deleted now is gone after this pass started, so it counts
-        // as still there for this pass's teardowns either way), and on PostgreSQL they use
-        // two cores.
+        // step, not before it: each reads what the walks wrote, not what the other writes (a
+        // resource deleted now is gone after this pass started, so it counts as still there
+        // for this pass's teardowns either way), and on PostgreSQL they use two cores.
         let settle = async {
             if !all_complete {
                 return;
@@ -600,10 +599,18 @@ impl Tasks {
                 }
             }
         };
+        // The gauges count live resources (and the teardowns just settled), which the act
+        // step changes only by deleting: recomputed beside it, after the settling, and again
+        // after it when it deleted something, so a pass that deletes nothing does not wait
+        // for a scan of every resource after its act step.
+        let gauges = async {
+            settle.await;
+            self.refresh_gauges().await
+        };
         let act_step = async {
             // Before the act step, so the plan, the notices and the summary can name them.
             self.look_up_creators().await;
-            let acted = match act {
+            match act {
                 Some(lock) => match inner
                     .reaper
                     .act(&run_id, &report.walks, actor, lock.fence())
@@ -621,14 +628,20 @@ impl Tasks {
                     );
                     None
                 }
-            };
-            // After the act step: what it deleted and marked shows in them.
-            if let Err(e) = self.refresh_gauges().await {
-                tracing::error!(error = %crate::error_chain(&e), "cannot recompute resource gauges");
             }
-            acted
         };
-        let ((), acted) = tokio::join!(settle, act_step);
+        let (mut gauged, acted) = tokio::join!(gauges, act_step);
+        // An act step that failed may have deleted some first: counted again too.
+        let deleted = act.is_some()
+            && acted
+                .as_ref()
+                .is_none_or(|r| r.count(crate::model::Decision::Deleted) > 0);
+        if deleted || gauged.is_err() {
+            gauged = self.refresh_gauges().await;
+        }
+        if let Err(e) = gauged {
+            tracing::error!(error = %crate::error_chain(&e), "cannot recompute resource gauges");
+        }
         let reap_results = match acted {
             Some(r) => {
                 report.reap = Some(ReapSummary::from(&r));

@@ -441,6 +441,15 @@ max_project_share_percent = 80
         Some(3.0)
     );
     assert!(sample(&m, r#"ephemera_marked_resources{project="data"}"#) == Some(5.0));
+    // The resource gauges were counted beside the act step and again after its deletions:
+    // the deleted queue (the only one) is no longer live.
+    assert_eq!(
+        sample(
+            &m,
+            r#"ephemera_resources{project="web",region="us-east-1",resource_type="sqs:queue",verdict="expired"}"#
+        ),
+        Some(0.0)
+    );
     // The gauge is set after the deletions: it counts what the plan still holds, per project.
     let (_, plan) = d.get("/api/v1/plan", VIEWER).await;
     let mut planned: BTreeMap<String, f64> = BTreeMap::new();
