@@ -2,9 +2,10 @@
 //! [`crate::model::Lease`]'s).
 //!
 //! Architecture Invariant: [`LeaseRegistry`] is
-//! the only writer of leases, and every read-check-write it does runs as one store
-//! transaction, so two callers can never both take the last slot of a quota or both release
-//! the same lease.
+//! the only writer of leases, and every read-check-write it does is atomic in the store (one
+//! transaction; on PostgreSQL a change of one lease is written only over the row version it
+//! was decided on), so two callers can never both take the last slot of a quota or both
+//! release the same lease.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
