@@ -443,9 +443,10 @@ impl LeaseRegistry {
         r
     }
 
-    /// Runs a read-check-write on one lease, atomically (see [`crate::store::Store::update_lease`]: `f` may
-    /// be asked again about a row another write changed meanwhile). `f` says whether it
-    /// revived a lease lapsed by heartbeat, which is logged and counted.
+    /// Runs a read-check-write on one lease, atomically (see
+    /// [`crate::store::Store::update_lease`]: `f` may be asked again about a row another write
+    /// changed meanwhile). `f` says whether it revived a lease lapsed by heartbeat, which is
+    /// logged and counted.
     async fn change(
         &self,
         who: &Principal,

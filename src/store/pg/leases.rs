@@ -44,7 +44,7 @@ pub(super) fn lease_of(r: &Row) -> Result<Lease, StoreError> {
 const READ_LEASE_VERSION: &str = concat!(
     "SELECT ",
     lease_columns!(),
-    ", xmin::text FROM leases WHERE id = $1"
+    ", xmin::text AS version FROM leases WHERE id = $1"
 );
 
 /// Writes a lease back over its row, only if the row is still the version read (`$14`), with
@@ -586,7 +586,7 @@ impl Pg {
                 return Ok(None);
             };
             let mut lease = lease_of(&row)?;
-            let version: String = row.try_get(12).map_err(StoreError::from)?;
+            let version: String = row.try_get("version").map_err(StoreError::from)?;
             let events = f(&mut lease)?;
             let params = lease_params(&lease)?;
             let events = EventParams::of(&events);
