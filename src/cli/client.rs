@@ -360,6 +360,37 @@ impl Client {
     }
 }
 
+/// Sends `start` again, every second for up to `wait`, while the daemon answers `code` (that
+/// work runs already: a scheduled pass or refresh, or another process's), telling the user
+/// once. Work that began before the command may have missed what changed just before it, so
+/// the command waits to start its own rather than adopt the running one.
+pub async fn start_when_free<T, F: std::future::Future<Output = anyhow::Result<T>>>(
+    code: &str,
+    wait: std::time::Duration,
+    mut start: impl FnMut() -> F,
+) -> anyhow::Result<T> {
+    let until = std::time::Instant::now() + wait;
+    let mut told = false;
+    loop {
+        match start().await {
+            Err(e) if std::time::Instant::now() < until => {
+                let Some(f) = e.downcast_ref::<ApiFailure>().filter(|f| f.code == code) else {
+                    return Err(e);
+                };
+                if !told {
+                    eprintln!(
+                        "ephemera: {}; waiting for it to end to start anew",
+                        f.message
+                    );
+                    told = true;
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Keeps an id from escaping its path segment.
 fn enc(id: &str) -> String {
     id.bytes()

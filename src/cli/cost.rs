@@ -10,7 +10,14 @@ pub(super) async fn cost(
 ) -> anyhow::Result<ExitCode> {
     let api = client.client()?;
     if refresh {
-        output::while_waiting("refreshing spend from Cost Explorer", api.refresh_cost()).await?;
+        output::while_waiting(
+            "refreshing spend from Cost Explorer",
+            // A scheduled refresh takes seconds; ten minutes covers a slow Cost Explorer.
+            client::start_when_free("cost-running", std::time::Duration::from_secs(600), || {
+                api.refresh_cost()
+            }),
+        )
+        .await?;
     }
     let spend = api.cost(&[("by", by.clone()), ("since", since)]).await?;
     match client.output {

@@ -186,15 +186,17 @@ enum Command {
         /// With --once: exit 1 when more resources than this have a --fail-on verdict.
         #[arg(long)]
         max: Option<u64>,
-        /// Through the daemon: wait until the pass ends and print its summary.
+        /// Through the daemon: wait until the pass ends and print its summary (a pass
+        /// already running is waited for, up to --lock-wait, and then this one started).
         #[arg(long)]
         wait: bool,
         /// With --once: also run the act step (mark, and delete when armed). Without it a
         /// one-shot pass only audits: it marks nothing and deletes nothing.
         #[arg(long, requires = "once")]
         act: bool,
-        /// With --once: how long to wait for another process's pass or reaping on the same
-        /// store to end before giving up (e.g. `30s`, `10m`).
+        /// With --once or --wait: how long to wait for a pass or reaping already running
+        /// (the daemon's, or another process's on the same store) to end before giving up
+        /// (e.g. `30s`, `10m`).
         #[arg(long, default_value = "10m", value_parser = parse_human_duration)]
         lock_wait: crate::model::HumanDuration,
     },
@@ -664,11 +666,11 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             act,
             lock_wait,
         } => {
+            let lock_wait = std::time::Duration::from_secs(lock_wait.as_secs());
             if once {
-                let wait = std::time::Duration::from_secs(lock_wait.as_secs());
-                scan::scan_once(&config, &fail_on, max, client.output, act, wait).await
+                scan::scan_once(&config, &fail_on, max, client.output, act, lock_wait).await
             } else {
-                scan::scan_remote(client, wait).await
+                scan::scan_remote(client, wait, lock_wait).await
             }
         }
         Command::Findings(args) => scan::findings(args).await,

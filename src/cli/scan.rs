@@ -50,9 +50,19 @@ pub(super) async fn scan_once(
 }
 
 /// `scan` through the daemon.
-pub(super) async fn scan_remote(client: ClientArgs, wait: bool) -> anyhow::Result<ExitCode> {
+/// With `wait`, a pass or reaping already running (the daemon's or another process's on its
+/// store) is waited for, up to `lock_wait`, and then this one started.
+pub(super) async fn scan_remote(
+    client: ClientArgs,
+    wait: bool,
+    lock_wait: std::time::Duration,
+) -> anyhow::Result<ExitCode> {
     let api = client.client()?;
-    let started = api.start_scan().await?;
+    let started = if wait {
+        client::start_when_free("scan-running", lock_wait, || api.start_scan()).await?
+    } else {
+        api.start_scan().await?
+    };
     let run_id = started.run_id.clone();
     if !wait {
         match client.output {

@@ -205,7 +205,7 @@ impl Tasks {
         let inner = &self.inner;
         inner
             .scans
-            .claim(&inner.store, trigger, true, inner.clock.now())
+            .claim(&inner.store, trigger, true, inner.clock.as_ref())
             .await
     }
 
@@ -789,7 +789,7 @@ impl Tasks {
         // Cost Explorer is read, nothing deleted: the refresh needs no act lock.
         let run = inner
             .costs
-            .claim(&inner.store, trigger, false, inner.clock.now())
+            .claim(&inner.store, trigger, false, inner.clock.as_ref())
             .await?;
         let run_id = run.id.clone();
         let result = inner.cost.refresh().await;

@@ -83,12 +83,14 @@ impl Runner {
         store: &Store,
         trigger: &str,
         acts: bool,
-        now: DateTime<Utc>,
+        clock: &dyn crate::clock::Clock,
     ) -> Result<Run, TaskError> {
         let id = uuid::Uuid::now_v7().to_string();
         let held = self
             .hold(store, acts.then(|| format!("{} run {id}", self.task)))
             .await?;
+        // Read once the locks are held: a claim may have waited for the run before to end.
+        let now = clock.now();
         if held.act.is_some() {
             self.close_interrupted(store, now).await?;
         }
@@ -202,10 +204,13 @@ mod tests {
         let scans = Runner::new(TaskName::Scan);
         let costs = Runner::new(TaskName::Cost);
 
-        let run = scans.claim(&store, "test", true, now).await.expect("free");
+        let run = scans
+            .claim(&store, "test", true, &SystemClock)
+            .await
+            .expect("free");
         assert!(run.act.is_some(), "a run that acts holds the act lock");
         assert_eq!(scans.running().await.as_deref(), Some(run.id.as_str()));
-        let again = scans.claim(&store, "test", true, now).await;
+        let again = scans.claim(&store, "test", true, &SystemClock).await;
         let Err(refused) = again else {
             panic!("a second scan started")
         };
@@ -217,14 +222,14 @@ mod tests {
         );
         // Another task runs beside it; one that does not act takes no act lock.
         let cost = costs
-            .claim(&store, "test", false, now)
+            .claim(&store, "test", false, &SystemClock)
             .await
             .expect("own lock");
         assert!(cost.act.is_none());
         // Across processes: the act lock is taken, so a pass elsewhere is busy.
         let elsewhere = Runner::new(TaskName::Scan);
         assert!(matches!(
-            elsewhere.claim(&store, "test", true, now).await,
+            elsewhere.claim(&store, "test", true, &SystemClock).await,
             Err(TaskError::Busy(_))
         ));
 
@@ -273,7 +278,7 @@ mod tests {
         assert!(!text.contains("ephemera_task_last_success_timestamp_seconds{task=\"scan\"}"));
         // Both locks are free again, here and for another process.
         let next = elsewhere
-            .claim(&store, "test", true, now)
+            .claim(&store, "test", true, &SystemClock)
             .await
             .expect("free again");
         assert!(next.act.is_some());
@@ -289,11 +294,14 @@ mod tests {
         let metrics = Metrics::new();
         let now = SystemClock.now();
         let scans = std::sync::Arc::new(Runner::new(TaskName::Scan));
-        let run = scans.claim(&store, "test", true, now).await.expect("free");
+        let run = scans
+            .claim(&store, "test", true, &SystemClock)
+            .await
+            .expect("free");
         let first = run.id.clone();
 
         let (s, st) = (scans.clone(), store.clone());
-        let next = tokio::spawn(async move { s.claim(&st, "test", true, now).await });
+        let next = tokio::spawn(async move { s.claim(&st, "test", true, &SystemClock).await });
         // The test runtime has one thread: the claim now waits on the task's lock.
         tokio::task::yield_now().await;
         assert!(!next.is_finished(), "the claim waits while the run lives");

@@ -410,7 +410,8 @@ async fn inactive_cost_allocation_tags_are_reported() {
     assert_eq!(cost_run["outcome"], "failed", "{status}");
 }
 
-/// Two refreshes never overlap (each is billed): the second is refused while the first runs.
+/// Two refreshes never overlap (each is billed): the second is refused while the first runs,
+/// and `cost --refresh` meeting it waits for it to end, then refreshes anew.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refresh_while_one_runs_is_refused() {
     let moto = Moto::start().await;
@@ -419,7 +420,9 @@ async fn a_refresh_while_one_runs_is_refused() {
     let d = TestDaemon::start_with_clock(&work, manual_clock()).await;
     proxy.set_fault(
         "GetCostAndUsage",
-        Fault::Delay(std::time::Duration::from_secs(2)),
+        // A refusal comes after a claim has waited 2 s for the run to finish; the command's
+        // first attempt must still find this one running.
+        Fault::Delay(std::time::Duration::from_secs(6)),
         Some(1),
     );
     let first = {
@@ -443,5 +446,22 @@ async fn a_refresh_while_one_runs_is_refused() {
     let (s, body) = d.post("/api/v1/cost/refresh", OPERATOR, json!({})).await;
     assert_eq!(s, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["code"], "cost-running");
+    let calls_of_the_first = proxy.count("GetCostAndUsage");
+    let base = d.base();
+    let env = [
+        ("EPHEMERA_ADDR", base.as_str()),
+        ("EPHEMERA_TOKEN", OPERATOR),
+    ];
+    let out = crate::cli::run(&["cost", "--refresh", "--output", "json"], &env).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("a cost refresh is already running; waiting for it to end"),
+        "{stderr}"
+    );
     assert_eq!(first.await.expect("joins").as_u16(), 200);
+    assert!(
+        proxy.count("GetCostAndUsage") > calls_of_the_first,
+        "the command refreshed anew after the first"
+    );
 }

@@ -489,6 +489,54 @@ async fn scans_never_overlap() {
     assert_eq!(s, StatusCode::FORBIDDEN, "lessees may not start scans");
 }
 
+/// `scan --wait` meeting a pass already running (a scheduled one, say) waits for it to end and
+/// then runs its own, which began after the command; with a short `--lock-wait` it gives up.
+#[tokio::test(flavor = "multi_thread")]
+async fn scan_wait_waits_for_a_running_pass_then_runs_its_own() {
+    let moto = Moto::start().await;
+    let proxy = FaultProxy::start(&moto.endpoint()).await;
+    let work = Workdir::with_config(&config_text_with_aws(&aws_section(&proxy.endpoint())));
+    let d = TestDaemon::start(&work).await;
+    // Long enough for both commands to be refused: a refusal comes after a claim has waited
+    // 2 s for the run to finish.
+    proxy.set_fault(
+        "GetResources",
+        Fault::Delay(Duration::from_secs(8)),
+        Some(1),
+    );
+    let (s, first) = d.post("/api/v1/scans", OPERATOR, json!({})).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{first}");
+    let first = first["run_id"].as_str().expect("run id").to_owned();
+    let base = format!("http://{}", d.addr);
+    let env = [
+        ("EPHEMERA_ADDR", base.as_str()),
+        ("EPHEMERA_TOKEN", OPERATOR),
+    ];
+    let out = run_bin(&["scan", "--wait", "--lock-wait", "1s"], &env).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("scan-running (409 Conflict)"), "{stderr}");
+    let out = run_bin(&["scan", "--wait", "--output", "json"], &env).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "a scan is already running (run {first}); waiting for it to end"
+        )),
+        "{stderr}"
+    );
+    let own: Value = serde_json::from_slice(&out.stdout).expect("scan json");
+    assert_ne!(own["run"]["id"].as_str(), Some(first.as_str()), "{own}");
+    let (_, first_run) = d.get(&format!("/api/v1/scans/{first}"), OPERATOR).await;
+    let at = |v: &Value| chrono::DateTime::parse_from_rfc3339(v.as_str().expect("a time"));
+    let ended = at(&first_run["run"]["ended_at"]).expect("the first ended");
+    let began = at(&own["run"]["started_at"]).expect("own start");
+    assert!(
+        began >= ended,
+        "own pass began {began}, before the first ended {ended}"
+    );
+}
+
 async fn run_bin(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ephemera"));
     cmd.args(args)
