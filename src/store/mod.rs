@@ -1217,6 +1217,141 @@ mod tests {
         }
     }
 
+    /// Changes of many leases racing through one handle: each is written with its own events
+    /// or refused alone, and of racing changes of one lease each sees what the one before it
+    /// wrote, so none is lost.
+    #[tokio::test]
+    async fn racing_changes_each_write_their_own_lease() {
+        use chrono::{TimeDelta, TimeZone};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let t0 = Utc
+            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .expect("time");
+        for (engine, store) in Store::open_both_for_test(dir.path()).await {
+            let mut ids = Vec::new();
+            for i in 0..20 {
+                let lease = Lease {
+                    id: LeaseId::generate(),
+                    project: ProjectName::parse("web").expect("name"),
+                    task: format!("t{i}"),
+                    owner: "o@example.com".into(),
+                    principal: "ci".into(),
+                    created_at: t0,
+                    expires_at: t0 + TimeDelta::hours(1),
+                    heartbeat_interval: None,
+                    last_heartbeat_at: None,
+                    released_at: None,
+                    labels: Default::default(),
+                    regions: vec![],
+                };
+                ids.push(lease.id);
+                store
+                    .insert_lease(lease, t0, |_| Ok::<(), StoreError>(()))
+                    .await
+                    .expect("inserted");
+            }
+            let change = |id: LeaseId, what: u32| {
+                let store = store.clone();
+                async move {
+                    store
+                        .update_lease(id, move |l| {
+                            let before = l.clone();
+                            match what {
+                                // A release.
+                                0 => l.released_at = Some(t0 + TimeDelta::minutes(1)),
+                                // A refusal: nothing written.
+                                1 => return Err(StoreError::Corrupt("refused".into())),
+                                // One more to a count kept in a label.
+                                _ => {
+                                    let n: u32 = l
+                                        .labels
+                                        .get("n")
+                                        .map_or(0, |n| n.parse().expect("a count"));
+                                    l.labels.insert("n".into(), (n + 1).to_string());
+                                    l.expires_at += TimeDelta::minutes(1);
+                                }
+                            }
+                            Ok(crate::model::lease_changes(&before, l, t0)
+                                .into_iter()
+                                .map(|change| LeaseEvent {
+                                    at: t0,
+                                    principal: "ci".into(),
+                                    change,
+                                })
+                                .collect())
+                        })
+                        .await
+                }
+            };
+            // Connections opened beforehand, so the changes below overlap rather than wait,
+            // one after another, for a connection each.
+            let mut reads = tokio::task::JoinSet::new();
+            for id in ids.iter().cycle().take(32) {
+                let (store, id) = (store.clone(), *id);
+                reads.spawn(async move { store.get_lease(id).await });
+            }
+            while let Some(done) = reads.join_next().await {
+                done.expect("joins").expect("reads");
+            }
+            let mut calls = tokio::task::JoinSet::new();
+            for (i, id) in ids.iter().enumerate().take(18) {
+                calls.spawn(change(*id, u32::from(i % 2 == 1)));
+            }
+            for _ in 0..12 {
+                calls.spawn(change(ids[19], 2));
+            }
+            calls.spawn(change(LeaseId::generate(), 0));
+            let mut answers = (0, 0, 0);
+            while let Some(done) = calls.join_next().await {
+                match done.expect("joins") {
+                    Ok(Some(_)) => answers.0 += 1,
+                    Ok(None) => answers.1 += 1,
+                    Err(_) => answers.2 += 1,
+                }
+            }
+            assert_eq!(
+                answers,
+                (9 + 12, 1, 9),
+                "{engine}: written, unknown, refused"
+            );
+            for (i, id) in ids.iter().enumerate().take(18) {
+                let l = store.get_lease(*id).await.expect("reads").expect("there");
+                assert_eq!(l.released_at.is_some(), i % 2 == 0, "{engine}: lease {i}");
+            }
+            let counted = store
+                .get_lease(ids[19])
+                .await
+                .expect("reads")
+                .expect("there");
+            assert_eq!(
+                counted.labels.get("n").map(String::as_str),
+                Some("12"),
+                "{engine}"
+            );
+            assert_eq!(counted.expires_at, t0 + TimeDelta::minutes(72), "{engine}");
+            let events = store
+                .text_rows_for_test("SELECT lease_id, kind FROM lease_events ORDER BY id")
+                .await;
+            let kinds = |id: LeaseId| -> Vec<String> {
+                events
+                    .iter()
+                    .filter(|r| r[0].as_deref() == Some(id.to_string().as_str()))
+                    .filter_map(|r| r[1].clone())
+                    .collect()
+            };
+            for (i, id) in ids.iter().enumerate().take(18) {
+                let want: Vec<String> = if i % 2 == 0 {
+                    vec!["released".into()]
+                } else {
+                    vec![]
+                };
+                assert_eq!(kinds(*id), want, "{engine}: lease {i}");
+            }
+            assert_eq!(kinds(ids[19]), vec!["renewed".to_owned(); 12], "{engine}");
+        }
+    }
+
     /// The registry's downtime moves the deadlines of the leases active when it stopped (on
     /// the leases' clock), by the gap on the wall clock; a gap within `min_gap`, a first start,
     /// or a beat told not to credit moves nothing; released and already lapsed leases never.
