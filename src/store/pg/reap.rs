@@ -69,8 +69,41 @@ static INTERRUPTED: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// The open `reap` findings not yet marked, locked until the marks are written.
-const TO_MARK: &str = concat!(to_mark!(), " FOR UPDATE OF f");
+/// The open `reap` findings not yet marked. Not locked: [`WRITE_MARKS`] marks each only if it
+/// is still so when written.
+const TO_MARK: &str = to_mark!();
+
+/// Writes the marks of one pass in one statement: each finding's deadline, only while it is
+/// still an open, unmarked `reap` finding of the verdict its mark was decided on (under READ
+/// COMMITTED the `UPDATE` re-checks a row another transaction changed meanwhile), and for
+/// those marked their `deletion-planned` notices and `marked` events, in mark order. Answers
+/// how many were marked.
+const WRITE_MARKS: &str = "WITH m AS (
+        SELECT * FROM unnest($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[],
+                             $6::TEXT[], $7::TEXT[], $8::TEXT[]) WITH ORDINALITY
+            AS m(id, deadline, owner_tag, recipient, dedupe_key, payload, verdict, detail, n)
+    ), marked AS (
+        UPDATE findings SET deadline = m.deadline, marked_owner = m.owner_tag
+        FROM m
+        WHERE findings.id = m.id AND findings.resolved_at IS NULL
+          AND findings.action = 'reap' AND findings.deadline IS NULL
+          AND findings.verdict = m.verdict
+        RETURNING findings.id
+    ), noticed AS (
+        INSERT INTO outbox (kind, recipient, dedupe_key, payload, created_at)
+        SELECT $9, m.recipient, m.dedupe_key, m.payload, $10
+        FROM m JOIN marked ON marked.id = m.id
+        ORDER BY m.n
+        ON CONFLICT (dedupe_key) DO NOTHING
+    ), recorded AS (
+        -- A transition of the finding (no deletion is decided yet), so it goes with the
+        -- finding's other events, not into the reaper's audit chain.
+        INSERT INTO finding_events (finding_id, run_id, at, kind, verdict, detail)
+        SELECT m.id, $11, $10, 'marked', m.verdict, m.detail
+        FROM m JOIN marked ON marked.id = m.id
+        ORDER BY m.n
+    )
+    SELECT COUNT(*) FROM marked";
 
 fn to_mark(r: &Row) -> Result<ToMark, StoreError> {
     Ok((
@@ -115,8 +148,7 @@ impl Pg {
     ) -> Result<u64, StoreError> {
         let mut c = self.conn().await?;
         let mut tx = c.begin().await?;
-        // Replicas mark one at a time (the second finds the first's marks), and the findings
-        // read below stay locked, so a pass changing one's action waits for its mark.
+        // Replicas mark one at a time (the second finds the first's marks).
         tx.execute(
             "SELECT pg_advisory_xact_lock(hashtextextended('reap-marks', 0))",
             &[],
@@ -141,7 +173,7 @@ impl Pg {
             tx.commit().await?;
             return Ok(0);
         }
-        // A pass may mark thousands at a time: each write takes them all as arrays.
+        // A pass may mark thousands at a time: the write takes them all as arrays.
         let ids: Vec<i64> = marks.iter().map(|m| m.id).collect();
         let deadlines: Vec<i64> = marks.iter().map(|m| m.deadline).collect();
         let owner_tags: Vec<&str> = marks.iter().map(|m| m.owner_tag.as_str()).collect();
@@ -150,42 +182,27 @@ impl Pg {
         let payloads: Vec<&str> = marks.iter().map(|m| m.payload.as_str()).collect();
         let verdicts: Vec<&str> = marks.iter().map(|m| m.verdict.as_str()).collect();
         let details: Vec<&str> = marks.iter().map(|m| m.detail.as_str()).collect();
-        tx.execute(
-            "UPDATE findings SET deadline = m.deadline, marked_owner = m.owner_tag
-             FROM unnest($1::BIGINT[], $2::BIGINT[], $3::TEXT[]) AS m(id, deadline, owner_tag)
-             WHERE findings.id = m.id",
-            &[&ids, &deadlines, &owner_tags],
-        )
-        .await?;
-        tx.execute(
-            "INSERT INTO outbox (kind, recipient, dedupe_key, payload, created_at)
-             SELECT $1, m.recipient, m.dedupe_key, m.payload, $5
-             FROM unnest($2::TEXT[], $3::TEXT[], $4::TEXT[]) WITH ORDINALITY
-                  AS m(recipient, dedupe_key, payload, n)
-             ORDER BY m.n
-             ON CONFLICT (dedupe_key) DO NOTHING",
-            &[
-                &MailKind::DeletionPlanned.as_str(),
-                &owners,
-                &keys,
-                &payloads,
-                &ms(at),
-            ],
-        )
-        .await?;
-        // A transition of the finding (no deletion is decided yet), so it goes with the
-        // finding's other events, not into the reaper's audit chain.
-        tx.execute(
-            "INSERT INTO finding_events (finding_id, run_id, at, kind, verdict, detail)
-             SELECT m.id, $4, $5, 'marked', m.verdict, m.detail
-             FROM unnest($1::BIGINT[], $2::TEXT[], $3::TEXT[]) WITH ORDINALITY
-                  AS m(id, verdict, detail, n)
-             ORDER BY m.n",
-            &[&ids, &verdicts, &details, &run_id, &ms(at)],
-        )
-        .await?;
+        let marked: i64 = tx
+            .query_one(
+                WRITE_MARKS,
+                &[
+                    &ids,
+                    &deadlines,
+                    &owner_tags,
+                    &owners,
+                    &keys,
+                    &payloads,
+                    &verdicts,
+                    &details,
+                    &MailKind::DeletionPlanned.as_str(),
+                    &ms(at),
+                    &run_id,
+                ],
+            )
+            .await?
+            .try_get(0)?;
         tx.commit().await?;
-        Ok(marks.len() as u64)
+        Ok(u64::try_from(marked).unwrap_or(0))
     }
 
     pub(in crate::store) async fn reap_candidates(
@@ -467,5 +484,92 @@ impl Pg {
         }
         tx.commit().await?;
         Ok(seq)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    /// A mark is written only over the finding it was decided on: one marked meanwhile, no
+    /// longer to reap, resolved, or of another verdict is left as it is, with no notice and no
+    /// event.
+    #[tokio::test]
+    async fn marks_are_written_only_over_what_they_were_decided_on() {
+        let store = Store::open_test_postgres().await;
+        let finding = |id: i64, verdict: &str, action: &str, deadline: &str, resolved: &str| {
+            format!(
+                "INSERT INTO findings (id, arn, verdict, action, reason, account, region,
+                     resource_type, opened_at, updated_at, deadline, resolved_at)
+                 VALUES ({id}, 'arn:aws:ec2:us-east-1:123456789012:volume/vol-{id}', '{verdict}',
+                     '{action}', 'r', '123456789012', 'us-east-1', 'ec2:volume', 0, 0,
+                     {deadline}, {resolved});"
+            )
+        };
+        store
+            .execute_batch_for_test(
+                &[
+                    finding(1, "expired", "reap", "NULL", "NULL"),
+                    finding(2, "expired", "reap", "5", "NULL"),
+                    finding(3, "expired", "report", "NULL", "NULL"),
+                    finding(4, "expired", "reap", "NULL", "7"),
+                    finding(5, "released", "reap", "NULL", "NULL"),
+                ]
+                .concat(),
+            )
+            .await;
+        let pg = store.pg().expect("postgres");
+        let mut c = pg.conn().await.expect("connects");
+        let ids: Vec<i64> = (1..=5).collect();
+        let each =
+            |what: &str| -> Vec<String> { ids.iter().map(|i| format!("{what}{i}")).collect() };
+        let marked: i64 = c
+            .query_one(
+                WRITE_MARKS,
+                &[
+                    &ids,
+                    &vec![100_i64; 5],
+                    &each("tag"),
+                    &each("owner"),
+                    &each("key"),
+                    &vec!["{}"; 5],
+                    &vec!["expired"; 5],
+                    &each("detail"),
+                    &MailKind::DeletionPlanned.as_str(),
+                    &50_i64,
+                    &"run-1",
+                ],
+            )
+            .await
+            .expect("writes")
+            .try_get(0)
+            .expect("a count");
+        assert_eq!(marked, 1);
+        let s = |v: &str| Some(v.to_owned());
+        assert_eq!(
+            store
+                .text_rows_for_test("SELECT id, deadline, marked_owner FROM findings ORDER BY id")
+                .await,
+            [
+                vec![s("1"), s("100"), s("tag1")],
+                vec![s("2"), s("5"), None],
+                vec![s("3"), None, None],
+                vec![s("4"), None, None],
+                vec![s("5"), None, None],
+            ]
+        );
+        assert_eq!(
+            store
+                .text_rows_for_test("SELECT recipient, dedupe_key FROM outbox")
+                .await,
+            [vec![s("owner1"), s("key1")]]
+        );
+        assert_eq!(
+            store
+                .text_rows_for_test("SELECT finding_id, kind, detail FROM finding_events")
+                .await,
+            [vec![s("1"), s("marked"), s("detail1")]]
+        );
     }
 }
