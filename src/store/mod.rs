@@ -1140,26 +1140,31 @@ mod tests {
         }
     }
 
-    async fn quotas_and_keys_per_project(engine: &str, store: Store) {
-        use chrono::{TimeDelta, TimeZone};
-        let t0 = Utc
-            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
-            .single()
-            .expect("time");
-        let lease = |project: &str, task: &str| Lease {
+    /// A new lease of `project` for `task`, taken at `t0` for an hour.
+    fn hour_lease(project: &str, task: &str, t0: DateTime<Utc>) -> Lease {
+        Lease {
             id: LeaseId::generate(),
             project: ProjectName::parse(project).expect("name"),
             task: task.into(),
             owner: "o@example.com".into(),
             principal: "ci".into(),
             created_at: t0,
-            expires_at: t0 + TimeDelta::hours(1),
+            expires_at: t0 + chrono::TimeDelta::hours(1),
             heartbeat_interval: None,
             last_heartbeat_at: None,
             released_at: None,
             labels: Default::default(),
             regions: vec![],
-        };
+        }
+    }
+
+    async fn quotas_and_keys_per_project(engine: &str, store: Store) {
+        use chrono::TimeZone;
+        let t0 = Utc
+            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .expect("time");
+        let lease = |project: &str, task: &str| hour_lease(project, task, t0);
         let at_most = |max: u64| {
             move |active: u64| {
                 if active >= max {
@@ -1231,20 +1236,7 @@ mod tests {
         for (engine, store) in Store::open_both_for_test(dir.path()).await {
             let mut ids = Vec::new();
             for i in 0..20 {
-                let lease = Lease {
-                    id: LeaseId::generate(),
-                    project: ProjectName::parse("web").expect("name"),
-                    task: format!("t{i}"),
-                    owner: "o@example.com".into(),
-                    principal: "ci".into(),
-                    created_at: t0,
-                    expires_at: t0 + TimeDelta::hours(1),
-                    heartbeat_interval: None,
-                    last_heartbeat_at: None,
-                    released_at: None,
-                    labels: Default::default(),
-                    regions: vec![],
-                };
+                let lease = hour_lease("web", &format!("t{i}"), t0);
                 ids.push(lease.id);
                 store
                     .insert_lease(lease, t0, |_| Ok::<(), StoreError>(()))
