@@ -460,13 +460,19 @@ async fn audit_pass_verdicts_findings_transitions_and_incomplete_walks() {
     );
 }
 
-/// Two scans never overlap: a second start while one runs is refused with 409.
-#[tokio::test(flavor = "multi_thread")]
-async fn scans_never_overlap() {
+/// A daemon whose AWS calls go through a fault proxy in front of moto (keep all four alive).
+async fn daemon_behind_proxy() -> (Moto, FaultProxy, Workdir, TestDaemon) {
     let moto = Moto::start().await;
     let proxy = FaultProxy::start(&moto.endpoint()).await;
     let work = Workdir::with_config(&config_text_with_aws(&aws_section(&proxy.endpoint())));
     let d = TestDaemon::start(&work).await;
+    (moto, proxy, work, d)
+}
+
+/// Two scans never overlap: a second start while one runs is refused with 409.
+#[tokio::test(flavor = "multi_thread")]
+async fn scans_never_overlap() {
+    let (_moto, proxy, _work, d) = daemon_behind_proxy().await;
     proxy.set_fault(
         "GetResources",
         Fault::Delay(Duration::from_millis(700)),
@@ -493,10 +499,7 @@ async fn scans_never_overlap() {
 /// then runs its own, which began after the command; with a short `--lock-wait` it gives up.
 #[tokio::test(flavor = "multi_thread")]
 async fn scan_wait_waits_for_a_running_pass_then_runs_its_own() {
-    let moto = Moto::start().await;
-    let proxy = FaultProxy::start(&moto.endpoint()).await;
-    let work = Workdir::with_config(&config_text_with_aws(&aws_section(&proxy.endpoint())));
-    let d = TestDaemon::start(&work).await;
+    let (_moto, proxy, _work, d) = daemon_behind_proxy().await;
     // Long enough for both commands to be refused: a refusal comes after a claim has waited
     // 2 s for the run to finish.
     proxy.set_fault(

@@ -5,6 +5,7 @@ use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 
 use super::Pg;
 use super::chain::append_audit_tx;
@@ -105,6 +106,55 @@ const WRITE_MARKS: &str = "WITH m AS (
     )
     SELECT COUNT(*) FROM marked";
 
+/// The marks' columns in [`WRITE_MARKS`]'s order (`$1`–`$8`), one array each.
+struct MarkColumns<'a> {
+    ids: Vec<i64>,
+    deadlines: Vec<i64>,
+    owner_tags: Vec<&'a str>,
+    owners: Vec<Option<&'a str>>,
+    keys: Vec<&'a str>,
+    payloads: Vec<&'a str>,
+    verdicts: Vec<&'a str>,
+    details: Vec<&'a str>,
+}
+
+impl<'a> MarkColumns<'a> {
+    fn of(marks: &'a [Mark]) -> Self {
+        MarkColumns {
+            ids: marks.iter().map(|m| m.id).collect(),
+            deadlines: marks.iter().map(|m| m.deadline).collect(),
+            owner_tags: marks.iter().map(|m| m.owner_tag.as_str()).collect(),
+            owners: marks.iter().map(|m| m.owner.as_deref()).collect(),
+            keys: marks.iter().map(|m| m.dedupe_key.as_str()).collect(),
+            payloads: marks.iter().map(|m| m.payload.as_str()).collect(),
+            verdicts: marks.iter().map(|m| m.verdict.as_str()).collect(),
+            details: marks.iter().map(|m| m.detail.as_str()).collect(),
+        }
+    }
+
+    /// [`WRITE_MARKS`]'s parameters: the columns, then the notices' kind, the time and the run.
+    fn params<'p>(
+        &'p self,
+        kind: &'p &'p str,
+        at: &'p i64,
+        run_id: &'p String,
+    ) -> [&'p (dyn ToSql + Sync); 11] {
+        [
+            &self.ids,
+            &self.deadlines,
+            &self.owner_tags,
+            &self.owners,
+            &self.keys,
+            &self.payloads,
+            &self.verdicts,
+            &self.details,
+            kind,
+            at,
+            run_id,
+        ]
+    }
+}
+
 fn to_mark(r: &Row) -> Result<ToMark, StoreError> {
     Ok((
         r.try_get(0)?,
@@ -174,31 +224,10 @@ impl Pg {
             return Ok(0);
         }
         // A pass may mark thousands at a time: the write takes them all as arrays.
-        let ids: Vec<i64> = marks.iter().map(|m| m.id).collect();
-        let deadlines: Vec<i64> = marks.iter().map(|m| m.deadline).collect();
-        let owner_tags: Vec<&str> = marks.iter().map(|m| m.owner_tag.as_str()).collect();
-        let owners: Vec<Option<&str>> = marks.iter().map(|m| m.owner.as_deref()).collect();
-        let keys: Vec<&str> = marks.iter().map(|m| m.dedupe_key.as_str()).collect();
-        let payloads: Vec<&str> = marks.iter().map(|m| m.payload.as_str()).collect();
-        let verdicts: Vec<&str> = marks.iter().map(|m| m.verdict.as_str()).collect();
-        let details: Vec<&str> = marks.iter().map(|m| m.detail.as_str()).collect();
+        let columns = MarkColumns::of(&marks);
+        let kind = MailKind::DeletionPlanned.as_str();
         let marked: i64 = tx
-            .query_one(
-                WRITE_MARKS,
-                &[
-                    &ids,
-                    &deadlines,
-                    &owner_tags,
-                    &owners,
-                    &keys,
-                    &payloads,
-                    &verdicts,
-                    &details,
-                    &MailKind::DeletionPlanned.as_str(),
-                    &ms(at),
-                    &run_id,
-                ],
-            )
+            .query_one(WRITE_MARKS, &columns.params(&kind, &ms(at), &run_id))
             .await?
             .try_get(0)?;
         tx.commit().await?;
@@ -521,25 +550,27 @@ mod tests {
             .await;
         let pg = store.pg().expect("postgres");
         let mut c = pg.conn().await.expect("connects");
-        let ids: Vec<i64> = (1..=5).collect();
-        let each =
-            |what: &str| -> Vec<String> { ids.iter().map(|i| format!("{what}{i}")).collect() };
+        let marks: Vec<Mark> = (1..=5)
+            .map(|i| Mark {
+                id: i,
+                deadline: 100,
+                owner_tag: format!("tag{i}"),
+                owner: Some(format!("owner{i}")),
+                dedupe_key: format!("key{i}"),
+                payload: "{}".into(),
+                verdict: "expired".into(),
+                detail: format!("detail{i}"),
+            })
+            .collect();
+        let columns = MarkColumns::of(&marks);
         let marked: i64 = c
             .query_one(
                 WRITE_MARKS,
-                &[
-                    &ids,
-                    &vec![100_i64; 5],
-                    &each("tag"),
-                    &each("owner"),
-                    &each("key"),
-                    &vec!["{}"; 5],
-                    &vec!["expired"; 5],
-                    &each("detail"),
+                &columns.params(
                     &MailKind::DeletionPlanned.as_str(),
-                    &50_i64,
-                    &"run-1",
-                ],
+                    &50,
+                    &"run-1".to_owned(),
+                ),
             )
             .await
             .expect("writes")
