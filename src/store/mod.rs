@@ -1344,6 +1344,76 @@ mod tests {
         }
     }
 
+    /// A change through one handle (a replica) of a lease it wrote last, after another handle
+    /// changed it, is decided on the row as the other left it: never written over what it
+    /// remembers, nor refused on it.
+    #[tokio::test]
+    async fn a_change_is_decided_on_what_another_replica_wrote() {
+        use chrono::{TimeDelta, TimeZone};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let t0 = Utc
+            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .expect("time");
+        for (engine, a, b) in Store::open_twice_for_test(dir.path()).await {
+            let lease = hour_lease("web", "t", t0);
+            let id = lease.id;
+            a.insert_lease(lease, t0, |_| Ok::<(), StoreError>(()))
+                .await
+                .expect("inserted");
+            // One more minute, refused unless the lease ends at least 90 minutes after t0.
+            let renew = |at_least: i64| {
+                move |l: &mut Lease| {
+                    if l.expires_at < t0 + TimeDelta::minutes(at_least) {
+                        return Err(StoreError::Corrupt("ends too soon".into()));
+                    }
+                    l.expires_at += TimeDelta::minutes(1);
+                    Ok(vec![])
+                }
+            };
+            let by_b = b
+                .update_lease(id, move |l| {
+                    l.expires_at = t0 + TimeDelta::hours(2);
+                    l.labels.insert("by".into(), "b".into());
+                    Ok::<_, StoreError>(vec![])
+                })
+                .await
+                .expect("b writes");
+            assert!(by_b.is_some(), "{engine}");
+            // `a` acquired the lease ending at t0 + 1h: had it decided on that, it would refuse.
+            let by_a = a
+                .update_lease(id, renew(90))
+                .await
+                .expect("a writes")
+                .expect("there");
+            assert_eq!(by_a.expires_at, t0 + TimeDelta::minutes(121), "{engine}");
+            assert_eq!(
+                by_a.labels.get("by").map(String::as_str),
+                Some("b"),
+                "{engine}"
+            );
+            // Now `a` wrote it last; `b` moves it back, and `a` must refuse on that.
+            b.update_lease(id, move |l| {
+                l.expires_at = t0 + TimeDelta::hours(1);
+                Ok::<_, StoreError>(vec![])
+            })
+            .await
+            .expect("b writes");
+            let refused = a.update_lease(id, renew(90)).await;
+            assert!(
+                matches!(refused, Err(StoreError::Corrupt(_))),
+                "{engine}: {refused:?}"
+            );
+            let stored = b.get_lease(id).await.expect("reads").expect("there");
+            assert_eq!(stored.expires_at, t0 + TimeDelta::hours(1), "{engine}");
+            assert_eq!(
+                stored.labels.get("by").map(String::as_str),
+                Some("b"),
+                "{engine}"
+            );
+        }
+    }
+
     /// The registry's downtime moves the deadlines of the leases active when it stopped (on
     /// the leases' clock), by the gap on the wall clock; a gap within `min_gap`, a first start,
     /// or a beat told not to credit moves nothing; released and already lapsed leases never.

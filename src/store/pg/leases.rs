@@ -4,9 +4,10 @@
 //! what the one before it wrote.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
+use hashlink::LruCache;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
@@ -50,15 +51,15 @@ const READ_LEASE_VERSION: &str = concat!(
 /// Writes a lease back over its row, only if the row is still the version read (`$14`), with
 /// the change's events (`lease_events`, one array per column, so any number of them, none
 /// too): the parameters of [`LeaseParams::refs`] then [`EventParams::refs`]. One statement,
-/// its own transaction; it answers 1 when written, 0 when the row had changed (or gone) and
-/// nothing was. Under READ COMMITTED an `UPDATE` that meets a row another transaction is
+/// its own transaction; it answers the row's new version when written, no row when the row
+/// had changed (or gone) and nothing was. Under READ COMMITTED an `UPDATE` that meets a row another transaction is
 /// changing waits for it and re-checks its condition on the row that transaction left.
 const WRITE_LEASE_IF_UNCHANGED: &str = "WITH changed AS (
         UPDATE leases SET project = $2, task = $3, owner = $4, principal = $5,
             created_at = $6, expires_at = $7, heartbeat_interval_s = $8, last_heartbeat_at = $9,
             released_at = $10, labels = $11, regions = $12, ends_at = $13
         WHERE id = $1 AND xmin::text = $14
-        RETURNING id
+        RETURNING id, xmin::text AS version
     ), recorded AS (
         INSERT INTO lease_events (lease_id, at, kind, principal, detail)
         SELECT changed.id, e.at, e.kind, e.principal, e.detail
@@ -67,7 +68,39 @@ const WRITE_LEASE_IF_UNCHANGED: &str = "WITH changed AS (
                 WITH ORDINALITY AS e (at, kind, principal, detail, n)
         ORDER BY e.n
     )
-    SELECT COUNT(*) FROM changed";
+    SELECT version FROM changed";
+
+/// Most leases whose last write this process remembers in [`Written`].
+const WRITTEN: usize = 16_384;
+
+/// The leases this process wrote last (acquired, released, renewed), each as stored with the
+/// row version its write left: a change of one of them is written straight over that version,
+/// one statement instead of a read and a write. When another write came in between (another
+/// replica's, the reaper's), the version no longer matches, nothing is written, and the change
+/// reads the row as usual.
+pub(super) struct Written(Mutex<LruCache<LeaseId, (Lease, String)>>);
+
+impl Written {
+    pub(super) fn new() -> Self {
+        Written(Mutex::new(LruCache::new(WRITTEN)))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<LeaseId, (Lease, String)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, id: LeaseId) -> Option<(Lease, String)> {
+        self.lock().get(&id).cloned()
+    }
+
+    fn remember(&self, lease: Lease, version: String) {
+        self.lock().insert(lease.id, (lease, version));
+    }
+
+    fn forget(&self, id: LeaseId) {
+        self.lock().remove(&id);
+    }
+}
 
 /// Most times [`Pg::update_lease`] reads a lease again after another write changed it
 /// between its read and its write; each such time another change was written.
@@ -129,6 +162,28 @@ impl LeaseParams {
             &self.regions,
             &self.times[2],
         ]
+    }
+}
+
+impl LeaseParams {
+    /// The lease as a read of the row written from these parameters gives it back (times to
+    /// the millisecond, the heartbeat interval to the second).
+    fn stored(&self) -> Result<Lease, StoreError> {
+        RawLease {
+            id: self.id.clone(),
+            project: self.project.clone(),
+            task: self.task.clone(),
+            owner: self.owner.clone(),
+            principal: self.principal.clone(),
+            created_at: self.times[0],
+            expires_at: self.times[1],
+            heartbeat_interval_s: self.heartbeat,
+            last_heartbeat_at: self.last_heartbeat,
+            released_at: self.released,
+            labels: self.labels.clone(),
+            regions: self.regions.clone(),
+        }
+        .into_lease()
     }
 }
 
@@ -249,7 +304,8 @@ where
 }
 
 /// Inserts the granted leases of a batch in one statement: the parameters of
-/// [`LeaseRows::refs`].
+/// [`LeaseRows::refs`]. It answers their version (one transaction wrote them all, so one
+/// version), which [`Written`] remembers.
 const INSERT_LEASES: &str = "INSERT INTO leases (id, project, task, owner, principal,
         created_at, expires_at, heartbeat_interval_s, last_heartbeat_at, released_at, labels,
         regions, ends_at, idem_key)
@@ -259,7 +315,8 @@ const INSERT_LEASES: &str = "INSERT INTO leases (id, project, task, owner, princ
         $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], $12::text[],
         $13::bigint[], $14::text[])
         AS g(project, id, task, owner, principal, created_at, expires_at, heartbeat_interval_s,
-             last_heartbeat_at, released_at, labels, regions, ends_at, idem_key)";
+             last_heartbeat_at, released_at, labels, regions, ends_at, idem_key)
+    RETURNING xmin::text";
 
 /// The columns of new leases, one array each.
 #[derive(Default)]
@@ -549,10 +606,15 @@ impl Pg {
                 let values = rows.refs();
                 // A failed insert makes the COMMIT a rollback, and the insert's error is
                 // returned.
-                tokio::try_join!(
-                    client.execute(&insert, &values),
-                    client.execute(&commit, &[])
-                )?;
+                let (versions, _) =
+                    tokio::try_join!(client.query(&insert, &values), client.execute(&commit, &[]))?;
+                if let Some(version) = versions.first() {
+                    let version: String = version.try_get(0)?;
+                    for (lease, _) in &granted {
+                        self.written
+                            .remember(lease_params(lease)?.stored()?, version.clone());
+                    }
+                }
             }
         }
         c.pipeline_end();
@@ -563,7 +625,8 @@ impl Pg {
     /// is still as read; if another write came in between, reads it again and asks `f` again
     /// (so racing releases of one lease: one writes, the others read it released and `f`
     /// refuses). Two statements and no lock held between them, instead of a transaction
-    /// holding the row's lock across a round trip to this process.
+    /// holding the row's lock across a round trip to this process; one when this process
+    /// wrote the lease last ([`Written`]) and nothing has written it since.
     pub(in crate::store) async fn update_lease<E>(
         &self,
         id: LeaseId,
@@ -575,6 +638,18 @@ impl Pg {
         let mut c = self.conn().await?;
         let read = c.statement(READ_LEASE_VERSION).await?;
         let write = c.statement(WRITE_LEASE_IF_UNCHANGED).await?;
+        if let Some((mut lease, version)) = self.written.get(id) {
+            // Only a change is taken from memory: a refusal (say, "already released") is
+            // decided again on the row as read, which may have moved on since.
+            if let Ok(events) = f(&mut lease)
+                && self
+                    .write_over(&mut c, &write, &lease, &version, &events)
+                    .await?
+            {
+                return Ok(Some(lease));
+            }
+            self.written.forget(id);
+        }
         let id_text = id.to_string();
         for _ in 0..UPDATE_ATTEMPTS {
             let Some(row) = c
@@ -588,25 +663,38 @@ impl Pg {
             let mut lease = lease_of(&row)?;
             let version: String = row.try_get("version").map_err(StoreError::from)?;
             let events = f(&mut lease)?;
-            let params = lease_params(&lease)?;
-            let events = EventParams::of(&events);
-            let mut values: Vec<&(dyn ToSql + Sync)> = params.refs().to_vec();
-            values.push(&version);
-            values.extend(events.refs());
-            let written: i64 = c
-                .client()
-                .query_one(&write, &values)
-                .await
-                .map_err(StoreError::from)?
-                .try_get(0)
-                .map_err(StoreError::from)?;
-            if written == 1 {
+            if self
+                .write_over(&mut c, &write, &lease, &version, &events)
+                .await?
+            {
                 return Ok(Some(lease));
             }
         }
         Err(E::from(StoreError::Commit(format!(
             "lease {id} changed under each of {UPDATE_ATTEMPTS} attempts to change it"
         ))))
+    }
+
+    /// Writes `lease` with `events` if its row is still at `version`, and remembers it as
+    /// stored with its new version; `false` when the row had changed and nothing was written.
+    async fn write_over(
+        &self,
+        c: &mut super::Pooled<'_>,
+        write: &tokio_postgres::Statement,
+        lease: &Lease,
+        version: &str,
+        events: &[LeaseEvent],
+    ) -> Result<bool, StoreError> {
+        let params = lease_params(lease)?;
+        let events = EventParams::of(events);
+        let mut values: Vec<&(dyn ToSql + Sync)> = params.refs().to_vec();
+        values.push(&version);
+        values.extend(events.refs());
+        let Some(row) = c.client().query_opt(write, &values).await? else {
+            return Ok(false);
+        };
+        self.written.remember(params.stored()?, row.try_get(0)?);
+        Ok(true)
     }
 
     pub(in crate::store) async fn lease_durations_since(
@@ -805,5 +893,110 @@ impl Pg {
             out.push((project, u64::try_from(n).unwrap_or(0)));
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeDelta, TimeZone};
+
+    use super::*;
+    use crate::model::{HumanDuration, ProjectName};
+    use crate::store::{Store, StoreLocation};
+
+    /// What a replica remembers of a lease it wrote is the row exactly: the lease as a read
+    /// gives it back (times to the millisecond, the interval to the second) and the row's
+    /// version, after an acquire and after a change; a change by another replica is not
+    /// remembered by this one.
+    #[tokio::test]
+    async fn a_written_lease_is_remembered_as_stored() {
+        let target = StoreLocation::Postgres(Box::new(super::super::testing::fresh_target().await));
+        let store = Store::open_at(&target).await.expect("opens");
+        let t0 = Utc
+            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .expect("time")
+            + TimeDelta::nanoseconds(123_456_789);
+        let lease = Lease {
+            id: LeaseId::generate(),
+            project: ProjectName::parse("web").expect("name"),
+            task: "t".into(),
+            owner: "o@example.com".into(),
+            principal: "ci".into(),
+            created_at: t0,
+            expires_at: t0 + TimeDelta::hours(1),
+            heartbeat_interval: Some(HumanDuration::from_secs(300)),
+            last_heartbeat_at: Some(t0),
+            released_at: None,
+            labels: [("k".to_owned(), "v".to_owned())].into(),
+            regions: vec!["us-east-1".into()],
+        };
+        let id = lease.id;
+        let pg = store.pg().expect("postgres");
+        let remembered_as_stored = |what: &'static str| {
+            let store = store.clone();
+            async move {
+                let (remembered, version) = store
+                    .pg()
+                    .expect("postgres")
+                    .written
+                    .get(id)
+                    .unwrap_or_else(|| panic!("{what}: remembered"));
+                let stored = store.get_lease(id).await.expect("reads").expect("there");
+                assert_eq!(remembered, stored, "{what}");
+                let row = store
+                    .text_rows_for_test(&format!("SELECT xmin::text FROM leases WHERE id = '{id}'"))
+                    .await;
+                assert_eq!(row, vec![vec![Some(version)]], "{what}");
+            }
+        };
+        store
+            .insert_lease(lease, t0, |_| Ok::<(), StoreError>(()))
+            .await
+            .expect("inserted");
+        remembered_as_stored("acquired").await;
+        let beat = t0 + TimeDelta::nanoseconds(987_654_321);
+        store
+            .update_lease(id, move |l| {
+                l.last_heartbeat_at = Some(beat);
+                l.released_at = Some(beat);
+                Ok::<_, StoreError>(vec![])
+            })
+            .await
+            .expect("writes")
+            .expect("there");
+        remembered_as_stored("changed").await;
+        // Another replica's write leaves this one's memory behind; the next change reads.
+        let other = Store::open_at(&target).await.expect("opens");
+        other
+            .update_lease(id, |l| {
+                l.labels.insert("by".into(), "other".into());
+                Ok::<_, StoreError>(vec![])
+            })
+            .await
+            .expect("writes");
+        assert!(other.pg().expect("postgres").written.get(id).is_some());
+        let stale = pg.written.get(id).expect("still remembered").1;
+        store
+            .update_lease(id, |l| {
+                l.labels.insert("then".into(), "this".into());
+                Ok::<_, StoreError>(vec![])
+            })
+            .await
+            .expect("writes");
+        let labels = store
+            .get_lease(id)
+            .await
+            .expect("reads")
+            .expect("there")
+            .labels;
+        assert_eq!(
+            labels.get("by").map(String::as_str),
+            Some("other"),
+            "not written over"
+        );
+        assert_eq!(labels.get("then").map(String::as_str), Some("this"));
+        remembered_as_stored("changed after another").await;
+        assert_ne!(pg.written.get(id).expect("remembered").1, stale);
     }
 }

@@ -9,7 +9,7 @@
 //! | file | the calls of |
 //! |---|---|
 //! | `mod.rs` | the target, the pool, migrations, errors |
-//! | `leases` | leases (racing acquires decided in batches), the registry's heartbeat |
+//! | `leases` | leases (racing acquires decided in batches, the leases this replica wrote last remembered with their row versions), the registry's heartbeat |
 //! | `locks` | the act lock (the leadership lease with its fencing token) |
 //! | `chain` | the audit log's keyed hash chain (the append other calls make in their transaction) |
 //! | `outbox` | the mail outbox: roll-ups, due messages, delivery marks, dead letters |
@@ -60,6 +60,8 @@ pub(super) struct Pg {
     free: Arc<tokio::sync::Semaphore>,
     /// Acquires waiting for the next batch (`leases`); `Some` while a task decides batches.
     acquires: Mutex<Option<Vec<Box<dyn leases::Decide>>>>,
+    /// The leases this process wrote last, with their row versions (`leases`).
+    written: leases::Written,
 }
 
 impl std::fmt::Debug for Pg {
@@ -78,6 +80,7 @@ impl Pg {
             idle: Mutex::new(Vec::new()),
             free: Arc::new(tokio::sync::Semaphore::new(POOL)),
             acquires: Mutex::new(None),
+            written: leases::Written::new(),
         };
         let mut c = pg.conn().await?;
         schema::apply(&mut c.conn_mut().client).await?;
