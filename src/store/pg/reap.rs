@@ -106,6 +106,9 @@ const WRITE_MARKS: &str = "WITH m AS (
     )
     SELECT COUNT(*) FROM marked";
 
+/// Fewest marks a pass writes in two halves side by side ([`Pg::mark_for_reaping`]).
+const MARKS_SPLIT: usize = 4_096;
+
 /// The marks' columns in [`WRITE_MARKS`]'s order (`$1`–`$8`), one array each.
 struct MarkColumns<'a> {
     ids: Vec<i64>,
@@ -223,13 +226,35 @@ impl Pg {
             tx.commit().await?;
             return Ok(0);
         }
-        // A pass may mark thousands at a time: the write takes them all as arrays.
-        let columns = MarkColumns::of(&marks);
-        let kind = MailKind::DeletionPlanned.as_str();
-        let marked: i64 = tx
-            .query_one(WRITE_MARKS, &columns.params(&kind, &ms(at), &run_id))
-            .await?
-            .try_get(0)?;
+        // A pass may mark thousands at a time: the write takes them all as arrays. From
+        // MARKS_SPLIT on, in two halves side by side: the second on a connection of its own,
+        // in its own transaction, so the server gives each half a core. Each finding's mark,
+        // notice and event stay in one statement, and a half committed without the other is
+        // only marks the next pass would make anyway (each written only over an unmarked
+        // finding, so a replica marking next finds them marked).
+        let (mine, theirs) = marks.split_at(if marks.len() >= MARKS_SPLIT {
+            marks.len() / 2
+        } else {
+            marks.len()
+        });
+        let (mine, theirs) = (MarkColumns::of(mine), MarkColumns::of(theirs));
+        let (kind, at) = (MailKind::DeletionPlanned.as_str(), ms(at));
+        let marked: i64 = if theirs.ids.is_empty() {
+            tx.query_one(WRITE_MARKS, &mine.params(&kind, &at, &run_id))
+                .await?
+                .try_get(0)?
+        } else {
+            let mut other = self.conn().await?;
+            let (mine, theirs) = (
+                mine.params(&kind, &at, &run_id),
+                theirs.params(&kind, &at, &run_id),
+            );
+            let (a, b) = tokio::try_join!(
+                tx.query_one(WRITE_MARKS, &mine),
+                other.query_one(WRITE_MARKS, &theirs),
+            )?;
+            a.try_get::<_, i64>(0)? + b.try_get::<_, i64>(0)?
+        };
         tx.commit().await?;
         Ok(u64::try_from(marked).unwrap_or(0))
     }
@@ -601,6 +626,63 @@ mod tests {
                 .text_rows_for_test("SELECT finding_id, kind, detail FROM finding_events")
                 .await,
             [vec![s("1"), s("marked"), s("detail1")]]
+        );
+    }
+
+    /// A pass's marks from `MARKS_SPLIT` on are written in two halves side by side: every
+    /// finding is marked once, with one notice and one event, and the count is of both.
+    #[tokio::test]
+    async fn many_marks_are_written_in_two_halves_each_once() {
+        let store = Store::open_test_postgres().await;
+        let n = MARKS_SPLIT + 5;
+        store
+            .execute_batch_for_test(&format!(
+                "INSERT INTO resources (arn, account, region, resource_type, tags, first_seen,
+                     last_seen, verdict, reason, action, grace_s, last_run)
+                 SELECT 'arn:aws:ec2:us-east-1:123456789012:volume/vol-' || i, '123456789012',
+                     'us-east-1', 'ec2:volume', '{{}}', 0, 0, 'expired', 'r', 'reap', 3600, 'run-0'
+                 FROM generate_series(1, {n}) i;
+                 INSERT INTO findings (id, arn, verdict, action, reason, account, region,
+                     resource_type, opened_at, updated_at)
+                 SELECT i, 'arn:aws:ec2:us-east-1:123456789012:volume/vol-' || i, 'expired',
+                     'reap', 'r', '123456789012', 'us-east-1', 'ec2:volume', 0, 0
+                 FROM generate_series(1, {n}) i;"
+            ))
+            .await;
+        let at = DateTime::from_timestamp_millis(1_000_000).expect("a time");
+        let marked = store
+            .mark_for_reaping("run-1".into(), at, "owner".into())
+            .await
+            .expect("marks");
+        assert_eq!(marked, n as u64);
+        let count = |sql: &str| {
+            let store = store.clone();
+            let sql = sql.to_owned();
+            async move { store.text_rows_for_test(&sql).await[0][0].clone() }
+        };
+        let n = Some(n.to_string());
+        assert_eq!(
+            count("SELECT COUNT(*) FROM findings WHERE deadline = 1000000 + 3600000").await,
+            n
+        );
+        assert_eq!(
+            count("SELECT COUNT(DISTINCT dedupe_key) FROM outbox").await,
+            n
+        );
+        assert_eq!(count("SELECT COUNT(*) FROM outbox").await, n);
+        assert_eq!(
+            count("SELECT COUNT(DISTINCT finding_id) FROM finding_events WHERE kind = 'marked'")
+                .await,
+            n
+        );
+        assert_eq!(count("SELECT COUNT(*) FROM finding_events").await, n);
+        assert_eq!(
+            store
+                .mark_for_reaping("run-2".into(), at, "owner".into())
+                .await
+                .expect("marks"),
+            0,
+            "marked once"
         );
     }
 }
