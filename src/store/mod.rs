@@ -1141,7 +1141,7 @@ mod tests {
     }
 
     /// A new lease of `project` for `task`, taken at `t0` for an hour.
-    fn hour_lease(project: &str, task: &str, t0: DateTime<Utc>) -> Lease {
+    pub(super) fn hour_lease(project: &str, task: &str, t0: DateTime<Utc>) -> Lease {
         Lease {
             id: LeaseId::generate(),
             project: ProjectName::parse(project).expect("name"),

@@ -901,7 +901,7 @@ mod tests {
     use chrono::{TimeDelta, TimeZone};
 
     use super::*;
-    use crate::model::{HumanDuration, ProjectName};
+    use crate::model::HumanDuration;
     use crate::store::{Store, StoreLocation};
 
     /// What a replica remembers of a lease it wrote is the row exactly: the lease as a read
@@ -918,18 +918,11 @@ mod tests {
             .expect("time")
             + TimeDelta::nanoseconds(123_456_789);
         let lease = Lease {
-            id: LeaseId::generate(),
-            project: ProjectName::parse("web").expect("name"),
-            task: "t".into(),
-            owner: "o@example.com".into(),
-            principal: "ci".into(),
-            created_at: t0,
-            expires_at: t0 + TimeDelta::hours(1),
             heartbeat_interval: Some(HumanDuration::from_secs(300)),
             last_heartbeat_at: Some(t0),
-            released_at: None,
             labels: [("k".to_owned(), "v".to_owned())].into(),
             regions: vec!["us-east-1".into()],
+            ..crate::store::tests::hour_lease("web", "t", t0)
         };
         let id = lease.id;
         let pg = store.pg().expect("postgres");
