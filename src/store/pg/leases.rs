@@ -48,53 +48,82 @@ const READ_LEASE_VERSION: &str = concat!(
     ", xmin::text AS version FROM leases WHERE id = $1"
 );
 
-/// Writes a lease back over its row, only if the row is still the version read (`$14`), with
-/// the change's events (`lease_events`, one array per column, so any number of them, none
-/// too): the parameters of [`LeaseParams::refs`] then [`EventParams::refs`]. One statement,
-/// its own transaction; it answers the row's new version when written, no row when the row
-/// had changed (or gone) and nothing was. Under READ COMMITTED an `UPDATE` that meets a row another transaction is
-/// changing waits for it and re-checks its condition on the row that transaction left.
-const WRITE_LEASE_IF_UNCHANGED: &str = "WITH changed AS (
-        UPDATE leases SET project = $2, task = $3, owner = $4, principal = $5,
-            created_at = $6, expires_at = $7, heartbeat_interval_s = $8, last_heartbeat_at = $9,
-            released_at = $10, labels = $11, regions = $12, ends_at = $13
-        WHERE id = $1 AND xmin::text = $14
-        RETURNING id, xmin::text AS version
-    ), recorded AS (
-        INSERT INTO lease_events (lease_id, at, kind, principal, detail)
-        SELECT changed.id, e.at, e.kind, e.principal, e.detail
-        FROM changed,
-            UNNEST($15::BIGINT[], $16::TEXT[], $17::TEXT[], $18::TEXT[])
-                WITH ORDINALITY AS e (at, kind, principal, detail, n)
-        ORDER BY e.n
-    )
-    SELECT version FROM changed";
+/// Writes a lease back over its row where `$cond` holds, with the change's events
+/// (`lease_events`, one array per column, so any number of them, none too, at the parameters
+/// `$events` names): the parameters of [`LeaseParams::refs`] first. One statement, its own
+/// transaction; it answers 1 when written, 0 when the row had changed (or gone) and nothing
+/// was. Under READ COMMITTED an `UPDATE` that meets a row another transaction is changing
+/// waits for it and re-checks its condition on the row that transaction left.
+macro_rules! write_lease {
+    ($cond:literal, $events:literal) => {
+        concat!(
+            "WITH changed AS (
+                UPDATE leases SET project = $2, task = $3, owner = $4, principal = $5,
+                    created_at = $6, expires_at = $7, heartbeat_interval_s = $8,
+                    last_heartbeat_at = $9, released_at = $10, labels = $11, regions = $12,
+                    ends_at = $13
+                WHERE id = $1 AND ",
+            $cond,
+            "
+                RETURNING id
+            ), recorded AS (
+                INSERT INTO lease_events (lease_id, at, kind, principal, detail)
+                SELECT changed.id, e.at, e.kind, e.principal, e.detail
+                FROM changed, UNNEST(",
+            $events,
+            ") WITH ORDINALITY AS e (at, kind, principal, detail, n)
+                ORDER BY e.n
+            )
+            SELECT COUNT(*) FROM changed"
+        )
+    };
+}
+
+/// [`write_lease!`] over the row version read (`$14`), events at `$15`–`$18`.
+const WRITE_LEASE_IF_UNCHANGED: &str = write_lease!(
+    "xmin::text = $14",
+    "$15::BIGINT[], $16::TEXT[], $17::TEXT[], $18::TEXT[]"
+);
+
+/// [`write_lease!`] over a row that still holds what this process remembers writing (`$14`–
+/// `$25`: the remembered lease's [`LeaseParams::refs`] but its id), events at `$26`–`$29`. The
+/// row's content, not its version: a version (`xmin`, a transaction id) may be given again
+/// after a failover to a standby that had not received the last transactions, or a restore,
+/// while writing over a row that holds what the change was decided on is right whatever
+/// happened in between.
+const WRITE_LEASE_IF_AS_REMEMBERED: &str = write_lease!(
+    "(project, task, owner, principal, created_at, expires_at, heartbeat_interval_s,
+      last_heartbeat_at, released_at, labels, regions, ends_at)
+     IS NOT DISTINCT FROM ($14::TEXT, $15::TEXT, $16::TEXT, $17::TEXT, $18::BIGINT,
+      $19::BIGINT, $20::BIGINT, $21::BIGINT, $22::BIGINT, $23::TEXT, $24::TEXT, $25::BIGINT)",
+    "$26::BIGINT[], $27::TEXT[], $28::TEXT[], $29::TEXT[]"
+);
 
 /// Most leases whose last write this process remembers in [`Written`].
 const WRITTEN: usize = 16_384;
 
-/// The leases this process wrote last (acquired, released, renewed), each as stored with the
-/// row version its write left: a change of one of them is written straight over that version,
-/// one statement instead of a read and a write. When another write came in between (another
-/// replica's, the reaper's), the version no longer matches, nothing is written, and the change
-/// reads the row as usual.
-pub(super) struct Written(Mutex<LruCache<LeaseId, (Lease, String)>>);
+/// The leases this process wrote last (acquired, released, renewed), each as stored: a change
+/// of one of them is written straight over the row if it still holds that
+/// ([`WRITE_LEASE_IF_AS_REMEMBERED`]), one statement instead of a read and a write. When
+/// another write changed the row in between (another replica's, the reaper's), nothing is
+/// written and the change reads the row as usual.
+pub(super) struct Written(Mutex<LruCache<LeaseId, Lease>>);
 
 impl Written {
     pub(super) fn new() -> Self {
         Written(Mutex::new(LruCache::new(WRITTEN)))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<LeaseId, (Lease, String)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<LeaseId, Lease>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn get(&self, id: LeaseId) -> Option<(Lease, String)> {
+    fn get(&self, id: LeaseId) -> Option<Lease> {
         self.lock().get(&id).cloned()
     }
 
-    fn remember(&self, lease: Lease, version: String) {
-        self.lock().insert(lease.id, (lease, version));
+    fn remember(&self, lease: Lease) {
+        self.lock().insert(lease.id, lease);
     }
 
     fn forget(&self, id: LeaseId) {
@@ -163,9 +192,7 @@ impl LeaseParams {
             &self.times[2],
         ]
     }
-}
 
-impl LeaseParams {
     /// The lease as a read of the row written from these parameters gives it back (times to
     /// the millisecond, the heartbeat interval to the second).
     fn stored(&self) -> Result<Lease, StoreError> {
@@ -304,8 +331,7 @@ where
 }
 
 /// Inserts the granted leases of a batch in one statement: the parameters of
-/// [`LeaseRows::refs`]. It answers their version (one transaction wrote them all, so one
-/// version), which [`Written`] remembers.
+/// [`LeaseRows::refs`].
 const INSERT_LEASES: &str = "INSERT INTO leases (id, project, task, owner, principal,
         created_at, expires_at, heartbeat_interval_s, last_heartbeat_at, released_at, labels,
         regions, ends_at, idem_key)
@@ -315,8 +341,7 @@ const INSERT_LEASES: &str = "INSERT INTO leases (id, project, task, owner, princ
         $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], $12::text[],
         $13::bigint[], $14::text[])
         AS g(project, id, task, owner, principal, created_at, expires_at, heartbeat_interval_s,
-             last_heartbeat_at, released_at, labels, regions, ends_at, idem_key)
-    RETURNING xmin::text";
+             last_heartbeat_at, released_at, labels, regions, ends_at, idem_key)";
 
 /// The columns of new leases, one array each.
 #[derive(Default)]
@@ -606,14 +631,12 @@ impl Pg {
                 let values = rows.refs();
                 // A failed insert makes the COMMIT a rollback, and the insert's error is
                 // returned.
-                let (versions, _) =
-                    tokio::try_join!(client.query(&insert, &values), client.execute(&commit, &[]))?;
-                if let Some(version) = versions.first() {
-                    let version: String = version.try_get(0)?;
-                    for (lease, _) in &granted {
-                        self.written
-                            .remember(lease_params(lease)?.stored()?, version.clone());
-                    }
+                tokio::try_join!(
+                    client.execute(&insert, &values),
+                    client.execute(&commit, &[])
+                )?;
+                for (lease, _) in &granted {
+                    self.written.remember(lease_params(lease)?.stored()?);
                 }
             }
         }
@@ -638,15 +661,18 @@ impl Pg {
         let mut c = self.conn().await?;
         let read = c.statement(READ_LEASE_VERSION).await?;
         let write = c.statement(WRITE_LEASE_IF_UNCHANGED).await?;
-        if let Some((mut lease, version)) = self.written.get(id) {
+        if let Some(mut lease) = self.written.get(id) {
+            let remembered = lease_params(&lease)?;
             // Only a change is taken from memory: a refusal (say, "already released") is
             // decided again on the row as read, which may have moved on since.
-            if let Ok(events) = f(&mut lease)
-                && self
-                    .write_over(&mut c, &write, &lease, &version, &events)
+            if let Ok(events) = f(&mut lease) {
+                let write = c.statement(WRITE_LEASE_IF_AS_REMEMBERED).await?;
+                if self
+                    .write_over(&mut c, &write, &lease, &remembered.refs()[1..], &events)
                     .await?
-            {
-                return Ok(Some(lease));
+                {
+                    return Ok(Some(lease));
+                }
             }
             self.written.forget(id);
         }
@@ -664,7 +690,7 @@ impl Pg {
             let version: String = row.try_get("version").map_err(StoreError::from)?;
             let events = f(&mut lease)?;
             if self
-                .write_over(&mut c, &write, &lease, &version, &events)
+                .write_over(&mut c, &write, &lease, &[&version], &events)
                 .await?
             {
                 return Ok(Some(lease));
@@ -675,25 +701,27 @@ impl Pg {
         ))))
     }
 
-    /// Writes `lease` with `events` if its row is still at `version`, and remembers it as
-    /// stored with its new version; `false` when the row had changed and nothing was written.
+    /// Writes `lease` with `events` through `write` (a [`write_lease!`]) where `condition`
+    /// (its parameters after the lease's) holds, and remembers it as stored; `false` when the
+    /// row had changed and nothing was written.
     async fn write_over(
         &self,
         c: &mut super::Pooled<'_>,
         write: &tokio_postgres::Statement,
         lease: &Lease,
-        version: &str,
+        condition: &[&(dyn ToSql + Sync)],
         events: &[LeaseEvent],
     ) -> Result<bool, StoreError> {
         let params = lease_params(lease)?;
         let events = EventParams::of(events);
         let mut values: Vec<&(dyn ToSql + Sync)> = params.refs().to_vec();
-        values.push(&version);
+        values.extend_from_slice(condition);
         values.extend(events.refs());
-        let Some(row) = c.client().query_opt(write, &values).await? else {
+        let written: i64 = c.client().query_one(write, &values).await?.try_get(0)?;
+        if written != 1 {
             return Ok(false);
-        };
-        self.written.remember(params.stored()?, row.try_get(0)?);
+        }
+        self.written.remember(params.stored()?);
         Ok(true)
     }
 
@@ -904,10 +932,9 @@ mod tests {
     use crate::model::HumanDuration;
     use crate::store::{Store, StoreLocation};
 
-    /// What a replica remembers of a lease it wrote is the row exactly: the lease as a read
-    /// gives it back (times to the millisecond, the interval to the second) and the row's
-    /// version, after an acquire and after a change; a change by another replica is not
-    /// remembered by this one.
+    /// What a replica remembers of a lease it wrote is the row exactly, as a read gives it
+    /// back (times to the millisecond, the interval to the second), after an acquire and after
+    /// a change; a change by another replica in between is not written over.
     #[tokio::test]
     async fn a_written_lease_is_remembered_as_stored() {
         let target = StoreLocation::Postgres(Box::new(super::super::testing::fresh_target().await));
@@ -925,11 +952,10 @@ mod tests {
             ..crate::store::tests::hour_lease("web", "t", t0)
         };
         let id = lease.id;
-        let pg = store.pg().expect("postgres");
         let remembered_as_stored = |what: &'static str| {
             let store = store.clone();
             async move {
-                let (remembered, version) = store
+                let remembered = store
                     .pg()
                     .expect("postgres")
                     .written
@@ -937,10 +963,6 @@ mod tests {
                     .unwrap_or_else(|| panic!("{what}: remembered"));
                 let stored = store.get_lease(id).await.expect("reads").expect("there");
                 assert_eq!(remembered, stored, "{what}");
-                let row = store
-                    .text_rows_for_test(&format!("SELECT xmin::text FROM leases WHERE id = '{id}'"))
-                    .await;
-                assert_eq!(row, vec![vec![Some(version)]], "{what}");
             }
         };
         store
@@ -969,7 +991,6 @@ mod tests {
             .await
             .expect("writes");
         assert!(other.pg().expect("postgres").written.get(id).is_some());
-        let stale = pg.written.get(id).expect("still remembered").1;
         store
             .update_lease(id, |l| {
                 l.labels.insert("then".into(), "this".into());
@@ -990,6 +1011,5 @@ mod tests {
         );
         assert_eq!(labels.get("then").map(String::as_str), Some("this"));
         remembered_as_stored("changed after another").await;
-        assert_ne!(pg.written.get(id).expect("remembered").1, stale);
     }
 }
