@@ -122,8 +122,12 @@ impl Written {
         self.lock().get(&id).cloned()
     }
 
-    fn remember(&self, lease: Lease) {
-        self.lock().insert(lease.id, lease);
+    /// Remembers the lease written from `params`, as stored. Called after the commit, so it
+    /// cannot fail the call: a lease it cannot read back is left out (its next change reads).
+    fn remember(&self, params: &LeaseParams) {
+        if let Ok(lease) = params.stored() {
+            self.lock().insert(lease.id, lease);
+        }
     }
 
     fn forget(&self, id: LeaseId) {
@@ -636,7 +640,9 @@ impl Pg {
                     client.execute(&commit, &[])
                 )?;
                 for (lease, _) in &granted {
-                    self.written.remember(lease_params(lease)?.stored()?);
+                    if let Ok(params) = lease_params(lease) {
+                        self.written.remember(&params);
+                    }
                 }
             }
         }
@@ -659,8 +665,6 @@ impl Pg {
         E: From<StoreError>,
     {
         let mut c = self.conn().await?;
-        let read = c.statement(READ_LEASE_VERSION).await?;
-        let write = c.statement(WRITE_LEASE_IF_UNCHANGED).await?;
         if let Some(mut lease) = self.written.get(id) {
             let remembered = lease_params(&lease)?;
             // Only a change is taken from memory: a refusal (say, "already released") is
@@ -676,6 +680,8 @@ impl Pg {
             }
             self.written.forget(id);
         }
+        let read = c.statement(READ_LEASE_VERSION).await?;
+        let write = c.statement(WRITE_LEASE_IF_UNCHANGED).await?;
         let id_text = id.to_string();
         for _ in 0..UPDATE_ATTEMPTS {
             let Some(row) = c
@@ -721,7 +727,7 @@ impl Pg {
         if written != 1 {
             return Ok(false);
         }
-        self.written.remember(params.stored()?);
+        self.written.remember(&params);
         Ok(true)
     }
 
@@ -934,7 +940,8 @@ mod tests {
 
     /// What a replica remembers of a lease it wrote is the row exactly, as a read gives it
     /// back (times to the millisecond, the interval to the second), after an acquire and after
-    /// a change; a change by another replica in between is not written over.
+    /// a change, so its next change is written from memory (decided once: no read); a change
+    /// by another replica in between is not written over (decided again on the row read).
     #[tokio::test]
     async fn a_written_lease_is_remembered_as_stored() {
         let target = StoreLocation::Postgres(Box::new(super::super::testing::fresh_target().await));
@@ -970,9 +977,14 @@ mod tests {
             .await
             .expect("inserted");
         remembered_as_stored("acquired").await;
+        // How many times a change was decided.
+        let decided = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let decisions = || decided.swap(0, std::sync::atomic::Ordering::SeqCst);
         let beat = t0 + TimeDelta::nanoseconds(987_654_321);
+        let counter = Arc::clone(&decided);
         store
             .update_lease(id, move |l| {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 l.last_heartbeat_at = Some(beat);
                 l.released_at = Some(beat);
                 Ok::<_, StoreError>(vec![])
@@ -980,6 +992,7 @@ mod tests {
             .await
             .expect("writes")
             .expect("there");
+        assert_eq!(decisions(), 1, "written from memory");
         remembered_as_stored("changed").await;
         // Another replica's write leaves this one's memory behind; the next change reads.
         let other = Store::open_at(&target).await.expect("opens");
@@ -991,8 +1004,10 @@ mod tests {
             .await
             .expect("writes");
         assert!(other.pg().expect("postgres").written.get(id).is_some());
+        let counter = Arc::clone(&decided);
         store
-            .update_lease(id, |l| {
+            .update_lease(id, move |l| {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 l.labels.insert("then".into(), "this".into());
                 Ok::<_, StoreError>(vec![])
             })
@@ -1010,6 +1025,7 @@ mod tests {
             "not written over"
         );
         assert_eq!(labels.get("then").map(String::as_str), Some("this"));
+        assert_eq!(decisions(), 2, "from memory, then on the row read");
         remembered_as_stored("changed after another").await;
     }
 }

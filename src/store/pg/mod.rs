@@ -60,7 +60,7 @@ pub(super) struct Pg {
     free: Arc<tokio::sync::Semaphore>,
     /// Acquires waiting for the next batch (`leases`); `Some` while a task decides batches.
     acquires: Mutex<Option<Vec<Box<dyn leases::Decide>>>>,
-    /// The leases this process wrote last, with their row versions (`leases`).
+    /// The leases this process wrote last, as stored (`leases`).
     written: leases::Written,
 }
 

@@ -232,26 +232,27 @@ impl Pg {
         // notice and event stay in one statement, and a half committed without the other is
         // only marks the next pass would make anyway (each written only over an unmarked
         // finding, so a replica marking next finds them marked).
-        let (mine, theirs) = marks.split_at(if marks.len() >= MARKS_SPLIT {
+        let half = if marks.len() >= MARKS_SPLIT {
             marks.len() / 2
         } else {
             marks.len()
-        });
-        let (mine, theirs) = (MarkColumns::of(mine), MarkColumns::of(theirs));
+        };
+        let (first, second) = (
+            MarkColumns::of(&marks[..half]),
+            MarkColumns::of(&marks[half..]),
+        );
         let (kind, at) = (MailKind::DeletionPlanned.as_str(), ms(at));
-        let marked: i64 = if theirs.ids.is_empty() {
-            tx.query_one(WRITE_MARKS, &mine.params(&kind, &at, &run_id))
-                .await?
-                .try_get(0)?
+        let (first, second) = (
+            first.params(&kind, &at, &run_id),
+            second.params(&kind, &at, &run_id),
+        );
+        let marked: i64 = if half == marks.len() {
+            tx.query_one(WRITE_MARKS, &first).await?.try_get(0)?
         } else {
             let mut other = self.conn().await?;
-            let (mine, theirs) = (
-                mine.params(&kind, &at, &run_id),
-                theirs.params(&kind, &at, &run_id),
-            );
             let (a, b) = tokio::try_join!(
-                tx.query_one(WRITE_MARKS, &mine),
-                other.query_one(WRITE_MARKS, &theirs),
+                tx.query_one(WRITE_MARKS, &first),
+                other.query_one(WRITE_MARKS, &second),
             )?;
             a.try_get::<_, i64>(0)? + b.try_get::<_, i64>(0)?
         };
