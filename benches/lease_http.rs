@@ -23,6 +23,10 @@
 //! quota. The quota check locks the project; a PostgreSQL replica decides the acquires waiting
 //! for it in one batch, whatever their projects, taking each project's lock. The latency of
 //! acquires and releases is printed apart too.
+//!
+//! BENCH_DB_DELAY_US (PostgreSQL) puts a proxy between the replicas and the server that holds
+//! what it forwards each way that many microseconds: a database further away than loopback,
+//! as a managed one is. The proxy's threads share the cores too.
 
 mod common;
 

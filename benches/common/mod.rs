@@ -374,7 +374,23 @@ pub async fn store_sections(postgres: bool, dir: &Path) -> String {
     std::fs::create_dir_all(dir).expect("mkdir");
     let key = dir.join("audit.key");
     std::fs::write(&key, "5e".repeat(32)).expect("key");
-    let base = url.rsplit_once('/').expect("database in URL").0;
+    let mut base = url.rsplit_once('/').expect("database in URL").0.to_owned();
+    let delay = std::env::var("BENCH_DB_DELAY_US")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&us| us > 0);
+    if let Some(us) = delay {
+        let host = config.get_hosts().first().cloned();
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let Some(tokio_postgres::config::Host::Tcp(host)) = host else {
+            panic!("BENCH_DB_DELAY_US needs a TCP server");
+        };
+        let proxy = delaying_proxy(
+            format!("{host}:{port}"),
+            std::time::Duration::from_micros(us),
+        );
+        base = base.replace(&format!(":{port}"), &format!(":{}", proxy.port()));
+    }
     let password = if password.is_some() {
         "password_env = \"EPHEMERA_TEST_POSTGRES_PASSWORD\"\n"
     } else {
@@ -384,6 +400,56 @@ pub async fn store_sections(postgres: bool, dir: &Path) -> String {
         "[store]\nurl = \"{base}/{db}\"\n{password}[audit]\nkey_file = \"{}\"\n",
         key.display()
     )
+}
+
+/// A TCP proxy on loopback to `target` that delays what it forwards each way by `delay` (a
+/// database that far away: `BENCH_DB_DELAY_US`). Threads, not tasks, so the delay is not
+/// rounded to the runtime timer's millisecond; bytes keep their order.
+pub fn delaying_proxy(target: String, delay: std::time::Duration) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::time::Instant;
+    fn pump(mut from: TcpStream, mut to: TcpStream, delay: std::time::Duration) {
+        let (tx, rx) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
+        std::thread::spawn(move || {
+            for (read_at, bytes) in rx {
+                let due = read_at + delay;
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+                if to.write_all(&bytes).is_err() {
+                    break;
+                }
+            }
+            let _ = to.shutdown(std::net::Shutdown::Write);
+        });
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 || tx.send((Instant::now(), buf[..n].to_vec())).is_err() {
+                break;
+            }
+        }
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").expect("proxy bind");
+    let addr = listener.local_addr().expect("proxy addr");
+    std::thread::spawn(move || {
+        for inbound in listener.incoming() {
+            let Ok(inbound) = inbound else { continue };
+            let Ok(outbound) = TcpStream::connect(&target) else {
+                continue;
+            };
+            let _ = inbound.set_nodelay(true);
+            let _ = outbound.set_nodelay(true);
+            let (i2, o2) = (
+                inbound.try_clone().expect("clone"),
+                outbound.try_clone().expect("clone"),
+            );
+            std::thread::spawn(move || pump(inbound, outbound, delay));
+            std::thread::spawn(move || pump(o2, i2, delay));
+        }
+    });
+    addr
 }
 
 /// A store in `dir` for a bench phase: SQLite, or a fresh PostgreSQL database with
