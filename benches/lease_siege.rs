@@ -218,7 +218,7 @@ fn main() {
                 let store = store.clone();
                 writes.spawn(async move {
                     store
-                        .insert_lease(l, now, |_| Ok::<(), ephemera::store::StoreError>(()))
+                        .insert_lease(l, now, ephemera::store::Quota::<ephemera::store::StoreError>::unlimited())
                         .await
                         .expect("seeded")
                 });

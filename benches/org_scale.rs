@@ -37,7 +37,7 @@ use ephemera::clock::{Clock, SystemClock};
 use ephemera::config::Config;
 use ephemera::metrics::Metrics;
 use ephemera::policy::Policy;
-use ephemera::store::{Store, StoreError};
+use ephemera::store::{Quota, Store, StoreError};
 use ephemera::tasks::Tasks;
 use tokio::sync::Mutex;
 
@@ -354,7 +354,7 @@ fn main() {
             ephemera::audit::AuditKey::load_or_create(&config.audit.key).expect("audit key").0,
         );
         store
-            .insert_lease(lease, now, |_| Ok::<(), StoreError>(()))
+            .insert_lease(lease, now, Quota::<StoreError>::unlimited())
             .await
             .expect("insert lease");
         let metrics = Arc::new(Metrics::new());

@@ -48,7 +48,7 @@ use ephemera::model::Lease;
 use ephemera::model::LeaseId;
 use ephemera::policy::Policy;
 use ephemera::resource::WalkRecord;
-use ephemera::store::{Store, StoreError};
+use ephemera::store::{Quota, Store, StoreError};
 use ephemera::tasks::Tasks;
 use serde_json::json;
 
@@ -536,7 +536,7 @@ fn main() {
         let lease_ids: Vec<String> = leases.iter().map(|l| l.id.to_string()).collect();
         for l in &leases {
             store
-                .insert_lease(l.clone(), now, |_| Ok::<(), StoreError>(()))
+                .insert_lease(l.clone(), now, Quota::<StoreError>::unlimited())
                 .await
                 .expect("insert lease");
         }

@@ -540,7 +540,7 @@ async fn bench_real_pass(
             .insert_lease(
                 l.clone(),
                 now,
-                |_| Ok::<(), ephemera::store::StoreError>(()),
+                ephemera::store::Quota::<ephemera::store::StoreError>::unlimited(),
             )
             .await
             .expect("lease stored");

@@ -33,7 +33,7 @@ use ephemera::model::{
 };
 use ephemera::policy::Policy;
 use ephemera::resource::{Observed, WalkRecord};
-use ephemera::store::{Store, StoreError};
+use ephemera::store::{Quota, Store, StoreError};
 
 const PER_LEASE: u64 = 10;
 
@@ -158,7 +158,7 @@ impl World {
                 let store = store.clone();
                 tasks.spawn(async move {
                     store
-                        .insert_lease(l, now, |_| Ok::<(), StoreError>(()))
+                        .insert_lease(l, now, Quota::<StoreError>::unlimited())
                         .await
                         .expect("lease stored");
                 });

@@ -23,7 +23,7 @@ use crate::model::{
     LeaseState, ProjectName, TimelineEntry, check_tag_value,
 };
 use crate::policy::{AcquireAsk, Caller, Denial, Policy};
-use crate::store::{LeaseFilter, Page, Store, StoreError};
+use crate::store::{LeaseFilter, Page, Quota, Store, StoreError};
 use crate::webhook::Webhooks;
 
 /// An acquire request, as the API and CLI send it.
@@ -351,15 +351,19 @@ impl LeaseRegistry {
         };
         let (task, owner) = (lease.task.clone(), lease.owner.clone());
         let key = req.key.map(|k| k.trim().to_owned());
-        let policy = self.policy.get();
+        let quota = match grant.max_active_leases {
+            Some(max) => Quota::at_most(u64::from(max), move |active| {
+                LeaseError::from(Denial::QuotaExceeded {
+                    project,
+                    active,
+                    max,
+                })
+            }),
+            None => Quota::unlimited(),
+        };
         let (stored, existing) = self
             .store
-            .insert_lease_keyed(lease, key.clone(), now, move |active| {
-                match policy.project(&project) {
-                    Some(p) => p.check_quota(active).map_err(LeaseError::from),
-                    None => Err(Denial::UnknownProject(project.clone()).into()),
-                }
-            })
+            .insert_lease_keyed(lease, key.clone(), now, quota)
             .await?;
         // The same key for another task or owner is a mistake to surface, not a lease to share.
         if existing && (stored.task != task || stored.owner != owner) {
@@ -760,7 +764,7 @@ mod tests {
         let mut other = lease.clone();
         other.id = LeaseId::generate();
         store
-            .insert_lease(other, clock.now(), |_| Ok::<(), StoreError>(()))
+            .insert_lease(other, clock.now(), Quota::<StoreError>::unlimited())
             .await
             .expect("inserted");
         scrape().await;
@@ -774,7 +778,7 @@ mod tests {
         let mut third = lease.clone();
         third.id = LeaseId::generate();
         store
-            .insert_lease(third, clock.now(), |_| Ok::<(), StoreError>(()))
+            .insert_lease(third, clock.now(), Quota::<StoreError>::unlimited())
             .await
             .expect("inserted");
         tokio::time::sleep(GAUGES_FRESH_FOR + std::time::Duration::from_millis(50)).await;

@@ -70,8 +70,10 @@
 //!   reads the wall clock.
 //! - Only [`store`] knows SQL; its calls run on blocking threads (reads) or the writer thread
 //!   (writes) and never hold a connection across `.await`. Read-check-write sequences (quota,
-//!   renew, release) are atomic (one transaction; on PostgreSQL a renewal or release writes
-//!   only over the row version it read, or over what this process's last write of it left), and
+//!   renew, release) are atomic (one transaction; on PostgreSQL acquires go in only if the
+//!   server, under the project's lock, still finds room for them, and a renewal or release
+//!   writes only over the row version it read, or over what this process's last write of it
+//!   left), and
 //!   the API answers only after the commit is durable.
 //! - Only [`http`] knows axum and JSON DTOs; errors map to a status and a stable code in one place.
 //! - Metric labels come from bounded sets; no lease id, ARN or resource id is ever a label.

@@ -574,6 +574,7 @@ mod tests {
     use super::*;
     use crate::config::{SecretSource, WebhookConfig};
     use crate::model::{HumanDuration, Lease, LeaseId, ProjectName};
+    use crate::store::Quota;
 
     /// More leases near their end than one page holds: every one is told, once, whatever the
     /// paging; a second round tells nothing again.
@@ -616,7 +617,7 @@ mod tests {
                 regions: vec![],
             };
             store
-                .insert_lease(l, now, |_| Ok::<(), StoreError>(()))
+                .insert_lease(l, now, Quota::<StoreError>::unlimited())
                 .await
                 .expect("inserts");
         }

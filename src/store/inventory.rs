@@ -1138,6 +1138,7 @@ fn finding_row(r: &Row<'_>) -> rusqlite::Result<Finding> {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use crate::store::Quota;
     use chrono::{TimeDelta, TimeZone};
 
     use super::*;
@@ -1574,7 +1575,7 @@ pub(crate) mod tests {
             regions: vec![],
         };
         store
-            .insert_lease(lease.clone(), t1, |_| Ok::<(), StoreError>(()))
+            .insert_lease(lease.clone(), t1, Quota::<StoreError>::unlimited())
             .await
             .expect("lease");
         assert_eq!(store.all_leases().await.expect("leases"), vec![lease]);

@@ -141,6 +141,53 @@ pub struct Page<T> {
     pub next: Option<LeaseId>,
 }
 
+/// How many leases of a project may be active at once, and what an acquire beyond that is
+/// told. A limit the store can read (not a closure it can only ask): a PostgreSQL replica
+/// checks it again inside the insert, against the count at that moment.
+pub struct Quota<E> {
+    limit: Option<(u64, Refusal<E>)>,
+}
+
+type Refusal<E> = Box<dyn FnOnce(u64) -> E + Send>;
+
+impl<E> std::fmt::Debug for Quota<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Quota").field("max", &self.max()).finish()
+    }
+}
+
+impl<E> Quota<E> {
+    /// No limit.
+    pub fn unlimited() -> Self {
+        Quota { limit: None }
+    }
+
+    /// At most `max` active; an acquire beyond gets `refuse(active)`.
+    pub fn at_most(max: u64, refuse: impl FnOnce(u64) -> E + Send + 'static) -> Self {
+        Quota {
+            limit: Some((max, Box::new(refuse))),
+        }
+    }
+
+    /// The most leases of the project that may be active, if any.
+    pub(crate) fn max(&self) -> Option<u64> {
+        self.limit.as_ref().map(|(max, _)| *max)
+    }
+
+    /// The refusal of an acquire that found `active` leases (none when it would fit).
+    pub(crate) fn refusal(self, active: u64) -> Option<E> {
+        match self.limit {
+            Some((max, refuse)) if active >= max => Some(refuse(active)),
+            _ => None,
+        }
+    }
+
+    /// Ok when one more lease fits beside `active` ones, else the refusal.
+    fn check(self, active: u64) -> Result<(), E> {
+        self.refusal(active).map_or(Ok(()), Err)
+    }
+}
+
 /// Handle to the store; cheap to clone. On SQLite, writes go through one writer thread
 /// (group commit, see [`writer`]) and reads use a pool of connections that see only committed
 /// data; on PostgreSQL, a pool of connections serves both (see [`pg`]).
@@ -394,13 +441,13 @@ impl Store {
         self.writer()?.write(|_| Ok::<_, StoreError>(())).await
     }
 
-    /// Inserts a new lease after `quota` accepts the number of leases of its project active
-    /// at `now`; both happen in one transaction.
+    /// Inserts a new lease if its project's `quota` has room for it beside the leases active
+    /// at `now`; the count and the insert are one atomic step.
     pub async fn insert_lease<E>(
         &self,
         lease: Lease,
         now: DateTime<Utc>,
-        quota: impl FnOnce(u64) -> Result<(), E> + Send + 'static,
+        quota: Quota<E>,
     ) -> Result<Lease, E>
     where
         E: From<StoreError> + Send + 'static,
@@ -412,13 +459,13 @@ impl Store {
 
     /// Like [`Store::insert_lease`], with an idempotency key: when a lease of the project with
     /// `key` is active at `now`, that lease is returned (`true`) and nothing is written; the
-    /// look-up and the insert share the transaction, so two racing acquires make one lease.
+    /// look-up and the insert are one atomic step, so two racing acquires make one lease.
     pub async fn insert_lease_keyed<E>(
         &self,
         lease: Lease,
         key: Option<String>,
         now: DateTime<Utc>,
-        quota: impl FnOnce(u64) -> Result<(), E> + Send + 'static,
+        quota: Quota<E>,
     ) -> Result<(Lease, bool), E>
     where
         E: From<StoreError> + Send + 'static,
@@ -455,7 +502,7 @@ impl Store {
                         |r| r.get(0),
                     )
                     .map_err(StoreError::from)?;
-                quota(u64::try_from(active).unwrap_or(0))?;
+                quota.check(u64::try_from(active).unwrap_or(0))?;
                 write_lease(tx, &lease, true)?;
                 if let Some(k) = &key {
                     tx.execute(
@@ -1166,13 +1213,9 @@ mod tests {
             .expect("time");
         let lease = |project: &str, task: &str| hour_lease(project, task, t0);
         let at_most = |max: u64| {
-            move |active: u64| {
-                if active >= max {
-                    Err(StoreError::Corrupt(format!("quota: {active} of {max}")))
-                } else {
-                    Ok(())
-                }
-            }
+            Quota::at_most(max, move |active| {
+                StoreError::Corrupt(format!("quota: {active} of {max}"))
+            })
         };
         // Acquires spawned together, so they queue for one batch: `(project, quota, key)`.
         let race = |acquires: Vec<(&'static str, u64, Option<&'static str>)>| {
@@ -1239,7 +1282,7 @@ mod tests {
                 let lease = hour_lease("web", &format!("t{i}"), t0);
                 ids.push(lease.id);
                 store
-                    .insert_lease(lease, t0, |_| Ok::<(), StoreError>(()))
+                    .insert_lease(lease, t0, Quota::<StoreError>::unlimited())
                     .await
                     .expect("inserted");
             }
@@ -1358,7 +1401,7 @@ mod tests {
         for (engine, a, b) in Store::open_twice_for_test(dir.path()).await {
             let lease = hour_lease("web", "t", t0);
             let id = lease.id;
-            a.insert_lease(lease, t0, |_| Ok::<(), StoreError>(()))
+            a.insert_lease(lease, t0, Quota::<StoreError>::unlimited())
                 .await
                 .expect("inserted");
             // One more minute, refused unless the lease ends at least 90 minutes after t0.
@@ -1449,7 +1492,7 @@ mod tests {
         let (active, lapsed, released) = (lease(60, false), lease(5, false), lease(60, true));
         for l in [&active, &lapsed, &released] {
             store
-                .insert_lease(l.clone(), t0, |_| Ok::<(), StoreError>(()))
+                .insert_lease(l.clone(), t0, Quota::<StoreError>::unlimited())
                 .await
                 .expect("insert");
         }

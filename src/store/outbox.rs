@@ -547,6 +547,7 @@ fn pending_notices(c: &Connection, kind: &str) -> Result<Vec<Notice>, StoreError
 
 #[cfg(test)]
 mod tests {
+    use crate::store::Quota;
     use chrono::TimeZone;
 
     use super::*;
@@ -577,7 +578,7 @@ mod tests {
 
     async fn insert(store: &Store, l: &Lease) {
         store
-            .insert_lease(l.clone(), l.created_at, |_| Ok::<(), StoreError>(()))
+            .insert_lease(l.clone(), l.created_at, Quota::<StoreError>::unlimited())
             .await
             .expect("inserts");
     }

@@ -102,6 +102,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use crate::store::Quota;
     use chrono::{TimeDelta, TimeZone};
 
     use super::*;
@@ -152,7 +153,7 @@ mod tests {
         let running = lease(t + m(60), None);
         for l in [&clean, &gone_before, &live, &gone_late, &running] {
             store
-                .insert_lease(l.clone(), l.created_at, |_| Ok::<(), StoreError>(()))
+                .insert_lease(l.clone(), l.created_at, Quota::<StoreError>::unlimited())
                 .await
                 .expect("inserts");
         }

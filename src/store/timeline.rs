@@ -359,6 +359,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use crate::store::Quota;
     use std::collections::BTreeMap;
 
     use chrono::{TimeDelta, TimeZone};
@@ -443,7 +444,7 @@ mod tests {
         let (id, other_id) = (l.id, other.id);
         for x in [l, other] {
             store
-                .insert_lease(x, t0(), |_| Ok::<(), StoreError>(()))
+                .insert_lease(x, t0(), Quota::<StoreError>::unlimited())
                 .await
                 .expect("inserted");
         }

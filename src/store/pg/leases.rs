@@ -1,5 +1,6 @@
 //! Leases on PostgreSQL: replicas racing for one project's quota serialise on the project's
-//! lock in the database, not on a process; a change of one lease (a release, a renewal) is
+//! lock in the database, not on a process, held for the server's work alone when the quota
+//! has room; a change of one lease (a release, a renewal) is
 //! written only over the row version it was decided on, so of racing changes each decides on
 //! what the one before it wrote.
 
@@ -14,7 +15,7 @@ use tokio_postgres::types::ToSql;
 use super::Pg;
 use crate::model::{Lease, LeaseEvent, LeaseId, LeaseState};
 use crate::store::{
-    LEASE_COLUMNS, LeaseFilter, Page, RawLease, StoreError, lease_columns, ms, next_cursor,
+    LEASE_COLUMNS, LeaseFilter, Page, Quota, RawLease, StoreError, lease_columns, ms, next_cursor,
 };
 
 impl RawLease {
@@ -245,46 +246,47 @@ fn lease_params(l: &Lease) -> Result<LeaseParams, StoreError> {
 const ACQUIRE_BATCH: usize = 256;
 
 /// What became of one acquire of a batch.
-enum Decision<E> {
+pub(super) enum Decision {
     /// Its key names an active lease: that one, nothing written.
     Existing(Box<Lease>),
     /// Within the quota: its lease goes in with the batch's commit.
     Granted,
-    /// The quota (or the policy behind it) said no.
-    Refused(E),
+    /// The quota was full with this many leases active (the batch's grants before it
+    /// counted).
+    Refused(u64),
 }
 
 /// One queued acquire, its caller's types erased so acquires share a queue.
 pub(super) trait Decide: Send {
-    fn project(&self) -> &str;
+    /// The lease it would insert.
+    fn lease(&self) -> &Lease;
     fn now(&self) -> DateTime<Utc>;
     fn key(&self) -> Option<&str>;
-    /// Asks the caller's quota with `active` leases; true when it grants.
-    fn decide(&mut self, active: u64) -> bool;
-    /// The lease to insert and its key (after `decide` granted).
-    fn granted(&self) -> (&Lease, Option<&str>);
-    /// Answers with an active lease of the same key.
-    fn existing(&mut self, lease: Lease);
+    /// The most leases of its project that may be active, if any.
+    fn max(&self) -> Option<u64>;
+    /// Records what became of it; a decision made again (on what was read under the
+    /// project's lock) replaces it.
+    fn decided(&mut self, d: Decision);
+    fn is_granted(&self) -> bool;
     /// Tells the caller, once the batch's transaction committed (or failed).
     fn answer(&mut self, committed: Result<(), StoreError>);
 }
 
-struct Pending<F, E> {
+struct Pending<E> {
     lease: Lease,
     key: Option<String>,
     now: DateTime<Utc>,
-    quota: Option<F>,
-    decision: Option<Decision<E>>,
+    quota: Option<Quota<E>>,
+    decision: Option<Decision>,
     reply: Option<tokio::sync::oneshot::Sender<Result<(Lease, bool), E>>>,
 }
 
-impl<F, E> Decide for Pending<F, E>
+impl<E> Decide for Pending<E>
 where
-    F: FnOnce(u64) -> Result<(), E> + Send,
     E: From<StoreError> + Send,
 {
-    fn project(&self) -> &str {
-        self.lease.project.as_str()
+    fn lease(&self) -> &Lease {
+        &self.lease
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -295,25 +297,16 @@ where
         self.key.as_deref()
     }
 
-    fn decide(&mut self, active: u64) -> bool {
-        let Some(quota) = self.quota.take() else {
-            return false;
-        };
-        let d = match quota(active) {
-            Ok(()) => Decision::Granted,
-            Err(e) => Decision::Refused(e),
-        };
-        let granted = matches!(d, Decision::Granted);
+    fn max(&self) -> Option<u64> {
+        self.quota.as_ref().and_then(Quota::max)
+    }
+
+    fn decided(&mut self, d: Decision) {
         self.decision = Some(d);
-        granted
     }
 
-    fn granted(&self) -> (&Lease, Option<&str>) {
-        (&self.lease, self.key.as_deref())
-    }
-
-    fn existing(&mut self, lease: Lease) {
-        self.decision = Some(Decision::Existing(Box::new(lease)));
+    fn is_granted(&self) -> bool {
+        matches!(self.decision, Some(Decision::Granted))
     }
 
     fn answer(&mut self, committed: Result<(), StoreError>) {
@@ -324,7 +317,15 @@ where
             (Err(e), _) => Err(E::from(e)),
             (Ok(()), Some(Decision::Existing(l))) => Ok((*l, true)),
             (Ok(()), Some(Decision::Granted)) => Ok((self.lease.clone(), false)),
-            (Ok(()), Some(Decision::Refused(e))) => Err(e),
+            (Ok(()), Some(Decision::Refused(active))) => Err(self
+                .quota
+                .take()
+                .and_then(|q| q.refusal(active))
+                .unwrap_or_else(|| {
+                    E::from(StoreError::Corrupt(format!(
+                        "an acquire was refused with {active} active leases, within its quota"
+                    )))
+                })),
             (Ok(()), None) => Err(E::from(StoreError::Corrupt(
                 "an acquire of the batch was left undecided".to_owned(),
             ))),
@@ -334,18 +335,147 @@ where
     }
 }
 
-/// Inserts the granted leases of a batch in one statement: the parameters of
-/// [`LeaseRows::refs`].
-const INSERT_LEASES: &str = "INSERT INTO leases (id, project, task, owner, principal,
-        created_at, expires_at, heartbeat_interval_s, last_heartbeat_at, released_at, labels,
-        regions, ends_at, idem_key)
+/// What a batch read: the active leases with its keys, and how many leases of each of its
+/// projects are active.
+#[derive(Default)]
+struct Seen {
+    keyed: HashMap<(String, String), Vec<Lease>>,
+    active: HashMap<String, u64>,
+}
+
+impl Seen {
+    fn of(keyed: &[Row], counts: &[Row]) -> Result<Self, StoreError> {
+        let mut seen = Seen::default();
+        for r in keyed {
+            let lease = lease_of(r)?;
+            let k: String = r.try_get(12)?;
+            seen.keyed
+                .entry((lease.project.as_str().to_owned(), k))
+                .or_default()
+                .push(lease);
+        }
+        for r in counts {
+            let n: i64 = r.try_get(1)?;
+            seen.active
+                .insert(r.try_get(0)?, u64::try_from(n).unwrap_or(0));
+        }
+        Ok(seen)
+    }
+
+    /// Decides each acquire of `batch` in order on what was read, counting the grants before
+    /// it. Returns, for each project with grants under a quota, the most leases that may be
+    /// active beside them (the least over its grants of the quota less the grants up to and
+    /// including that one): the grants stand as long as no more than that are. `None` when it
+    /// refused one.
+    fn decide(mut self, batch: &mut [Box<dyn Decide>]) -> Option<HashMap<String, u64>> {
+        let mut room: HashMap<String, u64> = HashMap::new();
+        let mut refused = false;
+        let mut grants: HashMap<String, u64> = HashMap::new();
+        for p in batch.iter_mut() {
+            let now = p.now();
+            let project = p.lease().project.as_str().to_owned();
+            let existing = p.key().and_then(|k| {
+                self.keyed
+                    .get(&(project.clone(), k.to_owned()))
+                    .and_then(|ls| ls.iter().find(|l| l.ends_at() > now))
+                    .cloned()
+            });
+            if let Some(l) = existing {
+                p.decided(Decision::Existing(Box::new(l)));
+                continue;
+            }
+            let active = self.active.entry(project.clone()).or_default();
+            if p.max().is_some_and(|max| *active >= max) {
+                p.decided(Decision::Refused(*active));
+                refused = true;
+                continue;
+            }
+            *active += 1;
+            p.decided(Decision::Granted);
+            let granted = grants.entry(project.clone()).or_default();
+            *granted += 1;
+            if let Some(max) = p.max() {
+                let beside = max.saturating_sub(*granted);
+                let r = room.entry(project.clone()).or_insert(beside);
+                *r = (*r).min(beside);
+            }
+            if let Some(k) = p.key() {
+                self.keyed
+                    .entry((project, k.to_owned()))
+                    .or_default()
+                    .push(p.lease().clone());
+            }
+        }
+        (!refused).then_some(room)
+    }
+}
+
+/// Inserts the granted leases of a batch in one statement ($1–$15: [`LeaseRows::refs`]), all
+/// of them or none: none when a project of `$16` has more than its `$17` leases active at
+/// `$18` (counted now, not when they were decided), or when a lease with one of their keys
+/// has become active. Both conditions are one-time filters (they do not look at the row
+/// being inserted), so the statement inserts every row or none.
+const INSERT_LEASES: &str = "WITH g AS (
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+            $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[],
+            $12::text[], $13::bigint[], $14::text[], $15::bigint[])
+        AS g(project, id, task, owner, principal, created_at, expires_at, heartbeat_interval_s,
+             last_heartbeat_at, released_at, labels, regions, ends_at, idem_key, decided_at)
+    )
+    INSERT INTO leases (id, project, task, owner, principal, created_at, expires_at,
+        heartbeat_interval_s, last_heartbeat_at, released_at, labels, regions, ends_at, idem_key)
     SELECT id, project, task, owner, principal, created_at, expires_at, heartbeat_interval_s,
         last_heartbeat_at, released_at, labels, regions, ends_at, idem_key
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[],
-        $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], $12::text[],
-        $13::bigint[], $14::text[])
-        AS g(project, id, task, owner, principal, created_at, expires_at, heartbeat_interval_s,
-             last_heartbeat_at, released_at, labels, regions, ends_at, idem_key)";
+    FROM g
+    WHERE NOT EXISTS (
+            SELECT 1 FROM unnest($16::text[], $17::bigint[]) AS q(project, room)
+            WHERE (SELECT COUNT(*) FROM leases l WHERE l.project = q.project
+                   AND l.released_at IS NULL AND l.ends_at > $18) > q.room)
+        AND NOT EXISTS (
+            SELECT 1 FROM g JOIN leases l ON l.project = g.project AND l.idem_key = g.idem_key
+            WHERE l.released_at IS NULL AND l.ends_at > g.decided_at)";
+
+/// The active leases of a batch's projects with its keys ($1 projects, $2 keys, $3 since).
+const ACTIVE_BY_KEY: &str = concat!(
+    "SELECT ",
+    lease_columns!(),
+    ", idem_key FROM leases WHERE project = ANY($1) AND idem_key = ANY($2)
+     AND released_at IS NULL AND ends_at > $3"
+);
+
+/// How many leases of each of a batch's projects are active ($1 projects, $2 since).
+const COUNT_ACTIVE: &str = "SELECT project, COUNT(*) FROM leases
+    WHERE project = ANY($1) AND released_at IS NULL AND ends_at > $2
+    GROUP BY project";
+
+/// Takes the locks named in $1 until the transaction ends, in the array's order (a function
+/// scan yields it in order).
+const LOCK_PROJECTS: &str =
+    "SELECT pg_advisory_xact_lock(hashtextextended(n, 0)) FROM unnest($1::text[]) n";
+
+/// The lock that serialises the quota decisions of `project` across replicas.
+fn quota_lock(project: &str) -> String {
+    format!("lease-quota/{project}")
+}
+
+/// What a batch's reads ask for: its projects (sorted, each once), its keys, and the earliest
+/// `now` of its acquires (a lease ending in between counts as active, the safe side of a
+/// quota, and is checked against each acquire's own `now` for its key).
+fn read_args(batch: &[Box<dyn Decide>]) -> (Vec<&str>, Vec<&str>, i64) {
+    let projects = batch
+        .iter()
+        .map(|p| p.lease().project.as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let keys = batch.iter().filter_map(|p| p.key()).collect();
+    let since = batch
+        .iter()
+        .map(|p| p.now().timestamp_millis())
+        .min()
+        .unwrap_or_default();
+    (projects, keys, since)
+}
 
 /// The columns of new leases, one array each.
 #[derive(Default)]
@@ -364,12 +494,15 @@ struct LeaseRows<'a> {
     regions: Vec<String>,
     ends: Vec<i64>,
     keys: Vec<Option<&'a str>>,
+    decided: Vec<i64>,
 }
 
 impl<'a> LeaseRows<'a> {
-    fn of(granted: &'a [(Lease, Option<String>)]) -> Result<Self, StoreError> {
+    /// The granted leases of `batch`.
+    fn of(batch: &'a [Box<dyn Decide>]) -> Result<Self, StoreError> {
         let mut r = LeaseRows::default();
-        for (l, key) in granted {
+        for p in batch.iter().filter(|p| p.is_granted()) {
+            let l = p.lease();
             r.projects.push(l.project.as_str());
             r.ids.push(l.id.to_string());
             r.tasks.push(&l.task);
@@ -392,12 +525,13 @@ impl<'a> LeaseRows<'a> {
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?,
             );
             r.ends.push(l.ends_at().timestamp_millis());
-            r.keys.push(key.as_deref());
+            r.keys.push(p.key());
+            r.decided.push(p.now().timestamp_millis());
         }
         Ok(r)
     }
 
-    fn refs(&self) -> [&(dyn ToSql + Sync); 14] {
+    fn refs(&self) -> [&(dyn ToSql + Sync); 15] {
         [
             &self.projects,
             &self.ids,
@@ -413,6 +547,7 @@ impl<'a> LeaseRows<'a> {
             &self.regions,
             &self.ends,
             &self.keys,
+            &self.decided,
         ]
     }
 }
@@ -440,20 +575,20 @@ impl Pg {
         Ok(())
     }
 
-    /// Takes a lease of `lease`'s project after `quota` accepts the number active at `now`;
-    /// with `key` naming an active lease of the project, returns that one (`true`).
+    /// Takes a lease of `lease`'s project if `quota` has room for it beside the leases active
+    /// at `now`; with `key` naming an active lease of the project, returns that one (`true`).
     ///
     /// Acquires of one project are decided one at a time across replicas (the quota must see
     /// every lease granted before it), so each replica gathers the acquires that arrive while
     /// a batch is being decided, whatever their projects, and decides them together: one
-    /// transaction, one commit for the lot, each project's acquires in arrival order. Nothing
-    /// is acknowledged before that commit.
+    /// transaction, one commit for the lot, each project's acquires in arrival order
+    /// ([`Pg::decide_batch`]). Nothing is acknowledged before that commit.
     pub(in crate::store) async fn insert_lease_keyed<E>(
         self: &Arc<Self>,
         lease: Lease,
         key: Option<String>,
         now: DateTime<Utc>,
-        quota: impl FnOnce(u64) -> Result<(), E> + Send + 'static,
+        quota: Quota<E>,
     ) -> Result<(Lease, bool), E>
     where
         E: From<StoreError> + Send + 'static,
@@ -518,60 +653,116 @@ impl Pg {
         }
     }
 
-    /// One transaction for `batch`: the lock of each of its projects, their active counts
-    /// and keyed leases read once, each acquire decided in order, the granted ones inserted
-    /// together.
+    /// Decides `batch` in one round trip when its projects have room for it: granted as if no
+    /// lease were active (each acquire with a key the batch did not grant before it), its
+    /// leases are inserted under their projects' locks only if the quotas and keys still
+    /// allow them, checked by the server against the leases active then ([`INSERT_LEASES`]).
+    /// The locks are held for the server's work alone, not across a round trip to this
+    /// process. Otherwise (a quota without room, a key in use) nothing is inserted and the
+    /// batch is decided on what is read under the locks ([`Pg::decide_locked`]), so every
+    /// refusal and every answer with an existing lease is decided there.
     async fn decide_batch(&self, batch: &mut [Box<dyn Decide>]) -> Result<(), StoreError> {
         let mut c = self.conn().await?;
-        let begin = c.statement("BEGIN").await?;
-        // A function scan yields the array in order, so the locks are taken in that order.
-        let lock = c
-            .statement(
-                "SELECT pg_advisory_xact_lock(hashtextextended(n, 0)) FROM unnest($1::text[]) n",
-            )
-            .await?;
-        let by_key = c
-            .statement(concat!(
-                "SELECT ",
-                lease_columns!(),
-                ", idem_key FROM leases WHERE project = ANY($1) AND idem_key = ANY($2)
-                 AND released_at IS NULL AND ends_at > $3"
-            ))
-            .await?;
-        let count = c
-            .statement(
-                "SELECT project, COUNT(*) FROM leases
-                 WHERE project = ANY($1) AND released_at IS NULL AND ends_at > $2
-                 GROUP BY project",
-            )
-            .await?;
-        let insert = c.statement(INSERT_LEASES).await?;
-        let commit = c.statement("COMMIT").await?;
-        // The earliest `now` of the batch: a lease ending in between counts as active (the
-        // safe side of a quota) and is checked against each acquire's own `now` for its key.
-        let since = batch
+        if let Some(room) = Seen::default().decide(batch)
+            && self.insert_if_room(&mut c, batch, &room).await?
+        {
+            return Ok(());
+        }
+        self.decide_locked(&mut c, batch).await
+    }
+
+    /// Inserts the grants of `batch` under their projects' locks if each project has no more
+    /// than its `room` of other leases active and none of their keys has become active; true
+    /// when they are in, false when nothing was written.
+    async fn insert_if_room(
+        &self,
+        c: &mut super::Pooled<'_>,
+        // `&mut` though only read: a shared reference held across an await would need `Sync`.
+        batch: &mut [Box<dyn Decide>],
+        room: &HashMap<String, u64>,
+    ) -> Result<bool, StoreError> {
+        // The locks of the projects whose grants something can invalidate: a quota's count
+        // or a key (a grant of a project with neither stands whatever else is written).
+        let locks: Vec<String> = batch
             .iter()
-            .map(|p| p.now().timestamp_millis())
-            .min()
-            .unwrap_or_default();
-        let keys: Vec<&str> = batch.iter().filter_map(|p| p.key()).collect();
-        // Every replica takes a batch's project locks in the same (sorted) order, so two
-        // batches sharing projects wait for each other instead of deadlocking.
-        let projects: Vec<&str> = batch
-            .iter()
-            .map(|p| p.project())
+            .filter(|p| p.is_granted() && (p.max().is_some() || p.key().is_some()))
+            .map(|p| p.lease().project.as_str())
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
+            .map(quota_lock)
             .collect();
-        let lock_names: Vec<String> = projects
+        let begin = c.statement("BEGIN").await?;
+        let lock = c.statement(LOCK_PROJECTS).await?;
+        let insert = c.statement(INSERT_LEASES).await?;
+        let commit = c.statement("COMMIT").await?;
+        let (_, _, since) = read_args(batch);
+        let rows = LeaseRows::of(batch)?;
+        let (room_projects, rooms): (Vec<&str>, Vec<i64>) = room
             .iter()
-            .map(|p| format!("lease-quota/{p}"))
-            .collect();
-        // Two round trips for the batch: BEGIN, the locks and both reads; the insert and
-        // COMMIT. One acquire of a project at a time, across replicas: the count and the
-        // insert must see every lease granted before them (READ COMMITTED alone would let two
-        // replicas count the same nine and both grant the tenth); the reads run after the
-        // locks.
+            .map(|(p, r)| (p.as_str(), i64::try_from(*r).unwrap_or(i64::MAX)))
+            .unzip();
+        let mut values = rows.refs().to_vec();
+        values.extend::<[&(dyn ToSql + Sync); 3]>([&room_projects, &rooms, &since]);
+        // One round trip: the locks, the insert and the commit.
+        c.pipeline_begin();
+        let (_, _, inserted, _) = {
+            let client = c.client();
+            let lock_args: [&(dyn ToSql + Sync); 1] = [&locks];
+            tokio::try_join!(
+                client.execute(&begin, &[]),
+                client.query(&lock, &lock_args),
+                client.execute(&insert, &values),
+                client.execute(&commit, &[]),
+            )?
+        };
+        c.pipeline_end();
+        drop(rows);
+        self.inserted(batch, inserted)
+    }
+
+    /// Whether all of `rows` were inserted (then remembered as written); false when none
+    /// were. Some but not all cannot be ([`INSERT_LEASES`]'s conditions hold for all rows or
+    /// none), and is an error rather than acknowledged.
+    fn inserted(&self, batch: &[Box<dyn Decide>], inserted: u64) -> Result<bool, StoreError> {
+        let n = batch.iter().filter(|p| p.is_granted()).count() as u64;
+        if inserted == 0 && n > 0 {
+            return Ok(false);
+        }
+        if inserted != n {
+            return Err(StoreError::Commit(format!(
+                "{inserted} of a batch's {n} granted leases were inserted"
+            )));
+        }
+        for p in batch.iter().filter(|p| p.is_granted()) {
+            if let Ok(params) = lease_params(p.lease()) {
+                self.written.remember(&params);
+            }
+        }
+        Ok(true)
+    }
+
+    /// One transaction for `batch`: the lock of each of its projects, their active counts
+    /// and keyed leases read under them, each acquire decided in order, the granted ones
+    /// inserted together.
+    async fn decide_locked(
+        &self,
+        c: &mut super::Pooled<'_>,
+        batch: &mut [Box<dyn Decide>],
+    ) -> Result<(), StoreError> {
+        let begin = c.statement("BEGIN").await?;
+        let lock = c.statement(LOCK_PROJECTS).await?;
+        let by_key = c.statement(ACTIVE_BY_KEY).await?;
+        let count = c.statement(COUNT_ACTIVE).await?;
+        let insert = c.statement(INSERT_LEASES).await?;
+        let commit = c.statement("COMMIT").await?;
+        let (projects, keys, since) = read_args(batch);
+        // Every replica takes a batch's project locks in the same (sorted) order, so two
+        // batches sharing projects wait for each other instead of deadlocking.
+        let lock_names: Vec<String> = projects.iter().map(|p| quota_lock(p)).collect();
+        // Two round trips: BEGIN, the locks and both reads; the insert and COMMIT. One
+        // decision of a project at a time, across replicas: the count and the insert must
+        // see every lease granted before them (READ COMMITTED alone would let two replicas
+        // count the same nine and both grant the tenth); the reads run after the locks.
         c.pipeline_begin();
         let (_, _, rows, counts) = {
             let client = c.client();
@@ -585,69 +776,29 @@ impl Pg {
                 client.query(&count, &count_args),
             )?
         };
-        let mut keyed: HashMap<(String, String), Vec<Lease>> = HashMap::new();
-        for r in &rows {
-            let lease = lease_of(r)?;
-            let k: String = r.try_get(12)?;
-            keyed
-                .entry((lease.project.as_str().to_owned(), k))
-                .or_default()
-                .push(lease);
-        }
-        let mut active: HashMap<String, u64> = HashMap::new();
-        for r in &counts {
-            let n: i64 = r.try_get(1)?;
-            active.insert(r.try_get(0)?, u64::try_from(n).unwrap_or(0));
-        }
-        let mut granted = Vec::new();
-        for p in batch.iter_mut() {
-            let now = p.now();
-            let project = p.project().to_owned();
-            let existing = p.key().and_then(|k| {
-                keyed
-                    .get(&(project.clone(), k.to_owned()))
-                    .and_then(|ls| ls.iter().find(|l| l.ends_at() > now))
-                    .cloned()
-            });
-            if let Some(l) = existing {
-                p.existing(l);
-                continue;
-            }
-            let active = active.entry(project).or_default();
-            if p.decide(*active) {
-                *active += 1;
-                let (lease, key) = p.granted();
-                if let Some(k) = key {
-                    keyed
-                        .entry((lease.project.as_str().to_owned(), k.to_owned()))
-                        .or_default()
-                        .push(lease.clone());
-                }
-                granted.push((lease.clone(), key.map(str::to_owned)));
-            }
-        }
-        {
+        // Under the locks nothing can change what was read: no room to check again.
+        Seen::of(&rows, &counts)?.decide(batch);
+        let granted = LeaseRows::of(batch)?;
+        let nothing: (Vec<&str>, Vec<i64>) = (Vec::new(), Vec::new());
+        let mut values = granted.refs().to_vec();
+        values.extend::<[&(dyn ToSql + Sync); 3]>([&nothing.0, &nothing.1, &since]);
+        let (inserted, _) = {
             let client = c.client();
-            if granted.is_empty() {
-                client.execute(&commit, &[]).await?;
-            } else {
-                let rows = LeaseRows::of(&granted)?;
-                let values = rows.refs();
-                // A failed insert makes the COMMIT a rollback, and the insert's error is
-                // returned.
-                tokio::try_join!(
-                    client.execute(&insert, &values),
-                    client.execute(&commit, &[])
-                )?;
-                for (lease, _) in &granted {
-                    if let Ok(params) = lease_params(lease) {
-                        self.written.remember(&params);
-                    }
-                }
-            }
-        }
+            // A failed insert makes the COMMIT a rollback, and the insert's error is returned.
+            tokio::try_join!(
+                client.execute(&insert, &values),
+                client.execute(&commit, &[])
+            )?
+        };
         c.pipeline_end();
-        Ok(())
+        let none = granted.ids.is_empty();
+        drop(granted);
+        if self.inserted(batch, inserted)? || none {
+            return Ok(());
+        }
+        Err(StoreError::Commit(
+            "a batch's grants were not inserted under their projects' locks".to_owned(),
+        ))
     }
 
     /// Reads lease `id`, lets `f` change it, and writes it back with `f`'s events if the row
@@ -938,6 +1089,163 @@ mod tests {
     use crate::model::HumanDuration;
     use crate::store::{Store, StoreLocation};
 
+    type Answer = tokio::sync::oneshot::Receiver<Result<(Lease, bool), StoreError>>;
+
+    /// An acquire of `lease` queued as a batch holds it.
+    fn pending(lease: Lease, key: Option<&str>, max: Option<u64>) -> (Box<dyn Decide>, Answer) {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let quota = match max {
+            Some(max) => Quota::at_most(max, move |active| {
+                StoreError::Corrupt(format!("full: {active} of {max}"))
+            }),
+            None => Quota::unlimited(),
+        };
+        let p = Pending {
+            now: lease.created_at,
+            lease,
+            key: key.map(str::to_owned),
+            quota: Some(quota),
+            decision: None,
+            reply: Some(reply),
+        };
+        (Box::new(p), answer)
+    }
+
+    /// Answers each acquire of `batch` as after a commit; what each caller is told.
+    async fn answers(
+        batch: Vec<Box<dyn Decide>>,
+        answers: Vec<Answer>,
+    ) -> Vec<Result<bool, String>> {
+        for mut p in batch {
+            p.answer(Ok(()));
+        }
+        let mut told = Vec::new();
+        for a in answers {
+            told.push(match a.await.expect("answered") {
+                Ok((_, existing)) => Ok(existing),
+                Err(e) => Err(e.to_string()),
+            });
+        }
+        told
+    }
+
+    /// A batch's grants, decided as if no lease were active, go in only if their projects
+    /// have room for them at the insert: with one lease active and a quota of three, two
+    /// grants do (the room is exactly used up); with another replica's lease more, nothing is
+    /// written and the batch decided under the lock grants one and refuses the other. A lease
+    /// with a grant's key already active leaves nothing written too, and the acquire decided
+    /// under the lock is answered with that lease.
+    #[tokio::test]
+    async fn grants_go_in_only_if_their_projects_have_room() {
+        let target = StoreLocation::Postgres(Box::new(super::super::testing::fresh_target().await));
+        let (a, b) = (
+            Store::open_at(&target).await.expect("opens"),
+            Store::open_at(&target).await.expect("opens"),
+        );
+        let t0 = Utc
+            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .expect("time");
+        let lease = |project: &str, task: &str| crate::store::tests::hour_lease(project, task, t0);
+        let pg = a.pg().expect("postgres");
+        let mut c = pg.conn().await.expect("connects");
+        let active = |project: &'static str| {
+            let store = a.clone();
+            async move {
+                let c = store
+                    .pg()
+                    .expect("postgres")
+                    .conn()
+                    .await
+                    .expect("connects");
+                let n: i64 = c
+                    .client()
+                    .query_one(
+                        "SELECT COUNT(*) FROM leases WHERE project = $1",
+                        &[&project],
+                    )
+                    .await
+                    .expect("counts")
+                    .get(0);
+                n
+            }
+        };
+        for project in ["web", "api"] {
+            b.insert_lease(
+                lease(project, "first"),
+                t0,
+                Quota::<StoreError>::unlimited(),
+            )
+            .await
+            .expect("inserted");
+        }
+
+        // A quota of three, one lease active: two grants leave room for one other lease.
+        let (p1, a1) = pending(lease("web", "t1"), None, Some(3));
+        let (p2, a2) = pending(lease("web", "t2"), None, Some(3));
+        let mut batch = vec![p1, p2];
+        let room = Seen::default().decide(&mut batch).expect("room for all");
+        assert_eq!(room.get("web"), Some(&1));
+        assert!(
+            pg.insert_if_room(&mut c, &mut batch, &room)
+                .await
+                .expect("writes")
+        );
+        assert_eq!(answers(batch, vec![a1, a2]).await, [Ok(false), Ok(false)]);
+        assert_eq!(active("web").await, 3);
+
+        // The same, and another replica takes a lease between the read and the insert.
+        let (p1, a1) = pending(lease("api", "t1"), None, Some(3));
+        let (p2, a2) = pending(lease("api", "t2"), None, Some(3));
+        let mut batch = vec![p1, p2];
+        let room = Seen::default().decide(&mut batch).expect("room for all");
+        b.insert_lease(
+            lease("api", "between"),
+            t0,
+            Quota::<StoreError>::unlimited(),
+        )
+        .await
+        .expect("inserted");
+        assert!(
+            !pg.insert_if_room(&mut c, &mut batch, &room)
+                .await
+                .expect("writes")
+        );
+        assert_eq!(active("api").await, 2, "nothing written");
+        pg.decide_locked(&mut c, &mut batch).await.expect("decides");
+        assert_eq!(
+            answers(batch, vec![a1, a2]).await,
+            [
+                Ok(false),
+                Err("corrupt row in the store: full: 3 of 3".to_owned())
+            ]
+        );
+        assert_eq!(active("api").await, 3);
+
+        // No quota, a key: another replica's lease with that key comes in between.
+        let (p, answer) = pending(lease("keyed", "t1"), Some("k"), None);
+        let mut batch = vec![p];
+        let room = Seen::default().decide(&mut batch).expect("room for all");
+        let theirs = b
+            .insert_lease_keyed(
+                lease("keyed", "t2"),
+                Some("k".to_owned()),
+                t0,
+                Quota::<StoreError>::unlimited(),
+            )
+            .await
+            .expect("inserted");
+        assert!(!theirs.1, "a new lease");
+        assert!(
+            !pg.insert_if_room(&mut c, &mut batch, &room)
+                .await
+                .expect("writes")
+        );
+        pg.decide_locked(&mut c, &mut batch).await.expect("decides");
+        assert_eq!(answers(batch, vec![answer]).await, [Ok(true)]);
+        assert_eq!(active("keyed").await, 1);
+    }
+
     /// What a replica remembers of a lease it wrote is the row exactly, as a read gives it
     /// back (times to the millisecond, the interval to the second), after an acquire and after
     /// a change, so its next change is written from memory (decided once: no read); a change
@@ -973,7 +1281,7 @@ mod tests {
             }
         };
         store
-            .insert_lease(lease, t0, |_| Ok::<(), StoreError>(()))
+            .insert_lease(lease, t0, Quota::<StoreError>::unlimited())
             .await
             .expect("inserted");
         remembered_as_stored("acquired").await;

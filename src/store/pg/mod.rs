@@ -9,7 +9,7 @@
 //! | file | the calls of |
 //! |---|---|
 //! | `mod.rs` | the target, the pool, migrations, errors |
-//! | `leases` | leases (racing acquires decided in batches, the leases this replica wrote last remembered as written), the registry's heartbeat |
+//! | `leases` | leases (racing acquires decided in batches, granted in one round trip when the server finds room for them; the leases this replica wrote last remembered as written), the registry's heartbeat |
 //! | `locks` | the act lock (the leadership lease with its fencing token) |
 //! | `chain` | the audit log's keyed hash chain (the append other calls make in their transaction) |
 //! | `outbox` | the mail outbox: roll-ups, due messages, delivery marks, dead letters |
