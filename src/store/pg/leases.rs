@@ -654,13 +654,14 @@ impl Pg {
     }
 
     /// Decides `batch` in one round trip when its projects have room for it: granted as if no
-    /// lease were active (each acquire with a key the batch did not grant before it), its
+    /// lease were active (an acquire with a key the batch granted before it answered with
+    /// that lease), its
     /// leases are inserted under their projects' locks only if the quotas and keys still
     /// allow them, checked by the server against the leases active then ([`INSERT_LEASES`]).
     /// The locks are held for the server's work alone, not across a round trip to this
     /// process. Otherwise (a quota without room, a key in use) nothing is inserted and the
     /// batch is decided on what is read under the locks ([`Pg::decide_locked`]), so every
-    /// refusal and every answer with an existing lease is decided there.
+    /// refusal and every answer with a lease made before the batch is decided there.
     async fn decide_batch(&self, batch: &mut [Box<dyn Decide>]) -> Result<(), StoreError> {
         let mut c = self.conn().await?;
         if let Some(room) = Seen::default().decide(batch)
