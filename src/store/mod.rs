@@ -174,12 +174,17 @@ impl<E> Quota<E> {
         self.limit.as_ref().map(|(max, _)| *max)
     }
 
+    /// Whether one more lease fits beside `active` ones.
+    pub(crate) fn fits(&self, active: u64) -> bool {
+        self.max().is_none_or(|max| active < max)
+    }
+
     /// The refusal of an acquire that found `active` leases (none when it would fit).
     pub(crate) fn refusal(self, active: u64) -> Option<E> {
-        match self.limit {
-            Some((max, refuse)) if active >= max => Some(refuse(active)),
-            _ => None,
+        if self.fits(active) {
+            return None;
         }
+        self.limit.map(|(_, refuse)| refuse(active))
     }
 
     /// Ok when one more lease fits beside `active` ones, else the refusal.

@@ -264,6 +264,8 @@ pub(super) trait Decide: Send {
     fn key(&self) -> Option<&str>;
     /// The most leases of its project that may be active, if any.
     fn max(&self) -> Option<u64>;
+    /// Whether its lease fits beside `active` leases of its project ([`Quota::fits`]).
+    fn fits(&self, active: u64) -> bool;
     /// Records what became of it; a decision made again (on what was read under the
     /// project's lock) replaces it.
     fn decided(&mut self, d: Decision);
@@ -299,6 +301,10 @@ where
 
     fn max(&self) -> Option<u64> {
         self.quota.as_ref().and_then(Quota::max)
+    }
+
+    fn fits(&self, active: u64) -> bool {
+        self.quota.as_ref().is_none_or(|q| q.fits(active))
     }
 
     fn decided(&mut self, d: Decision) {
@@ -385,7 +391,7 @@ impl Seen {
                 continue;
             }
             let active = self.active.entry(project.clone()).or_default();
-            if p.max().is_some_and(|max| *active >= max) {
+            if !p.fits(*active) {
                 p.decided(Decision::Refused(*active));
                 refused = true;
                 continue;
