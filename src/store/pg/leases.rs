@@ -1,8 +1,8 @@
 //! Leases on PostgreSQL: replicas racing for one project's quota serialise on the project's
 //! lock in the database, not on a process, held for the server's work alone when the quota
-//! has room; a change of one lease (a release, a renewal) is
-//! written only over the row version it was decided on, so of racing changes each decides on
-//! what the one before it wrote.
+//! has room; a change of one lease (a release, a renewal) is written only over the row
+//! version it was decided on, so of racing changes each decides on what the one before it
+//! wrote.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -242,6 +242,15 @@ fn lease_params(l: &Lease) -> Result<LeaseParams, StoreError> {
     })
 }
 
+/// How a batch was decided ([`Pg::decide_batch`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// Granted in one round trip: its projects had room.
+    OneRoundTrip,
+    /// On counts and keys read under its projects' locks.
+    UnderLocks,
+}
+
 /// Most acquires decided in one transaction.
 const ACQUIRE_BATCH: usize = 256;
 
@@ -464,9 +473,18 @@ fn quota_lock(project: &str) -> String {
     format!("lease-quota/{project}")
 }
 
-/// What a batch's reads ask for: its projects (sorted, each once), its keys, and the earliest
-/// `now` of its acquires (a lease ending in between counts as active, the safe side of a
-/// quota, and is checked against each acquire's own `now` for its key).
+/// The earliest `now` of a batch's acquires, in ms: a lease ending in between counts as active
+/// (the safe side of a quota), and is checked against each acquire's own `now` for its key.
+fn since(batch: &[Box<dyn Decide>]) -> i64 {
+    batch
+        .iter()
+        .map(|p| p.now().timestamp_millis())
+        .min()
+        .unwrap_or_default()
+}
+
+/// What a batch's reads under the locks ask for: its projects (sorted, each once), its keys,
+/// and [`since`].
 fn read_args(batch: &[Box<dyn Decide>]) -> (Vec<&str>, Vec<&str>, i64) {
     let projects = batch
         .iter()
@@ -475,12 +493,7 @@ fn read_args(batch: &[Box<dyn Decide>]) -> (Vec<&str>, Vec<&str>, i64) {
         .into_iter()
         .collect();
     let keys = batch.iter().filter_map(|p| p.key()).collect();
-    let since = batch
-        .iter()
-        .map(|p| p.now().timestamp_millis())
-        .min()
-        .unwrap_or_default();
-    (projects, keys, since)
+    (projects, keys, since(batch))
 }
 
 /// The columns of new leases, one array each.
@@ -652,7 +665,7 @@ impl Pg {
             let outcome = self.decide_batch(&mut batch).await;
             for mut p in batch {
                 p.answer(match &outcome {
-                    Ok(()) => Ok(()),
+                    Ok(_) => Ok(()),
                     Err(e) => Err(self.shared(e)),
                 });
             }
@@ -661,21 +674,22 @@ impl Pg {
 
     /// Decides `batch` in one round trip when its projects have room for it: granted as if no
     /// lease were active (an acquire with a key the batch granted before it answered with
-    /// that lease), its
-    /// leases are inserted under their projects' locks only if the quotas and keys still
-    /// allow them, checked by the server against the leases active then ([`INSERT_LEASES`]).
-    /// The locks are held for the server's work alone, not across a round trip to this
-    /// process. Otherwise (a quota without room, a key in use) nothing is inserted and the
-    /// batch is decided on what is read under the locks ([`Pg::decide_locked`]), so every
-    /// refusal and every answer with a lease made before the batch is decided there.
-    async fn decide_batch(&self, batch: &mut [Box<dyn Decide>]) -> Result<(), StoreError> {
+    /// that lease), its leases are inserted under their projects' locks only if the quotas
+    /// and keys still allow them, checked by the server against the leases active then
+    /// ([`INSERT_LEASES`]). The locks are held for the server's work alone, not across a
+    /// round trip to this process. Otherwise (a quota without room, a key in use) nothing is
+    /// inserted and the batch is decided on what is read under the locks
+    /// ([`Pg::decide_locked`]), so every refusal and every answer with a lease made before
+    /// the batch is decided there. Answers which of the two decided it.
+    async fn decide_batch(&self, batch: &mut [Box<dyn Decide>]) -> Result<Path, StoreError> {
         let mut c = self.conn().await?;
         if let Some(room) = Seen::default().decide(batch)
             && self.insert_if_room(&mut c, batch, &room).await?
         {
-            return Ok(());
+            return Ok(Path::OneRoundTrip);
         }
-        self.decide_locked(&mut c, batch).await
+        self.decide_locked(&mut c, batch).await?;
+        Ok(Path::UnderLocks)
     }
 
     /// Inserts the grants of `batch` under their projects' locks if each project has no more
@@ -702,7 +716,7 @@ impl Pg {
         let lock = c.statement(LOCK_PROJECTS).await?;
         let insert = c.statement(INSERT_LEASES).await?;
         let commit = c.statement("COMMIT").await?;
-        let (_, _, since) = read_args(batch);
+        let since = since(batch);
         let rows = LeaseRows::of(batch)?;
         let (room_projects, rooms): (Vec<&str>, Vec<i64>) = room
             .iter()
@@ -727,8 +741,8 @@ impl Pg {
         self.inserted(batch, inserted)
     }
 
-    /// Whether all of `rows` were inserted (then remembered as written); false when none
-    /// were. Some but not all cannot be ([`INSERT_LEASES`]'s conditions hold for all rows or
+    /// Whether all of `batch`'s grants were inserted (then remembered as written); false when
+    /// none were. Some but not all cannot be ([`INSERT_LEASES`]'s conditions hold for all rows or
     /// none), and is an error rather than acknowledged.
     fn inserted(&self, batch: &[Box<dyn Decide>], inserted: u64) -> Result<bool, StoreError> {
         let n = batch.iter().filter(|p| p.is_granted()).count() as u64;
@@ -798,9 +812,8 @@ impl Pg {
             )?
         };
         c.pipeline_end();
-        let none = granted.ids.is_empty();
         drop(granted);
-        if self.inserted(batch, inserted)? || none {
+        if self.inserted(batch, inserted)? {
             return Ok(());
         }
         Err(StoreError::Commit(
@@ -1141,7 +1154,8 @@ mod tests {
     /// grants do (the room is exactly used up); with another replica's lease more, nothing is
     /// written and the batch decided under the lock grants one and refuses the other. A lease
     /// with a grant's key already active leaves nothing written too, and the acquire decided
-    /// under the lock is answered with that lease.
+    /// under the lock is answered with that lease. A whole batch is granted in one round trip
+    /// while its quota has room, and decided under the locks once it has none.
     #[tokio::test]
     async fn grants_go_in_only_if_their_projects_have_room() {
         let target = StoreLocation::Postgres(Box::new(super::super::testing::fresh_target().await));
@@ -1251,6 +1265,27 @@ mod tests {
         pg.decide_locked(&mut c, &mut batch).await.expect("decides");
         assert_eq!(answers(batch, vec![answer]).await, [Ok(true)]);
         assert_eq!(active("keyed").await, 1);
+
+        // A whole batch: granted in one round trip while the quota has room (web holds three
+        // of four), decided under the locks once it has none.
+        let (p, answer) = pending(lease("web", "t3"), None, Some(4));
+        let mut batch = vec![p];
+        assert_eq!(
+            pg.decide_batch(&mut batch).await.expect("decides"),
+            Path::OneRoundTrip
+        );
+        assert_eq!(answers(batch, vec![answer]).await, [Ok(false)]);
+        let (p, answer) = pending(lease("web", "t4"), None, Some(4));
+        let mut batch = vec![p];
+        assert_eq!(
+            pg.decide_batch(&mut batch).await.expect("decides"),
+            Path::UnderLocks
+        );
+        assert_eq!(
+            answers(batch, vec![answer]).await,
+            [Err("corrupt row in the store: full: 4 of 4".to_owned())]
+        );
+        assert_eq!(active("web").await, 4);
     }
 
     /// What a replica remembers of a lease it wrote is the row exactly, as a read gives it
