@@ -102,8 +102,24 @@ fn persister(
     clock: Arc<dyn crate::clock::Clock>,
     run_id: String,
 ) -> (tokio::sync::mpsc::Sender<Vec<Record>>, Persister) {
-    let (batches, mut received) = tokio::sync::mpsc::channel::<Vec<Record>>(1);
     let in_flight = store.pages_in_flight();
+    writing_pages(in_flight, move |records| {
+        let (store, at, run_id) = (store.clone(), clock.now(), run_id.clone());
+        async move { store.persist_page(run_id, at, records).await }
+    })
+}
+
+/// [`persister`]'s task, with `write` for a batch's write (started when the batch is taken)
+/// and at most `in_flight` of them running at once.
+fn writing_pages<W, F>(
+    in_flight: usize,
+    write: W,
+) -> (tokio::sync::mpsc::Sender<Vec<Record>>, Persister)
+where
+    W: Fn(Vec<Record>) -> F + Send + 'static,
+    F: Future<Output = Result<PageChanges, StoreError>> + Send + 'static,
+{
+    let (batches, mut received) = tokio::sync::mpsc::channel::<Vec<Record>>(1);
     let task = tokio::spawn(async move {
         let (mut opened, mut updated) = (0, 0);
         let mut writing = tokio::task::JoinSet::new();
@@ -121,8 +137,7 @@ fn persister(
             {
                 done(r)?;
             }
-            let (store, at, run_id) = (store.clone(), clock.now(), run_id.clone());
-            writing.spawn(async move { store.persist_page(run_id, at, records).await });
+            writing.spawn(write(records));
         }
         while let Some(r) = writing.join_next().await {
             done(r)?;
@@ -519,8 +534,8 @@ mod tests {
     use crate::store::Store;
     use crate::store::inventory_tests::{record, t0};
 
-    /// The persister writes every batch handed to it (two at once on PostgreSQL) and sums the
-    /// findings they opened, on both engines.
+    /// The persister writes every batch handed to it and sums the findings they opened, on
+    /// both engines.
     #[tokio::test]
     async fn the_persister_writes_every_batch_and_sums_what_they_opened() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -550,6 +565,76 @@ mod tests {
             let totals = store.live_totals(t0()).await.expect("totals");
             let live: u64 = totals.by_source.iter().map(|(_, n)| n).sum();
             assert_eq!(live, 5000, "{engine}: every resource of every batch");
+        }
+    }
+
+    /// A pass writes three pages of a walk at once on PostgreSQL, one on SQLite: each page's
+    /// write is held before it reaches the store until that many are held, then no other
+    /// starts while they are (the runtime runs every other task meanwhile), and once let go
+    /// every page is written.
+    #[tokio::test]
+    async fn a_walk_writes_as_many_pages_at_once_as_its_store_takes() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        let dir = tempfile::tempdir().expect("temp dir");
+        for (engine, store) in Store::open_both_for_test(dir.path()).await {
+            let at_once = if engine == "postgres" { 3 } else { 1 };
+            assert_eq!(store.pages_in_flight(), at_once, "{engine}");
+            store
+                .start_run("r1".into(), TaskName::Scan, "cron".into(), t0())
+                .await
+                .expect("run");
+            let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+            let gate = Arc::new(tokio::sync::Semaphore::new(0));
+            let (batches, task) = writing_pages(store.pages_in_flight(), {
+                let (store, running, most, gate) =
+                    (store.clone(), running.clone(), most.clone(), gate.clone());
+                move |records| {
+                    let (store, running, most, gate) =
+                        (store.clone(), running.clone(), most.clone(), gate.clone());
+                    async move {
+                        most.fetch_max(running.fetch_add(1, SeqCst) + 1, SeqCst);
+                        gate.acquire().await.expect("open").forget();
+                        let written = store.persist_page("r1".into(), t0(), records).await;
+                        running.fetch_sub(1, SeqCst);
+                        written
+                    }
+                }
+            });
+            let pages = 6;
+            let sender = tokio::spawn(async move {
+                for p in 0..pages {
+                    let page = (0..100)
+                        .map(|i| {
+                            record(
+                                &format!("i-{p}-{i:03}"),
+                                "us-east-1",
+                                Verdict::Untagged,
+                                None,
+                            )
+                        })
+                        .collect();
+                    batches.send(page).await.expect("the persister takes it");
+                }
+            });
+            let mut turns = 0;
+            while running.load(SeqCst) < at_once {
+                turns += 1;
+                assert!(turns < 100_000, "{engine}: never {at_once} pages at once");
+                tokio::task::yield_now().await;
+            }
+            for _ in 0..1_000 {
+                tokio::task::yield_now().await;
+            }
+            assert_eq!(
+                most.load(SeqCst),
+                at_once,
+                "{engine}: no more pages at once"
+            );
+            gate.add_permits(pages);
+            sender.await.expect("every page handed over");
+            let written = task.await.expect("joins").expect("every page written");
+            assert_eq!(written, (600, 0), "{engine}");
+            assert_eq!(most.load(SeqCst), at_once, "{engine}");
         }
     }
 }
