@@ -320,6 +320,12 @@ const MIGRATIONS: &[&str] = &[
     // finding, in one transaction, and purges them children first; the retention test checks
     // that no row is left without its parent, on both engines.
     "-- nothing to change on SQLite",
+    // 27: PostgreSQL drops the foreign key of lease events (to leases), for the reason of 26:
+    // every acquire and every release inserts an event, and its check was a query per row on
+    // the lease API's path. The store writes an event in the statement that writes its lease,
+    // and the purge deletes a lease's events with it (PostgreSQL has no cascade left to do
+    // it); the retention test checks that no event is left without its lease, on both engines.
+    "-- nothing to change on SQLite",
 ];
 
 /// How many migrations this build knows (the PostgreSQL schema must reach the same number).

@@ -1,5 +1,5 @@
 //! The retention purge on PostgreSQL: the same batches as SQLite's (see `store::retention`
-//! for what each keeps), one statement each.
+//! for what each keeps), one statement each (two for leases: their events too).
 //!
 //! SQLite ran each batch alone on its writer thread; here other replicas write beside it.
 //! Each `DELETE` checks again, on the newest version of the row it deletes (READ COMMITTED
@@ -10,8 +10,10 @@
 //! none here (migration 26), and need none: a pass opens a finding in the transaction that
 //! upserts its resource, whose row lock makes this purge wait and re-read the row (seen
 //! again, so kept); events are written for open findings and as one resolves, never for
-//! one resolved past the horizon. Otherwise (mail naming a long-resolved finding, a resource
-//! naming a lease ended past the horizon) the outcome is the one of the purge running first.
+//! one resolved past the horizon. Lease events have none either (migration 27): a batch of
+//! leases deletes their events in the same transaction. Otherwise (mail naming a
+//! long-resolved finding, a resource naming a lease ended past the horizon) the outcome is
+//! the one of the purge running first.
 
 use chrono::{DateTime, Utc};
 
@@ -120,7 +122,14 @@ const LEASES: &str = "DELETE FROM leases WHERE id IN (
            AND l.id NOT IN (SELECT lease_id FROM findings
                             WHERE resolved_at IS NULL AND lease_id IS NOT NULL)
          LIMIT $2)
-     AND LEAST(COALESCE(released_at, ends_at), ends_at) < $1";
+     AND LEAST(COALESCE(released_at, ends_at), ends_at) < $1
+     RETURNING id";
+
+/// The events of the leases [`LEASES`] deleted (no foreign key cascades to them here, see
+/// migration 27). A statement of its own, after that one in its transaction, so its snapshot
+/// holds every event written before the lease rows were locked; a write after that found the
+/// row gone and wrote no event.
+const LEASE_EVENTS: &str = "DELETE FROM lease_events WHERE lease_id = ANY($1)";
 
 /// The batches whose plans the tests check, with what each plan must show: the indexes
 /// read, and for leases one hashed list of each subquery (not a scan per lease).
@@ -150,7 +159,20 @@ impl Pg {
             Batch::Resources(t) => (RESOURCES, t),
             Batch::Walks(t) => (WALKS, t),
             Batch::Runs(t) => (RUNS, t),
-            Batch::Leases(t) => (LEASES, t),
+            Batch::Leases(t) => {
+                let mut tx = c.begin().await?;
+                let ids: Vec<String> = tx
+                    .query(LEASES, &[&t, &limit])
+                    .await?
+                    .iter()
+                    .map(|r| r.try_get(0))
+                    .collect::<Result<_, _>>()?;
+                if !ids.is_empty() {
+                    tx.execute(LEASE_EVENTS, &[&ids]).await?;
+                }
+                tx.commit().await?;
+                return Ok(ids.len() as u64);
+            }
             Batch::Outbox { sent, dead } => {
                 let warning = MailKind::ExpiryWarning.as_str();
                 return c

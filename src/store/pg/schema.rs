@@ -250,6 +250,8 @@ const LATER: &[&str] = &[
     // 26: no foreign keys on findings and finding events (see the SQLite migration).
     "ALTER TABLE findings DROP CONSTRAINT findings_arn_fkey;
      ALTER TABLE finding_events DROP CONSTRAINT finding_events_finding_id_fkey;",
+    // 27: no foreign key on lease events (see the SQLite migration).
+    "ALTER TABLE lease_events DROP CONSTRAINT lease_events_lease_id_fkey;",
 ];
 
 /// The version this build's PostgreSQL schema reaches.
