@@ -324,7 +324,8 @@ const MIGRATIONS: &[&str] = &[
     // every acquire and every release inserts an event, and its check was a query per row on
     // the lease API's path. The store writes an event in the statement that writes its lease,
     // and the purge deletes a lease's events with it (PostgreSQL has no cascade left to do
-    // it); the retention test checks that no event is left without its lease, on both engines.
+    // it); the lease timeline test checks, on both engines, that a purged lease leaves no
+    // event behind and another lease keeps its own.
     "-- nothing to change on SQLite",
 ];
 
