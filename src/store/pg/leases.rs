@@ -1149,6 +1149,56 @@ mod tests {
         told
     }
 
+    /// A batch decided on what was read, in order: an acquire whose key names a lease still
+    /// active at its own `now` is answered with that lease, one whose keyed lease ended exactly
+    /// then is granted anew (a lease is expired from its end on), and a later acquire with a
+    /// key the batch granted gets that grant; grants count against the quota one by one, the
+    /// room left beside them is the quota less the batch's grants, and a refusal leaves none.
+    #[tokio::test]
+    async fn a_batch_is_decided_in_order_on_what_was_read() {
+        let t0 = Utc
+            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .expect("time");
+        let lease =
+            |project: &str, task: &str, at| crate::store::tests::hour_lease(project, task, at);
+        let ended = lease("web", "ended", t0 - TimeDelta::hours(1));
+        let live = lease("web", "live", t0 - TimeDelta::minutes(30));
+        assert_eq!(ended.ends_at(), t0);
+        let seen = || Seen {
+            keyed: HashMap::from([
+                (("web".to_owned(), "ended".to_owned()), vec![ended.clone()]),
+                (("web".to_owned(), "live".to_owned()), vec![live.clone()]),
+            ]),
+            active: HashMap::from([("web".to_owned(), 1), ("api".to_owned(), 2)]),
+        };
+
+        let (p1, a1) = pending(lease("web", "t1", t0), Some("ended"), Some(4));
+        let (p2, a2) = pending(lease("web", "t2", t0), Some("live"), Some(4));
+        let (p3, a3) = pending(lease("web", "t3", t0), None, Some(4));
+        let (p4, a4) = pending(lease("web", "t4", t0), Some("ended"), Some(4));
+        let mut batch = vec![p1, p2, p3, p4];
+        let room = seen().decide(&mut batch).expect("nothing refused");
+        assert_eq!(room, HashMap::from([("web".to_owned(), 2)]));
+        assert_eq!(
+            answers(batch, vec![a1, a2, a3, a4]).await,
+            [Ok(false), Ok(true), Ok(false), Ok(true)]
+        );
+
+        // Two of three active: the first grant fills the quota, the second is refused.
+        let (p1, a1) = pending(lease("api", "t1", t0), None, Some(3));
+        let (p2, a2) = pending(lease("api", "t2", t0), None, Some(3));
+        let mut batch = vec![p1, p2];
+        assert_eq!(seen().decide(&mut batch), None);
+        assert_eq!(
+            answers(batch, vec![a1, a2]).await,
+            [
+                Ok(false),
+                Err("corrupt row in the store: full: 3 of 3".to_owned())
+            ]
+        );
+    }
+
     /// A batch's grants, decided as if no lease were active, go in only if their projects
     /// have room for them at the insert: with one lease active and a quota of three, two
     /// grants do (the room is exactly used up); with another replica's lease more, nothing is
