@@ -22,7 +22,8 @@
 //! BENCH_PROJECTS (default 1) spreads the clients over that many projects, each with its
 //! quota. The quota check locks the project; a PostgreSQL replica decides the acquires waiting
 //! for it in one batch, whatever their projects, taking each project's lock. The latency of
-//! acquires and releases is printed apart too.
+//! acquires and releases is printed apart too. BENCH_NO_QUOTA=1 leaves the projects without a
+//! quota (nor keys), so no acquire takes a lock: what the locks cost, measured.
 //!
 //! BENCH_DB_DELAY_US (PostgreSQL) puts a proxy between the replicas and the server that holds
 //! what it forwards each way that many microseconds: a database further away than loopback,
@@ -57,11 +58,17 @@ fn project(i: usize) -> String {
 
 fn write_workdir(dir: &std::path::Path, store: &str, projects: usize) -> std::path::PathBuf {
     std::fs::create_dir_all(dir.join("rules/policy")).expect("mkdir rules");
+    // BENCH_NO_QUOTA: projects without a quota, so no acquire takes a project's lock.
+    let quota = match std::env::var_os("BENCH_NO_QUOTA") {
+        Some(_) => "",
+        None => "max_active_leases = 10000\n",
+    };
     let policy: String = (0..projects)
         .map(|i| {
             format!(
-                "[[project]]\nname = \"{}\"\nlessees = [\"*\"]\ndefault_ttl = \"1h\"\nmax_ttl = \"1d\"\ngrace = \"1h\"\nmax_active_leases = 10000\n",
-                project(i)
+                "[[project]]\nname = \"{}\"\nlessees = [\"*\"]\ndefault_ttl = \"1h\"\nmax_ttl = \"1d\"\ngrace = \"1h\"\n{}",
+                project(i),
+                quota
             )
         })
         .collect();

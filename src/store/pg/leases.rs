@@ -4,7 +4,7 @@
 //! version it was decided on, so of racing changes each decides on what the one before it
 //! wrote.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -463,14 +463,138 @@ const COUNT_ACTIVE: &str = "SELECT project, COUNT(*) FROM leases
     WHERE project = ANY($1) AND released_at IS NULL AND ends_at > $2
     GROUP BY project";
 
-/// Takes the locks named in $1 until the transaction ends, in the array's order (a function
-/// scan yields it in order).
-const LOCK_PROJECTS: &str =
-    "SELECT pg_advisory_xact_lock(hashtextextended(n, 0)) FROM unnest($1::text[]) n";
+/// Takes the locks named in $1 until the transaction ends, each shared where $2 says so and
+/// exclusive otherwise, in the arrays' order (a function scan yields them in order).
+const LOCK_QUOTAS: &str =
+    "SELECT CASE WHEN s THEN pg_advisory_xact_lock_shared(hashtextextended(n, 0))
+                 ELSE pg_advisory_xact_lock(hashtextextended(n, 0)) END
+    FROM unnest($1::text[], $2::bool[]) AS l(n, s)";
 
-/// The lock that serialises the quota decisions of `project` across replicas.
+/// The lock of `project`'s quota decisions across replicas: held exclusive by a decision under
+/// the locks (and by a replica of a version before [`QUOTA_SLOTS`], which took only this
+/// one), shared by batches granted side by side.
 fn quota_lock(project: &str) -> String {
     format!("lease-quota/{project}")
+}
+
+/// Batches whose grants leave their project far from its quota are granted side by side, up
+/// to this many at once per project: each holds the project's [`quota_lock`] shared and one
+/// of this many slot locks exclusive. A decision under the locks holds the quota lock
+/// exclusive, so it waits for them and they for it.
+const QUOTA_SLOTS: u64 = 4;
+
+/// Most grants of one project a batch holding a slot inserts.
+const SLOT_GRANTS: u64 = 16;
+
+/// The room a batch granted side by side leaves for the holders of the other slots: the
+/// server inserts its `g` grants of a project only if `count + g + SLOT_RESERVE <= max`
+/// (`count` as its statement's snapshot shows it). Why that is enough, though the batches
+/// side by side cannot see each other's rows: take the last-committing batch X of a project
+/// that would take it over its quota, and among the batches that committed after X's
+/// snapshot, unseen by it, the one Y with the latest snapshot. Every other batch unseen by Y
+/// that committed before X took its snapshot before Y's, so it held a slot at Y's snapshot,
+/// other than Y's and X's: at most `QUOTA_SLOTS - 2` of them, each of at most
+/// [`SLOT_GRANTS`]. Y's own check counted what it saw plus its grants plus a slot's worth for
+/// each other slot, X's among them, so all of it fits. With no such Y (or Y's snapshot
+/// before X's), X's check bounds the same way the batches holding a slot at its snapshot.
+/// A decision under the locks runs alone for the project, on a count that sees everything.
+const SLOT_RESERVE: u64 = (QUOTA_SLOTS - 1) * SLOT_GRANTS;
+
+/// The lock of `slot` of `project`'s quota ([`QUOTA_SLOTS`]).
+fn slot_lock(project: &str, slot: u64) -> String {
+    format!("lease-quota/{project}/{slot}")
+}
+
+/// The lock of `key` among `project`'s acquires granted side by side (a decision under the
+/// locks excludes them all through the project's [`quota_lock`]).
+fn key_lock(project: &str, key: &str) -> String {
+    format!("lease-key/{project}/{key}")
+}
+
+/// How long a project stays [`Crowded`] after a batch granted side by side found no room.
+const CROWDED_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The projects whose batch granted side by side found no room lately ([`CROWDED_FOR`]): near
+/// their quotas, where the room left for the other slots ([`SLOT_RESERVE`]) is wanting. Their
+/// batches hold the quota lock exclusive instead, granted in one round trip while the quota
+/// has room, rather than failing side by side and then being decided under the locks.
+#[derive(Default)]
+pub(super) struct Crowded(Mutex<HashMap<String, std::time::Instant>>);
+
+impl Crowded {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, std::time::Instant>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn is(&self, project: &str) -> bool {
+        self.lock()
+            .get(project)
+            .is_some_and(|since| since.elapsed() < CROWDED_FOR)
+    }
+
+    fn mark<'a>(&self, projects: impl IntoIterator<Item = &'a str>) {
+        let mut crowded = self.lock();
+        crowded.retain(|_, since| since.elapsed() < CROWDED_FOR);
+        let now = std::time::Instant::now();
+        for p in projects {
+            crowded.insert(p.to_owned(), now);
+        }
+    }
+}
+
+/// The locks a batch granted in one round trip takes (each name with whether it is shared),
+/// in one order every batch and decision follows so that none waits for another in a cycle
+/// (names sorted), and the room the server must find for each project with a quota. A
+/// project far from its quota with a few grants is granted side by side ([`SLOT_RESERVE`]);
+/// one near it, or with more grants, holds its quota lock exclusive as a decision does. A
+/// project with keys but no quota has nothing to count: its quota lock shared (so a
+/// decision under the locks waits for it) and a lock per key. A project `crowded` says is
+/// near its quota holds the lock exclusive whatever its room. Also answers the projects with
+/// a quota granted side by side.
+fn one_round_trip_locks<'a>(
+    batch: &'a [Box<dyn Decide>],
+    room: &HashMap<String, u64>,
+    slot: u64,
+    crowded: impl Fn(&str) -> bool,
+) -> (BTreeMap<String, bool>, HashMap<String, u64>, Vec<&'a str>) {
+    // Each project's grants (all of them: what a slot's holder inserts is bounded, whatever
+    // the policy said of each), whether one has a quota or a key, and its keys.
+    let mut grants: BTreeMap<&'a str, (u64, bool, Vec<&'a str>)> = BTreeMap::new();
+    for p in batch.iter().filter(|p| p.is_granted()) {
+        let (n, locked, keys) = grants.entry(p.lease().project.as_str()).or_default();
+        *n += 1;
+        *locked |= p.max().is_some() || p.key().is_some();
+        keys.extend(p.key());
+    }
+    let mut locks = BTreeMap::new();
+    let mut rooms = HashMap::new();
+    let mut side_by_side = Vec::new();
+    for (project, (n, locked, keys)) in grants {
+        // Grants of a project with neither a quota nor a key stand whatever else is written.
+        if !locked {
+            continue;
+        }
+        let beside = match room.get(project) {
+            Some(&r) if n <= SLOT_GRANTS && r >= SLOT_RESERVE && !crowded(project) => {
+                locks.insert(slot_lock(project, slot), false);
+                rooms.insert(project.to_owned(), r - SLOT_RESERVE);
+                side_by_side.push(project);
+                true
+            }
+            Some(&r) => {
+                rooms.insert(project.to_owned(), r);
+                false
+            }
+            None => true,
+        };
+        locks.insert(quota_lock(project), beside);
+        if beside {
+            for k in keys {
+                locks.insert(key_lock(project, k), false);
+            }
+        }
+    }
+    (locks, rooms, side_by_side)
 }
 
 /// The earliest `now` of a batch's acquires, in ms: a lease ending in between counts as active
@@ -702,18 +826,14 @@ impl Pg {
         batch: &mut [Box<dyn Decide>],
         room: &HashMap<String, u64>,
     ) -> Result<bool, StoreError> {
-        // The locks of the projects whose grants something can invalidate: a quota's count
-        // or a key (a grant of a project with neither stands whatever else is written).
-        let locks: Vec<String> = batch
-            .iter()
-            .filter(|p| p.is_granted() && (p.max().is_some() || p.key().is_some()))
-            .map(|p| p.lease().project.as_str())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .map(quota_lock)
-            .collect();
+        // A slot drawn at random for each batch, so that two replicas' batches share one
+        // only now and then (they then take turns, as under the quota lock).
+        let slot = (uuid::Uuid::new_v4().as_u128() % u128::from(QUOTA_SLOTS)) as u64;
+        let (locks, room, side_by_side) =
+            one_round_trip_locks(batch, room, slot, |p| self.crowded.is(p));
+        let (names, shared): (Vec<String>, Vec<bool>) = locks.into_iter().unzip();
         let begin = c.statement("BEGIN").await?;
-        let lock = c.statement(LOCK_PROJECTS).await?;
+        let lock = c.statement(LOCK_QUOTAS).await?;
         let insert = c.statement(INSERT_LEASES).await?;
         let commit = c.statement("COMMIT").await?;
         let since = since(batch);
@@ -728,7 +848,7 @@ impl Pg {
         c.pipeline_begin();
         let (_, _, inserted, _) = {
             let client = c.client();
-            let lock_args: [&(dyn ToSql + Sync); 1] = [&locks];
+            let lock_args: [&(dyn ToSql + Sync); 2] = [&names, &shared];
             tokio::try_join!(
                 client.execute(&begin, &[]),
                 client.query(&lock, &lock_args),
@@ -738,7 +858,11 @@ impl Pg {
         };
         c.pipeline_end();
         drop(rows);
-        self.inserted(batch, inserted)
+        let all_in = self.inserted(batch, inserted)?;
+        if !all_in {
+            self.crowded.mark(side_by_side);
+        }
+        Ok(all_in)
     }
 
     /// Whether all of `batch`'s grants were inserted (then remembered as written); false when
@@ -771,7 +895,7 @@ impl Pg {
         batch: &mut [Box<dyn Decide>],
     ) -> Result<(), StoreError> {
         let begin = c.statement("BEGIN").await?;
-        let lock = c.statement(LOCK_PROJECTS).await?;
+        let lock = c.statement(LOCK_QUOTAS).await?;
         let by_key = c.statement(ACTIVE_BY_KEY).await?;
         let count = c.statement(COUNT_ACTIVE).await?;
         let insert = c.statement(INSERT_LEASES).await?;
@@ -780,6 +904,7 @@ impl Pg {
         // Every replica takes a batch's project locks in the same (sorted) order, so two
         // batches sharing projects wait for each other instead of deadlocking.
         let lock_names: Vec<String> = projects.iter().map(|p| quota_lock(p)).collect();
+        let exclusive = vec![false; lock_names.len()];
         // Two round trips: BEGIN, the locks and both reads; the insert and COMMIT. One
         // decision of a project at a time, across replicas: the count and the insert must
         // see every lease granted before them (READ COMMITTED alone would let two replicas
@@ -787,7 +912,7 @@ impl Pg {
         c.pipeline_begin();
         let (_, _, rows, counts) = {
             let client = c.client();
-            let lock_args: [&(dyn ToSql + Sync); 1] = [&lock_names];
+            let lock_args: [&(dyn ToSql + Sync); 2] = [&lock_names, &exclusive];
             let key_args: [&(dyn ToSql + Sync); 3] = [&projects, &keys, &since];
             let count_args: [&(dyn ToSql + Sync); 2] = [&projects, &since];
             tokio::try_join!(
@@ -1336,6 +1461,183 @@ mod tests {
             [Err("corrupt row in the store: full: 4 of 4".to_owned())]
         );
         assert_eq!(active("web").await, 4);
+    }
+
+    /// The locks and room of a batch granted in one round trip, by project: far from its
+    /// quota with at most [`SLOT_GRANTS`] grants, side by side (the quota lock shared, the
+    /// batch's slot exclusive, the room less [`SLOT_RESERVE`]); closer or with more grants,
+    /// the quota lock exclusive and the whole room; keys without a quota, the quota lock
+    /// shared and a lock per key; neither, no lock. Names sorted, each once.
+    #[tokio::test]
+    async fn a_batch_far_from_its_quotas_takes_a_slot() {
+        let t0 = Utc
+            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .expect("time");
+        let plan = |acquires: &[(&str, Option<&str>, Option<u64>)]| {
+            let mut batch: Vec<Box<dyn Decide>> = acquires
+                .iter()
+                .enumerate()
+                .map(|(i, (project, key, max))| {
+                    let lease = crate::store::tests::hour_lease(project, &format!("t{i}"), t0);
+                    pending(lease, *key, *max).0
+                })
+                .collect();
+            let room = Seen::default().decide(&mut batch).expect("room");
+            let (locks, room, _) = one_round_trip_locks(&batch, &room, 2, |p| p == "crowded");
+            let mut room: Vec<(String, u64)> = room.into_iter().collect();
+            room.sort();
+            (locks.into_iter().collect::<Vec<_>>(), room)
+        };
+        let lock = |name: &str, shared: bool| (name.to_owned(), shared);
+        let room = |project: &str, n: u64| (project.to_owned(), n);
+
+        // Two grants under 1,000: side by side. Under 50, the room left (48) is the reserve
+        // exactly: still side by side, with nothing to spare; under 49, exclusive.
+        assert_eq!(
+            plan(&[("wide", None, Some(1000)), ("wide", None, Some(1000))]),
+            (
+                vec![
+                    lock("lease-quota/wide", true),
+                    lock("lease-quota/wide/2", false)
+                ],
+                vec![room("wide", 998 - SLOT_RESERVE)]
+            )
+        );
+        assert_eq!(SLOT_RESERVE, 48);
+        assert_eq!(
+            plan(&[("edge", None, Some(50)), ("edge", None, Some(50))]),
+            (
+                vec![
+                    lock("lease-quota/edge", true),
+                    lock("lease-quota/edge/2", false)
+                ],
+                vec![room("edge", 0)]
+            )
+        );
+        assert_eq!(
+            plan(&[("edge", None, Some(49)), ("edge", None, Some(49))]),
+            (
+                vec![lock("lease-quota/edge", false)],
+                vec![room("edge", 47)]
+            )
+        );
+        // Far from its quota but found crowded lately: exclusive.
+        assert_eq!(
+            plan(&[("crowded", None, Some(1000)), ("crowded", None, Some(1000))]),
+            (
+                vec![lock("lease-quota/crowded", false)],
+                vec![room("crowded", 998)]
+            )
+        );
+        // Sixteen grants side by side, seventeen not.
+        let many = |n: usize| vec![("wide", None, Some(1000)); n];
+        assert_eq!(plan(&many(16)).1, vec![room("wide", 984 - SLOT_RESERVE)]);
+        assert_eq!(
+            plan(&many(17)),
+            (
+                vec![lock("lease-quota/wide", false)],
+                vec![room("wide", 983)]
+            )
+        );
+        // Keys: without a quota, a lock per key beside the shared quota lock; under a quota
+        // near full, the exclusive quota lock covers them; side by side, both. A project with
+        // neither takes no lock, and every name comes once, sorted.
+        assert_eq!(
+            plan(&[
+                ("keys", Some("b"), None),
+                ("keys", Some("a"), None),
+                ("keys", Some("b"), None),
+                ("full", Some("a"), Some(3)),
+                ("free", None, None),
+                ("wide", Some("a"), Some(1000)),
+            ]),
+            (
+                vec![
+                    lock("lease-key/keys/a", false),
+                    lock("lease-key/keys/b", false),
+                    lock("lease-key/wide/a", false),
+                    lock("lease-quota/full", false),
+                    lock("lease-quota/keys", true),
+                    lock("lease-quota/wide", true),
+                    lock("lease-quota/wide/2", false),
+                ],
+                vec![room("full", 2), room("wide", 999 - SLOT_RESERVE)]
+            )
+        );
+    }
+
+    /// A batch granted side by side goes in only if its project has room for it and for a
+    /// slot's worth of grants of each other slot: under a quota of 50 with one lease active, a
+    /// grant does in one round trip (1 + 1 + 48 = 50); with two active it does not, and the
+    /// decision under the lock grants it; the project, found crowded, then holds its quota
+    /// lock exclusive and is granted in one round trip again. Batches of three replicas racing for that quota,
+    /// side by side while it has room and under the lock near it, grant it exactly.
+    #[tokio::test]
+    async fn batches_side_by_side_leave_room_for_the_other_slots() {
+        let target = StoreLocation::Postgres(Box::new(super::super::testing::fresh_target().await));
+        let mut replicas = Vec::new();
+        for _ in 0..3 {
+            replicas.push(Store::open_at(&target).await.expect("opens"));
+        }
+        let t0 = Utc
+            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .expect("time");
+        let lease = |project: &str, task: &str| crate::store::tests::hour_lease(project, task, t0);
+        let pg = replicas[0].pg().expect("postgres");
+        replicas[1]
+            .insert_lease(lease("web", "first"), t0, Quota::<StoreError>::unlimited())
+            .await
+            .expect("inserted");
+        let (p, answer) = pending(lease("web", "t1"), None, Some(50));
+        let mut batch = vec![p];
+        assert_eq!(
+            pg.decide_batch(&mut batch).await.expect("decides"),
+            Path::OneRoundTrip
+        );
+        assert_eq!(answers(batch, vec![answer]).await, [Ok(false)]);
+        let (p, answer) = pending(lease("web", "t2"), None, Some(50));
+        let mut batch = vec![p];
+        assert_eq!(
+            pg.decide_batch(&mut batch).await.expect("decides"),
+            Path::UnderLocks
+        );
+        assert_eq!(answers(batch, vec![answer]).await, [Ok(false)]);
+        // Found crowded, the project's next batch holds its quota lock exclusive: in one
+        // round trip again while the quota has room.
+        let (p, answer) = pending(lease("web", "t3"), None, Some(50));
+        let mut batch = vec![p];
+        assert_eq!(
+            pg.decide_batch(&mut batch).await.expect("decides"),
+            Path::OneRoundTrip
+        );
+        assert_eq!(answers(batch, vec![answer]).await, [Ok(false)]);
+
+        // 3 replicas × 40 acquires racing for a quota of 60 of "api".
+        let mut calls = tokio::task::JoinSet::new();
+        for i in 0..120 {
+            let (store, lease) = (replicas[i % 3].clone(), lease("api", &format!("r{i}")));
+            calls.spawn(async move {
+                let quota = Quota::at_most(60, |active| {
+                    StoreError::Corrupt(format!("full: {active} of 60"))
+                });
+                store.insert_lease(lease, t0, quota).await.is_ok()
+            });
+        }
+        let mut granted = 0;
+        while let Some(ok) = calls.join_next().await {
+            granted += usize::from(ok.expect("joins"));
+        }
+        assert_eq!(granted, 60);
+        let c = pg.conn().await.expect("connects");
+        let stored: i64 = c
+            .client()
+            .query_one("SELECT COUNT(*) FROM leases WHERE project = 'api'", &[])
+            .await
+            .expect("counts")
+            .get(0);
+        assert_eq!(stored, 60);
     }
 
     /// What a replica remembers of a lease it wrote is the row exactly, as a read gives it

@@ -9,7 +9,7 @@
 //! | file | the calls of |
 //! |---|---|
 //! | `mod.rs` | the target, the pool, migrations, errors |
-//! | `leases` | leases (racing acquires decided in batches, granted in one round trip when the server finds room for them; the leases this replica wrote last remembered as written), the registry's heartbeat |
+//! | `leases` | leases (racing acquires decided in batches, granted in one round trip when the server finds room for them, side by side with other replicas' batches while their projects are far from their quotas; the leases this replica wrote last remembered as written), the registry's heartbeat |
 //! | `locks` | the act lock (the leadership lease with its fencing token) |
 //! | `chain` | the audit log's keyed hash chain (the append other calls make in their transaction) |
 //! | `outbox` | the mail outbox: roll-ups, due messages, delivery marks, dead letters |
@@ -62,6 +62,8 @@ pub(super) struct Pg {
     acquires: Mutex<Option<Vec<Box<dyn leases::Decide>>>>,
     /// The leases this process wrote last, as stored (`leases`).
     written: leases::Written,
+    /// The projects found near their quotas lately (`leases`).
+    crowded: leases::Crowded,
 }
 
 impl std::fmt::Debug for Pg {
@@ -81,6 +83,7 @@ impl Pg {
             free: Arc::new(tokio::sync::Semaphore::new(POOL)),
             acquires: Mutex::new(None),
             written: leases::Written::new(),
+            crowded: leases::Crowded::default(),
         };
         let mut c = pg.conn().await?;
         schema::apply(&mut c.conn_mut().client).await?;
