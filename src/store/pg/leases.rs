@@ -526,16 +526,18 @@ impl Crowded {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn is(&self, project: &str) -> bool {
+    /// Whether `project` was found crowded less than [`CROWDED_FOR`] before `now`.
+    fn is(&self, project: &str, now: std::time::Instant) -> bool {
         self.lock()
             .get(project)
-            .is_some_and(|since| since.elapsed() < CROWDED_FOR)
+            .is_some_and(|since| now.saturating_duration_since(*since) < CROWDED_FOR)
     }
 
-    fn mark<'a>(&self, projects: impl IntoIterator<Item = &'a str>) {
+    /// Marks `projects` crowded from `now`, forgetting those marked [`CROWDED_FOR`] or more
+    /// before.
+    fn mark<'a>(&self, projects: impl IntoIterator<Item = &'a str>, now: std::time::Instant) {
         let mut crowded = self.lock();
-        crowded.retain(|_, since| since.elapsed() < CROWDED_FOR);
-        let now = std::time::Instant::now();
+        crowded.retain(|_, since| now.saturating_duration_since(*since) < CROWDED_FOR);
         for p in projects {
             crowded.insert(p.to_owned(), now);
         }
@@ -550,13 +552,15 @@ impl Crowded {
 /// project with keys but no quota has nothing to count: its quota lock shared (so a
 /// decision under the locks waits for it) and a lock per key. A project `crowded` says is
 /// near its quota holds the lock exclusive whatever its room. Also answers the projects with
-/// a quota granted side by side.
+/// a quota granted side by side. The slot is `draw` (any number) modulo [`QUOTA_SLOTS`].
 fn one_round_trip_locks<'a>(
     batch: &'a [Box<dyn Decide>],
     room: &HashMap<String, u64>,
-    slot: u64,
+    draw: u64,
     crowded: impl Fn(&str) -> bool,
 ) -> (BTreeMap<String, bool>, HashMap<String, u64>, Vec<&'a str>) {
+    // Never more slots than the reserve leaves room for, whatever was drawn.
+    let slot = draw % QUOTA_SLOTS;
     // Each project's grants (all of them: what a slot's holder inserts is bounded, whatever
     // the policy said of each), whether one has a quota or a key, and its keys.
     let mut grants: BTreeMap<&'a str, (u64, bool, Vec<&'a str>)> = BTreeMap::new();
@@ -828,9 +832,10 @@ impl Pg {
     ) -> Result<bool, StoreError> {
         // A slot drawn at random for each batch, so that two replicas' batches share one
         // only now and then (they then take turns, as under the quota lock).
-        let slot = (uuid::Uuid::new_v4().as_u128() % u128::from(QUOTA_SLOTS)) as u64;
-        let (locks, room, side_by_side) =
-            one_round_trip_locks(batch, room, slot, |p| self.crowded.is(p));
+        let draw = uuid::Uuid::new_v4().as_u64_pair().0;
+        let (locks, room, side_by_side) = one_round_trip_locks(batch, room, draw, |p| {
+            self.crowded.is(p, std::time::Instant::now())
+        });
         let (names, shared): (Vec<String>, Vec<bool>) = locks.into_iter().unzip();
         let begin = c.statement("BEGIN").await?;
         let lock = c.statement(LOCK_QUOTAS).await?;
@@ -860,7 +865,7 @@ impl Pg {
         drop(rows);
         let all_in = self.inserted(batch, inserted)?;
         if !all_in {
-            self.crowded.mark(side_by_side);
+            self.crowded.mark(side_by_side, std::time::Instant::now());
         }
         Ok(all_in)
     }
@@ -1484,7 +1489,7 @@ mod tests {
                 })
                 .collect();
             let room = Seen::default().decide(&mut batch).expect("room");
-            let (locks, room, _) = one_round_trip_locks(&batch, &room, 2, |p| p == "crowded");
+            let (locks, room, _) = one_round_trip_locks(&batch, &room, 6, |p| p == "crowded");
             let mut room: Vec<(String, u64)> = room.into_iter().collect();
             room.sort();
             (locks.into_iter().collect::<Vec<_>>(), room)
@@ -1492,7 +1497,7 @@ mod tests {
         let lock = |name: &str, shared: bool| (name.to_owned(), shared);
         let room = |project: &str, n: u64| (project.to_owned(), n);
 
-        // Two grants under 1,000: side by side. Under 50, the room left (48) is the reserve
+        // Two grants under 1,000: side by side, in slot 6 mod 4. Under 50, the room left (48) is the reserve
         // exactly: still side by side, with nothing to spare; under 49, exclusive.
         assert_eq!(
             plan(&[("wide", None, Some(1000)), ("wide", None, Some(1000))]),
@@ -1565,6 +1570,23 @@ mod tests {
                 vec![room("full", 2), room("wide", 999 - SLOT_RESERVE)]
             )
         );
+    }
+
+    /// A project is crowded for [`CROWDED_FOR`] from when it was marked, not a moment longer,
+    /// and marking forgets the projects whose time is up.
+    #[test]
+    fn a_project_is_crowded_for_a_while() {
+        let crowded = Crowded::default();
+        let t = std::time::Instant::now();
+        crowded.mark(["a"], t);
+        crowded.mark(["c"], t + CROWDED_FOR / 2);
+        assert!(crowded.is("a", t + CROWDED_FOR - std::time::Duration::from_nanos(1)));
+        assert!(!crowded.is("a", t + CROWDED_FOR));
+        assert!(!crowded.is("b", t));
+        crowded.mark(["b"], t + CROWDED_FOR);
+        let mut kept: Vec<String> = crowded.lock().keys().cloned().collect();
+        kept.sort();
+        assert_eq!(kept, ["b", "c"]);
     }
 
     /// A batch granted side by side goes in only if its project has room for it and for a
