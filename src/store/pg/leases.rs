@@ -1612,29 +1612,22 @@ mod tests {
             .insert_lease(lease("web", "first"), t0, Quota::<StoreError>::unlimited())
             .await
             .expect("inserted");
-        let (p, answer) = pending(lease("web", "t1"), None, Some(50));
-        let mut batch = vec![p];
-        assert_eq!(
-            pg.decide_batch(&mut batch).await.expect("decides"),
-            Path::OneRoundTrip
-        );
-        assert_eq!(answers(batch, vec![answer]).await, [Ok(false)]);
-        let (p, answer) = pending(lease("web", "t2"), None, Some(50));
-        let mut batch = vec![p];
-        assert_eq!(
-            pg.decide_batch(&mut batch).await.expect("decides"),
-            Path::UnderLocks
-        );
-        assert_eq!(answers(batch, vec![answer]).await, [Ok(false)]);
-        // Found crowded, the project's next batch holds its quota lock exclusive: in one
-        // round trip again while the quota has room.
-        let (p, answer) = pending(lease("web", "t3"), None, Some(50));
-        let mut batch = vec![p];
-        assert_eq!(
-            pg.decide_batch(&mut batch).await.expect("decides"),
-            Path::OneRoundTrip
-        );
-        assert_eq!(answers(batch, vec![answer]).await, [Ok(false)]);
+        // The third batch comes after the second found the project crowded: it holds the
+        // quota lock exclusive, in one round trip again while the quota has room.
+        for (task, path) in [
+            ("t1", Path::OneRoundTrip),
+            ("t2", Path::UnderLocks),
+            ("t3", Path::OneRoundTrip),
+        ] {
+            let (p, answer) = pending(lease("web", task), None, Some(50));
+            let mut batch = vec![p];
+            assert_eq!(
+                pg.decide_batch(&mut batch).await.expect("decides"),
+                path,
+                "{task}"
+            );
+            assert_eq!(answers(batch, vec![answer]).await, [Ok(false)], "{task}");
+        }
 
         // 3 replicas × 40 acquires racing for a quota of 60 of "api".
         let mut calls = tokio::task::JoinSet::new();
