@@ -864,6 +864,8 @@ impl Pg {
         c.pipeline_end();
         drop(rows);
         let all_in = self.inserted(batch, inserted)?;
+        // A key found in use fails the insert too: its projects then only hold their lock
+        // exclusive for a while, which is never wrong, just not side by side.
         if !all_in {
             self.crowded.mark(side_by_side, std::time::Instant::now());
         }
@@ -1233,7 +1235,7 @@ impl Pg {
 
 #[cfg(test)]
 mod tests {
-    use chrono::{TimeDelta, TimeZone};
+    use chrono::TimeDelta;
 
     use super::*;
     use crate::model::HumanDuration;
@@ -1286,10 +1288,7 @@ mod tests {
     /// room left beside them is the quota less the batch's grants, and a refusal leaves none.
     #[tokio::test]
     async fn a_batch_is_decided_in_order_on_what_was_read() {
-        let t0 = Utc
-            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
-            .single()
-            .expect("time");
+        let t0 = crate::store::inventory::tests::t0();
         let lease =
             |project: &str, task: &str, at| crate::store::tests::hour_lease(project, task, at);
         let ended = lease("web", "ended", t0 - TimeDelta::hours(1));
@@ -1343,10 +1342,7 @@ mod tests {
             Store::open_at(&target).await.expect("opens"),
             Store::open_at(&target).await.expect("opens"),
         );
-        let t0 = Utc
-            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
-            .single()
-            .expect("time");
+        let t0 = crate::store::inventory::tests::t0();
         let lease = |project: &str, task: &str| crate::store::tests::hour_lease(project, task, t0);
         let pg = a.pg().expect("postgres");
         let mut c = pg.conn().await.expect("connects");
@@ -1473,12 +1469,9 @@ mod tests {
     /// batch's slot exclusive, the room less [`SLOT_RESERVE`]); closer or with more grants,
     /// the quota lock exclusive and the whole room; keys without a quota, the quota lock
     /// shared and a lock per key; neither, no lock. Names sorted, each once.
-    #[tokio::test]
-    async fn a_batch_far_from_its_quotas_takes_a_slot() {
-        let t0 = Utc
-            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
-            .single()
-            .expect("time");
+    #[test]
+    fn a_batch_far_from_its_quotas_takes_a_slot() {
+        let t0 = crate::store::inventory::tests::t0();
         let plan = |acquires: &[(&str, Option<&str>, Option<u64>)]| {
             let mut batch: Vec<Box<dyn Decide>> = acquires
                 .iter()
@@ -1497,8 +1490,9 @@ mod tests {
         let lock = |name: &str, shared: bool| (name.to_owned(), shared);
         let room = |project: &str, n: u64| (project.to_owned(), n);
 
-        // Two grants under 1,000: side by side, in slot 6 mod 4. Under 50, the room left (48) is the reserve
-        // exactly: still side by side, with nothing to spare; under 49, exclusive.
+        // Two grants under 1,000: side by side, in slot 6 mod 4. Under 50, the room left (48)
+        // is the reserve exactly: still side by side, with nothing to spare; under 49,
+        // exclusive.
         assert_eq!(
             plan(&[("wide", None, Some(1000)), ("wide", None, Some(1000))]),
             (
@@ -1593,8 +1587,9 @@ mod tests {
     /// slot's worth of grants of each other slot: under a quota of 50 with one lease active, a
     /// grant does in one round trip (1 + 1 + 48 = 50); with two active it does not, and the
     /// decision under the lock grants it; the project, found crowded, then holds its quota
-    /// lock exclusive and is granted in one round trip again. Batches of three replicas racing for that quota,
-    /// side by side while it has room and under the lock near it, grant it exactly.
+    /// lock exclusive and is granted in one round trip again. Batches of three replicas racing
+    /// for a quota of 60, side by side while it has room and under the lock near it, grant it
+    /// exactly.
     #[tokio::test]
     async fn batches_side_by_side_leave_room_for_the_other_slots() {
         let target = StoreLocation::Postgres(Box::new(super::super::testing::fresh_target().await));
@@ -1602,10 +1597,7 @@ mod tests {
         for _ in 0..3 {
             replicas.push(Store::open_at(&target).await.expect("opens"));
         }
-        let t0 = Utc
-            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
-            .single()
-            .expect("time");
+        let t0 = crate::store::inventory::tests::t0();
         let lease = |project: &str, task: &str| crate::store::tests::hour_lease(project, task, t0);
         let pg = replicas[0].pg().expect("postgres");
         replicas[1]
@@ -1655,6 +1647,74 @@ mod tests {
         assert_eq!(stored, 60);
     }
 
+    /// A batch granted side by side waits while a project's quota lock is held exclusive, as a
+    /// decision under the locks holds it and as a replica of a version before the slots took
+    /// it for every batch: during a rolling upgrade the two never count side by side.
+    #[tokio::test]
+    async fn a_batch_side_by_side_waits_for_the_quota_lock_held_exclusive() {
+        let target = StoreLocation::Postgres(Box::new(super::super::testing::fresh_target().await));
+        let store = Store::open_at(&target).await.expect("opens");
+        let t0 = crate::store::inventory::tests::t0();
+        let pg = store.pg().expect("postgres");
+        let holder = pg.conn().await.expect("connects");
+        holder
+            .client()
+            .batch_execute("BEGIN")
+            .await
+            .expect("begins");
+        holder
+            .client()
+            .execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                &[&quota_lock("web")],
+            )
+            .await
+            .expect("locks");
+        let acquire = tokio::spawn({
+            let store = store.clone();
+            let lease = crate::store::tests::hour_lease("web", "t1", t0);
+            async move {
+                let quota = Quota::at_most(1000, |active| {
+                    StoreError::Corrupt(format!("full: {active} of 1000"))
+                });
+                store.insert_lease(lease, t0, quota).await
+            }
+        });
+        // Until the server shows the batch waiting for an advisory lock of this database, it
+        // must not have been answered.
+        let probe = pg.conn().await.expect("connects");
+        let mut waited = false;
+        for _ in 0..1000 {
+            assert!(!acquire.is_finished(), "granted under the exclusive lock");
+            let waiting: i64 = probe
+                .client()
+                .query_one(
+                    "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+                       AND database = (SELECT oid FROM pg_database
+                                       WHERE datname = current_database())",
+                    &[],
+                )
+                .await
+                .expect("reads the locks")
+                .get(0);
+            if waiting > 0 {
+                waited = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(waited, "the batch never waited for the lock");
+        holder
+            .client()
+            .batch_execute("COMMIT")
+            .await
+            .expect("commits");
+        acquire
+            .await
+            .expect("joins")
+            .expect("granted once the lock is free");
+    }
+
     /// What a replica remembers of a lease it wrote is the row exactly, as a read gives it
     /// back (times to the millisecond, the interval to the second), after an acquire and after
     /// a change, so its next change is written from memory (decided once: no read); a change
@@ -1663,11 +1723,7 @@ mod tests {
     async fn a_written_lease_is_remembered_as_stored() {
         let target = StoreLocation::Postgres(Box::new(super::super::testing::fresh_target().await));
         let store = Store::open_at(&target).await.expect("opens");
-        let t0 = Utc
-            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
-            .single()
-            .expect("time")
-            + TimeDelta::nanoseconds(123_456_789);
+        let t0 = crate::store::inventory::tests::t0() + TimeDelta::nanoseconds(123_456_789);
         let lease = Lease {
             heartbeat_interval: Some(HumanDuration::from_secs(300)),
             last_heartbeat_at: Some(t0),
