@@ -21,8 +21,8 @@ use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
+use tokio_postgres::{Row, Statement};
 
 use super::leases::lease_of;
 use super::{Pg, Tx, opt_time, time};
@@ -42,14 +42,16 @@ use crate::store::{StoreError, lease_columns, ms, next_cursor, stored_tags};
 /// The advisory lock pages take shared and a walk's end alone (see the module doc).
 const PASS_WRITES: &str = "inventory/pass-writes";
 
-/// Takes [`PASS_WRITES`] until `tx` ends: shared for a page, alone for a walk's end.
-async fn pass_writes(tx: &mut Tx<'_>, alone: bool) -> Result<(), StoreError> {
-    let sql = if alone {
-        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
-    } else {
-        "SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))"
-    };
-    tx.execute(sql, &[&PASS_WRITES]).await?;
+/// Takes [`PASS_WRITES`] shared until the transaction ends: a page's.
+const PASS_WRITES_SHARED: &str = "SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))";
+
+/// Takes [`PASS_WRITES`] alone until `tx` ends: a walk's end.
+async fn pass_writes_alone(tx: &mut Tx<'_>) -> Result<(), StoreError> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        &[&PASS_WRITES],
+    )
+    .await?;
     Ok(())
 }
 
@@ -438,8 +440,9 @@ impl Pg {
 
     /// See [`crate::store::Store::persist_page`]. One transaction; per batch of distinct ARNs
     /// (a whole page unless an ARN repeats in it) one statement upserts the resources, one
-    /// reads their open findings, at most three more open, update and unmark findings, and
-    /// one records their events. Why arrays: a statement per resource costs a round trip and
+    /// reads their open findings, and at most three more open findings and record their
+    /// events, update findings and unmark them, all pipelined (see `persist_page_once`). Why
+    /// arrays: a statement per resource costs a round trip and
     /// an executor start each, so the pass would be bound by latency rather than by the
     /// server's row work; a page of a thousand as one `UNNEST` costs that work and little else.
     ///
@@ -466,6 +469,11 @@ impl Pg {
         }
     }
 
+    /// One page in two round trips per batch of distinct ARNs (one batch unless an ARN
+    /// repeats in the page): `BEGIN`, the shared lock, the resources' upsert and the read of
+    /// their open findings sent together; then the findings' writes, with the `COMMIT` after
+    /// the last batch's. Why pipelined: a page of eight statements one after another waited
+    /// for eight answers, and with the 2 cores busy each answer waits for its turn on one.
     async fn persist_page_once(
         &self,
         run_id: &str,
@@ -473,16 +481,46 @@ impl Pg {
         records: &[Record],
     ) -> Result<PageChanges, StoreError> {
         let mut c = self.conn().await?;
-        let mut tx = c.begin().await?;
-        pass_writes(&mut tx, false).await?;
+        let s = PageStatements::prepare(&mut c).await?;
+        let at = ms(at);
+        let run_id = run_id.to_owned();
         let mut changes = PageChanges::default();
-        for batch in distinct_arns(records) {
-            upsert_resources(&mut tx, batch, at, run_id).await?;
-            let done = open_or_update(&mut tx, batch, at, run_id).await?;
-            changes.opened += done.opened;
-            changes.updated += done.updated;
+        let batches = distinct_arns(records);
+        c.pipeline_begin();
+        for (i, batch) in batches.iter().enumerate() {
+            let flagged: Vec<&Record> = batch
+                .iter()
+                .filter(|r| r.verdict.is_finding() && !r.observed.is_terminated())
+                .collect();
+            let arns: Vec<&str> = flagged.iter().map(|r| r.observed.arn.as_str()).collect();
+            let open = {
+                let columns = ResourceColumns::of(batch, at);
+                let upsert_args = columns.params(&at, &run_id);
+                let client = c.client();
+                let first = i == 0;
+                let read = async {
+                    if arns.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    client.query(&s.open_findings, &[&arns]).await
+                };
+                let lock_args: [&(dyn ToSql + Sync); 1] = [&PASS_WRITES];
+                // The transaction's start goes with the first batch's statements.
+                let (_, _, _, open) = tokio::try_join!(
+                    send_if(client, first, &s.begin, &[]),
+                    send_if(client, first, &s.pass_writes, &lock_args),
+                    client.execute(&s.upsert, &upsert_args),
+                    read
+                )?;
+                open
+            };
+            let writes = FindingWrites::of(&flagged, &open)?;
+            changes.opened += writes.new.len() as u64;
+            changes.updated += writes.updated.len() as u64;
+            let last = i + 1 == batches.len();
+            writes.send(c.client(), &s, at, &run_id, last).await?;
         }
-        tx.commit().await?;
+        c.pipeline_end();
         Ok(changes)
     }
 
@@ -509,7 +547,7 @@ impl Pg {
         let ended = ms(walk.ended_at);
         let mut c = self.conn().await?;
         let mut tx = c.begin().await?;
-        pass_writes(&mut tx, true).await?;
+        pass_writes_alone(&mut tx).await?;
         tx.execute(
             "INSERT INTO walks (run_id, account, region, started_at, ended_at, outcome, reason,
                                 pages, resources, sweep, swept_at)
@@ -777,294 +815,496 @@ fn distinct_arns(records: &[Record]) -> Vec<&[Record]> {
     batches
 }
 
-/// Upserts a batch of resources (distinct ARNs) in one statement, with the SQLite upsert's
-/// rules for a row that exists.
-async fn upsert_resources(
-    tx: &mut Tx<'_>,
-    batch: &[Record],
-    at: DateTime<Utc>,
-    run_id: &str,
-) -> Result<(), StoreError> {
-    let at = ms(at);
-    let mut arn = Vec::with_capacity(batch.len());
-    let mut account = Vec::with_capacity(batch.len());
-    let mut region = Vec::with_capacity(batch.len());
-    let mut resource_type = Vec::with_capacity(batch.len());
-    let mut tags = Vec::with_capacity(batch.len());
-    let mut gone_at = Vec::with_capacity(batch.len());
-    let mut state = Vec::with_capacity(batch.len());
-    let mut verdict = Vec::with_capacity(batch.len());
-    let mut reason = Vec::with_capacity(batch.len());
-    let mut project = Vec::with_capacity(batch.len());
-    let mut action = Vec::with_capacity(batch.len());
-    let mut grace_s = Vec::with_capacity(batch.len());
-    let mut lease_id = Vec::with_capacity(batch.len());
-    let mut lease_ended_at = Vec::with_capacity(batch.len());
-    let mut source = Vec::with_capacity(batch.len());
-    let mut created_at = Vec::with_capacity(batch.len());
-    let mut controller = Vec::with_capacity(batch.len());
-    for r in batch {
-        let o = &r.observed;
-        arn.push(o.arn.as_str());
-        account.push(o.account.as_str());
-        region.push(o.region.as_str());
-        resource_type.push(o.resource_type.as_str());
-        tags.push(o.tags.packed());
-        // A terminated instance is gone the moment we learn it; a resource seen again is back.
-        gone_at.push(o.is_terminated().then_some(at));
-        state.push(o.state.as_deref());
-        verdict.push(r.verdict.as_str());
-        reason.push(r.reason.as_str());
-        project.push(r.project.as_ref().map(ProjectName::as_str));
-        action.push(r.action.as_str());
-        grace_s.push(i64::try_from(r.grace.as_secs()).unwrap_or(i64::MAX));
-        lease_id.push(r.lease_id.as_deref());
-        lease_ended_at.push(r.lease_ended_at.map(ms));
-        source.push(o.source.as_str());
-        created_at.push(o.created_at.map(ms));
-        controller.push(ControllerRef::of_tags(&o.tags, &o.account, &o.region).map(|c| c.stored()));
-    }
-    // Rows that exist are updated and only the others inserted, in one statement: a plain
-    // insert of a new row costs about two thirds of `ON CONFLICT`'s speculative one, and a
-    // first pass inserts every row. A row another page in flight inserts meanwhile is not in
-    // this statement's snapshot: its insert here is a unique violation, and the page is
-    // written again (see the module doc), now updating it.
-    tx.execute(
-        "WITH p AS (
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                                  $6::bigint[], $7::text[], $8::text[], $9::text[], $10::text[],
-                                  $11::text[], $12::bigint[], $13::text[], $14::bigint[],
-                                  $15::text[], $16::bigint[], $17::text[])
-                 AS p(arn, account, region, resource_type, tags, gone_at, state, verdict, reason,
-                      project, action, grace_s, lease_id, lease_ended_at, source, created_at,
-                      controller)
-         ),
-         updated AS (
-             UPDATE resources r SET
-                 -- Region-less ARNs (S3) may be listed by several regions' walks (an emulator
-                 -- lists every bucket everywhere): the smallest region name wins, so the owner
-                 -- is stable.
-                 region = LEAST(r.region, p.region),
-                 tags = p.tags, last_seen = $18,
-                 gone_at = CASE WHEN p.gone_at IS NULL THEN NULL
-                                ELSE COALESCE(r.gone_at, p.gone_at) END,
-                 state = p.state, verdict = p.verdict, reason = p.reason, project = p.project,
-                 action = p.action, grace_s = p.grace_s, lease_id = p.lease_id,
-                 lease_ended_at = p.lease_ended_at, last_run = $19, source = p.source,
-                 controller = p.controller, created_at = COALESCE(p.created_at, r.created_at)
-             FROM p WHERE r.arn = p.arn
-             RETURNING r.arn
-         )
-         INSERT INTO resources (arn, account, region, resource_type, tags, first_seen, last_seen,
-                                gone_at, state, verdict, reason, project, action, grace_s, lease_id,
-                                lease_ended_at, last_run, source, created_at, controller)
-         SELECT arn, account, region, resource_type, tags, $18, $18, gone_at, state, verdict,
-                reason, project, action, grace_s, lease_id, lease_ended_at, $19, source,
-                created_at, controller
-         FROM p WHERE NOT EXISTS (SELECT 1 FROM updated u WHERE u.arn = p.arn)",
-        &[
-            &arn,
-            &account,
-            &region,
-            &resource_type,
-            &tags,
-            &gone_at,
-            &state,
-            &verdict,
-            &reason,
-            &project,
-            &action,
-            &grace_s,
-            &lease_id,
-            &lease_ended_at,
-            &source,
-            &created_at,
-            &controller,
-            &at,
-            &run_id,
-        ],
-    )
-    .await?;
-    Ok(())
+/// A batch's resources as one array per column, in [`UPSERT_RESOURCES`]' order (`$1`–`$17`).
+struct ResourceColumns<'a> {
+    arn: Vec<&'a str>,
+    account: Vec<&'a str>,
+    region: Vec<&'a str>,
+    resource_type: Vec<&'a str>,
+    tags: Vec<&'a str>,
+    gone_at: Vec<Option<i64>>,
+    state: Vec<Option<&'a str>>,
+    verdict: Vec<&'a str>,
+    reason: Vec<&'a str>,
+    project: Vec<Option<&'a str>>,
+    action: Vec<&'a str>,
+    grace_s: Vec<i64>,
+    lease_id: Vec<Option<&'a str>>,
+    lease_ended_at: Vec<Option<i64>>,
+    source: Vec<&'a str>,
+    created_at: Vec<Option<i64>>,
+    controller: Vec<Option<String>>,
 }
 
-/// Opens findings for a batch's flagged resources that have none, updates those whose
-/// verdict, action or lease changed (unmarking those about another lease), and records one
-/// event for each, in record order, as SQLite's loop does: finding and event ids come out in
-/// the same order.
-async fn open_or_update(
-    tx: &mut Tx<'_>,
-    batch: &[Record],
-    at: DateTime<Utc>,
-    run_id: &str,
-) -> Result<PageChanges, StoreError> {
-    let flagged: Vec<&Record> = batch
-        .iter()
-        .filter(|r| r.verdict.is_finding() && !r.observed.is_terminated())
-        .collect();
-    let mut changes = PageChanges::default();
-    if flagged.is_empty() {
-        return Ok(changes);
-    }
-    let at = ms(at);
-    let arns: Vec<&str> = flagged.iter().map(|r| r.observed.arn.as_str()).collect();
-    let open = tx
-        .query(
-            "SELECT id, arn, verdict, action, lease_id FROM findings
-             WHERE arn = ANY($1) AND resolved_at IS NULL",
-            &[&arns],
-        )
-        .await?;
-    let mut open_by_arn: HashMap<String, (i64, String, String, Option<String>)> = HashMap::new();
-    for row in &open {
-        open_by_arn.insert(
-            row.try_get(1)?,
-            (
-                row.try_get(0)?,
-                row.try_get(2)?,
-                row.try_get(3)?,
-                row.try_get(4)?,
-            ),
-        );
+impl<'a> ResourceColumns<'a> {
+    fn of(batch: &'a [Record], at: i64) -> Self {
+        let mut c = ResourceColumns {
+            arn: Vec::with_capacity(batch.len()),
+            account: Vec::with_capacity(batch.len()),
+            region: Vec::with_capacity(batch.len()),
+            resource_type: Vec::with_capacity(batch.len()),
+            tags: Vec::with_capacity(batch.len()),
+            gone_at: Vec::with_capacity(batch.len()),
+            state: Vec::with_capacity(batch.len()),
+            verdict: Vec::with_capacity(batch.len()),
+            reason: Vec::with_capacity(batch.len()),
+            project: Vec::with_capacity(batch.len()),
+            action: Vec::with_capacity(batch.len()),
+            grace_s: Vec::with_capacity(batch.len()),
+            lease_id: Vec::with_capacity(batch.len()),
+            lease_ended_at: Vec::with_capacity(batch.len()),
+            source: Vec::with_capacity(batch.len()),
+            created_at: Vec::with_capacity(batch.len()),
+            controller: Vec::with_capacity(batch.len()),
+        };
+        for r in batch {
+            let o = &r.observed;
+            c.arn.push(o.arn.as_str());
+            c.account.push(o.account.as_str());
+            c.region.push(o.region.as_str());
+            c.resource_type.push(o.resource_type.as_str());
+            c.tags.push(o.tags.packed());
+            // A terminated instance is gone the moment we learn it; a resource seen again is
+            // back.
+            c.gone_at.push(o.is_terminated().then_some(at));
+            c.state.push(o.state.as_deref());
+            c.verdict.push(r.verdict.as_str());
+            c.reason.push(r.reason.as_str());
+            c.project.push(r.project.as_ref().map(ProjectName::as_str));
+            c.action.push(r.action.as_str());
+            c.grace_s
+                .push(i64::try_from(r.grace.as_secs()).unwrap_or(i64::MAX));
+            c.lease_id.push(r.lease_id.as_deref());
+            c.lease_ended_at.push(r.lease_ended_at.map(ms));
+            c.source.push(o.source.as_str());
+            c.created_at.push(o.created_at.map(ms));
+            c.controller
+                .push(ControllerRef::of_tags(&o.tags, &o.account, &o.region).map(|c| c.stored()));
+        }
+        c
     }
 
-    /// An event to record: of a finding already open, or of the one opened for an ARN.
-    enum Of<'a> {
-        Id(i64),
-        Opened(&'a str),
+    /// [`UPSERT_RESOURCES`]' parameters: the columns, then the time and the run.
+    fn params<'p>(&'p self, at: &'p i64, run_id: &'p String) -> [&'p (dyn ToSql + Sync); 19] {
+        [
+            &self.arn,
+            &self.account,
+            &self.region,
+            &self.resource_type,
+            &self.tags,
+            &self.gone_at,
+            &self.state,
+            &self.verdict,
+            &self.reason,
+            &self.project,
+            &self.action,
+            &self.grace_s,
+            &self.lease_id,
+            &self.lease_ended_at,
+            &self.source,
+            &self.created_at,
+            &self.controller,
+            at,
+            run_id,
+        ]
     }
-    let mut events: Vec<(Of<'_>, &str, &str, String)> = Vec::with_capacity(flagged.len());
-    let mut new: Vec<&Record> = Vec::new();
-    let mut updated: Vec<(i64, &Record)> = Vec::new();
-    let mut unmark: Vec<i64> = Vec::new();
-    for r in &flagged {
-        match open_by_arn.get(r.observed.arn.as_str()) {
-            Some((id, verdict, action, lease_id)) => {
-                let Some(change) = change_of(verdict, action, lease_id.as_deref(), r) else {
-                    continue;
-                };
-                updated.push((*id, r));
-                if change.lease_changed {
-                    unmark.push(*id);
+}
+
+/// Upserts a batch of resources (distinct ARNs) in one statement, with the SQLite upsert's
+/// rules for a row that exists.
+///
+/// Rows that exist are updated and only the others inserted, in one statement: a plain
+/// insert of a new row costs about two thirds of `ON CONFLICT`'s speculative one, and a
+/// first pass inserts every row. A row another page in flight inserts meanwhile is not in
+/// this statement's snapshot: its insert here is a unique violation, and the page is
+/// written again (see the module doc), now updating it.
+const UPSERT_RESOURCES: &str = "WITH p AS (
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                              $6::bigint[], $7::text[], $8::text[], $9::text[], $10::text[],
+                              $11::text[], $12::bigint[], $13::text[], $14::bigint[],
+                              $15::text[], $16::bigint[], $17::text[])
+             AS p(arn, account, region, resource_type, tags, gone_at, state, verdict, reason,
+                  project, action, grace_s, lease_id, lease_ended_at, source, created_at,
+                  controller)
+     ),
+     updated AS (
+         UPDATE resources r SET
+             -- Region-less ARNs (S3) may be listed by several regions' walks (an emulator
+             -- lists every bucket everywhere): the smallest region name wins, so the owner
+             -- is stable.
+             region = LEAST(r.region, p.region),
+             tags = p.tags, last_seen = $18,
+             gone_at = CASE WHEN p.gone_at IS NULL THEN NULL
+                            ELSE COALESCE(r.gone_at, p.gone_at) END,
+             state = p.state, verdict = p.verdict, reason = p.reason, project = p.project,
+             action = p.action, grace_s = p.grace_s, lease_id = p.lease_id,
+             lease_ended_at = p.lease_ended_at, last_run = $19, source = p.source,
+             controller = p.controller, created_at = COALESCE(p.created_at, r.created_at)
+         FROM p WHERE r.arn = p.arn
+         RETURNING r.arn
+     )
+     INSERT INTO resources (arn, account, region, resource_type, tags, first_seen, last_seen,
+                            gone_at, state, verdict, reason, project, action, grace_s, lease_id,
+                            lease_ended_at, last_run, source, created_at, controller)
+     SELECT arn, account, region, resource_type, tags, $18, $18, gone_at, state, verdict,
+            reason, project, action, grace_s, lease_id, lease_ended_at, $19, source,
+            created_at, controller
+     FROM p WHERE NOT EXISTS (SELECT 1 FROM updated u WHERE u.arn = p.arn)";
+
+/// The open findings of a batch's flagged resources.
+const OPEN_FINDINGS: &str = "SELECT id, arn, verdict, action, lease_id FROM findings
+     WHERE arn = ANY($1) AND resolved_at IS NULL";
+
+/// Opens the findings of a batch's resources that have none and records the batch's events
+/// (`$12`–`$16`: of a finding already open, or, with no id, of the one opened for an ARN), in
+/// one statement. Both in record order (`ORDINALITY`), so finding and event ids are assigned
+/// as SQLite assigns them.
+const OPEN_AND_RECORD: &str = "WITH opened AS (
+         INSERT INTO findings (arn, verdict, action, reason, project, lease_id, account, region,
+                               resource_type, opened_at, updated_at)
+         SELECT arn, verdict, action, reason, project, lease_id, account, region, resource_type,
+                $10, $10
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                     $7::text[], $8::text[], $9::text[]) WITH ORDINALITY
+              AS p(arn, verdict, action, reason, project, lease_id, account, region,
+                   resource_type, n)
+         ORDER BY n
+         RETURNING id, arn
+     )
+     INSERT INTO finding_events (finding_id, run_id, at, kind, verdict, detail)
+     SELECT COALESCE(e.finding_id, o.id), $11, $10, e.kind, e.verdict, e.detail
+     FROM UNNEST($12::bigint[], $13::text[], $14::text[], $15::text[], $16::text[])
+          WITH ORDINALITY AS e(finding_id, arn, kind, verdict, detail, n)
+          LEFT JOIN opened o ON e.finding_id IS NULL AND o.arn = e.arn
+     ORDER BY e.n";
+
+/// Writes the changed verdicts, actions and leases of open findings.
+const UPDATE_FINDINGS: &str = "UPDATE findings f SET verdict = u.verdict, action = u.action,
+         reason = u.reason, project = u.project, lease_id = u.lease_id, updated_at = $7
+     FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+          AS u(id, verdict, action, reason, project, lease_id)
+     WHERE f.id = u.id";
+
+/// A finding now about another lease loses its mark: the next act step marks it afresh (full
+/// grace, a notice to the new owner) if it still must go.
+const UNMARK_FINDINGS: &str = "UPDATE findings SET deadline = NULL, reap_state = NULL,
+         last_decision = NULL, attempts = 0, next_attempt_at = NULL, deactivated_at = NULL,
+         last_error = NULL, marked_owner = NULL
+     WHERE id = ANY($1) AND deadline IS NOT NULL";
+
+/// A page's statements, prepared on the connection.
+struct PageStatements {
+    begin: Statement,
+    pass_writes: Statement,
+    upsert: Statement,
+    open_findings: Statement,
+    open_and_record: Statement,
+    update_findings: Statement,
+    unmark: Statement,
+    commit: Statement,
+}
+
+impl PageStatements {
+    async fn prepare(c: &mut super::Pooled<'_>) -> Result<Self, StoreError> {
+        Ok(PageStatements {
+            begin: c.statement("BEGIN").await?,
+            pass_writes: c.statement(PASS_WRITES_SHARED).await?,
+            upsert: c.statement(UPSERT_RESOURCES).await?,
+            open_findings: c.statement(OPEN_FINDINGS).await?,
+            open_and_record: c.statement(OPEN_AND_RECORD).await?,
+            update_findings: c.statement(UPDATE_FINDINGS).await?,
+            unmark: c.statement(UNMARK_FINDINGS).await?,
+            commit: c.statement("COMMIT").await?,
+        })
+    }
+}
+
+/// What a batch's flagged resources change in their findings, decided on their open findings
+/// as read, as SQLite's record-by-record loop decides it.
+struct FindingWrites<'a> {
+    /// Resources with no open finding: one is opened for each.
+    new: Vec<&'a Record>,
+    /// Open findings whose verdict, action or lease changed, by id.
+    updated: Vec<(i64, &'a Record)>,
+    /// Of those, the ones now about another lease.
+    unmark: Vec<i64>,
+    /// One event per finding opened or updated, in record order: the finding's id (none: the
+    /// one opened for the ARN), the ARN, the kind, the verdict and the detail.
+    events: Vec<(Option<i64>, &'a str, &'static str, &'a str, String)>,
+}
+
+impl<'a> FindingWrites<'a> {
+    fn of(flagged: &[&'a Record], open: &[Row]) -> Result<Self, StoreError> {
+        let mut open_by_arn: HashMap<String, (i64, String, String, Option<String>)> =
+            HashMap::with_capacity(open.len());
+        for row in open {
+            open_by_arn.insert(
+                row.try_get(1)?,
+                (
+                    row.try_get(0)?,
+                    row.try_get(2)?,
+                    row.try_get(3)?,
+                    row.try_get(4)?,
+                ),
+            );
+        }
+        let mut w = FindingWrites {
+            new: Vec::new(),
+            updated: Vec::new(),
+            unmark: Vec::new(),
+            events: Vec::with_capacity(flagged.len()),
+        };
+        for r in flagged {
+            let arn = r.observed.arn.as_str();
+            match open_by_arn.get(arn) {
+                Some((id, verdict, action, lease_id)) => {
+                    let Some(change) = change_of(verdict, action, lease_id.as_deref(), r) else {
+                        continue;
+                    };
+                    w.updated.push((*id, r));
+                    if change.lease_changed {
+                        w.unmark.push(*id);
+                    }
+                    w.events
+                        .push((Some(*id), arn, "updated", r.verdict.as_str(), change.detail));
                 }
-                events.push((Of::Id(*id), "updated", r.verdict.as_str(), change.detail));
-            }
-            None => {
-                new.push(r);
-                events.push((
-                    Of::Opened(r.observed.arn.as_str()),
-                    "opened",
-                    r.verdict.as_str(),
-                    r.reason.clone(),
-                ));
+                None => {
+                    w.new.push(r);
+                    w.events
+                        .push((None, arn, "opened", r.verdict.as_str(), r.reason.clone()));
+                }
             }
         }
+        Ok(w)
     }
-    changes.opened = new.len() as u64;
-    changes.updated = updated.len() as u64;
 
-    let mut opened: HashMap<String, i64> = HashMap::new();
-    if !new.is_empty() {
-        let column = |f: fn(&Record) -> &str| new.iter().map(|r| f(r)).collect::<Vec<&str>>();
-        let projects: Vec<Option<&str>> = new
+    /// Sends the writes together, then `COMMIT` when `commit`; answers when all are answered.
+    async fn send(
+        &self,
+        client: &tokio_postgres::Client,
+        s: &PageStatements,
+        at: i64,
+        run_id: &String,
+        commit: bool,
+    ) -> Result<(), StoreError> {
+        let new = |f: fn(&Record) -> &str| self.new.iter().map(|r| f(r)).collect::<Vec<&str>>();
+        let new_projects: Vec<Option<&str>> = self
+            .new
             .iter()
             .map(|r| r.project.as_ref().map(ProjectName::as_str))
             .collect();
-        let leases: Vec<Option<&str>> = new.iter().map(|r| r.lease_id.as_deref()).collect();
-        let rows = tx
-            .query(
-                // In the page's order (`ORDINALITY`), so ids are assigned as SQLite assigns them.
-                "INSERT INTO findings (arn, verdict, action, reason, project, lease_id, account,
-                                       region, resource_type, opened_at, updated_at)
-                 SELECT arn, verdict, action, reason, project, lease_id, account, region,
-                        resource_type, $10, $10
-                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                             $6::text[], $7::text[], $8::text[], $9::text[]) WITH ORDINALITY
-                      AS p(arn, verdict, action, reason, project, lease_id, account, region,
-                           resource_type, n)
-                 ORDER BY n
-                 RETURNING id, arn",
-                &[
-                    &column(|r| r.observed.arn.as_str()),
-                    &column(|r| r.verdict.as_str()),
-                    &column(|r| r.action.as_str()),
-                    &column(|r| r.reason.as_str()),
-                    &projects,
-                    &leases,
-                    &column(|r| r.observed.account.as_str()),
-                    &column(|r| r.observed.region.as_str()),
-                    &column(|r| r.observed.resource_type.as_str()),
-                    &at,
-                ],
-            )
-            .await?;
-        for row in &rows {
-            opened.insert(row.try_get(1)?, row.try_get(0)?);
-        }
-    }
-    if !updated.is_empty() {
-        let ids: Vec<i64> = updated.iter().map(|(id, _)| *id).collect();
-        let column =
-            |f: fn(&Record) -> &str| updated.iter().map(|(_, r)| f(r)).collect::<Vec<&str>>();
-        let projects: Vec<Option<&str>> = updated
+        let new_leases: Vec<Option<&str>> =
+            self.new.iter().map(|r| r.lease_id.as_deref()).collect();
+        let (new_arns, new_verdicts, new_actions, new_reasons) = (
+            new(|r| r.observed.arn.as_str()),
+            new(|r| r.verdict.as_str()),
+            new(|r| r.action.as_str()),
+            new(|r| r.reason.as_str()),
+        );
+        let (new_accounts, new_regions, new_types) = (
+            new(|r| r.observed.account.as_str()),
+            new(|r| r.observed.region.as_str()),
+            new(|r| r.observed.resource_type.as_str()),
+        );
+        let event_ids: Vec<Option<i64>> = self.events.iter().map(|e| e.0).collect();
+        let event_arns: Vec<&str> = self.events.iter().map(|e| e.1).collect();
+        let kinds: Vec<&str> = self.events.iter().map(|e| e.2).collect();
+        let verdicts: Vec<&str> = self.events.iter().map(|e| e.3).collect();
+        let details: Vec<&str> = self.events.iter().map(|e| e.4.as_str()).collect();
+        let record_args: [&(dyn ToSql + Sync); 16] = [
+            &new_arns,
+            &new_verdicts,
+            &new_actions,
+            &new_reasons,
+            &new_projects,
+            &new_leases,
+            &new_accounts,
+            &new_regions,
+            &new_types,
+            &at,
+            run_id,
+            &event_ids,
+            &event_arns,
+            &kinds,
+            &verdicts,
+            &details,
+        ];
+        let updated = |f: fn(&Record) -> &str| {
+            self.updated
+                .iter()
+                .map(|(_, r)| f(r))
+                .collect::<Vec<&str>>()
+        };
+        let ids: Vec<i64> = self.updated.iter().map(|(id, _)| *id).collect();
+        let updated_projects: Vec<Option<&str>> = self
+            .updated
             .iter()
             .map(|(_, r)| r.project.as_ref().map(ProjectName::as_str))
             .collect();
-        let leases: Vec<Option<&str>> =
-            updated.iter().map(|(_, r)| r.lease_id.as_deref()).collect();
-        tx.execute(
-            "UPDATE findings f SET verdict = u.verdict, action = u.action, reason = u.reason,
-                                   project = u.project, lease_id = u.lease_id, updated_at = $7
-             FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
-                  AS u(id, verdict, action, reason, project, lease_id)
-             WHERE f.id = u.id",
-            &[
-                &ids,
-                &column(|r| r.verdict.as_str()),
-                &column(|r| r.action.as_str()),
-                &column(|r| r.reason.as_str()),
-                &projects,
-                &leases,
-                &at,
-            ],
-        )
-        .await?;
+        let updated_leases: Vec<Option<&str>> = self
+            .updated
+            .iter()
+            .map(|(_, r)| r.lease_id.as_deref())
+            .collect();
+        let (updated_verdicts, updated_actions, updated_reasons) = (
+            updated(|r| r.verdict.as_str()),
+            updated(|r| r.action.as_str()),
+            updated(|r| r.reason.as_str()),
+        );
+        let update_args: [&(dyn ToSql + Sync); 7] = [
+            &ids,
+            &updated_verdicts,
+            &updated_actions,
+            &updated_reasons,
+            &updated_projects,
+            &updated_leases,
+            &at,
+        ];
+        let unmark_args: [&(dyn ToSql + Sync); 1] = [&self.unmark];
+        // Each future sends its statement when first polled, in this order, and the server
+        // answers in order: one round trip for the lot. A failed statement makes the
+        // `COMMIT` a rollback, and its error is the one returned.
+        tokio::try_join!(
+            send_if(
+                client,
+                !self.events.is_empty(),
+                &s.open_and_record,
+                &record_args
+            ),
+            send_if(
+                client,
+                !self.updated.is_empty(),
+                &s.update_findings,
+                &update_args
+            ),
+            send_if(client, !self.unmark.is_empty(), &s.unmark, &unmark_args),
+            send_if(client, commit, &s.commit, &[]),
+        )?;
+        Ok(())
     }
-    if !unmark.is_empty() {
-        // A finding now about another lease loses its mark: the next act step marks it
-        // afresh (full grace, a notice to the new owner) if it still must go.
-        tx.execute(
-            "UPDATE findings SET deadline = NULL, reap_state = NULL, last_decision = NULL,
-                                 attempts = 0, next_attempt_at = NULL, deactivated_at = NULL, last_error = NULL,
-                                 marked_owner = NULL
-             WHERE id = ANY($1) AND deadline IS NOT NULL",
-            &[&unmark],
-        )
-        .await?;
+}
+
+/// `statement` if `on` (sent when first polled, so futures polled together are pipelined).
+async fn send_if(
+    client: &tokio_postgres::Client,
+    on: bool,
+    statement: &Statement,
+    args: &[&(dyn ToSql + Sync)],
+) -> Result<(), tokio_postgres::Error> {
+    if on {
+        client.execute(statement, args).await?;
     }
-    if events.is_empty() {
-        return Ok(changes);
-    }
-    let mut finding_ids = Vec::with_capacity(events.len());
-    for (of, ..) in &events {
-        finding_ids.push(match of {
-            Of::Id(id) => *id,
-            Of::Opened(arn) => *opened
-                .get(*arn)
-                .ok_or_else(|| StoreError::Corrupt(format!("no finding came back for {arn}")))?,
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::inventory::tests::{record, t0};
+    use crate::store::{Store, StoreLocation};
+
+    /// A page that meets another transaction's uncommitted insert of one of its resources
+    /// waits for it, fails on the resources' key in the middle of its pipelined statements,
+    /// and is written again, now updating that resource: one row, one finding each, and the
+    /// pool serves the next page.
+    #[tokio::test]
+    async fn a_page_racing_another_over_a_resource_is_written_again() {
+        let target = StoreLocation::Postgres(Box::new(super::super::testing::fresh_target().await));
+        let store = Store::open_at(&target).await.expect("opens");
+        let t1 = t0();
+        let pg = store.pg().expect("postgres");
+        let holder = pg.conn().await.expect("connects");
+        let raced = record("i-raced", "us-east-1", Verdict::Untagged, None);
+        holder
+            .client()
+            .batch_execute("BEGIN")
+            .await
+            .expect("begins");
+        holder
+            .client()
+            .execute(
+                "INSERT INTO resources (arn, account, region, resource_type, tags, first_seen,
+                                        last_seen, verdict, reason, action, grace_s, last_run)
+                 VALUES ($1, $2, 'us-east-1', 'ec2:instance', '', 0, 0, 'leased', 'r', 'none',
+                         0, 'other')",
+                &[&raced.observed.arn.as_str(), &raced.observed.account],
+            )
+            .await
+            .expect("inserts");
+        let page = tokio::spawn({
+            let store = store.clone();
+            let records = vec![
+                record("i-first", "us-east-1", Verdict::Untagged, None),
+                raced,
+                record("i-last", "us-east-1", Verdict::Untagged, None),
+            ];
+            async move { store.persist_page("r1".into(), t1, records).await }
         });
+        let probe = pg.conn().await.expect("connects");
+        let mut waited = false;
+        for _ in 0..1000 {
+            assert!(!page.is_finished(), "written past an uncommitted insert");
+            let waiting: i64 = probe
+                .client()
+                .query_one(
+                    "SELECT COUNT(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                     WHERE l.locktype = 'transactionid' AND NOT l.granted
+                       AND a.datname = current_database()",
+                    &[],
+                )
+                .await
+                .expect("reads the locks")
+                .get(0);
+            if waiting > 0 {
+                waited = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(waited, "the page never waited for the other insert");
+        holder
+            .client()
+            .batch_execute("COMMIT")
+            .await
+            .expect("commits");
+        let changes = page.await.expect("joins").expect("written again");
+        assert_eq!(changes.opened, 3);
+        let rows = probe
+            .client()
+            .query(
+                "SELECT arn, last_run, verdict FROM resources ORDER BY arn",
+                &[],
+            )
+            .await
+            .expect("reads resources");
+        let rows: Vec<(String, String, String)> = rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        assert!(
+            rows.iter()
+                .all(|(_, run, verdict)| run == "r1" && verdict == "untagged"),
+            "the raced row updated by the page written again: {rows:?}"
+        );
+        let open: i64 = probe
+            .client()
+            .query_one(
+                "SELECT COUNT(*) FROM findings WHERE resolved_at IS NULL",
+                &[],
+            )
+            .await
+            .expect("counts findings")
+            .get(0);
+        assert_eq!(open, 3);
+        let next = store
+            .persist_page(
+                "r2".into(),
+                t1,
+                vec![record("i-first", "us-east-1", Verdict::Untagged, None)],
+            )
+            .await
+            .expect("the next page is written");
+        assert_eq!((next.opened, next.updated), (0, 0));
     }
-    let kinds: Vec<&str> = events.iter().map(|e| e.1).collect();
-    let verdicts: Vec<&str> = events.iter().map(|e| e.2).collect();
-    let details: Vec<&str> = events.iter().map(|e| e.3.as_str()).collect();
-    tx.execute(
-        "INSERT INTO finding_events (finding_id, run_id, at, kind, verdict, detail)
-         SELECT finding_id, $5, $6, kind, verdict, detail
-         FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY
-              AS e(finding_id, kind, verdict, detail, n)
-         ORDER BY n",
-        &[&finding_ids, &kinds, &verdicts, &details, &run_id, &at],
-    )
-    .await?;
-    Ok(changes)
 }
