@@ -441,10 +441,10 @@ impl Pg {
     /// See [`crate::store::Store::persist_page`]. One transaction; per batch of distinct ARNs
     /// (a whole page unless an ARN repeats in it) one statement upserts the resources, one
     /// reads their open findings, and at most three more open findings and record their
-    /// events, update findings and unmark them, all pipelined (see `persist_page_once`). Why
-    /// arrays: a statement per resource costs a round trip and
-    /// an executor start each, so the pass would be bound by latency rather than by the
-    /// server's row work; a page of a thousand as one `UNNEST` costs that work and little else.
+    /// events, update findings and unmark them, all pipelined (see `persist_page_once`).
+    /// Why arrays: a statement per resource costs a round trip and an executor start each,
+    /// so the pass would be bound by latency rather than by the server's row work; a page of
+    /// a thousand as one `UNNEST` costs that work and little else.
     ///
     /// Only the act lock's holder runs a pass, so nothing but the pass's own pages writes
     /// these resources or their open findings meanwhile: the open findings are read without
@@ -505,14 +505,21 @@ impl Pg {
                     client.query(&s.open_findings, &[&arns]).await
                 };
                 let lock_args: [&(dyn ToSql + Sync); 1] = [&PASS_WRITES];
-                // The transaction's start goes with the first batch's statements.
-                let (_, _, _, open) = tokio::try_join!(
+                // The transaction's start goes with the first batch's statements. Every answer
+                // is awaited and the first error in statement order returned: after a failed
+                // statement the later ones fail too ("transaction is aborted"), and which of
+                // those a `try_join!` would see first is up to its polling.
+                let (begun, locked, upserted, open) = tokio::join!(
+                    biased;
                     send_if(client, first, &s.begin, &[]),
                     send_if(client, first, &s.pass_writes, &lock_args),
                     client.execute(&s.upsert, &upsert_args),
                     read
-                )?;
-                open
+                );
+                begun?;
+                locked?;
+                upserted?;
+                open?
             };
             let writes = FindingWrites::of(&flagged, &open)?;
             changes.opened += writes.new.len() as u64;
@@ -1162,9 +1169,11 @@ impl<'a> FindingWrites<'a> {
         ];
         let unmark_args: [&(dyn ToSql + Sync); 1] = [&self.unmark];
         // Each future sends its statement when first polled, in this order, and the server
-        // answers in order: one round trip for the lot. A failed statement makes the
-        // `COMMIT` a rollback, and its error is the one returned.
-        tokio::try_join!(
+        // answers in order: one round trip for the lot. A failed statement makes the later
+        // ones fail ("transaction is aborted") and the `COMMIT` a rollback: every answer is
+        // awaited and the first error in statement order returned.
+        let (recorded, updated, unmarked, committed) = tokio::join!(
+            biased;
             send_if(
                 client,
                 !self.events.is_empty(),
@@ -1179,7 +1188,11 @@ impl<'a> FindingWrites<'a> {
             ),
             send_if(client, !self.unmark.is_empty(), &s.unmark, &unmark_args),
             send_if(client, commit, &s.commit, &[]),
-        )?;
+        );
+        recorded?;
+        updated?;
+        unmarked?;
+        committed?;
         Ok(())
     }
 }

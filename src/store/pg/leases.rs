@@ -855,6 +855,7 @@ impl Pg {
             let client = c.client();
             let lock_args: [&(dyn ToSql + Sync); 2] = [&names, &shared];
             tokio::try_join!(
+                biased;
                 client.execute(&begin, &[]),
                 client.query(&lock, &lock_args),
                 client.execute(&insert, &values),
@@ -923,6 +924,7 @@ impl Pg {
             let key_args: [&(dyn ToSql + Sync); 3] = [&projects, &keys, &since];
             let count_args: [&(dyn ToSql + Sync); 2] = [&projects, &since];
             tokio::try_join!(
+                biased;
                 client.execute(&begin, &[]),
                 client.query(&lock, &lock_args),
                 client.query(&by_key, &key_args),
@@ -939,6 +941,7 @@ impl Pg {
             let client = c.client();
             // A failed insert makes the COMMIT a rollback, and the insert's error is returned.
             tokio::try_join!(
+                biased;
                 client.execute(&insert, &values),
                 client.execute(&commit, &[])
             )?

@@ -223,6 +223,9 @@ impl Pooled<'_> {
 
     /// The client, for statements sent together: futures polled at once are pipelined (sent
     /// in one go, answered in order), so a transaction's statements cost one round trip.
+    /// Joined with `biased;`, so they are sent in the order written; after a failed statement
+    /// the later ones of its transaction fail too, so the first error in that order is the
+    /// one to report.
     pub(super) fn client(&self) -> &Client {
         &self.conn.as_ref().expect("lent until dropped").client
     }
