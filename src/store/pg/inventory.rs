@@ -1254,26 +1254,15 @@ mod tests {
             async move { store.persist_page("r1".into(), t1, records).await }
         });
         let probe = pg.conn().await.expect("connects");
-        let mut waited = false;
-        for _ in 0..1000 {
-            assert!(!page.is_finished(), "written past an uncommitted insert");
-            let waiting: i64 = probe
-                .client()
-                .query_one(
-                    "SELECT COUNT(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-                     WHERE l.locktype = 'transactionid' AND NOT l.granted
-                       AND a.datname = current_database()",
-                    &[],
-                )
-                .await
-                .expect("reads the locks")
-                .get(0);
-            if waiting > 0 {
-                waited = true;
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        let waited = super::super::testing::waits(
+            &probe,
+            "SELECT COUNT(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+             WHERE l.locktype = 'transactionid' AND NOT l.granted
+               AND a.datname = current_database()",
+            &page,
+            "written past an uncommitted insert",
+        )
+        .await;
         assert!(waited, "the page never waited for the other insert");
         holder
             .client()

@@ -1686,26 +1686,14 @@ mod tests {
         // Until the server shows the batch waiting for an advisory lock of this database, it
         // must not have been answered.
         let probe = pg.conn().await.expect("connects");
-        let mut waited = false;
-        for _ in 0..1000 {
-            assert!(!acquire.is_finished(), "granted under the exclusive lock");
-            let waiting: i64 = probe
-                .client()
-                .query_one(
-                    "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
-                       AND database = (SELECT oid FROM pg_database
-                                       WHERE datname = current_database())",
-                    &[],
-                )
-                .await
-                .expect("reads the locks")
-                .get(0);
-            if waiting > 0 {
-                waited = true;
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        let waited = super::super::testing::waits(
+            &probe,
+            "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            &acquire,
+            "granted under the exclusive lock",
+        )
+        .await;
         assert!(waited, "the batch never waited for the lock");
         holder
             .client()

@@ -394,6 +394,31 @@ pub(crate) mod testing {
         server.with_database(&db)
     }
 
+    /// Polls `waiting` (a query counting sessions that wait for a lock) on `probe` every
+    /// 10 ms for up to 10 s, asserting meanwhile that `task` has not finished (`early`: what
+    /// that would mean); whether a wait was seen.
+    pub(crate) async fn waits<T>(
+        probe: &super::Pooled<'_>,
+        waiting: &str,
+        task: &tokio::task::JoinHandle<T>,
+        early: &str,
+    ) -> bool {
+        for _ in 0..1000 {
+            assert!(!task.is_finished(), "{early}");
+            let n: i64 = probe
+                .client()
+                .query_one(waiting, &[])
+                .await
+                .expect("reads the locks")
+                .get(0);
+            if n > 0 {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        false
+    }
+
     impl super::Pg {
         /// The rows of `sql`, every value as PostgreSQL's text for it.
         pub(crate) async fn text_rows_for_test(&self, sql: &str) -> Vec<Vec<Option<String>>> {
