@@ -483,7 +483,6 @@ impl Pg {
         let mut c = self.conn().await?;
         let s = PageStatements::prepare(&mut c).await?;
         let at = ms(at);
-        let run_id = run_id.to_owned();
         let mut changes = PageChanges::default();
         let batches = distinct_arns(records);
         c.pipeline_begin();
@@ -892,7 +891,7 @@ impl<'a> ResourceColumns<'a> {
     }
 
     /// [`UPSERT_RESOURCES`]' parameters: the columns, then the time and the run.
-    fn params<'p>(&'p self, at: &'p i64, run_id: &'p String) -> [&'p (dyn ToSql + Sync); 19] {
+    fn params<'p>(&'p self, at: &'p i64, run_id: &'p &'p str) -> [&'p (dyn ToSql + Sync); 19] {
         [
             &self.arn,
             &self.account,
@@ -917,10 +916,8 @@ impl<'a> ResourceColumns<'a> {
     }
 }
 
-/// Upserts a batch of resources (distinct ARNs) in one statement, with the SQLite upsert's
-/// rules for a row that exists.
-///
-/// Rows that exist are updated and only the others inserted, in one statement: a plain
+/// Upserts a batch of resources (distinct ARNs) with the SQLite upsert's rules for a row that
+/// exists: rows that exist are updated and only the others inserted, in one statement. A plain
 /// insert of a new row costs about two thirds of `ON CONFLICT`'s speculative one, and a
 /// first pass inserts every row. A row another page in flight inserts meanwhile is not in
 /// this statement's snapshot: its insert here is a unique violation, and the page is
@@ -1091,7 +1088,7 @@ impl<'a> FindingWrites<'a> {
         client: &tokio_postgres::Client,
         s: &PageStatements,
         at: i64,
-        run_id: &String,
+        run_id: &&str,
         commit: bool,
     ) -> Result<(), StoreError> {
         let new = |f: fn(&Record) -> &str| self.new.iter().map(|r| f(r)).collect::<Vec<&str>>();
