@@ -427,7 +427,7 @@ impl Store {
                 // type's complete sweep what it found before and no longer lists.
                 let mut gone = c
                     .prepare_cached(
-                        "UPDATE resources SET gone_at = ?4
+                        "UPDATE resources SET gone_at = ?4, resolve_pending = 1
                          WHERE account = ?1 AND region = ?2 AND last_run != ?3 AND gone_at IS NULL
                            AND source = ?5",
                     )?
@@ -439,7 +439,7 @@ impl Store {
                     gone += c
                         .prepare_cached(
                             // Found by a sweep or a search: either lists what the other did.
-                            "UPDATE resources SET gone_at = ?4
+                            "UPDATE resources SET gone_at = ?4, resolve_pending = 1
                              WHERE account = ?1 AND region = ?2 AND last_run != ?3 AND gone_at IS NULL
                                AND source != ?5 AND resource_type = ?6",
                         )?
@@ -452,19 +452,27 @@ impl Store {
                             t.resource_type.as_str()
                         ])?;
                 }
+                // Only the rows a page or the gone-marking above marked can have a finding to
+                // resolve (migration 28); the state is checked again all the same.
                 let stale: Vec<(i64, String, String)> = c
                     .prepare_cached(
                         "SELECT f.id, f.verdict,
                                 CASE WHEN r.state = 'terminated' THEN 'terminated'
                                      WHEN r.gone_at IS NOT NULL THEN 'gone'
                                      ELSE 'now ' || r.verdict END
-                         FROM findings f JOIN resources r ON r.arn = f.arn
-                         WHERE f.resolved_at IS NULL AND r.account = ?1 AND r.region = ?2
+                         FROM resources r JOIN findings f ON f.arn = r.arn AND f.resolved_at IS NULL
+                         WHERE r.account = ?1 AND r.region = ?2 AND r.resolve_pending = 1
                            AND (r.gone_at IS NOT NULL OR r.state = 'terminated'
-                                OR r.verdict IN ('leased', 'protected'))",
+                                OR r.verdict IN ('leased', 'protected'))
+                         ORDER BY f.id",
                     )?
                     .query_map(params![walk.account, walk.region], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                     .collect::<Result<_, _>>()?;
+                c.prepare_cached(
+                    "UPDATE resources SET resolve_pending = 0
+                     WHERE account = ?1 AND region = ?2 AND resolve_pending = 1",
+                )?
+                .execute(params![walk.account, walk.region])?;
                 for (id, verdict, why) in &stale {
                     c.prepare_cached("UPDATE findings SET resolved_at = ?2, updated_at = ?2, resolution = ?3 WHERE id = ?1")?
                         .execute(params![id, ms(walk.ended_at), why])?;
@@ -877,7 +885,15 @@ impl<'c> PageStatements<'c> {
              lease_id = excluded.lease_id, lease_ended_at = excluded.lease_ended_at,
              last_run = excluded.last_run, source = excluded.source,
              controller = excluded.controller,
-             created_at = COALESCE(excluded.created_at, resources.created_at)",
+             created_at = COALESCE(excluded.created_at, resources.created_at),
+             -- Fine now (or terminated) after being flagged: its finding, if open, is the
+             -- walk's end's to resolve (migration 28). A new row has no finding to resolve.
+             resolve_pending = CASE WHEN excluded.verdict IN ('leased', 'protected')
+                                         OR excluded.state = 'terminated'
+                                    THEN resources.resolve_pending = 1
+                                         OR (resources.verdict NOT IN ('leased', 'protected')
+                                             AND resources.state IS NOT 'terminated')
+                                    ELSE 0 END",
             )?,
             open_finding: c.prepare_cached(
                 "SELECT id, verdict, action, lease_id FROM findings WHERE arn = ?1 AND resolved_at IS NULL",
@@ -1138,6 +1154,7 @@ fn finding_row(r: &Row<'_>) -> rusqlite::Result<Finding> {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use crate::config::StoreLocation;
     use crate::store::Quota;
     use chrono::{TimeDelta, TimeZone};
 
@@ -1675,5 +1692,307 @@ pub(crate) mod tests {
             transcripts.push(two_passes(store).await);
         }
         assert_eq!(transcripts[0], transcripts[1], "sqlite, then postgres");
+    }
+
+    /// A walk of (ACCOUNT, `region`) at `at`.
+    fn walk_at(region: &str, at: DateTime<Utc>, outcome: WalkOutcome) -> WalkRecord {
+        WalkRecord {
+            account: ACCOUNT.into(),
+            region: region.into(),
+            started_at: at,
+            ended_at: at + TimeDelta::minutes(1),
+            outcome,
+            reason: (outcome != WalkOutcome::Complete).then(|| "throttled".into()),
+            pages: 1,
+            resources: 1,
+            sweep: None,
+        }
+    }
+
+    /// `(name, resolution)` of every finding, open ones with no resolution, by name.
+    async fn resolutions(store: &Store) -> Vec<(String, Option<String>)> {
+        let (all, _) = store
+            .list_findings(filter(|f| f.include_closed = true))
+            .await
+            .expect("findings");
+        let mut out: Vec<_> = all
+            .iter()
+            .map(|f| {
+                let name = f.arn.as_str().rsplit('/').next().unwrap_or_default();
+                (name.to_owned(), f.resolution.clone())
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    async fn pending_rows(store: &Store) -> Vec<Vec<Option<String>>> {
+        store
+            .text_rows_for_test("SELECT arn FROM resources WHERE resolve_pending = 1 ORDER BY arn")
+            .await
+    }
+
+    fn instance(name: &str) -> Option<String> {
+        Some(format!("arn:aws:ec2:us-east-1:{ACCOUNT}:instance/{name}"))
+    }
+
+    /// A resource found fine (or terminated) while a walk failed keeps its finding open until
+    /// a complete walk of its scope, however fine it stays meanwhile; one flagged again
+    /// before the walk's end keeps it; a complete walk resolves nothing twice.
+    async fn resolved_at_a_complete_walk(store: Store) {
+        let t = |h: i64| t0() + TimeDelta::hours(h);
+        let page = |run: &str, at, records| store.persist_page(run.into(), at, records);
+        for (h, run) in ["r1", "r2", "r3", "r4", "r5"].into_iter().enumerate() {
+            store
+                .start_run(run.into(), TaskName::Scan, "cron".into(), t(h as i64 + 1))
+                .await
+                .expect("a run");
+        }
+        let flagged = |name| record(name, "us-east-1", Verdict::Untagged, None);
+        let fine = |name| record(name, "us-east-1", Verdict::Leased, Some("L1"));
+        let mut terminated = flagged("i-b");
+        terminated.observed.state = Some("terminated".into());
+        let east = ["i-a", "i-b", "i-c", "i-d"].map(flagged);
+        page("r1", t(1), east.to_vec()).await.expect("r1");
+        page(
+            "r1",
+            t(1),
+            vec![record("i-e", "eu-west-1", Verdict::Untagged, None)],
+        )
+        .await
+        .expect("r1 eu");
+        assert_eq!(
+            store
+                .finish_walk(
+                    "r1".into(),
+                    walk_at("us-east-1", t(1), WalkOutcome::Complete)
+                )
+                .await
+                .expect("r1 walk"),
+            WalkChanges::default()
+        );
+        assert_eq!(
+            pending_rows(&store).await,
+            Vec::<Vec<Option<String>>>::new()
+        );
+
+        // A failed walk: i-a leased, i-b terminated, i-c leased then flagged again.
+        page(
+            "r2",
+            t(2),
+            vec![fine("i-a"), terminated.clone(), fine("i-c")],
+        )
+        .await
+        .expect("r2");
+        page("r2", t(2), vec![flagged("i-c"), flagged("i-d")])
+            .await
+            .expect("r2 page 2");
+        page(
+            "r2",
+            t(2),
+            vec![record("i-e", "eu-west-1", Verdict::Leased, Some("L1"))],
+        )
+        .await
+        .expect("r2 eu");
+        assert_eq!(
+            store
+                .finish_walk(
+                    "r2".into(),
+                    walk_at("us-east-1", t(2), WalkOutcome::Incomplete)
+                )
+                .await
+                .expect("r2 walk"),
+            WalkChanges::default()
+        );
+        assert_eq!(
+            pending_rows(&store).await,
+            vec![
+                vec![Some(format!(
+                    "arn:aws:ec2:eu-west-1:{ACCOUNT}:instance/i-e"
+                ))],
+                vec![instance("i-a")],
+                vec![instance("i-b")],
+            ]
+        );
+        assert!(resolutions(&store).await.iter().all(|(_, r)| r.is_none()));
+
+        // Seen as they were: i-a's row no longer changes from flagged to fine, yet the
+        // complete walk resolves it; i-d is fine now; eu-west-1's walk has not ended.
+        page(
+            "r3",
+            t(3),
+            vec![fine("i-a"), terminated, flagged("i-c"), fine("i-d")],
+        )
+        .await
+        .expect("r3");
+        page(
+            "r3",
+            t(3),
+            vec![record("i-e", "eu-west-1", Verdict::Leased, Some("L1"))],
+        )
+        .await
+        .expect("r3 eu");
+        assert_eq!(
+            store
+                .finish_walk(
+                    "r3".into(),
+                    walk_at("us-east-1", t(3), WalkOutcome::Complete)
+                )
+                .await
+                .expect("r3 walk"),
+            WalkChanges {
+                gone: 0,
+                resolved: 3
+            }
+        );
+        assert_eq!(
+            resolutions(&store).await,
+            vec![
+                ("i-a".to_owned(), Some("now leased".to_owned())),
+                ("i-b".to_owned(), Some("terminated".to_owned())),
+                ("i-c".to_owned(), None),
+                ("i-d".to_owned(), Some("now leased".to_owned())),
+                ("i-e".to_owned(), None),
+            ]
+        );
+        assert_eq!(
+            pending_rows(&store).await,
+            vec![vec![Some(format!(
+                "arn:aws:ec2:eu-west-1:{ACCOUNT}:instance/i-e"
+            ))]]
+        );
+        assert_eq!(
+            store
+                .finish_walk(
+                    "r3".into(),
+                    walk_at("eu-west-1", t(3), WalkOutcome::Complete)
+                )
+                .await
+                .expect("r3 eu walk"),
+            WalkChanges {
+                gone: 0,
+                resolved: 1
+            }
+        );
+
+        // Nothing listed: what was there is gone, and only i-c had a finding left.
+        assert_eq!(
+            store
+                .finish_walk(
+                    "r4".into(),
+                    walk_at("us-east-1", t(4), WalkOutcome::Complete)
+                )
+                .await
+                .expect("r4 walk"),
+            WalkChanges {
+                gone: 3,
+                resolved: 1
+            },
+            "i-a, i-c, i-d gone (i-b was, terminated); i-c resolved"
+        );
+        assert_eq!(
+            resolutions(&store).await[2],
+            ("i-c".to_owned(), Some("gone".to_owned()))
+        );
+        assert_eq!(
+            pending_rows(&store).await,
+            Vec::<Vec<Option<String>>>::new()
+        );
+        assert_eq!(
+            store
+                .finish_walk(
+                    "r5".into(),
+                    walk_at("us-east-1", t(5), WalkOutcome::Complete)
+                )
+                .await
+                .expect("r5 walk"),
+            WalkChanges::default()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_finding_is_resolved_by_the_first_complete_walk_after_it_is_fine() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for (engine, store) in Store::open_both_for_test(dir.path()).await {
+            eprintln!("{engine}");
+            resolved_at_a_complete_walk(store).await;
+        }
+    }
+
+    /// A store written before migration 28: a finding open on a resource now leased and one
+    /// on a resource gone are the next complete walk's to resolve, as they were before.
+    #[tokio::test]
+    async fn migration_28_leaves_open_findings_to_the_next_complete_walk() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let locations = [
+            StoreLocation::Sqlite(dir.path().join("s.db")),
+            Store::test_postgres_location().await,
+        ];
+        for at in &locations {
+            eprintln!("{at}");
+            let store = Store::open_at(at).await.expect("opens");
+            let flagged = |name| record(name, "us-east-1", Verdict::Untagged, None);
+            for run in ["r1", "r2"] {
+                store
+                    .start_run(run.into(), TaskName::Scan, "cron".into(), t0())
+                    .await
+                    .expect("a run");
+            }
+            store
+                .persist_page(
+                    "r1".into(),
+                    t0(),
+                    ["i-a", "i-b", "i-c"].map(flagged).to_vec(),
+                )
+                .await
+                .expect("r1");
+            // As an older build left them: i-a found leased, i-b gone, their findings open.
+            let version = if store.pg().is_some() {
+                "UPDATE schema_version SET version = 27"
+            } else {
+                "PRAGMA user_version = 27"
+            };
+            store
+                .execute_batch_for_test(&format!(
+                    "DROP INDEX resources_resolve_pending;
+                     ALTER TABLE resources DROP COLUMN resolve_pending;
+                     {version};
+                     UPDATE resources SET verdict = 'leased' WHERE arn LIKE '%/i-a';
+                     UPDATE resources SET gone_at = 1 WHERE arn LIKE '%/i-b';"
+                ))
+                .await;
+            drop(store);
+            let store = Store::open_at(at).await.expect("migrates");
+            let t1 = t0() + TimeDelta::hours(1);
+            store
+                .persist_page(
+                    "r2".into(),
+                    t1,
+                    vec![
+                        record("i-a", "us-east-1", Verdict::Leased, Some("L1")),
+                        flagged("i-c"),
+                    ],
+                )
+                .await
+                .expect("r2");
+            assert_eq!(
+                store
+                    .finish_walk("r2".into(), walk_at("us-east-1", t1, WalkOutcome::Complete))
+                    .await
+                    .expect("r2 walk"),
+                WalkChanges {
+                    gone: 0,
+                    resolved: 2
+                }
+            );
+            assert_eq!(
+                resolutions(&store).await,
+                vec![
+                    ("i-a".to_owned(), Some("now leased".to_owned())),
+                    ("i-b".to_owned(), Some("gone".to_owned())),
+                    ("i-c".to_owned(), None),
+                ]
+            );
+        }
     }
 }

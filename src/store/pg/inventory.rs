@@ -582,7 +582,7 @@ impl Pg {
         // complete sweep what it found before and no longer lists.
         let mut gone = tx
             .execute(
-                "UPDATE resources SET gone_at = $4
+                "UPDATE resources SET gone_at = $4, resolve_pending = 1
                  WHERE account = $1 AND region = $2 AND last_run != $3 AND gone_at IS NULL
                    AND source = $5",
                 &[&walk.account, &walk.region, &run_id, &ended, &tagging],
@@ -599,7 +599,7 @@ impl Pg {
             gone += tx
                 .execute(
                     // Found by a sweep or a search: either lists what the other did.
-                    "UPDATE resources SET gone_at = $4
+                    "UPDATE resources SET gone_at = $4, resolve_pending = 1
                      WHERE account = $1 AND region = $2 AND last_run != $3 AND gone_at IS NULL
                        AND source != $5 AND resource_type = ANY($6)",
                     &[
@@ -613,17 +613,23 @@ impl Pg {
                 )
                 .await?;
         }
-        // Resolves and records the events in one statement.
+        // Resolves and records the events in one statement. Only the rows a page or the
+        // gone-marking above marked can have a finding to resolve (migration 28); they are
+        // unmarked, and their state checked again all the same.
         let resolved = tx
             .execute(
-                "WITH resolved AS (
+                "WITH pending AS (
+                     UPDATE resources SET resolve_pending = 0
+                     WHERE account = $1 AND region = $2 AND resolve_pending = 1
+                     RETURNING arn, state, gone_at, verdict
+                 ),
+                 resolved AS (
                      UPDATE findings f SET resolved_at = $3, updated_at = $3,
                             resolution = CASE WHEN r.state = 'terminated' THEN 'terminated'
                                               WHEN r.gone_at IS NOT NULL THEN 'gone'
                                               ELSE 'now ' || r.verdict END
-                     FROM resources r
+                     FROM pending r
                      WHERE r.arn = f.arn AND f.resolved_at IS NULL
-                       AND r.account = $1 AND r.region = $2
                        AND (r.gone_at IS NOT NULL OR r.state = 'terminated'
                             OR r.verdict IN ('leased', 'protected'))
                      RETURNING f.id, f.verdict, f.resolution
@@ -943,7 +949,16 @@ const UPSERT_RESOURCES: &str = "WITH p AS (
              state = p.state, verdict = p.verdict, reason = p.reason, project = p.project,
              action = p.action, grace_s = p.grace_s, lease_id = p.lease_id,
              lease_ended_at = p.lease_ended_at, last_run = $19, source = p.source,
-             controller = p.controller, created_at = COALESCE(p.created_at, r.created_at)
+             controller = p.controller, created_at = COALESCE(p.created_at, r.created_at),
+             -- Fine now (or terminated) after being flagged: its finding, if open, is the
+             -- walk's end's to resolve (migration 28). A new row has no finding to resolve.
+             resolve_pending = CASE
+                 WHEN p.verdict IN ('leased', 'protected') OR p.state = 'terminated'
+                 THEN CASE WHEN r.resolve_pending = 1
+                                OR (r.verdict NOT IN ('leased', 'protected')
+                                    AND r.state IS DISTINCT FROM 'terminated')
+                           THEN 1 ELSE 0 END
+                 ELSE 0 END
          FROM p WHERE r.arn = p.arn
          RETURNING r.arn
      )

@@ -252,6 +252,14 @@ const LATER: &[&str] = &[
      ALTER TABLE finding_events DROP CONSTRAINT finding_events_finding_id_fkey;",
     // 27: no foreign key on lease events (see the SQLite migration).
     "ALTER TABLE lease_events DROP CONSTRAINT lease_events_lease_id_fkey;",
+    // 28: the resources a complete walk resolves findings of (see the SQLite migration).
+    "ALTER TABLE resources ADD COLUMN resolve_pending BIGINT NOT NULL DEFAULT 0;
+     UPDATE resources SET resolve_pending = 1
+     WHERE (gone_at IS NOT NULL OR state = 'terminated' OR verdict IN ('leased', 'protected'))
+       AND EXISTS (SELECT 1 FROM findings f
+                   WHERE f.arn = resources.arn AND f.resolved_at IS NULL);
+     CREATE INDEX resources_resolve_pending ON resources (account, region)
+     WHERE resolve_pending = 1;",
 ];
 
 /// The version this build's PostgreSQL schema reaches.
