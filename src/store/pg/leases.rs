@@ -429,7 +429,10 @@ impl Seen {
 /// of them or none: none when a project of `$16` has more than its `$17` leases active at
 /// `$18` (counted now, not when they were decided), or when a lease with one of their keys
 /// has become active. Both conditions are one-time filters (they do not look at the row
-/// being inserted), so the statement inserts every row or none.
+/// being inserted), so the statement inserts every row or none. The keys are looked up only
+/// when `$19` says a row has one: unguarded, a plan made while the table was small (a
+/// prepared statement's generic plan, kept until the next `ANALYZE`) scanned every lease,
+/// ended ones included, for each batch, keys or not.
 const INSERT_LEASES: &str = "WITH g AS (
         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
             $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[],
@@ -446,9 +449,10 @@ const INSERT_LEASES: &str = "WITH g AS (
             SELECT 1 FROM unnest($16::text[], $17::bigint[]) AS q(project, room)
             WHERE (SELECT COUNT(*) FROM leases l WHERE l.project = q.project
                    AND l.released_at IS NULL AND l.ends_at > $18) > q.room)
-        AND NOT EXISTS (
+        AND (NOT $19::bool OR NOT EXISTS (
             SELECT 1 FROM g JOIN leases l ON l.project = g.project AND l.idem_key = g.idem_key
-            WHERE l.released_at IS NULL AND l.ends_at > g.decided_at)";
+            WHERE g.idem_key IS NOT NULL AND l.released_at IS NULL
+              AND l.ends_at > g.decided_at))";
 
 /// The active leases of a batch's projects with its keys ($1 projects, $2 keys, $3 since).
 const ACTIVE_BY_KEY: &str = concat!(
@@ -678,6 +682,11 @@ impl<'a> LeaseRows<'a> {
         Ok(r)
     }
 
+    /// Whether a lease has a key ([`INSERT_LEASES`]'s `$19`).
+    fn keyed(&self) -> bool {
+        self.keys.iter().any(Option::is_some)
+    }
+
     fn refs(&self) -> [&(dyn ToSql + Sync); 15] {
         [
             &self.projects,
@@ -848,7 +857,8 @@ impl Pg {
             .map(|(p, r)| (p.as_str(), i64::try_from(*r).unwrap_or(i64::MAX)))
             .unzip();
         let mut values = rows.refs().to_vec();
-        values.extend::<[&(dyn ToSql + Sync); 3]>([&room_projects, &rooms, &since]);
+        let keyed = rows.keyed();
+        values.extend::<[&(dyn ToSql + Sync); 4]>([&room_projects, &rooms, &since, &keyed]);
         // One round trip: the locks, the insert and the commit.
         c.pipeline_begin();
         let (_, _, inserted, _) = {
@@ -936,7 +946,8 @@ impl Pg {
         let granted = LeaseRows::of(batch)?;
         let nothing: (Vec<&str>, Vec<i64>) = (Vec::new(), Vec::new());
         let mut values = granted.refs().to_vec();
-        values.extend::<[&(dyn ToSql + Sync); 3]>([&nothing.0, &nothing.1, &since]);
+        let keyed = granted.keyed();
+        values.extend::<[&(dyn ToSql + Sync); 4]>([&nothing.0, &nothing.1, &since, &keyed]);
         let (inserted, _) = {
             let client = c.client();
             // A failed insert makes the COMMIT a rollback, and the insert's error is returned.
