@@ -1741,173 +1741,97 @@ pub(crate) mod tests {
     /// before the walk's end keeps it; a complete walk resolves nothing twice.
     async fn resolved_at_a_complete_walk(store: Store) {
         let t = |h: i64| t0() + TimeDelta::hours(h);
-        let page = |run: &str, at, records| store.persist_page(run.into(), at, records);
         for (h, run) in ["r1", "r2", "r3", "r4", "r5"].into_iter().enumerate() {
             store
                 .start_run(run.into(), TaskName::Scan, "cron".into(), t(h as i64 + 1))
                 .await
                 .expect("a run");
         }
+        let page = |run: &str, h, records| store.persist_page(run.into(), t(h), records);
+        let end = |run: &str, region: &str, h, outcome| {
+            store.finish_walk(run.into(), walk_at(region, t(h), outcome))
+        };
+        let (complete, incomplete) = (WalkOutcome::Complete, WalkOutcome::Incomplete);
+        let changes = |gone, resolved| WalkChanges { gone, resolved };
         let flagged = |name| record(name, "us-east-1", Verdict::Untagged, None);
         let fine = |name| record(name, "us-east-1", Verdict::Leased, Some("L1"));
+        let e = |verdict, lease| vec![record("i-e", "eu-west-1", verdict, lease)];
+        let e_arn = vec![Some(format!(
+            "arn:aws:ec2:eu-west-1:{ACCOUNT}:instance/i-e"
+        ))];
         let mut terminated = flagged("i-b");
         terminated.observed.state = Some("terminated".into());
-        let east = ["i-a", "i-b", "i-c", "i-d"].map(flagged);
-        page("r1", t(1), east.to_vec()).await.expect("r1");
-        page(
-            "r1",
-            t(1),
-            vec![record("i-e", "eu-west-1", Verdict::Untagged, None)],
-        )
-        .await
-        .expect("r1 eu");
-        assert_eq!(
-            store
-                .finish_walk(
-                    "r1".into(),
-                    walk_at("us-east-1", t(1), WalkOutcome::Complete)
-                )
-                .await
-                .expect("r1 walk"),
-            WalkChanges::default()
-        );
+
+        let east = ["i-a", "i-b", "i-c", "i-d"].map(flagged).to_vec();
+        page("r1", 1, east).await.expect("r1");
+        page("r1", 1, e(Verdict::Untagged, None))
+            .await
+            .expect("r1 eu");
+        let ended = end("r1", "us-east-1", 1, complete).await.expect("r1 walk");
+        assert_eq!(ended, changes(0, 0));
         assert_eq!(
             pending_rows(&store).await,
             Vec::<Vec<Option<String>>>::new()
         );
 
         // A failed walk: i-a leased, i-b terminated, i-c leased then flagged again.
-        page(
-            "r2",
-            t(2),
-            vec![fine("i-a"), terminated.clone(), fine("i-c")],
-        )
-        .await
-        .expect("r2");
-        page("r2", t(2), vec![flagged("i-c"), flagged("i-d")])
+        let first = vec![fine("i-a"), terminated.clone(), fine("i-c")];
+        page("r2", 2, first).await.expect("r2");
+        let second = vec![flagged("i-c"), flagged("i-d")];
+        page("r2", 2, second).await.expect("r2 page 2");
+        page("r2", 2, e(Verdict::Leased, Some("L1")))
             .await
-            .expect("r2 page 2");
-        page(
-            "r2",
-            t(2),
-            vec![record("i-e", "eu-west-1", Verdict::Leased, Some("L1"))],
-        )
-        .await
-        .expect("r2 eu");
-        assert_eq!(
-            store
-                .finish_walk(
-                    "r2".into(),
-                    walk_at("us-east-1", t(2), WalkOutcome::Incomplete)
-                )
-                .await
-                .expect("r2 walk"),
-            WalkChanges::default()
-        );
+            .expect("r2 eu");
+        let ended = end("r2", "us-east-1", 2, incomplete)
+            .await
+            .expect("r2 walk");
+        assert_eq!(ended, changes(0, 0));
         assert_eq!(
             pending_rows(&store).await,
-            vec![
-                vec![Some(format!(
-                    "arn:aws:ec2:eu-west-1:{ACCOUNT}:instance/i-e"
-                ))],
-                vec![instance("i-a")],
-                vec![instance("i-b")],
-            ]
+            vec![e_arn.clone(), vec![instance("i-a")], vec![instance("i-b")]]
         );
         assert!(resolutions(&store).await.iter().all(|(_, r)| r.is_none()));
 
         // Seen as they were: i-a's row no longer changes from flagged to fine, yet the
         // complete walk resolves it; i-d is fine now; eu-west-1's walk has not ended.
-        page(
-            "r3",
-            t(3),
-            vec![fine("i-a"), terminated, flagged("i-c"), fine("i-d")],
-        )
-        .await
-        .expect("r3");
-        page(
-            "r3",
-            t(3),
-            vec![record("i-e", "eu-west-1", Verdict::Leased, Some("L1"))],
-        )
-        .await
-        .expect("r3 eu");
-        assert_eq!(
-            store
-                .finish_walk(
-                    "r3".into(),
-                    walk_at("us-east-1", t(3), WalkOutcome::Complete)
-                )
-                .await
-                .expect("r3 walk"),
-            WalkChanges {
-                gone: 0,
-                resolved: 3
-            }
-        );
+        let again = vec![fine("i-a"), terminated, flagged("i-c"), fine("i-d")];
+        page("r3", 3, again).await.expect("r3");
+        page("r3", 3, e(Verdict::Leased, Some("L1")))
+            .await
+            .expect("r3 eu");
+        let ended = end("r3", "us-east-1", 3, complete).await.expect("r3 walk");
+        assert_eq!(ended, changes(0, 3));
+        let now = |name: &str, r: Option<&str>| (name.to_owned(), r.map(str::to_owned));
         assert_eq!(
             resolutions(&store).await,
             vec![
-                ("i-a".to_owned(), Some("now leased".to_owned())),
-                ("i-b".to_owned(), Some("terminated".to_owned())),
-                ("i-c".to_owned(), None),
-                ("i-d".to_owned(), Some("now leased".to_owned())),
-                ("i-e".to_owned(), None),
+                now("i-a", Some("now leased")),
+                now("i-b", Some("terminated")),
+                now("i-c", None),
+                now("i-d", Some("now leased")),
+                now("i-e", None),
             ]
         );
-        assert_eq!(
-            pending_rows(&store).await,
-            vec![vec![Some(format!(
-                "arn:aws:ec2:eu-west-1:{ACCOUNT}:instance/i-e"
-            ))]]
-        );
-        assert_eq!(
-            store
-                .finish_walk(
-                    "r3".into(),
-                    walk_at("eu-west-1", t(3), WalkOutcome::Complete)
-                )
-                .await
-                .expect("r3 eu walk"),
-            WalkChanges {
-                gone: 0,
-                resolved: 1
-            }
-        );
+        assert_eq!(pending_rows(&store).await, vec![e_arn]);
+        let ended = end("r3", "eu-west-1", 3, complete)
+            .await
+            .expect("r3 eu walk");
+        assert_eq!(ended, changes(0, 1));
 
         // Nothing listed: what was there is gone, and only i-c had a finding left.
+        let ended = end("r4", "us-east-1", 4, complete).await.expect("r4 walk");
         assert_eq!(
-            store
-                .finish_walk(
-                    "r4".into(),
-                    walk_at("us-east-1", t(4), WalkOutcome::Complete)
-                )
-                .await
-                .expect("r4 walk"),
-            WalkChanges {
-                gone: 3,
-                resolved: 1
-            },
-            "i-a, i-c, i-d gone (i-b was, terminated); i-c resolved"
+            ended,
+            changes(3, 1),
+            "i-a, i-c, i-d gone (i-b was); i-c resolved"
         );
-        assert_eq!(
-            resolutions(&store).await[2],
-            ("i-c".to_owned(), Some("gone".to_owned()))
-        );
+        assert_eq!(resolutions(&store).await[2], now("i-c", Some("gone")));
         assert_eq!(
             pending_rows(&store).await,
             Vec::<Vec<Option<String>>>::new()
         );
-        assert_eq!(
-            store
-                .finish_walk(
-                    "r5".into(),
-                    walk_at("us-east-1", t(5), WalkOutcome::Complete)
-                )
-                .await
-                .expect("r5 walk"),
-            WalkChanges::default()
-        );
+        let ended = end("r5", "us-east-1", 5, complete).await.expect("r5 walk");
+        assert_eq!(ended, changes(0, 0));
     }
 
     #[tokio::test]
