@@ -66,7 +66,8 @@ impl Store {
         self.writer()?
             .write(move |c| {
                 c.prepare_cached(
-                    "INSERT INTO runs (id, task, trigger, started_at) VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT INTO runs (id, task, trigger, started_at, marks_resolvable)
+                     VALUES (?1, ?2, ?3, ?4, 1)",
                 )?
                 .execute(params![id, task, trigger, ms(at)])?;
                 Ok(())
@@ -451,6 +452,16 @@ impl Store {
                             Source::Tagging,
                             t.resource_type.as_str()
                         ])?;
+                }
+                // A run of an earlier build since the last walk's end (migration 29): its pages
+                // marked nothing, so every row that may have a finding to resolve is marked.
+                let unaware = c
+                    .prepare_cached(
+                        "UPDATE runs SET marks_resolvable = 1 WHERE marks_resolvable IS NULL",
+                    )?
+                    .execute([])?;
+                if unaware > 0 {
+                    c.prepare_cached(MARK_RESOLVABLE)?.execute([])?;
                 }
                 // Only the rows a page or the gone-marking above marked can have a finding to
                 // resolve (migration 28); the state is checked again all the same.
@@ -855,6 +866,13 @@ fn where_clause(
     }
     (sql, args)
 }
+
+/// Marks every row that may have a finding to resolve (a resource gone, terminated or fine),
+/// as migration 28 did: after a pass of a build that did not mark them (migration 29).
+pub(super) const MARK_RESOLVABLE: &str = "UPDATE resources SET resolve_pending = 1
+    WHERE resolve_pending = 0
+      AND (gone_at IS NOT NULL OR state = 'terminated' OR verdict IN ('leased', 'protected'))
+      AND EXISTS (SELECT 1 FROM findings f WHERE f.arn = resources.arn AND f.resolved_at IS NULL)";
 
 /// The statements `persist_page` runs per record.
 struct PageStatements<'c> {
@@ -1843,7 +1861,7 @@ pub(crate) mod tests {
         }
     }
 
-    /// A store written before migration 28: a finding open on a resource now leased and one
+    /// A store written before migrations 28 and 29: a finding open on a resource now leased and one
     /// on a resource gone are the next complete walk's to resolve, as they were before.
     #[tokio::test]
     async fn migration_28_leaves_open_findings_to_the_next_complete_walk() {
@@ -1878,7 +1896,9 @@ pub(crate) mod tests {
             };
             store
                 .execute_batch_for_test(&format!(
-                    "DROP INDEX resources_resolve_pending;
+                    "DROP INDEX runs_unaware_of_marks;
+                     ALTER TABLE runs DROP COLUMN marks_resolvable;
+                     DROP INDEX resources_resolve_pending;
                      ALTER TABLE resources DROP COLUMN resolve_pending;
                      {version};
                      UPDATE resources SET verdict = 'leased' WHERE arn LIKE '%/i-a';
@@ -1917,6 +1937,62 @@ pub(crate) mod tests {
                     ("i-c".to_owned(), None),
                 ]
             );
+        }
+    }
+
+    /// During a rolling upgrade a replica of a build before migration 28 runs a pass whose
+    /// walk fails after its page found a flagged resource fine: nothing marked it, yet the
+    /// next complete walk of this build resolves its finding (migration 29).
+    #[tokio::test]
+    async fn a_pass_of_an_earlier_build_leaves_no_finding_open_for_good() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for (engine, store) in Store::open_both_for_test(dir.path()).await {
+            eprintln!("{engine}");
+            let (t1, t2) = (t0(), t0() + TimeDelta::hours(2));
+            for (run, at) in [("r1", t1), ("r2", t2)] {
+                store
+                    .start_run(run.into(), TaskName::Scan, "cron".into(), at)
+                    .await
+                    .expect("a run");
+            }
+            // This build's runs say so: their walks' ends need not mark every row again.
+            let unaware = "SELECT COUNT(*) FROM runs WHERE marks_resolvable IS NULL";
+            let none = vec![vec![Some("0".to_owned())]];
+            assert_eq!(store.text_rows_for_test(unaware).await, none);
+            let flagged = |name| record(name, "us-east-1", Verdict::Untagged, None);
+            store
+                .persist_page("r1".into(), t1, vec![flagged("i-a"), flagged("i-b")])
+                .await
+                .expect("r1");
+            // The earlier build's run, its page over i-a, and no walk's end (it failed).
+            store
+                .execute_batch_for_test(
+                    "INSERT INTO runs (id, task, trigger, started_at) VALUES ('old', 'scan', 'cron', 1);
+                     UPDATE resources SET verdict = 'leased', last_run = 'old' WHERE arn LIKE '%/i-a';",
+                )
+                .await;
+            let seen = vec![
+                record("i-a", "us-east-1", Verdict::Leased, Some("L1")),
+                flagged("i-b"),
+            ];
+            store.persist_page("r2".into(), t2, seen).await.expect("r2");
+            let ended = store
+                .finish_walk("r2".into(), walk_at("us-east-1", t2, WalkOutcome::Complete))
+                .await
+                .expect("r2 walk");
+            assert_eq!(
+                ended,
+                WalkChanges {
+                    gone: 0,
+                    resolved: 1
+                }
+            );
+            let now = |name: &str, r: Option<&str>| (name.to_owned(), r.map(str::to_owned));
+            assert_eq!(
+                resolutions(&store).await,
+                vec![now("i-a", Some("now leased")), now("i-b", None)]
+            );
+            assert_eq!(store.text_rows_for_test(unaware).await, none);
         }
     }
 }

@@ -339,6 +339,14 @@ const MIGRATIONS: &[&str] = &[
     WHERE (gone_at IS NOT NULL OR state = 'terminated' OR verdict IN ('leased', 'protected'))
       AND EXISTS (SELECT 1 FROM findings f WHERE f.arn = resources.arn AND f.resolved_at IS NULL);
     CREATE INDEX resources_resolve_pending ON resources (account, region) WHERE resolve_pending = 1;",
+    // 29: which runs were started by a build that marks resources for resolving (28). During
+    // a rolling upgrade a replica of an earlier build may still run a pass after 28: its
+    // pages mark nothing, so a resource it found fine in a walk that failed would keep its
+    // finding open for good. Such a run leaves this NULL, and the next walk's end of this
+    // build marks again, as 28 did, every row that may have a finding to resolve.
+    "ALTER TABLE runs ADD COLUMN marks_resolvable INTEGER;
+    UPDATE runs SET marks_resolvable = 1;
+    CREATE INDEX runs_unaware_of_marks ON runs (id) WHERE marks_resolvable IS NULL;",
 ];
 
 /// How many migrations this build knows (the PostgreSQL schema must reach the same number).

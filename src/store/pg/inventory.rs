@@ -189,7 +189,8 @@ impl Pg {
         self.conn()
             .await?
             .execute(
-                "INSERT INTO runs (id, task, trigger, started_at) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO runs (id, task, trigger, started_at, marks_resolvable)
+                 VALUES ($1, $2, $3, $4, 1)",
                 &[&id, &task.as_str(), &trigger, &ms(at)],
             )
             .await?;
@@ -611,6 +612,18 @@ impl Pg {
                         &swept,
                     ],
                 )
+                .await?;
+        }
+        // A run of an earlier build since the last walk's end (migration 29): its pages
+        // marked nothing, so every row that may have a finding to resolve is marked.
+        let unaware = tx
+            .execute(
+                "UPDATE runs SET marks_resolvable = 1 WHERE marks_resolvable IS NULL",
+                &[],
+            )
+            .await?;
+        if unaware > 0 {
+            tx.execute(crate::store::inventory::MARK_RESOLVABLE, &[])
                 .await?;
         }
         // Resolves and records the events in one statement. Only the rows a page or the

@@ -260,6 +260,10 @@ const LATER: &[&str] = &[
                    WHERE f.arn = resources.arn AND f.resolved_at IS NULL);
      CREATE INDEX resources_resolve_pending ON resources (account, region)
      WHERE resolve_pending = 1;",
+    // 29: which runs were started by a build that marks resources (see the SQLite migration).
+    "ALTER TABLE runs ADD COLUMN marks_resolvable BIGINT;
+     UPDATE runs SET marks_resolvable = 1;
+     CREATE INDEX runs_unaware_of_marks ON runs (id) WHERE marks_resolvable IS NULL;",
 ];
 
 /// The version this build's PostgreSQL schema reaches.
