@@ -1750,8 +1750,30 @@ pub(crate) mod tests {
             .await
     }
 
-    fn instance(name: &str) -> Option<String> {
-        Some(format!("arn:aws:ec2:us-east-1:{ACCOUNT}:instance/{name}"))
+    /// A row of [`pending_rows`]: the ARN of instance `name` in `region`.
+    fn instance(region: &str, name: &str) -> Vec<Option<String>> {
+        vec![Some(format!(
+            "arn:aws:ec2:{region}:{ACCOUNT}:instance/{name}"
+        ))]
+    }
+
+    /// An entry of [`resolutions`].
+    fn resolution(name: &str, r: Option<&str>) -> (String, Option<String>) {
+        (name.to_owned(), r.map(str::to_owned))
+    }
+
+    fn changes(gone: u64, resolved: u64) -> WalkChanges {
+        WalkChanges { gone, resolved }
+    }
+
+    /// Starts scan runs `runs`, each at its time.
+    async fn start_runs(store: &Store, runs: &[(&str, DateTime<Utc>)]) {
+        for (run, at) in runs {
+            store
+                .start_run((*run).into(), TaskName::Scan, "cron".into(), *at)
+                .await
+                .expect("a run");
+        }
     }
 
     /// A resource found fine (or terminated) while a walk failed keeps its finding open until
@@ -1759,24 +1781,23 @@ pub(crate) mod tests {
     /// before the walk's end keeps it; a complete walk resolves nothing twice.
     async fn resolved_at_a_complete_walk(store: Store) {
         let t = |h: i64| t0() + TimeDelta::hours(h);
-        for (h, run) in ["r1", "r2", "r3", "r4", "r5"].into_iter().enumerate() {
-            store
-                .start_run(run.into(), TaskName::Scan, "cron".into(), t(h as i64 + 1))
-                .await
-                .expect("a run");
-        }
+        let runs = [
+            ("r1", t(1)),
+            ("r2", t(2)),
+            ("r3", t(3)),
+            ("r4", t(4)),
+            ("r5", t(5)),
+        ];
+        start_runs(&store, &runs).await;
         let page = |run: &str, h, records| store.persist_page(run.into(), t(h), records);
         let end = |run: &str, region: &str, h, outcome| {
             store.finish_walk(run.into(), walk_at(region, t(h), outcome))
         };
         let (complete, incomplete) = (WalkOutcome::Complete, WalkOutcome::Incomplete);
-        let changes = |gone, resolved| WalkChanges { gone, resolved };
         let flagged = |name| record(name, "us-east-1", Verdict::Untagged, None);
         let fine = |name| record(name, "us-east-1", Verdict::Leased, Some("L1"));
         let e = |verdict, lease| vec![record("i-e", "eu-west-1", verdict, lease)];
-        let e_arn = vec![Some(format!(
-            "arn:aws:ec2:eu-west-1:{ACCOUNT}:instance/i-e"
-        ))];
+        let e_arn = instance("eu-west-1", "i-e");
         let mut terminated = flagged("i-b");
         terminated.observed.state = Some("terminated".into());
 
@@ -1806,7 +1827,11 @@ pub(crate) mod tests {
         assert_eq!(ended, changes(0, 0));
         assert_eq!(
             pending_rows(&store).await,
-            vec![e_arn.clone(), vec![instance("i-a")], vec![instance("i-b")]]
+            vec![
+                e_arn.clone(),
+                instance("us-east-1", "i-a"),
+                instance("us-east-1", "i-b"),
+            ]
         );
         assert!(resolutions(&store).await.iter().all(|(_, r)| r.is_none()));
 
@@ -1819,15 +1844,14 @@ pub(crate) mod tests {
             .expect("r3 eu");
         let ended = end("r3", "us-east-1", 3, complete).await.expect("r3 walk");
         assert_eq!(ended, changes(0, 3));
-        let now = |name: &str, r: Option<&str>| (name.to_owned(), r.map(str::to_owned));
         assert_eq!(
             resolutions(&store).await,
             vec![
-                now("i-a", Some("now leased")),
-                now("i-b", Some("terminated")),
-                now("i-c", None),
-                now("i-d", Some("now leased")),
-                now("i-e", None),
+                resolution("i-a", Some("now leased")),
+                resolution("i-b", Some("terminated")),
+                resolution("i-c", None),
+                resolution("i-d", Some("now leased")),
+                resolution("i-e", None),
             ]
         );
         assert_eq!(pending_rows(&store).await, vec![e_arn]);
@@ -1843,7 +1867,10 @@ pub(crate) mod tests {
             changes(3, 1),
             "i-a, i-c, i-d gone (i-b was); i-c resolved"
         );
-        assert_eq!(resolutions(&store).await[2], now("i-c", Some("gone")));
+        assert_eq!(
+            resolutions(&store).await[2],
+            resolution("i-c", Some("gone"))
+        );
         assert_eq!(
             pending_rows(&store).await,
             Vec::<Vec<Option<String>>>::new()
@@ -1861,8 +1888,8 @@ pub(crate) mod tests {
         }
     }
 
-    /// A store written before migrations 28 and 29: a finding open on a resource now leased and one
-    /// on a resource gone are the next complete walk's to resolve, as they were before.
+    /// A store written before migrations 28 and 29: a finding open on a resource now leased
+    /// and one on a resource gone are the next complete walk's to resolve, as before.
     #[tokio::test]
     async fn migration_28_leaves_open_findings_to_the_next_complete_walk() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -1874,12 +1901,7 @@ pub(crate) mod tests {
             eprintln!("{at}");
             let store = Store::open_at(at).await.expect("opens");
             let flagged = |name| record(name, "us-east-1", Verdict::Untagged, None);
-            for run in ["r1", "r2"] {
-                store
-                    .start_run(run.into(), TaskName::Scan, "cron".into(), t0())
-                    .await
-                    .expect("a run");
-            }
+            start_runs(&store, &[("r1", t0()), ("r2", t0())]).await;
             store
                 .persist_page(
                     "r1".into(),
@@ -1924,17 +1946,14 @@ pub(crate) mod tests {
                     .finish_walk("r2".into(), walk_at("us-east-1", t1, WalkOutcome::Complete))
                     .await
                     .expect("r2 walk"),
-                WalkChanges {
-                    gone: 0,
-                    resolved: 2
-                }
+                changes(0, 2)
             );
             assert_eq!(
                 resolutions(&store).await,
                 vec![
-                    ("i-a".to_owned(), Some("now leased".to_owned())),
-                    ("i-b".to_owned(), Some("gone".to_owned())),
-                    ("i-c".to_owned(), None),
+                    resolution("i-a", Some("now leased")),
+                    resolution("i-b", Some("gone")),
+                    resolution("i-c", None),
                 ]
             );
         }
@@ -1949,12 +1968,7 @@ pub(crate) mod tests {
         for (engine, store) in Store::open_both_for_test(dir.path()).await {
             eprintln!("{engine}");
             let (t1, t2) = (t0(), t0() + TimeDelta::hours(2));
-            for (run, at) in [("r1", t1), ("r2", t2)] {
-                store
-                    .start_run(run.into(), TaskName::Scan, "cron".into(), at)
-                    .await
-                    .expect("a run");
-            }
+            start_runs(&store, &[("r1", t1), ("r2", t2)]).await;
             // This build's runs say so: their walks' ends need not mark every row again.
             let unaware = "SELECT COUNT(*) FROM runs WHERE marks_resolvable IS NULL";
             let none = vec![vec![Some("0".to_owned())]];
@@ -1980,17 +1994,13 @@ pub(crate) mod tests {
                 .finish_walk("r2".into(), walk_at("us-east-1", t2, WalkOutcome::Complete))
                 .await
                 .expect("r2 walk");
-            assert_eq!(
-                ended,
-                WalkChanges {
-                    gone: 0,
-                    resolved: 1
-                }
-            );
-            let now = |name: &str, r: Option<&str>| (name.to_owned(), r.map(str::to_owned));
+            assert_eq!(ended, changes(0, 1));
             assert_eq!(
                 resolutions(&store).await,
-                vec![now("i-a", Some("now leased")), now("i-b", None)]
+                vec![
+                    resolution("i-a", Some("now leased")),
+                    resolution("i-b", None)
+                ]
             );
             assert_eq!(store.text_rows_for_test(unaware).await, none);
         }

@@ -330,8 +330,8 @@ const MIGRATIONS: &[&str] = &[
     // 28: which resources may have a finding for a complete walk to resolve. A walk's end
     // resolved the open findings of every resource of its scope that was gone, terminated,
     // leased or protected: a probe of the findings for each, two thirds of a million on a
-    // first pass of a million resources, to resolve none (a second, single-threaded, on the
-    // pass's tail). Now a page marks the rows it turns from flagged to fine, gone-marking
+    // first pass of a million resources, to resolve none (about a second on one core, on
+    // the pass's tail). Now a page marks the rows it turns from flagged to fine, gone-marking
     // marks what it marks, and the walk's end resolves only the marked rows of its scope and
     // clears them. Rows already in such a state with a finding open are marked here.
     "ALTER TABLE resources ADD COLUMN resolve_pending INTEGER NOT NULL DEFAULT 0;

@@ -34,8 +34,8 @@ use crate::resource::{
     Finding, PageChanges, Record, RunRecord, StoredResource, WalkChanges, WalkRecord,
 };
 use crate::store::inventory::{
-    AuditFilter, Engine, ListingArg, LiveTotals, Strays, change_of, corrupt, finding_listing,
-    finding_select, live_totals_of, resource_listing,
+    AuditFilter, Engine, ListingArg, LiveTotals, MARK_RESOLVABLE, Strays, change_of, corrupt,
+    finding_listing, finding_select, live_totals_of, resource_listing,
 };
 use crate::store::{StoreError, lease_columns, ms, next_cursor, stored_tags};
 
@@ -623,8 +623,7 @@ impl Pg {
             )
             .await?;
         if unaware > 0 {
-            tx.execute(crate::store::inventory::MARK_RESOLVABLE, &[])
-                .await?;
+            tx.execute(MARK_RESOLVABLE, &[]).await?;
         }
         // Resolves and records the events in one statement. Only the rows a page or the
         // gone-marking above marked can have a finding to resolve (migration 28); they are

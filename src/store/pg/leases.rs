@@ -451,8 +451,7 @@ const INSERT_LEASES: &str = "WITH g AS (
                    AND l.released_at IS NULL AND l.ends_at > $18) > q.room)
         AND (NOT $19::bool OR NOT EXISTS (
             SELECT 1 FROM g JOIN leases l ON l.project = g.project AND l.idem_key = g.idem_key
-            WHERE g.idem_key IS NOT NULL AND l.released_at IS NULL
-              AND l.ends_at > g.decided_at))";
+            WHERE l.released_at IS NULL AND l.ends_at > g.decided_at))";
 
 /// The active leases of a batch's projects with its keys ($1 projects, $2 keys, $3 since).
 const ACTIVE_BY_KEY: &str = concat!(
