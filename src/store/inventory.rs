@@ -347,6 +347,32 @@ impl Store {
         if self.pg().is_some() { 3 } else { 1 }
     }
 
+    /// Whether the store holds no resource of `account`/`region`, gone ones included: the
+    /// scope's first walk, whose pages [`Store::persist_page_of_new_scope`] writes. SQLite
+    /// answers false without asking (it has no faster way to write them).
+    pub async fn scope_is_new(&self, account: &str, region: &str) -> Result<bool, StoreError> {
+        match self.pg() {
+            Some(pg) => pg.scope_is_new(account, region).await,
+            None => Ok(false),
+        }
+    }
+
+    /// [`Store::persist_page`] for a walk that found its scope new ([`Store::scope_is_new`]):
+    /// the same rows and findings, written on PostgreSQL first as if none of the page's
+    /// resources were stored (a plain insert, no read of open findings), and again the usual
+    /// way should one be there after all (another walk's, or a page repeating an ARN).
+    pub async fn persist_page_of_new_scope(
+        &self,
+        run_id: String,
+        at: DateTime<Utc>,
+        records: Vec<Record>,
+    ) -> Result<PageChanges, StoreError> {
+        match self.pg() {
+            Some(pg) => pg.persist_page(run_id, at, records, true).await,
+            None => self.persist_page(run_id, at, records).await,
+        }
+    }
+
     /// Upserts one page of evaluated resources and opens or updates their findings, in one
     /// transaction. Resolving is left to [`Store::finish_walk`] (only complete walks resolve).
     pub async fn persist_page(
@@ -356,7 +382,7 @@ impl Store {
         records: Vec<Record>,
     ) -> Result<PageChanges, StoreError> {
         if let Some(pg) = self.pg() {
-            return pg.persist_page(run_id, at, records).await;
+            return pg.persist_page(run_id, at, records, false).await;
         }
         self.writer()?
             .write(move |c| {
@@ -1710,6 +1736,106 @@ pub(crate) mod tests {
             transcripts.push(two_passes(store).await);
         }
         assert_eq!(transcripts[0], transcripts[1], "sqlite, then postgres");
+    }
+
+    /// Pages of a walk of us-east-1, written as a new scope's or the usual way, including
+    /// the ones a new scope's write gets wrong at first: a bucket another region's walk stored,
+    /// an ARN the page repeats, an open finding whose resource row is gone (PostgreSQL). Gives each page's
+    /// changes, then the rows, findings and finding events (by ARN: PostgreSQL's ids skip what
+    /// a refused write took).
+    async fn pages_of_a_walk(store: &Store, new_scope: bool) -> Vec<String> {
+        let at = t0();
+        start_runs(store, &[("r1", at)]).await;
+        let write = |records: Vec<Record>| async move {
+            let written = if new_scope {
+                store
+                    .persist_page_of_new_scope("r1".into(), at, records)
+                    .await
+            } else {
+                store.persist_page("r1".into(), at, records).await
+            };
+            format!("{:?}", written.expect("a page"))
+        };
+        let mut out = vec![
+            write(vec![
+                record("bucket-a", "us-west-2", Verdict::UnknownLease, None),
+                record("i-lost", "us-west-2", Verdict::Untagged, None),
+            ])
+            .await,
+        ];
+        // Only PostgreSQL's findings have no foreign key to their resource (migration 26).
+        if store.pg().is_some() {
+            store
+                .execute_batch_for_test("DELETE FROM resources WHERE arn LIKE '%i-lost'")
+                .await;
+        }
+        let mut repeated = record("i-d", "us-east-1", Verdict::Expired, Some("L1"));
+        repeated.reason = "listed twice".into();
+        for page in [
+            vec![
+                record("i-a", "us-east-1", Verdict::Untagged, None),
+                record("i-b", "us-east-1", Verdict::Leased, Some("L1")),
+            ],
+            vec![
+                record("i-c", "us-east-1", Verdict::Untagged, None),
+                record("bucket-a", "us-east-1", Verdict::Untagged, None),
+            ],
+            vec![
+                record("i-d", "us-east-1", Verdict::Untagged, None),
+                repeated,
+            ],
+            vec![record("i-lost", "us-west-2", Verdict::Expired, Some("L1"))],
+        ] {
+            out.push(write(page).await);
+        }
+        for sql in [
+            "SELECT * FROM resources ORDER BY arn",
+            "SELECT arn, verdict, action, reason, project, lease_id, account, region,
+                    resource_type, opened_at, updated_at, resolved_at, deadline
+             FROM findings ORDER BY arn, id",
+            "SELECT f.arn, e.run_id, e.at, e.kind, e.verdict, e.detail
+             FROM finding_events e JOIN findings f ON f.id = e.finding_id ORDER BY f.arn, e.id",
+        ] {
+            out.extend(
+                store
+                    .text_rows_for_test(sql)
+                    .await
+                    .iter()
+                    .map(|r| format!("{r:?}")),
+            );
+        }
+        out
+    }
+
+    /// A walk that found its scope new writes its pages as any walk would, on both engines;
+    /// only PostgreSQL sees a scope as new, and only while it holds nothing of it.
+    #[tokio::test]
+    async fn a_new_scopes_pages_are_written_as_any_page() {
+        let (a, b) = (
+            tempfile::tempdir().expect("dir"),
+            tempfile::tempdir().expect("dir"),
+        );
+        let usual = Store::open_both_for_test(a.path()).await;
+        let new = Store::open_both_for_test(b.path()).await;
+        for ((engine, usual), (_, new)) in usual.into_iter().zip(new) {
+            eprintln!("{engine}");
+            let is_new = |region: &'static str| {
+                let new = new.clone();
+                async move { new.scope_is_new(ACCOUNT, region).await.expect("asks") }
+            };
+            let pg = engine == "postgres";
+            assert_eq!(is_new("us-east-1").await, pg);
+            let expected = pages_of_a_walk(&usual, false).await;
+            assert_eq!(pages_of_a_walk(&new, true).await, expected);
+            assert!(expected[0].contains("opened: 2"), "{expected:?}");
+            assert!(!is_new("us-east-1").await);
+            assert!(!is_new("us-west-2").await);
+            assert_eq!(is_new("eu-west-1").await, pg);
+            // Gone rows count: the scope was walked before.
+            new.execute_batch_for_test("UPDATE resources SET gone_at = 1")
+                .await;
+            assert!(!is_new("us-east-1").await);
+        }
     }
 
     /// A walk of (ACCOUNT, `region`) at `at`.

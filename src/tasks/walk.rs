@@ -97,15 +97,25 @@ type Persister = tokio::task::JoinHandle<Result<(u64, u64), String>>;
 /// room, so a slow store slows the walk, not memory. The task ends with the findings opened
 /// and updated once the sender is dropped and every batch is written, or with the first
 /// batch's error.
+///
+/// `new_scope`: the store held no resource of the walk's scope when it started
+/// ([`crate::store::Store::scope_is_new`]).
 fn persister(
     store: crate::store::Store,
     clock: Arc<dyn crate::clock::Clock>,
     run_id: String,
+    new_scope: bool,
 ) -> (tokio::sync::mpsc::Sender<Vec<Record>>, Persister) {
     let in_flight = store.pages_in_flight();
     writing_pages(in_flight, move |records| {
         let (store, at, run_id) = (store.clone(), clock.now(), run_id.clone());
-        async move { store.persist_page(run_id, at, records).await }
+        async move {
+            if new_scope {
+                store.persist_page_of_new_scope(run_id, at, records).await
+            } else {
+                store.persist_page(run_id, at, records).await
+            }
+        }
     })
 }
 
@@ -160,8 +170,21 @@ impl Tasks {
         let inner = &self.inner;
         let started = inner.clock.now();
         let limiter = RateLimiter::new(inner.config.aws.calls_per_second);
-        let (batches, persister) =
-            persister(inner.store.clone(), inner.clock.clone(), run_id.clone());
+        // Asked before the first page is written; an error only costs the faster write.
+        let new_scope = inner
+            .store
+            .scope_is_new(&account, &region)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::debug!(error = %crate::error_chain(&e), "cannot tell whether the scope is new");
+                false
+            });
+        let (batches, persister) = persister(
+            inner.store.clone(),
+            inner.clock.clone(),
+            run_id.clone(),
+            new_scope,
+        );
         let mut totals = WalkTotals::default();
         let mut pending = Vec::<Record>::with_capacity(PERSIST_BATCH);
         let ous = inner.clients.ous_of(&account);
@@ -535,17 +558,25 @@ mod tests {
     use crate::store::inventory_tests::{record, t0};
 
     /// The persister writes every batch handed to it and sums the findings they opened, on
-    /// both engines.
+    /// both engines, a new scope's pages as any.
     #[tokio::test]
     async fn the_persister_writes_every_batch_and_sums_what_they_opened() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        for (engine, store) in Store::open_both_for_test(dir.path()).await {
+        for new_scope in [false, true] {
+            let dir = tempfile::tempdir().expect("temp dir");
+            for (engine, store) in Store::open_both_for_test(dir.path()).await {
+                persister_writes(engine, store, new_scope).await;
+            }
+        }
+    }
+
+    async fn persister_writes(engine: &str, store: Store, new_scope: bool) {
+        {
             store
                 .start_run("r1".into(), TaskName::Scan, "cron".into(), t0())
                 .await
                 .expect("run");
             let clock = Arc::new(ManualClock::new(t0()));
-            let (batches, task) = persister(store.clone(), clock, "r1".into());
+            let (batches, task) = persister(store.clone(), clock, "r1".into(), new_scope);
             for b in 0..5 {
                 let batch = (0..1000)
                     .map(|i| {
