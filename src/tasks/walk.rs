@@ -98,18 +98,41 @@ type Persister = tokio::task::JoinHandle<Result<(u64, u64), String>>;
 /// and updated once the sender is dropped and every batch is written, or with the first
 /// batch's error.
 ///
-/// `new_scope`: the store held no resource of the walk's scope when it started
-/// ([`crate::store::Store::scope_is_new`]).
+/// `scope`: whether the store holds nothing of the walk's scope yet
+/// ([`crate::store::Store::scope_is_new`]), asked once, before the first page is written.
 fn persister(
     store: crate::store::Store,
     clock: Arc<dyn crate::clock::Clock>,
     run_id: String,
-    new_scope: bool,
+    scope: NewScope,
 ) -> (tokio::sync::mpsc::Sender<Vec<Record>>, Persister) {
     let in_flight = store.pages_in_flight();
+    let known = Arc::new(tokio::sync::OnceCell::new_with(match &scope {
+        NewScope::Known(new) => Some(*new),
+        NewScope::Ask { .. } => None,
+    }));
+    let scope = Arc::new(scope);
     writing_pages(in_flight, move |records| {
         let (store, at, run_id) = (store.clone(), clock.now(), run_id.clone());
+        let (known, scope) = (known.clone(), scope.clone());
         async move {
+            // The pages in flight wait for the first one's answer: asked after another page
+            // of the walk is in, it would say no.
+            let new_scope = *known
+                .get_or_init(|| async {
+                    let NewScope::Ask { account, region } = scope.as_ref() else {
+                        return false;
+                    };
+                    // An error only costs the faster write.
+                    store
+                        .scope_is_new(account, region)
+                        .await
+                        .unwrap_or_else(|e| {
+                            tracing::debug!(error = %crate::error_chain(&e), "cannot tell whether the scope is new");
+                            false
+                        })
+                })
+                .await;
             if new_scope {
                 store.persist_page_of_new_scope(run_id, at, records).await
             } else {
@@ -117,6 +140,16 @@ fn persister(
             }
         }
     })
+}
+
+/// Whether a walk's scope is new to the store ([`persister`]).
+enum NewScope {
+    /// To be asked when the first page is written: a walk with no page (most regions of an
+    /// organization's accounts) asks nothing.
+    Ask { account: String, region: String },
+    /// Known (tests).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Known(bool),
 }
 
 /// [`persister`]'s task, with `write` for a batch's write (started when the batch is taken)
@@ -170,20 +203,14 @@ impl Tasks {
         let inner = &self.inner;
         let started = inner.clock.now();
         let limiter = RateLimiter::new(inner.config.aws.calls_per_second);
-        // Asked before the first page is written; an error only costs the faster write.
-        let new_scope = inner
-            .store
-            .scope_is_new(&account, &region)
-            .await
-            .unwrap_or_else(|e| {
-                tracing::debug!(error = %crate::error_chain(&e), "cannot tell whether the scope is new");
-                false
-            });
         let (batches, persister) = persister(
             inner.store.clone(),
             inner.clock.clone(),
             run_id.clone(),
-            new_scope,
+            NewScope::Ask {
+                account: account.clone(),
+                region: region.clone(),
+            },
         );
         let mut totals = WalkTotals::default();
         let mut pending = Vec::<Record>::with_capacity(PERSIST_BATCH);
@@ -561,22 +588,33 @@ mod tests {
     /// both engines, a new scope's pages as any.
     #[tokio::test]
     async fn the_persister_writes_every_batch_and_sums_what_they_opened() {
-        for new_scope in [false, true] {
+        let scopes = || {
+            [
+                NewScope::Known(false),
+                NewScope::Known(true),
+                NewScope::Ask {
+                    account: "123456789012".into(),
+                    region: "us-east-1".into(),
+                },
+            ]
+        };
+        for i in 0..scopes().len() {
             let dir = tempfile::tempdir().expect("temp dir");
             for (engine, store) in Store::open_both_for_test(dir.path()).await {
-                persister_writes(engine, store, new_scope).await;
+                let scope = scopes().into_iter().nth(i).expect("a scope");
+                persister_writes(engine, store, scope).await;
             }
         }
     }
 
-    async fn persister_writes(engine: &str, store: Store, new_scope: bool) {
+    async fn persister_writes(engine: &str, store: Store, scope: NewScope) {
         {
             store
                 .start_run("r1".into(), TaskName::Scan, "cron".into(), t0())
                 .await
                 .expect("run");
             let clock = Arc::new(ManualClock::new(t0()));
-            let (batches, task) = persister(store.clone(), clock, "r1".into(), new_scope);
+            let (batches, task) = persister(store.clone(), clock, "r1".into(), scope);
             for b in 0..5 {
                 let batch = (0..1000)
                     .map(|i| {
