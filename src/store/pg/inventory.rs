@@ -970,20 +970,41 @@ impl<'a> ResourceColumns<'a> {
     }
 }
 
+/// A page's resources as rows `p`, from the arrays `$1`–`$17` of [`ResourceColumns`].
+macro_rules! page_resources {
+    () => {
+        "UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[],
+                $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[],
+                $13::text[], $14::bigint[], $15::text[], $16::bigint[], $17::text[])
+         AS p(arn, account, region, resource_type, tags, gone_at, state, verdict, reason,
+              project, action, grace_s, lease_id, lease_ended_at, source, created_at,
+              controller) "
+    };
+}
+
+/// Inserts rows `p` (seen first and last at `$18`, by run `$19`); the `FROM` is the caller's.
+macro_rules! insert_page_resources {
+    () => {
+        "INSERT INTO resources (arn, account, region, resource_type, tags, first_seen,
+                                last_seen, gone_at, state, verdict, reason, project, action,
+                                grace_s, lease_id, lease_ended_at, last_run, source,
+                                created_at, controller)
+         SELECT arn, account, region, resource_type, tags, $18, $18, gone_at, state, verdict,
+                reason, project, action, grace_s, lease_id, lease_ended_at, $19, source,
+                created_at, controller "
+    };
+}
+
 /// Upserts a batch of resources (distinct ARNs) with the SQLite upsert's rules for a row that
 /// exists: rows that exist are updated and only the others inserted, in one statement. A plain
 /// insert of a new row costs about two thirds of `ON CONFLICT`'s speculative one, and a
 /// first pass inserts every row. A row another page in flight inserts meanwhile is not in
 /// this statement's snapshot: its insert here is a unique violation, and the page is
 /// written again (see the module doc), now updating it.
-const UPSERT_RESOURCES: &str = "WITH p AS (
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                              $6::bigint[], $7::text[], $8::text[], $9::text[], $10::text[],
-                              $11::text[], $12::bigint[], $13::text[], $14::bigint[],
-                              $15::text[], $16::bigint[], $17::text[])
-             AS p(arn, account, region, resource_type, tags, gone_at, state, verdict, reason,
-                  project, action, grace_s, lease_id, lease_ended_at, source, created_at,
-                  controller)
+const UPSERT_RESOURCES: &str = concat!(
+    "WITH p AS (SELECT * FROM ",
+    page_resources!(),
+    "
      ),
      updated AS (
          UPDATE resources r SET
@@ -1010,13 +1031,10 @@ const UPSERT_RESOURCES: &str = "WITH p AS (
          FROM p WHERE r.arn = p.arn
          RETURNING r.arn
      )
-     INSERT INTO resources (arn, account, region, resource_type, tags, first_seen, last_seen,
-                            gone_at, state, verdict, reason, project, action, grace_s, lease_id,
-                            lease_ended_at, last_run, source, created_at, controller)
-     SELECT arn, account, region, resource_type, tags, $18, $18, gone_at, state, verdict,
-            reason, project, action, grace_s, lease_id, lease_ended_at, $19, source,
-            created_at, controller
-     FROM p WHERE NOT EXISTS (SELECT 1 FROM updated u WHERE u.arn = p.arn)";
+     ",
+    insert_page_resources!(),
+    "FROM p WHERE NOT EXISTS (SELECT 1 FROM updated u WHERE u.arn = p.arn)"
+);
 
 /// How a page's first attempt writes its resources.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -1032,18 +1050,7 @@ enum PageMode {
 }
 
 /// [`UPSERT_RESOURCES`] for a batch none of whose resources is stored: its insert half alone.
-const INSERT_NEW_RESOURCES: &str = "INSERT INTO resources (arn, account, region, resource_type,
-            tags, first_seen, last_seen, gone_at, state, verdict, reason, project, action,
-            grace_s, lease_id, lease_ended_at, last_run, source, created_at, controller)
-     SELECT arn, account, region, resource_type, tags, $18, $18, gone_at, state, verdict,
-            reason, project, action, grace_s, lease_id, lease_ended_at, $19, source,
-            created_at, controller
-     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[],
-                 $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[],
-                 $13::text[], $14::bigint[], $15::text[], $16::bigint[], $17::text[])
-          AS p(arn, account, region, resource_type, tags, gone_at, state, verdict, reason,
-               project, action, grace_s, lease_id, lease_ended_at, source, created_at,
-               controller)";
+const INSERT_NEW_RESOURCES: &str = concat!(insert_page_resources!(), "FROM ", page_resources!());
 
 /// The open findings of a batch's flagged resources.
 const OPEN_FINDINGS: &str = "SELECT id, arn, verdict, action, lease_id FROM findings
