@@ -143,6 +143,7 @@ fn persister(
 }
 
 /// Whether a walk's scope is new to the store ([`persister`]).
+#[derive(Clone)]
 enum NewScope {
     /// To be asked when the first page is written: a walk with no page (most regions of an
     /// organization's accounts) asks nothing.
@@ -588,21 +589,14 @@ mod tests {
     /// both engines, a new scope's pages as any.
     #[tokio::test]
     async fn the_persister_writes_every_batch_and_sums_what_they_opened() {
-        let scopes = || {
-            [
-                NewScope::Known(false),
-                NewScope::Known(true),
-                NewScope::Ask {
-                    account: "123456789012".into(),
-                    region: "us-east-1".into(),
-                },
-            ]
+        let ask = NewScope::Ask {
+            account: "123456789012".into(),
+            region: "us-east-1".into(),
         };
-        for i in 0..scopes().len() {
+        for scope in [NewScope::Known(false), NewScope::Known(true), ask] {
             let dir = tempfile::tempdir().expect("temp dir");
             for (engine, store) in Store::open_both_for_test(dir.path()).await {
-                let scope = scopes().into_iter().nth(i).expect("a scope");
-                persister_writes(engine, store, scope).await;
+                persister_writes(engine, store, scope.clone()).await;
             }
         }
     }
