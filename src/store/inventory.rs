@@ -348,7 +348,7 @@ impl Store {
     }
 
     /// Whether the store holds no resource of `account`/`region`, gone ones included: the
-    /// scope's first walk, whose pages [`Store::persist_page_of_new_scope`] writes. SQLite
+    /// scope's first walk, whose pages [`Store::persist_page_as`] writes faster. SQLite
     /// answers false without asking (it has no faster way to write them).
     pub async fn scope_is_new(&self, account: &str, region: &str) -> Result<bool, StoreError> {
         match self.pg() {
@@ -357,18 +357,20 @@ impl Store {
         }
     }
 
-    /// [`Store::persist_page`] for a walk that found its scope new ([`Store::scope_is_new`]):
-    /// the same rows and findings, written on PostgreSQL first as if none of the page's
-    /// resources were stored (a plain insert, no read of open findings), and again the usual
-    /// way should one be there after all (another walk's, or a page repeating an ARN).
-    pub async fn persist_page_of_new_scope(
+    /// [`Store::persist_page`] for a walk that found its scope new or not
+    /// ([`Store::scope_is_new`]): the same rows and findings either way; a new scope's page is
+    /// written on PostgreSQL first as if none of its resources were stored (a plain insert, no
+    /// read of open findings), and again the usual way should one be there after all (another
+    /// walk's, or a page repeating an ARN).
+    pub async fn persist_page_as(
         &self,
         run_id: String,
         at: DateTime<Utc>,
         records: Vec<Record>,
+        new_scope: bool,
     ) -> Result<PageChanges, StoreError> {
         match self.pg() {
-            Some(pg) => pg.persist_page(run_id, at, records, true).await,
+            Some(pg) => pg.persist_page(run_id, at, records, new_scope).await,
             None => self.persist_page(run_id, at, records).await,
         }
     }
@@ -1747,14 +1749,8 @@ pub(crate) mod tests {
         let at = t0();
         start_runs(store, &[("r1", at)]).await;
         let write = |records: Vec<Record>| async move {
-            let written = if new_scope {
-                store
-                    .persist_page_of_new_scope("r1".into(), at, records)
-                    .await
-            } else {
-                store.persist_page("r1".into(), at, records).await
-            };
-            format!("{:?}", written.expect("a page"))
+            let written = store.persist_page_as("r1".into(), at, records, new_scope);
+            format!("{:?}", written.await.expect("a page"))
         };
         let mut out = vec![
             write(vec![

@@ -133,11 +133,7 @@ fn persister(
                         })
                 })
                 .await;
-            if new_scope {
-                store.persist_page_of_new_scope(run_id, at, records).await
-            } else {
-                store.persist_page(run_id, at, records).await
-            }
+            store.persist_page_as(run_id, at, records, new_scope).await
         }
     })
 }
