@@ -698,9 +698,14 @@ impl Pg {
         &self,
         now: DateTime<Utc>,
     ) -> Result<LiveTotals, StoreError> {
-        let rows = self
-            .conn()
-            .await?
+        let mut c = self.conn().await?;
+        let mut tx = c.begin().await?;
+        // A hash aggregate whatever the statistics say: a table never analysed yet (a first
+        // pass over a fresh store) reads as a few rows, and the planner sorted 1M rows on
+        // disk in three processes (1.2 s against 0.4 s, and three times the CPU, beside the
+        // act step).
+        tx.batch_execute("SET LOCAL enable_sort = off").await?;
+        let rows = tx
             .query(
                 "SELECT COALESCE(project, 'unknown'), region, resource_type, verdict, source,
                         account, COUNT(*),
@@ -712,6 +717,7 @@ impl Pg {
                 &[&ms(now)],
             )
             .await?;
+        tx.commit().await?;
         let mut counts = Vec::with_capacity(rows.len());
         let mut waste_ms: HashMap<String, i64> = HashMap::new();
         for r in &rows {
