@@ -85,13 +85,10 @@ fn packable(c: char) -> bool {
     c != KV && c != PAIR && !(KEY_CODE_BASE..KEY_CODE_BASE + 0x100).contains(&u32::from(c))
 }
 
-/// Appends `text` without the characters that never reach the packed text. Most tags are
-/// ASCII with no separator, copied whole: a million resources' tags go through here each pass.
+/// Appends `text` without the characters that never reach the packed text. Most tags have
+/// none, copied whole: a million resources' tags go through here each pass.
 fn push_packable(s: &mut String, text: &str) {
-    if text
-        .bytes()
-        .all(|b| b.is_ascii() && b != KV as u8 && b != PAIR as u8)
-    {
+    if text.chars().all(packable) {
         s.push_str(text);
     } else {
         s.extend(text.chars().filter(|c| packable(*c)));
